@@ -1,0 +1,158 @@
+// swift-tools-version:6.2
+import PackageDescription
+
+/// One set of settings for every target: Swift 6 with strict concurrency, and warnings are errors so
+/// that NIO's `@preconcurrency` imports cannot hide an unsafe capture.
+let swiftSettings: [SwiftSetting] = [
+    .swiftLanguageMode(.v6),
+    .enableUpcomingFeature("ExistentialAny"),
+    .enableUpcomingFeature("MemberImportVisibility"),
+    .enableUpcomingFeature("InternalImportsByDefault"),
+    .treatAllWarnings(as: .error),
+]
+
+let package = Package(
+    name: "QuorumKV",
+    platforms: [.macOS(.v15)],
+    products: [
+        .library(name: "KVClient", targets: ["KVClient"]),
+        .executable(name: "kvd", targets: ["kvd"]),
+        .executable(name: "kvctl", targets: ["kvctl"]),
+        .executable(name: "kvbench", targets: ["kvbench"]),
+        .executable(name: "kvwire-gen", targets: ["kvwire-gen"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
+        .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
+        .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.13.0"),
+        .package(url: "https://github.com/jpsim/Yams.git", from: "6.2.2"),
+    ],
+    targets: [
+        .systemLibrary(
+            name: "COpenSSL",
+            pkgConfig: "openssl",
+            providers: [.apt(["libssl-dev"])]
+        ),
+        .systemLibrary(
+            name: "CRocksDB",
+            providers: [.apt(["librocksdb-dev"])]
+        ),
+        .target(name: "KVCore", swiftSettings: swiftSettings),
+        .target(
+            name: "KVWire",
+            dependencies: ["KVCore", .product(name: "NIOCore", package: "swift-nio")],
+            swiftSettings: swiftSettings
+        ),
+        .target(name: "KVWireGenerator", swiftSettings: swiftSettings),
+        .target(name: "KVStorage", dependencies: ["KVCore", "CRocksDB"], swiftSettings: swiftSettings),
+        .target(
+            name: "KVTLS",
+            dependencies: ["KVCore", "COpenSSL", .product(name: "NIOCore", package: "swift-nio")],
+            swiftSettings: swiftSettings
+        ),
+        .target(
+            name: "KVRPC",
+            dependencies: [
+                "KVCore", "KVWire", "KVTLS",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        .target(
+            name: "KVClient",
+            dependencies: [
+                "KVCore", "KVWire", "KVRPC", "KVTLS",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        .target(
+            name: "KVNode",
+            dependencies: [
+                "KVCore", "KVWire", "KVStorage", "KVRPC", "KVTLS",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "Yams", package: "Yams"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        .executableTarget(
+            name: "kvd",
+            dependencies: [
+                "KVCore", "KVNode",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        .executableTarget(
+            name: "kvctl",
+            dependencies: [
+                "KVCore", "KVWire", "KVClient", "KVTLS",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "NIOCore", package: "swift-nio"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        .executableTarget(
+            name: "kvbench",
+            dependencies: [
+                "KVCore", "KVClient",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "NIOCore", package: "swift-nio"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        .executableTarget(
+            name: "kvwire-gen",
+            dependencies: [
+                "KVWireGenerator",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(name: "KVCoreTests", dependencies: ["KVCore"], swiftSettings: swiftSettings),
+        .testTarget(
+            name: "KVWireTests",
+            dependencies: [
+                "KVCore", "KVWire", "KVWireGenerator",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOTestUtils", package: "swift-nio"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(name: "KVStorageTests", dependencies: ["KVCore", "KVStorage"], swiftSettings: swiftSettings),
+        .testTarget(
+            name: "KVTLSTests",
+            dependencies: [
+                "KVCore", "KVTLS",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOEmbedded", package: "swift-nio"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "KVRPCTests",
+            dependencies: [
+                "KVCore", "KVWire", "KVTLS", "KVRPC",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "ClusterTests",
+            dependencies: ["KVCore", "KVTLS"],
+            swiftSettings: swiftSettings
+        ),
+    ]
+)

@@ -1,0 +1,23 @@
+/// What a replica holds for one key: the newest version it has seen, whether that version is a
+/// delete, and the value (empty for a tombstone).
+public struct StoredRecord: Sendable, Hashable {
+    public var version: Version
+    public var tombstone: Bool
+    public var value: [UInt8]
+
+    public init(version: Version, tombstone: Bool, value: [UInt8]) {
+        precondition(!tombstone || value.isEmpty, "a tombstone carries no value")
+        self.version = version
+        self.tombstone = tombstone
+        self.value = value
+    }
+}
+
+/// What applying a write to a replica did.
+public enum ApplyOutcome: Sendable, Hashable {
+    /// The write is now the replica's version (also when it already held exactly this version:
+    /// retries are idempotent).
+    case applied
+    /// The replica holds a newer version, returned here; the write changed nothing.
+    case superseded(current: Version)
+}
