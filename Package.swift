@@ -31,7 +31,6 @@ let package = Package(
     targets: [
         .systemLibrary(
             name: "COpenSSL",
-            pkgConfig: "openssl",
             providers: [.apt(["libssl-dev"])]
         ),
         .systemLibrary(
@@ -105,7 +104,7 @@ let package = Package(
         .executableTarget(
             name: "kvbench",
             dependencies: [
-                "KVCore", "KVClient",
+                "KVCore", "KVClient", "KVTLS",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "NIOCore", package: "swift-nio"),
             ],
@@ -146,12 +145,14 @@ let package = Package(
                 "KVCore", "KVWire", "KVTLS", "KVRPC",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: swiftSettings
         ),
         .testTarget(
             name: "ClusterTests",
-            dependencies: ["KVCore", "KVTLS"],
+            dependencies: ["KVCore"],
             swiftSettings: swiftSettings
         ),
     ]

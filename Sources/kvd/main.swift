@@ -1,1 +1,104 @@
-print("not yet")
+import ArgumentParser
+import KVCore
+import KVNode
+import Logging
+import ServiceLifecycle
+
+/// `kvd`: one QuorumKV replica node.
+@main
+struct KVD: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "kvd",
+        abstract: "Run one QuorumKV replica node.",
+        discussion: """
+            Settings come from --config (YAML, same names as the flags) and are overridden by flags.
+            The node serves mutual-TLS RPC on --listen and stores data in --data.
+            SIGTERM or SIGINT shut it down cleanly.
+            """
+    )
+
+    @Option(help: "A YAML file with the node's settings.")
+    var config: String?
+
+    @Option(help: "The node's id; its certificate must be issued to this name.")
+    var id: String?
+
+    @Option(help: "Address to listen on, HOST:PORT.")
+    var listen: String?
+
+    @Option(help: "The node's data folder.")
+    var data: String?
+
+    @Option(help: "The cluster CA certificate (PEM).")
+    var ca: String?
+
+    @Option(help: "The node's certificate (PEM).")
+    var cert: String?
+
+    @Option(help: "The node's private key (PEM).")
+    var key: String?
+
+    @Option(name: .customLong("cluster-id"), help: "The cluster this node belongs to.")
+    var clusterID: String?
+
+    @Option(help: "sync (fsync before acknowledging, default), interval:<N>ms, or none.")
+    var durability: String?
+
+    @Option(name: .customLong("log-level"), help: "trace, debug, info, notice, warning, error or critical.")
+    var logLevel: String = "info"
+
+    func validate() throws {
+        guard Logger.Level(rawValue: logLevel) != nil else {
+            throw ValidationError("--log-level must be one of trace, debug, info, notice, warning, error, critical")
+        }
+    }
+
+    func run() async throws {
+        let file = try config.map { path in try NodeFile.load(path: path) } ?? NodeFile()
+        func required(_ flag: String?, _ setting: String?, _ name: String) throws -> String {
+            guard let value = flag ?? setting else {
+                throw ValidationError("missing --\(name) (or '\(name):' in the config file)")
+            }
+            return value
+        }
+        let id = try required(id, file.id, "id")
+        let address = try parseAddress(try required(listen, file.listen, "listen"))
+        var configuration = NodeConfiguration(
+            id: id,
+            listenHost: address.host,
+            listenPort: address.port,
+            dataDirectory: try required(data, file.data, "data"),
+            caFile: try required(ca, file.ca, "ca"),
+            certificateFile: try required(cert, file.cert, "cert"),
+            keyFile: try required(key, file.key, "key")
+        )
+        configuration.clusterID = clusterID ?? file.clusterID ?? NodeConfiguration.defaultClusterID
+        if let durability = durability ?? file.durability {
+            configuration.durability = try parseDurability(durability)
+        }
+
+        let level = Logger.Level(rawValue: logLevel) ?? .info
+        LoggingSystem.bootstrap { label in
+            var handler = StreamLogHandler.standardError(label: label)
+            handler.logLevel = level
+            return handler
+        }
+        var logger = Logger(label: "kvd")
+        logger[metadataKey: "node.id"] = "\(id)"
+
+        let node = try NodeService(configuration: configuration, logger: logger)
+        let group = ServiceGroup(
+            configuration: ServiceGroupConfiguration(
+                services: [node],
+                gracefulShutdownSignals: [.sigterm, .sigint],
+                logger: logger
+            ))
+        do {
+            try await group.run()
+        } catch let error as NodeError {
+            throw error
+        } catch {
+            throw NodeError.configuration("\(error)")
+        }
+    }
+}

@@ -1,0 +1,136 @@
+public import KVStorage
+import Foundation
+import Yams
+
+/// Everything a node needs to start: identity, address, data folder, certificates.
+///
+/// Read from a YAML file (`kvd --config node.yaml`), then overridden by command-line flags. The
+/// file uses the flags' names:
+///
+/// ```yaml
+/// id: n1
+/// listen: 127.0.0.11:7411
+/// data: /var/lib/quorumkv/n1
+/// ca: certs/out/ca.pem
+/// cert: certs/out/n1.pem
+/// key: certs/out/n1-key.pem
+/// cluster-id: quorumkv
+/// durability: sync          # sync | none | interval:50ms
+/// ```
+public struct NodeConfiguration: Sendable, Hashable {
+    public var id: String
+    public var listenHost: String
+    public var listenPort: Int
+    public var dataDirectory: String
+    public var caFile: String
+    public var certificateFile: String
+    public var keyFile: String
+    public var clusterID: String = NodeConfiguration.defaultClusterID
+    public var durability: Durability = .sync
+    /// On shutdown, how long open connections may go on after the listener closed.
+    public var shutdownDrain: Duration = .seconds(1)
+
+    /// The cluster id used when none is configured, by nodes and clients alike.
+    public static let defaultClusterID = "quorumkv"
+    /// The port used when an address names none.
+    public static let defaultPort = 7411
+
+    public init(
+        id: String,
+        listenHost: String,
+        listenPort: Int,
+        dataDirectory: String,
+        caFile: String,
+        certificateFile: String,
+        keyFile: String
+    ) {
+        self.id = id
+        self.listenHost = listenHost
+        self.listenPort = listenPort
+        self.dataDirectory = dataDirectory
+        self.caFile = caFile
+        self.certificateFile = certificateFile
+        self.keyFile = keyFile
+    }
+}
+
+/// The optional settings of a node file, as written; flags fill or override them.
+public struct NodeFile: Sendable, Hashable, Decodable {
+    public var id: String?
+    public var listen: String?
+    public var data: String?
+    public var ca: String?
+    public var cert: String?
+    public var key: String?
+    public var clusterID: String?
+    public var durability: String?
+
+    enum CodingKeys: String, CodingKey {
+        case id, listen, data, ca, cert, key, durability
+        case clusterID = "cluster-id"
+    }
+
+    public init() {}
+
+    /// Reads a node file; unknown keys are an error so that a typo does not pass silently.
+    public static func load(path: String) throws(NodeError) -> NodeFile {
+        let text: String
+        do {
+            text = try String(contentsOfFile: path, encoding: .utf8)
+        } catch {
+            throw NodeError.configuration("cannot read \(path): \(error.localizedDescription)")
+        }
+        do {
+            if let dictionary = try Yams.load(yaml: text) as? [String: Any] {
+                let known = Set(["id", "listen", "data", "ca", "cert", "key", "cluster-id", "durability"])
+                if let unknown = dictionary.keys.sorted().first(where: { !known.contains($0) }) {
+                    throw NodeError.configuration("\(path): unknown setting '\(unknown)'")
+                }
+            }
+            return try YAMLDecoder().decode(NodeFile.self, from: text)
+        } catch let error as NodeError {
+            throw error
+        } catch {
+            throw NodeError.configuration("\(path): \(error)")
+        }
+    }
+}
+
+/// Parses `host:port` (or `[v6]:port`); a missing port takes `defaultPort`.
+public func parseAddress(_ text: String, defaultPort: Int = NodeConfiguration.defaultPort) throws(NodeError) -> (
+    host: String, port: Int
+) {
+    var host = text
+    var portText: Substring?
+    if text.hasPrefix("["), let close = text.firstIndex(of: "]") {
+        host = String(text[text.index(after: text.startIndex)..<close])
+        let rest = text[text.index(after: close)...]
+        if rest.hasPrefix(":") { portText = rest.dropFirst() }
+    } else if let colon = text.lastIndex(of: ":"), text.firstIndex(of: ":") == colon {
+        host = String(text[..<colon])
+        portText = text[text.index(after: colon)...]
+    }
+    guard !host.isEmpty else { throw NodeError.configuration("address '\(text)' has no host") }
+    guard let portText else { return (host, defaultPort) }
+    guard let port = Int(portText), (0...65535).contains(port) else {
+        throw NodeError.configuration("address '\(text)' has an invalid port")
+    }
+    return (host, port)
+}
+
+/// Parses `sync`, `none` or `interval:<N>ms`.
+public func parseDurability(_ text: String) throws(NodeError) -> Durability {
+    switch text {
+    case "sync": return .sync
+    case "none": return .none
+    default:
+        if text.hasPrefix("interval:") {
+            var value = text.dropFirst("interval:".count)
+            if value.hasSuffix("ms") { value = value.dropLast(2) }
+            if let millis = Int(value), millis > 0 {
+                return .interval(.milliseconds(millis))
+            }
+        }
+        throw NodeError.configuration("durability '\(text)' is not one of sync, none, interval:<N>ms")
+    }
+}

@@ -1,0 +1,108 @@
+public import KVCore
+public import KVRPC
+public import KVStorage
+public import KVTLS
+public import Logging
+import NIOCore
+public import NIOPosix
+public import ServiceLifecycle
+
+/// A running replica node: opens the store, listens for RPC, and shuts down cleanly on a graceful
+/// shutdown (SIGTERM/SIGINT in `kvd`).
+public final class NodeService: Service {
+    private let configuration: NodeConfiguration
+    private let tls: TLSContext
+    private let logger: Logger
+
+    /// Checks the configuration, the certificate and the data folder; nothing listens yet.
+    ///
+    /// - Throws: `NodeError` when the certificate is not a node certificate for this id, or the data
+    ///   folder belongs to another node.
+    public init(configuration: NodeConfiguration, logger: Logger) throws {
+        self.configuration = configuration
+        self.logger = logger
+        do {
+            let configuration = TLSConfiguration(
+                caFile: configuration.caFile,
+                certificateFile: configuration.certificateFile,
+                keyFile: configuration.keyFile
+            )
+            self.tls = try TLSContext(configuration: configuration, side: .server)
+        } catch {
+            throw NodeError.configuration("certificates: \(error)")
+        }
+        let identity = tls.localIdentity
+        guard identity.role == .node else {
+            throw NodeError.identity(
+                "\(configuration.certificateFile) is a \(identity.role) certificate; a node needs a node certificate")
+        }
+        guard identity.name == configuration.id else {
+            throw NodeError.identity(
+                "\(configuration.certificateFile) is issued to '\(identity.name)', but this node's id is '\(configuration.id)'"
+            )
+        }
+    }
+
+    public func run() async throws {
+        let store: RocksDBStore
+        do {
+            store = try RocksDBStore(directory: configuration.dataDirectory, durability: configuration.durability)
+        } catch {
+            throw NodeError.storage("cannot open data folder \(configuration.dataDirectory): \(error)")
+        }
+        defer { store.close() }
+        try claim(store)
+
+        let pool = NIOThreadPool(numberOfThreads: 16)
+        pool.start()
+        defer { try? pool.syncShutdownGracefully() }
+
+        let address = "\(configuration.listenHost):\(configuration.listenPort)"
+        let service = ReplicaService(nodeID: configuration.id, address: address, store: store, pool: pool)
+        var serverConfiguration = RPCServerConfiguration(
+            host: configuration.listenHost,
+            port: configuration.listenPort,
+            clusterID: configuration.clusterID,
+            nodeID: configuration.id
+        )
+        serverConfiguration.frameBytesMax = Limits.frameBytesMax
+        let server = try await RPCServer.bind(
+            configuration: serverConfiguration, tls: tls, service: service, logger: logger)
+        logger.info(
+            "node listening",
+            metadata: [
+                "node.id": "\(configuration.id)",
+                "node.address": "\(server.localAddress)",
+                "cluster.id": "\(configuration.clusterID)",
+                "storage.durability": "\(configuration.durability)",
+            ])
+        // On SIGTERM/SIGINT: stop accepting, give in-flight requests a moment to be answered, then
+        // close what is left.
+        let drain = configuration.shutdownDrain
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            group.addTask { try await server.run() }
+            group.addTask {
+                try await gracefulShutdown()
+                server.stopAccepting()
+                try await Task.sleep(for: drain)
+            }
+            try await group.next()
+            group.cancelAll()
+        }
+        logger.info("node stopped", metadata: ["node.id": "\(configuration.id)"])
+    }
+
+    /// Records this node's id in a new data folder, and refuses a folder that belongs to another node.
+    private func claim(_ store: RocksDBStore) throws {
+        let owner = try store.metadata("node.id").map { String(decoding: $0, as: UTF8.self) }
+        switch owner {
+        case nil:
+            try store.setMetadata("node.id", Array(configuration.id.utf8))
+        case configuration.id:
+            break
+        case let other?:
+            throw NodeError.identity(
+                "data folder \(configuration.dataDirectory) belongs to node '\(other)', not '\(configuration.id)'")
+        }
+    }
+}

@@ -1,0 +1,138 @@
+public import KVCore
+public import KVRPC
+public import KVStorage
+public import KVTLS
+public import KVWire
+import Logging
+public import NIOCore
+public import NIOPosix
+import Foundation
+import Synchronization
+
+/// The replica side of the protocol: applies writes to the local store and answers reads.
+///
+/// A replica never coordinates: clients decide which replicas hold a key and how many must answer.
+/// Store calls block, so they run on a thread pool; many concurrent writers then share RocksDB's
+/// group commit.
+public final class ReplicaService: RPCService {
+    private let nodeID: String
+    private let address: String
+    private let store: any ReplicaStore
+    private let pool: NIOThreadPool
+    private let clock: Mutex<HybridLogicalClock>
+    private let wallMillis: @Sendable () -> UInt64
+    private let startedAt = ContinuousClock.now
+
+    public init(
+        nodeID: String,
+        address: String,
+        store: any ReplicaStore,
+        pool: NIOThreadPool,
+        wallMillis: @escaping @Sendable () -> UInt64 = ReplicaService.systemMillis
+    ) {
+        self.nodeID = nodeID
+        self.address = address
+        self.store = store
+        self.pool = pool
+        self.clock = Mutex(HybridLogicalClock())
+        self.wallMillis = wallMillis
+    }
+
+    /// Milliseconds since the Unix epoch, from the system's real-time clock.
+    @Sendable public static func systemMillis() -> UInt64 {
+        UInt64(max(0, Date().timeIntervalSince1970 * 1000))
+    }
+
+    public func handshakeState() -> (epoch: UInt64, clock: UInt64) {
+        (0, tick(observing: 0))
+    }
+
+    public func handle(_ request: Message, from peer: PeerIdentity) async throws -> Message {
+        switch request {
+        case .putRequest(let put):
+            return try await apply(put)
+        case .getRequest(let get):
+            return try await read(get)
+        case .pingRequest(let ping):
+            let keys = store.approximateKeyCount()
+            return .pingResponse(
+                PingResponse(epoch: 0, clock: tick(observing: ping.clock), keys: keys, hintsQueued: 0, requestsInFlight: 0))
+        case .clusterMapRequest:
+            // One node, until membership arrives: the map names this node alone.
+            let entry = NodeEntry(id: nodeID, address: address, tokens: [], state: .normal)
+            return .clusterMapResponse(
+                ClusterMapResponse(clusterId: "", epoch: 0, replicationFactor: 1, nodes: [entry]))
+        case .adminRequest(let admin) where admin.command == .stats:
+            let uptime = ContinuousClock.now - startedAt
+            return .adminResponse(
+                AdminResponse(results: [
+                    Pair(name: "node", value: nodeID),
+                    Pair(name: "keys", value: "\(store.approximateKeyCount())"),
+                    Pair(name: "uptime_seconds", value: "\(uptime.components.seconds)"),
+                ]))
+        default:
+            throw RPCError.remote(.invalidRequest, message: "\(request.type) is not served by this version of kvd")
+        }
+    }
+
+    private func apply(_ put: PutRequest) async throws -> Message {
+        guard put.key.readableBytes > 0 else {
+            throw RPCError.remote(.invalidRequest, message: "the key is empty")
+        }
+        guard !put.tombstone || put.value.readableBytes == 0 else {
+            throw RPCError.remote(.invalidRequest, message: "a tombstone carries no value")
+        }
+        guard put.version != .zero else {
+            throw RPCError.remote(.invalidRequest, message: "version 0 is reserved")
+        }
+        let key = Array(put.key.readableBytesView)
+        let record = StoredRecord(version: put.version, tombstone: put.tombstone, value: Array(put.value.readableBytesView))
+        let store = self.store
+        let outcome = try await runOnPool { () throws(StorageError) -> ApplyOutcome in
+            try store.apply(key: key, record: record)
+        }
+        let now = tick(observing: put.version.hlc)
+        switch outcome {
+        case .applied:
+            return .putResponse(PutResponse(outcome: .applied, current: put.version, clock: now))
+        case .superseded(let current):
+            return .putResponse(PutResponse(outcome: .superseded, current: current, clock: now))
+        }
+    }
+
+    private func read(_ get: GetRequest) async throws -> Message {
+        let key = Array(get.key.readableBytesView)
+        let store = self.store
+        let stored = try await runOnPool { () throws(StorageError) -> StoredRecord? in
+            try store.get(key: key)
+        }
+        let record = stored.map { stored in
+            Record(
+                key: ByteBuffer(bytes: key),
+                version: stored.version,
+                tombstone: stored.tombstone,
+                value: ByteBuffer(bytes: stored.value)
+            )
+        }
+        return .getResponse(GetResponse(record: record, clock: tick(observing: stored?.version.hlc ?? 0)))
+    }
+
+    /// Runs a blocking store call on the thread pool, turning storage failures into wire errors.
+    private func runOnPool<T: Sendable>(_ body: @escaping @Sendable () throws(StorageError) -> T) async throws -> T {
+        do {
+            return try await pool.runIfActive { try body() }
+        } catch let error as StorageError {
+            throw RPCError.remote(error.isDiskFull ? .diskFull : .storageFailure, message: "\(error)")
+        } catch {
+            throw RPCError.remote(.shuttingDown, message: "the node is shutting down")
+        }
+    }
+
+    private func tick(observing remote: UInt64) -> UInt64 {
+        let physical = wallMillis()
+        return clock.withLock { clock in
+            clock.observe(remote)
+            return clock.now(physicalMillis: physical)
+        }
+    }
+}

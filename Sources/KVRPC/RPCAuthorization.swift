@@ -1,0 +1,22 @@
+public import KVCore
+public import KVWire
+
+/// Which message types each role may send, as DESIGN.md's security model fixes it.
+///
+/// Clients read and write and ask for the ring; nodes also hand off hints, compare Merkle trees and
+/// stream ranges; admins may send everything, including `Admin`.
+public enum RPCAuthorization {
+    public static func permits(_ role: Role, toSend type: MessageType) -> Bool {
+        switch type {
+        case .putRequest, .getRequest, .clusterMapRequest, .pingRequest:
+            return true
+        case .hintRequest, .merkleExchangeRequest, .streamRequest:
+            return role == .node || role == .admin
+        case .adminRequest:
+            return role == .admin
+        default:
+            // Responses, Hello and Error are never requests after the handshake.
+            return false
+        }
+    }
+}

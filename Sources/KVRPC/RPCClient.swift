@@ -1,0 +1,166 @@
+public import KVCore
+public import KVTLS
+public import KVWire
+public import NIOCore
+import NIOPosix
+import Synchronization
+
+/// How a client reconnects to a server that went away.
+public struct ReconnectPolicy: Sendable, Hashable {
+    /// The wait after the first failed attempt; doubled after each further failure.
+    public var backoffInitial: Duration = .milliseconds(50)
+    /// The longest wait between attempts.
+    public var backoffMax: Duration = .seconds(5)
+    /// The time one connection attempt (TCP, TLS and Hello) may take.
+    public var connectTimeout: Duration = .seconds(3)
+
+    public init() {}
+}
+
+/// A connection to one server that reconnects with backoff when it breaks.
+///
+/// While a server is in its backoff window, calls fail at once with the last connection error rather
+/// than waiting: a node that refuses connections is skipped, not waited on.
+public final class RPCClient: Sendable {
+    private enum State {
+        case idle(failures: Int, retryAt: ContinuousClock.Instant?, lastError: RPCError?)
+        case connecting(EventLoopFuture<RPCConnection>)
+        case connected(RPCConnection)
+        case closed
+    }
+
+    public let host: String
+    public let port: Int
+    private let tls: TLSContext
+    private let hello: Hello
+    private let policy: ReconnectPolicy
+    private let group: any EventLoopGroup
+    private let state = Mutex<State>(.idle(failures: 0, retryAt: nil, lastError: nil))
+
+    public init(
+        host: String,
+        port: Int,
+        tls: TLSContext,
+        hello: Hello,
+        policy: ReconnectPolicy = ReconnectPolicy(),
+        group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton
+    ) {
+        self.host = host
+        self.port = port
+        self.tls = tls
+        self.hello = hello
+        self.policy = policy
+        self.group = group
+    }
+
+    /// `host:port`.
+    public var address: String { "\(host):\(port)" }
+
+    /// Sends one request, connecting first if needed.
+    public func call(_ request: Message, timeout: Duration) async throws -> Message {
+        let connection = try await connection()
+        do {
+            return try await connection.call(request, timeout: timeout)
+        } catch let error as RPCError {
+            if !connection.isActive {
+                forget(connection)
+            }
+            throw error
+        }
+    }
+
+    /// The current connection, made if there is none and the backoff window has passed.
+    public func connection() async throws -> RPCConnection {
+        enum Next {
+            case use(RPCConnection)
+            case wait(EventLoopFuture<RPCConnection>)
+            case fail(RPCError)
+        }
+        let next: Next = state.withLock { state in
+            switch state {
+            case .connected(let connection) where connection.isActive:
+                return .use(connection)
+            case .connecting(let future):
+                return .wait(future)
+            case .closed:
+                return .fail(.shutDown)
+            case .idle(_, let retryAt?, let lastError?) where ContinuousClock.now < retryAt:
+                return .fail(lastError)
+            case .connected, .idle:
+                let failures: Int
+                if case .idle(let count, _, _) = state { failures = count } else { failures = 0 }
+                let promise = group.next().makePromise(of: RPCConnection.self)
+                state = .connecting(promise.futureResult)
+                promise.completeWithTask { [self] in
+                    do {
+                        let connection = try await RPCConnection.connect(
+                            host: host, port: port, tls: tls, hello: hello,
+                            timeout: policy.connectTimeout, group: group)
+                        self.connected(connection)
+                        return connection
+                    } catch {
+                        let rpcError = error as? RPCError ?? .connectFailed(address: address, reason: "\(error)")
+                        self.failed(rpcError, failures: failures + 1)
+                        throw rpcError
+                    }
+                }
+                return .wait(promise.futureResult)
+            }
+        }
+        switch next {
+        case .use(let connection): return connection
+        case .wait(let future): return try await future.get()
+        case .fail(let error): throw error
+        }
+    }
+
+    /// Whether the server is in its backoff window after failed connection attempts.
+    public var isBackingOff: Bool {
+        state.withLock { state in
+            if case .idle(_, let retryAt?, _) = state { return ContinuousClock.now < retryAt }
+            return false
+        }
+    }
+
+    /// Closes the connection; later calls fail with `shutDown`.
+    public func close() async {
+        let previous = state.withLock { state in
+            let previous = state
+            state = .closed
+            return previous
+        }
+        switch previous {
+        case .connected(let connection): await connection.close()
+        case .connecting(let future): try? await future.get().close()
+        case .idle, .closed: break
+        }
+    }
+
+    private func connected(_ connection: RPCConnection) {
+        let keep = state.withLock { state in
+            if case .closed = state { return false }
+            state = .connected(connection)
+            return true
+        }
+        if !keep {
+            connection.startClosing()
+        }
+    }
+
+    private func failed(_ error: RPCError, failures: Int) {
+        let exponent = min(failures - 1, 16)
+        let backoff = min(policy.backoffInitial * (1 << exponent), policy.backoffMax)
+        state.withLock { state in
+            if case .closed = state { return }
+            state = .idle(failures: failures, retryAt: ContinuousClock.now + backoff, lastError: error)
+        }
+    }
+
+    private func forget(_ connection: RPCConnection) {
+        state.withLock { state in
+            if case .connected(let current) = state, current === connection {
+                state = .idle(failures: 0, retryAt: nil, lastError: nil)
+            }
+        }
+    }
+}

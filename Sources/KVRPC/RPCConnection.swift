@@ -1,0 +1,143 @@
+public import KVCore
+public import KVTLS
+public import KVWire
+public import NIOCore
+import NIOPosix
+import Synchronization
+
+/// One client connection to one server: mutual TLS, `Hello`/`HelloAck`, then multiplexed requests.
+///
+/// A connection is up only once `HelloAck` has arrived: with TLS 1.3 the client's handshake completes
+/// before the server has judged the client certificate, so handshake completion proves nothing.
+public final class RPCConnection: Sendable {
+    private let channel: any Channel
+    private let nextRequestID = Atomic<UInt64>(2)
+    /// The server's identity, from its certificate.
+    public let server: PeerIdentity
+    /// The server's answer to our `Hello`.
+    public let helloAck: HelloAck
+
+    private init(channel: any Channel, server: PeerIdentity, helloAck: HelloAck) {
+        self.channel = channel
+        self.server = server
+        self.helloAck = helloAck
+    }
+
+    /// Connects, completes TLS, and exchanges `Hello`/`HelloAck`.
+    ///
+    /// - Throws: `RPCError.connectFailed` when the server is unreachable or the TLS handshake fails;
+    ///   `RPCError.remote` when the server refuses the `Hello` (cluster, version or role mismatch).
+    public static func connect(
+        host: String,
+        port: Int,
+        tls: TLSContext,
+        hello: Hello,
+        timeout: Duration,
+        requestsInFlightMax: Int = Limits.requestsInFlightPerConnectionMax,
+        frameBytesMax: Int = Limits.frameBytesMax,
+        group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton
+    ) async throws -> RPCConnection {
+        let address = "\(host):\(port)"
+        let eventLoop = group.next()
+        let handshake = eventLoop.makePromise(of: PeerIdentity.self)
+        let channel: any Channel
+        do {
+            channel = try await ClientBootstrap(group: eventLoop)
+                .connectTimeout(TimeAmount(timeout))
+                .channelOption(.socketOption(.tcp_nodelay), value: 1)
+                .channelInitializer { channel in
+                    channel.eventLoop.makeCompletedFuture {
+                        try channel.pipeline.syncOperations.addHandlers([
+                            OpenSSLHandler(context: tls, expectedServerName: host, handshakeCompleted: handshake),
+                            ByteToMessageHandler(FrameDecoder(frameBytesMax: frameBytesMax)),
+                            MessageToByteHandler(FrameEncoder()),
+                            RPCClientHandler(requestsInFlightMax: requestsInFlightMax),
+                        ])
+                    }
+                }
+                .connect(host: host, port: port).get()
+        } catch {
+            handshake.fail(RPCError.connectFailed(address: address, reason: "\(error)"))
+            throw RPCError.connectFailed(address: address, reason: describe(error))
+        }
+        do {
+            let answer = try await send(.hello(hello), requestID: 1, timeout: timeout, on: channel)
+            guard case .helloAck(let ack) = answer else {
+                throw RPCError.protocolViolation("expected HelloAck, got \(answer.type)")
+            }
+            let server = try await handshake.futureResult.get()
+            return RPCConnection(channel: channel, server: server, helloAck: ack)
+        } catch let error as RPCError where error.remoteCode != nil {
+            try? await channel.close()
+            throw error
+        } catch {
+            try? await channel.close()
+            throw RPCError.connectFailed(address: address, reason: describe(error))
+        }
+    }
+
+    /// Sends one request and waits for its answer.
+    ///
+    /// - Throws: `RPCError.remote` when the server answered with an `Error`; `deadlineExceeded` when no
+    ///   answer came within `timeout`; `connectionClosed` when the connection broke.
+    public func call(_ request: Message, timeout: Duration) async throws -> Message {
+        let id = nextRequestID.wrappingAdd(1, ordering: .relaxed).oldValue
+        return try await Self.send(request, requestID: id, timeout: timeout, on: channel)
+    }
+
+    /// Whether the connection is still open.
+    public var isActive: Bool { channel.isActive }
+
+    /// The local address of the connection.
+    public var localAddress: SocketAddress? { channel.localAddress }
+
+    /// Starts closing the connection without waiting for it.
+    public func startClosing() {
+        channel.close(promise: nil)
+    }
+
+    /// Closes the connection; pending requests fail with `connectionClosed`.
+    public func close() async {
+        try? await channel.close()
+    }
+
+    private static func send(
+        _ request: Message,
+        requestID: UInt64,
+        timeout: Duration,
+        on channel: any Channel
+    ) async throws -> Message {
+        let frame = request.frame(requestID: requestID, allocator: channel.allocator)
+        let promise = channel.eventLoop.makePromise(of: Frame.self)
+        channel.writeAndFlush(OutboundRequest(frame: frame, promise: promise, timeout: timeout), promise: nil)
+        let answer = try await promise.futureResult.get()
+        let message: Message
+        do {
+            message = try Message(frame: answer)
+        } catch {
+            throw RPCError.protocolViolation("undecodable answer: \(error)")
+        }
+        if case .error(let error) = message {
+            throw RPCError.remote(error.code, message: error.message)
+        }
+        return message
+    }
+}
+
+/// A one-line description of a connection error, without NIO's type names where a plainer word exists.
+func describe(_ error: any Error) -> String {
+    if let error = error as? RPCError {
+        return "\(error)"
+    }
+    if let error = error as? IOError, error.errnoCode == 111 {
+        return "connection refused"
+    }
+    let text = "\(error)"
+    if text.contains("connectTimeout") || text.contains("ConnectTimeout") {
+        return "connection timed out"
+    }
+    if text.contains("connection refused") || text.contains("Connection refused") {
+        return "connection refused"
+    }
+    return text
+}

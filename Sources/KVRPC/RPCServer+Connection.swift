@@ -1,0 +1,221 @@
+import KVCore
+import KVTLS
+import KVWire
+import Logging
+import NIOCore
+import Synchronization
+
+extension RPCServer {
+    /// Serves one connection: waits for TLS and `Hello`, then dispatches requests until the peer
+    /// closes, a protocol violation closes it, or the server stops.
+    func serve(_ connection: RPCServerConnection) async {
+        var logger = self.logger
+        logger[metadataKey: "peer.address"] = "\(connection.channel.channel.remoteAddress?.description ?? "?")"
+        do {
+            try await connection.channel.executeThenClose { inbound, outbound in
+                let peer: PeerIdentity
+                do {
+                    peer = try await connection.handshake.get()
+                } catch {
+                    statistics.handshakesFailed.add(1, ordering: .relaxed)
+                    logger.debug("tls handshake failed", metadata: ["error": "\(error)"])
+                    return
+                }
+                logger[metadataKey: "peer.name"] = "\(peer.name)"
+                logger[metadataKey: "peer.role"] = "\(peer.role)"
+                var frames = inbound.makeAsyncIterator()
+                guard try await acceptHello(from: &frames, peer: peer, outbound: outbound, logger: logger) else {
+                    return
+                }
+                connection.timeout.cancel()
+                try await dispatch(&frames, peer: peer, outbound: outbound, logger: logger)
+            }
+        } catch {
+            logger.debug("connection ended", metadata: ["error": "\(error)"])
+        }
+    }
+
+    /// Reads the first frame, which must be an acceptable `Hello`, and answers it.
+    ///
+    /// - Returns: true when the connection may go on; false after an `Error` was sent.
+    private func acceptHello(
+        from frames: inout NIOAsyncChannelInboundStream<Frame>.AsyncIterator,
+        peer: PeerIdentity,
+        outbound: NIOAsyncChannelOutboundWriter<Frame>,
+        logger: Logger
+    ) async throws -> Bool {
+        let first: Frame
+        do {
+            guard let frame = try await frames.next() else { return false }
+            first = frame
+        } catch let error as WireError {
+            try await refuse(requestID: 0, error.errorCode, "\(error)", outbound: outbound, logger: logger)
+            return false
+        }
+        let hello: Hello
+        do {
+            guard case .hello(let decoded) = try Message(frame: first) else {
+                try await refuse(
+                    requestID: first.requestID, .helloRequired, "the first message must be Hello",
+                    outbound: outbound, logger: logger)
+                return false
+            }
+            hello = decoded
+        } catch {
+            try await refuse(
+                requestID: first.requestID, error.errorCode, "\(error)", outbound: outbound, logger: logger)
+            return false
+        }
+        if hello.protocolVersion != WireProtocol.version {
+            try await refuse(
+                requestID: first.requestID, .unsupportedVersion,
+                "protocol version \(hello.protocolVersion) is not supported; this node speaks \(WireProtocol.version)",
+                outbound: outbound, logger: logger)
+            return false
+        }
+        if hello.clusterId != configuration.clusterID {
+            try await refuse(
+                requestID: first.requestID, .clusterMismatch,
+                "this node belongs to cluster '\(configuration.clusterID)', not '\(hello.clusterId)'",
+                outbound: outbound, logger: logger)
+            return false
+        }
+        if hello.role != peer.role {
+            try await refuse(
+                requestID: first.requestID, .notAuthorized,
+                "Hello claims role \(hello.role) but the certificate says \(peer.role)",
+                outbound: outbound, logger: logger)
+            return false
+        }
+        let state = service.handshakeState()
+        let ack = HelloAck(
+            protocolVersion: WireProtocol.version,
+            clusterId: configuration.clusterID,
+            nodeId: configuration.nodeID,
+            epoch: state.epoch,
+            clock: state.clock
+        )
+        try await outbound.write(Message.helloAck(ack).frame(requestID: first.requestID, allocator: ByteBufferAllocator()))
+        return true
+    }
+
+    /// Reads requests and answers each in its own child task, until the stream ends or a protocol
+    /// violation closes the connection.
+    private func dispatch(
+        _ frames: inout NIOAsyncChannelInboundStream<Frame>.AsyncIterator,
+        peer: PeerIdentity,
+        outbound: NIOAsyncChannelOutboundWriter<Frame>,
+        logger: Logger
+    ) async throws {
+        let inFlight = Mutex<Int>(0)
+        let inFlightMax = configuration.requestsInFlightMax
+        try await withThrowingDiscardingTaskGroup { group in
+            while true {
+                let frame: Frame
+                do {
+                    guard let next = try await frames.next() else { return }
+                    frame = next
+                } catch let error as WireError {
+                    try await refuse(requestID: 0, error.errorCode, "\(error)", outbound: outbound, logger: logger)
+                    return
+                }
+                let request: Message
+                do {
+                    request = try Message(frame: frame)
+                } catch {
+                    try await refuse(
+                        requestID: frame.requestID, error.errorCode, "\(error)", outbound: outbound, logger: logger)
+                    return
+                }
+                guard RPCAuthorization.permits(peer.role, toSend: request.type) else {
+                    statistics.refusedByRole.add(1, ordering: .relaxed)
+                    logger.info("request refused for role", metadata: ["rpc.type": "\(request.type)"])
+                    let message =
+                        request.type == .hello
+                        ? "Hello was already exchanged on this connection"
+                        : "role \(peer.role) may not send \(request.type)"
+                    try await outbound.write(
+                        Self.errorFrame(requestID: frame.requestID, code: .notAuthorized, message: message))
+                    continue
+                }
+                let admitted = inFlight.withLock { count in
+                    guard count < inFlightMax else { return false }
+                    count += 1
+                    return true
+                }
+                guard admitted else {
+                    try await outbound.write(
+                        Self.errorFrame(
+                            requestID: frame.requestID, code: .overloaded,
+                            message: "more than \(inFlightMax) requests in flight on this connection"))
+                    continue
+                }
+                let requestID = frame.requestID
+                group.addTask {
+                    defer { inFlight.withLock { $0 -= 1 } }
+                    let response = await self.answer(request, requestID: requestID, peer: peer, logger: logger)
+                    // A write fails only when the connection is already gone; nothing to answer then.
+                    try? await outbound.write(response)
+                }
+            }
+        }
+    }
+
+    private func answer(_ request: Message, requestID: UInt64, peer: PeerIdentity, logger: Logger) async -> Frame {
+        do {
+            let response = try await service.handle(request, from: peer)
+            statistics.requestsServed.add(1, ordering: .relaxed)
+            return response.frame(requestID: requestID, allocator: ByteBufferAllocator())
+        } catch let error as RPCError {
+            if let code = error.remoteCode {
+                return Self.errorFrame(requestID: requestID, code: code, message: "\(error.remoteMessage ?? "")")
+            }
+            return Self.errorFrame(requestID: requestID, code: .internal, message: "\(error)")
+        } catch {
+            logger.warning("request failed", metadata: ["rpc.type": "\(request.type)", "error": "\(error)"])
+            return Self.errorFrame(requestID: requestID, code: .internal, message: "\(error)")
+        }
+    }
+
+    /// Answers a protocol violation with an `Error` frame; the caller then closes the connection.
+    private func refuse(
+        requestID: UInt64,
+        _ code: ErrorCode,
+        _ message: String,
+        outbound: NIOAsyncChannelOutboundWriter<Frame>,
+        logger: Logger
+    ) async throws {
+        statistics.protocolViolations.add(1, ordering: .relaxed)
+        logger.info("connection refused", metadata: ["rpc.error_code": "\(code)", "reason": "\(message)"])
+        try await outbound.write(Self.errorFrame(requestID: requestID, code: code, message: message))
+    }
+
+    static func errorFrame(requestID: UInt64, code: ErrorCode, message: String) -> Frame {
+        Message.error(ErrorMessage(code: code, message: message.truncatedUTF8(bytesMax: Limits.errorMessageBytesMax)))
+            .frame(requestID: requestID, allocator: ByteBufferAllocator())
+    }
+}
+
+extension Error {
+    /// The wire error code that answers this error.
+    fileprivate var errorCode: ErrorCode {
+        if let wire = self as? WireError { return wire.errorCode }
+        return .malformedFrame
+    }
+}
+
+extension String {
+    /// The longest prefix of whole characters that fits in `bytesMax` UTF-8 bytes.
+    func truncatedUTF8(bytesMax: Int) -> String {
+        if utf8.count <= bytesMax { return self }
+        var result = ""
+        var bytes = 0
+        for character in self {
+            let size = character.utf8.count
+            if bytes + size > bytesMax { break }
+            result.append(character)
+            bytes += size
+        }
+        return result
+    }
+}

@@ -1,0 +1,14 @@
+import ArgumentParser
+
+/// `kvctl`: the QuorumKV command line, over mutual TLS.
+@main
+struct KVCtl: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "kvctl",
+        abstract: "Read, write and operate a QuorumKV cluster over mutual TLS.",
+        discussion: """
+            Exit codes: 0 success, 1 failure (a one-line cause on stderr), 2 key not found, 64 bad usage.
+            """,
+        subcommands: [Put.self, Get.self, Delete.self, Status.self, Certs.self]
+    )
+}

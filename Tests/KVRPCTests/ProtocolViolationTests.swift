@@ -1,0 +1,128 @@
+import KVCore
+import KVRPC
+import KVTLS
+import KVWire
+import NIOConcurrencyHelpers
+import NIOCore
+import NIOPosix
+import Testing
+
+/// Collects the frames a raw connection receives and notices when it closes.
+final class FrameCollector: ChannelInboundHandler, Sendable {
+    typealias InboundIn = Frame
+
+    private let state = NIOLockedValueBox<(frames: [Frame], closed: Bool)>(([], false))
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        let frame = unwrapInboundIn(data)
+        state.withLockedValue { $0.frames.append(frame) }
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        state.withLockedValue { $0.closed = true }
+        context.fireChannelInactive()
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        context.close(promise: nil)
+    }
+
+    var frames: [Frame] { state.withLockedValue { $0.frames } }
+    var isClosed: Bool { state.withLockedValue { $0.closed } }
+}
+
+/// A TLS connection that writes raw bytes, to send what a well-behaved client never would.
+func rawConnection(to server: RPCServer, collector: FrameCollector) async throws -> any Channel {
+    let tls = try TestPKI.shared.clientContext()
+    return try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+        .channelInitializer { channel in
+            channel.eventLoop.makeCompletedFuture {
+                try channel.pipeline.syncOperations.addHandlers([
+                    OpenSSLHandler(context: tls, expectedServerName: "127.0.0.1"),
+                    ByteToMessageHandler(FrameDecoder()),
+                    collector,
+                ])
+            }
+        }
+        .connect(host: "127.0.0.1", port: server.localAddress.port ?? 0).get()
+}
+
+func waitUntil(_ condition: () -> Bool, timeout: Duration = .seconds(20)) async throws {
+    let deadline = ContinuousClock.now + timeout
+    while !condition() {
+        guard ContinuousClock.now < deadline else { return }
+        try await Task.sleep(for: .milliseconds(20))
+    }
+}
+
+@Suite(.timeLimit(.minutes(2)))
+struct ProtocolViolationTests {
+    @Test func oversizedFrameClosesOnlyThatConnection() async throws {
+        try await withTestServer { server in
+            let good = try await connect(to: server)
+            defer { good.startClosing() }
+
+            let collector = FrameCollector()
+            let bad = try await rawConnection(to: server, collector: collector)
+            var helloBuffer = ByteBuffer()
+            helloBuffer.writeFrame(.hello(hello()), requestID: 1)
+            try await bad.writeAndFlush(helloBuffer)
+            var oversized = ByteBuffer()
+            oversized.writeInteger(UInt32(Limits.frameBytesMax + 1))
+            oversized.writeRepeatingByte(0, count: 64)
+            try await bad.writeAndFlush(oversized)
+
+            try await waitUntil { collector.isClosed }
+            #expect(collector.isClosed)
+            let frames = collector.frames
+            #expect(frames.count == 2)
+            if let last = frames.last, case .error(let error) = try Message(frame: last) {
+                #expect(error.code == .frameTooLarge)
+                #expect(last.requestID == 0)
+            } else {
+                Issue.record("expected an Error frame before the close, got \(frames)")
+            }
+
+            let answer = try await good.call(.pingRequest(PingRequest(epoch: 0, clock: 9)), timeout: .seconds(10))
+            #expect(answer == .pingResponse(PingResponse(epoch: 7, clock: 9, keys: 0, hintsQueued: 0, requestsInFlight: 0)))
+        }
+    }
+
+    @Test func requestBeforeHelloIsRefusedAndClosed() async throws {
+        try await withTestServer { server in
+            let collector = FrameCollector()
+            let channel = try await rawConnection(to: server, collector: collector)
+            var buffer = ByteBuffer()
+            buffer.writeFrame(.pingRequest(PingRequest(epoch: 0, clock: 0)), requestID: 5)
+            try await channel.writeAndFlush(buffer)
+            try await waitUntil { collector.isClosed }
+            #expect(collector.isClosed)
+            let frame = try #require(collector.frames.first)
+            #expect(frame.requestID == 5)
+            #expect(try Message(frame: frame) == .error(ErrorMessage(code: .helloRequired, message: "the first message must be Hello")))
+        }
+    }
+
+    @Test func unknownMessageTypeIsRefusedAndClosed() async throws {
+        try await withTestServer { server in
+            let collector = FrameCollector()
+            let channel = try await rawConnection(to: server, collector: collector)
+            var buffer = ByteBuffer()
+            buffer.writeFrame(.hello(hello()), requestID: 1)
+            buffer.writeInteger(UInt32(10))
+            buffer.writeInteger(UInt8(250))
+            buffer.writeInteger(UInt64(2))
+            buffer.writeInteger(UInt8(0))
+            try await channel.writeAndFlush(buffer)
+            try await waitUntil { collector.isClosed }
+            #expect(collector.isClosed)
+            let frames = collector.frames
+            #expect(frames.count == 2)
+            if let last = frames.last, case .error(let error) = try Message(frame: last) {
+                #expect(error.code == .unknownMessageType)
+            } else {
+                Issue.record("expected an Error frame, got \(frames)")
+            }
+        }
+    }
+}

@@ -1,0 +1,146 @@
+import KVCore
+import KVRPC
+import KVTLS
+import KVWire
+import NIOCore
+import NIOPosix
+import Testing
+
+@Suite(.timeLimit(.minutes(2)))
+struct RPCTests {
+    @Test func helloAckCarriesServerState() async throws {
+        try await withTestServer { server in
+            let connection = try await connect(to: server)
+            defer { connection.startClosing() }
+            #expect(connection.helloAck.nodeId == "n1")
+            #expect(connection.helloAck.epoch == 7)
+            #expect(connection.helloAck.clusterId == "test")
+            #expect(connection.server.role == .node)
+            #expect(connection.server.name == "n1")
+        }
+    }
+
+    @Test func thousandConcurrentRequestsOnOneConnectionAreMatchedToTheirCallers() async throws {
+        try await withTestServer { server in
+            let connection = try await connect(to: server)
+            defer { connection.startClosing() }
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                for index in 1...1000 {
+                    group.addTask {
+                        let version = Version(hlc: UInt64(index), writer: UInt64(index * 3))
+                        let request = PutRequest(
+                            key: ByteBuffer(string: "k\(index)"), value: ByteBuffer(string: "v"), version: version,
+                            tombstone: false)
+                        let answer = try await connection.call(.putRequest(request), timeout: .seconds(30))
+                        guard case .putResponse(let response) = answer else {
+                            Issue.record("unexpected answer \(answer.type)")
+                            return
+                        }
+                        #expect(response.current == version)
+                    }
+                }
+                try await group.waitForAll()
+            }
+            #expect(server.statistics.requestsServedCount >= 1000)
+        }
+    }
+
+    @Test func roleThatMayNotSendAMessageIsRefusedAndTheConnectionStaysOpen() async throws {
+        try await withTestServer { server in
+            let connection = try await connect(to: server)
+            defer { connection.startClosing() }
+            let hint = HintRequest(
+                target: "n2",
+                record: Record(
+                    key: ByteBuffer(string: "k"), version: Version(hlc: 1, writer: 1), tombstone: false,
+                    value: ByteBuffer(string: "v")))
+            await #expect(throws: RPCError.remote(.notAuthorized, message: "")) {
+                _ = try await connection.call(.hintRequest(hint), timeout: .seconds(10))
+            }
+            let ping = try await connection.call(.pingRequest(PingRequest(epoch: 0, clock: 5)), timeout: .seconds(10))
+            #expect(ping == .pingResponse(PingResponse(epoch: 7, clock: 5, keys: 0, hintsQueued: 0, requestsInFlight: 0)))
+            #expect(server.statistics.refusedByRoleCount == 1)
+
+            // A node certificate may send the same message.
+            let node = try await connect(to: server, identity: TestPKI.shared.node, hello: hello(role: .node))
+            defer { node.startClosing() }
+            let stored = try await node.call(.hintRequest(hint), timeout: .seconds(10))
+            #expect(stored == .hintResponse(HintResponse(outcome: .stored, clock: 1)))
+        }
+    }
+
+    @Test func helloForAnotherClusterIsRefused() async throws {
+        try await withTestServer { server in
+            await #expect(throws: RPCError.remote(.clusterMismatch, message: "")) {
+                _ = try await connect(to: server, hello: hello(clusterID: "other"))
+            }
+        }
+    }
+
+    @Test func helloWithAnotherProtocolVersionIsRefused() async throws {
+        try await withTestServer { server in
+            await #expect(throws: RPCError.remote(.unsupportedVersion, message: "")) {
+                _ = try await connect(to: server, hello: hello(version: 99))
+            }
+        }
+    }
+
+    @Test func helloClaimingARoleTheCertificateLacksIsRefused() async throws {
+        try await withTestServer { server in
+            await #expect(throws: RPCError.remote(.notAuthorized, message: "")) {
+                _ = try await connect(to: server, hello: hello(role: .admin))
+            }
+        }
+    }
+
+    @Test func requestPastItsDeadlineFailsWithoutBlockingOthers() async throws {
+        try await withTestServer { server in
+            let connection = try await connect(to: server)
+            defer { connection.startClosing() }
+            let started = ContinuousClock.now
+            await #expect(throws: RPCError.deadlineExceeded(.milliseconds(200))) {
+                _ = try await connection.call(
+                    .getRequest(GetRequest(key: ByteBuffer(string: "slow"))), timeout: .milliseconds(200))
+            }
+            #expect(ContinuousClock.now - started < .seconds(3))
+            let answer = try await connection.call(.getRequest(GetRequest(key: ByteBuffer(string: "fast"))), timeout: .seconds(10))
+            #expect(answer == .getResponse(GetResponse(record: nil, clock: 1)))
+        }
+    }
+
+    @Test func unreachableServerFailsFastWhileBackingOff() async throws {
+        // Bind and close a port so that nothing listens on it.
+        let probe = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+            .bind(host: "127.0.0.1", port: 0).get()
+        let port = probe.localAddress?.port ?? 1
+        try await probe.close()
+
+        let client = RPCClient(
+            host: "127.0.0.1", port: port, tls: try TestPKI.shared.clientContext(), hello: hello())
+        await #expect(throws: RPCError.self) {
+            _ = try await client.call(.pingRequest(PingRequest(epoch: 0, clock: 0)), timeout: .seconds(5))
+        }
+        #expect(client.isBackingOff)
+        let started = ContinuousClock.now
+        await #expect(throws: RPCError.self) {
+            _ = try await client.call(.pingRequest(PingRequest(epoch: 0, clock: 0)), timeout: .seconds(5))
+        }
+        #expect(ContinuousClock.now - started < .seconds(1))
+        await client.close()
+    }
+
+    @Test func clientReconnectsAfterTheConnectionBreaks() async throws {
+        try await withTestServer { server in
+            var policy = ReconnectPolicy()
+            policy.backoffInitial = .milliseconds(1)
+            let client = RPCClient(
+                host: "127.0.0.1", port: server.localAddress.port ?? 0, tls: try TestPKI.shared.clientContext(),
+                hello: hello(), policy: policy)
+            let first = try await client.connection()
+            await first.close()
+            let answer = try await client.call(.pingRequest(PingRequest(epoch: 0, clock: 3)), timeout: .seconds(10))
+            #expect(answer == .pingResponse(PingResponse(epoch: 7, clock: 3, keys: 0, hintsQueued: 0, requestsInFlight: 0)))
+            await client.close()
+        }
+    }
+}

@@ -1,0 +1,73 @@
+import KVCore
+import KVRPC
+import KVTLS
+import KVWire
+import Logging
+import NIOCore
+import NIOPosix
+
+/// A service that echoes writes back and can be told to be slow, for exercising the RPC layer alone.
+struct EchoService: RPCService {
+    func handshakeState() -> (epoch: UInt64, clock: UInt64) { (7, 42) }
+
+    func handle(_ request: Message, from peer: PeerIdentity) async throws -> Message {
+        switch request {
+        case .putRequest(let put):
+            // Answer in a scrambled order: later requests may finish first.
+            let delay = Int(put.version.hlc % 7)
+            if delay > 0 { try await Task.sleep(for: .milliseconds(delay)) }
+            return .putResponse(PutResponse(outcome: .applied, current: put.version, clock: put.version.hlc))
+        case .getRequest(let get):
+            if String(buffer: get.key) == "slow" {
+                try await Task.sleep(for: .seconds(3))
+            }
+            return .getResponse(GetResponse(record: nil, clock: 1))
+        case .pingRequest(let ping):
+            return .pingResponse(PingResponse(epoch: 7, clock: ping.clock, keys: 0, hintsQueued: 0, requestsInFlight: 0))
+        case .hintRequest:
+            return .hintResponse(HintResponse(outcome: .stored, clock: 1))
+        default:
+            throw RPCError.remote(.invalidRequest, message: "not served")
+        }
+    }
+}
+
+/// Runs an `RPCServer` on 127.0.0.1 for the duration of `body`, and stops it afterwards.
+func withTestServer<T: Sendable>(
+    clusterID: String = "test",
+    _ body: @Sendable (RPCServer) async throws -> T
+) async throws -> T {
+    let configuration = RPCServerConfiguration(host: "127.0.0.1", port: 0, clusterID: clusterID, nodeID: "n1")
+    let server = try await RPCServer.bind(
+        configuration: configuration,
+        tls: try TestPKI.shared.serverContext(),
+        service: EchoService(),
+        logger: Logger(label: "test", factory: { _ in SwiftLogNoOpLogHandler() })
+    )
+    return try await withThrowingTaskGroup(of: Void.self) { group in
+        group.addTask { try await server.run() }
+        defer {
+            server.stopAccepting()
+            group.cancelAll()
+        }
+        return try await body(server)
+    }
+}
+
+func hello(role: Role = .client, clusterID: String = "test", version: UInt16 = WireProtocol.version) -> Hello {
+    Hello(protocolVersion: version, clusterId: clusterID, senderId: "tester", role: role, epoch: 0)
+}
+
+func connect(
+    to server: RPCServer,
+    identity: IssuedCertificate? = nil,
+    hello: Hello = hello()
+) async throws -> RPCConnection {
+    try await RPCConnection.connect(
+        host: "127.0.0.1",
+        port: server.localAddress.port ?? 0,
+        tls: try TestPKI.shared.clientContext(identity),
+        hello: hello,
+        timeout: .seconds(10)
+    )
+}

@@ -1,0 +1,173 @@
+#!/usr/bin/env bash
+# A local QuorumKV cluster on loopback: node nI listens on 127.0.0.(10+I):7411, with its own
+# certificate and data folder under .cluster/. Writes .cluster/env for an admin kvctl:
+#
+#   scripts/cluster.sh start N      issue certificates (once), start nodes n1..nN, wait until they answer
+#   scripts/cluster.sh stop         stop every node (SIGTERM, then SIGKILL after 10 s)
+#   scripts/cluster.sh kill ID      SIGKILL one node (e.g. n2)
+#   scripts/cluster.sh restart ID   stop one node if running, start it again
+#   scripts/cluster.sh status       kvctl status for every node
+#
+# Binaries come from `swift build` (built if missing); set QUORUMKV_BIN to use another folder.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+root=$(pwd)
+dir="$root/.cluster"
+port=7411
+
+bin=${QUORUMKV_BIN:-}
+if [[ -z "$bin" ]]; then
+    bin=$(swift build --show-bin-path)
+    if [[ ! -x "$bin/kvd" || ! -x "$bin/kvctl" ]]; then
+        swift build --product kvd >&2
+        swift build --product kvctl >&2
+    fi
+fi
+kvctl="$bin/kvctl"
+kvd="$bin/kvd"
+
+address_of() { echo "127.0.0.$((10 + ${1#n}))"; }
+
+valid_id() {
+    [[ "$1" =~ ^n[0-9]+$ ]] && ((${1#n} >= 1 && ${1#n} <= 200)) || {
+        echo "cluster.sh: node id must be n1..n200, not '$1'" >&2
+        exit 64
+    }
+}
+
+ensure_certs() {
+    local count=$1
+    mkdir -p "$dir/certs"
+    [[ -f "$dir/certs/ca-key.pem" ]] || "$kvctl" certs init --dir "$dir/certs" >&2
+    [[ -f "$dir/certs/admin.pem" ]] || "$kvctl" certs issue --dir "$dir/certs" --role admin --name admin >&2
+    [[ -f "$dir/certs/client.pem" ]] || "$kvctl" certs issue --dir "$dir/certs" --role client --name client >&2
+    for ((i = 1; i <= count; i++)); do
+        [[ -f "$dir/certs/n$i.pem" ]] ||
+            "$kvctl" certs issue --dir "$dir/certs" --role node --name "n$i" --ip "$(address_of "n$i")" --dns localhost >&2
+    done
+}
+
+pid_of() {
+    local file="$dir/$1/kvd.pid"
+    [[ -f "$file" ]] || return 1
+    local pid
+    pid=$(cat "$file")
+    kill -0 "$pid" 2>/dev/null || return 1
+    echo "$pid"
+}
+
+start_node() {
+    local id=$1
+    local address
+    address=$(address_of "$id")
+    if pid_of "$id" >/dev/null; then
+        echo "cluster.sh: $id is already running" >&2
+        return 0
+    fi
+    mkdir -p "$dir/$id"
+    [[ -f "$dir/certs/$id.pem" ]] ||
+        "$kvctl" certs issue --dir "$dir/certs" --role node --name "$id" --ip "$address" --dns localhost >&2
+    nohup "$kvd" --id "$id" --listen "$address:$port" --data "$dir/$id/data" \
+        --ca "$dir/certs/ca.pem" --cert "$dir/certs/$id.pem" --key "$dir/certs/$id-key.pem" \
+        >>"$dir/$id/kvd.log" 2>&1 </dev/null &
+    echo $! >"$dir/$id/kvd.pid"
+}
+
+wait_node() {
+    local id=$1
+    local address
+    address=$(address_of "$id")
+    for _ in $(seq 1 150); do
+        if "$kvctl" status --endpoints "$address:$port" --ca "$dir/certs/ca.pem" \
+            --cert "$dir/certs/admin.pem" --key "$dir/certs/admin-key.pem" --timeout 1 >/dev/null 2>&1; then
+            echo "cluster.sh: $id up on $address:$port" >&2
+            return 0
+        fi
+        if ! pid_of "$id" >/dev/null; then
+            echo "cluster.sh: $id exited; last lines of $dir/$id/kvd.log:" >&2
+            tail -n 5 "$dir/$id/kvd.log" >&2
+            return 1
+        fi
+        sleep 0.2
+    done
+    echo "cluster.sh: $id did not answer within 30 s (see $dir/$id/kvd.log)" >&2
+    return 1
+}
+
+stop_node() {
+    local id=$1 signal=${2:-TERM}
+    local pid
+    pid=$(pid_of "$id") || return 0
+    kill "-$signal" "$pid" 2>/dev/null || true
+    for _ in $(seq 1 100); do
+        kill -0 "$pid" 2>/dev/null || break
+        sleep 0.1
+    done
+    if kill -0 "$pid" 2>/dev/null; then
+        kill -KILL "$pid" 2>/dev/null || true
+    fi
+    rm -f "$dir/$id/kvd.pid"
+}
+
+node_ids() {
+    local id
+    for path in "$dir"/n*/; do
+        [[ -d "$path" ]] || continue
+        id=$(basename "$path")
+        [[ "$id" =~ ^n[0-9]+$ ]] && echo "$id"
+    done | sort -V
+}
+
+write_env() {
+    local endpoints=()
+    for id in $(node_ids); do endpoints+=("$(address_of "$id"):$port"); done
+    {
+        echo "# Source this file for an admin kvctl against the local cluster."
+        echo "export QUORUMKV_ENDPOINTS=$(IFS=,; echo "${endpoints[*]}")"
+        echo "export QUORUMKV_CA=$dir/certs/ca.pem"
+        echo "export QUORUMKV_CERT=$dir/certs/admin.pem"
+        echo "export QUORUMKV_KEY=$dir/certs/admin-key.pem"
+        echo "export PATH=$bin:\$PATH"
+    } >"$dir/env"
+}
+
+command=${1:-}
+case "$command" in
+start)
+    count=${2:-3}
+    [[ "$count" =~ ^[0-9]+$ ]] && ((count >= 1 && count <= 200)) || {
+        echo "cluster.sh: start takes a node count between 1 and 200" >&2
+        exit 64
+    }
+    ensure_certs "$count"
+    for ((i = 1; i <= count; i++)); do start_node "n$i"; done
+    for ((i = 1; i <= count; i++)); do wait_node "n$i"; done
+    write_env
+    echo "cluster.sh: $count node(s) running; 'source .cluster/env' then 'kvctl status'" >&2
+    ;;
+stop)
+    for id in $(node_ids); do stop_node "$id" TERM; done
+    echo "cluster.sh: stopped" >&2
+    ;;
+kill)
+    valid_id "${2:-}"
+    stop_node "$2" KILL
+    echo "cluster.sh: killed $2" >&2
+    ;;
+restart)
+    valid_id "${2:-}"
+    stop_node "$2" TERM
+    start_node "$2"
+    wait_node "$2"
+    write_env
+    ;;
+status)
+    # shellcheck disable=SC1091
+    source "$dir/env"
+    "$kvctl" status
+    ;;
+*)
+    sed -n '2,12p' "$0" >&2
+    exit 64
+    ;;
+esac
