@@ -1,0 +1,92 @@
+package import KVCore
+
+/// The bytes of the `data` column family.
+///
+/// Key: `token (u64 big-endian) · key bytes`, so that the keys of a token range are contiguous and
+/// one ordered scan reads them (streaming, anti-entropy).
+///
+/// Value (format 1), all integers big-endian:
+///
+/// | offset | size | field |
+/// |---|---|---|
+/// | 0 | 1 | format, `1` |
+/// | 1 | 8 | version hlc |
+/// | 9 | 8 | version writer |
+/// | 17 | 1 | flags: bit 0 tombstone, other bits zero |
+/// | 18 | rest | value bytes (none for a tombstone) |
+///
+/// A value that does not decode is corruption: it is reported, never served. `docs/storage.md`
+/// repeats this layout for operators and other implementations.
+package enum RecordCodec {
+    /// The only record format written so far.
+    package static let formatV1: UInt8 = 1
+    /// Bytes before the value: format, hlc, writer, flags.
+    package static let headerBytes = 18
+    private static let tombstoneFlag: UInt8 = 0x01
+
+    /// The `data` column family key of `key`.
+    package static func dataKey(_ key: [UInt8]) -> [UInt8] {
+        var bytes: [UInt8] = []
+        bytes.reserveCapacity(8 + key.count)
+        appendBigEndian(Token(key: key).value, to: &bytes)
+        bytes.append(contentsOf: key)
+        return bytes
+    }
+
+    package static func encode(_ record: StoredRecord) -> [UInt8] {
+        var bytes: [UInt8] = []
+        bytes.reserveCapacity(headerBytes + record.value.count)
+        bytes.append(formatV1)
+        appendBigEndian(record.version.hlc, to: &bytes)
+        appendBigEndian(record.version.writer, to: &bytes)
+        bytes.append(record.tombstone ? tombstoneFlag : 0)
+        bytes.append(contentsOf: record.value)
+        return bytes
+    }
+
+    /// Decodes a stored value; anything malformed throws `StorageError.corruption`.
+    package static func decode(_ bytes: UnsafeRawBufferPointer) throws(StorageError) -> StoredRecord {
+        guard bytes.count >= headerBytes else {
+            throw .corruption("record of \(bytes.count) bytes is shorter than its \(headerBytes)-byte header")
+        }
+        guard bytes[0] == formatV1 else {
+            throw .corruption("record has unknown format \(bytes[0])")
+        }
+        let flags = bytes[17]
+        guard flags & ~tombstoneFlag == 0 else {
+            throw .corruption("record has unknown flags \(flags)")
+        }
+        let tombstone = flags & tombstoneFlag != 0
+        if tombstone && bytes.count != headerBytes {
+            throw .corruption("tombstone record carries \(bytes.count - headerBytes) value bytes")
+        }
+        let version = Version(hlc: readBigEndian(bytes, at: 1), writer: readBigEndian(bytes, at: 9))
+        return StoredRecord(version: version, tombstone: tombstone, value: Array(bytes[headerBytes...]))
+    }
+
+    package static func decode(_ bytes: [UInt8]) throws(StorageError) -> StoredRecord {
+        // `withUnsafeBytes` is not typed-throws: carry the result out instead of the error.
+        let result: Result<StoredRecord, StorageError> = bytes.withUnsafeBytes { buffer in
+            do throws(StorageError) {
+                return .success(try decode(buffer))
+            } catch {
+                return .failure(error)
+            }
+        }
+        return try result.get()
+    }
+
+    private static func appendBigEndian(_ value: UInt64, to bytes: inout [UInt8]) {
+        for shift in stride(from: 56, through: 0, by: -8) {
+            bytes.append(UInt8(truncatingIfNeeded: value >> UInt64(shift)))
+        }
+    }
+
+    private static func readBigEndian(_ bytes: UnsafeRawBufferPointer, at offset: Int) -> UInt64 {
+        var value: UInt64 = 0
+        for index in offset..<(offset + 8) {
+            value = value << 8 | UInt64(bytes[index])
+        }
+        return value
+    }
+}

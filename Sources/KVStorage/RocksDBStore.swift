@@ -1,0 +1,290 @@
+import CRocksDB
+import Foundation
+public import KVCore
+import Synchronization
+
+/// A `ReplicaStore` on RocksDB: the write-ahead log with group commit, block checksums, compaction
+/// and ordered iteration come from the engine.
+///
+/// Column families: `data` (records keyed by `token · key`, see `RecordCodec`), `hints` (the durable
+/// hint log, keyed by `target node · HLC`), `meta` (node id, cluster map, Merkle leaves), and
+/// RocksDB's mandatory `default`, left empty. All are created on first open.
+///
+/// Every call blocks on I/O; run it on a thread pool. The class is thread-safe: RocksDB handles are
+/// safe to share, per-key atomicity comes from `LockStripes`, and `close()` waits for calls in
+/// flight before freeing the handles (hence `@unchecked Sendable`: the raw pointers are immutable
+/// after `init` and only freed once nobody can use them).
+public final class RocksDBStore: ReplicaStore, @unchecked Sendable {
+    /// The directory holding the RocksDB files.
+    public let directory: String
+    /// When writes reach stable storage.
+    public let durability: Durability
+
+    /// Column family names, in the order of `families`.
+    static let familyNames = ["default", "data", "hints", "meta"]
+
+    private let db: OpaquePointer
+    private let options: OpaquePointer
+    private let readOptions: OpaquePointer
+    private let writeOptions: OpaquePointer
+    private let families: [OpaquePointer]
+    private var dataFamily: OpaquePointer { families[1] }
+    private var hintsFamily: OpaquePointer { families[2] }
+    private var metaFamily: OpaquePointer { families[3] }
+
+    private let stripes = LockStripes()
+    private let gate = Mutex(Gate())
+    private let walSyncer: WALSyncer?
+
+    /// Whether the store is open, and how many calls are using the handles.
+    private struct Gate {
+        var closed = false
+        var callsInFlight = 0
+    }
+
+    /// Opens (creating if missing) the store in `directory`.
+    ///
+    /// Throws `.openFailed` if the directory cannot be created or read, or is already open in this
+    /// or another process (RocksDB's `LOCK` file); `.corruption` if RocksDB finds damaged files.
+    public init(directory: String, durability: Durability = .sync) throws(StorageError) {
+        self.directory = directory
+        self.durability = durability
+
+        var walSyncInterval: TimeInterval?
+        if case .interval(let interval) = durability {
+            let (seconds, attoseconds) = interval.components
+            let timeInterval = Double(seconds) + Double(attoseconds) / 1e18
+            guard timeInterval > 0 else {
+                throw .openFailed(path: directory, reason: "durability interval must be positive, got \(interval)")
+            }
+            walSyncInterval = timeInterval
+        }
+
+        do {
+            try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        } catch {
+            throw .openFailed(path: directory, reason: "cannot create the directory: \(error.localizedDescription)")
+        }
+
+        let options = rocksdb_options_create()!
+        rocksdb_options_set_create_if_missing(options, 1)
+        rocksdb_options_set_create_missing_column_families(options, 1)
+        // Fail on any inconsistency found while opening or writing rather than limp on.
+        rocksdb_options_set_paranoid_checks(options, 1)
+        rocksdb_options_set_keep_log_file_num(options, 5)
+        // Block-based tables with their default checksum (CRC32c) on every block.
+        let tableOptions = rocksdb_block_based_options_create()!
+        rocksdb_options_set_block_based_table_factory(options, tableOptions)
+        rocksdb_block_based_options_destroy(tableOptions)
+
+        var handles = [OpaquePointer?](repeating: nil, count: Self.familyNames.count)
+        var error: UnsafeMutablePointer<CChar>?
+        let cNames = Self.familyNames.map { strdup($0) }
+        defer { cNames.forEach { free($0) } }
+        let familyOptions = [OpaquePointer?](repeating: options, count: Self.familyNames.count)
+        let opened = cNames.map { UnsafePointer($0) }.withUnsafeBufferPointer { names in
+            rocksdb_open_column_families(
+                options, directory, Int32(names.count), names.baseAddress, familyOptions, &handles, &error
+            )
+        }
+        if let message = Self.takeMessage(error) {
+            if let opened { rocksdb_close(opened) }
+            rocksdb_options_destroy(options)
+            throw Self.openError(message, path: directory)
+        }
+        guard let opened else {
+            rocksdb_options_destroy(options)
+            throw .openFailed(path: directory, reason: "RocksDB returned no database and no error")
+        }
+
+        let readOptions = rocksdb_readoptions_create()!
+        rocksdb_readoptions_set_verify_checksums(readOptions, 1)
+        let writeOptions = rocksdb_writeoptions_create()!
+        // Never disable the WAL: every mode relies on it; only the fsync moment differs.
+        rocksdb_writeoptions_set_sync(writeOptions, durability == .sync ? 1 : 0)
+
+        self.db = opened
+        self.options = options
+        self.readOptions = readOptions
+        self.writeOptions = writeOptions
+        self.families = handles.map { $0! }
+        self.walSyncer = walSyncInterval.map { WALSyncer(db: opened, interval: $0, path: directory) }
+    }
+
+    deinit {
+        close()
+    }
+
+    // MARK: ReplicaStore
+
+    public func apply(key: [UInt8], record: StoredRecord) throws(StorageError) -> ApplyOutcome {
+        try validate(key: key, record: record)
+        let dataKey = RecordCodec.dataKey(key)
+        return try withOpenHandles { () throws(StorageError) -> ApplyOutcome in
+            try stripes.withLock(for: Token(key: key)) { () throws(StorageError) -> ApplyOutcome in
+                let current = try read(dataFamily, dataKey) { (bytes) throws(StorageError) -> Version in
+                    try RecordCodec.decode(bytes).version
+                }
+                if let current {
+                    if current > record.version {
+                        return .superseded(current: current)
+                    }
+                    if current == record.version {
+                        return .applied
+                    }
+                }
+                try write(dataFamily, dataKey, RecordCodec.encode(record))
+                return .applied
+            }
+        }
+    }
+
+    public func get(key: [UInt8]) throws(StorageError) -> StoredRecord? {
+        let dataKey = RecordCodec.dataKey(key)
+        return try withOpenHandles { () throws(StorageError) -> StoredRecord? in
+            try read(dataFamily, dataKey) { (bytes) throws(StorageError) -> StoredRecord in
+                try RecordCodec.decode(bytes)
+            }
+        }
+    }
+
+    public func metadata(_ name: String) throws(StorageError) -> [UInt8]? {
+        try withOpenHandles { () throws(StorageError) -> [UInt8]? in
+            try read(metaFamily, Array(name.utf8)) { (bytes) throws(StorageError) -> [UInt8] in Array(bytes) }
+        }
+    }
+
+    public func setMetadata(_ name: String, _ value: [UInt8]) throws(StorageError) {
+        try withOpenHandles { () throws(StorageError) in
+            try write(metaFamily, Array(name.utf8), value)
+        }
+    }
+
+    public func approximateKeyCount() -> UInt64 {
+        let count = try? withOpenHandles { () throws(StorageError) -> UInt64 in
+            var value: UInt64 = 0
+            guard rocksdb_property_int_cf(db, dataFamily, "rocksdb.estimate-num-keys", &value) == 0 else {
+                return 0
+            }
+            return value
+        }
+        return count ?? 0
+    }
+
+    public func close() {
+        let closing = gate.withLock { gate in
+            defer { gate.closed = true }
+            return !gate.closed
+        }
+        guard closing else { return }
+        // New calls now throw `.closed`; wait for the ones already using the handles.
+        while gate.withLock({ $0.callsInFlight }) > 0 {
+            Thread.sleep(forTimeInterval: 0.000_5)
+        }
+        walSyncer?.stop()
+        if durability != .sync {
+            // A clean close leaves nothing unsynced, whatever the mode. Nobody is left to hear of a
+            // failure: the data is still in the log and RocksDB replays it on the next open.
+            var error: UnsafeMutablePointer<CChar>?
+            rocksdb_flush_wal(db, 1, &error)
+            _ = Self.takeMessage(error)
+        }
+        families.forEach { rocksdb_column_family_handle_destroy($0) }
+        rocksdb_close(db)
+        rocksdb_readoptions_destroy(readOptions)
+        rocksdb_writeoptions_destroy(writeOptions)
+        rocksdb_options_destroy(options)
+    }
+
+    // MARK: Maintenance
+
+    /// Writes the memtables of every column family to SST files and waits for it (tests use it to
+    /// put data on disk in table files rather than only in the log).
+    package func flush() throws(StorageError) {
+        try withOpenHandles { () throws(StorageError) in
+            let flushOptions = rocksdb_flushoptions_create()!
+            defer { rocksdb_flushoptions_destroy(flushOptions) }
+            rocksdb_flushoptions_set_wait(flushOptions, 1)
+            for family in families {
+                var error: UnsafeMutablePointer<CChar>?
+                rocksdb_flush_cf(db, flushOptions, family, &error)
+                try check(error)
+            }
+        }
+    }
+
+    // MARK: Helpers
+
+    /// Runs `body` with the handles guaranteed alive: `close()` waits for it to return.
+    private func withOpenHandles<Result>(
+        _ body: () throws(StorageError) -> Result
+    ) throws(StorageError) -> Result {
+        let open = gate.withLock { gate in
+            if gate.closed { return false }
+            gate.callsInFlight += 1
+            return true
+        }
+        guard open else { throw .closed }
+        defer { gate.withLock { $0.callsInFlight -= 1 } }
+        return try body()
+    }
+
+    /// Reads `key` of `family` and hands the stored bytes (pinned, not copied) to `body`.
+    private func read<Result>(
+        _ family: OpaquePointer,
+        _ key: [UInt8],
+        _ body: (UnsafeRawBufferPointer) throws(StorageError) -> Result
+    ) throws(StorageError) -> Result? {
+        var error: UnsafeMutablePointer<CChar>?
+        let slice = key.withUnsafeBytes { key in
+            rocksdb_get_pinned_cf(db, readOptions, family, key.cChars, key.count, &error)
+        }
+        defer { if let slice { rocksdb_pinnableslice_destroy(slice) } }
+        try check(error)
+        guard let slice else { return nil }
+        var length = 0
+        let value = rocksdb_pinnableslice_value(slice, &length)
+        return try body(UnsafeRawBufferPointer(start: value, count: length))
+    }
+
+    private func write(_ family: OpaquePointer, _ key: [UInt8], _ value: [UInt8]) throws(StorageError) {
+        var error: UnsafeMutablePointer<CChar>?
+        key.withUnsafeBytes { key in
+            value.withUnsafeBytes { value in
+                rocksdb_put_cf(db, writeOptions, family, key.cChars, key.count, value.cChars, value.count, &error)
+            }
+        }
+        try check(error)
+    }
+
+    private func check(_ error: UnsafeMutablePointer<CChar>?) throws(StorageError) {
+        if let message = Self.takeMessage(error) {
+            throw StorageError.fromRocksDB(message, path: directory)
+        }
+    }
+
+    /// Copies and frees a RocksDB error string.
+    static func takeMessage(_ error: UnsafeMutablePointer<CChar>?) -> String? {
+        guard let error else { return nil }
+        defer { rocksdb_free(error) }
+        return String(cString: error)
+    }
+
+    package static func openError(_ message: String, path: String) -> StorageError {
+        if message.contains("lock hold by current process") || message.contains("While lock file") {
+            return .openFailed(
+                path: path,
+                reason: "the directory is already open in this or another process (LOCK is held): \(message)"
+            )
+        }
+        let error = StorageError.fromRocksDB(message, path: path)
+        return error.code == .ioError ? .openFailed(path: path, reason: message) : error
+    }
+}
+
+extension UnsafeRawBufferPointer {
+    /// The bytes as the `const char*` RocksDB takes.
+    fileprivate var cChars: UnsafePointer<CChar>? {
+        baseAddress?.assumingMemoryBound(to: CChar.self)
+    }
+}

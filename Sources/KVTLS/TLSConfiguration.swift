@@ -1,0 +1,35 @@
+/// The highest TLS version a context offers. Production always uses `.tls13`; tests lower it to
+/// check that a TLS 1.2-only peer is refused.
+package enum TLSProtocolVersion: Sendable, Hashable {
+    case tls12
+    case tls13
+}
+
+/// Where a TLS context gets its trust anchor and its own certificate and key: PEM files or PEM text.
+///
+/// Files are read when a `TLSContext` is made, so a node reloading certificates (SIGHUP) makes a new
+/// context from the same configuration.
+public struct TLSConfiguration: Sendable {
+    enum Source: Sendable {
+        case files(ca: String, certificate: String, key: String)
+        case pem(ca: String, certificate: String, key: String)
+    }
+
+    var source: Source
+
+    /// The highest protocol version offered; the lowest is 1.3 unless this is lower.
+    package var protocolVersionMax: TLSProtocolVersion = .tls13
+
+    /// Test knob: load no certificate or key, so the peer sees a client without a certificate.
+    package var omitsCertificate: Bool = false
+
+    /// Reads the cluster CA, our certificate and our private key from PEM files.
+    public init(caFile: String, certificateFile: String, keyFile: String) {
+        self.source = .files(ca: caFile, certificate: certificateFile, key: keyFile)
+    }
+
+    /// Takes the cluster CA, our certificate and our private key as PEM text.
+    public init(caPEM: String, certificatePEM: String, keyPEM: String) {
+        self.source = .pem(ca: caPEM, certificate: certificatePEM, key: keyPEM)
+    }
+}

@@ -1,0 +1,83 @@
+import Dispatch
+import Foundation
+import KVCore
+import KVStorage
+
+/// The stores every semantic test runs against.
+enum StoreKind: String, CaseIterable, Sendable, CustomStringConvertible {
+    case inMemory
+    case rocksDBSync
+    case rocksDBInterval
+    case rocksDBNone
+
+    var description: String { rawValue }
+
+    var durability: Durability? {
+        switch self {
+        case .inMemory: nil
+        case .rocksDBSync: .sync
+        case .rocksDBInterval: .interval(.milliseconds(5))
+        case .rocksDBNone: Durability.none
+        }
+    }
+}
+
+/// A fresh directory under the system's temporary folder, removed when `body` returns or throws.
+func withTemporaryDirectory<Result>(_ body: (String) throws -> Result) throws -> Result {
+    let path = FileManager.default.temporaryDirectory
+        .appendingPathComponent("quorumkv-storage-\(UUID().uuidString)").path
+    defer { try? FileManager.default.removeItem(atPath: path) }
+    return try body(path)
+}
+
+/// A new, empty store of `kind`, closed and deleted when `body` returns or throws.
+func withStore<Result>(_ kind: StoreKind, _ body: (any ReplicaStore) throws -> Result) throws -> Result {
+    guard let durability = kind.durability else {
+        let store = InMemoryStore()
+        defer { store.close() }
+        return try body(store)
+    }
+    return try withTemporaryDirectory { path throws in
+        let store = try RocksDBStore(directory: path, durability: durability)
+        defer { store.close() }
+        return try body(store)
+    }
+}
+
+/// Runs `body(index)` on `count` dedicated threads at once and waits for all of them: the store's
+/// calls block, so they belong on threads, not on the two-thread cooperative pool.
+func runOnThreads(count: Int, _ body: @escaping @Sendable (Int) -> Void) {
+    let group = DispatchGroup()
+    for index in 0..<count {
+        group.enter()
+        let thread = Thread {
+            body(index)
+            group.leave()
+        }
+        thread.start()
+    }
+    group.wait()
+}
+
+/// SplitMix64: a small seeded generator, so a failing property check can be replayed from its seed.
+struct SplitMix64: RandomNumberGenerator {
+    private var state: UInt64
+    init(seed: UInt64) { state = seed }
+    mutating func next() -> UInt64 {
+        state &+= 0x9E37_79B9_7F4A_7C15
+        var z = state
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        return z ^ (z >> 31)
+    }
+}
+
+func record(_ hlc: UInt64, writer: UInt64 = 1, _ value: String) -> StoredRecord {
+    StoredRecord(version: Version(hlc: hlc, writer: writer), tombstone: false, value: Array(value.utf8))
+}
+
+func tombstone(_ hlc: UInt64, writer: UInt64 = 1) -> StoredRecord {
+    StoredRecord(version: Version(hlc: hlc, writer: writer), tombstone: true, value: [])
+}
+
+func key(_ text: String) -> [UInt8] { Array(text.utf8) }
