@@ -1,7 +1,7 @@
 public import KVCore
-import KVRPC
+public import KVRPC
 public import KVTLS
-public import KVWire
+import KVWire
 import NIOCore
 import NIOPosix
 import Foundation

@@ -1,10 +1,10 @@
-public import KVCore
-public import KVRPC
-public import KVStorage
-public import KVTLS
+import KVCore
+import KVRPC
+import KVStorage
+import KVTLS
 public import Logging
 import NIOCore
-public import NIOPosix
+import NIOPosix
 public import ServiceLifecycle
 
 /// A running replica node: opens the store, listens for RPC, and shuts down cleanly on a graceful
@@ -55,7 +55,6 @@ public final class NodeService: Service {
 
         let pool = NIOThreadPool(numberOfThreads: 16)
         pool.start()
-        defer { try? pool.syncShutdownGracefully() }
 
         let address = "\(configuration.listenHost):\(configuration.listenPort)"
         let service = ReplicaService(nodeID: configuration.id, address: address, store: store, pool: pool)
@@ -66,8 +65,14 @@ public final class NodeService: Service {
             nodeID: configuration.id
         )
         serverConfiguration.frameBytesMax = Limits.frameBytesMax
-        let server = try await RPCServer.bind(
-            configuration: serverConfiguration, tls: tls, service: service, logger: logger)
+        let server: RPCServer
+        do {
+            server = try await RPCServer.bind(
+                configuration: serverConfiguration, tls: tls, service: service, logger: logger)
+        } catch {
+            try? await pool.shutdownGracefully()
+            throw NodeError.configuration("cannot listen on \(address): \(error)")
+        }
         logger.info(
             "node listening",
             metadata: [
@@ -79,16 +84,24 @@ public final class NodeService: Service {
         // On SIGTERM/SIGINT: stop accepting, give in-flight requests a moment to be answered, then
         // close what is left.
         let drain = configuration.shutdownDrain
-        try await withThrowingTaskGroup(of: Void.self) { group in
-            group.addTask { try await server.run() }
-            group.addTask {
-                try await gracefulShutdown()
-                server.stopAccepting()
-                try await Task.sleep(for: drain)
+        do {
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                group.addTask { try await server.run() }
+                group.addTask {
+                    try await gracefulShutdown()
+                    server.stopAccepting()
+                    try await Task.sleep(for: drain)
+                }
+                try await group.next()
+                group.cancelAll()
             }
-            try await group.next()
-            group.cancelAll()
+        } catch is CancellationError {
+            // Cancelled from outside: a normal stop.
+        } catch {
+            try? await pool.shutdownGracefully()
+            throw error
         }
+        try? await pool.shutdownGracefully()
         logger.info("node stopped", metadata: ["node.id": "\(configuration.id)"])
     }
 

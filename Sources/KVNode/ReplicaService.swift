@@ -1,10 +1,10 @@
-public import KVCore
+import KVCore
 public import KVRPC
 public import KVStorage
 public import KVTLS
 public import KVWire
 import Logging
-public import NIOCore
+import NIOCore
 public import NIOPosix
 import Foundation
 import Synchronization
@@ -122,7 +122,7 @@ public final class ReplicaService: RPCService {
         do {
             return try await pool.runIfActive { try body() }
         } catch let error as StorageError {
-            throw RPCError.remote(error.isDiskFull ? .diskFull : .storageFailure, message: "\(error)")
+            throw RPCError.remote(error.code == .diskFull ? .diskFull : .storageFailure, message: "\(error)")
         } catch {
             throw RPCError.remote(.shuttingDown, message: "the node is shutting down")
         }

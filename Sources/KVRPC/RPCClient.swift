@@ -1,8 +1,8 @@
-public import KVCore
+import KVCore
 public import KVTLS
 public import KVWire
 public import NIOCore
-import NIOPosix
+public import NIOPosix
 import Synchronization
 
 /// How a client reconnects to a server that went away.

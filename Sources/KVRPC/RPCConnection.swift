@@ -2,7 +2,7 @@ public import KVCore
 public import KVTLS
 public import KVWire
 public import NIOCore
-import NIOPosix
+public import NIOPosix
 import Synchronization
 
 /// One client connection to one server: mutual TLS, `Hello`/`HelloAck`, then multiplexed requests.

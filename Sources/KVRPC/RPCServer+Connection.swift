@@ -107,7 +107,7 @@ extension RPCServer {
         outbound: NIOAsyncChannelOutboundWriter<Frame>,
         logger: Logger
     ) async throws {
-        let inFlight = Mutex<Int>(0)
+        let inFlight = InFlightCounter()
         let inFlightMax = configuration.requestsInFlightMax
         try await withThrowingDiscardingTaskGroup { group in
             while true {
@@ -138,11 +138,7 @@ extension RPCServer {
                         Self.errorFrame(requestID: frame.requestID, code: .notAuthorized, message: message))
                     continue
                 }
-                let admitted = inFlight.withLock { count in
-                    guard count < inFlightMax else { return false }
-                    count += 1
-                    return true
-                }
+                let admitted = inFlight.admit(max: inFlightMax)
                 guard admitted else {
                     try await outbound.write(
                         Self.errorFrame(
@@ -152,7 +148,7 @@ extension RPCServer {
                 }
                 let requestID = frame.requestID
                 group.addTask {
-                    defer { inFlight.withLock { $0 -= 1 } }
+                    defer { inFlight.release() }
                     let response = await self.answer(request, requestID: requestID, peer: peer, logger: logger)
                     // A write fails only when the connection is already gone; nothing to answer then.
                     try? await outbound.write(response)
@@ -217,5 +213,23 @@ extension String {
             bytes += size
         }
         return result
+    }
+}
+
+/// Requests in flight on one connection, shared by the reading task and the answering tasks.
+final class InFlightCounter: Sendable {
+    private let count = Mutex<Int>(0)
+
+    /// Counts one more request, unless `max` are already in flight.
+    func admit(max: Int) -> Bool {
+        count.withLock { count in
+            guard count < max else { return false }
+            count += 1
+            return true
+        }
+    }
+
+    func release() {
+        count.withLock { $0 -= 1 }
     }
 }

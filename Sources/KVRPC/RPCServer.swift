@@ -1,9 +1,9 @@
-public import KVCore
+import KVCore
 public import KVTLS
 public import KVWire
 public import Logging
 public import NIOCore
-import NIOPosix
+public import NIOPosix
 import Synchronization
 
 /// Answers the requests of one kind of server (a replica node, or a test double).
@@ -60,9 +60,9 @@ public final class RPCServerStatistics: Sendable {
 /// so one slow request does not hold up the others, and answers leave in completion order.
 public final class RPCServer: Sendable {
     private let listener: NIOAsyncChannel<RPCServerConnection, Never>
-    private let configuration: RPCServerConfiguration
-    private let service: any RPCService
-    private let logger: Logger
+    let configuration: RPCServerConfiguration
+    let service: any RPCService
+    let logger: Logger
     public let statistics = RPCServerStatistics()
 
     /// The address actually bound (useful with port 0).

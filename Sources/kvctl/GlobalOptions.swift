@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import KVClient
+import KVRPC
 import KVTLS
 
 /// Options every command that talks to a cluster shares. Each falls back to an environment variable,

@@ -11,4 +11,9 @@ struct KVCtl: AsyncParsableCommand {
             """,
         subcommands: [Put.self, Get.self, Delete.self, Status.self, Certs.self]
     )
+
+    /// Declared here too so that the global options may come before the command name
+    /// (`kvctl --endpoints A put K V`); each command reads its own copy, which ArgumentParser fills from
+    /// either position.
+    @OptionGroup(visibility: .hidden) var global: GlobalOptions
 }

@@ -3,6 +3,7 @@ import KVCore
 import KVNode
 import Logging
 import ServiceLifecycle
+import UnixSignals
 
 /// `kvd`: one QuorumKV replica node.
 @main

@@ -36,12 +36,12 @@ final class NodeHarness: @unchecked Sendable {
                 "--ca", "\(certs)/ca.pem", "--cert", "\(certs)/\(id).pem", "--key", "\(certs)/\(id)-key.pem",
             ] + extraArguments
         if !FileManager.default.fileExists(atPath: logPath) {
-            FileManager.default.createFile(atPath: logPath, contents: nil)
+            _ = FileManager.default.createFile(atPath: logPath, contents: nil)
         }
-        let log = try FileHandle(forWritingTo: URL(fileURLWithPath: logPath))
-        log.seekToEndOfFile()
-        process.standardOutput = log
-        process.standardError = log
+        let logFile = try FileHandle(forWritingTo: URL(fileURLWithPath: logPath))
+        logFile.seekToEndOfFile()
+        process.standardOutput = logFile
+        process.standardError = logFile
         try process.run()
         self.process = process
         let deadline = ContinuousClock.now + .seconds(30)

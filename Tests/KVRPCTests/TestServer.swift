@@ -33,6 +33,7 @@ struct EchoService: RPCService {
 }
 
 /// Runs an `RPCServer` on 127.0.0.1 for the duration of `body`, and stops it afterwards.
+@discardableResult
 func withTestServer<T: Sendable>(
     clusterID: String = "test",
     _ body: @Sendable (RPCServer) async throws -> T
