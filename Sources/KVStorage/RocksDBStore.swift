@@ -84,7 +84,13 @@ public final class RocksDBStore: ReplicaStore, @unchecked Sendable {
         let familyOptions = [OpaquePointer?](repeating: options, count: Self.familyNames.count)
         let opened = cNames.map { UnsafePointer($0) }.withUnsafeBufferPointer { names in
             rocksdb_open_column_families(
-                options, directory, Int32(names.count), names.baseAddress, familyOptions, &handles, &error
+                options,
+                directory,
+                Int32(names.count),
+                names.baseAddress,
+                familyOptions,
+                &handles,
+                &error
             )
         }
         if let message = Self.takeMessage(error) {

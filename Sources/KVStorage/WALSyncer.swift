@@ -4,8 +4,8 @@ import Foundation
 /// The background thread of `Durability.interval`: fsyncs RocksDB's write-ahead log every interval
 /// until stopped.
 ///
-/// A failed sync is not reported here: RocksDB records it as a background error and, with paranoid
-/// checks on, fails the following writes, so callers learn of it on their next `apply`.
+/// A failed sync is not reported here: RocksDB records a failed WAL sync as a background error and
+/// refuses the following writes, so callers learn of it on their next `apply`.
 final class WALSyncer: @unchecked Sendable {
     // @unchecked: `db` is only used by the thread, which `stop()` waits for before the owner frees
     // it; the flags are guarded by `condition`.

@@ -6,7 +6,11 @@ import Testing
 @Suite struct RecordCodecTests {
     @Test func encodesTheDocumentedLayout() {
         let bytes = RecordCodec.encode(
-            StoredRecord(version: Version(hlc: 0x0102_0304_0506_0708, writer: 0x1112_1314_1516_1718), tombstone: false, value: [0xAA, 0xBB])
+            StoredRecord(
+                version: Version(hlc: 0x0102_0304_0506_0708, writer: 0x1112_1314_1516_1718),
+                tombstone: false,
+                value: [0xAA, 0xBB]
+            )
         )
         #expect(
             bytes == [

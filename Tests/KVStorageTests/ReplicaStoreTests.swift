@@ -47,7 +47,10 @@ import Testing
             #expect(try store.apply(key: key("k"), record: tombstone(2)) == .applied)
             #expect(try store.get(key: key("k")) == tombstone(2))
             // A tombstone is a version like any other: older writes cannot resurrect the key.
-            #expect(try store.apply(key: key("k"), record: record(1, "v")) == .superseded(current: Version(hlc: 2, writer: 1)))
+            #expect(
+                try store.apply(key: key("k"), record: record(1, "v"))
+                    == .superseded(current: Version(hlc: 2, writer: 1))
+            )
             #expect(try store.apply(key: key("k"), record: record(3, "back")) == .applied)
             #expect(try store.get(key: key("k")) == record(3, "back"))
             // A tombstone for a key never written is kept too.

@@ -96,7 +96,11 @@ import Testing
             for index in 0..<keyCount {
                 // Random bytes do not compress, so the table is large and its middle is data blocks.
                 let value = (0..<100).map { _ in UInt8.random(in: .min ... .max, using: &generator) }
-                let stored = StoredRecord(version: Version(hlc: UInt64(index + 1), writer: 1), tombstone: false, value: value)
+                let stored = StoredRecord(
+                    version: Version(hlc: UInt64(index + 1), writer: 1),
+                    tombstone: false,
+                    value: value
+                )
                 _ = try store.apply(key: key("key-\(index)"), record: stored)
                 expected[key("key-\(index)")] = stored
             }
