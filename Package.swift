@@ -153,7 +153,7 @@ let package = Package(
         ),
         .testTarget(
             name: "ClusterTests",
-            dependencies: ["KVCore"],
+            dependencies: ["KVCore", "KVClient", "KVTLS"],
             swiftSettings: swiftSettings
         ),
     ]
