@@ -16,9 +16,9 @@ source .cluster/env
 set -x
 kvctl status
 kvctl put greeting "hello, quorum"
-kvctl get greeting
+kvctl get greeting; echo
 kvctl get greeting --json
 echo -n "binary-safe value from stdin" | kvctl put from-stdin
-kvctl get from-stdin
+kvctl get from-stdin; echo
 kvctl delete greeting
 kvctl get greeting || echo "exit code $? (2 = not found)"
