@@ -52,8 +52,11 @@ struct FuzzTests {
             bytes.insert(UInt8.random(in: 0...255, using: &random), at: Int.random(in: 0...bytes.count, using: &random))
         case 3:  // a huge or random u32 somewhere (lengths, counts)
             let at = Int.random(in: 0..<bytes.count, using: &random)
-            let value: UInt32 = Bool.random(using: &random) ? .max - UInt32.random(in: 0...3, using: &random) : .random(in: 0...UInt32.max, using: &random)
-            for (offset, byte) in withUnsafeBytes(of: value.bigEndian, Array.init).enumerated() where at + offset < bytes.count {
+            let value: UInt32 =
+                Bool.random(using: &random)
+                ? .max - UInt32.random(in: 0...3, using: &random) : .random(in: 0...UInt32.max, using: &random)
+            for (offset, byte) in withUnsafeBytes(of: value.bigEndian, Array.init).enumerated()
+            where at + offset < bytes.count {
                 bytes[at + offset] = byte
             }
         case 4:  // shrink the frame's own length prefix, keeping the bytes

@@ -35,18 +35,25 @@ struct GeneratorTests {
 
     static let badSchemas: [BadSchema] = [
         BadSchema(text: "message A = 1 {\n  1 x: u9\n}\n", error: "bad.qkv:2: error: unknown type 'u9'"),
-        BadSchema(text: "message A = 1 {\n  1 x: u8\n  3 y: u8\n}\n", error: "bad.qkv:3: error: field 'y' is numbered 3, expected 2"),
-        BadSchema(text: "message A = 1 {\n}\nmessage B = 1 {\n}\n", error: "bad.qkv:3: error: message type 1 is already used by 'A'"),
+        BadSchema(
+            text: "message A = 1 {\n  1 x: u8\n  3 y: u8\n}\n",
+            error: "bad.qkv:3: error: field 'y' is numbered 3, expected 2"),
+        BadSchema(
+            text: "message A = 1 {\n}\nmessage B = 1 {\n}\n",
+            error: "bad.qkv:3: error: message type 1 is already used by 'A'"),
         BadSchema(text: "message A = 300 {\n}\n", error: "bad.qkv:1: error: a message type number must be 1...255"),
         BadSchema(text: "struct S {\n  1 x: Missing\n}\n", error: "bad.qkv:2: error: unknown type 'Missing'"),
         BadSchema(text: "struct S {\n  1 x: optional<S>\n}\n", error: "bad.qkv:1: error: struct 'S' contains itself"),
         BadSchema(text: "message Message = 1 {\n}\n", error: "bad.qkv:1: error: 'Message' is reserved"),
         BadSchema(text: "enum E: u32 {\n  a = 1\n}\n", error: "bad.qkv:1: error: an enum's raw type must be u8 or u16"),
-        BadSchema(text: "enum E: u8 {\n  a = 1\n  b = 1\n}\n", error: "bad.qkv:3: error: value 1 is already used by 'a'"),
+        BadSchema(
+            text: "enum E: u8 {\n  a = 1\n  b = 1\n}\n", error: "bad.qkv:3: error: value 1 is already used by 'a'"),
         BadSchema(text: "enum E: u8 {\n  a = 256\n}\n", error: "bad.qkv:2: error: value 256 does not fit in u8"),
         BadSchema(text: "message A = 1 {\n  1 x: bytes(0)\n}\n", error: "bad.qkv:2: error: a limit must be"),
         BadSchema(text: "message A = 1 {\n  1 x: u8;\n}\n", error: "bad.qkv:2: error: unexpected character ';'"),
-        BadSchema(text: "message A = 1 {\n  1 x: u8\n", error: "bad.qkv:3: error: expected a field number or '}', found end of file"),
+        BadSchema(
+            text: "message A = 1 {\n  1 x: u8\n",
+            error: "bad.qkv:3: error: expected a field number or '}', found end of file"),
         BadSchema(text: "struct S @frozen {\n}\n", error: "bad.qkv:1: error: unknown attribute '@frozen'"),
     ]
 

@@ -149,7 +149,8 @@ struct MalformedInputTests {
         }
     }
 
-    @Test("invalid UTF-8", arguments: [[UInt8(0xFF)], [0xC3], [0x61, 0xED, 0xA0, 0x80], [0xF8, 0x88, 0x80, 0x80, 0x80]])
+    @Test(
+        "invalid UTF-8", arguments: [[UInt8(0xFF)], [0xC3], [0x61, 0xED, 0xA0, 0x80], [0xF8, 0x88, 0x80, 0x80, 0x80]])
     func invalidUTF8(_ bytes: [UInt8]) {
         #expect(throws: WireError.invalidUTF8) { try Self.decode(type: 1, body: Self.helloBody(clusterId: bytes)) }
         #expect(WireError.invalidUTF8.errorCode == .malformedFrame)

@@ -71,17 +71,20 @@ enum Samples {
             summary:
                 "PutRequest (a delete), request id 3: key \"user:42\", empty value, version (hlc as put-request, writer 0xabcdef), tombstone true",
             requestID: 3,
-            message: .putRequest(PutRequest(key: bytes("user:42"), value: ByteBuffer(), version: version, tombstone: true))
+            message: .putRequest(
+                PutRequest(key: bytes("user:42"), value: ByteBuffer(), version: version, tombstone: true))
         ),
         Sample(
             name: "put-response-applied",
-            summary: "PutResponse, request id 2: outcome applied (1), current (hlc 0x018bcfe568000003, writer 0xabcdef), clock 0x018bcfe568000004",
+            summary:
+                "PutResponse, request id 2: outcome applied (1), current (hlc 0x018bcfe568000003, writer 0xabcdef), clock 0x018bcfe568000004",
             requestID: 2,
             message: .putResponse(PutResponse(outcome: .applied, current: version, clock: hlc + 1))
         ),
         Sample(
             name: "put-response-superseded",
-            summary: "PutResponse, request id 2: outcome superseded (2), current (hlc 0x018bcfe568010003, writer 0x42), clock 0x018bcfe568010003",
+            summary:
+                "PutResponse, request id 2: outcome superseded (2), current (hlc 0x018bcfe568010003, writer 0x42), clock 0x018bcfe568010003",
             requestID: 2,
             message: .putResponse(PutResponse(outcome: .superseded, current: newerVersion, clock: newerVersion.hlc))
         ),
@@ -179,7 +182,8 @@ enum Samples {
         ),
         Sample(
             name: "ping-response",
-            summary: "PingResponse, request id 9: epoch 7, clock 0x018bcfe568000004, keys 1000, hintsQueued 2, requestsInFlight 17",
+            summary:
+                "PingResponse, request id 9: epoch 7, clock 0x018bcfe568000004, keys 1000, hintsQueued 2, requestsInFlight 17",
             requestID: 9,
             message: .pingResponse(
                 PingResponse(epoch: 7, clock: hlc + 1, keys: 1000, hintsQueued: 2, requestsInFlight: 17)
@@ -187,15 +191,18 @@ enum Samples {
         ),
         Sample(
             name: "stream-request",
-            summary: "StreamRequest, request id 10: range (start 0xffffffffffff0000, end 0x10) wrapping, after absent, pageBytesMax 1048576",
+            summary:
+                "StreamRequest, request id 10: range (start 0xffffffffffff0000, end 0x10) wrapping, after absent, pageBytesMax 1048576",
             requestID: 10,
             message: .streamRequest(
-                StreamRequest(range: TokenRange(start: 0xFFFF_FFFF_FFFF_0000, end: 0x10), after: nil, pageBytesMax: 1 << 20)
+                StreamRequest(
+                    range: TokenRange(start: 0xFFFF_FFFF_FFFF_0000, end: 0x10), after: nil, pageBytesMax: 1 << 20)
             )
         ),
         Sample(
             name: "stream-request-after",
-            summary: "StreamRequest, request id 11: range (start 0xffffffffffff0000, end 0x10), after present \"k\", pageBytesMax 1048576",
+            summary:
+                "StreamRequest, request id 11: range (start 0xffffffffffff0000, end 0x10), after present \"k\", pageBytesMax 1048576",
             requestID: 11,
             message: .streamRequest(
                 StreamRequest(
