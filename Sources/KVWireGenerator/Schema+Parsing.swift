@@ -58,7 +58,9 @@ extension Schema {
             }
             switch declaration.kind {
             case .enum(let raw, let cases):
-                guard !cases.isEmpty else { throw SchemaError("an enum needs at least one case", at: declaration.location) }
+                guard !cases.isEmpty else {
+                    throw SchemaError("an enum needs at least one case", at: declaration.location)
+                }
                 var names: Set<String> = []
                 var values: [UInt64: String] = [:]
                 let valueMax: UInt64 = raw == .u8 ? UInt64(UInt8.max) : UInt64(UInt16.max)
@@ -67,10 +69,12 @@ extension Schema {
                         throw SchemaError("duplicate case '\(enumCase.name)'", at: enumCase.location)
                     }
                     guard enumCase.value <= valueMax else {
-                        throw SchemaError("value \(enumCase.value) does not fit in \(raw.rawValue)", at: enumCase.location)
+                        throw SchemaError(
+                            "value \(enumCase.value) does not fit in \(raw.rawValue)", at: enumCase.location)
                     }
                     if let other = values[enumCase.value] {
-                        throw SchemaError("value \(enumCase.value) is already used by '\(other)'", at: enumCase.location)
+                        throw SchemaError(
+                            "value \(enumCase.value) is already used by '\(other)'", at: enumCase.location)
                     }
                     values[enumCase.value] = enumCase.name
                 }

@@ -66,7 +66,8 @@ struct SchemaParser {
             try self.expectSymbol("=")
             let value = try self.expectNumber("the case's value")
             cases.append(
-                EnumCase(name: caseName, value: value, doc: self.doc(before: caseToken), location: self.location(caseToken))
+                EnumCase(
+                    name: caseName, value: value, doc: self.doc(before: caseToken), location: self.location(caseToken))
             )
         }
         return Declaration(
@@ -172,7 +173,8 @@ struct SchemaParser {
             }
             limit = .literal(value)
         default:
-            throw self.error("expected a limit (a name in Limits or a number), found \(Self.describe(token.kind))", token)
+            throw self.error(
+                "expected a limit (a name in Limits or a number), found \(Self.describe(token.kind))", token)
         }
         try self.expectSymbol(")")
         return limit
@@ -276,7 +278,8 @@ struct SchemaParser {
                     let word = String(characters[start..<index])
                     if character == "@" {
                         guard word.count > 1 else {
-                            throw SchemaError("'@' must be followed by an attribute name", at: .init(file: file, line: lineNumber))
+                            throw SchemaError(
+                                "'@' must be followed by an attribute name", at: .init(file: file, line: lineNumber))
                         }
                         self.tokens.append(Token(kind: .attribute(String(word.dropFirst())), line: lineNumber))
                     } else {

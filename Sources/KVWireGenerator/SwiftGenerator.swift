@@ -81,7 +81,9 @@ struct SwiftGenerator {
             $0.indent {
                 $0.line("let raw = try self.decodeWireInteger(\(raw.swiftType).self)")
                 $0.line("guard let value = \(name)(rawValue: raw) else {")
-                $0.indent { $0.line("throw WireError.invalidEnumValue(type: \"\(declaration.name)\", value: UInt64(raw))") }
+                $0.indent {
+                    $0.line("throw WireError.invalidEnumValue(type: \"\(declaration.name)\", value: UInt64(raw))")
+                }
                 $0.line("}")
                 $0.line("return value")
             }
@@ -103,7 +105,8 @@ struct SwiftGenerator {
             self.indent { generator in
                 if messageType != nil {
                     generator.line("/// The frame type of this message.")
-                    generator.line("public static var messageType: MessageType { .\(Naming.caseName(declaration.name)) }")
+                    generator.line(
+                        "public static var messageType: MessageType { .\(Naming.caseName(declaration.name)) }")
                     generator.line("")
                 }
                 for field in fields {
@@ -111,7 +114,9 @@ struct SwiftGenerator {
                     generator.line("public var \(Naming.escaped(field.name)): \(generator.swiftType(field.type))")
                 }
                 if !fields.isEmpty { generator.line("") }
-                let parameters = fields.map { field in "\(Naming.escaped(field.name)): \(generator.swiftType(field.type))" }
+                let parameters = fields.map { field in
+                    "\(Naming.escaped(field.name)): \(generator.swiftType(field.type))"
+                }
                 generator.line("public init(\(parameters.joined(separator: ", "))) {")
                 generator.indent { inner in
                     for field in fields {
@@ -137,7 +142,9 @@ struct SwiftGenerator {
                 } else {
                     $0.line("var written = 0")
                     for field in fields {
-                        $0.line("written += \($0.writeExpression(field.type, value: "value.\(field.name)", buffer: "self"))")
+                        $0.line(
+                            "written += \($0.writeExpression(field.type, value: "value.\(field.name)", buffer: "self"))"
+                        )
                     }
                     $0.line("return written")
                 }
@@ -168,7 +175,8 @@ struct SwiftGenerator {
         self.line("/// over its limit, an invalid bool, enum value or UTF-8 string.")
         self.line("public mutating func read\(name)() throws(WireError) -> \(name)? {")
         self.indent {
-            $0.line("try self.readWireValue { (buffer: inout ByteBuffer) throws(WireError) in try buffer.decode\(name)() }")
+            $0.line(
+                "try self.readWireValue { (buffer: inout ByteBuffer) throws(WireError) in try buffer.decode\(name)() }")
         }
         self.line("}")
     }
@@ -195,7 +203,9 @@ struct SwiftGenerator {
         self.line("public enum Message: Sendable, Hashable {")
         self.indent {
             for (declaration, _) in messages {
-                $0.line("case \(Naming.escaped(Naming.caseName(declaration.name)))(\(Naming.swiftTypeName(declaration.name)))")
+                $0.line(
+                    "case \(Naming.escaped(Naming.caseName(declaration.name)))(\(Naming.swiftTypeName(declaration.name)))"
+                )
             }
             $0.line("")
             $0.line("/// The frame type that carries this message.")
@@ -214,13 +224,16 @@ struct SwiftGenerator {
         self.line("")
         self.line("extension Message {")
         self.indent {
-            $0.line("/// Decodes a message body of type `type`; trailing bytes the schema does not know are left unread.")
+            $0.line(
+                "/// Decodes a message body of type `type`; trailing bytes the schema does not know are left unread.")
             $0.line("init(type: MessageType, body: inout ByteBuffer) throws(WireError) {")
             $0.indent {
                 $0.line("switch type {")
                 for (declaration, _) in messages {
                     let caseName = Naming.caseName(declaration.name)
-                    $0.line("case .\(caseName): self = .\(caseName)(try body.decode\(Naming.swiftTypeName(declaration.name))())")
+                    $0.line(
+                        "case .\(caseName): self = .\(caseName)(try body.decode\(Naming.swiftTypeName(declaration.name))())"
+                    )
                 }
                 $0.line("}")
             }

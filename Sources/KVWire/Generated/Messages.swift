@@ -252,21 +252,38 @@ extension ByteBuffer {
     }
 }
 
+/// Why a request or a connection failed. FRAMES.md ("Error codes") says which request id each is sent
+/// with and whether the connection is closed after it.
 public enum ErrorCode: UInt16, Sendable, Hashable, CaseIterable {
+    /// The body cannot be decoded (short, a length past its end, over a limit, a bad bool, enum or UTF-8).
     case malformedFrame = 1
+    /// The length prefix is over the maximum frame size. Sent with request id 0, then the connection closes.
     case frameTooLarge = 2
+    /// Hello.protocolVersion is not spoken here. The connection closes.
     case unsupportedVersion = 3
+    /// Hello.clusterId names another cluster. The connection closes.
     case clusterMismatch = 4
+    /// The sender's role may not send this request, or (for Hello, which then closes) differs from its certificate.
     case notAuthorized = 5
+    /// The type byte names no message this peer knows.
     case unknownMessageType = 6
+    /// A message other than Hello came first. Sent with request id 0, then the connection closes.
     case helloRequired = 7
+    /// The request could not be answered in time.
     case deadlineExceeded = 8
+    /// Too many requests in flight or a queue is full: retry later or elsewhere.
     case overloaded = 9
+    /// The replica's storage failed.
     case storageFailure = 10
+    /// Well-formed but not acceptable (a response sent as a request, a second Hello, an argument out of range).
     case invalidRequest = 11
+    /// The node is stopping: try another replica.
     case shuttingDown = 12
+    /// A bug on the answering side; the message says what failed.
     case `internal` = 13
+    /// The request names a node id the receiver does not know.
     case unknownNode = 14
+    /// The replica's disk is full: it cannot take writes.
     case diskFull = 15
 }
 

@@ -1,0 +1,250 @@
+import KVCore
+import KVWire
+import NIOCore
+import Testing
+
+/// A named sample message: the round-trip tests encode every one, and `proto-spec/vectors/NAME.hex`
+/// holds its frame.
+struct Sample: Sendable, CustomTestStringConvertible {
+    var name: String
+    /// The values, as the vector file's comment states them.
+    var summary: String
+    var requestID: UInt64
+    var message: Message
+
+    var testDescription: String { self.name }
+}
+
+private func bytes(_ string: String) -> ByteBuffer { ByteBuffer(string: string) }
+
+/// 1_700_000_000_000 ms (2023-11-14T22:13:20Z), counter 3: 0x018bcfe568000003.
+private let hlc: UInt64 = 1_700_000_000_000 << 16 | 3
+private let version = Version(hlc: hlc, writer: 0x0000_0000_00AB_CDEF)
+private let newerVersion = Version(hlc: hlc + 0x1_0000, writer: 0x42)
+
+enum Samples {
+    static let all: [Sample] = [
+        Sample(
+            name: "hello",
+            summary:
+                "Hello, request id 1: protocolVersion 1, clusterId \"qkv-test\", senderId \"client-1\", role client (2), epoch 7",
+            requestID: 1,
+            message: .hello(
+                Hello(protocolVersion: 1, clusterId: "qkv-test", senderId: "client-1", role: .client, epoch: 7)
+            )
+        ),
+        Sample(
+            name: "hello-ack",
+            summary:
+                "HelloAck, request id 1: protocolVersion 1, clusterId \"qkv-test\", nodeId \"n1\", epoch 7, clock 0x018bcfe568000004",
+            requestID: 1,
+            message: .helloAck(
+                HelloAck(protocolVersion: 1, clusterId: "qkv-test", nodeId: "n1", epoch: 7, clock: hlc + 1)
+            )
+        ),
+        Sample(
+            name: "error-not-authorized",
+            summary: "Error, request id 5: code notAuthorized (5), message \"client may not send HintRequest\"",
+            requestID: 5,
+            message: .error(ErrorMessage(code: .notAuthorized, message: "client may not send HintRequest"))
+        ),
+        Sample(
+            name: "error-frame-too-large",
+            summary:
+                "Error, request id 0 (the connection): code frameTooLarge (2), message \"frame of 16777217 bytes is over the limit of 16777216\"",
+            requestID: 0,
+            message: .error(
+                ErrorMessage(code: .frameTooLarge, message: "frame of 16777217 bytes is over the limit of 16777216")
+            )
+        ),
+        Sample(
+            name: "put-request",
+            summary:
+                "PutRequest, request id 2: key \"user:42\", value \"hello\", version (hlc 0x018bcfe568000003 = 1700000000000 ms << 16 | counter 3, writer 0xabcdef), tombstone false",
+            requestID: 2,
+            message: .putRequest(
+                PutRequest(key: bytes("user:42"), value: bytes("hello"), version: version, tombstone: false)
+            )
+        ),
+        Sample(
+            name: "put-request-tombstone",
+            summary:
+                "PutRequest (a delete), request id 3: key \"user:42\", empty value, version (hlc as put-request, writer 0xabcdef), tombstone true",
+            requestID: 3,
+            message: .putRequest(
+                PutRequest(key: bytes("user:42"), value: ByteBuffer(), version: version, tombstone: true))
+        ),
+        Sample(
+            name: "put-response-applied",
+            summary:
+                "PutResponse, request id 2: outcome applied (1), current (hlc 0x018bcfe568000003, writer 0xabcdef), clock 0x018bcfe568000004",
+            requestID: 2,
+            message: .putResponse(PutResponse(outcome: .applied, current: version, clock: hlc + 1))
+        ),
+        Sample(
+            name: "put-response-superseded",
+            summary:
+                "PutResponse, request id 2: outcome superseded (2), current (hlc 0x018bcfe568010003, writer 0x42), clock 0x018bcfe568010003",
+            requestID: 2,
+            message: .putResponse(PutResponse(outcome: .superseded, current: newerVersion, clock: newerVersion.hlc))
+        ),
+        Sample(
+            name: "get-request",
+            summary: "GetRequest, request id 4: key \"user:42\"",
+            requestID: 4,
+            message: .getRequest(GetRequest(key: bytes("user:42")))
+        ),
+        Sample(
+            name: "get-response-present",
+            summary:
+                "GetResponse, request id 4: record present (key \"user:42\", version as put-request, tombstone false, value \"hello\"), clock 0x018bcfe568000004",
+            requestID: 4,
+            message: .getResponse(
+                GetResponse(
+                    record: Record(key: bytes("user:42"), version: version, tombstone: false, value: bytes("hello")),
+                    clock: hlc + 1
+                )
+            )
+        ),
+        Sample(
+            name: "get-response-absent",
+            summary: "GetResponse, request id 4: record absent, clock 0x018bcfe568000004",
+            requestID: 4,
+            message: .getResponse(GetResponse(record: nil, clock: hlc + 1))
+        ),
+        Sample(
+            name: "hint-request",
+            summary:
+                "HintRequest, request id 6: target \"n3\", record (key \"k\", version as put-request, tombstone false, value \"v\")",
+            requestID: 6,
+            message: .hintRequest(
+                HintRequest(
+                    target: "n3", record: Record(key: bytes("k"), version: version, tombstone: false, value: bytes("v"))
+                )
+            )
+        ),
+        Sample(
+            name: "hint-response",
+            summary: "HintResponse, request id 6: outcome refused (2), clock 0",
+            requestID: 6,
+            message: .hintResponse(HintResponse(outcome: .refused, clock: 0))
+        ),
+        Sample(
+            name: "merkle-exchange-request",
+            summary:
+                "MerkleExchangeRequest, request id 7: range (start 0x1000, end 0x2000), query children (2), level 3, nodes [0, 5, 4294967295]",
+            requestID: 7,
+            message: .merkleExchangeRequest(
+                MerkleExchangeRequest(
+                    range: TokenRange(start: 0x1000, end: 0x2000), query: .children, level: 3,
+                    nodes: [0, 5, UInt32.max]
+                )
+            )
+        ),
+        Sample(
+            name: "merkle-exchange-response",
+            summary:
+                "MerkleExchangeResponse, request id 7: hashes [1, 0xffffffffffffffff], entries [(key \"a\", version as put-request, tombstone true)]",
+            requestID: 7,
+            message: .merkleExchangeResponse(
+                MerkleExchangeResponse(
+                    hashes: [1, UInt64.max],
+                    entries: [KeyVersion(key: bytes("a"), version: version, tombstone: true)]
+                )
+            )
+        ),
+        Sample(
+            name: "cluster-map-request",
+            summary: "ClusterMapRequest, request id 8: knownEpoch 6",
+            requestID: 8,
+            message: .clusterMapRequest(ClusterMapRequest(knownEpoch: 6))
+        ),
+        Sample(
+            name: "cluster-map-response",
+            summary:
+                "ClusterMapResponse, request id 8: clusterId \"qkv-test\", epoch 7, replicationFactor 3, nodes [(\"n1\", \"127.0.0.11:7400\", tokens [1, 2^63], normal (2)), (\"n2\", \"127.0.0.12:7400\", tokens [], joining (1))]",
+            requestID: 8,
+            message: .clusterMapResponse(
+                ClusterMapResponse(
+                    clusterId: "qkv-test", epoch: 7, replicationFactor: 3,
+                    nodes: [
+                        NodeEntry(id: "n1", address: "127.0.0.11:7400", tokens: [1, 1 << 63], state: .normal),
+                        NodeEntry(id: "n2", address: "127.0.0.12:7400", tokens: [], state: .joining),
+                    ]
+                )
+            )
+        ),
+        Sample(
+            name: "ping-request",
+            summary: "PingRequest, request id 9: epoch 7, clock 0x018bcfe568000003",
+            requestID: 9,
+            message: .pingRequest(PingRequest(epoch: 7, clock: hlc))
+        ),
+        Sample(
+            name: "ping-response",
+            summary:
+                "PingResponse, request id 9: epoch 7, clock 0x018bcfe568000004, keys 1000, hintsQueued 2, requestsInFlight 17",
+            requestID: 9,
+            message: .pingResponse(
+                PingResponse(epoch: 7, clock: hlc + 1, keys: 1000, hintsQueued: 2, requestsInFlight: 17)
+            )
+        ),
+        Sample(
+            name: "stream-request",
+            summary:
+                "StreamRequest, request id 10: range (start 0xffffffffffff0000, end 0x10) wrapping, after absent, pageBytesMax 1048576",
+            requestID: 10,
+            message: .streamRequest(
+                StreamRequest(
+                    range: TokenRange(start: 0xFFFF_FFFF_FFFF_0000, end: 0x10), after: nil, pageBytesMax: 1 << 20)
+            )
+        ),
+        Sample(
+            name: "stream-request-after",
+            summary:
+                "StreamRequest, request id 11: range (start 0xffffffffffff0000, end 0x10), after present \"k\", pageBytesMax 1048576",
+            requestID: 11,
+            message: .streamRequest(
+                StreamRequest(
+                    range: TokenRange(start: 0xFFFF_FFFF_FFFF_0000, end: 0x10), after: bytes("k"), pageBytesMax: 1 << 20
+                )
+            )
+        ),
+        Sample(
+            name: "stream-response",
+            summary:
+                "StreamResponse, request id 11: records [(key \"k\", version as put-request, tombstone false, value \"v\"), (key \"l\", same version, tombstone true, empty value)], next present \"l\", done false",
+            requestID: 11,
+            message: .streamResponse(
+                StreamResponse(
+                    records: [
+                        Record(key: bytes("k"), version: version, tombstone: false, value: bytes("v")),
+                        Record(key: bytes("l"), version: version, tombstone: true, value: ByteBuffer()),
+                    ],
+                    next: bytes("l"),
+                    done: false
+                )
+            )
+        ),
+        Sample(
+            name: "stream-response-done",
+            summary: "StreamResponse, request id 12: records [], next absent, done true",
+            requestID: 12,
+            message: .streamResponse(StreamResponse(records: [], next: nil, done: true))
+        ),
+        Sample(
+            name: "admin-request",
+            summary: "AdminRequest, request id 13: command repair (4), arguments [(\"range\", \"all\")]",
+            requestID: 13,
+            message: .adminRequest(AdminRequest(command: .repair, arguments: [Pair(name: "range", value: "all")]))
+        ),
+        Sample(
+            name: "admin-response",
+            summary: "AdminResponse, request id 13: results [(\"keys\", \"1000\"), (\"status\", \"ok ✓\")] (UTF-8)",
+            requestID: 13,
+            message: .adminResponse(
+                AdminResponse(results: [Pair(name: "keys", value: "1000"), Pair(name: "status", value: "ok ✓")])
+            )
+        ),
+    ]
+}
