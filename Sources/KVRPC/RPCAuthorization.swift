@@ -6,6 +6,18 @@ public import KVWire
 /// Clients read and write and ask for the ring; nodes also hand off hints, compare Merkle trees and
 /// stream ranges; admins may send everything, including `Admin`.
 public enum RPCAuthorization {
+    /// Whether a message type is a request at all (responses, `Hello` and `Error` are not, once the
+    /// handshake is done).
+    public static func isRequest(_ type: MessageType) -> Bool {
+        switch type {
+        case .putRequest, .getRequest, .clusterMapRequest, .pingRequest, .hintRequest, .merkleExchangeRequest,
+            .streamRequest, .adminRequest:
+            true
+        default:
+            false
+        }
+    }
+
     public static func permits(_ role: Role, toSend type: MessageType) -> Bool {
         switch type {
         case .putRequest, .getRequest, .clusterMapRequest, .pingRequest:

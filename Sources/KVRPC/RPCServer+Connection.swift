@@ -56,7 +56,7 @@ extension RPCServer {
         do {
             guard case .hello(let decoded) = try Message(frame: first) else {
                 try await refuse(
-                    requestID: first.requestID, .helloRequired, "the first message must be Hello",
+                    requestID: 0, .helloRequired, "the first message must be Hello",
                     outbound: outbound, logger: logger)
                 return false
             }
@@ -122,20 +122,32 @@ extension RPCServer {
                 let request: Message
                 do {
                     request = try Message(frame: frame)
+                } catch where error.errorCode == .unknownMessageType {
+                    // The frame boundary is intact and a newer peer may fall back: answer, stay open.
+                    try await outbound.write(
+                        Self.errorFrame(requestID: frame.requestID, code: .unknownMessageType, message: "\(error)"))
+                    continue
                 } catch {
                     try await refuse(
                         requestID: frame.requestID, error.errorCode, "\(error)", outbound: outbound, logger: logger)
                     return
                 }
-                guard RPCAuthorization.permits(peer.role, toSend: request.type) else {
-                    statistics.refusedByRole.add(1, ordering: .relaxed)
-                    logger.info("request refused for role", metadata: ["rpc.type": "\(request.type)"])
+                guard RPCAuthorization.isRequest(request.type) else {
                     let message =
                         request.type == .hello
                         ? "Hello was already exchanged on this connection"
-                        : "role \(peer.role) may not send \(request.type)"
+                        : "\(request.type) is not a request"
                     try await outbound.write(
-                        Self.errorFrame(requestID: frame.requestID, code: .notAuthorized, message: message))
+                        Self.errorFrame(requestID: frame.requestID, code: .invalidRequest, message: message))
+                    continue
+                }
+                guard RPCAuthorization.permits(peer.role, toSend: request.type) else {
+                    statistics.refusedByRole.add(1, ordering: .relaxed)
+                    logger.info("request refused for role", metadata: ["rpc.type": "\(request.type)"])
+                    try await outbound.write(
+                        Self.errorFrame(
+                            requestID: frame.requestID, code: .notAuthorized,
+                            message: "role \(peer.role) may not send \(request.type)"))
                     continue
                 }
                 let admitted = inFlight.admit(max: inFlightMax)

@@ -98,31 +98,80 @@ struct ProtocolViolationTests {
             try await waitUntil { collector.isClosed }
             #expect(collector.isClosed)
             let frame = try #require(collector.frames.first)
-            #expect(frame.requestID == 5)
+            #expect(frame.requestID == 0)
             #expect(try Message(frame: frame) == .error(ErrorMessage(code: .helloRequired, message: "the first message must be Hello")))
         }
     }
 
-    @Test func unknownMessageTypeIsRefusedAndClosed() async throws {
+    @Test func unknownMessageTypeIsRefusedAndTheConnectionStaysOpen() async throws {
         try await withTestServer { server in
             let collector = FrameCollector()
             let channel = try await rawConnection(to: server, collector: collector)
+            defer { channel.close(promise: nil) }
             var buffer = ByteBuffer()
             buffer.writeFrame(.hello(hello()), requestID: 1)
             buffer.writeInteger(UInt32(10))
             buffer.writeInteger(UInt8(250))
             buffer.writeInteger(UInt64(2))
             buffer.writeInteger(UInt8(0))
+            buffer.writeFrame(.pingRequest(PingRequest(epoch: 0, clock: 4)), requestID: 3)
+            try await channel.writeAndFlush(buffer)
+            try await waitUntil { collector.frames.count >= 3 }
+            let frames = collector.frames
+            #expect(frames.count == 3)
+            #expect(!collector.isClosed)
+            guard frames.count == 3 else { return }
+            #expect(frames[1].requestID == 2)
+            if case .error(let error) = try Message(frame: frames[1]) {
+                #expect(error.code == .unknownMessageType)
+            } else {
+                Issue.record("expected an Error frame, got \(frames[1])")
+            }
+            #expect(frames[2].requestID == 3)
+            #expect(try Message(frame: frames[2]).type == .pingResponse)
+        }
+    }
+
+    @Test func malformedBodyIsRefusedAndClosed() async throws {
+        try await withTestServer { server in
+            let collector = FrameCollector()
+            let channel = try await rawConnection(to: server, collector: collector)
+            var buffer = ByteBuffer()
+            buffer.writeFrame(.hello(hello()), requestID: 1)
+            // A GetRequest whose key length runs past the end of the frame.
+            buffer.writeInteger(UInt32(10 + 4))
+            buffer.writeInteger(MessageType.getRequest.rawValue)
+            buffer.writeInteger(UInt64(2))
+            buffer.writeInteger(UInt8(0))
+            buffer.writeInteger(UInt32(1000))
             try await channel.writeAndFlush(buffer)
             try await waitUntil { collector.isClosed }
             #expect(collector.isClosed)
             let frames = collector.frames
             #expect(frames.count == 2)
             if let last = frames.last, case .error(let error) = try Message(frame: last) {
-                #expect(error.code == .unknownMessageType)
+                #expect(error.code == .malformedFrame)
+                #expect(last.requestID == 2)
             } else {
                 Issue.record("expected an Error frame, got \(frames)")
             }
+        }
+    }
+
+    @Test func responseSentAsARequestIsInvalid() async throws {
+        try await withTestServer { server in
+            let connection = try await connect(to: server)
+            defer { connection.startClosing() }
+            await #expect(throws: RPCError.remote(.invalidRequest, message: "")) {
+                _ = try await connection.call(
+                    .pingResponse(PingResponse(epoch: 0, clock: 0, keys: 0, hintsQueued: 0, requestsInFlight: 0)),
+                    timeout: .seconds(10))
+            }
+            await #expect(throws: RPCError.remote(.invalidRequest, message: "")) {
+                _ = try await connection.call(.hello(hello()), timeout: .seconds(10))
+            }
+            let answer = try await connection.call(.pingRequest(PingRequest(epoch: 0, clock: 1)), timeout: .seconds(10))
+            #expect(answer.type == .pingResponse)
         }
     }
 }
