@@ -1,10 +1,10 @@
+import Foundation
 public import KVCore
 public import KVRPC
 public import KVTLS
 import KVWire
 import NIOCore
 import NIOPosix
-import Foundation
 import Synchronization
 
 /// What a client needs to reach the cluster.
@@ -212,7 +212,8 @@ public final class KVClient: Sendable {
                 return try await node.call(request, timeout: configuration.requestTimeout)
             } catch let error as RPCError {
                 if let code = error.remoteCode, code != .overloaded, code != .shuttingDown {
-                    throw KVClientError.refused(code, "\(node.address) refused the request: \(error.remoteMessage ?? "")")
+                    throw KVClientError.refused(
+                        code, "\(node.address) refused the request: \(error.remoteMessage ?? "")")
                 }
                 failures.append("\(node.address): \(error)")
             }

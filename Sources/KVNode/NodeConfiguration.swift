@@ -1,5 +1,5 @@
-public import KVStorage
 import Foundation
+public import KVStorage
 import Yams
 
 /// Everything a node needs to start: identity, address, data folder, certificates.

@@ -1,3 +1,4 @@
+import Foundation
 import KVCore
 public import KVRPC
 public import KVStorage
@@ -6,7 +7,6 @@ public import KVWire
 import Logging
 import NIOCore
 public import NIOPosix
-import Foundation
 import Synchronization
 
 /// The replica side of the protocol: applies writes to the local store and answers reads.
@@ -56,7 +56,8 @@ public final class ReplicaService: RPCService {
         case .pingRequest(let ping):
             let keys = store.approximateKeyCount()
             return .pingResponse(
-                PingResponse(epoch: 0, clock: tick(observing: ping.clock), keys: keys, hintsQueued: 0, requestsInFlight: 0))
+                PingResponse(
+                    epoch: 0, clock: tick(observing: ping.clock), keys: keys, hintsQueued: 0, requestsInFlight: 0))
         case .clusterMapRequest:
             // One node, until membership arrives: the map names this node alone.
             let entry = NodeEntry(id: nodeID, address: address, tokens: [], state: .normal)
@@ -86,7 +87,8 @@ public final class ReplicaService: RPCService {
             throw RPCError.remote(.invalidRequest, message: "version 0 is reserved")
         }
         let key = Array(put.key.readableBytesView)
-        let record = StoredRecord(version: put.version, tombstone: put.tombstone, value: Array(put.value.readableBytesView))
+        let record = StoredRecord(
+            version: put.version, tombstone: put.tombstone, value: Array(put.value.readableBytesView))
         let store = self.store
         let outcome = try await runOnPool { () throws(StorageError) -> ApplyOutcome in
             try store.apply(key: key, record: record)

@@ -95,7 +95,8 @@ extension RPCServer {
             epoch: state.epoch,
             clock: state.clock
         )
-        try await outbound.write(Message.helloAck(ack).frame(requestID: first.requestID, allocator: ByteBufferAllocator()))
+        try await outbound.write(
+            Message.helloAck(ack).frame(requestID: first.requestID, allocator: ByteBufferAllocator()))
         return true
     }
 
@@ -122,7 +123,7 @@ extension RPCServer {
                 let request: Message
                 do {
                     request = try Message(frame: frame)
-                } catch where error.errorCode == .unknownMessageType {
+                } catch  where error.errorCode == .unknownMessageType {
                     // The frame boundary is intact and a newer peer may fall back: answer, stay open.
                     try await outbound.write(
                         Self.errorFrame(requestID: frame.requestID, code: .unknownMessageType, message: "\(error)"))

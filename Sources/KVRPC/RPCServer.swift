@@ -79,7 +79,8 @@ public final class RPCServer: Sendable {
         self.service = service
         self.logger = logger
         guard let address = listener.channel.localAddress else {
-            throw RPCError.connectFailed(address: "\(configuration.host):\(configuration.port)", reason: "no local address")
+            throw RPCError.connectFailed(
+                address: "\(configuration.host):\(configuration.port)", reason: "no local address")
         }
         self.localAddress = address
     }
@@ -112,7 +113,8 @@ public final class RPCServer: Sendable {
                         channel.close(promise: nil)
                     }
                     let asyncChannel = try NIOAsyncChannel<Frame, Frame>(wrappingChannelSynchronously: channel)
-                    return RPCServerConnection(channel: asyncChannel, handshake: handshake.futureResult, timeout: timeout)
+                    return RPCServerConnection(
+                        channel: asyncChannel, handshake: handshake.futureResult, timeout: timeout)
                 }
             }
         return try RPCServer(listener: listener, configuration: configuration, service: service, logger: logger)

@@ -52,11 +52,15 @@ struct KVBench: AsyncParsableCommand {
     var output: String?
 
     func validate() throws {
-        guard ["put", "get", "mixed"].contains(workload) else { throw ValidationError("--workload must be put, get or mixed") }
+        guard ["put", "get", "mixed"].contains(workload) else {
+            throw ValidationError("--workload must be put, get or mixed")
+        }
         guard (1...4096).contains(concurrency) else { throw ValidationError("--concurrency must be 1...4096") }
         guard duration > 0, duration <= 3600 else { throw ValidationError("--duration must be 0...3600 seconds") }
         guard keys > 0 else { throw ValidationError("--keys must be positive") }
-        guard valueBytes >= 0, valueBytes <= Limits.valueBytesMax else { throw ValidationError("--value-bytes is too large") }
+        guard valueBytes >= 0, valueBytes <= Limits.valueBytesMax else {
+            throw ValidationError("--value-bytes is too large")
+        }
     }
 
     func run() async throws {
@@ -151,7 +155,8 @@ struct KVBench: AsyncParsableCommand {
             try encoder.encode(report).write(to: URL(fileURLWithPath: output))
         }
         if results.errors > 0 {
-            FileHandle.standardError.write(Data("kvbench: \(results.errors) errors; last: \(results.lastError ?? "")\n".utf8))
+            FileHandle.standardError.write(
+                Data("kvbench: \(results.errors) errors; last: \(results.lastError ?? "")\n".utf8))
             throw ExitCode(1)
         }
     }

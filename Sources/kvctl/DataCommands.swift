@@ -9,7 +9,8 @@ let exitCodeNotFound: Int32 = 2
 struct Put: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Write a value.",
-        discussion: "The value comes from VALUE, from --file, or from stdin when neither is given; bytes are stored untouched."
+        discussion:
+            "The value comes from VALUE, from --file, or from stdin when neither is given; bytes are stored untouched."
     )
 
     @OptionGroup var global: GlobalOptions

@@ -89,7 +89,8 @@ struct SingleNodeTests {
         #expect(mismatch.stderr.contains("cluster"))
 
         // Missing certificate files.
-        let missing = try run("kvctl", ["get", "k", "--endpoints", node.endpoint, "--ca", "/nonexistent", "--cert", "/x", "--key", "/y"])
+        let missing = try run(
+            "kvctl", ["get", "k", "--endpoints", node.endpoint, "--ca", "/nonexistent", "--cert", "/x", "--key", "/y"])
         #expect(missing.status == 1)
         #expect(missing.stderr.contains("/nonexistent"))
 

@@ -84,7 +84,8 @@ struct ProtocolViolationTests {
             }
 
             let answer = try await good.call(.pingRequest(PingRequest(epoch: 0, clock: 9)), timeout: .seconds(10))
-            #expect(answer == .pingResponse(PingResponse(epoch: 7, clock: 9, keys: 0, hintsQueued: 0, requestsInFlight: 0)))
+            #expect(
+                answer == .pingResponse(PingResponse(epoch: 7, clock: 9, keys: 0, hintsQueued: 0, requestsInFlight: 0)))
         }
     }
 
@@ -99,7 +100,9 @@ struct ProtocolViolationTests {
             #expect(collector.isClosed)
             let frame = try #require(collector.frames.first)
             #expect(frame.requestID == 0)
-            #expect(try Message(frame: frame) == .error(ErrorMessage(code: .helloRequired, message: "the first message must be Hello")))
+            #expect(
+                try Message(frame: frame)
+                    == .error(ErrorMessage(code: .helloRequired, message: "the first message must be Hello")))
         }
     }
 

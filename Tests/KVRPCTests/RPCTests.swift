@@ -58,7 +58,8 @@ struct RPCTests {
                 _ = try await connection.call(.hintRequest(hint), timeout: .seconds(10))
             }
             let ping = try await connection.call(.pingRequest(PingRequest(epoch: 0, clock: 5)), timeout: .seconds(10))
-            #expect(ping == .pingResponse(PingResponse(epoch: 7, clock: 5, keys: 0, hintsQueued: 0, requestsInFlight: 0)))
+            #expect(
+                ping == .pingResponse(PingResponse(epoch: 7, clock: 5, keys: 0, hintsQueued: 0, requestsInFlight: 0)))
             #expect(server.statistics.refusedByRoleCount == 1)
 
             // A node certificate may send the same message.
@@ -103,7 +104,8 @@ struct RPCTests {
                     .getRequest(GetRequest(key: ByteBuffer(string: "slow"))), timeout: .milliseconds(200))
             }
             #expect(ContinuousClock.now - started < .seconds(3))
-            let answer = try await connection.call(.getRequest(GetRequest(key: ByteBuffer(string: "fast"))), timeout: .seconds(10))
+            let answer = try await connection.call(
+                .getRequest(GetRequest(key: ByteBuffer(string: "fast"))), timeout: .seconds(10))
             #expect(answer == .getResponse(GetResponse(record: nil, clock: 1)))
         }
     }
@@ -139,7 +141,8 @@ struct RPCTests {
             let first = try await client.connection()
             await first.close()
             let answer = try await client.call(.pingRequest(PingRequest(epoch: 0, clock: 3)), timeout: .seconds(10))
-            #expect(answer == .pingResponse(PingResponse(epoch: 7, clock: 3, keys: 0, hintsQueued: 0, requestsInFlight: 0)))
+            #expect(
+                answer == .pingResponse(PingResponse(epoch: 7, clock: 3, keys: 0, hintsQueued: 0, requestsInFlight: 0)))
             await client.close()
         }
     }

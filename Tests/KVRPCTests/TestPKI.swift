@@ -27,7 +27,8 @@ struct TestPKI: Sendable {
     }
 
     func configuration(_ issued: IssuedCertificate) -> TLSConfiguration {
-        TLSConfiguration(caPEM: authority.certificatePEM, certificatePEM: issued.certificatePEM, keyPEM: issued.privateKeyPEM)
+        TLSConfiguration(
+            caPEM: authority.certificatePEM, certificatePEM: issued.certificatePEM, keyPEM: issued.privateKeyPEM)
     }
 
     func serverContext() throws -> TLSContext {

@@ -23,7 +23,8 @@ struct EchoService: RPCService {
             }
             return .getResponse(GetResponse(record: nil, clock: 1))
         case .pingRequest(let ping):
-            return .pingResponse(PingResponse(epoch: 7, clock: ping.clock, keys: 0, hintsQueued: 0, requestsInFlight: 0))
+            return .pingResponse(
+                PingResponse(epoch: 7, clock: ping.clock, keys: 0, hintsQueued: 0, requestsInFlight: 0))
         case .hintRequest:
             return .hintResponse(HintResponse(outcome: .stored, clock: 1))
         default:
