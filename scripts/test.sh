@@ -6,5 +6,6 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 scripts/setup.sh
+swift format lint --strict -r Sources Tests Package.swift
 swift build --build-tests
 swift test --skip-build 2>&1 | tee .build/test-output.txt
