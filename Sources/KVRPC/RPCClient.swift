@@ -69,8 +69,25 @@ public final class RPCClient: Sendable {
         }
     }
 
+    /// Sends one request without waiting: connects first if needed. The future fails at once when
+    /// the server is in its backoff window.
+    public func send(_ request: Message, timeout: Duration) -> EventLoopFuture<Message> {
+        connectionFuture().flatMap { connection in
+            connection.send(request, timeout: timeout).flatMapErrorThrowing { error in
+                if !connection.isActive {
+                    self.forget(connection)
+                }
+                throw error
+            }
+        }
+    }
+
     /// The current connection, made if there is none and the backoff window has passed.
     public func connection() async throws -> RPCConnection {
+        try await connectionFuture().get()
+    }
+
+    private func connectionFuture() -> EventLoopFuture<RPCConnection> {
         enum Next {
             case use(RPCConnection)
             case wait(EventLoopFuture<RPCConnection>)
@@ -108,9 +125,9 @@ public final class RPCClient: Sendable {
             }
         }
         switch next {
-        case .use(let connection): return connection
-        case .wait(let future): return try await future.get()
-        case .fail(let error): throw error
+        case .use(let connection): return group.next().makeSucceededFuture(connection)
+        case .wait(let future): return future
+        case .fail(let error): return group.next().makeFailedFuture(error)
         }
     }
 

@@ -81,8 +81,16 @@ public final class RPCConnection: Sendable {
     /// - Throws: `RPCError.remote` when the server answered with an `Error`; `deadlineExceeded` when no
     ///   answer came within `timeout`; `connectionClosed` when the connection broke.
     public func call(_ request: Message, timeout: Duration) async throws -> Message {
+        try await send(request, timeout: timeout).get()
+    }
+
+    /// Sends one request; the future completes with its answer, or fails as `call` throws.
+    ///
+    /// For callers that fan a request out and must not wait for the slowest answer: nothing here
+    /// blocks, and answers that arrive after the caller moved on are simply dropped.
+    public func send(_ request: Message, timeout: Duration) -> EventLoopFuture<Message> {
         let id = nextRequestID.wrappingAdd(1, ordering: .relaxed).oldValue
-        return try await Self.send(request, requestID: id, timeout: timeout, on: channel)
+        return Self.send(request, requestID: id, timeout: timeout, on: channel)
     }
 
     /// Whether the connection is still open.
@@ -107,20 +115,30 @@ public final class RPCConnection: Sendable {
         timeout: Duration,
         on channel: any Channel
     ) async throws -> Message {
+        try await send(request, requestID: requestID, timeout: timeout, on: channel).get()
+    }
+
+    private static func send(
+        _ request: Message,
+        requestID: UInt64,
+        timeout: Duration,
+        on channel: any Channel
+    ) -> EventLoopFuture<Message> {
         let frame = request.frame(requestID: requestID, allocator: channel.allocator)
         let promise = channel.eventLoop.makePromise(of: Frame.self)
         channel.writeAndFlush(OutboundRequest(frame: frame, promise: promise, timeout: timeout), promise: nil)
-        let answer = try await promise.futureResult.get()
-        let message: Message
-        do {
-            message = try Message(frame: answer)
-        } catch {
-            throw RPCError.protocolViolation("undecodable answer: \(error)")
+        return promise.futureResult.flatMapThrowing { answer in
+            let message: Message
+            do {
+                message = try Message(frame: answer)
+            } catch {
+                throw RPCError.protocolViolation("undecodable answer: \(error)")
+            }
+            if case .error(let error) = message {
+                throw RPCError.remote(error.code, message: error.message)
+            }
+            return message
         }
-        if case .error(let error) = message {
-            throw RPCError.remote(error.code, message: error.message)
-        }
-        return message
     }
 }
 
