@@ -1,0 +1,135 @@
+/// Why a read or write did not reach its quorum, or why a consistency level cannot be used.
+///
+/// The error names how many replicas were needed, which ones answered, and which ones failed and
+/// why, so that one log line is enough to tell a dead replica from a slow one:
+///
+///     write needs 2 of 3 replicas; 1 acknowledged (n2); failed: n1 (connection refused), n3 (no answer within 2s)
+///
+/// Replicas are listed in preference-list order, whatever order they answered in.
+public struct QuorumError: Error, Hashable, CustomStringConvertible {
+    /// The kind of request that needed the quorum; it only changes the wording of ``description``.
+    public enum Operation: Sendable, Hashable {
+        case read
+        case write
+    }
+
+    private enum Code: Hashable {
+        case quorumUnreachable(Operation)
+        case deadlineExceeded(Operation)
+        case invalidConsistency(ConsistencyLevel)
+    }
+
+    private let code: Code
+    /// How many replicas had to answer (for ``invalidConsistency(_:replicationFactor:)``: how many
+    /// the level asked for).
+    public let required: Int
+    /// How many replicas the request was for: the length of the preference list, N.
+    public let replicas: Int
+    /// The replicas that acknowledged the write or answered the read, in preference-list order.
+    public let succeeded: [String]
+    /// The replicas that failed or did not answer in time, with the reason, in preference-list order.
+    public let failed: [ReplicaFailure]
+
+    private init(_ code: Code, required: Int, replicas: Int, succeeded: [String], failed: [ReplicaFailure]) {
+        self.code = code
+        self.required = required
+        self.replicas = replicas
+        self.succeeded = succeeded
+        self.failed = failed
+    }
+
+    /// So many replicas failed that `required` answers can no longer arrive; the request failed
+    /// without waiting for its deadline.
+    public static func quorumUnreachable(
+        _ operation: Operation,
+        required: Int,
+        replicas: Int,
+        succeeded: [String],
+        failed: [ReplicaFailure]
+    ) -> QuorumError {
+        QuorumError(
+            .quorumUnreachable(operation),
+            required: required,
+            replicas: replicas,
+            succeeded: succeeded,
+            failed: failed
+        )
+    }
+
+    /// The deadline passed before `required` replicas answered; `failed` lists the silent ones as
+    /// `no answer within <deadline>`.
+    public static func deadlineExceeded(
+        _ operation: Operation,
+        required: Int,
+        replicas: Int,
+        succeeded: [String],
+        failed: [ReplicaFailure]
+    ) -> QuorumError {
+        QuorumError(
+            .deadlineExceeded(operation),
+            required: required,
+            replicas: replicas,
+            succeeded: succeeded,
+            failed: failed
+        )
+    }
+
+    /// A consistency level that cannot be met with this replication factor: an explicit count
+    /// outside `1...replicationFactor`, or a replication factor below 1.
+    public static func invalidConsistency(_ level: ConsistencyLevel, replicationFactor: Int) -> QuorumError {
+        let asked: Int
+        switch level {
+        case .one: asked = 1
+        case .quorum: asked = replicationFactor / 2 + 1
+        case .all: asked = replicationFactor
+        case .count(let count): asked = count
+        }
+        return QuorumError(
+            .invalidConsistency(level),
+            required: asked,
+            replicas: replicationFactor,
+            succeeded: [],
+            failed: []
+        )
+    }
+
+    /// Not enough replicas could still answer.
+    public var isQuorumUnreachable: Bool {
+        if case .quorumUnreachable = code { return true }
+        return false
+    }
+
+    /// The deadline passed first.
+    public var isDeadlineExceeded: Bool {
+        if case .deadlineExceeded = code { return true }
+        return false
+    }
+
+    /// The consistency level does not fit the replication factor.
+    public var isInvalidConsistency: Bool {
+        if case .invalidConsistency = code { return true }
+        return false
+    }
+
+    public var description: String {
+        switch code {
+        case .quorumUnreachable(let operation), .deadlineExceeded(let operation):
+            let verb = operation == .write ? "acknowledged" : "answered"
+            var text = "\(operation == .write ? "write" : "read") needs \(required) of \(replicas) replicas; "
+            text += "\(succeeded.count) \(verb)"
+            if !succeeded.isEmpty {
+                text += " (\(succeeded.joined(separator: ", ")))"
+            }
+            if !failed.isEmpty {
+                text += "; failed: " + failed.map(\.description).joined(separator: ", ")
+            }
+            return text
+        case .invalidConsistency(let level):
+            guard replicas >= 1 else {
+                return "replication factor \(replicas) is invalid: it must be at least 1"
+            }
+            return "consistency level \(level) needs \(required) replicas but the replication factor is "
+                + "\(replicas); use one, quorum, all or a count in 1...\(replicas)"
+        }
+    }
+}

@@ -1,0 +1,218 @@
+/// The quorum state machine of one write: sends a `Put` to every replica of the preference list,
+/// counts their replies, and completes once — acknowledged, superseded or failed.
+///
+/// Sans-I/O, like etcd raft's `RawNode`: the coordinator performs no I/O and reads no clock. The
+/// driver (`KVClient` over TLS, or the simulator) calls ``start()``, performs the returned actions,
+/// and feeds every reply and expired deadline back through ``handle(_:)``. Times are durations
+/// relative to the moment the actions are returned; the driver owns the clock.
+///
+/// Rules:
+/// - ``start()`` sends to all replicas at once and schedules one deadline.
+/// - The write is acknowledged at the `required`-th `applied`, never before.
+/// - The first `superseded` before completion completes the write as superseded: some replica holds
+///   a newer version, so this one must never be acknowledged. The caller re-stamps past `current`
+///   and runs a new coordinator.
+/// - As soon as so many replicas failed that `required` can no longer be reached, the write fails
+///   without waiting for the deadline.
+/// - The deadline fails the write, listing the silent replicas as `no answer within <deadline>`.
+/// - It completes exactly once; later events return no actions. Each replica's first reply counts;
+///   duplicates and replies from replicas outside the preference list are ignored, because networks
+///   duplicate messages. Replies after completion still update ``unacknowledged``.
+public struct WriteCoordinator: Sendable {
+    public struct Configuration: Sendable, Hashable {
+        /// The preference list: every replica the write goes to, in ring order, without duplicates.
+        public var replicas: [String]
+        /// W: how many replicas must apply the write, in `1...replicas.count`.
+        public var required: Int
+        /// How long after ``WriteCoordinator/start()`` the write may take.
+        public var deadline: Duration
+
+        public init(replicas: [String], required: Int, deadline: Duration) {
+            self.replicas = replicas
+            self.required = required
+            self.deadline = deadline
+        }
+    }
+
+    public enum Event: Sendable, Hashable {
+        /// The replica stored this version, or already held exactly it.
+        case applied(String)
+        /// The replica holds a newer version, `current`, and stored nothing.
+        case superseded(String, current: Version)
+        /// Transport error, refusal, storage failure...: the replica did not store the write.
+        case failed(String, reason: String)
+        /// The deadline scheduled by ``WriteCoordinator/start()`` has passed.
+        case deadlinePassed
+    }
+
+    public enum Action: Sendable, Hashable {
+        /// Send the `Put` to this replica.
+        case send(to: String)
+        /// Feed ``Event/deadlinePassed`` after this long.
+        case scheduleDeadline(after: Duration)
+        /// The write is over; report this outcome to the caller.
+        case complete(WriteOutcome)
+    }
+
+    public enum WriteOutcome: Sendable, Hashable {
+        /// `required` replicas applied the write; these ones, in preference-list order.
+        case acknowledged(by: [String])
+        /// A replica holds a newer version: re-stamp past `current` and run a new coordinator. The
+        /// write must not be acknowledged.
+        case superseded(current: Version)
+        case failed(QuorumError)
+    }
+
+    private enum ReplicaState: Sendable, Hashable {
+        case pending
+        case applied
+        case superseded(Version)
+        case failed(reason: String)
+    }
+
+    public let configuration: Configuration
+    private var states: [ReplicaState]
+    private var appliedCount = 0
+    private var failedCount = 0
+    private var started = false
+    /// How the write ended; nil until it has.
+    public private(set) var outcome: WriteOutcome?
+
+    /// - Precondition: `replicas` is not empty and has no duplicates, `required` is in
+    ///   `1...replicas.count`, and `deadline` is positive. These are programmer errors: resolve a
+    ///   user's consistency level with ``ConsistencyLevel/required(replicationFactor:)`` first.
+    public init(configuration: Configuration) {
+        let replicas = configuration.replicas
+        precondition(!replicas.isEmpty, "a write needs at least one replica")
+        precondition(Set(replicas).count == replicas.count, "duplicate replicas in \(replicas)")
+        precondition(
+            (1...replicas.count).contains(configuration.required),
+            "required \(configuration.required) is outside 1...\(replicas.count)"
+        )
+        precondition(configuration.deadline > .zero, "deadline \(configuration.deadline) is not positive")
+        self.configuration = configuration
+        self.states = Array(repeating: .pending, count: replicas.count)
+    }
+
+    public var isComplete: Bool { outcome != nil }
+
+    /// Replicas that did not apply the write — failed or never answered — in preference-list order:
+    /// the hinted-handoff candidates. Replicas that answered `superseded` hold a newer version and
+    /// need no hint, so they are not listed.
+    public var unacknowledged: [String] {
+        zip(configuration.replicas, states).compactMap { node, state in
+            switch state {
+            case .pending, .failed: node
+            case .applied, .superseded: nil
+            }
+        }
+    }
+
+    /// Sends the write to every replica at once and schedules the deadline.
+    public mutating func start() -> [Action] {
+        precondition(!started, "start() called twice")
+        started = true
+        var actions = configuration.replicas.map { Action.send(to: $0) }
+        actions.append(.scheduleDeadline(after: configuration.deadline))
+        assertInvariants()
+        return actions
+    }
+
+    /// Takes one event and returns what to do next: nothing, or the completion.
+    public mutating func handle(_ event: Event) -> [Action] {
+        precondition(started, "handle(_:) called before start()")
+        defer { assertInvariants() }
+        switch event {
+        case .applied(let node):
+            guard let index = pendingIndex(of: node) else { return [] }
+            states[index] = .applied
+            appliedCount += 1
+            guard outcome == nil, appliedCount == configuration.required else { return [] }
+            let acknowledged = zip(configuration.replicas, states).compactMap { $1 == .applied ? $0 : nil }
+            return complete(.acknowledged(by: acknowledged))
+
+        case .superseded(let node, let current):
+            guard let index = pendingIndex(of: node) else { return [] }
+            states[index] = .superseded(current)
+            guard outcome == nil else { return [] }
+            return complete(.superseded(current: current))
+
+        case .failed(let node, let reason):
+            guard let index = pendingIndex(of: node) else { return [] }
+            states[index] = .failed(reason: reason)
+            failedCount += 1
+            guard outcome == nil, configuration.replicas.count - failedCount < configuration.required else {
+                return []
+            }
+            return complete(.failed(error(deadlinePassed: false)))
+
+        case .deadlinePassed:
+            guard outcome == nil else { return [] }
+            return complete(.failed(error(deadlinePassed: true)))
+        }
+    }
+
+    /// The index of `node` if it is in the preference list and has not answered yet.
+    private func pendingIndex(of node: String) -> Int? {
+        guard let index = configuration.replicas.firstIndex(of: node), states[index] == .pending else {
+            return nil
+        }
+        return index
+    }
+
+    private mutating func complete(_ outcome: WriteOutcome) -> [Action] {
+        precondition(self.outcome == nil, "a write completes once")
+        self.outcome = outcome
+        return [.complete(outcome)]
+    }
+
+    private func error(deadlinePassed: Bool) -> QuorumError {
+        var succeeded: [String] = []
+        var failed: [ReplicaFailure] = []
+        for (node, state) in zip(configuration.replicas, states) {
+            switch state {
+            case .applied:
+                succeeded.append(node)
+            case .failed(let reason):
+                failed.append(ReplicaFailure(node: node, reason: reason))
+            case .pending where deadlinePassed:
+                failed.append(
+                    ReplicaFailure(node: node, reason: "no answer within \(configuration.deadline.shortDescription)")
+                )
+            case .pending, .superseded:
+                break
+            }
+        }
+        if deadlinePassed {
+            return .deadlineExceeded(
+                .write,
+                required: configuration.required,
+                replicas: configuration.replicas.count,
+                succeeded: succeeded,
+                failed: failed
+            )
+        }
+        return .quorumUnreachable(
+            .write,
+            required: configuration.required,
+            replicas: configuration.replicas.count,
+            succeeded: succeeded,
+            failed: failed
+        )
+    }
+
+    private func assertInvariants() {
+        assert(appliedCount == states.count(where: { $0 == .applied }))
+        assert(failedCount == states.count(where: { if case .failed = $0 { true } else { false } }))
+        guard outcome == nil else { return }
+        assert(appliedCount < configuration.required, "enough replicas applied but the write is not complete")
+        assert(
+            configuration.replicas.count - failedCount >= configuration.required,
+            "the quorum is unreachable but the write is not complete"
+        )
+        assert(
+            !states.contains(where: { if case .superseded = $0 { true } else { false } }),
+            "a replica superseded the write but it is not complete"
+        )
+    }
+}
