@@ -33,7 +33,8 @@ public final class TLSContext: @unchecked Sendable {
         switch configuration.source {
         case .files(let ca, let certificate, let key):
             caPEM = try OpenSSL.readFile(ca, what: "CA")
-            certificatePEM = configuration.omitsCertificate ? "" : try OpenSSL.readFile(certificate, what: "certificate")
+            certificatePEM =
+                configuration.omitsCertificate ? "" : try OpenSSL.readFile(certificate, what: "certificate")
             keyPEM = configuration.omitsCertificate ? "" : try OpenSSL.readFile(key, what: "key")
         case .pem(let ca, let certificate, let key):
             (caPEM, certificatePEM, keyPEM) = (ca, certificate, key)
@@ -66,7 +67,9 @@ public final class TLSContext: @unchecked Sendable {
         SSL_CTX_free(self.sslContext)
     }
 
-    private static func configure(_ context: OpaquePointer, side: Side, configuration: TLSConfiguration) throws(TLSError) {
+    private static func configure(_ context: OpaquePointer, side: Side, configuration: TLSConfiguration)
+        throws(TLSError)
+    {
         let versionMax: Int32 = configuration.protocolVersionMax == .tls13 ? TLS1_3_VERSION : TLS1_2_VERSION
         guard CQKV_SSL_CTX_set_min_proto_version(context, versionMax) == 1,
             CQKV_SSL_CTX_set_max_proto_version(context, versionMax) == 1

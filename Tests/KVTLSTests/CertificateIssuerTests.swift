@@ -11,7 +11,8 @@ import Testing
         #expect(pki.node.privateKeyPEM.hasPrefix("-----BEGIN PRIVATE KEY-----"))
 
         let node = try pki.context(pki.node, side: .server).localIdentity
-        #expect(node == PeerIdentity(name: "n1", role: .node, dnsNames: ["n1.quorumkv.test"], ipAddresses: ["127.0.0.11"]))
+        #expect(
+            node == PeerIdentity(name: "n1", role: .node, dnsNames: ["n1.quorumkv.test"], ipAddresses: ["127.0.0.11"]))
         let client = try pki.context(pki.client, side: .client).localIdentity
         #expect(client == PeerIdentity(name: "app", role: .client))
         let admin = try pki.context(pki.admin, side: .client).localIdentity

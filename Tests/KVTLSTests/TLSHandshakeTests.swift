@@ -75,7 +75,9 @@ import Testing
             )
             defer { pair.finish() }
             try interactInMemory(client: pair.client, server: pair.server)
-            #expect(try pair.serverSawPeer.wait().name == (certificate.certificatePEM == pki.admin.certificatePEM ? "operator" : "n1"))
+            #expect(
+                try pair.serverSawPeer.wait().name
+                    == (certificate.certificatePEM == pki.admin.certificatePEM ? "operator" : "n1"))
         }
     }
 
@@ -132,7 +134,9 @@ import Testing
                 expectedServerName: name
             )
             defer { pair.finish() }
-            #expect(throws: TLSError.serverNameMismatch) { try interactInMemory(client: pair.client, server: pair.server) }
+            #expect(throws: TLSError.serverNameMismatch) {
+                try interactInMemory(client: pair.client, server: pair.server)
+            }
             #expect(throws: TLSError.serverNameMismatch) { try pair.clientSawPeer.wait() }
         }
         let pair = try Pair(
