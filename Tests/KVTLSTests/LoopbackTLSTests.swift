@@ -54,10 +54,24 @@ import Testing
         }
     }
 
-    /// Records errors the server's pipeline saw, to check refusals happen in TLS.
+    /// Records errors the server's pipeline saw, to check refusals happen in TLS, and counts the
+    /// connections that have ended.
     private final class ErrorRecorder: ChannelInboundHandler, Sendable {
         typealias InboundIn = ByteBuffer
         let errors = Mutex<[TLSError]>([])
+        let closedConnections = Mutex(0)
+
+        func channelInactive(context: ChannelHandlerContext) {
+            self.closedConnections.withLock { $0 += 1 }
+            context.fireChannelInactive()
+        }
+
+        /// Waits (up to 10 s) until `count` connections have ended on the server.
+        func waitForClosedConnections(_ count: Int) async throws {
+            for _ in 0..<1000 where self.closedConnections.withLock({ $0 }) < count {
+                try await Task.sleep(for: .milliseconds(10))
+            }
+        }
 
         func errorCaught(context: ChannelHandlerContext, error: any Error) {
             if let error = error as? TLSError { self.errors.withLock { $0.append(error) } }
@@ -205,6 +219,11 @@ import Testing
                 big, port: server.port, group: server.group, context: try pki.context(pki.client, side: .client)
             )
             #expect(bigEcho == big)
+
+            // Each client closed with close_notify: the server saw clean closes, no TLS error.
+            try await server.recorder.waitForClosedConnections(3)
+            #expect(server.recorder.closedConnections.withLock { $0 } == 3)
+            #expect(server.recorder.errors.withLock { $0 }.isEmpty)
         }
     }
 
