@@ -34,8 +34,8 @@ import Testing
         }
 
         func finish() {
-            _ = try? self.client.finish()
-            _ = try? self.server.finish()
+            _ = try? self.client.finish(acceptAlreadyClosed: true)
+            _ = try? self.server.finish(acceptAlreadyClosed: true)
         }
     }
 
@@ -100,6 +100,27 @@ import Testing
         pair.server.embeddedEventLoop.run()
         #expect(!pair.server.isActive)
         #expect(try pair.server.readOutbound(as: ByteBuffer.self) != nil)  // its own close_notify
+    }
+
+    @Test func serverCloseIsCleanOnBothSides() throws {
+        let pki = try TestPKI()
+        let pair = try Pair(
+            clientContext: try pki.context(pki.client, side: .client),
+            serverContext: try pki.context(pki.node, side: .server)
+        )
+        defer { pair.finish() }
+        // The server may write before the handshake is done: it waits, then goes out.
+        let early = pair.server.writeAndFlush(ByteBuffer(string: "welcome"))
+        try interactInMemory(client: pair.client, server: pair.server)
+        try early.wait()
+        #expect(try readAllInbound(pair.client) == "welcome")
+
+        let closed = pair.server.close()
+        // interactInMemory throws if either side fired an error (e.g. an unclean shutdown).
+        try interactInMemory(client: pair.client, server: pair.server)
+        try closed.wait()
+        #expect(!pair.server.isActive)
+        #expect(!pair.client.isActive)
     }
 
     @Test func closeBeforeHandshakeFailsThePromise() throws {
