@@ -156,7 +156,8 @@ public enum CertificateIssuer {
         guard BN_to_ASN1_INTEGER(number, X509_get_serialNumber(cert)) != nil else { throw failure("serial") }
     }
 
-    private static func addExtension(_ cert: OpaquePointer, issuer: OpaquePointer, _ nid: Int32, _ value: String) throws {
+    private static func addExtension(_ cert: OpaquePointer, issuer: OpaquePointer, _ nid: Int32, _ value: String) throws
+    {
         ERR_clear_error()
         guard CQKV_X509_add_ext_conf(cert, issuer, nid, value) == 1 else {
             throw failure("extension \(String(cString: OBJ_nid2sn(nid))) \(value)")

@@ -332,7 +332,11 @@ public final class OpenSSLHandler: ChannelDuplexHandler, RemovableChannelHandler
         }
         if self.closeTimeoutTask == nil && !self.didRequestChannelClose {
             self.closeTimeoutTask = context.eventLoop.assumeIsolated().scheduleTask(in: Self.closeTimeout) {
+                // The peer is not reading: close anyway, and tell whoever asked for the close.
                 self.closeTimeoutTask = nil
+                let promise = self.closePromise
+                self.closePromise = nil
+                promise?.fail(TLSError.closeTimedOut)
                 self.requestChannelClose(context: context)
             }
         }

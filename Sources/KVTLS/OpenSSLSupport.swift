@@ -2,9 +2,9 @@ import COpenSSL
 import KVCore
 
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #elseif canImport(Darwin)
-import Darwin
+    import Darwin
 #endif
 
 /// Small helpers over OpenSSL's C API shared by the context, the connection and the issuer.
@@ -138,7 +138,9 @@ enum OpenSSL {
     /// The QuorumKV role a certificate names in its `urn:quorumkv:role:<role>` URI SAN. A certificate
     /// naming no role, an unknown role, or two different roles has none.
     static func role(fromURIs uris: [String]) -> Role? {
-        let roles = uris.filter { $0.hasPrefix(Role.uriPrefix) }.map { Role(name: String($0.dropFirst(Role.uriPrefix.count))) }
+        let roles = uris.filter { $0.hasPrefix(Role.uriPrefix) }.map {
+            Role(name: String($0.dropFirst(Role.uriPrefix.count)))
+        }
         guard let first = roles.first, let role = first, roles.allSatisfy({ $0 == role }) else { return nil }
         return role
     }

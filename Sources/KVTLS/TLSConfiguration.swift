@@ -23,6 +23,10 @@ public struct TLSConfiguration: Sendable {
     /// Test knob: load no certificate or key, so the peer sees a client without a certificate.
     package var omitsCertificate: Bool = false
 
+    /// Test knob: accept our own certificate even if it carries no QuorumKV role, so tests can
+    /// present one to a peer and watch it be refused.
+    package var allowsCertificateWithoutRole: Bool = false
+
     /// Reads the cluster CA, our certificate and our private key from PEM files.
     public init(caFile: String, certificateFile: String, keyFile: String) {
         self.source = .files(ca: caFile, certificate: certificateFile, key: keyFile)

@@ -20,8 +20,8 @@ public final class TLSContext: @unchecked Sendable {
 
     /// The name, role and SANs of our own certificate.
     ///
-    /// A context made with the package-only `omitsCertificate` knob has no certificate and reports an
-    /// empty name with the client role.
+    /// A context made with the package-only `omitsCertificate` or `allowsCertificateWithoutRole` knobs
+    /// may have no role; it then reports an empty name with the client role.
     public var localIdentity: PeerIdentity { self.identity ?? PeerIdentity(name: "", role: .client) }
 
     /// Builds the context. Throws `TLSError.invalidConfiguration` naming the cause: a missing file, bad
@@ -33,7 +33,8 @@ public final class TLSContext: @unchecked Sendable {
         switch configuration.source {
         case .files(let ca, let certificate, let key):
             caPEM = try OpenSSL.readFile(ca, what: "CA")
-            certificatePEM = configuration.omitsCertificate ? "" : try OpenSSL.readFile(certificate, what: "certificate")
+            certificatePEM =
+                configuration.omitsCertificate ? "" : try OpenSSL.readFile(certificate, what: "certificate")
             keyPEM = configuration.omitsCertificate ? "" : try OpenSSL.readFile(key, what: "key")
         case .pem(let ca, let certificate, let key):
             (caPEM, certificatePEM, keyPEM) = (ca, certificate, key)
@@ -49,7 +50,10 @@ public final class TLSContext: @unchecked Sendable {
             if configuration.omitsCertificate {
                 self.identity = nil
             } else {
-                self.identity = try Self.loadIdentity(context, certificatePEM: certificatePEM, keyPEM: keyPEM)
+                self.identity = try Self.loadIdentity(
+                    context, certificatePEM: certificatePEM, keyPEM: keyPEM,
+                    allowsNoRole: configuration.allowsCertificateWithoutRole
+                )
             }
         } catch {
             SSL_CTX_free(context)
@@ -63,7 +67,9 @@ public final class TLSContext: @unchecked Sendable {
         SSL_CTX_free(self.sslContext)
     }
 
-    private static func configure(_ context: OpaquePointer, side: Side, configuration: TLSConfiguration) throws(TLSError) {
+    private static func configure(_ context: OpaquePointer, side: Side, configuration: TLSConfiguration)
+        throws(TLSError)
+    {
         let versionMax: Int32 = configuration.protocolVersionMax == .tls13 ? TLS1_3_VERSION : TLS1_2_VERSION
         guard CQKV_SSL_CTX_set_min_proto_version(context, versionMax) == 1,
             CQKV_SSL_CTX_set_max_proto_version(context, versionMax) == 1
@@ -109,8 +115,9 @@ public final class TLSContext: @unchecked Sendable {
     private static func loadIdentity(
         _ context: OpaquePointer,
         certificatePEM: String,
-        keyPEM: String
-    ) throws(TLSError) -> PeerIdentity {
+        keyPEM: String,
+        allowsNoRole: Bool
+    ) throws(TLSError) -> PeerIdentity? {
         guard let certBIO = OpenSSL.makeReadBIO(certificatePEM) else {
             throw .invalidConfiguration("cannot read certificate PEM: \(OpenSSL.drainErrors())")
         }
@@ -120,7 +127,8 @@ public final class TLSContext: @unchecked Sendable {
             throw .invalidConfiguration("bad certificate PEM: \(OpenSSL.drainErrors())")
         }
         defer { X509_free(cert) }
-        guard let identity = PeerIdentity(certificate: cert) else {
+        let identity = PeerIdentity(certificate: cert)
+        if identity == nil && !allowsNoRole {
             throw .invalidConfiguration("certificate has no QuorumKV role (URI SAN \(Role.uriPrefix)<role>)")
         }
         guard SSL_CTX_use_certificate(context, cert) == 1 else {
@@ -143,6 +151,10 @@ public final class TLSContext: @unchecked Sendable {
             throw .invalidConfiguration("bad private key PEM: \(OpenSSL.drainErrors())")
         }
         defer { EVP_PKEY_free(key) }
+        guard X509_check_private_key(cert, key) == 1 else {
+            ERR_clear_error()
+            throw .invalidConfiguration("private key does not match certificate")
+        }
         guard SSL_CTX_use_PrivateKey(context, key) == 1 else {
             throw .invalidConfiguration("cannot use private key: \(OpenSSL.drainErrors())")
         }
