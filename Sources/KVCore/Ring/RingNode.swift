@@ -1,0 +1,14 @@
+/// One node's place on the ring: its id and the tokens of its virtual nodes.
+///
+/// Each token `t` makes the node the owner of the range `(p, t]`, where `p` is the next smaller token on
+/// the ring (wrapping). `TokenAllocator` chooses tokens that keep the ring balanced.
+public struct RingNode: Sendable, Hashable {
+    public var id: String
+    /// The node's virtual-node tokens, in any order.
+    public var tokens: [UInt64]
+
+    public init(id: String, tokens: [UInt64]) {
+        self.id = id
+        self.tokens = tokens
+    }
+}

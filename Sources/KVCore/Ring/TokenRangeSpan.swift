@@ -1,0 +1,34 @@
+/// A clockwise span of the ring: the tokens `t` with `start < t <= end`, wrapping past `UInt64.max`.
+///
+/// Start is exclusive and end inclusive because a vnode token owns the range that ends at it. A span
+/// whose `start` equals its `end` is the whole ring (a ring of one token, or a node that replicates
+/// everything).
+///
+/// Not called `TokenRange` because KVWire generates a `TokenRange` (the wire struct, same fields and
+/// meaning); a module importing both would find the name ambiguous.
+public struct TokenRangeSpan: Sendable, Hashable, CustomStringConvertible {
+    /// Exclusive.
+    public var start: UInt64
+    /// Inclusive.
+    public var end: UInt64
+
+    public init(start: UInt64, end: UInt64) {
+        self.start = start
+        self.end = end
+    }
+
+    /// The number of tokens in the span, from 1 to 2^64.
+    public var width: UInt128 {
+        start == end ? 1 << 64 : UInt128(end &- start)
+    }
+
+    public func contains(_ token: Token) -> Bool {
+        if start == end { return true }
+        let offset = token.value &- start
+        return offset != 0 && offset <= end &- start
+    }
+
+    public var description: String {
+        "(\(Token(start)), \(Token(end))]"
+    }
+}

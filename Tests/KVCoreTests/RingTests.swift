@@ -1,0 +1,222 @@
+import KVCore
+import Testing
+
+@Suite("Ring")
+struct RingTests {
+    static let sampleRing = try! Ring(nodes: TokenAllocator.allocate(nodeIDs: nodeIDs(5)), replicationFactor: 3)
+
+    @Test("a preference list has N distinct nodes and starts at the owner", arguments: [1, 2, 3, 5])
+    func preferenceListsAreDistinctAndStartAtOwner(replicationFactor: Int) throws {
+        let ring = try Ring(nodes: Self.sampleRing.nodes, replicationFactor: replicationFactor)
+        let vnodes = ring.nodes.flatMap { node in node.tokens.map { (token: $0, id: node.id) } }
+        for vnode in vnodes {
+            for token in [vnode.token, vnode.token &- 1] {
+                let list = ring.preferenceList(for: Token(token))
+                #expect(list.count == replicationFactor)
+                #expect(Set(list).count == replicationFactor)
+                if token == vnode.token {
+                    #expect(list.first == vnode.id, "a vnode token belongs to its own node")
+                }
+            }
+        }
+    }
+
+    @Test("a token above the largest vnode token wraps to the smallest")
+    func wrapsAround() throws {
+        let ring = try Ring(
+            nodes: [
+                RingNode(id: "a", tokens: [100, 400]),
+                RingNode(id: "b", tokens: [200]),
+                RingNode(id: "c", tokens: [300]),
+            ],
+            replicationFactor: 2
+        )
+        #expect(ring.preferenceList(for: Token(401)) == ["a", "b"])
+        #expect(ring.preferenceList(for: Token(.max)) == ["a", "b"])
+        #expect(ring.preferenceList(for: Token(0)) == ["a", "b"])
+        #expect(ring.preferenceList(for: Token(100)) == ["a", "b"])
+        #expect(ring.preferenceList(for: Token(101)) == ["b", "c"])
+        #expect(ring.preferenceList(for: Token(301)) == ["a", "b"], "skips a's second vnode, then wraps to b")
+        #expect(ring.preferenceList(for: Token(201)) == ["c", "a"])
+    }
+
+    @Test("the fast lookup agrees with a linear scan on 10,000 random tokens", arguments: [1, 3])
+    func agreesWithBruteForce(replicationFactor: Int) throws {
+        let seed = UInt64(0x5EED_0000 + replicationFactor)
+        var generator = SeededGenerator(seed: seed)
+        // An allocated ring, and one of random tokens (uneven, with runs of one node's vnodes).
+        let random = (1...7).map { index in
+            RingNode(id: "r\(index)", tokens: (0..<(index * 3)).map { _ in generator.next() })
+        }
+        for nodes in [Self.sampleRing.nodes, random] {
+            let ring = try Ring(nodes: nodes, replicationFactor: replicationFactor)
+            for _ in 0..<10_000 {
+                let token = Token(generator.next())
+                let expected = referencePreferenceList(ring, token)
+                #expect(ring.preferenceList(for: token) == expected, "seed \(seed), token \(token)")
+            }
+        }
+    }
+
+    @Test("preferenceList(forKey:) hashes the key with XXH64")
+    func keyLookupUsesTheKeyToken() {
+        let key = Array("user:123".utf8)
+        #expect(Self.sampleRing.preferenceList(forKey: key) == Self.sampleRing.preferenceList(for: Token(key: key)))
+    }
+
+    @Test("replica shares sum to N and primary shares to 1", arguments: 1...5)
+    func sharesSum(replicationFactor: Int) throws {
+        let ring = try Ring(nodes: Self.sampleRing.nodes, replicationFactor: replicationFactor)
+        #expect(abs(ring.replicaShare().values.reduce(0, +) - Double(replicationFactor)) < 1e-9)
+        #expect(abs(ring.primaryShare().values.reduce(0, +) - 1) < 1e-9)
+        #expect(ring.replicaShare().count == ring.nodes.count)
+    }
+
+    @Test("fallbacks hold every other node once, in ring order after the preference list")
+    func fallbacks() throws {
+        var generator = SeededGenerator(seed: 7)
+        let ring = try Ring(nodes: TokenAllocator.allocate(nodeIDs: nodeIDs(7)), replicationFactor: 3)
+        for _ in 0..<500 {
+            let token = Token(generator.next())
+            let preference = ring.preferenceList(for: token)
+            let fallbacks = ring.fallbacks(for: token)
+            #expect(fallbacks.count == ring.nodes.count - preference.count)
+            #expect(Set(fallbacks).isDisjoint(with: preference))
+            #expect(Set(fallbacks + preference) == Set(ring.nodes.map(\.id)))
+            // The same walk with N = all nodes lists the preference list, then the fallbacks.
+            let everyone = try Ring(nodes: ring.nodes, replicationFactor: ring.nodes.count)
+            #expect(everyone.preferenceList(for: token) == preference + fallbacks)
+        }
+        let full = try Ring(nodes: ring.nodes, replicationFactor: ring.nodes.count)
+        #expect(full.fallbacks(for: Token(0)).isEmpty)
+    }
+
+    @Test("ranges(replicatedBy:) cover exactly the node's replica share", arguments: nodeIDs(6))
+    func rangesMatchShares(node: String) throws {
+        let ring = try Ring(nodes: TokenAllocator.allocate(nodeIDs: nodeIDs(6)), replicationFactor: 3)
+        let ranges = ring.ranges(replicatedBy: node)
+        let covered = ranges.reduce(UInt128(0)) { $0 + $1.width }
+        #expect(Double(covered) / 0x1p64 == ring.replicaShare()[node])
+        // Merged: no two ranges touch, and they come in ascending order of end.
+        for (left, right) in zip(ranges, ranges.dropFirst()) {
+            #expect(left.end < right.end && left.end != right.start)
+        }
+        // A token is in one of the ranges exactly when the node is in its preference list.
+        var generator = SeededGenerator(seed: 11)
+        let vnodeTokens = ring.nodes.flatMap(\.tokens)
+        let probes = (0..<2000).map { _ in generator.next() } + vnodeTokens + vnodeTokens.map { $0 &+ 1 } + [0, .max]
+        for probe in probes {
+            let inRanges = ranges.filter { $0.contains(Token(probe)) }.count
+            let replicated = ring.preferenceList(for: Token(probe)).contains(node)
+            #expect(inRanges == (replicated ? 1 : 0), "token \(Token(probe))")
+        }
+    }
+
+    @Test("a node replicating everything has one whole-ring range; an unknown node none")
+    func wholeRingRanges() throws {
+        let ring = try Ring(nodes: TokenAllocator.allocate(nodeIDs: nodeIDs(3)), replicationFactor: 3)
+        let ranges = ring.ranges(replicatedBy: "n2")
+        #expect(ranges.count == 1)
+        #expect(ranges.first?.start == ranges.first?.end)
+        #expect(ranges.first?.width == 1 << 64)
+        #expect(ring.ranges(replicatedBy: "nobody").isEmpty)
+        let single = try Ring(nodes: [RingNode(id: "solo", tokens: [42])], replicationFactor: 1)
+        #expect(single.ranges(replicatedBy: "solo") == [TokenRangeSpan(start: 42, end: 42)])
+        #expect(single.preferenceList(for: Token(43)) == ["solo"])
+        #expect(single.replicaShare() == ["solo": 1])
+        #expect(single.fallbacks(for: Token(0)).isEmpty)
+    }
+
+    @Test("TokenRangeSpan is start-exclusive, end-inclusive and wraps")
+    func tokenRangeContains() {
+        let plain = TokenRangeSpan(start: 10, end: 20)
+        #expect(!plain.contains(Token(10)) && plain.contains(Token(11)) && plain.contains(Token(20)))
+        #expect(!plain.contains(Token(21)) && plain.width == 10)
+        let wrapping = TokenRangeSpan(start: .max - 1, end: 1)
+        #expect(wrapping.contains(Token(.max)) && wrapping.contains(Token(0)) && wrapping.contains(Token(1)))
+        #expect(!wrapping.contains(Token(.max - 1)) && !wrapping.contains(Token(2)) && wrapping.width == 3)
+    }
+
+    struct InvalidCase: Sendable, CustomTestStringConvertible {
+        var name: String
+        var nodes: [RingNode]
+        var replicationFactor: Int
+        var error: RingError
+        var message: String
+        var testDescription: String { name }
+    }
+
+    static let invalidCases: [InvalidCase] = [
+        InvalidCase(
+            name: "duplicate id",
+            nodes: [RingNode(id: "a", tokens: [1]), RingNode(id: "a", tokens: [2])],
+            replicationFactor: 1,
+            error: .duplicateNodeID("a"),
+            message: "duplicate node id \"a\""
+        ),
+        InvalidCase(
+            name: "duplicate token across nodes",
+            nodes: [RingNode(id: "a", tokens: [1, 0xFF]), RingNode(id: "b", tokens: [0xFF])],
+            replicationFactor: 1,
+            error: .duplicateToken(0xFF, first: "a", second: "b"),
+            message: "token 00000000000000ff is claimed by both node \"a\" and node \"b\""
+        ),
+        InvalidCase(
+            name: "duplicate token within a node",
+            nodes: [RingNode(id: "a", tokens: [5, 5])],
+            replicationFactor: 1,
+            error: .duplicateToken(5, first: "a", second: "a"),
+            message: "token 0000000000000005 appears twice on node \"a\""
+        ),
+        InvalidCase(
+            name: "node without tokens",
+            nodes: [RingNode(id: "a", tokens: [1]), RingNode(id: "b", tokens: [])],
+            replicationFactor: 1,
+            error: .nodeWithoutTokens("b"),
+            message: "node \"b\" has no tokens"
+        ),
+        InvalidCase(
+            name: "replication factor 0",
+            nodes: [RingNode(id: "a", tokens: [1])],
+            replicationFactor: 0,
+            error: .replicationFactorOutOfRange(0, nodeCount: 1),
+            message: "replication factor 0 is outside 1...1 (the number of nodes)"
+        ),
+        InvalidCase(
+            name: "replication factor above the node count",
+            nodes: [RingNode(id: "a", tokens: [1]), RingNode(id: "b", tokens: [2])],
+            replicationFactor: 3,
+            error: .replicationFactorOutOfRange(3, nodeCount: 2),
+            message: "replication factor 3 is outside 1...2 (the number of nodes)"
+        ),
+        InvalidCase(
+            name: "no nodes",
+            nodes: [],
+            replicationFactor: 1,
+            error: .replicationFactorOutOfRange(1, nodeCount: 0),
+            message: "a ring needs at least one node (replication factor 1 was asked for)"
+        ),
+        InvalidCase(
+            name: "too many tokens",
+            nodes: [RingNode(id: "a", tokens: (0...UInt64(Limits.tokensPerNodeMax)).map { $0 })],
+            replicationFactor: 1,
+            error: .tooManyTokens(node: "a", count: Limits.tokensPerNodeMax + 1),
+            message: "node \"a\" has 4097 tokens; at most 4096 are allowed"
+        ),
+        InvalidCase(
+            name: "too many nodes",
+            nodes: (0...Limits.nodesMax).map { RingNode(id: "n\($0)", tokens: [UInt64($0)]) },
+            replicationFactor: 3,
+            error: .tooManyNodes(count: Limits.nodesMax + 1),
+            message: "the ring has 4097 nodes; at most 4096 are allowed"
+        ),
+    ]
+
+    @Test("invalid rings are rejected with a clear error", arguments: invalidCases)
+    func rejectsInvalidRings(_ invalid: InvalidCase) {
+        #expect(throws: invalid.error) {
+            try Ring(nodes: invalid.nodes, replicationFactor: invalid.replicationFactor)
+        }
+        #expect(invalid.error.description == invalid.message)
+    }
+}
