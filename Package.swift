@@ -16,6 +16,7 @@ let package = Package(
     platforms: [.macOS(.v15)],
     products: [
         .library(name: "KVClient", targets: ["KVClient"]),
+        .library(name: "KVConfig", targets: ["KVConfig"]),
         .executable(name: "kvd", targets: ["kvd"]),
         .executable(name: "kvctl", targets: ["kvctl"]),
         .executable(name: "kvbench", targets: ["kvbench"]),
@@ -44,6 +45,11 @@ let package = Package(
             swiftSettings: swiftSettings
         ),
         .target(name: "KVWireGenerator", swiftSettings: swiftSettings),
+        .target(
+            name: "KVConfig",
+            dependencies: ["KVCore", .product(name: "Yams", package: "Yams")],
+            swiftSettings: swiftSettings
+        ),
         .target(name: "KVStorage", dependencies: ["KVCore", "CRocksDB"], swiftSettings: swiftSettings),
         .target(
             name: "KVTLS",
@@ -73,7 +79,7 @@ let package = Package(
         .target(
             name: "KVNode",
             dependencies: [
-                "KVCore", "KVWire", "KVStorage", "KVRPC", "KVTLS",
+                "KVCore", "KVWire", "KVStorage", "KVRPC", "KVTLS", "KVConfig",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
@@ -85,7 +91,7 @@ let package = Package(
         .executableTarget(
             name: "kvd",
             dependencies: [
-                "KVCore", "KVNode",
+                "KVCore", "KVNode", "KVConfig",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -96,7 +102,7 @@ let package = Package(
         .executableTarget(
             name: "kvctl",
             dependencies: [
-                "KVCore", "KVWire", "KVClient", "KVTLS", "KVRPC",
+                "KVCore", "KVWire", "KVClient", "KVTLS", "KVRPC", "KVConfig",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "NIOCore", package: "swift-nio"),
             ],
@@ -105,7 +111,7 @@ let package = Package(
         .executableTarget(
             name: "kvbench",
             dependencies: [
-                "KVCore", "KVClient", "KVTLS",
+                "KVCore", "KVClient", "KVTLS", "KVConfig",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "NIOCore", package: "swift-nio"),
             ],
@@ -153,7 +159,7 @@ let package = Package(
         ),
         .testTarget(
             name: "ClusterTests",
-            dependencies: ["KVCore", "KVClient", "KVTLS"],
+            dependencies: ["KVCore", "KVClient", "KVTLS", "KVConfig"],
             swiftSettings: swiftSettings
         ),
     ]

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # A local QuorumKV cluster on loopback: node nI listens on 127.0.0.(10+I):7411, with its own
-# certificate and data folder under .cluster/. Writes .cluster/env for an admin kvctl:
+# certificate and data folder under .cluster/, all sharing .cluster/cluster.yaml (replication
+# factor min(3, N), or QUORUMKV_RF). Writes .cluster/env for an admin kvctl:
 #
-#   scripts/cluster.sh start N      issue certificates (once), start nodes n1..nN, wait until they answer
+#   scripts/cluster.sh start N      write cluster.yaml and certificates (once), start n1..nN, wait until they answer
 #   scripts/cluster.sh stop         stop every node (SIGTERM, then SIGKILL after 10 s)
 #   scripts/cluster.sh kill ID      SIGKILL one node (e.g. n2)
 #   scripts/cluster.sh restart ID   stop one node if running, start it again
@@ -67,7 +68,7 @@ start_node() {
     mkdir -p "$dir/$id"
     [[ -f "$dir/certs/$id.pem" ]] ||
         "$kvctl" certs issue --dir "$dir/certs" --role node --name "$id" --ip "$address" --dns localhost >&2
-    nohup "$kvd" --id "$id" --listen "$address:$port" --data "$dir/$id/data" \
+    nohup "$kvd" --id "$id" --listen "$address:$port" --data "$dir/$id/data" --cluster "$dir/cluster.yaml" \
         --ca "$dir/certs/ca.pem" --cert "$dir/certs/$id.pem" --key "$dir/certs/$id-key.pem" \
         >>"$dir/$id/kvd.log" 2>&1 </dev/null &
     echo $! >"$dir/$id/kvd.pid"
@@ -78,7 +79,8 @@ wait_node() {
     local address
     address=$(address_of "$id")
     for _ in $(seq 1 150); do
-        if "$kvctl" status --endpoints "$address:$port" --ca "$dir/certs/ca.pem" \
+        # `ring` fetches the cluster map from this node alone: it answers iff the node is up.
+        if "$kvctl" ring --endpoints "$address:$port" --ca "$dir/certs/ca.pem" \
             --cert "$dir/certs/admin.pem" --key "$dir/certs/admin-key.pem" --timeout 1 >/dev/null 2>&1; then
             echo "cluster.sh: $id up on $address:$port" >&2
             return 0
@@ -118,11 +120,38 @@ node_ids() {
     done | sort -V
 }
 
+write_cluster_file() {
+    local count=$1
+    local file="$dir/cluster.yaml"
+    if [[ -f "$file" ]]; then
+        local existing
+        existing=$(grep -c '^  - id: ' "$file")
+        if ((existing != count)); then
+            echo "cluster.sh: $file has $existing nodes, not $count; 'scripts/cluster.sh stop && rm -rf .cluster' to start over" >&2
+            exit 1
+        fi
+        return 0
+    fi
+    local rf=${QUORUMKV_RF:-$((count < 3 ? count : 3))}
+    mkdir -p "$dir"
+    {
+        echo "# Written by scripts/cluster.sh: a local cluster of $count nodes on loopback."
+        echo "cluster-id: quorumkv"
+        echo "replication-factor: $rf"
+        echo "nodes:"
+        for ((i = 1; i <= count; i++)); do
+            echo "  - id: n$i"
+            echo "    address: $(address_of "n$i"):$port"
+        done
+    } >"$file"
+}
+
 write_env() {
     local endpoints=()
     for id in $(node_ids); do endpoints+=("$(address_of "$id"):$port"); done
     {
         echo "# Source this file for an admin kvctl against the local cluster."
+        echo "export QUORUMKV_CLUSTER=$dir/cluster.yaml"
         echo "export QUORUMKV_ENDPOINTS=$(IFS=,; echo "${endpoints[*]}")"
         echo "export QUORUMKV_CA=$dir/certs/ca.pem"
         echo "export QUORUMKV_CERT=$dir/certs/admin.pem"
@@ -139,6 +168,7 @@ start)
         echo "cluster.sh: start takes a node count between 1 and 200" >&2
         exit 64
     }
+    write_cluster_file "$count"
     ensure_certs "$count"
     for ((i = 1; i <= count; i++)); do start_node "n$i"; done
     for ((i = 1; i <= count; i++)); do wait_node "n$i"; done
@@ -167,7 +197,7 @@ status)
     "$kvctl" status
     ;;
 *)
-    sed -n '2,12p' "$0" >&2
+    sed -n '2,/^set -euo/p' "$0" | grep '^#' >&2
     exit 64
     ;;
 esac

@@ -9,18 +9,36 @@ import Synchronization
 
 /// What a client needs to reach the cluster.
 public struct KVClientConfiguration: Sendable {
-    /// Node addresses, `host:port`.
+    /// The cluster's map (from `cluster.yaml`). When nil, the client fetches it from `endpoints`.
+    public var cluster: ClusterMap?
+    /// Seed node addresses, `host:port`, asked for the cluster map when `cluster` is nil.
     public var endpoints: [String]
     /// The cluster the nodes must belong to; a node of another cluster refuses the connection.
+    /// Taken from `cluster` when that is set.
     public var clusterID: String = "quorumkv"
     public var tls: TLSConfiguration
-    /// How long one request may wait for a replica's answer.
+    /// How long one request may take, all replicas included.
     public var requestTimeout: Duration = .seconds(5)
     public var reconnect = ReconnectPolicy()
     /// How often a write that a replica finds older than what it holds is re-stamped and retried.
     public var supersededRetriesMax = 8
+    /// Consistency of reads and writes that do not name their own.
+    public var readConsistency: ConsistencyLevel = .quorum
+    public var writeConsistency: ConsistencyLevel = .quorum
+    /// Ask all N replicas on every read instead of the first R (more load, fewer slow reads).
+    public var readFromAll = false
+    /// Ask one more replica when the ones asked are slower than their recent p99.
+    public var speculativeReads = true
+
+    public init(cluster: ClusterMap, tls: TLSConfiguration) {
+        self.cluster = cluster
+        self.endpoints = cluster.nodes.map(\.address)
+        self.clusterID = cluster.clusterID
+        self.tls = tls
+    }
 
     public init(endpoints: [String], tls: TLSConfiguration) {
+        self.cluster = nil
         self.endpoints = endpoints
         self.tls = tls
     }
@@ -39,9 +57,9 @@ public struct KVValue: Sendable, Hashable {
 
 /// How one node answered a ping.
 public struct NodeStatus: Sendable, Hashable {
+    /// The node's id in the cluster map (or its address when the map is not known).
+    public var nodeID: String
     public var address: String
-    /// The node's id, from its certificate; nil when it could not be reached.
-    public var nodeID: String?
     public var isUp: Bool
     public var latency: Duration?
     public var keys: UInt64?
@@ -49,112 +67,282 @@ public struct NodeStatus: Sendable, Hashable {
     public var error: String?
 }
 
-/// The QuorumKV SDK: reads and writes keys over mutual TLS.
+/// The QuorumKV SDK: the coordinator of every read and write.
 ///
-/// The client stamps every write with a hybrid-logical-clock version, moves its clock past every clock
-/// a replica reports, and re-stamps and retries a write that a replica finds older than what it holds,
-/// so a client whose clock runs behind cannot hide its write behind an older one.
-///
-/// This version talks to one replica at a time: the first endpoint that answers. Quorum coordination
-/// over a ring of replicas builds on the same calls.
+/// It hashes each key onto the ring, sends a write to all N replicas at once and answers at the W-th
+/// acknowledgement, and reads from R replicas (asking the next one at once when a replica fails, and
+/// one more when they are slower than their recent p99). Versions are hybrid-logical-clock stamps; the
+/// client moves its clock past every clock a replica reports, and re-stamps and retries a write that
+/// a replica finds older than what it holds, so writes are acknowledged in version order whenever
+/// write quorums overlap.
 public final class KVClient: Sendable {
     public let configuration: KVClientConfiguration
     private let tls: TLSContext
-    private let nodes: [RPCClient]
+    private let hello: Hello
     private let clock = Mutex(HybridLogicalClock())
+    private let topology = Mutex<Topology?>(nil)
+    private let seeds: [RPCClient]
+    private let latencies = Mutex<[String: LatencyTracker]>([:])
     /// The id that breaks ties between equal timestamps of different writers.
     public let writerID: UInt64
 
     /// The identity in this client's certificate.
     public var identity: PeerIdentity { tls.localIdentity }
 
+    /// The ring and one connection per node, built from one cluster map.
+    private final class Topology: Sendable {
+        let map: ClusterMap
+        let ring: Ring
+        let nodes: [String: RPCClient]
+
+        init(map: ClusterMap, ring: Ring, nodes: [String: RPCClient]) {
+            self.map = map
+            self.ring = ring
+            self.nodes = nodes
+        }
+    }
+
     public init(configuration: KVClientConfiguration) throws {
-        guard !configuration.endpoints.isEmpty else {
-            throw KVClientError.invalidArgument("no endpoints: give at least one node address (host:port)")
+        guard configuration.cluster != nil || !configuration.endpoints.isEmpty else {
+            throw KVClientError.invalidArgument(
+                "no cluster: give a cluster map (cluster.yaml) or at least one node address (host:port)")
         }
         self.configuration = configuration
         self.tls = try TLSContext(configuration: configuration.tls, side: .client)
         self.writerID = UInt64.random(in: 1...UInt64.max)
         let identity = tls.localIdentity
-        let hello = Hello(
+        let clusterID = configuration.cluster?.clusterID ?? configuration.clusterID
+        self.hello = Hello(
             protocolVersion: WireProtocol.version,
-            clusterId: configuration.clusterID,
+            clusterId: clusterID,
             senderId: identity.name,
             role: identity.role,
-            epoch: 0
+            epoch: configuration.cluster?.epoch ?? 0
         )
-        var nodes: [RPCClient] = []
+        var seeds: [RPCClient] = []
         for endpoint in configuration.endpoints {
             let (host, port) = try Self.parse(endpoint)
-            nodes.append(RPCClient(host: host, port: port, tls: tls, hello: hello, policy: configuration.reconnect))
+            seeds.append(RPCClient(host: host, port: port, tls: tls, hello: hello, policy: configuration.reconnect))
         }
-        self.nodes = nodes
+        self.seeds = seeds
+        if let map = configuration.cluster {
+            try install(map)
+        }
     }
 
-    /// Writes `value` under `key`.
+    // MARK: - Reads and writes
+
+    /// Writes `value` under `key`, acknowledged by `consistency` replicas (default: the configuration's).
     ///
     /// - Returns: the version the write was stored with.
     @discardableResult
-    public func put(_ key: [UInt8], value: [UInt8]) async throws -> Version {
+    public func put(_ key: [UInt8], value: [UInt8], consistency: ConsistencyLevel? = nil) async throws -> Version {
         try validate(key: key)
         guard value.count <= Limits.valueBytesMax else {
-            throw KVClientError.invalidArgument(
-                "value is \(value.count) bytes; the limit is \(Limits.valueBytesMax)")
+            throw KVClientError.invalidArgument("value is \(value.count) bytes; the limit is \(Limits.valueBytesMax)")
         }
-        return try await write(key: key, value: value, tombstone: false)
+        return try await write(key: key, value: value, tombstone: false, consistency: consistency)
     }
 
     /// Deletes `key` by writing a tombstone.
     ///
     /// - Returns: the version of the tombstone.
     @discardableResult
-    public func delete(_ key: [UInt8]) async throws -> Version {
+    public func delete(_ key: [UInt8], consistency: ConsistencyLevel? = nil) async throws -> Version {
         try validate(key: key)
-        return try await write(key: key, value: [], tombstone: true)
+        return try await write(key: key, value: [], tombstone: true, consistency: consistency)
     }
 
-    /// Reads `key`.
+    /// Reads `key` from `consistency` replicas (default: the configuration's) and returns the newest
+    /// version they hold.
     ///
     /// - Returns: the value and its version, or nil when the key does not exist or was deleted.
-    public func get(_ key: [UInt8]) async throws -> KVValue? {
+    public func get(_ key: [UInt8], consistency: ConsistencyLevel? = nil) async throws -> KVValue? {
         try validate(key: key)
-        let request = Message.getRequest(GetRequest(key: ByteBuffer(bytes: key)))
-        let answer = try await call(request)
-        guard case .getResponse(let response) = answer else {
-            throw KVClientError.protocolViolation("a replica answered Get with \(answer.type)")
+        let topology = try await currentTopology()
+        let replicas = topology.ring.preferenceList(forKey: key)
+        let level = consistency ?? configuration.readConsistency
+        let required = try requiredReplicas(level, topology: topology)
+        var speculationDelay: Duration?
+        if configuration.speculativeReads && !configuration.readFromAll {
+            speculationDelay = latencies.withLock { trackers in
+                replicas.prefix(required).compactMap { trackers[$0]?.percentile(0.99) }.max()
+            }
         }
-        observe(response.clock)
-        guard let record = response.record, !record.tombstone else { return nil }
-        observe(record.version.hlc)
-        return KVValue(value: Array(record.value.readableBytesView), version: record.version)
+        var coordinator = ReadCoordinator(
+            configuration: ReadCoordinator.Configuration(
+                replicas: replicas, required: required, askAll: configuration.readFromAll,
+                deadline: configuration.requestTimeout, speculationDelay: speculationDelay))
+        let request = Message.getRequest(GetRequest(key: ByteBuffer(bytes: key)))
+        let outcome = try await drive(
+            start: { coordinator.start().map(\.step) },
+            handle: { coordinator.handle($0).map(\.step) },
+            send: { node, started in
+                self.send(request, to: node, in: topology).map { self.readEvent(node, $0, started: started) }
+            })
+        switch outcome {
+        case .failed(let error):
+            throw KVClientError.unavailable("read of \(Self.describe(key)): \(error)")
+        case .answered(let result):
+            guard let newest = result.newest else { return nil }
+            observe(newest.version.hlc)
+            return newest.tombstone ? nil : KVValue(value: newest.value, version: newest.version)
+        }
     }
 
-    /// Pings every endpoint and reports which answer, how fast, and how many keys they hold.
-    public func status() async -> [NodeStatus] {
-        await withTaskGroup(of: (Int, NodeStatus).self) { group in
+    private func write(key: [UInt8], value: [UInt8], tombstone: Bool, consistency: ConsistencyLevel?) async throws
+        -> Version
+    {
+        let topology = try await currentTopology()
+        let replicas = topology.ring.preferenceList(forKey: key)
+        let required = try requiredReplicas(consistency ?? configuration.writeConsistency, topology: topology)
+        var attempts = 0
+        while true {
+            let version = Version(hlc: now(), writer: writerID)
+            let request = Message.putRequest(
+                PutRequest(
+                    key: ByteBuffer(bytes: key), value: ByteBuffer(bytes: value), version: version,
+                    tombstone: tombstone))
+            var coordinator = WriteCoordinator(
+                configuration: WriteCoordinator.Configuration(
+                    replicas: replicas, required: required, deadline: configuration.requestTimeout))
+            let outcome = try await drive(
+                start: { coordinator.start().map(\.step) },
+                handle: { coordinator.handle($0).map(\.step) },
+                send: { node, started in
+                    self.send(request, to: node, in: topology).map { self.writeEvent(node, $0, started: started) }
+                })
+            switch outcome {
+            case .acknowledged:
+                return version
+            case .failed(let error):
+                throw KVClientError.unavailable("write of \(Self.describe(key)): \(error)")
+            case .superseded(let current):
+                // A replica holds a newer version: move the clock past it and write again, so that this
+                // write, acknowledged after that one, is also ordered after it.
+                observe(current.hlc)
+                attempts += 1
+                if attempts > configuration.supersededRetriesMax {
+                    throw KVClientError.conflict(
+                        "the write of \(Self.describe(key)) was superseded \(attempts) times by newer writes; giving up"
+                    )
+                }
+            }
+        }
+    }
+
+    /// Runs a sans-I/O coordinator to completion: performs its sends and timers, and feeds back what
+    /// happened. Returns at completion without waiting for the replicas that have not answered; their
+    /// late answers are dropped.
+    private func drive<Event: Sendable, Outcome>(
+        start: () -> [Step<Event, Outcome>],
+        handle: (Event) -> [Step<Event, Outcome>],
+        send: @escaping @Sendable (String, ContinuousClock.Instant) -> EventLoopFuture<Event>
+    ) async throws -> Outcome {
+        let (events, continuation) = AsyncStream<Event>.makeStream()
+        let eventLoop = MultiThreadedEventLoopGroup.singleton.next()
+        var timers: [Scheduled<Void>] = []
+        defer {
+            for timer in timers { timer.cancel() }
+            continuation.finish()
+        }
+        var iterator = events.makeAsyncIterator()
+        var steps = start()
+        while true {
+            for step in steps {
+                switch step {
+                case .complete(let outcome):
+                    return outcome
+                case .send(let node):
+                    let started = ContinuousClock.now
+                    send(node, started).whenSuccess { event in continuation.yield(event) }
+                case .timer(let after, let event):
+                    timers.append(eventLoop.scheduleTask(in: TimeAmount(after)) { continuation.yield(event) })
+                }
+            }
+            guard let event = await iterator.next() else {
+                throw KVClientError.unavailable("the request was cancelled")
+            }
+            steps = handle(event)
+        }
+    }
+
+    // MARK: - One replica directly (admin)
+
+    /// Reads what one replica holds for `key`, tombstones included, bypassing coordination.
+    ///
+    /// For debugging and repair checks; needs an admin certificate.
+    public func replicaRecord(_ key: [UInt8], node: String) async throws -> StoredRecord? {
+        try validate(key: key)
+        try requireAdmin()
+        let topology = try await currentTopology()
+        let answer = try await call(.getRequest(GetRequest(key: ByteBuffer(bytes: key))), node: node, in: topology)
+        guard case .getResponse(let response) = answer else {
+            throw KVClientError.protocolViolation("\(node) answered Get with \(answer.type)")
+        }
+        observe(response.clock)
+        return response.record.map {
+            StoredRecord(version: $0.version, tombstone: $0.tombstone, value: Array($0.value.readableBytesView))
+        }
+    }
+
+    /// Writes `value` (or a tombstone) to one replica only, bypassing coordination: the other replicas
+    /// do not get it. For debugging, tests and repair checks; needs an admin certificate.
+    ///
+    /// - Returns: the version written, or the newer version the replica already held.
+    @discardableResult
+    public func writeReplica(_ key: [UInt8], value: [UInt8], tombstone: Bool = false, node: String) async throws
+        -> ApplyOutcome
+    {
+        try validate(key: key)
+        try requireAdmin()
+        let topology = try await currentTopology()
+        let version = Version(hlc: now(), writer: writerID)
+        let request = Message.putRequest(
+            PutRequest(
+                key: ByteBuffer(bytes: key), value: ByteBuffer(bytes: value), version: version, tombstone: tombstone))
+        let answer = try await call(request, node: node, in: topology)
+        guard case .putResponse(let response) = answer else {
+            throw KVClientError.protocolViolation("\(node) answered Put with \(answer.type)")
+        }
+        observe(response.clock)
+        return response.outcome == .applied ? .applied : .superseded(current: response.current)
+    }
+
+    // MARK: - Cluster
+
+    /// The cluster map in use (fetched from a seed node if it was not given).
+    public func clusterMap() async throws -> ClusterMap {
+        try await currentTopology().map
+    }
+
+    /// Pings every node of the cluster and reports which answer, how fast, and how many keys they hold.
+    public func status() async throws -> [NodeStatus] {
+        let topology = try await currentTopology()
+        let nodes = topology.map.nodes
+        return await withTaskGroup(of: (Int, NodeStatus).self) { group in
             for (index, node) in nodes.enumerated() {
                 group.addTask {
                     let started = ContinuousClock.now
                     do {
-                        let connection = try await node.connection()
-                        let answer = try await connection.call(
-                            .pingRequest(PingRequest(epoch: 0, clock: self.now())),
-                            timeout: self.configuration.requestTimeout)
+                        let answer = try await self.call(
+                            .pingRequest(PingRequest(epoch: topology.map.epoch, clock: self.now())), node: node.id,
+                            in: topology)
                         guard case .pingResponse(let ping) = answer else {
-                            throw KVClientError.protocolViolation("a node answered Ping with \(answer.type)")
+                            throw KVClientError.protocolViolation("\(node.id) answered Ping with \(answer.type)")
                         }
                         self.observe(ping.clock)
                         return (
                             index,
                             NodeStatus(
-                                address: node.address, nodeID: connection.helloAck.nodeId, isUp: true,
+                                nodeID: node.id, address: node.address, isUp: true,
                                 latency: ContinuousClock.now - started, keys: ping.keys, error: nil)
                         )
                     } catch {
                         return (
                             index,
                             NodeStatus(
-                                address: node.address, nodeID: nil, isUp: false, latency: nil, keys: nil,
+                                nodeID: node.id, address: node.address, isUp: false, latency: nil, keys: nil,
                                 error: "\(error)")
                         )
                     }
@@ -170,56 +358,162 @@ public final class KVClient: Sendable {
 
     /// Closes every connection.
     public func close() async {
+        let nodes = topology.withLock { $0?.nodes.values.map { $0 } ?? [] }
         for node in nodes {
             await node.close()
         }
-    }
-
-    private func write(key: [UInt8], value: [UInt8], tombstone: Bool) async throws -> Version {
-        var attempts = 0
-        while true {
-            let version = Version(hlc: now(), writer: writerID)
-            let request = Message.putRequest(
-                PutRequest(
-                    key: ByteBuffer(bytes: key), value: ByteBuffer(bytes: value), version: version,
-                    tombstone: tombstone))
-            let answer = try await call(request)
-            guard case .putResponse(let response) = answer else {
-                throw KVClientError.protocolViolation("a replica answered Put with \(answer.type)")
-            }
-            observe(response.clock)
-            switch response.outcome {
-            case .applied:
-                return version
-            case .superseded:
-                // The replica holds a newer version: move the clock past it and write again, so that
-                // this write, acknowledged after that one, is also ordered after it.
-                observe(response.current.hlc)
-                attempts += 1
-                if attempts > configuration.supersededRetriesMax {
-                    throw KVClientError.conflict(
-                        "the write was superseded \(attempts) times by newer writes of the same key; giving up")
-                }
-            }
+        for seed in seeds {
+            await seed.close()
         }
     }
 
-    /// Sends a request to the first endpoint that answers.
-    private func call(_ request: Message) async throws -> Message {
+    // MARK: - Plumbing
+
+    private func currentTopology() async throws -> Topology {
+        if let topology = topology.withLock({ $0 }) {
+            return topology
+        }
         var failures: [String] = []
-        for node in nodes {
+        for seed in seeds {
             do {
-                return try await node.call(request, timeout: configuration.requestTimeout)
+                let answer = try await seed.call(
+                    .clusterMapRequest(ClusterMapRequest(knownEpoch: 0)), timeout: configuration.requestTimeout)
+                guard case .clusterMapResponse(let response) = answer else {
+                    throw KVClientError.protocolViolation("\(seed.address) answered ClusterMap with \(answer.type)")
+                }
+                let map = ClusterMap(
+                    clusterID: response.clusterId, epoch: response.epoch,
+                    replicationFactor: Int(response.replicationFactor),
+                    nodes: response.nodes.map { ClusterMap.Node(id: $0.id, address: $0.address, tokens: $0.tokens) })
+                return try install(map)
+            } catch let error as KVClientError {
+                failures.append("\(seed.address): \(error)")
             } catch let error as RPCError {
                 if let code = error.remoteCode, code != .overloaded, code != .shuttingDown {
                     throw KVClientError.refused(
-                        code, "\(node.address) refused the request: \(error.remoteMessage ?? "")")
+                        code, "\(seed.address) refused the connection: \(error.remoteMessage ?? "")")
                 }
-                failures.append("\(node.address): \(error)")
+                failures.append("\(seed.address): \(error)")
             }
         }
         throw KVClientError.unavailable(
-            "no node answered (\(failures.count) of \(nodes.count) tried): " + failures.joined(separator: "; "))
+            "no node answered with the cluster map (\(failures.count) of \(seeds.count) tried): "
+                + failures.joined(separator: "; "))
+    }
+
+    @discardableResult
+    private func install(_ map: ClusterMap) throws -> Topology {
+        let ring: Ring
+        do {
+            ring = try map.ring()
+        } catch {
+            throw KVClientError.invalidArgument("the cluster map is not a valid ring: \(error)")
+        }
+        var nodes: [String: RPCClient] = [:]
+        let hello = Hello(
+            protocolVersion: WireProtocol.version, clusterId: map.clusterID, senderId: self.hello.senderId,
+            role: self.hello.role, epoch: map.epoch)
+        for node in map.nodes {
+            let (host, port) = try Self.parse(node.address)
+            nodes[node.id] = RPCClient(host: host, port: port, tls: tls, hello: hello, policy: configuration.reconnect)
+        }
+        let installed = Topology(map: map, ring: ring, nodes: nodes)
+        return topology.withLock { current in
+            if let current { return current }
+            current = installed
+            return installed
+        }
+    }
+
+    private func send(_ request: Message, to node: String, in topology: Topology) -> EventLoopFuture<
+        Result<Message, any Error>
+    > {
+        let eventLoop = MultiThreadedEventLoopGroup.singleton.next()
+        guard let client = topology.nodes[node] else {
+            return eventLoop.makeSucceededFuture(.failure(KVClientError.invalidArgument("unknown node \(node)")))
+        }
+        return client.send(request, timeout: configuration.requestTimeout)
+            .map { Result<Message, any Error>.success($0) }
+            .flatMapErrorThrowing { Result<Message, any Error>.failure($0) }
+    }
+
+    private func call(_ request: Message, node: String, in topology: Topology) async throws -> Message {
+        guard let client = topology.nodes[node] else {
+            let known = topology.map.nodes.map(\.id).joined(separator: ", ")
+            throw KVClientError.invalidArgument("no node '\(node)' in the cluster (nodes: \(known))")
+        }
+        do {
+            return try await client.call(request, timeout: configuration.requestTimeout)
+        } catch let error as RPCError {
+            if let code = error.remoteCode {
+                throw KVClientError.refused(code, "\(node) refused the request: \(error.remoteMessage ?? "")")
+            }
+            throw KVClientError.unavailable("\(node) (\(client.address)): \(error)")
+        }
+    }
+
+    private func writeEvent(_ node: String, _ result: Result<Message, any Error>, started: ContinuousClock.Instant)
+        -> WriteCoordinator.Event
+    {
+        switch result {
+        case .success(.putResponse(let response)):
+            record(node, ContinuousClock.now - started)
+            observe(response.clock)
+            switch response.outcome {
+            case .applied: return .applied(node)
+            case .superseded: return .superseded(node, current: response.current)
+            }
+        case .success(let other):
+            return .failed(node, reason: "answered Put with \(other.type)")
+        case .failure(let error):
+            return .failed(node, reason: Self.reason(error))
+        }
+    }
+
+    private func readEvent(_ node: String, _ result: Result<Message, any Error>, started: ContinuousClock.Instant)
+        -> ReadCoordinator.Event
+    {
+        switch result {
+        case .success(.getResponse(let response)):
+            record(node, ContinuousClock.now - started)
+            observe(response.clock)
+            let record = response.record.map {
+                StoredRecord(version: $0.version, tombstone: $0.tombstone, value: Array($0.value.readableBytesView))
+            }
+            return .answered(node, record)
+        case .success(let other):
+            return .failed(node, reason: "answered Get with \(other.type)")
+        case .failure(let error):
+            return .failed(node, reason: Self.reason(error))
+        }
+    }
+
+    private static func reason(_ error: any Error) -> String {
+        if let error = error as? RPCError, let message = error.remoteMessage {
+            return message
+        }
+        return "\(error)"
+    }
+
+    private func record(_ node: String, _ latency: Duration) {
+        latencies.withLock { trackers in
+            trackers[node, default: LatencyTracker()].record(latency)
+        }
+    }
+
+    private func requiredReplicas(_ level: ConsistencyLevel, topology: Topology) throws -> Int {
+        do {
+            return try level.required(replicationFactor: topology.ring.replicationFactor)
+        } catch {
+            throw KVClientError.invalidArgument("\(error)")
+        }
+    }
+
+    private func requireAdmin() throws {
+        guard identity.role == .admin else {
+            throw KVClientError.invalidArgument(
+                "reading or writing one replica directly needs an admin certificate; this one is \(identity.role)")
+        }
     }
 
     private func validate(key: [UInt8]) throws {
@@ -238,26 +532,70 @@ public final class KVClient: Sendable {
         clock.withLock { $0.observe(remote) }
     }
 
-    private static func parse(_ endpoint: String) throws -> (String, Int) {
+    private static func describe(_ key: [UInt8]) -> String {
+        if let text = String(validating: key, as: UTF8.self), text.count <= 64,
+            text.allSatisfy({ !$0.isNewline && $0 != "\0" })
+        {
+            return "'\(text)'"
+        }
+        return "a \(key.count)-byte key"
+    }
+
+    static func parse(_ endpoint: String) throws -> (String, Int) {
         var host = endpoint
         var port = 7411
         if endpoint.hasPrefix("["), let close = endpoint.firstIndex(of: "]") {
             host = String(endpoint[endpoint.index(after: endpoint.startIndex)..<close])
             let rest = endpoint[endpoint.index(after: close)...]
             if rest.hasPrefix(":") {
-                guard let parsed = Int(rest.dropFirst()) else {
-                    throw KVClientError.invalidArgument("endpoint '\(endpoint)' has an invalid port")
+                guard let parsed = Int(rest.dropFirst()), (1...65535).contains(parsed) else {
+                    throw KVClientError.invalidArgument("address '\(endpoint)' has an invalid port")
                 }
                 port = parsed
             }
         } else if let colon = endpoint.lastIndex(of: ":") {
             host = String(endpoint[..<colon])
             guard let parsed = Int(endpoint[endpoint.index(after: colon)...]), (1...65535).contains(parsed) else {
-                throw KVClientError.invalidArgument("endpoint '\(endpoint)' has an invalid port")
+                throw KVClientError.invalidArgument("address '\(endpoint)' has an invalid port")
             }
             port = parsed
         }
-        guard !host.isEmpty else { throw KVClientError.invalidArgument("endpoint '\(endpoint)' has no host") }
+        guard !host.isEmpty else { throw KVClientError.invalidArgument("address '\(endpoint)' has no host") }
         return (host, port)
+    }
+}
+
+extension TimeAmount {
+    fileprivate init(_ duration: Duration) {
+        let (seconds, attoseconds) = duration.components
+        self = .nanoseconds(seconds * 1_000_000_000 + attoseconds / 1_000_000_000)
+    }
+}
+
+/// What a coordinator asks its driver to do, whichever coordinator it is.
+enum Step<Event: Sendable, Outcome> {
+    case send(String)
+    case timer(after: Duration, Event)
+    case complete(Outcome)
+}
+
+extension WriteCoordinator.Action {
+    var step: Step<WriteCoordinator.Event, WriteCoordinator.WriteOutcome> {
+        switch self {
+        case .send(let node): .send(node)
+        case .scheduleDeadline(let after): .timer(after: after, .deadlinePassed)
+        case .complete(let outcome): .complete(outcome)
+        }
+    }
+}
+
+extension ReadCoordinator.Action {
+    var step: Step<ReadCoordinator.Event, ReadCoordinator.ReadOutcome> {
+        switch self {
+        case .send(let node): .send(node)
+        case .scheduleDeadline(let after): .timer(after: after, .deadlinePassed)
+        case .scheduleSpeculation(let after): .timer(after: after, .speculationDue)
+        case .complete(let outcome): .complete(outcome)
+        }
     }
 }

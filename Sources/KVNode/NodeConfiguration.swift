@@ -1,4 +1,5 @@
 import Foundation
+public import KVCore
 public import KVStorage
 import Yams
 
@@ -16,6 +17,7 @@ import Yams
 /// key: certs/out/n1-key.pem
 /// cluster-id: quorumkv
 /// durability: sync          # sync | none | interval:50ms
+/// cluster: cluster.yaml      # the cluster file (see KVConfig.ClusterFile)
 /// ```
 public struct NodeConfiguration: Sendable, Hashable {
     public var id: String
@@ -27,6 +29,8 @@ public struct NodeConfiguration: Sendable, Hashable {
     public var keyFile: String
     public var clusterID: String = NodeConfiguration.defaultClusterID
     public var durability: Durability = .sync
+    /// The cluster this node belongs to (from `--cluster cluster.yaml`); nil for a node on its own.
+    public var cluster: ClusterMap?
     /// On shutdown, how long open connections may go on after the listener closed.
     public var shutdownDrain: Duration = .seconds(1)
 
@@ -64,9 +68,10 @@ public struct NodeFile: Sendable, Hashable, Decodable {
     public var key: String?
     public var clusterID: String?
     public var durability: String?
+    public var cluster: String?
 
     enum CodingKeys: String, CodingKey {
-        case id, listen, data, ca, cert, key, durability
+        case id, listen, data, ca, cert, key, durability, cluster
         case clusterID = "cluster-id"
     }
 
@@ -82,7 +87,7 @@ public struct NodeFile: Sendable, Hashable, Decodable {
         }
         do {
             if let dictionary = try Yams.load(yaml: text) as? [String: Any] {
-                let known = Set(["id", "listen", "data", "ca", "cert", "key", "cluster-id", "durability"])
+                let known = Set(["id", "listen", "data", "ca", "cert", "key", "cluster-id", "durability", "cluster"])
                 if let unknown = dictionary.keys.sorted().first(where: { !known.contains($0) }) {
                     throw NodeError.configuration("\(path): unknown setting '\(unknown)'")
                 }

@@ -36,6 +36,18 @@ public final class NodeService: Service {
             throw NodeError.identity(
                 "\(configuration.certificateFile) is a \(identity.role) certificate; a node needs a node certificate")
         }
+        if let cluster = configuration.cluster {
+            guard cluster.node(configuration.id) != nil else {
+                let members = cluster.nodes.map(\.id).joined(separator: ", ")
+                throw NodeError.configuration(
+                    "node '\(configuration.id)' is not in the cluster file (members: \(members))")
+            }
+            guard cluster.clusterID == configuration.clusterID else {
+                throw NodeError.configuration(
+                    "the cluster file names cluster '\(cluster.clusterID)' but this node is configured for '\(configuration.clusterID)'"
+                )
+            }
+        }
         guard identity.name == configuration.id else {
             throw NodeError.identity(
                 "\(configuration.certificateFile) is issued to '\(identity.name)', but this node's id is '\(configuration.id)'"
@@ -57,7 +69,17 @@ public final class NodeService: Service {
         pool.start()
 
         let address = "\(configuration.listenHost):\(configuration.listenPort)"
-        let service = ReplicaService(nodeID: configuration.id, address: address, store: store, pool: pool)
+        let cluster =
+            configuration.cluster
+            ?? ClusterMap(
+                clusterID: configuration.clusterID, epoch: 1, replicationFactor: 1,
+                nodes: [
+                    ClusterMap.Node(
+                        id: configuration.id, address: address,
+                        tokens: TokenAllocator.tokensForJoiningNode(
+                            configuration.id, existing: [], tokensPerNode: TokenAllocator.tokensPerNodeDefault))
+                ])
+        let service = ReplicaService(nodeID: configuration.id, cluster: cluster, store: store, pool: pool)
         var serverConfiguration = RPCServerConfiguration(
             host: configuration.listenHost,
             port: configuration.listenPort,

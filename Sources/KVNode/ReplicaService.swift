@@ -1,5 +1,5 @@
 import Foundation
-import KVCore
+public import KVCore
 public import KVRPC
 public import KVStorage
 public import KVTLS
@@ -16,7 +16,7 @@ import Synchronization
 /// group commit.
 public final class ReplicaService: RPCService {
     private let nodeID: String
-    private let address: String
+    private let cluster: ClusterMap
     private let store: any ReplicaStore
     private let pool: NIOThreadPool
     private let clock: Mutex<HybridLogicalClock>
@@ -25,13 +25,13 @@ public final class ReplicaService: RPCService {
 
     public init(
         nodeID: String,
-        address: String,
+        cluster: ClusterMap,
         store: any ReplicaStore,
         pool: NIOThreadPool,
         wallMillis: @escaping @Sendable () -> UInt64 = ReplicaService.systemMillis
     ) {
         self.nodeID = nodeID
-        self.address = address
+        self.cluster = cluster
         self.store = store
         self.pool = pool
         self.clock = Mutex(HybridLogicalClock())
@@ -44,7 +44,7 @@ public final class ReplicaService: RPCService {
     }
 
     public func handshakeState() -> (epoch: UInt64, clock: UInt64) {
-        (0, tick(observing: 0))
+        (cluster.epoch, tick(observing: 0))
     }
 
     public func handle(_ request: Message, from peer: PeerIdentity) async throws -> Message {
@@ -59,10 +59,13 @@ public final class ReplicaService: RPCService {
                 PingResponse(
                     epoch: 0, clock: tick(observing: ping.clock), keys: keys, hintsQueued: 0, requestsInFlight: 0))
         case .clusterMapRequest:
-            // One node, until membership arrives: the map names this node alone.
-            let entry = NodeEntry(id: nodeID, address: address, tokens: [], state: .normal)
             return .clusterMapResponse(
-                ClusterMapResponse(clusterId: "", epoch: 0, replicationFactor: 1, nodes: [entry]))
+                ClusterMapResponse(
+                    clusterId: cluster.clusterID, epoch: cluster.epoch,
+                    replicationFactor: UInt8(clamping: cluster.replicationFactor),
+                    nodes: cluster.nodes.map { node in
+                        NodeEntry(id: node.id, address: node.address, tokens: node.tokens, state: .normal)
+                    }))
         case .adminRequest(let admin) where admin.command == .stats:
             let uptime = ContinuousClock.now - startedAt
             return .adminResponse(

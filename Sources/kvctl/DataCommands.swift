@@ -24,6 +24,11 @@ struct Put: AsyncParsableCommand {
     @Option(help: "Read the value from this file ('-' for stdin).")
     var file: String?
 
+    @Option(help: "Write to this one replica only, bypassing coordination (admin certificate only).")
+    var node: String?
+
+    @OptionGroup var consistency: ConsistencyOptions
+
     func validate() throws {
         if value != nil && file != nil {
             throw ValidationError("give the value either as an argument or with --file, not both")
@@ -33,8 +38,15 @@ struct Put: AsyncParsableCommand {
     func run() async throws {
         try await reportingFailures(json: global.json) {
             let bytes = try readValue()
+            if let node {
+                let outcome = try await global.withClient { client in
+                    try await client.writeReplica(Array(key.utf8), value: bytes, node: node)
+                }
+                try reportReplicaWrite(outcome, key: key, node: node, bytes: bytes.count, json: global.json)
+                return
+            }
             let version = try await global.withClient { client in
-                try await client.put(Array(key.utf8), value: bytes)
+                try await client.put(Array(key.utf8), value: bytes, consistency: consistency.write)
             }
             if global.json {
                 try printJSON(WriteDocument(ok: true, key: key, version: "\(version)", bytes: bytes.count))
@@ -67,10 +79,19 @@ struct Get: AsyncParsableCommand {
     @Argument(help: "The key (UTF-8).")
     var key: String
 
+    @Option(help: "Read this one replica only, bypassing coordination, and print its version (admin certificate only).")
+    var node: String?
+
+    @OptionGroup var consistency: ConsistencyOptions
+
     func run() async throws {
         try await reportingFailures(json: global.json) {
+            if let node {
+                try await readReplica(node)
+                return
+            }
             let found = try await global.withClient { client in
-                try await client.get(Array(key.utf8))
+                try await client.get(Array(key.utf8), consistency: consistency.read)
             }
             guard let found else {
                 if global.json {
@@ -86,12 +107,59 @@ struct Get: AsyncParsableCommand {
                         valueBase64: Data(found.value).base64EncodedString(),
                         version: "\(found.version)"))
             } else {
-                FileHandle.standardOutput.write(Data(found.value))
-                if isatty(STDOUT_FILENO) == 1 && found.value.last != UInt8(ascii: "\n") {
-                    FileHandle.standardOutput.write(Data("\n".utf8))
-                }
+                writeValue(found.value)
             }
         }
+    }
+
+    /// `get --node`: what one replica holds, tombstones included, with its version.
+    private func readReplica(_ node: String) async throws {
+        let record = try await global.withClient { client in
+            try await client.replicaRecord(Array(key.utf8), node: node)
+        }
+        guard let record else {
+            if global.json {
+                try printJSON(ReadDocument(ok: true, key: key, found: false, node: node))
+            }
+            throw CommandFailure("key not found on \(node): \(key)", exitCode: exitCodeNotFound)
+        }
+        if global.json {
+            try printJSON(
+                ReadDocument(
+                    ok: true, key: key, found: !record.tombstone,
+                    value: record.tombstone ? nil : String(validating: record.value, as: UTF8.self),
+                    valueBase64: record.tombstone ? nil : Data(record.value).base64EncodedString(),
+                    version: "\(record.version)", node: node, tombstone: record.tombstone))
+        } else {
+            printError("\(node): version \(record.version)\(record.tombstone ? " (tombstone)" : "")")
+            if !record.tombstone {
+                writeValue(record.value)
+            }
+        }
+        if record.tombstone {
+            throw ExitCode(exitCodeNotFound)
+        }
+    }
+}
+
+/// Writes value bytes untouched; a newline follows only on a terminal, for people.
+private func writeValue(_ value: [UInt8]) {
+    FileHandle.standardOutput.write(Data(value))
+    if isatty(STDOUT_FILENO) == 1 && value.last != UInt8(ascii: "\n") {
+        FileHandle.standardOutput.write(Data("\n".utf8))
+    }
+}
+
+private func reportReplicaWrite(_ outcome: ApplyOutcome, key: String, node: String, bytes: Int, json: Bool) throws {
+    switch outcome {
+    case .applied:
+        if json {
+            try printJSON(WriteDocument(ok: true, key: key, version: "written", bytes: bytes, node: node))
+        } else {
+            print("OK (\(node) only)")
+        }
+    case .superseded(let current):
+        throw CommandFailure("\(node) holds a newer version (\(current)); nothing written")
     }
 }
 
@@ -103,10 +171,22 @@ struct Delete: AsyncParsableCommand {
     @Argument(help: "The key (UTF-8).")
     var key: String
 
+    @Option(help: "Delete on this one replica only, bypassing coordination (admin certificate only).")
+    var node: String?
+
+    @OptionGroup var consistency: ConsistencyOptions
+
     func run() async throws {
         try await reportingFailures(json: global.json) {
+            if let node {
+                let outcome = try await global.withClient { client in
+                    try await client.writeReplica(Array(key.utf8), value: [], tombstone: true, node: node)
+                }
+                try reportReplicaWrite(outcome, key: key, node: node, bytes: 0, json: global.json)
+                return
+            }
             let version = try await global.withClient { client in
-                try await client.delete(Array(key.utf8))
+                try await client.delete(Array(key.utf8), consistency: consistency.write)
             }
             if global.json {
                 try printJSON(WriteDocument(ok: true, key: key, version: "\(version)", bytes: 0))
@@ -128,7 +208,7 @@ struct Status: AsyncParsableCommand {
     func run() async throws {
         try await reportingFailures(json: global.json) {
             let statuses = try await global.withClient { client in
-                await client.status()
+                try await client.status()
             }
             if global.json {
                 try printJSON(
@@ -142,7 +222,7 @@ struct Status: AsyncParsableCommand {
             } else {
                 print("NODE        ADDRESS                STATE  LATENCY    KEYS")
                 for status in statuses {
-                    let name = (status.nodeID ?? "?").padding(toLength: 11, withPad: " ", startingAt: 0)
+                    let name = status.nodeID.padding(toLength: 11, withPad: " ", startingAt: 0)
                     let address = status.address.padding(toLength: 22, withPad: " ", startingAt: 0)
                     if status.isUp {
                         let latency = String(format: "%.2f ms", status.latency.map(millis) ?? 0)
@@ -170,6 +250,7 @@ private struct WriteDocument: Encodable {
     var key: String
     var version: String
     var bytes: Int
+    var node: String?
 }
 
 private struct ReadDocument: Encodable {
@@ -180,6 +261,8 @@ private struct ReadDocument: Encodable {
     var value: String?
     var valueBase64: String?
     var version: String?
+    var node: String?
+    var tombstone: Bool?
 }
 
 private struct StatusDocument: Encodable {
@@ -189,7 +272,7 @@ private struct StatusDocument: Encodable {
 
 private struct NodeDocument: Encodable {
     var address: String
-    var node: String?
+    var node: String
     var up: Bool
     var latencyMillis: Double?
     var keys: UInt64?

@@ -1,14 +1,19 @@
 import ArgumentParser
 import Foundation
 import KVClient
+import KVConfig
+import KVCore
 import KVRPC
 import KVTLS
 
 /// Options every command that talks to a cluster shares. Each falls back to an environment variable,
 /// so `source .cluster/env` sets up a shell.
 struct GlobalOptions: ParsableArguments {
-    @Option(help: "Comma-separated node addresses HOST:PORT (env QUORUMKV_ENDPOINTS).")
+    @Option(help: "Comma-separated node addresses HOST:PORT to fetch the cluster map from (env QUORUMKV_ENDPOINTS).")
     var endpoints: String?
+
+    @Option(help: "The cluster file, cluster.yaml (env QUORUMKV_CLUSTER); used instead of --endpoints.")
+    var cluster: String?
 
     @Option(help: "Cluster CA certificate (env QUORUMKV_CA).")
     var ca: String?
@@ -34,9 +39,6 @@ struct GlobalOptions: ParsableArguments {
     }
 
     func clientConfiguration() throws -> KVClientConfiguration {
-        guard let endpoints = endpoints ?? Self.environment("QUORUMKV_ENDPOINTS") else {
-            throw ValidationError("no endpoints: pass --endpoints HOST:PORT or set QUORUMKV_ENDPOINTS")
-        }
         guard let ca = ca ?? Self.environment("QUORUMKV_CA"),
             let cert = cert ?? Self.environment("QUORUMKV_CERT"),
             let key = key ?? Self.environment("QUORUMKV_KEY")
@@ -47,12 +49,30 @@ struct GlobalOptions: ParsableArguments {
         guard timeout > 0, timeout <= 3600 else {
             throw ValidationError("--timeout must be between 0 and 3600 seconds")
         }
-        var configuration = KVClientConfiguration(
-            endpoints: endpoints.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }
-                .filter { !$0.isEmpty },
-            tls: TLSConfiguration(caFile: ca, certificateFile: cert, keyFile: key)
-        )
-        configuration.clusterID = clusterID ?? Self.environment("QUORUMKV_CLUSTER_ID") ?? "quorumkv"
+        let tls = TLSConfiguration(caFile: ca, certificateFile: cert, keyFile: key)
+        var configuration: KVClientConfiguration
+        // A flag wins over the environment; between two flags (or two variables) the cluster file wins.
+        let clusterPath = cluster ?? (endpoints == nil ? Self.environment("QUORUMKV_CLUSTER") : nil)
+        if let path = clusterPath {
+            let map: ClusterMap
+            do {
+                map = try ClusterFile.load(path: path)
+            } catch {
+                throw CommandFailure("\(error)")
+            }
+            configuration = KVClientConfiguration(cluster: map, tls: tls)
+        } else if let endpoints = endpoints ?? Self.environment("QUORUMKV_ENDPOINTS") {
+            configuration = KVClientConfiguration(
+                endpoints: endpoints.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }
+                    .filter { !$0.isEmpty },
+                tls: tls
+            )
+            configuration.clusterID = clusterID ?? Self.environment("QUORUMKV_CLUSTER_ID") ?? "quorumkv"
+        } else {
+            throw ValidationError(
+                "no cluster: pass --cluster FILE or --endpoints HOST:PORT (or set QUORUMKV_CLUSTER / QUORUMKV_ENDPOINTS)"
+            )
+        }
         configuration.requestTimeout = .milliseconds(Int(timeout * 1000))
         configuration.reconnect.connectTimeout = configuration.requestTimeout
         return configuration
@@ -130,4 +150,32 @@ private func report(_ message: String, json: Bool) {
         try? printJSON(ErrorDocument(error: message))
     }
     printError("kvctl: \(message)")
+}
+
+/// `--consistency`, `--r` and `--w`, shared by the data commands.
+struct ConsistencyOptions: ParsableArguments {
+    @Option(help: "one, quorum (default), all, or a number of replicas.")
+    var consistency: String?
+
+    @Option(name: .customLong("r"), help: "Replicas that must answer a read (overrides --consistency).")
+    var readReplicas: Int?
+
+    @Option(name: .customLong("w"), help: "Replicas that must acknowledge a write (overrides --consistency).")
+    var writeReplicas: Int?
+
+    func validate() throws {
+        if let consistency, ConsistencyLevel(parsing: consistency) == nil {
+            throw ValidationError("--consistency must be one, quorum, all or a number")
+        }
+        if let readReplicas, readReplicas < 1 { throw ValidationError("--r must be at least 1") }
+        if let writeReplicas, writeReplicas < 1 { throw ValidationError("--w must be at least 1") }
+    }
+
+    var read: ConsistencyLevel? {
+        readReplicas.map { .count($0) } ?? consistency.flatMap(ConsistencyLevel.init(parsing:))
+    }
+
+    var write: ConsistencyLevel? {
+        writeReplicas.map { .count($0) } ?? consistency.flatMap(ConsistencyLevel.init(parsing:))
+    }
 }

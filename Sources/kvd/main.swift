@@ -1,4 +1,5 @@
 import ArgumentParser
+import KVConfig
 import KVCore
 import KVNode
 import Logging
@@ -39,7 +40,10 @@ struct KVD: AsyncParsableCommand {
     @Option(help: "The node's private key (PEM).")
     var key: String?
 
-    @Option(name: .customLong("cluster-id"), help: "The cluster this node belongs to.")
+    @Option(help: "The cluster file (cluster.yaml): members, addresses, tokens, replication factor.")
+    var cluster: String?
+
+    @Option(name: .customLong("cluster-id"), help: "The cluster this node belongs to (default: the cluster file's).")
     var clusterID: String?
 
     @Option(help: "sync (fsync before acknowledging, default), interval:<N>ms, or none.")
@@ -73,7 +77,13 @@ struct KVD: AsyncParsableCommand {
             certificateFile: try required(cert, file.cert, "cert"),
             keyFile: try required(key, file.key, "key")
         )
-        configuration.clusterID = clusterID ?? file.clusterID ?? NodeConfiguration.defaultClusterID
+        if let path = cluster ?? file.cluster {
+            let map = try ClusterFile.load(path: path)
+            configuration.cluster = map
+            configuration.clusterID = clusterID ?? file.clusterID ?? map.clusterID
+        } else {
+            configuration.clusterID = clusterID ?? file.clusterID ?? NodeConfiguration.defaultClusterID
+        }
         if let durability = durability ?? file.durability {
             configuration.durability = try parseDurability(durability)
         }

@@ -1,0 +1,143 @@
+import Foundation
+import KVClient
+import KVConfig
+import KVCore
+import KVTLS
+import Testing
+
+/// Several real `kvd` processes sharing one cluster file, each on its own loopback address.
+final class ClusterHarness: @unchecked Sendable {
+    let directory: TemporaryDirectory
+    let hosts: [String]
+    let replicationFactor: Int
+    let port = 7411
+    private var processes: [String: Process] = [:]
+
+    var certs: String { directory.path + "/certs" }
+    var clusterFile: String { directory.path + "/cluster.yaml" }
+    var ids: [String] { hosts.indices.map { "n\($0 + 1)" } }
+
+    /// - Parameter firstHost: the last octet of n1's 127.0.0.x address; n2 gets the next one, and so on.
+    ///   No other test may use these addresses.
+    init(nodes count: Int, firstHost: Int, replicationFactor: Int = 3) throws {
+        directory = try TemporaryDirectory()
+        hosts = (0..<count).map { "127.0.0.\(firstHost + $0)" }
+        self.replicationFactor = replicationFactor
+        expectSuccess(try run("kvctl", ["certs", "init", "--dir", certs]))
+        for (id, host) in zip(ids, hosts) {
+            expectSuccess(
+                try run("kvctl", ["certs", "issue", "--dir", certs, "--role", "node", "--name", id, "--ip", host]))
+        }
+        expectSuccess(try run("kvctl", ["certs", "issue", "--dir", certs, "--role", "admin", "--name", "admin"]))
+        expectSuccess(try run("kvctl", ["certs", "issue", "--dir", certs, "--role", "client", "--name", "client"]))
+        var lines = ["cluster-id: test", "replication-factor: \(replicationFactor)", "nodes:"]
+        for (id, host) in zip(ids, hosts) {
+            lines += ["  - id: \(id)", "    address: \(host):\(port)"]
+        }
+        try lines.joined(separator: "\n").write(toFile: clusterFile, atomically: true, encoding: .utf8)
+    }
+
+    func address(_ id: String) -> String {
+        "\(hosts[index(id)]):\(port)"
+    }
+
+    private func index(_ id: String) -> Int {
+        Int(id.dropFirst())! - 1
+    }
+
+    /// Starts every node, then waits until each answers.
+    func startAll() throws {
+        for id in ids { try launch(id) }
+        for id in ids { try waitUntilUp(id) }
+    }
+
+    /// Starts one node and waits until it answers.
+    func start(_ id: String) throws {
+        try launch(id)
+        try waitUntilUp(id)
+    }
+
+    private func launch(_ id: String) throws {
+        let process = Process()
+        process.executableURL = binDirectory.appendingPathComponent("kvd")
+        process.arguments = [
+            "--id", id, "--listen", address(id), "--data", "\(directory.path)/\(id)", "--cluster", clusterFile,
+            "--ca", "\(certs)/ca.pem", "--cert", "\(certs)/\(id).pem", "--key", "\(certs)/\(id)-key.pem",
+        ]
+        let logPath = "\(directory.path)/\(id).log"
+        if !FileManager.default.fileExists(atPath: logPath) {
+            _ = FileManager.default.createFile(atPath: logPath, contents: nil)
+        }
+        let logFile = try FileHandle(forWritingTo: URL(fileURLWithPath: logPath))
+        logFile.seekToEndOfFile()
+        process.standardOutput = logFile
+        process.standardError = logFile
+        try process.run()
+        processes[id] = process
+    }
+
+    private func waitUntilUp(_ id: String) throws {
+        let deadline = ContinuousClock.now + .seconds(30)
+        while ContinuousClock.now < deadline {
+            let result = try run(
+                "kvctl",
+                [
+                    "ring", "--endpoints", address(id), "--cluster-id", "test", "--ca", "\(certs)/ca.pem",
+                    "--cert", "\(certs)/admin.pem",
+                    "--key", "\(certs)/admin-key.pem", "--timeout", "1",
+                ])
+            if result.status == 0 { return }
+            if let process = processes[id], !process.isRunning {
+                throw HarnessError("\(id) exited with \(process.terminationStatus)")
+            }
+            usleep(100_000)
+        }
+        throw HarnessError("\(id) did not answer within 30 s")
+    }
+
+    /// Sends a signal to one node and waits for it to end.
+    func stop(_ id: String, signal: Int32 = SIGKILL) {
+        guard let process = processes[id], process.isRunning else { return }
+        kill(process.processIdentifier, signal)
+        let deadline = ContinuousClock.now + .seconds(15)
+        while process.isRunning && ContinuousClock.now < deadline {
+            usleep(10_000)
+        }
+        if process.isRunning {
+            kill(process.processIdentifier, SIGKILL)
+        }
+        process.waitUntilExit()
+    }
+
+    /// Stops every node and removes the folder.
+    func tearDown() {
+        for id in ids { stop(id) }
+        directory.remove()
+    }
+
+    /// An SDK client for this cluster, from the cluster file.
+    func client(certificate name: String = "client", timeout: Duration = .seconds(5)) throws -> KVClient {
+        var configuration = KVClientConfiguration(
+            cluster: try ClusterFile.load(path: clusterFile),
+            tls: TLSConfiguration(
+                caFile: "\(certs)/ca.pem", certificateFile: "\(certs)/\(name).pem", keyFile: "\(certs)/\(name)-key.pem"
+            ))
+        configuration.requestTimeout = timeout
+        return try KVClient(configuration: configuration)
+    }
+
+    /// Runs `kvctl` with the cluster file and the given certificate (admin by default).
+    func kvctl(_ arguments: [String], as name: String = "admin") throws -> CommandResult {
+        try run(
+            "kvctl",
+            arguments + [
+                "--cluster", clusterFile, "--ca", "\(certs)/ca.pem", "--cert", "\(certs)/\(name).pem", "--key",
+                "\(certs)/\(name)-key.pem",
+            ])
+    }
+
+    /// The preference list of a key, from the cluster file's ring.
+    func replicas(of key: String) throws -> [String] {
+        try ClusterFile.load(path: clusterFile).ring().preferenceList(forKey: Array(key.utf8))
+    }
+}
