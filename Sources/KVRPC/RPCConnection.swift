@@ -126,7 +126,13 @@ public final class RPCConnection: Sendable {
     ) -> EventLoopFuture<Message> {
         let frame = request.frame(requestID: requestID, allocator: channel.allocator)
         let promise = channel.eventLoop.makePromise(of: Frame.self)
-        channel.writeAndFlush(OutboundRequest(frame: frame, promise: promise, timeout: timeout), promise: nil)
+        // A write to a channel that closed meanwhile never reaches RPCClientHandler: fail the request
+        // here, or its caller would wait forever.
+        let written = channel.eventLoop.makePromise(of: Void.self)
+        written.futureResult.whenFailure { error in
+            promise.fail(RPCError.connectionClosed(reason: "\(error)"))
+        }
+        channel.writeAndFlush(OutboundRequest(frame: frame, promise: promise, timeout: timeout), promise: written)
         return promise.futureResult.flatMapThrowing { answer in
             let message: Message
             do {

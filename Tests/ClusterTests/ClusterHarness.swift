@@ -116,7 +116,7 @@ final class ClusterHarness: @unchecked Sendable {
     }
 
     /// An SDK client for this cluster, from the cluster file.
-    func client(certificate name: String = "client", timeout: Duration = .seconds(5)) throws -> KVClient {
+    func client(certificate name: String = "client", timeout: Duration = .seconds(20)) throws -> KVClient {
         var configuration = KVClientConfiguration(
             cluster: try ClusterFile.load(path: clusterFile),
             tls: TLSConfiguration(
@@ -136,8 +136,11 @@ final class ClusterHarness: @unchecked Sendable {
             ])
     }
 
+    /// The cluster file's ring, built once.
+    private lazy var ring: Result<Ring, any Error> = Result { try ClusterFile.load(path: clusterFile).ring() }
+
     /// The preference list of a key, from the cluster file's ring.
     func replicas(of key: String) throws -> [String] {
-        try ClusterFile.load(path: clusterFile).ring().preferenceList(forKey: Array(key.utf8))
+        try ring.get().preferenceList(forKey: Array(key.utf8))
     }
 }

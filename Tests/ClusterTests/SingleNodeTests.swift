@@ -2,117 +2,121 @@ import Foundation
 import Testing
 
 /// `kvd` as a real process, driven by `kvctl` as a user would.
-@Suite(.serialized, .timeLimit(.minutes(5)))
-struct SingleNodeTests {
-    @Test func putGetDeleteSurviveARestart() throws {
-        let node = try NodeHarness(host: "127.0.0.101")
-        defer { node.tearDown() }
-        try node.start()
+extension RealProcessTests {
+    @Suite(.timeLimit(.minutes(5)))
+    struct SingleNodeTests {
+        @Test func putGetDeleteSurviveARestart() throws {
+            let node = try NodeHarness(host: "127.0.0.101")
+            defer { node.tearDown() }
+            try node.start()
 
-        expectSuccess(try node.kvctl(["put", "greeting", "hello"]))
-        let got = try node.kvctl(["get", "greeting"])
-        expectSuccess(got)
-        #expect(got.stdout == "hello")
+            expectSuccess(try node.kvctl(["put", "greeting", "hello"]))
+            let got = try node.kvctl(["get", "greeting"])
+            expectSuccess(got)
+            #expect(got.stdout == "hello")
 
-        expectSuccess(try node.kvctl(["put", "doomed", "x"]))
-        expectSuccess(try node.kvctl(["delete", "doomed"]))
-        #expect(try node.kvctl(["get", "doomed"]).status == 2)
-        #expect(try node.kvctl(["get", "never-written"]).status == 2)
+            expectSuccess(try node.kvctl(["put", "doomed", "x"]))
+            expectSuccess(try node.kvctl(["delete", "doomed"]))
+            #expect(try node.kvctl(["get", "doomed"]).status == 2)
+            #expect(try node.kvctl(["get", "never-written"]).status == 2)
 
-        node.stop(signal: SIGTERM)
-        #expect(node.exitStatus == 0, "kvd should exit cleanly on SIGTERM: \(node.log(tail: 5))")
-        try node.start()
-        #expect(try node.kvctl(["get", "greeting"]).stdout == "hello")
-        #expect(try node.kvctl(["get", "doomed"]).status == 2)
-    }
-
-    @Test func acknowledgedPutSurvivesSIGKILL() throws {
-        let node = try NodeHarness(host: "127.0.0.102")
-        defer { node.tearDown() }
-        try node.start()
-        for index in 0..<20 {
-            expectSuccess(try node.kvctl(["put", "key-\(index)", "value-\(index)"]))
+            node.stop(signal: SIGTERM)
+            #expect(node.exitStatus == 0, "kvd should exit cleanly on SIGTERM: \(node.log(tail: 5))")
+            try node.start()
+            #expect(try node.kvctl(["get", "greeting"]).stdout == "hello")
+            #expect(try node.kvctl(["get", "doomed"]).status == 2)
         }
-        node.stop(signal: SIGKILL)
-        try node.start()
-        for index in 0..<20 {
-            let got = try node.kvctl(["get", "key-\(index)"])
-            #expect(got.stdout == "value-\(index)", "key-\(index) lost after SIGKILL: \(got.stderr)")
+
+        @Test func acknowledgedPutSurvivesSIGKILL() throws {
+            let node = try NodeHarness(host: "127.0.0.102")
+            defer { node.tearDown() }
+            try node.start()
+            for index in 0..<20 {
+                expectSuccess(try node.kvctl(["put", "key-\(index)", "value-\(index)"]))
+            }
+            node.stop(signal: SIGKILL)
+            try node.start()
+            for index in 0..<20 {
+                let got = try node.kvctl(["get", "key-\(index)"])
+                #expect(got.stdout == "value-\(index)", "key-\(index) lost after SIGKILL: \(got.stderr)")
+            }
         }
-    }
 
-    @Test func valuesAreBytesUntouchedFromStdinAndFile() throws {
-        let node = try NodeHarness(host: "127.0.0.103")
-        defer { node.tearDown() }
-        try node.start()
-        let bytes = Data((0..<4096).map { UInt8(truncatingIfNeeded: $0 &* 31) })
-        expectSuccess(try node.kvctl(["put", "binary"], stdin: bytes))
-        let json = try node.kvctl(["get", "binary", "--json"])
-        expectSuccess(json)
-        let document = try JSONSerialization.jsonObject(with: Data(json.stdout.utf8)) as? [String: Any]
-        #expect(document?["valueBase64"] as? String == bytes.base64EncodedString())
+        @Test func valuesAreBytesUntouchedFromStdinAndFile() throws {
+            let node = try NodeHarness(host: "127.0.0.103")
+            defer { node.tearDown() }
+            try node.start()
+            let bytes = Data((0..<4096).map { UInt8(truncatingIfNeeded: $0 &* 31) })
+            expectSuccess(try node.kvctl(["put", "binary"], stdin: bytes))
+            let json = try node.kvctl(["get", "binary", "--json"])
+            expectSuccess(json)
+            let document = try JSONSerialization.jsonObject(with: Data(json.stdout.utf8)) as? [String: Any]
+            #expect(document?["valueBase64"] as? String == bytes.base64EncodedString())
 
-        let file = node.directory.url.appendingPathComponent("value.bin")
-        try bytes.write(to: file)
-        expectSuccess(try node.kvctl(["put", "from-file", "--file", file.path]))
-        let fromFile = try node.kvctl(["get", "from-file", "--json"])
-        let fileDocument = try JSONSerialization.jsonObject(with: Data(fromFile.stdout.utf8)) as? [String: Any]
-        #expect(fileDocument?["valueBase64"] as? String == bytes.base64EncodedString())
-    }
+            let file = node.directory.url.appendingPathComponent("value.bin")
+            try bytes.write(to: file)
+            expectSuccess(try node.kvctl(["put", "from-file", "--file", file.path]))
+            let fromFile = try node.kvctl(["get", "from-file", "--json"])
+            let fileDocument = try JSONSerialization.jsonObject(with: Data(fromFile.stdout.utf8)) as? [String: Any]
+            #expect(fileDocument?["valueBase64"] as? String == bytes.base64EncodedString())
+        }
 
-    @Test func failuresGiveAClearMessageAndExitCode() throws {
-        let node = try NodeHarness(host: "127.0.0.104")
-        defer { node.tearDown() }
+        @Test func failuresGiveAClearMessageAndExitCode() throws {
+            let node = try NodeHarness(host: "127.0.0.104")
+            defer { node.tearDown() }
 
-        // Node down.
-        let down = try node.kvctl(["get", "k"])
-        #expect(down.status == 1)
-        #expect(down.stderr.contains("127.0.0.104:7411"))
+            // Node down.
+            let down = try node.kvctl(["get", "k"])
+            #expect(down.status == 1)
+            #expect(down.stderr.contains("127.0.0.104:7411"))
 
-        try node.start()
-        // A client certificate from another CA.
-        let other = node.directory.path + "/other"
-        expectSuccess(try run("kvctl", ["certs", "init", "--dir", other]))
-        expectSuccess(try run("kvctl", ["certs", "issue", "--dir", other, "--role", "client", "--name", "stranger"]))
-        let stranger = try run(
-            "kvctl",
-            [
-                "get", "k", "--endpoints", node.endpoint, "--ca", "\(node.certs)/ca.pem", "--cert",
-                "\(other)/stranger.pem", "--key", "\(other)/stranger-key.pem",
-            ])
-        #expect(stranger.status == 1)
-        #expect(!stranger.stderr.isEmpty)
+            try node.start()
+            // A client certificate from another CA.
+            let other = node.directory.path + "/other"
+            expectSuccess(try run("kvctl", ["certs", "init", "--dir", other]))
+            expectSuccess(
+                try run("kvctl", ["certs", "issue", "--dir", other, "--role", "client", "--name", "stranger"]))
+            let stranger = try run(
+                "kvctl",
+                [
+                    "get", "k", "--endpoints", node.endpoint, "--ca", "\(node.certs)/ca.pem", "--cert",
+                    "\(other)/stranger.pem", "--key", "\(other)/stranger-key.pem",
+                ])
+            #expect(stranger.status == 1)
+            #expect(!stranger.stderr.isEmpty)
 
-        // Another cluster id.
-        let mismatch = try node.kvctl(["get", "k", "--cluster-id", "elsewhere"])
-        #expect(mismatch.status == 1)
-        #expect(mismatch.stderr.contains("cluster"))
+            // Another cluster id.
+            let mismatch = try node.kvctl(["get", "k", "--cluster-id", "elsewhere"])
+            #expect(mismatch.status == 1)
+            #expect(mismatch.stderr.contains("cluster"))
 
-        // Missing certificate files.
-        let missing = try run(
-            "kvctl", ["get", "k", "--endpoints", node.endpoint, "--ca", "/nonexistent", "--cert", "/x", "--key", "/y"])
-        #expect(missing.status == 1)
-        #expect(missing.stderr.contains("/nonexistent"))
+            // Missing certificate files.
+            let missing = try run(
+                "kvctl",
+                ["get", "k", "--endpoints", node.endpoint, "--ca", "/nonexistent", "--cert", "/x", "--key", "/y"])
+            #expect(missing.status == 1)
+            #expect(missing.stderr.contains("/nonexistent"))
 
-        // Bad usage.
-        #expect(try run("kvctl", ["get"]).status == 64)
+            // Bad usage.
+            #expect(try run("kvctl", ["get"]).status == 64)
 
-        // The node still serves good clients after all of that.
-        expectSuccess(try node.kvctl(["put", "still", "here"], as: "client"))
-        #expect(try node.kvctl(["get", "still"], as: "client").stdout == "here")
-    }
+            // The node still serves good clients after all of that.
+            expectSuccess(try node.kvctl(["put", "still", "here"], as: "client"))
+            #expect(try node.kvctl(["get", "still"], as: "client").stdout == "here")
+        }
 
-    @Test func nodeRefusesACertificateThatIsNotItsOwn() throws {
-        let node = try NodeHarness(host: "127.0.0.105")
-        defer { node.tearDown() }
-        let result = try run(
-            "kvd",
-            [
-                "--id", "n1", "--listen", node.endpoint, "--data", node.data, "--ca", "\(node.certs)/ca.pem",
-                "--cert", "\(node.certs)/client.pem", "--key", "\(node.certs)/client-key.pem",
-            ],
-            timeout: .seconds(30))
-        #expect(result.status == 1)
-        #expect(result.stderr.contains("node certificate"))
+        @Test func nodeRefusesACertificateThatIsNotItsOwn() throws {
+            let node = try NodeHarness(host: "127.0.0.105")
+            defer { node.tearDown() }
+            let result = try run(
+                "kvd",
+                [
+                    "--id", "n1", "--listen", node.endpoint, "--data", node.data, "--ca", "\(node.certs)/ca.pem",
+                    "--cert", "\(node.certs)/client.pem", "--key", "\(node.certs)/client-key.pem",
+                ],
+                timeout: .seconds(30))
+            #expect(result.status == 1)
+            #expect(result.stderr.contains("node certificate"))
+        }
     }
 }

@@ -117,8 +117,10 @@ struct RPCTests {
         let port = probe.localAddress?.port ?? 1
         try await probe.close()
 
+        var policy = ReconnectPolicy()
+        policy.backoffInitial = .seconds(60)
         let client = RPCClient(
-            host: "127.0.0.1", port: port, tls: try TestPKI.shared.clientContext(), hello: hello())
+            host: "127.0.0.1", port: port, tls: try TestPKI.shared.clientContext(), hello: hello(), policy: policy)
         await #expect(throws: RPCError.self) {
             _ = try await client.call(.pingRequest(PingRequest(epoch: 0, clock: 0)), timeout: .seconds(5))
         }
