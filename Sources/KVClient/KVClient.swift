@@ -29,6 +29,14 @@ public struct KVClientConfiguration: Sendable {
     public var readFromAll = false
     /// Ask one more replica when the ones asked are slower than their recent p99.
     public var speculativeReads = true
+    /// The wall clock, in milliseconds since the Unix epoch, that versions start from. Replaceable so
+    /// that tests (and the simulator) can give a client a clock that runs behind or jumps.
+    public var wallClockMillis: @Sendable () -> UInt64 = KVClientConfiguration.systemMillis
+
+    /// Milliseconds since the Unix epoch, from the system's real-time clock.
+    @Sendable public static func systemMillis() -> UInt64 {
+        UInt64(max(0, Date().timeIntervalSince1970 * 1000))
+    }
 
     public init(cluster: ClusterMap, tls: TLSConfiguration) {
         self.cluster = cluster
@@ -524,7 +532,7 @@ public final class KVClient: Sendable {
     }
 
     private func now() -> UInt64 {
-        let millis = UInt64(max(0, Date().timeIntervalSince1970 * 1000))
+        let millis = configuration.wallClockMillis()
         return clock.withLock { $0.now(physicalMillis: millis) }
     }
 
