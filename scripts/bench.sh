@@ -1,23 +1,27 @@
 #!/usr/bin/env bash
-# Single-node throughput and latency: kvbench against one kvd (release build), and, for comparison,
-# redis-benchmark --tls against redis-server on the same machine with the same certificates,
-# concurrency and value size. Prints the figures; docs/benchmarks.md records them.
+# Throughput and latency, measured with release builds; docs/benchmarks.md records the figures.
 #
-#   scripts/bench.sh [SECONDS]      default 10 s per workload, 50 concurrent requests, 100-byte values
+#   scripts/bench.sh single [SECONDS]   one kvd; kvbench put and get, then redis-benchmark --tls on
+#                                       the same machine with the same certificates for comparison
+#   scripts/bench.sh cluster [SECONDS]  4 kvd, N=3, R=W=2: kvbench put and get, then a mixed run in
+#                                       which node n2 is SIGKILLed halfway (p99 before and after)
 #
-# Uses 127.0.0.21 (kvd) and 127.0.0.22 (redis); everything it starts is stopped on exit.
+# Always 50 requests in flight and 100-byte values; default 10 s per run. Uses 127.0.0.21-24
+# (kvd) and 127.0.0.29 (redis); everything it starts is stopped on exit.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-seconds=${1:-10}
+mode=${1:-single}
+seconds=${2:-10}
+[[ "$mode" == single || "$mode" == cluster ]] || { sed -n '2,11p' "$0" >&2; exit 64; }
 scripts/setup.sh
 
-swift build -c release --scratch-path .build-release --product kvd >&2
-swift build -c release --scratch-path .build-release --product kvctl >&2
-swift build -c release --scratch-path .build-release --product kvbench >&2
+for product in kvd kvctl kvbench; do
+    swift build -c release --scratch-path .build-release --product "$product" >&2
+done
 bin=$(swift build -c release --scratch-path .build-release --show-bin-path)
 
 work=$(mktemp -d /tmp/quorumkv-bench.XXXXXX)
-pids=()
+declare -A pids=()
 cleanup() {
     for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
     wait 2>/dev/null || true
@@ -25,32 +29,58 @@ cleanup() {
 }
 trap cleanup EXIT
 
+count=1
+[[ "$mode" == cluster ]] && count=4
 "$bin/kvctl" certs init --dir "$work/certs" 2>/dev/null
-"$bin/kvctl" certs issue --dir "$work/certs" --role node --name n1 --ip 127.0.0.21 --ip 127.0.0.22 2>/dev/null
 "$bin/kvctl" certs issue --dir "$work/certs" --role client --name bench 2>/dev/null
-
-"$bin/kvd" --id n1 --listen 127.0.0.21:7411 --data "$work/data" --ca "$work/certs/ca.pem" \
-    --cert "$work/certs/n1.pem" --key "$work/certs/n1-key.pem" --log-level warning &
-pids+=($!)
-export QUORUMKV_ENDPOINTS=127.0.0.21:7411 QUORUMKV_CA="$work/certs/ca.pem"
+{
+    echo "cluster-id: bench"
+    echo "replication-factor: $((count < 3 ? count : 3))"
+    echo "nodes:"
+} >"$work/cluster.yaml"
+for ((i = 1; i <= count; i++)); do
+    host=127.0.0.$((20 + i))
+    "$bin/kvctl" certs issue --dir "$work/certs" --role node --name "n$i" --ip "$host" --ip 127.0.0.29 2>/dev/null
+    printf '  - id: n%d\n    address: %s:7411\n' "$i" "$host" >>"$work/cluster.yaml"
+done
+for ((i = 1; i <= count; i++)); do
+    "$bin/kvd" --id "n$i" --listen "127.0.0.$((20 + i)):7411" --data "$work/n$i" --cluster "$work/cluster.yaml" \
+        --ca "$work/certs/ca.pem" --cert "$work/certs/n$i.pem" --key "$work/certs/n$i-key.pem" \
+        --log-level warning &
+    pids[n$i]=$!
+done
+export QUORUMKV_CLUSTER="$work/cluster.yaml" QUORUMKV_CA="$work/certs/ca.pem"
 export QUORUMKV_CERT="$work/certs/bench.pem" QUORUMKV_KEY="$work/certs/bench-key.pem"
-for _ in $(seq 1 100); do "$bin/kvctl" status >/dev/null 2>&1 && break; sleep 0.1; done
+for ((i = 1; i <= count; i++)); do
+    for _ in $(seq 1 100); do
+        "$bin/kvctl" ring --endpoints "127.0.0.$((20 + i)):7411" --cluster-id bench >/dev/null 2>&1 && break
+        sleep 0.1
+    done
+done
 
-echo "== kvbench: 1 node, durability sync, 50 concurrent, 100-byte values, ${seconds}s"
-"$bin/kvbench" --workload put --concurrency 50 --value-bytes 100 --duration "$seconds"
-"$bin/kvbench" --workload get --concurrency 50 --value-bytes 100 --duration "$seconds"
+bench=("$bin/kvbench" --concurrency 50 --value-bytes 100 --duration "$seconds")
+echo "== kvbench: $count node(s), durability sync, 50 concurrent, 100-byte values, ${seconds}s per run"
+"${bench[@]}" --workload put
+"${bench[@]}" --workload get
+
+if [[ "$mode" == cluster ]]; then
+    echo "== kvbench mixed, n2 SIGKILLed after $((seconds / 2)) s"
+    (sleep "$((seconds / 2))"; kill -KILL "${pids[n2]}") &
+    "${bench[@]}" --workload mixed --skip-load --split "$((seconds / 2))"
+    exit 0
+fi
 
 if command -v redis-server >/dev/null && command -v redis-benchmark >/dev/null; then
-    redis-server --port 0 --tls-port 6390 --bind 127.0.0.22 --save "" --appendonly no \
+    redis-server --port 0 --tls-port 6390 --bind 127.0.0.29 --save "" --appendonly no \
         --tls-cert-file "$work/certs/n1.pem" --tls-key-file "$work/certs/n1-key.pem" \
         --tls-ca-cert-file "$work/certs/ca.pem" --tls-auth-clients yes --tls-protocols TLSv1.3 \
         --dir "$work" --daemonize no >/dev/null 2>&1 &
-    pids+=($!)
+    pids[redis]=$!
     sleep 1
     requests=$((seconds * 30000))
     echo "== redis-benchmark --tls: 50 clients, 100-byte values, $requests requests (no persistence)"
     redis-benchmark --tls --cacert "$work/certs/ca.pem" --cert "$work/certs/bench.pem" \
-        --key "$work/certs/bench-key.pem" -h 127.0.0.22 -p 6390 -c 50 -d 100 -n "$requests" \
+        --key "$work/certs/bench-key.pem" -h 127.0.0.29 -p 6390 -c 50 -d 100 -n "$requests" \
         -r 10000 -t set,get -q 2>/dev/null | tr '\r' '\n' | grep "requests per second"
 else
     echo "== redis-benchmark: not installed (apt-get install redis-server redis-tools) - skipped"

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# From a fresh machine to a running QuorumKV node you can talk to over mutual TLS:
-# installs what is missing, builds, issues certificates, starts node n1 on 127.0.0.11:7411,
-# and shows put / get / delete working. The node keeps running: `scripts/cluster.sh stop` stops it.
+# From a fresh machine to a running QuorumKV cluster you can talk to over mutual TLS:
+# installs what is missing, builds, issues certificates, starts 4 nodes (N=3) on 127.0.0.11-14,
+# shows put / get / delete, kills a node and shows quorum reads and writes going on, then brings it
+# back. The cluster keeps running: `scripts/cluster.sh stop` stops it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -9,7 +10,7 @@ scripts/setup.sh
 echo "demo: building (the first build takes a few minutes)" >&2
 swift build --product kvd
 swift build --product kvctl
-scripts/cluster.sh start "${1:-1}"
+scripts/cluster.sh start "${1:-4}"
 
 # shellcheck disable=SC1091
 source .cluster/env
@@ -20,5 +21,16 @@ kvctl get greeting; echo
 kvctl get greeting --json
 echo -n "binary-safe value from stdin" | kvctl put from-stdin
 kvctl get from-stdin; echo
+kvctl ring greeting
 kvctl delete greeting
 kvctl get greeting || echo "exit code $? (2 = not found)"
+kvctl put colour blue --consistency all
+for node in $(kvctl ring colour --json | sed -E 's/.*"replicas":\[([^]]*)\].*/\1/; s/[",]/ /g'); do
+    kvctl get colour --node "$node"; echo
+done
+scripts/cluster.sh kill n2
+kvctl put colour green
+kvctl get colour; echo
+kvctl status || echo "exit code $? (1 = a node is down)"
+scripts/cluster.sh restart n2
+kvctl status
