@@ -18,9 +18,8 @@ public final class ReplicaService: RPCService {
     private let nodeID: String
     private let cluster: ClusterMap
     private let store: any ReplicaStore
+    private let replica: Replica
     private let pool: NIOThreadPool
-    private let clock: Mutex<HybridLogicalClock>
-    private let wallMillis: @Sendable () -> UInt64
     private let startedAt = ContinuousClock.now
 
     public init(
@@ -33,9 +32,8 @@ public final class ReplicaService: RPCService {
         self.nodeID = nodeID
         self.cluster = cluster
         self.store = store
+        self.replica = Replica(nodeID: nodeID, store: store, wallMillis: wallMillis)
         self.pool = pool
-        self.clock = Mutex(HybridLogicalClock())
-        self.wallMillis = wallMillis
     }
 
     /// Milliseconds since the Unix epoch, from the system's real-time clock.
@@ -57,7 +55,8 @@ public final class ReplicaService: RPCService {
             let keys = store.approximateKeyCount()
             return .pingResponse(
                 PingResponse(
-                    epoch: 0, clock: tick(observing: ping.clock), keys: keys, hintsQueued: 0, requestsInFlight: 0))
+                    epoch: cluster.epoch, clock: tick(observing: ping.clock), keys: keys, hintsQueued: 0,
+                    requestsInFlight: 0))
         case .clusterMapRequest:
             return .clusterMapResponse(
                 ClusterMapResponse(
@@ -80,36 +79,29 @@ public final class ReplicaService: RPCService {
     }
 
     private func apply(_ put: PutRequest) async throws -> Message {
-        guard put.key.readableBytes > 0 else {
-            throw RPCError.remote(.invalidRequest, message: "the key is empty")
-        }
         guard !put.tombstone || put.value.readableBytes == 0 else {
             throw RPCError.remote(.invalidRequest, message: "a tombstone carries no value")
-        }
-        guard put.version != .zero else {
-            throw RPCError.remote(.invalidRequest, message: "version 0 is reserved")
         }
         let key = Array(put.key.readableBytesView)
         let record = StoredRecord(
             version: put.version, tombstone: put.tombstone, value: Array(put.value.readableBytesView))
-        let store = self.store
-        let outcome = try await runOnPool { () throws(StorageError) -> ApplyOutcome in
-            try store.apply(key: key, record: record)
+        let replica = self.replica
+        let (outcome, clock) = try await runOnPool { () throws(ReplicaError) in
+            try replica.put(key: key, record: record)
         }
-        let now = tick(observing: put.version.hlc)
         switch outcome {
         case .applied:
-            return .putResponse(PutResponse(outcome: .applied, current: put.version, clock: now))
+            return .putResponse(PutResponse(outcome: .applied, current: put.version, clock: clock))
         case .superseded(let current):
-            return .putResponse(PutResponse(outcome: .superseded, current: current, clock: now))
+            return .putResponse(PutResponse(outcome: .superseded, current: current, clock: clock))
         }
     }
 
     private func read(_ get: GetRequest) async throws -> Message {
         let key = Array(get.key.readableBytesView)
-        let store = self.store
-        let stored = try await runOnPool { () throws(StorageError) -> StoredRecord? in
-            try store.get(key: key)
+        let replica = self.replica
+        let (stored, clock) = try await runOnPool { () throws(ReplicaError) in
+            try replica.get(key: key)
         }
         let record = stored.map { stored in
             Record(
@@ -119,25 +111,26 @@ public final class ReplicaService: RPCService {
                 value: ByteBuffer(bytes: stored.value)
             )
         }
-        return .getResponse(GetResponse(record: record, clock: tick(observing: stored?.version.hlc ?? 0)))
+        return .getResponse(GetResponse(record: record, clock: clock))
     }
 
-    /// Runs a blocking store call on the thread pool, turning storage failures into wire errors.
-    private func runOnPool<T: Sendable>(_ body: @escaping @Sendable () throws(StorageError) -> T) async throws -> T {
+    /// Runs a blocking replica call on the thread pool, turning its failures into wire errors.
+    private func runOnPool<T: Sendable>(_ body: @escaping @Sendable () throws(ReplicaError) -> T) async throws -> T {
         do {
             return try await pool.runIfActive { try body() }
-        } catch let error as StorageError {
-            throw RPCError.remote(error.code == .diskFull ? .diskFull : .storageFailure, message: "\(error)")
+        } catch let error as ReplicaError {
+            switch error {
+            case .invalidRequest(let message):
+                throw RPCError.remote(.invalidRequest, message: message)
+            case .storage(let storage):
+                throw RPCError.remote(storage.code == .diskFull ? .diskFull : .storageFailure, message: "\(storage)")
+            }
         } catch {
             throw RPCError.remote(.shuttingDown, message: "the node is shutting down")
         }
     }
 
     private func tick(observing remote: UInt64) -> UInt64 {
-        let physical = wallMillis()
-        return clock.withLock { clock in
-            clock.observe(remote)
-            return clock.now(physicalMillis: physical)
-        }
+        replica.tick(observing: remote)
     }
 }

@@ -1,0 +1,73 @@
+public import KVCore
+public import KVStorage
+import Synchronization
+
+/// A replica's logic with no I/O scheduling of its own: checks a write, applies it to the store if its
+/// version is newer, and keeps the node's hybrid logical clock, which every answer carries.
+///
+/// `ReplicaService` runs it on a thread pool behind the RPC server; the deterministic simulator calls
+/// it directly, on one thread, with a simulated store and clock. Calls block while the store works.
+public final class Replica: Sendable {
+    public let nodeID: String
+    public let store: any ReplicaStore
+    private let clock: Mutex<HybridLogicalClock>
+    private let wallMillis: @Sendable () -> UInt64
+
+    /// - Parameter wallMillis: the node's wall clock, in milliseconds since the Unix epoch.
+    public init(nodeID: String, store: any ReplicaStore, wallMillis: @escaping @Sendable () -> UInt64) {
+        self.nodeID = nodeID
+        self.store = store
+        self.clock = Mutex(HybridLogicalClock())
+        self.wallMillis = wallMillis
+    }
+
+    /// Applies a write (or tombstone) if its version is newer than what the replica holds.
+    ///
+    /// - Returns: what the store did, and the replica's clock after seeing the write's version.
+    public func put(key: [UInt8], record: StoredRecord) throws(ReplicaError) -> (outcome: ApplyOutcome, clock: UInt64) {
+        guard !key.isEmpty else { throw ReplicaError.invalidRequest("the key is empty") }
+        guard record.version != .zero else { throw ReplicaError.invalidRequest("version 0 is reserved") }
+        let outcome: ApplyOutcome
+        do {
+            outcome = try store.apply(key: key, record: record)
+        } catch {
+            throw ReplicaError.storage(error)
+        }
+        return (outcome, tick(observing: record.version.hlc))
+    }
+
+    /// What the replica holds for `key` (a tombstone for a deleted key, nil if it never saw the key).
+    public func get(key: [UInt8]) throws(ReplicaError) -> (record: StoredRecord?, clock: UInt64) {
+        let record: StoredRecord?
+        do {
+            record = try store.get(key: key)
+        } catch {
+            throw ReplicaError.storage(error)
+        }
+        return (record, tick(observing: record?.version.hlc ?? 0))
+    }
+
+    /// Moves the clock past a timestamp from a message and returns a fresh timestamp.
+    public func tick(observing remote: UInt64) -> UInt64 {
+        let physical = wallMillis()
+        return clock.withLock { clock in
+            clock.observe(remote)
+            return clock.now(physicalMillis: physical)
+        }
+    }
+}
+
+/// Why a replica refused a request.
+public enum ReplicaError: Error, Hashable, CustomStringConvertible {
+    /// The request is malformed for this replica (empty key, version 0, a tombstone with a value).
+    case invalidRequest(String)
+    /// The store failed.
+    case storage(StorageError)
+
+    public var description: String {
+        switch self {
+        case .invalidRequest(let message): message
+        case .storage(let error): "\(error)"
+        }
+    }
+}
