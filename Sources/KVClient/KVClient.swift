@@ -87,7 +87,8 @@ public final class KVClient: Sendable {
     public let configuration: KVClientConfiguration
     private let tls: TLSContext
     private let hello: Hello
-    private let clock = Mutex(HybridLogicalClock())
+    /// The version source of every operation of this client (KVCore's ``ClientClock``).
+    private let clock: Mutex<ClientClock>
     private let topology = Mutex<Topology?>(nil)
     private let seeds: [RPCClient]
     private let latencies = Mutex<[String: LatencyTracker]>([:])
@@ -118,6 +119,7 @@ public final class KVClient: Sendable {
         self.configuration = configuration
         self.tls = try TLSContext(configuration: configuration.tls, side: .client)
         self.writerID = UInt64.random(in: 1...UInt64.max)
+        self.clock = Mutex(ClientClock(writer: writerID))
         let identity = tls.localIdentity
         let clusterID = configuration.cluster?.clusterID ?? configuration.clusterID
         self.hello = Hello(
@@ -177,75 +179,78 @@ public final class KVClient: Sendable {
                 replicas.prefix(required).compactMap { trackers[$0]?.percentile(0.99) }.max()
             }
         }
-        var coordinator = ReadCoordinator(
-            configuration: ReadCoordinator.Configuration(
+        var operation = ReadOperation(
+            configuration: ReadOperation.Configuration(
                 replicas: replicas, required: required, askAll: configuration.readFromAll,
                 deadline: configuration.requestTimeout, speculationDelay: speculationDelay))
         let request = Message.getRequest(GetRequest(key: ByteBuffer(bytes: key)))
         let outcome = try await drive(
-            start: { coordinator.start().map(\.step) },
-            handle: { coordinator.handle($0).map(\.step) },
+            start: { clock.withLock { operation.start(clock: &$0).map(\.step) } },
+            handle: { event in clock.withLock { operation.handle(event, clock: &$0).map(\.step) } },
             send: { node, started in
                 self.send(request, to: node, in: topology).map { self.readEvent(node, $0, started: started) }
-            })
+            },
+            late: { event in self.clock.withLock { event.observeClocks(&$0) } })
         switch outcome {
         case .failed(let error):
             throw KVClientError.unavailable("read of \(Self.describe(key)): \(error)")
         case .answered(let result):
             guard let newest = result.newest else { return nil }
-            observe(newest.version.hlc)
             return newest.tombstone ? nil : KVValue(value: newest.value, version: newest.version)
         }
     }
 
+    /// Runs one ``WriteOperation``: it stamps the version, re-stamps and retries when a replica holds a
+    /// newer one, and decides when the write is acknowledged, failed or given up.
     private func write(key: [UInt8], value: [UInt8], tombstone: Bool, consistency: ConsistencyLevel?) async throws
         -> Version
     {
         let topology = try await currentTopology()
         let replicas = topology.ring.preferenceList(forKey: key)
         let required = try requiredReplicas(consistency ?? configuration.writeConsistency, topology: topology)
-        var attempts = 0
-        while true {
-            let version = Version(hlc: now(), writer: writerID)
-            let request = Message.putRequest(
-                PutRequest(
-                    key: ByteBuffer(bytes: key), value: ByteBuffer(bytes: value), version: version,
-                    tombstone: tombstone))
-            var coordinator = WriteCoordinator(
-                configuration: WriteCoordinator.Configuration(
-                    replicas: replicas, required: required, deadline: configuration.requestTimeout))
-            let outcome = try await drive(
-                start: { coordinator.start().map(\.step) },
-                handle: { coordinator.handle($0).map(\.step) },
-                send: { node, started in
-                    self.send(request, to: node, in: topology).map { self.writeEvent(node, $0, started: started) }
-                })
-            switch outcome {
-            case .acknowledged:
-                return version
-            case .failed(let error):
-                throw KVClientError.unavailable("write of \(Self.describe(key)): \(error)")
-            case .superseded(let current):
-                // A replica holds a newer version: move the clock past it and write again, so that this
-                // write, acknowledged after that one, is also ordered after it.
-                observe(current.hlc)
-                attempts += 1
-                if attempts > configuration.supersededRetriesMax {
-                    throw KVClientError.conflict(
-                        "the write of \(Self.describe(key)) was superseded \(attempts) times by newer writes; giving up"
-                    )
+        var operation = WriteOperation(
+            configuration: WriteOperation.Configuration(
+                replicas: replicas, required: required, deadline: configuration.requestTimeout,
+                supersededRetriesMax: configuration.supersededRetriesMax))
+        let keyBytes = ByteBuffer(bytes: key)
+        let valueBytes = ByteBuffer(bytes: value)
+        let wallClockMillis = configuration.wallClockMillis
+        let result = try await drive(
+            start: {
+                let millis = wallClockMillis()
+                return clock.withLock { operation.start(clock: &$0, wallMillis: millis).map(\.step) }
+            },
+            handle: { event in
+                let millis = wallClockMillis()
+                return clock.withLock { operation.handle(event, clock: &$0, wallMillis: millis).map(\.step) }
+            },
+            send: { put, started in
+                let request = Message.putRequest(
+                    PutRequest(key: keyBytes, value: valueBytes, version: put.version, tombstone: tombstone))
+                return self.send(request, to: put.node, in: topology).map {
+                    self.writeEvent(put, $0, started: started)
                 }
-            }
+            },
+            late: { event in self.clock.withLock { event.observeClocks(&$0) } })
+        switch result {
+        case .acknowledged(let version, _):
+            return version
+        case .failed(let error):
+            throw KVClientError.unavailable("write of \(Self.describe(key)): \(error)")
+        case .conflict(let attempts):
+            throw KVClientError.conflict(
+                "the write of \(Self.describe(key)) was superseded \(attempts) times by newer writes; giving up")
         }
     }
 
-    /// Runs a sans-I/O coordinator to completion: performs its sends and timers, and feeds back what
+    /// Runs a sans-I/O operation to completion: performs its sends and timers, and feeds back what
     /// happened. Returns at completion without waiting for the replicas that have not answered; their
-    /// late answers are dropped.
-    private func drive<Event: Sendable, Outcome>(
-        start: () -> [Step<Event, Outcome>],
-        handle: (Event) -> [Step<Event, Outcome>],
-        send: @escaping @Sendable (String, ContinuousClock.Instant) -> EventLoopFuture<Event>
+    /// late answers are not fed to the operation, only handed to `late` (which keeps their clocks).
+    private func drive<Send: Sendable, Event: Sendable, Outcome>(
+        start: () -> [Step<Send, Event, Outcome>],
+        handle: (Event) -> [Step<Send, Event, Outcome>],
+        send: @escaping @Sendable (Send, ContinuousClock.Instant) -> EventLoopFuture<Event>,
+        late: @escaping @Sendable (Event) -> Void
     ) async throws -> Outcome {
         let (events, continuation) = AsyncStream<Event>.makeStream()
         let eventLoop = MultiThreadedEventLoopGroup.singleton.next()
@@ -260,10 +265,19 @@ public final class KVClient: Sendable {
             for step in steps {
                 switch step {
                 case .complete(let outcome):
+                    continuation.finish()
+                    // Answers already queued when the stream closed are late too: they keep their clocks.
+                    while let event = await iterator.next() {
+                        late(event)
+                    }
                     return outcome
-                case .send(let node):
+                case .send(let what):
                     let started = ContinuousClock.now
-                    send(node, started).whenSuccess { event in continuation.yield(event) }
+                    send(what, started).whenSuccess { event in
+                        if case .terminated = continuation.yield(event) {
+                            late(event)
+                        }
+                    }
                 case .timer(let after, let event):
                     timers.append(eventLoop.scheduleTask(in: TimeAmount(after)) { continuation.yield(event) })
                 }
@@ -305,7 +319,8 @@ public final class KVClient: Sendable {
         try validate(key: key)
         try requireAdmin()
         let topology = try await currentTopology()
-        let version = Version(hlc: now(), writer: writerID)
+        let millis = configuration.wallClockMillis()
+        let version = clock.withLock { $0.stamp(wallMillis: millis) }
         let request = Message.putRequest(
             PutRequest(
                 key: ByteBuffer(bytes: key), value: ByteBuffer(bytes: value), version: version, tombstone: tombstone))
@@ -334,7 +349,7 @@ public final class KVClient: Sendable {
                     let started = ContinuousClock.now
                     do {
                         let answer = try await self.call(
-                            .pingRequest(PingRequest(epoch: topology.map.epoch, clock: self.now())), node: node.id,
+                            .pingRequest(PingRequest(epoch: topology.map.epoch, clock: self.clockNow())), node: node.id,
                             in: topology)
                         guard case .pingResponse(let ping) = answer else {
                             throw KVClientError.protocolViolation("\(node.id) answered Ping with \(answer.type)")
@@ -460,35 +475,34 @@ public final class KVClient: Sendable {
         }
     }
 
-    private func writeEvent(_ node: String, _ result: Result<Message, any Error>, started: ContinuousClock.Instant)
-        -> WriteCoordinator.Event
+    private func writeEvent(_ put: PutSend, _ result: Result<Message, any Error>, started: ContinuousClock.Instant)
+        -> WriteOperation.Event
     {
         switch result {
         case .success(.putResponse(let response)):
-            record(node, ContinuousClock.now - started)
-            observe(response.clock)
+            record(put.node, ContinuousClock.now - started)
             switch response.outcome {
-            case .applied: return .applied(node)
-            case .superseded: return .superseded(node, current: response.current)
+            case .applied: return .applied(put.node, attempt: put.attempt, clock: response.clock)
+            case .superseded:
+                return .superseded(put.node, attempt: put.attempt, current: response.current, clock: response.clock)
             }
         case .success(let other):
-            return .failed(node, reason: "answered Put with \(other.type)")
+            return .failed(put.node, attempt: put.attempt, reason: "answered Put with \(other.type)")
         case .failure(let error):
-            return .failed(node, reason: Self.reason(error))
+            return .failed(put.node, attempt: put.attempt, reason: Self.reason(error))
         }
     }
 
     private func readEvent(_ node: String, _ result: Result<Message, any Error>, started: ContinuousClock.Instant)
-        -> ReadCoordinator.Event
+        -> ReadOperation.Event
     {
         switch result {
         case .success(.getResponse(let response)):
             record(node, ContinuousClock.now - started)
-            observe(response.clock)
             let record = response.record.map {
                 StoredRecord(version: $0.version, tombstone: $0.tombstone, value: Array($0.value.readableBytesView))
             }
-            return .answered(node, record)
+            return .answered(node, record, clock: response.clock)
         case .success(let other):
             return .failed(node, reason: "answered Get with \(other.type)")
         case .failure(let error):
@@ -531,9 +545,10 @@ public final class KVClient: Sendable {
         }
     }
 
-    private func now() -> UInt64 {
+    /// A fresh timestamp from the client's clock, for messages that carry one without a write.
+    private func clockNow() -> UInt64 {
         let millis = configuration.wallClockMillis()
-        return clock.withLock { $0.now(physicalMillis: millis) }
+        return clock.withLock { $0.stamp(wallMillis: millis).hlc }
     }
 
     private func observe(_ remote: UInt64) {
@@ -580,25 +595,33 @@ extension TimeAmount {
     }
 }
 
-/// What a coordinator asks its driver to do, whichever coordinator it is.
-enum Step<Event: Sendable, Outcome> {
-    case send(String)
+/// What an operation asks its driver to do, whichever operation it is: send `Send` (a replica, or a
+/// replica with the version and attempt to write), feed an event after a delay, or return.
+enum Step<Send: Sendable, Event: Sendable, Outcome> {
+    case send(Send)
     case timer(after: Duration, Event)
     case complete(Outcome)
 }
 
-extension WriteCoordinator.Action {
-    var step: Step<WriteCoordinator.Event, WriteCoordinator.WriteOutcome> {
+/// One `Put` a ``WriteOperation`` asked for: its reply is tagged with the attempt it answers.
+struct PutSend: Sendable, Hashable {
+    var node: String
+    var version: Version
+    var attempt: Int
+}
+
+extension WriteOperation.Action {
+    var step: Step<PutSend, WriteOperation.Event, WriteOperation.WriteResult> {
         switch self {
-        case .send(let node): .send(node)
-        case .scheduleDeadline(let after): .timer(after: after, .deadlinePassed)
-        case .complete(let outcome): .complete(outcome)
+        case .send(let node, let version, let attempt): .send(PutSend(node: node, version: version, attempt: attempt))
+        case .scheduleDeadline(let after, let attempt): .timer(after: after, .deadlinePassed(attempt: attempt))
+        case .complete(let result): .complete(result)
         }
     }
 }
 
-extension ReadCoordinator.Action {
-    var step: Step<ReadCoordinator.Event, ReadCoordinator.ReadOutcome> {
+extension ReadOperation.Action {
+    var step: Step<String, ReadOperation.Event, ReadCoordinator.ReadOutcome> {
         switch self {
         case .send(let node): .send(node)
         case .scheduleDeadline(let after): .timer(after: after, .deadlinePassed)

@@ -1,0 +1,136 @@
+/// One client read: runs a ``ReadCoordinator`` and moves the client's clock past what the replicas
+/// report.
+///
+/// Sans-I/O, like the coordinators: no clock, randomness or I/O inside. The driver performs the
+/// returned actions and feeds every answer, failure, expired deadline and due speculation back through
+/// ``handle(_:clock:)``.
+///
+/// Rules:
+/// - The quorum rules are the ``ReadCoordinator``'s: ask R replicas (or all), replace a failed one at
+///   once, fail fast when R answers can no longer arrive or at the deadline, speculate once.
+/// - Every answer's `clock` is observed, and so is the `hlc` of the record it holds (so the newest
+///   version's `hlc` is always observed), whether or not the answer still counts and even after
+///   completion (see ``Event/observeClocks(_:)``). A write this client stamps after the read is
+///   therefore ordered after every version the read saw.
+/// - It completes exactly once; later events return no actions.
+public struct ReadOperation: Sendable {
+    public struct Configuration: Sendable, Hashable {
+        /// The quorum of the read: replicas, R, ask-all, deadline and speculation delay.
+        public var coordinator: ReadCoordinator.Configuration
+
+        public init(coordinator: ReadCoordinator.Configuration) {
+            self.coordinator = coordinator
+        }
+
+        public init(
+            replicas: [String],
+            required: Int,
+            askAll: Bool = false,
+            deadline: Duration,
+            speculationDelay: Duration? = nil
+        ) {
+            self.coordinator = ReadCoordinator.Configuration(
+                replicas: replicas,
+                required: required,
+                askAll: askAll,
+                deadline: deadline,
+                speculationDelay: speculationDelay
+            )
+        }
+    }
+
+    public enum Event: Sendable, Hashable {
+        /// What the replica holds for the key (nil for nothing), and the replica's clock.
+        case answered(String, StoredRecord?, clock: UInt64)
+        /// Transport error, refusal, storage failure...: the replica gave no answer.
+        case failed(String, reason: String)
+        /// The deadline scheduled by ``ReadOperation/start(clock:)`` has passed.
+        case deadlinePassed
+        /// The speculation scheduled by ``ReadOperation/start(clock:)`` is due.
+        case speculationDue
+    }
+
+    public enum Action: Sendable, Hashable {
+        /// Send the `Get` to this replica.
+        case send(to: String)
+        /// Feed ``Event/deadlinePassed`` after this long.
+        case scheduleDeadline(after: Duration)
+        /// Feed ``Event/speculationDue`` after this long.
+        case scheduleSpeculation(after: Duration)
+        /// The read is over; report this outcome to the caller.
+        case complete(ReadCoordinator.ReadOutcome)
+    }
+
+    public let configuration: Configuration
+    private var coordinator: ReadCoordinator
+    private var started = false
+
+    /// - Precondition: the ``ReadCoordinator``'s preconditions on the configuration.
+    public init(configuration: Configuration) {
+        self.configuration = configuration
+        self.coordinator = ReadCoordinator(configuration: configuration.coordinator)
+    }
+
+    /// How the read ended; nil until it has.
+    public var outcome: ReadCoordinator.ReadOutcome? { coordinator.outcome }
+
+    public var isComplete: Bool { coordinator.isComplete }
+
+    /// Asks the first replicas, schedules the deadline and maybe a speculation.
+    ///
+    /// A read stamps nothing; it takes the client's clock like ``WriteOperation`` does so that a
+    /// driver treats both alike.
+    public mutating func start(clock: inout ClientClock) -> [Action] {
+        precondition(!started, "start(clock:) called twice")
+        started = true
+        let actions = coordinator.start().map(Action.init)
+        assert(actions.allSatisfy { if case .complete = $0 { false } else { true } }, "completed at its start")
+        return actions
+    }
+
+    /// Takes one event and returns what to do next: ask another replica, complete, or nothing.
+    public mutating func handle(_ event: Event, clock: inout ClientClock) -> [Action] {
+        precondition(started, "handle(_:clock:) called before start(clock:)")
+        event.observeClocks(&clock)
+        let wasComplete = coordinator.isComplete
+        let actions = coordinator.handle(event.coordinatorEvent).map(Action.init)
+        assert(!wasComplete || actions.isEmpty, "a completed read asked for more")
+        if case .answered(let result) = coordinator.outcome, let newest = result.newest {
+            assert(clock.last >= newest.version.hlc, "the newest version read was not observed")
+        }
+        return actions
+    }
+}
+
+extension ReadOperation.Event {
+    /// Moves `clock` past the clocks this event reports: an answer's `clock` and the `hlc` of the
+    /// record it holds. ``ReadOperation/handle(_:clock:)`` does this for every event; a driver that
+    /// drops answers arriving after completion may call it to keep their clocks.
+    public func observeClocks(_ clock: inout ClientClock) {
+        guard case .answered(_, let record, let remote) = self else { return }
+        clock.observe(remote)
+        if let record {
+            clock.observe(record.version.hlc)
+        }
+    }
+
+    fileprivate var coordinatorEvent: ReadCoordinator.Event {
+        switch self {
+        case .answered(let node, let record, _): .answered(node, record)
+        case .failed(let node, let reason): .failed(node, reason: reason)
+        case .deadlinePassed: .deadlinePassed
+        case .speculationDue: .speculationDue
+        }
+    }
+}
+
+extension ReadOperation.Action {
+    fileprivate init(_ action: ReadCoordinator.Action) {
+        switch action {
+        case .send(let node): self = .send(to: node)
+        case .scheduleDeadline(let after): self = .scheduleDeadline(after: after)
+        case .scheduleSpeculation(let after): self = .scheduleSpeculation(after: after)
+        case .complete(let outcome): self = .complete(outcome)
+        }
+    }
+}
