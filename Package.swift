@@ -21,6 +21,7 @@ let package = Package(
         .executable(name: "kvctl", targets: ["kvctl"]),
         .executable(name: "kvbench", targets: ["kvbench"]),
         .executable(name: "kvwire-gen", targets: ["kvwire-gen"]),
+        .executable(name: "kvsim", targets: ["kvsim"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
@@ -117,6 +118,19 @@ let package = Package(
             ],
             swiftSettings: swiftSettings
         ),
+        .target(
+            name: "KVSimulation",
+            dependencies: ["KVCore", "KVStorage", "KVNode"],
+            swiftSettings: swiftSettings
+        ),
+        .executableTarget(
+            name: "kvsim",
+            dependencies: [
+                "KVSimulation",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ],
+            swiftSettings: swiftSettings
+        ),
         .executableTarget(
             name: "kvwire-gen",
             dependencies: [
@@ -133,6 +147,11 @@ let package = Package(
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOTestUtils", package: "swift-nio"),
             ],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "SimulationTests",
+            dependencies: ["KVCore", "KVSimulation"],
             swiftSettings: swiftSettings
         ),
         .testTarget(name: "KVStorageTests", dependencies: ["KVCore", "KVStorage"], swiftSettings: swiftSettings),

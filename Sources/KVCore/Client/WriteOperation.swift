@@ -37,6 +37,9 @@ public struct WriteOperation: Sendable {
         /// How many times a superseded write is re-stamped and sent again before it gives up.
         public var supersededRetriesMax: Int
 
+        /// Test-only: see `WriteCoordinator.Configuration.acknowledgesEarly`.
+        package var acknowledgesEarly = false
+
         public init(replicas: [String], required: Int, deadline: Duration, supersededRetriesMax: Int) {
             self.replicas = replicas
             self.required = required
@@ -187,11 +190,13 @@ public struct WriteOperation: Sendable {
     }
 
     private static func coordinatorConfiguration(_ configuration: Configuration) -> WriteCoordinator.Configuration {
-        WriteCoordinator.Configuration(
+        var coordinator = WriteCoordinator.Configuration(
             replicas: configuration.replicas,
             required: configuration.required,
             deadline: configuration.deadline
         )
+        coordinator.acknowledgesEarly = configuration.acknowledgesEarly
+        return coordinator
     }
 
     private func assertInvariants(_ clock: ClientClock) {

@@ -27,6 +27,10 @@ public struct WriteCoordinator: Sendable {
         /// How long after ``WriteCoordinator/start()`` the write may take.
         public var deadline: Duration
 
+        /// Test-only fault switch for the simulator's mutation check: acknowledge at `required - 1`
+        /// applies. Never set outside tests; `package` keeps it out of the SDK's API.
+        package var acknowledgesEarly = false
+
         public init(replicas: [String], required: Int, deadline: Duration) {
             self.replicas = replicas
             self.required = required
@@ -127,7 +131,7 @@ public struct WriteCoordinator: Sendable {
             guard let index = pendingIndex(of: node) else { return [] }
             states[index] = .applied
             appliedCount += 1
-            guard outcome == nil, appliedCount == configuration.required else { return [] }
+            guard outcome == nil, appliedCount == acknowledgementThreshold else { return [] }
             let acknowledged = zip(configuration.replicas, states).compactMap { $1 == .applied ? $0 : nil }
             return complete(.acknowledged(by: acknowledged))
 
@@ -201,11 +205,16 @@ public struct WriteCoordinator: Sendable {
         )
     }
 
+    /// How many applies acknowledge the write: `required`, unless the mutation check broke the rule.
+    private var acknowledgementThreshold: Int {
+        configuration.acknowledgesEarly ? max(1, configuration.required - 1) : configuration.required
+    }
+
     private func assertInvariants() {
         assert(appliedCount == states.count(where: { $0 == .applied }))
         assert(failedCount == states.count(where: { if case .failed = $0 { true } else { false } }))
         guard outcome == nil else { return }
-        assert(appliedCount < configuration.required, "enough replicas applied but the write is not complete")
+        assert(appliedCount < acknowledgementThreshold, "enough replicas applied but the write is not complete")
         assert(
             configuration.replicas.count - failedCount >= configuration.required,
             "the quorum is unreachable but the write is not complete"

@@ -1,0 +1,336 @@
+import KVCore
+import KVNode
+import KVStorage
+
+extension Simulation {
+    func handle(_ event: SimulationEvent) {
+        switch event {
+        case .deliver(let envelope):
+            deliver(envelope)
+        case .startOperation(let client):
+            startOperation(client)
+        case .writeDeadline(let client, let operation, let attempt):
+            feedWrite(client, operation: operation, .deadlinePassed(attempt: attempt))
+        case .readDeadline(let client, let operation):
+            feedRead(client, operation: operation, .deadlinePassed)
+        case .readSpeculation(let client, let operation):
+            feedRead(client, operation: operation, .speculationDue)
+        case .crash(let node):
+            crash(node)
+        case .restart(let node):
+            log("\(nodes[node].id) restarts")
+            nodes[node].restart()
+            checkDurability(afterCrashOf: node)
+        case .partition:
+            partition()
+        case .heal(let id):
+            if let links = partitionsActive.removeValue(forKey: id) {
+                blocked.subtract(links)
+                log("partition \(id) heals")
+            }
+        }
+    }
+
+    // MARK: - Clients
+
+    func startOperation(_ index: Int) {
+        guard clients[index].remaining > 0, clients[index].current == nil else { return }
+        clients[index].remaining -= 1
+        let faults = configuration.faults
+        if faults.clockSkewMaxMillis > 0 && random.chance(faults.backwardsJumpProbability) {
+            let jump = Int64(random.next() % faults.clockSkewMaxMillis)
+            clients[index].skewMillis -= jump
+            log("\(clients[index].name) clock jumps back \(jump) ms")
+        }
+        let key = Array("k\(random.next() % UInt64(configuration.keys))".utf8)
+        let replicas = replicas(of: key)
+        let roll = random.next() % 100
+        let client = clients[index].name
+        let sequence = configuration.operationsPerClient - clients[index].remaining
+        if roll < 50 {
+            let tombstone = roll < 8
+            let value = tombstone ? [] : Array("\(client)-\(sequence)".utf8)
+            let id = history.invoke(
+                client: client, key: key, kind: tombstone ? .delete : .write(value: value), at: now)
+            var writeConfiguration = WriteOperation.Configuration(
+                replicas: replicas, required: min(configuration.writeQuorum, replicas.count),
+                deadline: configuration.requestDeadline, supersededRetriesMax: configuration.supersededRetriesMax)
+            writeConfiguration.acknowledgesEarly = configuration.mutation == .acknowledgeWritesEarly
+            var operation = WriteOperation(configuration: writeConfiguration)
+            let actions = operation.start(clock: &clients[index].clock, wallMillis: wallMillis(ofClient: index))
+            clients[index].current = .write(operation, key: key, tombstone: tombstone, value: value)
+            clients[index].operation = id
+            clients[index].startedAt = now
+            log(
+                "\(client) op\(id) \(tombstone ? "delete" : "put") \(show(key)) = \(String(decoding: value, as: UTF8.self)) on \(replicas)"
+            )
+            performWrite(index, actions)
+        } else {
+            let id = history.invoke(client: client, key: key, kind: .read, at: now)
+            var operation = ReadOperation(
+                configuration: ReadOperation.Configuration(
+                    replicas: replicas, required: min(configuration.readQuorum, replicas.count),
+                    deadline: configuration.requestDeadline, speculationDelay: .milliseconds(60)))
+            let actions = operation.start(clock: &clients[index].clock)
+            clients[index].current = .read(operation, key: key)
+            clients[index].operation = id
+            clients[index].startedAt = now
+            log("\(client) op\(id) get \(show(key)) from \(replicas)")
+            performRead(index, actions)
+        }
+    }
+
+    func wallMillis(ofClient index: Int) -> UInt64 {
+        UInt64(max(0, Int64(now) + clients[index].skewMillis))
+    }
+
+    func feedWrite(_ index: Int, operation id: Int, _ event: WriteOperation.Event) {
+        guard clients[index].operation == id,
+            case .write(var operation, let key, let tombstone, let value) = clients[index].current
+        else { return }
+        let actions = operation.handle(event, clock: &clients[index].clock, wallMillis: wallMillis(ofClient: index))
+        clients[index].current = .write(operation, key: key, tombstone: tombstone, value: value)
+        performWrite(index, actions)
+    }
+
+    func feedRead(_ index: Int, operation id: Int, _ event: ReadOperation.Event) {
+        guard clients[index].operation == id, case .read(var operation, let key) = clients[index].current else {
+            return
+        }
+        let actions = operation.handle(event, clock: &clients[index].clock)
+        clients[index].current = .read(operation, key: key)
+        performRead(index, actions)
+    }
+
+    func performWrite(_ index: Int, _ actions: [WriteOperation.Action]) {
+        guard case .write(_, let key, let tombstone, let value) = clients[index].current else { return }
+        let id = clients[index].operation
+        for action in actions {
+            switch action {
+            case .send(let node, let version, let attempt):
+                let record = StoredRecord(version: version, tombstone: tombstone, value: value)
+                send(
+                    Envelope(
+                        client: index, node: nodeIndex(node), operation: id, attempt: attempt,
+                        payload: .put(key: key, record: record)))
+            case .scheduleDeadline(let after, let attempt):
+                queue.push(.writeDeadline(client: index, operation: id, attempt: attempt), at: now + millis(after))
+            case .complete(let result):
+                finishWrite(index, key: key, result: result)
+            }
+        }
+    }
+
+    func performRead(_ index: Int, _ actions: [ReadOperation.Action]) {
+        guard case .read(_, let key) = clients[index].current else { return }
+        let id = clients[index].operation
+        for action in actions {
+            switch action {
+            case .send(let node):
+                send(Envelope(client: index, node: nodeIndex(node), operation: id, attempt: 0, payload: .get(key: key)))
+            case .scheduleDeadline(let after):
+                queue.push(.readDeadline(client: index, operation: id), at: now + millis(after))
+            case .scheduleSpeculation(let after):
+                queue.push(.readSpeculation(client: index, operation: id), at: now + millis(after))
+            case .complete(let outcome):
+                finishRead(index, key: key, outcome: outcome)
+            }
+        }
+    }
+
+    func finishWrite(_ index: Int, key: [UInt8], result: WriteOperation.WriteResult) {
+        let id = clients[index].operation
+        switch result {
+        case .acknowledged(let version, let by):
+            history.complete(id, outcome: .wrote(version), at: now)
+            acknowledgedWrites.append((key, version, id))
+            statistics.completed += 1
+            log("\(clients[index].name) op\(id) acknowledged \(version) by \(by)")
+            checkAcknowledgedWrite(key: key, version: version, operation: id)
+        case .failed(let error):
+            history.complete(id, outcome: .failed, at: now)
+            statistics.failed += 1
+            log("\(clients[index].name) op\(id) failed: \(error)")
+        case .conflict(let attempts):
+            history.complete(id, outcome: .failed, at: now)
+            statistics.failed += 1
+            log("\(clients[index].name) op\(id) gave up after \(attempts) superseded attempts")
+        }
+        finishOperation(index)
+    }
+
+    func finishRead(_ index: Int, key: [UInt8], outcome: ReadCoordinator.ReadOutcome) {
+        let id = clients[index].operation
+        switch outcome {
+        case .answered(let result):
+            let newest = result.newest
+            history.complete(
+                id, outcome: .read(newest?.version, value: newest.flatMap { $0.tombstone ? nil : $0.value }), at: now)
+            statistics.completed += 1
+            log("\(clients[index].name) op\(id) read \(newest.map { "\($0.version)" } ?? "nothing")")
+        case .failed(let error):
+            history.complete(id, outcome: .failed, at: now)
+            statistics.failed += 1
+            log("\(clients[index].name) op\(id) read failed: \(error)")
+        }
+        finishOperation(index)
+    }
+
+    func finishOperation(_ index: Int) {
+        let elapsed = now - clients[index].startedAt
+        let bound = millis(configuration.requestDeadline) * UInt64(configuration.supersededRetriesMax + 1) + 1
+        if elapsed > bound {
+            violate(
+                "\(clients[index].name) op\(clients[index].operation) took \(elapsed) ms, past its bound of \(bound) ms"
+            )
+        }
+        clients[index].current = nil
+        clients[index].operation = -1
+        if clients[index].remaining > 0 {
+            queue.push(.startOperation(client: index), at: now + random.next() % 15)
+        }
+    }
+
+    // MARK: - Network and nodes
+
+    func send(_ envelope: Envelope) {
+        statistics.messages += 1
+        let link = Link(client: envelope.client, node: envelope.node)
+        let faults = configuration.faults
+        if blocked.contains(link) {
+            log("drop (partition) \(describe(envelope))")
+            return
+        }
+        if random.chance(faults.dropProbability) {
+            log("drop \(describe(envelope))")
+            return
+        }
+        let span = faults.delayMillis.upperBound - faults.delayMillis.lowerBound + 1
+        queue.push(.deliver(envelope), at: now + faults.delayMillis.lowerBound + random.next() % span)
+        if random.chance(faults.duplicateProbability) {
+            queue.push(.deliver(envelope), at: now + faults.delayMillis.lowerBound + random.next() % span)
+        }
+    }
+
+    func deliver(_ envelope: Envelope) {
+        switch envelope.payload {
+        case .put(let key, let record):
+            var reply = envelope
+            if !nodes[envelope.node].isUp {
+                reply.payload = .putReply(.failure(ReplyFailure(reason: "connection refused")))
+            } else {
+                do {
+                    let answer = try nodes[envelope.node].replica.put(key: key, record: record)
+                    observe(node: envelope.node, key: key)
+                    reply.payload = .putReply(.success(answer))
+                } catch {
+                    reply.payload = .putReply(.failure(ReplyFailure(reason: "\(error)")))
+                }
+            }
+            send(reply)
+        case .get(let key):
+            var reply = envelope
+            if !nodes[envelope.node].isUp {
+                reply.payload = .getReply(.failure(ReplyFailure(reason: "connection refused")))
+            } else {
+                do {
+                    let answer = try nodes[envelope.node].replica.get(key: key)
+                    observe(node: envelope.node, key: key)
+                    reply.payload = .getReply(.success(answer))
+                } catch {
+                    reply.payload = .getReply(.failure(ReplyFailure(reason: "\(error)")))
+                }
+            }
+            send(reply)
+        case .putReply(let result):
+            let node = nodes[envelope.node].id
+            let event: WriteOperation.Event
+            switch result {
+            case .success(let answer):
+                switch answer.outcome {
+                case .applied:
+                    event = .applied(node, attempt: envelope.attempt, clock: answer.clock)
+                case .superseded(let current):
+                    event = .superseded(node, attempt: envelope.attempt, current: current, clock: answer.clock)
+                }
+            case .failure(let failure):
+                event = .failed(node, attempt: envelope.attempt, reason: failure.reason)
+            }
+            feedWrite(envelope.client, operation: envelope.operation, event)
+        case .getReply(let result):
+            let node = nodes[envelope.node].id
+            switch result {
+            case .success(let answer):
+                feedRead(
+                    envelope.client, operation: envelope.operation, .answered(node, answer.record, clock: answer.clock))
+            case .failure(let failure):
+                feedRead(envelope.client, operation: envelope.operation, .failed(node, reason: failure.reason))
+            }
+        }
+    }
+
+    func describe(_ envelope: Envelope) -> String {
+        let node = nodes[envelope.node].id
+        let client = clients[envelope.client].name
+        switch envelope.payload {
+        case .put(let key, let record): return "\(client)→\(node) put \(show(key)) \(record.version)"
+        case .get(let key): return "\(client)→\(node) get \(show(key))"
+        case .putReply: return "\(node)→\(client) put reply op\(envelope.operation)"
+        case .getReply: return "\(node)→\(client) get reply op\(envelope.operation)"
+        }
+    }
+
+    // MARK: - Faults
+
+    func scheduleNextCrash() {
+        let every = configuration.faults.crashEveryMillis
+        guard every > 0, clientsActive else { return }
+        queue.push(.crash(node: Int(random.next() % UInt64(nodes.count))), at: now + 1 + random.next() % (2 * every))
+    }
+
+    func crash(_ index: Int) {
+        defer { scheduleNextCrash() }
+        guard nodes[index].isUp else { return }
+        nodes[index].isUp = false
+        statistics.crashes += 1
+        let down = configuration.faults.downMillis
+        let duration = down.lowerBound + random.next() % (down.upperBound - down.lowerBound + 1)
+        log("\(nodes[index].id) crashes for \(duration) ms")
+        queue.push(.restart(node: index), at: now + duration)
+    }
+
+    func scheduleNextPartition() {
+        let every = configuration.faults.partitionEveryMillis
+        guard every > 0, clientsActive else { return }
+        queue.push(.partition, at: now + 1 + random.next() % (2 * every))
+    }
+
+    func partition() {
+        defer { scheduleNextPartition() }
+        // Cut a random set of nodes off from a random set of clients.
+        var links: Set<Link> = []
+        for client in clients.indices where random.chance(0.5) {
+            for node in nodes.indices where random.chance(0.4) {
+                links.insert(Link(client: client, node: node))
+            }
+        }
+        guard !links.isEmpty else { return }
+        nextPartitionID += 1
+        partitionsActive[nextPartitionID] = links
+        blocked.formUnion(links)
+        statistics.partitions += 1
+        let span = configuration.faults.partitionMillis
+        let duration = span.lowerBound + random.next() % (span.upperBound - span.lowerBound + 1)
+        log("partition \(nextPartitionID) cuts \(links.count) links for \(duration) ms")
+        queue.push(.heal(partition: nextPartitionID), at: now + duration)
+    }
+}
+
+func millis(_ duration: Duration) -> UInt64 {
+    let (seconds, attoseconds) = duration.components
+    return UInt64(max(0, seconds * 1000 + attoseconds / 1_000_000_000_000_000))
+}
+
+func show(_ key: [UInt8]) -> String {
+    String(decoding: key, as: UTF8.self)
+}

@@ -1,0 +1,72 @@
+import KVCore
+import KVNode
+import KVStorage
+
+extension Simulation {
+    /// At acknowledgement: at least W replicas hold the write (or something newer) on disk.
+    func checkAcknowledgedWrite(key: [UInt8], version: Version, operation: Int) {
+        let holders = durableHolders(of: key, atLeast: version)
+        if holders.count < configuration.writeQuorum {
+            violate(
+                "op\(operation): write of \(show(key)) at \(version) acknowledged but durable on \(holders.count) replica(s) \(holders), fewer than W=\(configuration.writeQuorum)"
+            )
+        }
+    }
+
+    /// After a crash and restart, no acknowledged write lost its W durable copies (sync mode).
+    func checkDurability(afterCrashOf node: Int) {
+        for write in acknowledgedWrites {
+            let holders = durableHolders(of: write.key, atLeast: write.version)
+            if holders.count < configuration.writeQuorum {
+                violate(
+                    "after \(nodes[node].id) restarted, acknowledged op\(write.historyID) (\(show(write.key)) at \(write.version)) is durable on only \(holders)"
+                )
+            }
+        }
+    }
+
+    func durableHolders(of key: [UInt8], atLeast version: Version) -> [String] {
+        replicas(of: key).filter { id in
+            guard let record = nodes[nodeIndex(id)].store.durableRecord(key) else { return false }
+            return record.version >= version
+        }
+    }
+
+    /// A replica's version of a key never goes backwards, crashes included.
+    func observe(node: Int, key: [UInt8]) {
+        guard let current = try? nodes[node].store.get(key: key)?.version else { return }
+        let slot = NodeKey(node: node, key: key)
+        if let previous = highestSeen[slot], current < previous {
+            violate("\(nodes[node].id) went back from \(previous) to \(current) on \(show(key))")
+        }
+        highestSeen[slot] = max(current, highestSeen[slot] ?? current)
+    }
+
+    /// At the end: every operation finished, no version went backwards, and the history satisfies the
+    /// per-key register property that R+W>N promises.
+    func checkEnd() {
+        for client in clients where client.current != nil || client.remaining > 0 {
+            violate("\(client.name) still has work at the end: an operation hung")
+        }
+        for (slot, version) in highestSeen {
+            if let current = try? nodes[slot.node].store.get(key: slot.key)?.version, current < version {
+                violate("\(nodes[slot.node].id) ended below \(version) on \(show(slot.key))")
+            }
+        }
+        for write in acknowledgedWrites {
+            let holders = durableHolders(of: write.key, atLeast: write.version)
+            if holders.count < configuration.writeQuorum {
+                violate("acknowledged op\(write.historyID) is durable on only \(holders) at the end")
+            }
+        }
+        let pending = history.operations.filter { $0.completedAt == nil }
+        if !pending.isEmpty {
+            violate("\(pending.count) operation(s) never completed, e.g. \(pending[0])")
+        }
+        if configuration.readQuorum + configuration.writeQuorum > configuration.replicationFactor {
+            for violation in RegisterChecker.check(history.operations) {
+                violate("\(violation)")
+            }
+        }
+    }
+}

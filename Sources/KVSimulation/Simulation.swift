@@ -1,0 +1,238 @@
+import KVCore
+import KVNode
+import KVStorage
+import Synchronization
+
+/// A whole QuorumKV cluster in one thread: replica nodes running the production `Replica` over a
+/// `SimulatedStore`, SDK clients running the production `WriteOperation`/`ReadOperation` (and so the
+/// production quorum coordinators and version rules), a ring from the production `TokenAllocator`, and
+/// a network, clocks and disks replaced by seeded fakes: delays, drops, duplicates, reordering,
+/// partitions that heal, crashes that lose what was not synced, skewed clocks that jump backwards.
+///
+/// A run is a pure function of its seed.
+public final class Simulation {
+    let configuration: SimulationConfiguration
+    var random: SimulationRandom
+    var queue = EventQueue<SimulationEvent>()
+    /// Simulated time, in milliseconds since the Unix epoch (starting in 2023, so skews stay positive).
+    var now: UInt64 = 1_700_000_000_000
+    let worldClock: WorldClock
+    var nodes: [SimulatedNode] = []
+    var clients: [SimulatedClient] = []
+    let ring: Ring
+    var history = HistoryRecorder()
+    var trace: [String] = []
+    var traceStart = 0
+    var violations: [String] = []
+    var blocked: Set<Link> = []
+    var partitionsActive: [Int: Set<Link>] = [:]
+    var nextPartitionID = 0
+    var acknowledgedWrites: [(key: [UInt8], version: Version, historyID: Int)] = []
+    var highestSeen: [NodeKey: Version] = [:]
+    var statistics = Statistics()
+
+    struct Statistics {
+        var completed = 0
+        var failed = 0
+        var messages = 0
+        var crashes = 0
+        var partitions = 0
+    }
+
+    /// Upper bound on simulated time: a run still going by then has hung.
+    static let simulatedTimeMax: UInt64 = 600_000
+
+    public init(configuration: SimulationConfiguration) {
+        self.configuration = configuration
+        var random = SimulationRandom(seed: configuration.seed)
+        let nodeCount = configuration.nodes ?? Int(4 + random.next() % 5)
+        let clientCount = configuration.clients ?? Int(2 + random.next() % 3)
+        self.worldClock = WorldClock(start: now)
+        let ids = (1...nodeCount).map { "n\($0)" }
+        let ringNodes = TokenAllocator.allocate(nodeIDs: ids)
+        do {
+            ring = try Ring(nodes: ringNodes, replicationFactor: min(configuration.replicationFactor, nodeCount))
+        } catch {
+            preconditionFailure("the simulator built an invalid ring: \(error)")
+        }
+        let skewMax = configuration.faults.clockSkewMaxMillis
+        for id in ids {
+            let skew = skewMax == 0 ? 0 : Int64(random.next() % (2 * skewMax + 1)) - Int64(skewMax)
+            nodes.append(SimulatedNode(id: id, skewMillis: skew, clock: worldClock))
+        }
+        for index in 0..<clientCount {
+            let skew = skewMax == 0 ? 0 : Int64(random.next() % (2 * skewMax + 1)) - Int64(skewMax)
+            clients.append(
+                SimulatedClient(
+                    name: "c\(index + 1)", clock: ClientClock(writer: UInt64(index + 1)), skewMillis: skew,
+                    remaining: configuration.operationsPerClient))
+        }
+        self.random = random
+    }
+
+    /// Runs the simulation to the end and checks every invariant.
+    public func run() -> SimulationResult {
+        for index in clients.indices {
+            queue.push(.startOperation(client: index), at: now + random.next() % 20)
+        }
+        scheduleNextCrash()
+        scheduleNextPartition()
+        while let (time, event) = queue.pop() {
+            if time - worldClock.start > Self.simulatedTimeMax {
+                violate("the run did not finish within \(Self.simulatedTimeMax) simulated ms: something hangs")
+                break
+            }
+            now = max(now, time)
+            worldClock.set(now)
+            handle(event)
+        }
+        checkEnd()
+        return SimulationResult(
+            seed: configuration.seed,
+            violations: violations,
+            trace: Array(trace[traceStart...]) + Array(trace[..<traceStart]),
+            operationsCompleted: statistics.completed,
+            operationsFailed: statistics.failed,
+            messagesSent: statistics.messages,
+            crashes: statistics.crashes,
+            partitions: statistics.partitions
+        )
+    }
+
+    // MARK: - Bookkeeping
+
+    func log(_ text: @autoclosure () -> String) {
+        let line = "t=\(now - worldClock.start) \(text())"
+        if trace.count < configuration.traceCapacity {
+            trace.append(line)
+        } else {
+            trace[traceStart] = line
+            traceStart = (traceStart + 1) % configuration.traceCapacity
+        }
+    }
+
+    func violate(_ text: String) {
+        log("VIOLATION \(text)")
+        violations.append(text)
+    }
+
+    var clientsActive: Bool {
+        clients.contains { $0.remaining > 0 || $0.current != nil }
+    }
+
+    func replicas(of key: [UInt8]) -> [String] {
+        ring.preferenceList(forKey: key)
+    }
+
+    func nodeIndex(_ id: String) -> Int {
+        Int(id.dropFirst())! - 1
+    }
+}
+
+/// A message or timer the simulator will deliver.
+enum SimulationEvent {
+    case deliver(Envelope)
+    case writeDeadline(client: Int, operation: Int, attempt: Int)
+    case readDeadline(client: Int, operation: Int)
+    case readSpeculation(client: Int, operation: Int)
+    case startOperation(client: Int)
+    case crash(node: Int)
+    case restart(node: Int)
+    case partition
+    case heal(partition: Int)
+}
+
+/// A request from a client to a node, or a node's answer.
+struct Envelope {
+    enum Payload {
+        case put(key: [UInt8], record: StoredRecord)
+        case get(key: [UInt8])
+        case putReply(Result<(outcome: ApplyOutcome, clock: UInt64), ReplyFailure>)
+        case getReply(Result<(record: StoredRecord?, clock: UInt64), ReplyFailure>)
+    }
+
+    var client: Int
+    var node: Int
+    var operation: Int
+    var attempt: Int
+    var payload: Payload
+}
+
+struct ReplyFailure: Error {
+    var reason: String
+}
+
+/// A client-node pair a partition cuts.
+struct Link: Hashable {
+    var client: Int
+    var node: Int
+}
+
+struct NodeKey: Hashable {
+    var node: Int
+    var key: [UInt8]
+}
+
+/// Simulated true time, readable from the replicas' `@Sendable` wall-clock closures.
+final class WorldClock: Sendable {
+    let start: UInt64
+    private let millis: Atomic<UInt64>
+
+    init(start: UInt64) {
+        self.start = start
+        self.millis = Atomic(start)
+    }
+
+    func set(_ value: UInt64) {
+        millis.store(value, ordering: .relaxed)
+    }
+
+    var now: UInt64 { millis.load(ordering: .relaxed) }
+}
+
+/// One replica node: the production `Replica` over a simulated disk, with its own clock skew.
+struct SimulatedNode {
+    let id: String
+    let skewMillis: Int64
+    let clock: WorldClock
+    var store = SimulatedStore(durability: .sync)
+    var replica: Replica
+    var isUp = true
+
+    init(id: String, skewMillis: Int64, clock: WorldClock) {
+        self.id = id
+        self.skewMillis = skewMillis
+        self.clock = clock
+        self.replica = Self.makeReplica(id: id, store: store, skewMillis: skewMillis, clock: clock)
+    }
+
+    static func makeReplica(id: String, store: SimulatedStore, skewMillis: Int64, clock: WorldClock) -> Replica {
+        Replica(nodeID: id, store: store) {
+            UInt64(max(0, Int64(clock.now) + skewMillis))
+        }
+    }
+
+    /// A restart after a crash: same disk (minus what was not synced), a fresh process and clock.
+    mutating func restart() {
+        store.crash()
+        replica = Self.makeReplica(id: id, store: store, skewMillis: skewMillis, clock: clock)
+        isUp = true
+    }
+}
+
+/// One SDK client: its version clock, its wall-clock skew, and the operation it is running.
+struct SimulatedClient {
+    enum Current {
+        case write(WriteOperation, key: [UInt8], tombstone: Bool, value: [UInt8])
+        case read(ReadOperation, key: [UInt8])
+    }
+
+    let name: String
+    var clock: ClientClock
+    var skewMillis: Int64
+    var remaining: Int
+    var current: Current?
+    /// The history id of the current operation.
+    var operation = -1
+    var startedAt: UInt64 = 0
+}

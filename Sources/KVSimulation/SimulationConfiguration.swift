@@ -1,0 +1,92 @@
+import KVCore
+
+/// What one simulated run looks like. Everything not fixed here is drawn from the seed.
+public struct SimulationConfiguration: Sendable {
+    public var seed: UInt64
+    /// Replica nodes; nil draws 4...8 from the seed.
+    public var nodes: Int?
+    /// SDK clients; nil draws 2...4 from the seed.
+    public var clients: Int?
+    public var replicationFactor = 3
+    public var readQuorum = 2
+    public var writeQuorum = 2
+    /// Operations each client runs, one after another.
+    public var operationsPerClient = 40
+    /// Distinct keys: few, so that clients contend.
+    public var keys = 4
+    /// Each request's deadline, in simulated time.
+    public var requestDeadline: Duration = .milliseconds(400)
+    public var supersededRetriesMax = 8
+    public var faults = FaultProfile()
+    /// Test-only: break a production rule to prove the invariants notice (the "mutation check").
+    package var mutation: Mutation?
+    /// Events kept for the trace printed when a run fails.
+    public var traceCapacity = 4000
+
+    public init(seed: UInt64) {
+        self.seed = seed
+    }
+}
+
+/// Rules the mutation check can break.
+package enum Mutation: Sendable, Hashable {
+    /// Acknowledge writes one acknowledgement early (at W-1).
+    case acknowledgeWritesEarly
+}
+
+/// How hostile the simulated world is.
+public struct FaultProfile: Sendable, Hashable {
+    /// One-way message delay, uniformly drawn, in simulated milliseconds.
+    public var delayMillis: ClosedRange<UInt64> = 1...40
+    public var dropProbability = 0.02
+    public var duplicateProbability = 0.02
+    /// Mean simulated milliseconds between node crashes (each node restarts after `downMillis`).
+    public var crashEveryMillis: UInt64 = 1500
+    public var downMillis: ClosedRange<UInt64> = 50...800
+    /// Mean simulated milliseconds between partitions (each heals after `partitionMillis`).
+    public var partitionEveryMillis: UInt64 = 2000
+    public var partitionMillis: ClosedRange<UInt64> = 50...600
+    /// Largest clock offset of a node or client from true time, either way.
+    public var clockSkewMaxMillis: UInt64 = 5000
+    /// Chance that a client's clock jumps backwards (by up to the skew) before an operation.
+    public var backwardsJumpProbability = 0.03
+
+    public init() {}
+
+    /// No faults: a perfect network, no crashes, synchronized clocks.
+    public static var none: FaultProfile {
+        var profile = FaultProfile()
+        profile.dropProbability = 0
+        profile.duplicateProbability = 0
+        profile.crashEveryMillis = 0
+        profile.partitionEveryMillis = 0
+        profile.clockSkewMaxMillis = 0
+        profile.backwardsJumpProbability = 0
+        return profile
+    }
+}
+
+/// What a run found.
+public struct SimulationResult: Sendable {
+    public var seed: UInt64
+    /// Broken invariants, each one line (plus the offending sub-history for history violations).
+    public var violations: [String]
+    /// The last events of the run, for replaying a failure by eye.
+    public var trace: [String]
+    public var operationsCompleted: Int
+    public var operationsFailed: Int
+    public var messagesSent: Int
+    public var crashes: Int
+    public var partitions: Int
+
+    public var passed: Bool { violations.isEmpty }
+
+    /// A report for a failing run: seed, violations and trace.
+    public var report: String {
+        var lines = ["seed \(seed): \(violations.count) violation(s); replay with: kvsim --seed \(seed) --trace"]
+        lines += violations.map { "  - " + $0 }
+        lines.append("trace (last \(trace.count) events):")
+        lines += trace.map { "    " + $0 }
+        return lines.joined(separator: "\n")
+    }
+}

@@ -1,0 +1,78 @@
+import ArgumentParser
+import KVSimulation
+
+/// `kvsim`: runs the deterministic simulator, one seed or many.
+@main
+struct KVSim: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "kvsim",
+        abstract: "Run whole simulated QuorumKV clusters under faults and check their invariants.",
+        discussion: """
+            Every run is a pure function of its seed: `kvsim --seed S --trace` replays a failure exactly
+            and prints its event trace. `kvsim --seeds 100000` is the long run for developers' machines.
+            Exit code 1 when any seed breaks an invariant.
+            """
+    )
+
+    @Option(help: "Run this one seed.")
+    var seed: UInt64?
+
+    @Option(help: "Run this many seeds, starting at --start.")
+    var seeds: UInt64 = 200
+
+    @Option(help: "The first seed of a --seeds run.")
+    var start: UInt64 = 1
+
+    @Option(name: .customLong("operations"), help: "Operations per client.")
+    var operationsPerClient = 40
+
+    @Flag(help: "Print the event trace of every run, not only of failing ones.")
+    var trace = false
+
+    @Flag(help: "A perfect network and no crashes (to tell logic bugs from fault handling).")
+    var noFaults = false
+
+    @Flag(help: "Break the write quorum on purpose (acknowledge at W-1) to see the invariants catch it.")
+    var mutateAcknowledgeEarly = false
+
+    func validate() throws {
+        guard seeds > 0 else { throw ValidationError("--seeds must be positive") }
+        guard (1...10_000).contains(operationsPerClient) else {
+            throw ValidationError("--operations must be 1...10000")
+        }
+    }
+
+    func run() throws {
+        let range = seed.map { $0...$0 } ?? start...(start + seeds - 1)
+        var failures: [UInt64] = []
+        var operations = 0
+        for seed in range {
+            var configuration = SimulationConfiguration(seed: seed)
+            configuration.operationsPerClient = operationsPerClient
+            if noFaults {
+                configuration.faults = .none
+            }
+            if mutateAcknowledgeEarly {
+                configuration.mutation = .acknowledgeWritesEarly
+            }
+            let result = Simulation(configuration: configuration).run()
+            operations += result.operationsCompleted + result.operationsFailed
+            if !result.passed {
+                failures.append(seed)
+                print(result.report)
+            } else if trace {
+                print(result.report)
+            }
+            if range.count > 1 && (seed - range.lowerBound + 1) % 1000 == 0 {
+                print(
+                    "kvsim: \(seed - range.lowerBound + 1) seeds, \(failures.count) failing, \(operations) operations")
+            }
+        }
+        print(
+            "kvsim: \(range.count) seed(s), \(operations) operations, \(failures.count) failing\(failures.isEmpty ? "" : ": \(failures.prefix(20).map(String.init).joined(separator: " "))")"
+        )
+        if !failures.isEmpty {
+            throw ExitCode(1)
+        }
+    }
+}
