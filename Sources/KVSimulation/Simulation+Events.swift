@@ -18,8 +18,10 @@ extension Simulation {
         case .crash(let node):
             crash(node)
         case .restart(let node):
-            log("\(nodes[node].id) restarts")
-            nodes[node].restart()
+            let skewMax = configuration.faults.clockSkewMaxMillis
+            let jump = skewMax == 0 ? 0 : Int64(random.next() % skewMax)
+            log("\(nodes[node].id) restarts, its clock set back \(jump) ms")
+            nodes[node].restart(jumpMillis: jump)
             checkDurability(afterCrashOf: node)
         case .partition:
             partition()
@@ -81,7 +83,8 @@ extension Simulation {
     }
 
     func wallMillis(ofClient index: Int) -> UInt64 {
-        UInt64(max(0, Int64(now) + clients[index].skewMillis))
+        localMillis(
+            now, start: worldClock.start, skewMillis: clients[index].skewMillis, driftPPM: clients[index].driftPPM)
     }
 
     func feedWrite(_ index: Int, operation id: Int, _ event: WriteOperation.Event) {

@@ -56,15 +56,20 @@ public final class Simulation {
             preconditionFailure("the simulator built an invalid ring: \(error)")
         }
         let skewMax = configuration.faults.clockSkewMaxMillis
+        let driftMax = configuration.faults.clockDriftMaxPPM
+        func draw(_ bound: Int64) -> Int64 {
+            bound == 0 ? 0 : Int64(random.next() % UInt64(2 * bound + 1)) - bound
+        }
         for id in ids {
-            let skew = skewMax == 0 ? 0 : Int64(random.next() % (2 * skewMax + 1)) - Int64(skewMax)
-            nodes.append(SimulatedNode(id: id, skewMillis: skew, clock: worldClock))
+            nodes.append(
+                SimulatedNode(
+                    id: id, skewMillis: draw(Int64(skewMax)), driftPPM: draw(driftMax), clock: worldClock))
         }
         for index in 0..<clientCount {
-            let skew = skewMax == 0 ? 0 : Int64(random.next() % (2 * skewMax + 1)) - Int64(skewMax)
             clients.append(
                 SimulatedClient(
-                    name: "c\(index + 1)", clock: ClientClock(writer: UInt64(index + 1)), skewMillis: skew,
+                    name: "c\(index + 1)", clock: ClientClock(writer: UInt64(index + 1)),
+                    skewMillis: draw(Int64(skewMax)), driftPPM: draw(driftMax),
                     remaining: configuration.operationsPerClient))
         }
         self.random = random
@@ -190,34 +195,47 @@ final class WorldClock: Sendable {
     var now: UInt64 { millis.load(ordering: .relaxed) }
 }
 
-/// One replica node: the production `Replica` over a simulated disk, with its own clock skew.
+/// One replica node: the production `Replica` over a simulated disk, with its own clock skew and drift.
 struct SimulatedNode {
     let id: String
-    let skewMillis: Int64
+    var skewMillis: Int64
+    let driftPPM: Int64
     let clock: WorldClock
     var store = SimulatedStore(durability: .sync)
     var replica: Replica
     var isUp = true
 
-    init(id: String, skewMillis: Int64, clock: WorldClock) {
+    init(id: String, skewMillis: Int64, driftPPM: Int64, clock: WorldClock) {
         self.id = id
         self.skewMillis = skewMillis
+        self.driftPPM = driftPPM
         self.clock = clock
-        self.replica = Self.makeReplica(id: id, store: store, skewMillis: skewMillis, clock: clock)
+        self.replica = Self.makeReplica(id: id, store: store, skewMillis: skewMillis, driftPPM: driftPPM, clock: clock)
     }
 
-    static func makeReplica(id: String, store: SimulatedStore, skewMillis: Int64, clock: WorldClock) -> Replica {
+    static func makeReplica(id: String, store: SimulatedStore, skewMillis: Int64, driftPPM: Int64, clock: WorldClock)
+        -> Replica
+    {
         Replica(nodeID: id, store: store) {
-            UInt64(max(0, Int64(clock.now) + skewMillis))
+            localMillis(clock.now, start: clock.start, skewMillis: skewMillis, driftPPM: driftPPM)
         }
     }
 
-    /// A restart after a crash: same disk (minus what was not synced), a fresh process and clock.
-    mutating func restart() {
+    /// A restart after a crash: same disk (minus what was not synced), a fresh process, and a clock
+    /// that may have been set back by `jumpMillis`.
+    mutating func restart(jumpMillis: Int64) {
         store.crash()
-        replica = Self.makeReplica(id: id, store: store, skewMillis: skewMillis, clock: clock)
+        skewMillis -= jumpMillis
+        replica = Self.makeReplica(id: id, store: store, skewMillis: skewMillis, driftPPM: driftPPM, clock: clock)
         isUp = true
     }
+}
+
+/// A local clock reading: true time scaled by the drift since the start, plus the skew.
+func localMillis(_ now: UInt64, start: UInt64, skewMillis: Int64, driftPPM: Int64) -> UInt64 {
+    let elapsed = Int64(now - start)
+    let drifted = elapsed + elapsed * driftPPM / 1_000_000
+    return UInt64(max(0, Int64(start) + drifted + skewMillis))
 }
 
 /// One SDK client: its version clock, its wall-clock skew, and the operation it is running.
@@ -230,6 +248,7 @@ struct SimulatedClient {
     let name: String
     var clock: ClientClock
     var skewMillis: Int64
+    var driftPPM: Int64
     var remaining: Int
     var current: Current?
     /// The history id of the current operation.

@@ -48,7 +48,11 @@ public struct FaultProfile: Sendable, Hashable {
     public var partitionMillis: ClosedRange<UInt64> = 50...600
     /// Largest clock offset of a node or client from true time, either way.
     public var clockSkewMaxMillis: UInt64 = 5000
-    /// Chance that a client's clock jumps backwards (by up to the skew) before an operation.
+    /// Largest clock drift of a node or client, in parts per million, either way: a clock at
+    /// +20,000 ppm runs 2 % fast.
+    public var clockDriftMaxPPM: Int64 = 20_000
+    /// Chance that a client's clock jumps backwards (by up to the skew) before an operation; a
+    /// restarted node's clock always may (by up to the skew).
     public var backwardsJumpProbability = 0.03
 
     public init() {}
@@ -61,6 +65,7 @@ public struct FaultProfile: Sendable, Hashable {
         profile.crashEveryMillis = 0
         profile.partitionEveryMillis = 0
         profile.clockSkewMaxMillis = 0
+        profile.clockDriftMaxPPM = 0
         profile.backwardsJumpProbability = 0
         return profile
     }
