@@ -65,6 +65,7 @@ extension RealProcessTests {
             let operationsPerClient = 2_500
             let clients = try (0..<clientsCount).map { _ in try cluster.client() }
             let progress = Progress()
+            let log = HistoryLog()
             let deadline = ContinuousClock.now + .seconds(120)
 
             let results = try await withThrowingTaskGroup(of: ClientResult.self) { group in
@@ -73,16 +74,39 @@ extension RealProcessTests {
                         var result = ClientResult()
                         var generator = SplitMix64(seed: UInt64(index + 1))
                         for sequence in 0..<operationsPerClient where ContinuousClock.now < deadline {
-                            let key = "c\(index)-k\(generator.next() % 300)"
+                            // A quarter of the keys are shared by all clients (checked by the history
+                            // checker alone); the rest have one writer, so each read can be checked here.
+                            let shared = generator.next() % 4 == 0
+                            let key =
+                                shared ? "shared-k\(generator.next() % 20)" : "c\(index)-k\(generator.next() % 300)"
+                            let bytes = Array(key.utf8)
                             do {
                                 if generator.next() % 2 == 0 {
-                                    let value = "v\(sequence)"
-                                    try await client.put(Array(key.utf8), value: Array(value.utf8))
-                                    result.acknowledged[key] = value
+                                    let value = "c\(index)-v\(sequence)"
+                                    let id = log.invoke(
+                                        client: "c\(index)", key: bytes, kind: .write(value: Array(value.utf8)))
+                                    do {
+                                        let version = try await client.put(bytes, value: Array(value.utf8))
+                                        log.complete(id, .wrote(version))
+                                    } catch {
+                                        log.complete(id, .failed)
+                                        throw error
+                                    }
+                                    if !shared {
+                                        result.acknowledged[key] = value
+                                    }
                                 } else {
-                                    let found = try await client.get(Array(key.utf8))
+                                    let id = log.invoke(client: "c\(index)", key: bytes, kind: .read)
+                                    let found: KVValue?
+                                    do {
+                                        found = try await client.get(bytes)
+                                        log.complete(id, .read(found?.version, value: found?.value))
+                                    } catch {
+                                        log.complete(id, .failed)
+                                        throw error
+                                    }
                                     let seen = found.map { String(decoding: $0.value, as: UTF8.self) }
-                                    if seen != result.acknowledged[key] {
+                                    if !shared && seen != result.acknowledged[key] {
                                         result.staleReads.append(
                                             "\(key): read \(seen ?? "nothing"), wrote \(result.acknowledged[key] ?? "nothing")"
                                         )
@@ -116,6 +140,10 @@ extension RealProcessTests {
             #expect(
                 staleReads.isEmpty,
                 "\(staleReads.count) reads missed an acknowledged write, e.g. \(staleReads.prefix(3))")
+
+            let violations = RegisterChecker.check(log.operations)
+            #expect(violations.isEmpty, "history checker: \(violations.prefix(3).map(\.description))")
+            #expect(log.operations.count >= 10_000)
 
             let reader = try cluster.client()
             var lost: [String] = []
@@ -167,4 +195,28 @@ struct SplitMix64: RandomNumberGenerator {
         z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
         return z ^ (z >> 31)
     }
+}
+
+/// A history of real operations, recorded from several tasks, for `RegisterChecker`.
+final class HistoryLog: Sendable {
+    private let recorder = Mutex(HistoryRecorder())
+    private let start = ContinuousClock.now
+
+    private var nanoseconds: UInt64 {
+        let elapsed = ContinuousClock.now - start
+        return UInt64(elapsed.components.seconds) * 1_000_000_000
+            + UInt64(elapsed.components.attoseconds / 1_000_000_000)
+    }
+
+    func invoke(client: String, key: [UInt8], kind: HistoryOperation.Kind) -> Int {
+        let now = nanoseconds
+        return recorder.withLock { $0.invoke(client: client, key: key, kind: kind, at: now) }
+    }
+
+    func complete(_ id: Int, _ outcome: HistoryOperation.Outcome) {
+        let now = nanoseconds
+        recorder.withLock { $0.complete(id, outcome: outcome, at: now) }
+    }
+
+    var operations: [HistoryOperation] { recorder.withLock { $0.operations } }
 }
