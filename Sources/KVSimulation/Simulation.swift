@@ -12,7 +12,7 @@ import Synchronization
 /// A run is a pure function of its seed.
 public final class Simulation {
     let configuration: SimulationConfiguration
-    var random: SimulationRandom
+    var random: SplitMix64
     var queue = EventQueue<SimulationEvent>()
     /// Simulated time, in milliseconds since the Unix epoch (starting in 2023, so skews stay positive).
     var now: UInt64 = 1_700_000_000_000
@@ -44,7 +44,7 @@ public final class Simulation {
 
     public init(configuration: SimulationConfiguration) {
         self.configuration = configuration
-        var random = SimulationRandom(seed: configuration.seed)
+        var random = SplitMix64(seed: configuration.seed)
         let nodeCount = configuration.nodes ?? Int(4 + random.next() % 5)
         let clientCount = configuration.clients ?? Int(2 + random.next() % 3)
         self.worldClock = WorldClock(start: now)

@@ -180,23 +180,6 @@ final class Progress: Sendable {
     var count: Int { done.load(ordering: .relaxed) }
 }
 
-/// A seeded generator, so a load run chooses the same keys each time.
-struct SplitMix64: RandomNumberGenerator {
-    private var state: UInt64
-
-    init(seed: UInt64) {
-        state = seed
-    }
-
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-}
-
 /// A history of real operations, recorded from several tasks, for `RegisterChecker`.
 final class HistoryLog: Sendable {
     private let recorder = Mutex(HistoryRecorder())

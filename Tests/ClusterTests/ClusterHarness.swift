@@ -97,16 +97,8 @@ final class ClusterHarness: @unchecked Sendable {
 
     /// Sends a signal to one node and waits for it to end.
     func stop(_ id: String, signal: Int32 = SIGKILL) {
-        guard let process = processes[id], process.isRunning else { return }
-        kill(process.processIdentifier, signal)
-        let deadline = ContinuousClock.now + .seconds(15)
-        while process.isRunning && ContinuousClock.now < deadline {
-            usleep(10_000)
-        }
-        if process.isRunning {
-            kill(process.processIdentifier, SIGKILL)
-        }
-        process.waitUntilExit()
+        guard let process = processes[id] else { return }
+        stopProcess(process, signal: signal)
     }
 
     /// Stops every node and removes the folder.

@@ -57,16 +57,8 @@ final class NodeHarness: @unchecked Sendable {
 
     /// Sends a signal and waits for the process to end.
     func stop(signal: Int32 = SIGTERM) {
-        guard let process, process.isRunning else { return }
-        kill(process.processIdentifier, signal)
-        let deadline = ContinuousClock.now + .seconds(15)
-        while process.isRunning && ContinuousClock.now < deadline {
-            usleep(10_000)
-        }
-        if process.isRunning {
-            kill(process.processIdentifier, SIGKILL)
-        }
-        process.waitUntilExit()
+        guard let process else { return }
+        stopProcess(process, signal: signal)
     }
 
     var exitStatus: Int32? {

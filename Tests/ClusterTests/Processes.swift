@@ -108,3 +108,17 @@ struct TemporaryDirectory {
         try? FileManager.default.removeItem(at: url)
     }
 }
+
+/// Sends `signal` to a running process and waits for it to end; SIGKILL after 15 s.
+func stopProcess(_ process: Process, signal: Int32) {
+    guard process.isRunning else { return }
+    kill(process.processIdentifier, signal)
+    let deadline = ContinuousClock.now + .seconds(15)
+    while process.isRunning && ContinuousClock.now < deadline {
+        usleep(10_000)
+    }
+    if process.isRunning {
+        kill(process.processIdentifier, SIGKILL)
+    }
+    process.waitUntilExit()
+}

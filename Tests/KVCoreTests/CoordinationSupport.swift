@@ -13,22 +13,8 @@ struct QuorumShape: Sendable, CustomStringConvertible {
     static let all: [QuorumShape] = (1...5).flatMap { n in (1...n).map { QuorumShape(n: n, required: $0) } }
 }
 
-/// SplitMix64: a tiny seeded generator, so a failing property run can be replayed from its seed.
-struct SeededGenerator: RandomNumberGenerator {
-    private var state: UInt64
-
-    init(seed: UInt64) {
-        state = seed
-    }
-
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-}
+/// The seeded generator of the property tests.
+typealias SeededGenerator = SplitMix64
 
 func version(_ hlc: UInt64, writer: UInt64 = 1) -> Version {
     Version(hlc: hlc, writer: writer)

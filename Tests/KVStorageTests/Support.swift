@@ -59,19 +59,6 @@ func runOnThreads(count: Int, _ body: @escaping @Sendable (Int) -> Void) {
     group.wait()
 }
 
-/// SplitMix64: a small seeded generator, so a failing property check can be replayed from its seed.
-struct SplitMix64: RandomNumberGenerator {
-    private var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-}
-
 func record(_ hlc: UInt64, writer: UInt64 = 1, _ value: String) -> StoredRecord {
     StoredRecord(version: Version(hlc: hlc, writer: writer), tombstone: false, value: Array(value.utf8))
 }
