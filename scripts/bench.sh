@@ -6,7 +6,8 @@
 #   scripts/bench.sh cluster [SECONDS]  4 kvd, N=3, R=W=2: kvbench put and get, then a mixed run in
 #                                       which node n2 is SIGKILLed halfway (p99 before and after)
 #
-# Always 50 requests in flight and 100-byte values; default 10 s per run. Uses 127.0.0.21-24
+# Always 50 requests in flight and 100-byte values; default 10 s per run. QUORUMKV_DURABILITY=none
+# (or interval:<N>ms) runs the nodes without an fsync per write, to see what the fsyncs cost. Uses 127.0.0.21-24
 # (kvd) and 127.0.0.29 (redis); everything it starts is stopped on exit.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -46,7 +47,7 @@ done
 for ((i = 1; i <= count; i++)); do
     "$bin/kvd" --id "n$i" --listen "127.0.0.$((20 + i)):7411" --data "$work/n$i" --cluster "$work/cluster.yaml" \
         --ca "$work/certs/ca.pem" --cert "$work/certs/n$i.pem" --key "$work/certs/n$i-key.pem" \
-        --log-level warning &
+        --durability "${QUORUMKV_DURABILITY:-sync}" --log-level warning &
     pids[n$i]=$!
 done
 export QUORUMKV_CLUSTER="$work/cluster.yaml" QUORUMKV_CA="$work/certs/ca.pem"
@@ -59,7 +60,7 @@ for ((i = 1; i <= count; i++)); do
 done
 
 bench=("$bin/kvbench" --concurrency 50 --value-bytes 100 --duration "$seconds")
-echo "== kvbench: $count node(s), durability sync, 50 concurrent, 100-byte values, ${seconds}s per run"
+echo "== kvbench: $count node(s), durability ${QUORUMKV_DURABILITY:-sync}, 50 concurrent, 100-byte values, ${seconds}s per run"
 "${bench[@]}" --workload put
 "${bench[@]}" --workload get
 

@@ -72,6 +72,9 @@ public final class RocksDBStore: ReplicaStore, @unchecked Sendable {
         // Fail on any inconsistency found while opening or writing rather than limp on.
         rocksdb_options_set_paranoid_checks(options, 1)
         rocksdb_options_set_keep_log_file_num(options, 5)
+        // Writers waiting for a group commit sleep rather than spin: on few cores, spinning steals the
+        // CPU the leader needs (perf on a node under puts: 7 % of samples in WriteThread::AwaitState).
+        rocksdb_options_set_enable_write_thread_adaptive_yield(options, 0)
         // Block-based tables with their default checksum (CRC32c) on every block.
         let tableOptions = rocksdb_block_based_options_create()!
         rocksdb_options_set_block_based_table_factory(options, tableOptions)
