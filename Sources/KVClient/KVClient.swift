@@ -29,6 +29,9 @@ public struct KVClientConfiguration: Sendable {
     public var readFromAll = false
     /// Ask one more replica when the ones asked are slower than their recent p99.
     public var speculativeReads = true
+    /// What reads do about stale replicas they notice: write the newest version back in the
+    /// background (default), before answering (`.blocking`), or not at all (`.none`).
+    public var readRepair: ReadOperation.Repair = .background
     /// The wall clock, in milliseconds since the Unix epoch, that versions start from. Replaceable so
     /// that tests (and the simulator) can give a client a clock that runs behind or jumps.
     public var wallClockMillis: @Sendable () -> UInt64 = KVClientConfiguration.systemMillis
@@ -92,6 +95,10 @@ public final class KVClient: Sendable {
     private let topology = Mutex<Topology?>(nil)
     private let seeds: [RPCClient]
     private let latencies = Mutex<[String: LatencyTracker]>([:])
+    private let repairsSent = Atomic<Int>(0)
+
+    /// Repair writes this client has sent to stale replicas.
+    public var readRepairsSent: Int { repairsSent.load(ordering: .relaxed) }
     /// The id that breaks ties between equal timestamps of different writers.
     public let writerID: UInt64
 
@@ -167,7 +174,12 @@ public final class KVClient: Sendable {
     /// version they hold.
     ///
     /// - Returns: the value and its version, or nil when the key does not exist or was deleted.
-    public func get(_ key: [UInt8], consistency: ConsistencyLevel? = nil) async throws -> KVValue? {
+    ///
+    /// Replicas that answered with an older version are repaired: the newest version is written back
+    /// to them, in the background or, with `repair: .blocking`, before the read answers.
+    public func get(_ key: [UInt8], consistency: ConsistencyLevel? = nil, repair: ReadOperation.Repair? = nil)
+        async throws -> KVValue?
+    {
         try validate(key: key)
         let topology = try await currentTopology()
         let replicas = topology.ring.preferenceList(forKey: key)
@@ -182,13 +194,26 @@ public final class KVClient: Sendable {
         var operation = ReadOperation(
             configuration: ReadOperation.Configuration(
                 replicas: replicas, required: required, askAll: configuration.readFromAll,
-                deadline: configuration.requestTimeout, speculationDelay: speculationDelay))
+                deadline: configuration.requestTimeout, speculationDelay: speculationDelay,
+                repair: repair ?? configuration.readRepair))
         let request = Message.getRequest(GetRequest(key: ByteBuffer(bytes: key)))
         let outcome = try await drive(
             start: { clock.withLock { operation.start(clock: &$0).map(\.step) } },
             handle: { event in clock.withLock { operation.handle(event, clock: &$0).map(\.step) } },
-            send: { node, started in
-                self.send(request, to: node, in: topology).map { self.readEvent(node, $0, started: started) }
+            send: { send, started in
+                switch send {
+                case .get(let node):
+                    return self.send(request, to: node, in: topology).map {
+                        self.readEvent(node, $0, started: started)
+                    }
+                case .repair(let node, let record):
+                    self.repairsSent.add(1, ordering: .relaxed)
+                    let put = Message.putRequest(
+                        PutRequest(
+                            key: ByteBuffer(bytes: key), value: ByteBuffer(bytes: record.value),
+                            version: record.version, tombstone: record.tombstone))
+                    return self.send(put, to: node, in: topology).map { self.repairEvent(node, $0) }
+                }
             },
             late: { event in self.clock.withLock { event.observeClocks(&$0) } })
         switch outcome {
@@ -510,6 +535,18 @@ public final class KVClient: Sendable {
         }
     }
 
+    private func repairEvent(_ node: String, _ result: Result<Message, any Error>) -> ReadOperation.Event {
+        switch result {
+        case .success(.putResponse(let response)):
+            clock.withLock { $0.observe(response.clock) }
+            return .repaired(node)
+        case .success(let other):
+            return .repairFailed(node, reason: "answered Put with \(other.type)")
+        case .failure(let error):
+            return .repairFailed(node, reason: Self.reason(error))
+        }
+    }
+
     private static func reason(_ error: any Error) -> String {
         if let error = error as? RPCError, let message = error.remoteMessage {
             return message
@@ -620,10 +657,17 @@ extension WriteOperation.Action {
     }
 }
 
+/// What a read sends: a `Get`, or a repair `Put` of the newest record.
+enum ReadSend: Sendable {
+    case get(String)
+    case repair(String, StoredRecord)
+}
+
 extension ReadOperation.Action {
-    var step: Step<String, ReadOperation.Event, ReadCoordinator.ReadOutcome> {
+    var step: Step<ReadSend, ReadOperation.Event, ReadCoordinator.ReadOutcome> {
         switch self {
-        case .send(let node): .send(node)
+        case .send(let node): .send(.get(node))
+        case .repair(let node, let record): .send(.repair(node, record))
         case .scheduleDeadline(let after): .timer(after: after, .deadlinePassed)
         case .scheduleSpeculation(let after): .timer(after: after, .speculationDue)
         case .complete(let outcome): .complete(outcome)

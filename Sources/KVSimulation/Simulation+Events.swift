@@ -72,7 +72,8 @@ extension Simulation {
             var operation = ReadOperation(
                 configuration: ReadOperation.Configuration(
                     replicas: replicas, required: min(configuration.readQuorum, replicas.count),
-                    deadline: configuration.requestDeadline, speculationDelay: .milliseconds(60)))
+                    deadline: configuration.requestDeadline, speculationDelay: .milliseconds(60),
+                    repair: random.chance(0.3) ? .blocking : .background))
             let actions = operation.start(clock: &clients[index].clock)
             clients[index].current = .read(operation, key: key)
             clients[index].operation = id
@@ -135,6 +136,13 @@ extension Simulation {
                 queue.push(.readDeadline(client: index, operation: id), at: now + millis(after))
             case .scheduleSpeculation(let after):
                 queue.push(.readSpeculation(client: index, operation: id), at: now + millis(after))
+            case .repair(let node, let record):
+                statistics.repairs += 1
+                log("\(clients[index].name) op\(id) repairs \(node) with \(record.version)")
+                send(
+                    Envelope(
+                        client: index, node: nodeIndex(node), operation: id, attempt: Envelope.repairAttempt,
+                        payload: .put(key: key, record: record)))
             case .complete(let outcome):
                 finishRead(index, key: key, outcome: outcome)
             }
@@ -245,6 +253,14 @@ extension Simulation {
                 }
             }
             send(reply)
+        case .putReply(let result) where envelope.attempt == Envelope.repairAttempt:
+            let node = nodes[envelope.node].id
+            switch result {
+            case .success:
+                feedRead(envelope.client, operation: envelope.operation, .repaired(node))
+            case .failure(let failure):
+                feedRead(envelope.client, operation: envelope.operation, .repairFailed(node, reason: failure.reason))
+            }
         case .putReply(let result):
             let node = nodes[envelope.node].id
             let event: WriteOperation.Event

@@ -37,6 +37,7 @@ public final class Simulation {
         var messages = 0
         var crashes = 0
         var partitions = 0
+        var repairs = 0
     }
 
     /// Upper bound on simulated time: a run still going by then has hung.
@@ -100,7 +101,8 @@ public final class Simulation {
             operationsFailed: statistics.failed,
             messagesSent: statistics.messages,
             crashes: statistics.crashes,
-            partitions: statistics.partitions
+            partitions: statistics.partitions,
+            repairs: statistics.repairs
         )
     }
 
@@ -161,6 +163,9 @@ struct Envelope {
     var operation: Int
     var attempt: Int
     var payload: Payload
+
+    /// The attempt number that marks a read's repair write.
+    static let repairAttempt = -1
 }
 
 struct ReplyFailure: Error {

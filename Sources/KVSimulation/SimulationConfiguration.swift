@@ -83,6 +83,8 @@ public struct SimulationResult: Sendable {
     public var messagesSent: Int
     public var crashes: Int
     public var partitions: Int
+    /// Read-repair writes sent to stale replicas.
+    public var repairs: Int
 
     public var passed: Bool { violations.isEmpty }
 

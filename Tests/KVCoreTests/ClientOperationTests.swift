@@ -312,7 +312,10 @@ struct ReadOperationTests {
         #expect(read.handle(.answered("n1", nil, clock: replicaClock), clock: &clock).isEmpty)
         #expect(clock.last == replicaClock)
         let actions = read.handle(.answered("n2", newest, clock: replicaClock), clock: &clock)
-        let result = try #require(actions.first.flatMap { if case .complete(.answered(let r)) = $0 { r } else { nil } })
+        // The stale replica is repaired (in the background) as the read completes.
+        #expect(actions.first == .repair(to: "n1", record: newest))
+        let result = try #require(
+            actions.lazy.compactMap { if case .complete(.answered(let r)) = $0 { r } else { nil } }.first)
         #expect(result.newest == newest)
         #expect(result.stale == ["n1"])
         #expect(read.isComplete)

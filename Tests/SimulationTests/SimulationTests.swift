@@ -38,14 +38,17 @@ struct SimulationTests {
         var crashes = 0
         var partitions = 0
         var failed = 0
+        var repairs = 0
         for seed in UInt64(1)...20 {
             let result = Simulation(configuration: SimulationConfiguration(seed: seed)).run()
             crashes += result.crashes
             partitions += result.partitions
             failed += result.operationsFailed
+            repairs += result.repairs
         }
         #expect(crashes > 0)
         #expect(partitions > 0)
+        #expect(repairs > 0, "reads must find and repair stale replicas")
         #expect(failed > 0, "with faults, some operations must fail, or the simulator is not testing failure")
     }
 

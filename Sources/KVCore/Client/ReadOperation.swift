@@ -12,14 +12,30 @@
 ///   version's `hlc` is always observed), whether or not the answer still counts and even after
 ///   completion (see ``Event/observeClocks(_:)``). A write this client stamps after the read is
 ///   therefore ordered after every version the read saw.
+/// - Read repair: when the answers disagree, the newest record (a tombstone included) is written back,
+///   with its own version, to every replica that answered with an older version or nothing. In
+///   `background` mode (the default) the repairs go out with the completion and nobody waits for
+///   them; in `blocking` mode the read completes once every repair was acknowledged or failed, or at
+///   the read's deadline, whichever comes first; `none` repairs nothing.
 /// - It completes exactly once; later events return no actions.
 public struct ReadOperation: Sendable {
+    /// What a read does about replicas it finds stale.
+    public enum Repair: Sendable, Hashable {
+        case none
+        /// Write the newest version back without waiting (the default).
+        case background
+        /// Write it back before answering.
+        case blocking
+    }
+
     public struct Configuration: Sendable, Hashable {
         /// The quorum of the read: replicas, R, ask-all, deadline and speculation delay.
         public var coordinator: ReadCoordinator.Configuration
+        public var repair: Repair
 
-        public init(coordinator: ReadCoordinator.Configuration) {
+        public init(coordinator: ReadCoordinator.Configuration, repair: Repair = .background) {
             self.coordinator = coordinator
+            self.repair = repair
         }
 
         public init(
@@ -27,7 +43,8 @@ public struct ReadOperation: Sendable {
             required: Int,
             askAll: Bool = false,
             deadline: Duration,
-            speculationDelay: Duration? = nil
+            speculationDelay: Duration? = nil,
+            repair: Repair = .background
         ) {
             self.coordinator = ReadCoordinator.Configuration(
                 replicas: replicas,
@@ -36,6 +53,7 @@ public struct ReadOperation: Sendable {
                 deadline: deadline,
                 speculationDelay: speculationDelay
             )
+            self.repair = repair
         }
     }
 
@@ -48,6 +66,10 @@ public struct ReadOperation: Sendable {
         case deadlinePassed
         /// The speculation scheduled by ``ReadOperation/start(clock:)`` is due.
         case speculationDue
+        /// A replica acknowledged a repair write (applied it, or already held something newer).
+        case repaired(String)
+        /// A repair write to this replica failed.
+        case repairFailed(String, reason: String)
     }
 
     public enum Action: Sendable, Hashable {
@@ -57,6 +79,9 @@ public struct ReadOperation: Sendable {
         case scheduleDeadline(after: Duration)
         /// Feed ``Event/speculationDue`` after this long.
         case scheduleSpeculation(after: Duration)
+        /// Write this record (with its own version) to this stale replica; feed back
+        /// ``Event/repaired(_:)`` or ``Event/repairFailed(_:reason:)``.
+        case repair(to: String, record: StoredRecord)
         /// The read is over; report this outcome to the caller.
         case complete(ReadCoordinator.ReadOutcome)
     }
@@ -64,6 +89,13 @@ public struct ReadOperation: Sendable {
     public let configuration: Configuration
     private var coordinator: ReadCoordinator
     private var started = false
+    /// A blocking read's answer, held until its repairs are done.
+    private var held: ReadCoordinator.ReadOutcome?
+    private var repairsPending: Set<String> = []
+    /// The outcome handed to the caller; nil until then.
+    public private(set) var outcome: ReadCoordinator.ReadOutcome?
+    /// The replicas a repair was sent to.
+    public private(set) var repairs: [String] = []
 
     /// - Precondition: the ``ReadCoordinator``'s preconditions on the configuration.
     public init(configuration: Configuration) {
@@ -71,10 +103,7 @@ public struct ReadOperation: Sendable {
         self.coordinator = ReadCoordinator(configuration: configuration.coordinator)
     }
 
-    /// How the read ended; nil until it has.
-    public var outcome: ReadCoordinator.ReadOutcome? { coordinator.outcome }
-
-    public var isComplete: Bool { coordinator.isComplete }
+    public var isComplete: Bool { outcome != nil }
 
     /// Asks the first replicas, schedules the deadline and maybe a speculation.
     ///
@@ -92,13 +121,57 @@ public struct ReadOperation: Sendable {
     public mutating func handle(_ event: Event, clock: inout ClientClock) -> [Action] {
         precondition(started, "handle(_:clock:) called before start(clock:)")
         event.observeClocks(&clock)
+        switch event {
+        case .repaired(let node), .repairFailed(let node, _):
+            repairsPending.remove(node)
+            return releaseHeld(when: repairsPending.isEmpty)
+        case .deadlinePassed where held != nil:
+            // The answer stands; repairs still running finish in the background.
+            return releaseHeld(when: true)
+        default:
+            break
+        }
+        guard let coordinatorEvent = event.coordinatorEvent else { return [] }
         let wasComplete = coordinator.isComplete
-        let actions = coordinator.handle(event.coordinatorEvent).map(Action.init)
+        var actions: [Action] = []
+        for action in coordinator.handle(coordinatorEvent) {
+            if case .complete(let result) = action {
+                actions += finish(result)
+            } else {
+                actions.append(Action(action))
+            }
+        }
         assert(!wasComplete || actions.isEmpty, "a completed read asked for more")
         if case .answered(let result) = coordinator.outcome, let newest = result.newest {
             assert(clock.last >= newest.version.hlc, "the newest version read was not observed")
         }
         return actions
+    }
+
+    /// The coordinator completed: repair what is stale, and complete now or after the repairs.
+    private mutating func finish(_ result: ReadCoordinator.ReadOutcome) -> [Action] {
+        guard case .answered(let answer) = result, let newest = answer.newest, !answer.stale.isEmpty,
+            configuration.repair != .none
+        else {
+            outcome = result
+            return [.complete(result)]
+        }
+        repairs = answer.stale
+        let writes = answer.stale.map { Action.repair(to: $0, record: newest) }
+        if configuration.repair == .background {
+            outcome = result
+            return writes + [.complete(result)]
+        }
+        held = result
+        repairsPending = Set(answer.stale)
+        return writes
+    }
+
+    private mutating func releaseHeld(when ready: Bool) -> [Action] {
+        guard ready, let result = held else { return [] }
+        held = nil
+        outcome = result
+        return [.complete(result)]
     }
 }
 
@@ -114,12 +187,13 @@ extension ReadOperation.Event {
         }
     }
 
-    fileprivate var coordinatorEvent: ReadCoordinator.Event {
+    fileprivate var coordinatorEvent: ReadCoordinator.Event? {
         switch self {
         case .answered(let node, let record, _): .answered(node, record)
         case .failed(let node, let reason): .failed(node, reason: reason)
         case .deadlinePassed: .deadlinePassed
         case .speculationDue: .speculationDue
+        case .repaired, .repairFailed: nil
         }
     }
 }
