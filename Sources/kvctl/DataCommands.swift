@@ -82,6 +82,9 @@ struct Get: AsyncParsableCommand {
     @Option(help: "Read this one replica only, bypassing coordination, and print its version (admin certificate only).")
     var node: String?
 
+    @Option(help: "Read repair of stale replicas: background (default), blocking (before answering) or none.")
+    var repair: String?
+
     @OptionGroup var consistency: ConsistencyOptions
 
     func run() async throws {
@@ -91,7 +94,7 @@ struct Get: AsyncParsableCommand {
                 return
             }
             let found = try await global.withClient { client in
-                try await client.get(Array(key.utf8), consistency: consistency.read)
+                try await client.get(Array(key.utf8), consistency: consistency.read, repair: repairMode)
             }
             guard let found else {
                 if global.json {
@@ -109,6 +112,21 @@ struct Get: AsyncParsableCommand {
             } else {
                 writeValue(found.value)
             }
+        }
+    }
+
+    private var repairMode: ReadOperation.Repair? {
+        switch repair {
+        case "background": .background
+        case "blocking": .blocking
+        case "none": ReadOperation.Repair.none
+        default: nil
+        }
+    }
+
+    func validate() throws {
+        if let repair, !["background", "blocking", "none"].contains(repair) {
+            throw ValidationError("--repair must be background, blocking or none")
         }
     }
 
