@@ -56,6 +56,25 @@ public struct QuorumError: Error, Hashable, CustomStringConvertible {
         )
     }
 
+    /// How a coordinator's request ended without its quorum: `deadlineExceeded` when the deadline
+    /// passed, `quorumUnreachable` when failures made the quorum impossible first.
+    package static func ending(
+        _ operation: Operation,
+        deadlinePassed: Bool,
+        required: Int,
+        replicas: Int,
+        succeeded: [String],
+        failed: [ReplicaFailure]
+    ) -> QuorumError {
+        QuorumError(
+            deadlinePassed ? .deadlineExceeded(operation) : .quorumUnreachable(operation),
+            required: required,
+            replicas: replicas,
+            succeeded: succeeded,
+            failed: failed
+        )
+    }
+
     /// The deadline passed before `required` replicas answered; `failed` lists the silent ones as
     /// `no answer within <deadline>`.
     public static func deadlineExceeded(

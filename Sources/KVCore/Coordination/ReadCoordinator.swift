@@ -245,22 +245,9 @@ public struct ReadCoordinator: Sendable {
                 break
             }
         }
-        if deadlinePassed {
-            return .deadlineExceeded(
-                .read,
-                required: configuration.required,
-                replicas: configuration.replicas.count,
-                succeeded: succeeded,
-                failed: failed
-            )
-        }
-        return .quorumUnreachable(
-            .read,
-            required: configuration.required,
-            replicas: configuration.replicas.count,
-            succeeded: succeeded,
-            failed: failed
-        )
+        return .ending(
+            .read, deadlinePassed: deadlinePassed, required: configuration.required,
+            replicas: configuration.replicas.count, succeeded: succeeded, failed: failed)
     }
 
     private func assertInvariants() {

@@ -187,22 +187,9 @@ public struct WriteCoordinator: Sendable {
                 break
             }
         }
-        if deadlinePassed {
-            return .deadlineExceeded(
-                .write,
-                required: configuration.required,
-                replicas: configuration.replicas.count,
-                succeeded: succeeded,
-                failed: failed
-            )
-        }
-        return .quorumUnreachable(
-            .write,
-            required: configuration.required,
-            replicas: configuration.replicas.count,
-            succeeded: succeeded,
-            failed: failed
-        )
+        return .ending(
+            .write, deadlinePassed: deadlinePassed, required: configuration.required,
+            replicas: configuration.replicas.count, succeeded: succeeded, failed: failed)
     }
 
     /// How many applies acknowledge the write: `required`, unless the mutation check broke the rule.
