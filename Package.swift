@@ -178,7 +178,10 @@ let package = Package(
         ),
         .testTarget(
             name: "ClusterTests",
-            dependencies: ["KVCore", "KVClient", "KVTLS", "KVConfig"],
+            dependencies: [
+                "KVCore", "KVClient", "KVTLS", "KVConfig", "KVRPC", "KVWire",
+                .product(name: "NIOCore", package: "swift-nio"),
+            ],
             swiftSettings: swiftSettings
         ),
     ]

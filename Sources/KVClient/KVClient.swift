@@ -74,6 +74,8 @@ public struct NodeStatus: Sendable, Hashable {
     public var isUp: Bool
     public var latency: Duration?
     public var keys: UInt64?
+    /// Hints the node holds for other replicas.
+    public var hintsQueued: UInt64?
     /// Why the node is down.
     public var error: String?
 }
@@ -384,14 +386,15 @@ public final class KVClient: Sendable {
                             index,
                             NodeStatus(
                                 nodeID: node.id, address: node.address, isUp: true,
-                                latency: ContinuousClock.now - started, keys: ping.keys, error: nil)
+                                latency: ContinuousClock.now - started, keys: ping.keys, hintsQueued: ping.hintsQueued,
+                                error: nil)
                         )
                     } catch {
                         return (
                             index,
                             NodeStatus(
                                 nodeID: node.id, address: node.address, isUp: false, latency: nil, keys: nil,
-                                error: "\(error)")
+                                hintsQueued: nil, error: "\(error)")
                         )
                     }
                 }

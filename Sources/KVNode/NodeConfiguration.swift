@@ -31,6 +31,9 @@ public struct NodeConfiguration: Sendable, Hashable {
     public var durability: Durability = .sync
     /// The cluster this node belongs to (from `--cluster cluster.yaml`); nil for a node on its own.
     public var cluster: ClusterMap?
+    /// Hints held for one target before new ones are refused.
+    public var hintQueueMax = NodeConfiguration.hintQueueMaxDefault
+    public static let hintQueueMaxDefault = 100_000
     /// On shutdown, how long open connections may go on after the listener closed.
     public var shutdownDrain: Duration = .seconds(1)
 

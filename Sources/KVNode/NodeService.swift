@@ -79,7 +79,9 @@ public final class NodeService: Service {
                         tokens: TokenAllocator.tokensForJoiningNode(
                             configuration.id, existing: [], tokensPerNode: TokenAllocator.tokensPerNodeDefault))
                 ])
-        let service = ReplicaService(nodeID: configuration.id, cluster: cluster, store: store, pool: pool)
+        let service = ReplicaService(
+            nodeID: configuration.id, cluster: cluster, store: store, hints: store,
+            hintQueueMax: configuration.hintQueueMax, pool: pool)
         var serverConfiguration = RPCServerConfiguration(
             host: configuration.listenHost,
             port: configuration.listenPort,

@@ -22,16 +22,29 @@ public final class ReplicaService: RPCService {
     private let pool: NIOThreadPool
     private let startedAt = ContinuousClock.now
 
+    private let hints: (any HintStore)?
+    private let hintQueueMax: Int
+    private let wallMillis: @Sendable () -> UInt64
+    private let hintsRefused = Atomic<Int>(0)
+
+    /// - Parameters:
+    ///   - hints: where hints for other replicas are kept; nil for a node that refuses them.
+    ///   - hintQueueMax: hints held per target before new ones are refused (and counted).
     public init(
         nodeID: String,
         cluster: ClusterMap,
         store: any ReplicaStore,
+        hints: (any HintStore)? = nil,
+        hintQueueMax: Int = NodeConfiguration.hintQueueMaxDefault,
         pool: NIOThreadPool,
         wallMillis: @escaping @Sendable () -> UInt64 = ReplicaService.systemMillis
     ) {
         self.nodeID = nodeID
         self.cluster = cluster
         self.store = store
+        self.hints = hints
+        self.hintQueueMax = hintQueueMax
+        self.wallMillis = wallMillis
         self.replica = Replica(nodeID: nodeID, store: store, wallMillis: wallMillis)
         self.pool = pool
     }
@@ -55,8 +68,10 @@ public final class ReplicaService: RPCService {
             let keys = store.approximateKeyCount()
             return .pingResponse(
                 PingResponse(
-                    epoch: cluster.epoch, clock: tick(observing: ping.clock), keys: keys, hintsQueued: 0,
-                    requestsInFlight: 0))
+                    epoch: cluster.epoch, clock: tick(observing: ping.clock), keys: keys,
+                    hintsQueued: UInt64(hints?.hintQueueSizes().values.reduce(0, +) ?? 0), requestsInFlight: 0))
+        case .hintRequest(let hint):
+            return try await storeHint(hint)
         case .clusterMapRequest:
             return .clusterMapResponse(
                 ClusterMapResponse(
@@ -68,11 +83,16 @@ public final class ReplicaService: RPCService {
         case .adminRequest(let admin) where admin.command == .stats:
             let uptime = ContinuousClock.now - startedAt
             return .adminResponse(
-                AdminResponse(results: [
-                    Pair(name: "node", value: nodeID),
-                    Pair(name: "keys", value: "\(store.approximateKeyCount())"),
-                    Pair(name: "uptime_seconds", value: "\(uptime.components.seconds)"),
-                ]))
+                AdminResponse(
+                    results: [
+                        Pair(name: "node", value: nodeID),
+                        Pair(name: "keys", value: "\(store.approximateKeyCount())"),
+                        Pair(name: "uptime_seconds", value: "\(uptime.components.seconds)"),
+                        Pair(name: "hints_refused", value: "\(hintsRefused.load(ordering: .relaxed))"),
+                    ]
+                        + (hints?.hintQueueSizes() ?? [:]).sorted { $0.key < $1.key }.map {
+                            Pair(name: "hints_queued.\($0.key)", value: "\($0.value)")
+                        }))
         default:
             throw RPCError.remote(.invalidRequest, message: "\(request.type) is not served by this version of kvd")
         }
@@ -95,6 +115,43 @@ public final class ReplicaService: RPCService {
         case .superseded(let current):
             return .putResponse(PutResponse(outcome: .superseded, current: current, clock: clock))
         }
+    }
+
+    /// Keeps a write for a replica that did not acknowledge it, until hint replay hands it over.
+    private func storeHint(_ request: HintRequest) async throws -> Message {
+        guard let hints else {
+            throw RPCError.remote(.invalidRequest, message: "this node does not hold hints")
+        }
+        guard cluster.node(request.target) != nil else {
+            throw RPCError.remote(.unknownNode, message: "no node '\(request.target)' in the cluster")
+        }
+        let record = request.record
+        guard record.key.readableBytes > 0, record.version != .zero else {
+            throw RPCError.remote(.invalidRequest, message: "a hint needs a key and a version")
+        }
+        guard !record.tombstone || record.value.readableBytes == 0 else {
+            throw RPCError.remote(.invalidRequest, message: "a tombstone carries no value")
+        }
+        let hint = StoredHint(
+            target: request.target,
+            key: Array(record.key.readableBytesView),
+            record: StoredRecord(
+                version: record.version, tombstone: record.tombstone, value: Array(record.value.readableBytesView)),
+            storedAtMillis: wallMillis())
+        let queueMax = hintQueueMax
+        let outcome = try await runOnPool { () throws(ReplicaError) -> HintStoreOutcome in
+            do throws(StorageError) {
+                return try hints.storeHint(hint, queueMax: queueMax)
+            } catch {
+                throw ReplicaError.storage(error)
+            }
+        }
+        if outcome == .refusedQueueFull {
+            hintsRefused.add(1, ordering: .relaxed)
+        }
+        return .hintResponse(
+            HintResponse(
+                outcome: outcome == .stored ? .stored : .refused, clock: tick(observing: record.version.hlc)))
     }
 
     private func read(_ get: GetRequest) async throws -> Message {

@@ -1,9 +1,10 @@
 public import KVCore
 public import KVWire
 
-/// Which message types each role may send, as DESIGN.md's security model fixes it.
+/// Which message types each role may send, as DESIGN.md's security model fixes it, with one change:
+/// clients may send `Hint`, because the SDK coordinates hinted handoff (docs/design-notes.md).
 ///
-/// Clients read and write and ask for the ring; nodes also hand off hints, compare Merkle trees and
+/// Clients read, write, hand off hints and ask for the ring; nodes also compare Merkle trees and
 /// stream ranges; admins may send everything, including `Admin`.
 public enum RPCAuthorization {
     /// Whether a message type is a request at all (responses, `Hello` and `Error` are not, once the
@@ -20,9 +21,10 @@ public enum RPCAuthorization {
 
     public static func permits(_ role: Role, toSend type: MessageType) -> Bool {
         switch type {
-        case .putRequest, .getRequest, .clusterMapRequest, .pingRequest:
+        case .putRequest, .getRequest, .clusterMapRequest, .pingRequest, .hintRequest:
+            // Clients send hints too: the SDK coordinates hinted handoff (docs/design-notes.md).
             return true
-        case .hintRequest, .merkleExchangeRequest, .streamRequest:
+        case .merkleExchangeRequest, .streamRequest:
             return role == .node || role == .admin
         case .adminRequest:
             return role == .admin

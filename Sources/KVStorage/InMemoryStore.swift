@@ -4,13 +4,15 @@ import Synchronization
 /// A `ReplicaStore` in memory with the same semantics as `RocksDBStore`, for unit tests of other
 /// modules. Nothing survives the process. One mutex guards everything: simple, and atomic per key.
 public final class InMemoryStore: ReplicaStore {
-    private struct State {
+    struct State {
         var records: [[UInt8]: StoredRecord] = [:]
         var metadata: [String: [UInt8]] = [:]
+        /// Per target (UTF-8 bytes), its hints sorted by storage key: see `InMemoryStore+Hints.swift`.
+        var hints: [[UInt8]: [(storageKey: [UInt8], hint: StoredHint)]] = [:]
         var closed = false
     }
 
-    private let state = Mutex(State())
+    let state = Mutex(State())
 
     public init() {}
 

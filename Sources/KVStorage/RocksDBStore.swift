@@ -7,8 +7,9 @@ import Synchronization
 /// and ordered iteration come from the engine.
 ///
 /// Column families: `data` (records keyed by `token · key`, see `RecordCodec`), `hints` (the durable
-/// hint log, keyed by `target node · HLC`), `meta` (node id, cluster map, Merkle leaves), and
-/// RocksDB's mandatory `default`, left empty. All are created on first open.
+/// hint log keyed by `target · version · key`, see `HintCodec` and `RocksDBStore+Hints.swift`),
+/// `meta` (node id, cluster map, Merkle leaves), and RocksDB's mandatory `default`, left empty. All
+/// are created on first open.
 ///
 /// Every call blocks on I/O; run it on a thread pool. The class is thread-safe: RocksDB handles are
 /// safe to share, per-key atomicity comes from `LockStripes`, and `close()` waits for calls in
@@ -23,16 +24,22 @@ public final class RocksDBStore: ReplicaStore, @unchecked Sendable {
     /// Column family names, in the order of `families`.
     static let familyNames = ["default", "data", "hints", "meta"]
 
-    private let db: OpaquePointer
+    let db: OpaquePointer
     private let options: OpaquePointer
-    private let readOptions: OpaquePointer
-    private let writeOptions: OpaquePointer
+    let readOptions: OpaquePointer
+    let writeOptions: OpaquePointer
     private let families: [OpaquePointer]
     private var dataFamily: OpaquePointer { families[1] }
-    private var hintsFamily: OpaquePointer { families[2] }
+    var hintsFamily: OpaquePointer { families[2] }
     private var metaFamily: OpaquePointer { families[3] }
 
     private let stripes = LockStripes()
+    /// Serializes the hint writes and deletes of one target (stripe chosen by the target), so the
+    /// queue bound and `hintCounts` stay exact while different targets' writes share group commits.
+    let hintStripes = LockStripes()
+    /// Hints per target: counted by one scan of `hints` at open, then kept up to date under
+    /// `hintStripes` (see `RocksDBStore+Hints.swift`).
+    let hintCounts = Mutex(HintCounts())
     private let gate = Mutex(Gate())
     private let walSyncer: WALSyncer?
 
@@ -118,6 +125,8 @@ public final class RocksDBStore: ReplicaStore, @unchecked Sendable {
         self.writeOptions = writeOptions
         self.families = handles.map { $0! }
         self.walSyncer = walSyncInterval.map { WALSyncer(db: opened, interval: $0, path: directory) }
+        // Fully initialized: if the scan throws, `deinit` closes the handles.
+        try loadHintCounts()
     }
 
     deinit {
@@ -225,7 +234,7 @@ public final class RocksDBStore: ReplicaStore, @unchecked Sendable {
     // MARK: Helpers
 
     /// Runs `body` with the handles guaranteed alive: `close()` waits for it to return.
-    private func withOpenHandles<Result>(
+    func withOpenHandles<Result>(
         _ body: () throws(StorageError) -> Result
     ) throws(StorageError) -> Result {
         let open = gate.withLock { gate in
@@ -239,7 +248,7 @@ public final class RocksDBStore: ReplicaStore, @unchecked Sendable {
     }
 
     /// Reads `key` of `family` and hands the stored bytes (pinned, not copied) to `body`.
-    private func read<Result>(
+    func read<Result>(
         _ family: OpaquePointer,
         _ key: [UInt8],
         _ body: (UnsafeRawBufferPointer) throws(StorageError) -> Result
@@ -256,7 +265,7 @@ public final class RocksDBStore: ReplicaStore, @unchecked Sendable {
         return try body(UnsafeRawBufferPointer(start: value, count: length))
     }
 
-    private func write(_ family: OpaquePointer, _ key: [UInt8], _ value: [UInt8]) throws(StorageError) {
+    func write(_ family: OpaquePointer, _ key: [UInt8], _ value: [UInt8]) throws(StorageError) {
         var error: UnsafeMutablePointer<CChar>?
         key.withUnsafeBytes { key in
             value.withUnsafeBytes { value in
@@ -266,7 +275,7 @@ public final class RocksDBStore: ReplicaStore, @unchecked Sendable {
         try check(error)
     }
 
-    private func check(_ error: UnsafeMutablePointer<CChar>?) throws(StorageError) {
+    func check(_ error: UnsafeMutablePointer<CChar>?) throws(StorageError) {
         if let message = Self.takeMessage(error) {
             throw StorageError.fromRocksDB(message, path: directory)
         }
@@ -293,7 +302,7 @@ public final class RocksDBStore: ReplicaStore, @unchecked Sendable {
 
 extension UnsafeRawBufferPointer {
     /// The bytes as the `const char*` RocksDB takes.
-    fileprivate var cChars: UnsafePointer<CChar>? {
+    var cChars: UnsafePointer<CChar>? {
         baseAddress?.assumingMemoryBound(to: CChar.self)
     }
 }

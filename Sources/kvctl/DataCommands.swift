@@ -235,19 +235,21 @@ struct Status: AsyncParsableCommand {
                         nodes: statuses.map { status in
                             NodeDocument(
                                 address: status.address, node: status.nodeID, up: status.isUp,
-                                latencyMillis: status.latency.map(millis), keys: status.keys, error: status.error)
+                                latencyMillis: status.latency.map(millis), keys: status.keys,
+                                hintsQueued: status.hintsQueued, error: status.error)
                         }))
             } else {
-                print("NODE        ADDRESS                STATE  LATENCY    KEYS")
+                print("NODE        ADDRESS                STATE  LATENCY    KEYS       HINTS")
                 for status in statuses {
                     let name = status.nodeID.padding(toLength: 11, withPad: " ", startingAt: 0)
                     let address = status.address.padding(toLength: 22, withPad: " ", startingAt: 0)
                     if status.isUp {
                         let latency = String(format: "%.2f ms", status.latency.map(millis) ?? 0)
                             .padding(toLength: 10, withPad: " ", startingAt: 0)
-                        print("\(name) \(address) up     \(latency) \(status.keys ?? 0)")
+                        let keys = String(status.keys ?? 0).padding(toLength: 10, withPad: " ", startingAt: 0)
+                        print("\(name) \(address) up     \(latency) \(keys) \(status.hintsQueued ?? 0)")
                     } else {
-                        print("\(name) \(address) DOWN   -          -     (\(status.error ?? ""))")
+                        print("\(name) \(address) DOWN   -          -          -     (\(status.error ?? ""))")
                     }
                 }
             }
@@ -294,5 +296,6 @@ private struct NodeDocument: Encodable {
     var up: Bool
     var latencyMillis: Double?
     var keys: UInt64?
+    var hintsQueued: UInt64?
     var error: String?
 }

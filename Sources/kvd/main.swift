@@ -49,6 +49,9 @@ struct KVD: AsyncParsableCommand {
     @Option(help: "sync (fsync before acknowledging, default), interval:<N>ms, or none.")
     var durability: String?
 
+    @Option(name: .customLong("hint-queue-max"), help: "Hints held per target node before new ones are refused.")
+    var hintQueueMax: Int?
+
     @Option(name: .customLong("log-level"), help: "trace, debug, info, notice, warning, error or critical.")
     var logLevel: String = "info"
 
@@ -83,6 +86,10 @@ struct KVD: AsyncParsableCommand {
             configuration.clusterID = clusterID ?? file.clusterID ?? map.clusterID
         } else {
             configuration.clusterID = clusterID ?? file.clusterID ?? NodeConfiguration.defaultClusterID
+        }
+        if let hintQueueMax {
+            guard hintQueueMax >= 0 else { throw ValidationError("--hint-queue-max must not be negative") }
+            configuration.hintQueueMax = hintQueueMax
         }
         if let durability = durability ?? file.durability {
             configuration.durability = try parseDurability(durability)

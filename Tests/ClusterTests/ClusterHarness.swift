@@ -45,6 +45,9 @@ final class ClusterHarness: @unchecked Sendable {
         Int(id.dropFirst())! - 1
     }
 
+    /// Arguments added to every `kvd` this harness starts.
+    var extraArguments: [String] = []
+
     /// Starts every node, then waits until each answers.
     func startAll() throws {
         for id in ids { try launch(id) }
@@ -60,10 +63,11 @@ final class ClusterHarness: @unchecked Sendable {
     private func launch(_ id: String) throws {
         let process = Process()
         process.executableURL = binDirectory.appendingPathComponent("kvd")
-        process.arguments = [
-            "--id", id, "--listen", address(id), "--data", "\(directory.path)/\(id)", "--cluster", clusterFile,
-            "--ca", "\(certs)/ca.pem", "--cert", "\(certs)/\(id).pem", "--key", "\(certs)/\(id)-key.pem",
-        ]
+        process.arguments =
+            [
+                "--id", id, "--listen", address(id), "--data", "\(directory.path)/\(id)", "--cluster", clusterFile,
+                "--ca", "\(certs)/ca.pem", "--cert", "\(certs)/\(id).pem", "--key", "\(certs)/\(id)-key.pem",
+            ] + extraArguments
         let logPath = "\(directory.path)/\(id).log"
         if !FileManager.default.fileExists(atPath: logPath) {
             _ = FileManager.default.createFile(atPath: logPath, contents: nil)

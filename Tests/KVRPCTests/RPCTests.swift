@@ -49,13 +49,9 @@ struct RPCTests {
         try await withTestServer { server in
             let connection = try await connect(to: server)
             defer { connection.startClosing() }
-            let hint = HintRequest(
-                target: "n2",
-                record: Record(
-                    key: ByteBuffer(string: "k"), version: Version(hlc: 1, writer: 1), tombstone: false,
-                    value: ByteBuffer(string: "v")))
+            let stream = StreamRequest(range: TokenRange(start: 0, end: 0), after: nil, pageBytesMax: 1024)
             await #expect(throws: RPCError.remote(.notAuthorized, message: "")) {
-                _ = try await connection.call(.hintRequest(hint), timeout: .seconds(10))
+                _ = try await connection.call(.streamRequest(stream), timeout: .seconds(10))
             }
             let ping = try await connection.call(.pingRequest(PingRequest(epoch: 0, clock: 5)), timeout: .seconds(10))
             #expect(
@@ -65,7 +61,16 @@ struct RPCTests {
             // A node certificate may send the same message.
             let node = try await connect(to: server, identity: TestPKI.shared.node, hello: hello(role: .node))
             defer { node.startClosing() }
-            let stored = try await node.call(.hintRequest(hint), timeout: .seconds(10))
+            let streamed = try await node.call(.streamRequest(stream), timeout: .seconds(10))
+            #expect(streamed == .streamResponse(StreamResponse(records: [], next: nil, done: true)))
+
+            // Clients hand off hints: the SDK coordinates hinted handoff.
+            let hint = HintRequest(
+                target: "n2",
+                record: Record(
+                    key: ByteBuffer(string: "k"), version: Version(hlc: 1, writer: 1), tombstone: false,
+                    value: ByteBuffer(string: "v")))
+            let stored = try await connection.call(.hintRequest(hint), timeout: .seconds(10))
             #expect(stored == .hintResponse(HintResponse(outcome: .stored, clock: 1)))
         }
     }

@@ -27,6 +27,8 @@ struct EchoService: RPCService {
                 PingResponse(epoch: 7, clock: ping.clock, keys: 0, hintsQueued: 0, requestsInFlight: 0))
         case .hintRequest:
             return .hintResponse(HintResponse(outcome: .stored, clock: 1))
+        case .streamRequest:
+            return .streamResponse(StreamResponse(records: [], next: nil, done: true))
         default:
             throw RPCError.remote(.invalidRequest, message: "not served")
         }

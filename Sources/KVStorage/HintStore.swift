@@ -1,0 +1,269 @@
+public import KVCore
+
+/// A write held for another replica (hinted handoff).
+public struct StoredHint: Sendable, Hashable {
+    /// The node id the write is for.
+    public var target: String
+    /// The key written.
+    public var key: [UInt8]
+    /// The write itself: version, tombstone flag, value.
+    public var record: StoredRecord
+    /// Wall clock, in milliseconds since the Unix epoch, when the hint was stored: for expiry.
+    public var storedAtMillis: UInt64
+
+    public init(target: String, key: [UInt8], record: StoredRecord, storedAtMillis: UInt64) {
+        self.target = target
+        self.key = key
+        self.record = record
+        self.storedAtMillis = storedAtMillis
+    }
+}
+
+/// What `HintStore.storeHint(_:queueMax:)` did.
+public enum HintStoreOutcome: Sendable, Hashable {
+    /// The hint is stored (or replaced the identical hint already stored).
+    case stored
+    /// The target's queue already holds `queueMax` hints: nothing was written.
+    case refusedQueueFull
+}
+
+/// The identity of one stored hint, as handed out by `HintStore.hints(for:limit:)`.
+///
+/// Opaque: it holds the hint's storage key (`HintCodec.storageKey`), which both implementations
+/// share, so an id is only meaningful to the store that returned it.
+public struct HintID: Sendable, Hashable, CustomStringConvertible {
+    /// The storage key bytes.
+    let bytes: [UInt8]
+
+    init(bytes: [UInt8]) {
+        self.bytes = bytes
+    }
+
+    public var description: String {
+        "HintID(\(bytes.count) bytes)"
+    }
+}
+
+/// The durable log of hints a node holds for other replicas (hinted handoff).
+///
+/// Calls block, like `ReplicaStore`: run them on a thread pool. Implementations are thread-safe.
+/// A hint is identified by (target, version, key): storing the same write for the same target again
+/// replaces it rather than adding a second copy, and it counts once.
+public protocol HintStore: AnyObject, Sendable {
+    /// Stores `hint` with the store's durability (in `.sync` mode fsynced like data writes), unless
+    /// `hint.target` already holds `queueMax` hints: then answers `.refusedQueueFull` and writes
+    /// nothing. Replacing a hint already stored (same target, version and key) does not grow the
+    /// queue, so it is accepted even when the queue is full.
+    ///
+    /// Throws `.invalidRecord` for an empty target or one longer than `Limits.nameBytesMax` UTF-8
+    /// bytes, and for keys and values the data store would refuse.
+    func storeHint(_ hint: StoredHint, queueMax: Int) throws(StorageError) -> HintStoreOutcome
+
+    /// The oldest-versioned hints for `target`, at most `limit`, in version order (hlc, then writer,
+    /// then key bytes), each with its id. A corrupt stored hint throws `.corruption`.
+    func hints(for target: String, limit: Int) throws(StorageError) -> [(id: HintID, hint: StoredHint)]
+
+    /// Deletes one hint (after its target acknowledged it, or when it expired), with the store's
+    /// durability. Deleting a missing id is not an error.
+    func deleteHint(_ id: HintID) throws(StorageError)
+
+    /// The number of hints queued per target; targets with none are absent. Empty once closed.
+    func hintQueueSizes() -> [String: Int]
+}
+
+/// The bytes of the `hints` column family.
+///
+/// Key, all integers big-endian: `target length (u16) · target (UTF-8) · version hlc (u64) ·
+/// version writer (u64) · key bytes`. The length prefix keeps targets apart (`n1` never prefixes
+/// `n10`'s hints), one prefix scan reads a target's hints in version order, and the same write for
+/// the same target always lands on the same key.
+///
+/// Value (format 1):
+///
+/// | offset | size | field |
+/// |---|---|---|
+/// | 0 | 1 | format, `1` |
+/// | 1 | 8 | storedAtMillis |
+/// | 9 | 1 | flags: bit 0 tombstone, other bits zero |
+/// | 10 | 4 | key length (u32), checked against the storage key |
+/// | 14 | rest | value bytes (none for a tombstone) |
+///
+/// Anything that does not decode is `StorageError.corruption`. `docs/storage.md` repeats this.
+package enum HintCodec {
+    package static let formatV1: UInt8 = 1
+    /// Bytes of the value before the record's value bytes.
+    package static let valueHeaderBytes = 14
+    /// Bytes of the storage key besides target and key: length prefix, hlc, writer.
+    package static let keyOverheadBytes = 2 + 8 + 8
+    private static let tombstoneFlag: UInt8 = 0x01
+
+    /// The common prefix of every storage key of `target`.
+    package static func prefix(target: [UInt8]) -> [UInt8] {
+        var bytes: [UInt8] = []
+        bytes.reserveCapacity(2 + target.count)
+        bytes.append(UInt8(truncatingIfNeeded: target.count >> 8))
+        bytes.append(UInt8(truncatingIfNeeded: target.count))
+        bytes.append(contentsOf: target)
+        return bytes
+    }
+
+    package static func storageKey(_ hint: StoredHint) -> [UInt8] {
+        let target = Array(hint.target.utf8)
+        var bytes = prefix(target: target)
+        bytes.reserveCapacity(keyOverheadBytes + target.count + hint.key.count)
+        appendBigEndian(hint.record.version.hlc, to: &bytes)
+        appendBigEndian(hint.record.version.writer, to: &bytes)
+        bytes.append(contentsOf: hint.key)
+        return bytes
+    }
+
+    package static func encodeValue(_ hint: StoredHint) -> [UInt8] {
+        var bytes: [UInt8] = []
+        bytes.reserveCapacity(valueHeaderBytes + hint.record.value.count)
+        bytes.append(formatV1)
+        appendBigEndian(hint.storedAtMillis, to: &bytes)
+        bytes.append(hint.record.tombstone ? tombstoneFlag : 0)
+        let keyLength = UInt32(hint.key.count)
+        for shift in stride(from: 24, through: 0, by: -8) {
+            bytes.append(UInt8(truncatingIfNeeded: keyLength >> UInt32(shift)))
+        }
+        bytes.append(contentsOf: hint.record.value)
+        return bytes
+    }
+
+    /// A storage key split into its parts.
+    package struct KeyParts {
+        package var target: [UInt8]
+        package var version: Version
+        package var key: [UInt8]
+    }
+
+    /// Splits a storage key; a malformed one throws `.corruption`.
+    package static func decodeKey(_ bytes: UnsafeRawBufferPointer) throws(StorageError) -> KeyParts {
+        guard bytes.count >= 2 else {
+            throw .corruption("hint key of \(bytes.count) bytes has no target length")
+        }
+        let targetLength = Int(bytes[0]) << 8 | Int(bytes[1])
+        guard targetLength > 0, bytes.count >= 2 + targetLength + 16 else {
+            throw .corruption("hint key of \(bytes.count) bytes is too short for its \(targetLength)-byte target")
+        }
+        let target = Array(bytes[2..<(2 + targetLength)])
+        let hlc = readBigEndian(bytes, at: 2 + targetLength, count: 8)
+        let writer = readBigEndian(bytes, at: 10 + targetLength, count: 8)
+        let key = Array(bytes[(keyOverheadBytes + targetLength)...])
+        return KeyParts(target: target, version: Version(hlc: hlc, writer: writer), key: key)
+    }
+
+    package static func decodeKey(_ bytes: [UInt8]) throws(StorageError) -> KeyParts {
+        let result: Result<KeyParts, StorageError> = bytes.withUnsafeBytes { buffer in
+            do throws(StorageError) {
+                return .success(try decodeKey(buffer))
+            } catch {
+                return .failure(error)
+            }
+        }
+        return try result.get()
+    }
+
+    /// Decodes a stored hint from its storage key and value; anything malformed throws `.corruption`.
+    package static func decode(
+        key storageKey: UnsafeRawBufferPointer,
+        value bytes: UnsafeRawBufferPointer
+    ) throws(StorageError) -> StoredHint {
+        let parts = try decodeKey(storageKey)
+        guard let target = String(validating: parts.target, as: UTF8.self) else {
+            throw .corruption("hint key has a target that is not UTF-8")
+        }
+        guard bytes.count >= valueHeaderBytes else {
+            throw .corruption("hint of \(bytes.count) bytes is shorter than its \(valueHeaderBytes)-byte header")
+        }
+        guard bytes[0] == formatV1 else {
+            throw .corruption("hint has unknown format \(bytes[0])")
+        }
+        let flags = bytes[9]
+        guard flags & ~tombstoneFlag == 0 else {
+            throw .corruption("hint has unknown flags \(flags)")
+        }
+        let tombstone = flags & tombstoneFlag != 0
+        if tombstone && bytes.count != valueHeaderBytes {
+            throw .corruption("tombstone hint carries \(bytes.count - valueHeaderBytes) value bytes")
+        }
+        let keyLength = readBigEndian(bytes, at: 10, count: 4)
+        guard keyLength == UInt64(parts.key.count) else {
+            throw .corruption("hint records a \(keyLength)-byte key but its storage key holds \(parts.key.count)")
+        }
+        let record = StoredRecord(
+            version: parts.version,
+            tombstone: tombstone,
+            value: Array(bytes[valueHeaderBytes...])
+        )
+        return StoredHint(
+            target: target,
+            key: parts.key,
+            record: record,
+            storedAtMillis: readBigEndian(bytes, at: 1, count: 8)
+        )
+    }
+
+    package static func decode(key: [UInt8], value: [UInt8]) throws(StorageError) -> StoredHint {
+        let result: Result<StoredHint, StorageError> = key.withUnsafeBytes { key in
+            value.withUnsafeBytes { value in
+                do throws(StorageError) {
+                    return .success(try decode(key: key, value: value))
+                } catch {
+                    return .failure(error)
+                }
+            }
+        }
+        return try result.get()
+    }
+
+    private static func appendBigEndian(_ value: UInt64, to bytes: inout [UInt8]) {
+        for shift in stride(from: 56, through: 0, by: -8) {
+            bytes.append(UInt8(truncatingIfNeeded: value >> UInt64(shift)))
+        }
+    }
+
+    private static func readBigEndian(_ bytes: UnsafeRawBufferPointer, at offset: Int, count: Int) -> UInt64 {
+        var value: UInt64 = 0
+        for index in offset..<(offset + count) {
+            value = value << 8 | UInt64(bytes[index])
+        }
+        return value
+    }
+}
+
+/// Checks what every hint store refuses alike, so `RocksDBStore` and `InMemoryStore` agree.
+func validate(hint: StoredHint) throws(StorageError) {
+    let targetBytes = hint.target.utf8.count
+    guard targetBytes > 0, targetBytes <= Limits.nameBytesMax else {
+        throw .invalidRecord("hint target of \(targetBytes) bytes is not 1...\(Limits.nameBytesMax) bytes")
+    }
+    if hint.record.tombstone && !hint.record.value.isEmpty {
+        throw .invalidRecord("tombstone hint carries \(hint.record.value.count) value bytes")
+    }
+    try validate(key: hint.key, record: hint.record)
+}
+
+/// Hint counts keyed by the target's UTF-8 bytes (two distinct byte strings can be equal as `String`s),
+/// shared by both stores.
+struct HintCounts: Sendable {
+    private var counts: [[UInt8]: Int] = [:]
+
+    subscript(target: [UInt8]) -> Int {
+        counts[target] ?? 0
+    }
+
+    mutating func add(_ delta: Int, for target: [UInt8]) {
+        let count = self[target] + delta
+        counts[target] = count > 0 ? count : nil
+    }
+
+    mutating func removeAll() {
+        counts.removeAll()
+    }
+
+    var sizes: [String: Int] {
+        Dictionary(counts.map { (String(decoding: $0.key, as: UTF8.self), $0.value) }, uniquingKeysWith: +)
+    }
+}

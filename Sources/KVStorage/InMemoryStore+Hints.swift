@@ -1,0 +1,73 @@
+import Synchronization
+
+extension InMemoryStore: HintStore {
+    public func storeHint(_ hint: StoredHint, queueMax: Int) throws(StorageError) -> HintStoreOutcome {
+        try validate(hint: hint)
+        let target = Array(hint.target.utf8)
+        let storageKey = HintCodec.storageKey(hint)
+        return try state.withLock { (state) throws(StorageError) -> HintStoreOutcome in
+            guard !state.closed else { throw .closed }
+            // Mutated in place through the dictionary, so a long queue is not copied on every call.
+            let (index, found) = Self.search(state.hints[target] ?? [], for: storageKey)
+            if found {
+                state.hints[target]![index].hint = hint
+            } else {
+                guard state.hints[target, default: []].count < queueMax else { return .refusedQueueFull }
+                state.hints[target, default: []].insert((storageKey, hint), at: index)
+            }
+            return .stored
+        }
+    }
+
+    public func hints(for target: String, limit: Int) throws(StorageError) -> [(id: HintID, hint: StoredHint)] {
+        try state.withLock { (state) throws(StorageError) -> [(id: HintID, hint: StoredHint)] in
+            guard !state.closed else { throw .closed }
+            guard limit > 0, let queue = state.hints[Array(target.utf8)] else { return [] }
+            return queue.prefix(limit).map { (HintID(bytes: $0.storageKey), $0.hint) }
+        }
+    }
+
+    public func deleteHint(_ id: HintID) throws(StorageError) {
+        // An id that does not parse was never handed out by a store: there is nothing to delete.
+        guard let target = try? HintCodec.decodeKey(id.bytes).target else { return }
+        try state.withLock { (state) throws(StorageError) in
+            guard !state.closed else { throw .closed }
+            let (index, found) = Self.search(state.hints[target] ?? [], for: id.bytes)
+            guard found else { return }
+            state.hints[target]!.remove(at: index)
+            if state.hints[target]!.isEmpty {
+                state.hints[target] = nil
+            }
+        }
+    }
+
+    public func hintQueueSizes() -> [String: Int] {
+        state.withLock { state in
+            guard !state.closed else { return [:] }
+            var counts = HintCounts()
+            for (target, queue) in state.hints {
+                counts.add(queue.count, for: target)
+            }
+            return counts.sizes
+        }
+    }
+
+    /// Binary search by storage key (bytewise, like RocksDB's comparator): the index of `key`, or
+    /// where to insert it.
+    private static func search(
+        _ queue: [(storageKey: [UInt8], hint: StoredHint)],
+        for key: [UInt8]
+    ) -> (index: Int, found: Bool) {
+        var low = 0
+        var high = queue.count
+        while low < high {
+            let middle = (low + high) / 2
+            if queue[middle].storageKey.lexicographicallyPrecedes(key) {
+                low = middle + 1
+            } else {
+                high = middle
+            }
+        }
+        return (low, low < queue.count && queue[low].storageKey == key)
+    }
+}

@@ -1,0 +1,140 @@
+import CRocksDB
+import KVCore
+import Synchronization
+
+/// The durable hint log in the `hints` column family (layout: `HintCodec`).
+///
+/// Writes and deletes of one target run under that target's stripe of `hintStripes`: the existence
+/// check, the bound check, the RocksDB write and the count update happen together, so concurrent
+/// calls cannot overshoot `queueMax` or miscount a replaced hint. Different targets proceed in
+/// parallel and share RocksDB's group commit.
+extension RocksDBStore: HintStore {
+    public func storeHint(_ hint: StoredHint, queueMax: Int) throws(StorageError) -> HintStoreOutcome {
+        try validate(hint: hint)
+        let target = Array(hint.target.utf8)
+        let storageKey = HintCodec.storageKey(hint)
+        let value = HintCodec.encodeValue(hint)
+        return try withOpenHandles { () throws(StorageError) -> HintStoreOutcome in
+            try hintStripes.withLock(for: Token(key: target)) { () throws(StorageError) -> HintStoreOutcome in
+                let replacing = try read(hintsFamily, storageKey) { _ in true } ?? false
+                if !replacing {
+                    guard hintCounts.withLock({ $0[target] }) < queueMax else { return .refusedQueueFull }
+                }
+                try write(hintsFamily, storageKey, value)
+                if !replacing {
+                    hintCounts.withLock { $0.add(1, for: target) }
+                }
+                return .stored
+            }
+        }
+    }
+
+    public func hints(for target: String, limit: Int) throws(StorageError) -> [(id: HintID, hint: StoredHint)] {
+        guard limit > 0 else { return [] }
+        let prefix = HintCodec.prefix(target: Array(target.utf8))
+        return try withOpenHandles { () throws(StorageError) -> [(id: HintID, hint: StoredHint)] in
+            var found: [(id: HintID, hint: StoredHint)] = []
+            try scanHints(prefix: prefix) { (key, value) throws(StorageError) -> Bool in
+                let hint = try HintCodec.decode(key: key, value: value)
+                found.append((HintID(bytes: Array(key)), hint))
+                return found.count < limit
+            }
+            return found
+        }
+    }
+
+    public func deleteHint(_ id: HintID) throws(StorageError) {
+        // An id that does not parse was never handed out by a store: there is nothing to delete.
+        guard let target = try? HintCodec.decodeKey(id.bytes).target else { return }
+        try withOpenHandles { () throws(StorageError) in
+            try hintStripes.withLock(for: Token(key: target)) { () throws(StorageError) in
+                guard try read(hintsFamily, id.bytes, { _ in true }) ?? false else { return }
+                var error: UnsafeMutablePointer<CChar>?
+                id.bytes.withUnsafeBytes { key in
+                    rocksdb_delete_cf(db, writeOptions, hintsFamily, key.cChars, key.count, &error)
+                }
+                try check(error)
+                hintCounts.withLock { $0.add(-1, for: target) }
+            }
+        }
+    }
+
+    public func hintQueueSizes() -> [String: Int] {
+        let sizes = try? withOpenHandles { () throws(StorageError) -> [String: Int] in
+            hintCounts.withLock { $0.sizes }
+        }
+        return sizes ?? [:]
+    }
+
+    /// Writes raw bytes into the `hints` family, bypassing the codec and the counts: for tests that
+    /// need a damaged hint on disk.
+    package func writeRawHintForTesting(key: [UInt8], value: [UInt8]) throws(StorageError) {
+        try withOpenHandles { () throws(StorageError) in
+            try write(hintsFamily, key, value)
+        }
+    }
+
+    // MARK: Helpers
+
+    /// Counts the hints of every target with one scan of the column family: called once, by `init`.
+    /// A key that does not parse makes the open fail with `.corruption`.
+    func loadHintCounts() throws(StorageError) {
+        var counts = HintCounts()
+        try withOpenHandles { () throws(StorageError) in
+            try scanHints(prefix: []) { (key, _) throws(StorageError) -> Bool in
+                counts.add(1, for: try HintCodec.decodeKey(key).target)
+                return true
+            }
+        }
+        hintCounts.withLock { $0 = counts }
+    }
+
+    /// Hands each (key, value) of the `hints` family whose key starts with `prefix` to `body`, in key
+    /// order, until `body` answers false. The buffers are valid only during the call.
+    private func scanHints(
+        prefix: [UInt8],
+        _ body: (UnsafeRawBufferPointer, UnsafeRawBufferPointer) throws(StorageError) -> Bool
+    ) throws(StorageError) {
+        let scanOptions = rocksdb_readoptions_create()!
+        defer { rocksdb_readoptions_destroy(scanOptions) }
+        rocksdb_readoptions_set_verify_checksums(scanOptions, 1)
+        // The upper bound lets RocksDB stop at the end of the prefix instead of stepping over the
+        // deleted hints of the next target (RocksDB copies the bytes).
+        if let bound = Self.successor(of: prefix) {
+            bound.withUnsafeBytes { bound in
+                rocksdb_readoptions_set_iterate_upper_bound(scanOptions, bound.cChars, bound.count)
+            }
+        }
+        let iterator = rocksdb_create_iterator_cf(db, scanOptions, hintsFamily)!
+        defer { rocksdb_iter_destroy(iterator) }
+        prefix.withUnsafeBytes { prefix in
+            rocksdb_iter_seek(iterator, prefix.cChars, prefix.count)
+        }
+        while rocksdb_iter_valid(iterator) != 0 {
+            var keyLength = 0
+            var valueLength = 0
+            let key = UnsafeRawBufferPointer(start: rocksdb_iter_key(iterator, &keyLength), count: keyLength)
+            let value = UnsafeRawBufferPointer(start: rocksdb_iter_value(iterator, &valueLength), count: valueLength)
+            guard key.starts(with: prefix) else { break }
+            guard try body(key, value) else { break }
+            rocksdb_iter_next(iterator)
+        }
+        var error: UnsafeMutablePointer<CChar>?
+        rocksdb_iter_get_error(iterator, &error)
+        try check(error)
+    }
+
+    /// The smallest byte string greater than every string starting with `prefix`; `nil` when there
+    /// is none (empty or all `0xFF`).
+    private static func successor(of prefix: [UInt8]) -> [UInt8]? {
+        var bytes = prefix
+        while let last = bytes.last {
+            if last < 0xFF {
+                bytes[bytes.count - 1] = last + 1
+                return bytes
+            }
+            bytes.removeLast()
+        }
+        return nil
+    }
+}

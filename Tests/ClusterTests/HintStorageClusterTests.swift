@@ -1,0 +1,82 @@
+import Foundation
+import KVClient
+import KVCore
+import KVRPC
+import KVTLS
+import KVWire
+import NIOCore
+import Testing
+
+extension RealProcessTests {
+    /// Real processes: a node keeps hints for other replicas durably, bounded per target.
+    @Suite(.timeLimit(.minutes(3)))
+    struct HintStorageClusterTests {
+        @Test func nodesKeepHintsDurablyAndRefuseThemPastTheQueueBound() async throws {
+            let cluster = try ClusterHarness(nodes: 3, firstHost: 211)
+            defer { cluster.tearDown() }
+            cluster.extraArguments = ["--hint-queue-max", "2"]
+            try cluster.startAll()
+
+            func hint(_ target: String, _ index: Int) -> Message {
+                .hintRequest(
+                    HintRequest(
+                        target: target,
+                        record: Record(
+                            key: ByteBuffer(string: "hinted-\(index)"),
+                            version: Version(hlc: UInt64(100 + index), writer: 7),
+                            tombstone: false, value: ByteBuffer(string: "v\(index)"))))
+            }
+            let host = String(cluster.address("n1").split(separator: ":")[0])
+            let tls = try TLSContext(
+                configuration: TLSConfiguration(
+                    caFile: "\(cluster.certs)/ca.pem", certificateFile: "\(cluster.certs)/client.pem",
+                    keyFile: "\(cluster.certs)/client-key.pem"),
+                side: .client)
+            let connection = try await RPCConnection.connect(
+                host: host, port: cluster.port, tls: tls,
+                hello: Hello(
+                    protocolVersion: WireProtocol.version, clusterId: "test", senderId: "client", role: .client,
+                    epoch: 0),
+                timeout: .seconds(10))
+            for index in 0..<2 {
+                let answer = try await connection.call(hint("n2", index), timeout: .seconds(10))
+                guard case .hintResponse(let response) = answer else {
+                    Issue.record("expected a HintResponse, got \(answer.type)")
+                    return
+                }
+                #expect(response.outcome == .stored)
+            }
+            let refused = try await connection.call(hint("n2", 9), timeout: .seconds(10))
+            if case .hintResponse(let response) = refused {
+                #expect(response.outcome == .refused, "the queue for n2 holds 2 hints at most")
+            } else {
+                Issue.record("expected a HintResponse, got \(refused.type)")
+            }
+            // Another target has its own queue; an unknown node is refused.
+            let other = try await connection.call(hint("n3", 1), timeout: .seconds(10))
+            #expect(other == .hintResponse(HintResponse(outcome: .stored, clock: (other.hintClock ?? 0))))
+            await #expect(throws: RPCError.remote(.unknownNode, message: "")) {
+                _ = try await connection.call(hint("n9", 1), timeout: .seconds(10))
+            }
+            await connection.close()
+
+            // The hints survive a SIGKILL of the node that holds them.
+            cluster.stop("n1", signal: SIGKILL)
+            try cluster.start("n1")
+            let status = try cluster.kvctl(["status", "--json"])
+            expectSuccess(status)
+            let document = try JSONSerialization.jsonObject(with: Data(status.stdout.utf8)) as? [String: Any]
+            let nodes = document?["nodes"] as? [[String: Any]] ?? []
+            let n1 = nodes.first { $0["node"] as? String == "n1" }
+            #expect(n1?["hintsQueued"] as? Int == 3, "n1 must still hold 2 hints for n2 and 1 for n3")
+        }
+    }
+}
+
+extension Message {
+    /// The clock of a HintResponse, to compare the rest of it.
+    fileprivate var hintClock: UInt64? {
+        if case .hintResponse(let response) = self { return response.clock }
+        return nil
+    }
+}
