@@ -32,6 +32,9 @@ public struct KVClientConfiguration: Sendable {
     /// What reads do about stale replicas they notice: write the newest version back in the
     /// background (default), before answering (`.blocking`), or not at all (`.none`).
     public var readRepair: ReadOperation.Repair = .background
+    /// Leave a hint with a fallback node for every replica that fails a write (strict quorum: hints
+    /// never count toward W).
+    public var hintedHandoff = true
     /// The wall clock, in milliseconds since the Unix epoch, that versions start from. Replaceable so
     /// that tests (and the simulator) can give a client a clock that runs behind or jumps.
     public var wallClockMillis: @Sendable () -> UInt64 = KVClientConfiguration.systemMillis
@@ -98,6 +101,10 @@ public final class KVClient: Sendable {
     private let seeds: [RPCClient]
     private let latencies = Mutex<[String: LatencyTracker]>([:])
     private let repairsSent = Atomic<Int>(0)
+    private let hintsSent = Atomic<Int>(0)
+
+    /// Hints this client handed to fallback nodes for replicas that did not acknowledge a write.
+    public var hintsHandedOff: Int { hintsSent.load(ordering: .relaxed) }
 
     /// Repair writes this client has sent to stale replicas.
     public var readRepairsSent: Int { repairsSent.load(ordering: .relaxed) }
@@ -254,8 +261,13 @@ public final class KVClient: Sendable {
             send: { put, started in
                 let request = Message.putRequest(
                     PutRequest(key: keyBytes, value: valueBytes, version: put.version, tombstone: tombstone))
+                let record = StoredRecord(version: put.version, tombstone: tombstone, value: value)
                 return self.send(request, to: put.node, in: topology).map {
-                    self.writeEvent(put, $0, started: started)
+                    let event = self.writeEvent(put, $0, started: started)
+                    if case .failed = event, self.configuration.hintedHandoff {
+                        self.handOff(key: key, record: record, target: put.node, in: topology)
+                    }
+                    return event
                 }
             },
             late: { event in self.clock.withLock { event.observeClocks(&$0) } })
@@ -360,6 +372,19 @@ public final class KVClient: Sendable {
     }
 
     // MARK: - Cluster
+
+    /// One node's counters (`Admin` stats: keys, uptime, hints stored/refused/replayed/expired and
+    /// queued per target). Needs an admin certificate.
+    public func nodeStatistics(node: String) async throws -> [String: String] {
+        try requireAdmin()
+        let topology = try await currentTopology()
+        let answer = try await call(
+            .adminRequest(AdminRequest(command: .stats, arguments: [])), node: node, in: topology)
+        guard case .adminResponse(let response) = answer else {
+            throw KVClientError.protocolViolation("\(node) answered Admin with \(answer.type)")
+        }
+        return Dictionary(response.results.map { ($0.name, $0.value) }, uniquingKeysWith: { $1 })
+    }
 
     /// The cluster map in use (fetched from a seed node if it was not given).
     public func clusterMap() async throws -> ClusterMap {
@@ -536,6 +561,30 @@ public final class KVClient: Sendable {
         case .failure(let error):
             return .failed(node, reason: Self.reason(error))
         }
+    }
+
+    /// Leaves a write that `target` did not acknowledge with the next node past the key's preference
+    /// list that stores it (sloppy fallback), to be replayed when `target` answers again. In the
+    /// background: the caller's request does not wait for it.
+    private func handOff(key: [UInt8], record: StoredRecord, target: String, in topology: Topology) {
+        let fallbacks = topology.ring.fallbacks(for: Token(key: key))
+        let request = Message.hintRequest(
+            HintRequest(
+                target: target,
+                record: Record(
+                    key: ByteBuffer(bytes: key), version: record.version, tombstone: record.tombstone,
+                    value: ByteBuffer(bytes: record.value))))
+        @Sendable func attempt(_ index: Int) {
+            guard index < fallbacks.count else { return }
+            send(request, to: fallbacks[index], in: topology).whenSuccess { result in
+                if case .success(.hintResponse(let response)) = result, response.outcome == .stored {
+                    self.hintsSent.add(1, ordering: .relaxed)
+                    return
+                }
+                attempt(index + 1)
+            }
+        }
+        attempt(0)
     }
 
     private func repairEvent(_ node: String, _ result: Result<Message, any Error>) -> ReadOperation.Event {

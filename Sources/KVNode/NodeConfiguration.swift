@@ -34,6 +34,8 @@ public struct NodeConfiguration: Sendable, Hashable {
     /// Hints held for one target before new ones are refused.
     public var hintQueueMax = NodeConfiguration.hintQueueMaxDefault
     public static let hintQueueMaxDefault = 100_000
+    /// Hints older than this are dropped instead of replayed (their replica then needs anti-entropy).
+    public var hintWindow: Duration = .seconds(3 * 3600)
     /// On shutdown, how long open connections may go on after the listener closed.
     public var shutdownDrain: Duration = .seconds(1)
 

@@ -12,6 +12,7 @@ public import ServiceLifecycle
 public final class NodeService: Service {
     private let configuration: NodeConfiguration
     private let tls: TLSContext
+    private let peerTLS: TLSContext
     private let logger: Logger
 
     /// Checks the configuration, the certificate and the data folder; nothing listens yet.
@@ -28,6 +29,8 @@ public final class NodeService: Service {
                 keyFile: configuration.keyFile
             )
             self.tls = try TLSContext(configuration: configuration, side: .server)
+            // The same certificate, as the client side of node-to-node connections (hint replay).
+            self.peerTLS = try TLSContext(configuration: configuration, side: .client)
         } catch {
             throw NodeError.configuration("certificates: \(error)")
         }
@@ -79,9 +82,10 @@ public final class NodeService: Service {
                         tokens: TokenAllocator.tokensForJoiningNode(
                             configuration.id, existing: [], tokensPerNode: TokenAllocator.tokensPerNodeDefault))
                 ])
+        let statistics = NodeStatistics()
         let service = ReplicaService(
             nodeID: configuration.id, cluster: cluster, store: store, hints: store,
-            hintQueueMax: configuration.hintQueueMax, pool: pool)
+            hintQueueMax: configuration.hintQueueMax, pool: pool, statistics: statistics)
         var serverConfiguration = RPCServerConfiguration(
             host: configuration.listenHost,
             port: configuration.listenPort,
@@ -109,8 +113,18 @@ public final class NodeService: Service {
         // close what is left.
         let drain = configuration.shutdownDrain
         do {
+            var replay = HintReplayer.Configuration()
+            replay.window = configuration.hintWindow
+            let replayer = HintReplayer(
+                configuration: replay, hints: store, pool: pool, cluster: cluster, nodeID: configuration.id,
+                tls: peerTLS, wallMillis: ReplicaService.systemMillis, statistics: statistics, logger: logger)
             try await withThrowingTaskGroup(of: Void.self) { group in
                 group.addTask { try await server.run() }
+                group.addTask {
+                    await replayer.run()
+                    // Only cancellation ends the replayer; don't end the node because of it.
+                    try await Task.sleep(for: .seconds(86_400 * 365))
+                }
                 group.addTask {
                     try await gracefulShutdown()
                     server.stopAccepting()

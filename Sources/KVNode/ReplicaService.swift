@@ -25,7 +25,7 @@ public final class ReplicaService: RPCService {
     private let hints: (any HintStore)?
     private let hintQueueMax: Int
     private let wallMillis: @Sendable () -> UInt64
-    private let hintsRefused = Atomic<Int>(0)
+    private let statistics: NodeStatistics
 
     /// - Parameters:
     ///   - hints: where hints for other replicas are kept; nil for a node that refuses them.
@@ -37,8 +37,10 @@ public final class ReplicaService: RPCService {
         hints: (any HintStore)? = nil,
         hintQueueMax: Int = NodeConfiguration.hintQueueMaxDefault,
         pool: NIOThreadPool,
+        statistics: NodeStatistics = NodeStatistics(),
         wallMillis: @escaping @Sendable () -> UInt64 = ReplicaService.systemMillis
     ) {
+        self.statistics = statistics
         self.nodeID = nodeID
         self.cluster = cluster
         self.store = store
@@ -88,8 +90,8 @@ public final class ReplicaService: RPCService {
                         Pair(name: "node", value: nodeID),
                         Pair(name: "keys", value: "\(store.approximateKeyCount())"),
                         Pair(name: "uptime_seconds", value: "\(uptime.components.seconds)"),
-                        Pair(name: "hints_refused", value: "\(hintsRefused.load(ordering: .relaxed))"),
                     ]
+                        + statistics.snapshot.map { Pair(name: $0.name, value: "\($0.value)") }
                         + (hints?.hintQueueSizes() ?? [:]).sorted { $0.key < $1.key }.map {
                             Pair(name: "hints_queued.\($0.key)", value: "\($0.value)")
                         }))
@@ -147,7 +149,9 @@ public final class ReplicaService: RPCService {
             }
         }
         if outcome == .refusedQueueFull {
-            hintsRefused.add(1, ordering: .relaxed)
+            statistics.hintsRefused.add(1, ordering: .relaxed)
+        } else {
+            statistics.hintsStored.add(1, ordering: .relaxed)
         }
         return .hintResponse(
             HintResponse(

@@ -52,6 +52,9 @@ struct KVD: AsyncParsableCommand {
     @Option(name: .customLong("hint-queue-max"), help: "Hints held per target node before new ones are refused.")
     var hintQueueMax: Int?
 
+    @Option(name: .customLong("hint-window"), help: "Seconds a hint is kept before it is dropped (default 10800).")
+    var hintWindowSeconds: Int?
+
     @Option(name: .customLong("log-level"), help: "trace, debug, info, notice, warning, error or critical.")
     var logLevel: String = "info"
 
@@ -90,6 +93,10 @@ struct KVD: AsyncParsableCommand {
         if let hintQueueMax {
             guard hintQueueMax >= 0 else { throw ValidationError("--hint-queue-max must not be negative") }
             configuration.hintQueueMax = hintQueueMax
+        }
+        if let hintWindowSeconds {
+            guard hintWindowSeconds > 0 else { throw ValidationError("--hint-window must be positive") }
+            configuration.hintWindow = .seconds(hintWindowSeconds)
         }
         if let durability = durability ?? file.durability {
             configuration.durability = try parseDurability(durability)

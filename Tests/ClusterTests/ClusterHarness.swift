@@ -112,13 +112,16 @@ final class ClusterHarness: @unchecked Sendable {
     }
 
     /// An SDK client for this cluster, from the cluster file.
-    func client(certificate name: String = "client", timeout: Duration = .seconds(20)) throws -> KVClient {
+    func client(certificate name: String = "client", timeout: Duration = .seconds(20), hintedHandoff: Bool = true)
+        throws -> KVClient
+    {
         var configuration = KVClientConfiguration(
             cluster: try ClusterFile.load(path: clusterFile),
             tls: TLSConfiguration(
                 caFile: "\(certs)/ca.pem", certificateFile: "\(certs)/\(name).pem", keyFile: "\(certs)/\(name)-key.pem"
             ))
         configuration.requestTimeout = timeout
+        configuration.hintedHandoff = hintedHandoff
         return try KVClient(configuration: configuration)
     }
 

@@ -16,6 +16,9 @@ extension RealProcessTests {
             defer { cluster.tearDown() }
             cluster.extraArguments = ["--hint-queue-max", "2"]
             try cluster.startAll()
+            // The targets are down, so that n1 keeps the hints instead of replaying them at once.
+            cluster.stop("n2", signal: SIGKILL)
+            cluster.stop("n3", signal: SIGKILL)
 
             func hint(_ target: String, _ index: Int) -> Message {
                 .hintRequest(
@@ -64,7 +67,7 @@ extension RealProcessTests {
             cluster.stop("n1", signal: SIGKILL)
             try cluster.start("n1")
             let status = try cluster.kvctl(["status", "--json"])
-            expectSuccess(status)
+            #expect(status.status == 1, "n2 and n3 are down")
             let document = try JSONSerialization.jsonObject(with: Data(status.stdout.utf8)) as? [String: Any]
             let nodes = document?["nodes"] as? [[String: Any]] ?? []
             let n1 = nodes.first { $0["node"] as? String == "n1" }

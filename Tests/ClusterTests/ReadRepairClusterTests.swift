@@ -11,7 +11,8 @@ extension RealProcessTests {
             let cluster = try ClusterHarness(nodes: 4, firstHost: 201)
             defer { cluster.tearDown() }
             try cluster.startAll()
-            let client = try cluster.client()
+            // No hints: the stale replica must stay stale until a read notices it.
+            let client = try cluster.client(hintedHandoff: false)
             let admin = try cluster.client(certificate: "admin")
             // Three keys that node n1 replicates; n1 is down while they change.
             func key(_ name: String) throws -> String {

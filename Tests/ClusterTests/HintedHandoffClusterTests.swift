@@ -1,0 +1,109 @@
+import Foundation
+import KVClient
+import KVCore
+import Testing
+
+extension RealProcessTests {
+    /// Real processes: a replica that was down catches up by itself from the hints others kept.
+    @Suite(.timeLimit(.minutes(4)))
+    struct HintedHandoffClusterTests {
+        @Test func replicaThatWasDownGetsEveryWriteFromHints() async throws {
+            let cluster = try ClusterHarness(nodes: 4, firstHost: 221)
+            defer { cluster.tearDown() }
+            try cluster.startAll()
+            let client = try cluster.client()
+            let admin = try cluster.client(certificate: "admin")
+
+            cluster.stop("n2", signal: SIGKILL)
+            let keys = (0..<1_000).map { "handoff-\($0)" }
+            let versions = try await withThrowingTaskGroup(of: [(String, Version)].self) { group in
+                for worker in 0..<20 {
+                    group.addTask {
+                        var written: [(String, Version)] = []
+                        for key in stride(from: worker, to: keys.count, by: 20).map({ keys[$0] }) {
+                            written.append((key, try await client.put(Array(key.utf8), value: Array(key.utf8))))
+                        }
+                        return written
+                    }
+                }
+                var all: [String: Version] = [:]
+                for try await written in group {
+                    for (key, version) in written { all[key] = version }
+                }
+                return all
+            }
+            // Deletes while n2 is down must reach it too, as tombstones.
+            let deleted = try keys.prefix(200).filter { try cluster.replicas(of: $0).contains("n2") }.prefix(20)
+            var finalVersions = versions
+            for key in deleted {
+                finalVersions[key] = try await client.delete(Array(key.utf8))
+            }
+            let missed = try keys.filter { try cluster.replicas(of: $0).contains("n2") }
+            #expect(missed.count > 300, "n2 should replicate most keys")
+            #expect(client.hintsHandedOff >= missed.count, "every write n2 missed needs a hint")
+
+            // A node holding hints is killed and restarts: its hints survive and are still replayed.
+            let statuses = try await admin.status()
+            let holder = try #require(
+                statuses.first { $0.nodeID != "n2" && ($0.hintsQueued ?? 0) > 0 }?.nodeID, "no node holds hints")
+            cluster.stop(holder, signal: SIGKILL)
+            try cluster.start(holder)
+            try cluster.start("n2")
+            // Every hint queue drains, within a bound.
+            let deadline = ContinuousClock.now + .seconds(60)
+            var queued = UInt64.max
+            while queued > 0 && ContinuousClock.now < deadline {
+                queued = try await admin.status().compactMap(\.hintsQueued).reduce(0, +)
+                if queued > 0 { try await Task.sleep(for: .milliseconds(200)) }
+            }
+            #expect(queued == 0, "hint queues did not drain within 60 s")
+            var behind: [String] = []
+            for key in missed {
+                let record = try await admin.replicaRecord(Array(key.utf8), node: "n2")
+                if record?.version != finalVersions[key] { behind.append(key) }
+                if deleted.contains(key) && record?.tombstone != true { behind.append("\(key) (not deleted)") }
+            }
+            #expect(behind.isEmpty, "\(behind.count) of \(missed.count) keys are not on n2 at their version")
+            await client.close()
+            await admin.close()
+        }
+
+        @Test func hintsOlderThanTheWindowExpireAndAreCounted() async throws {
+            let cluster = try ClusterHarness(nodes: 4, firstHost: 231)
+            defer { cluster.tearDown() }
+            cluster.extraArguments = ["--hint-window", "1"]
+            try cluster.startAll()
+            let client = try cluster.client()
+            let admin = try cluster.client(certificate: "admin")
+            cluster.stop("n2", signal: SIGKILL)
+            let keys = try (0..<400).map { "expiring-\($0)" }.filter { try cluster.replicas(of: $0).contains("n2") }
+            for key in keys.prefix(50) {
+                try await client.put(Array(key.utf8), value: Array("v".utf8))
+            }
+            #expect(client.hintsHandedOff >= 50)
+            // n2 stays down past the window: its hints are dropped, not kept forever.
+            let deadline = ContinuousClock.now + .seconds(30)
+            var queued = UInt64.max
+            while queued > 0 && ContinuousClock.now < deadline {
+                try await Task.sleep(for: .milliseconds(200))
+                queued = try await admin.status().compactMap(\.hintsQueued).reduce(0, +)
+            }
+            #expect(queued == 0)
+            var expired = 0
+            for node in ["n1", "n3", "n4"] {
+                expired += Int(try await admin.nodeStatistics(node: node)["hints_expired"] ?? "0") ?? 0
+            }
+            #expect(expired >= 50, "every hint must be counted as expired")
+            // Nothing else breaks: n2 comes back empty-handed for those keys, and the cluster serves.
+            try cluster.start("n2")
+            // A fresh client: the old one backs off from n2 after the refusals it saw.
+            let fresh = try cluster.client(certificate: "admin")
+            #expect(try await fresh.replicaRecord(Array(keys[0].utf8), node: "n2") == nil)
+            await fresh.close()
+            try await client.put(Array("after".utf8), value: Array("ok".utf8))
+            #expect(try await client.get(Array(keys[0].utf8))?.value == Array("v".utf8))
+            await client.close()
+            await admin.close()
+        }
+    }
+}
