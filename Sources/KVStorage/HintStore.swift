@@ -174,20 +174,7 @@ package enum HintCodec {
         guard let target = String(validating: parts.target, as: UTF8.self) else {
             throw .corruption("hint key has a target that is not UTF-8")
         }
-        guard bytes.count >= valueHeaderBytes else {
-            throw .corruption("hint of \(bytes.count) bytes is shorter than its \(valueHeaderBytes)-byte header")
-        }
-        guard bytes[0] == formatV1 else {
-            throw .corruption("hint has unknown format \(bytes[0])")
-        }
-        let flags = bytes[9]
-        guard flags & ~tombstoneFlag == 0 else {
-            throw .corruption("hint has unknown flags \(flags)")
-        }
-        let tombstone = flags & tombstoneFlag != 0
-        if tombstone && bytes.count != valueHeaderBytes {
-            throw .corruption("tombstone hint carries \(bytes.count - valueHeaderBytes) value bytes")
-        }
+        let tombstone = try RecordCodec.checkHeader(bytes, headerBytes: valueHeaderBytes, flagsOffset: 9, what: "hint")
         let keyLength = readBigEndian(bytes, at: 10, count: 4)
         guard keyLength == UInt64(parts.key.count) else {
             throw .corruption("hint records a \(keyLength)-byte key but its storage key holds \(parts.key.count)")

@@ -44,22 +44,36 @@ package enum RecordCodec {
         return bytes
     }
 
-    /// Decodes a stored value; anything malformed throws `StorageError.corruption`.
-    package static func decode(_ bytes: UnsafeRawBufferPointer) throws(StorageError) -> StoredRecord {
+    /// Checks the header shared by stored records and hints (format byte 1 first, then a flags byte
+    /// whose only bit is "tombstone", and no value bytes after a tombstone's header).
+    ///
+    /// - Returns: whether the value is a tombstone.
+    package static func checkHeader(
+        _ bytes: UnsafeRawBufferPointer,
+        headerBytes: Int,
+        flagsOffset: Int,
+        what: String
+    ) throws(StorageError) -> Bool {
         guard bytes.count >= headerBytes else {
-            throw .corruption("record of \(bytes.count) bytes is shorter than its \(headerBytes)-byte header")
+            throw .corruption("\(what) of \(bytes.count) bytes is shorter than its \(headerBytes)-byte header")
         }
         guard bytes[0] == formatV1 else {
-            throw .corruption("record has unknown format \(bytes[0])")
+            throw .corruption("\(what) has unknown format \(bytes[0])")
         }
-        let flags = bytes[17]
+        let flags = bytes[flagsOffset]
         guard flags & ~tombstoneFlag == 0 else {
-            throw .corruption("record has unknown flags \(flags)")
+            throw .corruption("\(what) has unknown flags \(flags)")
         }
         let tombstone = flags & tombstoneFlag != 0
         if tombstone && bytes.count != headerBytes {
-            throw .corruption("tombstone record carries \(bytes.count - headerBytes) value bytes")
+            throw .corruption("tombstone \(what) carries \(bytes.count - headerBytes) value bytes")
         }
+        return tombstone
+    }
+
+    /// Decodes a stored value; anything malformed throws `StorageError.corruption`.
+    package static func decode(_ bytes: UnsafeRawBufferPointer) throws(StorageError) -> StoredRecord {
+        let tombstone = try checkHeader(bytes, headerBytes: headerBytes, flagsOffset: 17, what: "record")
         let version = Version(hlc: readBigEndian(bytes, at: 1), writer: readBigEndian(bytes, at: 9))
         return StoredRecord(version: version, tombstone: tombstone, value: Array(bytes[headerBytes...]))
     }
