@@ -376,7 +376,7 @@ public final class KVClient: Sendable {
     /// One node's counters (`Admin` stats: keys, uptime, hints stored/refused/replayed/expired and
     /// queued per target). Needs an admin certificate.
     public func nodeStatistics(node: String) async throws -> [String: String] {
-        try requireAdmin()
+        try requireAdmin("reading a node's statistics")
         let topology = try await currentTopology()
         let answer = try await call(
             .adminRequest(AdminRequest(command: .stats, arguments: [])), node: node, in: topology)
@@ -620,10 +620,9 @@ public final class KVClient: Sendable {
         }
     }
 
-    private func requireAdmin() throws {
+    private func requireAdmin(_ what: String = "reading or writing one replica directly") throws {
         guard identity.role == .admin else {
-            throw KVClientError.invalidArgument(
-                "reading or writing one replica directly needs an admin certificate; this one is \(identity.role)")
+            throw KVClientError.invalidArgument("\(what) needs an admin certificate; this one is \(identity.role)")
         }
     }
 
