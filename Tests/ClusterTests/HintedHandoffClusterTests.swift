@@ -40,6 +40,8 @@ extension RealProcessTests {
             }
             let missed = try keys.filter { try cluster.replicas(of: $0).contains("n2") }
             #expect(missed.count > 300, "n2 should replicate most keys")
+            // Hand-off runs in the background, after each write was acknowledged.
+            try await eventually { client.hintsHandedOff >= missed.count }
             #expect(client.hintsHandedOff >= missed.count, "every write n2 missed needs a hint")
 
             // A node holding hints is killed and restarts: its hints survive and are still replayed.
@@ -80,6 +82,7 @@ extension RealProcessTests {
             for key in keys.prefix(50) {
                 try await client.put(Array(key.utf8), value: Array("v".utf8))
             }
+            try await eventually { client.hintsHandedOff >= 50 }
             #expect(client.hintsHandedOff >= 50)
             // n2 stays down past the window: its hints are dropped, not kept forever.
             let deadline = ContinuousClock.now + .seconds(30)
@@ -105,5 +108,13 @@ extension RealProcessTests {
             await client.close()
             await admin.close()
         }
+    }
+}
+
+/// Waits until `condition` holds, or 20 s have passed; the caller then checks it.
+func eventually(_ condition: () -> Bool) async throws {
+    let deadline = ContinuousClock.now + .seconds(20)
+    while !condition() && ContinuousClock.now < deadline {
+        try await Task.sleep(for: .milliseconds(20))
     }
 }
