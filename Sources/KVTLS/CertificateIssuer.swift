@@ -1,7 +1,7 @@
 import COpenSSL
 public import KVCore
 
-/// A certificate and its private key, both PEM (the key as PKCS#8 `BEGIN PRIVATE KEY`).
+/// A certificate and its private key, both PEM (the key unencrypted, in PKCS#8 form).
 public struct IssuedCertificate: Sendable {
     public var certificatePEM: String
     public var privateKeyPEM: String
