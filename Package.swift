@@ -70,7 +70,7 @@ let package = Package(
         .target(
             name: "KVClient",
             dependencies: [
-                "KVCore", "KVWire", "KVRPC", "KVTLS",
+                "KVCore", "KVWire", "KVRPC", "KVTLS", "KVConfig",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),

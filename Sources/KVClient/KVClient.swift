@@ -653,33 +653,10 @@ public final class KVClient: Sendable {
     }
 
     static func parse(_ endpoint: String) throws -> (String, Int) {
-        var host = endpoint
-        var port = 7411
-        if endpoint.hasPrefix("["), let close = endpoint.firstIndex(of: "]") {
-            host = String(endpoint[endpoint.index(after: endpoint.startIndex)..<close])
-            let rest = endpoint[endpoint.index(after: close)...]
-            if rest.hasPrefix(":") {
-                guard let parsed = Int(rest.dropFirst()), (1...65535).contains(parsed) else {
-                    throw KVClientError.invalidArgument("address '\(endpoint)' has an invalid port")
-                }
-                port = parsed
-            }
-        } else if let colon = endpoint.lastIndex(of: ":") {
-            host = String(endpoint[..<colon])
-            guard let parsed = Int(endpoint[endpoint.index(after: colon)...]), (1...65535).contains(parsed) else {
-                throw KVClientError.invalidArgument("address '\(endpoint)' has an invalid port")
-            }
-            port = parsed
+        guard let address = HostPort(parsing: endpoint) else {
+            throw KVClientError.invalidArgument("address '\(endpoint)' is not HOST:PORT with a valid port")
         }
-        guard !host.isEmpty else { throw KVClientError.invalidArgument("address '\(endpoint)' has no host") }
-        return (host, port)
-    }
-}
-
-extension TimeAmount {
-    fileprivate init(_ duration: Duration) {
-        let (seconds, attoseconds) = duration.components
-        self = .nanoseconds(seconds * 1_000_000_000 + attoseconds / 1_000_000_000)
+        return (address.host, address.port)
     }
 }
 

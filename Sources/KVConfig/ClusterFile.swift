@@ -88,7 +88,9 @@ public enum ClusterFile {
             guard seen.insert(entry.id).inserted else {
                 throw ConfigError("\(source): node '\(entry.id)' is listed twice")
             }
-            guard entry.address.contains(":"), entry.address.utf8.count <= Limits.addressBytesMax else {
+            guard HostPort(parsing: entry.address, defaultPort: -1).map({ $0.port >= 0 }) == true,
+                entry.address.utf8.count <= Limits.addressBytesMax
+            else {
                 throw ConfigError("\(source): node '\(entry.id)' address '\(entry.address)' must be HOST:PORT")
             }
             let tokens: [UInt64]

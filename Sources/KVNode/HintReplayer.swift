@@ -54,11 +54,8 @@ final class HintReplayer: Sendable {
             epoch: cluster.epoch)
         var clients: [String: RPCClient] = [:]
         for node in cluster.nodes where node.id != nodeID {
-            guard let colon = node.address.lastIndex(of: ":"),
-                let port = Int(node.address[node.address.index(after: colon)...])
-            else { continue }
-            clients[node.id] = RPCClient(
-                host: String(node.address[..<colon]), port: port, tls: tls, hello: hello)
+            guard let address = HostPort(parsing: node.address) else { continue }
+            clients[node.id] = RPCClient(host: address.host, port: address.port, tls: tls, hello: hello)
         }
         self.clients = clients
     }
@@ -66,12 +63,7 @@ final class HintReplayer: Sendable {
     /// Replays until the task is cancelled.
     func run() async {
         while !Task.isCancelled {
-            let budget = max(
-                1,
-                configuration.ratePerSecond
-                    * Int(
-                        configuration.interval.components.seconds * 1000
-                            + configuration.interval.components.attoseconds / 1_000_000_000_000_000) / 1000)
+            let budget = max(1, Int(Double(configuration.ratePerSecond) * (configuration.interval / .seconds(1))))
             var spent = 0
             for (target, count) in hints.hintQueueSizes().sorted(by: { $0.key < $1.key }) where count > 0 {
                 guard spent < budget else { break }

@@ -42,7 +42,7 @@ public struct NodeConfiguration: Sendable, Hashable {
     /// The cluster id used when none is configured, by nodes and clients alike.
     public static let defaultClusterID = "quorumkv"
     /// The port used when an address names none.
-    public static let defaultPort = 7411
+    public static let defaultPort = HostPort.defaultPort
 
     public init(
         id: String,
@@ -110,22 +110,10 @@ public struct NodeFile: Sendable, Hashable, Decodable {
 public func parseAddress(_ text: String, defaultPort: Int = NodeConfiguration.defaultPort) throws(NodeError) -> (
     host: String, port: Int
 ) {
-    var host = text
-    var portText: Substring?
-    if text.hasPrefix("["), let close = text.firstIndex(of: "]") {
-        host = String(text[text.index(after: text.startIndex)..<close])
-        let rest = text[text.index(after: close)...]
-        if rest.hasPrefix(":") { portText = rest.dropFirst() }
-    } else if let colon = text.lastIndex(of: ":"), text.firstIndex(of: ":") == colon {
-        host = String(text[..<colon])
-        portText = text[text.index(after: colon)...]
+    guard let address = HostPort(parsing: text, defaultPort: defaultPort) else {
+        throw NodeError.configuration("address '\(text)' is not HOST:PORT with a port in 0...65535")
     }
-    guard !host.isEmpty else { throw NodeError.configuration("address '\(text)' has no host") }
-    guard let portText else { return (host, defaultPort) }
-    guard let port = Int(portText), (0...65535).contains(port) else {
-        throw NodeError.configuration("address '\(text)' has an invalid port")
-    }
-    return (host, port)
+    return (address.host, address.port)
 }
 
 /// Parses `sync`, `none` or `interval:<N>ms`.

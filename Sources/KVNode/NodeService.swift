@@ -120,11 +120,8 @@ public final class NodeService: Service {
                 tls: peerTLS, wallMillis: ReplicaService.systemMillis, statistics: statistics, logger: logger)
             try await withThrowingTaskGroup(of: Void.self) { group in
                 group.addTask { try await server.run() }
-                group.addTask {
-                    await replayer.run()
-                    // Only cancellation ends the replayer; don't end the node because of it.
-                    try await Task.sleep(for: .seconds(86_400 * 365))
-                }
+                // Returns only when cancelled, so it never ends the node by itself.
+                group.addTask { await replayer.run() }
                 group.addTask {
                     try await gracefulShutdown()
                     server.stopAccepting()

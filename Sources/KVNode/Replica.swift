@@ -21,6 +21,18 @@ public final class Replica: Sendable {
         self.wallMillis = wallMillis
     }
 
+    /// Checks what a request asks to write, for `put` or for a hint, and makes the record.
+    ///
+    /// - Throws: `invalidRequest` for an empty key, version 0, or a tombstone that carries a value.
+    public static func record(key: [UInt8], version: Version, tombstone: Bool, value: [UInt8]) throws(ReplicaError)
+        -> StoredRecord
+    {
+        guard !key.isEmpty else { throw ReplicaError.invalidRequest("the key is empty") }
+        guard version != .zero else { throw ReplicaError.invalidRequest("version 0 is reserved") }
+        guard !tombstone || value.isEmpty else { throw ReplicaError.invalidRequest("a tombstone carries no value") }
+        return StoredRecord(version: version, tombstone: tombstone, value: value)
+    }
+
     /// Applies a write (or tombstone) if its version is newer than what the replica holds.
     ///
     /// - Returns: what the store did, and the replica's clock after seeing the write's version.

@@ -101,12 +101,9 @@ public final class ReplicaService: RPCService {
     }
 
     private func apply(_ put: PutRequest) async throws -> Message {
-        guard !put.tombstone || put.value.readableBytes == 0 else {
-            throw RPCError.remote(.invalidRequest, message: "a tombstone carries no value")
-        }
         let key = Array(put.key.readableBytesView)
-        let record = StoredRecord(
-            version: put.version, tombstone: put.tombstone, value: Array(put.value.readableBytesView))
+        let record = try Self.record(
+            key: key, version: put.version, tombstone: put.tombstone, value: put.value)
         let replica = self.replica
         let (outcome, clock) = try await runOnPool { () throws(ReplicaError) in
             try replica.put(key: key, record: record)
@@ -127,19 +124,11 @@ public final class ReplicaService: RPCService {
         guard cluster.node(request.target) != nil else {
             throw RPCError.remote(.unknownNode, message: "no node '\(request.target)' in the cluster")
         }
-        let record = request.record
-        guard record.key.readableBytes > 0, record.version != .zero else {
-            throw RPCError.remote(.invalidRequest, message: "a hint needs a key and a version")
-        }
-        guard !record.tombstone || record.value.readableBytes == 0 else {
-            throw RPCError.remote(.invalidRequest, message: "a tombstone carries no value")
-        }
-        let hint = StoredHint(
-            target: request.target,
-            key: Array(record.key.readableBytesView),
-            record: StoredRecord(
-                version: record.version, tombstone: record.tombstone, value: Array(record.value.readableBytesView)),
-            storedAtMillis: wallMillis())
+        let key = Array(request.record.key.readableBytesView)
+        let record = try Self.record(
+            key: key, version: request.record.version, tombstone: request.record.tombstone,
+            value: request.record.value)
+        let hint = StoredHint(target: request.target, key: key, record: record, storedAtMillis: wallMillis())
         let queueMax = hintQueueMax
         let outcome = try await runOnPool { () throws(ReplicaError) -> HintStoreOutcome in
             do throws(StorageError) {
@@ -175,17 +164,34 @@ public final class ReplicaService: RPCService {
         return .getResponse(GetResponse(record: record, clock: clock))
     }
 
+    /// `Replica.record` for wire fields, refusing bad input with the wire's error.
+    private static func record(key: [UInt8], version: Version, tombstone: Bool, value: ByteBuffer) throws
+        -> StoredRecord
+    {
+        do {
+            return try Replica.record(
+                key: key, version: version, tombstone: tombstone, value: Array(value.readableBytesView))
+        } catch {
+            throw remote(error)
+        }
+    }
+
+    /// The `Error` frame that answers a replica failure.
+    private static func remote(_ error: ReplicaError) -> RPCError {
+        switch error {
+        case .invalidRequest(let message):
+            RPCError.remote(.invalidRequest, message: message)
+        case .storage(let storage):
+            RPCError.remote(storage.code == .diskFull ? .diskFull : .storageFailure, message: "\(storage)")
+        }
+    }
+
     /// Runs a blocking replica call on the thread pool, turning its failures into wire errors.
     private func runOnPool<T: Sendable>(_ body: @escaping @Sendable () throws(ReplicaError) -> T) async throws -> T {
         do {
             return try await pool.runIfActive { try body() }
         } catch let error as ReplicaError {
-            switch error {
-            case .invalidRequest(let message):
-                throw RPCError.remote(.invalidRequest, message: message)
-            case .storage(let storage):
-                throw RPCError.remote(storage.code == .diskFull ? .diskFull : .storageFailure, message: "\(storage)")
-            }
+            throw Self.remote(error)
         } catch {
             throw RPCError.remote(.shuttingDown, message: "the node is shutting down")
         }

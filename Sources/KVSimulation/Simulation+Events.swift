@@ -118,7 +118,9 @@ extension Simulation {
                         client: index, node: nodeIndex(node), operation: id, attempt: attempt,
                         payload: .put(key: key, record: record)))
             case .scheduleDeadline(let after, let attempt):
-                queue.push(.writeDeadline(client: index, operation: id, attempt: attempt), at: now + millis(after))
+                queue.push(
+                    .writeDeadline(client: index, operation: id, attempt: attempt),
+                    at: now + UInt64(after / .milliseconds(1)))
             case .complete(let result):
                 finishWrite(index, key: key, result: result)
             }
@@ -133,9 +135,9 @@ extension Simulation {
             case .send(let node):
                 send(Envelope(client: index, node: nodeIndex(node), operation: id, attempt: 0, payload: .get(key: key)))
             case .scheduleDeadline(let after):
-                queue.push(.readDeadline(client: index, operation: id), at: now + millis(after))
+                queue.push(.readDeadline(client: index, operation: id), at: now + UInt64(after / .milliseconds(1)))
             case .scheduleSpeculation(let after):
-                queue.push(.readSpeculation(client: index, operation: id), at: now + millis(after))
+                queue.push(.readSpeculation(client: index, operation: id), at: now + UInt64(after / .milliseconds(1)))
             case .repair(let node, let record):
                 statistics.repairs += 1
                 log("\(clients[index].name) op\(id) repairs \(node) with \(record.version)")
@@ -189,7 +191,9 @@ extension Simulation {
 
     func finishOperation(_ index: Int) {
         let elapsed = now - clients[index].startedAt
-        let bound = millis(configuration.requestDeadline) * UInt64(configuration.supersededRetriesMax + 1) + 1
+        let bound =
+            UInt64(configuration.requestDeadline / .milliseconds(1)) * UInt64(configuration.supersededRetriesMax + 1)
+            + 1
         if elapsed > bound {
             violate(
                 "\(clients[index].name) op\(clients[index].operation) took \(elapsed) ms, past its bound of \(bound) ms"
@@ -343,11 +347,6 @@ extension Simulation {
         log("partition \(nextPartitionID) cuts \(links.count) links for \(duration) ms")
         queue.push(.heal(partition: nextPartitionID), at: now + duration)
     }
-}
-
-func millis(_ duration: Duration) -> UInt64 {
-    let (seconds, attoseconds) = duration.components
-    return UInt64(max(0, seconds * 1000 + attoseconds / 1_000_000_000_000_000))
 }
 
 func show(_ key: [UInt8]) -> String {

@@ -28,7 +28,7 @@ struct KVBench: AsyncParsableCommand {
     var endpoints: String?
 
     @Option(name: .customLong("cluster-id"), help: "The cluster id, with --endpoints.")
-    var clusterID = "quorumkv"
+    var clusterID: String?
 
     @Option(help: "Cluster CA certificate (env QUORUMKV_CA).")
     var ca: String?
@@ -143,7 +143,7 @@ struct KVBench: AsyncParsableCommand {
             }
             return merged
         }
-        let elapsed = seconds(ContinuousClock.now - started)
+        let elapsed = (ContinuousClock.now - started) / .seconds(1)
         await client.close()
 
         var report = Report(
@@ -171,28 +171,16 @@ struct KVBench: AsyncParsableCommand {
     }
 
     private func makeClient() throws -> KVClient {
-        let environment = ProcessInfo.processInfo.environment
-        guard let ca = ca ?? environment["QUORUMKV_CA"], let cert = cert ?? environment["QUORUMKV_CERT"],
-            let key = key ?? environment["QUORUMKV_KEY"]
-        else {
-            throw ValidationError("give --ca, --cert and --key (or source .cluster/env)")
-        }
-        let tls = TLSConfiguration(caFile: ca, certificateFile: cert, keyFile: key)
-        var configuration: KVClientConfiguration
-        if let path = cluster ?? (endpoints == nil ? environment["QUORUMKV_CLUSTER"] : nil) {
-            configuration = KVClientConfiguration(cluster: try ClusterFile.load(path: path), tls: tls)
-        } else if let endpoints = endpoints ?? environment["QUORUMKV_ENDPOINTS"] {
-            configuration = KVClientConfiguration(endpoints: endpoints.split(separator: ",").map(String.init), tls: tls)
-            configuration.clusterID = clusterID
-        } else {
-            throw ValidationError("give --cluster or --endpoints (or source .cluster/env)")
+        let configuration: KVClientConfiguration
+        do {
+            configuration = try KVClientConfiguration(
+                clusterFile: cluster, endpoints: endpoints, clusterID: clusterID, caFile: ca, certificateFile: cert,
+                keyFile: key, environment: ProcessInfo.processInfo.environment)
+        } catch let error as KVClientError where error.isInvalidArgument {
+            throw ValidationError(error.message)
         }
         return try KVClient(configuration: configuration)
     }
-}
-
-private func seconds(_ duration: Duration) -> Double {
-    Double(duration.components.seconds) + Double(duration.components.attoseconds) / 1e18
 }
 
 struct Sample: Sendable {
@@ -221,7 +209,7 @@ struct Phase: Encodable {
         func percentile(_ p: Double) -> Double {
             guard !sorted.isEmpty else { return 0 }
             let index = min(sorted.count - 1, max(0, Int((p / 100 * Double(sorted.count)).rounded(.up)) - 1))
-            return millis(sorted[index])
+            return sorted[index] / .milliseconds(1)
         }
         operations = sorted.count
         self.seconds = seconds
@@ -237,10 +225,6 @@ struct Phase: Encodable {
             format: "%@: %d ops in %.1f s = %.0f ops/s, p50 %.2f ms, p95 %.2f ms, p99 %.2f ms", label, operations,
             seconds, opsPerSecond, p50Millis, p95Millis, p99Millis)
     }
-}
-
-private func millis(_ duration: Duration) -> Double {
-    Double(duration.components.seconds) * 1000 + Double(duration.components.attoseconds) / 1e15
 }
 
 struct Report: Encodable {

@@ -235,7 +235,7 @@ struct Status: AsyncParsableCommand {
                         nodes: statuses.map { status in
                             NodeDocument(
                                 address: status.address, node: status.nodeID, up: status.isUp,
-                                latencyMillis: status.latency.map(millis), keys: status.keys,
+                                latencyMillis: status.latency.map { $0 / .milliseconds(1) }, keys: status.keys,
                                 hintsQueued: status.hintsQueued, error: status.error)
                         }))
             } else {
@@ -244,7 +244,7 @@ struct Status: AsyncParsableCommand {
                     let name = status.nodeID.padding(toLength: 11, withPad: " ", startingAt: 0)
                     let address = status.address.padding(toLength: 22, withPad: " ", startingAt: 0)
                     if status.isUp {
-                        let latency = String(format: "%.2f ms", status.latency.map(millis) ?? 0)
+                        let latency = String(format: "%.2f ms", status.latency.map { $0 / .milliseconds(1) } ?? 0)
                             .padding(toLength: 10, withPad: " ", startingAt: 0)
                         let keys = String(status.keys ?? 0).padding(toLength: 10, withPad: " ", startingAt: 0)
                         print("\(name) \(address) up     \(latency) \(keys) \(status.hintsQueued ?? 0)")
@@ -258,11 +258,6 @@ struct Status: AsyncParsableCommand {
             }
         }
     }
-}
-
-private func millis(_ duration: Duration) -> Double {
-    let (seconds, attoseconds) = duration.components
-    return Double(seconds) * 1000 + Double(attoseconds) / 1e15
 }
 
 private struct WriteDocument: Encodable {

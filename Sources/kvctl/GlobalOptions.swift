@@ -33,45 +33,19 @@ struct GlobalOptions: ParsableArguments {
     @Flag(help: "Print one JSON document on stdout.")
     var json = false
 
-    private static func environment(_ name: String) -> String? {
-        let value = ProcessInfo.processInfo.environment[name]
-        return value?.isEmpty == false ? value : nil
-    }
-
     func clientConfiguration() throws -> KVClientConfiguration {
-        guard let ca = ca ?? Self.environment("QUORUMKV_CA"),
-            let cert = cert ?? Self.environment("QUORUMKV_CERT"),
-            let key = key ?? Self.environment("QUORUMKV_KEY")
-        else {
-            throw ValidationError(
-                "no client certificate: pass --ca, --cert and --key or set QUORUMKV_CA, QUORUMKV_CERT, QUORUMKV_KEY")
-        }
         guard timeout > 0, timeout <= 3600 else {
             throw ValidationError("--timeout must be between 0 and 3600 seconds")
         }
-        let tls = TLSConfiguration(caFile: ca, certificateFile: cert, keyFile: key)
         var configuration: KVClientConfiguration
-        // A flag wins over the environment; between two flags (or two variables) the cluster file wins.
-        let clusterPath = cluster ?? (endpoints == nil ? Self.environment("QUORUMKV_CLUSTER") : nil)
-        if let path = clusterPath {
-            let map: ClusterMap
-            do {
-                map = try ClusterFile.load(path: path)
-            } catch {
-                throw CommandFailure("\(error)")
-            }
-            configuration = KVClientConfiguration(cluster: map, tls: tls)
-        } else if let endpoints = endpoints ?? Self.environment("QUORUMKV_ENDPOINTS") {
-            configuration = KVClientConfiguration(
-                endpoints: endpoints.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }
-                    .filter { !$0.isEmpty },
-                tls: tls
-            )
-            configuration.clusterID = clusterID ?? Self.environment("QUORUMKV_CLUSTER_ID") ?? "quorumkv"
-        } else {
-            throw ValidationError(
-                "no cluster: pass --cluster FILE or --endpoints HOST:PORT (or set QUORUMKV_CLUSTER / QUORUMKV_ENDPOINTS)"
-            )
+        do {
+            configuration = try KVClientConfiguration(
+                clusterFile: cluster, endpoints: endpoints, clusterID: clusterID, caFile: ca, certificateFile: cert,
+                keyFile: key, environment: ProcessInfo.processInfo.environment)
+        } catch let error as KVClientError where error.isInvalidArgument {
+            throw ValidationError(error.message)
+        } catch {
+            throw CommandFailure("\(error)")
         }
         configuration.requestTimeout = .milliseconds(Int(timeout * 1000))
         configuration.reconnect.connectTimeout = configuration.requestTimeout

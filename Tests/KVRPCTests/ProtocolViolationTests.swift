@@ -12,14 +12,25 @@ final class FrameCollector: ChannelInboundHandler, Sendable {
     typealias InboundIn = Frame
 
     private let state = NIOLockedValueBox<(frames: [Frame], closed: Bool)>(([], false))
+    private let arrivals = AsyncStream<Void>.makeStream()
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         let frame = unwrapInboundIn(data)
         state.withLockedValue { $0.frames.append(frame) }
+        arrivals.continuation.yield()
+    }
+
+    /// Waits until `count` frames have arrived in all (or the connection closed first).
+    func waitForFrames(_ count: Int) async {
+        var iterator = arrivals.stream.makeAsyncIterator()
+        while frames.count < count && !isClosed {
+            guard await iterator.next() != nil else { return }
+        }
     }
 
     func channelInactive(context: ChannelHandlerContext) {
         state.withLockedValue { $0.closed = true }
+        arrivals.continuation.finish()
         context.fireChannelInactive()
     }
 
@@ -47,14 +58,6 @@ func rawConnection(to server: RPCServer, collector: FrameCollector) async throws
         .connect(host: "127.0.0.1", port: server.localAddress.port ?? 0).get()
 }
 
-func waitUntil(_ condition: () -> Bool, timeout: Duration = .seconds(20)) async throws {
-    let deadline = ContinuousClock.now + timeout
-    while !condition() {
-        guard ContinuousClock.now < deadline else { return }
-        try await Task.sleep(for: .milliseconds(20))
-    }
-}
-
 @Suite(.timeLimit(.minutes(2)))
 struct ProtocolViolationTests {
     @Test func oversizedFrameClosesOnlyThatConnection() async throws {
@@ -72,7 +75,7 @@ struct ProtocolViolationTests {
             oversized.writeRepeatingByte(0, count: 64)
             try await bad.writeAndFlush(oversized)
 
-            try await waitUntil { collector.isClosed }
+            try await bad.closeFuture.get()
             #expect(collector.isClosed)
             let frames = collector.frames
             #expect(frames.count == 2)
@@ -96,7 +99,7 @@ struct ProtocolViolationTests {
             var buffer = ByteBuffer()
             buffer.writeFrame(.pingRequest(PingRequest(epoch: 0, clock: 0)), requestID: 5)
             try await channel.writeAndFlush(buffer)
-            try await waitUntil { collector.isClosed }
+            try await channel.closeFuture.get()
             #expect(collector.isClosed)
             let frame = try #require(collector.frames.first)
             #expect(frame.requestID == 0)
@@ -119,7 +122,7 @@ struct ProtocolViolationTests {
             buffer.writeInteger(UInt8(0))
             buffer.writeFrame(.pingRequest(PingRequest(epoch: 0, clock: 4)), requestID: 3)
             try await channel.writeAndFlush(buffer)
-            try await waitUntil { collector.frames.count >= 3 }
+            await collector.waitForFrames(3)
             let frames = collector.frames
             #expect(frames.count == 3)
             #expect(!collector.isClosed)
@@ -148,7 +151,7 @@ struct ProtocolViolationTests {
             buffer.writeInteger(UInt8(0))
             buffer.writeInteger(UInt32(1000))
             try await channel.writeAndFlush(buffer)
-            try await waitUntil { collector.isClosed }
+            try await channel.closeFuture.get()
             #expect(collector.isClosed)
             let frames = collector.frames
             #expect(frames.count == 2)

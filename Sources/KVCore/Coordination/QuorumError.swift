@@ -47,13 +47,9 @@ public struct QuorumError: Error, Hashable, CustomStringConvertible {
         succeeded: [String],
         failed: [ReplicaFailure]
     ) -> QuorumError {
-        QuorumError(
-            .quorumUnreachable(operation),
-            required: required,
-            replicas: replicas,
-            succeeded: succeeded,
-            failed: failed
-        )
+        .ending(
+            operation, deadlinePassed: false, required: required, replicas: replicas, succeeded: succeeded,
+            failed: failed)
     }
 
     /// How a coordinator's request ended without its quorum: `deadlineExceeded` when the deadline
@@ -84,13 +80,9 @@ public struct QuorumError: Error, Hashable, CustomStringConvertible {
         succeeded: [String],
         failed: [ReplicaFailure]
     ) -> QuorumError {
-        QuorumError(
-            .deadlineExceeded(operation),
-            required: required,
-            replicas: replicas,
-            succeeded: succeeded,
-            failed: failed
-        )
+        .ending(
+            operation, deadlinePassed: true, required: required, replicas: replicas, succeeded: succeeded,
+            failed: failed)
     }
 
     /// A consistency level that cannot be met with this replication factor: an explicit count

@@ -1,0 +1,48 @@
+import KVConfig
+import KVCore
+import KVTLS
+
+extension KVClientConfiguration {
+    /// A configuration from command-line style options, each falling back to its `QUORUMKV_*`
+    /// variable, as `kvctl` and `kvbench` take them.
+    ///
+    /// A flag wins over the environment; between a cluster file and endpoints (both flags, or both
+    /// variables) the cluster file wins.
+    ///
+    /// - Throws: `KVClientError.invalidArgument` when the certificate or the cluster is not given;
+    ///   `ConfigError` when the cluster file cannot be used.
+    public init(
+        clusterFile: String?,
+        endpoints: String?,
+        clusterID: String?,
+        caFile: String?,
+        certificateFile: String?,
+        keyFile: String?,
+        environment: [String: String]
+    ) throws {
+        func variable(_ name: String) -> String? {
+            environment[name].flatMap { $0.isEmpty ? nil : $0 }
+        }
+        guard let ca = caFile ?? variable("QUORUMKV_CA"),
+            let certificate = certificateFile ?? variable("QUORUMKV_CERT"),
+            let key = keyFile ?? variable("QUORUMKV_KEY")
+        else {
+            throw KVClientError.invalidArgument(
+                "no client certificate: pass --ca, --cert and --key or set QUORUMKV_CA, QUORUMKV_CERT, QUORUMKV_KEY")
+        }
+        let tls = TLSConfiguration(caFile: ca, certificateFile: certificate, keyFile: key)
+        if let path = clusterFile ?? (endpoints == nil ? variable("QUORUMKV_CLUSTER") : nil) {
+            self.init(cluster: try ClusterFile.load(path: path), tls: tls)
+        } else if let endpoints = endpoints ?? variable("QUORUMKV_ENDPOINTS") {
+            self.init(
+                endpoints: endpoints.split(separator: ",").map { $0.trimmingPrefix(" ") }.map(String.init)
+                    .filter { !$0.isEmpty },
+                tls: tls)
+            self.clusterID = clusterID ?? variable("QUORUMKV_CLUSTER_ID") ?? ClusterFile.defaultClusterID
+        } else {
+            throw KVClientError.invalidArgument(
+                "no cluster: pass --cluster FILE or --endpoints HOST:PORT (or set QUORUMKV_CLUSTER / QUORUMKV_ENDPOINTS)"
+            )
+        }
+    }
+}
