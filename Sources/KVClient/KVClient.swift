@@ -32,9 +32,15 @@ public struct KVClientConfiguration: Sendable {
     /// What reads do about stale replicas they notice: write the newest version back in the
     /// background (default), before answering (`.blocking`), or not at all (`.none`).
     public var readRepair: ReadOperation.Repair = .background
-    /// Leave a hint with a fallback node for every replica that fails a write (strict quorum: hints
-    /// never count toward W).
+    /// Leave a hint with a fallback node for every replica that fails a write or stays silent past
+    /// half the request timeout; the fallback replays it when the replica answers again.
     public var hintedHandoff = true
+    /// Sloppy quorum (Dynamo): a hint stored for a replica counts toward W. Off by default (strict
+    /// quorum: W real replicas must apply). On, writes succeed with up to N - 1 replicas down as long
+    /// as fallbacks store their hints, but an acknowledged write may sit on fewer than W replicas until
+    /// the hints are replayed, so a quorum read can miss it meanwhile, and it is lost if a fallback's
+    /// disk is lost first. Needs `hintedHandoff`.
+    public var sloppyQuorum = false
     /// The wall clock, in milliseconds since the Unix epoch, that versions start from. Replaceable so
     /// that tests (and the simulator) can give a client a clock that runs behind or jumps.
     public var wallClockMillis: @Sendable () -> UInt64 = KVClientConfiguration.systemMillis
@@ -102,6 +108,14 @@ public final class KVClient: Sendable {
     private let latencies = Mutex<[String: LatencyTracker]>([:])
     private let repairsSent = Atomic<Int>(0)
     private let hintsSent = Atomic<Int>(0)
+    /// Operations still handing off after they answered, by id; ``close()`` waits for them.
+    private let handingOff = Mutex(HandingOff())
+
+    private struct HandingOff {
+        var nextID = 0
+        var tasks: [Int: Task<Void, Never>] = [:]
+        var finished: Set<Int> = []
+    }
 
     /// Hints this client handed to fallback nodes for replicas that did not acknowledge a write.
     public var hintsHandedOff: Int { hintsSent.load(ordering: .relaxed) }
@@ -200,15 +214,22 @@ public final class KVClient: Sendable {
                 replicas.prefix(required).compactMap { trackers[$0]?.percentile(0.99) }.max()
             }
         }
-        var operation = ReadOperation(
-            configuration: ReadOperation.Configuration(
-                replicas: replicas, required: required, askAll: configuration.readFromAll,
-                deadline: configuration.requestTimeout, speculationDelay: speculationDelay,
-                repair: repair ?? configuration.readRepair))
+        let operation = Guarded(
+            ReadOperation(
+                configuration: ReadOperation.Configuration(
+                    replicas: replicas, required: required, askAll: configuration.readFromAll,
+                    deadline: configuration.requestTimeout, speculationDelay: speculationDelay,
+                    repair: repair ?? configuration.readRepair)))
         let request = Message.getRequest(GetRequest(key: ByteBuffer(bytes: key)))
         let outcome = try await drive(
-            start: { clock.withLock { operation.start(clock: &$0).map(\.step) } },
-            handle: { event in clock.withLock { operation.handle(event, clock: &$0).map(\.step) } },
+            start: {
+                operation.withLock { operation in self.clock.withLock { operation.start(clock: &$0).map(\.step) } }
+            },
+            handle: { event in
+                operation.withLock { operation in
+                    self.clock.withLock { operation.handle(event, clock: &$0).map(\.step) }
+                }
+            },
             send: { send, started in
                 switch send {
                 case .get(let node):
@@ -235,42 +256,59 @@ public final class KVClient: Sendable {
     }
 
     /// Runs one ``WriteOperation``: it stamps the version, re-stamps and retries when a replica holds a
-    /// newer one, and decides when the write is acknowledged, failed or given up.
+    /// newer one, decides when the write is acknowledged, failed or given up, and which fallbacks get
+    /// hints for the replicas that did not acknowledge (which goes on in the background after the
+    /// caller has its answer).
     private func write(key: [UInt8], value: [UInt8], tombstone: Bool, consistency: ConsistencyLevel?) async throws
         -> Version
     {
         let topology = try await currentTopology()
-        let replicas = topology.ring.preferenceList(forKey: key)
+        let token = Token(key: key)
+        let replicas = topology.ring.preferenceList(for: token)
         let required = try requiredReplicas(consistency ?? configuration.writeConsistency, topology: topology)
-        var operation = WriteOperation(
-            configuration: WriteOperation.Configuration(
-                replicas: replicas, required: required, deadline: configuration.requestTimeout,
-                supersededRetriesMax: configuration.supersededRetriesMax))
+        let operation = Guarded(
+            WriteOperation(
+                configuration: WriteOperation.Configuration(
+                    replicas: replicas, required: required, deadline: configuration.requestTimeout,
+                    supersededRetriesMax: configuration.supersededRetriesMax,
+                    fallbacks: configuration.hintedHandoff ? topology.ring.fallbacks(for: token) : [],
+                    hintsCountTowardQuorum: configuration.hintedHandoff && configuration.sloppyQuorum)))
         let keyBytes = ByteBuffer(bytes: key)
         let valueBytes = ByteBuffer(bytes: value)
         let wallClockMillis = configuration.wallClockMillis
         let result = try await drive(
             start: {
                 let millis = wallClockMillis()
-                return clock.withLock { operation.start(clock: &$0, wallMillis: millis).map(\.step) }
+                return operation.withLock { operation in
+                    self.clock.withLock { operation.start(clock: &$0, wallMillis: millis).map(\.step) }
+                }
             },
             handle: { event in
                 let millis = wallClockMillis()
-                return clock.withLock { operation.handle(event, clock: &$0, wallMillis: millis).map(\.step) }
-            },
-            send: { put, started in
-                let request = Message.putRequest(
-                    PutRequest(key: keyBytes, value: valueBytes, version: put.version, tombstone: tombstone))
-                let record = StoredRecord(version: put.version, tombstone: tombstone, value: value)
-                return self.send(request, to: put.node, in: topology).map {
-                    let event = self.writeEvent(put, $0, started: started)
-                    if case .failed = event, self.configuration.hintedHandoff {
-                        self.handOff(key: key, record: record, target: put.node, in: topology)
-                    }
-                    return event
+                return operation.withLock { operation in
+                    self.clock.withLock { operation.handle(event, clock: &$0, wallMillis: millis).map(\.step) }
                 }
             },
-            late: { event in self.clock.withLock { event.observeClocks(&$0) } })
+            send: { send, started in
+                switch send {
+                case .put(let node, let version, let attempt):
+                    let request = Message.putRequest(
+                        PutRequest(key: keyBytes, value: valueBytes, version: version, tombstone: tombstone))
+                    return self.send(request, to: node, in: topology).map {
+                        self.writeEvent(node, attempt: attempt, $0, started: started)
+                    }
+                case .hint(let fallback, let target, let version, let attempt):
+                    let request = Message.hintRequest(
+                        HintRequest(
+                            target: target,
+                            record: Record(key: keyBytes, version: version, tombstone: tombstone, value: valueBytes)))
+                    return self.send(request, to: fallback, in: topology).map {
+                        self.hintEvent(fallback, for: target, attempt: attempt, $0)
+                    }
+                }
+            },
+            late: { event in self.clock.withLock { event.observeClocks(&$0) } },
+            settled: { operation.withLock(\.isSettled) })
         switch result {
         case .acknowledged(let version, _):
             return version
@@ -282,34 +320,67 @@ public final class KVClient: Sendable {
         }
     }
 
-    /// Runs a sans-I/O operation to completion: performs its sends and timers, and feeds back what
-    /// happened. Returns at completion without waiting for the replicas that have not answered; their
-    /// late answers are not fed to the operation, only handed to `late` (which keeps their clocks).
-    private func drive<Send: Sendable, Event: Sendable, Outcome>(
-        start: () -> [Step<Send, Event, Outcome>],
-        handle: (Event) -> [Step<Send, Event, Outcome>],
+    /// Runs a sans-I/O operation: performs its sends and timers, and feeds back what happened. Returns
+    /// at completion without waiting for the replicas that have not answered. Until `settled` says the
+    /// operation has nothing left to do (hints to hand off), it goes on in the background, for at most
+    /// one more request timeout; answers arriving after that are not fed to the operation, only handed
+    /// to `late` (which keeps their clocks).
+    private func drive<Send: Sendable, Event: Sendable, Outcome: Sendable>(
+        start: @escaping @Sendable () -> [Step<Send, Event, Outcome>],
+        handle: @escaping @Sendable (Event) -> [Step<Send, Event, Outcome>],
         send: @escaping @Sendable (Send, ContinuousClock.Instant) -> EventLoopFuture<Event>,
-        late: @escaping @Sendable (Event) -> Void
+        late: @escaping @Sendable (Event) -> Void,
+        settled: @escaping @Sendable () -> Bool = { true }
     ) async throws -> Outcome {
         let (events, continuation) = AsyncStream<Event>.makeStream()
-        let eventLoop = MultiThreadedEventLoopGroup.singleton.next()
-        var timers: [Scheduled<Void>] = []
-        defer {
-            for timer in timers { timer.cancel() }
+        return try await withTaskCancellationHandler {
+            try await withCheckedThrowingContinuation { (caller: CheckedContinuation<Outcome, any Error>) in
+                let id = handingOff.withLock { state in
+                    state.nextID += 1
+                    return state.nextID
+                }
+                let task = Task {
+                    await self.run(
+                        events: events, continuation: continuation, start: start, handle: handle, send: send,
+                        late: late, settled: settled, answer: caller)
+                    self.handingOff.withLock { state in
+                        if state.tasks.removeValue(forKey: id) == nil { state.finished.insert(id) }
+                    }
+                }
+                handingOff.withLock { state in
+                    if state.finished.remove(id) == nil { state.tasks[id] = task }
+                }
+            }
+        } onCancel: {
             continuation.finish()
         }
+    }
+
+    /// The loop of ``drive(start:handle:send:late:settled:)``: answers the caller once, at completion.
+    private func run<Send: Sendable, Event: Sendable, Outcome: Sendable>(
+        events: AsyncStream<Event>,
+        continuation: AsyncStream<Event>.Continuation,
+        start: @Sendable () -> [Step<Send, Event, Outcome>],
+        handle: @Sendable (Event) -> [Step<Send, Event, Outcome>],
+        send: @escaping @Sendable (Send, ContinuousClock.Instant) -> EventLoopFuture<Event>,
+        late: @escaping @Sendable (Event) -> Void,
+        settled: @Sendable () -> Bool,
+        answer: CheckedContinuation<Outcome, any Error>
+    ) async {
+        let eventLoop = MultiThreadedEventLoopGroup.singleton.next()
+        var timers: [Scheduled<Void>] = []
+        var answered = false
         var iterator = events.makeAsyncIterator()
         var steps = start()
         while true {
             for step in steps {
                 switch step {
                 case .complete(let outcome):
-                    continuation.finish()
-                    // Answers already queued when the stream closed are late too: they keep their clocks.
-                    while let event = await iterator.next() {
-                        late(event)
-                    }
-                    return outcome
+                    answer.resume(returning: outcome)
+                    answered = true
+                    // The hand-off may go on for one more timeout, not longer.
+                    timers.append(
+                        eventLoop.scheduleTask(in: TimeAmount(configuration.requestTimeout)) { continuation.finish() })
                 case .send(let what):
                     let started = ContinuousClock.now
                     send(what, started).whenSuccess { event in
@@ -321,10 +392,20 @@ public final class KVClient: Sendable {
                     timers.append(eventLoop.scheduleTask(in: TimeAmount(after)) { continuation.yield(event) })
                 }
             }
+            if answered && settled() { break }
             guard let event = await iterator.next() else {
-                throw KVClientError.unavailable("the request was cancelled")
+                if !answered {
+                    answer.resume(throwing: KVClientError.unavailable("the request was cancelled"))
+                }
+                break
             }
             steps = handle(event)
+        }
+        for timer in timers { timer.cancel() }
+        continuation.finish()
+        // Answers already queued when the stream closed are late too: they keep their clocks.
+        while let event = await iterator.next() {
+            late(event)
         }
     }
 
@@ -432,8 +513,12 @@ public final class KVClient: Sendable {
         }
     }
 
-    /// Closes every connection.
+    /// Waits for the hints of earlier writes to be handed off (at most one request timeout), then
+    /// closes every connection.
     public func close() async {
+        for task in handingOff.withLock({ Array($0.tasks.values) }) {
+            await task.value
+        }
         let nodes = topology.withLock { $0?.nodes.values.map { $0 } ?? [] }
         for node in nodes {
             await node.close()
@@ -528,21 +613,37 @@ public final class KVClient: Sendable {
         }
     }
 
-    private func writeEvent(_ put: PutSend, _ result: Result<Message, any Error>, started: ContinuousClock.Instant)
+    private func writeEvent(
+        _ node: String, attempt: Int, _ result: Result<Message, any Error>, started: ContinuousClock.Instant
+    ) -> WriteOperation.Event {
+        switch result {
+        case .success(.putResponse(let response)):
+            record(node, ContinuousClock.now - started)
+            switch response.outcome {
+            case .applied: return .applied(node, attempt: attempt, clock: response.clock)
+            case .superseded:
+                return .superseded(node, attempt: attempt, current: response.current, clock: response.clock)
+            }
+        case .success(let other):
+            return .failed(node, attempt: attempt, reason: "answered Put with \(other.type)")
+        case .failure(let error):
+            return .failed(node, attempt: attempt, reason: Self.reason(error))
+        }
+    }
+
+    private func hintEvent(_ fallback: String, for target: String, attempt: Int, _ result: Result<Message, any Error>)
         -> WriteOperation.Event
     {
         switch result {
-        case .success(.putResponse(let response)):
-            record(put.node, ContinuousClock.now - started)
-            switch response.outcome {
-            case .applied: return .applied(put.node, attempt: put.attempt, clock: response.clock)
-            case .superseded:
-                return .superseded(put.node, attempt: put.attempt, current: response.current, clock: response.clock)
-            }
+        case .success(.hintResponse(let response)) where response.outcome == .stored:
+            hintsSent.add(1, ordering: .relaxed)
+            return .hintStored(fallback, for: target, attempt: attempt, clock: response.clock)
+        case .success(.hintResponse):
+            return .hintFailed(fallback, for: target, attempt: attempt, reason: "refused the hint: its queue is full")
         case .success(let other):
-            return .failed(put.node, attempt: put.attempt, reason: "answered Put with \(other.type)")
+            return .hintFailed(fallback, for: target, attempt: attempt, reason: "answered Hint with \(other.type)")
         case .failure(let error):
-            return .failed(put.node, attempt: put.attempt, reason: Self.reason(error))
+            return .hintFailed(fallback, for: target, attempt: attempt, reason: Self.reason(error))
         }
     }
 
@@ -561,30 +662,6 @@ public final class KVClient: Sendable {
         case .failure(let error):
             return .failed(node, reason: Self.reason(error))
         }
-    }
-
-    /// Leaves a write that `target` did not acknowledge with the next node past the key's preference
-    /// list that stores it (sloppy fallback), to be replayed when `target` answers again. In the
-    /// background: the caller's request does not wait for it.
-    private func handOff(key: [UInt8], record: StoredRecord, target: String, in topology: Topology) {
-        let fallbacks = topology.ring.fallbacks(for: Token(key: key))
-        let request = Message.hintRequest(
-            HintRequest(
-                target: target,
-                record: Record(
-                    key: ByteBuffer(bytes: key), version: record.version, tombstone: record.tombstone,
-                    value: ByteBuffer(bytes: record.value))))
-        @Sendable func attempt(_ index: Int) {
-            guard index < fallbacks.count else { return }
-            send(request, to: fallbacks[index], in: topology).whenSuccess { result in
-                if case .success(.hintResponse(let response)) = result, response.outcome == .stored {
-                    self.hintsSent.add(1, ordering: .relaxed)
-                    return
-                }
-                attempt(index + 1)
-            }
-        }
-        attempt(0)
     }
 
     private func repairEvent(_ node: String, _ result: Result<Message, any Error>) -> ReadOperation.Event {
@@ -662,26 +739,42 @@ public final class KVClient: Sendable {
 
 /// What an operation asks its driver to do, whichever operation it is: send `Send` (a replica, or a
 /// replica with the version and attempt to write), feed an event after a delay, or return.
-enum Step<Send: Sendable, Event: Sendable, Outcome> {
+enum Step<Send: Sendable, Event: Sendable, Outcome: Sendable> {
     case send(Send)
     case timer(after: Duration, Event)
     case complete(Outcome)
 }
 
-/// One `Put` a ``WriteOperation`` asked for: its reply is tagged with the attempt it answers.
-struct PutSend: Sendable, Hashable {
-    var node: String
-    var version: Version
-    var attempt: Int
+/// What a write sends: a `Put` to a replica, or a `Hint` to a fallback for a replica; their replies
+/// are tagged with the attempt they answer.
+enum WriteSend: Sendable, Hashable {
+    case put(String, version: Version, attempt: Int)
+    case hint(String, for: String, version: Version, attempt: Int)
 }
 
 extension WriteOperation.Action {
-    var step: Step<PutSend, WriteOperation.Event, WriteOperation.WriteResult> {
+    var step: Step<WriteSend, WriteOperation.Event, WriteOperation.WriteResult> {
         switch self {
-        case .send(let node, let version, let attempt): .send(PutSend(node: node, version: version, attempt: attempt))
+        case .send(let node, let version, let attempt): .send(.put(node, version: version, attempt: attempt))
+        case .hint(let fallback, let target, let version, let attempt):
+            .send(.hint(fallback, for: target, version: version, attempt: attempt))
         case .scheduleDeadline(let after, let attempt): .timer(after: after, .deadlinePassed(attempt: attempt))
+        case .scheduleHintDue(let after, let attempt): .timer(after: after, .hintDue(attempt: attempt))
         case .complete(let result): .complete(result)
         }
+    }
+}
+
+/// A value behind a lock that `@Sendable` closures can share: the state of one running operation.
+final class Guarded<Value: Sendable>: Sendable {
+    private let mutex: Mutex<Value>
+
+    init(_ value: Value) {
+        self.mutex = Mutex(value)
+    }
+
+    func withLock<Result>(_ body: (inout Value) -> Result) -> Result {
+        mutex.withLock { body(&$0) }
     }
 }
 

@@ -7,7 +7,8 @@ extension KVClientConfiguration {
     /// variable, as `kvctl` and `kvbench` take them.
     ///
     /// A flag wins over the environment; between a cluster file and endpoints (both flags, or both
-    /// variables) the cluster file wins.
+    /// variables) the cluster file wins. `QUORUMKV_HINTED_HANDOFF` and `QUORUMKV_SLOPPY_QUORUM` (1 or 0)
+    /// set ``hintedHandoff`` and ``sloppyQuorum``.
     ///
     /// - Throws: `KVClientError.invalidArgument` when the certificate or the cluster is not given;
     ///   `ConfigError` when the cluster file cannot be used.
@@ -44,5 +45,15 @@ extension KVClientConfiguration {
                 "no cluster: pass --cluster FILE or --endpoints HOST:PORT (or set QUORUMKV_CLUSTER / QUORUMKV_ENDPOINTS)"
             )
         }
+        func flag(_ name: String) throws -> Bool? {
+            switch variable(name)?.lowercased() {
+            case nil: return nil
+            case "1", "true", "yes", "on": return true
+            case "0", "false", "no", "off": return false
+            case let other?: throw KVClientError.invalidArgument("\(name)=\(other) is not a boolean (use 1 or 0)")
+            }
+        }
+        hintedHandoff = try flag("QUORUMKV_HINTED_HANDOFF") ?? hintedHandoff
+        sloppyQuorum = try flag("QUORUMKV_SLOPPY_QUORUM") ?? sloppyQuorum
     }
 }

@@ -76,7 +76,8 @@ final class HintReplayer: Sendable {
         }
     }
 
-    /// Replays up to `limit` of one target's hints; returns how many it tried.
+    /// Replays up to `limit` of one target's hints (one ``HintReplayRound``); returns how many it
+    /// expired or sent, which the rate limit counts.
     private func replay(target: String, limit: Int) async -> Int {
         guard let client = clients[target] else { return 0 }
         let hints = self.hints
@@ -87,56 +88,52 @@ final class HintReplayer: Sendable {
             logger.warning("cannot read hints", metadata: ["peer.node_id": "\(target)", "error": "\(error)"])
             return 0
         }
-        let now = wallMillis()
-        let windowMillis = UInt64(configuration.window.components.seconds) * 1000
-        var live: [(id: HintID, hint: StoredHint)] = []
-        for entry in batch {
-            if now > entry.hint.storedAtMillis && now - entry.hint.storedAtMillis > windowMillis {
-                try? await pool.runIfActive { try hints.deleteHint(entry.id) }
-                statistics.hintsExpired.add(1, ordering: .relaxed)
-                logger.info("hint expired", metadata: ["peer.node_id": "\(target)"])
-            } else {
-                live.append(entry)
-            }
-        }
         // Expired hints are dropped even while the target is down; live ones wait for it.
-        guard !client.isBackingOff else { return batch.count - live.count }
-        // Replay in order, a bounded number at a time; stop at the first failure (the target is down
-        // again) so that the rest wait for the next round.
-        var index = 0
-        while index < live.count {
-            let chunk = live[index..<min(live.count, index + configuration.concurrency)]
-            index += chunk.count
-            let acknowledged = await withTaskGroup(of: HintID?.self) { group in
-                for (id, hint) in chunk {
-                    group.addTask {
-                        let request = Message.putRequest(
-                            PutRequest(
-                                key: ByteBuffer(bytes: hint.key), value: ByteBuffer(bytes: hint.record.value),
-                                version: hint.record.version, tombstone: hint.record.tombstone))
-                        guard case .putResponse = try? await client.call(request, timeout: .seconds(5)) else {
-                            return nil
+        var round = HintReplayRound(
+            batch: batch, nowMillis: wallMillis(),
+            windowMillis: UInt64(configuration.window / .milliseconds(1)),
+            targetReachable: !client.isBackingOff, concurrency: configuration.concurrency)
+        await withTaskGroup(of: HintReplayRound.Event.self) { group in
+            var actions = round.start()
+            while true {
+                for action in actions {
+                    switch action {
+                    case .expire(let id):
+                        try? await pool.runIfActive { try hints.deleteHint(id) }
+                        statistics.hintsExpired.add(1, ordering: .relaxed)
+                        logger.info("hint expired", metadata: ["peer.node_id": "\(target)"])
+                    case .delete(let id):
+                        try? await pool.runIfActive { try hints.deleteHint(id) }
+                        statistics.hintsReplayed.add(1, ordering: .relaxed)
+                    case .send(let id, let hint):
+                        group.addTask {
+                            let request = Message.putRequest(
+                                PutRequest(
+                                    key: ByteBuffer(bytes: hint.key), value: ByteBuffer(bytes: hint.record.value),
+                                    version: hint.record.version, tombstone: hint.record.tombstone))
+                            do {
+                                guard case .putResponse = try await client.call(request, timeout: .seconds(5)) else {
+                                    return .failed(id, reason: "the target answered Put with something else")
+                                }
+                                return .acknowledged(id)
+                            } catch {
+                                return .failed(id, reason: "\(error)")
+                            }
                         }
-                        return id
                     }
                 }
-                var done: [HintID] = []
-                for await id in group {
-                    if let id { done.append(id) }
-                }
-                return done
-            }
-            for id in acknowledged {
-                try? await pool.runIfActive { try hints.deleteHint(id) }
-            }
-            statistics.hintsReplayed.add(acknowledged.count, ordering: .relaxed)
-            if acknowledged.count < chunk.count {
-                break
+                guard let event = await group.next() else { break }
+                actions = round.handle(event)
             }
         }
-        if !live.isEmpty {
-            logger.debug("hints replayed", metadata: ["peer.node_id": "\(target)", "hints.count": "\(live.count)"])
+        if round.replayed > 0 || round.failure != nil {
+            logger.debug(
+                "hints replayed",
+                metadata: [
+                    "peer.node_id": "\(target)", "hints.count": "\(round.replayed)",
+                    "error": "\(round.failure ?? "none")",
+                ])
         }
-        return batch.count
+        return round.expired + round.sent
     }
 }

@@ -15,6 +15,16 @@ extension Simulation {
             feedRead(client, operation: operation, .deadlinePassed)
         case .readSpeculation(let client, let operation):
             feedRead(client, operation: operation, .speculationDue)
+        case .writeHintDue(let client, let operation, let attempt):
+            feedWrite(client, operation: operation, .hintDue(attempt: attempt))
+        case .hintTimeout(let client, let operation, let attempt, let fallback, let target):
+            feedWrite(
+                client, operation: operation,
+                .hintFailed(nodes[fallback].id, for: target, attempt: attempt, reason: "no answer"))
+        case .replayTick(let node):
+            replayTick(node)
+        case .replayTimeout(let node, let target, let round, let id):
+            feedReplay(node, target: target, round: round, .failed(id, reason: "no answer"))
         case .crash(let node):
             crash(node)
         case .restart(let node):
@@ -56,7 +66,9 @@ extension Simulation {
                 client: client, key: key, kind: tombstone ? .delete : .write(value: value), at: now)
             var writeConfiguration = WriteOperation.Configuration(
                 replicas: replicas, required: min(configuration.writeQuorum, replicas.count),
-                deadline: configuration.requestDeadline, supersededRetriesMax: configuration.supersededRetriesMax)
+                deadline: configuration.requestDeadline, supersededRetriesMax: configuration.supersededRetriesMax,
+                fallbacks: configuration.hintedHandoff ? ring.fallbacks(for: Token(key: key)) : [],
+                hintsCountTowardQuorum: configuration.hintedHandoff && configuration.sloppyQuorum)
             writeConfiguration.acknowledgesEarly = configuration.mutation == .acknowledgeWritesEarly
             var operation = WriteOperation(configuration: writeConfiguration)
             let actions = operation.start(clock: &clients[index].clock, wallMillis: wallMillis(ofClient: index))
@@ -66,7 +78,8 @@ extension Simulation {
             log(
                 "\(client) op\(id) \(tombstone ? "delete" : "put") \(show(key)) = \(String(decoding: value, as: UTF8.self)) on \(replicas)"
             )
-            performWrite(index, actions)
+            performWrite(
+                index, id: id, HandingOff(operation: operation, key: key, tombstone: tombstone, value: value), actions)
         } else {
             let id = history.invoke(client: client, key: key, kind: .read, at: now)
             var operation = ReadOperation(
@@ -88,13 +101,28 @@ extension Simulation {
             now, start: worldClock.start, skewMillis: clients[index].skewMillis, driftPPM: clients[index].driftPPM)
     }
 
+    /// Feeds a write's event to its operation: the client's current one, or a completed one still
+    /// handing hints off.
     func feedWrite(_ index: Int, operation id: Int, _ event: WriteOperation.Event) {
-        guard clients[index].operation == id,
-            case .write(var operation, let key, let tombstone, let value) = clients[index].current
-        else { return }
-        let actions = operation.handle(event, clock: &clients[index].clock, wallMillis: wallMillis(ofClient: index))
-        clients[index].current = .write(operation, key: key, tombstone: tombstone, value: value)
-        performWrite(index, actions)
+        var write: HandingOff
+        if clients[index].operation == id,
+            case .write(let operation, let key, let tombstone, let value) = clients[index].current
+        {
+            write = HandingOff(operation: operation, key: key, tombstone: tombstone, value: value)
+        } else if let handingOff = clients[index].handingOff[id] {
+            write = handingOff
+        } else {
+            return
+        }
+        let actions = write.operation.handle(
+            event, clock: &clients[index].clock, wallMillis: wallMillis(ofClient: index))
+        if clients[index].operation == id, case .write = clients[index].current {
+            clients[index].current = .write(
+                write.operation, key: write.key, tombstone: write.tombstone, value: write.value)
+        } else {
+            clients[index].handingOff[id] = write.operation.isSettled ? nil : write
+        }
+        performWrite(index, id: id, write, actions)
     }
 
     func feedRead(_ index: Int, operation id: Int, _ event: ReadOperation.Event) {
@@ -106,13 +134,12 @@ extension Simulation {
         performRead(index, actions)
     }
 
-    func performWrite(_ index: Int, _ actions: [WriteOperation.Action]) {
-        guard case .write(_, let key, let tombstone, let value) = clients[index].current else { return }
-        let id = clients[index].operation
+    func performWrite(_ index: Int, id: Int, _ write: HandingOff, _ actions: [WriteOperation.Action]) {
+        let key = write.key
         for action in actions {
             switch action {
             case .send(let node, let version, let attempt):
-                let record = StoredRecord(version: version, tombstone: tombstone, value: value)
+                let record = StoredRecord(version: version, tombstone: write.tombstone, value: write.value)
                 send(
                     Envelope(
                         client: index, node: nodeIndex(node), operation: id, attempt: attempt,
@@ -121,7 +148,27 @@ extension Simulation {
                 queue.push(
                     .writeDeadline(client: index, operation: id, attempt: attempt),
                     at: now + UInt64(after / .milliseconds(1)))
+            case .hint(let fallback, let target, let version, let attempt):
+                let record = StoredRecord(version: version, tombstone: write.tombstone, value: write.value)
+                log("\(clients[index].name) op\(id) hands \(target)'s \(version) to \(fallback)")
+                send(
+                    Envelope(
+                        client: index, node: nodeIndex(fallback), operation: id, attempt: attempt,
+                        payload: .hint(target: target, key: key, record: record)))
+                queue.push(
+                    .hintTimeout(
+                        client: index, operation: id, attempt: attempt, fallback: nodeIndex(fallback), target: target),
+                    at: now + UInt64(configuration.requestDeadline / .milliseconds(1)))
+            case .scheduleHintDue(let after, let attempt):
+                queue.push(
+                    .writeHintDue(client: index, operation: id, attempt: attempt),
+                    at: now + UInt64(after / .milliseconds(1)))
             case .complete(let result):
+                // Hints of a completed write are handed off after the client moved on.
+                if case .write(let operation, _, _, _) = clients[index].current, !operation.isSettled {
+                    clients[index].handingOff[id] = HandingOff(
+                        operation: operation, key: key, tombstone: write.tombstone, value: write.value)
+                }
                 finishWrite(index, key: key, result: result)
             }
         }
@@ -212,7 +259,7 @@ extension Simulation {
         statistics.messages += 1
         let link = Link(client: envelope.client, node: envelope.node)
         let faults = configuration.faults
-        if blocked.contains(link) {
+        if envelope.client != Envelope.nodeToNode && blocked.contains(link) {
             log("drop (partition) \(describe(envelope))")
             return
         }
@@ -257,6 +304,51 @@ extension Simulation {
                 }
             }
             send(reply)
+        case .hint(let target, let key, let record):
+            var reply = envelope
+            reply.payload = .hintReply(
+                target: target, storeHint(at: envelope.node, target: target, key: key, record: record))
+            send(reply)
+        case .hintReply(let target, let result):
+            let fallback = nodes[envelope.node].id
+            switch result {
+            case .success(let answer) where answer.stored:
+                feedWrite(
+                    envelope.client, operation: envelope.operation,
+                    .hintStored(fallback, for: target, attempt: envelope.attempt, clock: answer.clock))
+            case .success:
+                feedWrite(
+                    envelope.client, operation: envelope.operation,
+                    .hintFailed(fallback, for: target, attempt: envelope.attempt, reason: "queue full"))
+            case .failure(let failure):
+                feedWrite(
+                    envelope.client, operation: envelope.operation,
+                    .hintFailed(fallback, for: target, attempt: envelope.attempt, reason: failure.reason))
+            }
+        case .replay(let key, let record, let round, let id):
+            var reply = envelope
+            reply.node = envelope.holder!
+            reply.holder = envelope.node
+            if !nodes[envelope.node].isUp {
+                reply.payload = .replayReply(round: round, id: id, .failure(ReplyFailure(reason: "connection refused")))
+            } else {
+                do {
+                    _ = try nodes[envelope.node].replica.put(key: key, record: record)
+                    observe(node: envelope.node, key: key)
+                    reply.payload = .replayReply(round: round, id: id, .success(()))
+                } catch {
+                    reply.payload = .replayReply(round: round, id: id, .failure(ReplyFailure(reason: "\(error)")))
+                }
+            }
+            send(reply)
+        case .replayReply(let round, let id, let result):
+            let target = nodes[envelope.holder!].id
+            switch result {
+            case .success:
+                feedReplay(envelope.node, target: target, round: round, .acknowledged(id))
+            case .failure(let failure):
+                feedReplay(envelope.node, target: target, round: round, .failed(id, reason: failure.reason))
+            }
         case .putReply(let result) where envelope.attempt == Envelope.repairAttempt:
             let node = nodes[envelope.node].id
             switch result {
@@ -294,12 +386,17 @@ extension Simulation {
 
     func describe(_ envelope: Envelope) -> String {
         let node = nodes[envelope.node].id
-        let client = clients[envelope.client].name
+        let client = envelope.holder.map { nodes[$0].id } ?? clients[envelope.client].name
         switch envelope.payload {
         case .put(let key, let record): return "\(client)→\(node) put \(show(key)) \(record.version)"
         case .get(let key): return "\(client)→\(node) get \(show(key))"
+        case .hint(let target, let key, let record):
+            return "\(client)→\(node) hint for \(target) \(show(key)) \(record.version)"
+        case .replay(let key, let record, _, _): return "\(client)→\(node) replay \(show(key)) \(record.version)"
         case .putReply: return "\(node)→\(client) put reply op\(envelope.operation)"
         case .getReply: return "\(node)→\(client) get reply op\(envelope.operation)"
+        case .hintReply: return "\(node)→\(client) hint reply op\(envelope.operation)"
+        case .replayReply: return "\(client)→\(node) replay reply"
         }
     }
 

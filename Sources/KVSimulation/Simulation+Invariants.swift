@@ -3,9 +3,10 @@ import KVNode
 import KVStorage
 
 extension Simulation {
-    /// At acknowledgement: at least W replicas hold the write (or something newer) on disk.
+    /// At acknowledgement: at least W replicas hold the write (or something newer) on disk; with a
+    /// sloppy quorum, a replica whose hint a fallback holds counts.
     func checkAcknowledgedWrite(key: [UInt8], version: Version, operation: Int) {
-        let holders = durableHolders(of: key, atLeast: version)
+        let holders = copies(of: key, atLeast: version)
         if holders.count < configuration.writeQuorum {
             violate(
                 "op\(operation): write of \(show(key)) at \(version) acknowledged but durable on \(holders.count) replica(s) \(holders), fewer than W=\(configuration.writeQuorum)"
@@ -16,13 +17,20 @@ extension Simulation {
     /// After a crash and restart, no acknowledged write lost its W durable copies (sync mode).
     func checkDurability(afterCrashOf node: Int) {
         for write in acknowledgedWrites {
-            let holders = durableHolders(of: write.key, atLeast: write.version)
+            let holders = copies(of: write.key, atLeast: write.version)
             if holders.count < configuration.writeQuorum {
                 violate(
                     "after \(nodes[node].id) restarted, acknowledged op\(write.historyID) (\(show(write.key)) at \(write.version)) is durable on only \(holders)"
                 )
             }
         }
+    }
+
+    /// The replicas holding the write on disk, plus (sloppy quorum) those whose hint a fallback holds.
+    func copies(of key: [UInt8], atLeast version: Version) -> [String] {
+        let holders = durableHolders(of: key, atLeast: version)
+        guard configuration.sloppyQuorum else { return holders }
+        return Array(Set(holders).union(hintedTargets(of: key, atLeast: version))).sorted()
     }
 
     func durableHolders(of key: [UInt8], atLeast version: Version) -> [String] {
@@ -48,6 +56,12 @@ extension Simulation {
         for client in clients where client.current != nil || client.remaining > 0 {
             violate("\(client.name) still has work at the end: an operation hung")
         }
+        for client in clients where !client.handingOff.isEmpty {
+            violate("\(client.name) never settled the hand-off of op\(client.handingOff.keys.sorted())")
+        }
+        if configuration.hintedHandoff {
+            checkHintsDrained()
+        }
         for (slot, version) in highestSeen {
             if let current = try? nodes[slot.node].store.get(key: slot.key)?.version, current < version {
                 violate("\(nodes[slot.node].id) ended below \(version) on \(show(slot.key))")
@@ -63,7 +77,10 @@ extension Simulation {
         if !pending.isEmpty {
             violate("\(pending.count) operation(s) never completed, e.g. \(pending[0])")
         }
-        if configuration.readQuorum + configuration.writeQuorum > configuration.replicationFactor {
+        // A sloppy quorum gives up the overlap that the register check relies on (by design).
+        if configuration.readQuorum + configuration.writeQuorum > configuration.replicationFactor
+            && !configuration.sloppyQuorum
+        {
             for violation in RegisterChecker.check(history.operations) {
                 violate("\(violation)")
             }

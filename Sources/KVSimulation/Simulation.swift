@@ -38,7 +38,16 @@ public final class Simulation {
         var crashes = 0
         var partitions = 0
         var repairs = 0
+        var hintsStored = 0
+        var hintsReplayed = 0
+        var hintsExpired = 0
     }
+
+    /// Every hint a fallback stored, and the ones that expired: at the end each stored hint must be on
+    /// its target (or newer), unless it expired.
+    var hintsStored: [HintRecord] = []
+    var hintsExpired: Set<HintRecord> = []
+    var nextReplayRound = 0
 
     /// Upper bound on simulated time: a run still going by then has hung.
     static let simulatedTimeMax: UInt64 = 600_000
@@ -83,6 +92,11 @@ public final class Simulation {
         }
         scheduleNextCrash()
         scheduleNextPartition()
+        if configuration.hintedHandoff {
+            for index in nodes.indices {
+                queue.push(.replayTick(node: index), at: now + 1 + random.next() % configuration.replayIntervalMillis)
+            }
+        }
         while let (time, event) = queue.pop() {
             if time - worldClock.start > Self.simulatedTimeMax {
                 violate("the run did not finish within \(Self.simulatedTimeMax) simulated ms: something hangs")
@@ -102,7 +116,10 @@ public final class Simulation {
             messagesSent: statistics.messages,
             crashes: statistics.crashes,
             partitions: statistics.partitions,
-            repairs: statistics.repairs
+            repairs: statistics.repairs,
+            hintsStored: statistics.hintsStored,
+            hintsReplayed: statistics.hintsReplayed,
+            hintsExpired: statistics.hintsExpired
         )
     }
 
@@ -123,8 +140,9 @@ public final class Simulation {
         violations.append(text)
     }
 
+    /// True while some client has operations to run or hints to hand off.
     var clientsActive: Bool {
-        clients.contains { $0.remaining > 0 || $0.current != nil }
+        clients.contains { $0.remaining > 0 || $0.current != nil || !$0.handingOff.isEmpty }
     }
 
     func replicas(of key: [UInt8]) -> [String] {
@@ -142,6 +160,12 @@ enum SimulationEvent {
     case writeDeadline(client: Int, operation: Int, attempt: Int)
     case readDeadline(client: Int, operation: Int)
     case readSpeculation(client: Int, operation: Int)
+    case writeHintDue(client: Int, operation: Int, attempt: Int)
+    /// A hint sent to `fallback` for `target` has had no answer for a request deadline.
+    case hintTimeout(client: Int, operation: Int, attempt: Int, fallback: Int, target: String)
+    case replayTick(node: Int)
+    /// A replayed hint has had no answer for a request deadline.
+    case replayTimeout(node: Int, target: String, round: Int, id: HintID)
     case startOperation(client: Int)
     case crash(node: Int)
     case restart(node: Int)
@@ -149,13 +173,18 @@ enum SimulationEvent {
     case heal(partition: Int)
 }
 
-/// A request from a client to a node, or a node's answer.
+/// A request from a client to a node, or a node's answer; or a hint replayed from its holder to its
+/// target, or the target's answer (then `client` is `Envelope.nodeToNode` and `holder` is set).
 struct Envelope {
     enum Payload {
         case put(key: [UInt8], record: StoredRecord)
         case get(key: [UInt8])
+        case hint(target: String, key: [UInt8], record: StoredRecord)
         case putReply(Result<(outcome: ApplyOutcome, clock: UInt64), ReplyFailure>)
         case getReply(Result<(record: StoredRecord?, clock: UInt64), ReplyFailure>)
+        case hintReply(target: String, Result<(stored: Bool, clock: UInt64), ReplyFailure>)
+        case replay(key: [UInt8], record: StoredRecord, round: Int, id: HintID)
+        case replayReply(round: Int, id: HintID, Result<Void, ReplyFailure>)
     }
 
     var client: Int
@@ -163,6 +192,11 @@ struct Envelope {
     var operation: Int
     var attempt: Int
     var payload: Payload
+    /// The hint holder of a replay message.
+    var holder: Int?
+
+    /// The `client` of messages between nodes.
+    static let nodeToNode = -1
 
     /// The attempt number that marks a read's repair write.
     static let repairAttempt = -1
@@ -181,6 +215,13 @@ struct Link: Hashable {
 struct NodeKey: Hashable {
     var node: Int
     var key: [UInt8]
+}
+
+/// One hint as the invariants track it.
+struct HintRecord: Hashable {
+    var target: String
+    var key: [UInt8]
+    var version: Version
 }
 
 /// Simulated true time, readable from the replicas' `@Sendable` wall-clock closures.
@@ -207,6 +248,11 @@ struct SimulatedNode {
     let driftPPM: Int64
     let clock: WorldClock
     var store = SimulatedStore(durability: .sync)
+    /// The node's hint log: synced like its data, so it survives crashes.
+    let hints = InMemoryStore()
+    /// The replay round running per target, with its id and the hints of its batch; forgotten in a
+    /// crash.
+    var rounds: [String: ReplayRound] = [:]
     var replica: Replica
     var isUp = true
 
@@ -232,8 +278,29 @@ struct SimulatedNode {
         store.crash()
         skewMillis -= jumpMillis
         replica = Self.makeReplica(id: id, store: store, skewMillis: skewMillis, driftPPM: driftPPM, clock: clock)
+        rounds = [:]
         isUp = true
     }
+
+    /// This node's wall clock now.
+    var localNow: UInt64 {
+        localMillis(clock.now, start: clock.start, skewMillis: skewMillis, driftPPM: driftPPM)
+    }
+}
+
+/// One replay round a node runs for one target.
+struct ReplayRound {
+    var id: Int
+    var round: HintReplayRound
+    var batch: [HintID: StoredHint]
+}
+
+/// A completed write whose hints are still being handed off.
+struct HandingOff {
+    var operation: WriteOperation
+    var key: [UInt8]
+    var tombstone: Bool
+    var value: [UInt8]
 }
 
 /// A local clock reading: true time scaled by the drift since the start, plus the skew.
@@ -256,6 +323,8 @@ struct SimulatedClient {
     var driftPPM: Int64
     var remaining: Int
     var current: Current?
+    /// Writes that completed but are still handing hints off, by history id.
+    var handingOff: [Int: HandingOff] = [:]
     /// The history id of the current operation.
     var operation = -1
     var startedAt: UInt64 = 0

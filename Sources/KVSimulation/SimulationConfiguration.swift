@@ -17,6 +17,19 @@ public struct SimulationConfiguration: Sendable {
     /// Each request's deadline, in simulated time.
     public var requestDeadline: Duration = .milliseconds(400)
     public var supersededRetriesMax = 8
+    /// Clients hand writes that replicas miss to fallback nodes, which replay them.
+    public var hintedHandoff = true
+    /// Hints count toward W (sloppy quorum). The register check is skipped then: a quorum read may
+    /// miss a write acknowledged through hints until they are replayed, by design.
+    public var sloppyQuorum = false
+    /// Hints a node holds per target before it refuses more.
+    public var hintQueueMax = 1_000
+    /// Hints older than this (simulated ms, by the holder's clock) are dropped unreplayed and counted.
+    public var hintWindowMillis: UInt64 = 600_000
+    /// How often each node starts a replay round per target, and how many hints a round takes.
+    public var replayIntervalMillis: UInt64 = 200
+    public var replayBatch = 64
+    public var replayConcurrency = 8
     public var faults = FaultProfile()
     /// Test-only: break a production rule to prove the invariants notice (the "mutation check").
     package var mutation: Mutation?
@@ -32,6 +45,8 @@ public struct SimulationConfiguration: Sendable {
 package enum Mutation: Sendable, Hashable {
     /// Acknowledge writes one acknowledgement early (at W-1).
     case acknowledgeWritesEarly
+    /// Hint holders delete a hint when they send it, before the target acknowledged it.
+    case deleteHintsBeforeAcknowledgement
 }
 
 /// How hostile the simulated world is.
@@ -85,6 +100,10 @@ public struct SimulationResult: Sendable {
     public var partitions: Int
     /// Read-repair writes sent to stale replicas.
     public var repairs: Int
+    /// Hints stored by fallbacks, replayed to their targets, and expired unreplayed.
+    public var hintsStored: Int
+    public var hintsReplayed: Int
+    public var hintsExpired: Int
 
     public var passed: Bool { violations.isEmpty }
 

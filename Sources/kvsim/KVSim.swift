@@ -35,6 +35,18 @@ struct KVSim: ParsableCommand {
     @Flag(help: "Break the write quorum on purpose (acknowledge at W-1) to see the invariants catch it.")
     var mutateAcknowledgeEarly = false
 
+    @Flag(help: "Break hint replay on purpose (delete a hint when it is sent, before the ack).")
+    var mutateDeleteHintsEarly = false
+
+    @Flag(help: "Sloppy quorum: stored hints count toward W (the register check is skipped).")
+    var sloppyQuorum = false
+
+    @Flag(help: "No hinted handoff.")
+    var noHints = false
+
+    @Option(help: "Hint window in simulated milliseconds (default 600000: nothing expires).")
+    var hintWindow: UInt64?
+
     func validate() throws {
         guard seeds > 0 else { throw ValidationError("--seeds must be positive") }
         guard (1...10_000).contains(operationsPerClient) else {
@@ -46,6 +58,7 @@ struct KVSim: ParsableCommand {
         let range = seed.map { $0...$0 } ?? start...(start + seeds - 1)
         var failures: [UInt64] = []
         var operations = 0
+        var hints = (stored: 0, replayed: 0, expired: 0)
         for seed in range {
             var configuration = SimulationConfiguration(seed: seed)
             configuration.operationsPerClient = operationsPerClient
@@ -55,8 +68,19 @@ struct KVSim: ParsableCommand {
             if mutateAcknowledgeEarly {
                 configuration.mutation = .acknowledgeWritesEarly
             }
+            if mutateDeleteHintsEarly {
+                configuration.mutation = .deleteHintsBeforeAcknowledgement
+            }
+            configuration.sloppyQuorum = sloppyQuorum
+            configuration.hintedHandoff = !noHints
+            if let hintWindow {
+                configuration.hintWindowMillis = hintWindow
+            }
             let result = Simulation(configuration: configuration).run()
             operations += result.operationsCompleted + result.operationsFailed
+            hints.stored += result.hintsStored
+            hints.replayed += result.hintsReplayed
+            hints.expired += result.hintsExpired
             if !result.passed {
                 failures.append(seed)
                 print(result.report)
@@ -69,7 +93,7 @@ struct KVSim: ParsableCommand {
             }
         }
         print(
-            "kvsim: \(range.count) seed(s), \(operations) operations, \(failures.count) failing\(failures.isEmpty ? "" : ": \(failures.prefix(20).map(String.init).joined(separator: " "))")"
+            "kvsim: \(range.count) seed(s), \(operations) operations, hints stored/replayed/expired \(hints.stored)/\(hints.replayed)/\(hints.expired), \(failures.count) failing\(failures.isEmpty ? "" : ": \(failures.prefix(20).map(String.init).joined(separator: " "))")"
         )
         if !failures.isEmpty {
             throw ExitCode(1)

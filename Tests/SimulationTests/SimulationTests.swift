@@ -20,6 +20,37 @@ struct SimulationTests {
         #expect(failing.isEmpty, "\(failing.count) failing seed(s):\n\(failing.prefix(2).joined(separator: "\n"))")
     }
 
+    /// Sloppy quorum (hints count toward W) and a short hint window (hints expire) under the same
+    /// faults: acknowledged writes keep W copies (replicas or hints), hint queues drain, and every hint
+    /// that did not expire reaches its target.
+    @Test(arguments: [HintMode.sloppyQuorum, .shortHintWindow])
+    func hintModesKeepEveryInvariant(_ mode: HintMode) {
+        var failing: [String] = []
+        var stored = 0
+        var expired = 0
+        for seed in UInt64(1001)...1050 {
+            var configuration = SimulationConfiguration(seed: seed)
+            switch mode {
+            case .sloppyQuorum: configuration.sloppyQuorum = true
+            case .shortHintWindow: configuration.hintWindowMillis = 300
+            }
+            let result = Simulation(configuration: configuration).run()
+            stored += result.hintsStored
+            expired += result.hintsExpired
+            if !result.passed {
+                failing.append(result.report)
+            }
+        }
+        #expect(failing.isEmpty, "\(failing.count) failing seed(s):\n\(failing.prefix(2).joined(separator: "\n"))")
+        #expect(stored > 0, "faults must make clients hand writes off")
+        #expect((expired > 0) == (mode == .shortHintWindow), "\(expired) hints expired")
+    }
+
+    enum HintMode: CustomStringConvertible {
+        case sloppyQuorum, shortHintWindow
+        var description: String { self == .sloppyQuorum ? "sloppy quorum" : "300 ms hint window" }
+    }
+
     @Test(arguments: regressionSeeds)
     func regressionSeedStaysFixed(_ seed: UInt64) {
         let result = Simulation(configuration: SimulationConfiguration(seed: seed)).run()
@@ -39,16 +70,19 @@ struct SimulationTests {
         var partitions = 0
         var failed = 0
         var repairs = 0
+        var hintsReplayed = 0
         for seed in UInt64(1)...20 {
             let result = Simulation(configuration: SimulationConfiguration(seed: seed)).run()
             crashes += result.crashes
             partitions += result.partitions
             failed += result.operationsFailed
             repairs += result.repairs
+            hintsReplayed += result.hintsReplayed
         }
         #expect(crashes > 0)
         #expect(partitions > 0)
         #expect(repairs > 0, "reads must find and repair stale replicas")
+        #expect(hintsReplayed > 0, "replicas that miss writes must get them back through hints")
         #expect(failed > 0, "with faults, some operations must fail, or the simulator is not testing failure")
     }
 
@@ -65,5 +99,19 @@ struct SimulationTests {
             }
         }
         #expect(caught > 0, "acknowledging at W-1 went unnoticed in 50 seeds")
+    }
+
+    /// The hint mutation check: a holder that deletes a hint when it sends it (before the target
+    /// acknowledged it) must be caught.
+    @Test func hintsDeletedBeforeTheirAcknowledgementAreCaught() {
+        var caught = 0
+        for seed in UInt64(1)...30 {
+            var configuration = SimulationConfiguration(seed: seed)
+            configuration.mutation = .deleteHintsBeforeAcknowledgement
+            if !Simulation(configuration: configuration).run().passed {
+                caught += 1
+            }
+        }
+        #expect(caught > 0, "deleting hints before their acknowledgement went unnoticed in 30 seeds")
     }
 }

@@ -24,8 +24,22 @@
 ///   `(supersededRetriesMax + 1) × deadline`).
 /// - When the attempt is superseded and `supersededRetriesMax` retries were already made, the write
 ///   completes as ``WriteResult/conflict(attempts:)`` with `supersededRetriesMax + 1` attempts.
-/// - It completes exactly once; later events return no actions. Replies of the current attempt after
-///   completion still update ``unacknowledged``.
+/// - It completes exactly once. Replies of the current attempt after completion still update
+///   ``unacknowledged`` and may still hand a write off (below); nothing else happens after completion.
+///
+/// Hinted handoff (when `fallbacks` is not empty), for the current attempt only:
+/// - A replica that fails, or has not answered `hintDelay` after the attempt began, is handed off:
+///   the write goes as a `Hint` to the first fallback, then to the next when one refuses or fails,
+///   until one stores it or none is left (``HandOff`` has the rules). This goes on after the write
+///   completed, until ``isSettled``; the driver keeps feeding events until then (or gives up: a lost
+///   hint only leaves the replica to read repair and anti-entropy).
+/// - Strict quorum (default): hints never count toward `required`. The write is acknowledged by
+///   `required` real applies, and fails as before.
+/// - Sloppy quorum (`hintsCountTowardQuorum`): a stored hint counts as its replica's apply, and a
+///   failed replica counts as failed only once every fallback failed its hint too. More writes
+///   succeed while replicas are down, but an acknowledged write may then sit on fewer than `required`
+///   real replicas until the hints are replayed: a quorum read can miss it meanwhile (R + W > N no
+///   longer guarantees reading it), and it is lost if the fallback's disk is.
 public struct WriteOperation: Sendable {
     public struct Configuration: Sendable, Hashable {
         /// The preference list: every replica the write goes to, in ring order, without duplicates.
@@ -37,15 +51,32 @@ public struct WriteOperation: Sendable {
         /// How many times a superseded write is re-stamped and sent again before it gives up.
         public var supersededRetriesMax: Int
 
+        /// Nodes outside the preference list that may hold hints for replicas that do not
+        /// acknowledge, best first (``Ring/fallbacks(for:)``). Empty: no hinted handoff.
+        public var fallbacks: [String]
+        /// Sloppy quorum: a hint stored for a replica counts toward `required` as that replica's apply.
+        public var hintsCountTowardQuorum: Bool
+        /// How long a replica may stay silent before its write is handed off; nil: half the deadline.
+        public var hintDelay: Duration?
+
         /// Test-only: see `WriteCoordinator.Configuration.acknowledgesEarly`.
         package var acknowledgesEarly = false
 
-        public init(replicas: [String], required: Int, deadline: Duration, supersededRetriesMax: Int) {
+        public init(
+            replicas: [String], required: Int, deadline: Duration, supersededRetriesMax: Int,
+            fallbacks: [String] = [], hintsCountTowardQuorum: Bool = false, hintDelay: Duration? = nil
+        ) {
             self.replicas = replicas
             self.required = required
             self.deadline = deadline
             self.supersededRetriesMax = supersededRetriesMax
+            self.fallbacks = fallbacks
+            self.hintsCountTowardQuorum = hintsCountTowardQuorum
+            self.hintDelay = hintDelay
         }
+
+        /// When silent replicas are handed off.
+        var effectiveHintDelay: Duration { hintDelay ?? deadline / 2 }
     }
 
     public enum Event: Sendable, Hashable {
@@ -58,6 +89,12 @@ public struct WriteOperation: Sendable {
         case failed(String, attempt: Int, reason: String)
         /// The deadline scheduled for `attempt` has passed.
         case deadlinePassed(attempt: Int)
+        /// The fallback (first) stored the hint for the replica (`for`); `clock` is the fallback's clock.
+        case hintStored(String, for: String, attempt: Int, clock: UInt64)
+        /// The fallback (first) refused the hint for the replica (`for`), or could not be reached.
+        case hintFailed(String, for: String, attempt: Int, reason: String)
+        /// The hint delay scheduled for `attempt` has passed: hand off the replicas still silent.
+        case hintDue(attempt: Int)
     }
 
     public enum Action: Sendable, Hashable {
@@ -65,6 +102,11 @@ public struct WriteOperation: Sendable {
         case send(to: String, version: Version, attempt: Int)
         /// Feed ``Event/deadlinePassed(attempt:)`` after this long.
         case scheduleDeadline(after: Duration, attempt: Int)
+        /// Send a `Hint` to the fallback (`to`) holding this version for the replica (`for`); tag its
+        /// reply with `attempt`.
+        case hint(to: String, for: String, version: Version, attempt: Int)
+        /// Feed ``Event/hintDue(attempt:)`` after this long.
+        case scheduleHintDue(after: Duration, attempt: Int)
         /// The write is over; report this result to the caller.
         case complete(WriteResult)
     }
@@ -87,21 +129,45 @@ public struct WriteOperation: Sendable {
     /// How the write ended; nil until it has.
     public private(set) var result: WriteResult?
     private var coordinator: WriteCoordinator?
+    private var handOff: HandOff
+    /// Sloppy quorum: why each replica failed whose failure waits for its hand-off to be exhausted.
+    private var heldFailures: [String: String] = [:]
+    private var hintDuePassed = false
 
     /// - Precondition: the coordinator's preconditions (replicas not empty and distinct, `required` in
-    ///   `1...replicas.count`, positive deadline) and `supersededRetriesMax >= 0`. These are programmer
-    ///   errors: resolve a user's consistency level first.
+    ///   `1...replicas.count`, positive deadline), `supersededRetriesMax >= 0`, and fallbacks distinct and
+    ///   outside the preference list. These are programmer errors: resolve a user's consistency level
+    ///   first.
     public init(configuration: Configuration) {
         precondition(
             configuration.supersededRetriesMax >= 0,
             "supersededRetriesMax \(configuration.supersededRetriesMax) is negative"
         )
+        precondition(
+            Set(configuration.fallbacks).count == configuration.fallbacks.count
+                && Set(configuration.fallbacks).isDisjoint(with: configuration.replicas),
+            "fallbacks \(configuration.fallbacks) repeat or overlap the replicas \(configuration.replicas)"
+        )
+        precondition(configuration.effectiveHintDelay > .zero, "hint delay is not positive")
+        self.handOff = HandOff(fallbacks: configuration.fallbacks)
         // Checks the coordinator's preconditions now rather than at the first attempt.
         _ = WriteCoordinator(configuration: Self.coordinatorConfiguration(configuration))
         self.configuration = configuration
     }
 
     public var isComplete: Bool { result != nil }
+
+    /// Complete, and no hand-off is left to do: every hint sent was answered, and every replica of the
+    /// last attempt answered or was handed off at the hint delay. The driver may stop feeding events.
+    public var isSettled: Bool {
+        guard result != nil else { return false }
+        guard handOff.isEnabled else { return true }
+        return handOff.isIdle && (hintDuePassed || handOff.answered.count == configuration.replicas.count)
+    }
+
+    /// The fallback holding each replica's hint, for the replicas of the current attempt whose hint was
+    /// stored.
+    public var hinted: [String: String] { handOff.stored }
 
     /// Replicas of the current attempt that did not apply it — failed or never answered — in
     /// preference-list order (hinted-handoff candidates later). Before the start, every replica.
@@ -130,14 +196,17 @@ public struct WriteOperation: Sendable {
         defer { assertInvariants(clock) }
         event.observeClocks(&clock)
         guard event.attempt == attempt, var coordinator else { return [] }
+        var next: [Action] = []
         // After completion the coordinator still records replies, so `unacknowledged` stays exact.
-        let actions = coordinator.handle(event.coordinatorEvent)
+        var actions: [WriteCoordinator.Action] = []
+        for coordinatorEvent in handOffStep(event, sending: &next) {
+            actions += coordinator.handle(coordinatorEvent)
+        }
         self.coordinator = coordinator
         guard result == nil else {
             assert(actions.isEmpty, "a completed write coordinator asked for \(actions)")
-            return []
+            return next
         }
-        var next: [Action] = []
         for action in actions {
             switch action {
             case .send, .scheduleDeadline:
@@ -168,8 +237,11 @@ public struct WriteOperation: Sendable {
         }
         attempt += 1
         version = stamped
+        handOff = HandOff(fallbacks: configuration.fallbacks)
+        heldFailures = [:]
+        hintDuePassed = false
         var coordinator = WriteCoordinator(configuration: Self.coordinatorConfiguration(configuration))
-        let actions = coordinator.start().map { action -> Action in
+        var actions = coordinator.start().map { action -> Action in
             switch action {
             case .send(let node):
                 return .send(to: node, version: stamped, attempt: attempt)
@@ -179,8 +251,81 @@ public struct WriteOperation: Sendable {
                 preconditionFailure("a write coordinator completed at its start")
             }
         }
+        if handOff.isEnabled {
+            actions.append(.scheduleHintDue(after: configuration.effectiveHintDelay, attempt: attempt))
+        }
         self.coordinator = coordinator
         return actions
+    }
+
+    /// Applies the hand-off rules to one event of the current attempt: appends the hints to send to
+    /// `sending`, and returns what the quorum coordinator must learn from it.
+    private mutating func handOffStep(_ event: Event, sending: inout [Action]) -> [WriteCoordinator.Event] {
+        let sloppy = configuration.hintsCountTowardQuorum
+        func handOff(_ replica: String) {
+            if let fallback = self.handOff.begin(replica) {
+                sending.append(.hint(to: fallback, for: replica, version: version!, attempt: attempt))
+            }
+        }
+        switch event {
+        case .applied(let node, _, _):
+            handOffAnswered(node)
+            return [.applied(node)]
+        case .superseded(let node, _, let current, _):
+            handOffAnswered(node)
+            return [.superseded(node, current: current)]
+        case .failed(let node, _, let reason):
+            guard configuration.replicas.contains(node), !self.handOff.answered.contains(node) else {
+                return [.failed(node, reason: reason)]
+            }
+            handOffAnswered(node)
+            handOff(node)
+            guard sloppy else { return [.failed(node, reason: reason)] }
+            switch self.handOff.states[node] {
+            case .asking:
+                heldFailures[node] = reason
+                return []
+            case .stored:
+                return []
+            case .exhausted(let reasons):
+                return [.failed(node, reason: Self.handOffFailure(reason, reasons))]
+            case nil:
+                return [.failed(node, reason: reason)]
+            }
+        case .deadlinePassed:
+            return [.deadlinePassed]
+        case .hintDue:
+            hintDuePassed = true
+            for replica in configuration.replicas where !self.handOff.answered.contains(replica) {
+                handOff(replica)
+            }
+            return []
+        case .hintStored(let fallback, let replica, _, _):
+            guard self.handOff.stored(replica, at: fallback), sloppy else { return [] }
+            heldFailures[replica] = nil
+            return [.applied(replica)]
+        case .hintFailed(let fallback, let replica, _, let reason):
+            switch self.handOff.failed(replica, at: fallback, reason: reason) {
+            case .ignored:
+                return []
+            case .ask(let next):
+                sending.append(.hint(to: next, for: replica, version: version!, attempt: attempt))
+                return []
+            case .exhausted(let reasons):
+                guard sloppy, let held = heldFailures.removeValue(forKey: replica) else { return [] }
+                return [.failed(replica, reason: Self.handOffFailure(held, reasons))]
+            }
+        }
+    }
+
+    private mutating func handOffAnswered(_ node: String) {
+        if configuration.replicas.contains(node) {
+            handOff.answered(node)
+        }
+    }
+
+    private static func handOffFailure(_ reason: String, _ hintReasons: [String]) -> String {
+        "\(reason); no fallback stored its hint (\(hintReasons.joined(separator: "; ")))"
     }
 
     private mutating func complete(_ result: WriteResult) -> [Action] {
@@ -227,7 +372,8 @@ extension WriteOperation.Event {
     public var attempt: Int {
         switch self {
         case .applied(_, let attempt, _), .superseded(_, let attempt, _, _), .failed(_, let attempt, _),
-            .deadlinePassed(let attempt):
+            .deadlinePassed(let attempt), .hintStored(_, _, let attempt, _), .hintFailed(_, _, let attempt, _),
+            .hintDue(let attempt):
             attempt
         }
     }
@@ -237,22 +383,13 @@ extension WriteOperation.Event {
     /// driver that drops replies arriving after completion may call it to keep their clocks.
     public func observeClocks(_ clock: inout ClientClock) {
         switch self {
-        case .applied(_, _, let remote):
+        case .applied(_, _, let remote), .hintStored(_, _, _, let remote):
             clock.observe(remote)
         case .superseded(_, _, let current, let remote):
             clock.observe(remote)
             clock.observe(current.hlc)
-        case .failed, .deadlinePassed:
+        case .failed, .deadlinePassed, .hintFailed, .hintDue:
             break
-        }
-    }
-
-    fileprivate var coordinatorEvent: WriteCoordinator.Event {
-        switch self {
-        case .applied(let node, _, _): .applied(node)
-        case .superseded(let node, _, let current, _): .superseded(node, current: current)
-        case .failed(let node, _, let reason): .failed(node, reason: reason)
-        case .deadlinePassed: .deadlinePassed
         }
     }
 }

@@ -1,0 +1,87 @@
+/// Hinted handoff for one write attempt: which replicas get a hint, at which fallback, and when to
+/// give up. Part of ``WriteOperation``; sans-I/O like it.
+///
+/// Rules:
+/// - A replica is handed off once per attempt, when it fails or when it has not answered by the hint
+///   delay (whichever comes first). A replica that applied or answered superseded before that is
+///   never handed off: it holds this version or a newer one.
+/// - A hand-off walks the fallbacks in order: the first one is asked; a refusal or failure moves to
+///   the next; the first that stores the hint ends it. When every fallback failed, the hand-off is
+///   exhausted: that replica can only be fixed by read repair or anti-entropy.
+/// - At most one hint per replica is in flight at a time.
+struct HandOff: Sendable, Hashable {
+    enum State: Sendable, Hashable {
+        /// Asked `fallbacks[index]`; no answer yet.
+        case asking(index: Int)
+        /// `fallbacks[index]` stored the hint.
+        case stored(index: Int)
+        /// Every fallback refused or failed; these are their reasons.
+        case exhausted(reasons: [String])
+    }
+
+    let fallbacks: [String]
+    /// Why each fallback asked so far failed, per replica still being handed off.
+    private var reasonsSoFar: [String: [String]] = [:]
+    /// The replicas that answered this attempt (applied, superseded or failed).
+    private(set) var answered: Set<String> = []
+    private(set) var states: [String: State] = [:]
+
+    init(fallbacks: [String]) {
+        self.fallbacks = fallbacks
+    }
+
+    var isEnabled: Bool { !fallbacks.isEmpty }
+
+    /// True when no hint is waiting for an answer.
+    var isIdle: Bool {
+        !states.values.contains { if case .asking = $0 { true } else { false } }
+    }
+
+    /// The fallback holding `replica`'s hint, for every replica whose hint was stored.
+    var stored: [String: String] {
+        states.compactMapValues { if case .stored(let index) = $0 { fallbacks[index] } else { nil } }
+    }
+
+    /// Records an answer from `replica`.
+    mutating func answered(_ replica: String) {
+        answered.insert(replica)
+    }
+
+    /// Starts `replica`'s hand-off unless it already has one: returns the fallback to ask, or nil.
+    mutating func begin(_ replica: String) -> String? {
+        guard isEnabled, states[replica] == nil else { return nil }
+        states[replica] = .asking(index: 0)
+        return fallbacks[0]
+    }
+
+    /// `fallback` stored `replica`'s hint. Returns false when that answer was not expected (a
+    /// duplicate, or from a fallback not asked): it changes nothing.
+    mutating func stored(_ replica: String, at fallback: String) -> Bool {
+        guard case .asking(let index) = states[replica], fallbacks[index] == fallback else { return false }
+        states[replica] = .stored(index: index)
+        return true
+    }
+
+    /// What happens after `fallback` refused or failed `replica`'s hint.
+    enum Next: Sendable, Hashable {
+        /// The answer was not expected: nothing changes.
+        case ignored
+        /// Ask this fallback next.
+        case ask(String)
+        /// No fallback is left; every one failed for these reasons.
+        case exhausted(reasons: [String])
+    }
+
+    mutating func failed(_ replica: String, at fallback: String, reason: String) -> Next {
+        guard case .asking(let index) = states[replica], fallbacks[index] == fallback else { return .ignored }
+        let reasons = reasonsSoFar[replica, default: []] + ["\(fallback): \(reason)"]
+        if index + 1 < fallbacks.count {
+            reasonsSoFar[replica] = reasons
+            states[replica] = .asking(index: index + 1)
+            return .ask(fallbacks[index + 1])
+        }
+        reasonsSoFar[replica] = nil
+        states[replica] = .exhausted(reasons: reasons)
+        return .exhausted(reasons: reasons)
+    }
+}

@@ -1,0 +1,163 @@
+import KVCore
+import KVNode
+import KVStorage
+
+/// Hinted handoff in the simulator: fallbacks store hints in the production `HintStore`
+/// (`InMemoryStore`, synced like the data, so it survives crashes), and replay them with the
+/// production `HintReplayRound` over simulated node-to-node messages.
+extension Simulation {
+    /// A `Hint` arriving at a fallback.
+    func storeHint(at node: Int, target: String, key: [UInt8], record: StoredRecord) -> Result<
+        (stored: Bool, clock: UInt64), ReplyFailure
+    > {
+        guard nodes[node].isUp else { return .failure(ReplyFailure(reason: "connection refused")) }
+        let hint = StoredHint(target: target, key: key, record: record, storedAtMillis: nodes[node].localNow)
+        do {
+            let outcome = try nodes[node].hints.storeHint(hint, queueMax: configuration.hintQueueMax)
+            let clock = nodes[node].replica.tick(observing: record.version.hlc)
+            guard outcome == .stored else {
+                log("\(nodes[node].id) refuses a hint for \(target): queue full")
+                return .success((false, clock))
+            }
+            statistics.hintsStored += 1
+            hintsStored.append(HintRecord(target: target, key: key, version: record.version))
+            log("\(nodes[node].id) stores a hint for \(target) \(show(key)) \(record.version)")
+            return .success((true, clock))
+        } catch {
+            return .failure(ReplyFailure(reason: "\(error)"))
+        }
+    }
+
+    /// Every replay interval, an up node starts a round for each target it holds hints for and has no
+    /// round running; the ticks go on while clients run or hints remain.
+    func replayTick(_ index: Int) {
+        let queues = nodes[index].hints.hintQueueSizes()
+        if nodes[index].isUp {
+            for target in queues.keys.sorted() where nodes[index].rounds[target] == nil {
+                startReplay(index, target: target)
+            }
+        }
+        if clientsActive || !queues.isEmpty || !nodes[index].rounds.isEmpty {
+            queue.push(.replayTick(node: index), at: now + configuration.replayIntervalMillis)
+        }
+    }
+
+    func startReplay(_ index: Int, target: String) {
+        let batch: [(id: HintID, hint: StoredHint)]
+        do {
+            batch = try nodes[index].hints.hints(for: target, limit: configuration.replayBatch)
+        } catch {
+            violate("\(nodes[index].id) cannot read its hints for \(target): \(error)")
+            return
+        }
+        nextReplayRound += 1
+        var round = HintReplayRound(
+            batch: batch, nowMillis: nodes[index].localNow, windowMillis: configuration.hintWindowMillis,
+            targetReachable: true, concurrency: configuration.replayConcurrency)
+        let actions = round.start()
+        nodes[index].rounds[target] = ReplayRound(
+            id: nextReplayRound, round: round,
+            batch: Dictionary(batch.map { ($0.id, $0.hint) }, uniquingKeysWith: { first, _ in first }))
+        performReplay(index, target: target, actions)
+    }
+
+    /// An answer (or a timeout) for a replayed hint of round `round`; ignored when that round is over
+    /// or was lost in a crash.
+    func feedReplay(_ index: Int, target: String, round id: Int, _ event: HintReplayRound.Event) {
+        guard nodes[index].isUp, var running = nodes[index].rounds[target], running.id == id else { return }
+        let actions = running.round.handle(event)
+        nodes[index].rounds[target] = running
+        performReplay(index, target: target, actions)
+    }
+
+    func performReplay(_ index: Int, target: String, _ actions: [HintReplayRound.Action]) {
+        guard let running = nodes[index].rounds[target] else { return }
+        let holder = nodes[index].id
+        for action in actions {
+            switch action {
+            case .expire(let id):
+                let hint = running.batch[id]!
+                deleteHint(index, id, hint)
+                statistics.hintsExpired += 1
+                hintsExpired.insert(HintRecord(target: target, key: hint.key, version: hint.record.version))
+                log("\(holder) expires the hint for \(target) \(show(hint.key)) \(hint.record.version)")
+            case .send(let id, let hint):
+                if configuration.mutation == .deleteHintsBeforeAcknowledgement {
+                    deleteHint(index, id, hint)
+                }
+                send(
+                    Envelope(
+                        client: Envelope.nodeToNode, node: nodeIndex(target), operation: -1, attempt: 0,
+                        payload: .replay(key: hint.key, record: hint.record, round: running.id, id: id),
+                        holder: index))
+                queue.push(
+                    .replayTimeout(node: index, target: target, round: running.id, id: id),
+                    at: now + UInt64(configuration.requestDeadline / .milliseconds(1)))
+            case .delete(let id):
+                let hint = running.batch[id]!
+                deleteHint(index, id, hint)
+                statistics.hintsReplayed += 1
+                log("\(holder) replayed the hint for \(target) \(show(hint.key)) \(hint.record.version)")
+            }
+        }
+        if nodes[index].rounds[target]?.round.isFinished == true {
+            nodes[index].rounds[target] = nil
+        }
+    }
+
+    /// Deletes a hint; unless it expired, its target must hold its write (or a newer one) on disk by
+    /// then: a hint leaves its holder only once it is safe elsewhere.
+    func deleteHint(_ index: Int, _ id: HintID, _ hint: StoredHint) {
+        let record = HintRecord(target: hint.target, key: hint.key, version: hint.record.version)
+        let expired =
+            nodes[index].localNow > hint.storedAtMillis
+            && nodes[index].localNow - hint.storedAtMillis > configuration.hintWindowMillis
+        if !expired {
+            let held = nodes[nodeIndex(hint.target)].store.durableRecord(hint.key)?.version
+            if held.map({ $0 < record.version }) ?? true {
+                violate(
+                    "\(nodes[index].id) deleted its hint for \(hint.target) (\(show(hint.key)) at \(record.version)) but the target holds \(held.map { "\($0)" } ?? "nothing")"
+                )
+            }
+        }
+        do {
+            try nodes[index].hints.deleteHint(id)
+        } catch {
+            violate("\(nodes[index].id) cannot delete a hint: \(error)")
+        }
+    }
+
+    /// Targets holding a hint of `key` at `version` or newer, on any node: with a sloppy quorum these
+    /// count as copies of an acknowledged write until the hint is replayed.
+    func hintedTargets(of key: [UInt8], atLeast version: Version) -> Set<String> {
+        var targets: Set<String> = []
+        for node in nodes {
+            for target in node.hints.hintQueueSizes().keys {
+                let held = (try? node.hints.hints(for: target, limit: configuration.hintQueueMax)) ?? []
+                if held.contains(where: { $0.hint.key == key && $0.hint.record.version >= version }) {
+                    targets.insert(target)
+                }
+            }
+        }
+        return targets
+    }
+
+    /// At the end: every hint queue is empty, and every hint stored reached its target (which holds
+    /// that version or newer), unless it expired.
+    func checkHintsDrained() {
+        for node in nodes {
+            let queued = node.hints.hintQueueSizes()
+            if !queued.isEmpty {
+                violate("\(node.id) still holds hints at the end: \(queued.sorted { $0.key < $1.key })")
+            }
+        }
+        for hint in hintsStored where !hintsExpired.contains(hint) {
+            let held = nodes[nodeIndex(hint.target)].store.durableRecord(hint.key)?.version
+            if held.map({ $0 < hint.version }) ?? true {
+                violate(
+                    "the hint for \(hint.target) (\(show(hint.key)) at \(hint.version)) never reached it: it holds \(held.map { "\($0)" } ?? "nothing")"
+                )
+            }
+        }
+    }
+}
