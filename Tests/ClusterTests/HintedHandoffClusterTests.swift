@@ -15,7 +15,7 @@ extension RealProcessTests {
             let admin = try cluster.client(certificate: "admin")
 
             cluster.stop("n2", signal: SIGKILL)
-            let keys = (0..<1_000).map { "handoff-\($0)" }
+            let keys = (0..<5_000).map { "handoff-\($0)" }
             let versions = try await withThrowingTaskGroup(of: [(String, Version)].self) { group in
                 for worker in 0..<20 {
                     group.addTask {
@@ -33,13 +33,13 @@ extension RealProcessTests {
                 return all
             }
             // Deletes while n2 is down must reach it too, as tombstones.
-            let deleted = try keys.prefix(200).filter { try cluster.replicas(of: $0).contains("n2") }.prefix(20)
+            let deleted = try keys.prefix(400).filter { try cluster.replicas(of: $0).contains("n2") }.prefix(20)
             var finalVersions = versions
             for key in deleted {
                 finalVersions[key] = try await client.delete(Array(key.utf8))
             }
             let missed = try keys.filter { try cluster.replicas(of: $0).contains("n2") }
-            #expect(missed.count > 300, "n2 should replicate most keys")
+            #expect(missed.count > 1_500, "n2 should replicate most keys")
             // Hand-off runs in the background, after each write was acknowledged.
             try await eventually { client.hintsHandedOff >= missed.count }
             #expect(client.hintsHandedOff >= missed.count, "every write n2 missed needs a hint")
@@ -66,7 +66,55 @@ extension RealProcessTests {
                 if deleted.contains(key) && record?.tombstone != true { behind.append("\(key) (not deleted)") }
             }
             #expect(behind.isEmpty, "\(behind.count) of \(missed.count) keys are not on n2 at their version")
+            // What an operator would run: `kvctl get KEY --node n2`, on a sample (a process per key).
+            for key in missed.filter({ !deleted.contains($0) }).prefix(10) + deleted.prefix(3) {
+                let result = try cluster.kvctl(["get", key, "--node", "n2", "--json"])
+                let document = try JSONSerialization.jsonObject(with: Data(result.stdout.utf8)) as? [String: Any]
+                #expect(document?["version"] as? String == finalVersions[key].map { "\($0)" }, "\(key): \(result)")
+                #expect((document?["tombstone"] as? Bool ?? false) == deleted.contains(key), "\(key): \(result)")
+            }
             await client.close()
+            await admin.close()
+        }
+
+        /// Two of four replicas down: a strict QUORUM write of a key both replicate fails; with a sloppy
+        /// quorum it succeeds on the hints, which reach the replicas once they are back.
+        @Test func sloppyQuorumCountsHintsTowardW() async throws {
+            let cluster = try ClusterHarness(nodes: 4, firstHost: 251)
+            defer { cluster.tearDown() }
+            try cluster.startAll()
+            let admin = try cluster.client(certificate: "admin", timeout: .seconds(5))
+            var sloppyConfiguration = admin.configuration
+            sloppyConfiguration.sloppyQuorum = true
+            let sloppy = try KVClient(configuration: sloppyConfiguration)
+            cluster.stop("n2", signal: SIGKILL)
+            cluster.stop("n3", signal: SIGKILL)
+            let key = try #require(
+                (0..<500).map { "sloppy-\($0)" }.first {
+                    let replicas = try cluster.replicas(of: $0)
+                    return replicas.contains("n2") && replicas.contains("n3")
+                })
+            await #expect(throws: KVClientError.self) {
+                try await admin.put(Array(key.utf8), value: Array("strict".utf8))
+            }
+            let version = try await sloppy.put(Array(key.utf8), value: Array("sloppy".utf8))
+            #expect(sloppy.hintsHandedOff >= 1)
+            try cluster.start("n2")
+            try cluster.start("n3")
+            let deadline = ContinuousClock.now + .seconds(30)
+            var onReplicas = 0
+            while onReplicas < 3 && ContinuousClock.now < deadline {
+                onReplicas = 0
+                for node in try cluster.replicas(of: key) {
+                    let record = try? await admin.replicaRecord(Array(key.utf8), node: node)
+                    if record?.version == version {
+                        onReplicas += 1
+                    }
+                }
+                if onReplicas < 3 { try await Task.sleep(for: .milliseconds(200)) }
+            }
+            #expect(onReplicas == 3, "the sloppy write reached \(onReplicas) of 3 replicas")
+            await sloppy.close()
             await admin.close()
         }
 
