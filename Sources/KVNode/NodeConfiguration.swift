@@ -36,6 +36,10 @@ public struct NodeConfiguration: Sendable, Hashable {
     public static let hintQueueMaxDefault = 100_000
     /// Hints older than this are dropped instead of replayed (their replica then needs anti-entropy).
     public var hintWindow: Duration = .seconds(3 * 3600)
+    /// Hints this node replays per second, over all targets: the throttle that keeps a returning
+    /// node's catch-up from crowding out live traffic.
+    public var hintReplayRate = NodeConfiguration.hintReplayRateDefault
+    public static let hintReplayRateDefault = 2_000
     /// On shutdown, how long open connections may go on after the listener closed.
     public var shutdownDrain: Duration = .seconds(1)
 
@@ -74,10 +78,18 @@ public struct NodeFile: Sendable, Hashable, Decodable {
     public var clusterID: String?
     public var durability: String?
     public var cluster: String?
+    public var hintQueueMax: Int?
+    /// Seconds.
+    public var hintWindow: Int?
+    /// Hints per second.
+    public var hintReplayRate: Int?
 
-    enum CodingKeys: String, CodingKey {
+    enum CodingKeys: String, CodingKey, CaseIterable {
         case id, listen, data, ca, cert, key, durability, cluster
         case clusterID = "cluster-id"
+        case hintQueueMax = "hint-queue-max"
+        case hintWindow = "hint-window"
+        case hintReplayRate = "hint-replay-rate"
     }
 
     public init() {}
@@ -92,7 +104,7 @@ public struct NodeFile: Sendable, Hashable, Decodable {
         }
         do {
             if let dictionary = try Yams.load(yaml: text) as? [String: Any] {
-                let known = Set(["id", "listen", "data", "ca", "cert", "key", "cluster-id", "durability", "cluster"])
+                let known = Set(CodingKeys.allCases.map(\.rawValue))
                 if let unknown = dictionary.keys.sorted().first(where: { !known.contains($0) }) {
                     throw NodeError.configuration("\(path): unknown setting '\(unknown)'")
                 }

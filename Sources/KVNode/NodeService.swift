@@ -115,6 +115,7 @@ public final class NodeService: Service {
         do {
             var replay = HintReplayer.Configuration()
             replay.window = configuration.hintWindow
+            replay.ratePerSecond = configuration.hintReplayRate
             let replayer = HintReplayer(
                 configuration: replay, hints: store, pool: pool, cluster: cluster, nodeID: configuration.id,
                 tls: peerTLS, wallMillis: ReplicaService.systemMillis, statistics: statistics, logger: logger)

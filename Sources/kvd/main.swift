@@ -55,6 +55,11 @@ struct KVD: AsyncParsableCommand {
     @Option(name: .customLong("hint-window"), help: "Seconds a hint is kept before it is dropped (default 10800).")
     var hintWindowSeconds: Int?
 
+    @Option(
+        name: .customLong("hint-replay-rate"),
+        help: "Hints this node replays per second, over all targets (default 2000).")
+    var hintReplayRate: Int?
+
     @Option(name: .customLong("log-level"), help: "trace, debug, info, notice, warning, error or critical.")
     var logLevel: String = "info"
 
@@ -90,13 +95,19 @@ struct KVD: AsyncParsableCommand {
         } else {
             configuration.clusterID = clusterID ?? file.clusterID ?? NodeConfiguration.defaultClusterID
         }
-        if let hintQueueMax {
+        if let hintQueueMax = hintQueueMax ?? file.hintQueueMax {
             guard hintQueueMax >= 0 else { throw ValidationError("--hint-queue-max must not be negative") }
             configuration.hintQueueMax = hintQueueMax
         }
-        if let hintWindowSeconds {
+        if let hintWindowSeconds = hintWindowSeconds ?? file.hintWindow {
             guard hintWindowSeconds > 0 else { throw ValidationError("--hint-window must be positive") }
             configuration.hintWindow = .seconds(hintWindowSeconds)
+        }
+        if let hintReplayRate = hintReplayRate ?? file.hintReplayRate {
+            guard (1...1_000_000).contains(hintReplayRate) else {
+                throw ValidationError("--hint-replay-rate must be 1...1000000 hints per second")
+            }
+            configuration.hintReplayRate = hintReplayRate
         }
         if let durability = durability ?? file.durability {
             configuration.durability = try parseDurability(durability)
