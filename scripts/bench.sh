@@ -5,6 +5,13 @@
 #                                       the same machine with the same certificates for comparison
 #   scripts/bench.sh cluster [SECONDS]  4 kvd, N=3, R=W=2: kvbench put and get, then a mixed run in
 #                                       which node n2 is SIGKILLed halfway (p99 before and after)
+#   scripts/bench.sh hints [SECONDS]    4 kvd: puts with all nodes up (baseline); n2 SIGKILLed and
+#                                       puts until HINTS (default 100000) hints wait for it; n2
+#                                       restarted: time until every queue is empty, and puts
+#                                       while the replay runs
+#   scripts/bench.sh stale [SECONDS]    4 kvd, 100,000 keys: read p99 on a clean cluster, then with
+#                                       1 % of the keys rewritten while n2 was down and no hints
+#                                       (n2 stale on them; reads repair in the background)
 #
 # Always 50 requests in flight and 100-byte values; default 10 s per run. QUORUMKV_DURABILITY=none
 # (or interval:<N>ms) runs the nodes without an fsync per write, to see what the fsyncs cost. Uses 127.0.0.21-24
@@ -13,7 +20,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 mode=${1:-single}
 seconds=${2:-10}
-[[ "$mode" == single || "$mode" == cluster ]] || { sed -n '2,11p' "$0" >&2; exit 64; }
+[[ "$mode" =~ ^(single|cluster|hints|stale)$ ]] || { sed -n '2,19p' "$0" >&2; exit 64; }
 scripts/setup.sh
 
 for product in kvd kvctl kvbench; do
@@ -31,7 +38,7 @@ cleanup() {
 trap cleanup EXIT
 
 count=1
-[[ "$mode" == cluster ]] && count=4
+[[ "$mode" != single ]] && count=4
 "$bin/kvctl" certs init --dir "$work/certs" 2>/dev/null
 "$bin/kvctl" certs issue --dir "$work/certs" --role client --name bench 2>/dev/null
 {
@@ -44,11 +51,15 @@ for ((i = 1; i <= count; i++)); do
     "$bin/kvctl" certs issue --dir "$work/certs" --role node --name "n$i" --ip "$host" --ip 127.0.0.29 2>/dev/null
     printf '  - id: n%d\n    address: %s:7411\n' "$i" "$host" >>"$work/cluster.yaml"
 done
-for ((i = 1; i <= count; i++)); do
+start_node() {
+    local i=$1
     "$bin/kvd" --id "n$i" --listen "127.0.0.$((20 + i)):7411" --data "$work/n$i" --cluster "$work/cluster.yaml" \
         --ca "$work/certs/ca.pem" --cert "$work/certs/n$i.pem" --key "$work/certs/n$i-key.pem" \
         --durability "${QUORUMKV_DURABILITY:-sync}" --log-level warning &
     pids[n$i]=$!
+}
+for ((i = 1; i <= count; i++)); do
+    start_node "$i"
 done
 export QUORUMKV_CLUSTER="$work/cluster.yaml" QUORUMKV_CA="$work/certs/ca.pem"
 export QUORUMKV_CERT="$work/certs/bench.pem" QUORUMKV_KEY="$work/certs/bench-key.pem"
@@ -60,6 +71,54 @@ for ((i = 1; i <= count; i++)); do
 done
 
 bench=("$bin/kvbench" --concurrency 50 --value-bytes 100 --duration "$seconds")
+# Hints queued on all nodes, from `kvctl status --json`.
+queued() {
+    "$bin/kvctl" status --json --timeout 5 2>/dev/null |
+        python3 -c 'import json,sys; print(sum(n.get("hintsQueued") or 0 for n in json.load(sys.stdin)["nodes"]))'
+}
+
+if [[ "$mode" == hints ]]; then
+    hints=${HINTS:-100000}
+    echo "== baseline: kvbench put, 4 nodes up, 50 concurrent, 100-byte values, ${seconds}s"
+    "${bench[@]}" --workload put
+    kill -KILL "${pids[n2]}"
+    wait "${pids[n2]}" 2>/dev/null || true
+    # n2 replicates about 3/4 of the keys: every put of those leaves a hint for it.
+    echo "== n2 SIGKILLed; puts until $hints hints are queued for it"
+    while (($(queued) < hints)); do
+        "$bin/kvbench" --concurrency 50 --value-bytes 100 --duration 600 --workload put \
+            --requests-max $(((hints - $(queued)) * 4 / 3 + 500)) >/dev/null
+    done
+    echo "queued: $(queued) hints"
+    start_node 2
+    started=$(date +%s.%N)
+    (
+        for _ in $(seq 1 1200); do (($(queued) > 0)) || break; sleep 0.5; done
+        (($(queued) == 0)) || { echo "== hints still queued after 600 s: $(queued)"; exit 1; }
+        echo "== every hint queue empty $(python3 -c "print(round($(date +%s.%N) - $started, 1))") s after n2 restarted"
+    ) &
+    poller=$!
+    echo "== kvbench put while the hints are replayed, ${seconds}s"
+    "${bench[@]}" --workload put
+    wait "$poller"
+    exit 0
+fi
+
+if [[ "$mode" == stale ]]; then
+    echo "== kvbench get, 100,000 keys, clean cluster, ${seconds}s"
+    "${bench[@]}" --workload get --keys 100000
+    kill -KILL "${pids[n2]}"
+    wait "${pids[n2]}" 2>/dev/null || true
+    # The first 1,000 keys (1 %) get a new version while n2 is down, with no hints: n2 stays stale.
+    QUORUMKV_HINTED_HANDOFF=0 "$bin/kvbench" --concurrency 50 --value-bytes 100 --workload get --keys 1000 \
+        --requests-max 1 >/dev/null 2>&1
+    start_node 2
+    sleep 2
+    echo "== kvbench get, 100,000 keys, 1 % stale on n2 (background read repair), ${seconds}s"
+    "${bench[@]}" --workload get --keys 100000 --skip-load
+    exit 0
+fi
+
 echo "== kvbench: $count node(s), durability ${QUORUMKV_DURABILITY:-sync}, 50 concurrent, 100-byte values, ${seconds}s per run"
 "${bench[@]}" --workload put
 "${bench[@]}" --workload get
