@@ -220,7 +220,7 @@ public final class KVClient: Sendable {
                     let put = Message.putRequest(
                         PutRequest(
                             key: ByteBuffer(bytes: key), value: ByteBuffer(bytes: record.value),
-                            version: record.version, tombstone: record.tombstone))
+                            version: record.version, tombstone: record.tombstone, origin: .readRepair))
                     return self.send(put, to: node, in: topology).map { self.repairEvent(node, $0) }
                 }
             },
@@ -260,7 +260,8 @@ public final class KVClient: Sendable {
             },
             send: { put, started in
                 let request = Message.putRequest(
-                    PutRequest(key: keyBytes, value: valueBytes, version: put.version, tombstone: tombstone))
+                    PutRequest(
+                        key: keyBytes, value: valueBytes, version: put.version, tombstone: tombstone, origin: .client))
                 let record = StoredRecord(version: put.version, tombstone: tombstone, value: value)
                 return self.send(request, to: put.node, in: topology).map {
                     let event = self.writeEvent(put, $0, started: started)
@@ -362,7 +363,8 @@ public final class KVClient: Sendable {
         let version = clock.withLock { $0.stamp(wallMillis: millis) }
         let request = Message.putRequest(
             PutRequest(
-                key: ByteBuffer(bytes: key), value: ByteBuffer(bytes: value), version: version, tombstone: tombstone))
+                key: ByteBuffer(bytes: key), value: ByteBuffer(bytes: value), version: version, tombstone: tombstone,
+                origin: .client))
         let answer = try await call(request, node: node, in: topology)
         guard case .putResponse(let response) = answer else {
             throw KVClientError.protocolViolation("\(node) answered Put with \(answer.type)")

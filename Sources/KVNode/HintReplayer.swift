@@ -113,7 +113,8 @@ final class HintReplayer: Sendable {
                         let request = Message.putRequest(
                             PutRequest(
                                 key: ByteBuffer(bytes: hint.key), value: ByteBuffer(bytes: hint.record.value),
-                                version: hint.record.version, tombstone: hint.record.tombstone))
+                                version: hint.record.version, tombstone: hint.record.tombstone,
+                                origin: .hintReplay))
                         guard case .putResponse = try? await client.call(request, timeout: .seconds(5)) else {
                             return nil
                         }
