@@ -75,7 +75,7 @@ public struct KVValue: Sendable, Hashable {
     }
 }
 
-/// How one node answered a ping.
+/// How one node answered a ping and, with an admin certificate, its counters (`Admin` stats).
 public struct NodeStatus: Sendable, Hashable {
     /// The node's id in the cluster map (or its address when the map is not known).
     public var nodeID: String
@@ -87,6 +87,28 @@ public struct NodeStatus: Sendable, Hashable {
     public var hintsQueued: UInt64?
     /// Why the node is down.
     public var error: String?
+
+    // The counters below are nil unless the client has an admin certificate and the node answered
+    // `Admin` stats; they count since the node started (the queue and the marks are durable).
+
+    /// Hints the node stored for other replicas.
+    public var hintsStored: UInt64? = nil
+    /// Hints it handed over to their targets, acknowledged.
+    public var hintsReplayed: UInt64? = nil
+    /// Hints it dropped because they outlived the hint window.
+    public var hintsExpired: UInt64? = nil
+    /// Hints it refused because their target's queue was full.
+    public var hintsRefused: UInt64? = nil
+    /// Read-repair `Put`s it received.
+    public var readRepairsReceived: UInt64? = nil
+    /// Read-repair `Put`s that replaced an older version (or none).
+    public var readRepairsApplied: UInt64? = nil
+    /// Token ranges marked due for anti-entropy (a refused or expired hint), not yet repaired.
+    public var antiEntropyRangesDue: UInt64? = nil
+    /// Hints held per target node; targets with none are absent.
+    public var hintsQueuedPerTarget: [String: UInt64]? = nil
+    /// Why the counters are missing although they were asked for (the node is up: it answered the ping).
+    public var countersError: String? = nil
 }
 
 /// The QuorumKV SDK: the coordinator of every read and write.
@@ -241,7 +263,7 @@ public final class KVClient: Sendable {
                     let put = Message.putRequest(
                         PutRequest(
                             key: ByteBuffer(bytes: key), value: ByteBuffer(bytes: record.value),
-                            version: record.version, tombstone: record.tombstone))
+                            version: record.version, tombstone: record.tombstone, origin: .readRepair))
                     return self.send(put, to: node, in: topology).map { self.repairEvent(node, $0) }
                 }
             },
@@ -293,7 +315,8 @@ public final class KVClient: Sendable {
                 switch send {
                 case .put(let node, let version, let attempt):
                     let request = Message.putRequest(
-                        PutRequest(key: keyBytes, value: valueBytes, version: version, tombstone: tombstone))
+                        PutRequest(
+                            key: keyBytes, value: valueBytes, version: version, tombstone: tombstone, origin: .client))
                     return self.send(request, to: node, in: topology).map {
                         self.writeEvent(node, attempt: attempt, $0, started: started)
                     }
@@ -443,7 +466,8 @@ public final class KVClient: Sendable {
         let version = clock.withLock { $0.stamp(wallMillis: millis) }
         let request = Message.putRequest(
             PutRequest(
-                key: ByteBuffer(bytes: key), value: ByteBuffer(bytes: value), version: version, tombstone: tombstone))
+                key: ByteBuffer(bytes: key), value: ByteBuffer(bytes: value), version: version, tombstone: tombstone,
+                origin: .client))
         let answer = try await call(request, node: node, in: topology)
         guard case .putResponse(let response) = answer else {
             throw KVClientError.protocolViolation("\(node) answered Put with \(answer.type)")
@@ -458,7 +482,10 @@ public final class KVClient: Sendable {
     /// queued per target). Needs an admin certificate.
     public func nodeStatistics(node: String) async throws -> [String: String] {
         try requireAdmin("reading a node's statistics")
-        let topology = try await currentTopology()
+        return try await adminStatistics(node: node, in: try await currentTopology())
+    }
+
+    private func adminStatistics(node: String, in topology: Topology) async throws -> [String: String] {
         let answer = try await call(
             .adminRequest(AdminRequest(command: .stats, arguments: [])), node: node, in: topology)
         guard case .adminResponse(let response) = answer else {
@@ -473,9 +500,15 @@ public final class KVClient: Sendable {
     }
 
     /// Pings every node of the cluster and reports which answer, how fast, and how many keys they hold.
+    ///
+    /// With an admin certificate it also reads each up node's counters (`Admin` stats: hints stored,
+    /// replayed, expired, refused and queued per target, read repairs, ranges due for anti-entropy),
+    /// one more call per node, all nodes at once. A node that answers the ping but not that call is
+    /// still up: its counters stay nil and `countersError` says why.
     public func status() async throws -> [NodeStatus] {
         let topology = try await currentTopology()
         let nodes = topology.map.nodes
+        let withCounters = identity.role == .admin
         return await withTaskGroup(of: (Int, NodeStatus).self) { group in
             for (index, node) in nodes.enumerated() {
                 group.addTask {
@@ -488,13 +521,18 @@ public final class KVClient: Sendable {
                             throw KVClientError.protocolViolation("\(node.id) answered Ping with \(answer.type)")
                         }
                         self.observe(ping.clock)
-                        return (
-                            index,
-                            NodeStatus(
-                                nodeID: node.id, address: node.address, isUp: true,
-                                latency: ContinuousClock.now - started, keys: ping.keys, hintsQueued: ping.hintsQueued,
-                                error: nil)
-                        )
+                        var status = NodeStatus(
+                            nodeID: node.id, address: node.address, isUp: true,
+                            latency: ContinuousClock.now - started, keys: ping.keys, hintsQueued: ping.hintsQueued,
+                            error: nil)
+                        if withCounters {
+                            do {
+                                status.addCounters(try await self.adminStatistics(node: node.id, in: topology))
+                            } catch {
+                                status.countersError = "\(error)"
+                            }
+                        }
+                        return (index, status)
                     } catch {
                         return (
                             index,
@@ -734,6 +772,29 @@ public final class KVClient: Sendable {
             throw KVClientError.invalidArgument("address '\(endpoint)' is not HOST:PORT with a valid port")
         }
         return (address.host, address.port)
+    }
+}
+
+extension NodeStatus {
+    /// Fills the counters from `Admin` stats (names as `ReplicaService` answers them); a counter the
+    /// node does not report stays nil.
+    mutating func addCounters(_ statistics: [String: String]) {
+        func counter(_ name: String) -> UInt64? { statistics[name].flatMap { UInt64($0) } }
+        hintsStored = counter("hints_stored")
+        hintsReplayed = counter("hints_replayed")
+        hintsExpired = counter("hints_expired")
+        hintsRefused = counter("hints_refused")
+        readRepairsReceived = counter("read_repairs_received")
+        readRepairsApplied = counter("read_repairs_applied")
+        antiEntropyRangesDue = counter("anti_entropy_ranges_due")
+        let prefix = "hints_queued."
+        var queued: [String: UInt64] = [:]
+        for (name, value) in statistics where name.hasPrefix(prefix) {
+            if let count = UInt64(value) {
+                queued[String(name.dropFirst(prefix.count))] = count
+            }
+        }
+        hintsQueuedPerTarget = queued
     }
 }
 

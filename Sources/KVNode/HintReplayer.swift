@@ -11,7 +11,7 @@ import Synchronization
 /// Hands held hints over to their targets: as soon as a target answers again, its hints are replayed
 /// as ordinary `Put`s, in version order, throttled, and each is deleted only after the target
 /// acknowledged it (applied, or already held something newer). Hints older than the hint window are
-/// dropped and counted: anti-entropy must fix those replicas.
+/// dropped, counted, and their key's range is marked due for anti-entropy on that replica.
 final class HintReplayer: Sendable {
     struct Configuration: Sendable {
         /// How often queues are looked at.
@@ -31,6 +31,7 @@ final class HintReplayer: Sendable {
     private let wallMillis: @Sendable () -> UInt64
     private let logger: Logger
     private let statistics: NodeStatistics
+    private let repairMarker: RepairMarker
 
     init(
         configuration: Configuration,
@@ -41,9 +42,11 @@ final class HintReplayer: Sendable {
         tls: TLSContext,
         wallMillis: @escaping @Sendable () -> UInt64,
         statistics: NodeStatistics,
+        repairMarker: RepairMarker,
         logger: Logger
     ) {
         self.statistics = statistics
+        self.repairMarker = repairMarker
         self.configuration = configuration
         self.hints = hints
         self.pool = pool
@@ -88,6 +91,7 @@ final class HintReplayer: Sendable {
             logger.warning("cannot read hints", metadata: ["peer.node_id": "\(target)", "error": "\(error)"])
             return 0
         }
+        let keys = Dictionary(batch.map { ($0.id, $0.hint.key) }, uniquingKeysWith: { first, _ in first })
         // Expired hints are dropped even while the target is down; live ones wait for it.
         var round = HintReplayRound(
             batch: batch, nowMillis: wallMillis(),
@@ -102,6 +106,10 @@ final class HintReplayer: Sendable {
                         try? await pool.runIfActive { try hints.deleteHint(id) }
                         statistics.hintsExpired.add(1, ordering: .relaxed)
                         logger.info("hint expired", metadata: ["peer.node_id": "\(target)"])
+                        // That replica now needs anti-entropy for the key's range.
+                        if let key = keys[id] {
+                            await repairMarker.hintExpired(target: target, key: key)
+                        }
                     case .delete(let id):
                         try? await pool.runIfActive { try hints.deleteHint(id) }
                         statistics.hintsReplayed.add(1, ordering: .relaxed)
@@ -110,7 +118,8 @@ final class HintReplayer: Sendable {
                             let request = Message.putRequest(
                                 PutRequest(
                                     key: ByteBuffer(bytes: hint.key), value: ByteBuffer(bytes: hint.record.value),
-                                    version: hint.record.version, tombstone: hint.record.tombstone))
+                                    version: hint.record.version, tombstone: hint.record.tombstone,
+                                    origin: .hintReplay))
                             do {
                                 guard case .putResponse = try await client.call(request, timeout: .seconds(5)) else {
                                     return .failed(id, reason: "the target answered Put with something else")

@@ -82,9 +82,20 @@ public final class NodeService: Service {
                         tokens: TokenAllocator.tokensForJoiningNode(
                             configuration.id, existing: [], tokensPerNode: TokenAllocator.tokensPerNodeDefault))
                 ])
-        let statistics = NodeStatistics()
+        let ring: Ring
+        do {
+            ring = try cluster.ring()
+        } catch {
+            try? await pool.shutdownGracefully()
+            throw NodeError.configuration("the cluster map is not a valid ring: \(error)")
+        }
+        // Metrics go to whatever factory the process bootstrapped (kvd: none yet, see README).
+        let statistics = NodeStatistics(nodeID: configuration.id)
+        let repairMarker = RepairMarker(
+            ring: ring, store: store, pool: pool, statistics: statistics, wallMillis: ReplicaService.systemMillis,
+            logger: logger)
         let service = ReplicaService(
-            nodeID: configuration.id, cluster: cluster, store: store, hints: store,
+            nodeID: configuration.id, cluster: cluster, store: store, hints: store, repairMarker: repairMarker,
             hintQueueMax: configuration.hintQueueMax, pool: pool, statistics: statistics)
         var serverConfiguration = RPCServerConfiguration(
             host: configuration.listenHost,
@@ -118,11 +129,18 @@ public final class NodeService: Service {
             replay.ratePerSecond = configuration.hintReplayRate
             let replayer = HintReplayer(
                 configuration: replay, hints: store, pool: pool, cluster: cluster, nodeID: configuration.id,
-                tls: peerTLS, wallMillis: ReplicaService.systemMillis, statistics: statistics, logger: logger)
+                tls: peerTLS, wallMillis: ReplicaService.systemMillis, statistics: statistics,
+                repairMarker: repairMarker, logger: logger)
             try await withThrowingTaskGroup(of: Void.self) { group in
                 group.addTask { try await server.run() }
                 // Returns only when cancelled, so it never ends the node by itself.
                 group.addTask { await replayer.run() }
+                // Keeps the hint-queue and ranges-due gauges fresh between pings; also only cancelled.
+                group.addTask {
+                    await statistics.reportQueues(every: Self.gaugeInterval) {
+                        (store.hintQueueSizes(), store.rangesDue().count)
+                    }
+                }
                 group.addTask {
                     try await gracefulShutdown()
                     server.stopAccepting()
@@ -140,6 +158,9 @@ public final class NodeService: Service {
         try? await pool.shutdownGracefully()
         logger.info("node stopped", metadata: ["node.id": "\(configuration.id)"])
     }
+
+    /// How often the gauges (hints queued per target, ranges due) are set when nothing else reads them.
+    static let gaugeInterval: Duration = .seconds(5)
 
     /// Records this node's id in a new data folder, and refuses a folder that belongs to another node.
     private func claim(_ store: RocksDBStore) throws {

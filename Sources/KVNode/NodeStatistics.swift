@@ -1,14 +1,70 @@
-import Synchronization
+public import Metrics
+package import Synchronization
 
-/// Counters a node keeps about its hints, shared by the RPC service (which reports them) and the
-/// hint replayer (which moves most of them).
+/// Counters a node keeps about its hints, read repairs and anti-entropy marks, shared by the RPC
+/// service (which reports them), the hint replayer and the repair marker (which move most of them).
+///
+/// Each counter is an atomic, which `Admin` stats reads, and is reported through swift-metrics as
+/// well, with the node's id as the dimension `node`:
+///
+/// | metric | kind | moves when |
+/// |---|---|---|
+/// | `quorumkv_hints_stored_total` | counter | a hint was stored for another replica |
+/// | `quorumkv_hints_refused_total` | counter | a hint was refused: its target's queue was full |
+/// | `quorumkv_hints_replayed_total` | counter | a hint was handed over and acknowledged |
+/// | `quorumkv_hints_expired_total` | counter | a hint outlived the hint window and was dropped |
+/// | `quorumkv_read_repairs_received_total` | counter | a `Put` with origin `readRepair` arrived |
+/// | `quorumkv_read_repairs_applied_total` | counter | such a `Put` replaced an older version (or none) |
+/// | `quorumkv_anti_entropy_ranges_marked_total{reason}` | counter | a range was newly marked due, `reason` `hint_refused` or `hint_expired` |
+/// | `quorumkv_anti_entropy_mark_failures_total` | counter | a range could not be marked (storage failure, shutdown) |
+/// | `quorumkv_hint_queue_size{target}` | gauge | hints held per target |
+/// | `quorumkv_anti_entropy_ranges_due` | gauge | ranges marked and not yet repaired |
+///
+/// Gauges are set by `recordQueues`, which the node calls whenever it reads its queue sizes (for a
+/// `Ping` or `Admin` stats) and every few seconds (`reportQueues(every:read:)`). Metrics go to the
+/// factory given at `init`: by default `MetricsSystem.factory` as it is then (a task-local factory
+/// set with `withMetricsFactory`, else the bootstrapped one, else none). Dimensions are bounded:
+/// `target` takes cluster members only, since hints for unknown nodes are refused.
 public final class NodeStatistics: Sendable {
-    let hintsStored = Atomic<Int>(0)
-    let hintsRefused = Atomic<Int>(0)
-    let hintsReplayed = Atomic<Int>(0)
-    let hintsExpired = Atomic<Int>(0)
+    /// The node these counters belong to, the `node` dimension of every metric.
+    public let nodeID: String
 
-    public init() {}
+    package let hintsStored: ReportedCounter
+    package let hintsRefused: ReportedCounter
+    package let hintsReplayed: ReportedCounter
+    package let hintsExpired: ReportedCounter
+    package let readRepairsReceived: ReportedCounter
+    package let readRepairsApplied: ReportedCounter
+    package let rangesMarkedForRefusedHints: ReportedCounter
+    package let rangesMarkedForExpiredHints: ReportedCounter
+    package let markFailures: ReportedCounter
+
+    private let factory: any MetricsFactory
+    private let rangesDueGauge: Gauge
+    /// One gauge per target ever seen, made once (a target that empties its queue reports 0).
+    private let queueGauges = Mutex<[String: Gauge]>([:])
+
+    /// - Parameters:
+    ///   - nodeID: the `node` dimension of every metric.
+    ///   - metricsFactory: where the metrics go; kept for the gauges made later, one per hint target.
+    public init(nodeID: String, metricsFactory: any MetricsFactory = MetricsSystem.factory) {
+        self.nodeID = nodeID
+        self.factory = metricsFactory
+        func counter(_ label: String, _ dimensions: [(String, String)] = []) -> ReportedCounter {
+            ReportedCounter(label: label, dimensions: [("node", nodeID)] + dimensions, factory: metricsFactory)
+        }
+        hintsStored = counter("quorumkv_hints_stored_total")
+        hintsRefused = counter("quorumkv_hints_refused_total")
+        hintsReplayed = counter("quorumkv_hints_replayed_total")
+        hintsExpired = counter("quorumkv_hints_expired_total")
+        readRepairsReceived = counter("quorumkv_read_repairs_received_total")
+        readRepairsApplied = counter("quorumkv_read_repairs_applied_total")
+        rangesMarkedForRefusedHints = counter("quorumkv_anti_entropy_ranges_marked_total", [("reason", "hint_refused")])
+        rangesMarkedForExpiredHints = counter("quorumkv_anti_entropy_ranges_marked_total", [("reason", "hint_expired")])
+        markFailures = counter("quorumkv_anti_entropy_mark_failures_total")
+        rangesDueGauge = Gauge(
+            label: "quorumkv_anti_entropy_ranges_due", dimensions: [("node", nodeID)], factory: metricsFactory)
+    }
 
     /// Name and value of every counter, for `Admin` stats.
     public var snapshot: [(name: String, value: Int)] {
@@ -17,6 +73,69 @@ public final class NodeStatistics: Sendable {
             ("hints_refused", hintsRefused.load(ordering: .relaxed)),
             ("hints_replayed", hintsReplayed.load(ordering: .relaxed)),
             ("hints_expired", hintsExpired.load(ordering: .relaxed)),
+            ("read_repairs_received", readRepairsReceived.load(ordering: .relaxed)),
+            ("read_repairs_applied", readRepairsApplied.load(ordering: .relaxed)),
+            ("anti_entropy_ranges_marked_hint_refused", rangesMarkedForRefusedHints.load(ordering: .relaxed)),
+            ("anti_entropy_ranges_marked_hint_expired", rangesMarkedForExpiredHints.load(ordering: .relaxed)),
+            ("anti_entropy_mark_failures", markFailures.load(ordering: .relaxed)),
         ]
+    }
+
+    /// Sets the gauges: hints queued per target (targets absent from `hintQueueSizes` but seen before
+    /// report 0) and ranges due for anti-entropy.
+    public func recordQueues(hintQueueSizes: [String: Int], rangesDue: Int) {
+        rangesDueGauge.record(rangesDue)
+        let nodeID = self.nodeID
+        let factory = self.factory
+        let updates: [(Gauge, Int)] = queueGauges.withLock { gauges in
+            for target in hintQueueSizes.keys where gauges[target] == nil {
+                gauges[target] = Gauge(
+                    label: "quorumkv_hint_queue_size", dimensions: [("node", nodeID), ("target", target)],
+                    factory: factory)
+            }
+            return gauges.map { ($0.value, hintQueueSizes[$0.key] ?? 0) }
+        }
+        for (gauge, size) in updates {
+            gauge.record(size)
+        }
+    }
+
+    /// Calls `recordQueues` with what `read` returns, now and then every `interval`, until the task is
+    /// cancelled: so the gauges stay fresh when nobody pings the node. `read` must not block (both
+    /// stores answer their queue sizes and marks from memory).
+    public func reportQueues(
+        every interval: Duration,
+        read: @Sendable () -> (hintQueueSizes: [String: Int], rangesDue: Int)
+    ) async {
+        while !Task.isCancelled {
+            let (sizes, due) = read()
+            recordQueues(hintQueueSizes: sizes, rangesDue: due)
+            try? await Task.sleep(for: interval)
+        }
+    }
+}
+
+/// One counter: an atomic for `Admin` stats, reported through a swift-metrics `Counter` as well.
+///
+/// Its `add(_:ordering:)` and `load(ordering:)` are spelled like `Atomic<Int>`'s, so code that counts
+/// does not care that the count is also reported. The ordering is always `.relaxed` (an atomic's
+/// ordering must be a constant, and a counter needs no other): the argument is only the spelling.
+package final class ReportedCounter: Sendable {
+    private let value = Atomic<Int>(0)
+    private let counter: Counter
+
+    init(label: String, dimensions: [(String, String)], factory: any MetricsFactory) {
+        counter = Counter(label: label, dimensions: dimensions, factory: factory)
+    }
+
+    /// Adds `amount` (nothing when it is not positive: counters only grow).
+    package func add(_ amount: Int, ordering: AtomicUpdateOrdering) {
+        guard amount > 0 else { return }
+        value.add(amount, ordering: .relaxed)
+        counter.increment(by: amount)
+    }
+
+    package func load(ordering: AtomicLoadOrdering) -> Int {
+        value.load(ordering: .relaxed)
     }
 }

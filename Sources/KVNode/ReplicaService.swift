@@ -23,24 +23,31 @@ public final class ReplicaService: RPCService {
     private let startedAt = ContinuousClock.now
 
     private let hints: (any HintStore)?
+    private let repairMarker: RepairMarker?
     private let hintQueueMax: Int
     private let wallMillis: @Sendable () -> UInt64
     private let statistics: NodeStatistics
 
     /// - Parameters:
     ///   - hints: where hints for other replicas are kept; nil for a node that refuses them.
-    ///   - hintQueueMax: hints held per target before new ones are refused (and counted).
+    ///   - repairMarker: marks the range of every refused hint due for anti-entropy on its target;
+    ///     required when `hints` is given, so that a refused hint is never lost silently.
+    ///   - hintQueueMax: hints held per target before new ones are refused (counted and marked).
+    ///   - statistics: the node's counters (Admin stats and swift-metrics).
     public init(
         nodeID: String,
         cluster: ClusterMap,
         store: any ReplicaStore,
         hints: (any HintStore)? = nil,
+        repairMarker: RepairMarker? = nil,
         hintQueueMax: Int = NodeConfiguration.hintQueueMaxDefault,
         pool: NIOThreadPool,
-        statistics: NodeStatistics = NodeStatistics(),
+        statistics: NodeStatistics,
         wallMillis: @escaping @Sendable () -> UInt64 = ReplicaService.systemMillis
     ) {
+        precondition(hints == nil || repairMarker != nil, "a node that holds hints must mark the ranges it refuses")
         self.statistics = statistics
+        self.repairMarker = repairMarker
         self.nodeID = nodeID
         self.cluster = cluster
         self.store = store
@@ -68,10 +75,11 @@ public final class ReplicaService: RPCService {
             return try await read(get)
         case .pingRequest(let ping):
             let keys = store.approximateKeyCount()
+            let queues = recordQueues()
             return .pingResponse(
                 PingResponse(
                     epoch: cluster.epoch, clock: tick(observing: ping.clock), keys: keys,
-                    hintsQueued: UInt64(hints?.hintQueueSizes().values.reduce(0, +) ?? 0), requestsInFlight: 0))
+                    hintsQueued: UInt64(queues.hintQueueSizes.values.reduce(0, +)), requestsInFlight: 0))
         case .hintRequest(let hint):
             return try await storeHint(hint)
         case .clusterMapRequest:
@@ -84,6 +92,7 @@ public final class ReplicaService: RPCService {
                     }))
         case .adminRequest(let admin) where admin.command == .stats:
             let uptime = ContinuousClock.now - startedAt
+            let queues = recordQueues()
             return .adminResponse(
                 AdminResponse(
                     results: [
@@ -92,7 +101,8 @@ public final class ReplicaService: RPCService {
                         Pair(name: "uptime_seconds", value: "\(uptime.components.seconds)"),
                     ]
                         + statistics.snapshot.map { Pair(name: $0.name, value: "\($0.value)") }
-                        + (hints?.hintQueueSizes() ?? [:]).sorted { $0.key < $1.key }.map {
+                        + [Pair(name: "anti_entropy_ranges_due", value: "\(queues.rangesDue)")]
+                        + queues.hintQueueSizes.sorted { $0.key < $1.key }.map {
                             Pair(name: "hints_queued.\($0.key)", value: "\($0.value)")
                         }))
         default:
@@ -100,13 +110,40 @@ public final class ReplicaService: RPCService {
         }
     }
 
+    /// Hints queued per target and ranges due for anti-entropy (both from memory), also set as gauges.
+    private func recordQueues() -> (hintQueueSizes: [String: Int], rangesDue: Int) {
+        let sizes = hints?.hintQueueSizes() ?? [:]
+        let due = repairMarker?.rangesDueCount ?? 0
+        statistics.recordQueues(hintQueueSizes: sizes, rangesDue: due)
+        return (sizes, due)
+    }
+
     private func apply(_ put: PutRequest) async throws -> Message {
         let key = Array(put.key.readableBytesView)
+        let repair = put.origin == .readRepair
+        if repair {
+            statistics.readRepairsReceived.add(1, ordering: .relaxed)
+        }
         let record = try Self.record(
             key: key, version: put.version, tombstone: put.tombstone, value: put.value)
         let replica = self.replica
-        let (outcome, clock) = try await runOnPool { () throws(ReplicaError) in
-            try replica.put(key: key, record: record)
+        let (outcome, clock, changed) = try await runOnPool {
+            () throws(ReplicaError) -> (ApplyOutcome, UInt64, Bool) in
+            // Only for a repair: was what the replica held older? (`apply` answers `.applied` for an
+            // equal version too.) A concurrent write may slip in between; this only feeds a counter.
+            var older = false
+            if repair {
+                do throws(StorageError) {
+                    older = try replica.store.get(key: key).map { $0.version < record.version } ?? true
+                } catch {
+                    throw ReplicaError.storage(error)
+                }
+            }
+            let (outcome, clock) = try replica.put(key: key, record: record)
+            return (outcome, clock, older && outcome == .applied)
+        }
+        if changed {
+            statistics.readRepairsApplied.add(1, ordering: .relaxed)
         }
         switch outcome {
         case .applied:
@@ -139,6 +176,8 @@ public final class ReplicaService: RPCService {
         }
         if outcome == .refusedQueueFull {
             statistics.hintsRefused.add(1, ordering: .relaxed)
+            // Never lost silently: anti-entropy will compare the key's range with the target.
+            await repairMarker?.hintRefused(target: request.target, key: key)
         } else {
             statistics.hintsStored.add(1, ordering: .relaxed)
         }

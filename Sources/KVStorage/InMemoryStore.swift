@@ -9,6 +9,8 @@ public final class InMemoryStore: ReplicaStore {
         var metadata: [String: [UInt8]] = [:]
         /// Per target (UTF-8 bytes), its hints sorted by storage key: see `InMemoryStore+Hints.swift`.
         var hints: [[UInt8]: [(storageKey: [UInt8], hint: StoredHint)]] = [:]
+        /// Token ranges due for anti-entropy: see `InMemoryStore+RepairMarks.swift`.
+        var repairMarks = RepairMarks()
         var closed = false
     }
 
@@ -48,6 +50,7 @@ public final class InMemoryStore: ReplicaStore {
     }
 
     public func setMetadata(_ name: String, _ value: [UInt8]) throws(StorageError) {
+        try validateMetadata(name: name)
         try state.withLock { (state) throws(StorageError) in
             guard !state.closed else { throw .closed }
             state.metadata[name] = value

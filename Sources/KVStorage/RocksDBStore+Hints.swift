@@ -34,7 +34,7 @@ extension RocksDBStore: HintStore {
         let prefix = HintCodec.prefix(target: Array(target.utf8))
         return try withOpenHandles { () throws(StorageError) -> [(id: HintID, hint: StoredHint)] in
             var found: [(id: HintID, hint: StoredHint)] = []
-            try scanHints(prefix: prefix) { (key, value) throws(StorageError) -> Bool in
+            try scan(hintsFamily, prefix: prefix) { (key, value) throws(StorageError) -> Bool in
                 let hint = try HintCodec.decode(key: key, value: value)
                 found.append((HintID(bytes: Array(key)), hint))
                 return found.count < limit
@@ -49,11 +49,7 @@ extension RocksDBStore: HintStore {
         try withOpenHandles { () throws(StorageError) in
             try hintStripes.withLock(for: Token(key: target)) { () throws(StorageError) in
                 guard try read(hintsFamily, id.bytes, { _ in true }) ?? false else { return }
-                var error: UnsafeMutablePointer<CChar>?
-                id.bytes.withUnsafeBytes { key in
-                    rocksdb_delete_cf(db, writeOptions, hintsFamily, key.cChars, key.count, &error)
-                }
-                try check(error)
+                try delete(hintsFamily, id.bytes)
                 hintCounts.withLock { $0.add(-1, for: target) }
             }
         }
@@ -81,60 +77,11 @@ extension RocksDBStore: HintStore {
     func loadHintCounts() throws(StorageError) {
         var counts = HintCounts()
         try withOpenHandles { () throws(StorageError) in
-            try scanHints(prefix: []) { (key, _) throws(StorageError) -> Bool in
+            try scan(hintsFamily, prefix: []) { (key, _) throws(StorageError) -> Bool in
                 counts.add(1, for: try HintCodec.decodeKey(key).target)
                 return true
             }
         }
         hintCounts.withLock { $0 = counts }
-    }
-
-    /// Hands each (key, value) of the `hints` family whose key starts with `prefix` to `body`, in key
-    /// order, until `body` answers false. The buffers are valid only during the call.
-    private func scanHints(
-        prefix: [UInt8],
-        _ body: (UnsafeRawBufferPointer, UnsafeRawBufferPointer) throws(StorageError) -> Bool
-    ) throws(StorageError) {
-        let scanOptions = rocksdb_readoptions_create()!
-        defer { rocksdb_readoptions_destroy(scanOptions) }
-        rocksdb_readoptions_set_verify_checksums(scanOptions, 1)
-        // The upper bound lets RocksDB stop at the end of the prefix instead of stepping over the
-        // deleted hints of the next target (RocksDB copies the bytes).
-        if let bound = Self.successor(of: prefix) {
-            bound.withUnsafeBytes { bound in
-                rocksdb_readoptions_set_iterate_upper_bound(scanOptions, bound.cChars, bound.count)
-            }
-        }
-        let iterator = rocksdb_create_iterator_cf(db, scanOptions, hintsFamily)!
-        defer { rocksdb_iter_destroy(iterator) }
-        prefix.withUnsafeBytes { prefix in
-            rocksdb_iter_seek(iterator, prefix.cChars, prefix.count)
-        }
-        while rocksdb_iter_valid(iterator) != 0 {
-            var keyLength = 0
-            var valueLength = 0
-            let key = UnsafeRawBufferPointer(start: rocksdb_iter_key(iterator, &keyLength), count: keyLength)
-            let value = UnsafeRawBufferPointer(start: rocksdb_iter_value(iterator, &valueLength), count: valueLength)
-            guard key.starts(with: prefix) else { break }
-            guard try body(key, value) else { break }
-            rocksdb_iter_next(iterator)
-        }
-        var error: UnsafeMutablePointer<CChar>?
-        rocksdb_iter_get_error(iterator, &error)
-        try check(error)
-    }
-
-    /// The smallest byte string greater than every string starting with `prefix`; `nil` when there
-    /// is none (empty or all `0xFF`).
-    private static func successor(of prefix: [UInt8]) -> [UInt8]? {
-        var bytes = prefix
-        while let last = bytes.last {
-            if last < 0xFF {
-                bytes[bytes.count - 1] = last + 1
-                return bytes
-            }
-            bytes.removeLast()
-        }
-        return nil
     }
 }

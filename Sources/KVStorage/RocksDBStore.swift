@@ -8,8 +8,9 @@ import Synchronization
 ///
 /// Column families: `data` (records keyed by `token · key`, see `RecordCodec`), `hints` (the durable
 /// hint log keyed by `target · version · key`, see `HintCodec` and `RocksDBStore+Hints.swift`),
-/// `meta` (node id, cluster map, Merkle leaves), and RocksDB's mandatory `default`, left empty. All
-/// are created on first open.
+/// `meta` (node id, cluster map, Merkle leaves, and the ranges due for anti-entropy, see
+/// `RepairMarkCodec` and `RocksDBStore+RepairMarks.swift`), and RocksDB's mandatory `default`, left
+/// empty. All are created on first open.
 ///
 /// Every call blocks on I/O; run it on a thread pool. The class is thread-safe: RocksDB handles are
 /// safe to share, per-key atomicity comes from `LockStripes`, and `close()` waits for calls in
@@ -31,7 +32,7 @@ public final class RocksDBStore: ReplicaStore, @unchecked Sendable {
     private let families: [OpaquePointer]
     private var dataFamily: OpaquePointer { families[1] }
     var hintsFamily: OpaquePointer { families[2] }
-    private var metaFamily: OpaquePointer { families[3] }
+    var metaFamily: OpaquePointer { families[3] }
 
     private let stripes = LockStripes()
     /// Serializes the hint writes and deletes of one target (stripe chosen by the target), so the
@@ -40,6 +41,10 @@ public final class RocksDBStore: ReplicaStore, @unchecked Sendable {
     /// Hints per target: counted by one scan of `hints` at open, then kept up to date under
     /// `hintStripes` (see `RocksDBStore+Hints.swift`).
     let hintCounts = Mutex(HintCounts())
+    /// The repair marks: read from `meta` at open, then kept up to date by every mark and clear, which
+    /// `repairMarkWrites` serializes (see `RocksDBStore+RepairMarks.swift`).
+    let repairMarks = Mutex(RepairMarks())
+    let repairMarkWrites = Mutex<Void>(())
     private let gate = Mutex(Gate())
     private let walSyncer: WALSyncer?
 
@@ -125,8 +130,9 @@ public final class RocksDBStore: ReplicaStore, @unchecked Sendable {
         self.writeOptions = writeOptions
         self.families = handles.map { $0! }
         self.walSyncer = walSyncInterval.map { WALSyncer(db: opened, interval: $0, path: directory) }
-        // Fully initialized: if the scan throws, `deinit` closes the handles.
+        // Fully initialized: if a scan throws, `deinit` closes the handles.
         try loadHintCounts()
+        try loadRepairMarks()
     }
 
     deinit {
@@ -173,6 +179,7 @@ public final class RocksDBStore: ReplicaStore, @unchecked Sendable {
     }
 
     public func setMetadata(_ name: String, _ value: [UInt8]) throws(StorageError) {
+        try validateMetadata(name: name)
         try withOpenHandles { () throws(StorageError) in
             try write(metaFamily, Array(name.utf8), value)
         }
@@ -273,6 +280,68 @@ public final class RocksDBStore: ReplicaStore, @unchecked Sendable {
             }
         }
         try check(error)
+    }
+
+    func delete(_ family: OpaquePointer, _ key: [UInt8]) throws(StorageError) {
+        var error: UnsafeMutablePointer<CChar>?
+        key.withUnsafeBytes { key in
+            rocksdb_delete_cf(db, writeOptions, family, key.cChars, key.count, &error)
+        }
+        try check(error)
+    }
+
+    /// Hands each (key, value) of `family` whose key starts with `prefix` to `body`, in key order, until
+    /// `body` answers false. The buffers are valid only during the call.
+    func scan(
+        _ family: OpaquePointer,
+        prefix: [UInt8],
+        _ body: (UnsafeRawBufferPointer, UnsafeRawBufferPointer) throws(StorageError) -> Bool
+    ) throws(StorageError) {
+        // The upper bound lets RocksDB stop at the end of the prefix instead of stepping over the
+        // deleted entries that follow it, such as the next target's hints. RocksDB keeps a pointer to
+        // the bound's bytes without copying them, so they live in a buffer of our own until the
+        // iterator is gone (deferred actions run in reverse order).
+        let bound = UnsafeMutableRawBufferPointer.allocate(byteCount: prefix.count, alignment: 1)
+        defer { bound.deallocate() }
+        let scanOptions = rocksdb_readoptions_create()!
+        defer { rocksdb_readoptions_destroy(scanOptions) }
+        rocksdb_readoptions_set_verify_checksums(scanOptions, 1)
+        if let successor = Self.successor(of: prefix) {
+            bound.copyBytes(from: successor)
+            rocksdb_readoptions_set_iterate_upper_bound(
+                scanOptions, UnsafeRawBufferPointer(bound).cChars, successor.count)
+        }
+        let iterator = rocksdb_create_iterator_cf(db, scanOptions, family)!
+        defer { rocksdb_iter_destroy(iterator) }
+        prefix.withUnsafeBytes { prefix in
+            rocksdb_iter_seek(iterator, prefix.cChars, prefix.count)
+        }
+        while rocksdb_iter_valid(iterator) != 0 {
+            var keyLength = 0
+            var valueLength = 0
+            let key = UnsafeRawBufferPointer(start: rocksdb_iter_key(iterator, &keyLength), count: keyLength)
+            let value = UnsafeRawBufferPointer(start: rocksdb_iter_value(iterator, &valueLength), count: valueLength)
+            guard key.starts(with: prefix) else { break }
+            guard try body(key, value) else { break }
+            rocksdb_iter_next(iterator)
+        }
+        var error: UnsafeMutablePointer<CChar>?
+        rocksdb_iter_get_error(iterator, &error)
+        try check(error)
+    }
+
+    /// The smallest byte string greater than every string starting with `prefix`; `nil` when there
+    /// is none (empty or all `0xFF`).
+    private static func successor(of prefix: [UInt8]) -> [UInt8]? {
+        var bytes = prefix
+        while let last = bytes.last {
+            if last < 0xFF {
+                bytes[bytes.count - 1] = last + 1
+                return bytes
+            }
+            bytes.removeLast()
+        }
+        return nil
     }
 
     func check(_ error: UnsafeMutablePointer<CChar>?) throws(StorageError) {

@@ -2,7 +2,9 @@
 public enum WireProtocol {
     /// The protocol version sent in `Hello` and `HelloAck`. A peer refuses other versions with
     /// `ErrorCode.unsupportedVersion`.
-    public static let version: UInt16 = 1
+    ///
+    /// Version 2 appended `PutRequest.origin`; version 1 was never released, so no peer speaks it.
+    public static let version: UInt16 = 2
 
     /// Bytes of a frame header after the length prefix: type (1), request id (8), flags (1).
     public static let frameHeaderBytes = 10

@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import KVClient
 import KVCore
+import KVTLS
 
 /// Exit code for a key that does not exist (or was deleted).
 let exitCodeNotFound: Int32 = 2
@@ -217,46 +218,89 @@ struct Delete: AsyncParsableCommand {
 
 struct Status: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Show each node up or down, with its ping latency.",
-        discussion: "Exit code 1 when any node is down."
+        abstract: "Show each node up or down, with its ping latency, and (admin certificate) its hint counters.",
+        discussion: """
+            With an admin certificate a second section shows each node's hints stored, replayed, expired, \
+            refused and queued per target, the read repairs it received, and the token ranges due for \
+            anti-entropy. Exit code 1 when any node is down.
+            """
     )
 
     @OptionGroup var global: GlobalOptions
 
     func run() async throws {
         try await reportingFailures(json: global.json) {
-            let statuses = try await global.withClient { client in
-                try await client.status()
+            let (statuses, withCounters) = try await global.withClient { client in
+                (try await client.status(), client.identity.role == .admin)
             }
             if global.json {
                 try printJSON(
                     StatusDocument(
-                        ok: statuses.allSatisfy(\.isUp),
-                        nodes: statuses.map { status in
-                            NodeDocument(
-                                address: status.address, node: status.nodeID, up: status.isUp,
-                                latencyMillis: status.latency.map { $0 / .milliseconds(1) }, keys: status.keys,
-                                hintsQueued: status.hintsQueued, error: status.error)
-                        }))
+                        ok: statuses.allSatisfy(\.isUp), counters: withCounters,
+                        nodes: statuses.map(NodeDocument.init)))
             } else {
-                print("NODE        ADDRESS                STATE  LATENCY    KEYS       HINTS")
-                for status in statuses {
-                    let name = status.nodeID.padding(toLength: 11, withPad: " ", startingAt: 0)
-                    let address = status.address.padding(toLength: 22, withPad: " ", startingAt: 0)
-                    if status.isUp {
-                        let latency = String(format: "%.2f ms", status.latency.map { $0 / .milliseconds(1) } ?? 0)
-                            .padding(toLength: 10, withPad: " ", startingAt: 0)
-                        let keys = String(status.keys ?? 0).padding(toLength: 10, withPad: " ", startingAt: 0)
-                        print("\(name) \(address) up     \(latency) \(keys) \(status.hintsQueued ?? 0)")
-                    } else {
-                        print("\(name) \(address) DOWN   -          -          -     (\(status.error ?? ""))")
-                    }
+                printNodes(statuses)
+                print("")
+                if withCounters {
+                    printCounters(statuses)
+                } else {
+                    print("(admin certificate needed for counters)")
                 }
             }
             if !statuses.allSatisfy(\.isUp) {
                 throw ExitCode(1)
             }
         }
+    }
+
+    private func printNodes(_ statuses: [NodeStatus]) {
+        print(row(["NODE", "ADDRESS", "STATE", "LATENCY", "KEYS", "HINTS"], widths: [11, 22, 6, 10, 10]))
+        for status in statuses {
+            guard status.isUp else {
+                let fields = [status.nodeID, status.address, "DOWN", "-", "-", "-    (\(status.error ?? ""))"]
+                print(row(fields, widths: [11, 22, 6, 10, 10]))
+                continue
+            }
+            let latency = String(format: "%.2f ms", status.latency.map { $0 / .milliseconds(1) } ?? 0)
+            let fields = [
+                status.nodeID, status.address, "up", latency, String(status.keys ?? 0), String(status.hintsQueued ?? 0),
+            ]
+            print(row(fields, widths: [11, 22, 6, 10, 10]))
+        }
+    }
+
+    /// The "hints" section: each node's counters since it started, and its queue per target.
+    private func printCounters(_ statuses: [NodeStatus]) {
+        let widths = [11, 10, 10, 10, 10, 10, 8]
+        print(
+            row(["HINTS", "STORED", "REPLAYED", "EXPIRED", "REFUSED", "REPAIRS", "AE-DUE", "QUEUED"], widths: widths))
+        for status in statuses {
+            guard status.isUp else {
+                print(row([status.nodeID, "-    (down)"], widths: widths))
+                continue
+            }
+            if let error = status.countersError {
+                print(row([status.nodeID, "-    (counters unavailable: \(error))"], widths: widths))
+                continue
+            }
+            func text(_ value: UInt64?) -> String { value.map(String.init) ?? "-" }
+            let queued = (status.hintsQueuedPerTarget ?? [:]).sorted { $0.key < $1.key }
+                .map { "\($0.key)=\($0.value)" }.joined(separator: " ")
+            let fields = [
+                status.nodeID, text(status.hintsStored), text(status.hintsReplayed), text(status.hintsExpired),
+                text(status.hintsRefused), text(status.readRepairsReceived), text(status.antiEntropyRangesDue),
+                queued.isEmpty ? "-" : queued,
+            ]
+            print(row(fields, widths: widths))
+        }
+    }
+
+    /// Fields padded to `widths` and separated by one space; the fields past `widths` follow unpadded.
+    private func row(_ fields: [String], widths: [Int]) -> String {
+        fields.enumerated().map { index, field in
+            index < widths.count && index < fields.count - 1
+                ? field.padding(toLength: max(widths[index], field.count), withPad: " ", startingAt: 0) : field
+        }.joined(separator: " ")
     }
 }
 
@@ -282,9 +326,13 @@ private struct ReadDocument: Encodable {
 
 private struct StatusDocument: Encodable {
     var ok: Bool
+    /// Whether the counters were asked for (an admin certificate); a node's counter fields are absent
+    /// when they were not, when the node is down, or when it did not answer them (`countersError`).
+    var counters: Bool
     var nodes: [NodeDocument]
 }
 
+/// One node in `kvctl status --json`; the fields are listed in the README ("kvctl status").
 private struct NodeDocument: Encodable {
     var address: String
     var node: String
@@ -293,4 +341,32 @@ private struct NodeDocument: Encodable {
     var keys: UInt64?
     var hintsQueued: UInt64?
     var error: String?
+    var hintsStored: UInt64?
+    var hintsReplayed: UInt64?
+    var hintsExpired: UInt64?
+    var hintsRefused: UInt64?
+    var readRepairsReceived: UInt64?
+    var readRepairsApplied: UInt64?
+    var antiEntropyRangesDue: UInt64?
+    var hintsQueuedPerTarget: [String: UInt64]?
+    var countersError: String?
+
+    init(_ status: NodeStatus) {
+        address = status.address
+        node = status.nodeID
+        up = status.isUp
+        latencyMillis = status.latency.map { $0 / .milliseconds(1) }
+        keys = status.keys
+        hintsQueued = status.hintsQueued
+        error = status.error
+        hintsStored = status.hintsStored
+        hintsReplayed = status.hintsReplayed
+        hintsExpired = status.hintsExpired
+        hintsRefused = status.hintsRefused
+        readRepairsReceived = status.readRepairsReceived
+        readRepairsApplied = status.readRepairsApplied
+        antiEntropyRangesDue = status.antiEntropyRangesDue
+        hintsQueuedPerTarget = status.hintsQueuedPerTarget
+        countersError = status.countersError
+    }
 }

@@ -63,15 +63,39 @@ extension RealProcessTests {
             }
             await connection.close()
 
-            // The hints survive a SIGKILL of the node that holds them.
+            // kvctl status shows the counters (admin certificate): the refusal is counted, and the
+            // refused hint's range is due for anti-entropy on n2.
+            let before = try n1Status()
+            #expect(before?["hintsStored"] as? Int == 3)
+            #expect(before?["hintsRefused"] as? Int == 1)
+            #expect(before?["hintsReplayed"] as? Int == 0)
+            #expect(before?["hintsExpired"] as? Int == 0)
+            #expect(before?["antiEntropyRangesDue"] as? Int == 1)
+            #expect(before?["hintsQueuedPerTarget"] as? [String: Int] == ["n2": 2, "n3": 1])
+            let text = try cluster.kvctl(["status"])
+            #expect(text.stdout.contains("REFUSED"), "\(text.stdout)")
+            #expect(text.stdout.contains("n2=2 n3=1"), "\(text.stdout)")
+            let asClient = try cluster.kvctl(["status"], as: "client")
+            #expect(asClient.stdout.contains("(admin certificate needed for counters)"), "\(asClient.stdout)")
+
+            // The hints and the mark survive a SIGKILL of the node that holds them; the counters start
+            // again from zero.
             cluster.stop("n1", signal: SIGKILL)
             try cluster.start("n1")
-            let status = try cluster.kvctl(["status", "--json"])
-            #expect(status.status == 1, "n2 and n3 are down")
-            let document = try JSONSerialization.jsonObject(with: Data(status.stdout.utf8)) as? [String: Any]
-            let nodes = document?["nodes"] as? [[String: Any]] ?? []
-            let n1 = nodes.first { $0["node"] as? String == "n1" }
-            #expect(n1?["hintsQueued"] as? Int == 3, "n1 must still hold 2 hints for n2 and 1 for n3")
+            let after = try n1Status()
+            #expect(after?["hintsQueued"] as? Int == 3, "n1 must still hold 2 hints for n2 and 1 for n3")
+            #expect(after?["antiEntropyRangesDue"] as? Int == 1, "the mark is durable")
+            #expect(after?["hintsRefused"] as? Int == 0)
+
+            /// n1's entry in `kvctl status --json`.
+            func n1Status() throws -> [String: Any]? {
+                let status = try cluster.kvctl(["status", "--json"])
+                #expect(status.status == 1, "n2 and n3 are down")
+                let document = try JSONSerialization.jsonObject(with: Data(status.stdout.utf8)) as? [String: Any]
+                #expect(document?["counters"] as? Bool == true)
+                let nodes = document?["nodes"] as? [[String: Any]] ?? []
+                return nodes.first { $0["node"] as? String == "n1" }
+            }
         }
     }
 }

@@ -145,6 +145,16 @@ extension RealProcessTests {
                 expired += Int(try await admin.nodeStatistics(node: node)["hints_expired"] ?? "0") ?? 0
             }
             #expect(expired >= 50, "every hint must be counted as expired")
+            // Each expired hint's range is marked due for anti-entropy on n2, durably.
+            var marked = 0
+            for node in ["n1", "n3", "n4"] {
+                let statistics = try await admin.nodeStatistics(node: node)
+                marked += Int(statistics["anti_entropy_ranges_marked_hint_expired"] ?? "0") ?? 0
+                #expect(
+                    (Int(statistics["anti_entropy_ranges_due"] ?? "0") ?? 0)
+                        >= (Int(statistics["anti_entropy_ranges_marked_hint_expired"] ?? "0") ?? 0))
+            }
+            #expect(marked > 0, "expired hints must mark their ranges for anti-entropy")
             // Nothing else breaks: n2 comes back empty-handed for those keys, and the cluster serves.
             try cluster.start("n2")
             // A fresh client: the old one backs off from n2 after the refusals it saw.

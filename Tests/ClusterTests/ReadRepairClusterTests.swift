@@ -57,6 +57,17 @@ extension RealProcessTests {
                 }
             }
             #expect(client.readRepairsSent >= 3)
+            // n1 counted the repairs it received (origin readRepair), and that each changed its data;
+            // `status()` reads them with the admin certificate.
+            let deadline = ContinuousClock.now + .seconds(20)
+            var n1 = try await admin.status().first { $0.nodeID == "n1" }
+            while (n1?.readRepairsApplied ?? 0) < 3 && ContinuousClock.now < deadline {
+                try await Task.sleep(for: .milliseconds(50))
+                n1 = try await admin.status().first { $0.nodeID == "n1" }
+            }
+            #expect((n1?.readRepairsReceived ?? 0) >= 3)
+            #expect((n1?.readRepairsApplied ?? 0) >= 3)
+            #expect(n1?.countersError == nil)
             await client.close()
             await admin.close()
         }

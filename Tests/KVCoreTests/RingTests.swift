@@ -40,6 +40,49 @@ struct RingTests {
         #expect(ring.preferenceList(for: Token(201)) == ["c", "a"])
     }
 
+    @Test("range(containing:) is the vnode range (previous token, owning token], wrapping past the largest")
+    func rangeContainingToken() throws {
+        let ring = try Ring(
+            nodes: [
+                RingNode(id: "a", tokens: [100, 400]),
+                RingNode(id: "b", tokens: [200]),
+                RingNode(id: "c", tokens: [300]),
+            ],
+            replicationFactor: 2
+        )
+        #expect(ring.range(containing: Token(101)) == TokenRangeSpan(start: 100, end: 200))
+        #expect(ring.range(containing: Token(200)) == TokenRangeSpan(start: 100, end: 200), "end is inclusive")
+        #expect(ring.range(containing: Token(201)) == TokenRangeSpan(start: 200, end: 300))
+        #expect(ring.range(containing: Token(400)) == TokenRangeSpan(start: 300, end: 400))
+        // Past the largest token, and up to the smallest: the range that wraps.
+        for token: UInt64 in [401, .max, 0, 1, 100] {
+            #expect(ring.range(containing: Token(token)) == TokenRangeSpan(start: 400, end: 100), "token \(token)")
+        }
+    }
+
+    @Test("a ring of one vnode token has one range: the whole ring")
+    func rangeOfSingleTokenRing() throws {
+        let ring = try Ring(nodes: [RingNode(id: "a", tokens: [42])], replicationFactor: 1)
+        for token: UInt64 in [0, 41, 42, 43, .max] {
+            let range = ring.range(containing: Token(token))
+            #expect(range == TokenRangeSpan(start: 42, end: 42))
+            #expect(range.width == 1 << 64)
+        }
+    }
+
+    @Test("every token lies in its range, whose keys share the token's preference list")
+    func rangeContainsTokenAndSharesReplicas() throws {
+        var generator = SeededGenerator(seed: 11)
+        let ring = try Ring(nodes: TokenAllocator.allocate(nodeIDs: nodeIDs(5)), replicationFactor: 3)
+        for _ in 0..<2_000 {
+            let token = Token(generator.next())
+            let range = ring.range(containing: token)
+            #expect(range.contains(token), "seed 11, token \(token)")
+            #expect(ring.preferenceList(for: Token(range.end)) == ring.preferenceList(for: token))
+            #expect(!range.contains(Token(range.start)), "start is exclusive")
+        }
+    }
+
     @Test("the fast lookup agrees with a linear scan on 10,000 random tokens", arguments: [1, 3])
     func agreesWithBruteForce(replicationFactor: Int) throws {
         let seed = UInt64(0x5EED_0000 + replicationFactor)

@@ -117,9 +117,38 @@ struct MalformedInputTests {
         body.writeInteger(UInt64(1))
         body.writeInteger(UInt64(2))
         body.writeInteger(UInt8(2))  // tombstone
+        body.writeInteger(PutOrigin.client.rawValue)
         #expect(throws: WireError.invalidBool) { try Self.decode(type: MessageType.putRequest.rawValue, body: body) }
-        body.setInteger(UInt8(1), at: body.writerIndex - 1)
+        body.setInteger(UInt8(1), at: body.writerIndex - 2)
         #expect(throws: Never.self) { try Self.decode(type: MessageType.putRequest.rawValue, body: body) }
+    }
+
+    /// A PutRequest body up to and including `tombstone`: what protocol version 1 sent.
+    private static func putBodyWithoutOrigin() -> ByteBuffer {
+        var body = ByteBuffer()
+        body.writeInteger(UInt32(1))
+        body.writeString("k")
+        body.writeInteger(UInt32(0))
+        body.writeInteger(UInt64(1))
+        body.writeInteger(UInt64(2))
+        body.writeInteger(UInt8(0))
+        return body
+    }
+
+    @Test("a PutRequest without its origin (protocol version 1) is truncated")
+    func putRequestWithoutOrigin() {
+        #expect(throws: WireError.truncated) {
+            try Self.decode(type: MessageType.putRequest.rawValue, body: Self.putBodyWithoutOrigin())
+        }
+    }
+
+    @Test("unknown PutOrigin values", arguments: [UInt8(0), 4, 255])
+    func invalidPutOrigin(_ origin: UInt8) {
+        var body = Self.putBodyWithoutOrigin()
+        body.writeInteger(origin)
+        #expect(throws: WireError.invalidEnumValue(type: "PutOrigin", value: UInt64(origin))) {
+            try Self.decode(type: MessageType.putRequest.rawValue, body: body)
+        }
     }
 
     @Test("an optional presence byte of 2")

@@ -73,7 +73,7 @@ struct RoundTripTests {
             .putRequest(
                 PutRequest(
                     key: ByteBuffer(string: "k"), value: ByteBuffer(repeating: 7, count: 4096), version: .zero,
-                    tombstone: false
+                    tombstone: false, origin: .client
                 )
             ),
             requestID: 1
@@ -92,7 +92,8 @@ struct RoundTripTests {
     func largestPutFits() throws {
         let put = PutRequest(
             key: ByteBuffer(repeating: 1, count: Limits.keyBytesMax),
-            value: ByteBuffer(repeating: 2, count: Limits.valueBytesMax), version: .zero, tombstone: false
+            value: ByteBuffer(repeating: 2, count: Limits.valueBytesMax), version: .zero, tombstone: false,
+            origin: .client
         )
         var bytes = encodeFrame(.putRequest(put), requestID: 1)
         #expect(bytes.readableBytes <= Limits.frameBytesMax)
@@ -121,8 +122,16 @@ struct CoreTypeGoldenTests {
         #expect(try buffer.readRole() == role)
     }
 
-    @Test("protocol version is 1")
+    @Test("protocol version is 2 (PutRequest.origin)")
     func protocolVersion() {
-        #expect(WireProtocol.version == 1)
+        #expect(WireProtocol.version == 2)
+    }
+
+    @Test("PutOrigin is its raw u8", arguments: [(PutOrigin.client, "01"), (.readRepair, "02"), (.hintReplay, "03")])
+    func putOriginEncoding(_ origin: PutOrigin, _ hex: String) throws {
+        var buffer = ByteBuffer()
+        #expect(buffer.writePutOrigin(origin) == 1)
+        #expect(buffer.hex == hex)
+        #expect(try buffer.readPutOrigin() == origin)
     }
 }

@@ -27,19 +27,19 @@ enum Samples {
         Sample(
             name: "hello",
             summary:
-                "Hello, request id 1: protocolVersion 1, clusterId \"qkv-test\", senderId \"client-1\", role client (2), epoch 7",
+                "Hello, request id 1: protocolVersion 2, clusterId \"qkv-test\", senderId \"client-1\", role client (2), epoch 7",
             requestID: 1,
             message: .hello(
-                Hello(protocolVersion: 1, clusterId: "qkv-test", senderId: "client-1", role: .client, epoch: 7)
+                Hello(protocolVersion: 2, clusterId: "qkv-test", senderId: "client-1", role: .client, epoch: 7)
             )
         ),
         Sample(
             name: "hello-ack",
             summary:
-                "HelloAck, request id 1: protocolVersion 1, clusterId \"qkv-test\", nodeId \"n1\", epoch 7, clock 0x018bcfe568000004",
+                "HelloAck, request id 1: protocolVersion 2, clusterId \"qkv-test\", nodeId \"n1\", epoch 7, clock 0x018bcfe568000004",
             requestID: 1,
             message: .helloAck(
-                HelloAck(protocolVersion: 1, clusterId: "qkv-test", nodeId: "n1", epoch: 7, clock: hlc + 1)
+                HelloAck(protocolVersion: 2, clusterId: "qkv-test", nodeId: "n1", epoch: 7, clock: hlc + 1)
             )
         ),
         Sample(
@@ -60,19 +60,31 @@ enum Samples {
         Sample(
             name: "put-request",
             summary:
-                "PutRequest, request id 2: key \"user:42\", value \"hello\", version (hlc 0x018bcfe568000003 = 1700000000000 ms << 16 | counter 3, writer 0xabcdef), tombstone false",
+                "PutRequest, request id 2: key \"user:42\", value \"hello\", version (hlc 0x018bcfe568000003 = 1700000000000 ms << 16 | counter 3, writer 0xabcdef), tombstone false, origin client (1)",
             requestID: 2,
             message: .putRequest(
-                PutRequest(key: bytes("user:42"), value: bytes("hello"), version: version, tombstone: false)
+                PutRequest(
+                    key: bytes("user:42"), value: bytes("hello"), version: version, tombstone: false, origin: .client)
             )
         ),
         Sample(
             name: "put-request-tombstone",
             summary:
-                "PutRequest (a delete), request id 3: key \"user:42\", empty value, version (hlc as put-request, writer 0xabcdef), tombstone true",
+                "PutRequest (a delete, replayed from a hint), request id 3: key \"user:42\", empty value, version (hlc as put-request, writer 0xabcdef), tombstone true, origin hintReplay (3)",
             requestID: 3,
             message: .putRequest(
-                PutRequest(key: bytes("user:42"), value: ByteBuffer(), version: version, tombstone: true))
+                PutRequest(
+                    key: bytes("user:42"), value: ByteBuffer(), version: version, tombstone: true, origin: .hintReplay))
+        ),
+        Sample(
+            name: "put-request-read-repair",
+            summary:
+                "PutRequest (a read repair), request id 14: key \"user:42\", value \"hello\", version as put-request, tombstone false, origin readRepair (2)",
+            requestID: 14,
+            message: .putRequest(
+                PutRequest(
+                    key: bytes("user:42"), value: bytes("hello"), version: version, tombstone: false,
+                    origin: .readRepair))
         ),
         Sample(
             name: "put-response-applied",

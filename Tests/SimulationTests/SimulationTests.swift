@@ -1,7 +1,17 @@
+import Foundation
 import KVCore
 import Testing
 
 @testable import KVSimulation
+
+/// Runs a batch of simulations on a thread of its own: they are seconds of synchronous work, and on
+/// a 2-core machine they would otherwise hold the cooperative pool's threads and starve the async
+/// tests running beside them (their timeouts then fire).
+func offThePool<T: Sendable>(_ body: @escaping @Sendable () -> T) async -> T {
+    await withCheckedContinuation { continuation in
+        Thread.detachNewThread { continuation.resume(returning: body()) }
+    }
+}
 
 /// Seeds that once broke an invariant: each stays here as a regression test.
 let regressionSeeds: [UInt64] = []
@@ -9,12 +19,11 @@ let regressionSeeds: [UInt64] = []
 @Suite(.timeLimit(.minutes(5)))
 struct SimulationTests {
     /// CI's share of the simulator: 200 seeded runs of whole clusters under faults.
-    @Test func twoHundredSeedsKeepEveryInvariant() {
-        var failing: [String] = []
-        for seed in UInt64(1)...200 {
-            let result = Simulation(configuration: SimulationConfiguration(seed: seed)).run()
-            if !result.passed {
-                failing.append(result.report)
+    @Test func twoHundredSeedsKeepEveryInvariant() async {
+        let failing = await offThePool {
+            (UInt64(1)...200).compactMap { seed -> String? in
+                let result = Simulation(configuration: SimulationConfiguration(seed: seed)).run()
+                return result.passed ? nil : result.report
             }
         }
         #expect(failing.isEmpty, "\(failing.count) failing seed(s):\n\(failing.prefix(2).joined(separator: "\n"))")
@@ -24,23 +33,20 @@ struct SimulationTests {
     /// faults: acknowledged writes keep W copies (replicas or hints), hint queues drain, and every hint
     /// that did not expire reaches its target.
     @Test(arguments: [HintMode.sloppyQuorum, .shortHintWindow])
-    func hintModesKeepEveryInvariant(_ mode: HintMode) {
-        var failing: [String] = []
-        var stored = 0
-        var expired = 0
-        for seed in UInt64(1001)...1050 {
-            var configuration = SimulationConfiguration(seed: seed)
-            switch mode {
-            case .sloppyQuorum: configuration.sloppyQuorum = true
-            case .shortHintWindow: configuration.hintWindowMillis = 300
-            }
-            let result = Simulation(configuration: configuration).run()
-            stored += result.hintsStored
-            expired += result.hintsExpired
-            if !result.passed {
-                failing.append(result.report)
+    func hintModesKeepEveryInvariant(_ mode: HintMode) async {
+        let results = await offThePool {
+            (UInt64(1001)...1050).map { seed in
+                var configuration = SimulationConfiguration(seed: seed)
+                switch mode {
+                case .sloppyQuorum: configuration.sloppyQuorum = true
+                case .shortHintWindow: configuration.hintWindowMillis = 300
+                }
+                return Simulation(configuration: configuration).run()
             }
         }
+        let failing = results.filter { !$0.passed }.map(\.report)
+        let stored = results.map(\.hintsStored).reduce(0, +)
+        let expired = results.map(\.hintsExpired).reduce(0, +)
         #expect(failing.isEmpty, "\(failing.count) failing seed(s):\n\(failing.prefix(2).joined(separator: "\n"))")
         #expect(stored > 0, "faults must make clients hand writes off")
         #expect((expired > 0) == (mode == .shortHintWindow), "\(expired) hints expired")
@@ -65,20 +71,15 @@ struct SimulationTests {
         #expect(first.messagesSent == second.messagesSent)
     }
 
-    @Test func faultsActuallyHappen() {
-        var crashes = 0
-        var partitions = 0
-        var failed = 0
-        var repairs = 0
-        var hintsReplayed = 0
-        for seed in UInt64(1)...20 {
-            let result = Simulation(configuration: SimulationConfiguration(seed: seed)).run()
-            crashes += result.crashes
-            partitions += result.partitions
-            failed += result.operationsFailed
-            repairs += result.repairs
-            hintsReplayed += result.hintsReplayed
+    @Test func faultsActuallyHappen() async {
+        let results = await offThePool {
+            (UInt64(1)...20).map { Simulation(configuration: SimulationConfiguration(seed: $0)).run() }
         }
+        let crashes = results.map(\.crashes).reduce(0, +)
+        let partitions = results.map(\.partitions).reduce(0, +)
+        let failed = results.map(\.operationsFailed).reduce(0, +)
+        let repairs = results.map(\.repairs).reduce(0, +)
+        let hintsReplayed = results.map(\.hintsReplayed).reduce(0, +)
         #expect(crashes > 0)
         #expect(partitions > 0)
         #expect(repairs > 0, "reads must find and repair stale replicas")
@@ -89,13 +90,12 @@ struct SimulationTests {
     /// The mutation check: acknowledge writes at W-1 (a broken rule in the production coordinator,
     /// switched on here only) and the invariants must catch it within a few seeds, so the simulator
     /// cannot silently go blind.
-    @Test func brokenWriteQuorumIsCaught() {
-        var caught = 0
-        for seed in UInt64(1)...50 {
-            var configuration = SimulationConfiguration(seed: seed)
-            configuration.mutation = .acknowledgeWritesEarly
-            if !Simulation(configuration: configuration).run().passed {
-                caught += 1
+    @Test func brokenWriteQuorumIsCaught() async {
+        let caught = await offThePool {
+            (UInt64(1)...50).count { seed in
+                var configuration = SimulationConfiguration(seed: seed)
+                configuration.mutation = .acknowledgeWritesEarly
+                return !Simulation(configuration: configuration).run().passed
             }
         }
         #expect(caught > 0, "acknowledging at W-1 went unnoticed in 50 seeds")
@@ -103,13 +103,12 @@ struct SimulationTests {
 
     /// The hint mutation check: a holder that deletes a hint when it sends it (before the target
     /// acknowledged it) must be caught.
-    @Test func hintsDeletedBeforeTheirAcknowledgementAreCaught() {
-        var caught = 0
-        for seed in UInt64(1)...30 {
-            var configuration = SimulationConfiguration(seed: seed)
-            configuration.mutation = .deleteHintsBeforeAcknowledgement
-            if !Simulation(configuration: configuration).run().passed {
-                caught += 1
+    @Test func hintsDeletedBeforeTheirAcknowledgementAreCaught() async {
+        let caught = await offThePool {
+            (UInt64(1)...30).count { seed in
+                var configuration = SimulationConfiguration(seed: seed)
+                configuration.mutation = .deleteHintsBeforeAcknowledgement
+                return !Simulation(configuration: configuration).run().passed
             }
         }
         #expect(caught > 0, "deleting hints before their acknowledgement went unnoticed in 30 seeds")

@@ -72,6 +72,18 @@ public struct Ring: Sendable, Hashable {
         preferenceList(for: Token(key: key))
     }
 
+    /// The vnode range that holds `token`: `(previous vnode token, owning vnode token]`, the smallest unit
+    /// of the ring whose replicas are all the same nodes. A token above the largest vnode token (or at
+    /// most the smallest) lies in the range that wraps past `UInt64.max`, ending at the smallest token.
+    /// A ring of one vnode token `t` has one range, `(t, t]`: the whole ring.
+    ///
+    /// Anti-entropy marks these ranges due when a replica missed a write of one of their keys.
+    public func range(containing token: Token) -> TokenRangeSpan {
+        let position = ownerPosition(of: token)
+        let previous = position == 0 ? vnodeTokens.count - 1 : position - 1
+        return TokenRangeSpan(start: vnodeTokens[previous], end: vnodeTokens[position])
+    }
+
     /// Every node not in the token's preference list, each once, in the order a clockwise walk from the
     /// owner meets them: the fallbacks for hinted handoff, best first.
     ///

@@ -356,6 +356,42 @@ extension ByteBuffer {
 
 // MARK: - 02-kv.qkv
 
+/// Why a Put was sent. The replica applies every origin alike (the newer version wins); it only counts
+/// them, so that an operator can see how much read repair and hint replay a node receives.
+public enum PutOrigin: UInt8, Sendable, Hashable, CaseIterable {
+    /// A client's write (also an admin's write to one replica).
+    case client = 1
+    /// A client's read found this replica stale and writes the newest version back.
+    case readRepair = 2
+    /// A node hands over a hint it held for this replica.
+    case hintReplay = 3
+}
+
+extension ByteBuffer {
+    /// Reads one `PutOrigin` (u8) from the readable bytes.
+    ///
+    /// Returns `nil` and leaves the reader index unchanged when the buffer holds only part of one.
+    /// Throws (also leaving the reader index unchanged) when the bytes can never decode: a field
+    /// over its limit, an invalid bool, enum value or UTF-8 string.
+    public mutating func readPutOrigin() throws(WireError) -> PutOrigin? {
+        try self.readWireValue { (buffer: inout ByteBuffer) throws(WireError) in try buffer.decodePutOrigin() }
+    }
+
+    /// Writes `value` as its raw u8; returns the number of bytes written.
+    @discardableResult
+    public mutating func writePutOrigin(_ value: PutOrigin) -> Int {
+        self.writeInteger(value.rawValue)
+    }
+
+    mutating func decodePutOrigin() throws(WireError) -> PutOrigin {
+        let raw = try self.decodeWireInteger(UInt8.self)
+        guard let value = PutOrigin(rawValue: raw) else {
+            throw WireError.invalidEnumValue(type: "PutOrigin", value: UInt64(raw))
+        }
+        return value
+    }
+}
+
 /// Message type 16; schema name `PutRequest`.
 public struct PutRequest: Sendable, Hashable {
     /// The frame type of this message.
@@ -365,12 +401,15 @@ public struct PutRequest: Sendable, Hashable {
     public var value: ByteBuffer
     public var version: Version
     public var tombstone: Bool
+    /// Why this Put was sent. Added in protocol version 2 (version 1 was never released).
+    public var origin: PutOrigin
 
-    public init(key: ByteBuffer, value: ByteBuffer, version: Version, tombstone: Bool) {
+    public init(key: ByteBuffer, value: ByteBuffer, version: Version, tombstone: Bool, origin: PutOrigin) {
         self.key = key
         self.value = value
         self.version = version
         self.tombstone = tombstone
+        self.origin = origin
     }
 }
 
@@ -392,6 +431,7 @@ extension ByteBuffer {
         written += self.writeWireBytes(value.value)
         written += self.writeVersion(value.version)
         written += self.writeWireBool(value.tombstone)
+        written += self.writePutOrigin(value.origin)
         return written
     }
 
@@ -400,7 +440,8 @@ extension ByteBuffer {
         let value = try self.decodeWireBytes(limit: Limits.valueBytesMax, field: "PutRequest.value")
         let version = try self.decodeVersion()
         let tombstone = try self.decodeWireBool()
-        return PutRequest(key: key, value: value, version: version, tombstone: tombstone)
+        let origin = try self.decodePutOrigin()
+        return PutRequest(key: key, value: value, version: version, tombstone: tombstone, origin: origin)
     }
 }
 

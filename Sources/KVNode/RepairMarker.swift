@@ -1,0 +1,97 @@
+public import KVCore
+public import KVStorage
+public import Logging
+public import NIOPosix
+import Synchronization
+
+/// Marks the token ranges whose writes a replica is known to have missed, so that anti-entropy
+/// repairs them first: a write that no hint will deliver is never forgotten.
+///
+/// Two events lose a write for a replica here: a hint for it is refused because the replica's queue is
+/// full (`ReplicaService`), or a hint for it expires before it comes back (the hint replayer). Either
+/// marks `ring.range(containing: Token(key:))` due for that replica in the store
+/// (`RepairMarkStore.markDue`, durable, one mark per replica and range), counts the new mark in
+/// `NodeStatistics` and logs it at `notice`, once per range until anti-entropy clears it. A mark that
+/// cannot be written (storage failure, shutdown) is logged at `warning` and counted as a failure.
+///
+/// A refused hint may still reach its replica through another fallback node: the mark is then
+/// conservative, costing anti-entropy a comparison of one range.
+public final class RepairMarker: Sendable {
+    /// Why a range was marked: the `reason` dimension of the marks counter.
+    private enum Reason: String {
+        case hintRefused = "hint_refused"
+        case hintExpired = "hint_expired"
+    }
+
+    private let ring: Ring
+    private let store: any RepairMarkStore
+    private let pool: NIOThreadPool
+    private let statistics: NodeStatistics
+    private let wallMillis: @Sendable () -> UInt64
+    private let logger: Logger
+
+    /// - Parameters:
+    ///   - ring: the cluster's ring, whose vnode ranges are the unit of marking.
+    ///   - store: where marks are kept (the node's `RocksDBStore`).
+    ///   - pool: where the store's blocking writes run.
+    ///   - wallMillis: the wall clock, in milliseconds since the Unix epoch, for a mark's first time.
+    public init(
+        ring: Ring,
+        store: any RepairMarkStore,
+        pool: NIOThreadPool,
+        statistics: NodeStatistics,
+        wallMillis: @escaping @Sendable () -> UInt64,
+        logger: Logger
+    ) {
+        self.ring = ring
+        self.store = store
+        self.pool = pool
+        self.statistics = statistics
+        self.wallMillis = wallMillis
+        self.logger = logger
+    }
+
+    /// A hint of `key` for `target` was refused because `target`'s hint queue is full: marks the key's
+    /// range due on `target`. Returns once the mark is durable (or failed, which is logged and counted).
+    public func hintRefused(target: String, key: [UInt8]) async {
+        await mark(target: target, key: key, reason: .hintRefused)
+    }
+
+    /// A hint of `key` for `target` expired (outlived the hint window) and was dropped: marks the key's
+    /// range due on `target`. Returns once the mark is durable (or failed, which is logged and counted).
+    public func hintExpired(target: String, key: [UInt8]) async {
+        await mark(target: target, key: key, reason: .hintExpired)
+    }
+
+    /// The number of ranges due for anti-entropy, over all replicas (from memory: no I/O).
+    public var rangesDueCount: Int {
+        store.rangesDue().count
+    }
+
+    private func mark(target: String, key: [UInt8], reason: Reason) async {
+        let range = ring.range(containing: Token(key: key))
+        let store = self.store
+        let millis = wallMillis()
+        let isNew: Bool
+        do {
+            isNew = try await pool.runIfActive { try store.markDue(replica: target, range: range, atMillis: millis) }
+        } catch {
+            statistics.markFailures.add(1, ordering: .relaxed)
+            logger.warning(
+                "cannot mark range for anti-entropy",
+                metadata: [
+                    "peer.node_id": "\(target)", "ring.range": "\(range)", "repair.reason": "\(reason.rawValue)",
+                    "error": "\(error)",
+                ])
+            return
+        }
+        guard isNew else { return }
+        switch reason {
+        case .hintRefused: statistics.rangesMarkedForRefusedHints.add(1, ordering: .relaxed)
+        case .hintExpired: statistics.rangesMarkedForExpiredHints.add(1, ordering: .relaxed)
+        }
+        logger.notice(
+            "range marked for anti-entropy",
+            metadata: ["peer.node_id": "\(target)", "ring.range": "\(range)", "repair.reason": "\(reason.rawValue)"])
+    }
+}
