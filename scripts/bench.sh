@@ -14,7 +14,8 @@
 #                                       (n2 stale on them; reads repair in the background)
 #
 # Always 50 requests in flight and 100-byte values; default 10 s per run. QUORUMKV_DURABILITY=none
-# (or interval:<N>ms) runs the nodes without an fsync per write, to see what the fsyncs cost. Uses 127.0.0.21-24
+# (or interval:<N>ms) runs the nodes without an fsync per write, to see what the fsyncs cost;
+# QUORUMKV_HINT_REPLAY_RATE=N sets each node's --hint-replay-rate. Uses 127.0.0.21-24
 # (kvd) and 127.0.0.29 (redis); everything it starts is stopped on exit.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -55,7 +56,8 @@ start_node() {
     local i=$1
     "$bin/kvd" --id "n$i" --listen "127.0.0.$((20 + i)):7411" --data "$work/n$i" --cluster "$work/cluster.yaml" \
         --ca "$work/certs/ca.pem" --cert "$work/certs/n$i.pem" --key "$work/certs/n$i-key.pem" \
-        --durability "${QUORUMKV_DURABILITY:-sync}" --log-level warning &
+        --durability "${QUORUMKV_DURABILITY:-sync}" --log-level warning \
+        ${QUORUMKV_HINT_REPLAY_RATE:+--hint-replay-rate "$QUORUMKV_HINT_REPLAY_RATE"} &
     pids[n$i]=$!
 }
 for ((i = 1; i <= count; i++)); do

@@ -17,7 +17,7 @@ final class HintReplayer: Sendable {
         /// How often queues are looked at.
         var interval: Duration = .milliseconds(200)
         /// Hints replayed per second, over all targets.
-        var ratePerSecond = 2_000
+        var ratePerSecond = NodeConfiguration.hintReplayRateDefault
         /// Hints older than this are dropped, not replayed.
         var window: Duration = .seconds(3 * 3600)
         /// Replays in flight at once per target.
@@ -31,6 +31,10 @@ final class HintReplayer: Sendable {
     private let wallMillis: @Sendable () -> UInt64
     private let logger: Logger
     private let statistics: NodeStatistics
+    /// Per target, the last hint of the run of hints replayed (or expired) without a gap: the next
+    /// round reads from there instead of stepping over the deleted ones again. Cleared when nothing
+    /// follows it, so that a hint stored behind it (an older version arriving late) is found.
+    private let cursors = Mutex<[String: HintID]>([:])
     private let repairMarker: RepairMarker
 
     init(
@@ -63,15 +67,24 @@ final class HintReplayer: Sendable {
         self.clients = clients
     }
 
-    /// Replays until the task is cancelled.
+    /// Replays until the task is cancelled, at most `ratePerSecond` hints per second on average (a
+    /// token bucket refilled by the time that really passed, so slow rounds do not lower the rate),
+    /// with bursts of at most two intervals' worth.
     func run() async {
+        let rate = Double(configuration.ratePerSecond)
+        let burst = max(1, rate * 2 * (configuration.interval / .seconds(1)))
+        var tokens = 0.0
+        var refilled = ContinuousClock.now
         while !Task.isCancelled {
-            let budget = max(1, Int(Double(configuration.ratePerSecond) * (configuration.interval / .seconds(1))))
+            let now = ContinuousClock.now
+            tokens = min(burst, tokens + rate * ((now - refilled) / .seconds(1)))
+            refilled = now
             var spent = 0
             for (target, count) in hints.hintQueueSizes().sorted(by: { $0.key < $1.key }) where count > 0 {
-                guard spent < budget else { break }
-                spent += await replay(target: target, limit: budget - spent)
+                guard Int(tokens) > spent else { break }
+                spent += await replay(target: target, limit: Int(tokens) - spent)
             }
+            tokens -= Double(spent)
             try? await Task.sleep(for: configuration.interval)
         }
         for client in clients.values {
@@ -84,9 +97,14 @@ final class HintReplayer: Sendable {
     private func replay(target: String, limit: Int) async -> Int {
         guard let client = clients[target] else { return 0 }
         let hints = self.hints
-        let batch: [(id: HintID, hint: StoredHint)]
+        var batch: [(id: HintID, hint: StoredHint)]
         do {
-            batch = try await pool.runIfActive { try hints.hints(for: target, limit: limit) }
+            let after = cursors.withLock { $0[target] }
+            batch = try await pool.runIfActive { try hints.hints(for: target, after: after, limit: limit) }
+            if batch.isEmpty && after != nil {
+                cursors.withLock { $0[target] = nil }
+                batch = try await pool.runIfActive { try hints.hints(for: target, after: nil, limit: limit) }
+            }
         } catch {
             logger.warning("cannot read hints", metadata: ["peer.node_id": "\(target)", "error": "\(error)"])
             return 0
@@ -97,6 +115,7 @@ final class HintReplayer: Sendable {
             batch: batch, nowMillis: wallMillis(),
             windowMillis: UInt64(configuration.window / .milliseconds(1)),
             targetReachable: !client.isBackingOff, concurrency: configuration.concurrency)
+        var deleted: Set<HintID> = []
         await withTaskGroup(of: HintReplayRound.Event.self) { group in
             var actions = round.start()
             while true {
@@ -104,6 +123,7 @@ final class HintReplayer: Sendable {
                     switch action {
                     case .expire(let id):
                         try? await pool.runIfActive { try hints.deleteHint(id) }
+                        deleted.insert(id)
                         statistics.hintsExpired.add(1, ordering: .relaxed)
                         logger.info("hint expired", metadata: ["peer.node_id": "\(target)"])
                         // That replica now needs anti-entropy for the key's range.
@@ -112,6 +132,7 @@ final class HintReplayer: Sendable {
                         }
                     case .delete(let id):
                         try? await pool.runIfActive { try hints.deleteHint(id) }
+                        deleted.insert(id)
                         statistics.hintsReplayed.add(1, ordering: .relaxed)
                     case .send(let id, let hint):
                         group.addTask {
@@ -134,6 +155,9 @@ final class HintReplayer: Sendable {
                 guard let event = await group.next() else { break }
                 actions = round.handle(event)
             }
+        }
+        if let last = batch.prefix(while: { deleted.contains($0.id) }).last {
+            cursors.withLock { $0[target] = last.id }
         }
         if round.replayed > 0 || round.failure != nil {
             logger.debug(

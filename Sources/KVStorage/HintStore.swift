@@ -59,16 +59,30 @@ public protocol HintStore: AnyObject, Sendable {
     /// bytes, and for keys and values the data store would refuse.
     func storeHint(_ hint: StoredHint, queueMax: Int) throws(StorageError) -> HintStoreOutcome
 
-    /// The oldest-versioned hints for `target`, at most `limit`, in version order (hlc, then writer,
-    /// then key bytes), each with its id. A corrupt stored hint throws `.corruption`.
-    func hints(for target: String, limit: Int) throws(StorageError) -> [(id: HintID, hint: StoredHint)]
+    /// The oldest-versioned hints for `target` that come after `after` (from the first when nil), at
+    /// most `limit`, in version order (hlc, then writer, then key bytes), each with its id. A corrupt
+    /// stored hint throws `.corruption`.
+    ///
+    /// `after` lets a replayer go on from where it stopped instead of stepping again over the hints it
+    /// deleted, which RocksDB keeps as tombstones until a compaction: a scan from the start of a queue
+    /// that was just replayed would walk over every one of them.
+    func hints(for target: String, after: HintID?, limit: Int) throws(StorageError) -> [(id: HintID, hint: StoredHint)]
 
-    /// Deletes one hint (after its target acknowledged it, or when it expired), with the store's
-    /// durability. Deleting a missing id is not an error.
+    /// Deletes one hint (after its target acknowledged it, or when it expired). Not fsynced on its
+    /// own, whatever the durability: a delete lost in a power cut only means the hint is replayed once
+    /// more, which the target answers as already applied or superseded. Deleting a missing id is not
+    /// an error.
     func deleteHint(_ id: HintID) throws(StorageError)
 
     /// The number of hints queued per target; targets with none are absent. Empty once closed.
     func hintQueueSizes() -> [String: Int]
+}
+
+extension HintStore {
+    /// The oldest-versioned hints for `target`, at most `limit`, in version order.
+    public func hints(for target: String, limit: Int) throws(StorageError) -> [(id: HintID, hint: StoredHint)] {
+        try hints(for: target, after: nil, limit: limit)
+    }
 }
 
 /// The bytes of the `hints` column family.

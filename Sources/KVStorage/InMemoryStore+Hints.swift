@@ -19,11 +19,18 @@ extension InMemoryStore: HintStore {
         }
     }
 
-    public func hints(for target: String, limit: Int) throws(StorageError) -> [(id: HintID, hint: StoredHint)] {
+    public func hints(for target: String, after: HintID?, limit: Int) throws(StorageError) -> [(
+        id: HintID, hint: StoredHint
+    )] {
         try state.withLock { (state) throws(StorageError) -> [(id: HintID, hint: StoredHint)] in
             guard !state.closed else { throw .closed }
             guard limit > 0, let queue = state.hints[Array(target.utf8)] else { return [] }
-            return queue.prefix(limit).map { (HintID(bytes: $0.storageKey), $0.hint) }
+            var first = 0
+            if let after, after.bytes.starts(with: HintCodec.prefix(target: Array(target.utf8))) {
+                let (index, found) = Self.search(queue, for: after.bytes)
+                first = found ? index + 1 : index
+            }
+            return queue[first...].prefix(limit).map { (HintID(bytes: $0.storageKey), $0.hint) }
         }
     }
 

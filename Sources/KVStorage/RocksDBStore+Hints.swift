@@ -29,12 +29,16 @@ extension RocksDBStore: HintStore {
         }
     }
 
-    public func hints(for target: String, limit: Int) throws(StorageError) -> [(id: HintID, hint: StoredHint)] {
+    public func hints(for target: String, after: HintID?, limit: Int) throws(StorageError) -> [(
+        id: HintID, hint: StoredHint
+    )] {
         guard limit > 0 else { return [] }
         let prefix = HintCodec.prefix(target: Array(target.utf8))
+        // The smallest key past `after`: its bytes followed by a zero byte.
+        let start = after.flatMap { $0.bytes.starts(with: prefix) ? $0.bytes + [0] : nil }
         return try withOpenHandles { () throws(StorageError) -> [(id: HintID, hint: StoredHint)] in
             var found: [(id: HintID, hint: StoredHint)] = []
-            try scan(hintsFamily, prefix: prefix) { (key, value) throws(StorageError) -> Bool in
+            try scan(hintsFamily, prefix: prefix, from: start) { (key, value) throws(StorageError) -> Bool in
                 let hint = try HintCodec.decode(key: key, value: value)
                 found.append((HintID(bytes: Array(key)), hint))
                 return found.count < limit
@@ -49,7 +53,8 @@ extension RocksDBStore: HintStore {
         try withOpenHandles { () throws(StorageError) in
             try hintStripes.withLock(for: Token(key: target)) { () throws(StorageError) in
                 guard try read(hintsFamily, id.bytes, { _ in true }) ?? false else { return }
-                try delete(hintsFamily, id.bytes)
+                // No fsync of its own: a delete lost in a power cut only replays the hint once more.
+                try delete(hintsFamily, id.bytes, synced: false)
                 hintCounts.withLock { $0.add(-1, for: target) }
             }
         }

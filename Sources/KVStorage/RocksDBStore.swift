@@ -29,6 +29,10 @@ public final class RocksDBStore: ReplicaStore, @unchecked Sendable {
     private let options: OpaquePointer
     let readOptions: OpaquePointer
     let writeOptions: OpaquePointer
+    /// Writes to the WAL without an fsync of their own, whatever the durability: for writes whose loss
+    /// in a power cut is harmless (a hint deleted after its replay: the hint is replayed again). The
+    /// next synced write makes them durable too.
+    let unsyncedWriteOptions: OpaquePointer
     private let families: [OpaquePointer]
     private var dataFamily: OpaquePointer { families[1] }
     var hintsFamily: OpaquePointer { families[2] }
@@ -123,11 +127,14 @@ public final class RocksDBStore: ReplicaStore, @unchecked Sendable {
         let writeOptions = rocksdb_writeoptions_create()!
         // Never disable the WAL: every mode relies on it; only the fsync moment differs.
         rocksdb_writeoptions_set_sync(writeOptions, durability == .sync ? 1 : 0)
+        let unsyncedWriteOptions = rocksdb_writeoptions_create()!
+        rocksdb_writeoptions_set_sync(unsyncedWriteOptions, 0)
 
         self.db = opened
         self.options = options
         self.readOptions = readOptions
         self.writeOptions = writeOptions
+        self.unsyncedWriteOptions = unsyncedWriteOptions
         self.families = handles.map { $0! }
         self.walSyncer = walSyncInterval.map { WALSyncer(db: opened, interval: $0, path: directory) }
         // Fully initialized: if a scan throws, `deinit` closes the handles.
@@ -218,6 +225,7 @@ public final class RocksDBStore: ReplicaStore, @unchecked Sendable {
         rocksdb_close(db)
         rocksdb_readoptions_destroy(readOptions)
         rocksdb_writeoptions_destroy(writeOptions)
+        rocksdb_writeoptions_destroy(unsyncedWriteOptions)
         rocksdb_options_destroy(options)
     }
 
@@ -282,19 +290,21 @@ public final class RocksDBStore: ReplicaStore, @unchecked Sendable {
         try check(error)
     }
 
-    func delete(_ family: OpaquePointer, _ key: [UInt8]) throws(StorageError) {
+    func delete(_ family: OpaquePointer, _ key: [UInt8], synced: Bool = true) throws(StorageError) {
         var error: UnsafeMutablePointer<CChar>?
         key.withUnsafeBytes { key in
-            rocksdb_delete_cf(db, writeOptions, family, key.cChars, key.count, &error)
+            rocksdb_delete_cf(db, synced ? writeOptions : unsyncedWriteOptions, family, key.cChars, key.count, &error)
         }
         try check(error)
     }
 
     /// Hands each (key, value) of `family` whose key starts with `prefix` to `body`, in key order, until
-    /// `body` answers false. The buffers are valid only during the call.
+    /// `body` answers false; from `start` on when given (a key that starts with `prefix`). The buffers
+    /// are valid only during the call.
     func scan(
         _ family: OpaquePointer,
         prefix: [UInt8],
+        from start: [UInt8]? = nil,
         _ body: (UnsafeRawBufferPointer, UnsafeRawBufferPointer) throws(StorageError) -> Bool
     ) throws(StorageError) {
         // The upper bound lets RocksDB stop at the end of the prefix instead of stepping over the
@@ -313,8 +323,8 @@ public final class RocksDBStore: ReplicaStore, @unchecked Sendable {
         }
         let iterator = rocksdb_create_iterator_cf(db, scanOptions, family)!
         defer { rocksdb_iter_destroy(iterator) }
-        prefix.withUnsafeBytes { prefix in
-            rocksdb_iter_seek(iterator, prefix.cChars, prefix.count)
+        (start ?? prefix).withUnsafeBytes { seek in
+            rocksdb_iter_seek(iterator, seek.cChars, seek.count)
         }
         while rocksdb_iter_valid(iterator) != 0 {
             var keyLength = 0

@@ -59,6 +59,30 @@ func listed(_ store: any HintStore, _ target: String, limit: Int = .max) throws 
         }
     }
 
+    /// A replayer goes on after the last hint it handled, even when that hint was deleted since, and
+    /// never sees another target's hints.
+    @Test(arguments: StoreKind.allCases)
+    func listingGoesOnAfterAGivenHint(_ kind: StoreKind) throws {
+        try withHintStore(kind) { store throws in
+            for hlc in UInt64(1)...10 {
+                _ = try store.storeHint(hint("n1", "k\(hlc)", record(hlc, "v")), queueMax: 100)
+                _ = try store.storeHint(hint("n10", "k\(hlc)", record(hlc, "v")), queueMax: 100)
+            }
+            let first = try store.hints(for: "n1", limit: 4)
+            #expect(first.map(\.hint.record.version.hlc) == [1, 2, 3, 4])
+            for entry in first { try store.deleteHint(entry.id) }
+            let next = try store.hints(for: "n1", after: first.last!.id, limit: 4)
+            #expect(next.map(\.hint.record.version.hlc) == [5, 6, 7, 8])
+            #expect(next.allSatisfy { $0.hint.target == "n1" })
+            let last = try store.hints(for: "n1", after: next.last!.id, limit: 100)
+            #expect(last.map(\.hint.record.version.hlc) == [9, 10])
+            #expect(try store.hints(for: "n1", after: last.last!.id, limit: 100).isEmpty)
+            // Another target's id does not move the start.
+            let other = try store.hints(for: "n10", limit: 1)
+            #expect(try store.hints(for: "n1", after: other[0].id, limit: 1).map(\.hint.record.version.hlc) == [5])
+        }
+    }
+
     @Test(arguments: StoreKind.allCases)
     func limitReturnsTheOldest(_ kind: StoreKind) throws {
         try withHintStore(kind) { store throws in
