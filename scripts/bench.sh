@@ -73,10 +73,12 @@ for ((i = 1; i <= count; i++)); do
 done
 
 bench=("$bin/kvbench" --concurrency 50 --value-bytes 100 --duration "$seconds")
-# Hints queued on all nodes, from `kvctl status --json`.
+# Hints queued on all nodes, from `kvctl status --json` (-1 when it cannot tell).
 queued() {
     "$bin/kvctl" status --json --timeout 5 2>/dev/null |
-        python3 -c 'import json,sys; print(sum(n.get("hintsQueued") or 0 for n in json.load(sys.stdin)["nodes"]))'
+        python3 -c 'import json,sys
+try: print(sum(n.get("hintsQueued") or 0 for n in json.load(sys.stdin)["nodes"]))
+except Exception: print(-1)'
 }
 
 if [[ "$mode" == hints ]]; then
@@ -87,7 +89,7 @@ if [[ "$mode" == hints ]]; then
     wait "${pids[n2]}" 2>/dev/null || true
     # n2 replicates about 3/4 of the keys: every put of those leaves a hint for it.
     echo "== n2 SIGKILLed; puts until $hints hints are queued for it"
-    while (($(queued) < hints)); do
+    while (($(queued) < hints)); do # -1 (status failed) also goes on
         "$bin/kvbench" --concurrency 50 --value-bytes 100 --duration 600 --workload put \
             --requests-max $(((hints - $(queued)) * 4 / 3 + 500)) >/dev/null
     done
@@ -95,7 +97,7 @@ if [[ "$mode" == hints ]]; then
     start_node 2
     started=$(date +%s.%N)
     (
-        for _ in $(seq 1 1200); do (($(queued) > 0)) || break; sleep 0.5; done
+        for _ in $(seq 1 1200); do (($(queued) != 0)) || break; sleep 0.5; done
         (($(queued) == 0)) || { echo "== hints still queued after 600 s: $(queued)"; exit 1; }
         echo "== every hint queue empty $(python3 -c "print(round($(date +%s.%N) - $started, 1))") s after n2 restarted"
     ) &
@@ -118,6 +120,11 @@ if [[ "$mode" == stale ]]; then
     sleep 2
     echo "== kvbench get, 100,000 keys, 1 % stale on n2 (background read repair), ${seconds}s"
     "${bench[@]}" --workload get --keys 100000 --skip-load
+    "$bin/kvctl" certs issue --dir "$work/certs" --role admin --name admin 2>/dev/null
+    QUORUMKV_CERT="$work/certs/admin.pem" QUORUMKV_KEY="$work/certs/admin-key.pem" \
+        "$bin/kvctl" status --json 2>/dev/null | python3 -c 'import json,sys
+for n in json.load(sys.stdin)["nodes"]:
+    print(n["node"], "read repairs received", n.get("readRepairsReceived"), "applied", n.get("readRepairsApplied"))'
     exit 0
 fi
 

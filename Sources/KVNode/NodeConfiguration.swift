@@ -39,7 +39,7 @@ public struct NodeConfiguration: Sendable, Hashable {
     /// Hints this node replays per second, over all targets: the throttle that keeps a returning
     /// node's catch-up from crowding out live traffic.
     public var hintReplayRate = NodeConfiguration.hintReplayRateDefault
-    public static let hintReplayRateDefault = 1_000
+    public static let hintReplayRateDefault = 250
     /// On shutdown, how long open connections may go on after the listener closed.
     public var shutdownDrain: Duration = .seconds(1)
 

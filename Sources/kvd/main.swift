@@ -57,7 +57,7 @@ struct KVD: AsyncParsableCommand {
 
     @Option(
         name: .customLong("hint-replay-rate"),
-        help: "Hints this node replays per second, over all targets (default 1000).")
+        help: "Hints this node replays per second, over all targets (default 250).")
     var hintReplayRate: Int?
 
     @Option(name: .customLong("log-level"), help: "trace, debug, info, notice, warning, error or critical.")
