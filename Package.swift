@@ -194,7 +194,7 @@ let package = Package(
         .testTarget(
             name: "ClusterTests",
             dependencies: [
-                "KVCore", "KVClient", "KVTLS", "KVConfig", "KVRPC", "KVWire",
+                "KVCore", "KVClient", "KVTLS", "KVConfig", "KVRPC", "KVWire", "KVStorage",
                 .product(name: "NIOCore", package: "swift-nio"),
             ],
             swiftSettings: swiftSettings

@@ -177,6 +177,12 @@ extension RPCServer {
             return response.frame(requestID: requestID, allocator: ByteBufferAllocator())
         } catch let error as RPCError {
             if let code = error.remoteCode {
+                // The operator must hear of a failing disk or damaged data, not only the client.
+                if code == .storageFailure || code == .diskFull {
+                    logger.error(
+                        "storage failure",
+                        metadata: ["rpc.type": "\(request.type)", "error": "\(error.remoteMessage ?? "")"])
+                }
                 return Self.errorFrame(requestID: requestID, code: code, message: "\(error.remoteMessage ?? "")")
             }
             return Self.errorFrame(requestID: requestID, code: .internal, message: "\(error)")
