@@ -36,7 +36,8 @@ struct MerkleReplicaModel {
     }
 
     func listing(_ span: TokenRangeSpan) -> [MerkleEntry] {
-        hashed.filter { span.contains($0.value.token) }.map { entries[$0.key]! }.sorted(by: MerkleEntry.tokenOrder)
+        hashed.filter { span.contains($0.value.token) }.map { entries[$0.key]! }.sorted(
+            by: MerkleEntry.clockwiseOrder(from: span))
     }
 
     func answer(_ query: MerkleQuery, tree: MerkleTree) -> MerkleAnswer {

@@ -52,6 +52,17 @@ public struct MerkleEntry: Sendable, Hashable, CustomStringConvertible {
         return lhs.key.lexicographicallyPrecedes(rhs.key)
     }
 
+    /// Orders entries as a scan of `range` lists them: clockwise from the range's start (by token,
+    /// wrapping past zero), then by key bytes.
+    public static func clockwiseOrder(from range: TokenRangeSpan) -> @Sendable (MerkleEntry, MerkleEntry) -> Bool {
+        let first = range.start &+ 1
+        return { lhs, rhs in
+            let (left, right) = (lhs.token.value &- first, rhs.token.value &- first)
+            if left != right { return left < right }
+            return lhs.key.lexicographicallyPrecedes(rhs.key)
+        }
+    }
+
     /// `key-as-hex@version`, plus `(tombstone)`.
     public var description: String {
         let hex = key.prefix(16).map { byte in

@@ -40,6 +40,19 @@ public struct MerkleSegments: Sendable, Equatable, CustomStringConvertible {
         fenwick = tree
     }
 
+    /// The segments with the given hashes, by segment; absent segments are zero. O(k·log 2^20) for `k`
+    /// segments when few are given, O(2^20) otherwise.
+    public init(sparseHashes: [Int: UInt64]) {
+        guard sparseHashes.count < Self.segmentCount / 32 else {
+            var hashes = [UInt64](repeating: 0, count: Self.segmentCount)
+            for (segment, hash) in sparseHashes { hashes[segment] = hash }
+            self.init(segmentHashes: hashes)
+            return
+        }
+        self.init()
+        for (segment, hash) in sparseHashes { xor(hash, intoSegment: segment) }
+    }
+
     /// The segments of a replica holding exactly `entries` (a rebuild from scratch).
     public init(entries: some Sequence<MerkleEntry>) {
         var hashes = [UInt64](repeating: 0, count: Self.segmentCount)
