@@ -21,4 +21,9 @@ public enum Limits {
     public static let nodesMax = 4096
     /// Virtual-node tokens of one node.
     public static let tokensPerNodeMax = 4096
+    /// Nodes named by one Merkle query: a `.children` answer then holds at most 16 × 256 = 4096 hashes.
+    public static let merkleNodesPerQueryMax = 256
+    /// Leaves a Merkle comparison asks to list in one query, to keep a listing answer small (a leaf
+    /// is one segment: about keys / 2^20 entries).
+    public static let merkleLeavesPerListingMax = 16
 }

@@ -13,6 +13,24 @@ public final class SimulatedStore: ReplicaStore {
         var volatile: [[UInt8]: StoredRecord] = [:]
         var metadata: [String: [UInt8]] = [:]
         var closed = false
+        /// The Merkle segments of what `get` sees (volatile over durable): nil until the first Merkle
+        /// call builds them, so runs that never compare pay nothing; then kept by every apply, and
+        /// dropped by a crash (rebuilt from the durable records at the next call), as RocksDB's would
+        /// be restored with the WAL.
+        var merkle: MerkleSegments?
+
+        func visible(_ key: [UInt8]) -> StoredRecord? { volatile[key] ?? durable[key] }
+
+        var visibleRecords: [[UInt8]: StoredRecord] {
+            durable.merging(volatile) { _, newer in newer }
+        }
+
+        mutating func segments() -> MerkleSegments {
+            if let merkle { return merkle }
+            let built = MerkleSegments(entries: visibleRecords.map { MerkleEntry(key: $0.key, record: $0.value) })
+            merkle = built
+            return built
+        }
     }
 
     public let durability: Durability
@@ -29,6 +47,8 @@ public final class SimulatedStore: ReplicaStore {
             if let current, current.version > record.version {
                 return .superseded(current: current.version)
             }
+            state.merkle?.update(
+                old: current.map { MerkleEntry(key: key, record: $0) }, new: MerkleEntry(key: key, record: record))
             if durability == .sync {
                 state.durable[key] = record
             } else {
@@ -77,6 +97,7 @@ public final class SimulatedStore: ReplicaStore {
     public func crash() {
         state.withLock { state in
             state.volatile.removeAll()
+            state.merkle = nil
             state.closed = false
         }
     }
@@ -84,5 +105,49 @@ public final class SimulatedStore: ReplicaStore {
     /// What survives a crash now.
     public func durableRecord(_ key: [UInt8]) -> StoredRecord? {
         state.withLock { $0.durable[key] }
+    }
+}
+
+extension SimulatedStore: MerkleStore {
+    public func merkleDigest(of range: TokenRangeSpan) throws(StorageError) -> UInt64 {
+        try state.withLock { state throws(StorageError) -> UInt64 in
+            guard !state.closed else { throw StorageError.closed }
+            let records = state.visibleRecords
+            return state.segments().digest(of: range) { piece in
+                Self.entries(records, in: piece).reduce(0) { $0 ^ $1.hash }
+            }
+        }
+    }
+
+    public func merkleListing(of range: TokenRangeSpan) throws(StorageError) -> [MerkleEntry] {
+        try state.withLock { state throws(StorageError) -> [MerkleEntry] in
+            guard !state.closed else { throw StorageError.closed }
+            return Self.entries(state.visibleRecords, in: range).sorted(by: MerkleEntry.clockwiseOrder(from: range))
+        }
+    }
+
+    public func merkleSegments() throws(StorageError) -> MerkleSegments {
+        try state.withLock { state throws(StorageError) -> MerkleSegments in
+            guard !state.closed else { throw StorageError.closed }
+            return state.segments()
+        }
+    }
+
+    @discardableResult
+    public func rebuildMerkleSegments() throws(StorageError) -> MerkleRebuild {
+        try state.withLock { state throws(StorageError) -> MerkleRebuild in
+            guard !state.closed else { throw StorageError.closed }
+            state.merkle = nil
+            let segments = state.segments()
+            return MerkleRebuild(
+                reason: "asked for", records: state.visibleRecords.count,
+                segments: segments.segmentHashes.lazy.filter { $0 != 0 }.count, duration: .zero)
+        }
+    }
+
+    private static func entries(_ records: [[UInt8]: StoredRecord], in range: TokenRangeSpan) -> [MerkleEntry] {
+        records.compactMap { key, record in
+            range.contains(Token(key: key)) ? MerkleEntry(key: key, record: record) : nil
+        }
     }
 }

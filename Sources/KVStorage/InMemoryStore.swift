@@ -11,6 +11,8 @@ public final class InMemoryStore: ReplicaStore {
         var hints: [[UInt8]: [(storageKey: [UInt8], hint: StoredHint)]] = [:]
         /// Token ranges due for anti-entropy: see `InMemoryStore+RepairMarks.swift`.
         var repairMarks = RepairMarks()
+        /// Kept by `apply`, like `RocksDBStore`'s: see `InMemoryStore+Merkle.swift`.
+        var merkle = MerkleSegments()
         var closed = false
     }
 
@@ -30,6 +32,9 @@ public final class InMemoryStore: ReplicaStore {
                     return .applied
                 }
             }
+            state.merkle.update(
+                old: state.records[key].map { MerkleEntry(key: key, record: $0) },
+                new: MerkleEntry(key: key, record: record))
             state.records[key] = record
             return .applied
         }

@@ -1,8 +1,9 @@
 import KVCore
 import Synchronization
 
-/// A fixed set of mutexes shared by all keys: a key's stripe is chosen by its token, so writers of
-/// the same key serialize while writers of different keys rarely wait for each other.
+/// A fixed set of mutexes shared by all keys: a key's stripe is chosen by its token (or its token's
+/// Merkle segment), so writers of the same key serialize while writers of different keys rarely wait
+/// for each other.
 ///
 /// Mutex is not copyable and so cannot sit in an array directly; each lives in a small class.
 final class LockStripes: Sendable {
@@ -25,5 +26,32 @@ final class LockStripes: Sendable {
     ) throws(Failure) -> Result {
         let stripe = stripes[Int(token.value % UInt64(Self.count))]
         return try stripe.mutex.withLock { (_: inout Void) throws(Failure) -> Result in try body() }
+    }
+
+    /// Runs `body` under the stripe of `segment` (a `MerkleSegments` index): every key of a segment
+    /// shares it, so writers of one segment hash serialize.
+    func withLock<Result: Sendable, Failure: Error>(
+        forSegment segment: Int,
+        _ body: () throws(Failure) -> Result
+    ) throws(Failure) -> Result {
+        let stripe = stripes[segment % Self.count]
+        return try stripe.mutex.withLock { (_: inout Void) throws(Failure) -> Result in try body() }
+    }
+
+    /// Runs `body` holding every stripe, taken in index order (so two callers cannot deadlock).
+    func withAllLocks<Result: Sendable, Failure: Error>(
+        _ body: () throws(Failure) -> Result
+    ) throws(Failure) -> Result {
+        try withLocks(from: 0, body)
+    }
+
+    private func withLocks<Result: Sendable, Failure: Error>(
+        from index: Int,
+        _ body: () throws(Failure) -> Result
+    ) throws(Failure) -> Result {
+        guard index < stripes.count else { return try body() }
+        return try stripes[index].mutex.withLock { (_: inout Void) throws(Failure) -> Result in
+            try withLocks(from: index + 1, body)
+        }
     }
 }

@@ -78,6 +78,15 @@ package enum RecordCodec {
         return StoredRecord(version: version, tombstone: tombstone, value: Array(bytes[headerBytes...]))
     }
 
+    /// The version and tombstone flag of a stored value, without copying its value bytes; anything
+    /// malformed throws `StorageError.corruption`.
+    package static func decodeHeader(
+        _ bytes: UnsafeRawBufferPointer
+    ) throws(StorageError) -> (version: Version, tombstone: Bool) {
+        let tombstone = try checkHeader(bytes, headerBytes: headerBytes, flagsOffset: 17, what: "record")
+        return (Version(hlc: readBigEndian(bytes, at: 1), writer: readBigEndian(bytes, at: 9)), tombstone)
+    }
+
     package static func decode(_ bytes: [UInt8]) throws(StorageError) -> StoredRecord {
         // `withUnsafeBytes` is not typed-throws: carry the result out instead of the error.
         let result: Result<StoredRecord, StorageError> = bytes.withUnsafeBytes { buffer in

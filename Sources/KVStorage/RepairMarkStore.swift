@@ -158,6 +158,10 @@ func validateMetadata(name: String) throws(StorageError) {
         throw .invalidRecord(
             "metadata names starting with '\(RepairMarkCodec.prefixName)' are reserved for repair marks")
     }
+    if name.hasPrefix(MerkleCodec.reservedPrefix) {
+        throw .invalidRecord(
+            "metadata names starting with '\(MerkleCodec.reservedPrefix)' are reserved for Merkle segments")
+    }
 }
 
 /// The marks of a store in memory, keyed by storage key, shared by both stores.

@@ -8,9 +8,9 @@ import Synchronization
 ///
 /// Column families: `data` (records keyed by `token · key`, see `RecordCodec`), `hints` (the durable
 /// hint log keyed by `target · version · key`, see `HintCodec` and `RocksDBStore+Hints.swift`),
-/// `meta` (node id, cluster map, Merkle leaves, and the ranges due for anti-entropy, see
-/// `RepairMarkCodec` and `RocksDBStore+RepairMarks.swift`), and RocksDB's mandatory `default`, left
-/// empty. All are created on first open.
+/// `meta` (node id, cluster map, the Merkle segments, and the ranges due for anti-entropy, see
+/// `MerkleCodec`, `RepairMarkCodec`, `RocksDBStore+Merkle.swift` and `RocksDBStore+RepairMarks.swift`),
+/// and RocksDB's mandatory `default`, left empty. All are created on first open.
 ///
 /// Every call blocks on I/O; run it on a thread pool. The class is thread-safe: RocksDB handles are
 /// safe to share, per-key atomicity comes from `LockStripes`, and `close()` waits for calls in
@@ -34,11 +34,11 @@ public final class RocksDBStore: ReplicaStore, @unchecked Sendable {
     /// next synced write makes them durable too.
     let unsyncedWriteOptions: OpaquePointer
     private let families: [OpaquePointer]
-    private var dataFamily: OpaquePointer { families[1] }
+    var dataFamily: OpaquePointer { families[1] }
     var hintsFamily: OpaquePointer { families[2] }
     var metaFamily: OpaquePointer { families[3] }
 
-    private let stripes = LockStripes()
+    let stripes = LockStripes()
     /// Serializes the hint writes and deletes of one target (stripe chosen by the target), so the
     /// queue bound and `hintCounts` stay exact while different targets' writes share group commits.
     let hintStripes = LockStripes()
@@ -49,6 +49,10 @@ public final class RocksDBStore: ReplicaStore, @unchecked Sendable {
     /// `repairMarkWrites` serializes (see `RocksDBStore+RepairMarks.swift`).
     let repairMarks = Mutex(RepairMarks())
     let repairMarkWrites = Mutex<Void>(())
+    /// The Merkle segment hashes: loaded from `meta` at open (or rebuilt), then updated by every write
+    /// after its batch commits, under the segment's stripe (see `RocksDBStore+Merkle.swift`).
+    let merkle = Mutex(MerkleSegments())
+    let merkleOpenRebuild = Mutex<MerkleRebuild?>(nil)
     private let gate = Mutex(Gate())
     private let walSyncer: WALSyncer?
 
@@ -140,6 +144,7 @@ public final class RocksDBStore: ReplicaStore, @unchecked Sendable {
         // Fully initialized: if a scan throws, `deinit` closes the handles.
         try loadHintCounts()
         try loadRepairMarks()
+        try loadMerkleSegments()
     }
 
     deinit {
@@ -148,23 +153,44 @@ public final class RocksDBStore: ReplicaStore, @unchecked Sendable {
 
     // MARK: ReplicaStore
 
+    /// Applies `record` if newer, and updates the key's Merkle segment in the same RocksDB write batch,
+    /// so a crash never leaves the two apart.
+    ///
+    /// The lock stripe is chosen by the key's segment, not its token: the segment hash is read,
+    /// changed and written under it, so two keys of one segment cannot race on it. This adds no
+    /// contention: two different keys still share a stripe with probability 1/256.
     public func apply(key: [UInt8], record: StoredRecord) throws(StorageError) -> ApplyOutcome {
         try validate(key: key, record: record)
         let dataKey = RecordCodec.dataKey(key)
+        let segment = MerkleSegments.segment(of: Token(key: key))
         return try withOpenHandles { () throws(StorageError) -> ApplyOutcome in
-            try stripes.withLock(for: Token(key: key)) { () throws(StorageError) -> ApplyOutcome in
-                let current = try read(dataFamily, dataKey) { (bytes) throws(StorageError) -> Version in
-                    try RecordCodec.decode(bytes).version
+            try stripes.withLock(forSegment: segment) { () throws(StorageError) -> ApplyOutcome in
+                let current = try read(dataFamily, dataKey) {
+                    (bytes) throws(StorageError) -> (version: Version, tombstone: Bool) in
+                    try RecordCodec.decodeHeader(bytes)
                 }
                 if let current {
-                    if current > record.version {
-                        return .superseded(current: current)
+                    if current.version > record.version {
+                        return .superseded(current: current.version)
                     }
-                    if current == record.version {
+                    if current.version == record.version {
                         return .applied
                     }
                 }
-                try write(dataFamily, dataKey, RecordCodec.encode(record))
+                let delta = MerkleSegments.delta(
+                    old: current.map { MerkleEntry(key: key, version: $0.version, tombstone: $0.tombstone) },
+                    new: MerkleEntry(key: key, record: record))
+                let segmentHash = merkle.withLock { $0[segment] } ^ delta
+                try writeBatch { batch in
+                    Self.put(batch, dataFamily, dataKey, RecordCodec.encode(record))
+                    if segmentHash == 0 {
+                        Self.delete(batch, metaFamily, MerkleCodec.segmentKey(segment))
+                    } else {
+                        Self.put(
+                            batch, metaFamily, MerkleCodec.segmentKey(segment), MerkleCodec.encodeHash(segmentHash))
+                    }
+                }
+                merkle.withLock { $0.xor(delta, intoSegment: segment) }
                 return .applied
             }
         }
@@ -299,24 +325,27 @@ public final class RocksDBStore: ReplicaStore, @unchecked Sendable {
     }
 
     /// Hands each (key, value) of `family` whose key starts with `prefix` to `body`, in key order, until
-    /// `body` answers false; from `start` on when given (a key that starts with `prefix`). The buffers
-    /// are valid only during the call.
+    /// `body` answers false; from `start` on when given (a key that starts with `prefix`), and before
+    /// `limit` when given (exclusive). The buffers are valid only during the call.
     func scan(
         _ family: OpaquePointer,
         prefix: [UInt8],
         from start: [UInt8]? = nil,
+        until limit: [UInt8]? = nil,
         _ body: (UnsafeRawBufferPointer, UnsafeRawBufferPointer) throws(StorageError) -> Bool
     ) throws(StorageError) {
         // The upper bound lets RocksDB stop at the end of the prefix instead of stepping over the
         // deleted entries that follow it, such as the next target's hints. RocksDB keeps a pointer to
         // the bound's bytes without copying them, so they live in a buffer of our own until the
         // iterator is gone (deferred actions run in reverse order).
-        let bound = UnsafeMutableRawBufferPointer.allocate(byteCount: prefix.count, alignment: 1)
+        let upperBound = limit ?? Self.successor(of: prefix)
+        let bound = UnsafeMutableRawBufferPointer.allocate(
+            byteCount: max(prefix.count, limit?.count ?? 0), alignment: 1)
         defer { bound.deallocate() }
         let scanOptions = rocksdb_readoptions_create()!
         defer { rocksdb_readoptions_destroy(scanOptions) }
         rocksdb_readoptions_set_verify_checksums(scanOptions, 1)
-        if let successor = Self.successor(of: prefix) {
+        if let successor = upperBound {
             bound.copyBytes(from: successor)
             rocksdb_readoptions_set_iterate_upper_bound(
                 scanOptions, UnsafeRawBufferPointer(bound).cChars, successor.count)
@@ -342,7 +371,7 @@ public final class RocksDBStore: ReplicaStore, @unchecked Sendable {
 
     /// The smallest byte string greater than every string starting with `prefix`; `nil` when there
     /// is none (empty or all `0xFF`).
-    private static func successor(of prefix: [UInt8]) -> [UInt8]? {
+    static func successor(of prefix: [UInt8]) -> [UInt8]? {
         var bytes = prefix
         while let last = bytes.last {
             if last < 0xFF {
@@ -352,6 +381,30 @@ public final class RocksDBStore: ReplicaStore, @unchecked Sendable {
             bytes.removeLast()
         }
         return nil
+    }
+
+    /// Writes what `build` puts in a batch atomically, with the store's durability.
+    func writeBatch(_ build: (OpaquePointer) -> Void) throws(StorageError) {
+        let batch = rocksdb_writebatch_create()!
+        defer { rocksdb_writebatch_destroy(batch) }
+        build(batch)
+        var error: UnsafeMutablePointer<CChar>?
+        rocksdb_write(db, writeOptions, batch, &error)
+        try check(error)
+    }
+
+    static func put(_ batch: OpaquePointer, _ family: OpaquePointer, _ key: [UInt8], _ value: [UInt8]) {
+        key.withUnsafeBytes { key in
+            value.withUnsafeBytes { value in
+                rocksdb_writebatch_put_cf(batch, family, key.cChars, key.count, value.cChars, value.count)
+            }
+        }
+    }
+
+    static func delete(_ batch: OpaquePointer, _ family: OpaquePointer, _ key: [UInt8]) {
+        key.withUnsafeBytes { key in
+            rocksdb_writebatch_delete_cf(batch, family, key.cChars, key.count)
+        }
     }
 
     func check(_ error: UnsafeMutablePointer<CChar>?) throws(StorageError) {

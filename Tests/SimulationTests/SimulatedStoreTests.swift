@@ -33,4 +33,31 @@ import Testing
         #expect(try store.get(key: [1]) == older)
         #expect(try store.get(key: [2]) == nil)
     }
+
+    /// The segments follow what `get` sees through applies, syncs and crashes: after each step they
+    /// equal segments rebuilt from the records, and a range digest equals the XOR of its listing.
+    @Test func merkleSegmentsFollowWritesAndCrashes() throws {
+        let store = SimulatedStore(durability: .none)
+        var rng = SplitMix64(seed: 3)
+        let keys = (0..<60).map { [UInt8]("s\($0)".utf8) }
+        let ring = TokenRangeSpan(start: 77, end: 77)
+        for round in 0..<6 {
+            for index in 0..<80 {
+                let version = Version(hlc: UInt64.random(in: 1...40, using: &rng), writer: UInt64(round * 100 + index))
+                let written = StoredRecord(version: version, tombstone: rng.chance(0.2), value: [])
+                _ = try store.apply(key: keys.randomElement(using: &rng)!, record: written)
+            }
+            switch round % 3 {
+            case 0: store.sync()
+            case 1: store.crash()
+            default: break
+            }
+            let listing = try store.merkleListing(of: ring)
+            #expect(try store.merkleSegments() == MerkleSegments(entries: listing), "round \(round)")
+            let half = TokenRangeSpan(start: 1 << 63, end: 1 << 62)
+            #expect(
+                try store.merkleDigest(of: half) == store.merkleListing(of: half).reduce(0) { $0 ^ $1.hash },
+                "round \(round)")
+        }
+    }
 }
