@@ -125,8 +125,8 @@ package enum HintCodec {
         let target = Array(hint.target.utf8)
         var bytes = prefix(target: target)
         bytes.reserveCapacity(keyOverheadBytes + target.count + hint.key.count)
-        appendBigEndian(hint.record.version.hlc, to: &bytes)
-        appendBigEndian(hint.record.version.writer, to: &bytes)
+        StorageBytes.appendBigEndian(hint.record.version.hlc, to: &bytes)
+        StorageBytes.appendBigEndian(hint.record.version.writer, to: &bytes)
         bytes.append(contentsOf: hint.key)
         return bytes
     }
@@ -135,7 +135,7 @@ package enum HintCodec {
         var bytes: [UInt8] = []
         bytes.reserveCapacity(valueHeaderBytes + hint.record.value.count)
         bytes.append(formatV1)
-        appendBigEndian(hint.storedAtMillis, to: &bytes)
+        StorageBytes.appendBigEndian(hint.storedAtMillis, to: &bytes)
         bytes.append(hint.record.tombstone ? tombstoneFlag : 0)
         let keyLength = UInt32(hint.key.count)
         for shift in stride(from: 24, through: 0, by: -8) {
@@ -162,8 +162,8 @@ package enum HintCodec {
             throw .corruption("hint key of \(bytes.count) bytes is too short for its \(targetLength)-byte target")
         }
         let target = Array(bytes[2..<(2 + targetLength)])
-        let hlc = readBigEndian(bytes, at: 2 + targetLength, count: 8)
-        let writer = readBigEndian(bytes, at: 10 + targetLength, count: 8)
+        let hlc = StorageBytes.bigEndian(bytes, at: 2 + targetLength, count: 8)
+        let writer = StorageBytes.bigEndian(bytes, at: 10 + targetLength, count: 8)
         let key = Array(bytes[(keyOverheadBytes + targetLength)...])
         return KeyParts(target: target, version: Version(hlc: hlc, writer: writer), key: key)
     }
@@ -189,7 +189,7 @@ package enum HintCodec {
             throw .corruption("hint key has a target that is not UTF-8")
         }
         let tombstone = try RecordCodec.checkHeader(bytes, headerBytes: valueHeaderBytes, flagsOffset: 9, what: "hint")
-        let keyLength = readBigEndian(bytes, at: 10, count: 4)
+        let keyLength = StorageBytes.bigEndian(bytes, at: 10, count: 4)
         guard keyLength == UInt64(parts.key.count) else {
             throw .corruption("hint records a \(keyLength)-byte key but its storage key holds \(parts.key.count)")
         }
@@ -202,36 +202,16 @@ package enum HintCodec {
             target: target,
             key: parts.key,
             record: record,
-            storedAtMillis: readBigEndian(bytes, at: 1, count: 8)
+            storedAtMillis: StorageBytes.bigEndian(bytes, at: 1, count: 8)
         )
     }
 
     package static func decode(key: [UInt8], value: [UInt8]) throws(StorageError) -> StoredHint {
-        let result: Result<StoredHint, StorageError> = key.withUnsafeBytes { key in
-            value.withUnsafeBytes { value in
-                do throws(StorageError) {
-                    return .success(try decode(key: key, value: value))
-                } catch {
-                    return .failure(error)
-                }
-            }
-        }
-        return try result.get()
-    }
-
-    private static func appendBigEndian(_ value: UInt64, to bytes: inout [UInt8]) {
-        for shift in stride(from: 56, through: 0, by: -8) {
-            bytes.append(UInt8(truncatingIfNeeded: value >> UInt64(shift)))
+        try StorageBytes.withBuffers(key, value) { (key, value) throws(StorageError) in
+            try decode(key: key, value: value)
         }
     }
 
-    private static func readBigEndian(_ bytes: UnsafeRawBufferPointer, at offset: Int, count: Int) -> UInt64 {
-        var value: UInt64 = 0
-        for index in offset..<(offset + count) {
-            value = value << 8 | UInt64(bytes[index])
-        }
-        return value
-    }
 }
 
 /// Checks what every hint store refuses alike, so `RocksDBStore` and `InMemoryStore` agree.

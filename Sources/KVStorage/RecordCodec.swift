@@ -28,7 +28,7 @@ package enum RecordCodec {
     package static func dataKey(_ key: [UInt8]) -> [UInt8] {
         var bytes: [UInt8] = []
         bytes.reserveCapacity(8 + key.count)
-        appendBigEndian(Token(key: key).value, to: &bytes)
+        StorageBytes.appendBigEndian(Token(key: key).value, to: &bytes)
         bytes.append(contentsOf: key)
         return bytes
     }
@@ -37,8 +37,8 @@ package enum RecordCodec {
         var bytes: [UInt8] = []
         bytes.reserveCapacity(headerBytes + record.value.count)
         bytes.append(formatV1)
-        appendBigEndian(record.version.hlc, to: &bytes)
-        appendBigEndian(record.version.writer, to: &bytes)
+        StorageBytes.appendBigEndian(record.version.hlc, to: &bytes)
+        StorageBytes.appendBigEndian(record.version.writer, to: &bytes)
         bytes.append(record.tombstone ? tombstoneFlag : 0)
         bytes.append(contentsOf: record.value)
         return bytes
@@ -74,7 +74,7 @@ package enum RecordCodec {
     /// Decodes a stored value; anything malformed throws `StorageError.corruption`.
     package static func decode(_ bytes: UnsafeRawBufferPointer) throws(StorageError) -> StoredRecord {
         let tombstone = try checkHeader(bytes, headerBytes: headerBytes, flagsOffset: 17, what: "record")
-        let version = Version(hlc: readBigEndian(bytes, at: 1), writer: readBigEndian(bytes, at: 9))
+        let version = Version(hlc: StorageBytes.bigEndian(bytes, at: 1), writer: StorageBytes.bigEndian(bytes, at: 9))
         return StoredRecord(version: version, tombstone: tombstone, value: Array(bytes[headerBytes...]))
     }
 
@@ -84,7 +84,9 @@ package enum RecordCodec {
         _ bytes: UnsafeRawBufferPointer
     ) throws(StorageError) -> (version: Version, tombstone: Bool) {
         let tombstone = try checkHeader(bytes, headerBytes: headerBytes, flagsOffset: 17, what: "record")
-        return (Version(hlc: readBigEndian(bytes, at: 1), writer: readBigEndian(bytes, at: 9)), tombstone)
+        return (
+            Version(hlc: StorageBytes.bigEndian(bytes, at: 1), writer: StorageBytes.bigEndian(bytes, at: 9)), tombstone
+        )
     }
 
     package static func decode(_ bytes: [UInt8]) throws(StorageError) -> StoredRecord {
@@ -99,17 +101,4 @@ package enum RecordCodec {
         return try result.get()
     }
 
-    private static func appendBigEndian(_ value: UInt64, to bytes: inout [UInt8]) {
-        for shift in stride(from: 56, through: 0, by: -8) {
-            bytes.append(UInt8(truncatingIfNeeded: value >> UInt64(shift)))
-        }
-    }
-
-    private static func readBigEndian(_ bytes: UnsafeRawBufferPointer, at offset: Int) -> UInt64 {
-        var value: UInt64 = 0
-        for index in offset..<(offset + 8) {
-            value = value << 8 | UInt64(bytes[index])
-        }
-        return value
-    }
 }

@@ -75,14 +75,14 @@ package enum RepairMarkCodec {
         bytes.append(UInt8(truncatingIfNeeded: replica.count >> 8))
         bytes.append(UInt8(truncatingIfNeeded: replica.count))
         bytes.append(contentsOf: replica)
-        appendBigEndian(range.start, to: &bytes)
-        appendBigEndian(range.end, to: &bytes)
+        StorageBytes.appendBigEndian(range.start, to: &bytes)
+        StorageBytes.appendBigEndian(range.end, to: &bytes)
         return bytes
     }
 
     package static func encodeValue(firstMarkedMillis: UInt64) -> [UInt8] {
         var bytes = [formatV1]
-        appendBigEndian(firstMarkedMillis, to: &bytes)
+        StorageBytes.appendBigEndian(firstMarkedMillis, to: &bytes)
         return bytes
     }
 
@@ -111,36 +111,17 @@ package enum RepairMarkCodec {
         return RepairMark(
             replica: replica,
             range: TokenRangeSpan(
-                start: readBigEndian(key, at: rangeOffset), end: readBigEndian(key, at: rangeOffset + 8)),
-            firstMarkedMillis: readBigEndian(value, at: 1))
+                start: StorageBytes.bigEndian(key, at: rangeOffset),
+                end: StorageBytes.bigEndian(key, at: rangeOffset + 8)),
+            firstMarkedMillis: StorageBytes.bigEndian(value, at: 1))
     }
 
     package static func decode(key: [UInt8], value: [UInt8]) throws(StorageError) -> RepairMark {
-        let result: Result<RepairMark, StorageError> = key.withUnsafeBytes { key in
-            value.withUnsafeBytes { value in
-                do throws(StorageError) {
-                    return .success(try decode(key: key, value: value))
-                } catch {
-                    return .failure(error)
-                }
-            }
-        }
-        return try result.get()
-    }
-
-    private static func appendBigEndian(_ value: UInt64, to bytes: inout [UInt8]) {
-        for shift in stride(from: 56, through: 0, by: -8) {
-            bytes.append(UInt8(truncatingIfNeeded: value >> UInt64(shift)))
+        try StorageBytes.withBuffers(key, value) { (key, value) throws(StorageError) in
+            try decode(key: key, value: value)
         }
     }
 
-    private static func readBigEndian(_ bytes: UnsafeRawBufferPointer, at offset: Int) -> UInt64 {
-        var value: UInt64 = 0
-        for index in offset..<(offset + 8) {
-            value = value << 8 | UInt64(bytes[index])
-        }
-        return value
-    }
 }
 
 /// Checks the replica id of a mark, alike for both stores; returns its UTF-8 bytes.

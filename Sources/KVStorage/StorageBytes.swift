@@ -1,0 +1,38 @@
+/// Byte helpers shared by the storage codecs (records, hints, repair marks): big-endian integers,
+/// and typed-throwing decoders over two arrays' bytes.
+enum StorageBytes {
+    /// Appends `value` as 8 big-endian bytes.
+    static func appendBigEndian(_ value: UInt64, to bytes: inout [UInt8]) {
+        for shift in stride(from: 56, through: 0, by: -8) {
+            bytes.append(UInt8(truncatingIfNeeded: value >> UInt64(shift)))
+        }
+    }
+
+    /// The big-endian integer of `count` bytes (at most 8) at `offset`. The caller checked the bounds.
+    static func bigEndian(_ bytes: UnsafeRawBufferPointer, at offset: Int, count: Int = 8) -> UInt64 {
+        var value: UInt64 = 0
+        for index in offset..<(offset + count) {
+            value = value << 8 | UInt64(bytes[index])
+        }
+        return value
+    }
+
+    /// Runs `body` over the bytes of `key` and `value`. (`withUnsafeBytes` is not typed-throws: the
+    /// result is carried out instead of the error.)
+    static func withBuffers<T>(
+        _ key: [UInt8],
+        _ value: [UInt8],
+        _ body: (UnsafeRawBufferPointer, UnsafeRawBufferPointer) throws(StorageError) -> T
+    ) throws(StorageError) -> T {
+        let result: Result<T, StorageError> = key.withUnsafeBytes { key in
+            value.withUnsafeBytes { value in
+                do throws(StorageError) {
+                    return .success(try body(key, value))
+                } catch {
+                    return .failure(error)
+                }
+            }
+        }
+        return try result.get()
+    }
+}
