@@ -85,5 +85,10 @@ extension Simulation {
                 violate("\(violation)")
             }
         }
+        // Last, so that it cannot hide what the checks above look for.
+        if configuration.antiEntropyAtEnd {
+            antiEntropyPass()
+            checkReplicasConverged()
+        }
     }
 }

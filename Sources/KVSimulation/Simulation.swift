@@ -41,6 +41,7 @@ public final class Simulation {
         var hintsStored = 0
         var hintsReplayed = 0
         var hintsExpired = 0
+        var antiEntropyKeys = 0
     }
 
     /// Every hint a fallback stored, and the ones that expired: at the end each stored hint must be on
@@ -119,7 +120,8 @@ public final class Simulation {
             repairs: statistics.repairs,
             hintsStored: statistics.hintsStored,
             hintsReplayed: statistics.hintsReplayed,
-            hintsExpired: statistics.hintsExpired
+            hintsExpired: statistics.hintsExpired,
+            antiEntropyKeys: statistics.antiEntropyKeys
         )
     }
 

@@ -30,6 +30,9 @@ public struct SimulationConfiguration: Sendable {
     public var replayIntervalMillis: UInt64 = 200
     public var replayBatch = 64
     public var replayConcurrency = 8
+    /// At the end, with every node back, co-replicas compare Merkle trees and exchange what differs;
+    /// then every replica of every range must hold the same data.
+    public var antiEntropyAtEnd = true
     public var faults = FaultProfile()
     /// Test-only: break a production rule to prove the invariants notice (the "mutation check").
     package var mutation: Mutation?
@@ -47,6 +50,8 @@ package enum Mutation: Sendable, Hashable {
     case acknowledgeWritesEarly
     /// Hint holders delete a hint when they send it, before the target acknowledged it.
     case deleteHintsBeforeAcknowledgement
+    /// Anti-entropy pushes what it finds but never pulls.
+    case antiEntropyNeverPulls
 }
 
 /// How hostile the simulated world is.
@@ -104,6 +109,8 @@ public struct SimulationResult: Sendable {
     public var hintsStored: Int
     public var hintsReplayed: Int
     public var hintsExpired: Int
+    /// Keys anti-entropy moved at the end (pushed plus pulled).
+    public var antiEntropyKeys: Int
 
     public var passed: Bool { violations.isEmpty }
 

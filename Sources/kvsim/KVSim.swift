@@ -26,6 +26,9 @@ struct KVSim: ParsableCommand {
     @Option(name: .customLong("operations"), help: "Operations per client.")
     var operationsPerClient = 40
 
+    @Option(help: "Distinct keys the clients write and read (few keys: more contention).")
+    var keys = 4
+
     @Flag(help: "Print the event trace of every run, not only of failing ones.")
     var trace = false
 
@@ -44,11 +47,18 @@ struct KVSim: ParsableCommand {
     @Flag(help: "No hinted handoff.")
     var noHints = false
 
+    @Flag(help: "No anti-entropy pass (and no convergence check) at the end of each run.")
+    var noAntiEntropy = false
+
+    @Flag(help: "Break anti-entropy on purpose (push, never pull) to see the convergence check catch it.")
+    var mutateAntiEntropyNeverPulls = false
+
     @Option(help: "Hint window in simulated milliseconds (default 600000: nothing expires).")
     var hintWindow: UInt64?
 
     func validate() throws {
         guard seeds > 0 else { throw ValidationError("--seeds must be positive") }
+        guard (1...100_000).contains(keys) else { throw ValidationError("--keys must be 1...100000") }
         guard (1...10_000).contains(operationsPerClient) else {
             throw ValidationError("--operations must be 1...10000")
         }
@@ -59,9 +69,11 @@ struct KVSim: ParsableCommand {
         var failures: [UInt64] = []
         var operations = 0
         var hints = (stored: 0, replayed: 0, expired: 0)
+        var antiEntropyKeys = 0
         for seed in range {
             var configuration = SimulationConfiguration(seed: seed)
             configuration.operationsPerClient = operationsPerClient
+            configuration.keys = keys
             if noFaults {
                 configuration.faults = .none
             }
@@ -71,6 +83,10 @@ struct KVSim: ParsableCommand {
             if mutateDeleteHintsEarly {
                 configuration.mutation = .deleteHintsBeforeAcknowledgement
             }
+            if mutateAntiEntropyNeverPulls {
+                configuration.mutation = .antiEntropyNeverPulls
+            }
+            configuration.antiEntropyAtEnd = !noAntiEntropy
             configuration.sloppyQuorum = sloppyQuorum
             configuration.hintedHandoff = !noHints
             if let hintWindow {
@@ -81,6 +97,7 @@ struct KVSim: ParsableCommand {
             hints.stored += result.hintsStored
             hints.replayed += result.hintsReplayed
             hints.expired += result.hintsExpired
+            antiEntropyKeys += result.antiEntropyKeys
             if !result.passed {
                 failures.append(seed)
                 print(result.report)
@@ -93,7 +110,7 @@ struct KVSim: ParsableCommand {
             }
         }
         print(
-            "kvsim: \(range.count) seed(s), \(operations) operations, hints stored/replayed/expired \(hints.stored)/\(hints.replayed)/\(hints.expired), \(failures.count) failing\(failures.isEmpty ? "" : ": \(failures.prefix(20).map(String.init).joined(separator: " "))")"
+            "kvsim: \(range.count) seed(s), \(operations) operations, hints stored/replayed/expired \(hints.stored)/\(hints.replayed)/\(hints.expired), keys moved by anti-entropy \(antiEntropyKeys), \(failures.count) failing\(failures.isEmpty ? "" : ": \(failures.prefix(20).map(String.init).joined(separator: " "))")"
         )
         if !failures.isEmpty {
             throw ExitCode(1)

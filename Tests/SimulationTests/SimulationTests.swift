@@ -13,6 +13,14 @@ func offThePool<T: Sendable>(_ body: @escaping @Sendable () -> T) async -> T {
     }
 }
 
+/// A run without the end-of-run anti-entropy pass, which costs more than the run itself:
+/// `antiEntropyConvergesEveryReplica` covers it on seeds of its own.
+func quick(_ seed: UInt64) -> SimulationConfiguration {
+    var configuration = SimulationConfiguration(seed: seed)
+    configuration.antiEntropyAtEnd = false
+    return configuration
+}
+
 /// Seeds that once broke an invariant: each stays here as a regression test.
 let regressionSeeds: [UInt64] = []
 
@@ -22,7 +30,7 @@ struct SimulationTests {
     @Test func twoHundredSeedsKeepEveryInvariant() async {
         let failing = await offThePool {
             (UInt64(1)...200).compactMap { seed -> String? in
-                let result = Simulation(configuration: SimulationConfiguration(seed: seed)).run()
+                let result = Simulation(configuration: quick(seed)).run()
                 return result.passed ? nil : result.report
             }
         }
@@ -36,7 +44,7 @@ struct SimulationTests {
     func hintModesKeepEveryInvariant(_ mode: HintMode) async {
         let results = await offThePool {
             (UInt64(1001)...1050).map { seed in
-                var configuration = SimulationConfiguration(seed: seed)
+                var configuration = quick(seed)
                 switch mode {
                 case .sloppyQuorum: configuration.sloppyQuorum = true
                 case .shortHintWindow: configuration.hintWindowMillis = 300
@@ -50,6 +58,32 @@ struct SimulationTests {
         #expect(failing.isEmpty, "\(failing.count) failing seed(s):\n\(failing.prefix(2).joined(separator: "\n"))")
         #expect(stored > 0, "faults must make clients hand writes off")
         #expect((expired > 0) == (mode == .shortHintWindow), "\(expired) hints expired")
+    }
+
+    /// Anti-entropy at the end of each run, with no hints and 40 keys so that replicas that missed
+    /// writes stay stale until it runs: afterwards every replica of every range holds the same data,
+    /// and a second pass moves nothing. Pushing without pulling (the mutation) must be caught.
+    @Test func antiEntropyConvergesEveryReplica() async {
+        @Sendable func configuration(_ seed: UInt64) -> SimulationConfiguration {
+            var configuration = SimulationConfiguration(seed: seed)
+            configuration.hintedHandoff = false
+            configuration.keys = 40
+            return configuration
+        }
+        let results = await offThePool {
+            (UInt64(2001)...2030).map { Simulation(configuration: configuration($0)).run() }
+        }
+        let failing = results.filter { !$0.passed }.map(\.report)
+        #expect(failing.isEmpty, "\(failing.count) failing seed(s):\n\(failing.prefix(2).joined(separator: "\n"))")
+        #expect(results.map(\.antiEntropyKeys).reduce(0, +) > 0, "anti-entropy must find stale replicas")
+        let caught = await offThePool {
+            (UInt64(2001)...2010).count { seed in
+                var broken = configuration(seed)
+                broken.mutation = .antiEntropyNeverPulls
+                return !Simulation(configuration: broken).run().passed
+            }
+        }
+        #expect(caught > 0, "anti-entropy that never pulls went unnoticed in 10 seeds")
     }
 
     enum HintMode: CustomStringConvertible {
@@ -73,7 +107,7 @@ struct SimulationTests {
 
     @Test func faultsActuallyHappen() async {
         let results = await offThePool {
-            (UInt64(1)...20).map { Simulation(configuration: SimulationConfiguration(seed: $0)).run() }
+            (UInt64(1)...20).map { Simulation(configuration: quick($0)).run() }
         }
         let crashes = results.map(\.crashes).reduce(0, +)
         let partitions = results.map(\.partitions).reduce(0, +)
@@ -93,7 +127,7 @@ struct SimulationTests {
     @Test func brokenWriteQuorumIsCaught() async {
         let caught = await offThePool {
             (UInt64(1)...50).count { seed in
-                var configuration = SimulationConfiguration(seed: seed)
+                var configuration = quick(seed)
                 configuration.mutation = .acknowledgeWritesEarly
                 return !Simulation(configuration: configuration).run().passed
             }
@@ -106,7 +140,7 @@ struct SimulationTests {
     @Test func hintsDeletedBeforeTheirAcknowledgementAreCaught() async {
         let caught = await offThePool {
             (UInt64(1)...30).count { seed in
-                var configuration = SimulationConfiguration(seed: seed)
+                var configuration = quick(seed)
                 configuration.mutation = .deleteHintsBeforeAcknowledgement
                 return !Simulation(configuration: configuration).run().passed
             }
