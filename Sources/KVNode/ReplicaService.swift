@@ -24,6 +24,8 @@ public final class ReplicaService: RPCService {
 
     private let hints: (any HintStore)?
     private let merkle: (any MerkleStore)?
+    /// The ranges this node replicates (merged), which bound the ranges `MerkleExchange` may ask about.
+    private let replicatedRanges: [TokenRangeSpan]
     private let antiEntropy: AntiEntropy?
     private let repairMarker: RepairMarker?
     private let hintQueueMax: Int
@@ -67,6 +69,7 @@ public final class ReplicaService: RPCService {
         self.wallMillis = wallMillis
         self.replica = replica ?? Replica(nodeID: nodeID, store: store, wallMillis: wallMillis)
         self.merkle = merkle
+        self.replicatedRanges = (try? cluster.ring())?.ranges(replicatedBy: nodeID) ?? []
         self.antiEntropy = antiEntropy
         self.pool = pool
     }
@@ -186,9 +189,7 @@ public final class ReplicaService: RPCService {
             throw RPCError.remote(.invalidRequest, message: "this node takes no part in anti-entropy")
         }
         let range = TokenRangeSpan(start: request.range.start, end: request.range.end)
-        guard let ring = try? cluster.ring(),
-            ring.ranges(replicatedBy: nodeID).contains(where: { $0.contains(range) })
-        else {
+        guard replicatedRanges.contains(where: { $0.contains(range) }) else {
             throw RPCError.remote(.invalidRequest, message: "\(nodeID) does not replicate the whole range \(range)")
         }
         guard request.nodes.count <= Limits.merkleNodesPerQueryMax else {
