@@ -54,10 +54,10 @@ struct AntiEntropySession: Sendable {
             }
             report.queries = comparison.queriesAsked
             guard case .finish(let difference) = action else { preconditionFailure("a comparison ends in finish") }
-            let sent = try await copy(difference.push, from: local, to: peer, bytes: &report.bytes)
-            report.keysSent = sent
-            let received = try await copy(difference.pull, from: peer, to: local, bytes: &report.bytes)
-            report.keysReceived = received
+            try await copy(
+                difference.push, from: local, to: peer, applied: &report.keysSent, bytes: &report.bytes)
+            try await copy(
+                difference.pull, from: peer, to: local, applied: &report.keysReceived, bytes: &report.bytes)
         } catch let error as MerkleComparisonError {
             report.queries = comparison.queriesAsked
             report.failure = "\(peer.nodeID): \(error)"
@@ -68,17 +68,18 @@ struct AntiEntropySession: Sendable {
         return report
     }
 
-    /// Reads each entry's record from `source` and writes it to `target`, `concurrency` at a time;
-    /// returns how many `target` applied. A record `source` no longer holds is skipped.
+    /// Reads each entry's record from `source` and writes it to `target`, `concurrency` at a time,
+    /// adding to `applied` each record `target` applied (as it happens, so a failure keeps the count of
+    /// what was done). A record `source` no longer holds is skipped.
     private func copy(
         _ entries: [MerkleEntry],
         from source: any AntiEntropyReplica,
         to target: any AntiEntropyReplica,
+        applied: inout Int,
         bytes: inout Int
-    ) async throws -> Int {
-        guard !entries.isEmpty else { return 0 }
+    ) async throws {
+        guard !entries.isEmpty else { return }
         let limiter = self.limiter
-        var applied = 0
         try await withThrowingTaskGroup(of: (applied: Bool, bytes: Int).self) { group in
             var next = 0
             func startOne() {
@@ -103,6 +104,5 @@ struct AntiEntropySession: Sendable {
                 if next < entries.count { startOne() }
             }
         }
-        return applied
     }
 }

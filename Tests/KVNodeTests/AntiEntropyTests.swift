@@ -32,11 +32,10 @@ private final class Trio: Sendable {
     let nodes: [String: Node]
 
     /// - Parameter down: node ids whose peers' calls fail (as if the network to them were cut).
-    init(down: Set<String> = [], bytesPerSecond: Int = 1 << 30) throws {
+    init(cluster: ClusterMap = ServiceFixture.cluster, down: Set<String> = [], bytesPerSecond: Int = 1 << 30) throws {
         let pool = NIOThreadPool(numberOfThreads: 4)
         pool.start()
         self.pool = pool
-        let cluster = ServiceFixture.cluster
         ring = try cluster.ring()
         // Services first (they need their anti-entropy), so peers call through a late-bound table.
         let table = ServiceTable()
@@ -222,6 +221,26 @@ struct AntiEntropyTests {
         #expect(report.keysSent == 1, "copied from n1 to n3 by n2")
         #expect(try trio.version(key, on: "n3") == Version(hlc: 30, writer: 9))
         #expect(trio.nodes["n2"]!.store.rangesDue().isEmpty, "the mark is cleared")
+        try await trio.shutdown()
+    }
+
+    @Test func recordsFromALaterCoReplicaReachTheEarlierOnesInTheSamePass() async throws {
+        let fixture = ServiceFixture.cluster
+        let trio = try Trio(
+            cluster: ClusterMap(
+                clusterID: fixture.clusterID, epoch: fixture.epoch, replicationFactor: 3, nodes: fixture.nodes))
+        let key = "late"
+        let range = trio.ring.range(containing: Token(key: Array(key.utf8)))
+        let coReplicas = trio.ring.preferenceList(for: Token(range.end)).filter { $0 != "n1" }
+        try trio.write(key, hlc: 1, on: ["n1", "n2", "n3"])
+        try trio.write(key, hlc: 2, on: [coReplicas[1]])
+        let report = await trio.nodes["n1"]!.antiEntropy.pass(within: range)
+        #expect(report.errors == 0, "\(report.firstError ?? "")")
+        #expect(report.keysReceived == 1, "from \(coReplicas[1])")
+        #expect(report.keysSent == 1, "to \(coReplicas[0]), compared again")
+        for node in ["n1", "n2", "n3"] {
+            #expect(try trio.version(key, on: node) == Version(hlc: 2, writer: 9), "\(node)")
+        }
         try await trio.shutdown()
     }
 
