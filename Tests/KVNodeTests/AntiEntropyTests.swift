@@ -310,6 +310,31 @@ struct AntiEntropyTests {
         try await pool.shutdownGracefully()
     }
 
+    @Test func aPassMovesNoFasterThanItsRate() async throws {
+        let rate = 40_000
+        let trio = try Trio(bytesPerSecond: rate)
+        let value = [UInt8](repeating: 0x61, count: 500)
+        var keys = 0
+        for index in 0..<2_000 where keys < 200 {
+            let key = "rate-\(index)"
+            guard Set(trio.ring.preferenceList(forKey: Array(key.utf8))) == ["n1", "n2"] else { continue }
+            _ = try trio.nodes["n1"]!.store.apply(
+                key: Array(key.utf8),
+                record: StoredRecord(version: Version(hlc: 1, writer: 1), tombstone: false, value: value))
+            keys += 1
+        }
+        let started = ContinuousClock.now
+        let report = await trio.nodes["n1"]!.antiEntropy.pass(within: nil)
+        let elapsed = ContinuousClock.now - started
+        #expect(report.errors == 0)
+        #expect(report.keysSent == keys)
+        #expect(report.bytes > keys * value.count)
+        // One second of burst is free; the rest is paid at `rate` (a lower bound only: never flaky).
+        let owed = Double(report.bytes - rate) / Double(rate)
+        #expect(elapsed >= .seconds(owed * 0.95), "\(report.bytes) bytes in \(elapsed)")
+        try await trio.shutdown()
+    }
+
     @Test func theRateLimitMakesACallerWaitForItsDebt() {
         let start = ContinuousClock.now
         var limit = ByteRateLimit(bytesPerSecond: 1_000, now: start)
