@@ -105,6 +105,13 @@ public struct NodeStatus: Sendable, Hashable {
     public var readRepairsApplied: UInt64? = nil
     /// Token ranges marked due for anti-entropy (a refused or expired hint), not yet repaired.
     public var antiEntropyRangesDue: UInt64? = nil
+    /// Ranges anti-entropy compared without error with every co-replica.
+    public var antiEntropyRangesCompared: UInt64? = nil
+    /// Records anti-entropy copied from this node to co-replicas, and from co-replicas to it.
+    public var antiEntropyKeysSent: UInt64? = nil
+    public var antiEntropyKeysReceived: UInt64? = nil
+    /// When a whole anti-entropy pass last ended without error (ms since the Unix epoch); 0: never.
+    public var antiEntropyLastFullPassMillis: UInt64? = nil
     /// Hints held per target node; targets with none are absent.
     public var hintsQueuedPerTarget: [String: UInt64]? = nil
     /// Why the counters are missing although they were asked for (the node is up: it answered the ping).
@@ -813,6 +820,10 @@ extension NodeStatus {
         readRepairsReceived = counter("read_repairs_received")
         readRepairsApplied = counter("read_repairs_applied")
         antiEntropyRangesDue = counter("anti_entropy_ranges_due")
+        antiEntropyRangesCompared = counter("anti_entropy_ranges_compared")
+        antiEntropyKeysSent = counter("anti_entropy_keys_sent")
+        antiEntropyKeysReceived = counter("anti_entropy_keys_received")
+        antiEntropyLastFullPassMillis = counter("anti_entropy_last_full_pass_millis")
         let prefix = "hints_queued."
         var queued: [String: UInt64] = [:]
         for (name, value) in statistics where name.hasPrefix(prefix) {

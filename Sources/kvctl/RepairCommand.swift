@@ -35,6 +35,27 @@ struct Repair: AsyncParsableCommand {
         }
     }
 
+    /// Runs `body`, printing "ID: repairing, N s" on stderr every second until it returns.
+    private func withProgress<T: Sendable>(_ id: String, _ body: @escaping @Sendable () async throws -> T)
+        async throws -> T
+    {
+        try await withThrowingTaskGroup(of: T?.self) { group in
+            group.addTask { try await body() }
+            group.addTask {
+                let started = ContinuousClock.now
+                while true {
+                    try await Task.sleep(for: .seconds(1))
+                    printError("\(id): repairing, \(Int((ContinuousClock.now - started) / .seconds(1))) s")
+                }
+            }
+            defer { group.cancelAll() }
+            while let result = try await group.next() {
+                if let result { return result }
+            }
+            preconditionFailure("the repair call returns or throws")
+        }
+    }
+
     static func parse(_ text: String) -> TokenRangeSpan? {
         let parts = text.split(separator: ":", omittingEmptySubsequences: false)
         guard parts.count == 2, let start = UInt64(parts[0]), let end = UInt64(parts[1]) else { return nil }
@@ -56,7 +77,9 @@ struct Repair: AsyncParsableCommand {
                 for (index, id) in nodes.enumerated() {
                     printError("\(id): repairing (\(index + 1) of \(nodes.count))")
                     do {
-                        let summary = try await client.repair(node: id, range: span, timeout: timeout)
+                        let summary = try await withProgress(id) {
+                            try await client.repair(node: id, range: span, timeout: timeout)
+                        }
                         let document = NodeRepairDocument(summary)
                         printError("\(id): \(document.line)")
                         results.append(document)

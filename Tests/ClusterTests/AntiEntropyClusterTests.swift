@@ -137,6 +137,17 @@ extension RealProcessTests {
             let text = try await offThePool { try cluster.kvctl(["repair", "--node", "n2"]) }
             expectSuccess(text)
             #expect(text.stdout.contains("0 keys sent, 0 keys received"), "\(text.stdout)")
+            // `kvctl status` shows the passes: every node has run one, n2 two.
+            let status = try await offThePool { try cluster.kvctl(["status", "--json"]) }
+            expectSuccess(status)
+            let statusDocument = try JSONSerialization.jsonObject(with: Data(status.stdout.utf8)) as? [String: Any]
+            for node in statusDocument?["nodes"] as? [[String: Any]] ?? [] {
+                #expect((node["antiEntropyRangesCompared"] as? Int ?? 0) > 0, "\(node)")
+                #expect((node["antiEntropyLastFullPassMillis"] as? Int ?? 0) > 0, "\(node)")
+                #expect(node["antiEntropyKeysSent"] as? Int == 0, "\(node)")
+            }
+            let statusText = try await offThePool { try cluster.kvctl(["status"]) }
+            #expect(statusText.stdout.contains("ANTI-ENTROPY"), "\(statusText.stdout)")
             await client.close()
         }
     }
