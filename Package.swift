@@ -160,7 +160,7 @@ let package = Package(
         .testTarget(
             name: "KVNodeTests",
             dependencies: [
-                "KVCore", "KVWire", "KVStorage", "KVNode", "KVTLS",
+                "KVCore", "KVWire", "KVStorage", "KVNode", "KVTLS", "KVRPC",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),

@@ -105,6 +105,13 @@ public struct NodeStatus: Sendable, Hashable {
     public var readRepairsApplied: UInt64? = nil
     /// Token ranges marked due for anti-entropy (a refused or expired hint), not yet repaired.
     public var antiEntropyRangesDue: UInt64? = nil
+    /// Ranges anti-entropy compared without error with every co-replica.
+    public var antiEntropyRangesCompared: UInt64? = nil
+    /// Records anti-entropy copied from this node to co-replicas, and from co-replicas to it.
+    public var antiEntropyKeysSent: UInt64? = nil
+    public var antiEntropyKeysReceived: UInt64? = nil
+    /// When a whole anti-entropy pass last ended without error (ms since the Unix epoch); 0: never.
+    public var antiEntropyLastFullPassMillis: UInt64? = nil
     /// Hints held per target node; targets with none are absent.
     public var hintsQueuedPerTarget: [String: UInt64]? = nil
     /// Why the counters are missing although they were asked for (the node is up: it answered the ping).
@@ -494,6 +501,30 @@ public final class KVClient: Sendable {
         return Dictionary(response.results.map { ($0.name, $0.value) }, uniquingKeysWith: { $1 })
     }
 
+    /// Runs an anti-entropy pass on `node` now (`Admin` repair) and returns what it did: the node
+    /// compares each vnode range it replicates (those overlapping `range`, when given) with every
+    /// co-replica and copies what differs. Needs an admin certificate.
+    ///
+    /// A pass can take minutes on a large store, so it has its own `timeout`, not the request timeout.
+    /// A co-replica that is down does not fail the call: the summary counts the sessions that failed.
+    public func repair(node: String, range: TokenRangeSpan? = nil, timeout: Duration = .seconds(3600)) async throws
+        -> RepairSummary
+    {
+        try requireAdmin("repair")
+        let arguments = range.map { [Pair(name: "range", value: $0.repairArgument)] } ?? []
+        let answer = try await call(
+            .adminRequest(AdminRequest(command: .repair, arguments: arguments)), node: node,
+            in: try await currentTopology(), timeout: timeout)
+        guard case .adminResponse(let response) = answer else {
+            throw KVClientError.protocolViolation("\(node) answered Admin with \(answer.type)")
+        }
+        let results = Dictionary(response.results.map { ($0.name, $0.value) }, uniquingKeysWith: { $1 })
+        guard let summary = RepairSummary(nodeID: node, results: results) else {
+            throw KVClientError.protocolViolation("\(node) answered repair without its counts")
+        }
+        return summary
+    }
+
     /// The cluster map in use (fetched from a seed node if it was not given).
     public func clusterMap() async throws -> ClusterMap {
         try await currentTopology().map
@@ -636,13 +667,15 @@ public final class KVClient: Sendable {
             .flatMapErrorThrowing { Result<Message, any Error>.failure($0) }
     }
 
-    private func call(_ request: Message, node: String, in topology: Topology) async throws -> Message {
+    private func call(_ request: Message, node: String, in topology: Topology, timeout: Duration? = nil) async throws
+        -> Message
+    {
         guard let client = topology.nodes[node] else {
             let known = topology.map.nodes.map(\.id).joined(separator: ", ")
             throw KVClientError.invalidArgument("no node '\(node)' in the cluster (nodes: \(known))")
         }
         do {
-            return try await client.call(request, timeout: configuration.requestTimeout)
+            return try await client.call(request, timeout: timeout ?? configuration.requestTimeout)
         } catch let error as RPCError {
             if let code = error.remoteCode {
                 throw KVClientError.refused(code, "\(node) refused the request: \(error.remoteMessage ?? "")")
@@ -787,6 +820,10 @@ extension NodeStatus {
         readRepairsReceived = counter("read_repairs_received")
         readRepairsApplied = counter("read_repairs_applied")
         antiEntropyRangesDue = counter("anti_entropy_ranges_due")
+        antiEntropyRangesCompared = counter("anti_entropy_ranges_compared")
+        antiEntropyKeysSent = counter("anti_entropy_keys_sent")
+        antiEntropyKeysReceived = counter("anti_entropy_keys_received")
+        antiEntropyLastFullPassMillis = counter("anti_entropy_last_full_pass_millis")
         let prefix = "hints_queued."
         var queued: [String: UInt64] = [:]
         for (name, value) in statistics where name.hasPrefix(prefix) {

@@ -18,6 +18,8 @@ import Yams
 /// cluster-id: quorumkv
 /// durability: sync          # sync | none | interval:50ms
 /// cluster: cluster.yaml      # the cluster file (see KVConfig.ClusterFile)
+/// anti-entropy-interval: 600 # seconds between anti-entropy passes, 0 = off
+/// anti-entropy-rate: 4194304 # bytes per second
 /// ```
 public struct NodeConfiguration: Sendable, Hashable {
     public var id: String
@@ -40,6 +42,14 @@ public struct NodeConfiguration: Sendable, Hashable {
     /// node's catch-up from crowding out live traffic.
     public var hintReplayRate = NodeConfiguration.hintReplayRateDefault
     public static let hintReplayRateDefault = 250
+    /// How often the node compares every range it replicates with its co-replicas (anti-entropy),
+    /// jittered by ±20 %; nil turns periodic anti-entropy off (`kvctl repair` still works).
+    public var antiEntropyInterval: Duration? = .seconds(NodeConfiguration.antiEntropyIntervalSecondsDefault)
+    public static let antiEntropyIntervalSecondsDefault = 600
+    /// Bytes per second anti-entropy may move (Merkle queries and repaired records, both directions),
+    /// over all its sessions: the throttle that keeps a repair from crowding out live traffic.
+    public var antiEntropyRate = NodeConfiguration.antiEntropyRateDefault
+    public static let antiEntropyRateDefault = 4 << 20
     /// On shutdown, how long open connections may go on after the listener closed.
     public var shutdownDrain: Duration = .seconds(1)
 
@@ -83,6 +93,10 @@ public struct NodeFile: Sendable, Hashable, Decodable {
     public var hintWindow: Int?
     /// Hints per second.
     public var hintReplayRate: Int?
+    /// Seconds; 0 turns periodic anti-entropy off.
+    public var antiEntropyInterval: Int?
+    /// Bytes per second.
+    public var antiEntropyRate: Int?
 
     enum CodingKeys: String, CodingKey, CaseIterable {
         case id, listen, data, ca, cert, key, durability, cluster
@@ -90,6 +104,8 @@ public struct NodeFile: Sendable, Hashable, Decodable {
         case hintQueueMax = "hint-queue-max"
         case hintWindow = "hint-window"
         case hintReplayRate = "hint-replay-rate"
+        case antiEntropyInterval = "anti-entropy-interval"
+        case antiEntropyRate = "anti-entropy-rate"
     }
 
     public init() {}

@@ -2,6 +2,7 @@ import KVCore
 import KVRPC
 import KVStorage
 import KVTLS
+import KVWire
 public import Logging
 import NIOCore
 import NIOPosix
@@ -94,9 +95,32 @@ public final class NodeService: Service {
         let repairMarker = RepairMarker(
             ring: ring, store: store, pool: pool, statistics: statistics, wallMillis: ReplicaService.systemMillis,
             logger: logger)
+        let replica = Replica(nodeID: configuration.id, store: store, wallMillis: ReplicaService.systemMillis)
+        // Anti-entropy's own connections to the co-replicas, apart from hint replay's.
+        let hello = Hello(
+            protocolVersion: WireProtocol.version, clusterId: cluster.clusterID, senderId: configuration.id,
+            role: .node, epoch: cluster.epoch)
+        var peerClients: [RPCClient] = []
+        var peers: [String: any AntiEntropyReplica] = [:]
+        for node in cluster.nodes where node.id != configuration.id {
+            guard let address = HostPort(parsing: node.address) else { continue }
+            let client = RPCClient(host: address.host, port: address.port, tls: peerTLS, hello: hello)
+            peerClients.append(client)
+            peers[node.id] = RemoteAntiEntropyReplica(
+                nodeID: node.id, client: client, timeout: Self.antiEntropyCallTimeout)
+        }
+        var antiEntropyConfiguration = AntiEntropy.Configuration()
+        antiEntropyConfiguration.interval = configuration.antiEntropyInterval
+        antiEntropyConfiguration.bytesPerSecond = configuration.antiEntropyRate
+        let antiEntropy = AntiEntropy(
+            nodeID: configuration.id, ring: ring,
+            local: LocalAntiEntropyReplica(replica: replica, merkle: store, pool: pool), peers: peers,
+            marks: store, configuration: antiEntropyConfiguration, statistics: statistics,
+            wallMillis: ReplicaService.systemMillis, logger: logger)
         let service = ReplicaService(
             nodeID: configuration.id, cluster: cluster, store: store, hints: store, repairMarker: repairMarker,
-            hintQueueMax: configuration.hintQueueMax, pool: pool, statistics: statistics)
+            hintQueueMax: configuration.hintQueueMax, pool: pool, statistics: statistics, merkle: store,
+            replica: replica, antiEntropy: antiEntropy)
         var serverConfiguration = RPCServerConfiguration(
             host: configuration.listenHost,
             port: configuration.listenPort,
@@ -135,6 +159,10 @@ public final class NodeService: Service {
                 group.addTask { try await server.run() }
                 // Returns only when cancelled, so it never ends the node by itself.
                 group.addTask { await replayer.run() }
+                // Periodic anti-entropy, when on; also returns only when cancelled.
+                if configuration.antiEntropyInterval != nil {
+                    group.addTask { await antiEntropy.run() }
+                }
                 // Keeps the hint-queue and ranges-due gauges fresh between pings; also only cancelled.
                 group.addTask {
                     await statistics.reportQueues(every: Self.gaugeInterval) {
@@ -152,12 +180,17 @@ public final class NodeService: Service {
         } catch is CancellationError {
             // Cancelled from outside: a normal stop.
         } catch {
+            for client in peerClients { await client.close() }
             try? await pool.shutdownGracefully()
             throw error
         }
+        for client in peerClients { await client.close() }
         try? await pool.shutdownGracefully()
         logger.info("node stopped", metadata: ["node.id": "\(configuration.id)"])
     }
+
+    /// The longest one anti-entropy RPC (a Merkle query, a record's read or write) may take.
+    static let antiEntropyCallTimeout: Duration = .seconds(10)
 
     /// How often the gauges (hints queued per target, ranges due) are set when nothing else reads them.
     static let gaugeInterval: Duration = .seconds(5)

@@ -17,6 +17,12 @@ package import Synchronization
 /// | `quorumkv_read_repairs_applied_total` | counter | such a `Put` replaced an older version (or none) |
 /// | `quorumkv_anti_entropy_ranges_marked_total{reason}` | counter | a range was newly marked due, `reason` `hint_refused` or `hint_expired` |
 /// | `quorumkv_anti_entropy_mark_failures_total` | counter | a range could not be marked (storage failure, shutdown) |
+/// | `quorumkv_anti_entropy_writes_received_total` | counter | a `Put` with origin `antiEntropy` arrived |
+/// | `quorumkv_anti_entropy_ranges_compared_total` | counter | a range was compared without error with every co-replica |
+/// | `quorumkv_anti_entropy_keys_repaired_total{direction}` | counter | a record was copied by anti-entropy: `sent` (a co-replica applied it) or `received` (this node applied it) |
+/// | `quorumkv_anti_entropy_bytes_total` | counter | bytes of anti-entropy RPC frames, both directions |
+/// | `quorumkv_anti_entropy_session_failures_total` | counter | an anti-entropy session ended with an error |
+/// | `quorumkv_anti_entropy_last_full_pass_timestamp_seconds` | gauge | a whole pass (all ranges) ended without error |
 /// | `quorumkv_hint_queue_size{target}` | gauge | hints held per target |
 /// | `quorumkv_anti_entropy_ranges_due` | gauge | ranges marked and not yet repaired |
 ///
@@ -38,6 +44,15 @@ public final class NodeStatistics: Sendable {
     package let rangesMarkedForRefusedHints: ReportedCounter
     package let rangesMarkedForExpiredHints: ReportedCounter
     package let markFailures: ReportedCounter
+    package let antiEntropyWritesReceived: ReportedCounter
+    package let antiEntropyRangesCompared: ReportedCounter
+    package let antiEntropyKeysSent: ReportedCounter
+    package let antiEntropyKeysReceived: ReportedCounter
+    package let antiEntropyBytes: ReportedCounter
+    package let antiEntropySessionFailures: ReportedCounter
+    /// Wall clock (ms since the Unix epoch) when the last whole pass ended without error; 0: never.
+    private let lastFullPassMillis = Atomic<Int>(0)
+    private let lastFullPassGauge: Gauge
 
     private let factory: any MetricsFactory
     private let rangesDueGauge: Gauge
@@ -62,6 +77,15 @@ public final class NodeStatistics: Sendable {
         rangesMarkedForRefusedHints = counter("quorumkv_anti_entropy_ranges_marked_total", [("reason", "hint_refused")])
         rangesMarkedForExpiredHints = counter("quorumkv_anti_entropy_ranges_marked_total", [("reason", "hint_expired")])
         markFailures = counter("quorumkv_anti_entropy_mark_failures_total")
+        antiEntropyWritesReceived = counter("quorumkv_anti_entropy_writes_received_total")
+        antiEntropyRangesCompared = counter("quorumkv_anti_entropy_ranges_compared_total")
+        antiEntropyKeysSent = counter("quorumkv_anti_entropy_keys_repaired_total", [("direction", "sent")])
+        antiEntropyKeysReceived = counter("quorumkv_anti_entropy_keys_repaired_total", [("direction", "received")])
+        antiEntropyBytes = counter("quorumkv_anti_entropy_bytes_total")
+        antiEntropySessionFailures = counter("quorumkv_anti_entropy_session_failures_total")
+        lastFullPassGauge = Gauge(
+            label: "quorumkv_anti_entropy_last_full_pass_timestamp_seconds", dimensions: [("node", nodeID)],
+            factory: metricsFactory)
         rangesDueGauge = Gauge(
             label: "quorumkv_anti_entropy_ranges_due", dimensions: [("node", nodeID)], factory: metricsFactory)
     }
@@ -78,7 +102,25 @@ public final class NodeStatistics: Sendable {
             ("anti_entropy_ranges_marked_hint_refused", rangesMarkedForRefusedHints.load(ordering: .relaxed)),
             ("anti_entropy_ranges_marked_hint_expired", rangesMarkedForExpiredHints.load(ordering: .relaxed)),
             ("anti_entropy_mark_failures", markFailures.load(ordering: .relaxed)),
+            ("anti_entropy_writes_received", antiEntropyWritesReceived.load(ordering: .relaxed)),
+            ("anti_entropy_ranges_compared", antiEntropyRangesCompared.load(ordering: .relaxed)),
+            ("anti_entropy_keys_sent", antiEntropyKeysSent.load(ordering: .relaxed)),
+            ("anti_entropy_keys_received", antiEntropyKeysReceived.load(ordering: .relaxed)),
+            ("anti_entropy_bytes", antiEntropyBytes.load(ordering: .relaxed)),
+            ("anti_entropy_session_failures", antiEntropySessionFailures.load(ordering: .relaxed)),
+            ("anti_entropy_last_full_pass_millis", lastFullPassMillis.load(ordering: .relaxed)),
         ]
+    }
+
+    /// Records the end of a whole anti-entropy pass without error, at `millis` since the Unix epoch.
+    func recordFullPass(atMillis millis: UInt64) {
+        lastFullPassMillis.store(Int(clamping: millis), ordering: .relaxed)
+        lastFullPassGauge.record(Double(millis) / 1000)
+    }
+
+    /// Sets the ranges-due gauge alone (after anti-entropy cleared marks).
+    func recordRangesDue(_ rangesDue: Int) {
+        rangesDueGauge.record(rangesDue)
     }
 
     /// Sets the gauges: hints queued per target (targets absent from `hintQueueSizes` but seen before

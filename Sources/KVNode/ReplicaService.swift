@@ -23,6 +23,10 @@ public final class ReplicaService: RPCService {
     private let startedAt = ContinuousClock.now
 
     private let hints: (any HintStore)?
+    private let merkle: (any MerkleStore)?
+    /// The ranges this node replicates (merged), which bound the ranges `MerkleExchange` may ask about.
+    private let replicatedRanges: [TokenRangeSpan]
+    private let antiEntropy: AntiEntropy?
     private let repairMarker: RepairMarker?
     private let hintQueueMax: Int
     private let wallMillis: @Sendable () -> UInt64
@@ -34,6 +38,11 @@ public final class ReplicaService: RPCService {
     ///     required when `hints` is given, so that a refused hint is never lost silently.
     ///   - hintQueueMax: hints held per target before new ones are refused (counted and marked).
     ///   - statistics: the node's counters (Admin stats and swift-metrics).
+    ///   - merkle: the store's Merkle side (the same store), which answers `MerkleExchange`; nil for a
+    ///     node that takes no part in anti-entropy.
+    ///   - replica: the replica logic over `store`, when it is shared with anti-entropy (one clock); a
+    ///     new one when nil.
+    ///   - antiEntropy: runs `Admin` repair; nil refuses it.
     public init(
         nodeID: String,
         cluster: ClusterMap,
@@ -43,8 +52,12 @@ public final class ReplicaService: RPCService {
         hintQueueMax: Int = NodeConfiguration.hintQueueMaxDefault,
         pool: NIOThreadPool,
         statistics: NodeStatistics,
+        merkle: (any MerkleStore)? = nil,
+        replica: Replica? = nil,
+        antiEntropy: AntiEntropy? = nil,
         wallMillis: @escaping @Sendable () -> UInt64 = ReplicaService.systemMillis
     ) {
+        precondition(replica.map { $0.store === store } ?? true, "the replica must run over the service's store")
         precondition(hints == nil || repairMarker != nil, "a node that holds hints must mark the ranges it refuses")
         self.statistics = statistics
         self.repairMarker = repairMarker
@@ -54,7 +67,10 @@ public final class ReplicaService: RPCService {
         self.hints = hints
         self.hintQueueMax = hintQueueMax
         self.wallMillis = wallMillis
-        self.replica = Replica(nodeID: nodeID, store: store, wallMillis: wallMillis)
+        self.replica = replica ?? Replica(nodeID: nodeID, store: store, wallMillis: wallMillis)
+        self.merkle = merkle
+        self.replicatedRanges = (try? cluster.ring())?.ranges(replicatedBy: nodeID) ?? []
+        self.antiEntropy = antiEntropy
         self.pool = pool
     }
 
@@ -90,6 +106,10 @@ public final class ReplicaService: RPCService {
                     nodes: cluster.nodes.map { node in
                         NodeEntry(id: node.id, address: node.address, tokens: node.tokens, state: .normal)
                     }))
+        case .merkleExchangeRequest(let exchange):
+            return try await answer(exchange)
+        case .adminRequest(let admin) where admin.command == .repair:
+            return try await repair(admin.arguments)
         case .adminRequest(let admin) where admin.command == .stats:
             let uptime = ContinuousClock.now - startedAt
             let queues = recordQueues()
@@ -124,6 +144,9 @@ public final class ReplicaService: RPCService {
         if repair {
             statistics.readRepairsReceived.add(1, ordering: .relaxed)
         }
+        if put.origin == .antiEntropy {
+            statistics.antiEntropyWritesReceived.add(1, ordering: .relaxed)
+        }
         let record = try Self.record(
             key: key, version: put.version, tombstone: put.tombstone, value: put.value)
         let replica = self.replica
@@ -151,6 +174,97 @@ public final class ReplicaService: RPCService {
         case .superseded(let current):
             return .putResponse(PutResponse(outcome: .superseded, current: current, clock: clock))
         }
+    }
+
+    /// Answers one question of a co-replica's Merkle comparison (`proto-spec/MERKLE.md`).
+    ///
+    /// Refused with `invalidRequest`: a range this node does not replicate (whole), more than
+    /// `Limits.merkleNodesPerQueryMax` nodes, a node the range's tree does not have, the children of a
+    /// leaf; and a listing whose answer would not fit one frame (over `Limits.listCountMax` entries or
+    /// `Limits.frameBytesMax` bytes): the answer is never truncated, since a partial listing would read
+    /// as missing keys. A leaf is one segment (about keys / 2^20 records), so only a store of billions
+    /// of keys, or of thousands of maximum-size keys in one segment, meets that limit.
+    private func answer(_ request: MerkleExchangeRequest) async throws -> Message {
+        guard let merkle else {
+            throw RPCError.remote(.invalidRequest, message: "this node takes no part in anti-entropy")
+        }
+        let range = TokenRangeSpan(start: request.range.start, end: request.range.end)
+        guard replicatedRanges.contains(where: { $0.contains(range) }) else {
+            throw RPCError.remote(.invalidRequest, message: "\(nodeID) does not replicate the whole range \(range)")
+        }
+        guard request.nodes.count <= Limits.merkleNodesPerQueryMax else {
+            throw RPCError.remote(
+                .invalidRequest,
+                message: "\(request.nodes.count) nodes in one query; at most \(Limits.merkleNodesPerQueryMax)")
+        }
+        let kind: KVCore.MerkleQuery.Kind
+        switch request.query {
+        case .root: kind = .root
+        case .children: kind = .children
+        case .listing: kind = .listing
+        }
+        let query = KVCore.MerkleQuery(kind: kind, level: Int(request.level), nodes: request.nodes.map { Int($0) })
+        let tree = MerkleTree(range: range)
+        guard tree.isValid(query) else {
+            throw RPCError.remote(
+                .invalidRequest, message: "the tree of \(range) (depth \(tree.depth)) cannot answer \(query)")
+        }
+        let answer = try await runOnPool { () throws(ReplicaError) -> MerkleAnswer in
+            do throws(StorageError) {
+                // isValid was checked: the store answers every valid query.
+                return try merkle.merkleAnswer(to: query, in: tree) ?? MerkleAnswer()
+            } catch {
+                throw ReplicaError.storage(error)
+            }
+        }
+        let entryBytes = answer.entries.reduce(0) { $0 + 4 + $1.key.count + 17 }
+        let frameBytes = 4 + 10 + 4 + 8 * answer.hashes.count + 4 + entryBytes
+        guard answer.entries.count <= Limits.listCountMax, frameBytes <= Limits.frameBytesMax else {
+            throw RPCError.remote(
+                .invalidRequest,
+                message: "the listing of \(query) holds \(answer.entries.count) entries (\(frameBytes) bytes), "
+                    + "more than one frame carries; ask fewer nodes")
+        }
+        return .merkleExchangeResponse(
+            MerkleExchangeResponse(
+                hashes: answer.hashes,
+                entries: answer.entries.map {
+                    KeyVersion(key: ByteBuffer(bytes: $0.key), version: $0.version, tombstone: $0.tombstone)
+                }))
+    }
+
+    /// `Admin` repair: one anti-entropy pass now, over every vnode range this node replicates, or those
+    /// overlapping the argument `range` (`START:END`, decimal tokens, start exclusive). Answers the
+    /// pass's summary (`AntiEntropyReport.pairs`).
+    private func repair(_ arguments: [Pair]) async throws -> Message {
+        guard let antiEntropy else {
+            throw RPCError.remote(.invalidRequest, message: "anti-entropy is not running on this node")
+        }
+        var range: TokenRangeSpan?
+        for argument in arguments {
+            switch argument.name {
+            case "range":
+                guard let parsed = Self.parseRange(argument.value) else {
+                    throw RPCError.remote(
+                        .invalidRequest, message: "range '\(argument.value)' is not START:END (decimal tokens)")
+                }
+                range = parsed
+            default:
+                throw RPCError.remote(.invalidRequest, message: "repair takes no argument '\(argument.name)'")
+            }
+        }
+        let report = await antiEntropy.pass(within: range)
+        return .adminResponse(
+            AdminResponse(
+                results: [Pair(name: "node", value: nodeID)] + report.pairs.map { Pair(name: $0.name, value: $0.value) }
+            ))
+    }
+
+    /// `START:END`, two decimal `u64` tokens.
+    static func parseRange(_ text: String) -> TokenRangeSpan? {
+        let parts = text.split(separator: ":", omittingEmptySubsequences: false)
+        guard parts.count == 2, let start = UInt64(parts[0]), let end = UInt64(parts[1]) else { return nil }
+        return TokenRangeSpan(start: start, end: end)
     }
 
     /// Keeps a write for a replica that did not acknowledge it, until hint replay hands it over.

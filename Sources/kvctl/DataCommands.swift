@@ -243,6 +243,8 @@ struct Status: AsyncParsableCommand {
                 print("")
                 if withCounters {
                     printCounters(statuses)
+                    print("")
+                    printAntiEntropy(statuses)
                 } else {
                     print("(admin certificate needed for counters)")
                 }
@@ -290,6 +292,27 @@ struct Status: AsyncParsableCommand {
                 status.nodeID, text(status.hintsStored), text(status.hintsReplayed), text(status.hintsExpired),
                 text(status.hintsRefused), text(status.readRepairsReceived), text(status.antiEntropyRangesDue),
                 queued.isEmpty ? "-" : queued,
+            ]
+            print(row(fields, widths: widths))
+        }
+    }
+
+    /// The "anti-entropy" section: ranges compared and records copied since the node started, and when
+    /// its last whole pass ended without error.
+    private func printAntiEntropy(_ statuses: [NodeStatus]) {
+        let widths = [13, 10, 10, 10]
+        print(row(["ANTI-ENTROPY", "COMPARED", "SENT", "RECEIVED", "LAST-FULL-PASS"], widths: widths))
+        for status in statuses where status.isUp && status.countersError == nil {
+            func text(_ value: UInt64?) -> String { value.map(String.init) ?? "-" }
+            var last = "never"
+            if let millis = status.antiEntropyLastFullPassMillis, millis > 0 {
+                last = ISO8601DateFormatter().string(from: Date(timeIntervalSince1970: Double(millis) / 1000))
+            } else if status.antiEntropyLastFullPassMillis == nil {
+                last = "-"
+            }
+            let fields = [
+                status.nodeID, text(status.antiEntropyRangesCompared), text(status.antiEntropyKeysSent),
+                text(status.antiEntropyKeysReceived), last,
             ]
             print(row(fields, widths: widths))
         }
@@ -348,6 +371,10 @@ private struct NodeDocument: Encodable {
     var readRepairsReceived: UInt64?
     var readRepairsApplied: UInt64?
     var antiEntropyRangesDue: UInt64?
+    var antiEntropyRangesCompared: UInt64?
+    var antiEntropyKeysSent: UInt64?
+    var antiEntropyKeysReceived: UInt64?
+    var antiEntropyLastFullPassMillis: UInt64?
     var hintsQueuedPerTarget: [String: UInt64]?
     var countersError: String?
 
@@ -366,6 +393,10 @@ private struct NodeDocument: Encodable {
         readRepairsReceived = status.readRepairsReceived
         readRepairsApplied = status.readRepairsApplied
         antiEntropyRangesDue = status.antiEntropyRangesDue
+        antiEntropyRangesCompared = status.antiEntropyRangesCompared
+        antiEntropyKeysSent = status.antiEntropyKeysSent
+        antiEntropyKeysReceived = status.antiEntropyKeysReceived
+        antiEntropyLastFullPassMillis = status.antiEntropyLastFullPassMillis
         hintsQueuedPerTarget = status.hintsQueuedPerTarget
         countersError = status.countersError
     }

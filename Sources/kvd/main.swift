@@ -60,6 +60,16 @@ struct KVD: AsyncParsableCommand {
         help: "Hints this node replays per second, over all targets (default 250).")
     var hintReplayRate: Int?
 
+    @Option(
+        name: .customLong("anti-entropy-interval"),
+        help: "Seconds between anti-entropy passes, jittered ±20 % (default 600; 0 = off).")
+    var antiEntropyIntervalSeconds: Int?
+
+    @Option(
+        name: .customLong("anti-entropy-rate"),
+        help: "Bytes per second anti-entropy may move, over all its sessions (default 4194304).")
+    var antiEntropyRate: Int?
+
     @Option(name: .customLong("log-level"), help: "trace, debug, info, notice, warning, error or critical.")
     var logLevel: String = "info"
 
@@ -108,6 +118,18 @@ struct KVD: AsyncParsableCommand {
                 throw ValidationError("--hint-replay-rate must be 1...1000000 hints per second")
             }
             configuration.hintReplayRate = hintReplayRate
+        }
+        if let seconds = antiEntropyIntervalSeconds ?? file.antiEntropyInterval {
+            guard (0...7 * 86_400).contains(seconds) else {
+                throw ValidationError("--anti-entropy-interval must be 0...604800 seconds (0 = off)")
+            }
+            configuration.antiEntropyInterval = seconds == 0 ? nil : .seconds(seconds)
+        }
+        if let rate = antiEntropyRate ?? file.antiEntropyRate {
+            guard (1024...(1 << 34)).contains(rate) else {
+                throw ValidationError("--anti-entropy-rate must be 1024...17179869184 bytes per second")
+            }
+            configuration.antiEntropyRate = rate
         }
         if let durability = durability ?? file.durability {
             configuration.durability = try parseDurability(durability)

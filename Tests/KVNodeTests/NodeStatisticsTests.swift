@@ -40,7 +40,9 @@ import Testing
                 "hints_stored": 3, "hints_refused": 1, "hints_replayed": 2, "hints_expired": 1,
                 "read_repairs_received": 4, "read_repairs_applied": 2,
                 "anti_entropy_ranges_marked_hint_refused": 1, "anti_entropy_ranges_marked_hint_expired": 2,
-                "anti_entropy_mark_failures": 1,
+                "anti_entropy_mark_failures": 1, "anti_entropy_writes_received": 0, "anti_entropy_ranges_compared": 0,
+                "anti_entropy_keys_sent": 0, "anti_entropy_keys_received": 0, "anti_entropy_bytes": 0,
+                "anti_entropy_session_failures": 0, "anti_entropy_last_full_pass_millis": 0,
             ])
     }
 

@@ -142,7 +142,7 @@ struct MalformedInputTests {
         }
     }
 
-    @Test("unknown PutOrigin values", arguments: [UInt8(0), 4, 255])
+    @Test("unknown PutOrigin values", arguments: [UInt8(0), 5, 255])
     func invalidPutOrigin(_ origin: UInt8) {
         var body = Self.putBodyWithoutOrigin()
         body.writeInteger(origin)

@@ -87,6 +87,16 @@ enum Samples {
                     origin: .readRepair))
         ),
         Sample(
+            name: "put-request-anti-entropy",
+            summary:
+                "PutRequest (copied by anti-entropy), request id 15: key \"user:42\", value \"hello\", version as put-request, tombstone false, origin antiEntropy (4)",
+            requestID: 15,
+            message: .putRequest(
+                PutRequest(
+                    key: bytes("user:42"), value: bytes("hello"), version: version, tombstone: false,
+                    origin: .antiEntropy))
+        ),
+        Sample(
             name: "put-response-applied",
             summary:
                 "PutResponse, request id 2: outcome applied (1), current (hlc 0x018bcfe568000003, writer 0xabcdef), clock 0x018bcfe568000004",

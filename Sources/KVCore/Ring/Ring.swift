@@ -142,6 +142,17 @@ public struct Ring: Sendable, Hashable {
         return result
     }
 
+    /// The vnode ranges (`range(containing:)`) for which `node` is a replica, unmerged, in ascending order
+    /// of `end`: the unit anti-entropy compares, because every replica of a vnode range holds exactly
+    /// that span, whereas merged ranges differ from one co-replica to the next. Empty for an unknown node.
+    public func vnodeRanges(replicatedBy node: String) -> [TokenRangeSpan] {
+        guard let nodeIndex = nodes.firstIndex(where: { $0.id == node }).map(Int32.init) else { return [] }
+        let count = vnodeTokens.count
+        return (0..<count).filter { preferenceRow($0).contains(nodeIndex) }.map { position in
+            TokenRangeSpan(start: vnodeTokens[position == 0 ? count - 1 : position - 1], end: vnodeTokens[position])
+        }
+    }
+
     public static func == (lhs: Ring, rhs: Ring) -> Bool {
         lhs.replicationFactor == rhs.replicationFactor && lhs.nodes == rhs.nodes
     }

@@ -28,6 +28,13 @@ public struct TokenRangeSpan: Sendable, Hashable, CustomStringConvertible {
         return offset != 0 && offset <= end &- start
     }
 
+    /// Whether every token of `other` lies in this span.
+    public func contains(_ other: TokenRangeSpan) -> Bool {
+        if start == end { return true }
+        let offset = UInt128(other.start &- start)
+        return offset + other.width <= width
+    }
+
     public var description: String {
         "(\(Token(start)), \(Token(end))]"
     }

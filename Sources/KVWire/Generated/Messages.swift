@@ -365,6 +365,8 @@ public enum PutOrigin: UInt8, Sendable, Hashable, CaseIterable {
     case readRepair = 2
     /// A node hands over a hint it held for this replica.
     case hintReplay = 3
+    /// A node's anti-entropy session sends a record this replica lacks or holds older.
+    case antiEntropy = 4
 }
 
 extension ByteBuffer {

@@ -1,0 +1,312 @@
+package import KVCore
+package import KVStorage
+package import Logging
+import Synchronization
+
+/// A node's anti-entropy: compares every vnode range it replicates with each co-replica of that range,
+/// and copies what differs (`AntiEntropySession`), periodically and on demand (`Admin` repair).
+///
+/// One pass:
+/// 1. Ranges marked due (`RepairMarkStore`, a hint refused or expired) come first. A marked range this
+///    node replicates is compared with all its co-replicas; one it does not replicate (the mark was
+///    left by a hint this node held as a fallback) is compared between the marked replica and another
+///    replica of the range, both over RPC. A mark is cleared only after its range was compared without
+///    error with every co-replica.
+/// 2. Then every vnode range the node replicates (`Ring.vnodeRanges(replicatedBy:)`: unmerged, so that
+///    both sides of a session replicate exactly the compared span) with each co-replica (the range's
+///    preference list minus this node), one co-replica after the other. If a later co-replica gave
+///    this node newer records, the earlier co-replicas are compared again, so that a pass leaves every
+///    replica of the range with the newest version this node saw.
+///
+/// Passes never overlap: an on-demand pass waits for a running one to end. Sessions of different
+/// ranges run `sessionsInParallel` at a time; all of them share one `ByteRateLimiter`.
+public final class AntiEntropy: Sendable {
+    package struct Configuration: Sendable {
+        /// Between periodic passes (jittered ±`jitter`); nil: no periodic passes.
+        package var interval: Duration? = .seconds(NodeConfiguration.antiEntropyIntervalSecondsDefault)
+        package var jitter = 0.2
+        /// Bytes per second over all sessions (`ByteRateLimit`).
+        package var bytesPerSecond = NodeConfiguration.antiEntropyRateDefault
+        /// Sessions (ranges) compared at once.
+        package var sessionsInParallel = 2
+        /// Records copied at once within a session.
+        package var copiesInParallel = 8
+
+        package init() {}
+    }
+
+    private let nodeID: String
+    private let ring: Ring
+    private let local: any AntiEntropyReplica
+    private let peers: [String: any AntiEntropyReplica]
+    private let marks: any RepairMarkStore
+    private let configuration: Configuration
+    private let limiter: ByteRateLimiter
+    private let statistics: NodeStatistics
+    private let wallMillis: @Sendable () -> UInt64
+    private let logger: Logger
+    private let running = Mutex(false)
+
+    package init(
+        nodeID: String,
+        ring: Ring,
+        local: any AntiEntropyReplica,
+        peers: [String: any AntiEntropyReplica],
+        marks: any RepairMarkStore,
+        configuration: Configuration,
+        statistics: NodeStatistics,
+        wallMillis: @escaping @Sendable () -> UInt64,
+        logger: Logger
+    ) {
+        self.nodeID = nodeID
+        self.ring = ring
+        self.local = local
+        self.peers = peers
+        self.marks = marks
+        self.configuration = configuration
+        self.limiter = ByteRateLimiter(bytesPerSecond: configuration.bytesPerSecond)
+        self.statistics = statistics
+        self.wallMillis = wallMillis
+        self.logger = logger
+    }
+
+    /// Runs a pass every `interval` (jittered) until the task is cancelled; returns at once when
+    /// periodic passes are off.
+    package func run() async {
+        guard let interval = configuration.interval else { return }
+        while !Task.isCancelled {
+            let factor = 1 + Double.random(in: -configuration.jitter...configuration.jitter)
+            do {
+                try await Task.sleep(for: interval * factor)
+            } catch {
+                return
+            }
+            let report = await pass(within: nil)
+            logger.info(
+                "anti-entropy pass",
+                metadata: [
+                    "repair.ranges": "\(report.rangesCompared)", "repair.keys_sent": "\(report.keysSent)",
+                    "repair.keys_received": "\(report.keysReceived)", "repair.bytes": "\(report.bytes)",
+                    "repair.errors": "\(report.errors)",
+                ])
+        }
+    }
+
+    /// Runs one pass now, over the vnode ranges that overlap `range` (all when nil), after any pass
+    /// already running.
+    package func pass(within range: TokenRangeSpan?) async -> AntiEntropyReport {
+        while !running.withLock({ running in
+            defer { running = true }
+            return !running
+        }) {
+            do {
+                try await Task.sleep(for: .milliseconds(100))
+            } catch {
+                var report = AntiEntropyReport()
+                report.record(failure: "cancelled while waiting for the running pass")
+                return report
+            }
+        }
+        defer { running.withLock { $0 = false } }
+        let started = ContinuousClock.now
+        var report = await runPass(within: range)
+        report.duration = ContinuousClock.now - started
+        if range == nil && report.errors == 0 {
+            statistics.recordFullPass(atMillis: wallMillis())
+        }
+        statistics.recordRangesDue(marks.rangesDue().count)
+        return report
+    }
+
+    private func runPass(within filter: TokenRangeSpan?) async -> AntiEntropyReport {
+        func wanted(_ span: TokenRangeSpan) -> Bool { filter.map { Self.overlap($0, span) } ?? true }
+        let mine = ring.vnodeRanges(replicatedBy: nodeID).filter(wanted)
+        let mineSet = Set(mine)
+        let due = marks.rangesDue().filter { wanted($0.range) }
+        var work: [Work] = []
+        // Marked ranges first: this node's own, then the ones it only held hints for.
+        let dueRanges = Set(due.map(\.range))
+        work += mine.filter { dueRanges.contains($0) }.map { .replicated($0) }
+        for mark in due where !mineSet.contains(mark.range) {
+            work.append(.foreign(mark))
+        }
+        work += mine.filter { !dueRanges.contains($0) }.map { .replicated($0) }
+
+        var report = AntiEntropyReport()
+        await withTaskGroup(of: AntiEntropyReport.self) { group in
+            var next = 0
+            while next < min(configuration.sessionsInParallel, work.count) {
+                let item = work[next]
+                next += 1
+                group.addTask { await self.repair(item) }
+            }
+            while let partial = await group.next() {
+                report.add(partial)
+                if next < work.count && !Task.isCancelled {
+                    let item = work[next]
+                    next += 1
+                    group.addTask { await self.repair(item) }
+                }
+            }
+        }
+        return report
+    }
+
+    private enum Work: Sendable {
+        /// A vnode range this node replicates: compared with each co-replica.
+        case replicated(TokenRangeSpan)
+        /// A mark for a range this node does not replicate: compared between the marked replica and
+        /// another replica of the range.
+        case foreign(RepairMark)
+    }
+
+    private func repair(_ work: Work) async -> AntiEntropyReport {
+        var report = AntiEntropyReport()
+        switch work {
+        case .replicated(let range):
+            let coReplicas = ring.preferenceList(for: Token(range.end)).filter { $0 != nodeID }
+            var sessions: [AntiEntropySession.Report] = []
+            var lastReceiving = -1
+            for (index, id) in coReplicas.enumerated() {
+                let session = await session(range: range, local: local, peer: id)
+                if session.keysReceived > 0 { lastReceiving = index }
+                sessions.append(session)
+            }
+            // Records received from a later co-replica have not reached the earlier ones yet.
+            if lastReceiving > 0 && sessions.allSatisfy({ $0.failure == nil }) {
+                for id in coReplicas.prefix(lastReceiving) {
+                    sessions.append(await session(range: range, local: local, peer: id))
+                }
+            }
+            for session in sessions { report.add(session) }
+            if sessions.allSatisfy({ $0.failure == nil }) {
+                report.rangesCompared += 1
+                statistics.antiEntropyRangesCompared.add(1, ordering: .relaxed)
+                for mark in marks.rangesDue() where mark.range == range {
+                    clear(mark)
+                }
+            }
+        case .foreign(let mark):
+            let replicas = ring.preferenceList(for: Token(mark.range.end))
+            guard replicas.contains(mark.replica),
+                let source = replicas.first(where: { $0 != mark.replica && $0 != nodeID }),
+                let sourceReplica = peers[source]
+            else {
+                report.record(failure: "mark \(mark): \(mark.replica) does not replicate that range in this ring")
+                return report
+            }
+            let session = await session(range: mark.range, local: sourceReplica, peer: mark.replica)
+            report.add(session)
+            if session.failure == nil {
+                report.rangesCompared += 1
+                statistics.antiEntropyRangesCompared.add(1, ordering: .relaxed)
+                clear(mark)
+            }
+        }
+        return report
+    }
+
+    private func session(range: TokenRangeSpan, local: any AntiEntropyReplica, peer id: String) async
+        -> AntiEntropySession.Report
+    {
+        guard let peer = peers[id] else {
+            var report = AntiEntropySession.Report(range: range, peer: id)
+            report.failure = "no connection to \(id)"
+            return report
+        }
+        let report = await AntiEntropySession(
+            range: range, local: local, peer: peer, limiter: limiter, concurrency: configuration.copiesInParallel
+        ).run()
+        statistics.antiEntropyKeysSent.add(report.keysSent, ordering: .relaxed)
+        statistics.antiEntropyKeysReceived.add(report.keysReceived, ordering: .relaxed)
+        statistics.antiEntropyBytes.add(report.bytes, ordering: .relaxed)
+        if let failure = report.failure {
+            statistics.antiEntropySessionFailures.add(1, ordering: .relaxed)
+            logger.warning(
+                "anti-entropy session failed",
+                metadata: ["peer.node_id": "\(id)", "ring.range": "\(range)", "error": "\(failure)"])
+        } else if report.keysSent + report.keysReceived > 0 {
+            logger.info(
+                "anti-entropy repaired range",
+                metadata: [
+                    "peer.node_id": "\(id)", "ring.range": "\(range)", "repair.keys_sent": "\(report.keysSent)",
+                    "repair.keys_received": "\(report.keysReceived)",
+                ])
+        }
+        return report
+    }
+
+    private func clear(_ mark: RepairMark) {
+        do {
+            try marks.clearDue(replica: mark.replica, range: mark.range)
+        } catch {
+            logger.warning(
+                "cannot clear anti-entropy mark",
+                metadata: ["peer.node_id": "\(mark.replica)", "ring.range": "\(mark.range)", "error": "\(error)"])
+        }
+    }
+
+    /// Whether two spans share a token: one holds the other's first token.
+    static func overlap(_ lhs: TokenRangeSpan, _ rhs: TokenRangeSpan) -> Bool {
+        lhs.contains(Token(rhs.start &+ 1)) || rhs.contains(Token(lhs.start &+ 1))
+    }
+}
+
+/// What an anti-entropy pass did, summed over its sessions: `Admin` repair's answer.
+public struct AntiEntropyReport: Sendable, Hashable {
+    /// Ranges compared without error with every co-replica (or, for a foreign mark, between its two replicas).
+    public var rangesCompared = 0
+    /// Sessions run (one range, two replicas).
+    public var sessions = 0
+    /// Merkle queries asked.
+    public var queries = 0
+    /// Records co-replicas applied from this node (or from the source replica of a foreign mark).
+    public var keysSent = 0
+    /// Records this node applied from its co-replicas.
+    public var keysReceived = 0
+    /// Bytes over the network: request and response frames of every RPC.
+    public var bytes = 0
+    /// Sessions that failed.
+    public var errors = 0
+    /// The first failure's reason.
+    public var firstError: String?
+    public var duration: Duration = .zero
+
+    public init() {}
+
+    mutating func add(_ session: AntiEntropySession.Report) {
+        sessions += 1
+        queries += session.queries
+        keysSent += session.keysSent
+        keysReceived += session.keysReceived
+        bytes += session.bytes
+        if let failure = session.failure { record(failure: "\(session.range) with \(session.peer): \(failure)") }
+    }
+
+    mutating func add(_ other: AntiEntropyReport) {
+        rangesCompared += other.rangesCompared
+        sessions += other.sessions
+        queries += other.queries
+        keysSent += other.keysSent
+        keysReceived += other.keysReceived
+        bytes += other.bytes
+        errors += other.errors
+        firstError = firstError ?? other.firstError
+    }
+
+    mutating func record(failure: String) {
+        errors += 1
+        firstError = firstError ?? failure
+    }
+
+    /// The `Admin` repair answer's pairs (names as `kvctl repair` and `KVClient.repair` read them).
+    public var pairs: [(name: String, value: String)] {
+        var pairs: [(String, String)] = [
+            ("ranges_compared", "\(rangesCompared)"), ("sessions", "\(sessions)"), ("queries", "\(queries)"),
+            ("keys_sent", "\(keysSent)"), ("keys_received", "\(keysReceived)"), ("bytes", "\(bytes)"),
+            ("errors", "\(errors)"), ("duration_ms", "\(Int(duration / .milliseconds(1)))"),
+        ]
+        if let firstError { pairs.append(("first_error", String(firstError.prefix(Limits.errorMessageBytesMax / 2)))) }
+        return pairs.map { (name: $0.0, value: $0.1) }
+    }
+}

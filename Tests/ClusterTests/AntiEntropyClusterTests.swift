@@ -1,0 +1,177 @@
+import Foundation
+import KVClient
+import KVCore
+import Testing
+
+extension RealProcessTests {
+    /// Real processes: `kvctl repair` makes diverged replicas converge, copying each stale copy once, and
+    /// costs identical replicas one Merkle root per comparison.
+    @Suite(.timeLimit(.minutes(4)))
+    struct AntiEntropyClusterTests {
+        @Test func repairConvergesDivergedReplicasAndCountsEveryStaleCopy() async throws {
+            let cluster = try ClusterHarness(nodes: 4, firstHost: 241)
+            defer { cluster.tearDown() }
+            // No periodic pass: only `kvctl repair` may copy anything.
+            cluster.extraArguments = ["--anti-entropy-interval", "0"]
+            try await offThePool { try cluster.startAll() }
+            let client = try cluster.client(hintedHandoff: false)
+            let admin = try cluster.client(certificate: "admin")
+
+            // Each key below has one replica holding its newest version and the other two holding an
+            // older one or nothing: two stale copies per key.
+            var touched: [String: Bool] = [:]  // key → whether its newest version is a tombstone
+            // Different keys on different single replicas, missing on the other two.
+            for index in 0..<20 {
+                let key = "ae-only-\(index)"
+                let replicas = try cluster.replicas(of: key)
+                try await admin.writeReplica(Array(key.utf8), value: Array("one".utf8), node: replicas[index % 3])
+                touched[key] = false
+            }
+            // Written everywhere, then a newer version on one replica.
+            for index in 0..<10 {
+                let key = "ae-newer-\(index)"
+                try await client.put(Array(key.utf8), value: Array("old".utf8), consistency: .all)
+                let replicas = try cluster.replicas(of: key)
+                try await admin.writeReplica(Array(key.utf8), value: Array("new".utf8), node: replicas[index % 3])
+                touched[key] = false
+            }
+            // Written everywhere, then deleted on one replica only.
+            for index in 0..<5 {
+                let key = "ae-deleted-\(index)"
+                try await client.put(Array(key.utf8), value: Array("old".utf8), consistency: .all)
+                let replicas = try cluster.replicas(of: key)
+                try await admin.writeReplica(Array(key.utf8), value: [], tombstone: true, node: replicas[index % 3])
+                touched[key] = true
+            }
+            // And one through the command line.
+            let cliKey = "ae-cli"
+            let cliReplica = try cluster.replicas(of: cliKey)[1]
+            let put = try await offThePool { try cluster.kvctl(["put", cliKey, "cli", "--node", cliReplica]) }
+            expectSuccess(put)
+            touched[cliKey] = false
+            // Untouched keys, identical everywhere.
+            for index in 0..<10 {
+                try await client.put(Array("ae-same-\(index)".utf8), value: Array("same".utf8), consistency: .all)
+            }
+            let staleCopies: Int = touched.count * 2
+
+            let result = try await offThePool { try cluster.kvctl(["repair", "--json"]) }
+            expectSuccess(result)
+            let document = try #require(
+                try JSONSerialization.jsonObject(with: Data(result.stdout.utf8)) as? [String: Any], "\(result.stdout)")
+            #expect(document["ok"] as? Bool == true, "\(result.stdout)")
+            let sent = try #require(document["keysSent"] as? Int)
+            let received = try #require(document["keysReceived"] as? Int)
+            #expect(sent + received == staleCopies, "\(result.stdout)")
+            #expect((document["rangesCompared"] as? Int ?? 0) > 0)
+            #expect((document["bytes"] as? Int ?? 0) > 0)
+            #expect((document["nodes"] as? [[String: Any]])?.count == 4)
+
+            // Every replica of every touched key holds the same newest version.
+            for (key, tombstone) in touched.sorted(by: { $0.key < $1.key }) {
+                var records: [StoredRecord?] = []
+                for node in try cluster.replicas(of: key) {
+                    records.append(try await admin.replicaRecord(Array(key.utf8), node: node))
+                }
+                let first = try #require(records[0], "\(key) missing on a replica")
+                #expect(records.allSatisfy { $0?.version == first.version }, "\(key): \(records)")
+                #expect(first.tombstone == tombstone, "\(key)")
+                if !tombstone {
+                    #expect(["one", "new", "cli"].contains(String(decoding: first.value, as: UTF8.self)), "\(key)")
+                }
+            }
+            // The nodes counted the same copies.
+            var counted = 0
+            for node in cluster.ids {
+                let statistics = try await admin.nodeStatistics(node: node)
+                counted += Int(statistics["anti_entropy_keys_sent"] ?? "") ?? 0
+                counted += Int(statistics["anti_entropy_keys_received"] ?? "") ?? 0
+                #expect(statistics["anti_entropy_last_full_pass_millis"] != "0", "\(node)")
+            }
+            #expect(counted == staleCopies)
+
+            // A node down: the repair names it and exits 1; the others still compare what they can.
+            cluster.stop("n4", signal: SIGKILL)
+            let partial = try await offThePool { try cluster.kvctl(["repair", "--json"]) }
+            #expect(partial.status == 1)
+            #expect(partial.stderr.contains("n4"), "\(partial.stderr)")
+            let partialDocument = try JSONSerialization.jsonObject(with: Data(partial.stdout.utf8)) as? [String: Any]
+            let nodes = partialDocument?["nodes"] as? [[String: Any]] ?? []
+            #expect(nodes.first { $0["node"] as? String == "n4" }?["ok"] as? Bool == false)
+            #expect((partialDocument?["keysSent"] as? Int) == 0)
+            await client.close()
+            await admin.close()
+        }
+
+        @Test func identicalReplicasCostOneRootPerComparisonAndPeriodicPassesRepairAlone() async throws {
+            let cluster = try ClusterHarness(nodes: 4, firstHost: 246)
+            defer { cluster.tearDown() }
+            // Periodic passes every 2 s (±20 %) as well, checked at the end.
+            cluster.extraArguments = ["--anti-entropy-interval", "2"]
+            try await offThePool { try cluster.startAll() }
+            let client = try cluster.client(hintedHandoff: false)
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                for worker in 0..<8 {
+                    group.addTask {
+                        for index in stride(from: worker, to: 400, by: 8) {
+                            let key = Array("idle-\(index)".utf8)
+                            try await client.put(key, value: key, consistency: .all)
+                        }
+                    }
+                }
+                try await group.waitForAll()
+            }
+            let result = try await offThePool { try cluster.kvctl(["repair", "--json"]) }
+            expectSuccess(result)
+            let document = try #require(
+                try JSONSerialization.jsonObject(with: Data(result.stdout.utf8)) as? [String: Any], "\(result.stdout)")
+            #expect(document["keysSent"] as? Int == 0, "\(result.stdout)")
+            #expect(document["keysReceived"] as? Int == 0, "\(result.stdout)")
+            let nodes = try #require(document["nodes"] as? [[String: Any]])
+            #expect(nodes.count == 4)
+            for node in nodes {
+                let sessions = node["sessions"] as? Int ?? 0
+                #expect(sessions > 0)
+                #expect(node["queries"] as? Int == sessions, "identical replicas: one root query each: \(node)")
+            }
+            // Text output, one node.
+            let text = try await offThePool { try cluster.kvctl(["repair", "--node", "n2"]) }
+            expectSuccess(text)
+            #expect(text.stdout.contains("0 keys sent, 0 keys received"), "\(text.stdout)")
+            // `kvctl status` shows the passes: every node has run one, n2 two.
+            let status = try await offThePool { try cluster.kvctl(["status", "--json"]) }
+            expectSuccess(status)
+            let statusDocument = try JSONSerialization.jsonObject(with: Data(status.stdout.utf8)) as? [String: Any]
+            for node in statusDocument?["nodes"] as? [[String: Any]] ?? [] {
+                #expect((node["antiEntropyRangesCompared"] as? Int ?? 0) > 0, "\(node)")
+                #expect((node["antiEntropyLastFullPassMillis"] as? Int ?? 0) > 0, "\(node)")
+            }
+            let statusText = try await offThePool { try cluster.kvctl(["status"]) }
+            #expect(statusText.stdout.contains("ANTI-ENTROPY"), "\(statusText.stdout)")
+
+            // A key written to one replica only reaches the others by a periodic pass, with no command.
+            let admin = try cluster.client(certificate: "admin")
+            let key = Array("periodic".utf8)
+            let replicas = try cluster.replicas(of: "periodic")
+            try await admin.writeReplica(key, value: Array("alone".utf8), node: replicas[0])
+            let deadline = ContinuousClock.now + .seconds(30)
+            var copies = 0
+            while copies < 3 && ContinuousClock.now < deadline {
+                try await Task.sleep(for: .milliseconds(200))
+                copies = 0
+                for node in replicas where try await admin.replicaRecord(key, node: node) != nil { copies += 1 }
+            }
+            #expect(copies == 3, "the periodic passes should have copied the key to every replica")
+            await admin.close()
+            await client.close()
+        }
+    }
+}
+
+/// Runs the harness's blocking calls (process launches, `kvctl` runs) on a thread of their own, so
+/// that they do not hold the cooperative pool's threads for seconds.
+private func offThePool<T: Sendable>(_ body: @escaping @Sendable () throws -> T) async throws -> T {
+    try await withCheckedThrowingContinuation { continuation in
+        Thread.detachNewThread { continuation.resume(with: Result { try body() }) }
+    }
+}

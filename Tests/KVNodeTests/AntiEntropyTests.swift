@@ -1,0 +1,353 @@
+import KVCore
+import KVNode
+import KVRPC
+import KVStorage
+import KVTLS
+import KVWire
+import Logging
+import Metrics
+import MetricsTestKit
+import NIOCore
+import NIOPosix
+import Synchronization
+import Testing
+
+/// Three replicas in process (`ServiceFixture.cluster`: n1 replicates the whole ring, n2 and n3 half
+/// each, N = 2), each an `InMemoryStore` behind a `ReplicaService` that answers `MerkleExchange`; their
+/// anti-entropy talks to the others by calling `handle` directly.
+private final class Trio: Sendable {
+    struct Node: Sendable {
+        let id: String
+        let store: InMemoryStore
+        let replica: Replica
+        let service: ReplicaService
+        let antiEntropy: AntiEntropy
+        let metrics: TestMetrics
+    }
+
+    static let nodeIdentity = PeerIdentity(name: "peer", role: .node)
+    static let quiet = Logger(label: "test") { _ in SwiftLogNoOpLogHandler() }
+    let pool: NIOThreadPool
+    let ring: Ring
+    let nodes: [String: Node]
+
+    /// - Parameter down: node ids whose peers' calls fail (as if the network to them were cut).
+    init(cluster: ClusterMap = ServiceFixture.cluster, down: Set<String> = [], bytesPerSecond: Int = 1 << 30) throws {
+        let pool = NIOThreadPool(numberOfThreads: 4)
+        pool.start()
+        self.pool = pool
+        ring = try cluster.ring()
+        // Services first (they need their anti-entropy), so peers call through a late-bound table.
+        let table = ServiceTable()
+        var nodes: [String: Node] = [:]
+        for member in cluster.nodes {
+            let store = InMemoryStore()
+            let replica = Replica(nodeID: member.id, store: store, wallMillis: { 1_000 })
+            var peers: [String: any AntiEntropyReplica] = [:]
+            for other in cluster.nodes where other.id != member.id {
+                let id = other.id
+                peers[id] = RemoteAntiEntropyReplica(nodeID: id, timeout: .seconds(5)) { request, _ in
+                    if down.contains(id) {
+                        throw AntiEntropyReplicaError(description: "connection refused by \(id)")
+                    }
+                    return try await table.service(id).handle(request, from: Trio.nodeIdentity)
+                }
+            }
+            let metrics = TestMetrics()
+            let statistics = withMetricsFactory(metrics) { NodeStatistics(nodeID: member.id) }
+            var configuration = AntiEntropy.Configuration()
+            configuration.interval = nil
+            configuration.bytesPerSecond = bytesPerSecond
+            let antiEntropy = AntiEntropy(
+                nodeID: member.id, ring: ring,
+                local: LocalAntiEntropyReplica(replica: replica, merkle: store, pool: pool), peers: peers,
+                marks: store, configuration: configuration, statistics: statistics, wallMillis: { 1_000 },
+                logger: Trio.quiet)
+            let service = ReplicaService(
+                nodeID: member.id, cluster: cluster, store: store, pool: pool, statistics: statistics, merkle: store,
+                replica: replica, antiEntropy: antiEntropy, wallMillis: { 1_000 })
+            table.set(member.id, service)
+            nodes[member.id] = Node(
+                id: member.id, store: store, replica: replica, service: service, antiEntropy: antiEntropy,
+                metrics: metrics)
+        }
+        self.nodes = nodes
+    }
+
+    func shutdown() async throws {
+        for node in nodes.values { node.store.close() }
+        try await pool.shutdownGracefully()
+    }
+
+    func write(_ key: String, hlc: UInt64, tombstone: Bool = false, on ids: [String]) throws {
+        let record = StoredRecord(
+            version: Version(hlc: hlc, writer: 9), tombstone: tombstone, value: tombstone ? [] : Array("v\(hlc)".utf8))
+        for id in ids {
+            _ = try nodes[id]!.store.apply(key: Array(key.utf8), record: record)
+        }
+    }
+
+    func version(_ key: String, on id: String) throws -> Version? {
+        try nodes[id]!.store.get(key: Array(key.utf8))?.version
+    }
+
+    /// The first key (`prefix-N`) whose replicas are exactly `replicas`.
+    func key(_ prefix: String, replicatedBy replicas: Set<String>, skip: Int = 0) -> String {
+        var skipped = 0
+        for index in 0..<100_000 {
+            let key = "\(prefix)-\(index)"
+            if Set(ring.preferenceList(forKey: Array(key.utf8))) == replicas {
+                if skipped == skip { return key }
+                skipped += 1
+            }
+        }
+        preconditionFailure("no key replicated by \(replicas)")
+    }
+}
+
+/// Late binding of node ids to services, for peers made before the services.
+private final class ServiceTable: Sendable {
+    private let services = Mutex<[String: ReplicaService]>([:])
+
+    func set(_ id: String, _ service: ReplicaService) { services.withLock { $0[id] = service } }
+    func service(_ id: String) -> ReplicaService { services.withLock { $0[id]! } }
+}
+
+@Suite(.timeLimit(.minutes(1)))
+struct AntiEntropyTests {
+    @Test func merkleExchangeAnswersTheRootAndRefusesBadQueries() async throws {
+        let trio = try Trio()
+        let n1 = trio.nodes["n1"]!
+        let key = trio.key("root", replicatedBy: ["n1", "n2"])
+        try trio.write(key, hlc: 5, on: ["n1"])
+        let range = trio.ring.range(containing: Token(key: Array(key.utf8)))
+        let wire = TokenRange(start: range.start, end: range.end)
+        let answer = try await n1.service.handle(
+            .merkleExchangeRequest(MerkleExchangeRequest(range: wire, query: .root, level: 0, nodes: [])),
+            from: Trio.nodeIdentity)
+        #expect(
+            answer
+                == .merkleExchangeResponse(
+                    MerkleExchangeResponse(hashes: [try n1.store.merkleDigest(of: range)], entries: [])))
+
+        let tree = MerkleTree(range: range)
+        let bad: [(MerkleExchangeRequest, String)] = [
+            (
+                MerkleExchangeRequest(range: wire, query: .children, level: 0, nodes: (0...256).map { UInt32($0) }),
+                "too many nodes"
+            ),
+            (
+                MerkleExchangeRequest(
+                    range: wire, query: .listing, level: UInt8(tree.depth), nodes: [UInt32(tree.leafCount)]),
+                "no such leaf"
+            ),
+            (
+                MerkleExchangeRequest(range: wire, query: .children, level: UInt8(tree.depth), nodes: [0]),
+                "children of a leaf"
+            ),
+            (MerkleExchangeRequest(range: wire, query: .root, level: 1, nodes: []), "root at level 1"),
+        ]
+        for (request, what) in bad {
+            await #expect(throws: RPCError.self, "\(what)") {
+                _ = try await n1.service.handle(.merkleExchangeRequest(request), from: Trio.nodeIdentity)
+            }
+        }
+        // n3 does not replicate the range ending at 1 << 62.
+        let foreign = TokenRange(start: UInt64.max, end: 1 << 62)
+        await #expect(throws: RPCError.self) {
+            _ = try await trio.nodes["n3"]!.service.handle(
+                .merkleExchangeRequest(MerkleExchangeRequest(range: foreign, query: .root, level: 0, nodes: [])),
+                from: Trio.nodeIdentity)
+        }
+        try await trio.shutdown()
+    }
+
+    @Test func aPassConvergesCoReplicasAndCountsEachStaleCopyOnce() async throws {
+        let trio = try Trio()
+        // n1 and n2 replicate the first half of the ring, n1 and n3 the second.
+        let onlyOnN1 = trio.key("a", replicatedBy: ["n1", "n2"])
+        let onlyOnN2 = trio.key("b", replicatedBy: ["n1", "n2"])
+        let newerOnN2 = trio.key("c", replicatedBy: ["n1", "n2"])
+        let deletedOnN3 = trio.key("d", replicatedBy: ["n1", "n3"])
+        let same = trio.key("e", replicatedBy: ["n1", "n3"])
+        try trio.write(onlyOnN1, hlc: 10, on: ["n1"])
+        try trio.write(onlyOnN2, hlc: 11, on: ["n2"])
+        try trio.write(newerOnN2, hlc: 12, on: ["n1", "n2"])
+        try trio.write(newerOnN2, hlc: 20, on: ["n2"])
+        try trio.write(deletedOnN3, hlc: 13, on: ["n1", "n3"])
+        try trio.write(deletedOnN3, hlc: 21, tombstone: true, on: ["n3"])
+        try trio.write(same, hlc: 14, on: ["n1", "n3"])
+
+        let report = await trio.nodes["n1"]!.antiEntropy.pass(within: nil)
+        #expect(report.errors == 0, "\(report.firstError ?? "")")
+        #expect(report.keysSent == 1)
+        #expect(report.keysReceived == 3)
+        #expect(report.rangesCompared == trio.ring.vnodeRanges(replicatedBy: "n1").count)
+        #expect(report.bytes > 0)
+        for (key, replicas) in [
+            (onlyOnN1, ["n1", "n2"]), (onlyOnN2, ["n1", "n2"]), (newerOnN2, ["n1", "n2"]),
+            (deletedOnN3, ["n1", "n3"]), (same, ["n1", "n3"]),
+        ] {
+            let versions = try replicas.map { try trio.version(key, on: $0) }
+            #expect(versions[0] != nil && versions[0] == versions[1], "\(key): \(versions)")
+        }
+        #expect(try trio.nodes["n1"]!.store.get(key: Array(deletedOnN3.utf8))?.tombstone == true)
+        // The peers counted the anti-entropy writes they received.
+        #expect(
+            trio.nodes["n2"]!.metrics.counterTotal(
+                label: "quorumkv_anti_entropy_writes_received_total", dimensions: [("node", "n2")]) == 1)
+        #expect(
+            trio.nodes["n1"]!.metrics.counterTotal(
+                label: "quorumkv_anti_entropy_keys_repaired_total",
+                dimensions: [("node", "n1"), ("direction", "received")]) == 3)
+
+        // Identical now: one root query per session, nothing moved.
+        let again = await trio.nodes["n1"]!.antiEntropy.pass(within: nil)
+        #expect(again.errors == 0)
+        #expect(again.keysSent + again.keysReceived == 0)
+        #expect(again.queries == again.sessions)
+        try await trio.shutdown()
+    }
+
+    @Test func aMarkForARangeThisNodeDoesNotReplicateIsRepairedBetweenItsReplicas() async throws {
+        let trio = try Trio()
+        let key = trio.key("m", replicatedBy: ["n1", "n3"])
+        try trio.write(key, hlc: 30, on: ["n1"])
+        let range = trio.ring.range(containing: Token(key: Array(key.utf8)))
+        // n2 held a hint for n3 that expired: a mark for a range n2 does not replicate.
+        try trio.nodes["n2"]!.store.markDue(replica: "n3", range: range, atMillis: 1)
+        let report = await trio.nodes["n2"]!.antiEntropy.pass(within: range)
+        #expect(report.errors == 0, "\(report.firstError ?? "")")
+        #expect(report.keysSent == 1, "copied from n1 to n3 by n2")
+        #expect(try trio.version(key, on: "n3") == Version(hlc: 30, writer: 9))
+        #expect(trio.nodes["n2"]!.store.rangesDue().isEmpty, "the mark is cleared")
+        try await trio.shutdown()
+    }
+
+    @Test func recordsFromALaterCoReplicaReachTheEarlierOnesInTheSamePass() async throws {
+        let fixture = ServiceFixture.cluster
+        let trio = try Trio(
+            cluster: ClusterMap(
+                clusterID: fixture.clusterID, epoch: fixture.epoch, replicationFactor: 3, nodes: fixture.nodes))
+        let key = "late"
+        let range = trio.ring.range(containing: Token(key: Array(key.utf8)))
+        let coReplicas = trio.ring.preferenceList(for: Token(range.end)).filter { $0 != "n1" }
+        try trio.write(key, hlc: 1, on: ["n1", "n2", "n3"])
+        try trio.write(key, hlc: 2, on: [coReplicas[1]])
+        let report = await trio.nodes["n1"]!.antiEntropy.pass(within: range)
+        #expect(report.errors == 0, "\(report.firstError ?? "")")
+        #expect(report.keysReceived == 1, "from \(coReplicas[1])")
+        #expect(report.keysSent == 1, "to \(coReplicas[0]), compared again")
+        for node in ["n1", "n2", "n3"] {
+            #expect(try trio.version(key, on: node) == Version(hlc: 2, writer: 9), "\(node)")
+        }
+        try await trio.shutdown()
+    }
+
+    @Test func aPeerThatIsDownEndsItsSessionsWithAReasonAndKeepsTheMarks() async throws {
+        let trio = try Trio(down: ["n2"])
+        let key = trio.key("x", replicatedBy: ["n1", "n2"])
+        try trio.write(key, hlc: 40, on: ["n1"])
+        let range = trio.ring.range(containing: Token(key: Array(key.utf8)))
+        try trio.nodes["n1"]!.store.markDue(replica: "n2", range: range, atMillis: 1)
+        let report = await trio.nodes["n1"]!.antiEntropy.pass(within: nil)
+        #expect(report.errors == trio.ring.vnodeRanges(replicatedBy: "n2").count)
+        #expect(report.firstError?.contains("connection refused by n2") == true)
+        #expect(trio.nodes["n1"]!.store.rangesDue().count == 1, "a failed comparison clears nothing")
+        #expect(report.rangesCompared == trio.ring.vnodeRanges(replicatedBy: "n3").count)
+        try await trio.shutdown()
+    }
+
+    @Test func adminRepairAnswersTheSummaryAndRefusesABadRange() async throws {
+        let trio = try Trio()
+        let key = trio.key("adm", replicatedBy: ["n1", "n2"])
+        try trio.write(key, hlc: 50, on: ["n2"])
+        let answer = try await trio.nodes["n1"]!.service.handle(
+            .adminRequest(AdminRequest(command: .repair, arguments: [])), from: ServiceFixture.admin)
+        guard case .adminResponse(let response) = answer else {
+            Issue.record("answered \(answer)")
+            return
+        }
+        let results = Dictionary(response.results.map { ($0.name, $0.value) }, uniquingKeysWith: { $1 })
+        #expect(results["keys_received"] == "1")
+        #expect(results["keys_sent"] == "0")
+        #expect(results["errors"] == "0")
+        #expect(results["ranges_compared"] == "\(trio.ring.vnodeRanges(replicatedBy: "n1").count)")
+        await #expect(throws: RPCError.self) {
+            _ = try await trio.nodes["n1"]!.service.handle(
+                .adminRequest(AdminRequest(command: .repair, arguments: [Pair(name: "range", value: "1-2")])),
+                from: ServiceFixture.admin)
+        }
+        let stats = try await trio.nodes["n1"]!.service.handle(
+            .adminRequest(AdminRequest(command: .stats, arguments: [])), from: ServiceFixture.admin)
+        guard case .adminResponse(let statsResponse) = stats else { return }
+        let counters = Dictionary(statsResponse.results.map { ($0.name, $0.value) }, uniquingKeysWith: { $1 })
+        #expect(counters["anti_entropy_keys_received"] == "1")
+        #expect(counters["anti_entropy_last_full_pass_millis"] == "1000")
+        try await trio.shutdown()
+    }
+
+    @Test func aMalformedPeerAnswerEndsTheSession() async throws {
+        let pool = NIOThreadPool(numberOfThreads: 1)
+        pool.start()
+        let store = InMemoryStore()
+        let replica = Replica(nodeID: "n1", store: store, wallMillis: { 1 })
+        let local = LocalAntiEntropyReplica(replica: replica, merkle: store, pool: pool)
+        let liar = RemoteAntiEntropyReplica(nodeID: "liar", timeout: .seconds(1)) { _, _ in
+            .merkleExchangeResponse(MerkleExchangeResponse(hashes: [1, 2], entries: []))
+        }
+        let ring = try ServiceFixture.cluster.ring()
+        var configuration = AntiEntropy.Configuration()
+        configuration.interval = nil
+        let antiEntropy = AntiEntropy(
+            nodeID: "n1", ring: ring, local: local, peers: ["n2": liar, "n3": liar], marks: store,
+            configuration: configuration, statistics: NodeStatistics(nodeID: "n1", metricsFactory: TestMetrics()),
+            wallMillis: { 1 }, logger: Trio.quiet)
+        let report = await antiEntropy.pass(within: nil)
+        #expect(report.errors == report.sessions)
+        #expect(report.firstError?.contains("malformed Merkle answer") == true)
+        store.close()
+        try await pool.shutdownGracefully()
+    }
+
+    @Test func aPassMovesNoFasterThanItsRate() async throws {
+        let rate = 40_000
+        let trio = try Trio(bytesPerSecond: rate)
+        let value = [UInt8](repeating: 0x61, count: 500)
+        var keys = 0
+        for index in 0..<2_000 where keys < 200 {
+            let key = "rate-\(index)"
+            guard Set(trio.ring.preferenceList(forKey: Array(key.utf8))) == ["n1", "n2"] else { continue }
+            _ = try trio.nodes["n1"]!.store.apply(
+                key: Array(key.utf8),
+                record: StoredRecord(version: Version(hlc: 1, writer: 1), tombstone: false, value: value))
+            keys += 1
+        }
+        let started = ContinuousClock.now
+        let report = await trio.nodes["n1"]!.antiEntropy.pass(within: nil)
+        let elapsed = ContinuousClock.now - started
+        #expect(report.errors == 0)
+        #expect(report.keysSent == keys)
+        #expect(report.bytes > keys * value.count)
+        // One second of burst is free; the rest is paid at `rate` (a lower bound only: never flaky).
+        let owed = Double(report.bytes - rate) / Double(rate)
+        #expect(elapsed >= .seconds(owed * 0.95), "\(report.bytes) bytes in \(elapsed)")
+        try await trio.shutdown()
+    }
+
+    @Test func theRateLimitMakesACallerWaitForItsDebt() {
+        let start = ContinuousClock.now
+        var limit = ByteRateLimit(bytesPerSecond: 1_000, now: start)
+        #expect(limit.delay(now: start) == .zero)
+        limit.spend(1_500, now: start)  // 1,000 of credit, 500 of debt: half a second.
+        #expect(limit.delay(now: start) == .milliseconds(500))
+        #expect(limit.delay(now: start + .milliseconds(250)) == .milliseconds(250))
+        #expect(limit.delay(now: start + .milliseconds(500)) == .zero)
+        // Idle time refills at most one burst.
+        limit.spend(0, now: start + .seconds(60))
+        limit.spend(1_000, now: start + .seconds(60))
+        #expect(limit.delay(now: start + .seconds(60)) == .zero)
+        limit.spend(1, now: start + .seconds(60))
+        #expect(limit.delay(now: start + .seconds(60)) > .zero)
+    }
+}
