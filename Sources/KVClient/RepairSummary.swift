@@ -6,6 +6,8 @@ public struct RepairSummary: Sendable, Hashable {
     public var nodeID: String
     /// Vnode ranges compared without error with every co-replica.
     public var rangesCompared: Int
+    /// Ranges not compared again because the node's previous pass, cut short by a crash, had done them.
+    public var rangesResumed: Int
     /// Sessions run: one range between two replicas.
     public var sessions: Int
     /// Merkle queries asked.
@@ -24,11 +26,13 @@ public struct RepairSummary: Sendable, Hashable {
     public var duration: Duration
 
     public init(
-        nodeID: String, rangesCompared: Int = 0, sessions: Int = 0, queries: Int = 0, keysSent: Int = 0,
+        nodeID: String, rangesCompared: Int = 0, rangesResumed: Int = 0, sessions: Int = 0, queries: Int = 0,
+        keysSent: Int = 0,
         keysReceived: Int = 0, bytes: Int = 0, errors: Int = 0, firstError: String? = nil, duration: Duration = .zero
     ) {
         self.nodeID = nodeID
         self.rangesCompared = rangesCompared
+        self.rangesResumed = rangesResumed
         self.sessions = sessions
         self.queries = queries
         self.keysSent = keysSent
@@ -47,7 +51,8 @@ public struct RepairSummary: Sendable, Hashable {
             let keysReceived = count("keys_received"), let bytes = count("bytes"), let errors = count("errors")
         else { return nil }
         self.init(
-            nodeID: nodeID, rangesCompared: rangesCompared, sessions: sessions, queries: queries, keysSent: keysSent,
+            nodeID: nodeID, rangesCompared: rangesCompared, rangesResumed: count("ranges_resumed") ?? 0,
+            sessions: sessions, queries: queries, keysSent: keysSent,
             keysReceived: keysReceived, bytes: bytes, errors: errors, firstError: results["first_error"],
             duration: .milliseconds(count("duration_ms") ?? 0))
     }

@@ -46,6 +46,12 @@ public final class AntiEntropy: Sendable {
     private let wallMillis: @Sendable () -> UInt64
     private let logger: Logger
     private let running = Mutex(false)
+    /// Where a whole pass records the ranges it finished, so that a pass cut short by a crash resumes
+    /// after them; nil keeps no checkpoint.
+    private let checkpoint: (any ReplicaStore)?
+    /// The metadata name of the checkpoint: the ends of the vnode ranges the unfinished pass
+    /// compared without error, 8 bytes each, big-endian.
+    package static let checkpointName = "antientropy.pass"
 
     package init(
         nodeID: String,
@@ -56,8 +62,10 @@ public final class AntiEntropy: Sendable {
         configuration: Configuration,
         statistics: NodeStatistics,
         wallMillis: @escaping @Sendable () -> UInt64,
-        logger: Logger
+        logger: Logger,
+        checkpoint: (any ReplicaStore)? = nil
     ) {
+        self.checkpoint = checkpoint
         self.nodeID = nodeID
         self.ring = ring
         self.local = local
@@ -123,6 +131,10 @@ public final class AntiEntropy: Sendable {
         let mine = ring.vnodeRanges(replicatedBy: nodeID).filter(wanted)
         let mineSet = Set(mine)
         let due = marks.rangesDue().filter { wanted($0.range) }
+        // A whole pass goes on after the ranges an unfinished one (cut short by a crash) finished.
+        let wholePass = filter == nil && checkpoint != nil
+        var finished = wholePass ? loadCheckpoint() : []
+        var report = AntiEntropyReport()
         var work: [Work] = []
         // Marked ranges first: this node's own, then the ones it only held hints for.
         let dueRanges = Set(due.map(\.range))
@@ -130,26 +142,71 @@ public final class AntiEntropy: Sendable {
         for mark in due where !mineSet.contains(mark.range) {
             work.append(.foreign(mark))
         }
-        work += mine.filter { !dueRanges.contains($0) }.map { .replicated($0) }
+        for range in mine where !dueRanges.contains(range) {
+            if finished.contains(range.end) {
+                report.rangesResumed += 1
+            } else {
+                work.append(.replicated(range))
+            }
+        }
+        if report.rangesResumed > 0 {
+            logger.notice(
+                "anti-entropy pass resumes after a crash",
+                metadata: ["repair.ranges_done": "\(report.rangesResumed)", "repair.ranges_left": "\(work.count)"])
+        }
 
-        var report = AntiEntropyReport()
-        await withTaskGroup(of: AntiEntropyReport.self) { group in
+        await withTaskGroup(of: (Work, AntiEntropyReport).self) { group in
             var next = 0
             while next < min(configuration.sessionsInParallel, work.count) {
                 let item = work[next]
                 next += 1
-                group.addTask { await self.repair(item) }
+                group.addTask { (item, await self.repair(item)) }
             }
-            while let partial = await group.next() {
+            while let (item, partial) = await group.next() {
                 report.add(partial)
+                if wholePass, case .replicated(let range) = item, partial.errors == 0 {
+                    finished.insert(range.end)
+                    saveCheckpoint(finished)
+                }
                 if next < work.count && !Task.isCancelled {
                     let item = work[next]
                     next += 1
-                    group.addTask { await self.repair(item) }
+                    group.addTask { (item, await self.repair(item)) }
                 }
             }
         }
+        // The pass is over (ranges that failed are counted): the next one starts from the beginning.
+        if wholePass && !Task.isCancelled {
+            saveCheckpoint([])
+        }
         return report
+    }
+
+    private func loadCheckpoint() -> Set<UInt64> {
+        guard let checkpoint, let bytes = try? checkpoint.metadata(Self.checkpointName), bytes.count % 8 == 0 else {
+            return []
+        }
+        return Set(
+            stride(from: 0, to: bytes.count, by: 8).map { offset in
+                bytes[offset..<offset + 8].reduce(UInt64(0)) { $0 << 8 | UInt64($1) }
+            })
+    }
+
+    /// Writes the checkpoint; a failure only means a crash would redo more, so it is logged, not fatal.
+    private func saveCheckpoint(_ finished: Set<UInt64>) {
+        guard let checkpoint else { return }
+        var bytes: [UInt8] = []
+        bytes.reserveCapacity(finished.count * 8)
+        for end in finished.sorted() {
+            for shift in stride(from: 56, through: 0, by: -8) {
+                bytes.append(UInt8(truncatingIfNeeded: end >> UInt64(shift)))
+            }
+        }
+        do {
+            try checkpoint.setMetadata(Self.checkpointName, bytes)
+        } catch {
+            logger.warning("cannot save the anti-entropy checkpoint", metadata: ["error": "\(error)"])
+        }
     }
 
     private enum Work: Sendable {
@@ -256,6 +313,8 @@ public final class AntiEntropy: Sendable {
 public struct AntiEntropyReport: Sendable, Hashable {
     /// Ranges compared without error with every co-replica (or, for a foreign mark, between its two replicas).
     public var rangesCompared = 0
+    /// Ranges skipped because the pass a crash cut short had already compared them.
+    public var rangesResumed = 0
     /// Sessions run (one range, two replicas).
     public var sessions = 0
     /// Merkle queries asked.
@@ -285,6 +344,7 @@ public struct AntiEntropyReport: Sendable, Hashable {
 
     mutating func add(_ other: AntiEntropyReport) {
         rangesCompared += other.rangesCompared
+        rangesResumed += other.rangesResumed
         sessions += other.sessions
         queries += other.queries
         keysSent += other.keysSent
@@ -302,7 +362,8 @@ public struct AntiEntropyReport: Sendable, Hashable {
     /// The `Admin` repair answer's pairs (names as `kvctl repair` and `KVClient.repair` read them).
     public var pairs: [(name: String, value: String)] {
         var pairs: [(String, String)] = [
-            ("ranges_compared", "\(rangesCompared)"), ("sessions", "\(sessions)"), ("queries", "\(queries)"),
+            ("ranges_compared", "\(rangesCompared)"), ("ranges_resumed", "\(rangesResumed)"),
+            ("sessions", "\(sessions)"), ("queries", "\(queries)"),
             ("keys_sent", "\(keysSent)"), ("keys_received", "\(keysReceived)"), ("bytes", "\(bytes)"),
             ("errors", "\(errors)"), ("duration_ms", "\(Int(duration / .milliseconds(1)))"),
         ]

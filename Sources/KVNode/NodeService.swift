@@ -116,7 +116,7 @@ public final class NodeService: Service {
             nodeID: configuration.id, ring: ring,
             local: LocalAntiEntropyReplica(replica: replica, merkle: store, pool: pool), peers: peers,
             marks: store, configuration: antiEntropyConfiguration, statistics: statistics,
-            wallMillis: ReplicaService.systemMillis, logger: logger)
+            wallMillis: ReplicaService.systemMillis, logger: logger, checkpoint: store)
         let service = ReplicaService(
             nodeID: configuration.id, cluster: cluster, store: store, hints: store, repairMarker: repairMarker,
             hintQueueMax: configuration.hintQueueMax, pool: pool, statistics: statistics, merkle: store,

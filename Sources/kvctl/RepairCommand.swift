@@ -115,6 +115,7 @@ struct Repair: AsyncParsableCommand {
 private struct RepairDocument: Encodable {
     var ok: Bool
     var rangesCompared: Int
+    var rangesResumed: Int
     var keysSent: Int
     var keysReceived: Int
     var bytes: Int
@@ -125,6 +126,7 @@ private struct RepairDocument: Encodable {
         self.nodes = nodes
         ok = nodes.allSatisfy(\.ok)
         rangesCompared = nodes.reduce(0) { $0 + $1.rangesCompared }
+        rangesResumed = nodes.reduce(0) { $0 + $1.rangesResumed }
         keysSent = nodes.reduce(0) { $0 + $1.keysSent }
         keysReceived = nodes.reduce(0) { $0 + $1.keysReceived }
         bytes = nodes.reduce(0) { $0 + $1.bytes }
@@ -138,6 +140,7 @@ private struct NodeRepairDocument: Encodable {
     var node: String
     var ok: Bool
     var rangesCompared = 0
+    var rangesResumed = 0
     var sessions = 0
     var queries = 0
     var keysSent = 0
@@ -151,6 +154,7 @@ private struct NodeRepairDocument: Encodable {
         node = summary.nodeID
         ok = summary.errors == 0
         rangesCompared = summary.rangesCompared
+        rangesResumed = summary.rangesResumed
         sessions = summary.sessions
         queries = summary.queries
         keysSent = summary.keysSent
@@ -172,6 +176,7 @@ private struct NodeRepairDocument: Encodable {
         var text =
             "\(rangesCompared) ranges compared (\(sessions) sessions, \(queries) queries), \(keysSent) keys sent, "
             + "\(keysReceived) keys received, \(bytes) bytes in \(durationMillis) ms"
+        if rangesResumed > 0 { text += "; \(rangesResumed) ranges already done by the pass a crash cut short" }
         if let error { text += "; \(error)" }
         return text
     }

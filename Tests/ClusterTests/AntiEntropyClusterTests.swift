@@ -1,5 +1,6 @@
 import Foundation
 import KVClient
+import KVConfig
 import KVCore
 import Testing
 
@@ -8,6 +9,57 @@ extension RealProcessTests {
     /// costs identical replicas one Merkle root per comparison.
     @Suite(.timeLimit(.minutes(4)))
     struct AntiEntropyClusterTests {
+        /// SIGKILL a node in the middle of its pass: after the restart its next pass skips the ranges
+        /// the killed one had finished (and says so), compares the rest, and the replicas end identical.
+        @Test func aPassCutShortBySIGKILLResumesWhereItWas() async throws {
+            let cluster = try ClusterHarness(nodes: 4, firstHost: 236)
+            defer { cluster.tearDown() }
+            // A slow pass (20 kB/s), started only on demand.
+            cluster.extraArguments = ["--anti-entropy-interval", "0", "--anti-entropy-rate", "20000"]
+            try await offThePool { try cluster.startAll() }
+            let admin = try cluster.client(certificate: "admin", timeout: .seconds(10))
+            // 300 keys only on n1 (those it replicates): two stale copies each, all over the ring.
+            let keys = try (0..<600).map { "resume-\($0)" }.filter { try cluster.replicas(of: $0).contains("n1") }
+                .prefix(300)
+            for key in keys {
+                try await admin.writeReplica(Array(key.utf8), value: Array("v".utf8), node: "n1")
+            }
+            let total = try ClusterFile.load(path: cluster.clusterFile).ring().vnodeRanges(replicatedBy: "n1").count
+
+            let first = Task { try await admin.repair(node: "n1") }
+            // Kill n1 once it has finished a few ranges, well before the end of its pass.
+            let deadline = ContinuousClock.now + .seconds(60)
+            var compared = 0
+            while compared < 3 && ContinuousClock.now < deadline {
+                try await Task.sleep(for: .milliseconds(50))
+                compared = Int(try await admin.nodeStatistics(node: "n1")["anti_entropy_ranges_compared"] ?? "0") ?? 0
+            }
+            cluster.stop("n1", signal: SIGKILL)
+            #expect((3..<total).contains(compared), "n1 compared \(compared) of \(total) ranges before the kill")
+            _ = await first.result
+            try await offThePool { try cluster.start("n1") }
+
+            let fresh = try cluster.client(certificate: "admin", timeout: .seconds(10))
+            let second = try await fresh.repair(node: "n1")
+            #expect(second.errors == 0, "\(second)")
+            #expect(second.rangesResumed >= compared, "\(second): the \(compared) finished ranges must be skipped")
+            #expect(second.rangesResumed + second.rangesCompared == total, "\(second)")
+            // Every replica of every key holds it.
+            var missing: [String] = []
+            for key in keys {
+                for node in try cluster.replicas(of: key)
+                where try await fresh.replicaRecord(Array(key.utf8), node: node) == nil {
+                    missing.append("\(key)@\(node)")
+                }
+            }
+            #expect(missing.isEmpty, "\(missing.count) copies still missing, e.g. \(missing.prefix(3))")
+            // The pass finished: the next one starts from the beginning.
+            let third = try await fresh.repair(node: "n1")
+            #expect(third.rangesResumed == 0 && third.rangesCompared == total && third.keysSent == 0, "\(third)")
+            await fresh.close()
+            await admin.close()
+        }
+
         @Test func repairConvergesDivergedReplicasAndCountsEveryStaleCopy() async throws {
             let cluster = try ClusterHarness(nodes: 4, firstHost: 241)
             defer { cluster.tearDown() }

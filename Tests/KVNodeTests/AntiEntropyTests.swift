@@ -62,7 +62,7 @@ private final class Trio: Sendable {
                 nodeID: member.id, ring: ring,
                 local: LocalAntiEntropyReplica(replica: replica, merkle: store, pool: pool), peers: peers,
                 marks: store, configuration: configuration, statistics: statistics, wallMillis: { 1_000 },
-                logger: Trio.quiet)
+                logger: Trio.quiet, checkpoint: store)
             let service = ReplicaService(
                 nodeID: member.id, cluster: cluster, store: store, pool: pool, statistics: statistics, merkle: store,
                 replica: replica, antiEntropy: antiEntropy, wallMillis: { 1_000 })
@@ -159,6 +159,38 @@ struct AntiEntropyTests {
                 .merkleExchangeRequest(MerkleExchangeRequest(range: foreign, query: .root, level: 0, nodes: [])),
                 from: Trio.nodeIdentity)
         }
+        try await trio.shutdown()
+    }
+
+    /// A whole pass that a crash cut short left a checkpoint of the ranges it finished: the next pass
+    /// skips them (and says so), compares the rest, and clears the checkpoint, so the pass after that
+    /// compares everything again.
+    @Test func aPassResumesAfterTheRangesACrashedPassFinished() async throws {
+        let trio = try Trio()
+        let n1 = trio.nodes["n1"]!
+        let withN2 = trio.key("r", replicatedBy: ["n1", "n2"])
+        let withN3 = trio.key("s", replicatedBy: ["n1", "n3"])
+        try trio.write(withN2, hlc: 10, on: ["n1"])
+        try trio.write(withN3, hlc: 11, on: ["n1"])
+        let ranges = trio.ring.vnodeRanges(replicatedBy: "n1")
+        let done = ranges.filter { !trio.ring.preferenceList(for: Token($0.end)).contains("n2") }
+        #expect(!done.isEmpty && done.count < ranges.count)
+        var checkpoint: [UInt8] = []
+        for range in done {
+            checkpoint += (0..<8).reversed().map { UInt8(truncatingIfNeeded: range.end >> UInt64($0 * 8)) }
+        }
+        try n1.store.setMetadata(AntiEntropy.checkpointName, checkpoint)
+
+        let resumed = await n1.antiEntropy.pass(within: nil)
+        #expect(resumed.rangesResumed == done.count)
+        #expect(resumed.rangesCompared == ranges.count - done.count)
+        #expect(try trio.version(withN2, on: "n2") != nil, "the ranges left are compared")
+        #expect(try trio.version(withN3, on: "n3") == nil, "the ranges the crashed pass finished are skipped")
+        #expect(try n1.store.metadata(AntiEntropy.checkpointName) == [], "a finished pass clears its checkpoint")
+
+        let next = await n1.antiEntropy.pass(within: nil)
+        #expect(next.rangesResumed == 0 && next.rangesCompared == ranges.count)
+        #expect(try trio.version(withN3, on: "n3") != nil)
         try await trio.shutdown()
     }
 
