@@ -9,6 +9,10 @@
 #                                       puts until HINTS (default 100000) hints wait for it; n2
 #                                       restarted: time until every queue is empty, and puts
 #                                       while the replay runs
+#   scripts/bench.sh repair [SECONDS]   4 kvd, KEYS (default 1000000) keys: n2 misses 1 % of them
+#                                       (rewritten while it is down, no hints); `kvctl repair --node
+#                                       n2` time and bytes; a pass over identical replicas; puts with
+#                                       back-to-back repair passes running vs none
 #   scripts/bench.sh stale [SECONDS]    4 kvd, 100,000 keys: read p99 on a clean cluster, then with
 #                                       1 % of the keys rewritten while n2 was down and no hints
 #                                       (n2 stale on them; reads repair in the background)
@@ -21,7 +25,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 mode=${1:-single}
 seconds=${2:-10}
-[[ "$mode" =~ ^(single|cluster|hints|stale)$ ]] || { sed -n '2,19p' "$0" >&2; exit 64; }
+[[ "$mode" =~ ^(single|cluster|hints|stale|repair)$ ]] || { sed -n '2,23p' "$0" >&2; exit 64; }
 scripts/setup.sh
 
 for product in kvd kvctl kvbench; do
@@ -65,11 +69,17 @@ for ((i = 1; i <= count; i++)); do
 done
 export QUORUMKV_CLUSTER="$work/cluster.yaml" QUORUMKV_CA="$work/certs/ca.pem"
 export QUORUMKV_CERT="$work/certs/bench.pem" QUORUMKV_KEY="$work/certs/bench-key.pem"
-for ((i = 1; i <= count; i++)); do
-    for _ in $(seq 1 100); do
-        "$bin/kvctl" ring --endpoints "127.0.0.$((20 + i)):7411" --cluster-id bench >/dev/null 2>&1 && break
+# Waits until node i answers (a node recovering a large log takes a while).
+wait_up() {
+    for _ in $(seq 1 600); do
+        "$bin/kvctl" ring --endpoints "127.0.0.$((20 + $1)):7411" --cluster-id bench >/dev/null 2>&1 && return 0
         sleep 0.1
     done
+    echo "n$1 did not answer within 60 s" >&2
+    return 1
+}
+for ((i = 1; i <= count; i++)); do
+    wait_up "$i"
 done
 
 bench=("$bin/kvbench" --concurrency 50 --value-bytes 100 --duration "$seconds")
@@ -108,6 +118,38 @@ if [[ "$mode" == hints ]]; then
     exit 0
 fi
 
+if [[ "$mode" == repair ]]; then
+    keys=${KEYS:-1000000}
+    stale=$((keys / 100))
+    "$bin/kvctl" certs issue --dir "$work/certs" --role admin --name admin 2>/dev/null
+    admin=(env QUORUMKV_CERT="$work/certs/admin.pem" QUORUMKV_KEY="$work/certs/admin-key.pem" "$bin/kvctl")
+    echo "== loading $keys keys (QUORUM, 100-byte values)"
+    time "$bin/kvbench" --concurrency 50 --value-bytes 100 --workload get --keys "$keys" --requests-max 1 >/dev/null
+    kill -KILL "${pids[n2]}"
+    wait "${pids[n2]}" 2>/dev/null || true
+    # The first 1 % of the keys get a new version while n2 is down, with no hints: n2 stays stale on
+    # the ones it replicates (about 3/4 of them).
+    QUORUMKV_HINTED_HANDOFF=0 "$bin/kvbench" --concurrency 50 --value-bytes 100 --workload get --keys "$stale" \
+        --requests-max 1 >/dev/null 2>&1
+    start_node 2
+    wait_up 2
+    echo "== kvctl repair --node n2: $stale keys rewritten while n2 was down"
+    time "${admin[@]}" repair --node n2 --json || true
+    echo "== kvctl repair --node n2 again: identical replicas"
+    time "${admin[@]}" repair --node n2 --json || true
+    echo "== kvbench put, ${seconds}s, no anti-entropy"
+    "${bench[@]}" --workload put --keys "$keys"
+    echo "== kvbench put, ${seconds}s, repair passes on every node back to back"
+    (
+        end=$((SECONDS + seconds))
+        while ((SECONDS < end)); do "${admin[@]}" repair >/dev/null 2>&1 || true; done
+    ) &
+    passes=$!
+    "${bench[@]}" --workload put --keys "$keys"
+    wait "$passes"
+    exit 0
+fi
+
 if [[ "$mode" == stale ]]; then
     echo "== kvbench get, 100,000 keys, clean cluster, ${seconds}s"
     "${bench[@]}" --workload get --keys 100000
@@ -117,7 +159,7 @@ if [[ "$mode" == stale ]]; then
     QUORUMKV_HINTED_HANDOFF=0 "$bin/kvbench" --concurrency 50 --value-bytes 100 --workload get --keys 1000 \
         --requests-max 1 >/dev/null 2>&1
     start_node 2
-    sleep 2
+    wait_up 2
     echo "== kvbench get, 100,000 keys, 1 % stale on n2 (background read repair), ${seconds}s"
     "${bench[@]}" --workload get --keys 100000 --skip-load
     "$bin/kvctl" certs issue --dir "$work/certs" --role admin --name admin 2>/dev/null
