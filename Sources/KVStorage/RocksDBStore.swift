@@ -180,19 +180,24 @@ public final class RocksDBStore: ReplicaStore, @unchecked Sendable {
                 let delta = MerkleSegments.delta(
                     old: current.map { MerkleEntry(key: key, version: $0.version, tombstone: $0.tombstone) },
                     new: MerkleEntry(key: key, record: record))
-                let segmentHash = merkle.withLock { $0[segment] } ^ delta
                 try writeBatch { batch in
                     Self.put(batch, dataFamily, dataKey, RecordCodec.encode(record))
-                    if segmentHash == 0 {
-                        Self.delete(batch, metaFamily, MerkleCodec.segmentKey(segment))
-                    } else {
-                        Self.put(
-                            batch, metaFamily, MerkleCodec.segmentKey(segment), MerkleCodec.encodeHash(segmentHash))
-                    }
+                    writeSegment(segment, xoring: delta, in: batch)
                 }
                 merkle.withLock { $0.xor(delta, intoSegment: segment) }
                 return .applied
             }
+        }
+    }
+
+    /// Adds to `batch` the write of `segment`'s hash XOR `delta` (a delete when that is zero). The
+    /// caller holds the segment's stripe, and XORs `delta` into `merkle` once the batch is written.
+    func writeSegment(_ segment: Int, xoring delta: UInt64, in batch: OpaquePointer) {
+        let segmentHash = merkle.withLock { $0[segment] } ^ delta
+        if segmentHash == 0 {
+            Self.delete(batch, metaFamily, MerkleCodec.segmentKey(segment))
+        } else {
+            Self.put(batch, metaFamily, MerkleCodec.segmentKey(segment), MerkleCodec.encodeHash(segmentHash))
         }
     }
 
