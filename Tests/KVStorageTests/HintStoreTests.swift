@@ -12,16 +12,7 @@ func withHintStore<Result>(
     _ kind: StoreKind,
     _ body: (any ReplicaAndHintStore) throws -> Result
 ) throws -> Result {
-    guard let durability = kind.durability else {
-        let store = InMemoryStore()
-        defer { store.close() }
-        return try body(store)
-    }
-    return try withTemporaryDirectory { path throws in
-        let store = try RocksDBStore(directory: path, durability: durability)
-        defer { store.close() }
-        return try body(store)
-    }
+    try withStore(kind, body)
 }
 
 func hint(

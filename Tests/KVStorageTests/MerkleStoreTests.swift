@@ -249,7 +249,7 @@ func withMerkleStore<Result>(
     _ kind: StoreKind,
     _ body: (any ReplicaStore & MerkleStore) throws -> Result
 ) throws -> Result {
-    try withStore(kind) { store throws in try body(store as! any ReplicaStore & MerkleStore) }
+    try withStore(kind, body)
 }
 
 extension SplitMix64 {

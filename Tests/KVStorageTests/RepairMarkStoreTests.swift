@@ -9,16 +9,7 @@ typealias FullStore = HintStore & RepairMarkStore & ReplicaStore
 
 /// A new, empty store of `kind`, closed and deleted when `body` returns or throws.
 func withFullStore<Result>(_ kind: StoreKind, _ body: (any FullStore) throws -> Result) throws -> Result {
-    guard let durability = kind.durability else {
-        let store = InMemoryStore()
-        defer { store.close() }
-        return try body(store)
-    }
-    return try withTemporaryDirectory { path throws in
-        let store = try RocksDBStore(directory: path, durability: durability)
-        defer { store.close() }
-        return try body(store)
-    }
+    try withStore(kind, body)
 }
 
 private func span(_ start: UInt64, _ end: UInt64) -> TokenRangeSpan {

@@ -30,8 +30,11 @@ func withTemporaryDirectory<Result>(_ body: (String) throws -> Result) throws ->
     return try body(path)
 }
 
+/// Everything both stores are: data, hints, repair marks, Merkle segments, tombstone purge.
+typealias CompleteStore = HintStore & MerkleStore & RepairMarkStore & ReplicaStore & TombstonePurging
+
 /// A new, empty store of `kind`, closed and deleted when `body` returns or throws.
-func withStore<Result>(_ kind: StoreKind, _ body: (any ReplicaStore) throws -> Result) throws -> Result {
+func withStore<Result>(_ kind: StoreKind, _ body: (any CompleteStore) throws -> Result) throws -> Result {
     guard let durability = kind.durability else {
         let store = InMemoryStore()
         defer { store.close() }

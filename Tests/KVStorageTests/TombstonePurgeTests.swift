@@ -7,7 +7,7 @@ import Testing
 @Suite struct TombstonePurgeTests {
     @Test(arguments: StoreKind.allCases)
     func purgesOnlyOldTombstonesOfTheRangeAndKeepsSegmentsExact(_ kind: StoreKind) throws {
-        try withMerkleStore(kind) { store throws in
+        try withStore(kind) { store throws in
             var random = SplitMix64(seed: 77)
             var expected: [[UInt8]: StoredRecord] = [:]
             for index in 0..<400 {
@@ -19,7 +19,7 @@ import Testing
             }
             let range = TokenRangeSpan(start: UInt64.max / 4, end: UInt64.max / 4 * 3)
             let cutoff = Version(hlc: 500, writer: 0)
-            let purged = try (store as! any TombstonePurging).purgeTombstones(in: range, before: cutoff)
+            let purged = try store.purgeTombstones(in: range, before: cutoff)
 
             var gone = 0
             for (key, record) in expected {
@@ -34,7 +34,7 @@ import Testing
             try store.rebuildMerkleSegments()
             #expect(try store.merkleSegments() == incremental)
             // Nothing left to purge.
-            #expect(try (store as! any TombstonePurging).purgeTombstones(in: range, before: cutoff) == 0)
+            #expect(try store.purgeTombstones(in: range, before: cutoff) == 0)
         }
     }
 
