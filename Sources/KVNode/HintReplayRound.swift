@@ -17,11 +17,11 @@ public import KVStorage
 public struct HintReplayRound: Sendable {
     public enum Action: Sendable, Hashable {
         /// Delete this hint: it is older than the hint window. Count it as expired.
-        case expire(HintID)
+        case expire(HintID, StoredHint)
         /// Send this hint to its target as a `Put`; feed back its answer.
         case send(HintID, StoredHint)
         /// Delete this hint: its target acknowledged it. Count it as replayed.
-        case delete(HintID)
+        case delete(HintID, StoredHint)
     }
 
     public enum Event: Sendable, Hashable {
@@ -31,9 +31,9 @@ public struct HintReplayRound: Sendable {
         case failed(HintID, reason: String)
     }
 
-    private var expiring: [HintID]
+    private var expiring: [(id: HintID, hint: StoredHint)]
     private var waiting: [(id: HintID, hint: StoredHint)]
-    private var inFlight: Set<HintID> = []
+    private var inFlight: [HintID: StoredHint] = [:]
     private let concurrency: Int
     /// Set by the first failure: nothing more is sent.
     public private(set) var failure: String?
@@ -55,15 +55,15 @@ public struct HintReplayRound: Sendable {
         precondition(concurrency >= 1, "concurrency \(concurrency) is below 1")
         self.concurrency = concurrency
         var live: [(id: HintID, hint: StoredHint)] = []
-        var expiredIDs: [HintID] = []
+        var expiring: [(id: HintID, hint: StoredHint)] = []
         for entry in batch {
             if nowMillis > entry.hint.storedAtMillis && nowMillis - entry.hint.storedAtMillis > windowMillis {
-                expiredIDs.append(entry.id)
+                expiring.append(entry)
             } else {
                 live.append(entry)
             }
         }
-        self.expiring = expiredIDs
+        self.expiring = expiring
         self.waiting = targetReachable ? live : []
     }
 
@@ -74,7 +74,7 @@ public struct HintReplayRound: Sendable {
 
     /// The expiries, and the first `concurrency` sends.
     public mutating func start() -> [Action] {
-        let expiries = expiring.map(Action.expire)
+        let expiries = expiring.map { Action.expire($0.id, $0.hint) }
         expired = expiring.count
         expiring = []
         return expiries + sendMore()
@@ -83,11 +83,11 @@ public struct HintReplayRound: Sendable {
     public mutating func handle(_ event: Event) -> [Action] {
         switch event {
         case .acknowledged(let id):
-            guard inFlight.remove(id) != nil else { return [] }
+            guard let hint = inFlight.removeValue(forKey: id) else { return [] }
             replayed += 1
-            return [.delete(id)] + sendMore()
+            return [.delete(id, hint)] + sendMore()
         case .failed(let id, let reason):
-            guard inFlight.remove(id) != nil else { return [] }
+            guard inFlight.removeValue(forKey: id) != nil else { return [] }
             if failure == nil { failure = reason }
             return []
         }
@@ -98,7 +98,7 @@ public struct HintReplayRound: Sendable {
         var actions: [Action] = []
         while inFlight.count < concurrency, !waiting.isEmpty {
             let next = waiting.removeFirst()
-            inFlight.insert(next.id)
+            inFlight[next.id] = next.hint
             sent += 1
             actions.append(.send(next.id, next.hint))
         }

@@ -109,7 +109,6 @@ final class HintReplayer: Sendable {
             logger.warning("cannot read hints", metadata: ["peer.node_id": "\(target)", "error": "\(error)"])
             return 0
         }
-        let keys = Dictionary(batch.map { ($0.id, $0.hint.key) }, uniquingKeysWith: { first, _ in first })
         // Expired hints are dropped even while the target is down; live ones wait for it.
         var round = HintReplayRound(
             batch: batch, nowMillis: wallMillis(),
@@ -121,16 +120,14 @@ final class HintReplayer: Sendable {
             while true {
                 for action in actions {
                     switch action {
-                    case .expire(let id):
+                    case .expire(let id, let hint):
                         try? await pool.runIfActive { try hints.deleteHint(id) }
                         deleted.insert(id)
                         statistics.hintsExpired.add(1, ordering: .relaxed)
                         logger.info("hint expired", metadata: ["peer.node_id": "\(target)"])
                         // That replica now needs anti-entropy for the key's range.
-                        if let key = keys[id] {
-                            await repairMarker.hintExpired(target: target, key: key)
-                        }
-                    case .delete(let id):
+                        await repairMarker.hintExpired(target: target, key: hint.key)
+                    case .delete(let id, _):
                         try? await pool.runIfActive { try hints.deleteHint(id) }
                         deleted.insert(id)
                         statistics.hintsReplayed.add(1, ordering: .relaxed)

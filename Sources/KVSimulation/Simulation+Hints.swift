@@ -55,9 +55,7 @@ extension Simulation {
             batch: batch, nowMillis: nodes[index].localNow, windowMillis: configuration.hintWindowMillis,
             targetReachable: true, concurrency: configuration.replayConcurrency)
         let actions = round.start()
-        nodes[index].rounds[target] = ReplayRound(
-            id: nextReplayRound, round: round,
-            batch: Dictionary(batch.map { ($0.id, $0.hint) }, uniquingKeysWith: { first, _ in first }))
+        nodes[index].rounds[target] = ReplayRound(id: nextReplayRound, round: round)
         performReplay(index, target: target, actions)
     }
 
@@ -75,8 +73,7 @@ extension Simulation {
         let holder = nodes[index].id
         for action in actions {
             switch action {
-            case .expire(let id):
-                let hint = running.batch[id]!
+            case .expire(let id, let hint):
                 deleteHint(index, id, hint)
                 statistics.hintsExpired += 1
                 hintsExpired.insert(HintRecord(target: target, key: hint.key, version: hint.record.version))
@@ -93,8 +90,7 @@ extension Simulation {
                 queue.push(
                     .replayTimeout(node: index, target: target, round: running.id, id: id),
                     at: now + UInt64(configuration.requestDeadline / .milliseconds(1)))
-            case .delete(let id):
-                let hint = running.batch[id]!
+            case .delete(let id, let hint):
                 deleteHint(index, id, hint)
                 statistics.hintsReplayed += 1
                 log("\(holder) replayed the hint for \(target) \(show(hint.key)) \(hint.record.version)")

@@ -252,8 +252,7 @@ struct SimulatedNode {
     var store = SimulatedStore(durability: .sync)
     /// The node's hint log: synced like its data, so it survives crashes.
     let hints = InMemoryStore()
-    /// The replay round running per target, with its id and the hints of its batch; forgotten in a
-    /// crash.
+    /// The replay round running per target, with its id; forgotten in a crash.
     var rounds: [String: ReplayRound] = [:]
     var replica: Replica
     var isUp = true
@@ -294,7 +293,6 @@ struct SimulatedNode {
 struct ReplayRound {
     var id: Int
     var round: HintReplayRound
-    var batch: [HintID: StoredHint]
 }
 
 /// A completed write whose hints are still being handed off.
