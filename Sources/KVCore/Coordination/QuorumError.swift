@@ -71,6 +71,46 @@ public struct QuorumError: Error, Hashable, CustomStringConvertible {
         )
     }
 
+    /// Where one replica stood when a coordinator's request ended, for ``ending(_:deadlinePassed:required:deadline:standings:)``.
+    package enum ReplicaStanding {
+        /// It did what the request needed (answered, applied).
+        case succeeded
+        case failed(reason: String)
+        /// Asked, no answer yet: failed if the deadline passed.
+        case silent
+        /// Neither: not asked, or answered in a way that counts for nothing here.
+        case neither
+    }
+
+    /// ``ending(_:deadlinePassed:required:replicas:succeeded:failed:)`` from each replica's standing,
+    /// in preference-list order: silent replicas fail as `no answer within <deadline>` when the
+    /// deadline passed.
+    package static func ending(
+        _ operation: Operation,
+        deadlinePassed: Bool,
+        required: Int,
+        deadline: Duration,
+        standings: [(node: String, standing: ReplicaStanding)]
+    ) -> QuorumError {
+        var succeeded: [String] = []
+        var failed: [ReplicaFailure] = []
+        for (node, standing) in standings {
+            switch standing {
+            case .succeeded:
+                succeeded.append(node)
+            case .failed(let reason):
+                failed.append(ReplicaFailure(node: node, reason: reason))
+            case .silent where deadlinePassed:
+                failed.append(ReplicaFailure(node: node, reason: "no answer within \(deadline.shortDescription)"))
+            case .silent, .neither:
+                break
+            }
+        }
+        return .ending(
+            operation, deadlinePassed: deadlinePassed, required: required, replicas: standings.count,
+            succeeded: succeeded, failed: failed)
+    }
+
     /// The deadline passed before `required` replicas answered; `failed` lists the silent ones as
     /// `no answer within <deadline>`.
     public static func deadlineExceeded(

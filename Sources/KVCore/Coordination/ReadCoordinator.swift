@@ -229,25 +229,16 @@ public struct ReadCoordinator: Sendable {
     }
 
     private func error(deadlinePassed: Bool) -> QuorumError {
-        var succeeded: [String] = []
-        var failed: [ReplicaFailure] = []
-        for (node, state) in zip(configuration.replicas, states) {
-            switch state {
-            case .answered:
-                succeeded.append(node)
-            case .failed(let reason):
-                failed.append(ReplicaFailure(node: node, reason: reason))
-            case .pending where deadlinePassed:
-                failed.append(
-                    ReplicaFailure(node: node, reason: "no answer within \(configuration.deadline.shortDescription)")
-                )
-            case .pending, .unasked:
-                break
-            }
-        }
-        return .ending(
-            .read, deadlinePassed: deadlinePassed, required: configuration.required,
-            replicas: configuration.replicas.count, succeeded: succeeded, failed: failed)
+        .ending(
+            .read, deadlinePassed: deadlinePassed, required: configuration.required, deadline: configuration.deadline,
+            standings: zip(configuration.replicas, states).map { node, state in
+                switch state {
+                case .answered: (node, .succeeded)
+                case .failed(let reason): (node, .failed(reason: reason))
+                case .pending: (node, .silent)
+                case .unasked: (node, .neither)
+                }
+            })
     }
 
     private func assertInvariants() {

@@ -171,25 +171,16 @@ public struct WriteCoordinator: Sendable {
     }
 
     private func error(deadlinePassed: Bool) -> QuorumError {
-        var succeeded: [String] = []
-        var failed: [ReplicaFailure] = []
-        for (node, state) in zip(configuration.replicas, states) {
-            switch state {
-            case .applied:
-                succeeded.append(node)
-            case .failed(let reason):
-                failed.append(ReplicaFailure(node: node, reason: reason))
-            case .pending where deadlinePassed:
-                failed.append(
-                    ReplicaFailure(node: node, reason: "no answer within \(configuration.deadline.shortDescription)")
-                )
-            case .pending, .superseded:
-                break
-            }
-        }
-        return .ending(
-            .write, deadlinePassed: deadlinePassed, required: configuration.required,
-            replicas: configuration.replicas.count, succeeded: succeeded, failed: failed)
+        .ending(
+            .write, deadlinePassed: deadlinePassed, required: configuration.required, deadline: configuration.deadline,
+            standings: zip(configuration.replicas, states).map { node, state in
+                switch state {
+                case .applied: (node, .succeeded)
+                case .failed(let reason): (node, .failed(reason: reason))
+                case .pending: (node, .silent)
+                case .superseded: (node, .neither)
+                }
+            })
     }
 
     /// How many applies acknowledge the write: `required`, unless the mutation check broke the rule.
