@@ -110,6 +110,8 @@ public struct NodeStatus: Sendable, Hashable {
     /// Records anti-entropy copied from this node to co-replicas, and from co-replicas to it.
     public var antiEntropyKeysSent: UInt64? = nil
     public var antiEntropyKeysReceived: UInt64? = nil
+    /// Tombstones purged since the node started (confirmed on every replica, older than the grace).
+    public var tombstonesPurged: UInt64? = nil
     /// When a whole anti-entropy pass last ended without error (ms since the Unix epoch); 0: never.
     public var antiEntropyLastFullPassMillis: UInt64? = nil
     /// Hints held per target node; targets with none are absent.
@@ -824,6 +826,7 @@ extension NodeStatus {
         antiEntropyKeysSent = counter("anti_entropy_keys_sent")
         antiEntropyKeysReceived = counter("anti_entropy_keys_received")
         antiEntropyLastFullPassMillis = counter("anti_entropy_last_full_pass_millis")
+        tombstonesPurged = counter("tombstones_purged")
         let prefix = "hints_queued."
         var queued: [String: UInt64] = [:]
         for (name, value) in statistics where name.hasPrefix(prefix) {

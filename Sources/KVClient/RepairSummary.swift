@@ -18,6 +18,8 @@ public struct RepairSummary: Sendable, Hashable {
     public var keysReceived: Int
     /// Bytes over the network: request and response frames of every anti-entropy RPC.
     public var bytes: Int
+    /// Tombstones the node purged: in ranges compared with every co-replica, older than its grace.
+    public var tombstonesPurged: Int
     /// Sessions that failed (a co-replica down, an error answer); the pass went on with the others.
     public var errors: Int
     /// The first failure, when `errors > 0`.
@@ -28,7 +30,8 @@ public struct RepairSummary: Sendable, Hashable {
     public init(
         nodeID: String, rangesCompared: Int = 0, rangesResumed: Int = 0, sessions: Int = 0, queries: Int = 0,
         keysSent: Int = 0,
-        keysReceived: Int = 0, bytes: Int = 0, errors: Int = 0, firstError: String? = nil, duration: Duration = .zero
+        keysReceived: Int = 0, bytes: Int = 0, tombstonesPurged: Int = 0, errors: Int = 0, firstError: String? = nil,
+        duration: Duration = .zero
     ) {
         self.nodeID = nodeID
         self.rangesCompared = rangesCompared
@@ -38,6 +41,7 @@ public struct RepairSummary: Sendable, Hashable {
         self.keysSent = keysSent
         self.keysReceived = keysReceived
         self.bytes = bytes
+        self.tombstonesPurged = tombstonesPurged
         self.errors = errors
         self.firstError = firstError
         self.duration = duration
@@ -53,7 +57,8 @@ public struct RepairSummary: Sendable, Hashable {
         self.init(
             nodeID: nodeID, rangesCompared: rangesCompared, rangesResumed: count("ranges_resumed") ?? 0,
             sessions: sessions, queries: queries, keysSent: keysSent,
-            keysReceived: keysReceived, bytes: bytes, errors: errors, firstError: results["first_error"],
+            keysReceived: keysReceived, bytes: bytes, tombstonesPurged: count("tombstones_purged") ?? 0,
+            errors: errors, firstError: results["first_error"],
             duration: .milliseconds(count("duration_ms") ?? 0))
     }
 }

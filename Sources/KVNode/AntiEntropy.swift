@@ -17,6 +17,12 @@ import Synchronization
 ///    preference list minus this node), one co-replica after the other. If a later co-replica gave
 ///    this node newer records, the earlier co-replicas are compared again, so that a pass leaves every
 ///    replica of the range with the newest version this node saw.
+/// 3. A range compared without error with every co-replica has its tombstones older than the
+///    tombstone grace period purged (`TombstonePurging`): every replica then held them or something
+///    newer, or held nothing for the key (it purged it already). While any co-replica is down its
+///    sessions fail, so nothing of its ranges is purged until it is back and has the tombstone.
+///    During the comparison, a tombstone older than the grace period is not copied to a replica that
+///    holds nothing for its key, only over an older value (`MerkleComparison.purgeHorizon`).
 ///
 /// Passes never overlap: an on-demand pass waits for a running one to end. Sessions of different
 /// ranges run `sessionsInParallel` at a time; all of them share one `ByteRateLimiter`.
@@ -31,13 +37,16 @@ public final class AntiEntropy: Sendable {
         package var sessionsInParallel = 2
         /// Records copied at once within a session.
         package var copiesInParallel = 8
+        /// How old a tombstone must be before a pass may purge it; nil: never purged. Longer than the
+        /// hint window and any client's request timeout (`NodeConfiguration.tombstoneGrace`).
+        package var tombstoneGrace: Duration? = nil
 
         package init() {}
     }
 
     private let nodeID: String
     private let ring: Ring
-    private let local: any AntiEntropyReplica
+    private let local: LocalAntiEntropyReplica
     private let peers: [String: any AntiEntropyReplica]
     private let marks: any RepairMarkStore
     private let configuration: Configuration
@@ -56,7 +65,7 @@ public final class AntiEntropy: Sendable {
     package init(
         nodeID: String,
         ring: Ring,
-        local: any AntiEntropyReplica,
+        local: LocalAntiEntropyReplica,
         peers: [String: any AntiEntropyReplica],
         marks: any RepairMarkStore,
         configuration: Configuration,
@@ -221,18 +230,19 @@ public final class AntiEntropy: Sendable {
         var report = AntiEntropyReport()
         switch work {
         case .replicated(let range):
+            let horizon = purgeHorizon()
             let coReplicas = ring.preferenceList(for: Token(range.end)).filter { $0 != nodeID }
             var sessions: [AntiEntropySession.Report] = []
             var lastReceiving = -1
             for (index, id) in coReplicas.enumerated() {
-                let session = await session(range: range, local: local, peer: id)
+                let session = await session(range: range, local: local, peer: id, purgeHorizon: horizon)
                 if session.keysReceived > 0 { lastReceiving = index }
                 sessions.append(session)
             }
             // Records received from a later co-replica have not reached the earlier ones yet.
             if lastReceiving > 0 && sessions.allSatisfy({ $0.failure == nil }) {
                 for id in coReplicas.prefix(lastReceiving) {
-                    sessions.append(await session(range: range, local: local, peer: id))
+                    sessions.append(await session(range: range, local: local, peer: id, purgeHorizon: horizon))
                 }
             }
             for session in sessions { report.add(session) }
@@ -241,6 +251,9 @@ public final class AntiEntropy: Sendable {
                 statistics.antiEntropyRangesCompared.add(1, ordering: .relaxed)
                 for mark in marks.rangesDue() where mark.range == range {
                     clear(mark)
+                }
+                if let horizon {
+                    report.tombstonesPurged += await purge(range, before: horizon)
                 }
             }
         case .foreign(let mark):
@@ -252,7 +265,8 @@ public final class AntiEntropy: Sendable {
                 report.record(failure: "mark \(mark): \(mark.replica) does not replicate that range in this ring")
                 return report
             }
-            let session = await session(range: mark.range, local: sourceReplica, peer: mark.replica)
+            let session = await session(
+                range: mark.range, local: sourceReplica, peer: mark.replica, purgeHorizon: purgeHorizon())
             report.add(session)
             if session.failure == nil {
                 report.rangesCompared += 1
@@ -263,16 +277,44 @@ public final class AntiEntropy: Sendable {
         return report
     }
 
-    private func session(range: TokenRangeSpan, local: any AntiEntropyReplica, peer id: String) async
-        -> AntiEntropySession.Report
-    {
+    /// Tombstones older than this may be purged, and are not copied where their key is absent: the
+    /// version of `tombstoneGrace` ago (nil when tombstones are never purged).
+    private func purgeHorizon() -> Version? {
+        guard let grace = configuration.tombstoneGrace else { return nil }
+        let graceMillis = UInt64(grace / .milliseconds(1))
+        let now = wallMillis()
+        guard now > graceMillis else { return nil }
+        return Version(hlc: (now - graceMillis) << 16, writer: 0)
+    }
+
+    /// Purges `range`'s tombstones older than `horizon` from this node's store, after the range was
+    /// compared without error with every co-replica. A failure is logged: the next pass tries again.
+    private func purge(_ range: TokenRangeSpan, before horizon: Version) async -> Int {
+        do {
+            let purged = try await local.purgeTombstones(in: range, before: horizon)
+            if purged > 0 {
+                statistics.tombstonesPurged.add(purged, ordering: .relaxed)
+                logger.info(
+                    "purged tombstones", metadata: ["ring.range": "\(range)", "repair.tombstones": "\(purged)"])
+            }
+            return purged
+        } catch {
+            logger.warning("cannot purge tombstones", metadata: ["ring.range": "\(range)", "error": "\(error)"])
+            return 0
+        }
+    }
+
+    private func session(
+        range: TokenRangeSpan, local: any AntiEntropyReplica, peer id: String, purgeHorizon: Version?
+    ) async -> AntiEntropySession.Report {
         guard let peer = peers[id] else {
             var report = AntiEntropySession.Report(range: range, peer: id)
             report.failure = "no connection to \(id)"
             return report
         }
         let report = await AntiEntropySession(
-            range: range, local: local, peer: peer, limiter: limiter, concurrency: configuration.copiesInParallel
+            range: range, local: local, peer: peer, limiter: limiter, concurrency: configuration.copiesInParallel,
+            purgeHorizon: purgeHorizon
         ).run()
         statistics.antiEntropyKeysSent.add(report.keysSent, ordering: .relaxed)
         statistics.antiEntropyKeysReceived.add(report.keysReceived, ordering: .relaxed)
@@ -325,6 +367,8 @@ public struct AntiEntropyReport: Sendable, Hashable {
     public var keysReceived = 0
     /// Bytes over the network: request and response frames of every RPC.
     public var bytes = 0
+    /// Tombstones purged from this node's store after their range was compared with every co-replica.
+    public var tombstonesPurged = 0
     /// Sessions that failed.
     public var errors = 0
     /// The first failure's reason.
@@ -350,6 +394,7 @@ public struct AntiEntropyReport: Sendable, Hashable {
         keysSent += other.keysSent
         keysReceived += other.keysReceived
         bytes += other.bytes
+        tombstonesPurged += other.tombstonesPurged
         errors += other.errors
         firstError = firstError ?? other.firstError
     }
@@ -365,7 +410,8 @@ public struct AntiEntropyReport: Sendable, Hashable {
             ("ranges_compared", "\(rangesCompared)"), ("ranges_resumed", "\(rangesResumed)"),
             ("sessions", "\(sessions)"), ("queries", "\(queries)"),
             ("keys_sent", "\(keysSent)"), ("keys_received", "\(keysReceived)"), ("bytes", "\(bytes)"),
-            ("errors", "\(errors)"), ("duration_ms", "\(Int(duration / .milliseconds(1)))"),
+            ("tombstones_purged", "\(tombstonesPurged)"), ("errors", "\(errors)"),
+            ("duration_ms", "\(Int(duration / .milliseconds(1)))"),
         ]
         if let firstError { pairs.append(("first_error", String(firstError.prefix(Limits.errorMessageBytesMax / 2)))) }
         return pairs.map { (name: $0.0, value: $0.1) }

@@ -36,13 +36,19 @@ package struct AntiEntropyReplicaError: Error, CustomStringConvertible {
 /// `Replica.put` (the apply rule: versions only move forward), all on the thread pool.
 package struct LocalAntiEntropyReplica: AntiEntropyReplica {
     let replica: Replica
-    let merkle: any MerkleStore
+    let merkle: any MerkleStore & TombstonePurging
     let pool: NIOThreadPool
 
-    package init(replica: Replica, merkle: any MerkleStore, pool: NIOThreadPool) {
+    package init(replica: Replica, merkle: any MerkleStore & TombstonePurging, pool: NIOThreadPool) {
         self.replica = replica
         self.merkle = merkle
         self.pool = pool
+    }
+
+    /// Removes the tombstones of `range` older than `cutoff`, with their Merkle entries.
+    package func purgeTombstones(in range: TokenRangeSpan, before cutoff: Version) async throws -> Int {
+        let store = self.merkle
+        return try await pool.runIfActive { try store.purgeTombstones(in: range, before: cutoff) }
     }
 
     package var nodeID: String { replica.nodeID }

@@ -20,6 +20,9 @@ struct AntiEntropySession: Sendable {
     let limiter: ByteRateLimiter
     /// Records copied at once (reads and writes in flight).
     let concurrency: Int
+    /// Tombstones older than this are not copied to a side that holds nothing for their key
+    /// (`MerkleComparison.purgeHorizon`).
+    let purgeHorizon: Version?
 
     /// What one session did.
     struct Report: Sendable, Hashable {
@@ -39,7 +42,7 @@ struct AntiEntropySession: Sendable {
 
     func run() async -> Report {
         var report = Report(range: range, peer: peer.nodeID)
-        var comparison = MerkleComparison(range: range)
+        var comparison = MerkleComparison(range: range, purgeHorizon: purgeHorizon)
         let tree = comparison.tree
         var action = comparison.start()
         do {

@@ -20,6 +20,7 @@ import Yams
 /// cluster: cluster.yaml      # the cluster file (see KVConfig.ClusterFile)
 /// anti-entropy-interval: 600 # seconds between anti-entropy passes, 0 = off
 /// anti-entropy-rate: 4194304 # bytes per second
+/// tombstone-grace: 864000    # seconds before a confirmed tombstone may be purged, 0 = never
 /// ```
 public struct NodeConfiguration: Sendable, Hashable {
     public var id: String
@@ -50,6 +51,13 @@ public struct NodeConfiguration: Sendable, Hashable {
     /// over all its sessions: the throttle that keeps a repair from crowding out live traffic.
     public var antiEntropyRate = NodeConfiguration.antiEntropyRateDefault
     public static let antiEntropyRateDefault = 4 << 20
+    /// How old a tombstone must be before anti-entropy may purge it, once it has confirmed that every
+    /// replica of its range holds it; nil: tombstones are kept for ever. Must be longer than the hint
+    /// window (by more than the longest client request timeout and the clocks' skew): a hint or a slow
+    /// write older than a purged tombstone would bring the deleted value back.
+    public var tombstoneGrace: Duration? = .seconds(NodeConfiguration.tombstoneGraceSecondsDefault)
+    /// Ten days, Cassandra's `gc_grace_seconds` default.
+    public static let tombstoneGraceSecondsDefault = 864_000
     /// On shutdown, how long open connections may go on after the listener closed.
     public var shutdownDrain: Duration = .seconds(1)
 
@@ -77,6 +85,18 @@ public struct NodeConfiguration: Sendable, Hashable {
     }
 }
 
+extension NodeConfiguration {
+    /// Checks the settings against each other, once flags and file are merged.
+    public func validate() throws(NodeError) {
+        if let tombstoneGrace, tombstoneGrace <= hintWindow {
+            throw NodeError.configuration(
+                "tombstone-grace (\(tombstoneGrace.components.seconds) s) must be longer than hint-window "
+                    + "(\(hintWindow.components.seconds) s): a hint older than a purged tombstone would bring "
+                    + "the deleted value back")
+        }
+    }
+}
+
 /// The optional settings of a node file, as written; flags fill or override them.
 public struct NodeFile: Sendable, Hashable, Decodable {
     public var id: String?
@@ -97,6 +117,8 @@ public struct NodeFile: Sendable, Hashable, Decodable {
     public var antiEntropyInterval: Int?
     /// Bytes per second.
     public var antiEntropyRate: Int?
+    /// Seconds; 0: tombstones are never purged.
+    public var tombstoneGrace: Int?
 
     enum CodingKeys: String, CodingKey, CaseIterable {
         case id, listen, data, ca, cert, key, durability, cluster
@@ -106,6 +128,7 @@ public struct NodeFile: Sendable, Hashable, Decodable {
         case hintReplayRate = "hint-replay-rate"
         case antiEntropyInterval = "anti-entropy-interval"
         case antiEntropyRate = "anti-entropy-rate"
+        case tombstoneGrace = "tombstone-grace"
     }
 
     public init() {}

@@ -52,6 +52,7 @@ public final class NodeService: Service {
                 )
             }
         }
+        try configuration.validate()
         guard identity.name == configuration.id else {
             throw NodeError.identity(
                 "\(configuration.certificateFile) is issued to '\(identity.name)', but this node's id is '\(configuration.id)'"
@@ -112,6 +113,7 @@ public final class NodeService: Service {
         var antiEntropyConfiguration = AntiEntropy.Configuration()
         antiEntropyConfiguration.interval = configuration.antiEntropyInterval
         antiEntropyConfiguration.bytesPerSecond = configuration.antiEntropyRate
+        antiEntropyConfiguration.tombstoneGrace = configuration.tombstoneGrace
         let antiEntropy = AntiEntropy(
             nodeID: configuration.id, ring: ring,
             local: LocalAntiEntropyReplica(replica: replica, merkle: store, pool: pool), peers: peers,

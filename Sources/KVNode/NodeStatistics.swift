@@ -50,6 +50,7 @@ public final class NodeStatistics: Sendable {
     package let antiEntropyKeysReceived: ReportedCounter
     package let antiEntropyBytes: ReportedCounter
     package let antiEntropySessionFailures: ReportedCounter
+    package let tombstonesPurged: ReportedCounter
     /// Wall clock (ms since the Unix epoch) when the last whole pass ended without error; 0: never.
     private let lastFullPassMillis = Atomic<Int>(0)
     private let lastFullPassGauge: Gauge
@@ -83,6 +84,7 @@ public final class NodeStatistics: Sendable {
         antiEntropyKeysReceived = counter("quorumkv_anti_entropy_keys_repaired_total", [("direction", "received")])
         antiEntropyBytes = counter("quorumkv_anti_entropy_bytes_total")
         antiEntropySessionFailures = counter("quorumkv_anti_entropy_session_failures_total")
+        tombstonesPurged = counter("quorumkv_tombstones_purged_total")
         lastFullPassGauge = Gauge(
             label: "quorumkv_anti_entropy_last_full_pass_timestamp_seconds", dimensions: [("node", nodeID)],
             factory: metricsFactory)
@@ -108,6 +110,7 @@ public final class NodeStatistics: Sendable {
             ("anti_entropy_keys_received", antiEntropyKeysReceived.load(ordering: .relaxed)),
             ("anti_entropy_bytes", antiEntropyBytes.load(ordering: .relaxed)),
             ("anti_entropy_session_failures", antiEntropySessionFailures.load(ordering: .relaxed)),
+            ("tombstones_purged", tombstonesPurged.load(ordering: .relaxed)),
             ("anti_entropy_last_full_pass_millis", lastFullPassMillis.load(ordering: .relaxed)),
         ]
     }

@@ -297,11 +297,11 @@ struct Status: AsyncParsableCommand {
         }
     }
 
-    /// The "anti-entropy" section: ranges compared and records copied since the node started, and when
-    /// its last whole pass ended without error.
+    /// The "anti-entropy" section: ranges compared, records copied and tombstones purged since the
+    /// node started, and when its last whole pass ended without error.
     private func printAntiEntropy(_ statuses: [NodeStatus]) {
-        let widths = [13, 10, 10, 10]
-        print(row(["ANTI-ENTROPY", "COMPARED", "SENT", "RECEIVED", "LAST-FULL-PASS"], widths: widths))
+        let widths = [13, 10, 10, 10, 10]
+        print(row(["ANTI-ENTROPY", "COMPARED", "SENT", "RECEIVED", "PURGED", "LAST-FULL-PASS"], widths: widths))
         for status in statuses where status.isUp && status.countersError == nil {
             func text(_ value: UInt64?) -> String { value.map(String.init) ?? "-" }
             var last = "never"
@@ -312,7 +312,7 @@ struct Status: AsyncParsableCommand {
             }
             let fields = [
                 status.nodeID, text(status.antiEntropyRangesCompared), text(status.antiEntropyKeysSent),
-                text(status.antiEntropyKeysReceived), last,
+                text(status.antiEntropyKeysReceived), text(status.tombstonesPurged), last,
             ]
             print(row(fields, widths: widths))
         }
@@ -375,6 +375,7 @@ private struct NodeDocument: Encodable {
     var antiEntropyKeysSent: UInt64?
     var antiEntropyKeysReceived: UInt64?
     var antiEntropyLastFullPassMillis: UInt64?
+    var tombstonesPurged: UInt64?
     var hintsQueuedPerTarget: [String: UInt64]?
     var countersError: String?
 
@@ -397,6 +398,7 @@ private struct NodeDocument: Encodable {
         antiEntropyKeysSent = status.antiEntropyKeysSent
         antiEntropyKeysReceived = status.antiEntropyKeysReceived
         antiEntropyLastFullPassMillis = status.antiEntropyLastFullPassMillis
+        tombstonesPurged = status.tombstonesPurged
         hintsQueuedPerTarget = status.hintsQueuedPerTarget
         countersError = status.countersError
     }

@@ -119,6 +119,7 @@ private struct RepairDocument: Encodable {
     var keysSent: Int
     var keysReceived: Int
     var bytes: Int
+    var tombstonesPurged: Int
     var errors: Int
     var nodes: [NodeRepairDocument]
 
@@ -130,6 +131,7 @@ private struct RepairDocument: Encodable {
         keysSent = nodes.reduce(0) { $0 + $1.keysSent }
         keysReceived = nodes.reduce(0) { $0 + $1.keysReceived }
         bytes = nodes.reduce(0) { $0 + $1.bytes }
+        tombstonesPurged = nodes.reduce(0) { $0 + $1.tombstonesPurged }
         errors = nodes.reduce(0) { $0 + $1.errors }
     }
 }
@@ -146,6 +148,7 @@ private struct NodeRepairDocument: Encodable {
     var keysSent = 0
     var keysReceived = 0
     var bytes = 0
+    var tombstonesPurged = 0
     var errors = 0
     var durationMillis = 0
     var error: String?
@@ -160,6 +163,7 @@ private struct NodeRepairDocument: Encodable {
         keysSent = summary.keysSent
         keysReceived = summary.keysReceived
         bytes = summary.bytes
+        tombstonesPurged = summary.tombstonesPurged
         errors = summary.errors
         durationMillis = Int(summary.duration / .milliseconds(1))
         error = summary.firstError.map { "\(summary.errors) comparison(s) failed, first: \($0)" }
@@ -176,6 +180,7 @@ private struct NodeRepairDocument: Encodable {
         var text =
             "\(rangesCompared) ranges compared (\(sessions) sessions, \(queries) queries), \(keysSent) keys sent, "
             + "\(keysReceived) keys received, \(bytes) bytes in \(durationMillis) ms"
+        if tombstonesPurged > 0 { text += ", \(tombstonesPurged) tombstones purged" }
         if rangesResumed > 0 { text += "; \(rangesResumed) ranges already done by the pass a crash cut short" }
         if let error { text += "; \(error)" }
         return text

@@ -70,6 +70,13 @@ struct KVD: AsyncParsableCommand {
         help: "Bytes per second anti-entropy may move, over all its sessions (default 4194304).")
     var antiEntropyRate: Int?
 
+    @Option(
+        name: .customLong("tombstone-grace"),
+        help:
+            "Seconds before a tombstone every replica holds may be purged; longer than --hint-window (default 864000; 0 = never)."
+    )
+    var tombstoneGraceSeconds: Int?
+
     @Option(name: .customLong("log-level"), help: "trace, debug, info, notice, warning, error or critical.")
     var logLevel: String = "info"
 
@@ -130,6 +137,12 @@ struct KVD: AsyncParsableCommand {
                 throw ValidationError("--anti-entropy-rate must be 1024...17179869184 bytes per second")
             }
             configuration.antiEntropyRate = rate
+        }
+        if let seconds = tombstoneGraceSeconds ?? file.tombstoneGrace {
+            guard seconds >= 0 else {
+                throw ValidationError("--tombstone-grace must not be negative (0 = never purge)")
+            }
+            configuration.tombstoneGrace = seconds == 0 ? nil : .seconds(seconds)
         }
         if let durability = durability ?? file.durability {
             configuration.durability = try parseDurability(durability)

@@ -60,6 +60,85 @@ extension RealProcessTests {
             await admin.close()
         }
 
+        /// Tombstones: delete with one replica down past the hint window, wait past the grace period on
+        /// the others, bring it back, repair: the deleted keys do not reappear, and the tombstones end
+        /// purged on every replica. A purge on a timer alone would let the returning replica's old values
+        /// come back here.
+        @Test func aPurgedDeleteDoesNotComeBackFromAReplicaThatWasDown() async throws {
+            let cluster = try ClusterHarness(nodes: 4, firstHost: 61)
+            defer { cluster.tearDown() }
+            cluster.extraArguments = ["--anti-entropy-interval", "0", "--hint-window", "1", "--tombstone-grace", "3"]
+            try await offThePool { try cluster.startAll() }
+            let client = try cluster.client()
+            let admin = try cluster.client(certificate: "admin")
+            let keys = try (0..<80).map { "purge-\($0)" }.filter { try cluster.replicas(of: $0).contains("n3") }
+                .prefix(20)
+            for key in keys {
+                try await client.put(Array(key.utf8), value: Array("old".utf8), consistency: .all)
+            }
+            cluster.stop("n3", signal: SIGKILL)
+            for key in keys {
+                try await client.delete(Array(key.utf8), consistency: .quorum)
+            }
+            await client.close()
+
+            // The hints for n3 expire (window 1 s) and the tombstones pass the grace period (3 s).
+            let deadline = ContinuousClock.now + .seconds(30)
+            var expired = 0
+            var queued = 1
+            repeat {
+                try await Task.sleep(for: .milliseconds(500))
+                (expired, queued) = (0, 0)
+                for node in ["n1", "n2", "n4"] {
+                    let statistics = try await admin.nodeStatistics(node: node)
+                    expired += Int(statistics["hints_expired"] ?? "") ?? 0
+                    queued += Int(statistics["hints_queued.n3"] ?? "") ?? 0
+                }
+            } while (expired == 0 || queued > 0) && ContinuousClock.now < deadline
+            #expect(expired > 0 && queued == 0, "hints for n3: \(expired) expired, \(queued) still queued")
+            try await Task.sleep(for: .seconds(4))
+
+            // n3 down: its co-replicas' sessions with it fail, so they purge none of these tombstones.
+            var purged = 0
+            for node in ["n1", "n2", "n4"] {
+                let whileDown = try await admin.repair(node: node)
+                #expect(whileDown.errors > 0, "\(whileDown)")
+                purged += whileDown.tombstonesPurged
+            }
+            for key in keys {
+                for node in try cluster.replicas(of: key) where node != "n3" {
+                    let record = try await admin.replicaRecord(Array(key.utf8), node: node)
+                    #expect(record?.tombstone == true, "\(key) on \(node): \(String(describing: record))")
+                }
+            }
+
+            // n3 back, still holding the old values: repair gives it the tombstones, then all purge.
+            try await offThePool { try cluster.start("n3") }
+            #expect(try await admin.replicaRecord(Array(keys.first!.utf8), node: "n3")?.tombstone == false)
+            for _ in 0..<2 {
+                let result = try await offThePool { try cluster.kvctl(["repair", "--json"]) }
+                expectSuccess(result)
+                let document = try #require(
+                    try JSONSerialization.jsonObject(with: Data(result.stdout.utf8)) as? [String: Any],
+                    "\(result.stdout)")
+                purged += document["tombstonesPurged"] as? Int ?? 0
+            }
+            #expect(purged == keys.count * 3, "each key's three tombstones purged once")
+            let reader = try cluster.client()
+            for key in keys {
+                #expect(try await reader.get(Array(key.utf8), consistency: .all) == nil, "\(key) came back")
+                for node in try cluster.replicas(of: key) {
+                    let record = try await admin.replicaRecord(Array(key.utf8), node: node)
+                    #expect(record == nil, "\(key) on \(node): \(String(describing: record))")
+                }
+            }
+            // And another pass copies nothing back.
+            let after = try await admin.repair(node: "n3")
+            #expect(after.errors == 0 && after.keysSent == 0 && after.keysReceived == 0, "\(after)")
+            await reader.close()
+            await admin.close()
+        }
+
         @Test func repairConvergesDivergedReplicasAndCountsEveryStaleCopy() async throws {
             let cluster = try ClusterHarness(nodes: 4, firstHost: 241)
             defer { cluster.tearDown() }

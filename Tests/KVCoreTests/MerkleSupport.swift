@@ -49,9 +49,10 @@ struct MerkleReplicaModel {
 func compare(
     _ local: MerkleReplicaModel,
     _ remote: MerkleReplicaModel,
-    range: TokenRangeSpan
+    range: TokenRangeSpan,
+    purgeHorizon: Version? = nil
 ) throws -> (difference: MerkleDifference, queries: Int) {
-    var comparison = MerkleComparison(range: range)
+    var comparison = MerkleComparison(range: range, purgeHorizon: purgeHorizon)
     var action = comparison.start()
     while case .query(let query) = action {
         action = try comparison.handle(

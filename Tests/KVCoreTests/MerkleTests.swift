@@ -248,6 +248,37 @@ struct MerkleTests {
         }
     }
 
+    /// With a purge horizon, a tombstone below it is not copied to a side holding nothing (it may have
+    /// purged it), but is copied over an older value; tombstones above it and values are copied as before.
+    @Test func purgeableTombstonesAreNotCopiedWhereTheKeyIsAbsent() throws {
+        let horizon = Version(hlc: 100, writer: 0)
+        func entry(_ name: String, _ hlc: UInt64, tombstone: Bool) -> MerkleEntry {
+            MerkleEntry(key: Array(name.utf8), version: Version(hlc: hlc, writer: 1), tombstone: tombstone)
+        }
+        var local = MerkleReplicaModel()
+        var remote = MerkleReplicaModel()
+        let oldTombstoneHere = entry("old-tombstone-here", 50, tombstone: true)
+        let oldTombstoneThere = entry("old-tombstone-there", 50, tombstone: true)
+        let overOlderValue = entry("over-older-value", 50, tombstone: true)
+        let recentTombstone = entry("recent-tombstone", 150, tombstone: true)
+        let oldValue = entry("old-value", 50, tombstone: false)
+        local.apply(oldTombstoneHere)
+        remote.apply(oldTombstoneThere)
+        local.apply(overOlderValue)
+        remote.apply(entry("over-older-value", 40, tombstone: false))
+        local.apply(recentTombstone)
+        remote.apply(oldValue)
+        let range = TokenRangeSpan(start: 0, end: 0)
+
+        let (withHorizon, _) = try compare(local, remote, range: range, purgeHorizon: horizon)
+        #expect(Set(withHorizon.push) == [overOlderValue, recentTombstone])
+        #expect(withHorizon.pull == [oldValue])
+
+        let (without, _) = try compare(local, remote, range: range)
+        #expect(Set(without.push) == [oldTombstoneHere, overOlderValue, recentTombstone])
+        #expect(Set(without.pull) == [oldTombstoneThere, oldValue])
+    }
+
     @Test func identicalReplicasCompareTheRootOnly() throws {
         var model = MerkleReplicaModel()
         for index in 0..<500 {

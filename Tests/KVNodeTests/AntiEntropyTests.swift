@@ -30,9 +30,20 @@ private final class Trio: Sendable {
     let pool: NIOThreadPool
     let ring: Ring
     let nodes: [String: Node]
+    /// Node ids whose peers' calls fail (as if the network to them were cut); tests change it.
+    let down: Unreachable
+    /// Every node's wall clock, in ms since the Unix epoch.
+    static let wallMillis: UInt64 = 1_000_000
 
-    /// - Parameter down: node ids whose peers' calls fail (as if the network to them were cut).
-    init(cluster: ClusterMap = ServiceFixture.cluster, down: Set<String> = [], bytesPerSecond: Int = 1 << 30) throws {
+    /// - Parameters:
+    ///   - down: node ids unreachable at first.
+    ///   - tombstoneGrace: the nodes' `AntiEntropy.Configuration.tombstoneGrace`.
+    init(
+        cluster: ClusterMap = ServiceFixture.cluster, down: Set<String> = [], bytesPerSecond: Int = 1 << 30,
+        tombstoneGrace: Duration? = nil
+    ) throws {
+        let down = Unreachable(down)
+        self.down = down
         let pool = NIOThreadPool(numberOfThreads: 4)
         pool.start()
         self.pool = pool
@@ -47,7 +58,7 @@ private final class Trio: Sendable {
             for other in cluster.nodes where other.id != member.id {
                 let id = other.id
                 peers[id] = RemoteAntiEntropyReplica(nodeID: id, timeout: .seconds(5)) { request, _ in
-                    if down.contains(id) {
+                    if down.ids.withLock({ $0.contains(id) }) {
                         throw AntiEntropyReplicaError(description: "connection refused by \(id)")
                     }
                     return try await table.service(id).handle(request, from: Trio.nodeIdentity)
@@ -58,10 +69,11 @@ private final class Trio: Sendable {
             var configuration = AntiEntropy.Configuration()
             configuration.interval = nil
             configuration.bytesPerSecond = bytesPerSecond
+            configuration.tombstoneGrace = tombstoneGrace
             let antiEntropy = AntiEntropy(
                 nodeID: member.id, ring: ring,
                 local: LocalAntiEntropyReplica(replica: replica, merkle: store, pool: pool), peers: peers,
-                marks: store, configuration: configuration, statistics: statistics, wallMillis: { 1_000 },
+                marks: store, configuration: configuration, statistics: statistics, wallMillis: { Trio.wallMillis },
                 logger: Trio.quiet, checkpoint: store)
             let service = ReplicaService(
                 nodeID: member.id, cluster: cluster, store: store, pool: pool, statistics: statistics, merkle: store,
@@ -103,6 +115,13 @@ private final class Trio: Sendable {
         }
         preconditionFailure("no key replicated by \(replicas)")
     }
+}
+
+/// The node ids a `Trio`'s peers cannot reach.
+private final class Unreachable: Sendable {
+    let ids: Mutex<Set<String>>
+
+    init(_ ids: Set<String>) { self.ids = Mutex(ids) }
 }
 
 /// Late binding of node ids to services, for peers made before the services.
@@ -191,6 +210,58 @@ struct AntiEntropyTests {
         let next = await n1.antiEntropy.pass(within: nil)
         #expect(next.rangesResumed == 0 && next.rangesCompared == ranges.count)
         #expect(try trio.version(withN3, on: "n3") != nil)
+        try await trio.shutdown()
+    }
+
+    /// A tombstone older than the grace period goes only once every replica of its range holds it: not
+    /// while a co-replica is down, and not before the co-replica that held an older value got it. A
+    /// replica that purged first does not get it back from one that has not purged yet.
+    @Test func tombstonesArePurgedOnlyOnceEveryReplicaHoldsThem() async throws {
+        let trio = try Trio(down: ["n2"], tombstoneGrace: .seconds(100))
+        let old = trio.key("purge", replicatedBy: ["n1", "n2"])
+        let recent = trio.key("purge", replicatedBy: ["n1", "n2"], skip: 1)
+        let elsewhere = trio.key("purge", replicatedBy: ["n1", "n3"])
+        // Written long before the grace period: a value everywhere, then a delete that n2 missed.
+        try trio.write(old, hlc: 10, on: ["n1", "n2"])
+        try trio.write(old, hlc: 11, tombstone: true, on: ["n1"])
+        // Deleted within the grace period (950 s of the clock's 1,000 s), on both.
+        let recentHLC = UInt64(950_000) << 16
+        try trio.write(recent, hlc: recentHLC, tombstone: true, on: ["n1", "n2"])
+        try trio.write(elsewhere, hlc: 12, tombstone: true, on: ["n1", "n3"])
+        let n1 = trio.nodes["n1"]!
+        let n2 = trio.nodes["n2"]!
+
+        // n2 down: its ranges are not purged on n1; the range shared with n3 is.
+        let whileDown = await n1.antiEntropy.pass(within: nil)
+        #expect(whileDown.errors > 0)
+        #expect(whileDown.tombstonesPurged == 1)
+        #expect(try n1.store.get(key: Array(old.utf8))?.tombstone == true)
+        #expect(try n1.store.get(key: Array(elsewhere.utf8)) == nil)
+        #expect(try trio.nodes["n3"]!.store.get(key: Array(elsewhere.utf8))?.tombstone == true)
+
+        // n2 back with its older value: it gets the tombstone, then n1 purges.
+        trio.down.ids.withLock { $0 = [] }
+        let back = await n1.antiEntropy.pass(within: nil)
+        #expect(back.errors == 0, "\(back.firstError ?? "")")
+        #expect(back.tombstonesPurged == 1)
+        #expect(try n1.store.get(key: Array(old.utf8)) == nil)
+        #expect(try n2.store.get(key: Array(old.utf8))?.tombstone == true)
+        #expect(try n1.store.get(key: Array(recent.utf8))?.tombstone == true, "within the grace period")
+
+        // n2's own pass: n1 (and n3) hold nothing for the purged keys, n2 purges; nothing is copied back.
+        let n2Pass = await n2.antiEntropy.pass(within: nil)
+        #expect(n2Pass.errors == 0, "\(n2Pass.firstError ?? "")")
+        #expect(n2Pass.keysSent == 0 && n2Pass.keysReceived == 0)
+        #expect(n2Pass.tombstonesPurged == 1)
+        #expect(try n2.store.get(key: Array(old.utf8)) == nil)
+        #expect(try n1.store.get(key: Array(old.utf8)) == nil)
+        #expect(
+            n2.metrics.counterTotal(label: "quorumkv_tombstones_purged_total", dimensions: [("node", "n2")]) == 1)
+        let n3Pass = await trio.nodes["n3"]!.antiEntropy.pass(within: nil)
+        #expect(n3Pass.keysSent == 0 && n3Pass.tombstonesPurged == 1)
+        for id in ["n1", "n2", "n3"] {
+            #expect(try trio.nodes[id]!.store.get(key: Array(elsewhere.utf8)) == nil, "\(id)")
+        }
         try await trio.shutdown()
     }
 
@@ -315,7 +386,7 @@ struct AntiEntropyTests {
         guard case .adminResponse(let statsResponse) = stats else { return }
         let counters = Dictionary(statsResponse.results.map { ($0.name, $0.value) }, uniquingKeysWith: { $1 })
         #expect(counters["anti_entropy_keys_received"] == "1")
-        #expect(counters["anti_entropy_last_full_pass_millis"] == "1000")
+        #expect(counters["anti_entropy_last_full_pass_millis"] == "\(Trio.wallMillis)")
         try await trio.shutdown()
     }
 

@@ -19,6 +19,12 @@
 /// one throws; they are the co-replica's input. Digests are read without a snapshot, so writes during
 /// the comparison can make it descend needlessly or list a key whose versions have since converged:
 /// the pushed and pulled writes go through the replica's apply rule, which makes that harmless.
+///
+/// With a `purgeHorizon`, a tombstone older than it that one side holds and the other lacks is not a
+/// difference: the side without it may have purged it already (`TombstonePurging`), and copying it
+/// back would only have it purged again, replicas purging at different passes ping-ponging it. A side
+/// holding an *older value* of the key still gets the tombstone, or the value would come back once the
+/// tombstone is purged everywhere else (docs/design-notes.md, "Tombstone purge").
 public struct MerkleComparison: Sendable {
     public enum Action: Sendable, Hashable {
         /// Ask `query` of both replicas and pass both answers to `handle(local:remote:)`.
@@ -36,9 +42,12 @@ public struct MerkleComparison: Sendable {
     private var asked: MerkleQuery?
     private var difference = MerkleDifference()
     private var started = false
+    /// Tombstones older than this count as absent when the other side holds nothing for the key.
+    public let purgeHorizon: Version?
 
-    public init(range: TokenRangeSpan) {
+    public init(range: TokenRangeSpan, purgeHorizon: Version? = nil) {
         tree = MerkleTree(range: range)
+        self.purgeHorizon = purgeHorizon
     }
 
     /// The first action: always the root query.
@@ -73,11 +82,19 @@ public struct MerkleComparison: Sendable {
             let localEntries = try entriesByKey(local, within: spans, "local")
             let remoteEntries = try entriesByKey(remote, within: spans, "remote")
             for (key, entry) in localEntries {
-                if let theirs = remoteEntries[key], theirs.version >= entry.version { continue }
+                if let theirs = remoteEntries[key] {
+                    if theirs.version >= entry.version { continue }
+                } else if isPurgeable(entry) {
+                    continue
+                }
                 difference.push.append(entry)
             }
             for (key, entry) in remoteEntries {
-                if let ours = localEntries[key], ours.version >= entry.version { continue }
+                if let ours = localEntries[key] {
+                    if ours.version >= entry.version { continue }
+                } else if isPurgeable(entry) {
+                    continue
+                }
                 difference.pull.append(entry)
             }
         }
@@ -88,6 +105,12 @@ public struct MerkleComparison: Sendable {
         }
         nextPending += 1
         return ask(pending[nextPending - 1])
+    }
+
+    /// A tombstone older than the purge horizon: the same as no record to a side that holds none.
+    private func isPurgeable(_ entry: MerkleEntry) -> Bool {
+        guard let purgeHorizon else { return false }
+        return entry.tombstone && entry.version < purgeHorizon
     }
 
     private mutating func ask(_ query: MerkleQuery) -> Action {
