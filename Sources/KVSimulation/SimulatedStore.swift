@@ -108,6 +108,24 @@ public final class SimulatedStore: ReplicaStore {
     }
 }
 
+extension SimulatedStore: TombstonePurging {
+    /// Purges durably, as `RocksDBStore`'s synced batch does.
+    public func purgeTombstones(in range: TokenRangeSpan, before cutoff: Version) throws(StorageError) -> Int {
+        try state.withLock { state throws(StorageError) -> Int in
+            guard !state.closed else { throw StorageError.closed }
+            let purged = state.visibleRecords.filter { key, record in
+                record.tombstone && record.version < cutoff && range.contains(Token(key: key))
+            }
+            for (key, record) in purged {
+                state.merkle?.update(old: MerkleEntry(key: key, record: record), new: nil)
+                state.volatile[key] = nil
+                state.durable[key] = nil
+            }
+            return purged.count
+        }
+    }
+}
+
 extension SimulatedStore: MerkleStore {
     public func merkleDigest(of range: TokenRangeSpan) throws(StorageError) -> UInt64 {
         try state.withLock { state throws(StorageError) -> UInt64 in

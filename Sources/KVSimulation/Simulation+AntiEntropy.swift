@@ -6,6 +6,12 @@ import KVStorage
 /// vnode range compare their Merkle trees with the production `MerkleComparison` over their stores'
 /// production `MerkleStore` answers, and exchange exactly the differing keys through the production
 /// `Replica.put`. Then every replica of every range must hold the same data.
+///
+/// With `antiEntropyEveryMillis`, nodes also run passes during the run, under faults, and with
+/// `tombstoneGraceMillis` they purge tombstones by the production rule (`AntiEntropy`): a range's
+/// tombstones older than the grace period, once it was compared with every co-replica, the comparison
+/// leaving such tombstones uncopied where their key is absent. `observe` then checks that no value a
+/// purged tombstone deleted comes back.
 extension Simulation {
     /// Every vnode span of the ring, each once: `(previous token, token]`.
     var vnodeSpans: [TokenRangeSpan] {
@@ -30,9 +36,65 @@ extension Simulation {
         return moved
     }
 
+    /// A node's mid-run pass: each vnode range it replicates is compared with every co-replica (twice
+    /// over, so that what a later one gave reaches the earlier ones); when all were up, tombstones older
+    /// than the grace period are then purged. Ticks go on while clients run.
+    func antiEntropyTick(_ index: Int) {
+        if nodes[index].isUp {
+            let id = nodes[index].id
+            let horizon = configuration.tombstoneGraceMillis.flatMap { grace -> Version? in
+                let local = nodes[index].localNow
+                return local > grace ? Version(hlc: (local - grace) << 16, writer: 0) : nil
+            }
+            for span in vnodeSpans {
+                let replicas = ring.preferenceList(for: Token(span.end)).map(nodeIndex)
+                guard replicas.contains(index) else { continue }
+                let coReplicas = replicas.filter { $0 != index }
+                let allUp = coReplicas.allSatisfy { nodes[$0].isUp }
+                if allUp && configuration.mutation != .purgeWithoutConfirmation {
+                    for _ in 0..<2 {
+                        for other in coReplicas {
+                            compare(span, local: index, remote: other, purgeHorizon: horizon)
+                        }
+                    }
+                }
+                if let horizon, allUp || configuration.mutation == .purgeWithoutConfirmation {
+                    purgeTombstones(of: index, in: span, before: horizon)
+                }
+            }
+            log("\(id) ran an anti-entropy pass")
+        }
+        if clientsActive, let every = configuration.antiEntropyEveryMillis {
+            queue.push(.antiEntropyTick(node: index), at: now + every)
+        }
+    }
+
+    /// Purges `span`'s tombstones older than `horizon` from a node's store (the production
+    /// `TombstonePurging`), remembering each for the invariants.
+    func purgeTombstones(of index: Int, in span: TokenRangeSpan, before horizon: Version) {
+        do {
+            let doomed = try nodes[index].store.merkleListing(of: span).filter { $0.tombstone && $0.version < horizon }
+            let count = try nodes[index].store.purgeTombstones(in: span, before: horizon)
+            if count != doomed.count {
+                violate("\(nodes[index].id) purged \(count) tombstones of \(span), \(doomed.count) were listed")
+            }
+            for entry in doomed {
+                let slot = NodeKey(node: index, key: entry.key)
+                purged[slot] = (entry.version, now)
+                // The version is gone on purpose; a write after the purge may be older.
+                highestSeen[slot] = nil
+            }
+            statistics.tombstonesPurged += count
+            if count > 0 { log("\(nodes[index].id) purged \(count) tombstone(s) of \(span)") }
+        } catch {
+            violate("\(nodes[index].id) cannot purge tombstones of \(span): \(error)")
+        }
+    }
+
     /// One comparison of `span` between two nodes; returns the keys it moved.
-    func compare(_ span: TokenRangeSpan, local: Int, remote: Int) -> Int {
-        var comparison = MerkleComparison(range: span)
+    @discardableResult
+    func compare(_ span: TokenRangeSpan, local: Int, remote: Int, purgeHorizon: Version? = nil) -> Int {
+        var comparison = MerkleComparison(range: span, purgeHorizon: purgeHorizon)
         var action = comparison.start()
         do {
             while case .query(let query) = action {

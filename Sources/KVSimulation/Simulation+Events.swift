@@ -23,6 +23,8 @@ extension Simulation {
                 .hintFailed(nodes[fallback].id, for: target, attempt: attempt, reason: "no answer"))
         case .replayTick(let node):
             replayTick(node)
+        case .antiEntropyTick(let node):
+            antiEntropyTick(node)
         case .replayTimeout(let node, let target, let round, let id):
             feedReplay(node, target: target, round: round, .failed(id, reason: "no answer"))
         case .crash(let node):

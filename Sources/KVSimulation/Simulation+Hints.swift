@@ -148,8 +148,9 @@ extension Simulation {
             }
         }
         for hint in hintsStored where !hintsExpired.contains(hint) {
-            let held = nodes[nodeIndex(hint.target)].store.durableRecord(hint.key)?.version
-            if held.map({ $0 < hint.version }) ?? true {
+            let target = nodeIndex(hint.target)
+            let held = nodes[target].store.durableRecord(hint.key)?.version
+            if held.map({ $0 < hint.version }) ?? !purgedAtLeast(hint.version, node: target, key: hint.key) {
                 violate(
                     "the hint for \(hint.target) (\(show(hint.key)) at \(hint.version)) never reached it: it holds \(held.map { "\($0)" } ?? "nothing")"
                 )

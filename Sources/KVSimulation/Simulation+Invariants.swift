@@ -33,17 +33,36 @@ extension Simulation {
         return Array(Set(holders).union(hintedTargets(of: key, atLeast: version))).sorted()
     }
 
+    /// A replica that purged a tombstone at least as new as `version`, and holds nothing since, counts.
     func durableHolders(of key: [UInt8], atLeast version: Version) -> [String] {
         replicas(of: key).filter { id in
-            guard let record = nodes[nodeIndex(id)].store.durableRecord(key) else { return false }
+            let node = nodeIndex(id)
+            guard let record = nodes[node].store.durableRecord(key) else {
+                return purgedAtLeast(version, node: node, key: key)
+            }
             return record.version >= version
         }
     }
 
-    /// A replica's version of a key never goes backwards, crashes included.
+    /// Whether `node` purged a tombstone of `key` at `version` or newer.
+    func purgedAtLeast(_ version: Version, node: Int, key: [UInt8]) -> Bool {
+        purged[NodeKey(node: node, key: key)].map { $0.version >= version } ?? false
+    }
+
+    /// A replica's version of a key never goes backwards, crashes included; and a value older than a
+    /// tombstone the replica purged, which existed before the purge, never comes back.
     func observe(node: Int, key: [UInt8]) {
-        guard let current = try? nodes[node].store.get(key: key)?.version else { return }
+        guard let record = try? nodes[node].store.get(key: key) else { return }
+        let current = record.version
+        let stored = VersionedKey(key: key, version: current)
+        let storedAt = firstStored[stored] ?? now
+        firstStored[stored] = storedAt
         let slot = NodeKey(node: node, key: key)
+        if let purge = purged[slot], !record.tombstone, current < purge.version, storedAt < purge.at {
+            violate(
+                "a purged delete came back: \(nodes[node].id) purged \(show(key))'s tombstone \(purge.version) and now holds the older value \(current)"
+            )
+        }
         if let previous = highestSeen[slot], current < previous {
             violate("\(nodes[node].id) went back from \(previous) to \(current) on \(show(key))")
         }
@@ -81,7 +100,9 @@ extension Simulation {
         if configuration.readQuorum + configuration.writeQuorum > configuration.replicationFactor
             && !configuration.sloppyQuorum
         {
-            for violation in RegisterChecker.check(history.operations) {
+            for violation in RegisterChecker.check(
+                history.operations, tombstonesMayBePurged: configuration.tombstoneGraceMillis != nil)
+            {
                 violate("\(violation)")
             }
         }

@@ -42,7 +42,14 @@ public final class Simulation {
         var hintsReplayed = 0
         var hintsExpired = 0
         var antiEntropyKeys = 0
+        var tombstonesPurged = 0
     }
+
+    /// Tombstones purged, per node and key: the version purged and when (true time). No value older
+    /// than a purged tombstone that existed before the purge may be seen again.
+    var purged: [NodeKey: (version: Version, at: UInt64)] = [:]
+    /// When each (key, version) was first stored on any node (true time).
+    var firstStored: [VersionedKey: UInt64] = [:]
 
     /// Every hint a fallback stored, and the ones that expired: at the end each stored hint must be on
     /// its target (or newer), unless it expired.
@@ -98,6 +105,11 @@ public final class Simulation {
                 queue.push(.replayTick(node: index), at: now + 1 + random.next() % configuration.replayIntervalMillis)
             }
         }
+        if let every = configuration.antiEntropyEveryMillis {
+            for index in nodes.indices {
+                queue.push(.antiEntropyTick(node: index), at: now + 1 + random.next() % every)
+            }
+        }
         while let (time, event) = queue.pop() {
             if time - worldClock.start > Self.simulatedTimeMax {
                 violate("the run did not finish within \(Self.simulatedTimeMax) simulated ms: something hangs")
@@ -121,7 +133,7 @@ public final class Simulation {
             hintsStored: statistics.hintsStored,
             hintsReplayed: statistics.hintsReplayed,
             hintsExpired: statistics.hintsExpired,
-            antiEntropyKeys: statistics.antiEntropyKeys
+            antiEntropyKeys: statistics.antiEntropyKeys, tombstonesPurged: statistics.tombstonesPurged
         )
     }
 
@@ -166,6 +178,8 @@ enum SimulationEvent {
     /// A hint sent to `fallback` for `target` has had no answer for a request deadline.
     case hintTimeout(client: Int, operation: Int, attempt: Int, fallback: Int, target: String)
     case replayTick(node: Int)
+    /// A node's mid-run anti-entropy pass.
+    case antiEntropyTick(node: Int)
     /// A replayed hint has had no answer for a request deadline.
     case replayTimeout(node: Int, target: String, round: Int, id: HintID)
     case startOperation(client: Int)
@@ -212,6 +226,11 @@ struct ReplyFailure: Error {
 struct Link: Hashable {
     var client: Int
     var node: Int
+}
+
+struct VersionedKey: Hashable {
+    var key: [UInt8]
+    var version: Version
 }
 
 struct NodeKey: Hashable {

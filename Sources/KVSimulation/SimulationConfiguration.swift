@@ -33,6 +33,13 @@ public struct SimulationConfiguration: Sendable {
     /// At the end, with every node back, co-replicas compare Merkle trees and exchange what differs;
     /// then every replica of every range must hold the same data.
     public var antiEntropyAtEnd = true
+    /// During the run, how often each node compares the ranges it replicates with their co-replicas
+    /// (only when all of them are up, as a node's sessions fail otherwise); nil: only at the end.
+    public var antiEntropyEveryMillis: UInt64?
+    /// With mid-run anti-entropy, tombstones older than this (by the comparing node's clock) are purged
+    /// after their range was compared with every co-replica; nil: never purged. Must exceed the hint
+    /// window plus the request deadline and twice the clock skew.
+    public var tombstoneGraceMillis: UInt64?
     public var faults = FaultProfile()
     /// Test-only: break a production rule to prove the invariants notice (the "mutation check").
     package var mutation: Mutation?
@@ -41,6 +48,19 @@ public struct SimulationConfiguration: Sendable {
 
     public init(seed: UInt64) {
         self.seed = seed
+    }
+
+    /// Mid-run anti-entropy (every 300 simulated ms per node) purging tombstones older than 2 s, with
+    /// what makes that safe: a 500 ms hint window and clocks within 200 ms of true time, so that no
+    /// hint or request older than a purged tombstone is still in flight (500 + 400 + 2 × 200 < 2,000).
+    /// Nodes stay down up to 3 s, past the grace period.
+    public mutating func purgeTombstones() {
+        antiEntropyEveryMillis = 300
+        tombstoneGraceMillis = 2_000
+        hintWindowMillis = 500
+        faults.clockSkewMaxMillis = 200
+        faults.clockDriftMaxPPM = 1_000
+        faults.downMillis = 50...3_000
     }
 }
 
@@ -52,6 +72,8 @@ package enum Mutation: Sendable, Hashable {
     case deleteHintsBeforeAcknowledgement
     /// Anti-entropy pushes what it finds but never pulls.
     case antiEntropyNeverPulls
+    /// Tombstones are purged on a timer alone, without the confirming comparison.
+    case purgeWithoutConfirmation
 }
 
 /// How hostile the simulated world is.
@@ -109,8 +131,10 @@ public struct SimulationResult: Sendable {
     public var hintsStored: Int
     public var hintsReplayed: Int
     public var hintsExpired: Int
-    /// Keys anti-entropy moved at the end (pushed plus pulled).
+    /// Keys anti-entropy moved (pushed plus pulled).
     public var antiEntropyKeys: Int
+    /// Tombstones purged during the run.
+    public var tombstonesPurged: Int
 
     public var passed: Bool { violations.isEmpty }
 

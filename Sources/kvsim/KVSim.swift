@@ -53,6 +53,15 @@ struct KVSim: ParsableCommand {
     @Flag(help: "Break anti-entropy on purpose (push, never pull) to see the convergence check catch it.")
     var mutateAntiEntropyNeverPulls = false
 
+    @Flag(
+        help:
+            "Nodes run anti-entropy during the run and purge confirmed tombstones older than 2 s (with a 500 ms hint window and clocks within 200 ms)."
+    )
+    var purgeTombstones = false
+
+    @Flag(help: "Break tombstone purge on purpose (purge on the timer alone) to see the invariants catch it.")
+    var mutatePurgeWithoutConfirmation = false
+
     @Option(help: "Hint window in simulated milliseconds (default 600000: nothing expires).")
     var hintWindow: UInt64?
 
@@ -70,6 +79,7 @@ struct KVSim: ParsableCommand {
         var operations = 0
         var hints = (stored: 0, replayed: 0, expired: 0)
         var antiEntropyKeys = 0
+        var purged = 0
         for seed in range {
             var configuration = SimulationConfiguration(seed: seed)
             configuration.operationsPerClient = operationsPerClient
@@ -86,6 +96,12 @@ struct KVSim: ParsableCommand {
             if mutateAntiEntropyNeverPulls {
                 configuration.mutation = .antiEntropyNeverPulls
             }
+            if purgeTombstones || mutatePurgeWithoutConfirmation {
+                configuration.purgeTombstones()
+            }
+            if mutatePurgeWithoutConfirmation {
+                configuration.mutation = .purgeWithoutConfirmation
+            }
             configuration.antiEntropyAtEnd = !noAntiEntropy
             configuration.sloppyQuorum = sloppyQuorum
             configuration.hintedHandoff = !noHints
@@ -98,6 +114,7 @@ struct KVSim: ParsableCommand {
             hints.replayed += result.hintsReplayed
             hints.expired += result.hintsExpired
             antiEntropyKeys += result.antiEntropyKeys
+            purged += result.tombstonesPurged
             if !result.passed {
                 failures.append(seed)
                 print(result.report)
@@ -110,7 +127,7 @@ struct KVSim: ParsableCommand {
             }
         }
         print(
-            "kvsim: \(range.count) seed(s), \(operations) operations, hints stored/replayed/expired \(hints.stored)/\(hints.replayed)/\(hints.expired), keys moved by anti-entropy \(antiEntropyKeys), \(failures.count) failing\(failures.isEmpty ? "" : ": \(failures.prefix(20).map(String.init).joined(separator: " "))")"
+            "kvsim: \(range.count) seed(s), \(operations) operations, hints stored/replayed/expired \(hints.stored)/\(hints.replayed)/\(hints.expired), keys moved by anti-entropy \(antiEntropyKeys), tombstones purged \(purged), \(failures.count) failing\(failures.isEmpty ? "" : ": \(failures.prefix(20).map(String.init).joined(separator: " "))")"
         )
         if !failures.isEmpty {
             throw ExitCode(1)

@@ -118,5 +118,22 @@ extension RealProcessTests {
             #expect(result.status == 1)
             #expect(result.stderr.contains("node certificate"))
         }
+
+        /// A tombstone grace period not longer than the hint window would let a hint bring a purged
+        /// value back: kvd refuses to start and says why.
+        @Test func nodeRefusesATombstoneGraceWithinTheHintWindow() throws {
+            let node = try NodeHarness(host: "127.0.0.105")
+            defer { node.tearDown() }
+            let result = try run(
+                "kvd",
+                [
+                    "--id", "n1", "--listen", node.endpoint, "--data", node.data, "--ca", "\(node.certs)/ca.pem",
+                    "--cert", "\(node.certs)/n1.pem", "--key", "\(node.certs)/n1-key.pem",
+                    "--hint-window", "3600", "--tombstone-grace", "600",
+                ],
+                timeout: .seconds(30))
+            #expect(result.status == 1)
+            #expect(result.stderr.contains("tombstone-grace (600 s) must be longer than hint-window (3600 s)"))
+        }
     }
 }

@@ -147,6 +147,25 @@ struct HistoryCheckerTests {
         #expect(RegisterChecker.check([Self.read(2, 0, 5, nil, nil), d]).isEmpty)
     }
 
+    /// Where tombstones may be purged, absent reads as a delete invoked after the write it must not
+    /// be older than (acknowledged or failed); absent after a value no delete followed stays stale.
+    @Test func withPurgeAbsentMatchesALaterDeleteOnly() {
+        let w = Self.write(0, "a", 0, 10, .wrote(version(1)))
+        let acknowledgedDelete = Self.op(1, .delete, 20, 30, .wrote(version(2)))
+        let failedDelete = Self.op(1, .delete, 20, 30, .failed)
+        let absent = Self.read(2, 40, 50, nil, nil)
+        #expect(RegisterChecker.check([w, acknowledgedDelete, absent], tombstonesMayBePurged: true).isEmpty)
+        #expect(RegisterChecker.check([w, failedDelete, absent], tombstonesMayBePurged: true).isEmpty)
+        #expect(RegisterChecker.check([w, failedDelete, absent]).count == 1)
+        // A delete before the acknowledged value does not excuse absent.
+        let earlyDelete = Self.op(3, .delete, 0, 5, .failed)
+        let later = Self.write(4, "b", 10, 15, .wrote(version(3)))
+        let absentLater = Self.read(5, 40, 50, nil, nil)
+        #expect(
+            RegisterChecker.check([earlyDelete, later, absentLater], tombstonesMayBePurged: true)
+                == [HistoryViolation(kind: .staleRead, operations: [later, absentLater])])
+    }
+
     @Test func keysAreCheckedIndependently() {
         let w = Self.write(0, "a", 0, 10, .wrote(version(1)))
         let other = Self.op(1, .read, 20, 30, .read(nil, value: nil), key: Array("k2".utf8))

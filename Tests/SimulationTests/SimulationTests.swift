@@ -86,6 +86,34 @@ struct SimulationTests {
         #expect(caught > 0, "anti-entropy that never pulls went unnoticed in 10 seeds")
     }
 
+    /// Nodes run anti-entropy during the run and purge confirmed tombstones (with a hint window and
+    /// clock skew that make that safe), under crashes longer than the grace period: no purged delete
+    /// comes back, and every other invariant holds with purged tombstones read as absent. Purging on
+    /// the timer alone (the mutation) must be caught.
+    @Test func purgedDeletesNeverComeBack() async {
+        @Sendable func configuration(_ seed: UInt64) -> SimulationConfiguration {
+            var configuration = SimulationConfiguration(seed: seed)
+            configuration.purgeTombstones()
+            configuration.keys = 16
+            configuration.operationsPerClient = 150
+            return configuration
+        }
+        let results = await offThePool {
+            (UInt64(1)...12).map { Simulation(configuration: configuration($0)).run() }
+        }
+        let failing = results.filter { !$0.passed }.map(\.report)
+        #expect(failing.isEmpty, "\(failing.count) failing seed(s):\n\(failing.prefix(2).joined(separator: "\n"))")
+        #expect(results.map(\.tombstonesPurged).reduce(0, +) > 0, "the runs must purge tombstones")
+        let caught = await offThePool {
+            (UInt64(1)...12).count { seed in
+                var broken = configuration(seed)
+                broken.mutation = .purgeWithoutConfirmation
+                return !Simulation(configuration: broken).run().passed
+            }
+        }
+        #expect(caught > 0, "purging on the timer alone went unnoticed in 12 seeds")
+    }
+
     enum HintMode: CustomStringConvertible {
         case sloppyQuorum, shortHintWindow
         var description: String { self == .sloppyQuorum ? "sloppy quorum" : "300 ms hint window" }

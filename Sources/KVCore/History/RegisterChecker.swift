@@ -18,10 +18,18 @@
 /// acknowledged one), provided that write was invoked before the read completed. Reads and writes
 /// that failed or are pending constrain nothing else: they may or may not have taken effect.
 ///
+/// With `tombstonesMayBePurged`, a read that returns *absent* (no version) is not stale when a delete
+/// of the key (acknowledged, failed or pending) was invoked no earlier than the write the read must
+/// not be older than, and before the read completed: the replicas may have purged that delete's
+/// tombstone, and absent is what a delete leaves. Absent after an acknowledged value that no delete
+/// followed stays stale.
+///
 /// Cost: O(n log n) per key (sorting the acknowledged writes by completion and binary searching
 /// them for each read and write); a violation is reported once per offending read or write.
 public enum RegisterChecker {
-    public static func check(_ operations: [HistoryOperation]) -> [HistoryViolation] {
+    public static func check(_ operations: [HistoryOperation], tombstonesMayBePurged: Bool = false)
+        -> [HistoryViolation]
+    {
         var byKey: [[UInt8]: [Int]] = [:]
         var keys: [[UInt8]] = []
         for (index, op) in operations.enumerated() {
@@ -31,7 +39,7 @@ public enum RegisterChecker {
         var violations: [HistoryViolation] = []
         for key in keys {
             let ops = byKey[key]!.map { operations[$0] }
-            violations.append(contentsOf: KeyHistory(ops).violations())
+            violations.append(contentsOf: KeyHistory(ops, tombstonesMayBePurged: tombstonesMayBePurged).violations())
         }
         return violations
     }
@@ -43,6 +51,8 @@ private struct KeyHistory {
     typealias Content = [UInt8]?
 
     let ops: [HistoryOperation]
+    /// Absent matches a delete (`RegisterChecker.check(_:tombstonesMayBePurged:)`).
+    let tombstonesMayBePurged: Bool
     /// Acknowledged writes and deletes with their versions.
     var acknowledged: [(index: Int, version: Version)] = []
     /// Acknowledged writes and deletes that completed, by completion time, with the index (into
@@ -52,18 +62,23 @@ private struct KeyHistory {
     var owner: [Version: Int] = [:]
     /// For each content, the earliest invocation of a failed or pending write of it.
     var unacknowledgedSince: [Content: UInt64] = [:]
+    /// When each delete was invoked, in order.
+    var deletesInvoked: [UInt64] = []
     /// For each content, the acknowledged writes of it by invocation, with the newest version so far.
     var acknowledgedByContent: [Content: [(at: UInt64, newest: Version)]] = [:]
 
-    init(_ ops: [HistoryOperation]) {
+    init(_ ops: [HistoryOperation], tombstonesMayBePurged: Bool) {
         self.ops = ops
+        self.tombstonesMayBePurged = tombstonesMayBePurged
         for (index, op) in ops.enumerated() {
             precondition(op.outcomeFitsKind, "operation \(op.id) cannot end with \(op.outcome)")
             let content: Content
             switch op.kind {
             case .read: continue
             case .write(let value): content = value
-            case .delete: content = nil
+            case .delete:
+                content = nil
+                deletesInvoked.append(op.invokedAt)
             }
             switch op.outcome {
             case .wrote(let version):
@@ -77,6 +92,7 @@ private struct KeyHistory {
             }
         }
 
+        deletesInvoked.sort()
         let completed = acknowledged.filter { ops[$0.index].completedAt != nil }
             .sorted { (ops[$0.index].completedAt!, $0.index) < (ops[$1.index].completedAt!, $1.index) }
         var newest: (index: Int, version: Version)?
@@ -128,8 +144,22 @@ private struct KeyHistory {
         return found
     }
 
+    /// Whether a delete was invoked within `start...end`.
+    func deleteInvoked(from start: UInt64, through end: UInt64) -> Bool {
+        var low = 0
+        var high = deletesInvoked.count
+        while low < high {
+            let middle = (low + high) / 2
+            if deletesInvoked[middle] < start { low = middle + 1 } else { high = middle }
+        }
+        return low < deletesInvoked.count && deletesInvoked[low] <= end
+    }
+
     func checkRead(_ read: HistoryOperation, _ got: Version?, _ value: [UInt8]?, into found: inout [HistoryViolation]) {
-        if let write = newestAcknowledged(before: read.invokedAt), got.map({ $0 < version(write) }) ?? true {
+        if let write = newestAcknowledged(before: read.invokedAt), got.map({ $0 < version(write) }) ?? true,
+            !(got == nil && tombstonesMayBePurged
+                && deleteInvoked(from: ops[write].invokedAt, through: read.completedAt ?? .max))
+        {
             found.append(HistoryViolation(kind: .staleRead, operations: [ops[write], read]))
         }
         guard let got else { return }
