@@ -110,6 +110,11 @@ public struct NodeStatus: Sendable, Hashable {
     /// Records anti-entropy copied from this node to co-replicas, and from co-replicas to it.
     public var antiEntropyKeysSent: UInt64? = nil
     public var antiEntropyKeysReceived: UInt64? = nil
+    /// The oldest time a vnode range of the node was last compared with every co-replica (ms since the
+    /// Unix epoch); 0 while one was never compared.
+    public var antiEntropyOldestRangeComparedMillis: UInt64? = nil
+    /// Per vnode range (`START:END`), when it was last compared with every co-replica; 0: never.
+    public var antiEntropyRangeComparedMillis: [String: UInt64]? = nil
     /// Tombstones purged since the node started (confirmed on every replica, older than the grace).
     public var tombstonesPurged: UInt64? = nil
     /// When a whole anti-entropy pass last ended without error (ms since the Unix epoch); 0: never.
@@ -827,14 +832,18 @@ extension NodeStatus {
         antiEntropyKeysReceived = counter("anti_entropy_keys_received")
         antiEntropyLastFullPassMillis = counter("anti_entropy_last_full_pass_millis")
         tombstonesPurged = counter("tombstones_purged")
-        let prefix = "hints_queued."
-        var queued: [String: UInt64] = [:]
-        for (name, value) in statistics where name.hasPrefix(prefix) {
-            if let count = UInt64(value) {
-                queued[String(name.dropFirst(prefix.count))] = count
+        antiEntropyOldestRangeComparedMillis = counter("anti_entropy_oldest_range_compared_millis")
+        func numbers(prefix: String) -> [String: UInt64] {
+            var numbers: [String: UInt64] = [:]
+            for (name, value) in statistics where name.hasPrefix(prefix) {
+                if let number = UInt64(value) {
+                    numbers[String(name.dropFirst(prefix.count))] = number
+                }
             }
+            return numbers
         }
-        hintsQueuedPerTarget = queued
+        hintsQueuedPerTarget = numbers(prefix: "hints_queued.")
+        antiEntropyRangeComparedMillis = numbers(prefix: "anti_entropy_range_compared.")
     }
 }
 

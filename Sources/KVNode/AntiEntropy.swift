@@ -55,12 +55,17 @@ public final class AntiEntropy: Sendable {
     private let wallMillis: @Sendable () -> UInt64
     private let logger: Logger
     private let running = Mutex(false)
+    /// When each vnode range (by its end) was last compared without error with every co-replica, in
+    /// ms since the Unix epoch; kept in `checkpoint` under `comparedName`.
+    private let lastCompared: Mutex<[UInt64: UInt64]>
     /// Where a whole pass records the ranges it finished, so that a pass cut short by a crash resumes
     /// after them; nil keeps no checkpoint.
     private let checkpoint: (any ReplicaStore)?
     /// The metadata name of the checkpoint: the ends of the vnode ranges the unfinished pass
     /// compared without error, 8 bytes each, big-endian.
     package static let checkpointName = "antientropy.pass"
+    /// The metadata name of the last-compared times: (range end, ms) pairs, 16 bytes each, big-endian.
+    package static let comparedName = "antientropy.compared"
 
     package init(
         nodeID: String,
@@ -85,6 +90,35 @@ public final class AntiEntropy: Sendable {
         self.statistics = statistics
         self.wallMillis = wallMillis
         self.logger = logger
+        var compared: [UInt64: UInt64] = [:]
+        if let bytes = try? checkpoint?.metadata(Self.comparedName), bytes.count % 16 == 0 {
+            let numbers = StorageBytes.decodeNumbers(bytes)
+            for index in stride(from: 0, to: numbers.count, by: 2) {
+                compared[numbers[index]] = numbers[index + 1]
+            }
+        }
+        lastCompared = Mutex(compared)
+    }
+
+    /// Each vnode range this node replicates, with when it was last compared without error with every
+    /// co-replica (ms since the Unix epoch; nil: never, since this node's data began).
+    package func rangeComparisons() -> [(range: TokenRangeSpan, millis: UInt64?)] {
+        let compared = lastCompared.withLock { $0 }
+        return ring.vnodeRanges(replicatedBy: nodeID).map { ($0, compared[$0.end]) }
+    }
+
+    /// Records that `range` was compared with every co-replica now, durably (a failure is logged).
+    private func recordCompared(_ range: TokenRangeSpan) {
+        let now = wallMillis()
+        let numbers = lastCompared.withLock { compared -> [UInt64] in
+            compared[range.end] = now
+            return compared.sorted { $0.key < $1.key }.flatMap { [$0.key, $0.value] }
+        }
+        do {
+            try checkpoint?.setMetadata(Self.comparedName, StorageBytes.encode(numbers))
+        } catch {
+            logger.warning("cannot save when ranges were compared", metadata: ["error": "\(error)"])
+        }
     }
 
     /// Runs a pass every `interval` (jittered) until the task is cancelled; returns at once when
@@ -136,7 +170,7 @@ public final class AntiEntropy: Sendable {
     }
 
     private func runPass(within filter: TokenRangeSpan?) async -> AntiEntropyReport {
-        func wanted(_ span: TokenRangeSpan) -> Bool { filter.map { Self.overlap($0, span) } ?? true }
+        func wanted(_ span: TokenRangeSpan) -> Bool { filter.map { $0.overlaps(span) } ?? true }
         let mine = ring.vnodeRanges(replicatedBy: nodeID).filter(wanted)
         let mineSet = Set(mine)
         let due = marks.rangesDue().filter { wanted($0.range) }
@@ -195,24 +229,14 @@ public final class AntiEntropy: Sendable {
         guard let checkpoint, let bytes = try? checkpoint.metadata(Self.checkpointName), bytes.count % 8 == 0 else {
             return []
         }
-        return Set(
-            stride(from: 0, to: bytes.count, by: 8).map { offset in
-                bytes[offset..<offset + 8].reduce(UInt64(0)) { $0 << 8 | UInt64($1) }
-            })
+        return Set(StorageBytes.decodeNumbers(bytes))
     }
 
     /// Writes the checkpoint; a failure only means a crash would redo more, so it is logged, not fatal.
     private func saveCheckpoint(_ finished: Set<UInt64>) {
         guard let checkpoint else { return }
-        var bytes: [UInt8] = []
-        bytes.reserveCapacity(finished.count * 8)
-        for end in finished.sorted() {
-            for shift in stride(from: 56, through: 0, by: -8) {
-                bytes.append(UInt8(truncatingIfNeeded: end >> UInt64(shift)))
-            }
-        }
         do {
-            try checkpoint.setMetadata(Self.checkpointName, bytes)
+            try checkpoint.setMetadata(Self.checkpointName, StorageBytes.encode(finished.sorted()))
         } catch {
             logger.warning("cannot save the anti-entropy checkpoint", metadata: ["error": "\(error)"])
         }
@@ -249,6 +273,7 @@ public final class AntiEntropy: Sendable {
             if sessions.allSatisfy({ $0.failure == nil }) {
                 report.rangesCompared += 1
                 statistics.antiEntropyRangesCompared.add(1, ordering: .relaxed)
+                recordCompared(range)
                 for mark in marks.rangesDue() where mark.range == range {
                     clear(mark)
                 }
@@ -345,10 +370,6 @@ public final class AntiEntropy: Sendable {
         }
     }
 
-    /// Whether two spans share a token: one holds the other's first token.
-    static func overlap(_ lhs: TokenRangeSpan, _ rhs: TokenRangeSpan) -> Bool {
-        lhs.contains(Token(rhs.start &+ 1)) || rhs.contains(Token(lhs.start &+ 1))
-    }
 }
 
 /// What an anti-entropy pass did, summed over its sessions: `Admin` repair's answer.

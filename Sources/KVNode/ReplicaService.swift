@@ -124,10 +124,23 @@ public final class ReplicaService: RPCService {
                         + [Pair(name: "anti_entropy_ranges_due", value: "\(queues.rangesDue)")]
                         + queues.hintQueueSizes.sorted { $0.key < $1.key }.map {
                             Pair(name: "hints_queued.\($0.key)", value: "\($0.value)")
-                        }))
+                        }
+                        + rangeComparisonPairs()))
         default:
             throw RPCError.remote(.invalidRequest, message: "\(request.type) is not served by this version of kvd")
         }
+    }
+
+    /// When each vnode range was last compared with every co-replica (0: never), and the oldest of
+    /// those times (0 while a range was never compared): `Admin` stats' anti-entropy age.
+    private func rangeComparisonPairs() -> [Pair] {
+        guard let antiEntropy else { return [] }
+        let comparisons = antiEntropy.rangeComparisons()
+        let oldest = comparisons.contains { $0.millis == nil } ? 0 : comparisons.compactMap(\.millis).min() ?? 0
+        return [Pair(name: "anti_entropy_oldest_range_compared_millis", value: "\(oldest)")]
+            + comparisons.map {
+                Pair(name: "anti_entropy_range_compared.\($0.range.start):\($0.range.end)", value: "\($0.millis ?? 0)")
+            }
     }
 
     /// Hints queued per target and ranges due for anti-entropy (both from memory), also set as gauges.

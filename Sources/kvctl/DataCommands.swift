@@ -298,21 +298,25 @@ struct Status: AsyncParsableCommand {
     }
 
     /// The "anti-entropy" section: ranges compared, records copied and tombstones purged since the
-    /// node started, and when its last whole pass ended without error.
+    /// node started, when its last whole pass ended without error, and the oldest time one of its
+    /// ranges was last compared (`--json` has each range's).
     private func printAntiEntropy(_ statuses: [NodeStatus]) {
-        let widths = [13, 10, 10, 10, 10]
-        print(row(["ANTI-ENTROPY", "COMPARED", "SENT", "RECEIVED", "PURGED", "LAST-FULL-PASS"], widths: widths))
+        let widths = [13, 10, 10, 10, 10, 21]
+        print(
+            row(
+                ["ANTI-ENTROPY", "COMPARED", "SENT", "RECEIVED", "PURGED", "LAST-FULL-PASS", "OLDEST-RANGE"],
+                widths: widths))
         for status in statuses where status.isUp && status.countersError == nil {
             func text(_ value: UInt64?) -> String { value.map(String.init) ?? "-" }
-            var last = "never"
-            if let millis = status.antiEntropyLastFullPassMillis, millis > 0 {
-                last = ISO8601DateFormatter().string(from: Date(timeIntervalSince1970: Double(millis) / 1000))
-            } else if status.antiEntropyLastFullPassMillis == nil {
-                last = "-"
+            func time(_ millis: UInt64?) -> String {
+                guard let millis else { return "-" }
+                guard millis > 0 else { return "never" }
+                return ISO8601DateFormatter().string(from: Date(timeIntervalSince1970: Double(millis) / 1000))
             }
             let fields = [
                 status.nodeID, text(status.antiEntropyRangesCompared), text(status.antiEntropyKeysSent),
-                text(status.antiEntropyKeysReceived), text(status.tombstonesPurged), last,
+                text(status.antiEntropyKeysReceived), text(status.tombstonesPurged),
+                time(status.antiEntropyLastFullPassMillis), time(status.antiEntropyOldestRangeComparedMillis),
             ]
             print(row(fields, widths: widths))
         }
@@ -376,6 +380,8 @@ private struct NodeDocument: Encodable {
     var antiEntropyKeysReceived: UInt64?
     var antiEntropyLastFullPassMillis: UInt64?
     var tombstonesPurged: UInt64?
+    var antiEntropyOldestRangeComparedMillis: UInt64?
+    var antiEntropyRangeComparedMillis: [String: UInt64]?
     var hintsQueuedPerTarget: [String: UInt64]?
     var countersError: String?
 
@@ -399,6 +405,8 @@ private struct NodeDocument: Encodable {
         antiEntropyKeysReceived = status.antiEntropyKeysReceived
         antiEntropyLastFullPassMillis = status.antiEntropyLastFullPassMillis
         tombstonesPurged = status.tombstonesPurged
+        antiEntropyOldestRangeComparedMillis = status.antiEntropyOldestRangeComparedMillis
+        antiEntropyRangeComparedMillis = status.antiEntropyRangeComparedMillis
         hintsQueuedPerTarget = status.hintsQueuedPerTarget
         countersError = status.countersError
     }

@@ -35,17 +35,20 @@ struct Repair: AsyncParsableCommand {
         }
     }
 
-    /// Runs `body`, printing "ID: repairing, N s" on stderr every second until it returns.
-    private func withProgress<T: Sendable>(_ id: String, _ body: @escaping @Sendable () async throws -> T)
-        async throws -> T
-    {
+    /// Runs `body`, printing "ID: repairing, N s" and what `progress` says (the ranges done so far)
+    /// on stderr every second until it returns.
+    private func withProgress<T: Sendable>(
+        _ id: String, progress: @escaping @Sendable () async -> String?,
+        _ body: @escaping @Sendable () async throws -> T
+    ) async throws -> T {
         try await withThrowingTaskGroup(of: T?.self) { group in
             group.addTask { try await body() }
             group.addTask {
                 let started = ContinuousClock.now
                 while true {
                     try await Task.sleep(for: .seconds(1))
-                    printError("\(id): repairing, \(Int((ContinuousClock.now - started) / .seconds(1))) s")
+                    let seconds = Int((ContinuousClock.now - started) / .seconds(1))
+                    printError("\(id): repairing, \(seconds) s\(await progress().map { ", \($0)" } ?? "")")
                 }
             }
             defer { group.cancelAll() }
@@ -77,7 +80,21 @@ struct Repair: AsyncParsableCommand {
                 for (index, id) in nodes.enumerated() {
                     printError("\(id): repairing (\(index + 1) of \(nodes.count))")
                     do {
-                        let summary = try await withProgress(id) {
+                        // Progress: the node's ranges-compared counter, from its value now.
+                        let ring = try await client.clusterMap().ring()
+                        let total = ring.vnodeRanges(replicatedBy: id).filter { range in
+                            span.map { $0.overlaps(range) } ?? true
+                        }.count
+                        let compared: @Sendable () async -> Int? = {
+                            guard let statistics = try? await client.nodeStatistics(node: id) else { return nil }
+                            return statistics["anti_entropy_ranges_compared"].flatMap { Int($0) }
+                        }
+                        let before = await compared()
+                        let progress: @Sendable () async -> String? = {
+                            guard let before, let now = await compared() else { return nil }
+                            return "\(min(now - before, total)) of \(total) ranges compared"
+                        }
+                        let summary = try await withProgress(id, progress: progress) {
                             try await client.repair(node: id, range: span, timeout: timeout)
                         }
                         let document = NodeRepairDocument(summary)

@@ -276,6 +276,9 @@ extension RealProcessTests {
             for node in statusDocument?["nodes"] as? [[String: Any]] ?? [] {
                 #expect((node["antiEntropyRangesCompared"] as? Int ?? 0) > 0, "\(node)")
                 #expect((node["antiEntropyLastFullPassMillis"] as? Int ?? 0) > 0, "\(node)")
+                #expect((node["antiEntropyOldestRangeComparedMillis"] as? Int ?? 0) > 0, "\(node)")
+                let ranges = node["antiEntropyRangeComparedMillis"] as? [String: Int] ?? [:]
+                #expect(!ranges.isEmpty && ranges.values.allSatisfy { $0 > 0 }, "\(node)")
             }
             let statusText = try await offThePool { try cluster.kvctl(["status"]) }
             #expect(statusText.stdout.contains("ANTI-ENTROPY"), "\(statusText.stdout)")

@@ -40,6 +40,18 @@ struct RingTests {
         #expect(ring.preferenceList(for: Token(201)) == ["c", "a"])
     }
 
+    @Test func spansOverlapWhenTheyShareAToken() {
+        let span = TokenRangeSpan(start: 100, end: 200)
+        #expect(span.overlaps(TokenRangeSpan(start: 150, end: 250)))
+        #expect(span.overlaps(TokenRangeSpan(start: 120, end: 130)), "inside")
+        #expect(TokenRangeSpan(start: 120, end: 130).overlaps(span), "around")
+        #expect(!span.overlaps(TokenRangeSpan(start: 200, end: 300)), "start is exclusive")
+        #expect(span.overlaps(TokenRangeSpan(start: 199, end: 300)), "sharing token 200")
+        #expect(span.overlaps(TokenRangeSpan(start: .max - 5, end: 101)), "wrapping, sharing token 101")
+        #expect(!span.overlaps(TokenRangeSpan(start: .max - 5, end: 100)), "wrapping, touching only")
+        #expect(span.overlaps(TokenRangeSpan(start: 7, end: 7)), "the whole ring")
+    }
+
     @Test("range(containing:) is the vnode range (previous token, owning token], wrapping past the largest")
     func rangeContainingToken() throws {
         let ring = try Ring(

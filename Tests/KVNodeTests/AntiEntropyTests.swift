@@ -387,6 +387,28 @@ struct AntiEntropyTests {
         let counters = Dictionary(statsResponse.results.map { ($0.name, $0.value) }, uniquingKeysWith: { $1 })
         #expect(counters["anti_entropy_keys_received"] == "1")
         #expect(counters["anti_entropy_last_full_pass_millis"] == "\(Trio.wallMillis)")
+        // Each range's last comparison, and the oldest of them.
+        let ranges = trio.ring.vnodeRanges(replicatedBy: "n1")
+        for range in ranges {
+            #expect(counters["anti_entropy_range_compared.\(range.start):\(range.end)"] == "\(Trio.wallMillis)")
+        }
+        #expect(counters["anti_entropy_oldest_range_compared_millis"] == "\(Trio.wallMillis)")
+        // n2 compared nothing yet: its oldest range was never compared.
+        let n2Stats = try await trio.nodes["n2"]!.service.handle(
+            .adminRequest(AdminRequest(command: .stats, arguments: [])), from: ServiceFixture.admin)
+        guard case .adminResponse(let n2Response) = n2Stats else { return }
+        #expect(n2Response.results.contains(Pair(name: "anti_entropy_oldest_range_compared_millis", value: "0")))
+        // The times are durable: a new anti-entropy over the same store (a restart) reads them back.
+        let n1 = trio.nodes["n1"]!
+        var configuration = AntiEntropy.Configuration()
+        configuration.interval = nil
+        let restarted = AntiEntropy(
+            nodeID: "n1", ring: trio.ring,
+            local: LocalAntiEntropyReplica(replica: n1.replica, merkle: n1.store, pool: trio.pool),
+            peers: [:], marks: n1.store, configuration: configuration,
+            statistics: NodeStatistics(nodeID: "n1", metricsFactory: TestMetrics()), wallMillis: { 5 },
+            logger: Trio.quiet, checkpoint: n1.store)
+        #expect(restarted.rangeComparisons().map(\.millis) == Array(repeating: Trio.wallMillis, count: ranges.count))
         try await trio.shutdown()
     }
 

@@ -29,6 +29,11 @@ public struct TokenRangeSpan: Sendable, Hashable, CustomStringConvertible {
     }
 
     /// Whether every token of `other` lies in this span.
+    /// Whether the two spans share a token: one holds the other's first token.
+    public func overlaps(_ other: TokenRangeSpan) -> Bool {
+        contains(Token(other.start &+ 1)) || other.contains(Token(start &+ 1))
+    }
+
     public func contains(_ other: TokenRangeSpan) -> Bool {
         if start == end { return true }
         let offset = UInt128(other.start &- start)
