@@ -29,6 +29,12 @@ public struct KVClientConfiguration: Sendable {
     public var readFromAll = false
     /// Ask one more replica when the ones asked are slower than their recent p99.
     public var speculativeReads = true
+    /// How often the client pings every node while it has work, for the failure detector (every
+    /// answer counts as a heartbeat); nil: no pings, only answers to requests.
+    public var healthCheckInterval: Duration? = .seconds(1)
+    /// The phi-accrual failure detector per node (`threshold`, 8 by default). Reads ask the replicas
+    /// it does not suspect first.
+    public var failureDetector = PhiAccrualDetector.Configuration()
     /// What reads do about stale replicas they notice: write the newest version back in the
     /// background (default), before answering (`.blocking`), or not at all (`.none`).
     public var readRepair: ReadOperation.Repair = .background
@@ -146,6 +152,11 @@ public final class KVClient: Sendable {
     private let hintsSent = Atomic<Int>(0)
     /// Operations still handing off after they answered, by id; ``close()`` waits for them.
     private let handingOff = Mutex(HandingOff())
+    /// One failure detector per node, fed by every answer and by the pinger.
+    private let health = Mutex<[String: PhiAccrualDetector]>([:])
+    /// Pings every node every `healthCheckInterval`, from the first operation until ``close()``.
+    private let pinger = Mutex<Task<Void, Never>?>(nil)
+    private let closed = Atomic<Bool>(false)
 
     private struct HandingOff {
         var nextID = 0
@@ -241,7 +252,8 @@ public final class KVClient: Sendable {
     {
         try validate(key: key)
         let topology = try await currentTopology()
-        let replicas = topology.ring.preferenceList(forKey: key)
+        // Any R of the N replicas make a quorum: the ones the failure detector suspects go last.
+        let replicas = healthyFirst(topology.ring.preferenceList(forKey: key))
         let level = consistency ?? configuration.readConsistency
         let required = try requiredReplicas(level, topology: topology)
         var speculationDelay: Duration?
@@ -592,6 +604,13 @@ public final class KVClient: Sendable {
     /// Waits for the hints of earlier writes to be handed off (at most one request timeout), then
     /// closes every connection.
     public func close() async {
+        closed.store(true, ordering: .relaxed)
+        if let pinger = pinger.withLock({ task in
+            defer { task = nil }; return task
+        }) {
+            pinger.cancel()
+            await pinger.value
+        }
         for task in handingOff.withLock({ Array($0.tasks.values) }) {
             await task.value
         }
@@ -608,6 +627,7 @@ public final class KVClient: Sendable {
 
     private func currentTopology() async throws -> Topology {
         if let topology = topology.withLock({ $0 }) {
+            startPinger(topology)
             return topology
         }
         var failures: [String] = []
@@ -670,8 +690,67 @@ public final class KVClient: Sendable {
             return eventLoop.makeSucceededFuture(.failure(KVClientError.invalidArgument("unknown node \(node)")))
         }
         return client.send(request, timeout: configuration.requestTimeout)
-            .map { Result<Message, any Error>.success($0) }
+            .map { answer in
+                self.heartbeat(node)
+                return Result<Message, any Error>.success(answer)
+            }
             .flatMapErrorThrowing { Result<Message, any Error>.failure($0) }
+    }
+
+    // MARK: - Node health
+
+    /// Records an answer from `node` (any answer, errors included: the node is alive).
+    private func heartbeat(_ node: String) {
+        let now = configuration.wallClockMillis()
+        let detector = configuration.failureDetector
+        health.withLock { $0[node, default: PhiAccrualDetector(configuration: detector)].heartbeat(atMillis: now) }
+    }
+
+    /// Each node's phi now (0 for a node not heard from yet): how unlikely its silence is.
+    public func nodePhi() -> [String: Double] {
+        let now = configuration.wallClockMillis()
+        return health.withLock { detectors in detectors.mapValues { $0.phi(atMillis: now) } }
+    }
+
+    /// The nodes the failure detector suspects now.
+    public func suspectedNodes() -> Set<String> {
+        let now = configuration.wallClockMillis()
+        return health.withLock { detectors in Set(detectors.filter { $0.value.isSuspected(atMillis: now) }.keys) }
+    }
+
+    /// `replicas` with the suspected ones moved to the end, the others in their order.
+    package func healthyFirst(_ replicas: [String]) -> [String] {
+        let suspected = suspectedNodes()
+        guard !suspected.isEmpty else { return replicas }
+        return replicas.filter { !suspected.contains($0) } + replicas.filter { suspected.contains($0) }
+    }
+
+    /// The order in which a read asks the replicas of `key` (package: tests watch the routing).
+    package func readOrder(forKey key: [UInt8]) async throws -> [String] {
+        try await healthyFirst(currentTopology().ring.preferenceList(forKey: key))
+    }
+
+    /// Sends a `Ping` to every node, not awaited: a hung node must not delay the others.
+    private func pingAll(_ topology: Topology) {
+        for node in topology.map.nodes {
+            _ = send(.pingRequest(PingRequest(epoch: topology.map.epoch, clock: clockNow())), to: node.id, in: topology)
+        }
+    }
+
+    /// Starts the pinger once: every `healthCheckInterval`, a `Ping` to every node (timeout: the
+    /// interval); answers are heartbeats.
+    private func startPinger(_ topology: Topology) {
+        guard let interval = configuration.healthCheckInterval, !closed.load(ordering: .relaxed) else { return }
+        pinger.withLock { task in
+            guard task == nil else { return }
+            task = Task { [weak self] in
+                while !Task.isCancelled {
+                    // Holds the client only while sending, so a client nobody closed can still go away.
+                    if let self { self.pingAll(topology) } else { return }
+                    try? await Task.sleep(for: interval)
+                }
+            }
+        }
     }
 
     private func call(_ request: Message, node: String, in topology: Topology, timeout: Duration? = nil) async throws

@@ -105,6 +105,12 @@ final class ClusterHarness: @unchecked Sendable {
         stopProcess(process, signal: signal)
     }
 
+    /// Sends a signal to one node without waiting (SIGSTOP hangs it, SIGCONT resumes it).
+    func signal(_ id: String, _ signal: Int32) {
+        guard let process = processes[id] else { return }
+        kill(process.processIdentifier, signal)
+    }
+
     /// Stops every node and removes the folder.
     func tearDown() {
         for id in ids { stop(id) }
@@ -112,9 +118,10 @@ final class ClusterHarness: @unchecked Sendable {
     }
 
     /// An SDK client for this cluster, from the cluster file.
-    func client(certificate name: String = "client", timeout: Duration = .seconds(20), hintedHandoff: Bool = true)
-        throws -> KVClient
-    {
+    func client(
+        certificate name: String = "client", timeout: Duration = .seconds(20), hintedHandoff: Bool = true,
+        configure: (inout KVClientConfiguration) -> Void = { _ in }
+    ) throws -> KVClient {
         var configuration = KVClientConfiguration(
             cluster: try ClusterFile.load(path: clusterFile),
             tls: TLSConfiguration(
@@ -122,6 +129,7 @@ final class ClusterHarness: @unchecked Sendable {
             ))
         configuration.requestTimeout = timeout
         configuration.hintedHandoff = hintedHandoff
+        configure(&configuration)
         return try KVClient(configuration: configuration)
     }
 

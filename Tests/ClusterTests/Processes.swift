@@ -122,3 +122,11 @@ func stopProcess(_ process: Process, signal: Int32) {
     }
     process.waitUntilExit()
 }
+
+/// Runs the harness's blocking calls (process launches, `kvctl` runs) on a thread of their own, so
+/// that they do not hold the cooperative pool's threads for seconds.
+func offThePool<T: Sendable>(_ body: @escaping @Sendable () throws -> T) async throws -> T {
+    try await withCheckedThrowingContinuation { continuation in
+        Thread.detachNewThread { continuation.resume(with: Result { try body() }) }
+    }
+}

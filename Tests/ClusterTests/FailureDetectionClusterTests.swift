@@ -1,0 +1,52 @@
+import Foundation
+import KVClient
+import KVCore
+import Testing
+
+extension RealProcessTests {
+    /// Real processes: the SDK's phi-accrual failure detector notices a hung node (SIGSTOP: its
+    /// connections stay open, nothing answers), reads ask the other replicas first meanwhile, and the
+    /// node is trusted again once it answers.
+    @Suite(.timeLimit(.minutes(2)))
+    struct FailureDetectionClusterTests {
+        @Test func aHungNodeIsSuspectedAndReadsAskTheOthersFirst() async throws {
+            let cluster = try ClusterHarness(nodes: 4, firstHost: 71)
+            defer { cluster.tearDown() }
+            try await offThePool { try cluster.startAll() }
+            let client = try cluster.client(timeout: .seconds(3)) { configuration in
+                configuration.healthCheckInterval = .milliseconds(200)
+                configuration.speculativeReads = false
+            }
+            // Keys whose reads ask n2 first while it is trusted.
+            let keys = try (0..<200).map { "fd-\($0)" }.filter { try cluster.replicas(of: $0).first == "n2" }.prefix(10)
+            #expect(keys.count == 10)
+            for key in keys {
+                try await client.put(Array(key.utf8), value: Array("v".utf8), consistency: .all)
+            }
+            #expect(client.suspectedNodes().isEmpty)
+            #expect(try await client.readOrder(forKey: Array(keys.first!.utf8)).first == "n2")
+
+            cluster.signal("n2", SIGSTOP)
+            let deadline = ContinuousClock.now + .seconds(30)
+            while !client.suspectedNodes().contains("n2") && ContinuousClock.now < deadline {
+                try await Task.sleep(for: .milliseconds(100))
+            }
+            #expect(client.suspectedNodes() == ["n2"], "phi: \(client.nodePhi())")
+            for key in keys {
+                #expect(try await client.readOrder(forKey: Array(key.utf8)).last == "n2")
+                // At QUORUM the two replicas asked first are up: the read does not wait for n2.
+                let value = try await client.get(Array(key.utf8), consistency: .quorum)
+                #expect(value?.value == Array("v".utf8))
+            }
+
+            cluster.signal("n2", SIGCONT)
+            let back = ContinuousClock.now + .seconds(30)
+            while client.suspectedNodes().contains("n2") && ContinuousClock.now < back {
+                try await Task.sleep(for: .milliseconds(100))
+            }
+            #expect(client.suspectedNodes().isEmpty, "phi: \(client.nodePhi())")
+            #expect(try await client.readOrder(forKey: Array(keys.first!.utf8)).first == "n2")
+            await client.close()
+        }
+    }
+}
