@@ -121,6 +121,9 @@ public struct NodeStatus: Sendable, Hashable {
     public var antiEntropyOldestRangeComparedMillis: UInt64? = nil
     /// Per vnode range (`START:END`), when it was last compared with every co-replica; 0: never.
     public var antiEntropyRangeComparedMillis: [String: UInt64]? = nil
+    /// Its failure detector's phi for each peer, and the peers it suspects (the node's view).
+    public var peerPhi: [String: Double]? = nil
+    public var peersSuspected: [String]? = nil
     /// Tombstones purged since the node started (confirmed on every replica, older than the grace).
     public var tombstonesPurged: UInt64? = nil
     /// When a whole anti-entropy pass last ended without error (ms since the Unix epoch); 0: never.
@@ -923,6 +926,12 @@ extension NodeStatus {
         }
         hintsQueuedPerTarget = numbers(prefix: "hints_queued.")
         antiEntropyRangeComparedMillis = numbers(prefix: "anti_entropy_range_compared.")
+        var phis: [String: Double] = [:]
+        for (name, value) in statistics where name.hasPrefix("peer_phi.") {
+            phis[String(name.dropFirst("peer_phi.".count))] = Double(value)
+        }
+        peerPhi = phis
+        peersSuspected = statistics["peers_suspected"].map { $0.split(separator: ",").map(String.init) }
     }
 }
 

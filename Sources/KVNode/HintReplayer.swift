@@ -36,6 +36,8 @@ final class HintReplayer: Sendable {
     /// follows it, so that a hint stored behind it (an older version arriving late) is found.
     private let cursors = Mutex<[String: HintID]>([:])
     private let repairMarker: RepairMarker
+    /// Hints wait while the failure detector suspects their target (nil: only the connection's state).
+    private let health: PeerHealth?
 
     init(
         configuration: Configuration,
@@ -47,8 +49,10 @@ final class HintReplayer: Sendable {
         wallMillis: @escaping @Sendable () -> UInt64,
         statistics: NodeStatistics,
         repairMarker: RepairMarker,
+        health: PeerHealth? = nil,
         logger: Logger
     ) {
+        self.health = health
         self.statistics = statistics
         self.repairMarker = repairMarker
         self.configuration = configuration
@@ -113,7 +117,8 @@ final class HintReplayer: Sendable {
         var round = HintReplayRound(
             batch: batch, nowMillis: wallMillis(),
             windowMillis: UInt64(configuration.window / .milliseconds(1)),
-            targetReachable: !client.isBackingOff, concurrency: configuration.concurrency)
+            targetReachable: !client.isBackingOff && !(health?.isSuspected(target) ?? false),
+            concurrency: configuration.concurrency)
         var deleted: Set<HintID> = []
         await withTaskGroup(of: HintReplayRound.Event.self) { group in
             var actions = round.start()

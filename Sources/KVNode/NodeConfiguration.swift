@@ -58,6 +58,9 @@ public struct NodeConfiguration: Sendable, Hashable {
     public var tombstoneGrace: Duration? = .seconds(NodeConfiguration.tombstoneGraceSecondsDefault)
     /// Ten days, Cassandra's `gc_grace_seconds` default.
     public static let tombstoneGraceSecondsDefault = 864_000
+    /// The phi above which the node's failure detector suspects a peer (hint replay then waits).
+    public var phiThreshold = NodeConfiguration.phiThresholdDefault
+    public static let phiThresholdDefault = 8.0
     /// On shutdown, how long open connections may go on after the listener closed.
     public var shutdownDrain: Duration = .seconds(1)
 
@@ -119,6 +122,7 @@ public struct NodeFile: Sendable, Hashable, Decodable {
     public var antiEntropyRate: Int?
     /// Seconds; 0: tombstones are never purged.
     public var tombstoneGrace: Int?
+    public var phiThreshold: Double?
 
     enum CodingKeys: String, CodingKey, CaseIterable {
         case id, listen, data, ca, cert, key, durability, cluster
@@ -129,6 +133,7 @@ public struct NodeFile: Sendable, Hashable, Decodable {
         case antiEntropyInterval = "anti-entropy-interval"
         case antiEntropyRate = "anti-entropy-rate"
         case tombstoneGrace = "tombstone-grace"
+        case phiThreshold = "phi-threshold"
     }
 
     public init() {}

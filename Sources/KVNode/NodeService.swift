@@ -102,14 +102,22 @@ public final class NodeService: Service {
             protocolVersion: WireProtocol.version, clusterId: cluster.clusterID, senderId: configuration.id,
             role: .node, epoch: cluster.epoch)
         var peerClients: [RPCClient] = []
+        var peerIDs: [String] = []
         var peers: [String: any AntiEntropyReplica] = [:]
         for node in cluster.nodes where node.id != configuration.id {
             guard let address = HostPort(parsing: node.address) else { continue }
             let client = RPCClient(host: address.host, port: address.port, tls: peerTLS, hello: hello)
             peerClients.append(client)
+            peerIDs.append(node.id)
             peers[node.id] = RemoteAntiEntropyReplica(
                 nodeID: node.id, client: client, timeout: Self.antiEntropyCallTimeout)
         }
+        var detector = PhiAccrualDetector.Configuration()
+        detector.threshold = configuration.phiThreshold
+        detector.firstIntervalMillis = Double(Self.pingInterval / .milliseconds(1))
+        let health = PeerHealth(
+            peers: Dictionary(uniqueKeysWithValues: zip(peerIDs, peerClients)), detector: detector,
+            interval: Self.pingInterval, epoch: cluster.epoch, wallMillis: ReplicaService.systemMillis)
         var antiEntropyConfiguration = AntiEntropy.Configuration()
         antiEntropyConfiguration.interval = configuration.antiEntropyInterval
         antiEntropyConfiguration.bytesPerSecond = configuration.antiEntropyRate
@@ -122,7 +130,7 @@ public final class NodeService: Service {
         let service = ReplicaService(
             nodeID: configuration.id, cluster: cluster, store: store, hints: store, repairMarker: repairMarker,
             hintQueueMax: configuration.hintQueueMax, pool: pool, statistics: statistics, merkle: store,
-            replica: replica, antiEntropy: antiEntropy)
+            replica: replica, antiEntropy: antiEntropy, health: health)
         var serverConfiguration = RPCServerConfiguration(
             host: configuration.listenHost,
             port: configuration.listenPort,
@@ -156,11 +164,13 @@ public final class NodeService: Service {
             let replayer = HintReplayer(
                 configuration: replay, hints: store, pool: pool, cluster: cluster, nodeID: configuration.id,
                 tls: peerTLS, wallMillis: ReplicaService.systemMillis, statistics: statistics,
-                repairMarker: repairMarker, logger: logger)
+                repairMarker: repairMarker, health: health, logger: logger)
             try await withThrowingTaskGroup(of: Void.self) { group in
                 group.addTask { try await server.run() }
                 // Returns only when cancelled, so it never ends the node by itself.
                 group.addTask { await replayer.run() }
+                // Pings the peers for the failure detector; only cancelled.
+                group.addTask { await health.run() }
                 // Periodic anti-entropy, when on; also returns only when cancelled.
                 if configuration.antiEntropyInterval != nil {
                     group.addTask { await antiEntropy.run() }
@@ -190,6 +200,9 @@ public final class NodeService: Service {
         try? await pool.shutdownGracefully()
         logger.info("node stopped", metadata: ["node.id": "\(configuration.id)"])
     }
+
+    /// How often the node pings each peer for its failure detector.
+    static let pingInterval: Duration = .seconds(1)
 
     /// The longest one anti-entropy RPC (a Merkle query, a record's read or write) may take.
     static let antiEntropyCallTimeout: Duration = .seconds(10)

@@ -27,6 +27,8 @@ public final class ReplicaService: RPCService {
     /// The ranges this node replicates (merged), which bound the ranges `MerkleExchange` may ask about.
     private let replicatedRanges: [TokenRangeSpan]
     private let antiEntropy: AntiEntropy?
+    /// The node's view of its peers, for `Admin` stats (`peer_phi.ID`); nil: not reported.
+    private let health: PeerHealth?
     private let repairMarker: RepairMarker?
     private let hintQueueMax: Int
     private let wallMillis: @Sendable () -> UInt64
@@ -55,8 +57,10 @@ public final class ReplicaService: RPCService {
         merkle: (any MerkleStore)? = nil,
         replica: Replica? = nil,
         antiEntropy: AntiEntropy? = nil,
+        health: PeerHealth? = nil,
         wallMillis: @escaping @Sendable () -> UInt64 = ReplicaService.systemMillis
     ) {
+        self.health = health
         precondition(replica.map { $0.store === store } ?? true, "the replica must run over the service's store")
         precondition(hints == nil || repairMarker != nil, "a node that holds hints must mark the ranges it refuses")
         self.statistics = statistics
@@ -125,10 +129,27 @@ public final class ReplicaService: RPCService {
                         + queues.hintQueueSizes.sorted { $0.key < $1.key }.map {
                             Pair(name: "hints_queued.\($0.key)", value: "\($0.value)")
                         }
-                        + rangeComparisonPairs()))
+                        + rangeComparisonPairs()
+                        + peerHealthPairs()))
         default:
             throw RPCError.remote(.invalidRequest, message: "\(request.type) is not served by this version of kvd")
         }
+    }
+
+    /// Each peer's phi (`peer_phi.ID`) and the peers the failure detector suspects (`peers_suspected`,
+    /// comma-separated, empty when none).
+    private func peerHealthPairs() -> [Pair] {
+        guard let health else { return [] }
+        let phis = health.phi().sorted { $0.key < $1.key }.map {
+            Pair(name: "peer_phi.\($0.key)", value: Self.format(phi: $0.value))
+        }
+        return phis + [Pair(name: "peers_suspected", value: health.suspected().sorted().joined(separator: ","))]
+    }
+
+    /// Phi with one decimal (as `Admin` stats carries it).
+    static func format(phi: Double) -> String {
+        let tenths = (min(phi, 1e9) * 10).rounded()
+        return "\(Int(tenths) / 10).\(Int(tenths) % 10)"
     }
 
     /// When each vnode range was last compared with every co-replica (0: never), and the oldest of

@@ -245,6 +245,8 @@ struct Status: AsyncParsableCommand {
                     printCounters(statuses)
                     print("")
                     printAntiEntropy(statuses)
+                    print("")
+                    printHealth(statuses)
                 } else {
                     print("(admin certificate needed for counters)")
                 }
@@ -322,6 +324,18 @@ struct Status: AsyncParsableCommand {
         }
     }
 
+    /// The "health" section: the peers each node's failure detector suspects, and its phi for each.
+    private func printHealth(_ statuses: [NodeStatus]) {
+        let widths = [13, 20]
+        print(row(["HEALTH", "SUSPECTS", "PHI"], widths: widths))
+        for status in statuses where status.isUp && status.countersError == nil {
+            let suspects = status.peersSuspected.map { $0.isEmpty ? "none" : $0.joined(separator: ",") } ?? "-"
+            let phi = (status.peerPhi ?? [:]).sorted { $0.key < $1.key }
+                .map { "\($0.key)=\(String(format: "%.1f", $0.value))" }.joined(separator: " ")
+            print(row([status.nodeID, suspects, phi.isEmpty ? "-" : phi], widths: widths))
+        }
+    }
+
     /// Fields padded to `widths` and separated by one space; the fields past `widths` follow unpadded.
     private func row(_ fields: [String], widths: [Int]) -> String {
         fields.enumerated().map { index, field in
@@ -381,6 +395,8 @@ private struct NodeDocument: Encodable {
     var antiEntropyLastFullPassMillis: UInt64?
     var tombstonesPurged: UInt64?
     var antiEntropyOldestRangeComparedMillis: UInt64?
+    var peerPhi: [String: Double]?
+    var peersSuspected: [String]?
     var antiEntropyRangeComparedMillis: [String: UInt64]?
     var hintsQueuedPerTarget: [String: UInt64]?
     var countersError: String?
@@ -406,6 +422,8 @@ private struct NodeDocument: Encodable {
         antiEntropyLastFullPassMillis = status.antiEntropyLastFullPassMillis
         tombstonesPurged = status.tombstonesPurged
         antiEntropyOldestRangeComparedMillis = status.antiEntropyOldestRangeComparedMillis
+        peerPhi = status.peerPhi
+        peersSuspected = status.peersSuspected
         antiEntropyRangeComparedMillis = status.antiEntropyRangeComparedMillis
         hintsQueuedPerTarget = status.hintsQueuedPerTarget
         countersError = status.countersError

@@ -77,6 +77,11 @@ struct KVD: AsyncParsableCommand {
     )
     var tombstoneGraceSeconds: Int?
 
+    @Option(
+        name: .customLong("phi-threshold"),
+        help: "Phi above which this node suspects a peer and holds its hints back (default 8).")
+    var phiThreshold: Double?
+
     @Option(name: .customLong("log-level"), help: "trace, debug, info, notice, warning, error or critical.")
     var logLevel: String = "info"
 
@@ -143,6 +148,10 @@ struct KVD: AsyncParsableCommand {
                 throw ValidationError("--tombstone-grace must not be negative (0 = never purge)")
             }
             configuration.tombstoneGrace = seconds == 0 ? nil : .seconds(seconds)
+        }
+        if let phi = phiThreshold ?? file.phiThreshold {
+            guard phi > 0, phi <= 100 else { throw ValidationError("--phi-threshold must be in (0, 100]") }
+            configuration.phiThreshold = phi
         }
         if let durability = durability ?? file.durability {
             configuration.durability = try parseDurability(durability)

@@ -32,6 +32,20 @@ extension RealProcessTests {
                 try await Task.sleep(for: .milliseconds(100))
             }
             #expect(client.suspectedNodes() == ["n2"], "phi: \(client.nodePhi())")
+            // The other nodes' detectors suspect it too (they ping each other every second).
+            let admin = try cluster.client(certificate: "admin")
+            var viewers: [String] = []
+            while viewers.count < 3 && ContinuousClock.now < deadline + .seconds(10) {
+                try await Task.sleep(for: .milliseconds(200))
+                viewers = []
+                for node in ["n1", "n3", "n4"]
+                where try await admin.nodeStatistics(node: node)["peers_suspected"] == "n2" {
+                    viewers.append(node)
+                }
+            }
+            #expect(viewers == ["n1", "n3", "n4"], "nodes suspecting n2 alone: \(viewers)")
+            let status = try await offThePool { try cluster.kvctl(["status", "--json"]) }
+            #expect(status.stdout.contains("\"peersSuspected\""), "\(status.stdout)")
             for key in keys {
                 #expect(try await client.readOrder(forKey: Array(key.utf8)).last == "n2")
                 // At QUORUM the two replicas asked first are up: the read does not wait for n2.
@@ -46,6 +60,18 @@ extension RealProcessTests {
             }
             #expect(client.suspectedNodes().isEmpty, "phi: \(client.nodePhi())")
             #expect(try await client.readOrder(forKey: Array(keys.first!.utf8)).first == "n2")
+            let trusted = ContinuousClock.now + .seconds(30)
+            var stillSuspecting = ["n1"]
+            while !stillSuspecting.isEmpty && ContinuousClock.now < trusted {
+                try await Task.sleep(for: .milliseconds(200))
+                stillSuspecting = []
+                for node in ["n1", "n3", "n4"]
+                where try await admin.nodeStatistics(node: node)["peers_suspected"] != "" {
+                    stillSuspecting.append(node)
+                }
+            }
+            #expect(stillSuspecting.isEmpty, "still suspecting n2 after SIGCONT: \(stillSuspecting)")
+            await admin.close()
             await client.close()
         }
     }
