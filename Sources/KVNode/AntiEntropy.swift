@@ -58,6 +58,8 @@ public final class AntiEntropy: Sendable {
     /// When each vnode range (by its end) was last compared without error with every co-replica, in
     /// ms since the Unix epoch; kept in `checkpoint` under `comparedName`.
     private let lastCompared: Mutex<[UInt64: UInt64]>
+    /// When each range (by its end) was last scanned for tombstones to purge (ms, this run only).
+    private let lastPurged = Mutex<[UInt64: UInt64]>([:])
     /// Where a whole pass records the ranges it finished, so that a pass cut short by a crash resumes
     /// after them; nil keeps no checkpoint.
     private let checkpoint: (any ReplicaStore)?
@@ -314,7 +316,19 @@ public final class AntiEntropy: Sendable {
 
     /// Purges `range`'s tombstones older than `horizon` from this node's store, after the range was
     /// compared without error with every co-replica. A failure is logged: the next pass tries again.
+    ///
+    /// A purge scans the range's records, so a range is scanned at most once per tenth of the grace
+    /// period (and at most hourly): a tombstone waits the whole grace period anyway, and passes run
+    /// back to back (`kvctl repair` in a loop) then cost no scan each.
     private func purge(_ range: TokenRangeSpan, before horizon: Version) async -> Int {
+        let now = wallMillis()
+        let every = min(UInt64((configuration.tombstoneGrace ?? .zero) / .milliseconds(10)), 3_600_000)
+        let due = lastPurged.withLock { last in
+            guard now >= (last[range.end] ?? 0) &+ every || now < (last[range.end] ?? 0) else { return false }
+            last[range.end] = now
+            return true
+        }
+        guard due else { return 0 }
         do {
             let purged = try await local.purgeTombstones(in: range, before: horizon)
             if purged > 0 {
