@@ -323,7 +323,8 @@ public final class KVClient: Sendable {
                     replicas: replicas, required: required, deadline: configuration.requestTimeout,
                     supersededRetriesMax: configuration.supersededRetriesMax,
                     fallbacks: configuration.hintedHandoff ? topology.ring.fallbacks(for: token) : [],
-                    hintsCountTowardQuorum: configuration.hintedHandoff && configuration.sloppyQuorum)))
+                    hintsCountTowardQuorum: configuration.hintedHandoff && configuration.sloppyQuorum,
+                    suspected: suspectedNodes())))
         let keyBytes = ByteBuffer(bytes: key)
         let valueBytes = ByteBuffer(bytes: value)
         let wallClockMillis = configuration.wallClockMillis

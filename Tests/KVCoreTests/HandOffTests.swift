@@ -143,6 +143,27 @@ import Testing
         #expect(operation.isSettled)
     }
 
+    /// A replica the failure detector suspects is handed off at the start, and still sent the write.
+    @Test func aSuspectedReplicaIsHandedOffAtOnce() {
+        var operation = WriteOperation(
+            configuration: .init(
+                replicas: Self.replicas, required: 2, deadline: .seconds(2), supersededRetriesMax: 0,
+                fallbacks: Self.fallbacks, suspected: ["n2", "elsewhere"]))
+        var clock = ClientClock(writer: 1)
+        let actions = operation.start(clock: &clock, wallMillis: 1_000)
+        let version = operation.version!
+        #expect(actions.contains(.hint(to: "f1", for: "n2", version: version, attempt: 1)))
+        #expect(actions.filter { if case .hint = $0 { true } else { false } }.count == 1)
+        #expect(actions.contains(.send(to: "n2", version: version, attempt: 1)))
+        // Its hint due later hands nobody off twice.
+        _ = operation.handle(.hintStored("f1", for: "n2", attempt: 1, clock: 1), clock: &clock, wallMillis: 1_000)
+        _ = operation.handle(.applied("n1", attempt: 1, clock: 1), clock: &clock, wallMillis: 1_000)
+        _ = operation.handle(.applied("n3", attempt: 1, clock: 1), clock: &clock, wallMillis: 1_000)
+        let due = operation.handle(.hintDue(attempt: 1), clock: &clock, wallMillis: 1_000)
+        #expect(!due.contains { if case .hint = $0 { true } else { false } })
+        #expect(operation.isSettled)
+    }
+
     @Test func sloppyFailureWaitsForTheHandOffAndNamesItsReasons() throws {
         var operation = Self.operation(required: 3, sloppy: true)
         var clock = ClientClock(writer: 1)

@@ -33,6 +33,8 @@
 ///   until one stores it or none is left (``HandOff`` has the rules). This goes on after the write
 ///   completed, until ``isSettled``; the driver keeps feeding events until then (or gives up: a lost
 ///   hint only leaves the replica to read repair and anti-entropy).
+/// - A replica the failure detector suspects (`suspected`) is handed off at the start of each
+///   attempt, without waiting for `hintDelay`; the write is still sent to it as well.
 /// - Strict quorum (default): hints never count toward `required`. The write is acknowledged by
 ///   `required` real applies, and fails as before.
 /// - Sloppy quorum (`hintsCountTowardQuorum`): a stored hint counts as its replica's apply, and a
@@ -58,14 +60,18 @@ public struct WriteOperation: Sendable {
         public var hintsCountTowardQuorum: Bool
         /// How long a replica may stay silent before its write is handed off; nil: half the deadline.
         public var hintDelay: Duration?
+        /// Replicas the failure detector suspects: handed off at once.
+        public var suspected: Set<String>
 
         /// Test-only: see `WriteCoordinator.Configuration.acknowledgesEarly`.
         package var acknowledgesEarly = false
 
         public init(
             replicas: [String], required: Int, deadline: Duration, supersededRetriesMax: Int,
-            fallbacks: [String] = [], hintsCountTowardQuorum: Bool = false, hintDelay: Duration? = nil
+            fallbacks: [String] = [], hintsCountTowardQuorum: Bool = false, hintDelay: Duration? = nil,
+            suspected: Set<String> = []
         ) {
+            self.suspected = suspected
             self.replicas = replicas
             self.required = required
             self.deadline = deadline
@@ -253,6 +259,11 @@ public struct WriteOperation: Sendable {
         }
         if handOff.isEnabled {
             actions.append(.scheduleHintDue(after: configuration.effectiveHintDelay, attempt: attempt))
+            for replica in configuration.replicas where configuration.suspected.contains(replica) {
+                if let fallback = handOff.begin(replica) {
+                    actions.append(.hint(to: fallback, for: replica, version: stamped, attempt: attempt))
+                }
+            }
         }
         self.coordinator = coordinator
         return actions
