@@ -42,7 +42,7 @@ import Testing
                 "anti_entropy_ranges_marked_hint_refused": 1, "anti_entropy_ranges_marked_hint_expired": 2,
                 "anti_entropy_mark_failures": 1, "anti_entropy_writes_received": 0, "anti_entropy_ranges_compared": 0,
                 "anti_entropy_keys_sent": 0, "anti_entropy_keys_received": 0, "anti_entropy_bytes": 0,
-                "anti_entropy_session_failures": 0, "anti_entropy_last_full_pass_millis": 0,
+                "anti_entropy_session_failures": 0, "anti_entropy_last_full_pass_millis": 0, "tombstones_purged": 0,
             ])
     }
 
