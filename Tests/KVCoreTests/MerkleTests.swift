@@ -135,18 +135,18 @@ struct MerkleTests {
     @Test func treeShapes() {
         let alignedRing = MerkleTree(range: TokenRangeSpan(start: .max, end: .max))
         #expect(alignedRing.leafCount == 1 << 20)
-        #expect(alignedRing.depth == 5)
+        #expect(alignedRing.depth == 20)
         #expect(alignedRing.span(level: 0, index: 0) == TokenRangeSpan(start: .max, end: .max))
-        #expect(alignedRing.span(level: 5, index: 0) == MerkleSegments.span(ofSegment: 0))
+        #expect(alignedRing.span(level: 20, index: 0) == MerkleSegments.span(ofSegment: 0))
 
         let ring = MerkleTree(range: TokenRangeSpan(start: 1000, end: 1000))
         #expect(ring.leafCount == (1 << 20) + 1)
-        #expect(ring.depth == 6)
-        #expect(ring.nodeCount(atLevel: 6) == (1 << 20) + 1)
+        #expect(ring.depth == 21)
+        #expect(ring.nodeCount(atLevel: 21) == (1 << 20) + 1)
         #expect(ring.nodeCount(atLevel: 1) == 2)
         #expect(ring.children(level: 0, index: 0) == 0..<2)
-        #expect(ring.span(level: 6, index: 0) == TokenRangeSpan(start: 1000, end: (1 << 44) - 1))
-        #expect(ring.span(level: 6, index: 1 << 20) == TokenRangeSpan(start: .max, end: 1000))
+        #expect(ring.span(level: 21, index: 0) == TokenRangeSpan(start: 1000, end: (1 << 44) - 1))
+        #expect(ring.span(level: 21, index: 1 << 20) == TokenRangeSpan(start: .max, end: 1000))
 
         let inside = MerkleTree(range: TokenRangeSpan(start: 10, end: 20))
         #expect(inside.leafCount == 1)
@@ -156,14 +156,14 @@ struct MerkleTests {
         // Wraps past zero: the last 2 segments and the first 3 (the third partly).
         let wrapping = MerkleTree(range: TokenRangeSpan(start: (UInt64.max - (2 << 44)), end: (2 << 44) + 5))
         #expect(wrapping.leafCount == 5)
-        #expect(wrapping.depth == 1)
-        #expect(wrapping.span(level: 1, index: 1) == MerkleSegments.span(ofSegment: (1 << 20) - 1))
-        #expect(wrapping.span(level: 1, index: 4) == TokenRangeSpan(start: (2 << 44) - 1, end: (2 << 44) + 5))
+        #expect(wrapping.depth == 3)
+        #expect(wrapping.span(level: 3, index: 1) == MerkleSegments.span(ofSegment: (1 << 20) - 1))
+        #expect(wrapping.span(level: 3, index: 4) == TokenRangeSpan(start: (2 << 44) - 1, end: (2 << 44) + 5))
 
         #expect(!inside.isValid(MerkleQuery(kind: .children, level: 0, nodes: [0])))
-        #expect(!wrapping.isValid(MerkleQuery(kind: .listing, level: 1, nodes: [5])))
+        #expect(!wrapping.isValid(MerkleQuery(kind: .listing, level: 3, nodes: [5])))
         #expect(!wrapping.isValid(MerkleQuery(kind: .root, level: 1, nodes: [])))
-        #expect(wrapping.isValid(MerkleQuery(kind: .listing, level: 1, nodes: [0, 4])))
+        #expect(wrapping.isValid(MerkleQuery(kind: .listing, level: 3, nodes: [0, 4])))
     }
 
     /// For random ranges: the leaves are consecutive, each inside one segment, and together exactly the

@@ -7,6 +7,7 @@ import KVTLS
 import KVWire
 import Logging
 import MetricsTestKit
+import NIOCore
 import NIOPosix
 import Synchronization
 import Testing
@@ -66,7 +67,9 @@ private struct RepairBytesBench {
             let replica = Replica(nodeID: id, store: store, wallMillis: { 1_000 })
             let other = id == "n1" ? "n2" : "n1"
             let peer = RemoteAntiEntropyReplica(nodeID: other, timeout: .seconds(60)) { request, _ in
-                try await table.service(other).handle(request, from: Self.identity)
+                let response = try await table.service(other).handle(request, from: Self.identity)
+                table.count(request, response)
+                return response
             }
             var configuration = AntiEntropy.Configuration()
             configuration.interval = nil
@@ -108,7 +111,7 @@ private struct RepairBytesBench {
 
         print("loaded in \(ContinuousClock.now - started)")
         let report = await antiEntropy[repairingNode]!.pass(within: range)
-        print("pass in \(ContinuousClock.now - started)")
+        print("pass in \(ContinuousClock.now - started): \(table.breakdown)")
         #expect(report.errors == 0, "\(report.firstError ?? "")")
         #expect(report.keysSent + report.keysReceived == differing)
         #expect(try stores["n1"]!.merkleDigest(of: range) == stores["n2"]!.merkleDigest(of: range))
@@ -124,6 +127,30 @@ private final class BytesServiceTable: Sendable {
 
     func set(_ id: String, _ service: ReplicaService) { services.withLock { $0[id] = service } }
     func service(_ id: String) -> ReplicaService { services.withLock { $0[id]! } }
+
+    private let bytesByType = Mutex<[String: Int]>([:])
+
+    /// Frame bytes per request type, for the printout.
+    func count(_ request: Message, _ response: Message) {
+        let bytes = [request, response].reduce(0) {
+            $0 + $1.frame(requestID: 0, allocator: ByteBufferAllocator()).encodedBytes
+        }
+        var name = "\(request.type)"
+        if case .merkleExchangeRequest(let exchange) = request {
+            name += ".\(exchange.query)"
+            if case .merkleExchangeResponse(let answer) = response {
+                bytesByType.withLock {
+                    $0[name + ".nodes", default: 0] += exchange.nodes.count
+                    $0[name + ".hashes", default: 0] += answer.hashes.count
+                    $0[name + ".entries", default: 0] += answer.entries.count
+                    $0[name + ".queries", default: 0] += 1
+                }
+            }
+        }
+        bytesByType.withLock { $0[name, default: 0] += bytes }
+    }
+
+    var breakdown: String { bytesByType.withLock { "\($0.sorted { $0.key < $1.key })" } }
 }
 
 @Suite(.timeLimit(.minutes(5)))
