@@ -140,7 +140,8 @@ private final class BytesServiceTable: Sendable {
             name += ".\(exchange.query)"
             if case .merkleExchangeResponse(let answer) = response {
                 bytesByType.withLock {
-                    $0[name + ".nodes", default: 0] += exchange.nodes.count
+                    $0[name + ".nodes", default: 0] += MerkleNodeList.decode(exchange.nodes.readableBytesView)?.count ?? 0
+                    $0[name + ".nodeBytes", default: 0] += exchange.nodes.readableBytes
                     $0[name + ".hashes", default: 0] += answer.hashes.count
                     $0[name + ".entries", default: 0] += answer.entries.count
                     $0[name + ".queries", default: 0] += 1

@@ -123,7 +123,7 @@ struct AntiEntropyTests {
         let range = trio.ring.range(containing: Token(key: Array(key.utf8)))
         let wire = TokenRange(start: range.start, end: range.end)
         let answer = try await n1.service.handle(
-            .merkleExchangeRequest(MerkleExchangeRequest(range: wire, query: .root, level: 0, nodes: [])),
+            .merkleExchangeRequest(MerkleExchangeRequest(range: wire, query: .root, level: 0, nodes: ByteBuffer())),
             from: Trio.nodeIdentity)
         #expect(
             answer
@@ -133,19 +133,28 @@ struct AntiEntropyTests {
         let tree = MerkleTree(range: range)
         let bad: [(MerkleExchangeRequest, String)] = [
             (
-                MerkleExchangeRequest(range: wire, query: .children, level: 0, nodes: (0...256).map { UInt32($0) }),
+                MerkleExchangeRequest(
+                    range: wire, query: .children, level: 0,
+                    nodes: ByteBuffer(bytes: MerkleNodeList.encode(Array(0...Limits.merkleNodesPerQueryMax)))),
                 "too many nodes"
             ),
             (
+                MerkleExchangeRequest(range: wire, query: .children, level: 0, nodes: ByteBuffer(bytes: [0x80])),
+                "a node list cut short"
+            ),
+            (
                 MerkleExchangeRequest(
-                    range: wire, query: .listing, level: UInt8(tree.depth), nodes: [UInt32(tree.leafCount)]),
+                    range: wire, query: .listing, level: UInt8(tree.depth),
+                    nodes: ByteBuffer(bytes: MerkleNodeList.encode([tree.leafCount]))),
                 "no such leaf"
             ),
             (
-                MerkleExchangeRequest(range: wire, query: .children, level: UInt8(tree.depth), nodes: [0]),
+                MerkleExchangeRequest(
+                    range: wire, query: .children, level: UInt8(tree.depth),
+                    nodes: ByteBuffer(bytes: MerkleNodeList.encode([0]))),
                 "children of a leaf"
             ),
-            (MerkleExchangeRequest(range: wire, query: .root, level: 1, nodes: []), "root at level 1"),
+            (MerkleExchangeRequest(range: wire, query: .root, level: 1, nodes: ByteBuffer()), "root at level 1"),
         ]
         for (request, what) in bad {
             await #expect(throws: RPCError.self, "\(what)") {
@@ -156,7 +165,7 @@ struct AntiEntropyTests {
         let foreign = TokenRange(start: UInt64.max, end: 1 << 62)
         await #expect(throws: RPCError.self) {
             _ = try await trio.nodes["n3"]!.service.handle(
-                .merkleExchangeRequest(MerkleExchangeRequest(range: foreign, query: .root, level: 0, nodes: [])),
+                .merkleExchangeRequest(MerkleExchangeRequest(range: foreign, query: .root, level: 0, nodes: ByteBuffer())),
                 from: Trio.nodeIdentity)
         }
         try await trio.shutdown()
