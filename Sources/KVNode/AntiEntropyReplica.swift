@@ -173,7 +173,8 @@ package struct RemoteAntiEntropyReplica: AntiEntropyReplica {
             throw AntiEntropyReplicaError(description: "\(nodeID) answered MerkleExchange with \(response.type)")
         }
         guard hashes.entries.isEmpty else {
-            throw MerkleComparisonError.malformedAnswer("remote entry-hash listing carries \(hashes.entries.count) entries")
+            throw MerkleComparisonError.malformedAnswer(
+                "remote entry-hash listing carries \(hashes.entries.count) entries")
         }
         var byHash = MerkleHashListing(tree: tree, query: query, local: local)
         var fetched: [MerkleHashListing.Fetched] = []
@@ -196,7 +197,8 @@ package struct RemoteAntiEntropyReplica: AntiEntropyReplica {
                         key: key, version: record.version, tombstone: record.tombstone,
                         value: Array(record.value.readableBytesView))
                 } catch {
-                    throw AntiEntropyReplicaError(description: "\(nodeID) answered MerkleFetch with an invalid record: \(error)")
+                    throw AntiEntropyReplicaError(
+                        description: "\(nodeID) answered MerkleFetch with an invalid record: \(error)")
                 }
                 fetched.append(
                     MerkleHashListing.Fetched(

@@ -225,7 +225,8 @@ public final class ReplicaService: RPCService {
             guard answer.entries.count <= Limits.listCountMax else {
                 throw RPCError.remote(
                     .invalidRequest,
-                    message: "the leaves of \(query) hold \(answer.entries.count) entries, more than one frame carries; "
+                    message:
+                        "the leaves of \(query) hold \(answer.entries.count) entries, more than one frame carries; "
                         + "ask fewer nodes")
             }
             return .merkleExchangeResponse(MerkleExchangeResponse(hashes: answer.entries.map(\.hash), entries: []))
@@ -317,7 +318,10 @@ public final class ReplicaService: RPCService {
         for record in request.records {
             let key = Array(record.key.readableBytesView)
             records.append(
-                (key, try Self.record(key: key, version: record.version, tombstone: record.tombstone, value: record.value)))
+                (
+                    key,
+                    try Self.record(key: key, version: record.version, tombstone: record.tombstone, value: record.value)
+                ))
         }
         statistics.antiEntropyWritesReceived.add(records.count, ordering: .relaxed)
         let replica = self.replica

@@ -232,6 +232,8 @@ struct MerkleTests {
                         if let theirs, ours.map({ $0.version < theirs.version }) ?? true { expectedPull.append(theirs) }
                     }
                     let (difference, queries) = try compare(local, remote, range: range)
+                    let (byHashes, _) = try compare(local, remote, range: range, byHashes: true)
+                    #expect(byHashes == difference, "seed \(seed) \(range): listing by entry hashes")
                     #expect(difference.push == expectedPush.sorted(by: MerkleEntry.tokenOrder), "seed \(seed) \(range)")
                     #expect(difference.pull == expectedPull.sorted(by: MerkleEntry.tokenOrder), "seed \(seed) \(range)")
                     if expectedPush.isEmpty && expectedPull.isEmpty {
@@ -284,6 +286,51 @@ struct MerkleTests {
         #expect(difference.push.count == 300)
         #expect(difference.pull.isEmpty)
         #expect(listings >= 300 / Limits.merkleLeavesPerListingMax)
+    }
+
+    @Test func nodeListsRoundTripAndRefuseMalformedBytes() {
+        #expect(MerkleNodeList.encode([0, 5, Int(UInt32.max)]) == [0x00, 0x04, 0xf9, 0xff, 0xff, 0xff, 0x0f])
+        #expect(MerkleNodeList.decode([]) == [])
+        var rng = SplitMix64(seed: 41)
+        for _ in 0..<300 {
+            let spread = 1 << Int.random(in: 1...32, using: &rng)
+            var nodes = Set<Int>()
+            for _ in 0..<Int.random(in: 0...Limits.merkleNodesPerQueryMax, using: &rng) {
+                nodes.insert(Int.random(in: 0..<min(spread, Int(UInt32.max) + 1), using: &rng))
+            }
+            let sorted = nodes.sorted()
+            #expect(MerkleNodeList.decode(MerkleNodeList.encode(sorted)) == sorted)
+        }
+        #expect(MerkleNodeList.encode(Array(0..<100)).count == 100, "neighbours cost a byte each")
+        #expect(MerkleNodeList.decode([0x80]) == nil, "cut inside a varint")
+        #expect(MerkleNodeList.decode([0x80, 0x80, 0x80, 0x80, 0x80, 0x01]) == nil, "a varint of 6 bytes")
+        #expect(MerkleNodeList.decode([0xff, 0xff, 0xff, 0xff, 0x0f, 0x00]) == nil, "an index past u32")
+        #expect(MerkleNodeList.decode([0xff, 0xff, 0xff, 0xff, 0x1f]) == nil, "an index past u32")
+        #expect(MerkleNodeList.decode(MerkleNodeList.encode(Array(0...3)), countMax: 3) == nil, "too many")
+    }
+
+    /// The peer's answers to a listing by entry hashes are checked like a listing's.
+    @Test func malformedHashListingAnswersThrow() throws {
+        let entry = MerkleEntry(key: Array("x".utf8), version: Version(hlc: 5, writer: 1), tombstone: false)
+        let other = MerkleEntry(key: Array("y".utf8), version: Version(hlc: 5, writer: 1), tombstone: false)
+        let tree = MerkleTree(range: TokenRangeSpan(start: .max, end: .max))  // a leaf is a segment
+        let leaf = MerkleSegments.segment(of: entry.token)
+        let query = MerkleQuery(kind: .listing, level: tree.depth, nodes: [leaf])
+        var listing = MerkleHashListing(tree: tree, query: query, local: [])
+        #expect(throws: MerkleComparisonError.self) { try listing.fetch(remoteHashes: [entry.hash, entry.hash]) }
+        let fetch = try listing.fetch(remoteHashes: [entry.hash])
+        #expect(fetch == MerkleHashListing.Fetch(leaves: [.init(node: leaf, valueAboveHlc: 0)], hashes: [entry.hash]))
+        // Not asked for, twice, or outside the leaves.
+        #expect(throws: MerkleComparisonError.self) {
+            try listing.remoteListing(fetched: [MerkleHashListing.Fetched(entry: other, record: nil)])
+        }
+        let fetched = MerkleHashListing.Fetched(entry: entry, record: nil)
+        #expect(throws: MerkleComparisonError.self) { try listing.remoteListing(fetched: [fetched, fetched]) }
+        var elsewhere = MerkleHashListing(
+            tree: tree, query: MerkleQuery(kind: .listing, level: tree.depth, nodes: [leaf ^ 1]), local: [])
+        _ = try elsewhere.fetch(remoteHashes: [entry.hash])
+        #expect(throws: MerkleComparisonError.self) { try elsewhere.remoteListing(fetched: [fetched]) }
+        #expect(try listing.remoteListing(fetched: [fetched]).answer.entries == [entry])
     }
 
     @Test func malformedAnswersThrow() throws {

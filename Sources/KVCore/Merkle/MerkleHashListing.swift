@@ -21,12 +21,22 @@ public struct MerkleHashListing: Sendable {
     public struct Fetch: Sendable, Hashable {
         public var leaves: [Leaf]
         public var hashes: [UInt64]
+
+        public init(leaves: [Leaf], hashes: [UInt64]) {
+            self.leaves = leaves
+            self.hashes = hashes
+        }
     }
 
     /// A leaf to fetch from, and its guard: a wanted record is sent whole only if its hlc is above.
     public struct Leaf: Sendable, Hashable {
         public var node: Int
         public var valueAboveHlc: UInt64
+
+        public init(node: Int, valueAboveHlc: UInt64) {
+            self.node = node
+            self.valueAboveHlc = valueAboveHlc
+        }
     }
 
     /// A record the co-replica sent: whole (`record` non-nil) or as its entry only.
