@@ -158,7 +158,8 @@ package struct RemoteAntiEntropyReplica: AntiEntropyReplica {
     }
 
     /// A listing by entry hashes (`MerkleHashListing`): the leaves' entry hashes, then a
-    /// `MerkleFetch` of the records `local` lacks, which come whole unless `local` likely holds them newer.
+    /// `MerkleFetch` of the records `local` lacks, which come whole unless `local` likely holds them newer
+    /// (then as version only), and a second `MerkleFetch` for the few of those whose key it cannot find.
     package func listing(_ query: KVCore.MerkleQuery, in tree: MerkleTree, local: [MerkleEntry]) async throws -> (
         answer: MerkleAnswer, records: [[UInt8]: StoredRecord], bytes: Int
     ) {
@@ -177,18 +178,18 @@ package struct RemoteAntiEntropyReplica: AntiEntropyReplica {
                 "remote entry-hash listing carries \(hashes.entries.count) entries")
         }
         var byHash = MerkleHashListing(tree: tree, query: query, local: local)
-        var fetched: [MerkleHashListing.Fetched] = []
-        if let fetch = try byHash.fetch(remoteHashes: hashes.hashes) {
+        var next = try byHash.fetch(remoteHashes: hashes.hashes)
+        while let fetch = next {
             let request = Message.merkleFetchRequest(
                 MerkleFetchRequest(
-                    range: range,
-                    leaves: ByteBuffer(bytes: MerkleNodeList.encode(fetch.leaves.map(\.node))),
+                    range: range, leaves: ByteBuffer(bytes: MerkleNodeList.encode(fetch.leaves.map(\.node))),
                     valueAboveHlc: fetch.leaves.map(\.valueAboveHlc), hashes: fetch.hashes))
             let (response, fetchBytes) = try await exchange(request)
             bytes += fetchBytes
             guard case .merkleFetchResponse(let answer) = response else {
                 throw AntiEntropyReplicaError(description: "\(nodeID) answered MerkleFetch with \(response.type)")
             }
+            var fetched: [MerkleHashListing.Fetched] = []
             for record in answer.records {
                 let key = Array(record.key.readableBytesView)
                 let stored: StoredRecord
@@ -200,9 +201,7 @@ package struct RemoteAntiEntropyReplica: AntiEntropyReplica {
                     throw AntiEntropyReplicaError(
                         description: "\(nodeID) answered MerkleFetch with an invalid record: \(error)")
                 }
-                fetched.append(
-                    MerkleHashListing.Fetched(
-                        entry: MerkleEntry(key: key, record: stored), record: stored))
+                fetched.append(MerkleHashListing.Fetched(entry: MerkleEntry(key: key, record: stored), record: stored))
             }
             for entry in answer.entries {
                 fetched.append(
@@ -211,8 +210,13 @@ package struct RemoteAntiEntropyReplica: AntiEntropyReplica {
                             key: Array(entry.key.readableBytesView), version: entry.version, tombstone: entry.tombstone),
                         record: nil))
             }
+            next = try byHash.take(
+                fetched,
+                older: answer.older.map {
+                    MerkleHashListing.Older(index: Int($0.index), version: $0.version, tombstone: $0.tombstone)
+                })
         }
-        let (answer, records) = try byHash.remoteListing(fetched: fetched)
+        let (answer, records) = byHash.remoteListing()
         return (answer, records, bytes)
     }
 

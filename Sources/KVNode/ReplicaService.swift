@@ -248,9 +248,9 @@ public final class ReplicaService: RPCService {
     }
 
     /// The second half of a listing by entry hashes (`proto-spec/MERKLE.md`): the records of the named
-    /// leaves whose entry hashes were asked for, whole when their hlc is above their leaf's guard and
-    /// their value fits `Limits.merkleRecordBytesPerFrameMax` (the first always does), else key and
-    /// version. Refused like a `MerkleExchange`: a range not replicated whole, more than
+    /// leaves whose entry hashes were asked for: as version only (`older`) when their hlc is not above
+    /// their leaf's guard (a guard of 0 asks for every record whole), else whole when their value fits
+    /// `Limits.merkleRecordBytesPerFrameMax` (the first always does), else as key and version. Refused like a `MerkleExchange`: a range not replicated whole, more than
     /// `Limits.merkleLeavesPerListingMax` leaves, a leaf the tree does not have.
     private func answer(_ request: MerkleFetchRequest) async throws -> Message {
         guard let merkle else {
@@ -273,25 +273,35 @@ public final class ReplicaService: RPCService {
                     + "leaves or one the tree of \(range) (depth \(tree.depth)) does not have, or does not match "
                     + "its \(request.valueAboveHlc.count) guards")
         }
-        let wanted = Set(request.hashes)
+        var positions: [UInt64: Int] = [:]
+        for (index, hash) in request.hashes.enumerated() where index <= Int(UInt16.max) {
+            positions[hash] = positions[hash] ?? index
+        }
+        let wanted = positions
         let store = self.store
-        let found = try await runOnPool { () throws(ReplicaError) -> (records: [Record], entries: [KeyVersion]) in
+        let found = try await runOnPool {
+            () throws(ReplicaError) -> (records: [Record], entries: [KeyVersion], older: [OlderEntry]) in
             var records: [Record] = []
             var entries: [KeyVersion] = []
+            var older: [OlderEntry] = []
             var valueBytes = 0
             do throws(StorageError) {
                 for (leaf, valueAboveHlc) in zip(leaves, request.valueAboveHlc) {
                     let span = tree.span(level: tree.depth, index: leaf)
-                    for entry in try merkle.merkleListing(of: span) where wanted.contains(entry.hash) {
+                    for entry in try merkle.merkleListing(of: span) {
+                        guard let index = wanted[entry.hash] else { continue }
                         // Read after listing: skipped if it changed meanwhile, as if listed a moment later.
                         guard let record = try store.get(key: entry.key),
                             MerkleEntry(key: entry.key, record: record).hash == entry.hash
                         else { continue }
+                        guard valueAboveHlc == 0 || entry.version.hlc > valueAboveHlc else {
+                            older.append(
+                                OlderEntry(index: UInt16(index), version: record.version, tombstone: record.tombstone))
+                            continue
+                        }
                         let size = entry.key.count + record.value.count
                         let key = ByteBuffer(bytes: entry.key)
-                        if entry.version.hlc > valueAboveHlc
-                            && (valueBytes == 0 || valueBytes + size <= Limits.merkleRecordBytesPerFrameMax)
-                        {
+                        if valueBytes == 0 || valueBytes + size <= Limits.merkleRecordBytesPerFrameMax {
                             valueBytes += size
                             records.append(
                                 Record(
@@ -305,9 +315,10 @@ public final class ReplicaService: RPCService {
             } catch {
                 throw ReplicaError.storage(error)
             }
-            return (records, entries)
+            return (records, entries, older)
         }
-        return .merkleFetchResponse(MerkleFetchResponse(records: found.records, entries: found.entries))
+        return .merkleFetchResponse(
+            MerkleFetchResponse(records: found.records, entries: found.entries, older: found.older))
     }
 
     /// Applies an anti-entropy session's records, each through the apply rule as a `Put` with origin

@@ -82,22 +82,30 @@ extension MerkleReplicaModel {
     ) throws -> (answer: MerkleAnswer, records: [[UInt8]: StoredRecord]) {
         var listing = MerkleHashListing(tree: tree, query: query, local: local)
         let mine = answer(query, tree: tree).entries
-        var fetched: [MerkleHashListing.Fetched] = []
-        if let fetch = try listing.fetch(remoteHashes: mine.map(\.hash)) {
+        var next = try listing.fetch(remoteHashes: mine.map(\.hash))
+        var rounds = 0
+        while let fetch = next {
+            rounds += 1
+            #expect(rounds <= 2, "a second round fetches every record whole")
             #expect(fetch.leaves.map(\.node) == query.nodes)
-            let wanted = Set(fetch.hashes)
+            var fetched: [MerkleHashListing.Fetched] = []
+            var older: [MerkleHashListing.Older] = []
             for leaf in fetch.leaves {
                 let span = tree.span(level: query.level, index: leaf.node)
-                for entry in mine where span.contains(entry.token) && wanted.contains(entry.hash) {
+                for entry in mine where span.contains(entry.token) {
+                    guard let index = fetch.hashes.firstIndex(of: entry.hash) else { continue }
+                    guard leaf.valueAboveHlc == 0 || entry.version.hlc > leaf.valueAboveHlc else {
+                        older.append(.init(index: index, version: entry.version, tombstone: entry.tombstone))
+                        continue
+                    }
                     let record = StoredRecord(
                         version: entry.version, tombstone: entry.tombstone, value: entry.tombstone ? [] : [1])
-                    fetched.append(
-                        MerkleHashListing.Fetched(
-                            entry: entry, record: entry.version.hlc > leaf.valueAboveHlc ? record : nil))
+                    fetched.append(MerkleHashListing.Fetched(entry: entry, record: record))
                 }
             }
+            next = try listing.take(fetched, older: older)
         }
-        return try listing.remoteListing(fetched: fetched)
+        return listing.remoteListing()
     }
 }
 

@@ -321,16 +321,39 @@ struct MerkleTests {
         let fetch = try listing.fetch(remoteHashes: [entry.hash])
         #expect(fetch == MerkleHashListing.Fetch(leaves: [.init(node: leaf, valueAboveHlc: 0)], hashes: [entry.hash]))
         // Not asked for, twice, or outside the leaves.
+        var notAsked = listing
         #expect(throws: MerkleComparisonError.self) {
-            try listing.remoteListing(fetched: [MerkleHashListing.Fetched(entry: other, record: nil)])
+            try notAsked.take([MerkleHashListing.Fetched(entry: other, record: nil)], older: [])
         }
         let fetched = MerkleHashListing.Fetched(entry: entry, record: nil)
-        #expect(throws: MerkleComparisonError.self) { try listing.remoteListing(fetched: [fetched, fetched]) }
+        var twice = listing
+        #expect(throws: MerkleComparisonError.self) { try twice.take([fetched, fetched], older: []) }
         var elsewhere = MerkleHashListing(
             tree: tree, query: MerkleQuery(kind: .listing, level: tree.depth, nodes: [leaf ^ 1]), local: [])
         _ = try elsewhere.fetch(remoteHashes: [entry.hash])
-        #expect(throws: MerkleComparisonError.self) { try elsewhere.remoteListing(fetched: [fetched]) }
-        #expect(try listing.remoteListing(fetched: [fetched]).answer.entries == [entry])
+        #expect(throws: MerkleComparisonError.self) { try elsewhere.take([fetched], older: []) }
+        // An older entry at a position not asked, or in the second round.
+        var outOfRange = listing
+        #expect(throws: MerkleComparisonError.self) {
+            try outOfRange.take([], older: [.init(index: 1, version: entry.version, tombstone: false)])
+        }
+        var older = listing
+        let again = try older.take([], older: [.init(index: 0, version: entry.version, tombstone: false)])
+        #expect(again == MerkleHashListing.Fetch(leaves: [.init(node: leaf, valueAboveHlc: 0)], hashes: [entry.hash]))
+        #expect(throws: MerkleComparisonError.self) {
+            try older.take([], older: [.init(index: 0, version: entry.version, tombstone: false)])
+        }
+        #expect(try listing.take([fetched], older: []) == nil)
+        #expect(listing.remoteListing().answer.entries == [entry])
+
+        // An older entry whose key the asker holds newer: found by hashing, no second round.
+        let newer = MerkleEntry(key: entry.key, version: Version(hlc: 9, writer: 1), tombstone: false)
+        var found = MerkleHashListing(tree: tree, query: query, local: [newer])
+        #expect(
+            try found.fetch(remoteHashes: [entry.hash])
+                == MerkleHashListing.Fetch(leaves: [.init(node: leaf, valueAboveHlc: 9)], hashes: [entry.hash]))
+        #expect(try found.take([], older: [.init(index: 0, version: entry.version, tombstone: false)]) == nil)
+        #expect(found.remoteListing().answer.entries == [entry])
     }
 
     @Test func malformedAnswersThrow() throws {

@@ -390,11 +390,11 @@ struct AntiEntropyTests {
         let whole = try await fetch(leaves: leaf, guards: [6], hashes: [hash])
         #expect(whole?.records.map { Array($0.value.readableBytesView) } == [Array("v7".utf8)])
         #expect(whole?.entries.isEmpty == true)
-        let guarded = try await fetch(leaves: leaf, guards: [7], hashes: [hash])
-        #expect(guarded?.records.isEmpty == true)
-        #expect(guarded?.entries.map(\.version) == [Version(hlc: 7, writer: 9)])
+        let guarded = try await fetch(leaves: leaf, guards: [7], hashes: [hash ^ 1, hash])
+        #expect(guarded?.records.isEmpty == true && guarded?.entries.isEmpty == true)
+        #expect(guarded?.older == [OlderEntry(index: 1, version: Version(hlc: 7, writer: 9), tombstone: false)])
         let unknown = try await fetch(leaves: leaf, guards: [0], hashes: [hash ^ 1])
-        #expect(unknown == MerkleFetchResponse(records: [], entries: []))
+        #expect(unknown == MerkleFetchResponse(records: [], entries: [], older: []))
         for (leaves, guards, what) in [
             ([0x80] as [UInt8], [0] as [UInt64], "a leaf list cut short"),
             (leaf, [], "no guard for the leaf"),
@@ -418,7 +418,7 @@ struct AntiEntropyTests {
                             Record(
                                 key: ByteBuffer(string: "y"), version: asked.version, tombstone: false,
                                 value: ByteBuffer(string: "v"))
-                        ], entries: []))
+                        ], entries: [], older: []))
             }
             return .merkleExchangeResponse(MerkleExchangeResponse(hashes: [asked.hash], entries: []))
         }

@@ -190,12 +190,13 @@ enum Samples {
         Sample(
             name: "merkle-fetch-response",
             summary:
-                "MerkleFetchResponse, request id 7: records [(key \"k\", version as put-request, tombstone false, value \"v\")], entries [(key \"a\", version as put-request, tombstone true)]",
+                "MerkleFetchResponse, request id 7: records [(key \"k\", version as put-request, tombstone false, value \"v\")], entries [(key \"a\", version as put-request, tombstone true)], older [(index 1, version as put-request, tombstone false)]",
             requestID: 7,
             message: .merkleFetchResponse(
                 MerkleFetchResponse(
                     records: [Record(key: bytes("k"), version: version, tombstone: false, value: bytes("v"))],
-                    entries: [KeyVersion(key: bytes("a"), version: version, tombstone: true)]
+                    entries: [KeyVersion(key: bytes("a"), version: version, tombstone: true)],
+                    older: [OlderEntry(index: 1, version: version, tombstone: false)]
                 )
             )
         ),

@@ -939,10 +939,54 @@ extension ByteBuffer {
     }
 }
 
+/// A wanted record sent without its value because its hlc is not above its leaf's `valueAboveHlc`: the
+/// asker most likely holds the same key newer, and finds which key by hashing its own keys of the leaf
+/// with this version (MERKLE.md, "Exchange").
+public struct OlderEntry: Sendable, Hashable {
+    /// The record's position in the request's `hashes`.
+    public var index: UInt16
+    public var version: Version
+    public var tombstone: Bool
+
+    public init(index: UInt16, version: Version, tombstone: Bool) {
+        self.index = index
+        self.version = version
+        self.tombstone = tombstone
+    }
+}
+
+extension ByteBuffer {
+    /// Reads one `OlderEntry` from the readable bytes.
+    ///
+    /// Returns `nil` and leaves the reader index unchanged when the buffer holds only part of one.
+    /// Throws (also leaving the reader index unchanged) when the bytes can never decode: a field
+    /// over its limit, an invalid bool, enum value or UTF-8 string.
+    public mutating func readOlderEntry() throws(WireError) -> OlderEntry? {
+        try self.readWireValue { (buffer: inout ByteBuffer) throws(WireError) in try buffer.decodeOlderEntry() }
+    }
+
+    /// Writes the encoding of `value`; returns the number of bytes written.
+    @discardableResult
+    public mutating func writeOlderEntry(_ value: OlderEntry) -> Int {
+        var written = 0
+        written += self.writeInteger(value.index)
+        written += self.writeVersion(value.version)
+        written += self.writeWireBool(value.tombstone)
+        return written
+    }
+
+    mutating func decodeOlderEntry() throws(WireError) -> OlderEntry {
+        let index = try self.decodeWireInteger(UInt16.self)
+        let version = try self.decodeVersion()
+        let tombstone = try self.decodeWireBool()
+        return OlderEntry(index: index, version: version, tombstone: tombstone)
+    }
+}
+
 /// Every record of the named leaves whose entry hash was asked for and which the answerer still holds:
-/// whole in `records`, or as key and version in `entries` (when its hlc is not above its leaf's
-/// `valueAboveHlc`, or when its value would not fit in the answer's `merkleRecordBytesPerFrameMax`). Asked-for hashes it no longer holds
-/// are left out.
+/// whole in `records`; as key and version in `entries` when its value would not fit in the answer's
+/// `merkleRecordBytesPerFrameMax`; as version only in `older` when its hlc is not above its leaf's
+/// `valueAboveHlc`. Asked-for hashes it no longer holds are left out.
 ///
 /// Message type 51; schema name `MerkleFetchResponse`.
 public struct MerkleFetchResponse: Sendable, Hashable {
@@ -951,10 +995,12 @@ public struct MerkleFetchResponse: Sendable, Hashable {
 
     public var records: [Record]
     public var entries: [KeyVersion]
+    public var older: [OlderEntry]
 
-    public init(records: [Record], entries: [KeyVersion]) {
+    public init(records: [Record], entries: [KeyVersion], older: [OlderEntry]) {
         self.records = records
         self.entries = entries
+        self.older = older
     }
 }
 
@@ -974,13 +1020,15 @@ extension ByteBuffer {
         var written = 0
         written += self.writeWireList(value.records) { (buffer: inout ByteBuffer, element) in buffer.writeRecord(element) }
         written += self.writeWireList(value.entries) { (buffer: inout ByteBuffer, element) in buffer.writeKeyVersion(element) }
+        written += self.writeWireList(value.older) { (buffer: inout ByteBuffer, element) in buffer.writeOlderEntry(element) }
         return written
     }
 
     mutating func decodeMerkleFetchResponse() throws(WireError) -> MerkleFetchResponse {
         let records = try self.decodeWireList(limit: Limits.listCountMax, elementBytesMin: 25, field: "MerkleFetchResponse.records") { (buffer: inout ByteBuffer) throws(WireError) in try buffer.decodeRecord() }
         let entries = try self.decodeWireList(limit: Limits.listCountMax, elementBytesMin: 21, field: "MerkleFetchResponse.entries") { (buffer: inout ByteBuffer) throws(WireError) in try buffer.decodeKeyVersion() }
-        return MerkleFetchResponse(records: records, entries: entries)
+        let older = try self.decodeWireList(limit: Limits.listCountMax, elementBytesMin: 19, field: "MerkleFetchResponse.older") { (buffer: inout ByteBuffer) throws(WireError) in try buffer.decodeOlderEntry() }
+        return MerkleFetchResponse(records: records, entries: entries, older: older)
     }
 }
 
