@@ -69,6 +69,11 @@ public struct MerkleHashListing: Sendable {
         }
     }
 
+    /// Entry hashes one `take(_:older:)` computes at most to find the keys of `Older` answers (each
+    /// tries every unmatched entry of the batch); past it, the rest are fetched whole instead. Only a
+    /// batch of thousands of differing records a leaf comes near it.
+    public static let keySearchHashesMax = 1 << 20
+
     public let tree: MerkleTree
     public let query: MerkleQuery
     private let spans: [TokenRangeSpan]
@@ -131,14 +136,20 @@ public struct MerkleHashListing: Sendable {
             if let record = item.record { records[item.entry.key] = record }
         }
         var again: [UInt64] = []
+        var budget = Self.keySearchHashesMax
         for item in older {
             guard asked.indices.contains(item.index), !followUp else {
                 throw .malformedAnswer("remote fetch answer has an older entry at \(item.index), not asked for so")
             }
             let hash = asked[item.index]
-            let key = unmatched.first {
-                MerkleEntry.hash(key: $0.key, version: item.version, tombstone: item.tombstone) == hash
-            }?.key
+            var key: [UInt8]?
+            if budget >= unmatched.count {
+                budget -= unmatched.count
+                key =
+                    unmatched.first {
+                        MerkleEntry.hash(key: $0.key, version: item.version, tombstone: item.tombstone) == hash
+                    }?.key
+            }
             if let key {
                 try receive(MerkleEntry(key: key, version: item.version, tombstone: item.tombstone))
             } else if !again.contains(hash) {
