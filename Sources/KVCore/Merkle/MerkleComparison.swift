@@ -1,10 +1,11 @@
 /// Compares one token range on two replicas, sans I/O: it asks the same `MerkleQuery` of both, and
 /// from their answers decides where to descend, until it knows which keys differ.
 ///
-/// It starts at the root; where the two digests of a node differ it asks for the node's children,
-/// and at the leaves it asks for the (key, version, tombstone) listings and diffs them. Identical
-/// replicas therefore cost one query, the root. The caller answers the local side from its own store
-/// and sends the query to the co-replica (`MerkleExchangeRequest`):
+/// It starts at the root; where the two digests of a node differ it asks for the node's children (all
+/// but the last, whose digest it derives from the node's), and at the leaves it asks for the (key,
+/// version, tombstone) listings and diffs them. Identical replicas therefore cost one query, the root.
+/// The caller answers the local side from its own store and sends the query to the co-replica
+/// (`MerkleExchangeRequest`):
 ///
 /// ```swift
 /// var comparison = MerkleComparison(range: range)
