@@ -21,9 +21,16 @@ public enum Limits {
     public static let nodesMax = 4096
     /// Virtual-node tokens of one node.
     public static let tokensPerNodeMax = 4096
-    /// Nodes named by one Merkle query: a `.children` answer then holds at most 16 × 256 = 4096 hashes.
-    public static let merkleNodesPerQueryMax = 256
+    /// Nodes named by one Merkle query: a `.children` answer then holds at most 1024 hashes (one a node,
+    /// at fan-out 2).
+    public static let merkleNodesPerQueryMax = 1024
+    /// Bytes of the node list of one Merkle query (`proto-spec/MERKLE.md`, "Node lists"): at most 5
+    /// bytes a node.
+    public static let merkleNodeListBytesMax = 5 * merkleNodesPerQueryMax
     /// Leaves a Merkle comparison asks to list in one query, to keep a listing answer small (a leaf
-    /// is one segment: about keys / 2^20 entries).
-    public static let merkleLeavesPerListingMax = 16
+    /// is one segment: about keys / 2^20 entries; 8 bytes each in a listing by entry hashes).
+    public static let merkleLeavesPerListingMax = 256
+    /// Record bytes (keys and values) an anti-entropy session sends a replica in one
+    /// `MerkleApplyRequest`, or asks back in one `MerkleFetchResponse` (a record larger goes alone).
+    public static let merkleRecordBytesPerFrameMax = 1 << 20
 }

@@ -21,6 +21,36 @@ package protocol AntiEntropyReplica: Sendable {
     func read(_ key: [UInt8]) async throws -> (record: StoredRecord?, bytes: Int)
     /// Writes `record` through the replica's apply rule; `applied` is false when it held a newer version.
     func write(_ key: [UInt8], _ record: StoredRecord) async throws -> (applied: Bool, bytes: Int)
+    /// The replica's answer to the `.listing` `query`, knowing the other side's (`local`), and the
+    /// whole records it sent on the way, by key, so that copying them needs no read.
+    func listing(_ query: KVCore.MerkleQuery, in tree: MerkleTree, local: [MerkleEntry]) async throws -> (
+        answer: MerkleAnswer, records: [[UInt8]: StoredRecord], bytes: Int
+    )
+    /// Writes `records` through the replica's apply rule; `applied` counts those it did not hold newer.
+    func write(batch records: [(key: [UInt8], record: StoredRecord)]) async throws -> (applied: Int, bytes: Int)
+}
+
+extension AntiEntropyReplica {
+    /// The plain listing, no records.
+    package func listing(_ query: KVCore.MerkleQuery, in tree: MerkleTree, local: [MerkleEntry]) async throws -> (
+        answer: MerkleAnswer, records: [[UInt8]: StoredRecord], bytes: Int
+    ) {
+        let (answer, bytes) = try await self.answer(query, in: tree)
+        return (answer, [:], bytes)
+    }
+
+    /// One `write` after the other.
+    package func write(batch records: [(key: [UInt8], record: StoredRecord)]) async throws -> (
+        applied: Int, bytes: Int
+    ) {
+        var (applied, bytes) = (0, 0)
+        for (key, record) in records {
+            let written = try await write(key, record)
+            applied += written.applied ? 1 : 0
+            bytes += written.bytes
+        }
+        return (applied, bytes)
+    }
 }
 
 /// Why one side of a session failed, in words for the report.
@@ -74,9 +104,20 @@ package struct LocalAntiEntropyReplica: AntiEntropyReplica {
         let outcome = try await pool.runIfActive { try replica.put(key: key, record: record).outcome }
         return (outcome == .applied, 0)
     }
+
+    package func write(batch records: [(key: [UInt8], record: StoredRecord)]) async throws -> (
+        applied: Int, bytes: Int
+    ) {
+        let replica = self.replica
+        let applied = try await pool.runIfActive {
+            try records.reduce(0) { $0 + (try replica.put(key: $1.key, record: $1.record).outcome == .applied ? 1 : 0) }
+        }
+        return (applied, 0)
+    }
 }
 
-/// A co-replica over RPC: `MerkleExchange`, `Get` and `Put` (origin `antiEntropy`), each with a timeout,
+/// A co-replica over RPC: `MerkleExchange`, `MerkleFetch`, `MerkleApply`, `Get` and `Put` (origin
+/// `antiEntropy`), each with a timeout,
 /// so a dead or hung peer ends the session with an error instead of a hang.
 package struct RemoteAntiEntropyReplica: AntiEntropyReplica {
     package let nodeID: String
@@ -110,7 +151,8 @@ package struct RemoteAntiEntropyReplica: AntiEntropyReplica {
         let request = Message.merkleExchangeRequest(
             MerkleExchangeRequest(
                 range: TokenRange(start: tree.range.start, end: tree.range.end), query: kind,
-                level: UInt8(query.level), nodes: query.nodes.map { UInt32($0) }))
+                level: UInt8(query.level),
+                nodes: ByteBuffer(bytes: MerkleNodeList.encode(query.nodes))))
         let (response, bytes) = try await exchange(request)
         guard case .merkleExchangeResponse(let exchange) = response else {
             throw AntiEntropyReplicaError(description: "\(nodeID) answered MerkleExchange with \(response.type)")
@@ -119,6 +161,90 @@ package struct RemoteAntiEntropyReplica: AntiEntropyReplica {
             MerkleEntry(key: Array($0.key.readableBytesView), version: $0.version, tombstone: $0.tombstone)
         }
         return (MerkleAnswer(hashes: exchange.hashes, entries: entries), bytes)
+    }
+
+    /// A listing by entry hashes (`MerkleHashListing`): the leaves' entry hashes, then a
+    /// `MerkleFetch` of the records `local` lacks, which come whole unless `local` likely holds them newer
+    /// (then as version only), and a second `MerkleFetch` for the few of those whose key it cannot find.
+    package func listing(_ query: KVCore.MerkleQuery, in tree: MerkleTree, local: [MerkleEntry]) async throws -> (
+        answer: MerkleAnswer, records: [[UInt8]: StoredRecord], bytes: Int
+    ) {
+        precondition(query.kind == .listing, "a listing")
+        let range = TokenRange(start: tree.range.start, end: tree.range.end)
+        let request = Message.merkleExchangeRequest(
+            MerkleExchangeRequest(
+                range: range, query: .entryHashes, level: UInt8(query.level),
+                nodes: ByteBuffer(bytes: MerkleNodeList.encode(query.nodes))))
+        var (response, bytes) = try await exchange(request)
+        guard case .merkleExchangeResponse(let hashes) = response else {
+            throw AntiEntropyReplicaError(description: "\(nodeID) answered MerkleExchange with \(response.type)")
+        }
+        guard hashes.entries.isEmpty else {
+            throw MerkleComparisonError.malformedAnswer(
+                "remote entry-hash listing carries \(hashes.entries.count) entries")
+        }
+        var byHash = MerkleHashListing(tree: tree, query: query, local: local)
+        var next = try byHash.fetch(remoteHashes: hashes.hashes)
+        while let fetch = next {
+            let request = Message.merkleFetchRequest(
+                MerkleFetchRequest(
+                    range: range, leaves: ByteBuffer(bytes: MerkleNodeList.encode(fetch.leaves.map(\.node))),
+                    valueAboveHlc: fetch.leaves.map(\.valueAboveHlc), hashes: fetch.hashes))
+            let (response, fetchBytes) = try await exchange(request)
+            bytes += fetchBytes
+            guard case .merkleFetchResponse(let answer) = response else {
+                throw AntiEntropyReplicaError(description: "\(nodeID) answered MerkleFetch with \(response.type)")
+            }
+            var fetched: [MerkleHashListing.Fetched] = []
+            for record in answer.records {
+                let key = Array(record.key.readableBytesView)
+                let stored: StoredRecord
+                do {
+                    stored = try Replica.record(
+                        key: key, version: record.version, tombstone: record.tombstone,
+                        value: Array(record.value.readableBytesView))
+                } catch {
+                    throw AntiEntropyReplicaError(
+                        description: "\(nodeID) answered MerkleFetch with an invalid record: \(error)")
+                }
+                fetched.append(MerkleHashListing.Fetched(entry: MerkleEntry(key: key, record: stored), record: stored))
+            }
+            for entry in answer.entries {
+                fetched.append(
+                    MerkleHashListing.Fetched(
+                        entry: MerkleEntry(
+                            key: Array(entry.key.readableBytesView), version: entry.version, tombstone: entry.tombstone),
+                        record: nil))
+            }
+            next = try byHash.take(
+                fetched,
+                older: answer.older.map {
+                    MerkleHashListing.Older(index: Int($0.index), version: $0.version, tombstone: $0.tombstone)
+                })
+        }
+        let (answer, records) = byHash.remoteListing()
+        return (answer, records, bytes)
+    }
+
+    package func write(batch records: [(key: [UInt8], record: StoredRecord)]) async throws -> (
+        applied: Int, bytes: Int
+    ) {
+        let request = Message.merkleApplyRequest(
+            MerkleApplyRequest(
+                records: records.map {
+                    Record(
+                        key: ByteBuffer(bytes: $0.key), version: $0.record.version, tombstone: $0.record.tombstone,
+                        value: ByteBuffer(bytes: $0.record.value))
+                }))
+        let (response, bytes) = try await exchange(request)
+        guard case .merkleApplyResponse(let apply) = response else {
+            throw AntiEntropyReplicaError(description: "\(nodeID) answered MerkleApply with \(response.type)")
+        }
+        guard apply.applied <= records.count else {
+            throw AntiEntropyReplicaError(
+                description: "\(nodeID) applied \(apply.applied) of \(records.count) records")
+        }
+        return (Int(apply.applied), bytes)
     }
 
     package func read(_ key: [UInt8]) async throws -> (record: StoredRecord?, bytes: Int) {

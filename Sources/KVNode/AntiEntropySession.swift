@@ -1,10 +1,11 @@
 import KVCore
 
 /// Repairs one token range between two replicas: drives a `MerkleComparison` with `local` as its
-/// local side and `peer` as its remote side, then copies each differing record to the side that
-/// lacks it or holds it older: `push` keys are read from `local` and written to `peer` (a `Put` with
-/// origin `antiEntropy` when the peer is remote), `pull` keys are read from `peer` and written to
-/// `local`. Writes go through the receiving replica's apply rule, so a version only ever moves forward
+/// local side and `peer` as its remote side (whose listings go by entry hashes against the local
+/// one's, and bring the records `local` lacks along: `MerkleHashListing`), then copies each differing
+/// record to the side that lacks it or holds it older: `push` keys are read from `local` and written
+/// to `peer` in batches (a `MerkleApply` when the peer is remote), `pull` keys are written to `local`
+/// from the records the listings brought, or read from `peer` first when they did not. Writes go through the receiving replica's apply rule, so a version only ever moves forward
 /// and a record changed meanwhile is never overwritten by an older one.
 ///
 /// `local` is usually this node's own store; for a range this node does not replicate (a mark left by
@@ -45,22 +46,36 @@ struct AntiEntropySession: Sendable {
         var comparison = MerkleComparison(range: range, purgeHorizon: purgeHorizon)
         let tree = comparison.tree
         var action = comparison.start()
+        // Whole records the peer sent with its listings: pulled without another read.
+        var carried: [[UInt8]: StoredRecord] = [:]
         do {
             while case .query(let query) = action {
                 try await limiter.waitForCredit()
-                async let ours = local.answer(query, in: tree)
-                let theirs = try await peer.answer(query, in: tree)
-                let mine = try await ours
-                report.bytes += theirs.bytes + mine.bytes
-                limiter.spend(theirs.bytes + mine.bytes)
-                action = try comparison.handle(local: mine.answer, remote: theirs.answer)
+                let (mine, theirs): (MerkleAnswer, MerkleAnswer)
+                var bytes: Int
+                if query.kind == .listing {
+                    // The peer lists by entry hashes, against ours.
+                    let ours = try await local.answer(query, in: tree)
+                    let listing = try await peer.listing(query, in: tree, local: ours.answer.entries)
+                    (mine, theirs, bytes) = (ours.answer, listing.answer, ours.bytes + listing.bytes)
+                    carried.merge(listing.records) { $1 }
+                } else {
+                    async let ours = local.answer(query, in: tree)
+                    let answer = try await peer.answer(query, in: tree)
+                    let local = try await ours
+                    (mine, theirs, bytes) = (local.answer, answer.answer, local.bytes + answer.bytes)
+                }
+                report.bytes += bytes
+                limiter.spend(bytes)
+                action = try comparison.handle(local: mine, remote: theirs)
             }
             report.queries = comparison.queriesAsked
             guard case .finish(let difference) = action else { preconditionFailure("a comparison ends in finish") }
             try await copy(
-                difference.push, from: local, to: peer, applied: &report.keysSent, bytes: &report.bytes)
+                difference.push, from: local, to: peer, carried: [:], applied: &report.keysSent, bytes: &report.bytes)
             try await copy(
-                difference.pull, from: peer, to: local, applied: &report.keysReceived, bytes: &report.bytes)
+                difference.pull, from: peer, to: local, carried: carried, applied: &report.keysReceived,
+                bytes: &report.bytes)
         } catch let error as MerkleComparisonError {
             report.queries = comparison.queriesAsked
             report.failure = "\(peer.nodeID): \(error)"
@@ -71,41 +86,85 @@ struct AntiEntropySession: Sendable {
         return report
     }
 
-    /// Reads each entry's record from `source` and writes it to `target`, `concurrency` at a time,
-    /// adding to `applied` each record `target` applied (as it happens, so a failure keeps the count of
-    /// what was done). A record `source` no longer holds is skipped.
+    /// Reads each entry's record from `source` (`concurrency` reads at a time; none for a record in
+    /// `carried` at the entry's version) and writes them to `target` in batches of at most
+    /// `Limits.merkleRecordBytesPerFrameMax` bytes, adding to `applied` each record `target` applied (as
+    /// it happens, so a failure keeps the count of what was done). A record `source` no longer holds is
+    /// skipped.
     private func copy(
         _ entries: [MerkleEntry],
         from source: any AntiEntropyReplica,
         to target: any AntiEntropyReplica,
+        carried: [[UInt8]: StoredRecord],
         applied: inout Int,
         bytes: inout Int
     ) async throws {
-        guard !entries.isEmpty else { return }
         let limiter = self.limiter
-        try await withThrowingTaskGroup(of: (applied: Bool, bytes: Int).self) { group in
-            var next = 0
-            func startOne() {
-                let key = entries[next].key
-                next += 1
-                group.addTask {
-                    try await limiter.waitForCredit()
-                    let (record, readBytes) = try await source.read(key)
-                    guard let record else {
-                        limiter.spend(readBytes)
-                        return (false, readBytes)
-                    }
-                    let (written, writeBytes) = try await target.write(key, record)
-                    limiter.spend(readBytes + writeBytes)
-                    return (written, readBytes + writeBytes)
+        var batch: [(key: [UInt8], record: StoredRecord)] = []
+        var batchBytes = 0
+        func flush() async throws -> (applied: Int, bytes: Int) {
+            guard !batch.isEmpty else { return (0, 0) }
+            try await limiter.waitForCredit()
+            let written = try await target.write(batch: batch)
+            limiter.spend(written.bytes)
+            batch.removeAll(keepingCapacity: true)
+            batchBytes = 0
+            return written
+        }
+        let chunk = max(1, concurrency) * 16
+        for start in stride(from: 0, to: entries.count, by: chunk) {
+            let slice = entries[start..<min(start + chunk, entries.count)]
+            var records: [(key: [UInt8], record: StoredRecord)] = []
+            var toRead: [[UInt8]] = []
+            for entry in slice {
+                if let record = carried[entry.key], record.version == entry.version {
+                    records.append((entry.key, record))
+                } else {
+                    toRead.append(entry.key)
                 }
             }
-            while next < min(concurrency, entries.count) { startOne() }
-            while let result = try await group.next() {
-                applied += result.applied ? 1 : 0
-                bytes += result.bytes
-                if next < entries.count { startOne() }
+            if !toRead.isEmpty {
+                let read = try await withThrowingTaskGroup(of: (key: [UInt8], record: StoredRecord?, bytes: Int).self) {
+                    group in
+                    var next = 0
+                    func startOne() {
+                        let key = toRead[next]
+                        next += 1
+                        group.addTask {
+                            try await limiter.waitForCredit()
+                            let (record, readBytes) = try await source.read(key)
+                            limiter.spend(readBytes)
+                            return (key, record, readBytes)
+                        }
+                    }
+                    while next < min(max(1, concurrency), toRead.count) { startOne() }
+                    var results: [(key: [UInt8], record: StoredRecord?, bytes: Int)] = []
+                    while let result = try await group.next() {
+                        results.append(result)
+                        if next < toRead.count { startOne() }
+                    }
+                    return results
+                }
+                for item in read {
+                    bytes += item.bytes
+                    if let record = item.record { records.append((item.key, record)) }
+                }
+            }
+            for (key, record) in records {
+                let size = key.count + record.value.count
+                if batchBytes > 0 && batchBytes + size > Limits.merkleRecordBytesPerFrameMax {
+                    let written = try await flush()
+                    applied += written.applied
+                    bytes += written.bytes
+                }
+                batch.append((key, record))
+                batchBytes += size
             }
         }
+        let written = try await flush()
+        applied += written.applied
+        bytes += written.bytes
+        // A batch is charged after it went: the session ends once the rate has paid for it.
+        try await limiter.waitForCredit()
     }
 }

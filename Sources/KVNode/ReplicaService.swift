@@ -112,6 +112,10 @@ public final class ReplicaService: RPCService {
                     }))
         case .merkleExchangeRequest(let exchange):
             return try await answer(exchange)
+        case .merkleFetchRequest(let fetch):
+            return try await answer(fetch)
+        case .merkleApplyRequest(let request):
+            return try await applyBatch(request)
         case .adminRequest(let admin) where admin.command == .repair:
             return try await repair(admin.arguments)
         case .adminRequest(let admin) where admin.command == .stats:
@@ -226,18 +230,18 @@ public final class ReplicaService: RPCService {
         guard replicatedRanges.contains(where: { $0.contains(range) }) else {
             throw RPCError.remote(.invalidRequest, message: "\(nodeID) does not replicate the whole range \(range)")
         }
-        guard request.nodes.count <= Limits.merkleNodesPerQueryMax else {
+        guard let nodes = MerkleNodeList.decode(request.nodes.readableBytesView) else {
             throw RPCError.remote(
                 .invalidRequest,
-                message: "\(request.nodes.count) nodes in one query; at most \(Limits.merkleNodesPerQueryMax)")
+                message: "the node list is malformed or names more than \(Limits.merkleNodesPerQueryMax) nodes")
         }
         let kind: KVCore.MerkleQuery.Kind
         switch request.query {
         case .root: kind = .root
         case .children: kind = .children
-        case .listing: kind = .listing
+        case .listing, .entryHashes: kind = .listing
         }
-        let query = KVCore.MerkleQuery(kind: kind, level: Int(request.level), nodes: request.nodes.map { Int($0) })
+        let query = KVCore.MerkleQuery(kind: kind, level: Int(request.level), nodes: nodes)
         let tree = MerkleTree(range: range)
         guard tree.isValid(query) else {
             throw RPCError.remote(
@@ -250,6 +254,16 @@ public final class ReplicaService: RPCService {
             } catch {
                 throw ReplicaError.storage(error)
             }
+        }
+        if request.query == .entryHashes {
+            guard answer.entries.count <= Limits.listCountMax else {
+                throw RPCError.remote(
+                    .invalidRequest,
+                    message:
+                        "the leaves of \(query) hold \(answer.entries.count) entries, more than one frame carries; "
+                        + "ask fewer nodes")
+            }
+            return .merkleExchangeResponse(MerkleExchangeResponse(hashes: answer.entries.map(\.hash), entries: []))
         }
         let entryBytes = answer.entries.reduce(0) { $0 + 4 + $1.key.count + 17 }
         let frameBytes = 4 + 10 + 4 + 8 * answer.hashes.count + 4 + entryBytes
@@ -265,6 +279,109 @@ public final class ReplicaService: RPCService {
                 entries: answer.entries.map {
                     KeyVersion(key: ByteBuffer(bytes: $0.key), version: $0.version, tombstone: $0.tombstone)
                 }))
+    }
+
+    /// The second half of a listing by entry hashes (`proto-spec/MERKLE.md`): the records of the named
+    /// leaves whose entry hashes were asked for: as version only (`older`) when their hlc is not above
+    /// their leaf's guard (a guard of 0 asks for every record whole), else whole when their value fits
+    /// `Limits.merkleRecordBytesPerFrameMax` (the first always does), else as key and version. Refused like a `MerkleExchange`: a range not replicated whole, more than
+    /// `Limits.merkleLeavesPerListingMax` leaves, a leaf the tree does not have.
+    private func answer(_ request: MerkleFetchRequest) async throws -> Message {
+        guard let merkle else {
+            throw RPCError.remote(.invalidRequest, message: "this node takes no part in anti-entropy")
+        }
+        let range = TokenRangeSpan(start: request.range.start, end: request.range.end)
+        guard replicatedRanges.contains(where: { $0.contains(range) }) else {
+            throw RPCError.remote(.invalidRequest, message: "\(nodeID) does not replicate the whole range \(range)")
+        }
+        let tree = MerkleTree(range: range)
+        guard
+            let leaves = MerkleNodeList.decode(
+                request.leaves.readableBytesView, countMax: Limits.merkleLeavesPerListingMax),
+            leaves.count == request.valueAboveHlc.count,
+            leaves.allSatisfy({ tree.contains(level: tree.depth, index: $0) })
+        else {
+            throw RPCError.remote(
+                .invalidRequest,
+                message: "a fetch's leaf list is malformed, names more than \(Limits.merkleLeavesPerListingMax) "
+                    + "leaves or one the tree of \(range) (depth \(tree.depth)) does not have, or does not match "
+                    + "its \(request.valueAboveHlc.count) guards")
+        }
+        var positions: [UInt64: Int] = [:]
+        for (index, hash) in request.hashes.enumerated() where index <= Int(UInt16.max) {
+            positions[hash] = positions[hash] ?? index
+        }
+        let wanted = positions
+        let store = self.store
+        let found = try await runOnPool {
+            () throws(ReplicaError) -> (records: [Record], entries: [KeyVersion], older: [OlderEntry]) in
+            var records: [Record] = []
+            var entries: [KeyVersion] = []
+            var older: [OlderEntry] = []
+            var valueBytes = 0
+            do throws(StorageError) {
+                for (leaf, valueAboveHlc) in zip(leaves, request.valueAboveHlc) {
+                    let span = tree.span(level: tree.depth, index: leaf)
+                    for entry in try merkle.merkleListing(of: span) {
+                        guard let index = wanted[entry.hash] else { continue }
+                        // Read after listing: skipped if it changed meanwhile, as if listed a moment later.
+                        guard let record = try store.get(key: entry.key),
+                            MerkleEntry(key: entry.key, record: record).hash == entry.hash
+                        else { continue }
+                        guard valueAboveHlc == 0 || entry.version.hlc > valueAboveHlc else {
+                            older.append(
+                                OlderEntry(index: UInt16(index), version: record.version, tombstone: record.tombstone))
+                            continue
+                        }
+                        let size = entry.key.count + record.value.count
+                        let key = ByteBuffer(bytes: entry.key)
+                        if valueBytes == 0 || valueBytes + size <= Limits.merkleRecordBytesPerFrameMax {
+                            valueBytes += size
+                            records.append(
+                                Record(
+                                    key: key, version: record.version, tombstone: record.tombstone,
+                                    value: ByteBuffer(bytes: record.value)))
+                        } else {
+                            entries.append(KeyVersion(key: key, version: record.version, tombstone: record.tombstone))
+                        }
+                    }
+                }
+            } catch {
+                throw ReplicaError.storage(error)
+            }
+            return (records, entries, older)
+        }
+        return .merkleFetchResponse(
+            MerkleFetchResponse(records: found.records, entries: found.entries, older: found.older))
+    }
+
+    /// Applies an anti-entropy session's records, each through the apply rule as a `Put` with origin
+    /// `antiEntropy` would be; answers how many it applied.
+    private func applyBatch(_ request: MerkleApplyRequest) async throws -> Message {
+        var records: [(key: [UInt8], record: StoredRecord)] = []
+        records.reserveCapacity(request.records.count)
+        for record in request.records {
+            let key = Array(record.key.readableBytesView)
+            records.append(
+                (
+                    key,
+                    try Self.record(key: key, version: record.version, tombstone: record.tombstone, value: record.value)
+                ))
+        }
+        statistics.antiEntropyWritesReceived.add(records.count, ordering: .relaxed)
+        let replica = self.replica
+        let batch = records
+        let (applied, clock) = try await runOnPool { () throws(ReplicaError) -> (Int, UInt64) in
+            var applied = 0
+            var clock: UInt64 = 0
+            for (key, record) in batch {
+                let (outcome, tick) = try replica.put(key: key, record: record)
+                applied += outcome == .applied ? 1 : 0
+                clock = tick
+            }
+            return (applied, clock)
+        }
+        return .merkleApplyResponse(MerkleApplyResponse(applied: UInt32(applied), clock: clock))
     }
 
     /// `Admin` repair: one anti-entropy pass now, over every vnode range this node replicates, or those

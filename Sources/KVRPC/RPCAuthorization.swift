@@ -5,14 +5,14 @@ public import KVWire
 /// clients may send `Hint`, because the SDK coordinates hinted handoff (docs/design-notes.md).
 ///
 /// Clients read, write, hand off hints and ask for the ring; nodes also compare Merkle trees and
-/// stream ranges; admins may send everything, including `Admin`.
+/// stream ranges (`MerkleExchange`, `MerkleFetch`, `MerkleApply`, `Stream`); admins may send everything, including `Admin`.
 public enum RPCAuthorization {
     /// Whether a message type is a request at all (responses, `Hello` and `Error` are not, once the
     /// handshake is done).
     public static func isRequest(_ type: MessageType) -> Bool {
         switch type {
         case .putRequest, .getRequest, .clusterMapRequest, .pingRequest, .hintRequest, .merkleExchangeRequest,
-            .streamRequest, .adminRequest:
+            .merkleFetchRequest, .merkleApplyRequest, .streamRequest, .adminRequest:
             true
         default:
             false
@@ -24,7 +24,7 @@ public enum RPCAuthorization {
         case .putRequest, .getRequest, .clusterMapRequest, .pingRequest, .hintRequest:
             // Clients send hints too: the SDK coordinates hinted handoff (docs/design-notes.md).
             return true
-        case .merkleExchangeRequest, .streamRequest:
+        case .merkleExchangeRequest, .merkleFetchRequest, .merkleApplyRequest, .streamRequest:
             return role == .node || role == .admin
         case .adminRequest:
             return role == .admin

@@ -1,5 +1,6 @@
 import Foundation
 import KVCore
+import Testing
 
 /// One replica's records as anti-entropy sees them, with its segments kept incrementally: the model
 /// the Merkle tests compare against brute force.
@@ -45,21 +46,68 @@ struct MerkleReplicaModel {
     }
 }
 
-/// Runs a comparison of `range` between two models to the end.
+/// Runs a comparison of `range` between two models to the end; with `byHashes`, the remote's listings
+/// go through `MerkleHashListing` (entry hashes, then a fetch answered as `ReplicaService` does).
 func compare(
     _ local: MerkleReplicaModel,
     _ remote: MerkleReplicaModel,
     range: TokenRangeSpan,
-    purgeHorizon: Version? = nil
+    purgeHorizon: Version? = nil,
+    byHashes: Bool = false
 ) throws -> (difference: MerkleDifference, queries: Int) {
     var comparison = MerkleComparison(range: range, purgeHorizon: purgeHorizon)
     var action = comparison.start()
     while case .query(let query) = action {
-        action = try comparison.handle(
-            local: local.answer(query, tree: comparison.tree), remote: remote.answer(query, tree: comparison.tree))
+        let mine = local.answer(query, tree: comparison.tree)
+        var theirs = remote.answer(query, tree: comparison.tree)
+        if byHashes && query.kind == .listing {
+            let listed = try remote.listByHashes(query, tree: comparison.tree, local: mine.entries)
+            #expect(Set(listed.answer.entries) == Set(theirs.entries), "the rebuilt listing is the remote's")
+            for (key, record) in listed.records {
+                #expect(local.entries[key].map { $0.version < record.version } ?? true, "a value sent in vain")
+            }
+            theirs = listed.answer
+        }
+        action = try comparison.handle(local: mine, remote: theirs)
     }
     guard case .finish(let difference) = action else { fatalError("unreachable") }
     return (difference, comparison.queriesAsked)
+}
+
+extension MerkleReplicaModel {
+    /// This replica's side of a listing by entry hashes, against the asker's `local` entries.
+    func listByHashes(
+        _ query: MerkleQuery,
+        tree: MerkleTree,
+        local: [MerkleEntry]
+    ) throws -> (answer: MerkleAnswer, records: [[UInt8]: StoredRecord]) {
+        var listing = MerkleHashListing(tree: tree, query: query, local: local)
+        let mine = answer(query, tree: tree).entries
+        var next = try listing.fetch(remoteHashes: mine.map(\.hash))
+        var rounds = 0
+        while let fetch = next {
+            rounds += 1
+            #expect(rounds <= 2, "a second round fetches every record whole")
+            #expect(fetch.leaves.map(\.node) == query.nodes)
+            var fetched: [MerkleHashListing.Fetched] = []
+            var older: [MerkleHashListing.Older] = []
+            for leaf in fetch.leaves {
+                let span = tree.span(level: query.level, index: leaf.node)
+                for entry in mine where span.contains(entry.token) {
+                    guard let index = fetch.hashes.firstIndex(of: entry.hash) else { continue }
+                    guard leaf.valueAboveHlc == 0 || entry.version.hlc > leaf.valueAboveHlc else {
+                        older.append(.init(index: index, version: entry.version, tombstone: entry.tombstone))
+                        continue
+                    }
+                    let record = StoredRecord(
+                        version: entry.version, tombstone: entry.tombstone, value: entry.tombstone ? [] : [1])
+                    fetched.append(MerkleHashListing.Fetched(entry: entry, record: record))
+                }
+            }
+            next = try listing.take(fetched, older: older)
+        }
+        return listing.remoteListing()
+    }
 }
 
 extension SplitMix64 {

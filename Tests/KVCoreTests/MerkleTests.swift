@@ -135,18 +135,18 @@ struct MerkleTests {
     @Test func treeShapes() {
         let alignedRing = MerkleTree(range: TokenRangeSpan(start: .max, end: .max))
         #expect(alignedRing.leafCount == 1 << 20)
-        #expect(alignedRing.depth == 5)
+        #expect(alignedRing.depth == 20)
         #expect(alignedRing.span(level: 0, index: 0) == TokenRangeSpan(start: .max, end: .max))
-        #expect(alignedRing.span(level: 5, index: 0) == MerkleSegments.span(ofSegment: 0))
+        #expect(alignedRing.span(level: 20, index: 0) == MerkleSegments.span(ofSegment: 0))
 
         let ring = MerkleTree(range: TokenRangeSpan(start: 1000, end: 1000))
         #expect(ring.leafCount == (1 << 20) + 1)
-        #expect(ring.depth == 6)
-        #expect(ring.nodeCount(atLevel: 6) == (1 << 20) + 1)
+        #expect(ring.depth == 21)
+        #expect(ring.nodeCount(atLevel: 21) == (1 << 20) + 1)
         #expect(ring.nodeCount(atLevel: 1) == 2)
         #expect(ring.children(level: 0, index: 0) == 0..<2)
-        #expect(ring.span(level: 6, index: 0) == TokenRangeSpan(start: 1000, end: (1 << 44) - 1))
-        #expect(ring.span(level: 6, index: 1 << 20) == TokenRangeSpan(start: .max, end: 1000))
+        #expect(ring.span(level: 21, index: 0) == TokenRangeSpan(start: 1000, end: (1 << 44) - 1))
+        #expect(ring.span(level: 21, index: 1 << 20) == TokenRangeSpan(start: .max, end: 1000))
 
         let inside = MerkleTree(range: TokenRangeSpan(start: 10, end: 20))
         #expect(inside.leafCount == 1)
@@ -156,14 +156,14 @@ struct MerkleTests {
         // Wraps past zero: the last 2 segments and the first 3 (the third partly).
         let wrapping = MerkleTree(range: TokenRangeSpan(start: (UInt64.max - (2 << 44)), end: (2 << 44) + 5))
         #expect(wrapping.leafCount == 5)
-        #expect(wrapping.depth == 1)
-        #expect(wrapping.span(level: 1, index: 1) == MerkleSegments.span(ofSegment: (1 << 20) - 1))
-        #expect(wrapping.span(level: 1, index: 4) == TokenRangeSpan(start: (2 << 44) - 1, end: (2 << 44) + 5))
+        #expect(wrapping.depth == 3)
+        #expect(wrapping.span(level: 3, index: 1) == MerkleSegments.span(ofSegment: (1 << 20) - 1))
+        #expect(wrapping.span(level: 3, index: 4) == TokenRangeSpan(start: (2 << 44) - 1, end: (2 << 44) + 5))
 
         #expect(!inside.isValid(MerkleQuery(kind: .children, level: 0, nodes: [0])))
-        #expect(!wrapping.isValid(MerkleQuery(kind: .listing, level: 1, nodes: [5])))
+        #expect(!wrapping.isValid(MerkleQuery(kind: .listing, level: 3, nodes: [5])))
         #expect(!wrapping.isValid(MerkleQuery(kind: .root, level: 1, nodes: [])))
-        #expect(wrapping.isValid(MerkleQuery(kind: .listing, level: 1, nodes: [0, 4])))
+        #expect(wrapping.isValid(MerkleQuery(kind: .listing, level: 3, nodes: [0, 4])))
     }
 
     /// For random ranges: the leaves are consecutive, each inside one segment, and together exactly the
@@ -232,6 +232,8 @@ struct MerkleTests {
                         if let theirs, ours.map({ $0.version < theirs.version }) ?? true { expectedPull.append(theirs) }
                     }
                     let (difference, queries) = try compare(local, remote, range: range)
+                    let (byHashes, _) = try compare(local, remote, range: range, byHashes: true)
+                    #expect(byHashes == difference, "seed \(seed) \(range): listing by entry hashes")
                     #expect(difference.push == expectedPush.sorted(by: MerkleEntry.tokenOrder), "seed \(seed) \(range)")
                     #expect(difference.pull == expectedPull.sorted(by: MerkleEntry.tokenOrder), "seed \(seed) \(range)")
                     if expectedPush.isEmpty && expectedPull.isEmpty {
@@ -315,6 +317,74 @@ struct MerkleTests {
         #expect(difference.push.count == 300)
         #expect(difference.pull.isEmpty)
         #expect(listings >= 300 / Limits.merkleLeavesPerListingMax)
+    }
+
+    @Test func nodeListsRoundTripAndRefuseMalformedBytes() {
+        #expect(MerkleNodeList.encode([0, 5, Int(UInt32.max)]) == [0x00, 0x04, 0xf9, 0xff, 0xff, 0xff, 0x0f])
+        #expect(MerkleNodeList.decode([]) == [])
+        var rng = SplitMix64(seed: 41)
+        for _ in 0..<300 {
+            let spread = 1 << Int.random(in: 1...32, using: &rng)
+            var nodes = Set<Int>()
+            for _ in 0..<Int.random(in: 0...Limits.merkleNodesPerQueryMax, using: &rng) {
+                nodes.insert(Int.random(in: 0..<min(spread, Int(UInt32.max) + 1), using: &rng))
+            }
+            let sorted = nodes.sorted()
+            #expect(MerkleNodeList.decode(MerkleNodeList.encode(sorted)) == sorted)
+        }
+        #expect(MerkleNodeList.encode(Array(0..<100)).count == 100, "neighbours cost a byte each")
+        #expect(MerkleNodeList.decode([0x80]) == nil, "cut inside a varint")
+        #expect(MerkleNodeList.decode([0x80, 0x80, 0x80, 0x80, 0x80, 0x01]) == nil, "a varint of 6 bytes")
+        #expect(MerkleNodeList.decode([0xff, 0xff, 0xff, 0xff, 0x0f, 0x00]) == nil, "an index past u32")
+        #expect(MerkleNodeList.decode([0xff, 0xff, 0xff, 0xff, 0x1f]) == nil, "an index past u32")
+        #expect(MerkleNodeList.decode(MerkleNodeList.encode(Array(0...3)), countMax: 3) == nil, "too many")
+    }
+
+    /// The peer's answers to a listing by entry hashes are checked like a listing's.
+    @Test func malformedHashListingAnswersThrow() throws {
+        let entry = MerkleEntry(key: Array("x".utf8), version: Version(hlc: 5, writer: 1), tombstone: false)
+        let other = MerkleEntry(key: Array("y".utf8), version: Version(hlc: 5, writer: 1), tombstone: false)
+        let tree = MerkleTree(range: TokenRangeSpan(start: .max, end: .max))  // a leaf is a segment
+        let leaf = MerkleSegments.segment(of: entry.token)
+        let query = MerkleQuery(kind: .listing, level: tree.depth, nodes: [leaf])
+        var listing = MerkleHashListing(tree: tree, query: query, local: [])
+        #expect(throws: MerkleComparisonError.self) { try listing.fetch(remoteHashes: [entry.hash, entry.hash]) }
+        let fetch = try listing.fetch(remoteHashes: [entry.hash])
+        #expect(fetch == MerkleHashListing.Fetch(leaves: [.init(node: leaf, valueAboveHlc: 0)], hashes: [entry.hash]))
+        // Not asked for, twice, or outside the leaves.
+        var notAsked = listing
+        #expect(throws: MerkleComparisonError.self) {
+            try notAsked.take([MerkleHashListing.Fetched(entry: other, record: nil)], older: [])
+        }
+        let fetched = MerkleHashListing.Fetched(entry: entry, record: nil)
+        var twice = listing
+        #expect(throws: MerkleComparisonError.self) { try twice.take([fetched, fetched], older: []) }
+        var elsewhere = MerkleHashListing(
+            tree: tree, query: MerkleQuery(kind: .listing, level: tree.depth, nodes: [leaf ^ 1]), local: [])
+        _ = try elsewhere.fetch(remoteHashes: [entry.hash])
+        #expect(throws: MerkleComparisonError.self) { try elsewhere.take([fetched], older: []) }
+        // An older entry at a position not asked, or in the second round.
+        var outOfRange = listing
+        #expect(throws: MerkleComparisonError.self) {
+            try outOfRange.take([], older: [.init(index: 1, version: entry.version, tombstone: false)])
+        }
+        var older = listing
+        let again = try older.take([], older: [.init(index: 0, version: entry.version, tombstone: false)])
+        #expect(again == MerkleHashListing.Fetch(leaves: [.init(node: leaf, valueAboveHlc: 0)], hashes: [entry.hash]))
+        #expect(throws: MerkleComparisonError.self) {
+            try older.take([], older: [.init(index: 0, version: entry.version, tombstone: false)])
+        }
+        #expect(try listing.take([fetched], older: []) == nil)
+        #expect(listing.remoteListing().answer.entries == [entry])
+
+        // An older entry whose key the asker holds newer: found by hashing, no second round.
+        let newer = MerkleEntry(key: entry.key, version: Version(hlc: 9, writer: 1), tombstone: false)
+        var found = MerkleHashListing(tree: tree, query: query, local: [newer])
+        #expect(
+            try found.fetch(remoteHashes: [entry.hash])
+                == MerkleHashListing.Fetch(leaves: [.init(node: leaf, valueAboveHlc: 9)], hashes: [entry.hash]))
+        #expect(try found.take([], older: [.init(index: 0, version: entry.version, tombstone: false)]) == nil)
+        #expect(found.remoteListing().answer.entries == [entry])
     }
 
     @Test func malformedAnswersThrow() throws {

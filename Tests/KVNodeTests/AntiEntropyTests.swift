@@ -142,7 +142,7 @@ struct AntiEntropyTests {
         let range = trio.ring.range(containing: Token(key: Array(key.utf8)))
         let wire = TokenRange(start: range.start, end: range.end)
         let answer = try await n1.service.handle(
-            .merkleExchangeRequest(MerkleExchangeRequest(range: wire, query: .root, level: 0, nodes: [])),
+            .merkleExchangeRequest(MerkleExchangeRequest(range: wire, query: .root, level: 0, nodes: ByteBuffer())),
             from: Trio.nodeIdentity)
         #expect(
             answer
@@ -152,19 +152,28 @@ struct AntiEntropyTests {
         let tree = MerkleTree(range: range)
         let bad: [(MerkleExchangeRequest, String)] = [
             (
-                MerkleExchangeRequest(range: wire, query: .children, level: 0, nodes: (0...256).map { UInt32($0) }),
+                MerkleExchangeRequest(
+                    range: wire, query: .children, level: 0,
+                    nodes: ByteBuffer(bytes: MerkleNodeList.encode(Array(0...Limits.merkleNodesPerQueryMax)))),
                 "too many nodes"
             ),
             (
+                MerkleExchangeRequest(range: wire, query: .children, level: 0, nodes: ByteBuffer(bytes: [0x80])),
+                "a node list cut short"
+            ),
+            (
                 MerkleExchangeRequest(
-                    range: wire, query: .listing, level: UInt8(tree.depth), nodes: [UInt32(tree.leafCount)]),
+                    range: wire, query: .listing, level: UInt8(tree.depth),
+                    nodes: ByteBuffer(bytes: MerkleNodeList.encode([tree.leafCount]))),
                 "no such leaf"
             ),
             (
-                MerkleExchangeRequest(range: wire, query: .children, level: UInt8(tree.depth), nodes: [0]),
+                MerkleExchangeRequest(
+                    range: wire, query: .children, level: UInt8(tree.depth),
+                    nodes: ByteBuffer(bytes: MerkleNodeList.encode([0]))),
                 "children of a leaf"
             ),
-            (MerkleExchangeRequest(range: wire, query: .root, level: 1, nodes: []), "root at level 1"),
+            (MerkleExchangeRequest(range: wire, query: .root, level: 1, nodes: ByteBuffer()), "root at level 1"),
         ]
         for (request, what) in bad {
             await #expect(throws: RPCError.self, "\(what)") {
@@ -175,7 +184,8 @@ struct AntiEntropyTests {
         let foreign = TokenRange(start: UInt64.max, end: 1 << 62)
         await #expect(throws: RPCError.self) {
             _ = try await trio.nodes["n3"]!.service.handle(
-                .merkleExchangeRequest(MerkleExchangeRequest(range: foreign, query: .root, level: 0, nodes: [])),
+                .merkleExchangeRequest(
+                    MerkleExchangeRequest(range: foreign, query: .root, level: 0, nodes: ByteBuffer())),
                 from: Trio.nodeIdentity)
         }
         try await trio.shutdown()
@@ -433,6 +443,84 @@ struct AntiEntropyTests {
         #expect(report.firstError?.contains("malformed Merkle answer") == true)
         store.close()
         try await pool.shutdownGracefully()
+    }
+
+    /// `MerkleFetch` answers the asked-for records of the named leaves, whole above the leaf's guard and
+    /// as key and version at or below it, and refuses a malformed leaf list.
+    @Test func merkleFetchAnswersWhatWasAskedAndRefusesBadLeaves() async throws {
+        let trio = try Trio()
+        let n1 = trio.nodes["n1"]!
+        let key = trio.key("f", replicatedBy: ["n1", "n2"])
+        try trio.write(key, hlc: 7, on: ["n1"])
+        let token = Token(key: Array(key.utf8))
+        let range = trio.ring.range(containing: token)
+        let tree = MerkleTree(range: range)
+        var (low, high) = (0, tree.leafCount - 1)  // the leaf holding the key: spans increase clockwise
+        while low < high {
+            let middle = (low + high) / 2
+            let span = tree.span(level: tree.depth, index: middle)
+            if span.contains(token) || (span.end &- range.start) > (token.value &- range.start) {
+                high = middle
+            } else {
+                low = middle + 1
+            }
+        }
+        #expect(tree.span(level: tree.depth, index: low).contains(token))
+        let hash = MerkleEntry.hash(key: Array(key.utf8), version: Version(hlc: 7, writer: 9), tombstone: false)
+        func fetch(
+            leaves: [UInt8], guards: [UInt64], hashes: [UInt64]
+        ) async throws -> MerkleFetchResponse? {
+            let answer = try await n1.service.handle(
+                .merkleFetchRequest(
+                    MerkleFetchRequest(
+                        range: TokenRange(start: range.start, end: range.end), leaves: ByteBuffer(bytes: leaves),
+                        valueAboveHlc: guards, hashes: hashes)),
+                from: Trio.nodeIdentity)
+            guard case .merkleFetchResponse(let response) = answer else { return nil }
+            return response
+        }
+        let leaf = MerkleNodeList.encode([low])
+        let whole = try await fetch(leaves: leaf, guards: [6], hashes: [hash])
+        #expect(whole?.records.map { Array($0.value.readableBytesView) } == [Array("v7".utf8)])
+        #expect(whole?.entries.isEmpty == true)
+        let guarded = try await fetch(leaves: leaf, guards: [7], hashes: [hash ^ 1, hash])
+        #expect(guarded?.records.isEmpty == true && guarded?.entries.isEmpty == true)
+        #expect(guarded?.older == [OlderEntry(index: 1, version: Version(hlc: 7, writer: 9), tombstone: false)])
+        let unknown = try await fetch(leaves: leaf, guards: [0], hashes: [hash ^ 1])
+        #expect(unknown == MerkleFetchResponse(records: [], entries: [], older: []))
+        for (leaves, guards, what) in [
+            ([0x80] as [UInt8], [0] as [UInt64], "a leaf list cut short"),
+            (leaf, [], "no guard for the leaf"),
+            (MerkleNodeList.encode([tree.leafCount]), [0], "no such leaf"),
+        ] {
+            await #expect(throws: RPCError.self, "\(what)") {
+                _ = try await fetch(leaves: leaves, guards: guards, hashes: [hash])
+            }
+        }
+        try await trio.shutdown()
+    }
+
+    /// A peer that answers a fetch with a record it was not asked for ends the listing with an error.
+    @Test func aFetchAnswerWithARecordNotAskedForIsMalformed() async throws {
+        let asked = MerkleEntry(key: Array("x".utf8), version: Version(hlc: 5, writer: 1), tombstone: false)
+        let liar = RemoteAntiEntropyReplica(nodeID: "liar", timeout: .seconds(1)) { request, _ in
+            if case .merkleFetchRequest = request {
+                return .merkleFetchResponse(
+                    MerkleFetchResponse(
+                        records: [
+                            Record(
+                                key: ByteBuffer(string: "y"), version: asked.version, tombstone: false,
+                                value: ByteBuffer(string: "v"))
+                        ], entries: [], older: []))
+            }
+            return .merkleExchangeResponse(MerkleExchangeResponse(hashes: [asked.hash], entries: []))
+        }
+        let tree = MerkleTree(range: TokenRangeSpan(start: .max, end: .max))
+        let query = KVCore.MerkleQuery(
+            kind: .listing, level: tree.depth, nodes: [MerkleSegments.segment(of: asked.token)])
+        await #expect(throws: MerkleComparisonError.self) {
+            _ = try await liar.listing(query, in: tree, local: [])
+        }
     }
 
     @Test func aPassMovesNoFasterThanItsRate() async throws {

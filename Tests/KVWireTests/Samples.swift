@@ -154,14 +154,69 @@ enum Samples {
         Sample(
             name: "merkle-exchange-request",
             summary:
-                "MerkleExchangeRequest, request id 7: range (start 0x1000, end 0x2000), query children (2), level 3, nodes [0, 5, 4294967295]",
+                "MerkleExchangeRequest, request id 7: range (start 0x1000, end 0x2000), query children (2), level 3, nodes [0, 5, 4294967295] (node list 00 04 f9 ff ff ff 0f)",
             requestID: 7,
             message: .merkleExchangeRequest(
                 MerkleExchangeRequest(
                     range: TokenRange(start: 0x1000, end: 0x2000), query: .children, level: 3,
-                    nodes: [0, 5, UInt32.max]
+                    nodes: ByteBuffer(bytes: [0x00, 0x04, 0xf9, 0xff, 0xff, 0xff, 0x0f])
                 )
             )
+        ),
+        Sample(
+            name: "merkle-exchange-request-entry-hashes",
+            summary:
+                "MerkleExchangeRequest, request id 7: range (start 0x1000, end 0x2000), query entryHashes (4), level 20, nodes [300, 301] (node list ac 02 00)",
+            requestID: 7,
+            message: .merkleExchangeRequest(
+                MerkleExchangeRequest(
+                    range: TokenRange(start: 0x1000, end: 0x2000), query: .entryHashes, level: 20,
+                    nodes: ByteBuffer(bytes: [0xac, 0x02, 0x00])
+                )
+            )
+        ),
+        Sample(
+            name: "merkle-fetch-request",
+            summary:
+                "MerkleFetchRequest, request id 7: range (start 0x1000, end 0x2000), leaves [300, 301] (node list ac 02 00), valueAboveHlc [0, hlc as put-request], hashes [2, 0xffffffffffffffff]",
+            requestID: 7,
+            message: .merkleFetchRequest(
+                MerkleFetchRequest(
+                    range: TokenRange(start: 0x1000, end: 0x2000), leaves: ByteBuffer(bytes: [0xac, 0x02, 0x00]),
+                    valueAboveHlc: [0, version.hlc], hashes: [2, UInt64.max]
+                )
+            )
+        ),
+        Sample(
+            name: "merkle-fetch-response",
+            summary:
+                "MerkleFetchResponse, request id 7: records [(key \"k\", version as put-request, tombstone false, value \"v\")], entries [(key \"a\", version as put-request, tombstone true)], older [(index 1, version as put-request, tombstone false)]",
+            requestID: 7,
+            message: .merkleFetchResponse(
+                MerkleFetchResponse(
+                    records: [Record(key: bytes("k"), version: version, tombstone: false, value: bytes("v"))],
+                    entries: [KeyVersion(key: bytes("a"), version: version, tombstone: true)],
+                    older: [OlderEntry(index: 1, version: version, tombstone: false)]
+                )
+            )
+        ),
+        Sample(
+            name: "merkle-apply-request",
+            summary:
+                "MerkleApplyRequest, request id 7: records [(key \"k\", version as put-request, tombstone false, value \"v\"), (key \"a\", version as put-request, tombstone true, value empty)]",
+            requestID: 7,
+            message: .merkleApplyRequest(
+                MerkleApplyRequest(records: [
+                    Record(key: bytes("k"), version: version, tombstone: false, value: bytes("v")),
+                    Record(key: bytes("a"), version: version, tombstone: true, value: ByteBuffer()),
+                ])
+            )
+        ),
+        Sample(
+            name: "merkle-apply-response",
+            summary: "MerkleApplyResponse, request id 7: applied 1, clock 0x018bcfe568000004",
+            requestID: 7,
+            message: .merkleApplyResponse(MerkleApplyResponse(applied: 1, clock: 0x018b_cfe5_6800_0004))
         ),
         Sample(
             name: "merkle-exchange-response",

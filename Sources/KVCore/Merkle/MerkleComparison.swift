@@ -1,10 +1,11 @@
 /// Compares one token range on two replicas, sans I/O: it asks the same `MerkleQuery` of both, and
 /// from their answers decides where to descend, until it knows which keys differ.
 ///
-/// It starts at the root; where the two digests of a node differ it asks for the node's children,
-/// and at the leaves it asks for the (key, version, tombstone) listings and diffs them. Identical
-/// replicas therefore cost one query, the root. The caller answers the local side from its own store
-/// and sends the query to the co-replica (`MerkleExchangeRequest`):
+/// It starts at the root; where the two digests of a node differ it asks for the node's children (all
+/// but the last, whose digest it derives from the node's), and at the leaves it asks for the (key,
+/// version, tombstone) listings and diffs them. Identical replicas therefore cost one query, the root.
+/// The caller answers the local side from its own store and sends the query to the co-replica
+/// (`MerkleExchangeRequest`):
 ///
 /// ```swift
 /// var comparison = MerkleComparison(range: range)
@@ -40,6 +41,9 @@ public struct MerkleComparison: Sendable {
     private var pending: [MerkleQuery] = []
     private var nextPending = 0
     private var asked: MerkleQuery?
+    /// Both sides' hashes of the nodes whose children are still to be asked, by level and index: a
+    /// `.children` answer leaves out each node's last child, whose hash this gives (`MerkleTree.answer`).
+    private var knownHashes: [NodeAddress: HashPair] = [:]
     private var difference = MerkleDifference()
     private var started = false
     /// Tombstones older than this count as absent when the other side holds nothing for the key.
@@ -68,15 +72,18 @@ public struct MerkleComparison: Sendable {
         case .root:
             let (localHash, remoteHash) = (try single(local, "local"), try single(remote, "remote"))
             if localHash != remoteHash {
+                knownHashes[NodeAddress(level: 0, index: 0)] = HashPair(local: localHash, remote: remoteHash)
                 enqueue(kind: tree.depth == 0 ? .listing : .children, level: 0, nodes: [0])
             }
         case .children:
-            let children = query.nodes.flatMap { tree.children(level: query.level, index: $0) }
-            try check(local, hashCount: children.count, "local")
-            try check(remote, hashCount: children.count, "remote")
-            let differing = children.indices.filter { local.hashes[$0] != remote.hashes[$0] }.map { children[$0] }
             let level = query.level + 1
-            enqueue(kind: level == tree.depth ? .listing : .children, level: level, nodes: differing)
+            let differing = try differingChildren(of: query, local: local, remote: remote)
+            enqueue(kind: level == tree.depth ? .listing : .children, level: level, nodes: differing.map(\.index))
+            if level < tree.depth {
+                for child in differing {
+                    knownHashes[NodeAddress(level: level, index: child.index)] = child.hashes
+                }
+            }
         case .listing:
             let spans = query.nodes.map { tree.span(level: query.level, index: $0) }
             let localEntries = try entriesByKey(local, within: spans, "local")
@@ -129,6 +136,36 @@ public struct MerkleComparison: Sendable {
         }
     }
 
+    /// The children of `query`'s nodes whose hashes differ between the sides, with both hashes: each
+    /// node's children but the last from the answers, the last one as the node's hash XOR the others.
+    private mutating func differingChildren(
+        of query: MerkleQuery,
+        local: MerkleAnswer,
+        remote: MerkleAnswer
+    ) throws(MerkleComparisonError) -> [(index: Int, hashes: HashPair)] {
+        let sent = query.nodes.reduce(0) { $0 + tree.sentChildren(level: query.level, index: $1).count }
+        try check(local, hashCount: sent, "local")
+        try check(remote, hashCount: sent, "remote")
+        var differing: [(index: Int, hashes: HashPair)] = []
+        var next = 0
+        for node in query.nodes {
+            guard let parent = knownHashes.removeValue(forKey: NodeAddress(level: query.level, index: node)) else {
+                preconditionFailure("children asked of node \(node) at level \(query.level), whose hashes are unknown")
+            }
+            var rest = parent
+            for child in tree.children(level: query.level, index: node) {
+                var pair = rest
+                if child < tree.sentChildren(level: query.level, index: node).upperBound {
+                    pair = HashPair(local: local.hashes[next], remote: remote.hashes[next])
+                    next += 1
+                    rest = HashPair(local: rest.local ^ pair.local, remote: rest.remote ^ pair.remote)
+                }
+                if pair.local != pair.remote { differing.append((child, pair)) }
+            }
+        }
+        return differing
+    }
+
     private func single(_ answer: MerkleAnswer, _ side: String) throws(MerkleComparisonError) -> UInt64 {
         try check(answer, hashCount: 1, side)
         return answer.hashes[0]
@@ -163,6 +200,18 @@ public struct MerkleComparison: Sendable {
         }
         return byKey
     }
+}
+
+/// A node of a `MerkleTree`.
+private struct NodeAddress: Hashable {
+    var level: Int
+    var index: Int
+}
+
+/// One node's hash on each side of a comparison.
+private struct HashPair: Hashable {
+    var local: UInt64
+    var remote: UInt64
 }
 
 /// What a `MerkleComparison` found: the keys each replica must send the other.

@@ -4,7 +4,8 @@ public struct MerkleQuery: Sendable, Hashable, CustomStringConvertible {
     public enum Kind: Sendable, Hashable {
         /// The root's digest.
         case root
-        /// The digests of the children of each node of `nodes`, at `level`.
+        /// The digests of the children of each node of `nodes`, at `level`, but each node's last child
+        /// (the node's digest XOR the others': `MerkleTree.sentChildren(level:index:)`).
         case children
         /// The entries of the records in each node of `nodes`, at `level`.
         case listing

@@ -3,19 +3,21 @@
 ///
 /// The leaves are the range's slots (`proto-spec/MERKLE.md`): the range cut at every segment
 /// boundary, so a leaf is one segment, or the part of one at either end of the range. With `m` leaves
-/// the tree has `depth` = the smallest `d` with 16^d ≥ m; the root is level 0, leaves are level
-/// `depth`. Node `i` of level `l` covers leaves `i·16^(depth−l) ..< min((i+1)·16^(depth−l), m)`; only
+/// the tree has `depth` = the smallest `d` with 2^d ≥ m; the root is level 0, leaves are level
+/// `depth`. Node `i` of level `l` covers leaves `i·2^(depth−l) ..< min((i+1)·2^(depth−l), m)`; only
 /// nodes covering at least one leaf exist. A node's digest is the digest of its token span.
 public struct MerkleTree: Sendable, Hashable {
-    /// Children per node.
-    public static let fanOut = 16
+    /// Children per node: 2, because a difference alone under a node costs one hash per level (the
+    /// left child's; the right one is the parent's XOR it), the fewest bytes per level of any fan-out
+    /// (`proto-spec/MERKLE.md`, "Why fan-out 2").
+    public static let fanOut = 2
 
     private let slots: SegmentSlots
     /// The range the tree covers.
     public var range: TokenRangeSpan { slots.range }
     /// Number of leaves, 1 to 2^20 + 1.
     public var leafCount: Int { slots.count }
-    /// The level of the leaves (the root is level 0): 0 to 6.
+    /// The level of the leaves (the root is level 0): 0 to 21.
     public let depth: Int
 
     public init(range: TokenRangeSpan) {
@@ -68,6 +70,13 @@ public struct MerkleTree: Sendable, Hashable {
         return first..<min(first + Self.fanOut, nodeCount(atLevel: level + 1))
     }
 
+    /// The children of a node whose hashes a `.children` answer carries: all but the last, whose hash
+    /// is the node's XOR theirs (a node's digest is the XOR of its children's, which tile its span).
+    public func sentChildren(level: Int, index: Int) -> Range<Int> {
+        let all = children(level: level, index: index)
+        return all.isEmpty ? all : all.lowerBound..<(all.upperBound - 1)
+    }
+
     /// Whether this tree can answer `query`: it names existing nodes of its level (at most
     /// `Limits.merkleNodesPerQueryMax`), and asks children only of nodes above the leaves.
     public func isValid(_ query: MerkleQuery) -> Bool {
@@ -85,8 +94,10 @@ public struct MerkleTree: Sendable, Hashable {
     /// The answer to `query` from one replica, whose digest of a span is `digest` and whose records
     /// in a span are `listing`; nil if `isValid(query)` is false.
     ///
-    /// `.root` answers one hash; `.children` the hashes of each named node's children, node after node;
-    /// `.listing` the entries of every named node, in the order `listing` gives them.
+    /// `.root` answers one hash; `.children` the hashes of each named node's children but its last,
+    /// node after node (the asker knows the node's hash, so the last child's is that XOR the others:
+    /// `sentChildren(level:index:)`); `.listing` the entries of every named node, in the order
+    /// `listing` gives them.
     public func answer<Failure: Error>(
         _ query: MerkleQuery,
         digest: (TokenRangeSpan) throws(Failure) -> UInt64,
@@ -99,7 +110,7 @@ public struct MerkleTree: Sendable, Hashable {
         case .children:
             var hashes: [UInt64] = []
             for node in query.nodes {
-                for child in children(level: query.level, index: node) {
+                for child in sentChildren(level: query.level, index: node) {
                     hashes.append(try digest(span(level: query.level + 1, index: child)))
                 }
             }

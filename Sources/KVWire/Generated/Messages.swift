@@ -723,6 +723,10 @@ public enum MerkleQuery: UInt8, Sendable, Hashable, CaseIterable {
     case children = 2
     /// Answer the (key, version) listing of each leaf in `nodes`.
     case listing = 3
+    /// Answer the entry hashes (MERKLE.md) of the records of each leaf in `nodes`, leaf after leaf, in
+    /// listing order: a listing at 8 bytes an entry, followed by a `MerkleFetchRequest` for the hashes
+    /// the asker does not hold.
+    case entryHashes = 4
 }
 
 extension ByteBuffer {
@@ -758,9 +762,11 @@ public struct MerkleExchangeRequest: Sendable, Hashable {
     public var range: TokenRange
     public var query: MerkleQuery
     public var level: UInt8
-    public var nodes: [UInt32]
+    /// Node indices at `level`, increasing, as a node list (MERKLE.md, "Node lists"): about one byte a
+    /// node instead of four.
+    public var nodes: ByteBuffer
 
-    public init(range: TokenRange, query: MerkleQuery, level: UInt8, nodes: [UInt32]) {
+    public init(range: TokenRange, query: MerkleQuery, level: UInt8, nodes: ByteBuffer) {
         self.range = range
         self.query = query
         self.level = level
@@ -785,7 +791,7 @@ extension ByteBuffer {
         written += self.writeTokenRange(value.range)
         written += self.writeMerkleQuery(value.query)
         written += self.writeInteger(value.level)
-        written += self.writeWireList(value.nodes) { (buffer: inout ByteBuffer, element) in buffer.writeInteger(element) }
+        written += self.writeWireBytes(value.nodes)
         return written
     }
 
@@ -793,7 +799,7 @@ extension ByteBuffer {
         let range = try self.decodeTokenRange()
         let query = try self.decodeMerkleQuery()
         let level = try self.decodeWireInteger(UInt8.self)
-        let nodes = try self.decodeWireList(limit: Limits.listCountMax, elementBytesMin: 4, field: "MerkleExchangeRequest.nodes") { (buffer: inout ByteBuffer) throws(WireError) in try buffer.decodeWireInteger(UInt32.self) }
+        let nodes = try self.decodeWireBytes(limit: Limits.merkleNodeListBytesMax, field: "MerkleExchangeRequest.nodes")
         return MerkleExchangeRequest(range: range, query: query, level: level, nodes: nodes)
     }
 }
@@ -875,6 +881,234 @@ extension ByteBuffer {
         let hashes = try self.decodeWireList(limit: Limits.listCountMax, elementBytesMin: 8, field: "MerkleExchangeResponse.hashes") { (buffer: inout ByteBuffer) throws(WireError) in try buffer.decodeWireInteger(UInt64.self) }
         let entries = try self.decodeWireList(limit: Limits.listCountMax, elementBytesMin: 21, field: "MerkleExchangeResponse.entries") { (buffer: inout ByteBuffer) throws(WireError) in try buffer.decodeKeyVersion() }
         return MerkleExchangeResponse(hashes: hashes, entries: entries)
+    }
+}
+
+/// The records of `leaves` (of the tree of `range`) whose entry hashes are in `hashes`: the second half
+/// of a listing by entry hashes (MERKLE.md, "Exchange").
+///
+/// Message type 50; schema name `MerkleFetchRequest`.
+public struct MerkleFetchRequest: Sendable, Hashable {
+    /// The frame type of this message.
+    public static var messageType: MessageType { .merkleFetchRequest }
+
+    public var range: TokenRange
+    /// Leaf indices (at the tree's last level), increasing, as a node list (MERKLE.md, "Node lists").
+    public var leaves: ByteBuffer
+    /// One per leaf: a wanted record of the leaf is sent whole only if its version's hlc is greater (the
+    /// asker sets the hlc of the newest record it holds in the leaf that the answerer lacks, 0 if none,
+    /// so that a record it most likely holds newer is not sent in vain); otherwise as key and version.
+    public var valueAboveHlc: [UInt64]
+    public var hashes: [UInt64]
+
+    public init(range: TokenRange, leaves: ByteBuffer, valueAboveHlc: [UInt64], hashes: [UInt64]) {
+        self.range = range
+        self.leaves = leaves
+        self.valueAboveHlc = valueAboveHlc
+        self.hashes = hashes
+    }
+}
+
+extension ByteBuffer {
+    /// Reads one `MerkleFetchRequest` (message type 50) from the readable bytes.
+    ///
+    /// Returns `nil` and leaves the reader index unchanged when the buffer holds only part of one.
+    /// Throws (also leaving the reader index unchanged) when the bytes can never decode: a field
+    /// over its limit, an invalid bool, enum value or UTF-8 string.
+    public mutating func readMerkleFetchRequest() throws(WireError) -> MerkleFetchRequest? {
+        try self.readWireValue { (buffer: inout ByteBuffer) throws(WireError) in try buffer.decodeMerkleFetchRequest() }
+    }
+
+    /// Writes the encoding of `value`; returns the number of bytes written.
+    @discardableResult
+    public mutating func writeMerkleFetchRequest(_ value: MerkleFetchRequest) -> Int {
+        var written = 0
+        written += self.writeTokenRange(value.range)
+        written += self.writeWireBytes(value.leaves)
+        written += self.writeWireList(value.valueAboveHlc) { (buffer: inout ByteBuffer, element) in buffer.writeInteger(element) }
+        written += self.writeWireList(value.hashes) { (buffer: inout ByteBuffer, element) in buffer.writeInteger(element) }
+        return written
+    }
+
+    mutating func decodeMerkleFetchRequest() throws(WireError) -> MerkleFetchRequest {
+        let range = try self.decodeTokenRange()
+        let leaves = try self.decodeWireBytes(limit: Limits.merkleNodeListBytesMax, field: "MerkleFetchRequest.leaves")
+        let valueAboveHlc = try self.decodeWireList(limit: Limits.merkleLeavesPerListingMax, elementBytesMin: 8, field: "MerkleFetchRequest.valueAboveHlc") { (buffer: inout ByteBuffer) throws(WireError) in try buffer.decodeWireInteger(UInt64.self) }
+        let hashes = try self.decodeWireList(limit: Limits.listCountMax, elementBytesMin: 8, field: "MerkleFetchRequest.hashes") { (buffer: inout ByteBuffer) throws(WireError) in try buffer.decodeWireInteger(UInt64.self) }
+        return MerkleFetchRequest(range: range, leaves: leaves, valueAboveHlc: valueAboveHlc, hashes: hashes)
+    }
+}
+
+/// A wanted record sent without its value because its hlc is not above its leaf's `valueAboveHlc`: the
+/// asker most likely holds the same key newer, and finds which key by hashing its own keys of the leaf
+/// with this version (MERKLE.md, "Exchange").
+public struct OlderEntry: Sendable, Hashable {
+    /// The record's position in the request's `hashes`.
+    public var index: UInt16
+    public var version: Version
+    public var tombstone: Bool
+
+    public init(index: UInt16, version: Version, tombstone: Bool) {
+        self.index = index
+        self.version = version
+        self.tombstone = tombstone
+    }
+}
+
+extension ByteBuffer {
+    /// Reads one `OlderEntry` from the readable bytes.
+    ///
+    /// Returns `nil` and leaves the reader index unchanged when the buffer holds only part of one.
+    /// Throws (also leaving the reader index unchanged) when the bytes can never decode: a field
+    /// over its limit, an invalid bool, enum value or UTF-8 string.
+    public mutating func readOlderEntry() throws(WireError) -> OlderEntry? {
+        try self.readWireValue { (buffer: inout ByteBuffer) throws(WireError) in try buffer.decodeOlderEntry() }
+    }
+
+    /// Writes the encoding of `value`; returns the number of bytes written.
+    @discardableResult
+    public mutating func writeOlderEntry(_ value: OlderEntry) -> Int {
+        var written = 0
+        written += self.writeInteger(value.index)
+        written += self.writeVersion(value.version)
+        written += self.writeWireBool(value.tombstone)
+        return written
+    }
+
+    mutating func decodeOlderEntry() throws(WireError) -> OlderEntry {
+        let index = try self.decodeWireInteger(UInt16.self)
+        let version = try self.decodeVersion()
+        let tombstone = try self.decodeWireBool()
+        return OlderEntry(index: index, version: version, tombstone: tombstone)
+    }
+}
+
+/// Every record of the named leaves whose entry hash was asked for and which the answerer still holds:
+/// whole in `records`; as key and version in `entries` when its value would not fit in the answer's
+/// `merkleRecordBytesPerFrameMax`; as version only in `older` when its hlc is not above its leaf's
+/// `valueAboveHlc`. Asked-for hashes it no longer holds are left out.
+///
+/// Message type 51; schema name `MerkleFetchResponse`.
+public struct MerkleFetchResponse: Sendable, Hashable {
+    /// The frame type of this message.
+    public static var messageType: MessageType { .merkleFetchResponse }
+
+    public var records: [Record]
+    public var entries: [KeyVersion]
+    public var older: [OlderEntry]
+
+    public init(records: [Record], entries: [KeyVersion], older: [OlderEntry]) {
+        self.records = records
+        self.entries = entries
+        self.older = older
+    }
+}
+
+extension ByteBuffer {
+    /// Reads one `MerkleFetchResponse` (message type 51) from the readable bytes.
+    ///
+    /// Returns `nil` and leaves the reader index unchanged when the buffer holds only part of one.
+    /// Throws (also leaving the reader index unchanged) when the bytes can never decode: a field
+    /// over its limit, an invalid bool, enum value or UTF-8 string.
+    public mutating func readMerkleFetchResponse() throws(WireError) -> MerkleFetchResponse? {
+        try self.readWireValue { (buffer: inout ByteBuffer) throws(WireError) in try buffer.decodeMerkleFetchResponse() }
+    }
+
+    /// Writes the encoding of `value`; returns the number of bytes written.
+    @discardableResult
+    public mutating func writeMerkleFetchResponse(_ value: MerkleFetchResponse) -> Int {
+        var written = 0
+        written += self.writeWireList(value.records) { (buffer: inout ByteBuffer, element) in buffer.writeRecord(element) }
+        written += self.writeWireList(value.entries) { (buffer: inout ByteBuffer, element) in buffer.writeKeyVersion(element) }
+        written += self.writeWireList(value.older) { (buffer: inout ByteBuffer, element) in buffer.writeOlderEntry(element) }
+        return written
+    }
+
+    mutating func decodeMerkleFetchResponse() throws(WireError) -> MerkleFetchResponse {
+        let records = try self.decodeWireList(limit: Limits.listCountMax, elementBytesMin: 25, field: "MerkleFetchResponse.records") { (buffer: inout ByteBuffer) throws(WireError) in try buffer.decodeRecord() }
+        let entries = try self.decodeWireList(limit: Limits.listCountMax, elementBytesMin: 21, field: "MerkleFetchResponse.entries") { (buffer: inout ByteBuffer) throws(WireError) in try buffer.decodeKeyVersion() }
+        let older = try self.decodeWireList(limit: Limits.listCountMax, elementBytesMin: 19, field: "MerkleFetchResponse.older") { (buffer: inout ByteBuffer) throws(WireError) in try buffer.decodeOlderEntry() }
+        return MerkleFetchResponse(records: records, entries: entries, older: older)
+    }
+}
+
+/// Records an anti-entropy session sends a replica, applied one by one through the replica's apply rule
+/// (each as a `PutRequest` with origin `antiEntropy`), in one frame.
+///
+/// Message type 52; schema name `MerkleApplyRequest`.
+public struct MerkleApplyRequest: Sendable, Hashable {
+    /// The frame type of this message.
+    public static var messageType: MessageType { .merkleApplyRequest }
+
+    public var records: [Record]
+
+    public init(records: [Record]) {
+        self.records = records
+    }
+}
+
+extension ByteBuffer {
+    /// Reads one `MerkleApplyRequest` (message type 52) from the readable bytes.
+    ///
+    /// Returns `nil` and leaves the reader index unchanged when the buffer holds only part of one.
+    /// Throws (also leaving the reader index unchanged) when the bytes can never decode: a field
+    /// over its limit, an invalid bool, enum value or UTF-8 string.
+    public mutating func readMerkleApplyRequest() throws(WireError) -> MerkleApplyRequest? {
+        try self.readWireValue { (buffer: inout ByteBuffer) throws(WireError) in try buffer.decodeMerkleApplyRequest() }
+    }
+
+    /// Writes the encoding of `value`; returns the number of bytes written.
+    @discardableResult
+    public mutating func writeMerkleApplyRequest(_ value: MerkleApplyRequest) -> Int {
+        var written = 0
+        written += self.writeWireList(value.records) { (buffer: inout ByteBuffer, element) in buffer.writeRecord(element) }
+        return written
+    }
+
+    mutating func decodeMerkleApplyRequest() throws(WireError) -> MerkleApplyRequest {
+        let records = try self.decodeWireList(limit: Limits.listCountMax, elementBytesMin: 25, field: "MerkleApplyRequest.records") { (buffer: inout ByteBuffer) throws(WireError) in try buffer.decodeRecord() }
+        return MerkleApplyRequest(records: records)
+    }
+}
+
+/// Message type 53; schema name `MerkleApplyResponse`.
+public struct MerkleApplyResponse: Sendable, Hashable {
+    /// The frame type of this message.
+    public static var messageType: MessageType { .merkleApplyResponse }
+
+    /// How many of the records the replica applied (the others it held newer).
+    public var applied: UInt32
+    public var clock: UInt64
+
+    public init(applied: UInt32, clock: UInt64) {
+        self.applied = applied
+        self.clock = clock
+    }
+}
+
+extension ByteBuffer {
+    /// Reads one `MerkleApplyResponse` (message type 53) from the readable bytes.
+    ///
+    /// Returns `nil` and leaves the reader index unchanged when the buffer holds only part of one.
+    /// Throws (also leaving the reader index unchanged) when the bytes can never decode: a field
+    /// over its limit, an invalid bool, enum value or UTF-8 string.
+    public mutating func readMerkleApplyResponse() throws(WireError) -> MerkleApplyResponse? {
+        try self.readWireValue { (buffer: inout ByteBuffer) throws(WireError) in try buffer.decodeMerkleApplyResponse() }
+    }
+
+    /// Writes the encoding of `value`; returns the number of bytes written.
+    @discardableResult
+    public mutating func writeMerkleApplyResponse(_ value: MerkleApplyResponse) -> Int {
+        var written = 0
+        written += self.writeInteger(value.applied)
+        written += self.writeInteger(value.clock)
+        return written
+    }
+
+    mutating func decodeMerkleApplyResponse() throws(WireError) -> MerkleApplyResponse {
+        let applied = try self.decodeWireInteger(UInt32.self)
+        let clock = try self.decodeWireInteger(UInt64.self)
+        return MerkleApplyResponse(applied: applied, clock: clock)
     }
 }
 
@@ -1397,6 +1631,14 @@ public enum MessageType: UInt8, Sendable, Hashable, CaseIterable {
     case merkleExchangeRequest = 48
     /// `MerkleExchangeResponse`
     case merkleExchangeResponse = 49
+    /// `MerkleFetchRequest`
+    case merkleFetchRequest = 50
+    /// `MerkleFetchResponse`
+    case merkleFetchResponse = 51
+    /// `MerkleApplyRequest`
+    case merkleApplyRequest = 52
+    /// `MerkleApplyResponse`
+    case merkleApplyResponse = 53
     /// `ClusterMapRequest`
     case clusterMapRequest = 64
     /// `ClusterMapResponse`
@@ -1428,6 +1670,10 @@ public enum Message: Sendable, Hashable {
     case hintResponse(HintResponse)
     case merkleExchangeRequest(MerkleExchangeRequest)
     case merkleExchangeResponse(MerkleExchangeResponse)
+    case merkleFetchRequest(MerkleFetchRequest)
+    case merkleFetchResponse(MerkleFetchResponse)
+    case merkleApplyRequest(MerkleApplyRequest)
+    case merkleApplyResponse(MerkleApplyResponse)
     case clusterMapRequest(ClusterMapRequest)
     case clusterMapResponse(ClusterMapResponse)
     case pingRequest(PingRequest)
@@ -1451,6 +1697,10 @@ public enum Message: Sendable, Hashable {
         case .hintResponse: .hintResponse
         case .merkleExchangeRequest: .merkleExchangeRequest
         case .merkleExchangeResponse: .merkleExchangeResponse
+        case .merkleFetchRequest: .merkleFetchRequest
+        case .merkleFetchResponse: .merkleFetchResponse
+        case .merkleApplyRequest: .merkleApplyRequest
+        case .merkleApplyResponse: .merkleApplyResponse
         case .clusterMapRequest: .clusterMapRequest
         case .clusterMapResponse: .clusterMapResponse
         case .pingRequest: .pingRequest
@@ -1478,6 +1728,10 @@ extension Message {
         case .hintResponse: self = .hintResponse(try body.decodeHintResponse())
         case .merkleExchangeRequest: self = .merkleExchangeRequest(try body.decodeMerkleExchangeRequest())
         case .merkleExchangeResponse: self = .merkleExchangeResponse(try body.decodeMerkleExchangeResponse())
+        case .merkleFetchRequest: self = .merkleFetchRequest(try body.decodeMerkleFetchRequest())
+        case .merkleFetchResponse: self = .merkleFetchResponse(try body.decodeMerkleFetchResponse())
+        case .merkleApplyRequest: self = .merkleApplyRequest(try body.decodeMerkleApplyRequest())
+        case .merkleApplyResponse: self = .merkleApplyResponse(try body.decodeMerkleApplyResponse())
         case .clusterMapRequest: self = .clusterMapRequest(try body.decodeClusterMapRequest())
         case .clusterMapResponse: self = .clusterMapResponse(try body.decodeClusterMapResponse())
         case .pingRequest: self = .pingRequest(try body.decodePingRequest())
@@ -1504,6 +1758,10 @@ extension Message {
         case .hintResponse(let message): buffer.writeHintResponse(message)
         case .merkleExchangeRequest(let message): buffer.writeMerkleExchangeRequest(message)
         case .merkleExchangeResponse(let message): buffer.writeMerkleExchangeResponse(message)
+        case .merkleFetchRequest(let message): buffer.writeMerkleFetchRequest(message)
+        case .merkleFetchResponse(let message): buffer.writeMerkleFetchResponse(message)
+        case .merkleApplyRequest(let message): buffer.writeMerkleApplyRequest(message)
+        case .merkleApplyResponse(let message): buffer.writeMerkleApplyResponse(message)
         case .clusterMapRequest(let message): buffer.writeClusterMapRequest(message)
         case .clusterMapResponse(let message): buffer.writeClusterMapResponse(message)
         case .pingRequest(let message): buffer.writePingRequest(message)
