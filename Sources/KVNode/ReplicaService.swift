@@ -222,14 +222,20 @@ public final class ReplicaService: RPCService {
     /// `Limits.frameBytesMax` bytes): the answer is never truncated, since a partial listing would read
     /// as missing keys. A leaf is one segment (about keys / 2^20 records), so only a store of billions
     /// of keys, or of thousands of maximum-size keys in one segment, meets that limit.
-    private func answer(_ request: MerkleExchangeRequest) async throws -> Message {
+    /// The Merkle store and the asked range, if this node replicates the whole range; else the refusal.
+    private func merkleRange(_ wire: TokenRange) throws -> (any MerkleStore, TokenRangeSpan) {
         guard let merkle else {
             throw RPCError.remote(.invalidRequest, message: "this node takes no part in anti-entropy")
         }
-        let range = TokenRangeSpan(start: request.range.start, end: request.range.end)
+        let range = TokenRangeSpan(start: wire.start, end: wire.end)
         guard replicatedRanges.contains(where: { $0.contains(range) }) else {
             throw RPCError.remote(.invalidRequest, message: "\(nodeID) does not replicate the whole range \(range)")
         }
+        return (merkle, range)
+    }
+
+    private func answer(_ request: MerkleExchangeRequest) async throws -> Message {
+        let (merkle, range) = try merkleRange(request.range)
         guard let nodes = MerkleNodeList.decode(request.nodes.readableBytesView) else {
             throw RPCError.remote(
                 .invalidRequest,
@@ -287,13 +293,7 @@ public final class ReplicaService: RPCService {
     /// `Limits.merkleRecordBytesPerFrameMax` (the first always does), else as key and version. Refused like a `MerkleExchange`: a range not replicated whole, more than
     /// `Limits.merkleLeavesPerListingMax` leaves, a leaf the tree does not have.
     private func answer(_ request: MerkleFetchRequest) async throws -> Message {
-        guard let merkle else {
-            throw RPCError.remote(.invalidRequest, message: "this node takes no part in anti-entropy")
-        }
-        let range = TokenRangeSpan(start: request.range.start, end: request.range.end)
-        guard replicatedRanges.contains(where: { $0.contains(range) }) else {
-            throw RPCError.remote(.invalidRequest, message: "\(nodeID) does not replicate the whole range \(range)")
-        }
+        let (merkle, range) = try merkleRange(request.range)
         let tree = MerkleTree(range: range)
         guard
             let leaves = MerkleNodeList.decode(
