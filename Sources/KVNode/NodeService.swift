@@ -115,6 +115,10 @@ public final class NodeService: Service {
         var detector = PhiAccrualDetector.Configuration()
         detector.threshold = configuration.phiThreshold
         detector.firstIntervalMillis = Double(Self.pingInterval / .milliseconds(1))
+        // A busy node answers pings late: tolerate a second's pause before phi climbs (Akka's cluster
+        // detector allows three), so a loaded peer is not suspected while a hung one still is in ~3 s.
+        detector.acceptablePauseMillis = 1000
+        detector.minimumDeviationMillis = 200
         let health = PeerHealth(
             peers: Dictionary(uniqueKeysWithValues: zip(peerIDs, peerClients)), detector: detector,
             interval: Self.pingInterval, epoch: cluster.epoch, wallMillis: ReplicaService.systemMillis)
