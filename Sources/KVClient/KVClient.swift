@@ -747,6 +747,16 @@ public final class KVClient: Sendable {
         guard let interval = configuration.healthCheckInterval, !closed.load(ordering: .relaxed) else { return }
         pinger.withLock { task in
             guard task == nil else { return }
+            // Watching starts now, as if every node had just answered: one that never does is suspected.
+            let now = configuration.wallClockMillis()
+            let detector = configuration.failureDetector
+            health.withLock { detectors in
+                for node in topology.map.nodes where detectors[node.id] == nil {
+                    var fresh = PhiAccrualDetector(configuration: detector)
+                    fresh.heartbeat(atMillis: now)
+                    detectors[node.id] = fresh
+                }
+            }
             task = Task { [weak self] in
                 while !Task.isCancelled {
                     // Holds the client only while sending, so a client nobody closed can still go away.
