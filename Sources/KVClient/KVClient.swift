@@ -752,9 +752,7 @@ public final class KVClient: Sendable {
             let detector = configuration.failureDetector
             health.withLock { detectors in
                 for node in topology.map.nodes where detectors[node.id] == nil {
-                    var fresh = PhiAccrualDetector(configuration: detector)
-                    fresh.heartbeat(atMillis: now)
-                    detectors[node.id] = fresh
+                    detectors[node.id] = PhiAccrualDetector(configuration: detector, watchingFrom: now)
                 }
             }
             task = Task { [weak self] in
@@ -926,22 +924,17 @@ extension NodeStatus {
         antiEntropyLastFullPassMillis = counter("anti_entropy_last_full_pass_millis")
         tombstonesPurged = counter("tombstones_purged")
         antiEntropyOldestRangeComparedMillis = counter("anti_entropy_oldest_range_compared_millis")
-        func numbers(prefix: String) -> [String: UInt64] {
-            var numbers: [String: UInt64] = [:]
+        /// The statistics named `prefix` + an id, by id, parsed by `parse`.
+        func byID<Number>(_ prefix: String, _ parse: (String) -> Number?) -> [String: Number] {
+            var numbers: [String: Number] = [:]
             for (name, value) in statistics where name.hasPrefix(prefix) {
-                if let number = UInt64(value) {
-                    numbers[String(name.dropFirst(prefix.count))] = number
-                }
+                numbers[String(name.dropFirst(prefix.count))] = parse(value)
             }
             return numbers
         }
-        hintsQueuedPerTarget = numbers(prefix: "hints_queued.")
-        antiEntropyRangeComparedMillis = numbers(prefix: "anti_entropy_range_compared.")
-        var phis: [String: Double] = [:]
-        for (name, value) in statistics where name.hasPrefix("peer_phi.") {
-            phis[String(name.dropFirst("peer_phi.".count))] = Double(value)
-        }
-        peerPhi = phis
+        hintsQueuedPerTarget = byID("hints_queued.") { UInt64($0) }
+        antiEntropyRangeComparedMillis = byID("anti_entropy_range_compared.") { UInt64($0) }
+        peerPhi = byID("peer_phi.") { Double($0) }
         peersSuspected = statistics["peers_suspected"].map { $0.split(separator: ",").map(String.init) }
     }
 }

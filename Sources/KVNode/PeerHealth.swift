@@ -20,15 +20,8 @@ public final class PeerHealth: Sendable {
         wallMillis: @escaping @Sendable () -> UInt64
     ) {
         self.peers = peers
-        // Watching starts now, as if each peer had just answered: a peer that never answers is suspected
-        // too (a detector without any heartbeat judges nothing).
         let now = wallMillis()
-        self.detectors = Mutex(
-            peers.mapValues { _ in
-                var fresh = PhiAccrualDetector(configuration: detector)
-                fresh.heartbeat(atMillis: now)
-                return fresh
-            })
+        self.detectors = Mutex(peers.mapValues { _ in PhiAccrualDetector(configuration: detector, watchingFrom: now) })
         self.interval = interval
         self.epoch = epoch
         self.wallMillis = wallMillis

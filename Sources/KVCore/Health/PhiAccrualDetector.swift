@@ -52,6 +52,13 @@ public struct PhiAccrualDetector: Sendable, Hashable {
         self.configuration = configuration
     }
 
+    /// A detector that starts watching at `millis`, as if the node had just answered: a node that
+    /// never answers is then suspected too (without any heartbeat, phi stays 0).
+    public init(configuration: Configuration = Configuration(), watchingFrom millis: UInt64) {
+        self.init(configuration: configuration)
+        heartbeat(atMillis: millis)
+    }
+
     /// Records a heartbeat at `millis`. One earlier than the last (a clock stepping back) only moves the
     /// last heartbeat.
     public mutating func heartbeat(atMillis millis: UInt64) {
