@@ -13,6 +13,11 @@
 #                                       (rewritten while it is down, no hints); `kvctl repair --node
 #                                       n2` time and bytes; a pass over identical replicas; puts with
 #                                       back-to-back repair passes running vs none
+#   scripts/bench.sh antientropy [SECONDS]
+#                                       4 kvd, KEYS (default 1333334, about 1,000,000 per node) keys:
+#                                       puts with periodic anti-entropy off, then with every node
+#                                       restarted with --anti-entropy-interval AE_INTERVAL (default
+#                                       10 s), twice each, alternating
 #   scripts/bench.sh stale [SECONDS]    4 kvd, 100,000 keys: read p99 on a clean cluster, then with
 #                                       1 % of the keys rewritten while n2 was down and no hints
 #                                       (n2 stale on them; reads repair in the background)
@@ -25,7 +30,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 mode=${1:-single}
 seconds=${2:-10}
-[[ "$mode" =~ ^(single|cluster|hints|stale|repair)$ ]] || { sed -n '2,23p' "$0" >&2; exit 64; }
+[[ "$mode" =~ ^(single|cluster|hints|stale|repair|antientropy)$ ]] || { sed -n '2,28p' "$0" >&2; exit 64; }
 scripts/setup.sh
 
 for product in kvd kvctl kvbench; do
@@ -61,7 +66,8 @@ start_node() {
     "$bin/kvd" --id "n$i" --listen "127.0.0.$((20 + i)):7411" --data "$work/n$i" --cluster "$work/cluster.yaml" \
         --ca "$work/certs/ca.pem" --cert "$work/certs/n$i.pem" --key "$work/certs/n$i-key.pem" \
         --durability "${QUORUMKV_DURABILITY:-sync}" --log-level warning \
-        ${QUORUMKV_HINT_REPLAY_RATE:+--hint-replay-rate "$QUORUMKV_HINT_REPLAY_RATE"} &
+        ${QUORUMKV_HINT_REPLAY_RATE:+--hint-replay-rate "$QUORUMKV_HINT_REPLAY_RATE"} \
+        ${QUORUMKV_ANTI_ENTROPY_INTERVAL:+--anti-entropy-interval "$QUORUMKV_ANTI_ENTROPY_INTERVAL"} &
     pids[n$i]=$!
 }
 for ((i = 1; i <= count; i++)); do
@@ -147,6 +153,34 @@ if [[ "$mode" == repair ]]; then
     passes=$!
     "${bench[@]}" --workload put --keys "$keys"
     wait "$passes"
+    exit 0
+fi
+
+if [[ "$mode" == antientropy ]]; then
+    keys=${KEYS:-1333334}
+    interval=${AE_INTERVAL:-10}
+    "$bin/kvctl" certs issue --dir "$work/certs" --role admin --name admin 2>/dev/null
+    echo "== loading $keys keys (QUORUM, 100-byte values)"
+    time "$bin/kvbench" --concurrency 50 --value-bytes 100 --workload get --keys "$keys" --requests-max 1 >/dev/null
+    # Stops every node and starts it again with --anti-entropy-interval $1 (0 = off).
+    restart_all() {
+        for ((i = 1; i <= count; i++)); do kill -TERM "${pids[n$i]}"; done
+        for ((i = 1; i <= count; i++)); do wait "${pids[n$i]}" 2>/dev/null || true; done
+        for ((i = 1; i <= count; i++)); do QUORUMKV_ANTI_ENTROPY_INTERVAL=$1 start_node "$i"; done
+        for ((i = 1; i <= count; i++)); do wait_up "$i"; done
+    }
+    for round in 1 2; do
+        restart_all 0
+        echo "== round $round: kvbench put, ${seconds}s, periodic anti-entropy off"
+        "${bench[@]}" --workload put --keys "$keys" --skip-load
+        restart_all "$interval"
+        echo "== round $round: kvbench put, ${seconds}s, every node runs a pass every ${interval}s (±20 %)"
+        "${bench[@]}" --workload put --keys "$keys" --skip-load
+        QUORUMKV_CERT="$work/certs/admin.pem" QUORUMKV_KEY="$work/certs/admin-key.pem" \
+            "$bin/kvctl" status --json 2>/dev/null | python3 -c 'import json,sys
+for n in json.load(sys.stdin)["nodes"]:
+    print(n["node"], {k: v for k, v in n.items() if k.startswith("antiEntropy") and not isinstance(v, (list, dict))})'
+    done
     exit 0
 fi
 
