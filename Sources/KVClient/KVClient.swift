@@ -160,6 +160,11 @@ public final class KVClient: Sendable {
     /// Pings every node every `healthCheckInterval`, from the first operation until ``close()``.
     private let pinger = Mutex<Task<Void, Never>?>(nil)
     private let closed = Atomic<Bool>(false)
+    /// Connections of nodes a newer map moved or removed, closed a request timeout later (or by
+    /// ``close()``), so requests still using the older map can finish.
+    private let retired = Mutex<[RPCClient]>([])
+    /// Whether a newer cluster map is being fetched (one fetch at a time).
+    private let refreshing = Atomic<Bool>(false)
 
     private struct HandingOff {
         var nextID = 0
@@ -179,7 +184,7 @@ public final class KVClient: Sendable {
     public var identity: PeerIdentity { tls.localIdentity }
 
     /// The ring and one connection per node, built from one cluster map.
-    private final class Topology: Sendable {
+    final class Topology: Sendable {
         let map: ClusterMap
         let ring: Ring
         let nodes: [String: RPCClient]
@@ -625,11 +630,14 @@ public final class KVClient: Sendable {
         for seed in seeds {
             await seed.close()
         }
+        for client in retired.withLock({ $0 }) {
+            await client.close()
+        }
     }
 
     // MARK: - Plumbing
 
-    private func currentTopology() async throws -> Topology {
+    func currentTopology() async throws -> Topology {
         if let topology = topology.withLock({ $0 }) {
             startPinger(topology)
             return topology
@@ -642,11 +650,7 @@ public final class KVClient: Sendable {
                 guard case .clusterMapResponse(let response) = answer else {
                     throw KVClientError.protocolViolation("\(seed.address) answered ClusterMap with \(answer.type)")
                 }
-                let map = ClusterMap(
-                    clusterID: response.clusterId, epoch: response.epoch,
-                    replicationFactor: Int(response.replicationFactor),
-                    nodes: response.nodes.map { ClusterMap.Node(id: $0.id, address: $0.address, tokens: $0.tokens) })
-                return try install(map)
+                return try install(response.map)
             } catch let error as KVClientError {
                 failures.append("\(seed.address): \(error)")
             } catch let error as RPCError {
@@ -662,27 +666,67 @@ public final class KVClient: Sendable {
                 + failures.joined(separator: "; "))
     }
 
+    /// Installs `map` unless the one in use is as new: connections of nodes whose address did not
+    /// change are kept, the others retired.
+    ///
+    /// - Returns: the topology in use afterwards.
     @discardableResult
-    private func install(_ map: ClusterMap) throws -> Topology {
+    func install(_ map: ClusterMap) throws -> Topology {
         let ring: Ring
         do {
             ring = try map.ring()
         } catch {
             throw KVClientError.invalidArgument("the cluster map is not a valid ring: \(error)")
         }
-        var nodes: [String: RPCClient] = [:]
         let hello = Hello(
             protocolVersion: WireProtocol.version, clusterId: map.clusterID, senderId: self.hello.senderId,
             role: self.hello.role, epoch: map.epoch)
-        for node in map.nodes {
-            let (host, port) = try Self.parse(node.address)
-            nodes[node.id] = RPCClient(host: host, port: port, tls: tls, hello: hello, policy: configuration.reconnect)
+        var addresses: [String: (host: String, port: Int)] = [:]
+        for node in map.nodes where node.state != .removed {
+            addresses[node.id] = try Self.parse(node.address)
         }
-        let installed = Topology(map: map, ring: ring, nodes: nodes)
-        return topology.withLock { current in
-            if let current { return current }
+        let (topology, dropped) = topology.withLock { current -> (Topology, [RPCClient]) in
+            if let current, current.map.epoch >= map.epoch { return (current, []) }
+            var nodes: [String: RPCClient] = [:]
+            for node in map.nodes where node.state != .removed {
+                if let current, let client = current.nodes[node.id], current.map.node(node.id)?.address == node.address
+                {
+                    nodes[node.id] = client
+                } else if let (host, port) = addresses[node.id] {
+                    nodes[node.id] = RPCClient(
+                        host: host, port: port, tls: tls, hello: hello, policy: configuration.reconnect)
+                }
+            }
+            let dropped = (current?.nodes ?? [:]).filter { nodes[$0.key] !== $0.value }.map(\.value)
+            let installed = Topology(map: map, ring: ring, nodes: nodes)
             current = installed
-            return installed
+            return (installed, dropped)
+        }
+        if !dropped.isEmpty {
+            retired.withLock { $0.append(contentsOf: dropped) }
+            let timeout = configuration.requestTimeout
+            Task {
+                try? await Task.sleep(for: timeout)
+                for client in dropped { await client.close() }
+            }
+        }
+        return topology
+    }
+
+    /// Fetches the map of a node that answered with a later epoch than the one in use, and installs
+    /// it; one fetch at a time, failures ignored (the next answer tries again).
+    private func noticeEpoch(_ epoch: UInt64, from node: String, in topology: Topology) {
+        guard epoch > (self.topology.withLock { $0?.map.epoch ?? 0 }),
+            refreshing.compareExchange(expected: false, desired: true, ordering: .acquiring).exchanged
+        else { return }
+        Task {
+            defer { refreshing.store(false, ordering: .releasing) }
+            guard
+                case .clusterMapResponse(let response)? = try? await call(
+                    .clusterMapRequest(ClusterMapRequest(knownEpoch: topology.map.epoch)), node: node, in: topology),
+                response.clusterId == topology.map.clusterID
+            else { return }
+            _ = try? install(response.map)
         }
     }
 
@@ -696,6 +740,9 @@ public final class KVClient: Sendable {
         return client.send(request, timeout: configuration.requestTimeout)
             .map { answer in
                 self.heartbeat(node)
+                if case .pingResponse(let pong) = answer, pong.epoch > topology.map.epoch {
+                    self.noticeEpoch(pong.epoch, from: node, in: topology)
+                }
                 return Result<Message, any Error>.success(answer)
             }
             .flatMapErrorThrowing { Result<Message, any Error>.failure($0) }
@@ -734,10 +781,24 @@ public final class KVClient: Sendable {
         try await healthyFirst(currentTopology().ring.preferenceList(forKey: key))
     }
 
-    /// Sends a `Ping` to every node, not awaited: a hung node must not delay the others.
+    /// Sends a `Ping` to every node, not awaited: a hung node must not delay the others. Nodes new
+    /// to the map are watched from now on.
     private func pingAll(_ topology: Topology) {
-        for node in topology.map.nodes {
+        watch(topology)
+        for node in topology.map.nodes where topology.nodes[node.id] != nil {
             _ = send(.pingRequest(PingRequest(epoch: topology.map.epoch, clock: clockNow())), to: node.id, in: topology)
+        }
+    }
+
+    /// Starts watching the nodes of `topology` not watched yet, as if each had just answered: one that
+    /// never does is suspected.
+    private func watch(_ topology: Topology) {
+        let now = configuration.wallClockMillis()
+        let detector = configuration.failureDetector
+        health.withLock { detectors in
+            for node in topology.map.nodes where detectors[node.id] == nil {
+                detectors[node.id] = PhiAccrualDetector(configuration: detector, watchingFrom: now)
+            }
         }
     }
 
@@ -747,25 +808,20 @@ public final class KVClient: Sendable {
         guard let interval = configuration.healthCheckInterval, !closed.load(ordering: .relaxed) else { return }
         pinger.withLock { task in
             guard task == nil else { return }
-            // Watching starts now, as if every node had just answered: one that never does is suspected.
-            let now = configuration.wallClockMillis()
-            let detector = configuration.failureDetector
-            health.withLock { detectors in
-                for node in topology.map.nodes where detectors[node.id] == nil {
-                    detectors[node.id] = PhiAccrualDetector(configuration: detector, watchingFrom: now)
-                }
-            }
+            watch(topology)
             task = Task { [weak self] in
                 while !Task.isCancelled {
                     // Holds the client only while sending, so a client nobody closed can still go away.
-                    if let self { self.pingAll(topology) } else { return }
+                    guard let self else { return }
+                    // The map in use now: a newer one may have been installed since the start.
+                    self.pingAll(self.topology.withLock { $0 } ?? topology)
                     try? await Task.sleep(for: interval)
                 }
             }
         }
     }
 
-    private func call(_ request: Message, node: String, in topology: Topology, timeout: Duration? = nil) async throws
+    func call(_ request: Message, node: String, in topology: Topology, timeout: Duration? = nil) async throws
         -> Message
     {
         guard let client = topology.nodes[node] else {

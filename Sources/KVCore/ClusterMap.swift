@@ -1,7 +1,30 @@
+/// A node's place in the cluster map's life cycle.
+public enum NodeState: UInt8, Sendable, Hashable, CaseIterable {
+    /// In the map, taking its ranges over: not yet an owner of data.
+    case joining = 1
+    /// Owns its ranges.
+    case normal = 2
+    /// Still owns its ranges while handing them over.
+    case leaving = 3
+    /// Declared dead by an operator; still owns its ranges until replaced or removed.
+    case down = 4
+    /// Gone: owns nothing and takes no part in decisions; kept so the id is not reused by mistake.
+    case removed = 5
+
+    /// Whether a node in this state owns ranges (is on the ring).
+    public var ownsRanges: Bool {
+        switch self {
+        case .normal, .leaving, .down: true
+        case .joining, .removed: false
+        }
+    }
+}
+
 /// The cluster as every client and node must see it: its id, replication factor, and each node's
-/// address and ring tokens, under an epoch that grows with every change.
+/// address, ring tokens and state, under an epoch that grows with every change.
 ///
-/// Nodes serve it with `ClusterMap`; clients build their ring from it.
+/// Nodes serve it with `ClusterMap` and agree on each next epoch with `MapPrepare`/`MapAccept`
+/// (`MapAcceptor`, `MapProposer`); clients build their ring from it.
 public struct ClusterMap: Sendable, Hashable {
     /// One member of the cluster.
     public struct Node: Sendable, Hashable {
@@ -9,11 +32,13 @@ public struct ClusterMap: Sendable, Hashable {
         /// `host:port` the node listens on.
         public var address: String
         public var tokens: [UInt64]
+        public var state: NodeState
 
-        public init(id: String, address: String, tokens: [UInt64]) {
+        public init(id: String, address: String, tokens: [UInt64], state: NodeState = .normal) {
             self.id = id
             self.address = address
             self.tokens = tokens
+            self.state = state
         }
     }
 
@@ -34,10 +59,15 @@ public struct ClusterMap: Sendable, Hashable {
         nodes.first { $0.id == id }
     }
 
-    /// The ring these nodes and tokens make.
+    /// The nodes that vote on the next epoch: every member not removed.
+    public var voters: [String] {
+        nodes.filter { $0.state != .removed }.map(\.id)
+    }
+
+    /// The ring the owning nodes (`NodeState.ownsRanges`) and their tokens make.
     public func ring() throws(RingError) -> Ring {
         try Ring(
-            nodes: nodes.map { RingNode(id: $0.id, tokens: $0.tokens) },
+            nodes: nodes.filter(\.state.ownsRanges).map { RingNode(id: $0.id, tokens: $0.tokens) },
             replicationFactor: replicationFactor
         )
     }

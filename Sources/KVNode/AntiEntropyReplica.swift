@@ -1,5 +1,5 @@
 package import KVCore
-package import KVRPC
+import KVRPC
 package import KVStorage
 package import KVWire
 import NIOCore
@@ -124,9 +124,16 @@ package struct RemoteAntiEntropyReplica: AntiEntropyReplica {
     let call: @Sendable (Message, Duration) async throws -> Message
     let timeout: Duration
 
-    package init(nodeID: String, client: RPCClient, timeout: Duration) {
+    /// A peer reached through its connection in `directory`, looked up on every call (the map may
+    /// have moved it).
+    package init(nodeID: String, directory: PeerDirectory, timeout: Duration) {
         self.nodeID = nodeID
-        self.call = { request, timeout in try await client.call(request, timeout: timeout) }
+        self.call = { request, timeout in
+            guard let client = directory.client(nodeID) else {
+                throw RPCError.remote(.unknownNode, message: "\(nodeID) is no longer in the cluster map")
+            }
+            return try await client.call(request, timeout: timeout)
+        }
         self.timeout = timeout
     }
 

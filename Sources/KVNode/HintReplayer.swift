@@ -27,7 +27,8 @@ final class HintReplayer: Sendable {
     private let configuration: Configuration
     private let hints: any HintStore
     private let pool: NIOThreadPool
-    private let clients: [String: RPCClient]
+    /// Hint replay's own connections to the peers, following the cluster map.
+    private let directory: PeerDirectory
     private let wallMillis: @Sendable () -> UInt64
     private let logger: Logger
     private let statistics: NodeStatistics
@@ -43,9 +44,7 @@ final class HintReplayer: Sendable {
         configuration: Configuration,
         hints: any HintStore,
         pool: NIOThreadPool,
-        cluster: ClusterMap,
-        nodeID: String,
-        tls: TLSContext,
+        directory: PeerDirectory,
         wallMillis: @escaping @Sendable () -> UInt64,
         statistics: NodeStatistics,
         repairMarker: RepairMarker,
@@ -60,15 +59,7 @@ final class HintReplayer: Sendable {
         self.pool = pool
         self.wallMillis = wallMillis
         self.logger = logger
-        let hello = Hello(
-            protocolVersion: WireProtocol.version, clusterId: cluster.clusterID, senderId: nodeID, role: .node,
-            epoch: cluster.epoch)
-        var clients: [String: RPCClient] = [:]
-        for node in cluster.nodes where node.id != nodeID {
-            guard let address = HostPort(parsing: node.address) else { continue }
-            clients[node.id] = RPCClient(host: address.host, port: address.port, tls: tls, hello: hello)
-        }
-        self.clients = clients
+        self.directory = directory
     }
 
     /// Replays until the task is cancelled, at most `ratePerSecond` hints per second on average (a
@@ -91,15 +82,13 @@ final class HintReplayer: Sendable {
             tokens -= Double(spent)
             try? await Task.sleep(for: configuration.interval)
         }
-        for client in clients.values {
-            await client.close()
-        }
+        await directory.closeAll()
     }
 
     /// Replays up to `limit` of one target's hints (one ``HintReplayRound``); returns how many it
     /// expired or sent, which the rate limit counts.
     private func replay(target: String, limit: Int) async -> Int {
-        guard let client = clients[target] else { return 0 }
+        guard let client = directory.client(target) else { return 0 }
         let hints = self.hints
         var batch: [(id: HintID, hint: StoredHint)]
         do {

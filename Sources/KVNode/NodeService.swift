@@ -74,7 +74,7 @@ public final class NodeService: Service {
         pool.start()
 
         let address = "\(configuration.listenHost):\(configuration.listenPort)"
-        let cluster =
+        let initial =
             configuration.cluster
             ?? ClusterMap(
                 clusterID: configuration.clusterID, epoch: 1, replicationFactor: 1,
@@ -84,12 +84,20 @@ public final class NodeService: Service {
                         tokens: TokenAllocator.tokensForJoiningNode(
                             configuration.id, existing: [], tokensPerNode: TokenAllocator.tokensPerNodeDefault))
                 ])
+        let membership: Membership
         let ring: Ring
         do {
-            ring = try cluster.ring()
+            membership = try Membership(initial: initial, store: store)
+            ring = try membership.current.ring()
         } catch {
             try? await pool.shutdownGracefully()
-            throw NodeError.configuration("the cluster map is not a valid ring: \(error)")
+            throw (error as? NodeError) ?? NodeError.configuration("the cluster map is not a valid ring: \(error)")
+        }
+        let cluster = membership.current
+        if cluster.epoch > initial.epoch {
+            logger.info(
+                "using the cluster map stored in the data folder, later than the cluster file's",
+                metadata: ["cluster.epoch": "\(cluster.epoch)", "cluster.file_epoch": "\(initial.epoch)"])
         }
         // Metrics go to whatever factory the process bootstrapped (kvd: none yet, see README).
         let statistics = NodeStatistics(nodeID: configuration.id)
@@ -97,20 +105,18 @@ public final class NodeService: Service {
             ring: ring, store: store, pool: pool, statistics: statistics, wallMillis: ReplicaService.systemMillis,
             logger: logger)
         let replica = Replica(nodeID: configuration.id, store: store, wallMillis: ReplicaService.systemMillis)
-        // Anti-entropy's own connections to the co-replicas, apart from hint replay's.
-        let hello = Hello(
-            protocolVersion: WireProtocol.version, clusterId: cluster.clusterID, senderId: configuration.id,
-            role: .node, epoch: cluster.epoch)
-        var peerClients: [RPCClient] = []
-        var peerIDs: [String] = []
+        // Anti-entropy's (and the failure detector's) own connections to the peers, apart from hint
+        // replay's; both follow the map as it changes.
+        let peerDirectory = PeerDirectory(nodeID: configuration.id, tls: peerTLS, map: cluster)
+        let replayDirectory = PeerDirectory(nodeID: configuration.id, tls: peerTLS, map: cluster)
+        membership.onChange { map in
+            peerDirectory.follow(map)
+            replayDirectory.follow(map)
+        }
         var peers: [String: any AntiEntropyReplica] = [:]
-        for node in cluster.nodes where node.id != configuration.id {
-            guard let address = HostPort(parsing: node.address) else { continue }
-            let client = RPCClient(host: address.host, port: address.port, tls: peerTLS, hello: hello)
-            peerClients.append(client)
-            peerIDs.append(node.id)
-            peers[node.id] = RemoteAntiEntropyReplica(
-                nodeID: node.id, client: client, timeout: Self.antiEntropyCallTimeout)
+        for (id, _) in peerDirectory.all() {
+            peers[id] = RemoteAntiEntropyReplica(
+                nodeID: id, directory: peerDirectory, timeout: Self.antiEntropyCallTimeout)
         }
         var detector = PhiAccrualDetector.Configuration()
         detector.threshold = configuration.phiThreshold
@@ -120,8 +126,8 @@ public final class NodeService: Service {
         detector.acceptablePauseMillis = 1000
         detector.minimumDeviationMillis = 200
         let health = PeerHealth(
-            peers: Dictionary(uniqueKeysWithValues: zip(peerIDs, peerClients)), detector: detector,
-            interval: Self.pingInterval, epoch: cluster.epoch, wallMillis: ReplicaService.systemMillis)
+            directory: peerDirectory, membership: membership, detector: detector, interval: Self.pingInterval,
+            wallMillis: ReplicaService.systemMillis, logger: logger)
         var antiEntropyConfiguration = AntiEntropy.Configuration()
         antiEntropyConfiguration.interval = configuration.antiEntropyInterval
         antiEntropyConfiguration.bytesPerSecond = configuration.antiEntropyRate
@@ -132,7 +138,7 @@ public final class NodeService: Service {
             marks: store, configuration: antiEntropyConfiguration, statistics: statistics,
             wallMillis: ReplicaService.systemMillis, logger: logger, checkpoint: store)
         let service = ReplicaService(
-            nodeID: configuration.id, cluster: cluster, store: store, hints: store, repairMarker: repairMarker,
+            nodeID: configuration.id, membership: membership, store: store, hints: store, repairMarker: repairMarker,
             hintQueueMax: configuration.hintQueueMax, pool: pool, statistics: statistics, merkle: store,
             replica: replica, antiEntropy: antiEntropy, health: health)
         var serverConfiguration = RPCServerConfiguration(
@@ -166,8 +172,8 @@ public final class NodeService: Service {
             replay.window = configuration.hintWindow
             replay.ratePerSecond = configuration.hintReplayRate
             let replayer = HintReplayer(
-                configuration: replay, hints: store, pool: pool, cluster: cluster, nodeID: configuration.id,
-                tls: peerTLS, wallMillis: ReplicaService.systemMillis, statistics: statistics,
+                configuration: replay, hints: store, pool: pool, directory: replayDirectory,
+                wallMillis: ReplicaService.systemMillis, statistics: statistics,
                 repairMarker: repairMarker, health: health, logger: logger)
             try await withThrowingTaskGroup(of: Void.self) { group in
                 group.addTask { try await server.run() }
@@ -196,11 +202,11 @@ public final class NodeService: Service {
         } catch is CancellationError {
             // Cancelled from outside: a normal stop.
         } catch {
-            for client in peerClients { await client.close() }
+            await peerDirectory.closeAll()
             try? await pool.shutdownGracefully()
             throw error
         }
-        for client in peerClients { await client.close() }
+        await peerDirectory.closeAll()
         try? await pool.shutdownGracefully()
         logger.info("node stopped", metadata: ["node.id": "\(configuration.id)"])
     }

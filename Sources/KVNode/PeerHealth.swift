@@ -1,6 +1,7 @@
 package import KVCore
-package import KVRPC
+import KVRPC
 import KVWire
+package import Logging
 import NIOCore
 import Synchronization
 
@@ -8,33 +9,90 @@ import Synchronization
 /// by a `Ping` to every peer each `interval` (an answer is a heartbeat; pings are not awaited one
 /// after the other, so a hung peer delays nobody). Hint replay holds hints back for a suspected peer,
 /// and `Admin` stats report each peer's phi.
+///
+/// The pings also spread the cluster map: each carries this node's epoch, and when a peer answers
+/// with (or pings with) a later epoch, the node fetches that peer's map and adopts it (`gossip(from:)`).
 public final class PeerHealth: Sendable {
-    private let peers: [String: RPCClient]
+    private let directory: PeerDirectory
+    private let membership: Membership
+    private let configuration: PhiAccrualDetector.Configuration
     private let detectors: Mutex<[String: PhiAccrualDetector]>
+    /// Peers whose map is being fetched now (one fetch per peer at a time).
+    private let fetching = Mutex<Set<String>>([])
     private let interval: Duration
-    private let epoch: UInt64
     private let wallMillis: @Sendable () -> UInt64
+    private let logger: Logger
 
     package init(
-        peers: [String: RPCClient], detector: PhiAccrualDetector.Configuration, interval: Duration, epoch: UInt64,
-        wallMillis: @escaping @Sendable () -> UInt64
+        directory: PeerDirectory, membership: Membership, detector: PhiAccrualDetector.Configuration,
+        interval: Duration, wallMillis: @escaping @Sendable () -> UInt64, logger: Logger
     ) {
-        self.peers = peers
+        self.directory = directory
+        self.membership = membership
+        self.configuration = detector
         let now = wallMillis()
-        self.detectors = Mutex(peers.mapValues { _ in PhiAccrualDetector(configuration: detector, watchingFrom: now) })
+        self.detectors = Mutex(
+            Dictionary(
+                uniqueKeysWithValues: directory.all().map {
+                    ($0.id, PhiAccrualDetector(configuration: detector, watchingFrom: now))
+                }))
         self.interval = interval
-        self.epoch = epoch
         self.wallMillis = wallMillis
+        self.logger = logger
     }
 
     /// Pings every peer each interval until the task is cancelled.
     package func run() async {
         while !Task.isCancelled {
+            let epoch = membership.current.epoch
+            let peers = directory.all()
+            watch(peers.map(\.id))
             for (id, client) in peers {
                 let ping = Message.pingRequest(PingRequest(epoch: epoch, clock: wallMillis() << 16))
-                client.send(ping, timeout: interval * 5).whenSuccess { _ in self.heartbeat(id) }
+                client.send(ping, timeout: interval * 5).whenSuccess { answer in
+                    self.heartbeat(id)
+                    if case .pingResponse(let pong) = answer, pong.epoch > epoch {
+                        self.gossip(from: id)
+                    }
+                }
             }
             try? await Task.sleep(for: interval)
+        }
+    }
+
+    /// Starts watching peers that joined the map; forgets the ones that left it.
+    private func watch(_ peers: [String]) {
+        let now = wallMillis()
+        detectors.withLock { detectors in
+            for id in peers where detectors[id] == nil {
+                detectors[id] = PhiAccrualDetector(configuration: configuration, watchingFrom: now)
+            }
+            for id in detectors.keys where !peers.contains(id) {
+                detectors[id] = nil
+            }
+        }
+    }
+
+    /// Fetches `peer`'s cluster map and adopts it if it is later than this node's; one fetch per peer
+    /// at a time, failures only logged (the next ping tries again).
+    package func gossip(from peer: String) {
+        guard let client = directory.client(peer), fetching.withLock({ $0.insert(peer).inserted }) else { return }
+        let known = membership.current.epoch
+        Task {
+            defer { _ = fetching.withLock { $0.remove(peer) } }
+            do {
+                let answer = try await client.call(
+                    .clusterMapRequest(ClusterMapRequest(knownEpoch: known)), timeout: interval * 5)
+                guard case .clusterMapResponse(let response) = answer else { return }
+                if try membership.learn(response.map) {
+                    logger.info(
+                        "adopted a newer cluster map",
+                        metadata: ["peer.node_id": "\(peer)", "cluster.epoch": "\(response.epoch)"])
+                }
+            } catch {
+                logger.debug(
+                    "cannot fetch the cluster map", metadata: ["peer.node_id": "\(peer)", "error": "\(error)"])
+            }
         }
     }
 

@@ -1,5 +1,5 @@
 import Foundation
-public import KVCore
+import KVCore
 public import KVRPC
 public import KVStorage
 public import KVTLS
@@ -16,7 +16,8 @@ import Synchronization
 /// group commit.
 public final class ReplicaService: RPCService {
     private let nodeID: String
-    private let cluster: ClusterMap
+    /// The cluster map and this node's vote on the next one.
+    private let membership: Membership
     private let store: any ReplicaStore
     private let replica: Replica
     private let pool: NIOThreadPool
@@ -24,8 +25,9 @@ public final class ReplicaService: RPCService {
 
     private let hints: (any HintStore)?
     private let merkle: (any MerkleStore)?
-    /// The ranges this node replicates (merged), which bound the ranges `MerkleExchange` may ask about.
-    private let replicatedRanges: [TokenRangeSpan]
+    /// The ranges this node replicates (merged) in the map of an epoch, which bound the ranges
+    /// `MerkleExchange` may ask about; recomputed when the epoch changes.
+    private let replicatedRanges = Mutex<(epoch: UInt64, ranges: [TokenRangeSpan])?>(nil)
     private let antiEntropy: AntiEntropy?
     /// The node's view of its peers, for `Admin` stats (`peer_phi.ID`); nil: not reported.
     private let health: PeerHealth?
@@ -47,7 +49,7 @@ public final class ReplicaService: RPCService {
     ///   - antiEntropy: runs `Admin` repair; nil refuses it.
     public init(
         nodeID: String,
-        cluster: ClusterMap,
+        membership: Membership,
         store: any ReplicaStore,
         hints: (any HintStore)? = nil,
         repairMarker: RepairMarker? = nil,
@@ -66,14 +68,13 @@ public final class ReplicaService: RPCService {
         self.statistics = statistics
         self.repairMarker = repairMarker
         self.nodeID = nodeID
-        self.cluster = cluster
+        self.membership = membership
         self.store = store
         self.hints = hints
         self.hintQueueMax = hintQueueMax
         self.wallMillis = wallMillis
         self.replica = replica ?? Replica(nodeID: nodeID, store: store, wallMillis: wallMillis)
         self.merkle = merkle
-        self.replicatedRanges = (try? cluster.ring())?.ranges(replicatedBy: nodeID) ?? []
         self.antiEntropy = antiEntropy
         self.pool = pool
     }
@@ -84,7 +85,7 @@ public final class ReplicaService: RPCService {
     }
 
     public func handshakeState() -> (epoch: UInt64, clock: UInt64) {
-        (cluster.epoch, tick(observing: 0))
+        (membership.current.epoch, tick(observing: 0))
     }
 
     public func handle(_ request: Message, from peer: PeerIdentity) async throws -> Message {
@@ -96,20 +97,52 @@ public final class ReplicaService: RPCService {
         case .pingRequest(let ping):
             let keys = store.approximateKeyCount()
             let queues = recordQueues()
+            let epoch = membership.current.epoch
+            if ping.epoch > epoch, peer.role == .node {
+                // A peer is ahead: fetch its map (gossip in both directions of a ping).
+                health?.gossip(from: peer.name)
+            }
             return .pingResponse(
                 PingResponse(
-                    epoch: cluster.epoch, clock: tick(observing: ping.clock), keys: keys,
+                    epoch: epoch, clock: tick(observing: ping.clock), keys: keys,
                     hintsQueued: UInt64(queues.hintQueueSizes.values.reduce(0, +)), requestsInFlight: 0))
         case .hintRequest(let hint):
             return try await storeHint(hint)
         case .clusterMapRequest:
-            return .clusterMapResponse(
-                ClusterMapResponse(
-                    clusterId: cluster.clusterID, epoch: cluster.epoch,
-                    replicationFactor: UInt8(clamping: cluster.replicationFactor),
-                    nodes: cluster.nodes.map { node in
-                        NodeEntry(id: node.id, address: node.address, tokens: node.tokens, state: .normal)
-                    }))
+            return .clusterMapResponse(ClusterMapResponse(membership.current))
+        case .mapPrepareRequest(let prepare):
+            let membership = self.membership
+            let (vote, epoch) = try await runOnPool { () throws(ReplicaError) in
+                do throws(StorageError) {
+                    return try membership.prepare(epoch: prepare.epoch, ballot: prepare.ballot)
+                } catch {
+                    throw ReplicaError.storage(error)
+                }
+            }
+            return .mapPrepareResponse(MapPrepareResponse(vote, epoch: epoch))
+        case .mapAcceptRequest(let request):
+            let membership = self.membership
+            let proposal = MapProposal(ballot: request.ballot, map: request.map.map)
+            let (vote, epoch) = try await runOnPool { () throws(ReplicaError) in
+                do throws(StorageError) {
+                    return try membership.accept(proposal)
+                } catch {
+                    throw ReplicaError.storage(error)
+                }
+            }
+            return .mapAcceptResponse(MapAcceptResponse(vote, epoch: epoch))
+        case .mapCommitRequest(let commit):
+            let membership = self.membership
+            let map = commit.map.map
+            let epoch = try await runOnPool { () throws(ReplicaError) in
+                do throws(StorageError) {
+                    try membership.learn(map)
+                    return membership.current.epoch
+                } catch {
+                    throw ReplicaError.storage(error)
+                }
+            }
+            return .mapCommitResponse(MapCommitResponse(epoch: epoch))
         case .merkleExchangeRequest(let exchange):
             return try await answer(exchange)
         case .merkleFetchRequest(let fetch):
@@ -228,10 +261,21 @@ public final class ReplicaService: RPCService {
             throw RPCError.remote(.invalidRequest, message: "this node takes no part in anti-entropy")
         }
         let range = TokenRangeSpan(start: wire.start, end: wire.end)
-        guard replicatedRanges.contains(where: { $0.contains(range) }) else {
+        guard ranges().contains(where: { $0.contains(range) }) else {
             throw RPCError.remote(.invalidRequest, message: "\(nodeID) does not replicate the whole range \(range)")
         }
         return (merkle, range)
+    }
+
+    /// The ranges this node replicates in the current map.
+    private func ranges() -> [TokenRangeSpan] {
+        let map = membership.current
+        return replicatedRanges.withLock { cached in
+            if let cached, cached.epoch == map.epoch { return cached.ranges }
+            let ranges = (try? map.ring())?.ranges(replicatedBy: nodeID) ?? []
+            cached = (map.epoch, ranges)
+            return ranges
+        }
     }
 
     private func answer(_ request: MerkleExchangeRequest) async throws -> Message {
@@ -423,7 +467,7 @@ public final class ReplicaService: RPCService {
         guard let hints else {
             throw RPCError.remote(.invalidRequest, message: "this node does not hold hints")
         }
-        guard cluster.node(request.target) != nil else {
+        guard membership.current.node(request.target) != nil else {
             throw RPCError.remote(.unknownNode, message: "no node '\(request.target)' in the cluster")
         }
         let key = Array(request.record.key.readableBytesView)

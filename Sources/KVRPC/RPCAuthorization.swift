@@ -5,14 +5,16 @@ public import KVWire
 /// clients may send `Hint`, because the SDK coordinates hinted handoff (docs/design-notes.md).
 ///
 /// Clients read, write, hand off hints and ask for the ring; nodes also compare Merkle trees and
-/// stream ranges (`MerkleExchange`, `MerkleFetch`, `MerkleApply`, `Stream`); admins may send everything, including `Admin`.
+/// stream ranges (`MerkleExchange`, `MerkleFetch`, `MerkleApply`, `Stream`) and vote on cluster maps
+/// (`MapPrepare`, `MapAccept`, `MapCommit`); admins may send everything, including `Admin`.
 public enum RPCAuthorization {
     /// Whether a message type is a request at all (responses, `Hello` and `Error` are not, once the
     /// handshake is done).
     public static func isRequest(_ type: MessageType) -> Bool {
         switch type {
         case .putRequest, .getRequest, .clusterMapRequest, .pingRequest, .hintRequest, .merkleExchangeRequest,
-            .merkleFetchRequest, .merkleApplyRequest, .streamRequest, .adminRequest:
+            .merkleFetchRequest, .merkleApplyRequest, .streamRequest, .adminRequest, .mapPrepareRequest,
+            .mapAcceptRequest, .mapCommitRequest:
             true
         default:
             false
@@ -25,6 +27,9 @@ public enum RPCAuthorization {
             // Clients send hints too: the SDK coordinates hinted handoff (docs/design-notes.md).
             return true
         case .merkleExchangeRequest, .merkleFetchRequest, .merkleApplyRequest, .streamRequest:
+            return role == .node || role == .admin
+        case .mapPrepareRequest, .mapAcceptRequest, .mapCommitRequest:
+            // Cluster-map changes: proposed by admins (kvctl cluster …); nodes may push chosen maps.
             return role == .node || role == .admin
         case .adminRequest:
             return role == .admin

@@ -73,6 +73,10 @@ public final class SimulatedStore: ReplicaStore {
         state.withLock { $0.metadata[name] = value }
     }
 
+    public func setMetadataDurably(_ name: String, _ value: [UInt8]) throws(StorageError) {
+        try setMetadata(name, value)
+    }
+
     public func approximateKeyCount() -> UInt64 {
         state.withLock { state in
             UInt64(Set(state.durable.keys).union(state.volatile.keys).count)

@@ -62,6 +62,10 @@ public final class InMemoryStore: ReplicaStore {
         }
     }
 
+    public func setMetadataDurably(_ name: String, _ value: [UInt8]) throws(StorageError) {
+        try setMetadata(name, value)
+    }
+
     public func approximateKeyCount() -> UInt64 {
         state.withLock { $0.closed ? 0 : UInt64($0.records.count) }
     }

@@ -23,6 +23,10 @@ public protocol ReplicaStore: AnyObject, Sendable {
     /// Stores a small named metadata value, with the store's durability.
     func setMetadata(_ name: String, _ value: [UInt8]) throws(StorageError)
 
+    /// Stores a small named metadata value on stable storage before returning (fsync), whatever the
+    /// store's durability: for votes and decisions a node must never forget (the cluster map).
+    func setMetadataDurably(_ name: String, _ value: [UInt8]) throws(StorageError)
+
     /// Approximate number of keys in the data set (RocksDB's estimate; exact for `InMemoryStore`).
     /// Zero once closed.
     func approximateKeyCount() -> UInt64

@@ -33,6 +33,8 @@ public final class RocksDBStore: ReplicaStore, @unchecked Sendable {
     /// in a power cut is harmless (a hint deleted after its replay: the hint is replayed again). The
     /// next synced write makes them durable too.
     let unsyncedWriteOptions: OpaquePointer
+    /// Always fsynced, for `setMetadataDurably`.
+    let syncedWriteOptions: OpaquePointer
     private let families: [OpaquePointer]
     var dataFamily: OpaquePointer { families[1] }
     var hintsFamily: OpaquePointer { families[2] }
@@ -133,12 +135,15 @@ public final class RocksDBStore: ReplicaStore, @unchecked Sendable {
         rocksdb_writeoptions_set_sync(writeOptions, durability == .sync ? 1 : 0)
         let unsyncedWriteOptions = rocksdb_writeoptions_create()!
         rocksdb_writeoptions_set_sync(unsyncedWriteOptions, 0)
+        let syncedWriteOptions = rocksdb_writeoptions_create()!
+        rocksdb_writeoptions_set_sync(syncedWriteOptions, 1)
 
         self.db = opened
         self.options = options
         self.readOptions = readOptions
         self.writeOptions = writeOptions
         self.unsyncedWriteOptions = unsyncedWriteOptions
+        self.syncedWriteOptions = syncedWriteOptions
         self.families = handles.map { $0! }
         self.walSyncer = walSyncInterval.map { WALSyncer(db: opened, interval: $0, path: directory) }
         // Fully initialized: if a scan throws, `deinit` closes the handles.
@@ -223,6 +228,13 @@ public final class RocksDBStore: ReplicaStore, @unchecked Sendable {
         }
     }
 
+    public func setMetadataDurably(_ name: String, _ value: [UInt8]) throws(StorageError) {
+        try validateMetadata(name: name)
+        try withOpenHandles { () throws(StorageError) in
+            try write(metaFamily, Array(name.utf8), value, options: syncedWriteOptions)
+        }
+    }
+
     public func approximateKeyCount() -> UInt64 {
         let count = try? withOpenHandles { () throws(StorageError) -> UInt64 in
             var value: UInt64 = 0
@@ -257,6 +269,7 @@ public final class RocksDBStore: ReplicaStore, @unchecked Sendable {
         rocksdb_readoptions_destroy(readOptions)
         rocksdb_writeoptions_destroy(writeOptions)
         rocksdb_writeoptions_destroy(unsyncedWriteOptions)
+        rocksdb_writeoptions_destroy(syncedWriteOptions)
         rocksdb_options_destroy(options)
     }
 
@@ -311,11 +324,14 @@ public final class RocksDBStore: ReplicaStore, @unchecked Sendable {
         return try body(UnsafeRawBufferPointer(start: value, count: length))
     }
 
-    func write(_ family: OpaquePointer, _ key: [UInt8], _ value: [UInt8]) throws(StorageError) {
+    func write(_ family: OpaquePointer, _ key: [UInt8], _ value: [UInt8], options: OpaquePointer? = nil)
+        throws(StorageError)
+    {
         var error: UnsafeMutablePointer<CChar>?
+        let options = options ?? writeOptions
         key.withUnsafeBytes { key in
             value.withUnsafeBytes { value in
-                rocksdb_put_cf(db, writeOptions, family, key.cChars, key.count, value.cChars, value.count, &error)
+                rocksdb_put_cf(db, options, family, key.cChars, key.count, value.cChars, value.count, &error)
             }
         }
         try check(error)

@@ -9,7 +9,10 @@ struct KVCtl: AsyncParsableCommand {
         discussion: """
             Exit codes: 0 success, 1 failure (a one-line cause on stderr), 2 key not found, 64 bad usage.
             """,
-        subcommands: [Put.self, Get.self, Delete.self, Status.self, Repair.self, RingCommand.self, Certs.self]
+        subcommands: [
+            Put.self, Get.self, Delete.self, Status.self, Repair.self, RingCommand.self, ClusterCommand.self,
+            Certs.self,
+        ]
     )
 
     /// Declared here too so that the global options may come before the command name

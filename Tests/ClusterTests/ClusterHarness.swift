@@ -12,21 +12,28 @@ final class ClusterHarness: @unchecked Sendable {
     let replicationFactor: Int
     let port = 7411
     private var processes: [String: Process] = [:]
+    /// Nodes moved to another host (`relocate(_:to:)`).
+    private var relocated: [String: String] = [:]
 
     var certs: String { directory.path + "/certs" }
     var clusterFile: String { directory.path + "/cluster.yaml" }
     var ids: [String] { hosts.indices.map { "n\($0 + 1)" } }
 
-    /// - Parameter firstHost: the last octet of n1's 127.0.0.x address; n2 gets the next one, and so on.
-    ///   No other test may use these addresses.
-    init(nodes count: Int, firstHost: Int, replicationFactor: Int = 3) throws {
+    /// - Parameters:
+    ///   - firstHost: the last octet of n1's 127.0.0.x address; n2 gets the next one, and so on.
+    ///     No other test may use these addresses.
+    ///   - spareHosts: more addresses a node's certificate names, for nodes the test moves.
+    init(nodes count: Int, firstHost: Int, replicationFactor: Int = 3, spareHosts: [String: String] = [:]) throws {
         directory = try TemporaryDirectory()
         hosts = (0..<count).map { "127.0.0.\(firstHost + $0)" }
         self.replicationFactor = replicationFactor
         expectSuccess(try run("kvctl", ["certs", "init", "--dir", certs]))
         for (id, host) in zip(ids, hosts) {
             expectSuccess(
-                try run("kvctl", ["certs", "issue", "--dir", certs, "--role", "node", "--name", id, "--ip", host]))
+                try run(
+                    "kvctl",
+                    ["certs", "issue", "--dir", certs, "--role", "node", "--name", id, "--ip", host]
+                        + (spareHosts[id].map { ["--ip", $0] } ?? [])))
         }
         expectSuccess(try run("kvctl", ["certs", "issue", "--dir", certs, "--role", "admin", "--name", "admin"]))
         expectSuccess(try run("kvctl", ["certs", "issue", "--dir", certs, "--role", "client", "--name", "client"]))
@@ -38,7 +45,12 @@ final class ClusterHarness: @unchecked Sendable {
     }
 
     func address(_ id: String) -> String {
-        "\(hosts[index(id)]):\(port)"
+        "\(relocated[id] ?? hosts[index(id)]):\(port)"
+    }
+
+    /// From now on `id` is started listening on `host` (one of its `spareHosts`).
+    func relocate(_ id: String, to host: String) {
+        relocated[id] = host
     }
 
     private func index(_ id: String) -> Int {
@@ -97,6 +109,12 @@ final class ClusterHarness: @unchecked Sendable {
             usleep(100_000)
         }
         throw HarnessError("\(id) did not answer within 30 s")
+    }
+
+    /// The last `lines` lines of a node's log (for failure messages).
+    func log(_ id: String, tail lines: Int = 20) -> String {
+        let text = (try? String(contentsOfFile: "\(directory.path)/\(id).log", encoding: .utf8)) ?? ""
+        return text.split(separator: "\n").suffix(lines).joined(separator: "\n")
     }
 
     /// Sends a signal to one node and waits for it to end.

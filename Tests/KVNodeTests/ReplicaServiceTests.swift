@@ -52,7 +52,8 @@ final class ServiceFixture: Sendable {
         self.statistics = statistics
         self.marker = marker
         self.service = ReplicaService(
-            nodeID: "n1", cluster: Self.cluster, store: store, hints: store, repairMarker: marker,
+            nodeID: "n1", membership: try Membership(initial: Self.cluster, store: store), store: store, hints: store,
+            repairMarker: marker,
             hintQueueMax: hintQueueMax, pool: pool, statistics: statistics, wallMillis: { 1_000 })
     }
 

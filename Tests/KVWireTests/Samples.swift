@@ -252,6 +252,61 @@ enum Samples {
             )
         ),
         Sample(
+            name: "map-prepare-request",
+            summary: "MapPrepareRequest, request id 11: epoch 8, ballot (round 1700000000000, proposer \"admin#7\")",
+            requestID: 11,
+            message: .mapPrepareRequest(
+                MapPrepareRequest(epoch: 8, ballot: Ballot(round: 1_700_000_000_000, proposer: "admin#7")))
+        ),
+        Sample(
+            name: "map-prepare-response",
+            summary:
+                "MapPrepareResponse, request id 11: vote granted (1), epoch 7, promised absent, acceptedBallot (round 5, proposer \"b#1\"), accepted (clusterId \"q\", epoch 8, replicationFactor 1, nodes [(\"n1\", \"h:1\", tokens [9], leaving (3))])",
+            requestID: 11,
+            message: .mapPrepareResponse(
+                MapPrepareResponse(
+                    vote: .granted, epoch: 7, promised: nil, acceptedBallot: Ballot(round: 5, proposer: "b#1"),
+                    accepted: MapBody(
+                        clusterId: "q", epoch: 8, replicationFactor: 1,
+                        nodes: [NodeEntry(id: "n1", address: "h:1", tokens: [9], state: .leaving)])))
+        ),
+        Sample(
+            name: "map-accept-request",
+            summary:
+                "MapAcceptRequest, request id 12: ballot (round 6, proposer \"c\"), map (clusterId \"q\", epoch 8, replicationFactor 1, nodes [(\"n1\", \"h:1\", tokens [9], removed (5))])",
+            requestID: 12,
+            message: .mapAcceptRequest(
+                MapAcceptRequest(
+                    ballot: Ballot(round: 6, proposer: "c"),
+                    map: MapBody(
+                        clusterId: "q", epoch: 8, replicationFactor: 1,
+                        nodes: [NodeEntry(id: "n1", address: "h:1", tokens: [9], state: .removed)])))
+        ),
+        Sample(
+            name: "map-accept-response",
+            summary: "MapAcceptResponse, request id 12: vote rejected (3), epoch 7, promised (round 9, proposer \"d\")",
+            requestID: 12,
+            message: .mapAcceptResponse(
+                MapAcceptResponse(vote: .rejected, epoch: 7, promised: Ballot(round: 9, proposer: "d")))
+        ),
+        Sample(
+            name: "map-commit-request",
+            summary:
+                "MapCommitRequest, request id 13: map (clusterId \"q\", epoch 8, replicationFactor 1, nodes [(\"n1\", \"h:1\", tokens [9], down (4))])",
+            requestID: 13,
+            message: .mapCommitRequest(
+                MapCommitRequest(
+                    map: MapBody(
+                        clusterId: "q", epoch: 8, replicationFactor: 1,
+                        nodes: [NodeEntry(id: "n1", address: "h:1", tokens: [9], state: .down)])))
+        ),
+        Sample(
+            name: "map-commit-response",
+            summary: "MapCommitResponse, request id 13: epoch 8",
+            requestID: 13,
+            message: .mapCommitResponse(MapCommitResponse(epoch: 8))
+        ),
+        Sample(
             name: "ping-request",
             summary: "PingRequest, request id 9: epoch 7, clock 0x018bcfe568000003",
             requestID: 9,

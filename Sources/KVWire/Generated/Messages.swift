@@ -1114,14 +1114,6 @@ extension ByteBuffer {
 
 // MARK: - 05-cluster.qkv
 
-public enum NodeState: UInt8, Sendable, Hashable, CaseIterable {
-    case joining = 1
-    case normal = 2
-    case leaving = 3
-    case down = 4
-    case removed = 5
-}
-
 extension ByteBuffer {
     /// Reads one `NodeState` (u8) from the readable bytes.
     ///
@@ -1364,6 +1356,367 @@ extension ByteBuffer {
         let hintsQueued = try self.decodeWireInteger(UInt64.self)
         let requestsInFlight = try self.decodeWireInteger(UInt32.self)
         return PingResponse(epoch: epoch, clock: clock, keys: keys, hintsQueued: hintsQueued, requestsInFlight: requestsInFlight)
+    }
+}
+
+extension ByteBuffer {
+    /// Reads one `Ballot` from the readable bytes.
+    ///
+    /// Returns `nil` and leaves the reader index unchanged when the buffer holds only part of one.
+    /// Throws (also leaving the reader index unchanged) when the bytes can never decode: a field
+    /// over its limit, an invalid bool, enum value or UTF-8 string.
+    public mutating func readBallot() throws(WireError) -> Ballot? {
+        try self.readWireValue { (buffer: inout ByteBuffer) throws(WireError) in try buffer.decodeBallot() }
+    }
+
+    /// Writes the encoding of `value`; returns the number of bytes written.
+    @discardableResult
+    public mutating func writeBallot(_ value: Ballot) -> Int {
+        var written = 0
+        written += self.writeInteger(value.round)
+        written += self.writeWireString(value.proposer)
+        return written
+    }
+
+    mutating func decodeBallot() throws(WireError) -> Ballot {
+        let round = try self.decodeWireInteger(UInt64.self)
+        let proposer = try self.decodeWireString(limit: Limits.nameBytesMax, field: "Ballot.proposer")
+        return Ballot(round: round, proposer: proposer)
+    }
+}
+
+/// A whole cluster map, as in ClusterMapResponse.
+public struct MapBody: Sendable, Hashable {
+    public var clusterId: String
+    public var epoch: UInt64
+    public var replicationFactor: UInt8
+    public var nodes: [NodeEntry]
+
+    public init(clusterId: String, epoch: UInt64, replicationFactor: UInt8, nodes: [NodeEntry]) {
+        self.clusterId = clusterId
+        self.epoch = epoch
+        self.replicationFactor = replicationFactor
+        self.nodes = nodes
+    }
+}
+
+extension ByteBuffer {
+    /// Reads one `MapBody` from the readable bytes.
+    ///
+    /// Returns `nil` and leaves the reader index unchanged when the buffer holds only part of one.
+    /// Throws (also leaving the reader index unchanged) when the bytes can never decode: a field
+    /// over its limit, an invalid bool, enum value or UTF-8 string.
+    public mutating func readMapBody() throws(WireError) -> MapBody? {
+        try self.readWireValue { (buffer: inout ByteBuffer) throws(WireError) in try buffer.decodeMapBody() }
+    }
+
+    /// Writes the encoding of `value`; returns the number of bytes written.
+    @discardableResult
+    public mutating func writeMapBody(_ value: MapBody) -> Int {
+        var written = 0
+        written += self.writeWireString(value.clusterId)
+        written += self.writeInteger(value.epoch)
+        written += self.writeInteger(value.replicationFactor)
+        written += self.writeWireList(value.nodes) { (buffer: inout ByteBuffer, element) in buffer.writeNodeEntry(element) }
+        return written
+    }
+
+    mutating func decodeMapBody() throws(WireError) -> MapBody {
+        let clusterId = try self.decodeWireString(limit: Limits.nameBytesMax, field: "MapBody.clusterId")
+        let epoch = try self.decodeWireInteger(UInt64.self)
+        let replicationFactor = try self.decodeWireInteger(UInt8.self)
+        let nodes = try self.decodeWireList(limit: Limits.nodesMax, elementBytesMin: 13, field: "MapBody.nodes") { (buffer: inout ByteBuffer) throws(WireError) in try buffer.decodeNodeEntry() }
+        return MapBody(clusterId: clusterId, epoch: epoch, replicationFactor: replicationFactor, nodes: nodes)
+    }
+}
+
+public enum MapVoteKind: UInt8, Sendable, Hashable, CaseIterable {
+    case granted = 1
+    case stale = 2
+    case rejected = 3
+}
+
+extension ByteBuffer {
+    /// Reads one `MapVoteKind` (u8) from the readable bytes.
+    ///
+    /// Returns `nil` and leaves the reader index unchanged when the buffer holds only part of one.
+    /// Throws (also leaving the reader index unchanged) when the bytes can never decode: a field
+    /// over its limit, an invalid bool, enum value or UTF-8 string.
+    public mutating func readMapVoteKind() throws(WireError) -> MapVoteKind? {
+        try self.readWireValue { (buffer: inout ByteBuffer) throws(WireError) in try buffer.decodeMapVoteKind() }
+    }
+
+    /// Writes `value` as its raw u8; returns the number of bytes written.
+    @discardableResult
+    public mutating func writeMapVoteKind(_ value: MapVoteKind) -> Int {
+        self.writeInteger(value.rawValue)
+    }
+
+    mutating func decodeMapVoteKind() throws(WireError) -> MapVoteKind {
+        let raw = try self.decodeWireInteger(UInt8.self)
+        guard let value = MapVoteKind(rawValue: raw) else {
+            throw WireError.invalidEnumValue(type: "MapVoteKind", value: UInt64(raw))
+        }
+        return value
+    }
+}
+
+/// Phase 1: promise `ballot` for `epoch` (the voter's epoch + 1).
+///
+/// Message type 68; schema name `MapPrepareRequest`.
+public struct MapPrepareRequest: Sendable, Hashable {
+    /// The frame type of this message.
+    public static var messageType: MessageType { .mapPrepareRequest }
+
+    public var epoch: UInt64
+    public var ballot: Ballot
+
+    public init(epoch: UInt64, ballot: Ballot) {
+        self.epoch = epoch
+        self.ballot = ballot
+    }
+}
+
+extension ByteBuffer {
+    /// Reads one `MapPrepareRequest` (message type 68) from the readable bytes.
+    ///
+    /// Returns `nil` and leaves the reader index unchanged when the buffer holds only part of one.
+    /// Throws (also leaving the reader index unchanged) when the bytes can never decode: a field
+    /// over its limit, an invalid bool, enum value or UTF-8 string.
+    public mutating func readMapPrepareRequest() throws(WireError) -> MapPrepareRequest? {
+        try self.readWireValue { (buffer: inout ByteBuffer) throws(WireError) in try buffer.decodeMapPrepareRequest() }
+    }
+
+    /// Writes the encoding of `value`; returns the number of bytes written.
+    @discardableResult
+    public mutating func writeMapPrepareRequest(_ value: MapPrepareRequest) -> Int {
+        var written = 0
+        written += self.writeInteger(value.epoch)
+        written += self.writeBallot(value.ballot)
+        return written
+    }
+
+    mutating func decodeMapPrepareRequest() throws(WireError) -> MapPrepareRequest {
+        let epoch = try self.decodeWireInteger(UInt64.self)
+        let ballot = try self.decodeBallot()
+        return MapPrepareRequest(epoch: epoch, ballot: ballot)
+    }
+}
+
+/// `epoch`: the voter's committed epoch; `promised`: its promise when rejected; `accepted`: the proposal
+/// it accepted earlier for this epoch, if any (the proposer must then propose that map).
+///
+/// Message type 69; schema name `MapPrepareResponse`.
+public struct MapPrepareResponse: Sendable, Hashable {
+    /// The frame type of this message.
+    public static var messageType: MessageType { .mapPrepareResponse }
+
+    public var vote: MapVoteKind
+    public var epoch: UInt64
+    public var promised: Ballot?
+    public var acceptedBallot: Ballot?
+    public var accepted: MapBody?
+
+    public init(vote: MapVoteKind, epoch: UInt64, promised: Ballot?, acceptedBallot: Ballot?, accepted: MapBody?) {
+        self.vote = vote
+        self.epoch = epoch
+        self.promised = promised
+        self.acceptedBallot = acceptedBallot
+        self.accepted = accepted
+    }
+}
+
+extension ByteBuffer {
+    /// Reads one `MapPrepareResponse` (message type 69) from the readable bytes.
+    ///
+    /// Returns `nil` and leaves the reader index unchanged when the buffer holds only part of one.
+    /// Throws (also leaving the reader index unchanged) when the bytes can never decode: a field
+    /// over its limit, an invalid bool, enum value or UTF-8 string.
+    public mutating func readMapPrepareResponse() throws(WireError) -> MapPrepareResponse? {
+        try self.readWireValue { (buffer: inout ByteBuffer) throws(WireError) in try buffer.decodeMapPrepareResponse() }
+    }
+
+    /// Writes the encoding of `value`; returns the number of bytes written.
+    @discardableResult
+    public mutating func writeMapPrepareResponse(_ value: MapPrepareResponse) -> Int {
+        var written = 0
+        written += self.writeMapVoteKind(value.vote)
+        written += self.writeInteger(value.epoch)
+        written += self.writeWireOptional(value.promised) { (buffer: inout ByteBuffer, wrapped) in buffer.writeBallot(wrapped) }
+        written += self.writeWireOptional(value.acceptedBallot) { (buffer: inout ByteBuffer, wrapped) in buffer.writeBallot(wrapped) }
+        written += self.writeWireOptional(value.accepted) { (buffer: inout ByteBuffer, wrapped) in buffer.writeMapBody(wrapped) }
+        return written
+    }
+
+    mutating func decodeMapPrepareResponse() throws(WireError) -> MapPrepareResponse {
+        let vote = try self.decodeMapVoteKind()
+        let epoch = try self.decodeWireInteger(UInt64.self)
+        let promised = try self.decodeWireOptional { (buffer: inout ByteBuffer) throws(WireError) in try buffer.decodeBallot() }
+        let acceptedBallot = try self.decodeWireOptional { (buffer: inout ByteBuffer) throws(WireError) in try buffer.decodeBallot() }
+        let accepted = try self.decodeWireOptional { (buffer: inout ByteBuffer) throws(WireError) in try buffer.decodeMapBody() }
+        return MapPrepareResponse(vote: vote, epoch: epoch, promised: promised, acceptedBallot: acceptedBallot, accepted: accepted)
+    }
+}
+
+/// Phase 2: accept `map` (epoch = the voter's epoch + 1) under `ballot`.
+///
+/// Message type 70; schema name `MapAcceptRequest`.
+public struct MapAcceptRequest: Sendable, Hashable {
+    /// The frame type of this message.
+    public static var messageType: MessageType { .mapAcceptRequest }
+
+    public var ballot: Ballot
+    public var map: MapBody
+
+    public init(ballot: Ballot, map: MapBody) {
+        self.ballot = ballot
+        self.map = map
+    }
+}
+
+extension ByteBuffer {
+    /// Reads one `MapAcceptRequest` (message type 70) from the readable bytes.
+    ///
+    /// Returns `nil` and leaves the reader index unchanged when the buffer holds only part of one.
+    /// Throws (also leaving the reader index unchanged) when the bytes can never decode: a field
+    /// over its limit, an invalid bool, enum value or UTF-8 string.
+    public mutating func readMapAcceptRequest() throws(WireError) -> MapAcceptRequest? {
+        try self.readWireValue { (buffer: inout ByteBuffer) throws(WireError) in try buffer.decodeMapAcceptRequest() }
+    }
+
+    /// Writes the encoding of `value`; returns the number of bytes written.
+    @discardableResult
+    public mutating func writeMapAcceptRequest(_ value: MapAcceptRequest) -> Int {
+        var written = 0
+        written += self.writeBallot(value.ballot)
+        written += self.writeMapBody(value.map)
+        return written
+    }
+
+    mutating func decodeMapAcceptRequest() throws(WireError) -> MapAcceptRequest {
+        let ballot = try self.decodeBallot()
+        let map = try self.decodeMapBody()
+        return MapAcceptRequest(ballot: ballot, map: map)
+    }
+}
+
+/// Message type 71; schema name `MapAcceptResponse`.
+public struct MapAcceptResponse: Sendable, Hashable {
+    /// The frame type of this message.
+    public static var messageType: MessageType { .mapAcceptResponse }
+
+    public var vote: MapVoteKind
+    public var epoch: UInt64
+    public var promised: Ballot?
+
+    public init(vote: MapVoteKind, epoch: UInt64, promised: Ballot?) {
+        self.vote = vote
+        self.epoch = epoch
+        self.promised = promised
+    }
+}
+
+extension ByteBuffer {
+    /// Reads one `MapAcceptResponse` (message type 71) from the readable bytes.
+    ///
+    /// Returns `nil` and leaves the reader index unchanged when the buffer holds only part of one.
+    /// Throws (also leaving the reader index unchanged) when the bytes can never decode: a field
+    /// over its limit, an invalid bool, enum value or UTF-8 string.
+    public mutating func readMapAcceptResponse() throws(WireError) -> MapAcceptResponse? {
+        try self.readWireValue { (buffer: inout ByteBuffer) throws(WireError) in try buffer.decodeMapAcceptResponse() }
+    }
+
+    /// Writes the encoding of `value`; returns the number of bytes written.
+    @discardableResult
+    public mutating func writeMapAcceptResponse(_ value: MapAcceptResponse) -> Int {
+        var written = 0
+        written += self.writeMapVoteKind(value.vote)
+        written += self.writeInteger(value.epoch)
+        written += self.writeWireOptional(value.promised) { (buffer: inout ByteBuffer, wrapped) in buffer.writeBallot(wrapped) }
+        return written
+    }
+
+    mutating func decodeMapAcceptResponse() throws(WireError) -> MapAcceptResponse {
+        let vote = try self.decodeMapVoteKind()
+        let epoch = try self.decodeWireInteger(UInt64.self)
+        let promised = try self.decodeWireOptional { (buffer: inout ByteBuffer) throws(WireError) in try buffer.decodeBallot() }
+        return MapAcceptResponse(vote: vote, epoch: epoch, promised: promised)
+    }
+}
+
+/// A chosen map: adopted when newer than the receiver's.
+///
+/// Message type 72; schema name `MapCommitRequest`.
+public struct MapCommitRequest: Sendable, Hashable {
+    /// The frame type of this message.
+    public static var messageType: MessageType { .mapCommitRequest }
+
+    public var map: MapBody
+
+    public init(map: MapBody) {
+        self.map = map
+    }
+}
+
+extension ByteBuffer {
+    /// Reads one `MapCommitRequest` (message type 72) from the readable bytes.
+    ///
+    /// Returns `nil` and leaves the reader index unchanged when the buffer holds only part of one.
+    /// Throws (also leaving the reader index unchanged) when the bytes can never decode: a field
+    /// over its limit, an invalid bool, enum value or UTF-8 string.
+    public mutating func readMapCommitRequest() throws(WireError) -> MapCommitRequest? {
+        try self.readWireValue { (buffer: inout ByteBuffer) throws(WireError) in try buffer.decodeMapCommitRequest() }
+    }
+
+    /// Writes the encoding of `value`; returns the number of bytes written.
+    @discardableResult
+    public mutating func writeMapCommitRequest(_ value: MapCommitRequest) -> Int {
+        var written = 0
+        written += self.writeMapBody(value.map)
+        return written
+    }
+
+    mutating func decodeMapCommitRequest() throws(WireError) -> MapCommitRequest {
+        let map = try self.decodeMapBody()
+        return MapCommitRequest(map: map)
+    }
+}
+
+/// The receiver's epoch after the commit.
+///
+/// Message type 73; schema name `MapCommitResponse`.
+public struct MapCommitResponse: Sendable, Hashable {
+    /// The frame type of this message.
+    public static var messageType: MessageType { .mapCommitResponse }
+
+    public var epoch: UInt64
+
+    public init(epoch: UInt64) {
+        self.epoch = epoch
+    }
+}
+
+extension ByteBuffer {
+    /// Reads one `MapCommitResponse` (message type 73) from the readable bytes.
+    ///
+    /// Returns `nil` and leaves the reader index unchanged when the buffer holds only part of one.
+    /// Throws (also leaving the reader index unchanged) when the bytes can never decode: a field
+    /// over its limit, an invalid bool, enum value or UTF-8 string.
+    public mutating func readMapCommitResponse() throws(WireError) -> MapCommitResponse? {
+        try self.readWireValue { (buffer: inout ByteBuffer) throws(WireError) in try buffer.decodeMapCommitResponse() }
+    }
+
+    /// Writes the encoding of `value`; returns the number of bytes written.
+    @discardableResult
+    public mutating func writeMapCommitResponse(_ value: MapCommitResponse) -> Int {
+        var written = 0
+        written += self.writeInteger(value.epoch)
+        return written
+    }
+
+    mutating func decodeMapCommitResponse() throws(WireError) -> MapCommitResponse {
+        let epoch = try self.decodeWireInteger(UInt64.self)
+        return MapCommitResponse(epoch: epoch)
     }
 }
 
@@ -1647,6 +2000,18 @@ public enum MessageType: UInt8, Sendable, Hashable, CaseIterable {
     case pingRequest = 66
     /// `PingResponse`
     case pingResponse = 67
+    /// `MapPrepareRequest`
+    case mapPrepareRequest = 68
+    /// `MapPrepareResponse`
+    case mapPrepareResponse = 69
+    /// `MapAcceptRequest`
+    case mapAcceptRequest = 70
+    /// `MapAcceptResponse`
+    case mapAcceptResponse = 71
+    /// `MapCommitRequest`
+    case mapCommitRequest = 72
+    /// `MapCommitResponse`
+    case mapCommitResponse = 73
     /// `StreamRequest`
     case streamRequest = 80
     /// `StreamResponse`
@@ -1678,6 +2043,12 @@ public enum Message: Sendable, Hashable {
     case clusterMapResponse(ClusterMapResponse)
     case pingRequest(PingRequest)
     case pingResponse(PingResponse)
+    case mapPrepareRequest(MapPrepareRequest)
+    case mapPrepareResponse(MapPrepareResponse)
+    case mapAcceptRequest(MapAcceptRequest)
+    case mapAcceptResponse(MapAcceptResponse)
+    case mapCommitRequest(MapCommitRequest)
+    case mapCommitResponse(MapCommitResponse)
     case streamRequest(StreamRequest)
     case streamResponse(StreamResponse)
     case adminRequest(AdminRequest)
@@ -1705,6 +2076,12 @@ public enum Message: Sendable, Hashable {
         case .clusterMapResponse: .clusterMapResponse
         case .pingRequest: .pingRequest
         case .pingResponse: .pingResponse
+        case .mapPrepareRequest: .mapPrepareRequest
+        case .mapPrepareResponse: .mapPrepareResponse
+        case .mapAcceptRequest: .mapAcceptRequest
+        case .mapAcceptResponse: .mapAcceptResponse
+        case .mapCommitRequest: .mapCommitRequest
+        case .mapCommitResponse: .mapCommitResponse
         case .streamRequest: .streamRequest
         case .streamResponse: .streamResponse
         case .adminRequest: .adminRequest
@@ -1736,6 +2113,12 @@ extension Message {
         case .clusterMapResponse: self = .clusterMapResponse(try body.decodeClusterMapResponse())
         case .pingRequest: self = .pingRequest(try body.decodePingRequest())
         case .pingResponse: self = .pingResponse(try body.decodePingResponse())
+        case .mapPrepareRequest: self = .mapPrepareRequest(try body.decodeMapPrepareRequest())
+        case .mapPrepareResponse: self = .mapPrepareResponse(try body.decodeMapPrepareResponse())
+        case .mapAcceptRequest: self = .mapAcceptRequest(try body.decodeMapAcceptRequest())
+        case .mapAcceptResponse: self = .mapAcceptResponse(try body.decodeMapAcceptResponse())
+        case .mapCommitRequest: self = .mapCommitRequest(try body.decodeMapCommitRequest())
+        case .mapCommitResponse: self = .mapCommitResponse(try body.decodeMapCommitResponse())
         case .streamRequest: self = .streamRequest(try body.decodeStreamRequest())
         case .streamResponse: self = .streamResponse(try body.decodeStreamResponse())
         case .adminRequest: self = .adminRequest(try body.decodeAdminRequest())
@@ -1766,6 +2149,12 @@ extension Message {
         case .clusterMapResponse(let message): buffer.writeClusterMapResponse(message)
         case .pingRequest(let message): buffer.writePingRequest(message)
         case .pingResponse(let message): buffer.writePingResponse(message)
+        case .mapPrepareRequest(let message): buffer.writeMapPrepareRequest(message)
+        case .mapPrepareResponse(let message): buffer.writeMapPrepareResponse(message)
+        case .mapAcceptRequest(let message): buffer.writeMapAcceptRequest(message)
+        case .mapAcceptResponse(let message): buffer.writeMapAcceptResponse(message)
+        case .mapCommitRequest(let message): buffer.writeMapCommitRequest(message)
+        case .mapCommitResponse(let message): buffer.writeMapCommitResponse(message)
         case .streamRequest(let message): buffer.writeStreamRequest(message)
         case .streamResponse(let message): buffer.writeStreamResponse(message)
         case .adminRequest(let message): buffer.writeAdminRequest(message)

@@ -1,0 +1,209 @@
+/// How the nodes agree on each next cluster map: one instance of single-decree Paxos per epoch.
+///
+/// The voters of epoch `E + 1` are the members of map `E` that are not removed (`ClusterMap.voters`);
+/// every node at epoch `E` holds the same map `E`, because that map was itself decided this way. A
+/// proposer (the SDK, for `kvctl cluster …`) picks a ballot, asks the voters to promise it
+/// (`MapPrepare`), proposes its map, or the map a voter had already accepted, to them (`MapAccept`),
+/// and once a majority accepted, the map is chosen and committed everywhere (`MapCommit`, then gossip).
+/// Two operators changing the map at once cannot both win: the loser is told why (`ClusterChangeError`).
+///
+/// Both halves are values with no I/O; the node persists `MapAcceptor` before it answers.
+
+/// A proposal's rank: higher rounds win, the proposer's name (unique per attempt) breaks ties.
+public struct Ballot: Sendable, Hashable, Comparable, CustomStringConvertible {
+    public var round: UInt64
+    public var proposer: String
+
+    public init(round: UInt64, proposer: String) {
+        self.round = round
+        self.proposer = proposer
+    }
+
+    public static func < (lhs: Ballot, rhs: Ballot) -> Bool {
+        guard lhs.round == rhs.round else { return lhs.round < rhs.round }
+        return lhs.proposer.utf8.lexicographicallyPrecedes(rhs.proposer.utf8)
+    }
+
+    public var description: String { "\(round)/\(proposer)" }
+}
+
+/// A map some voter accepted under a ballot.
+public struct MapProposal: Sendable, Hashable {
+    public var ballot: Ballot
+    public var map: ClusterMap
+
+    public init(ballot: Ballot, map: ClusterMap) {
+        self.ballot = ballot
+        self.map = map
+    }
+}
+
+/// A voter's answer to `MapPrepare` or `MapAccept`.
+public enum MapVote: Sendable, Hashable {
+    /// Promised (prepare; with the proposal it accepted earlier for this epoch, if any) or accepted.
+    case granted(accepted: MapProposal?)
+    /// The voter's map is not the one the vote is about: it is at `epoch`.
+    case stale(epoch: UInt64)
+    /// The voter promised a higher ballot.
+    case rejected(promised: Ballot)
+}
+
+/// One node's side: its committed map, and its promise and accepted proposal for the next epoch.
+public struct MapAcceptor: Sendable, Hashable {
+    public private(set) var committed: ClusterMap
+    public private(set) var promised: Ballot?
+    public private(set) var accepted: MapProposal?
+
+    public init(committed: ClusterMap, promised: Ballot? = nil, accepted: MapProposal? = nil) {
+        self.committed = committed
+        self.promised = promised
+        self.accepted = accepted
+    }
+
+    /// Phase 1: promise `ballot` for `epoch` (the next one) unless a higher ballot was promised.
+    public mutating func prepare(epoch: UInt64, ballot: Ballot) -> MapVote {
+        guard epoch == committed.epoch + 1 else { return .stale(epoch: committed.epoch) }
+        if let promised, ballot < promised { return .rejected(promised: promised) }
+        promised = ballot
+        return .granted(accepted: accepted)
+    }
+
+    /// Phase 2: accept `proposal` for the next epoch unless a higher ballot was promised.
+    public mutating func accept(_ proposal: MapProposal) -> MapVote {
+        guard proposal.map.epoch == committed.epoch + 1, proposal.map.clusterID == committed.clusterID else {
+            return .stale(epoch: committed.epoch)
+        }
+        if let promised, proposal.ballot < promised { return .rejected(promised: promised) }
+        promised = proposal.ballot
+        accepted = proposal
+        return .granted(accepted: nil)
+    }
+
+    /// Adopts a chosen map of a later epoch (a commit, or gossip from a node that is ahead).
+    ///
+    /// - Returns: whether the map was adopted (false: not newer, another cluster, or not a valid ring).
+    @discardableResult
+    public mutating func learn(_ map: ClusterMap) -> Bool {
+        guard map.clusterID == committed.clusterID, map.epoch > committed.epoch, (try? map.ring()) != nil else {
+            return false
+        }
+        committed = map
+        promised = nil
+        accepted = nil
+        return true
+    }
+}
+
+/// The proposer's side of deciding one epoch, fed the voters' answers.
+public struct MapProposer: Sendable {
+    /// What the proposer does next.
+    public enum Step: Sendable, Hashable {
+        /// Wait for more answers.
+        case wait
+        /// Phase 1 is won: send `MapAccept` with this proposal to every voter.
+        case accept(MapProposal)
+        /// The map is chosen: commit it everywhere. When it is not the proposer's own map, the
+        /// change was superseded (`ClusterChangeError.superseded`) after the proposer completed it.
+        case chosen(ClusterMap)
+        /// Nothing was decided, for this reason.
+        case failed(ClusterChangeError)
+    }
+
+    public let base: ClusterMap
+    public let proposed: ClusterMap
+    public let ballot: Ballot
+    public let voters: [String]
+    private var phase: Phase
+    private var granted: Set<String> = []
+    private var answered: Set<String> = []
+    private var failures: [String] = []
+    private var highestAccepted: MapProposal?
+
+    private enum Phase {
+        case preparing, accepting(MapProposal), done
+    }
+
+    /// The number of voters that must agree.
+    public var majority: Int { voters.count / 2 + 1 }
+
+    /// - Parameters:
+    ///   - base: the map the change was made on (epoch `E`); its voters decide epoch `E + 1`.
+    ///   - proposed: `base` with the change made (epoch `E + 1`).
+    public init(base: ClusterMap, proposed: ClusterMap, ballot: Ballot) {
+        precondition(proposed.epoch == base.epoch + 1, "a proposal is for the epoch after its base")
+        self.base = base
+        self.proposed = proposed
+        self.ballot = ballot
+        self.voters = base.voters
+        self.phase = .preparing
+    }
+
+    /// A voter's answer to `MapPrepare`.
+    public mutating func promise(from voter: String, _ vote: MapVote) -> Step {
+        guard case .preparing = phase, voters.contains(voter), answered.insert(voter).inserted else { return .wait }
+        switch vote {
+        case .granted(let accepted):
+            granted.insert(voter)
+            if let accepted, highestAccepted.map({ accepted.ballot > $0.ballot }) ?? true {
+                highestAccepted = accepted
+            }
+            guard granted.count >= majority else { return .wait }
+            // A map some voter already accepted may have been chosen: it must be proposed, not ours.
+            let proposal = MapProposal(ballot: ballot, map: highestAccepted?.map ?? proposed)
+            granted = []
+            answered = []
+            failures = []
+            phase = .accepting(proposal)
+            return .accept(proposal)
+        case .stale(let epoch):
+            return staleVote(voter, epoch)
+        case .rejected(let promised):
+            phase = .done
+            return .failed(.concurrentChange(epoch: proposed.epoch, proposer: promised.proposer))
+        }
+    }
+
+    /// A voter's answer to `MapAccept`.
+    public mutating func accepted(from voter: String, _ vote: MapVote) -> Step {
+        guard case .accepting(let proposal) = phase, voters.contains(voter), answered.insert(voter).inserted else {
+            return .wait
+        }
+        switch vote {
+        case .granted:
+            granted.insert(voter)
+            guard granted.count >= majority else { return .wait }
+            phase = .done
+            return .chosen(proposal.map)
+        case .stale(let epoch):
+            return staleVote(voter, epoch)
+        case .rejected(let promised):
+            phase = .done
+            return .failed(.concurrentChange(epoch: proposed.epoch, proposer: promised.proposer))
+        }
+    }
+
+    /// A voter that could not be asked (unreachable, timed out, refused).
+    public mutating func failed(_ voter: String, _ reason: String) -> Step {
+        guard voters.contains(voter), answered.insert(voter).inserted else { return .wait }
+        failures.append("\(voter): \(reason)")
+        return givingUpIfHopeless()
+    }
+
+    private mutating func staleVote(_ voter: String, _ epoch: UInt64) -> Step {
+        if epoch > base.epoch {
+            phase = .done
+            return .failed(.conflict(expected: base.epoch, current: epoch))
+        }
+        // Behind the base: it will learn map E by gossip; it cannot vote on E + 1 yet.
+        failures.append("\(voter): still at epoch \(epoch)")
+        return givingUpIfHopeless()
+    }
+
+    private mutating func givingUpIfHopeless() -> Step {
+        let open = voters.count - answered.count
+        guard granted.count + open < majority else { return .wait }
+        phase = .done
+        return .failed(
+            .noMajority(epoch: proposed.epoch, granted: granted.count, needed: majority, failures: failures))
+    }
+}

@@ -1,0 +1,106 @@
+import ArgumentParser
+import Foundation
+import KVClient
+import KVCore
+
+/// `kvctl cluster …`: the cluster map and the changes to it, decided by a majority of the nodes.
+struct ClusterCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "cluster",
+        abstract: "Show the cluster map, or change it (admin certificate).",
+        subcommands: [Show.self, SetAddress.self]
+    )
+
+    struct Show: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Show the latest cluster map (epoch, N, nodes and their states) and each node's epoch.")
+
+        @OptionGroup var global: GlobalOptions
+
+        func run() async throws {
+            try await reportingFailures(json: global.json) {
+                let (map, epochs) = try await global.withClient { client in
+                    (try await client.latestClusterMap(), try await client.clusterEpochs())
+                }
+                let rows = map.nodes.map { node in
+                    MapNode(
+                        node: node.id, address: node.address, state: "\(node.state)", tokens: node.tokens.count,
+                        epoch: epochs[node.id] ?? nil)
+                }
+                if global.json {
+                    try printJSON(
+                        MapDocument(
+                            clusterID: map.clusterID, epoch: map.epoch, replicationFactor: map.replicationFactor,
+                            nodes: rows))
+                    return
+                }
+                print("cluster \(map.clusterID), epoch \(map.epoch), N=\(map.replicationFactor)")
+                print("NODE        ADDRESS                STATE     TOKENS  EPOCH")
+                for row in rows {
+                    let epoch =
+                        switch row.epoch {
+                        case nil: "unreachable"
+                        case map.epoch?: "\(map.epoch)"
+                        case let other?: "\(other) (behind: learns the map by gossip)"
+                        }
+                    print(
+                        row.node.padding(toLength: 11, withPad: " ", startingAt: 0) + " "
+                            + row.address.padding(toLength: 22, withPad: " ", startingAt: 0) + " "
+                            + row.state.padding(toLength: 9, withPad: " ", startingAt: 0) + " "
+                            + String(row.tokens).padding(toLength: 7, withPad: " ", startingAt: 0) + " " + epoch)
+                }
+            }
+        }
+    }
+
+    struct SetAddress: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            commandName: "set-address",
+            abstract: "Record that a node now listens at another HOST:PORT (it keeps its tokens and data).",
+            discussion: """
+                Run it before restarting the node with --listen at the new address (its certificate must \
+                name the new IP). Clients and the other nodes follow within a few seconds: every node \
+                answers pings with its map's epoch, and whoever is behind fetches the newer map.
+                """
+        )
+
+        @OptionGroup var global: GlobalOptions
+
+        @Argument(help: "The node's id.") var node: String
+        @Argument(help: "Its new HOST:PORT.") var address: String
+
+        func run() async throws {
+            try await reportingFailures(json: global.json) {
+                let map = try await global.withClient { client in
+                    try await client.changeCluster(.setAddress(node: node, address: address))
+                }
+                if global.json {
+                    try printJSON(ChangeDocument(epoch: map.epoch))
+                } else {
+                    print("epoch \(map.epoch): \(node) is at \(address)")
+                }
+            }
+        }
+    }
+}
+
+private struct MapNode: Encodable {
+    var node: String
+    var address: String
+    var state: String
+    var tokens: Int
+    /// The epoch the node reports; nil: it did not answer.
+    var epoch: UInt64?
+}
+
+private struct MapDocument: Encodable {
+    var clusterID: String
+    var epoch: UInt64
+    var replicationFactor: Int
+    var nodes: [MapNode]
+}
+
+private struct ChangeDocument: Encodable {
+    var ok = true
+    var epoch: UInt64
+}

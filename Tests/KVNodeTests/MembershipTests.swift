@@ -1,0 +1,56 @@
+import KVCore
+import KVStorage
+import Synchronization
+import Testing
+
+@testable import KVNode
+
+struct MembershipTests {
+    static let file = ClusterMap(
+        clusterID: "test", epoch: 1, replicationFactor: 1,
+        nodes: [
+            ClusterMap.Node(id: "n1", address: "127.0.0.1:7411", tokens: [1]),
+            ClusterMap.Node(id: "n2", address: "127.0.0.2:7411", tokens: [2]),
+        ])
+
+    @Test func votesAndMapsSurviveARestart() throws {
+        let store = InMemoryStore()
+        let membership = try Membership(initial: Self.file, store: store)
+        let ballot = Ballot(round: 9, proposer: "admin#1")
+        #expect(try membership.prepare(epoch: 2, ballot: ballot).0 == .granted(accepted: nil))
+        let next = try Self.file.applying(.setAddress(node: "n2", address: "127.0.0.3:7411"))
+        #expect(try membership.accept(MapProposal(ballot: ballot, map: next)).0 == .granted(accepted: nil))
+
+        // Restarted: the promise and the accepted map are still there, so a lower ballot is refused
+        // and a new proposer must carry the accepted map on.
+        let restarted = try Membership(initial: Self.file, store: store)
+        #expect(restarted.acceptor.promised == ballot)
+        #expect(
+            try restarted.prepare(epoch: 2, ballot: Ballot(round: 3, proposer: "b")).0 == .rejected(promised: ballot))
+        let later = Ballot(round: 10, proposer: "b")
+        #expect(
+            try restarted.prepare(epoch: 2, ballot: later).0
+                == .granted(accepted: MapProposal(ballot: ballot, map: next)))
+
+        var heard: [UInt64] = []
+        let observed = Mutex<[UInt64]>([])
+        restarted.onChange { map in observed.withLock { $0.append(map.epoch) } }
+        #expect(try restarted.learn(next))
+        heard = observed.withLock { $0 }
+        #expect(heard == [2])
+        // The stored map (epoch 2) wins over the cluster file (epoch 1) at the next start.
+        #expect(try Membership(initial: Self.file, store: store).current == next)
+        // A file an operator moved past the stored epoch wins over it.
+        var edited = next
+        edited.epoch = 5
+        #expect(try Membership(initial: edited, store: store).current == edited)
+    }
+
+    @Test func aDataFolderOfAnotherClusterIsRefused() throws {
+        let store = InMemoryStore()
+        _ = try Membership(initial: Self.file, store: store)
+        var other = Self.file
+        other.clusterID = "other"
+        #expect(throws: NodeError.self) { try Membership(initial: other, store: store) }
+    }
+}
