@@ -17,7 +17,7 @@
 #                                       4 kvd, KEYS (default 1333334, about 1,000,000 per node) keys:
 #                                       puts with periodic anti-entropy off, then with every node
 #                                       restarted with --anti-entropy-interval AE_INTERVAL (default
-#                                       10 s), twice each, alternating
+#                                       10 s), ROUNDS (default 2) times each, alternating
 #   scripts/bench.sh stale [SECONDS]    4 kvd, 100,000 keys: read p99 on a clean cluster, then with
 #                                       1 % of the keys rewritten while n2 was down and no hints
 #                                       (n2 stale on them; reads repair in the background)
@@ -169,7 +169,7 @@ if [[ "$mode" == antientropy ]]; then
         for ((i = 1; i <= count; i++)); do QUORUMKV_ANTI_ENTROPY_INTERVAL=$1 start_node "$i"; done
         for ((i = 1; i <= count; i++)); do wait_up "$i"; done
     }
-    for round in 1 2; do
+    for round in $(seq 1 "${ROUNDS:-2}"); do
         restart_all 0
         echo "== round $round: kvbench put, ${seconds}s, periodic anti-entropy off"
         "${bench[@]}" --workload put --keys "$keys" --skip-load

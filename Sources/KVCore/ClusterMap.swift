@@ -44,14 +44,25 @@ public struct ClusterMap: Sendable, Hashable {
 
     public var clusterID: String
     public var epoch: UInt64
+    /// N of the current ring: reads use it, and writes must reach its quorum.
     public var replicationFactor: Int
     public var nodes: [Node]
+    /// N once the change in progress is done (`kvctl cluster set-rf`); nil when N is not changing.
+    public var pendingReplicationFactor: Int?
+    /// The nodes still receiving ranges for the change in progress, sorted; the change is done (and
+    /// ownership switches) when the last one reports that it holds its ranges.
+    public var streaming: [String]
 
-    public init(clusterID: String, epoch: UInt64, replicationFactor: Int, nodes: [Node]) {
+    public init(
+        clusterID: String, epoch: UInt64, replicationFactor: Int, nodes: [Node], pendingReplicationFactor: Int? = nil,
+        streaming: [String] = []
+    ) {
         self.clusterID = clusterID
         self.epoch = epoch
         self.replicationFactor = replicationFactor
         self.nodes = nodes
+        self.pendingReplicationFactor = pendingReplicationFactor
+        self.streaming = streaming
     }
 
     /// The node with this id, if it is a member.

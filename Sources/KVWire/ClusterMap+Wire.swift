@@ -5,7 +5,8 @@ extension MapBody {
     public init(_ map: ClusterMap) {
         self.init(
             clusterId: map.clusterID, epoch: map.epoch, replicationFactor: UInt8(clamping: map.replicationFactor),
-            nodes: map.nodes.map { NodeEntry(id: $0.id, address: $0.address, tokens: $0.tokens, state: $0.state) })
+            nodes: map.nodes.map { NodeEntry(id: $0.id, address: $0.address, tokens: $0.tokens, state: $0.state) },
+            pendingReplicationFactor: UInt8(clamping: map.pendingReplicationFactor ?? 0), streaming: map.streaming)
     }
 }
 
@@ -14,12 +15,16 @@ extension ClusterMapResponse {
     public init(_ map: ClusterMap) {
         let body = MapBody(map)
         self.init(
-            clusterId: body.clusterId, epoch: body.epoch, replicationFactor: body.replicationFactor, nodes: body.nodes)
+            clusterId: body.clusterId, epoch: body.epoch, replicationFactor: body.replicationFactor, nodes: body.nodes,
+            pendingReplicationFactor: body.pendingReplicationFactor, streaming: body.streaming)
     }
 
     /// The map this answer carries.
     public var map: ClusterMap {
-        MapBody(clusterId: clusterId, epoch: epoch, replicationFactor: replicationFactor, nodes: nodes).map
+        MapBody(
+            clusterId: clusterId, epoch: epoch, replicationFactor: replicationFactor, nodes: nodes,
+            pendingReplicationFactor: pendingReplicationFactor, streaming: streaming
+        ).map
     }
 }
 
@@ -28,7 +33,9 @@ extension MapBody {
     public var map: ClusterMap {
         ClusterMap(
             clusterID: clusterId, epoch: epoch, replicationFactor: Int(replicationFactor),
-            nodes: nodes.map { ClusterMap.Node(id: $0.id, address: $0.address, tokens: $0.tokens, state: $0.state) })
+            nodes: nodes.map { ClusterMap.Node(id: $0.id, address: $0.address, tokens: $0.tokens, state: $0.state) },
+            pendingReplicationFactor: pendingReplicationFactor == 0 ? nil : Int(pendingReplicationFactor),
+            streaming: streaming)
     }
 }
 

@@ -239,7 +239,7 @@ enum Samples {
         Sample(
             name: "cluster-map-response",
             summary:
-                "ClusterMapResponse, request id 8: clusterId \"qkv-test\", epoch 7, replicationFactor 3, nodes [(\"n1\", \"127.0.0.11:7400\", tokens [1, 2^63], normal (2)), (\"n2\", \"127.0.0.12:7400\", tokens [], joining (1))]",
+                "ClusterMapResponse, request id 8: clusterId \"qkv-test\", epoch 7, replicationFactor 3, nodes [(\"n1\", \"127.0.0.11:7400\", tokens [1, 2^63], normal (2)), (\"n2\", \"127.0.0.12:7400\", tokens [], joining (1))], pendingReplicationFactor 0, streaming [\"n2\"]",
             requestID: 8,
             message: .clusterMapResponse(
                 ClusterMapResponse(
@@ -247,7 +247,8 @@ enum Samples {
                     nodes: [
                         NodeEntry(id: "n1", address: "127.0.0.11:7400", tokens: [1, 1 << 63], state: .normal),
                         NodeEntry(id: "n2", address: "127.0.0.12:7400", tokens: [], state: .joining),
-                    ]
+                    ],
+                    pendingReplicationFactor: 0, streaming: ["n2"]
                 )
             )
         ),
@@ -261,26 +262,28 @@ enum Samples {
         Sample(
             name: "map-prepare-response",
             summary:
-                "MapPrepareResponse, request id 11: vote granted (1), epoch 7, promised absent, acceptedBallot (round 5, proposer \"b#1\"), accepted (clusterId \"q\", epoch 8, replicationFactor 1, nodes [(\"n1\", \"h:1\", tokens [9], leaving (3))])",
+                "MapPrepareResponse, request id 11: vote granted (1), epoch 7, promised absent, acceptedBallot (round 5, proposer \"b#1\"), accepted (clusterId \"q\", epoch 8, replicationFactor 1, nodes [(\"n1\", \"h:1\", tokens [9], leaving (3))], pendingReplicationFactor 2, streaming [])",
             requestID: 11,
             message: .mapPrepareResponse(
                 MapPrepareResponse(
                     vote: .granted, epoch: 7, promised: nil, acceptedBallot: Ballot(round: 5, proposer: "b#1"),
                     accepted: MapBody(
                         clusterId: "q", epoch: 8, replicationFactor: 1,
-                        nodes: [NodeEntry(id: "n1", address: "h:1", tokens: [9], state: .leaving)])))
+                        nodes: [NodeEntry(id: "n1", address: "h:1", tokens: [9], state: .leaving)],
+                        pendingReplicationFactor: 2, streaming: [])))
         ),
         Sample(
             name: "map-accept-request",
             summary:
-                "MapAcceptRequest, request id 12: ballot (round 6, proposer \"c\"), map (clusterId \"q\", epoch 8, replicationFactor 1, nodes [(\"n1\", \"h:1\", tokens [9], removed (5))])",
+                "MapAcceptRequest, request id 12: ballot (round 6, proposer \"c\"), map (clusterId \"q\", epoch 8, replicationFactor 1, nodes [(\"n1\", \"h:1\", tokens [9], removed (5))], pendingReplicationFactor 2, streaming [])",
             requestID: 12,
             message: .mapAcceptRequest(
                 MapAcceptRequest(
                     ballot: Ballot(round: 6, proposer: "c"),
                     map: MapBody(
                         clusterId: "q", epoch: 8, replicationFactor: 1,
-                        nodes: [NodeEntry(id: "n1", address: "h:1", tokens: [9], state: .removed)])))
+                        nodes: [NodeEntry(id: "n1", address: "h:1", tokens: [9], state: .removed)],
+                        pendingReplicationFactor: 2, streaming: [])))
         ),
         Sample(
             name: "map-accept-response",
@@ -292,13 +295,14 @@ enum Samples {
         Sample(
             name: "map-commit-request",
             summary:
-                "MapCommitRequest, request id 13: map (clusterId \"q\", epoch 8, replicationFactor 1, nodes [(\"n1\", \"h:1\", tokens [9], down (4))])",
+                "MapCommitRequest, request id 13: map (clusterId \"q\", epoch 8, replicationFactor 1, nodes [(\"n1\", \"h:1\", tokens [9], down (4))], pendingReplicationFactor 2, streaming [])",
             requestID: 13,
             message: .mapCommitRequest(
                 MapCommitRequest(
                     map: MapBody(
                         clusterId: "q", epoch: 8, replicationFactor: 1,
-                        nodes: [NodeEntry(id: "n1", address: "h:1", tokens: [9], state: .down)])))
+                        nodes: [NodeEntry(id: "n1", address: "h:1", tokens: [9], state: .down)],
+                        pendingReplicationFactor: 2, streaming: [])))
         ),
         Sample(
             name: "map-commit-response",

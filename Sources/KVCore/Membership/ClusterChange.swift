@@ -3,10 +3,27 @@ public enum ClusterChange: Sendable, Hashable, CustomStringConvertible {
     /// The node now listens at another `host:port` (moved to another host, or renumbered); it keeps
     /// its tokens and data.
     case setAddress(node: String, address: String)
+    /// A new node joins at `address` with `tokensPerNode` tokens placed by `TokenAllocator`; it
+    /// receives its ranges, then owns them.
+    case join(node: String, address: String, tokensPerNode: Int)
+    /// The node hands its ranges to the others, then is removed (decommission).
+    case leave(node: String)
+    /// A new node takes over the tokens of `node` (usually dead): it receives those ranges from the
+    /// other replicas, then `node` is removed.
+    case replace(node: String, with: String, address: String)
+    /// N changes; nodes that become replicas of a range receive it before reads use the new N.
+    case setReplicationFactor(Int)
+    /// `node` holds every range it had to receive for the change in progress; the last one ends it.
+    case streamed(node: String)
 
     public var description: String {
         switch self {
         case .setAddress(let node, let address): "set the address of \(node) to \(address)"
+        case .join(let node, let address, _): "\(node) joins at \(address)"
+        case .leave(let node): "\(node) leaves"
+        case .replace(let node, let new, _): "\(new) replaces \(node)"
+        case .setReplicationFactor(let n): "N becomes \(n)"
+        case .streamed(let node): "\(node) received its ranges"
         }
     }
 }
@@ -45,28 +62,110 @@ public enum ClusterChangeError: Error, Sendable, Hashable, CustomStringConvertib
 extension ClusterMap {
     /// The map of the next epoch with `change` made.
     ///
-    /// - Throws: `ClusterChangeError.invalid` when the change does not fit this map.
+    /// - Throws: `ClusterChangeError.invalid` when the change does not fit this map (unknown node,
+    ///   address in use, another change in progress, too few nodes for N, …).
     public func applying(_ change: ClusterChange) throws(ClusterChangeError) -> ClusterMap {
         var next = self
         next.epoch = epoch + 1
         switch change {
         case .setAddress(let id, let address):
-            guard let index = nodes.firstIndex(where: { $0.id == id }), nodes[index].state != .removed else {
-                throw .invalid("no node '\(id)' in the cluster (nodes: \(voters.joined(separator: ", ")))")
-            }
-            guard let parsed = HostPort(parsing: address, defaultPort: -1), parsed.port > 0,
-                address.utf8.count <= Limits.addressBytesMax
-            else {
-                throw .invalid("'\(address)' is not HOST:PORT")
-            }
-            guard nodes[index].address != address else {
-                throw .invalid("\(id) is already at \(address)")
-            }
-            if let other = nodes.first(where: { $0.id != id && $0.state != .removed && $0.address == address }) {
-                throw .invalid("\(address) is the address of \(other.id)")
-            }
+            let index = try member(id)
+            try checkAddress(address, for: id)
+            guard nodes[index].address != address else { throw .invalid("\(id) is already at \(address)") }
             next.nodes[index].address = address
+            return next
+        case .streamed(let id):
+            guard streaming.contains(id) else {
+                throw .invalid("\(id) is not receiving ranges (streaming: \(streaming.joined(separator: ", ")))")
+            }
+            next.streaming.removeAll { $0 == id }
+            if next.streaming.isEmpty { next.finishChange() }
+            return next
+        case .join(let id, let address, let tokensPerNode):
+            try checkNoChangeInProgress()
+            try checkNewID(id)
+            try checkAddress(address, for: id)
+            guard (1...Limits.tokensPerNodeMax).contains(tokensPerNode) else {
+                throw .invalid("tokens per node must be 1...\(Limits.tokensPerNodeMax)")
+            }
+            let owners = (try? ring())?.nodes ?? []
+            let tokens = TokenAllocator.tokensForJoiningNode(id, existing: owners, tokensPerNode: tokensPerNode)
+            next.nodes.append(Node(id: id, address: address, tokens: tokens, state: .joining))
+        case .leave(let id):
+            try checkNoChangeInProgress()
+            let index = try member(id)
+            guard nodes[index].state == .normal || nodes[index].state == .down else {
+                throw .invalid("\(id) is \(nodes[index].state), not an owner that can leave")
+            }
+            next.nodes[index].state = .leaving
+        case .replace(let id, let new, let address):
+            try checkNoChangeInProgress()
+            let index = try member(id)
+            guard nodes[index].state.ownsRanges else {
+                throw .invalid("\(id) is \(nodes[index].state): there is nothing to replace")
+            }
+            try checkNewID(new)
+            try checkAddress(address, for: new)
+            next.nodes[index].state = .leaving
+            next.nodes.append(Node(id: new, address: address, tokens: nodes[index].tokens, state: .joining))
+        case .setReplicationFactor(let factor):
+            try checkNoChangeInProgress()
+            guard factor != replicationFactor else { throw .invalid("N is already \(factor)") }
+            next.pendingReplicationFactor = factor
         }
+        do {
+            _ = try next.ring()
+            _ = try next.nextRing()
+        } catch {
+            throw .invalid("the cluster after this change would not be a valid ring: \(error)")
+        }
+        next.streaming = next.receivers()
+        if next.streaming.isEmpty { next.finishChange() }
         return next
+    }
+
+    /// The index of member `id` (not removed).
+    private func member(_ id: String) throws(ClusterChangeError) -> Int {
+        guard let index = nodes.firstIndex(where: { $0.id == id }), nodes[index].state != .removed else {
+            throw .invalid("no node '\(id)' in the cluster (nodes: \(voters.joined(separator: ", ")))")
+        }
+        return index
+    }
+
+    private func checkNewID(_ id: String) throws(ClusterChangeError) {
+        guard !id.isEmpty, id.utf8.count <= Limits.nameBytesMax else {
+            throw .invalid("a node id must be 1-\(Limits.nameBytesMax) bytes")
+        }
+        guard node(id) == nil else {
+            throw .invalid("'\(id)' is already in the cluster map (ids of removed nodes are not reused)")
+        }
+    }
+
+    private func checkAddress(_ address: String, for id: String) throws(ClusterChangeError) {
+        guard let parsed = HostPort(parsing: address, defaultPort: -1), parsed.port > 0,
+            address.utf8.count <= Limits.addressBytesMax
+        else {
+            throw .invalid("'\(address)' is not HOST:PORT")
+        }
+        if let other = nodes.first(where: { $0.id != id && $0.state != .removed && $0.address == address }) {
+            throw .invalid("\(address) is the address of \(other.id)")
+        }
+    }
+
+    private func checkNoChangeInProgress() throws(ClusterChangeError) {
+        guard !isChanging else {
+            throw .invalid(
+                "another change is in progress (\(changeSummary)); wait until it is done (kvctl cluster show)")
+        }
+    }
+
+    /// The change in progress in a few words.
+    public var changeSummary: String {
+        var parts: [String] = []
+        for node in nodes where node.state == .joining { parts.append("\(node.id) joining") }
+        for node in nodes where node.state == .leaving { parts.append("\(node.id) leaving") }
+        if let pending = pendingReplicationFactor { parts.append("N \(replicationFactor) → \(pending)") }
+        if !streaming.isEmpty { parts.append("waiting for \(streaming.joined(separator: ", ")) to receive ranges") }
+        return parts.isEmpty ? "none" : parts.joined(separator: ", ")
     }
 }

@@ -153,6 +153,9 @@ public struct Ring: Sendable, Hashable {
         }
     }
 
+    /// Every vnode token, ascending.
+    public var tokens: [UInt64] { vnodeTokens }
+
     public static func == (lhs: Ring, rhs: Ring) -> Bool {
         lhs.replicationFactor == rhs.replicationFactor && lhs.nodes == rhs.nodes
     }

@@ -1219,6 +1219,9 @@ extension ByteBuffer {
     }
 }
 
+/// `pendingReplicationFactor`: N once the change in progress is done, 0 when N is not changing;
+/// `streaming`: the nodes still receiving ranges for it (proto-spec/MEMBERSHIP.md).
+///
 /// Message type 65; schema name `ClusterMapResponse`.
 public struct ClusterMapResponse: Sendable, Hashable {
     /// The frame type of this message.
@@ -1228,12 +1231,16 @@ public struct ClusterMapResponse: Sendable, Hashable {
     public var epoch: UInt64
     public var replicationFactor: UInt8
     public var nodes: [NodeEntry]
+    public var pendingReplicationFactor: UInt8
+    public var streaming: [String]
 
-    public init(clusterId: String, epoch: UInt64, replicationFactor: UInt8, nodes: [NodeEntry]) {
+    public init(clusterId: String, epoch: UInt64, replicationFactor: UInt8, nodes: [NodeEntry], pendingReplicationFactor: UInt8, streaming: [String]) {
         self.clusterId = clusterId
         self.epoch = epoch
         self.replicationFactor = replicationFactor
         self.nodes = nodes
+        self.pendingReplicationFactor = pendingReplicationFactor
+        self.streaming = streaming
     }
 }
 
@@ -1255,6 +1262,8 @@ extension ByteBuffer {
         written += self.writeInteger(value.epoch)
         written += self.writeInteger(value.replicationFactor)
         written += self.writeWireList(value.nodes) { (buffer: inout ByteBuffer, element) in buffer.writeNodeEntry(element) }
+        written += self.writeInteger(value.pendingReplicationFactor)
+        written += self.writeWireList(value.streaming) { (buffer: inout ByteBuffer, element) in buffer.writeWireString(element) }
         return written
     }
 
@@ -1263,7 +1272,9 @@ extension ByteBuffer {
         let epoch = try self.decodeWireInteger(UInt64.self)
         let replicationFactor = try self.decodeWireInteger(UInt8.self)
         let nodes = try self.decodeWireList(limit: Limits.nodesMax, elementBytesMin: 13, field: "ClusterMapResponse.nodes") { (buffer: inout ByteBuffer) throws(WireError) in try buffer.decodeNodeEntry() }
-        return ClusterMapResponse(clusterId: clusterId, epoch: epoch, replicationFactor: replicationFactor, nodes: nodes)
+        let pendingReplicationFactor = try self.decodeWireInteger(UInt8.self)
+        let streaming = try self.decodeWireList(limit: Limits.nodesMax, elementBytesMin: 4, field: "ClusterMapResponse.streaming") { (buffer: inout ByteBuffer) throws(WireError) in try buffer.decodeWireString(limit: Limits.nameBytesMax, field: "ClusterMapResponse.streaming") }
+        return ClusterMapResponse(clusterId: clusterId, epoch: epoch, replicationFactor: replicationFactor, nodes: nodes, pendingReplicationFactor: pendingReplicationFactor, streaming: streaming)
     }
 }
 
@@ -1391,12 +1402,16 @@ public struct MapBody: Sendable, Hashable {
     public var epoch: UInt64
     public var replicationFactor: UInt8
     public var nodes: [NodeEntry]
+    public var pendingReplicationFactor: UInt8
+    public var streaming: [String]
 
-    public init(clusterId: String, epoch: UInt64, replicationFactor: UInt8, nodes: [NodeEntry]) {
+    public init(clusterId: String, epoch: UInt64, replicationFactor: UInt8, nodes: [NodeEntry], pendingReplicationFactor: UInt8, streaming: [String]) {
         self.clusterId = clusterId
         self.epoch = epoch
         self.replicationFactor = replicationFactor
         self.nodes = nodes
+        self.pendingReplicationFactor = pendingReplicationFactor
+        self.streaming = streaming
     }
 }
 
@@ -1418,6 +1433,8 @@ extension ByteBuffer {
         written += self.writeInteger(value.epoch)
         written += self.writeInteger(value.replicationFactor)
         written += self.writeWireList(value.nodes) { (buffer: inout ByteBuffer, element) in buffer.writeNodeEntry(element) }
+        written += self.writeInteger(value.pendingReplicationFactor)
+        written += self.writeWireList(value.streaming) { (buffer: inout ByteBuffer, element) in buffer.writeWireString(element) }
         return written
     }
 
@@ -1426,7 +1443,9 @@ extension ByteBuffer {
         let epoch = try self.decodeWireInteger(UInt64.self)
         let replicationFactor = try self.decodeWireInteger(UInt8.self)
         let nodes = try self.decodeWireList(limit: Limits.nodesMax, elementBytesMin: 13, field: "MapBody.nodes") { (buffer: inout ByteBuffer) throws(WireError) in try buffer.decodeNodeEntry() }
-        return MapBody(clusterId: clusterId, epoch: epoch, replicationFactor: replicationFactor, nodes: nodes)
+        let pendingReplicationFactor = try self.decodeWireInteger(UInt8.self)
+        let streaming = try self.decodeWireList(limit: Limits.nodesMax, elementBytesMin: 4, field: "MapBody.streaming") { (buffer: inout ByteBuffer) throws(WireError) in try buffer.decodeWireString(limit: Limits.nameBytesMax, field: "MapBody.streaming") }
+        return MapBody(clusterId: clusterId, epoch: epoch, replicationFactor: replicationFactor, nodes: nodes, pendingReplicationFactor: pendingReplicationFactor, streaming: streaming)
     }
 }
 
