@@ -140,7 +140,7 @@ public final class NodeService: Service {
         let service = ReplicaService(
             nodeID: configuration.id, membership: membership, store: store, hints: store, repairMarker: repairMarker,
             hintQueueMax: configuration.hintQueueMax, pool: pool, statistics: statistics, merkle: store,
-            replica: replica, antiEntropy: antiEntropy, health: health)
+            streaming: store, replica: replica, antiEntropy: antiEntropy, health: health)
         var serverConfiguration = RPCServerConfiguration(
             host: configuration.listenHost,
             port: configuration.listenPort,

@@ -25,6 +25,7 @@ public final class ReplicaService: RPCService {
 
     private let hints: (any HintStore)?
     private let merkle: (any MerkleStore)?
+    private let streaming: (any RangeStreaming)?
     /// The ranges this node replicates (merged) in the map of an epoch, which bound the ranges
     /// `MerkleExchange` may ask about; recomputed when the epoch changes.
     private let replicatedRanges = Mutex<(epoch: UInt64, ranges: [TokenRangeSpan])?>(nil)
@@ -44,6 +45,8 @@ public final class ReplicaService: RPCService {
     ///   - statistics: the node's counters (Admin stats and swift-metrics).
     ///   - merkle: the store's Merkle side (the same store), which answers `MerkleExchange`; nil for a
     ///     node that takes no part in anti-entropy.
+    ///   - streaming: the store's range streaming side (the same store), which answers `Stream`; nil
+    ///     for a node that hands no range over.
     ///   - replica: the replica logic over `store`, when it is shared with anti-entropy (one clock); a
     ///     new one when nil.
     ///   - antiEntropy: runs `Admin` repair; nil refuses it.
@@ -57,6 +60,7 @@ public final class ReplicaService: RPCService {
         pool: NIOThreadPool,
         statistics: NodeStatistics,
         merkle: (any MerkleStore)? = nil,
+        streaming: (any RangeStreaming)? = nil,
         replica: Replica? = nil,
         antiEntropy: AntiEntropy? = nil,
         health: PeerHealth? = nil,
@@ -75,6 +79,7 @@ public final class ReplicaService: RPCService {
         self.wallMillis = wallMillis
         self.replica = replica ?? Replica(nodeID: nodeID, store: store, wallMillis: wallMillis)
         self.merkle = merkle
+        self.streaming = streaming
         self.antiEntropy = antiEntropy
         self.pool = pool
     }
@@ -149,6 +154,8 @@ public final class ReplicaService: RPCService {
             return try await answer(fetch)
         case .merkleApplyRequest(let request):
             return try await applyBatch(request)
+        case .streamRequest(let request):
+            return try await stream(request)
         case .adminRequest(let admin) where admin.command == .repair:
             return try await repair(admin.arguments)
         case .adminRequest(let admin) where admin.command == .stats:
@@ -397,6 +404,55 @@ public final class ReplicaService: RPCService {
         }
         return .merkleFetchResponse(
             MerkleFetchResponse(records: found.records, entries: found.entries, older: found.older))
+    }
+
+    /// Records in one `StreamResponse` at most.
+    static let streamPageRecordsMax = min(Limits.listCountMax, 4096)
+    /// Key and value bytes in one `StreamResponse` at most, whatever the request asks: half a frame
+    /// leaves room for the records' other fields (a lone larger record still goes, and fits a frame).
+    static let streamPageBytesMax = Limits.frameBytesMax / 2
+    /// Key and value bytes a `StreamResponse` may hold at least, whatever the request asks, so that a
+    /// tiny `pageBytesMax` cannot make a stream take one round trip per small record.
+    static let streamPageBytesMin = 1 << 10
+
+    /// One page of a range this node replicates, for a node taking it over (`StreamRequest`): the
+    /// records after `after`, in the order of the store (`RangeStreaming.streamPage`), with `next` the
+    /// last one's key until `done`.
+    ///
+    /// Refused with `invalidRequest`: a node without a streaming store, a range not within one this
+    /// node replicates in its current map, a resume key outside the range.
+    private func stream(_ request: StreamRequest) async throws -> Message {
+        guard let streaming else {
+            throw RPCError.remote(.invalidRequest, message: "this node does not stream ranges")
+        }
+        let range = TokenRangeSpan(start: request.range.start, end: request.range.end)
+        guard ranges().contains(where: { $0.contains(range) }) else {
+            throw RPCError.remote(.invalidRequest, message: "\(nodeID) does not replicate the whole range \(range)")
+        }
+        let after = request.after.map { Array($0.readableBytesView) }
+        if let after, !range.contains(Token(key: after)) {
+            throw RPCError.remote(
+                .invalidRequest,
+                message: "the resume key's token \(Token(key: after)) lies outside the streamed range \(range)")
+        }
+        let bytesMax = max(Self.streamPageBytesMin, min(Int(request.pageBytesMax), Self.streamPageBytesMax))
+        let page = try await runOnPool { () throws(ReplicaError) -> StreamPage in
+            do throws(StorageError) {
+                return try streaming.streamPage(
+                    in: range, after: after, recordsMax: Self.streamPageRecordsMax, bytesMax: bytesMax)
+            } catch {
+                throw ReplicaError.storage(error)
+            }
+        }
+        return .streamResponse(
+            StreamResponse(
+                records: page.records.map {
+                    Record(
+                        key: ByteBuffer(bytes: $0.key), version: $0.record.version, tombstone: $0.record.tombstone,
+                        value: ByteBuffer(bytes: $0.record.value))
+                },
+                next: page.done ? nil : page.records.last.map { ByteBuffer(bytes: $0.key) },
+                done: page.done))
     }
 
     /// Applies an anti-entropy session's records, each through the apply rule as a `Put` with origin

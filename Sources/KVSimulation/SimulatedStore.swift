@@ -130,6 +130,36 @@ extension SimulatedStore: TombstonePurging {
     }
 }
 
+extension SimulatedStore: RangeStreaming {
+    /// Pages what `get` sees (volatile over durable).
+    public func streamPage(
+        in range: TokenRangeSpan,
+        after: [UInt8]?,
+        recordsMax: Int,
+        bytesMax: Int
+    ) throws(StorageError) -> StreamPage {
+        try state.withLock { state throws(StorageError) -> StreamPage in
+            guard !state.closed else { throw StorageError.closed }
+            return try StreamPage.paging(
+                state.visibleRecords, in: range, after: after, recordsMax: recordsMax, bytesMax: bytesMax)
+        }
+    }
+
+    /// Deletes durably, as `RocksDBStore`'s fsynced batches do: the range does not come back in a crash.
+    public func deleteRange(_ range: TokenRangeSpan) throws(StorageError) -> Int {
+        try state.withLock { state throws(StorageError) -> Int in
+            guard !state.closed else { throw StorageError.closed }
+            let removed = state.visibleRecords.filter { key, _ in range.contains(Token(key: key)) }
+            for (key, record) in removed {
+                state.merkle?.update(old: MerkleEntry(key: key, record: record), new: nil)
+                state.volatile[key] = nil
+                state.durable[key] = nil
+            }
+            return removed.count
+        }
+    }
+}
+
 extension SimulatedStore: MerkleStore {
     public func merkleDigest(of range: TokenRangeSpan) throws(StorageError) -> UInt64 {
         try state.withLock { state throws(StorageError) -> UInt64 in

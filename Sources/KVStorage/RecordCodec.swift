@@ -33,6 +33,15 @@ package enum RecordCodec {
         return bytes
     }
 
+    /// The first `data` key of `token`'s records (every key of the token starts with these 8 bytes):
+    /// where a scan of a token interval starts, and the bound after the interval's last token.
+    package static func tokenPrefix(_ token: UInt64) -> [UInt8] {
+        var bytes: [UInt8] = []
+        bytes.reserveCapacity(8)
+        StorageBytes.appendBigEndian(token, to: &bytes)
+        return bytes
+    }
+
     package static func encode(_ record: StoredRecord) -> [UInt8] {
         var bytes: [UInt8] = []
         bytes.reserveCapacity(headerBytes + record.value.count)

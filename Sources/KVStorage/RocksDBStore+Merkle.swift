@@ -134,18 +134,9 @@ extension RocksDBStore: MerkleStore {
         in range: TokenRangeSpan,
         _ body: (UnsafeRawBufferPointer, Version, Bool) -> Void
     ) throws(StorageError) {
-        let first = range.start &+ 1
-        let intervals: [(low: UInt64, high: UInt64)]
-        if range.start == range.end && first == 0 {
-            intervals = [(0, UInt64.max)]
-        } else if range.start != range.end && first <= range.end {
-            intervals = [(first, range.end)]
-        } else {
-            intervals = [(first, UInt64.max), (0, range.end)]
-        }
-        for (low, high) in intervals {
-            let until = high == .max ? nil : MerkleCodec.encodeHash(high + 1)
-            try scan(dataFamily, prefix: [], from: MerkleCodec.encodeHash(low), until: until) {
+        for interval in range.tokenIntervals {
+            let until = interval.upperBound == .max ? nil : MerkleCodec.encodeHash(interval.upperBound + 1)
+            try scan(dataFamily, prefix: [], from: MerkleCodec.encodeHash(interval.lowerBound), until: until) {
                 (key, value) throws(StorageError) -> Bool in
                 guard key.count >= 8 else {
                     throw .corruption("data key of \(key.count) bytes has no token")

@@ -404,13 +404,13 @@ public final class RocksDBStore: ReplicaStore, @unchecked Sendable {
         return nil
     }
 
-    /// Writes what `build` puts in a batch atomically, with the store's durability.
-    func writeBatch(_ build: (OpaquePointer) -> Void) throws(StorageError) {
+    /// Writes what `build` puts in a batch atomically, with the store's durability (or `options`).
+    func writeBatch(options: OpaquePointer? = nil, _ build: (OpaquePointer) -> Void) throws(StorageError) {
         let batch = rocksdb_writebatch_create()!
         defer { rocksdb_writebatch_destroy(batch) }
         build(batch)
         var error: UnsafeMutablePointer<CChar>?
-        rocksdb_write(db, writeOptions, batch, &error)
+        rocksdb_write(db, options ?? writeOptions, batch, &error)
         try check(error)
     }
 

@@ -1,6 +1,7 @@
 import InMemoryLogging
 import KVCore
 import KVNode
+import KVRPC
 import KVStorage
 import KVTLS
 import KVWire
@@ -23,7 +24,9 @@ final class ServiceFixture: Sendable {
         ])
     static let client = PeerIdentity(name: "client", role: .client)
     static let admin = PeerIdentity(name: "admin", role: .admin)
+    static let node = PeerIdentity(name: "n4", role: .node)
 
+    let nodeID: String
     let store: InMemoryStore
     let metrics: TestMetrics
     let logs: InMemoryLogHandler
@@ -33,7 +36,10 @@ final class ServiceFixture: Sendable {
     let marker: RepairMarker
     let service: ReplicaService
 
-    init(hintQueueMax: Int = 1) throws {
+    /// - Parameters:
+    ///   - nodeID: the node the service runs as (`n1` replicates the whole ring, `n2` a part of it).
+    ///   - streaming: whether the service streams ranges from its store.
+    init(hintQueueMax: Int = 1, nodeID: String = "n1", streaming: Bool = true) throws {
         let store = InMemoryStore()
         let metrics = TestMetrics()
         let logs = InMemoryLogHandler()
@@ -41,9 +47,10 @@ final class ServiceFixture: Sendable {
         let ring = try Self.cluster.ring()
         pool.start()
         let logger = Logger(label: "test") { _ in logs }
-        let statistics = withMetricsFactory(metrics) { NodeStatistics(nodeID: "n1") }
+        let statistics = withMetricsFactory(metrics) { NodeStatistics(nodeID: nodeID) }
         let marker = RepairMarker(
             ring: ring, store: store, pool: pool, statistics: statistics, wallMillis: { 1_000 }, logger: logger)
+        self.nodeID = nodeID
         self.store = store
         self.metrics = metrics
         self.logs = logs
@@ -52,9 +59,10 @@ final class ServiceFixture: Sendable {
         self.statistics = statistics
         self.marker = marker
         self.service = ReplicaService(
-            nodeID: "n1", membership: try Membership(initial: Self.cluster, store: store), store: store, hints: store,
+            nodeID: nodeID, membership: try Membership(initial: Self.cluster, store: store), store: store, hints: store,
             repairMarker: marker,
-            hintQueueMax: hintQueueMax, pool: pool, statistics: statistics, wallMillis: { 1_000 })
+            hintQueueMax: hintQueueMax, pool: pool, statistics: statistics, streaming: streaming ? store : nil,
+            wallMillis: { 1_000 })
     }
 
     func shutdown() async throws {
@@ -95,7 +103,20 @@ final class ServiceFixture: Sendable {
     }
 
     func counter(_ label: String, _ dimensions: [(String, String)] = []) -> Int64 {
-        metrics.counterTotal(label: label, dimensions: [("node", "n1")] + dimensions)
+        metrics.counterTotal(label: label, dimensions: [("node", nodeID)] + dimensions)
+    }
+
+    /// One `Stream` page of `range`, resuming after `after`.
+    func stream(_ range: TokenRangeSpan, after: ByteBuffer? = nil, pageBytesMax: UInt32) async throws
+        -> StreamResponse?
+    {
+        let answer = try await service.handle(
+            .streamRequest(
+                StreamRequest(
+                    range: TokenRange(start: range.start, end: range.end), after: after, pageBytesMax: pageBytesMax)),
+            from: Self.node)
+        guard case .streamResponse(let response) = answer else { return nil }
+        return response
     }
 
     /// Log entries at `notice` or above with this message.
@@ -211,6 +232,109 @@ struct ReplicaServiceTests {
         #expect(stats["read_repairs_received"] == "4")
         #expect(stats["read_repairs_applied"] == "2")
         #expect(stats["anti_entropy_ranges_due"] == "0")
+        try await fixture.shutdown()
+    }
+
+    @Test func streamPagesARangeWithEveryRecordOnce() async throws {
+        let fixture = try ServiceFixture()
+        var stored: [[UInt8]: StoredRecord] = [:]
+        for index in 0..<300 {
+            let key = Array("stream-\(index)".utf8)
+            let version = Version(hlc: UInt64(index + 1), writer: 7)
+            let record =
+                index % 7 == 0
+                ? StoredRecord(version: version, tombstone: true, value: [])
+                : StoredRecord(
+                    version: version, tombstone: false, value: Array(repeating: UInt8(index % 251), count: 50 + index))
+            _ = try fixture.store.apply(key: key, record: record)
+            stored[key] = record
+        }
+        // n1 replicates the whole ring: the whole ring, a wrapping range and a plain one.
+        let ranges = [
+            TokenRangeSpan(start: 1 << 63, end: 1 << 63),
+            TokenRangeSpan(start: 3 << 62, end: 1 << 62),
+            TokenRangeSpan(start: 1 << 62, end: 3 << 62),
+        ]
+        for range in ranges {
+            var received: [Record] = []
+            var after: ByteBuffer?
+            var pages = 0
+            while true {
+                // 1 byte asked: the service raises it to its 1 KiB floor.
+                let response = try #require(await fixture.stream(range, after: after, pageBytesMax: 1))
+                pages += 1
+                let bytes = response.records.reduce(0) { $0 + $1.key.readableBytes + $1.value.readableBytes }
+                #expect(bytes <= 1 << 10 || response.records.count == 1, "\(range) page \(pages)")
+                received += response.records
+                if response.done {
+                    #expect(response.next == nil)
+                    break
+                }
+                #expect(!response.records.isEmpty && response.next == response.records.last?.key)
+                after = response.next
+                try #require(pages < 1_000)
+            }
+            let keys = received.map { Array($0.key.readableBytesView) }
+            let expected = stored.filter { range.contains(Token(key: $0.key)) }
+            #expect(received.count == expected.count && Set(keys).count == keys.count, "\(range): every record once")
+            for record in received {
+                let key = Array(record.key.readableBytesView)
+                #expect(
+                    expected[key]
+                        == StoredRecord(
+                            version: record.version, tombstone: record.tombstone,
+                            value: Array(record.value.readableBytesView)))
+            }
+            // Clockwise from the range's start, by token then key.
+            let offsets = keys.map { Token(key: $0).value &- (range.start &+ 1) }
+            #expect(zip(offsets, offsets.dropFirst()).allSatisfy { $0 <= $1 }, "\(range): in token order")
+            #expect(pages > 5, "\(range): paged")
+        }
+        // A resume key outside the asked range names no place in it.
+        let outside = Array("outside".utf8)
+        let token = Token(key: outside).value
+        let error = await #expect(throws: RPCError.remote(.invalidRequest, message: "")) {
+            try await fixture.stream(
+                TokenRangeSpan(start: token, end: token &+ 1_000), after: ByteBuffer(bytes: outside), pageBytesMax: 1)
+        }
+        #expect(error?.remoteMessage?.contains("resume key") == true)
+        try await fixture.shutdown()
+    }
+
+    @Test func streamRefusesARangeTheNodeDoesNotReplicate() async throws {
+        // n2 replicates (2^64-1, 2^63] only: its own vnode and n1's before it.
+        let fixture = try ServiceFixture(nodeID: "n2")
+        _ = try fixture.store.apply(
+            key: Array("k".utf8),
+            record: StoredRecord(version: Version(hlc: 1, writer: 7), tombstone: false, value: [1]))
+        for range in [
+            TokenRangeSpan(start: 1 << 63, end: 3 << 62),
+            TokenRangeSpan(start: 1 << 62, end: (1 << 63) + 1),
+            TokenRangeSpan(start: .max - 1, end: 5),
+            TokenRangeSpan(start: 7, end: 7),
+        ] {
+            let error = await #expect(throws: RPCError.remote(.invalidRequest, message: "")) {
+                try await fixture.stream(range, pageBytesMax: 1 << 20)
+            }
+            #expect(error?.remoteMessage?.contains("does not replicate") == true, "\(range)")
+        }
+        // Within what it replicates, wrapping or not: served.
+        for range in [
+            TokenRangeSpan(start: .max, end: 1 << 63),
+            TokenRangeSpan(start: .max, end: 5),
+            TokenRangeSpan(start: 1 << 62, end: 1 << 63),
+        ] {
+            #expect(try await fixture.stream(range, pageBytesMax: 1 << 20)?.done == true, "\(range)")
+        }
+        try await fixture.shutdown()
+    }
+
+    @Test func streamRefusedByANodeWithoutAStreamingStore() async throws {
+        let fixture = try ServiceFixture(streaming: false)
+        let error = await #expect(throws: RPCError.remote(.invalidRequest, message: "")) {
+            try await fixture.stream(TokenRangeSpan(start: 0, end: 0), pageBytesMax: 1 << 20)
+        }
+        #expect(error?.remoteMessage?.contains("does not stream") == true)
         try await fixture.shutdown()
     }
 }

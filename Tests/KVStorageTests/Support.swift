@@ -30,8 +30,9 @@ func withTemporaryDirectory<Result>(_ body: (String) throws -> Result) throws ->
     return try body(path)
 }
 
-/// Everything both stores are: data, hints, repair marks, Merkle segments, tombstone purge.
-typealias CompleteStore = HintStore & MerkleStore & RepairMarkStore & ReplicaStore & TombstonePurging
+/// Everything both stores are: data, hints, repair marks, Merkle segments, tombstone purge, range
+/// streaming.
+typealias CompleteStore = HintStore & MerkleStore & RangeStreaming & RepairMarkStore & ReplicaStore & TombstonePurging
 
 /// A new, empty store of `kind`, closed and deleted when `body` returns or throws.
 func withStore<Result>(_ kind: StoreKind, _ body: (any CompleteStore) throws -> Result) throws -> Result {

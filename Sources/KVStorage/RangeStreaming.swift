@@ -1,0 +1,207 @@
+public import KVCore
+import Synchronization
+
+/// Handing a token range over when ownership moves: a node taking a range over pulls it from an old
+/// owner page by page (`StreamRequest`), and a node that no longer owns a range drops it.
+///
+/// Calls block like `ReplicaStore`'s; implementations are thread-safe. A page is not a snapshot of the
+/// whole range: a record written behind the resume point during a stream is not sent (the writes of
+/// a range being handed over reach its new owner by other means), but resuming never skips or
+/// repeats a record that stays in place.
+public protocol RangeStreaming: AnyObject, Sendable {
+    /// The records of `range` after `after`, tombstones included, in token-then-key order clockwise
+    /// from the range's start (for a wrapping range, tokens `start+1 … 2^64-1` first, then `0 … end`).
+    ///
+    /// - Parameters:
+    ///   - after: the key of the previous page's last record (nil: from the start of the range). The
+    ///     page continues right after that key's place, whether or not the record is still there;
+    ///     a key whose token lies outside `range` throws `.invalidRecord`.
+    ///   - recordsMax: records in the page at most (at least 1).
+    ///   - bytesMax: key and value bytes in the page at most (at least 1), except that a page holds at
+    ///     least one record when any remains, however large.
+    func streamPage(
+        in range: TokenRangeSpan,
+        after: [UInt8]?,
+        recordsMax: Int,
+        bytesMax: Int
+    ) throws(StorageError) -> StreamPage
+
+    /// Removes every record of `range` (values and tombstones) with its Merkle entry, so the segments
+    /// stay equal to a rebuild; returns how many it removed. For a range this node no longer owns.
+    ///
+    /// Works in bounded batches, so memory stays bounded on any number of keys. A record written into
+    /// the range while the call runs may or may not be removed; the Merkle segments stay exact either
+    /// way.
+    func deleteRange(_ range: TokenRangeSpan) throws(StorageError) -> Int
+}
+
+/// Reads a page with one ordered scan of `data` per token interval of the range.
+///
+/// `deleteRange` clears one Merkle segment at a time under its lock stripe, so that no write to the
+/// segment runs between reading a record and deleting it: each batch deletes the records and writes
+/// the segment's new hash together, like `apply`. Batches are fsynced whatever the durability: a
+/// dropped range that came back after a power cut could hold values whose tombstones were purged
+/// elsewhere meanwhile, and would be streamed back if the node owned the range again.
+extension RocksDBStore: RangeStreaming {
+    /// Keys deleted in one write batch by `deleteRange`.
+    static let deleteRangeBatchKeysMax = 1000
+
+    public func streamPage(
+        in range: TokenRangeSpan,
+        after: [UInt8]?,
+        recordsMax: Int,
+        bytesMax: Int
+    ) throws(StorageError) -> StreamPage {
+        precondition(recordsMax > 0 && bytesMax > 0, "a page holds at least one record")
+        var intervals = range.tokenIntervals[...]
+        var from: [UInt8]?
+        if let after {
+            try StreamPage.checkResumeKey(after, in: range)
+            let token = Token(key: after).value
+            intervals = intervals.drop { !$0.contains(token) }
+            // The smallest byte string above `after`'s data key: nothing sorts between the two.
+            from = RecordCodec.dataKey(after) + [0]
+        }
+        return try withOpenHandles { () throws(StorageError) -> StreamPage in
+            var records: [StreamedRecord] = []
+            var bytes = 0
+            var full = false
+            for interval in intervals where !full {
+                let until = interval.upperBound == .max ? nil : RecordCodec.tokenPrefix(interval.upperBound + 1)
+                let start = from ?? RecordCodec.tokenPrefix(interval.lowerBound)
+                from = nil
+                try scan(dataFamily, prefix: [], from: start, until: until) {
+                    (key, value) throws(StorageError) -> Bool in
+                    guard key.count >= 8 else {
+                        throw .corruption("data key of \(key.count) bytes has no token")
+                    }
+                    let recordBytes = key.count - 8 + max(0, value.count - RecordCodec.headerBytes)
+                    guard
+                        StreamPage.admits(
+                            recordBytes: recordBytes, count: records.count, bytes: bytes, recordsMax: recordsMax,
+                            bytesMax: bytesMax)
+                    else {
+                        full = true
+                        return false
+                    }
+                    records.append(StreamedRecord(key: Array(key[8...]), record: try RecordCodec.decode(value)))
+                    bytes += recordBytes
+                    return true
+                }
+            }
+            return StreamPage(records: records, done: !full)
+        }
+    }
+
+    public func deleteRange(_ range: TokenRangeSpan) throws(StorageError) -> Int {
+        try deleteRange(range, batchKeysMax: Self.deleteRangeBatchKeysMax)
+    }
+
+    /// `deleteRange(_:)` with `batchKeysMax` keys a write batch: tests use small batches to cut a
+    /// segment's keys into several.
+    package func deleteRange(_ range: TokenRangeSpan, batchKeysMax: Int) throws(StorageError) -> Int {
+        precondition(batchKeysMax > 0, "a batch deletes at least one key")
+        var removed = 0
+        for interval in range.tokenIntervals {
+            var next: UInt64? = interval.lowerBound
+            while let low = next {
+                let segment = MerkleSegments.segment(of: Token(low))
+                let high = min(interval.upperBound, MerkleSegments.span(ofSegment: segment).end)
+                removed += try withOpenHandles { () throws(StorageError) -> Int in
+                    try stripes.withLock(forSegment: segment) { () throws(StorageError) -> Int in
+                        try deleteRecordsLocked(segment: segment, tokens: low...high, batchKeysMax: batchKeysMax)
+                    }
+                }
+                // Found without the lock: the scan may step over many deleted entries (a range
+                // dropped before), and writers of this stripe need not wait for it.
+                next = high == interval.upperBound ? nil : try firstToken(in: (high + 1)...interval.upperBound)
+            }
+        }
+        return removed
+    }
+
+    /// Deletes the records whose tokens lie in `tokens` (all of `segment`, whose stripe the caller
+    /// holds), `batchKeysMax` a batch, each batch with the segment's new hash; returns how many.
+    private func deleteRecordsLocked(
+        segment: Int,
+        tokens: ClosedRange<UInt64>,
+        batchKeysMax: Int
+    ) throws(StorageError) -> Int {
+        var removed = 0
+        var batchKeys: [[UInt8]] = []
+        var batchDelta: UInt64 = 0
+        func writePending() throws(StorageError) {
+            guard !batchKeys.isEmpty else { return }
+            try writeBatch(options: syncedWriteOptions) { batch in
+                for dataKey in batchKeys { Self.delete(batch, dataFamily, dataKey) }
+                writeSegment(segment, xoring: batchDelta, in: batch)
+            }
+            merkle.withLock { $0.xor(batchDelta, intoSegment: segment) }
+            removed += batchKeys.count
+            batchKeys.removeAll(keepingCapacity: true)
+            batchDelta = 0
+        }
+        let until = tokens.upperBound == .max ? nil : RecordCodec.tokenPrefix(tokens.upperBound + 1)
+        try scan(dataFamily, prefix: [], from: RecordCodec.tokenPrefix(tokens.lowerBound), until: until) {
+            (key, value) throws(StorageError) -> Bool in
+            guard key.count >= 8 else {
+                throw .corruption("data key of \(key.count) bytes has no token")
+            }
+            let header = try RecordCodec.decodeHeader(value)
+            batchDelta ^= MerkleEntry.hash(
+                key: UnsafeRawBufferPointer(rebasing: key[8...]), version: header.version, tombstone: header.tombstone)
+            batchKeys.append(Array(key))
+            if batchKeys.count == batchKeysMax {
+                try writePending()
+            }
+            return true
+        }
+        try writePending()
+        return removed
+    }
+
+    /// The token of the first record whose token lies in `tokens`; nil when there is none.
+    private func firstToken(in tokens: ClosedRange<UInt64>) throws(StorageError) -> UInt64? {
+        try withOpenHandles { () throws(StorageError) -> UInt64? in
+            var first: UInt64?
+            let until = tokens.upperBound == .max ? nil : RecordCodec.tokenPrefix(tokens.upperBound + 1)
+            try scan(dataFamily, prefix: [], from: RecordCodec.tokenPrefix(tokens.lowerBound), until: until) {
+                (key, _) throws(StorageError) -> Bool in
+                guard key.count >= 8 else {
+                    throw .corruption("data key of \(key.count) bytes has no token")
+                }
+                first = StorageBytes.bigEndian(key, at: 0)
+                return false
+            }
+            return first
+        }
+    }
+}
+
+/// Pages sort the range's records on every call (there is no token order in memory): fine for tests.
+extension InMemoryStore: RangeStreaming {
+    public func streamPage(
+        in range: TokenRangeSpan,
+        after: [UInt8]?,
+        recordsMax: Int,
+        bytesMax: Int
+    ) throws(StorageError) -> StreamPage {
+        try state.withLock { (state) throws(StorageError) -> StreamPage in
+            guard !state.closed else { throw .closed }
+            return try StreamPage.paging(
+                state.records, in: range, after: after, recordsMax: recordsMax, bytesMax: bytesMax)
+        }
+    }
+
+    public func deleteRange(_ range: TokenRangeSpan) throws(StorageError) -> Int {
+        try state.withLock { (state) throws(StorageError) -> Int in
+            guard !state.closed else { throw .closed }
+            let removed = state.records.filter { key, _ in range.contains(Token(key: key)) }
+            for (key, record) in removed {
+                state.merkle.update(old: MerkleEntry(key: key, record: record), new: nil)
+                state.records[key] = nil
+            }
+            return removed.count
+        }
+    }
+}
