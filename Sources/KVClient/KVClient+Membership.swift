@@ -1,11 +1,12 @@
 public import KVCore
+import KVRPC
 import KVTLS
 import KVWire
 
 extension KVClient {
     /// Makes `change` to the cluster map: the next epoch is decided by a majority of the current
-    /// members (`MapProposer`: one Paxos instance per epoch), then committed to every node (the others
-    /// learn it by gossip). Needs an admin certificate.
+    /// members (`MapProposer`: one Paxos instance per epoch, `ClusterChangeDriver`), then committed to
+    /// every node (the others learn it by gossip). Needs an admin certificate.
     ///
     /// - Returns: the new map, also in use by this client from now on.
     /// - Throws: `ClusterChangeError` when the change does not fit the map, when the map changed
@@ -21,55 +22,20 @@ extension KVClient {
         // Unique per attempt, so that two attempts of one operator never share a ballot.
         let ballot = Ballot(
             round: configuration.wallClockMillis(), proposer: "\(identity.name)#\(UInt32.random(in: 0...UInt32.max))")
-        var proposer = MapProposer(base: base, proposed: proposed, ballot: ballot)
-        let prepare = Message.mapPrepareRequest(MapPrepareRequest(epoch: proposed.epoch, ballot: ballot))
-        var step = await poll(proposer.voters, with: prepare, in: topology) { voter, answer in
-            switch answer {
-            case .success(.mapPrepareResponse(let response)):
-                guard let vote = response.mapVote else { return proposer.failed(voter, "answered a malformed vote") }
-                return proposer.promise(from: voter, vote)
-            case .success(let other):
-                return proposer.failed(voter, "answered MapPrepare with \(other.type)")
-            case .failure(let error):
-                return proposer.failed(voter, "\(error)")
+        do {
+            let chosen = try await ClusterChangeDriver.decide(base: base, proposed: proposed, ballot: ballot) {
+                node, request in try await self.call(request, node: node, in: topology)
             }
-        }
-        if case .accept(let proposal) = step {
-            let accept = Message.mapAcceptRequest(MapAcceptRequest(ballot: proposal.ballot, map: MapBody(proposal.map)))
-            step = await poll(proposer.voters, with: accept, in: topology) { voter, answer in
-                switch answer {
-                case .success(.mapAcceptResponse(let response)):
-                    guard let vote = response.mapVote else {
-                        return proposer.failed(voter, "answered a malformed vote")
-                    }
-                    return proposer.accepted(from: voter, vote)
-                case .success(let other):
-                    return proposer.failed(voter, "answered MapAccept with \(other.type)")
-                case .failure(let error):
-                    return proposer.failed(voter, "\(error)")
-                }
-            }
-        }
-        switch step {
-        case .chosen(let map):
-            // Every member hears of it now; one that misses the commit learns it by gossip.
-            let everyone = Set(base.voters).union(map.voters).sorted()
-            let chosen = try install(map)
-            _ = await poll(everyone, with: .mapCommitRequest(MapCommitRequest(map: MapBody(map))), in: chosen) {
-                _, _ in .wait
-            }
-            guard map == proposed else { throw ClusterChangeError.superseded(epoch: map.epoch) }
-            return map
-        case .failed(let error):
-            if case .concurrentChange = error {
-                // The rival may have completed this very map (it must propose what a voter accepted).
-                try await Task.sleep(for: .milliseconds(500))
-                if try await latestClusterMap() == proposed { return proposed }
-            }
+            try install(chosen)
+            return chosen
+        } catch ClusterChangeError.concurrentChange(let epoch, let proposer) {
+            // The rival may have completed this very map (it must propose what a voter accepted).
+            try await Task.sleep(for: .milliseconds(500))
+            if try await latestClusterMap() == proposed { return proposed }
+            throw ClusterChangeError.concurrentChange(epoch: epoch, proposer: proposer)
+        } catch let error as ClusterChangeError {
+            _ = try? await latestClusterMap()
             throw error
-        case .wait, .accept:
-            throw ClusterChangeError.noMajority(
-                epoch: proposed.epoch, granted: 0, needed: proposer.majority, failures: ["no answer"])
         }
     }
 
@@ -80,13 +46,13 @@ extension KVClient {
         let topology = try await currentTopology()
         let request = Message.clusterMapRequest(ClusterMapRequest(knownEpoch: topology.map.epoch))
         var latest = topology.map
-        _ = await poll(topology.map.voters, with: request, in: topology) { _, answer in
+        _ = await ClusterChangeDriver.poll(topology.map.voters, with: request, call: call(in: topology)) { _, answer in
             if case .success(.clusterMapResponse(let response)) = answer, response.clusterId == latest.clusterID,
                 response.epoch > latest.epoch
             {
                 latest = response.map
             }
-            return MapProposer.Step.wait
+            return .wait
         }
         return try install(latest).map
     }
@@ -107,38 +73,16 @@ extension KVClient {
         let request = Message.clusterMapRequest(ClusterMapRequest(knownEpoch: topology.map.epoch))
         var epochs: [String: UInt64?] = [:]
         for node in topology.map.voters { epochs[node] = .some(nil) }
-        _ = await poll(topology.map.voters, with: request, in: topology) { node, answer in
+        _ = await ClusterChangeDriver.poll(topology.map.voters, with: request, call: call(in: topology)) {
+            node, answer in
             if case .success(.clusterMapResponse(let response)) = answer { epochs[node] = response.epoch }
-            return MapProposer.Step.wait
+            return .wait
         }
         return epochs
     }
 
-    /// Sends `request` to every node in `nodes` at once and feeds each answer to `handle` as it
-    /// arrives, until `handle` returns a step other than `.wait` or every node answered (each call is
-    /// bounded by the request timeout).
-    ///
-    /// - Returns: the last step `handle` returned.
-    private func poll(
-        _ nodes: [String], with request: Message, in topology: Topology,
-        handle: (String, Result<Message, any Error>) -> MapProposer.Step
-    ) async -> MapProposer.Step {
-        await withTaskGroup(of: (String, Result<Message, any Error>).self) { group in
-            for node in nodes {
-                group.addTask {
-                    do {
-                        return (node, .success(try await self.call(request, node: node, in: topology)))
-                    } catch {
-                        return (node, .failure(error))
-                    }
-                }
-            }
-            var step = MapProposer.Step.wait
-            for await (node, answer) in group {
-                step = handle(node, answer)
-                if step != .wait { break }
-            }
-            return step
-        }
+    /// One call to a node of `topology`, as `ClusterChangeDriver` makes them.
+    private func call(in topology: Topology) -> ClusterChangeDriver.Call {
+        { node, request in try await self.call(request, node: node, in: topology) }
     }
 }

@@ -187,11 +187,15 @@ public final class KVClient: Sendable {
     final class Topology: Sendable {
         let map: ClusterMap
         let ring: Ring
+        /// The ring once the membership change in progress is done; nil when nothing is changing.
+        /// Writes go to the replicas of both rings meanwhile.
+        let next: Ring?
         let nodes: [String: RPCClient]
 
-        init(map: ClusterMap, ring: Ring, nodes: [String: RPCClient]) {
+        init(map: ClusterMap, ring: Ring, next: Ring?, nodes: [String: RPCClient]) {
             self.map = map
             self.ring = ring
+            self.next = next
             self.nodes = nodes
         }
     }
@@ -320,16 +324,34 @@ public final class KVClient: Sendable {
     {
         let topology = try await currentTopology()
         let token = Token(key: key)
-        let replicas = topology.ring.preferenceList(for: token)
-        let required = try requiredReplicas(consistency ?? configuration.writeConsistency, topology: topology)
-        let operation = Guarded(
-            WriteOperation(
-                configuration: WriteOperation.Configuration(
-                    replicas: replicas, required: required, deadline: configuration.requestTimeout,
-                    supersededRetriesMax: configuration.supersededRetriesMax,
-                    fallbacks: configuration.hintedHandoff ? topology.ring.fallbacks(for: token) : [],
-                    hintsCountTowardQuorum: configuration.hintedHandoff && configuration.sloppyQuorum,
-                    suspected: suspectedNodes())))
+        let level = consistency ?? configuration.writeConsistency
+        var replicas = topology.ring.preferenceList(for: token)
+        let required = try requiredReplicas(level, topology: topology)
+        var quorums: [WriteCoordinator.Quorum] = []
+        // During a membership change, the replicas of the next ring get the write too, and it must
+        // reach a quorum in each ring: reads find it before and after ownership switches.
+        if let next = topology.next, case let pending = next.preferenceList(for: token), pending != replicas {
+            let nextRequired: Int
+            do {
+                nextRequired = try level.required(replicationFactor: next.replicationFactor)
+            } catch {
+                throw KVClientError.invalidArgument("\(error)")
+            }
+            quorums = [
+                WriteCoordinator.Quorum(replicas: replicas, required: required),
+                WriteCoordinator.Quorum(replicas: pending, required: nextRequired),
+            ]
+            replicas += pending.filter { !replicas.contains($0) }
+        }
+        var writeConfiguration = WriteOperation.Configuration(
+            replicas: replicas, required: min(required, replicas.count), deadline: configuration.requestTimeout,
+            supersededRetriesMax: configuration.supersededRetriesMax,
+            fallbacks: configuration.hintedHandoff
+                ? topology.ring.fallbacks(for: token).filter { !replicas.contains($0) } : [],
+            hintsCountTowardQuorum: configuration.hintedHandoff && configuration.sloppyQuorum,
+            suspected: suspectedNodes())
+        writeConfiguration.quorums = quorums
+        let operation = Guarded(WriteOperation(configuration: writeConfiguration))
         let keyBytes = ByteBuffer(bytes: key)
         let valueBytes = ByteBuffer(bytes: value)
         let wallClockMillis = configuration.wallClockMillis
@@ -673,8 +695,10 @@ public final class KVClient: Sendable {
     @discardableResult
     func install(_ map: ClusterMap) throws -> Topology {
         let ring: Ring
+        let next: Ring?
         do {
             ring = try map.ring()
+            next = map.isChanging ? try map.nextRing() : nil
         } catch {
             throw KVClientError.invalidArgument("the cluster map is not a valid ring: \(error)")
         }
@@ -698,7 +722,7 @@ public final class KVClient: Sendable {
                 }
             }
             let dropped = (current?.nodes ?? [:]).filter { nodes[$0.key] !== $0.value }.map(\.value)
-            let installed = Topology(map: map, ring: ring, nodes: nodes)
+            let installed = Topology(map: map, ring: ring, next: next, nodes: nodes)
             current = installed
             return (installed, dropped)
         }
@@ -745,7 +769,13 @@ public final class KVClient: Sendable {
                 }
                 return Result<Message, any Error>.success(answer)
             }
-            .flatMapErrorThrowing { Result<Message, any Error>.failure($0) }
+            .flatMapErrorThrowing { error in
+                // A replica that does not keep the key in its (newer) map: fetch that map.
+                if (error as? RPCError)?.remoteCode == .notReplica {
+                    self.noticeEpoch(.max, from: node, in: topology)
+                }
+                return Result<Message, any Error>.failure(error)
+            }
     }
 
     // MARK: - Node health

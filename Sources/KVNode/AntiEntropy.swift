@@ -45,9 +45,13 @@ public final class AntiEntropy: Sendable {
     }
 
     private let nodeID: String
-    private let ring: Ring
+    /// The ring passes work on: the one given, or the current map's when the node follows its map.
+    private let initialRing: Ring
+    private let membership: Membership?
     private let local: LocalAntiEntropyReplica
     private let peers: [String: any AntiEntropyReplica]
+    /// Makes the replica of a peer not in `peers` (one that joined the map since the start).
+    private let makePeer: (@Sendable (String) -> any AntiEntropyReplica)?
     private let marks: any RepairMarkStore
     private let configuration: Configuration
     private let limiter: ByteRateLimiter
@@ -79,11 +83,15 @@ public final class AntiEntropy: Sendable {
         statistics: NodeStatistics,
         wallMillis: @escaping @Sendable () -> UInt64,
         logger: Logger,
-        checkpoint: (any ReplicaStore)? = nil
+        checkpoint: (any ReplicaStore)? = nil,
+        membership: Membership? = nil,
+        makePeer: (@Sendable (String) -> any AntiEntropyReplica)? = nil
     ) {
         self.checkpoint = checkpoint
         self.nodeID = nodeID
-        self.ring = ring
+        self.initialRing = ring
+        self.membership = membership
+        self.makePeer = makePeer
         self.local = local
         self.peers = peers
         self.marks = marks
@@ -100,6 +108,17 @@ public final class AntiEntropy: Sendable {
             }
         }
         lastCompared = Mutex(compared)
+    }
+
+    /// The ring of the current map when following one (`membership`), else the one given.
+    private var ring: Ring {
+        guard let membership, let ring = try? membership.current.ring() else { return initialRing }
+        return ring
+    }
+
+    /// The replica of peer `id`.
+    private func peer(_ id: String) -> (any AntiEntropyReplica)? {
+        peers[id] ?? makePeer?(id)
     }
 
     /// Each vnode range this node replicates, with when it was last compared without error with every
@@ -287,7 +306,7 @@ public final class AntiEntropy: Sendable {
             let replicas = ring.preferenceList(for: Token(mark.range.end))
             guard replicas.contains(mark.replica),
                 let source = replicas.first(where: { $0 != mark.replica && $0 != nodeID }),
-                let sourceReplica = peers[source]
+                let sourceReplica = peer(source)
             else {
                 report.record(failure: "mark \(mark): \(mark.replica) does not replicate that range in this ring")
                 return report
@@ -308,6 +327,9 @@ public final class AntiEntropy: Sendable {
     /// version of `tombstoneGrace` ago (nil when tombstones are never purged).
     private func purgeHorizon() -> Version? {
         guard let grace = configuration.tombstoneGrace else { return nil }
+        // While ranges move, a node that is receiving one is not among the co-replicas compared: a
+        // tombstone it has not received yet must not vanish from the others.
+        if membership?.current.isChanging == true { return nil }
         let graceMillis = UInt64(grace / .milliseconds(1))
         let now = wallMillis()
         guard now > graceMillis else { return nil }
@@ -343,10 +365,17 @@ public final class AntiEntropy: Sendable {
         }
     }
 
+    /// Compares `range` with peer `id` now and copies what differs both ways (no purge): how a node
+    /// that received a range checks it against its source before ownership switches, and how an old
+    /// owner makes sure a new owner holds a range before dropping it.
+    func compare(_ range: TokenRangeSpan, with id: String) async -> AntiEntropySession.Report {
+        await session(range: range, local: local, peer: id, purgeHorizon: nil)
+    }
+
     private func session(
         range: TokenRangeSpan, local: any AntiEntropyReplica, peer id: String, purgeHorizon: Version?
     ) async -> AntiEntropySession.Report {
-        guard let peer = peers[id] else {
+        guard let peer = peer(id) else {
             var report = AntiEntropySession.Report(range: range, peer: id)
             report.failure = "no connection to \(id)"
             return report

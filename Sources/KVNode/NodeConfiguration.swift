@@ -21,6 +21,8 @@ import Yams
 /// anti-entropy-interval: 600 # seconds between anti-entropy passes, 0 = off
 /// anti-entropy-rate: 4194304 # bytes per second
 /// tombstone-grace: 864000    # seconds before a confirmed tombstone may be purged, 0 = never
+/// stream-rate: 33554432      # bytes per second a node pulls when it takes ranges over
+/// stream-stall-timeout: 30   # seconds without a page before a range transfer tries another source
 /// ```
 public struct NodeConfiguration: Sendable, Hashable {
     public var id: String
@@ -61,6 +63,14 @@ public struct NodeConfiguration: Sendable, Hashable {
     /// The phi above which the node's failure detector suspects a peer (hint replay then waits).
     public var phiThreshold = NodeConfiguration.phiThresholdDefault
     public static let phiThresholdDefault = 8.0
+    /// Bytes per second this node pulls when it receives ranges (join, replace, raised N, another
+    /// node's decommission): the throttle that keeps a move from crowding out live traffic.
+    public var streamRate = NodeConfiguration.streamRateDefault
+    public static let streamRateDefault = 32 << 20
+    /// A range transfer whose page does not come within this long is retried from another source,
+    /// and the reason reported.
+    public var streamStallTimeout: Duration = .seconds(NodeConfiguration.streamStallTimeoutSecondsDefault)
+    public static let streamStallTimeoutSecondsDefault = 30
     /// On shutdown, how long open connections may go on after the listener closed.
     public var shutdownDrain: Duration = .seconds(1)
 
@@ -123,6 +133,10 @@ public struct NodeFile: Sendable, Hashable, Decodable {
     /// Seconds; 0: tombstones are never purged.
     public var tombstoneGrace: Int?
     public var phiThreshold: Double?
+    /// Bytes per second.
+    public var streamRate: Int?
+    /// Seconds.
+    public var streamStallTimeout: Int?
 
     enum CodingKeys: String, CodingKey, CaseIterable {
         case id, listen, data, ca, cert, key, durability, cluster
@@ -134,6 +148,8 @@ public struct NodeFile: Sendable, Hashable, Decodable {
         case antiEntropyRate = "anti-entropy-rate"
         case tombstoneGrace = "tombstone-grace"
         case phiThreshold = "phi-threshold"
+        case streamRate = "stream-rate"
+        case streamStallTimeout = "stream-stall-timeout"
     }
 
     public init() {}

@@ -41,11 +41,6 @@ public final class NodeService: Service {
                 "\(configuration.certificateFile) is a \(identity.role) certificate; a node needs a node certificate")
         }
         if let cluster = configuration.cluster {
-            guard cluster.node(configuration.id) != nil else {
-                let members = cluster.nodes.map(\.id).joined(separator: ", ")
-                throw NodeError.configuration(
-                    "node '\(configuration.id)' is not in the cluster file (members: \(members))")
-            }
             guard cluster.clusterID == configuration.clusterID else {
                 throw NodeError.configuration(
                     "the cluster file names cluster '\(cluster.clusterID)' but this node is configured for '\(configuration.clusterID)'"
@@ -94,6 +89,13 @@ public final class NodeService: Service {
             throw (error as? NodeError) ?? NodeError.configuration("the cluster map is not a valid ring: \(error)")
         }
         let cluster = membership.current
+        if cluster.node(configuration.id) == nil {
+            logger.notice(
+                "this node is not in the cluster map yet: it serves nothing until an operator adds it (kvctl join)",
+                metadata: [
+                    "node.id": "\(configuration.id)", "cluster.members": "\(cluster.voters.joined(separator: ","))",
+                ])
+        }
         if cluster.epoch > initial.epoch {
             logger.info(
                 "using the cluster map stored in the data folder, later than the cluster file's",
@@ -136,11 +138,24 @@ public final class NodeService: Service {
             nodeID: configuration.id, ring: ring,
             local: LocalAntiEntropyReplica(replica: replica, merkle: store, pool: pool), peers: peers,
             marks: store, configuration: antiEntropyConfiguration, statistics: statistics,
-            wallMillis: ReplicaService.systemMillis, logger: logger, checkpoint: store)
+            wallMillis: ReplicaService.systemMillis, logger: logger, checkpoint: store, membership: membership,
+            makePeer: { id in
+                RemoteAntiEntropyReplica(nodeID: id, directory: peerDirectory, timeout: Self.antiEntropyCallTimeout)
+            })
+        let board = TransferBoard()
         let service = ReplicaService(
             nodeID: configuration.id, membership: membership, store: store, hints: store, repairMarker: repairMarker,
             hintQueueMax: configuration.hintQueueMax, pool: pool, statistics: statistics, merkle: store,
-            streaming: store, replica: replica, antiEntropy: antiEntropy, health: health)
+            streaming: store, replica: replica, antiEntropy: antiEntropy, health: health, transfers: board)
+        var streamConfiguration = RangeStreamer.Configuration()
+        streamConfiguration.bytesPerSecond = configuration.streamRate
+        streamConfiguration.stallTimeout = configuration.streamStallTimeout
+        let selfIdentity = PeerIdentity(name: configuration.id, role: .node)
+        let streamer = RangeStreamer(
+            nodeID: configuration.id, membership: membership, directory: peerDirectory, replica: replica,
+            store: store, pool: pool, antiEntropy: antiEntropy, health: health, statistics: statistics,
+            configuration: streamConfiguration, logger: logger, board: board,
+            local: { _, request in try await service.handle(request, from: selfIdentity) })
         var serverConfiguration = RPCServerConfiguration(
             host: configuration.listenHost,
             port: configuration.listenPort,
@@ -181,6 +196,8 @@ public final class NodeService: Service {
                 group.addTask { await replayer.run() }
                 // Pings the peers for the failure detector; only cancelled.
                 group.addTask { await health.run() }
+                // Receives and drops ranges as membership changes ask; only cancelled.
+                group.addTask { await streamer.run() }
                 // Periodic anti-entropy, when on; also returns only when cancelled.
                 if configuration.antiEntropyInterval != nil {
                     group.addTask { await antiEntropy.run() }

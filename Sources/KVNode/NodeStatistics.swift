@@ -51,6 +51,11 @@ public final class NodeStatistics: Sendable {
     package let antiEntropyBytes: ReportedCounter
     package let antiEntropySessionFailures: ReportedCounter
     package let tombstonesPurged: ReportedCounter
+    package let streamKeysReceived: ReportedCounter
+    package let streamKeysResent: ReportedCounter
+    package let streamBytes: ReportedCounter
+    package let streamRetries: ReportedCounter
+    package let handoffKeysDeleted: ReportedCounter
     /// Wall clock (ms since the Unix epoch) when the last whole pass ended without error; 0: never.
     private let lastFullPassMillis = Atomic<Int>(0)
     private let lastFullPassGauge: Gauge
@@ -85,6 +90,11 @@ public final class NodeStatistics: Sendable {
         antiEntropyBytes = counter("quorumkv_anti_entropy_bytes_total")
         antiEntropySessionFailures = counter("quorumkv_anti_entropy_session_failures_total")
         tombstonesPurged = counter("quorumkv_tombstones_purged_total")
+        streamKeysReceived = counter("quorumkv_stream_keys_received_total")
+        streamKeysResent = counter("quorumkv_stream_keys_resent_total")
+        streamBytes = counter("quorumkv_stream_bytes_total")
+        streamRetries = counter("quorumkv_stream_retries_total")
+        handoffKeysDeleted = counter("quorumkv_handoff_keys_deleted_total")
         lastFullPassGauge = Gauge(
             label: "quorumkv_anti_entropy_last_full_pass_timestamp_seconds", dimensions: [("node", nodeID)],
             factory: metricsFactory)
@@ -111,6 +121,11 @@ public final class NodeStatistics: Sendable {
             ("anti_entropy_bytes", antiEntropyBytes.load(ordering: .relaxed)),
             ("anti_entropy_session_failures", antiEntropySessionFailures.load(ordering: .relaxed)),
             ("tombstones_purged", tombstonesPurged.load(ordering: .relaxed)),
+            ("stream_keys_received", streamKeysReceived.load(ordering: .relaxed)),
+            ("stream_keys_resent", streamKeysResent.load(ordering: .relaxed)),
+            ("stream_bytes", streamBytes.load(ordering: .relaxed)),
+            ("stream_retries", streamRetries.load(ordering: .relaxed)),
+            ("handoff_keys_deleted", handoffKeysDeleted.load(ordering: .relaxed)),
             ("anti_entropy_last_full_pass_millis", lastFullPassMillis.load(ordering: .relaxed)),
         ]
     }

@@ -32,6 +32,8 @@ public final class ReplicaService: RPCService {
     private let antiEntropy: AntiEntropy?
     /// The node's view of its peers, for `Admin` stats (`peer_phi.ID`); nil: not reported.
     private let health: PeerHealth?
+    /// The ranges this node is receiving in a membership change, for `Admin` stats; nil: not reported.
+    private let transfers: TransferBoard?
     private let repairMarker: RepairMarker?
     private let hintQueueMax: Int
     private let wallMillis: @Sendable () -> UInt64
@@ -64,9 +66,11 @@ public final class ReplicaService: RPCService {
         replica: Replica? = nil,
         antiEntropy: AntiEntropy? = nil,
         health: PeerHealth? = nil,
+        transfers: TransferBoard? = nil,
         wallMillis: @escaping @Sendable () -> UInt64 = ReplicaService.systemMillis
     ) {
         self.health = health
+        self.transfers = transfers
         precondition(replica.map { $0.store === store } ?? true, "the replica must run over the service's store")
         precondition(hints == nil || repairMarker != nil, "a node that holds hints must mark the ranges it refuses")
         self.statistics = statistics
@@ -174,7 +178,8 @@ public final class ReplicaService: RPCService {
                             Pair(name: "hints_queued.\($0.key)", value: "\($0.value)")
                         }
                         + rangeComparisonPairs()
-                        + peerHealthPairs()))
+                        + peerHealthPairs()
+                        + membershipPairs()))
         default:
             throw RPCError.remote(.invalidRequest, message: "\(request.type) is not served by this version of kvd")
         }
@@ -182,6 +187,20 @@ public final class ReplicaService: RPCService {
 
     /// Each peer's phi (`peer_phi.ID`) and the peers the failure detector suspects (`peers_suspected`,
     /// comma-separated, empty when none).
+    /// The map's epoch and change in progress, and each range this node is receiving:
+    /// `stream_range.START:END` = `TransferBoard.RangeProgress.summary`.
+    private func membershipPairs() -> [Pair] {
+        let map = membership.current
+        var pairs = [
+            Pair(name: "cluster_epoch", value: "\(map.epoch)"),
+            Pair(name: "cluster_change", value: map.changeSummary),
+        ]
+        for range in transfers?.current ?? [] {
+            pairs.append(Pair(name: "stream_range.\(range.start):\(range.end)", value: range.summary))
+        }
+        return pairs
+    }
+
     private func peerHealthPairs() -> [Pair] {
         guard let health else { return [] }
         let phis = health.phi().sorted { $0.key < $1.key }.map {
@@ -216,8 +235,20 @@ public final class ReplicaService: RPCService {
         return (sizes, due)
     }
 
+    /// Refuses a client's request for a key this node does not keep in its map (see
+    /// `TransferBoard.refuses`).
+    private func checkKept(_ key: [UInt8]) throws {
+        guard let transfers, transfers.refuses(Token(key: key)) else { return }
+        throw RPCError.remote(
+            .notReplica,
+            message:
+                "\(nodeID) is not a replica of this key in cluster map epoch \(membership.current.epoch): fetch the map and retry"
+        )
+    }
+
     private func apply(_ put: PutRequest) async throws -> Message {
         let key = Array(put.key.readableBytesView)
+        if put.origin == .client || put.origin == .readRepair { try checkKept(key) }
         let repair = put.origin == .readRepair
         if repair {
             statistics.readRepairsReceived.add(1, ordering: .relaxed)
@@ -553,6 +584,7 @@ public final class ReplicaService: RPCService {
 
     private func read(_ get: GetRequest) async throws -> Message {
         let key = Array(get.key.readableBytesView)
+        try checkKept(key)
         let replica = self.replica
         let (stored, clock) = try await runOnPool { () throws(ReplicaError) in
             try replica.get(key: key)

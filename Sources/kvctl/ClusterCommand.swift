@@ -8,7 +8,7 @@ struct ClusterCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "cluster",
         abstract: "Show the cluster map, or change it (admin certificate).",
-        subcommands: [Show.self, SetAddress.self]
+        subcommands: [Show.self, SetAddress.self, SetReplicationFactor.self]
     )
 
     struct Show: AsyncParsableCommand {
@@ -31,10 +31,12 @@ struct ClusterCommand: AsyncParsableCommand {
                     try printJSON(
                         MapDocument(
                             clusterID: map.clusterID, epoch: map.epoch, replicationFactor: map.replicationFactor,
-                            nodes: rows))
+                            pendingReplicationFactor: map.pendingReplicationFactor, streaming: map.streaming,
+                            change: map.isChanging ? map.changeSummary : nil, nodes: rows))
                     return
                 }
                 print("cluster \(map.clusterID), epoch \(map.epoch), N=\(map.replicationFactor)")
+                if map.isChanging { print("change in progress: \(map.changeSummary)") }
                 print("NODE        ADDRESS                STATE     TOKENS  EPOCH")
                 for row in rows {
                     let epoch =
@@ -97,10 +99,8 @@ private struct MapDocument: Encodable {
     var clusterID: String
     var epoch: UInt64
     var replicationFactor: Int
+    var pendingReplicationFactor: Int?
+    var streaming: [String]
+    var change: String?
     var nodes: [MapNode]
-}
-
-private struct ChangeDocument: Encodable {
-    var ok = true
-    var epoch: UInt64
 }

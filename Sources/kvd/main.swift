@@ -71,6 +71,16 @@ struct KVD: AsyncParsableCommand {
     var antiEntropyRate: Int?
 
     @Option(
+        name: .customLong("stream-rate"),
+        help: "Bytes per second this node pulls when it takes ranges over (default 33554432).")
+    var streamRate: Int?
+
+    @Option(
+        name: .customLong("stream-stall-timeout"),
+        help: "Seconds a range transfer waits for a page before it tries another source (default 30).")
+    var streamStallTimeoutSeconds: Int?
+
+    @Option(
         name: .customLong("tombstone-grace"),
         help:
             "Seconds before a tombstone every replica holds may be purged; longer than --hint-window (default 864000; 0 = never)."
@@ -142,6 +152,18 @@ struct KVD: AsyncParsableCommand {
                 throw ValidationError("--anti-entropy-rate must be 1024...17179869184 bytes per second")
             }
             configuration.antiEntropyRate = rate
+        }
+        if let rate = streamRate ?? file.streamRate {
+            guard (1024...(1 << 34)).contains(rate) else {
+                throw ValidationError("--stream-rate must be 1024...17179869184 bytes per second")
+            }
+            configuration.streamRate = rate
+        }
+        if let seconds = streamStallTimeoutSeconds ?? file.streamStallTimeout {
+            guard (1...3600).contains(seconds) else {
+                throw ValidationError("--stream-stall-timeout must be 1...3600 seconds")
+            }
+            configuration.streamStallTimeout = .seconds(seconds)
         }
         if let seconds = tombstoneGraceSeconds ?? file.tombstoneGrace {
             guard seconds >= 0 else {

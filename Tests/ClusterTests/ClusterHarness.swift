@@ -23,9 +23,15 @@ final class ClusterHarness: @unchecked Sendable {
     ///   - firstHost: the last octet of n1's 127.0.0.x address; n2 gets the next one, and so on.
     ///     No other test may use these addresses.
     ///   - spareHosts: more addresses a node's certificate names, for nodes the test moves.
-    init(nodes count: Int, firstHost: Int, replicationFactor: Int = 3, spareHosts: [String: String] = [:]) throws {
+    ///   - joiners: more nodes (the next ids and addresses) with certificates and data folders but not
+    ///     in the cluster file: started with `start(_:)`, added with `kvctl join`.
+    init(
+        nodes count: Int, firstHost: Int, replicationFactor: Int = 3, spareHosts: [String: String] = [:],
+        joiners: Int = 0
+    ) throws {
         directory = try TemporaryDirectory()
-        hosts = (0..<count).map { "127.0.0.\(firstHost + $0)" }
+        hosts = (0..<count + joiners).map { "127.0.0.\(firstHost + $0)" }
+        members = count
         self.replicationFactor = replicationFactor
         expectSuccess(try run("kvctl", ["certs", "init", "--dir", certs]))
         for (id, host) in zip(ids, hosts) {
@@ -38,7 +44,7 @@ final class ClusterHarness: @unchecked Sendable {
         expectSuccess(try run("kvctl", ["certs", "issue", "--dir", certs, "--role", "admin", "--name", "admin"]))
         expectSuccess(try run("kvctl", ["certs", "issue", "--dir", certs, "--role", "client", "--name", "client"]))
         var lines = ["cluster-id: test", "replication-factor: \(replicationFactor)", "nodes:"]
-        for (id, host) in zip(ids, hosts) {
+        for (id, host) in zip(ids, hosts).prefix(count) {
             lines += ["  - id: \(id)", "    address: \(host):\(port)"]
         }
         try lines.joined(separator: "\n").write(toFile: clusterFile, atomically: true, encoding: .utf8)
@@ -59,11 +65,16 @@ final class ClusterHarness: @unchecked Sendable {
 
     /// Arguments added to every `kvd` this harness starts.
     var extraArguments: [String] = []
+    /// Arguments added to one node's `kvd`, by id.
+    var nodeArguments: [String: [String]] = [:]
 
-    /// Starts every node, then waits until each answers.
+    /// How many nodes the cluster file lists (the others are joiners).
+    let members: Int
+
+    /// Starts every node of the cluster file, then waits until each answers.
     func startAll() throws {
-        for id in ids { try launch(id) }
-        for id in ids { try waitUntilUp(id) }
+        for id in ids.prefix(members) { try launch(id) }
+        for id in ids.prefix(members) { try waitUntilUp(id) }
     }
 
     /// Starts one node and waits until it answers.
@@ -79,7 +90,7 @@ final class ClusterHarness: @unchecked Sendable {
             [
                 "--id", id, "--listen", address(id), "--data", "\(directory.path)/\(id)", "--cluster", clusterFile,
                 "--ca", "\(certs)/ca.pem", "--cert", "\(certs)/\(id).pem", "--key", "\(certs)/\(id)-key.pem",
-            ] + extraArguments
+            ] + extraArguments + (nodeArguments[id] ?? [])
         let logPath = "\(directory.path)/\(id).log"
         if !FileManager.default.fileExists(atPath: logPath) {
             _ = FileManager.default.createFile(atPath: logPath, contents: nil)

@@ -138,3 +138,34 @@ struct RangeMovementTests {
         #expect(try map.ring() == Self.cluster(4).ring())
     }
 }
+
+struct TokenRangeSubtractionTests {
+    /// Whether `token` lies in any of `spans`.
+    static func covered(_ token: UInt64, _ spans: [TokenRangeSpan]) -> Bool {
+        spans.contains { $0.contains(Token(token)) }
+    }
+
+    @Test(arguments: 1...200)
+    func subtractingKeepsExactlyTheTokensOfTheFirstListNotInTheSecond(seed: UInt64) {
+        var rng = SplitMix64(seed: seed)
+        func spans() -> [TokenRangeSpan] {
+            (0..<Int.random(in: 0...3, using: &rng)).map { _ in
+                let start = UInt64.random(in: 0...UInt64.max, using: &rng)
+                return TokenRangeSpan(
+                    start: start, end: Bool.random(using: &rng) ? start : UInt64.random(in: 0...UInt64.max, using: &rng)
+                )
+            }
+        }
+        let held = spans()
+        let removed = spans()
+        let left = TokenRangeSpan.subtracting(removed, from: held)
+        // Probe every boundary, its neighbours, and random tokens.
+        var probes = (held + removed + left).flatMap { [$0.start, $0.start &+ 1, $0.end, $0.end &+ 1] }
+        probes += (0..<64).map { _ in UInt64.random(in: 0...UInt64.max, using: &rng) }
+        for token in probes {
+            #expect(
+                Self.covered(token, left) == (Self.covered(token, held) && !Self.covered(token, removed)),
+                "seed \(seed), token \(token): \(held) - \(removed) = \(left)")
+        }
+    }
+}

@@ -62,6 +62,9 @@ public struct WriteOperation: Sendable {
         public var hintDelay: Duration?
         /// Replicas the failure detector suspects: handed off at once.
         public var suspected: Set<String>
+        /// During a membership change: the current and next preference lists, each with its own W
+        /// (see `WriteCoordinator.Configuration.quorums`); `replicas` is then their union.
+        public var quorums: [WriteCoordinator.Quorum] = []
 
         /// Test-only: see `WriteCoordinator.Configuration.acknowledgesEarly`.
         package var acknowledgesEarly = false
@@ -352,6 +355,7 @@ public struct WriteOperation: Sendable {
             deadline: configuration.deadline
         )
         coordinator.acknowledgesEarly = configuration.acknowledgesEarly
+        coordinator.quorums = configuration.quorums
         return coordinator
     }
 

@@ -19,6 +19,17 @@
 ///   duplicates and replies from replicas outside the preference list are ignored, because networks
 ///   duplicate messages. Replies after completion still update ``unacknowledged``.
 public struct WriteCoordinator: Sendable {
+    /// A group of replicas of which `required` must apply the write.
+    public struct Quorum: Sendable, Hashable {
+        public var replicas: [String]
+        public var required: Int
+
+        public init(replicas: [String], required: Int) {
+            self.replicas = replicas
+            self.required = required
+        }
+    }
+
     public struct Configuration: Sendable, Hashable {
         /// The preference list: every replica the write goes to, in ring order, without duplicates.
         public var replicas: [String]
@@ -26,6 +37,16 @@ public struct WriteCoordinator: Sendable {
         public var required: Int
         /// How long after ``WriteCoordinator/start()`` the write may take.
         public var deadline: Duration
+        /// During a membership change, the current and the next preference lists (subsets of
+        /// `replicas`), each of which must reach its own count: the write is acknowledged only when
+        /// both hold it, so reads find it before and after ownership switches. Empty: `required` of
+        /// `replicas`.
+        public var quorums: [Quorum] = []
+
+        /// The groups that must each reach their count.
+        var effectiveQuorums: [Quorum] {
+            quorums.isEmpty ? [Quorum(replicas: replicas, required: required)] : quorums
+        }
 
         /// Test-only fault switch for the simulator's mutation check: acknowledge at `required - 1`
         /// applies. Never set outside tests; `package` keeps it out of the SDK's API.
@@ -94,6 +115,11 @@ public struct WriteCoordinator: Sendable {
             "required \(configuration.required) is outside 1...\(replicas.count)"
         )
         precondition(configuration.deadline > .zero, "deadline \(configuration.deadline) is not positive")
+        for quorum in configuration.quorums {
+            precondition(
+                Set(quorum.replicas).isSubset(of: replicas) && (1...quorum.replicas.count).contains(quorum.required),
+                "quorum \(quorum) does not fit the replicas \(replicas)")
+        }
         self.configuration = configuration
         self.states = Array(repeating: .pending, count: replicas.count)
     }
@@ -131,7 +157,7 @@ public struct WriteCoordinator: Sendable {
             guard let index = pendingIndex(of: node) else { return [] }
             states[index] = .applied
             appliedCount += 1
-            guard outcome == nil, appliedCount == acknowledgementThreshold else { return [] }
+            guard outcome == nil, quorumsMet else { return [] }
             let acknowledged = zip(configuration.replicas, states).compactMap { $1 == .applied ? $0 : nil }
             return complete(.acknowledged(by: acknowledged))
 
@@ -145,9 +171,7 @@ public struct WriteCoordinator: Sendable {
             guard let index = pendingIndex(of: node) else { return [] }
             states[index] = .failed(reason: reason)
             failedCount += 1
-            guard outcome == nil, configuration.replicas.count - failedCount < configuration.required else {
-                return []
-            }
+            guard outcome == nil, quorumUnreachable else { return [] }
             return complete(.failed(error(deadlinePassed: false)))
 
         case .deadlinePassed:
@@ -183,20 +207,37 @@ public struct WriteCoordinator: Sendable {
             })
     }
 
-    /// How many applies acknowledge the write: `required`, unless the mutation check broke the rule.
-    private var acknowledgementThreshold: Int {
-        configuration.acknowledgesEarly ? max(1, configuration.required - 1) : configuration.required
+    /// How many applies acknowledge a quorum: `required`, unless the mutation check broke the rule.
+    private func threshold(_ quorum: Quorum) -> Int {
+        configuration.acknowledgesEarly ? max(1, quorum.required - 1) : quorum.required
+    }
+
+    /// How many of `quorum`'s replicas are in `state`.
+    private func count(in quorum: Quorum, where matches: (ReplicaState) -> Bool) -> Int {
+        zip(configuration.replicas, states).count { quorum.replicas.contains($0.0) && matches($0.1) }
+    }
+
+    /// Every quorum has enough applies.
+    private var quorumsMet: Bool {
+        configuration.effectiveQuorums.allSatisfy { quorum in
+            count(in: quorum, where: { $0 == .applied }) >= threshold(quorum)
+        }
+    }
+
+    /// Some quorum has too many failures to ever be met.
+    private var quorumUnreachable: Bool {
+        configuration.effectiveQuorums.contains { quorum in
+            quorum.replicas.count - count(in: quorum, where: { if case .failed = $0 { true } else { false } })
+                < quorum.required
+        }
     }
 
     private func assertInvariants() {
         assert(appliedCount == states.count(where: { $0 == .applied }))
         assert(failedCount == states.count(where: { if case .failed = $0 { true } else { false } }))
         guard outcome == nil else { return }
-        assert(appliedCount < acknowledgementThreshold, "enough replicas applied but the write is not complete")
-        assert(
-            configuration.replicas.count - failedCount >= configuration.required,
-            "the quorum is unreachable but the write is not complete"
-        )
+        assert(!quorumsMet, "enough replicas applied but the write is not complete")
+        assert(!quorumUnreachable, "the quorum is unreachable but the write is not complete")
         assert(
             !states.contains(where: { if case .superseded = $0 { true } else { false } }),
             "a replica superseded the write but it is not complete"

@@ -28,12 +28,12 @@ public struct TokenRangeSpan: Sendable, Hashable, CustomStringConvertible {
         return offset != 0 && offset <= end &- start
     }
 
-    /// Whether every token of `other` lies in this span.
     /// Whether the two spans share a token: one holds the other's first token.
     public func overlaps(_ other: TokenRangeSpan) -> Bool {
         contains(Token(other.start &+ 1)) || other.contains(Token(start &+ 1))
     }
 
+    /// Whether every token of `other` lies in this span.
     public func contains(_ other: TokenRangeSpan) -> Bool {
         if start == end { return true }
         let offset = UInt128(other.start &- start)
@@ -42,5 +42,27 @@ public struct TokenRangeSpan: Sendable, Hashable, CustomStringConvertible {
 
     public var description: String {
         "(\(Token(start)), \(Token(end))]"
+    }
+
+    /// The tokens of `spans` that no span of `removed` holds, as spans cut at every boundary of
+    /// either list and merged where they touch, ascending by end.
+    public static func subtracting(_ removed: [TokenRangeSpan], from spans: [TokenRangeSpan]) -> [TokenRangeSpan] {
+        let cuts = Array(Set((spans + removed).flatMap { [$0.start, $0.end] })).sorted()
+        guard !cuts.isEmpty else { return [] }
+        var result: [TokenRangeSpan] = []
+        for (index, end) in cuts.enumerated() {
+            let piece = TokenRangeSpan(start: cuts[index == 0 ? cuts.count - 1 : index - 1], end: end)
+            guard spans.contains(where: { $0.contains(piece) }), !removed.contains(where: { $0.overlaps(piece) })
+            else { continue }
+            if let last = result.last, last.end == piece.start, last.start != last.end {
+                result[result.count - 1].end = piece.end
+            } else {
+                result.append(piece)
+            }
+        }
+        if result.count > 1, result[result.count - 1].end == result[0].start {
+            result[0].start = result.removeLast().start
+        }
+        return result
     }
 }

@@ -285,6 +285,9 @@ public enum ErrorCode: UInt16, Sendable, Hashable, CaseIterable {
     case unknownNode = 14
     /// The replica's disk is full: it cannot take writes.
     case diskFull = 15
+    /// The key is outside the ranges this replica keeps in its cluster map (a client with an older
+    /// map): fetch the node's map (ClusterMap) and send the request to the key's current replicas.
+    case notReplica = 16
 }
 
 extension ByteBuffer {

@@ -1,0 +1,155 @@
+import ArgumentParser
+import Foundation
+import KVClient
+import KVCore
+
+extension ClusterCommand {
+    struct SetReplicationFactor: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            commandName: "set-rf",
+            abstract: "Change N: nodes that become replicas receive their ranges, then reads use the new N.")
+
+        @OptionGroup var global: GlobalOptions
+        @OptionGroup var wait: ChangeWaitOptions
+
+        @Argument(help: "The new replication factor.") var replicationFactor: Int
+
+        func run() async throws {
+            try await runChange(.setReplicationFactor(replicationFactor), global: global, wait: wait)
+        }
+    }
+}
+
+/// `kvctl join`: a new node takes its share of the ranges.
+struct JoinCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "join",
+        abstract: "Add a running node to the cluster; it receives its ranges, then owns them.",
+        discussion: """
+            Start the node first (kvd with the cluster file of the existing nodes and an empty data \
+            folder): it waits until it is added. Its tokens are placed to keep the ring balanced.
+            """
+    )
+
+    @OptionGroup var global: GlobalOptions
+    @OptionGroup var wait: ChangeWaitOptions
+
+    @Option(help: "The new node's id (its certificate's name).") var node: String
+    @Option(help: "The HOST:PORT it listens on.") var address: String
+    @Option(help: "Its number of ring tokens (default 16).") var tokens = TokenAllocator.tokensPerNodeDefault
+
+    func run() async throws {
+        try await runChange(.join(node: node, address: address, tokensPerNode: tokens), global: global, wait: wait)
+    }
+}
+
+/// `kvctl leave`: decommission.
+struct LeaveCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "leave",
+        abstract: "Decommission a node: the others receive its ranges, then it is removed (stop it afterwards).")
+
+    @OptionGroup var global: GlobalOptions
+    @OptionGroup var wait: ChangeWaitOptions
+
+    @Argument(help: "The node's id.") var node: String
+
+    func run() async throws {
+        try await runChange(.leave(node: node), global: global, wait: wait)
+    }
+}
+
+/// `kvctl replace`: a new node takes over a (dead) node's tokens.
+struct ReplaceCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "replace",
+        abstract: "Replace a node (usually dead) by a new one with its tokens; the others send it those ranges.")
+
+    @OptionGroup var global: GlobalOptions
+    @OptionGroup var wait: ChangeWaitOptions
+
+    @Argument(help: "The node to replace.") var node: String
+    @Option(name: .customLong("with"), help: "The new node's id.") var replacement: String
+    @Option(help: "The HOST:PORT the new node listens on.") var address: String
+
+    func run() async throws {
+        try await runChange(.replace(node: node, with: replacement, address: address), global: global, wait: wait)
+    }
+}
+
+/// Whether and how long a membership command follows the change it started.
+struct ChangeWaitOptions: ParsableArguments {
+    @Flag(
+        name: .customLong("no-wait"), help: "Return once the change is decided, without waiting for the ranges to move."
+    )
+    var noWait = false
+
+    @Option(name: .customLong("wait-timeout"), help: "Seconds to wait for the ranges to move (default 3600).")
+    var waitTimeout = 3600
+}
+
+/// Makes `change`, then (unless `--no-wait`) reports the transfers every second on stderr until the
+/// change is done.
+func runChange(_ change: ClusterChange, global: GlobalOptions, wait: ChangeWaitOptions) async throws {
+    try await reportingFailures(json: global.json) {
+        let final = try await global.withClient { client -> ClusterMap in
+            let decided = try await client.changeCluster(change)
+            printError(
+                "epoch \(decided.epoch): \(change)" + (decided.isChanging ? " (\(decided.changeSummary))" : ""))
+            guard !wait.noWait, decided.isChanging else { return decided }
+            let deadline = ContinuousClock.now + .seconds(wait.waitTimeout)
+            var map = decided
+            while map.isChanging {
+                guard ContinuousClock.now < deadline else {
+                    throw CommandFailure(
+                        "the change is still in progress after \(wait.waitTimeout) s: \(map.changeSummary)")
+                }
+                try await Task.sleep(for: .seconds(1))
+                map = try await client.latestClusterMap()
+                var lines: [String] = []
+                for node in map.streaming {
+                    let progress = TransferProgress(statistics: (try? await client.nodeStatistics(node: node)) ?? [:])
+                    lines.append("\(node): \(progress)")
+                }
+                if !lines.isEmpty { printError(lines.joined(separator: "\n")) }
+            }
+            return map
+        }
+        if global.json {
+            try printJSON(ChangeDocument(epoch: final.epoch, changing: final.isChanging))
+        } else {
+            print("epoch \(final.epoch): \(final.isChanging ? final.changeSummary : "done")")
+        }
+    }
+}
+
+/// A receiving node's transfers, from its `Admin` stats (`stream_range.START:END` entries).
+struct TransferProgress: CustomStringConvertible {
+    var ranges = 0
+    var done = 0
+    var keys = 0
+    /// The first range being retried and why.
+    var retrying: String?
+
+    init(statistics: [String: String]) {
+        for (name, value) in statistics.sorted(by: { $0.key < $1.key }) where name.hasPrefix("stream_range.") {
+            ranges += 1
+            if value.hasPrefix("done") { done += 1 }
+            if value.hasPrefix("retrying"), retrying == nil {
+                retrying = "\(name.dropFirst("stream_range.".count)) \(value)"
+            }
+            let field = value.split(separator: " ").first { $0.hasPrefix("keys=") }
+            keys += field.flatMap { Int($0.dropFirst("keys=".count)) } ?? 0
+        }
+    }
+
+    var description: String {
+        "\(done) of \(ranges) ranges received, \(keys) keys" + (retrying.map { "; retrying \($0)" } ?? "")
+    }
+}
+
+struct ChangeDocument: Encodable {
+    var ok = true
+    var epoch: UInt64
+    var changing = false
+}
