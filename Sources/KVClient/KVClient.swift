@@ -854,8 +854,15 @@ public final class KVClient: Sendable {
     func call(_ request: Message, node: String, in topology: Topology, timeout: Duration? = nil) async throws
         -> Message
     {
-        guard let client = topology.nodes[node] else {
-            let known = topology.map.nodes.map(\.id).joined(separator: ", ")
+        var client = topology.nodes[node]
+        if client == nil, topology.map.node(node) == nil {
+            // A node added since this client's map was made (a cluster file older than the cluster):
+            // look for a later map once.
+            _ = try? await latestClusterMap()
+            client = self.topology.withLock { $0?.nodes[node] }
+        }
+        guard let client else {
+            let known = (self.topology.withLock { $0 } ?? topology).map.voters.joined(separator: ", ")
             throw KVClientError.invalidArgument("no node '\(node)' in the cluster (nodes: \(known))")
         }
         do {
