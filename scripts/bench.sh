@@ -18,6 +18,11 @@
 #                                       puts with periodic anti-entropy off, then with every node
 #                                       restarted with --anti-entropy-interval AE_INTERVAL (default
 #                                       10 s), ROUNDS (default 2) times each, alternating
+#   scripts/bench.sh grow [SECONDS]     4 kvd holding KEYS (default 1000000) keys of VALUE_BYTES (default
+#                                       1000: about 1 GB of values): puts for SECONDS (baseline), then
+#                                       n5..n8 join one by one (kvctl join) while puts run in SECONDS
+#                                       slices; time of each join, throughput during the move, records
+#                                       copied vs the minimum (each joiner's replica share × KEYS)
 #   scripts/bench.sh stale [SECONDS]    4 kvd, 100,000 keys: read p99 on a clean cluster, then with
 #                                       1 % of the keys rewritten while n2 was down and no hints
 #                                       (n2 stale on them; reads repair in the background)
@@ -30,7 +35,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 mode=${1:-single}
 seconds=${2:-10}
-[[ "$mode" =~ ^(single|cluster|hints|stale|repair|antientropy)$ ]] || { sed -n '2,28p' "$0" >&2; exit 64; }
+[[ "$mode" =~ ^(single|cluster|hints|stale|repair|antientropy|grow)$ ]] || { sed -n '2,33p' "$0" >&2; exit 64; }
 scripts/setup.sh
 
 for product in kvd kvctl kvbench; do
@@ -56,10 +61,12 @@ count=1
     echo "replication-factor: $((count < 3 ? count : 3))"
     echo "nodes:"
 } >"$work/cluster.yaml"
-for ((i = 1; i <= count; i++)); do
+joiners=0
+[[ "$mode" == grow ]] && joiners=4
+for ((i = 1; i <= count + joiners; i++)); do
     host=127.0.0.$((20 + i))
     "$bin/kvctl" certs issue --dir "$work/certs" --role node --name "n$i" --ip "$host" --ip 127.0.0.29 2>/dev/null
-    printf '  - id: n%d\n    address: %s:7411\n' "$i" "$host" >>"$work/cluster.yaml"
+    ((i <= count)) && printf '  - id: n%d\n    address: %s:7411\n' "$i" "$host" >>"$work/cluster.yaml"
 done
 start_node() {
     local i=$1
@@ -181,6 +188,44 @@ if [[ "$mode" == antientropy ]]; then
 for n in json.load(sys.stdin)["nodes"]:
     print(n["node"], {k: v for k, v in n.items() if k.startswith("antiEntropy") and not isinstance(v, (list, dict))})'
     done
+    exit 0
+fi
+
+if [[ "$mode" == grow ]]; then
+    keys=${KEYS:-1000000}
+    value=${VALUE_BYTES:-1000}
+    "$bin/kvctl" certs issue --dir "$work/certs" --role admin --name admin 2>/dev/null
+    admin=(env QUORUMKV_CERT="$work/certs/admin.pem" QUORUMKV_KEY="$work/certs/admin-key.pem" "$bin/kvctl")
+    echo "== loading $keys keys of $value bytes (QUORUM)"
+    time "$bin/kvbench" --concurrency 50 --value-bytes "$value" --workload get --keys "$keys" --requests-max 1 >/dev/null
+    echo "== baseline: kvbench put, 4 nodes, ${seconds}s"
+    "${bench[@]}" --workload put --keys "$keys"
+    copied_minimum=0
+    (
+        while [[ ! -f "$work/grown" ]]; do
+            "${bench[@]}" --workload put --keys "$keys" | sed 's/^/during the move: /'
+        done
+    ) &
+    load=$!
+    started=$(date +%s.%N)
+    for i in 5 6 7 8; do
+        start_node "$i"
+        wait_up "$i"
+        joined=$(date +%s.%N)
+        "${admin[@]}" join --node "n$i" --address "127.0.0.$((20 + i)):7411" --wait-timeout 7200 2>/dev/null
+        echo "== n$i joined in $(python3 -c "print(round($(date +%s.%N) - $joined, 1))") s"
+        share=$("${admin[@]}" ring --json 2>/dev/null | python3 -c "import json,sys
+print(next(n['replicaShare'] for n in json.load(sys.stdin)['nodes'] if n['node'] == 'n$i'))")
+        copied_minimum=$(python3 -c "print(int($copied_minimum + $share * $keys))")
+    done
+    echo "== 4 → 8 nodes in $(python3 -c "print(round($(date +%s.%N) - $started, 1))") s"
+    touch "$work/grown"
+    wait "$load"
+    "${admin[@]}" status --json 2>/dev/null | python3 -c "import json,sys
+nodes = json.load(sys.stdin)['nodes']
+copied = sum(n.get('streamKeysReceived') or 0 for n in nodes)
+print('records copied:', copied, 'minimum:', $copied_minimum, 'ratio: %.3f' % (copied / max(1, $copied_minimum)))
+print('dropped by old owners:', sum(n.get('handoffKeysDeleted') or 0 for n in nodes))"
     exit 0
 fi
 

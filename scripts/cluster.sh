@@ -8,6 +8,11 @@
 #   scripts/cluster.sh kill ID      SIGKILL one node (e.g. n2)
 #   scripts/cluster.sh restart ID   stop one node if running, start it again
 #   scripts/cluster.sh status       kvctl status for every node
+#   scripts/cluster.sh add          start one more node (next id and address) and join it (kvctl join)
+#   scripts/cluster.sh remove ID    decommission a node (kvctl leave), then stop it and set its folder aside
+#
+# After add/remove, cluster.yaml still lists the first nodes: the nodes keep the current map (epoch
+# and members) in their data folders and hand it to every client, so the file only seeds them.
 #
 # Binaries come from `swift build` (built if missing); set QUORUMKV_BIN to use another folder.
 set -euo pipefail
@@ -195,6 +200,40 @@ status)
     # shellcheck disable=SC1091
     source "$dir/env"
     "$kvctl" status
+    ;;
+add)
+    [[ -f "$dir/cluster.yaml" ]] || {
+        echo "cluster.sh: no cluster yet: 'scripts/cluster.sh start N' first" >&2
+        exit 1
+    }
+    last=0
+    for id in $(node_ids) $(cd "$dir" && ls -d n*.removed 2>/dev/null | sed 's/\.removed$//'); do
+        ((${id#n} > last)) && last=${id#n}
+    done
+    id="n$((last + 1))"
+    valid_id "$id"
+    start_node "$id"
+    wait_node "$id"
+    write_env
+    # shellcheck disable=SC1091
+    source "$dir/env"
+    "$kvctl" join --node "$id" --address "$(address_of "$id"):$port"
+    echo "cluster.sh: $id joined" >&2
+    ;;
+remove)
+    valid_id "${2:-}"
+    pid_of "$2" >/dev/null || {
+        echo "cluster.sh: $2 is not running" >&2
+        exit 1
+    }
+    # shellcheck disable=SC1091
+    source "$dir/env"
+    "$kvctl" leave "$2"
+    stop_node "$2" TERM
+    rm -rf "$dir/$2.removed"
+    mv "$dir/$2" "$dir/$2.removed"
+    write_env
+    echo "cluster.sh: $2 left the cluster and stopped (its folder is $dir/$2.removed)" >&2
     ;;
 *)
     sed -n '2,/^set -euo/p' "$0" | grep '^#' >&2

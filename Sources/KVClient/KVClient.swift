@@ -124,6 +124,17 @@ public struct NodeStatus: Sendable, Hashable {
     /// Its failure detector's phi for each peer, and the peers it suspects (the node's view).
     public var peerPhi: [String: Double]? = nil
     public var peersSuspected: [String]? = nil
+    /// The epoch of the node's cluster map and the membership change in progress there ("none").
+    public var clusterEpoch: UInt64? = nil
+    public var clusterChange: String? = nil
+    /// The ranges the node receives (or last received) in a membership change, `START:END` → its
+    /// progress (`done|receiving|retrying keys=K retries=R from=S[ error=…]`).
+    public var transfers: [String: String]? = nil
+    /// Records received through range transfers, received again after a restart, and dropped after
+    /// their range moved to other nodes, since the node started.
+    public var streamKeysReceived: UInt64? = nil
+    public var streamKeysResent: UInt64? = nil
+    public var handoffKeysDeleted: UInt64? = nil
     /// Tombstones purged since the node started (confirmed on every replica, older than the grace).
     public var tombstonesPurged: UInt64? = nil
     /// When a whole anti-entropy pass last ended without error (ms since the Unix epoch); 0: never.
@@ -587,8 +598,10 @@ public final class KVClient: Sendable {
     /// one more call per node, all nodes at once. A node that answers the ping but not that call is
     /// still up: its counters stay nil and `countersError` says why.
     public func status() async throws -> [NodeStatus] {
+        // The members as the nodes know them now (the cluster file may predate joins and leaves).
+        _ = try? await latestClusterMap()
         let topology = try await currentTopology()
-        let nodes = topology.map.nodes
+        let nodes = topology.map.nodes.filter { $0.state != .removed }
         let withCounters = identity.role == .admin
         return await withTaskGroup(of: (Int, NodeStatus).self) { group in
             for (index, node) in nodes.enumerated() {
@@ -1029,6 +1042,12 @@ extension NodeStatus {
         antiEntropyRangeComparedMillis = byID("anti_entropy_range_compared.") { UInt64($0) }
         peerPhi = byID("peer_phi.") { Double($0) }
         peersSuspected = statistics["peers_suspected"].map { $0.split(separator: ",").map(String.init) }
+        clusterEpoch = counter("cluster_epoch")
+        clusterChange = statistics["cluster_change"]
+        transfers = byID("stream_range.") { $0 }
+        streamKeysReceived = counter("stream_keys_received")
+        streamKeysResent = counter("stream_keys_resent")
+        handoffKeysDeleted = counter("handoff_keys_deleted")
     }
 }
 

@@ -41,6 +41,7 @@ struct ClusterCommand: AsyncParsableCommand {
                 for row in rows {
                     let epoch =
                         switch row.epoch {
+                        case nil where row.state == "\(NodeState.removed)": "-"
                         case nil: "unreachable"
                         case map.epoch?: "\(map.epoch)"
                         case let other?: "\(other) (behind: learns the map by gossip)"

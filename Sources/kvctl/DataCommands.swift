@@ -247,6 +247,8 @@ struct Status: AsyncParsableCommand {
                     printAntiEntropy(statuses)
                     print("")
                     printHealth(statuses)
+                    print("")
+                    printMembership(statuses)
                 } else {
                     print("(admin certificate needed for counters)")
                 }
@@ -336,6 +338,31 @@ struct Status: AsyncParsableCommand {
         }
     }
 
+    /// Each node's map epoch, the change in progress, and the ranges it receives (or last received).
+    private func printMembership(_ statuses: [NodeStatus]) {
+        let widths = [13, 7, 10, 10, 10]
+        print(row(["MEMBERSHIP", "EPOCH", "STREAMED", "RESENT", "DROPPED", "CHANGE"], widths: widths))
+        for status in statuses where status.isUp && status.countersError == nil {
+            print(
+                row(
+                    [
+                        status.nodeID, status.clusterEpoch.map(String.init) ?? "-",
+                        status.streamKeysReceived.map(String.init) ?? "-",
+                        status.streamKeysResent.map(String.init) ?? "-",
+                        status.handoffKeysDeleted.map(String.init) ?? "-", status.clusterChange ?? "-",
+                    ], widths: widths))
+        }
+        for status in statuses {
+            let transfers = (status.transfers ?? [:]).sorted { $0.key < $1.key }
+            guard !transfers.isEmpty else { continue }
+            let done = transfers.filter { $0.value.hasPrefix("done") }.count
+            print("\(status.nodeID) receives \(transfers.count) ranges, \(done) done:")
+            for (range, progress) in transfers where !progress.hasPrefix("done") {
+                print("  \(range)  \(progress)")
+            }
+        }
+    }
+
     /// Fields padded to `widths` and separated by one space; the fields past `widths` follow unpadded.
     private func row(_ fields: [String], widths: [Int]) -> String {
         fields.enumerated().map { index, field in
@@ -397,6 +424,12 @@ private struct NodeDocument: Encodable {
     var antiEntropyOldestRangeComparedMillis: UInt64?
     var peerPhi: [String: Double]?
     var peersSuspected: [String]?
+    var clusterEpoch: UInt64?
+    var clusterChange: String?
+    var transfers: [String: String]?
+    var streamKeysReceived: UInt64?
+    var streamKeysResent: UInt64?
+    var handoffKeysDeleted: UInt64?
     var antiEntropyRangeComparedMillis: [String: UInt64]?
     var hintsQueuedPerTarget: [String: UInt64]?
     var countersError: String?
@@ -424,6 +457,12 @@ private struct NodeDocument: Encodable {
         antiEntropyOldestRangeComparedMillis = status.antiEntropyOldestRangeComparedMillis
         peerPhi = status.peerPhi
         peersSuspected = status.peersSuspected
+        clusterEpoch = status.clusterEpoch
+        clusterChange = status.clusterChange
+        transfers = status.transfers
+        streamKeysReceived = status.streamKeysReceived
+        streamKeysResent = status.streamKeysResent
+        handoffKeysDeleted = status.handoffKeysDeleted
         antiEntropyRangeComparedMillis = status.antiEntropyRangeComparedMillis
         hintsQueuedPerTarget = status.hintsQueuedPerTarget
         countersError = status.countersError

@@ -74,14 +74,14 @@ struct Repair: AsyncParsableCommand {
                 if let node {
                     nodes = [node]
                 } else {
-                    nodes = try await client.clusterMap().nodes.map(\.id)
+                    nodes = try await client.latestClusterMap().ring().nodes.map(\.id)
                 }
                 var results: [NodeRepairDocument] = []
                 for (index, id) in nodes.enumerated() {
                     printError("\(id): repairing (\(index + 1) of \(nodes.count))")
                     do {
                         // Progress: the node's ranges-compared counter, from its value now.
-                        let ring = try await client.clusterMap().ring()
+                        let ring = try await client.latestClusterMap().ring()
                         let total = ring.vnodeRanges(replicatedBy: id).filter { range in
                             span.map { $0.overlaps(range) } ?? true
                         }.count

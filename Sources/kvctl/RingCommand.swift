@@ -17,7 +17,7 @@ struct RingCommand: AsyncParsableCommand {
 
     func run() async throws {
         try await reportingFailures(json: global.json) {
-            let map = try await global.withClient { client in try await client.clusterMap() }
+            let map = try await global.withClient { client in try await client.latestClusterMap() }
             let ring: Ring
             do {
                 ring = try map.ring()

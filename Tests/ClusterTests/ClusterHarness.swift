@@ -163,13 +163,15 @@ final class ClusterHarness: @unchecked Sendable {
     }
 
     /// Runs `kvctl` with the cluster file and the given certificate (admin by default).
-    func kvctl(_ arguments: [String], as name: String = "admin") throws -> CommandResult {
+    func kvctl(_ arguments: [String], as name: String = "admin", timeout: Duration = .seconds(60)) throws
+        -> CommandResult
+    {
         try run(
             "kvctl",
             arguments + [
                 "--cluster", clusterFile, "--ca", "\(certs)/ca.pem", "--cert", "\(certs)/\(name).pem", "--key",
                 "\(certs)/\(name)-key.pem",
-            ])
+            ], timeout: timeout)
     }
 
     /// The cluster file's ring, built once.
