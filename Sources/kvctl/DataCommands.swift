@@ -3,6 +3,7 @@ import Foundation
 import KVClient
 import KVCore
 import KVTLS
+import KVWire
 
 /// Exit code for a key that does not exist (or was deleted).
 let exitCodeNotFound: Int32 = 2
@@ -133,8 +134,17 @@ struct Get: AsyncParsableCommand {
 
     /// `get --node`: what one replica holds, tombstones included, with its version.
     private func readReplica(_ node: String) async throws {
-        let record = try await global.withClient { client in
-            try await client.replicaRecord(Array(key.utf8), node: node)
+        let record: StoredRecord?
+        do {
+            record = try await global.withClient { client in
+                try await client.replicaRecord(Array(key.utf8), node: node)
+            }
+        } catch let error as KVClientError where error.refusalCode == .notReplica {
+            // The node does not keep the key's range in its map: it holds nothing for it.
+            if global.json {
+                try printJSON(ReadDocument(ok: true, key: key, found: false, node: node))
+            }
+            throw CommandFailure("\(node) is not a replica of \(key): \(error)", exitCode: exitCodeNotFound)
         }
         guard let record else {
             if global.json {
