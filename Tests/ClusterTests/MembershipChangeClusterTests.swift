@@ -120,7 +120,9 @@ extension RealProcessTests {
             #expect((0...max(1, keys / 10)).contains(resent), "resent \(resent) of \(keys)")
             // After the restart n4 went on where it was: it did not receive again what it had before.
             let afterRestart = Int(statistics["stream_keys_received"] ?? "") ?? -1
-            #expect(afterRestart <= keys - received + resent, "received \(afterRestart) after the restart, \(received) before")
+            #expect(
+                afterRestart <= keys - received + resent,
+                "received \(afterRestart) after the restart, \(received) before")
 
             // Every acknowledged write reads back, and the old owners dropped what n4 took over.
             let expected = preloaded.merging(load.acknowledged.withLock { $0 }) { $1 }
