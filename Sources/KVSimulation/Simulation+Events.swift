@@ -34,9 +34,12 @@ extension Simulation {
             let jump = skewMax == 0 ? 0 : Int64(random.next() % skewMax)
             log("\(nodes[node].id) restarts, its clock set back \(jump) ms")
             nodes[node].restart(jumpMillis: jump)
+            if configuration.membershipProfile != nil { membership.forgetVolatileState(of: node) }
             checkDurability(afterCrashOf: node)
         case .partition:
             partition()
+        case .membership(let event):
+            handleMembership(event)
         case .heal(let id):
             if let links = partitionsActive.removeValue(forKey: id) {
                 blocked.subtract(links)
@@ -57,7 +60,9 @@ extension Simulation {
             log("\(clients[index].name) clock jumps back \(jump) ms")
         }
         let key = Array("k\(random.next() % UInt64(configuration.keys))".utf8)
-        let replicas = replicas(of: key)
+        let replicas =
+            configuration.membershipProfile == nil
+            ? replicas(of: key) : membership.ring(of: membership.clients[index]).preferenceList(forKey: key)
         let roll = random.next() % 100
         let client = clients[index].name
         let sequence = configuration.operationsPerClient - clients[index].remaining
@@ -66,11 +71,14 @@ extension Simulation {
             let value = tombstone ? [] : Array("\(client)-\(sequence)".utf8)
             let id = history.invoke(
                 client: client, key: key, kind: tombstone ? .delete : .write(value: value), at: now)
-            var writeConfiguration = WriteOperation.Configuration(
-                replicas: replicas, required: min(configuration.writeQuorum, replicas.count),
-                deadline: configuration.requestDeadline, supersededRetriesMax: configuration.supersededRetriesMax,
-                fallbacks: configuration.hintedHandoff ? ring.fallbacks(for: Token(key: key)) : [],
-                hintsCountTowardQuorum: configuration.hintedHandoff && configuration.sloppyQuorum)
+            var writeConfiguration =
+                configuration.membershipProfile == nil
+                ? WriteOperation.Configuration(
+                    replicas: replicas, required: min(configuration.writeQuorum, replicas.count),
+                    deadline: configuration.requestDeadline, supersededRetriesMax: configuration.supersededRetriesMax,
+                    fallbacks: configuration.hintedHandoff ? ring.fallbacks(for: Token(key: key)) : [],
+                    hintsCountTowardQuorum: configuration.hintedHandoff && configuration.sloppyQuorum)
+                : writeConfigurationDuringChanges(client: index, key: key)
             writeConfiguration.acknowledgesEarly = configuration.mutation == .acknowledgeWritesEarly
             var operation = WriteOperation(configuration: writeConfiguration)
             let actions = operation.start(clock: &clients[index].clock, wallMillis: wallMillis(ofClient: index))
@@ -78,7 +86,7 @@ extension Simulation {
             clients[index].operation = id
             clients[index].startedAt = now
             log(
-                "\(client) op\(id) \(tombstone ? "delete" : "put") \(show(key)) = \(String(decoding: value, as: UTF8.self)) on \(replicas)"
+                "\(client) op\(id) \(tombstone ? "delete" : "put") \(show(key)) = \(String(decoding: value, as: UTF8.self)) on \(writeConfiguration.replicas)"
             )
             performWrite(
                 index, id: id, HandingOff(operation: operation, key: key, tombstone: tombstone, value: value), actions)
@@ -277,11 +285,17 @@ extension Simulation {
     }
 
     func deliver(_ envelope: Envelope) {
+        if envelope.isNotReplicaRefusal {
+            // The node does not keep this key in its map: like the SDK, fetch that node's map.
+            refreshMap(ofClient: envelope.client, from: envelope.node)
+        }
         switch envelope.payload {
         case .put(let key, let record):
             var reply = envelope
             if !nodes[envelope.node].isUp {
                 reply.payload = .putReply(.failure(ReplyFailure(reason: "connection refused")))
+            } else if let refusal = refusal(at: envelope.node, key: key) {
+                reply.payload = .putReply(.failure(refusal))
             } else {
                 do {
                     let answer = try nodes[envelope.node].replica.put(key: key, record: record)
@@ -296,6 +310,8 @@ extension Simulation {
             var reply = envelope
             if !nodes[envelope.node].isUp {
                 reply.payload = .getReply(.failure(ReplyFailure(reason: "connection refused")))
+            } else if let refusal = refusal(at: envelope.node, key: key) {
+                reply.payload = .getReply(.failure(refusal))
             } else {
                 do {
                     let answer = try nodes[envelope.node].replica.get(key: key)
@@ -351,6 +367,8 @@ extension Simulation {
             case .failure(let failure):
                 feedReplay(envelope.node, target: target, round: round, .failed(id, reason: failure.reason))
             }
+        case .membership(let message, let from, let to):
+            deliverMembership(message, from: from, to: to)
         case .putReply(let result) where envelope.attempt == Envelope.repairAttempt:
             let node = nodes[envelope.node].id
             switch result {
@@ -387,6 +405,9 @@ extension Simulation {
     }
 
     func describe(_ envelope: Envelope) -> String {
+        if case .membership(let message, let from, let to) = envelope.payload {
+            return "\(name(from))→\(name(to)) \(message)"
+        }
         let node = nodes[envelope.node].id
         let client = envelope.holder.map { nodes[$0].id } ?? clients[envelope.client].name
         switch envelope.payload {
@@ -399,6 +420,7 @@ extension Simulation {
         case .getReply: return "\(node)→\(client) get reply op\(envelope.operation)"
         case .hintReply: return "\(node)→\(client) hint reply op\(envelope.operation)"
         case .replayReply: return "\(client)→\(node) replay reply"
+        case .membership(let message, let from, let to): return "\(name(from))→\(name(to)) \(message)"
         }
     }
 

@@ -72,6 +72,9 @@ extension Simulation {
     /// At the end: every operation finished, no version went backwards, and the history satisfies the
     /// per-key register property that R+W>N promises.
     func checkEnd() {
+        if configuration.membershipProfile != nil {
+            checkMembershipEnd()
+        }
         for client in clients where client.current != nil || client.remaining > 0 {
             violate("\(client.name) still has work at the end: an operation hung")
         }

@@ -19,7 +19,11 @@ public final class Simulation {
     let worldClock: WorldClock
     var nodes: [SimulatedNode] = []
     var clients: [SimulatedClient] = []
-    let ring: Ring
+    /// The ring the invariants check against: the fixed ring, or with membership the current ring of
+    /// the latest map chosen.
+    var ring: Ring
+    /// Cluster maps, their consensus, gossip, streaming and dropping (`Simulation+Membership.swift`).
+    var membership: MembershipState
     var history = HistoryRecorder()
     var trace: [String] = []
     var traceStart = 0
@@ -43,6 +47,9 @@ public final class Simulation {
         var hintsExpired = 0
         var antiEntropyKeys = 0
         var tombstonesPurged = 0
+        var epochsChosen = 0
+        var keysStreamed = 0
+        var rangesDropped = 0
     }
 
     /// Tombstones purged, per node and key: the version purged and when (true time). No value older
@@ -67,12 +74,23 @@ public final class Simulation {
         let clientCount = configuration.clients ?? Int(2 + random.next() % 3)
         self.worldClock = WorldClock(start: now)
         let ids = (1...nodeCount).map { "n\($0)" }
-        let ringNodes = TokenAllocator.allocate(nodeIDs: ids)
+        let members = configuration.membershipProfile.map { Array(ids.prefix($0.initialMembers)) } ?? ids
+        let ringNodes =
+            configuration.membershipProfile == nil
+            ? TokenAllocator.allocate(nodeIDs: members)
+            : TokenAllocator.allocate(nodeIDs: members, tokensPerNode: MembershipProfile.tokensPerNode)
         do {
-            ring = try Ring(nodes: ringNodes, replicationFactor: min(configuration.replicationFactor, nodeCount))
+            ring = try Ring(nodes: ringNodes, replicationFactor: min(configuration.replicationFactor, members.count))
         } catch {
             preconditionFailure("the simulator built an invalid ring: \(error)")
         }
+        membership = MembershipState(
+            firstMap: ClusterMap(
+                clusterID: "sim", epoch: 1, replicationFactor: ring.replicationFactor,
+                nodes: ringNodes.map { node in
+                    ClusterMap.Node(id: node.id, address: "10.0.0.\(node.id.dropFirst()):7000", tokens: node.tokens)
+                }),
+            nodes: nodeCount, clients: clientCount)
         let skewMax = configuration.faults.clockSkewMaxMillis
         let driftMax = configuration.faults.clockDriftMaxPPM
         func draw(_ bound: Int64) -> Int64 {
@@ -105,6 +123,9 @@ public final class Simulation {
                 queue.push(.replayTick(node: index), at: now + 1 + random.next() % configuration.replayIntervalMillis)
             }
         }
+        if configuration.membershipProfile != nil {
+            startMembership()
+        }
         if let every = configuration.antiEntropyEveryMillis {
             for index in nodes.indices {
                 queue.push(.antiEntropyTick(node: index), at: now + 1 + random.next() % every)
@@ -120,7 +141,7 @@ public final class Simulation {
             handle(event)
         }
         checkEnd()
-        return SimulationResult(
+        var result = SimulationResult(
             seed: configuration.seed,
             violations: violations,
             trace: Array(trace[traceStart...]) + Array(trace[..<traceStart]),
@@ -135,6 +156,10 @@ public final class Simulation {
             hintsExpired: statistics.hintsExpired,
             antiEntropyKeys: statistics.antiEntropyKeys, tombstonesPurged: statistics.tombstonesPurged
         )
+        result.epochsChosen = statistics.epochsChosen
+        result.keysStreamed = statistics.keysStreamed
+        result.rangesDropped = statistics.rangesDropped
+        return result
     }
 
     // MARK: - Bookkeeping
@@ -159,8 +184,12 @@ public final class Simulation {
         clients.contains { $0.remaining > 0 || $0.current != nil || !$0.handingOff.isEmpty }
     }
 
+    /// The replicas an acknowledged write must be durable on: the ring's preference list; with
+    /// membership, those of the latest chosen map's current and next rings (the same once no change
+    /// is in progress, as at the end of a run).
     func replicas(of key: [UInt8]) -> [String] {
-        ring.preferenceList(forKey: key)
+        guard configuration.membershipProfile != nil else { return ring.preferenceList(forKey: key) }
+        return membership.owners(ofKey: key, in: membership.latest)
     }
 
     func nodeIndex(_ id: String) -> Int {
@@ -187,6 +216,7 @@ enum SimulationEvent {
     case restart(node: Int)
     case partition
     case heal(partition: Int)
+    case membership(MembershipEvent)
 }
 
 /// A request from a client to a node, or a node's answer; or a hint replayed from its holder to its
@@ -201,6 +231,8 @@ struct Envelope {
         case hintReply(target: String, Result<(stored: Bool, clock: UInt64), ReplyFailure>)
         case replay(key: [UInt8], record: StoredRecord, round: Int, id: HintID)
         case replayReply(round: Int, id: HintID, Result<Void, ReplyFailure>)
+        /// Map consensus, gossip and streaming, between nodes, clients and the operator.
+        case membership(MembershipMessage, from: Endpoint, to: Endpoint)
     }
 
     var client: Int

@@ -1,4 +1,4 @@
-import KVCore
+public import KVCore
 
 /// What one simulated run looks like. Everything not fixed here is drawn from the seed.
 public struct SimulationConfiguration: Sendable {
@@ -40,6 +40,8 @@ public struct SimulationConfiguration: Sendable {
     /// after their range was compared with every co-replica; nil: never purged. Must exceed the hint
     /// window plus the request deadline and twice the clock skew.
     public var tombstoneGraceMillis: UInt64?
+    /// Membership changes during the run (`membership()`): nil for a fixed cluster.
+    public var membershipProfile: MembershipProfile?
     public var faults = FaultProfile()
     /// Test-only: break a production rule to prove the invariants notice (the "mutation check").
     package var mutation: Mutation?
@@ -62,6 +64,48 @@ public struct SimulationConfiguration: Sendable {
         faults.clockDriftMaxPPM = 1_000
         faults.downMillis = 50...3_000
     }
+
+    /// Joins and leaves while clients read and write under the usual faults: the cluster starts with 4
+    /// of 6 nodes (N=3), then n5 joins, n2 leaves, n6 joins and n3 leaves, one change at a time, each
+    /// decided by `MapProposer`/`MapAcceptor` messages, learned by gossip, its ranges streamed, verified
+    /// and dropped. Hinted handoff is off (hints across ring changes are not modelled yet).
+    public mutating func membership() {
+        nodes = 6
+        operationsPerClient = 200
+        keys = 12
+        hintedHandoff = false
+        membershipProfile = MembershipProfile()
+    }
+}
+
+/// How a membership run goes: which nodes start as members, the changes the operator makes, and how
+/// fast maps spread.
+public struct MembershipProfile: Sendable, Hashable {
+    /// Nodes in the first map (`n1`...); the others exist but are not members yet.
+    public var initialMembers = 4
+    /// The changes the simulated operator makes, in order, each once the previous one completed.
+    public var changes: [ClusterChange] = [
+        .join(node: "n5", address: "10.0.0.5:7000", tokensPerNode: tokensPerNode),
+        .leave(node: "n2"),
+        .join(node: "n6", address: "10.0.0.6:7000", tokensPerNode: tokensPerNode),
+        .leave(node: "n3"),
+    ]
+    /// How often each node pings every peer of its map with its epoch (and fetches a later map).
+    public var nodeGossipMillis: UInt64 = 300
+    /// How often each client pings one node of its map with its epoch.
+    public var clientGossipMillis: UInt64 = 300
+    /// How often a node looks at its map for ranges to receive or drop.
+    public var streamTickMillis: UInt64 = 50
+    /// Records per streamed page (small, so that ranges take several pages).
+    public var pageRecordsMax = 3
+    /// How often the operator looks whether it can start its next change.
+    public var operatorTickMillis: UInt64 = 250
+    /// Once clients are done, the change in progress has this long (simulated) to complete.
+    public var settleMillis: UInt64 = 30_000
+
+    public static let tokensPerNode = 8
+
+    public init() {}
 }
 
 /// Rules the mutation check can break.
@@ -74,6 +118,10 @@ package enum Mutation: Sendable, Hashable {
     case antiEntropyNeverPulls
     /// Tombstones are purged on a timer alone, without the confirming comparison.
     case purgeWithoutConfirmation
+    /// Receivers propose `.streamed` at once, without streaming or comparing their ranges.
+    case switchBeforeStream
+    /// During a change, clients write to the current ring's replicas only (no quorum in the next one).
+    case singleRingWrites
 }
 
 /// How hostile the simulated world is.
@@ -135,6 +183,10 @@ public struct SimulationResult: Sendable {
     public var antiEntropyKeys: Int
     /// Tombstones purged during the run.
     public var tombstonesPurged: Int
+    /// Membership: epochs chosen, records received by streaming, and ranges dropped by old owners.
+    public var epochsChosen = 0
+    public var keysStreamed = 0
+    public var rangesDropped = 0
 
     public var passed: Bool { violations.isEmpty }
 

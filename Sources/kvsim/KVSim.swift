@@ -23,11 +23,11 @@ struct KVSim: ParsableCommand {
     @Option(help: "The first seed of a --seeds run.")
     var start: UInt64 = 1
 
-    @Option(name: .customLong("operations"), help: "Operations per client.")
-    var operationsPerClient = 40
+    @Option(name: .customLong("operations"), help: "Operations per client (default 40).")
+    var operationsPerClient: Int?
 
-    @Option(help: "Distinct keys the clients write and read (few keys: more contention).")
-    var keys = 4
+    @Option(help: "Distinct keys the clients write and read (few keys: more contention; default 4).")
+    var keys: Int?
 
     @Flag(help: "Print the event trace of every run, not only of failing ones.")
     var trace = false
@@ -62,13 +62,25 @@ struct KVSim: ParsableCommand {
     @Flag(help: "Break tombstone purge on purpose (purge on the timer alone) to see the invariants catch it.")
     var mutatePurgeWithoutConfirmation = false
 
+    @Flag(
+        help:
+            "Membership changes during the run: 4 of 6 nodes, then n5 joins, n2 leaves, n6 joins, n3 leaves, with ranges streamed, verified and dropped (hints off; --operations and --keys default to 200 and 12)."
+    )
+    var membership = false
+
+    @Flag(help: "Break membership on purpose: receivers report their ranges streamed without streaming them.")
+    var mutateSwitchBeforeStream = false
+
+    @Flag(help: "Break membership on purpose: during a change, writes go to the current ring only.")
+    var mutateSingleRingWrites = false
+
     @Option(help: "Hint window in simulated milliseconds (default 600000: nothing expires).")
     var hintWindow: UInt64?
 
     func validate() throws {
         guard seeds > 0 else { throw ValidationError("--seeds must be positive") }
-        guard (1...100_000).contains(keys) else { throw ValidationError("--keys must be 1...100000") }
-        guard (1...10_000).contains(operationsPerClient) else {
+        guard (1...100_000).contains(keys ?? 1) else { throw ValidationError("--keys must be 1...100000") }
+        guard (1...10_000).contains(operationsPerClient ?? 1) else {
             throw ValidationError("--operations must be 1...10000")
         }
     }
@@ -80,10 +92,18 @@ struct KVSim: ParsableCommand {
         var hints = (stored: 0, replayed: 0, expired: 0)
         var antiEntropyKeys = 0
         var purged = 0
+        var membershipTotals = (epochs: 0, streamed: 0, dropped: 0)
         for seed in range {
             var configuration = SimulationConfiguration(seed: seed)
-            configuration.operationsPerClient = operationsPerClient
-            configuration.keys = keys
+            if membership || mutateSwitchBeforeStream || mutateSingleRingWrites {
+                configuration.membership()
+            }
+            if let operationsPerClient {
+                configuration.operationsPerClient = operationsPerClient
+            }
+            if let keys {
+                configuration.keys = keys
+            }
             if noFaults {
                 configuration.faults = .none
             }
@@ -104,7 +124,13 @@ struct KVSim: ParsableCommand {
             }
             configuration.antiEntropyAtEnd = !noAntiEntropy
             configuration.sloppyQuorum = sloppyQuorum
-            configuration.hintedHandoff = !noHints
+            configuration.hintedHandoff = configuration.hintedHandoff && !noHints
+            if mutateSwitchBeforeStream {
+                configuration.mutation = .switchBeforeStream
+            }
+            if mutateSingleRingWrites {
+                configuration.mutation = .singleRingWrites
+            }
             if let hintWindow {
                 configuration.hintWindowMillis = hintWindow
             }
@@ -115,6 +141,9 @@ struct KVSim: ParsableCommand {
             hints.expired += result.hintsExpired
             antiEntropyKeys += result.antiEntropyKeys
             purged += result.tombstonesPurged
+            membershipTotals.epochs += result.epochsChosen
+            membershipTotals.streamed += result.keysStreamed
+            membershipTotals.dropped += result.rangesDropped
             if !result.passed {
                 failures.append(seed)
                 print(result.report)
@@ -127,7 +156,7 @@ struct KVSim: ParsableCommand {
             }
         }
         print(
-            "kvsim: \(range.count) seed(s), \(operations) operations, hints stored/replayed/expired \(hints.stored)/\(hints.replayed)/\(hints.expired), keys moved by anti-entropy \(antiEntropyKeys), tombstones purged \(purged), \(failures.count) failing\(failures.isEmpty ? "" : ": \(failures.prefix(20).map(String.init).joined(separator: " "))")"
+            "kvsim: \(range.count) seed(s), \(operations) operations, hints stored/replayed/expired \(hints.stored)/\(hints.replayed)/\(hints.expired), keys moved by anti-entropy \(antiEntropyKeys), tombstones purged \(purged), epochs chosen/keys streamed/ranges dropped \(membershipTotals.epochs)/\(membershipTotals.streamed)/\(membershipTotals.dropped), \(failures.count) failing\(failures.isEmpty ? "" : ": \(failures.prefix(20).map(String.init).joined(separator: " "))")"
         )
         if !failures.isEmpty {
             throw ExitCode(1)

@@ -114,6 +114,36 @@ struct SimulationTests {
         #expect(caught > 0, "purging on the timer alone went unnoticed in 12 seeds")
     }
 
+    /// Joins and leaves during the run (`SimulationConfiguration.membership()`), decided by the
+    /// production map consensus over lossy messages, learned by gossip, with ranges streamed page by
+    /// page, verified and dropped, while clients read and write under crashes, partitions and loss:
+    /// one map per epoch, the register property, W durable copies in the final ring, every change
+    /// completed. Switching before streaming and writing to one ring only (the mutations) are caught.
+    @Test func membershipChangesKeepEveryInvariant() async {
+        @Sendable func configuration(_ seed: UInt64, _ mutation: Mutation? = nil) -> SimulationConfiguration {
+            var configuration = SimulationConfiguration(seed: seed)
+            configuration.membership()
+            configuration.antiEntropyAtEnd = false
+            configuration.mutation = mutation
+            return configuration
+        }
+        let results = await offThePool {
+            (UInt64(1)...12).map { Simulation(configuration: configuration($0)).run() }
+        }
+        let failing = results.filter { !$0.passed }.map(\.report)
+        #expect(failing.isEmpty, "\(failing.count) failing seed(s):\n\(failing.prefix(2).joined(separator: "\n"))")
+        // Four planned changes, each at least two epochs (the change, then the last `.streamed`).
+        #expect(results.allSatisfy { $0.epochsChosen >= 8 }, "\(results.map(\.epochsChosen)) epochs chosen")
+        #expect(results.map(\.keysStreamed).reduce(0, +) > 0, "receivers must stream records")
+        #expect(results.map(\.rangesDropped).reduce(0, +) > 0, "old owners must drop ranges")
+        for (mutation, seeds) in [(Mutation.switchBeforeStream, UInt64(1)...16), (.singleRingWrites, 1...10)] {
+            let caught = await offThePool {
+                seeds.count { !Simulation(configuration: configuration($0, mutation)).run().passed }
+            }
+            #expect(caught > 0, "\(mutation) went unnoticed in seeds \(seeds)")
+        }
+    }
+
     enum HintMode: CustomStringConvertible {
         case sloppyQuorum, shortHintWindow
         var description: String { self == .sloppyQuorum ? "sloppy quorum" : "300 ms hint window" }
