@@ -142,15 +142,27 @@ final class RangeStreamer: Sendable {
             guard checkpoint.ranges[index].done else { return }  // retried on the next round
         }
         if !checkpoint.verified {
-            // Whatever a page missed (a write between two pages to the source only) is copied now.
+            // Whatever the source lacked (a write it missed) or a page missed (a write between two
+            // pages) is copied now, from a majority of the range's old replicas: every write a quorum
+            // of them acknowledged is on at least one of those (`kvsim --seed 165 --membership` showed
+            // one source is not enough).
             for progress in checkpoint.ranges {
                 let range = TokenRangeSpan(start: progress.start, end: progress.end)
-                guard let source = progress.source else { continue }
-                let report = await antiEntropy.compare(range, with: source)
-                if let failure = report.failure {
+                let replicas = transfers[range] ?? []
+                var compared = 0
+                var failures: [String] = []
+                for replica in replicas {
+                    let report = await antiEntropy.compare(range, with: replica)
+                    if let failure = report.failure {
+                        failures.append("\(replica): \(failure)")
+                    } else {
+                        compared += 1
+                    }
+                }
+                guard compared >= replicas.count / 2 + 1 else {
                     logger.warning(
-                        "cannot compare a received range with its source",
-                        metadata: ["ring.range": "\(range)", "peer.node_id": "\(source)", "error": "\(failure)"])
+                        "cannot compare a received range with a majority of its old replicas",
+                        metadata: ["ring.range": "\(range)", "error": "\(failures.joined(separator: "; "))"])
                     return
                 }
             }

@@ -457,14 +457,17 @@ extension Simulation {
             return
         }
         if !checkpoint.verified {
-            // Whatever a page missed (a write to the source only, between two pages) is copied now.
+            // Whatever the source lacked or a page missed is copied now, from a majority of the
+            // range's old replicas: every write acknowledged by a quorum of them is on one of those.
             for progress in checkpoint.ranges {
-                guard let source = progress.source.map(nodeIndex) else { continue }
-                guard nodes[source].isUp else {
-                    log("\(id) cannot compare a received range with \(nodes[source].id): down")
+                let range = TokenRangeSpan(start: progress.start, end: progress.end)
+                let replicas = (sources[range] ?? []).map(nodeIndex)
+                let up = replicas.filter { nodes[$0].isUp }
+                guard up.count >= replicas.count / 2 + 1 else {
+                    log("\(id) cannot compare \(range) with a majority of its old replicas: too many down")
                     return
                 }
-                compare(TokenRangeSpan(start: progress.start, end: progress.end), local: index, remote: source)
+                for replica in up { compare(range, local: index, remote: replica) }
             }
             checkpoint.verified = true
             saveCheckpoint(index, checkpoint)
