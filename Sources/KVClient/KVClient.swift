@@ -312,7 +312,7 @@ public final class KVClient: Sendable {
                     let put = Message.putRequest(
                         PutRequest(
                             key: ByteBuffer(bytes: key), value: ByteBuffer(bytes: record.value),
-                            version: record.version, tombstone: record.tombstone, origin: .readRepair))
+                            version: record.version, tombstone: record.tombstone, origin: .readRepair, epoch: 0))
                     return self.send(put, to: node, in: topology).map { self.repairEvent(node, $0) }
                 }
             },
@@ -334,6 +334,24 @@ public final class KVClient: Sendable {
         -> Version
     {
         let topology = try await currentTopology()
+        do {
+            return try await write(key: key, value: value, tombstone: tombstone, consistency: consistency, in: topology)
+        } catch let error as KVClientError where error.isUnavailable {
+            // A replica that refused with a newer map (a membership change this client had not
+            // heard of) made the quorum fail: once that map is installed, try again on it.
+            let deadline = ContinuousClock.now + configuration.requestTimeout
+            while refreshing.load(ordering: .acquiring), ContinuousClock.now < deadline {
+                try await Task.sleep(for: .milliseconds(10))
+            }
+            let latest = try await currentTopology()
+            guard latest.map.epoch > topology.map.epoch else { throw error }
+            return try await write(key: key, value: value, tombstone: tombstone, consistency: consistency, in: latest)
+        }
+    }
+
+    private func write(
+        key: [UInt8], value: [UInt8], tombstone: Bool, consistency: ConsistencyLevel?, in topology: Topology
+    ) async throws -> Version {
         let token = Token(key: key)
         let level = consistency ?? configuration.writeConsistency
         var replicas = topology.ring.preferenceList(for: token)
@@ -384,7 +402,8 @@ public final class KVClient: Sendable {
                 case .put(let node, let version, let attempt):
                     let request = Message.putRequest(
                         PutRequest(
-                            key: keyBytes, value: valueBytes, version: version, tombstone: tombstone, origin: .client))
+                            key: keyBytes, value: valueBytes, version: version, tombstone: tombstone, origin: .client,
+                            epoch: topology.map.epoch))
                     return self.send(request, to: node, in: topology).map {
                         self.writeEvent(node, attempt: attempt, $0, started: started)
                     }
@@ -535,7 +554,7 @@ public final class KVClient: Sendable {
         let request = Message.putRequest(
             PutRequest(
                 key: ByteBuffer(bytes: key), value: ByteBuffer(bytes: value), version: version, tombstone: tombstone,
-                origin: .client))
+                origin: .client, epoch: 0))
         let answer = try await call(request, node: node, in: topology)
         guard case .putResponse(let response) = answer else {
             throw KVClientError.protocolViolation("\(node) answered Put with \(answer.type)")

@@ -52,11 +52,15 @@ public struct ClusterMap: Sendable, Hashable {
     /// The nodes still receiving ranges for the change in progress, sorted; the change is done (and
     /// ownership switches) when the last one reports that it holds its ranges.
     public var streaming: [String]
+    /// The epoch that began the change in progress; nil when nothing is changing. Client writes made
+    /// with an older map are refused meanwhile: they would skip the new replicas.
+    public var changeEpoch: UInt64?
 
     public init(
         clusterID: String, epoch: UInt64, replicationFactor: Int, nodes: [Node], pendingReplicationFactor: Int? = nil,
-        streaming: [String] = []
+        streaming: [String] = [], changeEpoch: UInt64? = nil
     ) {
+        self.changeEpoch = changeEpoch
         self.clusterID = clusterID
         self.epoch = epoch
         self.replicationFactor = replicationFactor

@@ -277,7 +277,7 @@ package struct RemoteAntiEntropyReplica: AntiEntropyReplica {
         let request = Message.putRequest(
             PutRequest(
                 key: ByteBuffer(bytes: key), value: ByteBuffer(bytes: record.value), version: record.version,
-                tombstone: record.tombstone, origin: .antiEntropy))
+                tombstone: record.tombstone, origin: .antiEntropy, epoch: 0))
         let (response, bytes) = try await exchange(request)
         guard case .putResponse(let put) = response else {
             throw AntiEntropyReplicaError(description: "\(nodeID) answered Put with \(response.type)")

@@ -131,7 +131,7 @@ final class HintReplayer: Sendable {
                                 PutRequest(
                                     key: ByteBuffer(bytes: hint.key), value: ByteBuffer(bytes: hint.record.value),
                                     version: hint.record.version, tombstone: hint.record.tombstone,
-                                    origin: .hintReplay))
+                                    origin: .hintReplay, epoch: 0))
                             do {
                                 guard case .putResponse = try await client.call(request, timeout: .seconds(5)) else {
                                     return .failed(id, reason: "the target answered Put with something else")

@@ -249,6 +249,13 @@ public final class ReplicaService: RPCService {
     private func apply(_ put: PutRequest) async throws -> Message {
         let key = Array(put.key.readableBytesView)
         if put.origin == .client || put.origin == .readRepair { try checkKept(key) }
+        if put.origin == .client, put.epoch != 0, let begun = membership.current.changeEpoch, put.epoch < begun {
+            throw RPCError.remote(
+                .notReplica,
+                message:
+                    "the write was made with cluster map epoch \(put.epoch), older than the membership change in progress (epoch \(begun)): fetch the map and retry"
+            )
+        }
         let repair = put.origin == .readRepair
         if repair {
             statistics.readRepairsReceived.add(1, ordering: .relaxed)

@@ -150,10 +150,11 @@ extension Simulation {
             switch action {
             case .send(let node, let version, let attempt):
                 let record = StoredRecord(version: version, tombstone: write.tombstone, value: write.value)
-                send(
-                    Envelope(
-                        client: index, node: nodeIndex(node), operation: id, attempt: attempt,
-                        payload: .put(key: key, record: record)))
+                var envelope = Envelope(
+                    client: index, node: nodeIndex(node), operation: id, attempt: attempt,
+                    payload: .put(key: key, record: record))
+                if configuration.membershipProfile != nil { envelope.epoch = membership.clients[index].epoch }
+                send(envelope)
             case .scheduleDeadline(let after, let attempt):
                 queue.push(
                     .writeDeadline(client: index, operation: id, attempt: attempt),
@@ -294,7 +295,9 @@ extension Simulation {
             var reply = envelope
             if !nodes[envelope.node].isUp {
                 reply.payload = .putReply(.failure(ReplyFailure(reason: "connection refused")))
-            } else if let refusal = refusal(at: envelope.node, key: key) {
+            } else if let refusal = refusal(at: envelope.node, key: key)
+                ?? refusal(at: envelope.node, epoch: envelope.epoch)
+            {
                 reply.payload = .putReply(.failure(refusal))
             } else {
                 do {

@@ -364,6 +364,15 @@ extension Simulation {
         return ReplyFailure(reason: ReplyFailure.notReplica)
     }
 
+    /// Why `node` refuses a client write made with the map of `epoch`: a membership change began
+    /// after it, so the write may have skipped the new replicas. Nil when it accepts it.
+    func refusal(at node: Int, epoch: UInt64) -> ReplyFailure? {
+        guard configuration.membershipProfile != nil, epoch != 0,
+            let begun = membership.acceptors[node].committed.changeEpoch, epoch < begun
+        else { return nil }
+        return ReplyFailure(reason: ReplyFailure.notReplica)
+    }
+
     func name(_ endpoint: Endpoint) -> String {
         switch endpoint {
         case .node(let index): nodes[index].id

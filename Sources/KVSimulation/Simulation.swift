@@ -242,6 +242,8 @@ struct Envelope {
     var payload: Payload
     /// The hint holder of a replay message.
     var holder: Int?
+    /// The epoch of the map a client's write was computed with (`PutRequest.epoch`); 0: not stated.
+    var epoch: UInt64 = 0
 
     /// The `client` of messages between nodes.
     static let nodeToNode = -1

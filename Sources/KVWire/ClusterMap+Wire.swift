@@ -6,7 +6,8 @@ extension MapBody {
         self.init(
             clusterId: map.clusterID, epoch: map.epoch, replicationFactor: UInt8(clamping: map.replicationFactor),
             nodes: map.nodes.map { NodeEntry(id: $0.id, address: $0.address, tokens: $0.tokens, state: $0.state) },
-            pendingReplicationFactor: UInt8(clamping: map.pendingReplicationFactor ?? 0), streaming: map.streaming)
+            pendingReplicationFactor: UInt8(clamping: map.pendingReplicationFactor ?? 0), streaming: map.streaming,
+            changeEpoch: map.changeEpoch ?? 0)
     }
 }
 
@@ -16,14 +17,15 @@ extension ClusterMapResponse {
         let body = MapBody(map)
         self.init(
             clusterId: body.clusterId, epoch: body.epoch, replicationFactor: body.replicationFactor, nodes: body.nodes,
-            pendingReplicationFactor: body.pendingReplicationFactor, streaming: body.streaming)
+            pendingReplicationFactor: body.pendingReplicationFactor, streaming: body.streaming,
+            changeEpoch: body.changeEpoch)
     }
 
     /// The map this answer carries.
     public var map: ClusterMap {
         MapBody(
             clusterId: clusterId, epoch: epoch, replicationFactor: replicationFactor, nodes: nodes,
-            pendingReplicationFactor: pendingReplicationFactor, streaming: streaming
+            pendingReplicationFactor: pendingReplicationFactor, streaming: streaming, changeEpoch: changeEpoch
         ).map
     }
 }
@@ -35,7 +37,7 @@ extension MapBody {
             clusterID: clusterId, epoch: epoch, replicationFactor: Int(replicationFactor),
             nodes: nodes.map { ClusterMap.Node(id: $0.id, address: $0.address, tokens: $0.tokens, state: $0.state) },
             pendingReplicationFactor: pendingReplicationFactor == 0 ? nil : Int(pendingReplicationFactor),
-            streaming: streaming)
+            streaming: streaming, changeEpoch: changeEpoch == 0 ? nil : changeEpoch)
     }
 }
 

@@ -88,7 +88,7 @@ final class ServiceFixture: Sendable {
             .putRequest(
                 PutRequest(
                     key: ByteBuffer(string: key), value: ByteBuffer(string: "v\(hlc)"),
-                    version: Version(hlc: hlc, writer: 7), tombstone: false, origin: origin)),
+                    version: Version(hlc: hlc, writer: 7), tombstone: false, origin: origin, epoch: 0)),
             from: Self.client)
         guard case .putResponse(let response) = answer else { return nil }
         return response.outcome

@@ -30,7 +30,7 @@ struct RPCTests {
                         let version = Version(hlc: UInt64(index), writer: UInt64(index * 3))
                         let request = PutRequest(
                             key: ByteBuffer(string: "k\(index)"), value: ByteBuffer(string: "v"), version: version,
-                            tombstone: false, origin: .client)
+                            tombstone: false, origin: .client, epoch: 0)
                         let answer = try await connection.call(.putRequest(request), timeout: .seconds(30))
                         guard case .putResponse(let response) = answer else {
                             Issue.record("unexpected answer \(answer.type)")

@@ -118,8 +118,9 @@ struct MalformedInputTests {
         body.writeInteger(UInt64(2))
         body.writeInteger(UInt8(2))  // tombstone
         body.writeInteger(PutOrigin.client.rawValue)
+        body.writeInteger(UInt64(7))  // epoch
         #expect(throws: WireError.invalidBool) { try Self.decode(type: MessageType.putRequest.rawValue, body: body) }
-        body.setInteger(UInt8(1), at: body.writerIndex - 2)
+        body.setInteger(UInt8(1), at: body.writerIndex - 10)
         #expect(throws: Never.self) { try Self.decode(type: MessageType.putRequest.rawValue, body: body) }
     }
 

@@ -60,41 +60,43 @@ enum Samples {
         Sample(
             name: "put-request",
             summary:
-                "PutRequest, request id 2: key \"user:42\", value \"hello\", version (hlc 0x018bcfe568000003 = 1700000000000 ms << 16 | counter 3, writer 0xabcdef), tombstone false, origin client (1)",
+                "PutRequest, request id 2: key \"user:42\", value \"hello\", version (hlc 0x018bcfe568000003 = 1700000000000 ms << 16 | counter 3, writer 0xabcdef), tombstone false, origin client (1), epoch 7",
             requestID: 2,
             message: .putRequest(
                 PutRequest(
-                    key: bytes("user:42"), value: bytes("hello"), version: version, tombstone: false, origin: .client)
+                    key: bytes("user:42"), value: bytes("hello"), version: version, tombstone: false, origin: .client,
+                    epoch: 7)
             )
         ),
         Sample(
             name: "put-request-tombstone",
             summary:
-                "PutRequest (a delete, replayed from a hint), request id 3: key \"user:42\", empty value, version (hlc as put-request, writer 0xabcdef), tombstone true, origin hintReplay (3)",
+                "PutRequest (a delete, replayed from a hint), request id 3: key \"user:42\", empty value, version (hlc as put-request, writer 0xabcdef), tombstone true, origin hintReplay (3), epoch 0",
             requestID: 3,
             message: .putRequest(
                 PutRequest(
-                    key: bytes("user:42"), value: ByteBuffer(), version: version, tombstone: true, origin: .hintReplay))
+                    key: bytes("user:42"), value: ByteBuffer(), version: version, tombstone: true, origin: .hintReplay,
+                    epoch: 0))
         ),
         Sample(
             name: "put-request-read-repair",
             summary:
-                "PutRequest (a read repair), request id 14: key \"user:42\", value \"hello\", version as put-request, tombstone false, origin readRepair (2)",
+                "PutRequest (a read repair), request id 14: key \"user:42\", value \"hello\", version as put-request, tombstone false, origin readRepair (2), epoch 0",
             requestID: 14,
             message: .putRequest(
                 PutRequest(
                     key: bytes("user:42"), value: bytes("hello"), version: version, tombstone: false,
-                    origin: .readRepair))
+                    origin: .readRepair, epoch: 0))
         ),
         Sample(
             name: "put-request-anti-entropy",
             summary:
-                "PutRequest (copied by anti-entropy), request id 15: key \"user:42\", value \"hello\", version as put-request, tombstone false, origin antiEntropy (4)",
+                "PutRequest (copied by anti-entropy), request id 15: key \"user:42\", value \"hello\", version as put-request, tombstone false, origin antiEntropy (4), epoch 0",
             requestID: 15,
             message: .putRequest(
                 PutRequest(
                     key: bytes("user:42"), value: bytes("hello"), version: version, tombstone: false,
-                    origin: .antiEntropy))
+                    origin: .antiEntropy, epoch: 0))
         ),
         Sample(
             name: "put-response-applied",
@@ -239,7 +241,7 @@ enum Samples {
         Sample(
             name: "cluster-map-response",
             summary:
-                "ClusterMapResponse, request id 8: clusterId \"qkv-test\", epoch 7, replicationFactor 3, nodes [(\"n1\", \"127.0.0.11:7400\", tokens [1, 2^63], normal (2)), (\"n2\", \"127.0.0.12:7400\", tokens [], joining (1))], pendingReplicationFactor 0, streaming [\"n2\"]",
+                "ClusterMapResponse, request id 8: clusterId \"qkv-test\", epoch 7, replicationFactor 3, nodes [(\"n1\", \"127.0.0.11:7400\", tokens [1, 2^63], normal (2)), (\"n2\", \"127.0.0.12:7400\", tokens [], joining (1))], pendingReplicationFactor 0, streaming [\"n2\"], changeEpoch 6",
             requestID: 8,
             message: .clusterMapResponse(
                 ClusterMapResponse(
@@ -248,7 +250,7 @@ enum Samples {
                         NodeEntry(id: "n1", address: "127.0.0.11:7400", tokens: [1, 1 << 63], state: .normal),
                         NodeEntry(id: "n2", address: "127.0.0.12:7400", tokens: [], state: .joining),
                     ],
-                    pendingReplicationFactor: 0, streaming: ["n2"]
+                    pendingReplicationFactor: 0, streaming: ["n2"], changeEpoch: 6
                 )
             )
         ),
@@ -262,7 +264,7 @@ enum Samples {
         Sample(
             name: "map-prepare-response",
             summary:
-                "MapPrepareResponse, request id 11: vote granted (1), epoch 7, promised absent, acceptedBallot (round 5, proposer \"b#1\"), accepted (clusterId \"q\", epoch 8, replicationFactor 1, nodes [(\"n1\", \"h:1\", tokens [9], leaving (3))], pendingReplicationFactor 2, streaming [])",
+                "MapPrepareResponse, request id 11: vote granted (1), epoch 7, promised absent, acceptedBallot (round 5, proposer \"b#1\"), accepted (clusterId \"q\", epoch 8, replicationFactor 1, nodes [(\"n1\", \"h:1\", tokens [9], leaving (3))], pendingReplicationFactor 2, streaming [], changeEpoch 8)",
             requestID: 11,
             message: .mapPrepareResponse(
                 MapPrepareResponse(
@@ -270,12 +272,12 @@ enum Samples {
                     accepted: MapBody(
                         clusterId: "q", epoch: 8, replicationFactor: 1,
                         nodes: [NodeEntry(id: "n1", address: "h:1", tokens: [9], state: .leaving)],
-                        pendingReplicationFactor: 2, streaming: [])))
+                        pendingReplicationFactor: 2, streaming: [], changeEpoch: 8)))
         ),
         Sample(
             name: "map-accept-request",
             summary:
-                "MapAcceptRequest, request id 12: ballot (round 6, proposer \"c\"), map (clusterId \"q\", epoch 8, replicationFactor 1, nodes [(\"n1\", \"h:1\", tokens [9], removed (5))], pendingReplicationFactor 2, streaming [])",
+                "MapAcceptRequest, request id 12: ballot (round 6, proposer \"c\"), map (clusterId \"q\", epoch 8, replicationFactor 1, nodes [(\"n1\", \"h:1\", tokens [9], removed (5))], pendingReplicationFactor 2, streaming [], changeEpoch 8)",
             requestID: 12,
             message: .mapAcceptRequest(
                 MapAcceptRequest(
@@ -283,7 +285,7 @@ enum Samples {
                     map: MapBody(
                         clusterId: "q", epoch: 8, replicationFactor: 1,
                         nodes: [NodeEntry(id: "n1", address: "h:1", tokens: [9], state: .removed)],
-                        pendingReplicationFactor: 2, streaming: [])))
+                        pendingReplicationFactor: 2, streaming: [], changeEpoch: 8)))
         ),
         Sample(
             name: "map-accept-response",
@@ -295,14 +297,14 @@ enum Samples {
         Sample(
             name: "map-commit-request",
             summary:
-                "MapCommitRequest, request id 13: map (clusterId \"q\", epoch 8, replicationFactor 1, nodes [(\"n1\", \"h:1\", tokens [9], down (4))], pendingReplicationFactor 2, streaming [])",
+                "MapCommitRequest, request id 13: map (clusterId \"q\", epoch 8, replicationFactor 1, nodes [(\"n1\", \"h:1\", tokens [9], down (4))], pendingReplicationFactor 2, streaming [], changeEpoch 8)",
             requestID: 13,
             message: .mapCommitRequest(
                 MapCommitRequest(
                     map: MapBody(
                         clusterId: "q", epoch: 8, replicationFactor: 1,
                         nodes: [NodeEntry(id: "n1", address: "h:1", tokens: [9], state: .down)],
-                        pendingReplicationFactor: 2, streaming: [])))
+                        pendingReplicationFactor: 2, streaming: [], changeEpoch: 8)))
         ),
         Sample(
             name: "map-commit-response",

@@ -98,8 +98,11 @@ struct SimulationTests {
             configuration.operationsPerClient = 150
             return configuration
         }
+        // Seeds 1…12, and seeds that once broke the membership invariants: 165 (a receiver checked its
+        // ranges with its source only) and 195 (a node accepted a write made with a map older than
+        // the change in progress).
         let results = await offThePool {
-            (UInt64(1)...12).map { Simulation(configuration: configuration($0)).run() }
+            (Array(UInt64(1)...12) + [165, 195]).map { Simulation(configuration: configuration($0)).run() }
         }
         let failing = results.filter { !$0.passed }.map(\.report)
         #expect(failing.isEmpty, "\(failing.count) failing seed(s):\n\(failing.prefix(2).joined(separator: "\n"))")
@@ -127,8 +130,11 @@ struct SimulationTests {
             configuration.mutation = mutation
             return configuration
         }
+        // Seeds 1…12, and seeds that once broke the membership invariants: 165 (a receiver checked its
+        // ranges with its source only) and 195 (a node accepted a write made with a map older than
+        // the change in progress).
         let results = await offThePool {
-            (UInt64(1)...12).map { Simulation(configuration: configuration($0)).run() }
+            (Array(UInt64(1)...12) + [165, 195]).map { Simulation(configuration: configuration($0)).run() }
         }
         let failing = results.filter { !$0.passed }.map(\.report)
         #expect(failing.isEmpty, "\(failing.count) failing seed(s):\n\(failing.prefix(2).joined(separator: "\n"))")

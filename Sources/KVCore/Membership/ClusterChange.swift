@@ -120,6 +120,7 @@ extension ClusterMap {
             throw .invalid("the cluster after this change would not be a valid ring: \(error)")
         }
         next.streaming = next.receivers()
+        next.changeEpoch = next.epoch
         if next.streaming.isEmpty { next.finishChange() }
         return next
     }

@@ -131,5 +131,6 @@ extension ClusterMap {
         if let pending = pendingReplicationFactor { replicationFactor = pending }
         pendingReplicationFactor = nil
         streaming = []
+        changeEpoch = nil
     }
 }

@@ -408,13 +408,18 @@ public struct PutRequest: Sendable, Hashable {
     public var tombstone: Bool
     /// Why this Put was sent. Added in protocol version 2 (version 1 was never released).
     public var origin: PutOrigin
+    /// The cluster-map epoch the client computed the key's replicas with (0: not stated). During a
+    /// membership change, a client write made with a map older than the change is refused with
+    /// notReplica: it may have skipped the new replicas.
+    public var epoch: UInt64
 
-    public init(key: ByteBuffer, value: ByteBuffer, version: Version, tombstone: Bool, origin: PutOrigin) {
+    public init(key: ByteBuffer, value: ByteBuffer, version: Version, tombstone: Bool, origin: PutOrigin, epoch: UInt64) {
         self.key = key
         self.value = value
         self.version = version
         self.tombstone = tombstone
         self.origin = origin
+        self.epoch = epoch
     }
 }
 
@@ -437,6 +442,7 @@ extension ByteBuffer {
         written += self.writeVersion(value.version)
         written += self.writeWireBool(value.tombstone)
         written += self.writePutOrigin(value.origin)
+        written += self.writeInteger(value.epoch)
         return written
     }
 
@@ -446,7 +452,8 @@ extension ByteBuffer {
         let version = try self.decodeVersion()
         let tombstone = try self.decodeWireBool()
         let origin = try self.decodePutOrigin()
-        return PutRequest(key: key, value: value, version: version, tombstone: tombstone, origin: origin)
+        let epoch = try self.decodeWireInteger(UInt64.self)
+        return PutRequest(key: key, value: value, version: version, tombstone: tombstone, origin: origin, epoch: epoch)
     }
 }
 
@@ -1223,7 +1230,8 @@ extension ByteBuffer {
 }
 
 /// `pendingReplicationFactor`: N once the change in progress is done, 0 when N is not changing;
-/// `streaming`: the nodes still receiving ranges for it (proto-spec/MEMBERSHIP.md).
+/// `streaming`: the nodes still receiving ranges for it; `changeEpoch`: the epoch that began it, 0 when
+/// nothing is changing (proto-spec/MEMBERSHIP.md).
 ///
 /// Message type 65; schema name `ClusterMapResponse`.
 public struct ClusterMapResponse: Sendable, Hashable {
@@ -1236,14 +1244,16 @@ public struct ClusterMapResponse: Sendable, Hashable {
     public var nodes: [NodeEntry]
     public var pendingReplicationFactor: UInt8
     public var streaming: [String]
+    public var changeEpoch: UInt64
 
-    public init(clusterId: String, epoch: UInt64, replicationFactor: UInt8, nodes: [NodeEntry], pendingReplicationFactor: UInt8, streaming: [String]) {
+    public init(clusterId: String, epoch: UInt64, replicationFactor: UInt8, nodes: [NodeEntry], pendingReplicationFactor: UInt8, streaming: [String], changeEpoch: UInt64) {
         self.clusterId = clusterId
         self.epoch = epoch
         self.replicationFactor = replicationFactor
         self.nodes = nodes
         self.pendingReplicationFactor = pendingReplicationFactor
         self.streaming = streaming
+        self.changeEpoch = changeEpoch
     }
 }
 
@@ -1267,6 +1277,7 @@ extension ByteBuffer {
         written += self.writeWireList(value.nodes) { (buffer: inout ByteBuffer, element) in buffer.writeNodeEntry(element) }
         written += self.writeInteger(value.pendingReplicationFactor)
         written += self.writeWireList(value.streaming) { (buffer: inout ByteBuffer, element) in buffer.writeWireString(element) }
+        written += self.writeInteger(value.changeEpoch)
         return written
     }
 
@@ -1277,7 +1288,8 @@ extension ByteBuffer {
         let nodes = try self.decodeWireList(limit: Limits.nodesMax, elementBytesMin: 13, field: "ClusterMapResponse.nodes") { (buffer: inout ByteBuffer) throws(WireError) in try buffer.decodeNodeEntry() }
         let pendingReplicationFactor = try self.decodeWireInteger(UInt8.self)
         let streaming = try self.decodeWireList(limit: Limits.nodesMax, elementBytesMin: 4, field: "ClusterMapResponse.streaming") { (buffer: inout ByteBuffer) throws(WireError) in try buffer.decodeWireString(limit: Limits.nameBytesMax, field: "ClusterMapResponse.streaming") }
-        return ClusterMapResponse(clusterId: clusterId, epoch: epoch, replicationFactor: replicationFactor, nodes: nodes, pendingReplicationFactor: pendingReplicationFactor, streaming: streaming)
+        let changeEpoch = try self.decodeWireInteger(UInt64.self)
+        return ClusterMapResponse(clusterId: clusterId, epoch: epoch, replicationFactor: replicationFactor, nodes: nodes, pendingReplicationFactor: pendingReplicationFactor, streaming: streaming, changeEpoch: changeEpoch)
     }
 }
 
@@ -1407,14 +1419,16 @@ public struct MapBody: Sendable, Hashable {
     public var nodes: [NodeEntry]
     public var pendingReplicationFactor: UInt8
     public var streaming: [String]
+    public var changeEpoch: UInt64
 
-    public init(clusterId: String, epoch: UInt64, replicationFactor: UInt8, nodes: [NodeEntry], pendingReplicationFactor: UInt8, streaming: [String]) {
+    public init(clusterId: String, epoch: UInt64, replicationFactor: UInt8, nodes: [NodeEntry], pendingReplicationFactor: UInt8, streaming: [String], changeEpoch: UInt64) {
         self.clusterId = clusterId
         self.epoch = epoch
         self.replicationFactor = replicationFactor
         self.nodes = nodes
         self.pendingReplicationFactor = pendingReplicationFactor
         self.streaming = streaming
+        self.changeEpoch = changeEpoch
     }
 }
 
@@ -1438,6 +1452,7 @@ extension ByteBuffer {
         written += self.writeWireList(value.nodes) { (buffer: inout ByteBuffer, element) in buffer.writeNodeEntry(element) }
         written += self.writeInteger(value.pendingReplicationFactor)
         written += self.writeWireList(value.streaming) { (buffer: inout ByteBuffer, element) in buffer.writeWireString(element) }
+        written += self.writeInteger(value.changeEpoch)
         return written
     }
 
@@ -1448,7 +1463,8 @@ extension ByteBuffer {
         let nodes = try self.decodeWireList(limit: Limits.nodesMax, elementBytesMin: 13, field: "MapBody.nodes") { (buffer: inout ByteBuffer) throws(WireError) in try buffer.decodeNodeEntry() }
         let pendingReplicationFactor = try self.decodeWireInteger(UInt8.self)
         let streaming = try self.decodeWireList(limit: Limits.nodesMax, elementBytesMin: 4, field: "MapBody.streaming") { (buffer: inout ByteBuffer) throws(WireError) in try buffer.decodeWireString(limit: Limits.nameBytesMax, field: "MapBody.streaming") }
-        return MapBody(clusterId: clusterId, epoch: epoch, replicationFactor: replicationFactor, nodes: nodes, pendingReplicationFactor: pendingReplicationFactor, streaming: streaming)
+        let changeEpoch = try self.decodeWireInteger(UInt64.self)
+        return MapBody(clusterId: clusterId, epoch: epoch, replicationFactor: replicationFactor, nodes: nodes, pendingReplicationFactor: pendingReplicationFactor, streaming: streaming, changeEpoch: changeEpoch)
     }
 }
 
