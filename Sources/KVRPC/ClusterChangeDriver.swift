@@ -70,22 +70,31 @@ public enum ClusterChangeDriver {
         _ nodes: [String], with request: Message, call: @escaping Call,
         handle: (String, Result<Message, any Error>) -> MapProposer.Step
     ) async -> MapProposer.Step {
-        await withTaskGroup(of: (String, Result<Message, any Error>).self) { group in
+        await withTaskGroup(of: Answer.self) { group in
             for node in nodes {
                 group.addTask {
                     do {
-                        return (node, .success(try await call(node, request)))
+                        return Answer(node: node, result: .success(try await call(node, request)))
                     } catch {
-                        return (node, .failure(error))
+                        return Answer(node: node, result: .failure(error))
                     }
                 }
             }
             var step = MapProposer.Step.wait
-            for await (node, answer) in group {
-                step = handle(node, answer)
-                if step != .wait { break }
+            while let answer = await group.next() {
+                step = handle(answer.node, answer.result)
+                guard step == .wait else {
+                    group.cancelAll()
+                    break
+                }
             }
             return step
         }
+    }
+
+    /// One node's answer to a polled request.
+    private struct Answer: Sendable {
+        var node: String
+        var result: Result<Message, any Error>
     }
 }
