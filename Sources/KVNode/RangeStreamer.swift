@@ -334,7 +334,7 @@ final class RangeStreamer: Sendable {
         var remaining = held
         for span in dropped {
             // Cut at the current ring's vnodes, so each piece has one list of replicas.
-            for piece in Self.pieces(of: span, in: ring) {
+            for piece in ring.pieces(of: span) {
                 let owners = ring.preferenceList(for: Token(piece.end))
                 var complete = true
                 for owner in owners where owner != nodeID {
@@ -364,20 +364,6 @@ final class RangeStreamer: Sendable {
             }
         }
         saveHeld(kept)
-    }
-
-    /// `span` cut at every vnode token of `ring` inside it.
-    static func pieces(of span: TokenRangeSpan, in ring: Ring) -> [TokenRangeSpan] {
-        let cuts = ring.tokens.filter { span.contains(Token($0)) && $0 != span.end }
-        var pieces: [TokenRangeSpan] = []
-        var start = span.start
-        // Walk clockwise from the span's start.
-        for cut in cuts.sorted(by: { ($0 &- span.start) < ($1 &- span.start) }) {
-            pieces.append(TokenRangeSpan(start: start, end: cut))
-            start = cut
-        }
-        pieces.append(TokenRangeSpan(start: start, end: span.end))
-        return pieces
     }
 
     private func loadHeld() -> [TokenRangeSpan]? {

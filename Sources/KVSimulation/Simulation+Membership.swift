@@ -574,7 +574,7 @@ extension Simulation {
         let ring = membership.ring(of: map)
         var remaining = held
         for span in dropped {
-            for piece in Self.pieces(of: span, in: ring) {
+            for piece in ring.pieces(of: span) {
                 let owners = ring.preferenceList(for: Token(piece.end)).filter { $0 != nodes[index].id }
                 if let down = owners.first(where: { !nodes[nodeIndex($0)].isUp }) {
                     log("\(nodes[index].id) keeps \(piece) until \(down) is back")
@@ -617,19 +617,6 @@ extension Simulation {
         } catch {
             violate("\(nodes[index].id) cannot drop \(piece): \(error)")
         }
-    }
-
-    /// `span` cut at every vnode token of `ring` inside it (as `RangeStreamer.pieces`).
-    static func pieces(of span: TokenRangeSpan, in ring: Ring) -> [TokenRangeSpan] {
-        let cuts = ring.tokens.filter { span.contains(Token($0)) && $0 != span.end }
-        var pieces: [TokenRangeSpan] = []
-        var start = span.start
-        for cut in cuts.sorted(by: { ($0 &- span.start) < ($1 &- span.start) }) {
-            pieces.append(TokenRangeSpan(start: start, end: cut))
-            start = cut
-        }
-        pieces.append(TokenRangeSpan(start: start, end: span.end))
-        return pieces
     }
 
     func loadHeld(_ index: Int) -> [TokenRangeSpan]? {

@@ -156,6 +156,20 @@ public struct Ring: Sendable, Hashable {
     /// Every vnode token, ascending.
     public var tokens: [UInt64] { vnodeTokens }
 
+    /// `span` cut at every vnode token inside it, in clockwise order: pieces on which the preference
+    /// list does not change.
+    public func pieces(of span: TokenRangeSpan) -> [TokenRangeSpan] {
+        let cuts = vnodeTokens.filter { span.contains(Token($0)) && $0 != span.end }
+        var pieces: [TokenRangeSpan] = []
+        var start = span.start
+        for cut in cuts.sorted(by: { ($0 &- span.start) < ($1 &- span.start) }) {
+            pieces.append(TokenRangeSpan(start: start, end: cut))
+            start = cut
+        }
+        pieces.append(TokenRangeSpan(start: start, end: span.end))
+        return pieces
+    }
+
     public static func == (lhs: Ring, rhs: Ring) -> Bool {
         lhs.replicationFactor == rhs.replicationFactor && lhs.nodes == rhs.nodes
     }
