@@ -292,14 +292,6 @@ public final class ReplicaService: RPCService {
         }
     }
 
-    /// Answers one question of a co-replica's Merkle comparison (`proto-spec/MERKLE.md`).
-    ///
-    /// Refused with `invalidRequest`: a range this node does not replicate (whole), more than
-    /// `Limits.merkleNodesPerQueryMax` nodes, a node the range's tree does not have, the children of a
-    /// leaf; and a listing whose answer would not fit one frame (over `Limits.listCountMax` entries or
-    /// `Limits.frameBytesMax` bytes): the answer is never truncated, since a partial listing would read
-    /// as missing keys. A leaf is one segment (about keys / 2^20 records), so only a store of billions
-    /// of keys, or of thousands of maximum-size keys in one segment, meets that limit.
     /// The Merkle store and the asked range, if this node replicates the whole range; else the refusal.
     private func merkleRange(_ wire: TokenRange) throws -> (any MerkleStore, TokenRangeSpan) {
         guard let merkle else {
@@ -323,6 +315,14 @@ public final class ReplicaService: RPCService {
         }
     }
 
+    /// Answers one question of a co-replica's Merkle comparison (`proto-spec/MERKLE.md`).
+    ///
+    /// Refused with `invalidRequest`: a range this node does not replicate (whole), more than
+    /// `Limits.merkleNodesPerQueryMax` nodes, a node the range's tree does not have, the children of a
+    /// leaf; and a listing whose answer would not fit one frame (over `Limits.listCountMax` entries or
+    /// `Limits.frameBytesMax` bytes): the answer is never truncated, since a partial listing would read
+    /// as missing keys. A leaf is one segment (about keys / 2^20 records), so only a store of billions
+    /// of keys, or of thousands of maximum-size keys in one segment, meets that limit.
     private func answer(_ request: MerkleExchangeRequest) async throws -> Message {
         let (merkle, range) = try merkleRange(request.range)
         guard let nodes = MerkleNodeList.decode(request.nodes.readableBytesView) else {
