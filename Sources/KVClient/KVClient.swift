@@ -174,8 +174,8 @@ public final class KVClient: Sendable {
     /// Connections of nodes a newer map moved or removed, closed a request timeout later (or by
     /// ``close()``), so requests still using the older map can finish.
     private let retired = Mutex<[RPCClient]>([])
-    /// Whether a newer cluster map is being fetched (one fetch at a time).
-    private let refreshing = Atomic<Bool>(false)
+    /// The fetch of a newer cluster map in progress, if any (one at a time).
+    private let refresh = Mutex<Task<Void, Never>?>(nil)
 
     private struct HandingOff {
         var nextID = 0
@@ -339,10 +339,7 @@ public final class KVClient: Sendable {
         } catch let error as KVClientError where error.isUnavailable {
             // A replica that refused with a newer map (a membership change this client had not
             // heard of) made the quorum fail: once that map is installed, try again on it.
-            let deadline = ContinuousClock.now + configuration.requestTimeout
-            while refreshing.load(ordering: .acquiring), ContinuousClock.now < deadline {
-                try await Task.sleep(for: .milliseconds(10))
-            }
+            await refresh.withLock { $0 }?.value
             let latest = try await currentTopology()
             guard latest.map.epoch > topology.map.epoch else { throw error }
             return try await write(key: key, value: value, tombstone: tombstone, consistency: consistency, in: latest)
@@ -772,17 +769,19 @@ public final class KVClient: Sendable {
     /// Fetches the map of a node that answered with a later epoch than the one in use, and installs
     /// it; one fetch at a time, failures ignored (the next answer tries again).
     private func noticeEpoch(_ epoch: UInt64, from node: String, in topology: Topology) {
-        guard epoch > (self.topology.withLock { $0?.map.epoch ?? 0 }),
-            refreshing.compareExchange(expected: false, desired: true, ordering: .acquiring).exchanged
-        else { return }
-        Task {
-            defer { refreshing.store(false, ordering: .releasing) }
-            guard
-                case .clusterMapResponse(let response)? = try? await call(
-                    .clusterMapRequest(ClusterMapRequest(knownEpoch: topology.map.epoch)), node: node, in: topology),
-                response.clusterId == topology.map.clusterID
-            else { return }
-            _ = try? install(response.map)
+        guard epoch > (self.topology.withLock { $0?.map.epoch ?? 0 }) else { return }
+        refresh.withLock { running in
+            guard running == nil else { return }
+            running = Task {
+                defer { self.refresh.withLock { $0 = nil } }
+                guard
+                    case .clusterMapResponse(let response)? = try? await call(
+                        .clusterMapRequest(ClusterMapRequest(knownEpoch: topology.map.epoch)), node: node,
+                        in: topology),
+                    response.clusterId == topology.map.clusterID
+                else { return }
+                _ = try? install(response.map)
+            }
         }
     }
 

@@ -89,6 +89,9 @@ final class RangeStreamer: Sendable {
 
     /// Receives and drops ranges as the map asks, until cancelled.
     func run() async {
+        // Whether the stored checkpoint is on the board since the last transfer (read once, not
+        // every round).
+        var published = false
         while !Task.isCancelled {
             let map = membership.current
             if let kept = kept(map) {
@@ -96,9 +99,13 @@ final class RangeStreamer: Sendable {
             }
             if map.streaming.contains(nodeID) {
                 await receive(map)
+                published = false
             } else {
                 // The last change's transfers stay on view (all done) until the next one.
-                board.publish(loadCheckpoint()?.ranges ?? [])
+                if !published {
+                    board.publish(loadCheckpoint()?.ranges ?? [])
+                    published = true
+                }
                 await dropRangesNoLongerHeld(map)
             }
             try? await Task.sleep(for: configuration.interval)

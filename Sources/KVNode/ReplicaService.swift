@@ -120,36 +120,21 @@ public final class ReplicaService: RPCService {
         case .clusterMapRequest:
             return .clusterMapResponse(ClusterMapResponse(membership.current))
         case .mapPrepareRequest(let prepare):
-            let membership = self.membership
-            let (vote, epoch) = try await runOnPool { () throws(ReplicaError) in
-                do throws(StorageError) {
-                    return try membership.prepare(epoch: prepare.epoch, ballot: prepare.ballot)
-                } catch {
-                    throw ReplicaError.storage(error)
-                }
+            let (vote, epoch) = try await onMembership { (membership) throws(StorageError) in
+                try membership.prepare(epoch: prepare.epoch, ballot: prepare.ballot)
             }
             return .mapPrepareResponse(MapPrepareResponse(vote, epoch: epoch))
         case .mapAcceptRequest(let request):
-            let membership = self.membership
             let proposal = MapProposal(ballot: request.ballot, map: request.map.map)
-            let (vote, epoch) = try await runOnPool { () throws(ReplicaError) in
-                do throws(StorageError) {
-                    return try membership.accept(proposal)
-                } catch {
-                    throw ReplicaError.storage(error)
-                }
+            let (vote, epoch) = try await onMembership { (membership) throws(StorageError) in
+                try membership.accept(proposal)
             }
             return .mapAcceptResponse(MapAcceptResponse(vote, epoch: epoch))
         case .mapCommitRequest(let commit):
-            let membership = self.membership
             let map = commit.map.map
-            let epoch = try await runOnPool { () throws(ReplicaError) in
-                do throws(StorageError) {
-                    try membership.learn(map)
-                    return membership.current.epoch
-                } catch {
-                    throw ReplicaError.storage(error)
-                }
+            let epoch = try await onMembership { (membership) throws(StorageError) in
+                try membership.learn(map)
+                return membership.current.epoch
             }
             return .mapCommitResponse(MapCommitResponse(epoch: epoch))
         case .merkleExchangeRequest(let exchange):
@@ -630,6 +615,20 @@ public final class ReplicaService: RPCService {
     }
 
     /// Runs a blocking replica call on the thread pool, turning its failures into wire errors.
+    /// Runs a vote or commit on the thread pool: it fsyncs before answering.
+    private func onMembership<T: Sendable>(
+        _ body: @escaping @Sendable (Membership) throws(StorageError) -> T
+    ) async throws -> T {
+        let membership = self.membership
+        return try await runOnPool { () throws(ReplicaError) -> T in
+            do throws(StorageError) {
+                return try body(membership)
+            } catch {
+                throw ReplicaError.storage(error)
+            }
+        }
+    }
+
     private func runOnPool<T: Sendable>(_ body: @escaping @Sendable () throws(ReplicaError) -> T) async throws -> T {
         do {
             return try await pool.runIfActive { try body() }
