@@ -14,9 +14,10 @@ import Synchronization
 /// **Receiving** (this node is in the map's `streaming` list): for each range it must take over
 /// (`ClusterMap.transfers(to:)`), it pulls the records page by page (`Stream`) from one of the range's
 /// old replicas, applies them like any write (a newer version always wins, so the writes the clients
-/// send to both old and new replicas meanwhile are never undone), and records after every page where
-/// it is, durably: a node killed mid-transfer resumes after the last page it recorded, and re-receives
-/// at most that one page. A source that fails, or sends nothing for `stallTimeout`, is dropped for the
+/// send to both old and new replicas meanwhile are never undone). A page and the checkpoint that says
+/// it is in are one RocksDB write batch (one fsync a page), and the next page is asked for while one is
+/// applied: a node killed mid-transfer resumes right after the last page it applied, and re-receives
+/// only the page it had in hand (counted as resent). A source that fails, or sends nothing for `stallTimeout`, is dropped for the
 /// next one, the reason reported (`Admin` stats, `kvctl status`) and the range retried. When every
 /// range is in, each is compared with its source through a Merkle exchange (which copies whatever a
 /// page missed, both ways), and only then does the node propose `ClusterChange.streamed(node:)` to the
@@ -197,47 +198,56 @@ final class RangeStreamer: Sendable {
         for source in ordered {
             guard let client = directory.client(source) else { continue }
             checkpoint.ranges[index].source = source
+            // The next page is asked for while this one is applied.
+            var next: Task<StreamResponse, any Error>?
+            defer { next?.cancel() }
             do {
-                while !checkpoint.ranges[index].done {
-                    try await limiter.waitForCredit()
-                    let request = Message.streamRequest(
-                        StreamRequest(
-                            range: TokenRange(start: range.start, end: range.end),
-                            after: checkpoint.ranges[index].after.map { ByteBuffer(bytes: $0) },
-                            pageBytesMax: UInt32(configuration.pageBytes)))
-                    let answer = try await client.call(request, timeout: configuration.stallTimeout)
-                    guard case .streamResponse(let page) = answer else {
-                        throw RPCError.remote(.invalidRequest, message: "\(source) answered Stream with \(answer.type)")
+                next = fetch(range, after: checkpoint.ranges[index].after, from: source, client)
+                while !checkpoint.ranges[index].done, let fetching = next {
+                    let page = try await withTaskCancellationHandler {
+                        try await fetching.value
+                    } onCancel: {
+                        fetching.cancel()
                     }
                     var bytes = 0
                     let records = try page.records.map { record in
                         let key = Array(record.key.readableBytesView)
                         bytes += key.count + record.value.readableBytes
-                        return (
-                            key,
-                            try Replica.record(
+                        return StreamedRecord(
+                            key: key,
+                            record: try Replica.record(
                                 key: key, version: record.version, tombstone: record.tombstone,
-                                value: Array(record.value.readableBytesView))
-                        )
+                                value: Array(record.value.readableBytesView)))
+                    }
+                    guard page.done || !records.isEmpty else {
+                        throw RPCError.remote(.invalidRequest, message: "\(source) sent an empty page before the end")
                     }
                     limiter.spend(bytes)
                     statistics.streamBytes.add(bytes, ordering: .relaxed)
+                    next = page.done ? nil : fetch(range, after: records.last?.key, from: source, client)
+                    // Noted without an fsync: a process killed before the page is in counts it as resent.
                     checkpoint.ranges[index].pending = records.count
-                    save(checkpoint)
-                    try await apply(records)
-                    statistics.streamKeysReceived.add(records.count, ordering: .relaxed)
+                    save(checkpoint, lazily: true)
                     checkpoint.ranges[index].keys += records.count
                     checkpoint.ranges[index].pending = 0
-                    if let last = records.last { checkpoint.ranges[index].after = last.0 }
+                    if let last = records.last { checkpoint.ranges[index].after = last.key }
                     checkpoint.ranges[index].done = page.done
                     checkpoint.ranges[index].lastError = nil
-                    save(checkpoint)
+                    // The page and the checkpoint that says it is in commit together.
+                    try await apply(records, checkpoint: checkpoint)
+                    statistics.streamKeysReceived.add(records.count, ordering: .relaxed)
                     board.publish(checkpoint.ranges)
                 }
                 return
             } catch is CancellationError {
                 return
             } catch {
+                // Back to what the last page committed (a failed apply left this copy ahead).
+                if let stored = loadCheckpoint(), stored.change == checkpoint.change {
+                    checkpoint = stored
+                }
+                statistics.streamKeysResent.add(checkpoint.ranges[index].pending, ordering: .relaxed)
+                checkpoint.ranges[index].pending = 0
                 checkpoint.ranges[index].retries += 1
                 checkpoint.ranges[index].lastError = "\(source): \(error)"
                 save(checkpoint)
@@ -250,27 +260,34 @@ final class RangeStreamer: Sendable {
         }
     }
 
-    /// Applies a page's records on the thread pool, several writers at once so that they share
-    /// RocksDB's group commit (one fsync for many records, instead of one each).
-    private func apply(_ records: [([UInt8], StoredRecord)]) async throws {
-        let replica = self.replica
-        let pool = self.pool
-        let writers = min(Self.applyWriters, records.count)
-        try await withThrowingTaskGroup(of: Void.self) { group in
-            for writer in 0..<writers {
-                let share = stride(from: writer, to: records.count, by: writers).map { records[$0] }
-                group.addTask {
-                    try await pool.runIfActive {
-                        for (key, record) in share { _ = try replica.put(key: key, record: record) }
-                    }
-                }
+    /// Asks `source` for the page of `range` after `after`, once the rate allows.
+    private func fetch(
+        _ range: TokenRangeSpan, after: [UInt8]?, from source: String, _ client: RPCClient
+    ) -> Task<StreamResponse, any Error> {
+        let limiter = self.limiter
+        let request = Message.streamRequest(
+            StreamRequest(
+                range: TokenRange(start: range.start, end: range.end),
+                after: after.map { ByteBuffer(bytes: $0) },
+                pageBytesMax: UInt32(configuration.pageBytes)))
+        let timeout = configuration.stallTimeout
+        return Task {
+            try await limiter.waitForCredit()
+            let answer = try await client.call(request, timeout: timeout)
+            guard case .streamResponse(let page) = answer else {
+                throw RPCError.remote(.invalidRequest, message: "\(source) answered Stream with \(answer.type)")
             }
-            try await group.waitForAll()
+            return page
         }
     }
 
-    /// Writers applying one page at once (the pool has 16 threads; client requests need some).
-    static let applyWriters = 8
+    /// Applies a page and records `checkpoint` in one store write, on the thread pool: one fsync for
+    /// the page, and a crash keeps both or neither.
+    private func apply(_ records: [StreamedRecord], checkpoint: Checkpoint) async throws {
+        let replica = self.replica
+        let entry = MetadataEntry(name: Self.checkpointName, value: Array(try JSONEncoder().encode(checkpoint)))
+        try await pool.runIfActive { _ = try replica.put(records, setting: entry) }
+    }
 
     /// Proposes that this node received its ranges, until the map no longer lists it (a conflict
     /// with another receiver's proposal is retried on the newer map).
@@ -309,10 +326,16 @@ final class RangeStreamer: Sendable {
         return try? JSONDecoder().decode(Checkpoint.self, from: Data(bytes))
     }
 
-    /// Records the progress; a failure only means a crash would redo more, so it is logged.
-    private func save(_ checkpoint: Checkpoint) {
+    /// Records the progress (`lazily`: without waiting for the disk); a failure only means a crash
+    /// would redo more, so it is logged.
+    private func save(_ checkpoint: Checkpoint, lazily: Bool = false) {
         do {
-            try store.setMetadata(Self.checkpointName, Array(try JSONEncoder().encode(checkpoint)))
+            let bytes = Array(try JSONEncoder().encode(checkpoint))
+            if lazily {
+                try store.setMetadataLazily(Self.checkpointName, bytes)
+            } else {
+                try store.setMetadata(Self.checkpointName, bytes)
+            }
         } catch {
             logger.warning("cannot record the transfer's progress", metadata: ["error": "\(error)"])
         }

@@ -48,6 +48,26 @@ public final class Replica: Sendable {
         return (outcome, tick(observing: record.version.hlc))
     }
 
+    /// Applies several writes as `put(key:record:)` does, with a metadata value, in one store write
+    /// (`ReplicaStore.apply(_:setting:)`): a transfer's page with its checkpoint, an anti-entropy batch.
+    ///
+    /// - Returns: what the store did with each record, and the replica's clock after seeing them.
+    public func put(_ records: [StreamedRecord], setting metadata: MetadataEntry? = nil) throws(ReplicaError)
+        -> (outcomes: [ApplyOutcome], clock: UInt64)
+    {
+        for streamed in records {
+            guard !streamed.key.isEmpty else { throw ReplicaError.invalidRequest("the key is empty") }
+            guard streamed.record.version != .zero else { throw ReplicaError.invalidRequest("version 0 is reserved") }
+        }
+        let outcomes: [ApplyOutcome]
+        do {
+            outcomes = try store.apply(records, setting: metadata)
+        } catch {
+            throw ReplicaError.storage(error)
+        }
+        return (outcomes, tick(observing: records.map(\.record.version.hlc).max() ?? 0))
+    }
+
     /// What the replica holds for `key` (a tombstone for a deleted key, nil if it never saw the key).
     public func get(key: [UInt8]) throws(ReplicaError) -> (record: StoredRecord?, clock: UInt64) {
         let record: StoredRecord?

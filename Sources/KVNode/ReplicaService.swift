@@ -481,28 +481,22 @@ public final class ReplicaService: RPCService {
     /// Applies an anti-entropy session's records, each through the apply rule as a `Put` with origin
     /// `antiEntropy` would be; answers how many it applied.
     private func applyBatch(_ request: MerkleApplyRequest) async throws -> Message {
-        var records: [(key: [UInt8], record: StoredRecord)] = []
+        var records: [StreamedRecord] = []
         records.reserveCapacity(request.records.count)
         for record in request.records {
             let key = Array(record.key.readableBytesView)
             records.append(
-                (
-                    key,
-                    try Self.record(key: key, version: record.version, tombstone: record.tombstone, value: record.value)
-                ))
+                StreamedRecord(
+                    key: key,
+                    record: try Self.record(
+                        key: key, version: record.version, tombstone: record.tombstone, value: record.value)))
         }
         statistics.antiEntropyWritesReceived.add(records.count, ordering: .relaxed)
         let replica = self.replica
         let batch = records
         let (applied, clock) = try await runOnPool { () throws(ReplicaError) -> (Int, UInt64) in
-            var applied = 0
-            var clock: UInt64 = 0
-            for (key, record) in batch {
-                let (outcome, tick) = try replica.put(key: key, record: record)
-                applied += outcome == .applied ? 1 : 0
-                clock = tick
-            }
-            return (applied, clock)
+            let (outcomes, clock) = try replica.put(batch)
+            return (outcomes.count { $0 == .applied }, clock)
         }
         return .merkleApplyResponse(MerkleApplyResponse(applied: UInt32(applied), clock: clock))
     }

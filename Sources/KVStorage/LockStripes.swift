@@ -45,6 +45,26 @@ final class LockStripes: Sendable {
         try withLocks(from: 0, body)
     }
 
+    /// Runs `body` holding the stripes of `segments` (`MerkleSegments` indexes), taken in index order
+    /// like `withAllLocks`, each once.
+    func withLocks<Result: Sendable, Failure: Error>(
+        forSegments segments: some Sequence<Int>,
+        _ body: () throws(Failure) -> Result
+    ) throws(Failure) -> Result {
+        let indexes = Set(segments.map { $0 % Self.count }).sorted()
+        return try withLocks(indexes[...], body)
+    }
+
+    private func withLocks<Result: Sendable, Failure: Error>(
+        _ indexes: ArraySlice<Int>,
+        _ body: () throws(Failure) -> Result
+    ) throws(Failure) -> Result {
+        guard let first = indexes.first else { return try body() }
+        return try stripes[first].mutex.withLock { (_: inout Void) throws(Failure) -> Result in
+            try withLocks(indexes.dropFirst(), body)
+        }
+    }
+
     private func withLocks<Result: Sendable, Failure: Error>(
         from index: Int,
         _ body: () throws(Failure) -> Result

@@ -14,6 +14,14 @@ public protocol ReplicaStore: AnyObject, Sendable {
     /// with the stored version and writes nothing.
     func apply(key: [UInt8], record: StoredRecord) throws(StorageError) -> ApplyOutcome
 
+    /// Applies each record as `apply(key:record:)` does, and stores the metadata value `setting` when
+    /// given, as one write: a range transfer's page with its checkpoint, or an anti-entropy batch.
+    ///
+    /// `RocksDBStore` makes it one atomic write batch (one fsync for the lot instead of one a record,
+    /// and a crash keeps all of it or none). A record after another of the same key sees the first.
+    /// The default, for the in-memory stores, applies the records one by one and then the metadata.
+    func apply(_ records: [StreamedRecord], setting metadata: MetadataEntry?) throws(StorageError) -> [ApplyOutcome]
+
     /// The record stored for `key`, tombstones included; `nil` if the key was never written.
     func get(key: [UInt8]) throws(StorageError) -> StoredRecord?
 
@@ -27,12 +35,48 @@ public protocol ReplicaStore: AnyObject, Sendable {
     /// store's durability: for votes and decisions a node must never forget (the cluster map).
     func setMetadataDurably(_ name: String, _ value: [UInt8]) throws(StorageError)
 
+    /// Stores a small named metadata value without waiting for stable storage, whatever the store's
+    /// durability: it survives a crash of the process, not always one of the machine. For notes whose
+    /// loss costs only accuracy (how many records a transfer had in flight).
+    func setMetadataLazily(_ name: String, _ value: [UInt8]) throws(StorageError)
+
     /// Approximate number of keys in the data set (RocksDB's estimate; exact for `InMemoryStore`).
     /// Zero once closed.
     func approximateKeyCount() -> UInt64
 
     /// Releases the store. Idempotent; every later call throws `StorageError.closed`.
     func close()
+}
+
+/// A named metadata value written with records (`ReplicaStore.apply(_:setting:)`).
+public struct MetadataEntry: Sendable, Hashable {
+    public var name: String
+    public var value: [UInt8]
+
+    public init(name: String, value: [UInt8]) {
+        self.name = name
+        self.value = value
+    }
+}
+
+extension ReplicaStore {
+    public func apply(_ records: [StreamedRecord], setting metadata: MetadataEntry?) throws(StorageError)
+        -> [ApplyOutcome]
+    {
+        var outcomes: [ApplyOutcome] = []
+        outcomes.reserveCapacity(records.count)
+        for streamed in records {
+            outcomes.append(try apply(key: streamed.key, record: streamed.record))
+        }
+        if let metadata {
+            try setMetadata(metadata.name, metadata.value)
+        }
+        return outcomes
+    }
+
+    public func setMetadataLazily(_ name: String, _ value: [UInt8]) throws(StorageError) {
+        try setMetadata(name, value)
+    }
 }
 
 /// When a write reaches stable storage.

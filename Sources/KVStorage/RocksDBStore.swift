@@ -195,6 +195,62 @@ public final class RocksDBStore: ReplicaStore, @unchecked Sendable {
         }
     }
 
+    /// Applies the records newer than what is stored, their segments' new hashes and `metadata`, in one
+    /// write batch: one fsync for a whole page (`apply(key:record:)` costs one a record, shared only with
+    /// the writes that happen to run at the same moment). Holds the stripes of every segment the records
+    /// touch, taken in order, until the batch is written.
+    public func apply(_ records: [StreamedRecord], setting metadata: MetadataEntry?) throws(StorageError)
+        -> [ApplyOutcome]
+    {
+        for streamed in records { try validate(key: streamed.key, record: streamed.record) }
+        if let metadata { try validateMetadata(name: metadata.name) }
+        let segments = records.map { MerkleSegments.segment(of: Token(key: $0.key)) }
+        return try withOpenHandles { () throws(StorageError) -> [ApplyOutcome] in
+            try stripes.withLocks(forSegments: segments) { () throws(StorageError) -> [ApplyOutcome] in
+                var outcomes: [ApplyOutcome] = []
+                outcomes.reserveCapacity(records.count)
+                // What the batch will hold, so that a later record of the same key compares with it.
+                var written: [[UInt8]: (version: Version, tombstone: Bool)] = [:]
+                var writes: [(dataKey: [UInt8], record: StoredRecord)] = []
+                var deltas: [Int: UInt64] = [:]
+                for (streamed, segment) in zip(records, segments) {
+                    let dataKey = RecordCodec.dataKey(streamed.key)
+                    var current = written[dataKey]
+                    if current == nil {
+                        current = try read(dataFamily, dataKey) {
+                            (bytes) throws(StorageError) -> (version: Version, tombstone: Bool) in
+                            try RecordCodec.decodeHeader(bytes)
+                        }
+                    }
+                    if let current, current.version >= streamed.record.version {
+                        outcomes.append(
+                            current.version == streamed.record.version
+                                ? .applied : .superseded(current: current.version))
+                        continue
+                    }
+                    deltas[segment, default: 0] ^= MerkleSegments.delta(
+                        old: current.map {
+                            MerkleEntry(key: streamed.key, version: $0.version, tombstone: $0.tombstone)
+                        },
+                        new: MerkleEntry(key: streamed.key, record: streamed.record))
+                    written[dataKey] = (streamed.record.version, streamed.record.tombstone)
+                    writes.append((dataKey, streamed.record))
+                    outcomes.append(.applied)
+                }
+                guard !writes.isEmpty || metadata != nil else { return outcomes }
+                try writeBatch { batch in
+                    for write in writes { Self.put(batch, dataFamily, write.dataKey, RecordCodec.encode(write.record)) }
+                    for (segment, delta) in deltas where delta != 0 { writeSegment(segment, xoring: delta, in: batch) }
+                    if let metadata { Self.put(batch, metaFamily, Array(metadata.name.utf8), metadata.value) }
+                }
+                merkle.withLock { merkle in
+                    for (segment, delta) in deltas { merkle.xor(delta, intoSegment: segment) }
+                }
+                return outcomes
+            }
+        }
+    }
+
     /// Adds to `batch` the write of `segment`'s hash XOR `delta` (a delete when that is zero). The
     /// caller holds the segment's stripe, and XORs `delta` into `merkle` once the batch is written.
     func writeSegment(_ segment: Int, xoring delta: UInt64, in batch: OpaquePointer) {
@@ -232,6 +288,13 @@ public final class RocksDBStore: ReplicaStore, @unchecked Sendable {
         try validateMetadata(name: name)
         try withOpenHandles { () throws(StorageError) in
             try write(metaFamily, Array(name.utf8), value, options: syncedWriteOptions)
+        }
+    }
+
+    public func setMetadataLazily(_ name: String, _ value: [UInt8]) throws(StorageError) {
+        try validateMetadata(name: name)
+        try withOpenHandles { () throws(StorageError) in
+            try write(metaFamily, Array(name.utf8), value, options: unsyncedWriteOptions)
         }
     }
 
