@@ -29,8 +29,9 @@
 #
 # Always 50 requests in flight and 100-byte values; default 10 s per run. QUORUMKV_DURABILITY=none
 # (or interval:<N>ms) runs the nodes without an fsync per write, to see what the fsyncs cost;
-# QUORUMKV_HINT_REPLAY_RATE=N sets each node's --hint-replay-rate. Uses 127.0.0.21-24
-# (kvd) and 127.0.0.29 (redis); everything it starts is stopped on exit.
+# QUORUMKV_HINT_REPLAY_RATE=N sets each node's --hint-replay-rate, QUORUMKV_STREAM_RATE=N its
+# --stream-rate (bytes/s). Uses 127.0.0.21-28 (kvd) and 127.0.0.29 (redis); everything it starts is
+# stopped on exit.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 mode=${1:-single}
@@ -74,7 +75,8 @@ start_node() {
         --ca "$work/certs/ca.pem" --cert "$work/certs/n$i.pem" --key "$work/certs/n$i-key.pem" \
         --durability "${QUORUMKV_DURABILITY:-sync}" --log-level warning \
         ${QUORUMKV_HINT_REPLAY_RATE:+--hint-replay-rate "$QUORUMKV_HINT_REPLAY_RATE"} \
-        ${QUORUMKV_ANTI_ENTROPY_INTERVAL:+--anti-entropy-interval "$QUORUMKV_ANTI_ENTROPY_INTERVAL"} &
+        ${QUORUMKV_ANTI_ENTROPY_INTERVAL:+--anti-entropy-interval "$QUORUMKV_ANTI_ENTROPY_INTERVAL"} \
+        ${QUORUMKV_STREAM_RATE:+--stream-rate "$QUORUMKV_STREAM_RATE"} &
     pids[n$i]=$!
 }
 for ((i = 1; i <= count; i++)); do

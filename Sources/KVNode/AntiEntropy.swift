@@ -266,8 +266,9 @@ public final class AntiEntropy: Sendable {
     private enum Work: Sendable {
         /// A vnode range this node replicates: compared with each co-replica.
         case replicated(TokenRangeSpan)
-        /// A mark for a range this node does not replicate: compared between the marked replica and
-        /// another replica of the range.
+        /// A mark for a range that is not one of this node's vnode ranges (the node does not replicate
+        /// it, or the ring changed since the mark): compared between the marked replica and another
+        /// replica, piece by piece of today's ring.
         case foreign(RepairMark)
     }
 
@@ -303,18 +304,31 @@ public final class AntiEntropy: Sendable {
                 }
             }
         case .foreign(let mark):
-            let replicas = ring.preferenceList(for: Token(mark.range.end))
-            guard replicas.contains(mark.replica),
-                let source = replicas.first(where: { $0 != mark.replica && $0 != nodeID }),
-                let sourceReplica = peer(source)
-            else {
-                report.record(failure: "mark \(mark): \(mark.replica) does not replicate that range in this ring")
-                return report
+            // The mark was made on the ring of its day: cut it at the vnodes of today's, so that each
+            // piece has one list of replicas. A piece the marked replica no longer holds (it moved away
+            // through a membership change, whose transfer compared it) needs nothing.
+            let ring = self.ring
+            var complete = true
+            for piece in ring.pieces(of: mark.range) {
+                let replicas = ring.preferenceList(for: Token(piece.end))
+                guard replicas.contains(mark.replica) else { continue }
+                let source: (any AntiEntropyReplica)?
+                if replicas.contains(nodeID) && mark.replica != nodeID {
+                    source = local
+                } else {
+                    source = replicas.first { $0 != mark.replica && $0 != nodeID }.flatMap(peer)
+                }
+                guard let source else {
+                    report.record(failure: "mark \(mark): no other replica of \(piece) to compare it with")
+                    complete = false
+                    continue
+                }
+                let session = await session(
+                    range: piece, local: source, peer: mark.replica, purgeHorizon: purgeHorizon())
+                report.add(session)
+                complete = complete && session.failure == nil
             }
-            let session = await session(
-                range: mark.range, local: sourceReplica, peer: mark.replica, purgeHorizon: purgeHorizon())
-            report.add(session)
-            if session.failure == nil {
+            if complete {
                 report.rangesCompared += 1
                 statistics.antiEntropyRangesCompared.add(1, ordering: .relaxed)
                 clear(mark)

@@ -12,6 +12,11 @@ import Synchronization
 /// as ordinary `Put`s, in version order, throttled, and each is deleted only after the target
 /// acknowledged it (applied, or already held something newer). Hints older than the hint window are
 /// dropped, counted, and their key's range is marked due for anti-entropy on that replica.
+///
+/// Hints for a node the cluster map says was removed (decommissioned, or replaced while dead) would
+/// wait forever: each goes instead to its key's replicas in today's ring, and is deleted once every
+/// one of them acknowledged it. A hint can be the one extra copy of a write (a sloppy quorum counts
+/// it), so it is handed over, not dropped.
 final class HintReplayer: Sendable {
     struct Configuration: Sendable {
         /// How often queues are looked at.
@@ -39,6 +44,9 @@ final class HintReplayer: Sendable {
     private let repairMarker: RepairMarker
     /// Hints wait while the failure detector suspects their target (nil: only the connection's state).
     private let health: PeerHealth?
+    /// The map that says which targets were removed, and this node's replica, for the hints of removed
+    /// targets whose key this node now replicates (nil: such hints wait).
+    private let rehoming: (membership: Membership, replica: Replica)?
 
     init(
         configuration: Configuration,
@@ -49,9 +57,11 @@ final class HintReplayer: Sendable {
         statistics: NodeStatistics,
         repairMarker: RepairMarker,
         health: PeerHealth? = nil,
+        rehoming: (membership: Membership, replica: Replica)? = nil,
         logger: Logger
     ) {
         self.health = health
+        self.rehoming = rehoming
         self.statistics = statistics
         self.repairMarker = repairMarker
         self.configuration = configuration
@@ -85,9 +95,85 @@ final class HintReplayer: Sendable {
         await directory.closeAll()
     }
 
+    /// Hands up to `limit` hints of a removed `target` to their keys' replicas in `ring`, one hint at a
+    /// time, each to all its replicas at once; stops at the first hint some replica did not acknowledge
+    /// (it is tried again next round). Returns how many hints it sent.
+    private func rehome(target: String, limit: Int, ring: Ring, replica: Replica) async -> Int {
+        let hints = self.hints
+        let batch: [(id: HintID, hint: StoredHint)]
+        do {
+            batch = try await pool.runIfActive { try hints.hints(for: target, after: nil, limit: limit) }
+        } catch {
+            logger.warning("cannot read hints", metadata: ["peer.node_id": "\(target)", "error": "\(error)"])
+            return 0
+        }
+        var sent = 0
+        for (id, hint) in batch {
+            sent += 1
+            let owners = ring.preferenceList(forKey: hint.key)
+            let failures = await withTaskGroup(of: String?.self) { group in
+                for owner in owners {
+                    group.addTask { await self.handOver(hint, to: owner, replica: replica) }
+                }
+                return await group.reduce(into: [String]()) { failures, failure in
+                    if let failure { failures.append(failure) }
+                }
+            }
+            guard failures.isEmpty else {
+                logger.info(
+                    "cannot hand a removed node's hint to its key's replicas yet",
+                    metadata: ["peer.node_id": "\(target)", "error": "\(failures.joined(separator: "; "))"])
+                break
+            }
+            do {
+                try await pool.runIfActive { try hints.deleteHint(id) }
+            } catch {
+                logger.warning("cannot delete a hint", metadata: ["peer.node_id": "\(target)", "error": "\(error)"])
+                break
+            }
+            statistics.hintsReplayed.add(1, ordering: .relaxed)
+        }
+        if sent > 0 {
+            logger.notice(
+                "hints of a removed node handed to their keys' replicas",
+                metadata: ["peer.node_id": "\(target)", "hints.count": "\(sent)"])
+        }
+        return sent
+    }
+
+    /// Writes `hint`'s record on `owner` (this node: its own replica); nil once acknowledged, else why not.
+    private func handOver(_ hint: StoredHint, to owner: String, replica: Replica) async -> String? {
+        if owner == replica.nodeID {
+            do {
+                _ = try await pool.runIfActive { try replica.put(key: hint.key, record: hint.record) }
+                return nil
+            } catch {
+                return "\(owner): \(error)"
+            }
+        }
+        guard let client = directory.client(owner) else { return "\(owner): no connection" }
+        let request = Message.putRequest(
+            PutRequest(
+                key: ByteBuffer(bytes: hint.key), value: ByteBuffer(bytes: hint.record.value),
+                version: hint.record.version, tombstone: hint.record.tombstone, origin: .hintReplay, epoch: 0))
+        do {
+            guard case .putResponse = try await client.call(request, timeout: .seconds(5)) else {
+                return "\(owner) answered Put with something else"
+            }
+            return nil
+        } catch {
+            return "\(owner): \(error)"
+        }
+    }
+
     /// Replays up to `limit` of one target's hints (one ``HintReplayRound``); returns how many it
     /// expired or sent, which the rate limit counts.
     private func replay(target: String, limit: Int) async -> Int {
+        if let rehoming, rehoming.membership.current.node(target)?.state == .removed,
+            let ring = try? rehoming.membership.current.ring()
+        {
+            return await rehome(target: target, limit: limit, ring: ring, replica: rehoming.replica)
+        }
         guard let client = directory.client(target) else { return 0 }
         let hints = self.hints
         var batch: [(id: HintID, hint: StoredHint)]

@@ -104,7 +104,8 @@ public final class NodeService: Service {
         // Metrics go to whatever factory the process bootstrapped (kvd: none yet, see README).
         let statistics = NodeStatistics(nodeID: configuration.id)
         let repairMarker = RepairMarker(
-            ring: ring, store: store, pool: pool, statistics: statistics, wallMillis: ReplicaService.systemMillis,
+            ring: { try? membership.current.ring() }, store: store, pool: pool, statistics: statistics,
+            wallMillis: ReplicaService.systemMillis,
             logger: logger)
         let replica = Replica(nodeID: configuration.id, store: store, wallMillis: ReplicaService.systemMillis)
         // Anti-entropy's (and the failure detector's) own connections to the peers, apart from hint
@@ -189,7 +190,7 @@ public final class NodeService: Service {
             let replayer = HintReplayer(
                 configuration: replay, hints: store, pool: pool, directory: replayDirectory,
                 wallMillis: ReplicaService.systemMillis, statistics: statistics,
-                repairMarker: repairMarker, health: health, logger: logger)
+                repairMarker: repairMarker, health: health, rehoming: (membership, replica), logger: logger)
             try await withThrowingTaskGroup(of: Void.self) { group in
                 group.addTask { try await server.run() }
                 // Returns only when cancelled, so it never ends the node by itself.

@@ -9,7 +9,7 @@ import Synchronization
 ///
 /// Two events lose a write for a replica here: a hint for it is refused because the replica's queue is
 /// full (`ReplicaService`), or a hint for it expires before it comes back (the hint replayer). Either
-/// marks `ring.range(containing: Token(key:))` due for that replica in the store
+/// marks `ring.range(containing: Token(key:))` of the ring in use at that moment due for that replica in the store
 /// (`RepairMarkStore.markDue`, durable, one mark per replica and range), counts the new mark in
 /// `NodeStatistics` and logs it at `notice`, once per range until anti-entropy clears it. A mark that
 /// cannot be written (storage failure, shutdown) is logged at `warning` and counted as a failure.
@@ -23,7 +23,7 @@ public final class RepairMarker: Sendable {
         case hintExpired = "hint_expired"
     }
 
-    private let ring: Ring
+    private let ring: @Sendable () -> Ring?
     private let store: any RepairMarkStore
     private let pool: NIOThreadPool
     private let statistics: NodeStatistics
@@ -31,12 +31,13 @@ public final class RepairMarker: Sendable {
     private let logger: Logger
 
     /// - Parameters:
-    ///   - ring: the cluster's ring, whose vnode ranges are the unit of marking.
+    ///   - ring: the cluster's current ring (it changes with membership), whose vnode ranges are the unit
+    ///     of marking.
     ///   - store: where marks are kept (the node's `RocksDBStore`).
     ///   - pool: where the store's blocking writes run.
     ///   - wallMillis: the wall clock, in milliseconds since the Unix epoch, for a mark's first time.
     public init(
-        ring: Ring,
+        ring: @escaping @Sendable () -> Ring?,
         store: any RepairMarkStore,
         pool: NIOThreadPool,
         statistics: NodeStatistics,
@@ -69,7 +70,13 @@ public final class RepairMarker: Sendable {
     }
 
     private func mark(target: String, key: [UInt8], reason: Reason) async {
-        let range = ring.range(containing: Token(key: key))
+        guard let range = ring()?.range(containing: Token(key: key)) else {
+            statistics.markFailures.add(1, ordering: .relaxed)
+            logger.warning(
+                "cannot mark range for anti-entropy: the cluster map has no valid ring",
+                metadata: ["peer.node_id": "\(target)", "repair.reason": "\(reason.rawValue)"])
+            return
+        }
         let store = self.store
         let millis = wallMillis()
         let isNew: Bool

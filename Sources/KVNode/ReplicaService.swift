@@ -434,6 +434,9 @@ public final class ReplicaService: RPCService {
     /// Key and value bytes in one `StreamResponse` at most, whatever the request asks: half a frame
     /// leaves room for the records' other fields (a lone larger record still goes, and fits a frame).
     static let streamPageBytesMax = Limits.frameBytesMax / 2
+    /// A bound on what a `StreamResponse` frame holds besides its keys and values (headers, lengths,
+    /// versions, flags) when it carries one record.
+    static let streamRecordOverhead = 1024
     /// Key and value bytes a `StreamResponse` may hold at least, whatever the request asks, so that a
     /// tiny `pageBytesMax` cannot make a stream take one round trip per small record.
     static let streamPageBytesMin = 1 << 10
@@ -467,6 +470,16 @@ public final class ReplicaService: RPCService {
                 throw ReplicaError.storage(error)
             }
         }
+        // `next` repeats the last record's key. A lone record of a large key and a value near the limit
+        // leaves no room for it in a frame: it is left out, and the receiver resumes after the last
+        // record's key, as it always can.
+        var next = page.done ? nil : page.records.last?.key
+        if let key = next, page.records.count == 1,
+            page.records[0].key.count + page.records[0].record.value.count + key.count + Self.streamRecordOverhead
+                > Limits.frameBytesMax
+        {
+            next = nil
+        }
         return .streamResponse(
             StreamResponse(
                 records: page.records.map {
@@ -474,7 +487,7 @@ public final class ReplicaService: RPCService {
                         key: ByteBuffer(bytes: $0.key), version: $0.record.version, tombstone: $0.record.tombstone,
                         value: ByteBuffer(bytes: $0.record.value))
                 },
-                next: page.done ? nil : page.records.last.map { ByteBuffer(bytes: $0.key) },
+                next: next.map { ByteBuffer(bytes: $0) },
                 done: page.done))
     }
 

@@ -71,6 +71,26 @@ extension RealProcessTests {
                 expected["rp-\(index)"] = "v\(index)"
             }
             cluster.stop("n2")
+            // Written while n2 is dead: its fallbacks hold hints for it, which n2 will never take.
+            for index in 0..<200 {
+                try await client.put(Array("rd-\(index)".utf8), value: Array("d\(index)".utf8))
+                expected["rd-\(index)"] = "d\(index)"
+            }
+            let admin = try cluster.client(certificate: "admin")
+            func hintsForN2() async throws -> Int {
+                var held = 0
+                for node in ["n1", "n3", "n4"] {
+                    held += Int(try await admin.nodeStatistics(node: node)["hints_queued.n2"] ?? "0") ?? 0
+                }
+                return held
+            }
+            let hinted = ContinuousClock.now + .seconds(10)
+            var stored = try await hintsForN2()
+            while stored == 0, ContinuousClock.now < hinted {
+                try await Task.sleep(for: .milliseconds(200))
+                stored = try await hintsForN2()
+            }
+            #expect(stored > 0, "writes while n2 is dead leave hints for it")
             try await offThePool { try cluster.start("n5") }
             let replace = try await offThePool {
                 try cluster.kvctl([
@@ -81,8 +101,15 @@ extension RealProcessTests {
             let map = try await client.latestClusterMap()
             #expect(map.node("n2")?.state == .removed && map.node("n5")?.state == .normal, "\(map.changeSummary)")
             #expect(map.node("n5")?.tokens == (try ClusterFile.load(path: cluster.clusterFile).node("n2")?.tokens))
+            // The hints for n2 go to their keys' replicas in the new ring, and are deleted.
+            let deadline = ContinuousClock.now + .seconds(30)
+            var remaining = try await hintsForN2()
+            while remaining > 0, ContinuousClock.now < deadline {
+                try await Task.sleep(for: .milliseconds(500))
+                remaining = try await hintsForN2()
+            }
+            #expect(remaining == 0, "\(remaining) hints for the removed n2 are still held")
             // n5 holds exactly n2's keys: read from n5 alone, every one of them is there.
-            let admin = try cluster.client(certificate: "admin")
             let ring = try map.ring()
             var missing: [String] = []
             var held = 0
@@ -91,7 +118,7 @@ extension RealProcessTests {
                 let record = try await admin.replicaRecord(Array(key.utf8), node: "n5")
                 if record?.value != Array(value.utf8) { missing.append(key) }
             }
-            #expect(held > 1000, "n5 replicates \(held) of 2000 keys")
+            #expect(held > 1000, "n5 replicates \(held) of 2200 keys")
             #expect(missing.isEmpty, "n5 lacks \(missing.count) of its \(held) keys, e.g. \(missing.prefix(3))")
             var wrong: [String] = []
             for (key, value) in expected {

@@ -338,6 +338,34 @@ struct AntiEntropyTests {
         try await trio.shutdown()
     }
 
+    /// A mark made on the ring before a membership change can span ranges of today's ring: it is
+    /// repaired piece by piece where the marked replica still holds the data, needs nothing where it
+    /// does not, and is cleared.
+    @Test func aMarkMadeOnAnOlderRingIsRepairedPieceByPiece() async throws {
+        let trio = try Trio()
+        // A range n1 and n3 replicate, followed by one n3 does not.
+        var found: (key: String, range: TokenRangeSpan, next: TokenRangeSpan)?
+        for index in 0..<10_000 where found == nil {
+            let key = "o-\(index)"
+            let range = trio.ring.range(containing: Token(key: Array(key.utf8)))
+            let next = trio.ring.range(containing: Token(range.end &+ 1))
+            if Set(trio.ring.preferenceList(for: Token(range.end))) == ["n1", "n3"],
+                !trio.ring.preferenceList(for: Token(next.end)).contains("n3")
+            {
+                found = (key, range, next)
+            }
+        }
+        let (key, range, next) = try #require(found)
+        try trio.write(key, hlc: 30, on: ["n1"])
+        let marked = TokenRangeSpan(start: range.start, end: next.end)
+        try trio.nodes["n2"]!.store.markDue(replica: "n3", range: marked, atMillis: 1)
+        let report = await trio.nodes["n2"]!.antiEntropy.pass(within: marked)
+        #expect(report.errors == 0, "\(report.firstError ?? "")")
+        #expect(try trio.version(key, on: "n3") == Version(hlc: 30, writer: 9), "copied from n1 to n3 by n2")
+        #expect(trio.nodes["n2"]!.store.rangesDue().isEmpty, "the mark is cleared")
+        try await trio.shutdown()
+    }
+
     @Test func recordsFromALaterCoReplicaReachTheEarlierOnesInTheSamePass() async throws {
         let fixture = ServiceFixture.cluster
         let trio = try Trio(

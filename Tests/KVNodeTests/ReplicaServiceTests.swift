@@ -49,7 +49,7 @@ final class ServiceFixture: Sendable {
         let logger = Logger(label: "test") { _ in logs }
         let statistics = withMetricsFactory(metrics) { NodeStatistics(nodeID: nodeID) }
         let marker = RepairMarker(
-            ring: ring, store: store, pool: pool, statistics: statistics, wallMillis: { 1_000 }, logger: logger)
+            ring: { ring }, store: store, pool: pool, statistics: statistics, wallMillis: { 1_000 }, logger: logger)
         self.nodeID = nodeID
         self.store = store
         self.metrics = metrics
@@ -232,6 +232,37 @@ struct ReplicaServiceTests {
         #expect(stats["read_repairs_received"] == "4")
         #expect(stats["read_repairs_applied"] == "2")
         #expect(stats["anti_entropy_ranges_due"] == "0")
+        try await fixture.shutdown()
+    }
+
+    /// A lone record of the largest key and the largest value fills a frame: its page leaves `next`
+    /// out (the receiver resumes after the record's key) rather than answer a frame too large to send.
+    @Test func aStreamPageOfOneHugeRecordFitsAFrame() async throws {
+        let fixture = try ServiceFixture()
+        let big = [UInt8](repeating: 0x6b, count: Limits.keyBytesMax)
+        let value = [UInt8](repeating: 1, count: Limits.valueBytesMax)
+        _ = try fixture.store.apply(
+            key: big, record: StoredRecord(version: Version(hlc: 1, writer: 1), tombstone: false, value: value))
+        let token = Token(key: big).value
+        // Two more records after it in the range, so that the page is not the last.
+        var others = 0
+        for index in 0..<100_000 where others < 2 {
+            let key = Array("after-\(index)".utf8)
+            if Token(key: key).value &- token < 1 << 60, Token(key: key).value != token {
+                _ = try fixture.store.apply(
+                    key: key, record: StoredRecord(version: Version(hlc: 1, writer: 1), tombstone: false, value: [1]))
+                others += 1
+            }
+        }
+        let range = TokenRangeSpan(start: token &- 1, end: token &+ (1 << 60))
+        let response = try #require(await fixture.stream(range, pageBytesMax: 1 << 20))
+        #expect(response.records.count == 1 && !response.done)
+        #expect(response.next == nil)
+        let frame = Message.streamResponse(response).frame(requestID: 1, allocator: ByteBufferAllocator())
+        #expect(frame.encodedBytes <= Limits.frameBytesMax)
+        // Resuming after the record's key gives the rest.
+        let rest = try #require(await fixture.stream(range, after: ByteBuffer(bytes: big), pageBytesMax: 1 << 20))
+        #expect(rest.records.count == 2 && rest.done)
         try await fixture.shutdown()
     }
 
