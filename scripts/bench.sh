@@ -20,9 +20,13 @@
 #                                       10 s), ROUNDS (default 2) times each, alternating
 #   scripts/bench.sh grow [SECONDS]     4 kvd holding KEYS (default 1000000) keys of VALUE_BYTES (default
 #                                       1000: about 1 GB of values): puts for SECONDS (baseline), then
-#                                       n5..n8 join one by one (kvctl join) while puts run in SECONDS
-#                                       slices; time of each join, throughput during the move, records
-#                                       copied vs the minimum (each joiner's replica share × KEYS)
+#                                       n5..n8 join one by one (kvctl join): before each join, puts for
+#                                       SECONDS with the new node up but not joined; during it and until
+#                                       the old owners dropped what moved, puts in DURING_SECONDS
+#                                       (default 10) slices; then puts for SECONDS on 8
+#                                       nodes. Time of each join, throughput during the move against the
+#                                       baseline and against the slice before each join, records copied
+#                                       vs the minimum (each joiner's replica share × KEYS)
 #   scripts/bench.sh stale [SECONDS]    4 kvd, 100,000 keys: read p99 on a clean cluster, then with
 #                                       1 % of the keys rewritten while n2 was down and no hints
 #                                       (n2 stale on them; reads repair in the background)
@@ -30,7 +34,9 @@
 # Always 50 requests in flight and 100-byte values; default 10 s per run. QUORUMKV_DURABILITY=none
 # (or interval:<N>ms) runs the nodes without an fsync per write, to see what the fsyncs cost;
 # QUORUMKV_HINT_REPLAY_RATE=N sets each node's --hint-replay-rate, QUORUMKV_STREAM_RATE=N its
-# --stream-rate (bytes/s). Uses 127.0.0.21-28 (kvd) and 127.0.0.29 (redis); everything it starts is
+# --stream-rate (bytes/s). QUORUMKV_NODE_CPU=F (say 0.15) caps each kvd at F of a core in a cgroup of
+# its own, as if every node had a small host to itself (needs root): on one box all nodes otherwise
+# share the same cores, so a node added brings no capacity and "more nodes" reads as "slower". Uses 127.0.0.21-28 (kvd) and 127.0.0.29 (redis); everything it starts is
 # stopped on exit.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -46,9 +52,11 @@ bin=$(swift build -c release --scratch-path .build-release --show-bin-path)
 
 work=$(mktemp -d /tmp/quorumkv-bench.XXXXXX)
 declare -A pids=()
+cgroups=()
 cleanup() {
     for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
     wait 2>/dev/null || true
+    for group in "${cgroups[@]}"; do rmdir "$group" 2>/dev/null || true; done
     rm -rf "$work"
 }
 trap cleanup EXIT
@@ -69,9 +77,33 @@ for ((i = 1; i <= count + joiners; i++)); do
     "$bin/kvctl" certs issue --dir "$work/certs" --role node --name "n$i" --ip "$host" --ip 127.0.0.29 2>/dev/null
     ((i <= count)) && printf '  - id: n%d\n    address: %s:7411\n' "$i" "$host" >>"$work/cluster.yaml"
 done
+# Makes the cgroup `group` capping a process at QUORUMKV_NODE_CPU of a core (cgroup v2, or v1's cpu
+# controller).
+cpu_cap() {
+    local quota
+    quota=$(python3 -c "print(max(1000, int(float('$QUORUMKV_NODE_CPU') * 100000)))")
+    if [[ -f /sys/fs/cgroup/cgroup.controllers ]]; then
+        group=/sys/fs/cgroup/quorumkv-bench-$$-$1
+        echo +cpu >/sys/fs/cgroup/cgroup.subtree_control 2>/dev/null || true
+        mkdir -p "$group"
+        echo "$quota 100000" >"$group/cpu.max"
+    else
+        group=/sys/fs/cgroup/cpu/quorumkv-bench-$$-$1
+        mkdir -p "$group"
+        echo 100000 >"$group/cpu.cfs_period_us"
+        echo "$quota" >"$group/cpu.cfs_quota_us"
+    fi
+    cgroups+=("$group")
+}
 start_node() {
     local i=$1
-    "$bin/kvd" --id "n$i" --listen "127.0.0.$((20 + i)):7411" --data "$work/n$i" --cluster "$work/cluster.yaml" \
+    local capped=()
+    if [[ -n "${QUORUMKV_NODE_CPU:-}" ]]; then
+        # The shell moves itself into the group, then becomes kvd: every thread of kvd is in it.
+        cpu_cap "n$i"
+        capped=(sh -c 'echo $$ >"$0/cgroup.procs" && exec "$@"' "$group")
+    fi
+    "${capped[@]}" "$bin/kvd" --id "n$i" --listen "127.0.0.$((20 + i)):7411" --data "$work/n$i" --cluster "$work/cluster.yaml" \
         --ca "$work/certs/ca.pem" --cert "$work/certs/n$i.pem" --key "$work/certs/n$i-key.pem" \
         --durability "${QUORUMKV_DURABILITY:-sync}" --log-level warning \
         ${QUORUMKV_HINT_REPLAY_RATE:+--hint-replay-rate "$QUORUMKV_HINT_REPLAY_RATE"} \
@@ -196,38 +228,87 @@ fi
 if [[ "$mode" == grow ]]; then
     keys=${KEYS:-1000000}
     value=${VALUE_BYTES:-1000}
+    slice=${DURING_SECONDS:-10}
     "$bin/kvctl" certs issue --dir "$work/certs" --role admin --name admin 2>/dev/null
     admin=(env QUORUMKV_CERT="$work/certs/admin.pem" QUORUMKV_KEY="$work/certs/admin-key.pem" "$bin/kvctl")
     echo "== loading $keys keys of $value bytes (QUORUM)"
     time "$bin/kvbench" --concurrency 50 --value-bytes "$value" --workload get --keys "$keys" --requests-max 1 >/dev/null
     echo "== baseline: kvbench put, 4 nodes, ${seconds}s"
-    "${bench[@]}" --workload put --keys "$keys"
+    "${bench[@]}" --workload put --keys "$keys" | tee "$work/baseline"
     copied_minimum=0
-    (
-        while [[ ! -f "$work/grown" ]]; do
-            "${bench[@]}" --workload put --keys "$keys" | sed 's/^/during the move: /'
-        done
-    ) &
-    load=$!
+    moving=0
+    # Whether the old owners dropped at least as many records as the joiners received (each received
+    # record is dropped by the old owner it replaces once that one compared it with the new owners).
+    dropped() {
+        "${admin[@]}" status --json --timeout 5 2>/dev/null | python3 -c "import json,sys
+nodes = json.load(sys.stdin)['nodes']
+received = sum(n.get('streamKeysReceived') or 0 for n in nodes)
+deleted = sum(n.get('handoffKeysDeleted') or 0 for n in nodes)
+sys.exit(0 if received > 0 and deleted >= received else 1)"
+    }
     started=$(date +%s.%N)
     for i in 5 6 7 8; do
         start_node "$i"
         wait_up "$i"
+        # The same processes as during the join, nothing moving: this join's own "before".
+        "${bench[@]}" --workload put --keys "$keys" | tee "$work/before-n$i" | sed "s/^/before n$i joins: /"
         joined=$(date +%s.%N)
-        "${admin[@]}" join --node "n$i" --address "127.0.0.$((20 + i)):7411" --wait-timeout 7200 2>/dev/null
-        echo "== n$i joined in $(python3 -c "print(round($(date +%s.%N) - $joined, 1))") s"
+        "${admin[@]}" join --node "n$i" --address "127.0.0.$((20 + i)):7411" --wait-timeout 7200 >"$work/join-n$i" 2>&1 &
+        join=$!
+        # The move lasts until the join is done and the old owners dropped what n$i took over.
+        give_up=$(($(date +%s) + 7200))
+        while kill -0 "$join" 2>/dev/null || { ! dropped && (($(date +%s) < give_up)); }; do
+            "$bin/kvbench" --concurrency 50 --value-bytes 100 --duration "$slice" --workload put --keys "$keys" |
+                tee -a "$work/during-n$i" | sed "s/^/while n$i joins: /"
+            if ! kill -0 "$join" 2>/dev/null && [[ -z "${switched:-}" ]]; then
+                switched=$(python3 -c "print(round($(date +%s.%N) - $joined, 1))")
+                give_up=$(($(date +%s) + 600))
+            fi
+        done
+        wait "$join" || { echo "kvctl join n$i failed:" >&2; cat "$work/join-n$i" >&2; exit 1; }
+        took=$(python3 -c "print(round($(date +%s.%N) - $joined, 1))")
+        moving=$(python3 -c "print($moving + $took)")
+        echo "== n$i joined (ownership switched) within $switched s; old copies dropped within $took s"
+        unset switched
         share=$("${admin[@]}" ring --json 2>/dev/null | python3 -c "import json,sys
 print(next(n['replicaShare'] for n in json.load(sys.stdin)['nodes'] if n['node'] == 'n$i'))")
         copied_minimum=$(python3 -c "print(int($copied_minimum + $share * $keys))")
     done
-    echo "== 4 → 8 nodes in $(python3 -c "print(round($(date +%s.%N) - $started, 1))") s"
-    touch "$work/grown"
-    wait "$load"
+    echo "== 4 → 8 nodes: $moving s of moves ($(python3 -c "print(round($(date +%s.%N) - $started, 1))") s with the slices before each join)"
+    echo "== after: kvbench put, 8 nodes, ${seconds}s"
+    "${bench[@]}" --workload put --keys "$keys" | tee "$work/after"
     "${admin[@]}" status --json 2>/dev/null | python3 -c "import json,sys
 nodes = json.load(sys.stdin)['nodes']
 copied = sum(n.get('streamKeysReceived') or 0 for n in nodes)
 print('records copied:', copied, 'minimum:', $copied_minimum, 'ratio: %.3f' % (copied / max(1, $copied_minimum)))
 print('dropped by old owners:', sum(n.get('handoffKeysDeleted') or 0 for n in nodes))"
+    # Puts per second of a file of kvbench lines ('put: N ops in S s = ...'), over all its runs.
+    python3 - "$work" <<'PY'
+import re, sys
+work = sys.argv[1]
+def rate(name):
+    ops = secs = 0.0
+    for line in open(f"{work}/{name}"):
+        m = re.search(r"(\d+) ops in ([\d.]+) s", line)
+        if m:
+            ops += int(m.group(1)); secs += float(m.group(2))
+    return ops, secs
+base = rate("baseline")
+during = [rate(f"during-n{i}") for i in range(5, 9)]
+print("puts/s before (4 nodes): %.0f" % (base[0] / base[1]))
+for i, (ops, secs) in zip(range(5, 9), during):
+    before = rate(f"before-n{i}")
+    print("n%d: before %.0f/s, while it joins %.0f/s (%.0f s): %.1f %%" % (
+        i, before[0] / before[1], ops / secs, secs, 100 * (ops / secs) / (before[0] / before[1])))
+ops = sum(d[0] for d in during); secs = sum(d[1] for d in during)
+befores = [rate(f"before-n{i}") for i in range(5, 9)]
+steady = sum(b[0] for b in befores) / sum(b[1] for b in befores)
+print("during the move: %.0f/s = %.1f %% of the 4-node baseline, %.1f %% of the same nodes before each join" % (
+    ops / secs, 100 * (ops / secs) / (base[0] / base[1]), 100 * (ops / secs) / steady))
+after = rate("after")
+print("after (8 nodes, nothing moving): %.0f/s = %.1f %% of the 4-node baseline" % (
+    after[0] / after[1], 100 * (after[0] / after[1]) / (base[0] / base[1])))
+PY
     exit 0
 fi
 

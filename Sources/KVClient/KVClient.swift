@@ -175,7 +175,15 @@ public final class KVClient: Sendable {
     /// ``close()``), so requests still using the older map can finish.
     private let retired = Mutex<[RPCClient]>([])
     /// The fetch of a newer cluster map in progress, if any (one at a time).
-    private let refresh = Mutex<Task<Void, Never>?>(nil)
+    private let refresh = Mutex(MapRefresh())
+
+    /// One fetch of a newer map at a time; a newer epoch heard of meanwhile is fetched next, in the
+    /// same task, so whoever awaits the task sees the newest map anyone reported.
+    private struct MapRefresh {
+        var task: Task<Void, Never>?
+        /// The highest epoch reported while `task` ran, and the node that reported it.
+        var followUp: (epoch: UInt64, node: String)?
+    }
 
     private struct HandingOff {
         var nextID = 0
@@ -333,18 +341,27 @@ public final class KVClient: Sendable {
     private func write(key: [UInt8], value: [UInt8], tombstone: Bool, consistency: ConsistencyLevel?) async throws
         -> Version
     {
-        let topology = try await currentTopology()
-        do {
-            return try await write(key: key, value: value, tombstone: tombstone, consistency: consistency, in: topology)
-        } catch let error as KVClientError where error.isUnavailable {
-            // A replica that refused with a newer map (a membership change this client had not
-            // heard of) made the quorum fail: once that map is installed, try again on it.
-            await refresh.withLock { $0 }?.value
-            let latest = try await currentTopology()
-            guard latest.map.epoch > topology.map.epoch else { throw error }
-            return try await write(key: key, value: value, tombstone: tombstone, consistency: consistency, in: latest)
+        var topology = try await currentTopology()
+        var attempts = 0
+        while true {
+            do {
+                return try await write(
+                    key: key, value: value, tombstone: tombstone, consistency: consistency, in: topology)
+            } catch let error as KVClientError where error.isUnavailable {
+                // A replica that refused with a newer map (a membership change this client had not
+                // heard of) made the quorum fail: once that map is installed, try again on it. A new
+                // client can take two steps (the map it fetched at first was already an epoch behind).
+                attempts += 1
+                await refresh.withLock { $0.task }?.value
+                let latest = try await currentTopology()
+                guard latest.map.epoch > topology.map.epoch, attempts <= Self.newerMapRetriesMax else { throw error }
+                topology = latest
+            }
         }
     }
+
+    /// Times a write is tried again on a newer map, at most.
+    static let newerMapRetriesMax = 3
 
     private func write(
         key: [UInt8], value: [UInt8], tombstone: Bool, consistency: ConsistencyLevel?, in topology: Topology
@@ -770,19 +787,40 @@ public final class KVClient: Sendable {
     /// it; one fetch at a time, failures ignored (the next answer tries again).
     private func noticeEpoch(_ epoch: UInt64, from node: String, in topology: Topology) {
         guard epoch > (self.topology.withLock { $0?.map.epoch ?? 0 }) else { return }
-        refresh.withLock { running in
-            guard running == nil else { return }
-            running = Task {
-                defer { self.refresh.withLock { $0 = nil } }
-                guard
-                    case .clusterMapResponse(let response)? = try? await call(
-                        .clusterMapRequest(ClusterMapRequest(knownEpoch: topology.map.epoch)), node: node,
-                        in: topology),
-                    response.clusterId == topology.map.clusterID
-                else { return }
-                _ = try? install(response.map)
+        refresh.withLock { refresh in
+            guard refresh.task == nil else {
+                if epoch > refresh.followUp?.epoch ?? 0 { refresh.followUp = (epoch, node) }
+                return
+            }
+            refresh.task = Task {
+                var node = node
+                while true {
+                    await self.fetchMap(from: node)
+                    let installed = self.topology.withLock { $0?.map.epoch ?? 0 }
+                    let next: String? = self.refresh.withLock { refresh in
+                        defer { refresh.followUp = nil }
+                        guard let followUp = refresh.followUp, followUp.epoch > installed else {
+                            refresh.task = nil
+                            return nil
+                        }
+                        return followUp.node
+                    }
+                    guard let next else { return }
+                    node = next
+                }
             }
         }
+    }
+
+    /// Fetches `node`'s map and installs it if it is newer; failures ignored (the next answer with a
+    /// newer epoch tries again).
+    private func fetchMap(from node: String) async {
+        guard let topology = try? await currentTopology(),
+            case .clusterMapResponse(let response)? = try? await call(
+                .clusterMapRequest(ClusterMapRequest(knownEpoch: topology.map.epoch)), node: node, in: topology),
+            response.clusterId == topology.map.clusterID
+        else { return }
+        _ = try? install(response.map)
     }
 
     private func send(_ request: Message, to node: String, in topology: Topology) -> EventLoopFuture<

@@ -37,9 +37,11 @@ public protocol RangeStreaming: AnyObject, Sendable {
 
 /// Reads a page with one ordered scan of `data` per token interval of the range.
 ///
-/// `deleteRange` clears one Merkle segment at a time under its lock stripe, so that no write to the
-/// segment runs between reading a record and deleting it: each batch deletes the records and writes
-/// the segment's new hash together, like `apply`. Batches are fsynced whatever the durability: a
+/// `deleteRange` deletes up to `deleteRangeBatchKeysMax` records a batch, holding the lock stripes
+/// of their Merkle segments, so that no write to those segments runs between reading a record and
+/// deleting it: each batch deletes the records and writes the segments' new hashes together, like
+/// `apply`. (The first version took one segment at a time: with a million keys a segment holds about
+/// one, so dropping a range cost an fsync a record.) Batches are fsynced whatever the durability: a
 /// dropped range that came back after a power cut could hold values whose tombstones were purged
 /// elsewhere meanwhile, and would be streamed back if the node owned the range again.
 extension RocksDBStore: RangeStreaming {
@@ -97,83 +99,68 @@ extension RocksDBStore: RangeStreaming {
         try deleteRange(range, batchKeysMax: Self.deleteRangeBatchKeysMax)
     }
 
-    /// `deleteRange(_:)` with `batchKeysMax` keys a write batch: tests use small batches to cut a
-    /// segment's keys into several.
+    /// `deleteRange(_:)` with `batchKeysMax` keys a write batch: tests use small batches.
     package func deleteRange(_ range: TokenRangeSpan, batchKeysMax: Int) throws(StorageError) -> Int {
         precondition(batchKeysMax > 0, "a batch deletes at least one key")
         var removed = 0
         for interval in range.tokenIntervals {
-            var next: UInt64? = interval.lowerBound
-            while let low = next {
-                let segment = MerkleSegments.segment(of: Token(low))
-                let high = min(interval.upperBound, MerkleSegments.span(ofSegment: segment).end)
-                removed += try withOpenHandles { () throws(StorageError) -> Int in
-                    try stripes.withLock(forSegment: segment) { () throws(StorageError) -> Int in
-                        try deleteRecordsLocked(segment: segment, tokens: low...high, batchKeysMax: batchKeysMax)
+            let until = interval.upperBound == .max ? nil : RecordCodec.tokenPrefix(interval.upperBound + 1)
+            var from = RecordCodec.tokenPrefix(interval.lowerBound)
+            while true {
+                // Found without a lock, so writers need not wait for the scan; checked again under it.
+                var dataKeys: [[UInt8]] = []
+                try withOpenHandles { () throws(StorageError) in
+                    try scan(dataFamily, prefix: [], from: from, until: until) {
+                        (key, _) throws(StorageError) -> Bool in
+                        guard key.count >= 8 else {
+                            throw .corruption("data key of \(key.count) bytes has no token")
+                        }
+                        dataKeys.append(Array(key))
+                        return dataKeys.count < batchKeysMax
                     }
                 }
-                // Found without the lock: the scan may step over many deleted entries (a range
-                // dropped before), and writers of this stripe need not wait for it.
-                next = high == interval.upperBound ? nil : try firstToken(in: (high + 1)...interval.upperBound)
+                guard let last = dataKeys.last else { break }
+                removed += try deleteRecords(dataKeys)
+                guard dataKeys.count == batchKeysMax else { break }
+                // The smallest byte string above the last key: the scan goes on right after it.
+                from = last + [0]
             }
         }
         return removed
     }
 
-    /// Deletes the records whose tokens lie in `tokens` (all of `segment`, whose stripe the caller
-    /// holds), `batchKeysMax` a batch, each batch with the segment's new hash; returns how many.
-    private func deleteRecordsLocked(
-        segment: Int,
-        tokens: ClosedRange<UInt64>,
-        batchKeysMax: Int
-    ) throws(StorageError) -> Int {
-        var removed = 0
-        var batchKeys: [[UInt8]] = []
-        var batchDelta: UInt64 = 0
-        func writePending() throws(StorageError) {
-            guard !batchKeys.isEmpty else { return }
-            try writeBatch(options: syncedWriteOptions) { batch in
-                for dataKey in batchKeys { Self.delete(batch, dataFamily, dataKey) }
-                writeSegment(segment, xoring: batchDelta, in: batch)
-            }
-            merkle.withLock { $0.xor(batchDelta, intoSegment: segment) }
-            removed += batchKeys.count
-            batchKeys.removeAll(keepingCapacity: true)
-            batchDelta = 0
+    /// Deletes the records of `dataKeys` that are still there, with their Merkle entries, in one
+    /// fsynced batch, holding the lock stripes of their segments (taken in order) so that no write to
+    /// those segments runs between reading a record's version and deleting it; returns how many.
+    private func deleteRecords(_ dataKeys: [[UInt8]]) throws(StorageError) -> Int {
+        let segments = dataKeys.map {
+            MerkleSegments.segment(of: Token($0.withUnsafeBytes { StorageBytes.bigEndian($0, at: 0) }))
         }
-        let until = tokens.upperBound == .max ? nil : RecordCodec.tokenPrefix(tokens.upperBound + 1)
-        try scan(dataFamily, prefix: [], from: RecordCodec.tokenPrefix(tokens.lowerBound), until: until) {
-            (key, value) throws(StorageError) -> Bool in
-            guard key.count >= 8 else {
-                throw .corruption("data key of \(key.count) bytes has no token")
-            }
-            let header = try RecordCodec.decodeHeader(value)
-            batchDelta ^= MerkleEntry.hash(
-                key: UnsafeRawBufferPointer(rebasing: key[8...]), version: header.version, tombstone: header.tombstone)
-            batchKeys.append(Array(key))
-            if batchKeys.count == batchKeysMax {
-                try writePending()
-            }
-            return true
-        }
-        try writePending()
-        return removed
-    }
-
-    /// The token of the first record whose token lies in `tokens`; nil when there is none.
-    private func firstToken(in tokens: ClosedRange<UInt64>) throws(StorageError) -> UInt64? {
-        try withOpenHandles { () throws(StorageError) -> UInt64? in
-            var first: UInt64?
-            let until = tokens.upperBound == .max ? nil : RecordCodec.tokenPrefix(tokens.upperBound + 1)
-            try scan(dataFamily, prefix: [], from: RecordCodec.tokenPrefix(tokens.lowerBound), until: until) {
-                (key, _) throws(StorageError) -> Bool in
-                guard key.count >= 8 else {
-                    throw .corruption("data key of \(key.count) bytes has no token")
+        return try withOpenHandles { () throws(StorageError) -> Int in
+            try stripes.withLocks(forSegments: segments) { () throws(StorageError) -> Int in
+                var deltas: [Int: UInt64] = [:]
+                var deleted: [[UInt8]] = []
+                for (dataKey, segment) in zip(dataKeys, segments) {
+                    let header = try read(dataFamily, dataKey) {
+                        (bytes) throws(StorageError) -> (version: Version, tombstone: Bool) in
+                        try RecordCodec.decodeHeader(bytes)
+                    }
+                    guard let header else { continue }
+                    deltas[segment, default: 0] ^=
+                        MerkleEntry(key: Array(dataKey[8...]), version: header.version, tombstone: header.tombstone)
+                        .hash
+                    deleted.append(dataKey)
                 }
-                first = StorageBytes.bigEndian(key, at: 0)
-                return false
+                guard !deleted.isEmpty else { return 0 }
+                try writeBatch(options: syncedWriteOptions) { batch in
+                    for dataKey in deleted { Self.delete(batch, dataFamily, dataKey) }
+                    for (segment, delta) in deltas where delta != 0 { writeSegment(segment, xoring: delta, in: batch) }
+                }
+                merkle.withLock { merkle in
+                    for (segment, delta) in deltas { merkle.xor(delta, intoSegment: segment) }
+                }
+                return deleted.count
             }
-            return first
         }
     }
 }
