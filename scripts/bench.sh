@@ -19,7 +19,8 @@
 #                                       restarted with --anti-entropy-interval AE_INTERVAL (default
 #                                       10 s), ROUNDS (default 2) times each, alternating
 #   scripts/bench.sh grow [SECONDS]     4 kvd holding KEYS (default 1000000) keys of VALUE_BYTES (default
-#                                       1000: about 1 GB of values): puts for SECONDS (baseline), then
+#                                       1000: about 1 GB of values), SETTLE_SECONDS (default 60) idle,
+#                                       puts for SECONDS (baseline), then
 #                                       n5..n8 join one by one (kvctl join): before each join, puts for
 #                                       SECONDS with the new node up but not joined; during it and until
 #                                       the old owners dropped what moved, puts in DURING_SECONDS
@@ -233,6 +234,8 @@ if [[ "$mode" == grow ]]; then
     admin=(env QUORUMKV_CERT="$work/certs/admin.pem" QUORUMKV_KEY="$work/certs/admin-key.pem" "$bin/kvctl")
     echo "== loading $keys keys of $value bytes (QUORUM)"
     time "$bin/kvbench" --concurrency 50 --value-bytes "$value" --workload get --keys "$keys" --requests-max 1 >/dev/null
+    # The load leaves RocksDB compacting for a while: the baseline is taken once that has settled.
+    sleep "${SETTLE_SECONDS:-60}"
     echo "== baseline: kvbench put, 4 nodes, ${seconds}s"
     "${bench[@]}" --workload put --keys "$keys" | tee "$work/baseline"
     copied_minimum=0

@@ -141,6 +141,14 @@ final class HintReplayer: Sendable {
         return sent
     }
 
+    /// The `Put` that hands `hint`'s write over.
+    private static func putRequest(_ hint: StoredHint) -> Message {
+        .putRequest(
+            PutRequest(
+                key: ByteBuffer(bytes: hint.key), value: ByteBuffer(bytes: hint.record.value),
+                version: hint.record.version, tombstone: hint.record.tombstone, origin: .hintReplay, epoch: 0))
+    }
+
     /// Writes `hint`'s record on `owner` (this node: its own replica); nil once acknowledged, else why not.
     private func handOver(_ hint: StoredHint, to owner: String, replica: Replica) async -> String? {
         if owner == replica.nodeID {
@@ -152,12 +160,8 @@ final class HintReplayer: Sendable {
             }
         }
         guard let client = directory.client(owner) else { return "\(owner): no connection" }
-        let request = Message.putRequest(
-            PutRequest(
-                key: ByteBuffer(bytes: hint.key), value: ByteBuffer(bytes: hint.record.value),
-                version: hint.record.version, tombstone: hint.record.tombstone, origin: .hintReplay, epoch: 0))
         do {
-            guard case .putResponse = try await client.call(request, timeout: .seconds(5)) else {
+            guard case .putResponse = try await client.call(Self.putRequest(hint), timeout: .seconds(5)) else {
                 return "\(owner) answered Put with something else"
             }
             return nil
@@ -213,13 +217,11 @@ final class HintReplayer: Sendable {
                         statistics.hintsReplayed.add(1, ordering: .relaxed)
                     case .send(let id, let hint):
                         group.addTask {
-                            let request = Message.putRequest(
-                                PutRequest(
-                                    key: ByteBuffer(bytes: hint.key), value: ByteBuffer(bytes: hint.record.value),
-                                    version: hint.record.version, tombstone: hint.record.tombstone,
-                                    origin: .hintReplay, epoch: 0))
                             do {
-                                guard case .putResponse = try await client.call(request, timeout: .seconds(5)) else {
+                                guard
+                                    case .putResponse = try await client.call(
+                                        Self.putRequest(hint), timeout: .seconds(5))
+                                else {
                                     return .failed(id, reason: "the target answered Put with something else")
                                 }
                                 return .acknowledged(id)
