@@ -3,7 +3,8 @@
 # certificate and data folder under .cluster/, all sharing .cluster/cluster.yaml (replication
 # factor min(3, N), or QUORUMKV_RF). Writes .cluster/env for an admin kvctl:
 #
-#   scripts/cluster.sh start N      write cluster.yaml and certificates (once), start n1..nN, wait until they answer
+#   scripts/cluster.sh start N      write cluster.yaml and certificates (once), start n1..nN (less the
+#                                   nodes removed since, plus those added since), wait until they answer
 #   scripts/cluster.sh stop         stop every node (SIGTERM, then SIGKILL after 10 s)
 #   scripts/cluster.sh kill ID      SIGKILL one node (e.g. n2)
 #   scripts/cluster.sh restart ID   stop one node if running, start it again
@@ -175,10 +176,15 @@ start)
     }
     write_cluster_file "$count"
     ensure_certs "$count"
-    for ((i = 1; i <= count; i++)); do start_node "n$i"; done
-    for ((i = 1; i <= count; i++)); do wait_node "n$i"; done
+    # The first nodes, less those removed since, and every node added since (it has a folder).
+    ids=$({
+        for ((i = 1; i <= count; i++)); do [[ -d "$dir/n$i.removed" ]] || echo "n$i"; done
+        node_ids
+    } | sort -V -u)
+    for id in $ids; do start_node "$id"; done
+    for id in $ids; do wait_node "$id"; done
     write_env
-    echo "cluster.sh: $count node(s) running; 'source .cluster/env' then 'kvctl status'" >&2
+    echo "cluster.sh: $(echo $ids | wc -w) node(s) running ($(echo $ids)); 'source .cluster/env' then 'kvctl status'" >&2
     ;;
 stop)
     for id in $(node_ids); do stop_node "$id" TERM; done
@@ -191,6 +197,10 @@ kill)
     ;;
 restart)
     valid_id "${2:-}"
+    [[ -d "$dir/$2" ]] || {
+        echo "cluster.sh: $2 is not a node of this cluster (no folder $dir/$2$([[ -d "$dir/$2.removed" ]] && echo "; it was removed"))" >&2
+        exit 1
+    }
     stop_node "$2" TERM
     start_node "$2"
     wait_node "$2"
