@@ -84,6 +84,7 @@ let package = Package(
                 "KVCore", "KVWire", "KVStorage", "KVRPC", "KVTLS", "KVConfig",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Metrics", package: "swift-metrics"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -196,6 +197,7 @@ let package = Package(
             dependencies: [
                 "KVCore", "KVClient", "KVTLS", "KVConfig", "KVRPC", "KVWire", "KVStorage",
                 .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
             ],
             swiftSettings: swiftSettings
         ),

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# A local QuorumKV cluster on loopback: node nI listens on 127.0.0.(10+I):7411, with its own
+# A local QuorumKV cluster on loopback: node nI listens on 127.0.0.(10+I):7411 and serves its
+# Prometheus metrics on https://127.0.0.(10+I):9411/metrics (mutual TLS), with its own
 # certificate and data folder under .cluster/, all sharing .cluster/cluster.yaml (replication
 # factor min(3, N), or QUORUMKV_RF). Writes .cluster/env for an admin kvctl:
 #
@@ -21,6 +22,7 @@ cd "$(dirname "$0")/.."
 root=$(pwd)
 dir="$root/.cluster"
 port=7411
+metrics_port=9411
 
 bin=${QUORUMKV_BIN:-}
 if [[ -z "$bin" ]]; then
@@ -76,7 +78,7 @@ start_node() {
         "$kvctl" certs issue --dir "$dir/certs" --role node --name "$id" --ip "$address" --dns localhost >&2
     nohup "$kvd" --id "$id" --listen "$address:$port" --data "$dir/$id/data" --cluster "$dir/cluster.yaml" \
         --ca "$dir/certs/ca.pem" --cert "$dir/certs/$id.pem" --key "$dir/certs/$id-key.pem" \
-        >>"$dir/$id/kvd.log" 2>&1 </dev/null &
+        --metrics "$address:$metrics_port" >>"$dir/$id/kvd.log" 2>&1 </dev/null &
     echo $! >"$dir/$id/kvd.pid"
 }
 

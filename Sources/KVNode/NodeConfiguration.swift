@@ -73,6 +73,11 @@ public struct NodeConfiguration: Sendable, Hashable {
     public static let streamStallTimeoutSecondsDefault = 30
     /// On shutdown, how long open connections may go on after the listener closed.
     public var shutdownDrain: Duration = .seconds(1)
+    /// Where `GET /metrics` (Prometheus text over mutual TLS) is served; nil: nowhere, and the
+    /// metrics go to the process's swift-metrics backend (none in `kvd`).
+    public var metrics: HostPort?
+    /// The metrics port when `--metrics` names a host alone.
+    public static let metricsPortDefault = 9411
 
     /// The cluster id used when none is configured, by nodes and clients alike.
     public static let defaultClusterID = "quorumkv"
@@ -137,9 +142,11 @@ public struct NodeFile: Sendable, Hashable, Decodable {
     public var streamRate: Int?
     /// Seconds.
     public var streamStallTimeout: Int?
+    /// HOST:PORT for `GET /metrics`.
+    public var metrics: String?
 
     enum CodingKeys: String, CodingKey, CaseIterable {
-        case id, listen, data, ca, cert, key, durability, cluster
+        case id, listen, data, ca, cert, key, durability, cluster, metrics
         case clusterID = "cluster-id"
         case hintQueueMax = "hint-queue-max"
         case hintWindow = "hint-window"

@@ -4,6 +4,7 @@ import KVStorage
 import KVTLS
 import KVWire
 public import Logging
+import Metrics
 import NIOCore
 import NIOPosix
 public import ServiceLifecycle
@@ -101,8 +102,11 @@ public final class NodeService: Service {
                 "using the cluster map stored in the data folder, later than the cluster file's",
                 metadata: ["cluster.epoch": "\(cluster.epoch)", "cluster.file_epoch": "\(initial.epoch)"])
         }
-        // Metrics go to whatever factory the process bootstrapped (kvd: none yet, see README).
-        let statistics = NodeStatistics(nodeID: configuration.id)
+        // With --metrics, the node's own registry, served over HTTPS; otherwise whatever factory the
+        // process bootstrapped (an embedder's).
+        let registry = configuration.metrics.map { _ in PrometheusRegistry() }
+        let metricsFactory: any MetricsFactory = registry ?? MetricsSystem.factory
+        let statistics = NodeStatistics(nodeID: configuration.id, metricsFactory: metricsFactory)
         let repairMarker = RepairMarker(
             ring: { try? membership.current.ring() }, store: store, pool: pool, statistics: statistics,
             wallMillis: ReplicaService.systemMillis,
@@ -167,10 +171,25 @@ public final class NodeService: Service {
         let server: RPCServer
         do {
             server = try await RPCServer.bind(
-                configuration: serverConfiguration, tls: tls, service: service, logger: logger)
+                configuration: serverConfiguration, tls: tls,
+                service: MeasuredService(service, nodeID: configuration.id, factory: metricsFactory), logger: logger)
         } catch {
             try? await pool.shutdownGracefully()
             throw NodeError.configuration("cannot listen on \(address): \(error)")
+        }
+        var metricsServer: MetricsServer?
+        if let registry, let metrics = configuration.metrics {
+            do {
+                metricsServer = try await MetricsServer.bind(
+                    host: metrics.host, port: metrics.port, tls: tls, render: { registry.render() })
+            } catch {
+                server.stopAccepting()
+                try? await pool.shutdownGracefully()
+                throw NodeError.configuration("cannot serve metrics on \(metrics): \(error)")
+            }
+            logger.info(
+                "metrics served",
+                metadata: ["metrics.address": "https://\(metricsServer?.localAddress.description ?? "")/metrics"])
         }
         logger.info(
             "node listening",
@@ -209,6 +228,12 @@ public final class NodeService: Service {
                         (store.hintQueueSizes(), store.rangesDue().count)
                     }
                 }
+                // The peer health and epoch gauges, likewise.
+                group.addTask {
+                    await statistics.reportPeers(every: Self.gaugeInterval) {
+                        (health.phi(), health.suspected(), membership.current.epoch)
+                    }
+                }
                 group.addTask {
                     try await gracefulShutdown()
                     server.stopAccepting()
@@ -220,10 +245,12 @@ public final class NodeService: Service {
         } catch is CancellationError {
             // Cancelled from outside: a normal stop.
         } catch {
+            await metricsServer?.close()
             await peerDirectory.closeAll()
             try? await pool.shutdownGracefully()
             throw error
         }
+        await metricsServer?.close()
         await peerDirectory.closeAll()
         try? await pool.shutdownGracefully()
         logger.info("node stopped", metadata: ["node.id": "\(configuration.id)"])

@@ -25,9 +25,13 @@ package import Synchronization
 /// | `quorumkv_anti_entropy_last_full_pass_timestamp_seconds` | gauge | a whole pass (all ranges) ended without error |
 /// | `quorumkv_hint_queue_size{target}` | gauge | hints held per target |
 /// | `quorumkv_anti_entropy_ranges_due` | gauge | ranges marked and not yet repaired |
+/// | `quorumkv_peer_up{peer}` | gauge | 1 while this node's failure detector trusts the peer, 0 while it suspects it |
+/// | `quorumkv_peer_phi{peer}` | gauge | the failure detector's phi for the peer (suspected above `--phi-threshold`) |
+/// | `quorumkv_cluster_epoch` | gauge | the epoch of the cluster map this node holds |
 ///
 /// Gauges are set by `recordQueues`, which the node calls whenever it reads its queue sizes (for a
-/// `Ping` or `Admin` stats) and every few seconds (`reportQueues(every:read:)`). Metrics go to the
+/// `Ping` or `Admin` stats) and every few seconds (`reportQueues(every:read:)`), and by
+/// `recordPeers` every few seconds (`reportPeers(every:read:)`). Metrics go to the
 /// factory given at `init`: by default `MetricsSystem.factory` as it is then (a task-local factory
 /// set with `withMetricsFactory`, else the bootstrapped one, else none). Dimensions are bounded:
 /// `target` takes cluster members only, since hints for unknown nodes are refused.
@@ -64,6 +68,9 @@ public final class NodeStatistics: Sendable {
     private let rangesDueGauge: Gauge
     /// One gauge per target ever seen, made once (a target that empties its queue reports 0).
     private let queueGauges = Mutex<[String: Gauge]>([:])
+    /// Per peer ever watched: its up and phi gauges.
+    private let peerGauges = Mutex<[String: (up: Gauge, phi: Gauge)]>([:])
+    private let epochGauge: Gauge
 
     /// - Parameters:
     ///   - nodeID: the `node` dimension of every metric.
@@ -100,6 +107,7 @@ public final class NodeStatistics: Sendable {
             factory: metricsFactory)
         rangesDueGauge = Gauge(
             label: "quorumkv_anti_entropy_ranges_due", dimensions: [("node", nodeID)], factory: metricsFactory)
+        epochGauge = Gauge(label: "quorumkv_cluster_epoch", dimensions: [("node", nodeID)], factory: metricsFactory)
     }
 
     /// Name and value of every counter, for `Admin` stats.
@@ -157,6 +165,41 @@ public final class NodeStatistics: Sendable {
         }
         for (gauge, size) in updates {
             gauge.record(size)
+        }
+    }
+
+    /// Sets the peer gauges: each watched peer's phi and whether it is trusted (not in `suspected`);
+    /// peers no longer watched (removed from the map) report phi 0 and down. And the map's epoch.
+    public func recordPeers(phi: [String: Double], suspected: Set<String>, epoch: UInt64) {
+        epochGauge.record(Double(epoch))
+        let nodeID = self.nodeID
+        let factory = self.factory
+        let updates: [(up: Gauge, phi: Gauge, peer: String)] = peerGauges.withLock { gauges in
+            for peer in phi.keys where gauges[peer] == nil {
+                let dimensions = [("node", nodeID), ("peer", peer)]
+                gauges[peer] = (
+                    Gauge(label: "quorumkv_peer_up", dimensions: dimensions, factory: factory),
+                    Gauge(label: "quorumkv_peer_phi", dimensions: dimensions, factory: factory)
+                )
+            }
+            return gauges.map { ($0.value.up, $0.value.phi, $0.key) }
+        }
+        for (up, phiGauge, peer) in updates {
+            let watched = phi[peer] != nil
+            up.record(watched && !suspected.contains(peer) ? 1 : 0)
+            phiGauge.record(phi[peer] ?? 0)
+        }
+    }
+
+    /// Calls `recordPeers` with what `read` returns, now and then every `interval`, until cancelled.
+    public func reportPeers(
+        every interval: Duration,
+        read: @Sendable () -> (phi: [String: Double], suspected: Set<String>, epoch: UInt64)
+    ) async {
+        while !Task.isCancelled {
+            let (phi, suspected, epoch) = read()
+            recordPeers(phi: phi, suspected: suspected, epoch: epoch)
+            try? await Task.sleep(for: interval)
         }
     }
 

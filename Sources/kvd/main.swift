@@ -92,6 +92,12 @@ struct KVD: AsyncParsableCommand {
         help: "Phi above which this node suspects a peer and holds its hints back (default 8).")
     var phiThreshold: Double?
 
+    @Option(
+        help: ArgumentHelp(
+            "Serve GET /metrics (Prometheus text) on HOST:PORT, over HTTPS with mutual TLS.",
+            discussion: "The scraper shows a certificate issued by the cluster CA, of any role."))
+    var metrics: String?
+
     @Option(name: .customLong("log-level"), help: "trace, debug, info, notice, warning, error or critical.")
     var logLevel: String = "info"
 
@@ -174,6 +180,10 @@ struct KVD: AsyncParsableCommand {
         if let phi = phiThreshold ?? file.phiThreshold {
             guard phi > 0, phi <= 100 else { throw ValidationError("--phi-threshold must be in (0, 100]") }
             configuration.phiThreshold = phi
+        }
+        if let metrics = metrics ?? file.metrics {
+            let address = try parseAddress(metrics, defaultPort: NodeConfiguration.metricsPortDefault)
+            configuration.metrics = HostPort(host: address.host, port: address.port)
         }
         if let durability = durability ?? file.durability {
             configuration.durability = try parseDurability(durability)

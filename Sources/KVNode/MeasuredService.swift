@@ -1,0 +1,77 @@
+package import KVRPC
+package import KVTLS
+package import KVWire
+package import Metrics
+import Synchronization
+
+/// An `RPCService` that counts and times every request it passes on, per message type:
+///
+/// | metric | kind | moves when |
+/// |---|---|---|
+/// | `quorumkv_requests_total{type}` | counter | a request of that type was answered (or failed) |
+/// | `quorumkv_request_errors_total{type}` | counter | one ended in an error answer |
+/// | `quorumkv_request_duration_seconds{type}` | timer (histogram) | from the request's arrival to its answer |
+///
+/// `type` is the request's message type (`putRequest`, `getRequest`, `hintRequest`, ...): a bounded
+/// set. Throughput is `rate(quorumkv_requests_total[1m])`, the error rate that of the errors, and
+/// p99 `histogram_quantile(0.99, rate(quorumkv_request_duration_seconds_bucket[1m]))`.
+package final class MeasuredService: RPCService {
+    private struct Instruments {
+        let requests: Counter
+        let errors: Counter
+        let duration: Metrics.Timer
+    }
+
+    private let service: any RPCService
+    private let nodeID: String
+    private let factory: any MetricsFactory
+    private let instruments = Mutex<[MessageType: Instruments]>([:])
+
+    package init(_ service: any RPCService, nodeID: String, factory: any MetricsFactory) {
+        self.service = service
+        self.nodeID = nodeID
+        self.factory = factory
+    }
+
+    package func handle(_ request: Message, from peer: PeerIdentity) async throws -> Message {
+        let measured = instruments(for: request.type)
+        let started = ContinuousClock.now
+        defer {
+            measured.requests.increment()
+            measured.duration.recordNanoseconds((ContinuousClock.now - started).nanoseconds)
+        }
+        do {
+            return try await service.handle(request, from: peer)
+        } catch {
+            measured.errors.increment()
+            throw error
+        }
+    }
+
+    package func handshakeState() -> (epoch: UInt64, clock: UInt64) {
+        service.handshakeState()
+    }
+
+    private func instruments(for type: MessageType) -> Instruments {
+        instruments.withLock { made in
+            if let known = made[type] { return known }
+            let dimensions = [("node", nodeID), ("type", "\(type)")]
+            let new = Instruments(
+                requests: Counter(label: "quorumkv_requests_total", dimensions: dimensions, factory: factory),
+                errors: Counter(label: "quorumkv_request_errors_total", dimensions: dimensions, factory: factory),
+                duration: Metrics.Timer(
+                    label: "quorumkv_request_duration_seconds", dimensions: dimensions, factory: factory))
+            made[type] = new
+            return new
+        }
+    }
+}
+
+extension Duration {
+    /// The whole duration in nanoseconds (saturating).
+    fileprivate var nanoseconds: Int64 {
+        let (seconds, attoseconds) = components
+        let (scaled, overflow) = seconds.multipliedReportingOverflow(by: 1_000_000_000)
+        return overflow ? .max : scaled.addingReportingOverflow(attoseconds / 1_000_000_000).partialValue
+    }
+}
