@@ -104,7 +104,7 @@ public final class NodeService: Service {
         }
         // With --metrics, the node's own registry, served over HTTPS; otherwise whatever factory the
         // process bootstrapped (an embedder's).
-        let registry = configuration.metrics.map { _ in PrometheusRegistry() }
+        let registry = configuration.metrics.map { _ in PrometheusRegistry(help: NodeStatistics.metricHelp) }
         let metricsFactory: any MetricsFactory = registry ?? MetricsSystem.factory
         let statistics = NodeStatistics(nodeID: configuration.id, metricsFactory: metricsFactory)
         let repairMarker = RepairMarker(

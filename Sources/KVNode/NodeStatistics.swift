@@ -110,6 +110,40 @@ public final class NodeStatistics: Sendable {
         epochGauge = Gauge(label: "quorumkv_cluster_epoch", dimensions: [("node", nodeID)], factory: metricsFactory)
     }
 
+    /// The `# HELP` text of every metric a node reports (these counters and gauges, and
+    /// `MeasuredService`'s), for the Prometheus endpoint.
+    public static let metricHelp: [String: String] = [
+        "quorumkv_hints_stored_total": "Hints stored for other replicas.",
+        "quorumkv_hints_refused_total": "Hints refused because the target's queue was full.",
+        "quorumkv_hints_replayed_total": "Hints handed over and acknowledged.",
+        "quorumkv_hints_expired_total": "Hints dropped after the hint window.",
+        "quorumkv_read_repairs_received_total": "Puts with origin readRepair received.",
+        "quorumkv_read_repairs_applied_total": "Read repairs that replaced an older version (or none).",
+        "quorumkv_anti_entropy_ranges_marked_total": "Ranges newly marked due for anti-entropy, by reason.",
+        "quorumkv_anti_entropy_mark_failures_total": "Anti-entropy marks that could not be written.",
+        "quorumkv_anti_entropy_writes_received_total": "Puts with origin antiEntropy received.",
+        "quorumkv_anti_entropy_ranges_compared_total": "Ranges compared without error with every co-replica.",
+        "quorumkv_anti_entropy_keys_repaired_total": "Records anti-entropy copied, sent to a co-replica or received.",
+        "quorumkv_anti_entropy_bytes_total": "Bytes of anti-entropy RPC frames, both directions.",
+        "quorumkv_anti_entropy_session_failures_total": "Anti-entropy comparisons that ended with an error.",
+        "quorumkv_anti_entropy_last_full_pass_timestamp_seconds":
+            "When a whole anti-entropy pass last ended without error (Unix time; 0: never).",
+        "quorumkv_anti_entropy_ranges_due": "Ranges marked due for anti-entropy and not yet repaired.",
+        "quorumkv_tombstones_purged_total": "Tombstones purged after anti-entropy confirmed them on every replica.",
+        "quorumkv_stream_keys_received_total": "Records received by range transfers.",
+        "quorumkv_stream_keys_resent_total": "Records received again after a restart mid-transfer.",
+        "quorumkv_stream_bytes_total": "Key and value bytes received by range transfers.",
+        "quorumkv_stream_retries_total": "Range transfer attempts that failed and went to another source.",
+        "quorumkv_handoff_keys_deleted_total": "Records dropped after their range moved to other nodes.",
+        "quorumkv_hint_queue_size": "Hints held for each target node.",
+        "quorumkv_peer_up": "1 while this node's failure detector trusts the peer, 0 while it suspects it.",
+        "quorumkv_peer_phi": "The failure detector's phi for the peer.",
+        "quorumkv_cluster_epoch": "The epoch of the cluster map this node holds.",
+        "quorumkv_requests_total": "Requests answered, by message type.",
+        "quorumkv_request_errors_total": "Requests answered with an error, by message type.",
+        "quorumkv_request_duration_seconds": "Time from a request's arrival to its answer, by message type.",
+    ]
+
     /// Name and value of every counter, for `Admin` stats.
     public var snapshot: [(name: String, value: Int)] {
         [

@@ -19,8 +19,12 @@ public final class PrometheusRegistry: MetricsFactory, Sendable {
     }
 
     private let state = Mutex(State())
+    private let help: [String: String]
 
-    public init() {}
+    /// - Parameter help: the `# HELP` text of each metric name that has one.
+    public init(help: [String: String] = [:]) {
+        self.help = help
+    }
 
     public func makeCounter(label: String, dimensions: [(String, String)]) -> any CounterHandler {
         series(label, dimensions, .counter)
@@ -64,6 +68,9 @@ public final class PrometheusRegistry: MetricsFactory, Sendable {
         for name in families.keys.sorted() {
             let members = families[name, default: []].sorted { $0.labels < $1.labels }
             guard let kind = members.first?.kind else { continue }
+            if let help = help[name] {
+                text += "# HELP \(name) \(help.replacing("\\", with: "\\\\").replacing("\n", with: "\\n"))\n"
+            }
             text += "# TYPE \(name) \(kind.rawValue)\n"
             for series in members {
                 let reading = series.reading

@@ -87,6 +87,37 @@ import Testing
                 """)
     }
 
+    @Test func helpTextComesBeforeTheTypeEscaped() {
+        let registry = PrometheusRegistry(help: ["kv_total": "Things \\ done.\nTwice."])
+        Counter(label: "kv_total", factory: registry).increment()
+        Counter(label: "kv_other_total", factory: registry).increment()
+        #expect(
+            registry.render() == """
+                # TYPE kv_other_total counter
+                kv_other_total 1
+                # HELP kv_total Things \\\\ done.\\nTwice.
+                # TYPE kv_total counter
+                kv_total 1
+
+                """)
+    }
+
+    @Test func everyNodeMetricHasHelp() async throws {
+        let registry = PrometheusRegistry(help: NodeStatistics.metricHelp)
+        let statistics = NodeStatistics(nodeID: "n1", metricsFactory: registry)
+        statistics.recordQueues(hintQueueSizes: ["n2": 1], rangesDue: 0)
+        statistics.recordPeers(phi: ["n2": 0], suspected: [], epoch: 1)
+        let service = MeasuredService(FailingOnGets(), nodeID: "n1", factory: registry)
+        _ = try await service.handle(
+            .pingRequest(PingRequest(epoch: 0, clock: 0)), from: PeerIdentity(name: "c", role: .client))
+        let lines = registry.render().split(separator: "\n")
+        let types = lines.filter { $0.hasPrefix("# TYPE ") }.map { $0.split(separator: " ")[2] }
+        let helped = Set(lines.filter { $0.hasPrefix("# HELP ") }.map { $0.split(separator: " ")[2] })
+        #expect(types.filter { !helped.contains($0) } == [])
+        // And no help for a metric that does not exist (a renamed one, say).
+        #expect(Set(types.map(String.init)) == Set(NodeStatistics.metricHelp.keys))
+    }
+
     @Test func oneSeriesPerNameAndDimensionsAndOneTypePerName() {
         let registry = PrometheusRegistry()
         Counter(label: "kv_total", factory: registry).increment(by: 2)
