@@ -3,6 +3,7 @@ public import KVCore
 public import KVRPC
 public import KVTLS
 import KVWire
+public import Metrics
 import NIOCore
 import NIOPosix
 import Synchronization
@@ -50,6 +51,9 @@ public struct KVClientConfiguration: Sendable {
     /// The wall clock, in milliseconds since the Unix epoch, that versions start from. Replaceable so
     /// that tests (and the simulator) can give a client a clock that runs behind or jumps.
     public var wallClockMillis: @Sendable () -> UInt64 = KVClientConfiguration.systemMillis
+    /// Where the client's metrics go (operations, their latency and outcome, repairs, hints); nil:
+    /// the process's bootstrapped swift-metrics backend (`MetricsSystem.factory`).
+    public var metricsFactory: (any MetricsFactory)?
 
     /// Milliseconds since the Unix epoch, from the system's real-time clock.
     @Sendable public static func systemMillis() -> UInt64 {
@@ -176,6 +180,7 @@ public final class KVClient: Sendable {
     private let retired = Mutex<[RPCClient]>([])
     /// The fetch of a newer cluster map in progress, if any (one at a time).
     private let refresh = Mutex(MapRefresh())
+    private let metrics: ClientMetrics
 
     /// One fetch of a newer map at a time; a newer epoch heard of meanwhile is fetched next, in the
     /// same task, so whoever awaits the task sees the newest map anyone reported.
@@ -225,6 +230,7 @@ public final class KVClient: Sendable {
                 "no cluster: give a cluster map (cluster.yaml) or at least one node address (host:port)")
         }
         self.configuration = configuration
+        self.metrics = ClientMetrics(factory: configuration.metricsFactory ?? MetricsSystem.factory)
         self.tls = try TLSContext(configuration: configuration.tls, side: .client)
         self.writerID = UInt64.random(in: 1...UInt64.max)
         self.clock = Mutex(ClientClock(writer: writerID))
@@ -255,11 +261,14 @@ public final class KVClient: Sendable {
     /// - Returns: the version the write was stored with.
     @discardableResult
     public func put(_ key: [UInt8], value: [UInt8], consistency: ConsistencyLevel? = nil) async throws -> Version {
-        try validate(key: key)
-        guard value.count <= Limits.valueBytesMax else {
-            throw KVClientError.invalidArgument("value is \(value.count) bytes; the limit is \(Limits.valueBytesMax)")
+        try await metrics.measure(.put) {
+            try validate(key: key)
+            guard value.count <= Limits.valueBytesMax else {
+                throw KVClientError.invalidArgument(
+                    "value is \(value.count) bytes; the limit is \(Limits.valueBytesMax)")
+            }
+            return try await write(key: key, value: value, tombstone: false, consistency: consistency)
         }
-        return try await write(key: key, value: value, tombstone: false, consistency: consistency)
     }
 
     /// Deletes `key` by writing a tombstone.
@@ -267,8 +276,10 @@ public final class KVClient: Sendable {
     /// - Returns: the version of the tombstone.
     @discardableResult
     public func delete(_ key: [UInt8], consistency: ConsistencyLevel? = nil) async throws -> Version {
-        try validate(key: key)
-        return try await write(key: key, value: [], tombstone: true, consistency: consistency)
+        try await metrics.measure(.delete) {
+            try validate(key: key)
+            return try await write(key: key, value: [], tombstone: true, consistency: consistency)
+        }
     }
 
     /// Reads `key` from `consistency` replicas (default: the configuration's) and returns the newest
@@ -280,6 +291,12 @@ public final class KVClient: Sendable {
     /// to them, in the background or, with `repair: .blocking`, before the read answers.
     public func get(_ key: [UInt8], consistency: ConsistencyLevel? = nil, repair: ReadOperation.Repair? = nil)
         async throws -> KVValue?
+    {
+        try await metrics.measure(.get) { try await read(key, consistency: consistency, repair: repair) }
+    }
+
+    private func read(_ key: [UInt8], consistency: ConsistencyLevel?, repair: ReadOperation.Repair?) async throws
+        -> KVValue?
     {
         try validate(key: key)
         let topology = try await currentTopology()
@@ -317,6 +334,7 @@ public final class KVClient: Sendable {
                     }
                 case .repair(let node, let record):
                     self.repairsSent.add(1, ordering: .relaxed)
+                    self.metrics.readRepairs.increment()
                     let put = Message.putRequest(
                         PutRequest(
                             key: ByteBuffer(bytes: key), value: ByteBuffer(bytes: record.value),
@@ -968,6 +986,7 @@ public final class KVClient: Sendable {
         switch result {
         case .success(.hintResponse(let response)) where response.outcome == .stored:
             hintsSent.add(1, ordering: .relaxed)
+            metrics.hints.increment()
             return .hintStored(fallback, for: target, attempt: attempt, clock: response.clock)
         case .success(.hintResponse):
             return .hintFailed(fallback, for: target, attempt: attempt, reason: "refused the hint: its queue is full")

@@ -44,4 +44,15 @@ public struct KVClientError: Error, Hashable, CustomStringConvertible {
     }
 
     public var description: String { message }
+
+    /// The `outcome` of the client's operation metrics: a bounded set of names.
+    var outcomeLabel: String {
+        switch code {
+        case .invalidArgument: "invalid_argument"
+        case .unavailable: "unavailable"
+        case .refused: "refused"
+        case .conflict: "conflict"
+        case .protocolViolation: "protocol_violation"
+        }
+    }
 }

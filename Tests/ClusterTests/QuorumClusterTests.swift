@@ -1,6 +1,7 @@
 import Foundation
 import KVClient
 import KVCore
+import MetricsTestKit
 import Testing
 
 /// Four real nodes, N=3: the SDK coordinates quorum reads and writes and keeps serving with a node down.
@@ -11,7 +12,8 @@ extension RealProcessTests {
             let cluster = try ClusterHarness(nodes: 4, firstHost: 111)
             defer { cluster.tearDown() }
             try cluster.startAll()
-            let client = try cluster.client()
+            let metrics = TestMetrics()
+            let client = try cluster.client { $0.metricsFactory = metrics }
 
             let keys = (0..<200).map { "key-\($0)" }
             for key in keys {
@@ -46,8 +48,25 @@ extension RealProcessTests {
             #expect(ContinuousClock.now - started < .seconds(10), "ALL must fail fast, not wait for the 20 s deadline")
             let elsewhere = try #require(try keys.first { try !cluster.replicas(of: $0).contains("n2") })
             try await client.put(Array(elsewhere.utf8), value: Array("v3".utf8), consistency: .all)
+            await #expect(throws: KVClientError.self) { try await client.put([], value: [1]) }
 
             await client.close()
+            // What the application saw, as the client reports it: every operation and its outcome,
+            // the successful ones timed, and the hints it left for n2.
+            func operations(_ operation: String, _ outcome: String) -> Int64 {
+                (try? metrics.expectCounter(
+                    "quorumkv_client_operations_total", [("operation", operation), ("outcome", outcome)]))?
+                    .totalValue ?? 0
+            }
+            #expect(operations("put", "ok") == 401)
+            #expect(operations("put", "unavailable") == 1)
+            #expect(operations("put", "invalid_argument") == 1)
+            #expect(operations("get", "ok") == 400)
+            let putTimes = try metrics.expectTimer("quorumkv_client_operation_duration_seconds", [("operation", "put")])
+            #expect(putTimes.values.count == 401)
+            #expect(putTimes.values.allSatisfy { $0 > 0 && $0 < 20_000_000_000 })
+            #expect(client.hintsHandedOff > 0)
+            #expect(try metrics.expectCounter("quorumkv_client_hints_total").totalValue == Int64(client.hintsHandedOff))
         }
 
         @Test func quorumThatCannotBeReachedFailsFastNamingTheReplicas() async throws {
