@@ -2,7 +2,7 @@
 # From a fresh machine to a running QuorumKV cluster you can talk to over mutual TLS:
 # installs what is missing, builds, issues certificates, starts 4 nodes (N=3) on 127.0.0.11-14,
 # shows put / get / delete, kills a node and shows quorum reads and writes going on, then brings it
-# back. The cluster keeps running: `scripts/cluster.sh stop` stops it.
+# back, and scrapes n1's Prometheus metrics. The cluster keeps running: `scripts/cluster.sh stop` stops it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -34,3 +34,8 @@ kvctl get colour; echo
 kvctl status || echo "exit code $? (1 = a node is down)"
 scripts/cluster.sh restart n2
 kvctl status
+# Each node's Prometheus metrics, over mutual TLS (any certificate of the cluster CA):
+if command -v curl >/dev/null; then
+    curl -sS --cacert .cluster/certs/ca.pem --cert .cluster/certs/client.pem --key .cluster/certs/client-key.pem \
+        https://127.0.0.11:9411/metrics | grep -E '^quorumkv_(requests_total|peer_up|hint_queue_size)'
+fi
