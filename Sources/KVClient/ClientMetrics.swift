@@ -1,3 +1,4 @@
+import KVCore
 import Metrics
 import Synchronization
 
@@ -42,7 +43,7 @@ final class ClientMetrics: Sendable {
         let started = ContinuousClock.now
         do {
             let result = try await body()
-            durations[operation]?.recordInterval(since: started)
+            durations[operation]?.recordNanoseconds((ContinuousClock.now - started).wholeNanoseconds)
             count(operation, outcome: "ok")
             return result
         } catch {
@@ -63,13 +64,5 @@ final class ClientMetrics: Sendable {
             return new
         }
         counter.increment()
-    }
-}
-
-extension Metrics.Timer {
-    /// Records the time elapsed since `start`.
-    fileprivate func recordInterval(since start: ContinuousClock.Instant) {
-        let (seconds, attoseconds) = (ContinuousClock.now - start).components
-        recordNanoseconds(seconds * 1_000_000_000 + attoseconds / 1_000_000_000)
     }
 }

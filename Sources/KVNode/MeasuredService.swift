@@ -1,3 +1,4 @@
+import KVCore
 package import KVRPC
 package import KVTLS
 package import KVWire
@@ -38,7 +39,7 @@ package final class MeasuredService: RPCService {
         let started = ContinuousClock.now
         defer {
             measured.requests.increment()
-            measured.duration.recordNanoseconds((ContinuousClock.now - started).nanoseconds)
+            measured.duration.recordNanoseconds((ContinuousClock.now - started).wholeNanoseconds)
         }
         do {
             return try await service.handle(request, from: peer)
@@ -64,14 +65,5 @@ package final class MeasuredService: RPCService {
             made[type] = new
             return new
         }
-    }
-}
-
-extension Duration {
-    /// The whole duration in nanoseconds (saturating).
-    fileprivate var nanoseconds: Int64 {
-        let (seconds, attoseconds) = components
-        let (scaled, overflow) = seconds.multipliedReportingOverflow(by: 1_000_000_000)
-        return overflow ? .max : scaled.addingReportingOverflow(attoseconds / 1_000_000_000).partialValue
     }
 }
