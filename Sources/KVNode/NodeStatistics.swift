@@ -64,12 +64,10 @@ public final class NodeStatistics: Sendable {
     private let lastFullPassMillis = Atomic<Int>(0)
     private let lastFullPassGauge: Gauge
 
-    private let factory: any MetricsFactory
     private let rangesDueGauge: Gauge
-    /// One gauge per target ever seen, made once (a target that empties its queue reports 0).
-    private let queueGauges = Mutex<[String: Gauge]>([:])
-    /// Per peer ever watched: its up and phi gauges.
-    private let peerGauges = Mutex<[String: (up: Gauge, phi: Gauge)]>([:])
+    private let queueGauges: GaugeFamily
+    private let peerUpGauges: GaugeFamily
+    private let peerPhiGauges: GaugeFamily
     private let epochGauge: Gauge
 
     /// - Parameters:
@@ -77,7 +75,6 @@ public final class NodeStatistics: Sendable {
     ///   - metricsFactory: where the metrics go; kept for the gauges made later, one per hint target.
     public init(nodeID: String, metricsFactory: any MetricsFactory = MetricsSystem.factory) {
         self.nodeID = nodeID
-        self.factory = metricsFactory
         func counter(_ label: String, _ dimensions: [(String, String)] = []) -> ReportedCounter {
             ReportedCounter(label: label, dimensions: [("node", nodeID)] + dimensions, factory: metricsFactory)
         }
@@ -108,6 +105,9 @@ public final class NodeStatistics: Sendable {
         rangesDueGauge = Gauge(
             label: "quorumkv_anti_entropy_ranges_due", dimensions: [("node", nodeID)], factory: metricsFactory)
         epochGauge = Gauge(label: "quorumkv_cluster_epoch", dimensions: [("node", nodeID)], factory: metricsFactory)
+        queueGauges = GaugeFamily("quorumkv_hint_queue_size", by: "target", nodeID: nodeID, factory: metricsFactory)
+        peerUpGauges = GaugeFamily("quorumkv_peer_up", by: "peer", nodeID: nodeID, factory: metricsFactory)
+        peerPhiGauges = GaugeFamily("quorumkv_peer_phi", by: "peer", nodeID: nodeID, factory: metricsFactory)
     }
 
     /// The `# HELP` text of every metric a node reports (these counters and gauges, and
@@ -187,42 +187,15 @@ public final class NodeStatistics: Sendable {
     /// report 0) and ranges due for anti-entropy.
     public func recordQueues(hintQueueSizes: [String: Int], rangesDue: Int) {
         rangesDueGauge.record(rangesDue)
-        let nodeID = self.nodeID
-        let factory = self.factory
-        let updates: [(Gauge, Int)] = queueGauges.withLock { gauges in
-            for target in hintQueueSizes.keys where gauges[target] == nil {
-                gauges[target] = Gauge(
-                    label: "quorumkv_hint_queue_size", dimensions: [("node", nodeID), ("target", target)],
-                    factory: factory)
-            }
-            return gauges.map { ($0.value, hintQueueSizes[$0.key] ?? 0) }
-        }
-        for (gauge, size) in updates {
-            gauge.record(size)
-        }
+        queueGauges.record(hintQueueSizes.mapValues(Double.init))
     }
 
     /// Sets the peer gauges: each watched peer's phi and whether it is trusted (not in `suspected`);
     /// peers no longer watched (removed from the map) report phi 0 and down. And the map's epoch.
     public func recordPeers(phi: [String: Double], suspected: Set<String>, epoch: UInt64) {
         epochGauge.record(Double(epoch))
-        let nodeID = self.nodeID
-        let factory = self.factory
-        let updates: [(up: Gauge, phi: Gauge, peer: String)] = peerGauges.withLock { gauges in
-            for peer in phi.keys where gauges[peer] == nil {
-                let dimensions = [("node", nodeID), ("peer", peer)]
-                gauges[peer] = (
-                    Gauge(label: "quorumkv_peer_up", dimensions: dimensions, factory: factory),
-                    Gauge(label: "quorumkv_peer_phi", dimensions: dimensions, factory: factory)
-                )
-            }
-            return gauges.map { ($0.value.up, $0.value.phi, $0.key) }
-        }
-        for (up, phiGauge, peer) in updates {
-            let watched = phi[peer] != nil
-            up.record(watched && !suspected.contains(peer) ? 1 : 0)
-            phiGauge.record(phi[peer] ?? 0)
-        }
+        peerUpGauges.record(Dictionary(uniqueKeysWithValues: phi.keys.map { ($0, suspected.contains($0) ? 0 : 1) }))
+        peerPhiGauges.record(phi)
     }
 
     /// Calls `recordPeers` with what `read` returns, now and then every `interval`, until cancelled.
@@ -230,10 +203,9 @@ public final class NodeStatistics: Sendable {
         every interval: Duration,
         read: @Sendable () -> (phi: [String: Double], suspected: Set<String>, epoch: UInt64)
     ) async {
-        while !Task.isCancelled {
+        await Self.repeating(every: interval) {
             let (phi, suspected, epoch) = read()
             recordPeers(phi: phi, suspected: suspected, epoch: epoch)
-            try? await Task.sleep(for: interval)
         }
     }
 
@@ -244,10 +216,47 @@ public final class NodeStatistics: Sendable {
         every interval: Duration,
         read: @Sendable () -> (hintQueueSizes: [String: Int], rangesDue: Int)
     ) async {
-        while !Task.isCancelled {
+        await Self.repeating(every: interval) {
             let (sizes, due) = read()
             recordQueues(hintQueueSizes: sizes, rangesDue: due)
+        }
+    }
+
+    /// Runs `body` now and then every `interval`, until the task is cancelled.
+    private static func repeating(every interval: Duration, _ body: () -> Void) async {
+        while !Task.isCancelled {
+            body()
             try? await Task.sleep(for: interval)
+        }
+    }
+}
+
+/// One gauge per value of a dimension (a hint target, a peer) besides `node`, each made the first
+/// time its value is seen; one seen before and absent from a later reading reports 0.
+private final class GaugeFamily: Sendable {
+    private let label: String
+    private let dimension: String
+    private let nodeID: String
+    private let factory: any MetricsFactory
+    private let gauges = Mutex<[String: Gauge]>([:])
+
+    init(_ label: String, by dimension: String, nodeID: String, factory: any MetricsFactory) {
+        self.label = label
+        self.dimension = dimension
+        self.nodeID = nodeID
+        self.factory = factory
+    }
+
+    func record(_ values: [String: Double]) {
+        let updates: [(Gauge, Double)] = gauges.withLock { gauges in
+            for key in values.keys where gauges[key] == nil {
+                gauges[key] = Gauge(
+                    label: label, dimensions: [("node", nodeID), (dimension, key)], factory: factory)
+            }
+            return gauges.map { ($0.value, values[$0.key] ?? 0) }
+        }
+        for (gauge, value) in updates {
+            gauge.record(value)
         }
     }
 }
