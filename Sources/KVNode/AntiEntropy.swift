@@ -232,6 +232,8 @@ public final class AntiEntropy: Sendable {
                     finished.insert(range.end)
                     saveCheckpoint(finished)
                 }
+                // Counted once checkpointed: a crash after the count never redoes a range it counted.
+                statistics.antiEntropyRangesCompared.add(partial.rangesCompared, ordering: .relaxed)
                 if next < work.count && !Task.isCancelled {
                     let item = work[next]
                     next += 1
@@ -294,7 +296,6 @@ public final class AntiEntropy: Sendable {
             for session in sessions { report.add(session) }
             if sessions.allSatisfy({ $0.failure == nil }) {
                 report.rangesCompared += 1
-                statistics.antiEntropyRangesCompared.add(1, ordering: .relaxed)
                 recordCompared(range)
                 for mark in marks.rangesDue() where mark.range == range {
                     clear(mark)
@@ -330,7 +331,6 @@ public final class AntiEntropy: Sendable {
             }
             if complete {
                 report.rangesCompared += 1
-                statistics.antiEntropyRangesCompared.add(1, ordering: .relaxed)
                 clear(mark)
             }
         }

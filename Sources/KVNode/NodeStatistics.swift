@@ -18,7 +18,7 @@ package import Synchronization
 /// | `quorumkv_anti_entropy_ranges_marked_total{reason}` | counter | a range was newly marked due, `reason` `hint_refused` or `hint_expired` |
 /// | `quorumkv_anti_entropy_mark_failures_total` | counter | a range could not be marked (storage failure, shutdown) |
 /// | `quorumkv_anti_entropy_writes_received_total` | counter | a `Put` with origin `antiEntropy` arrived |
-/// | `quorumkv_anti_entropy_ranges_compared_total` | counter | a range was compared without error with every co-replica |
+/// | `quorumkv_anti_entropy_ranges_compared_total` | counter | a range was compared without error with every co-replica (counted once the pass checkpointed it) |
 /// | `quorumkv_anti_entropy_keys_repaired_total{direction}` | counter | a record was copied by anti-entropy: `sent` (a co-replica applied it) or `received` (this node applied it) |
 /// | `quorumkv_anti_entropy_bytes_total` | counter | bytes of anti-entropy RPC frames, both directions |
 /// | `quorumkv_anti_entropy_session_failures_total` | counter | an anti-entropy session ended with an error |
