@@ -95,9 +95,6 @@ final class RangeStreamer: Sendable {
         var published = false
         while !Task.isCancelled {
             let map = membership.current
-            if let kept = kept(map) {
-                board.refuse(TokenRangeSpan.subtracting(kept, from: [TokenRangeSpan(start: 0, end: 0)]))
-            }
             if map.streaming.contains(nodeID) {
                 await receive(map)
                 published = false
@@ -438,21 +435,8 @@ public final class TransferBoard: Sendable {
     }
 
     private let ranges = Mutex<[RangeProgress]>([])
-    /// The spans this node does not keep in its map (neither replicates now nor will once the change
-    /// in progress is done): client reads and writes there are refused (`notReplica`), so a client
-    /// with an older map learns the new one instead of writing where the data is being dropped.
-    private let refusing = Mutex<[TokenRangeSpan]>([])
 
     init() {}
-
-    func refuse(_ spans: [TokenRangeSpan]) {
-        refusing.withLock { $0 = spans }
-    }
-
-    /// Whether client requests for `token` are refused.
-    func refuses(_ token: Token) -> Bool {
-        refusing.withLock { spans in spans.contains { $0.contains(token) } }
-    }
 
     func publish(_ progress: [RangeProgress]) {
         ranges.withLock { $0 = progress }

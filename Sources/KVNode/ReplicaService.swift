@@ -32,8 +32,12 @@ public final class ReplicaService: RPCService {
     private let antiEntropy: AntiEntropy?
     /// The node's view of its peers, for `Admin` stats (`peer_phi.ID`); nil: not reported.
     private let health: PeerHealth?
-    /// The ranges this node is receiving in a membership change, for `Admin` stats; nil: not reported.
+    /// The ranges this node is receiving in a membership change, for `Admin` stats. Given, the node also
+    /// refuses the client requests its map does not admit (`ReplicaAdmission`); nil (a replica outside
+    /// any cluster, in tests): neither.
     private let transfers: TransferBoard?
+    /// Which client requests this node serves, for the map of one epoch (recomputed when it changes).
+    private let admissions = Mutex<ReplicaAdmission?>(nil)
     private let repairMarker: RepairMarker?
     private let hintQueueMax: Int
     private let wallMillis: @Sendable () -> UInt64
@@ -220,26 +224,26 @@ public final class ReplicaService: RPCService {
         return (sizes, due)
     }
 
-    /// Refuses a client's request for a key this node does not keep in its map (see
-    /// `TransferBoard.refuses`).
-    private func checkKept(_ key: [UInt8]) throws {
-        guard let transfers, transfers.refuses(Token(key: key)) else { return }
-        throw RPCError.remote(
-            .notReplica,
-            message:
-                "\(nodeID) is not a replica of this key in cluster map epoch \(membership.current.epoch): fetch the map and retry"
-        )
+    /// Refuses a client's request for a key this node does not serve in its map: one it does not keep,
+    /// a read of a range it is still receiving, a write made with a map older than the change in
+    /// progress (`ReplicaAdmission`, the rule the simulator's nodes apply too).
+    private func checkAdmitted(_ key: [UInt8], write: Bool, writeEpoch: UInt64 = 0) throws {
+        guard transfers != nil else { return }
+        let map = membership.current
+        let admission = admissions.withLock { cached -> ReplicaAdmission? in
+            if let cached, cached.epoch == map.epoch { return cached }
+            cached = try? ReplicaAdmission(node: nodeID, map: map)
+            return cached
+        }
+        guard let admission, let reason = admission.refusal(Token(key: key), write: write, writeEpoch: writeEpoch)
+        else { return }
+        throw RPCError.remote(.notReplica, message: reason)
     }
 
     private func apply(_ put: PutRequest) async throws -> Message {
         let key = Array(put.key.readableBytesView)
-        if put.origin == .client || put.origin == .readRepair { try checkKept(key) }
-        if put.origin == .client, put.epoch != 0, let begun = membership.current.changeEpoch, put.epoch < begun {
-            throw RPCError.remote(
-                .notReplica,
-                message:
-                    "the write was made with cluster map epoch \(put.epoch), older than the membership change in progress (epoch \(begun)): fetch the map and retry"
-            )
+        if put.origin == .client || put.origin == .readRepair {
+            try checkAdmitted(key, write: true, writeEpoch: put.origin == .client ? put.epoch : 0)
         }
         let repair = put.origin == .readRepair
         if repair {
@@ -583,7 +587,7 @@ public final class ReplicaService: RPCService {
 
     private func read(_ get: GetRequest) async throws -> Message {
         let key = Array(get.key.readableBytesView)
-        try checkKept(key)
+        try checkAdmitted(key, write: false)
         let replica = self.replica
         let (stored, clock) = try await runOnPool { () throws(ReplicaError) in
             try replica.get(key: key)

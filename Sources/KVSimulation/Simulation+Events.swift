@@ -295,9 +295,7 @@ extension Simulation {
             var reply = envelope
             if !nodes[envelope.node].isUp {
                 reply.payload = .putReply(.failure(ReplyFailure(reason: "connection refused")))
-            } else if let refusal = refusal(at: envelope.node, key: key)
-                ?? refusal(at: envelope.node, epoch: envelope.epoch)
-            {
+            } else if let refusal = refusal(at: envelope.node, key: key, write: true, writeEpoch: envelope.epoch) {
                 reply.payload = .putReply(.failure(refusal))
             } else {
                 do {
@@ -313,7 +311,7 @@ extension Simulation {
             var reply = envelope
             if !nodes[envelope.node].isUp {
                 reply.payload = .getReply(.failure(ReplyFailure(reason: "connection refused")))
-            } else if let refusal = refusal(at: envelope.node, key: key) {
+            } else if let refusal = refusal(at: envelope.node, key: key, write: false) {
                 reply.payload = .getReply(.failure(refusal))
             } else {
                 do {

@@ -355,21 +355,12 @@ extension Simulation {
         sendMembership(.fetch, from: .client(index), to: .node(node))
     }
 
-    /// Why `node` refuses a client's request for `key`: it keeps it in neither the current nor the next
-    /// ring of its map. Nil when it serves it (always, without membership).
-    func refusal(at node: Int, key: [UInt8]) -> ReplyFailure? {
+    /// Why `node` refuses a client's request for `key` (a write made with the map of `writeEpoch`):
+    /// the production `ReplicaAdmission` of its map. Nil when it serves it (always, without membership).
+    func refusal(at node: Int, key: [UInt8], write: Bool, writeEpoch: UInt64 = 0) -> ReplyFailure? {
         guard configuration.membershipProfile != nil else { return nil }
-        let map = membership.acceptors[node].committed
-        guard !membership.owners(ofKey: key, in: map).contains(nodes[node].id) else { return nil }
-        return ReplyFailure(reason: ReplyFailure.notReplica)
-    }
-
-    /// Why `node` refuses a client write made with the map of `epoch`: a membership change began
-    /// after it, so the write may have skipped the new replicas. Nil when it accepts it.
-    func refusal(at node: Int, epoch: UInt64) -> ReplyFailure? {
-        guard configuration.membershipProfile != nil, epoch != 0,
-            let begun = membership.acceptors[node].committed.changeEpoch, epoch < begun
-        else { return nil }
+        let admission = membership.admission(of: nodes[node].id, in: membership.acceptors[node].committed)
+        guard admission.refusal(Token(key: key), write: write, writeEpoch: writeEpoch) != nil else { return nil }
         return ReplyFailure(reason: ReplyFailure.notReplica)
     }
 
@@ -791,6 +782,9 @@ struct MembershipState {
 
     func nextRing(of map: ClusterMap) -> Ring { rings.rings(of: map).next }
 
+    /// Which client requests `node` serves with `map` (`kvd`'s rule).
+    func admission(of node: String, in map: ClusterMap) -> ReplicaAdmission { rings.admission(of: node, in: map) }
+
     /// The replicas of `key` in `map`'s current ring, then those only in its next ring.
     func owners(ofKey key: [UInt8], in map: ClusterMap) -> [String] {
         let rings = rings.rings(of: map)
@@ -808,9 +802,21 @@ struct MembershipState {
     }
 }
 
-/// Rings built once per map.
+/// Rings and admissions built once per map.
 final class RingCache {
     private var built: [ClusterMap: (current: Ring, next: Ring)] = [:]
+    private var admissions: [ClusterMap: [String: ReplicaAdmission]] = [:]
+
+    func admission(of node: String, in map: ClusterMap) -> ReplicaAdmission {
+        if let admission = admissions[map]?[node] { return admission }
+        do {
+            let admission = try ReplicaAdmission(node: node, map: map)
+            admissions[map, default: [:]][node] = admission
+            return admission
+        } catch {
+            preconditionFailure("a chosen map is not a valid ring: \(error)")
+        }
+    }
 
     func rings(of map: ClusterMap) -> (current: Ring, next: Ring) {
         if let rings = built[map] { return rings }

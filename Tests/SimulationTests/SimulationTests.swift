@@ -99,10 +99,10 @@ struct SimulationTests {
             return configuration
         }
         // Seeds 1…12, and seeds that once broke the membership invariants: 165 (a receiver checked its
-        // ranges with its source only) and 195 (a node accepted a write made with a map older than
-        // the change in progress).
+        // ranges with its source only), 195 (a node accepted a write made with a map older than the
+        // change in progress) and 70164 (a node still receiving a range answered a read of it).
         let results = await offThePool {
-            (Array(UInt64(1)...12) + [165, 195]).map { Simulation(configuration: configuration($0)).run() }
+            (Array(UInt64(1)...12) + [165, 195, 70164]).map { Simulation(configuration: configuration($0)).run() }
         }
         let failing = results.filter { !$0.passed }.map(\.report)
         #expect(failing.isEmpty, "\(failing.count) failing seed(s):\n\(failing.prefix(2).joined(separator: "\n"))")
@@ -131,10 +131,10 @@ struct SimulationTests {
             return configuration
         }
         // Seeds 1…12, and seeds that once broke the membership invariants: 165 (a receiver checked its
-        // ranges with its source only) and 195 (a node accepted a write made with a map older than
-        // the change in progress).
+        // ranges with its source only), 195 (a node accepted a write made with a map older than the
+        // change in progress) and 70164 (a node still receiving a range answered a read of it).
         let results = await offThePool {
-            (Array(UInt64(1)...12) + [165, 195]).map { Simulation(configuration: configuration($0)).run() }
+            (Array(UInt64(1)...12) + [165, 195, 70164]).map { Simulation(configuration: configuration($0)).run() }
         }
         let failing = results.filter { !$0.passed }.map(\.report)
         #expect(failing.isEmpty, "\(failing.count) failing seed(s):\n\(failing.prefix(2).joined(separator: "\n"))")
