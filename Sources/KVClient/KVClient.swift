@@ -180,6 +180,9 @@ public final class KVClient: Sendable {
     private let retired = Mutex<[RPCClient]>([])
     /// The fetch of a newer cluster map in progress, if any (one at a time).
     private let refresh = Mutex(MapRefresh())
+    /// The map check before the first request of a client made from a cluster file (which may be
+    /// older than the cluster): nil once done, or when the map came from a node.
+    private let startCheck = Mutex<StartCheck?>(nil)
     private let metrics: ClientMetrics
 
     /// One fetch of a newer map at a time; a newer epoch heard of meanwhile is fetched next, in the
@@ -188,6 +191,11 @@ public final class KVClient: Sendable {
         var task: Task<Void, Never>?
         /// The highest epoch reported while `task` ran, and the node that reported it.
         var followUp: (epoch: UInt64, node: String)?
+    }
+
+    private enum StartCheck {
+        case due
+        case running(Task<Void, Never>)
     }
 
     private struct HandingOff {
@@ -251,6 +259,7 @@ public final class KVClient: Sendable {
         self.seeds = seeds
         if let map = configuration.cluster {
             try install(map)
+            startCheck.withLock { $0 = .due }
         }
     }
 
@@ -299,7 +308,14 @@ public final class KVClient: Sendable {
         -> KVValue?
     {
         try validate(key: key)
-        let topology = try await currentTopology()
+        return try await onNewerMaps { topology in
+            try await self.read(key, consistency: consistency, repair: repair, in: topology)
+        }
+    }
+
+    private func read(
+        _ key: [UInt8], consistency: ConsistencyLevel?, repair: ReadOperation.Repair?, in topology: Topology
+    ) async throws -> KVValue? {
         // Any R of the N replicas make a quorum: the ones the failure detector suspects go last.
         let replicas = healthyFirst(topology.ring.preferenceList(forKey: key))
         let level = consistency ?? configuration.readConsistency
@@ -359,27 +375,30 @@ public final class KVClient: Sendable {
     private func write(key: [UInt8], value: [UInt8], tombstone: Bool, consistency: ConsistencyLevel?) async throws
         -> Version
     {
+        try await onNewerMaps { topology in
+            try await self.write(key: key, value: value, tombstone: tombstone, consistency: consistency, in: topology)
+        }
+    }
+
+    /// Runs `attempt` on the map in use and, when it fails as unavailable while a newer map has been
+    /// installed meanwhile, again on that map (KVCore's `NewerMapRetry`): a replica that refused with
+    /// `notReplica` (a membership change this client had not heard of, or a range it is still
+    /// receiving) made the quorum fail, and the fetch of the refusing node's map is awaited first. A
+    /// client that slept through several changes can take more than one step.
+    private func onNewerMaps<Result>(_ attempt: (Topology) async throws -> Result) async throws -> Result {
         var topology = try await currentTopology()
-        var attempts = 0
+        var retry = NewerMapRetry(epoch: topology.map.epoch)
         while true {
             do {
-                return try await write(
-                    key: key, value: value, tombstone: tombstone, consistency: consistency, in: topology)
+                return try await attempt(topology)
             } catch let error as KVClientError where error.isUnavailable {
-                // A replica that refused with a newer map (a membership change this client had not
-                // heard of) made the quorum fail: once that map is installed, try again on it. A new
-                // client can take two steps (the map it fetched at first was already an epoch behind).
-                attempts += 1
                 await refresh.withLock { $0.task }?.value
                 let latest = try await currentTopology()
-                guard latest.map.epoch > topology.map.epoch, attempts <= Self.newerMapRetriesMax else { throw error }
+                guard retry.retry(onEpoch: latest.map.epoch) else { throw error }
                 topology = latest
             }
         }
     }
-
-    /// Times a write is tried again on a newer map, at most.
-    static let newerMapRetriesMax = 3
 
     private func write(
         key: [UInt8], value: [UInt8], tombstone: Bool, consistency: ConsistencyLevel?, in topology: Topology
@@ -725,6 +744,12 @@ public final class KVClient: Sendable {
 
     func currentTopology() async throws -> Topology {
         if let topology = topology.withLock({ $0 }) {
+            if let check = startChecking(topology) {
+                await check.value
+                let checked = self.topology.withLock { $0 } ?? topology
+                startPinger(checked)
+                return checked
+            }
             startPinger(topology)
             return topology
         }
@@ -750,6 +775,55 @@ public final class KVClient: Sendable {
         throw KVClientError.unavailable(
             "no node answered with the cluster map (\(failures.count) of \(seeds.count) tried): "
                 + failures.joined(separator: "; "))
+    }
+
+    /// The start check of a client made from a cluster file, begun by the first caller; nil when done.
+    private func startChecking(_ topology: Topology) -> Task<Void, Never>? {
+        startCheck.withLock { check in
+            switch check {
+            case nil: return nil
+            case .running(let task): return task
+            case .due:
+                let task = Task {
+                    await self.fetchCurrentMap(topology)
+                    self.startCheck.withLock { $0 = nil }
+                }
+                check = .running(task)
+                return task
+            }
+        }
+    }
+
+    /// Asks every node of `topology` for its map at once and installs the first answer if it is
+    /// newer: a cluster file may be older than the cluster (nodes joined or left since), and the first
+    /// request should not pay a refused round to learn it. Unanswered (every node down), the file's
+    /// map stays in use; later maps still arrive by gossip and refusals.
+    private func fetchCurrentMap(_ topology: Topology) async {
+        let clients = topology.map.voters.compactMap { topology.nodes[$0] }
+        guard !clients.isEmpty else { return }
+        let request = Message.clusterMapRequest(ClusterMapRequest(knownEpoch: topology.map.epoch))
+        let clusterID = topology.map.clusterID
+        let first: ClusterMap? = await withCheckedContinuation { continuation in
+            let waiting = Guarded((answered: false, pending: clients.count))
+            for client in clients {
+                client.send(request, timeout: configuration.requestTimeout).whenComplete { result in
+                    var map: ClusterMap?
+                    if case .success(.clusterMapResponse(let response)) = result, response.clusterId == clusterID {
+                        map = response.map
+                    }
+                    let answer = waiting.withLock { waiting in
+                        waiting.pending -= 1
+                        guard !waiting.answered, map != nil || waiting.pending == 0 else { return false }
+                        waiting.answered = true
+                        return true
+                    }
+                    if answer { continuation.resume(returning: map) }
+                }
+            }
+        }
+        if let first {
+            _ = try? install(first)
+        }
     }
 
     /// Installs `map` unless the one in use is as new: connections of nodes whose address did not
@@ -841,14 +915,15 @@ public final class KVClient: Sendable {
         _ = try? install(response.map)
     }
 
-    private func send(_ request: Message, to node: String, in topology: Topology) -> EventLoopFuture<
-        Result<Message, any Error>
-    > {
+    /// Sends `request` to `node`; a `probe` (the pinger's) dials a node in its backoff window.
+    private func send(_ request: Message, to node: String, in topology: Topology, probe: Bool = false)
+        -> EventLoopFuture<Result<Message, any Error>>
+    {
         let eventLoop = MultiThreadedEventLoopGroup.singleton.next()
         guard let client = topology.nodes[node] else {
             return eventLoop.makeSucceededFuture(.failure(KVClientError.invalidArgument("unknown node \(node)")))
         }
-        return client.send(request, timeout: configuration.requestTimeout)
+        return client.send(request, timeout: configuration.requestTimeout, probe: probe)
             .map { answer in
                 self.heartbeat(node)
                 if case .pingResponse(let pong) = answer, pong.epoch > topology.map.epoch {
@@ -903,7 +978,9 @@ public final class KVClient: Sendable {
     private func pingAll(_ topology: Topology) {
         watch(topology)
         for node in topology.map.nodes where topology.nodes[node.id] != nil {
-            _ = send(.pingRequest(PingRequest(epoch: topology.map.epoch, clock: clockNow())), to: node.id, in: topology)
+            _ = send(
+                .pingRequest(PingRequest(epoch: topology.map.epoch, clock: clockNow())), to: node.id, in: topology,
+                probe: true)
         }
     }
 
@@ -953,8 +1030,13 @@ public final class KVClient: Sendable {
             throw KVClientError.invalidArgument("no node '\(node)' in the cluster (nodes: \(known))")
         }
         do {
-            return try await client.call(request, timeout: timeout ?? configuration.requestTimeout)
+            // A request for this node alone (no other replica to try): dial it even in its backoff window.
+            return try await client.call(request, timeout: timeout ?? configuration.requestTimeout, probe: true)
         } catch let error as RPCError {
+            if error.remoteCode == .notReplica {
+                // The node's map says otherwise: learn it (for the next request).
+                noticeEpoch(.max, from: node, in: topology)
+            }
             if let code = error.remoteCode {
                 throw KVClientError.refused(code, "\(node) refused the request: \(error.remoteMessage ?? "")")
             }

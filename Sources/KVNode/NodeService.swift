@@ -134,7 +134,7 @@ public final class NodeService: Service {
         detector.minimumDeviationMillis = 200
         let health = PeerHealth(
             directory: peerDirectory, membership: membership, detector: detector, interval: Self.pingInterval,
-            wallMillis: ReplicaService.systemMillis, logger: logger)
+            wallMillis: ReplicaService.systemMillis, logger: logger, otherDirectories: [replayDirectory])
         var antiEntropyConfiguration = AntiEntropy.Configuration()
         antiEntropyConfiguration.interval = configuration.antiEntropyInterval
         antiEntropyConfiguration.bytesPerSecond = configuration.antiEntropyRate

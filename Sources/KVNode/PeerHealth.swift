@@ -14,6 +14,8 @@ import Synchronization
 /// with (or pings with) a later epoch, the node fetches that peer's map and adopts it (`gossip(from:)`).
 public final class PeerHealth: Sendable {
     private let directory: PeerDirectory
+    /// Every directory whose connections to a peer are told when it is back (`resumeDialling(_:)`).
+    private let directories: [PeerDirectory]
     private let membership: Membership
     private let configuration: PhiAccrualDetector.Configuration
     private let detectors: Mutex<[String: PhiAccrualDetector]>
@@ -25,9 +27,11 @@ public final class PeerHealth: Sendable {
 
     package init(
         directory: PeerDirectory, membership: Membership, detector: PhiAccrualDetector.Configuration,
-        interval: Duration, wallMillis: @escaping @Sendable () -> UInt64, logger: Logger
+        interval: Duration, wallMillis: @escaping @Sendable () -> UInt64, logger: Logger,
+        otherDirectories: [PeerDirectory] = []
     ) {
         self.directory = directory
+        self.directories = [directory] + otherDirectories
         self.membership = membership
         self.configuration = detector
         let now = wallMillis()
@@ -49,8 +53,11 @@ public final class PeerHealth: Sendable {
             watch(peers.map(\.id))
             for (id, client) in peers {
                 let ping = Message.pingRequest(PingRequest(epoch: epoch, clock: wallMillis() << 16))
-                client.send(ping, timeout: interval * 5).whenSuccess { answer in
+                // A probe: it dials a peer in its backoff window, so one that came back is found
+                // within a ping interval.
+                client.send(ping, timeout: interval * 5, probe: true).whenSuccess { answer in
                     self.heartbeat(id)
+                    self.resumeDialling(id)
                     if case .pingResponse(let pong) = answer, pong.epoch > epoch {
                         self.gossip(from: id)
                     }
@@ -103,6 +110,20 @@ public final class PeerHealth: Sendable {
     }
 
     /// Whether the detector suspects `peer` now (false for a peer it does not know).
+    /// Evidence that `peer` is up (it answered a ping, or sent us one): every connection to it dials
+    /// again at once instead of waiting out its backoff window, so anti-entropy, hint replay and
+    /// streaming use a restarted peer as soon as it is back. A suspected peer gets a heartbeat too
+    /// (hint replay waits for it to be trusted); a trusted one does not, so the failure detector's
+    /// intervals stay those of our own pinger.
+    package func resumeDialling(_ peer: String) {
+        if isSuspected(peer) {
+            heartbeat(peer)
+        }
+        for directory in directories {
+            directory.client(peer)?.resumeDialling()
+        }
+    }
+
     package func isSuspected(_ peer: String) -> Bool {
         let now = wallMillis()
         return detectors.withLock { $0[peer]?.isSuspected(atMillis: now) ?? false }

@@ -111,6 +111,10 @@ public final class ReplicaService: RPCService {
             let keys = store.approximateKeyCount()
             let queues = recordQueues()
             let epoch = membership.current.epoch
+            if peer.role == .node {
+                // A peer that pings us is up: stop treating it as down (its connections' backoff).
+                health?.resumeDialling(peer.name)
+            }
             if ping.epoch > epoch, peer.role == .node {
                 // A peer is ahead: fetch its map (gossip in both directions of a ping).
                 health?.gossip(from: peer.name)

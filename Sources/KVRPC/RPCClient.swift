@@ -20,7 +20,11 @@ public struct ReconnectPolicy: Sendable, Hashable {
 /// A connection to one server that reconnects with backoff when it breaks.
 ///
 /// While a server is in its backoff window, calls fail at once with the last connection error rather
-/// than waiting: a node that refuses connections is skipped, not waited on.
+/// than waiting: a node that refuses connections is skipped, not waited on. The backoff bounds how
+/// often a dead server is dialled, not how long a live one is ignored: a probe (`send(_:timeout:probe:)`,
+/// a failure detector's ping) dials through the window, and evidence that the server is back from
+/// elsewhere (``resumeDialling()``: a connection from it, another connection's answer) ends the window,
+/// so the next call dials instead of replaying an error remembered from while it was down.
 public final class RPCClient: Sendable {
     private enum State {
         case idle(failures: Int, retryAt: ContinuousClock.Instant?, lastError: RPCError?)
@@ -56,9 +60,10 @@ public final class RPCClient: Sendable {
     /// `host:port`.
     public var address: String { "\(host):\(port)" }
 
-    /// Sends one request, connecting first if needed.
-    public func call(_ request: Message, timeout: Duration) async throws -> Message {
-        let connection = try await connection()
+    /// Sends one request, connecting first if needed. With `probe`, a server in its backoff window is
+    /// dialled anyway (a request meant for this server alone, which has no other replica to go to).
+    public func call(_ request: Message, timeout: Duration, probe: Bool = false) async throws -> Message {
+        let connection = try await connectionFuture(dialDuringBackoff: probe).get()
         do {
             return try await connection.call(request, timeout: timeout)
         } catch let error as RPCError {
@@ -70,9 +75,10 @@ public final class RPCClient: Sendable {
     }
 
     /// Sends one request without waiting: connects first if needed. The future fails at once when
-    /// the server is in its backoff window.
-    public func send(_ request: Message, timeout: Duration) -> EventLoopFuture<Message> {
-        connectionFuture().flatMap { connection in
+    /// the server is in its backoff window, unless `probe` is set: a probe (a periodic ping) dials
+    /// through the window, so a server that came back is found at the probe's pace.
+    public func send(_ request: Message, timeout: Duration, probe: Bool = false) -> EventLoopFuture<Message> {
+        connectionFuture(dialDuringBackoff: probe).flatMap { connection in
             connection.send(request, timeout: timeout).flatMapErrorThrowing { error in
                 if !connection.isActive {
                     self.forget(connection)
@@ -87,7 +93,7 @@ public final class RPCClient: Sendable {
         try await connectionFuture().get()
     }
 
-    private func connectionFuture() -> EventLoopFuture<RPCConnection> {
+    private func connectionFuture(dialDuringBackoff: Bool = false) -> EventLoopFuture<RPCConnection> {
         enum Next {
             case use(RPCConnection)
             case wait(EventLoopFuture<RPCConnection>)
@@ -101,7 +107,7 @@ public final class RPCClient: Sendable {
                 return .wait(future)
             case .closed:
                 return .fail(.shutDown)
-            case .idle(_, let retryAt?, let lastError?) where ContinuousClock.now < retryAt:
+            case .idle(_, let retryAt?, let lastError?) where !dialDuringBackoff && ContinuousClock.now < retryAt:
                 return .fail(lastError)
             case .connected, .idle:
                 let failures: Int
@@ -136,6 +142,17 @@ public final class RPCClient: Sendable {
         state.withLock { state in
             if case .idle(_, let retryAt?, _) = state { return ContinuousClock.now < retryAt }
             return false
+        }
+    }
+
+    /// Evidence that the server is up again (it connected to us, or answered elsewhere): ends the
+    /// backoff window, so the next call dials at once. The failure count is kept, so a server that
+    /// still cannot be reached backs off further.
+    public func resumeDialling() {
+        state.withLock { state in
+            if case .idle(let failures, _?, _) = state {
+                state = .idle(failures: failures, retryAt: nil, lastError: nil)
+            }
         }
     }
 
