@@ -20,6 +20,12 @@ public struct TLSConfiguration: Sendable {
     /// The highest protocol version offered; the lowest is 1.3 unless this is lower.
     package var protocolVersionMax: TLSProtocolVersion = .tls13
 
+    /// The TLS 1.3 key-exchange groups offered and accepted, in OpenSSL's list syntax. Only X25519
+    /// and P-256: OpenSSL also accepts finite-field groups up to 8192 bits, and a peer that offers only
+    /// those would make a node compute such a key exchange for every connection it opens. Tests change
+    /// it to see a peer offering other groups refused.
+    package var keyExchangeGroups = "X25519:P-256"
+
     /// Test knob: load no certificate or key, so the peer sees a client without a certificate.
     package var omitsCertificate: Bool = false
 

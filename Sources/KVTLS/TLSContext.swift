@@ -76,6 +76,10 @@ public final class TLSContext: @unchecked Sendable {
         else {
             throw .invalidConfiguration("cannot restrict protocol versions: \(OpenSSL.drainErrors())")
         }
+        guard CQKV_SSL_CTX_set1_groups_list(context, configuration.keyExchangeGroups) == 1 else {
+            throw .invalidConfiguration(
+                "cannot set the key-exchange groups \(configuration.keyExchangeGroups): \(OpenSSL.drainErrors())")
+        }
         SSL_CTX_set_options(
             context,
             CQKV_SSL_OP_NO_COMPRESSION | CQKV_SSL_OP_NO_RENEGOTIATION | CQKV_SSL_OP_NO_TICKET

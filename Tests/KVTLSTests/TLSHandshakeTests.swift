@@ -146,6 +146,29 @@ import Testing
         #expect(!pair.client.isActive)
     }
 
+    /// A peer that offers only a finite-field group (which could make a node compute an 8192-bit
+    /// key exchange per connection) gets no handshake; X25519 and P-256 work.
+    @Test(arguments: [("ffdhe2048", false), ("ffdhe8192", false), ("X25519", true), ("P-256", true)])
+    func onlyX25519AndP256AreAccepted(group: String, accepted: Bool) throws {
+        let pki = try TestPKI()
+        var configuration = pki.configuration(pki.client)
+        configuration.keyExchangeGroups = group
+        let pair = try Pair(
+            clientContext: try TLSContext(configuration: configuration, side: .client),
+            serverContext: try pki.context(pki.node, side: .server))
+        defer { pair.finish() }
+        if accepted {
+            try interactInMemory(client: pair.client, server: pair.server)
+            #expect(try pair.serverSawPeer.wait().role == .client)
+        } else {
+            #expect(throws: TLSError.self) {
+                try interactInMemory(client: pair.client, server: pair.server)
+                _ = try pair.serverSawPeer.wait()
+            }
+            #expect(!pair.server.isActive)
+        }
+    }
+
     @Test func wrongServerNameIsRefused() throws {
         let pki = try TestPKI(nodeIP: "127.0.0.1")
         for name in ["127.0.0.2", "n2.quorumkv.test"] {
