@@ -10,7 +10,7 @@ package import Synchronization
 /// | metric | kind | moves when |
 /// |---|---|---|
 /// | `quorumkv_hints_stored_total` | counter | a hint was stored for another replica |
-/// | `quorumkv_hints_refused_total` | counter | a hint was refused: its target's queue was full |
+/// | `quorumkv_hints_refused_total` | counter | a hint was refused: its target's queue was full, or the target is the node itself |
 /// | `quorumkv_hints_replayed_total` | counter | a hint was handed over and acknowledged (by its target, or by its key's replicas when the target was removed) |
 /// | `quorumkv_hints_expired_total` | counter | a hint outlived the hint window and was dropped |
 /// | `quorumkv_read_repairs_received_total` | counter | a `Put` with origin `readRepair` arrived |

@@ -564,6 +564,12 @@ public final class ReplicaService: RPCService {
         guard membership.current.node(request.target) != nil else {
             throw RPCError.remote(.unknownNode, message: "no node '\(request.target)' in the cluster")
         }
+        guard request.target != nodeID else {
+            // A hint for ourselves would never be replayed (no node replays to itself) and would sit
+            // in the hint log for good: the sender must write to us directly.
+            statistics.hintsRefused.add(1, ordering: .relaxed)
+            throw RPCError.remote(.invalidRequest, message: "\(nodeID) does not hold hints for itself")
+        }
         let key = Array(request.record.key.readableBytesView)
         let record = try Self.record(
             key: key, version: request.record.version, tombstone: request.record.tombstone,

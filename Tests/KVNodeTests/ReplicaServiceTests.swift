@@ -188,6 +188,16 @@ struct ReplicaServiceTests {
         try await fixture.shutdown()
     }
 
+    /// A hint whose target is the node itself would never be replayed: refused, counted, not stored.
+    @Test func aHintForTheNodeItselfIsRefused() async throws {
+        let fixture = try ServiceFixture(hintQueueMax: 10)
+        await #expect(throws: RPCError.self) { _ = try await fixture.hint("n1", "key-0", hlc: 1 << 20) }
+        #expect(fixture.store.hintQueueSizes().isEmpty)
+        #expect(fixture.counter("quorumkv_hints_refused_total") == 1)
+        #expect(try await fixture.hint("n2", "key-0", hlc: 1 << 20) == .stored)
+        try await fixture.shutdown()
+    }
+
     @Test func expiredHintMarksItsRangeWithItsOwnReason() async throws {
         let fixture = try ServiceFixture()
         await fixture.marker.hintExpired(target: "n3", key: Array("gone".utf8))
