@@ -52,7 +52,7 @@ ensure_certs() {
     [[ -f "$dir/certs/client.pem" ]] || "$kvctl" certs issue --dir "$dir/certs" --role client --name client >&2
     for ((i = 1; i <= count; i++)); do
         [[ -f "$dir/certs/n$i.pem" ]] ||
-            "$kvctl" certs issue --dir "$dir/certs" --role node --name "n$i" --ip "$(address_of "n$i")" --dns localhost >&2
+            "$kvctl" certs issue --dir "$dir/certs" --role node --name "n$i" --ip "$(address_of "n$i")" >&2
     done
 }
 
@@ -75,7 +75,7 @@ start_node() {
     fi
     mkdir -p "$dir/$id"
     [[ -f "$dir/certs/$id.pem" ]] ||
-        "$kvctl" certs issue --dir "$dir/certs" --role node --name "$id" --ip "$address" --dns localhost >&2
+        "$kvctl" certs issue --dir "$dir/certs" --role node --name "$id" --ip "$address" >&2
     nohup "$kvd" --id "$id" --listen "$address:$port" --data "$dir/$id/data" --cluster "$dir/cluster.yaml" \
         --ca "$dir/certs/ca.pem" --cert "$dir/certs/$id.pem" --key "$dir/certs/$id-key.pem" \
         --metrics "$address:$metrics_port" >>"$dir/$id/kvd.log" 2>&1 </dev/null &

@@ -856,7 +856,8 @@ public final class KVClient: Sendable {
                     nodes[node.id] = client
                 } else if let (host, port) = addresses[node.id] {
                     nodes[node.id] = RPCClient(
-                        host: host, port: port, tls: tls, hello: hello, policy: configuration.reconnect)
+                        host: host, port: port, tls: tls, hello: hello, nodeID: node.id,
+                        policy: configuration.reconnect)
                 }
             }
             let dropped = (current?.nodes ?? [:]).filter { nodes[$0.key] !== $0.value }.map(\.value)

@@ -53,7 +53,8 @@ package final class PeerDirectory: Sendable {
                 } else if let address = HostPort(parsing: node.address) {
                     next[node.id] = Peer(
                         address: node.address,
-                        client: RPCClient(host: address.host, port: address.port, tls: tls, hello: hello))
+                        client: RPCClient(
+                            host: address.host, port: address.port, tls: tls, hello: hello, nodeID: node.id))
                 }
             }
             for (id, peer) in peers where next[id]?.client !== peer.client {

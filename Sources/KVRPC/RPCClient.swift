@@ -35,6 +35,8 @@ public final class RPCClient: Sendable {
 
     public let host: String
     public let port: Int
+    /// The node this client means to reach, when known: a server that is not it is refused.
+    public let nodeID: String?
     private let tls: TLSContext
     private let hello: Hello
     private let policy: ReconnectPolicy
@@ -46,11 +48,13 @@ public final class RPCClient: Sendable {
         port: Int,
         tls: TLSContext,
         hello: Hello,
+        nodeID: String? = nil,
         policy: ReconnectPolicy = ReconnectPolicy(),
         group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton
     ) {
         self.host = host
         self.port = port
+        self.nodeID = nodeID
         self.tls = tls
         self.hello = hello
         self.policy = policy
@@ -117,7 +121,7 @@ public final class RPCClient: Sendable {
                 promise.completeWithTask { [self] in
                     do {
                         let connection = try await RPCConnection.connect(
-                            host: host, port: port, tls: tls, hello: hello,
+                            host: host, port: port, tls: tls, hello: hello, nodeID: nodeID,
                             timeout: policy.connectTimeout, group: group)
                         self.connected(connection)
                         return connection

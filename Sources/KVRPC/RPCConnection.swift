@@ -25,13 +25,18 @@ public final class RPCConnection: Sendable {
 
     /// Connects, completes TLS, and exchanges `Hello`/`HelloAck`.
     ///
-    /// - Throws: `RPCError.connectFailed` when the server is unreachable or the TLS handshake fails;
-    ///   `RPCError.remote` when the server refuses the `Hello` (cluster, version or role mismatch).
+    /// - Parameter nodeID: the node the caller means to reach, when it knows: the server's certificate
+    ///   and its `HelloAck` must both name it, so an address that now belongs to another node (or a
+    ///   node certificate presented by the wrong node) is not taken for it.
+    /// - Throws: `RPCError.connectFailed` when the server is unreachable, the TLS handshake fails or
+    ///   the server is not `nodeID`; `RPCError.remote` when the server refuses the `Hello` (cluster,
+    ///   version, role or node id mismatch).
     public static func connect(
         host: String,
         port: Int,
         tls: TLSContext,
         hello: Hello,
+        nodeID: String? = nil,
         timeout: Duration,
         requestsInFlightMax: Int = Limits.requestsInFlightPerConnectionMax,
         frameBytesMax: Int = Limits.frameBytesMax,
@@ -66,6 +71,13 @@ public final class RPCConnection: Sendable {
                 throw RPCError.protocolViolation("expected HelloAck, got \(answer.type)")
             }
             let server = try await handshake.futureResult.get()
+            if let nodeID, server.name != nodeID || ack.nodeId != nodeID {
+                throw RPCError.connectFailed(
+                    address: address,
+                    reason:
+                        "expected node '\(nodeID)' there, but its certificate names '\(server.name)' and it says it is '\(ack.nodeId)'"
+                )
+            }
             return RPCConnection(channel: channel, server: server, helloAck: ack)
         } catch let error as RPCError where error.remoteCode != nil {
             try? await channel.close()

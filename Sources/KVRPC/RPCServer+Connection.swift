@@ -87,6 +87,15 @@ extension RPCServer {
                 outbound: outbound, logger: logger)
             return false
         }
+        if peer.role == .node, hello.senderId != peer.name {
+            // A connection is bound to the node id in its certificate: a node certificate for n1
+            // cannot act as n2 (in gossip, repair sessions, hint replay, map votes).
+            try await refuse(
+                requestID: first.requestID, .notAuthorized,
+                "Hello claims node id '\(hello.senderId)' but the certificate is for node '\(peer.name)'",
+                outbound: outbound, logger: logger)
+            return false
+        }
         let state = service.handshakeState()
         let ack = HelloAck(
             protocolVersion: WireProtocol.version,

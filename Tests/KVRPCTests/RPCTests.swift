@@ -138,6 +138,60 @@ struct RPCTests {
         await client.close()
     }
 
+    /// A server that comes back within the backoff window: ordinary calls still fail at once, but a
+    /// probe dials it, and evidence from elsewhere (`resumeDialling`) ends the window for every call.
+    @Test func aProbeOrEvidenceOfLifeDialsAServerInItsBackoffWindow() async throws {
+        let probe = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+            .bind(host: "127.0.0.1", port: 0).get()
+        let port = probe.localAddress?.port ?? 1
+        try await probe.close()
+        var policy = ReconnectPolicy()
+        policy.backoffInitial = .seconds(60)
+        let ping = Message.pingRequest(PingRequest(epoch: 0, clock: 3))
+        let client = RPCClient(
+            host: "127.0.0.1", port: port, tls: try TestPKI.shared.clientContext(), hello: hello(), policy: policy)
+        await #expect(throws: RPCError.self) { _ = try await client.call(ping, timeout: .seconds(5)) }
+        #expect(client.isBackingOff)
+        try await withTestServer(port: port) { _ in
+            // Back, but the window (60 s) has not passed: the remembered error, at once.
+            await #expect(throws: RPCError.self) { _ = try await client.call(ping, timeout: .seconds(5)) }
+            // A probe dials anyway, and its connection serves everyone after it.
+            _ = try await client.send(ping, timeout: .seconds(10), probe: true).get()
+            #expect(!client.isBackingOff)
+            _ = try await client.call(ping, timeout: .seconds(10))
+        }
+        // Down again: back off; then evidence that it is up ends the window.
+        await #expect(throws: RPCError.self) { _ = try await client.call(ping, timeout: .seconds(5)) }
+        await #expect(throws: RPCError.self) { _ = try await client.call(ping, timeout: .seconds(5)) }
+        #expect(client.isBackingOff)
+        client.resumeDialling()
+        #expect(!client.isBackingOff)
+        await client.close()
+    }
+
+    /// A connection is bound to the node id in its certificate, both ways.
+    @Test func connectionsAreBoundToTheNodeIDsInTheCertificates() async throws {
+        try await withTestServer { server in
+            // The node certificate is n1's: it cannot say it is n2.
+            await #expect(throws: RPCError.remote(.notAuthorized, message: "")) {
+                _ = try await connect(
+                    to: server, identity: TestPKI.shared.node, hello: hello(role: .node, senderID: "n2"))
+            }
+            let n1 = try await connect(to: server, identity: TestPKI.shared.node, hello: hello(role: .node))
+            await n1.close()
+            // A client that means to reach n2 refuses the server that is n1.
+            do {
+                _ = try await connect(to: server, nodeID: "n2")
+                Issue.record("a client meaning n2 accepted n1")
+            } catch let error as RPCError {
+                #expect("\(error)".contains("expected node 'n2'"), "\(error)")
+            }
+            let meant = try await connect(to: server, nodeID: "n1")
+            #expect(meant.helloAck.nodeId == "n1")
+            await meant.close()
+        }
+    }
+
     @Test func clientReconnectsAfterTheConnectionBreaks() async throws {
         try await withTestServer { server in
             var policy = ReconnectPolicy()

@@ -39,9 +39,10 @@ struct EchoService: RPCService {
 @discardableResult
 func withTestServer<T: Sendable>(
     clusterID: String = "test",
+    port: Int = 0,
     _ body: @Sendable (RPCServer) async throws -> T
 ) async throws -> T {
-    let configuration = RPCServerConfiguration(host: "127.0.0.1", port: 0, clusterID: clusterID, nodeID: "n1")
+    let configuration = RPCServerConfiguration(host: "127.0.0.1", port: port, clusterID: clusterID, nodeID: "n1")
     let server = try await RPCServer.bind(
         configuration: configuration,
         tls: try TestPKI.shared.serverContext(),
@@ -58,20 +59,27 @@ func withTestServer<T: Sendable>(
     }
 }
 
-func hello(role: Role = .client, clusterID: String = "test", version: UInt16 = WireProtocol.version) -> Hello {
-    Hello(protocolVersion: version, clusterId: clusterID, senderId: "tester", role: role, epoch: 0)
+/// A `Hello`; a node's names the node of `TestPKI`'s node certificate unless `senderID` says otherwise.
+func hello(
+    role: Role = .client, senderID: String? = nil, clusterID: String = "test", version: UInt16 = WireProtocol.version
+) -> Hello {
+    Hello(
+        protocolVersion: version, clusterId: clusterID, senderId: senderID ?? (role == .node ? "n1" : "tester"),
+        role: role, epoch: 0)
 }
 
 func connect(
     to server: RPCServer,
     identity: IssuedCertificate? = nil,
-    hello: Hello = hello()
+    hello: Hello = hello(),
+    nodeID: String? = nil
 ) async throws -> RPCConnection {
     try await RPCConnection.connect(
         host: "127.0.0.1",
         port: server.localAddress.port ?? 0,
         tls: try TestPKI.shared.clientContext(identity),
         hello: hello,
+        nodeID: nodeID,
         timeout: .seconds(10)
     )
 }
