@@ -104,6 +104,10 @@ public final class ReplicaService: RPCService {
     public func handle(_ request: Message, from peer: PeerIdentity) async throws -> Message {
         switch request {
         case .putRequest(let put):
+            guard RPCAuthorization.permits(peer.role, toSend: put.origin) else {
+                throw RPCError.remote(
+                    .notAuthorized, message: "a \(peer.role) certificate may not send a Put of origin \(put.origin)")
+            }
             return try await apply(put)
         case .getRequest(let get):
             return try await read(get)
@@ -246,7 +250,10 @@ public final class ReplicaService: RPCService {
 
     private func apply(_ put: PutRequest) async throws -> Message {
         let key = Array(put.key.readableBytesView)
-        if put.origin == .client || put.origin == .readRepair {
+        // Every origin but hint replay writes only where this node keeps the key. (A hint's target may
+        // have lost the key in a change since: its holder hands it to the key's current replicas when
+        // the target is removed; a target that only moved keeps taking it for now.)
+        if put.origin != .hintReplay {
             try checkAdmitted(key, write: true, writeEpoch: put.origin == .client ? put.epoch : 0)
         }
         let repair = put.origin == .readRepair
@@ -506,6 +513,8 @@ public final class ReplicaService: RPCService {
         records.reserveCapacity(request.records.count)
         for record in request.records {
             let key = Array(record.key.readableBytesView)
+            // An anti-entropy batch writes only where this node keeps every key.
+            try checkAdmitted(key, write: true)
             records.append(
                 StreamedRecord(
                     key: key,

@@ -21,6 +21,16 @@ public enum RPCAuthorization {
         }
     }
 
+    /// Whether a `Put` of this origin may come from `role`: hint replay and anti-entropy writes are
+    /// nodes' work (and admins'); a client writes and repairs what it read. What a request may do
+    /// follows from the certificate, not from what the request says about itself.
+    public static func permits(_ role: Role, toSend origin: PutOrigin) -> Bool {
+        switch origin {
+        case .client, .readRepair: true
+        case .hintReplay, .antiEntropy: role == .node || role == .admin
+        }
+    }
+
     public static func permits(_ role: Role, toSend type: MessageType) -> Bool {
         switch type {
         case .putRequest, .getRequest, .clusterMapRequest, .pingRequest, .hintRequest:

@@ -83,13 +83,15 @@ final class ServiceFixture: Sendable {
         return response.outcome
     }
 
-    func put(_ key: String, hlc: UInt64, origin: PutOrigin) async throws -> PutOutcome? {
+    func put(_ key: String, hlc: UInt64, origin: PutOrigin, from peer: PeerIdentity = ServiceFixture.client)
+        async throws -> PutOutcome?
+    {
         let answer = try await service.handle(
             .putRequest(
                 PutRequest(
                     key: ByteBuffer(string: key), value: ByteBuffer(string: "v\(hlc)"),
                     version: Version(hlc: hlc, writer: 7), tombstone: false, origin: origin, epoch: 0)),
-            from: Self.client)
+            from: peer)
         guard case .putResponse(let response) = answer else { return nil }
         return response.outcome
     }
@@ -221,6 +223,19 @@ struct ReplicaServiceTests {
         try await fixture.shutdown()
     }
 
+    /// What a `Put` may do follows from the sender's certificate: a client cannot pass its write off
+    /// as hint replay or anti-entropy.
+    @Test(arguments: [PutOrigin.hintReplay, .antiEntropy])
+    func aClientCannotSendNodesWrites(origin: PutOrigin) async throws {
+        let fixture = try ServiceFixture()
+        await #expect(throws: RPCError.remote(.notAuthorized, message: "")) {
+            _ = try await fixture.put("k", hlc: 10, origin: origin)
+        }
+        #expect(try fixture.store.get(key: Array("k".utf8)) == nil)
+        #expect(try await fixture.put("k", hlc: 10, origin: origin, from: ServiceFixture.node) == .applied)
+        try await fixture.shutdown()
+    }
+
     @Test func readRepairsAreCountedAndThoseThatChangedDataApart() async throws {
         let fixture = try ServiceFixture()
         // A client's write is not a repair.
@@ -234,7 +249,7 @@ struct ReplicaServiceTests {
         // A repair of a key the replica never saw changes it too.
         #expect(try await fixture.put("new", hlc: 5, origin: .readRepair) == .applied)
         // Hint replays are neither.
-        #expect(try await fixture.put("k", hlc: 30, origin: .hintReplay) == .applied)
+        #expect(try await fixture.put("k", hlc: 30, origin: .hintReplay, from: ServiceFixture.node) == .applied)
 
         #expect(fixture.counter("quorumkv_read_repairs_received_total") == 4)
         #expect(fixture.counter("quorumkv_read_repairs_applied_total") == 2)
