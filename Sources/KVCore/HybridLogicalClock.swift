@@ -19,11 +19,22 @@ public struct HybridLogicalClock: Sendable {
 
     /// A new timestamp, greater than every one issued or observed so far.
     ///
+    /// Never traps: at the very end of the timestamp space (reachable only by observing a timestamp
+    /// no real clock makes, which `isWithin(_:maxOffsetMillis:of:)` lets callers refuse) it stays there.
+    ///
     /// - Parameter physicalMillis: the wall clock, in milliseconds since the Unix epoch.
     public mutating func now(physicalMillis: UInt64) -> UInt64 {
         let physical = HybridLogicalClock.pack(millis: physicalMillis & 0xFFFF_FFFF_FFFF, counter: 0)
-        last = physical > last ? physical : last + 1
+        last = physical > last ? physical : (last < .max ? last + 1 : last)
         return last
+    }
+
+    /// Whether a timestamp from another process is at most `maxOffsetMillis` ahead of this process's
+    /// wall clock (`physicalMillis`). A timestamp further ahead is not a clock reading but damage or
+    /// an attack: observed, it would drag every later timestamp along (CockroachDB's `--max-offset`).
+    public static func isWithin(_ remote: UInt64, maxOffsetMillis: UInt64, of physicalMillis: UInt64) -> Bool {
+        let (limit, overflow) = (physicalMillis & 0xFFFF_FFFF_FFFF).addingReportingOverflow(maxOffsetMillis)
+        return overflow || remote >> 16 <= limit
     }
 
     /// Moves the clock past a timestamp seen in a message from another process.

@@ -60,6 +60,11 @@ public struct NodeConfiguration: Sendable, Hashable {
     public var tombstoneGrace: Duration? = .seconds(NodeConfiguration.tombstoneGraceSecondsDefault)
     /// Ten days, Cassandra's `gc_grace_seconds` default.
     public static let tombstoneGraceSecondsDefault = 864_000
+    /// How far ahead of this node's clock a peer's clock or a write's version may be: further ahead is
+    /// refused (`invalidRequest`, counted), so that no request can drag the node's clock (and every
+    /// version it stamps after) into the future. CockroachDB's `--max-offset` (default 500 ms).
+    public var maxClockOffset: Duration = .milliseconds(NodeConfiguration.maxClockOffsetMillisDefault)
+    public static let maxClockOffsetMillisDefault = 500
     /// The phi above which the node's failure detector suspects a peer (hint replay then waits).
     public var phiThreshold = NodeConfiguration.phiThresholdDefault
     public static let phiThresholdDefault = 8.0
@@ -144,6 +149,8 @@ public struct NodeFile: Sendable, Hashable, Decodable {
     public var streamStallTimeout: Int?
     /// HOST:PORT for `GET /metrics`.
     public var metrics: String?
+    /// Milliseconds.
+    public var maxClockOffset: Int?
 
     enum CodingKeys: String, CodingKey, CaseIterable {
         case id, listen, data, ca, cert, key, durability, cluster, metrics
@@ -157,6 +164,7 @@ public struct NodeFile: Sendable, Hashable, Decodable {
         case phiThreshold = "phi-threshold"
         case streamRate = "stream-rate"
         case streamStallTimeout = "stream-stall-timeout"
+        case maxClockOffset = "max-clock-offset"
     }
 
     public init() {}

@@ -111,7 +111,10 @@ public final class NodeService: Service {
             ring: { try? membership.current.ring() }, store: store, pool: pool, statistics: statistics,
             wallMillis: ReplicaService.systemMillis,
             logger: logger)
-        let replica = Replica(nodeID: configuration.id, store: store, wallMillis: ReplicaService.systemMillis)
+        let replica = Replica(
+            nodeID: configuration.id, store: store,
+            maxClockOffsetMillis: UInt64(configuration.maxClockOffset / .milliseconds(1)),
+            wallMillis: ReplicaService.systemMillis)
         // Anti-entropy's (and the failure detector's) own connections to the peers, apart from hint
         // replay's; both follow the map as it changes.
         let peerDirectory = PeerDirectory(nodeID: configuration.id, tls: peerTLS, map: cluster)

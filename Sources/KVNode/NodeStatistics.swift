@@ -11,6 +11,7 @@ package import Synchronization
 /// |---|---|---|
 /// | `quorumkv_hints_stored_total` | counter | a hint was stored for another replica |
 /// | `quorumkv_hints_refused_total` | counter | a hint was refused: its target's queue was full, or the target is the node itself |
+/// | `quorumkv_clock_ahead_refused_total` | counter | a request carried a clock or version further ahead of the node's clock than `--max-clock-offset` |
 /// | `quorumkv_hints_replayed_total` | counter | a hint was handed over and acknowledged (by its target, or by its key's replicas when the target was removed) |
 /// | `quorumkv_hints_expired_total` | counter | a hint outlived the hint window and was dropped |
 /// | `quorumkv_read_repairs_received_total` | counter | a `Put` with origin `readRepair` arrived |
@@ -41,6 +42,7 @@ public final class NodeStatistics: Sendable {
 
     package let hintsStored: ReportedCounter
     package let hintsRefused: ReportedCounter
+    package let clockAheadRefused: ReportedCounter
     package let hintsReplayed: ReportedCounter
     package let hintsExpired: ReportedCounter
     package let readRepairsReceived: ReportedCounter
@@ -80,6 +82,7 @@ public final class NodeStatistics: Sendable {
         }
         hintsStored = counter("quorumkv_hints_stored_total")
         hintsRefused = counter("quorumkv_hints_refused_total")
+        clockAheadRefused = counter("quorumkv_clock_ahead_refused_total")
         hintsReplayed = counter("quorumkv_hints_replayed_total")
         hintsExpired = counter("quorumkv_hints_expired_total")
         readRepairsReceived = counter("quorumkv_read_repairs_received_total")
@@ -114,7 +117,9 @@ public final class NodeStatistics: Sendable {
     /// `MeasuredService`'s), for the Prometheus endpoint.
     public static let metricHelp: [String: String] = [
         "quorumkv_hints_stored_total": "Hints stored for other replicas.",
-        "quorumkv_hints_refused_total": "Hints refused because the target's queue was full.",
+        "quorumkv_hints_refused_total": "Hints refused because the target's queue was full or was the node itself.",
+        "quorumkv_clock_ahead_refused_total":
+            "Requests refused because a clock or version was further ahead than the maximum clock offset.",
         "quorumkv_hints_replayed_total": "Hints handed over and acknowledged.",
         "quorumkv_hints_expired_total": "Hints dropped after the hint window.",
         "quorumkv_read_repairs_received_total": "Puts with origin readRepair received.",
@@ -149,6 +154,7 @@ public final class NodeStatistics: Sendable {
         [
             ("hints_stored", hintsStored.load(ordering: .relaxed)),
             ("hints_refused", hintsRefused.load(ordering: .relaxed)),
+            ("clock_ahead_refused", clockAheadRefused.load(ordering: .relaxed)),
             ("hints_replayed", hintsReplayed.load(ordering: .relaxed)),
             ("hints_expired", hintsExpired.load(ordering: .relaxed)),
             ("read_repairs_received", readRepairsReceived.load(ordering: .relaxed)),

@@ -12,13 +12,35 @@ public final class Replica: Sendable {
     public let store: any ReplicaStore
     private let clock: Mutex<HybridLogicalClock>
     private let wallMillis: @Sendable () -> UInt64
+    /// How far ahead of this node's wall clock a peer's clock or version may be; nil: unbounded.
+    public let maxClockOffsetMillis: UInt64?
 
-    /// - Parameter wallMillis: the node's wall clock, in milliseconds since the Unix epoch.
-    public init(nodeID: String, store: any ReplicaStore, wallMillis: @escaping @Sendable () -> UInt64) {
+    /// - Parameters:
+    ///   - wallMillis: the node's wall clock, in milliseconds since the Unix epoch.
+    ///   - maxClockOffsetMillis: writes whose version, and clocks from peers, further ahead of
+    ///     `wallMillis` than this are refused (`clockAhead`), and a stored version further ahead does
+    ///     not move the clock; nil accepts any (the simulator, whose skews are its own business).
+    public init(
+        nodeID: String, store: any ReplicaStore, maxClockOffsetMillis: UInt64? = nil,
+        wallMillis: @escaping @Sendable () -> UInt64
+    ) {
         self.nodeID = nodeID
         self.store = store
         self.clock = Mutex(HybridLogicalClock())
         self.wallMillis = wallMillis
+        self.maxClockOffsetMillis = maxClockOffsetMillis
+    }
+
+    /// Refuses a clock or version `remote` from a peer that is further ahead of this node's wall clock
+    /// than `maxClockOffsetMillis`.
+    public func checkClock(_ remote: UInt64, what: String) throws(ReplicaError) {
+        guard let bound = maxClockOffsetMillis else { return }
+        let physical = wallMillis()
+        guard HybridLogicalClock.isWithin(remote, maxOffsetMillis: bound, of: physical) else {
+            throw ReplicaError.clockAhead(
+                "\(what) \(remote >> 16) ms is \((remote >> 16) &- physical) ms ahead of \(nodeID)'s clock; at most \(bound) ms is accepted (check the clocks' synchronisation)"
+            )
+        }
     }
 
     /// Checks what a request asks to write, for `put` or for a hint, and makes the record.
@@ -39,6 +61,7 @@ public final class Replica: Sendable {
     public func put(key: [UInt8], record: StoredRecord) throws(ReplicaError) -> (outcome: ApplyOutcome, clock: UInt64) {
         guard !key.isEmpty else { throw ReplicaError.invalidRequest("the key is empty") }
         guard record.version != .zero else { throw ReplicaError.invalidRequest("version 0 is reserved") }
+        try checkClock(record.version.hlc, what: "the write's version")
         let outcome: ApplyOutcome
         do {
             outcome = try store.apply(key: key, record: record)
@@ -58,6 +81,7 @@ public final class Replica: Sendable {
         for streamed in records {
             guard !streamed.key.isEmpty else { throw ReplicaError.invalidRequest("the key is empty") }
             guard streamed.record.version != .zero else { throw ReplicaError.invalidRequest("version 0 is reserved") }
+            try checkClock(streamed.record.version.hlc, what: "a record's version")
         }
         let outcomes: [ApplyOutcome]
         do {
@@ -79,11 +103,16 @@ public final class Replica: Sendable {
         return (record, tick(observing: record?.version.hlc ?? 0))
     }
 
-    /// Moves the clock past a timestamp from a message and returns a fresh timestamp.
+    /// Moves the clock past a timestamp from a message and returns a fresh timestamp. A timestamp
+    /// further ahead than `maxClockOffsetMillis` is not observed (callers refuse the requests that
+    /// carry one with `checkClock`; a stored version from the future is damage, and must not drag
+    /// the clock along).
     public func tick(observing remote: UInt64) -> UInt64 {
         let physical = wallMillis()
+        let plausible =
+            maxClockOffsetMillis.map { HybridLogicalClock.isWithin(remote, maxOffsetMillis: $0, of: physical) } ?? true
         return clock.withLock { clock in
-            clock.observe(remote)
+            if plausible { clock.observe(remote) }
             return clock.now(physicalMillis: physical)
         }
     }
@@ -95,10 +124,12 @@ public enum ReplicaError: Error, Hashable, CustomStringConvertible {
     case invalidRequest(String)
     /// The store failed.
     case storage(StorageError)
+    /// A clock or version from a peer is further ahead of this node's clock than the maximum offset.
+    case clockAhead(String)
 
     public var description: String {
         switch self {
-        case .invalidRequest(let message): message
+        case .invalidRequest(let message), .clockAhead(let message): message
         case .storage(let error): "\(error)"
         }
     }

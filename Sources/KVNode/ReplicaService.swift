@@ -112,6 +112,7 @@ public final class ReplicaService: RPCService {
         case .getRequest(let get):
             return try await read(get)
         case .pingRequest(let ping):
+            try checkClock(ping.clock, what: "the ping's clock")
             let keys = store.approximateKeyCount()
             let queues = recordQueues()
             let epoch = membership.current.epoch
@@ -583,6 +584,7 @@ public final class ReplicaService: RPCService {
         let record = try Self.record(
             key: key, version: request.record.version, tombstone: request.record.tombstone,
             value: request.record.value)
+        try checkClock(record.version.hlc, what: "the hint's version")
         let hint = StoredHint(target: request.target, key: key, record: record, storedAtMillis: wallMillis())
         let queueMax = hintQueueMax
         let outcome = try await runOnPool { () throws(ReplicaError) -> HintStoreOutcome in
@@ -641,6 +643,8 @@ public final class ReplicaService: RPCService {
             RPCError.remote(.invalidRequest, message: message)
         case .storage(let storage):
             RPCError.remote(storage.code == .diskFull ? .diskFull : .storageFailure, message: "\(storage)")
+        case .clockAhead(let message):
+            RPCError.remote(.invalidRequest, message: message)
         }
     }
 
@@ -663,6 +667,7 @@ public final class ReplicaService: RPCService {
         do {
             return try await pool.runIfActive { try body() }
         } catch let error as ReplicaError {
+            if case .clockAhead = error { statistics.clockAheadRefused.add(1, ordering: .relaxed) }
             throw Self.remote(error)
         } catch {
             throw RPCError.remote(.shuttingDown, message: "the node is shutting down")
@@ -671,5 +676,15 @@ public final class ReplicaService: RPCService {
 
     private func tick(observing remote: UInt64) -> UInt64 {
         replica.tick(observing: remote)
+    }
+
+    /// Refuses (counted) a clock or version from a peer further ahead than the maximum clock offset.
+    private func checkClock(_ remote: UInt64, what: String) throws {
+        do {
+            try replica.checkClock(remote, what: what)
+        } catch {
+            statistics.clockAheadRefused.add(1, ordering: .relaxed)
+            throw Self.remote(error)
+        }
     }
 }

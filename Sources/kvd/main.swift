@@ -56,6 +56,13 @@ struct KVD: AsyncParsableCommand {
     var hintWindowSeconds: Int?
 
     @Option(
+        name: .customLong("max-clock-offset"),
+        help:
+            "Milliseconds a peer's clock or a write's version may be ahead of this node's clock; further ahead is refused (default 500)."
+    )
+    var maxClockOffsetMillis: Int?
+
+    @Option(
         name: .customLong("hint-replay-rate"),
         help: "Hints this node replays per second, over all targets (default 250).")
     var hintReplayRate: Int?
@@ -136,6 +143,12 @@ struct KVD: AsyncParsableCommand {
         if let hintQueueMax = hintQueueMax ?? file.hintQueueMax {
             guard hintQueueMax >= 0 else { throw ValidationError("--hint-queue-max must not be negative") }
             configuration.hintQueueMax = hintQueueMax
+        }
+        if let millis = maxClockOffsetMillis ?? file.maxClockOffset {
+            guard (1...86_400_000).contains(millis) else {
+                throw ValidationError("--max-clock-offset must be 1...86400000 milliseconds")
+            }
+            configuration.maxClockOffset = .milliseconds(millis)
         }
         if let hintWindowSeconds = hintWindowSeconds ?? file.hintWindow {
             guard hintWindowSeconds > 0 else { throw ValidationError("--hint-window must be positive") }

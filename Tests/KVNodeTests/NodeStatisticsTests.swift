@@ -44,7 +44,7 @@ import Testing
                 "anti_entropy_keys_sent": 0, "anti_entropy_keys_received": 0, "anti_entropy_bytes": 0,
                 "anti_entropy_session_failures": 0, "anti_entropy_last_full_pass_millis": 0, "tombstones_purged": 0,
                 "stream_keys_received": 0, "stream_keys_resent": 0, "stream_bytes": 0, "stream_retries": 0,
-                "handoff_keys_deleted": 0,
+                "handoff_keys_deleted": 0, "clock_ahead_refused": 0,
             ])
     }
 

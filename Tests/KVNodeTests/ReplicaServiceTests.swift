@@ -39,7 +39,9 @@ final class ServiceFixture: Sendable {
     /// - Parameters:
     ///   - nodeID: the node the service runs as (`n1` replicates the whole ring, `n2` a part of it).
     ///   - streaming: whether the service streams ranges from its store.
-    init(hintQueueMax: Int = 1, nodeID: String = "n1", streaming: Bool = true) throws {
+    init(
+        hintQueueMax: Int = 1, nodeID: String = "n1", streaming: Bool = true, maxClockOffsetMillis: UInt64? = nil
+    ) throws {
         let store = InMemoryStore()
         let metrics = TestMetrics()
         let logs = InMemoryLogHandler()
@@ -62,6 +64,8 @@ final class ServiceFixture: Sendable {
             nodeID: nodeID, membership: try Membership(initial: Self.cluster, store: store), store: store, hints: store,
             repairMarker: marker,
             hintQueueMax: hintQueueMax, pool: pool, statistics: statistics, streaming: streaming ? store : nil,
+            replica: Replica(
+                nodeID: nodeID, store: store, maxClockOffsetMillis: maxClockOffsetMillis, wallMillis: { 1_000 }),
             wallMillis: { 1_000 })
     }
 
@@ -187,6 +191,44 @@ struct ReplicaServiceTests {
             try fixture.metrics.expectGauge("quorumkv_hint_queue_size", [("node", "n1"), ("target", "n2")]).lastValue
                 == 1)
         #expect(try fixture.metrics.expectGauge("quorumkv_anti_entropy_ranges_due", [("node", "n1")]).lastValue == 2)
+        try await fixture.shutdown()
+    }
+
+    /// Clocks and versions further ahead of the node's clock (1,000 ms here) than the maximum offset
+    /// are refused and counted; the node's clock is not dragged along, even by a stored version from
+    /// the future, which is served but not observed.
+    @Test func clocksAndVersionsFromTheFutureAreRefusedAndCounted() async throws {
+        let fixture = try ServiceFixture(hintQueueMax: 10, maxClockOffsetMillis: 500)
+        let ping = { (clock: UInt64) in
+            try await fixture.service.handle(
+                .pingRequest(PingRequest(epoch: 0, clock: clock)), from: ServiceFixture.node)
+        }
+        await #expect(throws: RPCError.remote(.invalidRequest, message: "")) { _ = try await ping(.max) }
+        await #expect(throws: RPCError.remote(.invalidRequest, message: "")) { _ = try await ping(1_501 << 16) }
+        guard case .pingResponse(let pong) = try await ping(1_500 << 16) else {
+            Issue.record("no pong")
+            return
+        }
+        #expect(pong.clock >> 16 == 1_500, "a clock within the offset is observed")
+        await #expect(throws: RPCError.remote(.invalidRequest, message: "")) {
+            _ = try await fixture.put("k", hlc: .max - 1, origin: .client)
+        }
+        await #expect(throws: RPCError.remote(.invalidRequest, message: "")) {
+            _ = try await fixture.hint("n2", "k", hlc: .max - 1)
+        }
+        #expect(fixture.counter("quorumkv_clock_ahead_refused_total") == 4)
+        // A record from the future already on disk (damage): served, without trapping or moving the clock.
+        _ = try fixture.store.apply(
+            key: Array("old".utf8),
+            record: StoredRecord(version: Version(hlc: .max, writer: 1), tombstone: false, value: [1]))
+        let answer = try await fixture.service.handle(
+            .getRequest(GetRequest(key: ByteBuffer(string: "old"))), from: ServiceFixture.client)
+        guard case .getResponse(let response) = answer else {
+            Issue.record("answered \(answer.type)")
+            return
+        }
+        #expect(response.record?.version.hlc == .max)
+        #expect(response.clock >> 16 == 1_500)
         try await fixture.shutdown()
     }
 
