@@ -39,6 +39,11 @@ public struct NodeConfiguration: Sendable, Hashable {
     /// Hints held for one target before new ones are refused.
     public var hintQueueMax = NodeConfiguration.hintQueueMaxDefault
     public static let hintQueueMaxDefault = 100_000
+    /// The bytes all held hints may take together, whatever their targets: a target that never comes
+    /// back must not fill the disk. Past it, hints are refused (counted, their ranges marked for
+    /// anti-entropy), as with a full queue.
+    public var hintBytesMax = NodeConfiguration.hintBytesMaxDefault
+    public static let hintBytesMaxDefault = 1 << 30
     /// Hints older than this are dropped instead of replayed (their replica then needs anti-entropy).
     public var hintWindow: Duration = .seconds(3 * 3600)
     /// Hints this node replays per second, over all targets: the throttle that keeps a returning
@@ -132,6 +137,8 @@ public struct NodeFile: Sendable, Hashable, Decodable {
     public var durability: String?
     public var cluster: String?
     public var hintQueueMax: Int?
+    /// Bytes.
+    public var hintBytesMax: Int?
     /// Seconds.
     public var hintWindow: Int?
     /// Hints per second.
@@ -156,6 +163,7 @@ public struct NodeFile: Sendable, Hashable, Decodable {
         case id, listen, data, ca, cert, key, durability, cluster, metrics
         case clusterID = "cluster-id"
         case hintQueueMax = "hint-queue-max"
+        case hintBytesMax = "hint-bytes-max"
         case hintWindow = "hint-window"
         case hintReplayRate = "hint-replay-rate"
         case antiEntropyInterval = "anti-entropy-interval"

@@ -153,7 +153,8 @@ public final class NodeService: Service {
         let board = TransferBoard()
         let service = ReplicaService(
             nodeID: configuration.id, membership: membership, store: store, hints: store, repairMarker: repairMarker,
-            hintQueueMax: configuration.hintQueueMax, pool: pool, statistics: statistics, merkle: store,
+            hintQueueMax: configuration.hintQueueMax, hintBytesMax: configuration.hintBytesMax, pool: pool,
+            statistics: statistics, merkle: store,
             streaming: store, replica: replica, antiEntropy: antiEntropy, health: health, transfers: board)
         var streamConfiguration = RangeStreamer.Configuration()
         streamConfiguration.bytesPerSecond = configuration.streamRate

@@ -40,6 +40,7 @@ public final class ReplicaService: RPCService {
     private let admissions = Mutex<ReplicaAdmission?>(nil)
     private let repairMarker: RepairMarker?
     private let hintQueueMax: Int
+    private let hintBytesMax: Int
     private let wallMillis: @Sendable () -> UInt64
     private let statistics: NodeStatistics
 
@@ -63,6 +64,7 @@ public final class ReplicaService: RPCService {
         hints: (any HintStore)? = nil,
         repairMarker: RepairMarker? = nil,
         hintQueueMax: Int = NodeConfiguration.hintQueueMaxDefault,
+        hintBytesMax: Int = NodeConfiguration.hintBytesMaxDefault,
         pool: NIOThreadPool,
         statistics: NodeStatistics,
         merkle: (any MerkleStore)? = nil,
@@ -84,6 +86,7 @@ public final class ReplicaService: RPCService {
         self.store = store
         self.hints = hints
         self.hintQueueMax = hintQueueMax
+        self.hintBytesMax = hintBytesMax
         self.wallMillis = wallMillis
         self.replica = replica ?? Replica(nodeID: nodeID, store: store, wallMillis: wallMillis)
         self.merkle = merkle
@@ -171,7 +174,10 @@ public final class ReplicaService: RPCService {
                         Pair(name: "uptime_seconds", value: "\(uptime.components.seconds)"),
                     ]
                         + statistics.snapshot.map { Pair(name: $0.name, value: "\($0.value)") }
-                        + [Pair(name: "anti_entropy_ranges_due", value: "\(queues.rangesDue)")]
+                        + [
+                            Pair(name: "anti_entropy_ranges_due", value: "\(queues.rangesDue)"),
+                            Pair(name: "hints_bytes", value: "\(hints?.hintBytesHeld() ?? 0)"),
+                        ]
                         + queues.hintQueueSizes.sorted { $0.key < $1.key }.map {
                             Pair(name: "hints_queued.\($0.key)", value: "\($0.value)")
                         }
@@ -587,14 +593,15 @@ public final class ReplicaService: RPCService {
         try checkClock(record.version.hlc, what: "the hint's version")
         let hint = StoredHint(target: request.target, key: key, record: record, storedAtMillis: wallMillis())
         let queueMax = hintQueueMax
+        let bytesMax = hintBytesMax
         let outcome = try await runOnPool { () throws(ReplicaError) -> HintStoreOutcome in
             do throws(StorageError) {
-                return try hints.storeHint(hint, queueMax: queueMax)
+                return try hints.storeHint(hint, queueMax: queueMax, bytesMax: bytesMax)
             } catch {
                 throw ReplicaError.storage(error)
             }
         }
-        if outcome == .refusedQueueFull {
+        if outcome != .stored {
             statistics.hintsRefused.add(1, ordering: .relaxed)
             // Never lost silently: anti-entropy will compare the key's range with the target.
             await repairMarker?.hintRefused(target: request.target, key: key)

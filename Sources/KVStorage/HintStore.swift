@@ -25,6 +25,9 @@ public enum HintStoreOutcome: Sendable, Hashable {
     case stored
     /// The target's queue already holds `queueMax` hints: nothing was written.
     case refusedQueueFull
+    /// The hints held for all targets together would take more than `bytesMax` bytes: nothing was
+    /// written. (A target that never returns must not fill the disk.)
+    case refusedStorageFull
 }
 
 /// The identity of one stored hint, as handed out by `HintStore.hints(for:limit:)`.
@@ -57,7 +60,11 @@ public protocol HintStore: AnyObject, Sendable {
     ///
     /// Throws `.invalidRecord` for an empty target or one longer than `Limits.nameBytesMax` UTF-8
     /// bytes, and for keys and values the data store would refuse.
-    func storeHint(_ hint: StoredHint, queueMax: Int) throws(StorageError) -> HintStoreOutcome
+    ///
+    /// `bytesMax` bounds the bytes of all targets' hints together (storage key and value, as
+    /// `HintCodec.storedBytes` counts them): a hint that would pass it is refused with
+    /// `.refusedStorageFull`. Replacing a hint counts only the difference.
+    func storeHint(_ hint: StoredHint, queueMax: Int, bytesMax: Int) throws(StorageError) -> HintStoreOutcome
 
     /// The oldest-versioned hints for `target` that come after `after` (from the first when nil), at
     /// most `limit`, in version order (hlc, then writer, then key bytes), each with its id. A corrupt
@@ -76,6 +83,16 @@ public protocol HintStore: AnyObject, Sendable {
 
     /// The number of hints queued per target; targets with none are absent. Empty once closed.
     func hintQueueSizes() -> [String: Int]
+
+    /// The bytes all hints take (as `HintCodec.storedBytes` counts them); 0 once closed.
+    func hintBytesHeld() -> Int
+}
+
+extension HintStore {
+    /// `storeHint(_:queueMax:bytesMax:)` with no bound on bytes.
+    public func storeHint(_ hint: StoredHint, queueMax: Int) throws(StorageError) -> HintStoreOutcome {
+        try storeHint(hint, queueMax: queueMax, bytesMax: .max)
+    }
 }
 
 extension HintStore {
@@ -129,6 +146,17 @@ package enum HintCodec {
         StorageBytes.appendBigEndian(hint.record.version.writer, to: &bytes)
         bytes.append(contentsOf: hint.key)
         return bytes
+    }
+
+    /// The bytes one hint takes in the store: its storage key and value.
+    package static func storedBytes(_ hint: StoredHint) -> Int {
+        storedBytes(
+            keyBytes: keyOverheadBytes + hint.target.utf8.count + hint.key.count,
+            valueBytes: valueHeaderBytes + hint.record.value.count)
+    }
+
+    package static func storedBytes(keyBytes: Int, valueBytes: Int) -> Int {
+        keyBytes + valueBytes
     }
 
     package static func encodeValue(_ hint: StoredHint) -> [UInt8] {
@@ -230,18 +258,23 @@ func validate(hint: StoredHint) throws(StorageError) {
 /// shared by both stores.
 struct HintCounts: Sendable {
     private var counts: [[UInt8]: Int] = [:]
+    /// The bytes of all targets' hints (`HintCodec.storedBytes`).
+    private(set) var bytes = 0
 
     subscript(target: [UInt8]) -> Int {
         counts[target] ?? 0
     }
 
-    mutating func add(_ delta: Int, for target: [UInt8]) {
+    /// `delta` hints more (or fewer) for `target`, taking `bytes` more (or fewer).
+    mutating func add(_ delta: Int, bytes: Int = 0, for target: [UInt8]) {
         let count = self[target] + delta
         counts[target] = count > 0 ? count : nil
+        self.bytes = max(0, self.bytes + bytes)
     }
 
     mutating func removeAll() {
         counts.removeAll()
+        bytes = 0
     }
 
     var sizes: [String: Int] {

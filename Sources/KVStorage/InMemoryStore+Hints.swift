@@ -1,20 +1,27 @@
 import Synchronization
 
 extension InMemoryStore: HintStore {
-    public func storeHint(_ hint: StoredHint, queueMax: Int) throws(StorageError) -> HintStoreOutcome {
+    public func storeHint(_ hint: StoredHint, queueMax: Int, bytesMax: Int) throws(StorageError)
+        -> HintStoreOutcome
+    {
         try validate(hint: hint)
         let target = Array(hint.target.utf8)
         let storageKey = HintCodec.storageKey(hint)
+        let bytes = HintCodec.storedBytes(hint)
         return try state.withLock { (state) throws(StorageError) -> HintStoreOutcome in
             guard !state.closed else { throw .closed }
             // Mutated in place through the dictionary, so a long queue is not copied on every call.
             let (index, found) = Self.search(state.hints[target] ?? [], for: storageKey)
+            let replaced = found ? HintCodec.storedBytes(state.hints[target]![index].hint) : 0
+            if !found, state.hints[target, default: []].count >= queueMax { return .refusedQueueFull }
+            let growth = bytes - replaced
+            if growth > 0, state.hintBytes > bytesMax - growth { return .refusedStorageFull }
             if found {
                 state.hints[target]![index].hint = hint
             } else {
-                guard state.hints[target, default: []].count < queueMax else { return .refusedQueueFull }
                 state.hints[target, default: []].insert((storageKey, hint), at: index)
             }
+            state.hintBytes += growth
             return .stored
         }
     }
@@ -41,6 +48,7 @@ extension InMemoryStore: HintStore {
             guard !state.closed else { throw .closed }
             let (index, found) = Self.search(state.hints[target] ?? [], for: id.bytes)
             guard found else { return }
+            state.hintBytes -= HintCodec.storedBytes(state.hints[target]![index].hint)
             state.hints[target]!.remove(at: index)
             if state.hints[target]!.isEmpty {
                 state.hints[target] = nil
@@ -57,6 +65,10 @@ extension InMemoryStore: HintStore {
             }
             return counts.sizes
         }
+    }
+
+    public func hintBytesHeld() -> Int {
+        state.withLock { $0.closed ? 0 : $0.hintBytes }
     }
 
     /// Binary search by storage key (bytewise, like RocksDB's comparator): the index of `key`, or

@@ -9,6 +9,8 @@ public final class InMemoryStore: ReplicaStore {
         var metadata: [String: [UInt8]] = [:]
         /// Per target (UTF-8 bytes), its hints sorted by storage key: see `InMemoryStore+Hints.swift`.
         var hints: [[UInt8]: [(storageKey: [UInt8], hint: StoredHint)]] = [:]
+        /// The bytes of all hints (`HintCodec.storedBytes`).
+        var hintBytes = 0
         /// Token ranges due for anti-entropy: see `InMemoryStore+RepairMarks.swift`.
         var repairMarks = RepairMarks()
         /// Kept by `apply`, like `RocksDBStore`'s: see `InMemoryStore+Merkle.swift`.

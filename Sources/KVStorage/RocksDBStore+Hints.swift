@@ -9,20 +9,36 @@ import Synchronization
 /// calls cannot overshoot `queueMax` or miscount a replaced hint. Different targets proceed in
 /// parallel and share RocksDB's group commit.
 extension RocksDBStore: HintStore {
-    public func storeHint(_ hint: StoredHint, queueMax: Int) throws(StorageError) -> HintStoreOutcome {
+    public func storeHint(_ hint: StoredHint, queueMax: Int, bytesMax: Int) throws(StorageError)
+        -> HintStoreOutcome
+    {
         try validate(hint: hint)
         let target = Array(hint.target.utf8)
         let storageKey = HintCodec.storageKey(hint)
         let value = HintCodec.encodeValue(hint)
+        let bytes = HintCodec.storedBytes(keyBytes: storageKey.count, valueBytes: value.count)
         return try withOpenHandles { () throws(StorageError) -> HintStoreOutcome in
             try hintStripes.withLock(for: Token(key: target)) { () throws(StorageError) -> HintStoreOutcome in
-                let replacing = try read(hintsFamily, storageKey) { _ in true } ?? false
-                if !replacing {
-                    guard hintCounts.withLock({ $0[target] }) < queueMax else { return .refusedQueueFull }
+                let replaced = try read(hintsFamily, storageKey) { old in
+                    HintCodec.storedBytes(keyBytes: storageKey.count, valueBytes: old.count)
                 }
-                try write(hintsFamily, storageKey, value)
-                if !replacing {
-                    hintCounts.withLock { $0.add(1, for: target) }
+                // The check and the count update are one step under the counts' lock against other
+                // targets' writers; this target's stripe keeps its own writers out until the write.
+                let refusal = hintCounts.withLock { counts -> HintStoreOutcome? in
+                    if replaced == nil, counts[target] >= queueMax { return .refusedQueueFull }
+                    let growth = bytes - (replaced ?? 0)
+                    if growth > 0, counts.bytes > bytesMax - growth { return .refusedStorageFull }
+                    counts.add(replaced == nil ? 1 : 0, bytes: growth, for: target)
+                    return nil
+                }
+                if let refusal { return refusal }
+                do throws(StorageError) {
+                    try write(hintsFamily, storageKey, value)
+                } catch {
+                    hintCounts.withLock {
+                        $0.add(replaced == nil ? -1 : 0, bytes: (replaced ?? 0) - bytes, for: target)
+                    }
+                    throw error
                 }
                 return .stored
             }
@@ -52,10 +68,11 @@ extension RocksDBStore: HintStore {
         guard let target = try? HintCodec.decodeKey(id.bytes).target else { return }
         try withOpenHandles { () throws(StorageError) in
             try hintStripes.withLock(for: Token(key: target)) { () throws(StorageError) in
-                guard try read(hintsFamily, id.bytes, { _ in true }) ?? false else { return }
+                guard let valueBytes = try read(hintsFamily, id.bytes, { $0.count }) else { return }
                 // No fsync of its own: a delete lost in a power cut only replays the hint once more.
                 try delete(hintsFamily, id.bytes, synced: false)
-                hintCounts.withLock { $0.add(-1, for: target) }
+                let bytes = HintCodec.storedBytes(keyBytes: id.bytes.count, valueBytes: valueBytes)
+                hintCounts.withLock { $0.add(-1, bytes: -bytes, for: target) }
             }
         }
     }
@@ -65,6 +82,13 @@ extension RocksDBStore: HintStore {
             hintCounts.withLock { $0.sizes }
         }
         return sizes ?? [:]
+    }
+
+    public func hintBytesHeld() -> Int {
+        let bytes = try? withOpenHandles { () throws(StorageError) -> Int in
+            hintCounts.withLock { $0.bytes }
+        }
+        return bytes ?? 0
     }
 
     /// Writes raw bytes into the `hints` family, bypassing the codec and the counts: for tests that
@@ -82,8 +106,9 @@ extension RocksDBStore: HintStore {
     func loadHintCounts() throws(StorageError) {
         var counts = HintCounts()
         try withOpenHandles { () throws(StorageError) in
-            try scan(hintsFamily, prefix: []) { (key, _) throws(StorageError) -> Bool in
-                counts.add(1, for: try HintCodec.decodeKey(key).target)
+            try scan(hintsFamily, prefix: []) { (key, value) throws(StorageError) -> Bool in
+                let bytes = HintCodec.storedBytes(keyBytes: key.count, valueBytes: value.count)
+                counts.add(1, bytes: bytes, for: try HintCodec.decodeKey(key).target)
                 return true
             }
         }

@@ -52,6 +52,11 @@ struct KVD: AsyncParsableCommand {
     @Option(name: .customLong("hint-queue-max"), help: "Hints held per target node before new ones are refused.")
     var hintQueueMax: Int?
 
+    @Option(
+        name: .customLong("hint-bytes-max"),
+        help: "Bytes all held hints may take before new ones are refused (default 1073741824).")
+    var hintBytesMax: Int?
+
     @Option(name: .customLong("hint-window"), help: "Seconds a hint is kept before it is dropped (default 10800).")
     var hintWindowSeconds: Int?
 
@@ -149,6 +154,10 @@ struct KVD: AsyncParsableCommand {
                 throw ValidationError("--max-clock-offset must be 1...86400000 milliseconds")
             }
             configuration.maxClockOffset = .milliseconds(millis)
+        }
+        if let hintBytesMax = hintBytesMax ?? file.hintBytesMax {
+            guard hintBytesMax >= 0 else { throw ValidationError("--hint-bytes-max must not be negative") }
+            configuration.hintBytesMax = hintBytesMax
         }
         if let hintWindowSeconds = hintWindowSeconds ?? file.hintWindow {
             guard hintWindowSeconds > 0 else { throw ValidationError("--hint-window must be positive") }

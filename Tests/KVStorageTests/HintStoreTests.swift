@@ -162,6 +162,33 @@ func listed(_ store: any HintStore, _ target: String, limit: Int = .max) throws 
         }
     }
 
+    /// All targets' hints together stay within `bytesMax`: a target that never returns cannot fill the
+    /// disk. Deleting makes room; the count survives a reopen (it is rebuilt from what is stored).
+    @Test(arguments: StoreKind.allCases)
+    func theBytesOfAllHintsAreBounded(_ kind: StoreKind) throws {
+        try withHintStore(kind) { store throws in
+            let one = hint("n1", "k1", record(1, String(repeating: "v", count: 100)))
+            let size = HintCodec.storedBytes(one)
+            #expect(try store.storeHint(one, queueMax: 100, bytesMax: 2 * size) == .stored)
+            #expect(store.hintBytesHeld() == size)
+            let other = hint("n2", "k1", record(1, String(repeating: "v", count: 100)))
+            #expect(try store.storeHint(other, queueMax: 100, bytesMax: 2 * size) == .stored)
+            let third = hint("n3", "k1", record(1, "v"))
+            #expect(try store.storeHint(third, queueMax: 100, bytesMax: 2 * size) == .refusedStorageFull)
+            #expect(store.hintQueueSizes() == ["n1": 1, "n2": 1])
+            #expect(store.hintBytesHeld() == 2 * size)
+            // Replacing with a smaller hint frees the difference.
+            let smaller = hint("n1", "k1", record(1, "v"))
+            #expect(try store.storeHint(smaller, queueMax: 100, bytesMax: 2 * size) == .stored)
+            #expect(store.hintBytesHeld() == size + HintCodec.storedBytes(smaller))
+            try store.deleteHint(try store.hints(for: "n2", limit: 1)[0].id)
+            #expect(store.hintBytesHeld() == HintCodec.storedBytes(smaller))
+            #expect(try store.storeHint(third, queueMax: 100, bytesMax: 2 * size) == .stored)
+            #expect(
+                try store.storeHint(hint("n4", "k", record(1, "v")), queueMax: 100, bytesMax: 0) == .refusedStorageFull)
+        }
+    }
+
     @Test(arguments: StoreKind.allCases)
     func sameWriteForSameTargetCountsOnce(_ kind: StoreKind) throws {
         try withHintStore(kind) { store throws in
