@@ -145,6 +145,8 @@ public struct NodeStatus: Sendable, Hashable {
     public var antiEntropyLastFullPassMillis: UInt64? = nil
     /// Hints held per target node; targets with none are absent.
     public var hintsQueuedPerTarget: [String: UInt64]? = nil
+    /// When the node's certificate expires, in seconds since the Unix epoch.
+    public var certificateNotAfterSeconds: UInt64? = nil
     /// Why the counters are missing although they were asked for (the node is up: it answered the ping).
     public var countersError: String? = nil
 }
@@ -1206,6 +1208,7 @@ extension NodeStatus {
         streamKeysReceived = counter("stream_keys_received")
         streamKeysResent = counter("stream_keys_resent")
         handoffKeysDeleted = counter("handoff_keys_deleted")
+        certificateNotAfterSeconds = counter("certificate_not_after")
     }
 }
 

@@ -155,7 +155,8 @@ public final class NodeService: Service {
             nodeID: configuration.id, membership: membership, store: store, hints: store, repairMarker: repairMarker,
             hintQueueMax: configuration.hintQueueMax, hintBytesMax: configuration.hintBytesMax, pool: pool,
             statistics: statistics, merkle: store,
-            streaming: store, replica: replica, antiEntropy: antiEntropy, health: health, transfers: board)
+            streaming: store, replica: replica, antiEntropy: antiEntropy, health: health, transfers: board,
+            certificateNotAfterSeconds: tls.certificateNotAfterSeconds)
         var streamConfiguration = RangeStreamer.Configuration()
         streamConfiguration.bytesPerSecond = configuration.streamRate
         streamConfiguration.stallTimeout = configuration.streamStallTimeout

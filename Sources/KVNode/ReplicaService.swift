@@ -41,6 +41,8 @@ public final class ReplicaService: RPCService {
     private let repairMarker: RepairMarker?
     private let hintQueueMax: Int
     private let hintBytesMax: Int
+    /// When the node's certificate expires (seconds since the Unix epoch), for `Admin` stats.
+    private let certificateNotAfterSeconds: UInt64?
     private let wallMillis: @Sendable () -> UInt64
     private let statistics: NodeStatistics
 
@@ -73,8 +75,10 @@ public final class ReplicaService: RPCService {
         antiEntropy: AntiEntropy? = nil,
         health: PeerHealth? = nil,
         transfers: TransferBoard? = nil,
+        certificateNotAfterSeconds: UInt64? = nil,
         wallMillis: @escaping @Sendable () -> UInt64 = ReplicaService.systemMillis
     ) {
+        self.certificateNotAfterSeconds = certificateNotAfterSeconds
         self.health = health
         self.transfers = transfers
         precondition(replica.map { $0.store === store } ?? true, "the replica must run over the service's store")
@@ -178,6 +182,8 @@ public final class ReplicaService: RPCService {
                             Pair(name: "anti_entropy_ranges_due", value: "\(queues.rangesDue)"),
                             Pair(name: "hints_bytes", value: "\(hints?.hintBytesHeld() ?? 0)"),
                         ]
+                        + (certificateNotAfterSeconds.map { [Pair(name: "certificate_not_after", value: "\($0)")] }
+                            ?? [])
                         + queues.hintQueueSizes.sorted { $0.key < $1.key }.map {
                             Pair(name: "hints_queued.\($0.key)", value: "\($0.value)")
                         }

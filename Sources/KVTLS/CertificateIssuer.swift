@@ -20,6 +20,9 @@ public struct IssuedCertificate: Sendable {
 public enum CertificateIssuer {
     private static let secondsPerDay = 86_400
 
+    /// The days a leaf certificate is valid unless told otherwise.
+    public static let leafValidityDaysDefault = 90
+
     /// A self-signed CA: basicConstraints CA:TRUE, keyUsage keyCertSign and cRLSign.
     public static func makeAuthority(commonName: String, validityDays: Int = 3650) throws -> IssuedCertificate {
         let key = try makeKey()
@@ -41,14 +44,15 @@ public enum CertificateIssuer {
     /// extendedKeyUsage serverAuth and clientAuth, SANs the role URI plus the given IPs and DNS names.
     ///
     /// `notBeforeOffsetDays` moves the start of validity (negative = in the past), so tests can issue
-    /// certificates that have already expired.
+    /// certificates that have already expired. Leaves live 90 days by default (`leafValidityDaysDefault`):
+    /// a stolen certificate stops working soon, and rotation is routine.
     public static func issue(
         role: Role,
         name: String,
         ipAddresses: [String] = [],
         dnsNames: [String] = [],
         authority: IssuedCertificate,
-        validityDays: Int = 825,
+        validityDays: Int = CertificateIssuer.leafValidityDaysDefault,
         notBeforeOffsetDays: Int = 0
     ) throws -> IssuedCertificate {
         try issue(
@@ -65,7 +69,7 @@ public enum CertificateIssuer {
         ipAddresses: [String] = [],
         dnsNames: [String] = [],
         authority: IssuedCertificate,
-        validityDays: Int = 825,
+        validityDays: Int = CertificateIssuer.leafValidityDaysDefault,
         notBeforeOffsetDays: Int = 0
     ) throws -> IssuedCertificate {
         guard validityDays > 0 else { throw TLSError.certificateIssuanceFailed("validity must be at least one day") }

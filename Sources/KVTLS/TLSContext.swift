@@ -1,4 +1,5 @@
 import COpenSSL
+import Glibc
 import KVCore
 
 /// An OpenSSL `SSL_CTX` set up for QuorumKV: TLS 1.3 only, mutual authentication against the one
@@ -17,6 +18,8 @@ public final class TLSContext: @unchecked Sendable {
     let sslContext: OpaquePointer
     public let side: Side
     private let identity: PeerIdentity?
+    /// When our own certificate expires, in seconds since the Unix epoch; nil without a certificate.
+    public let certificateNotAfterSeconds: UInt64?
 
     /// The name, role and SANs of our own certificate.
     ///
@@ -35,6 +38,7 @@ public final class TLSContext: @unchecked Sendable {
             caPEM = try OpenSSL.readFile(ca, what: "CA")
             certificatePEM =
                 configuration.omitsCertificate ? "" : try OpenSSL.readFile(certificate, what: "certificate")
+            if !configuration.omitsCertificate { try Self.checkPrivate(keyFile: key) }
             keyPEM = configuration.omitsCertificate ? "" : try OpenSSL.readFile(key, what: "key")
         case .pem(let ca, let certificate, let key):
             (caPEM, certificatePEM, keyPEM) = (ca, certificate, key)
@@ -61,6 +65,30 @@ public final class TLSContext: @unchecked Sendable {
         }
         self.sslContext = context
         self.side = side
+        self.certificateNotAfterSeconds = Self.notAfterSeconds(context)
+    }
+
+    /// The end of validity of the context's certificate, in seconds since the Unix epoch.
+    private static func notAfterSeconds(_ context: OpaquePointer) -> UInt64? {
+        guard let certificate = SSL_CTX_get0_certificate(context), let notAfter = X509_get0_notAfter(certificate)
+        else { return nil }
+        var time = tm()
+        guard ASN1_TIME_to_tm(notAfter, &time) == 1 else { return nil }
+        let seconds = timegm(&time)
+        return seconds >= 0 ? UInt64(seconds) : nil
+    }
+
+    /// Refuses a private key file that its group or others may read or write: whoever can read it can
+    /// act as this node or client (ssh refuses such keys the same way).
+    private static func checkPrivate(keyFile path: String) throws(TLSError) {
+        var status = stat()
+        guard stat(path, &status) == 0 else { return }  // reading it names the error
+        let mode = status.st_mode & 0o777
+        guard mode & 0o077 == 0 else {
+            throw .invalidConfiguration(
+                "private key file \(path) has mode 0\(String(mode, radix: 8)): it must not be readable by group or others (chmod 600 \(path))"
+            )
+        }
     }
 
     deinit {

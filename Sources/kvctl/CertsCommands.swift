@@ -69,8 +69,8 @@ struct Certs: AsyncParsableCommand {
         @Option(help: "A DNS name the node is reached at (repeatable).")
         var dns: [String] = []
 
-        @Option(help: "Validity in days.")
-        var days = 825
+        @Option(help: "Validity in days (default 90; issue a new one before it ends).")
+        var days = CertificateIssuer.leafValidityDaysDefault
 
         @Flag(help: "Print one JSON document on stdout.")
         var json = false

@@ -338,13 +338,16 @@ struct Status: AsyncParsableCommand {
 
     /// The "health" section: the peers each node's failure detector suspects, and its phi for each.
     private func printHealth(_ statuses: [NodeStatus]) {
-        let widths = [13, 20]
-        print(row(["HEALTH", "SUSPECTS", "PHI"], widths: widths))
+        let widths = [13, 12, 20]
+        print(row(["HEALTH", "CERT-EXPIRES", "SUSPECTS", "PHI"], widths: widths))
         for status in statuses where status.isUp && status.countersError == nil {
             let suspects = status.peersSuspected.map { $0.isEmpty ? "none" : $0.joined(separator: ",") } ?? "-"
             let phi = (status.peerPhi ?? [:]).sorted { $0.key < $1.key }
                 .map { "\($0.key)=\(String(format: "%.1f", $0.value))" }.joined(separator: " ")
-            print(row([status.nodeID, suspects, phi.isEmpty ? "-" : phi], widths: widths))
+            let expires = status.certificateNotAfterSeconds.map {
+                String(ISO8601DateFormatter().string(from: Date(timeIntervalSince1970: TimeInterval($0))).prefix(10))
+            }
+            print(row([status.nodeID, expires ?? "-", suspects, phi.isEmpty ? "-" : phi], widths: widths))
         }
     }
 
@@ -442,6 +445,7 @@ private struct NodeDocument: Encodable {
     var handoffKeysDeleted: UInt64?
     var antiEntropyRangeComparedMillis: [String: UInt64]?
     var hintsQueuedPerTarget: [String: UInt64]?
+    var certificateNotAfterSeconds: UInt64?
     var countersError: String?
 
     init(_ status: NodeStatus) {
@@ -475,6 +479,7 @@ private struct NodeDocument: Encodable {
         handoffKeysDeleted = status.handoffKeysDeleted
         antiEntropyRangeComparedMillis = status.antiEntropyRangeComparedMillis
         hintsQueuedPerTarget = status.hintsQueuedPerTarget
+        certificateNotAfterSeconds = status.certificateNotAfterSeconds
         countersError = status.countersError
     }
 }

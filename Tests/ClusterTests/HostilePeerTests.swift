@@ -59,5 +59,25 @@ extension RealProcessTests {
             let read = try node.kvctl(["get", "kept"])
             #expect(read.stdout == "value")
         }
+
+        /// A private key readable by others stops `kvd` with a clear message; leaf certificates live
+        /// 90 days by default, and `kvctl status` shows when each node's expires.
+        @Test func keysMustBePrivateAndCertificateExpiryIsShown() async throws {
+            let node = try NodeHarness(host: "127.0.0.109")
+            defer { node.tearDown() }
+            let key = "\(node.certs)/n1-key.pem"
+            try FileManager.default.setAttributes([.posixPermissions: 0o644], ofItemAtPath: key)
+            #expect(throws: HarnessError.self) { try node.start() }
+            #expect(node.log(tail: 5).contains("chmod 600"), "\(node.log(tail: 5))")
+            try FileManager.default.setAttributes([.posixPermissions: 0o600], ofItemAtPath: key)
+            try node.start()
+            let status = try node.kvctl(["status", "--json"])
+            expectSuccess(status)
+            let document = try JSONSerialization.jsonObject(with: Data(status.stdout.utf8)) as? [String: Any]
+            let nodes = document?["nodes"] as? [[String: Any]] ?? []
+            let notAfter = try #require(nodes.first?["certificateNotAfterSeconds"] as? Double, "\(status.stdout)")
+            let days = (notAfter - Date().timeIntervalSince1970) / 86_400
+            #expect((89...90).contains(days.rounded(.down)), "the certificate expires in \(days) days")
+        }
     }
 }

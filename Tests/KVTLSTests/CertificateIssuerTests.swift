@@ -85,6 +85,14 @@ import Testing
         try pki.authority.certificatePEM.write(toFile: ca, atomically: true, encoding: .utf8)
         try pki.node.certificatePEM.write(toFile: cert, atomically: true, encoding: .utf8)
         try pki.node.privateKeyPEM.write(toFile: key, atomically: true, encoding: .utf8)
+        // Readable by others: refused, naming the file and the fix.
+        try FileManager.default.setAttributes([.posixPermissions: 0o644], ofItemAtPath: key)
+        let exposed = #expect(throws: TLSError.self) {
+            try TLSContext(
+                configuration: TLSConfiguration(caFile: ca, certificateFile: cert, keyFile: key), side: .server)
+        }
+        #expect(exposed?.description.contains("chmod 600 \(key)") == true)
+        try FileManager.default.setAttributes([.posixPermissions: 0o600], ofItemAtPath: key)
 
         let context = try TLSContext(
             configuration: TLSConfiguration(caFile: ca, certificateFile: cert, keyFile: key), side: .server
