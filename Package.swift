@@ -22,6 +22,7 @@ let package = Package(
         .executable(name: "kvbench", targets: ["kvbench"]),
         .executable(name: "kvwire-gen", targets: ["kvwire-gen"]),
         .executable(name: "kvsim", targets: ["kvsim"]),
+        .executable(name: "kvfuzz", targets: ["kvfuzz"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
@@ -136,6 +137,11 @@ let package = Package(
             swiftSettings: swiftSettings
         ),
         .executableTarget(
+            name: "kvfuzz",
+            dependencies: ["KVWire"],
+            swiftSettings: swiftSettings
+        ),
+        .executableTarget(
             name: "kvwire-gen",
             dependencies: [
                 "KVWireGenerator",
@@ -151,6 +157,8 @@ let package = Package(
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOTestUtils", package: "swift-nio"),
             ],
+            // Fuzz inputs the tests read by path (FuzzRegressionTests), not resources.
+            exclude: ["FuzzRegressions"],
             swiftSettings: swiftSettings
         ),
         .testTarget(
