@@ -115,17 +115,21 @@ struct RPCTests {
         }
     }
 
-    @Test func unreachableServerFailsFastWhileBackingOff() async throws {
-        // Bind and close a port so that nothing listens on it.
+    /// A client of a port nothing listens on (bound, then closed), backing off 60 s after a failure.
+    static func clientOfAClosedPort() async throws -> (RPCClient, port: Int) {
         let probe = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
             .bind(host: "127.0.0.1", port: 0).get()
         let port = probe.localAddress?.port ?? 1
         try await probe.close()
-
         var policy = ReconnectPolicy()
         policy.backoffInitial = .seconds(60)
         let client = RPCClient(
             host: "127.0.0.1", port: port, tls: try TestPKI.shared.clientContext(), hello: hello(), policy: policy)
+        return (client, port)
+    }
+
+    @Test func unreachableServerFailsFastWhileBackingOff() async throws {
+        let (client, _) = try await Self.clientOfAClosedPort()
         await #expect(throws: RPCError.self) {
             _ = try await client.call(.pingRequest(PingRequest(epoch: 0, clock: 0)), timeout: .seconds(5))
         }
@@ -141,15 +145,8 @@ struct RPCTests {
     /// A server that comes back within the backoff window: ordinary calls still fail at once, but a
     /// probe dials it, and evidence from elsewhere (`resumeDialling`) ends the window for every call.
     @Test func aProbeOrEvidenceOfLifeDialsAServerInItsBackoffWindow() async throws {
-        let probe = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
-            .bind(host: "127.0.0.1", port: 0).get()
-        let port = probe.localAddress?.port ?? 1
-        try await probe.close()
-        var policy = ReconnectPolicy()
-        policy.backoffInitial = .seconds(60)
+        let (client, port) = try await Self.clientOfAClosedPort()
         let ping = Message.pingRequest(PingRequest(epoch: 0, clock: 3))
-        let client = RPCClient(
-            host: "127.0.0.1", port: port, tls: try TestPKI.shared.clientContext(), hello: hello(), policy: policy)
         await #expect(throws: RPCError.self) { _ = try await client.call(ping, timeout: .seconds(5)) }
         #expect(client.isBackingOff)
         try await withTestServer(port: port) { _ in
