@@ -30,7 +30,7 @@ extension Simulation {
         case .crash(let node):
             crash(node)
         case .restart(let node):
-            let skewMax = configuration.faults.clockSkewMaxMillis
+            let skewMax = faults.clockSkewMaxMillis
             let jump = skewMax == 0 ? 0 : Int64(random.next() % skewMax)
             log("\(nodes[node].id) restarts, its clock set back \(jump) ms")
             nodes[node].restart(jumpMillis: jump)
@@ -53,55 +53,79 @@ extension Simulation {
     func startOperation(_ index: Int) {
         guard clients[index].remaining > 0, clients[index].current == nil else { return }
         clients[index].remaining -= 1
-        let faults = configuration.faults
+        let planned = clients[index].script.isEmpty ? drawOperation(index) : clients[index].script.removeFirst()
+        let kind: HistoryOperation.Kind =
+            switch planned {
+            case .read: .read
+            case .write(_, let tombstone, let value): tombstone ? .delete : .write(value: value)
+            }
+        clients[index].operation = history.invoke(client: clients[index].name, key: planned.key, kind: kind, at: now)
+        clients[index].planned = planned
+        clients[index].startedAt = now
+        let epoch = configuration.membershipProfile == nil ? 0 : membership.clients[index].epoch
+        clients[index].newerMapRetry = NewerMapRetry(epoch: epoch)
+        startTry(index)
+    }
+
+    /// A random operation on one of the keys: a read, or a write (16 % of writes are deletes).
+    func drawOperation(_ index: Int) -> PlannedOperation {
         if faults.clockSkewMaxMillis > 0 && random.chance(faults.backwardsJumpProbability) {
             let jump = Int64(random.next() % faults.clockSkewMaxMillis)
             clients[index].skewMillis -= jump
             log("\(clients[index].name) clock jumps back \(jump) ms")
         }
         let key = Array("k\(random.next() % UInt64(configuration.keys))".utf8)
-        let replicas =
-            configuration.membershipProfile == nil
-            ? replicas(of: key) : membership.ring(of: membership.clients[index]).preferenceList(forKey: key)
         let roll = random.next() % 100
-        let client = clients[index].name
+        guard roll < 50 else {
+            return .read(key: key, repair: random.chance(0.3) ? .blocking : .background)
+        }
+        let tombstone = roll < 8
         let sequence = configuration.operationsPerClient - clients[index].remaining
-        if roll < 50 {
-            let tombstone = roll < 8
-            let value = tombstone ? [] : Array("\(client)-\(sequence)".utf8)
-            let id = history.invoke(
-                client: client, key: key, kind: tombstone ? .delete : .write(value: value), at: now)
-            var writeConfiguration =
-                configuration.membershipProfile == nil
-                ? WriteOperation.Configuration(
+        return .write(
+            key: key, tombstone: tombstone, value: tombstone ? [] : Array("\(clients[index].name)-\(sequence)".utf8))
+    }
+
+    /// Runs the current operation once, planned on the client's map (with membership; the fixed ring
+    /// otherwise): a new `WriteOperation` or `ReadOperation`, whose messages and timers carry the try.
+    func startTry(_ index: Int) {
+        guard let planned = clients[index].planned else { return }
+        let operationTry = clients[index].currentTry
+        let client = clients[index].name
+        let epoch = clients[index].newerMapRetry.epoch
+        let map = configuration.membershipProfile == nil ? "" : " (epoch \(epoch))"
+        switch planned {
+        case .write(let key, let tombstone, let value):
+            var writeConfiguration: WriteOperation.Configuration
+            if configuration.membershipProfile == nil {
+                let replicas = replicas(of: key)
+                writeConfiguration = WriteOperation.Configuration(
                     replicas: replicas, required: min(configuration.writeQuorum, replicas.count),
                     deadline: configuration.requestDeadline, supersededRetriesMax: configuration.supersededRetriesMax,
                     fallbacks: configuration.hintedHandoff ? ring.fallbacks(for: Token(key: key)) : [],
                     hintsCountTowardQuorum: configuration.hintedHandoff && configuration.sloppyQuorum)
-                : writeConfigurationDuringChanges(client: index, key: key)
+            } else {
+                writeConfiguration = writeConfigurationDuringChanges(client: index, key: key)
+            }
             writeConfiguration.acknowledgesEarly = configuration.mutation == .acknowledgeWritesEarly
             var operation = WriteOperation(configuration: writeConfiguration)
             let actions = operation.start(clock: &clients[index].clock, wallMillis: wallMillis(ofClient: index))
-            clients[index].current = .write(operation, key: key, tombstone: tombstone, value: value)
-            clients[index].operation = id
-            clients[index].startedAt = now
+            let write = WriteTry(operation: operation, key: key, tombstone: tombstone, value: value, epoch: epoch)
+            clients[index].current = .write(write)
             log(
-                "\(client) op\(id) \(tombstone ? "delete" : "put") \(show(key)) = \(String(decoding: value, as: UTF8.self)) on \(writeConfiguration.replicas)"
+                "\(client) \(operationTry) \(tombstone ? "delete" : "put") \(show(key)) = \(String(decoding: value, as: UTF8.self)) on \(writeConfiguration.replicas)\(map)"
             )
-            performWrite(
-                index, id: id, HandingOff(operation: operation, key: key, tombstone: tombstone, value: value), actions)
-        } else {
-            let id = history.invoke(client: client, key: key, kind: .read, at: now)
+            performWrite(index, operation: operationTry, write, actions)
+        case .read(let key, let repair):
+            let replicas =
+                configuration.membershipProfile == nil
+                ? replicas(of: key) : membership.ring(of: membership.clients[index]).preferenceList(forKey: key)
             var operation = ReadOperation(
                 configuration: ReadOperation.Configuration(
                     replicas: replicas, required: min(configuration.readQuorum, replicas.count),
-                    deadline: configuration.requestDeadline, speculationDelay: .milliseconds(60),
-                    repair: random.chance(0.3) ? .blocking : .background))
+                    deadline: configuration.requestDeadline, speculationDelay: .milliseconds(60), repair: repair))
             let actions = operation.start(clock: &clients[index].clock)
             clients[index].current = .read(operation, key: key)
-            clients[index].operation = id
-            clients[index].startedAt = now
-            log("\(client) op\(id) get \(show(key)) from \(replicas)")
+            log("\(client) \(operationTry) get \(show(key)) from \(replicas)\(map)")
             performRead(index, actions)
         }
     }
@@ -111,74 +135,75 @@ extension Simulation {
             now, start: worldClock.start, skewMillis: clients[index].skewMillis, driftPPM: clients[index].driftPPM)
     }
 
-    /// Feeds a write's event to its operation: the client's current one, or a completed one still
-    /// handing hints off.
-    func feedWrite(_ index: Int, operation id: Int, _ event: WriteOperation.Event) {
-        var write: HandingOff
-        if clients[index].operation == id,
-            case .write(let operation, let key, let tombstone, let value) = clients[index].current
-        {
-            write = HandingOff(operation: operation, key: key, tombstone: tombstone, value: value)
-        } else if let handingOff = clients[index].handingOff[id] {
+    /// Feeds a write's event to its try: the client's current one, or a completed one still handing
+    /// hints off. Events of any other try are dropped.
+    func feedWrite(_ index: Int, operation: OperationTry, _ event: WriteOperation.Event) {
+        var write: WriteTry
+        let isCurrent: Bool
+        if clients[index].currentTry == operation, case .write(let current) = clients[index].current {
+            write = current
+            isCurrent = true
+        } else if let handingOff = clients[index].handingOff[operation] {
             write = handingOff
+            isCurrent = false
         } else {
             return
         }
         let actions = write.operation.handle(
             event, clock: &clients[index].clock, wallMillis: wallMillis(ofClient: index))
-        if clients[index].operation == id, case .write = clients[index].current {
-            clients[index].current = .write(
-                write.operation, key: write.key, tombstone: write.tombstone, value: write.value)
+        if isCurrent {
+            clients[index].current = .write(write)
         } else {
-            clients[index].handingOff[id] = write.operation.isSettled ? nil : write
+            clients[index].handingOff[operation] = write.operation.isSettled ? nil : write
         }
-        performWrite(index, id: id, write, actions)
+        performWrite(index, operation: operation, write, actions)
     }
 
-    func feedRead(_ index: Int, operation id: Int, _ event: ReadOperation.Event) {
-        guard clients[index].operation == id, case .read(var operation, let key) = clients[index].current else {
+    func feedRead(_ index: Int, operation: OperationTry, _ event: ReadOperation.Event) {
+        guard clients[index].currentTry == operation, case .read(var read, let key) = clients[index].current else {
             return
         }
-        let actions = operation.handle(event, clock: &clients[index].clock)
-        clients[index].current = .read(operation, key: key)
+        let actions = read.handle(event, clock: &clients[index].clock)
+        clients[index].current = .read(read, key: key)
         performRead(index, actions)
     }
 
-    func performWrite(_ index: Int, id: Int, _ write: HandingOff, _ actions: [WriteOperation.Action]) {
+    func performWrite(_ index: Int, operation: OperationTry, _ write: WriteTry, _ actions: [WriteOperation.Action]) {
         let key = write.key
+        let id = operation.operation
         for action in actions {
             switch action {
             case .send(let node, let version, let attempt):
                 let record = StoredRecord(version: version, tombstone: write.tombstone, value: write.value)
-                var envelope = Envelope(
-                    client: index, node: nodeIndex(node), operation: id, attempt: attempt,
-                    payload: .put(key: key, record: record))
-                if configuration.membershipProfile != nil { envelope.epoch = membership.clients[index].epoch }
-                send(envelope)
+                send(
+                    Envelope(
+                        client: index, node: nodeIndex(node), operation: id, attempt: attempt, retry: operation.retry,
+                        payload: .put(key: key, record: record), epoch: write.epoch))
             case .scheduleDeadline(let after, let attempt):
                 queue.push(
-                    .writeDeadline(client: index, operation: id, attempt: attempt),
+                    .writeDeadline(client: index, operation: operation, attempt: attempt),
                     at: now + UInt64(after / .milliseconds(1)))
             case .hint(let fallback, let target, let version, let attempt):
                 let record = StoredRecord(version: version, tombstone: write.tombstone, value: write.value)
-                log("\(clients[index].name) op\(id) hands \(target)'s \(version) to \(fallback)")
+                log("\(clients[index].name) \(operation) hands \(target)'s \(version) to \(fallback)")
                 send(
                     Envelope(
                         client: index, node: nodeIndex(fallback), operation: id, attempt: attempt,
+                        retry: operation.retry,
                         payload: .hint(target: target, key: key, record: record)))
                 queue.push(
                     .hintTimeout(
-                        client: index, operation: id, attempt: attempt, fallback: nodeIndex(fallback), target: target),
+                        client: index, operation: operation, attempt: attempt, fallback: nodeIndex(fallback),
+                        target: target),
                     at: now + UInt64(configuration.requestDeadline / .milliseconds(1)))
             case .scheduleHintDue(let after, let attempt):
                 queue.push(
-                    .writeHintDue(client: index, operation: id, attempt: attempt),
+                    .writeHintDue(client: index, operation: operation, attempt: attempt),
                     at: now + UInt64(after / .milliseconds(1)))
             case .complete(let result):
-                // Hints of a completed write are handed off after the client moved on.
-                if case .write(let operation, _, _, _) = clients[index].current, !operation.isSettled {
-                    clients[index].handingOff[id] = HandingOff(
-                        operation: operation, key: key, tombstone: write.tombstone, value: write.value)
+                // Hints of a completed write are handed off after the client moved on (or to a retry).
+                if case .write(let current) = clients[index].current, !current.operation.isSettled {
+                    clients[index].handingOff[operation] = current
                 }
                 finishWrite(index, key: key, result: result)
             }
@@ -187,22 +212,28 @@ extension Simulation {
 
     func performRead(_ index: Int, _ actions: [ReadOperation.Action]) {
         guard case .read(_, let key) = clients[index].current else { return }
-        let id = clients[index].operation
+        let operation = clients[index].currentTry
+        let id = operation.operation
         for action in actions {
             switch action {
             case .send(let node):
-                send(Envelope(client: index, node: nodeIndex(node), operation: id, attempt: 0, payload: .get(key: key)))
+                send(
+                    Envelope(
+                        client: index, node: nodeIndex(node), operation: id, attempt: 0, retry: operation.retry,
+                        payload: .get(key: key)))
             case .scheduleDeadline(let after):
-                queue.push(.readDeadline(client: index, operation: id), at: now + UInt64(after / .milliseconds(1)))
+                queue.push(
+                    .readDeadline(client: index, operation: operation), at: now + UInt64(after / .milliseconds(1)))
             case .scheduleSpeculation(let after):
-                queue.push(.readSpeculation(client: index, operation: id), at: now + UInt64(after / .milliseconds(1)))
+                queue.push(
+                    .readSpeculation(client: index, operation: operation), at: now + UInt64(after / .milliseconds(1)))
             case .repair(let node, let record):
                 statistics.repairs += 1
-                log("\(clients[index].name) op\(id) repairs \(node) with \(record.version)")
+                log("\(clients[index].name) \(operation) repairs \(node) with \(record.version)")
                 send(
                     Envelope(
                         client: index, node: nodeIndex(node), operation: id, attempt: Envelope.repairAttempt,
-                        payload: .put(key: key, record: record)))
+                        retry: operation.retry, payload: .put(key: key, record: record)))
             case .complete(let outcome):
                 finishRead(index, key: key, outcome: outcome)
             }
@@ -211,23 +242,21 @@ extension Simulation {
 
     func finishWrite(_ index: Int, key: [UInt8], result: WriteOperation.WriteResult) {
         let id = clients[index].operation
+        let operation = clients[index].currentTry
         switch result {
         case .acknowledged(let version, let by):
             history.complete(id, outcome: .wrote(version), at: now)
             acknowledgedWrites.append((key, version, id))
             statistics.completed += 1
-            log("\(clients[index].name) op\(id) acknowledged \(version) by \(by)")
+            if clients[index].late != nil { statistics.lateOperationsSucceeded += 1 }
+            log("\(clients[index].name) \(operation) acknowledged \(version) by \(by)")
             checkAcknowledgedWrite(key: key, version: version, operation: id)
+            finishOperation(index)
         case .failed(let error):
-            history.complete(id, outcome: .failed, at: now)
-            statistics.failed += 1
-            log("\(clients[index].name) op\(id) failed: \(error)")
+            tryFailed(index, failure: "failed: \(error)")
         case .conflict(let attempts):
-            history.complete(id, outcome: .failed, at: now)
-            statistics.failed += 1
-            log("\(clients[index].name) op\(id) gave up after \(attempts) superseded attempts")
+            operationFailed(index, failure: "gave up after \(attempts) superseded attempts")
         }
-        finishOperation(index)
     }
 
     func finishRead(_ index: Int, key: [UInt8], outcome: ReadCoordinator.ReadOutcome) {
@@ -238,26 +267,51 @@ extension Simulation {
             history.complete(
                 id, outcome: .read(newest?.version, value: newest.flatMap { $0.tombstone ? nil : $0.value }), at: now)
             statistics.completed += 1
-            log("\(clients[index].name) op\(id) read \(newest.map { "\($0.version)" } ?? "nothing")")
+            if clients[index].late != nil { statistics.lateOperationsSucceeded += 1 }
+            log(
+                "\(clients[index].name) \(clients[index].currentTry) read \(newest.map { "\($0.version)" } ?? "nothing")"
+            )
+            finishOperation(index)
         case .failed(let error):
-            history.complete(id, outcome: .failed, at: now)
-            statistics.failed += 1
-            log("\(clients[index].name) op\(id) read failed: \(error)")
+            tryFailed(index, failure: "read failed: \(error)")
+        }
+    }
+
+    /// The operation failed for good: recorded as failed in the history (a violation for a late
+    /// client, whose every operation must succeed).
+    func operationFailed(_ index: Int, failure: String) {
+        history.complete(clients[index].operation, outcome: .failed, at: now)
+        statistics.failed += 1
+        log("\(clients[index].name) \(clients[index].currentTry) \(failure)")
+        if let late = clients[index].late, let planned = clients[index].planned {
+            let what = if case .read = planned { "read" } else { "write" }
+            violate(
+                "client \(clients[index].name) started from epoch \(late.startEpoch) could not \(what) \(show(planned.key)) after the changes (\(clients[index].currentTry) on epoch \(clients[index].newerMapRetry.epoch)): \(failure)"
+            )
         }
         finishOperation(index)
     }
 
+    /// The longest an operation may take (a hang check): every try runs up to `supersededRetriesMax + 1`
+    /// write attempts of a request deadline each, and before each newer-map retry the client waits up
+    /// to a request deadline for the map it is fetching.
+    var operationMillisMax: UInt64 {
+        let deadline = UInt64(configuration.requestDeadline / .milliseconds(1))
+        let tryMillis = deadline * UInt64(configuration.supersededRetriesMax + 1)
+        let retries = UInt64(configuration.membershipProfile == nil ? 0 : NewerMapRetry.retriesMax)
+        return tryMillis * (retries + 1) + deadline * retries + 1
+    }
+
     func finishOperation(_ index: Int) {
         let elapsed = now - clients[index].startedAt
-        let bound =
-            UInt64(configuration.requestDeadline / .milliseconds(1)) * UInt64(configuration.supersededRetriesMax + 1)
-            + 1
+        let bound = operationMillisMax
         if elapsed > bound {
             violate(
                 "\(clients[index].name) op\(clients[index].operation) took \(elapsed) ms, past its bound of \(bound) ms"
             )
         }
         clients[index].current = nil
+        clients[index].planned = nil
         clients[index].operation = -1
         if clients[index].remaining > 0 {
             queue.push(.startOperation(client: index), at: now + random.next() % 15)
@@ -269,7 +323,6 @@ extension Simulation {
     func send(_ envelope: Envelope) {
         statistics.messages += 1
         let link = Link(client: envelope.client, node: envelope.node)
-        let faults = configuration.faults
         if envelope.client != Envelope.nodeToNode && blocked.contains(link) {
             log("drop (partition) \(describe(envelope))")
             return
@@ -333,15 +386,15 @@ extension Simulation {
             switch result {
             case .success(let answer) where answer.stored:
                 feedWrite(
-                    envelope.client, operation: envelope.operation,
+                    envelope.client, operation: envelope.operationTry,
                     .hintStored(fallback, for: target, attempt: envelope.attempt, clock: answer.clock))
             case .success:
                 feedWrite(
-                    envelope.client, operation: envelope.operation,
+                    envelope.client, operation: envelope.operationTry,
                     .hintFailed(fallback, for: target, attempt: envelope.attempt, reason: "queue full"))
             case .failure(let failure):
                 feedWrite(
-                    envelope.client, operation: envelope.operation,
+                    envelope.client, operation: envelope.operationTry,
                     .hintFailed(fallback, for: target, attempt: envelope.attempt, reason: failure.reason))
             }
         case .replay(let key, let record, let round, let id):
@@ -374,9 +427,9 @@ extension Simulation {
             let node = nodes[envelope.node].id
             switch result {
             case .success:
-                feedRead(envelope.client, operation: envelope.operation, .repaired(node))
+                feedRead(envelope.client, operation: envelope.operationTry, .repaired(node))
             case .failure(let failure):
-                feedRead(envelope.client, operation: envelope.operation, .repairFailed(node, reason: failure.reason))
+                feedRead(envelope.client, operation: envelope.operationTry, .repairFailed(node, reason: failure.reason))
             }
         case .putReply(let result):
             let node = nodes[envelope.node].id
@@ -392,15 +445,16 @@ extension Simulation {
             case .failure(let failure):
                 event = .failed(node, attempt: envelope.attempt, reason: failure.reason)
             }
-            feedWrite(envelope.client, operation: envelope.operation, event)
+            feedWrite(envelope.client, operation: envelope.operationTry, event)
         case .getReply(let result):
             let node = nodes[envelope.node].id
             switch result {
             case .success(let answer):
                 feedRead(
-                    envelope.client, operation: envelope.operation, .answered(node, answer.record, clock: answer.clock))
+                    envelope.client, operation: envelope.operationTry,
+                    .answered(node, answer.record, clock: answer.clock))
             case .failure(let failure):
-                feedRead(envelope.client, operation: envelope.operation, .failed(node, reason: failure.reason))
+                feedRead(envelope.client, operation: envelope.operationTry, .failed(node, reason: failure.reason))
             }
         }
     }
@@ -417,9 +471,9 @@ extension Simulation {
         case .hint(let target, let key, let record):
             return "\(client)→\(node) hint for \(target) \(show(key)) \(record.version)"
         case .replay(let key, let record, _, _): return "\(client)→\(node) replay \(show(key)) \(record.version)"
-        case .putReply: return "\(node)→\(client) put reply op\(envelope.operation)"
-        case .getReply: return "\(node)→\(client) get reply op\(envelope.operation)"
-        case .hintReply: return "\(node)→\(client) hint reply op\(envelope.operation)"
+        case .putReply: return "\(node)→\(client) put reply \(envelope.operationTry)"
+        case .getReply: return "\(node)→\(client) get reply \(envelope.operationTry)"
+        case .hintReply: return "\(node)→\(client) hint reply \(envelope.operationTry)"
         case .replayReply: return "\(client)→\(node) replay reply"
         case .membership(let message, let from, let to): return "\(name(from))→\(name(to)) \(message)"
         }
@@ -428,7 +482,7 @@ extension Simulation {
     // MARK: - Faults
 
     func scheduleNextCrash() {
-        let every = configuration.faults.crashEveryMillis
+        let every = faults.crashEveryMillis
         guard every > 0, clientsActive else { return }
         queue.push(.crash(node: Int(random.next() % UInt64(nodes.count))), at: now + 1 + random.next() % (2 * every))
     }
@@ -438,14 +492,14 @@ extension Simulation {
         guard nodes[index].isUp else { return }
         nodes[index].isUp = false
         statistics.crashes += 1
-        let down = configuration.faults.downMillis
+        let down = faults.downMillis
         let duration = down.lowerBound + random.next() % (down.upperBound - down.lowerBound + 1)
         log("\(nodes[index].id) crashes for \(duration) ms")
         queue.push(.restart(node: index), at: now + duration)
     }
 
     func scheduleNextPartition() {
-        let every = configuration.faults.partitionEveryMillis
+        let every = faults.partitionEveryMillis
         guard every > 0, clientsActive else { return }
         queue.push(.partition, at: now + 1 + random.next() % (2 * every))
     }
@@ -464,7 +518,7 @@ extension Simulation {
         partitionsActive[nextPartitionID] = links
         blocked.formUnion(links)
         statistics.partitions += 1
-        let span = configuration.faults.partitionMillis
+        let span = faults.partitionMillis
         let duration = span.lowerBound + random.next() % (span.upperBound - span.lowerBound + 1)
         log("partition \(nextPartitionID) cuts \(links.count) links for \(duration) ms")
         queue.push(.heal(partition: nextPartitionID), at: now + duration)

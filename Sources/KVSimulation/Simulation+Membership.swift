@@ -17,9 +17,17 @@ import KVStorage
 ///   source (the production `MerkleComparison`, as anti-entropy does), then proposes `.streamed` with
 ///   its own `MapProposer`; old owners drop what they no longer keep after comparing each piece with
 ///   its current owners;
-/// - nodes refuse client reads and writes for keys they do not keep (`notReplica`), and a refused
-///   client fetches that node's map; writes during a change need a quorum in each ring (the SDK's
-///   `WriteOperation.Configuration.quorums`).
+/// - nodes refuse client requests they do not admit (`notReplica`, by the production
+///   `ReplicaAdmission` of their map), and a refused client fetches that node's map; writes during a
+///   change need a quorum in each ring (the SDK's `WriteOperation.Configuration.quorums`) and state the
+///   epoch they were planned with;
+/// - as the SDK, a client whose try failed waits for the map it is fetching (at most a request
+///   deadline) and runs the operation again on a newer map when the production `NewerMapRetry` allows
+///   it (`Simulation+NewerMapRetry.swift`);
+/// - once the clients are done and the membership settled, late clients start with faults off: a
+///   fresh one from the first map (it fetches the current map first) and a sleeper from a map several
+///   epochs old (it learns only from refusals); each reads and writes every key and must succeed
+///   (`Simulation+LateClients.swift`).
 ///
 /// Simplifications: the operator reads the maps of the nodes that are up directly (its `ClusterMap`
 /// fetch is not a message), and Merkle comparisons (verifying a received range, confirming a drop) run
@@ -74,6 +82,15 @@ extension Simulation {
             guard membership.streams[index].inFlight?.request == request else { return }
             log("\(nodes[index].id) stream request \(request) had no answer")
             sourceFailed(index)
+        case .mapWaitOver(let index, let operation):
+            mapWaitOver(index, operation: operation)
+        case .firstMapWaitOver(let index):
+            guard clients[index].awaitsFirstMap else { return }
+            log(
+                "\(clients[index].name) had no map from the node it asked: starts with epoch \(membership.clients[index].epoch)"
+            )
+            clients[index].awaitsFirstMap = false
+            startOperation(index)
         case .proposalTimeout(let id, let phase):
             guard let run = membership.proposals[id], run.phase == phase else { return }
             for voter in run.proposer.voters {
@@ -98,6 +115,9 @@ extension Simulation {
                 do {
                     let proposed = try base.applying(change)
                     log("operator proposes epoch \(proposed.epoch): \(change)")
+                    if membership.sleeperMap == nil {
+                        membership.sleeperMap = membership.clients.first
+                    }
                     membership.operatorAttempt = startProposal(owner: .operator, base: base, proposed: proposed)
                 } catch {
                     log("operator cannot make \(change) on epoch \(base.epoch): \(error)")
@@ -261,12 +281,16 @@ extension Simulation {
         case .operator:
             if case .vote(let id, let phase, let voter, let result) = message { feedVote(id, phase, voter, result) }
         case .client(let index):
+            guard case .node(let node) = from else { return }
             switch message {
             case .pong(let epoch) where epoch > membership.clients[index].epoch:
-                sendMembership(.fetch, from: to, to: from)
-            case .map(let map) where map.epoch > membership.clients[index].epoch:
-                log("\(clients[index].name) installs epoch \(map.epoch)")
-                membership.clients[index] = map
+                refreshMap(ofClient: index, from: node)
+            case .map(let map):
+                if map.epoch > membership.clients[index].epoch {
+                    log("\(clients[index].name) installs epoch \(map.epoch)")
+                    membership.clients[index] = map
+                }
+                mapArrived(atClient: index, from: node)
             default:
                 break
             }
@@ -349,18 +373,16 @@ extension Simulation {
         recordMap(map)
     }
 
-    /// A client refused with `notReplica` fetches the map of the node that refused.
-    func refreshMap(ofClient index: Int, from node: Int) {
-        guard index >= 0 else { return }
-        sendMembership(.fetch, from: .client(index), to: .node(node))
-    }
-
     /// Why `node` refuses a client's request for `key` (a write made with the map of `writeEpoch`):
     /// the production `ReplicaAdmission` of its map. Nil when it serves it (always, without membership).
     func refusal(at node: Int, key: [UInt8], write: Bool, writeEpoch: UInt64 = 0) -> ReplyFailure? {
         guard configuration.membershipProfile != nil else { return nil }
         let admission = membership.admission(of: nodes[node].id, in: membership.acceptors[node].committed)
-        guard admission.refusal(Token(key: key), write: write, writeEpoch: writeEpoch) != nil else { return nil }
+        let token = Token(key: key)
+        guard admission.refusal(token, write: write, writeEpoch: writeEpoch) != nil else { return nil }
+        if configuration.mutation == .readsWhileReceiving, !write, admission.access(token) == .writeOnly {
+            return nil
+        }
         return ReplyFailure(reason: ReplyFailure.notReplica)
     }
 
@@ -695,6 +717,10 @@ enum MembershipEvent {
     case streamTimeout(node: Int, request: Int)
     /// A decision's phase has had no answer from some voters for a request deadline.
     case proposalTimeout(proposal: Int, phase: Int)
+    /// A client's try failed a request deadline ago while it was fetching a map: decide without it.
+    case mapWaitOver(client: Int, operation: OperationTry)
+    /// A late client's first map fetch has had no answer for a request deadline: start without it.
+    case firstMapWaitOver(client: Int)
 }
 
 /// One map decision running.
@@ -746,6 +772,12 @@ struct MembershipState {
     var acceptors: [MapAcceptor]
     /// Each client's map.
     var clients: [ClusterMap]
+    /// Each client's map fetches outstanding: when it last asked each node (by index).
+    var clientFetches: [[Int: UInt64]]
+    /// The map the run started with (epoch 1).
+    let firstMap: ClusterMap
+    /// The map client c1 held when the operator proposed its first change: the sleeper's.
+    var sleeperMap: ClusterMap?
     /// The latest map chosen or adopted anywhere: the invariants' ring.
     var latest: ClusterMap
     /// The one map of every epoch seen.
@@ -767,6 +799,8 @@ struct MembershipState {
     init(firstMap: ClusterMap, nodes: Int, clients: Int) {
         acceptors = Array(repeating: MapAcceptor(committed: firstMap), count: nodes)
         self.clients = Array(repeating: firstMap, count: clients)
+        clientFetches = Array(repeating: [:], count: clients)
+        self.firstMap = firstMap
         latest = firstMap
         adopted = [firstMap.epoch: firstMap]
         streams = Array(repeating: StreamState(), count: nodes)

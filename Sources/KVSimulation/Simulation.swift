@@ -12,7 +12,11 @@ import Synchronization
 /// A run is a pure function of its seed.
 public final class Simulation {
     let configuration: SimulationConfiguration
+    /// The seeded randomness; the late clients (`Simulation+LateClients.swift`) switch to a stream of
+    /// their own, so that the main run draws exactly what it drew before they existed.
     var random: SplitMix64
+    /// The faults in force: the configuration's, or none for the late clients.
+    var faults: FaultProfile
     var queue = EventQueue<SimulationEvent>()
     /// Simulated time, in milliseconds since the Unix epoch (starting in 2023, so skews stay positive).
     var now: UInt64 = 1_700_000_000_000
@@ -50,6 +54,9 @@ public final class Simulation {
         var epochsChosen = 0
         var keysStreamed = 0
         var rangesDropped = 0
+        var newerMapRetries = 0
+        var lateOperationsSucceeded = 0
+        var sleeperLagEpochs = 0
     }
 
     /// Tombstones purged, per node and key: the version purged and when (true time). No value older
@@ -69,6 +76,7 @@ public final class Simulation {
 
     public init(configuration: SimulationConfiguration) {
         self.configuration = configuration
+        self.faults = configuration.faults
         var random = SplitMix64(seed: configuration.seed)
         let nodeCount = configuration.nodes ?? Int(4 + random.next() % 5)
         let clientCount = configuration.clients ?? Int(2 + random.next() % 3)
@@ -131,14 +139,10 @@ public final class Simulation {
                 queue.push(.antiEntropyTick(node: index), at: now + 1 + random.next() % every)
             }
         }
-        while let (time, event) = queue.pop() {
-            if time - worldClock.start > Self.simulatedTimeMax {
-                violate("the run did not finish within \(Self.simulatedTimeMax) simulated ms: something hangs")
-                break
-            }
-            now = max(now, time)
-            worldClock.set(now)
-            handle(event)
+        let finished = runEvents()
+        checkAcknowledgedWritesDurable()
+        if finished, configuration.membershipProfile?.lateClients == true {
+            runLateClients()
         }
         checkEnd()
         var result = SimulationResult(
@@ -159,7 +163,25 @@ public final class Simulation {
         result.epochsChosen = statistics.epochsChosen
         result.keysStreamed = statistics.keysStreamed
         result.rangesDropped = statistics.rangesDropped
+        result.newerMapRetries = statistics.newerMapRetries
+        result.lateOperationsSucceeded = statistics.lateOperationsSucceeded
+        result.sleeperLagEpochs = statistics.sleeperLagEpochs
         return result
+    }
+
+    /// Handles events in time order until none is left; false (a violation) when the run is still
+    /// going at `simulatedTimeMax`: something hangs.
+    func runEvents() -> Bool {
+        while let (time, event) = queue.pop() {
+            if time - worldClock.start > Self.simulatedTimeMax {
+                violate("the run did not finish within \(Self.simulatedTimeMax) simulated ms: something hangs")
+                return false
+            }
+            now = max(now, time)
+            worldClock.set(now)
+            handle(event)
+        }
+        return true
     }
 
     // MARK: - Bookkeeping
@@ -200,12 +222,12 @@ public final class Simulation {
 /// A message or timer the simulator will deliver.
 enum SimulationEvent {
     case deliver(Envelope)
-    case writeDeadline(client: Int, operation: Int, attempt: Int)
-    case readDeadline(client: Int, operation: Int)
-    case readSpeculation(client: Int, operation: Int)
-    case writeHintDue(client: Int, operation: Int, attempt: Int)
+    case writeDeadline(client: Int, operation: OperationTry, attempt: Int)
+    case readDeadline(client: Int, operation: OperationTry)
+    case readSpeculation(client: Int, operation: OperationTry)
+    case writeHintDue(client: Int, operation: OperationTry, attempt: Int)
     /// A hint sent to `fallback` for `target` has had no answer for a request deadline.
-    case hintTimeout(client: Int, operation: Int, attempt: Int, fallback: Int, target: String)
+    case hintTimeout(client: Int, operation: OperationTry, attempt: Int, fallback: Int, target: String)
     case replayTick(node: Int)
     /// A node's mid-run anti-entropy pass.
     case antiEntropyTick(node: Int)
@@ -237,8 +259,12 @@ struct Envelope {
 
     var client: Int
     var node: Int
+    /// The client operation's history id; -1 between nodes.
     var operation: Int
+    /// The write attempt (`WriteOperation`'s), or `repairAttempt`.
     var attempt: Int
+    /// Which try of the client operation this is: how many newer-map retries came before it.
+    var retry = 0
     var payload: Payload
     /// The hint holder of a replay message.
     var holder: Int?
@@ -250,6 +276,24 @@ struct Envelope {
 
     /// The attempt number that marks a read's repair write.
     static let repairAttempt = -1
+
+    /// The try of the client operation this message belongs to.
+    var operationTry: OperationTry { OperationTry(operation: operation, retry: retry) }
+}
+
+/// One try of a client operation: its history id, and how many times it was retried on a newer map
+/// before (0: the first try). Every request and timer of a try carries it, so that late replies and
+/// the hand-off of a failed try never reach the try that replaced it (a new `WriteOperation` numbers
+/// its attempts from 1 again).
+struct OperationTry: Hashable, Comparable, CustomStringConvertible {
+    var operation: Int
+    var retry: Int
+
+    static func < (left: Self, right: Self) -> Bool {
+        (left.operation, left.retry) < (right.operation, right.retry)
+    }
+
+    var description: String { retry == 0 ? "op\(operation)" : "op\(operation).\(retry)" }
 }
 
 struct ReplyFailure: Error {
@@ -348,12 +392,15 @@ struct ReplayRound {
     var round: HintReplayRound
 }
 
-/// A completed write whose hints are still being handed off.
-struct HandingOff {
+/// One try of a write: its `WriteOperation`, what it writes, and the epoch of the map it was planned
+/// with (`PutRequest.epoch`); kept after completion while its hints are still being handed off.
+struct WriteTry {
     var operation: WriteOperation
     var key: [UInt8]
     var tombstone: Bool
     var value: [UInt8]
+    /// 0 without membership (not stated).
+    var epoch: UInt64
 }
 
 /// A local clock reading: true time scaled by the drift since the start, plus the skew.
@@ -365,9 +412,13 @@ func localMillis(_ now: UInt64, start: UInt64, skewMillis: Int64, driftPPM: Int6
 
 /// One SDK client: its version clock, its wall-clock skew, and the operation it is running.
 struct SimulatedClient {
+    /// The current operation's try in flight.
     enum Current {
-        case write(WriteOperation, key: [UInt8], tombstone: Bool, value: [UInt8])
+        case write(WriteTry)
         case read(ReadOperation, key: [UInt8])
+        /// The try failed while the client was fetching a map: it waits for the answer (at most a
+        /// request deadline), then retries on a newer map or fails with `failure`.
+        case awaitingMap(failure: String)
     }
 
     let name: String
@@ -375,10 +426,37 @@ struct SimulatedClient {
     var skewMillis: Int64
     var driftPPM: Int64
     var remaining: Int
+    /// Operations to run in this order; empty: each operation is drawn at random.
+    var script: [PlannedOperation] = []
     var current: Current?
-    /// Writes that completed but are still handing hints off, by history id.
-    var handingOff: [Int: HandingOff] = [:]
+    /// What the current operation does, whichever try runs it.
+    var planned: PlannedOperation?
+    /// Write tries that completed but are still handing hints off.
+    var handingOff: [OperationTry: WriteTry] = [:]
     /// The history id of the current operation.
     var operation = -1
+    /// The current operation's retries on newer maps, and the epoch of its try's map.
+    var newerMapRetry = NewerMapRetry(epoch: 0)
     var startedAt: UInt64 = 0
+    /// Set for the clients that start after the run (`Simulation+LateClients.swift`).
+    var late: LateClient?
+    /// The client fetches a map at its start and waits for it (at most a request deadline) before
+    /// its first operation, as the SDK does when it was built from a cluster file.
+    var awaitsFirstMap = false
+
+    /// The try of the current operation running now.
+    var currentTry: OperationTry { OperationTry(operation: operation, retry: newerMapRetry.retries) }
+}
+
+/// One client operation, decided before its first try and kept for the retries: a retried write
+/// writes the same value.
+enum PlannedOperation {
+    case read(key: [UInt8], repair: ReadOperation.Repair)
+    case write(key: [UInt8], tombstone: Bool, value: [UInt8])
+
+    var key: [UInt8] {
+        switch self {
+        case .read(let key, _), .write(let key, _, _): key
+        }
+    }
 }

@@ -68,7 +68,11 @@ public struct SimulationConfiguration: Sendable {
     /// Joins and leaves while clients read and write under the usual faults: the cluster starts with 4
     /// of 6 nodes (N=3), then n5 joins, n2 leaves, n6 joins and n3 leaves, one change at a time, each
     /// decided by `MapProposer`/`MapAcceptor` messages, learned by gossip, its ranges streamed, verified
-    /// and dropped. Hinted handoff is off (hints across ring changes are not modelled yet).
+    /// and dropped. Clients refused with `notReplica` fetch the refusing node's map and retry on a
+    /// newer map (`NewerMapRetry`). Once the membership settled, the late clients (a fresh one from the
+    /// first map, a sleeper from an early one) read and write every key, and must succeed
+    /// (`MembershipProfile.lateClients`). Hinted handoff is off (hints across ring changes are not
+    /// modelled yet).
     public mutating func membership() {
         nodes = 6
         operationsPerClient = 200
@@ -102,6 +106,11 @@ public struct MembershipProfile: Sendable, Hashable {
     public var operatorTickMillis: UInt64 = 250
     /// Once clients are done, the change in progress has this long (simulated) to complete.
     public var settleMillis: UInt64 = 30_000
+    /// Once the membership settled, with faults off, a fresh client holding the first map (which
+    /// fetches the current map at its start, as the SDK does) and a sleeper holding a map several
+    /// epochs old (which learns only from refusals) read and write every key; each of their
+    /// operations must succeed (`Simulation+LateClients.swift`).
+    public var lateClients = true
 
     public static let tokensPerNode = 8
 
@@ -122,6 +131,12 @@ package enum Mutation: Sendable, Hashable {
     case switchBeforeStream
     /// During a change, clients write to the current ring's replicas only (no quorum in the next one).
     case singleRingWrites
+    /// Clients never retry an operation on a newer map: a try refused for an old map fails.
+    case skipNewerMapRetry
+    /// A node still receiving a key's range answers reads of it (`ReplicaAdmission` without its
+    /// write-only rule: the bug `kvsim --seed 70164 --membership` found), with clients that do not
+    /// retry on newer maps, as they were then (with retries, no seed found reaches the bug).
+    case readsWhileReceiving
 }
 
 /// How hostile the simulated world is.
@@ -187,6 +202,12 @@ public struct SimulationResult: Sendable {
     public var epochsChosen = 0
     public var keysStreamed = 0
     public var rangesDropped = 0
+    /// Operations tried again on a newer map (`NewerMapRetry`).
+    public var newerMapRetries = 0
+    /// Membership: the late clients' operations, every one of which succeeded when the run passed.
+    public var lateOperationsSucceeded = 0
+    /// Membership: how many epochs the sleeper's map was behind the final map when it woke.
+    public var sleeperLagEpochs = 0
 
     public var passed: Bool { violations.isEmpty }
 

@@ -64,15 +64,24 @@ struct KVSim: ParsableCommand {
 
     @Flag(
         help:
-            "Membership changes during the run: 4 of 6 nodes, then n5 joins, n2 leaves, n6 joins, n3 leaves, with ranges streamed, verified and dropped (hints off; --operations and --keys default to 200 and 12)."
+            "Membership changes during the run: 4 of 6 nodes, then n5 joins, n2 leaves, n6 joins, n3 leaves, with ranges streamed, verified and dropped; clients refused with notReplica fetch the node's map and retry on a newer one. Once the membership settled, with faults off, a fresh client holding the first map (which fetches the current map at its start) and a sleeper holding a map several epochs old (which learns only from refusals) read and write every key, and each of those operations must succeed (hints off; --operations and --keys default to 200 and 12)."
     )
     var membership = false
+
+    @Flag(help: "With --membership: no late clients after the changes.")
+    var noLateClients = false
 
     @Flag(help: "Break membership on purpose: receivers report their ranges streamed without streaming them.")
     var mutateSwitchBeforeStream = false
 
     @Flag(help: "Break membership on purpose: during a change, writes go to the current ring only.")
     var mutateSingleRingWrites = false
+
+    @Flag(help: "Break membership on purpose: clients never retry an operation on a newer map.")
+    var mutateSkipNewerMapRetry = false
+
+    @Flag(help: "Break membership on purpose: a node still receiving a range answers reads of it.")
+    var mutateReadsWhileReceiving = false
 
     @Option(help: "Hint window in simulated milliseconds (default 600000: nothing expires).")
     var hintWindow: UInt64?
@@ -92,11 +101,16 @@ struct KVSim: ParsableCommand {
         var hints = (stored: 0, replayed: 0, expired: 0)
         var antiEntropyKeys = 0
         var purged = 0
-        var membershipTotals = (epochs: 0, streamed: 0, dropped: 0)
+        var membershipTotals = (epochs: 0, streamed: 0, dropped: 0, retries: 0, late: 0)
         for seed in range {
             var configuration = SimulationConfiguration(seed: seed)
-            if membership || mutateSwitchBeforeStream || mutateSingleRingWrites {
+            if membership || mutateSwitchBeforeStream || mutateSingleRingWrites || mutateSkipNewerMapRetry
+                || mutateReadsWhileReceiving
+            {
                 configuration.membership()
+            }
+            if noLateClients {
+                configuration.membershipProfile?.lateClients = false
             }
             if let operationsPerClient {
                 configuration.operationsPerClient = operationsPerClient
@@ -131,6 +145,12 @@ struct KVSim: ParsableCommand {
             if mutateSingleRingWrites {
                 configuration.mutation = .singleRingWrites
             }
+            if mutateSkipNewerMapRetry {
+                configuration.mutation = .skipNewerMapRetry
+            }
+            if mutateReadsWhileReceiving {
+                configuration.mutation = .readsWhileReceiving
+            }
             if let hintWindow {
                 configuration.hintWindowMillis = hintWindow
             }
@@ -144,6 +164,8 @@ struct KVSim: ParsableCommand {
             membershipTotals.epochs += result.epochsChosen
             membershipTotals.streamed += result.keysStreamed
             membershipTotals.dropped += result.rangesDropped
+            membershipTotals.retries += result.newerMapRetries
+            membershipTotals.late += result.lateOperationsSucceeded
             if !result.passed {
                 failures.append(seed)
                 print(result.report)
@@ -156,7 +178,7 @@ struct KVSim: ParsableCommand {
             }
         }
         print(
-            "kvsim: \(range.count) seed(s), \(operations) operations, hints stored/replayed/expired \(hints.stored)/\(hints.replayed)/\(hints.expired), keys moved by anti-entropy \(antiEntropyKeys), tombstones purged \(purged), epochs chosen/keys streamed/ranges dropped \(membershipTotals.epochs)/\(membershipTotals.streamed)/\(membershipTotals.dropped), \(failures.count) failing\(failures.isEmpty ? "" : ": \(failures.prefix(20).map(String.init).joined(separator: " "))")"
+            "kvsim: \(range.count) seed(s), \(operations) operations, hints stored/replayed/expired \(hints.stored)/\(hints.replayed)/\(hints.expired), keys moved by anti-entropy \(antiEntropyKeys), tombstones purged \(purged), epochs chosen/keys streamed/ranges dropped \(membershipTotals.epochs)/\(membershipTotals.streamed)/\(membershipTotals.dropped), newer-map retries \(membershipTotals.retries), late-client operations \(membershipTotals.late), \(failures.count) failing\(failures.isEmpty ? "" : ": \(failures.prefix(20).map(String.init).joined(separator: " "))")"
         )
         if !failures.isEmpty {
             throw ExitCode(1)

@@ -119,9 +119,11 @@ struct SimulationTests {
 
     /// Joins and leaves during the run (`SimulationConfiguration.membership()`), decided by the
     /// production map consensus over lossy messages, learned by gossip, with ranges streamed page by
-    /// page, verified and dropped, while clients read and write under crashes, partitions and loss:
-    /// one map per epoch, the register property, W durable copies in the final ring, every change
-    /// completed. Switching before streaming and writing to one ring only (the mutations) are caught.
+    /// page, verified and dropped, while clients read and write under crashes, partitions and loss
+    /// (retrying on newer maps): one map per epoch, the register property, W durable copies in the
+    /// final ring, every change completed; then a fresh client from the first map and a sleeper from
+    /// a map at least 2 epochs old read and write every key, all successfully. Switching before
+    /// streaming, writing to one ring only and skipping the newer-map retry (the mutations) are caught.
     @Test func membershipChangesKeepEveryInvariant() async {
         @Sendable func configuration(_ seed: UInt64, _ mutation: Mutation? = nil) -> SimulationConfiguration {
             var configuration = SimulationConfiguration(seed: seed)
@@ -142,12 +144,35 @@ struct SimulationTests {
         #expect(results.allSatisfy { $0.epochsChosen >= 8 }, "\(results.map(\.epochsChosen)) epochs chosen")
         #expect(results.map(\.keysStreamed).reduce(0, +) > 0, "receivers must stream records")
         #expect(results.map(\.rangesDropped).reduce(0, +) > 0, "old owners must drop ranges")
-        for (mutation, seeds) in [(Mutation.switchBeforeStream, UInt64(1)...16), (.singleRingWrites, 1...10)] {
+        #expect(results.map(\.newerMapRetries).reduce(0, +) > 0, "refused clients must retry on newer maps")
+        // The fresh client and the sleeper each read and write each of the 12 keys.
+        #expect(
+            results.allSatisfy { $0.lateOperationsSucceeded == 2 * 2 * 12 },
+            "late-client operations: \(results.map(\.lateOperationsSucceeded))")
+        #expect(results.allSatisfy { $0.sleeperLagEpochs >= 2 }, "sleeper lags: \(results.map(\.sleeperLagEpochs))")
+        // (Seeds 1...16 stopped catching a switch before streaming once clients retried on newer maps;
+        // its rate over seeds 101...400 did not change.)
+        for (mutation, seeds) in [(Mutation.switchBeforeStream, UInt64(101)...116), (.singleRingWrites, 101...110)] {
             let caught = await offThePool {
                 seeds.count { !Simulation(configuration: configuration($0, mutation)).run().passed }
             }
             #expect(caught > 0, "\(mutation) went unnoticed in seeds \(seeds)")
         }
+        // Without the newer-map retry the sleeper's first operation fails in most seeds: the late
+        // clients' check must say so.
+        let stranded = await offThePool {
+            (UInt64(101)...104).count { seed in
+                let result = Simulation(configuration: configuration(seed, .skipNewerMapRetry)).run()
+                return result.violations.contains { $0.contains("could not") && $0.contains("after the changes") }
+            }
+        }
+        #expect(stranded > 0, "clients skipping the newer-map retry went unnoticed in seeds 101...104")
+        // Seed 70164 found nodes answering reads of ranges they were still receiving; with clients
+        // that do not retry (as then), the rule broken again gives its stale read back.
+        var receiving = configuration(70164, .readsWhileReceiving)
+        receiving.membershipProfile?.lateClients = false
+        let staleRead = Simulation(configuration: receiving).run().violations.contains { $0.contains("stale read") }
+        #expect(staleRead, "a node serving reads of a range it receives went unnoticed in seed 70164")
     }
 
     enum HintMode: CustomStringConvertible {
