@@ -128,4 +128,33 @@ static inline int CQKV_X509_add_ext_conf(X509 *cert, X509 *issuer, int nid, cons
     return ok;
 }
 
+// MARK: Certificate reload and revocation lists
+
+/// The chain certificates loaded with the context's own certificate (not owned: do not free).
+static inline int CQKV_SSL_CTX_get0_chain_certs(SSL_CTX *ctx, STACK_OF(X509) **chain) {
+    return (int)SSL_CTX_get0_chain_certs(ctx, chain);
+}
+
+static inline int CQKV_sk_X509_REVOKED_num(const STACK_OF(X509_REVOKED) *revoked) {
+    return sk_X509_REVOKED_num(revoked);
+}
+
+static inline X509_REVOKED *CQKV_sk_X509_REVOKED_value(const STACK_OF(X509_REVOKED) *revoked, int index) {
+    return sk_X509_REVOKED_value(revoked, index);
+}
+
+/// Adds one extension in `openssl.cnf` syntax (e.g. "keyid:always") to a CRL that `issuer` signs.
+static inline int CQKV_X509_CRL_add_ext_conf(X509_CRL *crl, X509 *issuer, int nid, const char *value) {
+    X509V3_CTX ctx;
+    X509V3_set_ctx_nodb(&ctx);
+    X509V3_set_ctx(&ctx, issuer, NULL, NULL, crl, 0);
+    X509_EXTENSION *extension = X509V3_EXT_conf_nid(NULL, &ctx, nid, value);
+    if (extension == NULL) {
+        return 0;
+    }
+    int ok = X509_CRL_add_ext(crl, extension, -1);
+    X509_EXTENSION_free(extension);
+    return ok;
+}
+
 #endif // CQKV_OPENSSL_SHIM_H

@@ -23,9 +23,10 @@ extension KVClient {
         let ballot = Ballot(
             round: configuration.wallClockMillis(), proposer: "\(identity.name)#\(UInt32.random(in: 0...UInt32.max))")
         do {
-            let chosen = try await ClusterChangeDriver.decide(base: base, proposed: proposed, ballot: ballot) {
-                node, request in try await self.call(request, node: node, in: topology)
-            }
+            let tls = self.tls
+            let chosen = try await ClusterChangeDriver.decide(
+                base: base, proposed: proposed, ballot: ballot, verifier: TLSMapVotes(context: tls)
+            ) { node, request in try await self.call(request, node: node, in: topology) }
             try install(chosen)
             return chosen
         } catch ClusterChangeError.concurrentChange(let epoch, let proposer) {
@@ -44,7 +45,7 @@ extension KVClient {
     /// - Returns: that map.
     public func latestClusterMap() async throws -> ClusterMap {
         let topology = try await currentTopology()
-        let request = Message.clusterMapRequest(ClusterMapRequest(knownEpoch: topology.map.epoch))
+        let request = Message.clusterMapRequest(ClusterMapRequest(knownEpoch: topology.map.epoch, epoch: 0))
         var latest = topology.map
         _ = await ClusterChangeDriver.poll(topology.map.voters, with: request, call: call(in: topology)) { _, answer in
             if case .success(.clusterMapResponse(let response)) = answer, response.clusterId == latest.clusterID,
@@ -60,7 +61,8 @@ extension KVClient {
     /// The cluster map `node` holds now.
     public func clusterMap(node: String) async throws -> ClusterMap {
         let topology = try await currentTopology()
-        let answer = try await call(.clusterMapRequest(ClusterMapRequest(knownEpoch: 0)), node: node, in: topology)
+        let answer = try await call(
+            .clusterMapRequest(ClusterMapRequest(knownEpoch: 0, epoch: 0)), node: node, in: topology)
         guard case .clusterMapResponse(let response) = answer else {
             throw KVClientError.protocolViolation("\(node) answered ClusterMap with \(answer.type)")
         }
@@ -70,7 +72,7 @@ extension KVClient {
     /// Each node's cluster-map epoch, nil for a node that did not answer.
     public func clusterEpochs() async throws -> [String: UInt64?] {
         let topology = try await currentTopology()
-        let request = Message.clusterMapRequest(ClusterMapRequest(knownEpoch: topology.map.epoch))
+        let request = Message.clusterMapRequest(ClusterMapRequest(knownEpoch: topology.map.epoch, epoch: 0))
         var epochs: [String: UInt64?] = [:]
         for node in topology.map.voters { epochs[node] = .some(nil) }
         _ = await ClusterChangeDriver.poll(topology.map.voters, with: request, call: call(in: topology)) {

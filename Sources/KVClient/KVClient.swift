@@ -51,6 +51,10 @@ public struct KVClientConfiguration: Sendable {
     /// The wall clock, in milliseconds since the Unix epoch, that versions start from. Replaceable so
     /// that tests (and the simulator) can give a client a clock that runs behind or jumps.
     public var wallClockMillis: @Sendable () -> UInt64 = KVClientConfiguration.systemMillis
+    /// How far ahead of `wallClockMillis` a node's clock (in a reply, or a version it holds) may be
+    /// for the client to move its own clock up to it (as `kvd --max-clock-offset`); a clock further
+    /// ahead is ignored, so a faulty or hostile node cannot drag the client's versions into the future.
+    public var maxClockOffset: Duration = .milliseconds(500)
     /// Where the client's metrics go (operations, their latency and outcome, repairs, hints); nil:
     /// the process's bootstrapped swift-metrics backend (`MetricsSystem.factory`).
     public var metricsFactory: (any MetricsFactory)?
@@ -161,7 +165,7 @@ public struct NodeStatus: Sendable, Hashable {
 /// write quorums overlap.
 public final class KVClient: Sendable {
     public let configuration: KVClientConfiguration
-    private let tls: TLSContext
+    let tls: TLSContext
     private let hello: Hello
     /// The version source of every operation of this client (KVCore's ``ClientClock``).
     private let clock: Mutex<ClientClock>
@@ -243,7 +247,12 @@ public final class KVClient: Sendable {
         self.metrics = ClientMetrics(factory: configuration.metricsFactory ?? MetricsSystem.factory)
         self.tls = try TLSContext(configuration: configuration.tls, side: .client)
         self.writerID = UInt64.random(in: 1...UInt64.max)
-        self.clock = Mutex(ClientClock(writer: writerID))
+        self.clock = Mutex(
+            ClientClock(
+                writer: writerID,
+                bound: ClientClock.Bound(
+                    maxOffsetMillis: UInt64(max(0, configuration.maxClockOffset / .milliseconds(1))),
+                    wallMillis: configuration.wallClockMillis)))
         let identity = tls.localIdentity
         let clusterID = configuration.cluster?.clusterID ?? configuration.clusterID
         self.hello = Hello(
@@ -759,7 +768,8 @@ public final class KVClient: Sendable {
         for seed in seeds {
             do {
                 let answer = try await seed.call(
-                    .clusterMapRequest(ClusterMapRequest(knownEpoch: 0)), timeout: configuration.requestTimeout)
+                    .clusterMapRequest(ClusterMapRequest(knownEpoch: 0, epoch: 0)),
+                    timeout: configuration.requestTimeout)
                 guard case .clusterMapResponse(let response) = answer else {
                     throw KVClientError.protocolViolation("\(seed.address) answered ClusterMap with \(answer.type)")
                 }
@@ -803,7 +813,7 @@ public final class KVClient: Sendable {
     private func fetchCurrentMap(_ topology: Topology) async {
         let clients = topology.map.voters.compactMap { topology.nodes[$0] }
         guard !clients.isEmpty else { return }
-        let request = Message.clusterMapRequest(ClusterMapRequest(knownEpoch: topology.map.epoch))
+        let request = Message.clusterMapRequest(ClusterMapRequest(knownEpoch: topology.map.epoch, epoch: 0))
         let clusterID = topology.map.clusterID
         let first: ClusterMap? = await withCheckedContinuation { continuation in
             let waiting = Guarded((answered: false, pending: clients.count))
@@ -912,7 +922,8 @@ public final class KVClient: Sendable {
     private func fetchMap(from node: String) async {
         guard let topology = try? await currentTopology(),
             case .clusterMapResponse(let response)? = try? await call(
-                .clusterMapRequest(ClusterMapRequest(knownEpoch: topology.map.epoch)), node: node, in: topology),
+                .clusterMapRequest(ClusterMapRequest(knownEpoch: topology.map.epoch, epoch: 0)), node: node,
+                in: topology),
             response.clusterId == topology.map.clusterID
         else { return }
         _ = try? install(response.map)
@@ -1132,7 +1143,7 @@ public final class KVClient: Sendable {
         }
     }
 
-    private func requireAdmin(_ what: String = "reading or writing one replica directly") throws {
+    func requireAdmin(_ what: String = "reading or writing one replica directly") throws {
         guard identity.role == .admin else {
             throw KVClientError.invalidArgument("\(what) needs an admin certificate; this one is \(identity.role)")
         }

@@ -15,12 +15,41 @@ public enum Limits {
     public static let errorMessageBytesMax = 4096
     /// Requests one connection may have in flight before the server answers `overloaded`.
     public static let requestsInFlightPerConnectionMax = 1024
+    /// Bytes of request frames one connection may have in flight (received, not answered yet) before
+    /// the server answers `overloaded`: four frames of the largest size.
+    public static let inFlightBytesPerConnectionMax = 64 << 20
+    /// Connections one server holds open at once, over all peers; past it a new one is closed at once.
+    public static let connectionsMax = 4096
+    /// Connections one server holds open at once with one certificate (name and role). The SDK opens
+    /// one connection per node per client, so this is how many clients may share a certificate.
+    public static let connectionsPerIdentityMax = 512
+    /// Connections one server lets handshake (TLS, then `Hello`) at once; past it a new one is closed
+    /// at once, so a flood of half-open sockets costs no key exchange.
+    public static let handshakesInFlightMax = 64
+    /// Protocol violations one connection may commit that leave the frame stream intact (an unknown
+    /// message type, a response sent as a request, a request its role may not send), each answered
+    /// with an `Error`; one more closes the connection.
+    public static let protocolViolationsPerConnectionMax = 64
+    /// Jobs a node lets wait for or run on its storage thread pool at once on behalf of requests; past
+    /// it a request is answered `overloaded` at once.
+    public static let storageQueueMax = 4096
     /// Items in one list on the wire (tokens, hashes, listing entries).
     public static let listCountMax = 65536
     /// Nodes in one cluster map.
     public static let nodesMax = 4096
     /// Virtual-node tokens of one node.
     public static let tokensPerNodeMax = 4096
+    /// Virtual-node tokens of a whole ring (a ring's preference table holds N entries a token): 1,024
+    /// nodes of 256 tokens, or 4,096 of 64.
+    public static let tokensTotalMax = 1 << 18
+    /// Largest replication factor a ring may have.
+    public static let replicationFactorMax = 16
+    /// Signatures of one map's proof: one a voter, and a map has at most `nodesMax` members.
+    public static let mapSignaturesMax = nodesMax
+    /// Largest DER certificate carried in a map vote's signature.
+    public static let certificateBytesMax = 16 << 10
+    /// Largest signature carried in a map vote (an ECDSA P-256 signature is at most 72 bytes).
+    public static let signatureBytesMax = 1024
     /// Nodes named by one Merkle query: a `.children` answer then holds at most 1024 hashes (one a node,
     /// at fan-out 2).
     public static let merkleNodesPerQueryMax = 1024

@@ -17,6 +17,10 @@ import Synchronization
 /// wait forever: each goes instead to its key's replicas in today's ring, and is deleted once every
 /// one of them acknowledged it. A hint can be the one extra copy of a write (a sloppy quorum counts
 /// it), so it is handed over, not dropped.
+///
+/// A target that is still a member but no longer keeps a hint's key (the key moved in a change since
+/// the hint was stored) refuses it with `notReplica`; when this node's map agrees, that hint too goes
+/// to the key's replicas in today's map (both rings while a change is in progress).
 final class HintReplayer: Sendable {
     struct Configuration: Sendable {
         /// How often queues are looked at.
@@ -141,6 +145,34 @@ final class HintReplayer: Sendable {
         return sent
     }
 
+    /// `target` refused `hint` because it no longer keeps the key: when this node's map says so too, the
+    /// hint goes to the key's replicas in that map (acknowledged once every one took it); otherwise
+    /// this node's map is behind the target's, and the hint waits for the next round.
+    private func rehomeMisplaced(
+        _ id: HintID, _ hint: StoredHint, target: String, refusal: RPCError
+    ) async -> HintReplayRound.Event {
+        guard let rehoming else { return .failed(id, reason: "\(refusal)") }
+        let map = rehoming.membership.current
+        let token = Token(key: hint.key)
+        guard let admission = try? ReplicaAdmission(node: target, map: map), !admission.access(token).allowsWrites,
+            let ring = try? map.ring()
+        else { return .failed(id, reason: "\(refusal) (this node's map still places the key there)") }
+        let next = (try? map.nextRing())?.preferenceList(forKey: hint.key) ?? []
+        let current = ring.preferenceList(forKey: hint.key)
+        let owners = current + next.filter { !current.contains($0) }
+        let failures = await withTaskGroup(of: String?.self) { group in
+            for owner in owners {
+                group.addTask { await self.handOver(hint, to: owner, replica: rehoming.replica) }
+            }
+            return await group.reduce(into: [String]()) { failures, failure in
+                if let failure { failures.append(failure) }
+            }
+        }
+        guard failures.isEmpty else { return .failed(id, reason: failures.joined(separator: "; ")) }
+        statistics.hintsRehomed.add(1, ordering: .relaxed)
+        return .acknowledged(id)
+    }
+
     /// The `Put` that hands `hint`'s write over.
     private static func putRequest(_ hint: StoredHint) -> Message {
         .putRequest(
@@ -225,6 +257,8 @@ final class HintReplayer: Sendable {
                                     return .failed(id, reason: "the target answered Put with something else")
                                 }
                                 return .acknowledged(id)
+                            } catch let error as RPCError where error.remoteCode == .notReplica {
+                                return await self.rehomeMisplaced(id, hint, target: target, refusal: error)
                             } catch {
                                 return .failed(id, reason: "\(error)")
                             }

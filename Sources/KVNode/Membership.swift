@@ -10,12 +10,25 @@ import Synchronization
 ///
 /// Components that depend on the map (peer connections, hint replay, anti-entropy) read `current`
 /// when they need it, and `onChange` observers hear of every adopted map.
+///
+/// A map from a peer is adopted only as the next epoch, with the signatures of a majority of the
+/// current voters (`MapAcceptor.learn`); this node signs its own acceptances with `votes`. Each
+/// adopted map and its proof also go to a history of the last `historyEpochs` epochs, from which
+/// peers that are behind fetch the epochs they missed one at a time.
 public final class Membership: Sendable {
+    /// The acceptor; held while a vote or map is written durably, so only voting waits on it.
     private let state: Mutex<MapAcceptor>
+    /// The committed map, published after it was written: what every request reads, never behind an
+    /// fsync.
+    private let published: Mutex<ClusterMap>
     private let store: any ReplicaStore
     private let observers = Mutex<[@Sendable (ClusterMap) -> Void]>([])
+    /// Signs this node's acceptances and checks the proofs of maps from peers.
+    package let votes: any MapVoteSigner & MapVoteVerifier
 
     static let metadataName = "cluster.map"
+    /// Epochs kept for peers that are behind, in slots `cluster.map.history.<epoch mod historyEpochs>`.
+    static let historyEpochs: UInt64 = 1024
 
     /// Loads the stored map and vote, or starts from `initial` (the cluster file, or a one-node map).
     /// A stored map of a later epoch wins over the file's; a file of a later epoch (edited by an
@@ -23,8 +36,11 @@ public final class Membership: Sendable {
     ///
     /// - Throws: `NodeError.storage` when the stored state cannot be read or written,
     ///   `NodeError.configuration` when it belongs to another cluster.
-    package init(initial: ClusterMap, store: any ReplicaStore) throws(NodeError) {
+    package init(
+        initial: ClusterMap, store: any ReplicaStore, votes: any MapVoteSigner & MapVoteVerifier
+    ) throws(NodeError) {
         self.store = store
+        self.votes = votes
         var acceptor = MapAcceptor(committed: initial)
         do {
             if let bytes = try store.metadata(Self.metadataName) {
@@ -35,7 +51,7 @@ public final class Membership: Sendable {
                     )
                 }
                 acceptor = stored
-                acceptor.learn(initial)
+                acceptor.install(initial)
             }
             try store.setMetadataDurably(Self.metadataName, Self.encode(acceptor))
         } catch let error as NodeError {
@@ -44,10 +60,11 @@ public final class Membership: Sendable {
             throw NodeError.storage("cannot read or write the cluster map in the data folder: \(error)")
         }
         self.state = Mutex(acceptor)
+        self.published = Mutex(acceptor.committed)
     }
 
     /// The map this node uses now.
-    package var current: ClusterMap { state.withLock { $0.committed } }
+    package var current: ClusterMap { published.withLock { $0 } }
 
     /// The acceptor's whole state (tests, status).
     package var acceptor: MapAcceptor { state.withLock { $0 } }
@@ -62,21 +79,37 @@ public final class Membership: Sendable {
         try change { $0.prepare(epoch: epoch, ballot: ballot) }
     }
 
-    /// Phase 2 vote; persisted before it is returned. Blocks on an fsync: call it off the event loop.
-    package func accept(_ proposal: MapProposal) throws(StorageError) -> (MapVote, epoch: UInt64) {
-        try change { $0.accept(proposal) }
+    /// Phase 2 vote, signed when granted; persisted before it is returned. Blocks on an fsync: call
+    /// it off the event loop.
+    package func accept(_ proposal: MapProposal) throws(StorageError) -> (
+        (MapVote, MapVoteSignature?), epoch: UInt64
+    ) {
+        let votes = self.votes
+        return try change { $0.accept(proposal, signer: votes) }
     }
 
-    /// Adopts `map` when it is a valid later map of this cluster; persisted, then observers are told.
-    ///
-    /// - Returns: whether it was adopted.
+    /// Adopts `map` when it is the next map of this cluster and `proof` shows it was chosen;
+    /// persisted, then observers are told. Blocks on an fsync: call it off the event loop.
     @discardableResult
-    package func learn(_ map: ClusterMap) throws(StorageError) -> Bool {
-        let adopted = try change { $0.learn(map) }.0
-        if adopted {
+    package func learn(_ map: ClusterMap, proof: MapProof) throws(StorageError) -> MapLearning {
+        let votes = self.votes
+        let learning = try change { $0.learn(map, proof: proof, verifier: votes) }.0
+        if learning == .adopted {
             for observer in observers.withLock({ $0 }) { observer(map) }
         }
-        return adopted
+        return learning
+    }
+
+    /// The map of `epoch` and the proof it was chosen (nil for a map from the cluster file), if this
+    /// node still keeps it; `epoch` 0 is the current map.
+    package func map(atEpoch epoch: UInt64) throws(StorageError) -> (ClusterMap, MapProof?)? {
+        let acceptor = self.acceptor
+        if epoch == 0 || epoch == acceptor.committed.epoch { return (acceptor.committed, acceptor.proof) }
+        guard epoch < acceptor.committed.epoch, acceptor.committed.epoch - epoch < Self.historyEpochs,
+            let bytes = try store.metadata(Self.historyName(epoch))
+        else { return nil }
+        guard let kept = try? Self.decodeHistory(bytes), kept.map.epoch == epoch else { return nil }
+        return kept
     }
 
     private func change<Result>(_ body: (inout MapAcceptor) -> Result) throws(StorageError) -> (
@@ -86,19 +119,29 @@ public final class Membership: Sendable {
             var next = acceptor
             let result = body(&next)
             if next != acceptor {
+                if next.committed.epoch != acceptor.committed.epoch {
+                    // Made durable by the write below, which goes through the same log.
+                    try store.setMetadata(
+                        Self.historyName(next.committed.epoch), Self.encodeHistory(next.committed, next.proof))
+                }
                 try store.setMetadataDurably(Self.metadataName, Self.encode(next))
+                if next.committed != acceptor.committed {
+                    published.withLock { $0 = next.committed }
+                }
                 acceptor = next
             }
             return (result, acceptor.committed.epoch)
         }
     }
 
-    // MARK: - Stored form: the committed map, then the promise and the accepted proposal, if any.
+    // MARK: - Stored form: the committed map and its proof, then the promise and the accepted
+    // proposal, if any (format 1 had no proof).
 
     private static func encode(_ acceptor: MapAcceptor) -> [UInt8] {
         var buffer = ByteBufferAllocator().buffer(capacity: 256)
-        buffer.writeInteger(UInt8(1))  // format version
+        buffer.writeInteger(UInt8(2))  // format version
         buffer.writeMapBody(MapBody(acceptor.committed))
+        buffer.writeOptionalProof(acceptor.proof)
         if let promised = acceptor.promised {
             buffer.writeInteger(UInt8(1))
             buffer.writeBallot(promised)
@@ -120,7 +163,14 @@ public final class Membership: Sendable {
             var description: String { "the stored cluster map is truncated or of an unknown format" }
         }
         var buffer = ByteBufferAllocator().buffer(bytes: bytes)
-        guard buffer.readInteger(as: UInt8.self) == 1, let committed = try buffer.readMapBody() else { throw Corrupt() }
+        guard let format = buffer.readInteger(as: UInt8.self), format == 1 || format == 2,
+            let committed = try buffer.readMapBody()
+        else { throw Corrupt() }
+        var proof: MapProof?
+        if format == 2 {
+            guard let read = try buffer.readOptionalProof() else { throw Corrupt() }
+            proof = read
+        }
         var promised: Ballot?
         switch buffer.readInteger(as: UInt8.self) {
         case 0: break
@@ -135,6 +185,45 @@ public final class Membership: Sendable {
             accepted = MapProposal(ballot: ballot, map: body.map)
         default: throw Corrupt()
         }
-        return MapAcceptor(committed: committed.map, promised: promised, accepted: accepted)
+        return MapAcceptor(committed: committed.map, proof: proof, promised: promised, accepted: accepted)
+    }
+
+    private static func historyName(_ epoch: UInt64) -> String {
+        "\(metadataName).history.\(epoch % historyEpochs)"
+    }
+
+    private static func encodeHistory(_ map: ClusterMap, _ proof: MapProof?) -> [UInt8] {
+        var buffer = ByteBufferAllocator().buffer(capacity: 256)
+        buffer.writeMapBody(MapBody(map))
+        buffer.writeOptionalProof(proof)
+        return Array(buffer.readableBytesView)
+    }
+
+    private static func decodeHistory(_ bytes: [UInt8]) throws -> (map: ClusterMap, proof: MapProof?) {
+        var buffer = ByteBufferAllocator().buffer(bytes: bytes)
+        guard let body = try buffer.readMapBody(), let proof = try buffer.readOptionalProof() else {
+            throw WireError.truncated
+        }
+        return (body.map, proof)
+    }
+}
+
+extension ByteBuffer {
+    fileprivate mutating func writeOptionalProof(_ proof: MapProof?) {
+        if let proof {
+            writeInteger(UInt8(1))
+            writeMapProofBody(MapProofBody(proof))
+        } else {
+            writeInteger(UInt8(0))
+        }
+    }
+
+    /// The proof (`.some(nil)` when none was stored); nil when the bytes are short or unknown.
+    fileprivate mutating func readOptionalProof() throws -> MapProof?? {
+        switch readInteger(as: UInt8.self) {
+        case 0: return .some(nil)
+        case 1: return try readMapProofBody().map { .some($0.mapProof) }
+        default: return nil
+        }
     }
 }

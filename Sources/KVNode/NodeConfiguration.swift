@@ -15,6 +15,7 @@ import Yams
 /// ca: certs/out/ca.pem
 /// cert: certs/out/n1.pem
 /// key: certs/out/n1-key.pem
+/// crl: certs/out/crl.pem     # optional: certificates it revokes are refused (reloaded on SIGHUP)
 /// cluster-id: quorumkv
 /// durability: sync          # sync | none | interval:50ms
 /// cluster: cluster.yaml      # the cluster file (see KVConfig.ClusterFile)
@@ -23,6 +24,10 @@ import Yams
 /// tombstone-grace: 864000    # seconds before a confirmed tombstone may be purged, 0 = never
 /// stream-rate: 33554432      # bytes per second a node pulls when it takes ranges over
 /// stream-stall-timeout: 30   # seconds without a page before a range transfer tries another source
+/// connections-max: 4096      # connections held at once; past it new ones are closed at once
+/// connections-per-identity-max: 512 # connections held at once with one certificate
+/// idle-timeout: 300          # seconds a connection with nothing in flight stays open
+/// storage-queue-max: 4096    # requests' store calls queued or running; past it `overloaded`
 /// ```
 public struct NodeConfiguration: Sendable, Hashable {
     public var id: String
@@ -32,6 +37,9 @@ public struct NodeConfiguration: Sendable, Hashable {
     public var caFile: String
     public var certificateFile: String
     public var keyFile: String
+    /// Certificate revocation lists (PEM, one per CA) whose certificates are refused in the handshake;
+    /// nil: none. Read again with the certificates on reload (SIGHUP, `kvctl certs reload`).
+    public var crlFile: String?
     public var clusterID: String = NodeConfiguration.defaultClusterID
     public var durability: Durability = .sync
     /// The cluster this node belongs to (from `--cluster cluster.yaml`); nil for a node on its own.
@@ -81,6 +89,18 @@ public struct NodeConfiguration: Sendable, Hashable {
     /// and the reason reported.
     public var streamStallTimeout: Duration = .seconds(NodeConfiguration.streamStallTimeoutSecondsDefault)
     public static let streamStallTimeoutSecondsDefault = 30
+    /// Connections the node holds at once, over all peers; a new one past it is closed at once.
+    public var connectionsMax = Limits.connectionsMax
+    /// Connections the node holds at once with one certificate (name and role); past it the `Hello`
+    /// is answered `overloaded`. The SDK opens one connection per node per client.
+    public var connectionsPerIdentityMax = Limits.connectionsPerIdentityMax
+    /// A connection with no request in flight and no frame for this long is closed (clients re-dial).
+    public var idleTimeout: Duration = .seconds(NodeConfiguration.idleTimeoutSecondsDefault)
+    public static let idleTimeoutSecondsDefault = 300
+    /// Store calls of requests queued for or running on the storage thread pool; past it a request is
+    /// answered `overloaded` at once.
+    public var storageQueueMax = NodeConfiguration.storageQueueMaxDefault
+    public static let storageQueueMaxDefault = Limits.storageQueueMax
     /// On shutdown, how long open connections may go on after the listener closed.
     public var shutdownDrain: Duration = .seconds(1)
     /// Where `GET /metrics` (Prometheus text over mutual TLS) is served; nil: nowhere, and the
@@ -133,6 +153,7 @@ public struct NodeFile: Sendable, Hashable, Decodable {
     public var ca: String?
     public var cert: String?
     public var key: String?
+    public var crl: String?
     public var clusterID: String?
     public var durability: String?
     public var cluster: String?
@@ -158,9 +179,14 @@ public struct NodeFile: Sendable, Hashable, Decodable {
     public var metrics: String?
     /// Milliseconds.
     public var maxClockOffset: Int?
+    public var connectionsMax: Int?
+    public var connectionsPerIdentityMax: Int?
+    /// Seconds.
+    public var idleTimeout: Int?
+    public var storageQueueMax: Int?
 
     enum CodingKeys: String, CodingKey, CaseIterable {
-        case id, listen, data, ca, cert, key, durability, cluster, metrics
+        case id, listen, data, ca, cert, key, crl, durability, cluster, metrics
         case clusterID = "cluster-id"
         case hintQueueMax = "hint-queue-max"
         case hintBytesMax = "hint-bytes-max"
@@ -173,6 +199,10 @@ public struct NodeFile: Sendable, Hashable, Decodable {
         case streamRate = "stream-rate"
         case streamStallTimeout = "stream-stall-timeout"
         case maxClockOffset = "max-clock-offset"
+        case connectionsMax = "connections-max"
+        case connectionsPerIdentityMax = "connections-per-identity-max"
+        case idleTimeout = "idle-timeout"
+        case storageQueueMax = "storage-queue-max"
     }
 
     public init() {}

@@ -15,6 +15,8 @@ public final class NodeService: Service {
     private let configuration: NodeConfiguration
     private let tls: TLSContext
     private let peerTLS: TLSContext
+    /// Both contexts, reloaded together (SIGHUP in `kvd`, `Admin` reloadCertificates).
+    private let certificates: NodeCertificates
     private let logger: Logger
 
     /// Checks the configuration, the certificate and the data folder; nothing listens yet.
@@ -28,7 +30,8 @@ public final class NodeService: Service {
             let configuration = TLSConfiguration(
                 caFile: configuration.caFile,
                 certificateFile: configuration.certificateFile,
-                keyFile: configuration.keyFile
+                keyFile: configuration.keyFile,
+                crlFile: configuration.crlFile
             )
             self.tls = try TLSContext(configuration: configuration, side: .server)
             // The same certificate, as the client side of node-to-node connections (hint replay).
@@ -36,6 +39,7 @@ public final class NodeService: Service {
         } catch {
             throw NodeError.configuration("certificates: \(error)")
         }
+        self.certificates = NodeCertificates(server: tls, client: peerTLS, logger: logger)
         let identity = tls.localIdentity
         guard identity.role == .node else {
             throw NodeError.identity(
@@ -54,6 +58,12 @@ public final class NodeService: Service {
                 "\(configuration.certificateFile) is issued to '\(identity.name)', but this node's id is '\(configuration.id)'"
             )
         }
+    }
+
+    /// Reads the certificate, key, CA file and CRL file again for new connections, inbound and
+    /// outbound (established ones go on); a refusal keeps the material in use. Logs the outcome.
+    public func reloadCertificates(trigger: String) async -> CertificateReloadOutcome {
+        await certificates.reload(trigger: trigger)
     }
 
     public func run() async throws {
@@ -83,7 +93,8 @@ public final class NodeService: Service {
         let membership: Membership
         let ring: Ring
         do {
-            membership = try Membership(initial: initial, store: store)
+            let peerTLS = self.peerTLS
+            membership = try Membership(initial: initial, store: store, votes: TLSMapVotes(context: peerTLS))
             ring = try membership.current.ring()
         } catch {
             try? await pool.shutdownGracefully()
@@ -137,7 +148,7 @@ public final class NodeService: Service {
         detector.minimumDeviationMillis = 200
         let health = PeerHealth(
             directory: peerDirectory, membership: membership, detector: detector, interval: Self.pingInterval,
-            wallMillis: ReplicaService.systemMillis, logger: logger, otherDirectories: [replayDirectory])
+            wallMillis: ReplicaService.systemMillis, logger: logger, pool: pool, otherDirectories: [replayDirectory])
         var antiEntropyConfiguration = AntiEntropy.Configuration()
         antiEntropyConfiguration.interval = configuration.antiEntropyInterval
         antiEntropyConfiguration.bytesPerSecond = configuration.antiEntropyRate
@@ -156,7 +167,8 @@ public final class NodeService: Service {
             hintQueueMax: configuration.hintQueueMax, hintBytesMax: configuration.hintBytesMax, pool: pool,
             statistics: statistics, merkle: store,
             streaming: store, replica: replica, antiEntropy: antiEntropy, health: health, transfers: board,
-            certificateNotAfterSeconds: tls.certificateNotAfterSeconds)
+            certificateNotAfterSeconds: tls.certificateNotAfterSeconds, certificates: certificates,
+            storageQueueMax: configuration.storageQueueMax)
         var streamConfiguration = RangeStreamer.Configuration()
         streamConfiguration.bytesPerSecond = configuration.streamRate
         streamConfiguration.stallTimeout = configuration.streamStallTimeout
@@ -173,11 +185,16 @@ public final class NodeService: Service {
             nodeID: configuration.id
         )
         serverConfiguration.frameBytesMax = Limits.frameBytesMax
+        serverConfiguration.connectionsMax = configuration.connectionsMax
+        serverConfiguration.connectionsPerIdentityMax = configuration.connectionsPerIdentityMax
+        serverConfiguration.idleTimeout = configuration.idleTimeout
         let server: RPCServer
         do {
+            // The server's refusals are the node's too: Admin stats and quorumkv_rpc_refused_total.
             server = try await RPCServer.bind(
                 configuration: serverConfiguration, tls: tls,
-                service: MeasuredService(service, nodeID: configuration.id, factory: metricsFactory), logger: logger)
+                service: MeasuredService(service, nodeID: configuration.id, factory: metricsFactory),
+                statistics: RPCServerStatistics(onRefusal: { statistics.recordRefusal($0) }), logger: logger)
         } catch {
             try? await pool.shutdownGracefully()
             throw NodeError.configuration("cannot listen on \(address): \(error)")

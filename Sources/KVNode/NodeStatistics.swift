@@ -1,3 +1,4 @@
+public import KVRPC
 public import Metrics
 package import Synchronization
 
@@ -12,6 +13,8 @@ package import Synchronization
 /// | `quorumkv_hints_stored_total` | counter | a hint was stored for another replica |
 /// | `quorumkv_hints_refused_total` | counter | a hint was refused: its target's queue was full, or the target is the node itself |
 /// | `quorumkv_clock_ahead_refused_total` | counter | a request carried a clock or version further ahead of the node's clock than `--max-clock-offset` |
+/// | `quorumkv_hints_rehomed_total` | counter | a hint's target no longer kept its key, so the hint went to the key's current replicas |
+/// | `quorumkv_maps_refused_total` | counter | a peer committed a cluster map that was not the next epoch, not a valid ring, or without a majority's valid signatures |
 /// | `quorumkv_hints_replayed_total` | counter | a hint was handed over and acknowledged (by its target, or by its key's replicas when the target was removed) |
 /// | `quorumkv_hints_expired_total` | counter | a hint outlived the hint window and was dropped |
 /// | `quorumkv_read_repairs_received_total` | counter | a `Put` with origin `readRepair` arrived |
@@ -29,6 +32,7 @@ package import Synchronization
 /// | `quorumkv_peer_up{peer}` | gauge | 1 while this node's failure detector trusts the peer, 0 while it suspects it |
 /// | `quorumkv_peer_phi{peer}` | gauge | the failure detector's phi for the peer (suspected above `--phi-threshold`) |
 /// | `quorumkv_cluster_epoch` | gauge | the epoch of the cluster map this node holds |
+/// | `quorumkv_rpc_refused_total{reason}` | counter | a connection or request was refused, or a connection closed, to protect the node: `reason` one of `RPCRefusal`'s (`connections`, `per_identity`, `handshakes`, `in_flight`, `in_flight_bytes`, `queue_full`, `idle`, `frame_deadline`, `violations`) |
 ///
 /// Gauges are set by `recordQueues`, which the node calls whenever it reads its queue sizes (for a
 /// `Ping` or `Admin` stats) and every few seconds (`reportQueues(every:read:)`), and by
@@ -43,6 +47,8 @@ public final class NodeStatistics: Sendable {
     package let hintsStored: ReportedCounter
     package let hintsRefused: ReportedCounter
     package let clockAheadRefused: ReportedCounter
+    package let mapsRefused: ReportedCounter
+    package let hintsRehomed: ReportedCounter
     package let hintsReplayed: ReportedCounter
     package let hintsExpired: ReportedCounter
     package let readRepairsReceived: ReportedCounter
@@ -62,6 +68,8 @@ public final class NodeStatistics: Sendable {
     package let streamBytes: ReportedCounter
     package let streamRetries: ReportedCounter
     package let handoffKeysDeleted: ReportedCounter
+    /// One counter per `RPCRefusal`.
+    private let refusals: [RPCRefusal: ReportedCounter]
     /// Wall clock (ms since the Unix epoch) when the last whole pass ended without error; 0: never.
     private let lastFullPassMillis = Atomic<Int>(0)
     private let lastFullPassGauge: Gauge
@@ -83,6 +91,8 @@ public final class NodeStatistics: Sendable {
         hintsStored = counter("quorumkv_hints_stored_total")
         hintsRefused = counter("quorumkv_hints_refused_total")
         clockAheadRefused = counter("quorumkv_clock_ahead_refused_total")
+        mapsRefused = counter("quorumkv_maps_refused_total")
+        hintsRehomed = counter("quorumkv_hints_rehomed_total")
         hintsReplayed = counter("quorumkv_hints_replayed_total")
         hintsExpired = counter("quorumkv_hints_expired_total")
         readRepairsReceived = counter("quorumkv_read_repairs_received_total")
@@ -102,6 +112,10 @@ public final class NodeStatistics: Sendable {
         streamBytes = counter("quorumkv_stream_bytes_total")
         streamRetries = counter("quorumkv_stream_retries_total")
         handoffKeysDeleted = counter("quorumkv_handoff_keys_deleted_total")
+        refusals = Dictionary(
+            uniqueKeysWithValues: RPCRefusal.allCases.map {
+                ($0, counter("quorumkv_rpc_refused_total", [("reason", $0.rawValue)]))
+            })
         lastFullPassGauge = Gauge(
             label: "quorumkv_anti_entropy_last_full_pass_timestamp_seconds", dimensions: [("node", nodeID)],
             factory: metricsFactory)
@@ -120,6 +134,10 @@ public final class NodeStatistics: Sendable {
         "quorumkv_hints_refused_total": "Hints refused because the target's queue was full or was the node itself.",
         "quorumkv_clock_ahead_refused_total":
             "Requests refused because a clock or version was further ahead than the maximum clock offset.",
+        "quorumkv_hints_rehomed_total":
+            "Hints handed to their key's current replicas because their target no longer keeps the key.",
+        "quorumkv_maps_refused_total":
+            "Cluster maps from peers refused: not the next epoch, not a valid ring, or without a majority's signatures.",
         "quorumkv_hints_replayed_total": "Hints handed over and acknowledged.",
         "quorumkv_hints_expired_total": "Hints dropped after the hint window.",
         "quorumkv_read_repairs_received_total": "Puts with origin readRepair received.",
@@ -147,6 +165,8 @@ public final class NodeStatistics: Sendable {
         "quorumkv_requests_total": "Requests answered, by message type.",
         "quorumkv_request_errors_total": "Requests answered with an error, by message type.",
         "quorumkv_request_duration_seconds": "Time from a request's arrival to its answer, by message type.",
+        "quorumkv_rpc_refused_total":
+            "Connections and requests refused, or connections closed, to protect the node, by reason.",
     ]
 
     /// Name and value of every counter, for `Admin` stats.
@@ -155,6 +175,8 @@ public final class NodeStatistics: Sendable {
             ("hints_stored", hintsStored.load(ordering: .relaxed)),
             ("hints_refused", hintsRefused.load(ordering: .relaxed)),
             ("clock_ahead_refused", clockAheadRefused.load(ordering: .relaxed)),
+            ("maps_refused", mapsRefused.load(ordering: .relaxed)),
+            ("hints_rehomed", hintsRehomed.load(ordering: .relaxed)),
             ("hints_replayed", hintsReplayed.load(ordering: .relaxed)),
             ("hints_expired", hintsExpired.load(ordering: .relaxed)),
             ("read_repairs_received", readRepairsReceived.load(ordering: .relaxed)),
@@ -176,6 +198,18 @@ public final class NodeStatistics: Sendable {
             ("handoff_keys_deleted", handoffKeysDeleted.load(ordering: .relaxed)),
             ("anti_entropy_last_full_pass_millis", lastFullPassMillis.load(ordering: .relaxed)),
         ]
+            + RPCRefusal.allCases.map { ("rpc_refused_\($0.rawValue)", refusedCount($0)) }
+    }
+
+    /// Counts one refusal (an `RPCServerStatistics` reports its own here, and the storage queue its
+    /// `queue_full`).
+    public func recordRefusal(_ reason: RPCRefusal) {
+        refusals[reason]?.add(1, ordering: .relaxed)
+    }
+
+    /// How many times the node refused for `reason`.
+    public func refusedCount(_ reason: RPCRefusal) -> Int {
+        refusals[reason]?.load(ordering: .relaxed) ?? 0
     }
 
     /// Records the end of a whole anti-entropy pass without error, at `millis` since the Unix epoch.

@@ -3,6 +3,7 @@ import KVRPC
 import KVWire
 package import Logging
 import NIOCore
+package import NIOPosix
 import Synchronization
 
 /// This node's view of its peers: a phi-accrual failure detector per peer (`PhiAccrualDetector`), fed
@@ -24,12 +25,15 @@ public final class PeerHealth: Sendable {
     private let interval: Duration
     private let wallMillis: @Sendable () -> UInt64
     private let logger: Logger
+    /// Where adopting a map (signature checks and an fsync) runs.
+    private let pool: NIOThreadPool
 
     package init(
         directory: PeerDirectory, membership: Membership, detector: PhiAccrualDetector.Configuration,
-        interval: Duration, wallMillis: @escaping @Sendable () -> UInt64, logger: Logger,
+        interval: Duration, wallMillis: @escaping @Sendable () -> UInt64, logger: Logger, pool: NIOThreadPool,
         otherDirectories: [PeerDirectory] = []
     ) {
+        self.pool = pool
         self.directory = directory
         self.directories = [directory] + otherDirectories
         self.membership = membership
@@ -80,21 +84,46 @@ public final class PeerHealth: Sendable {
         }
     }
 
-    /// Fetches `peer`'s cluster map and adopts it if it is later than this node's; one fetch per peer
+    /// Fetches from `peer` each map after this node's, one epoch at a time, and adopts each one whose
+    /// proof holds (`Membership.learn`), until this node is level with the peer; one fetch per peer
     /// at a time, failures only logged (the next ping tries again).
     package func gossip(from peer: String) {
         guard let client = directory.client(peer), fetching.withLock({ $0.insert(peer).inserted }) else { return }
-        let known = membership.current.epoch
         Task {
             defer { _ = fetching.withLock { $0.remove(peer) } }
             do {
-                let answer = try await client.call(
-                    .clusterMapRequest(ClusterMapRequest(knownEpoch: known)), timeout: interval * 5)
-                guard case .clusterMapResponse(let response) = answer else { return }
-                if try membership.learn(response.map) {
-                    logger.info(
-                        "adopted a newer cluster map",
-                        metadata: ["peer.node_id": "\(peer)", "cluster.epoch": "\(response.epoch)"])
+                for _ in 0..<Self.gossipEpochsMax {
+                    let known = membership.current.epoch
+                    guard known < UInt64.max else { return }
+                    let answer = try await client.call(
+                        .clusterMapRequest(ClusterMapRequest(knownEpoch: known, epoch: known + 1)),
+                        timeout: interval * 5)
+                    guard case .clusterMapResponse(let response) = answer else { return }
+                    guard let proof = response.proof?.mapProof else {
+                        logger.notice(
+                            "a peer sent a cluster map without its proof",
+                            metadata: ["peer.node_id": "\(peer)", "cluster.epoch": "\(response.epoch)"])
+                        return
+                    }
+                    let membership = self.membership
+                    let map = response.map
+                    // Checking signatures and an fsync: on the storage pool, not an async task's thread.
+                    let learning = try await pool.runIfActive { try membership.learn(map, proof: proof) }
+                    switch learning {
+                    case .adopted:
+                        logger.info(
+                            "adopted a newer cluster map",
+                            metadata: ["peer.node_id": "\(peer)", "cluster.epoch": "\(response.epoch)"])
+                    case .notNewer, .gap:
+                        return
+                    case .refused(let reason):
+                        logger.warning(
+                            "refused a peer's cluster map",
+                            metadata: [
+                                "peer.node_id": "\(peer)", "cluster.epoch": "\(response.epoch)", "reason": "\(reason)",
+                            ])
+                        return
+                    }
                 }
             } catch {
                 logger.debug(
@@ -102,6 +131,9 @@ public final class PeerHealth: Sendable {
             }
         }
     }
+
+    /// Epochs one gossip fetches at most before the next ping resumes.
+    static let gossipEpochsMax = 64
 
     /// Records an answer from `peer` (tests feed heartbeats directly).
     package func heartbeat(_ peer: String) {

@@ -299,8 +299,9 @@ final class RangeStreamer: Sendable {
                 let nodeID = self.nodeID
                 let directory = self.directory
                 let local = self.local
-                let chosen = try await ClusterChangeDriver.decide(base: base, proposed: proposed, ballot: ballot) {
-                    node, request in
+                let chosen = try await ClusterChangeDriver.decide(
+                    base: base, proposed: proposed, ballot: ballot, verifier: membership.votes
+                ) { node, request in
                     if node == nodeID { return try await local(node, request) }
                     guard let client = directory.client(node) else {
                         throw RPCError.remote(.unknownNode, message: "no connection to \(node)")

@@ -20,7 +20,8 @@ public final class ReplicaService: RPCService {
     private let membership: Membership
     private let store: any ReplicaStore
     private let replica: Replica
-    private let pool: NIOThreadPool
+    /// Where every store call of a request waits for the pool (bounded: `storageQueueMax`).
+    private let storageQueue: StorageQueue
     private let startedAt = ContinuousClock.now
 
     private let hints: (any HintStore)?
@@ -43,6 +44,9 @@ public final class ReplicaService: RPCService {
     private let hintBytesMax: Int
     /// When the node's certificate expires (seconds since the Unix epoch), for `Admin` stats.
     private let certificateNotAfterSeconds: UInt64?
+    /// The node's TLS material, for `Admin` reloadCertificates (and its expiry, once reloaded, for
+    /// stats); nil refuses the command.
+    private let certificates: NodeCertificates?
     private let wallMillis: @Sendable () -> UInt64
     private let statistics: NodeStatistics
 
@@ -59,6 +63,8 @@ public final class ReplicaService: RPCService {
     ///   - replica: the replica logic over `store`, when it is shared with anti-entropy (one clock); a
     ///     new one when nil.
     ///   - antiEntropy: runs `Admin` repair; nil refuses it.
+    ///   - storageQueueMax: store calls that may wait for or run on `pool` at once; past it a request is
+    ///     answered `overloaded` at once (counted as `queue_full`).
     public init(
         nodeID: String,
         membership: Membership,
@@ -76,9 +82,12 @@ public final class ReplicaService: RPCService {
         health: PeerHealth? = nil,
         transfers: TransferBoard? = nil,
         certificateNotAfterSeconds: UInt64? = nil,
+        certificates: NodeCertificates? = nil,
+        storageQueueMax: Int = NodeConfiguration.storageQueueMaxDefault,
         wallMillis: @escaping @Sendable () -> UInt64 = ReplicaService.systemMillis
     ) {
         self.certificateNotAfterSeconds = certificateNotAfterSeconds
+        self.certificates = certificates
         self.health = health
         self.transfers = transfers
         precondition(replica.map { $0.store === store } ?? true, "the replica must run over the service's store")
@@ -96,7 +105,7 @@ public final class ReplicaService: RPCService {
         self.merkle = merkle
         self.streaming = streaming
         self.antiEntropy = antiEntropy
-        self.pool = pool
+        self.storageQueue = StorageQueue(pool: pool, jobsMax: storageQueueMax, statistics: statistics)
     }
 
     /// Milliseconds since the Unix epoch, from the system's real-time clock.
@@ -137,8 +146,14 @@ public final class ReplicaService: RPCService {
                     hintsQueued: UInt64(queues.hintQueueSizes.values.reduce(0, +)), requestsInFlight: 0))
         case .hintRequest(let hint):
             return try await storeHint(hint)
-        case .clusterMapRequest:
-            return .clusterMapResponse(ClusterMapResponse(membership.current))
+        case .clusterMapRequest(let request):
+            let kept = try await onMembership { (membership) throws(StorageError) in
+                try membership.map(atEpoch: request.epoch)
+            }
+            guard let (map, proof) = kept else {
+                throw RPCError.remote(.invalidRequest, message: "epoch \(request.epoch) is not kept here")
+            }
+            return .clusterMapResponse(ClusterMapResponse(map, proof: proof))
         case .mapPrepareRequest(let prepare):
             let (vote, epoch) = try await onMembership { (membership) throws(StorageError) in
                 try membership.prepare(epoch: prepare.epoch, ballot: prepare.ballot)
@@ -146,15 +161,24 @@ public final class ReplicaService: RPCService {
             return .mapPrepareResponse(MapPrepareResponse(vote, epoch: epoch))
         case .mapAcceptRequest(let request):
             let proposal = MapProposal(ballot: request.ballot, map: request.map.map)
-            let (vote, epoch) = try await onMembership { (membership) throws(StorageError) in
+            let ((vote, signature), epoch) = try await onMembership { (membership) throws(StorageError) in
                 try membership.accept(proposal)
             }
-            return .mapAcceptResponse(MapAcceptResponse(vote, epoch: epoch))
+            return .mapAcceptResponse(MapAcceptResponse(vote, epoch: epoch, signature: signature))
         case .mapCommitRequest(let commit):
-            let map = commit.map.map
-            let epoch = try await onMembership { (membership) throws(StorageError) in
-                try membership.learn(map)
-                return membership.current.epoch
+            let (map, proof) = (commit.map.map, commit.proof.mapProof)
+            let (learning, epoch) = try await onMembership { (membership) throws(StorageError) in
+                (try membership.learn(map, proof: proof), membership.current.epoch)
+            }
+            switch learning {
+            case .adopted, .notNewer:
+                break
+            case .gap:
+                // Behind by more than one epoch: fetch the maps in between from the committer.
+                if peer.role == .node { health?.gossip(from: peer.name) }
+            case .refused(let reason):
+                statistics.mapsRefused.add(1, ordering: .relaxed)
+                throw RPCError.remote(.invalidRequest, message: reason)
             }
             return .mapCommitResponse(MapCommitResponse(epoch: epoch))
         case .merkleExchangeRequest(let exchange):
@@ -165,6 +189,11 @@ public final class ReplicaService: RPCService {
             return try await applyBatch(request)
         case .streamRequest(let request):
             return try await stream(request)
+        case .adminRequest(let admin) where admin.command == .reloadCertificates:
+            guard let certificates else {
+                throw RPCError.remote(.invalidRequest, message: "this node has no certificates to reload")
+            }
+            return .adminResponse(AdminResponse(results: await certificates.reload(trigger: "admin").adminResults))
         case .adminRequest(let admin) where admin.command == .repair:
             return try await repair(admin.arguments)
         case .adminRequest(let admin) where admin.command == .stats:
@@ -182,8 +211,9 @@ public final class ReplicaService: RPCService {
                             Pair(name: "anti_entropy_ranges_due", value: "\(queues.rangesDue)"),
                             Pair(name: "hints_bytes", value: "\(hints?.hintBytesHeld() ?? 0)"),
                         ]
-                        + (certificateNotAfterSeconds.map { [Pair(name: "certificate_not_after", value: "\($0)")] }
-                            ?? [])
+                        + ((certificates?.certificateNotAfterSeconds ?? certificateNotAfterSeconds).map {
+                            [Pair(name: "certificate_not_after", value: "\($0)")]
+                        } ?? [])
                         + queues.hintQueueSizes.sorted { $0.key < $1.key }.map {
                             Pair(name: "hints_queued.\($0.key)", value: "\($0.value)")
                         }
@@ -263,12 +293,9 @@ public final class ReplicaService: RPCService {
 
     private func apply(_ put: PutRequest) async throws -> Message {
         let key = Array(put.key.readableBytesView)
-        // Every origin but hint replay writes only where this node keeps the key. (A hint's target may
-        // have lost the key in a change since: its holder hands it to the key's current replicas when
-        // the target is removed; a target that only moved keeps taking it for now.)
-        if put.origin != .hintReplay {
-            try checkAdmitted(key, write: true, writeEpoch: put.origin == .client ? put.epoch : 0)
-        }
+        // Every origin writes only where this node keeps the key. A hint whose target lost the key in
+        // a change since is refused here (`notReplica`), and its holder hands it to the key's replicas.
+        try checkAdmitted(key, write: true, writeEpoch: put.origin == .client ? put.epoch : 0)
         let repair = put.origin == .readRepair
         if repair {
             statistics.readRepairsReceived.add(1, ordering: .relaxed)
@@ -661,7 +688,6 @@ public final class ReplicaService: RPCService {
         }
     }
 
-    /// Runs a blocking replica call on the thread pool, turning its failures into wire errors.
     /// Runs a vote or commit on the thread pool: it fsyncs before answering.
     private func onMembership<T: Sendable>(
         _ body: @escaping @Sendable (Membership) throws(StorageError) -> T
@@ -676,12 +702,17 @@ public final class ReplicaService: RPCService {
         }
     }
 
+    /// Runs a blocking replica call on the thread pool, through the bounded storage queue (the one
+    /// place a request's store calls enter the pool), turning its failures into wire errors.
     private func runOnPool<T: Sendable>(_ body: @escaping @Sendable () throws(ReplicaError) -> T) async throws -> T {
         do {
-            return try await pool.runIfActive { try body() }
+            return try await storageQueue.run { try body() }
         } catch let error as ReplicaError {
             if case .clockAhead = error { statistics.clockAheadRefused.add(1, ordering: .relaxed) }
             throw Self.remote(error)
+        } catch let error as RPCError {
+            // The queue is full: `overloaded`, already counted.
+            throw error
         } catch {
             throw RPCError.remote(.shuttingDown, message: "the node is shutting down")
         }

@@ -8,16 +8,18 @@ public enum ClusterChangeDriver {
     /// One RPC to one node, by id.
     public typealias Call = @Sendable (_ node: String, _ request: Message) async throws -> Message
 
-    /// Decides the map after `base`: `proposed`, or a map some voter had already accepted.
+    /// Decides the map after `base`: `proposed`, or a map some voter had already accepted. An
+    /// acceptance counts only with the voter's signature, which `verifier` checks; the signatures of
+    /// the majority go with the commit as the map's proof.
     ///
     /// - Returns: the chosen map, committed to every member of `base` and of itself (those that
     ///   missed the commit learn it by gossip).
     /// - Throws: `ClusterChangeError` when nothing was decided; `.superseded` when another attempt's
     ///   map was chosen (and committed) instead of `proposed`.
-    public static func decide(base: ClusterMap, proposed: ClusterMap, ballot: Ballot, call: @escaping Call) async throws
-        -> ClusterMap
-    {
-        var proposer = MapProposer(base: base, proposed: proposed, ballot: ballot)
+    public static func decide(
+        base: ClusterMap, proposed: ClusterMap, ballot: Ballot, verifier: any MapVoteVerifier, call: @escaping Call
+    ) async throws -> ClusterMap {
+        var proposer = MapProposer(base: base, proposed: proposed, ballot: ballot, verifier: verifier)
         let prepare = Message.mapPrepareRequest(MapPrepareRequest(epoch: proposed.epoch, ballot: ballot))
         var step = await poll(proposer.voters, with: prepare, call: call) { voter, answer in
             switch answer {
@@ -38,7 +40,7 @@ public enum ClusterChangeDriver {
                     guard let vote = response.mapVote else {
                         return proposer.failed(voter, "answered a malformed vote")
                     }
-                    return proposer.accepted(from: voter, vote)
+                    return proposer.accepted(from: voter, vote, signature: response.signature?.mapVoteSignature)
                 case .success(let other):
                     return proposer.failed(voter, "answered MapAccept with \(other.type)")
                 case .failure(let error):
@@ -47,11 +49,10 @@ public enum ClusterChangeDriver {
             }
         }
         switch step {
-        case .chosen(let map):
+        case .chosen(let map, let proof):
             let everyone = Set(base.nodes.map(\.id)).union(map.voters).sorted()
-            _ = await poll(everyone, with: .mapCommitRequest(MapCommitRequest(map: MapBody(map))), call: call) { _, _ in
-                .wait
-            }
+            let commit = Message.mapCommitRequest(MapCommitRequest(map: MapBody(map), proof: MapProofBody(proof)))
+            _ = await poll(everyone, with: commit, call: call) { _, _ in .wait }
             guard map == proposed else { throw ClusterChangeError.superseded(epoch: map.epoch) }
             return map
         case .failed(let error):

@@ -24,33 +24,40 @@ extension RPCServer {
                 logger[metadataKey: "peer.name"] = "\(peer.name)"
                 logger[metadataKey: "peer.role"] = "\(peer.role)"
                 var frames = inbound.makeAsyncIterator()
-                guard try await acceptHello(from: &frames, peer: peer, outbound: outbound, logger: logger) else {
+                guard
+                    let helloID = try await acceptHello(from: &frames, peer: peer, outbound: outbound, logger: logger)
+                else {
                     return
                 }
-                connection.timeout.cancel()
-                try await dispatch(&frames, peer: peer, outbound: outbound, logger: logger)
+                connection.budget.frameTaken()
+                guard try await acknowledge(helloID: helloID, on: connection, peer: peer, outbound: outbound) else {
+                    return
+                }
+                try await dispatch(
+                    &frames, peer: peer, budget: connection.budget, outbound: outbound, logger: logger)
             }
         } catch {
             logger.debug("connection ended", metadata: ["error": "\(error)"])
         }
     }
 
-    /// Reads the first frame, which must be an acceptable `Hello`, and answers it.
+    /// Reads the first frame, which must be an acceptable `Hello`; refuses (with an `Error`) one that
+    /// is not.
     ///
-    /// - Returns: true when the connection may go on; false after an `Error` was sent.
+    /// - Returns: the `Hello`'s request id, for the caller's answer; nil after an `Error` was sent.
     private func acceptHello(
         from frames: inout NIOAsyncChannelInboundStream<Frame>.AsyncIterator,
         peer: PeerIdentity,
         outbound: NIOAsyncChannelOutboundWriter<Frame>,
         logger: Logger
-    ) async throws -> Bool {
+    ) async throws -> UInt64? {
         let first: Frame
         do {
-            guard let frame = try await frames.next() else { return false }
+            guard let frame = try await frames.next() else { return nil }
             first = frame
         } catch let error as WireError {
             try await refuse(requestID: 0, error.errorCode, "\(error)", outbound: outbound, logger: logger)
-            return false
+            return nil
         }
         let hello: Hello
         do {
@@ -58,34 +65,34 @@ extension RPCServer {
                 try await refuse(
                     requestID: 0, .helloRequired, "the first message must be Hello",
                     outbound: outbound, logger: logger)
-                return false
+                return nil
             }
             hello = decoded
         } catch {
             try await refuse(
                 requestID: first.requestID, error.errorCode, "\(error)", outbound: outbound, logger: logger)
-            return false
+            return nil
         }
         if hello.protocolVersion != WireProtocol.version {
             try await refuse(
                 requestID: first.requestID, .unsupportedVersion,
                 "protocol version \(hello.protocolVersion) is not supported; this node speaks \(WireProtocol.version)",
                 outbound: outbound, logger: logger)
-            return false
+            return nil
         }
         if hello.clusterId != configuration.clusterID {
             try await refuse(
                 requestID: first.requestID, .clusterMismatch,
                 "this node belongs to cluster '\(configuration.clusterID)', not '\(hello.clusterId)'",
                 outbound: outbound, logger: logger)
-            return false
+            return nil
         }
         if hello.role != peer.role {
             try await refuse(
                 requestID: first.requestID, .notAuthorized,
                 "Hello claims role \(hello.role) but the certificate says \(peer.role)",
                 outbound: outbound, logger: logger)
-            return false
+            return nil
         }
         if peer.role == .node, hello.senderId != peer.name {
             // A connection is bound to the node id in its certificate: a node certificate for n1
@@ -94,8 +101,31 @@ extension RPCServer {
                 requestID: first.requestID, .notAuthorized,
                 "Hello claims node id '\(hello.senderId)' but the certificate is for node '\(peer.name)'",
                 outbound: outbound, logger: logger)
+            return nil
+        }
+        return first.requestID
+    }
+
+    /// Answers an acceptable `Hello` with `HelloAck`, unless the certificate has its
+    /// `connectionsPerIdentityMax` connections already: then with `overloaded` (counted).
+    ///
+    /// - Returns: true when the connection may go on; false after an `Error` was sent.
+    private func acknowledge(
+        helloID: UInt64,
+        on connection: RPCServerConnection,
+        peer: PeerIdentity,
+        outbound: NIOAsyncChannelOutboundWriter<Frame>
+    ) async throws -> Bool {
+        guard connection.slot.claim(ConnectionAdmission.Identity(name: peer.name, role: peer.role)) else {
+            admission.refused(.perIdentity)
+            try await outbound.write(
+                Self.errorFrame(
+                    requestID: helloID, code: .overloaded,
+                    message: "more than \(configuration.connectionsPerIdentityMax) connections with this certificate"))
             return false
         }
+        connection.slot.endHandshake()
+        connection.timeout.cancel()
         let state = service.handshakeState()
         let ack = HelloAck(
             protocolVersion: WireProtocol.version,
@@ -104,21 +134,36 @@ extension RPCServer {
             epoch: state.epoch,
             clock: state.clock
         )
-        try await outbound.write(
-            Message.helloAck(ack).frame(requestID: first.requestID, allocator: ByteBufferAllocator()))
+        try await outbound.write(Message.helloAck(ack).frame(requestID: helloID, allocator: ByteBufferAllocator()))
         return true
     }
 
     /// Reads requests and answers each in its own child task, until the stream ends or a protocol
     /// violation closes the connection.
+    ///
+    /// A request past the connection's budget (requests or bytes in flight) is answered `overloaded`
+    /// at once; violations that leave the frame stream intact are answered, and past
+    /// `protocolViolationsMax` of them the connection is closed.
     private func dispatch(
         _ frames: inout NIOAsyncChannelInboundStream<Frame>.AsyncIterator,
         peer: PeerIdentity,
+        budget: ConnectionBudget,
         outbound: NIOAsyncChannelOutboundWriter<Frame>,
         logger: Logger
     ) async throws {
-        let inFlight = InFlightCounter()
-        let inFlightMax = configuration.requestsInFlightMax
+        var violations = 0
+        let violationsMax = configuration.protocolViolationsMax
+        /// Counts one violation; true when it is one too many and the connection must close.
+        func violationCloses() async throws -> Bool {
+            violations += 1
+            guard violations > violationsMax else { return false }
+            admission.refused(.violations)
+            try await outbound.write(
+                Self.errorFrame(
+                    requestID: WireProtocol.connectionRequestID, code: .invalidRequest,
+                    message: "more than \(violationsMax) protocol violations on this connection"))
+            return true
+        }
         try await withThrowingDiscardingTaskGroup { group in
             while true {
                 let frame: Frame
@@ -129,6 +174,7 @@ extension RPCServer {
                     try await refuse(requestID: 0, error.errorCode, "\(error)", outbound: outbound, logger: logger)
                     return
                 }
+                budget.frameTaken()
                 let request: Message
                 do {
                     request = try Message(frame: frame)
@@ -136,6 +182,7 @@ extension RPCServer {
                     // The frame boundary is intact and a newer peer may fall back: answer, stay open.
                     try await outbound.write(
                         Self.errorFrame(requestID: frame.requestID, code: .unknownMessageType, message: "\(error)"))
+                    if try await violationCloses() { return }
                     continue
                 } catch {
                     try await refuse(
@@ -149,28 +196,46 @@ extension RPCServer {
                         : "\(request.type) is not a request"
                     try await outbound.write(
                         Self.errorFrame(requestID: frame.requestID, code: .invalidRequest, message: message))
+                    if try await violationCloses() { return }
                     continue
                 }
                 guard RPCAuthorization.permits(peer.role, toSend: request.type) else {
                     statistics.refusedByRole.add(1, ordering: .relaxed)
-                    logger.info("request refused for role", metadata: ["rpc.type": "\(request.type)"])
+                    // Counted, not logged one line each: a hostile peer must not flood the log.
+                    logger.debug("request refused for role", metadata: ["rpc.type": "\(request.type)"])
                     try await outbound.write(
                         Self.errorFrame(
                             requestID: frame.requestID, code: .notAuthorized,
                             message: "role \(peer.role) may not send \(request.type)"))
+                    if try await violationCloses() { return }
                     continue
                 }
-                let admitted = inFlight.admit(max: inFlightMax)
-                guard admitted else {
+                let bytes = frame.encodedBytes
+                switch budget.admit(bytes: bytes) {
+                case .admitted:
+                    break
+                case .tooManyRequests:
+                    admission.refused(.inFlight)
                     try await outbound.write(
                         Self.errorFrame(
                             requestID: frame.requestID, code: .overloaded,
-                            message: "more than \(inFlightMax) requests in flight on this connection"))
+                            message:
+                                "more than \(configuration.requestsInFlightMax) requests in flight on this connection"
+                        ))
+                    continue
+                case .tooManyBytes:
+                    admission.refused(.inFlightBytes)
+                    try await outbound.write(
+                        Self.errorFrame(
+                            requestID: frame.requestID, code: .overloaded,
+                            message:
+                                "more than \(configuration.inFlightBytesMax) bytes of requests in flight on this connection"
+                        ))
                     continue
                 }
                 let requestID = frame.requestID
                 group.addTask {
-                    defer { inFlight.release() }
+                    defer { budget.release(bytes: bytes) }
                     let response = await self.answer(request, requestID: requestID, peer: peer, logger: logger)
                     // A write fails only when the connection is already gone; nothing to answer then.
                     try? await outbound.write(response)
@@ -210,7 +275,8 @@ extension RPCServer {
         logger: Logger
     ) async throws {
         statistics.protocolViolations.add(1, ordering: .relaxed)
-        logger.info("connection refused", metadata: ["rpc.error_code": "\(code)", "reason": "\(message)"])
+        // Counted, not logged one line each: a hostile peer must not flood the log.
+        logger.debug("connection refused", metadata: ["rpc.error_code": "\(code)", "reason": "\(message)"])
         try await outbound.write(Self.errorFrame(requestID: requestID, code: code, message: message))
     }
 
@@ -241,23 +307,5 @@ extension String {
             bytes += size
         }
         return result
-    }
-}
-
-/// Requests in flight on one connection, shared by the reading task and the answering tasks.
-final class InFlightCounter: Sendable {
-    private let count = Mutex<Int>(0)
-
-    /// Counts one more request, unless `max` are already in flight.
-    func admit(max: Int) -> Bool {
-        count.withLock { count in
-            guard count < max else { return false }
-            count += 1
-            return true
-        }
-    }
-
-    func release() {
-        count.withLock { $0 -= 1 }
     }
 }

@@ -30,6 +30,34 @@ public struct RPCServerConfiguration: Sendable {
     public var requestsInFlightMax: Int = Limits.requestsInFlightPerConnectionMax
     /// A connection that has not completed TLS and `Hello` within this time is closed.
     public var handshakeTimeout: Duration = .seconds(10)
+    /// Connections held open at once, over all peers; a new one past it is closed at once, before
+    /// TLS (counted as `connections`).
+    public var connectionsMax: Int = Limits.connectionsMax
+    /// Connections held open at once with one certificate (its name and role); past it the `Hello`
+    /// is answered `overloaded` and the connection closed (`per_identity`), so that one stolen or
+    /// runaway certificate cannot take every slot.
+    public var connectionsPerIdentityMax: Int = Limits.connectionsPerIdentityMax
+    /// Connections in TLS or `Hello` at once; a new one past it is closed at once (`handshakes`), so
+    /// a flood of half-open sockets costs no key exchange. Together with `handshakeTimeout` it bounds
+    /// how long such a flood can keep honest clients out.
+    public var handshakesInFlightMax: Int = Limits.handshakesInFlightMax
+    /// A connection with no request in flight and no frame received for this long is closed (`idle`).
+    /// Timed from its `Hello` on (the handshake has `handshakeTimeout`). Clients re-dial on their next
+    /// call (`RPCClient` sees the closed connection); nodes ping each other every second, so their
+    /// links stay up. A request written in the instant the server closes fails as `connectionClosed`
+    /// (unread, so safe to retry), which the SDK treats as an unavailable replica.
+    public var idleTimeout: Duration = .seconds(300)
+    /// Once the first byte of a frame has arrived, the whole frame must arrive within this time, or
+    /// the connection is closed (`frame_deadline`): a peer that trickles a frame (slowloris) cannot
+    /// hold a connection and its buffer for ever.
+    public var frameReadDeadline: Duration = .seconds(30)
+    /// Bytes of request frames one connection may have in flight (read, not answered yet); a request
+    /// past it is answered `overloaded` (`in_flight_bytes`). One request is always admitted when
+    /// nothing else is in flight, so a frame larger than the budget is still served.
+    public var inFlightBytesMax: Int = Limits.inFlightBytesPerConnectionMax
+    /// Violations one connection may commit that leave the frame stream intact (each answered with an
+    /// `Error`); one more closes it (`violations`).
+    public var protocolViolationsMax: Int = Limits.protocolViolationsPerConnectionMax
 
     public init(host: String, port: Int, clusterID: String, nodeID: String) {
         self.host = host
@@ -46,12 +74,32 @@ public final class RPCServerStatistics: Sendable {
     let refusedByRole = Atomic<Int>(0)
     let handshakesFailed = Atomic<Int>(0)
     let requestsServed = Atomic<Int>(0)
+    /// Refusals to protect the server, by reason (a refusal is rare enough for a lock).
+    private let refusals = Mutex<[RPCRefusal: Int]>([:])
+    private let onRefusal: @Sendable (RPCRefusal) -> Void
+
+    /// - Parameter onRefusal: called once per refusal, on whatever thread refused, after it was counted:
+    ///   for a node to report it as a metric. It must not block.
+    public init(onRefusal: @escaping @Sendable (RPCRefusal) -> Void = { _ in }) {
+        self.onRefusal = onRefusal
+    }
 
     public var connectionsAcceptedCount: Int { connectionsAccepted.load(ordering: .relaxed) }
     public var protocolViolationCount: Int { protocolViolations.load(ordering: .relaxed) }
     public var refusedByRoleCount: Int { refusedByRole.load(ordering: .relaxed) }
     public var handshakesFailedCount: Int { handshakesFailed.load(ordering: .relaxed) }
     public var requestsServedCount: Int { requestsServed.load(ordering: .relaxed) }
+
+    /// How many times the server refused for `reason`.
+    public func refusedCount(_ reason: RPCRefusal) -> Int {
+        refusals.withLock { $0[reason, default: 0] }
+    }
+
+    /// Counts one refusal for `reason`, and tells `onRefusal`.
+    public func recordRefusal(_ reason: RPCRefusal) {
+        refusals.withLock { $0[reason, default: 0] += 1 }
+        onRefusal(reason)
+    }
 }
 
 /// A TLS-only RPC listener: mutual TLS, then `Hello`, then any number of multiplexed requests.
@@ -59,24 +107,27 @@ public final class RPCServerStatistics: Sendable {
 /// Each connection is served by its own child task; each request by a child task of the connection,
 /// so one slow request does not hold up the others, and answers leave in completion order.
 public final class RPCServer: Sendable {
-    private let listener: NIOAsyncChannel<RPCServerConnection, Never>
+    private let listener: NIOAsyncChannel<RPCServerConnection?, Never>
     let configuration: RPCServerConfiguration
     let service: any RPCService
     let logger: Logger
-    public let statistics = RPCServerStatistics()
+    let admission: ConnectionAdmission
+    public var statistics: RPCServerStatistics { admission.statistics }
 
     /// The address actually bound (useful with port 0).
     public let localAddress: SocketAddress
 
     private init(
-        listener: NIOAsyncChannel<RPCServerConnection, Never>,
+        listener: NIOAsyncChannel<RPCServerConnection?, Never>,
         configuration: RPCServerConfiguration,
         service: any RPCService,
+        admission: ConnectionAdmission,
         logger: Logger
     ) throws {
         self.listener = listener
         self.configuration = configuration
         self.service = service
+        self.admission = admission
         self.logger = logger
         guard let address = listener.channel.localAddress else {
             throw RPCError.connectFailed(
@@ -86,24 +137,41 @@ public final class RPCServer: Sendable {
     }
 
     /// Binds the listening socket. Call `run()` to accept connections.
+    ///
+    /// - Parameter statistics: where the server counts what it served and refused; pass one made with
+    ///   an `onRefusal` to report refusals elsewhere too.
     public static func bind(
         configuration: RPCServerConfiguration,
         tls: TLSContext,
         service: any RPCService,
         group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton,
+        statistics: RPCServerStatistics = RPCServerStatistics(),
         logger: Logger
     ) async throws -> RPCServer {
         let frameBytesMax = configuration.frameBytesMax
         let handshakeTimeout = configuration.handshakeTimeout
+        let admission = ConnectionAdmission(configuration: configuration, statistics: statistics, logger: logger)
         let listener = try await ServerBootstrap(group: group)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
             .serverChannelOption(.backlog, value: 256)
             .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
             .bind(host: configuration.host, port: configuration.port) { channel in
-                channel.eventLoop.makeCompletedFuture {
+                channel.eventLoop.makeCompletedFuture { () -> RPCServerConnection? in
+                    // Past the connection or handshake cap: closed before TLS costs anything (counted).
+                    guard let slot = admission.admitConnection() else {
+                        channel.close(promise: nil)
+                        return nil
+                    }
+                    channel.closeFuture.whenComplete { _ in slot.close() }
                     let handshake = channel.eventLoop.makePromise(of: PeerIdentity.self)
+                    let budget = ConnectionBudget(
+                        requestsMax: configuration.requestsInFlightMax, bytesMax: configuration.inFlightBytesMax)
                     try channel.pipeline.syncOperations.addHandlers([
                         OpenSSLHandler(context: tls, handshakeCompleted: handshake),
+                        ConnectionGuardHandler(
+                            frameReadDeadline: configuration.frameReadDeadline,
+                            idleTimeout: configuration.idleTimeout, budget: budget,
+                            refused: { admission.refused($0) }),
                         ByteToMessageHandler(FrameDecoder(frameBytesMax: frameBytesMax)),
                         MessageToByteHandler(FrameEncoder()),
                     ])
@@ -114,10 +182,12 @@ public final class RPCServer: Sendable {
                     }
                     let asyncChannel = try NIOAsyncChannel<Frame, Frame>(wrappingChannelSynchronously: channel)
                     return RPCServerConnection(
-                        channel: asyncChannel, handshake: handshake.futureResult, timeout: timeout)
+                        channel: asyncChannel, handshake: handshake.futureResult, timeout: timeout, slot: slot,
+                        budget: budget)
                 }
             }
-        return try RPCServer(listener: listener, configuration: configuration, service: service, logger: logger)
+        return try RPCServer(
+            listener: listener, configuration: configuration, service: service, admission: admission, logger: logger)
     }
 
     /// Accepts and serves connections until the task is cancelled or the listener closes.
@@ -125,6 +195,8 @@ public final class RPCServer: Sendable {
         try await listener.executeThenClose { inbound in
             try await withThrowingDiscardingTaskGroup { group in
                 for try await connection in inbound {
+                    // nil: refused at accept, and already closed.
+                    guard let connection else { continue }
                     statistics.connectionsAccepted.add(1, ordering: .relaxed)
                     group.addTask {
                         await self.serve(connection)
@@ -145,4 +217,8 @@ struct RPCServerConnection: Sendable {
     var channel: NIOAsyncChannel<Frame, Frame>
     var handshake: EventLoopFuture<PeerIdentity>
     var timeout: Scheduled<Void>
+    /// Its hold on the server's connection, handshake and per-certificate counts.
+    var slot: ConnectionSlot
+    /// What it has in flight.
+    var budget: ConnectionBudget
 }

@@ -181,7 +181,8 @@ extension Simulation {
         let round: UInt64 =
             if case .node(let index) = owner { nodes[index].localNow } else { now }
         let ballot = Ballot(round: round, proposer: "\(name(owner))#\(id)")
-        let proposer = MapProposer(base: base, proposed: proposed, ballot: ballot)
+        let proposer = MapProposer(
+            base: base, proposed: proposed, ballot: ballot, verifier: SimulatedMapVotes(voter: ""))
         membership.proposals[id] = ProposalRun(proposer: proposer, owner: owner, phase: 1)
         for voter in proposer.voters {
             sendMembership(
@@ -207,7 +208,7 @@ extension Simulation {
             queue.push(
                 .membership(.proposalTimeout(proposal: id, phase: 2)),
                 at: now + UInt64(configuration.requestDeadline / .milliseconds(1)))
-        case .chosen(let map):
+        case .chosen(let map, let proof):
             finishProposal(id, run)
             let own = map == run.proposer.proposed
             log(
@@ -218,7 +219,7 @@ extension Simulation {
                 membership.planned += 1
             }
             for node in map.nodes {
-                sendMembership(.commit(map), from: run.owner, to: .node(nodeIndex(node.id)))
+                sendMembership(.commit(map, proof), from: run.owner, to: .node(nodeIndex(node.id)))
             }
         case .failed(let error):
             finishProposal(id, run)
@@ -279,13 +280,16 @@ extension Simulation {
     func deliverMembership(_ message: MembershipMessage, from: Endpoint, to: Endpoint) {
         switch to {
         case .operator:
-            if case .vote(let id, let phase, let voter, let result) = message { feedVote(id, phase, voter, result) }
+            if case .vote(let id, let phase, let voter, let result, let signature) = message {
+                feedVote(id, phase, voter, result, signature)
+            }
         case .client(let index):
             guard case .node(let node) = from else { return }
             switch message {
             case .pong(let epoch) where epoch > membership.clients[index].epoch:
                 refreshMap(ofClient: index, from: node)
-            case .map(let map):
+            case .map(let map, _):
+                // Clients take the latest map a node holds without a proof check, as the SDK does.
                 if map.epoch > membership.clients[index].epoch {
                     log("\(clients[index].name) installs epoch \(map.epoch)")
                     membership.clients[index] = map
@@ -302,7 +306,7 @@ extension Simulation {
                     sendMembership(
                         .vote(
                             proposal: id, phase: message.phase, voter: nodes[index].id,
-                            .failure(ReplyFailure(reason: "connection refused"))), from: to, to: from)
+                            .failure(ReplyFailure(reason: "connection refused")), signature: nil), from: to, to: from)
                 case .streamRequest(let request, _, _):
                     sendMembership(
                         .streamPage(request: request, .failure(ReplyFailure(reason: "connection refused"))),
@@ -322,21 +326,39 @@ extension Simulation {
         switch message {
         case .prepare(let id, let proposedEpoch, let ballot):
             let vote = membership.acceptors[index].prepare(epoch: proposedEpoch, ballot: ballot)
-            sendMembership(.vote(proposal: id, phase: 1, voter: nodes[index].id, .success(vote)), from: me, to: from)
+            sendMembership(
+                .vote(proposal: id, phase: 1, voter: nodes[index].id, .success(vote), signature: nil), from: me,
+                to: from)
         case .accept(let id, let proposal):
-            let vote = membership.acceptors[index].accept(proposal)
-            sendMembership(.vote(proposal: id, phase: 2, voter: nodes[index].id, .success(vote)), from: me, to: from)
-        case .vote(let id, let phase, let voter, let result):
-            feedVote(id, phase, voter, result)
-        case .commit(let map), .map(let map):
-            adopt(index, map)
+            let (vote, signature) = membership.acceptors[index].accept(
+                proposal, signer: SimulatedMapVotes(voter: nodes[index].id))
+            sendMembership(
+                .vote(proposal: id, phase: 2, voter: nodes[index].id, .success(vote), signature: signature), from: me,
+                to: from)
+        case .vote(let id, let phase, let voter, let result, let signature):
+            feedVote(id, phase, voter, result, signature)
+        case .commit(let map, let proof):
+            // Behind by more than one epoch: fetch the maps in between from the committing node.
+            if adopt(index, map, proof: proof) == .gap(next: epoch + 1), case .node = from {
+                sendMembership(.fetch(epoch: epoch + 1), from: me, to: from)
+            }
+        case .map(let map, let proof):
+            // A node's gossip fetch: adopted, it asks the same node for the epoch after.
+            if let proof, adopt(index, map, proof: proof) == .adopted {
+                sendMembership(.fetch(epoch: map.epoch + 1), from: me, to: from)
+            }
         case .ping(let theirs):
             sendMembership(.pong(epoch: epoch), from: me, to: from)
-            if theirs > epoch, case .node = from { sendMembership(.fetch, from: me, to: from) }
+            if theirs > epoch, case .node = from { sendMembership(.fetch(epoch: epoch + 1), from: me, to: from) }
         case .pong(let theirs):
-            if theirs > epoch { sendMembership(.fetch, from: me, to: from) }
-        case .fetch:
-            sendMembership(.map(membership.acceptors[index].committed), from: me, to: from)
+            if theirs > epoch { sendMembership(.fetch(epoch: epoch + 1), from: me, to: from) }
+        case .fetch(let wanted):
+            let acceptor = membership.acceptors[index]
+            if wanted == 0 || wanted == acceptor.committed.epoch {
+                sendMembership(.map(acceptor.committed, proof: acceptor.proof), from: me, to: from)
+            } else if let kept = membership.histories[index][wanted] {
+                sendMembership(.map(kept.map, proof: kept.proof), from: me, to: from)
+            }
         case .streamRequest(let request, let range, let after):
             let answer: Result<StreamPage, ReplyFailure>
             do {
@@ -353,24 +375,38 @@ extension Simulation {
         }
     }
 
-    func feedVote(_ id: Int, _ phase: Int, _ voter: String, _ result: Result<MapVote, ReplyFailure>) {
+    func feedVote(
+        _ id: Int, _ phase: Int, _ voter: String, _ result: Result<MapVote, ReplyFailure>,
+        _ signature: MapVoteSignature?
+    ) {
         guard var run = membership.proposals[id], run.phase == phase else { return }
         if case .node(let owner) = run.owner, !nodes[owner].isUp { return }
         let step: MapProposer.Step
         switch (phase, result) {
         case (1, .success(let vote)): step = run.proposer.promise(from: voter, vote)
-        case (_, .success(let vote)): step = run.proposer.accepted(from: voter, vote)
+        case (_, .success(let vote)): step = run.proposer.accepted(from: voter, vote, signature: signature)
         case (_, .failure(let failure)): step = run.proposer.failed(voter, failure.reason)
         }
         membership.proposals[id] = run
         proposalStep(id, step)
     }
 
-    /// A node learns a later map (a commit, or gossip).
-    func adopt(_ index: Int, _ map: ClusterMap) {
-        guard membership.acceptors[index].learn(map) else { return }
-        log("\(nodes[index].id) adopts epoch \(map.epoch): \(map.changeSummary)")
-        recordMap(map)
+    /// A node learns a later map (a commit, or gossip) with the production rule: only the next
+    /// epoch, with a majority's signatures.
+    @discardableResult
+    func adopt(_ index: Int, _ map: ClusterMap, proof: MapProof) -> MapLearning {
+        let learning = membership.acceptors[index].learn(map, proof: proof, verifier: SimulatedMapVotes(voter: ""))
+        switch learning {
+        case .adopted:
+            membership.histories[index][map.epoch] = (map, proof)
+            log("\(nodes[index].id) adopts epoch \(map.epoch): \(map.changeSummary)")
+            recordMap(map)
+        case .refused(let reason):
+            violate("\(nodes[index].id) refused a chosen map of epoch \(map.epoch): \(reason)")
+        case .notNewer, .gap:
+            break
+        }
+        return learning
     }
 
     /// Why `node` refuses a client's request for `key` (a write made with the map of `writeEpoch`):
@@ -674,12 +710,14 @@ enum Endpoint: Hashable {
 enum MembershipMessage: CustomStringConvertible {
     case prepare(proposal: Int, epoch: UInt64, ballot: Ballot)
     case accept(proposal: Int, MapProposal)
-    case vote(proposal: Int, phase: Int, voter: String, Result<MapVote, ReplyFailure>)
-    case commit(ClusterMap)
+    case vote(proposal: Int, phase: Int, voter: String, Result<MapVote, ReplyFailure>, signature: MapVoteSignature?)
+    case commit(ClusterMap, MapProof)
     case ping(epoch: UInt64)
     case pong(epoch: UInt64)
-    case fetch
-    case map(ClusterMap)
+    /// A map fetch: `epoch` 0 for the latest (clients), else that epoch (a node behind).
+    case fetch(epoch: UInt64)
+    /// A node's map of the epoch fetched, with its proof (nil for the first map).
+    case map(ClusterMap, proof: MapProof?)
     case streamRequest(request: Int, range: TokenRangeSpan, after: [UInt8]?)
     case streamPage(request: Int, Result<StreamPage, ReplyFailure>)
 
@@ -693,12 +731,12 @@ enum MembershipMessage: CustomStringConvertible {
         switch self {
         case .prepare(let id, let epoch, let ballot): "map prepare #\(id) epoch \(epoch) \(ballot)"
         case .accept(let id, let proposal): "map accept #\(id) epoch \(proposal.map.epoch)"
-        case .vote(let id, let phase, let voter, let result): "map vote #\(id).\(phase) of \(voter): \(result)"
-        case .commit(let map): "map commit epoch \(map.epoch)"
+        case .vote(let id, let phase, let voter, let result, _): "map vote #\(id).\(phase) of \(voter): \(result)"
+        case .commit(let map, _): "map commit epoch \(map.epoch)"
         case .ping(let epoch): "ping epoch \(epoch)"
         case .pong(let epoch): "pong epoch \(epoch)"
-        case .fetch: "map fetch"
-        case .map(let map): "map epoch \(map.epoch)"
+        case .fetch(let epoch): epoch == 0 ? "map fetch" : "map fetch epoch \(epoch)"
+        case .map(let map, _): "map epoch \(map.epoch)"
         case .streamRequest(let request, let range, _): "stream #\(request) \(range)"
         case .streamPage(let request, .success(let page)):
             "stream page #\(request) \(page.records.count) record(s)\(page.done ? ", done" : "")"
@@ -770,6 +808,8 @@ struct StreamCheckpoint: Codable {
 struct MembershipState {
     /// Each node's voter state and committed map: durable (`kvd` fsyncs it before answering).
     var acceptors: [MapAcceptor]
+    /// Each node's adopted maps with their proofs, by epoch (`kvd`'s map history), for peers behind.
+    var histories: [[UInt64: (map: ClusterMap, proof: MapProof)]]
     /// Each client's map.
     var clients: [ClusterMap]
     /// Each client's map fetches outstanding: when it last asked each node (by index).
@@ -798,6 +838,7 @@ struct MembershipState {
 
     init(firstMap: ClusterMap, nodes: Int, clients: Int) {
         acceptors = Array(repeating: MapAcceptor(committed: firstMap), count: nodes)
+        histories = Array(repeating: [:], count: nodes)
         self.clients = Array(repeating: firstMap, count: clients)
         clientFetches = Array(repeating: [:], count: clients)
         self.firstMap = firstMap
@@ -878,5 +919,26 @@ extension Envelope {
         default:
             false
         }
+    }
+}
+
+/// Map votes in a run: a voter's "signature" is a hash of its name and the proposal, which the
+/// proposer and every node check as they would a real one (`MapProposer`, `MapAcceptor.learn`).
+struct SimulatedMapVotes: MapVoteSigner, MapVoteVerifier {
+    /// The signing voter (unused for checking).
+    let voter: String
+
+    func sign(_ proposal: MapProposal) -> MapVoteSignature? {
+        MapVoteSignature(voter: voter, certificate: [], signature: Self.signature(voter, proposal))
+    }
+
+    func verify(_ signature: MapVoteSignature, of proposal: MapProposal) -> Bool {
+        signature.signature == Self.signature(signature.voter, proposal)
+    }
+
+    private static func signature(_ voter: String, _ proposal: MapProposal) -> [UInt8] {
+        let text = "\(voter)|\(proposal.ballot)|\(proposal.map)"
+        var value = XXH64.hash(Array(text.utf8), seed: 0).bigEndian
+        return withUnsafeBytes(of: &value) { Array($0) }
     }
 }

@@ -13,7 +13,7 @@ extension Simulation {
     func refreshMap(ofClient index: Int, from node: Int) {
         guard index >= 0 else { return }
         membership.clientFetches[index][node] = now
-        sendMembership(.fetch, from: .client(index), to: .node(node))
+        sendMembership(.fetch(epoch: 0), from: .client(index), to: .node(node))
     }
 
     /// When the last map fetch the client is waiting for gives up; nil when none is outstanding.

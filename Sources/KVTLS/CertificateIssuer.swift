@@ -103,7 +103,7 @@ public enum CertificateIssuer {
 
     // MARK: - OpenSSL steps (each frees what it allocates on failure; callers free what is returned)
 
-    private static func failure(_ step: String) -> TLSError {
+    static func failure(_ step: String) -> TLSError {
         .certificateIssuanceFailed("\(step): \(OpenSSL.drainErrors())")
     }
 
@@ -173,7 +173,7 @@ public enum CertificateIssuer {
         guard X509_sign(cert, key, EVP_sha256()) > 0 else { throw failure("X509_sign") }
     }
 
-    private static func load(_ authority: IssuedCertificate) throws -> (cert: OpaquePointer, key: OpaquePointer) {
+    static func load(_ authority: IssuedCertificate) throws -> (cert: OpaquePointer, key: OpaquePointer) {
         ERR_clear_error()
         guard let certBIO = OpenSSL.makeReadBIO(authority.certificatePEM) else { throw failure("BIO") }
         defer { BIO_free(certBIO) }
@@ -203,7 +203,7 @@ public enum CertificateIssuer {
         try withMemoryBIO { PEM_write_bio_PrivateKey($0, key, nil, nil, 0, nil, nil) }
     }
 
-    private static func withMemoryBIO(_ write: (OpaquePointer) -> Int32) throws -> String {
+    static func withMemoryBIO(_ write: (OpaquePointer) -> Int32) throws -> String {
         ERR_clear_error()
         guard let bio = BIO_new(BIO_s_mem()) else { throw failure("BIO_new") }
         defer { BIO_free(bio) }

@@ -28,11 +28,16 @@ final class SSLConnection {
     private let writeBIO: OpaquePointer
     let isServer: Bool
     private let expectedServerName: String?
+    /// The certificate, key, CAs and CRLs this connection was made with: a reload of the context
+    /// changes later connections, never this one.
+    private let material: TLSMaterial
 
     /// Nil when OpenSSL cannot allocate, or when `expectedServerName` is not usable.
     init?(context: TLSContext, expectedServerName: String?) {
         ERR_clear_error()
-        guard let ssl = SSL_new(context.sslContext) else { return nil }
+        let material = context.material
+        self.material = material
+        guard let ssl = SSL_new(material.sslContext) else { return nil }
         guard let readBIO = BIO_new(BIO_s_mem()), let writeBIO = BIO_new(BIO_s_mem()) else {
             SSL_free(ssl)
             return nil

@@ -7,12 +7,16 @@ package enum TLSProtocolVersion: Sendable, Hashable {
 
 /// Where a TLS context gets its trust anchor and its own certificate and key: PEM files or PEM text.
 ///
-/// Files are read when a `TLSContext` is made, so a node reloading certificates (SIGHUP) makes a new
-/// context from the same configuration.
+/// Files are read when a `TLSContext` is made, and again by `TLSContext.reload()` (a node's SIGHUP or
+/// `kvctl certs reload`), so new files take effect without a restart.
+///
+/// The CA file may hold several CA certificates (during a CA rotation, the old and the new one): a
+/// peer whose certificate any of them issued is trusted. The optional certificate revocation list
+/// (CRL) file may hold one CRL per CA; a certificate it lists is refused in the handshake.
 public struct TLSConfiguration: Sendable {
     enum Source: Sendable {
-        case files(ca: String, certificate: String, key: String)
-        case pem(ca: String, certificate: String, key: String)
+        case files(ca: String, certificate: String, key: String, crl: String?)
+        case pem(ca: String, certificate: String, key: String, crl: String?)
     }
 
     var source: Source
@@ -33,13 +37,20 @@ public struct TLSConfiguration: Sendable {
     /// present one to a peer and watch it be refused.
     package var allowsCertificateWithoutRole: Bool = false
 
-    /// Reads the cluster CA, our certificate and our private key from PEM files.
-    public init(caFile: String, certificateFile: String, keyFile: String) {
-        self.source = .files(ca: caFile, certificate: certificateFile, key: keyFile)
+    /// Reads the cluster CA (one or more CA certificates), our certificate and our private key from PEM
+    /// files, and the certificate revocation lists from `crlFile` when given.
+    public init(caFile: String, certificateFile: String, keyFile: String, crlFile: String? = nil) {
+        self.source = .files(ca: caFile, certificate: certificateFile, key: keyFile, crl: crlFile)
     }
 
-    /// Takes the cluster CA, our certificate and our private key as PEM text.
-    public init(caPEM: String, certificatePEM: String, keyPEM: String) {
-        self.source = .pem(ca: caPEM, certificate: certificatePEM, key: keyPEM)
+    /// Takes the cluster CA, our certificate, our private key and optionally CRLs as PEM text.
+    public init(caPEM: String, certificatePEM: String, keyPEM: String, crlPEM: String? = nil) {
+        self.source = .pem(ca: caPEM, certificate: certificatePEM, key: keyPEM, crl: crlPEM)
+    }
+
+    /// The CRL file, when the configuration reads files and names one.
+    public var crlFile: String? {
+        if case .files(_, _, _, let crl) = source { return crl }
+        return nil
     }
 }

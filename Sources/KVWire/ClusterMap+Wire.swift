@@ -1,4 +1,5 @@
 public import KVCore
+import NIOCore
 
 extension MapBody {
     /// The wire form of `map`.
@@ -12,13 +13,13 @@ extension MapBody {
 }
 
 extension ClusterMapResponse {
-    /// The answer that carries `map`.
-    public init(_ map: ClusterMap) {
+    /// The answer that carries `map` and the proof it was chosen, if the sender holds one.
+    public init(_ map: ClusterMap, proof: MapProof? = nil) {
         let body = MapBody(map)
         self.init(
             clusterId: body.clusterId, epoch: body.epoch, replicationFactor: body.replicationFactor, nodes: body.nodes,
             pendingReplicationFactor: body.pendingReplicationFactor, streaming: body.streaming,
-            changeEpoch: body.changeEpoch)
+            changeEpoch: body.changeEpoch, proof: proof.map(MapProofBody.init))
     }
 
     /// The map this answer carries.
@@ -72,12 +73,14 @@ extension MapPrepareResponse {
 }
 
 extension MapAcceptResponse {
-    /// The wire form of a voter's answer to an accept, at its committed `epoch`.
-    public init(_ vote: MapVote, epoch: UInt64) {
+    /// The wire form of a voter's answer to an accept, at its committed `epoch`, with its signature
+    /// of the proposal when it granted it.
+    public init(_ vote: MapVote, epoch: UInt64, signature: MapVoteSignature?) {
         switch vote {
-        case .granted: self.init(vote: .granted, epoch: epoch, promised: nil)
-        case .stale(let current): self.init(vote: .stale, epoch: current, promised: nil)
-        case .rejected(let promised): self.init(vote: .rejected, epoch: epoch, promised: promised)
+        case .granted:
+            self.init(vote: .granted, epoch: epoch, promised: nil, signature: signature.map(MapVoteSignatureBody.init))
+        case .stale(let current): self.init(vote: .stale, epoch: current, promised: nil, signature: nil)
+        case .rejected(let promised): self.init(vote: .rejected, epoch: epoch, promised: promised, signature: nil)
         }
     }
 
@@ -88,5 +91,41 @@ extension MapAcceptResponse {
         case .stale: return .stale(epoch: epoch)
         case .rejected: return promised.map { .rejected(promised: $0) }
         }
+    }
+}
+
+extension MapVoteSignatureBody {
+    public init(_ signature: MapVoteSignature) {
+        self.init(
+            voter: signature.voter, certificate: ByteBuffer(bytes: signature.certificate),
+            signature: ByteBuffer(bytes: signature.signature))
+    }
+
+    public var mapVoteSignature: MapVoteSignature {
+        MapVoteSignature(
+            voter: voter, certificate: Array(certificate.readableBytesView),
+            signature: Array(signature.readableBytesView))
+    }
+}
+
+extension MapProofBody {
+    public init(_ proof: MapProof) {
+        self.init(ballot: proof.ballot, signatures: proof.signatures.map(MapVoteSignatureBody.init))
+    }
+
+    public var mapProof: MapProof {
+        MapProof(ballot: ballot, signatures: signatures.map(\.mapVoteSignature))
+    }
+}
+
+extension MapProposal {
+    /// The bytes a voter signs when it accepts this proposal: a domain label, then the ballot and the
+    /// map in their wire form (deterministic: every field in schema order).
+    public var signedBytes: [UInt8] {
+        var buffer = ByteBuffer()
+        buffer.writeString("quorumkv map accept v1\0")
+        buffer.writeBallot(ballot)
+        buffer.writeMapBody(MapBody(map))
+        return Array(buffer.readableBytesView)
     }
 }

@@ -5,8 +5,15 @@ import KVTLS
 
 struct Certs: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Issue the cluster CA and certificates (ECDSA P-256, through OpenSSL).",
-        subcommands: [Init.self, Issue.self]
+        abstract: "Issue, revoke, bundle and reload the cluster's certificates (ECDSA P-256, through OpenSSL).",
+        discussion: """
+            Rotating the CA with no failed request (docs/security.md): certs init a new CA in another \
+            folder; certs bundle the old and the new CA into every node's and client's CA file and certs \
+            reload; certs issue every certificate again from the new CA (--out: where the files go) and \
+            certs reload; certs bundle the new CA alone and certs reload. Every certs command takes --json \
+            (one JSON document on stdout).
+            """,
+        subcommands: [Init.self, Issue.self, Reload.self, Revoke.self, Bundle.self, Show.self]
     )
 
     struct Init: AsyncParsableCommand {
@@ -25,15 +32,15 @@ struct Certs: AsyncParsableCommand {
         @Flag(help: "Replace an existing CA (every certificate it issued stops being trusted).")
         var force = false
 
-        @Flag(help: "Print one JSON document on stdout.")
-        var json = false
+        /// Only `--json` applies; the root command takes it (`KVCtl.global`) and hands it on.
+        @OptionGroup(visibility: .hidden) var global: GlobalOptions
 
         func validate() throws {
             guard days > 0 else { throw ValidationError("--days must be positive") }
         }
 
         func run() async throws {
-            try await reportingFailures(json: json) {
+            try await reportingFailures(json: global.json) {
                 let certificate = "\(dir)/ca.pem"
                 let key = "\(dir)/ca-key.pem"
                 if !force && FileManager.default.fileExists(atPath: key) {
@@ -41,7 +48,7 @@ struct Certs: AsyncParsableCommand {
                 }
                 let authority = try CertificateIssuer.makeAuthority(commonName: name, validityDays: days)
                 try writeFiles(dir: dir, certificate: certificate, key: key, issued: authority)
-                if json {
+                if global.json {
                     try printJSON(IssuedDocument(ok: true, certificate: certificate, key: key))
                 } else {
                     printError("wrote \(certificate) and \(key)")
@@ -54,8 +61,11 @@ struct Certs: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
             abstract: "Issue a certificate signed by the CA in DIR: DIR/NAME.pem and DIR/NAME-key.pem (mode 0600).")
 
-        @Option(help: "Folder holding ca.pem and ca-key.pem; output goes there too.")
+        @Option(help: "Folder holding ca.pem and ca-key.pem; output goes there too unless --out says otherwise.")
         var dir = "certs/out"
+
+        @Option(help: "Folder to write NAME.pem and NAME-key.pem to (default: --dir).")
+        var out: String?
 
         @Option(help: "node, client or admin.")
         var role: String
@@ -72,8 +82,8 @@ struct Certs: AsyncParsableCommand {
         @Option(help: "Validity in days (default 90; issue a new one before it ends).")
         var days = CertificateIssuer.leafValidityDaysDefault
 
-        @Flag(help: "Print one JSON document on stdout.")
-        var json = false
+        /// Only `--json` applies; the root command takes it (`KVCtl.global`) and hands it on.
+        @OptionGroup(visibility: .hidden) var global: GlobalOptions
 
         func validate() throws {
             guard Role(name: role) != nil else { throw ValidationError("--role must be node, client or admin") }
@@ -86,7 +96,7 @@ struct Certs: AsyncParsableCommand {
         }
 
         func run() async throws {
-            try await reportingFailures(json: json) {
+            try await reportingFailures(json: global.json) {
                 guard let role = Role(name: role) else { return }
                 let authority: IssuedCertificate
                 do {
@@ -98,10 +108,11 @@ struct Certs: AsyncParsableCommand {
                 }
                 let issued = try CertificateIssuer.issue(
                     role: role, name: name, ipAddresses: ip, dnsNames: dns, authority: authority, validityDays: days)
-                let certificate = "\(dir)/\(name).pem"
-                let key = "\(dir)/\(name)-key.pem"
-                try writeFiles(dir: dir, certificate: certificate, key: key, issued: issued)
-                if json {
+                let folder = out ?? dir
+                let certificate = "\(folder)/\(name).pem"
+                let key = "\(folder)/\(name)-key.pem"
+                try writeFiles(dir: folder, certificate: certificate, key: key, issued: issued)
+                if global.json {
                     try printJSON(IssuedDocument(ok: true, certificate: certificate, key: key))
                 } else {
                     printError("wrote \(certificate) and \(key) (role \(role))")
@@ -118,7 +129,7 @@ private struct IssuedDocument: Encodable {
 }
 
 /// Writes a certificate (0644) and its key (0600, created with that mode so it is never readable by others).
-private func writeFiles(dir: String, certificate: String, key: String, issued: IssuedCertificate) throws {
+func writeFiles(dir: String, certificate: String, key: String, issued: IssuedCertificate) throws {
     do {
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
     } catch {
@@ -128,7 +139,7 @@ private func writeFiles(dir: String, certificate: String, key: String, issued: I
     try write(issued.certificatePEM, to: certificate, mode: 0o644)
 }
 
-private func write(_ text: String, to path: String, mode: mode_t) throws {
+func write(_ text: String, to path: String, mode: mode_t) throws {
     let temporary = path + ".tmp"
     unlink(temporary)
     let descriptor = open(temporary, O_WRONLY | O_CREAT | O_EXCL, mode)

@@ -15,7 +15,9 @@ struct KVD: AsyncParsableCommand {
         discussion: """
             Settings come from --config (YAML, same names as the flags) and are overridden by flags.
             The node serves mutual-TLS RPC on --listen and stores data in --data.
-            SIGTERM or SIGINT shut it down cleanly.
+            SIGTERM or SIGINT shut it down cleanly. SIGHUP reloads --cert, --key, --ca and --crl for new
+            connections (established ones go on); a reload that fails keeps the old files' material and
+            logs why.
             """
     )
 
@@ -39,6 +41,12 @@ struct KVD: AsyncParsableCommand {
 
     @Option(help: "The node's private key (PEM).")
     var key: String?
+
+    @Option(
+        help: ArgumentHelp(
+            "Certificate revocation lists (PEM, one per CA, e.g. from 'kvctl certs revoke').",
+            discussion: "A peer whose certificate is listed is refused in the handshake. Reloaded on SIGHUP."))
+    var crl: String?
 
     @Option(help: "The cluster file (cluster.yaml): members, addresses, tokens, replication factor.")
     var cluster: String?
@@ -105,6 +113,30 @@ struct KVD: AsyncParsableCommand {
     var phiThreshold: Double?
 
     @Option(
+        name: .customLong("connections-max"),
+        help: "Connections held at once, over all peers; past it new ones are closed at once (default 4096).")
+    var connectionsMax: Int?
+
+    @Option(
+        name: .customLong("connections-per-identity-max"),
+        help:
+            "Connections held at once with one certificate; past it the Hello is answered 'overloaded' (default 512)."
+    )
+    var connectionsPerIdentityMax: Int?
+
+    @Option(
+        name: .customLong("idle-timeout"),
+        help: "Seconds a connection with no request in flight and no frame received stays open (default 300).")
+    var idleTimeoutSeconds: Int?
+
+    @Option(
+        name: .customLong("storage-queue-max"),
+        help:
+            "Requests' store calls queued or running at once; past it a request is answered 'overloaded' (default 4096)."
+    )
+    var storageQueueMax: Int?
+
+    @Option(
         help: ArgumentHelp(
             "Serve GET /metrics (Prometheus text) on HOST:PORT, over HTTPS with mutual TLS.",
             discussion: "The scraper shows a certificate issued by the cluster CA, of any role."))
@@ -138,6 +170,7 @@ struct KVD: AsyncParsableCommand {
             certificateFile: try required(cert, file.cert, "cert"),
             keyFile: try required(key, file.key, "key")
         )
+        configuration.crlFile = crl ?? file.crl
         if let path = cluster ?? file.cluster {
             let map = try ClusterFile.load(path: path)
             configuration.cluster = map
@@ -203,6 +236,30 @@ struct KVD: AsyncParsableCommand {
             guard phi > 0, phi <= 100 else { throw ValidationError("--phi-threshold must be in (0, 100]") }
             configuration.phiThreshold = phi
         }
+        if let connectionsMax = connectionsMax ?? file.connectionsMax {
+            guard (1...1_000_000).contains(connectionsMax) else {
+                throw ValidationError("--connections-max must be 1...1000000")
+            }
+            configuration.connectionsMax = connectionsMax
+        }
+        if let perIdentityMax = connectionsPerIdentityMax ?? file.connectionsPerIdentityMax {
+            guard (1...1_000_000).contains(perIdentityMax) else {
+                throw ValidationError("--connections-per-identity-max must be 1...1000000")
+            }
+            configuration.connectionsPerIdentityMax = perIdentityMax
+        }
+        if let seconds = idleTimeoutSeconds ?? file.idleTimeout {
+            guard (1...86_400).contains(seconds) else {
+                throw ValidationError("--idle-timeout must be 1...86400 seconds")
+            }
+            configuration.idleTimeout = .seconds(seconds)
+        }
+        if let storageQueueMax = storageQueueMax ?? file.storageQueueMax {
+            guard (1...1_000_000).contains(storageQueueMax) else {
+                throw ValidationError("--storage-queue-max must be 1...1000000")
+            }
+            configuration.storageQueueMax = storageQueueMax
+        }
         if let metrics = metrics ?? file.metrics {
             let address = try parseAddress(metrics, defaultPort: NodeConfiguration.metricsPortDefault)
             configuration.metrics = HostPort(host: address.host, port: address.port)
@@ -220,10 +277,12 @@ struct KVD: AsyncParsableCommand {
         var logger = Logger(label: "kvd")
         logger[metadataKey: "node.id"] = "\(id)"
 
+        // Trap SIGHUP before anything listens: its default action would end the process.
+        let hangups = await UnixSignalsSequence(trapping: .sighup)
         let node = try NodeService(configuration: configuration, logger: logger)
         let group = ServiceGroup(
             configuration: ServiceGroupConfiguration(
-                services: [node],
+                services: [node, CertificateReloadOnHangup(node: node, hangups: hangups)],
                 gracefulShutdownSignals: [.sigterm, .sigint],
                 logger: logger
             ))
@@ -233,6 +292,21 @@ struct KVD: AsyncParsableCommand {
             throw error
         } catch {
             throw NodeError.configuration("\(error)")
+        }
+    }
+}
+
+/// Reloads the node's certificate, key, CA file and CRL file on every SIGHUP, until the node shuts
+/// down. The node logs each outcome (`certificates reloaded`, or `certificate reload refused` with the
+/// reason; the certificates in use then stay).
+struct CertificateReloadOnHangup: Service {
+    let node: NodeService
+    /// Trapped before the node starts, so an early SIGHUP does not end the process.
+    let hangups: UnixSignalsSequence
+
+    func run() async {
+        for await _ in hangups.cancelOnGracefulShutdown() {
+            _ = await node.reloadCertificates(trigger: "SIGHUP")
         }
     }
 }

@@ -60,6 +60,88 @@ extension RealProcessTests {
             #expect(read.stdout == "value")
         }
 
+        /// The holder of one node certificate (n9, never a member) commits maps of its own making: the
+        /// next epoch without signatures, signed by itself, signed in n1's name with its own key, and
+        /// an epoch far ahead. Each is refused (counted); the node keeps its map and goes on serving.
+        @Test func mapsWithoutAMajoritysSignaturesAreRefused() async throws {
+            let node = try NodeHarness(host: "127.0.0.98")
+            defer { node.tearDown() }
+            try node.start()
+            expectSuccess(try node.kvctl(["put", "kept", "value"]))
+            try expectSuccess(
+                run(
+                    "kvctl",
+                    ["certs", "issue", "--dir", node.certs, "--role", "node", "--name", "n9", "--ip", "127.0.0.99"]))
+            let attacker = try await Self.connect(node, as: "n9", role: .node)
+            let current = try await Self.map(over: attacker, epoch: 0)
+            #expect(current.0.epoch == 1 && current.0.voters == ["n1"])
+
+            var rewritten = current.0
+            rewritten.epoch = 2
+            rewritten.nodes[0].address = "127.0.0.99:7400"
+            let tls = try TLSContext(
+                configuration: TLSConfiguration(
+                    caFile: "\(node.certs)/ca.pem", certificateFile: "\(node.certs)/n9.pem",
+                    keyFile: "\(node.certs)/n9-key.pem"),
+                side: .client)
+            let ballot = Ballot(round: 1, proposer: "n9#1")
+            let proposal = MapProposal(ballot: ballot, map: rewritten)
+            let own = try #require(TLSMapVotes(context: tls).sign(proposal))
+            var asN1 = own
+            asN1.voter = "n1"
+            var far = rewritten
+            far.epoch = .max
+            let attempts: [(ClusterMap, [MapVoteSignature], String)] = [
+                (rewritten, [], "1 are needed"),
+                (rewritten, [own], "not a voter"),
+                (rewritten, [asN1], "does not verify"),
+            ]
+            for (map, signatures, reason) in attempts {
+                let commit = MapCommitRequest(
+                    map: MapBody(map), proof: MapProofBody(MapProof(ballot: ballot, signatures: signatures)))
+                do {
+                    let answer = try await attacker.call(.mapCommitRequest(commit), timeout: .seconds(10))
+                    Issue.record("a commit without a valid proof was answered \(answer)")
+                } catch let error as RPCError {
+                    #expect(error.remoteCode == .invalidRequest && "\(error)".contains(reason), "\(error)")
+                }
+            }
+            // Far ahead: not taken (the node would fetch the epochs in between from a member).
+            let answer = try await attacker.call(
+                .mapCommitRequest(
+                    MapCommitRequest(
+                        map: MapBody(far), proof: MapProofBody(MapProof(ballot: ballot, signatures: [own])))),
+                timeout: .seconds(10))
+            #expect(answer == .mapCommitResponse(MapCommitResponse(epoch: 1)))
+            await #expect(throws: RPCError.remote(.invalidRequest, message: "")) {
+                _ = try await Self.map(over: attacker, epoch: 5)
+            }
+            await attacker.close()
+
+            #expect(
+                try await Self.map(over: try await Self.connect(node, as: "client", role: .client), epoch: 0).0
+                    == current.0)
+            let admin = try await Self.connect(node, as: "admin", role: .admin)
+            let stats = try await admin.call(
+                .adminRequest(AdminRequest(command: .stats, arguments: [])), timeout: .seconds(10))
+            await admin.close()
+            guard case .adminResponse(let response) = stats else {
+                Issue.record("answered \(stats.type)")
+                return
+            }
+            #expect(response.results.first { $0.name == "maps_refused" }?.value == "3", "\(response.results)")
+            let read = try node.kvctl(["get", "kept"])
+            #expect(read.stdout == "value")
+        }
+
+        /// `node`'s map of `epoch` (0: its current one) and its proof, as `connection` is told.
+        static func map(over connection: RPCConnection, epoch: UInt64) async throws -> (ClusterMap, MapProof?) {
+            let answer = try await connection.call(
+                .clusterMapRequest(ClusterMapRequest(knownEpoch: 0, epoch: epoch)), timeout: .seconds(10))
+            guard case .clusterMapResponse(let response) = answer else { throw HarnessError("answered \(answer.type)") }
+            return (response.map, response.proof?.mapProof)
+        }
+
         /// A private key readable by others stops `kvd` with a clear message; leaf certificates live
         /// 90 days by default, and `kvctl status` shows when each node's expires.
         @Test func keysMustBePrivateAndCertificateExpiryIsShown() async throws {

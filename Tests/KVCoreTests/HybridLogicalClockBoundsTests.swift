@@ -20,4 +20,20 @@ struct HybridLogicalClockBoundsTests {
         clock.observe(.max)
         #expect(clock.now(physicalMillis: .max) == .max)
     }
+
+    /// A node answering a client with clock 2^64−1 used to exhaust the client's clock: its next stamp
+    /// trapped. With the SDK's bound, such a clock is not observed; one within the offset is.
+    @Test func aClientIgnoresNodeClocksBeyondItsBound() {
+        let now: UInt64 = 1_700_000_000_000
+        var clock = ClientClock(
+            writer: 1, bound: ClientClock.Bound(maxOffsetMillis: 500, wallMillis: { now }))
+        clock.observe(.max)
+        clock.observe(HybridLogicalClock.pack(millis: now + 501, counter: 0))
+        #expect(clock.refusedAhead == 2)
+        let near = HybridLogicalClock.pack(millis: now + 400, counter: 3)
+        clock.observe(near)
+        #expect(clock.refusedAhead == 2)
+        let stamp = clock.stamp(wallMillis: now)
+        #expect(stamp.hlc > near && stamp.hlc >> 16 == now + 400)
+    }
 }

@@ -81,7 +81,8 @@ private struct RepairBytesBench {
                 wallMillis: { 1_000 }, logger: quiet)
             antiEntropy[id] = node
             let service = ReplicaService(
-                nodeID: id, membership: try Membership(initial: cluster, store: store), store: store, pool: pool,
+                nodeID: id, membership: try Membership(initial: cluster, store: store, votes: TestMapVotes()),
+                store: store, pool: pool,
                 statistics: statistics, merkle: store,
                 replica: replica, antiEntropy: node, wallMillis: { 1_000 })
             services[id] = service

@@ -76,7 +76,8 @@ private final class Trio: Sendable {
                 marks: store, configuration: configuration, statistics: statistics, wallMillis: { Trio.wallMillis },
                 logger: Trio.quiet, checkpoint: store)
             let service = ReplicaService(
-                nodeID: member.id, membership: try Membership(initial: cluster, store: store), store: store, pool: pool,
+                nodeID: member.id, membership: try Membership(initial: cluster, store: store, votes: TestMapVotes()),
+                store: store, pool: pool,
                 statistics: statistics, merkle: store,
                 replica: replica, antiEntropy: antiEntropy, wallMillis: { 1_000 })
             table.set(member.id, service)

@@ -5,6 +5,19 @@ import Testing
 
 @testable import KVNode
 
+/// Test signatures (see KVCoreTests' `TestMapVotes`): a voter's name and the proposal.
+struct TestMapVotes: MapVoteSigner, MapVoteVerifier {
+    var voter = ""
+
+    func sign(_ proposal: MapProposal) -> MapVoteSignature? {
+        MapVoteSignature(voter: voter, certificate: [], signature: Array("\(voter)|\(proposal)".utf8))
+    }
+
+    func verify(_ signature: MapVoteSignature, of proposal: MapProposal) -> Bool {
+        signature.signature == Array("\(signature.voter)|\(proposal)".utf8)
+    }
+}
+
 struct MembershipTests {
     static let file = ClusterMap(
         clusterID: "test", epoch: 1, replicationFactor: 1,
@@ -15,15 +28,15 @@ struct MembershipTests {
 
     @Test func votesAndMapsSurviveARestart() throws {
         let store = InMemoryStore()
-        let membership = try Membership(initial: Self.file, store: store)
+        let membership = try Membership(initial: Self.file, store: store, votes: TestMapVotes())
         let ballot = Ballot(round: 9, proposer: "admin#1")
         #expect(try membership.prepare(epoch: 2, ballot: ballot).0 == .granted(accepted: nil))
         let next = try Self.file.applying(.setAddress(node: "n2", address: "127.0.0.3:7411"))
-        #expect(try membership.accept(MapProposal(ballot: ballot, map: next)).0 == .granted(accepted: nil))
+        #expect(try membership.accept(MapProposal(ballot: ballot, map: next)).0.0 == .granted(accepted: nil))
 
         // Restarted: the promise and the accepted map are still there, so a lower ballot is refused
         // and a new proposer must carry the accepted map on.
-        let restarted = try Membership(initial: Self.file, store: store)
+        let restarted = try Membership(initial: Self.file, store: store, votes: TestMapVotes())
         #expect(restarted.acceptor.promised == ballot)
         #expect(
             try restarted.prepare(epoch: 2, ballot: Ballot(round: 3, proposer: "b")).0 == .rejected(promised: ballot))
@@ -35,22 +48,32 @@ struct MembershipTests {
         var heard: [UInt64] = []
         let observed = Mutex<[UInt64]>([])
         restarted.onChange { map in observed.withLock { $0.append(map.epoch) } }
-        #expect(try restarted.learn(next))
+        let proof = MapProof(
+            ballot: ballot,
+            signatures: ["n1", "n2"].map { TestMapVotes(voter: $0).sign(MapProposal(ballot: ballot, map: next))! })
+        #expect(try restarted.learn(next, proof: MapProof(ballot: ballot, signatures: [])) != .adopted)
+        #expect(try restarted.learn(next, proof: proof) == .adopted)
         heard = observed.withLock { $0 }
         #expect(heard == [2])
-        // The stored map (epoch 2) wins over the cluster file (epoch 1) at the next start.
-        #expect(try Membership(initial: Self.file, store: store).current == next)
+        // The stored map (epoch 2) wins over the cluster file (epoch 1) at the next start, with its
+        // proof; both epochs are served to peers that are behind.
+        let stored = try Membership(initial: Self.file, store: store, votes: TestMapVotes())
+        #expect(stored.current == next && stored.acceptor.proof == proof)
+        #expect(try stored.map(atEpoch: 2)?.0 == next)
+        #expect(try stored.map(atEpoch: 0)?.1 == proof)
+        #expect(try stored.map(atEpoch: 1) == nil)  // the first map came from the file, not a peer
+        #expect(try stored.map(atEpoch: 3) == nil)
         // A file an operator moved past the stored epoch wins over it.
         var edited = next
         edited.epoch = 5
-        #expect(try Membership(initial: edited, store: store).current == edited)
+        #expect(try Membership(initial: edited, store: store, votes: TestMapVotes()).current == edited)
     }
 
     @Test func aDataFolderOfAnotherClusterIsRefused() throws {
         let store = InMemoryStore()
-        _ = try Membership(initial: Self.file, store: store)
+        _ = try Membership(initial: Self.file, store: store, votes: TestMapVotes())
         var other = Self.file
         other.clusterID = "other"
-        #expect(throws: NodeError.self) { try Membership(initial: other, store: store) }
+        #expect(throws: NodeError.self) { try Membership(initial: other, store: store, votes: TestMapVotes()) }
     }
 }

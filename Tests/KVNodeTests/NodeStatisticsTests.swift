@@ -1,4 +1,5 @@
 import KVNode
+import KVRPC
 import Metrics
 import MetricsTestKit
 import Synchronization
@@ -36,7 +37,7 @@ import Testing
 
         let snapshot = Dictionary(uniqueKeysWithValues: statistics.snapshot.map { ($0.name, $0.value) })
         #expect(
-            snapshot == [
+            snapshot.filter { !$0.key.hasPrefix("rpc_refused_") } == [
                 "hints_stored": 3, "hints_refused": 1, "hints_replayed": 2, "hints_expired": 1,
                 "read_repairs_received": 4, "read_repairs_applied": 2,
                 "anti_entropy_ranges_marked_hint_refused": 1, "anti_entropy_ranges_marked_hint_expired": 2,
@@ -44,8 +45,34 @@ import Testing
                 "anti_entropy_keys_sent": 0, "anti_entropy_keys_received": 0, "anti_entropy_bytes": 0,
                 "anti_entropy_session_failures": 0, "anti_entropy_last_full_pass_millis": 0, "tombstones_purged": 0,
                 "stream_keys_received": 0, "stream_keys_resent": 0, "stream_bytes": 0, "stream_retries": 0,
-                "handoff_keys_deleted": 0, "clock_ahead_refused": 0,
+                "handoff_keys_deleted": 0, "clock_ahead_refused": 0, "maps_refused": 0, "hints_rehomed": 0,
             ])
+        #expect(RPCRefusal.allCases.allSatisfy { snapshot["rpc_refused_\($0.rawValue)"] == 0 })
+    }
+
+    @Test func refusalsAreCountedPerReasonInStatsAndAsOneMetric() throws {
+        let metrics = TestMetrics()
+        let statistics = NodeStatistics(nodeID: "n1", metricsFactory: metrics)
+        // As a node wires its RPC server's statistics.
+        let server = RPCServerStatistics(onRefusal: { statistics.recordRefusal($0) })
+        server.recordRefusal(.perIdentity)
+        server.recordRefusal(.perIdentity)
+        server.recordRefusal(.idle)
+        statistics.recordRefusal(.queueFull)
+
+        #expect(server.refusedCount(.perIdentity) == 2)
+        #expect(statistics.refusedCount(.perIdentity) == 2)
+        #expect(statistics.refusedCount(.idle) == 1)
+        #expect(statistics.refusedCount(.queueFull) == 1)
+        #expect(statistics.refusedCount(.connections) == 0)
+        let reason = { (value: String) in [("node", "n1"), ("reason", value)] }
+        #expect(try metrics.expectCounter("quorumkv_rpc_refused_total", reason("per_identity")).totalValue == 2)
+        #expect(try metrics.expectCounter("quorumkv_rpc_refused_total", reason("idle")).totalValue == 1)
+        #expect(try metrics.expectCounter("quorumkv_rpc_refused_total", reason("queue_full")).totalValue == 1)
+        let snapshot = Dictionary(uniqueKeysWithValues: statistics.snapshot.map { ($0.name, $0.value) })
+        #expect(snapshot["rpc_refused_per_identity"] == 2)
+        #expect(snapshot["rpc_refused_queue_full"] == 1)
+        #expect(NodeStatistics.metricHelp["quorumkv_rpc_refused_total"] != nil)
     }
 
     @Test func gaugesFollowTheQueuesAndATargetThatEmptiesReportsZero() throws {

@@ -61,7 +61,8 @@ final class ServiceFixture: Sendable {
         self.statistics = statistics
         self.marker = marker
         self.service = ReplicaService(
-            nodeID: nodeID, membership: try Membership(initial: Self.cluster, store: store), store: store, hints: store,
+            nodeID: nodeID, membership: try Membership(initial: Self.cluster, store: store, votes: TestMapVotes()),
+            store: store, hints: store,
             repairMarker: marker,
             hintQueueMax: hintQueueMax, pool: pool, statistics: statistics, streaming: streaming ? store : nil,
             replica: Replica(

@@ -234,14 +234,14 @@ enum Samples {
         ),
         Sample(
             name: "cluster-map-request",
-            summary: "ClusterMapRequest, request id 8: knownEpoch 6",
+            summary: "ClusterMapRequest, request id 8: knownEpoch 6, epoch 7",
             requestID: 8,
-            message: .clusterMapRequest(ClusterMapRequest(knownEpoch: 6))
+            message: .clusterMapRequest(ClusterMapRequest(knownEpoch: 6, epoch: 7))
         ),
         Sample(
             name: "cluster-map-response",
             summary:
-                "ClusterMapResponse, request id 8: clusterId \"qkv-test\", epoch 7, replicationFactor 3, nodes [(\"n1\", \"127.0.0.11:7400\", tokens [1, 2^63], normal (2)), (\"n2\", \"127.0.0.12:7400\", tokens [], joining (1))], pendingReplicationFactor 0, streaming [\"n2\"], changeEpoch 6",
+                "ClusterMapResponse, request id 8: clusterId \"qkv-test\", epoch 7, replicationFactor 3, nodes [(\"n1\", \"127.0.0.11:7400\", tokens [1, 2^63], normal (2)), (\"n2\", \"127.0.0.12:7400\", tokens [], joining (1))], pendingReplicationFactor 0, streaming [\"n2\"], changeEpoch 6, proof absent",
             requestID: 8,
             message: .clusterMapResponse(
                 ClusterMapResponse(
@@ -250,7 +250,7 @@ enum Samples {
                         NodeEntry(id: "n1", address: "127.0.0.11:7400", tokens: [1, 1 << 63], state: .normal),
                         NodeEntry(id: "n2", address: "127.0.0.12:7400", tokens: [], state: .joining),
                     ],
-                    pendingReplicationFactor: 0, streaming: ["n2"], changeEpoch: 6
+                    pendingReplicationFactor: 0, streaming: ["n2"], changeEpoch: 6, proof: nil
                 )
             )
         ),
@@ -289,22 +289,38 @@ enum Samples {
         ),
         Sample(
             name: "map-accept-response",
-            summary: "MapAcceptResponse, request id 12: vote rejected (3), epoch 7, promised (round 9, proposer \"d\")",
+            summary:
+                "MapAcceptResponse, request id 12: vote rejected (3), epoch 7, promised (round 9, proposer \"d\"), signature absent",
             requestID: 12,
             message: .mapAcceptResponse(
-                MapAcceptResponse(vote: .rejected, epoch: 7, promised: Ballot(round: 9, proposer: "d")))
+                MapAcceptResponse(vote: .rejected, epoch: 7, promised: Ballot(round: 9, proposer: "d"), signature: nil))
+        ),
+        Sample(
+            name: "map-accept-response-signed",
+            summary:
+                "MapAcceptResponse, request id 12: vote granted (1), epoch 7, promised absent, signature present (voter \"n1\", certificate \"der\", signature \"sig\")",
+            requestID: 12,
+            message: .mapAcceptResponse(
+                MapAcceptResponse(
+                    vote: .granted, epoch: 7, promised: nil,
+                    signature: MapVoteSignatureBody(voter: "n1", certificate: bytes("der"), signature: bytes("sig"))))
         ),
         Sample(
             name: "map-commit-request",
             summary:
-                "MapCommitRequest, request id 13: map (clusterId \"q\", epoch 8, replicationFactor 1, nodes [(\"n1\", \"h:1\", tokens [9], down (4))], pendingReplicationFactor 2, streaming [], changeEpoch 8)",
+                "MapCommitRequest, request id 13: map (clusterId \"q\", epoch 8, replicationFactor 1, nodes [(\"n1\", \"h:1\", tokens [9], down (4))], pendingReplicationFactor 2, streaming [], changeEpoch 8), proof (ballot (round 6, proposer \"c\"), signatures [(\"n1\", \"der\", \"sig\")])",
             requestID: 13,
             message: .mapCommitRequest(
                 MapCommitRequest(
                     map: MapBody(
                         clusterId: "q", epoch: 8, replicationFactor: 1,
                         nodes: [NodeEntry(id: "n1", address: "h:1", tokens: [9], state: .down)],
-                        pendingReplicationFactor: 2, streaming: [], changeEpoch: 8)))
+                        pendingReplicationFactor: 2, streaming: [], changeEpoch: 8),
+                    proof: MapProofBody(
+                        ballot: Ballot(round: 6, proposer: "c"),
+                        signatures: [
+                            MapVoteSignatureBody(voter: "n1", certificate: bytes("der"), signature: bytes("sig"))
+                        ])))
         ),
         Sample(
             name: "map-commit-response",

@@ -10,19 +10,40 @@
 /// - ``observe(_:)`` moves the clock up to a remote clock (a replica's `clock`, or the `hlc` of a
 ///   version it holds); it never moves the clock backwards.
 /// - Every version carries ``writer``, so two clients never stamp equal versions.
+/// - With a ``Bound``, a remote clock further ahead of the client's wall clock than the bound's
+///   offset is not observed (counted in ``refusedAhead``): a node that answers with a clock near 2^64
+///   cannot exhaust the client's clock, nor push its versions into a future the other nodes refuse.
 ///
-/// No clock is read inside: the driver passes the wall clock in, so the simulator can skew it.
+/// No clock is read inside: the driver passes the wall clock in (the bound's too), so the simulator
+/// can skew it.
 public struct ClientClock: Sendable {
+    /// How far ahead of the client's wall clock an observed clock may be.
+    public struct Bound: Sendable {
+        public var maxOffsetMillis: UInt64
+        /// The client's wall clock, in milliseconds since the Unix epoch.
+        public var wallMillis: @Sendable () -> UInt64
+
+        public init(maxOffsetMillis: UInt64, wallMillis: @escaping @Sendable () -> UInt64) {
+            self.maxOffsetMillis = maxOffsetMillis
+            self.wallMillis = wallMillis
+        }
+    }
+
     /// The id that breaks ties between equal timestamps of different writers.
     public let writer: UInt64
     private var clock: HybridLogicalClock
+    private let bound: Bound?
+    /// Remote clocks not observed because they were too far ahead (with a bound).
+    public private(set) var refusedAhead = 0
 
     /// - Parameters:
     ///   - writer: this client's writer id (the SDK draws it at random, never 0).
     ///   - last: the greatest timestamp already issued or observed, e.g. from a previous run.
-    public init(writer: UInt64, last: UInt64 = 0) {
+    ///   - bound: how far ahead a remote clock may be to be observed; nil: any clock is.
+    public init(writer: UInt64, last: UInt64 = 0, bound: Bound? = nil) {
         self.writer = writer
         self.clock = HybridLogicalClock(last: last)
+        self.bound = bound
     }
 
     /// The greatest timestamp issued or observed so far; every later stamp is greater.
@@ -43,8 +64,15 @@ public struct ClientClock: Sendable {
     }
 
     /// Moves the clock past a timestamp seen from another process: a reply's `clock`, or the `hlc`
-    /// of a version a replica holds. An older timestamp changes nothing.
+    /// of a version a replica holds. An older timestamp changes nothing; one beyond the bound is not
+    /// observed.
     public mutating func observe(_ remoteClock: UInt64) {
+        if let bound, remoteClock > clock.last,
+            !HybridLogicalClock.isWithin(remoteClock, maxOffsetMillis: bound.maxOffsetMillis, of: bound.wallMillis())
+        {
+            refusedAhead += 1
+            return
+        }
         let previous = clock.last
         clock.observe(remoteClock)
         assert(clock.last >= previous && clock.last >= remoteClock)

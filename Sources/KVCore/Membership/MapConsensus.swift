@@ -4,7 +4,8 @@
 /// every node at epoch `E` holds the same map `E`, because that map was itself decided this way. A
 /// proposer (the SDK, for `kvctl cluster …`) picks a ballot, asks the voters to promise it
 /// (`MapPrepare`), proposes its map, or the map a voter had already accepted, to them (`MapAccept`),
-/// and once a majority accepted, the map is chosen and committed everywhere (`MapCommit`, then gossip).
+/// and once a majority accepted, the map is chosen and committed everywhere (`MapCommit`, then gossip)
+/// with the voters' signatures as its proof (`MapProof`).
 /// Two operators changing the map at once cannot both win: the loser is told why (`ClusterChangeError`).
 ///
 /// Both halves are values with no I/O; the node persists `MapAcceptor` before it answers.
@@ -48,46 +49,78 @@ public enum MapVote: Sendable, Hashable {
     case rejected(promised: Ballot)
 }
 
-/// One node's side: its committed map, and its promise and accepted proposal for the next epoch.
+/// One node's side: its committed map (with the proof it was chosen, once it came from a peer), and its
+/// promise and accepted proposal for the next epoch.
 public struct MapAcceptor: Sendable, Hashable {
     public private(set) var committed: ClusterMap
+    /// The proof that `committed` was chosen; nil for a map from the cluster file.
+    public private(set) var proof: MapProof?
     public private(set) var promised: Ballot?
     public private(set) var accepted: MapProposal?
 
-    public init(committed: ClusterMap, promised: Ballot? = nil, accepted: MapProposal? = nil) {
+    public init(committed: ClusterMap, proof: MapProof? = nil, promised: Ballot? = nil, accepted: MapProposal? = nil) {
         self.committed = committed
+        self.proof = proof
         self.promised = promised
         self.accepted = accepted
     }
 
     /// Phase 1: promise `ballot` for `epoch` (the next one) unless a higher ballot was promised.
     public mutating func prepare(epoch: UInt64, ballot: Ballot) -> MapVote {
-        guard epoch == committed.epoch + 1 else { return .stale(epoch: committed.epoch) }
+        guard epoch.isNext(after: committed.epoch) else { return .stale(epoch: committed.epoch) }
         if let promised, ballot < promised { return .rejected(promised: promised) }
         promised = ballot
         return .granted(accepted: accepted)
     }
 
-    /// Phase 2: accept `proposal` for the next epoch unless a higher ballot was promised.
-    public mutating func accept(_ proposal: MapProposal) -> MapVote {
-        guard proposal.map.epoch == committed.epoch + 1, proposal.map.clusterID == committed.clusterID else {
-            return .stale(epoch: committed.epoch)
+    /// Phase 2: accept `proposal` for the next epoch unless a higher ballot was promised; a granted
+    /// vote comes with `signer`'s signature of the proposal (nil when it cannot sign).
+    public mutating func accept(_ proposal: MapProposal, signer: some MapVoteSigner) -> (
+        MapVote, MapVoteSignature?
+    ) {
+        guard proposal.map.epoch.isNext(after: committed.epoch), proposal.map.clusterID == committed.clusterID else {
+            return (.stale(epoch: committed.epoch), nil)
         }
-        if let promised, proposal.ballot < promised { return .rejected(promised: promised) }
+        if let promised, proposal.ballot < promised { return (.rejected(promised: promised), nil) }
         promised = proposal.ballot
         accepted = proposal
-        return .granted(accepted: nil)
+        return (.granted(accepted: nil), signer.sign(proposal))
     }
 
-    /// Adopts a chosen map of a later epoch (a commit, or gossip from a node that is ahead).
+    /// Adopts a chosen map a peer sent (a commit, or gossip from a node that is ahead): only the next
+    /// epoch, only a valid ring within `Limits`, and only with a proof signed by a majority of this
+    /// map's voters (`MapProof.refusal`).
+    public mutating func learn(_ map: ClusterMap, proof: MapProof, verifier: some MapVoteVerifier) -> MapLearning {
+        guard map.clusterID == committed.clusterID else {
+            return .refused("the map is of cluster '\(map.clusterID)', not '\(committed.clusterID)'")
+        }
+        guard map.epoch > committed.epoch else { return .notNewer }
+        guard map.epoch.isNext(after: committed.epoch) else { return .gap(next: committed.epoch + 1) }
+        do {
+            _ = try map.ring()
+        } catch {
+            return .refused("epoch \(map.epoch) is not a valid ring: \(error)")
+        }
+        if let reason = proof.refusal(of: map, after: committed, verifier: verifier) {
+            return .refused("no proof that epoch \(map.epoch) was chosen: \(reason)")
+        }
+        committed = map
+        self.proof = proof
+        promised = nil
+        accepted = nil
+        return .adopted
+    }
+
+    /// Adopts a later map this node's operator gave it (the cluster file), which needs no proof.
     ///
     /// - Returns: whether the map was adopted (false: not newer, another cluster, or not a valid ring).
     @discardableResult
-    public mutating func learn(_ map: ClusterMap) -> Bool {
+    public mutating func install(_ map: ClusterMap) -> Bool {
         guard map.clusterID == committed.clusterID, map.epoch > committed.epoch, (try? map.ring()) != nil else {
             return false
         }
         committed = map
+        proof = nil
         promised = nil
         accepted = nil
         return true
@@ -102,9 +135,10 @@ public struct MapProposer: Sendable {
         case wait
         /// Phase 1 is won: send `MapAccept` with this proposal to every voter.
         case accept(MapProposal)
-        /// The map is chosen: commit it everywhere. When it is not the proposer's own map, the
-        /// change was superseded (`ClusterChangeError.superseded`) after the proposer completed it.
-        case chosen(ClusterMap)
+        /// The map is chosen: commit it everywhere with its proof. When it is not the proposer's own
+        /// map, the change was superseded (`ClusterChangeError.superseded`) after the proposer
+        /// completed it.
+        case chosen(ClusterMap, MapProof)
         /// Nothing was decided, for this reason.
         case failed(ClusterChangeError)
     }
@@ -113,11 +147,13 @@ public struct MapProposer: Sendable {
     public let proposed: ClusterMap
     public let ballot: Ballot
     public let voters: [String]
+    private let verifier: any MapVoteVerifier
     private var phase: Phase
     private var granted: Set<String> = []
     private var answered: Set<String> = []
     private var failures: [String] = []
     private var highestAccepted: MapProposal?
+    private var signatures: [MapVoteSignature] = []
 
     private enum Phase {
         case preparing, accepting(MapProposal), done
@@ -129,11 +165,13 @@ public struct MapProposer: Sendable {
     /// - Parameters:
     ///   - base: the map the change was made on (epoch `E`); its voters decide epoch `E + 1`.
     ///   - proposed: `base` with the change made (epoch `E + 1`).
-    public init(base: ClusterMap, proposed: ClusterMap, ballot: Ballot) {
-        precondition(proposed.epoch == base.epoch + 1, "a proposal is for the epoch after its base")
+    ///   - verifier: checks each acceptance's signature; an acceptance without a valid one does not count.
+    public init(base: ClusterMap, proposed: ClusterMap, ballot: Ballot, verifier: any MapVoteVerifier) {
+        precondition(proposed.epoch.isNext(after: base.epoch), "a proposal is for the epoch after its base")
         self.base = base
         self.proposed = proposed
         self.ballot = ballot
+        self.verifier = verifier
         self.voters = base.voters
         self.phase = .preparing
     }
@@ -163,17 +201,22 @@ public struct MapProposer: Sendable {
         }
     }
 
-    /// A voter's answer to `MapAccept`.
-    public mutating func accepted(from voter: String, _ vote: MapVote) -> Step {
+    /// A voter's answer to `MapAccept`, with its signature of the proposal when it granted it.
+    public mutating func accepted(from voter: String, _ vote: MapVote, signature: MapVoteSignature?) -> Step {
         guard case .accepting(let proposal) = phase, voters.contains(voter), answered.insert(voter).inserted else {
             return .wait
         }
         switch vote {
         case .granted:
+            guard let signature, signature.voter == voter, verifier.verify(signature, of: proposal) else {
+                failures.append("\(voter): accepted without a valid signature")
+                return givingUpIfHopeless()
+            }
             granted.insert(voter)
+            signatures.append(signature)
             guard granted.count >= majority else { return .wait }
             phase = .done
-            return .chosen(proposal.map)
+            return .chosen(proposal.map, MapProof(ballot: proposal.ballot, signatures: signatures))
         case .stale(let epoch):
             return staleVote(voter, epoch)
         case .rejected(let promised):

@@ -24,10 +24,13 @@ public struct Ring: Sendable, Hashable {
     /// Checks the nodes and builds the lookup tables.
     ///
     /// Rejects duplicate ids, duplicate tokens (within a node or across nodes), nodes without tokens,
-    /// more than `Limits.nodesMax` nodes or `Limits.tokensPerNodeMax` tokens on a node, and a
-    /// replication factor outside `1...nodes.count`.
+    /// more than `Limits.nodesMax` nodes, `Limits.tokensPerNodeMax` tokens on a node or
+    /// `Limits.tokensTotalMax` in all, and a replication factor outside `1...nodes.count` or above
+    /// `Limits.replicationFactorMax`: all checked before anything is allocated for the ring.
     public init(nodes: [RingNode], replicationFactor: Int) throws(RingError) {
         guard nodes.count <= Limits.nodesMax else { throw .tooManyNodes(count: nodes.count) }
+        let tokensTotal = nodes.reduce(0) { $0 + $1.tokens.count }
+        guard tokensTotal <= Limits.tokensTotalMax else { throw .tooManyTokensInTotal(count: tokensTotal) }
         var seenIDs = Set<String>()
         var vnodes: [(token: UInt64, owner: Int32)] = []
         for (index, node) in nodes.enumerated() {
@@ -40,7 +43,7 @@ public struct Ring: Sendable, Hashable {
                 vnodes.append((token, Int32(index)))
             }
         }
-        guard replicationFactor >= 1 && replicationFactor <= nodes.count else {
+        guard replicationFactor >= 1 && replicationFactor <= min(nodes.count, Limits.replicationFactorMax) else {
             throw .replicationFactorOutOfRange(replicationFactor, nodeCount: nodes.count)
         }
         vnodes.sort { ($0.token, $0.owner) < ($1.token, $1.owner) }

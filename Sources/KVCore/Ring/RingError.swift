@@ -9,6 +9,7 @@ public struct RingError: Error, Hashable, CustomStringConvertible {
         case replicationFactorOutOfRange(Int, nodeCount: Int)
         case tooManyTokens(node: String, count: Int)
         case tooManyNodes(count: Int)
+        case tooManyTokensInTotal(count: Int)
     }
 
     private let code: Code
@@ -33,7 +34,7 @@ public struct RingError: Error, Hashable, CustomStringConvertible {
         RingError(.nodeWithoutTokens(id))
     }
 
-    /// The replication factor is below 1 or above the number of nodes.
+    /// The replication factor is below 1, above the number of nodes or above `Limits.replicationFactorMax`.
     public static func replicationFactorOutOfRange(_ replicationFactor: Int, nodeCount: Int) -> RingError {
         RingError(.replicationFactorOutOfRange(replicationFactor, nodeCount: nodeCount))
     }
@@ -46,6 +47,11 @@ public struct RingError: Error, Hashable, CustomStringConvertible {
     /// The ring has more than `Limits.nodesMax` nodes.
     public static func tooManyNodes(count: Int) -> RingError {
         RingError(.tooManyNodes(count: count))
+    }
+
+    /// The nodes have more than `Limits.tokensTotalMax` tokens together.
+    public static func tooManyTokensInTotal(count: Int) -> RingError {
+        RingError(.tooManyTokensInTotal(count: count))
     }
 
     public var description: String {
@@ -68,6 +74,8 @@ public struct RingError: Error, Hashable, CustomStringConvertible {
             return "node \"\(node)\" has \(count) tokens; at most \(Limits.tokensPerNodeMax) are allowed"
         case .tooManyNodes(let count):
             return "the ring has \(count) nodes; at most \(Limits.nodesMax) are allowed"
+        case .tooManyTokensInTotal(let count):
+            return "the ring has \(count) tokens; at most \(Limits.tokensTotalMax) are allowed"
         }
     }
 }

@@ -1193,15 +1193,21 @@ extension ByteBuffer {
     }
 }
 
+/// `epoch`: the map wanted, 0 for the latest. A node that is behind asks for each next epoch in turn
+/// (a map is adopted only as the next one, with its proof); the answer is `invalidRequest` when the
+/// peer does not keep that epoch.
+///
 /// Message type 64; schema name `ClusterMapRequest`.
 public struct ClusterMapRequest: Sendable, Hashable {
     /// The frame type of this message.
     public static var messageType: MessageType { .clusterMapRequest }
 
     public var knownEpoch: UInt64
+    public var epoch: UInt64
 
-    public init(knownEpoch: UInt64) {
+    public init(knownEpoch: UInt64, epoch: UInt64) {
         self.knownEpoch = knownEpoch
+        self.epoch = epoch
     }
 }
 
@@ -1220,12 +1226,14 @@ extension ByteBuffer {
     public mutating func writeClusterMapRequest(_ value: ClusterMapRequest) -> Int {
         var written = 0
         written += self.writeInteger(value.knownEpoch)
+        written += self.writeInteger(value.epoch)
         return written
     }
 
     mutating func decodeClusterMapRequest() throws(WireError) -> ClusterMapRequest {
         let knownEpoch = try self.decodeWireInteger(UInt64.self)
-        return ClusterMapRequest(knownEpoch: knownEpoch)
+        let epoch = try self.decodeWireInteger(UInt64.self)
+        return ClusterMapRequest(knownEpoch: knownEpoch, epoch: epoch)
     }
 }
 
@@ -1245,8 +1253,9 @@ public struct ClusterMapResponse: Sendable, Hashable {
     public var pendingReplicationFactor: UInt8
     public var streaming: [String]
     public var changeEpoch: UInt64
+    public var proof: MapProofBody?
 
-    public init(clusterId: String, epoch: UInt64, replicationFactor: UInt8, nodes: [NodeEntry], pendingReplicationFactor: UInt8, streaming: [String], changeEpoch: UInt64) {
+    public init(clusterId: String, epoch: UInt64, replicationFactor: UInt8, nodes: [NodeEntry], pendingReplicationFactor: UInt8, streaming: [String], changeEpoch: UInt64, proof: MapProofBody?) {
         self.clusterId = clusterId
         self.epoch = epoch
         self.replicationFactor = replicationFactor
@@ -1254,6 +1263,7 @@ public struct ClusterMapResponse: Sendable, Hashable {
         self.pendingReplicationFactor = pendingReplicationFactor
         self.streaming = streaming
         self.changeEpoch = changeEpoch
+        self.proof = proof
     }
 }
 
@@ -1278,6 +1288,7 @@ extension ByteBuffer {
         written += self.writeInteger(value.pendingReplicationFactor)
         written += self.writeWireList(value.streaming) { (buffer: inout ByteBuffer, element) in buffer.writeWireString(element) }
         written += self.writeInteger(value.changeEpoch)
+        written += self.writeWireOptional(value.proof) { (buffer: inout ByteBuffer, wrapped) in buffer.writeMapProofBody(wrapped) }
         return written
     }
 
@@ -1289,7 +1300,8 @@ extension ByteBuffer {
         let pendingReplicationFactor = try self.decodeWireInteger(UInt8.self)
         let streaming = try self.decodeWireList(limit: Limits.nodesMax, elementBytesMin: 4, field: "ClusterMapResponse.streaming") { (buffer: inout ByteBuffer) throws(WireError) in try buffer.decodeWireString(limit: Limits.nameBytesMax, field: "ClusterMapResponse.streaming") }
         let changeEpoch = try self.decodeWireInteger(UInt64.self)
-        return ClusterMapResponse(clusterId: clusterId, epoch: epoch, replicationFactor: replicationFactor, nodes: nodes, pendingReplicationFactor: pendingReplicationFactor, streaming: streaming, changeEpoch: changeEpoch)
+        let proof = try self.decodeWireOptional { (buffer: inout ByteBuffer) throws(WireError) in try buffer.decodeMapProofBody() }
+        return ClusterMapResponse(clusterId: clusterId, epoch: epoch, replicationFactor: replicationFactor, nodes: nodes, pendingReplicationFactor: pendingReplicationFactor, streaming: streaming, changeEpoch: changeEpoch, proof: proof)
     }
 }
 
@@ -1468,6 +1480,87 @@ extension ByteBuffer {
     }
 }
 
+/// One voter's signature of the proposal it accepted: `certificate` is its node certificate (DER),
+/// `signature` its key's signature of the proposal's canonical bytes (proto-spec/MEMBERSHIP.md,
+/// "Proof of a chosen map").
+public struct MapVoteSignatureBody: Sendable, Hashable {
+    public var voter: String
+    public var certificate: ByteBuffer
+    public var signature: ByteBuffer
+
+    public init(voter: String, certificate: ByteBuffer, signature: ByteBuffer) {
+        self.voter = voter
+        self.certificate = certificate
+        self.signature = signature
+    }
+}
+
+extension ByteBuffer {
+    /// Reads one `MapVoteSignatureBody` from the readable bytes.
+    ///
+    /// Returns `nil` and leaves the reader index unchanged when the buffer holds only part of one.
+    /// Throws (also leaving the reader index unchanged) when the bytes can never decode: a field
+    /// over its limit, an invalid bool, enum value or UTF-8 string.
+    public mutating func readMapVoteSignatureBody() throws(WireError) -> MapVoteSignatureBody? {
+        try self.readWireValue { (buffer: inout ByteBuffer) throws(WireError) in try buffer.decodeMapVoteSignatureBody() }
+    }
+
+    /// Writes the encoding of `value`; returns the number of bytes written.
+    @discardableResult
+    public mutating func writeMapVoteSignatureBody(_ value: MapVoteSignatureBody) -> Int {
+        var written = 0
+        written += self.writeWireString(value.voter)
+        written += self.writeWireBytes(value.certificate)
+        written += self.writeWireBytes(value.signature)
+        return written
+    }
+
+    mutating func decodeMapVoteSignatureBody() throws(WireError) -> MapVoteSignatureBody {
+        let voter = try self.decodeWireString(limit: Limits.nameBytesMax, field: "MapVoteSignatureBody.voter")
+        let certificate = try self.decodeWireBytes(limit: Limits.certificateBytesMax, field: "MapVoteSignatureBody.certificate")
+        let signature = try self.decodeWireBytes(limit: Limits.signatureBytesMax, field: "MapVoteSignatureBody.signature")
+        return MapVoteSignatureBody(voter: voter, certificate: certificate, signature: signature)
+    }
+}
+
+/// The proof that a map was chosen: the ballot it was accepted under, and the signatures of a majority
+/// of the voters of the epoch before.
+public struct MapProofBody: Sendable, Hashable {
+    public var ballot: Ballot
+    public var signatures: [MapVoteSignatureBody]
+
+    public init(ballot: Ballot, signatures: [MapVoteSignatureBody]) {
+        self.ballot = ballot
+        self.signatures = signatures
+    }
+}
+
+extension ByteBuffer {
+    /// Reads one `MapProofBody` from the readable bytes.
+    ///
+    /// Returns `nil` and leaves the reader index unchanged when the buffer holds only part of one.
+    /// Throws (also leaving the reader index unchanged) when the bytes can never decode: a field
+    /// over its limit, an invalid bool, enum value or UTF-8 string.
+    public mutating func readMapProofBody() throws(WireError) -> MapProofBody? {
+        try self.readWireValue { (buffer: inout ByteBuffer) throws(WireError) in try buffer.decodeMapProofBody() }
+    }
+
+    /// Writes the encoding of `value`; returns the number of bytes written.
+    @discardableResult
+    public mutating func writeMapProofBody(_ value: MapProofBody) -> Int {
+        var written = 0
+        written += self.writeBallot(value.ballot)
+        written += self.writeWireList(value.signatures) { (buffer: inout ByteBuffer, element) in buffer.writeMapVoteSignatureBody(element) }
+        return written
+    }
+
+    mutating func decodeMapProofBody() throws(WireError) -> MapProofBody {
+        let ballot = try self.decodeBallot()
+        let signatures = try self.decodeWireList(limit: Limits.mapSignaturesMax, elementBytesMin: 12, field: "MapProofBody.signatures") { (buffer: inout ByteBuffer) throws(WireError) in try buffer.decodeMapVoteSignatureBody() }
+        return MapProofBody(ballot: ballot, signatures: signatures)
+    }
+}
+
 public enum MapVoteKind: UInt8, Sendable, Hashable, CaseIterable {
     case granted = 1
     case stale = 2
@@ -1638,6 +1731,8 @@ extension ByteBuffer {
     }
 }
 
+/// `signature`: the voter's signature of the proposal, with a granted vote.
+///
 /// Message type 71; schema name `MapAcceptResponse`.
 public struct MapAcceptResponse: Sendable, Hashable {
     /// The frame type of this message.
@@ -1646,11 +1741,13 @@ public struct MapAcceptResponse: Sendable, Hashable {
     public var vote: MapVoteKind
     public var epoch: UInt64
     public var promised: Ballot?
+    public var signature: MapVoteSignatureBody?
 
-    public init(vote: MapVoteKind, epoch: UInt64, promised: Ballot?) {
+    public init(vote: MapVoteKind, epoch: UInt64, promised: Ballot?, signature: MapVoteSignatureBody?) {
         self.vote = vote
         self.epoch = epoch
         self.promised = promised
+        self.signature = signature
     }
 }
 
@@ -1671,6 +1768,7 @@ extension ByteBuffer {
         written += self.writeMapVoteKind(value.vote)
         written += self.writeInteger(value.epoch)
         written += self.writeWireOptional(value.promised) { (buffer: inout ByteBuffer, wrapped) in buffer.writeBallot(wrapped) }
+        written += self.writeWireOptional(value.signature) { (buffer: inout ByteBuffer, wrapped) in buffer.writeMapVoteSignatureBody(wrapped) }
         return written
     }
 
@@ -1678,11 +1776,12 @@ extension ByteBuffer {
         let vote = try self.decodeMapVoteKind()
         let epoch = try self.decodeWireInteger(UInt64.self)
         let promised = try self.decodeWireOptional { (buffer: inout ByteBuffer) throws(WireError) in try buffer.decodeBallot() }
-        return MapAcceptResponse(vote: vote, epoch: epoch, promised: promised)
+        let signature = try self.decodeWireOptional { (buffer: inout ByteBuffer) throws(WireError) in try buffer.decodeMapVoteSignatureBody() }
+        return MapAcceptResponse(vote: vote, epoch: epoch, promised: promised, signature: signature)
     }
 }
 
-/// A chosen map: adopted when newer than the receiver's.
+/// A chosen map and its proof: adopted only as the receiver's next epoch, with a valid proof.
 ///
 /// Message type 72; schema name `MapCommitRequest`.
 public struct MapCommitRequest: Sendable, Hashable {
@@ -1690,9 +1789,11 @@ public struct MapCommitRequest: Sendable, Hashable {
     public static var messageType: MessageType { .mapCommitRequest }
 
     public var map: MapBody
+    public var proof: MapProofBody
 
-    public init(map: MapBody) {
+    public init(map: MapBody, proof: MapProofBody) {
         self.map = map
+        self.proof = proof
     }
 }
 
@@ -1711,12 +1812,14 @@ extension ByteBuffer {
     public mutating func writeMapCommitRequest(_ value: MapCommitRequest) -> Int {
         var written = 0
         written += self.writeMapBody(value.map)
+        written += self.writeMapProofBody(value.proof)
         return written
     }
 
     mutating func decodeMapCommitRequest() throws(WireError) -> MapCommitRequest {
         let map = try self.decodeMapBody()
-        return MapCommitRequest(map: map)
+        let proof = try self.decodeMapProofBody()
+        return MapCommitRequest(map: map, proof: proof)
     }
 }
 
@@ -1857,6 +1960,12 @@ public enum AdminCommand: UInt8, Sendable, Hashable, CaseIterable {
     case repair = 4
     case backup = 5
     case restore = 6
+    /// Read the node's certificate, key, CA file and CRL file again (as SIGHUP does); no arguments.
+    /// Results: outcome = reloaded | refused; when refused, reason; when reloaded, certificate_name,
+    /// certificate_serial, certificate_issuer, certificate_not_after (seconds since the Unix epoch),
+    /// ca_certificate.N (N = 1, 2, …: each CA's name) and, with a CRL file, crl_revoked (serials listed).
+    /// A refused reload leaves the node on the material it had.
+    case reloadCertificates = 7
 }
 
 extension ByteBuffer {

@@ -1,0 +1,48 @@
+import KVCore
+import KVRPC
+import KVWire
+package import NIOPosix
+import Synchronization
+
+/// The bounded queue in front of the storage thread pool, through which every request's store call
+/// goes (`ReplicaService`): a job waits there for one of the pool's threads, and past `jobsMax` jobs
+/// waiting or running, a request is answered `overloaded` at once (counted as `queue_full`) rather
+/// than queued without bound, so a flood of requests costs memory no longer than the bound.
+///
+/// The node's own background work (hint replay, anti-entropy, range transfers) runs on the same pool
+/// but not through this queue: each of those is throttled and bounded by itself.
+package final class StorageQueue: Sendable {
+    private let pool: NIOThreadPool
+    private let jobsMax: Int
+    private let jobs = Atomic<Int>(0)
+    private let statistics: NodeStatistics
+
+    /// - Parameters:
+    ///   - jobsMax: jobs waiting or running at once; at least 1.
+    ///   - statistics: counts each refusal (`queue_full`).
+    package init(pool: NIOThreadPool, jobsMax: Int = Limits.storageQueueMax, statistics: NodeStatistics) {
+        precondition(jobsMax >= 1, "the storage queue must hold at least one job")
+        self.pool = pool
+        self.jobsMax = jobsMax
+        self.statistics = statistics
+    }
+
+    /// Jobs waiting or running now.
+    package var count: Int { jobs.load(ordering: .relaxed) }
+
+    /// Runs `body` on the pool once a thread is free.
+    ///
+    /// - Throws: `RPCError.remote(.overloaded)` at once when `jobsMax` jobs are queued or running;
+    ///   `CancellationError` when the pool is shutting down or the task was cancelled while waiting;
+    ///   whatever `body` throws.
+    package func run<T: Sendable>(_ body: @escaping @Sendable () throws -> T) async throws -> T {
+        guard jobs.wrappingAdd(1, ordering: .relaxed).oldValue < jobsMax else {
+            jobs.subtract(1, ordering: .relaxed)
+            statistics.recordRefusal(.queueFull)
+            throw RPCError.remote(
+                .overloaded, message: "the node's storage queue is full (\(jobsMax) jobs): retry later or elsewhere")
+        }
+        defer { jobs.subtract(1, ordering: .relaxed) }
+        return try await pool.runIfActive(body)
+    }
+}

@@ -1,0 +1,72 @@
+import NIOCore
+import Synchronization
+
+/// What one server connection has in flight (frames received and not read by its task yet, requests
+/// read and not answered yet, and the bytes of their frames), shared by the task that reads requests,
+/// the tasks that answer them, and the `ConnectionGuardHandler` that closes idle connections.
+final class ConnectionBudget: Sendable {
+    /// Whether a request may go on, and if not, which bound it hit.
+    enum Admission: Equatable {
+        case admitted
+        case tooManyRequests
+        case tooManyBytes
+    }
+
+    private struct State {
+        /// Whole frames the guard passed on, and frames the connection's task read.
+        var framesArrived = 0
+        var framesTaken = 0
+        var requests = 0
+        var bytes = 0
+        /// When the last answer was sent (or its request given up); nil: none yet.
+        var lastReleased: NIODeadline?
+    }
+
+    private let requestsMax: Int
+    private let bytesMax: Int
+    private let state = Mutex(State())
+
+    init(requestsMax: Int, bytesMax: Int) {
+        self.requestsMax = requestsMax
+        self.bytesMax = bytesMax
+    }
+
+    /// Counts one more request of `bytes` (its whole frame), unless `requestsMax` requests are in
+    /// flight already, or its bytes would take the sum past `bytesMax`. A request alone is always
+    /// admitted by bytes, so a frame larger than the budget is still served, one at a time.
+    func admit(bytes: Int) -> Admission {
+        state.withLock { state in
+            guard state.requests < requestsMax else { return .tooManyRequests }
+            guard state.requests == 0 || state.bytes + bytes <= bytesMax else { return .tooManyBytes }
+            state.requests += 1
+            state.bytes += bytes
+            return .admitted
+        }
+    }
+
+    /// A request admitted with `bytes` was answered (or given up).
+    func release(bytes: Int) {
+        let now = NIODeadline.now()
+        state.withLock { state in
+            state.requests -= 1
+            state.bytes -= bytes
+            state.lastReleased = now
+        }
+    }
+
+    /// `count` whole frames arrived (the guard, on the event loop).
+    func framesArrived(_ count: Int) {
+        state.withLock { $0.framesArrived += count }
+    }
+
+    /// The connection's task read one frame.
+    func frameTaken() {
+        state.withLock { $0.framesTaken += 1 }
+    }
+
+    /// Whether anything is in flight now (a frame not read yet, or a request not answered), and when
+    /// the last request ended.
+    var activity: (busy: Bool, lastReleased: NIODeadline?) {
+        state.withLock { ($0.requests > 0 || $0.framesTaken < $0.framesArrived, $0.lastReleased) }
+    }
+}

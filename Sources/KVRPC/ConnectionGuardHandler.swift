@@ -1,0 +1,190 @@
+import KVCore
+import KVWire
+package import NIOCore
+
+/// Closes a server connection whose frame stops arriving midway (`frameReadDeadline`: a peer that
+/// trickles a frame, slowloris-style, cannot hold a connection and its buffer for ever), or that sits
+/// idle (`idleTimeout`: nothing in flight and no frame for that long, from its `Hello` on).
+///
+/// Sits between TLS and the frame decoder, so it sees the plaintext stream; it follows the frames'
+/// length prefixes (`FrameProgress`) without buffering anything, and passes every byte on. Its timers
+/// are lazy: one per kind at a time, which checks the time of the last event when it fires, so a busy
+/// connection costs no timer per frame.
+final class ConnectionGuardHandler: ChannelInboundHandler, RemovableChannelHandler {
+    typealias InboundIn = ByteBuffer
+    typealias InboundOut = ByteBuffer
+    typealias OutboundOut = ByteBuffer
+
+    private let frameReadDeadline: TimeAmount
+    /// `frameReadDeadline` as configured, for the `Error` that says why.
+    private let frameReadDeadlineText: String
+    private let idleTimeout: TimeAmount
+    private let budget: ConnectionBudget
+    private let refused: @Sendable (RPCRefusal) -> Void
+    private var progress = FrameProgress()
+    /// When the first byte of the frame in progress arrived; nil between frames.
+    private var frameStartedAt: NIODeadline?
+    /// When the last whole frame arrived; nil before the first (the `Hello`): the handshake has a
+    /// deadline of its own.
+    private var lastFrameAt: NIODeadline?
+    private var deadlineTimer: Scheduled<Void>?
+    private var idleTimer: Scheduled<Void>?
+    private var closing = false
+
+    /// - Parameter refused: counts the reason when the handler closes the connection.
+    init(
+        frameReadDeadline: Duration, idleTimeout: Duration, budget: ConnectionBudget,
+        refused: @escaping @Sendable (RPCRefusal) -> Void
+    ) {
+        self.frameReadDeadline = TimeAmount(frameReadDeadline)
+        self.frameReadDeadlineText = "\(frameReadDeadline)"
+        self.idleTimeout = TimeAmount(idleTimeout)
+        self.budget = budget
+        self.refused = refused
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        if !closing {
+            let buffer = unwrapInboundIn(data)
+            let now = NIODeadline.now()
+            let wasMidFrame = progress.isMidFrame
+            let completed = progress.consume(buffer.readableBytesView)
+            if completed > 0 {
+                lastFrameAt = now
+                budget.framesArrived(completed)
+            }
+            if !progress.isMidFrame {
+                frameStartedAt = nil
+            } else if completed > 0 || !wasMidFrame {
+                // A new frame began in this read.
+                frameStartedAt = now
+            }
+            arm(context: context)
+        }
+        context.fireChannelRead(data)
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        cancelTimers()
+        context.fireChannelInactive()
+    }
+
+    func handlerRemoved(context: ChannelHandlerContext) {
+        cancelTimers()
+    }
+
+    /// Starts the timers that are due and not running.
+    private func arm(context: ChannelHandlerContext) {
+        let loop = context.eventLoop.assumeIsolated()
+        if let started = frameStartedAt, deadlineTimer == nil {
+            deadlineTimer = loop.scheduleTask(deadline: started + frameReadDeadline) { [self] in
+                deadlineTimer = nil
+                checkFrameDeadline(context: context)
+            }
+        }
+        if let last = lastFrameAt, idleTimer == nil {
+            scheduleIdleCheck(at: last + idleTimeout, context: context)
+        }
+    }
+
+    private func scheduleIdleCheck(at deadline: NIODeadline, context: ChannelHandlerContext) {
+        idleTimer = context.eventLoop.assumeIsolated().scheduleTask(deadline: deadline) { [self] in
+            idleTimer = nil
+            checkIdle(context: context)
+        }
+    }
+
+    private func checkFrameDeadline(context: ChannelHandlerContext) {
+        guard !closing, let started = frameStartedAt else { return }
+        if NIODeadline.now() >= started + frameReadDeadline {
+            close(
+                context: context, .frameDeadline,
+                error: ErrorMessage(
+                    code: .deadlineExceeded,
+                    message: "a frame did not arrive whole within \(frameReadDeadlineText) of its first byte"))
+        } else {
+            arm(context: context)
+        }
+    }
+
+    private func checkIdle(context: ChannelHandlerContext) {
+        guard !closing, let last = lastFrameAt else { return }
+        let now = NIODeadline.now()
+        let activity = budget.activity
+        if progress.isMidFrame || activity.busy {
+            // Busy: the frame deadline or the request's own deadline rules; look again later.
+            scheduleIdleCheck(at: now + idleTimeout, context: context)
+            return
+        }
+        let latest = max(last, activity.lastReleased ?? last)
+        if now >= latest + idleTimeout {
+            // No Error frame: an idle close is routine, and a client re-dials on its next call.
+            close(context: context, .idle, error: nil)
+        } else {
+            scheduleIdleCheck(at: latest + idleTimeout, context: context)
+        }
+    }
+
+    private func close(context: ChannelHandlerContext, _ reason: RPCRefusal, error: ErrorMessage?) {
+        closing = true
+        cancelTimers()
+        refused(reason)
+        if let error {
+            var buffer = context.channel.allocator.buffer(capacity: 64 + error.message.utf8.count)
+            buffer.writeFrame(.error(error), requestID: WireProtocol.connectionRequestID)
+            context.writeAndFlush(wrapOutboundOut(buffer), promise: nil)
+        }
+        context.close(promise: nil)
+    }
+
+    private func cancelTimers() {
+        deadlineTimer?.cancel()
+        deadlineTimer = nil
+        idleTimer?.cancel()
+        idleTimer = nil
+    }
+}
+
+@available(*, unavailable)
+extension ConnectionGuardHandler: Sendable {}
+
+/// Where a byte stream stands in its frames (proto-spec/FRAMES.md: a `u32` big-endian length, then
+/// that many bytes), followed byte count by byte count without buffering: a value with no I/O.
+package struct FrameProgress: Equatable {
+    /// Bytes of the length prefix read so far (0 between frames), and their value.
+    private var prefixBytes = 0
+    private var prefix: UInt32 = 0
+    /// Bytes of the frame in progress still to come after its prefix.
+    private var bodyRemaining = 0
+
+    package init() {}
+
+    /// Whether a frame has begun and not ended.
+    package var isMidFrame: Bool { prefixBytes > 0 || bodyRemaining > 0 }
+
+    /// Follows `bytes`; returns how many frames they completed.
+    package mutating func consume(_ bytes: ByteBufferView) -> Int {
+        var completed = 0
+        var index = bytes.startIndex
+        while index < bytes.endIndex {
+            if bodyRemaining > 0 {
+                let taken = min(bodyRemaining, bytes.endIndex - index)
+                bodyRemaining -= taken
+                index += taken
+                if bodyRemaining == 0 { completed += 1 }
+                continue
+            }
+            prefix = prefix << 8 | UInt32(bytes[index])
+            prefixBytes += 1
+            index += 1
+            if prefixBytes == WireProtocol.lengthPrefixBytes {
+                bodyRemaining = Int(prefix)
+                prefix = 0
+                prefixBytes = 0
+                // A frame without a body is malformed; the decoder says so. It is whole here.
+                if bodyRemaining == 0 { completed += 1 }
+            }
+        }
+        return completed
+    }
+}
