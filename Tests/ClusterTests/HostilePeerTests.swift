@@ -13,16 +13,8 @@ extension RealProcessTests {
     struct HostilePeerTests {
         /// A raw connection to `node` holding its `name` certificate.
         static func connect(_ node: NodeHarness, as name: String, role: Role) async throws -> RPCConnection {
-            let tls = try TLSContext(
-                configuration: TLSConfiguration(
-                    caFile: "\(node.certs)/ca.pem", certificateFile: "\(node.certs)/\(name).pem",
-                    keyFile: "\(node.certs)/\(name)-key.pem"),
-                side: .client)
-            return try await RPCConnection.connect(
-                host: node.host, port: node.port, tls: tls,
-                hello: Hello(
-                    protocolVersion: WireProtocol.version, clusterId: "quorumkv", senderId: name, role: role, epoch: 0),
-                timeout: .seconds(10))
+            try await rawConnection(
+                host: node.host, port: node.port, certs: node.certs, as: name, role: role, clusterID: "quorumkv")
         }
 
         /// One `Ping` with clock 2^64−1 killed a release node at once; a `Put` whose version is near
@@ -121,15 +113,8 @@ extension RealProcessTests {
             #expect(
                 try await Self.map(over: try await Self.connect(node, as: "client", role: .client), epoch: 0).0
                     == current.0)
-            let admin = try await Self.connect(node, as: "admin", role: .admin)
-            let stats = try await admin.call(
-                .adminRequest(AdminRequest(command: .stats, arguments: [])), timeout: .seconds(10))
-            await admin.close()
-            guard case .adminResponse(let response) = stats else {
-                Issue.record("answered \(stats.type)")
-                return
-            }
-            #expect(response.results.first { $0.name == "maps_refused" }?.value == "3", "\(response.results)")
+            let stats = try await adminStats(host: node.host, port: node.port, certs: node.certs, clusterID: "quorumkv")
+            #expect(stats["maps_refused"] == "3", "\(stats)")
             let read = try node.kvctl(["get", "kept"])
             #expect(read.stdout == "value")
         }

@@ -42,33 +42,20 @@ extension RealProcessTests {
                 read = try cluster.kvctl(["get", key, "--consistency", "all"])
             }
             #expect(read.stdout == "kept", "\(read.stderr)")
-            let admin = try await Self.connect(cluster, to: "n1", as: "admin", role: .admin)
-            let stats = try await admin.call(
-                .adminRequest(AdminRequest(command: .stats, arguments: [])), timeout: .seconds(10))
-            await admin.close()
-            guard case .adminResponse(let response) = stats else {
-                Issue.record("answered \(stats.type)")
-                return
-            }
-            #expect(response.results.first { $0.name == "hints_rehomed" }?.value == "1", "\(response.results)")
-            #expect(response.results.first { $0.name == "hints_queued.n2" }?.value ?? "0" == "0", "\(response.results)")
+            let stats = try await adminStats(
+                host: String(cluster.address("n1").split(separator: ":")[0]), port: cluster.port, certs: cluster.certs,
+                clusterID: "test")
+            #expect(stats["hints_rehomed"] == "1", "\(stats)")
+            #expect(stats["hints_queued.n2"] ?? "0" == "0", "\(stats)")
         }
 
         /// A raw connection to node `id` holding the `name` certificate.
         static func connect(_ cluster: ClusterHarness, to id: String, as name: String, role: Role) async throws
             -> RPCConnection
         {
-            let tls = try TLSContext(
-                configuration: TLSConfiguration(
-                    caFile: "\(cluster.certs)/ca.pem", certificateFile: "\(cluster.certs)/\(name).pem",
-                    keyFile: "\(cluster.certs)/\(name)-key.pem"),
-                side: .client)
-            let host = String(cluster.address(id).split(separator: ":")[0])
-            return try await RPCConnection.connect(
-                host: host, port: cluster.port, tls: tls,
-                hello: Hello(
-                    protocolVersion: WireProtocol.version, clusterId: "test", senderId: name, role: role, epoch: 0),
-                timeout: .seconds(10))
+            try await rawConnection(
+                host: String(cluster.address(id).split(separator: ":")[0]), port: cluster.port, certs: cluster.certs,
+                as: name, role: role, clusterID: "test")
         }
     }
 }
