@@ -29,6 +29,12 @@ struct KVSim: ParsableCommand {
     @Option(help: "Distinct keys the clients write and read (few keys: more contention; default 4).")
     var keys: Int?
 
+    @Option(help: "Replicas that must answer a read (default 2 of 3).")
+    var readQuorum: Int?
+
+    @Option(help: "Replicas that must acknowledge a write (default 2 of 3).")
+    var writeQuorum: Int?
+
     @Flag(help: "Print the event trace of every run, not only of failing ones.")
     var trace = false
 
@@ -150,6 +156,12 @@ struct KVSim: ParsableCommand {
             }
             if mutateReadsWhileReceiving {
                 configuration.mutation = .readsWhileReceiving
+            }
+            if let readQuorum {
+                configuration.readQuorum = readQuorum
+            }
+            if let writeQuorum {
+                configuration.writeQuorum = writeQuorum
             }
             if let hintWindow {
                 configuration.hintWindowMillis = hintWindow
