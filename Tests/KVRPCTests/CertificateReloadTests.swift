@@ -70,9 +70,11 @@ struct CertificateReloadTests {
     func withServer<T: Sendable>(
         _ tls: TLSContext, host: String, _ body: @Sendable (RPCServer) async throws -> T
     ) async throws -> T {
+        var configuration = RPCServerConfiguration(host: host, port: 0, clusterID: "test", nodeID: "n1")
+        configuration.handshakeTimeout = .seconds(300)  // a busy CI machine is not what these tests are about
         let server = try await RPCServer.bind(
-            configuration: RPCServerConfiguration(host: host, port: 0, clusterID: "test", nodeID: "n1"),
-            tls: tls, service: EchoService(), logger: Logger(label: "test", factory: { _ in SwiftLogNoOpLogHandler() }))
+            configuration: configuration, tls: tls, service: EchoService(),
+            logger: Logger(label: "test", factory: { _ in SwiftLogNoOpLogHandler() }))
         return try await withThrowingTaskGroup(of: Void.self) { group in
             group.addTask { try await server.run() }
             defer {

@@ -42,7 +42,10 @@ func withTestServer<T: Sendable>(
     port: Int = 0,
     _ body: @Sendable (RPCServer) async throws -> T
 ) async throws -> T {
-    let configuration = RPCServerConfiguration(host: "127.0.0.1", port: port, clusterID: clusterID, nodeID: "n1")
+    var configuration = RPCServerConfiguration(host: "127.0.0.1", port: port, clusterID: clusterID, nodeID: "n1")
+    // On a busy CI machine, with every suite handshaking at once, TLS can take longer than the 10 s a
+    // node allows (a CI run lost a connection that way): these tests are not about that deadline.
+    configuration.handshakeTimeout = .seconds(300)
     let server = try await RPCServer.bind(
         configuration: configuration,
         tls: try TestPKI.shared.serverContext(),
