@@ -294,15 +294,16 @@ public final class AntiEntropy: Sendable {
                 }
             }
             for session in sessions { report.add(session) }
-            if sessions.allSatisfy({ $0.failure == nil }) {
+            let confirmed = sessions.allSatisfy { $0.failure == nil }
+            if confirmed {
                 report.rangesCompared += 1
                 recordCompared(range)
                 for mark in marks.rangesDue() where mark.range == range {
                     clear(mark)
                 }
-                if let horizon {
-                    report.tombstonesPurged += await purge(range, before: horizon)
-                }
+            }
+            if let horizon, tombstonePolicy.mayPurge(confirmed: confirmed) {
+                report.tombstonesPurged += await purge(range, before: horizon)
             }
         case .foreign(let mark):
             // The mark was made on the ring of its day: cut it at the vnodes of today's, so that each
@@ -337,17 +338,13 @@ public final class AntiEntropy: Sendable {
         return report
     }
 
-    /// Tombstones older than this may be purged, and are not copied where their key is absent: the
-    /// version of `tombstoneGrace` ago (nil when tombstones are never purged).
+    /// When tombstones may be purged (KVCore's rule, which the simulator's nodes apply too).
+    private var tombstonePolicy: TombstonePolicy { TombstonePolicy(grace: configuration.tombstoneGrace) }
+
+    /// Tombstones older than this may be purged, and are not copied where their key is absent (nil when
+    /// tombstones are never purged, and while ranges move).
     private func purgeHorizon() -> Version? {
-        guard let grace = configuration.tombstoneGrace else { return nil }
-        // While ranges move, a node that is receiving one is not among the co-replicas compared: a
-        // tombstone it has not received yet must not vanish from the others.
-        if membership?.current.isChanging == true { return nil }
-        let graceMillis = UInt64(grace / .milliseconds(1))
-        let now = wallMillis()
-        guard now > graceMillis else { return nil }
-        return Version(hlc: (now - graceMillis) << 16, writer: 0)
+        tombstonePolicy.horizon(nowMillis: wallMillis(), rangesMoving: membership?.current.isChanging == true)
     }
 
     /// Purges `range`'s tombstones older than `horizon` from this node's store, after the range was

@@ -42,23 +42,25 @@ extension Simulation {
     func antiEntropyTick(_ index: Int) {
         if nodes[index].isUp {
             let id = nodes[index].id
-            let horizon = configuration.tombstoneGraceMillis.flatMap { grace -> Version? in
-                let local = nodes[index].localNow
-                return local > grace ? Version(hlc: (local - grace) << 16, writer: 0) : nil
-            }
+            var policy = TombstonePolicy(grace: configuration.tombstoneGraceMillis.map { .milliseconds($0) })
+            policy.purgesWithoutConfirmation = configuration.mutation == .purgeWithoutConfirmation
+            let rangesMoving =
+                configuration.membershipProfile != nil && membership.acceptors[index].committed.isChanging
+            let horizon = policy.horizon(nowMillis: nodes[index].localNow, rangesMoving: rangesMoving)
             for span in vnodeSpans {
                 let replicas = ring.preferenceList(for: Token(span.end)).map(nodeIndex)
                 guard replicas.contains(index) else { continue }
                 let coReplicas = replicas.filter { $0 != index }
-                let allUp = coReplicas.allSatisfy { nodes[$0].isUp }
-                if allUp && configuration.mutation != .purgeWithoutConfirmation {
+                // A comparison with a node that is down fails, as the node's sessions do.
+                let confirmed = coReplicas.allSatisfy { nodes[$0].isUp }
+                if confirmed {
                     for _ in 0..<2 {
                         for other in coReplicas {
                             compare(span, local: index, remote: other, purgeHorizon: horizon)
                         }
                     }
                 }
-                if let horizon, allUp || configuration.mutation == .purgeWithoutConfirmation {
+                if let horizon, policy.mayPurge(confirmed: confirmed) {
                     purgeTombstones(of: index, in: span, before: horizon)
                 }
             }

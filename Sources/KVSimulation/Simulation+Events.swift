@@ -64,6 +64,10 @@ extension Simulation {
         clients[index].startedAt = now
         let epoch = configuration.membershipProfile == nil ? 0 : membership.clients[index].epoch
         clients[index].newerMapRetry = NewerMapRetry(epoch: epoch)
+        // `readsWhileReceiving` runs with the clients of the time it was found (no retries): with
+        // retries, the runs take other paths and no seed found reaches the bug.
+        clients[index].newerMapRetry.neverRetries = [.skipNewerMapRetry, .readsWhileReceiving].contains(
+            configuration.mutation)
         startTry(index)
     }
 
@@ -95,18 +99,13 @@ extension Simulation {
         let map = configuration.membershipProfile == nil ? "" : " (epoch \(epoch))"
         switch planned {
         case .write(let key, let tombstone, let value):
-            var writeConfiguration: WriteOperation.Configuration
-            if configuration.membershipProfile == nil {
-                let replicas = replicas(of: key)
-                writeConfiguration = WriteOperation.Configuration(
-                    replicas: replicas, required: min(configuration.writeQuorum, replicas.count),
-                    deadline: configuration.requestDeadline, supersededRetriesMax: configuration.supersededRetriesMax,
-                    fallbacks: configuration.hintedHandoff ? ring.fallbacks(for: Token(key: key)) : [],
-                    hintsCountTowardQuorum: configuration.hintedHandoff && configuration.sloppyQuorum)
-            } else {
-                writeConfiguration = writeConfigurationDuringChanges(client: index, key: key)
+            let writeConfiguration: WriteOperation.Configuration
+            do {
+                writeConfiguration = try plannedWrite(client: index, key: key)
+            } catch {
+                operationFailed(index, failure: "\(error)")
+                return
             }
-            writeConfiguration.acknowledgesEarly = configuration.mutation == .acknowledgeWritesEarly
             var operation = WriteOperation(configuration: writeConfiguration)
             let actions = operation.start(clock: &clients[index].clock, wallMillis: wallMillis(ofClient: index))
             let write = WriteTry(operation: operation, key: key, tombstone: tombstone, value: value, epoch: epoch)
@@ -128,6 +127,22 @@ extension Simulation {
             log("\(client) \(operationTry) get \(show(key)) from \(replicas)\(map)")
             performRead(index, actions)
         }
+    }
+
+    /// The client's write of `key`, planned by the production `WritePlan` on the client's map (with
+    /// membership: during a change, on both rings) or on the fixed ring.
+    func plannedWrite(client index: Int, key: [UInt8]) throws(QuorumError) -> WriteOperation.Configuration {
+        var plan = WritePlan(
+            level: .count(configuration.writeQuorum), deadline: configuration.requestDeadline,
+            supersededRetriesMax: configuration.supersededRetriesMax, hintedHandoff: configuration.hintedHandoff,
+            sloppyQuorum: configuration.sloppyQuorum)
+        plan.writesToCurrentRingOnly = configuration.mutation == .singleRingWrites
+        plan.acknowledgesEarly = configuration.mutation == .acknowledgeWritesEarly
+        let token = Token(key: key)
+        guard configuration.membershipProfile != nil else { return try plan.operation(for: token, current: ring) }
+        let map = membership.clients[index]
+        return try plan.operation(
+            for: token, current: membership.ring(of: map), next: map.isChanging ? membership.nextRing(of: map) : nil)
     }
 
     func wallMillis(ofClient index: Int) -> UInt64 {

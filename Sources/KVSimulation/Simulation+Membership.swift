@@ -413,12 +413,9 @@ extension Simulation {
     /// the production `ReplicaAdmission` of its map. Nil when it serves it (always, without membership).
     func refusal(at node: Int, key: [UInt8], write: Bool, writeEpoch: UInt64 = 0) -> ReplyFailure? {
         guard configuration.membershipProfile != nil else { return nil }
-        let admission = membership.admission(of: nodes[node].id, in: membership.acceptors[node].committed)
-        let token = Token(key: key)
-        guard admission.refusal(token, write: write, writeEpoch: writeEpoch) != nil else { return nil }
-        if configuration.mutation == .readsWhileReceiving, !write, admission.access(token) == .writeOnly {
-            return nil
-        }
+        var admission = membership.admission(of: nodes[node].id, in: membership.acceptors[node].committed)
+        admission.servesReadsWhileReceiving = configuration.mutation == .readsWhileReceiving
+        guard admission.refusal(Token(key: key), write: write, writeEpoch: writeEpoch) != nil else { return nil }
         return ReplyFailure(reason: ReplyFailure.notReplica)
     }
 
@@ -431,34 +428,6 @@ extension Simulation {
     }
 
     // MARK: - Clients
-
-    /// A client's write, planned as `KVClient.write` does: during a change, to the union of the current
-    /// and next preference lists, with a quorum required in each.
-    func writeConfigurationDuringChanges(client index: Int, key: [UInt8]) -> WriteOperation.Configuration {
-        let map = membership.clients[index]
-        let token = Token(key: key)
-        let current = membership.ring(of: map)
-        var replicas = current.preferenceList(for: token)
-        let required = min(configuration.writeQuorum, replicas.count)
-        var quorums: [WriteCoordinator.Quorum] = []
-        if map.isChanging, configuration.mutation != .singleRingWrites,
-            case let pending = membership.nextRing(of: map).preferenceList(for: token), pending != replicas
-        {
-            quorums = [
-                WriteCoordinator.Quorum(replicas: replicas, required: required),
-                WriteCoordinator.Quorum(replicas: pending, required: min(configuration.writeQuorum, pending.count)),
-            ]
-            replicas += pending.filter { !replicas.contains($0) }
-        }
-        var writeConfiguration = WriteOperation.Configuration(
-            replicas: replicas, required: min(required, replicas.count), deadline: configuration.requestDeadline,
-            supersededRetriesMax: configuration.supersededRetriesMax,
-            fallbacks: configuration.hintedHandoff
-                ? current.fallbacks(for: token).filter { !replicas.contains($0) } : [],
-            hintsCountTowardQuorum: configuration.hintedHandoff && configuration.sloppyQuorum)
-        writeConfiguration.quorums = quorums
-        return writeConfiguration
-    }
 
     // MARK: - Receiving ranges
 

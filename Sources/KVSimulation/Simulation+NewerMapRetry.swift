@@ -38,11 +38,7 @@ extension Simulation {
     /// A try of the current operation failed (`failure` says how). In a membership run the client,
     /// like the SDK, first waits for the map it is fetching, if any, then retries on a newer map.
     func tryFailed(_ index: Int, failure: String) {
-        // `readsWhileReceiving` runs with the clients of the time it was found (no retries): with
-        // retries, the runs take other paths and no seed found reaches the bug.
-        guard configuration.membershipProfile != nil, configuration.mutation != .skipNewerMapRetry,
-            configuration.mutation != .readsWhileReceiving
-        else {
+        guard configuration.membershipProfile != nil, !clients[index].newerMapRetry.neverRetries else {
             operationFailed(index, failure: failure)
             return
         }

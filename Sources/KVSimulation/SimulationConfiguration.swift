@@ -125,7 +125,8 @@ package enum Mutation: Sendable, Hashable {
     case deleteHintsBeforeAcknowledgement
     /// Anti-entropy pushes what it finds but never pulls.
     case antiEntropyNeverPulls
-    /// Tombstones are purged on a timer alone, without the confirming comparison.
+    /// Tombstones are purged after a pass that could not compare with every co-replica
+    /// (`TombstonePolicy.purgesWithoutConfirmation`).
     case purgeWithoutConfirmation
     /// Receivers propose `.streamed` at once, without streaming or comparing their ranges.
     case switchBeforeStream

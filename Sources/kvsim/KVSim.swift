@@ -65,7 +65,10 @@ struct KVSim: ParsableCommand {
     )
     var purgeTombstones = false
 
-    @Flag(help: "Break tombstone purge on purpose (purge on the timer alone) to see the invariants catch it.")
+    @Flag(
+        help:
+            "Break tombstone purge on purpose (purge after a pass that could not compare with every co-replica) to see the invariants catch it."
+    )
     var mutatePurgeWithoutConfirmation = false
 
     @Flag(

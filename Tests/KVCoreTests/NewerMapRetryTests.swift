@@ -21,4 +21,13 @@ struct NewerMapRetryTests {
         let afterTheLast = [retry.retry(onEpoch: epoch + 1), retry.retry(onEpoch: .max)]
         #expect(afterTheLast == [false, false], "the retries end")
     }
+
+    /// The simulator's planted bug (`--mutate-skip-newer-map-retry`) lives in the production value.
+    @Test func theMutationNeverRetries() {
+        var retry = NewerMapRetry(epoch: 3)
+        retry.neverRetries = true
+        let retried = retry.retry(onEpoch: 4)
+        #expect(!retried)
+        #expect(retry.epoch == 3 && retry.retries == 0)
+    }
 }

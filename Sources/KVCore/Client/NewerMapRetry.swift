@@ -13,6 +13,8 @@ public struct NewerMapRetry: Sendable, Hashable {
     /// The epoch of the map the last attempt used.
     public private(set) var epoch: UInt64
     public private(set) var retries = 0
+    /// Test-only (a planted bug for the simulator's mutation check): never try again.
+    package var neverRetries = false
 
     public init(epoch: UInt64) {
         self.epoch = epoch
@@ -21,7 +23,7 @@ public struct NewerMapRetry: Sendable, Hashable {
     /// After a failed attempt: whether to try again on the map of `latestEpoch`, the newest the client
     /// has installed now. Records the retry when it says yes.
     public mutating func retry(onEpoch latestEpoch: UInt64) -> Bool {
-        guard latestEpoch > epoch, retries < Self.retriesMax else { return false }
+        guard !neverRetries, latestEpoch > epoch, retries < Self.retriesMax else { return false }
         retries += 1
         epoch = latestEpoch
         return true

@@ -1,0 +1,34 @@
+/// When a tombstone may be purged: the one rule `kvd`'s anti-entropy and the simulator's nodes apply.
+///
+/// A tombstone older than the grace period may go once its range was compared without error with
+/// every co-replica: each of them then holds it, something newer, or nothing (it purged it already).
+/// Nothing is purged while ranges move, since a node receiving a range is not among the co-replicas
+/// compared, and a tombstone it has not received yet must not vanish from the others.
+public struct TombstonePolicy: Sendable, Hashable {
+    /// How old a tombstone must be before it may be purged; nil: never purged.
+    public var grace: Duration?
+
+    /// Test-only (a planted bug for the simulator's mutation check): purge on the timer alone, without
+    /// the confirming comparison with every co-replica.
+    package var purgesWithoutConfirmation = false
+
+    public init(grace: Duration?) {
+        self.grace = grace
+    }
+
+    /// Tombstones older than this version may be purged (and are not copied where their key is
+    /// absent): the version of `grace` before `nowMillis`. Nil when tombstones are never purged,
+    /// while `rangesMoving`, or when the clock is younger than the grace period.
+    public func horizon(nowMillis: UInt64, rangesMoving: Bool) -> Version? {
+        guard let graceMillis = grace?.wholeMillisecondsClamped, !rangesMoving, nowMillis > graceMillis else {
+            return nil
+        }
+        return Version(hlc: (nowMillis - graceMillis) << 16, writer: 0)
+    }
+
+    /// Whether a range's tombstones older than the horizon may be purged after a pass that compared it
+    /// with every co-replica (`confirmed`), or failed to.
+    public func mayPurge(confirmed: Bool) -> Bool {
+        confirmed || purgesWithoutConfirmation
+    }
+}
