@@ -204,17 +204,16 @@ package struct RemoteAntiEntropyReplica: AntiEntropyReplica {
             }
             var fetched: [MerkleHashListing.Fetched] = []
             for record in answer.records {
-                let key = Array(record.key.readableBytesView)
-                let stored: StoredRecord
+                let checked: StreamedRecord
                 do {
-                    stored = try Replica.record(
-                        key: key, version: record.version, tombstone: record.tombstone,
-                        value: Array(record.value.readableBytesView))
+                    checked = try Replica.checked(record)
                 } catch {
                     throw AntiEntropyReplicaError(
                         description: "\(nodeID) answered MerkleFetch with an invalid record: \(error)")
                 }
-                fetched.append(MerkleHashListing.Fetched(entry: MerkleEntry(key: key, record: stored), record: stored))
+                fetched.append(
+                    MerkleHashListing.Fetched(
+                        entry: MerkleEntry(key: checked.key, record: checked.record), record: checked.record))
             }
             for entry in answer.entries {
                 fetched.append(
@@ -238,11 +237,7 @@ package struct RemoteAntiEntropyReplica: AntiEntropyReplica {
     ) {
         let request = Message.merkleApplyRequest(
             MerkleApplyRequest(
-                records: records.map {
-                    Record(
-                        key: ByteBuffer(bytes: $0.key), version: $0.record.version, tombstone: $0.record.tombstone,
-                        value: ByteBuffer(bytes: $0.record.value))
-                }))
+                records: records.map { Record(key: $0.key, $0.record) }))
         let (response, bytes) = try await exchange(request)
         guard case .merkleApplyResponse(let apply) = response else {
             throw AntiEntropyReplicaError(description: "\(nodeID) answered MerkleApply with \(response.type)")
@@ -264,10 +259,7 @@ package struct RemoteAntiEntropyReplica: AntiEntropyReplica {
             throw AntiEntropyReplicaError(description: "\(nodeID) answered Get with another key's record")
         }
         do {
-            let stored = try Replica.record(
-                key: key, version: record.version, tombstone: record.tombstone,
-                value: Array(record.value.readableBytesView))
-            return (stored, bytes)
+            return (try Replica.checked(record).record, bytes)
         } catch {
             throw AntiEntropyReplicaError(description: "\(nodeID) answered Get with an invalid record: \(error)")
         }

@@ -175,10 +175,7 @@ final class HintReplayer: Sendable {
 
     /// The `Put` that hands `hint`'s write over.
     private static func putRequest(_ hint: StoredHint) -> Message {
-        .putRequest(
-            PutRequest(
-                key: ByteBuffer(bytes: hint.key), value: ByteBuffer(bytes: hint.record.value),
-                version: hint.record.version, tombstone: hint.record.tombstone, origin: .hintReplay, epoch: 0))
+        .putRequest(PutRequest(key: hint.key, hint.record, origin: .hintReplay))
     }
 
     /// Writes `hint`'s record on `owner` (this node: its own replica); nil once acknowledged, else why not.

@@ -210,11 +210,7 @@ final class RangeStreamer: Sendable {
                     let records = try page.records.map { record in
                         let key = Array(record.key.readableBytesView)
                         bytes += key.count + record.value.readableBytes
-                        return StreamedRecord(
-                            key: key,
-                            record: try Replica.record(
-                                key: key, version: record.version, tombstone: record.tombstone,
-                                value: Array(record.value.readableBytesView)))
+                        return try Replica.checked(record)
                     }
                     guard page.done || !records.isEmpty else {
                         throw RPCError.remote(.invalidRequest, message: "\(source) sent an empty page before the end")

@@ -1,5 +1,7 @@
 public import KVCore
 public import KVStorage
+import KVWire
+import NIOCore
 import Synchronization
 
 /// A replica's logic with no I/O scheduling of its own: checks a write, applies it to the store if its
@@ -53,6 +55,15 @@ public final class Replica: Sendable {
         guard version != .zero else { throw ReplicaError.invalidRequest("version 0 is reserved") }
         guard !tombstone || value.isEmpty else { throw ReplicaError.invalidRequest("a tombstone carries no value") }
         return StoredRecord(version: version, tombstone: tombstone, value: value)
+    }
+
+    /// A record a peer sent, checked as ``record(key:version:tombstone:value:)`` checks a request's.
+    static func checked(_ wire: Record) throws(ReplicaError) -> StreamedRecord {
+        let key = Array(wire.key.readableBytesView)
+        let stored = wire.stored
+        return StreamedRecord(
+            key: key,
+            record: try record(key: key, version: stored.version, tombstone: stored.tombstone, value: stored.value))
     }
 
     /// Applies a write (or tombstone) if its version is newer than what the replica holds.

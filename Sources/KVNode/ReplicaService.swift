@@ -466,10 +466,7 @@ public final class ReplicaService: RPCService {
                         let key = ByteBuffer(bytes: entry.key)
                         if valueBytes == 0 || valueBytes + size <= Limits.merkleRecordBytesPerFrameMax {
                             valueBytes += size
-                            records.append(
-                                Record(
-                                    key: key, version: record.version, tombstone: record.tombstone,
-                                    value: ByteBuffer(bytes: record.value)))
+                            records.append(Record(key: entry.key, record))
                         } else {
                             entries.append(KeyVersion(key: key, version: record.version, tombstone: record.tombstone))
                         }
@@ -537,11 +534,7 @@ public final class ReplicaService: RPCService {
         }
         return .streamResponse(
             StreamResponse(
-                records: page.records.map {
-                    Record(
-                        key: ByteBuffer(bytes: $0.key), version: $0.record.version, tombstone: $0.record.tombstone,
-                        value: ByteBuffer(bytes: $0.record.value))
-                },
+                records: page.records.map { Record(key: $0.key, $0.record) },
                 next: next.map { ByteBuffer(bytes: $0) },
                 done: page.done))
     }
@@ -552,14 +545,10 @@ public final class ReplicaService: RPCService {
         var records: [StreamedRecord] = []
         records.reserveCapacity(request.records.count)
         for record in request.records {
-            let key = Array(record.key.readableBytesView)
+            let checked = try Self.checked(record)
             // An anti-entropy batch writes only where this node keeps every key.
-            try checkAdmitted(key, write: true)
-            records.append(
-                StreamedRecord(
-                    key: key,
-                    record: try Self.record(
-                        key: key, version: record.version, tombstone: record.tombstone, value: record.value)))
+            try checkAdmitted(checked.key, write: true)
+            records.append(checked)
         }
         statistics.antiEntropyWritesReceived.add(records.count, ordering: .relaxed)
         let replica = self.replica
@@ -619,10 +608,8 @@ public final class ReplicaService: RPCService {
             statistics.hintsRefused.add(1, ordering: .relaxed)
             throw RPCError.remote(.invalidRequest, message: "\(nodeID) does not hold hints for itself")
         }
-        let key = Array(request.record.key.readableBytesView)
-        let record = try Self.record(
-            key: key, version: request.record.version, tombstone: request.record.tombstone,
-            value: request.record.value)
+        let checked = try Self.checked(request.record)
+        let (key, record) = (checked.key, checked.record)
         try checkClock(record.version.hlc, what: "the hint's version")
         let hint = StoredHint(target: request.target, key: key, record: record, storedAtMillis: wallMillis())
         let queueMax = hintQueueMax
@@ -653,15 +640,16 @@ public final class ReplicaService: RPCService {
         let (stored, clock) = try await runOnPool { () throws(ReplicaError) in
             try replica.get(key: key)
         }
-        let record = stored.map { stored in
-            Record(
-                key: ByteBuffer(bytes: key),
-                version: stored.version,
-                tombstone: stored.tombstone,
-                value: ByteBuffer(bytes: stored.value)
-            )
+        return .getResponse(GetResponse(record: stored.map { Record(key: key, $0) }, clock: clock))
+    }
+
+    /// `Replica.checked` for a peer's record, refusing bad input with the wire's error.
+    private static func checked(_ record: Record) throws -> StreamedRecord {
+        do {
+            return try Replica.checked(record)
+        } catch {
+            throw remote(error)
         }
-        return .getResponse(GetResponse(record: record, clock: clock))
     }
 
     /// `Replica.record` for wire fields, refusing bad input with the wire's error.

@@ -1,0 +1,160 @@
+import Foundation
+public import KVCore
+import KVRPC
+import KVTLS
+import KVWire
+import Metrics
+import NIOCore
+import NIOPosix
+import Synchronization
+
+extension KVClient {
+    // MARK: - One replica directly (admin)
+
+    /// Reads what one replica holds for `key`, tombstones included, bypassing coordination.
+    ///
+    /// For debugging and repair checks; needs an admin certificate.
+    public func replicaRecord(_ key: [UInt8], node: String) async throws -> StoredRecord? {
+        try validate(key: key)
+        try requireAdmin()
+        let topology = try await currentTopology()
+        let answer = try await call(.getRequest(GetRequest(key: ByteBuffer(bytes: key))), node: node, in: topology)
+        guard case .getResponse(let response) = answer else {
+            throw KVClientError.protocolViolation("\(node) answered Get with \(answer.type)")
+        }
+        observe(response.clock)
+        return response.record?.stored
+    }
+
+    /// Writes `value` (or a tombstone) to one replica only, bypassing coordination: the other replicas
+    /// do not get it. For debugging, tests and repair checks; needs an admin certificate.
+    ///
+    /// - Returns: the version written, or the newer version the replica already held.
+    @discardableResult
+    public func writeReplica(_ key: [UInt8], value: [UInt8], tombstone: Bool = false, node: String) async throws
+        -> ApplyOutcome
+    {
+        try validate(key: key)
+        try requireAdmin()
+        let topology = try await currentTopology()
+        let millis = configuration.wallClockMillis()
+        let version = clock.withLock { $0.stamp(wallMillis: millis) }
+        let request = Message.putRequest(
+            PutRequest(
+                key: ByteBuffer(bytes: key), value: ByteBuffer(bytes: value), version: version, tombstone: tombstone,
+                origin: .client, epoch: 0))
+        let answer = try await call(request, node: node, in: topology)
+        guard case .putResponse(let response) = answer else {
+            throw KVClientError.protocolViolation("\(node) answered Put with \(answer.type)")
+        }
+        observe(response.clock)
+        return response.outcome == .applied ? .applied : .superseded(current: response.current)
+    }
+
+    // MARK: - Cluster
+
+    /// One node's counters (`Admin` stats: keys, uptime, hints stored/refused/replayed/expired and
+    /// queued per target). Needs an admin certificate.
+    public func nodeStatistics(node: String) async throws -> [String: String] {
+        try requireAdmin("reading a node's statistics")
+        return try await adminStatistics(node: node, in: try await currentTopology())
+    }
+
+    func adminStatistics(node: String, in topology: Topology) async throws -> [String: String] {
+        let answer = try await call(
+            .adminRequest(AdminRequest(command: .stats, arguments: [])), node: node, in: topology)
+        guard case .adminResponse(let response) = answer else {
+            throw KVClientError.protocolViolation("\(node) answered Admin with \(answer.type)")
+        }
+        return Dictionary(response.results.map { ($0.name, $0.value) }, uniquingKeysWith: { $1 })
+    }
+
+    /// Runs an anti-entropy pass on `node` now (`Admin` repair) and returns what it did: the node
+    /// compares each vnode range it replicates (those overlapping `range`, when given) with every
+    /// co-replica and copies what differs. Needs an admin certificate.
+    ///
+    /// A pass can take minutes on a large store, so it has its own `timeout`, not the request timeout.
+    /// A co-replica that is down does not fail the call: the summary counts the sessions that failed.
+    public func repair(node: String, range: TokenRangeSpan? = nil, timeout: Duration = .seconds(3600)) async throws
+        -> RepairSummary
+    {
+        try requireAdmin("repair")
+        let arguments = range.map { [Pair(name: "range", value: $0.repairArgument)] } ?? []
+        let answer = try await call(
+            .adminRequest(AdminRequest(command: .repair, arguments: arguments)), node: node,
+            in: try await currentTopology(), timeout: timeout)
+        guard case .adminResponse(let response) = answer else {
+            throw KVClientError.protocolViolation("\(node) answered Admin with \(answer.type)")
+        }
+        let results = Dictionary(response.results.map { ($0.name, $0.value) }, uniquingKeysWith: { $1 })
+        guard let summary = RepairSummary(nodeID: node, results: results) else {
+            throw KVClientError.protocolViolation("\(node) answered repair without its counts")
+        }
+        return summary
+    }
+
+    /// The cluster map in use (fetched from a seed node if it was not given).
+    public func clusterMap() async throws -> ClusterMap {
+        try await currentTopology().map
+    }
+
+    /// Pings every node of the cluster and reports which answer, how fast, and how many keys they hold.
+    ///
+    /// With an admin certificate it also reads each up node's counters (`Admin` stats: hints stored,
+    /// replayed, expired, refused and queued per target, read repairs, ranges due for anti-entropy),
+    /// one more call per node, all nodes at once. A node that answers the ping but not that call is
+    /// still up: its counters stay nil and `countersError` says why.
+    public func status() async throws -> [NodeStatus] {
+        // The members as the nodes know them now (the cluster file may predate joins and leaves).
+        _ = try? await latestClusterMap()
+        let topology = try await currentTopology()
+        let nodes = topology.map.nodes.filter { $0.state != .removed }
+        let withCounters = identity.role == .admin
+        return await withTaskGroup(of: (Int, NodeStatus).self) { group in
+            for (index, node) in nodes.enumerated() {
+                group.addTask {
+                    let started = ContinuousClock.now
+                    do {
+                        let answer = try await self.call(
+                            .pingRequest(PingRequest(epoch: topology.map.epoch, clock: self.clockNow())), node: node.id,
+                            in: topology)
+                        guard case .pingResponse(let ping) = answer else {
+                            throw KVClientError.protocolViolation("\(node.id) answered Ping with \(answer.type)")
+                        }
+                        self.observe(ping.clock)
+                        var status = NodeStatus(
+                            nodeID: node.id, address: node.address, isUp: true,
+                            latency: ContinuousClock.now - started, keys: ping.keys, hintsQueued: ping.hintsQueued,
+                            error: nil)
+                        if withCounters {
+                            do {
+                                status.addCounters(try await self.adminStatistics(node: node.id, in: topology))
+                            } catch {
+                                status.countersError = "\(error)"
+                            }
+                        }
+                        return (index, status)
+                    } catch {
+                        return (
+                            index,
+                            NodeStatus(
+                                nodeID: node.id, address: node.address, isUp: false, latency: nil, keys: nil,
+                                hintsQueued: nil, error: "\(error)")
+                        )
+                    }
+                }
+            }
+            var results = [NodeStatus?](repeating: nil, count: nodes.count)
+            for await (index, status) in group {
+                results[index] = status
+            }
+            return results.compactMap { $0 }
+        }
+    }
+
+    func requireAdmin(_ what: String = "reading or writing one replica directly") throws {
+        guard identity.role == .admin else {
+            throw KVClientError.invalidArgument("\(what) needs an admin certificate; this one is \(identity.role)")
+        }
+    }
+}

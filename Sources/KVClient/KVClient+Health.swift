@@ -1,0 +1,86 @@
+import Foundation
+import KVCore
+import KVRPC
+import KVTLS
+import KVWire
+import Metrics
+import NIOCore
+import NIOPosix
+import Synchronization
+
+extension KVClient {
+    // MARK: - Node health
+
+    /// Records an answer from `node` (any answer, errors included: the node is alive).
+    func heartbeat(_ node: String) {
+        let now = configuration.wallClockMillis()
+        let detector = configuration.failureDetector
+        health.withLock { $0[node, default: PhiAccrualDetector(configuration: detector)].heartbeat(atMillis: now) }
+    }
+
+    /// Each node's phi now (0 for a node not heard from yet): how unlikely its silence is.
+    public func nodePhi() -> [String: Double] {
+        let now = configuration.wallClockMillis()
+        return health.withLock { detectors in detectors.mapValues { $0.phi(atMillis: now) } }
+    }
+
+    /// The nodes the failure detector suspects now.
+    public func suspectedNodes() -> Set<String> {
+        let now = configuration.wallClockMillis()
+        return health.withLock { detectors in Set(detectors.filter { $0.value.isSuspected(atMillis: now) }.keys) }
+    }
+
+    /// `replicas` with the suspected ones moved to the end, the others in their order.
+    package func healthyFirst(_ replicas: [String]) -> [String] {
+        let suspected = suspectedNodes()
+        guard !suspected.isEmpty else { return replicas }
+        return replicas.filter { !suspected.contains($0) } + replicas.filter { suspected.contains($0) }
+    }
+
+    /// The order in which a read asks the replicas of `key` (package: tests watch the routing).
+    package func readOrder(forKey key: [UInt8]) async throws -> [String] {
+        try await healthyFirst(currentTopology().ring.preferenceList(forKey: key))
+    }
+
+    /// Sends a `Ping` to every node, not awaited: a hung node must not delay the others. Nodes new
+    /// to the map are watched from now on.
+    func pingAll(_ topology: Topology) {
+        watch(topology)
+        for node in topology.map.nodes where topology.nodes[node.id] != nil {
+            _ = send(
+                .pingRequest(PingRequest(epoch: topology.map.epoch, clock: clockNow())), to: node.id, in: topology,
+                probe: true)
+        }
+    }
+
+    /// Starts watching the nodes of `topology` not watched yet, as if each had just answered: one that
+    /// never does is suspected.
+    func watch(_ topology: Topology) {
+        let now = configuration.wallClockMillis()
+        let detector = configuration.failureDetector
+        health.withLock { detectors in
+            for node in topology.map.nodes where detectors[node.id] == nil {
+                detectors[node.id] = PhiAccrualDetector(configuration: detector, watchingFrom: now)
+            }
+        }
+    }
+
+    /// Starts the pinger once: every `healthCheckInterval`, a `Ping` to every node (timeout: the
+    /// interval); answers are heartbeats.
+    func startPinger(_ topology: Topology) {
+        guard let interval = configuration.healthCheckInterval, !closed.load(ordering: .relaxed) else { return }
+        pinger.withLock { task in
+            guard task == nil else { return }
+            watch(topology)
+            task = Task { [weak self] in
+                while !Task.isCancelled {
+                    // Holds the client only while sending, so a client nobody closed can still go away.
+                    guard let self else { return }
+                    // The map in use now: a newer one may have been installed since the start.
+                    self.pingAll(self.topology.withLock { $0 } ?? topology)
+                    try? await Task.sleep(for: interval)
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,351 @@
+import Foundation
+import KVCore
+import KVRPC
+import KVTLS
+import KVWire
+import Metrics
+import NIOCore
+import NIOPosix
+import Synchronization
+
+extension KVClient {
+    func read(_ key: [UInt8], consistency: ConsistencyLevel?, repair: ReadOperation.Repair?) async throws
+        -> KVValue?
+    {
+        try validate(key: key)
+        return try await onNewerMaps { topology in
+            try await self.read(key, consistency: consistency, repair: repair, in: topology)
+        }
+    }
+
+    func read(
+        _ key: [UInt8], consistency: ConsistencyLevel?, repair: ReadOperation.Repair?, in topology: Topology
+    ) async throws -> KVValue? {
+        // Any R of the N replicas make a quorum: the ones the failure detector suspects go last.
+        let replicas = healthyFirst(topology.ring.preferenceList(forKey: key))
+        let level = consistency ?? configuration.readConsistency
+        let required = try requiredReplicas(level, topology: topology)
+        var speculationDelay: Duration?
+        if configuration.speculativeReads && !configuration.readFromAll {
+            speculationDelay = latencies.withLock { trackers in
+                replicas.prefix(required).compactMap { trackers[$0]?.percentile(0.99) }.max()
+            }
+        }
+        let operation = Guarded(
+            ReadOperation(
+                configuration: ReadOperation.Configuration(
+                    replicas: replicas, required: required, askAll: configuration.readFromAll,
+                    deadline: configuration.requestTimeout, speculationDelay: speculationDelay,
+                    repair: repair ?? configuration.readRepair)))
+        let request = Message.getRequest(GetRequest(key: ByteBuffer(bytes: key)))
+        let outcome = try await drive(
+            start: {
+                operation.withLock { operation in self.clock.withLock { operation.start(clock: &$0).map(\.step) } }
+            },
+            handle: { event in
+                operation.withLock { operation in
+                    self.clock.withLock { operation.handle(event, clock: &$0).map(\.step) }
+                }
+            },
+            send: { send, started in
+                switch send {
+                case .get(let node):
+                    return self.send(request, to: node, in: topology).map {
+                        self.readEvent(node, $0, started: started)
+                    }
+                case .repair(let node, let record):
+                    self.repairsSent.add(1, ordering: .relaxed)
+                    self.metrics.readRepairs.increment()
+                    let put = Message.putRequest(PutRequest(key: key, record, origin: .readRepair))
+                    return self.send(put, to: node, in: topology).map { self.repairEvent(node, $0) }
+                }
+            },
+            late: { event in self.clock.withLock { event.observeClocks(&$0) } })
+        switch outcome {
+        case .failed(let error):
+            throw KVClientError.unavailable("read of \(Self.describe(key)): \(error)")
+        case .answered(let result):
+            guard let newest = result.newest else { return nil }
+            return newest.tombstone ? nil : KVValue(value: newest.value, version: newest.version)
+        }
+    }
+
+    /// Runs one ``WriteOperation``: it stamps the version, re-stamps and retries when a replica holds a
+    /// newer one, decides when the write is acknowledged, failed or given up, and which fallbacks get
+    /// hints for the replicas that did not acknowledge (which goes on in the background after the
+    /// caller has its answer).
+    func write(key: [UInt8], value: [UInt8], tombstone: Bool, consistency: ConsistencyLevel?) async throws
+        -> Version
+    {
+        try await onNewerMaps { topology in
+            try await self.write(key: key, value: value, tombstone: tombstone, consistency: consistency, in: topology)
+        }
+    }
+
+    /// Runs `attempt` on the map in use and, when it fails as unavailable while a newer map has been
+    /// installed meanwhile, again on that map (KVCore's `NewerMapRetry`): a replica that refused with
+    /// `notReplica` (a membership change this client had not heard of, or a range it is still
+    /// receiving) made the quorum fail, and the fetch of the refusing node's map is awaited first. A
+    /// client that slept through several changes can take more than one step.
+    func onNewerMaps<Result>(_ attempt: (Topology) async throws -> Result) async throws -> Result {
+        var topology = try await currentTopology()
+        var retry = NewerMapRetry(epoch: topology.map.epoch)
+        while true {
+            do {
+                return try await attempt(topology)
+            } catch let error as KVClientError where error.isUnavailable {
+                await refresh.withLock { $0.task }?.value
+                let latest = try await currentTopology()
+                guard retry.retry(onEpoch: latest.map.epoch) else { throw error }
+                topology = latest
+            }
+        }
+    }
+
+    func write(
+        key: [UInt8], value: [UInt8], tombstone: Bool, consistency: ConsistencyLevel?, in topology: Topology
+    ) async throws -> Version {
+        let plan = WritePlan(
+            level: consistency ?? configuration.writeConsistency, deadline: configuration.requestTimeout,
+            supersededRetriesMax: configuration.supersededRetriesMax, hintedHandoff: configuration.hintedHandoff,
+            sloppyQuorum: configuration.sloppyQuorum)
+        let writeConfiguration: WriteOperation.Configuration
+        do {
+            writeConfiguration = try plan.operation(
+                for: Token(key: key), current: topology.ring, next: topology.next, suspected: suspectedNodes())
+        } catch {
+            throw KVClientError.invalidArgument("\(error)")
+        }
+        let operation = Guarded(WriteOperation(configuration: writeConfiguration))
+        let keyBytes = ByteBuffer(bytes: key)
+        let valueBytes = ByteBuffer(bytes: value)
+        let wallClockMillis = configuration.wallClockMillis
+        let result = try await drive(
+            start: {
+                let millis = wallClockMillis()
+                return operation.withLock { operation in
+                    self.clock.withLock { operation.start(clock: &$0, wallMillis: millis).map(\.step) }
+                }
+            },
+            handle: { event in
+                let millis = wallClockMillis()
+                return operation.withLock { operation in
+                    self.clock.withLock { operation.handle(event, clock: &$0, wallMillis: millis).map(\.step) }
+                }
+            },
+            send: { send, started in
+                switch send {
+                case .put(let node, let version, let attempt):
+                    let request = Message.putRequest(
+                        PutRequest(
+                            key: keyBytes, value: valueBytes, version: version, tombstone: tombstone, origin: .client,
+                            epoch: topology.map.epoch))
+                    return self.send(request, to: node, in: topology).map {
+                        self.writeEvent(node, attempt: attempt, $0, started: started)
+                    }
+                case .hint(let fallback, let target, let version, let attempt):
+                    let request = Message.hintRequest(
+                        HintRequest(
+                            target: target,
+                            record: Record(key: keyBytes, version: version, tombstone: tombstone, value: valueBytes)))
+                    return self.send(request, to: fallback, in: topology).map {
+                        self.hintEvent(fallback, for: target, attempt: attempt, $0)
+                    }
+                }
+            },
+            late: { event in self.clock.withLock { event.observeClocks(&$0) } },
+            settled: { operation.withLock(\.isSettled) })
+        switch result {
+        case .acknowledged(let version, _):
+            return version
+        case .failed(let error):
+            throw KVClientError.unavailable("write of \(Self.describe(key)): \(error)")
+        case .conflict(let attempts):
+            throw KVClientError.conflict(
+                "the write of \(Self.describe(key)) was superseded \(attempts) times by newer writes; giving up")
+        }
+    }
+
+    /// Runs a sans-I/O operation: performs its sends and timers, and feeds back what happened. Returns
+    /// at completion without waiting for the replicas that have not answered. Until `settled` says the
+    /// operation has nothing left to do (hints to hand off), it goes on in the background, for at most
+    /// one more request timeout; answers arriving after that are not fed to the operation, only handed
+    /// to `late` (which keeps their clocks).
+    func drive<Send: Sendable, Event: Sendable, Outcome: Sendable>(
+        start: @escaping @Sendable () -> [Step<Send, Event, Outcome>],
+        handle: @escaping @Sendable (Event) -> [Step<Send, Event, Outcome>],
+        send: @escaping @Sendable (Send, ContinuousClock.Instant) -> EventLoopFuture<Event>,
+        late: @escaping @Sendable (Event) -> Void,
+        settled: @escaping @Sendable () -> Bool = { true }
+    ) async throws -> Outcome {
+        let (events, continuation) = AsyncStream<Event>.makeStream()
+        return try await withTaskCancellationHandler {
+            try await withCheckedThrowingContinuation { (caller: CheckedContinuation<Outcome, any Error>) in
+                let id = handingOff.withLock { state in
+                    state.nextID += 1
+                    return state.nextID
+                }
+                let task = Task {
+                    await self.run(
+                        events: events, continuation: continuation, start: start, handle: handle, send: send,
+                        late: late, settled: settled, answer: caller)
+                    self.handingOff.withLock { state in
+                        if state.tasks.removeValue(forKey: id) == nil { state.finished.insert(id) }
+                    }
+                }
+                handingOff.withLock { state in
+                    if state.finished.remove(id) == nil { state.tasks[id] = task }
+                }
+            }
+        } onCancel: {
+            continuation.finish()
+        }
+    }
+
+    /// The loop of ``drive(start:handle:send:late:settled:)``: answers the caller once, at completion.
+    func run<Send: Sendable, Event: Sendable, Outcome: Sendable>(
+        events: AsyncStream<Event>,
+        continuation: AsyncStream<Event>.Continuation,
+        start: @Sendable () -> [Step<Send, Event, Outcome>],
+        handle: @Sendable (Event) -> [Step<Send, Event, Outcome>],
+        send: @escaping @Sendable (Send, ContinuousClock.Instant) -> EventLoopFuture<Event>,
+        late: @escaping @Sendable (Event) -> Void,
+        settled: @Sendable () -> Bool,
+        answer: CheckedContinuation<Outcome, any Error>
+    ) async {
+        let eventLoop = MultiThreadedEventLoopGroup.singleton.next()
+        var timers: [Scheduled<Void>] = []
+        var answered = false
+        var iterator = events.makeAsyncIterator()
+        var steps = start()
+        while true {
+            for step in steps {
+                switch step {
+                case .complete(let outcome):
+                    answer.resume(returning: outcome)
+                    answered = true
+                    // The hand-off may go on for one more timeout, not longer.
+                    timers.append(
+                        eventLoop.scheduleTask(in: TimeAmount(configuration.requestTimeout)) { continuation.finish() })
+                case .send(let what):
+                    let started = ContinuousClock.now
+                    send(what, started).whenSuccess { event in
+                        if case .terminated = continuation.yield(event) {
+                            late(event)
+                        }
+                    }
+                case .timer(let after, let event):
+                    timers.append(eventLoop.scheduleTask(in: TimeAmount(after)) { continuation.yield(event) })
+                }
+            }
+            if answered && settled() { break }
+            guard let event = await iterator.next() else {
+                if !answered {
+                    answer.resume(throwing: KVClientError.unavailable("the request was cancelled"))
+                }
+                break
+            }
+            steps = handle(event)
+        }
+        for timer in timers { timer.cancel() }
+        continuation.finish()
+        // Answers already queued when the stream closed are late too: they keep their clocks.
+        while let event = await iterator.next() {
+            late(event)
+        }
+    }
+
+    func requiredReplicas(_ level: ConsistencyLevel, topology: Topology) throws -> Int {
+        do {
+            return try level.required(replicationFactor: topology.ring.replicationFactor)
+        } catch {
+            throw KVClientError.invalidArgument("\(error)")
+        }
+    }
+
+    func validate(key: [UInt8]) throws {
+        guard !key.isEmpty else { throw KVClientError.invalidArgument("the key is empty") }
+        guard key.count <= Limits.keyBytesMax else {
+            throw KVClientError.invalidArgument("key is \(key.count) bytes; the limit is \(Limits.keyBytesMax)")
+        }
+    }
+
+    /// A fresh timestamp from the client's clock, for messages that carry one without a write.
+    func clockNow() -> UInt64 {
+        let millis = configuration.wallClockMillis()
+        return clock.withLock { $0.stamp(wallMillis: millis).hlc }
+    }
+
+    func observe(_ remote: UInt64) {
+        clock.withLock { $0.observe(remote) }
+    }
+
+    static func describe(_ key: [UInt8]) -> String {
+        if let text = String(validating: key, as: UTF8.self), text.count <= 64,
+            text.allSatisfy({ !$0.isNewline && $0 != "\0" })
+        {
+            return "'\(text)'"
+        }
+        return "a \(key.count)-byte key"
+    }
+
+}
+
+/// What an operation asks its driver to do, whichever operation it is: send `Send` (a replica, or a
+/// replica with the version and attempt to write), feed an event after a delay, or return.
+enum Step<Send: Sendable, Event: Sendable, Outcome: Sendable> {
+    case send(Send)
+    case timer(after: Duration, Event)
+    case complete(Outcome)
+}
+
+/// What a write sends: a `Put` to a replica, or a `Hint` to a fallback for a replica; their replies
+/// are tagged with the attempt they answer.
+enum WriteSend: Sendable, Hashable {
+    case put(String, version: Version, attempt: Int)
+    case hint(String, for: String, version: Version, attempt: Int)
+}
+
+extension WriteOperation.Action {
+    var step: Step<WriteSend, WriteOperation.Event, WriteOperation.WriteResult> {
+        switch self {
+        case .send(let node, let version, let attempt): .send(.put(node, version: version, attempt: attempt))
+        case .hint(let fallback, let target, let version, let attempt):
+            .send(.hint(fallback, for: target, version: version, attempt: attempt))
+        case .scheduleDeadline(let after, let attempt): .timer(after: after, .deadlinePassed(attempt: attempt))
+        case .scheduleHintDue(let after, let attempt): .timer(after: after, .hintDue(attempt: attempt))
+        case .complete(let result): .complete(result)
+        }
+    }
+}
+
+/// A value behind a lock that `@Sendable` closures can share: the state of one running operation.
+final class Guarded<Value: Sendable>: Sendable {
+    private let mutex: Mutex<Value>
+
+    init(_ value: Value) {
+        self.mutex = Mutex(value)
+    }
+
+    func withLock<Result>(_ body: (inout Value) -> Result) -> Result {
+        mutex.withLock { body(&$0) }
+    }
+}
+
+/// What a read sends: a `Get`, or a repair `Put` of the newest record.
+enum ReadSend: Sendable {
+    case get(String)
+    case repair(String, StoredRecord)
+}
+
+extension ReadOperation.Action {
+    var step: Step<ReadSend, ReadOperation.Event, ReadCoordinator.ReadOutcome> {
+        switch self {
+        case .send(let node): .send(.get(node))
+        case .repair(let node, let record): .send(.repair(node, record))
+        case .scheduleDeadline(let after): .timer(after: after, .deadlinePassed)
+        case .scheduleSpeculation(let after): .timer(after: after, .speculationDue)
+        case .complete(let outcome): .complete(outcome)
+        }
+    }
+}

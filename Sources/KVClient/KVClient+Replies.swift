@@ -1,0 +1,114 @@
+import Foundation
+import KVCore
+import KVRPC
+import KVTLS
+import KVWire
+import Metrics
+import NIOCore
+import NIOPosix
+import Synchronization
+
+extension KVClient {
+    func call(_ request: Message, node: String, in topology: Topology, timeout: Duration? = nil) async throws
+        -> Message
+    {
+        var client = topology.nodes[node]
+        if client == nil, topology.map.node(node) == nil {
+            // A node added since this client's map was made (a cluster file older than the cluster):
+            // look for a later map once.
+            _ = try? await latestClusterMap()
+            client = self.topology.withLock { $0?.nodes[node] }
+        }
+        guard let client else {
+            let known = (self.topology.withLock { $0 } ?? topology).map.voters.joined(separator: ", ")
+            throw KVClientError.invalidArgument("no node '\(node)' in the cluster (nodes: \(known))")
+        }
+        do {
+            // A request for this node alone (no other replica to try): dial it even in its backoff window.
+            return try await client.call(request, timeout: timeout ?? configuration.requestTimeout, probe: true)
+        } catch let error as RPCError {
+            if error.remoteCode == .notReplica {
+                // The node's map says otherwise: learn it (for the next request).
+                noticeEpoch(.max, from: node, in: topology)
+            }
+            if let code = error.remoteCode {
+                throw KVClientError.refused(code, "\(node) refused the request: \(error.remoteMessage ?? "")")
+            }
+            throw KVClientError.unavailable("\(node) (\(client.address)): \(error)")
+        }
+    }
+
+    func writeEvent(
+        _ node: String, attempt: Int, _ result: Result<Message, any Error>, started: ContinuousClock.Instant
+    ) -> WriteOperation.Event {
+        switch result {
+        case .success(.putResponse(let response)):
+            record(node, ContinuousClock.now - started)
+            switch response.outcome {
+            case .applied: return .applied(node, attempt: attempt, clock: response.clock)
+            case .superseded:
+                return .superseded(node, attempt: attempt, current: response.current, clock: response.clock)
+            }
+        case .success(let other):
+            return .failed(node, attempt: attempt, reason: "answered Put with \(other.type)")
+        case .failure(let error):
+            return .failed(node, attempt: attempt, reason: Self.reason(error))
+        }
+    }
+
+    func hintEvent(_ fallback: String, for target: String, attempt: Int, _ result: Result<Message, any Error>)
+        -> WriteOperation.Event
+    {
+        switch result {
+        case .success(.hintResponse(let response)) where response.outcome == .stored:
+            hintsSent.add(1, ordering: .relaxed)
+            metrics.hints.increment()
+            return .hintStored(fallback, for: target, attempt: attempt, clock: response.clock)
+        case .success(.hintResponse):
+            return .hintFailed(fallback, for: target, attempt: attempt, reason: "refused the hint: its queue is full")
+        case .success(let other):
+            return .hintFailed(fallback, for: target, attempt: attempt, reason: "answered Hint with \(other.type)")
+        case .failure(let error):
+            return .hintFailed(fallback, for: target, attempt: attempt, reason: Self.reason(error))
+        }
+    }
+
+    func readEvent(_ node: String, _ result: Result<Message, any Error>, started: ContinuousClock.Instant)
+        -> ReadOperation.Event
+    {
+        switch result {
+        case .success(.getResponse(let response)):
+            record(node, ContinuousClock.now - started)
+            return .answered(node, response.record?.stored, clock: response.clock)
+        case .success(let other):
+            return .failed(node, reason: "answered Get with \(other.type)")
+        case .failure(let error):
+            return .failed(node, reason: Self.reason(error))
+        }
+    }
+
+    func repairEvent(_ node: String, _ result: Result<Message, any Error>) -> ReadOperation.Event {
+        switch result {
+        case .success(.putResponse(let response)):
+            clock.withLock { $0.observe(response.clock) }
+            return .repaired(node)
+        case .success(let other):
+            return .repairFailed(node, reason: "answered Put with \(other.type)")
+        case .failure(let error):
+            return .repairFailed(node, reason: Self.reason(error))
+        }
+    }
+
+    static func reason(_ error: any Error) -> String {
+        if let error = error as? RPCError, let message = error.remoteMessage {
+            return message
+        }
+        return "\(error)"
+    }
+
+    func record(_ node: String, _ latency: Duration) {
+        latencies.withLock { trackers in
+            trackers[node, default: LatencyTracker()].record(latency)
+        }
+    }
+}

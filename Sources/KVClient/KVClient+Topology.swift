@@ -1,0 +1,214 @@
+import Foundation
+import KVCore
+import KVRPC
+import KVTLS
+import KVWire
+import Metrics
+import NIOCore
+import NIOPosix
+import Synchronization
+
+extension KVClient {
+    // MARK: - Plumbing
+
+    func currentTopology() async throws -> Topology {
+        if let topology = topology.withLock({ $0 }) {
+            if let check = startChecking(topology) {
+                await check.value
+                let checked = self.topology.withLock { $0 } ?? topology
+                startPinger(checked)
+                return checked
+            }
+            startPinger(topology)
+            return topology
+        }
+        var failures: [String] = []
+        for seed in seeds {
+            do {
+                let answer = try await seed.call(
+                    .clusterMapRequest(ClusterMapRequest(knownEpoch: 0, epoch: 0)),
+                    timeout: configuration.requestTimeout)
+                guard case .clusterMapResponse(let response) = answer else {
+                    throw KVClientError.protocolViolation("\(seed.address) answered ClusterMap with \(answer.type)")
+                }
+                return try install(response.map)
+            } catch let error as KVClientError {
+                failures.append("\(seed.address): \(error)")
+            } catch let error as RPCError {
+                if let code = error.remoteCode, code != .overloaded, code != .shuttingDown {
+                    throw KVClientError.refused(
+                        code, "\(seed.address) refused the connection: \(error.remoteMessage ?? "")")
+                }
+                failures.append("\(seed.address): \(error)")
+            }
+        }
+        throw KVClientError.unavailable(
+            "no node answered with the cluster map (\(failures.count) of \(seeds.count) tried): "
+                + failures.joined(separator: "; "))
+    }
+
+    /// The start check of a client made from a cluster file, begun by the first caller; nil when done.
+    func startChecking(_ topology: Topology) -> Task<Void, Never>? {
+        startCheck.withLock { check in
+            switch check {
+            case nil: return nil
+            case .running(let task): return task
+            case .due:
+                let task = Task {
+                    await self.fetchCurrentMap(topology)
+                    self.startCheck.withLock { $0 = nil }
+                }
+                check = .running(task)
+                return task
+            }
+        }
+    }
+
+    /// Asks every node of `topology` for its map at once and installs the first answer if it is
+    /// newer: a cluster file may be older than the cluster (nodes joined or left since), and the first
+    /// request should not pay a refused round to learn it. Unanswered (every node down), the file's
+    /// map stays in use; later maps still arrive by gossip and refusals.
+    func fetchCurrentMap(_ topology: Topology) async {
+        let clients = topology.map.voters.compactMap { topology.nodes[$0] }
+        guard !clients.isEmpty else { return }
+        let request = Message.clusterMapRequest(ClusterMapRequest(knownEpoch: topology.map.epoch, epoch: 0))
+        let clusterID = topology.map.clusterID
+        let first: ClusterMap? = await withCheckedContinuation { continuation in
+            let waiting = Guarded((answered: false, pending: clients.count))
+            for client in clients {
+                client.send(request, timeout: configuration.requestTimeout).whenComplete { result in
+                    var map: ClusterMap?
+                    if case .success(.clusterMapResponse(let response)) = result, response.clusterId == clusterID {
+                        map = response.map
+                    }
+                    let answer = waiting.withLock { waiting in
+                        waiting.pending -= 1
+                        guard !waiting.answered, map != nil || waiting.pending == 0 else { return false }
+                        waiting.answered = true
+                        return true
+                    }
+                    if answer { continuation.resume(returning: map) }
+                }
+            }
+        }
+        if let first {
+            _ = try? install(first)
+        }
+    }
+
+    /// Installs `map` unless the one in use is as new: connections of nodes whose address did not
+    /// change are kept, the others retired.
+    ///
+    /// - Returns: the topology in use afterwards.
+    @discardableResult
+    func install(_ map: ClusterMap) throws -> Topology {
+        let ring: Ring
+        let next: Ring?
+        do {
+            ring = try map.ring()
+            next = map.isChanging ? try map.nextRing() : nil
+        } catch {
+            throw KVClientError.invalidArgument("the cluster map is not a valid ring: \(error)")
+        }
+        let hello = Hello(
+            protocolVersion: WireProtocol.version, clusterId: map.clusterID, senderId: self.hello.senderId,
+            role: self.hello.role, epoch: map.epoch)
+        var addresses: [String: (host: String, port: Int)] = [:]
+        for node in map.nodes where node.state != .removed {
+            addresses[node.id] = try Self.parse(node.address)
+        }
+        let (topology, dropped) = topology.withLock { current -> (Topology, [RPCClient]) in
+            if let current, current.map.epoch >= map.epoch { return (current, []) }
+            var nodes: [String: RPCClient] = [:]
+            for node in map.nodes where node.state != .removed {
+                if let current, let client = current.nodes[node.id], current.map.node(node.id)?.address == node.address
+                {
+                    nodes[node.id] = client
+                } else if let (host, port) = addresses[node.id] {
+                    nodes[node.id] = RPCClient(
+                        host: host, port: port, tls: tls, hello: hello, nodeID: node.id,
+                        policy: configuration.reconnect)
+                }
+            }
+            let dropped = (current?.nodes ?? [:]).filter { nodes[$0.key] !== $0.value }.map(\.value)
+            let installed = Topology(map: map, ring: ring, next: next, nodes: nodes)
+            current = installed
+            return (installed, dropped)
+        }
+        if !dropped.isEmpty {
+            retired.withLock { $0.append(contentsOf: dropped) }
+            let timeout = configuration.requestTimeout
+            Task {
+                try? await Task.sleep(for: timeout)
+                for client in dropped { await client.close() }
+            }
+        }
+        return topology
+    }
+
+    /// Fetches the map of a node that answered with a later epoch than the one in use, and installs
+    /// it; one fetch at a time, failures ignored (the next answer tries again).
+    func noticeEpoch(_ epoch: UInt64, from node: String, in topology: Topology) {
+        guard epoch > (self.topology.withLock { $0?.map.epoch ?? 0 }) else { return }
+        refresh.withLock { refresh in
+            guard refresh.task == nil else {
+                if epoch > refresh.followUp?.epoch ?? 0 { refresh.followUp = (epoch, node) }
+                return
+            }
+            refresh.task = Task {
+                var node = node
+                while true {
+                    await self.fetchMap(from: node)
+                    let installed = self.topology.withLock { $0?.map.epoch ?? 0 }
+                    let next: String? = self.refresh.withLock { refresh in
+                        defer { refresh.followUp = nil }
+                        guard let followUp = refresh.followUp, followUp.epoch > installed else {
+                            refresh.task = nil
+                            return nil
+                        }
+                        return followUp.node
+                    }
+                    guard let next else { return }
+                    node = next
+                }
+            }
+        }
+    }
+
+    /// Fetches `node`'s map and installs it if it is newer; failures ignored (the next answer with a
+    /// newer epoch tries again).
+    func fetchMap(from node: String) async {
+        guard let topology = try? await currentTopology(),
+            case .clusterMapResponse(let response)? = try? await call(
+                .clusterMapRequest(ClusterMapRequest(knownEpoch: topology.map.epoch, epoch: 0)), node: node,
+                in: topology),
+            response.clusterId == topology.map.clusterID
+        else { return }
+        _ = try? install(response.map)
+    }
+
+    /// Sends `request` to `node`; a `probe` (the pinger's) dials a node in its backoff window.
+    func send(_ request: Message, to node: String, in topology: Topology, probe: Bool = false)
+        -> EventLoopFuture<Result<Message, any Error>>
+    {
+        let eventLoop = MultiThreadedEventLoopGroup.singleton.next()
+        guard let client = topology.nodes[node] else {
+            return eventLoop.makeSucceededFuture(.failure(KVClientError.invalidArgument("unknown node \(node)")))
+        }
+        return client.send(request, timeout: configuration.requestTimeout, probe: probe)
+            .map { answer in
+                self.heartbeat(node)
+                if case .pingResponse(let pong) = answer, pong.epoch > topology.map.epoch {
+                    self.noticeEpoch(pong.epoch, from: node, in: topology)
+                }
+                return Result<Message, any Error>.success(answer)
+            }
+            .flatMapErrorThrowing { error in
+                // A replica that does not keep the key in its (newer) map: fetch that map.
+                if (error as? RPCError)?.remoteCode == .notReplica {
+                    self.noticeEpoch(.max, from: node, in: topology)
+                }
+                return Result<Message, any Error>.failure(error)
+            }
+    }
+}

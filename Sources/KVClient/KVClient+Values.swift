@@ -1,0 +1,126 @@
+import Foundation
+public import KVCore
+import KVRPC
+import KVTLS
+import KVWire
+import Metrics
+import NIOCore
+import NIOPosix
+import Synchronization
+
+/// A value read from the store, with the version that wrote it.
+public struct KVValue: Sendable, Hashable {
+    public var value: [UInt8]
+    public var version: Version
+
+    public init(value: [UInt8], version: Version) {
+        self.value = value
+        self.version = version
+    }
+}
+
+/// How one node answered a ping and, with an admin certificate, its counters (`Admin` stats).
+public struct NodeStatus: Sendable, Hashable {
+    /// The node's id in the cluster map (or its address when the map is not known).
+    public var nodeID: String
+    public var address: String
+    public var isUp: Bool
+    public var latency: Duration?
+    public var keys: UInt64?
+    /// Hints the node holds for other replicas.
+    public var hintsQueued: UInt64?
+    /// Why the node is down.
+    public var error: String?
+
+    // The counters below are nil unless the client has an admin certificate and the node answered
+    // `Admin` stats; they count since the node started (the queue and the marks are durable).
+
+    /// Hints the node stored for other replicas.
+    public var hintsStored: UInt64? = nil
+    /// Hints it handed over to their targets, acknowledged.
+    public var hintsReplayed: UInt64? = nil
+    /// Hints it dropped because they outlived the hint window.
+    public var hintsExpired: UInt64? = nil
+    /// Hints it refused because their target's queue was full.
+    public var hintsRefused: UInt64? = nil
+    /// Read-repair `Put`s it received.
+    public var readRepairsReceived: UInt64? = nil
+    /// Read-repair `Put`s that replaced an older version (or none).
+    public var readRepairsApplied: UInt64? = nil
+    /// Token ranges marked due for anti-entropy (a refused or expired hint), not yet repaired.
+    public var antiEntropyRangesDue: UInt64? = nil
+    /// Ranges anti-entropy compared without error with every co-replica.
+    public var antiEntropyRangesCompared: UInt64? = nil
+    /// Records anti-entropy copied from this node to co-replicas, and from co-replicas to it.
+    public var antiEntropyKeysSent: UInt64? = nil
+    public var antiEntropyKeysReceived: UInt64? = nil
+    /// The oldest time a vnode range of the node was last compared with every co-replica (ms since the
+    /// Unix epoch); 0 while one was never compared.
+    public var antiEntropyOldestRangeComparedMillis: UInt64? = nil
+    /// Per vnode range (`START:END`), when it was last compared with every co-replica; 0: never.
+    public var antiEntropyRangeComparedMillis: [String: UInt64]? = nil
+    /// Its failure detector's phi for each peer, and the peers it suspects (the node's view).
+    public var peerPhi: [String: Double]? = nil
+    public var peersSuspected: [String]? = nil
+    /// The epoch of the node's cluster map and the membership change in progress there ("none").
+    public var clusterEpoch: UInt64? = nil
+    public var clusterChange: String? = nil
+    /// The ranges the node receives (or last received) in a membership change, `START:END` → its
+    /// progress (`done|receiving|retrying keys=K retries=R from=S[ error=…]`).
+    public var transfers: [String: String]? = nil
+    /// Records received through range transfers, received again after a restart, and dropped after
+    /// their range moved to other nodes, since the node started.
+    public var streamKeysReceived: UInt64? = nil
+    public var streamKeysResent: UInt64? = nil
+    public var handoffKeysDeleted: UInt64? = nil
+    /// Tombstones purged since the node started (confirmed on every replica, older than the grace).
+    public var tombstonesPurged: UInt64? = nil
+    /// When a whole anti-entropy pass last ended without error (ms since the Unix epoch); 0: never.
+    public var antiEntropyLastFullPassMillis: UInt64? = nil
+    /// Hints held per target node; targets with none are absent.
+    public var hintsQueuedPerTarget: [String: UInt64]? = nil
+    /// When the node's certificate expires, in seconds since the Unix epoch.
+    public var certificateNotAfterSeconds: UInt64? = nil
+    /// Why the counters are missing although they were asked for (the node is up: it answered the ping).
+    public var countersError: String? = nil
+}
+
+extension NodeStatus {
+    /// Fills the counters from `Admin` stats (names as `ReplicaService` answers them); a counter the
+    /// node does not report stays nil.
+    mutating func addCounters(_ statistics: [String: String]) {
+        func counter(_ name: String) -> UInt64? { statistics[name].flatMap { UInt64($0) } }
+        hintsStored = counter("hints_stored")
+        hintsReplayed = counter("hints_replayed")
+        hintsExpired = counter("hints_expired")
+        hintsRefused = counter("hints_refused")
+        readRepairsReceived = counter("read_repairs_received")
+        readRepairsApplied = counter("read_repairs_applied")
+        antiEntropyRangesDue = counter("anti_entropy_ranges_due")
+        antiEntropyRangesCompared = counter("anti_entropy_ranges_compared")
+        antiEntropyKeysSent = counter("anti_entropy_keys_sent")
+        antiEntropyKeysReceived = counter("anti_entropy_keys_received")
+        antiEntropyLastFullPassMillis = counter("anti_entropy_last_full_pass_millis")
+        tombstonesPurged = counter("tombstones_purged")
+        antiEntropyOldestRangeComparedMillis = counter("anti_entropy_oldest_range_compared_millis")
+        /// The statistics named `prefix` + an id, by id, parsed by `parse`.
+        func byID<Number>(_ prefix: String, _ parse: (String) -> Number?) -> [String: Number] {
+            var numbers: [String: Number] = [:]
+            for (name, value) in statistics where name.hasPrefix(prefix) {
+                numbers[String(name.dropFirst(prefix.count))] = parse(value)
+            }
+            return numbers
+        }
+        hintsQueuedPerTarget = byID("hints_queued.") { UInt64($0) }
+        antiEntropyRangeComparedMillis = byID("anti_entropy_range_compared.") { UInt64($0) }
+        peerPhi = byID("peer_phi.") { Double($0) }
+        peersSuspected = statistics["peers_suspected"].map { $0.split(separator: ",").map(String.init) }
+        clusterEpoch = counter("cluster_epoch")
+        clusterChange = statistics["cluster_change"]
+        transfers = byID("stream_range.") { $0 }
+        streamKeysReceived = counter("stream_keys_received")
+        streamKeysResent = counter("stream_keys_resent")
+        handoffKeysDeleted = counter("handoff_keys_deleted")
+        certificateNotAfterSeconds = counter("certificate_not_after")
+    }
+}

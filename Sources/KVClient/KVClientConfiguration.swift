@@ -1,0 +1,79 @@
+import Foundation
+public import KVCore
+public import KVRPC
+public import KVTLS
+import KVWire
+public import Metrics
+import NIOCore
+import NIOPosix
+import Synchronization
+
+/// What a client needs to reach the cluster.
+public struct KVClientConfiguration: Sendable {
+    /// The cluster's map (from `cluster.yaml`). When nil, the client fetches it from `endpoints`.
+    public var cluster: ClusterMap?
+    /// Seed node addresses, `host:port`, asked for the cluster map when `cluster` is nil.
+    public var endpoints: [String]
+    /// The cluster the nodes must belong to; a node of another cluster refuses the connection.
+    /// Taken from `cluster` when that is set.
+    public var clusterID: String = "quorumkv"
+    public var tls: TLSConfiguration
+    /// How long one request may take, all replicas included.
+    public var requestTimeout: Duration = .seconds(5)
+    public var reconnect = ReconnectPolicy()
+    /// How often a write that a replica finds older than what it holds is re-stamped and retried.
+    public var supersededRetriesMax = 8
+    /// Consistency of reads and writes that do not name their own.
+    public var readConsistency: ConsistencyLevel = .quorum
+    public var writeConsistency: ConsistencyLevel = .quorum
+    /// Ask all N replicas on every read instead of the first R (more load, fewer slow reads).
+    public var readFromAll = false
+    /// Ask one more replica when the ones asked are slower than their recent p99.
+    public var speculativeReads = true
+    /// How often the client pings every node while it has work, for the failure detector (every
+    /// answer counts as a heartbeat); nil: no pings, only answers to requests.
+    public var healthCheckInterval: Duration? = .seconds(1)
+    /// The phi-accrual failure detector per node (`threshold`, 8 by default). Reads ask the replicas
+    /// it does not suspect first.
+    public var failureDetector = PhiAccrualDetector.Configuration()
+    /// What reads do about stale replicas they notice: write the newest version back in the
+    /// background (default), before answering (`.blocking`), or not at all (`.none`).
+    public var readRepair: ReadOperation.Repair = .background
+    /// Leave a hint with a fallback node for every replica that fails a write or stays silent past
+    /// half the request timeout; the fallback replays it when the replica answers again.
+    public var hintedHandoff = true
+    /// Sloppy quorum (Dynamo): a hint stored for a replica counts toward W. Off by default (strict
+    /// quorum: W real replicas must apply). On, writes succeed with up to N - 1 replicas down as long
+    /// as fallbacks store their hints, but an acknowledged write may sit on fewer than W replicas until
+    /// the hints are replayed, so a quorum read can miss it meanwhile, and it is lost if a fallback's
+    /// disk is lost first. Needs `hintedHandoff`.
+    public var sloppyQuorum = false
+    /// The wall clock, in milliseconds since the Unix epoch, that versions start from. Replaceable so
+    /// that tests (and the simulator) can give a client a clock that runs behind or jumps.
+    public var wallClockMillis: @Sendable () -> UInt64 = KVClientConfiguration.systemMillis
+    /// How far ahead of `wallClockMillis` a node's clock (in a reply, or a version it holds) may be
+    /// for the client to move its own clock up to it (as `kvd --max-clock-offset`); a clock further
+    /// ahead is ignored, so a faulty or hostile node cannot drag the client's versions into the future.
+    public var maxClockOffset: Duration = .milliseconds(500)
+    /// Where the client's metrics go (operations, their latency and outcome, repairs, hints); nil:
+    /// the process's bootstrapped swift-metrics backend (`MetricsSystem.factory`).
+    public var metricsFactory: (any MetricsFactory)?
+
+    /// Milliseconds since the Unix epoch, from the system's real-time clock.
+    @Sendable public static func systemMillis() -> UInt64 {
+        UInt64(max(0, Date().timeIntervalSince1970 * 1000))
+    }
+
+    public init(cluster: ClusterMap, tls: TLSConfiguration) {
+        self.cluster = cluster
+        self.endpoints = cluster.nodes.map(\.address)
+        self.clusterID = cluster.clusterID
+        self.tls = tls
+    }
+
+    public init(endpoints: [String], tls: TLSConfiguration) {
+        self.cluster = nil
+        self.endpoints = endpoints
+        self.tls = tls
+    }
+}

@@ -1,0 +1,27 @@
+public import KVCore
+import NIOCore
+
+/// The one conversion between the wire's records (`Record`, `PutRequest`) and the stores' `StoredRecord`.
+extension Record {
+    /// The wire form of `record`, kept under `key`.
+    public init(key: [UInt8], _ record: StoredRecord) {
+        self.init(
+            key: ByteBuffer(bytes: key), version: record.version, tombstone: record.tombstone,
+            value: ByteBuffer(bytes: record.value))
+    }
+
+    /// The record without its key, as stores keep it. Not checked: a replica applies it through
+    /// `Replica.record`, which refuses what no write could have made.
+    public var stored: StoredRecord {
+        StoredRecord(version: version, tombstone: tombstone, value: Array(value.readableBytesView))
+    }
+}
+
+extension PutRequest {
+    /// The `Put` that writes `record` under `key`.
+    public init(key: [UInt8], _ record: StoredRecord, origin: PutOrigin, epoch: UInt64 = 0) {
+        self.init(
+            key: ByteBuffer(bytes: key), value: ByteBuffer(bytes: record.value), version: record.version,
+            tombstone: record.tombstone, origin: origin, epoch: epoch)
+    }
+}
