@@ -84,7 +84,7 @@ extension KVClient {
     }
 
     /// One call to a node of `topology`, as `ClusterChangeDriver` makes them.
-    func call(in topology: Topology) -> ClusterChangeDriver.Call {
+    private func call(in topology: Topology) -> ClusterChangeDriver.Call {
         { node, request in try await self.call(request, node: node, in: topology) }
     }
 }
