@@ -54,6 +54,7 @@ extension Simulation {
         var round = HintReplayRound(
             batch: batch, nowMillis: nodes[index].localNow, windowMillis: configuration.hintWindowMillis,
             targetReachable: true, concurrency: configuration.replayConcurrency)
+        round.deletesOnSend = configuration.mutation == .deleteHintsBeforeAcknowledgement
         let actions = round.start()
         nodes[index].rounds[target] = ReplayRound(id: nextReplayRound, round: round)
         performReplay(index, target: target, actions)
@@ -79,9 +80,6 @@ extension Simulation {
                 hintsExpired.insert(HintRecord(target: target, key: hint.key, version: hint.record.version))
                 log("\(holder) expires the hint for \(target) \(show(hint.key)) \(hint.record.version)")
             case .send(let id, let hint):
-                if configuration.mutation == .deleteHintsBeforeAcknowledgement {
-                    deleteHint(index, id, hint)
-                }
                 send(
                     Envelope(
                         client: Envelope.nodeToNode, node: nodeIndex(target), operation: -1, attempt: 0,

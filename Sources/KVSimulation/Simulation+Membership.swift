@@ -3,23 +3,23 @@ import KVCore
 import KVNode
 import KVStorage
 
-/// Membership changes in the simulator, mirroring `kvd`'s `Membership` and `RangeStreamer` and the
-/// SDK's `KVClient`:
+/// Membership changes in the simulator, driving the production values `kvd`'s `Membership` and
+/// `RangeStreamer` and the SDK's `KVClient` drive:
 ///
 /// - a simulated operator makes each change of `MembershipProfile.changes` on the latest map with the
 ///   production `ClusterMap.applying(_:)`, and decides it with the production `MapProposer` against
 ///   every node's production `MapAcceptor` (kept across crashes, as `kvd` fsyncs it), through
 ///   `MapPrepare`/`MapAccept`/`MapCommit` messages that are lost, duplicated and delayed like any;
 /// - nodes and clients learn maps by gossip: a ping carries the epoch, a later epoch is fetched;
-/// - a node listed in the map's `streaming` pulls each of its `ClusterMap.transfers(to:)` page by page
-///   (`SimulatedStore.streamPage`, through messages) from its sources, recording its progress in the
-///   store's metadata after every page (it survives a crash), compares each received range with its
-///   source (the production `MerkleComparison`, as anti-entropy does), then proposes `.streamed` with
-///   its own `MapProposer`; old owners drop what they no longer keep after comparing each piece with
-///   its current owners;
+/// - a node listed in the map's `streaming` drives the production `RangeTransfer`: it pulls each range
+///   page by page (`SimulatedStore.streamPage`, through messages) from its sources, recording the
+///   transfer's checkpoint in the store's metadata after every page (it survives a crash), compares
+///   each received range with its old replicas (the production `MerkleComparison`, as anti-entropy
+///   does) until a majority compared, then proposes `.streamed` with its own `MapProposer`; old owners
+///   drop the pieces `RangeTransfer.drops` lists after comparing each with its current owners;
 /// - nodes refuse client requests they do not admit (`notReplica`, by the production
 ///   `ReplicaAdmission` of their map), and a refused client fetches that node's map; writes during a
-///   change need a quorum in each ring (the SDK's `WriteOperation.Configuration.quorums`) and state the
+///   change need a quorum in each ring (the production `WritePlan`, as the SDK plans them) and state the
 ///   epoch they were planned with;
 /// - as the SDK, a client whose try failed waits for the map it is fetching (at most a request
 ///   deadline) and runs the operation again on a newer map when the production `NewerMapRetry` allows
@@ -444,30 +444,29 @@ extension Simulation {
         }
     }
 
+    /// The production `RangeTransfer` of the node's map, resumed from its durable checkpoint.
+    func transfer(_ index: Int, _ map: ClusterMap) -> RangeTransfer {
+        var transfer = RangeTransfer(
+            node: nodes[index].id, map: map, changeID: membership.changeID(map), resuming: loadCheckpoint(index))
+        transfer.switchesBeforeStreaming = configuration.mutation == .switchBeforeStream
+        return transfer
+    }
+
+    /// Drives the node's `RangeTransfer` one step: asks a page, verifies, or reports.
     func receive(_ index: Int, _ map: ClusterMap) {
         let id = nodes[index].id
-        let change = membership.changeID(map)
-        let transfers = map.transfers(to: id)
-        var checkpoint = loadCheckpoint(index)
-        if checkpoint?.change != change {
-            checkpoint = StreamCheckpoint(
-                change: change,
-                ranges: transfers.map { StreamCheckpoint.Progress(start: $0.range.start, end: $0.range.end) })
-            saveCheckpoint(index, checkpoint!)
-            log("\(id) receives \(transfers.count) range(s) for epoch \(map.epoch): \(map.changeSummary)")
+        var transfer = transfer(index, map)
+        if transfer.isNew {
+            saveCheckpoint(index, transfer.checkpoint)
+            log(
+                "\(id) receives \(transfer.checkpoint.ranges.count) range(s) for epoch \(map.epoch): \(map.changeSummary)"
+            )
         }
-        guard var checkpoint else { return }
-        if configuration.mutation == .switchBeforeStream {
-            proposeStreamed(index, map)
-            return
-        }
-        let sources = Dictionary(transfers.map { ($0.range, $0.sources) }, uniquingKeysWith: { first, _ in first })
-        if let position = checkpoint.ranges.firstIndex(where: { !$0.done }) {
-            let progress = checkpoint.ranges[position]
-            let range = TokenRangeSpan(start: progress.start, end: progress.end)
-            let candidates = sources[range] ?? []
+        switch transfer.step {
+        case .pull(let position, let candidates):
+            let progress = transfer.checkpoint.ranges[position]
             guard !candidates.isEmpty else {
-                log("\(id) has no old replica to receive \(range) from")
+                log("\(id) has no old replica to receive \(progress.range) from")
                 return
             }
             let source = candidates[membership.streams[index].sourceCursor % candidates.count]
@@ -476,30 +475,30 @@ extension Simulation {
             membership.streams[index].inFlight = StreamState.InFlight(
                 request: request, position: position, source: source)
             sendMembership(
-                .streamRequest(request: request, range: range, after: progress.after), from: .node(index),
+                .streamRequest(request: request, range: progress.range, after: progress.after), from: .node(index),
                 to: .node(nodeIndex(source)))
             queue.push(
                 .membership(.streamTimeout(node: index, request: request)),
                 at: now + UInt64(configuration.requestDeadline / .milliseconds(1)))
-            return
-        }
-        if !checkpoint.verified {
-            // Whatever the source lacked or a page missed is copied now, from a majority of the
-            // range's old replicas: every write acknowledged by a quorum of them is on one of those.
-            for progress in checkpoint.ranges {
-                let range = TokenRangeSpan(start: progress.start, end: progress.end)
-                let replicas = (sources[range] ?? []).map(nodeIndex)
-                let up = replicas.filter { nodes[$0].isUp }
-                guard up.count >= replicas.count / 2 + 1 else {
-                    log("\(id) cannot compare \(range) with a majority of its old replicas: too many down")
-                    return
+        case .verify:
+            // Whatever the source lacked or a page missed is copied now from the old replicas that
+            // are up (a comparison with one that is down fails, as the node's does).
+            var compared: [TokenRangeSpan: Int] = [:]
+            for progress in transfer.checkpoint.ranges {
+                for replica in transfer.sources(of: progress.range).map(nodeIndex) where nodes[replica].isUp {
+                    compare(progress.range, local: index, remote: replica)
+                    compared[progress.range, default: 0] += 1
                 }
-                for replica in up { compare(range, local: index, remote: replica) }
             }
-            checkpoint.verified = true
-            saveCheckpoint(index, checkpoint)
+            if let range = transfer.verified(compared: compared) {
+                log("\(id) cannot compare \(range) with a majority of its old replicas: too many down")
+                return
+            }
+            saveCheckpoint(index, transfer.checkpoint)
+            proposeStreamed(index, map)
+        case .report:
+            proposeStreamed(index, map)
         }
-        proposeStreamed(index, map)
     }
 
     func receivePage(_ index: Int, request: Int, _ result: Result<StreamPage, ReplyFailure>) {
@@ -513,9 +512,8 @@ extension Simulation {
             sourceFailed(index)
             return
         }
-        guard var checkpoint = loadCheckpoint(index), checkpoint.change == membership.changeID(map),
-            map.streaming.contains(nodes[index].id)
-        else { return }
+        var transfer = transfer(index, map)
+        guard !transfer.isNew, map.streaming.contains(nodes[index].id) else { return }
         for streamed in page.records {
             do {
                 _ = try nodes[index].replica.put(key: streamed.key, record: streamed.record)
@@ -525,10 +523,10 @@ extension Simulation {
             }
         }
         statistics.keysStreamed += page.records.count
-        if let last = page.records.last { checkpoint.ranges[inFlight.position].after = last.key }
-        checkpoint.ranges[inFlight.position].done = page.done
-        checkpoint.ranges[inFlight.position].source = inFlight.source
-        saveCheckpoint(index, checkpoint)
+        transfer.applied(
+            index: inFlight.position, count: page.records.count, lastKey: page.records.last?.key, done: page.done,
+            from: inFlight.source)
+        saveCheckpoint(index, transfer.checkpoint)
         streamStep(index)
     }
 
@@ -548,14 +546,15 @@ extension Simulation {
         }
     }
 
-    func loadCheckpoint(_ index: Int) -> StreamCheckpoint? {
-        guard let bytes = try? nodes[index].store.metadata(StreamCheckpoint.name) else { return nil }
-        return try? JSONDecoder().decode(StreamCheckpoint.self, from: Data(bytes))
+    func loadCheckpoint(_ index: Int) -> RangeTransfer.Checkpoint? {
+        guard let bytes = try? nodes[index].store.metadata(MembershipState.checkpointName) else { return nil }
+        return try? JSONDecoder().decode(RangeTransfer.Checkpoint.self, from: Data(bytes))
     }
 
-    func saveCheckpoint(_ index: Int, _ checkpoint: StreamCheckpoint) {
+    func saveCheckpoint(_ index: Int, _ checkpoint: RangeTransfer.Checkpoint) {
         do {
-            try nodes[index].store.setMetadata(StreamCheckpoint.name, Array(try JSONEncoder().encode(checkpoint)))
+            try nodes[index].store.setMetadata(
+                MembershipState.checkpointName, Array(try JSONEncoder().encode(checkpoint)))
         } catch {
             violate("\(nodes[index].id) cannot record its transfer: \(error)")
         }
@@ -570,42 +569,37 @@ extension Simulation {
 
     // MARK: - Dropping ranges
 
-    /// The ranges `node` keeps in `map`: those it replicates in the current ring or the next.
+    /// The ranges `node` keeps in `map` (the production `RangeTransfer.kept`).
     func keptRanges(_ index: Int, in map: ClusterMap) -> [TokenRangeSpan]? {
-        let id = nodes[index].id
-        return membership.ring(of: map).ranges(replicatedBy: id) + membership.nextRing(of: map).ranges(replicatedBy: id)
+        RangeTransfer.kept(by: nodes[index].id, current: membership.ring(of: map), next: membership.nextRing(of: map))
     }
 
-    /// As `RangeStreamer`: ranges held but no longer kept are compared with each of their current
-    /// owners, piece by piece, and deleted only when every comparison completed.
+    /// The production `RangeTransfer.drops`: each piece no longer kept is compared with each of its
+    /// current owners, and deleted only when every comparison completed.
     func dropRangesNoLongerHeld(_ index: Int, _ map: ClusterMap) {
         guard let kept = keptRanges(index, in: map) else { return }
         guard let held = loadHeld(index) else {
             saveHeld(index, kept)
             return
         }
-        let dropped = TokenRangeSpan.subtracting(kept, from: held)
-        guard !dropped.isEmpty else {
+        let drops = RangeTransfer.drops(held: held, kept: kept, node: nodes[index].id, ring: membership.ring(of: map))
+        guard !drops.isEmpty else {
             if Set(held) != Set(kept) { saveHeld(index, kept) }
             return
         }
-        let ring = membership.ring(of: map)
         var remaining = held
-        for span in dropped {
-            for piece in ring.pieces(of: span) {
-                let owners = ring.preferenceList(for: Token(piece.end)).filter { $0 != nodes[index].id }
-                if let down = owners.first(where: { !nodes[nodeIndex($0)].isUp }) {
-                    log("\(nodes[index].id) keeps \(piece) until \(down) is back")
-                    return
-                }
-                let held = (try? nodes[index].store.merkleListing(of: piece)) ?? []
-                for owner in owners {
-                    compare(piece, local: index, remote: nodeIndex(owner))
-                }
-                drop(index, piece, held: held, owners: owners)
-                remaining = TokenRangeSpan.subtracting([piece], from: remaining)
-                saveHeld(index, remaining)
+        for drop in drops {
+            if let down = drop.owners.first(where: { !nodes[nodeIndex($0)].isUp }) {
+                log("\(nodes[index].id) keeps \(drop.piece) until \(down) is back")
+                return
             }
+            let held = (try? nodes[index].store.merkleListing(of: drop.piece)) ?? []
+            for owner in drop.owners {
+                compare(drop.piece, local: index, remote: nodeIndex(owner))
+            }
+            self.drop(index, drop.piece, held: held, owners: drop.owners)
+            remaining = TokenRangeSpan.subtracting([drop.piece], from: remaining)
+            saveHeld(index, remaining)
         }
         saveHeld(index, kept)
     }
@@ -638,7 +632,7 @@ extension Simulation {
     }
 
     func loadHeld(_ index: Int) -> [TokenRangeSpan]? {
-        guard let bytes = try? nodes[index].store.metadata(StreamCheckpoint.heldName),
+        guard let bytes = try? nodes[index].store.metadata(MembershipState.heldName),
             let numbers = try? JSONDecoder().decode([UInt64].self, from: Data(bytes)), numbers.count % 2 == 0
         else { return nil }
         return stride(from: 0, to: numbers.count, by: 2).map {
@@ -649,7 +643,7 @@ extension Simulation {
     func saveHeld(_ index: Int, _ spans: [TokenRangeSpan]) {
         do {
             let bytes = try JSONEncoder().encode(spans.flatMap { [$0.start, $0.end] })
-            try nodes[index].store.setMetadata(StreamCheckpoint.heldName, Array(bytes))
+            try nodes[index].store.setMetadata(MembershipState.heldName, Array(bytes))
         } catch {
             violate("\(nodes[index].id) cannot record the ranges it holds: \(error)")
         }
@@ -753,28 +747,12 @@ struct StreamState {
     var notBefore: UInt64 = 0
 }
 
-/// The durable record of a transfer, as `RangeStreamer` keeps it: which change it is for, and each
-/// range's progress.
-struct StreamCheckpoint: Codable {
-    struct Progress: Codable {
-        var start: UInt64
-        var end: UInt64
-        /// The last key applied; nil before the first page.
-        var after: [UInt8]?
-        var done = false
-        var source: String?
-    }
-
-    var change: String
-    var ranges: [Progress]
-    var verified = false
-
-    static let name = "stream.progress"
-    static let heldName = "stream.held"
-}
-
 /// Everything membership adds to a run.
 struct MembershipState {
+    /// The store metadata of a node's `RangeTransfer.Checkpoint`, and of the ranges it holds.
+    static let checkpointName = "stream.progress"
+    static let heldName = "stream.held"
+
     /// Each node's voter state and committed map: durable (`kvd` fsyncs it before answering).
     var acceptors: [MapAcceptor]
     /// Each node's adopted maps with their proofs, by epoch (`kvd`'s map history), for peers behind.
@@ -836,13 +814,10 @@ struct MembershipState {
         return current + rings.next.preferenceList(forKey: key).filter { !current.contains($0) }
     }
 
-    /// What identifies a change: its rings before and after (as `RangeStreamer.changeID`).
+    /// What identifies a change (the production `RangeTransfer.changeID`), from the cached rings.
     func changeID(_ map: ClusterMap) -> String {
-        func describe(_ ring: Ring) -> String {
-            "\(ring.replicationFactor):" + ring.nodes.map { "\($0.id)=\($0.tokens.count)" }.joined(separator: ",")
-        }
         let rings = rings.rings(of: map)
-        return describe(rings.current) + "→" + describe(rings.next)
+        return RangeTransfer.changeID(current: rings.current, next: rings.next)
     }
 }
 

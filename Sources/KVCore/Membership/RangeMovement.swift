@@ -63,7 +63,7 @@ public struct RangeMovement: Sendable, Hashable, CustomStringConvertible {
 
 /// One range a node must receive, and the old replicas it can get it from, best first (nodes that are
 /// leaving last: a replaced node is usually dead, and a decommissioned one is busy handing off).
-public struct RangeTransfer: Sendable, Hashable, CustomStringConvertible {
+public struct IncomingRange: Sendable, Hashable, CustomStringConvertible {
     public var range: TokenRangeSpan
     public var sources: [String]
 
@@ -99,11 +99,11 @@ extension ClusterMap {
     }
 
     /// What `node` must receive in the change in progress, with the nodes to get each range from.
-    public func transfers(to node: String) -> [RangeTransfer] {
+    public func transfers(to node: String) -> [IncomingRange] {
         let leaving = Set(nodes.filter { $0.state == .leaving }.map(\.id))
         return movements().filter { $0.receivers.contains(node) }.map { movement in
             let sources = movement.before.filter { $0 != node }
-            return RangeTransfer(
+            return IncomingRange(
                 range: movement.range,
                 sources: sources.filter { !leaving.contains($0) } + sources.filter(leaving.contains))
         }

@@ -42,6 +42,11 @@ public struct HintReplayRound: Sendable {
     /// Hints sent so far.
     public private(set) var sent = 0
 
+    /// Test-only (a planted bug for the simulator's mutation check): delete each hint as it is sent,
+    /// before its target acknowledged it.
+    package var deletesOnSend = false
+    private var deletedEarly: Set<HintID> = []
+
     /// - Parameters:
     ///   - batch: the target's oldest hints, in version order (`HintStore.hints(for:limit:)`).
     ///   - nowMillis: the holder's wall clock, in milliseconds since the Unix epoch.
@@ -85,7 +90,8 @@ public struct HintReplayRound: Sendable {
         case .acknowledged(let id):
             guard let hint = inFlight.removeValue(forKey: id) else { return [] }
             replayed += 1
-            return [.delete(id, hint)] + sendMore()
+            let deleted = deletedEarly.remove(id) != nil
+            return (deleted ? [] : [.delete(id, hint)]) + sendMore()
         case .failed(let id, let reason):
             guard inFlight.removeValue(forKey: id) != nil else { return [] }
             if failure == nil { failure = reason }
@@ -101,6 +107,10 @@ public struct HintReplayRound: Sendable {
             inFlight[next.id] = next.hint
             sent += 1
             actions.append(.send(next.id, next.hint))
+            if deletesOnSend {
+                deletedEarly.insert(next.id)
+                actions.append(.delete(next.id, next.hint))
+            }
         }
         return actions
     }

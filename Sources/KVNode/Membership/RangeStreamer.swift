@@ -38,14 +38,8 @@ final class RangeStreamer: Sendable {
         var interval: Duration = .milliseconds(500)
     }
 
-    typealias RangeProgress = TransferBoard.RangeProgress
-
-    /// The durable record of a transfer: which change it is for, and each range's progress.
-    private struct Checkpoint: Codable, Sendable {
-        var change: String
-        var ranges: [RangeProgress]
-        var verified = false
-    }
+    typealias RangeProgress = RangeTransfer.Progress
+    private typealias Checkpoint = RangeTransfer.Checkpoint
 
     private let nodeID: String
     private let membership: Membership
@@ -112,95 +106,79 @@ final class RangeStreamer: Sendable {
 
     // MARK: - Receiving
 
-    /// What identifies a change: the rings before and after (a node moving its address does not
-    /// change it; anything else that changes the rings is another change).
-    private static func changeID(_ map: ClusterMap) -> String {
-        func describe(_ ring: Ring?) -> String {
-            guard let ring else { return "-" }
-            return "\(ring.replicationFactor):"
-                + ring.nodes.map { "\($0.id)=\($0.tokens.count)" }.joined(separator: ",")
-                + ":\(XXH64.hash(ring.tokens.flatMap { withUnsafeBytes(of: $0.bigEndian, Array.init) }, seed: 0))"
-        }
-        return describe(try? map.ring()) + "→" + describe(try? map.nextRing())
-    }
-
+    /// Drives KVCore's `RangeTransfer` for the change in progress: pulls the ranges, verifies them
+    /// against a majority of their old replicas, and reports them streamed.
     private func receive(_ map: ClusterMap) async {
-        let change = Self.changeID(map)
-        var checkpoint = loadCheckpoint()
-        if checkpoint?.change != change {
-            checkpoint = Checkpoint(
-                change: change,
-                ranges: map.transfers(to: nodeID).map { RangeProgress(start: $0.range.start, end: $0.range.end) })
-            save(checkpoint!)
+        var transfer = RangeTransfer(node: nodeID, map: map, resuming: loadCheckpoint())
+        if transfer.isNew {
+            save(transfer.checkpoint)
             logger.notice(
                 "receiving ranges for a membership change",
-                metadata: ["cluster.change": "\(map.changeSummary)", "stream.ranges": "\(checkpoint!.ranges.count)"])
+                metadata: [
+                    "cluster.change": "\(map.changeSummary)", "stream.ranges": "\(transfer.checkpoint.ranges.count)",
+                ])
         }
-        guard var checkpoint else { return }
-        board.publish(checkpoint.ranges)
-        let transfers = Dictionary(
-            map.transfers(to: nodeID).map { ($0.range, $0.sources) }, uniquingKeysWith: { first, _ in first })
-        for index in checkpoint.ranges.indices where !checkpoint.ranges[index].done {
-            guard !Task.isCancelled, Self.changeID(membership.current) == change else { return }
-            let range = TokenRangeSpan(start: checkpoint.ranges[index].start, end: checkpoint.ranges[index].end)
-            await pull(range, sources: transfers[range] ?? [], index: index, checkpoint: &checkpoint)
-            guard checkpoint.ranges[index].done else { return }  // retried on the next round
-        }
-        if !checkpoint.verified {
-            // Whatever the source lacked (a write it missed) or a page missed (a write between two
-            // pages) is copied now, from a majority of the range's old replicas: every write a quorum
-            // of them acknowledged is on at least one of those (`kvsim --seed 165 --membership` showed
-            // one source is not enough).
-            for progress in checkpoint.ranges {
-                let range = TokenRangeSpan(start: progress.start, end: progress.end)
-                let replicas = transfers[range] ?? []
-                var compared = 0
+        board.publish(transfer.checkpoint.ranges)
+        let change = transfer.checkpoint.change
+        while !Task.isCancelled, RangeTransfer.changeID(membership.current) == change {
+            switch transfer.step {
+            case .pull(let index, let sources):
+                await pull(index: index, sources: sources, transfer: &transfer)
+                guard transfer.checkpoint.ranges[index].done else { return }  // retried on the next round
+            case .verify:
+                // Whatever the source lacked (a write it missed) or a page missed (a write between two
+                // pages) is copied now, from the range's old replicas.
+                var compared: [TokenRangeSpan: Int] = [:]
                 var failures: [String] = []
-                for replica in replicas {
-                    let report = await antiEntropy.compare(range, with: replica)
-                    if let failure = report.failure {
-                        failures.append("\(replica): \(failure)")
-                    } else {
-                        compared += 1
+                for progress in transfer.checkpoint.ranges {
+                    for replica in transfer.sources(of: progress.range) {
+                        let report = await antiEntropy.compare(progress.range, with: replica)
+                        if let failure = report.failure {
+                            failures.append("\(replica): \(failure)")
+                        } else {
+                            compared[progress.range, default: 0] += 1
+                        }
                     }
                 }
-                guard compared >= replicas.count / 2 + 1 else {
+                if let range = transfer.verified(compared: compared) {
                     logger.warning(
                         "cannot compare a received range with a majority of its old replicas",
                         metadata: ["ring.range": "\(range)", "error": "\(failures.joined(separator: "; "))"])
                     return
                 }
+                save(transfer.checkpoint)
+            case .report:
+                await reportStreamed()
+                return
             }
-            checkpoint.verified = true
-            save(checkpoint)
         }
-        await reportStreamed()
     }
 
-    /// Pulls one range, page after page, from the first source that serves it; records the
+    /// Pulls one range, page after page, from the first of `sources` that serves it; records the
     /// progress after every page.
-    private func pull(_ range: TokenRangeSpan, sources: [String], index: Int, checkpoint: inout Checkpoint) async {
+    private func pull(index: Int, sources: [String], transfer: inout RangeTransfer) async {
+        let range = transfer.checkpoint.ranges[index].range
         let suspected = health?.suspected() ?? []
         let ordered = sources.filter { !suspected.contains($0) } + sources.filter(suspected.contains)
         guard !ordered.isEmpty else {
-            checkpoint.ranges[index].lastError = "no old replica to receive it from"
-            save(checkpoint)
+            transfer.checkpoint.ranges[index].lastError = "no old replica to receive it from"
+            save(transfer.checkpoint)
             return
         }
         // After a crash the page that was being applied comes again: count it as resent.
-        if checkpoint.ranges[index].pending > 0 {
-            statistics.streamKeysResent.add(checkpoint.ranges[index].pending, ordering: .relaxed)
-            checkpoint.ranges[index].pending = 0
+        if transfer.checkpoint.ranges[index].pending > 0 {
+            statistics.streamKeysResent.add(transfer.checkpoint.ranges[index].pending, ordering: .relaxed)
+            transfer.checkpoint.ranges[index].pending = 0
         }
         for source in ordered {
             guard let client = directory.client(source) else { continue }
-            checkpoint.ranges[index].source = source
+            transfer.checkpoint.ranges[index].source = source
             // The next page is asked for while this one is applied.
             var next: Task<StreamResponse, any Error>?
             defer { next?.cancel() }
             do {
-                next = fetch(range, after: checkpoint.ranges[index].after, from: source, client)
-                while !checkpoint.ranges[index].done, let fetching = next {
+                next = fetch(range, after: transfer.checkpoint.ranges[index].after, from: source, client)
+                while !transfer.checkpoint.ranges[index].done, let fetching = next {
                     let page = try await withTaskCancellationHandler {
                         try await fetching.value
                     } onCancel: {
@@ -208,8 +186,7 @@ final class RangeStreamer: Sendable {
                     }
                     var bytes = 0
                     let records = try page.records.map { record in
-                        let key = Array(record.key.readableBytesView)
-                        bytes += key.count + record.value.readableBytes
+                        bytes += record.key.readableBytes + record.value.readableBytes
                         return try Replica.checked(record)
                     }
                     guard page.done || !records.isEmpty else {
@@ -219,32 +196,27 @@ final class RangeStreamer: Sendable {
                     statistics.streamBytes.add(bytes, ordering: .relaxed)
                     next = page.done ? nil : fetch(range, after: records.last?.key, from: source, client)
                     // Noted without an fsync: a process killed before the page is in counts it as resent.
-                    checkpoint.ranges[index].pending = records.count
-                    save(checkpoint, lazily: true)
-                    checkpoint.ranges[index].keys += records.count
-                    checkpoint.ranges[index].pending = 0
-                    if let last = records.last { checkpoint.ranges[index].after = last.key }
-                    checkpoint.ranges[index].done = page.done
-                    checkpoint.ranges[index].lastError = nil
+                    transfer.checkpoint.ranges[index].pending = records.count
+                    save(transfer.checkpoint, lazily: true)
+                    transfer.applied(
+                        index: index, count: records.count, lastKey: records.last?.key, done: page.done, from: source)
                     // The page and the checkpoint that says it is in commit together.
-                    try await apply(records, checkpoint: checkpoint)
+                    try await apply(records, checkpoint: transfer.checkpoint)
                     statistics.streamKeysReceived.add(records.count, ordering: .relaxed)
-                    board.publish(checkpoint.ranges)
+                    board.publish(transfer.checkpoint.ranges)
                 }
                 return
             } catch is CancellationError {
                 return
             } catch {
                 // Back to what the last page committed (a failed apply left this copy ahead).
-                if let stored = loadCheckpoint(), stored.change == checkpoint.change {
-                    checkpoint = stored
+                if let stored = loadCheckpoint(), stored.change == transfer.checkpoint.change {
+                    transfer.checkpoint = stored
                 }
-                statistics.streamKeysResent.add(checkpoint.ranges[index].pending, ordering: .relaxed)
-                checkpoint.ranges[index].pending = 0
-                checkpoint.ranges[index].retries += 1
-                checkpoint.ranges[index].lastError = "\(source): \(error)"
-                save(checkpoint)
-                board.publish(checkpoint.ranges)
+                statistics.streamKeysResent.add(transfer.checkpoint.ranges[index].pending, ordering: .relaxed)
+                transfer.failed(index: index, source: source, reason: "\(error)")
+                save(transfer.checkpoint)
+                board.publish(transfer.checkpoint.ranges)
                 statistics.streamRetries.add(1, ordering: .relaxed)
                 logger.warning(
                     "range transfer failed; trying another source",
@@ -337,55 +309,45 @@ final class RangeStreamer: Sendable {
 
     // MARK: - Dropping
 
-    /// The ranges this node must keep: those it replicates now or will once the change is done.
-    private func kept(_ map: ClusterMap) -> [TokenRangeSpan]? {
-        guard let ring = try? map.ring(), let next = try? map.nextRing() else { return nil }
-        return ring.ranges(replicatedBy: nodeID) + next.ranges(replicatedBy: nodeID)
-    }
-
+    /// Drops the pieces KVCore's `RangeTransfer.drops` lists, each once every owner compared it.
     private func dropRangesNoLongerHeld(_ map: ClusterMap) async {
-        guard let kept = kept(map) else { return }
-        let held = loadHeld()
-        guard let held else {
+        guard let kept = RangeTransfer.kept(by: nodeID, in: map) else { return }
+        guard let held = loadHeld() else {
             saveHeld(kept)
             return
         }
-        let dropped = TokenRangeSpan.subtracting(kept, from: held)
-        guard !dropped.isEmpty, let ring = try? map.ring() else {
+        guard let ring = try? map.ring(),
+            case let drops = RangeTransfer.drops(held: held, kept: kept, node: nodeID, ring: ring),
+            !drops.isEmpty
+        else {
             if Set(held) != Set(kept) { saveHeld(kept) }
             return
         }
         var remaining = held
-        for span in dropped {
-            // Cut at the current ring's vnodes, so each piece has one list of replicas.
-            for piece in ring.pieces(of: span) {
-                let owners = ring.preferenceList(for: Token(piece.end))
-                var complete = true
-                for owner in owners where owner != nodeID {
-                    let report = await antiEntropy.compare(piece, with: owner)
-                    if let failure = report.failure {
-                        complete = false
-                        logger.info(
-                            "keeping a range until its new replica holds it",
-                            metadata: ["ring.range": "\(piece)", "peer.node_id": "\(owner)", "error": "\(failure)"])
-                        break
-                    }
-                }
-                guard complete else { return }
-                let store = self.store
-                do {
-                    let deleted = try await pool.runIfActive { try store.deleteRange(piece) }
-                    statistics.handoffKeysDeleted.add(deleted, ordering: .relaxed)
-                    logger.notice(
-                        "dropped a range this node no longer replicates",
-                        metadata: ["ring.range": "\(piece)", "stream.keys": "\(deleted)"])
-                } catch {
-                    logger.warning("cannot drop a range", metadata: ["ring.range": "\(piece)", "error": "\(error)"])
+        for drop in drops {
+            let piece = drop.piece
+            for owner in drop.owners {
+                let report = await antiEntropy.compare(piece, with: owner)
+                if let failure = report.failure {
+                    logger.info(
+                        "keeping a range until its new replica holds it",
+                        metadata: ["ring.range": "\(piece)", "peer.node_id": "\(owner)", "error": "\(failure)"])
                     return
                 }
-                remaining = TokenRangeSpan.subtracting([piece], from: remaining)
-                saveHeld(remaining)
             }
+            let store = self.store
+            do {
+                let deleted = try await pool.runIfActive { try store.deleteRange(piece) }
+                statistics.handoffKeysDeleted.add(deleted, ordering: .relaxed)
+                logger.notice(
+                    "dropped a range this node no longer replicates",
+                    metadata: ["ring.range": "\(piece)", "stream.keys": "\(deleted)"])
+            } catch {
+                logger.warning("cannot drop a range", metadata: ["ring.range": "\(piece)", "error": "\(error)"])
+                return
+            }
+            remaining = TokenRangeSpan.subtracting([piece], from: remaining)
+            saveHeld(remaining)
         }
         saveHeld(kept)
     }
@@ -409,27 +371,7 @@ final class RangeStreamer: Sendable {
 
 /// The progress of the ranges this node is receiving, as the transfer publishes it for `Admin` stats.
 public final class TransferBoard: Sendable {
-    /// One range's state.
-    struct RangeProgress: Codable, Sendable, Hashable {
-        var start: UInt64
-        var end: UInt64
-        /// The last key applied (recorded after each page); nil before the first page.
-        var after: [UInt8]?
-        var done = false
-        var keys = 0
-        /// Records of the page being applied when this was recorded (re-received if a crash follows).
-        var pending = 0
-        var retries = 0
-        var lastError: String?
-        var source: String?
-
-        /// How `Admin` stats carry it: `done|receiving|retrying keys=K retries=R from=S[ error=…]`.
-        var summary: String {
-            let state = done ? "done" : (lastError == nil ? "receiving" : "retrying")
-            return "\(state) keys=\(keys) retries=\(retries) from=\(source ?? "-")"
-                + (lastError.map { " error=\($0.prefix(200))" } ?? "")
-        }
-    }
+    typealias RangeProgress = RangeTransfer.Progress
 
     private let ranges = Mutex<[RangeProgress]>([])
 
