@@ -163,6 +163,11 @@ extension KVClient {
         case .conflict(let attempts):
             throw KVClientError.conflict(
                 "the write of \(Self.describe(key)) was superseded \(attempts) times by newer writes; giving up")
+        case .beyondClockBound(let current):
+            throw KVClientError.conflict(
+                "a replica holds \(Self.describe(key)) at \(current), more than maxClockOffset "
+                    + "(\(configuration.maxClockOffset)) ahead of this client's clock: check the clocks' synchronisation"
+            )
         }
     }
 

@@ -52,9 +52,13 @@ public struct KVClientConfiguration: Sendable {
     /// that tests (and the simulator) can give a client a clock that runs behind or jumps.
     public var wallClockMillis: @Sendable () -> UInt64 = KVClientConfiguration.systemMillis
     /// How far ahead of `wallClockMillis` a node's clock (in a reply, or a version it holds) may be
-    /// for the client to move its own clock up to it (as `kvd --max-clock-offset`); a clock further
-    /// ahead is ignored, so a faulty or hostile node cannot drag the client's versions into the future.
-    public var maxClockOffset: Duration = .milliseconds(500)
+    /// for the client to move its own clock up to it; a clock further ahead is ignored, so a faulty or
+    /// hostile node cannot exhaust the client's clock (a clock near 2^64) or drag its versions far
+    /// into the future. Generous by default (a day), unlike the nodes' 500 ms (`kvd
+    /// --max-clock-offset`): a client whose clock runs behind the cluster's must still order its
+    /// writes after what it saw, and a write superseded by a version beyond the bound fails with
+    /// `conflict` and says so.
+    public var maxClockOffset: Duration = .seconds(86_400)
     /// Where the client's metrics go (operations, their latency and outcome, repairs, hints); nil:
     /// the process's bootstrapped swift-metrics backend (`MetricsSystem.factory`).
     public var metricsFactory: (any MetricsFactory)?

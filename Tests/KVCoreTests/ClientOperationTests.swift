@@ -159,6 +159,21 @@ struct WriteOperationTests {
         #expect(clock.stamp(wallMillis: wallStart) > second)
     }
 
+    /// A version beyond the client's clock bound cannot be passed: the write ends, saying so, where
+    /// it used to stamp below it (and trap an assertion in debug builds).
+    @Test
+    func aVersionBeyondTheClockBoundEndsTheWrite() throws {
+        var clock = ClientClock(
+            writer: 1, bound: ClientClock.Bound(maxOffsetMillis: 500, wallMillis: { wallStart }))
+        var write = Self.operation(Self.shape)
+        _ = write.start(clock: &clock, wallMillis: wallStart)
+        let current = Version(hlc: HybridLogicalClock.pack(millis: wallStart + hourMillis, counter: 0), writer: 99)
+        let actions = write.handle(
+            .superseded("n2", attempt: 1, current: current, clock: 0), clock: &clock, wallMillis: wallStart)
+        #expect(actions == [.complete(.beyondClockBound(current: current))])
+        #expect(write.isComplete && clock.refusedAhead >= 1)
+    }
+
     @Test
     func aRetryStampsPastEveryEarlierStampWhenTheWallClockJumpsBack() throws {
         var clock = ClientClock(writer: 1)

@@ -121,7 +121,7 @@ import Testing
             #expect(by.count >= required && Set(by).isSubset(of: Self.replicas), "\(label)")
         case .failed(let error):
             #expect(counted < required, "\(label): failed with \(counted) of \(required): \(error)")
-        case .conflict, nil:
+        case .conflict, .beyondClockBound, nil:
             Issue.record("\(label): \(results)")
         }
         #expect(operation.isSettled, "\(label)")

@@ -128,6 +128,10 @@ public struct WriteOperation: Sendable {
         /// Every one of `attempts` attempts was superseded by a newer version: other writers keep
         /// writing this key faster than this one can catch up.
         case conflict(attempts: Int)
+        /// A replica holds `current`, further ahead of this client's wall clock than its
+        /// `ClientClock.Bound` lets it follow: no stamp of this client can pass it (a clock far
+        /// behind the cluster's, or a faulty replica).
+        case beyondClockBound(current: Version)
     }
 
     public let configuration: Configuration
@@ -232,6 +236,10 @@ public struct WriteOperation: Sendable {
                     break
                 }
                 clock.observe(current.hlc)
+                guard clock.last >= current.hlc else {
+                    next += complete(.beyondClockBound(current: current))
+                    break
+                }
                 next += beginAttempt(clock: &clock, wallMillis: wallMillis)
                 assert(version! > current)
             }
@@ -376,6 +384,8 @@ public struct WriteOperation: Sendable {
             assert(error == coordinatorError)
         case (.conflict(let attempts), .superseded):
             assert(attempts == attempt && attempt == configuration.supersededRetriesMax + 1)
+        case (.beyondClockBound(let current), .superseded(current: let reported)):
+            assert(current == reported && clock.last < current.hlc)
         default:
             assertionFailure("write result \(String(describing: result)) does not match attempt \(attempt)'s outcome")
         }
