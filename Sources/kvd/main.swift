@@ -1,4 +1,5 @@
 import ArgumentParser
+import Glibc
 import KVConfig
 import KVCore
 import KVNode
@@ -280,9 +281,13 @@ struct KVD: AsyncParsableCommand {
         // Trap SIGHUP before anything listens: its default action would end the process.
         let hangups = await UnixSignalsSequence(trapping: .sighup)
         let node = try NodeService(configuration: configuration, logger: logger)
+        var services: [any Service] = [node, CertificateReloadOnHangup(node: node, hangups: hangups)]
+        if getenv(ExitWithParent.environmentName).map({ String(cString: $0) }) == "1" {
+            services.append(ExitWithParent(logger: logger))
+        }
         let group = ServiceGroup(
             configuration: ServiceGroupConfiguration(
-                services: [node, CertificateReloadOnHangup(node: node, hangups: hangups)],
+                services: services,
                 gracefulShutdownSignals: [.sigterm, .sigint],
                 logger: logger
             ))
@@ -307,6 +312,28 @@ struct CertificateReloadOnHangup: Service {
     func run() async {
         for await _ in hangups.cancelOnGracefulShutdown() {
             _ = await node.reloadCertificates(trigger: "SIGHUP")
+        }
+    }
+}
+
+/// With `QUORUMKV_EXIT_WITH_PARENT=1` in its environment, `kvd` shuts down (as on SIGTERM) once the
+/// process that started it is gone: the test harness sets it, so that a test process that crashes
+/// leaves no node running behind it. Operators' nodes never see it.
+struct ExitWithParent: Service {
+    static let environmentName = "QUORUMKV_EXIT_WITH_PARENT"
+
+    let logger: Logger
+
+    func run() async throws {
+        let parent = getppid()
+        while !Task.isCancelled && !Task.isShuttingDownGracefully {
+            try? await Task.sleep(for: .milliseconds(500))
+            if getppid() != parent {
+                logger.notice("the process that started this node is gone; shutting down")
+                kill(getpid(), SIGTERM)
+                try? await gracefulShutdown()
+                return
+            }
         }
     }
 }

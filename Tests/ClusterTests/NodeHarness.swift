@@ -35,6 +35,10 @@ final class NodeHarness: @unchecked Sendable {
                 "--id", id, "--listen", endpoint, "--data", data,
                 "--ca", "\(certs)/ca.pem", "--cert", "\(certs)/\(id).pem", "--key", "\(certs)/\(id)-key.pem",
             ] + extraArguments
+        // A test process that crashes must not leave its nodes running (kvd's `ExitWithParent`).
+        var environment = ProcessInfo.processInfo.environment
+        environment["QUORUMKV_EXIT_WITH_PARENT"] = "1"
+        process.environment = environment
         if !FileManager.default.fileExists(atPath: logPath) {
             _ = FileManager.default.createFile(atPath: logPath, contents: nil)
         }
