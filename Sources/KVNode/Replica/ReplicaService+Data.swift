@@ -1,0 +1,203 @@
+import Foundation
+import KVCore
+import KVRPC
+import KVStorage
+import KVTLS
+import KVWire
+import Logging
+import NIOCore
+import NIOPosix
+import Synchronization
+
+/// The data path: `Put`, `Get`, `Hint` and `Ping`, and the checks every write passes.
+extension ReplicaService {
+    /// Answers a ping: the node's epoch and clock, and its load; a node's ping also says the peer is
+    /// up, and gossips its map when it is ahead.
+    func pong(_ ping: PingRequest, from peer: PeerIdentity) throws -> Message {
+        try checkClock(ping.clock, what: "the ping's clock")
+        let keys = store.approximateKeyCount()
+        let queues = recordQueues()
+        let epoch = membership.current.epoch
+        if peer.role == .node {
+            // A peer that pings us is up: stop treating it as down (its connections' backoff).
+            health?.resumeDialling(peer.name)
+        }
+        if ping.epoch > epoch, peer.role == .node {
+            // A peer is ahead: fetch its map (gossip in both directions of a ping).
+            health?.gossip(from: peer.name)
+        }
+        return .pingResponse(
+            PingResponse(
+                epoch: epoch, clock: tick(observing: ping.clock), keys: keys,
+                hintsQueued: UInt64(queues.hintQueueSizes.values.reduce(0, +)), requestsInFlight: 0))
+    }
+
+    /// Refuses a client's request for a key this node does not serve in its map: one it does not keep,
+    /// a read of a range it is still receiving, a write made with a map older than the change in
+    /// progress (`ReplicaAdmission`, the rule the simulator's nodes apply too).
+    func checkAdmitted(_ key: [UInt8], write: Bool, writeEpoch: UInt64 = 0) throws {
+        guard transfers != nil else { return }
+        let map = membership.current
+        let admission = admissions.withLock { cached -> ReplicaAdmission? in
+            if let cached, cached.epoch == map.epoch { return cached }
+            cached = try? ReplicaAdmission(node: nodeID, map: map)
+            return cached
+        }
+        guard let admission, let reason = admission.refusal(Token(key: key), write: write, writeEpoch: writeEpoch)
+        else { return }
+        throw RPCError.remote(.notReplica, message: reason)
+    }
+
+    func apply(_ put: PutRequest) async throws -> Message {
+        let key = Array(put.key.readableBytesView)
+        // Every origin writes only where this node keeps the key. A hint whose target lost the key in
+        // a change since is refused here (`notReplica`), and its holder hands it to the key's replicas.
+        try checkAdmitted(key, write: true, writeEpoch: put.origin == .client ? put.epoch : 0)
+        let repair = put.origin == .readRepair
+        if repair {
+            statistics.readRepairsReceived.add(1, ordering: .relaxed)
+        }
+        if put.origin == .antiEntropy {
+            statistics.antiEntropyWritesReceived.add(1, ordering: .relaxed)
+        }
+        let record = try Self.record(
+            key: key, version: put.version, tombstone: put.tombstone, value: put.value)
+        let replica = self.replica
+        let (outcome, clock, changed) = try await runOnPool {
+            () throws(ReplicaError) -> (ApplyOutcome, UInt64, Bool) in
+            // Only for a repair: was what the replica held older? (`apply` answers `.applied` for an
+            // equal version too.) A concurrent write may slip in between; this only feeds a counter.
+            var older = false
+            if repair {
+                do throws(StorageError) {
+                    older = try replica.store.get(key: key).map { $0.version < record.version } ?? true
+                } catch {
+                    throw ReplicaError.storage(error)
+                }
+            }
+            let (outcome, clock) = try replica.put(key: key, record: record)
+            return (outcome, clock, older && outcome == .applied)
+        }
+        if changed {
+            statistics.readRepairsApplied.add(1, ordering: .relaxed)
+        }
+        switch outcome {
+        case .applied:
+            return .putResponse(PutResponse(outcome: .applied, current: put.version, clock: clock))
+        case .superseded(let current):
+            return .putResponse(PutResponse(outcome: .superseded, current: current, clock: clock))
+        }
+    }
+
+    /// Keeps a write for a replica that did not acknowledge it, until hint replay hands it over.
+    func storeHint(_ request: HintRequest) async throws -> Message {
+        guard let hints else {
+            throw RPCError.remote(.invalidRequest, message: "this node does not hold hints")
+        }
+        guard membership.current.node(request.target) != nil else {
+            throw RPCError.remote(.unknownNode, message: "no node '\(request.target)' in the cluster")
+        }
+        guard request.target != nodeID else {
+            // A hint for ourselves would never be replayed (no node replays to itself) and would sit
+            // in the hint log for good: the sender must write to us directly.
+            statistics.hintsRefused.add(1, ordering: .relaxed)
+            throw RPCError.remote(.invalidRequest, message: "\(nodeID) does not hold hints for itself")
+        }
+        let checked = try Self.checked(request.record)
+        let (key, record) = (checked.key, checked.record)
+        try checkClock(record.version.hlc, what: "the hint's version")
+        let hint = StoredHint(target: request.target, key: key, record: record, storedAtMillis: wallMillis())
+        let queueMax = hintQueueMax
+        let bytesMax = hintBytesMax
+        let outcome = try await runOnPool { () throws(ReplicaError) -> HintStoreOutcome in
+            do throws(StorageError) {
+                return try hints.storeHint(hint, queueMax: queueMax, bytesMax: bytesMax)
+            } catch {
+                throw ReplicaError.storage(error)
+            }
+        }
+        if outcome != .stored {
+            statistics.hintsRefused.add(1, ordering: .relaxed)
+            // Never lost silently: anti-entropy will compare the key's range with the target.
+            await repairMarker?.hintRefused(target: request.target, key: key)
+        } else {
+            statistics.hintsStored.add(1, ordering: .relaxed)
+        }
+        return .hintResponse(
+            HintResponse(
+                outcome: outcome == .stored ? .stored : .refused, clock: tick(observing: record.version.hlc)))
+    }
+
+    func read(_ get: GetRequest) async throws -> Message {
+        let key = Array(get.key.readableBytesView)
+        try checkAdmitted(key, write: false)
+        let replica = self.replica
+        let (stored, clock) = try await runOnPool { () throws(ReplicaError) in
+            try replica.get(key: key)
+        }
+        return .getResponse(GetResponse(record: stored.map { Record(key: key, $0) }, clock: clock))
+    }
+
+    /// `Replica.checked` for a peer's record, refusing bad input with the wire's error.
+    static func checked(_ record: Record) throws -> StreamedRecord {
+        do {
+            return try Replica.checked(record)
+        } catch {
+            throw remote(error)
+        }
+    }
+
+    /// `Replica.record` for wire fields, refusing bad input with the wire's error.
+    static func record(key: [UInt8], version: Version, tombstone: Bool, value: ByteBuffer) throws
+        -> StoredRecord
+    {
+        do {
+            return try Replica.record(
+                key: key, version: version, tombstone: tombstone, value: Array(value.readableBytesView))
+        } catch {
+            throw remote(error)
+        }
+    }
+
+    /// The `Error` frame that answers a replica failure.
+    static func remote(_ error: ReplicaError) -> RPCError {
+        switch error {
+        case .invalidRequest(let message):
+            RPCError.remote(.invalidRequest, message: message)
+        case .storage(let storage):
+            RPCError.remote(storage.code == .diskFull ? .diskFull : .storageFailure, message: "\(storage)")
+        case .clockAhead(let message):
+            RPCError.remote(.invalidRequest, message: message)
+        }
+    }
+
+    /// Runs a blocking replica call on the thread pool, through the bounded storage queue (the one
+    /// place a request's store calls enter the pool), turning its failures into wire errors.
+    func runOnPool<T: Sendable>(_ body: @escaping @Sendable () throws(ReplicaError) -> T) async throws -> T {
+        do {
+            return try await storageQueue.run { try body() }
+        } catch let error as ReplicaError {
+            if case .clockAhead = error { statistics.clockAheadRefused.add(1, ordering: .relaxed) }
+            throw Self.remote(error)
+        } catch let error as RPCError {
+            // The queue is full: `overloaded`, already counted.
+            throw error
+        } catch {
+            throw RPCError.remote(.shuttingDown, message: "the node is shutting down")
+        }
+    }
+
+    func tick(observing remote: UInt64) -> UInt64 {
+        replica.tick(observing: remote)
+    }
+
+    /// Refuses (counted) a clock or version from a peer further ahead than the maximum clock offset.
+    func checkClock(_ remote: UInt64, what: String) throws {
+        do {
+            try replica.checkClock(remote, what: what)
+        } catch {
+            statistics.clockAheadRefused.add(1, ordering: .relaxed)
+            throw Self.remote(error)
+        }
+    }
+}

@@ -1,0 +1,228 @@
+import Foundation
+import KVCore
+import KVNode
+import KVStorage
+
+/// Range transfers in the simulator: each receiving node drives the production `RangeTransfer` one step
+/// at a time through simulated messages, and each old owner drops the pieces it lists.
+extension Simulation {
+    // MARK: - Receiving ranges
+
+    /// What a node does with its map now: receive the ranges it must take over, or drop the ones it no
+    /// longer keeps. One step at a time: a page in flight or a decision running waits.
+    func streamStep(_ index: Int) {
+        let stream = membership.streams[index]
+        guard nodes[index].isUp, stream.inFlight == nil, stream.proposal == nil, now >= stream.notBefore else { return }
+        let map = membership.acceptors[index].committed
+        if map.streaming.contains(nodes[index].id) {
+            receive(index, map)
+        } else {
+            dropRangesNoLongerHeld(index, map)
+        }
+    }
+
+    /// The production `RangeTransfer` of the node's map, resumed from its durable checkpoint.
+    func transfer(_ index: Int, _ map: ClusterMap) -> RangeTransfer {
+        var transfer = RangeTransfer(
+            node: nodes[index].id, map: map, changeID: membership.changeID(map), resuming: loadCheckpoint(index))
+        transfer.switchesBeforeStreaming = configuration.mutation == .switchBeforeStream
+        return transfer
+    }
+
+    /// Drives the node's `RangeTransfer` one step: asks a page, verifies, or reports.
+    func receive(_ index: Int, _ map: ClusterMap) {
+        let id = nodes[index].id
+        var transfer = transfer(index, map)
+        if transfer.isNew {
+            saveCheckpoint(index, transfer.checkpoint)
+            log(
+                "\(id) receives \(transfer.checkpoint.ranges.count) range(s) for epoch \(map.epoch): \(map.changeSummary)"
+            )
+        }
+        switch transfer.step {
+        case .pull(let position, let candidates):
+            let progress = transfer.checkpoint.ranges[position]
+            guard !candidates.isEmpty else {
+                log("\(id) has no old replica to receive \(progress.range) from")
+                return
+            }
+            let source = candidates[membership.streams[index].sourceCursor % candidates.count]
+            membership.nextRequest += 1
+            let request = membership.nextRequest
+            membership.streams[index].inFlight = StreamState.InFlight(
+                request: request, position: position, source: source)
+            sendMembership(
+                .streamRequest(request: request, range: progress.range, after: progress.after), from: .node(index),
+                to: .node(nodeIndex(source)))
+            queue.push(
+                .membership(.streamTimeout(node: index, request: request)),
+                at: now + UInt64(configuration.requestDeadline / .milliseconds(1)))
+        case .verify:
+            // Whatever the source lacked or a page missed is copied now from the old replicas that
+            // are up (a comparison with one that is down fails, as the node's does).
+            var compared: [TokenRangeSpan: Int] = [:]
+            for progress in transfer.checkpoint.ranges {
+                for replica in transfer.sources(of: progress.range).map(nodeIndex) where nodes[replica].isUp {
+                    compare(progress.range, local: index, remote: replica)
+                    compared[progress.range, default: 0] += 1
+                }
+            }
+            if let range = transfer.verified(compared: compared) {
+                log("\(id) cannot compare \(range) with a majority of its old replicas: too many down")
+                return
+            }
+            saveCheckpoint(index, transfer.checkpoint)
+            proposeStreamed(index, map)
+        case .report:
+            proposeStreamed(index, map)
+        }
+    }
+
+    func receivePage(_ index: Int, request: Int, _ result: Result<StreamPage, ReplyFailure>) {
+        guard let inFlight = membership.streams[index].inFlight, inFlight.request == request else { return }
+        membership.streams[index].inFlight = nil
+        let map = membership.acceptors[index].committed
+        guard case .success(let page) = result else {
+            if case .failure(let failure) = result {
+                log("\(nodes[index].id) could not stream from \(inFlight.source): \(failure.reason)")
+            }
+            sourceFailed(index)
+            return
+        }
+        var transfer = transfer(index, map)
+        guard !transfer.isNew, map.streaming.contains(nodes[index].id) else { return }
+        for streamed in page.records {
+            do {
+                _ = try nodes[index].replica.put(key: streamed.key, record: streamed.record)
+                observe(node: index, key: streamed.key)
+            } catch {
+                violate("\(nodes[index].id) cannot apply a streamed record: \(error)")
+            }
+        }
+        statistics.keysStreamed += page.records.count
+        transfer.applied(
+            index: inFlight.position, count: page.records.count, lastKey: page.records.last?.key, done: page.done,
+            from: inFlight.source)
+        saveCheckpoint(index, transfer.checkpoint)
+        streamStep(index)
+    }
+
+    /// The source did not answer or failed: the next attempt asks the range's next source.
+    func sourceFailed(_ index: Int) {
+        membership.streams[index].inFlight = nil
+        membership.streams[index].sourceCursor += 1
+    }
+
+    func proposeStreamed(_ index: Int, _ map: ClusterMap) {
+        do {
+            let proposed = try map.applying(.streamed(node: nodes[index].id))
+            log("\(nodes[index].id) proposes that it received its ranges (epoch \(proposed.epoch))")
+            membership.streams[index].proposal = startProposal(owner: .node(index), base: map, proposed: proposed)
+        } catch {
+            log("\(nodes[index].id) cannot propose streamed: \(error)")
+        }
+    }
+
+    func loadCheckpoint(_ index: Int) -> RangeTransfer.Checkpoint? {
+        guard let bytes = try? nodes[index].store.metadata(MembershipState.checkpointName) else { return nil }
+        return try? JSONDecoder().decode(RangeTransfer.Checkpoint.self, from: Data(bytes))
+    }
+
+    func saveCheckpoint(_ index: Int, _ checkpoint: RangeTransfer.Checkpoint) {
+        do {
+            try nodes[index].store.setMetadata(
+                MembershipState.checkpointName, Array(try JSONEncoder().encode(checkpoint)))
+        } catch {
+            violate("\(nodes[index].id) cannot record its transfer: \(error)")
+        }
+    }
+
+    func checkpointSummary(_ index: Int) -> String {
+        guard let checkpoint = loadCheckpoint(index) else { return "no transfer recorded" }
+        let done = checkpoint.ranges.count { $0.done }
+        return "\(done)/\(checkpoint.ranges.count) ranges, \(checkpoint.verified ? "verified" : "not verified")"
+            + (nodes[index].isUp ? "" : ", down")
+    }
+
+    // MARK: - Dropping ranges
+
+    /// The ranges `node` keeps in `map` (the production `RangeTransfer.kept`).
+    func keptRanges(_ index: Int, in map: ClusterMap) -> [TokenRangeSpan]? {
+        RangeTransfer.kept(by: nodes[index].id, current: membership.ring(of: map), next: membership.nextRing(of: map))
+    }
+
+    /// The production `RangeTransfer.drops`: each piece no longer kept is compared with each of its
+    /// current owners, and deleted only when every comparison completed.
+    func dropRangesNoLongerHeld(_ index: Int, _ map: ClusterMap) {
+        guard let kept = keptRanges(index, in: map) else { return }
+        guard let held = loadHeld(index) else {
+            saveHeld(index, kept)
+            return
+        }
+        let drops = RangeTransfer.drops(held: held, kept: kept, node: nodes[index].id, ring: membership.ring(of: map))
+        guard !drops.isEmpty else {
+            if Set(held) != Set(kept) { saveHeld(index, kept) }
+            return
+        }
+        var remaining = held
+        for drop in drops {
+            if let down = drop.owners.first(where: { !nodes[nodeIndex($0)].isUp }) {
+                log("\(nodes[index].id) keeps \(drop.piece) until \(down) is back")
+                return
+            }
+            let held = (try? nodes[index].store.merkleListing(of: drop.piece)) ?? []
+            for owner in drop.owners {
+                compare(drop.piece, local: index, remote: nodeIndex(owner))
+            }
+            self.drop(index, drop.piece, held: held, owners: drop.owners)
+            remaining = TokenRangeSpan.subtracting([drop.piece], from: remaining)
+            saveHeld(index, remaining)
+        }
+        saveHeld(index, kept)
+    }
+
+    /// Deletes `piece` from a node; every owner must hold what the node held before comparing with
+    /// them (`held`), or newer, by then. (What it pulled from one owner need not reach the others.)
+    func drop(_ index: Int, _ piece: TokenRangeSpan, held: [MerkleEntry], owners: [String]) {
+        do {
+            let listing = try nodes[index].store.merkleListing(of: piece)
+            for entry in held {
+                for owner in owners {
+                    let held = nodes[nodeIndex(owner)].store.durableRecord(entry.key)?.version
+                    if held.map({ $0 < entry.version }) ?? true {
+                        violate(
+                            "\(nodes[index].id) dropped \(piece) holding \(show(entry.key)) at \(entry.version) while its owner \(owner) holds \(held.map { "\($0)" } ?? "nothing")"
+                        )
+                    }
+                }
+            }
+            let deleted = try nodes[index].store.deleteRange(piece)
+            for entry in listing {
+                // Gone on purpose: if the node replicates the key again, it may receive an older version.
+                highestSeen[NodeKey(node: index, key: entry.key)] = nil
+            }
+            statistics.rangesDropped += 1
+            log("\(nodes[index].id) dropped \(piece) (\(deleted) key(s)), compared with \(owners)")
+        } catch {
+            violate("\(nodes[index].id) cannot drop \(piece): \(error)")
+        }
+    }
+
+    func loadHeld(_ index: Int) -> [TokenRangeSpan]? {
+        guard let bytes = try? nodes[index].store.metadata(MembershipState.heldName),
+            let numbers = try? JSONDecoder().decode([UInt64].self, from: Data(bytes)), numbers.count % 2 == 0
+        else { return nil }
+        return stride(from: 0, to: numbers.count, by: 2).map {
+            TokenRangeSpan(start: numbers[$0], end: numbers[$0 + 1])
+        }
+    }
+
+    func saveHeld(_ index: Int, _ spans: [TokenRangeSpan]) {
+        do {
+            let bytes = try JSONEncoder().encode(spans.flatMap { [$0.start, $0.end] })
+            try nodes[index].store.setMetadata(MembershipState.heldName, Array(bytes))
+        } catch {
+            violate("\(nodes[index].id) cannot record the ranges it holds: \(error)")
+        }
+    }
+}
