@@ -29,6 +29,8 @@ final class ConnectionGuardHandler: ChannelInboundHandler, RemovableChannelHandl
     private var lastFrameAt: NIODeadline?
     private var deadlineTimer: Scheduled<Void>?
     private var idleTimer: Scheduled<Void>?
+    /// Closes a refused connection whose peer does not read its Error frame.
+    private var closeTimer: Scheduled<Void>?
     private var closing = false
 
     /// - Parameter refused: counts the reason when the handler closes the connection.
@@ -71,6 +73,8 @@ final class ConnectionGuardHandler: ChannelInboundHandler, RemovableChannelHandl
 
     func handlerRemoved(context: ChannelHandlerContext) {
         cancelTimers()
+        closeTimer?.cancel()
+        closeTimer = nil
     }
 
     /// Starts the timers that are due and not running.
@@ -129,12 +133,18 @@ final class ConnectionGuardHandler: ChannelInboundHandler, RemovableChannelHandl
         closing = true
         cancelTimers()
         refused(reason)
-        if let error {
-            var buffer = context.channel.allocator.buffer(capacity: 64 + error.message.utf8.count)
-            buffer.writeFrame(.error(error), requestID: WireProtocol.connectionRequestID)
-            context.writeAndFlush(wrapOutboundOut(buffer), promise: nil)
+        guard let error else {
+            context.close(promise: nil)
+            return
         }
-        context.close(promise: nil)
+        // The Error frame goes out before the close (a close fails the writes still pending); a peer
+        // that reads nothing is closed a second later all the same.
+        var buffer = context.channel.allocator.buffer(capacity: 64 + error.message.utf8.count)
+        buffer.writeFrame(.error(error), requestID: WireProtocol.connectionRequestID)
+        let written = context.eventLoop.makePromise(of: Void.self)
+        context.writeAndFlush(wrapOutboundOut(buffer), promise: written)
+        written.futureResult.assumeIsolated().whenComplete { _ in context.close(promise: nil) }
+        closeTimer = context.eventLoop.assumeIsolated().scheduleTask(in: .seconds(1)) { context.close(promise: nil) }
     }
 
     private func cancelTimers() {
