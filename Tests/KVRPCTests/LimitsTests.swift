@@ -260,6 +260,9 @@ func withLimitedServer<T: Sendable>(
     _ body: @Sendable (RPCServer) async throws -> T
 ) async throws -> T {
     var configuration = RPCServerConfiguration(host: LimitsPKI.host, port: 0, clusterID: "test", nodeID: "n1")
+    // As `withTestServer`: on a busy CI machine TLS can outlast a node's 10 s (a CI run lost a
+    // connection that way); a test about that deadline sets its own.
+    configuration.handshakeTimeout = .seconds(300)
     configure(&configuration)
     let server = try await RPCServer.bind(
         configuration: configuration,
