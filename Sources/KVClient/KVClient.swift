@@ -104,7 +104,7 @@ public final class KVClient: Sendable {
             ClientClock(
                 writer: writerID,
                 bound: ClientClock.Bound(
-                    maxOffsetMillis: UInt64(max(0, configuration.maxClockOffset / .milliseconds(1))),
+                    maxOffsetMillis: configuration.maxClockOffset.wholeMillisecondsClamped,
                     wallMillis: configuration.wallClockMillis)))
         let identity = tls.localIdentity
         let clusterID = configuration.cluster?.clusterID ?? configuration.clusterID

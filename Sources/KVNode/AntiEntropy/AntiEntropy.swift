@@ -355,7 +355,7 @@ public final class AntiEntropy: Sendable {
     /// back to back (`kvctl repair` in a loop) then cost no scan each.
     private func purge(_ range: TokenRangeSpan, before horizon: Version) async -> Int {
         let now = wallMillis()
-        let every = min(UInt64((configuration.tombstoneGrace ?? .zero) / .milliseconds(10)), 3_600_000)
+        let every = min((configuration.tombstoneGrace?.wholeMillisecondsClamped ?? 0) / 10, 3_600_000)
         let due = lastPurged.withLock { last in
             guard now >= (last[range.end] ?? 0) &+ every || now < (last[range.end] ?? 0) else { return false }
             last[range.end] = now
