@@ -21,3 +21,14 @@ public enum ApplyOutcome: Sendable, Hashable {
     /// The replica holds a newer version, returned here; the write changed nothing.
     case superseded(current: Version)
 }
+
+extension ApplyOutcome {
+    /// The apply rule, written once for every store: a record is written only over an older version
+    /// or none. Returns what the store answers *without* writing — `.superseded` over a newer version,
+    /// `.applied` over exactly this one (an idempotent retry) — or `nil` when the store must write
+    /// and then answer `.applied`.
+    public static func withoutWriting(over current: Version?, offered: Version) -> ApplyOutcome? {
+        guard let current, current >= offered else { return nil }
+        return current == offered ? .applied : .superseded(current: current)
+    }
+}

@@ -4,7 +4,8 @@ import KVStorage
 
 /// Anti-entropy in the simulator, at the end of a run: once every node is back, co-replicas of every
 /// vnode range compare their Merkle trees with the production `MerkleComparison` over their stores'
-/// production `MerkleStore` answers, and exchange exactly the differing keys through the production
+/// production `MerkleStore` answers, and exchange exactly the differing keys it finds (`push` from the
+/// local side, `pull` from the remote one, as `AntiEntropySession` copies them) through the production
 /// `Replica.put`. Then every replica of every range must hold the same data.
 ///
 /// With `antiEntropyEveryMillis`, nodes also run passes during the run, under faults, and with
@@ -97,6 +98,7 @@ extension Simulation {
     @discardableResult
     func compare(_ span: TokenRangeSpan, local: Int, remote: Int, purgeHorizon: Version? = nil) -> Int {
         var comparison = MerkleComparison(range: span, purgeHorizon: purgeHorizon)
+        comparison.findsNothingToPull = configuration.mutation == .antiEntropyNeverPulls
         var action = comparison.start()
         do {
             while case .query(let query) = action {
@@ -116,7 +118,7 @@ extension Simulation {
         for entry in difference.push {
             copy(entry.key, from: local, to: remote)
         }
-        for entry in difference.pull where configuration.mutation != .antiEntropyNeverPulls {
+        for entry in difference.pull {
             copy(entry.key, from: remote, to: local)
         }
         statistics.antiEntropyKeys += difference.push.count + difference.pull.count

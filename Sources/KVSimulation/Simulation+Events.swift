@@ -64,10 +64,7 @@ extension Simulation {
         clients[index].startedAt = now
         let epoch = configuration.membershipProfile == nil ? 0 : membership.clients[index].epoch
         clients[index].newerMapRetry = NewerMapRetry(epoch: epoch)
-        // `readsWhileReceiving` runs with the clients of the time it was found (no retries): with
-        // retries, the runs take other paths and no seed found reaches the bug.
-        clients[index].newerMapRetry.neverRetries = [.skipNewerMapRetry, .readsWhileReceiving].contains(
-            configuration.mutation)
+        clients[index].newerMapRetry.neverRetries = configuration.mutation == .skipNewerMapRetry
         startTry(index)
     }
 

@@ -12,7 +12,7 @@ import KVStorage
 ///   `MapPrepare`/`MapAccept`/`MapCommit` messages that are lost, duplicated and delayed like any;
 /// - nodes and clients learn maps by gossip: a ping carries the epoch, a later epoch is fetched;
 /// - a node listed in the map's `streaming` drives the production `RangeTransfer`: it pulls each range
-///   page by page (`SimulatedStore.streamPage`, through messages) from its sources, recording the
+///   page by page (`InMemoryStore.streamPage`, through messages) from its sources, recording the
 ///   transfer's checkpoint in the store's metadata after every page (it survives a crash), compares
 ///   each received range with its old replicas (the production `MerkleComparison`, as anti-entropy
 ///   does) until a majority compared, then proposes `.streamed` with its own `MapProposer`; old owners
@@ -413,8 +413,7 @@ extension Simulation {
     /// the production `ReplicaAdmission` of its map. Nil when it serves it (always, without membership).
     func refusal(at node: Int, key: [UInt8], write: Bool, writeEpoch: UInt64 = 0) -> ReplyFailure? {
         guard configuration.membershipProfile != nil else { return nil }
-        var admission = membership.admission(of: nodes[node].id, in: membership.acceptors[node].committed)
-        admission.servesReadsWhileReceiving = configuration.mutation == .readsWhileReceiving
+        let admission = membership.admission(of: nodes[node].id, in: membership.acceptors[node].committed)
         guard admission.refusal(Token(key: key), write: write, writeEpoch: writeEpoch) != nil else { return nil }
         return ReplyFailure(reason: ReplyFailure.notReplica)
     }

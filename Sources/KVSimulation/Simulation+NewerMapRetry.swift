@@ -38,7 +38,7 @@ extension Simulation {
     /// A try of the current operation failed (`failure` says how). In a membership run the client,
     /// like the SDK, first waits for the map it is fetching, if any, then retries on a newer map.
     func tryFailed(_ index: Int, failure: String) {
-        guard configuration.membershipProfile != nil, !clients[index].newerMapRetry.neverRetries else {
+        guard configuration.membershipProfile != nil else {
             operationFailed(index, failure: failure)
             return
         }

@@ -3,8 +3,8 @@ import KVNode
 import KVStorage
 import Synchronization
 
-/// A whole QuorumKV cluster in one thread: replica nodes running the production `Replica` over a
-/// `SimulatedStore`, SDK clients running the production `WriteOperation`/`ReadOperation` (and so the
+/// A whole QuorumKV cluster in one thread: replica nodes running the production `Replica` over an
+/// `InMemoryStore`, SDK clients running the production `WriteOperation`/`ReadOperation` (and so the
 /// production quorum coordinators and version rules), a ring from the production `TokenAllocator`, and
 /// a network, clocks and disks replaced by seeded fakes: delays, drops, duplicates, reordering,
 /// partitions that heal, crashes that lose what was not synced, skewed clocks that jump backwards.
@@ -346,7 +346,7 @@ struct SimulatedNode {
     var skewMillis: Int64
     let driftPPM: Int64
     let clock: WorldClock
-    var store = SimulatedStore(durability: .sync)
+    var store = InMemoryStore(durability: .sync)
     /// The node's hint log: synced like its data, so it survives crashes.
     let hints = InMemoryStore()
     /// The replay round running per target, with its id; forgotten in a crash.
@@ -362,7 +362,7 @@ struct SimulatedNode {
         self.replica = Self.makeReplica(id: id, store: store, skewMillis: skewMillis, driftPPM: driftPPM, clock: clock)
     }
 
-    static func makeReplica(id: String, store: SimulatedStore, skewMillis: Int64, driftPPM: Int64, clock: WorldClock)
+    static func makeReplica(id: String, store: InMemoryStore, skewMillis: Int64, driftPPM: Int64, clock: WorldClock)
         -> Replica
     {
         Replica(nodeID: id, store: store) {

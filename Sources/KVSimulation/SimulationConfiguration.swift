@@ -117,29 +117,6 @@ public struct MembershipProfile: Sendable, Hashable {
     public init() {}
 }
 
-/// Rules the mutation check can break.
-package enum Mutation: Sendable, Hashable {
-    /// Acknowledge writes one acknowledgement early (at W-1).
-    case acknowledgeWritesEarly
-    /// Hint holders delete a hint when they send it, before the target acknowledged it.
-    case deleteHintsBeforeAcknowledgement
-    /// Anti-entropy pushes what it finds but never pulls.
-    case antiEntropyNeverPulls
-    /// Tombstones are purged after a pass that could not compare with every co-replica
-    /// (`TombstonePolicy.purgesWithoutConfirmation`).
-    case purgeWithoutConfirmation
-    /// Receivers propose `.streamed` at once, without streaming or comparing their ranges.
-    case switchBeforeStream
-    /// During a change, clients write to the current ring's replicas only (no quorum in the next one).
-    case singleRingWrites
-    /// Clients never retry an operation on a newer map: a try refused for an old map fails.
-    case skipNewerMapRetry
-    /// A node still receiving a key's range answers reads of it (`ReplicaAdmission` without its
-    /// write-only rule: the bug `kvsim --seed 70164 --membership` found), with clients that do not
-    /// retry on newer maps, as they were then (with retries, no seed found reaches the bug).
-    case readsWhileReceiving
-}
-
 /// How hostile the simulated world is.
 public struct FaultProfile: Sendable, Hashable {
     /// One-way message delay, uniformly drawn, in simulated milliseconds.

@@ -2,10 +2,15 @@ public import KVCore
 import Synchronization
 
 /// A `ReplicaStore` in memory with the same semantics as `RocksDBStore`, for unit tests of other
-/// modules. Nothing survives the process. One mutex guards everything: simple, and atomic per key.
+/// modules and for the simulator's nodes. Nothing survives the process; within it, a crash layer
+/// (`InMemoryStore+Crash.swift`) loses what a store with a `durability` other than `sync` has not
+/// synced. One mutex guards everything: simple, and atomic per key.
 public final class InMemoryStore: ReplicaStore {
     struct State {
         var records: [[UInt8]: StoredRecord] = [:]
+        /// For each key written since the last `sync()` by a store that does not sync every write,
+        /// what a crash leaves of it (its durable record, or nil if it had none).
+        var unsynced: [[UInt8]: Durable] = [:]
         var metadata: [String: [UInt8]] = [:]
         /// Per target (UTF-8 bytes), its hints sorted by storage key: see `InMemoryStore+Hints.swift`.
         var hints: [[UInt8]: [(storageKey: [UInt8], hint: StoredHint)]] = [:]
@@ -16,28 +21,44 @@ public final class InMemoryStore: ReplicaStore {
         /// Kept by `apply`, like `RocksDBStore`'s: see `InMemoryStore+Merkle.swift`.
         var merkle = MerkleSegments()
         var closed = false
+
+        /// What a crash leaves of one key.
+        struct Durable {
+            var record: StoredRecord?
+        }
+
+        /// Sets what `get` sees for `key`, keeping the Merkle segments; with `durably`, what a crash
+        /// leaves of it too (a synced write, a purge, a range drop).
+        mutating func set(_ key: [UInt8], _ record: StoredRecord?, durably: Bool) {
+            let old = records[key]
+            if durably {
+                unsynced[key] = nil
+            } else if unsynced[key] == nil {
+                unsynced[key] = Durable(record: old)
+            }
+            merkle.update(
+                old: old.map { MerkleEntry(key: key, record: $0) },
+                new: record.map { MerkleEntry(key: key, record: $0) })
+            records[key] = record
+        }
     }
 
     let state = Mutex(State())
+    /// When an applied write survives a crash (`InMemoryStore+Crash.swift`): with `sync`, at once.
+    public let durability: Durability
 
-    public init() {}
+    public init(durability: Durability = .sync) {
+        self.durability = durability
+    }
 
     public func apply(key: [UInt8], record: StoredRecord) throws(StorageError) -> ApplyOutcome {
         try validate(key: key, record: record)
         return try state.withLock { (state) throws(StorageError) -> ApplyOutcome in
             guard !state.closed else { throw .closed }
-            if let current = state.records[key]?.version {
-                if current > record.version {
-                    return .superseded(current: current)
-                }
-                if current == record.version {
-                    return .applied
-                }
+            if let kept = ApplyOutcome.withoutWriting(over: state.records[key]?.version, offered: record.version) {
+                return kept
             }
-            state.merkle.update(
-                old: state.records[key].map { MerkleEntry(key: key, record: $0) },
-                new: MerkleEntry(key: key, record: record))
-            state.records[key] = record
+            state.set(key, record, durably: durability == .sync)
             return .applied
         }
     }

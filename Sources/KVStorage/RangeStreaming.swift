@@ -184,9 +184,9 @@ extension InMemoryStore: RangeStreaming {
         try state.withLock { (state) throws(StorageError) -> Int in
             guard !state.closed else { throw .closed }
             let removed = state.records.filter { key, _ in range.contains(Token(key: key)) }
-            for (key, record) in removed {
-                state.merkle.update(old: MerkleEntry(key: key, record: record), new: nil)
-                state.records[key] = nil
+            // Durable, as `RocksDBStore`'s fsynced batches are: the range does not come back in a crash.
+            for key in removed.keys {
+                state.set(key, nil, durably: true)
             }
             return removed.count
         }

@@ -3,8 +3,9 @@ public import KVCore
 /// A replica's durable store.
 ///
 /// Calls block (RocksDB does I/O): callers run them on a thread pool, never on an event loop.
-/// Implementations are thread-safe. The simulator provides its own in-memory implementation with
-/// injected faults; `InMemoryStore` is the plain one for unit tests of other modules.
+/// Implementations are thread-safe. `InMemoryStore` is the in-memory one, for unit tests of other
+/// modules and for the simulator (with its crash layer). Every store decides an apply with
+/// `ApplyOutcome.withoutWriting`.
 public protocol ReplicaStore: AnyObject, Sendable {
     /// Applies `record` only if its version is greater than the stored one.
     ///

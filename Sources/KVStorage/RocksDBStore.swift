@@ -174,13 +174,8 @@ public final class RocksDBStore: ReplicaStore, @unchecked Sendable {
                     (bytes) throws(StorageError) -> (version: Version, tombstone: Bool) in
                     try RecordCodec.decodeHeader(bytes)
                 }
-                if let current {
-                    if current.version > record.version {
-                        return .superseded(current: current.version)
-                    }
-                    if current.version == record.version {
-                        return .applied
-                    }
+                if let kept = ApplyOutcome.withoutWriting(over: current?.version, offered: record.version) {
+                    return kept
                 }
                 let delta = MerkleSegments.delta(
                     old: current.map { MerkleEntry(key: key, version: $0.version, tombstone: $0.tombstone) },
@@ -222,10 +217,10 @@ public final class RocksDBStore: ReplicaStore, @unchecked Sendable {
                             try RecordCodec.decodeHeader(bytes)
                         }
                     }
-                    if let current, current.version >= streamed.record.version {
-                        outcomes.append(
-                            current.version == streamed.record.version
-                                ? .applied : .superseded(current: current.version))
+                    if let kept = ApplyOutcome.withoutWriting(
+                        over: current?.version, offered: streamed.record.version)
+                    {
+                        outcomes.append(kept)
                         continue
                     }
                     deltas[segment, default: 0] ^= MerkleSegments.delta(

@@ -50,9 +50,9 @@ extension InMemoryStore: TombstonePurging {
             let purged = state.records.filter { key, record in
                 record.tombstone && record.version < cutoff && range.contains(Token(key: key))
             }
-            for (key, record) in purged {
-                state.merkle.update(old: MerkleEntry(key: key, record: record), new: nil)
-                state.records[key] = nil
+            // Durable, as `RocksDBStore`'s synced batch is.
+            for key in purged.keys {
+                state.set(key, nil, durably: true)
             }
             return purged.count
         }

@@ -89,9 +89,6 @@ struct KVSim: ParsableCommand {
     @Flag(help: "Break membership on purpose: clients never retry an operation on a newer map.")
     var mutateSkipNewerMapRetry = false
 
-    @Flag(help: "Break membership on purpose: a node still receiving a range answers reads of it.")
-    var mutateReadsWhileReceiving = false
-
     @Option(help: "Hint window in simulated milliseconds (default 600000: nothing expires).")
     var hintWindow: UInt64?
 
@@ -113,9 +110,7 @@ struct KVSim: ParsableCommand {
         var membershipTotals = (epochs: 0, streamed: 0, dropped: 0, retries: 0, late: 0)
         for seed in range {
             var configuration = SimulationConfiguration(seed: seed)
-            if membership || mutateSwitchBeforeStream || mutateSingleRingWrites || mutateSkipNewerMapRetry
-                || mutateReadsWhileReceiving
-            {
+            if membership || mutateSwitchBeforeStream || mutateSingleRingWrites || mutateSkipNewerMapRetry {
                 configuration.membership()
             }
             if noLateClients {
@@ -156,9 +151,6 @@ struct KVSim: ParsableCommand {
             }
             if mutateSkipNewerMapRetry {
                 configuration.mutation = .skipNewerMapRetry
-            }
-            if mutateReadsWhileReceiving {
-                configuration.mutation = .readsWhileReceiving
             }
             if let readQuorum {
                 configuration.readQuorum = readQuorum

@@ -33,10 +33,6 @@ public struct ReplicaAdmission: Sendable {
     /// The ring once the change is done; nil when nothing is changing.
     private let next: Ring?
 
-    /// Test-only (a planted bug for the simulator's mutation check): a node still receiving a range
-    /// answers reads of it.
-    package var servesReadsWhileReceiving = false
-
     /// - Throws: `RingError` when the map does not make a ring.
     public init(node: String, map: ClusterMap) throws(RingError) {
         self.node = node
@@ -65,7 +61,7 @@ public struct ReplicaAdmission: Sendable {
         switch access(token) {
         case .none:
             return "\(node) is not a replica of this key in cluster map epoch \(epoch): fetch the map and retry"
-        case .writeOnly where !write && !servesReadsWhileReceiving:
+        case .writeOnly where !write:
             return
                 "\(node) is still receiving this key's range for the change in progress (cluster map epoch \(epoch)): read it from the current replicas; fetch the map and retry"
         case .readWrite, .writeOnly:

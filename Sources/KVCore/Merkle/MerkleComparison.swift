@@ -48,6 +48,9 @@ public struct MerkleComparison: Sendable {
     private var started = false
     /// Tombstones older than this count as absent when the other side holds nothing for the key.
     public let purgeHorizon: Version?
+    /// Test-only (a planted bug for the simulator's mutation check): the comparison finds what the
+    /// remote side should get, never what the local side should.
+    package var findsNothingToPull = false
 
     public init(range: TokenRangeSpan, purgeHorizon: Version? = nil) {
         tree = MerkleTree(range: range)
@@ -96,7 +99,7 @@ public struct MerkleComparison: Sendable {
                 }
                 difference.push.append(entry)
             }
-            for (key, entry) in remoteEntries {
+            for (key, entry) in remoteEntries where !findsNothingToPull {
                 if let ours = localEntries[key] {
                     if ours.version >= entry.version { continue }
                 } else if isPurgeable(entry) {

@@ -1,14 +1,13 @@
 import KVCore
-import KVSimulation
 import KVStorage
 import Testing
 
-@Suite struct SimulatedStoreTests {
+@Suite struct InMemoryStoreCrashTests {
     let older = StoredRecord(version: Version(hlc: 1, writer: 1), tombstone: false, value: [1])
     let newer = StoredRecord(version: Version(hlc: 2, writer: 1), tombstone: false, value: [2])
 
-    @Test func keepsTheGreaterVersionLikeRocksDBStore() throws {
-        let store = SimulatedStore()
+    @Test func keepsTheGreaterVersionAndAnEqualOneIsARetry() throws {
+        let store = InMemoryStore()
         #expect(try store.apply(key: [9], record: newer) == .applied)
         #expect(try store.apply(key: [9], record: older) == .superseded(current: newer.version))
         #expect(try store.apply(key: [9], record: newer) == .applied)
@@ -16,14 +15,14 @@ import Testing
     }
 
     @Test func syncModeLosesNothingInACrash() throws {
-        let store = SimulatedStore(durability: .sync)
+        let store = InMemoryStore(durability: .sync)
         _ = try store.apply(key: [9], record: newer)
         store.crash()
         #expect(try store.get(key: [9]) == newer)
     }
 
     @Test func crashLosesWhatWasNotSynced() throws {
-        let store = SimulatedStore(durability: .none)
+        let store = InMemoryStore(durability: .none)
         _ = try store.apply(key: [1], record: older)
         store.sync()
         _ = try store.apply(key: [1], record: newer)
@@ -37,7 +36,7 @@ import Testing
     /// The segments follow what `get` sees through applies, syncs and crashes: after each step they
     /// equal segments rebuilt from the records, and a range digest equals the XOR of its listing.
     @Test func merkleSegmentsFollowWritesAndCrashes() throws {
-        let store = SimulatedStore(durability: .none)
+        let store = InMemoryStore(durability: .none)
         var rng = SplitMix64(seed: 3)
         let keys = (0..<60).map { [UInt8]("s\($0)".utf8) }
         let ring = TokenRangeSpan(start: 77, end: 77)

@@ -1,0 +1,112 @@
+/// Bugs planted in production rules, for the mutation check: each one is a `package` switch on the
+/// production value that holds the rule (its `target`), turned on by the simulator's driver only, and
+/// CI checks that the simulator catches each within a bounded number of seeds (`check`). A green run
+/// then says the simulator runs that code and would notice if it broke.
+///
+/// Adding a case needs a `check` (the switch below is exhaustive), and `MutationCheckTests` runs it,
+/// so a mutation whose target the simulator does not run fails CI.
+package enum Mutation: String, Sendable, Hashable, CaseIterable {
+    /// Acknowledge writes one acknowledgement early (at W-1).
+    case acknowledgeWritesEarly
+    /// Hint holders delete a hint when they send it, before the target acknowledged it.
+    case deleteHintsBeforeAcknowledgement
+    /// Anti-entropy finds what to push but never what to pull.
+    case antiEntropyNeverPulls
+    /// Tombstones are purged after a pass that could not compare with every co-replica.
+    case purgeWithoutConfirmation
+    /// Receivers propose `.streamed` at once, without streaming or comparing their ranges.
+    case switchBeforeStream
+    /// During a change, clients write to the current ring's replicas only (no quorum in the next one).
+    case singleRingWrites
+    /// Clients never retry an operation on a newer map: a try refused for an old map fails.
+    case skipNewerMapRetry
+
+    /// The production value and switch that hold the planted bug.
+    package var target: String {
+        switch self {
+        case .acknowledgeWritesEarly: "WritePlan.acknowledgesEarly"
+        case .deleteHintsBeforeAcknowledgement: "HintReplayRound.deletesOnSend"
+        case .antiEntropyNeverPulls: "MerkleComparison.findsNothingToPull"
+        case .purgeWithoutConfirmation: "TombstonePolicy.purgesWithoutConfirmation"
+        case .switchBeforeStream: "RangeTransfer.switchesBeforeStreaming"
+        case .singleRingWrites: "WritePlan.writesToCurrentRingOnly"
+        case .skipNewerMapRetry: "NewerMapRetry.neverRetries"
+        }
+    }
+
+    /// How CI checks that the simulator catches the mutation.
+    package var check: MutationCheck {
+        switch self {
+        case .acknowledgeWritesEarly:
+            MutationCheck(seeds: 1...50, profile: .quick)
+        case .deleteHintsBeforeAcknowledgement:
+            MutationCheck(seeds: 1...30, profile: .quick)
+        case .antiEntropyNeverPulls:
+            MutationCheck(seeds: 2001...2010, profile: .antiEntropy)
+        case .purgeWithoutConfirmation:
+            // About 1 seed in 12 catches it; 44...56 catch it 3 times.
+            MutationCheck(seeds: 44...56, profile: .purgeTombstones)
+        case .switchBeforeStream:
+            // About 1 seed in 12 over 101...400 (seeds 1...16 stopped catching it once clients retried
+            // on newer maps, and 101...116 once maps needed a proof); 141...165 catch it 5 times.
+            MutationCheck(seeds: 141...165, profile: .membership)
+        case .singleRingWrites:
+            MutationCheck(seeds: 101...110, profile: .membership)
+        case .skipNewerMapRetry:
+            // Without the retry the sleeper's first operation fails: the late clients' check says so.
+            MutationCheck(seeds: 101...104, profile: .membership) { result in
+                result.violations.contains { $0.contains("could not") && $0.contains("after the changes") }
+            }
+        }
+    }
+}
+
+/// The runs that must catch a mutation: a configuration per seed, and what counts as caught (by
+/// default, any violation).
+package struct MutationCheck: Sendable {
+    /// The kind of run, as the tests of the unbroken rule use it.
+    package enum Profile: String, Sendable {
+        /// The plain run without the end-of-run anti-entropy pass.
+        case quick
+        /// No hints and 40 keys, so that replicas that missed writes stay stale until the end-of-run
+        /// anti-entropy pass.
+        case antiEntropy
+        /// Mid-run anti-entropy purging tombstones (`SimulationConfiguration.purgeTombstones()`), 16 keys.
+        case purgeTombstones
+        /// Joins and leaves (`SimulationConfiguration.membership()`).
+        case membership
+    }
+
+    package var seeds: ClosedRange<UInt64>
+    package var profile: Profile
+    package var caught: @Sendable (SimulationResult) -> Bool = { !$0.passed }
+
+    /// The configuration of `seed`'s run, without the mutation.
+    package func configuration(seed: UInt64) -> SimulationConfiguration {
+        var configuration = SimulationConfiguration(seed: seed)
+        switch profile {
+        case .quick:
+            configuration.antiEntropyAtEnd = false
+        case .antiEntropy:
+            configuration.hintedHandoff = false
+            configuration.keys = 40
+        case .purgeTombstones:
+            configuration.purgeTombstones()
+            configuration.keys = 16
+            configuration.operationsPerClient = 150
+        case .membership:
+            configuration.membership()
+            configuration.antiEntropyAtEnd = false
+        }
+        return configuration
+    }
+
+    /// How many of the seeds catch `mutation`.
+    package func caughtCount(_ mutation: Mutation) -> Int {
+        seeds.count { seed in
+            var configuration = configuration(seed: seed)
+            configuration.mutation = mutation
+            return caught(Simulation(configuration: configuration).run())
+        }
+    }
+}
