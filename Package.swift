@@ -70,9 +70,14 @@ let package = Package(
             swiftSettings: swiftSettings
         ),
         .target(
+            name: "KVCluster",
+            dependencies: ["KVCore", "KVWire", "KVRPC", "KVTLS"],
+            swiftSettings: swiftSettings
+        ),
+        .target(
             name: "KVClient",
             dependencies: [
-                "KVCore", "KVWire", "KVRPC", "KVTLS", "KVConfig",
+                "KVCore", "KVWire", "KVRPC", "KVTLS", "KVConfig", "KVCluster",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
@@ -83,7 +88,7 @@ let package = Package(
         .target(
             name: "KVNode",
             dependencies: [
-                "KVCore", "KVWire", "KVStorage", "KVRPC", "KVTLS", "KVConfig",
+                "KVCore", "KVWire", "KVStorage", "KVRPC", "KVTLS", "KVConfig", "KVCluster",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
@@ -166,6 +171,7 @@ let package = Package(
             dependencies: ["KVCore", "KVSimulation"],
             swiftSettings: swiftSettings
         ),
+        .testTarget(name: "KVClusterTests", dependencies: ["KVCore", "KVCluster"], swiftSettings: swiftSettings),
         .testTarget(name: "KVStorageTests", dependencies: ["KVCore", "KVStorage"], swiftSettings: swiftSettings),
         .testTarget(
             name: "KVNodeTests",
@@ -204,7 +210,7 @@ let package = Package(
         .testTarget(
             name: "ClusterTests",
             dependencies: [
-                "KVCore", "KVClient", "KVTLS", "KVConfig", "KVRPC", "KVWire", "KVStorage",
+                "KVCore", "KVCluster", "KVClient", "KVTLS", "KVConfig", "KVRPC", "KVWire", "KVStorage",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "Metrics", package: "swift-metrics"),

@@ -1,4 +1,5 @@
 import Foundation
+import KVCluster
 import KVCore
 import KVRPC
 import KVTLS
@@ -13,33 +14,22 @@ extension KVClient {
 
     /// Records an answer from `node` (any answer, errors included: the node is alive).
     func heartbeat(_ node: String) {
-        let now = configuration.wallClockMillis()
-        let detector = configuration.failureDetector
-        health.withLock { $0[node, default: PhiAccrualDetector(configuration: detector)].heartbeat(atMillis: now) }
+        health.heartbeat(node)
     }
 
-    /// Each node's phi now (0 for a node not heard from yet): how unlikely its silence is.
+    /// Each node's phi now: how unlikely its silence is.
     public func nodePhi() -> [String: Double] {
-        let now = configuration.wallClockMillis()
-        return health.withLock { detectors in detectors.mapValues { $0.phi(atMillis: now) } }
+        health.phi()
     }
 
     /// The nodes the failure detector suspects now.
     public func suspectedNodes() -> Set<String> {
-        let now = configuration.wallClockMillis()
-        return health.withLock { detectors in Set(detectors.filter { $0.value.isSuspected(atMillis: now) }.keys) }
-    }
-
-    /// `replicas` with the suspected ones moved to the end, the others in their order.
-    package func healthyFirst(_ replicas: [String]) -> [String] {
-        let suspected = suspectedNodes()
-        guard !suspected.isEmpty else { return replicas }
-        return replicas.filter { !suspected.contains($0) } + replicas.filter { suspected.contains($0) }
+        health.suspected()
     }
 
     /// The order in which a read asks the replicas of `key` (package: tests watch the routing).
     package func readOrder(forKey key: [UInt8]) async throws -> [String] {
-        try await healthyFirst(currentTopology().ring.preferenceList(forKey: key))
+        try await health.healthyFirst(currentTopology().ring.preferenceList(forKey: key))
     }
 
     /// Sends a `Ping` to every node, not awaited: a hung node must not delay the others. Nodes new
@@ -56,13 +46,7 @@ extension KVClient {
     /// Starts watching the nodes of `topology` not watched yet, as if each had just answered: one that
     /// never does is suspected.
     func watch(_ topology: Topology) {
-        let now = configuration.wallClockMillis()
-        let detector = configuration.failureDetector
-        health.withLock { detectors in
-            for node in topology.map.nodes where detectors[node.id] == nil {
-                detectors[node.id] = PhiAccrualDetector(configuration: detector, watchingFrom: now)
-            }
-        }
+        health.watch(topology.map.nodes.map(\.id))
     }
 
     /// Starts the pinger once: every `healthCheckInterval`, a `Ping` to every node (timeout: the

@@ -1,3 +1,4 @@
+import KVCluster
 public import KVCore
 import KVRPC
 import KVTLS

@@ -1,4 +1,5 @@
 import Foundation
+import KVCluster
 import KVCore
 import KVRPC
 import KVTLS
@@ -22,7 +23,7 @@ extension KVClient {
         _ key: [UInt8], consistency: ConsistencyLevel?, repair: ReadOperation.Repair?, in topology: Topology
     ) async throws -> KVValue? {
         // Any R of the N replicas make a quorum: the ones the failure detector suspects go last.
-        let replicas = healthyFirst(topology.ring.preferenceList(forKey: key))
+        let replicas = health.healthyFirst(topology.ring.preferenceList(forKey: key))
         let level = consistency ?? configuration.readConsistency
         let required = try requiredReplicas(level, topology: topology)
         var speculationDelay: Duration?

@@ -1,4 +1,5 @@
 import Foundation
+import KVCluster
 public import KVCore
 import KVRPC
 public import KVTLS
@@ -30,7 +31,7 @@ public final class KVClient: Sendable {
     /// Operations still handing off after they answered, by id; ``close()`` waits for them.
     let handingOff = Mutex(HandingOff())
     /// One failure detector per node, fed by every answer and by the pinger.
-    let health = Mutex<[String: PhiAccrualDetector]>([:])
+    let health: PeerHealthTable
     /// Pings every node every `healthCheckInterval`, from the first operation until ``close()``.
     let pinger = Mutex<Task<Void, Never>?>(nil)
     let closed = Atomic<Bool>(false)
@@ -98,6 +99,8 @@ public final class KVClient: Sendable {
         }
         self.configuration = configuration
         self.metrics = ClientMetrics(factory: configuration.metricsFactory ?? MetricsSystem.factory)
+        self.health = PeerHealthTable(
+            configuration: configuration.failureDetector, wallMillis: configuration.wallClockMillis)
         self.tls = try TLSContext(configuration: configuration.tls, side: .client)
         self.writerID = UInt64.random(in: 1...UInt64.max)
         self.clock = Mutex(

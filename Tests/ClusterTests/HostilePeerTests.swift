@@ -1,4 +1,5 @@
 import Foundation
+import KVCluster
 import KVCore
 import KVRPC
 import KVTLS

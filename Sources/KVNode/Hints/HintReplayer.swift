@@ -1,3 +1,4 @@
+import KVCluster
 import KVCore
 import KVRPC
 import KVStorage
@@ -225,7 +226,7 @@ final class HintReplayer: Sendable {
         var round = HintReplayRound(
             batch: batch, nowMillis: wallMillis(),
             windowMillis: UInt64(configuration.window / .milliseconds(1)),
-            targetReachable: !client.isBackingOff && !(health?.isSuspected(target) ?? false),
+            targetReachable: !client.isBackingOff && !(health?.table.isSuspected(target) ?? false),
             concurrency: configuration.concurrency)
         var deleted: Set<HintID> = []
         await withTaskGroup(of: HintReplayRound.Event.self) { group in

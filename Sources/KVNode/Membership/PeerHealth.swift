@@ -1,3 +1,4 @@
+package import KVCluster
 package import KVCore
 import KVRPC
 import KVWire
@@ -6,8 +7,8 @@ import NIOCore
 package import NIOPosix
 import Synchronization
 
-/// This node's view of its peers: a phi-accrual failure detector per peer (`PhiAccrualDetector`), fed
-/// by a `Ping` to every peer each `interval` (an answer is a heartbeat; pings are not awaited one
+/// This node's view of its peers: a phi-accrual failure detector per peer (KVCluster's
+/// `PeerHealthTable`, the one the SDK keeps too), fed by a `Ping` to every peer each `interval` (an answer is a heartbeat; pings are not awaited one
 /// after the other, so a hung peer delays nobody). Hint replay holds hints back for a suspected peer,
 /// and `Admin` stats report each peer's phi.
 ///
@@ -18,8 +19,8 @@ public final class PeerHealth: Sendable {
     /// Every directory whose connections to a peer are told when it is back (`resumeDialling(_:)`).
     private let directories: [PeerDirectory]
     private let membership: Membership
-    private let configuration: PhiAccrualDetector.Configuration
-    private let detectors: Mutex<[String: PhiAccrualDetector]>
+    /// Each peer's failure detector.
+    package let table: PeerHealthTable
     /// Peers whose map is being fetched now (one fetch per peer at a time).
     private let fetching = Mutex<Set<String>>([])
     private let interval: Duration
@@ -37,13 +38,8 @@ public final class PeerHealth: Sendable {
         self.directory = directory
         self.directories = [directory] + otherDirectories
         self.membership = membership
-        self.configuration = detector
-        let now = wallMillis()
-        self.detectors = Mutex(
-            Dictionary(
-                uniqueKeysWithValues: directory.all().map {
-                    ($0.id, PhiAccrualDetector(configuration: detector, watchingFrom: now))
-                }))
+        self.table = PeerHealthTable(configuration: detector, wallMillis: wallMillis)
+        table.watch(directory.all().map(\.id))
         self.interval = interval
         self.wallMillis = wallMillis
         self.logger = logger
@@ -54,7 +50,7 @@ public final class PeerHealth: Sendable {
         while !Task.isCancelled {
             let epoch = membership.current.epoch
             let peers = directory.all()
-            watch(peers.map(\.id))
+            table.watch(peers.map(\.id), forgettingOthers: true)
             for (id, client) in peers {
                 let ping = Message.pingRequest(PingRequest(epoch: epoch, clock: wallMillis() << 16))
                 // A probe: it dials a peer in its backoff window, so one that came back is found
@@ -68,19 +64,6 @@ public final class PeerHealth: Sendable {
                 }
             }
             try? await Task.sleep(for: interval)
-        }
-    }
-
-    /// Starts watching peers that joined the map; forgets the ones that left it.
-    private func watch(_ peers: [String]) {
-        let now = wallMillis()
-        detectors.withLock { detectors in
-            for id in peers where detectors[id] == nil {
-                detectors[id] = PhiAccrualDetector(configuration: configuration, watchingFrom: now)
-            }
-            for id in detectors.keys where !peers.contains(id) {
-                detectors[id] = nil
-            }
         }
     }
 
@@ -137,39 +120,20 @@ public final class PeerHealth: Sendable {
 
     /// Records an answer from `peer` (tests feed heartbeats directly).
     package func heartbeat(_ peer: String) {
-        let now = wallMillis()
-        detectors.withLock { $0[peer]?.heartbeat(atMillis: now) }
+        table.heartbeat(peer)
     }
 
-    /// Whether the detector suspects `peer` now (false for a peer it does not know).
     /// Evidence that `peer` is up (it answered a ping, or sent us one): every connection to it dials
     /// again at once instead of waiting out its backoff window, so anti-entropy, hint replay and
     /// streaming use a restarted peer as soon as it is back. A suspected peer gets a heartbeat too
     /// (hint replay waits for it to be trusted); a trusted one does not, so the failure detector's
     /// intervals stay those of our own pinger.
     package func resumeDialling(_ peer: String) {
-        if isSuspected(peer) {
-            heartbeat(peer)
+        if table.isSuspected(peer) {
+            table.heartbeat(peer)
         }
         for directory in directories {
             directory.client(peer)?.resumeDialling()
         }
-    }
-
-    package func isSuspected(_ peer: String) -> Bool {
-        let now = wallMillis()
-        return detectors.withLock { $0[peer]?.isSuspected(atMillis: now) ?? false }
-    }
-
-    /// The peers suspected now.
-    package func suspected() -> Set<String> {
-        let now = wallMillis()
-        return detectors.withLock { Set($0.filter { $0.value.isSuspected(atMillis: now) }.keys) }
-    }
-
-    /// Each peer's phi now.
-    package func phi() -> [String: Double] {
-        let now = wallMillis()
-        return detectors.withLock { $0.mapValues { $0.phi(atMillis: now) } }
     }
 }

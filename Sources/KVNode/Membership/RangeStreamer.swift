@@ -1,4 +1,5 @@
 import Foundation
+import KVCluster
 import KVCore
 import KVRPC
 import KVStorage
@@ -158,8 +159,7 @@ final class RangeStreamer: Sendable {
     /// progress after every page.
     private func pull(index: Int, sources: [String], transfer: inout RangeTransfer) async {
         let range = transfer.checkpoint.ranges[index].range
-        let suspected = health?.suspected() ?? []
-        let ordered = sources.filter { !suspected.contains($0) } + sources.filter(suspected.contains)
+        let ordered = health?.table.healthyFirst(sources) ?? sources
         guard !ordered.isEmpty else {
             transfer.checkpoint.ranges[index].lastError = "no old replica to receive it from"
             save(transfer.checkpoint)

@@ -1,3 +1,4 @@
+import KVCluster
 import KVCore
 import KVRPC
 import KVStorage
@@ -253,7 +254,7 @@ public final class NodeService: Service {
                 // The peer health and epoch gauges, likewise.
                 group.addTask {
                     await statistics.reportPeers(every: Self.gaugeInterval) {
-                        (health.phi(), health.suspected(), membership.current.epoch)
+                        (health.table.phi(), health.table.suspected(), membership.current.epoch)
                     }
                 }
                 group.addTask {

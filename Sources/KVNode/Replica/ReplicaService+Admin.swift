@@ -1,4 +1,5 @@
 import Foundation
+import KVCluster
 import KVCore
 import KVRPC
 import KVStorage
@@ -56,10 +57,10 @@ extension ReplicaService {
     /// comma-separated, empty when none).
     func peerHealthPairs() -> [Pair] {
         guard let health else { return [] }
-        let phis = health.phi().sorted { $0.key < $1.key }.map {
+        let phis = health.table.phi().sorted { $0.key < $1.key }.map {
             Pair(name: "peer_phi.\($0.key)", value: Self.format(phi: $0.value))
         }
-        return phis + [Pair(name: "peers_suspected", value: health.suspected().sorted().joined(separator: ","))]
+        return phis + [Pair(name: "peers_suspected", value: health.table.suspected().sorted().joined(separator: ","))]
     }
 
     /// Phi with one decimal (as `Admin` stats carries it).
