@@ -2,7 +2,7 @@ import Foundation
 public import KVCore
 import KVRPC
 import KVTLS
-import KVWire
+public import KVWire
 import Metrics
 import NIOCore
 import NIOPosix
@@ -53,20 +53,21 @@ extension KVClient {
 
     // MARK: - Cluster
 
-    /// One node's counters (`Admin` stats: keys, uptime, hints stored/refused/replayed/expired and
-    /// queued per target). Needs an admin certificate.
-    public func nodeStatistics(node: String) async throws -> [String: String] {
+    /// One node's statistics (`Admin` stats, answered as `NodeStats`: keys, uptime, its counters
+    /// since it started, its queues, its view of its peers and of the cluster map). Needs an admin
+    /// certificate.
+    public func nodeStatistics(node: String) async throws -> NodeStats {
         try requireAdmin("reading a node's statistics")
         return try await adminStatistics(node: node, in: try await currentTopology())
     }
 
-    func adminStatistics(node: String, in topology: Topology) async throws -> [String: String] {
+    func adminStatistics(node: String, in topology: Topology) async throws -> NodeStats {
         let answer = try await call(
             .adminRequest(AdminRequest(command: .stats, arguments: [])), node: node, in: topology)
-        guard case .adminResponse(let response) = answer else {
-            throw KVClientError.protocolViolation("\(node) answered Admin with \(answer.type)")
+        guard case .nodeStats(let stats) = answer else {
+            throw KVClientError.protocolViolation("\(node) answered Admin stats with \(answer.type)")
         }
-        return Dictionary(response.results.map { ($0.name, $0.value) }, uniquingKeysWith: { $1 })
+        return stats
     }
 
     /// Runs an anti-entropy pass on `node` now (`Admin` repair) and returns what it did: the node

@@ -86,41 +86,33 @@ public struct NodeStatus: Sendable, Hashable {
 }
 
 extension NodeStatus {
-    /// Fills the counters from `Admin` stats (names as `ReplicaService` answers them); a counter the
-    /// node does not report stays nil.
-    mutating func addCounters(_ statistics: [String: String]) {
-        func counter(_ name: String) -> UInt64? { statistics[name].flatMap { UInt64($0) } }
-        hintsStored = counter("hints_stored")
-        hintsReplayed = counter("hints_replayed")
-        hintsExpired = counter("hints_expired")
-        hintsRefused = counter("hints_refused")
-        readRepairsReceived = counter("read_repairs_received")
-        readRepairsApplied = counter("read_repairs_applied")
-        antiEntropyRangesDue = counter("anti_entropy_ranges_due")
-        antiEntropyRangesCompared = counter("anti_entropy_ranges_compared")
-        antiEntropyKeysSent = counter("anti_entropy_keys_sent")
-        antiEntropyKeysReceived = counter("anti_entropy_keys_received")
-        antiEntropyLastFullPassMillis = counter("anti_entropy_last_full_pass_millis")
-        tombstonesPurged = counter("tombstones_purged")
-        antiEntropyOldestRangeComparedMillis = counter("anti_entropy_oldest_range_compared_millis")
-        /// The statistics named `prefix` + an id, by id, parsed by `parse`.
-        func byID<Number>(_ prefix: String, _ parse: (String) -> Number?) -> [String: Number] {
-            var numbers: [String: Number] = [:]
-            for (name, value) in statistics where name.hasPrefix(prefix) {
-                numbers[String(name.dropFirst(prefix.count))] = parse(value)
-            }
-            return numbers
-        }
-        hintsQueuedPerTarget = byID("hints_queued.") { UInt64($0) }
-        antiEntropyRangeComparedMillis = byID("anti_entropy_range_compared.") { UInt64($0) }
-        peerPhi = byID("peer_phi.") { Double($0) }
-        peersSuspected = statistics["peers_suspected"].map { $0.split(separator: ",").map(String.init) }
-        clusterEpoch = counter("cluster_epoch")
-        clusterChange = statistics["cluster_change"]
-        transfers = byID("stream_range.") { $0 }
-        streamKeysReceived = counter("stream_keys_received")
-        streamKeysResent = counter("stream_keys_resent")
-        handoffKeysDeleted = counter("handoff_keys_deleted")
-        certificateNotAfterSeconds = counter("certificate_not_after")
+    /// Fills the counters from the node's `Admin` stats.
+    mutating func addCounters(_ stats: NodeStats) {
+        hintsStored = stats.hintsStored
+        hintsReplayed = stats.hintsReplayed
+        hintsExpired = stats.hintsExpired
+        hintsRefused = stats.hintsRefused
+        readRepairsReceived = stats.readRepairsReceived
+        readRepairsApplied = stats.readRepairsApplied
+        antiEntropyRangesDue = stats.antiEntropyRangesDue
+        antiEntropyRangesCompared = stats.antiEntropyRangesCompared
+        antiEntropyKeysSent = stats.antiEntropyKeysSent
+        antiEntropyKeysReceived = stats.antiEntropyKeysReceived
+        antiEntropyLastFullPassMillis = stats.antiEntropyLastFullPassMillis
+        tombstonesPurged = stats.tombstonesPurged
+        antiEntropyOldestRangeComparedMillis = stats.antiEntropyOldestRangeComparedMillis
+        hintsQueuedPerTarget = Dictionary(stats.hintQueues.map { ($0.target, $0.hints) }, uniquingKeysWith: +)
+        antiEntropyRangeComparedMillis = Dictionary(
+            stats.rangesCompared.map { ("\($0.range.start):\($0.range.end)", $0.millis) }, uniquingKeysWith: max)
+        peerPhi = Dictionary(stats.peers.map { ($0.node, Double($0.phiTenths) / 10) }, uniquingKeysWith: max)
+        peersSuspected = stats.peersSuspected
+        clusterEpoch = stats.clusterEpoch
+        clusterChange = stats.clusterChange
+        transfers = Dictionary(
+            stats.transfers.map { ("\($0.range.start):\($0.range.end)", $0.summary) }, uniquingKeysWith: { $1 })
+        streamKeysReceived = stats.streamKeysReceived
+        streamKeysResent = stats.streamKeysResent
+        handoffKeysDeleted = stats.handoffKeysDeleted
+        certificateNotAfterSeconds = stats.certificateNotAfter
     }
 }

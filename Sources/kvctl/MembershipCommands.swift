@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import KVClient
 import KVCore
+import KVWire
 
 extension ClusterCommand {
     struct SetReplicationFactor: AsyncParsableCommand {
@@ -108,7 +109,8 @@ func runChange(_ change: ClusterChange, global: GlobalOptions, wait: ChangeWaitO
                 map = try await client.latestClusterMap()
                 var lines: [String] = []
                 for node in map.streaming {
-                    let progress = TransferProgress(statistics: (try? await client.nodeStatistics(node: node)) ?? [:])
+                    let progress = TransferProgress(
+                        transfers: (try? await client.nodeStatistics(node: node))?.transfers ?? [])
                     lines.append("\(node): \(progress)")
                 }
                 if !lines.isEmpty { printError(lines.joined(separator: "\n")) }
@@ -123,23 +125,23 @@ func runChange(_ change: ClusterChange, global: GlobalOptions, wait: ChangeWaitO
     }
 }
 
-/// A receiving node's transfers, from its `Admin` stats (`stream_range.START:END` entries).
+/// A receiving node's transfers, from its `Admin` stats.
 struct TransferProgress: CustomStringConvertible {
     var ranges = 0
     var done = 0
-    var keys = 0
+    var keys: UInt64 = 0
     /// The first range being retried and why.
     var retrying: String?
 
-    init(statistics: [String: String]) {
-        for (name, value) in statistics.sorted(by: { $0.key < $1.key }) where name.hasPrefix("stream_range.") {
+    init(transfers: [RangeTransferStatus]) {
+        for transfer in transfers {
             ranges += 1
-            if value.hasPrefix("done") { done += 1 }
-            if value.hasPrefix("retrying"), retrying == nil {
-                retrying = "\(name.dropFirst("stream_range.".count)) \(value)"
+            if transfer.state == .done { done += 1 }
+            if transfer.state == .retrying, retrying == nil {
+                retrying = "\(transfer.range.start):\(transfer.range.end) \(transfer.summary)"
             }
-            let field = value.split(separator: " ").first { $0.hasPrefix("keys=") }
-            keys += field.flatMap { Int($0.dropFirst("keys=".count)) } ?? 0
+            // Counts a peer sent: added without trapping.
+            keys = keys.addingReportingOverflow(transfer.keys).overflow ? .max : keys + transfer.keys
         }
     }
 

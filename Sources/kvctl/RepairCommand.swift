@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import KVClient
 import KVCore
+import KVWire
 
 /// `kvctl repair`: runs anti-entropy now on one node, or on every node one after the other.
 struct Repair: AsyncParsableCommand {
@@ -87,7 +88,7 @@ struct Repair: AsyncParsableCommand {
                         }.count
                         let compared: @Sendable () async -> Int? = {
                             guard let statistics = try? await client.nodeStatistics(node: id) else { return nil }
-                            return statistics["anti_entropy_ranges_compared"].flatMap { Int($0) }
+                            return Int(clamping: statistics.antiEntropyRangesCompared)
                         }
                         let before = await compared()
                         let progress: @Sendable () async -> String? = {

@@ -2,6 +2,7 @@ import Foundation
 import KVClient
 import KVConfig
 import KVCore
+import KVWire
 import Testing
 
 extension RealProcessTests {
@@ -32,7 +33,7 @@ extension RealProcessTests {
             var compared = 0
             while compared < 3 && ContinuousClock.now < deadline {
                 try await Task.sleep(for: .milliseconds(50))
-                compared = Int(try await admin.nodeStatistics(node: "n1")["anti_entropy_ranges_compared"] ?? "0") ?? 0
+                compared = Int(clamping: try await admin.nodeStatistics(node: "n1").antiEntropyRangesCompared)
             }
             cluster.stop("n1", signal: SIGKILL)
             #expect((3..<total).contains(compared), "n1 compared \(compared) of \(total) ranges before the kill")
@@ -91,8 +92,8 @@ extension RealProcessTests {
                 (expired, queued) = (0, 0)
                 for node in ["n1", "n2", "n4"] {
                     let statistics = try await admin.nodeStatistics(node: node)
-                    expired += Int(statistics["hints_expired"] ?? "") ?? 0
-                    queued += Int(statistics["hints_queued.n3"] ?? "") ?? 0
+                    expired += Int(clamping: statistics.hintsExpired)
+                    queued += Int(clamping: statistics.hintsQueued(for: "n3"))
                 }
             } while (expired == 0 || queued > 0) && ContinuousClock.now < deadline
             #expect(expired > 0 && queued == 0, "hints for n3: \(expired) expired, \(queued) still queued")
@@ -218,9 +219,9 @@ extension RealProcessTests {
             var counted = 0
             for node in cluster.ids {
                 let statistics = try await admin.nodeStatistics(node: node)
-                counted += Int(statistics["anti_entropy_keys_sent"] ?? "") ?? 0
-                counted += Int(statistics["anti_entropy_keys_received"] ?? "") ?? 0
-                #expect(statistics["anti_entropy_last_full_pass_millis"] != "0", "\(node)")
+                counted += Int(clamping: statistics.antiEntropyKeysSent)
+                counted += Int(clamping: statistics.antiEntropyKeysReceived)
+                #expect(statistics.antiEntropyLastFullPassMillis != 0, "\(node)")
             }
             #expect(counted == staleCopies)
 

@@ -1,6 +1,7 @@
 import Foundation
 import KVClient
 import KVCore
+import KVWire
 import Testing
 
 extension RealProcessTests {
@@ -39,9 +40,7 @@ extension RealProcessTests {
                 try await Task.sleep(for: .milliseconds(200))
                 viewers = []
                 for node in ["n1", "n3", "n4"]
-                where try await admin.nodeStatistics(node: node)["peers_suspected"]?.split(separator: ",")
-                    .contains("n2") == true
-                {
+                where try await admin.nodeStatistics(node: node).peersSuspected.contains("n2") {
                     viewers.append(node)
                 }
             }
@@ -68,9 +67,7 @@ extension RealProcessTests {
                 try await Task.sleep(for: .milliseconds(200))
                 stillSuspecting = []
                 for node in ["n1", "n3", "n4"]
-                where try await admin.nodeStatistics(node: node)["peers_suspected"]?.split(separator: ",")
-                    .contains("n2") == true
-                {
+                where try await admin.nodeStatistics(node: node).peersSuspected.contains("n2") {
                     stillSuspecting.append(node)
                 }
             }

@@ -1,6 +1,7 @@
 import Foundation
 import KVClient
 import KVCore
+import KVWire
 import Synchronization
 import Testing
 
@@ -51,9 +52,7 @@ extension RealProcessTests {
                 let ring = try await admin.latestClusterMap().ring()
                 let minimum = (0..<keys).count { ring.preferenceList(forKey: Array("g-\($0)".utf8)).contains(id) }
                 let statistics = try await admin.nodeStatistics(node: id)
-                let received = statistics.filter { $0.key.hasPrefix("stream_range.") }.values.compactMap { value in
-                    value.split(separator: " ").first { $0.hasPrefix("keys=") }.flatMap { Int($0.dropFirst(5)) }
-                }.reduce(0, +)
+                let received = statistics.transfers.reduce(0) { $0 + Int(clamping: $1.keys) }
                 copied.append((id, received, minimum))
             }
             let operations = await load.finish()

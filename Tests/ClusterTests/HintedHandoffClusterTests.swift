@@ -1,6 +1,7 @@
 import Foundation
 import KVClient
 import KVCore
+import KVWire
 import Testing
 
 extension RealProcessTests {
@@ -142,17 +143,16 @@ extension RealProcessTests {
             #expect(queued == 0)
             var expired = 0
             for node in ["n1", "n3", "n4"] {
-                expired += Int(try await admin.nodeStatistics(node: node)["hints_expired"] ?? "0") ?? 0
+                expired += Int(clamping: try await admin.nodeStatistics(node: node).hintsExpired)
             }
             #expect(expired >= 50, "every hint must be counted as expired")
             // Each expired hint's range is marked due for anti-entropy on n2, durably.
             var marked = 0
             for node in ["n1", "n3", "n4"] {
                 let statistics = try await admin.nodeStatistics(node: node)
-                marked += Int(statistics["anti_entropy_ranges_marked_hint_expired"] ?? "0") ?? 0
+                marked += Int(clamping: statistics.antiEntropyRangesMarkedHintExpired)
                 #expect(
-                    (Int(statistics["anti_entropy_ranges_due"] ?? "0") ?? 0)
-                        >= (Int(statistics["anti_entropy_ranges_marked_hint_expired"] ?? "0") ?? 0))
+                    statistics.antiEntropyRangesDue >= statistics.antiEntropyRangesMarkedHintExpired)
             }
             #expect(marked > 0, "expired hints must mark their ranges for anti-entropy")
             // Nothing else breaks: n2 comes back empty-handed for those keys, and the cluster serves.

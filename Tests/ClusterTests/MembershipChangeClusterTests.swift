@@ -1,6 +1,7 @@
 import Foundation
 import KVClient
 import KVCore
+import KVWire
 import Synchronization
 import Testing
 
@@ -58,8 +59,10 @@ extension RealProcessTests {
             return wrong
         }
 
-        static func statistic(_ name: String, of node: String, _ admin: KVClient) async throws -> Int {
-            Int(try await admin.nodeStatistics(node: node)[name] ?? "") ?? -1
+        static func statistic(_ name: KeyPath<NodeStats, UInt64>, of node: String, _ admin: KVClient) async throws
+            -> Int
+        {
+            Int(clamping: try await admin.nodeStatistics(node: node)[keyPath: name])
         }
 
         @Test func aNodeJoinsUnderLoadSurvivesASigkillMidStreamAndLeavesAgain() async throws {
@@ -89,7 +92,7 @@ extension RealProcessTests {
             var received = 0
             while received < 300, ContinuousClock.now < deadline {
                 try await Task.sleep(for: .milliseconds(200))
-                received = (try? await Self.statistic("stream_keys_received", of: "n4", admin)) ?? 0
+                received = (try? await Self.statistic(\.streamKeysReceived, of: "n4", admin)) ?? 0
             }
             #expect(received >= 300, "n4 received \(received) keys")
             cluster.stop("n4")
@@ -111,15 +114,13 @@ extension RealProcessTests {
                 try map.ring().preferenceList(forKey: Array($0.utf8)).contains("n4")
             }
             let statistics = try await admin.nodeStatistics(node: "n4")
-            let keys = statistics.filter { $0.key.hasPrefix("stream_range.") }.values.compactMap { value in
-                value.split(separator: " ").first { $0.hasPrefix("keys=") }.flatMap { Int($0.dropFirst(5)) }
-            }.reduce(0, +)
-            let resent = Int(statistics["stream_keys_resent"] ?? "") ?? -1
+            let keys = statistics.transfers.reduce(0) { $0 + Int(clamping: $1.keys) }
+            let resent = Int(clamping: statistics.streamKeysResent)
             #expect(keys >= n4Keys.count, "n4 received \(keys) keys of the \(n4Keys.count) preloaded it replicates")
             #expect(keys <= n4Keys.count + 500 + n4Keys.count / 10, "n4 received \(keys) keys")
             #expect((0...max(1, keys / 10)).contains(resent), "resent \(resent) of \(keys)")
             // After the restart n4 went on where it was: it did not receive again what it had before.
-            let afterRestart = Int(statistics["stream_keys_received"] ?? "") ?? -1
+            let afterRestart = Int(clamping: statistics.streamKeysReceived)
             #expect(
                 afterRestart <= keys - received + resent,
                 "received \(afterRestart) after the restart, \(received) before")
@@ -133,7 +134,7 @@ extension RealProcessTests {
                 try await Task.sleep(for: .milliseconds(500))
                 dropped = 0
                 for node in ["n1", "n2", "n3"] {
-                    dropped += try await Self.statistic("handoff_keys_deleted", of: node, admin)
+                    dropped += try await Self.statistic(\.handoffKeysDeleted, of: node, admin)
                 }
             } while dropped < n4Keys.count && ContinuousClock.now < dropDeadline
             #expect(dropped >= n4Keys.count, "old owners dropped \(dropped) keys; n4 took \(n4Keys.count)")

@@ -2,6 +2,7 @@ import Foundation
 import KVClient
 import KVConfig
 import KVCore
+import KVWire
 import Synchronization
 import Testing
 
@@ -80,7 +81,7 @@ extension RealProcessTests {
             func hintsForN2() async throws -> Int {
                 var held = 0
                 for node in ["n1", "n3", "n4"] {
-                    held += Int(try await admin.nodeStatistics(node: node)["hints_queued.n2"] ?? "0") ?? 0
+                    held += Int(clamping: try await admin.nodeStatistics(node: node).hintsQueued(for: "n2"))
                 }
                 return held
             }

@@ -1,6 +1,7 @@
 import Foundation
 import KVClient
 import KVCore
+import KVWire
 import Testing
 
 extension RealProcessTests {
@@ -79,8 +80,8 @@ extension RealProcessTests {
             var replayed = 0
             for node in holders {
                 let statistics = try await admin.nodeStatistics(node: node)
-                queued += Int(statistics["hints_queued.\(target)"] ?? "") ?? 0
-                replayed += Int(statistics["hints_replayed"] ?? "") ?? 0
+                queued += Int(clamping: statistics.hintsQueued(for: target))
+                replayed += Int(clamping: statistics.hintsReplayed)
             }
             return (queued, replayed)
         }

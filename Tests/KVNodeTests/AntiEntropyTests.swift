@@ -423,21 +423,29 @@ struct AntiEntropyTests {
         }
         let stats = try await trio.nodes["n1"]!.service.handle(
             .adminRequest(AdminRequest(command: .stats, arguments: [])), from: ServiceFixture.admin)
-        guard case .adminResponse(let statsResponse) = stats else { return }
-        let counters = Dictionary(statsResponse.results.map { ($0.name, $0.value) }, uniquingKeysWith: { $1 })
-        #expect(counters["anti_entropy_keys_received"] == "1")
-        #expect(counters["anti_entropy_last_full_pass_millis"] == "\(Trio.wallMillis)")
+        guard case .nodeStats(let counters) = stats else {
+            Issue.record("Admin stats answered \(stats.type)")
+            return
+        }
+        #expect(counters.antiEntropyKeysReceived == 1)
+        #expect(counters.antiEntropyLastFullPassMillis == Trio.wallMillis)
         // Each range's last comparison, and the oldest of them.
         let ranges = trio.ring.vnodeRanges(replicatedBy: "n1")
-        for range in ranges {
-            #expect(counters["anti_entropy_range_compared.\(range.start):\(range.end)"] == "\(Trio.wallMillis)")
-        }
-        #expect(counters["anti_entropy_oldest_range_compared_millis"] == "\(Trio.wallMillis)")
+        #expect(
+            counters.rangesCompared
+                == ranges.map {
+                    RangeCompared(range: TokenRange(start: $0.start, end: $0.end), millis: Trio.wallMillis)
+                })
+        #expect(counters.antiEntropyOldestRangeComparedMillis == Trio.wallMillis)
         // n2 compared nothing yet: its oldest range was never compared.
         let n2Stats = try await trio.nodes["n2"]!.service.handle(
             .adminRequest(AdminRequest(command: .stats, arguments: [])), from: ServiceFixture.admin)
-        guard case .adminResponse(let n2Response) = n2Stats else { return }
-        #expect(n2Response.results.contains(Pair(name: "anti_entropy_oldest_range_compared_millis", value: "0")))
+        guard case .nodeStats(let n2Response) = n2Stats else {
+            Issue.record("Admin stats answered \(n2Stats.type)")
+            return
+        }
+        #expect(n2Response.antiEntropyOldestRangeComparedMillis == 0)
+        #expect(n2Response.rangesCompared.allSatisfy { $0.millis == 0 })
         // The times are durable: a new anti-entropy over the same store (a restart) reads them back.
         let n1 = trio.nodes["n1"]!
         var configuration = AntiEntropy.Configuration()

@@ -101,12 +101,14 @@ final class ServiceFixture: Sendable {
         return response.outcome
     }
 
-    /// `Admin` stats as a dictionary.
-    func adminStats() async throws -> [String: String] {
+    /// `Admin` stats.
+    func adminStats() async throws -> NodeStats {
         let answer = try await service.handle(
             .adminRequest(AdminRequest(command: .stats, arguments: [])), from: Self.admin)
-        guard case .adminResponse(let response) = answer else { return [:] }
-        return Dictionary(response.results.map { ($0.name, $0.value) }, uniquingKeysWith: { $1 })
+        guard case .nodeStats(let stats) = answer else {
+            throw RPCError.remote(.invalidRequest, message: "Admin stats answered \(answer.type)")
+        }
+        return stats
     }
 
     func counter(_ label: String, _ dimensions: [(String, String)] = []) -> Int64 {
@@ -181,12 +183,11 @@ struct ReplicaServiceTests {
         #expect(notices.first?.metadata["repair.reason"] == "hint_refused")
 
         let stats = try await fixture.adminStats()
-        #expect(stats["hints_stored"] == "2")
-        #expect(stats["hints_refused"] == "3")
-        #expect(stats["anti_entropy_ranges_due"] == "2")
-        #expect(stats["anti_entropy_ranges_marked_hint_refused"] == "2")
-        #expect(stats["hints_queued.n2"] == "1")
-        #expect(stats["hints_queued.n3"] == "1")
+        #expect(stats.hintsStored == 2)
+        #expect(stats.hintsRefused == 3)
+        #expect(stats.antiEntropyRangesDue == 2)
+        #expect(stats.antiEntropyRangesMarkedHintRefused == 2)
+        #expect(stats.hintQueues == [HintQueue(target: "n2", hints: 1), HintQueue(target: "n3", hints: 1)])
         // Reading the queues set the gauges.
         #expect(
             try fixture.metrics.expectGauge("quorumkv_hint_queue_size", [("node", "n1"), ("target", "n2")]).lastValue
@@ -297,9 +298,9 @@ struct ReplicaServiceTests {
         #expect(fixture.counter("quorumkv_read_repairs_received_total") == 4)
         #expect(fixture.counter("quorumkv_read_repairs_applied_total") == 2)
         let stats = try await fixture.adminStats()
-        #expect(stats["read_repairs_received"] == "4")
-        #expect(stats["read_repairs_applied"] == "2")
-        #expect(stats["anti_entropy_ranges_due"] == "0")
+        #expect(stats.readRepairsReceived == 4)
+        #expect(stats.readRepairsApplied == 2)
+        #expect(stats.antiEntropyRangesDue == 0)
         try await fixture.shutdown()
     }
 

@@ -400,5 +400,39 @@ enum Samples {
                 AdminResponse(results: [Pair(name: "keys", value: "1000"), Pair(name: "status", value: "ok ✓")])
             )
         ),
+        Sample(
+            name: "node-stats",
+            summary:
+                "NodeStats, request id 14: node \"n1\", keys 1000, uptimeSeconds 3600, hintsStored 5, hintsReplayed 4, hintsBytes 120, hintQueues [(\"n2\", 1)], readRepairsApplied 2, antiEntropyRangesCompared 8, antiEntropyOldestRangeComparedMillis 1700000000000, rangesCompared [((1, 2), 1700000000000)], refusals [(\"idle\", 3)], peers [(\"n2\", 12, true), (\"n3\", 3, false)], clusterEpoch 7, clusterChange \"none\", transfers [((2, 3), retrying, 9, 1, \"n3\", \"timed out\")], certificateNotAfter 1800000000; every other counter 0",
+            requestID: 14,
+            message: .nodeStats(nodeStatsSample)
+        ),
     ]
 }
+
+/// The `node-stats` sample: some of every kind of field set, the rest at zero.
+private let nodeStatsSample: NodeStats = {
+    var stats = NodeStats(node: "n1")
+    stats.keys = 1000
+    stats.uptimeSeconds = 3600
+    stats.hintsStored = 5
+    stats.hintsReplayed = 4
+    stats.hintsBytes = 120
+    stats.hintQueues = [HintQueue(target: "n2", hints: 1)]
+    stats.readRepairsApplied = 2
+    stats.antiEntropyRangesCompared = 8
+    stats.antiEntropyOldestRangeComparedMillis = 1_700_000_000_000
+    stats.rangesCompared = [RangeCompared(range: TokenRange(start: 1, end: 2), millis: 1_700_000_000_000)]
+    stats.refusals = [RefusalCount(reason: "idle", count: 3)]
+    stats.peers = [
+        PeerView(node: "n2", phiTenths: 12, suspected: true), PeerView(node: "n3", phiTenths: 3, suspected: false),
+    ]
+    stats.clusterEpoch = 7
+    stats.transfers = [
+        RangeTransferStatus(
+            range: TokenRange(start: 2, end: 3), state: .retrying, keys: 9, retries: 1, source: "n3",
+            lastError: "timed out")
+    ]
+    stats.certificateNotAfter = 1_800_000_000
+    return stats
+}()

@@ -85,6 +85,7 @@ func readBody(_ type: MessageType, from buffer: inout ByteBuffer) throws(WireErr
     case .streamResponse: try buffer.readStreamResponse().map(Message.streamResponse)
     case .adminRequest: try buffer.readAdminRequest().map(Message.adminRequest)
     case .adminResponse: try buffer.readAdminResponse().map(Message.adminResponse)
+    case .nodeStats: try buffer.readNodeStats().map(Message.nodeStats)
     }
 }
 

@@ -33,13 +33,6 @@ public struct RangeTransfer: Sendable, Hashable {
         }
 
         public var range: TokenRangeSpan { TokenRangeSpan(start: start, end: end) }
-
-        /// How `Admin` stats carry it: `done|receiving|retrying keys=K retries=R from=S[ error=…]`.
-        public var summary: String {
-            let state = done ? "done" : (lastError == nil ? "receiving" : "retrying")
-            return "\(state) keys=\(keys) retries=\(retries) from=\(source ?? "-")"
-                + (lastError.map { " error=\($0.prefix(200))" } ?? "")
-        }
     }
 
     /// The durable record of a transfer: which change it is for, and each range's progress.

@@ -1,4 +1,5 @@
 public import KVRPC
+public import KVWire
 public import Metrics
 package import Synchronization
 
@@ -169,36 +170,37 @@ public final class NodeStatistics: Sendable {
             "Connections and requests refused, or connections closed, to protect the node, by reason.",
     ]
 
-    /// Name and value of every counter, for `Admin` stats.
-    public var snapshot: [(name: String, value: Int)] {
-        [
-            ("hints_stored", hintsStored.load(ordering: .relaxed)),
-            ("hints_refused", hintsRefused.load(ordering: .relaxed)),
-            ("clock_ahead_refused", clockAheadRefused.load(ordering: .relaxed)),
-            ("maps_refused", mapsRefused.load(ordering: .relaxed)),
-            ("hints_rehomed", hintsRehomed.load(ordering: .relaxed)),
-            ("hints_replayed", hintsReplayed.load(ordering: .relaxed)),
-            ("hints_expired", hintsExpired.load(ordering: .relaxed)),
-            ("read_repairs_received", readRepairsReceived.load(ordering: .relaxed)),
-            ("read_repairs_applied", readRepairsApplied.load(ordering: .relaxed)),
-            ("anti_entropy_ranges_marked_hint_refused", rangesMarkedForRefusedHints.load(ordering: .relaxed)),
-            ("anti_entropy_ranges_marked_hint_expired", rangesMarkedForExpiredHints.load(ordering: .relaxed)),
-            ("anti_entropy_mark_failures", markFailures.load(ordering: .relaxed)),
-            ("anti_entropy_writes_received", antiEntropyWritesReceived.load(ordering: .relaxed)),
-            ("anti_entropy_ranges_compared", antiEntropyRangesCompared.load(ordering: .relaxed)),
-            ("anti_entropy_keys_sent", antiEntropyKeysSent.load(ordering: .relaxed)),
-            ("anti_entropy_keys_received", antiEntropyKeysReceived.load(ordering: .relaxed)),
-            ("anti_entropy_bytes", antiEntropyBytes.load(ordering: .relaxed)),
-            ("anti_entropy_session_failures", antiEntropySessionFailures.load(ordering: .relaxed)),
-            ("tombstones_purged", tombstonesPurged.load(ordering: .relaxed)),
-            ("stream_keys_received", streamKeysReceived.load(ordering: .relaxed)),
-            ("stream_keys_resent", streamKeysResent.load(ordering: .relaxed)),
-            ("stream_bytes", streamBytes.load(ordering: .relaxed)),
-            ("stream_retries", streamRetries.load(ordering: .relaxed)),
-            ("handoff_keys_deleted", handoffKeysDeleted.load(ordering: .relaxed)),
-            ("anti_entropy_last_full_pass_millis", lastFullPassMillis.load(ordering: .relaxed)),
-        ]
-            + RPCRefusal.allCases.map { ("rpc_refused_\($0.rawValue)", refusedCount($0)) }
+    /// Sets every counter of `stats` (`Admin` stats).
+    public func fill(_ stats: inout NodeStats) {
+        func value(_ counter: ReportedCounter) -> UInt64 { UInt64(clamping: counter.load(ordering: .relaxed)) }
+        stats.hintsStored = value(hintsStored)
+        stats.hintsRefused = value(hintsRefused)
+        stats.hintsRehomed = value(hintsRehomed)
+        stats.hintsReplayed = value(hintsReplayed)
+        stats.hintsExpired = value(hintsExpired)
+        stats.clockAheadRefused = value(clockAheadRefused)
+        stats.mapsRefused = value(mapsRefused)
+        stats.readRepairsReceived = value(readRepairsReceived)
+        stats.readRepairsApplied = value(readRepairsApplied)
+        stats.antiEntropyRangesMarkedHintRefused = value(rangesMarkedForRefusedHints)
+        stats.antiEntropyRangesMarkedHintExpired = value(rangesMarkedForExpiredHints)
+        stats.antiEntropyMarkFailures = value(markFailures)
+        stats.antiEntropyWritesReceived = value(antiEntropyWritesReceived)
+        stats.antiEntropyRangesCompared = value(antiEntropyRangesCompared)
+        stats.antiEntropyKeysSent = value(antiEntropyKeysSent)
+        stats.antiEntropyKeysReceived = value(antiEntropyKeysReceived)
+        stats.antiEntropyBytes = value(antiEntropyBytes)
+        stats.antiEntropySessionFailures = value(antiEntropySessionFailures)
+        stats.antiEntropyLastFullPassMillis = UInt64(clamping: lastFullPassMillis.load(ordering: .relaxed))
+        stats.tombstonesPurged = value(tombstonesPurged)
+        stats.streamKeysReceived = value(streamKeysReceived)
+        stats.streamKeysResent = value(streamKeysResent)
+        stats.streamBytes = value(streamBytes)
+        stats.streamRetries = value(streamRetries)
+        stats.handoffKeysDeleted = value(handoffKeysDeleted)
+        stats.refusals = RPCRefusal.allCases.map {
+            RefusalCount(reason: $0.rawValue, count: UInt64(clamping: refusedCount($0)))
+        }
     }
 
     /// Counts one refusal (an `RPCServerStatistics` reports its own here, and the storage queue its

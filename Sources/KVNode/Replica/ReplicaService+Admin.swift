@@ -12,73 +12,64 @@ import Synchronization
 
 /// The `Admin` requests a replica serves: its statistics and a repair of its ranges.
 extension ReplicaService {
-    /// The `Admin` stats: the node's counters, queues, certificate, peers and transfers.
+    /// The `Admin` stats (`NodeStats`): the node's counters, queues, certificate, peers and transfers.
     func adminStatistics() -> Message {
-        let uptime = ContinuousClock.now - startedAt
         let queues = recordQueues()
-        return .adminResponse(
-            AdminResponse(
-                results: [
-                    Pair(name: "node", value: nodeID),
-                    Pair(name: "keys", value: "\(store.approximateKeyCount())"),
-                    Pair(name: "uptime_seconds", value: "\(uptime.components.seconds)"),
-                ]
-                    + statistics.snapshot.map { Pair(name: $0.name, value: "\($0.value)") }
-                    + [
-                        Pair(name: "anti_entropy_ranges_due", value: "\(queues.rangesDue)"),
-                        Pair(name: "hints_bytes", value: "\(hints?.hintBytesHeld() ?? 0)"),
-                    ]
-                    + ((certificates?.certificateNotAfterSeconds ?? certificateNotAfterSeconds).map {
-                        [Pair(name: "certificate_not_after", value: "\($0)")]
-                    } ?? [])
-                    + queues.hintQueueSizes.sorted { $0.key < $1.key }.map {
-                        Pair(name: "hints_queued.\($0.key)", value: "\($0.value)")
-                    }
-                    + rangeComparisonPairs()
-                    + peerHealthPairs()
-                    + membershipPairs()))
+        var stats = NodeStats(node: nodeID)
+        stats.keys = store.approximateKeyCount()
+        stats.uptimeSeconds = UInt64(clamping: (ContinuousClock.now - startedAt).components.seconds)
+        statistics.fill(&stats)
+        stats.antiEntropyRangesDue = UInt64(clamping: queues.rangesDue)
+        stats.hintsBytes = UInt64(clamping: hints?.hintBytesHeld() ?? 0)
+        stats.hintQueues = queues.hintQueueSizes.sorted { $0.key < $1.key }.map {
+            HintQueue(target: $0.key, hints: UInt64(clamping: $0.value))
+        }
+        stats.certificateNotAfter = certificates?.certificateNotAfterSeconds ?? certificateNotAfterSeconds
+        fillRangeComparisons(&stats)
+        fillPeerHealth(&stats)
+        fillMembership(&stats)
+        return .nodeStats(stats)
     }
 
-    /// The map's epoch and change in progress, and each range this node is receiving:
-    /// `stream_range.START:END` = `TransferBoard.RangeProgress.summary`.
-    func membershipPairs() -> [Pair] {
+    /// The map's epoch and change in progress, and each range this node is receiving.
+    func fillMembership(_ stats: inout NodeStats) {
         let map = membership.current
-        var pairs = [
-            Pair(name: "cluster_epoch", value: "\(map.epoch)"),
-            Pair(name: "cluster_change", value: map.changeSummary),
-        ]
-        for range in transfers?.current ?? [] {
-            pairs.append(Pair(name: "stream_range.\(range.start):\(range.end)", value: range.summary))
+        stats.clusterEpoch = map.epoch
+        stats.clusterChange = map.changeSummary
+        stats.transfers = (transfers?.current ?? []).map { range in
+            RangeTransferStatus(
+                range: TokenRange(start: range.start, end: range.end),
+                state: range.done ? .done : (range.lastError == nil ? .receiving : .retrying),
+                keys: UInt64(clamping: range.keys), retries: UInt64(clamping: range.retries),
+                source: range.source ?? "", lastError: String((range.lastError ?? "").prefix(200)))
         }
-        return pairs
     }
 
-    /// Each peer's phi (`peer_phi.ID`) and the peers the failure detector suspects (`peers_suspected`,
-    /// comma-separated, empty when none).
-    func peerHealthPairs() -> [Pair] {
-        guard let health else { return [] }
-        let phis = health.table.phi().sorted { $0.key < $1.key }.map {
-            Pair(name: "peer_phi.\($0.key)", value: Self.format(phi: $0.value))
+    /// Each peer's phi (in tenths) and whether the failure detector suspects it.
+    func fillPeerHealth(_ stats: inout NodeStats) {
+        guard let health else { return }
+        let suspected = health.table.suspected()
+        stats.peers = health.table.phi().sorted { $0.key < $1.key }.map {
+            PeerView(node: $0.key, phiTenths: Self.tenths(of: $0.value), suspected: suspected.contains($0.key))
         }
-        return phis + [Pair(name: "peers_suspected", value: health.table.suspected().sorted().joined(separator: ","))]
     }
 
-    /// Phi with one decimal (as `Admin` stats carries it).
-    static func format(phi: Double) -> String {
-        let tenths = (min(phi, 1e9) * 10).rounded()
-        return "\(Int(tenths) / 10).\(Int(tenths) % 10)"
+    /// Phi × 10, rounded, capped at 10^10 (phi grows without bound for a peer silent for long).
+    static func tenths(of phi: Double) -> UInt64 {
+        guard phi.isFinite else { return phi > 0 ? 10_000_000_000 : 0 }
+        return UInt64((min(max(phi, 0), 1e9) * 10).rounded())
     }
 
     /// When each vnode range was last compared with every co-replica (0: never), and the oldest of
     /// those times (0 while a range was never compared): `Admin` stats' anti-entropy age.
-    func rangeComparisonPairs() -> [Pair] {
-        guard let antiEntropy else { return [] }
+    func fillRangeComparisons(_ stats: inout NodeStats) {
+        guard let antiEntropy else { return }
         let comparisons = antiEntropy.rangeComparisons()
-        let oldest = comparisons.contains { $0.millis == nil } ? 0 : comparisons.compactMap(\.millis).min() ?? 0
-        return [Pair(name: "anti_entropy_oldest_range_compared_millis", value: "\(oldest)")]
-            + comparisons.map {
-                Pair(name: "anti_entropy_range_compared.\($0.range.start):\($0.range.end)", value: "\($0.millis ?? 0)")
-            }
+        stats.antiEntropyOldestRangeComparedMillis =
+            comparisons.contains { $0.millis == nil } ? 0 : comparisons.compactMap(\.millis).min() ?? 0
+        stats.rangesCompared = comparisons.map {
+            RangeCompared(range: TokenRange(start: $0.range.start, end: $0.range.end), millis: $0.millis ?? 0)
+        }
     }
 
     /// Hints queued per target and ranges due for anti-entropy (both from memory), also set as gauges.

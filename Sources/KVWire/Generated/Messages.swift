@@ -1954,6 +1954,7 @@ extension ByteBuffer {
 // MARK: - 07-admin.qkv
 
 public enum AdminCommand: UInt8, Sendable, Hashable, CaseIterable {
+    /// The node's statistics; no arguments. Answered with NodeStats (not AdminResponse).
     case stats = 1
     case join = 2
     case leave = 3
@@ -2105,6 +2106,446 @@ extension ByteBuffer {
     }
 }
 
+/// Where a range stands that a node receives in a membership change.
+public enum TransferState: UInt8, Sendable, Hashable, CaseIterable {
+    case receiving = 1
+    /// The last pull failed (lastError says why); the node tries again, from the next old replica.
+    case retrying = 2
+    case done = 3
+}
+
+extension ByteBuffer {
+    /// Reads one `TransferState` (u8) from the readable bytes.
+    ///
+    /// Returns `nil` and leaves the reader index unchanged when the buffer holds only part of one.
+    /// Throws (also leaving the reader index unchanged) when the bytes can never decode: a field
+    /// over its limit, an invalid bool, enum value or UTF-8 string.
+    public mutating func readTransferState() throws(WireError) -> TransferState? {
+        try self.readWireValue { (buffer: inout ByteBuffer) throws(WireError) in try buffer.decodeTransferState() }
+    }
+
+    /// Writes `value` as its raw u8; returns the number of bytes written.
+    @discardableResult
+    public mutating func writeTransferState(_ value: TransferState) -> Int {
+        self.writeInteger(value.rawValue)
+    }
+
+    mutating func decodeTransferState() throws(WireError) -> TransferState {
+        let raw = try self.decodeWireInteger(UInt8.self)
+        guard let value = TransferState(rawValue: raw) else {
+            throw WireError.invalidEnumValue(type: "TransferState", value: UInt64(raw))
+        }
+        return value
+    }
+}
+
+/// One range a node receives (or last received) in a membership change.
+public struct RangeTransferStatus: Sendable, Hashable {
+    public var range: TokenRange
+    public var state: TransferState
+    /// Records received for it so far.
+    public var keys: UInt64
+    public var retries: UInt64
+    /// The old replica it pulls from now; empty before the first pull.
+    public var source: String
+    /// Why the last pull failed; empty when none did.
+    public var lastError: String
+
+    public init(range: TokenRange, state: TransferState, keys: UInt64, retries: UInt64, source: String, lastError: String) {
+        self.range = range
+        self.state = state
+        self.keys = keys
+        self.retries = retries
+        self.source = source
+        self.lastError = lastError
+    }
+}
+
+extension ByteBuffer {
+    /// Reads one `RangeTransferStatus` from the readable bytes.
+    ///
+    /// Returns `nil` and leaves the reader index unchanged when the buffer holds only part of one.
+    /// Throws (also leaving the reader index unchanged) when the bytes can never decode: a field
+    /// over its limit, an invalid bool, enum value or UTF-8 string.
+    public mutating func readRangeTransferStatus() throws(WireError) -> RangeTransferStatus? {
+        try self.readWireValue { (buffer: inout ByteBuffer) throws(WireError) in try buffer.decodeRangeTransferStatus() }
+    }
+
+    /// Writes the encoding of `value`; returns the number of bytes written.
+    @discardableResult
+    public mutating func writeRangeTransferStatus(_ value: RangeTransferStatus) -> Int {
+        var written = 0
+        written += self.writeTokenRange(value.range)
+        written += self.writeTransferState(value.state)
+        written += self.writeInteger(value.keys)
+        written += self.writeInteger(value.retries)
+        written += self.writeWireString(value.source)
+        written += self.writeWireString(value.lastError)
+        return written
+    }
+
+    mutating func decodeRangeTransferStatus() throws(WireError) -> RangeTransferStatus {
+        let range = try self.decodeTokenRange()
+        let state = try self.decodeTransferState()
+        let keys = try self.decodeWireInteger(UInt64.self)
+        let retries = try self.decodeWireInteger(UInt64.self)
+        let source = try self.decodeWireString(limit: Limits.nameBytesMax, field: "RangeTransferStatus.source")
+        let lastError = try self.decodeWireString(limit: Limits.errorMessageBytesMax, field: "RangeTransferStatus.lastError")
+        return RangeTransferStatus(range: range, state: state, keys: keys, retries: retries, source: source, lastError: lastError)
+    }
+}
+
+/// When a vnode range was last compared with every co-replica (ms since the Unix epoch; 0: never).
+public struct RangeCompared: Sendable, Hashable {
+    public var range: TokenRange
+    public var millis: UInt64
+
+    public init(range: TokenRange, millis: UInt64) {
+        self.range = range
+        self.millis = millis
+    }
+}
+
+extension ByteBuffer {
+    /// Reads one `RangeCompared` from the readable bytes.
+    ///
+    /// Returns `nil` and leaves the reader index unchanged when the buffer holds only part of one.
+    /// Throws (also leaving the reader index unchanged) when the bytes can never decode: a field
+    /// over its limit, an invalid bool, enum value or UTF-8 string.
+    public mutating func readRangeCompared() throws(WireError) -> RangeCompared? {
+        try self.readWireValue { (buffer: inout ByteBuffer) throws(WireError) in try buffer.decodeRangeCompared() }
+    }
+
+    /// Writes the encoding of `value`; returns the number of bytes written.
+    @discardableResult
+    public mutating func writeRangeCompared(_ value: RangeCompared) -> Int {
+        var written = 0
+        written += self.writeTokenRange(value.range)
+        written += self.writeInteger(value.millis)
+        return written
+    }
+
+    mutating func decodeRangeCompared() throws(WireError) -> RangeCompared {
+        let range = try self.decodeTokenRange()
+        let millis = try self.decodeWireInteger(UInt64.self)
+        return RangeCompared(range: range, millis: millis)
+    }
+}
+
+/// The node's failure detector's view of one peer.
+public struct PeerView: Sendable, Hashable {
+    public var node: String
+    /// phi × 10, rounded (phi is how unlikely the peer's silence is); capped at 10^10.
+    public var phiTenths: UInt64
+    public var suspected: Bool
+
+    public init(node: String, phiTenths: UInt64, suspected: Bool) {
+        self.node = node
+        self.phiTenths = phiTenths
+        self.suspected = suspected
+    }
+}
+
+extension ByteBuffer {
+    /// Reads one `PeerView` from the readable bytes.
+    ///
+    /// Returns `nil` and leaves the reader index unchanged when the buffer holds only part of one.
+    /// Throws (also leaving the reader index unchanged) when the bytes can never decode: a field
+    /// over its limit, an invalid bool, enum value or UTF-8 string.
+    public mutating func readPeerView() throws(WireError) -> PeerView? {
+        try self.readWireValue { (buffer: inout ByteBuffer) throws(WireError) in try buffer.decodePeerView() }
+    }
+
+    /// Writes the encoding of `value`; returns the number of bytes written.
+    @discardableResult
+    public mutating func writePeerView(_ value: PeerView) -> Int {
+        var written = 0
+        written += self.writeWireString(value.node)
+        written += self.writeInteger(value.phiTenths)
+        written += self.writeWireBool(value.suspected)
+        return written
+    }
+
+    mutating func decodePeerView() throws(WireError) -> PeerView {
+        let node = try self.decodeWireString(limit: Limits.nameBytesMax, field: "PeerView.node")
+        let phiTenths = try self.decodeWireInteger(UInt64.self)
+        let suspected = try self.decodeWireBool()
+        return PeerView(node: node, phiTenths: phiTenths, suspected: suspected)
+    }
+}
+
+/// Hints a node holds for one target.
+public struct HintQueue: Sendable, Hashable {
+    public var target: String
+    public var hints: UInt64
+
+    public init(target: String, hints: UInt64) {
+        self.target = target
+        self.hints = hints
+    }
+}
+
+extension ByteBuffer {
+    /// Reads one `HintQueue` from the readable bytes.
+    ///
+    /// Returns `nil` and leaves the reader index unchanged when the buffer holds only part of one.
+    /// Throws (also leaving the reader index unchanged) when the bytes can never decode: a field
+    /// over its limit, an invalid bool, enum value or UTF-8 string.
+    public mutating func readHintQueue() throws(WireError) -> HintQueue? {
+        try self.readWireValue { (buffer: inout ByteBuffer) throws(WireError) in try buffer.decodeHintQueue() }
+    }
+
+    /// Writes the encoding of `value`; returns the number of bytes written.
+    @discardableResult
+    public mutating func writeHintQueue(_ value: HintQueue) -> Int {
+        var written = 0
+        written += self.writeWireString(value.target)
+        written += self.writeInteger(value.hints)
+        return written
+    }
+
+    mutating func decodeHintQueue() throws(WireError) -> HintQueue {
+        let target = try self.decodeWireString(limit: Limits.nameBytesMax, field: "HintQueue.target")
+        let hints = try self.decodeWireInteger(UInt64.self)
+        return HintQueue(target: target, hints: hints)
+    }
+}
+
+/// Connections or requests a node refused for one reason (RPCRefusal's names: queue_full, …).
+public struct RefusalCount: Sendable, Hashable {
+    public var reason: String
+    public var count: UInt64
+
+    public init(reason: String, count: UInt64) {
+        self.reason = reason
+        self.count = count
+    }
+}
+
+extension ByteBuffer {
+    /// Reads one `RefusalCount` from the readable bytes.
+    ///
+    /// Returns `nil` and leaves the reader index unchanged when the buffer holds only part of one.
+    /// Throws (also leaving the reader index unchanged) when the bytes can never decode: a field
+    /// over its limit, an invalid bool, enum value or UTF-8 string.
+    public mutating func readRefusalCount() throws(WireError) -> RefusalCount? {
+        try self.readWireValue { (buffer: inout ByteBuffer) throws(WireError) in try buffer.decodeRefusalCount() }
+    }
+
+    /// Writes the encoding of `value`; returns the number of bytes written.
+    @discardableResult
+    public mutating func writeRefusalCount(_ value: RefusalCount) -> Int {
+        var written = 0
+        written += self.writeWireString(value.reason)
+        written += self.writeInteger(value.count)
+        return written
+    }
+
+    mutating func decodeRefusalCount() throws(WireError) -> RefusalCount {
+        let reason = try self.decodeWireString(limit: Limits.nameBytesMax, field: "RefusalCount.reason")
+        let count = try self.decodeWireInteger(UInt64.self)
+        return RefusalCount(reason: reason, count: count)
+    }
+}
+
+/// The answer to Admin stats: a node's counters since it started (hints, repairs, anti-entropy,
+/// streaming, refusals), its queues, its view of its peers and of the cluster map. Counters are
+/// whatever the node says; a reader must not do arithmetic on them that could overflow.
+///
+/// Message type 98; schema name `NodeStats`.
+public struct NodeStats: Sendable, Hashable {
+    /// The frame type of this message.
+    public static var messageType: MessageType { .nodeStats }
+
+    public var node: String
+    /// RocksDB's estimate of the keys it holds.
+    public var keys: UInt64
+    public var uptimeSeconds: UInt64
+    public var hintsStored: UInt64
+    public var hintsRefused: UInt64
+    public var hintsRehomed: UInt64
+    public var hintsReplayed: UInt64
+    public var hintsExpired: UInt64
+    /// Bytes of the hints it holds, and the hints per target (targets with none are absent).
+    public var hintsBytes: UInt64
+    public var hintQueues: [HintQueue]
+    public var clockAheadRefused: UInt64
+    public var mapsRefused: UInt64
+    public var readRepairsReceived: UInt64
+    public var readRepairsApplied: UInt64
+    public var antiEntropyRangesDue: UInt64
+    public var antiEntropyRangesMarkedHintRefused: UInt64
+    public var antiEntropyRangesMarkedHintExpired: UInt64
+    public var antiEntropyMarkFailures: UInt64
+    public var antiEntropyWritesReceived: UInt64
+    public var antiEntropyRangesCompared: UInt64
+    public var antiEntropyKeysSent: UInt64
+    public var antiEntropyKeysReceived: UInt64
+    public var antiEntropyBytes: UInt64
+    public var antiEntropySessionFailures: UInt64
+    /// When a whole pass last ended without error (ms since the Unix epoch); 0: never.
+    public var antiEntropyLastFullPassMillis: UInt64
+    /// The oldest of rangesCompared' times; 0 while a range was never compared.
+    public var antiEntropyOldestRangeComparedMillis: UInt64
+    public var rangesCompared: [RangeCompared]
+    public var tombstonesPurged: UInt64
+    public var streamKeysReceived: UInt64
+    public var streamKeysResent: UInt64
+    public var streamBytes: UInt64
+    public var streamRetries: UInt64
+    public var handoffKeysDeleted: UInt64
+    public var refusals: [RefusalCount]
+    public var peers: [PeerView]
+    public var clusterEpoch: UInt64
+    /// The membership change in progress in the node's map ("none" when there is none).
+    public var clusterChange: String
+    public var transfers: [RangeTransferStatus]
+    /// When the node's certificate expires (seconds since the Unix epoch); absent when unknown.
+    public var certificateNotAfter: UInt64?
+
+    public init(node: String, keys: UInt64, uptimeSeconds: UInt64, hintsStored: UInt64, hintsRefused: UInt64, hintsRehomed: UInt64, hintsReplayed: UInt64, hintsExpired: UInt64, hintsBytes: UInt64, hintQueues: [HintQueue], clockAheadRefused: UInt64, mapsRefused: UInt64, readRepairsReceived: UInt64, readRepairsApplied: UInt64, antiEntropyRangesDue: UInt64, antiEntropyRangesMarkedHintRefused: UInt64, antiEntropyRangesMarkedHintExpired: UInt64, antiEntropyMarkFailures: UInt64, antiEntropyWritesReceived: UInt64, antiEntropyRangesCompared: UInt64, antiEntropyKeysSent: UInt64, antiEntropyKeysReceived: UInt64, antiEntropyBytes: UInt64, antiEntropySessionFailures: UInt64, antiEntropyLastFullPassMillis: UInt64, antiEntropyOldestRangeComparedMillis: UInt64, rangesCompared: [RangeCompared], tombstonesPurged: UInt64, streamKeysReceived: UInt64, streamKeysResent: UInt64, streamBytes: UInt64, streamRetries: UInt64, handoffKeysDeleted: UInt64, refusals: [RefusalCount], peers: [PeerView], clusterEpoch: UInt64, clusterChange: String, transfers: [RangeTransferStatus], certificateNotAfter: UInt64?) {
+        self.node = node
+        self.keys = keys
+        self.uptimeSeconds = uptimeSeconds
+        self.hintsStored = hintsStored
+        self.hintsRefused = hintsRefused
+        self.hintsRehomed = hintsRehomed
+        self.hintsReplayed = hintsReplayed
+        self.hintsExpired = hintsExpired
+        self.hintsBytes = hintsBytes
+        self.hintQueues = hintQueues
+        self.clockAheadRefused = clockAheadRefused
+        self.mapsRefused = mapsRefused
+        self.readRepairsReceived = readRepairsReceived
+        self.readRepairsApplied = readRepairsApplied
+        self.antiEntropyRangesDue = antiEntropyRangesDue
+        self.antiEntropyRangesMarkedHintRefused = antiEntropyRangesMarkedHintRefused
+        self.antiEntropyRangesMarkedHintExpired = antiEntropyRangesMarkedHintExpired
+        self.antiEntropyMarkFailures = antiEntropyMarkFailures
+        self.antiEntropyWritesReceived = antiEntropyWritesReceived
+        self.antiEntropyRangesCompared = antiEntropyRangesCompared
+        self.antiEntropyKeysSent = antiEntropyKeysSent
+        self.antiEntropyKeysReceived = antiEntropyKeysReceived
+        self.antiEntropyBytes = antiEntropyBytes
+        self.antiEntropySessionFailures = antiEntropySessionFailures
+        self.antiEntropyLastFullPassMillis = antiEntropyLastFullPassMillis
+        self.antiEntropyOldestRangeComparedMillis = antiEntropyOldestRangeComparedMillis
+        self.rangesCompared = rangesCompared
+        self.tombstonesPurged = tombstonesPurged
+        self.streamKeysReceived = streamKeysReceived
+        self.streamKeysResent = streamKeysResent
+        self.streamBytes = streamBytes
+        self.streamRetries = streamRetries
+        self.handoffKeysDeleted = handoffKeysDeleted
+        self.refusals = refusals
+        self.peers = peers
+        self.clusterEpoch = clusterEpoch
+        self.clusterChange = clusterChange
+        self.transfers = transfers
+        self.certificateNotAfter = certificateNotAfter
+    }
+}
+
+extension ByteBuffer {
+    /// Reads one `NodeStats` (message type 98) from the readable bytes.
+    ///
+    /// Returns `nil` and leaves the reader index unchanged when the buffer holds only part of one.
+    /// Throws (also leaving the reader index unchanged) when the bytes can never decode: a field
+    /// over its limit, an invalid bool, enum value or UTF-8 string.
+    public mutating func readNodeStats() throws(WireError) -> NodeStats? {
+        try self.readWireValue { (buffer: inout ByteBuffer) throws(WireError) in try buffer.decodeNodeStats() }
+    }
+
+    /// Writes the encoding of `value`; returns the number of bytes written.
+    @discardableResult
+    public mutating func writeNodeStats(_ value: NodeStats) -> Int {
+        var written = 0
+        written += self.writeWireString(value.node)
+        written += self.writeInteger(value.keys)
+        written += self.writeInteger(value.uptimeSeconds)
+        written += self.writeInteger(value.hintsStored)
+        written += self.writeInteger(value.hintsRefused)
+        written += self.writeInteger(value.hintsRehomed)
+        written += self.writeInteger(value.hintsReplayed)
+        written += self.writeInteger(value.hintsExpired)
+        written += self.writeInteger(value.hintsBytes)
+        written += self.writeWireList(value.hintQueues) { (buffer: inout ByteBuffer, element) in buffer.writeHintQueue(element) }
+        written += self.writeInteger(value.clockAheadRefused)
+        written += self.writeInteger(value.mapsRefused)
+        written += self.writeInteger(value.readRepairsReceived)
+        written += self.writeInteger(value.readRepairsApplied)
+        written += self.writeInteger(value.antiEntropyRangesDue)
+        written += self.writeInteger(value.antiEntropyRangesMarkedHintRefused)
+        written += self.writeInteger(value.antiEntropyRangesMarkedHintExpired)
+        written += self.writeInteger(value.antiEntropyMarkFailures)
+        written += self.writeInteger(value.antiEntropyWritesReceived)
+        written += self.writeInteger(value.antiEntropyRangesCompared)
+        written += self.writeInteger(value.antiEntropyKeysSent)
+        written += self.writeInteger(value.antiEntropyKeysReceived)
+        written += self.writeInteger(value.antiEntropyBytes)
+        written += self.writeInteger(value.antiEntropySessionFailures)
+        written += self.writeInteger(value.antiEntropyLastFullPassMillis)
+        written += self.writeInteger(value.antiEntropyOldestRangeComparedMillis)
+        written += self.writeWireList(value.rangesCompared) { (buffer: inout ByteBuffer, element) in buffer.writeRangeCompared(element) }
+        written += self.writeInteger(value.tombstonesPurged)
+        written += self.writeInteger(value.streamKeysReceived)
+        written += self.writeInteger(value.streamKeysResent)
+        written += self.writeInteger(value.streamBytes)
+        written += self.writeInteger(value.streamRetries)
+        written += self.writeInteger(value.handoffKeysDeleted)
+        written += self.writeWireList(value.refusals) { (buffer: inout ByteBuffer, element) in buffer.writeRefusalCount(element) }
+        written += self.writeWireList(value.peers) { (buffer: inout ByteBuffer, element) in buffer.writePeerView(element) }
+        written += self.writeInteger(value.clusterEpoch)
+        written += self.writeWireString(value.clusterChange)
+        written += self.writeWireList(value.transfers) { (buffer: inout ByteBuffer, element) in buffer.writeRangeTransferStatus(element) }
+        written += self.writeWireOptional(value.certificateNotAfter) { (buffer: inout ByteBuffer, wrapped) in buffer.writeInteger(wrapped) }
+        return written
+    }
+
+    mutating func decodeNodeStats() throws(WireError) -> NodeStats {
+        let node = try self.decodeWireString(limit: Limits.nameBytesMax, field: "NodeStats.node")
+        let keys = try self.decodeWireInteger(UInt64.self)
+        let uptimeSeconds = try self.decodeWireInteger(UInt64.self)
+        let hintsStored = try self.decodeWireInteger(UInt64.self)
+        let hintsRefused = try self.decodeWireInteger(UInt64.self)
+        let hintsRehomed = try self.decodeWireInteger(UInt64.self)
+        let hintsReplayed = try self.decodeWireInteger(UInt64.self)
+        let hintsExpired = try self.decodeWireInteger(UInt64.self)
+        let hintsBytes = try self.decodeWireInteger(UInt64.self)
+        let hintQueues = try self.decodeWireList(limit: Limits.nodesMax, elementBytesMin: 12, field: "NodeStats.hintQueues") { (buffer: inout ByteBuffer) throws(WireError) in try buffer.decodeHintQueue() }
+        let clockAheadRefused = try self.decodeWireInteger(UInt64.self)
+        let mapsRefused = try self.decodeWireInteger(UInt64.self)
+        let readRepairsReceived = try self.decodeWireInteger(UInt64.self)
+        let readRepairsApplied = try self.decodeWireInteger(UInt64.self)
+        let antiEntropyRangesDue = try self.decodeWireInteger(UInt64.self)
+        let antiEntropyRangesMarkedHintRefused = try self.decodeWireInteger(UInt64.self)
+        let antiEntropyRangesMarkedHintExpired = try self.decodeWireInteger(UInt64.self)
+        let antiEntropyMarkFailures = try self.decodeWireInteger(UInt64.self)
+        let antiEntropyWritesReceived = try self.decodeWireInteger(UInt64.self)
+        let antiEntropyRangesCompared = try self.decodeWireInteger(UInt64.self)
+        let antiEntropyKeysSent = try self.decodeWireInteger(UInt64.self)
+        let antiEntropyKeysReceived = try self.decodeWireInteger(UInt64.self)
+        let antiEntropyBytes = try self.decodeWireInteger(UInt64.self)
+        let antiEntropySessionFailures = try self.decodeWireInteger(UInt64.self)
+        let antiEntropyLastFullPassMillis = try self.decodeWireInteger(UInt64.self)
+        let antiEntropyOldestRangeComparedMillis = try self.decodeWireInteger(UInt64.self)
+        let rangesCompared = try self.decodeWireList(limit: Limits.listCountMax, elementBytesMin: 24, field: "NodeStats.rangesCompared") { (buffer: inout ByteBuffer) throws(WireError) in try buffer.decodeRangeCompared() }
+        let tombstonesPurged = try self.decodeWireInteger(UInt64.self)
+        let streamKeysReceived = try self.decodeWireInteger(UInt64.self)
+        let streamKeysResent = try self.decodeWireInteger(UInt64.self)
+        let streamBytes = try self.decodeWireInteger(UInt64.self)
+        let streamRetries = try self.decodeWireInteger(UInt64.self)
+        let handoffKeysDeleted = try self.decodeWireInteger(UInt64.self)
+        let refusals = try self.decodeWireList(limit: Limits.nodesMax, elementBytesMin: 12, field: "NodeStats.refusals") { (buffer: inout ByteBuffer) throws(WireError) in try buffer.decodeRefusalCount() }
+        let peers = try self.decodeWireList(limit: Limits.nodesMax, elementBytesMin: 13, field: "NodeStats.peers") { (buffer: inout ByteBuffer) throws(WireError) in try buffer.decodePeerView() }
+        let clusterEpoch = try self.decodeWireInteger(UInt64.self)
+        let clusterChange = try self.decodeWireString(limit: Limits.errorMessageBytesMax, field: "NodeStats.clusterChange")
+        let transfers = try self.decodeWireList(limit: Limits.listCountMax, elementBytesMin: 41, field: "NodeStats.transfers") { (buffer: inout ByteBuffer) throws(WireError) in try buffer.decodeRangeTransferStatus() }
+        let certificateNotAfter = try self.decodeWireOptional { (buffer: inout ByteBuffer) throws(WireError) in try buffer.decodeWireInteger(UInt64.self) }
+        return NodeStats(node: node, keys: keys, uptimeSeconds: uptimeSeconds, hintsStored: hintsStored, hintsRefused: hintsRefused, hintsRehomed: hintsRehomed, hintsReplayed: hintsReplayed, hintsExpired: hintsExpired, hintsBytes: hintsBytes, hintQueues: hintQueues, clockAheadRefused: clockAheadRefused, mapsRefused: mapsRefused, readRepairsReceived: readRepairsReceived, readRepairsApplied: readRepairsApplied, antiEntropyRangesDue: antiEntropyRangesDue, antiEntropyRangesMarkedHintRefused: antiEntropyRangesMarkedHintRefused, antiEntropyRangesMarkedHintExpired: antiEntropyRangesMarkedHintExpired, antiEntropyMarkFailures: antiEntropyMarkFailures, antiEntropyWritesReceived: antiEntropyWritesReceived, antiEntropyRangesCompared: antiEntropyRangesCompared, antiEntropyKeysSent: antiEntropyKeysSent, antiEntropyKeysReceived: antiEntropyKeysReceived, antiEntropyBytes: antiEntropyBytes, antiEntropySessionFailures: antiEntropySessionFailures, antiEntropyLastFullPassMillis: antiEntropyLastFullPassMillis, antiEntropyOldestRangeComparedMillis: antiEntropyOldestRangeComparedMillis, rangesCompared: rangesCompared, tombstonesPurged: tombstonesPurged, streamKeysReceived: streamKeysReceived, streamKeysResent: streamKeysResent, streamBytes: streamBytes, streamRetries: streamRetries, handoffKeysDeleted: handoffKeysDeleted, refusals: refusals, peers: peers, clusterEpoch: clusterEpoch, clusterChange: clusterChange, transfers: transfers, certificateNotAfter: certificateNotAfter)
+    }
+}
+
 // MARK: - Messages
 
 /// The message type byte of a frame: one case per message of the schema.
@@ -2167,6 +2608,8 @@ public enum MessageType: UInt8, Sendable, Hashable, CaseIterable {
     case adminRequest = 96
     /// `AdminResponse`
     case adminResponse = 97
+    /// `NodeStats`
+    case nodeStats = 98
 }
 
 /// Any message of the protocol, as the body of one frame.
@@ -2200,6 +2643,7 @@ public enum Message: Sendable, Hashable {
     case streamResponse(StreamResponse)
     case adminRequest(AdminRequest)
     case adminResponse(AdminResponse)
+    case nodeStats(NodeStats)
 
     /// The frame type that carries this message.
     public var type: MessageType {
@@ -2233,6 +2677,7 @@ public enum Message: Sendable, Hashable {
         case .streamResponse: .streamResponse
         case .adminRequest: .adminRequest
         case .adminResponse: .adminResponse
+        case .nodeStats: .nodeStats
         }
     }
 }
@@ -2270,6 +2715,7 @@ extension Message {
         case .streamResponse: self = .streamResponse(try body.decodeStreamResponse())
         case .adminRequest: self = .adminRequest(try body.decodeAdminRequest())
         case .adminResponse: self = .adminResponse(try body.decodeAdminResponse())
+        case .nodeStats: self = .nodeStats(try body.decodeNodeStats())
         }
     }
 
@@ -2306,6 +2752,7 @@ extension Message {
         case .streamResponse(let message): buffer.writeStreamResponse(message)
         case .adminRequest(let message): buffer.writeAdminRequest(message)
         case .adminResponse(let message): buffer.writeAdminResponse(message)
+        case .nodeStats(let message): buffer.writeNodeStats(message)
         }
     }
 }
