@@ -85,6 +85,20 @@ public struct NodeStatus: Sendable, Hashable {
     public var countersError: String? = nil
 }
 
+/// `kvctl status --json`'s fields (listed in the README): the properties by these names, absent
+/// when nil; `latency` is left to the caller (kvctl writes `latencyMillis`).
+extension NodeStatus: Encodable {
+    enum CodingKeys: String, CodingKey {
+        case nodeID = "node", address, isUp = "up", keys, hintsQueued, error, hintsStored, hintsReplayed
+        case hintsExpired, hintsRefused, readRepairsReceived, readRepairsApplied, antiEntropyRangesDue
+        case antiEntropyRangesCompared, antiEntropyKeysSent, antiEntropyKeysReceived
+        case antiEntropyOldestRangeComparedMillis, antiEntropyRangeComparedMillis, peerPhi, peersSuspected
+        case clusterEpoch, clusterChange, transfers, streamKeysReceived, streamKeysResent, handoffKeysDeleted
+        case tombstonesPurged, antiEntropyLastFullPassMillis, hintsQueuedPerTarget, certificateNotAfterSeconds
+        case countersError
+    }
+}
+
 extension NodeStatus {
     /// Fills the counters from the node's `Admin` stats.
     mutating func addCounters(_ stats: NodeStats) {

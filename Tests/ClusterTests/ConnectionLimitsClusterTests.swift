@@ -60,7 +60,7 @@ extension RealProcessTests {
 
             // Counted, not logged one line each.
             let stats = try await Self.adminStats(node)
-            #expect(stats["rpc_refused_per_identity"] == "\(refused)", "\(stats)")
+            #expect(stats.refused("per_identity") == UInt64(refused), "\(stats)")
             let logged = node.log(tail: 1000).split(separator: "\n").filter {
                 $0.contains("refusing connections or requests")
             }
@@ -74,7 +74,7 @@ extension RealProcessTests {
             let stillOpen = held.filter(\.isActive).count
             #expect(stillOpen == 0, "idle connections were not closed")
             let later = try await Self.adminStats(node)
-            #expect((Int(later["rpc_refused_idle"] ?? "") ?? 0) >= 8, "\(later)")
+            #expect(later.refused("idle") >= 8, "\(later)")
             let again = try await Self.connect(node, tls: flooder, as: "client")
             defer { again.startClosing() }
             let answer = try await again.call(.pingRequest(PingRequest(epoch: 0, clock: 0)), timeout: .seconds(10))
@@ -91,21 +91,9 @@ extension RealProcessTests {
         }
 
         /// The node's `Admin` stats, through an admin certificate.
-        static func adminStats(_ node: NodeHarness) async throws -> [String: String] {
-            let connection = try await RPCConnection.connect(
-                host: node.host, port: node.port, tls: try node.tls(as: "admin"),
-                hello: Hello(
-                    protocolVersion: WireProtocol.version, clusterId: "quorumkv", senderId: "admin", role: .admin,
-                    epoch: 0),
-                timeout: .seconds(10))
-            defer { connection.startClosing() }
-            let answer = try await connection.call(
-                .adminRequest(AdminRequest(command: .stats, arguments: [])), timeout: .seconds(10))
-            guard case .adminResponse(let response) = answer else {
-                Issue.record("answered \(answer.type)")
-                return [:]
-            }
-            return Dictionary(response.results.map { ($0.name, $0.value) }, uniquingKeysWith: { _, last in last })
+        static func adminStats(_ node: NodeHarness) async throws -> NodeStats {
+            try await ClusterTests.adminStats(
+                host: node.host, port: node.port, certs: node.certs, clusterID: "quorumkv")
         }
     }
 }

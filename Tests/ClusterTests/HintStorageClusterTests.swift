@@ -72,6 +72,8 @@ extension RealProcessTests {
             #expect(before?["hintsExpired"] as? Int == 0)
             #expect(before?["antiEntropyRangesDue"] as? Int == 1)
             #expect(before?["hintsQueuedPerTarget"] as? [String: Int] == ["n2": 2, "n3": 1])
+            #expect(before?["up"] as? Bool == true)
+            #expect((before?["latencyMillis"] as? Double).map { $0 > 0 } == true, "\(before ?? [:])")
             let text = try cluster.kvctl(["status"])
             #expect(text.stdout.contains("REFUSED"), "\(text.stdout)")
             #expect(text.stdout.contains("n2=2 n3=1"), "\(text.stdout)")

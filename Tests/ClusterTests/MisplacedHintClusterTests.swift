@@ -45,8 +45,8 @@ extension RealProcessTests {
             let stats = try await adminStats(
                 host: String(cluster.address("n1").split(separator: ":")[0]), port: cluster.port, certs: cluster.certs,
                 clusterID: "test")
-            #expect(stats["hints_rehomed"] == "1", "\(stats)")
-            #expect(stats["hints_queued.n2"] ?? "0" == "0", "\(stats)")
+            #expect(stats.hintsRehomed == 1, "\(stats)")
+            #expect(stats.hintsQueued(for: "n2") == 0, "\(stats)")
         }
 
         /// A raw connection to node `id` holding the `name` certificate.

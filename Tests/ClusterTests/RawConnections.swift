@@ -18,13 +18,13 @@ func rawConnection(
         timeout: .seconds(10))
 }
 
-/// A node's `Admin` stats, by name, asked over a raw connection with the admin certificate.
-func adminStats(host: String, port: Int, certs: String, clusterID: String) async throws -> [String: String] {
+/// A node's `Admin` stats, asked over a raw connection with the admin certificate.
+func adminStats(host: String, port: Int, certs: String, clusterID: String) async throws -> NodeStats {
     let admin = try await rawConnection(
         host: host, port: port, certs: certs, as: "admin", role: .admin, clusterID: clusterID)
     let answer = try await admin.call(
         .adminRequest(AdminRequest(command: .stats, arguments: [])), timeout: .seconds(10))
     await admin.close()
-    guard case .adminResponse(let response) = answer else { throw HarnessError("stats answered \(answer.type)") }
-    return Dictionary(response.results.map { ($0.name, $0.value) }, uniquingKeysWith: { _, last in last })
+    guard case .nodeStats(let stats) = answer else { throw HarnessError("stats answered \(answer.type)") }
+    return stats
 }

@@ -1,0 +1,162 @@
+import CRocksDB
+import Foundation
+import KVCore
+import Synchronization
+
+/// The few ways `RocksDBStore` touches RocksDB's C API — reads, writes, scans, batches, errors —
+/// each with the handles kept alive and errors turned into `StorageError`. The store's other files
+/// use only these.
+extension RocksDBStore {
+    /// Reads `key` of `family` and hands the stored bytes (pinned, not copied) to `body`.
+    func read<Result>(
+        _ family: OpaquePointer,
+        _ key: [UInt8],
+        _ body: (UnsafeRawBufferPointer) throws(StorageError) -> Result
+    ) throws(StorageError) -> Result? {
+        var error: UnsafeMutablePointer<CChar>?
+        let slice = key.withUnsafeBytes { key in
+            rocksdb_get_pinned_cf(db, readOptions, family, key.cChars, key.count, &error)
+        }
+        defer { if let slice { rocksdb_pinnableslice_destroy(slice) } }
+        try check(error)
+        guard let slice else { return nil }
+        var length = 0
+        let value = rocksdb_pinnableslice_value(slice, &length)
+        return try body(UnsafeRawBufferPointer(start: value, count: length))
+    }
+
+    func write(_ family: OpaquePointer, _ key: [UInt8], _ value: [UInt8], options: OpaquePointer? = nil)
+        throws(StorageError)
+    {
+        var error: UnsafeMutablePointer<CChar>?
+        let options = options ?? writeOptions
+        key.withUnsafeBytes { key in
+            value.withUnsafeBytes { value in
+                rocksdb_put_cf(db, options, family, key.cChars, key.count, value.cChars, value.count, &error)
+            }
+        }
+        try check(error)
+    }
+
+    func delete(_ family: OpaquePointer, _ key: [UInt8], synced: Bool = true) throws(StorageError) {
+        var error: UnsafeMutablePointer<CChar>?
+        key.withUnsafeBytes { key in
+            rocksdb_delete_cf(db, synced ? writeOptions : unsyncedWriteOptions, family, key.cChars, key.count, &error)
+        }
+        try check(error)
+    }
+
+    /// Hands each (key, value) of `family` whose key starts with `prefix` to `body`, in key order, until
+    /// `body` answers false; from `start` on when given (a key that starts with `prefix`), and before
+    /// `limit` when given (exclusive). The buffers are valid only during the call.
+    func scan(
+        _ family: OpaquePointer,
+        prefix: [UInt8],
+        from start: [UInt8]? = nil,
+        until limit: [UInt8]? = nil,
+        _ body: (UnsafeRawBufferPointer, UnsafeRawBufferPointer) throws(StorageError) -> Bool
+    ) throws(StorageError) {
+        // The upper bound lets RocksDB stop at the end of the prefix instead of stepping over the
+        // deleted entries that follow it, such as the next target's hints. RocksDB keeps a pointer to
+        // the bound's bytes without copying them, so they live in a buffer of our own until the
+        // iterator is gone (deferred actions run in reverse order).
+        let upperBound = limit ?? Self.successor(of: prefix)
+        let bound = UnsafeMutableRawBufferPointer.allocate(
+            byteCount: max(prefix.count, limit?.count ?? 0), alignment: 1)
+        defer { bound.deallocate() }
+        let scanOptions = rocksdb_readoptions_create()!
+        defer { rocksdb_readoptions_destroy(scanOptions) }
+        rocksdb_readoptions_set_verify_checksums(scanOptions, 1)
+        if let successor = upperBound {
+            bound.copyBytes(from: successor)
+            rocksdb_readoptions_set_iterate_upper_bound(
+                scanOptions, UnsafeRawBufferPointer(bound).cChars, successor.count)
+        }
+        let iterator = rocksdb_create_iterator_cf(db, scanOptions, family)!
+        defer { rocksdb_iter_destroy(iterator) }
+        (start ?? prefix).withUnsafeBytes { seek in
+            rocksdb_iter_seek(iterator, seek.cChars, seek.count)
+        }
+        while rocksdb_iter_valid(iterator) != 0 {
+            var keyLength = 0
+            var valueLength = 0
+            let key = UnsafeRawBufferPointer(start: rocksdb_iter_key(iterator, &keyLength), count: keyLength)
+            let value = UnsafeRawBufferPointer(start: rocksdb_iter_value(iterator, &valueLength), count: valueLength)
+            guard key.starts(with: prefix) else { break }
+            guard try body(key, value) else { break }
+            rocksdb_iter_next(iterator)
+        }
+        var error: UnsafeMutablePointer<CChar>?
+        rocksdb_iter_get_error(iterator, &error)
+        try check(error)
+    }
+
+    /// The smallest byte string greater than every string starting with `prefix`; `nil` when there
+    /// is none (empty or all `0xFF`).
+    static func successor(of prefix: [UInt8]) -> [UInt8]? {
+        var bytes = prefix
+        while let last = bytes.last {
+            if last < 0xFF {
+                bytes[bytes.count - 1] = last + 1
+                return bytes
+            }
+            bytes.removeLast()
+        }
+        return nil
+    }
+
+    /// Writes what `build` puts in a batch atomically, with the store's durability (or `options`).
+    func writeBatch(options: OpaquePointer? = nil, _ build: (OpaquePointer) -> Void) throws(StorageError) {
+        let batch = rocksdb_writebatch_create()!
+        defer { rocksdb_writebatch_destroy(batch) }
+        build(batch)
+        var error: UnsafeMutablePointer<CChar>?
+        rocksdb_write(db, options ?? writeOptions, batch, &error)
+        try check(error)
+    }
+
+    static func put(_ batch: OpaquePointer, _ family: OpaquePointer, _ key: [UInt8], _ value: [UInt8]) {
+        key.withUnsafeBytes { key in
+            value.withUnsafeBytes { value in
+                rocksdb_writebatch_put_cf(batch, family, key.cChars, key.count, value.cChars, value.count)
+            }
+        }
+    }
+
+    static func delete(_ batch: OpaquePointer, _ family: OpaquePointer, _ key: [UInt8]) {
+        key.withUnsafeBytes { key in
+            rocksdb_writebatch_delete_cf(batch, family, key.cChars, key.count)
+        }
+    }
+
+    func check(_ error: UnsafeMutablePointer<CChar>?) throws(StorageError) {
+        if let message = Self.takeMessage(error) {
+            throw StorageError.fromRocksDB(message, path: directory)
+        }
+    }
+
+    /// Copies and frees a RocksDB error string.
+    static func takeMessage(_ error: UnsafeMutablePointer<CChar>?) -> String? {
+        guard let error else { return nil }
+        defer { rocksdb_free(error) }
+        return String(cString: error)
+    }
+
+    package static func openError(_ message: String, path: String) -> StorageError {
+        if message.contains("lock hold by current process") || message.contains("While lock file") {
+            return .openFailed(
+                path: path,
+                reason: "the directory is already open in this or another process (LOCK is held): \(message)"
+            )
+        }
+        let error = StorageError.fromRocksDB(message, path: path)
+        return error.code == .ioError ? .openFailed(path: path, reason: message) : error
+    }
+}
+
+extension UnsafeRawBufferPointer {
+    /// The bytes as the `const char*` RocksDB takes.
+    var cChars: UnsafePointer<CChar>? {
+        baseAddress?.assumingMemoryBound(to: CChar.self)
+    }
+}

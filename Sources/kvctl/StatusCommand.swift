@@ -1,0 +1,189 @@
+import ArgumentParser
+import Foundation
+import KVClient
+import KVCore
+import KVTLS
+import KVWire
+
+struct Status: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Show each node up or down, with its ping latency, and (admin certificate) its hint counters.",
+        discussion: """
+            With an admin certificate a second section shows each node's hints stored, replayed, expired, \
+            refused and queued per target, the read repairs it received, and the token ranges due for \
+            anti-entropy. Exit code 1 when any node is down.
+            """
+    )
+
+    @OptionGroup var global: GlobalOptions
+
+    func run() async throws {
+        try await reportingFailures(json: global.json) {
+            let (statuses, withCounters) = try await global.withClient { client in
+                (try await client.status(), client.identity.role == .admin)
+            }
+            if global.json {
+                try printJSON(
+                    StatusDocument(
+                        ok: statuses.allSatisfy(\.isUp), counters: withCounters,
+                        nodes: statuses.map { NodeDocument(status: $0) }))
+            } else {
+                printNodes(statuses)
+                print("")
+                if withCounters {
+                    printCounters(statuses)
+                    print("")
+                    printAntiEntropy(statuses)
+                    print("")
+                    printHealth(statuses)
+                    print("")
+                    printMembership(statuses)
+                } else {
+                    print("(admin certificate needed for counters)")
+                }
+            }
+            if !statuses.allSatisfy(\.isUp) {
+                throw ExitCode(1)
+            }
+        }
+    }
+
+    private func printNodes(_ statuses: [NodeStatus]) {
+        print(row(["NODE", "ADDRESS", "STATE", "LATENCY", "KEYS", "HINTS"], widths: [11, 22, 6, 10, 10]))
+        for status in statuses {
+            guard status.isUp else {
+                let fields = [status.nodeID, status.address, "DOWN", "-", "-", "-    (\(status.error ?? ""))"]
+                print(row(fields, widths: [11, 22, 6, 10, 10]))
+                continue
+            }
+            let latency = String(format: "%.2f ms", status.latency.map { $0 / .milliseconds(1) } ?? 0)
+            let fields = [
+                status.nodeID, status.address, "up", latency, String(status.keys ?? 0), String(status.hintsQueued ?? 0),
+            ]
+            print(row(fields, widths: [11, 22, 6, 10, 10]))
+        }
+    }
+
+    /// The "hints" section: each node's counters since it started, and its queue per target.
+    private func printCounters(_ statuses: [NodeStatus]) {
+        let widths = [11, 10, 10, 10, 10, 10, 8]
+        print(
+            row(["HINTS", "STORED", "REPLAYED", "EXPIRED", "REFUSED", "REPAIRS", "AE-DUE", "QUEUED"], widths: widths))
+        for status in statuses {
+            guard status.isUp else {
+                print(row([status.nodeID, "-    (down)"], widths: widths))
+                continue
+            }
+            if let error = status.countersError {
+                print(row([status.nodeID, "-    (counters unavailable: \(error))"], widths: widths))
+                continue
+            }
+            func text(_ value: UInt64?) -> String { value.map(String.init) ?? "-" }
+            let queued = (status.hintsQueuedPerTarget ?? [:]).sorted { $0.key < $1.key }
+                .map { "\($0.key)=\($0.value)" }.joined(separator: " ")
+            let fields = [
+                status.nodeID, text(status.hintsStored), text(status.hintsReplayed), text(status.hintsExpired),
+                text(status.hintsRefused), text(status.readRepairsReceived), text(status.antiEntropyRangesDue),
+                queued.isEmpty ? "-" : queued,
+            ]
+            print(row(fields, widths: widths))
+        }
+    }
+
+    /// The "anti-entropy" section: ranges compared, records copied and tombstones purged since the
+    /// node started, when its last whole pass ended without error, and the oldest time one of its
+    /// ranges was last compared (`--json` has each range's).
+    private func printAntiEntropy(_ statuses: [NodeStatus]) {
+        let widths = [13, 10, 10, 10, 10, 21]
+        print(
+            row(
+                ["ANTI-ENTROPY", "COMPARED", "SENT", "RECEIVED", "PURGED", "LAST-FULL-PASS", "OLDEST-RANGE"],
+                widths: widths))
+        for status in statuses where status.isUp && status.countersError == nil {
+            func text(_ value: UInt64?) -> String { value.map(String.init) ?? "-" }
+            func time(_ millis: UInt64?) -> String {
+                guard let millis else { return "-" }
+                guard millis > 0 else { return "never" }
+                return ISO8601DateFormatter().string(from: Date(timeIntervalSince1970: Double(millis) / 1000))
+            }
+            let fields = [
+                status.nodeID, text(status.antiEntropyRangesCompared), text(status.antiEntropyKeysSent),
+                text(status.antiEntropyKeysReceived), text(status.tombstonesPurged),
+                time(status.antiEntropyLastFullPassMillis), time(status.antiEntropyOldestRangeComparedMillis),
+            ]
+            print(row(fields, widths: widths))
+        }
+    }
+
+    /// The "health" section: the peers each node's failure detector suspects, and its phi for each.
+    private func printHealth(_ statuses: [NodeStatus]) {
+        let widths = [13, 12, 20]
+        print(row(["HEALTH", "CERT-EXPIRES", "SUSPECTS", "PHI"], widths: widths))
+        for status in statuses where status.isUp && status.countersError == nil {
+            let suspects = status.peersSuspected.map { $0.isEmpty ? "none" : $0.joined(separator: ",") } ?? "-"
+            let phi = (status.peerPhi ?? [:]).sorted { $0.key < $1.key }
+                .map { "\($0.key)=\(String(format: "%.1f", $0.value))" }.joined(separator: " ")
+            let expires = status.certificateNotAfterSeconds.map {
+                String(ISO8601DateFormatter().string(from: Date(timeIntervalSince1970: TimeInterval($0))).prefix(10))
+            }
+            print(row([status.nodeID, expires ?? "-", suspects, phi.isEmpty ? "-" : phi], widths: widths))
+        }
+    }
+
+    /// Each node's map epoch, the change in progress, and the ranges it receives (or last received).
+    private func printMembership(_ statuses: [NodeStatus]) {
+        let widths = [13, 7, 10, 10, 10]
+        print(row(["MEMBERSHIP", "EPOCH", "STREAMED", "RESENT", "DROPPED", "CHANGE"], widths: widths))
+        for status in statuses where status.isUp && status.countersError == nil {
+            print(
+                row(
+                    [
+                        status.nodeID, status.clusterEpoch.map(String.init) ?? "-",
+                        status.streamKeysReceived.map(String.init) ?? "-",
+                        status.streamKeysResent.map(String.init) ?? "-",
+                        status.handoffKeysDeleted.map(String.init) ?? "-", status.clusterChange ?? "-",
+                    ], widths: widths))
+        }
+        for status in statuses {
+            let transfers = (status.transfers ?? [:]).sorted { $0.key < $1.key }
+            guard !transfers.isEmpty else { continue }
+            let done = transfers.filter { $0.value.hasPrefix("done") }.count
+            print("\(status.nodeID) receives \(transfers.count) ranges, \(done) done:")
+            for (range, progress) in transfers where !progress.hasPrefix("done") {
+                print("  \(range)  \(progress)")
+            }
+        }
+    }
+
+    /// Fields padded to `widths` and separated by one space; the fields past `widths` follow unpadded.
+    private func row(_ fields: [String], widths: [Int]) -> String {
+        fields.enumerated().map { index, field in
+            index < widths.count && index < fields.count - 1
+                ? field.padding(toLength: max(widths[index], field.count), withPad: " ", startingAt: 0) : field
+        }.joined(separator: " ")
+    }
+}
+
+private struct StatusDocument: Encodable {
+    var ok: Bool
+    /// Whether the counters were asked for (an admin certificate); a node's counter fields are absent
+    /// when they were not, when the node is down, or when it did not answer them (`countersError`).
+    var counters: Bool
+    var nodes: [NodeDocument]
+}
+
+/// One node in `kvctl status --json`: the SDK's `NodeStatus` (its `Encodable` names the fields, listed
+/// in the README, "kvctl status") and its ping latency in milliseconds.
+private struct NodeDocument: Encodable {
+    var status: NodeStatus
+
+    enum CodingKeys: String, CodingKey {
+        case latencyMillis
+    }
+
+    func encode(to encoder: any Encoder) throws {
+        try status.encode(to: encoder)
+        var container = encoder.container(keyedBy: CodingKeys.self)
+        try container.encodeIfPresent(status.latency.map { $0 / .milliseconds(1) }, forKey: .latencyMillis)
+    }
+}
