@@ -56,7 +56,7 @@ extension KVClient {
         pinger.withLock { task in
             guard task == nil else { return }
             watch(topology)
-            task = Task { [weak self] in
+            task = background.spawn { [weak self] in
                 while !Task.isCancelled {
                     // Holds the client only while sending, so a client nobody closed can still go away.
                     guard let self else { return }

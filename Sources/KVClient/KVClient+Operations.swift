@@ -95,7 +95,7 @@ extension KVClient {
             do {
                 return try await attempt(topology)
             } catch let error as KVClientError where error.isUnavailable {
-                await refresh.withLock { $0.task }?.value
+                await refresh.withLock { $0.task }?.wait()
                 let latest = try await currentTopology()
                 guard retry.retry(onEpoch: latest.map.epoch) else { throw error }
                 topology = latest
@@ -191,13 +191,17 @@ extension KVClient {
                     state.nextID += 1
                     return state.nextID
                 }
-                let task = Task {
+                let spawned = background.spawn {
                     await self.run(
                         events: events, continuation: continuation, start: start, handle: handle, send: send,
                         late: late, settled: settled, answer: caller)
                     self.handingOff.withLock { state in
                         if state.tasks.removeValue(forKey: id) == nil { state.finished.insert(id) }
                     }
+                }
+                guard let task = spawned else {
+                    caller.resume(throwing: KVClientError.unavailable("the client is closed"))
+                    return
                 }
                 handingOff.withLock { state in
                     if state.finished.remove(id) == nil { state.tasks[id] = task }

@@ -1,4 +1,5 @@
 import Foundation
+import KVCluster
 import KVCore
 import KVRPC
 import KVTLS
@@ -14,7 +15,7 @@ extension KVClient {
     func currentTopology() async throws -> Topology {
         if let topology = topology.withLock({ $0 }) {
             if let check = startChecking(topology) {
-                await check.value
+                await check.wait()
                 let checked = self.topology.withLock { $0 } ?? topology
                 startPinger(checked)
                 return checked
@@ -48,16 +49,18 @@ extension KVClient {
     }
 
     /// The start check of a client made from a cluster file, begun by the first caller; nil when done.
-    func startChecking(_ topology: Topology) -> Task<Void, Never>? {
+    func startChecking(_ topology: Topology) -> BackgroundWork.Handle? {
         startCheck.withLock { check in
             switch check {
             case nil: return nil
             case .running(let task): return task
             case .due:
-                let task = Task {
-                    await self.fetchCurrentMap(topology)
-                    self.startCheck.withLock { $0 = nil }
-                }
+                guard
+                    let task = background.spawn({
+                        await self.fetchCurrentMap(topology)
+                        self.startCheck.withLock { $0 = nil }
+                    })
+                else { return nil }
                 check = .running(task)
                 return task
             }
@@ -138,8 +141,9 @@ extension KVClient {
         if !dropped.isEmpty {
             retired.withLock { $0.append(contentsOf: dropped) }
             let timeout = configuration.requestTimeout
-            Task {
-                try? await Task.sleep(for: timeout)
+            background.spawn {
+                // Cancelled by `close()`, which closes every retired connection itself.
+                guard (try? await Task.sleep(for: timeout)) != nil else { return }
                 for client in dropped { await client.close() }
             }
         }
@@ -155,7 +159,7 @@ extension KVClient {
                 if epoch > refresh.followUp?.epoch ?? 0 { refresh.followUp = (epoch, node) }
                 return
             }
-            refresh.task = Task {
+            refresh.task = background.spawn {
                 var node = node
                 while true {
                     await self.fetchMap(from: node)

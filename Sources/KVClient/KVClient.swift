@@ -33,7 +33,10 @@ public final class KVClient: Sendable {
     /// One failure detector per node, fed by every answer and by the pinger.
     let health: PeerHealthTable
     /// Pings every node every `healthCheckInterval`, from the first operation until ``close()``.
-    let pinger = Mutex<Task<Void, Never>?>(nil)
+    let pinger = Mutex<BackgroundWork.Handle?>(nil)
+    /// Everything the client goes on with after answering (hand-offs, map fetches, the pinger,
+    /// retired connections): children of one task group, which ``close()`` ends.
+    let background = BackgroundWork()
     let closed = Atomic<Bool>(false)
     /// Connections of nodes a newer map moved or removed, closed a request timeout later (or by
     /// ``close()``), so requests still using the older map can finish.
@@ -48,19 +51,19 @@ public final class KVClient: Sendable {
     /// One fetch of a newer map at a time; a newer epoch heard of meanwhile is fetched next, in the
     /// same task, so whoever awaits the task sees the newest map anyone reported.
     struct MapRefresh {
-        var task: Task<Void, Never>?
+        var task: BackgroundWork.Handle?
         /// The highest epoch reported while `task` ran, and the node that reported it.
         var followUp: (epoch: UInt64, node: String)?
     }
 
     enum StartCheck {
         case due
-        case running(Task<Void, Never>)
+        case running(BackgroundWork.Handle)
     }
 
     struct HandingOff {
         var nextID = 0
-        var tasks: [Int: Task<Void, Never>] = [:]
+        var tasks: [Int: BackgroundWork.Handle] = [:]
         var finished: Set<Int> = []
     }
 
@@ -175,15 +178,11 @@ public final class KVClient: Sendable {
     /// closes every connection.
     public func close() async {
         closed.store(true, ordering: .relaxed)
-        if let pinger = pinger.withLock({ task in
-            defer { task = nil }; return task
-        }) {
-            pinger.cancel()
-            await pinger.value
-        }
         for task in handingOff.withLock({ Array($0.tasks.values) }) {
-            await task.value
+            await task.wait()
         }
+        // The pinger, map fetches and retire timers are cancelled; every child has returned after.
+        await background.shutdown()
         let nodes = topology.withLock { $0?.nodes.values.map { $0 } ?? [] }
         for node in nodes {
             await node.close()

@@ -282,8 +282,11 @@ struct KVD: AsyncParsableCommand {
         let hangups = await UnixSignalsSequence(trapping: .sighup)
         let node = try NodeService(configuration: configuration, logger: logger)
         var services: [any Service] = [node, CertificateReloadOnHangup(node: node, hangups: hangups)]
-        if getenv(ExitWithParent.environmentName).map({ String(cString: $0) }) == "1" {
-            services.append(ExitWithParent(logger: logger))
+        if let value = getenv(ExitWithParent.environmentName).map({ String(cString: $0) }) {
+            guard let parent = pid_t(value), parent > 1 else {
+                throw ValidationError("\(ExitWithParent.environmentName) must be a process id, not '\(value)'")
+            }
+            services.append(ExitWithParent(parent: parent, logger: logger))
         }
         let group = ServiceGroup(
             configuration: ServiceGroupConfiguration(
@@ -316,24 +319,25 @@ struct CertificateReloadOnHangup: Service {
     }
 }
 
-/// With `QUORUMKV_EXIT_WITH_PARENT=1` in its environment, `kvd` shuts down (as on SIGTERM) once the
-/// process that started it is gone: the test harness sets it, so that a test process that crashes
-/// leaves no node running behind it. Operators' nodes never see it.
+/// With `QUORUMKV_EXIT_WITH_PARENT=PID` in its environment, `kvd` shuts down (as on SIGTERM) once
+/// its parent is no longer process PID: the test harness sets it to its own id, so that a test process
+/// that crashes leaves no node running behind it. The id is given rather than read at start, because
+/// a parent that died before `kvd` looked would go unnoticed. Operators' nodes never see it.
 struct ExitWithParent: Service {
     static let environmentName = "QUORUMKV_EXIT_WITH_PARENT"
 
+    let parent: pid_t
     let logger: Logger
 
     func run() async throws {
-        let parent = getppid()
         while !Task.isCancelled && !Task.isShuttingDownGracefully {
-            try? await Task.sleep(for: .milliseconds(500))
             if getppid() != parent {
                 logger.notice("the process that started this node is gone; shutting down")
                 kill(getpid(), SIGTERM)
                 try? await gracefulShutdown()
                 return
             }
+            try? await Task.sleep(for: .milliseconds(500))
         }
     }
 }

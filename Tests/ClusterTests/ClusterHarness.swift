@@ -99,6 +99,7 @@ final class ClusterHarness: @unchecked Sendable {
         logFile.seekToEndOfFile()
         process.standardOutput = logFile
         process.standardError = logFile
+        process.environment = kvdEnvironment()
         try process.run()
         processes[id] = process
     }

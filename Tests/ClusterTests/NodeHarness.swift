@@ -26,19 +26,20 @@ final class NodeHarness: @unchecked Sendable {
         try expectSuccess(run("kvctl", ["certs", "issue", "--dir", certs, "--role", "client", "--name", "client"]))
     }
 
+    /// `kvd`'s arguments for this node.
+    var kvdArguments: [String] {
+        [
+            "--id", id, "--listen", endpoint, "--data", data,
+            "--ca", "\(certs)/ca.pem", "--cert", "\(certs)/\(id).pem", "--key", "\(certs)/\(id)-key.pem",
+        ]
+    }
+
     /// Starts `kvd` and waits until it answers a ping.
     func start(extraArguments: [String] = []) throws {
         let process = Process()
         process.executableURL = binDirectory.appendingPathComponent("kvd")
-        process.arguments =
-            [
-                "--id", id, "--listen", endpoint, "--data", data,
-                "--ca", "\(certs)/ca.pem", "--cert", "\(certs)/\(id).pem", "--key", "\(certs)/\(id)-key.pem",
-            ] + extraArguments
-        // A test process that crashes must not leave its nodes running (kvd's `ExitWithParent`).
-        var environment = ProcessInfo.processInfo.environment
-        environment["QUORUMKV_EXIT_WITH_PARENT"] = "1"
-        process.environment = environment
+        process.arguments = kvdArguments + extraArguments
+        process.environment = kvdEnvironment()
         if !FileManager.default.fileExists(atPath: logPath) {
             _ = FileManager.default.createFile(atPath: logPath, contents: nil)
         }

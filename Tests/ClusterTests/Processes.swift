@@ -17,6 +17,14 @@ let binDirectory: URL = {
     return URL(fileURLWithPath: ".build/debug")
 }()
 
+/// The environment of every `kvd` a test starts: with `QUORUMKV_EXIT_WITH_PARENT` (kvd's
+/// `ExitWithParent`), a test process that crashes leaves no node running behind it.
+func kvdEnvironment() -> [String: String] {
+    var environment = ProcessInfo.processInfo.environment
+    environment["QUORUMKV_EXIT_WITH_PARENT"] = "\(getpid())"
+    return environment
+}
+
 /// What a finished command printed and how it exited.
 struct CommandResult: Sendable {
     var status: Int32
@@ -24,12 +32,15 @@ struct CommandResult: Sendable {
     var stderr: String
 }
 
-/// Runs a built executable to completion, with a bound on its run time so a hang fails the test.
+/// Runs a built executable (or one given by its absolute path) to completion, with a bound on its
+/// run time so a hang fails the test.
 func run(_ executable: String, _ arguments: [String], stdin: Data? = nil, timeout: Duration = .seconds(60)) throws
     -> CommandResult
 {
     let process = Process()
-    process.executableURL = binDirectory.appendingPathComponent(executable)
+    process.executableURL =
+        executable.hasPrefix("/")
+        ? URL(fileURLWithPath: executable) : binDirectory.appendingPathComponent(executable)
     process.arguments = arguments
     var environment = ProcessInfo.processInfo.environment
     for name in ["QUORUMKV_ENDPOINTS", "QUORUMKV_CA", "QUORUMKV_CERT", "QUORUMKV_KEY", "QUORUMKV_CLUSTER_ID"] {

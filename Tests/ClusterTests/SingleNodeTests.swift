@@ -27,6 +27,31 @@ extension RealProcessTests {
             #expect(try node.kvctl(["get", "doomed"]).status == 2)
         }
 
+        /// A node started with `QUORUMKV_EXIT_WITH_PARENT` set to its parent's id shuts down cleanly
+        /// once that parent is gone, as when a test process crashes: a shell starts `kvd` in the
+        /// background and exits at once.
+        @Test func aNodeExitsWithTheProcessThatStartedIt() throws {
+            let node = try NodeHarness(host: "127.0.0.77")
+            defer { node.tearDown() }
+            let kvd = binDirectory.appendingPathComponent("kvd").path
+            let script = "QUORUMKV_EXIT_WITH_PARENT=$$ \"$0\" \"$@\" >>'\(node.logPath)' 2>&1 & echo $!"
+            let shell = try run("/bin/sh", ["-c", script, kvd] + node.kvdArguments, timeout: .seconds(30))
+            expectSuccess(shell)
+            let pid = try #require(pid_t(shell.stdout.trimmingCharacters(in: .whitespacesAndNewlines)))
+            defer { kill(pid, SIGKILL) }
+            // Gone, or a zombie nobody reaps (the state letter after the command's closing parenthesis).
+            func exited() -> Bool {
+                guard let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8) else { return true }
+                return stat.split(separator: ")").last?.split(separator: " ").first == "Z"
+            }
+            let deadline = ContinuousClock.now + .seconds(60)
+            while !exited() && ContinuousClock.now < deadline {
+                usleep(100_000)
+            }
+            #expect(exited(), "kvd is still running after its parent exited: \(node.log(tail: 5))")
+            #expect(node.log(tail: 20).contains("the process that started this node is gone"), "\(node.log(tail: 5))")
+        }
+
         @Test func acknowledgedPutSurvivesSIGKILL() throws {
             let node = try NodeHarness(host: "127.0.0.102")
             defer { node.tearDown() }

@@ -1,9 +1,12 @@
 extension Duration {
-    /// The duration in whole nanoseconds, saturating at `Int64.max` (what swift-metrics timers take).
+    /// The duration in whole nanoseconds, saturating at `Int64.min`/`Int64.max` (what swift-metrics
+    /// timers take).
     public var wholeNanoseconds: Int64 {
         let (seconds, attoseconds) = components
         let (scaled, overflow) = seconds.multipliedReportingOverflow(by: 1_000_000_000)
-        return overflow ? .max : scaled.addingReportingOverflow(attoseconds / 1_000_000_000).partialValue
+        guard !overflow else { return seconds < 0 ? .min : .max }
+        let (total, past) = scaled.addingReportingOverflow(attoseconds / 1_000_000_000)
+        return past ? (scaled < 0 ? .min : .max) : total
     }
 }
 
@@ -13,7 +16,8 @@ extension Duration {
         let (seconds, attoseconds) = components
         guard seconds >= 0, attoseconds >= 0 else { return 0 }
         let (scaled, overflow) = UInt64(seconds).multipliedReportingOverflow(by: 1000)
-        return overflow
-            ? .max : scaled.addingReportingOverflow(UInt64(attoseconds / 1_000_000_000_000_000)).partialValue
+        guard !overflow else { return .max }
+        let (total, past) = scaled.addingReportingOverflow(UInt64(attoseconds / 1_000_000_000_000_000))
+        return past ? .max : total
     }
 }

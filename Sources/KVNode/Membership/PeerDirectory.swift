@@ -1,3 +1,4 @@
+package import KVCluster
 package import KVCore
 package import KVRPC
 package import KVTLS
@@ -18,10 +19,13 @@ package final class PeerDirectory: Sendable {
     private let nodeID: String
     private let tls: TLSContext
     private let peers: Mutex<[String: Peer]>
+    /// Where connections a new map dropped are closed.
+    private let background: BackgroundWork
 
-    package init(nodeID: String, tls: TLSContext, map: ClusterMap) {
+    package init(nodeID: String, tls: TLSContext, map: ClusterMap, background: BackgroundWork = BackgroundWork()) {
         self.nodeID = nodeID
         self.tls = tls
+        self.background = background
         self.peers = Mutex([:])
         _ = update(map)
     }
@@ -65,11 +69,12 @@ package final class PeerDirectory: Sendable {
         }
     }
 
-    /// Follows `map` and closes the connections it no longer uses, in the background.
+    /// Follows `map` and closes the connections it no longer uses, in the background (not once the
+    /// node is shutting down: the process is about to close them all).
     package func follow(_ map: ClusterMap) {
         let dropped = update(map)
         guard !dropped.isEmpty else { return }
-        Task {
+        background.spawn {
             for client in dropped { await client.close() }
         }
     }

@@ -28,13 +28,16 @@ public final class PeerHealth: Sendable {
     private let logger: Logger
     /// Where adopting a map (signature checks and an fsync) runs.
     private let pool: NIOThreadPool
+    /// Where gossip fetches run.
+    private let background: BackgroundWork
 
     package init(
         directory: PeerDirectory, membership: Membership, detector: PhiAccrualDetector.Configuration,
         interval: Duration, wallMillis: @escaping @Sendable () -> UInt64, logger: Logger, pool: NIOThreadPool,
-        otherDirectories: [PeerDirectory] = []
+        otherDirectories: [PeerDirectory] = [], background: BackgroundWork = BackgroundWork()
     ) {
         self.pool = pool
+        self.background = background
         self.directory = directory
         self.directories = [directory] + otherDirectories
         self.membership = membership
@@ -72,7 +75,7 @@ public final class PeerHealth: Sendable {
     /// at a time, failures only logged (the next ping tries again).
     package func gossip(from peer: String) {
         guard let client = directory.client(peer), fetching.withLock({ $0.insert(peer).inserted }) else { return }
-        Task {
+        let spawned = background.spawn { [self] in
             defer { _ = fetching.withLock { $0.remove(peer) } }
             do {
                 for _ in 0..<Self.gossipEpochsMax {
@@ -112,6 +115,10 @@ public final class PeerHealth: Sendable {
                 logger.debug(
                     "cannot fetch the cluster map", metadata: ["peer.node_id": "\(peer)", "error": "\(error)"])
             }
+        }
+        if spawned == nil {
+            // Shutting down: no fetch.
+            _ = fetching.withLock { $0.remove(peer) }
         }
     }
 

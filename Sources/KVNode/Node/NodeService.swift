@@ -129,8 +129,12 @@ public final class NodeService: Service {
             wallMillis: ReplicaService.systemMillis)
         // Anti-entropy's (and the failure detector's) own connections to the peers, apart from hint
         // replay's; both follow the map as it changes.
-        let peerDirectory = PeerDirectory(nodeID: configuration.id, tls: peerTLS, map: cluster)
-        let replayDirectory = PeerDirectory(nodeID: configuration.id, tls: peerTLS, map: cluster)
+        // What the node does in the background besides its services (gossip fetches, closing the
+        // connections a new map dropped): ended with the node.
+        let background = BackgroundWork()
+        let peerDirectory = PeerDirectory(nodeID: configuration.id, tls: peerTLS, map: cluster, background: background)
+        let replayDirectory = PeerDirectory(
+            nodeID: configuration.id, tls: peerTLS, map: cluster, background: background)
         membership.onChange { map in
             peerDirectory.follow(map)
             replayDirectory.follow(map)
@@ -149,7 +153,8 @@ public final class NodeService: Service {
         detector.minimumDeviationMillis = 200
         let health = PeerHealth(
             directory: peerDirectory, membership: membership, detector: detector, interval: Self.pingInterval,
-            wallMillis: ReplicaService.systemMillis, logger: logger, pool: pool, otherDirectories: [replayDirectory])
+            wallMillis: ReplicaService.systemMillis, logger: logger, pool: pool, otherDirectories: [replayDirectory],
+            background: background)
         var antiEntropyConfiguration = AntiEntropy.Configuration()
         antiEntropyConfiguration.interval = configuration.antiEntropyInterval
         antiEntropyConfiguration.bytesPerSecond = configuration.antiEntropyRate
@@ -270,11 +275,14 @@ public final class NodeService: Service {
         } catch {
             await metricsServer?.close()
             await peerDirectory.closeAll()
+            await background.shutdown()
             try? await pool.shutdownGracefully()
             throw error
         }
         await metricsServer?.close()
         await peerDirectory.closeAll()
+        // After the connections closed, so that no gossip fetch waits out its timeout.
+        await background.shutdown()
         try? await pool.shutdownGracefully()
         logger.info("node stopped", metadata: ["node.id": "\(configuration.id)"])
     }
