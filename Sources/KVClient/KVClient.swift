@@ -110,7 +110,7 @@ public final class KVClient: Sendable {
             ClientClock(
                 writer: writerID,
                 bound: ClientClock.Bound(
-                    maxOffsetMillis: configuration.maxClockOffset.wholeMillisecondsClamped,
+                    maxOffset: configuration.maxClockOffset,
                     wallMillis: configuration.wallClockMillis)))
         let identity = tls.localIdentity
         let clusterID = configuration.cluster?.clusterID ?? configuration.clusterID

@@ -8,8 +8,8 @@ import KVStorage
 /// local side, `pull` from the remote one, as `AntiEntropySession` copies them) through the production
 /// `Replica.put`. Then every replica of every range must hold the same data.
 ///
-/// With `antiEntropyEveryMillis`, nodes also run passes during the run, under faults, and with
-/// `tombstoneGraceMillis` they purge tombstones by the production rule (`AntiEntropy`): a range's
+/// With `antiEntropyEvery`, nodes also run passes during the run, under faults, and with
+/// `tombstoneGrace` they purge tombstones by the production rule (`AntiEntropy`): a range's
 /// tombstones older than the grace period, once it was compared with every co-replica, the comparison
 /// leaving such tombstones uncopied where their key is absent. `observe` then checks that no value a
 /// purged tombstone deleted comes back.
@@ -43,7 +43,7 @@ extension Simulation {
     func antiEntropyTick(_ index: Int) {
         if nodes[index].isUp {
             let id = nodes[index].id
-            var policy = TombstonePolicy(grace: configuration.tombstoneGraceMillis.map { .milliseconds($0) })
+            var policy = TombstonePolicy(grace: configuration.tombstoneGrace)
             policy.purgesWithoutConfirmation = configuration.mutation == .purgeWithoutConfirmation
             let rangesMoving =
                 configuration.membershipProfile != nil && membership.acceptors[index].committed.isChanging
@@ -67,7 +67,7 @@ extension Simulation {
             }
             log("\(id) ran an anti-entropy pass")
         }
-        if clientsActive, let every = configuration.antiEntropyEveryMillis {
+        if clientsActive, let every = configuration.antiEntropyEvery?.wholeMillisecondsClamped {
             queue.push(.antiEntropyTick(node: index), at: now + every)
         }
     }

@@ -30,7 +30,7 @@ extension Simulation {
         case .crash(let node):
             crash(node)
         case .restart(let node):
-            let skewMax = faults.clockSkewMaxMillis
+            let skewMax = faults.clockSkewMax.wholeMillisecondsClamped
             let jump = skewMax == 0 ? 0 : Int64(random.next() % skewMax)
             log("\(nodes[node].id) restarts, its clock set back \(jump) ms")
             nodes[node].restart(jumpMillis: jump)
@@ -70,8 +70,9 @@ extension Simulation {
 
     /// A random operation on one of the keys: a read, or a write (16 % of writes are deletes).
     func drawOperation(_ index: Int) -> PlannedOperation {
-        if faults.clockSkewMaxMillis > 0 && random.chance(faults.backwardsJumpProbability) {
-            let jump = Int64(random.next() % faults.clockSkewMaxMillis)
+        let skewMax = faults.clockSkewMax.wholeMillisecondsClamped
+        if skewMax > 0 && random.chance(faults.backwardsJumpProbability) {
+            let jump = Int64(random.next() % skewMax)
             clients[index].skewMillis -= jump
             log("\(clients[index].name) clock jumps back \(jump) ms")
         }

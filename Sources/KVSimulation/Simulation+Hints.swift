@@ -38,7 +38,7 @@ extension Simulation {
             }
         }
         if clientsActive || !queues.isEmpty || !nodes[index].rounds.isEmpty {
-            queue.push(.replayTick(node: index), at: now + configuration.replayIntervalMillis)
+            queue.push(.replayTick(node: index), at: now + configuration.replayInterval.wholeMillisecondsClamped)
         }
     }
 
@@ -52,7 +52,8 @@ extension Simulation {
         }
         nextReplayRound += 1
         var round = HintReplayRound(
-            batch: batch, nowMillis: nodes[index].localNow, windowMillis: configuration.hintWindowMillis,
+            batch: batch, nowMillis: nodes[index].localNow,
+            windowMillis: configuration.hintWindow.wholeMillisecondsClamped,
             targetReachable: true, concurrency: configuration.replayConcurrency)
         round.deletesOnSend = configuration.mutation == .deleteHintsBeforeAcknowledgement
         let actions = round.start()
@@ -105,7 +106,7 @@ extension Simulation {
         let record = HintRecord(target: hint.target, key: hint.key, version: hint.record.version)
         let expired =
             nodes[index].localNow > hint.storedAtMillis
-            && nodes[index].localNow - hint.storedAtMillis > configuration.hintWindowMillis
+            && nodes[index].localNow - hint.storedAtMillis > configuration.hintWindow.wholeMillisecondsClamped
         if !expired {
             let held = nodes[nodeIndex(hint.target)].store.durableRecord(hint.key)?.version
             if held.map({ $0 < record.version }) ?? true {

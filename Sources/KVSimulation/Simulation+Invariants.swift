@@ -110,7 +110,7 @@ extension Simulation {
             && !configuration.sloppyQuorum
         {
             for violation in RegisterChecker.check(
-                history.operations, tombstonesMayBePurged: configuration.tombstoneGraceMillis != nil)
+                history.operations, tombstonesMayBePurged: configuration.tombstoneGrace != nil)
             {
                 violate("\(violation)")
             }

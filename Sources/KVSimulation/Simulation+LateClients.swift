@@ -24,7 +24,7 @@ extension Simulation {
         guard membership.quiet, !membership.settleFailed else { return }
         assert(nodes.allSatisfy(\.isUp) && blocked.isEmpty, "a node is down or cut off after the run")
         var none = FaultProfile.none
-        none.delayMillis = configuration.faults.delayMillis
+        none.delay = configuration.faults.delay
         faults = none
         random = SplitMix64(seed: configuration.seed ^ Self.lateClientsSalt)
         let first = membership.firstMap

@@ -37,14 +37,20 @@ extension Simulation {
 
     func startMembership() {
         let profile = configuration.membershipProfile!
-        queue.push(.membership(.operatorTick), at: now + 200 + random.next() % profile.operatorTickMillis)
+        queue.push(
+            .membership(.operatorTick), at: now + 200 + random.next() % profile.operatorTick.wholeMillisecondsClamped)
         for index in nodes.indices {
-            queue.push(.membership(.nodeGossip(node: index)), at: now + 1 + random.next() % profile.nodeGossipMillis)
-            queue.push(.membership(.streamTick(node: index)), at: now + 1 + random.next() % profile.streamTickMillis)
+            queue.push(
+                .membership(.nodeGossip(node: index)),
+                at: now + 1 + random.next() % profile.nodeGossip.wholeMillisecondsClamped)
+            queue.push(
+                .membership(.streamTick(node: index)),
+                at: now + 1 + random.next() % profile.streamTick.wholeMillisecondsClamped)
         }
         for index in clients.indices {
             queue.push(
-                .membership(.clientGossip(client: index)), at: now + 1 + random.next() % profile.clientGossipMillis)
+                .membership(.clientGossip(client: index)),
+                at: now + 1 + random.next() % profile.clientGossip.wholeMillisecondsClamped)
         }
     }
 
@@ -61,7 +67,7 @@ extension Simulation {
                 }
             }
             if !membership.quiet {
-                queue.push(.membership(.nodeGossip(node: index)), at: now + profile.nodeGossipMillis)
+                queue.push(.membership(.nodeGossip(node: index)), at: now + profile.nodeGossip.wholeMillisecondsClamped)
             }
         case .clientGossip(let index):
             let candidates = membership.clients[index].nodes.filter { $0.state != .removed }
@@ -71,12 +77,13 @@ extension Simulation {
                     .ping(epoch: membership.clients[index].epoch), from: .client(index), to: .node(nodeIndex(peer.id)))
             }
             if !membership.quiet {
-                queue.push(.membership(.clientGossip(client: index)), at: now + profile.clientGossipMillis)
+                queue.push(
+                    .membership(.clientGossip(client: index)), at: now + profile.clientGossip.wholeMillisecondsClamped)
             }
         case .streamTick(let index):
             streamStep(index)
             if !membership.quiet {
-                queue.push(.membership(.streamTick(node: index)), at: now + profile.streamTickMillis)
+                queue.push(.membership(.streamTick(node: index)), at: now + profile.streamTick.wholeMillisecondsClamped)
             }
         case .streamTimeout(let index, let request):
             guard membership.streams[index].inFlight?.request == request else { return }
@@ -132,18 +139,19 @@ extension Simulation {
                 log("membership settled at epoch \(membership.latest.epoch)")
                 return
             }
-            let deadline = membership.settleDeadline ?? now + profile.settleMillis
+            let settleMillis = profile.settle.wholeMillisecondsClamped
+            let deadline = membership.settleDeadline ?? now + settleMillis
             membership.settleDeadline = deadline
             if now > deadline {
                 membership.quiet = true
                 membership.settleFailed = true
                 violate(
-                    "membership did not settle within \(profile.settleMillis) ms after the clients finished: \(unsettled.joined(separator: "; "))"
+                    "membership did not settle within \(settleMillis) ms after the clients finished: \(unsettled.joined(separator: "; "))"
                 )
                 return
             }
         }
-        queue.push(.membership(.operatorTick), at: now + profile.operatorTickMillis)
+        queue.push(.membership(.operatorTick), at: now + profile.operatorTick.wholeMillisecondsClamped)
     }
 
     /// Why the cluster is not settled yet: a change in progress, nodes behind the latest map, ranges not

@@ -16,10 +16,11 @@ extension Simulation {
             log("drop \(describe(envelope))")
             return
         }
-        let span = faults.delayMillis.upperBound - faults.delayMillis.lowerBound + 1
-        queue.push(.deliver(envelope), at: now + faults.delayMillis.lowerBound + random.next() % span)
+        let delay = faults.delay.wholeMillisecondsClamped
+        let span = delay.upperBound - delay.lowerBound + 1
+        queue.push(.deliver(envelope), at: now + delay.lowerBound + random.next() % span)
         if random.chance(faults.duplicateProbability) {
-            queue.push(.deliver(envelope), at: now + faults.delayMillis.lowerBound + random.next() % span)
+            queue.push(.deliver(envelope), at: now + delay.lowerBound + random.next() % span)
         }
     }
 
@@ -167,7 +168,7 @@ extension Simulation {
     // MARK: - Faults
 
     func scheduleNextCrash() {
-        let every = faults.crashEveryMillis
+        let every = faults.crashEvery.wholeMillisecondsClamped
         guard every > 0, clientsActive else { return }
         queue.push(.crash(node: Int(random.next() % UInt64(nodes.count))), at: now + 1 + random.next() % (2 * every))
     }
@@ -177,14 +178,14 @@ extension Simulation {
         guard nodes[index].isUp else { return }
         nodes[index].isUp = false
         statistics.crashes += 1
-        let down = faults.downMillis
+        let down = faults.down.wholeMillisecondsClamped
         let duration = down.lowerBound + random.next() % (down.upperBound - down.lowerBound + 1)
         log("\(nodes[index].id) crashes for \(duration) ms")
         queue.push(.restart(node: index), at: now + duration)
     }
 
     func scheduleNextPartition() {
-        let every = faults.partitionEveryMillis
+        let every = faults.partitionEvery.wholeMillisecondsClamped
         guard every > 0, clientsActive else { return }
         queue.push(.partition, at: now + 1 + random.next() % (2 * every))
     }
@@ -203,7 +204,7 @@ extension Simulation {
         partitionsActive[nextPartitionID] = links
         blocked.formUnion(links)
         statistics.partitions += 1
-        let span = faults.partitionMillis
+        let span = faults.partition.wholeMillisecondsClamped
         let duration = span.lowerBound + random.next() % (span.upperBound - span.lowerBound + 1)
         log("partition \(nextPartitionID) cuts \(links.count) links for \(duration) ms")
         queue.push(.heal(partition: nextPartitionID), at: now + duration)

@@ -99,7 +99,7 @@ public final class Simulation {
                     ClusterMap.Node(id: node.id, address: "10.0.0.\(node.id.dropFirst()):7000", tokens: node.tokens)
                 }),
             nodes: nodeCount, clients: clientCount)
-        let skewMax = configuration.faults.clockSkewMaxMillis
+        let skewMax = configuration.faults.clockSkewMax.wholeMillisecondsClamped
         let driftMax = configuration.faults.clockDriftMaxPPM
         func draw(_ bound: Int64) -> Int64 {
             bound == 0 ? 0 : Int64(random.next() % UInt64(2 * bound + 1)) - bound
@@ -128,13 +128,15 @@ public final class Simulation {
         scheduleNextPartition()
         if configuration.hintedHandoff {
             for index in nodes.indices {
-                queue.push(.replayTick(node: index), at: now + 1 + random.next() % configuration.replayIntervalMillis)
+                queue.push(
+                    .replayTick(node: index),
+                    at: now + 1 + random.next() % configuration.replayInterval.wholeMillisecondsClamped)
             }
         }
         if configuration.membershipProfile != nil {
             startMembership()
         }
-        if let every = configuration.antiEntropyEveryMillis {
+        if let every = configuration.antiEntropyEvery?.wholeMillisecondsClamped {
             for index in nodes.indices {
                 queue.push(.antiEntropyTick(node: index), at: now + 1 + random.next() % every)
             }

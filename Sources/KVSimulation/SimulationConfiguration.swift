@@ -24,10 +24,10 @@ public struct SimulationConfiguration: Sendable {
     public var sloppyQuorum = false
     /// Hints a node holds per target before it refuses more.
     public var hintQueueMax = 1_000
-    /// Hints older than this (simulated ms, by the holder's clock) are dropped unreplayed and counted.
-    public var hintWindowMillis: UInt64 = 600_000
+    /// Hints older than this (simulated time, by the holder's clock) are dropped unreplayed and counted.
+    public var hintWindow: Duration = .seconds(600)
     /// How often each node starts a replay round per target, and how many hints a round takes.
-    public var replayIntervalMillis: UInt64 = 200
+    public var replayInterval: Duration = .milliseconds(200)
     public var replayBatch = 64
     public var replayConcurrency = 8
     /// At the end, with every node back, co-replicas compare Merkle trees and exchange what differs;
@@ -35,11 +35,11 @@ public struct SimulationConfiguration: Sendable {
     public var antiEntropyAtEnd = true
     /// During the run, how often each node compares the ranges it replicates with their co-replicas
     /// (only when all of them are up, as a node's sessions fail otherwise); nil: only at the end.
-    public var antiEntropyEveryMillis: UInt64?
+    public var antiEntropyEvery: Duration?
     /// With mid-run anti-entropy, tombstones older than this (by the comparing node's clock) are purged
     /// after their range was compared with every co-replica; nil: never purged. Must exceed the hint
     /// window plus the request deadline and twice the clock skew.
-    public var tombstoneGraceMillis: UInt64?
+    public var tombstoneGrace: Duration?
     /// Membership changes during the run (`membership()`): nil for a fixed cluster.
     public var membershipProfile: MembershipProfile?
     public var faults = FaultProfile()
@@ -57,12 +57,12 @@ public struct SimulationConfiguration: Sendable {
     /// hint or request older than a purged tombstone is still in flight (500 + 400 + 2 × 200 < 2,000).
     /// Nodes stay down up to 3 s, past the grace period.
     public mutating func purgeTombstones() {
-        antiEntropyEveryMillis = 300
-        tombstoneGraceMillis = 2_000
-        hintWindowMillis = 500
-        faults.clockSkewMaxMillis = 200
+        antiEntropyEvery = .milliseconds(300)
+        tombstoneGrace = .seconds(2)
+        hintWindow = .milliseconds(500)
+        faults.clockSkewMax = .milliseconds(200)
         faults.clockDriftMaxPPM = 1_000
-        faults.downMillis = 50...3_000
+        faults.down = .milliseconds(50) ... .seconds(3)
     }
 
     /// Joins and leaves while clients read and write under the usual faults: the cluster starts with 4
@@ -95,17 +95,17 @@ public struct MembershipProfile: Sendable, Hashable {
         .leave(node: "n3"),
     ]
     /// How often each node pings every peer of its map with its epoch (and fetches a later map).
-    public var nodeGossipMillis: UInt64 = 300
+    public var nodeGossip: Duration = .milliseconds(300)
     /// How often each client pings one node of its map with its epoch.
-    public var clientGossipMillis: UInt64 = 300
+    public var clientGossip: Duration = .milliseconds(300)
     /// How often a node looks at its map for ranges to receive or drop.
-    public var streamTickMillis: UInt64 = 50
+    public var streamTick: Duration = .milliseconds(50)
     /// Records per streamed page (small, so that ranges take several pages).
     public var pageRecordsMax = 3
     /// How often the operator looks whether it can start its next change.
-    public var operatorTickMillis: UInt64 = 250
+    public var operatorTick: Duration = .milliseconds(250)
     /// Once clients are done, the change in progress has this long (simulated) to complete.
-    public var settleMillis: UInt64 = 30_000
+    public var settle: Duration = .seconds(30)
     /// Once the membership settled, with faults off, a fresh client holding the first map (which
     /// fetches the current map at its start, as the SDK does) and a sleeper holding a map several
     /// epochs old (which learns only from refusals) read and write every key; each of their
@@ -119,18 +119,22 @@ public struct MembershipProfile: Sendable, Hashable {
 
 /// How hostile the simulated world is.
 public struct FaultProfile: Sendable, Hashable {
-    /// One-way message delay, uniformly drawn, in simulated milliseconds.
-    public var delayMillis: ClosedRange<UInt64> = 1...40
+    /// One-way message delay, uniformly drawn in whole simulated milliseconds.
+    public var delay: ClosedRange<Duration> = .milliseconds(1) ... .milliseconds(40)
     public var dropProbability = 0.02
     public var duplicateProbability = 0.02
-    /// Mean simulated milliseconds between node crashes (each node restarts after `downMillis`).
-    public var crashEveryMillis: UInt64 = 1500
-    public var downMillis: ClosedRange<UInt64> = 50...800
-    /// Mean simulated milliseconds between partitions (each heals after `partitionMillis`).
-    public var partitionEveryMillis: UInt64 = 2000
-    public var partitionMillis: ClosedRange<UInt64> = 50...600
-    /// Largest clock offset of a node or client from true time, either way.
-    public var clockSkewMaxMillis: UInt64 = 5000
+    /// Mean simulated time between node crashes (each node restarts after a time drawn from `down`);
+    /// zero: no crashes.
+    public var crashEvery: Duration = .milliseconds(1500)
+    /// How long a crashed node stays down, uniformly drawn in whole simulated milliseconds.
+    public var down: ClosedRange<Duration> = .milliseconds(50) ... .milliseconds(800)
+    /// Mean simulated time between partitions (each heals after a time drawn from `partition`); zero:
+    /// no partitions.
+    public var partitionEvery: Duration = .seconds(2)
+    /// How long a partition lasts, uniformly drawn in whole simulated milliseconds.
+    public var partition: ClosedRange<Duration> = .milliseconds(50) ... .milliseconds(600)
+    /// Largest clock offset of a node or client from true time, either way (whole milliseconds).
+    public var clockSkewMax: Duration = .seconds(5)
     /// Largest clock drift of a node or client, in parts per million, either way: a clock at
     /// +20,000 ppm runs 2 % fast.
     public var clockDriftMaxPPM: Int64 = 20_000
@@ -145,9 +149,9 @@ public struct FaultProfile: Sendable, Hashable {
         var profile = FaultProfile()
         profile.dropProbability = 0
         profile.duplicateProbability = 0
-        profile.crashEveryMillis = 0
-        profile.partitionEveryMillis = 0
-        profile.clockSkewMaxMillis = 0
+        profile.crashEvery = .zero
+        profile.partitionEvery = .zero
+        profile.clockSkewMax = .zero
         profile.clockDriftMaxPPM = 0
         profile.backwardsJumpProbability = 0
         return profile

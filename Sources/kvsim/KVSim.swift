@@ -159,7 +159,7 @@ struct KVSim: ParsableCommand {
                 configuration.writeQuorum = writeQuorum
             }
             if let hintWindow {
-                configuration.hintWindowMillis = hintWindow
+                configuration.hintWindow = .milliseconds(hintWindow)
             }
             let result = Simulation(configuration: configuration).run()
             operations += result.operationsCompleted + result.operationsFailed

@@ -164,7 +164,7 @@ struct WriteOperationTests {
     @Test
     func aVersionBeyondTheClockBoundEndsTheWrite() throws {
         var clock = ClientClock(
-            writer: 1, bound: ClientClock.Bound(maxOffsetMillis: 500, wallMillis: { wallStart }))
+            writer: 1, bound: ClientClock.Bound(maxOffset: .milliseconds(500), wallMillis: { wallStart }))
         var write = Self.operation(Self.shape)
         _ = write.start(clock: &clock, wallMillis: wallStart)
         let current = Version(hlc: HybridLogicalClock.pack(millis: wallStart + hourMillis, counter: 0), writer: 99)

@@ -26,7 +26,7 @@ struct HybridLogicalClockBoundsTests {
     @Test func aClientIgnoresNodeClocksBeyondItsBound() {
         let now: UInt64 = 1_700_000_000_000
         var clock = ClientClock(
-            writer: 1, bound: ClientClock.Bound(maxOffsetMillis: 500, wallMillis: { now }))
+            writer: 1, bound: ClientClock.Bound(maxOffset: .milliseconds(500), wallMillis: { now }))
         clock.observe(.max)
         clock.observe(HybridLogicalClock.pack(millis: now + 501, counter: 0))
         #expect(clock.refusedAhead == 2)
@@ -35,5 +35,13 @@ struct HybridLogicalClockBoundsTests {
         #expect(clock.refusedAhead == 2)
         let stamp = clock.stamp(wallMillis: now)
         #expect(stamp.hlc > near && stamp.hlc >> 16 == now + 400)
+    }
+
+    /// The bound is a `Duration`; one too long for 64-bit milliseconds saturates instead of trapping,
+    /// and then bounds nothing.
+    @Test func aHugeClientBoundAcceptsAnyClockWithoutTrapping() {
+        var clock = ClientClock(writer: 1, bound: ClientClock.Bound(maxOffset: .seconds(Int64.max), wallMillis: { 0 }))
+        clock.observe(.max - 1)
+        #expect(clock.refusedAhead == 0 && clock.last == .max - 1)
     }
 }

@@ -44,10 +44,18 @@ struct PhiAccrualDetectorTests {
 
     @Test func theThresholdAndThePauseAreHonoured() {
         let strict = beating(every: 1000, until: 30_000, configuration: .init(threshold: 1))
-        let patient = beating(every: 1000, until: 30_000, configuration: .init(acceptablePauseMillis: 5000))
+        let patient = beating(every: 1000, until: 30_000, configuration: .init(acceptablePause: .seconds(5)))
         #expect(strict.isSuspected(atMillis: strict.lastHeartbeatMillis! + 1300))
         #expect(!patient.isSuspected(atMillis: patient.lastHeartbeatMillis! + 5000))
         #expect(patient.isSuspected(atMillis: patient.lastHeartbeatMillis! + 9000))
+    }
+
+    @Test func theConfigurationClampsItsDurations() {
+        let configuration = PhiAccrualDetector.Configuration(
+            minimumDeviation: .zero, acceptablePause: .milliseconds(-5), firstInterval: .microseconds(10))
+        #expect(configuration.minimumDeviation == .milliseconds(1))
+        #expect(configuration.acceptablePause == .zero)
+        #expect(configuration.firstInterval == .milliseconds(1))
     }
 
     @Test func withoutHistoryNothingIsJudgedAndOneHeartbeatUsesTheFirstInterval() {

@@ -40,7 +40,7 @@ final class ServiceFixture: Sendable {
     ///   - nodeID: the node the service runs as (`n1` replicates the whole ring, `n2` a part of it).
     ///   - streaming: whether the service streams ranges from its store.
     init(
-        hintQueueMax: Int = 1, nodeID: String = "n1", streaming: Bool = true, maxClockOffsetMillis: UInt64? = nil
+        hintQueueMax: Int = 1, nodeID: String = "n1", streaming: Bool = true, maxClockOffset: Duration? = nil
     ) throws {
         let store = InMemoryStore()
         let metrics = TestMetrics()
@@ -66,7 +66,7 @@ final class ServiceFixture: Sendable {
             repairMarker: marker,
             hintQueueMax: hintQueueMax, pool: pool, statistics: statistics, streaming: streaming ? store : nil,
             replica: Replica(
-                nodeID: nodeID, store: store, maxClockOffsetMillis: maxClockOffsetMillis, wallMillis: { 1_000 }),
+                nodeID: nodeID, store: store, maxClockOffset: maxClockOffset, wallMillis: { 1_000 }),
             wallMillis: { 1_000 })
     }
 
@@ -200,7 +200,7 @@ struct ReplicaServiceTests {
     /// are refused and counted; the node's clock is not dragged along, even by a stored version from
     /// the future, which is served but not observed.
     @Test func clocksAndVersionsFromTheFutureAreRefusedAndCounted() async throws {
-        let fixture = try ServiceFixture(hintQueueMax: 10, maxClockOffsetMillis: 500)
+        let fixture = try ServiceFixture(hintQueueMax: 10, maxClockOffset: .milliseconds(500))
         let ping = { (clock: UInt64) in
             try await fixture.service.handle(
                 .pingRequest(PingRequest(epoch: 0, clock: clock)), from: ServiceFixture.node)

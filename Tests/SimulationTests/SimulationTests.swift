@@ -47,7 +47,7 @@ struct SimulationTests {
                 var configuration = quick(seed)
                 switch mode {
                 case .sloppyQuorum: configuration.sloppyQuorum = true
-                case .shortHintWindow: configuration.hintWindowMillis = 300
+                case .shortHintWindow: configuration.hintWindow = .milliseconds(300)
                 }
                 return Simulation(configuration: configuration).run()
             }

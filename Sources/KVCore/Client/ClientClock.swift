@@ -19,12 +19,14 @@
 public struct ClientClock: Sendable {
     /// How far ahead of the client's wall clock an observed clock may be.
     public struct Bound: Sendable {
-        public var maxOffsetMillis: UInt64
+        /// The largest offset accepted; compared in whole milliseconds (saturating, so that a huge
+        /// offset means "any clock" rather than a trap).
+        public var maxOffset: Duration
         /// The client's wall clock, in milliseconds since the Unix epoch.
         public var wallMillis: @Sendable () -> UInt64
 
-        public init(maxOffsetMillis: UInt64, wallMillis: @escaping @Sendable () -> UInt64) {
-            self.maxOffsetMillis = maxOffsetMillis
+        public init(maxOffset: Duration, wallMillis: @escaping @Sendable () -> UInt64) {
+            self.maxOffset = maxOffset
             self.wallMillis = wallMillis
         }
     }
@@ -68,7 +70,8 @@ public struct ClientClock: Sendable {
     /// observed.
     public mutating func observe(_ remoteClock: UInt64) {
         if let bound, remoteClock > clock.last,
-            !HybridLogicalClock.isWithin(remoteClock, maxOffsetMillis: bound.maxOffsetMillis, of: bound.wallMillis())
+            !HybridLogicalClock.isWithin(
+                remoteClock, maxOffsetMillis: bound.maxOffset.wholeMillisecondsClamped, of: bound.wallMillis())
         {
             refusedAhead += 1
             return

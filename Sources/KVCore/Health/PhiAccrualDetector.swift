@@ -9,38 +9,47 @@
 /// silence since the last one is, as phi = −log10(P(a heartbeat comes later than that)).
 ///
 /// The intervals are taken as normally distributed (mean and standard deviation of the last
-/// `windowSize`), with the deviation at least `minimumDeviationMillis` so that a perfectly regular
-/// sender is not judged dead after a little jitter, and `acceptablePauseMillis` added to the mean
-/// (a garbage collection, a busy event loop). Phi 1 means a 10 % chance of a false suspicion, phi 8
-/// (the default threshold, Cassandra's) about 10⁻⁸.
+/// `windowSize`), with the deviation at least `minimumDeviation` so that a perfectly regular sender
+/// is not judged dead after a little jitter, and `acceptablePause` added to the mean (a garbage
+/// collection, a busy event loop). Phi 1 means a 10 % chance of a false suspicion, phi 8 (the default
+/// threshold, Cassandra's) about 10⁻⁸.
 ///
 /// Before the first heartbeat, and with fewer than two, there is nothing to judge on: phi is 0 then,
-/// and `firstIntervalMillis` stands in for the missing history (so a node silent from the start is
-/// still suspected after a few of those).
+/// and `firstInterval` stands in for the missing history (so a node silent from the start is still
+/// suspected after a few of those).
 public struct PhiAccrualDetector: Sendable, Hashable {
     public struct Configuration: Sendable, Hashable {
         /// Phi above which the node is suspected.
         public var threshold: Double
         /// Intervals kept.
         public var windowSize: Int
-        public var minimumDeviationMillis: Double
-        public var acceptablePauseMillis: Double
-        /// The interval assumed before any was measured (the sender's heartbeat period).
-        public var firstIntervalMillis: Double
+        /// The smallest standard deviation assumed (the initializer makes it at least 1 ms): a perfectly
+        /// regular sender would otherwise be suspected after the slightest jitter.
+        public var minimumDeviation: Duration
+        /// Added to the mean interval (the initializer makes it at least 0): a pause tolerated before
+        /// phi climbs.
+        public var acceptablePause: Duration
+        /// The interval assumed before any was measured (the sender's heartbeat period; the initializer
+        /// makes it at least 1 ms).
+        public var firstInterval: Duration
 
         public init(
-            threshold: Double = 8, windowSize: Int = 100, minimumDeviationMillis: Double = 100,
-            acceptablePauseMillis: Double = 0, firstIntervalMillis: Double = 1000
+            threshold: Double = 8, windowSize: Int = 100, minimumDeviation: Duration = .milliseconds(100),
+            acceptablePause: Duration = .zero, firstInterval: Duration = .milliseconds(1000)
         ) {
             self.threshold = threshold
             self.windowSize = max(2, windowSize)
-            self.minimumDeviationMillis = max(1, minimumDeviationMillis)
-            self.acceptablePauseMillis = max(0, acceptablePauseMillis)
-            self.firstIntervalMillis = max(1, firstIntervalMillis)
+            self.minimumDeviation = max(.milliseconds(1), minimumDeviation)
+            self.acceptablePause = max(.zero, acceptablePause)
+            self.firstInterval = max(.milliseconds(1), firstInterval)
         }
     }
 
     public let configuration: Configuration
+    /// The configuration's durations in milliseconds, converted once: phi is computed in Double ms.
+    private let minimumDeviationMillis: Double
+    private let acceptablePauseMillis: Double
+    private let firstIntervalMillis: Double
     private var intervals: [Double] = []
     private var next = 0
     private var sum = 0.0
@@ -50,6 +59,9 @@ public struct PhiAccrualDetector: Sendable, Hashable {
 
     public init(configuration: Configuration = Configuration()) {
         self.configuration = configuration
+        self.minimumDeviationMillis = configuration.minimumDeviation / .milliseconds(1)
+        self.acceptablePauseMillis = configuration.acceptablePause / .milliseconds(1)
+        self.firstIntervalMillis = configuration.firstInterval / .milliseconds(1)
     }
 
     /// A detector that starts watching at `millis`, as if the node had just answered: a node that
@@ -64,7 +76,7 @@ public struct PhiAccrualDetector: Sendable, Hashable {
     public mutating func heartbeat(atMillis millis: UInt64) {
         defer { lastHeartbeatMillis = max(lastHeartbeatMillis ?? millis, millis) }
         guard let last = lastHeartbeatMillis else {
-            record(configuration.firstIntervalMillis)
+            record(firstIntervalMillis)
             return
         }
         guard millis > last else { return }
@@ -90,9 +102,9 @@ public struct PhiAccrualDetector: Sendable, Hashable {
         guard let last = lastHeartbeatMillis, !intervals.isEmpty else { return 0 }
         let elapsed = Double(millis > last ? millis - last : 0)
         let count = Double(intervals.count)
-        let mean = sum / count + configuration.acceptablePauseMillis
+        let mean = sum / count + acceptablePauseMillis
         let variance = max(0, sumOfSquares / count - (sum / count) * (sum / count))
-        let deviation = max(variance.squareRoot(), configuration.minimumDeviationMillis)
+        let deviation = max(variance.squareRoot(), minimumDeviationMillis)
         // P(later than elapsed) for a normal distribution, through the logistic approximation of its
         // CDF (Akka's): P = 1 / (1 + e^a), so phi = log10(1 + e^a), computed as a softplus so that it
         // stays finite and monotonic far out in the tail.

@@ -125,7 +125,7 @@ public final class NodeService: Service {
             logger: logger)
         let replica = Replica(
             nodeID: configuration.id, store: store,
-            maxClockOffsetMillis: UInt64(configuration.maxClockOffset / .milliseconds(1)),
+            maxClockOffset: configuration.maxClockOffset,
             wallMillis: ReplicaService.systemMillis)
         // Anti-entropy's (and the failure detector's) own connections to the peers, apart from hint
         // replay's; both follow the map as it changes.
@@ -146,11 +146,11 @@ public final class NodeService: Service {
         }
         var detector = PhiAccrualDetector.Configuration()
         detector.threshold = configuration.phiThreshold
-        detector.firstIntervalMillis = Double(Self.pingInterval / .milliseconds(1))
+        detector.firstInterval = Self.pingInterval
         // A busy node answers pings late: tolerate a second's pause before phi climbs (Akka's cluster
         // detector allows three), so a loaded peer is not suspected while a hung one still is in ~3 s.
-        detector.acceptablePauseMillis = 1000
-        detector.minimumDeviationMillis = 200
+        detector.acceptablePause = .seconds(1)
+        detector.minimumDeviation = .milliseconds(200)
         let health = PeerHealth(
             directory: peerDirectory, membership: membership, detector: detector, interval: Self.pingInterval,
             wallMillis: ReplicaService.systemMillis, logger: logger, pool: pool, otherDirectories: [replayDirectory],

@@ -15,26 +15,29 @@ public final class Replica: Sendable {
     private let clock: Mutex<HybridLogicalClock>
     private let wallMillis: @Sendable () -> UInt64
     /// How far ahead of this node's wall clock a peer's clock or version may be; nil: unbounded.
-    public let maxClockOffsetMillis: UInt64?
+    public let maxClockOffset: Duration?
+    /// `maxClockOffset` in whole milliseconds (saturating), the unit of the hybrid logical clock.
+    private let maxClockOffsetMillis: UInt64?
 
     /// - Parameters:
     ///   - wallMillis: the node's wall clock, in milliseconds since the Unix epoch.
-    ///   - maxClockOffsetMillis: writes whose version, and clocks from peers, further ahead of
+    ///   - maxClockOffset: writes whose version, and clocks from peers, further ahead of
     ///     `wallMillis` than this are refused (`clockAhead`), and a stored version further ahead does
     ///     not move the clock; nil accepts any (the simulator, whose skews are its own business).
     public init(
-        nodeID: String, store: any ReplicaStore, maxClockOffsetMillis: UInt64? = nil,
+        nodeID: String, store: any ReplicaStore, maxClockOffset: Duration? = nil,
         wallMillis: @escaping @Sendable () -> UInt64
     ) {
         self.nodeID = nodeID
         self.store = store
         self.clock = Mutex(HybridLogicalClock())
         self.wallMillis = wallMillis
-        self.maxClockOffsetMillis = maxClockOffsetMillis
+        self.maxClockOffset = maxClockOffset
+        self.maxClockOffsetMillis = maxClockOffset?.wholeMillisecondsClamped
     }
 
     /// Refuses a clock or version `remote` from a peer that is further ahead of this node's wall clock
-    /// than `maxClockOffsetMillis`.
+    /// than `maxClockOffset`.
     public func checkClock(_ remote: UInt64, what: String) throws(ReplicaError) {
         guard let bound = maxClockOffsetMillis else { return }
         let physical = wallMillis()
@@ -115,7 +118,7 @@ public final class Replica: Sendable {
     }
 
     /// Moves the clock past a timestamp from a message and returns a fresh timestamp. A timestamp
-    /// further ahead than `maxClockOffsetMillis` is not observed (callers refuse the requests that
+    /// further ahead than `maxClockOffset` is not observed (callers refuse the requests that
     /// carry one with `checkClock`; a stored version from the future is damage, and must not drag
     /// the clock along).
     public func tick(observing remote: UInt64) -> UInt64 {
