@@ -178,8 +178,8 @@ extension KVClient {
     /// one more request timeout; answers arriving after that are not fed to the operation, only handed
     /// to `late` (which keeps their clocks).
     func drive<Send: Sendable, Event: Sendable, Outcome: Sendable>(
-        start: @escaping @Sendable () -> [Step<Send, Event, Outcome>],
-        handle: @escaping @Sendable (Event) -> [Step<Send, Event, Outcome>],
+        start: @escaping @Sendable () -> [OperationStep<Send, Event, Outcome>],
+        handle: @escaping @Sendable (Event) -> [OperationStep<Send, Event, Outcome>],
         send: @escaping @Sendable (Send, ContinuousClock.Instant) -> EventLoopFuture<Event>,
         late: @escaping @Sendable (Event) -> Void,
         settled: @escaping @Sendable () -> Bool = { true }
@@ -216,8 +216,8 @@ extension KVClient {
     func run<Send: Sendable, Event: Sendable, Outcome: Sendable>(
         events: AsyncStream<Event>,
         continuation: AsyncStream<Event>.Continuation,
-        start: @Sendable () -> [Step<Send, Event, Outcome>],
-        handle: @Sendable (Event) -> [Step<Send, Event, Outcome>],
+        start: @Sendable () -> [OperationStep<Send, Event, Outcome>],
+        handle: @Sendable (Event) -> [OperationStep<Send, Event, Outcome>],
         send: @escaping @Sendable (Send, ContinuousClock.Instant) -> EventLoopFuture<Event>,
         late: @escaping @Sendable (Event) -> Void,
         settled: @Sendable () -> Bool,
@@ -301,34 +301,6 @@ extension KVClient {
 
 }
 
-/// What an operation asks its driver to do, whichever operation it is: send `Send` (a replica, or a
-/// replica with the version and attempt to write), feed an event after a delay, or return.
-enum Step<Send: Sendable, Event: Sendable, Outcome: Sendable> {
-    case send(Send)
-    case timer(after: Duration, Event)
-    case complete(Outcome)
-}
-
-/// What a write sends: a `Put` to a replica, or a `Hint` to a fallback for a replica; their replies
-/// are tagged with the attempt they answer.
-enum WriteSend: Sendable, Hashable {
-    case put(String, version: Version, attempt: Int)
-    case hint(String, for: String, version: Version, attempt: Int)
-}
-
-extension WriteOperation.Action {
-    var step: Step<WriteSend, WriteOperation.Event, WriteOperation.WriteResult> {
-        switch self {
-        case .send(let node, let version, let attempt): .send(.put(node, version: version, attempt: attempt))
-        case .hint(let fallback, let target, let version, let attempt):
-            .send(.hint(fallback, for: target, version: version, attempt: attempt))
-        case .scheduleDeadline(let after, let attempt): .timer(after: after, .deadlinePassed(attempt: attempt))
-        case .scheduleHintDue(let after, let attempt): .timer(after: after, .hintDue(attempt: attempt))
-        case .complete(let result): .complete(result)
-        }
-    }
-}
-
 /// A value behind a lock that `@Sendable` closures can share: the state of one running operation.
 final class Guarded<Value: Sendable>: Sendable {
     private let mutex: Mutex<Value>
@@ -339,23 +311,5 @@ final class Guarded<Value: Sendable>: Sendable {
 
     func withLock<Result>(_ body: (inout Value) -> Result) -> Result {
         mutex.withLock { body(&$0) }
-    }
-}
-
-/// What a read sends: a `Get`, or a repair `Put` of the newest record.
-enum ReadSend: Sendable {
-    case get(String)
-    case repair(String, StoredRecord)
-}
-
-extension ReadOperation.Action {
-    var step: Step<ReadSend, ReadOperation.Event, ReadCoordinator.ReadOutcome> {
-        switch self {
-        case .send(let node): .send(.get(node))
-        case .repair(let node, let record): .send(.repair(node, record))
-        case .scheduleDeadline(let after): .timer(after: after, .deadlinePassed)
-        case .scheduleSpeculation(let after): .timer(after: after, .speculationDue)
-        case .complete(let outcome): .complete(outcome)
-        }
     }
 }

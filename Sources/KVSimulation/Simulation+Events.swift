@@ -9,14 +9,10 @@ extension Simulation {
             deliver(envelope)
         case .startOperation(let client):
             startOperation(client)
-        case .writeDeadline(let client, let operation, let attempt):
-            feedWrite(client, operation: operation, .deadlinePassed(attempt: attempt))
-        case .readDeadline(let client, let operation):
-            feedRead(client, operation: operation, .deadlinePassed)
-        case .readSpeculation(let client, let operation):
-            feedRead(client, operation: operation, .speculationDue)
-        case .writeHintDue(let client, let operation, let attempt):
-            feedWrite(client, operation: operation, .hintDue(attempt: attempt))
+        case .writeTimer(let client, let operation, let event):
+            feedWrite(client, operation: operation, event)
+        case .readTimer(let client, let operation, let event):
+            feedRead(client, operation: operation, event)
         case .hintTimeout(let client, let operation, let attempt, let fallback, let target):
             feedWrite(
                 client, operation: operation,
@@ -185,18 +181,14 @@ extension Simulation {
         let key = write.key
         let id = operation.operation
         for action in actions {
-            switch action {
-            case .send(let node, let version, let attempt):
+            switch action.step {
+            case .send(.put(let node, let version, let attempt)):
                 let record = StoredRecord(version: version, tombstone: write.tombstone, value: write.value)
                 send(
                     Envelope(
                         client: index, node: nodeIndex(node), operation: id, attempt: attempt, retry: operation.retry,
                         payload: .put(key: key, record: record), epoch: write.epoch))
-            case .scheduleDeadline(let after, let attempt):
-                queue.push(
-                    .writeDeadline(client: index, operation: operation, attempt: attempt),
-                    at: now + UInt64(after / .milliseconds(1)))
-            case .hint(let fallback, let target, let version, let attempt):
+            case .send(.hint(let fallback, let target, let version, let attempt)):
                 let record = StoredRecord(version: version, tombstone: write.tombstone, value: write.value)
                 log("\(clients[index].name) \(operation) hands \(target)'s \(version) to \(fallback)")
                 send(
@@ -209,10 +201,10 @@ extension Simulation {
                         client: index, operation: operation, attempt: attempt, fallback: nodeIndex(fallback),
                         target: target),
                     at: now + UInt64(configuration.requestDeadline / .milliseconds(1)))
-            case .scheduleHintDue(let after, let attempt):
+            case .timer(let after, let event):
                 queue.push(
-                    .writeHintDue(client: index, operation: operation, attempt: attempt),
-                    at: now + UInt64(after / .milliseconds(1)))
+                    .writeTimer(client: index, operation: operation, event: event),
+                    at: now + after.wholeMillisecondsClamped)
             case .complete(let result):
                 // Hints of a completed write are handed off after the client moved on (or to a retry).
                 if case .write(let current) = clients[index].current, !current.operation.isSettled {
@@ -228,19 +220,17 @@ extension Simulation {
         let operation = clients[index].currentTry
         let id = operation.operation
         for action in actions {
-            switch action {
-            case .send(let node):
+            switch action.step {
+            case .send(.get(let node)):
                 send(
                     Envelope(
                         client: index, node: nodeIndex(node), operation: id, attempt: 0, retry: operation.retry,
                         payload: .get(key: key)))
-            case .scheduleDeadline(let after):
+            case .timer(let after, let event):
                 queue.push(
-                    .readDeadline(client: index, operation: operation), at: now + UInt64(after / .milliseconds(1)))
-            case .scheduleSpeculation(let after):
-                queue.push(
-                    .readSpeculation(client: index, operation: operation), at: now + UInt64(after / .milliseconds(1)))
-            case .repair(let node, let record):
+                    .readTimer(client: index, operation: operation, event: event),
+                    at: now + after.wholeMillisecondsClamped)
+            case .send(.repair(let node, let record)):
                 statistics.repairs += 1
                 log("\(clients[index].name) \(operation) repairs \(node) with \(record.version)")
                 send(

@@ -224,10 +224,9 @@ public final class Simulation {
 /// A message or timer the simulator will deliver.
 enum SimulationEvent {
     case deliver(Envelope)
-    case writeDeadline(client: Int, operation: OperationTry, attempt: Int)
-    case readDeadline(client: Int, operation: OperationTry)
-    case readSpeculation(client: Int, operation: OperationTry)
-    case writeHintDue(client: Int, operation: OperationTry, attempt: Int)
+    /// A timer an operation asked for (`OperationStep.timer`): feed it `event`.
+    case writeTimer(client: Int, operation: OperationTry, event: WriteOperation.Event)
+    case readTimer(client: Int, operation: OperationTry, event: ReadOperation.Event)
     /// A hint sent to `fallback` for `target` has had no answer for a request deadline.
     case hintTimeout(client: Int, operation: OperationTry, attempt: Int, fallback: Int, target: String)
     case replayTick(node: Int)
