@@ -2,7 +2,7 @@ import Foundation
 public import KVCore
 import KVRPC
 import KVTLS
-import KVWire
+package import KVWire
 import Metrics
 import NIOCore
 import NIOPosix
@@ -83,6 +83,20 @@ public struct NodeStatus: Sendable, Hashable {
     public var certificateNotAfterSeconds: UInt64? = nil
     /// Why the counters are missing although they were asked for (the node is up: it answered the ping).
     public var countersError: String? = nil
+
+    /// A node's status with only the ping's part known.
+    package init(
+        nodeID: String, address: String, isUp: Bool, latency: Duration? = nil, keys: UInt64? = nil,
+        hintsQueued: UInt64? = nil, error: String? = nil
+    ) {
+        self.nodeID = nodeID
+        self.address = address
+        self.isUp = isUp
+        self.latency = latency
+        self.keys = keys
+        self.hintsQueued = hintsQueued
+        self.error = error
+    }
 }
 
 /// `kvctl status --json`'s fields (listed in the README): the properties by these names, absent
@@ -101,7 +115,7 @@ extension NodeStatus: Encodable {
 
 extension NodeStatus {
     /// Fills the counters from the node's `Admin` stats.
-    mutating func addCounters(_ stats: NodeStats) {
+    package mutating func addCounters(_ stats: NodeStats) {
         hintsStored = stats.hintsStored
         hintsReplayed = stats.hintsReplayed
         hintsExpired = stats.hintsExpired
@@ -115,7 +129,7 @@ extension NodeStatus {
         antiEntropyLastFullPassMillis = stats.antiEntropyLastFullPassMillis
         tombstonesPurged = stats.tombstonesPurged
         antiEntropyOldestRangeComparedMillis = stats.antiEntropyOldestRangeComparedMillis
-        hintsQueuedPerTarget = Dictionary(stats.hintQueues.map { ($0.target, $0.hints) }, uniquingKeysWith: +)
+        hintsQueuedPerTarget = Dictionary(stats.hintQueues.map { ($0.target, $0.hints) }, uniquingKeysWith: max)
         antiEntropyRangeComparedMillis = Dictionary(
             stats.rangesCompared.map { ("\($0.range.start):\($0.range.end)", $0.millis) }, uniquingKeysWith: max)
         peerPhi = Dictionary(stats.peers.map { ($0.node, Double($0.phiTenths) / 10) }, uniquingKeysWith: max)
