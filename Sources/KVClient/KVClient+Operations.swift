@@ -95,7 +95,7 @@ extension KVClient {
             do {
                 return try await attempt(topology)
             } catch let error as KVClientError where error.isUnavailable {
-                await refresh.withLock { $0.task }?.wait()
+                await follower.inProgress?.wait()
                 let latest = try await currentTopology()
                 guard retry.retry(onEpoch: latest.map.epoch) else { throw error }
                 topology = latest

@@ -151,31 +151,10 @@ extension KVClient {
     }
 
     /// Fetches the map of a node that answered with a later epoch than the one in use, and installs
-    /// it; one fetch at a time, failures ignored (the next answer tries again).
+    /// it (`MapFollower`: one fetch at a time, failures ignored: the next answer tries again).
     func noticeEpoch(_ epoch: UInt64, from node: String, in topology: Topology) {
-        guard epoch > (self.topology.withLock { $0?.map.epoch ?? 0 }) else { return }
-        refresh.withLock { refresh in
-            guard refresh.task == nil else {
-                if epoch > refresh.followUp?.epoch ?? 0 { refresh.followUp = (epoch, node) }
-                return
-            }
-            refresh.task = background.spawn {
-                var node = node
-                while true {
-                    await self.fetchMap(from: node)
-                    let installed = self.topology.withLock { $0?.map.epoch ?? 0 }
-                    let next: String? = self.refresh.withLock { refresh in
-                        defer { refresh.followUp = nil }
-                        guard let followUp = refresh.followUp, followUp.epoch > installed else {
-                            refresh.task = nil
-                            return nil
-                        }
-                        return followUp.node
-                    }
-                    guard let next else { return }
-                    node = next
-                }
-            }
+        follower.notice(epoch, from: node, currentEpoch: { self.topology.withLock { $0?.map.epoch ?? 0 } }) {
+            await self.fetchMap(from: $0)
         }
     }
 

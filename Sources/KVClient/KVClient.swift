@@ -41,20 +41,12 @@ public final class KVClient: Sendable {
     /// Connections of nodes a newer map moved or removed, closed a request timeout later (or by
     /// ``close()``), so requests still using the older map can finish.
     let retired = Mutex<[RPCClient]>([])
-    /// The fetch of a newer cluster map in progress, if any (one at a time).
-    let refresh = Mutex(MapRefresh())
+    /// Fetches newer cluster maps, one at a time.
+    let follower: MapFollower
     /// The map check before the first request of a client made from a cluster file (which may be
     /// older than the cluster): nil once done, or when the map came from a node.
     let startCheck = Mutex<StartCheck?>(nil)
     let metrics: ClientMetrics
-
-    /// One fetch of a newer map at a time; a newer epoch heard of meanwhile is fetched next, in the
-    /// same task, so whoever awaits the task sees the newest map anyone reported.
-    struct MapRefresh {
-        var task: BackgroundWork.Handle?
-        /// The highest epoch reported while `task` ran, and the node that reported it.
-        var followUp: (epoch: UInt64, node: String)?
-    }
 
     enum StartCheck {
         case due
@@ -102,6 +94,7 @@ public final class KVClient: Sendable {
         }
         self.configuration = configuration
         self.metrics = ClientMetrics(factory: configuration.metricsFactory ?? MetricsSystem.factory)
+        self.follower = MapFollower(background: background)
         self.health = PeerHealthTable(
             configuration: configuration.failureDetector, wallMillis: configuration.wallClockMillis)
         self.tls = try TLSContext(configuration: configuration.tls, side: .client)

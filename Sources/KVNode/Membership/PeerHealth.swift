@@ -21,15 +21,13 @@ public final class PeerHealth: Sendable {
     private let membership: Membership
     /// Each peer's failure detector.
     package let table: PeerHealthTable
-    /// Peers whose map is being fetched now (one fetch per peer at a time).
-    private let fetching = Mutex<Set<String>>([])
     private let interval: Duration
     private let wallMillis: @Sendable () -> UInt64
     private let logger: Logger
     /// Where adopting a map (signature checks and an fsync) runs.
     private let pool: NIOThreadPool
-    /// Where gossip fetches run.
-    private let background: BackgroundWork
+    /// Fetches newer maps from the peers that report them, one at a time.
+    private let follower: MapFollower
 
     package init(
         directory: PeerDirectory, membership: Membership, detector: PhiAccrualDetector.Configuration,
@@ -37,7 +35,7 @@ public final class PeerHealth: Sendable {
         otherDirectories: [PeerDirectory] = [], background: BackgroundWork = BackgroundWork()
     ) {
         self.pool = pool
-        self.background = background
+        self.follower = MapFollower(background: background)
         self.directory = directory
         self.directories = [directory] + otherDirectories
         self.membership = membership
@@ -61,8 +59,8 @@ public final class PeerHealth: Sendable {
                 client.send(ping, timeout: interval * 5, probe: true).whenSuccess { answer in
                     self.heartbeat(id)
                     self.resumeDialling(id)
-                    if case .pingResponse(let pong) = answer, pong.epoch > epoch {
-                        self.gossip(from: id)
+                    if case .pingResponse(let pong) = answer {
+                        self.gossip(from: id, epoch: pong.epoch)
                     }
                 }
             }
@@ -70,55 +68,57 @@ public final class PeerHealth: Sendable {
         }
     }
 
-    /// Fetches from `peer` each map after this node's, one epoch at a time, and adopts each one whose
-    /// proof holds (`Membership.learn`), until this node is level with the peer; one fetch per peer
-    /// at a time, failures only logged (the next ping tries again).
-    package func gossip(from peer: String) {
-        guard let client = directory.client(peer), fetching.withLock({ $0.insert(peer).inserted }) else { return }
-        let spawned = background.spawn { [self] in
-            defer { _ = fetching.withLock { $0.remove(peer) } }
-            do {
-                for _ in 0..<Self.gossipEpochsMax {
-                    let known = membership.current.epoch
-                    guard known < UInt64.max else { return }
-                    let answer = try await client.call(
-                        .clusterMapRequest(ClusterMapRequest(knownEpoch: known, epoch: known + 1)),
-                        timeout: interval * 5)
-                    guard case .clusterMapResponse(let response) = answer else { return }
-                    guard let proof = response.proof?.mapProof else {
-                        logger.notice(
-                            "a peer sent a cluster map without its proof",
-                            metadata: ["peer.node_id": "\(peer)", "cluster.epoch": "\(response.epoch)"])
-                        return
-                    }
-                    let membership = self.membership
-                    let map = response.map
-                    // Checking signatures and an fsync: on the storage pool, not an async task's thread.
-                    let learning = try await pool.runIfActive { try membership.learn(map, proof: proof) }
-                    switch learning {
-                    case .adopted:
-                        logger.info(
-                            "adopted a newer cluster map",
-                            metadata: ["peer.node_id": "\(peer)", "cluster.epoch": "\(response.epoch)"])
-                    case .notNewer, .gap:
-                        return
-                    case .refused(let reason):
-                        logger.warning(
-                            "refused a peer's cluster map",
-                            metadata: [
-                                "peer.node_id": "\(peer)", "cluster.epoch": "\(response.epoch)", "reason": "\(reason)",
-                            ])
-                        return
-                    }
-                }
-            } catch {
-                logger.debug(
-                    "cannot fetch the cluster map", metadata: ["peer.node_id": "\(peer)", "error": "\(error)"])
-            }
+    /// `peer` reported `epoch`, later than this node's: fetch from it each map after this node's, one
+    /// epoch at a time, and adopt each one whose proof holds (`Membership.learn`), until this node is
+    /// level with the peer (`MapFollower`: one fetch at a time, the highest epoch reported meanwhile
+    /// fetched next; failures only logged, the next ping tries again).
+    package func gossip(from peer: String, epoch: UInt64) {
+        let membership = self.membership
+        follower.notice(epoch, from: peer, currentEpoch: { membership.current.epoch }) { peer in
+            await self.catchUp(from: peer)
         }
-        if spawned == nil {
-            // Shutting down: no fetch.
-            _ = fetching.withLock { $0.remove(peer) }
+    }
+
+    /// Fetches and learns `peer`'s maps after this node's, up to `gossipEpochsMax` of them.
+    private func catchUp(from peer: String) async {
+        guard let client = directory.client(peer) else { return }
+        do {
+            for _ in 0..<Self.gossipEpochsMax {
+                let known = membership.current.epoch
+                guard known < UInt64.max else { return }
+                let answer = try await client.call(
+                    .clusterMapRequest(ClusterMapRequest(knownEpoch: known, epoch: known + 1)),
+                    timeout: interval * 5)
+                guard case .clusterMapResponse(let response) = answer else { return }
+                guard let proof = response.proof?.mapProof else {
+                    logger.notice(
+                        "a peer sent a cluster map without its proof",
+                        metadata: ["peer.node_id": "\(peer)", "cluster.epoch": "\(response.epoch)"])
+                    return
+                }
+                let membership = self.membership
+                let map = response.map
+                // Checking signatures and an fsync: on the storage pool, not an async task's thread.
+                let learning = try await pool.runIfActive { try membership.learn(map, proof: proof) }
+                switch learning {
+                case .adopted:
+                    logger.info(
+                        "adopted a newer cluster map",
+                        metadata: ["peer.node_id": "\(peer)", "cluster.epoch": "\(response.epoch)"])
+                case .notNewer, .gap:
+                    return
+                case .refused(let reason):
+                    logger.warning(
+                        "refused a peer's cluster map",
+                        metadata: [
+                            "peer.node_id": "\(peer)", "cluster.epoch": "\(response.epoch)", "reason": "\(reason)",
+                        ])
+                    return
+                }
+            }
+        } catch {
+            logger.debug(
+                "cannot fetch the cluster map", metadata: ["peer.node_id": "\(peer)", "error": "\(error)"])
         }
     }
 

@@ -22,9 +22,9 @@ extension ReplicaService {
             // A peer that pings us is up: stop treating it as down (its connections' backoff).
             health?.resumeDialling(peer.name)
         }
-        if ping.epoch > epoch, peer.role == .node {
-            // A peer is ahead: fetch its map (gossip in both directions of a ping).
-            health?.gossip(from: peer.name)
+        if peer.role == .node {
+            // A peer ahead: fetch its map (gossip in both directions of a ping).
+            health?.gossip(from: peer.name, epoch: ping.epoch)
         }
         return .pingResponse(
             PingResponse(

@@ -49,7 +49,7 @@ extension ReplicaService {
             break
         case .gap:
             // Behind by more than one epoch: fetch the maps in between from the committer.
-            if peer.role == .node { health?.gossip(from: peer.name) }
+            if peer.role == .node { health?.gossip(from: peer.name, epoch: map.epoch) }
         case .refused(let reason):
             statistics.mapsRefused.add(1, ordering: .relaxed)
             throw RPCError.remote(.invalidRequest, message: reason)
