@@ -132,7 +132,7 @@ extension NodeStatus {
         hintsQueuedPerTarget = Dictionary(stats.hintQueues.map { ($0.target, $0.hints) }, uniquingKeysWith: max)
         antiEntropyRangeComparedMillis = Dictionary(
             stats.rangesCompared.map { ("\($0.range.start):\($0.range.end)", $0.millis) }, uniquingKeysWith: max)
-        peerPhi = Dictionary(stats.peers.map { ($0.node, Double($0.phiTenths) / 10) }, uniquingKeysWith: max)
+        peerPhi = Dictionary(stats.peers.map { ($0.node, $0.phi) }, uniquingKeysWith: max)
         peersSuspected = stats.peersSuspected
         clusterEpoch = stats.clusterEpoch
         clusterChange = stats.clusterChange

@@ -34,6 +34,12 @@ public final class BackgroundWork: Sendable {
         }
     }
 
+    /// An owner dropped without `shutdown()`: the group takes no more work and ends once its children
+    /// have returned (its task would otherwise wait on the stream for ever).
+    deinit {
+        items.finish()
+    }
+
     /// Starts `work` as a child of the group; nil once `shutdown()` began (the work does not run).
     @discardableResult
     public func spawn(_ work: @escaping Work) -> Handle? {

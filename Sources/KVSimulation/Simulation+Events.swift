@@ -200,7 +200,7 @@ extension Simulation {
                     .hintTimeout(
                         client: index, operation: operation, attempt: attempt, fallback: nodeIndex(fallback),
                         target: target),
-                    at: now + UInt64(configuration.requestDeadline / .milliseconds(1)))
+                    at: now + requestDeadlineMillis)
             case .timer(let after, let event):
                 queue.push(
                     .writeTimer(client: index, operation: operation, event: event),
@@ -301,7 +301,7 @@ extension Simulation {
     /// write attempts of a request deadline each, and before each newer-map retry the client waits up
     /// to a request deadline for the map it is fetching.
     var operationMillisMax: UInt64 {
-        let deadline = UInt64(configuration.requestDeadline / .milliseconds(1))
+        let deadline = requestDeadlineMillis
         let tryMillis = deadline * UInt64(configuration.supersededRetriesMax + 1)
         let retries = UInt64(configuration.membershipProfile == nil ? 0 : NewerMapRetry.retriesMax)
         return tryMillis * (retries + 1) + deadline * retries + 1

@@ -88,7 +88,7 @@ extension Simulation {
                         holder: index))
                 queue.push(
                     .replayTimeout(node: index, target: target, round: running.id, id: id),
-                    at: now + UInt64(configuration.requestDeadline / .milliseconds(1)))
+                    at: now + requestDeadlineMillis)
             case .delete(let id, let hint):
                 deleteHint(index, id, hint)
                 statistics.hintsReplayed += 1

@@ -40,7 +40,7 @@ extension Simulation {
         refreshMap(ofClient: fresh, from: nodeIndex(known[Int(random.next() % UInt64(known.count))]))
         queue.push(
             .membership(.firstMapWaitOver(client: fresh)),
-            at: now + UInt64(configuration.requestDeadline / .milliseconds(1)))
+            at: now + requestDeadlineMillis)
         queue.push(.startOperation(client: sleeper), at: now + random.next() % 20)
         _ = runEvents()
     }

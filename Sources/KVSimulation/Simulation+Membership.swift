@@ -198,7 +198,7 @@ extension Simulation {
         }
         queue.push(
             .membership(.proposalTimeout(proposal: id, phase: 1)),
-            at: now + UInt64(configuration.requestDeadline / .milliseconds(1)))
+            at: now + requestDeadlineMillis)
         return id
     }
 
@@ -215,7 +215,7 @@ extension Simulation {
             }
             queue.push(
                 .membership(.proposalTimeout(proposal: id, phase: 2)),
-                at: now + UInt64(configuration.requestDeadline / .milliseconds(1)))
+                at: now + requestDeadlineMillis)
         case .chosen(let map, let proof):
             finishProposal(id, run)
             let own = map == run.proposer.proposed

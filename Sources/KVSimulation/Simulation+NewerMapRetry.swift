@@ -18,7 +18,7 @@ extension Simulation {
 
     /// When the last map fetch the client is waiting for gives up; nil when none is outstanding.
     func mapFetchDeadline(ofClient index: Int) -> UInt64? {
-        let deadline = UInt64(configuration.requestDeadline / .milliseconds(1))
+        let deadline = requestDeadlineMillis
         return membership.clientFetches[index].values.map { $0 + deadline }.filter { $0 > now }.max()
     }
 

@@ -56,7 +56,7 @@ extension Simulation {
                 to: .node(nodeIndex(source)))
             queue.push(
                 .membership(.streamTimeout(node: index, request: request)),
-                at: now + UInt64(configuration.requestDeadline / .milliseconds(1)))
+                at: now + requestDeadlineMillis)
         case .verify:
             // Whatever the source lacked or a page missed is copied now from the old replicas that
             // are up (a comparison with one that is down fails, as the node's does).

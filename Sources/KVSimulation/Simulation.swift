@@ -216,6 +216,11 @@ public final class Simulation {
         return membership.owners(ofKey: key, in: membership.latest)
     }
 
+    /// `configuration.requestDeadline` in the simulated milliseconds events are scheduled in.
+    var requestDeadlineMillis: UInt64 {
+        configuration.requestDeadline.wholeMillisecondsClamped
+    }
+
     func nodeIndex(_ id: String) -> Int {
         Int(id.dropFirst())! - 1
     }

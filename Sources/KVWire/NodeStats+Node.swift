@@ -27,7 +27,7 @@ extension NodeStats {
 
     /// The failure detector's phi for `peer` (nil when the node does not watch it).
     public func phi(of peer: String) -> Double? {
-        peers.first { $0.node == peer }.map { Double($0.phiTenths) / 10 }
+        peers.first { $0.node == peer }?.phi
     }
 
     /// The peers the node's failure detector suspects.
@@ -40,4 +40,21 @@ extension RangeTransferStatus {
         "\(state) keys=\(keys) retries=\(retries) from=\(source.isEmpty ? "-" : source)"
             + (lastError.isEmpty ? "" : " error=\(lastError)")
     }
+}
+
+extension PeerView {
+    /// A peer's view with `phi` carried in tenths, rounded; capped at 10^10 tenths (phi grows without
+    /// bound for a peer silent for long), 0 for a phi that is negative or not a number.
+    public init(node: String, phi: Double, suspected: Bool) {
+        let tenths: UInt64
+        if phi.isNaN || phi <= 0 {
+            tenths = 0
+        } else {
+            tenths = UInt64((min(phi, 1e9) * 10).rounded())
+        }
+        self.init(node: node, phiTenths: tenths, suspected: suspected)
+    }
+
+    /// The phi the node sent, in its tenths.
+    public var phi: Double { Double(phiTenths) / 10 }
 }

@@ -183,7 +183,8 @@ private struct NodeRepairDocument: Encodable {
         bytes = summary.bytes
         tombstonesPurged = summary.tombstonesPurged
         errors = summary.errors
-        durationMillis = Int(summary.duration / .milliseconds(1))
+        // The node's number: clamped, never trapping.
+        durationMillis = Int(clamping: summary.duration.wholeMillisecondsClamped)
         error = summary.firstError.map { "\(summary.errors) comparison(s) failed, first: \($0)" }
     }
 

@@ -25,4 +25,13 @@ import Testing
         #expect(status.transfers?["1:2"] == "retrying keys=\(UInt64.max) retries=1 from=n2 error=timed out")
         #expect(status.certificateNotAfterSeconds == 1_800_000_000)
     }
+
+    /// Phi goes over the wire in tenths: rounded, capped, never trapping on infinity or NaN.
+    @Test func phiTravelsInTenths() {
+        #expect(PeerView(node: "n2", phi: 1.26, suspected: false).phiTenths == 13)
+        #expect(PeerView(node: "n2", phi: 1.26, suspected: false).phi == 1.3)
+        #expect(PeerView(node: "n2", phi: .infinity, suspected: true).phiTenths == 10_000_000_000)
+        #expect(PeerView(node: "n2", phi: .nan, suspected: false).phiTenths == 0)
+        #expect(PeerView(node: "n2", phi: -4, suspected: false).phiTenths == 0)
+    }
 }

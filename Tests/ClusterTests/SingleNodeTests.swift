@@ -38,11 +38,15 @@ extension RealProcessTests {
             let shell = try run("/bin/sh", ["-c", script, kvd] + node.kvdArguments, timeout: .seconds(30))
             expectSuccess(shell)
             let pid = try #require(pid_t(shell.stdout.trimmingCharacters(in: .whitespacesAndNewlines)))
-            defer { kill(pid, SIGKILL) }
             // Gone, or a zombie nobody reaps (the state letter after the command's closing parenthesis).
             func exited() -> Bool {
                 guard let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8) else { return true }
                 return stat.split(separator: ")").last?.split(separator: " ").first == "Z"
+            }
+            // Killed only while it is still this test's kvd: once gone, its pid may be another process's.
+            defer {
+                let commandLine = (try? String(contentsOfFile: "/proc/\(pid)/cmdline", encoding: .utf8)) ?? ""
+                if !exited(), commandLine.contains(node.data) { kill(pid, SIGKILL) }
             }
             let deadline = ContinuousClock.now + .seconds(60)
             while !exited() && ContinuousClock.now < deadline {

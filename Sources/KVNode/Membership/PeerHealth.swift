@@ -8,12 +8,13 @@ package import NIOPosix
 import Synchronization
 
 /// This node's view of its peers: a phi-accrual failure detector per peer (KVCluster's
-/// `PeerHealthTable`, the one the SDK keeps too), fed by a `Ping` to every peer each `interval` (an answer is a heartbeat; pings are not awaited one
-/// after the other, so a hung peer delays nobody). Hint replay holds hints back for a suspected peer,
-/// and `Admin` stats report each peer's phi.
+/// `PeerHealthTable`, the one the SDK keeps too), fed by a `Ping` to every peer each `interval` (an
+/// answer is a heartbeat; pings are not awaited one after the other, so a hung peer delays nobody).
+/// Hint replay holds hints back for a suspected peer, and `Admin` stats report each peer's phi.
 ///
 /// The pings also spread the cluster map: each carries this node's epoch, and when a peer answers
-/// with (or pings with) a later epoch, the node fetches that peer's map and adopts it (`gossip(from:)`).
+/// with (or pings with) a later epoch, the node fetches that peer's map and adopts it
+/// (`gossip(from:epoch:)`).
 public final class PeerHealth: Sendable {
     private let directory: PeerDirectory
     /// Every directory whose connections to a peer are told when it is back (`resumeDialling(_:)`).

@@ -50,14 +50,8 @@ extension ReplicaService {
         guard let health else { return }
         let suspected = health.table.suspected()
         stats.peers = health.table.phi().sorted { $0.key < $1.key }.map {
-            PeerView(node: $0.key, phiTenths: Self.tenths(of: $0.value), suspected: suspected.contains($0.key))
+            PeerView(node: $0.key, phi: $0.value, suspected: suspected.contains($0.key))
         }
-    }
-
-    /// Phi × 10, rounded, capped at 10^10 (phi grows without bound for a peer silent for long).
-    static func tenths(of phi: Double) -> UInt64 {
-        guard phi.isFinite else { return phi > 0 ? 10_000_000_000 : 0 }
-        return UInt64((min(max(phi, 0), 1e9) * 10).rounded())
     }
 
     /// When each vnode range was last compared with every co-replica (0: never), and the oldest of
