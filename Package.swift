@@ -130,7 +130,7 @@ let package = Package(
         ),
         .target(
             name: "KVSimulation",
-            dependencies: ["KVCore", "KVStorage", "KVNode"],
+            dependencies: ["KVCore", "KVStorage", "KVNode", "KVCluster"],
             swiftSettings: swiftSettings
         ),
         .executableTarget(

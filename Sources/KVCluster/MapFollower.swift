@@ -1,9 +1,8 @@
 import Synchronization
 
-/// How the SDK and a node keep up with the cluster map: when a node reports a later epoch than the
-/// one in use (in a ping's answer, a request, a refusal), fetch that node's map. One fetch at a time;
-/// a later epoch reported meanwhile is fetched next, by the same task, from the node that reported
-/// it, so whoever awaits the fetch (`inProgress`) sees the newest map anyone reported by then.
+/// Runs `MapFollowing` for the SDK and a node: a fetch it asks for runs in the background, and the
+/// next one it names when that fetch ends runs on the same task, so whoever awaits the fetch
+/// (`inProgress`) sees the newest map anyone reported by then.
 ///
 /// What a fetch does is the owner's (`fetch`, given with each report since it usually needs the owner
 /// itself): the SDK installs the newest map a node sends, a node learns each map after its own with
@@ -13,9 +12,8 @@ public final class MapFollower: Sendable {
     public typealias Fetch = @Sendable (_ node: String) async -> Void
 
     private struct State {
+        var following = MapFollowing()
         var running: BackgroundWork.Handle?
-        /// The highest epoch reported while `running` ran, and the node that reported it.
-        var followUp: (epoch: UInt64, node: String)?
     }
 
     private let state = Mutex(State())
@@ -31,24 +29,18 @@ public final class MapFollower: Sendable {
     public func notice(
         _ epoch: UInt64, from node: String, currentEpoch: @escaping @Sendable () -> UInt64, fetch: @escaping Fetch
     ) {
-        guard epoch > currentEpoch() else { return }
+        let current = currentEpoch()
         state.withLock { state in
-            guard state.running == nil else {
-                if epoch > state.followUp?.epoch ?? 0 { state.followUp = (epoch, node) }
-                return
-            }
+            guard let first = state.following.notice(epoch, from: node, currentEpoch: current) else { return }
             state.running = background.spawn { [self] in
-                var node = node
+                var node = first
                 while true {
                     await fetch(node)
                     let installed = currentEpoch()
-                    let next: String? = self.state.withLock { state in
-                        defer { state.followUp = nil }
-                        guard let followUp = state.followUp, followUp.epoch > installed else {
-                            state.running = nil
-                            return nil
-                        }
-                        return followUp.node
+                    let next = self.state.withLock { state in
+                        let next = state.following.fetchEnded(currentEpoch: installed)
+                        if next == nil { state.running = nil }
+                        return next
                     }
                     guard let next else { return }
                     node = next

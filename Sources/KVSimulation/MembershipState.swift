@@ -1,4 +1,5 @@
 import Foundation
+import KVCluster
 import KVCore
 import KVNode
 import KVStorage
@@ -60,10 +61,9 @@ enum MembershipEvent {
     case streamTimeout(node: Int, request: Int)
     /// A decision's phase has had no answer from some voters for a request deadline.
     case proposalTimeout(proposal: Int, phase: Int)
-    /// A client's try failed a request deadline ago while it was fetching a map: decide without it.
-    case mapWaitOver(client: Int, operation: OperationTry)
-    /// A late client's first map fetch has had no answer for a request deadline: start without it.
-    case firstMapWaitOver(client: Int)
+    /// A client's map fetch (by its number) has had a request deadline to answer: it ends, answered
+    /// or not, as the SDK's call times out.
+    case mapFetchOver(client: Int, fetch: Int)
 }
 
 /// One map decision running.
@@ -101,8 +101,10 @@ struct MembershipState {
     var histories: [[UInt64: (map: ClusterMap, proof: MapProof)]]
     /// Each client's map.
     var clients: [ClusterMap]
-    /// Each client's map fetches outstanding: when it last asked each node (by index).
-    var clientFetches: [[Int: UInt64]]
+    /// Each client's map fetch running and the epoch reported meanwhile (the production rule).
+    var clientFollowers: [MapFollowing]
+    /// Each client's map fetches so far: a fetch's deadline event names its number.
+    var clientFetches: [Int]
     /// The map the run started with (epoch 1).
     let firstMap: ClusterMap
     /// The map client c1 held when the operator proposed its first change: the sleeper's.
@@ -129,7 +131,8 @@ struct MembershipState {
         acceptors = Array(repeating: MapAcceptor(committed: firstMap), count: nodes)
         histories = Array(repeating: [:], count: nodes)
         self.clients = Array(repeating: firstMap, count: clients)
-        clientFetches = Array(repeating: [:], count: clients)
+        clientFollowers = Array(repeating: MapFollowing(), count: clients)
+        clientFetches = Array(repeating: 0, count: clients)
         self.firstMap = firstMap
         latest = firstMap
         adopted = [firstMap.epoch: firstMap]

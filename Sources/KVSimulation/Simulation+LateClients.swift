@@ -1,3 +1,4 @@
+import KVCluster
 import KVCore
 
 /// Clients that start after the changes (`MembershipProfile.lateClients`): once the main run's clients
@@ -37,10 +38,7 @@ extension Simulation {
         let sleeper = addLateClient("sleeper", map: slept)
         let known = first.nodes.map(\.id)
         clients[fresh].awaitsFirstMap = true
-        refreshMap(ofClient: fresh, from: nodeIndex(known[Int(random.next() % UInt64(known.count))]))
-        queue.push(
-            .membership(.firstMapWaitOver(client: fresh)),
-            at: now + requestDeadlineMillis)
+        noticeEpoch(.max, ofClient: fresh, from: nodeIndex(known[Int(random.next() % UInt64(known.count))]))
         queue.push(.startOperation(client: sleeper), at: now + random.next() % 20)
         _ = runEvents()
     }
@@ -67,7 +65,8 @@ extension Simulation {
         client.late = LateClient(startEpoch: map.epoch)
         clients.append(client)
         membership.clients.append(map)
-        membership.clientFetches.append([:])
+        membership.clientFollowers.append(MapFollowing())
+        membership.clientFetches.append(0)
         return index
     }
 }

@@ -89,15 +89,8 @@ extension Simulation {
             guard membership.streams[index].inFlight?.request == request else { return }
             log("\(nodes[index].id) stream request \(request) had no answer")
             sourceFailed(index)
-        case .mapWaitOver(let index, let operation):
-            mapWaitOver(index, operation: operation)
-        case .firstMapWaitOver(let index):
-            guard clients[index].awaitsFirstMap else { return }
-            log(
-                "\(clients[index].name) had no map from the node it asked: starts with epoch \(membership.clients[index].epoch)"
-            )
-            clients[index].awaitsFirstMap = false
-            startOperation(index)
+        case .mapFetchOver(let index, let fetch):
+            mapFetchOver(ofClient: index, fetch: fetch)
         case .proposalTimeout(let id, let phase):
             guard let run = membership.proposals[id], run.phase == phase else { return }
             for voter in run.proposer.voters {
@@ -294,8 +287,8 @@ extension Simulation {
         case .client(let index):
             guard case .node(let node) = from else { return }
             switch message {
-            case .pong(let epoch) where epoch > membership.clients[index].epoch:
-                refreshMap(ofClient: index, from: node)
+            case .pong(let epoch):
+                noticeEpoch(epoch, ofClient: index, from: node)
             case .map(let map, _):
                 // Clients take the latest map a node holds without a proof check, as the SDK does.
                 if map.epoch > membership.clients[index].epoch {

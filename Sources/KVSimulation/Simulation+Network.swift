@@ -27,7 +27,7 @@ extension Simulation {
     func deliver(_ envelope: Envelope) {
         if envelope.isNotReplicaRefusal {
             // The node does not keep this key in its map: like the SDK, fetch that node's map.
-            refreshMap(ofClient: envelope.client, from: envelope.node)
+            noticeEpoch(.max, ofClient: envelope.client, from: envelope.node)
         }
         switch envelope.payload {
         case .put(let key, let record):

@@ -1,36 +1,64 @@
+import KVCluster
 import KVCore
 
-/// Clients retrying on a newer cluster map, as the SDK does (`KVClient`): a node that refuses a
-/// request with `notReplica` makes the client fetch that node's map; when a try of a read, write or
-/// delete fails while the client is fetching a map, the client waits for the answer (at most a request
-/// deadline, so a lost fetch cannot hang it) and asks the production `NewerMapRetry` whether to run
-/// the operation again on the map it holds now. A retry is the same operation (one history entry, the
-/// same value) planned anew on that map; its messages and timers carry its `OperationTry`, so replies
-/// of the failed try cannot be taken for its own.
+/// Clients following the cluster map and retrying on a newer one, as the SDK does (`KVClient`): a
+/// node that reports a later epoch (gossip) or refuses a request with `notReplica` is reported to the
+/// client's production `MapFollowing`, which says whose map to fetch, one fetch at a time. A fetch
+/// ends when that node's map arrives or a request deadline passed, as the SDK's call times out. When a
+/// try of a read, write or delete fails while the client is fetching, the client waits for the
+/// fetches to end and asks the production `NewerMapRetry` whether to run the operation again on the
+/// map it holds then. A retry is the same operation (one history entry, the same value) planned anew
+/// on that map; its messages and timers carry its `OperationTry`, so replies of the failed try cannot
+/// be taken for its own.
 extension Simulation {
-    /// A client fetches `node`'s map: refused with `notReplica` there, or told of a later epoch by
-    /// gossip. The fetch is outstanding until that node's map arrives or a request deadline passed.
-    func refreshMap(ofClient index: Int, from node: Int) {
+    /// `node` told client `index` of `epoch` (`UInt64.max`: only that its map is newer, as a
+    /// `notReplica` refusal does).
+    func noticeEpoch(_ epoch: UInt64, ofClient index: Int, from node: Int) {
         guard index >= 0 else { return }
-        membership.clientFetches[index][node] = now
-        sendMembership(.fetch(epoch: 0), from: .client(index), to: .node(node))
+        let current = membership.clients[index].epoch
+        if let next = membership.clientFollowers[index].notice(epoch, from: nodes[node].id, currentEpoch: current) {
+            fetchMap(ofClient: index, from: next)
+        }
     }
 
-    /// When the last map fetch the client is waiting for gives up; nil when none is outstanding.
-    func mapFetchDeadline(ofClient index: Int) -> UInt64? {
-        let deadline = requestDeadlineMillis
-        return membership.clientFetches[index].values.map { $0 + deadline }.filter { $0 > now }.max()
+    /// Sends client `index`'s fetch to node `id`, with its deadline.
+    private func fetchMap(ofClient index: Int, from id: String) {
+        membership.clientFetches[index] += 1
+        sendMembership(.fetch(epoch: 0), from: .client(index), to: .node(nodeIndex(id)))
+        queue.push(
+            .membership(.mapFetchOver(client: index, fetch: membership.clientFetches[index])),
+            at: now + requestDeadlineMillis)
     }
 
-    /// A node's map reached a client (installed already when newer): a failed try that waited for it
-    /// decides once no fetch is outstanding; a client waiting to start starts.
+    /// A node's map reached a client (installed already when newer): the fetch from that node ends.
     func mapArrived(atClient index: Int, from node: Int) {
-        membership.clientFetches[index][node] = nil
+        guard membership.clientFollowers[index].fetching == nodes[node].id else { return }
+        fetchEnded(ofClient: index)
+    }
+
+    /// A fetch's deadline passed: it ends, unless it ended already.
+    func mapFetchOver(ofClient index: Int, fetch: Int) {
+        guard membership.clientFetches[index] == fetch, membership.clientFollowers[index].fetching != nil else {
+            return
+        }
+        log("\(clients[index].name) had no map from \(membership.clientFollowers[index].fetching ?? "")")
+        fetchEnded(ofClient: index)
+    }
+
+    /// The running fetch ended: the next one starts, or, none left, a failed try that waited decides
+    /// and a client waiting to start starts.
+    private func fetchEnded(ofClient index: Int) {
+        let current = membership.clients[index].epoch
+        if let next = membership.clientFollowers[index].fetchEnded(currentEpoch: current) {
+            fetchMap(ofClient: index, from: next)
+            return
+        }
         if clients[index].awaitsFirstMap {
             clients[index].awaitsFirstMap = false
+            log("\(clients[index].name) starts with epoch \(current)")
             queue.push(.startOperation(client: index), at: now)
         }
-        if case .awaitingMap(let failure) = clients[index].current, mapFetchDeadline(ofClient: index) == nil {
+        if case .awaitingMap(let failure) = clients[index].current {
             retryOnNewerMap(index, failure: failure)
         }
     }
@@ -42,18 +70,16 @@ extension Simulation {
             operationFailed(index, failure: failure)
             return
         }
-        guard let until = mapFetchDeadline(ofClient: index) else {
+        guard membership.clientFollowers[index].fetching != nil else {
             retryOnNewerMap(index, failure: failure)
             return
         }
-        let operation = clients[index].currentTry
-        log("\(clients[index].name) \(operation) \(failure); waits for the map it is fetching")
+        log("\(clients[index].name) \(clients[index].currentTry) \(failure); waits for the map it is fetching")
         clients[index].current = .awaitingMap(failure: failure)
-        queue.push(.membership(.mapWaitOver(client: index, operation: operation)), at: until)
     }
 
-    /// The wait for a map after a failed try is over (answered, or a request deadline passed): run the
-    /// operation again if `NewerMapRetry` allows it on the client's map now, or fail with `failure`.
+    /// The wait for a map after a failed try is over: run the operation again if `NewerMapRetry`
+    /// allows it on the client's map now, or fail with `failure`.
     func retryOnNewerMap(_ index: Int, failure: String) {
         let failed = clients[index].currentTry
         let epoch = membership.clients[index].epoch
@@ -66,13 +92,5 @@ extension Simulation {
         log("\(clients[index].name) \(failed) \(failure) on epoch \(previous): tries again on epoch \(epoch)")
         clients[index].current = nil
         startTry(index)
-    }
-
-    /// A failed try's wait for a map ran out: decide with the map the client holds.
-    func mapWaitOver(_ index: Int, operation: OperationTry) {
-        guard clients[index].currentTry == operation, case .awaitingMap(let failure) = clients[index].current else {
-            return
-        }
-        retryOnNewerMap(index, failure: failure)
     }
 }

@@ -422,8 +422,8 @@ struct SimulatedClient {
     enum Current {
         case write(WriteTry)
         case read(ReadOperation, key: [UInt8])
-        /// The try failed while the client was fetching a map: it waits for the answer (at most a
-        /// request deadline), then retries on a newer map or fails with `failure`.
+        /// The try failed while the client was fetching a map: it waits for its fetches to end (each
+        /// within a request deadline), then retries on a newer map or fails with `failure`.
         case awaitingMap(failure: String)
     }
 
