@@ -81,13 +81,7 @@ extension KVClient {
     {
         try requireAdmin("repair")
         let arguments = range.map { [Pair(name: "range", value: $0.repairArgument)] } ?? []
-        let answer = try await call(
-            .adminRequest(AdminRequest(command: .repair, arguments: arguments)), node: node,
-            in: try await currentTopology(), timeout: timeout)
-        guard case .adminResponse(let response) = answer else {
-            throw KVClientError.protocolViolation("\(node) answered Admin with \(answer.type)")
-        }
-        let results = Dictionary(response.results.map { ($0.name, $0.value) }, uniquingKeysWith: { $1 })
+        let results = try await adminCall(.repair, arguments, node: node, timeout: timeout)
         guard let summary = RepairSummary(nodeID: node, results: results) else {
             throw KVClientError.protocolViolation("\(node) answered repair without its counts")
         }

@@ -45,6 +45,10 @@ public protocol ReplicaStore: AnyObject, Sendable {
     /// Zero once closed.
     func approximateKeyCount() -> UInt64
 
+    /// Puts what the store holds in memory on stable storage and waits for it (RocksDB: memtables to
+    /// table files), so that a restart replays no log: a drained node's last step before it stops.
+    func flush() throws(StorageError)
+
     /// Releases the store. Idempotent; every later call throws `StorageError.closed`.
     func close()
 }
@@ -74,6 +78,9 @@ extension ReplicaStore {
         }
         return outcomes
     }
+
+    /// Nothing to put on disk: the in-memory stores.
+    public func flush() throws(StorageError) {}
 
     public func setMetadataLazily(_ name: String, _ value: [UInt8]) throws(StorageError) {
         try setMetadata(name, value)

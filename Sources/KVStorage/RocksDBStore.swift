@@ -333,9 +333,9 @@ public final class RocksDBStore: ReplicaStore, @unchecked Sendable {
 
     // MARK: Maintenance
 
-    /// Writes the memtables of every column family to SST files and waits for it (tests use it to
-    /// put data on disk in table files rather than only in the log).
-    package func flush() throws(StorageError) {
+    /// Writes the memtables of every column family to SST files and waits for it (a drain before a
+    /// restart; tests use it to put data on disk in table files rather than only in the log).
+    public func flush() throws(StorageError) {
         try withOpenHandles { () throws(StorageError) in
             let flushOptions = rocksdb_flushoptions_create()!
             defer { rocksdb_flushoptions_destroy(flushOptions) }

@@ -101,7 +101,8 @@ public struct NodeConfiguration: Sendable, Hashable {
     /// answered `overloaded` at once.
     public var storageQueueMax = NodeConfiguration.storageQueueMaxDefault
     public static let storageQueueMaxDefault = Limits.storageQueueMax
-    /// On shutdown, how long open connections may go on after the listener closed.
+    /// On shutdown, how long the node waits for the requests in flight once it closed its listener and
+    /// refuses new requests (`shuttingDown`).
     public var shutdownDrain: Duration = .seconds(1)
     /// Where `GET /metrics` (Prometheus text over mutual TLS) is served; nil: nowhere, and the
     /// metrics go to the process's swift-metrics backend (none in `kvd`).

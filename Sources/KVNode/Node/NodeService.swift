@@ -227,8 +227,8 @@ public final class NodeService: Service {
                 "cluster.id": "\(configuration.clusterID)",
                 "storage.durability": "\(configuration.durability)",
             ])
-        // On SIGTERM/SIGINT: stop accepting, give in-flight requests a moment to be answered, then
-        // close what is left.
+        // On SIGTERM/SIGINT: stop accepting, drain (refuse new requests on the open connections, wait
+        // for those in flight, at most `shutdownDrain`), then close what is left.
         let drain = configuration.shutdownDrain
         do {
             var replay = HintReplayer.Configuration()
@@ -265,7 +265,13 @@ public final class NodeService: Service {
                 group.addTask {
                     try await gracefulShutdown()
                     server.stopAccepting()
-                    try await Task.sleep(for: drain)
+                    let left = await service.drainGate.drain(timeout: drain)
+                    if left > 0 {
+                        self.logger.warning(
+                            "stopping with requests in flight", metadata: ["drain.in_flight_left": "\(left)"])
+                    }
+                    // The last answers are on their way out: a moment for them before connections close.
+                    try await Task.sleep(for: min(drain, Self.answersLinger))
                 }
                 try await group.next()
                 group.cancelAll()
@@ -286,6 +292,9 @@ public final class NodeService: Service {
         try? await pool.shutdownGracefully()
         logger.info("node stopped", metadata: ["node.id": "\(configuration.id)"])
     }
+
+    /// How long a stopping node keeps its connections open after its last request was answered.
+    static let answersLinger: Duration = .milliseconds(50)
 
     /// How often the node pings each peer for its failure detector.
     static let pingInterval: Duration = .seconds(1)

@@ -49,6 +49,9 @@ public final class ReplicaService: RPCService {
     let certificates: NodeCertificates?
     let wallMillis: @Sendable () -> UInt64
     let statistics: NodeStatistics
+    /// Refuses new requests while the node drains before a restart.
+    let drainGate = DrainGate()
+    let logger: Logger
 
     /// - Parameters:
     ///   - hints: where hints for other replicas are kept; nil for a node that refuses them.
@@ -95,6 +98,9 @@ public final class ReplicaService: RPCService {
         self.statistics = statistics
         self.repairMarker = repairMarker
         self.nodeID = nodeID
+        var logger = Logger(label: "kvd.replica")
+        logger[metadataKey: "node.id"] = "\(nodeID)"
+        self.logger = logger
         self.membership = membership
         self.store = store
         self.hints = hints
@@ -119,6 +125,17 @@ public final class ReplicaService: RPCService {
 
     public func handle(_ request: Message, from peer: PeerIdentity) async throws -> Message {
         switch request {
+        case .adminRequest(let admin):
+            return try await handle(admin)
+        case .clusterMapRequest(let request):
+            // Served while draining too: a client, `kvctl` above all, learns the map from any node.
+            return try await answer(request)
+        default:
+            break
+        }
+        try drainGate.enter()
+        defer { drainGate.leave() }
+        switch request {
         case .putRequest(let put):
             guard RPCAuthorization.permits(peer.role, toSend: put.origin) else {
                 throw RPCError.remote(
@@ -131,8 +148,6 @@ public final class ReplicaService: RPCService {
             return try pong(ping, from: peer)
         case .hintRequest(let hint):
             return try await storeHint(hint)
-        case .clusterMapRequest(let request):
-            return try await answer(request)
         case .mapPrepareRequest(let prepare):
             return try await answer(prepare)
         case .mapAcceptRequest(let request):
@@ -147,17 +162,28 @@ public final class ReplicaService: RPCService {
             return try await applyBatch(request)
         case .streamRequest(let request):
             return try await stream(request)
-        case .adminRequest(let admin) where admin.command == .reloadCertificates:
+        default:
+            throw RPCError.remote(.invalidRequest, message: "\(request.type) is not served by this version of kvd")
+        }
+    }
+
+    /// The `Admin` commands: served while the node drains, and not counted as requests in flight.
+    private func handle(_ admin: AdminRequest) async throws -> Message {
+        switch admin.command {
+        case .reloadCertificates:
             guard let certificates else {
                 throw RPCError.remote(.invalidRequest, message: "this node has no certificates to reload")
             }
             return .adminResponse(AdminResponse(results: await certificates.reload(trigger: "admin").adminResults))
-        case .adminRequest(let admin) where admin.command == .repair:
+        case .repair:
             return try await repair(admin.arguments)
-        case .adminRequest(let admin) where admin.command == .stats:
+        case .stats:
             return adminStatistics()
+        case .drain:
+            return try await drain(admin.arguments)
         default:
-            throw RPCError.remote(.invalidRequest, message: "\(request.type) is not served by this version of kvd")
+            throw RPCError.remote(
+                .invalidRequest, message: "Admin \(admin.command) is not served by this version of kvd")
         }
     }
 }

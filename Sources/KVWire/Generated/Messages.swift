@@ -1967,6 +1967,14 @@ public enum AdminCommand: UInt8, Sendable, Hashable, CaseIterable {
     /// ca_certificate.N (N = 1, 2, …: each CA's name) and, with a CRL file, crl_revoked (serials listed).
     /// A refused reload leaves the node on the material it had.
     case reloadCertificates = 7
+    /// Drain before a restart: refuse every new request but Admin and ClusterMap ones with
+    /// shuttingDown (so that clients route around the node and hand its writes off as hints), wait
+    /// for the requests in flight (at most timeout_ms, default 10000, capped at 60000), then flush
+    /// the store to disk.
+    /// With resume=1, take requests again instead. Results: outcome = drained | resumed;
+    /// in_flight_left (requests still running when the wait ended: 0 unless it timed out);
+    /// flushed = 1 | 0.
+    case drain = 8
 }
 
 extension ByteBuffer {
