@@ -156,6 +156,8 @@ public final class ReplicaService: RPCService {
             return try await repair(admin.arguments)
         case .adminRequest(let admin) where admin.command == .stats:
             return adminStatistics()
+        case .backupCheckpointRequest, .backupReadRequest, .backupReleaseRequest:
+            return try await serveBackup(request)
         default:
             throw RPCError.remote(.invalidRequest, message: "\(request.type) is not served by this version of kvd")
         }
