@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import KVBackup
 import KVClient
+import KVCore
 
 /// `kvctl backup`: back up every node (default), verify, list and prune a destination.
 struct BackupCommand: AsyncParsableCommand {
@@ -36,12 +37,22 @@ struct BackupCreate: AsyncParsableCommand {
     @Option(help: "The destination folder (created when missing).")
     var dest: String
 
+    @Option(name: .customLong("chunk-bytes"), help: "Bytes asked per read of a node's file (4096...1048576).")
+    var chunkBytes = Limits.backupChunkBytesMax
+
+    func validate() throws {
+        guard chunkBytes >= 4096, chunkBytes <= Limits.backupChunkBytesMax else {
+            throw ValidationError("--chunk-bytes must be between 4096 and \(Limits.backupChunkBytesMax)")
+        }
+    }
+
     func run() async throws {
         try await reportingFailures(json: global.json) {
             let destination = BackupDestination(root: dest)
             let report = try await global.withClient { client in
                 var runner = BackupRunner(source: ClusterBackupSource(client: client), destination: destination)
                 runner.progress = { printError($0) }
+                runner.chunkBytes = chunkBytes
                 return try await runner.run()
             }
             let document = BackupDocument(report)
