@@ -95,6 +95,16 @@ extension RealProcessTests {
             expectSuccess(prune)
             let remaining = try BackupDestination(root: destination).backupIDs()
             #expect(remaining == [second.id])
+
+            // A node down: the backup fails, writes no manifest, and the others release their checkpoints.
+            cluster.stop("n4")
+            let refused = try cluster.kvctl(
+                ["backup", "--dest", destination, "--timeout", "2"], timeout: .seconds(120))
+            #expect(refused.status == 1 && refused.stderr.contains("n4"), "\(refused.stderr)")
+            #expect(try BackupDestination(root: destination).backupIDs() == [second.id])
+            for id in ["n1", "n2", "n3"] {
+                #expect(Self.checkpoints(cluster, id).isEmpty, "\(id) still holds a checkpoint after a failed backup")
+            }
         }
 
         /// SIGKILL `kvctl` in the middle of a copy: the next backup continues the partly copied file and
