@@ -86,6 +86,11 @@ let package = Package(
             swiftSettings: swiftSettings
         ),
         .target(
+            name: "KVBackup",
+            dependencies: ["KVCore", "KVWire", "KVTLS", "KVClient", .product(name: "NIOCore", package: "swift-nio")],
+            swiftSettings: swiftSettings
+        ),
+        .target(
             name: "KVNode",
             dependencies: [
                 "KVCore", "KVWire", "KVStorage", "KVRPC", "KVTLS", "KVConfig", "KVCluster",
@@ -113,7 +118,7 @@ let package = Package(
         .executableTarget(
             name: "kvctl",
             dependencies: [
-                "KVCore", "KVWire", "KVClient", "KVTLS", "KVRPC", "KVConfig",
+                "KVCore", "KVWire", "KVClient", "KVTLS", "KVRPC", "KVConfig", "KVBackup",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "NIOCore", package: "swift-nio"),
             ],
@@ -172,6 +177,9 @@ let package = Package(
             swiftSettings: swiftSettings
         ),
         .testTarget(name: "KVClusterTests", dependencies: ["KVCore", "KVCluster"], swiftSettings: swiftSettings),
+        .testTarget(
+            name: "KVBackupTests", dependencies: ["KVCore", "KVBackup", "KVTLS"], swiftSettings: swiftSettings
+        ),
         .testTarget(name: "KVStorageTests", dependencies: ["KVCore", "KVStorage"], swiftSettings: swiftSettings),
         .testTarget(
             name: "KVNodeTests",
@@ -210,7 +218,7 @@ let package = Package(
         .testTarget(
             name: "ClusterTests",
             dependencies: [
-                "KVCore", "KVCluster", "KVClient", "KVTLS", "KVConfig", "KVRPC", "KVWire", "KVStorage",
+                "KVCore", "KVCluster", "KVClient", "KVTLS", "KVConfig", "KVRPC", "KVWire", "KVStorage", "KVBackup",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "Metrics", package: "swift-metrics"),

@@ -62,4 +62,9 @@ public enum Limits {
     /// Record bytes (keys and values) an anti-entropy session sends a replica in one
     /// `MerkleApplyRequest`, or asks back in one `MerkleFetchResponse` (a record larger goes alone).
     public static let merkleRecordBytesPerFrameMax = 1 << 20
+    /// Bytes of a checkpoint file one `BackupReadRequest` may ask for (and one `BackupReadResponse`
+    /// carries): a node answers at most this much, whatever the request says.
+    public static let backupChunkBytesMax = 1 << 20
+    /// Bytes of a backup id (`BackupCheckpointRequest.id`): letters, digits, `-` and `_`.
+    public static let backupIDBytesMax = 64
 }

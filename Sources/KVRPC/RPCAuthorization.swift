@@ -14,7 +14,7 @@ public enum RPCAuthorization {
         switch type {
         case .putRequest, .getRequest, .clusterMapRequest, .pingRequest, .hintRequest, .merkleExchangeRequest,
             .merkleFetchRequest, .merkleApplyRequest, .streamRequest, .adminRequest, .mapPrepareRequest,
-            .mapAcceptRequest, .mapCommitRequest:
+            .mapAcceptRequest, .mapCommitRequest, .backupCheckpointRequest, .backupReadRequest, .backupReleaseRequest:
             true
         default:
             false
@@ -41,7 +41,8 @@ public enum RPCAuthorization {
         case .mapPrepareRequest, .mapAcceptRequest, .mapCommitRequest:
             // Cluster-map changes: proposed by admins (kvctl cluster …); nodes may push chosen maps.
             return role == .node || role == .admin
-        case .adminRequest:
+        case .adminRequest, .backupCheckpointRequest, .backupReadRequest, .backupReleaseRequest:
+            // Backups read every file of a node: admins only.
             return role == .admin
         default:
             // Responses, Hello and Error are never requests after the handshake.

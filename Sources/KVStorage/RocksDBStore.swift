@@ -56,6 +56,8 @@ public final class RocksDBStore: ReplicaStore, @unchecked Sendable {
     let merkle = Mutex(MerkleSegments())
     let merkleOpenRebuild = Mutex<MerkleRebuild?>(nil)
     private let gate = Mutex(Gate())
+    /// The checkpoints made for backups (`RocksDBStore+Checkpoint.swift`); none survive a reopen.
+    public let checkpoints: CheckpointRegistry
     private let walSyncer: WALSyncer?
 
     /// Whether the store is open, and how many calls are using the handles.
@@ -71,6 +73,7 @@ public final class RocksDBStore: ReplicaStore, @unchecked Sendable {
     public init(directory: String, durability: Durability = .sync) throws(StorageError) {
         self.directory = directory
         self.durability = durability
+        self.checkpoints = CheckpointRegistry(directory: Self.checkpointsDirectory(of: directory))
 
         var walSyncInterval: TimeInterval?
         if case .interval(let interval) = durability {
@@ -147,6 +150,8 @@ public final class RocksDBStore: ReplicaStore, @unchecked Sendable {
         self.families = handles.map { $0! }
         self.walSyncer = walSyncInterval.map { WALSyncer(db: opened, interval: $0, path: directory) }
         // Fully initialized: if a scan throws, `deinit` closes the handles.
+        // Checkpoints left by a process that ended before releasing them (killed kvd or kvctl).
+        checkpoints.removeAll()
         try loadHintCounts()
         try loadRepairMarks()
         try loadMerkleSegments()

@@ -12,7 +12,7 @@ struct KVCtl: AsyncParsableCommand {
         subcommands: [
             Put.self, Get.self, Delete.self, Status.self, Repair.self, RingCommand.self, ClusterCommand.self,
             JoinCommand.self, LeaveCommand.self, ReplaceCommand.self, DrainCommand.self, WaitReadyCommand.self,
-            Certs.self,
+            Certs.self, BackupCommand.self,
         ]
     )
 

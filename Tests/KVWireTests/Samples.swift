@@ -407,6 +407,52 @@ enum Samples {
             requestID: 14,
             message: .nodeStats(nodeStatsSample)
         ),
+        Sample(
+            name: "backup-checkpoint-request",
+            summary: "BackupCheckpointRequest, request id 15: id \"20261203T120640Z-3f9a1c\"",
+            requestID: 15,
+            message: .backupCheckpointRequest(BackupCheckpointRequest(id: "20261203T120640Z-3f9a1c"))
+        ),
+        Sample(
+            name: "backup-checkpoint-response",
+            summary:
+                "BackupCheckpointResponse, request id 15: id \"20261203T120640Z-3f9a1c\", node \"n1\", hlc 0x018bcfe568000003, epoch 7, files [(\"000012.sst\", 4096, 32 bytes 0x00 0x01 … 0x1f), (\"CURRENT\", 16, 32 bytes 0xff)]",
+            requestID: 15,
+            message: .backupCheckpointResponse(
+                BackupCheckpointResponse(
+                    id: "20261203T120640Z-3f9a1c", node: "n1", hlc: hlc, epoch: 7,
+                    files: [
+                        BackupFile(name: "000012.sst", bytes: 4096, sha256: ByteBuffer(bytes: Array(0..<32))),
+                        BackupFile(
+                            name: "CURRENT", bytes: 16, sha256: ByteBuffer(bytes: [UInt8](repeating: 0xff, count: 32))),
+                    ]))
+        ),
+        Sample(
+            name: "backup-read-request",
+            summary:
+                "BackupReadRequest, request id 16: id \"20261203T120640Z-3f9a1c\", file \"000012.sst\", offset 1048576, length 1048576",
+            requestID: 16,
+            message: .backupReadRequest(
+                BackupReadRequest(id: "20261203T120640Z-3f9a1c", file: "000012.sst", offset: 1 << 20, length: 1 << 20))
+        ),
+        Sample(
+            name: "backup-read-response",
+            summary: "BackupReadResponse, request id 16: data \"chunk\"",
+            requestID: 16,
+            message: .backupReadResponse(BackupReadResponse(data: bytes("chunk")))
+        ),
+        Sample(
+            name: "backup-release-request",
+            summary: "BackupReleaseRequest, request id 17: id \"20261203T120640Z-3f9a1c\"",
+            requestID: 17,
+            message: .backupReleaseRequest(BackupReleaseRequest(id: "20261203T120640Z-3f9a1c"))
+        ),
+        Sample(
+            name: "backup-release-response",
+            summary: "BackupReleaseResponse, request id 17: released true",
+            requestID: 17,
+            message: .backupReleaseResponse(BackupReleaseResponse(released: true))
+        ),
     ]
 }
 

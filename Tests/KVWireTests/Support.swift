@@ -86,6 +86,12 @@ func readBody(_ type: MessageType, from buffer: inout ByteBuffer) throws(WireErr
     case .adminRequest: try buffer.readAdminRequest().map(Message.adminRequest)
     case .adminResponse: try buffer.readAdminResponse().map(Message.adminResponse)
     case .nodeStats: try buffer.readNodeStats().map(Message.nodeStats)
+    case .backupCheckpointRequest: try buffer.readBackupCheckpointRequest().map(Message.backupCheckpointRequest)
+    case .backupCheckpointResponse: try buffer.readBackupCheckpointResponse().map(Message.backupCheckpointResponse)
+    case .backupReadRequest: try buffer.readBackupReadRequest().map(Message.backupReadRequest)
+    case .backupReadResponse: try buffer.readBackupReadResponse().map(Message.backupReadResponse)
+    case .backupReleaseRequest: try buffer.readBackupReleaseRequest().map(Message.backupReleaseRequest)
+    case .backupReleaseResponse: try buffer.readBackupReleaseResponse().map(Message.backupReleaseResponse)
     }
 }
 

@@ -256,6 +256,10 @@ public final class NodeService: Service {
                         (store.hintQueueSizes(), store.rangesDue().count)
                     }
                 }
+                // Checkpoints a killed `kvctl backup` left; also only cancelled.
+                group.addTask {
+                    await CheckpointSweeper(registry: store.checkpoints, pool: pool, logger: self.logger).run()
+                }
                 // The peer health and epoch gauges, likewise.
                 group.addTask {
                     await statistics.reportPeers(every: Self.gaugeInterval) {

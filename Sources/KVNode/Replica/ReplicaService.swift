@@ -127,6 +127,9 @@ public final class ReplicaService: RPCService {
         switch request {
         case .adminRequest(let admin):
             return try await handle(admin)
+        case .backupCheckpointRequest, .backupReadRequest, .backupReleaseRequest:
+            // Admin requests too: a draining node can still be backed up.
+            return try await serveBackup(request)
         case .clusterMapRequest(let request):
             // Served while draining too: a client, `kvctl` above all, learns the map from any node.
             return try await answer(request)

@@ -2554,6 +2554,305 @@ extension ByteBuffer {
     }
 }
 
+// MARK: - 08-backup.qkv
+
+/// One file of a checkpoint, as the node lists it.
+public struct BackupFile: Sendable, Hashable {
+    /// The file's name in the checkpoint folder (no folder part: a checkpoint is flat).
+    public var name: String
+    public var bytes: UInt64
+    /// SHA-256 of the file's bytes.
+    public var sha256: ByteBuffer
+
+    public init(name: String, bytes: UInt64, sha256: ByteBuffer) {
+        self.name = name
+        self.bytes = bytes
+        self.sha256 = sha256
+    }
+}
+
+extension ByteBuffer {
+    /// Reads one `BackupFile` from the readable bytes.
+    ///
+    /// Returns `nil` and leaves the reader index unchanged when the buffer holds only part of one.
+    /// Throws (also leaving the reader index unchanged) when the bytes can never decode: a field
+    /// over its limit, an invalid bool, enum value or UTF-8 string.
+    public mutating func readBackupFile() throws(WireError) -> BackupFile? {
+        try self.readWireValue { (buffer: inout ByteBuffer) throws(WireError) in try buffer.decodeBackupFile() }
+    }
+
+    /// Writes the encoding of `value`; returns the number of bytes written.
+    @discardableResult
+    public mutating func writeBackupFile(_ value: BackupFile) -> Int {
+        var written = 0
+        written += self.writeWireString(value.name)
+        written += self.writeInteger(value.bytes)
+        written += self.writeWireBytes(value.sha256)
+        return written
+    }
+
+    mutating func decodeBackupFile() throws(WireError) -> BackupFile {
+        let name = try self.decodeWireString(limit: Limits.nameBytesMax, field: "BackupFile.name")
+        let bytes = try self.decodeWireInteger(UInt64.self)
+        let sha256 = try self.decodeWireBytes(limit: 32, field: "BackupFile.sha256")
+        return BackupFile(name: name, bytes: bytes, sha256: sha256)
+    }
+}
+
+/// Message type 112; schema name `BackupCheckpointRequest`.
+public struct BackupCheckpointRequest: Sendable, Hashable {
+    /// The frame type of this message.
+    public static var messageType: MessageType { .backupCheckpointRequest }
+
+    /// Chosen by the caller: 1...backupIDBytesMax letters, digits, '-' or '_'. Asking again with the
+    /// id of a checkpoint the node holds answers with that checkpoint.
+    public var id: String
+
+    public init(id: String) {
+        self.id = id
+    }
+}
+
+extension ByteBuffer {
+    /// Reads one `BackupCheckpointRequest` (message type 112) from the readable bytes.
+    ///
+    /// Returns `nil` and leaves the reader index unchanged when the buffer holds only part of one.
+    /// Throws (also leaving the reader index unchanged) when the bytes can never decode: a field
+    /// over its limit, an invalid bool, enum value or UTF-8 string.
+    public mutating func readBackupCheckpointRequest() throws(WireError) -> BackupCheckpointRequest? {
+        try self.readWireValue { (buffer: inout ByteBuffer) throws(WireError) in try buffer.decodeBackupCheckpointRequest() }
+    }
+
+    /// Writes the encoding of `value`; returns the number of bytes written.
+    @discardableResult
+    public mutating func writeBackupCheckpointRequest(_ value: BackupCheckpointRequest) -> Int {
+        var written = 0
+        written += self.writeWireString(value.id)
+        return written
+    }
+
+    mutating func decodeBackupCheckpointRequest() throws(WireError) -> BackupCheckpointRequest {
+        let id = try self.decodeWireString(limit: Limits.backupIDBytesMax, field: "BackupCheckpointRequest.id")
+        return BackupCheckpointRequest(id: id)
+    }
+}
+
+/// Message type 113; schema name `BackupCheckpointResponse`.
+public struct BackupCheckpointResponse: Sendable, Hashable {
+    /// The frame type of this message.
+    public static var messageType: MessageType { .backupCheckpointResponse }
+
+    public var id: String
+    /// The node that took the checkpoint.
+    public var node: String
+    /// The node's hybrid-logical clock read just before the checkpoint was taken: every write the node
+    /// had applied by then is in it (and possibly later ones).
+    public var hlc: UInt64
+    /// The epoch of the cluster map the node held.
+    public var epoch: UInt64
+    public var files: [BackupFile]
+
+    public init(id: String, node: String, hlc: UInt64, epoch: UInt64, files: [BackupFile]) {
+        self.id = id
+        self.node = node
+        self.hlc = hlc
+        self.epoch = epoch
+        self.files = files
+    }
+}
+
+extension ByteBuffer {
+    /// Reads one `BackupCheckpointResponse` (message type 113) from the readable bytes.
+    ///
+    /// Returns `nil` and leaves the reader index unchanged when the buffer holds only part of one.
+    /// Throws (also leaving the reader index unchanged) when the bytes can never decode: a field
+    /// over its limit, an invalid bool, enum value or UTF-8 string.
+    public mutating func readBackupCheckpointResponse() throws(WireError) -> BackupCheckpointResponse? {
+        try self.readWireValue { (buffer: inout ByteBuffer) throws(WireError) in try buffer.decodeBackupCheckpointResponse() }
+    }
+
+    /// Writes the encoding of `value`; returns the number of bytes written.
+    @discardableResult
+    public mutating func writeBackupCheckpointResponse(_ value: BackupCheckpointResponse) -> Int {
+        var written = 0
+        written += self.writeWireString(value.id)
+        written += self.writeWireString(value.node)
+        written += self.writeInteger(value.hlc)
+        written += self.writeInteger(value.epoch)
+        written += self.writeWireList(value.files) { (buffer: inout ByteBuffer, element) in buffer.writeBackupFile(element) }
+        return written
+    }
+
+    mutating func decodeBackupCheckpointResponse() throws(WireError) -> BackupCheckpointResponse {
+        let id = try self.decodeWireString(limit: Limits.backupIDBytesMax, field: "BackupCheckpointResponse.id")
+        let node = try self.decodeWireString(limit: Limits.nameBytesMax, field: "BackupCheckpointResponse.node")
+        let hlc = try self.decodeWireInteger(UInt64.self)
+        let epoch = try self.decodeWireInteger(UInt64.self)
+        let files = try self.decodeWireList(limit: Limits.listCountMax, elementBytesMin: 16, field: "BackupCheckpointResponse.files") { (buffer: inout ByteBuffer) throws(WireError) in try buffer.decodeBackupFile() }
+        return BackupCheckpointResponse(id: id, node: node, hlc: hlc, epoch: epoch, files: files)
+    }
+}
+
+/// Message type 114; schema name `BackupReadRequest`.
+public struct BackupReadRequest: Sendable, Hashable {
+    /// The frame type of this message.
+    public static var messageType: MessageType { .backupReadRequest }
+
+    public var id: String
+    public var file: String
+    public var offset: UInt64
+    /// At most backupChunkBytesMax bytes are answered, whatever this asks.
+    public var length: UInt32
+
+    public init(id: String, file: String, offset: UInt64, length: UInt32) {
+        self.id = id
+        self.file = file
+        self.offset = offset
+        self.length = length
+    }
+}
+
+extension ByteBuffer {
+    /// Reads one `BackupReadRequest` (message type 114) from the readable bytes.
+    ///
+    /// Returns `nil` and leaves the reader index unchanged when the buffer holds only part of one.
+    /// Throws (also leaving the reader index unchanged) when the bytes can never decode: a field
+    /// over its limit, an invalid bool, enum value or UTF-8 string.
+    public mutating func readBackupReadRequest() throws(WireError) -> BackupReadRequest? {
+        try self.readWireValue { (buffer: inout ByteBuffer) throws(WireError) in try buffer.decodeBackupReadRequest() }
+    }
+
+    /// Writes the encoding of `value`; returns the number of bytes written.
+    @discardableResult
+    public mutating func writeBackupReadRequest(_ value: BackupReadRequest) -> Int {
+        var written = 0
+        written += self.writeWireString(value.id)
+        written += self.writeWireString(value.file)
+        written += self.writeInteger(value.offset)
+        written += self.writeInteger(value.length)
+        return written
+    }
+
+    mutating func decodeBackupReadRequest() throws(WireError) -> BackupReadRequest {
+        let id = try self.decodeWireString(limit: Limits.backupIDBytesMax, field: "BackupReadRequest.id")
+        let file = try self.decodeWireString(limit: Limits.nameBytesMax, field: "BackupReadRequest.file")
+        let offset = try self.decodeWireInteger(UInt64.self)
+        let length = try self.decodeWireInteger(UInt32.self)
+        return BackupReadRequest(id: id, file: file, offset: offset, length: length)
+    }
+}
+
+/// Message type 115; schema name `BackupReadResponse`.
+public struct BackupReadResponse: Sendable, Hashable {
+    /// The frame type of this message.
+    public static var messageType: MessageType { .backupReadResponse }
+
+    /// The file's bytes from the offset asked: shorter than asked only at the end of the file (empty
+    /// at or past it).
+    public var data: ByteBuffer
+
+    public init(data: ByteBuffer) {
+        self.data = data
+    }
+}
+
+extension ByteBuffer {
+    /// Reads one `BackupReadResponse` (message type 115) from the readable bytes.
+    ///
+    /// Returns `nil` and leaves the reader index unchanged when the buffer holds only part of one.
+    /// Throws (also leaving the reader index unchanged) when the bytes can never decode: a field
+    /// over its limit, an invalid bool, enum value or UTF-8 string.
+    public mutating func readBackupReadResponse() throws(WireError) -> BackupReadResponse? {
+        try self.readWireValue { (buffer: inout ByteBuffer) throws(WireError) in try buffer.decodeBackupReadResponse() }
+    }
+
+    /// Writes the encoding of `value`; returns the number of bytes written.
+    @discardableResult
+    public mutating func writeBackupReadResponse(_ value: BackupReadResponse) -> Int {
+        var written = 0
+        written += self.writeWireBytes(value.data)
+        return written
+    }
+
+    mutating func decodeBackupReadResponse() throws(WireError) -> BackupReadResponse {
+        let data = try self.decodeWireBytes(limit: Limits.backupChunkBytesMax, field: "BackupReadResponse.data")
+        return BackupReadResponse(data: data)
+    }
+}
+
+/// Message type 116; schema name `BackupReleaseRequest`.
+public struct BackupReleaseRequest: Sendable, Hashable {
+    /// The frame type of this message.
+    public static var messageType: MessageType { .backupReleaseRequest }
+
+    public var id: String
+
+    public init(id: String) {
+        self.id = id
+    }
+}
+
+extension ByteBuffer {
+    /// Reads one `BackupReleaseRequest` (message type 116) from the readable bytes.
+    ///
+    /// Returns `nil` and leaves the reader index unchanged when the buffer holds only part of one.
+    /// Throws (also leaving the reader index unchanged) when the bytes can never decode: a field
+    /// over its limit, an invalid bool, enum value or UTF-8 string.
+    public mutating func readBackupReleaseRequest() throws(WireError) -> BackupReleaseRequest? {
+        try self.readWireValue { (buffer: inout ByteBuffer) throws(WireError) in try buffer.decodeBackupReleaseRequest() }
+    }
+
+    /// Writes the encoding of `value`; returns the number of bytes written.
+    @discardableResult
+    public mutating func writeBackupReleaseRequest(_ value: BackupReleaseRequest) -> Int {
+        var written = 0
+        written += self.writeWireString(value.id)
+        return written
+    }
+
+    mutating func decodeBackupReleaseRequest() throws(WireError) -> BackupReleaseRequest {
+        let id = try self.decodeWireString(limit: Limits.backupIDBytesMax, field: "BackupReleaseRequest.id")
+        return BackupReleaseRequest(id: id)
+    }
+}
+
+/// Message type 117; schema name `BackupReleaseResponse`.
+public struct BackupReleaseResponse: Sendable, Hashable {
+    /// The frame type of this message.
+    public static var messageType: MessageType { .backupReleaseResponse }
+
+    /// Whether the node held a checkpoint of that id (and removed it).
+    public var released: Bool
+
+    public init(released: Bool) {
+        self.released = released
+    }
+}
+
+extension ByteBuffer {
+    /// Reads one `BackupReleaseResponse` (message type 117) from the readable bytes.
+    ///
+    /// Returns `nil` and leaves the reader index unchanged when the buffer holds only part of one.
+    /// Throws (also leaving the reader index unchanged) when the bytes can never decode: a field
+    /// over its limit, an invalid bool, enum value or UTF-8 string.
+    public mutating func readBackupReleaseResponse() throws(WireError) -> BackupReleaseResponse? {
+        try self.readWireValue { (buffer: inout ByteBuffer) throws(WireError) in try buffer.decodeBackupReleaseResponse() }
+    }
+
+    /// Writes the encoding of `value`; returns the number of bytes written.
+    @discardableResult
+    public mutating func writeBackupReleaseResponse(_ value: BackupReleaseResponse) -> Int {
+        var written = 0
+        written += self.writeWireBool(value.released)
+        return written
+    }
+
+    mutating func decodeBackupReleaseResponse() throws(WireError) -> BackupReleaseResponse {
+        let released = try self.decodeWireBool()
+        return BackupReleaseResponse(released: released)
+    }
+}
+
 // MARK: - Messages
 
 /// The message type byte of a frame: one case per message of the schema.
@@ -2618,6 +2917,18 @@ public enum MessageType: UInt8, Sendable, Hashable, CaseIterable {
     case adminResponse = 97
     /// `NodeStats`
     case nodeStats = 98
+    /// `BackupCheckpointRequest`
+    case backupCheckpointRequest = 112
+    /// `BackupCheckpointResponse`
+    case backupCheckpointResponse = 113
+    /// `BackupReadRequest`
+    case backupReadRequest = 114
+    /// `BackupReadResponse`
+    case backupReadResponse = 115
+    /// `BackupReleaseRequest`
+    case backupReleaseRequest = 116
+    /// `BackupReleaseResponse`
+    case backupReleaseResponse = 117
 }
 
 /// Any message of the protocol, as the body of one frame.
@@ -2652,6 +2963,12 @@ public enum Message: Sendable, Hashable {
     case adminRequest(AdminRequest)
     case adminResponse(AdminResponse)
     case nodeStats(NodeStats)
+    case backupCheckpointRequest(BackupCheckpointRequest)
+    case backupCheckpointResponse(BackupCheckpointResponse)
+    case backupReadRequest(BackupReadRequest)
+    case backupReadResponse(BackupReadResponse)
+    case backupReleaseRequest(BackupReleaseRequest)
+    case backupReleaseResponse(BackupReleaseResponse)
 
     /// The frame type that carries this message.
     public var type: MessageType {
@@ -2686,6 +3003,12 @@ public enum Message: Sendable, Hashable {
         case .adminRequest: .adminRequest
         case .adminResponse: .adminResponse
         case .nodeStats: .nodeStats
+        case .backupCheckpointRequest: .backupCheckpointRequest
+        case .backupCheckpointResponse: .backupCheckpointResponse
+        case .backupReadRequest: .backupReadRequest
+        case .backupReadResponse: .backupReadResponse
+        case .backupReleaseRequest: .backupReleaseRequest
+        case .backupReleaseResponse: .backupReleaseResponse
         }
     }
 }
@@ -2724,6 +3047,12 @@ extension Message {
         case .adminRequest: self = .adminRequest(try body.decodeAdminRequest())
         case .adminResponse: self = .adminResponse(try body.decodeAdminResponse())
         case .nodeStats: self = .nodeStats(try body.decodeNodeStats())
+        case .backupCheckpointRequest: self = .backupCheckpointRequest(try body.decodeBackupCheckpointRequest())
+        case .backupCheckpointResponse: self = .backupCheckpointResponse(try body.decodeBackupCheckpointResponse())
+        case .backupReadRequest: self = .backupReadRequest(try body.decodeBackupReadRequest())
+        case .backupReadResponse: self = .backupReadResponse(try body.decodeBackupReadResponse())
+        case .backupReleaseRequest: self = .backupReleaseRequest(try body.decodeBackupReleaseRequest())
+        case .backupReleaseResponse: self = .backupReleaseResponse(try body.decodeBackupReleaseResponse())
         }
     }
 
@@ -2761,6 +3090,12 @@ extension Message {
         case .adminRequest(let message): buffer.writeAdminRequest(message)
         case .adminResponse(let message): buffer.writeAdminResponse(message)
         case .nodeStats(let message): buffer.writeNodeStats(message)
+        case .backupCheckpointRequest(let message): buffer.writeBackupCheckpointRequest(message)
+        case .backupCheckpointResponse(let message): buffer.writeBackupCheckpointResponse(message)
+        case .backupReadRequest(let message): buffer.writeBackupReadRequest(message)
+        case .backupReadResponse(let message): buffer.writeBackupReadResponse(message)
+        case .backupReleaseRequest(let message): buffer.writeBackupReleaseRequest(message)
+        case .backupReleaseResponse(let message): buffer.writeBackupReleaseResponse(message)
         }
     }
 }

@@ -1,0 +1,114 @@
+public import KVCore
+
+/// What one backup holds: the cluster map, and for each node the HLC time of its checkpoint and the
+/// checkpoint's files (name in the checkpoint, size, SHA-256, which is also the file's name under
+/// the destination's `files/`). Written as `backups/<id>/manifest.json`, last, so a backup without a
+/// manifest never finished.
+///
+/// Enough for a restore: each node's checkpoint folder is rebuilt from `files/<sha256>` under the
+/// listed names and opened with RocksDB; the records with version ≤ T (`cut` by default) are then
+/// written through the SDK with their own versions.
+public struct BackupManifest: Codable, Sendable, Hashable {
+    /// The manifest format this code writes; a reader refuses a later one.
+    public static let currentFormat = 1
+
+    public var format: Int
+    /// The UTC time the backup started, then a random suffix: `20261203T120640Z-3f9a1c` (sorts by time).
+    public var id: String
+    /// ISO 8601 UTC, when the backup started.
+    public var startedAt: String
+    /// ISO 8601 UTC, when its last file was copied.
+    public var finishedAt: String
+    public var clusterID: String
+    /// The consistent cut: the earliest of the nodes' checkpoint HLC times. Every write acknowledged
+    /// by a quorum with a version at or below it is in some node's checkpoint (within the clock-skew
+    /// bound; docs/operations.md, "Backups").
+    public var cut: UInt64
+    /// `cut` as ISO 8601 UTC (its physical part, milliseconds).
+    public var cutTime: String
+    public var clusterMap: MapRecord
+    public var nodes: [NodeRecord]
+
+    public init(
+        id: String, startedAt: String, finishedAt: String, clusterID: String, clusterMap: MapRecord,
+        nodes: [NodeRecord]
+    ) {
+        self.format = Self.currentFormat
+        self.id = id
+        self.startedAt = startedAt
+        self.finishedAt = finishedAt
+        self.clusterID = clusterID
+        self.cut = nodes.map(\.hlc).min() ?? 0
+        self.cutTime = BackupTime.iso8601(hlc: cut)
+        self.clusterMap = clusterMap
+        self.nodes = nodes
+    }
+
+    /// The cluster map a backup records (the map `kvctl` held when it started, after asking the nodes
+    /// for the latest).
+    public struct MapRecord: Codable, Sendable, Hashable {
+        public var epoch: UInt64
+        public var replicationFactor: Int
+        public var nodes: [Member]
+
+        public struct Member: Codable, Sendable, Hashable {
+            public var id: String
+            public var address: String
+            /// `joining`, `normal`, `leaving`, `down`, `removed`.
+            public var state: String
+            public var tokens: [UInt64]
+        }
+
+        public init(_ map: ClusterMap) {
+            epoch = map.epoch
+            replicationFactor = map.replicationFactor
+            nodes = map.nodes.map {
+                Member(id: $0.id, address: $0.address, state: "\($0.state)", tokens: $0.tokens)
+            }
+        }
+    }
+
+    /// One node's checkpoint.
+    public struct NodeRecord: Codable, Sendable, Hashable {
+        public var node: String
+        /// The node's hybrid-logical clock read just before its checkpoint: every write it had applied
+        /// by then is in the checkpoint.
+        public var hlc: UInt64
+        public var hlcTime: String
+        /// The epoch of the map the node held.
+        public var epoch: UInt64
+        public var files: [FileRecord]
+
+        public init(node: String, hlc: UInt64, epoch: UInt64, files: [FileRecord]) {
+            self.node = node
+            self.hlc = hlc
+            self.hlcTime = BackupTime.iso8601(hlc: hlc)
+            self.epoch = epoch
+            self.files = files
+        }
+
+        /// Bytes of all its files.
+        public var bytes: UInt64 { files.reduce(0) { $0 &+ $1.bytes } }
+    }
+
+    /// One file of a checkpoint.
+    public struct FileRecord: Codable, Sendable, Hashable {
+        /// Its name in the checkpoint folder (`000012.sst`, `MANIFEST-000005`, `CURRENT`, …).
+        public var name: String
+        public var bytes: UInt64
+        /// Lowercase hex SHA-256: the file is `files/<sha256>` in the destination.
+        public var sha256: String
+
+        public init(name: String, bytes: UInt64, sha256: String) {
+            self.name = name
+            self.bytes = bytes
+            self.sha256 = sha256
+        }
+
+        /// A RocksDB table file: immutable, and most of a checkpoint's bytes.
+        public var isTableFile: Bool { name.hasSuffix(".sst") }
+    }
+
+    /// Every file of every node (the same content may be listed more than once).
+    public var files: [FileRecord] { nodes.flatMap(\.files) }
+}

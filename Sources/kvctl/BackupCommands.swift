@@ -1,0 +1,258 @@
+import ArgumentParser
+import Foundation
+import KVBackup
+import KVClient
+import KVCore
+
+/// `kvctl backup`: back up every node (default), verify, list and prune a destination.
+struct BackupCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "backup",
+        abstract: "Back up every node into a folder, and verify, list and prune backups (admin certificate).",
+        discussion: """
+            kvctl backup --dest DIR: every node takes a RocksDB checkpoint (hard links, writes go on) of its data, \
+            hints and metadata; kvctl copies the files DIR does not hold yet into DIR/files/<sha256>, then writes \
+            DIR/backups/<id>/manifest.json (the cluster map, each node's checkpoint time and files). An interrupted \
+            backup is resumed by running it again. docs/operations.md ("Backups").
+            """,
+        subcommands: [BackupCreate.self, BackupVerify.self, BackupList.self, BackupPrune.self],
+        defaultSubcommand: BackupCreate.self
+    )
+}
+
+/// `kvctl backup [create] --dest DIR`.
+struct BackupCreate: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "create",
+        abstract: "Back up every node of the cluster into --dest (the default backup command).",
+        discussion: """
+            Prints the backup's id, its cut (the earliest checkpoint time) and the files copied and skipped \
+            (already in the destination); --json prints them as one document. Progress goes to stderr. \
+            Exit code 1 when a node cannot be backed up; its checkpoints are released all the same.
+            """
+    )
+
+    @OptionGroup var global: GlobalOptions
+
+    @Option(help: "The destination folder (created when missing).")
+    var dest: String
+
+    @Option(name: .customLong("chunk-bytes"), help: "Bytes asked per read of a node's file (4096...1048576).")
+    var chunkBytes = Limits.backupChunkBytesMax
+
+    func validate() throws {
+        guard chunkBytes >= 4096, chunkBytes <= Limits.backupChunkBytesMax else {
+            throw ValidationError("--chunk-bytes must be between 4096 and \(Limits.backupChunkBytesMax)")
+        }
+    }
+
+    func run() async throws {
+        try await reportingFailures(json: global.json) {
+            let destination = BackupDestination(root: dest)
+            let report = try await global.withClient { client in
+                var runner = BackupRunner(source: ClusterBackupSource(client: client), destination: destination)
+                runner.progress = { printError($0) }
+                runner.chunkBytes = chunkBytes
+                return try await runner.run()
+            }
+            let document = BackupDocument(report)
+            if global.json {
+                try printJSON(document)
+            } else {
+                print("backup \(document.id): \(document.nodes) nodes, cut \(document.cut) (\(document.cutTime))")
+                print(
+                    "files: \(document.filesCopied) copied (\(document.bytesCopied) bytes, \(document.filesResumed) resumed), \(document.filesSkipped) already in \(dest) (\(document.bytesSkipped) bytes)"
+                )
+                print("table files: \(document.tableFilesCopied) copied, \(document.tableFilesSkipped) skipped")
+            }
+        }
+    }
+}
+
+/// `kvctl backup --json`.
+struct BackupDocument: Encodable {
+    var ok = true
+    var id: String
+    var cut: UInt64
+    var cutTime: String
+    var nodes: Int
+    var filesCopied: Int
+    var filesSkipped: Int
+    var filesResumed: Int
+    var tableFilesCopied: Int
+    var tableFilesSkipped: Int
+    var bytesCopied: UInt64
+    var bytesSkipped: UInt64
+
+    init(_ report: BackupReport) {
+        id = report.manifest.id
+        cut = report.manifest.cut
+        cutTime = report.manifest.cutTime
+        nodes = report.manifest.nodes.count
+        filesCopied = report.filesCopied
+        filesSkipped = report.filesSkipped
+        filesResumed = report.filesResumed
+        tableFilesCopied = report.tableFilesCopied
+        tableFilesSkipped = report.tableFilesSkipped
+        bytesCopied = report.bytesCopied
+        bytesSkipped = report.bytesSkipped
+    }
+}
+
+/// `kvctl backup verify DIR [--backup ID]`.
+struct BackupVerify: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "verify",
+        abstract: "Read every file of every backup in DIR (or of --backup ID) and check it against its manifest.",
+        discussion: "Exit code 1 when a file is missing or differs; each such file is named on stderr."
+    )
+
+    @Flag(help: "Print one JSON document on stdout.")
+    var json = false
+
+    @Argument(help: "The backup destination folder.")
+    var directory: String
+
+    @Option(help: "Verify this backup only.")
+    var backup: String?
+
+    func run() async throws {
+        try await reportingFailures(json: json) {
+            let report = try BackupDestination(root: directory).verify(backup: backup)
+            guard !report.backups.isEmpty else { throw CommandFailure("no backup in \(directory)") }
+            if json {
+                try printJSON(VerifyDocument(report))
+            } else {
+                print(
+                    "\(report.backups.count) backups, \(report.filesCheckedText): \(report.ok ? "ok" : "\(report.problems.count) problems")"
+                )
+            }
+            for problem in report.problems { printError("kvctl: \(problem)") }
+            if !report.ok { throw ExitCode(1) }
+        }
+    }
+}
+
+extension BackupDestination.VerifyReport {
+    fileprivate var filesCheckedText: String { "\(filesChecked) files (\(bytesChecked) bytes) read" }
+}
+
+private struct VerifyDocument: Encodable {
+    struct Problem: Encodable {
+        var backup, node, file, path, reason: String
+    }
+    var ok: Bool
+    var backups: [String]
+    var filesChecked: Int
+    var bytesChecked: UInt64
+    var problems: [Problem]
+
+    init(_ report: BackupDestination.VerifyReport) {
+        ok = report.ok
+        backups = report.backups
+        filesChecked = report.filesChecked
+        bytesChecked = report.bytesChecked
+        problems = report.problems.map {
+            Problem(backup: $0.backup, node: $0.node, file: $0.file, path: $0.path, reason: $0.reason)
+        }
+    }
+}
+
+/// `kvctl backup list DIR`.
+struct BackupList: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "list", abstract: "The finished backups in DIR, oldest first.")
+
+    @Flag(help: "Print one JSON document on stdout.")
+    var json = false
+
+    @Argument(help: "The backup destination folder.")
+    var directory: String
+
+    private struct Entry: Encodable {
+        var id: String
+        var startedAt: String
+        var cut: UInt64
+        var cutTime: String
+        var nodes: [String]
+        var files: Int
+        var bytes: UInt64
+    }
+
+    private struct Document: Encodable {
+        var ok = true
+        var backups: [Entry]
+    }
+
+    func run() async throws {
+        try await reportingFailures(json: json) {
+            let entries = try BackupDestination(root: directory).manifests().map { manifest in
+                Entry(
+                    id: manifest.id, startedAt: manifest.startedAt, cut: manifest.cut, cutTime: manifest.cutTime,
+                    nodes: manifest.nodes.map(\.node), files: manifest.files.count,
+                    bytes: manifest.nodes.reduce(0) { $0 &+ $1.bytes })
+            }
+            if json {
+                try printJSON(Document(backups: entries))
+                return
+            }
+            print("ID                        CUT                         NODES  FILES    BYTES")
+            for entry in entries {
+                print(
+                    "\(entry.id.padding(toLength: 25, withPad: " ", startingAt: 0)) \(entry.cutTime.padding(toLength: 27, withPad: " ", startingAt: 0)) \(String(entry.nodes.count).padding(toLength: 6, withPad: " ", startingAt: 0)) \(String(entry.files).padding(toLength: 8, withPad: " ", startingAt: 0)) \(entry.bytes)"
+                )
+            }
+        }
+    }
+}
+
+/// `kvctl backup prune DIR --keep N`.
+struct BackupPrune: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "prune",
+        abstract: "Remove all but the newest N backups in DIR, and the files no remaining backup lists.",
+        discussion: "Waits for no running backup: it fails at once when one holds DIR/.lock."
+    )
+
+    @Flag(help: "Print one JSON document on stdout.")
+    var json = false
+
+    @Argument(help: "The backup destination folder.")
+    var directory: String
+
+    @Option(help: "How many backups to keep (the newest).")
+    var keep: Int
+
+    @Flag(name: .customLong("dry-run"), help: "Only print what would be removed.")
+    var dryRun = false
+
+    func validate() throws {
+        guard keep >= 1 else { throw ValidationError("--keep must be at least 1") }
+    }
+
+    private struct Document: Encodable {
+        var ok = true
+        var dryRun: Bool
+        var backupsRemoved: [String]
+        var filesRemoved: Int
+        var bytesRemoved: UInt64
+    }
+
+    func run() async throws {
+        try await reportingFailures(json: json) {
+            let destination = BackupDestination(root: directory)
+            let plan = dryRun ? try destination.prunePlan(keep: keep) : try destination.prune(keep: keep)
+            if json {
+                try printJSON(
+                    Document(
+                        dryRun: dryRun, backupsRemoved: plan.backups, filesRemoved: plan.files.count,
+                        bytesRemoved: plan.bytes))
+            } else {
+                let verb = dryRun ? "would remove" : "removed"
+                print(
+                    "\(verb) \(plan.backups.count) backups (\(plan.backups.joined(separator: ", "))) and \(plan.files.count) files (\(plan.bytes) bytes)"
+                )
+            }
+        }
+    }
+}
