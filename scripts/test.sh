@@ -5,15 +5,26 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-scripts/setup.sh
-swift format lint --strict -r Sources Tests Package.swift
-swift build --build-tests
+# Each step's wall time goes to stderr at its end, and all of them at the end of the run.
+timings=()
+step() {
+    local name=$1 started=$SECONDS
+    shift
+    "$@"
+    timings+=("$(printf '%5d s  %s' $((SECONDS - started)) "$name")")
+    echo "test.sh: $name took $((SECONDS - started)) s" >&2
+}
+trap 'printf "test.sh: %s\n" "${timings[@]}" >&2' EXIT
+
+step setup scripts/setup.sh
+step lint swift format lint --strict -r Sources Tests Package.swift
+step build swift build --build-tests
 # A short bounded libFuzzer pass over the wire decoder (its own build in .build-fuzz/).
-scripts/fuzz.sh 30
+step fuzz scripts/fuzz.sh 30
 # Unit and in-process tests run in parallel; the simulator's runs (which keep both cores busy) after
 # them, so that they do not starve the TLS and RPC tests' event loops; the tests that start real kvd
 # processes last, one at a time (see Tests/ClusterTests/RealProcessTests.swift), so their deadlines
 # are not noise.
-swift test --skip-build --skip ClusterTests --skip SimulationTests
-swift test --skip-build --filter SimulationTests
-swift test --skip-build --filter ClusterTests
+step "unit tests" swift test --skip-build --skip ClusterTests --skip SimulationTests
+step simulator swift test --skip-build --filter SimulationTests
+step "real processes" swift test --skip-build --filter ClusterTests
