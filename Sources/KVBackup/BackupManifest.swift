@@ -13,7 +13,7 @@ public struct BackupManifest: Codable, Sendable, Hashable {
     public static let currentFormat = 1
 
     public var format: Int
-    /// The UTC time the backup started, then a random suffix: `20261203T120640Z-3f9a1c` (sorts by time).
+    /// The UTC time the backup started, then a random suffix: `20261203T120640Z-3f9a1c`.
     public var id: String
     /// ISO 8601 UTC, when the backup started.
     public var startedAt: String

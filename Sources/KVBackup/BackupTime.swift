@@ -15,7 +15,8 @@ public enum BackupTime {
     }
 
     /// A new backup id: the UTC time, then six random hex digits (`20261203T120640Z-3f9a1c`), so that
-    /// ids sort by time and two backups started in the same second differ.
+    /// two backups started in the same second differ. Backups are ordered by their cut, not their id
+    /// (`BackupDestination.manifests()`).
     public static func newBackupID(now: Date = Date()) -> String {
         var calendar = Calendar(identifier: .gregorian)
         calendar.timeZone = TimeZone(identifier: "UTC")!

@@ -37,7 +37,7 @@ extension RealProcessTests {
         }
 
         @Test func backupVerifyIncrementalAndCorruption() async throws {
-            let cluster = try ClusterHarness(nodes: 4, firstHost: 13)
+            let cluster = try ClusterHarness(nodes: 4, firstHost: 125)
             defer { cluster.tearDown() }
             // Nothing writes behind the test's back between the two backups.
             cluster.extraArguments = ["--anti-entropy-interval", "0"]
@@ -110,7 +110,7 @@ extension RealProcessTests {
         /// SIGKILL `kvctl` in the middle of a copy: the next backup continues the partly copied file and
         /// copies only what is missing; a node restarted meanwhile drops the checkpoint left behind.
         @Test func aBackupKilledMidwayResumes() async throws {
-            let cluster = try ClusterHarness(nodes: 4, firstHost: 17)
+            let cluster = try ClusterHarness(nodes: 4, firstHost: 135)
             defer { cluster.tearDown() }
             cluster.extraArguments = ["--anti-entropy-interval", "0"]
             try await offThePool { try cluster.startAll() }

@@ -55,6 +55,17 @@ struct BackupDestinationTests {
         #expect(try scratch.destination.backupIDs() == ["20261203T120000Z-000001"])
     }
 
+    /// Two backups started in the same second: their ids' random suffixes say nothing of their
+    /// order, their cuts do (a prune once kept the wrong one).
+    @Test func backupsAreOrderedByTheirCutNotTheirID() throws {
+        let scratch = try Scratch()
+        let table = try scratch.store("table", as: "000010.sst")
+        try scratch.backup("20261203T120000Z-ffffff", ["n1": [table]], hlc: 5 << 16)
+        try scratch.backup("20261203T120000Z-000001", ["n1": [table]], hlc: 6 << 16)
+        #expect(try scratch.destination.backupIDs() == ["20261203T120000Z-ffffff", "20261203T120000Z-000001"])
+        #expect(try scratch.destination.prunePlan(keep: 1).backups == ["20261203T120000Z-ffffff"])
+    }
+
     @Test func aBackupWithoutItsManifestIsNotListed() throws {
         let scratch = try Scratch()
         try FileManager.default.createDirectory(
