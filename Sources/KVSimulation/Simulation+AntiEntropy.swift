@@ -2,17 +2,22 @@ import KVCore
 import KVNode
 import KVStorage
 
-/// Anti-entropy in the simulator, at the end of a run: once every node is back, co-replicas of every
-/// vnode range compare their Merkle trees with the production `MerkleComparison` over their stores'
-/// production `MerkleStore` answers, and exchange exactly the differing keys it finds (`push` from the
-/// local side, `pull` from the remote one, as `AntiEntropySession` copies them) through the production
-/// `Replica.put`. Then every replica of every range must hold the same data.
+/// Anti-entropy in the simulator, at the end of a run: once every node is back, the first replica of
+/// every vnode range repairs it with the others by the production rule (`RangeRepair`), each
+/// comparison the production `MerkleComparison` over the stores' production `MerkleStore` answers,
+/// exchanging exactly the differing keys it finds (`push` from the local side, `pull` from the remote
+/// one, as `AntiEntropySession` copies them) through the production `Replica.put`. Then every replica
+/// of every range must hold the same data.
 ///
 /// With `antiEntropyEvery`, nodes also run passes during the run, under faults, and with
-/// `tombstoneGrace` they purge tombstones by the production rule (`AntiEntropy`): a range's
-/// tombstones older than the grace period, once it was compared with every co-replica, the comparison
-/// leaving such tombstones uncopied where their key is absent. `observe` then checks that no value a
-/// purged tombstone deleted comes back.
+/// `tombstoneGrace` they purge tombstones by the production rule (`RangeRepair` with
+/// `TombstonePolicy`, as `AntiEntropy`): a range's tombstones older than the grace period, once it was
+/// compared with every co-replica, the comparison leaving such tombstones uncopied where their key is
+/// absent. `observe` then checks that no value a purged tombstone deleted comes back.
+///
+/// This file holds drivers only: which co-replica is compared when, what confirms a range and when
+/// tombstones may go are `RangeRepair`'s; a comparison with a node that is down fails, as the node's
+/// sessions do.
 extension Simulation {
     /// Every vnode span of the ring, each once: `(previous token, token]`.
     var vnodeSpans: [TokenRangeSpan] {
@@ -20,26 +25,23 @@ extension Simulation {
         return Set(tokens.map { ring.range(containing: Token($0)) }).sorted { $0.end < $1.end }
     }
 
-    /// Compares and repairs every range between its first replica and each other one, twice over, so
-    /// that what the first learned from the last reaches the others too. Returns the keys moved.
+    /// Repairs every range from its first replica (`repair(_:from:purgeHorizon:policy:)`, no purge).
+    /// One pass converges the replicas of a range whose replicas are all up: each comparison copies
+    /// both ways, and `RangeRepair` compares the earlier co-replicas again when a later one gave the
+    /// first replica records. Returns the records copied both ways (those their target applied).
     @discardableResult
     func antiEntropyPass() -> Int {
         var moved = 0
         for span in vnodeSpans {
-            let replicas = ring.preferenceList(for: Token(span.end)).map(nodeIndex)
-            guard let first = replicas.first, replicas.allSatisfy({ nodes[$0].isUp }) else { continue }
-            for _ in 0..<2 {
-                for other in replicas.dropFirst() {
-                    moved += compare(span, local: first, remote: other)
-                }
-            }
+            guard let first = ring.preferenceList(for: Token(span.end)).first else { continue }
+            moved += repair(span, from: nodeIndex(first), purgeHorizon: nil, policy: TombstonePolicy(grace: nil)).moved
         }
         return moved
     }
 
-    /// A node's mid-run pass: each vnode range it replicates is compared with every co-replica (twice
-    /// over, so that what a later one gave reaches the earlier ones); when all were up, tombstones older
-    /// than the grace period are then purged. Ticks go on while clients run.
+    /// A node's mid-run pass: each vnode range it replicates is repaired with its co-replicas
+    /// (`repair(_:from:purgeHorizon:policy:)`), and its tombstones purged when the repair's outcome
+    /// says so. Ticks go on while clients run.
     func antiEntropyTick(_ index: Int) {
         if nodes[index].isUp {
             let id = nodes[index].id
@@ -48,27 +50,43 @@ extension Simulation {
             let rangesMoving =
                 configuration.membershipProfile != nil && membership.acceptors[index].committed.isChanging
             let horizon = policy.horizon(nowMillis: nodes[index].localNow, rangesMoving: rangesMoving)
-            for span in vnodeSpans {
-                let replicas = ring.preferenceList(for: Token(span.end)).map(nodeIndex)
-                guard replicas.contains(index) else { continue }
-                let coReplicas = replicas.filter { $0 != index }
-                // A comparison with a node that is down fails, as the node's sessions do.
-                let confirmed = coReplicas.allSatisfy { nodes[$0].isUp }
-                if confirmed {
-                    for _ in 0..<2 {
-                        for other in coReplicas {
-                            compare(span, local: index, remote: other, purgeHorizon: horizon)
-                        }
-                    }
-                }
-                if let horizon, policy.mayPurge(confirmed: confirmed) {
-                    purgeTombstones(of: index, in: span, before: horizon)
+            for span in vnodeSpans where ring.preferenceList(for: Token(span.end)).contains(id) {
+                let outcome = repair(span, from: index, purgeHorizon: horizon, policy: policy).outcome
+                if let before = outcome.purgeBefore {
+                    purgeTombstones(of: index, in: span, before: before)
                 }
             }
             log("\(id) ran an anti-entropy pass")
         }
         if clientsActive, let every = configuration.antiEntropyEvery?.wholeMillisecondsClamped {
             queue.push(.antiEntropyTick(node: index), at: now + every)
+        }
+    }
+
+    /// Drives the production `RangeRepair` of `span` from node `index` with the span's other replicas:
+    /// each comparison it asks for is one `compare`, or a failed one when the co-replica is down.
+    /// Returns the records copied both ways (those their target applied) and the repair's outcome.
+    func repair(_ span: TokenRangeSpan, from index: Int, purgeHorizon: Version?, policy: TombstonePolicy) -> (
+        moved: Int, outcome: RangeRepair.Outcome
+    ) {
+        var repair = RangeRepair(
+            range: span, coReplicas: ring.preferenceList(for: Token(span.end)).filter { $0 != nodes[index].id },
+            purgeHorizon: purgeHorizon, policy: policy)
+        var moved = 0
+        while true {
+            switch repair.step {
+            case .compare(let id):
+                let other = nodeIndex(id)
+                guard nodes[other].isUp else {
+                    repair.compared(with: id, keysReceived: 0, failed: true)
+                    continue
+                }
+                let copied = compare(span, local: index, remote: other, purgeHorizon: repair.purgeHorizon)
+                moved += copied.pushed + copied.pulled
+                repair.compared(with: id, keysReceived: copied.pulled, failed: false)
+            case .finished(let outcome):
+                return (moved, outcome)
+            }
         }
     }
 
@@ -94,9 +112,13 @@ extension Simulation {
         }
     }
 
-    /// One comparison of `span` between two nodes; returns the keys it moved.
+    /// One comparison of `span` between two nodes: returns the records the remote side applied from
+    /// the local one (`pushed`) and the local side from the remote one (`pulled`), as
+    /// `AntiEntropySession` counts keys sent and received.
     @discardableResult
-    func compare(_ span: TokenRangeSpan, local: Int, remote: Int, purgeHorizon: Version? = nil) -> Int {
+    func compare(_ span: TokenRangeSpan, local: Int, remote: Int, purgeHorizon: Version? = nil) -> (
+        pushed: Int, pulled: Int
+    ) {
         var comparison = MerkleComparison(range: span, purgeHorizon: purgeHorizon)
         comparison.findsNothingToPull = configuration.mutation == .antiEntropyNeverPulls
         var action = comparison.start()
@@ -106,40 +128,41 @@ extension Simulation {
                     let theirs = try nodes[remote].store.merkleAnswer(to: query, in: comparison.tree)
                 else {
                     violate("anti-entropy asked \(query) that the stores cannot answer for \(span)")
-                    return 0
+                    return (0, 0)
                 }
                 action = try comparison.handle(local: mine, remote: theirs)
             }
         } catch {
             violate("anti-entropy between \(nodes[local].id) and \(nodes[remote].id) on \(span) failed: \(error)")
-            return 0
+            return (0, 0)
         }
-        guard case .finish(let difference) = action else { return 0 }
-        for entry in difference.push {
-            copy(entry.key, from: local, to: remote)
-        }
-        for entry in difference.pull {
-            copy(entry.key, from: remote, to: local)
-        }
+        guard case .finish(let difference) = action else { return (0, 0) }
+        let pushed = difference.push.count { copy($0.key, from: local, to: remote) }
+        let pulled = difference.pull.count { copy($0.key, from: remote, to: local) }
         statistics.antiEntropyKeys += difference.push.count + difference.pull.count
         if !difference.isEmpty {
             log(
                 "anti-entropy \(nodes[local].id)↔\(nodes[remote].id) \(span): pushed \(difference.push.count), pulled \(difference.pull.count)"
             )
         }
-        return difference.push.count + difference.pull.count
+        return (pushed, pulled)
     }
 
-    func copy(_ key: [UInt8], from source: Int, to target: Int) {
+    /// Copies `key`'s record from one node to another through `Replica.put`: whether the target
+    /// applied it (false when it held a newer version).
+    @discardableResult
+    func copy(_ key: [UInt8], from source: Int, to target: Int) -> Bool {
         do {
             guard let record = try nodes[source].store.get(key: key) else {
                 violate("anti-entropy listed \(show(key)) on \(nodes[source].id), which does not hold it")
-                return
+                return false
             }
-            _ = try nodes[target].replica.put(key: key, record: record)
+            let applied = try nodes[target].replica.put(key: key, record: record).outcome == .applied
             observe(node: target, key: key)
+            return applied
         } catch {
             violate("anti-entropy could not copy \(show(key)) to \(nodes[target].id): \(error)")
+            return false
         }
     }
 

@@ -16,7 +16,8 @@ import Synchronization
 ///    both sides of a session replicate exactly the compared span) with each co-replica (the range's
 ///    preference list minus this node), one co-replica after the other. If a later co-replica gave
 ///    this node newer records, the earlier co-replicas are compared again, so that a pass leaves every
-///    replica of the range with the newest version this node saw.
+///    replica of the range with the newest version this node saw. That order, and 3's condition, are
+///    KVCore's `RangeRepair`, which the simulator's nodes drive too.
 /// 3. A range compared without error with every co-replica has its tombstones older than the
 ///    tombstone grace period purged (`TombstonePurging`): every replica then held them or something
 ///    newer, or held nothing for the key (it purged it already). While any co-replica is down its
@@ -278,32 +279,29 @@ public final class AntiEntropy: Sendable {
         var report = AntiEntropyReport()
         switch work {
         case .replicated(let range):
-            let horizon = purgeHorizon()
-            let coReplicas = ring.preferenceList(for: Token(range.end)).filter { $0 != nodeID }
-            var sessions: [AntiEntropySession.Report] = []
-            var lastReceiving = -1
-            for (index, id) in coReplicas.enumerated() {
-                let session = await session(range: range, local: local, peer: id, purgeHorizon: horizon)
-                if session.keysReceived > 0 { lastReceiving = index }
-                sessions.append(session)
-            }
-            // Records received from a later co-replica have not reached the earlier ones yet.
-            if lastReceiving > 0 && sessions.allSatisfy({ $0.failure == nil }) {
-                for id in coReplicas.prefix(lastReceiving) {
-                    sessions.append(await session(range: range, local: local, peer: id, purgeHorizon: horizon))
+            // Which co-replica next, whether the range is confirmed and may be purged: KVCore's rule.
+            var repair = RangeRepair(
+                range: range, coReplicas: ring.preferenceList(for: Token(range.end)).filter { $0 != nodeID },
+                purgeHorizon: purgeHorizon(), policy: tombstonePolicy)
+            repairing: while true {
+                switch repair.step {
+                case .compare(let id):
+                    let session = await session(range: range, local: local, peer: id, purgeHorizon: repair.purgeHorizon)
+                    report.add(session)
+                    repair.compared(with: id, keysReceived: session.keysReceived, failed: session.failure != nil)
+                case .finished(let outcome):
+                    if outcome.confirmed {
+                        report.rangesCompared += 1
+                        recordCompared(range)
+                        for mark in marks.rangesDue() where mark.range == range {
+                            clear(mark)
+                        }
+                    }
+                    if let horizon = outcome.purgeBefore {
+                        report.tombstonesPurged += await purge(range, before: horizon)
+                    }
+                    break repairing
                 }
-            }
-            for session in sessions { report.add(session) }
-            let confirmed = sessions.allSatisfy { $0.failure == nil }
-            if confirmed {
-                report.rangesCompared += 1
-                recordCompared(range)
-                for mark in marks.rangesDue() where mark.range == range {
-                    clear(mark)
-                }
-            }
-            if let horizon, tombstonePolicy.mayPurge(confirmed: confirmed) {
-                report.tombstonesPurged += await purge(range, before: horizon)
             }
         case .foreign(let mark):
             // The mark was made on the ring of its day: cut it at the vnodes of today's, so that each
