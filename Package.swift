@@ -87,7 +87,9 @@ let package = Package(
         ),
         .target(
             name: "KVBackup",
-            dependencies: ["KVCore", "KVWire", "KVTLS", "KVClient", .product(name: "NIOCore", package: "swift-nio")],
+            dependencies: [
+                "KVCore", "KVWire", "KVTLS", "KVClient", "KVStorage", .product(name: "NIOCore", package: "swift-nio"),
+            ],
             swiftSettings: swiftSettings
         ),
         .target(
