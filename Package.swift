@@ -180,7 +180,8 @@ let package = Package(
         ),
         .testTarget(name: "KVClusterTests", dependencies: ["KVCore", "KVCluster"], swiftSettings: swiftSettings),
         .testTarget(
-            name: "KVBackupTests", dependencies: ["KVCore", "KVBackup", "KVTLS"], swiftSettings: swiftSettings
+            name: "KVBackupTests", dependencies: ["KVCore", "KVBackup", "KVTLS", "KVStorage"],
+            swiftSettings: swiftSettings
         ),
         .testTarget(name: "KVStorageTests", dependencies: ["KVCore", "KVStorage"], swiftSettings: swiftSettings),
         .testTarget(
