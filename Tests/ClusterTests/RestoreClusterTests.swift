@@ -102,6 +102,11 @@ extension RealProcessTests {
         }
 
         @Test func restoresIntoThreeAndSixNodesAsOfTheCutAndATime() async throws {
+            let help = try run("kvctl", ["restore", "--help"])
+            for option in ["--from", "--backup", "--as-of", "hlc:", "--json", "--concurrency"] {
+                #expect(help.stdout.contains(option), "\(help.stdout)")
+            }
+            #expect(try run("kvctl", ["--help"]).stdout.contains("restore"))
             let source = try ClusterHarness(nodes: 4, firstHost: 21)
             defer { source.tearDown() }
             // Nothing writes behind the test's back.
