@@ -184,6 +184,29 @@ import Testing
         #expect(try target.restored("y") == Self.deleted(20))
     }
 
+    @Test func largeRecordsGoInBatchesWithinTheFrameBound() async throws {
+        let scratch = try Scratch()
+        for index in 0..<12 {
+            let record = StoredRecord(
+                version: Version(hlc: UInt64(index + 1), writer: 1), tombstone: false,
+                value: [UInt8](repeating: UInt8(index), count: 300_000))
+            try scratch.write("n1", "large-\(index)", record)
+            try scratch.write("n2", "large-\(index)", record)
+        }
+        try scratch.backUp(Self.firstID, hlc: 100)
+        let target = FakeTarget(nodes: 3, replicationFactor: 3)
+        var runner = RestoreRunner(destination: scratch.destination, target: target)
+        runner.batchesInFlightMax = 2
+        let report = try await runner.run()
+        #expect(report.keysRestored == 12)
+        let batches = target.batchBytes.withLock { $0 }
+        #expect(batches.allSatisfy { $0 <= Limits.merkleRecordBytesPerFrameMax }, "\(batches)")
+        // Three records fit in a batch: each of the 3 replicas gets 12 records in 4 batches.
+        #expect(batches.count == 12 && report.batchesSent == 12, "\(batches)")
+        #expect(report.bytesSent == 3 * 12 * UInt64(300_000 + "large-0".utf8.count + 1) - 3 * 10)
+        for index in 0..<12 { #expect(try target.restored("large-\(index)")?.value.count == 300_000) }
+    }
+
     @Test func aFileThatDiffersFromItsManifestFailsTheRestoreNamingIt() async throws {
         let scratch = try Self.twoBackups()
         let manifest = try scratch.destination.manifest(Self.secondID)
