@@ -53,8 +53,8 @@ public struct RestoreRunner: Sendable {
     public var asOf: AsOf?
     /// `MerkleApply` batches in flight at once, all nodes together.
     public var batchesInFlightMax = 8
-    /// Where the checkpoints are rebuilt (removed afterwards); a new folder in the destination by
-    /// default, so that table files can be hard links.
+    /// Where the checkpoints are rebuilt (a folder that must not exist; removed afterwards); a new
+    /// folder in the destination by default, so that table files can be hard links.
     public var workDirectory: String?
     /// Progress lines (to stderr in kvctl), about one a second.
     public var progress: @Sendable (String) -> Void = { _ in }
@@ -68,6 +68,9 @@ public struct RestoreRunner: Sendable {
     public func run() async throws -> RestoreReport {
         let clock = ContinuousClock()
         let started = clock.now
+        guard FileManager.default.fileExists(atPath: destination.backupsDirectory) else {
+            throw BackupError("\(destination.root) holds no backups (no \(destination.backupsDirectory))")
+        }
         let plan = try RestorePlan(manifests: destination.manifests(), backup: backupID, asOf: asOf)
         var report = RestoreReport(backup: plan.backup.id, asOf: plan.asOf)
         let ring = try await targetRing(&report)

@@ -41,7 +41,9 @@ struct RestoreCommand: AsyncParsableCommand {
 
     @Option(
         name: .customLong("work-dir"),
-        help: "Where the checkpoints are rebuilt and read (removed afterwards); a new folder inside --from by default.")
+        help:
+            "Where the checkpoints are rebuilt (must not exist; removed afterwards); a new folder in --from by default."
+    )
     var workDirectory: String?
 
     func validate() throws {
