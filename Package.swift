@@ -87,7 +87,9 @@ let package = Package(
         ),
         .target(
             name: "KVBackup",
-            dependencies: ["KVCore", "KVWire", "KVTLS", "KVClient", .product(name: "NIOCore", package: "swift-nio")],
+            dependencies: [
+                "KVCore", "KVWire", "KVTLS", "KVClient", "KVStorage", .product(name: "NIOCore", package: "swift-nio"),
+            ],
             swiftSettings: swiftSettings
         ),
         .target(
@@ -178,7 +180,8 @@ let package = Package(
         ),
         .testTarget(name: "KVClusterTests", dependencies: ["KVCore", "KVCluster"], swiftSettings: swiftSettings),
         .testTarget(
-            name: "KVBackupTests", dependencies: ["KVCore", "KVBackup", "KVTLS"], swiftSettings: swiftSettings
+            name: "KVBackupTests", dependencies: ["KVCore", "KVBackup", "KVTLS", "KVStorage"],
+            swiftSettings: swiftSettings
         ),
         .testTarget(name: "KVStorageTests", dependencies: ["KVCore", "KVStorage"], swiftSettings: swiftSettings),
         .testTarget(

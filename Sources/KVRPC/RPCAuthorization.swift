@@ -37,6 +37,9 @@ public enum RPCAuthorization {
             // Clients send hints too: the SDK coordinates hinted handoff (docs/design-notes.md).
             return true
         case .merkleExchangeRequest, .merkleFetchRequest, .merkleApplyRequest, .streamRequest:
+            // Admins too (they may send everything): `kvctl restore` writes a backup's records with
+            // their own versions to each replica as `MerkleApply` batches, through the apply rule,
+            // so it can only add versions, never roll one back.
             return role == .node || role == .admin
         case .mapPrepareRequest, .mapAcceptRequest, .mapCommitRequest:
             // Cluster-map changes: proposed by admins (kvctl cluster …); nodes may push chosen maps.

@@ -13,6 +13,7 @@ struct KVCtl: AsyncParsableCommand {
             Put.self, Get.self, Delete.self, Status.self, Repair.self, RingCommand.self, ClusterCommand.self,
             JoinCommand.self, LeaveCommand.self, ReplaceCommand.self, DrainCommand.self, WaitReadyCommand.self,
             Certs.self, BackupCommand.self,
+            RestoreCommand.self,
         ]
     )
 

@@ -1,0 +1,44 @@
+/// Which backups a restore reads and the bound T it keeps writes up to.
+///
+/// The chosen backup (the latest in the destination by default) gives every key's state; the
+/// earlier backups of the same cluster, newest first, give the versions at or below T of the keys
+/// the chosen backup holds only newer (a key overwritten after T): point-in-time granularity for
+/// overwritten keys is the backup schedule.
+public struct RestorePlan: Sendable, Hashable {
+    public var backup: BackupManifest
+    /// The backups of the same cluster taken before `backup`, newest first.
+    public var earlier: [BackupManifest]
+    /// T: the records with a version at or below it are kept.
+    public var asOf: UInt64
+
+    /// - Parameters:
+    ///   - manifests: the destination's finished backups, in any order.
+    ///   - id: the backup to restore; the latest when nil.
+    ///   - asOf: T; the chosen backup's cut when nil.
+    /// - Throws: when there is no backup, no backup `id`, or `asOf` is later than the chosen backup's
+    ///   cut: a node's checkpoint may have been taken before a write at or below T reached it, and
+    ///   no other checkpoint is sure to hold that write.
+    public init(manifests: [BackupManifest], backup id: String?, asOf: AsOf?) throws {
+        let sorted = manifests.sorted { $0.id < $1.id }
+        let chosen: BackupManifest
+        if let id {
+            guard let found = sorted.first(where: { $0.id == id }) else {
+                throw BackupError(
+                    "no backup '\(id)' in the destination (backups: \(sorted.map(\.id).joined(separator: ", ")))")
+            }
+            chosen = found
+        } else {
+            guard let latest = sorted.last else { throw BackupError("the destination holds no finished backup") }
+            chosen = latest
+        }
+        let bound = asOf?.hlc ?? chosen.cut
+        if bound > chosen.cut {
+            throw BackupError(
+                "--as-of \(AsOf(hlc: bound)) is later than backup \(chosen.id)'s cut hlc:\(chosen.cut) (\(chosen.cutTime)): writes after the cut may be missing from some node's checkpoint; choose a later backup or an earlier time"
+            )
+        }
+        backup = chosen
+        earlier = sorted.filter { $0.id < chosen.id && $0.clusterID == chosen.clusterID }.reversed()
+        self.asOf = bound
+    }
+}

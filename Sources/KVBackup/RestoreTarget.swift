@@ -1,0 +1,35 @@
+public import KVClient
+public import KVCore
+
+/// Where a restore writes: the target cluster over RPC (`KVClient`), or a fake in tests.
+public protocol RestoreTarget: Sendable {
+    /// The latest cluster map of the target.
+    func clusterMap() async throws -> ClusterMap
+    /// Checks that `node` answers; the keys it holds (roughly).
+    func ping(node: String) async throws -> UInt64
+    /// Writes `records` to `node` through its apply rule, each with its own version; how many it applied.
+    func apply(_ records: [(key: [UInt8], record: StoredRecord)], node: String) async throws -> Int
+}
+
+/// The cluster `KVClient` is configured for as a restore's target: `MerkleApply` batches, admin only.
+public struct ClusterRestoreTarget: RestoreTarget {
+    public let client: KVClient
+    /// How long one batch may take to be applied (a node fsyncs it once).
+    public var batchTimeout: Duration = .seconds(60)
+
+    public init(client: KVClient) {
+        self.client = client
+    }
+
+    public func clusterMap() async throws -> ClusterMap {
+        try await client.latestClusterMap()
+    }
+
+    public func ping(node: String) async throws -> UInt64 {
+        try await client.ping(node: node).keys
+    }
+
+    public func apply(_ records: [(key: [UInt8], record: StoredRecord)], node: String) async throws -> Int {
+        try await client.applyRecords(records, node: node, timeout: batchTimeout)
+    }
+}

@@ -1,0 +1,151 @@
+import CRocksDB
+import Foundation
+public import KVCore
+
+/// A RocksDB folder of `RocksDBStore`'s layout (a checkpoint a backup copied, rebuilt in a folder)
+/// opened read-only, for a restore: its `data` records in order, page by page, and its hints.
+///
+/// Read-only so that opening it never writes a byte: the folder is made of hard links to a backup's
+/// files, which must stay as they were. RocksDB replays a write-ahead log left in the folder into
+/// memory only. Not `RocksDBStore`, whose open writes (Merkle segments, checkpoint clean-up).
+///
+/// Every call blocks on I/O. One caller at a time: a restore reads one checkpoint from one task.
+public final class RocksDBCheckpointReader: @unchecked Sendable {
+    public let directory: String
+
+    private let db: OpaquePointer
+    private let options: OpaquePointer
+    private let families: [OpaquePointer]
+    private var dataFamily: OpaquePointer { families[1] }
+    private var hintsFamily: OpaquePointer { families[2] }
+    private var closed = false
+
+    /// Opens `directory` read-only with the store's column families.
+    ///
+    /// Throws `.openFailed` when it is not a RocksDB folder or lacks a family, `.corruption` when
+    /// RocksDB finds damaged files.
+    public init(directory: String) throws(StorageError) {
+        self.directory = directory
+        guard FileManager.default.fileExists(atPath: "\(directory)/CURRENT") else {
+            throw .openFailed(path: directory, reason: "no CURRENT file: not a RocksDB folder")
+        }
+        let options = rocksdb_options_create()!
+        rocksdb_options_set_paranoid_checks(options, 1)
+        let names = RocksDBStore.familyNames
+        var handles = [OpaquePointer?](repeating: nil, count: names.count)
+        var error: UnsafeMutablePointer<CChar>?
+        let cNames = names.map { strdup($0) }
+        defer { cNames.forEach { free($0) } }
+        let familyOptions = [OpaquePointer?](repeating: options, count: names.count)
+        let opened = cNames.map { UnsafePointer($0) }.withUnsafeBufferPointer { names in
+            rocksdb_open_for_read_only_column_families(
+                options, directory, Int32(names.count), names.baseAddress, familyOptions, &handles, 0, &error)
+        }
+        if let message = RocksDBStore.takeMessage(error) {
+            if let opened { rocksdb_close(opened) }
+            rocksdb_options_destroy(options)
+            throw RocksDBStore.openError(message, path: directory)
+        }
+        guard let opened else {
+            rocksdb_options_destroy(options)
+            throw .openFailed(path: directory, reason: "RocksDB returned no database and no error")
+        }
+        self.db = opened
+        self.options = options
+        self.families = handles.map { $0! }
+    }
+
+    deinit {
+        close()
+    }
+
+    /// Frees the handles; later calls throw `.closed`.
+    public func close() {
+        guard !closed else { return }
+        closed = true
+        families.forEach { rocksdb_column_family_handle_destroy($0) }
+        rocksdb_close(db)
+        rocksdb_options_destroy(options)
+    }
+
+    /// Up to `recordsMax` records of `data` after `after` (from the first when nil), in the family's
+    /// order: token, then key bytes (`RecordCodec`). Fewer than `recordsMax` only at the end.
+    ///
+    /// - Parameter after: the key (not the `data` key) of the last record of the previous page.
+    public func dataPage(after: [UInt8]?, recordsMax: Int) throws(StorageError) -> [StreamedRecord] {
+        precondition(recordsMax > 0, "a page holds at least one record")
+        // The smallest `data` key past `after`'s: its bytes followed by a zero byte.
+        let start = after.map { RecordCodec.dataKey($0) + [0] }
+        var page: [StreamedRecord] = []
+        try scan(dataFamily, from: start) { (key, value) throws(StorageError) -> Bool in
+            guard key.count > 8 else {
+                throw .corruption("data key of \(key.count) bytes has no token and key", path: directory)
+            }
+            page.append(StreamedRecord(key: Array(key[8...]), record: try RecordCodec.decode(value)))
+            return page.count < recordsMax
+        }
+        return page
+    }
+
+    /// The record `data` holds for `key`, or nil.
+    public func record(forKey key: [UInt8]) throws(StorageError) -> StoredRecord? {
+        guard !closed else { throw .closed }
+        let readOptions = rocksdb_readoptions_create()!
+        defer { rocksdb_readoptions_destroy(readOptions) }
+        rocksdb_readoptions_set_verify_checksums(readOptions, 1)
+        var error: UnsafeMutablePointer<CChar>?
+        let slice = RecordCodec.dataKey(key).withUnsafeBytes { dataKey in
+            rocksdb_get_pinned_cf(db, readOptions, dataFamily, dataKey.cChars, dataKey.count, &error)
+        }
+        defer { if let slice { rocksdb_pinnableslice_destroy(slice) } }
+        if let message = RocksDBStore.takeMessage(error) {
+            throw StorageError.fromRocksDB(message, path: directory)
+        }
+        guard let slice else { return nil }
+        var length = 0
+        let value = rocksdb_pinnableslice_value(slice, &length)
+        return try RecordCodec.decode(UnsafeRawBufferPointer(start: value, count: length))
+    }
+
+    /// Every hint the folder holds, for every target, in storage-key order. A node holds a bounded
+    /// number of them (`hintBytesMax`), so they are returned at once.
+    public func hints() throws(StorageError) -> [StoredHint] {
+        var found: [StoredHint] = []
+        try scan(hintsFamily, from: nil) { (key, value) throws(StorageError) -> Bool in
+            found.append(try HintCodec.decode(key: key, value: value))
+            return true
+        }
+        return found
+    }
+
+    private func scan(
+        _ family: OpaquePointer,
+        from start: [UInt8]?,
+        _ body: (UnsafeRawBufferPointer, UnsafeRawBufferPointer) throws(StorageError) -> Bool
+    ) throws(StorageError) {
+        guard !closed else { throw .closed }
+        let scanOptions = rocksdb_readoptions_create()!
+        defer { rocksdb_readoptions_destroy(scanOptions) }
+        rocksdb_readoptions_set_verify_checksums(scanOptions, 1)
+        let iterator = rocksdb_create_iterator_cf(db, scanOptions, family)!
+        defer { rocksdb_iter_destroy(iterator) }
+        if let start {
+            start.withUnsafeBytes { seek in rocksdb_iter_seek(iterator, seek.cChars, seek.count) }
+        } else {
+            rocksdb_iter_seek_to_first(iterator)
+        }
+        while rocksdb_iter_valid(iterator) != 0 {
+            var keyLength = 0
+            var valueLength = 0
+            let key = UnsafeRawBufferPointer(start: rocksdb_iter_key(iterator, &keyLength), count: keyLength)
+            let value = UnsafeRawBufferPointer(start: rocksdb_iter_value(iterator, &valueLength), count: valueLength)
+            guard try body(key, value) else { break }
+            rocksdb_iter_next(iterator)
+        }
+        var error: UnsafeMutablePointer<CChar>?
+        rocksdb_iter_get_error(iterator, &error)
+        if let message = RocksDBStore.takeMessage(error) {
+            throw StorageError.fromRocksDB(message, path: directory)
+        }
+    }
+}

@@ -1,0 +1,237 @@
+import Foundation
+import KVBackup
+import KVCore
+import KVStorage
+import KVTLS
+import Synchronization
+import Testing
+
+/// `RestoreRunner` over real RocksDB checkpoints in a destination and a fake target cluster: what
+/// each replica receives, hints included, earlier backups, a checksum mismatch and a node down.
+@Suite struct RestoreRunnerTests {
+    /// A target cluster in memory: each node applies records by the apply rule (newer versions only).
+    final class FakeTarget: RestoreTarget, Sendable {
+        let map: ClusterMap
+        let down: Set<String>
+        let stored = Mutex<[String: [[UInt8]: StoredRecord]]>([:])
+        let batchBytes = Mutex<[Int]>([])
+
+        init(nodes: Int, replicationFactor: Int, down: Set<String> = []) {
+            map = ClusterMap(
+                clusterID: "target", epoch: 2, replicationFactor: replicationFactor,
+                nodes: (1...nodes).map { index in
+                    ClusterMap.Node(
+                        id: "t\(index)", address: "127.0.0.1:\(7000 + index)",
+                        tokens: (0..<8).map { UInt64(index * 8 + $0) &* 0x9E37_79B9_7F4A_7C15 })
+                })
+            self.down = down
+        }
+
+        func clusterMap() async throws -> ClusterMap { map }
+
+        func ping(node: String) async throws -> UInt64 {
+            if down.contains(node) { throw BackupError("connection refused") }
+            return 0
+        }
+
+        func apply(_ records: [(key: [UInt8], record: StoredRecord)], node: String) async throws -> Int {
+            if down.contains(node) { throw BackupError("connection refused") }
+            batchBytes.withLock { $0.append(records.reduce(0) { $0 + $1.key.count + $1.record.value.count }) }
+            return stored.withLock { stored in
+                var applied = 0
+                for (key, record) in records where stored[node]?[key].map({ $0.version < record.version }) ?? true {
+                    stored[node, default: [:]][key] = record
+                    applied += 1
+                }
+                return applied
+            }
+        }
+
+        /// What every replica of `key` holds, when they all agree and no other node holds it.
+        func restored(_ key: String) throws -> StoredRecord? {
+            let replicas = try map.ring().preferenceList(forKey: Array(key.utf8))
+            return stored.withLock { stored in
+                let held = stored.filter { $0.value[Array(key.utf8)] != nil }
+                guard Set(held.keys) == Set(replicas) || held.isEmpty else { return nil }
+                let records = Set(held.values.map { $0[Array(key.utf8)]! })
+                return records.count == 1 ? records.first : nil
+            }
+        }
+    }
+
+    final class Scratch {
+        let root = NSTemporaryDirectory() + "kvrestore-\(UUID().uuidString)"
+        var destination: BackupDestination { BackupDestination(root: root + "/dest") }
+        var stores: [String: RocksDBStore] = [:]
+
+        init() throws {
+            for node in ["n1", "n2"] { stores[node] = try RocksDBStore(directory: "\(root)/\(node)") }
+            try destination.prepare()
+        }
+
+        deinit {
+            stores.values.forEach { $0.close() }
+            try? FileManager.default.removeItem(atPath: root)
+        }
+
+        func write(_ node: String, _ key: String, _ record: StoredRecord) throws {
+            _ = try stores[node]!.apply(key: Array(key.utf8), record: record)
+        }
+
+        func hint(_ node: String, for target: String, _ key: String, _ record: StoredRecord) throws {
+            _ = try stores[node]!.storeHint(
+                StoredHint(target: target, key: Array(key.utf8), record: record, storedAtMillis: 1), queueMax: 100)
+        }
+
+        /// A backup of both stores, as `kvctl backup` leaves it, with the given checkpoint times.
+        func backUp(_ id: String, hlc: UInt64) throws {
+            var nodes: [BackupManifest.NodeRecord] = []
+            for (index, node) in stores.keys.sorted().enumerated() {
+                let checkpoint = try stores[node]!.createCheckpoint(id: id) { try SHA256Digest.hash(file: $0).digest }
+                var files: [BackupManifest.FileRecord] = []
+                for file in checkpoint.files {
+                    let sha256 = file.sha256.hexString
+                    let target = destination.filePath(sha256: sha256)
+                    if !FileManager.default.fileExists(atPath: target) {
+                        try FileManager.default.copyItem(atPath: "\(checkpoint.path)/\(file.name)", toPath: target)
+                    }
+                    files.append(BackupManifest.FileRecord(name: file.name, bytes: file.bytes, sha256: sha256))
+                }
+                nodes.append(BackupManifest.NodeRecord(node: node, hlc: hlc + UInt64(index), epoch: 1, files: files))
+            }
+            let map = ClusterMap(
+                clusterID: "source", epoch: 1, replicationFactor: 2,
+                nodes: ["n1", "n2"].map { ClusterMap.Node(id: $0, address: "127.0.0.1:7411", tokens: [1]) })
+            try destination.write(
+                BackupManifest(
+                    id: id, startedAt: "", finishedAt: "", clusterID: "source", clusterMap: .init(map), nodes: nodes))
+        }
+    }
+
+    static func value(_ hlc: UInt64, _ text: String) -> StoredRecord {
+        StoredRecord(version: Version(hlc: hlc, writer: 1), tombstone: false, value: Array(text.utf8))
+    }
+
+    static func deleted(_ hlc: UInt64) -> StoredRecord {
+        StoredRecord(version: Version(hlc: hlc, writer: 1), tombstone: true, value: [])
+    }
+
+    static let firstID = "20261203T100000Z-000001"
+    static let secondID = "20261203T110000Z-000002"
+
+    /// Two backups: the first with `late` at its first value; the second with writes after T = 50
+    /// (an overwrite, a new key), a delete before it, and hints, one for a key no replica holds.
+    static func twoBackups() throws -> Scratch {
+        let scratch = try Scratch()
+        for node in ["n1", "n2"] {
+            try scratch.write(node, "x", value(10, "x1"))
+            try scratch.write(node, "late", value(5, "late-first"))
+        }
+        for index in 0..<300 {
+            try scratch.write(index % 2 == 0 ? "n1" : "n2", "bulk-\(index)", value(UInt64(index % 40 + 1), "v\(index)"))
+        }
+        try scratch.backUp(firstID, hlc: 41)
+        try scratch.write("n1", "y", deleted(20))
+        try scratch.write("n2", "y", value(15, "y-before-delete"))
+        try scratch.write("n1", "late", value(100, "late-second"))
+        try scratch.write("n2", "late", value(100, "late-second"))
+        try scratch.write("n1", "new", value(90, "after-T"))
+        // Hints: a newer version of `x` (still at or below T), and a key only a hint holds.
+        try scratch.hint("n2", for: "n9", "x", value(40, "x2-hinted"))
+        try scratch.hint("n1", for: "n9", "only-hinted", value(30, "hinted"))
+        try scratch.hint("n1", for: "n9", "hinted-later", value(95, "after-T"))
+        try scratch.backUp(secondID, hlc: 120)
+        return scratch
+    }
+
+    @Test func restoresTheNewestAtOrBelowTToEveryReplicaHintsAndEarlierBackupsIncluded() async throws {
+        let scratch = try Self.twoBackups()
+        let target = FakeTarget(nodes: 4, replicationFactor: 3)
+        var runner = RestoreRunner(destination: scratch.destination, target: target)
+        runner.asOf = AsOf(hlc: 50)
+        let report = try await runner.run()
+        #expect(report.backup == Self.secondID && report.earlierBackupsRead == [Self.firstID])
+        #expect(report.asOf == 50 && report.targetNodes == ["t1", "t2", "t3", "t4"])
+
+        #expect(try target.restored("x") == Self.value(40, "x2-hinted"))
+        #expect(try target.restored("only-hinted") == Self.value(30, "hinted"))
+        #expect(try target.restored("y") == Self.deleted(20))
+        #expect(try target.restored("late") == Self.value(5, "late-first"))
+        #expect(
+            try target.restored("new") == nil
+                && target.stored.withLock { $0.values.allSatisfy { $0[Array("new".utf8)] == nil } })
+        #expect(target.stored.withLock { $0.values.allSatisfy { $0[Array("hinted-later".utf8)] == nil } })
+        for index in 0..<300 {
+            #expect(try target.restored("bulk-\(index)") == Self.value(UInt64(index % 40 + 1), "v\(index)"))
+        }
+        #expect(report.keysRestored == 300 + 3)  // bulk, x, only-hinted, late
+        #expect(report.tombstonesRestored == 1)
+        #expect(report.recordsNewerSkipped == 4)  // late twice, new, hinted-later
+        #expect(report.hintsRead == 3)
+        #expect(target.batchBytes.withLock { $0.allSatisfy { $0 <= Limits.merkleRecordBytesPerFrameMax } })
+        // The work folder is gone.
+        let left = try FileManager.default.contentsOfDirectory(atPath: scratch.destination.root)
+        #expect(!left.contains { $0.hasPrefix(".restore-") }, "\(left)")
+    }
+
+    @Test func theDefaultIsTheLatestBackupAtItsCut() async throws {
+        let scratch = try Self.twoBackups()
+        let target = FakeTarget(nodes: 2, replicationFactor: 1)
+        let report = try await RestoreRunner(destination: scratch.destination, target: target).run()
+        #expect(report.asOf == 120 && report.earlierBackupsRead.isEmpty)
+        #expect(try target.restored("late") == Self.value(100, "late-second"))
+        #expect(try target.restored("hinted-later") == Self.value(95, "after-T"))
+        #expect(try target.restored("y") == Self.deleted(20))
+    }
+
+    @Test func largeRecordsGoInBatchesWithinTheFrameBound() async throws {
+        let scratch = try Scratch()
+        for index in 0..<12 {
+            let record = StoredRecord(
+                version: Version(hlc: UInt64(index + 1), writer: 1), tombstone: false,
+                value: [UInt8](repeating: UInt8(index), count: 300_000))
+            try scratch.write("n1", "large-\(index)", record)
+            try scratch.write("n2", "large-\(index)", record)
+        }
+        try scratch.backUp(Self.firstID, hlc: 100)
+        let target = FakeTarget(nodes: 3, replicationFactor: 3)
+        var runner = RestoreRunner(destination: scratch.destination, target: target)
+        runner.batchesInFlightMax = 2
+        let report = try await runner.run()
+        #expect(report.keysRestored == 12)
+        let batches = target.batchBytes.withLock { $0 }
+        #expect(batches.allSatisfy { $0 <= Limits.merkleRecordBytesPerFrameMax }, "\(batches)")
+        // Three records fit in a batch: each of the 3 replicas gets 12 records in 4 batches.
+        #expect(batches.count == 12 && report.batchesSent == 12, "\(batches)")
+        #expect(report.bytesSent == 3 * 12 * UInt64(300_000 + "large-0".utf8.count + 1) - 3 * 10)
+        for index in 0..<12 { #expect(try target.restored("large-\(index)")?.value.count == 300_000) }
+    }
+
+    @Test func aFileThatDiffersFromItsManifestFailsTheRestoreNamingIt() async throws {
+        let scratch = try Self.twoBackups()
+        let manifest = try scratch.destination.manifest(Self.secondID)
+        let file = try #require(manifest.nodes[0].files.first { $0.isTableFile })
+        let path = scratch.destination.filePath(sha256: file.sha256)
+        var bytes = try Array(Data(contentsOf: URL(fileURLWithPath: path)))
+        bytes[bytes.count / 2] ^= 0xFF
+        try FileManager.default.removeItem(atPath: path)
+        try Data(bytes).write(to: URL(fileURLWithPath: path))
+        let target = FakeTarget(nodes: 3, replicationFactor: 3)
+        await #expect {
+            try await RestoreRunner(destination: scratch.destination, target: target).run()
+        } throws: { error in
+            "\(error)".contains(file.name) && "\(error)".contains("does not match its manifest")
+        }
+        #expect(target.stored.withLock { $0.isEmpty })
+    }
+
+    @Test func aTargetNodeDownFailsTheRestoreNamingIt() async throws {
+        let scratch = try Self.twoBackups()
+        let target = FakeTarget(nodes: 4, replicationFactor: 2, down: ["t3"])
+        await #expect {
+            try await RestoreRunner(destination: scratch.destination, target: target).run()
+        } throws: { error in
+            "\(error)".contains("t3")
+        }
+    }
+}
