@@ -6,13 +6,13 @@ import Synchronization
 import Testing
 
 extension RealProcessTests {
-    /// Real processes: 4 nodes holding 12,000 keys grow to 8, one node at a time, under a bounded mixed
+    /// Real processes: 4 nodes holding 8,000 keys grow to 8, one node at a time, under a bounded mixed
     /// load at QUORUM; each join copies within 5 % of the minimum (the keys the new node replicates).
     /// `QUORUMKV_GROW_KEYS` sets more: 100,000 ran past the time limit on the 2-core machine with both
     /// cores busy beside it.
     @Suite(.timeLimit(.minutes(8)))
     struct GrowShrinkClusterTests {
-        static let keyCount = Int(ProcessInfo.processInfo.environment["QUORUMKV_GROW_KEYS"] ?? "") ?? 12_000
+        static let keyCount = Int(ProcessInfo.processInfo.environment["QUORUMKV_GROW_KEYS"] ?? "") ?? 8_000
 
         /// Runs `body` for every index in `0..<count`, `width` at a time.
         static func concurrently(
