@@ -20,7 +20,7 @@ public struct HybridLogicalClock: Sendable {
     /// A new timestamp, greater than every one issued or observed so far.
     ///
     /// Never traps: at the very end of the timestamp space (reachable only by observing a timestamp
-    /// no real clock makes, which `isWithin(_:maxOffsetMillis:of:)` lets callers refuse) it stays there.
+    /// no real clock makes, which `isWithin(_:maxOffset:of:)` lets callers refuse) it stays there.
     ///
     /// - Parameter physicalMillis: the wall clock, in milliseconds since the Unix epoch.
     public mutating func now(physicalMillis: UInt64) -> UInt64 {
@@ -29,11 +29,13 @@ public struct HybridLogicalClock: Sendable {
         return last
     }
 
-    /// Whether a timestamp from another process is at most `maxOffsetMillis` ahead of this process's
-    /// wall clock (`physicalMillis`). A timestamp further ahead is not a clock reading but damage or
-    /// an attack: observed, it would drag every later timestamp along (CockroachDB's `--max-offset`).
-    public static func isWithin(_ remote: UInt64, maxOffsetMillis: UInt64, of physicalMillis: UInt64) -> Bool {
-        let (limit, overflow) = (physicalMillis & 0xFFFF_FFFF_FFFF).addingReportingOverflow(maxOffsetMillis)
+    /// Whether a timestamp from another process is at most `maxOffset` ahead of this process's wall
+    /// clock (`physicalMillis`, whole milliseconds counted). A timestamp further ahead is not a clock
+    /// reading but damage or an attack: observed, it would drag every later timestamp along
+    /// (CockroachDB's `--max-offset`).
+    public static func isWithin(_ remote: UInt64, maxOffset: Duration, of physicalMillis: UInt64) -> Bool {
+        let (limit, overflow) = (physicalMillis & 0xFFFF_FFFF_FFFF).addingReportingOverflow(
+            maxOffset.wholeMillisecondsClamped)
         return overflow || remote >> 16 <= limit
     }
 

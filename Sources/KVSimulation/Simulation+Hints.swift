@@ -53,7 +53,7 @@ extension Simulation {
         nextReplayRound += 1
         var round = HintReplayRound(
             batch: batch, nowMillis: nodes[index].localNow,
-            windowMillis: configuration.hintWindow.wholeMillisecondsClamped,
+            window: configuration.hintWindow,
             targetReachable: true, concurrency: configuration.replayConcurrency)
         round.deletesOnSend = configuration.mutation == .deleteHintsBeforeAcknowledgement
         let actions = round.start()

@@ -7,10 +7,10 @@ struct HybridLogicalClockBoundsTests {
         let now: UInt64 = 1_700_000_000_000
         let justWithin = HybridLogicalClock.pack(millis: now + 500, counter: 9)
         let justBeyond = HybridLogicalClock.pack(millis: now + 501, counter: 0)
-        #expect(HybridLogicalClock.isWithin(justWithin, maxOffsetMillis: 500, of: now))
-        #expect(!HybridLogicalClock.isWithin(justBeyond, maxOffsetMillis: 500, of: now))
-        #expect(!HybridLogicalClock.isWithin(.max, maxOffsetMillis: 500, of: now))
-        #expect(HybridLogicalClock.isWithin(.max, maxOffsetMillis: .max, of: now), "no arithmetic traps")
+        #expect(HybridLogicalClock.isWithin(justWithin, maxOffset: .milliseconds(500), of: now))
+        #expect(!HybridLogicalClock.isWithin(justBeyond, maxOffset: .milliseconds(500), of: now))
+        #expect(!HybridLogicalClock.isWithin(.max, maxOffset: .milliseconds(500), of: now))
+        #expect(HybridLogicalClock.isWithin(.max, maxOffset: .seconds(Int64.max), of: now), "no arithmetic traps")
     }
 
     @Test func theClockNeverTrapsAtTheEndOfItsSpace() {

@@ -70,8 +70,7 @@ public struct ClientClock: Sendable {
     /// observed.
     public mutating func observe(_ remoteClock: UInt64) {
         if let bound, remoteClock > clock.last,
-            !HybridLogicalClock.isWithin(
-                remoteClock, maxOffsetMillis: bound.maxOffset.wholeMillisecondsClamped, of: bound.wallMillis())
+            !HybridLogicalClock.isWithin(remoteClock, maxOffset: bound.maxOffset, of: bound.wallMillis())
         {
             refusedAhead += 1
             return

@@ -1,3 +1,4 @@
+import KVCore
 public import KVStorage
 
 /// One round of hint replay for one target: which hints expire, which are sent, and which are deleted.
@@ -50,17 +51,18 @@ public struct HintReplayRound: Sendable {
     /// - Parameters:
     ///   - batch: the target's oldest hints, in version order (`HintStore.hints(for:limit:)`).
     ///   - nowMillis: the holder's wall clock, in milliseconds since the Unix epoch.
-    ///   - windowMillis: the hint window.
+    ///   - window: the hint window: a hint stored longer ago than that expires.
     ///   - targetReachable: false while the target is known to be down: only expiry happens.
     ///   - concurrency: replays in flight at once, at least 1.
     public init(
-        batch: [(id: HintID, hint: StoredHint)], nowMillis: UInt64, windowMillis: UInt64, targetReachable: Bool,
+        batch: [(id: HintID, hint: StoredHint)], nowMillis: UInt64, window: Duration, targetReachable: Bool,
         concurrency: Int
     ) {
         precondition(concurrency >= 1, "concurrency \(concurrency) is below 1")
         self.concurrency = concurrency
         var live: [(id: HintID, hint: StoredHint)] = []
         var expiring: [(id: HintID, hint: StoredHint)] = []
+        let windowMillis = window.wholeMillisecondsClamped
         for entry in batch {
             if nowMillis > entry.hint.storedAtMillis && nowMillis - entry.hint.storedAtMillis > windowMillis {
                 expiring.append(entry)

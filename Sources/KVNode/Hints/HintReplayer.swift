@@ -225,7 +225,7 @@ final class HintReplayer: Sendable {
         // Expired hints are dropped even while the target is down; live ones wait for it.
         var round = HintReplayRound(
             batch: batch, nowMillis: wallMillis(),
-            windowMillis: configuration.window.wholeMillisecondsClamped,
+            window: configuration.window,
             targetReachable: !client.isBackingOff && !(health?.table.isSuspected(target) ?? false),
             concurrency: configuration.concurrency)
         var deleted: Set<HintID> = []

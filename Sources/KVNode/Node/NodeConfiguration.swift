@@ -76,8 +76,8 @@ public struct NodeConfiguration: Sendable, Hashable {
     /// How far ahead of this node's clock a peer's clock or a write's version may be: further ahead is
     /// refused (`invalidRequest`, counted), so that no request can drag the node's clock (and every
     /// version it stamps after) into the future. CockroachDB's `--max-offset` (default 500 ms).
-    public var maxClockOffset: Duration = .milliseconds(NodeConfiguration.maxClockOffsetMillisDefault)
-    public static let maxClockOffsetMillisDefault = 500
+    public var maxClockOffset: Duration = NodeConfiguration.maxClockOffsetDefault
+    public static let maxClockOffsetDefault: Duration = .milliseconds(500)
     /// The phi above which the node's failure detector suspects a peer (hint replay then waits).
     public var phiThreshold = NodeConfiguration.phiThresholdDefault
     public static let phiThresholdDefault = 8.0

@@ -16,8 +16,6 @@ public final class Replica: Sendable {
     private let wallMillis: @Sendable () -> UInt64
     /// How far ahead of this node's wall clock a peer's clock or version may be; nil: unbounded.
     public let maxClockOffset: Duration?
-    /// `maxClockOffset` in whole milliseconds (saturating), the unit of the hybrid logical clock.
-    private let maxClockOffsetMillis: UInt64?
 
     /// - Parameters:
     ///   - wallMillis: the node's wall clock, in milliseconds since the Unix epoch.
@@ -33,17 +31,16 @@ public final class Replica: Sendable {
         self.clock = Mutex(HybridLogicalClock())
         self.wallMillis = wallMillis
         self.maxClockOffset = maxClockOffset
-        self.maxClockOffsetMillis = maxClockOffset?.wholeMillisecondsClamped
     }
 
     /// Refuses a clock or version `remote` from a peer that is further ahead of this node's wall clock
     /// than `maxClockOffset`.
     public func checkClock(_ remote: UInt64, what: String) throws(ReplicaError) {
-        guard let bound = maxClockOffsetMillis else { return }
+        guard let bound = maxClockOffset else { return }
         let physical = wallMillis()
-        guard HybridLogicalClock.isWithin(remote, maxOffsetMillis: bound, of: physical) else {
+        guard HybridLogicalClock.isWithin(remote, maxOffset: bound, of: physical) else {
             throw ReplicaError.clockAhead(
-                "\(what) \(remote >> 16) ms is \((remote >> 16) &- physical) ms ahead of \(nodeID)'s clock; at most \(bound) ms is accepted (check the clocks' synchronisation)"
+                "\(what) \(remote >> 16) ms is \((remote >> 16) &- physical) ms ahead of \(nodeID)'s clock; at most \(bound.wholeMillisecondsClamped) ms is accepted (check the clocks' synchronisation)"
             )
         }
     }
@@ -124,7 +121,7 @@ public final class Replica: Sendable {
     public func tick(observing remote: UInt64) -> UInt64 {
         let physical = wallMillis()
         let plausible =
-            maxClockOffsetMillis.map { HybridLogicalClock.isWithin(remote, maxOffsetMillis: $0, of: physical) } ?? true
+            maxClockOffset.map { HybridLogicalClock.isWithin(remote, maxOffset: $0, of: physical) } ?? true
         return clock.withLock { clock in
             if plausible { clock.observe(remote) }
             return clock.now(physicalMillis: physical)
