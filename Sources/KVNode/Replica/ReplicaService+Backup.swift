@@ -48,7 +48,8 @@ extension ReplicaService {
             BackupFile(name: $0.name, bytes: $0.bytes, sha256: ByteBuffer(bytes: $0.sha256))
         }
         guard files.count <= Limits.listCountMax else {
-            _ = store.checkpoints.release(id: id)
+            // Deleting the folder is file I/O: on the storage queue, like the rest.
+            _ = try? await onStorageQueue { store.checkpoints.release(id: id) }
             throw RPCError.remote(.internal, message: "the checkpoint has more than \(Limits.listCountMax) files")
         }
         return .backupCheckpointResponse(
