@@ -1,6 +1,27 @@
 import KVTLS
 import KVWire
 import NIOCore
+import Synchronization
+
+/// Why a connection broke, kept where a request written after the pipeline is gone can still read it:
+/// a TLS 1.3 server judges the client certificate after the client's handshake completed, so its
+/// refusal ("certificate revoked") can close the channel before the first request is written.
+final class ConnectionFailure: Sendable {
+    private let reason = Mutex<RPCError?>(nil)
+
+    /// The first reason recorded.
+    var value: RPCError? { reason.withLock { $0 } }
+
+    /// Records `error` unless a reason is already known; returns the reason that stands.
+    @discardableResult
+    func record(_ error: RPCError) -> RPCError {
+        reason.withLock { reason in
+            if let reason { return reason }
+            reason = error
+            return error
+        }
+    }
+}
 
 /// A request on its way out: the frame, the promise its answer completes, and its deadline.
 struct OutboundRequest: Sendable {
@@ -24,17 +45,18 @@ final class RPCClientHandler: ChannelDuplexHandler {
     }
 
     private var pending: [UInt64: Pending] = [:]
-    private var failure: RPCError?
+    private let failure: ConnectionFailure
     private let requestsInFlightMax: Int
 
-    init(requestsInFlightMax: Int) {
+    init(requestsInFlightMax: Int, failure: ConnectionFailure) {
         self.requestsInFlightMax = requestsInFlightMax
+        self.failure = failure
     }
 
     func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
         let request = unwrapOutboundIn(data)
         promise?.succeed()
-        if let failure {
+        if let failure = failure.value {
             request.promise.fail(failure)
             return
         }
@@ -104,14 +126,12 @@ final class RPCClientHandler: ChannelDuplexHandler {
     }
 
     private func failAll(_ error: RPCError) {
-        if failure == nil {
-            failure = error
-        }
+        let reason = failure.record(error)
         let entries = pending
         pending.removeAll()
         for entry in entries.values {
             entry.timer.cancel()
-            entry.promise.fail(failure ?? error)
+            entry.promise.fail(reason)
         }
     }
 }

@@ -11,14 +11,16 @@ import Synchronization
 /// before the server has judged the client certificate, so handshake completion proves nothing.
 public final class RPCConnection: Sendable {
     private let channel: any Channel
+    private let failure: ConnectionFailure
     private let nextRequestID = Atomic<UInt64>(2)
     /// The server's identity, from its certificate.
     public let server: PeerIdentity
     /// The server's answer to our `Hello`.
     public let helloAck: HelloAck
 
-    private init(channel: any Channel, server: PeerIdentity, helloAck: HelloAck) {
+    private init(channel: any Channel, failure: ConnectionFailure, server: PeerIdentity, helloAck: HelloAck) {
         self.channel = channel
+        self.failure = failure
         self.server = server
         self.helloAck = helloAck
     }
@@ -45,6 +47,7 @@ public final class RPCConnection: Sendable {
         let address = "\(host):\(port)"
         let eventLoop = group.next()
         let handshake = eventLoop.makePromise(of: PeerIdentity.self)
+        let failure = ConnectionFailure()
         let channel: any Channel
         do {
             channel = try await ClientBootstrap(group: eventLoop)
@@ -56,7 +59,7 @@ public final class RPCConnection: Sendable {
                             OpenSSLHandler(context: tls, expectedServerName: host, handshakeCompleted: handshake),
                             ByteToMessageHandler(FrameDecoder(frameBytesMax: frameBytesMax)),
                             MessageToByteHandler(FrameEncoder()),
-                            RPCClientHandler(requestsInFlightMax: requestsInFlightMax),
+                            RPCClientHandler(requestsInFlightMax: requestsInFlightMax, failure: failure),
                         ])
                     }
                 }
@@ -66,7 +69,7 @@ public final class RPCConnection: Sendable {
             throw RPCError.connectFailed(address: address, reason: describe(error))
         }
         do {
-            let answer = try await send(.hello(hello), requestID: 1, timeout: timeout, on: channel)
+            let answer = try await send(.hello(hello), requestID: 1, timeout: timeout, on: channel, failure: failure)
             guard case .helloAck(let ack) = answer else {
                 throw RPCError.protocolViolation("expected HelloAck, got \(answer.type)")
             }
@@ -78,7 +81,7 @@ public final class RPCConnection: Sendable {
                         "expected node '\(nodeID)' there, but its certificate names '\(server.name)' and it says it is '\(ack.nodeId)'"
                 )
             }
-            return RPCConnection(channel: channel, server: server, helloAck: ack)
+            return RPCConnection(channel: channel, failure: failure, server: server, helloAck: ack)
         } catch let error as RPCError where error.remoteCode != nil {
             try? await channel.close()
             throw error
@@ -102,7 +105,7 @@ public final class RPCConnection: Sendable {
     /// blocks, and answers that arrive after the caller moved on are simply dropped.
     public func send(_ request: Message, timeout: Duration) -> EventLoopFuture<Message> {
         let id = nextRequestID.wrappingAdd(1, ordering: .relaxed).oldValue
-        return Self.send(request, requestID: id, timeout: timeout, on: channel)
+        return Self.send(request, requestID: id, timeout: timeout, on: channel, failure: failure)
     }
 
     /// Whether the connection is still open.
@@ -125,24 +128,26 @@ public final class RPCConnection: Sendable {
         _ request: Message,
         requestID: UInt64,
         timeout: Duration,
-        on channel: any Channel
+        on channel: any Channel,
+        failure: ConnectionFailure
     ) async throws -> Message {
-        try await send(request, requestID: requestID, timeout: timeout, on: channel).get()
+        try await send(request, requestID: requestID, timeout: timeout, on: channel, failure: failure).get()
     }
 
     private static func send(
         _ request: Message,
         requestID: UInt64,
         timeout: Duration,
-        on channel: any Channel
+        on channel: any Channel,
+        failure: ConnectionFailure
     ) -> EventLoopFuture<Message> {
         let frame = request.frame(requestID: requestID, allocator: channel.allocator)
         let promise = channel.eventLoop.makePromise(of: Frame.self)
         // A write to a channel that closed meanwhile never reaches RPCClientHandler: fail the request
-        // here, or its caller would wait forever.
+        // here, or its caller would wait forever, with the reason the connection broke when one is known.
         let written = channel.eventLoop.makePromise(of: Void.self)
         written.futureResult.whenFailure { error in
-            promise.fail(RPCError.connectionClosed(reason: "\(error)"))
+            promise.fail(failure.value ?? RPCError.connectionClosed(reason: "\(error)"))
         }
         channel.writeAndFlush(OutboundRequest(frame: frame, promise: promise, timeout: timeout), promise: written)
         return promise.futureResult.flatMapThrowing { answer in
