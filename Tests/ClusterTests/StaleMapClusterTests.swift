@@ -11,10 +11,10 @@ extension RealProcessTests {
     /// refused with `notReplica` used to fail instead of learning the newer map).
     @Suite(.timeLimit(.minutes(6)))
     struct StaleMapClusterTests {
-        /// 4 nodes grow to 8 and shrink back to 7 (`kvctl leave n2`), with keys written before, during
-        /// and after the changes.
+        /// 4 nodes grow to 6 and shrink back to 5 (`kvctl leave n2`), with keys written before, during
+        /// and after the changes (`GrowShrinkClusterTests` grows to 8 and back).
         @Test func clientsWithTheClusterFileOrAnIdleOneReadEveryKeyAfterTheClusterGrewAndShrank() async throws {
-            let cluster = try ClusterHarness(nodes: 4, firstHost: 53, joiners: 4)
+            let cluster = try ClusterHarness(nodes: 4, firstHost: 53, joiners: 2)
             defer { cluster.tearDown() }
             try await offThePool { try cluster.startAll() }
             // No pinger: it hears of no newer map until a replica refuses it.
@@ -47,7 +47,7 @@ extension RealProcessTests {
                 }
                 return (written, failures)
             }
-            for id in ["n5", "n6", "n7", "n8"] {
+            for id in ["n5", "n6"] {
                 try await offThePool { try cluster.start(id) }
                 let join = try await offThePool {
                     try cluster.kvctl(
@@ -76,8 +76,9 @@ extension RealProcessTests {
             }
             await after.close()
 
-            // A one-shot kvctl made from the cluster file (epoch 1, n2 still in it), one key each.
-            let written = expected.sorted { $0.key < $1.key }
+            // A one-shot kvctl made from the cluster file (epoch 1, n2 still in it), one process per key,
+            // for every fourth key of each kind (a process each costs CI time; the SDK reads them all).
+            let written = expected.sorted { $0.key < $1.key }.enumerated().filter { $0.offset % 4 == 0 }.map(\.element)
             let kvctlFailures = try await offThePool { () -> [String] in
                 var failures: [String] = []
                 for (key, value) in written {
