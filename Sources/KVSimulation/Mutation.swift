@@ -20,6 +20,8 @@ package enum Mutation: String, Sendable, Hashable, CaseIterable {
     case singleRingWrites
     /// Clients never retry an operation on a newer map: a try refused for an old map fails.
     case skipNewerMapRetry
+    /// A fallback that refuses a hint for lack of room marks no range for anti-entropy.
+    case refusedHintMarksNothing
 
     /// The production value and switch that hold the planted bug.
     package var target: String {
@@ -31,6 +33,7 @@ package enum Mutation: String, Sendable, Hashable, CaseIterable {
         case .switchBeforeStream: "RangeTransfer.switchesBeforeStreaming"
         case .singleRingWrites: "WritePlan.writesToCurrentRingOnly"
         case .skipNewerMapRetry: "NewerMapRetry.neverRetries"
+        case .refusedHintMarksNothing: "HintAdmission.marksNothing"
         }
     }
 
@@ -59,6 +62,11 @@ package enum Mutation: String, Sendable, Hashable, CaseIterable {
             MutationCheck(seeds: 101...104, profile: .membership) { result in
                 result.violations.contains { $0.contains("could not") && $0.contains("after the changes") }
             }
+        case .refusedHintMarksNothing:
+            // Seeds 1...10 catch it twice.
+            MutationCheck(seeds: 1...10, profile: .smallHintQueues) { result in
+                result.violations.contains { $0.contains("marked no range") }
+            }
         }
     }
 }
@@ -77,6 +85,9 @@ package struct MutationCheck: Sendable {
         case purgeTombstones
         /// Joins and leaves (`SimulationConfiguration.membership()`).
         case membership
+        /// The plain run with room for 2 hints per target, so that fallbacks refuse hints, and 200 keys,
+        /// so that read repair and later writes do not hide every write a refused hint's target missed.
+        case smallHintQueues
     }
 
     package var seeds: ClosedRange<UInt64>
@@ -98,6 +109,10 @@ package struct MutationCheck: Sendable {
             configuration.operationsPerClient = 150
         case .membership:
             configuration.membership()
+            configuration.antiEntropyAtEnd = false
+        case .smallHintQueues:
+            configuration.hintQueueMax = 2
+            configuration.keys = 200
             configuration.antiEntropyAtEnd = false
         }
         return configuration

@@ -6,25 +6,36 @@ import KVStorage
 /// (`InMemoryStore`, synced like the data, so it survives crashes), and replay them with the
 /// production `HintReplayRound` over simulated node-to-node messages.
 extension Simulation {
-    /// A `Hint` arriving at a fallback.
+    /// A `Hint` arriving at a fallback: the production `HintAdmission` over the node's committed map,
+    /// its hint log and its store's repair marks.
     func storeHint(at node: Int, target: String, key: [UInt8], record: StoredRecord) -> Result<
         (stored: Bool, clock: UInt64), ReplyFailure
     > {
         guard nodes[node].isUp else { return .failure(ReplyFailure(reason: "connection refused")) }
-        let hint = StoredHint(target: target, key: key, record: record, storedAtMillis: nodes[node].localNow)
+        var admission = HintAdmission(nodeID: nodes[node].id, queueMax: configuration.hintQueueMax)
+        admission.marksNothing = configuration.mutation == .refusedHintMarksNothing
+        let map = membership.acceptors[node].committed
+        let admitted: (outcome: HintAdmission.Outcome, clock: UInt64)
         do {
-            let outcome = try nodes[node].hints.storeHint(hint, queueMax: configuration.hintQueueMax)
-            let clock = nodes[node].replica.tick(observing: record.version.hlc)
-            guard outcome == .stored else {
-                log("\(nodes[node].id) refuses a hint for \(target): queue full")
-                return .success((false, clock))
-            }
+            admitted = try admission.admit(
+                target: target, key: key, record: record, map: map, ring: membership.ring(of: map),
+                replica: nodes[node].replica, hints: nodes[node].hints, marks: nodes[node].store,
+                nowMillis: nodes[node].localNow)
+        } catch {
+            log("\(nodes[node].id) refuses a hint for \(target): \(error)")
+            return .failure(ReplyFailure(reason: "\(error)"))
+        }
+        switch admitted.outcome {
+        case .stored:
             statistics.hintsStored += 1
             hintsStored.append(HintRecord(target: target, key: key, version: record.version))
             log("\(nodes[node].id) stores a hint for \(target) \(show(key)) \(record.version)")
-            return .success((true, clock))
-        } catch {
-            return .failure(ReplyFailure(reason: "\(error)"))
+            return .success((true, admitted.clock))
+        case .refused(let why, let mark):
+            statistics.hintsRefused += 1
+            hintsMissed.append(MissedHint(holder: node, target: target, key: key, version: record.version))
+            log("\(nodes[node].id) refuses a hint for \(target) (\(why)): \(mark)")
+            return .success((false, admitted.clock))
         }
     }
 
@@ -79,7 +90,13 @@ extension Simulation {
                 deleteHint(index, id, hint)
                 statistics.hintsExpired += 1
                 hintsExpired.insert(HintRecord(target: target, key: hint.key, version: hint.record.version))
-                log("\(holder) expires the hint for \(target) \(show(hint.key)) \(hint.record.version)")
+                let map = membership.acceptors[index].committed
+                let mark = RepairMarking.markDue(
+                    target: target, key: hint.key, ring: membership.ring(of: map), in: nodes[index].store,
+                    atMillis: nodes[index].localNow)
+                hintsMissed.append(
+                    MissedHint(holder: index, target: target, key: hint.key, version: hint.record.version))
+                log("\(holder) expires the hint for \(target) \(show(hint.key)) \(hint.record.version): \(mark)")
             case .send(let id, let hint):
                 send(
                     Envelope(
@@ -138,8 +155,22 @@ extension Simulation {
     }
 
     /// At the end: every hint queue is empty, and every hint stored reached its target (which holds
-    /// that version or newer), unless it expired.
+    /// that version or newer), unless it expired; a hint refused or expired left its holder a repair
+    /// mark over the key's range for its target, unless the write reached the target anyway.
     func checkHintsDrained() {
+        for missed in hintsMissed {
+            let target = nodeIndex(missed.target)
+            if let held = nodes[target].store.durableRecord(missed.key)?.version, held >= missed.version { continue }
+            let token = Token(key: missed.key)
+            let marked = nodes[missed.holder].store.rangesDue().contains {
+                $0.replica == missed.target && $0.range.contains(token)
+            }
+            if !marked {
+                violate(
+                    "\(nodes[missed.holder].id) refused or expired a hint for \(missed.target) (\(show(missed.key)) at \(missed.version)) and marked no range for anti-entropy; the target holds \(nodes[target].store.durableRecord(missed.key).map { "\($0.version)" } ?? "nothing")"
+                )
+            }
+        }
         for node in nodes {
             let queued = node.hints.hintQueueSizes()
             if !queued.isEmpty {

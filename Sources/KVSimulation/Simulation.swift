@@ -49,6 +49,7 @@ public final class Simulation {
         var hintsStored = 0
         var hintsReplayed = 0
         var hintsExpired = 0
+        var hintsRefused = 0
         var antiEntropyKeys = 0
         var tombstonesPurged = 0
         var epochsChosen = 0
@@ -69,6 +70,8 @@ public final class Simulation {
     /// its target (or newer), unless it expired.
     var hintsStored: [HintRecord] = []
     var hintsExpired: Set<HintRecord> = []
+    /// Hints a fallback refused (no room) or let expire: each must leave a repair mark (`RepairMarking`).
+    var hintsMissed: [MissedHint] = []
     var nextReplayRound = 0
 
     /// Upper bound on simulated time: a run still going by then has hung.
@@ -162,6 +165,7 @@ public final class Simulation {
             hintsExpired: statistics.hintsExpired,
             antiEntropyKeys: statistics.antiEntropyKeys, tombstonesPurged: statistics.tombstonesPurged
         )
+        result.hintsRefused = statistics.hintsRefused
         result.epochsChosen = statistics.epochsChosen
         result.keysStreamed = statistics.keysStreamed
         result.rangesDropped = statistics.rangesDropped
@@ -323,6 +327,14 @@ struct NodeKey: Hashable {
 }
 
 /// One hint as the invariants track it.
+/// A hint its holder refused or let expire.
+struct MissedHint {
+    var holder: Int
+    var target: String
+    var key: [UInt8]
+    var version: Version
+}
+
 struct HintRecord: Hashable {
     var target: String
     var key: [UInt8]

@@ -176,6 +176,8 @@ public struct SimulationResult: Sendable {
     public var hintsStored: Int
     public var hintsReplayed: Int
     public var hintsExpired: Int
+    /// Hints fallbacks refused for lack of room (each marks its range for anti-entropy).
+    public var hintsRefused = 0
     /// Keys anti-entropy moved (pushed plus pulled).
     public var antiEntropyKeys: Int
     /// Tombstones purged during the run.

@@ -92,8 +92,17 @@ struct KVSim: ParsableCommand {
     @Option(help: "Hint window in simulated milliseconds (default 600000: nothing expires).")
     var hintWindow: UInt64?
 
+    @Option(help: "Hints a node holds per target before it refuses more (default 1000).")
+    var hintQueueMax: Int?
+
+    @Flag(help: "Break hinted handoff on purpose: a hint refused for lack of room marks no range for repair.")
+    var mutateRefusedHintsMarkNothing = false
+
     func validate() throws {
         guard seeds > 0 else { throw ValidationError("--seeds must be positive") }
+        guard (0...1_000_000).contains(hintQueueMax ?? 0) else {
+            throw ValidationError("--hint-queue-max must be 0...1000000")
+        }
         guard (1...100_000).contains(keys ?? 1) else { throw ValidationError("--keys must be 1...100000") }
         guard (1...10_000).contains(operationsPerClient ?? 1) else {
             throw ValidationError("--operations must be 1...10000")
@@ -104,7 +113,7 @@ struct KVSim: ParsableCommand {
         let range = seed.map { $0...$0 } ?? start...(start + seeds - 1)
         var failures: [UInt64] = []
         var operations = 0
-        var hints = (stored: 0, replayed: 0, expired: 0)
+        var hints = (stored: 0, replayed: 0, expired: 0, refused: 0)
         var antiEntropyKeys = 0
         var purged = 0
         var membershipTotals = (epochs: 0, streamed: 0, dropped: 0, retries: 0, late: 0)
@@ -161,11 +170,18 @@ struct KVSim: ParsableCommand {
             if let hintWindow {
                 configuration.hintWindow = .milliseconds(hintWindow)
             }
+            if let hintQueueMax {
+                configuration.hintQueueMax = hintQueueMax
+            }
+            if mutateRefusedHintsMarkNothing {
+                configuration.mutation = .refusedHintMarksNothing
+            }
             let result = Simulation(configuration: configuration).run()
             operations += result.operationsCompleted + result.operationsFailed
             hints.stored += result.hintsStored
             hints.replayed += result.hintsReplayed
             hints.expired += result.hintsExpired
+            hints.refused += result.hintsRefused
             antiEntropyKeys += result.antiEntropyKeys
             purged += result.tombstonesPurged
             membershipTotals.epochs += result.epochsChosen
@@ -185,7 +201,7 @@ struct KVSim: ParsableCommand {
             }
         }
         print(
-            "kvsim: \(range.count) seed(s), \(operations) operations, hints stored/replayed/expired \(hints.stored)/\(hints.replayed)/\(hints.expired), keys moved by anti-entropy \(antiEntropyKeys), tombstones purged \(purged), epochs chosen/keys streamed/ranges dropped \(membershipTotals.epochs)/\(membershipTotals.streamed)/\(membershipTotals.dropped), newer-map retries \(membershipTotals.retries), late-client operations \(membershipTotals.late), \(failures.count) failing\(failures.isEmpty ? "" : ": \(failures.prefix(20).map(String.init).joined(separator: " "))")"
+            "kvsim: \(range.count) seed(s), \(operations) operations, hints stored/replayed/expired/refused \(hints.stored)/\(hints.replayed)/\(hints.expired)/\(hints.refused), keys moved by anti-entropy \(antiEntropyKeys), tombstones purged \(purged), epochs chosen/keys streamed/ranges dropped \(membershipTotals.epochs)/\(membershipTotals.streamed)/\(membershipTotals.dropped), newer-map retries \(membershipTotals.retries), late-client operations \(membershipTotals.late), \(failures.count) failing\(failures.isEmpty ? "" : ": \(failures.prefix(20).map(String.init).joined(separator: " "))")"
         )
         if !failures.isEmpty {
             throw ExitCode(1)

@@ -260,7 +260,7 @@ struct ReplicaServiceTests {
     @Test func markThatCannotBeWrittenIsLoggedAndCounted() async throws {
         let fixture = try ServiceFixture()
         fixture.store.close()
-        await fixture.marker.hintRefused(target: "n2", key: Array("k".utf8))
+        await fixture.marker.hintExpired(target: "n2", key: Array("k".utf8))
         #expect(fixture.counter("quorumkv_anti_entropy_mark_failures_total") == 1)
         #expect(fixture.counter("quorumkv_anti_entropy_ranges_marked_total") == 0)
         #expect(fixture.logs.entries.contains { $0.level == .warning })

@@ -39,8 +39,9 @@ struct SimulationTests {
 
     /// Sloppy quorum (hints count toward W) and a short hint window (hints expire) under the same
     /// faults: acknowledged writes keep W copies (replicas or hints), hint queues drain, and every hint
-    /// that did not expire reaches its target.
-    @Test(arguments: [HintMode.sloppyQuorum, .shortHintWindow])
+    /// that did not expire reaches its target; with room for 2 hints per target, fallbacks refuse hints,
+    /// and each refused or expired hint leaves a repair mark (`HintAdmission`, `RepairMarking`).
+    @Test(arguments: [HintMode.sloppyQuorum, .shortHintWindow, .smallHintQueues])
     func hintModesKeepEveryInvariant(_ mode: HintMode) async {
         let results = await offThePool {
             (UInt64(1001)...1050).map { seed in
@@ -48,6 +49,7 @@ struct SimulationTests {
                 switch mode {
                 case .sloppyQuorum: configuration.sloppyQuorum = true
                 case .shortHintWindow: configuration.hintWindow = .milliseconds(300)
+                case .smallHintQueues: configuration.hintQueueMax = 2
                 }
                 return Simulation(configuration: configuration).run()
             }
@@ -58,6 +60,8 @@ struct SimulationTests {
         #expect(failing.isEmpty, "\(failing.count) failing seed(s):\n\(failing.prefix(2).joined(separator: "\n"))")
         #expect(stored > 0, "faults must make clients hand writes off")
         #expect((expired > 0) == (mode == .shortHintWindow), "\(expired) hints expired")
+        let refused = results.map(\.hintsRefused).reduce(0, +)
+        #expect((refused > 0) == (mode == .smallHintQueues), "\(refused) hints refused")
     }
 
     /// Anti-entropy at the end of each run, with no hints and 40 keys so that replicas that missed
@@ -138,8 +142,14 @@ struct SimulationTests {
     }
 
     enum HintMode: CustomStringConvertible {
-        case sloppyQuorum, shortHintWindow
-        var description: String { self == .sloppyQuorum ? "sloppy quorum" : "300 ms hint window" }
+        case sloppyQuorum, shortHintWindow, smallHintQueues
+        var description: String {
+            switch self {
+            case .sloppyQuorum: "sloppy quorum"
+            case .shortHintWindow: "300 ms hint window"
+            case .smallHintQueues: "2 hints per target"
+            }
+        }
     }
 
     @Test(arguments: regressionSeeds)

@@ -8,11 +8,12 @@ import Synchronization
 /// repairs them first: a write that no hint will deliver is never forgotten.
 ///
 /// Two events lose a write for a replica here: a hint for it is refused because the replica's queue is
-/// full (`ReplicaService`), or a hint for it expires before it comes back (the hint replayer). Either
-/// marks `ring.range(containing: Token(key:))` of the ring in use at that moment due for that replica in the store
-/// (`RepairMarkStore.markDue`, durable, one mark per replica and range), counts the new mark in
-/// `NodeStatistics` and logs it at `notice`, once per range until anti-entropy clears it. A mark that
-/// cannot be written (storage failure, shutdown) is logged at `warning` and counted as a failure.
+/// full (`HintAdmission`, which marks on the node's pool), or a hint for it expires before it comes back
+/// (the hint replayer, which asks this marker). Either marks the key's range of the ring in use at that
+/// moment due for that replica (`RepairMarking`: durable, one mark per replica and range); this marker
+/// counts the new mark in `NodeStatistics` and logs it at `notice`, once per range until anti-entropy
+/// clears it. A mark that cannot be written (storage failure, shutdown) is logged at `warning` and
+/// counted as a failure.
 ///
 /// A refused hint may still reach its replica through another fallback node: the mark is then
 /// conservative, costing anti-entropy a comparison of one range.
@@ -52,16 +53,31 @@ public final class RepairMarker: Sendable {
         self.logger = logger
     }
 
-    /// A hint of `key` for `target` was refused because `target`'s hint queue is full: marks the key's
-    /// range due on `target`. Returns once the mark is durable (or failed, which is logged and counted).
-    public func hintRefused(target: String, key: [UInt8]) async {
-        await mark(target: target, key: key, reason: .hintRefused)
-    }
+    /// Where the marks are kept.
+    public var marks: any RepairMarkStore { store }
+
+    /// The ring in use now, whose ranges are marked.
+    public var currentRing: Ring? { ring() }
 
     /// A hint of `key` for `target` expired (outlived the hint window) and was dropped: marks the key's
-    /// range due on `target`. Returns once the mark is durable (or failed, which is logged and counted).
+    /// range due on `target` (`RepairMarking`). Returns once the mark is durable (or failed, which is
+    /// logged and counted).
     public func hintExpired(target: String, key: [UInt8]) async {
-        await mark(target: target, key: key, reason: .hintExpired)
+        let (store, ring, millis) = (self.store, ring(), wallMillis())
+        let result: RepairMarking.Result
+        do {
+            result = try await pool.runIfActive {
+                RepairMarking.markDue(target: target, key: key, ring: ring, in: store, atMillis: millis)
+            }
+        } catch {
+            result = .failed("\(error)")
+        }
+        report(result, target: target, reason: .hintExpired)
+    }
+
+    /// Counts and logs the mark `HintAdmission` made for a hint of `target` it refused.
+    public func reportRefusedHint(_ result: RepairMarking.Result, target: String) {
+        report(result, target: target, reason: .hintRefused)
     }
 
     /// The number of ranges due for anti-entropy, over all replicas (from memory: no I/O).
@@ -69,36 +85,25 @@ public final class RepairMarker: Sendable {
         store.rangesDue().count
     }
 
-    private func mark(target: String, key: [UInt8], reason: Reason) async {
-        guard let range = ring()?.range(containing: Token(key: key)) else {
-            statistics.markFailures.add(1, ordering: .relaxed)
-            logger.warning(
-                "cannot mark range for anti-entropy: the cluster map has no valid ring",
-                metadata: ["peer.node_id": "\(target)", "repair.reason": "\(reason.rawValue)"])
-            return
-        }
-        let store = self.store
-        let millis = wallMillis()
-        let isNew: Bool
-        do {
-            isNew = try await pool.runIfActive { try store.markDue(replica: target, range: range, atMillis: millis) }
-        } catch {
+    private func report(_ result: RepairMarking.Result, target: String, reason: Reason) {
+        switch result {
+        case .failed(let why):
             statistics.markFailures.add(1, ordering: .relaxed)
             logger.warning(
                 "cannot mark range for anti-entropy",
+                metadata: ["peer.node_id": "\(target)", "repair.reason": "\(reason.rawValue)", "error": "\(why)"])
+        case .marked(_, isNew: false):
+            break
+        case .marked(let range, isNew: true):
+            switch reason {
+            case .hintRefused: statistics.rangesMarkedForRefusedHints.add(1, ordering: .relaxed)
+            case .hintExpired: statistics.rangesMarkedForExpiredHints.add(1, ordering: .relaxed)
+            }
+            logger.notice(
+                "range marked for anti-entropy",
                 metadata: [
                     "peer.node_id": "\(target)", "ring.range": "\(range)", "repair.reason": "\(reason.rawValue)",
-                    "error": "\(error)",
                 ])
-            return
         }
-        guard isNew else { return }
-        switch reason {
-        case .hintRefused: statistics.rangesMarkedForRefusedHints.add(1, ordering: .relaxed)
-        case .hintExpired: statistics.rangesMarkedForExpiredHints.add(1, ordering: .relaxed)
-        }
-        logger.notice(
-            "range marked for anti-entropy",
-            metadata: ["peer.node_id": "\(target)", "ring.range": "\(range)", "repair.reason": "\(reason.rawValue)"])
     }
 }

@@ -89,43 +89,50 @@ extension ReplicaService {
         }
     }
 
-    /// Keeps a write for a replica that did not acknowledge it, until hint replay hands it over.
+    /// Keeps a write for a replica that did not acknowledge it, until hint replay hands it over
+    /// (`HintAdmission`, on the pool: the target check, the store, the mark of a refused hint's range).
     func storeHint(_ request: HintRequest) async throws -> Message {
-        guard let hints else {
+        guard let hints, let repairMarker else {
             throw RPCError.remote(.invalidRequest, message: "this node does not hold hints")
         }
-        guard membership.current.node(request.target) != nil else {
-            throw RPCError.remote(.unknownNode, message: "no node '\(request.target)' in the cluster")
-        }
-        guard request.target != nodeID else {
-            // A hint for ourselves would never be replayed (no node replays to itself) and would sit
-            // in the hint log for good: the sender must write to us directly.
-            statistics.hintsRefused.add(1, ordering: .relaxed)
-            throw RPCError.remote(.invalidRequest, message: "\(nodeID) does not hold hints for itself")
-        }
         let checked = try Self.checked(request.record)
-        let (key, record) = (checked.key, checked.record)
-        try checkClock(record.version.hlc, what: "the hint's version")
-        let hint = StoredHint(target: request.target, key: key, record: record, storedAtMillis: wallMillis())
-        let queueMax = hintQueueMax
-        let bytesMax = hintBytesMax
-        let outcome = try await runOnPool { () throws(ReplicaError) -> HintStoreOutcome in
-            do throws(StorageError) {
-                return try hints.storeHint(hint, queueMax: queueMax, bytesMax: bytesMax)
-            } catch {
-                throw ReplicaError.storage(error)
+        let (key, record, target) = (checked.key, checked.record, request.target)
+        let admission = HintAdmission(nodeID: nodeID, queueMax: hintQueueMax, bytesMax: hintBytesMax)
+        let (map, ring, replica, marks) = (
+            membership.current, repairMarker.currentRing, self.replica, repairMarker.marks
+        )
+        let now = wallMillis()
+        let result = try await runOnPool {
+            () -> Result<(outcome: HintAdmission.Outcome, clock: UInt64), HintAdmissionError> in
+            Result { () throws(HintAdmissionError) in
+                try admission.admit(
+                    target: target, key: key, record: record, map: map, ring: ring, replica: replica,
+                    hints: hints, marks: marks, nowMillis: now)
             }
         }
-        if outcome != .stored {
+        let admitted: (outcome: HintAdmission.Outcome, clock: UInt64)
+        switch result {
+        case .success(let value):
+            admitted = value
+        case .failure(.unknownTarget(let target)):
+            throw RPCError.remote(.unknownNode, message: "\(HintAdmissionError.unknownTarget(target))")
+        case .failure(.forSelf(let node)):
             statistics.hintsRefused.add(1, ordering: .relaxed)
-            // Never lost silently: anti-entropy will compare the key's range with the target.
-            await repairMarker?.hintRefused(target: request.target, key: key)
-        } else {
+            throw RPCError.remote(.invalidRequest, message: "\(HintAdmissionError.forSelf(node))")
+        case .failure(.replica(let error)):
+            if case .clockAhead = error { statistics.clockAheadRefused.add(1, ordering: .relaxed) }
+            throw Self.remote(error)
+        }
+        switch admitted.outcome {
+        case .stored:
             statistics.hintsStored.add(1, ordering: .relaxed)
+        case .refused(_, let mark):
+            // Never lost silently: anti-entropy will compare the key's range with the target.
+            statistics.hintsRefused.add(1, ordering: .relaxed)
+            repairMarker.reportRefusedHint(mark, target: target)
         }
         return .hintResponse(
-            HintResponse(
-                outcome: outcome == .stored ? .stored : .refused, clock: tick(observing: record.version.hlc)))
+            HintResponse(outcome: admitted.outcome == .stored ? .stored : .refused, clock: admitted.clock))
     }
 
     func read(_ get: GetRequest) async throws -> Message {
