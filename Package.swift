@@ -109,7 +109,7 @@ let package = Package(
         .executableTarget(
             name: "kvd",
             dependencies: [
-                "KVCore", "KVNode", "KVConfig",
+                "KVCore", "KVNode", "KVConfig", "KVRPC",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),

@@ -28,6 +28,12 @@
 #                                       nodes. Time of each join, throughput during the move against the
 #                                       baseline and against the slice before each join, records copied
 #                                       vs the minimum (each joiner's replica share × KEYS)
+#   scripts/bench.sh backup [SECONDS]   4 kvd holding KEYS (default 100000) keys of VALUE_BYTES (default
+#                                       10000: about 1 GB of values): puts for SECONDS (baseline), then
+#                                       `kvctl backup` while puts run in 5 s slices (backup MB/s, puts
+#                                       during it against the baseline); 1 % of the keys rewritten and
+#                                       a second backup (bytes copied against the first); then the
+#                                       first backup restored into 4 fresh nodes (restore MB/s)
 #   scripts/bench.sh stale [SECONDS]    4 kvd, 100,000 keys: read p99 on a clean cluster, then with
 #                                       1 % of the keys rewritten while n2 was down and no hints
 #                                       (n2 stale on them; reads repair in the background)
@@ -43,7 +49,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 mode=${1:-single}
 seconds=${2:-10}
-[[ "$mode" =~ ^(single|cluster|hints|stale|repair|antientropy|grow)$ ]] || { sed -n '2,33p' "$0" >&2; exit 64; }
+[[ "$mode" =~ ^(single|cluster|hints|stale|repair|antientropy|grow|backup)$ ]] || { sed -n '2,39p' "$0" >&2; exit 64; }
 scripts/setup.sh
 
 for product in kvd kvctl kvbench; do
@@ -311,6 +317,82 @@ print("during the move: %.0f/s = %.1f %% of the 4-node baseline, %.1f %% of the 
 after = rate("after")
 print("after (8 nodes, nothing moving): %.0f/s = %.1f %% of the 4-node baseline" % (
     after[0] / after[1], 100 * (after[0] / after[1]) / (base[0] / base[1])))
+PY
+    exit 0
+fi
+
+if [[ "$mode" == backup ]]; then
+    keys=${KEYS:-100000}
+    value_bytes=${VALUE_BYTES:-10000}
+    "$bin/kvctl" certs issue --dir "$work/certs" --role admin --name admin >/dev/null 2>&1
+    admin=(env QUORUMKV_CERT="$work/certs/admin.pem" QUORUMKV_KEY="$work/certs/admin-key.pem" "$bin/kvctl")
+    echo "== loading $keys keys of $value_bytes bytes ($(python3 -c "print(round($keys * $value_bytes / 1e9, 2))") GB of values, 3 copies)"
+    started=$(date +%s.%N)
+    "$bin/kvbench" --concurrency 50 --value-bytes "$value_bytes" --workload get --keys "$keys" --requests-max 1 >/dev/null
+    echo "loaded in $(python3 -c "print(round($(date +%s.%N) - $started, 1))") s; data folders: $(du -sb "$work"/n[1-4] | awk '{s += $1} END {print s}') bytes"
+    # The puts beside the backups go to 10,000 keys of their own (about 1 MB), so that the data the
+    # backups measure stays the loaded keys and the 1 % rewritten.
+    beside=("${bench[@]}" --workload put --keys 10000 --key-prefix beside-)
+    echo "== baseline: kvbench put, 100-byte values, ${seconds}s"
+    "${beside[@]}" | tee "$work/baseline"
+    # Seconds since the epoch with a fraction.
+    now() { date +%s.%N; }
+    backup_with_load() {
+        local name=$1 started
+        started=$(now)
+        "${admin[@]}" backup --dest "$work/backups" --json >"$work/$name.json" 2>"$work/$name.err" &
+        local backup=$!
+        : >"$work/during-$name"
+        while kill -0 "$backup" 2>/dev/null; do
+            "${beside[@]}" --duration 5 >>"$work/during-$name"
+        done
+        wait "$backup" || { cat "$work/$name.err" >&2; return 1; }
+        echo "$(python3 -c "print($(now) - $started)")" >"$work/$name.seconds"
+    }
+    echo "== first backup, puts running beside it"
+    backup_with_load first
+    echo "== 1 % of the keys rewritten, then the second backup, puts running beside it"
+    "$bin/kvbench" --concurrency 50 --value-bytes "$value_bytes" --workload put --keys "$((keys / 100))" \
+        --requests-max "$((keys / 100))" --duration 600 >/dev/null
+    backup_with_load second
+    # The first backup into 4 fresh nodes (new data folders, same addresses).
+    for i in 1 2 3 4; do kill "${pids[n$i]}"; done
+    for i in 1 2 3 4; do wait "${pids[n$i]}" 2>/dev/null || true; done
+    first=$(python3 -c "import json; print(json.load(open('$work/first.json'))['id'])")
+    for i in 1 2 3 4; do
+        mv "$work/n$i" "$work/old-n$i"
+        start_node "$i"
+    done
+    for i in 1 2 3 4; do wait_up "$i"; done
+    echo "== restore of the first backup into 4 empty nodes"
+    started=$(now)
+    "${admin[@]}" restore --from "$work/backups" --backup "$first" --json >"$work/restore.json" 2>"$work/restore.err" ||
+        { cat "$work/restore.err" >&2; exit 1; }
+    restore_seconds=$(python3 -c "print($(now) - $started)")
+    python3 - "$work" "$keys" "$value_bytes" "$restore_seconds" <<'PY'
+import json, re, sys
+work, keys, value_bytes, restore_seconds = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), float(sys.argv[4])
+def rate(name):
+    ops = secs = 0.0
+    for line in open(f"{work}/{name}"):
+        m = re.search(r"(\d+) ops in ([\d.]+) s", line)
+        if m:
+            ops += int(m.group(1)); secs += float(m.group(2))
+    return ops / secs if secs else 0.0
+base = rate("baseline")
+print("puts/s without a backup: %.0f" % base)
+for name in ("first", "second"):
+    doc = json.load(open(f"{work}/{name}.json"))
+    secs = float(open(f"{work}/{name}.seconds").read())
+    total = doc["bytesCopied"] + doc["bytesSkipped"]
+    during = rate(f"during-{name}")
+    print("%s backup: %.1f s, %d of %d bytes copied (%.2f %%), %.1f MB/s copied; puts/s beside it %.0f = %.1f %% of the baseline" % (
+        name, secs, doc["bytesCopied"], total, 100 * doc["bytesCopied"] / max(1, total),
+        doc["bytesCopied"] / secs / 1e6, during, 100 * during / base if base else 0))
+restore = json.load(open(f"{work}/restore.json"))
+values = keys * value_bytes
+print("restore: %.1f s, %d keys, %.1f MB/s of values (%.0f keys/s)" % (
+    restore_seconds, restore["keysRestored"], values / restore_seconds / 1e6, restore["keysRestored"] / restore_seconds))
 PY
     exit 0
 fi

@@ -10,6 +10,12 @@
 #   scripts/netns-cluster.sh heal hI     bring its link back
 #   scripts/netns-cluster.sh rate hI R   limit host I's outgoing traffic to R (tc tbf, e.g. 1mbit);
 #                                        `rate hI off` removes the limit
+#   scripts/netns-cluster.sh delay hI MS [LOSS]
+#                                        delay every message between host I and the others (and the
+#                                        clients) by MS milliseconds each way, and "lose" LOSS percent
+#                                        of them (a lost one costs a 200 ms retransmission, as in TCP);
+#                                        `delay hI 0` removes it. Injected in user space by each
+#                                        node's transport (QUORUMKV_LINK_FAULTS, a test-only layer)
 #   scripts/netns-cluster.sh kill hI     SIGKILL host I's node
 #   scripts/netns-cluster.sh start hI    start host I's node again (after kill or wipe)
 #   scripts/netns-cluster.sh wipe hI     SIGKILL host I's node and delete its data folder (a lost disk);
@@ -19,8 +25,9 @@
 #
 # Writes .netns/env for an admin kvctl (QUORUMKV_NETNS_DIR sets another folder than .netns). With
 # QUORUMKV_NETNS_OWNER=PID in the environment, `up` leaves a watcher that runs `down` once that
-# process ends (tests set it, so that a crashed test leaves no namespace or node behind). Latency and loss are not injected here: this
-# kernel has no sch_netem and the machine no iptables; tests that need them inject them in user space.
+# process ends (tests set it, so that a crashed test leaves no namespace or node behind). This kernel
+# has no sch_netem and the machine no iptables, so `delay` asks the nodes themselves to hold their
+# writes (KVRPC's LinkFaults, armed by QUORUMKV_LINK_FAULTS=FILE, which `start` sets for every node).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
@@ -111,7 +118,7 @@ up() {
 start_node() {
     local i=$1
     mkdir -p "$dir/n$i"
-    ip netns exec "qkv-h$i" env -u QUORUMKV_EXIT_WITH_PARENT "$kvd" --id "n$i" --listen "$(address_of "$i"):$port" --data "$dir/n$i/data" \
+    ip netns exec "qkv-h$i" env -u QUORUMKV_EXIT_WITH_PARENT QUORUMKV_LINK_FAULTS="$dir/n$i/link-faults" "$kvd" --id "n$i" --listen "$(address_of "$i"):$port" --data "$dir/n$i/data" \
         --cluster "$dir/cluster.yaml" --ca "$dir/certs/ca.pem" --cert "$dir/certs/n$i.pem" \
         --key "$dir/certs/n$i-key.pem" >>"$dir/n$i/kvd.log" 2>&1 </dev/null &
     echo $! >"$dir/n$i/kvd.pid"
@@ -131,6 +138,17 @@ wait_node() {
         sleep 0.2
     done
     fail "n$i did not answer within 30 s (see $dir/n$i/kvd.log)"
+}
+
+# Sets (or with 0 ms and 0 % removes) the rule for ADDRESS in a node's link-faults file, atomically.
+set_rule() {
+    local file=$1 address=$2 millis=$3 loss=$4
+    touch "$file"
+    {
+        awk -v a="$address" '$1 != a' "$file"
+        [[ "$millis" != 0 || "$loss" != 0 ]] && echo "$address $millis $loss"
+    } >"$file.new" || true
+    mv "$file.new" "$file"
 }
 
 down() {
@@ -186,6 +204,19 @@ rate)
         ip netns exec "qkv-h$i" tc qdisc add dev "qkv-h$i-eth" root tbf rate "$3" burst 32kbit latency 400ms
     fi
     echo "netns-cluster: h$i outgoing rate ${3}" >&2
+    ;;
+delay)
+    i=$(host_index "${2:-}")
+    millis=${3:-}
+    loss=${4:-0}
+    [[ "$millis" =~ ^[0-9]+$ && "$loss" =~ ^[0-9]+(\.[0-9]+)?$ ]] ||
+        { echo "usage: scripts/netns-cluster.sh delay hI MS [LOSS_PERCENT]" >&2; exit 64; }
+    count=$(cat "$dir/hosts")
+    set_rule "$dir/n$i/link-faults" "*" "$millis" "$loss"
+    for ((j = 1; j <= count; j++)); do
+        ((j == i)) || set_rule "$dir/n$j/link-faults" "$(address_of "$i")" "$millis" "$loss"
+    done
+    echo "netns-cluster: h$i delayed ${millis} ms each way, ${loss} % lost" >&2
     ;;
 kill | wipe)
     i=$(host_index "${2:-}")

@@ -55,6 +55,7 @@ public final class RPCConnection: Sendable {
                 .channelOption(.socketOption(.tcp_nodelay), value: 1)
                 .channelInitializer { channel in
                     channel.eventLoop.makeCompletedFuture {
+                        try LinkFaultHandler.install(on: channel)
                         try channel.pipeline.syncOperations.addHandlers([
                             OpenSSLHandler(context: tls, expectedServerName: host, handshakeCompleted: handshake),
                             ByteToMessageHandler(FrameDecoder(frameBytesMax: frameBytesMax)),

@@ -166,6 +166,7 @@ public final class RPCServer: Sendable {
                     let handshake = channel.eventLoop.makePromise(of: PeerIdentity.self)
                     let budget = ConnectionBudget(
                         requestsMax: configuration.requestsInFlightMax, bytesMax: configuration.inFlightBytesMax)
+                    try LinkFaultHandler.install(on: channel)
                     try channel.pipeline.syncOperations.addHandlers([
                         OpenSSLHandler(context: tls, handshakeCompleted: handshake),
                         ConnectionGuardHandler(

@@ -60,6 +60,9 @@ struct KVBench: AsyncParsableCommand {
     @Option(help: "Distinct keys.")
     var keys = 10_000
 
+    @Option(name: .customLong("key-prefix"), help: "Keys are PREFIX0, PREFIX1, … (at most 64 bytes).")
+    var keyPrefix = "bench-"
+
     @Option(name: .customLong("requests-max"), help: "Stop after this many requests even if time remains.")
     var requestsMax = 10_000_000
 
@@ -70,6 +73,7 @@ struct KVBench: AsyncParsableCommand {
     var output: String?
 
     func validate() throws {
+        guard keyPrefix.utf8.count <= 64 else { throw ValidationError("--key-prefix takes at most 64 bytes") }
         guard ["put", "get", "mixed"].contains(workload) else {
             throw ValidationError("--workload must be put, get or mixed")
         }
@@ -91,7 +95,7 @@ struct KVBench: AsyncParsableCommand {
         let client = try makeClient()
         let level = ConsistencyLevel(parsing: consistency) ?? .quorum
         let value = [UInt8](repeating: UInt8(ascii: "x"), count: valueBytes)
-        let keyNames = (0..<keys).map { Array("bench-\($0)".utf8) }
+        let keyNames = (0..<keys).map { Array("\(keyPrefix)\($0)".utf8) }
 
         if workload != "put" && !skipLoad {
             FileHandle.standardError.write(Data("kvbench: loading \(keys) keys\n".utf8))

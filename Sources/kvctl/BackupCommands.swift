@@ -226,8 +226,16 @@ struct BackupPrune: AsyncParsableCommand {
     @Flag(name: .customLong("dry-run"), help: "Only print what would be removed.")
     var dryRun = false
 
+    @Option(
+        name: .customLong("partial-age"),
+        help: "Hours an interrupted backup's half-copied files wait for a backup to resume them (default 24).")
+    var partialAgeHours = 24
+
     func validate() throws {
         guard keep >= 1 else { throw ValidationError("--keep must be at least 1") }
+        guard (0...87_600).contains(partialAgeHours) else {
+            throw ValidationError("--partial-age must be 0...87600 hours")
+        }
     }
 
     private struct Document: Encodable {
@@ -235,22 +243,27 @@ struct BackupPrune: AsyncParsableCommand {
         var dryRun: Bool
         var backupsRemoved: [String]
         var filesRemoved: Int
+        var partialsRemoved: Int
         var bytesRemoved: UInt64
     }
 
     func run() async throws {
         try await reportingFailures(json: json) {
             let destination = BackupDestination(root: directory)
-            let plan = dryRun ? try destination.prunePlan(keep: keep) : try destination.prune(keep: keep)
+            let age = Duration.seconds(partialAgeHours * 3600)
+            let plan =
+                dryRun
+                ? try destination.prunePlan(keep: keep, partialAge: age)
+                : try destination.prune(keep: keep, partialAge: age)
             if json {
                 try printJSON(
                     Document(
                         dryRun: dryRun, backupsRemoved: plan.backups, filesRemoved: plan.files.count,
-                        bytesRemoved: plan.bytes))
+                        partialsRemoved: plan.partials.count, bytesRemoved: plan.bytes))
             } else {
                 let verb = dryRun ? "would remove" : "removed"
                 print(
-                    "\(verb) \(plan.backups.count) backups (\(plan.backups.joined(separator: ", "))) and \(plan.files.count) files (\(plan.bytes) bytes)"
+                    "\(verb) \(plan.backups.count) backups (\(plan.backups.joined(separator: ", "))), \(plan.files.count) files and \(plan.partials.count) abandoned partial copies (\(plan.bytes) bytes)"
                 )
             }
         }

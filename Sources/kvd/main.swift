@@ -1,8 +1,10 @@
 import ArgumentParser
+import Foundation
 import Glibc
 import KVConfig
 import KVCore
 import KVNode
+import KVRPC
 import Logging
 import ServiceLifecycle
 import UnixSignals
@@ -280,8 +282,15 @@ struct KVD: AsyncParsableCommand {
 
         // Trap SIGHUP before anything listens: its default action would end the process.
         let hangups = await UnixSignalsSequence(trapping: .sighup)
+        // Test-only: delay and loss on this node's links (scripts/netns-cluster.sh delay), armed before
+        // the first connection.
+        let linkFaults = getenv(LinkFaultsFromFile.environmentName).map { LinkFaultsFromFile(path: String(cString: $0), logger: logger) }
+        try linkFaults?.start()
         let node = try NodeService(configuration: configuration, logger: logger)
         var services: [any Service] = [node, CertificateReloadOnHangup(node: node, hangups: hangups)]
+        if let linkFaults {
+            services.append(linkFaults)
+        }
         if let value = getenv(ExitWithParent.environmentName).map({ String(cString: $0) }) {
             guard let parent = pid_t(value), parent > 1 else {
                 throw ValidationError("\(ExitWithParent.environmentName) must be a process id, not '\(value)'")
@@ -316,6 +325,54 @@ struct CertificateReloadOnHangup: Service {
         for await _ in hangups.cancelOnGracefulShutdown() {
             _ = await node.reloadCertificates(trigger: "SIGHUP")
         }
+    }
+}
+
+/// With `QUORUMKV_LINK_FAULTS=FILE` in its environment (tests only), `kvd` arms `LinkFaults.process`
+/// and applies the rules of FILE (``LinkFaults/parse(_:)``) to its links, reading the file again
+/// whenever it changes; a missing file means no rules, a malformed one is logged and the rules in use
+/// stay.
+struct LinkFaultsFromFile: Service {
+    static let environmentName = "QUORUMKV_LINK_FAULTS"
+
+    let path: String
+    let logger: Logger
+
+    /// Arms the faults and applies the file as it is now.
+    func start() throws {
+        LinkFaults.process.arm()
+        _ = apply()
+    }
+
+    func run() async throws {
+        var applied = contents()
+        while !Task.isCancelled && !Task.isShuttingDownGracefully {
+            try? await Task.sleep(for: .milliseconds(100))
+            let current = contents()
+            if current != applied {
+                applied = apply()
+            }
+        }
+    }
+
+    private func contents() -> String {
+        (try? String(contentsOfFile: path, encoding: .utf8)) ?? ""
+    }
+
+    /// Applies the file's rules; returns the text applied (the text read, also when it was refused,
+    /// so that it is not logged again until it changes).
+    private func apply() -> String {
+        let text = contents()
+        do {
+            let rules = try LinkFaults.parse(text)
+            LinkFaults.process.set(rules)
+            logger.notice(
+                "link faults applied",
+                metadata: ["faults": "\(rules.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value.delay) \($0.value.lossPercent)%" })"])
+        } catch {
+            logger.warning("link faults refused; the rules in use stay", metadata: ["error": "\(error)"])
+        }
+        return text
     }
 }
 

@@ -12,8 +12,9 @@ let namespacesAllowed = getuid() == 0 && FileManager.default.isExecutableFile(at
 extension RealProcessTests {
     /// Real processes on several "hosts": `scripts/netns-cluster.sh` puts 4 nodes (N=3) in network
     /// namespaces on a bridge, each with a certificate naming its host's IP. A host cut off under a
-    /// QUORUM load fails no request and converges once healed; a host whose data is lost is rebuilt
-    /// by `kvctl repair`. Skipped, saying why, where namespaces cannot be made (not root, no iproute2).
+    /// QUORUM load fails no request and converges once healed; a host delayed by 60 ms with 1 % loss
+    /// (`netns-cluster.sh delay`) slows a write at ALL by at least the delay and fails no QUORUM request;
+    /// a host whose data is lost is rebuilt by `kvctl repair`. Skipped, saying why, where namespaces cannot be made (not root, no iproute2).
     @Suite(
         .timeLimit(.minutes(5)),
         .enabled(if: namespacesAllowed, "needs root and iproute2 to create network namespaces"))
@@ -68,6 +69,19 @@ extension RealProcessTests {
             return CommandResult(status: exited ? (status >> 8) & 0xff : -1, stdout: "", stderr: output)
         }
 
+        /// Waits (up to 30 s) until `node`'s log has a line with `message` and `text`.
+        func waitForLog(_ node: String, _ message: String, containing text: String) throws -> Bool {
+            let deadline = ContinuousClock.now + .seconds(30)
+            while ContinuousClock.now < deadline {
+                let log = (try? String(contentsOfFile: "\(state)/\(node)/kvd.log", encoding: .utf8)) ?? ""
+                if log.split(separator: "\n").contains(where: { $0.contains(message) && $0.contains(text) }) {
+                    return true
+                }
+                usleep(50_000)
+            }
+            return false
+        }
+
         func kvctl(_ arguments: [String]) throws -> CommandResult {
             try run(
                 "kvctl",
@@ -114,6 +128,29 @@ extension RealProcessTests {
             expected.merge(load.acknowledged.withLock { $0 }) { $1 }
             let wrong = try await MembershipChangeClusterTests.checkReadable(expected, with: client)
             #expect(wrong.isEmpty, "\(wrong.count) keys read wrong: \(wrong.prefix(5))")
+
+            // h4 delayed by 60 ms each way with 1 % of messages "lost" (held a retransmission longer):
+            // a write at ALL to a key n4 replicates waits for n4 (at least the 60 ms of its answer),
+            // and a QUORUM load fails no request. Then the delay goes, and ALL needs n4 again.
+            let map = try await client.clusterMap().ring()
+            let slowKey = try #require(
+                (0..<keys).map { "h-\($0)" }.first { map.preferenceList(forKey: Array($0.utf8)).contains("n4") })
+            expectSuccess(try await offThePool { try script(["delay", "h4", "60", "1"]) })
+            let delayedLog = try await offThePool { try waitForLog("n4", "link faults applied", containing: "60") }
+            #expect(delayedLog, "n4 did not apply the delay")
+            let started = ContinuousClock.now
+            _ = try await client.put(Array(slowKey.utf8), value: Array("slow".utf8), consistency: .all)
+            let took = ContinuousClock.now - started
+            #expect(took >= .milliseconds(60), "a write at ALL through a 60 ms link took \(took)")
+            expected[slowKey] = "slow"
+            let delayedLoad = MembershipChangeClusterTests.Load(client: client, keys: keys, prefix: "h")
+            try await Task.sleep(for: .seconds(3))
+            let delayedOperations = await delayedLoad.finish()
+            let delayedFailures = delayedLoad.failures.withLock { $0 }
+            #expect(delayedOperations > 5)
+            #expect(delayedFailures.isEmpty, "\(delayedFailures.count) failed with h4 delayed: \(delayedFailures.prefix(5))")
+            expected.merge(delayedLoad.acknowledged.withLock { $0 }) { $1 }
+            expectSuccess(try await offThePool { try script(["delay", "h4", "0"]) })
 
             // h3's disk lost: its node restarts empty and `kvctl repair` copies its ranges back; then
             // every key it replicates reads from it alone.

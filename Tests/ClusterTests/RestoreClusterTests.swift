@@ -23,12 +23,12 @@ extension RealProcessTests {
             var batchesSent: Int
         }
 
-        static let firstBatch = 4_000
+        static let firstBatch = 10_000
         static let deletedFirst = Set(stride(from: 0, to: firstBatch, by: 100))
         /// The second batch: new keys, overwrites of first-batch keys, deletes of others.
-        static let newKeys = 0..<500
-        static let overwritten = 1..<501
-        static let deletedLater = 3001..<3101
+        static let newKeys = 0..<400
+        static let overwritten = 1..<401
+        static let deletedLater = 5001..<5101
 
         static func firstKey(_ index: Int) -> [UInt8] { Array("restore-\(index)".utf8) }
         static func firstValue(_ index: Int) -> [UInt8] {

@@ -128,6 +128,31 @@ struct BackupDestinationTests {
         #expect(throws: BackupError.self) { try scratch.destination.prune(keep: 0) }
     }
 
+    /// A `.partial` no backup resumed within the partial age goes with the next prune; a recent one
+    /// stays for the backup that resumes it.
+    @Test func pruneRemovesPartialCopiesNoBackupResumed() throws {
+        let scratch = try Scratch()
+        let table = try scratch.store("table", as: "000030.sst")
+        try scratch.backup("20261203T120000Z-000020", ["n1": [table]])
+        let old = scratch.destination.partialPath(sha256: String(repeating: "b", count: 64))
+        let recent = scratch.destination.partialPath(sha256: String(repeating: "c", count: 64))
+        _ = FileManager.default.createFile(atPath: old, contents: Data("abandoned".utf8))
+        _ = FileManager.default.createFile(atPath: recent, contents: Data("resumable".utf8))
+        try FileManager.default.setAttributes(
+            [.modificationDate: Date(timeIntervalSinceNow: -2 * 24 * 3600)], ofItemAtPath: old)
+
+        let plan = try scratch.destination.prunePlan(keep: 1)
+        #expect(plan.partials == [String(repeating: "b", count: 64)])
+        #expect(plan.bytes == UInt64("abandoned".utf8.count))
+        try scratch.destination.prune(keep: 1)
+        #expect(!FileManager.default.fileExists(atPath: old))
+        #expect(FileManager.default.fileExists(atPath: recent))
+        // With an age of 0, every partial copy goes.
+        try scratch.destination.prune(keep: 1, partialAge: .zero)
+        #expect(!FileManager.default.fileExists(atPath: recent))
+        #expect(try scratch.destination.backupIDs() == ["20261203T120000Z-000020"])
+    }
+
     @Test func aSecondLockIsRefusedWhileTheFirstIsHeld() throws {
         let scratch = try Scratch()
         let lock = try scratch.destination.lock()

@@ -44,7 +44,7 @@ struct SimulationTests {
     @Test(arguments: [HintMode.sloppyQuorum, .shortHintWindow, .smallHintQueues])
     func hintModesKeepEveryInvariant(_ mode: HintMode) async {
         let results = await offThePool {
-            (UInt64(1001)...1050).map { seed in
+            (UInt64(1001)...1030).map { seed in
                 var configuration = quick(seed)
                 switch mode {
                 case .sloppyQuorum: configuration.sloppyQuorum = true
