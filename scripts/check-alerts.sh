@@ -4,7 +4,7 @@
 # prometheus (promtool comes with it), curl and jq when missing.
 #
 #   scripts/check-alerts.sh          the two promtool checks (a few seconds)
-#   scripts/check-alerts.sh --live   then, on a real cluster (about 2 minutes):
+#   scripts/check-alerts.sh --live   then, on a real cluster (about 1.5 minutes):
 #     1. starts 4 nodes with scripts/cluster.sh in a temporary folder, on 127.0.0.145-148 (or from
 #        QUORUMKV_CLUSTER_FIRST_HOST: away from cluster.sh's default 11, so a local cluster running
 #        there is left alone), binaries from QUORUMKV_BIN or `swift build --show-bin-path`;
