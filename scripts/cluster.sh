@@ -10,7 +10,6 @@
 #                                so keep the same QUORUMKV_CLUSTER_FIRST_HOST for one folder
 #   QUORUMKV_CLUSTER_FIRST_HOST  the last address byte of n1 (11): nI listens on 127.0.0.(FIRST_HOST-1+I)
 #
-#
 #   scripts/cluster.sh start N      write cluster.yaml and certificates (once), start n1..nN (less the
 #                                   nodes removed since, plus those added since), wait until they answer
 #   scripts/cluster.sh stop         stop every node (SIGTERM, then SIGKILL after 10 s)
