@@ -2,7 +2,13 @@
 # A local QuorumKV cluster on loopback: node nI listens on 127.0.0.(10+I):7411 and serves its
 # Prometheus metrics on https://127.0.0.(10+I):9411/metrics (mutual TLS), with its own
 # certificate and data folder under .cluster/, all sharing .cluster/cluster.yaml (replication
-# factor min(3, N), or QUORUMKV_RF). Writes .cluster/env for an admin kvctl:
+# factor min(3, N), or QUORUMKV_RF). Writes .cluster/env for an admin kvctl.
+#
+# Two overrides, for running a second cluster beside the default one (the defaults are as above):
+#   QUORUMKV_CLUSTER_DIR         the folder instead of .cluster/ (an absolute path, or relative to the
+#                                repository); the addresses are fixed when its certificates are issued,
+#                                so keep the same QUORUMKV_CLUSTER_FIRST_HOST for one folder
+#   QUORUMKV_CLUSTER_FIRST_HOST  the last address byte of n1 (11): nI listens on 127.0.0.(FIRST_HOST-1+I)
 #
 #   scripts/cluster.sh start N      write cluster.yaml and certificates (once), start n1..nN (less the
 #                                   nodes removed since, plus those added since), wait until they answer
@@ -20,7 +26,13 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
-dir="$root/.cluster"
+dir=${QUORUMKV_CLUSTER_DIR:-$root/.cluster}
+[[ "$dir" == /* ]] || dir="$root/$dir"
+first_host=${QUORUMKV_CLUSTER_FIRST_HOST:-11}
+[[ "$first_host" =~ ^[0-9]+$ ]] && ((first_host >= 1 && first_host <= 254)) || {
+    echo "cluster.sh: QUORUMKV_CLUSTER_FIRST_HOST must be 1..254, not '$first_host'" >&2
+    exit 64
+}
 port=7411
 metrics_port=9411
 
@@ -35,11 +47,14 @@ fi
 kvctl="$bin/kvctl"
 kvd="$bin/kvd"
 
-address_of() { echo "127.0.0.$((10 + ${1#n}))"; }
+address_of() { echo "127.0.0.$((first_host - 1 + ${1#n}))"; }
+
+# The most nodes the addresses allow: 200, fewer when n1 starts above 127.0.0.55 (nI must stay <= .254).
+id_max=$((255 - first_host < 200 ? 255 - first_host : 200))
 
 valid_id() {
-    [[ "$1" =~ ^n[0-9]+$ ]] && ((${1#n} >= 1 && ${1#n} <= 200)) || {
-        echo "cluster.sh: node id must be n1..n200, not '$1'" >&2
+    [[ "$1" =~ ^n[0-9]+$ ]] && ((${1#n} >= 1 && ${1#n} <= id_max)) || {
+        echo "cluster.sh: node id must be n1..n$id_max, not '$1'" >&2
         exit 64
     }
 }
@@ -135,7 +150,7 @@ write_cluster_file() {
         local existing
         existing=$(grep -c '^  - id: ' "$file")
         if ((existing != count)); then
-            echo "cluster.sh: $file has $existing nodes, not $count; 'scripts/cluster.sh stop && rm -rf .cluster' to start over" >&2
+            echo "cluster.sh: $file has $existing nodes, not $count; 'scripts/cluster.sh stop && rm -rf $dir' to start over" >&2
             exit 1
         fi
         return 0
@@ -172,8 +187,8 @@ command=${1:-}
 case "$command" in
 start)
     count=${2:-3}
-    [[ "$count" =~ ^[0-9]+$ ]] && ((count >= 1 && count <= 200)) || {
-        echo "cluster.sh: start takes a node count between 1 and 200" >&2
+    [[ "$count" =~ ^[0-9]+$ ]] && ((count >= 1 && count <= id_max)) || {
+        echo "cluster.sh: start takes a node count between 1 and $id_max" >&2
         exit 64
     }
     write_cluster_file "$count"
@@ -186,7 +201,7 @@ start)
     for id in $ids; do start_node "$id"; done
     for id in $ids; do wait_node "$id"; done
     write_env
-    echo "cluster.sh: $(echo $ids | wc -w) node(s) running ($(echo $ids)); 'source .cluster/env' then 'kvctl status'" >&2
+    echo "cluster.sh: $(echo $ids | wc -w) node(s) running ($(echo $ids)); 'source $dir/env' then 'kvctl status'" >&2
     ;;
 stop)
     for id in $(node_ids); do stop_node "$id" TERM; done
