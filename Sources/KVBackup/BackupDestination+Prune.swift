@@ -23,7 +23,7 @@ extension BackupDestination {
     /// in `files/` that none of those lists, and every `.partial` copy (what an interrupted backup
     /// resumes) not written for `partialAge`: a backup that was never run again must not leave its
     /// half-copied files on the destination for good.
-    public func prunePlan(keep: Int, partialAge: Duration = partialAgeDefault, now: Date = Date()) throws -> PrunePlan {
+    public func prunePlan(keep: Int, partialAge: Duration = partialAgeDefault) throws -> PrunePlan {
         guard keep >= 1 else { throw BackupError("--keep must be at least 1") }
         let manifests = try manifests()
         let kept = manifests.suffix(keep)
@@ -42,7 +42,7 @@ extension BackupDestination {
             let sha256 = String(name.dropLast(suffix.count))
             guard let attributes = try? FileManager.default.attributesOfItem(atPath: partialPath(sha256: sha256)),
                 let modified = attributes[.modificationDate] as? Date,
-                now.timeIntervalSince(modified) >= ageSeconds
+                Date().timeIntervalSince(modified) >= ageSeconds
             else { continue }
             plan.partials.append(sha256)
             plan.bytes &+= (attributes[.size] as? NSNumber)?.uint64Value ?? 0

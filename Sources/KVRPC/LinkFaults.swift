@@ -1,3 +1,4 @@
+import KVCore
 public import NIOCore
 import Synchronization
 
@@ -83,7 +84,8 @@ public final class LinkFaults: Sendable {
             guard fields.count == 2 || fields.count == 3,
                 let millis = UInt64(fields[1]), millis <= UInt64(delayMax.wholeMillisecondsClamped)
             else {
-                throw LinkFaultsError(line: index + 1, reason: "expected 'ADDRESS DELAY_MS [LOSS_PERCENT]', delay ≤ 60000")
+                throw LinkFaultsError(
+                    line: index + 1, reason: "expected 'ADDRESS DELAY_MS [LOSS_PERCENT]', the delay at most 60000")
             }
             var loss = 0.0
             if fields.count == 3 {

@@ -284,7 +284,9 @@ struct KVD: AsyncParsableCommand {
         let hangups = await UnixSignalsSequence(trapping: .sighup)
         // Test-only: delay and loss on this node's links (scripts/netns-cluster.sh delay), armed before
         // the first connection.
-        let linkFaults = getenv(LinkFaultsFromFile.environmentName).map { LinkFaultsFromFile(path: String(cString: $0), logger: logger) }
+        let linkFaults = getenv(LinkFaultsFromFile.environmentName).map {
+            LinkFaultsFromFile(path: String(cString: $0), logger: logger)
+        }
         try linkFaults?.start()
         let node = try NodeService(configuration: configuration, logger: logger)
         var services: [any Service] = [node, CertificateReloadOnHangup(node: node, hangups: hangups)]
@@ -366,9 +368,10 @@ struct LinkFaultsFromFile: Service {
         do {
             let rules = try LinkFaults.parse(text)
             LinkFaults.process.set(rules)
-            logger.notice(
-                "link faults applied",
-                metadata: ["faults": "\(rules.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value.delay) \($0.value.lossPercent)%" })"])
+            let described = rules.sorted { $0.key < $1.key }.map {
+                "\($0.key) \($0.value.delay.wholeMillisecondsClamped) ms \($0.value.lossPercent)%"
+            }
+            logger.notice("link faults applied", metadata: ["faults": "\(described)"])
         } catch {
             logger.warning("link faults refused; the rules in use stay", metadata: ["error": "\(error)"])
         }

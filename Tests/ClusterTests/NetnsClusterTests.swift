@@ -148,7 +148,9 @@ extension RealProcessTests {
             let delayedOperations = await delayedLoad.finish()
             let delayedFailures = delayedLoad.failures.withLock { $0 }
             #expect(delayedOperations > 5)
-            #expect(delayedFailures.isEmpty, "\(delayedFailures.count) failed with h4 delayed: \(delayedFailures.prefix(5))")
+            #expect(
+                delayedFailures.isEmpty, "\(delayedFailures.count) failed with h4 delayed: \(delayedFailures.prefix(5))"
+            )
             expected.merge(delayedLoad.acknowledged.withLock { $0 }) { $1 }
             expectSuccess(try await offThePool { try script(["delay", "h4", "0"]) })
 

@@ -33,7 +33,9 @@ struct LinkFaultsTests {
 
     @Test func rulesMatchThePeersAddressOrTheWildcard() throws {
         let faults = LinkFaults()
-        faults.set(["10.0.0.2": LinkFaults.Rule(delay: .milliseconds(9)), "*": LinkFaults.Rule(delay: .milliseconds(1))])
+        faults.set([
+            "10.0.0.2": LinkFaults.Rule(delay: .milliseconds(9)), "*": LinkFaults.Rule(delay: .milliseconds(1)),
+        ])
         #expect(faults.rule(for: try SocketAddress(ipAddress: "10.0.0.2", port: 1))?.delay == .milliseconds(9))
         #expect(faults.rule(for: try SocketAddress(ipAddress: "10.0.0.3", port: 1))?.delay == .milliseconds(1))
         faults.set([:])
