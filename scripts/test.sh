@@ -15,7 +15,8 @@ step() {
     echo "test.sh: $name took $((SECONDS - started)) s" >&2
 }
 fuzz_pid=
-trap '[[ -n "$fuzz_pid" ]] && kill "$fuzz_pid" 2>/dev/null; printf "test.sh: %s\n" "${timings[@]}" >&2' EXIT
+alerts_pid=
+trap '[[ -n "$fuzz_pid" ]] && kill "$fuzz_pid" 2>/dev/null; [[ -n "$alerts_pid" ]] && kill "$alerts_pid" 2>/dev/null; printf "test.sh: %s\n" "${timings[@]}" >&2' EXIT
 
 step setup scripts/setup.sh
 step lint swift format lint --strict -r Sources Tests Package.swift
@@ -29,15 +30,23 @@ step simulator swift test --skip-build --filter SimulationTests
 # A short bounded libFuzzer pass over the wire decoder (its own build in .build-fuzz/), beside the
 # real-process tests: they mostly wait on timers and sockets, and the machine's idle cores take the
 # fuzzer's build and run (CI's 20 minutes); the tests keep working on a busy machine, as they must.
+# Beside them too: the alerting rules' checks and their live run (scripts/check-alerts.sh --live: 4
+# nodes of its own on 127.0.0.145-148 and a Prometheus that must see "2 nodes down" fire), which
+# mostly waits for Prometheus's `for:`. Binaries named here: `swift build --show-bin-path` would wait
+# for the lock `swift test` holds.
 mkdir -p .build-fuzz
 scripts/fuzz.sh 30 >.build-fuzz/test.log 2>&1 &
 fuzz_pid=$!
-step "real processes (fuzzing beside them)" swift test --skip-build --filter ClusterTests
-fuzz_result() {
-    local status=0
-    wait "$fuzz_pid" || status=$?
-    fuzz_pid=
-    tail -n 3 .build-fuzz/test.log >&2
+QUORUMKV_BIN=$(swift build --show-bin-path) scripts/check-alerts.sh --live >.build-fuzz/alerts.log 2>&1 &
+alerts_pid=$!
+step "real processes (fuzzing and alert checks beside them)" swift test --skip-build --filter ClusterTests
+background_result() {
+    local pid=$1 log=$2 status=0
+    wait "$pid" || status=$?
+    tail -n 3 "$log" >&2
     return "$status"
 }
-step "fuzz (its end)" fuzz_result
+step "fuzz (its end)" background_result "$fuzz_pid" .build-fuzz/test.log
+fuzz_pid=
+step "alert checks (their end)" background_result "$alerts_pid" .build-fuzz/alerts.log
+alerts_pid=

@@ -1,4 +1,5 @@
 import Foundation
+import KVClient
 import KVTLS
 import NIOCore
 import NIOPosix
@@ -58,6 +59,78 @@ extension RealProcessTests {
 
             // The node still serves after all that.
             expectSuccess(try node.kvctl(["get", "k"]))
+        }
+
+        /// The health gauges in a real scrape, moving when they should: process figures above 0, disk
+        /// used within 5 % of `du`, the certificate's expiry; with n3 SIGKILLed and writes queued for
+        /// it, healthy nodes drop from 4 to 3, ranges are under-replicated and the lag of n3's hints grows.
+        @Test func healthGaugesFollowTheNodeAndTheCluster() async throws {
+            let cluster = try ClusterHarness(nodes: 4, firstHost: 225, replicationFactor: 3)
+            defer { cluster.tearDown() }
+            cluster.nodeArguments["n1"] = ["--metrics", "127.0.0.225:9411", "--anti-entropy-interval", "0"]
+            try await offThePool { try cluster.startAll() }
+            let client = try cluster.client()
+            for index in 0..<200 {
+                _ = try await client.put(Array("health-\(index)".utf8), value: Array(repeating: 7, count: 1000))
+            }
+            let tls = try TLSContext(
+                configuration: TLSConfiguration(
+                    caFile: "\(cluster.certs)/ca.pem", certificateFile: "\(cluster.certs)/client.pem",
+                    keyFile: "\(cluster.certs)/client-key.pem"),
+                side: .client)
+            func scrape() async throws -> [String: Double] {
+                let text = try await httpsExchange(
+                    "GET /metrics HTTP/1.1\r\nHost: 127.0.0.225\r\nConnection: close\r\n\r\n", host: "127.0.0.225",
+                    port: 9411, tls: tls)
+                var values: [String: Double] = [:]
+                for line in text.split(separator: "\n") where !line.hasPrefix("#") {
+                    let parts = line.split(separator: " ")
+                    if parts.count == 2, let value = Double(parts[1]) { values[String(parts[0])] = value }
+                }
+                return values
+            }
+            /// Scrapes until `condition` holds (the gauges are read every 5 s), 60 s at most.
+            func scrape(until condition: ([String: Double]) -> Bool) async throws -> [String: Double] {
+                let deadline = ContinuousClock.now + .seconds(60)
+                var values = try await scrape()
+                while !condition(values), ContinuousClock.now < deadline {
+                    try await Task.sleep(for: .milliseconds(500))
+                    values = try await scrape()
+                }
+                return values
+            }
+            let node = "{node=\"n1\"}"
+            let up = try await scrape { ($0["quorumkv_healthy_nodes\(node)"] ?? 0) == 4 }
+            #expect(up["process_cpu_seconds_total\(node)"] ?? 0 > 0)
+            #expect(up["process_resident_memory_bytes\(node)"] ?? 0 > 1_000_000)
+            #expect(up["process_open_fds\(node)"] ?? 0 > 5)
+            #expect(up["quorumkv_disk_free_bytes\(node)"] ?? 0 > 0)
+            #expect(up["quorumkv_under_replicated_ranges\(node)"] == 0)
+            let notAfter = try #require(up["quorumkv_certificate_expiry_timestamp_seconds\(node)"])
+            #expect(
+                notAfter > Date().timeIntervalSince1970 + 86400, "the harness's certificates last longer than a day")
+            // Disk used against du, with nothing written meanwhile: a scrape after the next reading.
+            let du = try run("/usr/bin/du", ["-s", "-B1", "\(cluster.directory.path)/n1"])
+            let duBytes = try #require(Double(du.stdout.split(separator: "\t").first ?? ""))
+            let reported = try await scrape {
+                abs(($0["quorumkv_disk_used_bytes\(node)"] ?? 0) - duBytes) <= duBytes * 0.05
+            }
+            let used = reported["quorumkv_disk_used_bytes\(node)"] ?? 0
+            #expect(abs(used - duBytes) <= duBytes * 0.05, "disk used \(used), du \(duBytes)")
+
+            cluster.stop("n3")
+            // 200 keys: n1 is the fallback, holding a hint for n3, of the keys it does not replicate.
+            for index in 0..<200 {
+                _ = try await client.put(Array("health-\(index)".utf8), value: Array("while n3 is down".utf8))
+            }
+            let lagging = try await scrape {
+                ($0["quorumkv_healthy_nodes\(node)"] ?? 0) == 3
+                    && ($0["quorumkv_hint_oldest_age_seconds{node=\"n1\",target=\"n3\"}"] ?? 0) > 1
+            }
+            #expect(lagging["quorumkv_healthy_nodes\(node)"] == 3)
+            #expect(lagging["quorumkv_under_replicated_ranges\(node)"] ?? 0 > 0)
+            #expect(lagging["quorumkv_hint_oldest_age_seconds{node=\"n1\",target=\"n3\"}"] ?? 0 > 1)
+            await client.close()
         }
 
         @Test func aBadMetricsAddressIsAClearError() throws {

@@ -40,6 +40,24 @@ struct RingTests {
         #expect(ring.preferenceList(for: Token(201)) == ["c", "a"])
     }
 
+    /// Ranges with fewer than N reachable replicas: none when all are up; with one node of a 4-node
+    /// ring down at N=2, exactly the vnode ranges whose preference list holds it.
+    @Test func underReplicatedRangesAreThoseWithAnUnreachableReplica() throws {
+        let ring = try Ring(
+            nodes: [
+                RingNode(id: "a", tokens: [100, 400]),
+                RingNode(id: "b", tokens: [200]),
+                RingNode(id: "c", tokens: [300]),
+            ],
+            replicationFactor: 2
+        )
+        #expect(ring.underReplicatedRanges { _ in true } == 0)
+        // Ranges ending at 100 [a,b], 200 [b,c], 300 [c,a], 400 [a,b].
+        #expect(ring.underReplicatedRanges { $0 != "c" } == 2)
+        #expect(ring.underReplicatedRanges { $0 != "a" } == 3)
+        #expect(ring.underReplicatedRanges { _ in false } == 4)
+    }
+
     @Test func spansOverlapWhenTheyShareAToken() {
         let span = TokenRangeSpan(start: 100, end: 200)
         #expect(span.overlaps(TokenRangeSpan(start: 150, end: 250)))

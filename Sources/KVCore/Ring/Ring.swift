@@ -159,6 +159,15 @@ public struct Ring: Sendable, Hashable {
     /// Every vnode token, ascending.
     public var tokens: [UInt64] { vnodeTokens }
 
+    /// How many vnode ranges have fewer than `replicationFactor` replicas for which `reachable` is
+    /// true: ranges a write at ALL fails on, and which lose a copy more if another replica fails.
+    public func underReplicatedRanges(reachable: (String) -> Bool) -> Int {
+        let up = nodes.map { reachable($0.id) }
+        return vnodeTokens.indices.count { position in
+            preferenceRow(position).count { up[Int($0)] } < replicationFactor
+        }
+    }
+
     /// `span` cut at every vnode token inside it, in clockwise order: pieces on which the preference
     /// list does not change.
     public func pieces(of span: TokenRangeSpan) -> [TokenRangeSpan] {

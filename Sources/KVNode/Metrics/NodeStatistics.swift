@@ -275,7 +275,7 @@ public final class NodeStatistics: Sendable {
 
 /// One gauge per value of a dimension (a hint target, a peer) besides `node`, each made the first
 /// time its value is seen; one seen before and absent from a later reading reports 0.
-private final class GaugeFamily: Sendable {
+final class GaugeFamily: Sendable {
     private let label: String
     private let dimension: String
     private let nodeID: String

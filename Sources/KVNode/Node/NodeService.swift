@@ -116,9 +116,12 @@ public final class NodeService: Service {
         }
         // With --metrics, the node's own registry, served over HTTPS; otherwise whatever factory the
         // process bootstrapped (an embedder's).
-        let registry = configuration.metrics.map { _ in PrometheusRegistry(help: NodeStatistics.metricHelp) }
+        let registry = configuration.metrics.map { _ in
+            PrometheusRegistry(help: NodeStatistics.metricHelp.merging(NodeHealth.metricHelp) { $1 })
+        }
         let metricsFactory: any MetricsFactory = registry ?? MetricsSystem.factory
         let statistics = NodeStatistics(nodeID: configuration.id, metricsFactory: metricsFactory)
+        let nodeHealth = NodeHealth(nodeID: configuration.id, metricsFactory: metricsFactory)
         let repairMarker = RepairMarker(
             ring: { try? membership.current.ring() }, store: store, pool: pool, statistics: statistics,
             wallMillis: ReplicaService.systemMillis,
@@ -260,6 +263,25 @@ public final class NodeService: Service {
                 group.addTask {
                     await CheckpointSweeper(registry: store.checkpoints, pool: pool, logger: self.logger).run()
                 }
+                // The process, disk, certificate, replica-lag and cluster-health gauges, likewise: read
+                // on the pool (it walks the data folder and reads the hint log).
+                group.addTask {
+                    let directory = self.configuration.dataDirectory
+                    let certificates = self.certificates
+                    while !Task.isCancelled {
+                        let (map, suspected) = (membership.current, health.table.suspected())
+                        let notAfter = certificates.certificateNotAfterSeconds
+                        if let sample = try? await pool.runIfActive({
+                            NodeHealth.read(
+                                dataDirectory: directory, hintAges: Self.hintAges(store),
+                                certificateNotAfterSeconds: notAfter,
+                                map: map, suspected: suspected)
+                        }) {
+                            nodeHealth.record(sample)
+                        }
+                        try? await Task.sleep(for: Self.gaugeInterval)
+                    }
+                }
                 // The peer health and epoch gauges, likewise.
                 group.addTask {
                     await statistics.reportPeers(every: Self.gaugeInterval) {
@@ -308,6 +330,17 @@ public final class NodeService: Service {
 
     /// How often the gauges (hints queued per target, ranges due) are set when nothing else reads them.
     static let gaugeInterval: Duration = .seconds(5)
+
+    /// Seconds since the oldest-versioned hint of each target was stored (blocking: reads the log).
+    static func hintAges(_ store: RocksDBStore) -> [String: Double] {
+        let now = ReplicaService.systemMillis()
+        var ages: [String: Double] = [:]
+        for target in store.hintQueueSizes().keys {
+            guard let oldest = try? store.hints(for: target, limit: 1).first?.hint.storedAtMillis else { continue }
+            ages[target] = now > oldest ? Double(now - oldest) / 1000 : 0
+        }
+        return ages
+    }
 
     /// Records this node's id in a new data folder, and refuses a folder that belongs to another node.
     private func claim(_ store: RocksDBStore) throws {

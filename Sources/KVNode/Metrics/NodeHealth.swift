@@ -1,0 +1,159 @@
+import Foundation
+public import KVCore
+public import Metrics
+
+/// One reading of a node's health: its process, its data folder's disk, its certificate, how far
+/// behind its hint targets are, and the cluster as its failure detector sees it.
+///
+/// Read by ``NodeHealth/read(dataDirectory:hintAges:certificateNotAfterSeconds:map:suspected:)`` and
+/// reported as these gauges (each with the dimension `node`):
+///
+/// | metric | what |
+/// |---|---|
+/// | `process_cpu_seconds_total` | user and system CPU time of the process (`/proc/self/stat`) |
+/// | `process_resident_memory_bytes` | resident memory (`/proc/self/statm`) |
+/// | `process_open_fds` | open file descriptors (`/proc/self/fd`) |
+/// | `quorumkv_disk_used_bytes` | bytes the data folder takes on disk (allocated blocks, as `du` counts) |
+/// | `quorumkv_disk_free_bytes` | bytes free for the node on the data folder's file system (`statvfs`) |
+/// | `quorumkv_certificate_expiry_timestamp_seconds` | when the node's certificate in use expires (Unix time) |
+/// | `quorumkv_hint_oldest_age_seconds{target}` | age of the oldest-versioned hint queued for each target: the replica lag of what it missed |
+/// | `quorumkv_healthy_nodes` | members of the cluster map this node does not suspect, itself included |
+/// | `quorumkv_under_replicated_ranges` | vnode ranges with fewer than N replicas this node does not suspect |
+public struct NodeHealthSample: Sendable, Hashable {
+    public var cpuSeconds: Double?
+    public var residentBytes: Double?
+    public var openFileDescriptors: Int?
+    public var diskUsedBytes: UInt64
+    public var diskFreeBytes: UInt64?
+    public var certificateNotAfterSeconds: UInt64?
+    /// Seconds since the oldest-versioned hint of each target was stored.
+    public var hintOldestAgeSeconds: [String: Double]
+    public var healthyNodes: Int
+    public var underReplicatedRanges: Int
+}
+
+/// Reads ``NodeHealthSample``s (blocking: it walks the data folder) and reports them as gauges.
+public final class NodeHealth: Sendable {
+    private let cpu: Gauge
+    private let resident: Gauge
+    private let openFileDescriptors: Gauge
+    private let diskUsed: Gauge
+    private let diskFree: Gauge
+    private let certificateExpiry: Gauge
+    private let healthyNodes: Gauge
+    private let underReplicated: Gauge
+    private let hintAges: GaugeFamily
+
+    /// The `# HELP` text of these gauges.
+    public static let metricHelp: [String: String] = [
+        "process_cpu_seconds_total": "User and system CPU time the process used, in seconds.",
+        "process_resident_memory_bytes": "Resident memory of the process.",
+        "process_open_fds": "File descriptors the process holds open.",
+        "quorumkv_disk_used_bytes": "Bytes the data folder takes on disk.",
+        "quorumkv_disk_free_bytes": "Bytes free for the node on the data folder's file system.",
+        "quorumkv_certificate_expiry_timestamp_seconds": "When the node's certificate expires (Unix time).",
+        "quorumkv_hint_oldest_age_seconds": "Age of the oldest-versioned hint queued for each target (replica lag).",
+        "quorumkv_healthy_nodes": "Members of the cluster map this node does not suspect, itself included.",
+        "quorumkv_under_replicated_ranges": "Vnode ranges with fewer than N replicas this node does not suspect.",
+    ]
+
+    public init(nodeID: String, metricsFactory: any MetricsFactory = MetricsSystem.factory) {
+        func gauge(_ label: String) -> Gauge {
+            Gauge(label: label, dimensions: [("node", nodeID)], factory: metricsFactory)
+        }
+        cpu = gauge("process_cpu_seconds_total")
+        resident = gauge("process_resident_memory_bytes")
+        openFileDescriptors = gauge("process_open_fds")
+        diskUsed = gauge("quorumkv_disk_used_bytes")
+        diskFree = gauge("quorumkv_disk_free_bytes")
+        certificateExpiry = gauge("quorumkv_certificate_expiry_timestamp_seconds")
+        healthyNodes = gauge("quorumkv_healthy_nodes")
+        underReplicated = gauge("quorumkv_under_replicated_ranges")
+        hintAges = GaugeFamily(
+            "quorumkv_hint_oldest_age_seconds", by: "target", nodeID: nodeID, factory: metricsFactory)
+    }
+
+    /// Sets every gauge from `sample` (a value the sample lacks leaves its gauge as it was).
+    public func record(_ sample: NodeHealthSample) {
+        if let value = sample.cpuSeconds { cpu.record(value) }
+        if let value = sample.residentBytes { resident.record(value) }
+        if let value = sample.openFileDescriptors { openFileDescriptors.record(value) }
+        diskUsed.record(Double(sample.diskUsedBytes))
+        if let value = sample.diskFreeBytes { diskFree.record(Double(value)) }
+        if let value = sample.certificateNotAfterSeconds { certificateExpiry.record(Double(value)) }
+        healthyNodes.record(sample.healthyNodes)
+        underReplicated.record(sample.underReplicatedRanges)
+        hintAges.record(sample.hintOldestAgeSeconds)
+    }
+
+    /// Reads a sample. Blocks while it walks `dataDirectory`: run it off the event loops.
+    ///
+    /// - Parameters:
+    ///   - hintAges: seconds since the oldest-versioned hint of each target was stored.
+    ///   - map: the cluster map this node holds; `suspected`: the peers its detector suspects.
+    public static func read(
+        dataDirectory: String, hintAges: [String: Double], certificateNotAfterSeconds: UInt64?,
+        map: ClusterMap, suspected: Set<String>
+    ) -> NodeHealthSample {
+        let process = processFigures()
+        let members = Set(map.nodes.map(\.id))
+        let ring = try? map.ring()
+        return NodeHealthSample(
+            cpuSeconds: process.cpuSeconds, residentBytes: process.residentBytes,
+            openFileDescriptors: process.openFileDescriptors,
+            diskUsedBytes: bytesOnDisk(dataDirectory), diskFreeBytes: bytesFree(dataDirectory),
+            certificateNotAfterSeconds: certificateNotAfterSeconds, hintOldestAgeSeconds: hintAges,
+            healthyNodes: members.subtracting(suspected).count,
+            underReplicatedRanges: ring?.underReplicatedRanges { !suspected.contains($0) } ?? 0)
+    }
+
+    /// The blocks the files under `path` take, as `du` counts them (hard links once).
+    static func bytesOnDisk(_ path: String) -> UInt64 {
+        var total: UInt64 = 0
+        var seen = Set<[UInt64]>()
+        var status = stat()
+        if lstat(path, &status) == 0 {
+            total &+= UInt64(clamping: status.st_blocks) &* 512
+        }
+        guard let names = FileManager.default.enumerator(atPath: path) else { return total }
+        for case let name as String in names {
+            guard lstat("\(path)/\(name)", &status) == 0 else { continue }
+            if status.st_nlink > 1 && (status.st_mode & S_IFMT) != S_IFDIR {
+                guard seen.insert([UInt64(status.st_dev), UInt64(status.st_ino)]).inserted else { continue }
+            }
+            total &+= UInt64(clamping: status.st_blocks) &* 512
+        }
+        return total
+    }
+
+    /// Bytes available to an unprivileged writer on the file system holding `path`.
+    static func bytesFree(_ path: String) -> UInt64? {
+        var status = statvfs()
+        guard statvfs(path, &status) == 0 else { return nil }
+        return UInt64(status.f_bavail).multipliedReportingOverflow(by: UInt64(status.f_frsize)).partialValue
+    }
+
+    /// CPU seconds, resident bytes and open descriptors of this process, from `/proc/self`.
+    static func processFigures() -> (cpuSeconds: Double?, residentBytes: Double?, openFileDescriptors: Int?) {
+        var cpuSeconds: Double?
+        if let stat = try? String(contentsOfFile: "/proc/self/stat", encoding: .utf8),
+            let end = stat.lastIndex(of: ")")
+        {
+            // Fields after the command name: state is field 3, utime 14 and stime 15.
+            let fields = stat[stat.index(after: end)...].split(separator: " ")
+            if fields.count > 12, let user = Double(fields[11]), let system = Double(fields[12]) {
+                let ticks = Double(sysconf(Int32(_SC_CLK_TCK)))
+                cpuSeconds = ticks > 0 ? (user + system) / ticks : nil
+            }
+        }
+        var residentBytes: Double?
+        if let statm = try? String(contentsOfFile: "/proc/self/statm", encoding: .utf8) {
+            let fields = statm.split(separator: " ")
+            if fields.count > 1, let pages = Double(fields[1]) {
+                residentBytes = pages * Double(sysconf(Int32(_SC_PAGESIZE)))
+            }
+        }
+        let descriptors = (try? FileManager.default.contentsOfDirectory(atPath: "/proc/self/fd")).map(\.count)
+        return (cpuSeconds, residentBytes, descriptors)
+    }
+}
