@@ -7,8 +7,12 @@ import Synchronization
 ///
 /// | metric | kind | moves when |
 /// |---|---|---|
-/// | `quorumkv_client_operations_total{operation,outcome}` | counter | a `put`, `get` or `delete` ended: `outcome` `ok`, `unavailable`, `conflict`, `refused`, `invalid_argument`, `protocol_violation` or `error` |
-/// | `quorumkv_client_operation_duration_seconds{operation}` | timer | an operation succeeded, from the call to its answer |
+/// | `quorumkv_client_operations_total{operation,consistency,outcome}` | counter | a `put`, `get` or `delete` ended: `outcome` `ok`, `unavailable`, `conflict`, `refused`, `invalid_argument`, `protocol_violation` or `error` |
+/// | `quorumkv_client_operation_duration_seconds{operation,consistency}` | timer | an operation succeeded, from the call to its answer |
+///
+/// `consistency` is the level the operation asked for (its own or the configuration's): `one`,
+/// `quorum`, `all`, or a count `1`…`Limits.replicationFactorMax` (`invalid` beyond, so that a caller's
+/// number cannot grow the label set without bound).
 /// | `quorumkv_client_read_repairs_total` | counter | a repair write was sent to a stale replica |
 /// | `quorumkv_client_hints_total` | counter | a fallback node stored a hint for a replica that did not acknowledge |
 ///
@@ -20,49 +24,67 @@ final class ClientMetrics: Sendable {
     }
 
     private let factory: any MetricsFactory
-    private let durations: [Operation: Metrics.Timer]
+    private let durations = Mutex<[String: Metrics.Timer]>([:])
     private let outcomes = Mutex<[String: Counter]>([:])
     let readRepairs: Counter
     let hints: Counter
 
     init(factory: any MetricsFactory) {
         self.factory = factory
-        var durations: [Operation: Metrics.Timer] = [:]
-        for operation in Operation.allCases {
-            durations[operation] = Metrics.Timer(
-                label: "quorumkv_client_operation_duration_seconds", dimensions: [("operation", operation.rawValue)],
-                factory: factory)
-        }
-        self.durations = durations
         readRepairs = Counter(label: "quorumkv_client_read_repairs_total", factory: factory)
         hints = Counter(label: "quorumkv_client_hints_total", factory: factory)
     }
 
-    /// Runs `body`, counting its outcome and timing it when it succeeds.
-    func measure<Result: Sendable>(_ operation: Operation, _ body: () async throws -> Result) async throws -> Result {
+    /// Runs `body`, an operation at `consistency`, counting its outcome and timing it when it succeeds.
+    func measure<Result: Sendable>(
+        _ operation: Operation, consistency: ConsistencyLevel, _ body: () async throws -> Result
+    ) async throws -> Result {
         let started = ContinuousClock.now
+        let level = Self.label(consistency)
         do {
             let result = try await body()
-            durations[operation]?.recordNanoseconds((ContinuousClock.now - started).wholeNanoseconds)
-            count(operation, outcome: "ok")
+            made(in: durations, "\(operation.rawValue) \(level)") {
+                Metrics.Timer(
+                    label: "quorumkv_client_operation_duration_seconds",
+                    dimensions: [("operation", operation.rawValue), ("consistency", level)], factory: $0)
+            }.recordNanoseconds((ContinuousClock.now - started).wholeNanoseconds)
+            count(operation, level, outcome: "ok")
             return result
         } catch {
-            count(operation, outcome: (error as? KVClientError)?.outcomeLabel ?? "error")
+            count(operation, level, outcome: (error as? KVClientError)?.outcomeLabel ?? "error")
             throw error
         }
     }
 
-    private func count(_ operation: Operation, outcome: String) {
-        let key = "\(operation.rawValue) \(outcome)"
-        let factory = self.factory
-        let counter = outcomes.withLock { made in
-            if let known = made[key] { return known }
-            let new = Counter(
+    /// The `consistency` label of a level.
+    static func label(_ level: ConsistencyLevel) -> String {
+        switch level {
+        case .one: "one"
+        case .quorum: "quorum"
+        case .all: "all"
+        case .count(let count): (1...Limits.replicationFactorMax).contains(count) ? "\(count)" : "invalid"
+        }
+    }
+
+    private func count(_ operation: Operation, _ level: String, outcome: String) {
+        made(in: outcomes, "\(operation.rawValue) \(level) \(outcome)") {
+            Counter(
                 label: "quorumkv_client_operations_total",
-                dimensions: [("operation", operation.rawValue), ("outcome", outcome)], factory: factory)
+                dimensions: [("operation", operation.rawValue), ("consistency", level), ("outcome", outcome)],
+                factory: $0)
+        }.increment()
+    }
+
+    /// The metric of `key` in `cache`, made with `make` the first time.
+    private func made<Metric: Sendable>(
+        in cache: borrowing Mutex<[String: Metric]>, _ key: String, _ make: (any MetricsFactory) -> Metric
+    ) -> Metric {
+        let factory = self.factory
+        return cache.withLock { made in
+            if let known = made[key] { return known }
+            let new = make(factory)
             made[key] = new
             return new
         }
-        counter.increment()
     }
 }

@@ -133,7 +133,7 @@ public final class KVClient: Sendable {
     /// - Returns: the version the write was stored with.
     @discardableResult
     public func put(_ key: [UInt8], value: [UInt8], consistency: ConsistencyLevel? = nil) async throws -> Version {
-        try await metrics.measure(.put) {
+        try await metrics.measure(.put, consistency: consistency ?? configuration.writeConsistency) {
             try validate(key: key)
             guard value.count <= Limits.valueBytesMax else {
                 throw KVClientError.invalidArgument(
@@ -148,7 +148,7 @@ public final class KVClient: Sendable {
     /// - Returns: the version of the tombstone.
     @discardableResult
     public func delete(_ key: [UInt8], consistency: ConsistencyLevel? = nil) async throws -> Version {
-        try await metrics.measure(.delete) {
+        try await metrics.measure(.delete, consistency: consistency ?? configuration.writeConsistency) {
             try validate(key: key)
             return try await write(key: key, value: [], tombstone: true, consistency: consistency)
         }
@@ -164,7 +164,9 @@ public final class KVClient: Sendable {
     public func get(_ key: [UInt8], consistency: ConsistencyLevel? = nil, repair: ReadOperation.Repair? = nil)
         async throws -> KVValue?
     {
-        try await metrics.measure(.get) { try await read(key, consistency: consistency, repair: repair) }
+        try await metrics.measure(.get, consistency: consistency ?? configuration.readConsistency) {
+            try await read(key, consistency: consistency, repair: repair)
+        }
     }
 
     /// Waits for the hints of earlier writes to be handed off (at most one request timeout), then

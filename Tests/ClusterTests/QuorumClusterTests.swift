@@ -51,20 +51,27 @@ extension RealProcessTests {
             await #expect(throws: KVClientError.self) { try await client.put([], value: [1]) }
 
             await client.close()
-            // What the application saw, as the client reports it: every operation and its outcome,
-            // the successful ones timed, and the hints it left for n2.
-            func operations(_ operation: String, _ outcome: String) -> Int64 {
+            // What the application saw, as the client reports it: every operation, the consistency it
+            // asked for (its own or the configuration's QUORUM) and its outcome, the successful ones
+            // timed, and the hints it left for n2.
+            func operations(_ operation: String, _ consistency: String, _ outcome: String) -> Int64 {
                 (try? metrics.expectCounter(
-                    "quorumkv_client_operations_total", [("operation", operation), ("outcome", outcome)]))?
+                    "quorumkv_client_operations_total",
+                    [("operation", operation), ("consistency", consistency), ("outcome", outcome)]))?
                     .totalValue ?? 0
             }
-            #expect(operations("put", "ok") == 401)
-            #expect(operations("put", "unavailable") == 1)
-            #expect(operations("put", "invalid_argument") == 1)
-            #expect(operations("get", "ok") == 400)
-            let putTimes = try metrics.expectTimer("quorumkv_client_operation_duration_seconds", [("operation", "put")])
-            #expect(putTimes.values.count == 401)
+            #expect(operations("put", "quorum", "ok") == 400)
+            #expect(operations("put", "all", "ok") == 1)
+            #expect(operations("put", "all", "unavailable") == 1)
+            #expect(operations("put", "quorum", "invalid_argument") == 1)
+            #expect(operations("get", "quorum", "ok") == 400)
+            let putTimes = try metrics.expectTimer(
+                "quorumkv_client_operation_duration_seconds", [("operation", "put"), ("consistency", "quorum")])
+            #expect(putTimes.values.count == 400)
             #expect(putTimes.values.allSatisfy { $0 > 0 && $0 < 20_000_000_000 })
+            let allTimes = try metrics.expectTimer(
+                "quorumkv_client_operation_duration_seconds", [("operation", "put"), ("consistency", "all")])
+            #expect(allTimes.values.count == 1)
             #expect(client.hintsHandedOff > 0)
             #expect(try metrics.expectCounter("quorumkv_client_hints_total").totalValue == Int64(client.hintsHandedOff))
         }
