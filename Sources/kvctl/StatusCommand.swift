@@ -9,6 +9,9 @@ struct Status: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Show each node up or down, with its ping latency, and (admin certificate) its hint counters.",
         discussion: """
+            The first line is the verdict: "healthy", or what is wrong in words and what it costs (nodes down \
+            and the hints queued for them, the share of keys whose QUORUM or ALL fails, suspected nodes, \
+            maps behind, a change in progress, hints being replayed, ranges due, certificates expiring). \
             With an admin certificate a second section shows each node's hints stored, replayed, expired, \
             refused and queued per target, the read repairs it received, and the token ranges due for \
             anti-entropy. Exit code 1 when any node is down.
@@ -19,15 +22,19 @@ struct Status: AsyncParsableCommand {
 
     func run() async throws {
         try await reportingFailures(json: global.json) {
-            let (statuses, withCounters) = try await global.withClient { client in
-                (try await client.status(), client.identity.role == .admin)
+            let (statuses, withCounters, map) = try await global.withClient { client in
+                (try await client.status(), client.identity.role == .admin, try? await client.clusterMap())
             }
+            let verdict = StatusVerdict(
+                statuses: statuses, map: map, nowSeconds: UInt64(max(0, Date().timeIntervalSince1970)))
             if global.json {
                 try printJSON(
                     StatusDocument(
-                        ok: statuses.allSatisfy(\.isUp), counters: withCounters,
-                        nodes: statuses.map { NodeDocument(status: $0) }))
+                        ok: statuses.allSatisfy(\.isUp), verdict: verdict.summary, problems: verdict.problems,
+                        counters: withCounters, nodes: statuses.map { NodeDocument(status: $0) }))
             } else {
+                print(verdict.summary)
+                print("")
                 printNodes(statuses)
                 print("")
                 if withCounters {
@@ -166,6 +173,9 @@ struct Status: AsyncParsableCommand {
 
 private struct StatusDocument: Encodable {
     var ok: Bool
+    /// `StatusVerdict`: "healthy", or the problems in words.
+    var verdict: String
+    var problems: [String]
     /// Whether the counters were asked for (an admin certificate); a node's counter fields are absent
     /// when they were not, when the node is down, or when it did not answer them (`countersError`).
     var counters: Bool

@@ -76,6 +76,13 @@ extension RealProcessTests {
             #expect((before?["latencyMillis"] as? Double).map { $0 > 0 } == true, "\(before ?? [:])")
             let text = try cluster.kvctl(["status"])
             #expect(text.stdout.contains("REFUSED"), "\(text.stdout)")
+            // The verdict first: n2 and n3 down with the hints queued for them, the quorum lost where
+            // both are replicas, n1's range due.
+            let verdict = text.stdout.split(separator: "\n").first.map(String.init) ?? ""
+            #expect(verdict.hasPrefix("n2 down"), "\(verdict)")
+            #expect(verdict.contains("2 hints queued for it") && verdict.contains("n3 down"), "\(verdict)")
+            #expect(verdict.contains("at QUORUM fail for"), "\(verdict)")
+            #expect(verdict.contains("n1 has 1 ranges due for anti-entropy"), "\(verdict)")
             #expect(text.stdout.contains("n2=2 n3=1"), "\(text.stdout)")
             let asClient = try cluster.kvctl(["status"], as: "client")
             #expect(asClient.stdout.contains("(admin certificate needed for counters)"), "\(asClient.stdout)")
@@ -95,6 +102,8 @@ extension RealProcessTests {
                 #expect(status.status == 1, "n2 and n3 are down")
                 let document = try JSONSerialization.jsonObject(with: Data(status.stdout.utf8)) as? [String: Any]
                 #expect(document?["counters"] as? Bool == true)
+                #expect((document?["verdict"] as? String)?.hasPrefix("n2 down") == true, "\(document ?? [:])")
+                #expect((document?["problems"] as? [String])?.count ?? 0 >= 3, "\(document ?? [:])")
                 let nodes = document?["nodes"] as? [[String: Any]] ?? []
                 return nodes.first { $0["node"] as? String == "n1" }
             }

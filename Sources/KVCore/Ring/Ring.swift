@@ -117,6 +117,16 @@ public struct Ring: Sendable, Hashable {
         shares(replicasPerRange: replicationFactor)
     }
 
+    /// The fraction of the token space (0...1) whose preference list satisfies `condition`: of keys,
+    /// about that fraction too, since keys hash uniformly onto tokens.
+    public func share(where condition: ([String]) -> Bool) -> Double {
+        var total: UInt128 = 0
+        for position in vnodeTokens.indices where condition(preferenceRow(position).map { nodes[Int($0)].id }) {
+            total += rangeWidth(position)
+        }
+        return Double(total) / Double(UInt128(1) << 64)
+    }
+
     /// The fraction of the token space for which each node is the first replica (the owner); the values
     /// sum to 1.
     public func primaryShare() -> [String: Double] {

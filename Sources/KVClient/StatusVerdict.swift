@@ -1,0 +1,106 @@
+public import KVCore
+
+/// The one-line verdict `kvctl status` prints first: "healthy", or what is wrong in words, each
+/// problem with what it costs the application ("n2 down (connection refused); 312 hints queued for
+/// it; writes at ALL fail for 75 % of keys").
+///
+/// Made from the nodes' statuses (``KVClient/status()``; the counters need an admin certificate and
+/// say more) and the cluster map, with no I/O.
+public struct StatusVerdict: Sendable, Hashable {
+    /// What is wrong, most severe first; empty when the cluster is healthy.
+    public var problems: [String]
+
+    public var isHealthy: Bool { problems.isEmpty }
+
+    /// "healthy", or the problems joined by "; ".
+    public var summary: String { isHealthy ? "healthy" : problems.joined(separator: "; ") }
+
+    /// How close a certificate's expiry must be to count as a problem.
+    public static let certificateWarning: Duration = .seconds(14 * 86_400)
+
+    /// - Parameters:
+    ///   - map: the cluster map (its ring says which keys lose their quorum); nil when unknown.
+    ///   - nowSeconds: the wall clock, seconds since the Unix epoch, for certificate expiry.
+    public init(statuses: [NodeStatus], map: ClusterMap?, nowSeconds: UInt64) {
+        var problems: [String] = []
+        let down = statuses.filter { !$0.isUp }
+        let up = statuses.filter(\.isUp)
+        for node in down {
+            var problem = "\(node.nodeID) down"
+            if let error = node.error { problem += " (\(error))" }
+            let queued = up.reduce(UInt64(0)) { $0 &+ ($1.hintsQueuedPerTarget?[node.nodeID] ?? 0) }
+            if queued > 0 { problem += "; \(queued) hints queued for it" }
+            problems.append(problem)
+        }
+        if !down.isEmpty, let map, let ring = try? map.ring() {
+            let downIDs = Set(down.map(\.nodeID))
+            let n = ring.replicationFactor
+            let quorum = n / 2 + 1
+            let atAll = ring.share { list in list.contains { downIDs.contains($0) } }
+            let atQuorum = ring.share { list in list.count { downIDs.contains($0) } > n - quorum }
+            let atOne = ring.share { list in list.allSatisfy { downIDs.contains($0) } }
+            if atOne > 0 {
+                problems.append(
+                    "every replica is down for \(Self.percent(atOne)) of keys: they cannot be read or written")
+            } else if atQuorum > 0 {
+                problems.append("reads and writes at QUORUM fail for \(Self.percent(atQuorum)) of keys")
+            } else if atAll > 0 {
+                problems.append("writes at ALL fail for \(Self.percent(atAll)) of keys")
+            }
+        }
+        // An up node most of the others suspect: its RPC port may not answer them.
+        for node in up {
+            let suspecting = up.filter { $0.nodeID != node.nodeID && ($0.peersSuspected ?? []).contains(node.nodeID) }
+            let reporting = up.filter { $0.nodeID != node.nodeID && $0.peersSuspected != nil }
+            if !suspecting.isEmpty && suspecting.count * 2 > reporting.count {
+                problems.append(
+                    "\(node.nodeID) answers but \(suspecting.map(\.nodeID).joined(separator: ", ")) suspect it")
+            }
+        }
+        let epochs = Set(up.compactMap(\.clusterEpoch))
+        if epochs.count > 1, let newest = epochs.max() {
+            let behind = up.filter { ($0.clusterEpoch ?? newest) < newest }.map(\.nodeID)
+            problems.append(
+                "\(behind.joined(separator: ", ")) behind on the cluster map (epoch \(newest) is the newest)")
+        }
+        if let change = up.compactMap(\.clusterChange).first(where: { $0 != "none" }) {
+            let transfers = up.flatMap { ($0.transfers ?? [:]).values }
+            let done = transfers.count { $0.hasPrefix("done") }
+            var problem = "membership change in progress: \(change)"
+            if !transfers.isEmpty { problem += " (\(done) of \(transfers.count) ranges transferred)" }
+            problems.append(problem)
+        }
+        let downIDs = Set(down.map(\.nodeID))
+        var queuedForUp: [String: UInt64] = [:]
+        for node in up {
+            for (target, count) in node.hintsQueuedPerTarget ?? [:] where !downIDs.contains(target) && count > 0 {
+                queuedForUp[target, default: 0] &+= count
+            }
+        }
+        for (target, count) in queuedForUp.sorted(by: { $0.key < $1.key }) {
+            problems.append("\(count) hints queued for \(target), which is up: being replayed")
+        }
+        for node in up {
+            if let due = node.antiEntropyRangesDue, due > 0 {
+                problems.append("\(node.nodeID) has \(due) ranges due for anti-entropy")
+            }
+            if let notAfter = node.certificateNotAfterSeconds {
+                if notAfter <= nowSeconds {
+                    problems.append("\(node.nodeID)'s certificate has expired")
+                } else if notAfter - nowSeconds < UInt64(Self.certificateWarning.components.seconds) {
+                    problems.append(
+                        "\(node.nodeID)'s certificate expires in \((notAfter - nowSeconds) / 86_400) days")
+                }
+            }
+            if let error = node.countersError {
+                problems.append("\(node.nodeID) answers but not with its counters (\(error))")
+            }
+        }
+        self.problems = problems
+    }
+
+    private static func percent(_ share: Double) -> String {
+        let value = share * 100
+        return value < 1 ? "less than 1 %" : "\(Int(value.rounded())) %"
+    }
+}
