@@ -33,7 +33,8 @@
 #                                       `kvctl backup` while puts run in 5 s slices (backup MB/s, puts
 #                                       during it against the baseline); 1 % of the keys rewritten and
 #                                       a second backup (bytes copied against the first); then the
-#                                       first backup restored into 4 fresh nodes (restore MB/s)
+#                                       first backup restored into 4 fresh nodes (restore MB/s);
+#                                       QUORUMKV_BACKUP_RATE=B: `kvctl backup --rate B` (bytes/s per node)
 #   scripts/bench.sh stale [SECONDS]    4 kvd, 100,000 keys: read p99 on a clean cluster, then with
 #                                       1 % of the keys rewritten while n2 was down and no hints
 #                                       (n2 stale on them; reads repair in the background)
@@ -340,7 +341,8 @@ if [[ "$mode" == backup ]]; then
     backup_with_load() {
         local name=$1 started
         started=$(now)
-        "${admin[@]}" backup --dest "$work/backups" --json >"$work/$name.json" 2>"$work/$name.err" &
+        "${admin[@]}" backup --dest "$work/backups" --json ${QUORUMKV_BACKUP_RATE:+--rate "$QUORUMKV_BACKUP_RATE"} \
+            >"$work/$name.json" 2>"$work/$name.err" &
         local backup=$!
         : >"$work/during-$name"
         while kill -0 "$backup" 2>/dev/null; do

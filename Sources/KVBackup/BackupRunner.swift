@@ -39,6 +39,9 @@ public struct BackupRunner: Sendable {
     public var destination: BackupDestination
     /// Bytes asked per read (at most `Limits.backupChunkBytesMax`).
     public var chunkBytes = Limits.backupChunkBytesMax
+    /// The most bytes per second read from each node (nil: as fast as it goes), so that a backup
+    /// leaves the nodes' disks and cores to their clients (`kvctl backup --rate`).
+    public var bytesPerSecondPerNode: Int?
     /// Progress lines (to stderr in kvctl).
     public var progress: @Sendable (String) -> Void = { _ in }
 
@@ -135,8 +138,9 @@ public struct BackupRunner: Sendable {
             for (node, files) in work where !files.isEmpty {
                 group.addTask {
                     var copies: [FileCopy] = []
+                    var limit = bytesPerSecondPerNode.map { ByteRateLimit(bytesPerSecond: max(1, $0), now: .now) }
                     for file in files {
-                        copies.append(try await copyFile(file, id: id, node: node))
+                        copies.append(try await copyFile(file, id: id, node: node, limit: &limit))
                     }
                     progress("\(node): \(files.count) files copied")
                     return copies
@@ -173,7 +177,9 @@ public struct BackupRunner: Sendable {
     /// Copies one file into `files/<sha256>.partial` from where an earlier attempt stopped, checks it
     /// and renames it into place. A `.partial` whose content turns out wrong is removed and copied
     /// again once from the start.
-    private func copyFile(_ file: BackupManifest.FileRecord, id: String, node: String) async throws -> FileCopy {
+    private func copyFile(
+        _ file: BackupManifest.FileRecord, id: String, node: String, limit: inout ByteRateLimit?
+    ) async throws -> FileCopy {
         guard BackupDestination.isSHA256(file.sha256) else { throw BackupError("\(node) listed a bad checksum") }
         // Offsets become `off_t`: a size past it is a hostile or broken listing, never a real file.
         guard file.bytes <= UInt64(Int64.max) else {
@@ -205,7 +211,11 @@ public struct BackupRunner: Sendable {
                 while offset < file.bytes {
                     let want = Int(
                         min(UInt64(max(1, min(chunkBytes, Limits.backupChunkBytesMax))), file.bytes - offset))
+                    if let delay = limit?.delay(now: .now), delay > .zero {
+                        try await Task.sleep(for: delay)
+                    }
                     let chunk = try await source.read(id: id, file: file.name, offset: offset, length: want, node: node)
+                    limit?.spend(chunk.count, now: .now)
                     guard !chunk.isEmpty else {
                         throw BackupError(
                             "\(node): \(file.name) ended at \(offset) bytes; it was listed with \(file.bytes)")

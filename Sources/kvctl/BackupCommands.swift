@@ -40,7 +40,16 @@ struct BackupCreate: AsyncParsableCommand {
     @Option(name: .customLong("chunk-bytes"), help: "Bytes asked per read of a node's file (4096...1048576).")
     var chunkBytes = Limits.backupChunkBytesMax
 
+    @Option(
+        help: ArgumentHelp(
+            "The most bytes per second read from each node (default: no limit).",
+            discussion: "Leaves the nodes' disks and cores to their clients while the backup runs."))
+    var rate: Int?
+
     func validate() throws {
+        if let rate, rate < 65_536 || rate > 10_000_000_000 {
+            throw ValidationError("--rate must be between 65536 and 10000000000 bytes per second")
+        }
         guard chunkBytes >= 4096, chunkBytes <= Limits.backupChunkBytesMax else {
             throw ValidationError("--chunk-bytes must be between 4096 and \(Limits.backupChunkBytesMax)")
         }
@@ -53,6 +62,7 @@ struct BackupCreate: AsyncParsableCommand {
                 var runner = BackupRunner(source: ClusterBackupSource(client: client), destination: destination)
                 runner.progress = { printError($0) }
                 runner.chunkBytes = chunkBytes
+                runner.bytesPerSecondPerNode = rate
                 return try await runner.run()
             }
             let document = BackupDocument(report)
