@@ -293,16 +293,13 @@ copied = sum(n.get('streamKeysReceived') or 0 for n in nodes)
 print('records copied:', copied, 'minimum:', $copied_minimum, 'ratio: %.3f' % (copied / max(1, $copied_minimum)))
 print('dropped by old owners:', sum(n.get('handoffKeysDeleted') or 0 for n in nodes))"
     # Puts per second of a file of kvbench lines ('put: N ops in S s = ...'), over all its runs.
-    python3 - "$work" <<'PY'
-import re, sys
+    python3 - "$work" "$PWD/scripts" <<'PY'
+import sys
 work = sys.argv[1]
+sys.path.insert(0, sys.argv[2])
+import kvbench_rates
 def rate(name):
-    ops = secs = 0.0
-    for line in open(f"{work}/{name}"):
-        m = re.search(r"(\d+) ops in ([\d.]+) s", line)
-        if m:
-            ops += int(m.group(1)); secs += float(m.group(2))
-    return ops, secs
+    return kvbench_rates.rate(work, name)
 base = rate("baseline")
 during = [rate(f"during-n{i}") for i in range(5, 9)]
 print("puts/s before (4 nodes): %.0f" % (base[0] / base[1]))
@@ -371,15 +368,13 @@ if [[ "$mode" == backup ]]; then
     "${admin[@]}" restore --from "$work/backups" --backup "$first" --json >"$work/restore.json" 2>"$work/restore.err" ||
         { cat "$work/restore.err" >&2; exit 1; }
     restore_seconds=$(python3 -c "print($(now) - $started)")
-    python3 - "$work" "$keys" "$value_bytes" "$restore_seconds" <<'PY'
-import json, re, sys
+    python3 - "$work" "$keys" "$value_bytes" "$restore_seconds" "$PWD/scripts" <<'PY'
+import json, sys
 work, keys, value_bytes, restore_seconds = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), float(sys.argv[4])
+sys.path.insert(0, sys.argv[5])
+import kvbench_rates
 def rate(name):
-    ops = secs = 0.0
-    for line in open(f"{work}/{name}"):
-        m = re.search(r"(\d+) ops in ([\d.]+) s", line)
-        if m:
-            ops += int(m.group(1)); secs += float(m.group(2))
+    ops, secs = kvbench_rates.rate(work, name)
     return ops / secs if secs else 0.0
 base = rate("baseline")
 print("puts/s without a backup: %.0f" % base)

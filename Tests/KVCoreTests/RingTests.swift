@@ -21,9 +21,9 @@ struct RingTests {
         }
     }
 
-    @Test("a token above the largest vnode token wraps to the smallest")
-    func wrapsAround() throws {
-        let ring = try Ring(
+    /// a at 100 and 400, b at 200, c at 300, N=2.
+    static func abcRing() throws -> Ring {
+        try Ring(
             nodes: [
                 RingNode(id: "a", tokens: [100, 400]),
                 RingNode(id: "b", tokens: [200]),
@@ -31,6 +31,11 @@ struct RingTests {
             ],
             replicationFactor: 2
         )
+    }
+
+    @Test("a token above the largest vnode token wraps to the smallest")
+    func wrapsAround() throws {
+        let ring = try Self.abcRing()
         #expect(ring.preferenceList(for: Token(401)) == ["a", "b"])
         #expect(ring.preferenceList(for: Token(.max)) == ["a", "b"])
         #expect(ring.preferenceList(for: Token(0)) == ["a", "b"])
@@ -43,14 +48,7 @@ struct RingTests {
     /// Ranges with fewer than N reachable replicas: none when all are up; with one node of a 4-node
     /// ring down at N=2, exactly the vnode ranges whose preference list holds it.
     @Test func underReplicatedRangesAreThoseWithAnUnreachableReplica() throws {
-        let ring = try Ring(
-            nodes: [
-                RingNode(id: "a", tokens: [100, 400]),
-                RingNode(id: "b", tokens: [200]),
-                RingNode(id: "c", tokens: [300]),
-            ],
-            replicationFactor: 2
-        )
+        let ring = try Self.abcRing()
         #expect(ring.underReplicatedRanges { _ in true } == 0)
         // Ranges ending at 100 [a,b], 200 [b,c], 300 [c,a], 400 [a,b].
         #expect(ring.underReplicatedRanges { $0 != "c" } == 2)
@@ -72,14 +70,7 @@ struct RingTests {
 
     @Test("range(containing:) is the vnode range (previous token, owning token], wrapping past the largest")
     func rangeContainingToken() throws {
-        let ring = try Ring(
-            nodes: [
-                RingNode(id: "a", tokens: [100, 400]),
-                RingNode(id: "b", tokens: [200]),
-                RingNode(id: "c", tokens: [300]),
-            ],
-            replicationFactor: 2
-        )
+        let ring = try Self.abcRing()
         #expect(ring.range(containing: Token(101)) == TokenRangeSpan(start: 100, end: 200))
         #expect(ring.range(containing: Token(200)) == TokenRangeSpan(start: 100, end: 200), "end is inclusive")
         #expect(ring.range(containing: Token(201)) == TokenRangeSpan(start: 200, end: 300))

@@ -7,6 +7,16 @@ import Testing
 /// `LinkFaults`, the test-only delay and loss on a node's links: the rules file, and the handler that
 /// holds writes in order.
 struct LinkFaultsTests {
+    /// An embedded channel "connected" to 10.0.0.2 whose writes go through a `LinkFaultHandler` of
+    /// `faults`, with every peer's rule `rule`.
+    func channel(_ faults: LinkFaults = LinkFaults(), rule: LinkFaults.Rule) throws -> EmbeddedChannel {
+        faults.set(["*": rule])
+        let channel = EmbeddedChannel()
+        try channel.pipeline.syncOperations.addHandler(LinkFaultHandler(faults: faults))
+        try channel.connect(to: try SocketAddress(ipAddress: "10.0.0.2", port: 1)).wait()
+        return channel
+    }
+
     @Test func rulesFileParsesAddressesDelaysAndLoss() throws {
         let rules = try LinkFaults.parse(
             """
@@ -44,10 +54,7 @@ struct LinkFaultsTests {
 
     @Test func writesAreHeldForTheDelayAndKeepTheirOrder() throws {
         let faults = LinkFaults()
-        faults.set(["*": LinkFaults.Rule(delay: .milliseconds(50))])
-        let channel = EmbeddedChannel()
-        try channel.pipeline.syncOperations.addHandler(LinkFaultHandler(faults: faults))
-        try channel.connect(to: try SocketAddress(ipAddress: "10.0.0.2", port: 1)).wait()
+        let channel = try channel(faults, rule: LinkFaults.Rule(delay: .milliseconds(50)))
         let first = channel.writeAndFlush(ByteBuffer(string: "one"))
         channel.embeddedEventLoop.advanceTime(by: .milliseconds(20))
         faults.set([:])
@@ -68,22 +75,14 @@ struct LinkFaultsTests {
     }
 
     @Test func heldWritesFailWhenTheChannelCloses() throws {
-        let faults = LinkFaults()
-        faults.set(["*": LinkFaults.Rule(delay: .seconds(5))])
-        let channel = EmbeddedChannel()
-        try channel.pipeline.syncOperations.addHandler(LinkFaultHandler(faults: faults))
-        try channel.connect(to: try SocketAddress(ipAddress: "10.0.0.2", port: 1)).wait()
+        let channel = try channel(rule: LinkFaults.Rule(delay: .seconds(5)))
         let held = channel.writeAndFlush(ByteBuffer(string: "late"))
         _ = try channel.finish(acceptAlreadyClosed: true)
         #expect(throws: (any Error).self) { try held.wait() }
     }
 
     @Test func aLossIsARetransmissionLater() throws {
-        let faults = LinkFaults()
-        faults.set(["*": LinkFaults.Rule(delay: .milliseconds(10), lossPercent: 100)])
-        let channel = EmbeddedChannel()
-        try channel.pipeline.syncOperations.addHandler(LinkFaultHandler(faults: faults))
-        try channel.connect(to: try SocketAddress(ipAddress: "10.0.0.2", port: 1)).wait()
+        let channel = try channel(rule: LinkFaults.Rule(delay: .milliseconds(10), lossPercent: 100))
         channel.writeAndFlush(ByteBuffer(string: "lost"), promise: nil)
         channel.embeddedEventLoop.advanceTime(by: .milliseconds(209))
         #expect(try channel.readOutbound(as: ByteBuffer.self) == nil)
