@@ -81,6 +81,12 @@ public struct NodeStatus: Sendable, Hashable {
     public var hintsQueuedPerTarget: [String: UInt64]? = nil
     /// When the node's certificate expires, in seconds since the Unix epoch.
     public var certificateNotAfterSeconds: UInt64? = nil
+    /// Its data folder's bytes on disk, and the bytes free on that file system (its last health
+    /// reading, every 5 s).
+    public var diskUsedBytes: UInt64? = nil
+    public var diskFreeBytes: UInt64? = nil
+    /// How long the oldest-versioned hint it holds for each target has waited, in seconds.
+    public var oldestHintAgeSeconds: [String: Double]? = nil
     /// Why the counters are missing although they were asked for (the node is up: it answered the ping).
     public var countersError: String? = nil
 
@@ -109,7 +115,7 @@ extension NodeStatus: Encodable {
         case antiEntropyOldestRangeComparedMillis, antiEntropyRangeComparedMillis, peerPhi, peersSuspected
         case clusterEpoch, clusterChange, transfers, streamKeysReceived, streamKeysResent, handoffKeysDeleted
         case tombstonesPurged, antiEntropyLastFullPassMillis, hintsQueuedPerTarget, certificateNotAfterSeconds
-        case countersError
+        case diskUsedBytes, diskFreeBytes, oldestHintAgeSeconds, countersError
     }
 }
 
@@ -142,5 +148,9 @@ extension NodeStatus {
         streamKeysResent = stats.streamKeysResent
         handoffKeysDeleted = stats.handoffKeysDeleted
         certificateNotAfterSeconds = stats.certificateNotAfter
+        diskUsedBytes = stats.diskUsedBytes
+        diskFreeBytes = stats.diskFreeBytes
+        oldestHintAgeSeconds = Dictionary(
+            stats.hintAges.map { ($0.target, Double($0.millis) / 1000) }, uniquingKeysWith: max)
     }
 }

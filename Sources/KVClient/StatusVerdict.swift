@@ -29,7 +29,12 @@ public struct StatusVerdict: Sendable, Hashable {
             var problem = "\(node.nodeID) down"
             if let error = node.error { problem += " (\(error))" }
             let queued = up.reduce(UInt64(0)) { $0 &+ ($1.hintsQueuedPerTarget?[node.nodeID] ?? 0) }
-            if queued > 0 { problem += "; \(queued) hints queued for it" }
+            if queued > 0 {
+                problem += "; \(queued) hints queued for it"
+                if let oldest = up.compactMap({ $0.oldestHintAgeSeconds?[node.nodeID] }).max(), oldest >= 1 {
+                    problem += ", the oldest \(Self.age(oldest)) old"
+                }
+            }
             problems.append(problem)
         }
         if !down.isEmpty, let map, let ring = try? map.ring() {
@@ -92,11 +97,35 @@ public struct StatusVerdict: Sendable, Hashable {
                         "\(node.nodeID)'s certificate expires in \((notAfter - nowSeconds) / 86_400) days")
                 }
             }
+            if let usage = Self.diskUsage(node), usage > Self.diskUsageWarning {
+                problems.append("\(node.nodeID)'s disk is \(Int((usage * 100).rounded())) % full")
+            }
             if let error = node.countersError {
                 problems.append("\(node.nodeID) answers but not with its counters (\(error))")
             }
         }
         self.problems = problems
+    }
+
+    /// The share of its file system a node's data folder takes, above which it is a problem.
+    public static let diskUsageWarning = 0.8
+
+    /// Used / (used + free) of a node's data folder, as the alert `QuorumKVDiskUsage` computes it;
+    /// nil when the node did not say.
+    public static func diskUsage(_ status: NodeStatus) -> Double? {
+        guard let used = status.diskUsedBytes, let free = status.diskFreeBytes else { return nil }
+        let total = Double(used) + Double(free)
+        return total > 0 ? Double(used) / total : nil
+    }
+
+    /// 45 s, 12 min, 3 h (a node's number, bounded before it becomes an `Int`).
+    public static func age(_ seconds: Double) -> String {
+        let seconds = seconds.isFinite ? min(max(0, seconds), 1e12) : 0
+        switch seconds {
+        case ..<120: return "\(Int(seconds)) s"
+        case ..<7200: return "\(Int(seconds / 60)) min"
+        default: return "\(Int(seconds / 3600)) h"
+        }
     }
 
     private static func percent(_ share: Double) -> String {

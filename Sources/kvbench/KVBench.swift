@@ -13,10 +13,13 @@ struct KVBench: AsyncParsableCommand {
         commandName: "kvbench",
         abstract: "Measure QuorumKV throughput and latency.",
         discussion: """
-            Runs CONCURRENCY request loops for DURATION seconds (bounded also by --requests-max), then
-            prints ops/s and p50/p95/p99 latency. With --split S it also reports the requests started
-            before and after S seconds apart (to see what killing a node midway costs). Certificates and
-            the cluster as for kvctl (flags or QUORUMKV_* variables).
+            Runs CONCURRENCY request loops for DURATION seconds (bounded also by --requests-max), printing \
+            a progress line to stderr every second, then prints ops/s and p50/p95/p99 latency (HdrHistogram, \
+            microseconds, 3 significant digits). With --split S it also reports the requests started \
+            before and after S seconds apart (to see what killing a node midway costs). --output writes \
+            the results as JSON with a per-second timeline; --plot an SVG of throughput and p50/p99 per \
+            second, with a vertical line at each --mark. Certificates and the cluster as for kvctl (flags \
+            or QUORUMKV_* variables).
             """
     )
 
@@ -72,6 +75,16 @@ struct KVBench: AsyncParsableCommand {
     @Option(help: "Also write the results as JSON to this file.")
     var output: String?
 
+    @Option(help: "Also draw throughput and p50/p99 latency per second as an SVG in this file.")
+    var plot: String?
+
+    @Option(
+        help: "SECONDS:LABEL, a vertical line on the plot (a node killed, restarted); repeatable.")
+    var mark: [String] = []
+
+    @Flag(help: "No progress line on stderr.")
+    var quiet = false
+
     func validate() throws {
         guard keyPrefix.utf8.count <= 64 else { throw ValidationError("--key-prefix takes at most 64 bytes") }
         guard ["put", "get", "mixed"].contains(workload) else {
@@ -88,6 +101,18 @@ struct KVBench: AsyncParsableCommand {
         }
         if let split, split <= 0 || split >= duration {
             throw ValidationError("--split must be inside the run")
+        }
+        _ = try marks()
+    }
+
+    /// `--mark SECONDS:LABEL` values.
+    func marks() throws -> [Plot.Mark] {
+        try mark.map { text in
+            let parts = text.split(separator: ":", maxSplits: 1)
+            guard parts.count == 2, let second = Double(parts[0]), second >= 0, second <= 3600 else {
+                throw ValidationError("--mark takes SECONDS:LABEL, not '\(text)'")
+            }
+            return Plot.Mark(second: second, label: String(parts[1]))
         }
     }
 
@@ -115,12 +140,15 @@ struct KVBench: AsyncParsableCommand {
         let deadline = started + .milliseconds(Int(duration * 1000))
         let perWorkerMax = max(1, requestsMax / concurrency)
         let workload = self.workload
-        let results = await withTaskGroup(of: WorkerResult.self) { group in
+        let recorder = Recorder(split: split.map { .milliseconds(Int($0 * 1000)) })
+        let progress = quiet ? nil : Task { await Self.reportProgress(recorder, started: started) }
+        await withTaskGroup(of: Void.self) { group in
             for worker in 0..<concurrency {
                 group.addTask {
-                    var result = WorkerResult()
                     var generator = SplitMix64(seed: UInt64(worker) &+ 1)
-                    while ContinuousClock.now < deadline && result.samples.count + result.errors < perWorkerMax {
+                    var requests = 0
+                    while ContinuousClock.now < deadline && requests < perWorkerMax {
+                        requests += 1
                         let keyIndex = Int(generator.next() % UInt64(keyNames.count))
                         let isPut = workload == "put" || (workload == "mixed" && generator.next() & 1 == 0)
                         let begin = ContinuousClock.now
@@ -130,47 +158,66 @@ struct KVBench: AsyncParsableCommand {
                             } else {
                                 _ = try await client.get(keyNames[keyIndex], consistency: level)
                             }
-                            result.samples.append(Sample(offset: begin - started, latency: ContinuousClock.now - begin))
+                            recorder.record(offset: begin - started, latency: ContinuousClock.now - begin)
                         } catch {
-                            result.errors += 1
-                            result.lastError = "\(error)"
+                            recorder.recordError(offset: begin - started, error)
                         }
                     }
-                    return result
                 }
             }
-            var merged = WorkerResult()
-            for await result in group {
-                merged.samples += result.samples
-                merged.errors += result.errors
-                merged.lastError = result.lastError ?? merged.lastError
-            }
-            return merged
         }
+        progress?.cancel()
         let elapsed = (ContinuousClock.now - started) / .seconds(1)
         await client.close()
 
-        var report = Report(
+        let phases = recorder.phases(elapsed: elapsed)
+        let timeline = recorder.timeline()
+        let errors = recorder.errors
+        let report = Report(
             workload: workload, consistency: consistency, concurrency: concurrency, valueBytes: valueBytes,
-            whole: Phase(samples: results.samples, seconds: elapsed), errors: results.errors,
-            lastError: results.lastError)
+            whole: phases.whole, beforeSplit: phases.before, afterSplit: phases.after, errors: errors,
+            lastError: recorder.lastError, timeline: timeline,
+            marks: try marks().map { ["second": "\($0.second)", "label": $0.label] })
         print(report.whole.line(workload))
-        if let split {
-            let cut = Duration.milliseconds(Int(split * 1000))
-            report.beforeSplit = Phase(samples: results.samples.filter { $0.offset < cut }, seconds: split)
-            report.afterSplit = Phase(samples: results.samples.filter { $0.offset >= cut }, seconds: elapsed - split)
-            print(report.beforeSplit!.line("  before \(split) s"))
-            print(report.afterSplit!.line("  after \(split) s"))
+        if let split, let before = phases.before, let after = phases.after {
+            print(before.line("  before \(split) s"))
+            print(after.line("  after \(split) s"))
         }
         if let output {
             let encoder = JSONEncoder()
             encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
             try encoder.encode(report).write(to: URL(fileURLWithPath: output))
         }
-        if results.errors > 0 {
+        if let plot {
+            let title = "kvbench \(workload), \(consistency), \(concurrency) in flight, \(valueBytes)-byte values"
+            try Plot.svg(title: title, timeline: timeline, marks: try marks())
+                .write(toFile: plot, atomically: true, encoding: .utf8)
+        }
+        if errors > 0 {
             FileHandle.standardError.write(
-                Data("kvbench: \(results.errors) errors; last: \(results.lastError ?? "")\n".utf8))
+                Data("kvbench: \(errors) errors; last: \(recorder.lastError ?? "")\n".utf8))
             throw ExitCode(1)
+        }
+    }
+
+    /// Every second, the last whole second's throughput, p99 and errors on stderr, until cancelled.
+    private static func reportProgress(_ recorder: Recorder, started: ContinuousClock.Instant) async {
+        var second = 1
+        while !Task.isCancelled {
+            try? await Task.sleep(until: started + .seconds(second))
+            guard !Task.isCancelled else { return }
+            let timeline = recorder.timeline()
+            if timeline.count >= second {
+                let last = timeline[second - 1]
+                let total = timeline.reduce(0) { $0 + $1.operations }
+                FileHandle.standardError.write(
+                    Data(
+                        String(
+                            format: "kvbench: %d s, %d ops, %d ops/s, p99 %.2f ms, %d errors\n", second, total,
+                            last.operations, last.p99Millis, last.errors
+                        ).utf8))
+            }
+            second += 1
         }
     }
 
@@ -187,50 +234,6 @@ struct KVBench: AsyncParsableCommand {
     }
 }
 
-struct Sample: Sendable {
-    var offset: Duration
-    var latency: Duration
-}
-
-struct WorkerResult: Sendable {
-    var samples: [Sample] = []
-    var errors = 0
-    var lastError: String?
-}
-
-/// Throughput and latency of a set of requests.
-struct Phase: Encodable {
-    var operations: Int
-    var seconds: Double
-    var opsPerSecond: Double
-    var p50Millis: Double
-    var p95Millis: Double
-    var p99Millis: Double
-    var maxMillis: Double
-
-    init(samples: [Sample], seconds: Double) {
-        let sorted = samples.map(\.latency).sorted()
-        func percentile(_ p: Double) -> Double {
-            guard !sorted.isEmpty else { return 0 }
-            let index = min(sorted.count - 1, max(0, Int((p / 100 * Double(sorted.count)).rounded(.up)) - 1))
-            return sorted[index] / .milliseconds(1)
-        }
-        operations = sorted.count
-        self.seconds = seconds
-        opsPerSecond = seconds > 0 ? Double(sorted.count) / seconds : 0
-        p50Millis = percentile(50)
-        p95Millis = percentile(95)
-        p99Millis = percentile(99)
-        maxMillis = percentile(100)
-    }
-
-    func line(_ label: String) -> String {
-        String(
-            format: "%@: %d ops in %.1f s = %.0f ops/s, p50 %.2f ms, p95 %.2f ms, p99 %.2f ms", label, operations,
-            seconds, opsPerSecond, p50Millis, p95Millis, p99Millis)
-    }
-}
-
 struct Report: Encodable {
     var workload: String
     var consistency: String
@@ -241,4 +244,6 @@ struct Report: Encodable {
     var afterSplit: Phase?
     var errors: Int
     var lastError: String?
+    var timeline: [Recorder.Second]
+    var marks: [[String: String]]
 }

@@ -20,34 +20,38 @@ struct Status: AsyncParsableCommand {
 
     @OptionGroup var global: GlobalOptions
 
+    @Flag(help: "Redraw every second until interrupted (Ctrl-C); not with --json.")
+    var watch = false
+
+    func validate() throws {
+        if watch && global.json { throw ValidationError("--watch draws text; leave out --json") }
+    }
+
     func run() async throws {
         try await reportingFailures(json: global.json) {
-            let (statuses, withCounters, map) = try await global.withClient { client in
-                (try await client.status(), client.identity.role == .admin, try? await client.clusterMap())
+            if watch {
+                try await global.withClient { client in
+                    while !Task.isCancelled {
+                        let reading = try await read(client)
+                        // Home, clear: the whole screen is redrawn.
+                        print("\u{1B}[H\u{1B}[2J\(ISO8601DateFormatter().string(from: Date()))  (Ctrl-C to stop)\n")
+                        printText(reading)
+                        fflush(nil)  // a pipe buffers: each frame must show whole, now
+                        try await Task.sleep(for: .seconds(1))
+                    }
+                }
+                return
             }
-            let verdict = StatusVerdict(
-                statuses: statuses, map: map, nowSeconds: UInt64(max(0, Date().timeIntervalSince1970)))
+            let reading = try await global.withClient { try await read($0) }
+            let statuses = reading.statuses
             if global.json {
                 try printJSON(
                     StatusDocument(
-                        ok: statuses.allSatisfy(\.isUp), verdict: verdict.summary, problems: verdict.problems,
-                        counters: withCounters, nodes: statuses.map { NodeDocument(status: $0) }))
+                        ok: statuses.allSatisfy(\.isUp), verdict: reading.verdict.summary,
+                        problems: reading.verdict.problems, counters: reading.withCounters,
+                        nodes: statuses.map { NodeDocument(status: $0, ownership: reading.ownership[$0.nodeID]) }))
             } else {
-                print(verdict.summary)
-                print("")
-                printNodes(statuses)
-                print("")
-                if withCounters {
-                    printCounters(statuses)
-                    print("")
-                    printAntiEntropy(statuses)
-                    print("")
-                    printHealth(statuses)
-                    print("")
-                    printMembership(statuses)
-                } else {
-                    print("(admin certificate needed for counters)")
-                }
+                printText(reading)
             }
             if !statuses.allSatisfy(\.isUp) {
                 throw ExitCode(1)
@@ -55,23 +59,64 @@ struct Status: AsyncParsableCommand {
         }
     }
 
-    private func printNodes(_ statuses: [NodeStatus]) {
-        print(row(["NODE", "ADDRESS", "STATE", "LATENCY", "KEYS", "HINTS"], widths: [11, 22, 6, 10, 10]))
+    /// What one look reads: every node's status, whether the counters were asked for, the verdict,
+    /// and each node's share of the keys it replicates (from the cluster map's ring).
+    private struct Reading {
+        var statuses: [NodeStatus]
+        var withCounters: Bool
+        var verdict: StatusVerdict
+        var ownership: [String: Double]
+    }
+
+    private func read(_ client: KVClient) async throws -> Reading {
+        let statuses = try await client.status()
+        let map = try? await client.clusterMap()
+        let verdict = StatusVerdict(
+            statuses: statuses, map: map, nowSeconds: UInt64(max(0, Date().timeIntervalSince1970)))
+        let ownership = (try? map?.ring().replicaShare()) ?? [:]
+        return Reading(
+            statuses: statuses, withCounters: client.identity.role == .admin, verdict: verdict,
+            ownership: ownership)
+    }
+
+    private func printText(_ reading: Reading) {
+        let statuses = reading.statuses
+        print(reading.verdict.summary)
+        print("")
+        printNodes(statuses, ownership: reading.ownership)
+        print("")
+        if reading.withCounters {
+            printCounters(statuses)
+            print("")
+            printAntiEntropy(statuses)
+            print("")
+            printHealth(statuses)
+            print("")
+            printMembership(statuses)
+        } else {
+            print("(admin certificate needed for counters)")
+        }
+    }
+
+    private func printNodes(_ statuses: [NodeStatus], ownership: [String: Double]) {
+        let widths = [11, 22, 6, 10, 7, 10]
+        print(row(["NODE", "ADDRESS", "STATE", "LATENCY", "OWNS", "KEYS", "HINTS"], widths: widths))
         for status in statuses {
+            let owns = ownership[status.nodeID].map { String(format: "%.0f %%", $0 * 100) } ?? "-"
             guard status.isUp else {
-                let fields = [status.nodeID, status.address, "DOWN", "-", "-", "-    (\(status.error ?? ""))"]
-                print(row(fields, widths: [11, 22, 6, 10, 10]))
+                let fields = [status.nodeID, status.address, "DOWN", "-", owns, "-", "-    (\(status.error ?? ""))"]
+                print(row(fields, widths: widths))
                 continue
             }
             let latency = String(format: "%.2f ms", status.latency.map { $0 / .milliseconds(1) } ?? 0)
             let fields = [
-                status.nodeID, status.address, "up", latency, String(status.keys ?? 0), String(status.hintsQueued ?? 0),
+                status.nodeID, status.address, "up", latency, owns, String(status.keys ?? 0),
+                String(status.hintsQueued ?? 0),
             ]
-            print(row(fields, widths: [11, 22, 6, 10, 10]))
+            print(row(fields, widths: widths))
         }
     }
 
-    /// The "hints" section: each node's counters since it started, and its queue per target.
     private func printCounters(_ statuses: [NodeStatus]) {
         let widths = [11, 10, 10, 10, 10, 10, 8]
         print(
@@ -124,8 +169,8 @@ struct Status: AsyncParsableCommand {
 
     /// The "health" section: the peers each node's failure detector suspects, and its phi for each.
     private func printHealth(_ statuses: [NodeStatus]) {
-        let widths = [13, 12, 20]
-        print(row(["HEALTH", "CERT-EXPIRES", "SUSPECTS", "PHI"], widths: widths))
+        let widths = [13, 12, 10, 9, 22, 20]
+        print(row(["HEALTH", "CERT-EXPIRES", "DISK-USED", "DISK-%", "OLDEST-HINT", "SUSPECTS", "PHI"], widths: widths))
         for status in statuses where status.isUp && status.countersError == nil {
             let suspects = status.peersSuspected.map { $0.isEmpty ? "none" : $0.joined(separator: ",") } ?? "-"
             let phi = (status.peerPhi ?? [:]).sorted { $0.key < $1.key }
@@ -133,11 +178,31 @@ struct Status: AsyncParsableCommand {
             let expires = status.certificateNotAfterSeconds.map {
                 String(ISO8601DateFormatter().string(from: Date(timeIntervalSince1970: TimeInterval($0))).prefix(10))
             }
-            print(row([status.nodeID, expires ?? "-", suspects, phi.isEmpty ? "-" : phi], widths: widths))
+            let used = status.diskUsedBytes.map(Self.bytes) ?? "-"
+            let percent = StatusVerdict.diskUsage(status).map { String(format: "%.0f %%", $0 * 100) } ?? "-"
+            let oldest = (status.oldestHintAgeSeconds ?? [:]).sorted { $0.key < $1.key }
+                .map { "\($0.key)=\(StatusVerdict.age($0.value))" }.joined(separator: " ")
+            print(
+                row(
+                    [
+                        status.nodeID, expires ?? "-", used, percent, oldest.isEmpty ? "-" : oldest, suspects,
+                        phi.isEmpty ? "-" : phi,
+                    ], widths: widths))
         }
     }
 
-    /// Each node's map epoch, the change in progress, and the ranges it receives (or last received).
+    /// 1.2 GB, 340 MB, 12 kB.
+    static func bytes(_ value: UInt64) -> String {
+        let units = ["B", "kB", "MB", "GB", "TB", "PB"]
+        var amount = Double(value)
+        var unit = 0
+        while amount >= 1000 && unit < units.count - 1 {
+            amount /= 1000
+            unit += 1
+        }
+        return unit == 0 ? "\(value) B" : String(format: "%.1f %@", amount, units[unit])
+    }
+
     private func printMembership(_ statuses: [NodeStatus]) {
         let widths = [13, 7, 10, 10, 10]
         print(row(["MEMBERSHIP", "EPOCH", "STREAMED", "RESENT", "DROPPED", "CHANGE"], widths: widths))
@@ -186,14 +251,17 @@ private struct StatusDocument: Encodable {
 /// in the README, "kvctl status") and its ping latency in milliseconds.
 private struct NodeDocument: Encodable {
     var status: NodeStatus
+    /// The share of the keys the node replicates (0...1; the shares of all nodes sum to N).
+    var ownership: Double?
 
     enum CodingKeys: String, CodingKey {
-        case latencyMillis
+        case latencyMillis, ownership
     }
 
     func encode(to encoder: any Encoder) throws {
         try status.encode(to: encoder)
         var container = encoder.container(keyedBy: CodingKeys.self)
         try container.encodeIfPresent(status.latency.map { $0 / .milliseconds(1) }, forKey: .latencyMillis)
+        try container.encodeIfPresent(ownership, forKey: .ownership)
     }
 }

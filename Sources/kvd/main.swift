@@ -145,6 +145,13 @@ struct KVD: AsyncParsableCommand {
             discussion: "The scraper shows a certificate issued by the cluster CA, of any role."))
     var metrics: String?
 
+    @Option(
+        name: .customLong("metrics-local"),
+        help: ArgumentHelp(
+            "Also serve GET /metrics over plain HTTP on HOST:PORT, a loopback address only.",
+            discussion: "For a Prometheus on the same host; any other address is refused at start."))
+    var metricsLocal: String?
+
     @Option(name: .customLong("log-level"), help: "trace, debug, info, notice, warning, error or critical.")
     var logLevel: String = "info"
 
@@ -266,6 +273,10 @@ struct KVD: AsyncParsableCommand {
         if let metrics = metrics ?? file.metrics {
             let address = try parseAddress(metrics, defaultPort: NodeConfiguration.metricsPortDefault)
             configuration.metrics = HostPort(host: address.host, port: address.port)
+        }
+        if let local = metricsLocal ?? file.metricsLocal {
+            let address = try parseAddress(local, defaultPort: NodeConfiguration.metricsPortDefault)
+            configuration.metricsLocal = HostPort(host: address.host, port: address.port)
         }
         if let durability = durability ?? file.durability {
             configuration.durability = try parseDurability(durability)

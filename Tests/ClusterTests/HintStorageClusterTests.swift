@@ -73,6 +73,10 @@ extension RealProcessTests {
             #expect(before?["antiEntropyRangesDue"] as? Int == 1)
             #expect(before?["hintsQueuedPerTarget"] as? [String: Int] == ["n2": 2, "n3": 1])
             #expect(before?["up"] as? Bool == true)
+            // The node's last health reading (taken at start, then every 5 s) and its share of the ring.
+            #expect((before?["diskUsedBytes"] as? Int ?? 0) > 0, "\(before ?? [:])")
+            #expect((before?["diskFreeBytes"] as? Int ?? 0) > 0, "\(before ?? [:])")
+            #expect((before?["ownership"] as? Double).map { $0 > 0 && $0 <= 1 } == true, "\(before ?? [:])")
             #expect((before?["latencyMillis"] as? Double).map { $0 > 0 } == true, "\(before ?? [:])")
             let text = try cluster.kvctl(["status"])
             #expect(text.stdout.contains("REFUSED"), "\(text.stdout)")
@@ -84,6 +88,7 @@ extension RealProcessTests {
             #expect(verdict.contains("at QUORUM fail for"), "\(verdict)")
             #expect(verdict.contains("n1 has 1 ranges due for anti-entropy"), "\(verdict)")
             #expect(text.stdout.contains("n2=2 n3=1"), "\(text.stdout)")
+            #expect(text.stdout.contains("OWNS") && text.stdout.contains("DISK-USED"), "\(text.stdout)")
             let asClient = try cluster.kvctl(["status"], as: "client")
             #expect(asClient.stdout.contains("(admin certificate needed for counters)"), "\(asClient.stdout)")
 

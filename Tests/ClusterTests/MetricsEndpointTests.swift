@@ -133,6 +133,42 @@ extension RealProcessTests {
             await client.close()
         }
 
+        /// `--metrics-local`: plain HTTP on a loopback address, beside the HTTPS endpoint; any other
+        /// address is refused at start, saying why. And `kvctl status --watch` on the same node.
+        @Test func plainMetricsServeLoopbackOnly() async throws {
+            let node = try NodeHarness(host: "127.0.0.129")
+            defer { node.tearDown() }
+            try node.start(extraArguments: ["--metrics", "127.0.0.129:9411", "--metrics-local", "127.0.0.129:9412"])
+            let scrape = try await httpsExchange(
+                "GET /metrics HTTP/1.1\r\nHost: 127.0.0.129\r\nConnection: close\r\n\r\n", host: "127.0.0.129",
+                port: 9412, tls: nil)
+            #expect(scrape.hasPrefix("HTTP/1.1 200 OK\r\n"), "\(scrape.prefix(200))")
+            #expect(scrape.contains("# TYPE quorumkv_cluster_epoch gauge\n"))
+
+            // `kvctl status --watch` redraws (home, clear) every second, the verdict first each time.
+            let watch = try run(
+                "/usr/bin/timeout",
+                [
+                    "3.5", binDirectory.appendingPathComponent("kvctl").path, "status", "--watch", "--endpoints",
+                    node.endpoint, "--ca", "\(node.certs)/ca.pem", "--cert", "\(node.certs)/admin.pem", "--key",
+                    "\(node.certs)/admin-key.pem",
+                ], timeout: .seconds(30))
+            #expect(watch.status == 124, "stopped by timeout: \(watch.stderr)")
+            let frames = watch.stdout.components(separatedBy: "\u{1B}[H\u{1B}[2J").dropFirst()
+            #expect(frames.count >= 2, "\(watch.stdout.prefix(400))")
+            #expect(frames.allSatisfy { $0.contains("healthy\n") && $0.contains("NODE") }, "\(frames.first ?? "")")
+            #expect(
+                try run("kvctl", ["status", "--watch", "--json", "--endpoints", node.endpoint]).status == 64)
+            node.tearDown()
+
+            let exposed = try NodeHarness(host: "127.0.0.130")
+            defer { exposed.tearDown() }
+            #expect(throws: HarnessError.self) {
+                try exposed.start(extraArguments: ["--metrics-local", "0.0.0.0:9412"])
+            }
+            #expect(exposed.log(tail: 5).contains("loopback address only"), "\(exposed.log(tail: 5))")
+        }
+
         @Test func aBadMetricsAddressIsAClearError() throws {
             let node = try NodeHarness(host: "127.0.0.52")
             defer { node.tearDown() }
@@ -153,12 +189,16 @@ extension NodeHarness {
 }
 
 /// Sends `request` over TLS and returns everything the server sent until it closed (within 30 s).
-func httpsExchange(_ request: String, host: String, port: Int, tls: TLSContext) async throws -> String {
+/// One HTTP exchange, over TLS with `tls` (plain HTTP when nil): the whole answer, bounded by 30 s.
+func httpsExchange(_ request: String, host: String, port: Int, tls: TLSContext?) async throws -> String {
     let channel = try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
         .connectTimeout(.seconds(5))
         .connect(host: host, port: port) { channel in
             channel.eventLoop.makeCompletedFuture {
-                try channel.pipeline.syncOperations.addHandler(OpenSSLHandler(context: tls, expectedServerName: host))
+                if let tls {
+                    try channel.pipeline.syncOperations.addHandler(
+                        OpenSSLHandler(context: tls, expectedServerName: host))
+                }
                 return try NIOAsyncChannel<ByteBuffer, ByteBuffer>(wrappingChannelSynchronously: channel)
             }
         }

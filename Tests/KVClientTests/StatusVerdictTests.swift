@@ -37,12 +37,14 @@ struct StatusVerdictTests {
     @Test func aNodeDownNamesItsHintsAndWhatFails() throws {
         var n1 = Self.up("n1")
         n1.hintsQueuedPerTarget = ["n2": 300]
+        n1.oldestHintAgeSeconds = ["n2": 250]
         n1.peersSuspected = ["n2"]
         var n3 = Self.up("n3")
         n3.hintsQueuedPerTarget = ["n2": 12]
         let verdict = StatusVerdict(
             statuses: [n1, Self.down("n2"), n3, Self.up("n4")], map: Self.map, nowSeconds: 1_000)
-        #expect(verdict.problems.first == "n2 down (connection refused); 312 hints queued for it")
+        #expect(
+            verdict.problems.first == "n2 down (connection refused); 312 hints queued for it, the oldest 4 min old")
         let share = Int((try Self.map.ring().replicaShare()["n2"]! * 100).rounded())
         #expect(verdict.problems.contains("writes at ALL fail for \(share) % of keys"), "\(verdict.problems)")
         #expect(!verdict.summary.contains("QUORUM"))
@@ -67,7 +69,10 @@ struct StatusVerdictTests {
         n3.clusterChange = "join n5"
         n3.transfers = ["1:2": "done keys=4", "2:3": "receiving keys=1"]
         n3.certificateNotAfterSeconds = 1_000 + 3 * 86_400 + 5
-        let verdict = StatusVerdict(statuses: [n1, n2, n3, Self.up("n4")], map: Self.map, nowSeconds: 1_000)
+        var n4 = Self.up("n4")
+        n4.diskUsedBytes = 850
+        n4.diskFreeBytes = 150
+        let verdict = StatusVerdict(statuses: [n1, n2, n3, n4], map: Self.map, nowSeconds: 1_000)
         #expect(
             verdict.problems == [
                 "n4 answers but n1, n2 suspect it",
@@ -76,6 +81,18 @@ struct StatusVerdictTests {
                 "5 hints queued for n3, which is up: being replayed",
                 "n2 has 2 ranges due for anti-entropy",
                 "n3's certificate expires in 3 days",
+                "n4's disk is 85 % full",
             ])
+    }
+
+    /// A node's numbers are bounded before they become text: an age of 2^64 ms, NaN, a negative one.
+    @Test func hostileAgesDoNotTrap() {
+        #expect(StatusVerdict.age(Double(UInt64.max) / 1000) == "277777777 h")
+        #expect(StatusVerdict.age(.nan) == "0 s")
+        #expect(StatusVerdict.age(-5) == "0 s")
+        var full = Self.up("n1")
+        full.diskUsedBytes = .max
+        full.diskFreeBytes = .max
+        #expect(StatusVerdict.diskUsage(full) == 0.5)
     }
 }

@@ -11,6 +11,9 @@ public import NIOPosix
 /// CA, of any role (`kvctl certs issue --role client --name prometheus`), or the handshake fails.
 /// Nothing else is served: another path is 404, another method 405. Connections may be kept alive;
 /// one idle for a minute, or that has not finished its handshake within ten seconds, is closed.
+///
+/// Without TLS (`kvd --metrics-local`, for a Prometheus on the same host) it binds loopback addresses
+/// only: plain HTTP never leaves the host.
 public final class MetricsServer: Sendable {
     /// The address the server listens on (the port chosen by the system when 0 was asked).
     public let localAddress: SocketAddress
@@ -25,20 +28,31 @@ public final class MetricsServer: Sendable {
     }
 
     /// Binds `host:port`; `render` is called once per scrape, on an event loop (it must not block).
+    ///
+    /// - Parameter tls: the server context of mutual TLS; nil: plain HTTP, on a loopback address only
+    ///   (anything else throws `NodeError.configuration`).
     public static func bind(
-        host: String, port: Int, tls: TLSContext, render: @escaping @Sendable () -> String,
+        host: String, port: Int, tls: TLSContext?, render: @escaping @Sendable () -> String,
         group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton
     ) async throws -> MetricsServer {
+        if tls == nil {
+            guard let address = try? SocketAddress(ipAddress: host, port: port), Self.isLoopback(address) else {
+                throw NodeError.configuration(
+                    "plain-HTTP metrics bind a loopback address only (127.0.0.0/8 or ::1), not '\(host)'")
+            }
+        }
         let channel = try await ServerBootstrap(group: group)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
             .serverChannelOption(.backlog, value: 64)
             .childChannelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
-                    let handshake = channel.eventLoop.makePromise(of: PeerIdentity.self)
-                    let timeout = channel.eventLoop.scheduleTask(in: .seconds(10)) { channel.close(promise: nil) }
-                    handshake.futureResult.whenComplete { _ in timeout.cancel() }
                     let sync = channel.pipeline.syncOperations
-                    try sync.addHandler(OpenSSLHandler(context: tls, handshakeCompleted: handshake))
+                    if let tls {
+                        let handshake = channel.eventLoop.makePromise(of: PeerIdentity.self)
+                        let timeout = channel.eventLoop.scheduleTask(in: .seconds(10)) { channel.close(promise: nil) }
+                        handshake.futureResult.whenComplete { _ in timeout.cancel() }
+                        try sync.addHandler(OpenSSLHandler(context: tls, handshakeCompleted: handshake))
+                    }
                     try sync.configureHTTPServerPipeline(withErrorHandling: true)
                     try sync.addHandlers([
                         IdleStateHandler(readTimeout: .seconds(60)),
@@ -49,6 +63,15 @@ public final class MetricsServer: Sendable {
             .bind(host: host, port: port)
             .get()
         return try MetricsServer(channel: channel)
+    }
+
+    /// Whether `address` is 127.0.0.0/8 or ::1.
+    static func isLoopback(_ address: SocketAddress) -> Bool {
+        switch address {
+        case .v4(let v4): UInt32(bigEndian: v4.address.sin_addr.s_addr) >> 24 == 127
+        case .v6: address.ipAddress == "::1"
+        case .unixDomainSocket: false
+        }
     }
 
     /// Stops listening; open scrapes finish on their own.

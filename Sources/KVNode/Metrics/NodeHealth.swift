@@ -32,7 +32,8 @@ public struct NodeHealthSample: Sendable, Hashable {
     public var underReplicatedRanges: Int
 }
 
-/// Reads ``NodeHealthSample``s (blocking: it walks the data folder) and reports them as gauges.
+/// Reads ``NodeHealthSample``s (blocking: it walks the data folder) and reports them as gauges, and to
+/// `Admin` stats through `NodeStatistics.lastHealth`.
 public final class NodeHealth: Sendable {
     private let cpu: Gauge
     private let resident: Gauge

@@ -80,6 +80,8 @@ public final class NodeStatistics: Sendable {
     private let peerUpGauges: GaugeFamily
     private let peerPhiGauges: GaugeFamily
     private let epochGauge: Gauge
+    /// The node's last health reading (`NodeHealth`), for `Admin` stats; nil before the first.
+    package let lastHealth = Mutex<NodeHealthSample?>(nil)
 
     /// - Parameters:
     ///   - nodeID: the `node` dimension of every metric.

@@ -107,6 +107,9 @@ public struct NodeConfiguration: Sendable, Hashable {
     /// Where `GET /metrics` (Prometheus text over mutual TLS) is served; nil: nowhere, and the
     /// metrics go to the process's swift-metrics backend (none in `kvd`).
     public var metrics: HostPort?
+    /// Where `GET /metrics` is also served over plain HTTP, a loopback address only (for a Prometheus
+    /// on the same host); nil: nowhere.
+    public var metricsLocal: HostPort?
     /// The metrics port when `--metrics` names a host alone.
     public static let metricsPortDefault = 9411
 
@@ -178,6 +181,8 @@ public struct NodeFile: Sendable, Hashable, Decodable {
     public var streamStallTimeout: Int?
     /// HOST:PORT for `GET /metrics`.
     public var metrics: String?
+    /// Loopback HOST:PORT for `GET /metrics` over plain HTTP.
+    public var metricsLocal: String?
     /// Milliseconds.
     public var maxClockOffset: Int?
     public var connectionsMax: Int?
@@ -189,6 +194,7 @@ public struct NodeFile: Sendable, Hashable, Decodable {
     enum CodingKeys: String, CodingKey, CaseIterable {
         case id, listen, data, ca, cert, key, crl, durability, cluster, metrics
         case clusterID = "cluster-id"
+        case metricsLocal = "metrics-local"
         case hintQueueMax = "hint-queue-max"
         case hintBytesMax = "hint-bytes-max"
         case hintWindow = "hint-window"

@@ -9,6 +9,7 @@ import Metrics
 import NIOCore
 import NIOPosix
 public import ServiceLifecycle
+import Synchronization
 
 /// A running replica node: opens the store, listens for RPC, and shuts down cleanly on a graceful
 /// shutdown (SIGTERM/SIGINT in `kvd`).
@@ -116,7 +117,7 @@ public final class NodeService: Service {
         }
         // With --metrics, the node's own registry, served over HTTPS; otherwise whatever factory the
         // process bootstrapped (an embedder's).
-        let registry = configuration.metrics.map { _ in
+        let registry = (configuration.metrics ?? configuration.metricsLocal).map { _ in
             PrometheusRegistry(help: NodeStatistics.metricHelp.merging(NodeHealth.metricHelp) { $1 })
         }
         let metricsFactory: any MetricsFactory = registry ?? MetricsSystem.factory
@@ -222,6 +223,21 @@ public final class NodeService: Service {
                 "metrics served",
                 metadata: ["metrics.address": "https://\(metricsServer?.localAddress.description ?? "")/metrics"])
         }
+        var localMetricsServer: MetricsServer?
+        if let registry, let local = configuration.metricsLocal {
+            do {
+                localMetricsServer = try await MetricsServer.bind(
+                    host: local.host, port: local.port, tls: nil, render: { registry.render() })
+            } catch {
+                server.stopAccepting()
+                await metricsServer?.close()
+                try? await pool.shutdownGracefully()
+                throw NodeError.configuration("cannot serve metrics on \(local): \(error)")
+            }
+            logger.info(
+                "metrics served",
+                metadata: ["metrics.address": "http://\(localMetricsServer?.localAddress.description ?? "")/metrics"])
+        }
         logger.info(
             "node listening",
             metadata: [
@@ -278,6 +294,7 @@ public final class NodeService: Service {
                                 map: map, suspected: suspected)
                         }) {
                             nodeHealth.record(sample)
+                            statistics.lastHealth.withLock { $0 = sample }
                         }
                         try? await Task.sleep(for: Self.gaugeInterval)
                     }
@@ -306,12 +323,14 @@ public final class NodeService: Service {
             // Cancelled from outside: a normal stop.
         } catch {
             await metricsServer?.close()
+            await localMetricsServer?.close()
             await peerDirectory.closeAll()
             await background.shutdown()
             try? await pool.shutdownGracefully()
             throw error
         }
         await metricsServer?.close()
+        await localMetricsServer?.close()
         await peerDirectory.closeAll()
         // After the connections closed, so that no gossip fetch waits out its timeout.
         await background.shutdown()

@@ -25,6 +25,13 @@ extension ReplicaService {
             HintQueue(target: $0.key, hints: UInt64(clamping: $0.value))
         }
         stats.certificateNotAfter = certificates?.certificateNotAfterSeconds ?? certificateNotAfterSeconds
+        if let health = statistics.lastHealth.withLock({ $0 }) {
+            stats.diskUsedBytes = health.diskUsedBytes
+            stats.diskFreeBytes = health.diskFreeBytes
+            stats.hintAges = health.hintOldestAgeSeconds.sorted { $0.key < $1.key }.prefix(Limits.nodesMax).map {
+                HintAge(target: $0.key, millis: UInt64(max(0, min($0.value * 1000, 1e15))))
+            }
+        }
         fillRangeComparisons(&stats)
         fillPeerHealth(&stats)
         fillMembership(&stats)

@@ -2319,6 +2319,43 @@ extension ByteBuffer {
     }
 }
 
+/// How long the oldest-versioned hint a node holds for one target has waited (milliseconds).
+public struct HintAge: Sendable, Hashable {
+    public var target: String
+    public var millis: UInt64
+
+    public init(target: String, millis: UInt64) {
+        self.target = target
+        self.millis = millis
+    }
+}
+
+extension ByteBuffer {
+    /// Reads one `HintAge` from the readable bytes.
+    ///
+    /// Returns `nil` and leaves the reader index unchanged when the buffer holds only part of one.
+    /// Throws (also leaving the reader index unchanged) when the bytes can never decode: a field
+    /// over its limit, an invalid bool, enum value or UTF-8 string.
+    public mutating func readHintAge() throws(WireError) -> HintAge? {
+        try self.readWireValue { (buffer: inout ByteBuffer) throws(WireError) in try buffer.decodeHintAge() }
+    }
+
+    /// Writes the encoding of `value`; returns the number of bytes written.
+    @discardableResult
+    public mutating func writeHintAge(_ value: HintAge) -> Int {
+        var written = 0
+        written += self.writeWireString(value.target)
+        written += self.writeInteger(value.millis)
+        return written
+    }
+
+    mutating func decodeHintAge() throws(WireError) -> HintAge {
+        let target = try self.decodeWireString(limit: Limits.nameBytesMax, field: "HintAge.target")
+        let millis = try self.decodeWireInteger(UInt64.self)
+        return HintAge(target: target, millis: millis)
+    }
+}
+
 /// Connections or requests a node refused for one reason (RPCRefusal's names: queue_full, …).
 public struct RefusalCount: Sendable, Hashable {
     public var reason: String
@@ -2410,8 +2447,14 @@ public struct NodeStats: Sendable, Hashable {
     public var transfers: [RangeTransferStatus]
     /// When the node's certificate expires (seconds since the Unix epoch); absent when unknown.
     public var certificateNotAfter: UInt64?
+    /// The data folder's bytes on disk and the bytes free on its file system, from the node's last
+    /// health reading (every 5 s); absent before the first.
+    public var diskUsedBytes: UInt64?
+    public var diskFreeBytes: UInt64?
+    /// The age of the oldest-versioned hint per target (the replica lag), from the same reading.
+    public var hintAges: [HintAge]
 
-    public init(node: String, keys: UInt64, uptimeSeconds: UInt64, hintsStored: UInt64, hintsRefused: UInt64, hintsRehomed: UInt64, hintsReplayed: UInt64, hintsExpired: UInt64, hintsBytes: UInt64, hintQueues: [HintQueue], clockAheadRefused: UInt64, mapsRefused: UInt64, readRepairsReceived: UInt64, readRepairsApplied: UInt64, antiEntropyRangesDue: UInt64, antiEntropyRangesMarkedHintRefused: UInt64, antiEntropyRangesMarkedHintExpired: UInt64, antiEntropyMarkFailures: UInt64, antiEntropyWritesReceived: UInt64, antiEntropyRangesCompared: UInt64, antiEntropyKeysSent: UInt64, antiEntropyKeysReceived: UInt64, antiEntropyBytes: UInt64, antiEntropySessionFailures: UInt64, antiEntropyLastFullPassMillis: UInt64, antiEntropyOldestRangeComparedMillis: UInt64, rangesCompared: [RangeCompared], tombstonesPurged: UInt64, streamKeysReceived: UInt64, streamKeysResent: UInt64, streamBytes: UInt64, streamRetries: UInt64, handoffKeysDeleted: UInt64, refusals: [RefusalCount], peers: [PeerView], clusterEpoch: UInt64, clusterChange: String, transfers: [RangeTransferStatus], certificateNotAfter: UInt64?) {
+    public init(node: String, keys: UInt64, uptimeSeconds: UInt64, hintsStored: UInt64, hintsRefused: UInt64, hintsRehomed: UInt64, hintsReplayed: UInt64, hintsExpired: UInt64, hintsBytes: UInt64, hintQueues: [HintQueue], clockAheadRefused: UInt64, mapsRefused: UInt64, readRepairsReceived: UInt64, readRepairsApplied: UInt64, antiEntropyRangesDue: UInt64, antiEntropyRangesMarkedHintRefused: UInt64, antiEntropyRangesMarkedHintExpired: UInt64, antiEntropyMarkFailures: UInt64, antiEntropyWritesReceived: UInt64, antiEntropyRangesCompared: UInt64, antiEntropyKeysSent: UInt64, antiEntropyKeysReceived: UInt64, antiEntropyBytes: UInt64, antiEntropySessionFailures: UInt64, antiEntropyLastFullPassMillis: UInt64, antiEntropyOldestRangeComparedMillis: UInt64, rangesCompared: [RangeCompared], tombstonesPurged: UInt64, streamKeysReceived: UInt64, streamKeysResent: UInt64, streamBytes: UInt64, streamRetries: UInt64, handoffKeysDeleted: UInt64, refusals: [RefusalCount], peers: [PeerView], clusterEpoch: UInt64, clusterChange: String, transfers: [RangeTransferStatus], certificateNotAfter: UInt64?, diskUsedBytes: UInt64?, diskFreeBytes: UInt64?, hintAges: [HintAge]) {
         self.node = node
         self.keys = keys
         self.uptimeSeconds = uptimeSeconds
@@ -2451,6 +2494,9 @@ public struct NodeStats: Sendable, Hashable {
         self.clusterChange = clusterChange
         self.transfers = transfers
         self.certificateNotAfter = certificateNotAfter
+        self.diskUsedBytes = diskUsedBytes
+        self.diskFreeBytes = diskFreeBytes
+        self.hintAges = hintAges
     }
 }
 
@@ -2507,6 +2553,9 @@ extension ByteBuffer {
         written += self.writeWireString(value.clusterChange)
         written += self.writeWireList(value.transfers) { (buffer: inout ByteBuffer, element) in buffer.writeRangeTransferStatus(element) }
         written += self.writeWireOptional(value.certificateNotAfter) { (buffer: inout ByteBuffer, wrapped) in buffer.writeInteger(wrapped) }
+        written += self.writeWireOptional(value.diskUsedBytes) { (buffer: inout ByteBuffer, wrapped) in buffer.writeInteger(wrapped) }
+        written += self.writeWireOptional(value.diskFreeBytes) { (buffer: inout ByteBuffer, wrapped) in buffer.writeInteger(wrapped) }
+        written += self.writeWireList(value.hintAges) { (buffer: inout ByteBuffer, element) in buffer.writeHintAge(element) }
         return written
     }
 
@@ -2550,7 +2599,10 @@ extension ByteBuffer {
         let clusterChange = try self.decodeWireString(limit: Limits.errorMessageBytesMax, field: "NodeStats.clusterChange")
         let transfers = try self.decodeWireList(limit: Limits.listCountMax, elementBytesMin: 41, field: "NodeStats.transfers") { (buffer: inout ByteBuffer) throws(WireError) in try buffer.decodeRangeTransferStatus() }
         let certificateNotAfter = try self.decodeWireOptional { (buffer: inout ByteBuffer) throws(WireError) in try buffer.decodeWireInteger(UInt64.self) }
-        return NodeStats(node: node, keys: keys, uptimeSeconds: uptimeSeconds, hintsStored: hintsStored, hintsRefused: hintsRefused, hintsRehomed: hintsRehomed, hintsReplayed: hintsReplayed, hintsExpired: hintsExpired, hintsBytes: hintsBytes, hintQueues: hintQueues, clockAheadRefused: clockAheadRefused, mapsRefused: mapsRefused, readRepairsReceived: readRepairsReceived, readRepairsApplied: readRepairsApplied, antiEntropyRangesDue: antiEntropyRangesDue, antiEntropyRangesMarkedHintRefused: antiEntropyRangesMarkedHintRefused, antiEntropyRangesMarkedHintExpired: antiEntropyRangesMarkedHintExpired, antiEntropyMarkFailures: antiEntropyMarkFailures, antiEntropyWritesReceived: antiEntropyWritesReceived, antiEntropyRangesCompared: antiEntropyRangesCompared, antiEntropyKeysSent: antiEntropyKeysSent, antiEntropyKeysReceived: antiEntropyKeysReceived, antiEntropyBytes: antiEntropyBytes, antiEntropySessionFailures: antiEntropySessionFailures, antiEntropyLastFullPassMillis: antiEntropyLastFullPassMillis, antiEntropyOldestRangeComparedMillis: antiEntropyOldestRangeComparedMillis, rangesCompared: rangesCompared, tombstonesPurged: tombstonesPurged, streamKeysReceived: streamKeysReceived, streamKeysResent: streamKeysResent, streamBytes: streamBytes, streamRetries: streamRetries, handoffKeysDeleted: handoffKeysDeleted, refusals: refusals, peers: peers, clusterEpoch: clusterEpoch, clusterChange: clusterChange, transfers: transfers, certificateNotAfter: certificateNotAfter)
+        let diskUsedBytes = try self.decodeWireOptional { (buffer: inout ByteBuffer) throws(WireError) in try buffer.decodeWireInteger(UInt64.self) }
+        let diskFreeBytes = try self.decodeWireOptional { (buffer: inout ByteBuffer) throws(WireError) in try buffer.decodeWireInteger(UInt64.self) }
+        let hintAges = try self.decodeWireList(limit: Limits.nodesMax, elementBytesMin: 12, field: "NodeStats.hintAges") { (buffer: inout ByteBuffer) throws(WireError) in try buffer.decodeHintAge() }
+        return NodeStats(node: node, keys: keys, uptimeSeconds: uptimeSeconds, hintsStored: hintsStored, hintsRefused: hintsRefused, hintsRehomed: hintsRehomed, hintsReplayed: hintsReplayed, hintsExpired: hintsExpired, hintsBytes: hintsBytes, hintQueues: hintQueues, clockAheadRefused: clockAheadRefused, mapsRefused: mapsRefused, readRepairsReceived: readRepairsReceived, readRepairsApplied: readRepairsApplied, antiEntropyRangesDue: antiEntropyRangesDue, antiEntropyRangesMarkedHintRefused: antiEntropyRangesMarkedHintRefused, antiEntropyRangesMarkedHintExpired: antiEntropyRangesMarkedHintExpired, antiEntropyMarkFailures: antiEntropyMarkFailures, antiEntropyWritesReceived: antiEntropyWritesReceived, antiEntropyRangesCompared: antiEntropyRangesCompared, antiEntropyKeysSent: antiEntropyKeysSent, antiEntropyKeysReceived: antiEntropyKeysReceived, antiEntropyBytes: antiEntropyBytes, antiEntropySessionFailures: antiEntropySessionFailures, antiEntropyLastFullPassMillis: antiEntropyLastFullPassMillis, antiEntropyOldestRangeComparedMillis: antiEntropyOldestRangeComparedMillis, rangesCompared: rangesCompared, tombstonesPurged: tombstonesPurged, streamKeysReceived: streamKeysReceived, streamKeysResent: streamKeysResent, streamBytes: streamBytes, streamRetries: streamRetries, handoffKeysDeleted: handoffKeysDeleted, refusals: refusals, peers: peers, clusterEpoch: clusterEpoch, clusterChange: clusterChange, transfers: transfers, certificateNotAfter: certificateNotAfter, diskUsedBytes: diskUsedBytes, diskFreeBytes: diskFreeBytes, hintAges: hintAges)
     }
 }
 
