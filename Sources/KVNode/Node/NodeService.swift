@@ -209,34 +209,26 @@ public final class NodeService: Service {
             try? await pool.shutdownGracefully()
             throw NodeError.configuration("cannot listen on \(address): \(error)")
         }
-        var metricsServer: MetricsServer?
-        if let registry, let metrics = configuration.metrics {
+        // The metrics endpoints: HTTPS with mutual TLS, and plain HTTP on loopback (`--metrics-local`).
+        var metricsServers: [MetricsServer] = []
+        let endpoints = [(configuration.metrics, tls as TLSContext?), (configuration.metricsLocal, nil)]
+        for case (let endpoint?, let endpointTLS) in endpoints {
+            guard let registry else { break }
             do {
-                metricsServer = try await MetricsServer.bind(
-                    host: metrics.host, port: metrics.port, tls: tls, render: { registry.render() })
+                let metrics = try await MetricsServer.bind(
+                    host: endpoint.host, port: endpoint.port, tls: endpointTLS, render: { registry.render() })
+                metricsServers.append(metrics)
+                logger.info(
+                    "metrics served",
+                    metadata: [
+                        "metrics.address": "\(endpointTLS == nil ? "http" : "https")://\(metrics.localAddress)/metrics"
+                    ])
             } catch {
                 server.stopAccepting()
+                for metrics in metricsServers { await metrics.close() }
                 try? await pool.shutdownGracefully()
-                throw NodeError.configuration("cannot serve metrics on \(metrics): \(error)")
+                throw NodeError.configuration("cannot serve metrics on \(endpoint): \(error)")
             }
-            logger.info(
-                "metrics served",
-                metadata: ["metrics.address": "https://\(metricsServer?.localAddress.description ?? "")/metrics"])
-        }
-        var localMetricsServer: MetricsServer?
-        if let registry, let local = configuration.metricsLocal {
-            do {
-                localMetricsServer = try await MetricsServer.bind(
-                    host: local.host, port: local.port, tls: nil, render: { registry.render() })
-            } catch {
-                server.stopAccepting()
-                await metricsServer?.close()
-                try? await pool.shutdownGracefully()
-                throw NodeError.configuration("cannot serve metrics on \(local): \(error)")
-            }
-            logger.info(
-                "metrics served",
-                metadata: ["metrics.address": "http://\(localMetricsServer?.localAddress.description ?? "")/metrics"])
         }
         logger.info(
             "node listening",
@@ -322,15 +314,13 @@ public final class NodeService: Service {
         } catch is CancellationError {
             // Cancelled from outside: a normal stop.
         } catch {
-            await metricsServer?.close()
-            await localMetricsServer?.close()
+            for metrics in metricsServers { await metrics.close() }
             await peerDirectory.closeAll()
             await background.shutdown()
             try? await pool.shutdownGracefully()
             throw error
         }
-        await metricsServer?.close()
-        await localMetricsServer?.close()
+        for metrics in metricsServers { await metrics.close() }
         await peerDirectory.closeAll()
         // After the connections closed, so that no gossip fetch waits out its timeout.
         await background.shutdown()
