@@ -298,6 +298,24 @@ public final class RocksDBStore: ReplicaStore, @unchecked Sendable {
         }
     }
 
+    /// RocksDB's own figures for an operator, summed over the column families (data, hints, marks,
+    /// metadata): compaction backlog, table bytes, memtable bytes. Nil once closed.
+    public func engineFigures() -> EngineFigures? {
+        try? withOpenHandles { () throws(StorageError) -> EngineFigures in
+            func sum(_ property: String) -> UInt64 {
+                families.reduce(UInt64(0)) { total, family in
+                    var value: UInt64 = 0
+                    guard rocksdb_property_int_cf(db, family, property, &value) == 0 else { return total }
+                    return total &+ value
+                }
+            }
+            return EngineFigures(
+                pendingCompactionBytes: sum("rocksdb.estimate-pending-compaction-bytes"),
+                liveTableBytes: sum("rocksdb.live-sst-files-size"),
+                memtableBytes: sum("rocksdb.cur-size-all-mem-tables"))
+        }
+    }
+
     public func approximateKeyCount() -> UInt64 {
         let count = try? withOpenHandles { () throws(StorageError) -> UInt64 in
             var value: UInt64 = 0
@@ -366,4 +384,14 @@ public final class RocksDBStore: ReplicaStore, @unchecked Sendable {
         defer { gate.withLock { $0.callsInFlight -= 1 } }
         return try body()
     }
+}
+
+/// RocksDB's figures `RocksDBStore.engineFigures()` reads.
+public struct EngineFigures: Sendable, Hashable {
+    /// Bytes compaction would have to rewrite to bring the levels within their targets (the backlog).
+    public var pendingCompactionBytes: UInt64
+    /// Bytes of the table files the current version uses.
+    public var liveTableBytes: UInt64
+    /// Bytes of the memtables, not yet flushed.
+    public var memtableBytes: UInt64
 }

@@ -100,12 +100,19 @@ extension RealProcessTests {
                 return values
             }
             let node = "{node=\"n1\"}"
-            let up = try await scrape { ($0["quorumkv_healthy_nodes\(node)"] ?? 0) == 4 }
+            let up = try await scrape {
+                ($0["quorumkv_healthy_nodes\(node)"] ?? 0) == 4
+                    && ($0["quorumkv_peer_ping_seconds{node=\"n1\",peer=\"n2\"}"] ?? 0) > 0
+            }
             #expect(up["process_cpu_seconds_total\(node)"] ?? 0 > 0)
             #expect(up["process_resident_memory_bytes\(node)"] ?? 0 > 1_000_000)
             #expect(up["process_open_fds\(node)"] ?? 0 > 5)
             #expect(up["quorumkv_disk_free_bytes\(node)"] ?? 0 > 0)
             #expect(up["quorumkv_under_replicated_ranges\(node)"] == 0)
+            #expect(up["quorumkv_peer_ping_seconds{node=\"n1\",peer=\"n2\"}"] ?? 0 > 0, "a ping's round trip")
+            #expect(up["quorumkv_rocksdb_memtable_bytes\(node)"] ?? 0 > 0, "the puts sit in the memtable")
+            #expect(up["quorumkv_rocksdb_pending_compaction_bytes\(node)"] != nil)
+            #expect(up["quorumkv_rocksdb_live_table_bytes\(node)"] != nil)
             let notAfter = try #require(up["quorumkv_certificate_expiry_timestamp_seconds\(node)"])
             #expect(
                 notAfter > Date().timeIntervalSince1970 + 86400, "the harness's certificates last longer than a day")

@@ -29,6 +29,8 @@ public final class PeerHealth: Sendable {
     private let pool: NIOThreadPool
     /// Fetches newer maps from the peers that report them, one at a time.
     private let follower: MapFollower
+    /// The round trip of the last ping each peer answered.
+    private let roundTrips = Mutex<[String: Duration]>([:])
 
     package init(
         directory: PeerDirectory, membership: Membership, detector: PhiAccrualDetector.Configuration,
@@ -47,6 +49,15 @@ public final class PeerHealth: Sendable {
         self.logger = logger
     }
 
+    /// The round trip, in seconds, of the last ping each peer still in the map answered (a dial
+    /// included when the connection was new).
+    package func pingSeconds() -> [String: Double] {
+        let watched = Set(directory.all().map(\.id))
+        return roundTrips.withLock { trips in
+            trips.filter { watched.contains($0.key) }.mapValues { $0 / .seconds(1) }
+        }
+    }
+
     /// Pings every peer each interval until the task is cancelled.
     package func run() async {
         while !Task.isCancelled {
@@ -55,9 +66,12 @@ public final class PeerHealth: Sendable {
             table.watch(peers.map(\.id), forgettingOthers: true)
             for (id, client) in peers {
                 let ping = Message.pingRequest(PingRequest(epoch: epoch, clock: wallMillis() << 16))
+                let sent = ContinuousClock.now
                 // A probe: it dials a peer in its backoff window, so one that came back is found
                 // within a ping interval.
                 client.send(ping, timeout: interval * 5, probe: true).whenSuccess { answer in
+                    let roundTrip = ContinuousClock.now - sent
+                    self.roundTrips.withLock { $0[id] = roundTrip }
                     self.heartbeat(id)
                     self.resumeDialling(id)
                     if case .pingResponse(let pong) = answer {

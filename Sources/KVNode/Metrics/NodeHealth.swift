@@ -1,5 +1,6 @@
 import Foundation
 public import KVCore
+public import KVStorage
 public import Metrics
 
 /// One reading of a node's health: its process, its data folder's disk, its certificate, how far
@@ -19,6 +20,10 @@ public import Metrics
 /// | `quorumkv_hint_oldest_age_seconds{target}` | age of the oldest-versioned hint queued for each target: the replica lag of what it missed |
 /// | `quorumkv_healthy_nodes` | members of the cluster map this node does not suspect, itself included |
 /// | `quorumkv_under_replicated_ranges` | vnode ranges with fewer than N replicas this node does not suspect |
+/// | `quorumkv_peer_ping_seconds{peer}` | round trip of the last ping each peer answered |
+/// | `quorumkv_rocksdb_pending_compaction_bytes` | bytes compaction would rewrite to bring the levels within their targets |
+/// | `quorumkv_rocksdb_live_table_bytes` | bytes of the table files in use |
+/// | `quorumkv_rocksdb_memtable_bytes` | bytes of the memtables not yet flushed |
 public struct NodeHealthSample: Sendable, Hashable {
     public var cpuSeconds: Double?
     public var residentBytes: Double?
@@ -30,6 +35,10 @@ public struct NodeHealthSample: Sendable, Hashable {
     public var hintOldestAgeSeconds: [String: Double]
     public var healthyNodes: Int
     public var underReplicatedRanges: Int
+    /// Seconds of the last ping round trip to each peer.
+    public var peerPingSeconds: [String: Double] = [:]
+    /// RocksDB's figures (nil for a store without them).
+    public var engine: EngineFigures? = nil
 }
 
 /// Reads ``NodeHealthSample``s (blocking: it walks the data folder) and reports them as gauges, and to
@@ -44,6 +53,10 @@ public final class NodeHealth: Sendable {
     private let healthyNodes: Gauge
     private let underReplicated: Gauge
     private let hintAges: GaugeFamily
+    private let pingSeconds: GaugeFamily
+    private let pendingCompaction: Gauge
+    private let liveTables: Gauge
+    private let memtables: Gauge
 
     /// The `# HELP` text of these gauges.
     public static let metricHelp: [String: String] = [
@@ -56,6 +69,11 @@ public final class NodeHealth: Sendable {
         "quorumkv_hint_oldest_age_seconds": "Age of the oldest-versioned hint queued for each target (replica lag).",
         "quorumkv_healthy_nodes": "Members of the cluster map this node does not suspect, itself included.",
         "quorumkv_under_replicated_ranges": "Vnode ranges with fewer than N replicas this node does not suspect.",
+        "quorumkv_peer_ping_seconds": "Round trip of the last ping each peer answered.",
+        "quorumkv_rocksdb_pending_compaction_bytes":
+            "Bytes compaction would rewrite to bring the levels within target.",
+        "quorumkv_rocksdb_live_table_bytes": "Bytes of the RocksDB table files in use.",
+        "quorumkv_rocksdb_memtable_bytes": "Bytes of the RocksDB memtables not yet flushed.",
     ]
 
     public init(nodeID: String, metricsFactory: any MetricsFactory = MetricsSystem.factory) {
@@ -72,6 +90,10 @@ public final class NodeHealth: Sendable {
         underReplicated = gauge("quorumkv_under_replicated_ranges")
         hintAges = GaugeFamily(
             "quorumkv_hint_oldest_age_seconds", by: "target", nodeID: nodeID, factory: metricsFactory)
+        pingSeconds = GaugeFamily("quorumkv_peer_ping_seconds", by: "peer", nodeID: nodeID, factory: metricsFactory)
+        pendingCompaction = gauge("quorumkv_rocksdb_pending_compaction_bytes")
+        liveTables = gauge("quorumkv_rocksdb_live_table_bytes")
+        memtables = gauge("quorumkv_rocksdb_memtable_bytes")
     }
 
     /// Sets every gauge from `sample` (a value the sample lacks leaves its gauge as it was).
@@ -85,6 +107,12 @@ public final class NodeHealth: Sendable {
         healthyNodes.record(sample.healthyNodes)
         underReplicated.record(sample.underReplicatedRanges)
         hintAges.record(sample.hintOldestAgeSeconds)
+        pingSeconds.record(sample.peerPingSeconds)
+        if let engine = sample.engine {
+            pendingCompaction.record(Double(engine.pendingCompactionBytes))
+            liveTables.record(Double(engine.liveTableBytes))
+            memtables.record(Double(engine.memtableBytes))
+        }
     }
 
     /// Reads a sample. Blocks while it walks `dataDirectory`: run it off the event loops.
@@ -94,7 +122,7 @@ public final class NodeHealth: Sendable {
     ///   - map: the cluster map this node holds; `suspected`: the peers its detector suspects.
     public static func read(
         dataDirectory: String, hintAges: [String: Double], certificateNotAfterSeconds: UInt64?,
-        map: ClusterMap, suspected: Set<String>
+        map: ClusterMap, suspected: Set<String>, peerPingSeconds: [String: Double] = [:], engine: EngineFigures? = nil
     ) -> NodeHealthSample {
         let process = processFigures()
         let members = Set(map.nodes.map(\.id))
@@ -105,7 +133,8 @@ public final class NodeHealth: Sendable {
             diskUsedBytes: bytesOnDisk(dataDirectory), diskFreeBytes: bytesFree(dataDirectory),
             certificateNotAfterSeconds: certificateNotAfterSeconds, hintOldestAgeSeconds: hintAges,
             healthyNodes: members.subtracting(suspected).count,
-            underReplicatedRanges: ring?.underReplicatedRanges { !suspected.contains($0) } ?? 0)
+            underReplicatedRanges: ring?.underReplicatedRanges { !suspected.contains($0) } ?? 0,
+            peerPingSeconds: peerPingSeconds, engine: engine)
     }
 
     /// The blocks the files under `path` take, as `du` counts them (hard links once).

@@ -277,13 +277,15 @@ public final class NodeService: Service {
                     let directory = self.configuration.dataDirectory
                     let certificates = self.certificates
                     while !Task.isCancelled {
-                        let (map, suspected) = (membership.current, health.table.suspected())
+                        let (map, suspected, pings) = (
+                            membership.current, health.table.suspected(), health.pingSeconds()
+                        )
                         let notAfter = certificates.certificateNotAfterSeconds
                         if let sample = try? await pool.runIfActive({
                             NodeHealth.read(
                                 dataDirectory: directory, hintAges: Self.hintAges(store),
                                 certificateNotAfterSeconds: notAfter,
-                                map: map, suspected: suspected)
+                                map: map, suspected: suspected, peerPingSeconds: pings, engine: store.engineFigures())
                         }) {
                             nodeHealth.record(sample)
                             statistics.lastHealth.withLock { $0 = sample }
