@@ -66,11 +66,22 @@ public final class RocksDBStore: ReplicaStore, @unchecked Sendable {
         var callsInFlight = 0
     }
 
+    /// The most bytes of write-ahead log kept before RocksDB flushes the column families that hold the
+    /// oldest log file back (`max_total_wal_size`).
+    ///
+    /// The four column families share one log, and a log file goes only once every family has flushed
+    /// what it holds; the small families (hints, marks, metadata) fill their memtables rarely, so
+    /// without a bound the logs of everything written since their last flush stay: 800 MB per node
+    /// after loading 1 GB of values (docs/benchmarks.md, "Backup and restore").
+    public static let walBytesMaxDefault: UInt64 = 256 << 20
+
     /// Opens (creating if missing) the store in `directory`.
     ///
     /// Throws `.openFailed` if the directory cannot be created or read, or is already open in this
     /// or another process (RocksDB's `LOCK` file); `.corruption` if RocksDB finds damaged files.
-    public init(directory: String, durability: Durability = .sync) throws(StorageError) {
+    public init(
+        directory: String, durability: Durability = .sync, walBytesMax: UInt64 = walBytesMaxDefault
+    ) throws(StorageError) {
         self.directory = directory
         self.durability = durability
         self.checkpoints = CheckpointRegistry(directory: Self.checkpointsDirectory(of: directory))
@@ -97,6 +108,7 @@ public final class RocksDBStore: ReplicaStore, @unchecked Sendable {
         // Fail on any inconsistency found while opening or writing rather than limp on.
         rocksdb_options_set_paranoid_checks(options, 1)
         rocksdb_options_set_keep_log_file_num(options, 5)
+        rocksdb_options_set_max_total_wal_size(options, walBytesMax)
         // Writers waiting for a group commit sleep rather than spin: on few cores, spinning steals the
         // CPU the leader needs (perf on a node under puts: 7 % of samples in WriteThread::AwaitState).
         rocksdb_options_set_enable_write_thread_adaptive_yield(options, 0)
