@@ -9,12 +9,12 @@ import Synchronization
 /// |---|---|---|
 /// | `quorumkv_client_operations_total{operation,consistency,outcome}` | counter | a `put`, `get` or `delete` ended: `outcome` `ok`, `unavailable`, `conflict`, `refused`, `invalid_argument`, `protocol_violation` or `error` |
 /// | `quorumkv_client_operation_duration_seconds{operation,consistency}` | timer | an operation succeeded, from the call to its answer |
+/// | `quorumkv_client_read_repairs_total` | counter | a repair write was sent to a stale replica |
+/// | `quorumkv_client_hints_total` | counter | a fallback node stored a hint for a replica that did not acknowledge |
 ///
 /// `consistency` is the level the operation asked for (its own or the configuration's): `one`,
 /// `quorum`, `all`, or a count `1`…`Limits.replicationFactorMax` (`invalid` beyond, so that a caller's
 /// number cannot grow the label set without bound).
-/// | `quorumkv_client_read_repairs_total` | counter | a repair write was sent to a stale replica |
-/// | `quorumkv_client_hints_total` | counter | a fallback node stored a hint for a replica that did not acknowledge |
 ///
 /// Metrics go to `KVClientConfiguration.metricsFactory`, else to the process's bootstrapped backend
 /// (`MetricsSystem.bootstrap`; none: they go nowhere).

@@ -206,10 +206,7 @@ struct KVBench: AsyncParsableCommand {
         while !Task.isCancelled {
             try? await Task.sleep(until: started + .seconds(second))
             guard !Task.isCancelled else { return }
-            let timeline = recorder.timeline()
-            if timeline.count >= second {
-                let last = timeline[second - 1]
-                let total = timeline.reduce(0) { $0 + $1.operations }
+            if let (last, total) = recorder.second(second - 1) {
                 FileHandle.standardError.write(
                     Data(
                         String(

@@ -22,6 +22,13 @@ final class Recorder: Sendable {
         var errors: [Int] = []
         var lastError: String?
 
+        func second(_ index: Int) -> Second {
+            let histogram = seconds[index]
+            return Second(
+                second: index, operations: Int(histogram.totalCount), errors: errors[index],
+                p50Millis: Phase.millis(histogram, 50), p99Millis: Phase.millis(histogram, 99))
+        }
+
         mutating func grow(to second: Int) {
             while seconds.count <= second {
                 seconds.append(Recorder.histogram())
@@ -81,13 +88,14 @@ final class Recorder: Sendable {
 
     /// Each second's operations, errors and latency percentiles.
     func timeline() -> [Second] {
+        state.withLock { state in state.seconds.indices.map { state.second($0) } }
+    }
+
+    /// One second of the timeline, and the operations of the whole run so far; nil before it began.
+    func second(_ index: Int) -> (second: Second, operationsSoFar: Int)? {
         state.withLock { state in
-            state.seconds.indices.map { index in
-                let histogram = state.seconds[index]
-                return Second(
-                    second: index, operations: Int(histogram.totalCount), errors: state.errors[index],
-                    p50Millis: Phase.millis(histogram, 50), p99Millis: Phase.millis(histogram, 99))
-            }
+            guard state.seconds.indices.contains(index) else { return nil }
+            return (state.second(index), Int(state.whole.totalCount))
         }
     }
 }
