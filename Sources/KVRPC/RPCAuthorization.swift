@@ -14,7 +14,8 @@ public enum RPCAuthorization {
         switch type {
         case .putRequest, .getRequest, .clusterMapRequest, .pingRequest, .hintRequest, .merkleExchangeRequest,
             .merkleFetchRequest, .merkleApplyRequest, .streamRequest, .adminRequest, .mapPrepareRequest,
-            .mapAcceptRequest, .mapCommitRequest, .backupCheckpointRequest, .backupReadRequest, .backupReleaseRequest:
+            .mapAcceptRequest, .mapCommitRequest, .backupCheckpointRequest, .backupReadRequest, .backupReleaseRequest,
+            .backupChangesRequest:
             true
         default:
             false
@@ -44,7 +45,8 @@ public enum RPCAuthorization {
         case .mapPrepareRequest, .mapAcceptRequest, .mapCommitRequest:
             // Cluster-map changes: proposed by admins (kvctl cluster …); nodes may push chosen maps.
             return role == .node || role == .admin
-        case .adminRequest, .backupCheckpointRequest, .backupReadRequest, .backupReleaseRequest:
+        case .adminRequest, .backupCheckpointRequest, .backupChangesRequest, .backupReadRequest,
+            .backupReleaseRequest:
             // Backups read every file of a node: admins only.
             return role == .admin
         default:

@@ -139,7 +139,7 @@ extension RocksDBStore: RangeStreaming {
         return try withOpenHandles { () throws(StorageError) -> Int in
             try stripes.withLocks(forSegments: segments) { () throws(StorageError) -> Int in
                 var deltas: [Int: UInt64] = [:]
-                var deleted: [[UInt8]] = []
+                var deleted: [(dataKey: [UInt8], version: Version)] = []
                 for (dataKey, segment) in zip(dataKeys, segments) {
                     let header = try read(dataFamily, dataKey) {
                         (bytes) throws(StorageError) -> (version: Version, tombstone: Bool) in
@@ -149,11 +149,14 @@ extension RocksDBStore: RangeStreaming {
                     deltas[segment, default: 0] ^=
                         MerkleEntry(key: Array(dataKey[8...]), version: header.version, tombstone: header.tombstone)
                         .hash
-                    deleted.append(dataKey)
+                    deleted.append((dataKey, header.version))
                 }
                 guard !deleted.isEmpty else { return 0 }
                 try writeBatch(options: syncedWriteOptions) { batch in
-                    for dataKey in deleted { Self.delete(batch, dataFamily, dataKey) }
+                    for (dataKey, version) in deleted {
+                        Self.delete(batch, dataFamily, dataKey)
+                        reindex(batch, dataKey: dataKey, old: version, new: nil)
+                    }
                     for (segment, delta) in deltas where delta != 0 { writeSegment(segment, xoring: delta, in: batch) }
                 }
                 merkle.withLock { merkle in

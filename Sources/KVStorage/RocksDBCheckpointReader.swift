@@ -31,7 +31,7 @@ public final class RocksDBCheckpointReader: @unchecked Sendable {
         }
         let options = rocksdb_options_create()!
         rocksdb_options_set_paranoid_checks(options, 1)
-        let names = RocksDBStore.familyNames
+        let names = RocksDBStore.checkpointFamilyNames
         var handles = [OpaquePointer?](repeating: nil, count: names.count)
         var error: UnsafeMutablePointer<CChar>?
         let cNames = names.map { strdup($0) }

@@ -10,7 +10,9 @@ import Synchronization
 /// hint log keyed by `target · version · key`, see `HintCodec` and `RocksDBStore+Hints.swift`),
 /// `meta` (node id, cluster map, the Merkle segments, and the ranges due for anti-entropy, see
 /// `MerkleCodec`, `RepairMarkCodec`, `RocksDBStore+Merkle.swift` and `RocksDBStore+RepairMarks.swift`),
-/// and RocksDB's mandatory `default`, left empty. All are created on first open.
+/// `versions` (every `data` record once more, by version: what an incremental backup copies, see
+/// `RocksDBStore+Changes.swift`), and RocksDB's mandatory `default`, left empty. All are created on
+/// first open.
 ///
 /// Every call blocks on I/O; run it on a thread pool. The class is thread-safe: RocksDB handles are
 /// safe to share, per-key atomicity comes from `LockStripes`, and `close()` waits for calls in
@@ -23,7 +25,11 @@ public final class RocksDBStore: ReplicaStore, @unchecked Sendable {
     public let durability: Durability
 
     /// Column family names, in the order of `families`.
-    static let familyNames = ["default", "data", "hints", "meta"]
+    static let familyNames = ["default", "data", "hints", "meta", "versions"]
+    /// The families a checkpoint is read with (`RocksDBCheckpointReader`), the first of `familyNames`:
+    /// an incremental backup's checkpoint holds only these, and a backup made before `versions`
+    /// existed lacks it.
+    static let checkpointFamilyNames = Array(familyNames.prefix(4))
 
     let db: OpaquePointer
     private let options: OpaquePointer
@@ -39,6 +45,7 @@ public final class RocksDBStore: ReplicaStore, @unchecked Sendable {
     var dataFamily: OpaquePointer { families[1] }
     var hintsFamily: OpaquePointer { families[2] }
     var metaFamily: OpaquePointer { families[3] }
+    var versionsFamily: OpaquePointer { families[4] }
 
     let stripes = LockStripes()
     /// Serializes the hint writes and deletes of one target (stripe chosen by the target), so the
@@ -167,6 +174,7 @@ public final class RocksDBStore: ReplicaStore, @unchecked Sendable {
         try loadHintCounts()
         try loadRepairMarks()
         try loadMerkleSegments()
+        try loadVersionIndex()
     }
 
     deinit {
@@ -199,6 +207,7 @@ public final class RocksDBStore: ReplicaStore, @unchecked Sendable {
                     new: MerkleEntry(key: key, record: record))
                 try writeBatch { batch in
                     Self.put(batch, dataFamily, dataKey, RecordCodec.encode(record))
+                    reindex(batch, dataKey: dataKey, old: current?.version, new: record.version)
                     writeSegment(segment, xoring: delta, in: batch)
                 }
                 merkle.withLock { $0.xor(delta, intoSegment: segment) }
@@ -223,7 +232,7 @@ public final class RocksDBStore: ReplicaStore, @unchecked Sendable {
                 outcomes.reserveCapacity(records.count)
                 // What the batch will hold, so that a later record of the same key compares with it.
                 var written: [[UInt8]: (version: Version, tombstone: Bool)] = [:]
-                var writes: [(dataKey: [UInt8], record: StoredRecord)] = []
+                var writes: [(dataKey: [UInt8], old: Version?, record: StoredRecord)] = []
                 var deltas: [Int: UInt64] = [:]
                 for (streamed, segment) in zip(records, segments) {
                     let dataKey = RecordCodec.dataKey(streamed.key)
@@ -246,12 +255,17 @@ public final class RocksDBStore: ReplicaStore, @unchecked Sendable {
                         },
                         new: MerkleEntry(key: streamed.key, record: streamed.record))
                     written[dataKey] = (streamed.record.version, streamed.record.tombstone)
-                    writes.append((dataKey, streamed.record))
+                    writes.append((dataKey, current?.version, streamed.record))
                     outcomes.append(.applied)
                 }
                 guard !writes.isEmpty || metadata != nil else { return outcomes }
                 try writeBatch { batch in
-                    for write in writes { Self.put(batch, dataFamily, write.dataKey, RecordCodec.encode(write.record)) }
+                    // In order: a key written twice in the batch has its first version's entry put, then
+                    // deleted.
+                    for write in writes {
+                        Self.put(batch, dataFamily, write.dataKey, RecordCodec.encode(write.record))
+                        reindex(batch, dataKey: write.dataKey, old: write.old, new: write.record.version)
+                    }
                     for (segment, delta) in deltas where delta != 0 { writeSegment(segment, xoring: delta, in: batch) }
                     if let metadata { Self.put(batch, metaFamily, Array(metadata.name.utf8), metadata.value) }
                 }

@@ -32,6 +32,7 @@ extension RocksDBStore: TombstonePurging {
                     let delta = MerkleSegments.delta(old: entry, new: nil)
                     try writeBatch { batch in
                         Self.delete(batch, dataFamily, dataKey)
+                        reindex(batch, dataKey: dataKey, old: entry.version, new: nil)
                         writeSegment(segment, xoring: delta, in: batch)
                     }
                     merkle.withLock { $0.xor(delta, intoSegment: segment) }

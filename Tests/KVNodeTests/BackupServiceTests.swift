@@ -88,7 +88,9 @@ import Testing
     }
 
     /// Backups read every file of a node: only admin certificates may ask.
-    @Test(arguments: [MessageType.backupCheckpointRequest, .backupReadRequest, .backupReleaseRequest])
+    @Test(arguments: [
+        MessageType.backupCheckpointRequest, .backupChangesRequest, .backupReadRequest, .backupReleaseRequest,
+    ])
     func backupRequestsAreForAdminsOnly(_ type: MessageType) {
         #expect(RPCAuthorization.permits(.admin, toSend: type))
         #expect(!RPCAuthorization.permits(.node, toSend: type))

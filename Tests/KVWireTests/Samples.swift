@@ -453,6 +453,14 @@ enum Samples {
             requestID: 17,
             message: .backupReleaseResponse(BackupReleaseResponse(released: true))
         ),
+        Sample(
+            name: "backup-changes-request",
+            summary:
+                "BackupChangesRequest, request id 18: id \"20261204T120640Z-77ab02\", since hlc 0x0123456789ab0000",
+            requestID: 18,
+            message: .backupChangesRequest(
+                BackupChangesRequest(id: "20261204T120640Z-77ab02", since: 0x0123_4567_89ab_0000))
+        ),
     ]
 }
 

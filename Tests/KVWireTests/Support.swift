@@ -92,6 +92,7 @@ func readBody(_ type: MessageType, from buffer: inout ByteBuffer) throws(WireErr
     case .backupReadResponse: try buffer.readBackupReadResponse().map(Message.backupReadResponse)
     case .backupReleaseRequest: try buffer.readBackupReleaseRequest().map(Message.backupReleaseRequest)
     case .backupReleaseResponse: try buffer.readBackupReleaseResponse().map(Message.backupReleaseResponse)
+    case .backupChangesRequest: try buffer.readBackupChangesRequest().map(Message.backupChangesRequest)
     }
 }
 

@@ -9,14 +9,16 @@ import NIOCore
 /// removal. Admin certificates only (`RPCAuthorization`). Every store and file call runs through the
 /// storage queue on the node's thread pool, never on an event loop.
 extension ReplicaService {
-    /// Answers `BackupCheckpoint`, `BackupRead` and `BackupRelease`.
+    /// Answers `BackupCheckpoint`, `BackupChanges`, `BackupRead` and `BackupRelease`.
     func serveBackup(_ request: Message) async throws -> Message {
         guard let store = store as? RocksDBStore else {
             throw RPCError.remote(.invalidRequest, message: "this node's store takes no checkpoints")
         }
         switch request {
         case .backupCheckpointRequest(let request):
-            return try await checkpoint(request, store: store)
+            return try await checkpoint(id: request.id, since: nil, store: store)
+        case .backupChangesRequest(let request):
+            return try await checkpoint(id: request.id, since: request.since, store: store)
         case .backupReadRequest(let request):
             let (id, file, offset) = (request.id, request.file, request.offset)
             let length = Int(min(request.length, UInt32(Limits.backupChunkBytesMax)))
@@ -33,8 +35,9 @@ extension ReplicaService {
         }
     }
 
-    private func checkpoint(_ request: BackupCheckpointRequest, store: RocksDBStore) async throws -> Message {
-        let id = request.id
+    /// A full checkpoint, or with `since` one of the records changed after that HLC value (any value:
+    /// it only bounds a comparison).
+    private func checkpoint(id: String, since: UInt64?, store: RocksDBStore) async throws -> Message {
         guard CheckpointRegistry.isValidID(id) else {
             throw RPCError.remote(.invalidRequest, message: "a backup id is 1...64 letters, digits, '-' or '_'")
         }
@@ -42,7 +45,11 @@ extension ReplicaService {
         let hlc = tick(observing: 0)
         let epoch = membership.current.epoch
         let checkpoint = try await onStorageQueue {
-            try store.createCheckpoint(id: id) { path in try SHA256Digest.hash(file: path).digest }
+            let hash = { (path: String) in try SHA256Digest.hash(file: path).digest }
+            if let since {
+                return try store.createChangesCheckpoint(id: id, since: since, hash: hash)
+            }
+            return try store.createCheckpoint(id: id, hash: hash)
         }
         let files = checkpoint.files.map {
             BackupFile(name: $0.name, bytes: $0.bytes, sha256: ByteBuffer(bytes: $0.sha256))

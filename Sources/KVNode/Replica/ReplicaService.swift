@@ -127,7 +127,7 @@ public final class ReplicaService: RPCService {
         switch request {
         case .adminRequest(let admin):
             return try await handle(admin)
-        case .backupCheckpointRequest, .backupReadRequest, .backupReleaseRequest:
+        case .backupCheckpointRequest, .backupChangesRequest, .backupReadRequest, .backupReleaseRequest:
             // Admin requests too: a draining node can still be backed up.
             return try await serveBackup(request)
         case .clusterMapRequest(let request):

@@ -2905,6 +2905,54 @@ extension ByteBuffer {
     }
 }
 
+/// A checkpoint for an incremental backup: a new folder of the same layout holding only what changed
+/// since `since` (the cut of the backup it builds on): the data records with a version above it,
+/// which the node finds through its version index without reading the others, and the hints whose
+/// record has one. Answered with BackupCheckpointResponse; read and released like any checkpoint.
+/// A message of its own rather than a field appended to BackupCheckpointRequest: a node that predates
+/// it refuses the type (`invalidRequest`), and kvctl then takes that node's full checkpoint.
+///
+/// Message type 118; schema name `BackupChangesRequest`.
+public struct BackupChangesRequest: Sendable, Hashable {
+    /// The frame type of this message.
+    public static var messageType: MessageType { .backupChangesRequest }
+
+    public var id: String
+    /// An HLC value: records with a version at or below it are left out.
+    public var since: UInt64
+
+    public init(id: String, since: UInt64) {
+        self.id = id
+        self.since = since
+    }
+}
+
+extension ByteBuffer {
+    /// Reads one `BackupChangesRequest` (message type 118) from the readable bytes.
+    ///
+    /// Returns `nil` and leaves the reader index unchanged when the buffer holds only part of one.
+    /// Throws (also leaving the reader index unchanged) when the bytes can never decode: a field
+    /// over its limit, an invalid bool, enum value or UTF-8 string.
+    public mutating func readBackupChangesRequest() throws(WireError) -> BackupChangesRequest? {
+        try self.readWireValue { (buffer: inout ByteBuffer) throws(WireError) in try buffer.decodeBackupChangesRequest() }
+    }
+
+    /// Writes the encoding of `value`; returns the number of bytes written.
+    @discardableResult
+    public mutating func writeBackupChangesRequest(_ value: BackupChangesRequest) -> Int {
+        var written = 0
+        written += self.writeWireString(value.id)
+        written += self.writeInteger(value.since)
+        return written
+    }
+
+    mutating func decodeBackupChangesRequest() throws(WireError) -> BackupChangesRequest {
+        let id = try self.decodeWireString(limit: Limits.backupIDBytesMax, field: "BackupChangesRequest.id")
+        let since = try self.decodeWireInteger(UInt64.self)
+        return BackupChangesRequest(id: id, since: since)
+    }
+}
+
 // MARK: - Messages
 
 /// The message type byte of a frame: one case per message of the schema.
@@ -2981,6 +3029,8 @@ public enum MessageType: UInt8, Sendable, Hashable, CaseIterable {
     case backupReleaseRequest = 116
     /// `BackupReleaseResponse`
     case backupReleaseResponse = 117
+    /// `BackupChangesRequest`
+    case backupChangesRequest = 118
 }
 
 /// Any message of the protocol, as the body of one frame.
@@ -3021,6 +3071,7 @@ public enum Message: Sendable, Hashable {
     case backupReadResponse(BackupReadResponse)
     case backupReleaseRequest(BackupReleaseRequest)
     case backupReleaseResponse(BackupReleaseResponse)
+    case backupChangesRequest(BackupChangesRequest)
 
     /// The frame type that carries this message.
     public var type: MessageType {
@@ -3061,6 +3112,7 @@ public enum Message: Sendable, Hashable {
         case .backupReadResponse: .backupReadResponse
         case .backupReleaseRequest: .backupReleaseRequest
         case .backupReleaseResponse: .backupReleaseResponse
+        case .backupChangesRequest: .backupChangesRequest
         }
     }
 }
@@ -3105,6 +3157,7 @@ extension Message {
         case .backupReadResponse: self = .backupReadResponse(try body.decodeBackupReadResponse())
         case .backupReleaseRequest: self = .backupReleaseRequest(try body.decodeBackupReleaseRequest())
         case .backupReleaseResponse: self = .backupReleaseResponse(try body.decodeBackupReleaseResponse())
+        case .backupChangesRequest: self = .backupChangesRequest(try body.decodeBackupChangesRequest())
         }
     }
 
@@ -3148,6 +3201,7 @@ extension Message {
         case .backupReadResponse(let message): buffer.writeBackupReadResponse(message)
         case .backupReleaseRequest(let message): buffer.writeBackupReleaseRequest(message)
         case .backupReleaseResponse(let message): buffer.writeBackupReleaseResponse(message)
+        case .backupChangesRequest(let message): buffer.writeBackupChangesRequest(message)
         }
     }
 }

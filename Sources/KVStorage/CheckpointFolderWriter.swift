@@ -1,0 +1,104 @@
+import CRocksDB
+import Foundation
+
+/// Writes a new RocksDB folder of `RocksDBStore`'s checkpoint layout (`default`, `data`, `hints`,
+/// `meta`) record by record: an incremental backup's checkpoint, which `RocksDBCheckpointReader`
+/// opens as it opens a full one. Without a write-ahead log: `finish()` flushes everything into table
+/// files, and a folder not finished is never listed (its checkpoint is not made).
+///
+/// One caller at a time.
+final class CheckpointFolderWriter {
+    enum Family: Int {
+        case data = 1
+        case hints = 2
+    }
+
+    let directory: String
+    private let db: OpaquePointer
+    private let options: OpaquePointer
+    private let writeOptions: OpaquePointer
+    private let families: [OpaquePointer]
+    private var closed = false
+
+    /// Creates the folder (which must not exist) and its column families.
+    init(directory: String) throws(StorageError) {
+        self.directory = directory
+        let options = rocksdb_options_create()!
+        rocksdb_options_set_create_if_missing(options, 1)
+        rocksdb_options_set_create_missing_column_families(options, 1)
+        rocksdb_options_set_error_if_exists(options, 1)
+        let names = RocksDBStore.checkpointFamilyNames
+        var handles = [OpaquePointer?](repeating: nil, count: names.count)
+        var error: UnsafeMutablePointer<CChar>?
+        let cNames = names.map { strdup($0) }
+        defer { cNames.forEach { free($0) } }
+        let familyOptions = [OpaquePointer?](repeating: options, count: names.count)
+        let opened = cNames.map { UnsafePointer($0) }.withUnsafeBufferPointer { names in
+            rocksdb_open_column_families(
+                options, directory, Int32(names.count), names.baseAddress, familyOptions, &handles, &error)
+        }
+        if let message = RocksDBStore.takeMessage(error) {
+            if let opened { rocksdb_close(opened) }
+            rocksdb_options_destroy(options)
+            throw RocksDBStore.openError(message, path: directory)
+        }
+        guard let opened else {
+            rocksdb_options_destroy(options)
+            throw .openFailed(path: directory, reason: "RocksDB returned no database and no error")
+        }
+        let writeOptions = rocksdb_writeoptions_create()!
+        rocksdb_writeoptions_disable_WAL(writeOptions, 1)
+        self.db = opened
+        self.options = options
+        self.writeOptions = writeOptions
+        self.families = handles.map { $0! }
+    }
+
+    deinit {
+        close()
+    }
+
+    /// Writes one entry, stored bytes as they are.
+    func put(_ key: [UInt8], _ value: UnsafeRawBufferPointer, family: Family) throws(StorageError) {
+        var error: UnsafeMutablePointer<CChar>?
+        key.withUnsafeBytes { key in
+            rocksdb_put_cf(db, writeOptions, families[family.rawValue], key.cChars, key.count, value.cChars, value.count, &error)
+        }
+        try check(error)
+    }
+
+    func put(_ key: [UInt8], _ value: [UInt8], family: Family) throws(StorageError) {
+        var failure: StorageError?
+        value.withUnsafeBytes { value in
+            do throws(StorageError) { try put(key, value, family: family) } catch { failure = error }
+        }
+        if let failure { throw failure }
+    }
+
+    /// Flushes every family into table files and waits for it.
+    func finish() throws(StorageError) {
+        let flushOptions = rocksdb_flushoptions_create()!
+        defer { rocksdb_flushoptions_destroy(flushOptions) }
+        rocksdb_flushoptions_set_wait(flushOptions, 1)
+        for family in families {
+            var error: UnsafeMutablePointer<CChar>?
+            rocksdb_flush_cf(db, flushOptions, family, &error)
+            try check(error)
+        }
+    }
+
+    func close() {
+        guard !closed else { return }
+        closed = true
+        families.forEach { rocksdb_column_family_handle_destroy($0) }
+        rocksdb_close(db)
+        rocksdb_writeoptions_destroy(writeOptions)
+        rocksdb_options_destroy(options)
+    }
+
+    private func check(_ error: UnsafeMutablePointer<CChar>?) throws(StorageError) {
+        if let message = RocksDBStore.takeMessage(error) {
+            throw StorageError.fromRocksDB(message, path: directory)
+        }
+    }
+}
