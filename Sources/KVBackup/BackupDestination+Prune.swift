@@ -19,16 +19,25 @@ extension BackupDestination {
     /// prune removes them (`kvctl backup prune --partial-age`).
     public static let partialAgeDefault: Duration = .seconds(24 * 3600)
 
-    /// Which backups and files `prune(keep:)` removes: all but the newest `keep` backups, every file
-    /// in `files/` that none of those lists, and every `.partial` copy (what an interrupted backup
-    /// resumes) not written for `partialAge`: a backup that was never run again must not leave its
-    /// half-copied files on the destination for good.
+    /// Which backups and files `prune(keep:)` removes: all but the newest `keep` backups and the
+    /// backups those build on (an incremental backup is restored with its bases, down to a full
+    /// one), every file in `files/` that no kept backup lists, and every `.partial` copy (what an
+    /// interrupted backup resumes) not written for `partialAge`: a backup that was never run again
+    /// must not leave its half-copied files on the destination for good.
     public func prunePlan(keep: Int, partialAge: Duration = partialAgeDefault) throws -> PrunePlan {
         guard keep >= 1 else { throw BackupError("--keep must be at least 1") }
         let manifests = try manifests()
-        let kept = manifests.suffix(keep)
+        let byID = Dictionary(manifests.map { ($0.id, $0) }, uniquingKeysWith: { first, _ in first })
+        var keptIDs = Set<String>()
+        for newest in manifests.suffix(keep) {
+            var next: BackupManifest? = newest
+            while let backup = next, keptIDs.insert(backup.id).inserted {
+                next = backup.base.flatMap { byID[$0] }
+            }
+        }
+        let kept = manifests.filter { keptIDs.contains($0.id) }
         var plan = PrunePlan()
-        plan.backups = manifests.dropLast(keep).map(\.id)
+        plan.backups = manifests.filter { !keptIDs.contains($0.id) }.map(\.id)
         let referenced = Set(kept.flatMap { $0.files.map(\.sha256) })
         let names = (try? FileManager.default.contentsOfDirectory(atPath: filesDirectory)) ?? []
         for name in names.sorted() where Self.isSHA256(name) && !referenced.contains(name) {

@@ -8,9 +8,14 @@ public import KVCore
 /// Enough for a restore: each node's checkpoint folder is rebuilt from `files/<sha256>` under the
 /// listed names and opened with RocksDB; the records with version ≤ T (`cut` by default) are then
 /// written through the SDK with their own versions.
+///
+/// An incremental backup names its `base`, the backup before it: its nodes' checkpoints hold only
+/// the records and hints newer than the base's cut (`NodeRecord.since`), and a restore reads it
+/// together with its base, the base's base, and so on down to a full backup (`RestorePlan.chain`).
 public struct BackupManifest: Codable, Sendable, Hashable {
-    /// The manifest format this code writes; a reader refuses a later one.
-    public static let currentFormat = 1
+    /// The latest manifest format this code reads: 1, a full backup; 2, one that may be incremental
+    /// (`base`, `since`). A full backup is still written as format 1, which older readers know.
+    public static let currentFormat = 2
 
     public var format: Int
     /// The UTC time the backup started, then a random suffix: `20261203T120640Z-3f9a1c`.
@@ -28,12 +33,15 @@ public struct BackupManifest: Codable, Sendable, Hashable {
     public var cutTime: String
     public var clusterMap: MapRecord
     public var nodes: [NodeRecord]
+    /// The backup this one builds on (incremental), or nil (full).
+    public var base: String?
 
     public init(
         id: String, startedAt: String, finishedAt: String, clusterID: String, clusterMap: MapRecord,
-        nodes: [NodeRecord]
+        nodes: [NodeRecord], base: String? = nil
     ) {
-        self.format = Self.currentFormat
+        self.format = base == nil ? 1 : 2
+        self.base = base
         self.id = id
         self.startedAt = startedAt
         self.finishedAt = finishedAt
@@ -78,8 +86,12 @@ public struct BackupManifest: Codable, Sendable, Hashable {
         /// The epoch of the map the node held.
         public var epoch: UInt64
         public var files: [FileRecord]
+        /// For a checkpoint of changes, the HLC value it holds the records newer than (the base's cut);
+        /// nil for a full checkpoint (also in an incremental backup: a node that could not do better).
+        public var since: UInt64?
 
-        public init(node: String, hlc: UInt64, epoch: UInt64, files: [FileRecord]) {
+        public init(node: String, hlc: UInt64, epoch: UInt64, files: [FileRecord], since: UInt64? = nil) {
+            self.since = since
             self.node = node
             self.hlc = hlc
             self.hlcTime = BackupTime.iso8601(hlc: hlc)

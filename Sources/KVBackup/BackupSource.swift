@@ -10,12 +10,15 @@ public struct NodeCheckpoint: Sendable, Hashable {
     public var hlc: UInt64
     public var epoch: UInt64
     public var files: [BackupManifest.FileRecord]
+    /// For a checkpoint of changes, the HLC value it holds the records newer than; nil for a full one.
+    public var since: UInt64?
 
-    public init(node: String, hlc: UInt64, epoch: UInt64, files: [BackupManifest.FileRecord]) {
+    public init(node: String, hlc: UInt64, epoch: UInt64, files: [BackupManifest.FileRecord], since: UInt64? = nil) {
         self.node = node
         self.hlc = hlc
         self.epoch = epoch
         self.files = files
+        self.since = since
     }
 }
 
@@ -23,8 +26,9 @@ public struct NodeCheckpoint: Sendable, Hashable {
 public protocol BackupSource: Sendable {
     /// The latest cluster map.
     func clusterMap() async throws -> ClusterMap
-    /// Asks `node` for checkpoint `id`.
-    func checkpoint(id: String, node: String) async throws -> NodeCheckpoint
+    /// Asks `node` for checkpoint `id`: a full one, or with `since` one of the records and hints with
+    /// a version above it (a node that cannot answers with a full one, `since` nil).
+    func checkpoint(id: String, node: String, since: UInt64?) async throws -> NodeCheckpoint
     /// Up to `length` bytes of one file of checkpoint `id` on `node`, from `offset`.
     func read(id: String, file: String, offset: UInt64, length: Int, node: String) async throws -> [UInt8]
     /// Tells `node` to remove checkpoint `id`.
@@ -44,9 +48,17 @@ public struct ClusterBackupSource: BackupSource {
         try await client.latestClusterMap()
     }
 
-    public func checkpoint(id: String, node: String) async throws -> NodeCheckpoint {
+    public func checkpoint(id: String, node: String, since: UInt64?) async throws -> NodeCheckpoint {
         // A checkpoint flushes memtables and hashes new table files: give it longer than a request.
-        let response = try await client.takeCheckpoint(id: id, node: node, timeout: .seconds(600))
+        var since = since
+        let response: BackupCheckpointResponse
+        do {
+            response = try await client.takeCheckpoint(id: id, node: node, since: since, timeout: .seconds(600))
+        } catch let error as KVClientError where error.refusalCode == .unknownMessageType && since != nil {
+            // A node older than incremental backups does not know `BackupChanges`: its full checkpoint.
+            since = nil
+            response = try await client.takeCheckpoint(id: id, node: node, timeout: .seconds(600))
+        }
         var files: [BackupManifest.FileRecord] = []
         var names = Set<String>()
         for file in response.files {
@@ -62,7 +74,7 @@ public struct ClusterBackupSource: BackupSource {
                 BackupManifest.FileRecord(
                     name: file.name, bytes: file.bytes, sha256: Array(file.sha256.readableBytesView).hexString))
         }
-        return NodeCheckpoint(node: node, hlc: response.hlc, epoch: response.epoch, files: files)
+        return NodeCheckpoint(node: node, hlc: response.hlc, epoch: response.epoch, files: files, since: since)
     }
 
     public func read(id: String, file: String, offset: UInt64, length: Int, node: String) async throws -> [UInt8] {

@@ -1,11 +1,16 @@
 /// Which backups a restore reads and the bound T it keeps writes up to.
 ///
-/// The chosen backup (the latest in the destination by default) gives every key's state; the
-/// earlier backups of the same cluster, newest first, give the versions at or below T of the keys
-/// the chosen backup holds only newer (a key overwritten after T): point-in-time granularity for
-/// overwritten keys is the backup schedule.
+/// The chosen backup (the latest in the destination by default) gives every key's state, read
+/// together with the backups it builds on when it is incremental (`chain`); the earlier backups of
+/// the same cluster, newest first, give the versions at or below T of the keys the chain holds only
+/// newer (a key overwritten after T): point-in-time granularity for overwritten keys is the backup
+/// schedule.
 public struct RestorePlan: Sendable, Hashable {
     public var backup: BackupManifest
+    /// `backup`, then the backup it builds on, and so on down to a full backup: read together, their
+    /// checkpoints hold what a full backup taken at `backup`'s time would (each incremental one the
+    /// records newer than its base's cut).
+    public var chain: [BackupManifest]
     /// The backups of the same cluster taken before `backup`, newest first.
     public var earlier: [BackupManifest]
     /// T: the records with a version at or below it are kept.
@@ -17,7 +22,7 @@ public struct RestorePlan: Sendable, Hashable {
     ///   - asOf: T; the chosen backup's cut when nil.
     /// - Throws: when there is no backup, no backup `id`, or `asOf` is later than the chosen backup's
     ///   cut: a node's checkpoint may have been taken before a write at or below T reached it, and
-    ///   no other checkpoint is sure to hold that write.
+    ///   no other checkpoint is sure to hold that write; when a backup of the chain is missing.
     public init(manifests: [BackupManifest], backup id: String?, asOf: AsOf?) throws {
         let sorted = manifests.sorted { $0.id < $1.id }
         let chosen: BackupManifest
@@ -38,7 +43,22 @@ public struct RestorePlan: Sendable, Hashable {
             )
         }
         backup = chosen
-        earlier = sorted.filter { $0.id < chosen.id && $0.clusterID == chosen.clusterID }.reversed()
+        chain = [chosen]
+        let byID = Dictionary(sorted.map { ($0.id, $0) }, uniquingKeysWith: { first, _ in first })
+        while let baseID = chain.last?.base {
+            guard let base = byID[baseID] else {
+                throw BackupError(
+                    "backup \(chain.last!.id) is incremental and builds on backup \(baseID), which the destination no longer holds; restore a full backup, or one whose bases are all there (kvctl backup list)"
+                )
+            }
+            guard !chain.contains(where: { $0.id == baseID }) else {
+                throw BackupError("backup \(baseID) builds on itself through its bases: the manifests are damaged")
+            }
+            chain.append(base)
+        }
+        let inChain = Set(chain.map(\.id))
+        earlier = sorted.filter { $0.id < chosen.id && $0.clusterID == chosen.clusterID && !inChain.contains($0.id) }
+            .reversed()
         self.asOf = bound
     }
 }

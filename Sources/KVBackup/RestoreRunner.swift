@@ -4,8 +4,10 @@ import KVStorage
 
 /// What one restore did.
 public struct RestoreReport: Sendable {
-    /// The backup restored, and the earlier ones read for keys it holds only newer than T.
+    /// The backup restored, the backups it builds on (incremental; read with it), and the earlier ones
+    /// read for keys it holds only newer than T.
     public var backup: String
+    public var basesRead: [String] = []
     public var earlierBackupsRead: [String] = []
     /// T.
     public var asOf: UInt64
@@ -73,9 +75,10 @@ public struct RestoreRunner: Sendable {
         }
         let plan = try RestorePlan(manifests: destination.manifests(), backup: backupID, asOf: asOf)
         var report = RestoreReport(backup: plan.backup.id, asOf: plan.asOf)
+        report.basesRead = plan.chain.dropFirst().map(\.id)
         let ring = try await targetRing(&report)
         progress(
-            "restoring backup \(plan.backup.id) as of \(AsOf(hlc: plan.asOf)) into \(report.targetNodes.count) nodes (N=\(report.targetReplicationFactor))"
+            "restoring backup \(plan.backup.id)\(plan.chain.count > 1 ? " (incremental, with the \(plan.chain.count - 1) backups it builds on)" : "") as of \(AsOf(hlc: plan.asOf)) into \(report.targetNodes.count) nodes (N=\(report.targetReplicationFactor))"
         )
 
         let work =
@@ -92,9 +95,10 @@ public struct RestoreRunner: Sendable {
             progressInterval: progressInterval)
         try await withThrowingTaskGroup(of: Sender.Acknowledged.self) { group in
             do {
-                // The chosen backup: every key, all its copies at once.
-                let readers = try open(plan.backup, in: work)
+                // The chosen backup and those it builds on: every key, all its copies at once.
+                var readers: [RocksDBCheckpointReader] = []
                 defer { readers.forEach { $0.close() } }
+                for backup in plan.chain { readers += try open(backup, in: work) }
                 var hinted: [[UInt8]: [StoredRecord]] = [:]
                 for reader in readers {
                     for hint in try reader.hints() {

@@ -6,17 +6,22 @@ import NIOCore
 extension KVClient {
     // MARK: - Backups (admin)
 
-    /// Asks `node` for a RocksDB checkpoint named `id` of its data, hints and metadata, and returns its
-    /// files (names, sizes, SHA-256) with the node's clock and map epoch at that moment. Needs an admin
-    /// certificate. The checkpoint stays on the node until `releaseCheckpoint` (or until it has gone
-    /// unused for an hour, or the node restarts).
-    public func takeCheckpoint(id: String, node: String, timeout: Duration? = nil) async throws
+    /// Asks `node` for a RocksDB checkpoint named `id` of its data, hints and metadata — with `since`,
+    /// of only the records and hints with a version above that HLC value (`BackupChanges`, for an
+    /// incremental backup) — and returns its files (names, sizes, SHA-256) with the node's clock and
+    /// map epoch at that moment. Needs an admin certificate. The checkpoint stays on the node until
+    /// `releaseCheckpoint` (or until it has gone unused for an hour, or the node restarts).
+    public func takeCheckpoint(id: String, node: String, since: UInt64? = nil, timeout: Duration? = nil) async throws
         -> BackupCheckpointResponse
     {
         try requireAdmin("a backup")
-        let answer = try await call(
-            .backupCheckpointRequest(BackupCheckpointRequest(id: id)), node: node, in: try await currentTopology(),
-            timeout: timeout)
+        let request: Message =
+            if let since {
+                .backupChangesRequest(BackupChangesRequest(id: id, since: since))
+            } else {
+                .backupCheckpointRequest(BackupCheckpointRequest(id: id))
+            }
+        let answer = try await call(request, node: node, in: try await currentTopology(), timeout: timeout)
         guard case .backupCheckpointResponse(let response) = answer else {
             throw KVClientError.protocolViolation("\(node) answered BackupCheckpoint with \(answer.type)")
         }

@@ -12,8 +12,10 @@ struct BackupCommand: AsyncParsableCommand {
         discussion: """
             kvctl backup --dest DIR: every node takes a RocksDB checkpoint (hard links, writes go on) of its data, \
             hints and metadata; kvctl copies the files DIR does not hold yet into DIR/files/<sha256>, then writes \
-            DIR/backups/<id>/manifest.json (the cluster map, each node's checkpoint time and files). An interrupted \
-            backup is resumed by running it again. docs/operations.md ("Backups").
+            DIR/backups/<id>/manifest.json (the cluster map, each node's checkpoint time and files). When DIR holds \
+            a backup of the cluster already, the new one is incremental: each node checkpoints only the records and \
+            hints written since that backup's cut (--full for a whole checkpoint). An interrupted backup is resumed \
+            by running it again. docs/operations.md ("Backups").
             """,
         subcommands: [BackupCreate.self, BackupVerify.self, BackupList.self, BackupPrune.self],
         defaultSubcommand: BackupCreate.self
@@ -26,9 +28,10 @@ struct BackupCreate: AsyncParsableCommand {
         commandName: "create",
         abstract: "Back up every node of the cluster into --dest (the default backup command).",
         discussion: """
-            Prints the backup's id, its cut (the earliest checkpoint time) and the files copied and skipped \
-            (already in the destination); --json prints them as one document. Progress goes to stderr. \
-            Exit code 1 when a node cannot be backed up; its checkpoints are released all the same.
+            Prints the backup's id, its cut (the earliest checkpoint time), the backup it builds on when \
+            incremental, and the files copied and skipped (already in the destination); --json prints them as one \
+            document. Progress goes to stderr. Exit code 1 when a node cannot be backed up; its checkpoints are \
+            released all the same.
             """
     )
 
@@ -46,7 +49,24 @@ struct BackupCreate: AsyncParsableCommand {
             discussion: "Leaves the nodes' disks and cores to their clients while the backup runs."))
     var rate: Int?
 
+    @Flag(
+        help: ArgumentHelp(
+            "Take every node's whole checkpoint, even when DIR holds an earlier backup to build on.",
+            discussion:
+                "An incremental backup is restored with every backup it builds on, down to a full one: a full backup now and then keeps that chain short and lets `backup prune` remove the older ones."
+        ))
+    var full = false
+
+    @Option(
+        help: ArgumentHelp(
+            "Seconds before the base backup's cut an incremental backup reaches back (default 60).",
+            discussion:
+                "A write stamped just before the cut by a client whose clock lags, or held up in the network, can reach its replicas after their checkpoints; the overlap copies it in the next backup. At least the clock skew between hosts."
+        ))
+    var overlap = 60
+
     func validate() throws {
+        guard (0...86_400).contains(overlap) else { throw ValidationError("--overlap must be 0...86400 seconds") }
         if let rate, rate < 65_536 || rate > 10_000_000_000 {
             throw ValidationError("--rate must be between 65536 and 10000000000 bytes per second")
         }
@@ -63,6 +83,8 @@ struct BackupCreate: AsyncParsableCommand {
                 runner.progress = { printError($0) }
                 runner.chunkBytes = chunkBytes
                 runner.bytesPerSecondPerNode = rate
+                runner.incremental = !full
+                runner.incrementalOverlap = .seconds(overlap)
                 return try await runner.run()
             }
             let document = BackupDocument(report)
@@ -70,6 +92,11 @@ struct BackupCreate: AsyncParsableCommand {
                 try printJSON(document)
             } else {
                 print("backup \(document.id): \(document.nodes) nodes, cut \(document.cut) (\(document.cutTime))")
+                if let base = document.base {
+                    print(
+                        "incremental on backup \(base): \(document.nodes - document.fullCheckpoints) nodes sent their changes since its cut, \(document.fullCheckpoints) a whole checkpoint"
+                    )
+                }
                 print(
                     "files: \(document.filesCopied) copied (\(document.bytesCopied) bytes, \(document.filesResumed) resumed), \(document.filesSkipped) already in \(dest) (\(document.bytesSkipped) bytes)"
                 )
@@ -86,6 +113,10 @@ struct BackupDocument: Encodable {
     var cut: UInt64
     var cutTime: String
     var nodes: Int
+    /// The backup this one builds on, when incremental.
+    var base: String?
+    /// Nodes that sent a whole checkpoint (all of them in a full backup).
+    var fullCheckpoints: Int
     var filesCopied: Int
     var filesSkipped: Int
     var filesResumed: Int
@@ -99,6 +130,8 @@ struct BackupDocument: Encodable {
         cut = report.manifest.cut
         cutTime = report.manifest.cutTime
         nodes = report.manifest.nodes.count
+        base = report.manifest.base
+        fullCheckpoints = report.manifest.nodes.count { $0.since == nil }
         filesCopied = report.filesCopied
         filesSkipped = report.filesSkipped
         filesResumed = report.filesResumed
@@ -187,6 +220,8 @@ struct BackupList: AsyncParsableCommand {
         var nodes: [String]
         var files: Int
         var bytes: UInt64
+        /// The backup it builds on, when incremental.
+        var base: String?
     }
 
     private struct Document: Encodable {
@@ -200,16 +235,16 @@ struct BackupList: AsyncParsableCommand {
                 Entry(
                     id: manifest.id, startedAt: manifest.startedAt, cut: manifest.cut, cutTime: manifest.cutTime,
                     nodes: manifest.nodes.map(\.node), files: manifest.files.count,
-                    bytes: manifest.nodes.reduce(0) { $0 &+ $1.bytes })
+                    bytes: manifest.nodes.reduce(0) { $0 &+ $1.bytes }, base: manifest.base)
             }
             if json {
                 try printJSON(Document(backups: entries))
                 return
             }
-            print("ID                        CUT                         NODES  FILES    BYTES")
+            print("ID                        CUT                         NODES  FILES    BYTES        BASE")
             for entry in entries {
                 print(
-                    "\(entry.id.padding(toLength: 25, withPad: " ", startingAt: 0)) \(entry.cutTime.padding(toLength: 27, withPad: " ", startingAt: 0)) \(String(entry.nodes.count).padding(toLength: 6, withPad: " ", startingAt: 0)) \(String(entry.files).padding(toLength: 8, withPad: " ", startingAt: 0)) \(entry.bytes)"
+                    "\(entry.id.padding(toLength: 25, withPad: " ", startingAt: 0)) \(entry.cutTime.padding(toLength: 27, withPad: " ", startingAt: 0)) \(String(entry.nodes.count).padding(toLength: 6, withPad: " ", startingAt: 0)) \(String(entry.files).padding(toLength: 8, withPad: " ", startingAt: 0)) \(String(entry.bytes).padding(toLength: 12, withPad: " ", startingAt: 0)) \(entry.base ?? "full")"
                 )
             }
         }

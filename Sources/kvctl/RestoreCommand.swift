@@ -79,6 +79,9 @@ struct RestoreCommand: AsyncParsableCommand {
                 print(
                     "restored backup \(document.backup) as of hlc:\(document.asOf) (\(document.asOfTime)) into \(document.targetNodes.count) nodes (N=\(document.replicationFactor))"
                 )
+                if !document.basesRead.isEmpty {
+                    print("incremental: read with the backups it builds on: \(document.basesRead.joined(separator: ", "))")
+                }
                 if !document.earlierBackupsRead.isEmpty {
                     print("earlier backups read: \(document.earlierBackupsRead.joined(separator: ", "))")
                 }
@@ -97,6 +100,7 @@ struct RestoreCommand: AsyncParsableCommand {
 struct RestoreDocument: Encodable {
     var ok = true
     var backup: String
+    var basesRead: [String]
     var earlierBackupsRead: [String]
     var asOf: UInt64
     var asOfTime: String
@@ -114,6 +118,7 @@ struct RestoreDocument: Encodable {
 
     init(_ report: RestoreReport) {
         backup = report.backup
+        basesRead = report.basesRead
         earlierBackupsRead = report.earlierBackupsRead
         asOf = report.asOf
         asOfTime = BackupTime.iso8601(hlc: report.asOf)

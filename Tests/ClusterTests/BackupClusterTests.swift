@@ -21,6 +21,7 @@ extension RealProcessTests {
             var tableFilesCopied: Int
             var tableFilesSkipped: Int
             var bytesCopied: UInt64
+            var base: String?
         }
 
         static func backup(_ cluster: ClusterHarness, into destination: String, _ extra: [String] = []) throws
@@ -67,15 +68,21 @@ extension RealProcessTests {
             let verify = try run("kvctl", ["backup", "verify", destination])
             expectSuccess(verify)
 
-            // Unchanged cluster: no table file copied again.
-            let second = try await offThePool { try Self.backup(cluster, into: destination) }
+            // Unchanged cluster: the second backup builds on the first, and no node has a record newer
+            // than its cut (no overlap asked), so it copies no table file and hardly any bytes.
+            let second = try await offThePool { try Self.backup(cluster, into: destination, ["--overlap", "0"]) }
+            #expect(second.base == first.id, "\(second)")
             #expect(second.tableFilesCopied == 0, "\(second)")
-            #expect(second.tableFilesSkipped >= first.tableFilesCopied, "\(second)")
+            #expect(second.bytesCopied < first.bytesCopied / 4, "\(second)")
             #expect(second.id != first.id)
             for id in cluster.ids { #expect(Self.checkpoints(cluster, id).isEmpty) }
+            // A full one: every table file is in the destination already, none copied again.
+            let third = try await offThePool { try Self.backup(cluster, into: destination, ["--full"]) }
+            #expect(third.base == nil && third.tableFilesCopied == 0, "\(third)")
+            #expect(third.tableFilesSkipped >= first.tableFilesCopied, "\(third)")
             let list = try run("kvctl", ["backup", "list", destination, "--json"])
             expectSuccess(list)
-            #expect(list.stdout.contains(first.id) && list.stdout.contains(second.id))
+            #expect(list.stdout.contains(first.id) && list.stdout.contains(second.id) && list.stdout.contains(third.id))
 
             // One table file damaged: verify fails and names it.
             let damaged = try #require(manifest.nodes.flatMap(\.files).first { $0.isTableFile && $0.bytes > 100 })
@@ -90,18 +97,21 @@ extension RealProcessTests {
             #expect(failed.status == 1)
             #expect(failed.stderr.contains(damaged.name) && failed.stderr.contains(damaged.sha256), "\(failed.stderr)")
 
-            // Prune to the newest: the damaged file is still listed by it, so it stays; nothing else breaks.
+            // Prune to the newest two: the incremental one keeps its base, the first, and the damaged file.
+            expectSuccess(try run("kvctl", ["backup", "prune", destination, "--keep", "2"]))
+            #expect(try BackupDestination(root: destination).backupIDs() == [first.id, second.id, third.id])
+            // To the newest, full: the damaged file is still listed by it, so it stays; nothing else breaks.
             let prune = try run("kvctl", ["backup", "prune", destination, "--keep", "1"])
             expectSuccess(prune)
             let remaining = try BackupDestination(root: destination).backupIDs()
-            #expect(remaining == [second.id])
+            #expect(remaining == [third.id])
 
             // A node down: the backup fails, writes no manifest, and the others release their checkpoints.
             cluster.stop("n4")
             let refused = try cluster.kvctl(
                 ["backup", "--dest", destination, "--timeout", "2"], timeout: .seconds(120))
             #expect(refused.status == 1 && refused.stderr.contains("n4"), "\(refused.stderr)")
-            #expect(try BackupDestination(root: destination).backupIDs() == [second.id])
+            #expect(try BackupDestination(root: destination).backupIDs() == [third.id])
             for id in ["n1", "n2", "n3"] {
                 #expect(Self.checkpoints(cluster, id).isEmpty, "\(id) still holds a checkpoint after a failed backup")
             }
@@ -164,8 +174,8 @@ extension RealProcessTests {
             #expect(resumed.filesResumed >= 1, "\(resumed)")
             for id in ["n1"] { #expect(Self.checkpoints(cluster, id).isEmpty) }
             expectSuccess(try run("kvctl", ["backup", "verify", destination]))
-            // Everything is there now: another backup copies no table file.
-            let again = try await offThePool { try Self.backup(cluster, into: destination) }
+            // Everything is there now: another full backup copies no table file.
+            let again = try await offThePool { try Self.backup(cluster, into: destination, ["--full"]) }
             #expect(again.tableFilesCopied == 0, "\(again)")
         }
     }

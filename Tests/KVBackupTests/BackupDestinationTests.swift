@@ -27,7 +27,9 @@ private final class Scratch {
         return BackupManifest.FileRecord(name: name, bytes: UInt64(bytes.count), sha256: sha256)
     }
 
-    func backup(_ id: String, _ nodes: [String: [BackupManifest.FileRecord]], hlc: UInt64 = 5 << 16) throws {
+    func backup(
+        _ id: String, _ nodes: [String: [BackupManifest.FileRecord]], hlc: UInt64 = 5 << 16, base: String? = nil
+    ) throws {
         let map = ClusterMap(
             clusterID: "test", epoch: 3, replicationFactor: 3,
             nodes: nodes.keys.sorted().map { ClusterMap.Node(id: $0, address: "127.0.0.1:7411", tokens: [1]) })
@@ -37,7 +39,7 @@ private final class Scratch {
         try destination.write(
             BackupManifest(
                 id: id, startedAt: "2026-12-03T12:00:00.000Z", finishedAt: "2026-12-03T12:00:01.000Z",
-                clusterID: "test", clusterMap: .init(map), nodes: records))
+                clusterID: "test", clusterMap: .init(map), nodes: records, base: base))
     }
 }
 
@@ -126,6 +128,25 @@ struct BackupDestinationTests {
         #expect(files.fileExists(atPath: partial))
         #expect(try scratch.destination.verify().ok)
         #expect(throws: BackupError.self) { try scratch.destination.prune(keep: 0) }
+    }
+
+    /// The backups a kept incremental one builds on stay, down to its full base, and their files too.
+    @Test func pruneKeepsTheBasesOfKeptIncrementalBackups() throws {
+        let scratch = try Scratch()
+        let first = try scratch.store("first table", as: "000040.sst")
+        let full = try scratch.store("full table", as: "000041.sst")
+        let changes = try scratch.store("changes", as: "000042.sst")
+        let more = try scratch.store("more changes", as: "000043.sst")
+        try scratch.backup("20261203T100000Z-000001", ["n1": [first]], hlc: 1 << 16)
+        try scratch.backup("20261203T110000Z-000002", ["n1": [full]], hlc: 2 << 16)
+        try scratch.backup("20261203T120000Z-000003", ["n1": [changes]], hlc: 3 << 16, base: "20261203T110000Z-000002")
+        try scratch.backup("20261203T130000Z-000004", ["n1": [more]], hlc: 4 << 16, base: "20261203T120000Z-000003")
+        let plan = try scratch.destination.prunePlan(keep: 1)
+        #expect(plan.backups == ["20261203T100000Z-000001"])
+        #expect(plan.files == [first.sha256])
+        try scratch.destination.prune(keep: 1)
+        #expect(try RestorePlan(manifests: scratch.destination.manifests(), backup: nil, asOf: nil).chain.count == 3)
+        #expect(try scratch.destination.verify().ok)
     }
 
     /// A `.partial` no backup resumed within the partial age goes with the next prune; a recent one

@@ -83,11 +83,15 @@ import Testing
                 StoredHint(target: target, key: Array(key.utf8), record: record, storedAtMillis: 1), queueMax: 100)
         }
 
-        /// A backup of both stores, as `kvctl backup` leaves it, with the given checkpoint times.
-        func backUp(_ id: String, hlc: UInt64) throws {
+        /// A backup of both stores, as `kvctl backup` leaves it, with the given checkpoint times; with
+        /// `base`, an incremental one of the records newer than `since`.
+        func backUp(_ id: String, hlc: UInt64, since: UInt64? = nil, base: String? = nil) throws {
             var nodes: [BackupManifest.NodeRecord] = []
             for (index, node) in stores.keys.sorted().enumerated() {
-                let checkpoint = try stores[node]!.createCheckpoint(id: id) { try SHA256Digest.hash(file: $0).digest }
+                let hash = { (path: String) in try SHA256Digest.hash(file: path).digest }
+                let checkpoint =
+                    try since.map { try stores[node]!.createChangesCheckpoint(id: id, since: $0, hash: hash) }
+                    ?? stores[node]!.createCheckpoint(id: id, hash: hash)
                 var files: [BackupManifest.FileRecord] = []
                 for file in checkpoint.files {
                     let sha256 = file.sha256.hexString
@@ -97,14 +101,16 @@ import Testing
                     }
                     files.append(BackupManifest.FileRecord(name: file.name, bytes: file.bytes, sha256: sha256))
                 }
-                nodes.append(BackupManifest.NodeRecord(node: node, hlc: hlc + UInt64(index), epoch: 1, files: files))
+                nodes.append(
+                    BackupManifest.NodeRecord(node: node, hlc: hlc + UInt64(index), epoch: 1, files: files, since: since))
             }
             let map = ClusterMap(
                 clusterID: "source", epoch: 1, replicationFactor: 2,
                 nodes: ["n1", "n2"].map { ClusterMap.Node(id: $0, address: "127.0.0.1:7411", tokens: [1]) })
             try destination.write(
                 BackupManifest(
-                    id: id, startedAt: "", finishedAt: "", clusterID: "source", clusterMap: .init(map), nodes: nodes))
+                    id: id, startedAt: "", finishedAt: "", clusterID: "source", clusterMap: .init(map), nodes: nodes,
+                    base: base))
         }
     }
 
@@ -172,6 +178,51 @@ import Testing
         // The work folder is gone.
         let left = try FileManager.default.contentsOfDirectory(atPath: scratch.destination.root)
         #expect(!left.contains { $0.hasPrefix(".restore-") }, "\(left)")
+    }
+
+    /// An incremental backup restores exactly what a full backup taken at the same moment does, at
+    /// its cut and at an earlier T: its changes (an overwrite, a delete, new keys, a hint) read with the
+    /// full backup it builds on.
+    @Test func anIncrementalBackupRestoresWhatAFullOneTakenThenWould() async throws {
+        let scratch = try Scratch()
+        for index in 0..<200 {
+            try scratch.write(index % 2 == 0 ? "n1" : "n2", "bulk-\(index)", Self.value(UInt64(index % 40 + 1), "v\(index)"))
+        }
+        for node in ["n1", "n2"] {
+            try scratch.write(node, "late", Self.value(5, "late-first"))
+            try scratch.write(node, "doomed", Self.value(7, "doomed"))
+        }
+        try scratch.backUp("20261203T100000Z-000001", hlc: 41)
+        try scratch.write("n1", "doomed", Self.deleted(60))
+        try scratch.write("n1", "late", Self.value(100, "late-second"))
+        try scratch.write("n2", "late", Self.value(100, "late-second"))
+        try scratch.write("n1", "new", Self.value(90, "new"))
+        try scratch.write("n2", "bulk-7", Self.value(110, "rewritten"))
+        try scratch.hint("n2", for: "n9", "only-hinted", Self.value(70, "hinted"))
+        try scratch.backUp("20261203T110000Z-000002", hlc: 120, since: 41, base: "20261203T100000Z-000001")
+        try scratch.backUp("20261203T120000Z-000003", hlc: 120)
+        let incremental = try scratch.destination.manifest("20261203T110000Z-000002")
+        let full = try scratch.destination.manifest("20261203T120000Z-000003")
+        #expect(incremental.format == 2 && full.format == 1)
+        #expect(incremental.nodes.reduce(0) { $0 + $1.bytes } < full.nodes.reduce(0) { $0 + $1.bytes } / 2)
+
+        let keys = (0..<200).map { "bulk-\($0)" } + ["late", "doomed", "new", "only-hinted"]
+        for asOf in [nil, AsOf(hlc: 95)] {
+            var states: [[String: StoredRecord?]] = []
+            for id in [incremental.id, full.id] {
+                let target = FakeTarget(nodes: 3, replicationFactor: 2)
+                var runner = RestoreRunner(destination: scratch.destination, target: target)
+                runner.backupID = id
+                runner.asOf = asOf
+                let report = try await runner.run()
+                #expect(report.basesRead == (id == incremental.id ? ["20261203T100000Z-000001"] : []))
+                states.append(Dictionary(uniqueKeysWithValues: try keys.map { ($0, try target.restored($0)) }))
+            }
+            #expect(states[0] == states[1], "as of \(asOf.map { "\($0)" } ?? "the cut")")
+            #expect(states[0]["doomed"] == .some(Self.deleted(60)))
+            #expect(states[0]["late"] == .some(asOf == nil ? Self.value(100, "late-second") : Self.value(5, "late-first")))
+            #expect(states[0]["bulk-8"] == .some(Self.value(9, "v8")))
+        }
     }
 
     @Test func theDefaultIsTheLatestBackupAtItsCut() async throws {

@@ -41,7 +41,7 @@ import Testing
 
     // MARK: Backup and T
 
-    static func manifest(_ id: String, cut: UInt64, cluster: String = "test") -> BackupManifest {
+    static func manifest(_ id: String, cut: UInt64, cluster: String = "test", base: String? = nil) -> BackupManifest {
         let map = ClusterMap(
             clusterID: cluster, epoch: 1, replicationFactor: 3,
             nodes: [ClusterMap.Node(id: "n1", address: "127.0.0.1:7411", tokens: [1])])
@@ -50,7 +50,26 @@ import Testing
             nodes: [
                 BackupManifest.NodeRecord(node: "n1", hlc: cut + 7, epoch: 1, files: []),
                 BackupManifest.NodeRecord(node: "n2", hlc: cut, epoch: 1, files: []),
-            ])
+            ], base: base)
+    }
+
+    /// An incremental backup is read with its bases down to a full one; the earlier backups are the
+    /// others; a missing base is named.
+    @Test func anIncrementalBackupIsReadWithItsBases() throws {
+        let backups = [
+            Self.manifest("20261203T090000Z-000001", cut: 1000),
+            Self.manifest("20261203T100000Z-000002", cut: 2000),
+            Self.manifest("20261203T110000Z-000003", cut: 3000, base: "20261203T100000Z-000002"),
+            Self.manifest("20261203T120000Z-000004", cut: 4000, base: "20261203T110000Z-000003"),
+        ]
+        let plan = try RestorePlan(manifests: backups, backup: nil, asOf: nil)
+        #expect(plan.chain.map(\.id) == ["20261203T120000Z-000004", "20261203T110000Z-000003", "20261203T100000Z-000002"])
+        #expect(plan.earlier.map(\.id) == ["20261203T090000Z-000001"])
+        #expect {
+            try RestorePlan(manifests: backups.filter { $0.id != "20261203T110000Z-000003" }, backup: nil, asOf: nil)
+        } throws: { error in
+            "\(error)".contains("builds on backup 20261203T110000Z-000003, which the destination no longer holds")
+        }
     }
 
     static let backups = [

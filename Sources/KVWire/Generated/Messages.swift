@@ -2910,7 +2910,7 @@ extension ByteBuffer {
 /// which the node finds through its version index without reading the others, and the hints whose
 /// record has one. Answered with BackupCheckpointResponse; read and released like any checkpoint.
 /// A message of its own rather than a field appended to BackupCheckpointRequest: a node that predates
-/// it refuses the type (`invalidRequest`), and kvctl then takes that node's full checkpoint.
+/// it refuses the type (`unknownMessageType`), and kvctl then takes that node's full checkpoint.
 ///
 /// Message type 118; schema name `BackupChangesRequest`.
 public struct BackupChangesRequest: Sendable, Hashable {
