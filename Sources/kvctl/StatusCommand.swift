@@ -229,7 +229,9 @@ struct Status: AsyncParsableCommand {
         for status in statuses {
             let transfers = (status.transfers ?? [:]).sorted { $0.key < $1.key }
             guard !transfers.isEmpty else { continue }
-            print("\(status.nodeID) \(status.transfer.map(StatusVerdict.transfer) ?? "receives \(transfers.count) ranges"):")
+            print(
+                "\(status.nodeID) \(status.transfer.map(StatusVerdict.transfer) ?? "receives \(transfers.count) ranges"):"
+            )
             for (range, progress) in transfers where !progress.hasPrefix("done") {
                 print("  \(range)  \(progress)")
             }

@@ -56,7 +56,9 @@ import Testing
         let hostile = try #require(status.transfer)
         #expect(hostile.share == 1 && hostile.elapsed == .seconds(365 * 86_400))
         #expect(hostile.stalled == "retrying 2:3 from n2: timed out")
-        #expect(StatusVerdict.transfer(hostile) == "receiving: 1 of 2 ranges, 100 %, stalled: retrying 2:3 from n2: timed out")
+        #expect(
+            StatusVerdict.transfer(hostile)
+                == "receiving: 1 of 2 ranges, 100 %, stalled: retrying 2:3 from n2: timed out")
     }
 
     /// Phi goes over the wire in tenths: rounded, capped, never trapping on infinity or NaN.

@@ -135,31 +135,8 @@ extension RealProcessTests {
                     caFile: "\(cluster.certs)/ca.pem", certificateFile: "\(cluster.certs)/client.pem",
                     keyFile: "\(cluster.certs)/client-key.pem"),
                 side: .client)
-            func scrape() async throws -> [String: Double] {
-                let text = try await httpsExchange(
-                    "GET /metrics HTTP/1.1\r\nHost: 127.0.0.219\r\nConnection: close\r\n\r\n", host: "127.0.0.219",
-                    port: 9411, tls: tls)
-                var values: [String: Double] = [:]
-                // Counters, typed as such (once they have a value: made at the first health reading).
-                for name in ["quorumkv_peer_sent_bytes_total", "quorumkv_rocksdb_written_bytes_total"]
-                where text.contains("\n\(name){") {
-                    #expect(text.contains("# TYPE \(name) counter\n"))
-                }
-                for line in text.split(separator: "\n") where !line.hasPrefix("#") {
-                    let parts = line.split(separator: " ")
-                    if parts.count == 2, let value = Double(parts[1]) { values[String(parts[0])] = value }
-                }
-                return values
-            }
-            /// Scrapes until `condition` holds (the counters follow a reading every 5 s), 60 s at most.
             func scrape(until condition: ([String: Double]) -> Bool) async throws -> [String: Double] {
-                let deadline = ContinuousClock.now + .seconds(60)
-                var values = try await scrape()
-                while !condition(values), ContinuousClock.now < deadline {
-                    try await Task.sleep(for: .milliseconds(500))
-                    values = try await scrape()
-                }
-                return values
+                try await scrapeSamples(host: "127.0.0.219", port: 9411, tls: tls, until: condition)
             }
             let sentTo2 = "quorumkv_peer_sent_bytes_total{node=\"n1\",peer=\"n2\"}"
             let receivedFrom2 = "quorumkv_peer_received_bytes_total{node=\"n1\",peer=\"n2\"}"
@@ -192,6 +169,16 @@ extension RealProcessTests {
             #expect(second[fromClients] ?? 0 >= (first[fromClients] ?? 0) + 100_000)
             #expect(second[sentTo2] ?? 0 > first[sentTo2] ?? 0)
             #expect(second[receivedFrom2] ?? 0 > first[receivedFrom2] ?? 0)
+            // Counters, typed as such.
+            let text = try await httpsExchange(
+                "GET /metrics HTTP/1.1\r\nHost: 127.0.0.219\r\nConnection: close\r\n\r\n", host: "127.0.0.219",
+                port: 9411, tls: tls)
+            #expect(text.contains("# TYPE quorumkv_peer_sent_bytes_total counter\n"))
+            #expect(text.contains("# TYPE quorumkv_peer_received_bytes_total counter\n"))
+            #expect(text.contains("# TYPE quorumkv_rocksdb_written_bytes_total counter\n"))
+            #expect(
+                text.contains(
+                    "# HELP quorumkv_peer_sent_bytes_total Bytes sent on RPC connections to each peer, as TLS records"))
             await client.close()
         }
     }

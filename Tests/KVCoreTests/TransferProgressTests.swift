@@ -9,7 +9,9 @@ struct TransferProgressTests {
         for index in 0..<4096 {
             let key = Array("k\(index)".utf8)
             let offset = Double(Token(key: key).value &- span.start) / Double(span.width)
-            if span.contains(Token(key: key)), abs(offset - fraction) < best.error { best = (key, abs(offset - fraction)) }
+            if span.contains(Token(key: key)), abs(offset - fraction) < best.error {
+                best = (key, abs(offset - fraction))
+            }
         }
         return best.key
     }

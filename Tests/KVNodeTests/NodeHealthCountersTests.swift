@@ -1,8 +1,9 @@
 import KVCore
-@testable import KVNode
 import KVRPC
-@testable import KVStorage
 import Testing
+
+@testable import KVNode
+@testable import KVStorage
 
 /// The byte counters of `NodeHealth` (network per peer, RocksDB): Prometheus counters that follow the
 /// totals each health sample reads.
@@ -22,7 +23,8 @@ struct NodeHealthCountersTests {
         let health = NodeHealth(nodeID: "n1", metricsFactory: registry)
         health.record(Self.sample(traffic: ["n2": .init(sent: 100, received: 40)], written: 1000))
         health.record(
-            Self.sample(traffic: ["n2": .init(sent: 150, received: 40), "client": .init(sent: 7, received: 9)], written: 1600))
+            Self.sample(
+                traffic: ["n2": .init(sent: 150, received: 40), "client": .init(sent: 7, received: 9)], written: 1600))
         var text = registry.render()
         #expect(text.contains("# TYPE quorumkv_peer_sent_bytes_total counter"))
         #expect(text.contains("quorumkv_peer_sent_bytes_total{node=\"n1\",peer=\"n2\"} 150"), "\(text)")

@@ -1,9 +1,10 @@
 import KVCore
-@testable import KVRPC
-import Synchronization
 import KVTLS
 import KVWire
+import Synchronization
 import Testing
+
+@testable import KVRPC
 
 /// `PeerTraffic`: the socket bytes of dialled and accepted connections, by peer.
 @Suite(.timeLimit(.minutes(2)))
@@ -16,7 +17,8 @@ struct PeerTrafficTests {
         try await withTestServer(traffic: serverTraffic) { server in
             let connection = try await connect(to: server, nodeID: "n1", traffic: clientTraffic)
             for clock in 1...20 {
-                _ = try await connection.call(.pingRequest(PingRequest(epoch: 0, clock: UInt64(clock))), timeout: .seconds(10))
+                _ = try await connection.call(
+                    .pingRequest(PingRequest(epoch: 0, clock: UInt64(clock))), timeout: .seconds(10))
             }
             let open = clientTraffic.totals()["n1"] ?? PeerTraffic.Totals()
             // 20 pings and their answers, each a TLS record of more than 22 bytes.
