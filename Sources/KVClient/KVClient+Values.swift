@@ -68,6 +68,9 @@ public struct NodeStatus: Sendable, Hashable {
     /// The ranges the node receives (or last received) in a membership change, `START:END` → its
     /// progress (`done|receiving|retrying keys=K retries=R from=S[ error=…]`).
     public var transfers: [String: String]? = nil
+    /// The whole of those ranges: how many arrived, the share of their records, the ETA at the rate
+    /// seen so far, or why it does not move; nil when the node receives (and last received) none.
+    public var transfer: TransferProgress? = nil
     /// Records received through range transfers, received again after a restart, and dropped after
     /// their range moved to other nodes, since the node started.
     public var streamKeysReceived: UInt64? = nil
@@ -113,7 +116,7 @@ extension NodeStatus: Encodable {
         case hintsExpired, hintsRefused, readRepairsReceived, readRepairsApplied, antiEntropyRangesDue
         case antiEntropyRangesCompared, antiEntropyKeysSent, antiEntropyKeysReceived
         case antiEntropyOldestRangeComparedMillis, antiEntropyRangeComparedMillis, peerPhi, peersSuspected
-        case clusterEpoch, clusterChange, transfers, streamKeysReceived, streamKeysResent, handoffKeysDeleted
+        case clusterEpoch, clusterChange, transfers, transfer, streamKeysReceived, streamKeysResent, handoffKeysDeleted
         case tombstonesPurged, antiEntropyLastFullPassMillis, hintsQueuedPerTarget, certificateNotAfterSeconds
         case diskUsedBytes, diskFreeBytes, oldestHintAgeSeconds, countersError
     }
@@ -144,6 +147,7 @@ extension NodeStatus {
         clusterChange = stats.clusterChange
         transfers = Dictionary(
             stats.transfers.map { ("\($0.range.start):\($0.range.end)", $0.summary) }, uniquingKeysWith: { $1 })
+        transfer = Self.transferProgress(stats)
         streamKeysReceived = stats.streamKeysReceived
         streamKeysResent = stats.streamKeysResent
         handoffKeysDeleted = stats.handoffKeysDeleted
@@ -153,4 +157,24 @@ extension NodeStatus {
         oldestHintAgeSeconds = Dictionary(
             stats.hintAges.map { ($0.target, Double($0.millis) / 1000) }, uniquingKeysWith: max)
     }
+
+    /// The transfer in `stats`, its figures bounded (a node's numbers): shares to a million
+    /// millionths, the elapsed time to `transferElapsedMax`.
+    static func transferProgress(_ stats: NodeStats) -> TransferProgress? {
+        guard !stats.transfers.isEmpty else { return nil }
+        let failing = stats.transfers.first { $0.state == .retrying }
+        let elapsedMillis = min(stats.transferElapsedMillis, transferElapsedMax.wholeMillisecondsClamped)
+        return TransferProgress(
+            rangesDone: stats.transfers.count { $0.state == .done }, rangesTotal: stats.transfers.count,
+            keys: stats.transfers.reduce(0) { $0 &+ $1.keys },
+            share: Double(min(stats.transferShareMillionths, 1_000_000)) / 1e6,
+            shareAtStart: Double(min(stats.transferShareAtStartMillionths, 1_000_000)) / 1e6,
+            elapsed: .milliseconds(Int64(elapsedMillis)),
+            failure: failing.map {
+                "\($0.range.start):\($0.range.end) from \($0.source.isEmpty ? "-" : $0.source): \($0.lastError)"
+            })
+    }
+
+    /// The longest elapsed time taken from a node (a year).
+    static let transferElapsedMax: Duration = .seconds(365 * 86_400)
 }

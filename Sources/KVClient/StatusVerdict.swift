@@ -69,10 +69,9 @@ public struct StatusVerdict: Sendable, Hashable {
                 "\(behind.joined(separator: ", ")) behind on the cluster map (epoch \(newest) is the newest)")
         }
         if let change = up.compactMap(\.clusterChange).first(where: { $0 != "none" }) {
-            let transfers = up.flatMap { ($0.transfers ?? [:]).values }
-            let done = transfers.count { $0.hasPrefix("done") }
+            let receiving = up.compactMap { node in node.transfer.map { "\(node.nodeID) \(Self.transfer($0))" } }
             var problem = "membership change in progress: \(change)"
-            if !transfers.isEmpty { problem += " (\(done) of \(transfers.count) ranges transferred)" }
+            if !receiving.isEmpty { problem += " (\(receiving.joined(separator: "; ")))" }
             problems.append(problem)
         }
         let downIDs = Set(down.map(\.nodeID))
@@ -116,6 +115,24 @@ public struct StatusVerdict: Sendable, Hashable {
         guard let used = status.diskUsedBytes, let free = status.diskFreeBytes else { return nil }
         let total = Double(used) + Double(free)
         return total > 0 ? Double(used) / total : nil
+    }
+
+    /// A node's transfer in words: "received 40 of 40 ranges", "receiving: 12 of 40 ranges, 42 %,
+    /// about 3 min left", or what holds it up instead of the time left ("…, stalled: retrying 1:2
+    /// from n3: timed out"); "starting" before there is a rate to go by.
+    public static func transfer(_ progress: TransferProgress) -> String {
+        let ranges = "\(progress.rangesDone) of \(progress.rangesTotal) ranges"
+        if progress.isReceived { return "received \(ranges)" }
+        var text = "receiving: \(ranges), \(Int((progress.share * 100).rounded(.down))) %"
+        if let stalled = progress.stalled {
+            text += ", stalled: \(stalled)"
+        } else if let remaining = progress.remaining {
+            let seconds = Double(remaining.components.seconds)
+            text += ", about \(Self.age(seconds)) left"
+        } else {
+            text += ", starting"
+        }
+        return text
     }
 
     /// 45 s, 12 min, 3 h (a node's number, bounded before it becomes an `Int`).

@@ -41,6 +41,8 @@ public final class RPCClient: Sendable {
     private let hello: Hello
     private let policy: ReconnectPolicy
     private let group: any EventLoopGroup
+    /// Where the connections' socket bytes are counted; nil: nowhere.
+    private let traffic: PeerTraffic?
     private let state = Mutex<State>(.idle(failures: 0, retryAt: nil, lastError: nil))
 
     public init(
@@ -50,8 +52,10 @@ public final class RPCClient: Sendable {
         hello: Hello,
         nodeID: String? = nil,
         policy: ReconnectPolicy = ReconnectPolicy(),
+        traffic: PeerTraffic? = nil,
         group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton
     ) {
+        self.traffic = traffic
         self.host = host
         self.port = port
         self.nodeID = nodeID
@@ -122,7 +126,7 @@ public final class RPCClient: Sendable {
                     do {
                         let connection = try await RPCConnection.connect(
                             host: host, port: port, tls: tls, hello: hello, nodeID: nodeID,
-                            timeout: policy.connectTimeout, group: group)
+                            timeout: policy.connectTimeout, traffic: traffic, group: group)
                         self.connected(connection)
                         return connection
                     } catch {

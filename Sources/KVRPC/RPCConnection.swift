@@ -27,9 +27,12 @@ public final class RPCConnection: Sendable {
 
     /// Connects, completes TLS, and exchanges `Hello`/`HelloAck`.
     ///
-    /// - Parameter nodeID: the node the caller means to reach, when it knows: the server's certificate
-    ///   and its `HelloAck` must both name it, so an address that now belongs to another node (or a
-    ///   node certificate presented by the wrong node) is not taken for it.
+    /// - Parameters:
+    ///   - nodeID: the node the caller means to reach, when it knows: the server's certificate and its
+    ///     `HelloAck` must both name it, so an address that now belongs to another node (or a node
+    ///     certificate presented by the wrong node) is not taken for it.
+    ///   - traffic: where the connection's socket bytes are counted, under the server's id once it is
+    ///     verified.
     /// - Throws: `RPCError.connectFailed` when the server is unreachable, the TLS handshake fails or
     ///   the server is not `nodeID`; `RPCError.remote` when the server refuses the `Hello` (cluster,
     ///   version, role or node id mismatch).
@@ -42,9 +45,11 @@ public final class RPCConnection: Sendable {
         timeout: Duration,
         requestsInFlightMax: Int = Limits.requestsInFlightPerConnectionMax,
         frameBytesMax: Int = Limits.frameBytesMax,
+        traffic: PeerTraffic? = nil,
         group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton
     ) async throws -> RPCConnection {
         let address = "\(host):\(port)"
+        let counted = traffic?.open()
         let eventLoop = group.next()
         let handshake = eventLoop.makePromise(of: PeerIdentity.self)
         let failure = ConnectionFailure()
@@ -56,6 +61,7 @@ public final class RPCConnection: Sendable {
                 .channelInitializer { channel in
                     channel.eventLoop.makeCompletedFuture {
                         try LinkFaultHandler.install(on: channel)
+                        if let traffic, let counted { try traffic.attach(counted, to: channel) }
                         try channel.pipeline.syncOperations.addHandlers([
                             OpenSSLHandler(context: tls, expectedServerName: host, handshakeCompleted: handshake),
                             ByteToMessageHandler(FrameDecoder(frameBytesMax: frameBytesMax)),
@@ -66,6 +72,7 @@ public final class RPCConnection: Sendable {
                 }
                 .connect(host: host, port: port).get()
         } catch {
+            if let counted { traffic?.close(counted) }
             handshake.fail(RPCError.connectFailed(address: address, reason: "\(error)"))
             throw RPCError.connectFailed(address: address, reason: describe(error))
         }
@@ -82,6 +89,7 @@ public final class RPCConnection: Sendable {
                         "expected node '\(nodeID)' there, but its certificate names '\(server.name)' and it says it is '\(ack.nodeId)'"
                 )
             }
+            if let counted { traffic?.identify(counted, as: server) }
             return RPCConnection(channel: channel, failure: failure, server: server, helloAck: ack)
         } catch let error as RPCError where error.remoteCode != nil {
             try? await channel.close()

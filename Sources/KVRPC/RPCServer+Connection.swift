@@ -21,6 +21,7 @@ extension RPCServer {
                     logger.debug("tls handshake failed", metadata: ["error": "\(error)"])
                     return
                 }
+                if let (table, counts) = connection.traffic { table.identify(counts, as: peer) }
                 logger[metadataKey: "peer.name"] = "\(peer.name)"
                 logger[metadataKey: "peer.role"] = "\(peer.role)"
                 var frames = inbound.makeAsyncIterator()

@@ -138,14 +138,18 @@ public final class RPCServer: Sendable {
 
     /// Binds the listening socket. Call `run()` to accept connections.
     ///
-    /// - Parameter statistics: where the server counts what it served and refused; pass one made with
-    ///   an `onRefusal` to report refusals elsewhere too.
+    /// - Parameters:
+    ///   - statistics: where the server counts what it served and refused; pass one made with an
+    ///     `onRefusal` to report refusals elsewhere too.
+    ///   - traffic: where each accepted connection's socket bytes are counted, under its peer once the
+    ///     handshake verified it.
     public static func bind(
         configuration: RPCServerConfiguration,
         tls: TLSContext,
         service: any RPCService,
         group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton,
         statistics: RPCServerStatistics = RPCServerStatistics(),
+        traffic: PeerTraffic? = nil,
         logger: Logger
     ) async throws -> RPCServer {
         let frameBytesMax = configuration.frameBytesMax
@@ -167,6 +171,7 @@ public final class RPCServer: Sendable {
                     let budget = ConnectionBudget(
                         requestsMax: configuration.requestsInFlightMax, bytesMax: configuration.inFlightBytesMax)
                     try LinkFaultHandler.install(on: channel)
+                    let counted = try traffic.map { table in (table: table, counts: try table.install(on: channel)) }
                     try channel.pipeline.syncOperations.addHandlers([
                         OpenSSLHandler(context: tls, handshakeCompleted: handshake),
                         ConnectionGuardHandler(
@@ -184,7 +189,7 @@ public final class RPCServer: Sendable {
                     let asyncChannel = try NIOAsyncChannel<Frame, Frame>(wrappingChannelSynchronously: channel)
                     return RPCServerConnection(
                         channel: asyncChannel, handshake: handshake.futureResult, timeout: timeout, slot: slot,
-                        budget: budget)
+                        budget: budget, traffic: counted)
                 }
             }
         return try RPCServer(
@@ -222,4 +227,6 @@ struct RPCServerConnection: Sendable {
     var slot: ConnectionSlot
     /// What it has in flight.
     var budget: ConnectionBudget
+    /// Where its bytes are counted, and its counts, to bind to the peer once verified.
+    var traffic: (table: PeerTraffic, counts: ConnectionTraffic)?
 }

@@ -119,6 +119,9 @@ public final class RocksDBStore: ReplicaStore, @unchecked Sendable {
         // Writers waiting for a group commit sleep rather than spin: on few cores, spinning steals the
         // CPU the leader needs (perf on a node under puts: 7 % of samples in WriteThread::AwaitState).
         rocksdb_options_set_enable_write_thread_adaptive_yield(options, 0)
+        // Tickers for the bytes written and read (`engineFigures`): no DB property gives them finer
+        // than 0.01 GB. Their cost on the put path is measured in docs/benchmarks.md ("RocksDB statistics").
+        rocksdb_options_enable_statistics(options)
         // Block-based tables with their default checksum (CRC32c) on every block.
         let tableOptions = rocksdb_block_based_options_create()!
         rocksdb_options_set_block_based_table_factory(options, tableOptions)
@@ -325,7 +328,8 @@ public final class RocksDBStore: ReplicaStore, @unchecked Sendable {
     }
 
     /// RocksDB's own figures for an operator, summed over the column families (data, hints, marks,
-    /// metadata): compaction backlog, table bytes, memtable bytes. Nil once closed.
+    /// metadata): compaction backlog, table bytes, memtable bytes; and the bytes written and read since
+    /// the store opened, from the statistics. Nil once closed.
     public func engineFigures() -> EngineFigures? {
         try? withOpenHandles { () throws(StorageError) -> EngineFigures in
             func sum(_ property: String) -> UInt64 {
@@ -338,7 +342,11 @@ public final class RocksDBStore: ReplicaStore, @unchecked Sendable {
             return EngineFigures(
                 pendingCompactionBytes: sum("rocksdb.estimate-pending-compaction-bytes"),
                 liveTableBytes: sum("rocksdb.live-sst-files-size"),
-                memtableBytes: sum("rocksdb.cur-size-all-mem-tables"))
+                memtableBytes: sum("rocksdb.cur-size-all-mem-tables"),
+                traffic: rocksdb_options_statistics_get_string(options).flatMap { text in
+                    defer { rocksdb_free(text) }
+                    return EngineTraffic(statistics: String(cString: text))
+                })
         }
     }
 
@@ -420,4 +428,6 @@ public struct EngineFigures: Sendable, Hashable {
     public var liveTableBytes: UInt64
     /// Bytes of the memtables, not yet flushed.
     public var memtableBytes: UInt64
+    /// Bytes written and read since the store opened; nil when the statistics are not there.
+    public var traffic: EngineTraffic?
 }

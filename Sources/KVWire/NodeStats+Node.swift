@@ -12,7 +12,8 @@ extension NodeStats {
             antiEntropyLastFullPassMillis: 0, antiEntropyOldestRangeComparedMillis: 0, rangesCompared: [],
             tombstonesPurged: 0, streamKeysReceived: 0, streamKeysResent: 0, streamBytes: 0, streamRetries: 0,
             handoffKeysDeleted: 0, refusals: [], peers: [], clusterEpoch: 0, clusterChange: "none", transfers: [],
-            certificateNotAfter: nil, diskUsedBytes: nil, diskFreeBytes: nil, hintAges: [])
+            certificateNotAfter: nil, diskUsedBytes: nil, diskFreeBytes: nil, hintAges: [],
+            transferShareMillionths: 0, transferShareAtStartMillionths: 0, transferElapsedMillis: 0)
     }
 
     /// The hints held for `target` (0 when the node holds none).

@@ -49,7 +49,11 @@ struct Status: AsyncParsableCommand {
                     StatusDocument(
                         ok: statuses.allSatisfy(\.isUp), verdict: reading.verdict.summary,
                         problems: reading.verdict.problems, counters: reading.withCounters,
-                        nodes: statuses.map { NodeDocument(status: $0, ownership: reading.ownership[$0.nodeID]) }))
+                        nodes: statuses.map {
+                            NodeDocument(
+                                status: $0, ownership: reading.ownership[$0.nodeID],
+                                state: reading.states[$0.nodeID].map { "\($0)" })
+                        }))
             } else {
                 printText(reading)
             }
@@ -66,6 +70,8 @@ struct Status: AsyncParsableCommand {
         var withCounters: Bool
         var verdict: StatusVerdict
         var ownership: [String: Double]
+        /// Each node's place in the cluster map (joining, normal, leaving, down, removed).
+        var states: [String: NodeState]
     }
 
     private func read(_ client: KVClient) async throws -> Reading {
@@ -76,14 +82,15 @@ struct Status: AsyncParsableCommand {
         let ownership = (try? map?.ring().replicaShare()) ?? [:]
         return Reading(
             statuses: statuses, withCounters: client.identity.role == .admin, verdict: verdict,
-            ownership: ownership)
+            ownership: ownership,
+            states: Dictionary((map?.nodes ?? []).map { ($0.id, $0.state) }, uniquingKeysWith: { $1 }))
     }
 
     private func printText(_ reading: Reading) {
         let statuses = reading.statuses
         print(reading.verdict.summary)
         print("")
-        printNodes(statuses, ownership: reading.ownership)
+        printNodes(statuses, ownership: reading.ownership, states: reading.states)
         print("")
         if reading.withCounters {
             printCounters(statuses)
@@ -98,9 +105,11 @@ struct Status: AsyncParsableCommand {
         }
     }
 
-    private func printNodes(_ statuses: [NodeStatus], ownership: [String: Double]) {
-        let widths = [11, 22, 6, 10, 7, 10]
-        print(row(["NODE", "ADDRESS", "STATE", "LATENCY", "OWNS", "KEYS", "HINTS"], widths: widths))
+    /// One row per node; STATE is `up` (or its map state when not `normal`: `joining`, `leaving`…)
+    /// or `DOWN`.
+    private func printNodes(_ statuses: [NodeStatus], ownership: [String: Double], states: [String: NodeState]) {
+        let widths = [11, 22, 8, 10, 7, 10, 8]
+        print(row(["NODE", "ADDRESS", "STATE", "LATENCY", "OWNS", "KEYS", "HINTS", "TRANSFER"], widths: widths))
         for status in statuses {
             let owns = ownership[status.nodeID].map { String(format: "%.0f %%", $0 * 100) } ?? "-"
             guard status.isUp else {
@@ -110,8 +119,9 @@ struct Status: AsyncParsableCommand {
             }
             let latency = String(format: "%.2f ms", status.latency.map { $0 / .milliseconds(1) } ?? 0)
             let fields = [
-                status.nodeID, status.address, "up", latency, owns, String(status.keys ?? 0),
-                String(status.hintsQueued ?? 0),
+                status.nodeID, status.address, states[status.nodeID].map { $0 == .normal ? "up" : "\($0)" } ?? "up",
+                latency, owns, String(status.keys ?? 0),
+                String(status.hintsQueued ?? 0), status.transfer.map(StatusVerdict.transfer) ?? "-",
             ]
             print(row(fields, widths: widths))
         }
@@ -219,8 +229,9 @@ struct Status: AsyncParsableCommand {
         for status in statuses {
             let transfers = (status.transfers ?? [:]).sorted { $0.key < $1.key }
             guard !transfers.isEmpty else { continue }
-            let done = transfers.filter { $0.value.hasPrefix("done") }.count
-            print("\(status.nodeID) receives \(transfers.count) ranges, \(done) done:")
+            print(
+                "\(status.nodeID) \(status.transfer.map(StatusVerdict.transfer) ?? "receives \(transfers.count) ranges"):"
+            )
             for (range, progress) in transfers where !progress.hasPrefix("done") {
                 print("  \(range)  \(progress)")
             }
@@ -253,9 +264,11 @@ private struct NodeDocument: Encodable {
     var status: NodeStatus
     /// The share of the keys the node replicates (0...1; the shares of all nodes sum to N).
     var ownership: Double?
+    /// Its place in the cluster map: joining, normal, leaving, down or removed.
+    var state: String?
 
     enum CodingKeys: String, CodingKey {
-        case latencyMillis, ownership
+        case latencyMillis, ownership, state
     }
 
     func encode(to encoder: any Encoder) throws {
@@ -263,5 +276,6 @@ private struct NodeDocument: Encodable {
         var container = encoder.container(keyedBy: CodingKeys.self)
         try container.encodeIfPresent(status.latency.map { $0 / .milliseconds(1) }, forKey: .latencyMillis)
         try container.encodeIfPresent(ownership, forKey: .ownership)
+        try container.encodeIfPresent(state, forKey: .state)
     }
 }

@@ -78,26 +78,8 @@ extension RealProcessTests {
                     caFile: "\(cluster.certs)/ca.pem", certificateFile: "\(cluster.certs)/client.pem",
                     keyFile: "\(cluster.certs)/client-key.pem"),
                 side: .client)
-            func scrape() async throws -> [String: Double] {
-                let text = try await httpsExchange(
-                    "GET /metrics HTTP/1.1\r\nHost: 127.0.0.225\r\nConnection: close\r\n\r\n", host: "127.0.0.225",
-                    port: 9411, tls: tls)
-                var values: [String: Double] = [:]
-                for line in text.split(separator: "\n") where !line.hasPrefix("#") {
-                    let parts = line.split(separator: " ")
-                    if parts.count == 2, let value = Double(parts[1]) { values[String(parts[0])] = value }
-                }
-                return values
-            }
-            /// Scrapes until `condition` holds (the gauges are read every 5 s), 60 s at most.
-            func scrape(until condition: ([String: Double]) -> Bool) async throws -> [String: Double] {
-                let deadline = ContinuousClock.now + .seconds(60)
-                var values = try await scrape()
-                while !condition(values), ContinuousClock.now < deadline {
-                    try await Task.sleep(for: .milliseconds(500))
-                    values = try await scrape()
-                }
-                return values
+            func scrape(until condition: ([String: Double]) -> Bool = { _ in true }) async throws -> [String: Double] {
+                try await scrapeSamples(host: "127.0.0.225", port: 9411, tls: tls, until: condition)
             }
             let node = "{node=\"n1\"}"
             let up = try await scrape {
@@ -221,4 +203,29 @@ func httpsExchange(_ request: String, host: String, port: Int, tls: TLSContext?)
         for try await chunk in inbound { received += String(buffer: chunk) }
         return received
     }
+}
+
+/// The samples of a node's `/metrics` (over TLS with `tls`) by series, name and labels as written,
+/// scraped again every half second until `condition` holds (the health gauges and byte counters
+/// are read every 5 s), 60 s at most: the last scrape.
+func scrapeSamples(
+    host: String, port: Int, tls: TLSContext, until condition: ([String: Double]) -> Bool = { _ in true }
+) async throws -> [String: Double] {
+    func scrape() async throws -> [String: Double] {
+        let text = try await httpsExchange(
+            "GET /metrics HTTP/1.1\r\nHost: \(host)\r\nConnection: close\r\n\r\n", host: host, port: port, tls: tls)
+        var values: [String: Double] = [:]
+        for line in text.split(separator: "\n") where !line.hasPrefix("#") {
+            let parts = line.split(separator: " ")
+            if parts.count == 2, let value = Double(parts[1]) { values[String(parts[0])] = value }
+        }
+        return values
+    }
+    let deadline = ContinuousClock.now + .seconds(60)
+    var values = try await scrape()
+    while !condition(values), ContinuousClock.now < deadline {
+        try await Task.sleep(for: .milliseconds(500))
+        values = try await scrape()
+    }
+    return values
 }

@@ -67,7 +67,8 @@ struct StatusVerdictTests {
         n2.antiEntropyRangesDue = 2
         var n3 = Self.up("n3")
         n3.clusterChange = "join n5"
-        n3.transfers = ["1:2": "done keys=4", "2:3": "receiving keys=1"]
+        n3.transfer = TransferProgress(
+            rangesDone: 1, rangesTotal: 2, keys: 5, share: 0.6, shareAtStart: 0.2, elapsed: .seconds(20))
         n3.certificateNotAfterSeconds = 1_000 + 3 * 86_400 + 5
         var n4 = Self.up("n4")
         n4.diskUsedBytes = 850
@@ -77,7 +78,7 @@ struct StatusVerdictTests {
             verdict.problems == [
                 "n4 answers but n1, n2 suspect it",
                 "n2 behind on the cluster map (epoch 7 is the newest)",
-                "membership change in progress: join n5 (1 of 2 ranges transferred)",
+                "membership change in progress: join n5 (n3 receiving: 1 of 2 ranges, 60 %, about 20 s left)",
                 "5 hints queued for n3, which is up: being replayed",
                 "n2 has 2 ranges due for anti-entropy",
                 "n3's certificate expires in 3 days",

@@ -40,6 +40,7 @@ struct EchoService: RPCService {
 func withTestServer<T: Sendable>(
     clusterID: String = "test",
     port: Int = 0,
+    traffic: PeerTraffic? = nil,
     _ body: @Sendable (RPCServer) async throws -> T
 ) async throws -> T {
     var configuration = RPCServerConfiguration(host: "127.0.0.1", port: port, clusterID: clusterID, nodeID: "n1")
@@ -50,6 +51,7 @@ func withTestServer<T: Sendable>(
         configuration: configuration,
         tls: try TestPKI.shared.serverContext(),
         service: EchoService(),
+        traffic: traffic,
         logger: Logger(label: "test", factory: { _ in SwiftLogNoOpLogHandler() })
     )
     return try await withThrowingTaskGroup(of: Void.self) { group in
@@ -75,7 +77,8 @@ func connect(
     to server: RPCServer,
     identity: IssuedCertificate? = nil,
     hello: Hello = hello(),
-    nodeID: String? = nil
+    nodeID: String? = nil,
+    traffic: PeerTraffic? = nil
 ) async throws -> RPCConnection {
     try await RPCConnection.connect(
         host: "127.0.0.1",
@@ -83,6 +86,7 @@ func connect(
         tls: try TestPKI.shared.clientContext(identity),
         hello: hello,
         nodeID: nodeID,
-        timeout: .seconds(10)
+        timeout: .seconds(10),
+        traffic: traffic
     )
 }

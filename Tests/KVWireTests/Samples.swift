@@ -403,7 +403,7 @@ enum Samples {
         Sample(
             name: "node-stats",
             summary:
-                "NodeStats, request id 14: node \"n1\", keys 1000, uptimeSeconds 3600, hintsStored 5, hintsReplayed 4, hintsBytes 120, hintQueues [(\"n2\", 1)], readRepairsApplied 2, antiEntropyRangesCompared 8, antiEntropyOldestRangeComparedMillis 1700000000000, rangesCompared [((1, 2), 1700000000000)], refusals [(\"idle\", 3)], peers [(\"n2\", 12, true), (\"n3\", 3, false)], clusterEpoch 7, clusterChange \"none\", transfers [((2, 3), retrying, 9, 1, \"n3\", \"timed out\")], certificateNotAfter 1800000000, diskUsedBytes 52428800, diskFreeBytes absent, hintAges [(\"n2\", 4500)]; every other counter 0",
+                "NodeStats, request id 14: node \"n1\", keys 1000, uptimeSeconds 3600, hintsStored 5, hintsReplayed 4, hintsBytes 120, hintQueues [(\"n2\", 1)], readRepairsApplied 2, antiEntropyRangesCompared 8, antiEntropyOldestRangeComparedMillis 1700000000000, rangesCompared [((1, 2), 1700000000000)], refusals [(\"idle\", 3)], peers [(\"n2\", 12, true), (\"n3\", 3, false)], clusterEpoch 7, clusterChange \"none\", transfers [((2, 3), retrying, 9, 1, \"n3\", \"timed out\")], certificateNotAfter 1800000000, diskUsedBytes 52428800, diskFreeBytes absent, hintAges [(\"n2\", 4500)], transferShareMillionths 420000, transferShareAtStartMillionths 100000, transferElapsedMillis 64000; every other counter 0",
             requestID: 14,
             message: .nodeStats(nodeStatsSample)
         ),
@@ -490,5 +490,8 @@ private let nodeStatsSample: NodeStats = {
     stats.certificateNotAfter = 1_800_000_000
     stats.diskUsedBytes = 52_428_800
     stats.hintAges = [HintAge(target: "n2", millis: 4500)]
+    stats.transferShareMillionths = 420_000
+    stats.transferShareAtStartMillionths = 100_000
+    stats.transferElapsedMillis = 64_000
     return stats
 }()

@@ -18,12 +18,18 @@ package final class PeerDirectory: Sendable {
 
     private let nodeID: String
     private let tls: TLSContext
+    /// Where the connections' socket bytes are counted.
+    private let traffic: PeerTraffic?
     private let peers: Mutex<[String: Peer]>
     /// Where connections a new map dropped are closed.
     private let background: BackgroundWork
 
-    package init(nodeID: String, tls: TLSContext, map: ClusterMap, background: BackgroundWork = BackgroundWork()) {
+    package init(
+        nodeID: String, tls: TLSContext, map: ClusterMap, background: BackgroundWork = BackgroundWork(),
+        traffic: PeerTraffic? = nil
+    ) {
         self.nodeID = nodeID
+        self.traffic = traffic
         self.tls = tls
         self.background = background
         self.peers = Mutex([:])
@@ -58,7 +64,8 @@ package final class PeerDirectory: Sendable {
                     next[node.id] = Peer(
                         address: node.address,
                         client: RPCClient(
-                            host: address.host, port: address.port, tls: tls, hello: hello, nodeID: node.id))
+                            host: address.host, port: address.port, tls: tls, hello: hello, nodeID: node.id,
+                            traffic: traffic))
                 }
             }
             for (id, peer) in peers where next[id]?.client !== peer.client {

@@ -96,7 +96,7 @@ final class RangeStreamer: Sendable {
             } else {
                 // The last change's transfers stay on view (all done) until the next one.
                 if !published {
-                    board.publish(loadCheckpoint()?.ranges ?? [])
+                    board.publishFinished(loadCheckpoint()?.ranges ?? [])
                     published = true
                 }
                 await dropRangesNoLongerHeld(map)
@@ -119,8 +119,8 @@ final class RangeStreamer: Sendable {
                     "cluster.change": "\(map.changeSummary)", "stream.ranges": "\(transfer.checkpoint.ranges.count)",
                 ])
         }
-        board.publish(transfer.checkpoint.ranges)
         let change = transfer.checkpoint.change
+        board.publish(transfer.checkpoint.ranges, receiving: change)
         while !Task.isCancelled, RangeTransfer.changeID(membership.current) == change {
             switch transfer.step {
             case .pull(let index, let sources):
@@ -203,7 +203,7 @@ final class RangeStreamer: Sendable {
                     // The page and the checkpoint that says it is in commit together.
                     try await apply(records, checkpoint: transfer.checkpoint)
                     statistics.streamKeysReceived.add(records.count, ordering: .relaxed)
-                    board.publish(transfer.checkpoint.ranges)
+                    board.publish(transfer.checkpoint.ranges, receiving: transfer.checkpoint.change)
                 }
                 return
             } catch is CancellationError {
@@ -216,7 +216,7 @@ final class RangeStreamer: Sendable {
                 statistics.streamKeysResent.add(transfer.checkpoint.ranges[index].pending, ordering: .relaxed)
                 transfer.failed(index: index, source: source, reason: "\(error)")
                 save(transfer.checkpoint)
-                board.publish(transfer.checkpoint.ranges)
+                board.publish(transfer.checkpoint.ranges, receiving: transfer.checkpoint.change)
                 statistics.streamRetries.add(1, ordering: .relaxed)
                 logger.warning(
                     "range transfer failed; trying another source",
@@ -369,17 +369,47 @@ final class RangeStreamer: Sendable {
     }
 }
 
-/// The progress of the ranges this node is receiving, as the transfer publishes it for `Admin` stats.
+/// The progress of the ranges this node is receiving, as the transfer publishes it for `Admin` stats,
+/// with when this process began receiving them and the share it had then (for the ETA).
 public final class TransferBoard: Sendable {
     typealias RangeProgress = RangeTransfer.Progress
 
-    private let ranges = Mutex<[RangeProgress]>([])
+    private struct State {
+        var ranges: [RangeProgress] = []
+        /// The change being received, when this process began receiving it, and the share then; nil
+        /// when it receives nothing.
+        var receiving: (change: String, since: ContinuousClock.Instant, shareAtStart: Double)?
+    }
+
+    private let state = Mutex(State())
 
     init() {}
 
-    func publish(_ progress: [RangeProgress]) {
-        ranges.withLock { $0 = progress }
+    /// The progress of the ranges of `change`, being received; a new change restarts the clock.
+    func publish(_ progress: [RangeProgress], receiving change: String) {
+        state.withLock { state in
+            state.ranges = progress
+            if state.receiving?.change != change {
+                state.receiving = (change, .now, TransferProgress.share(of: progress))
+            }
+        }
     }
 
-    var current: [RangeProgress] { ranges.withLock { $0 } }
+    /// The ranges of the last change, received (or nothing being received).
+    func publishFinished(_ progress: [RangeProgress]) {
+        state.withLock { state in
+            state.ranges = progress
+            state.receiving = nil
+        }
+    }
+
+    var current: [RangeProgress] { state.withLock { $0.ranges } }
+
+    /// The share received, the share at the start and the time since, while receiving.
+    var rate: (share: Double, shareAtStart: Double, elapsed: Duration)? {
+        state.withLock { state in
+            guard let receiving = state.receiving else { return nil }
+            return (TransferProgress.share(of: state.ranges), receiving.shareAtStart, .now - receiving.since)
+        }
+    }
 }

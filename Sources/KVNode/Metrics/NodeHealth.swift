@@ -1,5 +1,6 @@
 import Foundation
 public import KVCore
+public import KVRPC
 public import KVStorage
 public import Metrics
 
@@ -24,6 +25,19 @@ public import Metrics
 /// | `quorumkv_rocksdb_pending_compaction_bytes` | bytes compaction would rewrite to bring the levels within their targets |
 /// | `quorumkv_rocksdb_live_table_bytes` | bytes of the table files in use |
 /// | `quorumkv_rocksdb_memtable_bytes` | bytes of the memtables not yet flushed |
+///
+/// and these counters, advanced to the totals each sample reads (`TotalCounters`):
+///
+/// | metric | what |
+/// |---|---|
+/// | `quorumkv_peer_sent_bytes_total{peer}` | bytes this node's RPC connections sent to each peer, on the socket (TLS records) |
+/// | `quorumkv_peer_received_bytes_total{peer}` | bytes they received from it; `peer` a node id, `client`, `unidentified` or `other` (``PeerTraffic``) |
+/// | `quorumkv_rocksdb_written_bytes_total` | keys and values written through RocksDB (before compression) |
+/// | `quorumkv_rocksdb_read_bytes_total` | keys and values read from RocksDB by gets and iterators |
+/// | `quorumkv_rocksdb_wal_written_bytes_total` | bytes appended to the write-ahead log |
+/// | `quorumkv_rocksdb_flush_written_bytes_total` | bytes of table files written by flushes |
+/// | `quorumkv_rocksdb_compaction_read_bytes_total` | bytes compactions read |
+/// | `quorumkv_rocksdb_compaction_written_bytes_total` | bytes compactions wrote |
 public struct NodeHealthSample: Sendable, Hashable {
     public var cpuSeconds: Double?
     public var residentBytes: Double?
@@ -39,6 +53,8 @@ public struct NodeHealthSample: Sendable, Hashable {
     public var peerPingSeconds: [String: Double] = [:]
     /// RocksDB's figures (nil for a store without them).
     public var engine: EngineFigures? = nil
+    /// Bytes sent to and received from each peer label since the node started.
+    public var peerTraffic: [String: PeerTraffic.Totals] = [:]
 }
 
 /// Reads ``NodeHealthSample``s (blocking: it walks the data folder) and reports them as gauges, and to
@@ -57,6 +73,10 @@ public final class NodeHealth: Sendable {
     private let pendingCompaction: Gauge
     private let liveTables: Gauge
     private let memtables: Gauge
+    private let peerSent: TotalCounters
+    private let peerReceived: TotalCounters
+    /// The `EngineTraffic` counters, each with the figure it follows.
+    private let engineCounters: [(counter: TotalCounters, figure: @Sendable (EngineTraffic) -> UInt64)]
 
     /// The `# HELP` text of these gauges.
     public static let metricHelp: [String: String] = [
@@ -74,6 +94,16 @@ public final class NodeHealth: Sendable {
             "Bytes compaction would rewrite to bring the levels within target.",
         "quorumkv_rocksdb_live_table_bytes": "Bytes of the RocksDB table files in use.",
         "quorumkv_rocksdb_memtable_bytes": "Bytes of the RocksDB memtables not yet flushed.",
+        "quorumkv_peer_sent_bytes_total":
+            "Bytes sent on RPC connections to each peer, as TLS records on the socket (peer: node id, client, unidentified, other).",
+        "quorumkv_peer_received_bytes_total":
+            "Bytes received on RPC connections from each peer, as TLS records on the socket (peer: node id, client, unidentified, other).",
+        "quorumkv_rocksdb_written_bytes_total": "Bytes of keys and values written through RocksDB, before compression.",
+        "quorumkv_rocksdb_read_bytes_total": "Bytes of keys and values read from RocksDB by gets and iterators.",
+        "quorumkv_rocksdb_wal_written_bytes_total": "Bytes RocksDB appended to its write-ahead log.",
+        "quorumkv_rocksdb_flush_written_bytes_total": "Bytes of table files RocksDB's memtable flushes wrote.",
+        "quorumkv_rocksdb_compaction_read_bytes_total": "Bytes RocksDB's compactions read.",
+        "quorumkv_rocksdb_compaction_written_bytes_total": "Bytes RocksDB's compactions wrote.",
     ]
 
     public init(nodeID: String, metricsFactory: any MetricsFactory = MetricsSystem.factory) {
@@ -94,6 +124,23 @@ public final class NodeHealth: Sendable {
         pendingCompaction = gauge("quorumkv_rocksdb_pending_compaction_bytes")
         liveTables = gauge("quorumkv_rocksdb_live_table_bytes")
         memtables = gauge("quorumkv_rocksdb_memtable_bytes")
+        peerSent = TotalCounters(
+            "quorumkv_peer_sent_bytes_total", by: "peer", nodeID: nodeID, factory: metricsFactory)
+        peerReceived = TotalCounters(
+            "quorumkv_peer_received_bytes_total", by: "peer", nodeID: nodeID, factory: metricsFactory)
+        func counter(_ label: String, _ figure: @escaping @Sendable (EngineTraffic) -> UInt64) -> (
+            counter: TotalCounters, figure: @Sendable (EngineTraffic) -> UInt64
+        ) {
+            (TotalCounters(label, nodeID: nodeID, factory: metricsFactory), figure)
+        }
+        engineCounters = [
+            counter("quorumkv_rocksdb_written_bytes_total") { $0.writtenBytes },
+            counter("quorumkv_rocksdb_read_bytes_total") { $0.readBytes },
+            counter("quorumkv_rocksdb_wal_written_bytes_total") { $0.walWrittenBytes },
+            counter("quorumkv_rocksdb_flush_written_bytes_total") { $0.flushWrittenBytes },
+            counter("quorumkv_rocksdb_compaction_read_bytes_total") { $0.compactionReadBytes },
+            counter("quorumkv_rocksdb_compaction_written_bytes_total") { $0.compactionWrittenBytes },
+        ]
     }
 
     /// Sets every gauge from `sample` (a value the sample lacks leaves its gauge as it was).
@@ -113,6 +160,11 @@ public final class NodeHealth: Sendable {
             liveTables.record(Double(engine.liveTableBytes))
             memtables.record(Double(engine.memtableBytes))
         }
+        if let traffic = sample.engine?.traffic {
+            for (counter, figure) in engineCounters { counter.record(figure(traffic)) }
+        }
+        peerSent.record(sample.peerTraffic.mapValues(\.sent))
+        peerReceived.record(sample.peerTraffic.mapValues(\.received))
     }
 
     /// Reads a sample. Blocks while it walks `dataDirectory`: run it off the event loops.
@@ -122,7 +174,8 @@ public final class NodeHealth: Sendable {
     ///   - map: the cluster map this node holds; `suspected`: the peers its detector suspects.
     public static func read(
         dataDirectory: String, hintAges: [String: Double], certificateNotAfterSeconds: UInt64?,
-        map: ClusterMap, suspected: Set<String>, peerPingSeconds: [String: Double] = [:], engine: EngineFigures? = nil
+        map: ClusterMap, suspected: Set<String>, peerPingSeconds: [String: Double] = [:], engine: EngineFigures? = nil,
+        peerTraffic: [String: PeerTraffic.Totals] = [:]
     ) -> NodeHealthSample {
         let process = processFigures()
         let members = Set(map.nodes.map(\.id))
@@ -134,7 +187,7 @@ public final class NodeHealth: Sendable {
             certificateNotAfterSeconds: certificateNotAfterSeconds, hintOldestAgeSeconds: hintAges,
             healthyNodes: members.subtracting(suspected).count,
             underReplicatedRanges: ring?.underReplicatedRanges { !suspected.contains($0) } ?? 0,
-            peerPingSeconds: peerPingSeconds, engine: engine)
+            peerPingSeconds: peerPingSeconds, engine: engine, peerTraffic: peerTraffic)
     }
 
     /// The blocks the files under `path` take, as `du` counts them (hard links once).

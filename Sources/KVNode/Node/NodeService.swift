@@ -136,9 +136,12 @@ public final class NodeService: Service {
         // What the node does in the background besides its services (gossip fetches, closing the
         // connections a new map dropped): ended with the node.
         let background = BackgroundWork()
-        let peerDirectory = PeerDirectory(nodeID: configuration.id, tls: peerTLS, map: cluster, background: background)
+        // The bytes of every RPC connection, dialled or accepted, by peer (quorumkv_peer_*_bytes_total).
+        let traffic = PeerTraffic()
+        let peerDirectory = PeerDirectory(
+            nodeID: configuration.id, tls: peerTLS, map: cluster, background: background, traffic: traffic)
         let replayDirectory = PeerDirectory(
-            nodeID: configuration.id, tls: peerTLS, map: cluster, background: background)
+            nodeID: configuration.id, tls: peerTLS, map: cluster, background: background, traffic: traffic)
         membership.onChange { map in
             peerDirectory.follow(map)
             replayDirectory.follow(map)
@@ -204,7 +207,8 @@ public final class NodeService: Service {
             server = try await RPCServer.bind(
                 configuration: serverConfiguration, tls: tls,
                 service: MeasuredService(service, nodeID: configuration.id, factory: metricsFactory),
-                statistics: RPCServerStatistics(onRefusal: { statistics.recordRefusal($0) }), logger: logger)
+                statistics: RPCServerStatistics(onRefusal: { statistics.recordRefusal($0) }), traffic: traffic,
+                logger: logger)
         } catch {
             try? await pool.shutdownGracefully()
             throw NodeError.configuration("cannot listen on \(address): \(error)")
@@ -285,7 +289,8 @@ public final class NodeService: Service {
                             NodeHealth.read(
                                 dataDirectory: directory, hintAges: Self.hintAges(store),
                                 certificateNotAfterSeconds: notAfter,
-                                map: map, suspected: suspected, peerPingSeconds: pings, engine: store.engineFigures())
+                                map: map, suspected: suspected, peerPingSeconds: pings, engine: store.engineFigures(),
+                                peerTraffic: traffic.totals())
                         }) {
                             nodeHealth.record(sample)
                             statistics.lastHealth.withLock { $0 = sample }

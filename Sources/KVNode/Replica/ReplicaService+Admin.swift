@@ -38,7 +38,7 @@ extension ReplicaService {
         return .nodeStats(stats)
     }
 
-    /// The map's epoch and change in progress, and each range this node is receiving.
+    /// The map's epoch and change in progress, each range this node is receiving, and how fast.
     func fillMembership(_ stats: inout NodeStats) {
         let map = membership.current
         stats.clusterEpoch = map.epoch
@@ -49,6 +49,11 @@ extension ReplicaService {
                 state: range.done ? .done : (range.lastError == nil ? .receiving : .retrying),
                 keys: UInt64(clamping: range.keys), retries: UInt64(clamping: range.retries),
                 source: range.source ?? "", lastError: String((range.lastError ?? "").prefix(200)))
+        }
+        if let rate = transfers?.rate {
+            stats.transferShareMillionths = UInt64((rate.share * 1e6).rounded())
+            stats.transferShareAtStartMillionths = UInt64((rate.shareAtStart * 1e6).rounded())
+            stats.transferElapsedMillis = rate.elapsed.wholeMillisecondsClamped
         }
     }
 

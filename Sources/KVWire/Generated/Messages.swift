@@ -2453,8 +2453,16 @@ public struct NodeStats: Sendable, Hashable {
     public var diskFreeBytes: UInt64?
     /// The age of the oldest-versioned hint per target (the replica lag), from the same reading.
     public var hintAges: [HintAge]
+    /// The share of the tokens of the ranges in `transfers` received so far, in millionths
+    /// (0…1 000 000): keys hash uniformly over tokens and a range streams in token order, so it is the
+    /// share of their records too. 0 when the node receives none.
+    public var transferShareMillionths: UInt64
+    /// That share when the node began (or, after a restart, resumed) receiving, and the milliseconds
+    /// since: the rate the transfer goes at, for its ETA. Both 0 when it is not receiving.
+    public var transferShareAtStartMillionths: UInt64
+    public var transferElapsedMillis: UInt64
 
-    public init(node: String, keys: UInt64, uptimeSeconds: UInt64, hintsStored: UInt64, hintsRefused: UInt64, hintsRehomed: UInt64, hintsReplayed: UInt64, hintsExpired: UInt64, hintsBytes: UInt64, hintQueues: [HintQueue], clockAheadRefused: UInt64, mapsRefused: UInt64, readRepairsReceived: UInt64, readRepairsApplied: UInt64, antiEntropyRangesDue: UInt64, antiEntropyRangesMarkedHintRefused: UInt64, antiEntropyRangesMarkedHintExpired: UInt64, antiEntropyMarkFailures: UInt64, antiEntropyWritesReceived: UInt64, antiEntropyRangesCompared: UInt64, antiEntropyKeysSent: UInt64, antiEntropyKeysReceived: UInt64, antiEntropyBytes: UInt64, antiEntropySessionFailures: UInt64, antiEntropyLastFullPassMillis: UInt64, antiEntropyOldestRangeComparedMillis: UInt64, rangesCompared: [RangeCompared], tombstonesPurged: UInt64, streamKeysReceived: UInt64, streamKeysResent: UInt64, streamBytes: UInt64, streamRetries: UInt64, handoffKeysDeleted: UInt64, refusals: [RefusalCount], peers: [PeerView], clusterEpoch: UInt64, clusterChange: String, transfers: [RangeTransferStatus], certificateNotAfter: UInt64?, diskUsedBytes: UInt64?, diskFreeBytes: UInt64?, hintAges: [HintAge]) {
+    public init(node: String, keys: UInt64, uptimeSeconds: UInt64, hintsStored: UInt64, hintsRefused: UInt64, hintsRehomed: UInt64, hintsReplayed: UInt64, hintsExpired: UInt64, hintsBytes: UInt64, hintQueues: [HintQueue], clockAheadRefused: UInt64, mapsRefused: UInt64, readRepairsReceived: UInt64, readRepairsApplied: UInt64, antiEntropyRangesDue: UInt64, antiEntropyRangesMarkedHintRefused: UInt64, antiEntropyRangesMarkedHintExpired: UInt64, antiEntropyMarkFailures: UInt64, antiEntropyWritesReceived: UInt64, antiEntropyRangesCompared: UInt64, antiEntropyKeysSent: UInt64, antiEntropyKeysReceived: UInt64, antiEntropyBytes: UInt64, antiEntropySessionFailures: UInt64, antiEntropyLastFullPassMillis: UInt64, antiEntropyOldestRangeComparedMillis: UInt64, rangesCompared: [RangeCompared], tombstonesPurged: UInt64, streamKeysReceived: UInt64, streamKeysResent: UInt64, streamBytes: UInt64, streamRetries: UInt64, handoffKeysDeleted: UInt64, refusals: [RefusalCount], peers: [PeerView], clusterEpoch: UInt64, clusterChange: String, transfers: [RangeTransferStatus], certificateNotAfter: UInt64?, diskUsedBytes: UInt64?, diskFreeBytes: UInt64?, hintAges: [HintAge], transferShareMillionths: UInt64, transferShareAtStartMillionths: UInt64, transferElapsedMillis: UInt64) {
         self.node = node
         self.keys = keys
         self.uptimeSeconds = uptimeSeconds
@@ -2497,6 +2505,9 @@ public struct NodeStats: Sendable, Hashable {
         self.diskUsedBytes = diskUsedBytes
         self.diskFreeBytes = diskFreeBytes
         self.hintAges = hintAges
+        self.transferShareMillionths = transferShareMillionths
+        self.transferShareAtStartMillionths = transferShareAtStartMillionths
+        self.transferElapsedMillis = transferElapsedMillis
     }
 }
 
@@ -2556,6 +2567,9 @@ extension ByteBuffer {
         written += self.writeWireOptional(value.diskUsedBytes) { (buffer: inout ByteBuffer, wrapped) in buffer.writeInteger(wrapped) }
         written += self.writeWireOptional(value.diskFreeBytes) { (buffer: inout ByteBuffer, wrapped) in buffer.writeInteger(wrapped) }
         written += self.writeWireList(value.hintAges) { (buffer: inout ByteBuffer, element) in buffer.writeHintAge(element) }
+        written += self.writeInteger(value.transferShareMillionths)
+        written += self.writeInteger(value.transferShareAtStartMillionths)
+        written += self.writeInteger(value.transferElapsedMillis)
         return written
     }
 
@@ -2602,7 +2616,10 @@ extension ByteBuffer {
         let diskUsedBytes = try self.decodeWireOptional { (buffer: inout ByteBuffer) throws(WireError) in try buffer.decodeWireInteger(UInt64.self) }
         let diskFreeBytes = try self.decodeWireOptional { (buffer: inout ByteBuffer) throws(WireError) in try buffer.decodeWireInteger(UInt64.self) }
         let hintAges = try self.decodeWireList(limit: Limits.nodesMax, elementBytesMin: 12, field: "NodeStats.hintAges") { (buffer: inout ByteBuffer) throws(WireError) in try buffer.decodeHintAge() }
-        return NodeStats(node: node, keys: keys, uptimeSeconds: uptimeSeconds, hintsStored: hintsStored, hintsRefused: hintsRefused, hintsRehomed: hintsRehomed, hintsReplayed: hintsReplayed, hintsExpired: hintsExpired, hintsBytes: hintsBytes, hintQueues: hintQueues, clockAheadRefused: clockAheadRefused, mapsRefused: mapsRefused, readRepairsReceived: readRepairsReceived, readRepairsApplied: readRepairsApplied, antiEntropyRangesDue: antiEntropyRangesDue, antiEntropyRangesMarkedHintRefused: antiEntropyRangesMarkedHintRefused, antiEntropyRangesMarkedHintExpired: antiEntropyRangesMarkedHintExpired, antiEntropyMarkFailures: antiEntropyMarkFailures, antiEntropyWritesReceived: antiEntropyWritesReceived, antiEntropyRangesCompared: antiEntropyRangesCompared, antiEntropyKeysSent: antiEntropyKeysSent, antiEntropyKeysReceived: antiEntropyKeysReceived, antiEntropyBytes: antiEntropyBytes, antiEntropySessionFailures: antiEntropySessionFailures, antiEntropyLastFullPassMillis: antiEntropyLastFullPassMillis, antiEntropyOldestRangeComparedMillis: antiEntropyOldestRangeComparedMillis, rangesCompared: rangesCompared, tombstonesPurged: tombstonesPurged, streamKeysReceived: streamKeysReceived, streamKeysResent: streamKeysResent, streamBytes: streamBytes, streamRetries: streamRetries, handoffKeysDeleted: handoffKeysDeleted, refusals: refusals, peers: peers, clusterEpoch: clusterEpoch, clusterChange: clusterChange, transfers: transfers, certificateNotAfter: certificateNotAfter, diskUsedBytes: diskUsedBytes, diskFreeBytes: diskFreeBytes, hintAges: hintAges)
+        let transferShareMillionths = try self.decodeWireInteger(UInt64.self)
+        let transferShareAtStartMillionths = try self.decodeWireInteger(UInt64.self)
+        let transferElapsedMillis = try self.decodeWireInteger(UInt64.self)
+        return NodeStats(node: node, keys: keys, uptimeSeconds: uptimeSeconds, hintsStored: hintsStored, hintsRefused: hintsRefused, hintsRehomed: hintsRehomed, hintsReplayed: hintsReplayed, hintsExpired: hintsExpired, hintsBytes: hintsBytes, hintQueues: hintQueues, clockAheadRefused: clockAheadRefused, mapsRefused: mapsRefused, readRepairsReceived: readRepairsReceived, readRepairsApplied: readRepairsApplied, antiEntropyRangesDue: antiEntropyRangesDue, antiEntropyRangesMarkedHintRefused: antiEntropyRangesMarkedHintRefused, antiEntropyRangesMarkedHintExpired: antiEntropyRangesMarkedHintExpired, antiEntropyMarkFailures: antiEntropyMarkFailures, antiEntropyWritesReceived: antiEntropyWritesReceived, antiEntropyRangesCompared: antiEntropyRangesCompared, antiEntropyKeysSent: antiEntropyKeysSent, antiEntropyKeysReceived: antiEntropyKeysReceived, antiEntropyBytes: antiEntropyBytes, antiEntropySessionFailures: antiEntropySessionFailures, antiEntropyLastFullPassMillis: antiEntropyLastFullPassMillis, antiEntropyOldestRangeComparedMillis: antiEntropyOldestRangeComparedMillis, rangesCompared: rangesCompared, tombstonesPurged: tombstonesPurged, streamKeysReceived: streamKeysReceived, streamKeysResent: streamKeysResent, streamBytes: streamBytes, streamRetries: streamRetries, handoffKeysDeleted: handoffKeysDeleted, refusals: refusals, peers: peers, clusterEpoch: clusterEpoch, clusterChange: clusterChange, transfers: transfers, certificateNotAfter: certificateNotAfter, diskUsedBytes: diskUsedBytes, diskFreeBytes: diskFreeBytes, hintAges: hintAges, transferShareMillionths: transferShareMillionths, transferShareAtStartMillionths: transferShareAtStartMillionths, transferElapsedMillis: transferElapsedMillis)
     }
 }
 

@@ -1,0 +1,49 @@
+import KVCore
+import KVStorage
+import Testing
+
+/// `EngineTraffic`: RocksDB's byte tickers, read from its statistics text.
+@Suite struct EngineTrafficTests {
+    @Test func tickersAreReadFromTheStatisticsText() throws {
+        let text = """
+            rocksdb.block.cache.miss COUNT : 12
+            rocksdb.bytes.written COUNT : 4096
+            rocksdb.bytes.read COUNT : 100
+            rocksdb.db.iter.bytes.read COUNT : 23
+            rocksdb.wal.bytes COUNT : 5000
+            rocksdb.flush.write.bytes COUNT : 700
+            rocksdb.compact.read.bytes COUNT : 80
+            rocksdb.compact.write.bytes COUNT : 90
+            rocksdb.db.get.micros P50 : 1.0 P95 : 2.0 P99 : 3.0 P100 : 4.0 COUNT : 5 SUM : 6
+            """
+        let traffic = try #require(EngineTraffic(statistics: text))
+        #expect(traffic.writtenBytes == 4096)
+        #expect(traffic.readBytes == 123)
+        #expect(traffic.walWrittenBytes == 5000)
+        #expect(traffic.flushWrittenBytes == 700)
+        #expect(traffic.compactionReadBytes == 80 && traffic.compactionWrittenBytes == 90)
+        #expect(EngineTraffic(statistics: "rocksdb.bytes.written COUNT : lots\nnothing") == nil)
+    }
+
+    /// A real store's figures move with what it writes, reads and flushes.
+    @Test func aStoreCountsItsWritesReadsAndFlushes() throws {
+        try withTemporaryDirectory { path throws in
+            let store = try RocksDBStore(directory: path)
+            defer { store.close() }
+            let before = try #require(store.engineFigures()?.traffic)
+            let value = String(repeating: "v", count: 1000)
+            for index in 0..<100 {
+                _ = try store.apply(key: key("key-\(index)"), record: record(UInt64(index + 1), value))
+            }
+            for index in 0..<100 {
+                #expect(try store.get(key: key("key-\(index)")) != nil)
+            }
+            try store.flush()
+            let after = try #require(store.engineFigures()?.traffic)
+            #expect(after.writtenBytes >= before.writtenBytes + 100 * 1000, "\(after)")
+            #expect(after.walWrittenBytes >= before.walWrittenBytes + 100 * 1000, "\(after)")
+            #expect(after.readBytes >= before.readBytes + 100 * 1000, "\(after)")
+            #expect(after.flushWrittenBytes > before.flushWrittenBytes, "\(after)")
+        }
+    }
+}
