@@ -54,6 +54,16 @@ struct RingTests {
         #expect(ring.underReplicatedRanges { $0 != "c" } == 2)
         #expect(ring.underReplicatedRanges { $0 != "a" } == 3)
         #expect(ring.underReplicatedRanges { _ in false } == 4)
+        // Their share of the token space: the ranges ending at 200 and 300, 100 tokens each.
+        let token = 1 / 18_446_744_073_709_551_616.0
+        #expect(ring.underReplicatedShare { $0 != "c" } == 200 * token)
+        #expect(ring.underReplicatedShare { _ in true } == 0)
+        #expect(abs(ring.underReplicatedShare { _ in false } - 1) < 1e-9)
+        #expect(ring.share(replicatedBy: "c") == 200 * token)
+        // Every token is on N = 2 nodes.
+        let total = ["a", "b", "c"].reduce(0) { $0 + ring.share(replicatedBy: $1) }
+        #expect(abs(total - 2) < 1e-9)
+        #expect(ring.share(replicatedBy: "nobody") == 0)
     }
 
     @Test func spansOverlapWhenTheyShareAToken() {

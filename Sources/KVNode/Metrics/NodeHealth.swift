@@ -21,6 +21,8 @@ public import Metrics
 /// | `quorumkv_hint_oldest_age_seconds{target}` | age of the oldest-versioned hint queued for each target: the replica lag of what it missed |
 /// | `quorumkv_healthy_nodes` | members of the cluster map this node does not suspect, itself included |
 /// | `quorumkv_under_replicated_ranges` | vnode ranges with fewer than N replicas this node does not suspect |
+/// | `quorumkv_under_replicated_keys` | estimated keys in them: the cluster's keys (this node's count over its share of the ring) times their share |
+/// | `quorumkv_hint_queue_bytes` | bytes of the hints this node holds, all targets |
 /// | `quorumkv_peer_ping_seconds{peer}` | round trip of the last ping each peer answered |
 /// | `quorumkv_rocksdb_pending_compaction_bytes` | bytes compaction would rewrite to bring the levels within their targets |
 /// | `quorumkv_rocksdb_live_table_bytes` | bytes of the table files in use |
@@ -49,6 +51,10 @@ public struct NodeHealthSample: Sendable, Hashable {
     public var hintOldestAgeSeconds: [String: Double]
     public var healthyNodes: Int
     public var underReplicatedRanges: Int
+    /// Keys in those ranges, estimated (nil when this node replicates nothing to estimate from).
+    public var underReplicatedKeys: Double? = nil
+    /// Bytes of the hints held.
+    public var hintBytes: Int? = nil
     /// Seconds of the last ping round trip to each peer.
     public var peerPingSeconds: [String: Double] = [:]
     /// RocksDB's figures (nil for a store without them).
@@ -68,6 +74,8 @@ public final class NodeHealth: Sendable {
     private let certificateExpiry: Gauge
     private let healthyNodes: Gauge
     private let underReplicated: Gauge
+    private let underReplicatedKeys: Gauge
+    private let hintBytes: Gauge
     private let hintAges: GaugeFamily
     private let pingSeconds: GaugeFamily
     private let pendingCompaction: Gauge
@@ -89,6 +97,9 @@ public final class NodeHealth: Sendable {
         "quorumkv_hint_oldest_age_seconds": "Age of the oldest-versioned hint queued for each target (replica lag).",
         "quorumkv_healthy_nodes": "Members of the cluster map this node does not suspect, itself included.",
         "quorumkv_under_replicated_ranges": "Vnode ranges with fewer than N replicas this node does not suspect.",
+        "quorumkv_under_replicated_keys":
+            "Estimated keys in under-replicated ranges: this node's key count over its share of the ring, times their share.",
+        "quorumkv_hint_queue_bytes": "Bytes of the hints this node holds, all targets.",
         "quorumkv_peer_ping_seconds": "Round trip of the last ping each peer answered.",
         "quorumkv_rocksdb_pending_compaction_bytes":
             "Bytes compaction would rewrite to bring the levels within target.",
@@ -118,6 +129,8 @@ public final class NodeHealth: Sendable {
         certificateExpiry = gauge("quorumkv_certificate_expiry_timestamp_seconds")
         healthyNodes = gauge("quorumkv_healthy_nodes")
         underReplicated = gauge("quorumkv_under_replicated_ranges")
+        underReplicatedKeys = gauge("quorumkv_under_replicated_keys")
+        hintBytes = gauge("quorumkv_hint_queue_bytes")
         hintAges = GaugeFamily(
             "quorumkv_hint_oldest_age_seconds", by: "target", nodeID: nodeID, factory: metricsFactory)
         pingSeconds = GaugeFamily("quorumkv_peer_ping_seconds", by: "peer", nodeID: nodeID, factory: metricsFactory)
@@ -153,6 +166,8 @@ public final class NodeHealth: Sendable {
         if let value = sample.certificateNotAfterSeconds { certificateExpiry.record(Double(value)) }
         healthyNodes.record(sample.healthyNodes)
         underReplicated.record(sample.underReplicatedRanges)
+        if let value = sample.underReplicatedKeys { underReplicatedKeys.record(value) }
+        if let value = sample.hintBytes { hintBytes.record(value) }
         hintAges.record(sample.hintOldestAgeSeconds)
         pingSeconds.record(sample.peerPingSeconds)
         if let engine = sample.engine {
@@ -172,15 +187,25 @@ public final class NodeHealth: Sendable {
     /// - Parameters:
     ///   - hintAges: seconds since the oldest-versioned hint of each target was stored.
     ///   - map: the cluster map this node holds; `suspected`: the peers its detector suspects.
+    ///   - keys: (`node`, its approximate key count), to estimate the keys under-replicated.
     public static func read(
         dataDirectory: String, hintAges: [String: Double], certificateNotAfterSeconds: UInt64?,
         map: ClusterMap, suspected: Set<String>, peerPingSeconds: [String: Double] = [:], engine: EngineFigures? = nil,
-        peerTraffic: [String: PeerTraffic.Totals] = [:]
+        peerTraffic: [String: PeerTraffic.Totals] = [:], keys: (node: String, count: UInt64)? = nil,
+        hintBytes: Int? = nil
     ) -> NodeHealthSample {
         let process = processFigures()
         let members = Set(map.nodes.map(\.id))
         let ring = try? map.ring()
-        return NodeHealthSample(
+        var underReplicatedKeys: Double?
+        if let ring, let keys {
+            let own = ring.share(replicatedBy: keys.node)
+            if own > 0 {
+                underReplicatedKeys =
+                    (Double(keys.count) / own * ring.underReplicatedShare { !suspected.contains($0) }).rounded()
+            }
+        }
+        var sample = NodeHealthSample(
             cpuSeconds: process.cpuSeconds, residentBytes: process.residentBytes,
             openFileDescriptors: process.openFileDescriptors,
             diskUsedBytes: bytesOnDisk(dataDirectory), diskFreeBytes: bytesFree(dataDirectory),
@@ -188,6 +213,9 @@ public final class NodeHealth: Sendable {
             healthyNodes: members.subtracting(suspected).count,
             underReplicatedRanges: ring?.underReplicatedRanges { !suspected.contains($0) } ?? 0,
             peerPingSeconds: peerPingSeconds, engine: engine, peerTraffic: peerTraffic)
+        sample.underReplicatedKeys = underReplicatedKeys
+        sample.hintBytes = hintBytes
+        return sample
     }
 
     /// The blocks the files under `path` take, as `du` counts them (hard links once).
