@@ -172,36 +172,16 @@ public struct Ring: Sendable, Hashable {
     /// How many vnode ranges have fewer than `replicationFactor` replicas for which `reachable` is
     /// true: ranges a write at ALL fails on, and which lose a copy more if another replica fails.
     public func underReplicatedRanges(reachable: (String) -> Bool) -> Int {
-        underReplicatedPositions(reachable: reachable).count
+        let up = nodes.map { reachable($0.id) }
+        return vnodeTokens.indices.count { position in
+            preferenceRow(position).count { up[Int($0)] } < replicationFactor
+        }
     }
 
     /// The share of the token space (0...1) in those ranges: with keys spread evenly over tokens, the
     /// share of the keys that are under-replicated.
     public func underReplicatedShare(reachable: (String) -> Bool) -> Double {
-        underReplicatedPositions(reachable: reachable).reduce(0) { $0 + share(ofRangeAt: $1) }
-    }
-
-    /// The share of the token space (0...1) whose ranges `node` replicates; 0 for an unknown node.
-    public func share(replicatedBy node: String) -> Double {
-        guard let nodeIndex = nodes.firstIndex(where: { $0.id == node }).map(Int32.init) else { return 0 }
-        return vnodeTokens.indices.filter { preferenceRow($0).contains(nodeIndex) }.reduce(0) {
-            $0 + share(ofRangeAt: $1)
-        }
-    }
-
-    private func underReplicatedPositions(reachable: (String) -> Bool) -> [Int] {
-        let up = nodes.map { reachable($0.id) }
-        return vnodeTokens.indices.filter { position in
-            preferenceRow(position).count { up[Int($0)] } < replicationFactor
-        }
-    }
-
-    /// The share of the token space in the vnode range ending at `vnodeTokens[position]` (a ring of one
-    /// vnode: all of it).
-    private func share(ofRangeAt position: Int) -> Double {
-        guard vnodeTokens.count > 1 else { return 1 }
-        let start = vnodeTokens[position == 0 ? vnodeTokens.count - 1 : position - 1]
-        return Double(vnodeTokens[position] &- start) / 18_446_744_073_709_551_616.0
+        share { replicas in replicas.count(where: reachable) < replicationFactor }
     }
 
     /// `span` cut at every vnode token inside it, in clockwise order: pieces on which the preference

@@ -199,7 +199,7 @@ public final class NodeHealth: Sendable {
         let ring = try? map.ring()
         var underReplicatedKeys: Double?
         if let ring, let keys {
-            let own = ring.share(replicatedBy: keys.node)
+            let own = ring.replicaShare()[keys.node] ?? 0
             if own > 0 {
                 underReplicatedKeys =
                     (Double(keys.count) / own * ring.underReplicatedShare { !suspected.contains($0) }).rounded()
