@@ -27,31 +27,14 @@ final class CheckpointFolderWriter {
         rocksdb_options_set_create_if_missing(options, 1)
         rocksdb_options_set_create_missing_column_families(options, 1)
         rocksdb_options_set_error_if_exists(options, 1)
-        let names = RocksDBStore.checkpointFamilyNames
-        var handles = [OpaquePointer?](repeating: nil, count: names.count)
-        var error: UnsafeMutablePointer<CChar>?
-        let cNames = names.map { strdup($0) }
-        defer { cNames.forEach { free($0) } }
-        let familyOptions = [OpaquePointer?](repeating: options, count: names.count)
-        let opened = cNames.map { UnsafePointer($0) }.withUnsafeBufferPointer { names in
-            rocksdb_open_column_families(
-                options, directory, Int32(names.count), names.baseAddress, familyOptions, &handles, &error)
-        }
-        if let message = RocksDBStore.takeMessage(error) {
-            if let opened { rocksdb_close(opened) }
-            rocksdb_options_destroy(options)
-            throw RocksDBStore.openError(message, path: directory)
-        }
-        guard let opened else {
-            rocksdb_options_destroy(options)
-            throw .openFailed(path: directory, reason: "RocksDB returned no database and no error")
-        }
+        let (opened, handles) = try RocksDBStore.open(
+            directory, options: options, families: RocksDBStore.checkpointFamilyNames)
         let writeOptions = rocksdb_writeoptions_create()!
         rocksdb_writeoptions_disable_WAL(writeOptions, 1)
         self.db = opened
         self.options = options
         self.writeOptions = writeOptions
-        self.families = handles.map { $0! }
+        self.families = handles
     }
 
     deinit {
@@ -80,14 +63,7 @@ final class CheckpointFolderWriter {
     /// `LOG.old.*`), its records of the options used (`OPTIONS-*`, 20 KB each: a restore opens the
     /// folder with options of its own), and the `LOCK` file.
     func finish() throws(StorageError) {
-        let flushOptions = rocksdb_flushoptions_create()!
-        defer { rocksdb_flushoptions_destroy(flushOptions) }
-        rocksdb_flushoptions_set_wait(flushOptions, 1)
-        for family in families {
-            var error: UnsafeMutablePointer<CChar>?
-            rocksdb_flush_cf(db, flushOptions, family, &error)
-            try check(error)
-        }
+        try RocksDBStore.flush(db, families, directory: directory)
         close()
         for name in (try? FileManager.default.contentsOfDirectory(atPath: directory)) ?? []
         where name == "LOG" || name.hasPrefix("LOG.old.") || name.hasPrefix("OPTIONS-") || name == "LOCK" {

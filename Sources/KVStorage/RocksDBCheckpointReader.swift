@@ -31,28 +31,11 @@ public final class RocksDBCheckpointReader: @unchecked Sendable {
         }
         let options = rocksdb_options_create()!
         rocksdb_options_set_paranoid_checks(options, 1)
-        let names = RocksDBStore.checkpointFamilyNames
-        var handles = [OpaquePointer?](repeating: nil, count: names.count)
-        var error: UnsafeMutablePointer<CChar>?
-        let cNames = names.map { strdup($0) }
-        defer { cNames.forEach { free($0) } }
-        let familyOptions = [OpaquePointer?](repeating: options, count: names.count)
-        let opened = cNames.map { UnsafePointer($0) }.withUnsafeBufferPointer { names in
-            rocksdb_open_for_read_only_column_families(
-                options, directory, Int32(names.count), names.baseAddress, familyOptions, &handles, 0, &error)
-        }
-        if let message = RocksDBStore.takeMessage(error) {
-            if let opened { rocksdb_close(opened) }
-            rocksdb_options_destroy(options)
-            throw RocksDBStore.openError(message, path: directory)
-        }
-        guard let opened else {
-            rocksdb_options_destroy(options)
-            throw .openFailed(path: directory, reason: "RocksDB returned no database and no error")
-        }
+        let (opened, handles) = try RocksDBStore.open(
+            directory, options: options, families: RocksDBStore.checkpointFamilyNames, readOnly: true)
         self.db = opened
         self.options = options
-        self.families = handles.map { $0! }
+        self.families = handles
     }
 
     deinit {

@@ -129,6 +129,48 @@ extension RocksDBStore {
         }
     }
 
+    /// Opens the RocksDB folder `directory` with the column families `names`, every one with
+    /// `options`; read-only when asked (a subset of the folder's families is then allowed). On failure
+    /// `options` is destroyed, and the error names the folder.
+    static func open(
+        _ directory: String, options: OpaquePointer, families names: [String], readOnly: Bool = false
+    ) throws(StorageError) -> (db: OpaquePointer, families: [OpaquePointer]) {
+        var handles = [OpaquePointer?](repeating: nil, count: names.count)
+        var error: UnsafeMutablePointer<CChar>?
+        let cNames = names.map { strdup($0) }
+        defer { cNames.forEach { free($0) } }
+        let familyOptions = [OpaquePointer?](repeating: options, count: names.count)
+        let opened = cNames.map { UnsafePointer($0) }.withUnsafeBufferPointer { cNames in
+            readOnly
+                ? rocksdb_open_for_read_only_column_families(
+                    options, directory, Int32(cNames.count), cNames.baseAddress, familyOptions, &handles, 0, &error)
+                : rocksdb_open_column_families(
+                    options, directory, Int32(cNames.count), cNames.baseAddress, familyOptions, &handles, &error)
+        }
+        if let message = takeMessage(error) {
+            if let opened { rocksdb_close(opened) }
+            rocksdb_options_destroy(options)
+            throw openError(message, path: directory)
+        }
+        guard let opened else {
+            rocksdb_options_destroy(options)
+            throw .openFailed(path: directory, reason: "RocksDB returned no database and no error")
+        }
+        return (opened, handles.map { $0! })
+    }
+
+    /// Writes the memtables of `families` to table files and waits for it.
+    static func flush(_ db: OpaquePointer, _ families: [OpaquePointer], directory: String) throws(StorageError) {
+        let flushOptions = rocksdb_flushoptions_create()!
+        defer { rocksdb_flushoptions_destroy(flushOptions) }
+        rocksdb_flushoptions_set_wait(flushOptions, 1)
+        for family in families {
+            var error: UnsafeMutablePointer<CChar>?
+            rocksdb_flush_cf(db, flushOptions, family, &error)
+            if let message = takeMessage(error) { throw StorageError.fromRocksDB(message, path: directory) }
+        }
+    }
+
     func check(_ error: UnsafeMutablePointer<CChar>?) throws(StorageError) {
         if let message = Self.takeMessage(error) {
             throw StorageError.fromRocksDB(message, path: directory)

@@ -127,31 +127,7 @@ public final class RocksDBStore: ReplicaStore, @unchecked Sendable {
         rocksdb_options_set_block_based_table_factory(options, tableOptions)
         rocksdb_block_based_options_destroy(tableOptions)
 
-        var handles = [OpaquePointer?](repeating: nil, count: Self.familyNames.count)
-        var error: UnsafeMutablePointer<CChar>?
-        let cNames = Self.familyNames.map { strdup($0) }
-        defer { cNames.forEach { free($0) } }
-        let familyOptions = [OpaquePointer?](repeating: options, count: Self.familyNames.count)
-        let opened = cNames.map { UnsafePointer($0) }.withUnsafeBufferPointer { names in
-            rocksdb_open_column_families(
-                options,
-                directory,
-                Int32(names.count),
-                names.baseAddress,
-                familyOptions,
-                &handles,
-                &error
-            )
-        }
-        if let message = Self.takeMessage(error) {
-            if let opened { rocksdb_close(opened) }
-            rocksdb_options_destroy(options)
-            throw Self.openError(message, path: directory)
-        }
-        guard let opened else {
-            rocksdb_options_destroy(options)
-            throw .openFailed(path: directory, reason: "RocksDB returned no database and no error")
-        }
+        let (opened, handles) = try Self.open(directory, options: options, families: Self.familyNames)
 
         let readOptions = rocksdb_readoptions_create()!
         rocksdb_readoptions_set_verify_checksums(readOptions, 1)
@@ -169,7 +145,7 @@ public final class RocksDBStore: ReplicaStore, @unchecked Sendable {
         self.writeOptions = writeOptions
         self.unsyncedWriteOptions = unsyncedWriteOptions
         self.syncedWriteOptions = syncedWriteOptions
-        self.families = handles.map { $0! }
+        self.families = handles
         self.walSyncer = walSyncInterval.map { WALSyncer(db: opened, interval: $0, path: directory) }
         // Fully initialized: if a scan throws, `deinit` closes the handles.
         // Checkpoints left by a process that ended before releasing them (killed kvd or kvctl).
@@ -393,16 +369,7 @@ public final class RocksDBStore: ReplicaStore, @unchecked Sendable {
     /// Writes the memtables of every column family to SST files and waits for it (a drain before a
     /// restart; tests use it to put data on disk in table files rather than only in the log).
     public func flush() throws(StorageError) {
-        try withOpenHandles { () throws(StorageError) in
-            let flushOptions = rocksdb_flushoptions_create()!
-            defer { rocksdb_flushoptions_destroy(flushOptions) }
-            rocksdb_flushoptions_set_wait(flushOptions, 1)
-            for family in families {
-                var error: UnsafeMutablePointer<CChar>?
-                rocksdb_flush_cf(db, flushOptions, family, &error)
-                try check(error)
-            }
-        }
+        try withOpenHandles { () throws(StorageError) in try Self.flush(db, families, directory: directory) }
     }
 
     /// Runs `body` with the handles guaranteed alive: `close()` waits for it to return.
