@@ -45,7 +45,8 @@ final class CheckpointFolderWriter {
     func put(_ key: [UInt8], _ value: UnsafeRawBufferPointer, family: Family) throws(StorageError) {
         var error: UnsafeMutablePointer<CChar>?
         key.withUnsafeBytes { key in
-            rocksdb_put_cf(db, writeOptions, families[family.rawValue], key.cChars, key.count, value.cChars, value.count, &error)
+            rocksdb_put_cf(
+                db, writeOptions, families[family.rawValue], key.cChars, key.count, value.cChars, value.count, &error)
         }
         try check(error)
     }

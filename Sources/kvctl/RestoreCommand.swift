@@ -80,7 +80,9 @@ struct RestoreCommand: AsyncParsableCommand {
                     "restored backup \(document.backup) as of hlc:\(document.asOf) (\(document.asOfTime)) into \(document.targetNodes.count) nodes (N=\(document.replicationFactor))"
                 )
                 if !document.basesRead.isEmpty {
-                    print("incremental: read with the backups it builds on: \(document.basesRead.joined(separator: ", "))")
+                    print(
+                        "incremental: read with the backups it builds on: \(document.basesRead.joined(separator: ", "))"
+                    )
                 }
                 if !document.earlierBackupsRead.isEmpty {
                     print("earlier backups read: \(document.earlierBackupsRead.joined(separator: ", "))")

@@ -61,8 +61,9 @@ struct BackupRunnerTests {
         #expect(first.base == nil && second.base == first.id && third.base == nil)
         #expect(source.sinceAsked.withLock { $0 } == [-1, Int64(first.cut - (3 << 16)), -1])
         #expect(second.nodes.map(\.since) == [first.cut - (3 << 16)])
-        #expect(try RestorePlan(manifests: BackupDestination(root: root).manifests(), backup: second.id, asOf: nil)
-            .chain.map(\.id) == [second.id, first.id])
+        #expect(
+            try RestorePlan(manifests: BackupDestination(root: root).manifests(), backup: second.id, asOf: nil)
+                .chain.map(\.id) == [second.id, first.id])
     }
 
     /// `--rate`: a node's files are read no faster than the rate (after one second's burst), and the

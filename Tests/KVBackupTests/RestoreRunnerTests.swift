@@ -102,7 +102,8 @@ import Testing
                     files.append(BackupManifest.FileRecord(name: file.name, bytes: file.bytes, sha256: sha256))
                 }
                 nodes.append(
-                    BackupManifest.NodeRecord(node: node, hlc: hlc + UInt64(index), epoch: 1, files: files, since: since))
+                    BackupManifest.NodeRecord(
+                        node: node, hlc: hlc + UInt64(index), epoch: 1, files: files, since: since))
             }
             let map = ClusterMap(
                 clusterID: "source", epoch: 1, replicationFactor: 2,
@@ -186,7 +187,8 @@ import Testing
     @Test func anIncrementalBackupRestoresWhatAFullOneTakenThenWould() async throws {
         let scratch = try Scratch()
         for index in 0..<200 {
-            try scratch.write(index % 2 == 0 ? "n1" : "n2", "bulk-\(index)", Self.value(UInt64(index % 40 + 1), "v\(index)"))
+            try scratch.write(
+                index % 2 == 0 ? "n1" : "n2", "bulk-\(index)", Self.value(UInt64(index % 40 + 1), "v\(index)"))
         }
         for node in ["n1", "n2"] {
             try scratch.write(node, "late", Self.value(5, "late-first"))
@@ -220,7 +222,8 @@ import Testing
             }
             #expect(states[0] == states[1], "as of \(asOf.map { "\($0)" } ?? "the cut")")
             #expect(states[0]["doomed"] == .some(Self.deleted(60)))
-            #expect(states[0]["late"] == .some(asOf == nil ? Self.value(100, "late-second") : Self.value(5, "late-first")))
+            #expect(
+                states[0]["late"] == .some(asOf == nil ? Self.value(100, "late-second") : Self.value(5, "late-first")))
             #expect(states[0]["bulk-8"] == .some(Self.value(9, "v8")))
         }
     }

@@ -63,7 +63,8 @@ import Testing
             Self.manifest("20261203T120000Z-000004", cut: 4000, base: "20261203T110000Z-000003"),
         ]
         let plan = try RestorePlan(manifests: backups, backup: nil, asOf: nil)
-        #expect(plan.chain.map(\.id) == ["20261203T120000Z-000004", "20261203T110000Z-000003", "20261203T100000Z-000002"])
+        #expect(
+            plan.chain.map(\.id) == ["20261203T120000Z-000004", "20261203T110000Z-000003", "20261203T100000Z-000002"])
         #expect(plan.earlier.map(\.id) == ["20261203T090000Z-000001"])
         #expect {
             try RestorePlan(manifests: backups.filter { $0.id != "20261203T110000Z-000003" }, backup: nil, asOf: nil)

@@ -290,7 +290,8 @@ public final class NodeService: Service {
                                 dataDirectory: directory, hintAges: Self.hintAges(store),
                                 certificateNotAfterSeconds: notAfter,
                                 map: map, suspected: suspected, peerPingSeconds: pings, engine: store.engineFigures(),
-                                peerTraffic: traffic.totals(), keys: (self.configuration.id, store.approximateKeyCount()),
+                                peerTraffic: traffic.totals(),
+                                keys: (self.configuration.id, store.approximateKeyCount()),
                                 hintBytes: store.hintBytesHeld())
                         }) {
                             nodeHealth.record(sample)
