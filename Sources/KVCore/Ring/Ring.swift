@@ -12,6 +12,8 @@ public struct Ring: Sendable, Hashable {
     /// The nodes, in the order given.
     public let nodes: [RingNode]
     public let replicationFactor: Int
+    /// The rule choosing each key's replicas (`simple` unless zones were asked for).
+    public let placement: Placement
 
     /// Every vnode token, ascending.
     private let vnodeTokens: [UInt64]
@@ -28,6 +30,13 @@ public struct Ring: Sendable, Hashable {
     /// `Limits.tokensTotalMax` in all, and a replication factor outside `1...nodes.count` or above
     /// `Limits.replicationFactorMax`: all checked before anything is allocated for the ring.
     public init(nodes: [RingNode], replicationFactor: Int) throws(RingError) {
+        try self.init(nodes: nodes, placement: .simple(replicas: replicationFactor))
+    }
+
+    /// A ring whose preference lists follow `placement` (`Placement`, RING.md "Placement"); checked as
+    /// `init(nodes:replicationFactor:)` checks, and the rule against the nodes' zones.
+    public init(nodes: [RingNode], placement: Placement) throws(RingError) {
+        let replicationFactor = placement.replicationFactor
         guard nodes.count <= Limits.nodesMax else { throw .tooManyNodes(count: nodes.count) }
         let tokensTotal = nodes.reduce(0) { $0 + $1.tokens.count }
         guard tokensTotal <= Limits.tokensTotalMax else { throw .tooManyTokensInTotal(count: tokensTotal) }
@@ -43,6 +52,7 @@ public struct Ring: Sendable, Hashable {
                 vnodes.append((token, Int32(index)))
             }
         }
+        try placement.validate(nodes: nodes)
         guard replicationFactor >= 1 && replicationFactor <= min(nodes.count, Limits.replicationFactorMax) else {
             throw .replicationFactorOutOfRange(replicationFactor, nodeCount: nodes.count)
         }
@@ -56,13 +66,13 @@ public struct Ring: Sendable, Hashable {
         }
         self.nodes = nodes
         self.replicationFactor = replicationFactor
+        self.placement = placement
         self.vnodeTokens = vnodes.map(\.token)
         self.vnodeOwners = vnodes.map(\.owner)
-        self.preferenceTable = Self.preferenceTable(
-            owners: vnodeOwners,
-            nodeCount: nodes.count,
-            replicationFactor: replicationFactor
-        )
+        self.preferenceTable =
+            placement.usesZones
+            ? placement.zonedPreferenceTable(owners: vnodeOwners, nodes: nodes)
+            : Self.preferenceTable(owners: vnodeOwners, nodeCount: nodes.count, replicationFactor: replicationFactor)
     }
 
     /// The first `replicationFactor` distinct node ids clockwise from the token, the owner first.
@@ -199,11 +209,11 @@ public struct Ring: Sendable, Hashable {
     }
 
     public static func == (lhs: Ring, rhs: Ring) -> Bool {
-        lhs.replicationFactor == rhs.replicationFactor && lhs.nodes == rhs.nodes
+        lhs.placement == rhs.placement && lhs.nodes == rhs.nodes
     }
 
     public func hash(into hasher: inout Hasher) {
-        hasher.combine(replicationFactor)
+        hasher.combine(placement)
         hasher.combine(nodes)
     }
 

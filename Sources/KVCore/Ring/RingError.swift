@@ -10,6 +10,8 @@ public struct RingError: Error, Hashable, CustomStringConvertible {
         case tooManyTokens(node: String, count: Int)
         case tooManyNodes(count: Int)
         case tooManyTokensInTotal(count: Int)
+        case invalidPlacement(Placement)
+        case zoneTooSmall(String, nodes: Int, replicas: Int)
     }
 
     private let code: Code
@@ -54,6 +56,16 @@ public struct RingError: Error, Hashable, CustomStringConvertible {
         RingError(.tooManyTokensInTotal(count: count))
     }
 
+    /// A placement rule that asks for nothing, names a zone twice, or caps zones at less than one.
+    public static func invalidPlacement(_ placement: Placement) -> RingError {
+        RingError(.invalidPlacement(placement))
+    }
+
+    /// A zone has fewer nodes than the placement asks replicas of it.
+    public static func zoneTooSmall(_ zone: String, nodes: Int, replicas: Int) -> RingError {
+        RingError(.zoneTooSmall(zone, nodes: nodes, replicas: replicas))
+    }
+
     public var description: String {
         switch code {
         case .duplicateNodeID(let id):
@@ -76,6 +88,11 @@ public struct RingError: Error, Hashable, CustomStringConvertible {
             return "the ring has \(count) nodes; at most \(Limits.nodesMax) are allowed"
         case .tooManyTokensInTotal(let count):
             return "the ring has \(count) tokens; at most \(Limits.tokensTotalMax) are allowed"
+        case .invalidPlacement(let placement):
+            return
+                "placement \(placement) is not valid: each zone named once, each count and the total 1...\(Limits.replicationFactorMax), at least one replica per zone allowed"
+        case .zoneTooSmall(let zone, let nodes, let replicas):
+            return "zone \"\(zone)\" has \(nodes) nodes on the ring; the placement asks for \(replicas) replicas in it"
         }
     }
 }

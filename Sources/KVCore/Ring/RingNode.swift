@@ -6,9 +6,13 @@ public struct RingNode: Sendable, Hashable {
     public var id: String
     /// The node's virtual-node tokens, in any order.
     public var tokens: [UInt64]
+    /// The node's zone (datacenter or rack), for placements that spread replicas over zones; empty
+    /// when none was given.
+    public var zone: String
 
-    public init(id: String, tokens: [UInt64]) {
+    public init(id: String, tokens: [UInt64], zone: String = "") {
         self.id = id
         self.tokens = tokens
+        self.zone = zone
     }
 }
