@@ -28,13 +28,7 @@ extension BackupDestination {
         guard keep >= 1 else { throw BackupError("--keep must be at least 1") }
         let manifests = try manifests()
         let byID = Dictionary(manifests.map { ($0.id, $0) }, uniquingKeysWith: { first, _ in first })
-        var keptIDs = Set<String>()
-        for newest in manifests.suffix(keep) {
-            var next: BackupManifest? = newest
-            while let backup = next, keptIDs.insert(backup.id).inserted {
-                next = backup.base.flatMap { byID[$0] }
-            }
-        }
+        let keptIDs = Set(manifests.suffix(keep).flatMap { $0.chain(in: byID).chain.map(\.id) })
         let kept = manifests.filter { keptIDs.contains($0.id) }
         var plan = PrunePlan()
         plan.backups = manifests.filter { !keptIDs.contains($0.id) }.map(\.id)

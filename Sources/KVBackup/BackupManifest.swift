@@ -121,6 +121,20 @@ public struct BackupManifest: Codable, Sendable, Hashable {
         public var isTableFile: Bool { name.hasSuffix(".sst") }
     }
 
+    /// This backup, then the backup it builds on, and so on down to a full one: the backups a restore
+    /// reads together. The walk stops early at a base `manifests` lacks, or one already in the chain
+    /// (damaged manifests), and names it in `brokenAt`.
+    public func chain(in manifests: [String: BackupManifest]) -> (chain: [BackupManifest], brokenAt: String?) {
+        var chain = [self]
+        while let baseID = chain.last?.base {
+            guard let base = manifests[baseID], !chain.contains(where: { $0.id == baseID }) else {
+                return (chain, baseID)
+            }
+            chain.append(base)
+        }
+        return (chain, nil)
+    }
+
     /// Every file of every node (the same content may be listed more than once).
     public var files: [FileRecord] { nodes.flatMap(\.files) }
 }

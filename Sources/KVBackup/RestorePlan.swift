@@ -43,19 +43,17 @@ public struct RestorePlan: Sendable, Hashable {
             )
         }
         backup = chosen
-        chain = [chosen]
         let byID = Dictionary(sorted.map { ($0.id, $0) }, uniquingKeysWith: { first, _ in first })
-        while let baseID = chain.last?.base {
-            guard let base = byID[baseID] else {
-                throw BackupError(
-                    "backup \(chain.last!.id) is incremental and builds on backup \(baseID), which the destination no longer holds; restore a full backup, or one whose bases are all there (kvctl backup list)"
-                )
+        let (chain, brokenAt) = chosen.chain(in: byID)
+        if let brokenAt {
+            if chain.contains(where: { $0.id == brokenAt }) {
+                throw BackupError("backup \(brokenAt) builds on itself through its bases: the manifests are damaged")
             }
-            guard !chain.contains(where: { $0.id == baseID }) else {
-                throw BackupError("backup \(baseID) builds on itself through its bases: the manifests are damaged")
-            }
-            chain.append(base)
+            throw BackupError(
+                "backup \(chain.last!.id) is incremental and builds on backup \(brokenAt), which the destination no longer holds; restore a full backup, or one whose bases are all there (kvctl backup list)"
+            )
         }
+        self.chain = chain
         let inChain = Set(chain.map(\.id))
         earlier = sorted.filter { $0.id < chosen.id && $0.clusterID == chosen.clusterID && !inChain.contains($0.id) }
             .reversed()
