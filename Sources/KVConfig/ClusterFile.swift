@@ -8,10 +8,12 @@ import Yams
 /// ```yaml
 /// cluster-id: quorumkv
 /// replication-factor: 3
+/// placement: spread:3/1      # optional (simple:N by default): zones:dc1=2,dc2=1 or spread:N/M
 /// tokens-per-node: 16        # used for nodes without a `tokens` list
 /// nodes:
 ///   - id: n1
 ///     address: 127.0.0.11:7411
+///     zone: dc1                            # optional: the node's datacenter or rack
 ///   - id: n2
 ///     address: 127.0.0.12:7411
 ///     tokens: [0x1000000000000000, ...]   # optional: explicit ring tokens
@@ -24,6 +26,7 @@ public enum ClusterFile {
         var clusterID: String?
         var epoch: UInt64?
         var replicationFactor: Int?
+        var placement: String?
         var tokensPerNode: Int?
         var nodes: [NodeDocument]
 
@@ -31,6 +34,7 @@ public enum ClusterFile {
             case clusterID = "cluster-id"
             case epoch
             case replicationFactor = "replication-factor"
+            case placement
             case tokensPerNode = "tokens-per-node"
             case nodes
         }
@@ -40,6 +44,7 @@ public enum ClusterFile {
         var id: String
         var address: String
         var tokens: [String]?
+        var zone: String?
     }
 
     /// The cluster id used when the file names none.
@@ -61,7 +66,7 @@ public enum ClusterFile {
         let document: Document
         do {
             if let dictionary = try Yams.load(yaml: text) as? [String: Any] {
-                let known: Set = ["cluster-id", "epoch", "replication-factor", "tokens-per-node", "nodes"]
+                let known: Set = ["cluster-id", "epoch", "replication-factor", "placement", "tokens-per-node", "nodes"]
                 if let unknown = dictionary.keys.sorted().first(where: { !known.contains($0) }) {
                     throw ConfigError("\(source): unknown setting '\(unknown)'")
                 }
@@ -73,7 +78,21 @@ public enum ClusterFile {
             throw ConfigError("\(source): \(error)")
         }
         guard !document.nodes.isEmpty else { throw ConfigError("\(source): 'nodes' is empty") }
-        let replicationFactor = document.replicationFactor ?? min(3, document.nodes.count)
+        let placement: Placement
+        if let text = document.placement {
+            guard let parsed = Placement(parsing: text) else {
+                throw ConfigError(
+                    "\(source): placement '\(text)' is not simple:N, zones:ZONE=COUNT,... or spread:N/PER-ZONE")
+            }
+            if let factor = document.replicationFactor, factor != parsed.replicationFactor {
+                throw ConfigError(
+                    "\(source): replication-factor \(factor) disagrees with placement \(parsed) (N = \(parsed.replicationFactor))"
+                )
+            }
+            placement = parsed
+        } else {
+            placement = .simple(replicas: document.replicationFactor ?? min(3, document.nodes.count))
+        }
         let tokensPerNode = document.tokensPerNode ?? TokenAllocator.tokensPerNodeDefault
         guard (1...Limits.tokensPerNodeMax).contains(tokensPerNode) else {
             throw ConfigError("\(source): tokens-per-node must be 1...\(Limits.tokensPerNodeMax)")
@@ -105,13 +124,17 @@ public enum ClusterFile {
                 tokens = TokenAllocator.tokensForJoiningNode(
                     entry.id, existing: allocated, tokensPerNode: tokensPerNode)
             }
+            let zone = entry.zone ?? ""
+            guard zone.utf8.count <= Limits.nameBytesMax else {
+                throw ConfigError("\(source): node '\(entry.id)' zone must be at most \(Limits.nameBytesMax) bytes")
+            }
             allocated.append(RingNode(id: entry.id, tokens: tokens))
-            nodes.append(ClusterMap.Node(id: entry.id, address: entry.address, tokens: tokens))
+            nodes.append(ClusterMap.Node(id: entry.id, address: entry.address, tokens: tokens, zone: zone))
         }
         let map = ClusterMap(
             clusterID: document.clusterID ?? defaultClusterID,
             epoch: document.epoch ?? 1,
-            replicationFactor: replicationFactor,
+            placement: placement,
             nodes: nodes
         )
         do {
@@ -129,11 +152,13 @@ public enum ClusterFile {
             "cluster-id: \(map.clusterID)",
             "epoch: \(map.epoch)",
             "replication-factor: \(map.replicationFactor)",
-            "nodes:",
         ]
+        if map.placement.usesZones { lines.append("placement: \(map.placement)") }
+        lines.append("nodes:")
         for node in map.nodes {
             lines.append("  - id: \(node.id)")
             lines.append("    address: \(node.address)")
+            if !node.zone.isEmpty { lines.append("    zone: \(node.zone)") }
             let tokens = node.tokens.map { "\"0x\(String($0, radix: 16))\"" }.joined(separator: ", ")
             lines.append("    tokens: [\(tokens)]")
         }

@@ -20,8 +20,8 @@ public enum NodeState: UInt8, Sendable, Hashable, CaseIterable {
     }
 }
 
-/// The cluster as every client and node must see it: its id, replication factor, and each node's
-/// address, ring tokens and state, under an epoch that grows with every change.
+/// The cluster as every client and node must see it: its id, placement rule (N and where replicas go),
+/// and each node's address, ring tokens, state and zone, under an epoch that grows with every change.
 ///
 /// Nodes serve it with `ClusterMap` and agree on each next epoch with `MapPrepare`/`MapAccept`
 /// (`MapAcceptor`, `MapProposer`); clients build their ring from it.
@@ -33,22 +33,26 @@ public struct ClusterMap: Sendable, Hashable {
         public var address: String
         public var tokens: [UInt64]
         public var state: NodeState
+        /// The node's datacenter or rack (`kvd --zone`), empty when none was given.
+        public var zone: String
 
-        public init(id: String, address: String, tokens: [UInt64], state: NodeState = .normal) {
+        public init(id: String, address: String, tokens: [UInt64], state: NodeState = .normal, zone: String = "") {
             self.id = id
             self.address = address
             self.tokens = tokens
             self.state = state
+            self.zone = zone
         }
     }
 
     public var clusterID: String
     public var epoch: UInt64
-    /// N of the current ring: reads use it, and writes must reach its quorum.
-    public var replicationFactor: Int
+    /// How the current ring chooses each key's replicas; its N is `replicationFactor`.
+    public var placement: Placement
     public var nodes: [Node]
-    /// N once the change in progress is done (`kvctl cluster set-rf`); nil when N is not changing.
-    public var pendingReplicationFactor: Int?
+    /// The rule once the change in progress is done (`kvctl cluster set-rf`, `set-placement`); nil
+    /// when the rule is not changing.
+    public var pendingPlacement: Placement?
     /// The nodes still receiving ranges for the change in progress, sorted; the change is done (and
     /// ownership switches) when the last one reports that it holds its ranges.
     public var streaming: [String]
@@ -57,16 +61,38 @@ public struct ClusterMap: Sendable, Hashable {
     public var changeEpoch: UInt64?
 
     public init(
-        clusterID: String, epoch: UInt64, replicationFactor: Int, nodes: [Node], pendingReplicationFactor: Int? = nil,
+        clusterID: String, epoch: UInt64, placement: Placement, nodes: [Node], pendingPlacement: Placement? = nil,
         streaming: [String] = [], changeEpoch: UInt64? = nil
     ) {
         self.changeEpoch = changeEpoch
         self.clusterID = clusterID
         self.epoch = epoch
-        self.replicationFactor = replicationFactor
+        self.placement = placement
         self.nodes = nodes
-        self.pendingReplicationFactor = pendingReplicationFactor
+        self.pendingPlacement = pendingPlacement
         self.streaming = streaming
+    }
+
+    /// A map whose replicas are the first N distinct nodes clockwise (`Placement.simple`).
+    public init(
+        clusterID: String, epoch: UInt64, replicationFactor: Int, nodes: [Node], pendingReplicationFactor: Int? = nil,
+        streaming: [String] = [], changeEpoch: UInt64? = nil
+    ) {
+        self.init(
+            clusterID: clusterID, epoch: epoch, placement: .simple(replicas: replicationFactor), nodes: nodes,
+            pendingPlacement: pendingReplicationFactor.map { .simple(replicas: $0) }, streaming: streaming,
+            changeEpoch: changeEpoch)
+    }
+
+    /// N of the current ring: reads use it, and writes must reach its quorum.
+    public var replicationFactor: Int { placement.replicationFactor }
+
+    /// N once the change in progress is done; nil when the rule is not changing.
+    public var pendingReplicationFactor: Int? { pendingPlacement?.replicationFactor }
+
+    /// Whether the map says anything protocol version 2 could not: a zone or a rule other than `simple`.
+    public var usesZones: Bool {
+        placement.usesZones || (pendingPlacement?.usesZones ?? false) || nodes.contains { !$0.zone.isEmpty }
     }
 
     /// The node with this id, if it is a member.
@@ -81,9 +107,11 @@ public struct ClusterMap: Sendable, Hashable {
 
     /// The ring the owning nodes (`NodeState.ownsRanges`) and their tokens make.
     public func ring() throws(RingError) -> Ring {
-        try Ring(
-            nodes: nodes.filter(\.state.ownsRanges).map { RingNode(id: $0.id, tokens: $0.tokens) },
-            replicationFactor: replicationFactor
-        )
+        try Ring(nodes: nodes.filter(\.state.ownsRanges).map(\.ringNode), placement: placement)
     }
+}
+
+extension ClusterMap.Node {
+    /// The node as the ring sees it: id, tokens and zone.
+    public var ringNode: RingNode { RingNode(id: id, tokens: tokens, zone: zone) }
 }

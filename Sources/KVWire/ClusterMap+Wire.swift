@@ -6,9 +6,60 @@ extension MapBody {
     public init(_ map: ClusterMap) {
         self.init(
             clusterId: map.clusterID, epoch: map.epoch, replicationFactor: UInt8(clamping: map.replicationFactor),
-            nodes: map.nodes.map { NodeEntry(id: $0.id, address: $0.address, tokens: $0.tokens, state: $0.state) },
+            nodes: map.nodes.map {
+                NodeEntry(id: $0.id, address: $0.address, tokens: $0.tokens, state: $0.state, zone: $0.zone)
+            },
+            pendingReplicationFactor: UInt8(clamping: map.pendingReplicationFactor ?? 0), streaming: map.streaming,
+            changeEpoch: map.changeEpoch ?? 0, placement: PlacementBody(map.placement),
+            pendingPlacement: map.pendingPlacement.map(PlacementBody.init))
+    }
+}
+
+extension PlacementBody {
+    /// The wire form of a placement rule (counts over 255 are clamped: `Ring` refuses them anyway).
+    public init(_ placement: Placement) {
+        switch placement {
+        case .simple(let replicas):
+            self.init(kind: .simple, replicas: UInt8(clamping: replicas), perZone: 0, zones: [])
+        case .spread(let replicas, let perZone):
+            self.init(kind: .spread, replicas: UInt8(clamping: replicas), perZone: UInt8(clamping: perZone), zones: [])
+        case .zones(let counts):
+            self.init(
+                kind: .zones, replicas: 0, perZone: 0,
+                zones: counts.map { ZoneCountBody(zone: $0.zone, count: UInt8(clamping: $0.count)) })
+        }
+    }
+
+    /// The rule this body describes (not checked: `Ring` validates it against the nodes).
+    public var placement: Placement {
+        switch kind {
+        case .simple: .simple(replicas: Int(replicas))
+        case .spread: .spread(replicas: Int(replicas), perZone: Int(perZone))
+        case .zones: .zones(zones.map { Placement.ZoneCount(zone: $0.zone, count: Int($0.count)) })
+        }
+    }
+}
+
+extension LegacyMapBody {
+    /// Protocol version 2's form of `map`; nil when the map uses zones, which version 2 cannot say.
+    public init?(_ map: ClusterMap) {
+        guard !map.usesZones else { return nil }
+        self.init(
+            clusterId: map.clusterID, epoch: map.epoch, replicationFactor: UInt8(clamping: map.replicationFactor),
+            nodes: map.nodes.map {
+                LegacyNodeEntry(id: $0.id, address: $0.address, tokens: $0.tokens, state: $0.state)
+            },
             pendingReplicationFactor: UInt8(clamping: map.pendingReplicationFactor ?? 0), streaming: map.streaming,
             changeEpoch: map.changeEpoch ?? 0)
+    }
+
+    /// The map a version-2 node stored: no zones, `simple` placement.
+    public var map: ClusterMap {
+        ClusterMap(
+            clusterID: clusterId, epoch: epoch, replicationFactor: Int(replicationFactor),
+            nodes: nodes.map { ClusterMap.Node(id: $0.id, address: $0.address, tokens: $0.tokens, state: $0.state) },
+            pendingReplicationFactor: pendingReplicationFactor == 0 ? nil : Int(pendingReplicationFactor),
+            streaming: streaming, changeEpoch: changeEpoch == 0 ? nil : changeEpoch)
     }
 }
 
@@ -19,26 +70,32 @@ extension ClusterMapResponse {
         self.init(
             clusterId: body.clusterId, epoch: body.epoch, replicationFactor: body.replicationFactor, nodes: body.nodes,
             pendingReplicationFactor: body.pendingReplicationFactor, streaming: body.streaming,
-            changeEpoch: body.changeEpoch, proof: proof.map(MapProofBody.init))
+            changeEpoch: body.changeEpoch, proof: proof.map(MapProofBody.init), placement: body.placement,
+            pendingPlacement: body.pendingPlacement)
     }
 
     /// The map this answer carries.
     public var map: ClusterMap {
         MapBody(
             clusterId: clusterId, epoch: epoch, replicationFactor: replicationFactor, nodes: nodes,
-            pendingReplicationFactor: pendingReplicationFactor, streaming: streaming, changeEpoch: changeEpoch
+            pendingReplicationFactor: pendingReplicationFactor, streaming: streaming, changeEpoch: changeEpoch,
+            placement: placement, pendingPlacement: pendingPlacement
         ).map
     }
 }
 
 extension MapBody {
-    /// The cluster map this body describes (not checked: `ClusterMap.ring()` validates it).
+    /// The cluster map this body describes (not checked: `ClusterMap.ring()` validates it). The
+    /// placements say N; `replicationFactor` and `pendingReplicationFactor` repeat it for readers of
+    /// protocol version 2's fields and are not read.
     public var map: ClusterMap {
         ClusterMap(
-            clusterID: clusterId, epoch: epoch, replicationFactor: Int(replicationFactor),
-            nodes: nodes.map { ClusterMap.Node(id: $0.id, address: $0.address, tokens: $0.tokens, state: $0.state) },
-            pendingReplicationFactor: pendingReplicationFactor == 0 ? nil : Int(pendingReplicationFactor),
-            streaming: streaming, changeEpoch: changeEpoch == 0 ? nil : changeEpoch)
+            clusterID: clusterId, epoch: epoch, placement: placement.placement,
+            nodes: nodes.map {
+                ClusterMap.Node(id: $0.id, address: $0.address, tokens: $0.tokens, state: $0.state, zone: $0.zone)
+            },
+            pendingPlacement: pendingPlacement?.placement, streaming: streaming,
+            changeEpoch: changeEpoch == 0 ? nil : changeEpoch)
     }
 }
 
@@ -120,12 +177,20 @@ extension MapProofBody {
 
 extension MapProposal {
     /// The bytes a voter signs when it accepts this proposal: a domain label, then the ballot and the
-    /// map in their wire form (deterministic: every field in schema order).
+    /// map in their wire form (deterministic: every field in schema order). A map without zones is
+    /// signed in protocol version 2's form (label `v1`, `LegacyMapBody`), so proofs made before zones
+    /// existed still verify; one with zones in the full form (label `v2`, `MapBody`).
     public var signedBytes: [UInt8] {
         var buffer = ByteBuffer()
-        buffer.writeString("quorumkv map accept v1\0")
-        buffer.writeBallot(ballot)
-        buffer.writeMapBody(MapBody(map))
+        if let legacy = LegacyMapBody(map) {
+            buffer.writeString("quorumkv map accept v1\0")
+            buffer.writeBallot(ballot)
+            buffer.writeLegacyMapBody(legacy)
+        } else {
+            buffer.writeString("quorumkv map accept v2\0")
+            buffer.writeBallot(ballot)
+            buffer.writeMapBody(MapBody(map))
+        }
         return Array(buffer.readableBytesView)
     }
 }

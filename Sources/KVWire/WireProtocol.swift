@@ -4,7 +4,7 @@ public enum WireProtocol {
     /// `ErrorCode.unsupportedVersion`.
     ///
     /// Version 2 appended `PutRequest.origin`; version 1 was never released, so no peer speaks it.
-    public static let version: UInt16 = 2
+    public static let version: UInt16 = 3
 
     /// Bytes of a frame header after the length prefix: type (1), request id (8), flags (1).
     public static let frameHeaderBytes = 10

@@ -8,7 +8,7 @@ struct ClusterCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "cluster",
         abstract: "Show the cluster map, or change it (admin certificate).",
-        subcommands: [Show.self, SetAddress.self, SetReplicationFactor.self]
+        subcommands: [Show.self, SetAddress.self, SetReplicationFactor.self, SetPlacement.self]
     )
 
     struct Show: AsyncParsableCommand {
@@ -24,20 +24,27 @@ struct ClusterCommand: AsyncParsableCommand {
                 }
                 let rows = map.nodes.map { node in
                     MapNode(
-                        node: node.id, address: node.address, state: "\(node.state)", tokens: node.tokens.count,
-                        epoch: epochs[node.id] ?? nil)
+                        node: node.id, address: node.address, zone: node.zone, state: "\(node.state)",
+                        tokens: node.tokens.count, epoch: epochs[node.id] ?? nil)
                 }
                 if global.json {
                     try printJSON(
                         MapDocument(
                             clusterID: map.clusterID, epoch: map.epoch, replicationFactor: map.replicationFactor,
-                            pendingReplicationFactor: map.pendingReplicationFactor, streaming: map.streaming,
+                            placement: "\(map.placement)", pendingReplicationFactor: map.pendingReplicationFactor,
+                            pendingPlacement: map.pendingPlacement.map { "\($0)" }, streaming: map.streaming,
                             change: map.isChanging ? map.changeSummary : nil, nodes: rows))
                     return
                 }
-                print("cluster \(map.clusterID), epoch \(map.epoch), N=\(map.replicationFactor)")
+                print(
+                    "cluster \(map.clusterID), epoch \(map.epoch), N=\(map.replicationFactor)"
+                        + (map.placement.usesZones ? ", placement \(map.placement)" : ""))
                 if map.isChanging { print("change in progress: \(map.changeSummary)") }
-                print("NODE        ADDRESS                STATE     TOKENS  EPOCH")
+                let zoneWidth = max(4, map.nodes.map(\.zone.count).max() ?? 0)
+                print(
+                    "NODE        ADDRESS                "
+                        + "ZONE".padding(toLength: zoneWidth, withPad: " ", startingAt: 0)
+                        + " STATE     TOKENS  EPOCH")
                 for row in rows {
                     let epoch =
                         switch row.epoch {
@@ -49,7 +56,9 @@ struct ClusterCommand: AsyncParsableCommand {
                     print(
                         row.node.padding(toLength: 11, withPad: " ", startingAt: 0) + " "
                             + row.address.padding(toLength: 22, withPad: " ", startingAt: 0) + " "
-                            + row.state.padding(toLength: 9, withPad: " ", startingAt: 0) + " "
+                            + (row.zone.isEmpty ? "-" : row.zone).padding(
+                                toLength: zoneWidth, withPad: " ", startingAt: 0)
+                            + " " + row.state.padding(toLength: 9, withPad: " ", startingAt: 0) + " "
                             + String(row.tokens).padding(toLength: 7, withPad: " ", startingAt: 0) + " " + epoch)
                 }
             }
@@ -90,6 +99,8 @@ struct ClusterCommand: AsyncParsableCommand {
 private struct MapNode: Encodable {
     var node: String
     var address: String
+    /// Empty when the node has no zone.
+    var zone: String
     var state: String
     var tokens: Int
     /// The epoch the node reports; nil: it did not answer.
@@ -100,7 +111,10 @@ private struct MapDocument: Encodable {
     var clusterID: String
     var epoch: UInt64
     var replicationFactor: Int
+    /// `simple:3`, `zones:dc1=2,dc2=1`, `spread:3/1`.
+    var placement: String
     var pendingReplicationFactor: Int?
+    var pendingPlacement: String?
     var streaming: [String]
     var change: String?
     var nodes: [MapNode]

@@ -19,6 +19,28 @@ extension ClusterCommand {
             try await runChange(.setReplicationFactor(replicationFactor), global: global, wait: wait)
         }
     }
+
+    struct SetPlacement: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            commandName: "set-placement",
+            abstract:
+                "Change where replicas go: nodes that become replicas receive their ranges, then reads use the rule.",
+            discussion: """
+                RULE is simple:N (the first N nodes clockwise), zones:ZONE=COUNT,... (COUNT replicas in                 each zone named, as Cassandra's NetworkTopologyStrategy) or spread:N/M (N replicas, at                 most M in one zone while there are zones enough). Nodes get their zone at join (--zone)                 or in the cluster file.
+                """)
+
+        @OptionGroup var global: GlobalOptions
+        @OptionGroup var wait: ChangeWaitOptions
+
+        @Argument(help: "The new rule: simple:N, zones:ZONE=COUNT,... or spread:N/M.") var rule: String
+
+        func run() async throws {
+            guard let placement = Placement(parsing: rule) else {
+                throw ValidationError("'\(rule)' is not simple:N, zones:ZONE=COUNT,... or spread:N/M")
+            }
+            try await runChange(.setPlacement(placement), global: global, wait: wait)
+        }
+    }
 }
 
 /// `kvctl join`: a new node takes its share of the ranges.
@@ -38,9 +60,11 @@ struct JoinCommand: AsyncParsableCommand {
     @Option(help: "The new node's id (its certificate's name).") var node: String
     @Option(help: "The HOST:PORT it listens on.") var address: String
     @Option(help: "Its number of ring tokens (default 16).") var tokens = TokenAllocator.tokensPerNodeDefault
+    @Option(help: "Its zone (datacenter or rack), for placements over zones.") var zone = ""
 
     func run() async throws {
-        try await runChange(.join(node: node, address: address, tokensPerNode: tokens), global: global, wait: wait)
+        try await runChange(
+            .join(node: node, address: address, tokensPerNode: tokens, zone: zone), global: global, wait: wait)
     }
 }
 

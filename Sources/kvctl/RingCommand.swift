@@ -28,15 +28,20 @@ struct RingCommand: AsyncParsableCommand {
                 let token = Token(key: Array(key.utf8))
                 let replicas = ring.preferenceList(for: token)
                 let fallbacks = ring.fallbacks(for: token)
+                let zones = replicas.map { map.node($0)?.zone ?? "" }
                 if global.json {
                     try printJSON(
                         KeyDocument(
-                            key: key, token: token.description, replicas: replicas, fallbacks: fallbacks,
-                            replicationFactor: ring.replicationFactor))
+                            key: key, token: token.description, replicas: replicas, replicaZones: zones,
+                            fallbacks: fallbacks, replicationFactor: ring.replicationFactor,
+                            placement: "\(ring.placement)"))
                 } else {
                     print("key        \(key)")
                     print("token      \(token)")
-                    print("replicas   \(replicas.joined(separator: " "))   (N=\(ring.replicationFactor))")
+                    let named = zip(replicas, zones).map { $1.isEmpty ? $0 : "\($0)@\($1)" }
+                    print(
+                        "replicas   \(named.joined(separator: " "))   (N=\(ring.replicationFactor)"
+                            + (ring.placement.usesZones ? ", \(ring.placement))" : ")"))
                     print("fallbacks  \(fallbacks.isEmpty ? "-" : fallbacks.joined(separator: " "))")
                 }
                 return
@@ -45,21 +50,30 @@ struct RingCommand: AsyncParsableCommand {
             let replica = ring.replicaShare()
             let rows = map.nodes.map { node in
                 NodeShare(
-                    node: node.id, address: node.address, tokens: node.tokens.count,
+                    node: node.id, address: node.address, zone: node.zone, tokens: node.tokens.count,
                     primaryShare: primary[node.id] ?? 0, replicaShare: replica[node.id] ?? 0)
             }
             if global.json {
                 try printJSON(
                     RingDocument(
                         clusterID: map.clusterID, epoch: map.epoch, replicationFactor: map.replicationFactor,
-                        nodes: rows))
+                        placement: "\(map.placement)", nodes: rows))
             } else {
-                print("cluster \(map.clusterID), epoch \(map.epoch), N=\(map.replicationFactor)")
-                print("NODE        ADDRESS                TOKENS  PRIMARY  REPLICA (share of all keys)")
+                print(
+                    "cluster \(map.clusterID), epoch \(map.epoch), N=\(map.replicationFactor)"
+                        + (map.placement.usesZones ? ", placement \(map.placement)" : ""))
+                let zoneWidth = max(4, rows.map(\.zone.count).max() ?? 0)
+                print(
+                    "NODE        ADDRESS                "
+                        + "ZONE".padding(toLength: zoneWidth, withPad: " ", startingAt: 0)
+                        + " TOKENS  PRIMARY  REPLICA (share of all keys)")
                 for row in rows {
                     print(
                         row.node.padding(toLength: 11, withPad: " ", startingAt: 0) + " "
                             + row.address.padding(toLength: 22, withPad: " ", startingAt: 0) + " "
+                            + (row.zone.isEmpty ? "-" : row.zone).padding(
+                                toLength: zoneWidth, withPad: " ", startingAt: 0)
+                            + " "
                             + String(row.tokens).padding(toLength: 7, withPad: " ", startingAt: 0) + " "
                             + String(format: "%6.2f%%  %6.2f%%", row.primaryShare * 100, row.replicaShare * 100))
                 }
@@ -72,13 +86,17 @@ private struct KeyDocument: Encodable {
     var key: String
     var token: String
     var replicas: [String]
+    /// Each replica's zone, in the order of `replicas` (empty strings when nodes have none).
+    var replicaZones: [String]
     var fallbacks: [String]
     var replicationFactor: Int
+    var placement: String
 }
 
 private struct NodeShare: Encodable {
     var node: String
     var address: String
+    var zone: String
     var tokens: Int
     var primaryShare: Double
     var replicaShare: Double
@@ -88,5 +106,6 @@ private struct RingDocument: Encodable {
     var clusterID: String
     var epoch: UInt64
     var replicationFactor: Int
+    var placement: String
     var nodes: [NodeShare]
 }

@@ -130,7 +130,7 @@ struct MapConsensusTests {
         var other = try Self.moved("n2", to: "127.0.0.99:7411")
         other.clusterID = "elsewhere"
         var broken = try Self.moved("n2", to: "127.0.0.99:7411")
-        broken.replicationFactor = 9
+        broken.placement = .simple(replicas: 9)
         for refused in [other, Self.base, broken] {
             let installed = acceptor.install(refused)
             #expect(!installed)
@@ -183,7 +183,7 @@ struct MapConsensusTests {
                 == .notNewer)
         // A ring over the limits (N above the maximum) is refused before any signature is checked.
         var wide = next
-        wide.replicationFactor = Limits.replicationFactorMax + 1
+        wide.placement = .simple(replicas: Limits.replicationFactorMax + 1)
         #expect(
             refusal(wide, TestMapVotes.proof(wide, ballot: ballot, voters: majority))?.contains("not a valid ring")
                 == true)

@@ -122,9 +122,9 @@ struct CoreTypeGoldenTests {
         #expect(try buffer.readRole() == role)
     }
 
-    @Test("protocol version is 2 (PutRequest.origin)")
+    @Test("protocol version is 3 (zones and placements in the map)")
     func protocolVersion() {
-        #expect(WireProtocol.version == 2)
+        #expect(WireProtocol.version == 3)
     }
 
     @Test("PutOrigin is its raw u8", arguments: [(PutOrigin.client, "01"), (.readRepair, "02"), (.hintReplay, "03")])

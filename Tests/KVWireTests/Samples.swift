@@ -17,6 +17,11 @@ struct Sample: Sendable, CustomTestStringConvertible {
 
 private func bytes(_ string: String) -> ByteBuffer { ByteBuffer(string: string) }
 
+/// A `simple` placement of `replicas` nodes, as every map without zones carries it.
+private func simple(_ replicas: UInt8) -> PlacementBody {
+    PlacementBody(kind: .simple, replicas: replicas, perZone: 0, zones: [])
+}
+
 /// 1_700_000_000_000 ms (2023-11-14T22:13:20Z), counter 3: 0x018bcfe568000003.
 private let hlc: UInt64 = 1_700_000_000_000 << 16 | 3
 private let version = Version(hlc: hlc, writer: 0x0000_0000_00AB_CDEF)
@@ -27,19 +32,19 @@ enum Samples {
         Sample(
             name: "hello",
             summary:
-                "Hello, request id 1: protocolVersion 2, clusterId \"qkv-test\", senderId \"client-1\", role client (2), epoch 7",
+                "Hello, request id 1: protocolVersion 3, clusterId \"qkv-test\", senderId \"client-1\", role client (2), epoch 7",
             requestID: 1,
             message: .hello(
-                Hello(protocolVersion: 2, clusterId: "qkv-test", senderId: "client-1", role: .client, epoch: 7)
+                Hello(protocolVersion: 3, clusterId: "qkv-test", senderId: "client-1", role: .client, epoch: 7)
             )
         ),
         Sample(
             name: "hello-ack",
             summary:
-                "HelloAck, request id 1: protocolVersion 2, clusterId \"qkv-test\", nodeId \"n1\", epoch 7, clock 0x018bcfe568000004",
+                "HelloAck, request id 1: protocolVersion 3, clusterId \"qkv-test\", nodeId \"n1\", epoch 7, clock 0x018bcfe568000004",
             requestID: 1,
             message: .helloAck(
-                HelloAck(protocolVersion: 2, clusterId: "qkv-test", nodeId: "n1", epoch: 7, clock: hlc + 1)
+                HelloAck(protocolVersion: 3, clusterId: "qkv-test", nodeId: "n1", epoch: 7, clock: hlc + 1)
             )
         ),
         Sample(
@@ -241,16 +246,21 @@ enum Samples {
         Sample(
             name: "cluster-map-response",
             summary:
-                "ClusterMapResponse, request id 8: clusterId \"qkv-test\", epoch 7, replicationFactor 3, nodes [(\"n1\", \"127.0.0.11:7400\", tokens [1, 2^63], normal (2)), (\"n2\", \"127.0.0.12:7400\", tokens [], joining (1))], pendingReplicationFactor 0, streaming [\"n2\"], changeEpoch 6, proof absent",
+                "ClusterMapResponse, request id 8: clusterId \"qkv-test\", epoch 7, replicationFactor 3, nodes [(\"n1\", \"127.0.0.11:7400\", tokens [1, 2^63], normal (2), zone \"dc1\"), (\"n2\", \"127.0.0.12:7400\", tokens [], joining (1), zone \"\")], pendingReplicationFactor 0, streaming [\"n2\"], changeEpoch 6, proof absent, placement (spread (3), replicas 3, perZone 1, zones []), pendingPlacement present (zones (2), replicas 0, perZone 0, zones [(\"dc1\", 2), (\"dc2\", 1)])",
             requestID: 8,
             message: .clusterMapResponse(
                 ClusterMapResponse(
                     clusterId: "qkv-test", epoch: 7, replicationFactor: 3,
                     nodes: [
-                        NodeEntry(id: "n1", address: "127.0.0.11:7400", tokens: [1, 1 << 63], state: .normal),
-                        NodeEntry(id: "n2", address: "127.0.0.12:7400", tokens: [], state: .joining),
+                        NodeEntry(
+                            id: "n1", address: "127.0.0.11:7400", tokens: [1, 1 << 63], state: .normal, zone: "dc1"),
+                        NodeEntry(id: "n2", address: "127.0.0.12:7400", tokens: [], state: .joining, zone: ""),
                     ],
-                    pendingReplicationFactor: 0, streaming: ["n2"], changeEpoch: 6, proof: nil
+                    pendingReplicationFactor: 0, streaming: ["n2"], changeEpoch: 6, proof: nil,
+                    placement: PlacementBody(kind: .spread, replicas: 3, perZone: 1, zones: []),
+                    pendingPlacement: PlacementBody(
+                        kind: .zones, replicas: 0, perZone: 0,
+                        zones: [ZoneCountBody(zone: "dc1", count: 2), ZoneCountBody(zone: "dc2", count: 1)])
                 )
             )
         ),
@@ -264,28 +274,30 @@ enum Samples {
         Sample(
             name: "map-prepare-response",
             summary:
-                "MapPrepareResponse, request id 11: vote granted (1), epoch 7, promised absent, acceptedBallot (round 5, proposer \"b#1\"), accepted (clusterId \"q\", epoch 8, replicationFactor 1, nodes [(\"n1\", \"h:1\", tokens [9], leaving (3))], pendingReplicationFactor 2, streaming [], changeEpoch 8)",
+                "MapPrepareResponse, request id 11: vote granted (1), epoch 7, promised absent, acceptedBallot (round 5, proposer \"b#1\"), accepted (clusterId \"q\", epoch 8, replicationFactor 1, nodes [(\"n1\", \"h:1\", tokens [9], leaving (3), zone \"\")], pendingReplicationFactor 2, streaming [], changeEpoch 8, placement (simple (1), replicas 1, perZone 0, zones []), pendingPlacement present (simple (1), replicas 2, perZone 0, zones []))",
             requestID: 11,
             message: .mapPrepareResponse(
                 MapPrepareResponse(
                     vote: .granted, epoch: 7, promised: nil, acceptedBallot: Ballot(round: 5, proposer: "b#1"),
                     accepted: MapBody(
                         clusterId: "q", epoch: 8, replicationFactor: 1,
-                        nodes: [NodeEntry(id: "n1", address: "h:1", tokens: [9], state: .leaving)],
-                        pendingReplicationFactor: 2, streaming: [], changeEpoch: 8)))
+                        nodes: [NodeEntry(id: "n1", address: "h:1", tokens: [9], state: .leaving, zone: "")],
+                        pendingReplicationFactor: 2, streaming: [], changeEpoch: 8, placement: simple(1),
+                        pendingPlacement: simple(2))))
         ),
         Sample(
             name: "map-accept-request",
             summary:
-                "MapAcceptRequest, request id 12: ballot (round 6, proposer \"c\"), map (clusterId \"q\", epoch 8, replicationFactor 1, nodes [(\"n1\", \"h:1\", tokens [9], removed (5))], pendingReplicationFactor 2, streaming [], changeEpoch 8)",
+                "MapAcceptRequest, request id 12: ballot (round 6, proposer \"c\"), map (clusterId \"q\", epoch 8, replicationFactor 1, nodes [(\"n1\", \"h:1\", tokens [9], removed (5), zone \"\")], pendingReplicationFactor 2, streaming [], changeEpoch 8, placement (simple (1), replicas 1, perZone 0, zones []), pendingPlacement present (simple (1), replicas 2, perZone 0, zones []))",
             requestID: 12,
             message: .mapAcceptRequest(
                 MapAcceptRequest(
                     ballot: Ballot(round: 6, proposer: "c"),
                     map: MapBody(
                         clusterId: "q", epoch: 8, replicationFactor: 1,
-                        nodes: [NodeEntry(id: "n1", address: "h:1", tokens: [9], state: .removed)],
-                        pendingReplicationFactor: 2, streaming: [], changeEpoch: 8)))
+                        nodes: [NodeEntry(id: "n1", address: "h:1", tokens: [9], state: .removed, zone: "")],
+                        pendingReplicationFactor: 2, streaming: [], changeEpoch: 8, placement: simple(1),
+                        pendingPlacement: simple(2))))
         ),
         Sample(
             name: "map-accept-response",
@@ -308,14 +320,15 @@ enum Samples {
         Sample(
             name: "map-commit-request",
             summary:
-                "MapCommitRequest, request id 13: map (clusterId \"q\", epoch 8, replicationFactor 1, nodes [(\"n1\", \"h:1\", tokens [9], down (4))], pendingReplicationFactor 2, streaming [], changeEpoch 8), proof (ballot (round 6, proposer \"c\"), signatures [(\"n1\", \"der\", \"sig\")])",
+                "MapCommitRequest, request id 13: map (clusterId \"q\", epoch 8, replicationFactor 1, nodes [(\"n1\", \"h:1\", tokens [9], down (4), zone \"\")], pendingReplicationFactor 2, streaming [], changeEpoch 8, placement (simple (1), replicas 1, perZone 0, zones []), pendingPlacement present (simple (1), replicas 2, perZone 0, zones [])), proof (ballot (round 6, proposer \"c\"), signatures [(\"n1\", \"der\", \"sig\")])",
             requestID: 13,
             message: .mapCommitRequest(
                 MapCommitRequest(
                     map: MapBody(
                         clusterId: "q", epoch: 8, replicationFactor: 1,
-                        nodes: [NodeEntry(id: "n1", address: "h:1", tokens: [9], state: .down)],
-                        pendingReplicationFactor: 2, streaming: [], changeEpoch: 8),
+                        nodes: [NodeEntry(id: "n1", address: "h:1", tokens: [9], state: .down, zone: "")],
+                        pendingReplicationFactor: 2, streaming: [], changeEpoch: 8, placement: simple(1),
+                        pendingPlacement: simple(2)),
                     proof: MapProofBody(
                         ballot: Ballot(round: 6, proposer: "c"),
                         signatures: [

@@ -3,26 +3,32 @@ public enum ClusterChange: Sendable, Hashable, CustomStringConvertible {
     /// The node now listens at another `host:port` (moved to another host, or renumbered); it keeps
     /// its tokens and data.
     case setAddress(node: String, address: String)
-    /// A new node joins at `address` with `tokensPerNode` tokens placed by `TokenAllocator`; it
-    /// receives its ranges, then owns them.
-    case join(node: String, address: String, tokensPerNode: Int)
+    /// A new node joins at `address` in `zone` (empty: none) with `tokensPerNode` tokens placed by
+    /// `TokenAllocator`; it receives its ranges, then owns them.
+    case join(node: String, address: String, tokensPerNode: Int, zone: String = "")
     /// The node hands its ranges to the others, then is removed (decommission).
     case leave(node: String)
-    /// A new node takes over the tokens of `node` (usually dead): it receives those ranges from the
-    /// other replicas, then `node` is removed.
+    /// A new node takes over the tokens and zone of `node` (usually dead): it receives those ranges
+    /// from the other replicas, then `node` is removed.
     case replace(node: String, with: String, address: String)
-    /// N changes; nodes that become replicas of a range receive it before reads use the new N.
+    /// N changes, the rule staying what it is; nodes that become replicas of a range receive it before
+    /// reads use the new N.
     case setReplicationFactor(Int)
+    /// The placement rule changes (zones, or at most so many replicas per zone); nodes that become
+    /// replicas of a range receive it before reads use the new rule, as with `setReplicationFactor`.
+    case setPlacement(Placement)
     /// `node` holds every range it had to receive for the change in progress; the last one ends it.
     case streamed(node: String)
 
     public var description: String {
         switch self {
         case .setAddress(let node, let address): "set the address of \(node) to \(address)"
-        case .join(let node, let address, _): "\(node) joins at \(address)"
+        case .join(let node, let address, _, let zone):
+            "\(node) joins at \(address)" + (zone.isEmpty ? "" : " in zone \(zone)")
         case .leave(let node): "\(node) leaves"
         case .replace(let node, let new, _): "\(new) replaces \(node)"
         case .setReplicationFactor(let n): "N becomes \(n)"
+        case .setPlacement(let placement): "the placement becomes \(placement)"
         case .streamed(let node): "\(node) received its ranges"
         }
     }
@@ -81,16 +87,17 @@ extension ClusterMap {
             next.streaming.removeAll { $0 == id }
             if next.streaming.isEmpty { next.finishChange() }
             return next
-        case .join(let id, let address, let tokensPerNode):
+        case .join(let id, let address, let tokensPerNode, let zone):
             try checkNoChangeInProgress()
             try checkNewID(id)
             try checkAddress(address, for: id)
+            try checkZone(zone)
             guard (1...Limits.tokensPerNodeMax).contains(tokensPerNode) else {
                 throw .invalid("tokens per node must be 1...\(Limits.tokensPerNodeMax)")
             }
             let owners = (try? ring())?.nodes ?? []
             let tokens = TokenAllocator.tokensForJoiningNode(id, existing: owners, tokensPerNode: tokensPerNode)
-            next.nodes.append(Node(id: id, address: address, tokens: tokens, state: .joining))
+            next.nodes.append(Node(id: id, address: address, tokens: tokens, state: .joining, zone: zone))
         case .leave(let id):
             try checkNoChangeInProgress()
             let index = try member(id)
@@ -107,11 +114,20 @@ extension ClusterMap {
             try checkNewID(new)
             try checkAddress(address, for: new)
             next.nodes[index].state = .leaving
-            next.nodes.append(Node(id: new, address: address, tokens: nodes[index].tokens, state: .joining))
+            next.nodes.append(
+                Node(id: new, address: address, tokens: nodes[index].tokens, state: .joining, zone: nodes[index].zone))
         case .setReplicationFactor(let factor):
             try checkNoChangeInProgress()
             guard factor != replicationFactor else { throw .invalid("N is already \(factor)") }
-            next.pendingReplicationFactor = factor
+            guard let pending = placement.withReplicationFactor(factor) else {
+                throw .invalid(
+                    "the placement is \(placement): N is the sum of its zones' counts; change them with set-placement")
+            }
+            next.pendingPlacement = pending
+        case .setPlacement(let rule):
+            try checkNoChangeInProgress()
+            guard rule != placement else { throw .invalid("the placement is already \(rule)") }
+            next.pendingPlacement = rule
         }
         do {
             _ = try next.ring()
@@ -153,6 +169,12 @@ extension ClusterMap {
         }
     }
 
+    private func checkZone(_ zone: String) throws(ClusterChangeError) {
+        guard zone.utf8.count <= Limits.nameBytesMax else {
+            throw .invalid("a zone name must be at most \(Limits.nameBytesMax) bytes")
+        }
+    }
+
     private func checkNoChangeInProgress() throws(ClusterChangeError) {
         guard !isChanging else {
             throw .invalid(
@@ -165,7 +187,11 @@ extension ClusterMap {
         var parts: [String] = []
         for node in nodes where node.state == .joining { parts.append("\(node.id) joining") }
         for node in nodes where node.state == .leaving { parts.append("\(node.id) leaving") }
-        if let pending = pendingReplicationFactor { parts.append("N \(replicationFactor) → \(pending)") }
+        if let pending = pendingPlacement {
+            parts.append(
+                pending.usesZones || placement.usesZones
+                    ? "placement \(placement) → \(pending)" : "N \(replicationFactor) → \(pending.replicationFactor)")
+        }
         if !streaming.isEmpty { parts.append("waiting for \(streaming.joined(separator: ", ")) to receive ranges") }
         return parts.isEmpty ? "none" : parts.joined(separator: ", ")
     }

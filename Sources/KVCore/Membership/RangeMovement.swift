@@ -76,20 +76,18 @@ public struct IncomingRange: Sendable, Hashable, CustomStringConvertible {
 }
 
 extension ClusterMap {
-    /// Whether a membership change is in progress: a node joining or leaving, or a new replication
-    /// factor pending.
+    /// Whether a membership change is in progress: a node joining or leaving, or a new placement (or
+    /// replication factor) pending.
     public var isChanging: Bool {
-        pendingReplicationFactor != nil || nodes.contains { $0.state == .joining || $0.state == .leaving }
+        pendingPlacement != nil || nodes.contains { $0.state == .joining || $0.state == .leaving }
     }
 
     /// The ring once the change in progress is done: normal, joining and down nodes, with the pending
-    /// replication factor; the current ring when nothing is changing.
+    /// placement; the current ring when nothing is changing.
     public func nextRing() throws(RingError) -> Ring {
         try Ring(
-            nodes: nodes.filter { [.normal, .joining, .down].contains($0.state) }.map {
-                RingNode(id: $0.id, tokens: $0.tokens)
-            },
-            replicationFactor: pendingReplicationFactor ?? replicationFactor)
+            nodes: nodes.filter { [.normal, .joining, .down].contains($0.state) }.map(\.ringNode),
+            placement: pendingPlacement ?? placement)
     }
 
     /// The ranges that change hands in the change in progress (empty when nothing is changing).
@@ -115,7 +113,7 @@ extension ClusterMap {
     }
 
     /// Ends the change in progress: joining nodes become normal, leaving ones removed (without tokens),
-    /// the pending replication factor becomes the replication factor.
+    /// the pending placement becomes the placement.
     mutating func finishChange() {
         for index in nodes.indices {
             switch nodes[index].state {
@@ -128,8 +126,8 @@ extension ClusterMap {
                 break
             }
         }
-        if let pending = pendingReplicationFactor { replicationFactor = pending }
-        pendingReplicationFactor = nil
+        if let pending = pendingPlacement { placement = pending }
+        pendingPlacement = nil
         streaming = []
         changeEpoch = nil
     }

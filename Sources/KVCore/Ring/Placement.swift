@@ -41,6 +41,16 @@ public enum Placement: Sendable, Hashable, CustomStringConvertible {
         }
     }
 
+    /// The same rule with N replicas (`kvctl cluster set-rf`); nil for a `zones` rule, whose N is the
+    /// sum of its per-zone counts: change those instead.
+    public func withReplicationFactor(_ replicas: Int) -> Placement? {
+        switch self {
+        case .simple: .simple(replicas: replicas)
+        case .spread(_, let perZone): .spread(replicas: replicas, perZone: perZone)
+        case .zones: nil
+        }
+    }
+
     /// Whether the rule looks at zones at all.
     public var usesZones: Bool {
         if case .simple = self { return false }

@@ -27,7 +27,9 @@ public final class Membership: Sendable {
     package let votes: any MapVoteSigner & MapVoteVerifier
 
     static let metadataName = "cluster.map"
-    /// Epochs kept for peers that are behind, in slots `cluster.map.history.<epoch mod historyEpochs>`.
+    /// Epochs kept for peers that are behind, in slots `cluster.map.zoned-history.<epoch mod
+    /// historyEpochs>` (`cluster.map.history.<…>` holds the epochs a protocol-version-2 node kept, in
+    /// `LegacyMapBody` form, read until the new slots have replaced them).
     static let historyEpochs: UInt64 = 1024
 
     /// Loads the stored map and vote, or starts from `initial` (the cluster file, or a one-node map).
@@ -105,11 +107,20 @@ public final class Membership: Sendable {
     package func map(atEpoch epoch: UInt64) throws(StorageError) -> (ClusterMap, MapProof?)? {
         let acceptor = self.acceptor
         if epoch == 0 || epoch == acceptor.committed.epoch { return (acceptor.committed, acceptor.proof) }
-        guard epoch < acceptor.committed.epoch, acceptor.committed.epoch - epoch < Self.historyEpochs,
-            let bytes = try store.metadata(Self.historyName(epoch))
-        else { return nil }
-        guard let kept = try? Self.decodeHistory(bytes), kept.map.epoch == epoch else { return nil }
-        return kept
+        guard epoch < acceptor.committed.epoch, acceptor.committed.epoch - epoch < Self.historyEpochs else {
+            return nil
+        }
+        if let bytes = try store.metadata(Self.historyName(epoch)), let kept = try? Self.decodeHistory(bytes),
+            kept.map.epoch == epoch
+        {
+            return kept
+        }
+        if let bytes = try store.metadata(Self.legacyHistoryName(epoch)),
+            let kept = try? Self.decodeHistory(bytes, legacy: true), kept.map.epoch == epoch
+        {
+            return kept
+        }
+        return nil
     }
 
     private func change<Result>(_ body: (inout MapAcceptor) -> Result) throws(StorageError) -> (
@@ -135,11 +146,12 @@ public final class Membership: Sendable {
     }
 
     // MARK: - Stored form: the committed map and its proof, then the promise and the accepted
-    // proposal, if any (format 1 had no proof).
+    // proposal, if any (format 1 had no proof; formats 1 and 2 hold `LegacyMapBody`s, format 3
+    // `MapBody`s with zones and placements).
 
     private static func encode(_ acceptor: MapAcceptor) -> [UInt8] {
         var buffer = ByteBufferAllocator().buffer(capacity: 256)
-        buffer.writeInteger(UInt8(2))  // format version
+        buffer.writeInteger(UInt8(3))  // format version
         buffer.writeMapBody(MapBody(acceptor.committed))
         buffer.writeOptionalProof(acceptor.proof)
         if let promised = acceptor.promised {
@@ -163,11 +175,11 @@ public final class Membership: Sendable {
             var description: String { "the stored cluster map is truncated or of an unknown format" }
         }
         var buffer = ByteBufferAllocator().buffer(bytes: bytes)
-        guard let format = buffer.readInteger(as: UInt8.self), format == 1 || format == 2,
-            let committed = try buffer.readMapBody()
+        guard let format = buffer.readInteger(as: UInt8.self), (1...3).contains(format),
+            let committed = try buffer.readMap(legacy: format < 3)
         else { throw Corrupt() }
         var proof: MapProof?
-        if format == 2 {
+        if format >= 2 {
             guard let read = try buffer.readOptionalProof() else { throw Corrupt() }
             proof = read
         }
@@ -181,14 +193,20 @@ public final class Membership: Sendable {
         switch buffer.readInteger(as: UInt8.self) {
         case 0: break
         case 1:
-            guard let ballot = try buffer.readBallot(), let body = try buffer.readMapBody() else { throw Corrupt() }
-            accepted = MapProposal(ballot: ballot, map: body.map)
+            guard let ballot = try buffer.readBallot(), let map = try buffer.readMap(legacy: format < 3) else {
+                throw Corrupt()
+            }
+            accepted = MapProposal(ballot: ballot, map: map)
         default: throw Corrupt()
         }
-        return MapAcceptor(committed: committed.map, proof: proof, promised: promised, accepted: accepted)
+        return MapAcceptor(committed: committed, proof: proof, promised: promised, accepted: accepted)
     }
 
     private static func historyName(_ epoch: UInt64) -> String {
+        "\(metadataName).zoned-history.\(epoch % historyEpochs)"
+    }
+
+    private static func legacyHistoryName(_ epoch: UInt64) -> String {
         "\(metadataName).history.\(epoch % historyEpochs)"
     }
 
@@ -199,16 +217,23 @@ public final class Membership: Sendable {
         return Array(buffer.readableBytesView)
     }
 
-    private static func decodeHistory(_ bytes: [UInt8]) throws -> (map: ClusterMap, proof: MapProof?) {
+    private static func decodeHistory(_ bytes: [UInt8], legacy: Bool = false) throws -> (
+        map: ClusterMap, proof: MapProof?
+    ) {
         var buffer = ByteBufferAllocator().buffer(bytes: bytes)
-        guard let body = try buffer.readMapBody(), let proof = try buffer.readOptionalProof() else {
+        guard let map = try buffer.readMap(legacy: legacy), let proof = try buffer.readOptionalProof() else {
             throw WireError.truncated
         }
-        return (body.map, proof)
+        return (map, proof)
     }
 }
 
 extension ByteBuffer {
+    /// A stored map: a `MapBody`, or a `LegacyMapBody` as a protocol-version-2 node wrote it.
+    fileprivate mutating func readMap(legacy: Bool) throws -> ClusterMap? {
+        legacy ? try readLegacyMapBody()?.map : try readMapBody()?.map
+    }
+
     fileprivate mutating func writeOptionalProof(_ proof: MapProof?) {
         if let proof {
             writeInteger(UInt8(1))

@@ -1149,17 +1149,20 @@ extension ByteBuffer {
     }
 }
 
+/// `zone`: the node's datacenter or rack, empty when none was given (protocol version 3).
 public struct NodeEntry: Sendable, Hashable {
     public var id: String
     public var address: String
     public var tokens: [UInt64]
     public var state: NodeState
+    public var zone: String
 
-    public init(id: String, address: String, tokens: [UInt64], state: NodeState) {
+    public init(id: String, address: String, tokens: [UInt64], state: NodeState, zone: String) {
         self.id = id
         self.address = address
         self.tokens = tokens
         self.state = state
+        self.zone = zone
     }
 }
 
@@ -1181,6 +1184,7 @@ extension ByteBuffer {
         written += self.writeWireString(value.address)
         written += self.writeWireList(value.tokens) { (buffer: inout ByteBuffer, element) in buffer.writeInteger(element) }
         written += self.writeNodeState(value.state)
+        written += self.writeWireString(value.zone)
         return written
     }
 
@@ -1189,7 +1193,123 @@ extension ByteBuffer {
         let address = try self.decodeWireString(limit: Limits.addressBytesMax, field: "NodeEntry.address")
         let tokens = try self.decodeWireList(limit: Limits.tokensPerNodeMax, elementBytesMin: 8, field: "NodeEntry.tokens") { (buffer: inout ByteBuffer) throws(WireError) in try buffer.decodeWireInteger(UInt64.self) }
         let state = try self.decodeNodeState()
-        return NodeEntry(id: id, address: address, tokens: tokens, state: state)
+        let zone = try self.decodeWireString(limit: Limits.nameBytesMax, field: "NodeEntry.zone")
+        return NodeEntry(id: id, address: address, tokens: tokens, state: state, zone: zone)
+    }
+}
+
+/// How a ring chooses each key's replicas (proto-spec/RING.md, "Placement"): `simple` takes the first
+/// `replicas` distinct nodes of the walk; `zones` the first `count` nodes of each zone listed (N is the
+/// sum of the counts; `replicas` and `perZone` are 0); `spread` `replicas` nodes, at most `perZone` of
+/// one zone (`zones` empty). Fields a kind does not use are sent as their zero values.
+public enum PlacementKind: UInt8, Sendable, Hashable, CaseIterable {
+    case simple = 1
+    case zones = 2
+    case spread = 3
+}
+
+extension ByteBuffer {
+    /// Reads one `PlacementKind` (u8) from the readable bytes.
+    ///
+    /// Returns `nil` and leaves the reader index unchanged when the buffer holds only part of one.
+    /// Throws (also leaving the reader index unchanged) when the bytes can never decode: a field
+    /// over its limit, an invalid bool, enum value or UTF-8 string.
+    public mutating func readPlacementKind() throws(WireError) -> PlacementKind? {
+        try self.readWireValue { (buffer: inout ByteBuffer) throws(WireError) in try buffer.decodePlacementKind() }
+    }
+
+    /// Writes `value` as its raw u8; returns the number of bytes written.
+    @discardableResult
+    public mutating func writePlacementKind(_ value: PlacementKind) -> Int {
+        self.writeInteger(value.rawValue)
+    }
+
+    mutating func decodePlacementKind() throws(WireError) -> PlacementKind {
+        let raw = try self.decodeWireInteger(UInt8.self)
+        guard let value = PlacementKind(rawValue: raw) else {
+            throw WireError.invalidEnumValue(type: "PlacementKind", value: UInt64(raw))
+        }
+        return value
+    }
+}
+
+public struct ZoneCountBody: Sendable, Hashable {
+    public var zone: String
+    public var count: UInt8
+
+    public init(zone: String, count: UInt8) {
+        self.zone = zone
+        self.count = count
+    }
+}
+
+extension ByteBuffer {
+    /// Reads one `ZoneCountBody` from the readable bytes.
+    ///
+    /// Returns `nil` and leaves the reader index unchanged when the buffer holds only part of one.
+    /// Throws (also leaving the reader index unchanged) when the bytes can never decode: a field
+    /// over its limit, an invalid bool, enum value or UTF-8 string.
+    public mutating func readZoneCountBody() throws(WireError) -> ZoneCountBody? {
+        try self.readWireValue { (buffer: inout ByteBuffer) throws(WireError) in try buffer.decodeZoneCountBody() }
+    }
+
+    /// Writes the encoding of `value`; returns the number of bytes written.
+    @discardableResult
+    public mutating func writeZoneCountBody(_ value: ZoneCountBody) -> Int {
+        var written = 0
+        written += self.writeWireString(value.zone)
+        written += self.writeInteger(value.count)
+        return written
+    }
+
+    mutating func decodeZoneCountBody() throws(WireError) -> ZoneCountBody {
+        let zone = try self.decodeWireString(limit: Limits.nameBytesMax, field: "ZoneCountBody.zone")
+        let count = try self.decodeWireInteger(UInt8.self)
+        return ZoneCountBody(zone: zone, count: count)
+    }
+}
+
+public struct PlacementBody: Sendable, Hashable {
+    public var kind: PlacementKind
+    public var replicas: UInt8
+    public var perZone: UInt8
+    public var zones: [ZoneCountBody]
+
+    public init(kind: PlacementKind, replicas: UInt8, perZone: UInt8, zones: [ZoneCountBody]) {
+        self.kind = kind
+        self.replicas = replicas
+        self.perZone = perZone
+        self.zones = zones
+    }
+}
+
+extension ByteBuffer {
+    /// Reads one `PlacementBody` from the readable bytes.
+    ///
+    /// Returns `nil` and leaves the reader index unchanged when the buffer holds only part of one.
+    /// Throws (also leaving the reader index unchanged) when the bytes can never decode: a field
+    /// over its limit, an invalid bool, enum value or UTF-8 string.
+    public mutating func readPlacementBody() throws(WireError) -> PlacementBody? {
+        try self.readWireValue { (buffer: inout ByteBuffer) throws(WireError) in try buffer.decodePlacementBody() }
+    }
+
+    /// Writes the encoding of `value`; returns the number of bytes written.
+    @discardableResult
+    public mutating func writePlacementBody(_ value: PlacementBody) -> Int {
+        var written = 0
+        written += self.writePlacementKind(value.kind)
+        written += self.writeInteger(value.replicas)
+        written += self.writeInteger(value.perZone)
+        written += self.writeWireList(value.zones) { (buffer: inout ByteBuffer, element) in buffer.writeZoneCountBody(element) }
+        return written
+    }
+
+    mutating func decodePlacementBody() throws(WireError) -> PlacementBody {
+        let kind = try self.decodePlacementKind()
+        let replicas = try self.decodeWireInteger(UInt8.self)
+        let perZone = try self.decodeWireInteger(UInt8.self)
+        let zones = try self.decodeWireList(limit: Limits.replicationFactorMax, elementBytesMin: 5, field: "PlacementBody.zones") { (buffer: inout ByteBuffer) throws(WireError) in try buffer.decodeZoneCountBody() }
+        return PlacementBody(kind: kind, replicas: replicas, perZone: perZone, zones: zones)
     }
 }
 
@@ -1239,7 +1359,9 @@ extension ByteBuffer {
 
 /// `pendingReplicationFactor`: N once the change in progress is done, 0 when N is not changing;
 /// `streaming`: the nodes still receiving ranges for it; `changeEpoch`: the epoch that began it, 0 when
-/// nothing is changing (proto-spec/MEMBERSHIP.md).
+/// nothing is changing (proto-spec/MEMBERSHIP.md). `placement` (protocol version 3) is the ring's rule,
+/// whose N is `replicationFactor`; `pendingPlacement` the rule once the change in progress is done,
+/// absent when the rule is not changing (its N is `pendingReplicationFactor`).
 ///
 /// Message type 65; schema name `ClusterMapResponse`.
 public struct ClusterMapResponse: Sendable, Hashable {
@@ -1254,8 +1376,10 @@ public struct ClusterMapResponse: Sendable, Hashable {
     public var streaming: [String]
     public var changeEpoch: UInt64
     public var proof: MapProofBody?
+    public var placement: PlacementBody
+    public var pendingPlacement: PlacementBody?
 
-    public init(clusterId: String, epoch: UInt64, replicationFactor: UInt8, nodes: [NodeEntry], pendingReplicationFactor: UInt8, streaming: [String], changeEpoch: UInt64, proof: MapProofBody?) {
+    public init(clusterId: String, epoch: UInt64, replicationFactor: UInt8, nodes: [NodeEntry], pendingReplicationFactor: UInt8, streaming: [String], changeEpoch: UInt64, proof: MapProofBody?, placement: PlacementBody, pendingPlacement: PlacementBody?) {
         self.clusterId = clusterId
         self.epoch = epoch
         self.replicationFactor = replicationFactor
@@ -1264,6 +1388,8 @@ public struct ClusterMapResponse: Sendable, Hashable {
         self.streaming = streaming
         self.changeEpoch = changeEpoch
         self.proof = proof
+        self.placement = placement
+        self.pendingPlacement = pendingPlacement
     }
 }
 
@@ -1289,6 +1415,8 @@ extension ByteBuffer {
         written += self.writeWireList(value.streaming) { (buffer: inout ByteBuffer, element) in buffer.writeWireString(element) }
         written += self.writeInteger(value.changeEpoch)
         written += self.writeWireOptional(value.proof) { (buffer: inout ByteBuffer, wrapped) in buffer.writeMapProofBody(wrapped) }
+        written += self.writePlacementBody(value.placement)
+        written += self.writeWireOptional(value.pendingPlacement) { (buffer: inout ByteBuffer, wrapped) in buffer.writePlacementBody(wrapped) }
         return written
     }
 
@@ -1296,12 +1424,14 @@ extension ByteBuffer {
         let clusterId = try self.decodeWireString(limit: Limits.nameBytesMax, field: "ClusterMapResponse.clusterId")
         let epoch = try self.decodeWireInteger(UInt64.self)
         let replicationFactor = try self.decodeWireInteger(UInt8.self)
-        let nodes = try self.decodeWireList(limit: Limits.nodesMax, elementBytesMin: 13, field: "ClusterMapResponse.nodes") { (buffer: inout ByteBuffer) throws(WireError) in try buffer.decodeNodeEntry() }
+        let nodes = try self.decodeWireList(limit: Limits.nodesMax, elementBytesMin: 17, field: "ClusterMapResponse.nodes") { (buffer: inout ByteBuffer) throws(WireError) in try buffer.decodeNodeEntry() }
         let pendingReplicationFactor = try self.decodeWireInteger(UInt8.self)
         let streaming = try self.decodeWireList(limit: Limits.nodesMax, elementBytesMin: 4, field: "ClusterMapResponse.streaming") { (buffer: inout ByteBuffer) throws(WireError) in try buffer.decodeWireString(limit: Limits.nameBytesMax, field: "ClusterMapResponse.streaming") }
         let changeEpoch = try self.decodeWireInteger(UInt64.self)
         let proof = try self.decodeWireOptional { (buffer: inout ByteBuffer) throws(WireError) in try buffer.decodeMapProofBody() }
-        return ClusterMapResponse(clusterId: clusterId, epoch: epoch, replicationFactor: replicationFactor, nodes: nodes, pendingReplicationFactor: pendingReplicationFactor, streaming: streaming, changeEpoch: changeEpoch, proof: proof)
+        let placement = try self.decodePlacementBody()
+        let pendingPlacement = try self.decodeWireOptional { (buffer: inout ByteBuffer) throws(WireError) in try buffer.decodePlacementBody() }
+        return ClusterMapResponse(clusterId: clusterId, epoch: epoch, replicationFactor: replicationFactor, nodes: nodes, pendingReplicationFactor: pendingReplicationFactor, streaming: streaming, changeEpoch: changeEpoch, proof: proof, placement: placement, pendingPlacement: pendingPlacement)
     }
 }
 
@@ -1432,8 +1562,10 @@ public struct MapBody: Sendable, Hashable {
     public var pendingReplicationFactor: UInt8
     public var streaming: [String]
     public var changeEpoch: UInt64
+    public var placement: PlacementBody
+    public var pendingPlacement: PlacementBody?
 
-    public init(clusterId: String, epoch: UInt64, replicationFactor: UInt8, nodes: [NodeEntry], pendingReplicationFactor: UInt8, streaming: [String], changeEpoch: UInt64) {
+    public init(clusterId: String, epoch: UInt64, replicationFactor: UInt8, nodes: [NodeEntry], pendingReplicationFactor: UInt8, streaming: [String], changeEpoch: UInt64, placement: PlacementBody, pendingPlacement: PlacementBody?) {
         self.clusterId = clusterId
         self.epoch = epoch
         self.replicationFactor = replicationFactor
@@ -1441,6 +1573,8 @@ public struct MapBody: Sendable, Hashable {
         self.pendingReplicationFactor = pendingReplicationFactor
         self.streaming = streaming
         self.changeEpoch = changeEpoch
+        self.placement = placement
+        self.pendingPlacement = pendingPlacement
     }
 }
 
@@ -1465,6 +1599,8 @@ extension ByteBuffer {
         written += self.writeInteger(value.pendingReplicationFactor)
         written += self.writeWireList(value.streaming) { (buffer: inout ByteBuffer, element) in buffer.writeWireString(element) }
         written += self.writeInteger(value.changeEpoch)
+        written += self.writePlacementBody(value.placement)
+        written += self.writeWireOptional(value.pendingPlacement) { (buffer: inout ByteBuffer, wrapped) in buffer.writePlacementBody(wrapped) }
         return written
     }
 
@@ -1472,11 +1608,116 @@ extension ByteBuffer {
         let clusterId = try self.decodeWireString(limit: Limits.nameBytesMax, field: "MapBody.clusterId")
         let epoch = try self.decodeWireInteger(UInt64.self)
         let replicationFactor = try self.decodeWireInteger(UInt8.self)
-        let nodes = try self.decodeWireList(limit: Limits.nodesMax, elementBytesMin: 13, field: "MapBody.nodes") { (buffer: inout ByteBuffer) throws(WireError) in try buffer.decodeNodeEntry() }
+        let nodes = try self.decodeWireList(limit: Limits.nodesMax, elementBytesMin: 17, field: "MapBody.nodes") { (buffer: inout ByteBuffer) throws(WireError) in try buffer.decodeNodeEntry() }
         let pendingReplicationFactor = try self.decodeWireInteger(UInt8.self)
         let streaming = try self.decodeWireList(limit: Limits.nodesMax, elementBytesMin: 4, field: "MapBody.streaming") { (buffer: inout ByteBuffer) throws(WireError) in try buffer.decodeWireString(limit: Limits.nameBytesMax, field: "MapBody.streaming") }
         let changeEpoch = try self.decodeWireInteger(UInt64.self)
-        return MapBody(clusterId: clusterId, epoch: epoch, replicationFactor: replicationFactor, nodes: nodes, pendingReplicationFactor: pendingReplicationFactor, streaming: streaming, changeEpoch: changeEpoch)
+        let placement = try self.decodePlacementBody()
+        let pendingPlacement = try self.decodeWireOptional { (buffer: inout ByteBuffer) throws(WireError) in try buffer.decodePlacementBody() }
+        return MapBody(clusterId: clusterId, epoch: epoch, replicationFactor: replicationFactor, nodes: nodes, pendingReplicationFactor: pendingReplicationFactor, streaming: streaming, changeEpoch: changeEpoch, placement: placement, pendingPlacement: pendingPlacement)
+    }
+}
+
+/// Never on the wire: the cluster map as protocol version 2 encoded it (`NodeEntry` without `zone`,
+/// `MapBody` without placements), kept to read maps stored by version-2 nodes and to sign maps that
+/// version 2 could express exactly as it did (MEMBERSHIP.md, "Proof of a chosen map").
+public struct LegacyNodeEntry: Sendable, Hashable {
+    public var id: String
+    public var address: String
+    public var tokens: [UInt64]
+    public var state: NodeState
+
+    public init(id: String, address: String, tokens: [UInt64], state: NodeState) {
+        self.id = id
+        self.address = address
+        self.tokens = tokens
+        self.state = state
+    }
+}
+
+extension ByteBuffer {
+    /// Reads one `LegacyNodeEntry` from the readable bytes.
+    ///
+    /// Returns `nil` and leaves the reader index unchanged when the buffer holds only part of one.
+    /// Throws (also leaving the reader index unchanged) when the bytes can never decode: a field
+    /// over its limit, an invalid bool, enum value or UTF-8 string.
+    public mutating func readLegacyNodeEntry() throws(WireError) -> LegacyNodeEntry? {
+        try self.readWireValue { (buffer: inout ByteBuffer) throws(WireError) in try buffer.decodeLegacyNodeEntry() }
+    }
+
+    /// Writes the encoding of `value`; returns the number of bytes written.
+    @discardableResult
+    public mutating func writeLegacyNodeEntry(_ value: LegacyNodeEntry) -> Int {
+        var written = 0
+        written += self.writeWireString(value.id)
+        written += self.writeWireString(value.address)
+        written += self.writeWireList(value.tokens) { (buffer: inout ByteBuffer, element) in buffer.writeInteger(element) }
+        written += self.writeNodeState(value.state)
+        return written
+    }
+
+    mutating func decodeLegacyNodeEntry() throws(WireError) -> LegacyNodeEntry {
+        let id = try self.decodeWireString(limit: Limits.nameBytesMax, field: "LegacyNodeEntry.id")
+        let address = try self.decodeWireString(limit: Limits.addressBytesMax, field: "LegacyNodeEntry.address")
+        let tokens = try self.decodeWireList(limit: Limits.tokensPerNodeMax, elementBytesMin: 8, field: "LegacyNodeEntry.tokens") { (buffer: inout ByteBuffer) throws(WireError) in try buffer.decodeWireInteger(UInt64.self) }
+        let state = try self.decodeNodeState()
+        return LegacyNodeEntry(id: id, address: address, tokens: tokens, state: state)
+    }
+}
+
+public struct LegacyMapBody: Sendable, Hashable {
+    public var clusterId: String
+    public var epoch: UInt64
+    public var replicationFactor: UInt8
+    public var nodes: [LegacyNodeEntry]
+    public var pendingReplicationFactor: UInt8
+    public var streaming: [String]
+    public var changeEpoch: UInt64
+
+    public init(clusterId: String, epoch: UInt64, replicationFactor: UInt8, nodes: [LegacyNodeEntry], pendingReplicationFactor: UInt8, streaming: [String], changeEpoch: UInt64) {
+        self.clusterId = clusterId
+        self.epoch = epoch
+        self.replicationFactor = replicationFactor
+        self.nodes = nodes
+        self.pendingReplicationFactor = pendingReplicationFactor
+        self.streaming = streaming
+        self.changeEpoch = changeEpoch
+    }
+}
+
+extension ByteBuffer {
+    /// Reads one `LegacyMapBody` from the readable bytes.
+    ///
+    /// Returns `nil` and leaves the reader index unchanged when the buffer holds only part of one.
+    /// Throws (also leaving the reader index unchanged) when the bytes can never decode: a field
+    /// over its limit, an invalid bool, enum value or UTF-8 string.
+    public mutating func readLegacyMapBody() throws(WireError) -> LegacyMapBody? {
+        try self.readWireValue { (buffer: inout ByteBuffer) throws(WireError) in try buffer.decodeLegacyMapBody() }
+    }
+
+    /// Writes the encoding of `value`; returns the number of bytes written.
+    @discardableResult
+    public mutating func writeLegacyMapBody(_ value: LegacyMapBody) -> Int {
+        var written = 0
+        written += self.writeWireString(value.clusterId)
+        written += self.writeInteger(value.epoch)
+        written += self.writeInteger(value.replicationFactor)
+        written += self.writeWireList(value.nodes) { (buffer: inout ByteBuffer, element) in buffer.writeLegacyNodeEntry(element) }
+        written += self.writeInteger(value.pendingReplicationFactor)
+        written += self.writeWireList(value.streaming) { (buffer: inout ByteBuffer, element) in buffer.writeWireString(element) }
+        written += self.writeInteger(value.changeEpoch)
+        return written
+    }
+
+    mutating func decodeLegacyMapBody() throws(WireError) -> LegacyMapBody {
+        let clusterId = try self.decodeWireString(limit: Limits.nameBytesMax, field: "LegacyMapBody.clusterId")
+        let epoch = try self.decodeWireInteger(UInt64.self)
+        let replicationFactor = try self.decodeWireInteger(UInt8.self)
+        let nodes = try self.decodeWireList(limit: Limits.nodesMax, elementBytesMin: 13, field: "LegacyMapBody.nodes") { (buffer: inout ByteBuffer) throws(WireError) in try buffer.decodeLegacyNodeEntry() }
+        let pendingReplicationFactor = try self.decodeWireInteger(UInt8.self)
+        let streaming = try self.decodeWireList(limit: Limits.nodesMax, elementBytesMin: 4, field: "LegacyMapBody.streaming") { (buffer: inout ByteBuffer) throws(WireError) in try buffer.decodeWireString(limit: Limits.nameBytesMax, field: "LegacyMapBody.streaming") }
+        let changeEpoch = try self.decodeWireInteger(UInt64.self)
+        return LegacyMapBody(clusterId: clusterId, epoch: epoch, replicationFactor: replicationFactor, nodes: nodes, pendingReplicationFactor: pendingReplicationFactor, streaming: streaming, changeEpoch: changeEpoch)
     }
 }
 
