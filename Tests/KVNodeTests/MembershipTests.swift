@@ -1,5 +1,7 @@
 import KVCore
 import KVStorage
+import KVWire
+import NIOCore
 import Synchronization
 import Testing
 
@@ -75,5 +77,52 @@ struct MembershipTests {
         var other = Self.file
         other.clusterID = "other"
         #expect(throws: NodeError.self) { try Membership(initial: other, store: store, votes: TestMapVotes()) }
+    }
+
+    /// What a protocol-version-2 node left in its data folder (stored format 2, `LegacyMapBody`s, the
+    /// history in `cluster.map.history.*`) is read by this version, and a zoned map of the next epoch
+    /// is stored and served in the new form beside it.
+    @Test func aDataFolderOfProtocolVersionTwoIsReadAndZonedMapsFollowIt() throws {
+        let store = InMemoryStore()
+        let ballot = Ballot(round: 4, proposer: "admin#1")
+        let epochTwo = try Self.file.applying(.setAddress(node: "n2", address: "127.0.0.3:7411"))
+        let proofTwo = MapProof(
+            ballot: ballot,
+            signatures: ["n1", "n2"].map {
+                TestMapVotes(voter: $0).sign(MapProposal(ballot: ballot, map: epochTwo))!
+            })
+        var state = ByteBuffer()
+        state.writeInteger(UInt8(2))
+        state.writeLegacyMapBody(try #require(LegacyMapBody(epochTwo)))
+        state.writeInteger(UInt8(1))
+        state.writeMapProofBody(MapProofBody(proofTwo))
+        state.writeInteger(UInt8(0))  // no promise
+        state.writeInteger(UInt8(0))  // no accepted proposal
+        try store.setMetadata("cluster.map", Array(state.readableBytesView))
+        var history = ByteBuffer()
+        history.writeLegacyMapBody(try #require(LegacyMapBody(epochTwo)))
+        history.writeInteger(UInt8(1))
+        history.writeMapProofBody(MapProofBody(proofTwo))
+        try store.setMetadata("cluster.map.history.2", Array(history.readableBytesView))
+
+        let membership = try Membership(initial: Self.file, store: store, votes: TestMapVotes())
+        #expect(membership.current == epochTwo && membership.acceptor.proof == proofTwo)
+
+        // The next epoch gives the nodes zones: signed, adopted, stored and served in the new form.
+        var zoned = epochTwo
+        zoned.epoch = 3
+        zoned.nodes[0].zone = "dc1"
+        zoned.nodes[1].zone = "dc2"
+        zoned.placement = .spread(replicas: 1, perZone: 1)
+        let later = Ballot(round: 5, proposer: "admin#1")
+        let proofThree = MapProof(
+            ballot: later,
+            signatures: ["n1", "n2"].map { TestMapVotes(voter: $0).sign(MapProposal(ballot: later, map: zoned))! })
+        #expect(try membership.learn(zoned, proof: proofThree) == .adopted)
+        let restarted = try Membership(initial: Self.file, store: store, votes: TestMapVotes())
+        #expect(restarted.current == zoned && restarted.current.node("n2")?.zone == "dc2")
+        #expect(try restarted.map(atEpoch: 2)?.0 == epochTwo)
+        #expect(try restarted.map(atEpoch: 2)?.1 == proofTwo)
+        #expect(try restarted.map(atEpoch: 3)?.0 == zoned)
     }
 }

@@ -1,0 +1,46 @@
+import Foundation
+import KVConfig
+import KVCore
+import Testing
+
+/// `cluster.yaml`'s zones and placement rule (issue 20).
+@Suite struct ClusterFileTests {
+    static let zoned = """
+        cluster-id: zoned
+        placement: spread:3/1
+        tokens-per-node: 8
+        nodes:
+          - {id: n1, address: 127.0.0.1:7411, zone: a}
+          - {id: n2, address: 127.0.0.2:7411, zone: b}
+          - {id: n3, address: 127.0.0.3:7411, zone: c}
+          - {id: n4, address: 127.0.0.4:7411, zone: a}
+        """
+
+    @Test func zonesAndTheRuleAreReadAndWrittenBack() throws {
+        let map = try ClusterFile.parse(Self.zoned)
+        #expect(map.placement == .spread(replicas: 3, perZone: 1) && map.replicationFactor == 3)
+        #expect(map.nodes.map(\.zone) == ["a", "b", "c", "a"])
+        let ring = try map.ring()
+        for token in ring.tokens {
+            #expect(Set(ring.preferenceList(for: Token(token)).map { map.node($0)!.zone }).count == 3)
+        }
+        // What `kvctl` writes for a fresh client reads back as the same map.
+        #expect(try ClusterFile.parse(ClusterFile.render(map)) == map)
+        // A file without zones is what it always was.
+        let plain = try ClusterFile.parse("nodes:\n  - {id: n1, address: 127.0.0.1:7411}\n")
+        #expect(plain.placement == .simple(replicas: 1) && plain.nodes[0].zone == "")
+        #expect(!ClusterFile.render(plain).contains("placement"))
+    }
+
+    @Test(arguments: [
+        ("placement: spread:3", "is not simple:N"),
+        ("placement: zones:a=2,d=1", "zone \"d\" has 0 nodes"),
+        ("replication-factor: 2\nplacement: spread:3/1", "disagrees with placement"),
+        ("placement: zones:a=1,b=1,c=1,a=1", "is not simple:N"),
+    ])
+    func aRuleTheNodesCannotMeetIsAClearError(_ setting: String, _ reason: String) throws {
+        let text = Self.zoned.replacingOccurrences(of: "placement: spread:3/1", with: setting)
+        let error = try #require(throws: ConfigError.self) { try ClusterFile.parse(text) }
+        #expect(error.description.contains(reason), "\(error)")
+    }
+}
