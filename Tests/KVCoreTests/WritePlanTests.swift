@@ -45,6 +45,38 @@ import Testing
         #expect(unchanged.quorums.isEmpty)
     }
 
+    /// Six nodes at tokens 100…600 in zones a, b, c, a, b, c; `spread:3/1`: token 150 is kept by n2 (b),
+    /// n3 (c), n4 (a). A failed replica's hint goes to the fallback of its own zone first, then the
+    /// others in ring order.
+    @Test func aHintGoesToAFallbackInTheFailedReplicasZoneFirst() throws {
+        let zones = ["a", "b", "c", "a", "b", "c"]
+        let ring = try Ring(
+            nodes: (0..<6).map { RingNode(id: "n\($0 + 1)", tokens: [UInt64($0 + 1) * 100], zone: zones[$0]) },
+            placement: .spread(replicas: 3, perZone: 1))
+        let write = try plan.operation(for: Token(150), current: ring)
+        #expect(write.replicas == ["n2", "n3", "n4"])
+        #expect(write.fallbacks == ["n5", "n6", "n1"])
+        var operation = WriteOperation(configuration: write)
+        var clock = ClientClock(writer: 1)
+        var actions = operation.start(clock: &clock, wallMillis: 1_000)
+        actions += operation.handle(.applied("n2", attempt: 1, clock: 5), clock: &clock, wallMillis: 1_000)
+        // n4 (zone a) fails: its hint goes to n1 (zone a), the last fallback in ring order.
+        actions = operation.handle(.failed("n4", attempt: 1, reason: "refused"), clock: &clock, wallMillis: 1_000)
+        #expect(actions.contains { if case .hint(to: "n1", for: "n4", _, _) = $0 { true } else { false } })
+        // n1 refuses it: the next is n5, the first of the others in ring order.
+        actions = operation.handle(
+            .hintFailed("n1", for: "n4", attempt: 1, reason: "full"), clock: &clock, wallMillis: 1_000)
+        #expect(actions.contains { if case .hint(to: "n5", for: "n4", _, _) = $0 { true } else { false } })
+        // n3 (zone c) fails: n6 (zone c) first.
+        actions = operation.handle(.failed("n3", attempt: 1, reason: "refused"), clock: &clock, wallMillis: 1_000)
+        #expect(actions.contains { if case .hint(to: "n6", for: "n3", _, _) = $0 { true } else { false } })
+        _ = operation.handle(.hintStored("n6", for: "n3", attempt: 1, clock: 6), clock: &clock, wallMillis: 1_000)
+        #expect(operation.hinted["n3"] == "n6")
+        // Without zones the order is the ring's for every replica.
+        let plain = try plan.operation(for: Token(150), current: current)
+        #expect(plain.zones.isEmpty)
+    }
+
     @Test func handoffFollowsTheOptions() throws {
         var sloppy = plan
         sloppy.sloppyQuorum = true

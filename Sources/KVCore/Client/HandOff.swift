@@ -5,29 +5,41 @@
 /// - A replica is handed off once per attempt, when it fails or when it has not answered by the hint
 ///   delay (whichever comes first). A replica that applied or answered superseded before that is
 ///   never handed off: it holds this version or a newer one.
-/// - A hand-off walks the fallbacks in order: the first one is asked; a refusal or failure moves to
-///   the next; the first that stores the hint ends it. When every fallback failed, the hand-off is
-///   exhausted: that replica can only be fixed by read repair or anti-entropy.
+/// - A hand-off walks the fallbacks in order, those in the replica's zone first (when zones are
+///   known): the first one is asked; a refusal or failure moves to the next; the first that stores
+///   the hint ends it. When every fallback failed, the hand-off is exhausted: that replica can only be
+///   fixed by read repair or anti-entropy.
 /// - At most one hint per replica is in flight at a time.
 struct HandOff: Sendable, Hashable {
     enum State: Sendable, Hashable {
-        /// Asked `fallbacks[index]`; no answer yet.
+        /// Asked the replica's `index`-th fallback (`fallbacks(for:)`); no answer yet.
         case asking(index: Int)
-        /// `fallbacks[index]` stored the hint.
+        /// The replica's `index`-th fallback stored the hint.
         case stored(index: Int)
         /// Every fallback refused or failed; these are their reasons.
         case exhausted(reasons: [String])
     }
 
     let fallbacks: [String]
+    /// Each replica's and fallback's zone; empty when the ring has no zones.
+    let zones: [String: String]
     /// Why each fallback asked so far failed, per replica still being handed off.
     private var reasonsSoFar: [String: [String]] = [:]
     /// The replicas that answered this attempt (applied, superseded or failed).
     private(set) var answered: Set<String> = []
     private(set) var states: [String: State] = [:]
 
-    init(fallbacks: [String]) {
+    init(fallbacks: [String], zones: [String: String] = [:]) {
         self.fallbacks = fallbacks
+        self.zones = zones
+    }
+
+    /// The order `replica`'s hint walks the fallbacks in: those of its zone first, then the others,
+    /// each group in ring order. A hint then stays in the zone that lost the replica, where the
+    /// replayed write costs no cross-zone traffic and a zone's outage does not also take its hints.
+    func fallbacks(for replica: String) -> [String] {
+        guard let zone = zones[replica], !zone.isEmpty else { return fallbacks }
+        return fallbacks.filter { zones[$0] == zone } + fallbacks.filter { zones[$0] != zone }
     }
 
     var isEnabled: Bool { !fallbacks.isEmpty }
@@ -39,7 +51,9 @@ struct HandOff: Sendable, Hashable {
 
     /// The fallback holding `replica`'s hint, for every replica whose hint was stored.
     var stored: [String: String] {
-        states.compactMapValues { if case .stored(let index) = $0 { fallbacks[index] } else { nil } }
+        states.compactMap { replica, state in
+            if case .stored(let index) = state { (replica, fallbacks(for: replica)[index]) } else { nil }
+        }.reduce(into: [:]) { $0[$1.0] = $1.1 }
     }
 
     /// Records an answer from `replica`.
@@ -51,13 +65,15 @@ struct HandOff: Sendable, Hashable {
     mutating func begin(_ replica: String) -> String? {
         guard isEnabled, states[replica] == nil else { return nil }
         states[replica] = .asking(index: 0)
-        return fallbacks[0]
+        return fallbacks(for: replica)[0]
     }
 
     /// `fallback` stored `replica`'s hint. Returns false when that answer was not expected (a
     /// duplicate, or from a fallback not asked): it changes nothing.
     mutating func stored(_ replica: String, at fallback: String) -> Bool {
-        guard case .asking(let index) = states[replica], fallbacks[index] == fallback else { return false }
+        guard case .asking(let index) = states[replica], fallbacks(for: replica)[index] == fallback else {
+            return false
+        }
         states[replica] = .stored(index: index)
         return true
     }
@@ -73,12 +89,13 @@ struct HandOff: Sendable, Hashable {
     }
 
     mutating func failed(_ replica: String, at fallback: String, reason: String) -> Next {
-        guard case .asking(let index) = states[replica], fallbacks[index] == fallback else { return .ignored }
+        let order = fallbacks(for: replica)
+        guard case .asking(let index) = states[replica], order[index] == fallback else { return .ignored }
         let reasons = reasonsSoFar[replica, default: []] + ["\(fallback): \(reason)"]
-        if index + 1 < fallbacks.count {
+        if index + 1 < order.count {
             reasonsSoFar[replica] = reasons
             states[replica] = .asking(index: index + 1)
-            return .ask(fallbacks[index + 1])
+            return .ask(order[index + 1])
         }
         reasonsSoFar[replica] = nil
         states[replica] = .exhausted(reasons: reasons)

@@ -56,6 +56,9 @@ public struct WriteOperation: Sendable {
         /// Nodes outside the preference list that may hold hints for replicas that do not
         /// acknowledge, best first (``Ring/fallbacks(for:)``). Empty: no hinted handoff.
         public var fallbacks: [String]
+        /// The zone of each replica and fallback, when the ring's nodes have zones: a replica's hint
+        /// goes to the fallbacks of its own zone first. Empty: fallbacks in ring order for every replica.
+        public var zones: [String: String] = [:]
         /// Sloppy quorum: a hint stored for a replica counts toward `required` as that replica's apply.
         public var hintsCountTowardQuorum: Bool
         /// How long a replica may stay silent before its write is handed off; nil: half the deadline.
@@ -162,7 +165,7 @@ public struct WriteOperation: Sendable {
             "fallbacks \(configuration.fallbacks) repeat or overlap the replicas \(configuration.replicas)"
         )
         precondition(configuration.effectiveHintDelay > .zero, "hint delay is not positive")
-        self.handOff = HandOff(fallbacks: configuration.fallbacks)
+        self.handOff = HandOff(fallbacks: configuration.fallbacks, zones: configuration.zones)
         // Checks the coordinator's preconditions now rather than at the first attempt.
         _ = WriteCoordinator(configuration: Self.coordinatorConfiguration(configuration))
         self.configuration = configuration
@@ -254,7 +257,7 @@ public struct WriteOperation: Sendable {
         }
         attempt += 1
         version = stamped
-        handOff = HandOff(fallbacks: configuration.fallbacks)
+        handOff = HandOff(fallbacks: configuration.fallbacks, zones: configuration.zones)
         heldFailures = [:]
         hintDuePassed = false
         var coordinator = WriteCoordinator(configuration: Self.coordinatorConfiguration(configuration))

@@ -7,7 +7,8 @@
 /// - During a change (`next` given), when the key's next preference list differs, the write goes to
 ///   the union of both lists. W is required in each ring, each W taken from its own ring's N (a change
 ///   can raise N). Reads then find the write before and after ownership switches.
-/// - Fallbacks are the current ring's, outside every replica the write goes to.
+/// - Fallbacks are the current ring's, outside every replica the write goes to; a replica's hint
+///   goes to the fallbacks of its own zone first (`HandOff`).
 public struct WritePlan: Sendable, Hashable {
     /// W, as the caller asked for it.
     public var level: ConsistencyLevel
@@ -62,6 +63,9 @@ public struct WritePlan: Sendable, Hashable {
             hintsCountTowardQuorum: hintedHandoff && sloppyQuorum, suspected: suspected)
         configuration.quorums = quorums
         configuration.acknowledgesEarly = acknowledgesEarly
+        if hintedHandoff, current.placement.usesZones || current.nodes.contains(where: { !$0.zone.isEmpty }) {
+            configuration.zones = current.zones(of: configuration.replicas + configuration.fallbacks)
+        }
         return configuration
     }
 }

@@ -179,6 +179,12 @@ public struct Ring: Sendable, Hashable {
     /// Every vnode token, ascending.
     public var tokens: [UInt64] { vnodeTokens }
 
+    /// The zone of each of `ids` that is a node of this ring (empty strings for nodes without one).
+    public func zones(of ids: [String]) -> [String: String] {
+        let wanted = Set(ids)
+        return Dictionary(uniqueKeysWithValues: nodes.filter { wanted.contains($0.id) }.map { ($0.id, $0.zone) })
+    }
+
     /// How many vnode ranges have fewer than `replicationFactor` replicas for which `reachable` is
     /// true: ranges a write at ALL fails on, and which lose a copy more if another replica fails.
     public func underReplicatedRanges(reachable: (String) -> Bool) -> Int {
