@@ -26,7 +26,10 @@ extension ClusterCommand {
             abstract:
                 "Change where replicas go: nodes that become replicas receive their ranges, then reads use the rule.",
             discussion: """
-                RULE is simple:N (the first N nodes clockwise), zones:ZONE=COUNT,... (COUNT replicas in                 each zone named, as Cassandra's NetworkTopologyStrategy) or spread:N/M (N replicas, at                 most M in one zone while there are zones enough). Nodes get their zone at join (--zone)                 or in the cluster file.
+                RULE is simple:N (the first N nodes clockwise), zones:ZONE=COUNT,... (COUNT replicas in \
+                each zone named, as Cassandra's NetworkTopologyStrategy) or spread:N/M (N replicas, at \
+                most M in one zone while there are zones enough). Nodes get their zone at join (--zone) \
+                or in the cluster file.
                 """)
 
         @OptionGroup var global: GlobalOptions

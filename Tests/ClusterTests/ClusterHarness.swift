@@ -25,13 +25,28 @@ final class ClusterHarness: @unchecked Sendable {
     ///   - spareHosts: more addresses a node's certificate names, for nodes the test moves.
     ///   - joiners: more nodes (the next ids and addresses) with certificates and data folders but not
     ///     in the cluster file: started with `start(_:)`, added with `kvctl join`.
-    init(
+    convenience init(
         nodes count: Int, firstHost: Int, replicationFactor: Int = 3, spareHosts: [String: String] = [:],
         joiners: Int = 0
     ) throws {
+        try self.init(
+            hosts: (0..<count + joiners).map { firstHost + $0 }, joiners: joiners,
+            replicationFactor: replicationFactor, spareHosts: spareHosts)
+    }
+
+    /// - Parameters:
+    ///   - hosts: the last octet of each node's 127.0.0.x address, n1's first, joiners' last. No other
+    ///     test may use these addresses.
+    ///   - placement: the cluster file's `placement` (its N must be `replicationFactor`); none by default.
+    ///   - zones: the cluster file's `zone` of each node, n1's first; none by default.
+    init(
+        hosts octets: [Int], joiners: Int = 0, replicationFactor: Int = 3, placement: String? = nil,
+        zones: [String] = [], spareHosts: [String: String] = [:]
+    ) throws {
+        precondition(zones.isEmpty || zones.count == octets.count - joiners, "one zone per node of the file")
         directory = try TemporaryDirectory()
-        hosts = (0..<count + joiners).map { "127.0.0.\(firstHost + $0)" }
-        members = count
+        hosts = octets.map { "127.0.0.\($0)" }
+        members = octets.count - joiners
         self.replicationFactor = replicationFactor
         expectSuccess(try run("kvctl", ["certs", "init", "--dir", certs]))
         for (id, host) in zip(ids, hosts) {
@@ -43,9 +58,12 @@ final class ClusterHarness: @unchecked Sendable {
         }
         expectSuccess(try run("kvctl", ["certs", "issue", "--dir", certs, "--role", "admin", "--name", "admin"]))
         expectSuccess(try run("kvctl", ["certs", "issue", "--dir", certs, "--role", "client", "--name", "client"]))
-        var lines = ["cluster-id: test", "replication-factor: \(replicationFactor)", "nodes:"]
-        for (id, host) in zip(ids, hosts).prefix(count) {
+        var lines = ["cluster-id: test", "replication-factor: \(replicationFactor)"]
+        if let placement { lines.append("placement: \(placement)") }
+        lines.append("nodes:")
+        for (index, (id, host)) in zip(ids, hosts).prefix(members).enumerated() {
             lines += ["  - id: \(id)", "    address: \(host):\(port)"]
+            if !zones.isEmpty { lines.append("    zone: \(zones[index])") }
         }
         try lines.joined(separator: "\n").write(toFile: clusterFile, atomically: true, encoding: .utf8)
     }

@@ -15,6 +15,8 @@ extension RealProcessTests {
         final class Load: Sendable {
             let failures = Mutex<[String]>([])
             let acknowledged = Mutex<[String: String]>([:])
+            /// Operations done so far (a put and a get each), failed or not.
+            let progress = Progress()
             private let stop = Atomic<Bool>(false)
             private let task: Mutex<Task<Int, Never>?> = Mutex(nil)
 
@@ -33,6 +35,7 @@ extension RealProcessTests {
                             self.failures.withLock { $0.append("\(key): \(error)") }
                         }
                         operations += 1
+                        self.progress.advance()
                     }
                     return operations
                 }
