@@ -63,6 +63,8 @@ final class ClientMetrics: Sendable {
         case .quorum: "quorum"
         case .all: "all"
         case .count(let count): (1...Limits.replicationFactorMax).contains(count) ? "\(count)" : "invalid"
+        case .localQuorum: "local_quorum"
+        case .eachQuorum: "each_quorum"
         }
     }
 

@@ -24,20 +24,23 @@ extension KVClient {
     ) async throws -> KVValue? {
         // Any R of the N replicas make a quorum: the ones the failure detector suspects go last.
         let replicas = health.healthyFirst(topology.ring.preferenceList(forKey: key))
-        let level = consistency ?? configuration.readConsistency
-        let required = try requiredReplicas(level, topology: topology)
-        var speculationDelay: Duration?
+        let plan = ReadPlan(
+            level: consistency ?? configuration.readConsistency, deadline: configuration.requestTimeout,
+            askAll: configuration.readFromAll, repair: repair ?? configuration.readRepair,
+            localZone: configuration.zone)
+        var readConfiguration: ReadOperation.Configuration
+        do {
+            readConfiguration = try plan.operation(replicas: replicas, on: topology.ring)
+        } catch {
+            throw KVClientError.invalidArgument("\(error)")
+        }
         if configuration.speculativeReads && !configuration.readFromAll {
-            speculationDelay = latencies.withLock { trackers in
-                replicas.prefix(required).compactMap { trackers[$0]?.percentile(0.99) }.max()
+            let first = ReadPlan.firstAsked(readConfiguration)
+            readConfiguration.coordinator.speculationDelay = latencies.withLock { trackers in
+                first.compactMap { trackers[$0]?.percentile(0.99) }.max()
             }
         }
-        let operation = Guarded(
-            ReadOperation(
-                configuration: ReadOperation.Configuration(
-                    replicas: replicas, required: required, askAll: configuration.readFromAll,
-                    deadline: configuration.requestTimeout, speculationDelay: speculationDelay,
-                    repair: repair ?? configuration.readRepair)))
+        let operation = Guarded(ReadOperation(configuration: readConfiguration))
         let request = Message.getRequest(GetRequest(key: ByteBuffer(bytes: key)))
         let outcome = try await drive(
             start: {
@@ -106,10 +109,11 @@ extension KVClient {
     func write(
         key: [UInt8], value: [UInt8], tombstone: Bool, consistency: ConsistencyLevel?, in topology: Topology
     ) async throws -> Version {
-        let plan = WritePlan(
+        var plan = WritePlan(
             level: consistency ?? configuration.writeConsistency, deadline: configuration.requestTimeout,
             supersededRetriesMax: configuration.supersededRetriesMax, hintedHandoff: configuration.hintedHandoff,
             sloppyQuorum: configuration.sloppyQuorum)
+        plan.localZone = configuration.zone
         let writeConfiguration: WriteOperation.Configuration
         do {
             writeConfiguration = try plan.operation(
@@ -262,14 +266,6 @@ extension KVClient {
         // Answers already queued when the stream closed are late too: they keep their clocks.
         while let event = await iterator.next() {
             late(event)
-        }
-    }
-
-    func requiredReplicas(_ level: ConsistencyLevel, topology: Topology) throws -> Int {
-        do {
-            return try level.required(replicationFactor: topology.ring.replicationFactor)
-        } catch {
-            throw KVClientError.invalidArgument("\(error)")
         }
     }
 

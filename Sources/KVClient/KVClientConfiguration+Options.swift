@@ -8,7 +8,7 @@ extension KVClientConfiguration {
     ///
     /// A flag wins over the environment; between a cluster file and endpoints (both flags, or both
     /// variables) the cluster file wins. `QUORUMKV_HINTED_HANDOFF` and `QUORUMKV_SLOPPY_QUORUM` (1 or 0)
-    /// set ``hintedHandoff`` and ``sloppyQuorum``.
+    /// set ``hintedHandoff`` and ``sloppyQuorum``; `QUORUMKV_ZONE` sets ``zone`` unless `zone` is given.
     ///
     /// - Throws: `KVClientError.invalidArgument` when the certificate or the cluster is not given;
     ///   `ConfigError` when the cluster file cannot be used.
@@ -19,6 +19,7 @@ extension KVClientConfiguration {
         caFile: String?,
         certificateFile: String?,
         keyFile: String?,
+        zone: String? = nil,
         environment: [String: String]
     ) throws {
         func variable(_ name: String) -> String? {
@@ -55,5 +56,6 @@ extension KVClientConfiguration {
         }
         hintedHandoff = try flag("QUORUMKV_HINTED_HANDOFF") ?? hintedHandoff
         sloppyQuorum = try flag("QUORUMKV_SLOPPY_QUORUM") ?? sloppyQuorum
+        self.zone = zone ?? variable("QUORUMKV_ZONE") ?? ""
     }
 }

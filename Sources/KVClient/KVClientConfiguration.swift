@@ -26,6 +26,9 @@ public struct KVClientConfiguration: Sendable {
     /// Consistency of reads and writes that do not name their own.
     public var readConsistency: ConsistencyLevel = .quorum
     public var writeConsistency: ConsistencyLevel = .quorum
+    /// The zone (datacenter or rack) this client runs in, as the cluster map names zones: what
+    /// `local_quorum` counts in. Empty: none (`local_quorum` is then refused).
+    public var zone = ""
     /// Ask all N replicas on every read instead of the first R (more load, fewer slow reads).
     public var readFromAll = false
     /// Ask one more replica when the ones asked are slower than their recent p99.

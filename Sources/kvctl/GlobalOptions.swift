@@ -27,6 +27,9 @@ struct GlobalOptions: ParsableArguments {
     @Option(name: .customLong("cluster-id"), help: "The cluster id the nodes must have (env QUORUMKV_CLUSTER_ID).")
     var clusterID: String?
 
+    @Option(help: "This client's zone, for --consistency local_quorum (env QUORUMKV_ZONE).")
+    var zone: String?
+
     @Option(help: "Seconds to wait for a node's answer.")
     var timeout: Double = 5
 
@@ -41,7 +44,7 @@ struct GlobalOptions: ParsableArguments {
         do {
             configuration = try KVClientConfiguration(
                 clusterFile: cluster, endpoints: endpoints, clusterID: clusterID, caFile: ca, certificateFile: cert,
-                keyFile: key, environment: ProcessInfo.processInfo.environment)
+                keyFile: key, zone: zone, environment: ProcessInfo.processInfo.environment)
         } catch let error as KVClientError where error.isInvalidArgument {
             throw ValidationError(error.message)
         } catch {
@@ -128,7 +131,7 @@ private func report(_ message: String, json: Bool) {
 
 /// `--consistency`, `--r` and `--w`, shared by the data commands.
 struct ConsistencyOptions: ParsableArguments {
-    @Option(help: "one, quorum (default), all, or a number of replicas.")
+    @Option(help: "one, quorum (default), all, local_quorum, each_quorum, or a number of replicas.")
     var consistency: String?
 
     @Option(name: .customLong("r"), help: "Replicas that must answer a read (overrides --consistency).")
@@ -139,7 +142,7 @@ struct ConsistencyOptions: ParsableArguments {
 
     func validate() throws {
         if let consistency, ConsistencyLevel(parsing: consistency) == nil {
-            throw ValidationError("--consistency must be one, quorum, all or a number")
+            throw ValidationError("--consistency must be one, quorum, all, local_quorum, each_quorum or a number")
         }
         if let readReplicas, readReplicas < 1 { throw ValidationError("--r must be at least 1") }
         if let writeReplicas, writeReplicas < 1 { throw ValidationError("--w must be at least 1") }

@@ -68,12 +68,13 @@ extension RealProcessTests {
             let cluster = try ClusterHarness(hosts: Self.hosts, placement: "spread:3/1", zones: Self.zones)
             defer { cluster.tearDown() }
             try await offThePool { try cluster.startAll() }
-            // TODO(local_quorum): the issue asks for LOCAL_QUORUM from a client in another zone; until
-            // that level exists, QUORUM (R = W = 2 of N = 3) across the zones.
+            // A client in zone a at LOCAL_QUORUM: a majority of each key's replicas in zone a (its one
+            // replica there) must answer; the other zones' replicas still receive every write.
             let client = try cluster.client(timeout: .seconds(5)) {
                 $0.healthCheckInterval = .milliseconds(200)
-                $0.readConsistency = .quorum
-                $0.writeConsistency = .quorum
+                $0.zone = "a"
+                $0.readConsistency = .localQuorum
+                $0.writeConsistency = .localQuorum
             }
             let keys = (0..<300).map { "z-\($0)" }
 
@@ -112,11 +113,26 @@ extension RealProcessTests {
             let failures = load.failures.withLock { $0 }
             #expect(failures.isEmpty, "\(failures.count) requests failed, e.g. \(failures.prefix(5))")
 
-            // With zone b gone, every acknowledged write reads back at QUORUM from zones a and c.
+            // With zone b gone, every acknowledged write reads back at LOCAL_QUORUM, and at QUORUM from
+            // zones a and c: the writes reached zone c too, not only the client's zone.
             let acknowledged = load.acknowledged.withLock { $0 }
             #expect(acknowledged.count == keys.count)
             let unreadable = try await MembershipChangeClusterTests.checkReadable(acknowledged, with: client)
             #expect(unreadable.isEmpty, "\(unreadable.count) acknowledged writes unreadable: \(unreadable.prefix(5))")
+            let quorumClient = try cluster.client(timeout: .seconds(5))
+            let unreadableAtQuorum = try await MembershipChangeClusterTests.checkReadable(
+                acknowledged, with: quorumClient)
+            #expect(unreadableAtQuorum.isEmpty, "\(unreadableAtQuorum.count) unreadable at QUORUM")
+            // A client in zone b, whose nodes are all dead, fails at LOCAL_QUORUM, naming the count.
+            let zoneB = try cluster.client(timeout: .seconds(5)) {
+                $0.zone = "b"
+                $0.readConsistency = .localQuorum
+            }
+            let refusal = await #expect(throws: KVClientError.self) { _ = try await zoneB.get(Array("z-1".utf8)) }
+            #expect(
+                "\(refusal.map { "\($0)" } ?? "")".contains("needs 1 of 3 replicas"), "\(String(describing: refusal))")
+            await zoneB.close()
+            await quorumClient.close()
             await client.close()
         }
 

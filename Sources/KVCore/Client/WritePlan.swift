@@ -3,7 +3,9 @@
 /// with it.
 ///
 /// - Outside a membership change the write goes to the key's preference list, and W replicas must
-///   apply it. W comes from the consistency level and the ring's N.
+///   apply it. W comes from the consistency level and the ring's N; a level that counts zones
+///   (`local_quorum`, `each_quorum`) asks a majority of some zones' replicas instead
+///   (`ConsistencyLevel.quorums`), and the write still goes to every replica.
 /// - During a change (`next` given), when the key's next preference list differs, the write goes to
 ///   the union of both lists. W is required in each ring, each W taken from its own ring's N (a change
 ///   can raise N). Reads then find the write before and after ownership switches.
@@ -20,6 +22,8 @@ public struct WritePlan: Sendable, Hashable {
     public var hintedHandoff: Bool
     /// Sloppy quorum: a stored hint counts toward W (only with `hintedHandoff`).
     public var sloppyQuorum: Bool
+    /// The client's zone, for `local_quorum`; empty when it has none.
+    public var localZone = ""
 
     /// Test-only (a planted bug for the simulator's mutation check): during a change, writes go to the
     /// current ring only.
@@ -47,15 +51,14 @@ public struct WritePlan: Sendable, Hashable {
         for token: Token, current: Ring, next: Ring? = nil, suspected: Set<String> = []
     ) throws(QuorumError) -> WriteOperation.Configuration {
         var replicas = current.preferenceList(for: token)
-        let required = try min(level.required(replicationFactor: current.replicationFactor), replicas.count)
-        var quorums: [WriteCoordinator.Quorum] = []
+        var quorums = try groups(of: replicas, on: current)
+        var required = min(quorums.reduce(0) { $0 + $1.required }, replicas.count)
         if let next, !writesToCurrentRingOnly, case let pending = next.preferenceList(for: token), pending != replicas {
-            let nextRequired = try min(level.required(replicationFactor: next.replicationFactor), pending.count)
-            quorums = [
-                WriteCoordinator.Quorum(replicas: replicas, required: required),
-                WriteCoordinator.Quorum(replicas: pending, required: nextRequired),
-            ]
+            quorums += try groups(of: pending, on: next)
             replicas += pending.filter { !replicas.contains($0) }
+            required = min(quorums[0].required, replicas.count)
+        } else if quorums.count == 1 && quorums[0].replicas == replicas {
+            quorums = []  // the whole list: `required` of `replicas` says it
         }
         var configuration = WriteOperation.Configuration(
             replicas: replicas, required: required, deadline: deadline, supersededRetriesMax: supersededRetriesMax,
@@ -67,5 +70,12 @@ public struct WritePlan: Sendable, Hashable {
             configuration.zones = current.zones(of: configuration.replicas + configuration.fallbacks)
         }
         return configuration
+    }
+
+    /// The quorums the level asks of one ring's `list` for the key.
+    private func groups(of list: [String], on ring: Ring) throws(QuorumError) -> [WriteCoordinator.Quorum] {
+        try level.quorums(
+            of: list, replicationFactor: ring.replicationFactor,
+            zones: level.countsZones ? ring.zones(of: list) : [:], localZone: localZone)
     }
 }

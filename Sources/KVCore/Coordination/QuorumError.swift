@@ -17,6 +17,8 @@ public struct QuorumError: Error, Hashable, CustomStringConvertible {
         case quorumUnreachable(Operation)
         case deadlineExceeded(Operation)
         case invalidConsistency(ConsistencyLevel)
+        /// A level that counts per zone cannot be met on this key's replicas (`reason` says why).
+        case zonesUnfit(ConsistencyLevel, reason: String)
     }
 
     private let code: Code
@@ -131,7 +133,7 @@ public struct QuorumError: Error, Hashable, CustomStringConvertible {
         let asked: Int
         switch level {
         case .one: asked = 1
-        case .quorum: asked = replicationFactor / 2 + 1
+        case .quorum, .localQuorum, .eachQuorum: asked = replicationFactor / 2 + 1
         case .all: asked = replicationFactor
         case .count(let count): asked = count
         }
@@ -142,6 +144,12 @@ public struct QuorumError: Error, Hashable, CustomStringConvertible {
             succeeded: [],
             failed: []
         )
+    }
+
+    /// `level` counts per zone and this key's replicas do not allow it: no replica in the client's
+    /// zone for `local_quorum`, or no zone given.
+    public static func zonesUnfit(_ level: ConsistencyLevel, replicas: Int, reason: String) -> QuorumError {
+        QuorumError(.zonesUnfit(level, reason: reason), required: 0, replicas: replicas, succeeded: [], failed: [])
     }
 
     /// Not enough replicas could still answer.
@@ -156,10 +164,12 @@ public struct QuorumError: Error, Hashable, CustomStringConvertible {
         return false
     }
 
-    /// The consistency level does not fit the replication factor.
+    /// The consistency level does not fit the replication factor, or the zones of the replicas.
     public var isInvalidConsistency: Bool {
-        if case .invalidConsistency = code { return true }
-        return false
+        switch code {
+        case .invalidConsistency, .zonesUnfit: true
+        case .quorumUnreachable, .deadlineExceeded: false
+        }
     }
 
     public var description: String {
@@ -181,6 +191,8 @@ public struct QuorumError: Error, Hashable, CustomStringConvertible {
             }
             return "consistency level \(level) needs \(required) replicas but the replication factor is "
                 + "\(replicas); use one, quorum, all or a count in 1...\(replicas)"
+        case .zonesUnfit(let level, let reason):
+            return "consistency level \(level) cannot be used: \(reason)"
         }
     }
 }

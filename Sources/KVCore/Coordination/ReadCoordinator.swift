@@ -7,16 +7,19 @@
 /// Rules:
 /// - ``start()`` asks the first `required` replicas in preference order (or all of them with
 ///   `askAll`), schedules the deadline and, when `speculationDelay` is set and some replica is left
-///   unasked, schedules one speculation.
-/// - The read completes at the `required`-th answer, never before. The newest record among the
-///   answers wins; a tombstone is an answer like any other.
-/// - A failed replica is replaced at once by the next unasked one in preference order, so a dead
-///   replica costs no waiting.
-/// - As soon as so many replicas failed that `required` answers can no longer arrive, the read fails
-///   without waiting for the deadline.
+///   unasked, schedules one speculation. With `quorums` (a level that counts zones), it asks the
+///   first `required` of each group instead.
+/// - The read completes at the `required`-th answer (with `quorums`: once every group has its
+///   count), never before. The newest record among the answers wins; a tombstone is an answer like
+///   any other.
+/// - A failed replica is replaced at once by the next unasked one in preference order (of its group),
+///   so a dead replica costs no waiting.
+/// - As soon as so many replicas failed that `required` answers can no longer arrive (in some
+///   group), the read fails without waiting for the deadline.
 /// - The deadline fails the read, listing the asked replicas that stayed silent as
 ///   `no answer within <deadline>`; replicas never asked are not listed.
-/// - ``Event/speculationDue`` before completion asks exactly one more replica, if one is left.
+/// - ``Event/speculationDue`` before completion asks exactly one more replica, if one is left (of
+///   the first group still short of its count).
 ///   The coordinator schedules a single speculation; each further `speculationDue` the driver feeds
 ///   asks at most one more.
 /// - It completes exactly once; later events return no actions and do not change the outcome. Each
@@ -36,6 +39,15 @@ public struct ReadCoordinator: Sendable {
         /// arrived, ask one more replica. The driver computes it from the replicas' recent p99
         /// (``LatencyTracker``).
         public var speculationDelay: Duration?
+        /// Groups of `replicas` that must each reach their own count (`ConsistencyLevel.quorums`, for
+        /// `local_quorum` and `each_quorum`); `required` is then their sum. Empty: `required` of
+        /// `replicas`.
+        public var quorums: [ReplicaQuorum] = []
+
+        /// The groups that must each reach their count.
+        var effectiveQuorums: [ReplicaQuorum] {
+            quorums.isEmpty ? [ReplicaQuorum(replicas: replicas, required: required)] : quorums
+        }
 
         public init(
             replicas: [String],
@@ -106,8 +118,9 @@ public struct ReadCoordinator: Sendable {
 
     public let configuration: Configuration
     private var states: [ReplicaState]
-    /// Replicas are asked in preference order: every index below this one has been asked.
-    private var nextToAsk = 0
+    /// Each group of `configuration.effectiveQuorums`: the indices of its replicas in preference
+    /// order, and its count.
+    private let groups: [(members: [Int], required: Int)]
     private var answeredCount = 0
     private var failedCount = 0
     private var started = false
@@ -128,8 +141,16 @@ public struct ReadCoordinator: Sendable {
         if let delay = configuration.speculationDelay {
             precondition(delay >= .zero, "speculation delay \(delay) is negative")
         }
+        for quorum in configuration.quorums {
+            precondition(
+                Set(quorum.replicas).isSubset(of: replicas) && (1...quorum.replicas.count).contains(quorum.required),
+                "quorum \(quorum) does not fit the replicas \(replicas)")
+        }
         self.configuration = configuration
         self.states = Array(repeating: .unasked, count: replicas.count)
+        self.groups = configuration.effectiveQuorums.map { quorum in
+            (replicas.indices.filter { quorum.replicas.contains(replicas[$0]) }, quorum.required)
+        }
     }
 
     public var isComplete: Bool { outcome != nil }
@@ -139,13 +160,15 @@ public struct ReadCoordinator: Sendable {
         precondition(!started, "start() called twice")
         started = true
         defer { assertInvariants() }
-        let count = configuration.askAll ? configuration.replicas.count : configuration.required
         var actions: [Action] = []
-        for _ in 0..<count {
-            actions.append(askNext())
+        for group in groups {
+            let wanted = configuration.askAll ? group.members.count : group.required
+            while group.members.count(where: { states[$0] != .unasked }) < wanted, let index = firstUnasked(in: group) {
+                actions.append(ask(index))
+            }
         }
         actions.append(.scheduleDeadline(after: configuration.deadline))
-        if let delay = configuration.speculationDelay, nextToAsk < configuration.replicas.count {
+        if let delay = configuration.speculationDelay, states.contains(.unasked) {
             actions.append(.scheduleSpeculation(after: delay))
         }
         return actions
@@ -160,7 +183,7 @@ public struct ReadCoordinator: Sendable {
             guard let index = pendingIndex(of: node) else { return [] }
             states[index] = .answered(record)
             answeredCount += 1
-            guard outcome == nil, answeredCount == configuration.required else { return [] }
+            guard outcome == nil, groups.allSatisfy(isMet) else { return [] }
             return complete(.answered(result()))
 
         case .failed(let node, let reason):
@@ -168,28 +191,49 @@ public struct ReadCoordinator: Sendable {
             states[index] = .failed(reason: reason)
             failedCount += 1
             guard outcome == nil else { return [] }
-            if configuration.replicas.count - failedCount < configuration.required {
+            if groups.contains(where: isUnreachable) {
                 return complete(.failed(error(deadlinePassed: false)))
             }
-            guard nextToAsk < configuration.replicas.count else { return [] }
-            return [askNext()]
+            // The next unasked replica of each group the failed one was in.
+            var actions: [Action] = []
+            for group in groups where group.members.contains(index) {
+                if let next = firstUnasked(in: group) { actions.append(ask(next)) }
+            }
+            return actions
 
         case .deadlinePassed:
             guard outcome == nil else { return [] }
             return complete(.failed(error(deadlinePassed: true)))
 
         case .speculationDue:
-            guard outcome == nil, nextToAsk < configuration.replicas.count else { return [] }
-            return [askNext()]
+            guard outcome == nil else { return [] }
+            for group in groups where !isMet(group) {
+                if let index = firstUnasked(in: group) { return [ask(index)] }
+            }
+            return []
         }
     }
 
-    private mutating func askNext() -> Action {
-        precondition(nextToAsk < configuration.replicas.count, "no replica left to ask")
-        assert(states[nextToAsk] == .unasked)
-        states[nextToAsk] = .pending
-        nextToAsk += 1
-        return .send(to: configuration.replicas[nextToAsk - 1])
+    private mutating func ask(_ index: Int) -> Action {
+        assert(states[index] == .unasked)
+        states[index] = .pending
+        return .send(to: configuration.replicas[index])
+    }
+
+    /// The group's first replica in preference order not asked yet.
+    private func firstUnasked(in group: (members: [Int], required: Int)) -> Int? {
+        group.members.first { states[$0] == .unasked }
+    }
+
+    /// The group has its count of answers.
+    private func isMet(_ group: (members: [Int], required: Int)) -> Bool {
+        group.members.count { if case .answered = states[$0] { true } else { false } } >= group.required
+    }
+
+    /// So many of the group failed that it cannot reach its count.
+    private func isUnreachable(_ group: (members: [Int], required: Int)) -> Bool {
+        group.members.count - group.members.count { if case .failed = states[$0] { true } else { false } }
+            < group.required
     }
 
     /// The index of `node` if it was asked and has not answered yet.
@@ -244,18 +288,18 @@ public struct ReadCoordinator: Sendable {
     private func assertInvariants() {
         assert(answeredCount == states.count(where: { if case .answered = $0 { true } else { false } }))
         assert(failedCount == states.count(where: { if case .failed = $0 { true } else { false } }))
-        assert(states[..<nextToAsk].allSatisfy { $0 != .unasked }, "an asked replica is marked unasked")
-        assert(states[nextToAsk...].allSatisfy { $0 == .unasked }, "an unasked replica has a reply")
         guard outcome == nil else { return }
-        let pending = states.count(where: { $0 == .pending })
-        assert(answeredCount < configuration.required, "enough replicas answered but the read is not complete")
-        assert(
-            configuration.replicas.count - failedCount >= configuration.required,
-            "the quorum is unreachable but the read is not complete"
-        )
-        assert(
-            answeredCount + pending >= configuration.required || nextToAsk == configuration.replicas.count,
-            "too few replicas asked while some are left"
-        )
+        assert(!groups.allSatisfy(isMet), "enough replicas answered but the read is not complete")
+        assert(!groups.contains(where: isUnreachable), "the quorum is unreachable but the read is not complete")
+        for group in groups {
+            let asked = group.members.count {
+                switch states[$0] {
+                case .pending, .answered: true
+                case .unasked, .failed: false
+                }
+            }
+            assert(
+                asked >= group.required || firstUnasked(in: group) == nil, "too few replicas asked while some are left")
+        }
     }
 }

@@ -20,15 +20,7 @@
 ///   duplicate messages. Replies after completion still update ``unacknowledged``.
 public struct WriteCoordinator: Sendable {
     /// A group of replicas of which `required` must apply the write.
-    public struct Quorum: Sendable, Hashable {
-        public var replicas: [String]
-        public var required: Int
-
-        public init(replicas: [String], required: Int) {
-            self.replicas = replicas
-            self.required = required
-        }
-    }
+    public typealias Quorum = ReplicaQuorum
 
     public struct Configuration: Sendable, Hashable {
         /// The preference list: every replica the write goes to, in ring order, without duplicates.
