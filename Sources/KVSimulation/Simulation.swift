@@ -102,7 +102,8 @@ public final class Simulation {
                     id: node.id, address: "10.0.0.\(node.id.dropFirst()):7000", tokens: node.tokens,
                     zone: configuration.zone(ofNode: node.id))
             })
-        let membership = MembershipState(firstMap: firstMap, nodes: nodeCount, clients: clientCount)
+        let membership = MembershipState(
+            firstMap: firstMap, nodes: nodeCount, clients: clientCount, configuration: configuration)
         ring = membership.ring(of: firstMap)
         self.membership = membership
         let skewMax = configuration.faults.clockSkewMax.wholeMillisecondsClamped

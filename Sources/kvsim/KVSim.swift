@@ -104,6 +104,9 @@ struct KVSim: ParsableCommand {
     )
     var zones = false
 
+    @Flag(help: "Break placement on purpose: rings take the first N nodes clockwise, ignoring zones.")
+    var mutatePlacementIgnoresZones = false
+
     func validate() throws {
         guard seeds > 0 else { throw ValidationError("--seeds must be positive") }
         guard (0...1_000_000).contains(hintQueueMax ?? 0) else {
@@ -128,8 +131,11 @@ struct KVSim: ParsableCommand {
             if membership || mutateSwitchBeforeStream || mutateSingleRingWrites || mutateSkipNewerMapRetry {
                 configuration.membership()
             }
-            if zones {
+            if zones || mutatePlacementIgnoresZones {
                 configuration.zones()
+            }
+            if mutatePlacementIgnoresZones {
+                configuration.mutation = .placementIgnoresZones
             }
             if noLateClients {
                 configuration.membershipProfile?.lateClients = false
