@@ -125,9 +125,10 @@ struct MembershipState {
     var quiet = false
     /// Set when the settle time ran out (already reported).
     var settleFailed = false
-    let rings = RingCache()
+    let rings: RingCache
 
-    init(firstMap: ClusterMap, nodes: Int, clients: Int) {
+    init(firstMap: ClusterMap, nodes: Int, clients: Int, configuration: SimulationConfiguration) {
+        rings = RingCache(configuration: configuration)
         acceptors = Array(repeating: MapAcceptor(committed: firstMap), count: nodes)
         histories = Array(repeating: [:], count: nodes)
         self.clients = Array(repeating: firstMap, count: clients)
@@ -166,10 +167,17 @@ struct MembershipState {
     }
 }
 
-/// Rings and admissions built once per map.
+/// Rings and admissions built once per map: the one place the run builds its rings (the fixed
+/// ring is the first map's), with the production `ClusterMap.ring()` and `nextRing()`.
 final class RingCache {
     private var built: [ClusterMap: (current: Ring, next: Ring)] = [:]
     private var admissions: [ClusterMap: [String: ReplicaAdmission]] = [:]
+    /// The run's configuration, for `Mutation.placementIgnoresZones`.
+    private let configuration: SimulationConfiguration
+
+    init(configuration: SimulationConfiguration) {
+        self.configuration = configuration
+    }
 
     func admission(of node: String, in map: ClusterMap) -> ReplicaAdmission {
         if let admission = admissions[map]?[node] { return admission }
@@ -185,12 +193,19 @@ final class RingCache {
     func rings(of map: ClusterMap) -> (current: Ring, next: Ring) {
         if let rings = built[map] { return rings }
         do {
-            let rings = (try map.ring(), try map.nextRing())
+            let rings = (planted(try map.ring()), planted(try map.nextRing()))
             built[map] = rings
             return rings
         } catch {
             preconditionFailure("a chosen map is not a valid ring: \(error)")
         }
+    }
+
+    /// `built` with the mutation check's planted bug turned on when the run asks for it.
+    private func planted(_ built: Ring) -> Ring {
+        var ring = built
+        ring.ignoresZones = configuration.mutation == .placementIgnoresZones
+        return ring
     }
 }
 

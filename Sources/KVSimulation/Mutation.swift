@@ -22,6 +22,8 @@ package enum Mutation: String, Sendable, Hashable, CaseIterable {
     case skipNewerMapRetry
     /// A fallback that refuses a hint for lack of room marks no range for anti-entropy.
     case refusedHintMarksNothing
+    /// Rings choose the first N distinct nodes clockwise, whatever the placement says of zones.
+    case placementIgnoresZones
 
     /// The production value and switch that hold the planted bug.
     package var target: String {
@@ -34,6 +36,7 @@ package enum Mutation: String, Sendable, Hashable, CaseIterable {
         case .singleRingWrites: "WritePlan.writesToCurrentRingOnly"
         case .skipNewerMapRetry: "NewerMapRetry.neverRetries"
         case .refusedHintMarksNothing: "HintAdmission.marksNothing"
+        case .placementIgnoresZones: "Ring.ignoresZones"
         }
     }
 
@@ -67,6 +70,12 @@ package enum Mutation: String, Sendable, Hashable, CaseIterable {
             MutationCheck(seeds: 1...10, profile: .smallHintQueues) { result in
                 result.violations.contains { $0.contains("marked no range") }
             }
+        case .placementIgnoresZones:
+            // 28 of seeds 1...30 catch it, 1...3 twice. Seeds 2 and 29 escape: their rule, spread:3/1 over
+            // two zones, cannot keep its cap, and a simple list that has both zones keeps what is left of it.
+            MutationCheck(seeds: 1...3, profile: .zones) { result in
+                result.violations.contains { $0.contains("break the placement") }
+            }
         }
     }
 }
@@ -88,6 +97,8 @@ package struct MutationCheck: Sendable {
         /// The plain run with room for 2 hints per target, so that fallbacks refuse hints, and 200 keys,
         /// so that read repair and later writes do not hide every write a refused hint's target missed.
         case smallHintQueues
+        /// The plain run with nodes in zones and a placement using them (`SimulationConfiguration.zones()`).
+        case zones
     }
 
     package var seeds: ClosedRange<UInt64>
@@ -113,6 +124,9 @@ package struct MutationCheck: Sendable {
         case .smallHintQueues:
             configuration.hintQueueMax = 2
             configuration.keys = 200
+            configuration.antiEntropyAtEnd = false
+        case .zones:
+            configuration.zones()
             configuration.antiEntropyAtEnd = false
         }
         return configuration

@@ -87,6 +87,7 @@ extension Simulation {
     /// otherwise): a new `WriteOperation` or `ReadOperation`, whose messages and timers carry the try.
     func startTry(_ index: Int) {
         guard let planned = clients[index].planned else { return }
+        checkPlacement(ofKey: planned.key, client: index)
         let operationTry = clients[index].currentTry
         let client = clients[index].name
         let epoch = clients[index].newerMapRetry.epoch

@@ -106,7 +106,7 @@ extension Simulation {
             violate("\(pending.count) operation(s) never completed, e.g. \(pending[0])")
         }
         // A sloppy quorum gives up the overlap that the register check relies on (by design).
-        if configuration.readQuorum + configuration.writeQuorum > configuration.replicationFactor
+        if configuration.readQuorum + configuration.writeQuorum > ring.replicationFactor
             && !configuration.sloppyQuorum
         {
             for violation in RegisterChecker.check(
@@ -119,6 +119,105 @@ extension Simulation {
         if configuration.antiEntropyAtEnd {
             antiEntropyPass()
             checkReplicasConverged()
+        }
+        checkPlacementAtEnd()
+    }
+}
+
+extension Simulation {
+    /// Before each try of a client operation: the key's replicas in the ring(s) the client plans with
+    /// (its map's current ring and, during a change, the next one; or the fixed ring) keep the ring's
+    /// placement rule (`placementBreak`).
+    func checkPlacement(ofKey key: [UInt8], client index: Int) {
+        guard configuration.membershipProfile != nil else {
+            checkPlacement(ofKey: key, in: ring, "on the ring")
+            return
+        }
+        let map = membership.clients[index]
+        checkPlacement(ofKey: key, in: membership.ring(of: map), "in \(clients[index].name)'s map \(map.epoch)")
+        if map.isChanging {
+            checkPlacement(
+                ofKey: key, in: membership.nextRing(of: map), "in \(clients[index].name)'s next ring of \(map.epoch)")
+        }
+    }
+
+    /// At the end, after the anti-entropy pass: every key written has replicas that keep the final
+    /// ring's rule, and every node holding the key's latest acknowledged write (or something newer) is
+    /// one of them: data never settles outside the replicas the rule chose.
+    func checkPlacementAtEnd() {
+        var latest: [[UInt8]: Version] = [:]
+        for write in acknowledgedWrites {
+            latest[write.key] = max(write.version, latest[write.key] ?? write.version)
+        }
+        for (key, version) in latest.sorted(by: { $0.key.lexicographicallyPrecedes($1.key) }) {
+            checkPlacement(ofKey: key, in: ring, "in the final ring")
+            let replicas = replicas(of: key)
+            let strays = nodes.filter { node in
+                !replicas.contains(node.id)
+                    && (try? node.store.get(key: key)).flatMap { $0?.version }.map { $0 >= version }
+                        ?? false
+            }
+            if !strays.isEmpty {
+                violate(
+                    "at the end \(strays.map(\.id)) hold \(show(key)) at \(version) or newer but are not among its replicas \(replicas) by the placement \(ring.placement)"
+                )
+            }
+        }
+    }
+
+    /// Reports, once per key, replicas of `key` in `ring` that break the ring's rule.
+    func checkPlacement(ofKey key: [UInt8], in ring: Ring, _ context: @autoclosure () -> String) {
+        guard !placementBroken.contains(key) else { return }
+        let replicas = ring.preferenceList(forKey: key)
+        guard let reason = Self.placementBreak(replicas, in: ring) else { return }
+        placementBroken.insert(key)
+        violate("\(show(key))'s replicas \(replicas) \(context()) break the placement \(ring.placement): \(reason)")
+    }
+
+    /// Why `replicas` break `ring.placement`, given the zones of the ring's nodes; nil when they keep it.
+    /// What each rule promises, not how the ring walks to it (`Placement`, RING.md "Placement"):
+    ///
+    /// - every rule: N distinct nodes of the ring;
+    /// - `zones`: exactly its count from each zone it names, none from any other;
+    /// - `spread(N, M)`: at most M from any zone when the ring's zones have room for N that way (the sum
+    ///   over zones of the smaller of M and the zone's nodes is at least N); otherwise every zone holds
+    ///   at least that smaller number (a zone takes more only once every zone is full).
+    static func placementBreak(_ replicas: [String], in ring: Ring) -> String? {
+        let placement = ring.placement
+        let zoneOfNode = Dictionary(uniqueKeysWithValues: ring.nodes.map { ($0.id, $0.zone) })
+        guard Set(replicas).count == replicas.count else { return "a node is listed twice" }
+        guard replicas.count == placement.replicationFactor else {
+            return "\(replicas.count) replicas, not N=\(placement.replicationFactor)"
+        }
+        if let stranger = replicas.first(where: { zoneOfNode[$0] == nil }) { return "\(stranger) is not on the ring" }
+        var held: [String: Int] = [:]
+        for replica in replicas { held[zoneOfNode[replica]!, default: 0] += 1 }
+        var nodesIn: [String: Int] = [:]
+        for node in ring.nodes { nodesIn[node.zone, default: 0] += 1 }
+        switch placement {
+        case .simple:
+            return nil
+        case .zones(let counts):
+            for wanted in counts where held[wanted.zone, default: 0] != wanted.count {
+                return "zone '\(wanted.zone)' holds \(held[wanted.zone, default: 0]), not \(wanted.count)"
+            }
+            let named = Set(counts.map(\.zone))
+            if let other = held.keys.sorted().first(where: { !named.contains($0) }) {
+                return "zone '\(other)' holds \(held[other]!), and the rule names no such zone"
+            }
+            return nil
+        case .spread(let replicaCount, let perZone):
+            let room = nodesIn.values.reduce(0) { $0 + min($1, perZone) }
+            if room >= replicaCount {
+                if let crowded = held.keys.sorted().first(where: { held[$0]! > perZone }) {
+                    return "zone '\(crowded)' holds \(held[crowded]!), more than \(perZone), though the zones have room"
+                }
+            } else if let short = nodesIn.keys.sorted().first(where: {
+                held[$0, default: 0] < min(nodesIn[$0]!, perZone)
+            }) {
+                return "zone '\(short)' holds \(held[short, default: 0]) while other zones hold more than \(perZone)"
+            }
+            return nil
         }
     }
 }

@@ -37,6 +37,8 @@ public final class Simulation {
     var nextPartitionID = 0
     var acknowledgedWrites: [(key: [UInt8], version: Version, historyID: Int)] = []
     var highestSeen: [NodeKey: Version] = [:]
+    /// Keys whose replicas broke the placement (reported once each).
+    var placementBroken: Set<[UInt8]> = []
     var statistics = Statistics()
 
     struct Statistics {
@@ -90,18 +92,20 @@ public final class Simulation {
             configuration.membershipProfile == nil
             ? TokenAllocator.allocate(nodeIDs: members)
             : TokenAllocator.allocate(nodeIDs: members, tokensPerNode: MembershipProfile.tokensPerNode)
-        do {
-            ring = try Ring(nodes: ringNodes, replicationFactor: min(configuration.replicationFactor, members.count))
-        } catch {
-            preconditionFailure("the simulator built an invalid ring: \(error)")
-        }
-        membership = MembershipState(
-            firstMap: ClusterMap(
-                clusterID: "sim", epoch: 1, replicationFactor: ring.replicationFactor,
-                nodes: ringNodes.map { node in
-                    ClusterMap.Node(id: node.id, address: "10.0.0.\(node.id.dropFirst()):7000", tokens: node.tokens)
-                }),
-            nodes: nodeCount, clients: clientCount)
+        // The fixed ring too is the first map's ring, built by `ClusterMap.ring()` as the SDK builds it.
+        let firstMap = ClusterMap(
+            clusterID: "sim", epoch: 1,
+            placement: configuration.placement
+                ?? .simple(replicas: min(configuration.replicationFactor, members.count)),
+            nodes: ringNodes.map { node in
+                ClusterMap.Node(
+                    id: node.id, address: "10.0.0.\(node.id.dropFirst()):7000", tokens: node.tokens,
+                    zone: configuration.zone(ofNode: node.id))
+            })
+        let membership = MembershipState(
+            firstMap: firstMap, nodes: nodeCount, clients: clientCount, configuration: configuration)
+        ring = membership.ring(of: firstMap)
+        self.membership = membership
         let skewMax = configuration.faults.clockSkewMax.wholeMillisecondsClamped
         let driftMax = configuration.faults.clockDriftMaxPPM
         func draw(_ bound: Int64) -> Int64 {
@@ -172,6 +176,7 @@ public final class Simulation {
         result.newerMapRetries = statistics.newerMapRetries
         result.lateOperationsSucceeded = statistics.lateOperationsSucceeded
         result.sleeperLagEpochs = statistics.sleeperLagEpochs
+        result.placement = ring.placement
         return result
     }
 

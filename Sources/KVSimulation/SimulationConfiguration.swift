@@ -7,7 +7,14 @@ public struct SimulationConfiguration: Sendable {
     public var nodes: Int?
     /// SDK clients; nil draws 2...4 from the seed.
     public var clients: Int?
+    /// N of the `simple` rule used when `placement` is nil (at most the number of nodes).
     public var replicationFactor = 3
+    /// How the ring chooses each key's replicas (`Placement`); nil: `simple` with `replicationFactor`.
+    public var placement: Placement?
+    /// Zone names given to the nodes round-robin: n1 gets the first, n2 the second, and so on, starting
+    /// over when the list runs out (so a list as long as the nodes names each node's zone). Empty: no
+    /// zones. Joins of a membership profile name their zones themselves (`zones()` does).
+    public var nodeZones: [String] = []
     public var readQuorum = 2
     public var writeQuorum = 2
     /// Operations each client runs, one after another.
@@ -63,6 +70,46 @@ public struct SimulationConfiguration: Sendable {
         faults.clockSkewMax = .milliseconds(200)
         faults.clockDriftMaxPPM = 1_000
         faults.down = .milliseconds(50) ... .seconds(3)
+    }
+
+    /// Nodes in zones, with a placement that uses them, one of three by the seed: `spread:3/1` over
+    /// zones a, b and c (one replica per zone); `zones:a=2,b=1` over a, b and c (c's nodes never hold a
+    /// replica); `spread:3/1` over only a and b (too few zones: every list takes its third replica from a
+    /// zone that already has one). Every key's replicas must keep the rule (`checkPlacement`).
+    ///
+    /// After `membership()`, the cluster starts on `simple:3` with its nodes already in zones; the joins
+    /// name their nodes' zones, and the operator switches to the seed's rule after the first join (its
+    /// ranges are streamed as for a change of N).
+    public mutating func zones() {
+        let rule: Placement
+        switch seed % 3 {
+        case 0:
+            nodeZones = ["a", "b", "c"]
+            rule = .spread(replicas: 3, perZone: 1)
+        case 1:
+            nodeZones = ["a", "b", "c"]
+            rule = .zones(["a": 2, "b": 1])
+        default:
+            nodeZones = ["a", "b"]
+            rule = .spread(replicas: 3, perZone: 1)
+        }
+        guard var profile = membershipProfile else {
+            placement = rule
+            return
+        }
+        profile.changes = profile.changes.map { change in
+            guard case .join(let node, let address, let tokensPerNode, _) = change else { return change }
+            return .join(node: node, address: address, tokensPerNode: tokensPerNode, zone: zone(ofNode: node))
+        }
+        let firstJoin = profile.changes.firstIndex { if case .join = $0 { true } else { false } }
+        profile.changes.insert(.setPlacement(rule), at: firstJoin.map { $0 + 1 } ?? 0)
+        membershipProfile = profile
+    }
+
+    /// The zone of node `id` (`n1`, `n2`, …) by `nodeZones`; empty without zones.
+    public func zone(ofNode id: String) -> String {
+        guard !nodeZones.isEmpty, let number = Int(id.dropFirst()), number >= 1 else { return "" }
+        return nodeZones[(number - 1) % nodeZones.count]
     }
 
     /// Joins and leaves while clients read and write under the usual faults: the cluster starts with 4
@@ -192,6 +239,8 @@ public struct SimulationResult: Sendable {
     public var lateOperationsSucceeded = 0
     /// Membership: how many epochs the sleeper's map was behind the final map when it woke.
     public var sleeperLagEpochs = 0
+    /// The rule of the final ring (with membership, of the latest map).
+    public var placement: Placement?
 
     public var passed: Bool { violations.isEmpty }
 

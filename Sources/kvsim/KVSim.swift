@@ -98,6 +98,15 @@ struct KVSim: ParsableCommand {
     @Flag(help: "Break hinted handoff on purpose: a hint refused for lack of room marks no range for repair.")
     var mutateRefusedHintsMarkNothing = false
 
+    @Flag(
+        help:
+            "Nodes in zones with a placement rule that uses them, one of three by the seed: spread:3/1 over zones a, b, c; zones:a=2,b=1 over a, b, c; spread:3/1 over only a and b. Every key's replicas must keep the rule. With --membership the cluster starts on simple:3, the joins name their zones, and the operator switches to the rule after the first join."
+    )
+    var zones = false
+
+    @Flag(help: "Break placement on purpose: rings take the first N nodes clockwise, ignoring zones.")
+    var mutatePlacementIgnoresZones = false
+
     func validate() throws {
         guard seeds > 0 else { throw ValidationError("--seeds must be positive") }
         guard (0...1_000_000).contains(hintQueueMax ?? 0) else {
@@ -121,6 +130,12 @@ struct KVSim: ParsableCommand {
             var configuration = SimulationConfiguration(seed: seed)
             if membership || mutateSwitchBeforeStream || mutateSingleRingWrites || mutateSkipNewerMapRetry {
                 configuration.membership()
+            }
+            if zones || mutatePlacementIgnoresZones {
+                configuration.zones()
+            }
+            if mutatePlacementIgnoresZones {
+                configuration.mutation = .placementIgnoresZones
             }
             if noLateClients {
                 configuration.membershipProfile?.lateClients = false

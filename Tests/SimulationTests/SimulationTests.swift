@@ -141,6 +141,71 @@ struct SimulationTests {
         // R=1, W=3) reaches that state again; `ReplicaAdmissionTests` keeps the rule itself.
     }
 
+    /// Nodes in zones with a placement that uses them (`SimulationConfiguration.zones()`: by the seed,
+    /// `spread:3/1` over three zones, `zones:a=2,b=1`, or `spread:3/1` over two zones), on fixed clusters
+    /// and with membership (which starts on `simple:3` and switches to the rule after the first join,
+    /// streaming ranges as for a change of N): every key's replicas keep the rule, no data settles on
+    /// other nodes, and every other invariant holds. (`MutationCheckTests` checks that rings that ignore
+    /// zones are caught.)
+    @Test func zonesKeepThePlacementAndEveryInvariant() async {
+        @Sendable func configuration(_ seed: UInt64, membership: Bool) -> SimulationConfiguration {
+            var configuration = SimulationConfiguration(seed: seed)
+            if membership {
+                configuration.membership()
+                configuration.antiEntropyAtEnd = false
+            }
+            configuration.zones()
+            return configuration
+        }
+        // Each of the three rules three times on fixed clusters, and once with membership.
+        let (fixed, changing) = await offThePool {
+            (
+                (UInt64(3001)...3009).map { Simulation(configuration: configuration($0, membership: false)).run() },
+                (UInt64(3001)...3003).map { Simulation(configuration: configuration($0, membership: true)).run() }
+            )
+        }
+        let failing = (fixed + changing).filter { !$0.passed }.map(\.report)
+        #expect(failing.isEmpty, "\(failing.count) failing seed(s):\n\(failing.prefix(2).joined(separator: "\n"))")
+        #expect(fixed.allSatisfy { $0.placement?.usesZones == true }, "\(fixed.map(\.placement))")
+        // The operator's change of placement completed, with ranges streamed to their new replicas.
+        #expect(changing.allSatisfy { $0.placement?.usesZones == true }, "\(changing.map(\.placement))")
+        #expect(changing.map(\.keysStreamed).reduce(0, +) > 0, "receivers must stream records")
+    }
+
+    /// The placement invariant's predicate accepts every preference list the production `Ring` builds,
+    /// over node counts, zone layouts and rules, and rejects lists of a ring that ignores zones (the
+    /// `simple` rule's, on the same nodes): it states the rule, and does not fit only the seeds' rings.
+    @Test func thePlacementPredicateAcceptsEveryProductionList() throws {
+        let layouts: [[String]] = [["a", "b", "c"], ["a", "b"], ["a", "a", "b"], ["a", "b", "c", "c"]]
+        let rules: [Placement] = [
+            .simple(replicas: 3), .spread(replicas: 3, perZone: 1), .spread(replicas: 3, perZone: 2),
+            .spread(replicas: 4, perZone: 1), .zones(["a": 2, "b": 1]), .zones(["b": 1, "c": 1]),
+        ]
+        var rejected = 0
+        for nodeCount in [4, 5, 7] {
+            let allocated = TokenAllocator.allocate(nodeIDs: (1...nodeCount).map { "n\($0)" })
+            for layout in layouts {
+                let nodes = allocated.enumerated().map {
+                    RingNode(id: $1.id, tokens: $1.tokens, zone: layout[$0 % layout.count])
+                }
+                for rule in rules {
+                    guard let ring = try? Ring(nodes: nodes, placement: rule) else { continue }
+                    let simple = try Ring(nodes: nodes, placement: .simple(replicas: rule.replicationFactor))
+                    for token in ring.tokens.map(Token.init) {
+                        let list = ring.preferenceList(for: token)
+                        #expect(
+                            Simulation.placementBreak(list, in: ring) == nil,
+                            "\(rule), \(nodeCount) nodes in \(layout): \(list)")
+                        if Simulation.placementBreak(simple.preferenceList(for: token), in: ring) != nil {
+                            rejected += 1
+                        }
+                    }
+                }
+            }
+        }
+        #expect(rejected > 0)
+    }
+
     enum HintMode: CustomStringConvertible {
         case sloppyQuorum, shortHintWindow, smallHintQueues
         var description: String {

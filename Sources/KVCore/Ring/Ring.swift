@@ -21,7 +21,18 @@ public struct Ring: Sendable, Hashable {
     private let vnodeOwners: [Int32]
     /// Row `i` (`replicationFactor` node indices) is the preference list of the range ending at
     /// `vnodeTokens[i]`.
-    private let preferenceTable: [Int32]
+    private var preferenceTable: [Int32]
+
+    /// Test-only (a planted bug for the simulator's mutation check): the preference lists are the first
+    /// `replicationFactor` distinct nodes clockwise, whatever the placement says of zones.
+    package var ignoresZones = false {
+        didSet {
+            guard ignoresZones != oldValue else { return }
+            preferenceTable = Self.preferenceTable(
+                placement: ignoresZones ? .simple(replicas: replicationFactor) : placement, owners: vnodeOwners,
+                nodes: nodes)
+        }
+    }
 
     /// Checks the nodes and builds the lookup tables.
     ///
@@ -69,10 +80,14 @@ public struct Ring: Sendable, Hashable {
         self.placement = placement
         self.vnodeTokens = vnodes.map(\.token)
         self.vnodeOwners = vnodes.map(\.owner)
-        self.preferenceTable =
-            placement.usesZones
-            ? placement.zonedPreferenceTable(owners: vnodeOwners, nodes: nodes)
-            : Self.preferenceTable(owners: vnodeOwners, nodeCount: nodes.count, replicationFactor: replicationFactor)
+        self.preferenceTable = Self.preferenceTable(placement: placement, owners: vnodeOwners, nodes: nodes)
+    }
+
+    /// The preference lists of every vnode under `placement`, flattened.
+    private static func preferenceTable(placement: Placement, owners: [Int32], nodes: [RingNode]) -> [Int32] {
+        placement.usesZones
+            ? placement.zonedPreferenceTable(owners: owners, nodes: nodes)
+            : preferenceTable(owners: owners, nodeCount: nodes.count, replicationFactor: placement.replicationFactor)
     }
 
     /// The first `replicationFactor` distinct node ids clockwise from the token, the owner first.
