@@ -42,7 +42,7 @@ extension KVClient {
         let request = Message.putRequest(
             PutRequest(
                 key: ByteBuffer(bytes: key), value: ByteBuffer(bytes: value), version: version, tombstone: tombstone,
-                origin: .client, epoch: 0))
+                origin: .client, epoch: 0, expiresAtMillis: nil))
         let answer = try await call(request, node: node, in: topology)
         guard case .putResponse(let response) = answer else {
             throw KVClientError.protocolViolation("\(node) answered Put with \(answer.type)")

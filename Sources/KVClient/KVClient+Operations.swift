@@ -69,8 +69,13 @@ extension KVClient {
         case .failed(let error):
             throw KVClientError.unavailable("read of \(Self.describe(key)): \(error)")
         case .answered(let result):
-            guard let newest = result.newest else { return nil }
-            return newest.tombstone ? nil : KVValue(value: newest.value, version: newest.version)
+            // An expired value is a delete at its own version: absent, by this client's clock.
+            guard let newest = result.newest, !newest.isDeleted(atMillis: configuration.wallClockMillis()) else {
+                return nil
+            }
+            return KVValue(
+                value: newest.value, version: newest.version,
+                expiresAtMillis: newest.expiresAtMillis == 0 ? nil : newest.expiresAtMillis)
         }
     }
 
@@ -78,11 +83,13 @@ extension KVClient {
     /// newer one, decides when the write is acknowledged, failed or given up, and which fallbacks get
     /// hints for the replicas that did not acknowledge (which goes on in the background after the
     /// caller has its answer).
-    func write(key: [UInt8], value: [UInt8], tombstone: Bool, consistency: ConsistencyLevel?) async throws
-        -> Version
-    {
+    func write(
+        key: [UInt8], value: [UInt8], tombstone: Bool, consistency: ConsistencyLevel?, timeToLive: Duration? = nil
+    ) async throws -> Version {
         try await onNewerMaps { topology in
-            try await self.write(key: key, value: value, tombstone: tombstone, consistency: consistency, in: topology)
+            try await self.write(
+                key: key, value: value, tombstone: tombstone, consistency: consistency, timeToLive: timeToLive,
+                in: topology)
         }
     }
 
@@ -107,7 +114,8 @@ extension KVClient {
     }
 
     func write(
-        key: [UInt8], value: [UInt8], tombstone: Bool, consistency: ConsistencyLevel?, in topology: Topology
+        key: [UInt8], value: [UInt8], tombstone: Bool, consistency: ConsistencyLevel?, timeToLive: Duration?,
+        in topology: Topology
     ) async throws -> Version {
         var plan = WritePlan(
             level: consistency ?? configuration.writeConsistency, deadline: configuration.requestTimeout,
@@ -122,6 +130,11 @@ extension KVClient {
             throw KVClientError.invalidArgument("\(error)")
         }
         let operation = Guarded(WriteOperation(configuration: writeConfiguration))
+        // The expiry travels with each stamped version (absent on the wire without a TTL).
+        let expiry = { @Sendable (version: Version) -> UInt64? in
+            let millis = StoredRecord.expiry(of: version, timeToLive: timeToLive)
+            return millis == 0 ? nil : millis
+        }
         let keyBytes = ByteBuffer(bytes: key)
         let valueBytes = ByteBuffer(bytes: value)
         let wallClockMillis = configuration.wallClockMillis
@@ -144,7 +157,8 @@ extension KVClient {
                     let request = Message.putRequest(
                         PutRequest(
                             key: keyBytes, value: valueBytes, version: version, tombstone: tombstone, origin: .client,
-                            epoch: topology.map.epoch))
+                            epoch: topology.map.epoch,
+                            expiresAtMillis: expiry(version)))
                     return self.send(request, to: node, in: topology).map {
                         self.writeEvent(node, attempt: attempt, $0, started: started)
                     }
@@ -152,7 +166,9 @@ extension KVClient {
                     let request = Message.hintRequest(
                         HintRequest(
                             target: target,
-                            record: Record(key: keyBytes, version: version, tombstone: tombstone, value: valueBytes)))
+                            record: Record(
+                                key: keyBytes, version: version, tombstone: tombstone, value: valueBytes,
+                                expiresAtMillis: expiry(version))))
                     return self.send(request, to: fallback, in: topology).map {
                         self.hintEvent(fallback, for: target, attempt: attempt, $0)
                     }

@@ -12,10 +12,13 @@ import Synchronization
 public struct KVValue: Sendable, Hashable {
     public var value: [UInt8]
     public var version: Version
+    /// When the value expires (written with a time to live), milliseconds since 1970; nil: never.
+    public var expiresAtMillis: UInt64?
 
-    public init(value: [UInt8], version: Version) {
+    public init(value: [UInt8], version: Version, expiresAtMillis: UInt64? = nil) {
         self.value = value
         self.version = version
+        self.expiresAtMillis = expiresAtMillis
     }
 }
 

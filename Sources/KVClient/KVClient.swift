@@ -129,17 +129,26 @@ public final class KVClient: Sendable {
     // MARK: - Reads and writes
 
     /// Writes `value` under `key`, acknowledged by `consistency` replicas (default: the configuration's).
+    /// With `timeToLive`, the key reads as absent from the version's time plus the TTL on, on every
+    /// replica at once (the expiry travels with the version), and is purged as deletes are.
     ///
     /// - Returns: the version the write was stored with.
     @discardableResult
-    public func put(_ key: [UInt8], value: [UInt8], consistency: ConsistencyLevel? = nil) async throws -> Version {
+    public func put(
+        _ key: [UInt8], value: [UInt8], consistency: ConsistencyLevel? = nil, timeToLive: Duration? = nil
+    ) async throws -> Version {
         try await metrics.measure(.put, consistency: consistency ?? configuration.writeConsistency) {
             try validate(key: key)
             guard value.count <= Limits.valueBytesMax else {
                 throw KVClientError.invalidArgument(
                     "value is \(value.count) bytes; the limit is \(Limits.valueBytesMax)")
             }
-            return try await write(key: key, value: value, tombstone: false, consistency: consistency)
+            if let timeToLive, timeToLive <= .zero || timeToLive > Limits.timeToLiveMax {
+                throw KVClientError.invalidArgument(
+                    "time to live \(timeToLive) is not in (0, \(Limits.timeToLiveMax)]")
+            }
+            return try await write(
+                key: key, value: value, tombstone: false, consistency: consistency, timeToLive: timeToLive)
         }
     }
 

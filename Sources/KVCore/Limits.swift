@@ -7,6 +7,8 @@ public enum Limits {
     public static let keyBytesMax = 64 << 10
     /// Largest value, in bytes: a frame minus generous room for the key and the other fields.
     public static let valueBytesMax = frameBytesMax - keyBytesMax - 4096
+    /// The longest time to live a write may carry: 10 years.
+    public static let timeToLiveMax: Duration = .seconds(10 * 366 * 86_400)
     /// Largest name on the wire (node id, cluster id, certificate name).
     public static let nameBytesMax = 256
     /// Largest address on the wire (`host:port`).

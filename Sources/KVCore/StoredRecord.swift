@@ -1,15 +1,38 @@
 /// What a replica holds for one key: the newest version it has seen, whether that version is a
-/// delete, and the value (empty for a tombstone).
+/// delete, the value (empty for a tombstone) and when the value expires (a write with a time to live).
 public struct StoredRecord: Sendable, Hashable {
     public var version: Version
     public var tombstone: Bool
     public var value: [UInt8]
+    /// Wall-clock milliseconds since 1970 from which the record reads as deleted; 0: never. Set once by
+    /// the writer and carried with the version everywhere (replicas, hints, repairs, streams), so
+    /// every replica holding this version expires it at the same moment: no replica keeps a timer.
+    public var expiresAtMillis: UInt64
 
-    public init(version: Version, tombstone: Bool, value: [UInt8]) {
+    public init(version: Version, tombstone: Bool, value: [UInt8], expiresAtMillis: UInt64 = 0) {
         precondition(!tombstone || value.isEmpty, "a tombstone carries no value")
+        precondition(!tombstone || expiresAtMillis == 0, "a tombstone does not expire")
         self.version = version
         self.tombstone = tombstone
         self.value = value
+        self.expiresAtMillis = expiresAtMillis
+    }
+
+    /// The expiry of a write stamped `version` with time to live `ttl`: the version's milliseconds
+    /// plus the TTL, so every replica and hint of that version expires at the same moment (0 without
+    /// a TTL). The TTL is checked by the caller (`Limits.timeToLiveMax`); the sum saturates.
+    public static func expiry(of version: Version, timeToLive ttl: Duration?) -> UInt64 {
+        guard let ttl, ttl > .zero else { return 0 }
+        let millis = UInt64(clamping: ttl.wholeMillisecondsClamped)
+        let (sum, overflow) = version.millis.addingReportingOverflow(max(1, millis))
+        return overflow ? .max : sum
+    }
+
+    /// Whether the record reads as deleted at `nowMillis`: a tombstone, or a value past its expiry.
+    /// An expired record is a tombstone at its own version: it still outranks older versions (so an
+    /// older copy elsewhere cannot come back), and it is purged as tombstones are.
+    public func isDeleted(atMillis nowMillis: UInt64) -> Bool {
+        tombstone || (expiresAtMillis != 0 && nowMillis >= expiresAtMillis)
     }
 }
 

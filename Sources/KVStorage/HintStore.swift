@@ -126,7 +126,6 @@ package enum HintCodec {
     package static let valueHeaderBytes = 14
     /// Bytes of the storage key besides target and key: length prefix, hlc, writer.
     package static let keyOverheadBytes = 2 + 8 + 8
-    private static let tombstoneFlag: UInt8 = 0x01
 
     /// The common prefix of every storage key of `target`.
     package static func prefix(target: [UInt8]) -> [UInt8] {
@@ -164,12 +163,13 @@ package enum HintCodec {
         bytes.reserveCapacity(valueHeaderBytes + hint.record.value.count)
         bytes.append(formatV1)
         StorageBytes.appendBigEndian(hint.storedAtMillis, to: &bytes)
-        bytes.append(hint.record.tombstone ? tombstoneFlag : 0)
+        bytes.append(RecordCodec.flags(hint.record))
         let keyLength = UInt32(hint.key.count)
         for shift in stride(from: 24, through: 0, by: -8) {
             bytes.append(UInt8(truncatingIfNeeded: keyLength >> UInt32(shift)))
         }
         bytes.append(contentsOf: hint.record.value)
+        RecordCodec.appendExpiry(hint.record, to: &bytes)
         return bytes
     }
 
@@ -216,16 +216,16 @@ package enum HintCodec {
         guard let target = String(validating: parts.target, as: UTF8.self) else {
             throw .corruption("hint key has a target that is not UTF-8")
         }
-        let tombstone = try RecordCodec.checkHeader(bytes, headerBytes: valueHeaderBytes, flagsOffset: 9, what: "hint")
+        let (tombstone, expiring) = try RecordCodec.checkHeader(
+            bytes, headerBytes: valueHeaderBytes, flagsOffset: 9, what: "hint")
         let keyLength = StorageBytes.bigEndian(bytes, at: 10, count: 4)
         guard keyLength == UInt64(parts.key.count) else {
             throw .corruption("hint records a \(keyLength)-byte key but its storage key holds \(parts.key.count)")
         }
+        let (value, expiresAtMillis) = RecordCodec.valueAndExpiry(
+            bytes, headerBytes: valueHeaderBytes, expiring: expiring)
         let record = StoredRecord(
-            version: parts.version,
-            tombstone: tombstone,
-            value: Array(bytes[valueHeaderBytes...])
-        )
+            version: parts.version, tombstone: tombstone, value: value, expiresAtMillis: expiresAtMillis)
         return StoredHint(
             target: target,
             key: parts.key,

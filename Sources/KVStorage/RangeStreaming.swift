@@ -142,7 +142,7 @@ extension RocksDBStore: RangeStreaming {
                 var deleted: [(dataKey: [UInt8], version: Version)] = []
                 for (dataKey, segment) in zip(dataKeys, segments) {
                     let header = try read(dataFamily, dataKey) {
-                        (bytes) throws(StorageError) -> (version: Version, tombstone: Bool) in
+                        (bytes) throws(StorageError) -> (version: Version, tombstone: Bool, expiresAtMillis: UInt64) in
                         try RecordCodec.decodeHeader(bytes)
                     }
                     guard let header else { continue }

@@ -12,8 +12,9 @@ package import KVCore
 /// | 0 | 1 | format, `1` |
 /// | 1 | 8 | version hlc |
 /// | 9 | 8 | version writer |
-/// | 17 | 1 | flags: bit 0 tombstone, other bits zero |
+/// | 17 | 1 | flags: bit 0 tombstone, bit 1 expiring, other bits zero |
 /// | 18 | rest | value bytes (none for a tombstone) |
+/// | end − 8 | 8 | with the expiring bit only: the expiry, milliseconds since 1970 (after the value) |
 ///
 /// A value that does not decode is corruption: it is reported, never served. `docs/storage.md`
 /// repeats this layout for operators and other implementations.
@@ -23,6 +24,10 @@ package enum RecordCodec {
     /// Bytes before the value: format, hlc, writer, flags.
     package static let headerBytes = 18
     private static let tombstoneFlag: UInt8 = 0x01
+    /// The value is followed by 8 bytes of expiry (a write with a time to live; never a tombstone).
+    private static let expiringFlag: UInt8 = 0x02
+    /// Bytes of the expiry that follows an expiring record's value.
+    package static let expiryBytes = 8
 
     /// The `data` column family key of `key`.
     package static func dataKey(_ key: [UInt8]) -> [UInt8] {
@@ -44,25 +49,49 @@ package enum RecordCodec {
 
     package static func encode(_ record: StoredRecord) -> [UInt8] {
         var bytes: [UInt8] = []
-        bytes.reserveCapacity(headerBytes + record.value.count)
+        bytes.reserveCapacity(headerBytes + record.value.count + expiryBytes)
         bytes.append(formatV1)
         StorageBytes.appendBigEndian(record.version.hlc, to: &bytes)
         StorageBytes.appendBigEndian(record.version.writer, to: &bytes)
-        bytes.append(record.tombstone ? tombstoneFlag : 0)
+        bytes.append(flags(record))
         bytes.append(contentsOf: record.value)
+        appendExpiry(record, to: &bytes)
         return bytes
     }
 
+    /// The flags byte of `record` (stored records and hints share it).
+    package static func flags(_ record: StoredRecord) -> UInt8 {
+        (record.tombstone ? tombstoneFlag : 0) | (record.expiresAtMillis != 0 ? expiringFlag : 0)
+    }
+
+    /// The expiry after the value, for an expiring record.
+    package static func appendExpiry(_ record: StoredRecord, to bytes: inout [UInt8]) {
+        if record.expiresAtMillis != 0 { StorageBytes.appendBigEndian(record.expiresAtMillis, to: &bytes) }
+    }
+
+    /// The value bytes (from `headerBytes` on) and the expiry (0: none) of a value whose header was
+    /// checked (`checkHeader`).
+    package static func valueAndExpiry(
+        _ bytes: UnsafeRawBufferPointer, headerBytes: Int, expiring: Bool
+    ) -> (value: [UInt8], expiresAtMillis: UInt64) {
+        guard expiring else { return (Array(bytes[headerBytes...]), 0) }
+        return (
+            Array(bytes[headerBytes..<(bytes.count - expiryBytes)]),
+            StorageBytes.bigEndian(bytes, at: bytes.count - expiryBytes)
+        )
+    }
+
     /// Checks the header shared by stored records and hints (format byte 1 first, then a flags byte
-    /// whose only bit is "tombstone", and no value bytes after a tombstone's header).
+    /// whose only bits are "tombstone" and "expiring", no value bytes after a tombstone's header, and
+    /// room for the expiry of an expiring one).
     ///
-    /// - Returns: whether the value is a tombstone.
+    /// - Returns: whether the value is a tombstone, and whether an expiry follows its value.
     package static func checkHeader(
         _ bytes: UnsafeRawBufferPointer,
         headerBytes: Int,
         flagsOffset: Int,
         what: String
-    ) throws(StorageError) -> Bool {
+    ) throws(StorageError) -> (tombstone: Bool, expiring: Bool) {
         guard bytes.count >= headerBytes else {
             throw .corruption("\(what) of \(bytes.count) bytes is shorter than its \(headerBytes)-byte header")
         }
@@ -70,31 +99,37 @@ package enum RecordCodec {
             throw .corruption("\(what) has unknown format \(bytes[0])")
         }
         let flags = bytes[flagsOffset]
-        guard flags & ~tombstoneFlag == 0 else {
+        guard flags & ~(tombstoneFlag | expiringFlag) == 0 else {
             throw .corruption("\(what) has unknown flags \(flags)")
         }
         let tombstone = flags & tombstoneFlag != 0
-        if tombstone && bytes.count != headerBytes {
-            throw .corruption("tombstone \(what) carries \(bytes.count - headerBytes) value bytes")
+        let expiring = flags & expiringFlag != 0
+        if tombstone && (expiring || bytes.count != headerBytes) {
+            throw .corruption("tombstone \(what) carries \(bytes.count - headerBytes) value bytes or an expiry")
         }
-        return tombstone
+        if expiring && bytes.count < headerBytes + expiryBytes {
+            throw .corruption("expiring \(what) of \(bytes.count) bytes has no room for its expiry")
+        }
+        return (tombstone, expiring)
     }
 
     /// Decodes a stored value; anything malformed throws `StorageError.corruption`.
     package static func decode(_ bytes: UnsafeRawBufferPointer) throws(StorageError) -> StoredRecord {
-        let tombstone = try checkHeader(bytes, headerBytes: headerBytes, flagsOffset: 17, what: "record")
+        let (tombstone, expiring) = try checkHeader(bytes, headerBytes: headerBytes, flagsOffset: 17, what: "record")
         let version = Version(hlc: StorageBytes.bigEndian(bytes, at: 1), writer: StorageBytes.bigEndian(bytes, at: 9))
-        return StoredRecord(version: version, tombstone: tombstone, value: Array(bytes[headerBytes...]))
+        let (value, expiresAtMillis) = valueAndExpiry(bytes, headerBytes: headerBytes, expiring: expiring)
+        return StoredRecord(version: version, tombstone: tombstone, value: value, expiresAtMillis: expiresAtMillis)
     }
 
-    /// The version and tombstone flag of a stored value, without copying its value bytes; anything
-    /// malformed throws `StorageError.corruption`.
+    /// The version, tombstone flag and expiry (0: none) of a stored value, without copying its value
+    /// bytes; anything malformed throws `StorageError.corruption`.
     package static func decodeHeader(
         _ bytes: UnsafeRawBufferPointer
-    ) throws(StorageError) -> (version: Version, tombstone: Bool) {
-        let tombstone = try checkHeader(bytes, headerBytes: headerBytes, flagsOffset: 17, what: "record")
+    ) throws(StorageError) -> (version: Version, tombstone: Bool, expiresAtMillis: UInt64) {
+        let (tombstone, expiring) = try checkHeader(bytes, headerBytes: headerBytes, flagsOffset: 17, what: "record")
         return (
-            Version(hlc: StorageBytes.bigEndian(bytes, at: 1), writer: StorageBytes.bigEndian(bytes, at: 9)), tombstone
+            Version(hlc: StorageBytes.bigEndian(bytes, at: 1), writer: StorageBytes.bigEndian(bytes, at: 9)), tombstone,
+            expiring ? StorageBytes.bigEndian(bytes, at: bytes.count - expiryBytes) : 0
         )
     }
 

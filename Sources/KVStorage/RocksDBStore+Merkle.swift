@@ -22,7 +22,7 @@ extension RocksDBStore: MerkleStore {
                 $0.xor(segmentsFrom: split.wholeSegmentsStart, count: split.wholeSegmentCount)
             }
             for piece in split.partialPieces {
-                try scanRecords(in: piece) { key, version, tombstone in
+                try scanRecords(in: piece) { key, version, tombstone, _ in
                     result ^= MerkleEntry.hash(key: key, version: version, tombstone: tombstone)
                 }
             }
@@ -33,7 +33,7 @@ extension RocksDBStore: MerkleStore {
     public func merkleListing(of range: TokenRangeSpan) throws(StorageError) -> [MerkleEntry] {
         try withOpenHandles { () throws(StorageError) -> [MerkleEntry] in
             var entries: [MerkleEntry] = []
-            try scanRecords(in: range) { key, version, tombstone in
+            try scanRecords(in: range) { key, version, tombstone, _ in
                 entries.append(MerkleEntry(key: Array(key), version: version, tombstone: tombstone))
             }
             return entries
@@ -128,11 +128,11 @@ extension RocksDBStore: MerkleStore {
         return MerkleRebuild(reason: reason, records: records, segments: hashes.count, duration: clock.now - started)
     }
 
-    /// Hands the key bytes, version and tombstone flag of every record in `range` to `body`, by token
-    /// then key: one ordered scan of `data`, two when the range wraps past zero.
-    private func scanRecords(
+    /// Hands the key bytes, version, tombstone flag and expiry of every record in `range` to `body`, by
+    /// token then key: one ordered scan of `data`, two when the range wraps past zero.
+    func scanRecords(
         in range: TokenRangeSpan,
-        _ body: (UnsafeRawBufferPointer, Version, Bool) -> Void
+        _ body: (UnsafeRawBufferPointer, Version, Bool, UInt64) -> Void
     ) throws(StorageError) {
         for interval in range.tokenIntervals {
             let until = interval.upperBound == .max ? nil : MerkleCodec.encodeHash(interval.upperBound + 1)
@@ -142,7 +142,9 @@ extension RocksDBStore: MerkleStore {
                     throw .corruption("data key of \(key.count) bytes has no token")
                 }
                 let header = try RecordCodec.decodeHeader(value)
-                body(UnsafeRawBufferPointer(rebasing: key[8...]), header.version, header.tombstone)
+                body(
+                    UnsafeRawBufferPointer(rebasing: key[8...]), header.version, header.tombstone,
+                    header.expiresAtMillis)
                 return true
             }
         }

@@ -175,7 +175,7 @@ public final class RocksDBStore: ReplicaStore, @unchecked Sendable {
         return try withOpenHandles { () throws(StorageError) -> ApplyOutcome in
             try stripes.withLock(forSegment: segment) { () throws(StorageError) -> ApplyOutcome in
                 let current = try read(dataFamily, dataKey) {
-                    (bytes) throws(StorageError) -> (version: Version, tombstone: Bool) in
+                    (bytes) throws(StorageError) -> (version: Version, tombstone: Bool, expiresAtMillis: UInt64) in
                     try RecordCodec.decodeHeader(bytes)
                 }
                 if let kept = ApplyOutcome.withoutWriting(over: current?.version, offered: record.version) {
@@ -210,7 +210,7 @@ public final class RocksDBStore: ReplicaStore, @unchecked Sendable {
                 var outcomes: [ApplyOutcome] = []
                 outcomes.reserveCapacity(records.count)
                 // What the batch will hold, so that a later record of the same key compares with it.
-                var written: [[UInt8]: (version: Version, tombstone: Bool)] = [:]
+                var written: [[UInt8]: (version: Version, tombstone: Bool, expiresAtMillis: UInt64)] = [:]
                 var writes: [(dataKey: [UInt8], old: Version?, record: StoredRecord)] = []
                 var deltas: [Int: UInt64] = [:]
                 for (streamed, segment) in zip(records, segments) {
@@ -218,7 +218,8 @@ public final class RocksDBStore: ReplicaStore, @unchecked Sendable {
                     var current = written[dataKey]
                     if current == nil {
                         current = try read(dataFamily, dataKey) {
-                            (bytes) throws(StorageError) -> (version: Version, tombstone: Bool) in
+                            (bytes) throws(StorageError) -> (version: Version, tombstone: Bool, expiresAtMillis: UInt64)
+                            in
                             try RecordCodec.decodeHeader(bytes)
                         }
                     }
@@ -233,7 +234,9 @@ public final class RocksDBStore: ReplicaStore, @unchecked Sendable {
                             MerkleEntry(key: streamed.key, version: $0.version, tombstone: $0.tombstone)
                         },
                         new: MerkleEntry(key: streamed.key, record: streamed.record))
-                    written[dataKey] = (streamed.record.version, streamed.record.tombstone)
+                    written[dataKey] = (
+                        streamed.record.version, streamed.record.tombstone, streamed.record.expiresAtMillis
+                    )
                     writes.append((dataKey, current?.version, streamed.record))
                     outcomes.append(.applied)
                 }

@@ -1,22 +1,33 @@
 public import KVCore
 import Synchronization
 
-/// Removing tombstones for good: the last step of a delete, once every replica holds it.
+/// Removing tombstones for good: the last step of a delete, once every replica holds it. Expired
+/// values (writes with a time to live) are tombstones at their own version and go the same way
+/// (`TombstonePolicy.isPurgeable`), with no tombstone ever written for them.
 ///
 /// Purging is only safe when no replica can still hold an older value of the key and no older write
 /// can still arrive (a hint, a slow client): the caller decides that (anti-entropy confirmation and a
 /// grace period longer than the hint window); the store only removes what it is told to, atomically
 /// with its Merkle segment, and never a record that changed since it was listed.
 public protocol TombstonePurging: AnyObject, Sendable {
-    /// Deletes each tombstone in `range` whose version is below `cutoff`, together with its Merkle
-    /// entry (so the segments stay equal to a rebuild). A key written again since (a value, or a newer
-    /// tombstone) is kept. Returns the number of tombstones purged.
+    /// Deletes each tombstone in `range` whose version is below `cutoff`, and each value that expired
+    /// before it, together with its Merkle entry (so the segments stay equal to a rebuild). A key
+    /// written again since (a value, or a newer tombstone) is kept. Returns the number purged.
     func purgeTombstones(in range: TokenRangeSpan, before cutoff: Version) throws(StorageError) -> Int
 }
 
 extension RocksDBStore: TombstonePurging {
     public func purgeTombstones(in range: TokenRangeSpan, before cutoff: Version) throws(StorageError) -> Int {
-        let candidates = try merkleListing(of: range).filter { $0.tombstone && $0.version < cutoff }
+        var candidates: [MerkleEntry] = []
+        try withOpenHandles { () throws(StorageError) in
+            try scanRecords(in: range) { key, version, tombstone, expiresAtMillis in
+                if TombstonePolicy.isPurgeable(
+                    version: version, tombstone: tombstone, expiresAtMillis: expiresAtMillis, below: cutoff)
+                {
+                    candidates.append(MerkleEntry(key: Array(key), version: version, tombstone: tombstone))
+                }
+            }
+        }
         var purged = 0
         for entry in candidates {
             let dataKey = RecordCodec.dataKey(entry.key)
@@ -24,11 +35,12 @@ extension RocksDBStore: TombstonePurging {
             try withOpenHandles { () throws(StorageError) in
                 try stripes.withLock(forSegment: segment) { () throws(StorageError) in
                     let current = try read(dataFamily, dataKey) {
-                        (bytes) throws(StorageError) -> (version: Version, tombstone: Bool) in
+                        (bytes) throws(StorageError) -> (version: Version, tombstone: Bool, expiresAtMillis: UInt64) in
                         try RecordCodec.decodeHeader(bytes)
                     }
-                    // Written again since the listing: not this tombstone any more.
-                    guard let current, current.tombstone, current.version == entry.version else { return }
+                    // Written again since the listing: not this record any more.
+                    guard let current, current.version == entry.version, current.tombstone == entry.tombstone
+                    else { return }
                     let delta = MerkleSegments.delta(old: entry, new: nil)
                     try writeBatch { batch in
                         Self.delete(batch, dataFamily, dataKey)
@@ -49,7 +61,9 @@ extension InMemoryStore: TombstonePurging {
         try state.withLock { (state) throws(StorageError) -> Int in
             guard !state.closed else { throw .closed }
             let purged = state.records.filter { key, record in
-                record.tombstone && record.version < cutoff && range.contains(Token(key: key))
+                TombstonePolicy.isPurgeable(
+                    version: record.version, tombstone: record.tombstone, expiresAtMillis: record.expiresAtMillis,
+                    below: cutoff) && range.contains(Token(key: key))
             }
             // Durable, as `RocksDBStore`'s synced batch is.
             for key in purged.keys {

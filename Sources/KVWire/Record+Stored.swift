@@ -7,13 +7,15 @@ extension Record {
     public init(key: [UInt8], _ record: StoredRecord) {
         self.init(
             key: ByteBuffer(bytes: key), version: record.version, tombstone: record.tombstone,
-            value: ByteBuffer(bytes: record.value))
+            value: ByteBuffer(bytes: record.value), expiresAtMillis: record.expiry)
     }
 
     /// The record without its key, as stores keep it. Not checked: a replica applies it through
     /// `Replica.record`, which refuses what no write could have made.
     public var stored: StoredRecord {
-        StoredRecord(version: version, tombstone: tombstone, value: Array(value.readableBytesView))
+        StoredRecord(
+            version: version, tombstone: tombstone, value: Array(value.readableBytesView),
+            expiresAtMillis: tombstone ? 0 : expiresAtMillis ?? 0)
     }
 }
 
@@ -22,6 +24,11 @@ extension PutRequest {
     public init(key: [UInt8], _ record: StoredRecord, origin: PutOrigin, epoch: UInt64 = 0) {
         self.init(
             key: ByteBuffer(bytes: key), value: ByteBuffer(bytes: record.value), version: record.version,
-            tombstone: record.tombstone, origin: origin, epoch: epoch)
+            tombstone: record.tombstone, origin: origin, epoch: epoch, expiresAtMillis: record.expiry)
     }
+}
+
+extension StoredRecord {
+    /// The wire's `expiresAtMillis`: absent for a record that never expires.
+    var expiry: UInt64? { expiresAtMillis == 0 ? nil : expiresAtMillis }
 }

@@ -29,11 +29,20 @@ struct Put: AsyncParsableCommand {
     @Option(help: "Write to this one replica only, bypassing coordination (admin certificate only).")
     var node: String?
 
+    @Option(help: "Time to live (250ms, 30s, 30m, 12h, 7d): the key reads as absent everywhere afterwards.")
+    var ttl: String?
+
     @OptionGroup var consistency: ConsistencyOptions
 
     func validate() throws {
         if value != nil && file != nil {
             throw ValidationError("give the value either as an argument or with --file, not both")
+        }
+        if let ttl, Duration(parsingShort: ttl) == nil {
+            throw ValidationError("--ttl must be a whole number with a unit: 250ms, 30s, 30m, 12h or 7d")
+        }
+        if ttl != nil && node != nil {
+            throw ValidationError("--ttl is for coordinated writes, not --node")
         }
     }
 
@@ -48,7 +57,9 @@ struct Put: AsyncParsableCommand {
                 return
             }
             let version = try await global.withClient { client in
-                try await client.put(Array(key.utf8), value: bytes, consistency: consistency.write)
+                try await client.put(
+                    Array(key.utf8), value: bytes, consistency: consistency.write,
+                    timeToLive: ttl.flatMap(Duration.init(parsingShort:)))
             }
             if global.json {
                 try printJSON(WriteDocument(ok: true, key: key, version: "\(version)", bytes: bytes.count))
@@ -152,20 +163,27 @@ struct Get: AsyncParsableCommand {
             }
             throw CommandFailure("key not found on \(node): \(key)", exitCode: exitCodeNotFound)
         }
+        // An expired value is a delete at its own version (by this host's clock): shown as absent.
+        let deleted = record.isDeleted(atMillis: UInt64(max(0, Date().timeIntervalSince1970 * 1000)))
+        let expiry = record.expiresAtMillis == 0 ? nil : record.expiresAtMillis
         if global.json {
             try printJSON(
                 ReadDocument(
-                    ok: true, key: key, found: !record.tombstone,
-                    value: record.tombstone ? nil : String(validating: record.value, as: UTF8.self),
-                    valueBase64: record.tombstone ? nil : Data(record.value).base64EncodedString(),
-                    version: "\(record.version)", node: node, tombstone: record.tombstone))
+                    ok: true, key: key, found: !deleted,
+                    value: deleted ? nil : String(validating: record.value, as: UTF8.self),
+                    valueBase64: deleted ? nil : Data(record.value).base64EncodedString(),
+                    version: "\(record.version)", node: node, tombstone: record.tombstone, expiresAtMillis: expiry,
+                    expired: expiry.map { _ in deleted && !record.tombstone }))
         } else {
-            printError("\(node): version \(record.version)\(record.tombstone ? " (tombstone)" : "")")
-            if !record.tombstone {
+            let state =
+                record.tombstone
+                ? " (tombstone)" : expiry.map { deleted ? " (expired at \($0) ms)" : " (expires at \($0) ms)" } ?? ""
+            printError("\(node): version \(record.version)\(state)")
+            if !deleted {
                 writeValue(record.value)
             }
         }
-        if record.tombstone {
+        if deleted {
             throw ExitCode(exitCodeNotFound)
         }
     }
@@ -244,4 +262,8 @@ private struct ReadDocument: Encodable {
     var version: String?
     var node: String?
     var tombstone: Bool?
+    /// Milliseconds since 1970 when the value expires (a write with a time to live).
+    var expiresAtMillis: UInt64?
+    /// Whether the value has expired (it then reads as absent).
+    var expired: Bool?
 }

@@ -36,7 +36,7 @@ extension RealProcessTests {
                     .putRequest(
                         PutRequest(
                             key: ByteBuffer(string: "kept"), value: ByteBuffer(string: "from the future"),
-                            version: future, tombstone: false, origin: .client, epoch: 0)),
+                            version: future, tombstone: false, origin: .client, epoch: 0, expiresAtMillis: nil)),
                     timeout: .seconds(10))
             }
             // Still serving, on the same connection: the clock it answers with is today's.

@@ -26,7 +26,7 @@ extension RealProcessTests {
             let nowMillis = UInt64(Date().timeIntervalSince1970 * 1000)
             let record = Record(
                 key: ByteBuffer(string: key), version: Version(hlc: nowMillis << 16, writer: 7), tombstone: false,
-                value: ByteBuffer(string: "kept"))
+                value: ByteBuffer(string: "kept"), expiresAtMillis: nil)
             let answer = try await connection.call(
                 .hintRequest(HintRequest(target: "n2", record: record)), timeout: .seconds(10))
             await connection.close()

@@ -548,7 +548,7 @@ struct AntiEntropyTests {
                         records: [
                             Record(
                                 key: ByteBuffer(string: "y"), version: asked.version, tombstone: false,
-                                value: ByteBuffer(string: "v"))
+                                value: ByteBuffer(string: "v"), expiresAtMillis: nil)
                         ], entries: [], older: []))
             }
             return .merkleExchangeResponse(MerkleExchangeResponse(hashes: [asked.hash], entries: []))

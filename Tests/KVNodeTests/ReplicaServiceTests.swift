@@ -82,7 +82,7 @@ final class ServiceFixture: Sendable {
                     target: target,
                     record: Record(
                         key: ByteBuffer(string: key), version: Version(hlc: hlc, writer: 7), tombstone: false,
-                        value: ByteBuffer(string: "v")))),
+                        value: ByteBuffer(string: "v"), expiresAtMillis: nil))),
             from: Self.client)
         guard case .hintResponse(let response) = answer else { return nil }
         return response.outcome
@@ -95,7 +95,8 @@ final class ServiceFixture: Sendable {
             .putRequest(
                 PutRequest(
                     key: ByteBuffer(string: key), value: ByteBuffer(string: "v\(hlc)"),
-                    version: Version(hlc: hlc, writer: 7), tombstone: false, origin: origin, epoch: 0)),
+                    version: Version(hlc: hlc, writer: 7), tombstone: false, origin: origin, epoch: 0,
+                    expiresAtMillis: nil)),
             from: peer)
         guard case .putResponse(let response) = answer else { return nil }
         return response.outcome

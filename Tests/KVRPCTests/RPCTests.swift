@@ -30,7 +30,7 @@ struct RPCTests {
                         let version = Version(hlc: UInt64(index), writer: UInt64(index * 3))
                         let request = PutRequest(
                             key: ByteBuffer(string: "k\(index)"), value: ByteBuffer(string: "v"), version: version,
-                            tombstone: false, origin: .client, epoch: 0)
+                            tombstone: false, origin: .client, epoch: 0, expiresAtMillis: nil)
                         let answer = try await connection.call(.putRequest(request), timeout: .seconds(30))
                         guard case .putResponse(let response) = answer else {
                             Issue.record("unexpected answer \(answer.type)")
@@ -69,7 +69,7 @@ struct RPCTests {
                 target: "n2",
                 record: Record(
                     key: ByteBuffer(string: "k"), version: Version(hlc: 1, writer: 1), tombstone: false,
-                    value: ByteBuffer(string: "v")))
+                    value: ByteBuffer(string: "v"), expiresAtMillis: nil))
             let stored = try await connection.call(.hintRequest(hint), timeout: .seconds(10))
             #expect(stored == .hintResponse(HintResponse(outcome: .stored, clock: 1)))
         }

@@ -119,8 +119,9 @@ struct MalformedInputTests {
         body.writeInteger(UInt8(2))  // tombstone
         body.writeInteger(PutOrigin.client.rawValue)
         body.writeInteger(UInt64(7))  // epoch
+        body.writeInteger(UInt8(0))  // expiresAtMillis absent
         #expect(throws: WireError.invalidBool) { try Self.decode(type: MessageType.putRequest.rawValue, body: body) }
-        body.setInteger(UInt8(1), at: body.writerIndex - 10)
+        body.setInteger(UInt8(1), at: body.writerIndex - 11)
         #expect(throws: Never.self) { try Self.decode(type: MessageType.putRequest.rawValue, body: body) }
     }
 

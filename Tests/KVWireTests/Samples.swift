@@ -65,43 +65,43 @@ enum Samples {
         Sample(
             name: "put-request",
             summary:
-                "PutRequest, request id 2: key \"user:42\", value \"hello\", version (hlc 0x018bcfe568000003 = 1700000000000 ms << 16 | counter 3, writer 0xabcdef), tombstone false, origin client (1), epoch 7",
+                "PutRequest, request id 2: key \"user:42\", value \"hello\", version (hlc 0x018bcfe568000003 = 1700000000000 ms << 16 | counter 3, writer 0xabcdef), tombstone false, origin client (1), epoch 7, expiresAtMillis present 1700000030000 (a 30 s time to live)",
             requestID: 2,
             message: .putRequest(
                 PutRequest(
                     key: bytes("user:42"), value: bytes("hello"), version: version, tombstone: false, origin: .client,
-                    epoch: 7)
+                    epoch: 7, expiresAtMillis: 1_700_000_030_000)
             )
         ),
         Sample(
             name: "put-request-tombstone",
             summary:
-                "PutRequest (a delete, replayed from a hint), request id 3: key \"user:42\", empty value, version (hlc as put-request, writer 0xabcdef), tombstone true, origin hintReplay (3), epoch 0",
+                "PutRequest (a delete, replayed from a hint), request id 3: key \"user:42\", empty value, version (hlc as put-request, writer 0xabcdef), tombstone true, origin hintReplay (3), epoch 0, expiresAtMillis absent",
             requestID: 3,
             message: .putRequest(
                 PutRequest(
                     key: bytes("user:42"), value: ByteBuffer(), version: version, tombstone: true, origin: .hintReplay,
-                    epoch: 0))
+                    epoch: 0, expiresAtMillis: nil))
         ),
         Sample(
             name: "put-request-read-repair",
             summary:
-                "PutRequest (a read repair), request id 14: key \"user:42\", value \"hello\", version as put-request, tombstone false, origin readRepair (2), epoch 0",
+                "PutRequest (a read repair), request id 14: key \"user:42\", value \"hello\", version as put-request, tombstone false, origin readRepair (2), epoch 0, expiresAtMillis absent",
             requestID: 14,
             message: .putRequest(
                 PutRequest(
                     key: bytes("user:42"), value: bytes("hello"), version: version, tombstone: false,
-                    origin: .readRepair, epoch: 0))
+                    origin: .readRepair, epoch: 0, expiresAtMillis: nil))
         ),
         Sample(
             name: "put-request-anti-entropy",
             summary:
-                "PutRequest (copied by anti-entropy), request id 15: key \"user:42\", value \"hello\", version as put-request, tombstone false, origin antiEntropy (4), epoch 0",
+                "PutRequest (copied by anti-entropy), request id 15: key \"user:42\", value \"hello\", version as put-request, tombstone false, origin antiEntropy (4), epoch 0, expiresAtMillis absent",
             requestID: 15,
             message: .putRequest(
                 PutRequest(
                     key: bytes("user:42"), value: bytes("hello"), version: version, tombstone: false,
-                    origin: .antiEntropy, epoch: 0))
+                    origin: .antiEntropy, epoch: 0, expiresAtMillis: nil))
         ),
         Sample(
             name: "put-response-applied",
@@ -126,11 +126,13 @@ enum Samples {
         Sample(
             name: "get-response-present",
             summary:
-                "GetResponse, request id 4: record present (key \"user:42\", version as put-request, tombstone false, value \"hello\"), clock 0x018bcfe568000004",
+                "GetResponse, request id 4: record present (key \"user:42\", version as put-request, tombstone false, value \"hello\", expiresAtMillis absent), clock 0x018bcfe568000004",
             requestID: 4,
             message: .getResponse(
                 GetResponse(
-                    record: Record(key: bytes("user:42"), version: version, tombstone: false, value: bytes("hello")),
+                    record: Record(
+                        key: bytes("user:42"), version: version, tombstone: false, value: bytes("hello"),
+                        expiresAtMillis: nil),
                     clock: hlc + 1
                 )
             )
@@ -144,11 +146,14 @@ enum Samples {
         Sample(
             name: "hint-request",
             summary:
-                "HintRequest, request id 6: target \"n3\", record (key \"k\", version as put-request, tombstone false, value \"v\")",
+                "HintRequest, request id 6: target \"n3\", record (key \"k\", version as put-request, tombstone false, value \"v\", expiresAtMillis present 1700000030000)",
             requestID: 6,
             message: .hintRequest(
                 HintRequest(
-                    target: "n3", record: Record(key: bytes("k"), version: version, tombstone: false, value: bytes("v"))
+                    target: "n3",
+                    record: Record(
+                        key: bytes("k"), version: version, tombstone: false, value: bytes("v"),
+                        expiresAtMillis: 1_700_000_030_000)
                 )
             )
         ),
@@ -197,11 +202,15 @@ enum Samples {
         Sample(
             name: "merkle-fetch-response",
             summary:
-                "MerkleFetchResponse, request id 7: records [(key \"k\", version as put-request, tombstone false, value \"v\")], entries [(key \"a\", version as put-request, tombstone true)], older [(index 1, version as put-request, tombstone false)]",
+                "MerkleFetchResponse, request id 7: records [(key \"k\", version as put-request, tombstone false, value \"v\", expiresAtMillis absent)], entries [(key \"a\", version as put-request, tombstone true)], older [(index 1, version as put-request, tombstone false)]",
             requestID: 7,
             message: .merkleFetchResponse(
                 MerkleFetchResponse(
-                    records: [Record(key: bytes("k"), version: version, tombstone: false, value: bytes("v"))],
+                    records: [
+                        Record(
+                            key: bytes("k"), version: version, tombstone: false, value: bytes("v"), expiresAtMillis: nil
+                        )
+                    ],
                     entries: [KeyVersion(key: bytes("a"), version: version, tombstone: true)],
                     older: [OlderEntry(index: 1, version: version, tombstone: false)]
                 )
@@ -210,12 +219,14 @@ enum Samples {
         Sample(
             name: "merkle-apply-request",
             summary:
-                "MerkleApplyRequest, request id 7: records [(key \"k\", version as put-request, tombstone false, value \"v\"), (key \"a\", version as put-request, tombstone true, value empty)]",
+                "MerkleApplyRequest, request id 7: records [(key \"k\", version as put-request, tombstone false, value \"v\", expiresAtMillis absent), (key \"a\", version as put-request, tombstone true, value empty, expiresAtMillis absent)]",
             requestID: 7,
             message: .merkleApplyRequest(
                 MerkleApplyRequest(records: [
-                    Record(key: bytes("k"), version: version, tombstone: false, value: bytes("v")),
-                    Record(key: bytes("a"), version: version, tombstone: true, value: ByteBuffer()),
+                    Record(
+                        key: bytes("k"), version: version, tombstone: false, value: bytes("v"), expiresAtMillis: nil),
+                    Record(
+                        key: bytes("a"), version: version, tombstone: true, value: ByteBuffer(), expiresAtMillis: nil),
                 ])
             )
         ),
@@ -380,13 +391,17 @@ enum Samples {
         Sample(
             name: "stream-response",
             summary:
-                "StreamResponse, request id 11: records [(key \"k\", version as put-request, tombstone false, value \"v\"), (key \"l\", same version, tombstone true, empty value)], next present \"l\", done false",
+                "StreamResponse, request id 11: records [(key \"k\", version as put-request, tombstone false, value \"v\", expiresAtMillis absent), (key \"l\", same version, tombstone true, empty value, expiresAtMillis absent)], next present \"l\", done false",
             requestID: 11,
             message: .streamResponse(
                 StreamResponse(
                     records: [
-                        Record(key: bytes("k"), version: version, tombstone: false, value: bytes("v")),
-                        Record(key: bytes("l"), version: version, tombstone: true, value: ByteBuffer()),
+                        Record(
+                            key: bytes("k"), version: version, tombstone: false, value: bytes("v"), expiresAtMillis: nil
+                        ),
+                        Record(
+                            key: bytes("l"), version: version, tombstone: true, value: ByteBuffer(),
+                            expiresAtMillis: nil),
                     ],
                     next: bytes("l"),
                     done: false

@@ -31,3 +31,25 @@ extension Duration {
         return "\(attoseconds / attoPerNano)ns"
     }
 }
+
+extension Duration {
+    /// Parses a whole number with a unit — `250ms`, `30s`, `30m`, `12h`, `7d` — as `kvctl put --ttl`
+    /// takes it; nil for anything else, or for a number that would overflow.
+    public init?(parsingShort text: String) {
+        let units: [(suffix: String, seconds: Int64, millis: Int64)] = [
+            ("ms", 0, 1), ("s", 1, 0), ("m", 60, 0), ("h", 3_600, 0), ("d", 86_400, 0),
+        ]
+        for unit in units where text.hasSuffix(unit.suffix) {
+            let digits = text.dropLast(unit.suffix.count)
+            guard !digits.isEmpty, digits.allSatisfy({ $0.isASCII && $0.isNumber }), let count = Int64(digits) else {
+                return nil
+            }
+            let scale = unit.seconds > 0 ? unit.seconds : unit.millis
+            let (product, overflow) = count.multipliedReportingOverflow(by: scale)
+            guard !overflow else { return nil }
+            self = unit.seconds > 0 ? .seconds(product) : .milliseconds(product)
+            return
+        }
+        return nil
+    }
+}

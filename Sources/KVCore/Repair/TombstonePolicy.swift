@@ -26,6 +26,17 @@ public struct TombstonePolicy: Sendable, Hashable {
         return Version(hlc: (nowMillis - graceMillis) << 16, writer: 0)
     }
 
+    /// Whether a record may be purged below `horizon`: a tombstone of an older version, or a value
+    /// that expired before the horizon (so it has read as deleted for the whole grace period on every
+    /// replica whose clock is within the skew bound; its version is older still). The one rule the
+    /// stores apply.
+    public static func isPurgeable(
+        version: Version, tombstone: Bool, expiresAtMillis: UInt64, below horizon: Version
+    ) -> Bool {
+        if tombstone { return version < horizon }
+        return expiresAtMillis != 0 && expiresAtMillis <= horizon.millis && version < horizon
+    }
+
     /// Whether a range's tombstones older than the horizon may be purged after a pass that compared it
     /// with every co-replica (`confirmed`), or failed to.
     public func mayPurge(confirmed: Bool) -> Bool {

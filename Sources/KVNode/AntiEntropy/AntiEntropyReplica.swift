@@ -266,10 +266,7 @@ package struct RemoteAntiEntropyReplica: AntiEntropyReplica {
     }
 
     package func write(_ key: [UInt8], _ record: StoredRecord) async throws -> (applied: Bool, bytes: Int) {
-        let request = Message.putRequest(
-            PutRequest(
-                key: ByteBuffer(bytes: key), value: ByteBuffer(bytes: record.value), version: record.version,
-                tombstone: record.tombstone, origin: .antiEntropy, epoch: 0))
+        let request = Message.putRequest(PutRequest(key: key, record, origin: .antiEntropy))
         let (response, bytes) = try await exchange(request)
         guard case .putResponse(let put) = response else {
             throw AntiEntropyReplicaError(description: "\(nodeID) answered Put with \(response.type)")

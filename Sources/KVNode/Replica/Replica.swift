@@ -47,14 +47,18 @@ public final class Replica: Sendable {
 
     /// Checks what a request asks to write, for `put` or for a hint, and makes the record.
     ///
-    /// - Throws: `invalidRequest` for an empty key, version 0, or a tombstone that carries a value.
-    public static func record(key: [UInt8], version: Version, tombstone: Bool, value: [UInt8]) throws(ReplicaError)
-        -> StoredRecord
-    {
+    /// - Throws: `invalidRequest` for an empty key, version 0, or a tombstone that carries a value or
+    ///   an expiry.
+    public static func record(
+        key: [UInt8], version: Version, tombstone: Bool, value: [UInt8], expiresAtMillis: UInt64 = 0
+    ) throws(ReplicaError) -> StoredRecord {
         guard !key.isEmpty else { throw ReplicaError.invalidRequest("the key is empty") }
         guard version != .zero else { throw ReplicaError.invalidRequest("version 0 is reserved") }
         guard !tombstone || value.isEmpty else { throw ReplicaError.invalidRequest("a tombstone carries no value") }
-        return StoredRecord(version: version, tombstone: tombstone, value: value)
+        guard !tombstone || expiresAtMillis == 0 else {
+            throw ReplicaError.invalidRequest("a tombstone does not expire")
+        }
+        return StoredRecord(version: version, tombstone: tombstone, value: value, expiresAtMillis: expiresAtMillis)
     }
 
     /// A record a peer sent, checked as ``record(key:version:tombstone:value:)`` checks a request's.
@@ -63,7 +67,9 @@ public final class Replica: Sendable {
         let stored = wire.stored
         return StreamedRecord(
             key: key,
-            record: try record(key: key, version: stored.version, tombstone: stored.tombstone, value: stored.value))
+            record: try record(
+                key: key, version: stored.version, tombstone: stored.tombstone, value: stored.value,
+                expiresAtMillis: wire.expiresAtMillis ?? 0))
     }
 
     /// Applies a write (or tombstone) if its version is newer than what the replica holds.

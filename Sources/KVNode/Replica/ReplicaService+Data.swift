@@ -61,7 +61,8 @@ extension ReplicaService {
             statistics.antiEntropyWritesReceived.add(1, ordering: .relaxed)
         }
         let record = try Self.record(
-            key: key, version: put.version, tombstone: put.tombstone, value: put.value)
+            key: key, version: put.version, tombstone: put.tombstone, value: put.value,
+            expiresAtMillis: put.expiresAtMillis ?? 0)
         let replica = self.replica
         let (outcome, clock, changed) = try await runOnPool {
             () throws(ReplicaError) -> (ApplyOutcome, UInt64, Bool) in
@@ -155,12 +156,13 @@ extension ReplicaService {
     }
 
     /// `Replica.record` for wire fields, refusing bad input with the wire's error.
-    static func record(key: [UInt8], version: Version, tombstone: Bool, value: ByteBuffer) throws
-        -> StoredRecord
-    {
+    static func record(
+        key: [UInt8], version: Version, tombstone: Bool, value: ByteBuffer, expiresAtMillis: UInt64 = 0
+    ) throws -> StoredRecord {
         do {
             return try Replica.record(
-                key: key, version: version, tombstone: tombstone, value: Array(value.readableBytesView))
+                key: key, version: version, tombstone: tombstone, value: Array(value.readableBytesView),
+                expiresAtMillis: expiresAtMillis)
         } catch {
             throw remote(error)
         }

@@ -97,18 +97,22 @@ extension ByteBuffer {
     }
 }
 
-/// One key's record as a replica holds it.
+/// One key's record as a replica holds it. `expiresAtMillis` (protocol version 3): wall-clock
+/// milliseconds since 1970 from which the record reads as deleted; absent for never (one byte, not
+/// nine, on every record without a time to live); never present on a tombstone.
 public struct Record: Sendable, Hashable {
     public var key: ByteBuffer
     public var version: Version
     public var tombstone: Bool
     public var value: ByteBuffer
+    public var expiresAtMillis: UInt64?
 
-    public init(key: ByteBuffer, version: Version, tombstone: Bool, value: ByteBuffer) {
+    public init(key: ByteBuffer, version: Version, tombstone: Bool, value: ByteBuffer, expiresAtMillis: UInt64?) {
         self.key = key
         self.version = version
         self.tombstone = tombstone
         self.value = value
+        self.expiresAtMillis = expiresAtMillis
     }
 }
 
@@ -130,6 +134,7 @@ extension ByteBuffer {
         written += self.writeVersion(value.version)
         written += self.writeWireBool(value.tombstone)
         written += self.writeWireBytes(value.value)
+        written += self.writeWireOptional(value.expiresAtMillis) { (buffer: inout ByteBuffer, wrapped) in buffer.writeInteger(wrapped) }
         return written
     }
 
@@ -138,7 +143,8 @@ extension ByteBuffer {
         let version = try self.decodeVersion()
         let tombstone = try self.decodeWireBool()
         let value = try self.decodeWireBytes(limit: Limits.valueBytesMax, field: "Record.value")
-        return Record(key: key, version: version, tombstone: tombstone, value: value)
+        let expiresAtMillis = try self.decodeWireOptional { (buffer: inout ByteBuffer) throws(WireError) in try buffer.decodeWireInteger(UInt64.self) }
+        return Record(key: key, version: version, tombstone: tombstone, value: value, expiresAtMillis: expiresAtMillis)
     }
 }
 
@@ -412,14 +418,18 @@ public struct PutRequest: Sendable, Hashable {
     /// membership change, a client write made with a map older than the change is refused with
     /// notReplica: it may have skipped the new replicas.
     public var epoch: UInt64
+    /// When the value expires (a write with a time to live), as `Record.expiresAtMillis`; absent: never.
+    /// Added in protocol version 3.
+    public var expiresAtMillis: UInt64?
 
-    public init(key: ByteBuffer, value: ByteBuffer, version: Version, tombstone: Bool, origin: PutOrigin, epoch: UInt64) {
+    public init(key: ByteBuffer, value: ByteBuffer, version: Version, tombstone: Bool, origin: PutOrigin, epoch: UInt64, expiresAtMillis: UInt64?) {
         self.key = key
         self.value = value
         self.version = version
         self.tombstone = tombstone
         self.origin = origin
         self.epoch = epoch
+        self.expiresAtMillis = expiresAtMillis
     }
 }
 
@@ -443,6 +453,7 @@ extension ByteBuffer {
         written += self.writeWireBool(value.tombstone)
         written += self.writePutOrigin(value.origin)
         written += self.writeInteger(value.epoch)
+        written += self.writeWireOptional(value.expiresAtMillis) { (buffer: inout ByteBuffer, wrapped) in buffer.writeInteger(wrapped) }
         return written
     }
 
@@ -453,7 +464,8 @@ extension ByteBuffer {
         let tombstone = try self.decodeWireBool()
         let origin = try self.decodePutOrigin()
         let epoch = try self.decodeWireInteger(UInt64.self)
-        return PutRequest(key: key, value: value, version: version, tombstone: tombstone, origin: origin, epoch: epoch)
+        let expiresAtMillis = try self.decodeWireOptional { (buffer: inout ByteBuffer) throws(WireError) in try buffer.decodeWireInteger(UInt64.self) }
+        return PutRequest(key: key, value: value, version: version, tombstone: tombstone, origin: origin, epoch: epoch, expiresAtMillis: expiresAtMillis)
     }
 }
 
@@ -1035,7 +1047,7 @@ extension ByteBuffer {
     }
 
     mutating func decodeMerkleFetchResponse() throws(WireError) -> MerkleFetchResponse {
-        let records = try self.decodeWireList(limit: Limits.listCountMax, elementBytesMin: 25, field: "MerkleFetchResponse.records") { (buffer: inout ByteBuffer) throws(WireError) in try buffer.decodeRecord() }
+        let records = try self.decodeWireList(limit: Limits.listCountMax, elementBytesMin: 26, field: "MerkleFetchResponse.records") { (buffer: inout ByteBuffer) throws(WireError) in try buffer.decodeRecord() }
         let entries = try self.decodeWireList(limit: Limits.listCountMax, elementBytesMin: 21, field: "MerkleFetchResponse.entries") { (buffer: inout ByteBuffer) throws(WireError) in try buffer.decodeKeyVersion() }
         let older = try self.decodeWireList(limit: Limits.listCountMax, elementBytesMin: 19, field: "MerkleFetchResponse.older") { (buffer: inout ByteBuffer) throws(WireError) in try buffer.decodeOlderEntry() }
         return MerkleFetchResponse(records: records, entries: entries, older: older)
@@ -1076,7 +1088,7 @@ extension ByteBuffer {
     }
 
     mutating func decodeMerkleApplyRequest() throws(WireError) -> MerkleApplyRequest {
-        let records = try self.decodeWireList(limit: Limits.listCountMax, elementBytesMin: 25, field: "MerkleApplyRequest.records") { (buffer: inout ByteBuffer) throws(WireError) in try buffer.decodeRecord() }
+        let records = try self.decodeWireList(limit: Limits.listCountMax, elementBytesMin: 26, field: "MerkleApplyRequest.records") { (buffer: inout ByteBuffer) throws(WireError) in try buffer.decodeRecord() }
         return MerkleApplyRequest(records: records)
     }
 }
@@ -2185,7 +2197,7 @@ extension ByteBuffer {
     }
 
     mutating func decodeStreamResponse() throws(WireError) -> StreamResponse {
-        let records = try self.decodeWireList(limit: Limits.listCountMax, elementBytesMin: 25, field: "StreamResponse.records") { (buffer: inout ByteBuffer) throws(WireError) in try buffer.decodeRecord() }
+        let records = try self.decodeWireList(limit: Limits.listCountMax, elementBytesMin: 26, field: "StreamResponse.records") { (buffer: inout ByteBuffer) throws(WireError) in try buffer.decodeRecord() }
         let next = try self.decodeWireOptional { (buffer: inout ByteBuffer) throws(WireError) in try buffer.decodeWireBytes(limit: Limits.keyBytesMax, field: "StreamResponse.next") }
         let done = try self.decodeWireBool()
         return StreamResponse(records: records, next: next, done: done)
