@@ -34,7 +34,10 @@ func listed(_ store: any HintStore, _ target: String, limit: Int = .max) throws 
     @Test(arguments: StoreKind.allCases)
     func hintsAreListedInVersionOrder(_ kind: StoreKind) throws {
         try withHintStore(kind) { store throws in
+            var expiring = record(40, "v40")
+            expiring.expiresAtMillis = 123_456  // a hint of a write with a time to live keeps its expiry
             let inserted = [
+                hint("n1", "e", expiring),
                 hint("n1", "c", record(30, "v30")),
                 hint("n1", "a", record(10, writer: 2, "v10w2")),
                 hint("n1", "z", record(20, "v20")),
@@ -45,8 +48,11 @@ func listed(_ store: any HintStore, _ target: String, limit: Int = .max) throws 
                 #expect(try store.storeHint(each, queueMax: 100) == .stored)
             }
             // hlc, then writer, then key bytes.
-            #expect(try listed(store, "n1") == [inserted[3], inserted[1], inserted[4], inserted[2], inserted[0]])
-            #expect(store.hintQueueSizes() == ["n1": 5])
+            #expect(
+                try listed(store, "n1") == [
+                    inserted[4], inserted[2], inserted[5], inserted[3], inserted[1], inserted[0],
+                ])
+            #expect(store.hintQueueSizes() == ["n1": 6])
         }
     }
 

@@ -38,6 +38,41 @@ import Testing
         }
     }
 
+    /// Values that expired before the cutoff go as tombstones do, with their Merkle entries; values
+    /// expiring later, and values without a time to live, stay.
+    @Test(arguments: StoreKind.allCases)
+    func expiredValuesArePurgedAsTombstonesWithoutOne(_ kind: StoreKind) throws {
+        try withStore(kind) { store throws in
+            let cutoff = Version(hlc: 5_000 << 16, writer: 0)  // 5,000 ms
+            let kept = [
+                ("lives", StoredRecord(version: Version(hlc: 1_000 << 16, writer: 1), tombstone: false, value: [1])),
+                (
+                    "expires-later",
+                    StoredRecord(
+                        version: Version(hlc: 1_000 << 16, writer: 1), tombstone: false, value: [2],
+                        expiresAtMillis: 5_001)
+                ),
+                (
+                    "written-late",
+                    StoredRecord(
+                        version: Version(hlc: 6_000 << 16, writer: 1), tombstone: false, value: [3],
+                        expiresAtMillis: 4_000)
+                ),
+            ]
+            let expired = StoredRecord(
+                version: Version(hlc: 1_000 << 16, writer: 1), tombstone: false, value: [4], expiresAtMillis: 5_000)
+            for (key, record) in kept { _ = try store.apply(key: Array(key.utf8), record: record) }
+            _ = try store.apply(key: Array("expired".utf8), record: expired)
+            let whole = TokenRangeSpan(start: 0, end: 0)
+            #expect(try store.purgeTombstones(in: whole, before: cutoff) == 1)
+            #expect(try store.get(key: Array("expired".utf8)) == nil)
+            for (key, record) in kept { #expect(try store.get(key: Array(key.utf8)) == record) }
+            let incremental = try store.merkleSegments()
+            try store.rebuildMerkleSegments()
+            #expect(try store.merkleSegments() == incremental)
+        }
+    }
+
     @Test func aPurgeSurvivesAReopenWithoutARebuild() throws {
         try withTemporaryDirectory { path in
             let range = TokenRangeSpan(start: 0, end: 0)
