@@ -110,13 +110,22 @@ extension Simulation {
             )
             performWrite(index, operation: operationTry, write, actions)
         case .read(let key, let repair):
-            let replicas =
-                configuration.membershipProfile == nil
-                ? replicas(of: key) : membership.ring(of: membership.clients[index]).preferenceList(forKey: key)
-            var operation = ReadOperation(
-                configuration: ReadOperation.Configuration(
-                    replicas: replicas, required: min(configuration.readQuorum, replicas.count),
-                    deadline: configuration.requestDeadline, speculationDelay: .milliseconds(60), repair: repair))
+            // The client's ring: the fixed one, or its map's current ring (reads use it alone).
+            let clientRing =
+                configuration.membershipProfile == nil ? ring : membership.ring(of: membership.clients[index])
+            let replicas = clientRing.preferenceList(forKey: key)
+            let plan = ReadPlan(
+                level: .count(min(configuration.readQuorum, replicas.count)), deadline: configuration.requestDeadline,
+                repair: repair)
+            var readConfiguration: ReadOperation.Configuration
+            do {
+                readConfiguration = try plan.operation(replicas: replicas, on: clientRing)
+            } catch {
+                operationFailed(index, failure: "\(error)")
+                return
+            }
+            readConfiguration.coordinator.speculationDelay = .milliseconds(60)
+            var operation = ReadOperation(configuration: readConfiguration)
             let actions = operation.start(clock: &clients[index].clock)
             clients[index].current = .read(operation, key: key)
             log("\(client) \(operationTry) get \(show(key)) from \(replicas)\(map)")
