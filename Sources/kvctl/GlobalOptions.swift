@@ -27,8 +27,10 @@ struct GlobalOptions: ParsableArguments {
     @Option(name: .customLong("cluster-id"), help: "The cluster id the nodes must have (env QUORUMKV_CLUSTER_ID).")
     var clusterID: String?
 
-    @Option(help: "This client's zone, for --consistency local_quorum (env QUORUMKV_ZONE).")
-    var zone: String?
+    @Option(
+        name: .customLong("client-zone"),
+        help: "This client's zone, for --consistency local_quorum (env QUORUMKV_ZONE).")
+    var clientZone: String?
 
     @Option(help: "Seconds to wait for a node's answer.")
     var timeout: Double = 5
@@ -44,7 +46,7 @@ struct GlobalOptions: ParsableArguments {
         do {
             configuration = try KVClientConfiguration(
                 clusterFile: cluster, endpoints: endpoints, clusterID: clusterID, caFile: ca, certificateFile: cert,
-                keyFile: key, zone: zone, environment: ProcessInfo.processInfo.environment)
+                keyFile: key, zone: clientZone, environment: ProcessInfo.processInfo.environment)
         } catch let error as KVClientError where error.isInvalidArgument {
             throw ValidationError(error.message)
         } catch {

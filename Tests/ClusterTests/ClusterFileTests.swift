@@ -44,3 +44,33 @@ import Testing
         #expect(error.description.contains(reason), "\(error)")
     }
 }
+
+/// Every `kvctl` command parses its own options: two options of one name (a command's and the global
+/// options') only fail when that command runs, so each command's help is asked for.
+@Suite struct KvctlCommandTreeTests {
+    /// The subcommand names a help text lists.
+    static func subcommands(_ help: String) -> [String] {
+        guard let start = help.range(of: "SUBCOMMANDS:") else { return [] }
+        return help[start.upperBound...].split(separator: "\n").compactMap { line in
+            // Names are indented by exactly two spaces; wrapped descriptions by more.
+            guard line.hasPrefix("  "), !line.hasPrefix("   "), let name = line.split(separator: " ").first else {
+                return nil
+            }
+            return String(name)
+        }
+    }
+
+    @Test func everyCommandsHelpParses() throws {
+        var checked = 0
+        var pending: [[String]] = [[]]
+        while let path = pending.popLast() {
+            let help = try run("kvctl", path + ["--help"])
+            #expect(help.status == 0, "kvctl \(path.joined(separator: " ")) --help: \(help.stderr)")
+            checked += 1
+            for name in Self.subcommands(help.stdout) where name != "help" && path.count < 3 {
+                pending.append(path + [name])
+            }
+        }
+        #expect(checked > 25, "only \(checked) commands found")
+    }
+}
