@@ -277,6 +277,48 @@ struct AntiEntropyTests {
         try await trio.shutdown()
     }
 
+    /// A value that expired before the grace period is purged as a tombstone is: a co-replica holding
+    /// an older value gets it first, and a replica that purged it does not get it back from one that has
+    /// not purged yet (the comparison's entries carry no expiry: without a check of the record, the
+    /// replicas would copy it back to each other at every pass, and it would never go).
+    @Test func expiredValuesArePurgedOnlyOnceEveryReplicaHoldsThem() async throws {
+        let trio = try Trio(tombstoneGrace: .seconds(100))
+        let everywhere = trio.key("expired", replicatedBy: ["n1", "n2"])
+        let missed = trio.key("expired", replicatedBy: ["n1", "n2"], skip: 1)
+        // Expired at 500 s of the clock's 1,000 s, before the grace period; n2 missed it for `missed`
+        // and holds the older value it replaced.
+        let expired = StoredRecord(
+            version: Version(hlc: 11, writer: 9), tombstone: false, value: Array("v2".utf8), expiresAtMillis: 500_000)
+        try trio.write(missed, hlc: 10, on: ["n1", "n2"])
+        for (key, ids) in [(everywhere, ["n1", "n2"]), (missed, ["n1"])] {
+            for id in ids { _ = try trio.nodes[id]!.store.apply(key: Array(key.utf8), record: expired) }
+        }
+        let n1 = trio.nodes["n1"]!
+        let n2 = trio.nodes["n2"]!
+
+        // n1's pass: n2 gets the expired value over its older one, then n1 purges both keys.
+        let first = await n1.antiEntropy.pass(within: nil)
+        #expect(first.errors == 0, "\(first.firstError ?? "")")
+        #expect(first.keysSent == 1 && first.keysReceived == 0)
+        #expect(first.tombstonesPurged == 2)
+        #expect(try n2.store.get(key: Array(missed.utf8)) == expired)
+        for key in [everywhere, missed] {
+            #expect(try n1.store.get(key: Array(key.utf8)) == nil, "\(key)")
+        }
+
+        // n2's pass: n1 holds nothing for them, so nothing is copied back, and n2 purges them too.
+        let second = await n2.antiEntropy.pass(within: nil)
+        #expect(second.errors == 0, "\(second.firstError ?? "")")
+        #expect(second.keysSent == 0 && second.keysReceived == 0)
+        #expect(second.tombstonesPurged == 2)
+        for id in ["n1", "n2"] {
+            for key in [everywhere, missed] {
+                #expect(try trio.nodes[id]!.store.get(key: Array(key.utf8)) == nil, "\(key) on \(id)")
+            }
+        }
+        try await trio.shutdown()
+    }
+
     @Test func aPassConvergesCoReplicasAndCountsEachStaleCopyOnce() async throws {
         let trio = try Trio()
         // n1 and n2 replicate the first half of the ring, n1 and n3 the second.

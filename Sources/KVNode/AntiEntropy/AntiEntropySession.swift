@@ -21,8 +21,8 @@ struct AntiEntropySession: Sendable {
     let limiter: ByteRateLimiter
     /// Records copied at once (reads and writes in flight).
     let concurrency: Int
-    /// Tombstones older than this are not copied to a side that holds nothing for their key
-    /// (`MerkleComparison.purgeHorizon`).
+    /// Tombstones older than this, and values that expired before it, are not copied to a side that
+    /// holds nothing for their key (`MerkleComparison.purgeHorizon`, `withoutPurgedExpiries`).
     let purgeHorizon: Version?
 
     /// What one session did.
@@ -150,6 +150,9 @@ struct AntiEntropySession: Sendable {
                     if let record = item.record { records.append((item.key, record)) }
                 }
             }
+            if let purgeHorizon {
+                records = try await withoutPurgedExpiries(records, target: target, horizon: purgeHorizon, bytes: &bytes)
+            }
             for (key, record) in records {
                 let size = key.count + record.value.count
                 if batchBytes > 0 && batchBytes + size > Limits.merkleRecordBytesPerFrameMax {
@@ -166,5 +169,36 @@ struct AntiEntropySession: Sendable {
         bytes += written.bytes
         // A batch is charged after it went: the session ends once the rate has paid for it.
         try await limiter.waitForCredit()
+    }
+
+    /// `records` without the values that expired before `horizon` (`TombstonePolicy.isPurgeable`) and
+    /// that `target` holds nothing for: the comparison leaves out such tombstones
+    /// (`MerkleComparison.purgeHorizon`) but its entries carry no expiry, so these are checked here,
+    /// with a read of `target` each. `target` may have purged the record already; copying it back
+    /// would have the replicas purging it in turn and copying it back to each other at every pass, so
+    /// that it never went. A target holding an older value still gets it, or that value would come
+    /// back once the expired one is purged everywhere else.
+    private func withoutPurgedExpiries(
+        _ records: [(key: [UInt8], record: StoredRecord)], target: any AntiEntropyReplica, horizon: Version,
+        bytes: inout Int
+    ) async throws -> [(key: [UInt8], record: StoredRecord)] {
+        var kept: [(key: [UInt8], record: StoredRecord)] = []
+        kept.reserveCapacity(records.count)
+        for (key, record) in records {
+            guard
+                !record.tombstone,
+                TombstonePolicy.isPurgeable(
+                    version: record.version, tombstone: false, expiresAtMillis: record.expiresAtMillis, below: horizon)
+            else {
+                kept.append((key, record))
+                continue
+            }
+            try await limiter.waitForCredit()
+            let (held, readBytes) = try await target.read(key)
+            limiter.spend(readBytes)
+            bytes += readBytes
+            if held != nil { kept.append((key, record)) }
+        }
+        return kept
     }
 }
