@@ -1,6 +1,7 @@
 import Foundation
 import KVConfig
 import KVCore
+import Synchronization
 import Testing
 
 /// `cluster.yaml`'s zones and placement rule (issue 20).
@@ -62,14 +63,24 @@ import Testing
 
     @Test func everyCommandsHelpParses() throws {
         var checked = 0
-        var pending: [[String]] = [[]]
-        while let path = pending.popLast() {
-            let help = try run("kvctl", path + ["--help"])
-            #expect(help.status == 0, "kvctl \(path.joined(separator: " ")) --help: \(help.stderr)")
-            checked += 1
-            for name in Self.subcommands(help.stdout) where name != "help" && path.count < 3 {
-                pending.append(path + [name])
+        var level: [[String]] = [[]]
+        // One level of the tree at a time, its commands side by side.
+        while !level.isEmpty && level[0].count < 3 {
+            let helps = Mutex<[Int: CommandResult]>([:])
+            let paths = level
+            DispatchQueue.concurrentPerform(iterations: paths.count) { index in
+                let help = try? run("kvctl", paths[index] + ["--help"])
+                helps.withLock { $0[index] = help }
             }
+            var next: [[String]] = []
+            for (index, path) in paths.enumerated() {
+                let help = helps.withLock { $0[index] }
+                #expect(
+                    help?.status == 0, "kvctl \(path.joined(separator: " ")) --help: \(help?.stderr ?? "did not run")")
+                checked += 1
+                for name in Self.subcommands(help?.stdout ?? "") where name != "help" { next.append(path + [name]) }
+            }
+            level = next
         }
         #expect(checked > 25, "only \(checked) commands found")
     }
