@@ -31,6 +31,9 @@ public struct QuorumError: Error, Hashable, CustomStringConvertible {
     public let succeeded: [String]
     /// The replicas that failed or did not answer in time, with the reason, in preference-list order.
     public let failed: [ReplicaFailure]
+    /// The groups that each had to reach their count (`local_quorum`, `each_quorum`, a membership
+    /// change); empty when `required` of all the replicas was the rule.
+    public private(set) var groups: [ReplicaQuorum] = []
 
     private init(_ code: Code, required: Int, replicas: Int, succeeded: [String], failed: [ReplicaFailure]) {
         self.code = code
@@ -92,7 +95,8 @@ public struct QuorumError: Error, Hashable, CustomStringConvertible {
         deadlinePassed: Bool,
         required: Int,
         deadline: Duration,
-        standings: [(node: String, standing: ReplicaStanding)]
+        standings: [(node: String, standing: ReplicaStanding)],
+        groups: [ReplicaQuorum] = []
     ) -> QuorumError {
         var succeeded: [String] = []
         var failed: [ReplicaFailure] = []
@@ -108,9 +112,11 @@ public struct QuorumError: Error, Hashable, CustomStringConvertible {
                 break
             }
         }
-        return .ending(
+        var error = QuorumError.ending(
             operation, deadlinePassed: deadlinePassed, required: required, replicas: standings.count,
             succeeded: succeeded, failed: failed)
+        error.groups = groups
+        return error
     }
 
     /// The deadline passed before `required` replicas answered; `failed` lists the silent ones as
@@ -176,7 +182,14 @@ public struct QuorumError: Error, Hashable, CustomStringConvertible {
         switch code {
         case .quorumUnreachable(let operation), .deadlineExceeded(let operation):
             let verb = operation == .write ? "acknowledged" : "answered"
-            var text = "\(operation == .write ? "write" : "read") needs \(required) of \(replicas) replicas; "
+            var text = "\(operation == .write ? "write" : "read") needs \(required) of \(replicas) replicas"
+            if !groups.isEmpty {
+                text +=
+                    " ("
+                    + groups.map { "\($0.required) of \($0.replicas.joined(separator: ", "))" }
+                    .joined(separator: " and ") + ")"
+            }
+            text += "; "
             text += "\(succeeded.count) \(verb)"
             if !succeeded.isEmpty {
                 text += " (\(succeeded.joined(separator: ", ")))"

@@ -282,7 +282,7 @@ public struct ReadCoordinator: Sendable {
                 case .pending: (node, .silent)
                 case .unasked: (node, .neither)
                 }
-            })
+            }, groups: configuration.quorums)
     }
 
     private func assertInvariants() {

@@ -196,7 +196,7 @@ public struct WriteCoordinator: Sendable {
                 case .pending: (node, .silent)
                 case .superseded: (node, .neither)
                 }
-            })
+            }, groups: configuration.quorums)
     }
 
     /// How many applies acknowledge a quorum: `required`, unless the mutation check broke the rule.
