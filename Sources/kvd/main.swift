@@ -152,6 +152,12 @@ struct KVD: AsyncParsableCommand {
             discussion: "For a Prometheus on the same host; any other address is refused at start."))
     var metricsLocal: String?
 
+    @Option(
+        help: ArgumentHelp(
+            "The zone (datacenter or rack) this node runs in.",
+            discussion: "Checked against the cluster map's zone for this node at start: a mismatch is refused."))
+    var zone: String?
+
     @Option(name: .customLong("log-level"), help: "trace, debug, info, notice, warning, error or critical.")
     var logLevel: String = "info"
 
@@ -280,6 +286,12 @@ struct KVD: AsyncParsableCommand {
         }
         if let durability = durability ?? file.durability {
             configuration.durability = try parseDurability(durability)
+        }
+        if let zone = zone ?? file.zone {
+            guard zone.utf8.count <= Limits.nameBytesMax else {
+                throw ValidationError("--zone must be at most \(Limits.nameBytesMax) bytes")
+            }
+            configuration.zone = zone
         }
 
         let level = Logger.Level(rawValue: logLevel) ?? .info

@@ -198,6 +198,17 @@ extension RealProcessTests {
             let unreadable = try await MembershipChangeClusterTests.checkReadable(expected, with: client)
             #expect(unreadable.isEmpty, "\(unreadable.count) acknowledged writes unreadable: \(unreadable.prefix(5))")
             await client.close()
+
+            // A node restarted with a zone other than the map's refuses to serve, saying why; with its
+            // own zone it starts.
+            try await offThePool {
+                cluster.stop("n1", signal: SIGTERM)
+                cluster.nodeArguments["n1"] = ["--zone", "b"]
+                #expect(throws: HarnessError.self) { try cluster.start("n1") }
+                #expect(cluster.log("n1", tail: 5).contains("puts n1 in zone 'a'"), "\(cluster.log("n1", tail: 5))")
+                cluster.nodeArguments["n1"] = ["--zone", "a"]
+                try cluster.start("n1")
+            }
         }
     }
 }

@@ -112,6 +112,10 @@ public struct NodeConfiguration: Sendable, Hashable {
     public var metricsLocal: HostPort?
     /// The metrics port when `--metrics` names a host alone.
     public static let metricsPortDefault = 9411
+    /// The zone (datacenter or rack) the operator says this node runs in (`kvd --zone`): checked
+    /// against the cluster map's at start, so a node started in the wrong place refuses to serve
+    /// rather than break the placement. Nil: whatever the map says.
+    public var zone: String?
 
     /// The cluster id used when none is configured, by nodes and clients alike.
     public static let defaultClusterID = "quorumkv"
@@ -138,6 +142,16 @@ public struct NodeConfiguration: Sendable, Hashable {
 }
 
 extension NodeConfiguration {
+    /// Checks `zone` against the zone `map` gives this node (nothing to check when the node is not a
+    /// member yet, or no zone was configured).
+    public func checkZone(in map: ClusterMap) throws(NodeError) {
+        guard let zone, let member = map.node(id), member.zone != zone else { return }
+        throw NodeError.configuration(
+            "the cluster map puts \(id) in zone '\(member.zone)' but it was started with zone '\(zone)': start it "
+                + "with the map's zone, or replace the node by one in the right zone (kvctl replace … ; the new "
+                + "node takes the old one's zone) ")
+    }
+
     /// Checks the settings against each other, once flags and file are merged.
     public func validate() throws(NodeError) {
         if let tombstoneGrace, tombstoneGrace <= hintWindow {
@@ -190,9 +204,10 @@ public struct NodeFile: Sendable, Hashable, Decodable {
     /// Seconds.
     public var idleTimeout: Int?
     public var storageQueueMax: Int?
+    public var zone: String?
 
     enum CodingKeys: String, CodingKey, CaseIterable {
-        case id, listen, data, ca, cert, key, crl, durability, cluster, metrics
+        case id, listen, data, ca, cert, key, crl, durability, cluster, metrics, zone
         case clusterID = "cluster-id"
         case metricsLocal = "metrics-local"
         case hintQueueMax = "hint-queue-max"

@@ -90,7 +90,8 @@ public final class NodeService: Service {
                     ClusterMap.Node(
                         id: configuration.id, address: address,
                         tokens: TokenAllocator.tokensForJoiningNode(
-                            configuration.id, existing: [], tokensPerNode: TokenAllocator.tokensPerNodeDefault))
+                            configuration.id, existing: [], tokensPerNode: TokenAllocator.tokensPerNodeDefault),
+                        zone: configuration.zone ?? "")
                 ])
         let membership: Membership
         let ring: Ring
@@ -103,9 +104,16 @@ public final class NodeService: Service {
             throw (error as? NodeError) ?? NodeError.configuration("the cluster map is not a valid ring: \(error)")
         }
         let cluster = membership.current
+        do {
+            try configuration.checkZone(in: cluster)
+        } catch {
+            try? await pool.shutdownGracefully()
+            throw error
+        }
         if cluster.node(configuration.id) == nil {
+            let join = "kvctl join" + (configuration.zone.map { " --zone \($0)" } ?? "")
             logger.notice(
-                "this node is not in the cluster map yet: it serves nothing until an operator adds it (kvctl join)",
+                "this node is not in the cluster map yet: it serves nothing until an operator adds it (\(join))",
                 metadata: [
                     "node.id": "\(configuration.id)", "cluster.members": "\(cluster.voters.joined(separator: ","))",
                 ])
