@@ -110,10 +110,7 @@ struct Get: AsyncParsableCommand {
                 try await client.get(Array(key.utf8), consistency: consistency.read, repair: repairMode)
             }
             guard let found else {
-                if global.json {
-                    try printJSON(ReadDocument(ok: true, key: key, found: false))
-                }
-                throw CommandFailure("key not found: \(key)", exitCode: exitCodeNotFound)
+                try notFound("key not found: \(key)", ReadDocument(ok: true, key: key, found: false))
             }
             if global.json {
                 try printJSON(
@@ -126,6 +123,16 @@ struct Get: AsyncParsableCommand {
                 writeValue(found.value)
             }
         }
+    }
+
+    /// A key that is not there: with `--json`, `document` alone on stdout (one JSON document); else
+    /// `message` on stderr. Exit code 2 either way.
+    private func notFound(_ message: String, _ document: ReadDocument) throws -> Never {
+        if global.json {
+            try printJSON(document)
+            throw ExitCode(exitCodeNotFound)
+        }
+        throw CommandFailure(message, exitCode: exitCodeNotFound)
     }
 
     private var repairMode: ReadOperation.Repair? {
@@ -152,16 +159,12 @@ struct Get: AsyncParsableCommand {
             }
         } catch let error as KVClientError where error.refusalCode == .notReplica {
             // The node does not keep the key's range in its map: it holds nothing for it.
-            if global.json {
-                try printJSON(ReadDocument(ok: true, key: key, found: false, node: node))
-            }
-            throw CommandFailure("\(node) is not a replica of \(key): \(error)", exitCode: exitCodeNotFound)
+            try notFound(
+                "\(node) is not a replica of \(key): \(error)",
+                ReadDocument(ok: true, key: key, found: false, node: node))
         }
         guard let record else {
-            if global.json {
-                try printJSON(ReadDocument(ok: true, key: key, found: false, node: node))
-            }
-            throw CommandFailure("key not found on \(node): \(key)", exitCode: exitCodeNotFound)
+            try notFound("key not found on \(node): \(key)", ReadDocument(ok: true, key: key, found: false, node: node))
         }
         // An expired value is a delete at its own version (by this host's clock): shown as absent.
         let deleted = record.isDeleted(atMillis: UInt64(max(0, Date().timeIntervalSince1970 * 1000)))

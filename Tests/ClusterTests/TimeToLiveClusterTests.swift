@@ -75,6 +75,12 @@ extension RealProcessTests {
                     #expect(record == nil, "\(key.key) on \(node): \(String(describing: record))")
                 }
                 #expect(try await client.get(Array(key.key.utf8), consistency: .all) == nil)
+                // A key that is not there at all: one JSON document on stdout, exit code 2.
+                for arguments in [["get", key.key, "--json"], ["get", key.key, "--node", "n1", "--json"]] {
+                    let missing = try await offThePool { try cluster.kvctl(arguments) }
+                    #expect(missing.status == 2, "\(arguments): \(missing)")
+                    #expect(jsonObject(missing.stdout)?["found"] as? Bool == false, "\(arguments): \(missing.stdout)")
+                }
             }
             let again = try await offThePool { try cluster.kvctl(["repair", "--json"]) }
             expectSuccess(again)
