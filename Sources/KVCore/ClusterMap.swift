@@ -59,6 +59,9 @@ public struct ClusterMap: Sendable, Hashable {
     /// The epoch that began the change in progress; nil when nothing is changing. Client writes made
     /// with an older map are refused meanwhile: they would skip the new replicas.
     public var changeEpoch: UInt64?
+    /// The keyspaces besides `default` (whose placement is the map's own), by id, dropped ones kept
+    /// so that no id is given twice.
+    public var keyspaces: [Keyspace] = []
 
     public init(
         clusterID: String, epoch: UInt64, placement: Placement, nodes: [Node], pendingPlacement: Placement? = nil,
@@ -90,10 +93,13 @@ public struct ClusterMap: Sendable, Hashable {
     /// N once the change in progress is done; nil when the rule is not changing.
     public var pendingReplicationFactor: Int? { pendingPlacement?.replicationFactor }
 
-    /// Whether the map says anything protocol version 2 could not: a zone or a rule other than `simple`.
+    /// Whether the map uses zones: a node's zone, or a rule other than `simple`.
     public var usesZones: Bool {
         placement.usesZones || (pendingPlacement?.usesZones ?? false) || nodes.contains { !$0.zone.isEmpty }
     }
+
+    /// Whether the map says anything protocol version 2 could not: zones or keyspaces.
+    public var needsProtocolVersion3: Bool { usesZones || !keyspaces.isEmpty }
 
     /// The node with this id, if it is a member.
     public func node(_ id: String) -> Node? {

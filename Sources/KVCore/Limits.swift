@@ -39,6 +39,9 @@ public enum Limits {
     public static let listCountMax = 65536
     /// Nodes in one cluster map.
     public static let nodesMax = 4096
+    /// Keyspaces a cluster holds at once, and ids it may ever give (dropped keyspaces keep theirs).
+    public static let keyspacesMax = 256
+    public static let keyspaceIDsMax = 4096
     /// Virtual-node tokens of one node.
     public static let tokensPerNodeMax = 4096
     /// Virtual-node tokens of a whole ring (a ring's preference table holds N entries a token): 1,024

@@ -11,7 +11,54 @@ extension MapBody {
             },
             pendingReplicationFactor: UInt8(clamping: map.pendingReplicationFactor ?? 0), streaming: map.streaming,
             changeEpoch: map.changeEpoch ?? 0, placement: PlacementBody(map.placement),
-            pendingPlacement: map.pendingPlacement.map(PlacementBody.init))
+            pendingPlacement: map.pendingPlacement.map(PlacementBody.init),
+            keyspaces: map.keyspaces.map(KeyspaceBody.init))
+    }
+}
+
+extension KeyspaceBody {
+    /// The wire form of `keyspace` (a TTL in whole milliseconds, clamped).
+    public init(_ keyspace: Keyspace) {
+        self.init(
+            id: keyspace.id, name: keyspace.name, placement: PlacementBody(keyspace.placement),
+            pendingPlacement: keyspace.pendingPlacement.map(PlacementBody.init),
+            readLevel: LevelBody(keyspace.readLevel),
+            writeLevel: LevelBody(keyspace.writeLevel),
+            timeToLiveMillis: keyspace.timeToLive?.wholeMillisecondsClamped ?? 0,
+            dropped: keyspace.dropped)
+    }
+
+    /// The keyspace this body describes (not checked: the map's changes and rings check it).
+    public var keyspace: Keyspace {
+        Keyspace(
+            id: id, name: name, placement: placement.placement, pendingPlacement: pendingPlacement?.placement,
+            readLevel: readLevel.level, writeLevel: writeLevel.level,
+            timeToLive: timeToLiveMillis == 0 ? nil : .milliseconds(Int64(clamping: timeToLiveMillis)), dropped: dropped
+        )
+    }
+}
+
+extension LevelBody {
+    public init(_ level: ConsistencyLevel) {
+        switch level {
+        case .one: self.init(kind: .one, count: 0)
+        case .quorum: self.init(kind: .quorum, count: 0)
+        case .all: self.init(kind: .all, count: 0)
+        case .count(let count): self.init(kind: .count, count: UInt8(clamping: count))
+        case .localQuorum: self.init(kind: .localQuorum, count: 0)
+        case .eachQuorum: self.init(kind: .eachQuorum, count: 0)
+        }
+    }
+
+    public var level: ConsistencyLevel {
+        switch kind {
+        case .one: .one
+        case .quorum: .quorum
+        case .all: .all
+        case .count: .count(Int(count))
+        case .localQuorum: .localQuorum
+        case .eachQuorum: .eachQuorum
+        }
     }
 }
 
@@ -41,9 +88,10 @@ extension PlacementBody {
 }
 
 extension LegacyMapBody {
-    /// Protocol version 2's form of `map`; nil when the map uses zones, which version 2 cannot say.
+    /// Protocol version 2's form of `map`; nil when the map uses zones or keyspaces, which version 2
+    /// cannot say.
     public init?(_ map: ClusterMap) {
-        guard !map.usesZones else { return nil }
+        guard !map.needsProtocolVersion3 else { return nil }
         self.init(
             clusterId: map.clusterID, epoch: map.epoch, replicationFactor: UInt8(clamping: map.replicationFactor),
             nodes: map.nodes.map {
@@ -71,7 +119,7 @@ extension ClusterMapResponse {
             clusterId: body.clusterId, epoch: body.epoch, replicationFactor: body.replicationFactor, nodes: body.nodes,
             pendingReplicationFactor: body.pendingReplicationFactor, streaming: body.streaming,
             changeEpoch: body.changeEpoch, proof: proof.map(MapProofBody.init), placement: body.placement,
-            pendingPlacement: body.pendingPlacement)
+            pendingPlacement: body.pendingPlacement, keyspaces: body.keyspaces)
     }
 
     /// The map this answer carries.
@@ -79,7 +127,7 @@ extension ClusterMapResponse {
         MapBody(
             clusterId: clusterId, epoch: epoch, replicationFactor: replicationFactor, nodes: nodes,
             pendingReplicationFactor: pendingReplicationFactor, streaming: streaming, changeEpoch: changeEpoch,
-            placement: placement, pendingPlacement: pendingPlacement
+            placement: placement, pendingPlacement: pendingPlacement, keyspaces: keyspaces
         ).map
     }
 }
@@ -89,13 +137,15 @@ extension MapBody {
     /// placements say N; `replicationFactor` and `pendingReplicationFactor` repeat it for readers of
     /// protocol version 2's fields and are not read.
     public var map: ClusterMap {
-        ClusterMap(
+        var map = ClusterMap(
             clusterID: clusterId, epoch: epoch, placement: placement.placement,
             nodes: nodes.map {
                 ClusterMap.Node(id: $0.id, address: $0.address, tokens: $0.tokens, state: $0.state, zone: $0.zone)
             },
             pendingPlacement: pendingPlacement?.placement, streaming: streaming,
             changeEpoch: changeEpoch == 0 ? nil : changeEpoch)
+        map.keyspaces = keyspaces.map(\.keyspace)
+        return map
     }
 }
 

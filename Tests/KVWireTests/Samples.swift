@@ -257,7 +257,7 @@ enum Samples {
         Sample(
             name: "cluster-map-response",
             summary:
-                "ClusterMapResponse, request id 8: clusterId \"qkv-test\", epoch 7, replicationFactor 3, nodes [(\"n1\", \"127.0.0.11:7400\", tokens [1, 2^63], normal (2), zone \"dc1\"), (\"n2\", \"127.0.0.12:7400\", tokens [], joining (1), zone \"\")], pendingReplicationFactor 0, streaming [\"n2\"], changeEpoch 6, proof absent, placement (spread (3), replicas 3, perZone 1, zones []), pendingPlacement present (zones (2), replicas 0, perZone 0, zones [(\"dc1\", 2), (\"dc2\", 1)])",
+                "ClusterMapResponse, request id 8: clusterId \"qkv-test\", epoch 7, replicationFactor 3, nodes [(\"n1\", \"127.0.0.11:7400\", tokens [1, 2^63], normal (2), zone \"dc1\"), (\"n2\", \"127.0.0.12:7400\", tokens [], joining (1), zone \"\")], pendingReplicationFactor 0, streaming [\"n2\"], changeEpoch 6, proof absent, placement (spread (3), replicas 3, perZone 1, zones []), pendingPlacement present (zones (2), replicas 0, perZone 0, zones [(\"dc1\", 2), (\"dc2\", 1)]), keyspaces [(id 1, name \"sessions\", placement simple 3, pendingPlacement absent, readLevel one, writeLevel count 1, timeToLiveMillis 1800000, dropped false)]",
             requestID: 8,
             message: .clusterMapResponse(
                 ClusterMapResponse(
@@ -271,7 +271,14 @@ enum Samples {
                     placement: PlacementBody(kind: .spread, replicas: 3, perZone: 1, zones: []),
                     pendingPlacement: PlacementBody(
                         kind: .zones, replicas: 0, perZone: 0,
-                        zones: [ZoneCountBody(zone: "dc1", count: 2), ZoneCountBody(zone: "dc2", count: 1)])
+                        zones: [ZoneCountBody(zone: "dc1", count: 2), ZoneCountBody(zone: "dc2", count: 1)]),
+                    keyspaces: [
+                        KeyspaceBody(
+                            id: 1, name: "sessions",
+                            placement: PlacementBody(kind: .simple, replicas: 3, perZone: 0, zones: []),
+                            pendingPlacement: nil, readLevel: LevelBody(kind: .one, count: 0),
+                            writeLevel: LevelBody(kind: .count, count: 1), timeToLiveMillis: 1_800_000, dropped: false)
+                    ]
                 )
             )
         ),
@@ -285,7 +292,7 @@ enum Samples {
         Sample(
             name: "map-prepare-response",
             summary:
-                "MapPrepareResponse, request id 11: vote granted (1), epoch 7, promised absent, acceptedBallot (round 5, proposer \"b#1\"), accepted (clusterId \"q\", epoch 8, replicationFactor 1, nodes [(\"n1\", \"h:1\", tokens [9], leaving (3), zone \"\")], pendingReplicationFactor 2, streaming [], changeEpoch 8, placement (simple (1), replicas 1, perZone 0, zones []), pendingPlacement present (simple (1), replicas 2, perZone 0, zones []))",
+                "MapPrepareResponse, request id 11: vote granted (1), epoch 7, promised absent, acceptedBallot (round 5, proposer \"b#1\"), accepted (clusterId \"q\", epoch 8, replicationFactor 1, nodes [(\"n1\", \"h:1\", tokens [9], leaving (3), zone \"\")], pendingReplicationFactor 2, streaming [], changeEpoch 8, placement (simple (1), replicas 1, perZone 0, zones []), pendingPlacement present (simple (1), replicas 2, perZone 0, zones []), keyspaces [])",
             requestID: 11,
             message: .mapPrepareResponse(
                 MapPrepareResponse(
@@ -294,12 +301,12 @@ enum Samples {
                         clusterId: "q", epoch: 8, replicationFactor: 1,
                         nodes: [NodeEntry(id: "n1", address: "h:1", tokens: [9], state: .leaving, zone: "")],
                         pendingReplicationFactor: 2, streaming: [], changeEpoch: 8, placement: simple(1),
-                        pendingPlacement: simple(2))))
+                        pendingPlacement: simple(2), keyspaces: [])))
         ),
         Sample(
             name: "map-accept-request",
             summary:
-                "MapAcceptRequest, request id 12: ballot (round 6, proposer \"c\"), map (clusterId \"q\", epoch 8, replicationFactor 1, nodes [(\"n1\", \"h:1\", tokens [9], removed (5), zone \"\")], pendingReplicationFactor 2, streaming [], changeEpoch 8, placement (simple (1), replicas 1, perZone 0, zones []), pendingPlacement present (simple (1), replicas 2, perZone 0, zones []))",
+                "MapAcceptRequest, request id 12: ballot (round 6, proposer \"c\"), map (clusterId \"q\", epoch 8, replicationFactor 1, nodes [(\"n1\", \"h:1\", tokens [9], removed (5), zone \"\")], pendingReplicationFactor 2, streaming [], changeEpoch 8, placement (simple (1), replicas 1, perZone 0, zones []), pendingPlacement present (simple (1), replicas 2, perZone 0, zones []), keyspaces [])",
             requestID: 12,
             message: .mapAcceptRequest(
                 MapAcceptRequest(
@@ -308,7 +315,7 @@ enum Samples {
                         clusterId: "q", epoch: 8, replicationFactor: 1,
                         nodes: [NodeEntry(id: "n1", address: "h:1", tokens: [9], state: .removed, zone: "")],
                         pendingReplicationFactor: 2, streaming: [], changeEpoch: 8, placement: simple(1),
-                        pendingPlacement: simple(2))))
+                        pendingPlacement: simple(2), keyspaces: [])))
         ),
         Sample(
             name: "map-accept-response",
@@ -331,7 +338,7 @@ enum Samples {
         Sample(
             name: "map-commit-request",
             summary:
-                "MapCommitRequest, request id 13: map (clusterId \"q\", epoch 8, replicationFactor 1, nodes [(\"n1\", \"h:1\", tokens [9], down (4), zone \"\")], pendingReplicationFactor 2, streaming [], changeEpoch 8, placement (simple (1), replicas 1, perZone 0, zones []), pendingPlacement present (simple (1), replicas 2, perZone 0, zones [])), proof (ballot (round 6, proposer \"c\"), signatures [(\"n1\", \"der\", \"sig\")])",
+                "MapCommitRequest, request id 13: map (clusterId \"q\", epoch 8, replicationFactor 1, nodes [(\"n1\", \"h:1\", tokens [9], down (4), zone \"\")], pendingReplicationFactor 2, streaming [], changeEpoch 8, placement (simple (1), replicas 1, perZone 0, zones []), pendingPlacement present (simple (1), replicas 2, perZone 0, zones []), keyspaces []), proof (ballot (round 6, proposer \"c\"), signatures [(\"n1\", \"der\", \"sig\")])",
             requestID: 13,
             message: .mapCommitRequest(
                 MapCommitRequest(
@@ -339,7 +346,7 @@ enum Samples {
                         clusterId: "q", epoch: 8, replicationFactor: 1,
                         nodes: [NodeEntry(id: "n1", address: "h:1", tokens: [9], state: .down, zone: "")],
                         pendingReplicationFactor: 2, streaming: [], changeEpoch: 8, placement: simple(1),
-                        pendingPlacement: simple(2)),
+                        pendingPlacement: simple(2), keyspaces: []),
                     proof: MapProofBody(
                         ballot: Ballot(round: 6, proposer: "c"),
                         signatures: [

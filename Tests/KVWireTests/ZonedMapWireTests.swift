@@ -64,3 +64,27 @@ struct ZonedMapWireTests {
         #expect(throws: RingError.self) { try map.ring() }
     }
 }
+
+/// Keyspaces in the map on the wire: they come back as they were and are signed.
+@Suite struct KeyspaceWireTests {
+    @Test func keyspacesComeBackAndAreSigned() throws {
+        var map = ZonedMapWireTests.plain
+        map.keyspaces = [
+            Keyspace(
+                id: 1, name: "cache", placement: .simple(replicas: 2), readLevel: .one, writeLevel: .count(1),
+                timeToLive: .seconds(1_800)),
+            Keyspace(
+                id: 2, name: "accounts", placement: .spread(replicas: 2, perZone: 1),
+                pendingPlacement: .zones(["dc1": 1]), readLevel: .localQuorum, writeLevel: .eachQuorum, dropped: true),
+        ]
+        #expect(MapBody(map).map == map)
+        #expect(ClusterMapResponse(map).map == map)
+        // A map with keyspaces has no protocol-version-2 form: it is signed whole, keyspaces included.
+        #expect(LegacyMapBody(map) == nil)
+        let ballot = Ballot(round: 1, proposer: "p")
+        var altered = map
+        altered.keyspaces[0].readLevel = .quorum
+        #expect(
+            MapProposal(ballot: ballot, map: altered).signedBytes != MapProposal(ballot: ballot, map: map).signedBytes)
+    }
+}

@@ -19,6 +19,10 @@ public enum ClusterChange: Sendable, Hashable, CustomStringConvertible {
     case setPlacement(Placement)
     /// `node` holds every range it had to receive for the change in progress; the last one ends it.
     case streamed(node: String)
+    /// A keyspace is created (`Keyspace`), altered (levels, TTL) or dropped.
+    case createKeyspace(String, KeyspaceSettings)
+    case alterKeyspace(String, KeyspaceSettings)
+    case dropKeyspace(String)
 
     public var description: String {
         switch self {
@@ -30,6 +34,9 @@ public enum ClusterChange: Sendable, Hashable, CustomStringConvertible {
         case .setReplicationFactor(let n): "N becomes \(n)"
         case .setPlacement(let placement): "the placement becomes \(placement)"
         case .streamed(let node): "\(node) received its ranges"
+        case .createKeyspace(let name, _): "keyspace \(name) is created"
+        case .alterKeyspace(let name, _): "keyspace \(name) is altered"
+        case .dropKeyspace(let name): "keyspace \(name) is dropped"
         }
     }
 }
@@ -80,6 +87,18 @@ extension ClusterMap {
             guard nodes[index].address != address else { throw .invalid("\(id) is already at \(address)") }
             next.nodes[index].address = address
             return next
+        case .createKeyspace(let name, let settings):
+            var created = try creatingKeyspace(name, settings)
+            created.epoch = epoch + 1
+            return created
+        case .alterKeyspace(let name, let settings):
+            var altered = try alteringKeyspace(name, settings)
+            altered.epoch = epoch + 1
+            return altered
+        case .dropKeyspace(let name):
+            var dropped = try droppingKeyspace(name)
+            dropped.epoch = epoch + 1
+            return dropped
         case .streamed(let id):
             guard streaming.contains(id) else {
                 throw .invalid("\(id) is not receiving ranges (streaming: \(streaming.joined(separator: ", ")))")

@@ -1325,6 +1325,139 @@ extension ByteBuffer {
     }
 }
 
+/// A consistency level: `count` is the number of replicas for kind `count`, 0 otherwise.
+public enum LevelKind: UInt8, Sendable, Hashable, CaseIterable {
+    case one = 1
+    case quorum = 2
+    case all = 3
+    case count = 4
+    case localQuorum = 5
+    case eachQuorum = 6
+}
+
+extension ByteBuffer {
+    /// Reads one `LevelKind` (u8) from the readable bytes.
+    ///
+    /// Returns `nil` and leaves the reader index unchanged when the buffer holds only part of one.
+    /// Throws (also leaving the reader index unchanged) when the bytes can never decode: a field
+    /// over its limit, an invalid bool, enum value or UTF-8 string.
+    public mutating func readLevelKind() throws(WireError) -> LevelKind? {
+        try self.readWireValue { (buffer: inout ByteBuffer) throws(WireError) in try buffer.decodeLevelKind() }
+    }
+
+    /// Writes `value` as its raw u8; returns the number of bytes written.
+    @discardableResult
+    public mutating func writeLevelKind(_ value: LevelKind) -> Int {
+        self.writeInteger(value.rawValue)
+    }
+
+    mutating func decodeLevelKind() throws(WireError) -> LevelKind {
+        let raw = try self.decodeWireInteger(UInt8.self)
+        guard let value = LevelKind(rawValue: raw) else {
+            throw WireError.invalidEnumValue(type: "LevelKind", value: UInt64(raw))
+        }
+        return value
+    }
+}
+
+public struct LevelBody: Sendable, Hashable {
+    public var kind: LevelKind
+    public var count: UInt8
+
+    public init(kind: LevelKind, count: UInt8) {
+        self.kind = kind
+        self.count = count
+    }
+}
+
+extension ByteBuffer {
+    /// Reads one `LevelBody` from the readable bytes.
+    ///
+    /// Returns `nil` and leaves the reader index unchanged when the buffer holds only part of one.
+    /// Throws (also leaving the reader index unchanged) when the bytes can never decode: a field
+    /// over its limit, an invalid bool, enum value or UTF-8 string.
+    public mutating func readLevelBody() throws(WireError) -> LevelBody? {
+        try self.readWireValue { (buffer: inout ByteBuffer) throws(WireError) in try buffer.decodeLevelBody() }
+    }
+
+    /// Writes the encoding of `value`; returns the number of bytes written.
+    @discardableResult
+    public mutating func writeLevelBody(_ value: LevelBody) -> Int {
+        var written = 0
+        written += self.writeLevelKind(value.kind)
+        written += self.writeInteger(value.count)
+        return written
+    }
+
+    mutating func decodeLevelBody() throws(WireError) -> LevelBody {
+        let kind = try self.decodeLevelKind()
+        let count = try self.decodeWireInteger(UInt8.self)
+        return LevelBody(kind: kind, count: count)
+    }
+}
+
+/// A keyspace besides `default` (whose placement is the map's own): `timeToLiveMillis` 0 for none;
+/// `dropped` ones stay so that their id is never given again (protocol version 3).
+public struct KeyspaceBody: Sendable, Hashable {
+    public var id: UInt32
+    public var name: String
+    public var placement: PlacementBody
+    public var pendingPlacement: PlacementBody?
+    public var readLevel: LevelBody
+    public var writeLevel: LevelBody
+    public var timeToLiveMillis: UInt64
+    public var dropped: Bool
+
+    public init(id: UInt32, name: String, placement: PlacementBody, pendingPlacement: PlacementBody?, readLevel: LevelBody, writeLevel: LevelBody, timeToLiveMillis: UInt64, dropped: Bool) {
+        self.id = id
+        self.name = name
+        self.placement = placement
+        self.pendingPlacement = pendingPlacement
+        self.readLevel = readLevel
+        self.writeLevel = writeLevel
+        self.timeToLiveMillis = timeToLiveMillis
+        self.dropped = dropped
+    }
+}
+
+extension ByteBuffer {
+    /// Reads one `KeyspaceBody` from the readable bytes.
+    ///
+    /// Returns `nil` and leaves the reader index unchanged when the buffer holds only part of one.
+    /// Throws (also leaving the reader index unchanged) when the bytes can never decode: a field
+    /// over its limit, an invalid bool, enum value or UTF-8 string.
+    public mutating func readKeyspaceBody() throws(WireError) -> KeyspaceBody? {
+        try self.readWireValue { (buffer: inout ByteBuffer) throws(WireError) in try buffer.decodeKeyspaceBody() }
+    }
+
+    /// Writes the encoding of `value`; returns the number of bytes written.
+    @discardableResult
+    public mutating func writeKeyspaceBody(_ value: KeyspaceBody) -> Int {
+        var written = 0
+        written += self.writeInteger(value.id)
+        written += self.writeWireString(value.name)
+        written += self.writePlacementBody(value.placement)
+        written += self.writeWireOptional(value.pendingPlacement) { (buffer: inout ByteBuffer, wrapped) in buffer.writePlacementBody(wrapped) }
+        written += self.writeLevelBody(value.readLevel)
+        written += self.writeLevelBody(value.writeLevel)
+        written += self.writeInteger(value.timeToLiveMillis)
+        written += self.writeWireBool(value.dropped)
+        return written
+    }
+
+    mutating func decodeKeyspaceBody() throws(WireError) -> KeyspaceBody {
+        let id = try self.decodeWireInteger(UInt32.self)
+        let name = try self.decodeWireString(limit: Limits.nameBytesMax, field: "KeyspaceBody.name")
+        let placement = try self.decodePlacementBody()
+        let pendingPlacement = try self.decodeWireOptional { (buffer: inout ByteBuffer) throws(WireError) in try buffer.decodePlacementBody() }
+        let readLevel = try self.decodeLevelBody()
+        let writeLevel = try self.decodeLevelBody()
+        let timeToLiveMillis = try self.decodeWireInteger(UInt64.self)
+        let dropped = try self.decodeWireBool()
+        return KeyspaceBody(id: id, name: name, placement: placement, pendingPlacement: pendingPlacement, readLevel: readLevel, writeLevel: writeLevel, timeToLiveMillis: timeToLiveMillis, dropped: dropped)
+    }
+}
+
 /// `epoch`: the map wanted, 0 for the latest. A node that is behind asks for each next epoch in turn
 /// (a map is adopted only as the next one, with its proof); the answer is `invalidRequest` when the
 /// peer does not keep that epoch.
@@ -1390,8 +1523,9 @@ public struct ClusterMapResponse: Sendable, Hashable {
     public var proof: MapProofBody?
     public var placement: PlacementBody
     public var pendingPlacement: PlacementBody?
+    public var keyspaces: [KeyspaceBody]
 
-    public init(clusterId: String, epoch: UInt64, replicationFactor: UInt8, nodes: [NodeEntry], pendingReplicationFactor: UInt8, streaming: [String], changeEpoch: UInt64, proof: MapProofBody?, placement: PlacementBody, pendingPlacement: PlacementBody?) {
+    public init(clusterId: String, epoch: UInt64, replicationFactor: UInt8, nodes: [NodeEntry], pendingReplicationFactor: UInt8, streaming: [String], changeEpoch: UInt64, proof: MapProofBody?, placement: PlacementBody, pendingPlacement: PlacementBody?, keyspaces: [KeyspaceBody]) {
         self.clusterId = clusterId
         self.epoch = epoch
         self.replicationFactor = replicationFactor
@@ -1402,6 +1536,7 @@ public struct ClusterMapResponse: Sendable, Hashable {
         self.proof = proof
         self.placement = placement
         self.pendingPlacement = pendingPlacement
+        self.keyspaces = keyspaces
     }
 }
 
@@ -1429,6 +1564,7 @@ extension ByteBuffer {
         written += self.writeWireOptional(value.proof) { (buffer: inout ByteBuffer, wrapped) in buffer.writeMapProofBody(wrapped) }
         written += self.writePlacementBody(value.placement)
         written += self.writeWireOptional(value.pendingPlacement) { (buffer: inout ByteBuffer, wrapped) in buffer.writePlacementBody(wrapped) }
+        written += self.writeWireList(value.keyspaces) { (buffer: inout ByteBuffer, element) in buffer.writeKeyspaceBody(element) }
         return written
     }
 
@@ -1443,7 +1579,8 @@ extension ByteBuffer {
         let proof = try self.decodeWireOptional { (buffer: inout ByteBuffer) throws(WireError) in try buffer.decodeMapProofBody() }
         let placement = try self.decodePlacementBody()
         let pendingPlacement = try self.decodeWireOptional { (buffer: inout ByteBuffer) throws(WireError) in try buffer.decodePlacementBody() }
-        return ClusterMapResponse(clusterId: clusterId, epoch: epoch, replicationFactor: replicationFactor, nodes: nodes, pendingReplicationFactor: pendingReplicationFactor, streaming: streaming, changeEpoch: changeEpoch, proof: proof, placement: placement, pendingPlacement: pendingPlacement)
+        let keyspaces = try self.decodeWireList(limit: Limits.keyspaceIDsMax, elementBytesMin: 29, field: "ClusterMapResponse.keyspaces") { (buffer: inout ByteBuffer) throws(WireError) in try buffer.decodeKeyspaceBody() }
+        return ClusterMapResponse(clusterId: clusterId, epoch: epoch, replicationFactor: replicationFactor, nodes: nodes, pendingReplicationFactor: pendingReplicationFactor, streaming: streaming, changeEpoch: changeEpoch, proof: proof, placement: placement, pendingPlacement: pendingPlacement, keyspaces: keyspaces)
     }
 }
 
@@ -1576,8 +1713,9 @@ public struct MapBody: Sendable, Hashable {
     public var changeEpoch: UInt64
     public var placement: PlacementBody
     public var pendingPlacement: PlacementBody?
+    public var keyspaces: [KeyspaceBody]
 
-    public init(clusterId: String, epoch: UInt64, replicationFactor: UInt8, nodes: [NodeEntry], pendingReplicationFactor: UInt8, streaming: [String], changeEpoch: UInt64, placement: PlacementBody, pendingPlacement: PlacementBody?) {
+    public init(clusterId: String, epoch: UInt64, replicationFactor: UInt8, nodes: [NodeEntry], pendingReplicationFactor: UInt8, streaming: [String], changeEpoch: UInt64, placement: PlacementBody, pendingPlacement: PlacementBody?, keyspaces: [KeyspaceBody]) {
         self.clusterId = clusterId
         self.epoch = epoch
         self.replicationFactor = replicationFactor
@@ -1587,6 +1725,7 @@ public struct MapBody: Sendable, Hashable {
         self.changeEpoch = changeEpoch
         self.placement = placement
         self.pendingPlacement = pendingPlacement
+        self.keyspaces = keyspaces
     }
 }
 
@@ -1613,6 +1752,7 @@ extension ByteBuffer {
         written += self.writeInteger(value.changeEpoch)
         written += self.writePlacementBody(value.placement)
         written += self.writeWireOptional(value.pendingPlacement) { (buffer: inout ByteBuffer, wrapped) in buffer.writePlacementBody(wrapped) }
+        written += self.writeWireList(value.keyspaces) { (buffer: inout ByteBuffer, element) in buffer.writeKeyspaceBody(element) }
         return written
     }
 
@@ -1626,7 +1766,8 @@ extension ByteBuffer {
         let changeEpoch = try self.decodeWireInteger(UInt64.self)
         let placement = try self.decodePlacementBody()
         let pendingPlacement = try self.decodeWireOptional { (buffer: inout ByteBuffer) throws(WireError) in try buffer.decodePlacementBody() }
-        return MapBody(clusterId: clusterId, epoch: epoch, replicationFactor: replicationFactor, nodes: nodes, pendingReplicationFactor: pendingReplicationFactor, streaming: streaming, changeEpoch: changeEpoch, placement: placement, pendingPlacement: pendingPlacement)
+        let keyspaces = try self.decodeWireList(limit: Limits.keyspaceIDsMax, elementBytesMin: 29, field: "MapBody.keyspaces") { (buffer: inout ByteBuffer) throws(WireError) in try buffer.decodeKeyspaceBody() }
+        return MapBody(clusterId: clusterId, epoch: epoch, replicationFactor: replicationFactor, nodes: nodes, pendingReplicationFactor: pendingReplicationFactor, streaming: streaming, changeEpoch: changeEpoch, placement: placement, pendingPlacement: pendingPlacement, keyspaces: keyspaces)
     }
 }
 
