@@ -53,12 +53,7 @@ extension RealProcessTests {
             try cluster.start(holder)
             try cluster.start("n2")
             // Every hint queue drains, within a bound.
-            let deadline = ContinuousClock.now + .seconds(60)
-            var queued = UInt64.max
-            while queued > 0 && ContinuousClock.now < deadline {
-                queued = try await admin.status().compactMap(\.hintsQueued).reduce(0, +)
-                if queued > 0 { try await Task.sleep(for: .milliseconds(200)) }
-            }
+            let queued = try await admin.hintsQueuedOnceDrained(within: .seconds(60))
             #expect(queued == 0, "hint queues did not drain within 60 s")
             var behind: [String] = []
             for key in missed {
@@ -174,5 +169,19 @@ func eventually(_ condition: () -> Bool) async throws {
     let deadline = ContinuousClock.now + .seconds(20)
     while !condition() && ContinuousClock.now < deadline {
         try await Task.sleep(for: .milliseconds(20))
+    }
+}
+
+extension KVClient {
+    /// The hints queued on every node, polled until none is left or `bound` has passed (an admin
+    /// client: the counts come from each node's stats).
+    func hintsQueuedOnceDrained(within bound: Duration) async throws -> UInt64 {
+        let deadline = ContinuousClock.now + bound
+        var queued = UInt64.max
+        while queued > 0 && ContinuousClock.now < deadline {
+            queued = try await status().compactMap(\.hintsQueued).reduce(0, +)
+            if queued > 0 { try await Task.sleep(for: .milliseconds(200)) }
+        }
+        return queued
     }
 }

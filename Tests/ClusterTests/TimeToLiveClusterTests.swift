@@ -138,12 +138,7 @@ extension RealProcessTests {
             // Fresh clients: the others saw n2 down.
             let reader = try cluster.client()
             let admin = try cluster.client(certificate: "admin")
-            let deadline = ContinuousClock.now + .seconds(60)
-            var queued = UInt64.max
-            while queued > 0 && ContinuousClock.now < deadline {
-                queued = try await admin.status().compactMap(\.hintsQueued).reduce(0, +)
-                if queued > 0 { try await Task.sleep(for: .milliseconds(200)) }
-            }
+            let queued = try await admin.hintsQueuedOnceDrained(within: .seconds(60))
             #expect(queued == 0, "hint queues did not drain within 60 s")
             // The hint brought n2 the expiring version: absent there too, with no read in between. The
             // other two keys' copies on n2 are still v1, until their paths run.
