@@ -147,11 +147,12 @@ package enum HintCodec {
         return bytes
     }
 
-    /// The bytes one hint takes in the store: its storage key and value.
+    /// The bytes one hint takes in the store: its storage key and value (`encodeValue`'s length).
     package static func storedBytes(_ hint: StoredHint) -> Int {
         storedBytes(
             keyBytes: keyOverheadBytes + hint.target.utf8.count + hint.key.count,
-            valueBytes: valueHeaderBytes + hint.record.value.count)
+            valueBytes: valueHeaderBytes + hint.record.value.count
+                + (hint.record.expiresAtMillis != 0 ? RecordCodec.expiryBytes : 0))
     }
 
     package static func storedBytes(keyBytes: Int, valueBytes: Int) -> Int {

@@ -65,6 +65,14 @@ import Testing
         #expect(throws: ClusterChangeError.self) { try Self.six.applying(.createKeyspace(name, settings)) }
     }
 
+    /// A map from peers is hostile until bounded: a keyspace id at the top of its range is refused,
+    /// not counted past (which would trap).
+    @Test func aMapWhoseKeyspaceIDsRanOutRefusesANewOneWithoutTrapping() throws {
+        var map = Self.six
+        map.keyspaces = [Keyspace(id: .max, name: "last", placement: .simple(replicas: 3))]
+        #expect(throws: ClusterChangeError.self) { try map.applying(.createKeyspace("next", KeyspaceSettings())) }
+    }
+
     @Test func theDefaultKeyspaceCannotBeDroppedOrAlteredHereAndNamesAreUnique() throws {
         let map = try Self.six.applying(.createKeyspace("cache", KeyspaceSettings()))
         #expect(throws: ClusterChangeError.self) { try map.applying(.dropKeyspace("default")) }

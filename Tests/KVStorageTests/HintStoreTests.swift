@@ -53,6 +53,11 @@ func listed(_ store: any HintStore, _ target: String, limit: Int = .max) throws 
                     inserted[4], inserted[2], inserted[5], inserted[3], inserted[1], inserted[0],
                 ])
             #expect(store.hintQueueSizes() == ["n1": 6])
+            // The bytes held are the stored bytes, an expiring hint's expiry included, in either store.
+            let encoded = inserted.reduce(0) { total, hint in
+                total + HintCodec.storageKey(hint).count + HintCodec.encodeValue(hint).count
+            }
+            #expect(store.hintBytesHeld() == encoded)
         }
     }
 

@@ -23,6 +23,8 @@ struct HandOff: Sendable, Hashable {
     let fallbacks: [String]
     /// Each replica's and fallback's zone; empty when the ring has no zones.
     let zones: [String: String]
+    /// Each replica's walk (`fallbacks(for:)`), fixed when its hand-off begins.
+    private var orders: [String: [String]] = [:]
     /// Why each fallback asked so far failed, per replica still being handed off.
     private var reasonsSoFar: [String: [String]] = [:]
     /// The replicas that answered this attempt (applied, superseded or failed).
@@ -52,7 +54,7 @@ struct HandOff: Sendable, Hashable {
     /// The fallback holding `replica`'s hint, for every replica whose hint was stored.
     var stored: [String: String] {
         states.compactMap { replica, state in
-            if case .stored(let index) = state { (replica, fallbacks(for: replica)[index]) } else { nil }
+            if case .stored(let index) = state, let order = orders[replica] { (replica, order[index]) } else { nil }
         }.reduce(into: [:]) { $0[$1.0] = $1.1 }
     }
 
@@ -64,16 +66,16 @@ struct HandOff: Sendable, Hashable {
     /// Starts `replica`'s hand-off unless it already has one: returns the fallback to ask, or nil.
     mutating func begin(_ replica: String) -> String? {
         guard isEnabled, states[replica] == nil else { return nil }
+        let order = fallbacks(for: replica)
+        orders[replica] = order
         states[replica] = .asking(index: 0)
-        return fallbacks(for: replica)[0]
+        return order[0]
     }
 
     /// `fallback` stored `replica`'s hint. Returns false when that answer was not expected (a
     /// duplicate, or from a fallback not asked): it changes nothing.
     mutating func stored(_ replica: String, at fallback: String) -> Bool {
-        guard case .asking(let index) = states[replica], fallbacks(for: replica)[index] == fallback else {
-            return false
-        }
+        guard case .asking(let index) = states[replica], orders[replica]?[index] == fallback else { return false }
         states[replica] = .stored(index: index)
         return true
     }
@@ -89,8 +91,9 @@ struct HandOff: Sendable, Hashable {
     }
 
     mutating func failed(_ replica: String, at fallback: String, reason: String) -> Next {
-        let order = fallbacks(for: replica)
-        guard case .asking(let index) = states[replica], order[index] == fallback else { return .ignored }
+        guard case .asking(let index) = states[replica], let order = orders[replica], order[index] == fallback else {
+            return .ignored
+        }
         let reasons = reasonsSoFar[replica, default: []] + ["\(fallback): \(reason)"]
         if index + 1 < order.count {
             reasonsSoFar[replica] = reasons

@@ -66,7 +66,7 @@ public struct WritePlan: Sendable, Hashable {
             hintsCountTowardQuorum: hintedHandoff && sloppyQuorum, suspected: suspected)
         configuration.quorums = quorums
         configuration.acknowledgesEarly = acknowledgesEarly
-        if hintedHandoff, current.placement.usesZones || current.nodes.contains(where: { !$0.zone.isEmpty }) {
+        if hintedHandoff, current.hasZones {
             configuration.zones = current.zones(of: configuration.replicas + configuration.fallbacks)
         }
         return configuration

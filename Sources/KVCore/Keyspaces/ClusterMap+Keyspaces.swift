@@ -48,9 +48,14 @@ extension ClusterMap {
         else {
             throw .invalid("a cluster holds at most \(Limits.keyspacesMax) keyspaces (\(Limits.keyspaceIDsMax) ever)")
         }
+        // Ids come from peers' maps: bounded before the next one is counted.
+        let highest = keyspaces.map(\.id).max() ?? Keyspace.defaultID
+        guard highest < UInt32(Limits.keyspaceIDsMax) else {
+            throw .invalid("keyspace ids run out at \(Limits.keyspaceIDsMax); the map holds id \(highest)")
+        }
         let owners = nodes.count(where: \.state.ownsRanges)
         let keyspace = Keyspace(
-            id: (keyspaces.map(\.id).max() ?? Keyspace.defaultID) + 1, name: name,
+            id: highest + 1, name: name,
             placement: settings.placement ?? .simple(replicas: max(1, min(3, owners))),
             readLevel: settings.readLevel ?? .quorum, writeLevel: settings.writeLevel ?? .quorum,
             timeToLive: settings.timeToLive ?? nil)

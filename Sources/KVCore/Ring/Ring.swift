@@ -22,6 +22,8 @@ public struct Ring: Sendable, Hashable {
     /// Row `i` (`replicationFactor` node indices) is the preference list of the range ending at
     /// `vnodeTokens[i]`.
     private var preferenceTable: [Int32]
+    /// The zone of every node that has one (built once: writes look zones up per request).
+    private let zoneByNode: [String: String]
 
     /// Test-only (a planted bug for the simulator's mutation check): the preference lists are the first
     /// `replicationFactor` distinct nodes clockwise, whatever the placement says of zones.
@@ -81,6 +83,8 @@ public struct Ring: Sendable, Hashable {
         self.vnodeTokens = vnodes.map(\.token)
         self.vnodeOwners = vnodes.map(\.owner)
         self.preferenceTable = Self.preferenceTable(placement: placement, owners: vnodeOwners, nodes: nodes)
+        self.zoneByNode = Dictionary(
+            uniqueKeysWithValues: nodes.filter { !$0.zone.isEmpty }.map { ($0.id, $0.zone) })
     }
 
     /// The preference lists of every vnode under `placement`, flattened.
@@ -194,10 +198,16 @@ public struct Ring: Sendable, Hashable {
     /// Every vnode token, ascending.
     public var tokens: [UInt64] { vnodeTokens }
 
-    /// The zone of each of `ids` that is a node of this ring (empty strings for nodes without one).
+    /// Whether any node of this ring has a zone.
+    public var hasZones: Bool { !zoneByNode.isEmpty }
+
+    /// The zone of each of `ids` that is a node of this ring with a zone.
     public func zones(of ids: [String]) -> [String: String] {
-        let wanted = Set(ids)
-        return Dictionary(uniqueKeysWithValues: nodes.filter { wanted.contains($0.id) }.map { ($0.id, $0.zone) })
+        var zones: [String: String] = [:]
+        for id in ids {
+            if let zone = zoneByNode[id] { zones[id] = zone }
+        }
+        return zones
     }
 
     /// How many vnode ranges have fewer than `replicationFactor` replicas for which `reachable` is
