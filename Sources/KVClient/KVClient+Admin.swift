@@ -18,7 +18,8 @@ extension KVClient {
         try validate(key: key)
         try requireAdmin()
         let topology = try await currentTopology()
-        let answer = try await call(.getRequest(GetRequest(key: ByteBuffer(bytes: key))), node: node, in: topology)
+        let answer = try await call(
+            .getRequest(GetRequest(key: ByteBuffer(bytes: key), keyspace: 0)), node: node, in: topology)
         guard case .getResponse(let response) = answer else {
             throw KVClientError.protocolViolation("\(node) answered Get with \(answer.type)")
         }
@@ -42,7 +43,7 @@ extension KVClient {
         let request = Message.putRequest(
             PutRequest(
                 key: ByteBuffer(bytes: key), value: ByteBuffer(bytes: value), version: version, tombstone: tombstone,
-                origin: .client, epoch: 0, expiresAtMillis: nil))
+                origin: .client, epoch: 0, expiresAtMillis: nil, keyspace: 0))
         let answer = try await call(request, node: node, in: topology)
         guard case .putResponse(let response) = answer else {
             throw KVClientError.protocolViolation("\(node) answered Put with \(answer.type)")

@@ -41,7 +41,7 @@ extension KVClient {
             }
         }
         let operation = Guarded(ReadOperation(configuration: readConfiguration))
-        let request = Message.getRequest(GetRequest(key: ByteBuffer(bytes: key)))
+        let request = Message.getRequest(GetRequest(key: ByteBuffer(bytes: key), keyspace: 0))
         let outcome = try await drive(
             start: {
                 operation.withLock { operation in self.clock.withLock { operation.start(clock: &$0).map(\.step) } }
@@ -158,7 +158,7 @@ extension KVClient {
                         PutRequest(
                             key: keyBytes, value: valueBytes, version: version, tombstone: tombstone, origin: .client,
                             epoch: topology.map.epoch,
-                            expiresAtMillis: expiry(version)))
+                            expiresAtMillis: expiry(version), keyspace: 0))
                     return self.send(request, to: node, in: topology).map {
                         self.writeEvent(node, attempt: attempt, $0, started: started)
                     }
@@ -168,7 +168,7 @@ extension KVClient {
                             target: target,
                             record: Record(
                                 key: keyBytes, version: version, tombstone: tombstone, value: valueBytes,
-                                expiresAtMillis: expiry(version))))
+                                expiresAtMillis: expiry(version)), keyspace: 0))
                     return self.send(request, to: fallback, in: topology).map {
                         self.hintEvent(fallback, for: target, attempt: attempt, $0)
                     }

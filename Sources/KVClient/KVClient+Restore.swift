@@ -23,7 +23,7 @@ extension KVClient {
         try requireAdmin("a restore")
         for (key, _) in records { try validate(key: key) }
         let request = Message.merkleApplyRequest(
-            MerkleApplyRequest(records: records.map { Record(key: $0.key, $0.record) }))
+            MerkleApplyRequest(records: records.map { Record(key: $0.key, $0.record) }, keyspace: 0))
         let answer = try await call(request, node: node, in: try await currentTopology(), timeout: timeout)
         guard case .merkleApplyResponse(let response) = answer else {
             throw KVClientError.protocolViolation("\(node) answered MerkleApply with \(answer.type)")

@@ -21,10 +21,11 @@ extension Record {
 
 extension PutRequest {
     /// The `Put` that writes `record` under `key`.
-    public init(key: [UInt8], _ record: StoredRecord, origin: PutOrigin, epoch: UInt64 = 0) {
+    public init(key: [UInt8], _ record: StoredRecord, origin: PutOrigin, epoch: UInt64 = 0, keyspace: UInt32 = 0) {
         self.init(
             key: ByteBuffer(bytes: key), value: ByteBuffer(bytes: record.value), version: record.version,
-            tombstone: record.tombstone, origin: origin, epoch: epoch, expiresAtMillis: record.expiry)
+            tombstone: record.tombstone, origin: origin, epoch: epoch, expiresAtMillis: record.expiry,
+            keyspace: keyspace)
     }
 }
 

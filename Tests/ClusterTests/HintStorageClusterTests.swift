@@ -27,7 +27,8 @@ extension RealProcessTests {
                         record: Record(
                             key: ByteBuffer(string: "hinted-\(index)"),
                             version: Version(hlc: UInt64(100 + index), writer: 7),
-                            tombstone: false, value: ByteBuffer(string: "v\(index)"), expiresAtMillis: nil)))
+                            tombstone: false, value: ByteBuffer(string: "v\(index)"), expiresAtMillis: nil), keyspace: 0
+                    ))
             }
             let host = String(cluster.address("n1").split(separator: ":")[0])
             let tls = try TLSContext(

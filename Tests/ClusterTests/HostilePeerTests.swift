@@ -36,7 +36,8 @@ extension RealProcessTests {
                     .putRequest(
                         PutRequest(
                             key: ByteBuffer(string: "kept"), value: ByteBuffer(string: "from the future"),
-                            version: future, tombstone: false, origin: .client, epoch: 0, expiresAtMillis: nil)),
+                            version: future, tombstone: false, origin: .client, epoch: 0, expiresAtMillis: nil,
+                            keyspace: 0)),
                     timeout: .seconds(10))
             }
             // Still serving, on the same connection: the clock it answers with is today's.

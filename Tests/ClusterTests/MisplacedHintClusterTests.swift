@@ -28,7 +28,7 @@ extension RealProcessTests {
                 key: ByteBuffer(string: key), version: Version(hlc: nowMillis << 16, writer: 7), tombstone: false,
                 value: ByteBuffer(string: "kept"), expiresAtMillis: nil)
             let answer = try await connection.call(
-                .hintRequest(HintRequest(target: "n2", record: record)), timeout: .seconds(10))
+                .hintRequest(HintRequest(target: "n2", record: record, keyspace: 0)), timeout: .seconds(10))
             await connection.close()
             guard case .hintResponse(let stored) = answer, stored.outcome == .stored else {
                 Issue.record("the hint was answered \(answer)")

@@ -144,7 +144,8 @@ struct AntiEntropyTests {
         let range = trio.ring.range(containing: Token(key: Array(key.utf8)))
         let wire = TokenRange(start: range.start, end: range.end)
         let answer = try await n1.service.handle(
-            .merkleExchangeRequest(MerkleExchangeRequest(range: wire, query: .root, level: 0, nodes: ByteBuffer())),
+            .merkleExchangeRequest(
+                MerkleExchangeRequest(range: wire, query: .root, level: 0, nodes: ByteBuffer(), keyspace: 0)),
             from: Trio.nodeIdentity)
         #expect(
             answer
@@ -156,26 +157,31 @@ struct AntiEntropyTests {
             (
                 MerkleExchangeRequest(
                     range: wire, query: .children, level: 0,
-                    nodes: ByteBuffer(bytes: MerkleNodeList.encode(Array(0...Limits.merkleNodesPerQueryMax)))),
+                    nodes: ByteBuffer(bytes: MerkleNodeList.encode(Array(0...Limits.merkleNodesPerQueryMax))),
+                    keyspace: 0),
                 "too many nodes"
             ),
             (
-                MerkleExchangeRequest(range: wire, query: .children, level: 0, nodes: ByteBuffer(bytes: [0x80])),
+                MerkleExchangeRequest(
+                    range: wire, query: .children, level: 0, nodes: ByteBuffer(bytes: [0x80]), keyspace: 0),
                 "a node list cut short"
             ),
             (
                 MerkleExchangeRequest(
                     range: wire, query: .listing, level: UInt8(tree.depth),
-                    nodes: ByteBuffer(bytes: MerkleNodeList.encode([tree.leafCount]))),
+                    nodes: ByteBuffer(bytes: MerkleNodeList.encode([tree.leafCount])), keyspace: 0),
                 "no such leaf"
             ),
             (
                 MerkleExchangeRequest(
                     range: wire, query: .children, level: UInt8(tree.depth),
-                    nodes: ByteBuffer(bytes: MerkleNodeList.encode([0]))),
+                    nodes: ByteBuffer(bytes: MerkleNodeList.encode([0])), keyspace: 0),
                 "children of a leaf"
             ),
-            (MerkleExchangeRequest(range: wire, query: .root, level: 1, nodes: ByteBuffer()), "root at level 1"),
+            (
+                MerkleExchangeRequest(range: wire, query: .root, level: 1, nodes: ByteBuffer(), keyspace: 0),
+                "root at level 1"
+            ),
         ]
         for (request, what) in bad {
             await #expect(throws: RPCError.self, "\(what)") {
@@ -187,7 +193,7 @@ struct AntiEntropyTests {
         await #expect(throws: RPCError.self) {
             _ = try await trio.nodes["n3"]!.service.handle(
                 .merkleExchangeRequest(
-                    MerkleExchangeRequest(range: foreign, query: .root, level: 0, nodes: ByteBuffer())),
+                    MerkleExchangeRequest(range: foreign, query: .root, level: 0, nodes: ByteBuffer(), keyspace: 0)),
                 from: Trio.nodeIdentity)
         }
         try await trio.shutdown()
@@ -554,7 +560,7 @@ struct AntiEntropyTests {
                 .merkleFetchRequest(
                     MerkleFetchRequest(
                         range: TokenRange(start: range.start, end: range.end), leaves: ByteBuffer(bytes: leaves),
-                        valueAboveHlc: guards, hashes: hashes)),
+                        valueAboveHlc: guards, hashes: hashes, keyspace: 0)),
                 from: Trio.nodeIdentity)
             guard case .merkleFetchResponse(let response) = answer else { return nil }
             return response

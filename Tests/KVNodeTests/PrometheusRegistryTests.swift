@@ -162,7 +162,7 @@ import Testing
             _ = try await service.handle(.pingRequest(PingRequest(epoch: 0, clock: 0)), from: peer)
         }
         await #expect(throws: RPCError.self) {
-            try await service.handle(.getRequest(GetRequest(key: ByteBuffer(string: "k"))), from: peer)
+            try await service.handle(.getRequest(GetRequest(key: ByteBuffer(string: "k"), keyspace: 0)), from: peer)
         }
         let text = registry.render()
         #expect(text.contains("quorumkv_requests_total{node=\"n1\",type=\"pingRequest\"} 3\n"))

@@ -82,7 +82,7 @@ final class ServiceFixture: Sendable {
                     target: target,
                     record: Record(
                         key: ByteBuffer(string: key), version: Version(hlc: hlc, writer: 7), tombstone: false,
-                        value: ByteBuffer(string: "v"), expiresAtMillis: nil))),
+                        value: ByteBuffer(string: "v"), expiresAtMillis: nil), keyspace: 0)),
             from: Self.client)
         guard case .hintResponse(let response) = answer else { return nil }
         return response.outcome
@@ -96,7 +96,7 @@ final class ServiceFixture: Sendable {
                 PutRequest(
                     key: ByteBuffer(string: key), value: ByteBuffer(string: "v\(hlc)"),
                     version: Version(hlc: hlc, writer: 7), tombstone: false, origin: origin, epoch: 0,
-                    expiresAtMillis: nil)),
+                    expiresAtMillis: nil, keyspace: 0)),
             from: peer)
         guard case .putResponse(let response) = answer else { return nil }
         return response.outcome
@@ -123,7 +123,8 @@ final class ServiceFixture: Sendable {
         let answer = try await service.handle(
             .streamRequest(
                 StreamRequest(
-                    range: TokenRange(start: range.start, end: range.end), after: after, pageBytesMax: pageBytesMax)),
+                    range: TokenRange(start: range.start, end: range.end), after: after, pageBytesMax: pageBytesMax,
+                    keyspace: 0)),
             from: Self.node)
         guard case .streamResponse(let response) = answer else { return nil }
         return response
@@ -225,7 +226,7 @@ struct ReplicaServiceTests {
             key: Array("old".utf8),
             record: StoredRecord(version: Version(hlc: .max, writer: 1), tombstone: false, value: [1]))
         let answer = try await fixture.service.handle(
-            .getRequest(GetRequest(key: ByteBuffer(string: "old"))), from: ServiceFixture.client)
+            .getRequest(GetRequest(key: ByteBuffer(string: "old"), keyspace: 0)), from: ServiceFixture.client)
         guard case .getResponse(let response) = answer else {
             Issue.record("answered \(answer.type)")
             return

@@ -350,7 +350,8 @@ func limitsRawConnection(to server: RPCServer, collector: FrameCollector) async 
 func put(valueBytes: Int) -> PutRequest {
     PutRequest(
         key: ByteBuffer(string: "k"), value: ByteBuffer(repeating: 7, count: valueBytes),
-        version: Version(hlc: 1, writer: 1), tombstone: false, origin: .client, epoch: 0, expiresAtMillis: nil)
+        version: Version(hlc: 1, writer: 1), tombstone: false, origin: .client, epoch: 0, expiresAtMillis: nil,
+        keyspace: 0)
 }
 
 /// Holds every `Put` until `open()`; answers other requests as `EchoService` does.

@@ -30,7 +30,7 @@ struct RPCTests {
                         let version = Version(hlc: UInt64(index), writer: UInt64(index * 3))
                         let request = PutRequest(
                             key: ByteBuffer(string: "k\(index)"), value: ByteBuffer(string: "v"), version: version,
-                            tombstone: false, origin: .client, epoch: 0, expiresAtMillis: nil)
+                            tombstone: false, origin: .client, epoch: 0, expiresAtMillis: nil, keyspace: 0)
                         let answer = try await connection.call(.putRequest(request), timeout: .seconds(30))
                         guard case .putResponse(let response) = answer else {
                             Issue.record("unexpected answer \(answer.type)")
@@ -49,7 +49,7 @@ struct RPCTests {
         try await withTestServer { server in
             let connection = try await connect(to: server)
             defer { connection.startClosing() }
-            let stream = StreamRequest(range: TokenRange(start: 0, end: 0), after: nil, pageBytesMax: 1024)
+            let stream = StreamRequest(range: TokenRange(start: 0, end: 0), after: nil, pageBytesMax: 1024, keyspace: 0)
             await #expect(throws: RPCError.remote(.notAuthorized, message: "")) {
                 _ = try await connection.call(.streamRequest(stream), timeout: .seconds(10))
             }
@@ -69,7 +69,7 @@ struct RPCTests {
                 target: "n2",
                 record: Record(
                     key: ByteBuffer(string: "k"), version: Version(hlc: 1, writer: 1), tombstone: false,
-                    value: ByteBuffer(string: "v"), expiresAtMillis: nil))
+                    value: ByteBuffer(string: "v"), expiresAtMillis: nil), keyspace: 0)
             let stored = try await connection.call(.hintRequest(hint), timeout: .seconds(10))
             #expect(stored == .hintResponse(HintResponse(outcome: .stored, clock: 1)))
         }
@@ -106,11 +106,11 @@ struct RPCTests {
             let started = ContinuousClock.now
             await #expect(throws: RPCError.deadlineExceeded(.milliseconds(200))) {
                 _ = try await connection.call(
-                    .getRequest(GetRequest(key: ByteBuffer(string: "slow"))), timeout: .milliseconds(200))
+                    .getRequest(GetRequest(key: ByteBuffer(string: "slow"), keyspace: 0)), timeout: .milliseconds(200))
             }
             #expect(ContinuousClock.now - started < .seconds(3))
             let answer = try await connection.call(
-                .getRequest(GetRequest(key: ByteBuffer(string: "fast"))), timeout: .seconds(10))
+                .getRequest(GetRequest(key: ByteBuffer(string: "fast"), keyspace: 0)), timeout: .seconds(10))
             #expect(answer == .getResponse(GetResponse(record: nil, clock: 1)))
         }
     }

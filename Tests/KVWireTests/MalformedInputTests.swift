@@ -120,8 +120,9 @@ struct MalformedInputTests {
         body.writeInteger(PutOrigin.client.rawValue)
         body.writeInteger(UInt64(7))  // epoch
         body.writeInteger(UInt8(0))  // expiresAtMillis absent
+        body.writeInteger(UInt32(0))  // keyspace
         #expect(throws: WireError.invalidBool) { try Self.decode(type: MessageType.putRequest.rawValue, body: body) }
-        body.setInteger(UInt8(1), at: body.writerIndex - 11)
+        body.setInteger(UInt8(1), at: body.writerIndex - 15)
         #expect(throws: Never.self) { try Self.decode(type: MessageType.putRequest.rawValue, body: body) }
     }
 

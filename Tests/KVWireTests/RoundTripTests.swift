@@ -73,7 +73,7 @@ struct RoundTripTests {
             .putRequest(
                 PutRequest(
                     key: ByteBuffer(string: "k"), value: ByteBuffer(repeating: 7, count: 4096), version: .zero,
-                    tombstone: false, origin: .client, epoch: 0, expiresAtMillis: 0
+                    tombstone: false, origin: .client, epoch: 0, expiresAtMillis: 0, keyspace: 0
                 )
             ),
             requestID: 1
@@ -93,7 +93,7 @@ struct RoundTripTests {
         let put = PutRequest(
             key: ByteBuffer(repeating: 1, count: Limits.keyBytesMax),
             value: ByteBuffer(repeating: 2, count: Limits.valueBytesMax), version: .zero, tombstone: false,
-            origin: .client, epoch: 0, expiresAtMillis: 0
+            origin: .client, epoch: 0, expiresAtMillis: 0, keyspace: 0
         )
         var bytes = encodeFrame(.putRequest(put), requestID: 1)
         #expect(bytes.readableBytes <= Limits.frameBytesMax)

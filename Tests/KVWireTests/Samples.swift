@@ -70,7 +70,7 @@ enum Samples {
             message: .putRequest(
                 PutRequest(
                     key: bytes("user:42"), value: bytes("hello"), version: version, tombstone: false, origin: .client,
-                    epoch: 7, expiresAtMillis: 1_700_000_030_000)
+                    epoch: 7, expiresAtMillis: 1_700_000_030_000, keyspace: 3)
             )
         ),
         Sample(
@@ -81,7 +81,7 @@ enum Samples {
             message: .putRequest(
                 PutRequest(
                     key: bytes("user:42"), value: ByteBuffer(), version: version, tombstone: true, origin: .hintReplay,
-                    epoch: 0, expiresAtMillis: nil))
+                    epoch: 0, expiresAtMillis: nil, keyspace: 0))
         ),
         Sample(
             name: "put-request-read-repair",
@@ -91,7 +91,7 @@ enum Samples {
             message: .putRequest(
                 PutRequest(
                     key: bytes("user:42"), value: bytes("hello"), version: version, tombstone: false,
-                    origin: .readRepair, epoch: 0, expiresAtMillis: nil))
+                    origin: .readRepair, epoch: 0, expiresAtMillis: nil, keyspace: 0))
         ),
         Sample(
             name: "put-request-anti-entropy",
@@ -101,7 +101,7 @@ enum Samples {
             message: .putRequest(
                 PutRequest(
                     key: bytes("user:42"), value: bytes("hello"), version: version, tombstone: false,
-                    origin: .antiEntropy, epoch: 0, expiresAtMillis: nil))
+                    origin: .antiEntropy, epoch: 0, expiresAtMillis: nil, keyspace: 0))
         ),
         Sample(
             name: "put-response-applied",
@@ -121,7 +121,7 @@ enum Samples {
             name: "get-request",
             summary: "GetRequest, request id 4: key \"user:42\"",
             requestID: 4,
-            message: .getRequest(GetRequest(key: bytes("user:42")))
+            message: .getRequest(GetRequest(key: bytes("user:42"), keyspace: 3))
         ),
         Sample(
             name: "get-response-present",
@@ -153,7 +153,7 @@ enum Samples {
                     target: "n3",
                     record: Record(
                         key: bytes("k"), version: version, tombstone: false, value: bytes("v"),
-                        expiresAtMillis: 1_700_000_030_000)
+                        expiresAtMillis: 1_700_000_030_000), keyspace: 3
                 )
             )
         ),
@@ -171,7 +171,7 @@ enum Samples {
             message: .merkleExchangeRequest(
                 MerkleExchangeRequest(
                     range: TokenRange(start: 0x1000, end: 0x2000), query: .children, level: 3,
-                    nodes: ByteBuffer(bytes: [0x00, 0x04, 0xf9, 0xff, 0xff, 0xff, 0x0f])
+                    nodes: ByteBuffer(bytes: [0x00, 0x04, 0xf9, 0xff, 0xff, 0xff, 0x0f]), keyspace: 3
                 )
             )
         ),
@@ -183,7 +183,7 @@ enum Samples {
             message: .merkleExchangeRequest(
                 MerkleExchangeRequest(
                     range: TokenRange(start: 0x1000, end: 0x2000), query: .entryHashes, level: 20,
-                    nodes: ByteBuffer(bytes: [0xac, 0x02, 0x00])
+                    nodes: ByteBuffer(bytes: [0xac, 0x02, 0x00]), keyspace: 0
                 )
             )
         ),
@@ -195,7 +195,7 @@ enum Samples {
             message: .merkleFetchRequest(
                 MerkleFetchRequest(
                     range: TokenRange(start: 0x1000, end: 0x2000), leaves: ByteBuffer(bytes: [0xac, 0x02, 0x00]),
-                    valueAboveHlc: [0, version.hlc], hashes: [2, UInt64.max]
+                    valueAboveHlc: [0, version.hlc], hashes: [2, UInt64.max], keyspace: 0
                 )
             )
         ),
@@ -222,12 +222,15 @@ enum Samples {
                 "MerkleApplyRequest, request id 7: records [(key \"k\", version as put-request, tombstone false, value \"v\", expiresAtMillis absent), (key \"a\", version as put-request, tombstone true, value empty, expiresAtMillis absent)]",
             requestID: 7,
             message: .merkleApplyRequest(
-                MerkleApplyRequest(records: [
-                    Record(
-                        key: bytes("k"), version: version, tombstone: false, value: bytes("v"), expiresAtMillis: nil),
-                    Record(
-                        key: bytes("a"), version: version, tombstone: true, value: ByteBuffer(), expiresAtMillis: nil),
-                ])
+                MerkleApplyRequest(
+                    records: [
+                        Record(
+                            key: bytes("k"), version: version, tombstone: false, value: bytes("v"), expiresAtMillis: nil
+                        ),
+                        Record(
+                            key: bytes("a"), version: version, tombstone: true, value: ByteBuffer(),
+                            expiresAtMillis: nil),
+                    ], keyspace: 0)
             )
         ),
         Sample(
@@ -381,7 +384,8 @@ enum Samples {
             requestID: 10,
             message: .streamRequest(
                 StreamRequest(
-                    range: TokenRange(start: 0xFFFF_FFFF_FFFF_0000, end: 0x10), after: nil, pageBytesMax: 1 << 20)
+                    range: TokenRange(start: 0xFFFF_FFFF_FFFF_0000, end: 0x10), after: nil, pageBytesMax: 1 << 20,
+                    keyspace: 0)
             )
         ),
         Sample(
@@ -391,7 +395,8 @@ enum Samples {
             requestID: 11,
             message: .streamRequest(
                 StreamRequest(
-                    range: TokenRange(start: 0xFFFF_FFFF_FFFF_0000, end: 0x10), after: bytes("k"), pageBytesMax: 1 << 20
+                    range: TokenRange(start: 0xFFFF_FFFF_FFFF_0000, end: 0x10), after: bytes("k"),
+                    pageBytesMax: 1 << 20, keyspace: 3
                 )
             )
         ),

@@ -159,7 +159,7 @@ package struct RemoteAntiEntropyReplica: AntiEntropyReplica {
             MerkleExchangeRequest(
                 range: TokenRange(start: tree.range.start, end: tree.range.end), query: kind,
                 level: UInt8(query.level),
-                nodes: ByteBuffer(bytes: MerkleNodeList.encode(query.nodes))))
+                nodes: ByteBuffer(bytes: MerkleNodeList.encode(query.nodes)), keyspace: 0))
         let (response, bytes) = try await exchange(request)
         guard case .merkleExchangeResponse(let exchange) = response else {
             throw AntiEntropyReplicaError(description: "\(nodeID) answered MerkleExchange with \(response.type)")
@@ -181,7 +181,7 @@ package struct RemoteAntiEntropyReplica: AntiEntropyReplica {
         let request = Message.merkleExchangeRequest(
             MerkleExchangeRequest(
                 range: range, query: .entryHashes, level: UInt8(query.level),
-                nodes: ByteBuffer(bytes: MerkleNodeList.encode(query.nodes))))
+                nodes: ByteBuffer(bytes: MerkleNodeList.encode(query.nodes)), keyspace: 0))
         var (response, bytes) = try await exchange(request)
         guard case .merkleExchangeResponse(let hashes) = response else {
             throw AntiEntropyReplicaError(description: "\(nodeID) answered MerkleExchange with \(response.type)")
@@ -196,7 +196,7 @@ package struct RemoteAntiEntropyReplica: AntiEntropyReplica {
             let request = Message.merkleFetchRequest(
                 MerkleFetchRequest(
                     range: range, leaves: ByteBuffer(bytes: MerkleNodeList.encode(fetch.leaves.map(\.node))),
-                    valueAboveHlc: fetch.leaves.map(\.valueAboveHlc), hashes: fetch.hashes))
+                    valueAboveHlc: fetch.leaves.map(\.valueAboveHlc), hashes: fetch.hashes, keyspace: 0))
             let (response, fetchBytes) = try await exchange(request)
             bytes += fetchBytes
             guard case .merkleFetchResponse(let answer) = response else {
@@ -237,7 +237,7 @@ package struct RemoteAntiEntropyReplica: AntiEntropyReplica {
     ) {
         let request = Message.merkleApplyRequest(
             MerkleApplyRequest(
-                records: records.map { Record(key: $0.key, $0.record) }))
+                records: records.map { Record(key: $0.key, $0.record) }, keyspace: 0))
         let (response, bytes) = try await exchange(request)
         guard case .merkleApplyResponse(let apply) = response else {
             throw AntiEntropyReplicaError(description: "\(nodeID) answered MerkleApply with \(response.type)")
@@ -250,7 +250,7 @@ package struct RemoteAntiEntropyReplica: AntiEntropyReplica {
     }
 
     package func read(_ key: [UInt8]) async throws -> (record: StoredRecord?, bytes: Int) {
-        let (response, bytes) = try await exchange(.getRequest(GetRequest(key: ByteBuffer(bytes: key))))
+        let (response, bytes) = try await exchange(.getRequest(GetRequest(key: ByteBuffer(bytes: key), keyspace: 0)))
         guard case .getResponse(let get) = response else {
             throw AntiEntropyReplicaError(description: "\(nodeID) answered Get with \(response.type)")
         }

@@ -234,7 +234,7 @@ final class RangeStreamer: Sendable {
             StreamRequest(
                 range: TokenRange(start: range.start, end: range.end),
                 after: after.map { ByteBuffer(bytes: $0) },
-                pageBytesMax: UInt32(configuration.pageBytes)))
+                pageBytesMax: UInt32(configuration.pageBytes), keyspace: 0))
         let timeout = configuration.stallTimeout
         return Task {
             try await limiter.waitForCredit()

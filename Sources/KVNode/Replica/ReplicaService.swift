@@ -138,6 +138,9 @@ public final class ReplicaService: RPCService {
         }
         try drainGate.enter()
         defer { drainGate.leave() }
+        if let keyspace = request.keyspace, keyspace != 0 {
+            throw RPCError.remote(.invalidRequest, message: "keyspace \(keyspace) is not served by this version of kvd")
+        }
         switch request {
         case .putRequest(let put):
             guard RPCAuthorization.permits(peer.role, toSend: put.origin) else {
@@ -187,6 +190,22 @@ public final class ReplicaService: RPCService {
         default:
             throw RPCError.remote(
                 .invalidRequest, message: "Admin \(admin.command) is not served by this version of kvd")
+        }
+    }
+}
+
+extension Message {
+    /// The keyspace a data or anti-entropy request names; nil for the other messages.
+    var keyspace: UInt32? {
+        switch self {
+        case .putRequest(let put): put.keyspace
+        case .getRequest(let get): get.keyspace
+        case .hintRequest(let hint): hint.keyspace
+        case .merkleExchangeRequest(let exchange): exchange.keyspace
+        case .merkleFetchRequest(let fetch): fetch.keyspace
+        case .merkleApplyRequest(let apply): apply.keyspace
+        case .streamRequest(let stream): stream.keyspace
+        default: nil
         }
     }
 }

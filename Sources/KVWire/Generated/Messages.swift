@@ -421,8 +421,11 @@ public struct PutRequest: Sendable, Hashable {
     /// When the value expires (a write with a time to live), as `Record.expiresAtMillis`; absent: never.
     /// Added in protocol version 3.
     public var expiresAtMillis: UInt64?
+    /// The keyspace (`ClusterMap.keyspaces`) the key belongs to; 0: the default keyspace. Added in
+    /// protocol version 3.
+    public var keyspace: UInt32
 
-    public init(key: ByteBuffer, value: ByteBuffer, version: Version, tombstone: Bool, origin: PutOrigin, epoch: UInt64, expiresAtMillis: UInt64?) {
+    public init(key: ByteBuffer, value: ByteBuffer, version: Version, tombstone: Bool, origin: PutOrigin, epoch: UInt64, expiresAtMillis: UInt64?, keyspace: UInt32) {
         self.key = key
         self.value = value
         self.version = version
@@ -430,6 +433,7 @@ public struct PutRequest: Sendable, Hashable {
         self.origin = origin
         self.epoch = epoch
         self.expiresAtMillis = expiresAtMillis
+        self.keyspace = keyspace
     }
 }
 
@@ -454,6 +458,7 @@ extension ByteBuffer {
         written += self.writePutOrigin(value.origin)
         written += self.writeInteger(value.epoch)
         written += self.writeWireOptional(value.expiresAtMillis) { (buffer: inout ByteBuffer, wrapped) in buffer.writeInteger(wrapped) }
+        written += self.writeInteger(value.keyspace)
         return written
     }
 
@@ -465,7 +470,8 @@ extension ByteBuffer {
         let origin = try self.decodePutOrigin()
         let epoch = try self.decodeWireInteger(UInt64.self)
         let expiresAtMillis = try self.decodeWireOptional { (buffer: inout ByteBuffer) throws(WireError) in try buffer.decodeWireInteger(UInt64.self) }
-        return PutRequest(key: key, value: value, version: version, tombstone: tombstone, origin: origin, epoch: epoch, expiresAtMillis: expiresAtMillis)
+        let keyspace = try self.decodeWireInteger(UInt32.self)
+        return PutRequest(key: key, value: value, version: version, tombstone: tombstone, origin: origin, epoch: epoch, expiresAtMillis: expiresAtMillis, keyspace: keyspace)
     }
 }
 
@@ -551,9 +557,13 @@ public struct GetRequest: Sendable, Hashable {
     public static var messageType: MessageType { .getRequest }
 
     public var key: ByteBuffer
+    /// The keyspace (`ClusterMap.keyspaces`) the key belongs to; 0: the default keyspace. Added in
+    /// protocol version 3.
+    public var keyspace: UInt32
 
-    public init(key: ByteBuffer) {
+    public init(key: ByteBuffer, keyspace: UInt32) {
         self.key = key
+        self.keyspace = keyspace
     }
 }
 
@@ -572,12 +582,14 @@ extension ByteBuffer {
     public mutating func writeGetRequest(_ value: GetRequest) -> Int {
         var written = 0
         written += self.writeWireBytes(value.key)
+        written += self.writeInteger(value.keyspace)
         return written
     }
 
     mutating func decodeGetRequest() throws(WireError) -> GetRequest {
         let key = try self.decodeWireBytes(limit: Limits.keyBytesMax, field: "GetRequest.key")
-        return GetRequest(key: key)
+        let keyspace = try self.decodeWireInteger(UInt32.self)
+        return GetRequest(key: key, keyspace: keyspace)
     }
 }
 
@@ -632,10 +644,14 @@ public struct HintRequest: Sendable, Hashable {
 
     public var target: String
     public var record: Record
+    /// The keyspace (`ClusterMap.keyspaces`) the key belongs to; 0: the default keyspace. Added in
+    /// protocol version 3.
+    public var keyspace: UInt32
 
-    public init(target: String, record: Record) {
+    public init(target: String, record: Record, keyspace: UInt32) {
         self.target = target
         self.record = record
+        self.keyspace = keyspace
     }
 }
 
@@ -655,13 +671,15 @@ extension ByteBuffer {
         var written = 0
         written += self.writeWireString(value.target)
         written += self.writeRecord(value.record)
+        written += self.writeInteger(value.keyspace)
         return written
     }
 
     mutating func decodeHintRequest() throws(WireError) -> HintRequest {
         let target = try self.decodeWireString(limit: Limits.nameBytesMax, field: "HintRequest.target")
         let record = try self.decodeRecord()
-        return HintRequest(target: target, record: record)
+        let keyspace = try self.decodeWireInteger(UInt32.self)
+        return HintRequest(target: target, record: record, keyspace: keyspace)
     }
 }
 
@@ -787,12 +805,16 @@ public struct MerkleExchangeRequest: Sendable, Hashable {
     /// Node indices at `level`, increasing, as a node list (MERKLE.md, "Node lists"): about one byte a
     /// node instead of four.
     public var nodes: ByteBuffer
+    /// The keyspace (`ClusterMap.keyspaces`) the key belongs to; 0: the default keyspace. Added in
+    /// protocol version 3.
+    public var keyspace: UInt32
 
-    public init(range: TokenRange, query: MerkleQuery, level: UInt8, nodes: ByteBuffer) {
+    public init(range: TokenRange, query: MerkleQuery, level: UInt8, nodes: ByteBuffer, keyspace: UInt32) {
         self.range = range
         self.query = query
         self.level = level
         self.nodes = nodes
+        self.keyspace = keyspace
     }
 }
 
@@ -814,6 +836,7 @@ extension ByteBuffer {
         written += self.writeMerkleQuery(value.query)
         written += self.writeInteger(value.level)
         written += self.writeWireBytes(value.nodes)
+        written += self.writeInteger(value.keyspace)
         return written
     }
 
@@ -822,7 +845,8 @@ extension ByteBuffer {
         let query = try self.decodeMerkleQuery()
         let level = try self.decodeWireInteger(UInt8.self)
         let nodes = try self.decodeWireBytes(limit: Limits.merkleNodeListBytesMax, field: "MerkleExchangeRequest.nodes")
-        return MerkleExchangeRequest(range: range, query: query, level: level, nodes: nodes)
+        let keyspace = try self.decodeWireInteger(UInt32.self)
+        return MerkleExchangeRequest(range: range, query: query, level: level, nodes: nodes, keyspace: keyspace)
     }
 }
 
@@ -922,12 +946,16 @@ public struct MerkleFetchRequest: Sendable, Hashable {
     /// so that a record it most likely holds newer is not sent in vain); otherwise as key and version.
     public var valueAboveHlc: [UInt64]
     public var hashes: [UInt64]
+    /// The keyspace (`ClusterMap.keyspaces`) the key belongs to; 0: the default keyspace. Added in
+    /// protocol version 3.
+    public var keyspace: UInt32
 
-    public init(range: TokenRange, leaves: ByteBuffer, valueAboveHlc: [UInt64], hashes: [UInt64]) {
+    public init(range: TokenRange, leaves: ByteBuffer, valueAboveHlc: [UInt64], hashes: [UInt64], keyspace: UInt32) {
         self.range = range
         self.leaves = leaves
         self.valueAboveHlc = valueAboveHlc
         self.hashes = hashes
+        self.keyspace = keyspace
     }
 }
 
@@ -949,6 +977,7 @@ extension ByteBuffer {
         written += self.writeWireBytes(value.leaves)
         written += self.writeWireList(value.valueAboveHlc) { (buffer: inout ByteBuffer, element) in buffer.writeInteger(element) }
         written += self.writeWireList(value.hashes) { (buffer: inout ByteBuffer, element) in buffer.writeInteger(element) }
+        written += self.writeInteger(value.keyspace)
         return written
     }
 
@@ -957,7 +986,8 @@ extension ByteBuffer {
         let leaves = try self.decodeWireBytes(limit: Limits.merkleNodeListBytesMax, field: "MerkleFetchRequest.leaves")
         let valueAboveHlc = try self.decodeWireList(limit: Limits.merkleLeavesPerListingMax, elementBytesMin: 8, field: "MerkleFetchRequest.valueAboveHlc") { (buffer: inout ByteBuffer) throws(WireError) in try buffer.decodeWireInteger(UInt64.self) }
         let hashes = try self.decodeWireList(limit: Limits.listCountMax, elementBytesMin: 8, field: "MerkleFetchRequest.hashes") { (buffer: inout ByteBuffer) throws(WireError) in try buffer.decodeWireInteger(UInt64.self) }
-        return MerkleFetchRequest(range: range, leaves: leaves, valueAboveHlc: valueAboveHlc, hashes: hashes)
+        let keyspace = try self.decodeWireInteger(UInt32.self)
+        return MerkleFetchRequest(range: range, leaves: leaves, valueAboveHlc: valueAboveHlc, hashes: hashes, keyspace: keyspace)
     }
 }
 
@@ -1063,9 +1093,13 @@ public struct MerkleApplyRequest: Sendable, Hashable {
     public static var messageType: MessageType { .merkleApplyRequest }
 
     public var records: [Record]
+    /// The keyspace (`ClusterMap.keyspaces`) the key belongs to; 0: the default keyspace. Added in
+    /// protocol version 3.
+    public var keyspace: UInt32
 
-    public init(records: [Record]) {
+    public init(records: [Record], keyspace: UInt32) {
         self.records = records
+        self.keyspace = keyspace
     }
 }
 
@@ -1084,12 +1118,14 @@ extension ByteBuffer {
     public mutating func writeMerkleApplyRequest(_ value: MerkleApplyRequest) -> Int {
         var written = 0
         written += self.writeWireList(value.records) { (buffer: inout ByteBuffer, element) in buffer.writeRecord(element) }
+        written += self.writeInteger(value.keyspace)
         return written
     }
 
     mutating func decodeMerkleApplyRequest() throws(WireError) -> MerkleApplyRequest {
         let records = try self.decodeWireList(limit: Limits.listCountMax, elementBytesMin: 26, field: "MerkleApplyRequest.records") { (buffer: inout ByteBuffer) throws(WireError) in try buffer.decodeRecord() }
-        return MerkleApplyRequest(records: records)
+        let keyspace = try self.decodeWireInteger(UInt32.self)
+        return MerkleApplyRequest(records: records, keyspace: keyspace)
     }
 }
 
@@ -2265,11 +2301,15 @@ public struct StreamRequest: Sendable, Hashable {
     public var range: TokenRange
     public var after: ByteBuffer?
     public var pageBytesMax: UInt32
+    /// The keyspace (`ClusterMap.keyspaces`) the key belongs to; 0: the default keyspace. Added in
+    /// protocol version 3.
+    public var keyspace: UInt32
 
-    public init(range: TokenRange, after: ByteBuffer?, pageBytesMax: UInt32) {
+    public init(range: TokenRange, after: ByteBuffer?, pageBytesMax: UInt32, keyspace: UInt32) {
         self.range = range
         self.after = after
         self.pageBytesMax = pageBytesMax
+        self.keyspace = keyspace
     }
 }
 
@@ -2290,6 +2330,7 @@ extension ByteBuffer {
         written += self.writeTokenRange(value.range)
         written += self.writeWireOptional(value.after) { (buffer: inout ByteBuffer, wrapped) in buffer.writeWireBytes(wrapped) }
         written += self.writeInteger(value.pageBytesMax)
+        written += self.writeInteger(value.keyspace)
         return written
     }
 
@@ -2297,7 +2338,8 @@ extension ByteBuffer {
         let range = try self.decodeTokenRange()
         let after = try self.decodeWireOptional { (buffer: inout ByteBuffer) throws(WireError) in try buffer.decodeWireBytes(limit: Limits.keyBytesMax, field: "StreamRequest.after") }
         let pageBytesMax = try self.decodeWireInteger(UInt32.self)
-        return StreamRequest(range: range, after: after, pageBytesMax: pageBytesMax)
+        let keyspace = try self.decodeWireInteger(UInt32.self)
+        return StreamRequest(range: range, after: after, pageBytesMax: pageBytesMax, keyspace: keyspace)
     }
 }
 
