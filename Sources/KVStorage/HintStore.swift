@@ -10,12 +10,15 @@ public struct StoredHint: Sendable, Hashable {
     public var record: StoredRecord
     /// Wall clock, in milliseconds since the Unix epoch, when the hint was stored: for expiry.
     public var storedAtMillis: UInt64
+    /// The keyspace of `key` (`ClusterMap.keyspaces`); 0: the default keyspace.
+    public var keyspace: UInt32
 
-    public init(target: String, key: [UInt8], record: StoredRecord, storedAtMillis: UInt64) {
+    public init(target: String, key: [UInt8], record: StoredRecord, storedAtMillis: UInt64, keyspace: UInt32 = 0) {
         self.target = target
         self.key = key
         self.record = record
         self.storedAtMillis = storedAtMillis
+        self.keyspace = keyspace
     }
 }
 
@@ -105,9 +108,12 @@ extension HintStore {
 /// The bytes of the `hints` column family.
 ///
 /// Key, all integers big-endian: `target length (u16) · target (UTF-8) · version hlc (u64) ·
-/// version writer (u64) · key bytes`. The length prefix keeps targets apart (`n1` never prefixes
-/// `n10`'s hints), one prefix scan reads a target's hints in version order, and the same write for
-/// the same target always lands on the same key.
+/// version writer (u64) · key bytes [· keyspace (u32)]`. The length prefix keeps targets apart (`n1`
+/// never prefixes `n10`'s hints), one prefix scan reads a target's hints in version order, and the
+/// same write for the same target always lands on the same key. A hint of a keyspace other than the
+/// default ends with the keyspace's id: the value's key length tells the two apart (the rest of the
+/// storage key is exactly the key, or the key and 4 bytes), so hints stored before keyspaces existed
+/// read unchanged.
 ///
 /// Value (format 1):
 ///
@@ -126,6 +132,8 @@ package enum HintCodec {
     package static let valueHeaderBytes = 14
     /// Bytes of the storage key besides target and key: length prefix, hlc, writer.
     package static let keyOverheadBytes = 2 + 8 + 8
+    /// Bytes of the keyspace suffix of a hint outside the default keyspace.
+    package static let keyspaceBytes = 4
 
     /// The common prefix of every storage key of `target`.
     package static func prefix(target: [UInt8]) -> [UInt8] {
@@ -144,13 +152,15 @@ package enum HintCodec {
         StorageBytes.appendBigEndian(hint.record.version.hlc, to: &bytes)
         StorageBytes.appendBigEndian(hint.record.version.writer, to: &bytes)
         bytes.append(contentsOf: hint.key)
+        if hint.keyspace != 0 { StorageBytes.appendBigEndian(hint.keyspace, to: &bytes) }
         return bytes
     }
 
     /// The bytes one hint takes in the store: its storage key and value (`encodeValue`'s length).
     package static func storedBytes(_ hint: StoredHint) -> Int {
         storedBytes(
-            keyBytes: keyOverheadBytes + hint.target.utf8.count + hint.key.count,
+            keyBytes: keyOverheadBytes + hint.target.utf8.count + hint.key.count
+                + (hint.keyspace != 0 ? keyspaceBytes : 0),
             valueBytes: valueHeaderBytes + hint.record.value.count
                 + (hint.record.expiresAtMillis != 0 ? RecordCodec.expiryBytes : 0))
     }
@@ -178,6 +188,8 @@ package enum HintCodec {
     package struct KeyParts {
         package var target: [UInt8]
         package var version: Version
+        /// The key, followed by the keyspace's 4 bytes outside the default keyspace (the value's key
+        /// length tells which).
         package var key: [UInt8]
     }
 
@@ -220,7 +232,14 @@ package enum HintCodec {
         let (tombstone, expiring) = try RecordCodec.checkHeader(
             bytes, headerBytes: valueHeaderBytes, flagsOffset: 9, what: "hint")
         let keyLength = StorageBytes.bigEndian(bytes, at: 10, count: 4)
-        guard keyLength == UInt64(parts.key.count) else {
+        var key = parts.key
+        var keyspace: UInt32 = 0
+        if keyLength &+ UInt64(keyspaceBytes) == UInt64(key.count) {
+            keyspace = key.suffix(keyspaceBytes).reduce(0) { $0 << 8 | UInt32($1) }
+            key.removeLast(keyspaceBytes)
+            guard keyspace != 0 else { throw .corruption("hint names keyspace 0 in its storage key") }
+        }
+        guard keyLength == UInt64(key.count) else {
             throw .corruption("hint records a \(keyLength)-byte key but its storage key holds \(parts.key.count)")
         }
         let (value, expiresAtMillis) = RecordCodec.valueAndExpiry(
@@ -229,9 +248,10 @@ package enum HintCodec {
             version: parts.version, tombstone: tombstone, value: value, expiresAtMillis: expiresAtMillis)
         return StoredHint(
             target: target,
-            key: parts.key,
+            key: key,
             record: record,
-            storedAtMillis: StorageBytes.bigEndian(bytes, at: 1, count: 8)
+            storedAtMillis: StorageBytes.bigEndian(bytes, at: 1, count: 8),
+            keyspace: keyspace
         )
     }
 

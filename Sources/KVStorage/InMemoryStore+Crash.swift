@@ -9,6 +9,7 @@ extension InMemoryStore {
     /// Makes every applied write durable (a WAL fsync).
     public func sync() {
         state.withLock { $0.unsynced.removeAll() }
+        for view in views.withLock({ Array($0.values) }) { view.sync() }
     }
 
     /// Loses everything not yet synced, as a killed process with an unsynced WAL does, and reopens.
@@ -19,6 +20,7 @@ extension InMemoryStore {
             }
             state.closed = false
         }
+        for view in views.withLock({ Array($0.values) }) { view.crash() }
     }
 
     /// What a crash now would leave for `key`.

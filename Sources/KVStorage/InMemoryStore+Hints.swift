@@ -4,6 +4,8 @@ extension InMemoryStore: HintStore {
     public func storeHint(_ hint: StoredHint, queueMax: Int, bytesMax: Int) throws(StorageError)
         -> HintStoreOutcome
     {
+        // Every keyspace's hints are kept by keyspace 0's store (each names its keyspace).
+        if let root { return try root.storeHint(hint, queueMax: queueMax, bytesMax: bytesMax) }
         try validate(hint: hint)
         let target = Array(hint.target.utf8)
         let storageKey = HintCodec.storageKey(hint)
@@ -29,7 +31,8 @@ extension InMemoryStore: HintStore {
     public func hints(for target: String, after: HintID?, limit: Int) throws(StorageError) -> [(
         id: HintID, hint: StoredHint
     )] {
-        try state.withLock { (state) throws(StorageError) -> [(id: HintID, hint: StoredHint)] in
+        if let root { return try root.hints(for: target, after: after, limit: limit) }
+        return try state.withLock { (state) throws(StorageError) -> [(id: HintID, hint: StoredHint)] in
             guard !state.closed else { throw .closed }
             guard limit > 0, let queue = state.hints[Array(target.utf8)] else { return [] }
             var first = 0
@@ -42,6 +45,7 @@ extension InMemoryStore: HintStore {
     }
 
     public func deleteHint(_ id: HintID) throws(StorageError) {
+        if let root { return try root.deleteHint(id) }
         // An id that does not parse was never handed out by a store: there is nothing to delete.
         guard let target = try? HintCodec.decodeKey(id.bytes).target else { return }
         try state.withLock { (state) throws(StorageError) in
@@ -57,7 +61,8 @@ extension InMemoryStore: HintStore {
     }
 
     public func hintQueueSizes() -> [String: Int] {
-        state.withLock { state in
+        if let root { return root.hintQueueSizes() }
+        return state.withLock { state in
             guard !state.closed else { return [:] }
             var counts = HintCounts()
             for (target, queue) in state.hints {
@@ -68,7 +73,8 @@ extension InMemoryStore: HintStore {
     }
 
     public func hintBytesHeld() -> Int {
-        state.withLock { $0.closed ? 0 : $0.hintBytes }
+        if let root { return root.hintBytesHeld() }
+        return state.withLock { $0.closed ? 0 : $0.hintBytes }
     }
 
     /// Binary search by storage key (bytewise, like RocksDB's comparator): the index of `key`, or

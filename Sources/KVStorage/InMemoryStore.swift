@@ -46,9 +46,22 @@ public final class InMemoryStore: ReplicaStore {
     let state = Mutex(State())
     /// When an applied write survives a crash (`InMemoryStore+Crash.swift`): with `sync`, at once.
     public let durability: Durability
+    public let keyspaceID: UInt32
+    /// Keyspace 0's store, which holds the hints and every keyspace's metadata; nil in itself.
+    let root: InMemoryStore?
+    /// In keyspace 0's store: the views of the other keyspaces (`keyspace(_:)`).
+    let views = Mutex<[UInt32: InMemoryStore]>([:])
 
     public init(durability: Durability = .sync) {
         self.durability = durability
+        self.keyspaceID = 0
+        self.root = nil
+    }
+
+    private init(root: InMemoryStore, keyspace: UInt32) {
+        self.durability = root.durability
+        self.keyspaceID = keyspace
+        self.root = root
     }
 
     public func apply(key: [UInt8], record: StoredRecord) throws(StorageError) -> ApplyOutcome {
@@ -71,18 +84,25 @@ public final class InMemoryStore: ReplicaStore {
     }
 
     public func metadata(_ name: String) throws(StorageError) -> [UInt8]? {
-        try state.withLock { (state) throws(StorageError) -> [UInt8]? in
+        try checkOpen()
+        return try (root ?? self).state.withLock { (state) throws(StorageError) -> [UInt8]? in
             guard !state.closed else { throw .closed }
-            return state.metadata[name]
+            return state.metadata[metadataName(name, keyspace: keyspaceID)]
         }
     }
 
     public func setMetadata(_ name: String, _ value: [UInt8]) throws(StorageError) {
         try validateMetadata(name: name)
-        try state.withLock { (state) throws(StorageError) in
+        try checkOpen()
+        try (root ?? self).state.withLock { (state) throws(StorageError) in
             guard !state.closed else { throw .closed }
-            state.metadata[name] = value
+            state.metadata[metadataName(name, keyspace: keyspaceID)] = value
         }
+    }
+
+    /// Throws `.closed` once this view (a dropped keyspace's) or the store is closed.
+    func checkOpen() throws(StorageError) {
+        guard !state.withLock({ $0.closed }) else { throw .closed }
     }
 
     public func setMetadataDurably(_ name: String, _ value: [UInt8]) throws(StorageError) {
@@ -94,6 +114,40 @@ public final class InMemoryStore: ReplicaStore {
     }
 
     public func close() {
+        if let root { return root.close() }
         state.withLock { $0.closed = true }
+        for view in views.withLock({ Array($0.values) }) { view.state.withLock { $0.closed = true } }
+    }
+}
+
+extension InMemoryStore: KeyspaceStoring {
+    public func keyspace(_ id: UInt32) throws(StorageError) -> InMemoryStore {
+        if let root { return try root.keyspace(id) }
+        try validate(keyspace: id)
+        try checkOpen()
+        guard id != 0 else { return self }
+        return views.withLock { views in
+            if let view = views[id] { return view }
+            let view = InMemoryStore(root: self, keyspace: id)
+            views[id] = view
+            return view
+        }
+    }
+
+    public func dropKeyspace(_ id: UInt32) throws(StorageError) {
+        if let root { return try root.dropKeyspace(id) }
+        guard id != 0 else { throw .invalidRecord("the default keyspace cannot be dropped") }
+        try checkOpen()
+        let view = views.withLock { $0.removeValue(forKey: id) }
+        view?.state.withLock { state in
+            state = State()
+            state.closed = true
+        }
+        let prefix = metadataName("", keyspace: id)
+        state.withLock { state in state.metadata = state.metadata.filter { !$0.key.hasPrefix(prefix) } }
+    }
+
+    public func storedKeyspaces() -> [UInt32] {
+        (root ?? self).views.withLock { $0.keys.sorted() }
     }
 }

@@ -139,6 +139,10 @@ func validateMetadata(name: String) throws(StorageError) {
         throw .invalidRecord(
             "metadata names starting with '\(RepairMarkCodec.prefixName)' are reserved for repair marks")
     }
+    if name.hasPrefix(KeyspaceMetadata.prefix) {
+        throw .invalidRecord(
+            "metadata names starting with '\(KeyspaceMetadata.prefix)' are reserved for keyspaces' own names")
+    }
     if name.hasPrefix(MerkleCodec.reservedPrefix) {
         throw .invalidRecord(
             "metadata names starting with '\(MerkleCodec.reservedPrefix)' are reserved for Merkle segments")

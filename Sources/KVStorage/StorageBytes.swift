@@ -2,6 +2,12 @@
 /// records: big-endian integers, and typed-throwing decoders over two arrays' bytes.
 package enum StorageBytes {
     /// Appends `value` as 8 big-endian bytes.
+    package static func appendBigEndian(_ value: UInt32, to bytes: inout [UInt8]) {
+        for shift in stride(from: 24, through: 0, by: -8) {
+            bytes.append(UInt8(truncatingIfNeeded: value >> UInt32(shift)))
+        }
+    }
+
     package static func appendBigEndian(_ value: UInt64, to bytes: inout [UInt8]) {
         for shift in stride(from: 56, through: 0, by: -8) {
             bytes.append(UInt8(truncatingIfNeeded: value >> UInt64(shift)))
