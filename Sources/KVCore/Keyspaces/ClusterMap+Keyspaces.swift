@@ -12,6 +12,12 @@ extension ClusterMap {
         return keyspaces.first { $0.id == id && !$0.dropped }
     }
 
+    /// Whether keyspace `id` was dropped in this map (false for one the map never had: a node whose map
+    /// is behind may not know it yet).
+    public func hasDropped(keyspace id: UInt32) -> Bool {
+        keyspaces.contains { $0.id == id && $0.dropped }
+    }
+
     /// The default keyspace: the map's placement.
     public var defaultKeyspace: Keyspace {
         Keyspace(
@@ -19,19 +25,24 @@ extension ClusterMap {
         )
     }
 
-    /// The ring of `keyspace`: the nodes that own ranges, with its placement.
-    public func ring(of keyspace: Keyspace) throws(RingError) -> Ring {
+    /// The map as keyspace `keyspace` sees it: its placement and pending placement in place of the
+    /// map's own, so every rule written for the map (rings, `ReplicaAdmission`, `movements()`,
+    /// `transfers(to:)`) applies to the keyspace unchanged. The default keyspace sees the map itself.
+    public func viewed(as keyspace: Keyspace) -> ClusterMap {
         var map = self
         map.placement = keyspace.placement
-        return try map.ring()
+        map.pendingPlacement = keyspace.pendingPlacement
+        return map
+    }
+
+    /// The ring of `keyspace`: the nodes that own ranges, with its placement.
+    public func ring(of keyspace: Keyspace) throws(RingError) -> Ring {
+        try viewed(as: keyspace).ring()
     }
 
     /// The ring of `keyspace` once the change in progress is done.
     public func nextRing(of keyspace: Keyspace) throws(RingError) -> Ring {
-        var map = self
-        map.placement = keyspace.placement
-        map.pendingPlacement = keyspace.pendingPlacement
-        return try map.nextRing()
+        try viewed(as: keyspace).nextRing()
     }
 
     /// The map with keyspace `name` created with `settings` (defaults: `simple:3` or fewer when the

@@ -151,6 +151,9 @@ extension ClusterMap {
         do {
             _ = try next.ring()
             _ = try next.nextRing()
+            for keyspace in next.keyspaces where !keyspace.dropped {
+                _ = try next.nextRing(of: keyspace)
+            }
         } catch {
             throw .invalid("the cluster after this change would not be a valid ring: \(error)")
         }

@@ -107,9 +107,10 @@ extension ClusterMap {
         }
     }
 
-    /// The nodes that must receive ranges in the change in progress, by id.
+    /// The nodes that must receive ranges in the change in progress, in any keyspace, by id.
     public func receivers() -> [String] {
-        Array(Set(movements().flatMap(\.receivers))).sorted()
+        let views = [self] + keyspaces.filter { !$0.dropped }.map { viewed(as: $0) }
+        return Array(Set(views.flatMap { $0.movements().flatMap(\.receivers) })).sorted()
     }
 
     /// Ends the change in progress: joining nodes become normal, leaving ones removed (without tokens),

@@ -46,6 +46,8 @@ public final class AntiEntropy: Sendable {
     }
 
     private let nodeID: String
+    /// The keyspace whose ranges the passes compare (0: the default).
+    package let keyspace: UInt32
     /// The ring passes work on: the one given, or the current map's when the node follows its map.
     private let initialRing: Ring
     private let membership: Membership?
@@ -86,8 +88,11 @@ public final class AntiEntropy: Sendable {
         logger: Logger,
         checkpoint: (any ReplicaStore)? = nil,
         membership: Membership? = nil,
-        makePeer: (@Sendable (String) -> any AntiEntropyReplica)? = nil
+        makePeer: (@Sendable (String) -> any AntiEntropyReplica)? = nil,
+        keyspace: UInt32 = 0,
+        limiter: ByteRateLimiter? = nil
     ) {
+        self.keyspace = keyspace
         self.checkpoint = checkpoint
         self.nodeID = nodeID
         self.initialRing = ring
@@ -97,7 +102,7 @@ public final class AntiEntropy: Sendable {
         self.peers = peers
         self.marks = marks
         self.configuration = configuration
-        self.limiter = ByteRateLimiter(bytesPerSecond: configuration.bytesPerSecond)
+        self.limiter = limiter ?? ByteRateLimiter(bytesPerSecond: configuration.bytesPerSecond)
         self.statistics = statistics
         self.wallMillis = wallMillis
         self.logger = logger
@@ -111,10 +116,24 @@ public final class AntiEntropy: Sendable {
         lastCompared = Mutex(compared)
     }
 
-    /// The ring of the current map when following one (`membership`), else the one given.
+    /// The keyspace's ring in the current map when following one (`membership`), else the one given.
     private var ring: Ring {
-        guard let membership, let ring = try? membership.current.ring() else { return initialRing }
+        guard let membership, case let map = membership.current, let keyspace = map.keyspace(id: keyspace),
+            let ring = try? map.ring(of: keyspace)
+        else { return initialRing }
         return ring
+    }
+
+    /// The same anti-entropy for another keyspace: its store (`local`, the checkpoint and marks), its
+    /// ring, its peers' requests naming it; the configuration, counters and byte budget shared.
+    package func serving(
+        _ keyspace: UInt32, local: LocalAntiEntropyReplica, store: any ReplicaStore & RepairMarkStore,
+        makePeer: @escaping @Sendable (String) -> any AntiEntropyReplica
+    ) -> AntiEntropy {
+        AntiEntropy(
+            nodeID: nodeID, ring: initialRing, local: local, peers: [:], marks: store, configuration: configuration,
+            statistics: statistics, wallMillis: wallMillis, logger: logger, checkpoint: store, membership: membership,
+            makePeer: makePeer, keyspace: keyspace, limiter: limiter)
     }
 
     /// The replica of peer `id`.
@@ -147,7 +166,7 @@ public final class AntiEntropy: Sendable {
     /// periodic passes are off.
     package func run() async {
         guard let interval = configuration.interval else { return }
-        while !Task.isCancelled {
+        while !Task.isCancelled, membership?.current.hasDropped(keyspace: keyspace) != true {
             let factor = 1 + Double.random(in: -configuration.jitter...configuration.jitter)
             do {
                 try await Task.sleep(for: interval * factor)

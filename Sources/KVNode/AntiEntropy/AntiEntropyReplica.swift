@@ -123,11 +123,14 @@ package struct RemoteAntiEntropyReplica: AntiEntropyReplica {
     package let nodeID: String
     let call: @Sendable (Message, Duration) async throws -> Message
     let timeout: Duration
+    /// The keyspace every request names (0: the default).
+    let keyspace: UInt32
 
     /// A peer reached through its connection in `directory`, looked up on every call (the map may
-    /// have moved it).
-    package init(nodeID: String, directory: PeerDirectory, timeout: Duration) {
+    /// have moved it), for the ranges of `keyspace`.
+    package init(nodeID: String, directory: PeerDirectory, timeout: Duration, keyspace: UInt32 = 0) {
         self.nodeID = nodeID
+        self.keyspace = keyspace
         self.call = { request, timeout in
             guard let client = directory.client(nodeID) else {
                 throw RPCError.remote(.unknownNode, message: "\(nodeID) is no longer in the cluster map")
@@ -139,9 +142,11 @@ package struct RemoteAntiEntropyReplica: AntiEntropyReplica {
 
     /// A peer reached through `call` (tests use one that calls a `ReplicaService` in process).
     package init(
-        nodeID: String, timeout: Duration, call: @escaping @Sendable (Message, Duration) async throws -> Message
+        nodeID: String, timeout: Duration, keyspace: UInt32 = 0,
+        call: @escaping @Sendable (Message, Duration) async throws -> Message
     ) {
         self.nodeID = nodeID
+        self.keyspace = keyspace
         self.call = call
         self.timeout = timeout
     }
@@ -159,7 +164,7 @@ package struct RemoteAntiEntropyReplica: AntiEntropyReplica {
             MerkleExchangeRequest(
                 range: TokenRange(start: tree.range.start, end: tree.range.end), query: kind,
                 level: UInt8(query.level),
-                nodes: ByteBuffer(bytes: MerkleNodeList.encode(query.nodes)), keyspace: 0))
+                nodes: ByteBuffer(bytes: MerkleNodeList.encode(query.nodes)), keyspace: keyspace))
         let (response, bytes) = try await exchange(request)
         guard case .merkleExchangeResponse(let exchange) = response else {
             throw AntiEntropyReplicaError(description: "\(nodeID) answered MerkleExchange with \(response.type)")
@@ -181,7 +186,7 @@ package struct RemoteAntiEntropyReplica: AntiEntropyReplica {
         let request = Message.merkleExchangeRequest(
             MerkleExchangeRequest(
                 range: range, query: .entryHashes, level: UInt8(query.level),
-                nodes: ByteBuffer(bytes: MerkleNodeList.encode(query.nodes)), keyspace: 0))
+                nodes: ByteBuffer(bytes: MerkleNodeList.encode(query.nodes)), keyspace: keyspace))
         var (response, bytes) = try await exchange(request)
         guard case .merkleExchangeResponse(let hashes) = response else {
             throw AntiEntropyReplicaError(description: "\(nodeID) answered MerkleExchange with \(response.type)")
@@ -196,7 +201,7 @@ package struct RemoteAntiEntropyReplica: AntiEntropyReplica {
             let request = Message.merkleFetchRequest(
                 MerkleFetchRequest(
                     range: range, leaves: ByteBuffer(bytes: MerkleNodeList.encode(fetch.leaves.map(\.node))),
-                    valueAboveHlc: fetch.leaves.map(\.valueAboveHlc), hashes: fetch.hashes, keyspace: 0))
+                    valueAboveHlc: fetch.leaves.map(\.valueAboveHlc), hashes: fetch.hashes, keyspace: keyspace))
             let (response, fetchBytes) = try await exchange(request)
             bytes += fetchBytes
             guard case .merkleFetchResponse(let answer) = response else {
@@ -237,7 +242,7 @@ package struct RemoteAntiEntropyReplica: AntiEntropyReplica {
     ) {
         let request = Message.merkleApplyRequest(
             MerkleApplyRequest(
-                records: records.map { Record(key: $0.key, $0.record) }, keyspace: 0))
+                records: records.map { Record(key: $0.key, $0.record) }, keyspace: keyspace))
         let (response, bytes) = try await exchange(request)
         guard case .merkleApplyResponse(let apply) = response else {
             throw AntiEntropyReplicaError(description: "\(nodeID) answered MerkleApply with \(response.type)")
@@ -250,7 +255,8 @@ package struct RemoteAntiEntropyReplica: AntiEntropyReplica {
     }
 
     package func read(_ key: [UInt8]) async throws -> (record: StoredRecord?, bytes: Int) {
-        let (response, bytes) = try await exchange(.getRequest(GetRequest(key: ByteBuffer(bytes: key), keyspace: 0)))
+        let (response, bytes) = try await exchange(
+            .getRequest(GetRequest(key: ByteBuffer(bytes: key), keyspace: keyspace)))
         guard case .getResponse(let get) = response else {
             throw AntiEntropyReplicaError(description: "\(nodeID) answered Get with \(response.type)")
         }

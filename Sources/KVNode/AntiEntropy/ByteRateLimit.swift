@@ -2,10 +2,10 @@ import KVCore
 import Synchronization
 
 /// A `ByteRateLimit` shared by every anti-entropy session of a node, on the real clock.
-final class ByteRateLimiter: Sendable {
+package final class ByteRateLimiter: Sendable {
     private let limit: Mutex<ByteRateLimit>
 
-    init(bytesPerSecond: Int) {
+    package init(bytesPerSecond: Int) {
         limit = Mutex(ByteRateLimit(bytesPerSecond: bytesPerSecond, now: .now))
     }
 

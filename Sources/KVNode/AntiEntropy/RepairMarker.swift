@@ -26,6 +26,9 @@ public final class RepairMarker: Sendable {
 
     private let ring: @Sendable () -> Ring?
     private let store: any RepairMarkStore
+    /// The ring and the marks of a keyspace besides the default (blocking: it may open the keyspace's
+    /// view); nil for a keyspace the map does not have.
+    private let keyspace: (@Sendable (UInt32) -> (ring: Ring?, marks: any RepairMarkStore)?)?
     private let pool: NIOThreadPool
     private let statistics: NodeStatistics
     private let wallMillis: @Sendable () -> UInt64
@@ -37,9 +40,11 @@ public final class RepairMarker: Sendable {
     ///   - store: where marks are kept (the node's `RocksDBStore`).
     ///   - pool: where the store's blocking writes run.
     ///   - wallMillis: the wall clock, in milliseconds since the Unix epoch, for a mark's first time.
+    ///   - keyspace: the ring and marks of a keyspace other than the default; nil: only the default's.
     public init(
         ring: @escaping @Sendable () -> Ring?,
         store: any RepairMarkStore,
+        keyspace: (@Sendable (UInt32) -> (ring: Ring?, marks: any RepairMarkStore)?)? = nil,
         pool: NIOThreadPool,
         statistics: NodeStatistics,
         wallMillis: @escaping @Sendable () -> UInt64,
@@ -47,6 +52,7 @@ public final class RepairMarker: Sendable {
     ) {
         self.ring = ring
         self.store = store
+        self.keyspace = keyspace
         self.pool = pool
         self.statistics = statistics
         self.wallMillis = wallMillis
@@ -62,12 +68,18 @@ public final class RepairMarker: Sendable {
     /// A hint of `key` for `target` expired (outlived the hint window) and was dropped: marks the key's
     /// range due on `target` (`RepairMarking`). Returns once the mark is durable (or failed, which is
     /// logged and counted).
-    public func hintExpired(target: String, key: [UInt8]) async {
-        let (store, ring, millis) = (self.store, ring(), wallMillis())
+    public func hintExpired(target: String, key: [UInt8], keyspace id: UInt32 = 0) async {
+        let (store, ring, millis, keyspace) = (self.store, ring(), wallMillis(), self.keyspace)
         let result: RepairMarking.Result
         do {
             result = try await pool.runIfActive {
-                RepairMarking.markDue(target: target, key: key, ring: ring, in: store, atMillis: millis)
+                guard id != 0 else {
+                    return RepairMarking.markDue(target: target, key: key, ring: ring, in: store, atMillis: millis)
+                }
+                guard let (ring, marks) = keyspace?(id) else {
+                    return .failed("keyspace \(id) is not in the cluster map")
+                }
+                return RepairMarking.markDue(target: target, key: key, ring: ring, in: marks, atMillis: millis)
             }
         } catch {
             result = .failed("\(error)")

@@ -44,6 +44,7 @@ public struct HintAdmission: Sendable {
     /// it is refused for lack of room.
     ///
     /// - Parameters:
+    ///   - keyspace: the key's keyspace; `map`, `ring`, `replica` and `marks` are that keyspace's.
     ///   - map: the cluster map this node holds; `target` must be one of its members.
     ///   - ring: the ring in use, whose range containing the key is marked; nil when the map has none
     ///     (the mark then fails and says so).
@@ -51,7 +52,7 @@ public struct HintAdmission: Sendable {
     ///   - nowMillis: this node's wall clock, the hint's stored time and a mark's first time.
     /// - Returns: the outcome and the replica's clock after seeing the hint's version.
     public func admit(
-        target: String, key: [UInt8], record: StoredRecord,
+        target: String, key: [UInt8], record: StoredRecord, keyspace: UInt32 = 0,
         map: ClusterMap, ring: Ring?, replica: Replica,
         hints: any HintStore, marks: any RepairMarkStore, nowMillis: UInt64
     ) throws(HintAdmissionError) -> (outcome: Outcome, clock: UInt64) {
@@ -62,7 +63,8 @@ public struct HintAdmission: Sendable {
         } catch {
             throw .replica(error)
         }
-        let hint = StoredHint(target: target, key: key, record: record, storedAtMillis: nowMillis)
+        let hint = StoredHint(
+            target: target, key: key, record: record, storedAtMillis: nowMillis, keyspace: keyspace)
         let stored: HintStoreOutcome
         do {
             stored = try hints.storeHint(hint, queueMax: queueMax, bytesMax: bytesMax)

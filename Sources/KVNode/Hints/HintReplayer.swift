@@ -49,9 +49,10 @@ final class HintReplayer: Sendable {
     private let repairMarker: RepairMarker
     /// Hints wait while the failure detector suspects their target (nil: only the connection's state).
     private let health: PeerHealth?
-    /// The map that says which targets were removed, and this node's replica, for the hints of removed
-    /// targets whose key this node now replicates (nil: such hints wait).
-    private let rehoming: (membership: Membership, replica: Replica)?
+    /// The map that says which targets were removed (and which keyspaces were dropped), and this node's
+    /// keyspaces, for the hints of removed targets whose key this node now replicates (nil: such hints
+    /// wait).
+    private let rehoming: (membership: Membership, keyspaces: NodeKeyspaces)?
 
     init(
         configuration: Configuration,
@@ -62,7 +63,7 @@ final class HintReplayer: Sendable {
         statistics: NodeStatistics,
         repairMarker: RepairMarker,
         health: PeerHealth? = nil,
-        rehoming: (membership: Membership, replica: Replica)? = nil,
+        rehoming: (membership: Membership, keyspaces: NodeKeyspaces)? = nil,
         logger: Logger
     ) {
         self.health = health
@@ -103,7 +104,7 @@ final class HintReplayer: Sendable {
     /// Hands up to `limit` hints of a removed `target` to their keys' replicas in `ring`, one hint at a
     /// time, each to all its replicas at once; stops at the first hint some replica did not acknowledge
     /// (it is tried again next round). Returns how many hints it sent.
-    private func rehome(target: String, limit: Int, ring: Ring, replica: Replica) async -> Int {
+    private func rehome(target: String, limit: Int, map: ClusterMap, keyspaces: NodeKeyspaces) async -> Int {
         let hints = self.hints
         let batch: [(id: HintID, hint: StoredHint)]
         do {
@@ -115,10 +116,17 @@ final class HintReplayer: Sendable {
         var sent = 0
         for (id, hint) in batch {
             sent += 1
+            guard let keyspace = map.keyspace(id: hint.keyspace), let ring = try? map.ring(of: keyspace) else {
+                if map.hasDropped(keyspace: hint.keyspace) {
+                    try? await pool.runIfActive { try hints.deleteHint(id) }
+                    continue
+                }
+                break
+            }
             let owners = ring.preferenceList(forKey: hint.key)
             let failures = await withTaskGroup(of: String?.self) { group in
                 for owner in owners {
-                    group.addTask { await self.handOver(hint, to: owner, replica: replica) }
+                    group.addTask { await self.handOver(hint, to: owner, map: map, keyspaces: keyspaces) }
                 }
                 return await group.reduce(into: [String]()) { failures, failure in
                     if let failure { failures.append(failure) }
@@ -152,8 +160,11 @@ final class HintReplayer: Sendable {
     private func rehomeMisplaced(
         _ id: HintID, _ hint: StoredHint, target: String, refusal: RPCError
     ) async -> HintReplayRound.Event {
-        guard let rehoming else { return .failed(id, reason: "\(refusal)") }
-        let map = rehoming.membership.current
+        guard let rehoming, let keyspace = rehoming.membership.current.keyspace(id: hint.keyspace) else {
+            return .failed(id, reason: "\(refusal)")
+        }
+        let whole = rehoming.membership.current
+        let map = whole.viewed(as: keyspace)
         let token = Token(key: hint.key)
         guard let admission = try? ReplicaAdmission(node: target, map: map), !admission.access(token).allowsWrites,
             let ring = try? map.ring()
@@ -163,7 +174,7 @@ final class HintReplayer: Sendable {
         let owners = current + next.filter { !current.contains($0) }
         let failures = await withTaskGroup(of: String?.self) { group in
             for owner in owners {
-                group.addTask { await self.handOver(hint, to: owner, replica: rehoming.replica) }
+                group.addTask { await self.handOver(hint, to: owner, map: whole, keyspaces: rehoming.keyspaces) }
             }
             return await group.reduce(into: [String]()) { failures, failure in
                 if let failure { failures.append(failure) }
@@ -176,14 +187,22 @@ final class HintReplayer: Sendable {
 
     /// The `Put` that hands `hint`'s write over.
     private static func putRequest(_ hint: StoredHint) -> Message {
-        .putRequest(PutRequest(key: hint.key, hint.record, origin: .hintReplay))
+        .putRequest(PutRequest(key: hint.key, hint.record, origin: .hintReplay, keyspace: hint.keyspace))
     }
 
-    /// Writes `hint`'s record on `owner` (this node: its own replica); nil once acknowledged, else why not.
-    private func handOver(_ hint: StoredHint, to owner: String, replica: Replica) async -> String? {
-        if owner == replica.nodeID {
+    /// Writes `hint`'s record on `owner` (this node: its replica of the hint's keyspace in `map`); nil
+    /// once acknowledged, else why not.
+    private func handOver(
+        _ hint: StoredHint, to owner: String, map: ClusterMap, keyspaces: NodeKeyspaces
+    ) async -> String? {
+        if owner == keyspaces.replica.nodeID {
             do {
-                _ = try await pool.runIfActive { try replica.put(key: hint.key, record: hint.record) }
+                _ = try await pool.runIfActive {
+                    guard let served = try keyspaces.served(hint.keyspace, in: map) else {
+                        throw ReplicaError.invalidRequest("keyspace \(hint.keyspace) is not in the cluster map")
+                    }
+                    return try served.replica.put(key: hint.key, record: hint.record)
+                }
                 return nil
             } catch {
                 return "\(owner): \(error)"
@@ -203,10 +222,9 @@ final class HintReplayer: Sendable {
     /// Replays up to `limit` of one target's hints (one ``HintReplayRound``); returns how many it
     /// expired or sent, which the rate limit counts.
     private func replay(target: String, limit: Int) async -> Int {
-        if let rehoming, rehoming.membership.current.node(target)?.state == .removed,
-            let ring = try? rehoming.membership.current.ring()
-        {
-            return await rehome(target: target, limit: limit, ring: ring, replica: rehoming.replica)
+        if let rehoming, rehoming.membership.current.node(target)?.state == .removed {
+            return await rehome(
+                target: target, limit: limit, map: rehoming.membership.current, keyspaces: rehoming.keyspaces)
         }
         guard let client = directory.client(target) else { return 0 }
         let hints = self.hints
@@ -222,13 +240,20 @@ final class HintReplayer: Sendable {
             logger.warning("cannot read hints", metadata: ["peer.node_id": "\(target)", "error": "\(error)"])
             return 0
         }
+        var deleted: Set<HintID> = []
+        // A dropped keyspace's hints have nowhere to go: dropped with it.
+        let map = rehoming?.membership.current
+        for (id, hint) in batch where map?.hasDropped(keyspace: hint.keyspace) ?? false {
+            try? await pool.runIfActive { try hints.deleteHint(id) }
+            deleted.insert(id)
+        }
+        batch.removeAll { deleted.contains($0.id) }
         // Expired hints are dropped even while the target is down; live ones wait for it.
         var round = HintReplayRound(
             batch: batch, nowMillis: wallMillis(),
             window: configuration.window,
             targetReachable: !client.isBackingOff && !(health?.table.isSuspected(target) ?? false),
             concurrency: configuration.concurrency)
-        var deleted: Set<HintID> = []
         await withTaskGroup(of: HintReplayRound.Event.self) { group in
             var actions = round.start()
             while true {
@@ -240,7 +265,7 @@ final class HintReplayer: Sendable {
                         statistics.hintsExpired.add(1, ordering: .relaxed)
                         logger.info("hint expired", metadata: ["peer.node_id": "\(target)"])
                         // That replica now needs anti-entropy for the key's range.
-                        await repairMarker.hintExpired(target: target, key: hint.key)
+                        await repairMarker.hintExpired(target: target, key: hint.key, keyspace: hint.keyspace)
                     case .delete(let id, _):
                         try? await pool.runIfActive { try hints.deleteHint(id) }
                         deleted.insert(id)

@@ -27,6 +27,11 @@ import Synchronization
 /// **Dropping** (after a switch): ranges this node held but no longer replicates, in the current ring
 /// or the next, are compared with each of their current replicas (Merkle exchange, copying anything
 /// they lack), and deleted only when every comparison completed.
+///
+/// **Keyspaces**: each keyspace of the map moves its own ranges on its own ring (a *lane*: the
+/// keyspace's view of the map, store, replica and anti-entropy, its checkpoints under its own metadata
+/// names), one keyspace after the other; the node reports its ranges streamed once every keyspace's
+/// are in and verified.
 final class RangeStreamer: Sendable {
     struct Configuration: Sendable {
         /// Bytes per second pulled, over all ranges.
@@ -45,10 +50,11 @@ final class RangeStreamer: Sendable {
     private let nodeID: String
     private let membership: Membership
     private let directory: PeerDirectory
-    private let replica: Replica
-    private let store: any ReplicaStore & RangeStreaming
+    /// The default keyspace's lane.
+    private let root: Lane
+    /// The other keyspaces' stores and anti-entropy; nil: the default keyspace only.
+    private let keyspaces: (NodeKeyspaces, AntiEntropies)?
     private let pool: NIOThreadPool
-    private let antiEntropy: AntiEntropy
     private let health: PeerHealth?
     private let statistics: NodeStatistics
     private let configuration: Configuration
@@ -65,16 +71,15 @@ final class RangeStreamer: Sendable {
         nodeID: String, membership: Membership, directory: PeerDirectory, replica: Replica,
         store: any ReplicaStore & RangeStreaming, pool: NIOThreadPool, antiEntropy: AntiEntropy, health: PeerHealth?,
         statistics: NodeStatistics, configuration: Configuration, logger: Logger, board: TransferBoard,
-        local: @escaping ClusterChangeDriver.Call
+        keyspaces: (NodeKeyspaces, AntiEntropies)? = nil, local: @escaping ClusterChangeDriver.Call
     ) {
+        self.root = Lane(id: Keyspace.defaultID, replica: replica, store: store, antiEntropy: antiEntropy)
+        self.keyspaces = keyspaces
         self.board = board
         self.nodeID = nodeID
         self.membership = membership
         self.directory = directory
-        self.replica = replica
-        self.store = store
         self.pool = pool
-        self.antiEntropy = antiEntropy
         self.health = health
         self.statistics = statistics
         self.configuration = configuration
@@ -90,42 +95,90 @@ final class RangeStreamer: Sendable {
         var published = false
         while !Task.isCancelled {
             let map = membership.current
+            let lanes = await self.lanes(map)
             if map.streaming.contains(nodeID) {
-                await receive(map)
+                await receive(lanes)
                 published = false
             } else {
                 // The last change's transfers stay on view (all done) until the next one.
                 if !published {
-                    board.publishFinished(loadCheckpoint()?.ranges ?? [])
+                    board.publishFinished(lanes.flatMap { loadCheckpoint($0)?.ranges ?? [] })
                     published = true
                 }
-                await dropRangesNoLongerHeld(map)
+                for lane in lanes { await dropRangesNoLongerHeld(map, lane) }
             }
             try? await Task.sleep(for: configuration.interval)
         }
     }
 
+    /// One keyspace's side of the transfers.
+    private struct Lane: Sendable {
+        let id: UInt32
+        let replica: Replica
+        let store: any ReplicaStore & RangeStreaming
+        let antiEntropy: AntiEntropy
+
+        /// The map as the keyspace sees it; nil when the map does not have the keyspace.
+        func view(_ map: ClusterMap) -> ClusterMap? {
+            map.keyspace(id: id).map { map.viewed(as: $0) }
+        }
+    }
+
+    /// The lanes of the keyspaces of `map`, the default first (a keyspace that cannot be opened is
+    /// left out this round, and logged).
+    private func lanes(_ map: ClusterMap) async -> [Lane] {
+        var lanes = [root]
+        guard let (keyspaces, antiEntropies) = self.keyspaces else { return lanes }
+        for keyspace in map.keyspaces where !keyspace.dropped {
+            do {
+                guard let served = try await pool.runIfActive({ try keyspaces.served(keyspace.id, in: map) }),
+                    let antiEntropy = await antiEntropies.of(keyspace.id)
+                else { continue }
+                lanes.append(
+                    Lane(id: served.id, replica: served.replica, store: served.store, antiEntropy: antiEntropy))
+            } catch {
+                logger.warning(
+                    "cannot open a keyspace for range transfers",
+                    metadata: ["keyspace.id": "\(keyspace.id)", "error": "\(error)"])
+            }
+        }
+        return lanes
+    }
+
     // MARK: - Receiving
 
-    /// Drives KVCore's `RangeTransfer` for the change in progress: pulls the ranges, verifies them
-    /// against a majority of their old replicas, and reports them streamed.
-    private func receive(_ map: ClusterMap) async {
-        var transfer = RangeTransfer(node: nodeID, map: map, resuming: loadCheckpoint())
+    /// Receives every keyspace's ranges for the change in progress, one keyspace after the other, then
+    /// reports them streamed.
+    private func receive(_ lanes: [Lane]) async {
+        for lane in lanes {
+            guard await receive(lane) else { return }
+        }
+        await reportStreamed()
+    }
+
+    /// Drives KVCore's `RangeTransfer` for one keyspace in the change in progress: pulls the ranges and
+    /// verifies them against a majority of their old replicas. True once all are in and verified.
+    private func receive(_ lane: Lane) async -> Bool {
+        guard let map = lane.view(membership.current) else { return true }
+        var transfer = RangeTransfer(node: nodeID, map: map, resuming: loadCheckpoint(lane))
         if transfer.isNew {
-            save(transfer.checkpoint)
-            logger.notice(
-                "receiving ranges for a membership change",
-                metadata: [
-                    "cluster.change": "\(map.changeSummary)", "stream.ranges": "\(transfer.checkpoint.ranges.count)",
-                ])
+            save(transfer.checkpoint, lane)
+            if !transfer.checkpoint.ranges.isEmpty {
+                logger.notice(
+                    "receiving ranges for a membership change",
+                    metadata: [
+                        "cluster.change": "\(map.changeSummary)", "keyspace.id": "\(lane.id)",
+                        "stream.ranges": "\(transfer.checkpoint.ranges.count)",
+                    ])
+            }
         }
         let change = transfer.checkpoint.change
         board.publish(transfer.checkpoint.ranges, receiving: change)
-        while !Task.isCancelled, RangeTransfer.changeID(membership.current) == change {
+        while !Task.isCancelled, let now = lane.view(membership.current), RangeTransfer.changeID(now) == change {
             switch transfer.step {
             case .pull(let index, let sources):
-                await pull(index: index, sources: sources, transfer: &transfer)
-                guard transfer.checkpoint.ranges[index].done else { return }  // retried on the next round
+                await pull(index: index, sources: sources, transfer: &transfer, lane)
+                guard transfer.checkpoint.ranges[index].done else { return false }  // retried on the next round
             case .verify:
                 // Whatever the source lacked (a write it missed) or a page missed (a write between two
                 // pages) is copied now, from the range's old replicas.
@@ -133,7 +186,7 @@ final class RangeStreamer: Sendable {
                 var failures: [String] = []
                 for progress in transfer.checkpoint.ranges {
                     for replica in transfer.sources(of: progress.range) {
-                        let report = await antiEntropy.compare(progress.range, with: replica)
+                        let report = await lane.antiEntropy.compare(progress.range, with: replica)
                         if let failure = report.failure {
                             failures.append("\(replica): \(failure)")
                         } else {
@@ -145,24 +198,24 @@ final class RangeStreamer: Sendable {
                     logger.warning(
                         "cannot compare a received range with a majority of its old replicas",
                         metadata: ["ring.range": "\(range)", "error": "\(failures.joined(separator: "; "))"])
-                    return
+                    return false
                 }
-                save(transfer.checkpoint)
+                save(transfer.checkpoint, lane)
             case .report:
-                await reportStreamed()
-                return
+                return true
             }
         }
+        return false
     }
 
     /// Pulls one range, page after page, from the first of `sources` that serves it; records the
     /// progress after every page.
-    private func pull(index: Int, sources: [String], transfer: inout RangeTransfer) async {
+    private func pull(index: Int, sources: [String], transfer: inout RangeTransfer, _ lane: Lane) async {
         let range = transfer.checkpoint.ranges[index].range
         let ordered = health?.table.healthyFirst(sources) ?? sources
         guard !ordered.isEmpty else {
             transfer.checkpoint.ranges[index].lastError = "no old replica to receive it from"
-            save(transfer.checkpoint)
+            save(transfer.checkpoint, lane)
             return
         }
         // After a crash the page that was being applied comes again: count it as resent.
@@ -177,7 +230,7 @@ final class RangeStreamer: Sendable {
             var next: Task<StreamResponse, any Error>?
             defer { next?.cancel() }
             do {
-                next = fetch(range, after: transfer.checkpoint.ranges[index].after, from: source, client)
+                next = fetch(range, after: transfer.checkpoint.ranges[index].after, from: source, client, lane)
                 while !transfer.checkpoint.ranges[index].done, let fetching = next {
                     let page = try await withTaskCancellationHandler {
                         try await fetching.value
@@ -194,14 +247,14 @@ final class RangeStreamer: Sendable {
                     }
                     limiter.spend(bytes)
                     statistics.streamBytes.add(bytes, ordering: .relaxed)
-                    next = page.done ? nil : fetch(range, after: records.last?.key, from: source, client)
+                    next = page.done ? nil : fetch(range, after: records.last?.key, from: source, client, lane)
                     // Noted without an fsync: a process killed before the page is in counts it as resent.
                     transfer.checkpoint.ranges[index].pending = records.count
-                    save(transfer.checkpoint, lazily: true)
+                    save(transfer.checkpoint, lane, lazily: true)
                     transfer.applied(
                         index: index, count: records.count, lastKey: records.last?.key, done: page.done, from: source)
                     // The page and the checkpoint that says it is in commit together.
-                    try await apply(records, checkpoint: transfer.checkpoint)
+                    try await apply(records, checkpoint: transfer.checkpoint, lane)
                     statistics.streamKeysReceived.add(records.count, ordering: .relaxed)
                     board.publish(transfer.checkpoint.ranges, receiving: transfer.checkpoint.change)
                 }
@@ -210,12 +263,12 @@ final class RangeStreamer: Sendable {
                 return
             } catch {
                 // Back to what the last page committed (a failed apply left this copy ahead).
-                if let stored = loadCheckpoint(), stored.change == transfer.checkpoint.change {
+                if let stored = loadCheckpoint(lane), stored.change == transfer.checkpoint.change {
                     transfer.checkpoint = stored
                 }
                 statistics.streamKeysResent.add(transfer.checkpoint.ranges[index].pending, ordering: .relaxed)
                 transfer.failed(index: index, source: source, reason: "\(error)")
-                save(transfer.checkpoint)
+                save(transfer.checkpoint, lane)
                 board.publish(transfer.checkpoint.ranges, receiving: transfer.checkpoint.change)
                 statistics.streamRetries.add(1, ordering: .relaxed)
                 logger.warning(
@@ -227,14 +280,14 @@ final class RangeStreamer: Sendable {
 
     /// Asks `source` for the page of `range` after `after`, once the rate allows.
     private func fetch(
-        _ range: TokenRangeSpan, after: [UInt8]?, from source: String, _ client: RPCClient
+        _ range: TokenRangeSpan, after: [UInt8]?, from source: String, _ client: RPCClient, _ lane: Lane
     ) -> Task<StreamResponse, any Error> {
         let limiter = self.limiter
         let request = Message.streamRequest(
             StreamRequest(
                 range: TokenRange(start: range.start, end: range.end),
                 after: after.map { ByteBuffer(bytes: $0) },
-                pageBytesMax: UInt32(configuration.pageBytes), keyspace: 0))
+                pageBytesMax: UInt32(configuration.pageBytes), keyspace: lane.id))
         let timeout = configuration.stallTimeout
         return Task {
             try await limiter.waitForCredit()
@@ -248,8 +301,8 @@ final class RangeStreamer: Sendable {
 
     /// Applies a page and records `checkpoint` in one store write, on the thread pool: one fsync for
     /// the page, and a crash keeps both or neither.
-    private func apply(_ records: [StreamedRecord], checkpoint: Checkpoint) async throws {
-        let replica = self.replica
+    private func apply(_ records: [StreamedRecord], checkpoint: Checkpoint, _ lane: Lane) async throws {
+        let replica = lane.replica
         let entry = MetadataEntry(name: Self.checkpointName, value: Array(try JSONEncoder().encode(checkpoint)))
         try await pool.runIfActive { _ = try replica.put(records, setting: entry) }
     }
@@ -287,20 +340,20 @@ final class RangeStreamer: Sendable {
         }
     }
 
-    private func loadCheckpoint() -> Checkpoint? {
-        guard let bytes = try? store.metadata(Self.checkpointName) else { return nil }
+    private func loadCheckpoint(_ lane: Lane) -> Checkpoint? {
+        guard let bytes = try? lane.store.metadata(Self.checkpointName) else { return nil }
         return try? JSONDecoder().decode(Checkpoint.self, from: Data(bytes))
     }
 
     /// Records the progress (`lazily`: without waiting for the disk); a failure only means a crash
     /// would redo more, so it is logged.
-    private func save(_ checkpoint: Checkpoint, lazily: Bool = false) {
+    private func save(_ checkpoint: Checkpoint, _ lane: Lane, lazily: Bool = false) {
         do {
             let bytes = Array(try JSONEncoder().encode(checkpoint))
             if lazily {
-                try store.setMetadataLazily(Self.checkpointName, bytes)
+                try lane.store.setMetadataLazily(Self.checkpointName, bytes)
             } else {
-                try store.setMetadata(Self.checkpointName, bytes)
+                try lane.store.setMetadata(Self.checkpointName, bytes)
             }
         } catch {
             logger.warning("cannot record the transfer's progress", metadata: ["error": "\(error)"])
@@ -310,24 +363,24 @@ final class RangeStreamer: Sendable {
     // MARK: - Dropping
 
     /// Drops the pieces KVCore's `RangeTransfer.drops` lists, each once every owner compared it.
-    private func dropRangesNoLongerHeld(_ map: ClusterMap) async {
-        guard let kept = RangeTransfer.kept(by: nodeID, in: map) else { return }
-        guard let held = loadHeld() else {
-            saveHeld(kept)
+    private func dropRangesNoLongerHeld(_ whole: ClusterMap, _ lane: Lane) async {
+        guard let map = lane.view(whole), let kept = RangeTransfer.kept(by: nodeID, in: map) else { return }
+        guard let held = loadHeld(lane) else {
+            saveHeld(kept, lane)
             return
         }
         guard let ring = try? map.ring(),
             case let drops = RangeTransfer.drops(held: held, kept: kept, node: nodeID, ring: ring),
             !drops.isEmpty
         else {
-            if Set(held) != Set(kept) { saveHeld(kept) }
+            if Set(held) != Set(kept) { saveHeld(kept, lane) }
             return
         }
         var remaining = held
         for drop in drops {
             let piece = drop.piece
             for owner in drop.owners {
-                let report = await antiEntropy.compare(piece, with: owner)
+                let report = await lane.antiEntropy.compare(piece, with: owner)
                 if let failure = report.failure {
                     logger.info(
                         "keeping a range until its new replica holds it",
@@ -335,34 +388,34 @@ final class RangeStreamer: Sendable {
                     return
                 }
             }
-            let store = self.store
+            let store = lane.store
             do {
                 let deleted = try await pool.runIfActive { try store.deleteRange(piece) }
                 statistics.handoffKeysDeleted.add(deleted, ordering: .relaxed)
                 logger.notice(
                     "dropped a range this node no longer replicates",
-                    metadata: ["ring.range": "\(piece)", "stream.keys": "\(deleted)"])
+                    metadata: ["ring.range": "\(piece)", "keyspace.id": "\(lane.id)", "stream.keys": "\(deleted)"])
             } catch {
                 logger.warning("cannot drop a range", metadata: ["ring.range": "\(piece)", "error": "\(error)"])
                 return
             }
             remaining = TokenRangeSpan.subtracting([piece], from: remaining)
-            saveHeld(remaining)
+            saveHeld(remaining, lane)
         }
-        saveHeld(kept)
+        saveHeld(kept, lane)
     }
 
-    private func loadHeld() -> [TokenRangeSpan]? {
-        guard let bytes = try? store.metadata(Self.heldName), bytes.count % 16 == 0 else { return nil }
+    private func loadHeld(_ lane: Lane) -> [TokenRangeSpan]? {
+        guard let bytes = try? lane.store.metadata(Self.heldName), bytes.count % 16 == 0 else { return nil }
         let numbers = StorageBytes.decodeNumbers(bytes)
         return stride(from: 0, to: numbers.count, by: 2).map {
             TokenRangeSpan(start: numbers[$0], end: numbers[$0 + 1])
         }
     }
 
-    private func saveHeld(_ spans: [TokenRangeSpan]) {
+    private func saveHeld(_ spans: [TokenRangeSpan], _ lane: Lane) {
         do {
-            try store.setMetadata(Self.heldName, StorageBytes.encode(spans.flatMap { [$0.start, $0.end] }))
+            try lane.store.setMetadata(Self.heldName, StorageBytes.encode(spans.flatMap { [$0.start, $0.end] }))
         } catch {
             logger.warning("cannot record the ranges this node holds", metadata: ["error": "\(error)"])
         }

@@ -131,14 +131,18 @@ public final class NodeService: Service {
         let metricsFactory: any MetricsFactory = registry ?? MetricsSystem.factory
         let statistics = NodeStatistics(nodeID: configuration.id, metricsFactory: metricsFactory)
         let nodeHealth = NodeHealth(nodeID: configuration.id, metricsFactory: metricsFactory)
-        let repairMarker = RepairMarker(
-            ring: { try? membership.current.ring() }, store: store, pool: pool, statistics: statistics,
-            wallMillis: ReplicaService.systemMillis,
-            logger: logger)
         let replica = Replica(
             nodeID: configuration.id, store: store,
             maxClockOffset: configuration.maxClockOffset,
             wallMillis: ReplicaService.systemMillis)
+        let keyspaces = NodeKeyspaces(root: store, replica: replica)
+        let repairMarker = RepairMarker(
+            ring: { try? membership.current.ring() }, store: store,
+            keyspace: { id in
+                guard let served = try? keyspaces.served(id, in: membership.current) else { return nil }
+                return (try? served.map.ring(), served.store)
+            },
+            pool: pool, statistics: statistics, wallMillis: ReplicaService.systemMillis, logger: logger)
         // Anti-entropy's (and the failure detector's) own connections to the peers, apart from hint
         // replay's; both follow the map as it changes.
         // What the node does in the background besides its services (gossip fetches, closing the
@@ -182,6 +186,12 @@ public final class NodeService: Service {
             makePeer: { id in
                 RemoteAntiEntropyReplica(nodeID: id, directory: peerDirectory, timeout: Self.antiEntropyCallTimeout)
             })
+        let antiEntropies = AntiEntropies(
+            root: antiEntropy, keyspaces: keyspaces, membership: membership, pool: pool, logger: logger,
+            makePeer: { id, keyspace in
+                RemoteAntiEntropyReplica(
+                    nodeID: id, directory: peerDirectory, timeout: Self.antiEntropyCallTimeout, keyspace: keyspace)
+            })
         let board = TransferBoard()
         let service = ReplicaService(
             nodeID: configuration.id, membership: membership, store: store, hints: store, repairMarker: repairMarker,
@@ -189,7 +199,7 @@ public final class NodeService: Service {
             statistics: statistics, merkle: store,
             streaming: store, replica: replica, antiEntropy: antiEntropy, health: health, transfers: board,
             certificateNotAfterSeconds: tls.certificateNotAfterSeconds, certificates: certificates,
-            storageQueueMax: configuration.storageQueueMax)
+            storageQueueMax: configuration.storageQueueMax, keyspaces: keyspaces, antiEntropies: antiEntropies)
         var streamConfiguration = RangeStreamer.Configuration()
         streamConfiguration.bytesPerSecond = configuration.streamRate
         streamConfiguration.stallTimeout = configuration.streamStallTimeout
@@ -197,7 +207,7 @@ public final class NodeService: Service {
         let streamer = RangeStreamer(
             nodeID: configuration.id, membership: membership, directory: peerDirectory, replica: replica,
             store: store, pool: pool, antiEntropy: antiEntropy, health: health, statistics: statistics,
-            configuration: streamConfiguration, logger: logger, board: board,
+            configuration: streamConfiguration, logger: logger, board: board, keyspaces: (keyspaces, antiEntropies),
             local: { _, request in try await service.handle(request, from: selfIdentity) })
         var serverConfiguration = RPCServerConfiguration(
             host: configuration.listenHost,
@@ -260,7 +270,7 @@ public final class NodeService: Service {
             let replayer = HintReplayer(
                 configuration: replay, hints: store, pool: pool, directory: replayDirectory,
                 wallMillis: ReplicaService.systemMillis, statistics: statistics,
-                repairMarker: repairMarker, health: health, rehoming: (membership, replica), logger: logger)
+                repairMarker: repairMarker, health: health, rehoming: (membership, keyspaces), logger: logger)
             try await withThrowingTaskGroup(of: Void.self) { group in
                 group.addTask { try await server.run() }
                 // Returns only when cancelled, so it never ends the node by itself.
@@ -271,7 +281,7 @@ public final class NodeService: Service {
                 group.addTask { await streamer.run() }
                 // Periodic anti-entropy, when on; also returns only when cancelled.
                 if configuration.antiEntropyInterval != nil {
-                    group.addTask { await antiEntropy.run() }
+                    group.addTask { await antiEntropies.run() }
                 }
                 // Keeps the hint-queue and ranges-due gauges fresh between pings; also only cancelled.
                 group.addTask {
@@ -279,6 +289,8 @@ public final class NodeService: Service {
                         (store.hintQueueSizes(), store.rangesDue().count)
                     }
                 }
+                // Frees the disk space of the keyspaces the map dropped; also only cancelled.
+                group.addTask { await self.dropKeyspaces(keyspaces, membership: membership, pool: pool) }
                 // Checkpoints a killed `kvctl backup` left; also only cancelled.
                 group.addTask {
                     await CheckpointSweeper(registry: store.checkpoints, pool: pool, logger: self.logger).run()
@@ -343,6 +355,27 @@ public final class NodeService: Service {
         await background.shutdown()
         try? await pool.shutdownGracefully()
         logger.info("node stopped", metadata: ["node.id": "\(configuration.id)"])
+    }
+
+    /// Drops from the store, every `gaugeInterval`, the keyspaces the map dropped, until cancelled.
+    private func dropKeyspaces(_ keyspaces: NodeKeyspaces, membership: Membership, pool: NIOThreadPool) async {
+        while !Task.isCancelled {
+            let map = membership.current
+            let stored = Set(keyspaces.root.storedKeyspaces())
+            if map.keyspaces.contains(where: { $0.dropped && stored.contains($0.id) }) {
+                do {
+                    let dropped = try await pool.runIfActive { try keyspaces.dropKeyspacesGone(in: map) }
+                    for id in dropped {
+                        logger.notice(
+                            "keyspace dropped: its data is deleted",
+                            metadata: ["keyspace.id": "\(id)", "cluster.epoch": "\(map.epoch)"])
+                    }
+                } catch {
+                    logger.warning("cannot drop a keyspace", metadata: ["error": "\(error)"])
+                }
+            }
+            try? await Task.sleep(for: Self.pingInterval)
+        }
     }
 
     /// How long a stopping node keeps its connections open after its last request was answered.

@@ -12,7 +12,8 @@ import Synchronization
 public final class Replica: Sendable {
     public let nodeID: String
     public let store: any ReplicaStore
-    private let clock: Mutex<HybridLogicalClock>
+    /// Shared by the replicas of every keyspace of the node (`serving(_:)`): one clock a node.
+    private let clock: NodeClock
     private let wallMillis: @Sendable () -> UInt64
     /// How far ahead of this node's wall clock a peer's clock or version may be; nil: unbounded.
     public let maxClockOffset: Duration?
@@ -28,9 +29,22 @@ public final class Replica: Sendable {
     ) {
         self.nodeID = nodeID
         self.store = store
-        self.clock = Mutex(HybridLogicalClock())
+        self.clock = NodeClock()
         self.wallMillis = wallMillis
         self.maxClockOffset = maxClockOffset
+    }
+
+    private init(nodeID: String, store: any ReplicaStore, sharing other: Replica) {
+        self.nodeID = nodeID
+        self.store = store
+        self.clock = other.clock
+        self.wallMillis = other.wallMillis
+        self.maxClockOffset = other.maxClockOffset
+    }
+
+    /// The same replica logic over `store` (another keyspace's), with this replica's clock.
+    public func serving(_ store: any ReplicaStore) -> Replica {
+        Replica(nodeID: nodeID, store: store, sharing: self)
     }
 
     /// Refuses a clock or version `remote` from a peer that is further ahead of this node's wall clock
@@ -128,11 +142,16 @@ public final class Replica: Sendable {
         let physical = wallMillis()
         let plausible =
             maxClockOffset.map { HybridLogicalClock.isWithin(remote, maxOffset: $0, of: physical) } ?? true
-        return clock.withLock { clock in
+        return clock.state.withLock { clock in
             if plausible { clock.observe(remote) }
             return clock.now(physicalMillis: physical)
         }
     }
+}
+
+/// A node's hybrid logical clock, shared by its keyspaces' replicas.
+private final class NodeClock: Sendable {
+    let state = Mutex(HybridLogicalClock())
 }
 
 /// Why a replica refused a request.

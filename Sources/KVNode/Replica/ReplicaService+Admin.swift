@@ -86,7 +86,8 @@ extension ReplicaService {
         return (sizes, due)
     }
 
-    /// `Admin` repair: one anti-entropy pass now, over every vnode range this node replicates, or those
+    /// `Admin` repair: one anti-entropy pass now, in every keyspace, over every vnode range this node
+    /// replicates, or those
     /// overlapping the argument `range` (`START:END`, decimal tokens, start exclusive). Answers the
     /// pass's summary (`AntiEntropyReport.pairs`).
     func repair(_ arguments: [Pair]) async throws -> Message {
@@ -106,7 +107,12 @@ extension ReplicaService {
                 throw RPCError.remote(.invalidRequest, message: "repair takes no argument '\(argument.name)'")
             }
         }
-        let report = await antiEntropy.pass(within: range)
+        let report: AntiEntropyReport
+        if let antiEntropies {
+            report = await antiEntropies.pass(within: range)
+        } else {
+            report = await antiEntropy.pass(within: range)
+        }
         return .adminResponse(
             AdminResponse(
                 results: [Pair(name: "node", value: nodeID)] + report.pairs.map { Pair(name: $0.name, value: $0.value) }

@@ -32,27 +32,11 @@ extension ReplicaService {
                 hintsQueued: UInt64(queues.hintQueueSizes.values.reduce(0, +)), requestsInFlight: 0))
     }
 
-    /// Refuses a client's request for a key this node does not serve in its map: one it does not keep,
-    /// a read of a range it is still receiving, a write made with a map older than the change in
-    /// progress (`ReplicaAdmission`, the rule the simulator's nodes apply too).
-    func checkAdmitted(_ key: [UInt8], write: Bool, writeEpoch: UInt64 = 0) throws {
-        guard transfers != nil else { return }
-        let map = membership.current
-        let admission = admissions.withLock { cached -> ReplicaAdmission? in
-            if let cached, cached.epoch == map.epoch { return cached }
-            cached = try? ReplicaAdmission(node: nodeID, map: map)
-            return cached
-        }
-        guard let admission, let reason = admission.refusal(Token(key: key), write: write, writeEpoch: writeEpoch)
-        else { return }
-        throw RPCError.remote(.notReplica, message: reason)
-    }
-
-    func apply(_ put: PutRequest) async throws -> Message {
+    func apply(_ put: PutRequest, in context: KeyspaceContext) async throws -> Message {
         let key = Array(put.key.readableBytesView)
         // Every origin writes only where this node keeps the key. A hint whose target lost the key in
         // a change since is refused here (`notReplica`), and its holder hands it to the key's replicas.
-        try checkAdmitted(key, write: true, writeEpoch: put.origin == .client ? put.epoch : 0)
+        try checkAdmitted(key, write: true, writeEpoch: put.origin == .client ? put.epoch : 0, in: context)
         let repair = put.origin == .readRepair
         if repair {
             statistics.readRepairsReceived.add(1, ordering: .relaxed)
@@ -63,7 +47,7 @@ extension ReplicaService {
         let record = try Self.record(
             key: key, version: put.version, tombstone: put.tombstone, value: put.value,
             expiresAtMillis: put.expiresAtMillis ?? 0)
-        let replica = self.replica
+        let replica = context.replica
         let (outcome, clock, changed) = try await runOnPool {
             () throws(ReplicaError) -> (ApplyOutcome, UInt64, Bool) in
             // Only for a repair: was what the replica held older? (`apply` answers `.applied` for an
@@ -92,23 +76,21 @@ extension ReplicaService {
 
     /// Keeps a write for a replica that did not acknowledge it, until hint replay hands it over
     /// (`HintAdmission`, on the pool: the target check, the store, the mark of a refused hint's range).
-    func storeHint(_ request: HintRequest) async throws -> Message {
-        guard let hints, let repairMarker else {
+    func storeHint(_ request: HintRequest, in context: KeyspaceContext) async throws -> Message {
+        guard let hints, let repairMarker, let marks = context.marks else {
             throw RPCError.remote(.invalidRequest, message: "this node does not hold hints")
         }
         let checked = try Self.checked(request.record)
         let (key, record, target) = (checked.key, checked.record, request.target)
         let admission = HintAdmission(nodeID: nodeID, queueMax: hintQueueMax, bytesMax: hintBytesMax)
-        let (map, ring, replica, marks) = (
-            membership.current, repairMarker.currentRing, self.replica, repairMarker.marks
-        )
+        let (map, ring, replica, keyspace) = (context.map, try? context.map.ring(), context.replica, context.id)
         let now = wallMillis()
         let result = try await runOnPool {
             () -> Result<(outcome: HintAdmission.Outcome, clock: UInt64), HintAdmissionError> in
             Result { () throws(HintAdmissionError) in
                 try admission.admit(
-                    target: target, key: key, record: record, map: map, ring: ring, replica: replica,
-                    hints: hints, marks: marks, nowMillis: now)
+                    target: target, key: key, record: record, keyspace: keyspace, map: map, ring: ring,
+                    replica: replica, hints: hints, marks: marks, nowMillis: now)
             }
         }
         let admitted: (outcome: HintAdmission.Outcome, clock: UInt64)
@@ -136,10 +118,10 @@ extension ReplicaService {
             HintResponse(outcome: admitted.outcome == .stored ? .stored : .refused, clock: admitted.clock))
     }
 
-    func read(_ get: GetRequest) async throws -> Message {
+    func read(_ get: GetRequest, in context: KeyspaceContext) async throws -> Message {
         let key = Array(get.key.readableBytesView)
-        try checkAdmitted(key, write: false)
-        let replica = self.replica
+        try checkAdmitted(key, write: false, in: context)
+        let replica = context.replica
         let (stored, clock) = try await runOnPool { () throws(ReplicaError) in
             try replica.get(key: key)
         }

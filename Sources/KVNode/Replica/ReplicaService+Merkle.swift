@@ -11,27 +11,17 @@ import Synchronization
 
 /// Anti-entropy: Merkle exchanges and fetches over this node's ranges, and batches of repairs.
 extension ReplicaService {
-    /// The Merkle store and the asked range, if this node replicates the whole range; else the refusal.
-    func merkleRange(_ wire: TokenRange) throws -> (any MerkleStore, TokenRangeSpan) {
-        guard let merkle else {
+    /// The keyspace's Merkle store and the asked range, if this node replicates the whole range in the
+    /// keyspace's ring; else the refusal.
+    func merkleRange(_ wire: TokenRange, in context: KeyspaceContext) throws -> (any MerkleStore, TokenRangeSpan) {
+        guard let merkle = context.merkle else {
             throw RPCError.remote(.invalidRequest, message: "this node takes no part in anti-entropy")
         }
         let range = TokenRangeSpan(start: wire.start, end: wire.end)
-        guard ranges().contains(where: { $0.contains(range) }) else {
+        guard ranges(in: context).contains(where: { $0.contains(range) }) else {
             throw RPCError.remote(.invalidRequest, message: "\(nodeID) does not replicate the whole range \(range)")
         }
         return (merkle, range)
-    }
-
-    /// The ranges this node replicates in the current map.
-    func ranges() -> [TokenRangeSpan] {
-        let map = membership.current
-        return replicatedRanges.withLock { cached in
-            if let cached, cached.epoch == map.epoch { return cached.ranges }
-            let ranges = (try? map.ring())?.ranges(replicatedBy: nodeID) ?? []
-            cached = (map.epoch, ranges)
-            return ranges
-        }
     }
 
     /// Answers one question of a co-replica's Merkle comparison (`proto-spec/MERKLE.md`).
@@ -42,8 +32,8 @@ extension ReplicaService {
     /// `Limits.frameBytesMax` bytes): the answer is never truncated, since a partial listing would read
     /// as missing keys. A leaf is one segment (about keys / 2^20 records), so only a store of billions
     /// of keys, or of thousands of maximum-size keys in one segment, meets that limit.
-    func answer(_ request: MerkleExchangeRequest) async throws -> Message {
-        let (merkle, range) = try merkleRange(request.range)
+    func answer(_ request: MerkleExchangeRequest, in context: KeyspaceContext) async throws -> Message {
+        let (merkle, range) = try merkleRange(request.range, in: context)
         guard let nodes = MerkleNodeList.decode(request.nodes.readableBytesView) else {
             throw RPCError.remote(
                 .invalidRequest,
@@ -100,8 +90,8 @@ extension ReplicaService {
     /// their leaf's guard (a guard of 0 asks for every record whole), else whole when their value fits
     /// `Limits.merkleRecordBytesPerFrameMax` (the first always does), else as key and version. Refused like a `MerkleExchange`: a range not replicated whole, more than
     /// `Limits.merkleLeavesPerListingMax` leaves, a leaf the tree does not have.
-    func answer(_ request: MerkleFetchRequest) async throws -> Message {
-        let (merkle, range) = try merkleRange(request.range)
+    func answer(_ request: MerkleFetchRequest, in context: KeyspaceContext) async throws -> Message {
+        let (merkle, range) = try merkleRange(request.range, in: context)
         let tree = MerkleTree(range: range)
         guard
             let leaves = MerkleNodeList.decode(
@@ -120,7 +110,7 @@ extension ReplicaService {
             positions[hash] = positions[hash] ?? index
         }
         let wanted = positions
-        let store = self.store
+        let store = context.replica.store
         let found = try await runOnPool {
             () throws(ReplicaError) -> (records: [Record], entries: [KeyVersion], older: [OlderEntry]) in
             var records: [Record] = []
@@ -162,17 +152,17 @@ extension ReplicaService {
 
     /// Applies an anti-entropy session's records, each through the apply rule as a `Put` with origin
     /// `antiEntropy` would be; answers how many it applied.
-    func applyBatch(_ request: MerkleApplyRequest) async throws -> Message {
+    func applyBatch(_ request: MerkleApplyRequest, in context: KeyspaceContext) async throws -> Message {
         var records: [StreamedRecord] = []
         records.reserveCapacity(request.records.count)
         for record in request.records {
             let checked = try Self.checked(record)
             // An anti-entropy batch writes only where this node keeps every key.
-            try checkAdmitted(checked.key, write: true)
+            try checkAdmitted(checked.key, write: true, in: context)
             records.append(checked)
         }
         statistics.antiEntropyWritesReceived.add(records.count, ordering: .relaxed)
-        let replica = self.replica
+        let replica = context.replica
         let batch = records
         let (applied, clock) = try await runOnPool { () throws(ReplicaError) -> (Int, UInt64) in
             let (outcomes, clock) = try replica.put(batch)

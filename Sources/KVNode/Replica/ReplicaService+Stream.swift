@@ -32,12 +32,12 @@ extension ReplicaService {
     ///
     /// Refused with `invalidRequest`: a node without a streaming store, a range not within one this
     /// node replicates in its current map, a resume key outside the range.
-    func stream(_ request: StreamRequest) async throws -> Message {
-        guard let streaming else {
+    func stream(_ request: StreamRequest, in context: KeyspaceContext) async throws -> Message {
+        guard let streaming = context.streaming else {
             throw RPCError.remote(.invalidRequest, message: "this node does not stream ranges")
         }
         let range = TokenRangeSpan(start: request.range.start, end: request.range.end)
-        guard ranges().contains(where: { $0.contains(range) }) else {
+        guard ranges(in: context).contains(where: { $0.contains(range) }) else {
             throw RPCError.remote(.invalidRequest, message: "\(nodeID) does not replicate the whole range \(range)")
         }
         let after = request.after.map { Array($0.readableBytesView) }

@@ -29,7 +29,7 @@ public final class ReplicaService: RPCService {
     let streaming: (any RangeStreaming)?
     /// The ranges this node replicates (merged) in the map of an epoch, which bound the ranges
     /// `MerkleExchange` may ask about; recomputed when the epoch changes.
-    let replicatedRanges = Mutex<(epoch: UInt64, ranges: [TokenRangeSpan])?>(nil)
+    let replicatedRanges = Mutex<(epoch: UInt64, byKeyspace: [UInt32: [TokenRangeSpan]])>((0, [:]))
     let antiEntropy: AntiEntropy?
     /// The node's view of its peers, for `Admin` stats (`peer_phi.ID`); nil: not reported.
     let health: PeerHealth?
@@ -38,7 +38,11 @@ public final class ReplicaService: RPCService {
     /// any cluster, in tests): neither.
     let transfers: TransferBoard?
     /// Which client requests this node serves, for the map of one epoch (recomputed when it changes).
-    let admissions = Mutex<ReplicaAdmission?>(nil)
+    let admissions = Mutex<(epoch: UInt64, byKeyspace: [UInt32: ReplicaAdmission])>((0, [:]))
+    /// The keyspaces besides the default this node serves; nil: the default only.
+    let keyspaces: NodeKeyspaces?
+    /// Every keyspace's anti-entropy, for `Admin` repair; nil: `antiEntropy`'s (the default keyspace) only.
+    let antiEntropies: AntiEntropies?
     let repairMarker: RepairMarker?
     let hintQueueMax: Int
     let hintBytesMax: Int
@@ -66,6 +70,8 @@ public final class ReplicaService: RPCService {
     ///   - replica: the replica logic over `store`, when it is shared with anti-entropy (one clock); a
     ///     new one when nil.
     ///   - antiEntropy: runs `Admin` repair; nil refuses it.
+    ///   - keyspaces: the keyspaces the node serves besides the default (over `store`); nil refuses
+    ///     requests of any other keyspace.
     ///   - storageQueueMax: store calls that may wait for or run on `pool` at once; past it a request is
     ///     answered `overloaded` at once (counted as `queue_full`).
     public init(
@@ -87,8 +93,12 @@ public final class ReplicaService: RPCService {
         certificateNotAfterSeconds: UInt64? = nil,
         certificates: NodeCertificates? = nil,
         storageQueueMax: Int = NodeConfiguration.storageQueueMaxDefault,
+        keyspaces: NodeKeyspaces? = nil,
+        antiEntropies: AntiEntropies? = nil,
         wallMillis: @escaping @Sendable () -> UInt64 = ReplicaService.systemMillis
     ) {
+        self.keyspaces = keyspaces
+        self.antiEntropies = antiEntropies
         self.certificateNotAfterSeconds = certificateNotAfterSeconds
         self.certificates = certificates
         self.health = health
@@ -138,22 +148,19 @@ public final class ReplicaService: RPCService {
         }
         try drainGate.enter()
         defer { drainGate.leave() }
-        if let keyspace = request.keyspace, keyspace != 0 {
-            throw RPCError.remote(.invalidRequest, message: "keyspace \(keyspace) is not served by this version of kvd")
-        }
         switch request {
         case .putRequest(let put):
             guard RPCAuthorization.permits(peer.role, toSend: put.origin) else {
                 throw RPCError.remote(
                     .notAuthorized, message: "a \(peer.role) certificate may not send a Put of origin \(put.origin)")
             }
-            return try await apply(put)
+            return try await apply(put, in: try await context(put.keyspace))
         case .getRequest(let get):
-            return try await read(get)
+            return try await read(get, in: try await context(get.keyspace))
         case .pingRequest(let ping):
             return try pong(ping, from: peer)
         case .hintRequest(let hint):
-            return try await storeHint(hint)
+            return try await storeHint(hint, in: try await context(hint.keyspace))
         case .mapPrepareRequest(let prepare):
             return try await answer(prepare)
         case .mapAcceptRequest(let request):
@@ -161,13 +168,13 @@ public final class ReplicaService: RPCService {
         case .mapCommitRequest(let commit):
             return try await answer(commit, from: peer)
         case .merkleExchangeRequest(let exchange):
-            return try await answer(exchange)
+            return try await answer(exchange, in: try await context(exchange.keyspace))
         case .merkleFetchRequest(let fetch):
-            return try await answer(fetch)
+            return try await answer(fetch, in: try await context(fetch.keyspace))
         case .merkleApplyRequest(let request):
-            return try await applyBatch(request)
+            return try await applyBatch(request, in: try await context(request.keyspace))
         case .streamRequest(let request):
-            return try await stream(request)
+            return try await stream(request, in: try await context(request.keyspace))
         default:
             throw RPCError.remote(.invalidRequest, message: "\(request.type) is not served by this version of kvd")
         }
@@ -190,22 +197,6 @@ public final class ReplicaService: RPCService {
         default:
             throw RPCError.remote(
                 .invalidRequest, message: "Admin \(admin.command) is not served by this version of kvd")
-        }
-    }
-}
-
-extension Message {
-    /// The keyspace a data or anti-entropy request names; nil for the other messages.
-    var keyspace: UInt32? {
-        switch self {
-        case .putRequest(let put): put.keyspace
-        case .getRequest(let get): get.keyspace
-        case .hintRequest(let hint): hint.keyspace
-        case .merkleExchangeRequest(let exchange): exchange.keyspace
-        case .merkleFetchRequest(let fetch): fetch.keyspace
-        case .merkleApplyRequest(let apply): apply.keyspace
-        case .streamRequest(let stream): stream.keyspace
-        default: nil
         }
     }
 }

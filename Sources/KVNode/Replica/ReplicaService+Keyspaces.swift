@@ -1,0 +1,91 @@
+import KVCore
+import KVRPC
+import KVStorage
+import KVWire
+import Synchronization
+
+/// Requests name their keyspace: each is served by that keyspace's store and ring.
+extension ReplicaService {
+    /// What a request of one keyspace works with.
+    struct KeyspaceContext: Sendable {
+        let id: UInt32
+        /// The map as the keyspace sees it (`ClusterMap.viewed(as:)`).
+        let map: ClusterMap
+        let replica: Replica
+        /// The keyspace's Merkle side; nil for a node that takes no part in anti-entropy.
+        let merkle: (any MerkleStore)?
+        /// The keyspace's range streaming side; nil for a node that hands no range over.
+        let streaming: (any RangeStreaming)?
+        /// Where the keyspace's repair marks go; nil for a node that holds no hints.
+        let marks: (any RepairMarkStore)?
+    }
+
+    /// The keyspace `id` of this node's map, opened on the pool the first time it is served.
+    ///
+    /// Refused with `notReplica` when the map does not have it (unknown to this node yet, or dropped):
+    /// a client with a newer map learns of this node's; with `invalidRequest` when the node serves the
+    /// default keyspace only.
+    func context(_ id: UInt32) async throws -> KeyspaceContext {
+        let map = membership.current
+        if id == Keyspace.defaultID {
+            return KeyspaceContext(
+                id: id, map: map, replica: replica, merkle: merkle, streaming: streaming, marks: repairMarker?.marks)
+        }
+        guard let keyspaces else {
+            throw RPCError.remote(.invalidRequest, message: "\(nodeID) serves the default keyspace only")
+        }
+        guard map.keyspace(id: id) != nil else {
+            throw RPCError.remote(
+                .notReplica,
+                message:
+                    "keyspace \(id) is not in \(nodeID)'s cluster map (epoch \(map.epoch)): unknown here yet, or dropped; fetch the map and retry"
+            )
+        }
+        var served = keyspaces.opened(id, in: map)
+        if served == nil {
+            served = try await runOnPool { () throws(ReplicaError) -> NodeKeyspaces.Served? in
+                do throws(StorageError) {
+                    return try keyspaces.served(id, in: map)
+                } catch {
+                    throw ReplicaError.storage(error)
+                }
+            }
+        }
+        guard let served else {
+            throw RPCError.remote(.notReplica, message: "keyspace \(id) was dropped from \(nodeID)'s cluster map")
+        }
+        return KeyspaceContext(
+            id: id, map: served.map, replica: served.replica, merkle: merkle == nil ? nil : served.store,
+            streaming: streaming == nil ? nil : served.store, marks: repairMarker == nil ? nil : served.store)
+    }
+
+    /// The ranges this node replicates in the keyspace's current ring (cached per epoch).
+    func ranges(in context: KeyspaceContext) -> [TokenRangeSpan] {
+        let map = context.map
+        return replicatedRanges.withLock { cached in
+            if cached.epoch != map.epoch { cached = (map.epoch, [:]) }
+            if let ranges = cached.byKeyspace[context.id] { return ranges }
+            let ranges = (try? map.ring())?.ranges(replicatedBy: nodeID) ?? []
+            cached.byKeyspace[context.id] = ranges
+            return ranges
+        }
+    }
+
+    /// Refuses a client's request for a key this node does not serve in the keyspace's map: one it does
+    /// not keep, a read of a range it is still receiving, a write made with a map older than the change
+    /// in progress (`ReplicaAdmission`, the rule the simulator's nodes apply too).
+    func checkAdmitted(_ key: [UInt8], write: Bool, writeEpoch: UInt64 = 0, in context: KeyspaceContext) throws {
+        guard transfers != nil else { return }
+        let map = context.map
+        let admission = admissions.withLock { cached -> ReplicaAdmission? in
+            if cached.epoch != map.epoch { cached = (map.epoch, [:]) }
+            if let admission = cached.byKeyspace[context.id] { return admission }
+            let admission = try? ReplicaAdmission(node: nodeID, map: map)
+            cached.byKeyspace[context.id] = admission
+            return admission
+        }
+        guard let admission, let reason = admission.refusal(Token(key: key), write: write, writeEpoch: writeEpoch)
+        else { return }
+        throw RPCError.remote(.notReplica, message: reason)
+    }
+}
