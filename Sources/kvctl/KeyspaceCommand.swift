@@ -130,7 +130,8 @@ struct KeyspaceCommand: AsyncParsableCommand {
                             ? "the default keyspace cannot be dropped" : unknownKeyspace(name, in: map).description)
                 }
                 throw CommandFailure(
-                    "dropping keyspace \(keyspace) deletes all its data; pass --force to drop it")
+                    "dropping keyspace '\(keyspace.name)' (id \(keyspace.id), \(keyspace.placement)) deletes all its data; pass --force to drop it"
+                )
             }
         }
     }
