@@ -100,7 +100,8 @@ extension RealProcessTests {
             let client = try cluster.client(timeout: .seconds(20))
 
             try await Self.kvctl(
-                ["keyspace", "create", "cache", "--rf", "3", "--read", "one", "--write", "one"], in: cluster)
+                ["keyspace", "create", "cache", "--rf", "3", "--read", "one", "--write", "one", "--ttl", "1h"],
+                in: cluster)
             try await Self.kvctl(
                 ["keyspace", "create", "accounts", "--rf", "5", "--read", "quorum", "--write", "quorum"], in: cluster)
             let listed = try await Self.kvctl(["keyspace", "list"], in: cluster)
@@ -116,6 +117,14 @@ extension RealProcessTests {
             #expect(try await client.get(key)?.value == Array("in default".utf8))
             #expect(try await cache.get(key)?.value == Array("in cache".utf8))
             #expect(try await accounts.get(key)?.value == Array("in accounts".utf8))
+            // The keyspace's default TTL travels with writes that name none; a put's own TTL wins.
+            let cached = try #require(try await cache.get(key))
+            #expect(cached.expiresAtMillis == cached.version.millis + 3_600_000, "\(cached)")
+            try await cache.put(key, value: Array("in cache".utf8), timeToLive: .seconds(600))
+            let shorter = try #require(try await cache.get(key))
+            #expect(shorter.expiresAtMillis == shorter.version.millis + 600_000, "\(shorter)")
+            #expect(try await accounts.get(key)?.expiresAtMillis == nil)
+            #expect(try await client.get(key)?.expiresAtMillis == nil)
             let shown = try await Self.kvctl(["get", "user:42", "--keyspace", "accounts"], in: cluster)
             #expect(shown.hasPrefix("in accounts"), "\(shown)")
             let ring = try JSONDecoder().decode(
