@@ -181,7 +181,13 @@ let package = Package(
             swiftSettings: swiftSettings
         ),
         .testTarget(name: "KVClusterTests", dependencies: ["KVCore", "KVCluster"], swiftSettings: swiftSettings),
-        .testTarget(name: "KVClientTests", dependencies: ["KVCore", "KVClient"], swiftSettings: swiftSettings),
+        .testTarget(
+            name: "KVClientTests",
+            dependencies: [
+                "KVCore", "KVClient", "KVTLS", "KVWire", .product(name: "NIOCore", package: "swift-nio"),
+            ],
+            swiftSettings: swiftSettings
+        ),
         .testTarget(
             name: "KVBackupTests", dependencies: ["KVCore", "KVBackup", "KVTLS", "KVStorage"],
             swiftSettings: swiftSettings

@@ -15,11 +15,15 @@ extension KVClient {
     ///
     /// For debugging and repair checks; needs an admin certificate.
     public func replicaRecord(_ key: [UInt8], node: String) async throws -> StoredRecord? {
+        try await replicaRecord(key, node: node, in: Keyspace.defaultName)
+    }
+
+    /// `replicaRecord` of `key` in keyspace `keyspace`.
+    func replicaRecord(_ key: [UInt8], node: String, in keyspace: String) async throws -> StoredRecord? {
         try validate(key: key)
         try requireAdmin()
-        let topology = try await currentTopology()
-        let answer = try await call(
-            .getRequest(GetRequest(key: ByteBuffer(bytes: key), keyspace: 0)), node: node, in: topology)
+        let (topology, route) = try await topologyAndRoute(keyspace)
+        let answer = try await call(route.getRequest(key), node: node, in: topology)
         guard case .getResponse(let response) = answer else {
             throw KVClientError.protocolViolation("\(node) answered Get with \(answer.type)")
         }
@@ -35,15 +39,23 @@ extension KVClient {
     public func writeReplica(_ key: [UInt8], value: [UInt8], tombstone: Bool = false, node: String) async throws
         -> ApplyOutcome
     {
+        try await writeReplica(key, value: value, tombstone: tombstone, node: node, in: Keyspace.defaultName)
+    }
+
+    /// `writeReplica` of `key` in keyspace `keyspace` (never with its TTL: a debugging write).
+    func writeReplica(_ key: [UInt8], value: [UInt8], tombstone: Bool, node: String, in keyspace: String)
+        async throws -> ApplyOutcome
+    {
         try validate(key: key)
         try requireAdmin()
-        let topology = try await currentTopology()
+        let (topology, route) = try await topologyAndRoute(keyspace)
         let millis = configuration.wallClockMillis()
         let version = clock.withLock { $0.stamp(wallMillis: millis) }
-        let request = Message.putRequest(
-            PutRequest(
-                key: ByteBuffer(bytes: key), value: ByteBuffer(bytes: value), version: version, tombstone: tombstone,
-                origin: .client, epoch: 0, expiresAtMillis: nil, keyspace: 0))
+        let request = route.putRequest(
+            Record(
+                key: ByteBuffer(bytes: key), version: version, tombstone: tombstone, value: ByteBuffer(bytes: value),
+                expiresAtMillis: nil),
+            epoch: 0)
         let answer = try await call(request, node: node, in: topology)
         guard case .putResponse(let response) = answer else {
             throw KVClientError.protocolViolation("\(node) answered Put with \(answer.type)")

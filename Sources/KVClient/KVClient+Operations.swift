@@ -10,27 +10,60 @@ import NIOPosix
 import Synchronization
 
 extension KVClient {
-    func read(_ key: [UInt8], consistency: ConsistencyLevel?, repair: ReadOperation.Repair?) async throws
-        -> KVValue?
-    {
-        try validate(key: key)
-        return try await onNewerMaps { topology in
-            try await self.read(key, consistency: consistency, repair: repair, in: topology)
+    /// `put` in keyspace `keyspace`: its ring, its N, its write level and TTL when the call names none.
+    func put(
+        _ key: [UInt8], value: [UInt8], consistency: ConsistencyLevel?, timeToLive: Duration?, in keyspace: String
+    ) async throws -> Version {
+        try await metrics.measure(.put, consistency: consistency ?? defaultLevels(of: keyspace).write) {
+            try validate(key: key)
+            guard value.count <= Limits.valueBytesMax else {
+                throw KVClientError.invalidArgument(
+                    "value is \(value.count) bytes; the limit is \(Limits.valueBytesMax)")
+            }
+            if let timeToLive, timeToLive <= .zero || timeToLive > Limits.timeToLiveMax {
+                throw KVClientError.invalidArgument(
+                    "time to live \(timeToLive) is not in (0, \(Limits.timeToLiveMax)]")
+            }
+            return try await write(
+                key: key, value: value, tombstone: false, consistency: consistency, timeToLive: timeToLive,
+                in: keyspace)
+        }
+    }
+
+    /// `delete` in keyspace `keyspace`: a tombstone never takes the keyspace's TTL.
+    func delete(_ key: [UInt8], consistency: ConsistencyLevel?, in keyspace: String) async throws -> Version {
+        try await metrics.measure(.delete, consistency: consistency ?? defaultLevels(of: keyspace).write) {
+            try validate(key: key)
+            return try await write(
+                key: key, value: [], tombstone: true, consistency: consistency, timeToLive: nil, in: keyspace)
+        }
+    }
+
+    /// `get` in keyspace `keyspace`: its ring, its N, its read level when the call names none.
+    func get(
+        _ key: [UInt8], consistency: ConsistencyLevel?, repair: ReadOperation.Repair?, in keyspace: String
+    ) async throws -> KVValue? {
+        try await metrics.measure(.get, consistency: consistency ?? defaultLevels(of: keyspace).read) {
+            try validate(key: key)
+            return try await onNewerMaps(in: keyspace) { topology, route in
+                try await self.read(key, consistency: consistency, repair: repair, in: topology, route: route)
+            }
         }
     }
 
     func read(
-        _ key: [UInt8], consistency: ConsistencyLevel?, repair: ReadOperation.Repair?, in topology: Topology
+        _ key: [UInt8], consistency: ConsistencyLevel?, repair: ReadOperation.Repair?, in topology: Topology,
+        route: KeyspaceRoute
     ) async throws -> KVValue? {
         // Any R of the N replicas make a quorum: the ones the failure detector suspects go last.
-        let replicas = health.healthyFirst(topology.ring.preferenceList(forKey: key))
+        let replicas = health.healthyFirst(route.ring.preferenceList(forKey: key))
         let plan = ReadPlan(
-            level: consistency ?? configuration.readConsistency, deadline: configuration.requestTimeout,
-            askAll: configuration.readFromAll, repair: repair ?? configuration.readRepair,
-            localZone: configuration.zone)
+            level: consistency ?? route.readLevel ?? configuration.readConsistency,
+            deadline: configuration.requestTimeout, askAll: configuration.readFromAll,
+            repair: repair ?? configuration.readRepair, localZone: configuration.zone)
         var readConfiguration: ReadOperation.Configuration
         do {
-            readConfiguration = try plan.operation(replicas: replicas, on: topology.ring)
+            readConfiguration = try plan.operation(replicas: replicas, on: route.ring)
         } catch {
             throw KVClientError.invalidArgument("\(error)")
         }
@@ -41,7 +74,7 @@ extension KVClient {
             }
         }
         let operation = Guarded(ReadOperation(configuration: readConfiguration))
-        let request = Message.getRequest(GetRequest(key: ByteBuffer(bytes: key), keyspace: 0))
+        let request = route.getRequest(key)
         let outcome = try await drive(
             start: {
                 operation.withLock { operation in self.clock.withLock { operation.start(clock: &$0).map(\.step) } }
@@ -60,14 +93,15 @@ extension KVClient {
                 case .repair(let node, let record):
                     self.repairsSent.add(1, ordering: .relaxed)
                     self.metrics.readRepairs.increment()
-                    let put = Message.putRequest(PutRequest(key: key, record, origin: .readRepair))
-                    return self.send(put, to: node, in: topology).map { self.repairEvent(node, $0) }
+                    return self.send(route.repairRequest(key, record), to: node, in: topology).map {
+                        self.repairEvent(node, $0)
+                    }
                 }
             },
             late: { event in self.clock.withLock { event.observeClocks(&$0) } })
         switch outcome {
         case .failed(let error):
-            throw KVClientError.unavailable("read of \(Self.describe(key)): \(error)")
+            throw KVClientError.unavailable("read of \(Self.describe(key))\(Self.naming(route)): \(error)")
         case .answered(let result):
             // An expired value is a delete at its own version: absent, by this client's clock.
             guard let newest = result.newest, !newest.isDeleted(atMillis: configuration.wallClockMillis()) else {
@@ -84,59 +118,70 @@ extension KVClient {
     /// hints for the replicas that did not acknowledge (which goes on in the background after the
     /// caller has its answer).
     func write(
-        key: [UInt8], value: [UInt8], tombstone: Bool, consistency: ConsistencyLevel?, timeToLive: Duration? = nil
+        key: [UInt8], value: [UInt8], tombstone: Bool, consistency: ConsistencyLevel?, timeToLive: Duration?,
+        in keyspace: String
     ) async throws -> Version {
-        try await onNewerMaps { topology in
+        try await onNewerMaps(in: keyspace) { topology, route in
             try await self.write(
-                key: key, value: value, tombstone: tombstone, consistency: consistency, timeToLive: timeToLive,
-                in: topology)
+                key: key, value: value, tombstone: tombstone, consistency: consistency,
+                timeToLive: tombstone ? nil : timeToLive ?? route.timeToLive, in: topology, route: route)
         }
     }
 
-    /// Runs `attempt` on the map in use and, when it fails as unavailable while a newer map has been
-    /// installed meanwhile, again on that map (KVCore's `NewerMapRetry`): a replica that refused with
-    /// `notReplica` (a membership change this client had not heard of, or a range it is still
-    /// receiving) made the quorum fail, and the fetch of the refusing node's map is awaited first. A
-    /// client that slept through several changes can take more than one step.
-    func onNewerMaps<Result>(_ attempt: (Topology) async throws -> Result) async throws -> Result {
-        var topology = try await currentTopology()
+    /// Runs `attempt` on the map in use and keyspace `keyspace`'s route in it and, when it fails as
+    /// unavailable while a newer map has been installed meanwhile, again on that map (KVCore's
+    /// `NewerMapRetry`): a replica that refused with `notReplica` (a membership change this client
+    /// had not heard of, or a range it is still receiving) made the quorum fail, and the fetch of the
+    /// refusing node's map is awaited first. A client that slept through several changes can take
+    /// more than one step.
+    func onNewerMaps<Result>(
+        in keyspace: String, _ attempt: (Topology, KeyspaceRoute) async throws -> Result
+    ) async throws -> Result {
+        var (topology, route) = try await topologyAndRoute(keyspace)
         var retry = NewerMapRetry(epoch: topology.map.epoch)
         while true {
             do {
-                return try await attempt(topology)
+                return try await attempt(topology, route)
             } catch let error as KVClientError where error.isUnavailable {
                 await follower.inProgress?.wait()
                 let latest = try await currentTopology()
                 guard retry.retry(onEpoch: latest.map.epoch) else { throw error }
                 topology = latest
+                // The newer map may have dropped the keyspace: that is the answer then.
+                guard let newer = try topology.route(keyspace) else {
+                    throw Self.unknownKeyspace(keyspace, in: topology.map)
+                }
+                route = newer
             }
         }
     }
 
     func write(
         key: [UInt8], value: [UInt8], tombstone: Bool, consistency: ConsistencyLevel?, timeToLive: Duration?,
-        in topology: Topology
+        in topology: Topology, route: KeyspaceRoute
     ) async throws -> Version {
         var plan = WritePlan(
-            level: consistency ?? configuration.writeConsistency, deadline: configuration.requestTimeout,
-            supersededRetriesMax: configuration.supersededRetriesMax, hintedHandoff: configuration.hintedHandoff,
-            sloppyQuorum: configuration.sloppyQuorum)
+            level: consistency ?? route.writeLevel ?? configuration.writeConsistency,
+            deadline: configuration.requestTimeout, supersededRetriesMax: configuration.supersededRetriesMax,
+            hintedHandoff: configuration.hintedHandoff, sloppyQuorum: configuration.sloppyQuorum)
         plan.localZone = configuration.zone
         let writeConfiguration: WriteOperation.Configuration
         do {
             writeConfiguration = try plan.operation(
-                for: Token(key: key), current: topology.ring, next: topology.next, suspected: suspectedNodes())
+                for: Token(key: key), current: route.ring, next: route.next, suspected: suspectedNodes())
         } catch {
             throw KVClientError.invalidArgument("\(error)")
         }
         let operation = Guarded(WriteOperation(configuration: writeConfiguration))
         // The expiry travels with each stamped version (absent on the wire without a TTL).
-        let expiry = { @Sendable (version: Version) -> UInt64? in
-            let millis = StoredRecord.expiry(of: version, timeToLive: timeToLive)
-            return millis == 0 ? nil : millis
-        }
         let keyBytes = ByteBuffer(bytes: key)
         let valueBytes = ByteBuffer(bytes: value)
+        let record = { @Sendable (version: Version) -> Record in
+            let millis = StoredRecord.expiry(of: version, timeToLive: timeToLive)
+            return Record(
+                key: keyBytes, version: version, tombstone: tombstone, value: valueBytes,
+                expiresAtMillis: millis == 0 ? nil : millis)
+        }
         let wallClockMillis = configuration.wallClockMillis
         let result = try await drive(
             start: {
@@ -154,39 +199,30 @@ extension KVClient {
             send: { send, started in
                 switch send {
                 case .put(let node, let version, let attempt):
-                    let request = Message.putRequest(
-                        PutRequest(
-                            key: keyBytes, value: valueBytes, version: version, tombstone: tombstone, origin: .client,
-                            epoch: topology.map.epoch,
-                            expiresAtMillis: expiry(version), keyspace: 0))
+                    let request = route.putRequest(record(version), epoch: topology.map.epoch)
                     return self.send(request, to: node, in: topology).map {
                         self.writeEvent(node, attempt: attempt, $0, started: started)
                     }
                 case .hint(let fallback, let target, let version, let attempt):
-                    let request = Message.hintRequest(
-                        HintRequest(
-                            target: target,
-                            record: Record(
-                                key: keyBytes, version: version, tombstone: tombstone, value: valueBytes,
-                                expiresAtMillis: expiry(version)), keyspace: 0))
-                    return self.send(request, to: fallback, in: topology).map {
+                    return self.send(route.hintRequest(for: target, record(version)), to: fallback, in: topology).map {
                         self.hintEvent(fallback, for: target, attempt: attempt, $0)
                     }
                 }
             },
             late: { event in self.clock.withLock { event.observeClocks(&$0) } },
             settled: { operation.withLock(\.isSettled) })
+        let described = Self.describe(key) + Self.naming(route)
         switch result {
         case .acknowledged(let version, _):
             return version
         case .failed(let error):
-            throw KVClientError.unavailable("write of \(Self.describe(key)): \(error)")
+            throw KVClientError.unavailable("write of \(described): \(error)")
         case .conflict(let attempts):
             throw KVClientError.conflict(
-                "the write of \(Self.describe(key)) was superseded \(attempts) times by newer writes; giving up")
+                "the write of \(described) was superseded \(attempts) times by newer writes; giving up")
         case .beyondClockBound(let current):
             throw KVClientError.conflict(
-                "a replica holds \(Self.describe(key)) at \(current), more than maxClockOffset "
+                "a replica holds \(described) at \(current), more than maxClockOffset "
                     + "(\(configuration.maxClockOffset)) ahead of this client's clock: check the clocks' synchronisation"
             )
         }

@@ -105,11 +105,9 @@ extension KVClient {
     /// - Returns: the topology in use afterwards.
     @discardableResult
     func install(_ map: ClusterMap) throws -> Topology {
-        let ring: Ring
-        let next: Ring?
+        let routes: [String: Result<KeyspaceRoute, KVClientError>]
         do {
-            ring = try map.ring()
-            next = map.isChanging ? try map.nextRing() : nil
+            routes = try KeyspaceRoute.routes(of: map)
         } catch {
             throw KVClientError.invalidArgument("the cluster map is not a valid ring: \(error)")
         }
@@ -134,7 +132,7 @@ extension KVClient {
                 }
             }
             let dropped = (current?.nodes ?? [:]).filter { nodes[$0.key] !== $0.value }.map(\.value)
-            let installed = Topology(map: map, ring: ring, next: next, nodes: nodes)
+            let installed = Topology(map: map, routes: routes, nodes: nodes)
             current = installed
             return (installed, dropped)
         }

@@ -78,11 +78,19 @@ public final class KVClient: Sendable {
         /// Writes go to the replicas of both rings meanwhile.
         let next: Ring?
         let nodes: [String: RPCClient]
+        /// Every keyspace of the map not dropped, by name (`default` included): its rings and defaults,
+        /// or why it cannot be used.
+        let routes: [String: Result<KeyspaceRoute, KVClientError>]
 
-        init(map: ClusterMap, ring: Ring, next: Ring?, nodes: [String: RPCClient]) {
+        init(map: ClusterMap, routes: [String: Result<KeyspaceRoute, KVClientError>], nodes: [String: RPCClient]) {
             self.map = map
-            self.ring = ring
-            self.next = next
+            self.routes = routes
+            // The default keyspace's route always builds: `install` refuses a map whose ring does not.
+            guard case .success(let defaultRoute)? = routes[Keyspace.defaultName] else {
+                preconditionFailure("a topology without the default keyspace's route")
+            }
+            self.ring = defaultRoute.ring
+            self.next = defaultRoute.next
             self.nodes = nodes
         }
     }
@@ -132,24 +140,14 @@ public final class KVClient: Sendable {
     /// With `timeToLive`, the key reads as absent from the version's time plus the TTL on, on every
     /// replica at once (the expiry travels with the version), and is purged as deletes are.
     ///
+    /// The default keyspace's; `keyspace(_:)` opens another.
+    ///
     /// - Returns: the version the write was stored with.
     @discardableResult
     public func put(
         _ key: [UInt8], value: [UInt8], consistency: ConsistencyLevel? = nil, timeToLive: Duration? = nil
     ) async throws -> Version {
-        try await metrics.measure(.put, consistency: consistency ?? configuration.writeConsistency) {
-            try validate(key: key)
-            guard value.count <= Limits.valueBytesMax else {
-                throw KVClientError.invalidArgument(
-                    "value is \(value.count) bytes; the limit is \(Limits.valueBytesMax)")
-            }
-            if let timeToLive, timeToLive <= .zero || timeToLive > Limits.timeToLiveMax {
-                throw KVClientError.invalidArgument(
-                    "time to live \(timeToLive) is not in (0, \(Limits.timeToLiveMax)]")
-            }
-            return try await write(
-                key: key, value: value, tombstone: false, consistency: consistency, timeToLive: timeToLive)
-        }
+        try await put(key, value: value, consistency: consistency, timeToLive: timeToLive, in: Keyspace.defaultName)
     }
 
     /// Deletes `key` by writing a tombstone.
@@ -157,10 +155,7 @@ public final class KVClient: Sendable {
     /// - Returns: the version of the tombstone.
     @discardableResult
     public func delete(_ key: [UInt8], consistency: ConsistencyLevel? = nil) async throws -> Version {
-        try await metrics.measure(.delete, consistency: consistency ?? configuration.writeConsistency) {
-            try validate(key: key)
-            return try await write(key: key, value: [], tombstone: true, consistency: consistency)
-        }
+        try await delete(key, consistency: consistency, in: Keyspace.defaultName)
     }
 
     /// Reads `key` from `consistency` replicas (default: the configuration's) and returns the newest
@@ -173,9 +168,7 @@ public final class KVClient: Sendable {
     public func get(_ key: [UInt8], consistency: ConsistencyLevel? = nil, repair: ReadOperation.Repair? = nil)
         async throws -> KVValue?
     {
-        try await metrics.measure(.get, consistency: consistency ?? configuration.readConsistency) {
-            try await read(key, consistency: consistency, repair: repair)
-        }
+        try await get(key, consistency: consistency, repair: repair, in: Keyspace.defaultName)
     }
 
     /// Waits for the hints of earlier writes to be handed off (at most one request timeout), then

@@ -17,6 +17,14 @@ import Yams
 ///   - id: n2
 ///     address: 127.0.0.12:7411
 ///     tokens: [0x1000000000000000, ...]   # optional: explicit ring tokens
+/// keyspaces:                 # optional: the keyspaces besides `default` (kvctl keyspace create)
+///   - id: 1
+///     name: cache
+///     placement: simple:3
+///     read: one                # default quorum
+///     write: one               # default quorum
+///     ttl: 30m                 # optional: the default time to live of its writes
+///   - {id: 2, name: old, placement: simple:3, dropped: true}   # kept: ids are never given twice
 /// ```
 ///
 /// Nodes without explicit tokens get them from `TokenAllocator` in file order, so every reader of the
@@ -29,6 +37,7 @@ public enum ClusterFile {
         var placement: String?
         var tokensPerNode: Int?
         var nodes: [NodeDocument]
+        var keyspaces: [KeyspaceDocument]?
 
         enum CodingKeys: String, CodingKey {
             case clusterID = "cluster-id"
@@ -37,7 +46,18 @@ public enum ClusterFile {
             case placement
             case tokensPerNode = "tokens-per-node"
             case nodes
+            case keyspaces
         }
+    }
+
+    private struct KeyspaceDocument: Codable {
+        var id: UInt32
+        var name: String
+        var placement: String
+        var read: String?
+        var write: String?
+        var ttl: String?
+        var dropped: Bool?
     }
 
     private struct NodeDocument: Codable {
@@ -66,7 +86,9 @@ public enum ClusterFile {
         let document: Document
         do {
             if let dictionary = try Yams.load(yaml: text) as? [String: Any] {
-                let known: Set = ["cluster-id", "epoch", "replication-factor", "placement", "tokens-per-node", "nodes"]
+                let known: Set = [
+                    "cluster-id", "epoch", "replication-factor", "placement", "tokens-per-node", "nodes", "keyspaces",
+                ]
                 if let unknown = dictionary.keys.sorted().first(where: { !known.contains($0) }) {
                     throw ConfigError("\(source): unknown setting '\(unknown)'")
                 }
@@ -131,7 +153,7 @@ public enum ClusterFile {
             allocated.append(RingNode(id: entry.id, tokens: tokens))
             nodes.append(ClusterMap.Node(id: entry.id, address: entry.address, tokens: tokens, zone: zone))
         }
-        let map = ClusterMap(
+        var map = ClusterMap(
             clusterID: document.clusterID ?? defaultClusterID,
             epoch: document.epoch ?? 1,
             placement: placement,
@@ -142,7 +164,81 @@ public enum ClusterFile {
         } catch {
             throw ConfigError("\(source): \(error)")
         }
+        map.keyspaces = try keyspaces(document.keyspaces ?? [], of: map, source: source)
         return map
+    }
+
+    /// The file's keyspaces, checked as `kvctl keyspace create` checks them: valid unique names (among
+    /// those not dropped), unique ids within `Limits.keyspaceIDsMax`, rules that make a ring of the
+    /// nodes, levels that fit their N, a TTL within `Limits.timeToLiveMax`.
+    private static func keyspaces(_ documents: [KeyspaceDocument], of map: ClusterMap, source: String)
+        throws(ConfigError) -> [Keyspace]
+    {
+        guard documents.count <= Limits.keyspaceIDsMax,
+            documents.count(where: { $0.dropped != true }) <= Limits.keyspacesMax
+        else {
+            throw ConfigError(
+                "\(source): a cluster holds at most \(Limits.keyspacesMax) keyspaces (\(Limits.keyspaceIDsMax) ever)")
+        }
+        var ids: Set<UInt32> = []
+        var names: Set<String> = []
+        var keyspaces: [Keyspace] = []
+        for entry in documents {
+            let what = "\(source): keyspace '\(entry.name)'"
+            guard Keyspace.isValidName(entry.name) else {
+                throw ConfigError(
+                    "\(what): not a keyspace name (1-\(Limits.nameBytesMax) letters, digits, '_' or '-', starting with a letter)"
+                )
+            }
+            guard (1...UInt32(Limits.keyspaceIDsMax)).contains(entry.id), ids.insert(entry.id).inserted else {
+                throw ConfigError("\(what): id \(entry.id) is taken or not in 1...\(Limits.keyspaceIDsMax)")
+            }
+            guard entry.name != Keyspace.defaultName else {
+                throw ConfigError("\(what): the default keyspace is the cluster's own placement, not listed")
+            }
+            let dropped = entry.dropped ?? false
+            guard dropped || names.insert(entry.name).inserted else {
+                throw ConfigError("\(what) is listed twice")
+            }
+            guard let placement = Placement(parsing: entry.placement) else {
+                throw ConfigError(
+                    "\(what): placement '\(entry.placement)' is not simple:N, zones:ZONE=COUNT,... or spread:N/PER-ZONE"
+                )
+            }
+            var levels: [ConsistencyLevel] = []
+            for (setting, text) in [("read", entry.read), ("write", entry.write)] {
+                guard let level = ConsistencyLevel(parsing: text ?? "quorum") else {
+                    throw ConfigError(
+                        "\(what): \(setting) '\(text ?? "")' is not one, quorum, all, local_quorum, each_quorum or a count"
+                    )
+                }
+                levels.append(level)
+            }
+            var timeToLive: Duration?
+            if let text = entry.ttl {
+                guard let ttl = Duration(parsingShort: text), ttl > .zero, ttl <= Limits.timeToLiveMax else {
+                    throw ConfigError(
+                        "\(what): ttl '\(text)' is not a duration (250ms, 30s, 30m, 12h, 7d) up to \(Limits.timeToLiveMax)"
+                    )
+                }
+                timeToLive = ttl
+            }
+            let keyspace = Keyspace(
+                id: entry.id, name: entry.name, placement: placement, readLevel: levels[0], writeLevel: levels[1],
+                timeToLive: timeToLive, dropped: dropped)
+            if !dropped {
+                do {
+                    let ring = try map.ring(of: keyspace)
+                    for level in levels where !level.countsZones {
+                        _ = try level.required(replicationFactor: ring.replicationFactor)
+                    }
+                } catch {
+                    throw ConfigError("\(what): \(error)")
+                }
+            }
+            keyspaces.append(keyspace)
+        }
+        return keyspaces.sorted { $0.id < $1.id }
     }
 
     /// Writes a cluster file for `map`, listing every node's tokens explicitly.
@@ -162,6 +258,16 @@ public enum ClusterFile {
             let tokens = node.tokens.map { "\"0x\(String($0, radix: 16))\"" }.joined(separator: ", ")
             lines.append("    tokens: [\(tokens)]")
         }
+        if !map.keyspaces.isEmpty { lines.append("keyspaces:") }
+        for keyspace in map.keyspaces {
+            lines.append("  - id: \(keyspace.id)")
+            lines.append("    name: \(keyspace.name)")
+            lines.append("    placement: \(keyspace.placement)")
+            lines.append("    read: \"\(keyspace.readLevel)\"")
+            lines.append("    write: \"\(keyspace.writeLevel)\"")
+            if let ttl = keyspace.timeToLive { lines.append("    ttl: \(ttl.parsableShortDescription)") }
+            if keyspace.dropped { lines.append("    dropped: true") }
+        }
         return lines.joined(separator: "\n") + "\n"
     }
 
@@ -179,5 +285,21 @@ public struct ConfigError: Error, Hashable, CustomStringConvertible {
 
     public init(_ description: String) {
         self.description = description
+    }
+}
+
+extension Duration {
+    /// The duration as `Duration(parsingShort:)` reads it back: a whole number of the largest unit
+    /// (`d`, `h`, `m`, `s`, `ms`) that divides it; below a millisecond is dropped.
+    public var parsableShortDescription: String {
+        let (seconds, attoseconds) = components
+        let millis = seconds.multipliedReportingOverflow(by: 1000)
+        guard !millis.overflow else { return "\(seconds)s" }
+        let total = millis.partialValue.addingReportingOverflow(attoseconds / 1_000_000_000_000_000).partialValue
+        for (unit, size) in [("d", Int64(86_400_000)), ("h", 3_600_000), ("m", 60_000), ("s", 1000)]
+        where total != 0 && total % size == 0 {
+            return "\(total / size)\(unit)"
+        }
+        return "\(total)ms"
     }
 }

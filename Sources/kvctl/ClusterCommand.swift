@@ -13,7 +13,8 @@ struct ClusterCommand: AsyncParsableCommand {
 
     struct Show: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
-            abstract: "Show the latest cluster map (epoch, N, nodes and their states) and each node's epoch.")
+            abstract:
+                "Show the latest cluster map (epoch, N, nodes and their states, keyspaces) and each node's epoch.")
 
         @OptionGroup var global: GlobalOptions
 
@@ -33,7 +34,8 @@ struct ClusterCommand: AsyncParsableCommand {
                             clusterID: map.clusterID, epoch: map.epoch, replicationFactor: map.replicationFactor,
                             placement: "\(map.placement)", pendingReplicationFactor: map.pendingReplicationFactor,
                             pendingPlacement: map.pendingPlacement.map { "\($0)" }, streaming: map.streaming,
-                            change: map.isChanging ? map.changeSummary : nil, nodes: rows))
+                            change: map.isChanging ? map.changeSummary : nil, nodes: rows,
+                            keyspaces: KeyspaceDocument.all(of: map)))
                     return
                 }
                 print(
@@ -61,6 +63,8 @@ struct ClusterCommand: AsyncParsableCommand {
                             + " " + row.state.padding(toLength: 9, withPad: " ", startingAt: 0) + " "
                             + String(row.tokens).padding(toLength: 7, withPad: " ", startingAt: 0) + " " + epoch)
                 }
+                print("")
+                printKeyspaceTable(KeyspaceDocument.all(of: map))
             }
         }
     }
@@ -118,4 +122,6 @@ private struct MapDocument: Encodable {
     var streaming: [String]
     var change: String?
     var nodes: [MapNode]
+    /// The keyspaces not dropped, `default` first.
+    var keyspaces: [KeyspaceDocument]
 }

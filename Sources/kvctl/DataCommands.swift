@@ -51,13 +51,14 @@ struct Put: AsyncParsableCommand {
             let bytes = try readValue()
             if let node {
                 let outcome = try await global.withClient { client in
-                    try await client.writeReplica(Array(key.utf8), value: bytes, node: node)
+                    try await client.keyspace(global.keyspaceName).writeReplica(
+                        Array(key.utf8), value: bytes, node: node)
                 }
                 try reportReplicaWrite(outcome, key: key, node: node, bytes: bytes.count, json: global.json)
                 return
             }
             let version = try await global.withClient { client in
-                try await client.put(
+                try await client.keyspace(global.keyspaceName).put(
                     Array(key.utf8), value: bytes, consistency: consistency.write,
                     timeToLive: ttl.flatMap(Duration.init(parsingShort:)))
             }
@@ -107,7 +108,8 @@ struct Get: AsyncParsableCommand {
                 return
             }
             let found = try await global.withClient { client in
-                try await client.get(Array(key.utf8), consistency: consistency.read, repair: repairMode)
+                try await client.keyspace(global.keyspaceName).get(
+                    Array(key.utf8), consistency: consistency.read, repair: repairMode)
             }
             guard let found else {
                 try notFound("key not found: \(key)", ReadDocument(ok: true, key: key, found: false))
@@ -155,7 +157,7 @@ struct Get: AsyncParsableCommand {
         let record: StoredRecord?
         do {
             record = try await global.withClient { client in
-                try await client.replicaRecord(Array(key.utf8), node: node)
+                try await client.keyspace(global.keyspaceName).replicaRecord(Array(key.utf8), node: node)
             }
         } catch let error as KVClientError where error.refusalCode == .notReplica {
             // The node does not keep the key's range in its map: it holds nothing for it.
@@ -230,13 +232,14 @@ struct Delete: AsyncParsableCommand {
         try await reportingFailures(json: global.json) {
             if let node {
                 let outcome = try await global.withClient { client in
-                    try await client.writeReplica(Array(key.utf8), value: [], tombstone: true, node: node)
+                    try await client.keyspace(global.keyspaceName).writeReplica(
+                        Array(key.utf8), value: [], tombstone: true, node: node)
                 }
                 try reportReplicaWrite(outcome, key: key, node: node, bytes: 0, json: global.json)
                 return
             }
             let version = try await global.withClient { client in
-                try await client.delete(Array(key.utf8), consistency: consistency.write)
+                try await client.keyspace(global.keyspaceName).delete(Array(key.utf8), consistency: consistency.write)
             }
             if global.json {
                 try printJSON(WriteDocument(ok: true, key: key, version: "\(version)", bytes: 0))

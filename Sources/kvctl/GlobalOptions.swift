@@ -32,11 +32,22 @@ struct GlobalOptions: ParsableArguments {
         help: "This client's zone, for --consistency local_quorum (env QUORUMKV_ZONE).")
     var clientZone: String?
 
+    @Option(
+        help: "The keyspace of put, get, delete and ring (env QUORUMKV_KEYSPACE; default: the default keyspace).")
+    var keyspace: String?
+
     @Option(help: "Seconds to wait for a node's answer.")
     var timeout: Double = 5
 
     @Flag(help: "Print one JSON document on stdout.")
     var json = false
+
+    /// The keyspace the data commands use: `--keyspace`, else `QUORUMKV_KEYSPACE`, else `default`.
+    var keyspaceName: String {
+        if let keyspace { return keyspace }
+        let environment = ProcessInfo.processInfo.environment["QUORUMKV_KEYSPACE"] ?? ""
+        return environment.isEmpty ? Keyspace.defaultName : environment
+    }
 
     func clientConfiguration() throws -> KVClientConfiguration {
         guard timeout > 0, timeout <= 3600 else {

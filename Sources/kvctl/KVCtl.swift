@@ -11,6 +11,7 @@ struct KVCtl: AsyncParsableCommand {
             """,
         subcommands: [
             Put.self, Get.self, Delete.self, Status.self, Repair.self, RingCommand.self, ClusterCommand.self,
+            KeyspaceCommand.self,
             JoinCommand.self, LeaveCommand.self, ReplaceCommand.self, DrainCommand.self, WaitReadyCommand.self,
             Certs.self, BackupCommand.self,
             RestoreCommand.self,

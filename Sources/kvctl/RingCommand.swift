@@ -6,7 +6,8 @@ import KVCore
 struct RingCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "ring",
-        abstract: "Show token ownership per node, or one key's token and preference list (kvctl ring KEY)."
+        abstract: "Show token ownership per node, or one key's token and preference list (kvctl ring KEY).",
+        discussion: "Of the keyspace --keyspace names (its own N and placement), the default keyspace's otherwise."
     )
 
     @OptionGroup var global: GlobalOptions
@@ -18,9 +19,10 @@ struct RingCommand: AsyncParsableCommand {
     func run() async throws {
         try await reportingFailures(json: global.json) {
             let map = try await global.withClient { client in try await client.latestClusterMap() }
+            let keyspace = try selectedKeyspace(global, in: map)
             let ring: Ring
             do {
-                ring = try map.ring()
+                ring = try map.ring(of: keyspace)
             } catch {
                 throw CommandFailure("the cluster map is not a valid ring: \(error)")
             }
@@ -32,10 +34,12 @@ struct RingCommand: AsyncParsableCommand {
                 if global.json {
                     try printJSON(
                         KeyDocument(
-                            key: key, token: token.description, replicas: replicas, replicaZones: zones,
+                            keyspace: keyspace.name, key: key, token: token.description, replicas: replicas,
+                            replicaZones: zones,
                             fallbacks: fallbacks, replicationFactor: ring.replicationFactor,
                             placement: "\(ring.placement)"))
                 } else {
+                    if keyspace.id != Keyspace.defaultID { print("keyspace   \(keyspace.name)") }
                     print("key        \(key)")
                     print("token      \(token)")
                     let named = zip(replicas, zones).map { $1.isEmpty ? $0 : "\($0)@\($1)" }
@@ -56,12 +60,14 @@ struct RingCommand: AsyncParsableCommand {
             if global.json {
                 try printJSON(
                     RingDocument(
-                        clusterID: map.clusterID, epoch: map.epoch, replicationFactor: map.replicationFactor,
-                        placement: "\(map.placement)", nodes: rows))
+                        clusterID: map.clusterID, epoch: map.epoch, keyspace: keyspace.name,
+                        replicationFactor: ring.replicationFactor, placement: "\(ring.placement)", nodes: rows))
             } else {
                 print(
-                    "cluster \(map.clusterID), epoch \(map.epoch), N=\(map.replicationFactor)"
-                        + (map.placement.usesZones ? ", placement \(map.placement)" : ""))
+                    "cluster \(map.clusterID), epoch \(map.epoch)"
+                        + (keyspace.id == Keyspace.defaultID ? "" : ", keyspace \(keyspace.name)")
+                        + ", N=\(ring.replicationFactor)"
+                        + (ring.placement.usesZones ? ", placement \(ring.placement)" : ""))
                 let zoneWidth = max(4, rows.map(\.zone.count).max() ?? 0)
                 print(
                     "NODE        ADDRESS                "
@@ -83,6 +89,7 @@ struct RingCommand: AsyncParsableCommand {
 }
 
 private struct KeyDocument: Encodable {
+    var keyspace: String
     var key: String
     var token: String
     var replicas: [String]
@@ -105,6 +112,7 @@ private struct NodeShare: Encodable {
 private struct RingDocument: Encodable {
     var clusterID: String
     var epoch: UInt64
+    var keyspace: String
     var replicationFactor: Int
     var placement: String
     var nodes: [NodeShare]

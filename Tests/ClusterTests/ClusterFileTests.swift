@@ -46,6 +46,63 @@ import Testing
     }
 }
 
+/// `cluster.yaml`'s keyspaces (issue 20): what `kvctl` renders for a fresh client reads back as the
+/// same keyspaces, dropped ones included (their ids are never given again).
+@Suite struct ClusterFileKeyspaceTests {
+    static let keyspaces = """
+        keyspaces:
+          - {id: 1, name: cache, placement: simple:3, read: one, write: one, ttl: 30m}
+          - {id: 2, name: accounts, placement: "simple:4", read: 3, write: quorum}
+          - {id: 3, name: cache, placement: simple:2, dropped: true}
+        """
+
+    @Test func keyspacesAreReadAndWrittenBack() throws {
+        let map = try ClusterFile.parse(
+            ClusterFileTests.zoned.replacingOccurrences(of: "spread:3/1", with: "simple:3") + "\n" + Self.keyspaces)
+        #expect(map.keyspaces.map(\.name) == ["cache", "accounts", "cache"])
+        let cache = try #require(map.keyspace(named: "cache"))
+        #expect(cache.id == 1 && cache.placement == .simple(replicas: 3) && cache.readLevel == .one)
+        #expect(cache.writeLevel == .one && cache.timeToLive == .seconds(1800))
+        let accounts = try #require(map.keyspace(named: "accounts"))
+        #expect(accounts.readLevel == .count(3) && accounts.writeLevel == .quorum && accounts.timeToLive == nil)
+        #expect(map.keyspaces[2].dropped && map.keyspace(id: 3) == nil)
+        #expect(try map.ring(of: accounts).replicationFactor == 4)
+        // A client starting from the rendered file knows every keyspace as the map had it.
+        #expect(try ClusterFile.parse(ClusterFile.render(map)) == map)
+
+        // A map grown by changes, as `kvctl` writes it out.
+        var grown = try map.applying(
+            .createKeyspace("sessions", KeyspaceSettings(timeToLive: .some(.milliseconds(1500)))))
+        grown = try grown.applying(.dropKeyspace("accounts"))
+        let rendered = ClusterFile.render(grown)
+        #expect(rendered.contains("ttl: 1500ms") && rendered.contains("dropped: true"))
+        let read = try ClusterFile.parse(rendered)
+        #expect(read.keyspaces == grown.keyspaces && read.keyspace(named: "sessions")?.id == 4)
+        // No keyspaces: the file is what it always was.
+        #expect(!ClusterFile.render(try ClusterFile.parse(ClusterFileTests.zoned)).contains("keyspaces"))
+    }
+
+    @Test(arguments: [
+        ("{id: 1, name: 9lives, placement: simple:3}", "not a keyspace name"),
+        ("{id: 1, name: a, placement: simple:3}\n  - {id: 1, name: b, placement: simple:3}", "id 1 is taken"),
+        ("{id: 0, name: a, placement: simple:3}", "id 0 is taken or not in"),
+        ("{id: 1, name: a, placement: simple:3}\n  - {id: 2, name: a, placement: simple:3}", "listed twice"),
+        ("{id: 1, name: default, placement: simple:3}", "not listed"),
+        ("{id: 1, name: a, placement: simple:9}", "keyspace 'a'"),
+        ("{id: 1, name: a, placement: simple:3, read: 4}", "keyspace 'a'"),
+        ("{id: 1, name: a, placement: simple:3, write: most}", "write 'most' is not"),
+        ("{id: 1, name: a, placement: simple:3, ttl: 11y}", "ttl '11y'"),
+        ("{id: 1, name: a, placement: simple:3, ttl: 4000d}", "ttl '4000d'"),
+    ])
+    func aKeyspaceTheClusterCannotHaveIsAClearError(_ entry: String, _ reason: String) throws {
+        let text =
+            ClusterFileTests.zoned.replacingOccurrences(of: "spread:3/1", with: "simple:3") + "\nkeyspaces:\n  - "
+            + entry
+        let error = try #require(throws: ConfigError.self) { try ClusterFile.parse(text) }
+        #expect(error.description.contains(reason), "\(error)")
+    }
+}
+
 /// Every `kvctl` command parses its own options: two options of one name (a command's and the global
 /// options') only fail when that command runs, so each command's help is asked for.
 @Suite struct KvctlCommandTreeTests {
@@ -83,5 +140,26 @@ import Testing
             level = next
         }
         #expect(checked > 25, "only \(checked) commands found")
+    }
+
+    /// The keyspace commands and the global `--keyspace`, and their usage errors (exit 64, before any
+    /// node is asked).
+    @Test func keyspaceCommandsAndOption() throws {
+        let help = try run("kvctl", ["keyspace", "--help"])
+        #expect(Self.subcommands(help.stdout).prefix(5) == ["list", "show", "create", "alter", "drop"])
+        for path in [["put"], ["get"], ["delete"], ["ring"], ["keyspace", "list"]] {
+            #expect(try run("kvctl", path + ["--help"]).stdout.contains("--keyspace"), "\(path)")
+        }
+        #expect(try run("kvctl", ["keyspace", "drop", "--help"]).stdout.contains("--force"))
+        for (arguments, reason) in [
+            (["keyspace", "create", "a", "--rf", "3", "--placement", "simple:3"], "either --rf or --placement"),
+            (["keyspace", "create", "a", "--read", "most"], "--read must be"),
+            (["keyspace", "alter", "a", "--ttl", "5q"], "--ttl must be"),
+            (["keyspace", "create", "a", "--ttl", "none"], "--ttl none is for alter"),
+            (["keyspace", "create", "a", "--rf", "0"], "--rf must be"),
+        ] {
+            let result = try run("kvctl", arguments)
+            #expect(result.status == 64 && result.stderr.contains(reason), "\(arguments): \(result.stderr)")
+        }
     }
 }

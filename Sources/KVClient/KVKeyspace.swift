@@ -1,0 +1,71 @@
+public import KVCore
+
+/// One keyspace of a cluster, opened with `KVClient.keyspace(_:)`: the client's data operations on
+/// that keyspace's keys.
+///
+/// Its keys are its own: the same bytes in another keyspace are another key. Each operation is
+/// coordinated as the client's own (quorums, read repair, hinted handoff, newer-map retries), on the
+/// keyspace's ring with its N, and uses its read and write levels (`kvctl keyspace create --read/--write`)
+/// and default time to live (`--ttl`) when the call names none. Copies share the client: open them
+/// freely, keep them as long as the client. An unknown or dropped keyspace fails each operation with
+/// `KVClientError.isInvalidArgument`, naming it.
+public struct KVKeyspace: Sendable {
+    /// The keyspace's name, as the cluster map has it.
+    public let name: String
+    /// The client whose connections, clock and map the keyspace's operations use.
+    public let client: KVClient
+
+    init(name: String, client: KVClient) {
+        self.name = name
+        self.client = client
+    }
+
+    /// Writes `value` under `key`, acknowledged by `consistency` replicas (default: the keyspace's
+    /// write level). It expires after `timeToLive`, or the keyspace's default TTL when nil (a keyspace
+    /// without one: never).
+    ///
+    /// - Returns: the version the write was stored with.
+    @discardableResult
+    public func put(
+        _ key: [UInt8], value: [UInt8], consistency: ConsistencyLevel? = nil, timeToLive: Duration? = nil
+    ) async throws -> Version {
+        try await client.put(key, value: value, consistency: consistency, timeToLive: timeToLive, in: name)
+    }
+
+    /// Deletes `key` by writing a tombstone (default level: the keyspace's write level).
+    ///
+    /// - Returns: the version of the tombstone.
+    @discardableResult
+    public func delete(_ key: [UInt8], consistency: ConsistencyLevel? = nil) async throws -> Version {
+        try await client.delete(key, consistency: consistency, in: name)
+    }
+
+    /// Reads `key` from `consistency` replicas (default: the keyspace's read level) and returns the
+    /// newest version they hold, repairing replicas that answered older (as `KVClient.get`).
+    ///
+    /// - Returns: the value and its version, or nil when the key does not exist, was deleted or expired.
+    public func get(_ key: [UInt8], consistency: ConsistencyLevel? = nil, repair: ReadOperation.Repair? = nil)
+        async throws -> KVValue?
+    {
+        try await client.get(key, consistency: consistency, repair: repair, in: name)
+    }
+
+    /// What one replica holds for `key` in this keyspace, bypassing coordination (admin certificate).
+    public func replicaRecord(_ key: [UInt8], node: String) async throws -> StoredRecord? {
+        try await client.replicaRecord(key, node: node, in: name)
+    }
+
+    /// Writes `value` (or a tombstone) under `key` in this keyspace to one replica only, bypassing
+    /// coordination (admin certificate).
+    @discardableResult
+    public func writeReplica(_ key: [UInt8], value: [UInt8], tombstone: Bool = false, node: String) async throws
+        -> ApplyOutcome
+    {
+        try await client.writeReplica(key, value: value, tombstone: tombstone, node: node, in: name)
+    }
+
+    /// The replicas of `key` in this keyspace, in preference order (its ring in the map in use).
+    public func replicas(ofKey key: [UInt8]) async throws -> [String] {
+        try await client.topologyAndRoute(name).1.ring.preferenceList(forKey: key)
+    }
+}

@@ -1,0 +1,167 @@
+import Foundation
+import KVClient
+import KVConfig
+import KVCore
+import Testing
+
+extension RealProcessTests {
+    /// Real processes with keyspaces (issue 20): one 6-node cluster holds the seed's caching keyspace
+    /// (N=3, R=1, W=1) and its accounts keyspace (N=5, R=3, W=3), made with `kvctl keyspace create`.
+    /// The same key bytes are three keys, and each keyspace tolerates exactly the replica failures the
+    /// seed's table says for its N, R and W (as `QuorumTableTests` checks for the default keyspace).
+    @Suite(.timeLimit(.minutes(5)))
+    struct KeyspaceClusterTests {
+        /// The addresses of n1…n6; no other test uses them.
+        static let hosts = [100, 120, 150, 155, 160, 165]
+
+        /// What `kvctl ring KEY --keyspace NAME --json` prints.
+        struct KeyRing: Decodable {
+            var keyspace: String
+            var replicas: [String]
+            var replicationFactor: Int
+        }
+
+        /// Runs `kvctl` (admin) and expects it to succeed; returns its stdout.
+        @discardableResult
+        static func kvctl(_ arguments: [String], in cluster: ClusterHarness) async throws -> String {
+            let result = try await offThePool { try cluster.kvctl(arguments) }
+            guard result.status == 0 else {
+                throw HarnessError("kvctl \(arguments.joined(separator: " ")): exit \(result.status): \(result.stderr)")
+            }
+            return result.stdout
+        }
+
+        /// Keys of `keyspace` that share one preference list in its ring, and that list.
+        static func keys(sharingReplicasIn keyspace: KVKeyspace, prefix: String) async throws -> (
+            keys: [String], replicas: [String]
+        ) {
+            let candidates = (0..<2000).map { "\(prefix)\($0)" }
+            let replicas = try await keyspace.replicas(ofKey: Array(candidates[0].utf8))
+            var keys: [String] = []
+            for key in candidates where keys.count < 8 {
+                if try await keyspace.replicas(ofKey: Array(key.utf8)) == replicas { keys.append(key) }
+            }
+            return (keys, replicas)
+        }
+
+        /// Kills the replicas of `keys` in `keyspace` one by one (up to `tolerated + 1`) and checks,
+        /// after each kill, that a put and a get at the keyspace's default levels succeed exactly while
+        /// `tolerated` or fewer are dead, and otherwise fail fast naming the counts.
+        static func checkTolerance(
+            of keyspace: KVKeyspace, keys: [String], replicas: [String], tolerated: Int, r: Int, w: Int,
+            in cluster: ClusterHarness
+        ) async throws {
+            let n = replicas.count
+            var survivedBoth = -1
+            for failures in 0...(tolerated + 1) {
+                if failures > 0 {
+                    try await offThePool { cluster.stop(replicas[failures - 1], signal: SIGKILL) }
+                }
+                let alive = n - failures
+                var worked = true
+                for key in keys {
+                    let value = Array("\(keyspace.name)-after-\(failures)".utf8)
+                    let started = ContinuousClock.now
+                    do {
+                        // No level named: the keyspace's own W.
+                        try await keyspace.put(Array(key.utf8), value: value)
+                        #expect(alive >= w, "\(keyspace.name): a write at W=\(w) succeeded with \(alive) alive")
+                    } catch let error as KVClientError {
+                        worked = false
+                        #expect(alive < w, "\(keyspace.name): write at W=\(w) failed with \(alive) alive: \(error)")
+                        #expect(error.description.contains("needs \(w) of \(n)"), "\(error)")
+                        #expect(error.description.contains("in keyspace '\(keyspace.name)'"), "\(error)")
+                        #expect(ContinuousClock.now - started < .seconds(10), "must fail fast: \(error)")
+                    }
+                    let readStarted = ContinuousClock.now
+                    do {
+                        let found = try await keyspace.get(Array(key.utf8))
+                        #expect(alive >= r, "\(keyspace.name): a read at R=\(r) succeeded with \(alive) alive")
+                        if r + w > n && alive >= w {
+                            #expect(found?.value == value, "R+W>N: the read must see the write just acknowledged")
+                        }
+                    } catch let error as KVClientError {
+                        worked = false
+                        #expect(alive < r, "\(keyspace.name): read at R=\(r) failed with \(alive) alive: \(error)")
+                        #expect(error.description.contains("needs \(r) of \(n)"), "\(error)")
+                        #expect(ContinuousClock.now - readStarted < .seconds(10), "must fail fast: \(error)")
+                    }
+                }
+                if worked { survivedBoth = failures }
+            }
+            #expect(survivedBoth == tolerated, "\(keyspace.name) survived \(survivedBoth) failures, not \(tolerated)")
+        }
+
+        @Test func twoKeyspacesToleratePerTheirOwnNRAndW() async throws {
+            let cluster = try ClusterHarness(hosts: Self.hosts, replicationFactor: 3)
+            defer { cluster.tearDown() }
+            try await offThePool { try cluster.startAll() }
+            // Made before the keyspaces exist: it must find them in the cluster's map by itself.
+            let client = try cluster.client(timeout: .seconds(20))
+
+            try await Self.kvctl(
+                ["keyspace", "create", "cache", "--rf", "3", "--read", "one", "--write", "one", "--ttl", "1h"],
+                in: cluster)
+            try await Self.kvctl(
+                ["keyspace", "create", "accounts", "--rf", "5", "--read", "quorum", "--write", "quorum"], in: cluster)
+            let listed = try await Self.kvctl(["keyspace", "list"], in: cluster)
+            #expect(listed.contains("cache") && listed.contains("accounts"), "\(listed)")
+            let cache = client.keyspace("cache")
+            let accounts = client.keyspace("accounts")
+
+            // The same bytes are three keys: one per keyspace.
+            let key = Array("user:42".utf8)
+            try await client.put(key, value: Array("in default".utf8))
+            try await cache.put(key, value: Array("in cache".utf8))
+            try await accounts.put(key, value: Array("in accounts".utf8))
+            #expect(try await client.get(key)?.value == Array("in default".utf8))
+            #expect(try await cache.get(key)?.value == Array("in cache".utf8))
+            #expect(try await accounts.get(key)?.value == Array("in accounts".utf8))
+            // The keyspace's default TTL travels with writes that name none; a put's own TTL wins.
+            let cached = try #require(try await cache.get(key))
+            #expect(cached.expiresAtMillis == cached.version.millis + 3_600_000, "\(cached)")
+            try await cache.put(key, value: Array("in cache".utf8), timeToLive: .seconds(600))
+            let shorter = try #require(try await cache.get(key))
+            #expect(shorter.expiresAtMillis == shorter.version.millis + 600_000, "\(shorter)")
+            #expect(try await accounts.get(key)?.expiresAtMillis == nil)
+            #expect(try await client.get(key)?.expiresAtMillis == nil)
+            let shown = try await Self.kvctl(["get", "user:42", "--keyspace", "accounts"], in: cluster)
+            #expect(shown.hasPrefix("in accounts"), "\(shown)")
+            let ring = try JSONDecoder().decode(
+                KeyRing.self,
+                from: Data(
+                    try await Self.kvctl(["ring", "user:42", "--keyspace", "accounts", "--json"], in: cluster).utf8))
+            #expect(ring.keyspace == "accounts" && ring.replicationFactor == 5)
+            #expect(ring.replicas == (try await accounts.replicas(ofKey: key)))
+            // An unknown keyspace is an error naming it.
+            let unknown = try await #require(throws: KVClientError.self) {
+                try await client.keyspace("sessions").put(key, value: [1])
+            }
+            #expect(unknown.isInvalidArgument && unknown.description.contains("no keyspace 'sessions'"), "\(unknown)")
+
+            // A client that starts from the cluster file kvctl would write knows the keyspaces.
+            let rendered = ClusterFile.render(try await client.latestClusterMap())
+            let fresh = try ClusterFile.parse(rendered)
+            #expect(fresh.keyspace(named: "cache")?.writeLevel == .one)
+            #expect(fresh.keyspace(named: "accounts")?.placement == .simple(replicas: 5))
+
+            // cache, N=3 R=1 W=1: reads and writes go on with 2 of a key's 3 replicas dead.
+            let cacheKeys = try await Self.keys(sharingReplicasIn: cache, prefix: "c")
+            #expect(cacheKeys.replicas.count == 3 && cacheKeys.keys.count >= 2)
+            try await Self.checkTolerance(
+                of: cache, keys: cacheKeys.keys, replicas: cacheKeys.replicas, tolerated: 2, r: 1, w: 1, in: cluster)
+            await client.close()
+            for node in cacheKeys.replicas { try await offThePool { try cluster.start(node) } }
+
+            // accounts, N=5 R=3 W=3: 2 of 5 dead are tolerated, 3 fail fast. A new client: the one before
+            // holds the restarted nodes in its reconnect backoff.
+            let second = try cluster.client(timeout: .seconds(20))
+            let accountKeys = try await Self.keys(sharingReplicasIn: second.keyspace("accounts"), prefix: "a")
+            #expect(accountKeys.replicas.count == 5 && accountKeys.keys.count >= 2)
+            try await Self.checkTolerance(
+                of: second.keyspace("accounts"), keys: accountKeys.keys, replicas: accountKeys.replicas, tolerated: 2,
+                r: 3, w: 3, in: cluster)
+            await second.close()
+        }
+    }
+}

@@ -1,0 +1,206 @@
+import Foundation
+import KVCore
+import KVTLS
+import KVWire
+import NIOCore
+import Testing
+
+@testable import KVClient
+
+/// Keyspaces in the SDK (issue 20): a keyspace's keys go to its own ring's replicas, with its id on
+/// every request, its N and its default levels and TTL; an unknown or dropped keyspace fails naming it.
+@Suite(.timeLimit(.minutes(1)))
+struct KeyspaceRoutingTests {
+    /// Six nodes on ports where nothing listens: every connection is refused at once, so an operation
+    /// fails fast with a quorum error naming the replicas it was for (its keyspace's ring and N).
+    static let base: ClusterMap = {
+        var nodes: [ClusterMap.Node] = []
+        for index in 1...6 {
+            let tokens = TokenAllocator.tokensForJoiningNode(
+                "n\(index)", existing: nodes.map(\.ringNode), tokensPerNode: 8)
+            nodes.append(ClusterMap.Node(id: "n\(index)", address: "127.0.0.1:\(index)", tokens: tokens))
+        }
+        return ClusterMap(clusterID: "test", epoch: 3, replicationFactor: 3, nodes: nodes)
+    }()
+
+    /// `base` with `cache` (N=3, R=1, W=1, TTL 30m), `accounts` (N=5, R=3, W=3) and a dropped `old`.
+    static func map() throws -> ClusterMap {
+        try base
+            .applying(
+                .createKeyspace(
+                    "cache",
+                    KeyspaceSettings(
+                        placement: .simple(replicas: 3), readLevel: .one, writeLevel: .one,
+                        timeToLive: .some(.seconds(1800))))
+            )
+            .applying(
+                .createKeyspace(
+                    "accounts",
+                    KeyspaceSettings(placement: .simple(replicas: 5), readLevel: .count(3), writeLevel: .count(3)))
+            )
+            .applying(.createKeyspace("old", KeyspaceSettings()))
+            .applying(.dropKeyspace("old"))
+    }
+
+    static let keys = (0..<64).map { Array("key-\($0)".utf8) }
+
+    @Test func eachKeyspaceRoutesToItsOwnRingWithItsDefaults() throws {
+        let map = try Self.map()
+        let routes = try KeyspaceRoute.routes(of: map)
+        #expect(Set(routes.keys) == ["default", "cache", "accounts"], "a dropped keyspace has no route")
+        let cache = try #require(try routes["cache"]?.get())
+        let accounts = try #require(try routes["accounts"]?.get())
+        let standard = try #require(try routes["default"]?.get())
+        #expect(cache.id == map.keyspace(named: "cache")?.id && cache.id != 0)
+        #expect(accounts.id == map.keyspace(named: "accounts")?.id && accounts.id != cache.id)
+        #expect(standard.id == 0)
+
+        var differ = false
+        for key in Self.keys {
+            for (name, route) in [("cache", cache), ("accounts", accounts), ("default", standard)] {
+                let expected = try map.ring(of: #require(map.keyspace(named: name))).preferenceList(forKey: key)
+                #expect(route.ring.preferenceList(forKey: key) == expected)
+            }
+            #expect(accounts.ring.preferenceList(forKey: key).count == 5)
+            #expect(cache.ring.preferenceList(forKey: key).count == 3)
+            differ = differ || accounts.ring.preferenceList(forKey: key) != standard.ring.preferenceList(forKey: key)
+        }
+        #expect(differ, "N=5 and N=3 rings must not give every key the same replicas")
+
+        // The keyspace's defaults; the default keyspace leaves them to the client configuration.
+        #expect(cache.readLevel == .one && cache.writeLevel == .one && cache.timeToLive == .seconds(1800))
+        #expect(accounts.readLevel == .count(3) && accounts.writeLevel == .count(3) && accounts.timeToLive == nil)
+        #expect(standard.readLevel == nil && standard.writeLevel == nil && standard.timeToLive == nil)
+        #expect(cache.next == nil && standard.next == nil, "nothing is changing")
+    }
+
+    @Test func everyRequestOfAKeyspaceCarriesItsID() throws {
+        let routes = try KeyspaceRoute.routes(of: Self.map())
+        let route = try #require(try routes["accounts"]?.get())
+        let key = Array("user:42".utf8)
+        let version = Version(hlc: 1 << 20, writer: 7)
+        let record = Record(
+            key: .init(bytes: key), version: version, tombstone: false, value: .init(bytes: [1, 2]),
+            expiresAtMillis: nil)
+
+        guard case .getRequest(let get) = route.getRequest(key) else { Issue.record("not a Get"); return }
+        #expect(get.keyspace == route.id && Array(get.key.readableBytesView) == key)
+        guard case .putRequest(let put) = route.putRequest(record, epoch: 3) else { Issue.record("not a Put"); return }
+        #expect(put.keyspace == route.id && put.origin == .client && put.epoch == 3)
+        guard case .hintRequest(let hint) = route.hintRequest(for: "n2", record) else {
+            Issue.record("not a Hint")
+            return
+        }
+        #expect(hint.keyspace == route.id && hint.target == "n2")
+        let stored = StoredRecord(version: version, tombstone: false, value: [1, 2])
+        guard case .putRequest(let repair) = route.repairRequest(key, stored) else {
+            Issue.record("not a repair Put")
+            return
+        }
+        #expect(repair.keyspace == route.id && repair.origin == .readRepair)
+    }
+
+    @Test func aKeyspaceWithATimeToLiveBeyondTheLimitIsRefused() throws {
+        var map = try Self.map()
+        let index = try #require(map.keyspaces.firstIndex { $0.name == "cache" })
+        map.keyspaces[index].timeToLive = Limits.timeToLiveMax + .seconds(1)
+        let routes = try KeyspaceRoute.routes(of: map)
+        #expect(throws: KVClientError.self) { try routes["cache"]?.get() }
+        #expect(try routes["accounts"]?.get() != nil, "one bad keyspace does not stop the others")
+    }
+
+    // MARK: - Through the client's coordination
+
+    /// A client of `map` whose every replica refuses connections.
+    static func client(_ map: ClusterMap) throws -> KVClient {
+        let authority = try CertificateIssuer.makeAuthority(commonName: "test-ca")
+        let certificate = try CertificateIssuer.issue(role: .client, name: "client", authority: authority)
+        var configuration = KVClientConfiguration(
+            cluster: map,
+            tls: TLSConfiguration(
+                caPEM: authority.certificatePEM, certificatePEM: certificate.certificatePEM,
+                keyPEM: certificate.privateKeyPEM))
+        configuration.requestTimeout = .seconds(5)
+        configuration.hintedHandoff = false
+        configuration.healthCheckInterval = nil
+        configuration.speculativeReads = false
+        return try KVClient(configuration: configuration)
+    }
+
+    /// Checks that `error` is a quorum failure needing `required` of the replicas `replicas` (naming
+    /// no other node), in keyspace `keyspace` (nil: the default, which the message does not name).
+    static func expectQuorumFailure(
+        _ error: KVClientError, _ operation: String, needs required: Int, of replicas: [String], keyspace: String?
+    ) {
+        let text = error.description
+        #expect(error.isUnavailable, "\(text)")
+        #expect(text.contains("\(operation) needs \(required) of \(replicas.count) replicas"), "\(text)")
+        if let keyspace {
+            #expect(text.contains("in keyspace '\(keyspace)'"), "\(text)")
+        } else {
+            #expect(!text.contains("keyspace"), "\(text)")
+        }
+        // The quorum fails as soon as it cannot be met: the replicas that failed by then are named,
+        // and only replicas of the key in this keyspace's ring.
+        let named = (1...6).map { "n\($0)" }.filter { text.contains("\($0) (") }
+        #expect(!named.isEmpty && named.allSatisfy(replicas.contains), "\(replicas): \(text)")
+    }
+
+    @Test func operationsUseTheKeyspacesRingNAndDefaultLevels() async throws {
+        let map = try Self.map()
+        let client = try Self.client(map)
+        let key = Array("user:42".utf8)
+        let cacheReplicas = try map.ring(of: #require(map.keyspace(named: "cache"))).preferenceList(forKey: key)
+        let accountReplicas = try map.ring(of: #require(map.keyspace(named: "accounts"))).preferenceList(forKey: key)
+        let defaultReplicas = try map.ring().preferenceList(forKey: key)
+
+        let cache = client.keyspace("cache")
+        let accounts = client.keyspace("accounts")
+        let error = { (body: () async throws -> Void) async -> KVClientError? in
+            do {
+                try await body()
+                return nil
+            } catch {
+                return error as? KVClientError
+            }
+        }
+        // Each keyspace's own N and levels (cache W=1, R=1; accounts W=3, R=3; default quorum of 3).
+        let cacheWrite = try #require(await error { try await cache.put(key, value: [1]) })
+        Self.expectQuorumFailure(cacheWrite, "write", needs: 1, of: cacheReplicas, keyspace: "cache")
+        let cacheRead = try #require(await error { _ = try await cache.get(key) })
+        Self.expectQuorumFailure(cacheRead, "read", needs: 1, of: cacheReplicas, keyspace: "cache")
+        let accountsWrite = try #require(await error { try await accounts.put(key, value: [1]) })
+        Self.expectQuorumFailure(accountsWrite, "write", needs: 3, of: accountReplicas, keyspace: "accounts")
+        let accountsDelete = try #require(await error { try await accounts.delete(key) })
+        Self.expectQuorumFailure(accountsDelete, "write", needs: 3, of: accountReplicas, keyspace: "accounts")
+        let accountsRead = try #require(await error { _ = try await accounts.get(key) })
+        Self.expectQuorumFailure(accountsRead, "read", needs: 3, of: accountReplicas, keyspace: "accounts")
+        // A level the call names wins over the keyspace's.
+        let readOne = try #require(await error { _ = try await accounts.get(key, consistency: .one) })
+        Self.expectQuorumFailure(readOne, "read", needs: 1, of: accountReplicas, keyspace: "accounts")
+        // The client itself and `keyspace("default")` are today's default keyspace.
+        let defaultWrite = try #require(await error { try await client.put(key, value: [1]) })
+        Self.expectQuorumFailure(defaultWrite, "write", needs: 2, of: defaultReplicas, keyspace: nil)
+        let named = try #require(await error { _ = try await client.keyspace("default").get(key) })
+        Self.expectQuorumFailure(named, "read", needs: 2, of: defaultReplicas, keyspace: nil)
+        #expect(try await accounts.replicas(ofKey: key) == accountReplicas)
+        await client.close()
+    }
+
+    @Test(arguments: [
+        ("nope", "no keyspace 'nope' in the cluster map (epoch 7; keyspaces: default, cache, accounts)"),
+        ("old", "keyspace 'old' was dropped (epoch 7; keyspaces: default, cache, accounts)"),
+    ])
+    func anUnknownOrDroppedKeyspaceFailsNamingIt(_ name: String, _ message: String) async throws {
+        let client = try Self.client(Self.map())
+        let keyspace = client.keyspace(name)
+        for operation in [
+            { _ = try await keyspace.get([1]) }, { try await keyspace.put([1], value: [2]) },
+            { try await keyspace.delete([1]) },
+        ] as [() async throws -> Void] {
+            let error = try await #require(throws: KVClientError.self) { try await operation() }
+            #expect(error.isInvalidArgument && error.description == message, "\(error)")
+        }
+        await client.close()
+    }
+}
