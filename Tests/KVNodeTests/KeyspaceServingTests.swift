@@ -1,0 +1,142 @@
+import InMemoryLogging
+import KVCore
+import KVNode
+import KVRPC
+import KVStorage
+import KVTLS
+import KVWire
+import Logging
+import Metrics
+import MetricsTestKit
+import NIOCore
+import NIOPosix
+import Testing
+
+/// A node serves each keyspace of its map from that keyspace's store view: the same key bytes in two
+/// keyspaces never meet, hints remember their keyspace, and a keyspace the map does not have (or
+/// dropped) is refused naming it.
+@Suite struct KeyspaceServingTests {
+    static let withCache: ClusterMap = {
+        // n1 replicates everything in `default` (N=2 of 3 nodes); `cache` keeps one copy a key.
+        try! ServiceFixture.cluster.applying(
+            .createKeyspace("cache", KeyspaceSettings(placement: .simple(replicas: 1))))
+    }()
+
+    /// A service of node n1 over `store` following `map`, with its keyspaces.
+    static func service(
+        _ map: ClusterMap, store: InMemoryStore, pool: NIOThreadPool
+    ) throws -> (ReplicaService, NodeKeyspaces) {
+        let statistics = NodeStatistics(nodeID: "n1", metricsFactory: TestMetrics())
+        let replica = Replica(nodeID: "n1", store: store, wallMillis: { 1_000 })
+        let keyspaces = NodeKeyspaces(root: store, replica: replica)
+        let logger = Logger(label: "test") { _ in InMemoryLogHandler() }
+        let ring = try map.ring()
+        let marker = RepairMarker(
+            ring: { ring }, store: store, pool: pool, statistics: statistics, wallMillis: { 1_000 }, logger: logger)
+        let service = ReplicaService(
+            nodeID: "n1", membership: try Membership(initial: map, store: store, votes: TestMapVotes()), store: store,
+            hints: store, repairMarker: marker, hintQueueMax: 10, pool: pool, statistics: statistics,
+            merkle: store, streaming: store, replica: replica, keyspaces: keyspaces, wallMillis: { 1_000 })
+        return (service, keyspaces)
+    }
+
+    static func put(_ service: ReplicaService, _ key: String, _ value: String, keyspace: UInt32) async throws {
+        let answer = try await service.handle(
+            .putRequest(
+                PutRequest(
+                    key: ByteBuffer(string: key), value: ByteBuffer(string: value), version: Version(hlc: 5, writer: 1),
+                    tombstone: false, origin: .client, epoch: 0, expiresAtMillis: nil, keyspace: keyspace)),
+            from: ServiceFixture.client)
+        guard case .putResponse(let response) = answer, response.outcome == .applied else {
+            Issue.record("put answered \(answer)")
+            return
+        }
+    }
+
+    static func get(_ service: ReplicaService, _ key: String, keyspace: UInt32) async throws -> String? {
+        let answer = try await service.handle(
+            .getRequest(GetRequest(key: ByteBuffer(string: key), keyspace: keyspace)), from: ServiceFixture.client)
+        guard case .getResponse(let response) = answer else { return nil }
+        return response.record.map { String(buffer: $0.value) }
+    }
+
+    @Test func theSameKeyInTwoKeyspacesHoldsTwoValues() async throws {
+        let pool = NIOThreadPool(numberOfThreads: 2)
+        pool.start()
+        defer { Task { try await pool.shutdownGracefully() } }
+        let store = InMemoryStore()
+        let (service, _) = try Self.service(Self.withCache, store: store, pool: pool)
+        let cache = try #require(Self.withCache.keyspace(named: "cache")).id
+        try await Self.put(service, "user:42", "in default", keyspace: 0)
+        try await Self.put(service, "user:42", "in cache", keyspace: cache)
+        #expect(try await Self.get(service, "user:42", keyspace: 0) == "in default")
+        #expect(try await Self.get(service, "user:42", keyspace: cache) == "in cache")
+        // In the store: one record in each keyspace's view.
+        #expect(
+            try store.get(key: Array("user:42".utf8)).map { String(decoding: $0.value, as: UTF8.self) } == "in default")
+        #expect(
+            try store.keyspace(cache).get(key: Array("user:42".utf8)).map { String(decoding: $0.value, as: UTF8.self) }
+                == "in cache")
+    }
+
+    @Test func aHintRemembersItsKeyspace() async throws {
+        let pool = NIOThreadPool(numberOfThreads: 2)
+        pool.start()
+        defer { Task { try await pool.shutdownGracefully() } }
+        let store = InMemoryStore()
+        let (service, _) = try Self.service(Self.withCache, store: store, pool: pool)
+        let cache = try #require(Self.withCache.keyspace(named: "cache")).id
+        let answer = try await service.handle(
+            .hintRequest(
+                HintRequest(
+                    target: "n2",
+                    record: Record(
+                        key: ByteBuffer(string: "k"), version: Version(hlc: 9, writer: 1), tombstone: false,
+                        value: ByteBuffer(string: "v"), expiresAtMillis: nil), keyspace: cache)),
+            from: ServiceFixture.client)
+        guard case .hintResponse(let response) = answer else {
+            Issue.record("hint answered \(answer)")
+            return
+        }
+        #expect(response.outcome == .stored)
+        let held = try store.hints(for: "n2", limit: 10)
+        #expect(held.map(\.hint.keyspace) == [cache])
+    }
+
+    @Test func anUnknownKeyspaceIsRefusedNamingIt() async throws {
+        let pool = NIOThreadPool(numberOfThreads: 2)
+        pool.start()
+        defer { Task { try await pool.shutdownGracefully() } }
+        let (service, _) = try Self.service(Self.withCache, store: InMemoryStore(), pool: pool)
+        await #expect {
+            _ = try await Self.get(service, "k", keyspace: 9)
+        } throws: { error in
+            guard let error = error as? RPCError else { return false }
+            return error.remoteCode == .notReplica && "\(error)".contains("keyspace 9")
+        }
+    }
+
+    @Test func aDroppedKeyspaceIsDeletedAndRefused() async throws {
+        let pool = NIOThreadPool(numberOfThreads: 2)
+        pool.start()
+        defer { Task { try await pool.shutdownGracefully() } }
+        let store = InMemoryStore()
+        let cache = try #require(Self.withCache.keyspace(named: "cache")).id
+        do {
+            let (service, _) = try Self.service(Self.withCache, store: store, pool: pool)
+            try await Self.put(service, "k", "cached", keyspace: cache)
+        }
+        #expect(store.storedKeyspaces() == [cache])
+        let dropped = try Self.withCache.applying(.dropKeyspace("cache"))
+        let (service, keyspaces) = try Self.service(dropped, store: store, pool: pool)
+        #expect(try keyspaces.dropKeyspacesGone(in: dropped) == [cache])
+        #expect(store.storedKeyspaces().isEmpty)
+        // A new view of the id holds nothing of the dropped keyspace.
+        #expect(try store.keyspace(cache).get(key: Array("k".utf8)) == nil)
+        await #expect {
+            try await Self.put(service, "k", "again", keyspace: cache)
+        } throws: { error in
+            (error as? RPCError)?.remoteCode == .notReplica
+        }
+    }
+}
