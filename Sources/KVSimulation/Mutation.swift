@@ -24,6 +24,8 @@ package enum Mutation: String, Sendable, Hashable, CaseIterable {
     case refusedHintMarksNothing
     /// Rings choose the first N distinct nodes clockwise, whatever the placement says of zones.
     case placementIgnoresZones
+    /// Nodes serve every keyspace from the default keyspace's store: keys of different keyspaces collide.
+    case keyspacesShareDefaultStore
 
     /// The production value and switch that hold the planted bug.
     package var target: String {
@@ -37,6 +39,7 @@ package enum Mutation: String, Sendable, Hashable, CaseIterable {
         case .skipNewerMapRetry: "NewerMapRetry.neverRetries"
         case .refusedHintMarksNothing: "HintAdmission.marksNothing"
         case .placementIgnoresZones: "Ring.ignoresZones"
+        case .keyspacesShareDefaultStore: "NodeKeyspaces.servesEveryKeyspaceFromRoot"
         }
     }
 
@@ -76,6 +79,11 @@ package enum Mutation: String, Sendable, Hashable, CaseIterable {
             MutationCheck(seeds: 1...3, profile: .zones) { result in
                 result.violations.contains { $0.contains("break the placement") }
             }
+        case .keyspacesShareDefaultStore:
+            // Seed 1 catches it: a read in one keyspace returns a value written in another.
+            MutationCheck(seeds: 1...1, profile: .keyspaces) { result in
+                result.violations.contains { $0.contains("written in keyspace") }
+            }
         }
     }
 }
@@ -99,6 +107,9 @@ package struct MutationCheck: Sendable {
         case smallHintQueues
         /// The plain run with nodes in zones and a placement using them (`SimulationConfiguration.zones()`).
         case zones
+        /// The plain run with keyspaces `cache` and `accounts` beside `default`
+        /// (`SimulationConfiguration.keyspaces()`).
+        case keyspaces
     }
 
     package var seeds: ClosedRange<UInt64>
@@ -127,6 +138,9 @@ package struct MutationCheck: Sendable {
             configuration.antiEntropyAtEnd = false
         case .zones:
             configuration.zones()
+            configuration.antiEntropyAtEnd = false
+        case .keyspaces:
+            configuration.keyspaces()
             configuration.antiEntropyAtEnd = false
         }
         return configuration

@@ -20,7 +20,10 @@ import KVStorage
 /// sessions do.
 extension Simulation {
     /// Every vnode span of the ring, each once: `(previous token, token]`.
-    var vnodeSpans: [TokenRangeSpan] {
+    var vnodeSpans: [TokenRangeSpan] { vnodeSpans(of: ring) }
+
+    /// Every vnode span of `ring`, each once.
+    func vnodeSpans(of ring: Ring) -> [TokenRangeSpan] {
         let tokens = ring.nodes.flatMap(\.tokens).sorted()
         return Set(tokens.map { ring.range(containing: Token($0)) }).sorted { $0.end < $1.end }
     }
@@ -30,11 +33,16 @@ extension Simulation {
     /// both ways, and `RangeRepair` compares the earlier co-replicas again when a later one gave the
     /// first replica records. Returns the records copied both ways (those their target applied).
     @discardableResult
-    func antiEntropyPass() -> Int {
+    func antiEntropyPass(keyspace: UInt32 = Keyspace.defaultID) -> Int {
         var moved = 0
-        for span in vnodeSpans {
+        let ring = ring(ofKeyspace: keyspace)
+        for span in vnodeSpans(of: ring) {
             guard let first = ring.preferenceList(for: Token(span.end)).first else { continue }
-            moved += repair(span, from: nodeIndex(first), purgeHorizon: nil, policy: TombstonePolicy(grace: nil)).moved
+            moved +=
+                repair(
+                    span, from: nodeIndex(first), purgeHorizon: nil, policy: TombstonePolicy(grace: nil),
+                    keyspace: keyspace
+                ).moved
         }
         return moved
     }
@@ -50,10 +58,15 @@ extension Simulation {
             let rangesMoving =
                 configuration.membershipProfile != nil && membership.acceptors[index].committed.isChanging
             let horizon = policy.horizon(nowMillis: nodes[index].localNow, rangesMoving: rangesMoving)
-            for span in vnodeSpans where ring.preferenceList(for: Token(span.end)).contains(id) {
-                let outcome = repair(span, from: index, purgeHorizon: horizon, policy: policy).outcome
-                if let before = outcome.purgeBefore {
-                    purgeTombstones(of: index, in: span, before: before)
+            // Per keyspace, as kvd's `AntiEntropies` runs one `AntiEntropy` per keyspace.
+            for keyspace in configuration.runsKeyspaces ? keyspaceIDs : [Keyspace.defaultID] {
+                let ring = ring(ofKeyspace: keyspace)
+                for span in vnodeSpans(of: ring) where ring.preferenceList(for: Token(span.end)).contains(id) {
+                    let outcome = repair(span, from: index, purgeHorizon: horizon, policy: policy, keyspace: keyspace)
+                        .outcome
+                    if let before = outcome.purgeBefore {
+                        purgeTombstones(of: index, in: span, before: before, keyspace: keyspace)
+                    }
                 }
             }
             log("\(id) ran an anti-entropy pass")
@@ -66,9 +79,11 @@ extension Simulation {
     /// Drives the production `RangeRepair` of `span` from node `index` with the span's other replicas:
     /// each comparison it asks for is one `compare`, or a failed one when the co-replica is down.
     /// Returns the records copied both ways (those their target applied) and the repair's outcome.
-    func repair(_ span: TokenRangeSpan, from index: Int, purgeHorizon: Version?, policy: TombstonePolicy) -> (
-        moved: Int, outcome: RangeRepair.Outcome
-    ) {
+    func repair(
+        _ span: TokenRangeSpan, from index: Int, purgeHorizon: Version?, policy: TombstonePolicy,
+        keyspace: UInt32 = Keyspace.defaultID
+    ) -> (moved: Int, outcome: RangeRepair.Outcome) {
+        let ring = ring(ofKeyspace: keyspace)
         var repair = RangeRepair(
             range: span, coReplicas: ring.preferenceList(for: Token(span.end)).filter { $0 != nodes[index].id },
             purgeHorizon: purgeHorizon, policy: policy)
@@ -81,7 +96,8 @@ extension Simulation {
                     repair.compared(with: id, keysReceived: 0, failed: true)
                     continue
                 }
-                let copied = compare(span, local: index, remote: other, purgeHorizon: repair.purgeHorizon)
+                let copied = compare(
+                    span, local: index, remote: other, purgeHorizon: repair.purgeHorizon, keyspace: keyspace)
                 moved += copied.pushed + copied.pulled
                 repair.compared(with: id, keysReceived: copied.pulled, failed: false)
             case .finished(let outcome):
@@ -92,15 +108,18 @@ extension Simulation {
 
     /// Purges `span`'s tombstones older than `horizon` from a node's store (the production
     /// `TombstonePurging`), remembering each for the invariants.
-    func purgeTombstones(of index: Int, in span: TokenRangeSpan, before horizon: Version) {
+    func purgeTombstones(
+        of index: Int, in span: TokenRangeSpan, before horizon: Version, keyspace: UInt32 = Keyspace.defaultID
+    ) {
+        let store = served(index, keyspace).store
         do {
-            let doomed = try nodes[index].store.merkleListing(of: span).filter { $0.tombstone && $0.version < horizon }
-            let count = try nodes[index].store.purgeTombstones(in: span, before: horizon)
+            let doomed = try store.merkleListing(of: span).filter { $0.tombstone && $0.version < horizon }
+            let count = try store.purgeTombstones(in: span, before: horizon)
             if count != doomed.count {
                 violate("\(nodes[index].id) purged \(count) tombstones of \(span), \(doomed.count) were listed")
             }
             for entry in doomed {
-                let slot = NodeKey(node: index, key: entry.key)
+                let slot = NodeKey(node: index, key: entry.key, keyspace: keyspace)
                 purged[slot] = (entry.version, now)
                 // The version is gone on purpose; a write after the purge may be older.
                 highestSeen[slot] = nil
@@ -116,16 +135,19 @@ extension Simulation {
     /// the local one (`pushed`) and the local side from the remote one (`pulled`), as
     /// `AntiEntropySession` counts keys sent and received.
     @discardableResult
-    func compare(_ span: TokenRangeSpan, local: Int, remote: Int, purgeHorizon: Version? = nil) -> (
-        pushed: Int, pulled: Int
-    ) {
+    func compare(
+        _ span: TokenRangeSpan, local: Int, remote: Int, purgeHorizon: Version? = nil,
+        keyspace: UInt32 = Keyspace.defaultID
+    ) -> (pushed: Int, pulled: Int) {
+        let localStore = served(local, keyspace).store
+        let remoteStore = served(remote, keyspace).store
         var comparison = MerkleComparison(range: span, purgeHorizon: purgeHorizon)
         comparison.findsNothingToPull = configuration.mutation == .antiEntropyNeverPulls
         var action = comparison.start()
         do {
             while case .query(let query) = action {
-                guard let mine = try nodes[local].store.merkleAnswer(to: query, in: comparison.tree),
-                    let theirs = try nodes[remote].store.merkleAnswer(to: query, in: comparison.tree)
+                guard let mine = try localStore.merkleAnswer(to: query, in: comparison.tree),
+                    let theirs = try remoteStore.merkleAnswer(to: query, in: comparison.tree)
                 else {
                     violate("anti-entropy asked \(query) that the stores cannot answer for \(span)")
                     return (0, 0)
@@ -137,8 +159,8 @@ extension Simulation {
             return (0, 0)
         }
         guard case .finish(let difference) = action else { return (0, 0) }
-        let pushed = difference.push.count { copy($0.key, from: local, to: remote) }
-        let pulled = difference.pull.count { copy($0.key, from: remote, to: local) }
+        let pushed = difference.push.count { copy($0.key, from: local, to: remote, keyspace: keyspace) }
+        let pulled = difference.pull.count { copy($0.key, from: remote, to: local, keyspace: keyspace) }
         statistics.antiEntropyKeys += difference.push.count + difference.pull.count
         if !difference.isEmpty {
             log(
@@ -151,14 +173,14 @@ extension Simulation {
     /// Copies `key`'s record from one node to another through `Replica.put`: whether the target
     /// applied it (false when it held a newer version).
     @discardableResult
-    func copy(_ key: [UInt8], from source: Int, to target: Int) -> Bool {
-        do {
-            guard let record = try nodes[source].store.get(key: key) else {
+    func copy(_ key: [UInt8], from source: Int, to target: Int, keyspace: UInt32 = Keyspace.defaultID) -> Bool {
+        do throws(any Error) {
+            guard let record = try served(source, keyspace).store.get(key: key) else {
                 violate("anti-entropy listed \(show(key)) on \(nodes[source].id), which does not hold it")
                 return false
             }
-            let applied = try nodes[target].replica.put(key: key, record: record).outcome == .applied
-            observe(node: target, key: key)
+            let applied = try served(target, keyspace).replica.put(key: key, record: record).outcome == .applied
+            observe(node: target, key: key, keyspace: keyspace)
             return applied
         } catch {
             violate("anti-entropy could not copy \(show(key)) to \(nodes[target].id): \(error)")
@@ -168,16 +190,19 @@ extension Simulation {
 
     /// At the end, after a pass: the replicas of every range hold the same data (equal digests), and a
     /// second pass finds nothing to move.
-    func checkReplicasConverged() {
-        let again = antiEntropyPass()
+    func checkReplicasConverged(keyspace: UInt32 = Keyspace.defaultID) {
+        let again = antiEntropyPass(keyspace: keyspace)
+        let name = keyspace == Keyspace.defaultID ? "" : " of keyspace \(self.keyspace(keyspace).name)"
         if again > 0 {
-            violate("a second anti-entropy pass still moved \(again) key(s)")
+            violate("a second anti-entropy pass\(name) still moved \(again) key(s)")
         }
-        for span in vnodeSpans {
+        let ring = ring(ofKeyspace: keyspace)
+        for span in vnodeSpans(of: ring) {
             let replicas = ring.preferenceList(for: Token(span.end)).map(nodeIndex)
-            let digests = replicas.map { try? nodes[$0].store.merkleDigest(of: span) }
+            let digests = replicas.map { try? view($0, keyspace).merkleDigest(of: span) }
             if Set(digests.map { $0 ?? 0 }).count > 1 || digests.contains(nil) {
-                violate("replicas \(replicas.map { nodes[$0].id }) of \(span) differ after anti-entropy: \(digests)")
+                violate(
+                    "replicas \(replicas.map { nodes[$0].id }) of \(span)\(name) differ after anti-entropy: \(digests)")
             }
         }
     }

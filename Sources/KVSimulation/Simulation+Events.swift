@@ -30,6 +30,7 @@ extension Simulation {
             let jump = skewMax == 0 ? 0 : Int64(random.next() % skewMax)
             log("\(nodes[node].id) restarts, its clock set back \(jump) ms")
             nodes[node].restart(jumpMillis: jump)
+            serveKeyspaces(node)
             if configuration.membershipProfile != nil { membership.forgetVolatileState(of: node) }
             checkDurability(afterCrashOf: node)
         case .partition:
@@ -49,13 +50,19 @@ extension Simulation {
     func startOperation(_ index: Int) {
         guard clients[index].remaining > 0, clients[index].current == nil else { return }
         clients[index].remaining -= 1
+        // With keyspaces, each operation picks one (drawn only then, so runs without draw as before).
+        let ids = configuration.runsKeyspaces ? keyspaceIDs : [Keyspace.defaultID]
+        let keyspace = ids.count > 1 ? ids[Int(random.next() % UInt64(ids.count))] : Keyspace.defaultID
+        clients[index].keyspace = keyspace
         let planned = clients[index].script.isEmpty ? drawOperation(index) : clients[index].script.removeFirst()
         let kind: HistoryOperation.Kind =
             switch planned {
             case .read: .read
             case .write(_, let tombstone, let value): tombstone ? .delete : .write(value: value)
             }
-        clients[index].operation = history.invoke(client: clients[index].name, key: planned.key, kind: kind, at: now)
+        clients[index].operation = history.invoke(
+            client: clients[index].name, key: historyKey(planned.key, keyspace: keyspace), kind: kind, at: now)
+        if keyspace != Keyspace.defaultID { keyspaceOfOperation[clients[index].operation] = keyspace }
         clients[index].planned = planned
         clients[index].startedAt = now
         let epoch = configuration.membershipProfile == nil ? 0 : membership.clients[index].epoch
@@ -79,15 +86,19 @@ extension Simulation {
         }
         let tombstone = roll < 8
         let sequence = configuration.operationsPerClient - clients[index].remaining
+        // With keyspaces, a value names its keyspace (`checkValueKeyspace`).
+        let prefix = configuration.runsKeyspaces ? valuePrefix(ofKeyspace: clients[index].keyspace) : []
         return .write(
-            key: key, tombstone: tombstone, value: tombstone ? [] : Array("\(clients[index].name)-\(sequence)".utf8))
+            key: key, tombstone: tombstone,
+            value: tombstone ? [] : prefix + Array("\(clients[index].name)-\(sequence)".utf8))
     }
 
     /// Runs the current operation once, planned on the client's map (with membership; the fixed ring
     /// otherwise): a new `WriteOperation` or `ReadOperation`, whose messages and timers carry the try.
     func startTry(_ index: Int) {
         guard let planned = clients[index].planned else { return }
-        checkPlacement(ofKey: planned.key, client: index)
+        let keyspace = clients[index].keyspace
+        checkPlacement(ofKey: planned.key, client: index, keyspace: keyspace)
         let operationTry = clients[index].currentTry
         let client = clients[index].name
         let epoch = clients[index].newerMapRetry.epoch
@@ -96,27 +107,29 @@ extension Simulation {
         case .write(let key, let tombstone, let value):
             let writeConfiguration: WriteOperation.Configuration
             do {
-                writeConfiguration = try plannedWrite(client: index, key: key)
+                writeConfiguration = try plannedWrite(client: index, key: key, keyspace: keyspace)
             } catch {
                 operationFailed(index, failure: "\(error)")
                 return
             }
             var operation = WriteOperation(configuration: writeConfiguration)
             let actions = operation.start(clock: &clients[index].clock, wallMillis: wallMillis(ofClient: index))
-            let write = WriteTry(operation: operation, key: key, tombstone: tombstone, value: value, epoch: epoch)
+            let write = WriteTry(
+                operation: operation, key: key, tombstone: tombstone, value: value, epoch: epoch, keyspace: keyspace)
             clients[index].current = .write(write)
             log(
-                "\(client) \(operationTry) \(tombstone ? "delete" : "put") \(show(key)) = \(String(decoding: value, as: UTF8.self)) on \(writeConfiguration.replicas)\(map)"
+                "\(client) \(operationTry) \(tombstone ? "delete" : "put") \(describe(key, keyspace: keyspace)) = \(String(decoding: value, as: UTF8.self)) on \(writeConfiguration.replicas)\(map)"
             )
             performWrite(index, operation: operationTry, write, actions)
         case .read(let key, let repair):
             // The client's ring: the fixed one, or its map's current ring (reads use it alone).
             let clientRing =
-                configuration.membershipProfile == nil ? ring : membership.ring(of: membership.clients[index])
+                configuration.membershipProfile == nil
+                ? ring(ofKeyspace: keyspace) : membership.ring(of: membership.clients[index])
             let replicas = clientRing.preferenceList(forKey: key)
             let plan = ReadPlan(
-                level: .count(min(configuration.readQuorum, replicas.count)), deadline: configuration.requestDeadline,
-                repair: repair)
+                level: readLevel(ofKeyspace: keyspace, replicas: replicas.count),
+                deadline: configuration.requestDeadline, repair: repair)
             var readConfiguration: ReadOperation.Configuration
             do {
                 readConfiguration = try plan.operation(replicas: replicas, on: clientRing)
@@ -128,22 +141,26 @@ extension Simulation {
             var operation = ReadOperation(configuration: readConfiguration)
             let actions = operation.start(clock: &clients[index].clock)
             clients[index].current = .read(operation, key: key)
-            log("\(client) \(operationTry) get \(show(key)) from \(replicas)\(map)")
+            log("\(client) \(operationTry) get \(describe(key, keyspace: keyspace)) from \(replicas)\(map)")
             performRead(index, actions)
         }
     }
 
     /// The client's write of `key`, planned by the production `WritePlan` on the client's map (with
     /// membership: during a change, on both rings) or on the fixed ring.
-    func plannedWrite(client index: Int, key: [UInt8]) throws(QuorumError) -> WriteOperation.Configuration {
+    func plannedWrite(client index: Int, key: [UInt8], keyspace: UInt32 = Keyspace.defaultID) throws(QuorumError)
+        -> WriteOperation.Configuration
+    {
         var plan = WritePlan(
-            level: .count(configuration.writeQuorum), deadline: configuration.requestDeadline,
+            level: writeLevel(ofKeyspace: keyspace), deadline: configuration.requestDeadline,
             supersededRetriesMax: configuration.supersededRetriesMax, hintedHandoff: configuration.hintedHandoff,
             sloppyQuorum: configuration.sloppyQuorum)
         plan.writesToCurrentRingOnly = configuration.mutation == .singleRingWrites
         plan.acknowledgesEarly = configuration.mutation == .acknowledgeWritesEarly
         let token = Token(key: key)
-        guard configuration.membershipProfile != nil else { return try plan.operation(for: token, current: ring) }
+        guard configuration.membershipProfile != nil else {
+            return try plan.operation(for: token, current: ring(ofKeyspace: keyspace))
+        }
         let map = membership.clients[index]
         return try plan.operation(
             for: token, current: membership.ring(of: map), next: map.isChanging ? membership.nextRing(of: map) : nil)
@@ -197,7 +214,7 @@ extension Simulation {
                 send(
                     Envelope(
                         client: index, node: nodeIndex(node), operation: id, attempt: attempt, retry: operation.retry,
-                        payload: .put(key: key, record: record), epoch: write.epoch))
+                        payload: .put(key: key, record: record), epoch: write.epoch, keyspace: write.keyspace))
             case .send(.hint(let fallback, let target, let version, let attempt)):
                 let record = StoredRecord(version: version, tombstone: write.tombstone, value: write.value)
                 log("\(clients[index].name) \(operation) hands \(target)'s \(version) to \(fallback)")
@@ -205,7 +222,7 @@ extension Simulation {
                     Envelope(
                         client: index, node: nodeIndex(fallback), operation: id, attempt: attempt,
                         retry: operation.retry,
-                        payload: .hint(target: target, key: key, record: record)))
+                        payload: .hint(target: target, key: key, record: record), keyspace: write.keyspace))
                 queue.push(
                     .hintTimeout(
                         client: index, operation: operation, attempt: attempt, fallback: nodeIndex(fallback),
@@ -220,7 +237,7 @@ extension Simulation {
                 if case .write(let current) = clients[index].current, !current.operation.isSettled {
                     clients[index].handingOff[operation] = current
                 }
-                finishWrite(index, key: key, result: result)
+                finishWrite(index, key: key, keyspace: write.keyspace, result: result)
             }
         }
     }
@@ -229,13 +246,14 @@ extension Simulation {
         guard case .read(_, let key) = clients[index].current else { return }
         let operation = clients[index].currentTry
         let id = operation.operation
+        let keyspace = clients[index].keyspace
         for action in actions {
             switch action.step {
             case .send(.get(let node)):
                 send(
                     Envelope(
                         client: index, node: nodeIndex(node), operation: id, attempt: 0, retry: operation.retry,
-                        payload: .get(key: key)))
+                        payload: .get(key: key), keyspace: keyspace))
             case .timer(let after, let event):
                 queue.push(
                     .readTimer(client: index, operation: operation, event: event),
@@ -246,24 +264,24 @@ extension Simulation {
                 send(
                     Envelope(
                         client: index, node: nodeIndex(node), operation: id, attempt: Envelope.repairAttempt,
-                        retry: operation.retry, payload: .put(key: key, record: record)))
+                        retry: operation.retry, payload: .put(key: key, record: record), keyspace: keyspace))
             case .complete(let outcome):
-                finishRead(index, key: key, outcome: outcome)
+                finishRead(index, key: key, keyspace: keyspace, outcome: outcome)
             }
         }
     }
 
-    func finishWrite(_ index: Int, key: [UInt8], result: WriteOperation.WriteResult) {
+    func finishWrite(_ index: Int, key: [UInt8], keyspace: UInt32, result: WriteOperation.WriteResult) {
         let id = clients[index].operation
         let operation = clients[index].currentTry
         switch result {
         case .acknowledged(let version, let by):
             history.complete(id, outcome: .wrote(version), at: now)
-            acknowledgedWrites.append((key, version, id))
+            acknowledgedWrites.append((key, version, id, keyspace))
             statistics.completed += 1
             if clients[index].late != nil { statistics.lateOperationsSucceeded += 1 }
             log("\(clients[index].name) \(operation) acknowledged \(version) by \(by)")
-            checkAcknowledgedWrite(key: key, version: version, operation: id)
+            checkAcknowledgedWrite(key: key, keyspace: keyspace, version: version, operation: id)
             finishOperation(index)
         case .failed(let error):
             tryFailed(index, failure: "failed: \(error)")
@@ -274,11 +292,14 @@ extension Simulation {
         }
     }
 
-    func finishRead(_ index: Int, key: [UInt8], outcome: ReadCoordinator.ReadOutcome) {
+    func finishRead(_ index: Int, key: [UInt8], keyspace: UInt32, outcome: ReadCoordinator.ReadOutcome) {
         let id = clients[index].operation
         switch outcome {
         case .answered(let result):
             let newest = result.newest
+            if let newest, !newest.tombstone {
+                checkValueKeyspace(newest.value, read: key, in: keyspace, operation: id)
+            }
             history.complete(
                 id, outcome: .read(newest?.version, value: newest.flatMap { $0.tombstone ? nil : $0.value }), at: now)
             statistics.completed += 1

@@ -8,19 +8,20 @@ import KVStorage
 extension Simulation {
     /// A `Hint` arriving at a fallback: the production `HintAdmission` over the node's committed map,
     /// its hint log and its store's repair marks.
-    func storeHint(at node: Int, target: String, key: [UInt8], record: StoredRecord) -> Result<
+    func storeHint(at node: Int, target: String, key: [UInt8], record: StoredRecord, keyspace: UInt32) -> Result<
         (stored: Bool, clock: UInt64), ReplyFailure
     > {
         guard nodes[node].isUp else { return .failure(ReplyFailure(reason: "connection refused")) }
         var admission = HintAdmission(nodeID: nodes[node].id, queueMax: configuration.hintQueueMax)
         admission.marksNothing = configuration.mutation == .refusedHintMarksNothing
-        let map = membership.acceptors[node].committed
+        // The keyspace's map, ring and store (its repair marks) as the node serves it.
+        let served = served(node, keyspace)
         let admitted: (outcome: HintAdmission.Outcome, clock: UInt64)
         do {
             admitted = try admission.admit(
-                target: target, key: key, record: record, map: map, ring: membership.ring(of: map),
-                replica: nodes[node].replica, hints: nodes[node].hints, marks: nodes[node].store,
-                nowMillis: nodes[node].localNow)
+                target: target, key: key, record: record, keyspace: keyspace, map: served.map,
+                ring: membership.ring(of: served.map), replica: served.replica, hints: nodes[node].hints,
+                marks: served.store, nowMillis: nodes[node].localNow)
         } catch {
             log("\(nodes[node].id) refuses a hint for \(target): \(error)")
             return .failure(ReplyFailure(reason: "\(error)"))
@@ -28,12 +29,13 @@ extension Simulation {
         switch admitted.outcome {
         case .stored:
             statistics.hintsStored += 1
-            hintsStored.append(HintRecord(target: target, key: key, version: record.version))
-            log("\(nodes[node].id) stores a hint for \(target) \(show(key)) \(record.version)")
+            hintsStored.append(HintRecord(target: target, key: key, version: record.version, keyspace: keyspace))
+            log("\(nodes[node].id) stores a hint for \(target) \(describe(key, keyspace: keyspace)) \(record.version)")
             return .success((true, admitted.clock))
         case .refused(let why, let mark):
             statistics.hintsRefused += 1
-            hintsMissed.append(MissedHint(holder: node, target: target, key: key, version: record.version))
+            hintsMissed.append(
+                MissedHint(holder: node, target: target, key: key, version: record.version, keyspace: keyspace))
             log("\(nodes[node].id) refuses a hint for \(target) (\(why)): \(mark)")
             return .success((false, admitted.clock))
         }
@@ -89,20 +91,23 @@ extension Simulation {
             case .expire(let id, let hint):
                 deleteHint(index, id, hint)
                 statistics.hintsExpired += 1
-                hintsExpired.insert(HintRecord(target: target, key: hint.key, version: hint.record.version))
-                let map = membership.acceptors[index].committed
+                hintsExpired.insert(
+                    HintRecord(target: target, key: hint.key, version: hint.record.version, keyspace: hint.keyspace))
+                let served = served(index, hint.keyspace)
                 let mark = RepairMarking.markDue(
-                    target: target, key: hint.key, ring: membership.ring(of: map), in: nodes[index].store,
+                    target: target, key: hint.key, ring: membership.ring(of: served.map), in: served.store,
                     atMillis: nodes[index].localNow)
                 hintsMissed.append(
-                    MissedHint(holder: index, target: target, key: hint.key, version: hint.record.version))
+                    MissedHint(
+                        holder: index, target: target, key: hint.key, version: hint.record.version,
+                        keyspace: hint.keyspace))
                 log("\(holder) expires the hint for \(target) \(show(hint.key)) \(hint.record.version): \(mark)")
             case .send(let id, let hint):
                 send(
                     Envelope(
                         client: Envelope.nodeToNode, node: nodeIndex(target), operation: -1, attempt: 0,
                         payload: .replay(key: hint.key, record: hint.record, round: running.id, id: id),
-                        holder: index))
+                        holder: index, keyspace: hint.keyspace))
                 queue.push(
                     .replayTimeout(node: index, target: target, round: running.id, id: id),
                     at: now + requestDeadlineMillis)
@@ -120,12 +125,13 @@ extension Simulation {
     /// Deletes a hint; unless it expired, its target must hold its write (or a newer one) on disk by
     /// then: a hint leaves its holder only once it is safe elsewhere.
     func deleteHint(_ index: Int, _ id: HintID, _ hint: StoredHint) {
-        let record = HintRecord(target: hint.target, key: hint.key, version: hint.record.version)
+        let record = HintRecord(
+            target: hint.target, key: hint.key, version: hint.record.version, keyspace: hint.keyspace)
         let expired =
             nodes[index].localNow > hint.storedAtMillis
             && nodes[index].localNow - hint.storedAtMillis > configuration.hintWindow.wholeMillisecondsClamped
         if !expired {
-            let held = nodes[nodeIndex(hint.target)].store.durableRecord(hint.key)?.version
+            let held = view(nodeIndex(hint.target), hint.keyspace).durableRecord(hint.key)?.version
             if held.map({ $0 < record.version }) ?? true {
                 violate(
                     "\(nodes[index].id) deleted its hint for \(hint.target) (\(show(hint.key)) at \(record.version)) but the target holds \(held.map { "\($0)" } ?? "nothing")"
@@ -141,12 +147,14 @@ extension Simulation {
 
     /// Targets holding a hint of `key` at `version` or newer, on any node: with a sloppy quorum these
     /// count as copies of an acknowledged write until the hint is replayed.
-    func hintedTargets(of key: [UInt8], atLeast version: Version) -> Set<String> {
+    func hintedTargets(of key: [UInt8], keyspace: UInt32, atLeast version: Version) -> Set<String> {
         var targets: Set<String> = []
         for node in nodes {
             for target in node.hints.hintQueueSizes().keys {
                 let held = (try? node.hints.hints(for: target, limit: configuration.hintQueueMax)) ?? []
-                if held.contains(where: { $0.hint.key == key && $0.hint.record.version >= version }) {
+                if held.contains(where: {
+                    $0.hint.key == key && $0.hint.keyspace == keyspace && $0.hint.record.version >= version
+                }) {
                     targets.insert(target)
                 }
             }
@@ -160,14 +168,15 @@ extension Simulation {
     func checkHintsDrained() {
         for missed in hintsMissed {
             let target = nodeIndex(missed.target)
-            if let held = nodes[target].store.durableRecord(missed.key)?.version, held >= missed.version { continue }
+            let targetStore = view(target, missed.keyspace)
+            if let held = targetStore.durableRecord(missed.key)?.version, held >= missed.version { continue }
             let token = Token(key: missed.key)
-            let marked = nodes[missed.holder].store.rangesDue().contains {
+            let marked = view(missed.holder, missed.keyspace).rangesDue().contains {
                 $0.replica == missed.target && $0.range.contains(token)
             }
             if !marked {
                 violate(
-                    "\(nodes[missed.holder].id) refused or expired a hint for \(missed.target) (\(show(missed.key)) at \(missed.version)) and marked no range for anti-entropy; the target holds \(nodes[target].store.durableRecord(missed.key).map { "\($0.version)" } ?? "nothing")"
+                    "\(nodes[missed.holder].id) refused or expired a hint for \(missed.target) (\(describe(missed.key, keyspace: missed.keyspace)) at \(missed.version)) and marked no range for anti-entropy; the target holds \(targetStore.durableRecord(missed.key).map { "\($0.version)" } ?? "nothing")"
                 )
             }
         }
@@ -179,8 +188,10 @@ extension Simulation {
         }
         for hint in hintsStored where !hintsExpired.contains(hint) {
             let target = nodeIndex(hint.target)
-            let held = nodes[target].store.durableRecord(hint.key)?.version
-            if held.map({ $0 < hint.version }) ?? !purgedAtLeast(hint.version, node: target, key: hint.key) {
+            let held = view(target, hint.keyspace).durableRecord(hint.key)?.version
+            if held.map({ $0 < hint.version })
+                ?? !purgedAtLeast(hint.version, node: target, key: hint.key, keyspace: hint.keyspace)
+            {
                 violate(
                     "the hint for \(hint.target) (\(show(hint.key)) at \(hint.version)) never reached it: it holds \(held.map { "\($0)" } ?? "nothing")"
                 )

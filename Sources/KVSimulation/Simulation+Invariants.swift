@@ -5,11 +5,12 @@ import KVStorage
 extension Simulation {
     /// At acknowledgement: at least W replicas hold the write (or something newer) on disk; with a
     /// sloppy quorum, a replica whose hint a fallback holds counts.
-    func checkAcknowledgedWrite(key: [UInt8], version: Version, operation: Int) {
-        let holders = copies(of: key, atLeast: version)
-        if holders.count < configuration.writeQuorum {
+    func checkAcknowledgedWrite(key: [UInt8], keyspace: UInt32, version: Version, operation: Int) {
+        let holders = copies(of: key, keyspace: keyspace, atLeast: version)
+        let writeQuorum = writeQuorum(ofKeyspace: keyspace)
+        if holders.count < writeQuorum {
             violate(
-                "op\(operation): write of \(show(key)) at \(version) acknowledged but durable on \(holders.count) replica(s) \(holders), fewer than W=\(configuration.writeQuorum)"
+                "op\(operation): write of \(describe(key, keyspace: keyspace)) at \(version) acknowledged but durable on \(holders.count) replica(s) \(holders), fewer than W=\(writeQuorum)"
             )
         }
     }
@@ -17,47 +18,47 @@ extension Simulation {
     /// After a crash and restart, no acknowledged write lost its W durable copies (sync mode).
     func checkDurability(afterCrashOf node: Int) {
         for write in acknowledgedWrites {
-            let holders = copies(of: write.key, atLeast: write.version)
-            if holders.count < configuration.writeQuorum {
+            let holders = copies(of: write.key, keyspace: write.keyspace, atLeast: write.version)
+            if holders.count < writeQuorum(ofKeyspace: write.keyspace) {
                 violate(
-                    "after \(nodes[node].id) restarted, acknowledged op\(write.historyID) (\(show(write.key)) at \(write.version)) is durable on only \(holders)"
+                    "after \(nodes[node].id) restarted, acknowledged op\(write.historyID) (\(describe(write.key, keyspace: write.keyspace)) at \(write.version)) is durable on only \(holders)"
                 )
             }
         }
     }
 
     /// The replicas holding the write on disk, plus (sloppy quorum) those whose hint a fallback holds.
-    func copies(of key: [UInt8], atLeast version: Version) -> [String] {
-        let holders = durableHolders(of: key, atLeast: version)
+    func copies(of key: [UInt8], keyspace: UInt32, atLeast version: Version) -> [String] {
+        let holders = durableHolders(of: key, keyspace: keyspace, atLeast: version)
         guard configuration.sloppyQuorum else { return holders }
-        return Array(Set(holders).union(hintedTargets(of: key, atLeast: version))).sorted()
+        return Array(Set(holders).union(hintedTargets(of: key, keyspace: keyspace, atLeast: version))).sorted()
     }
 
     /// A replica that purged a tombstone at least as new as `version`, and holds nothing since, counts.
-    func durableHolders(of key: [UInt8], atLeast version: Version) -> [String] {
-        replicas(of: key).filter { id in
+    func durableHolders(of key: [UInt8], keyspace: UInt32, atLeast version: Version) -> [String] {
+        replicas(of: key, keyspace: keyspace).filter { id in
             let node = nodeIndex(id)
-            guard let record = nodes[node].store.durableRecord(key) else {
-                return purgedAtLeast(version, node: node, key: key)
+            guard let record = view(node, keyspace).durableRecord(key) else {
+                return purgedAtLeast(version, node: node, key: key, keyspace: keyspace)
             }
             return record.version >= version
         }
     }
 
     /// Whether `node` purged a tombstone of `key` at `version` or newer.
-    func purgedAtLeast(_ version: Version, node: Int, key: [UInt8]) -> Bool {
-        purged[NodeKey(node: node, key: key)].map { $0.version >= version } ?? false
+    func purgedAtLeast(_ version: Version, node: Int, key: [UInt8], keyspace: UInt32 = Keyspace.defaultID) -> Bool {
+        purged[NodeKey(node: node, key: key, keyspace: keyspace)].map { $0.version >= version } ?? false
     }
 
     /// A replica's version of a key never goes backwards, crashes included; and a value older than a
     /// tombstone the replica purged, which existed before the purge, never comes back.
-    func observe(node: Int, key: [UInt8]) {
-        guard let record = try? nodes[node].store.get(key: key) else { return }
+    func observe(node: Int, key: [UInt8], keyspace: UInt32 = Keyspace.defaultID) {
+        guard let record = try? view(node, keyspace).get(key: key) else { return }
         let current = record.version
-        let stored = VersionedKey(key: key, version: current)
+        let stored = VersionedKey(key: key, version: current, keyspace: keyspace)
         let storedAt = firstStored[stored] ?? now
         firstStored[stored] = storedAt
-        let slot = NodeKey(node: node, key: key)
+        let slot = NodeKey(node: node, key: key, keyspace: keyspace)
         if let purge = purged[slot], !record.tombstone, current < purge.version, storedAt < purge.at {
             violate(
                 "a purged delete came back: \(nodes[node].id) purged \(show(key))'s tombstone \(purge.version) and now holds the older value \(current)"
@@ -73,8 +74,8 @@ extension Simulation {
     /// lost write): every acknowledged write is durable on W replicas of the final ring.
     func checkAcknowledgedWritesDurable() {
         for write in acknowledgedWrites {
-            let holders = durableHolders(of: write.key, atLeast: write.version)
-            if holders.count < configuration.writeQuorum {
+            let holders = durableHolders(of: write.key, keyspace: write.keyspace, atLeast: write.version)
+            if holders.count < writeQuorum(ofKeyspace: write.keyspace) {
                 violate("acknowledged op\(write.historyID) is durable on only \(holders) at the end")
             }
         }
@@ -97,30 +98,40 @@ extension Simulation {
             checkHintsDrained()
         }
         for (slot, version) in highestSeen {
-            if let current = try? nodes[slot.node].store.get(key: slot.key)?.version, current < version {
-                violate("\(nodes[slot.node].id) ended below \(version) on \(show(slot.key))")
+            if let current = try? view(slot.node, slot.keyspace).get(key: slot.key)?.version, current < version {
+                violate(
+                    "\(nodes[slot.node].id) ended below \(version) on \(describe(slot.key, keyspace: slot.keyspace))")
             }
         }
         let pending = history.operations.filter { $0.completedAt == nil }
         if !pending.isEmpty {
             violate("\(pending.count) operation(s) never completed, e.g. \(pending[0])")
         }
-        // A sloppy quorum gives up the overlap that the register check relies on (by design).
-        if configuration.readQuorum + configuration.writeQuorum > ring.replicationFactor
-            && !configuration.sloppyQuorum
+        // Per keyspace, where R+W>N: a sloppy quorum gives up the overlap that the register check relies
+        // on (by design). The history knows each keyspace's keys apart (`historyKey`).
+        for keyspace in keyspaceIDs
+        where readQuorum(ofKeyspace: keyspace) + writeQuorum(ofKeyspace: keyspace)
+            > ring(ofKeyspace: keyspace).replicationFactor && !configuration.sloppyQuorum
         {
+            let operations = history.operations.filter {
+                (keyspaceOfOperation[$0.id] ?? Keyspace.defaultID) == keyspace
+            }
             for violation in RegisterChecker.check(
-                history.operations, tombstonesMayBePurged: configuration.tombstoneGrace != nil)
+                operations, tombstonesMayBePurged: configuration.tombstoneGrace != nil)
             {
                 violate("\(violation)")
             }
         }
         // Last, so that it cannot hide what the checks above look for.
         if configuration.antiEntropyAtEnd {
-            antiEntropyPass()
-            checkReplicasConverged()
+            for keyspace in keyspaceIDs {
+                antiEntropyPass(keyspace: keyspace)
+                checkReplicasConverged(keyspace: keyspace)
+            }
         }
-        checkPlacementAtEnd()
+        for keyspace in keyspaceIDs {
+            checkPlacementAtEnd(keyspace: keyspace)
+        }
     }
 }
 
@@ -128,9 +139,10 @@ extension Simulation {
     /// Before each try of a client operation: the key's replicas in the ring(s) the client plans with
     /// (its map's current ring and, during a change, the next one; or the fixed ring) keep the ring's
     /// placement rule (`placementBreak`).
-    func checkPlacement(ofKey key: [UInt8], client index: Int) {
+    func checkPlacement(ofKey key: [UInt8], client index: Int, keyspace: UInt32 = Keyspace.defaultID) {
         guard configuration.membershipProfile != nil else {
-            checkPlacement(ofKey: key, in: ring, "on the ring")
+            let qualified = historyKey(key, keyspace: keyspace)
+            checkPlacement(ofKey: qualified, in: ring(ofKeyspace: keyspace), "on the ring", replicasOf: key)
             return
         }
         let map = membership.clients[index]
@@ -144,31 +156,36 @@ extension Simulation {
     /// At the end, after the anti-entropy pass: every key written has replicas that keep the final
     /// ring's rule, and every node holding the key's latest acknowledged write (or something newer) is
     /// one of them: data never settles outside the replicas the rule chose.
-    func checkPlacementAtEnd() {
+    func checkPlacementAtEnd(keyspace: UInt32 = Keyspace.defaultID) {
         var latest: [[UInt8]: Version] = [:]
-        for write in acknowledgedWrites {
+        let ring = ring(ofKeyspace: keyspace)
+        for write in acknowledgedWrites where write.keyspace == keyspace {
             latest[write.key] = max(write.version, latest[write.key] ?? write.version)
         }
         for (key, version) in latest.sorted(by: { $0.key.lexicographicallyPrecedes($1.key) }) {
-            checkPlacement(ofKey: key, in: ring, "in the final ring")
-            let replicas = replicas(of: key)
-            let strays = nodes.filter { node in
-                !replicas.contains(node.id)
-                    && (try? node.store.get(key: key)).flatMap { $0?.version }.map { $0 >= version }
+            checkPlacement(
+                ofKey: historyKey(key, keyspace: keyspace), in: ring, "in the final ring", replicasOf: key)
+            let replicas = replicas(of: key, keyspace: keyspace)
+            let strays = nodes.indices.filter { node in
+                !replicas.contains(nodes[node].id)
+                    && (try? view(node, keyspace).get(key: key)).flatMap { $0?.version }.map { $0 >= version }
                         ?? false
-            }
+            }.map { nodes[$0] }
             if !strays.isEmpty {
                 violate(
-                    "at the end \(strays.map(\.id)) hold \(show(key)) at \(version) or newer but are not among its replicas \(replicas) by the placement \(ring.placement)"
+                    "at the end \(strays.map(\.id)) hold \(describe(key, keyspace: keyspace)) at \(version) or newer but are not among its replicas \(replicas) by the placement \(ring.placement)"
                 )
             }
         }
     }
 
-    /// Reports, once per key, replicas of `key` in `ring` that break the ring's rule.
-    func checkPlacement(ofKey key: [UInt8], in ring: Ring, _ context: @autoclosure () -> String) {
+    /// Reports, once per key, replicas of `key` in `ring` that break the ring's rule. `key` is the
+    /// keyspace-qualified key (`historyKey`) and `replicasOf` the bytes hashed, when they differ.
+    func checkPlacement(
+        ofKey key: [UInt8], in ring: Ring, _ context: @autoclosure () -> String, replicasOf bytes: [UInt8]? = nil
+    ) {
         guard !placementBroken.contains(key) else { return }
-        let replicas = ring.preferenceList(forKey: key)
+        let replicas = ring.preferenceList(forKey: bytes ?? key)
         guard let reason = Self.placementBreak(replicas, in: ring) else { return }
         placementBroken.insert(key)
         violate("\(show(key))'s replicas \(replicas) \(context()) break the placement \(ring.placement): \(reason)")

@@ -38,8 +38,8 @@ extension Simulation {
                 reply.payload = .putReply(.failure(refusal))
             } else {
                 do {
-                    let answer = try nodes[envelope.node].replica.put(key: key, record: record)
-                    observe(node: envelope.node, key: key)
+                    let answer = try served(envelope.node, envelope.keyspace).replica.put(key: key, record: record)
+                    observe(node: envelope.node, key: key, keyspace: envelope.keyspace)
                     reply.payload = .putReply(.success(answer))
                 } catch {
                     reply.payload = .putReply(.failure(ReplyFailure(reason: "\(error)")))
@@ -54,8 +54,8 @@ extension Simulation {
                 reply.payload = .getReply(.failure(refusal))
             } else {
                 do {
-                    let answer = try nodes[envelope.node].replica.get(key: key)
-                    observe(node: envelope.node, key: key)
+                    let answer = try served(envelope.node, envelope.keyspace).replica.get(key: key)
+                    observe(node: envelope.node, key: key, keyspace: envelope.keyspace)
                     reply.payload = .getReply(.success(answer))
                 } catch {
                     reply.payload = .getReply(.failure(ReplyFailure(reason: "\(error)")))
@@ -65,7 +65,8 @@ extension Simulation {
         case .hint(let target, let key, let record):
             var reply = envelope
             reply.payload = .hintReply(
-                target: target, storeHint(at: envelope.node, target: target, key: key, record: record))
+                target: target,
+                storeHint(at: envelope.node, target: target, key: key, record: record, keyspace: envelope.keyspace))
             send(reply)
         case .hintReply(let target, let result):
             let fallback = nodes[envelope.node].id
@@ -91,8 +92,8 @@ extension Simulation {
                 reply.payload = .replayReply(round: round, id: id, .failure(ReplyFailure(reason: "connection refused")))
             } else {
                 do {
-                    _ = try nodes[envelope.node].replica.put(key: key, record: record)
-                    observe(node: envelope.node, key: key)
+                    _ = try served(envelope.node, envelope.keyspace).replica.put(key: key, record: record)
+                    observe(node: envelope.node, key: key, keyspace: envelope.keyspace)
                     reply.payload = .replayReply(round: round, id: id, .success(()))
                 } catch {
                     reply.payload = .replayReply(round: round, id: id, .failure(ReplyFailure(reason: "\(error)")))

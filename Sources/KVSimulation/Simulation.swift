@@ -35,9 +35,11 @@ public final class Simulation {
     var blocked: Set<Link> = []
     var partitionsActive: [Int: Set<Link>] = [:]
     var nextPartitionID = 0
-    var acknowledgedWrites: [(key: [UInt8], version: Version, historyID: Int)] = []
+    var acknowledgedWrites: [(key: [UInt8], version: Version, historyID: Int, keyspace: UInt32)] = []
+    /// The keyspace of each client operation, by history id (absent: the default keyspace).
+    var keyspaceOfOperation: [Int: UInt32] = [:]
     var highestSeen: [NodeKey: Version] = [:]
-    /// Keys whose replicas broke the placement (reported once each).
+    /// Keys whose replicas broke the placement (reported once each), keyspace-qualified (`historyKey`).
     var placementBroken: Set<[UInt8]> = []
     var statistics = Statistics()
 
@@ -93,7 +95,7 @@ public final class Simulation {
             ? TokenAllocator.allocate(nodeIDs: members)
             : TokenAllocator.allocate(nodeIDs: members, tokensPerNode: MembershipProfile.tokensPerNode)
         // The fixed ring too is the first map's ring, built by `ClusterMap.ring()` as the SDK builds it.
-        let firstMap = ClusterMap(
+        var firstMap = ClusterMap(
             clusterID: "sim", epoch: 1,
             placement: configuration.placement
                 ?? .simple(replicas: min(configuration.replicationFactor, members.count)),
@@ -102,6 +104,11 @@ public final class Simulation {
                     id: node.id, address: "10.0.0.\(node.id.dropFirst()):7000", tokens: node.tokens,
                     zone: configuration.zone(ofNode: node.id))
             })
+        if configuration.runsKeyspaces {
+            precondition(
+                configuration.membershipProfile == nil, "keyspaces with membership changes are not simulated yet")
+            firstMap = Self.creatingKeyspaces(in: firstMap)
+        }
         let membership = MembershipState(
             firstMap: firstMap, nodes: nodeCount, clients: clientCount, configuration: configuration)
         ring = membership.ring(of: firstMap)
@@ -124,6 +131,9 @@ public final class Simulation {
                     remaining: configuration.operationsPerClient))
         }
         self.random = random
+        for index in nodes.indices {
+            serveKeyspaces(index)
+        }
     }
 
     /// Runs the simulation to the end and checks every invariant.
@@ -177,6 +187,9 @@ public final class Simulation {
         result.lateOperationsSucceeded = statistics.lateOperationsSucceeded
         result.sleeperLagEpochs = statistics.sleeperLagEpochs
         result.placement = ring.placement
+        for write in acknowledgedWrites {
+            result.acknowledgedWritesByKeyspace[keyspace(write.keyspace).name, default: 0] += 1
+        }
         return result
     }
 
@@ -220,8 +233,10 @@ public final class Simulation {
     /// The replicas an acknowledged write must be durable on: the ring's preference list; with
     /// membership, those of the latest chosen map's current and next rings (the same once no change
     /// is in progress, as at the end of a run).
-    func replicas(of key: [UInt8]) -> [String] {
-        guard configuration.membershipProfile != nil else { return ring.preferenceList(forKey: key) }
+    func replicas(of key: [UInt8], keyspace: UInt32 = Keyspace.defaultID) -> [String] {
+        guard configuration.membershipProfile != nil else {
+            return ring(ofKeyspace: keyspace).preferenceList(forKey: key)
+        }
         return membership.owners(ofKey: key, in: membership.latest)
     }
 
@@ -285,6 +300,8 @@ struct Envelope {
     var holder: Int?
     /// The epoch of the map a client's write was computed with (`PutRequest.epoch`); 0: not stated.
     var epoch: UInt64 = 0
+    /// The keyspace of the key the message carries (`ClusterMap.keyspaces`).
+    var keyspace: UInt32 = Keyspace.defaultID
 
     /// The `client` of messages between nodes.
     static let nodeToNode = -1
@@ -324,11 +341,13 @@ struct Link: Hashable {
 struct VersionedKey: Hashable {
     var key: [UInt8]
     var version: Version
+    var keyspace: UInt32 = Keyspace.defaultID
 }
 
 struct NodeKey: Hashable {
     var node: Int
     var key: [UInt8]
+    var keyspace: UInt32 = Keyspace.defaultID
 }
 
 /// One hint as the invariants track it.
@@ -338,12 +357,14 @@ struct MissedHint {
     var target: String
     var key: [UInt8]
     var version: Version
+    var keyspace: UInt32 = Keyspace.defaultID
 }
 
 struct HintRecord: Hashable {
     var target: String
     var key: [UInt8]
     var version: Version
+    var keyspace: UInt32 = Keyspace.defaultID
 }
 
 /// Simulated true time, readable from the replicas' `@Sendable` wall-clock closures.
@@ -375,6 +396,9 @@ struct SimulatedNode {
     /// The replay round running per target, with its id; forgotten in a crash.
     var rounds: [String: ReplayRound] = [:]
     var replica: Replica
+    /// The keyspaces the node serves: the production `NodeKeyspaces` over `store` and `replica`,
+    /// made again with the replica at each restart (`Simulation.serveKeyspaces(_:)`).
+    var keyspaces: NodeKeyspaces
     var isUp = true
 
     init(id: String, skewMillis: Int64, driftPPM: Int64, clock: WorldClock) {
@@ -382,7 +406,9 @@ struct SimulatedNode {
         self.skewMillis = skewMillis
         self.driftPPM = driftPPM
         self.clock = clock
-        self.replica = Self.makeReplica(id: id, store: store, skewMillis: skewMillis, driftPPM: driftPPM, clock: clock)
+        let replica = Self.makeReplica(id: id, store: store, skewMillis: skewMillis, driftPPM: driftPPM, clock: clock)
+        self.replica = replica
+        self.keyspaces = NodeKeyspaces(root: store, replica: replica)
     }
 
     static func makeReplica(id: String, store: InMemoryStore, skewMillis: Int64, driftPPM: Int64, clock: WorldClock)
@@ -424,6 +450,7 @@ struct WriteTry {
     var value: [UInt8]
     /// 0 without membership (not stated).
     var epoch: UInt64
+    var keyspace: UInt32 = Keyspace.defaultID
 }
 
 /// A local clock reading: true time scaled by the drift since the start, plus the skew.
@@ -458,6 +485,8 @@ struct SimulatedClient {
     var handingOff: [OperationTry: WriteTry] = [:]
     /// The history id of the current operation.
     var operation = -1
+    /// The keyspace of the current operation.
+    var keyspace: UInt32 = Keyspace.defaultID
     /// The current operation's retries on newer maps, and the epoch of its try's map.
     var newerMapRetry = NewerMapRetry(epoch: 0)
     var startedAt: UInt64 = 0

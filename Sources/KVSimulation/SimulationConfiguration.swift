@@ -47,6 +47,9 @@ public struct SimulationConfiguration: Sendable {
     /// after their range was compared with every co-replica; nil: never purged. Must exceed the hint
     /// window plus the request deadline and twice the clock skew.
     public var tombstoneGrace: Duration?
+    /// Keyspaces `cache` and `accounts` created beside `default` before the run (`keyspaces()`); each
+    /// client operation picks one of the three by the seed.
+    public var runsKeyspaces = false
     /// Membership changes during the run (`membership()`): nil for a fixed cluster.
     public var membershipProfile: MembershipProfile?
     public var faults = FaultProfile()
@@ -104,6 +107,17 @@ public struct SimulationConfiguration: Sendable {
         let firstJoin = profile.changes.firstIndex { if case .join = $0 { true } else { false } }
         profile.changes.insert(.setPlacement(rule), at: firstJoin.map { $0 + 1 } ?? 0)
         membershipProfile = profile
+    }
+
+    /// Two keyspaces besides `default`, created in the first map by the production `createKeyspace`
+    /// change: `cache` (`simple:3`, or N=nodes on fewer, levels one/one) and `accounts` (`simple:5`, or
+    /// N=nodes on fewer, levels quorum/quorum). Client operations pick a keyspace each (by the seed) and
+    /// use its ring, N and levels as the SDK does; nodes serve each from the keyspace's store view
+    /// (`NodeKeyspaces`); hints, read repair and anti-entropy run per keyspace; every invariant is
+    /// checked per keyspace, and the same keys are written in every keyspace, each value naming its
+    /// keyspace, so that a read never returns another keyspace's value. Not with membership changes yet.
+    public mutating func keyspaces() {
+        runsKeyspaces = true
     }
 
     /// The zone of node `id` (`n1`, `n2`, …) by `nodeZones`; empty without zones.
@@ -241,6 +255,8 @@ public struct SimulationResult: Sendable {
     public var sleeperLagEpochs = 0
     /// The rule of the final ring (with membership, of the latest map).
     public var placement: Placement?
+    /// Acknowledged writes per keyspace name (`default` alone without keyspaces).
+    public var acknowledgedWritesByKeyspace: [String: Int] = [:]
 
     public var passed: Bool { violations.isEmpty }
 

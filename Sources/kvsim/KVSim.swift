@@ -107,7 +107,21 @@ struct KVSim: ParsableCommand {
     @Flag(help: "Break placement on purpose: rings take the first N nodes clockwise, ignoring zones.")
     var mutatePlacementIgnoresZones = false
 
+    @Flag(
+        help:
+            "Keyspaces cache (simple:3, or N=nodes on fewer, levels one/one) and accounts (simple:5, or N=nodes on fewer, levels quorum/quorum) besides default; each operation picks one by the seed and uses its ring, N and levels; nodes serve each from its own store; every invariant is checked per keyspace, and a read must never return a value written in another keyspace. Not with --membership yet."
+    )
+    var keyspaces = false
+
+    @Flag(help: "Break keyspaces on purpose: nodes serve every keyspace from the default keyspace's store.")
+    var mutateKeyspacesShareDefaultStore = false
+
     func validate() throws {
+        if (keyspaces || mutateKeyspacesShareDefaultStore)
+            && (membership || mutateSwitchBeforeStream || mutateSingleRingWrites || mutateSkipNewerMapRetry)
+        {
+            throw ValidationError("--keyspaces does not run with --membership yet")
+        }
         guard seeds > 0 else { throw ValidationError("--seeds must be positive") }
         guard (0...1_000_000).contains(hintQueueMax ?? 0) else {
             throw ValidationError("--hint-queue-max must be 0...1000000")
@@ -136,6 +150,12 @@ struct KVSim: ParsableCommand {
             }
             if mutatePlacementIgnoresZones {
                 configuration.mutation = .placementIgnoresZones
+            }
+            if keyspaces || mutateKeyspacesShareDefaultStore {
+                configuration.keyspaces()
+            }
+            if mutateKeyspacesShareDefaultStore {
+                configuration.mutation = .keyspacesShareDefaultStore
             }
             if noLateClients {
                 configuration.membershipProfile?.lateClients = false

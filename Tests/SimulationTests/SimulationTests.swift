@@ -172,6 +172,30 @@ struct SimulationTests {
         #expect(changing.map(\.keysStreamed).reduce(0, +) > 0, "receivers must stream records")
     }
 
+    /// Keyspaces `cache` (N=3, one/one) and `accounts` (N=5 or every node, quorum/quorum) beside
+    /// `default` (`SimulationConfiguration.keyspaces()`): operations pick a keyspace each and use its
+    /// ring, N and levels; nodes serve each from its own store; every invariant holds per keyspace
+    /// (acknowledged writes durable on the keyspace's W, registers where R+W>N, convergence after the
+    /// end-of-run anti-entropy, placement), and no read returns a value written in another keyspace.
+    /// Also with mid-run anti-entropy purging tombstones. (`MutationCheckTests` checks that nodes
+    /// serving every keyspace from the default store are caught.)
+    @Test func keyspacesKeepEveryInvariantPerKeyspace() async {
+        let results = await offThePool {
+            (UInt64(4001)...4006).map { seed in
+                var configuration = SimulationConfiguration(seed: seed)
+                configuration.keyspaces()
+                if seed == 4006 { configuration.purgeTombstones() }
+                return Simulation(configuration: configuration).run()
+            }
+        }
+        let failing = results.filter { !$0.passed }.map(\.report)
+        #expect(failing.isEmpty, "\(failing.count) failing seed(s):\n\(failing.prefix(2).joined(separator: "\n"))")
+        // The same keys are written in every keyspace.
+        for name in ["default", "cache", "accounts"] {
+            #expect(results.allSatisfy { $0.acknowledgedWritesByKeyspace[name, default: 0] > 0 }, "\(name)")
+        }
+    }
+
     /// The placement invariant's predicate accepts every preference list the production `Ring` builds,
     /// over node counts, zone layouts and rules, and rejects lists of a ring that ignores zones (the
     /// `simple` rule's, on the same nodes): it states the rule, and does not fit only the seeds' rings.

@@ -23,6 +23,10 @@ public final class NodeKeyspaces: Sendable {
     /// Keyspace 0's replica, whose clock every keyspace's replica shares.
     public let replica: Replica
     private let replicas = Mutex<[UInt32: Replica]>([:])
+    /// Test-only (the simulator's mutation check): every keyspace is served from the root store and
+    /// replica, as if keyspaces had no storage of their own, so that their keys collide. Set once,
+    /// before the first request.
+    nonisolated(unsafe) package var servesEveryKeyspaceFromRoot = false
 
     public init(root: any KeyspaceStoring, replica: Replica) {
         precondition(replica.store === root, "the replica must run over the root store")
@@ -35,6 +39,9 @@ public final class NodeKeyspaces: Sendable {
     /// `opened(_:in:)` first.
     public func served(_ id: UInt32, in map: ClusterMap) throws(StorageError) -> Served? {
         guard let keyspace = map.keyspace(id: id) else { return nil }
+        if servesEveryKeyspaceFromRoot {
+            return Served(keyspace: keyspace, map: map.viewed(as: keyspace), store: root, replica: replica)
+        }
         if let served = opened(keyspace, in: map) { return served }
         let view = try root.keyspace(id)
         let replica = replicas.withLock { replicas in

@@ -1,0 +1,136 @@
+import KVCore
+import KVNode
+import KVStorage
+
+/// Keyspaces in the simulator (`SimulationConfiguration.keyspaces()`): the first map holds `cache` and
+/// `accounts` beside `default`, created by the production `ClusterChange.createKeyspace`. Each keyspace's
+/// ring is the map as the keyspace sees it (`ClusterMap.viewed(as:)`), its levels the keyspace's, and
+/// a node serves each request from what the production `NodeKeyspaces` gives it for the keyspace.
+/// The invariants look at the keyspaces' store views directly (`InMemoryStore.keyspace(_:)`), not
+/// through `NodeKeyspaces`, so that a node serving a keyspace from the wrong store is noticed.
+extension Simulation {
+    /// The first map with the run's two extra keyspaces: `cache` (N=3, or every node on fewer, levels
+    /// one/one) and `accounts` (N=5, or every node on fewer, levels quorum/quorum).
+    static func creatingKeyspaces(in map: ClusterMap) -> ClusterMap {
+        let owners = map.nodes.count
+        let changes: [ClusterChange] = [
+            .createKeyspace(
+                "cache",
+                KeyspaceSettings(placement: .simple(replicas: min(3, owners)), readLevel: .one, writeLevel: .one)),
+            .createKeyspace(
+                "accounts",
+                KeyspaceSettings(
+                    placement: .simple(replicas: min(5, owners)), readLevel: .quorum, writeLevel: .quorum)),
+        ]
+        var next = map
+        for change in changes {
+            do {
+                next = try next.applying(change)
+            } catch {
+                preconditionFailure("the run's keyspaces do not fit the first map: \(error)")
+            }
+        }
+        return next
+    }
+
+    /// Node `index` serves its keyspaces with the production `NodeKeyspaces` over its store and its
+    /// current replica (at the start and after each restart, as kvd builds it at its start).
+    func serveKeyspaces(_ index: Int) {
+        let keyspaces = NodeKeyspaces(root: nodes[index].store, replica: nodes[index].replica)
+        keyspaces.servesEveryKeyspaceFromRoot = configuration.mutation == .keyspacesShareDefaultStore
+        nodes[index].keyspaces = keyspaces
+    }
+
+    /// The ids of the run's keyspaces, the default first.
+    var keyspaceIDs: [UInt32] {
+        [Keyspace.defaultID] + membership.latest.keyspaces.filter { !$0.dropped }.map(\.id)
+    }
+
+    /// Keyspace `id` of the latest map.
+    func keyspace(_ id: UInt32) -> Keyspace {
+        guard let keyspace = membership.latest.keyspace(id: id) else {
+            preconditionFailure("the run has no keyspace \(id)")
+        }
+        return keyspace
+    }
+
+    /// Keyspace `id`'s ring: the fixed ring for the default keyspace, otherwise the ring of the latest
+    /// map as the keyspace sees it.
+    func ring(ofKeyspace id: UInt32) -> Ring {
+        guard id != Keyspace.defaultID else { return ring }
+        return membership.ring(of: membership.latest.viewed(as: keyspace(id)))
+    }
+
+    /// Node `node`'s store of keyspace `id` as it truly is (for the invariants).
+    func view(_ node: Int, _ id: UInt32) -> InMemoryStore {
+        do {
+            return try nodes[node].store.keyspace(id)
+        } catch {
+            preconditionFailure("\(nodes[node].id) has no view of keyspace \(id): \(error)")
+        }
+    }
+
+    /// What node `node` serves keyspace `id` with (the production `NodeKeyspaces`), by its committed map.
+    func served(_ node: Int, _ id: UInt32) -> NodeKeyspaces.Served {
+        let map = membership.acceptors[node].committed
+        do {
+            guard let served = try nodes[node].keyspaces.served(id, in: map) else {
+                preconditionFailure("\(nodes[node].id)'s map \(map.epoch) has no keyspace \(id)")
+            }
+            return served
+        } catch {
+            preconditionFailure("\(nodes[node].id) cannot serve keyspace \(id): \(error)")
+        }
+    }
+
+    /// The level of a write in keyspace `id`: the configuration's for the default keyspace (the run
+    /// names it on every call), the keyspace's own otherwise (as an SDK call that names none).
+    func writeLevel(ofKeyspace id: UInt32) -> ConsistencyLevel {
+        id == Keyspace.defaultID ? .count(configuration.writeQuorum) : keyspace(id).writeLevel
+    }
+
+    /// The level of a read in keyspace `id` asking `replicas` (as `writeLevel(ofKeyspace:)`).
+    func readLevel(ofKeyspace id: UInt32, replicas: Int) -> ConsistencyLevel {
+        id == Keyspace.defaultID ? .count(min(configuration.readQuorum, replicas)) : keyspace(id).readLevel
+    }
+
+    /// W of keyspace `id`: the acknowledgements its writes wait for.
+    func writeQuorum(ofKeyspace id: UInt32) -> Int {
+        let replicationFactor = ring(ofKeyspace: id).replicationFactor
+        return (try? writeLevel(ofKeyspace: id).required(replicationFactor: replicationFactor)) ?? replicationFactor
+    }
+
+    /// R of keyspace `id`.
+    func readQuorum(ofKeyspace id: UInt32) -> Int {
+        let replicationFactor = ring(ofKeyspace: id).replicationFactor
+        let level = readLevel(ofKeyspace: id, replicas: replicationFactor)
+        return (try? level.required(replicationFactor: replicationFactor)) ?? replicationFactor
+    }
+
+    /// The key the history (and so the register check) knows `key` of keyspace `id` by: the same
+    /// bytes in two keyspaces are two registers.
+    func historyKey(_ key: [UInt8], keyspace id: UInt32) -> [UInt8] {
+        id == Keyspace.defaultID ? key : Array("\(keyspace(id).name)/".utf8) + key
+    }
+
+    /// `key` for the trace, with its keyspace unless the default.
+    func describe(_ key: [UInt8], keyspace id: UInt32) -> String {
+        id == Keyspace.defaultID ? KVSimulation.show(key) : "\(keyspace(id).name)/\(KVSimulation.show(key))"
+    }
+
+    /// The prefix of every value written in keyspace `id` in a run with keyspaces.
+    func valuePrefix(ofKeyspace id: UInt32) -> [UInt8] {
+        Array("\(keyspace(id).name):".utf8)
+    }
+
+    /// A value read in keyspace `id` must have been written in it: values name their keyspace.
+    func checkValueKeyspace(_ value: [UInt8], read key: [UInt8], in id: UInt32, operation: Int) {
+        guard configuration.runsKeyspaces else { return }
+        let prefix = valuePrefix(ofKeyspace: id)
+        guard !value.starts(with: prefix) else { return }
+        let writer = String(decoding: value.prefix { $0 != UInt8(ascii: ":") }, as: UTF8.self)
+        violate(
+            "op\(operation): a read of \(describe(key, keyspace: id)) returned \(String(decoding: value, as: UTF8.self)), written in keyspace '\(writer)'"
+        )
+    }
+}
