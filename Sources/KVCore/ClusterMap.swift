@@ -35,13 +35,21 @@ public struct ClusterMap: Sendable, Hashable {
         public var state: NodeState
         /// The node's datacenter or rack (`kvd --zone`), empty when none was given.
         public var zone: String
+        /// The ring the node belongs to (`kvctl join --ring`); empty: the main ring, where the default
+        /// keyspace lives. Each ring has its own nodes and tokens; a keyspace (or a key range of one)
+        /// lives on one ring.
+        public var ring: String
 
-        public init(id: String, address: String, tokens: [UInt64], state: NodeState = .normal, zone: String = "") {
+        public init(
+            id: String, address: String, tokens: [UInt64], state: NodeState = .normal, zone: String = "",
+            ring: String = ""
+        ) {
             self.id = id
             self.address = address
             self.tokens = tokens
             self.state = state
             self.zone = zone
+            self.ring = ring
         }
     }
 
@@ -62,6 +70,12 @@ public struct ClusterMap: Sendable, Hashable {
     /// The keyspaces besides `default` (whose placement is the map's own), by id, dropped ones kept
     /// so that no id is given twice.
     public var keyspaces: [Keyspace] = []
+    /// The ring (`Node.ring`) whose nodes `ring()` places keys on: the main ring (empty) in a map, a
+    /// keyspace's ring in its view (`viewed(as:)`). Not on the wire.
+    public internal(set) var viewRing = ""
+    /// The ring `nextRing()` places keys on when it is not `viewRing`: a keyspace range moving to
+    /// another ring, in its view. Not on the wire.
+    public internal(set) var viewNextRing: String?
 
     public init(
         clusterID: String, epoch: UInt64, placement: Placement, nodes: [Node], pendingPlacement: Placement? = nil,
@@ -98,8 +112,15 @@ public struct ClusterMap: Sendable, Hashable {
         placement.usesZones || (pendingPlacement?.usesZones ?? false) || nodes.contains { !$0.zone.isEmpty }
     }
 
-    /// Whether the map says anything protocol version 2 could not: zones or keyspaces.
-    public var needsProtocolVersion3: Bool { usesZones || !keyspaces.isEmpty }
+    /// Whether the map says anything protocol version 2 could not: zones, rings or keyspaces.
+    public var needsProtocolVersion3: Bool {
+        usesZones || !keyspaces.isEmpty || nodes.contains { !$0.ring.isEmpty }
+    }
+
+    /// The names of the rings that have members, the main ring (empty) first.
+    public var ringNames: [String] {
+        [""] + Set(nodes.filter { $0.state != .removed && !$0.ring.isEmpty }.map(\.ring)).sorted()
+    }
 
     /// The node with this id, if it is a member.
     public func node(_ id: String) -> Node? {
@@ -111,9 +132,11 @@ public struct ClusterMap: Sendable, Hashable {
         nodes.filter { $0.state != .removed }.map(\.id)
     }
 
-    /// The ring the owning nodes (`NodeState.ownsRanges`) and their tokens make.
+    /// The ring the owning nodes (`NodeState.ownsRanges`) of `viewRing` (the main ring in a map) and
+    /// their tokens make.
     public func ring() throws(RingError) -> Ring {
-        try Ring(nodes: nodes.filter(\.state.ownsRanges).map(\.ringNode), placement: placement)
+        try Ring(
+            nodes: nodes.filter { $0.state.ownsRanges && $0.ring == viewRing }.map(\.ringNode), placement: placement)
     }
 }
 

@@ -101,7 +101,7 @@ public struct SimulationConfiguration: Sendable {
             return
         }
         profile.changes = profile.changes.map { change in
-            guard case .join(let node, let address, let tokensPerNode, _) = change else { return change }
+            guard case .join(let node, let address, let tokensPerNode, _, _) = change else { return change }
             return .join(node: node, address: address, tokensPerNode: tokensPerNode, zone: zone(ofNode: node))
         }
         let firstJoin = profile.changes.firstIndex { if case .join = $0 { true } else { false } }

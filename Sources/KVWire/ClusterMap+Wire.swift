@@ -7,7 +7,8 @@ extension MapBody {
         self.init(
             clusterId: map.clusterID, epoch: map.epoch, replicationFactor: UInt8(clamping: map.replicationFactor),
             nodes: map.nodes.map {
-                NodeEntry(id: $0.id, address: $0.address, tokens: $0.tokens, state: $0.state, zone: $0.zone)
+                NodeEntry(
+                    id: $0.id, address: $0.address, tokens: $0.tokens, state: $0.state, zone: $0.zone, ring: $0.ring)
             },
             pendingReplicationFactor: UInt8(clamping: map.pendingReplicationFactor ?? 0), streaming: map.streaming,
             changeEpoch: map.changeEpoch ?? 0, placement: PlacementBody(map.placement),
@@ -25,7 +26,8 @@ extension KeyspaceBody {
             readLevel: LevelBody(keyspace.readLevel),
             writeLevel: LevelBody(keyspace.writeLevel),
             timeToLiveMillis: keyspace.timeToLive?.wholeMillisecondsClamped ?? 0,
-            dropped: keyspace.dropped)
+            dropped: keyspace.dropped, ring: keyspace.ring, pendingRing: keyspace.pendingRing,
+            lowKey: ByteBuffer(bytes: keyspace.lowKey))
     }
 
     /// The keyspace this body describes (not checked: the map's changes and rings check it).
@@ -33,8 +35,9 @@ extension KeyspaceBody {
         Keyspace(
             id: id, name: name, placement: placement.placement, pendingPlacement: pendingPlacement?.placement,
             readLevel: readLevel.level, writeLevel: writeLevel.level,
-            timeToLive: timeToLiveMillis == 0 ? nil : .milliseconds(Int64(clamping: timeToLiveMillis)), dropped: dropped
-        )
+            timeToLive: timeToLiveMillis == 0 ? nil : .milliseconds(Int64(clamping: timeToLiveMillis)),
+            dropped: dropped,
+            ring: ring, pendingRing: pendingRing, lowKey: Array(lowKey.readableBytesView))
     }
 }
 
@@ -140,7 +143,8 @@ extension MapBody {
         var map = ClusterMap(
             clusterID: clusterId, epoch: epoch, placement: placement.placement,
             nodes: nodes.map {
-                ClusterMap.Node(id: $0.id, address: $0.address, tokens: $0.tokens, state: $0.state, zone: $0.zone)
+                ClusterMap.Node(
+                    id: $0.id, address: $0.address, tokens: $0.tokens, state: $0.state, zone: $0.zone, ring: $0.ring)
             },
             pendingPlacement: pendingPlacement?.placement, streaming: streaming,
             changeEpoch: changeEpoch == 0 ? nil : changeEpoch)

@@ -40,7 +40,7 @@ import Testing
         #expect(map.keyspaces.map(\.dropped) == [true, false])
     }
 
-    @Test func alteringChangesLevelsAndTTLButNotYetThePlacement() throws {
+    @Test func alteringChangesLevelsAndTTLAndStreamsANewPlacement() throws {
         var map = try Self.six.applying(.createKeyspace("cache", KeyspaceSettings(readLevel: .one)))
         map = try map.applying(
             .alterKeyspace("cache", KeyspaceSettings(writeLevel: .all, timeToLive: .some(.seconds(60)))))
@@ -48,10 +48,25 @@ import Testing
         #expect(cache.readLevel == .one && cache.writeLevel == .all && cache.timeToLive == .seconds(60))
         map = try map.applying(.alterKeyspace("cache", KeyspaceSettings(timeToLive: .some(nil))))
         #expect(map.keyspace(named: "cache")?.timeToLive == nil)
-        #expect(throws: ClusterChangeError.self) {
-            try map.applying(.alterKeyspace("cache", KeyspaceSettings(placement: .simple(replicas: 5))))
-        }
         #expect(throws: ClusterChangeError.self) { try map.applying(.alterKeyspace("cache", KeyspaceSettings())) }
+        // A new placement is pending while the nodes that gain ranges of the keyspace receive them.
+        var raised = try map.applying(.alterKeyspace("cache", KeyspaceSettings(placement: .simple(replicas: 5))))
+        let pending = try #require(raised.keyspace(named: "cache"))
+        #expect(pending.placement == .simple(replicas: 3) && pending.pendingPlacement == .simple(replicas: 5))
+        #expect(raised.isChanging && !raised.streaming.isEmpty)
+        #expect(
+            try raised.ring(of: pending).replicationFactor == 3 && raised.nextRing(of: pending).replicationFactor == 5)
+        // The default keyspace moves nothing: only the keyspace's receivers stream.
+        #expect(raised.movements().isEmpty)
+        #expect(
+            Set(raised.streaming) == Set(raised.viewed(as: pending).movements().flatMap(\.receivers)))
+        #expect(throws: ClusterChangeError.self) {
+            try raised.applying(.join(node: "n7", address: "127.0.0.7:7411", tokensPerNode: 16))
+        }
+        for node in raised.streaming { raised = try raised.applying(.streamed(node: node)) }
+        #expect(!raised.isChanging)
+        #expect(raised.keyspace(named: "cache")?.placement == .simple(replicas: 5))
+        #expect(raised.keyspace(named: "cache")?.pendingPlacement == nil)
     }
 
     @Test(arguments: [

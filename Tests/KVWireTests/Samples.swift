@@ -267,8 +267,10 @@ enum Samples {
                     clusterId: "qkv-test", epoch: 7, replicationFactor: 3,
                     nodes: [
                         NodeEntry(
-                            id: "n1", address: "127.0.0.11:7400", tokens: [1, 1 << 63], state: .normal, zone: "dc1"),
-                        NodeEntry(id: "n2", address: "127.0.0.12:7400", tokens: [], state: .joining, zone: ""),
+                            id: "n1", address: "127.0.0.11:7400", tokens: [1, 1 << 63], state: .normal, zone: "dc1",
+                            ring: ""),
+                        NodeEntry(
+                            id: "n2", address: "127.0.0.12:7400", tokens: [], state: .joining, zone: "", ring: "ring2"),
                     ],
                     pendingReplicationFactor: 0, streaming: ["n2"], changeEpoch: 6, proof: nil,
                     placement: PlacementBody(kind: .spread, replicas: 3, perZone: 1, zones: []),
@@ -280,7 +282,8 @@ enum Samples {
                             id: 1, name: "sessions",
                             placement: PlacementBody(kind: .simple, replicas: 3, perZone: 0, zones: []),
                             pendingPlacement: nil, readLevel: LevelBody(kind: .one, count: 0),
-                            writeLevel: LevelBody(kind: .count, count: 1), timeToLiveMillis: 1_800_000, dropped: false)
+                            writeLevel: LevelBody(kind: .count, count: 1), timeToLiveMillis: 1_800_000, dropped: false,
+                            ring: "", pendingRing: "ring2", lowKey: ByteBuffer(string: "m"))
                     ]
                 )
             )
@@ -302,7 +305,7 @@ enum Samples {
                     vote: .granted, epoch: 7, promised: nil, acceptedBallot: Ballot(round: 5, proposer: "b#1"),
                     accepted: MapBody(
                         clusterId: "q", epoch: 8, replicationFactor: 1,
-                        nodes: [NodeEntry(id: "n1", address: "h:1", tokens: [9], state: .leaving, zone: "")],
+                        nodes: [NodeEntry(id: "n1", address: "h:1", tokens: [9], state: .leaving, zone: "", ring: "")],
                         pendingReplicationFactor: 2, streaming: [], changeEpoch: 8, placement: simple(1),
                         pendingPlacement: simple(2), keyspaces: [])))
         ),
@@ -316,7 +319,7 @@ enum Samples {
                     ballot: Ballot(round: 6, proposer: "c"),
                     map: MapBody(
                         clusterId: "q", epoch: 8, replicationFactor: 1,
-                        nodes: [NodeEntry(id: "n1", address: "h:1", tokens: [9], state: .removed, zone: "")],
+                        nodes: [NodeEntry(id: "n1", address: "h:1", tokens: [9], state: .removed, zone: "", ring: "")],
                         pendingReplicationFactor: 2, streaming: [], changeEpoch: 8, placement: simple(1),
                         pendingPlacement: simple(2), keyspaces: [])))
         ),
@@ -347,7 +350,7 @@ enum Samples {
                 MapCommitRequest(
                     map: MapBody(
                         clusterId: "q", epoch: 8, replicationFactor: 1,
-                        nodes: [NodeEntry(id: "n1", address: "h:1", tokens: [9], state: .down, zone: "")],
+                        nodes: [NodeEntry(id: "n1", address: "h:1", tokens: [9], state: .down, zone: "", ring: "")],
                         pendingReplicationFactor: 2, streaming: [], changeEpoch: 8, placement: simple(1),
                         pendingPlacement: simple(2), keyspaces: []),
                     proof: MapProofBody(

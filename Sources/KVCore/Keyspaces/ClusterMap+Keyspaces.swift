@@ -1,9 +1,28 @@
 extension ClusterMap {
-    /// The keyspace named `name`, unless dropped: `default` is the map's own placement (with the
-    /// `quorum` levels the SDK starts from and no TTL).
+    /// The keyspace named `name` (its first part when it is split), unless dropped: `default` is the
+    /// map's own placement (with the `quorum` levels the SDK starts from and no TTL).
     public func keyspace(named name: String) -> Keyspace? {
         if name == Keyspace.defaultName { return defaultKeyspace }
-        return keyspaces.first { $0.name == name && !$0.dropped }
+        return keyspaces.first { $0.name == name && !$0.dropped && $0.lowKey.isEmpty }
+    }
+
+    /// The part of keyspace `name` that holds `key`: the one with the greatest `lowKey` not above it.
+    public func keyspace(named name: String, forKey key: [UInt8]) -> Keyspace? {
+        if name == Keyspace.defaultName { return defaultKeyspace }
+        return parts(named: name).last { !key.lexicographicallyPrecedes($0.lowKey) }
+    }
+
+    /// The parts of keyspace `name` (one when it is not split), by `lowKey`; empty when there is none.
+    public func parts(named name: String) -> [Keyspace] {
+        if name == Keyspace.defaultName { return [defaultKeyspace] }
+        return keyspaces.filter { $0.name == name && !$0.dropped }.sorted {
+            $0.lowKey.lexicographicallyPrecedes($1.lowKey)
+        }
+    }
+
+    /// Whether `key` belongs to `part` of its keyspace (it does to a keyspace that is not split).
+    public func holds(_ part: Keyspace, key: [UInt8]) -> Bool {
+        keyspace(named: part.name, forKey: key)?.id == part.id
     }
 
     /// The keyspace of id `id`, unless dropped.
@@ -32,6 +51,8 @@ extension ClusterMap {
         var map = self
         map.placement = keyspace.placement
         map.pendingPlacement = keyspace.pendingPlacement
+        map.viewRing = keyspace.ring
+        map.viewNextRing = keyspace.pendingRing
         return map
     }
 
@@ -45,9 +66,19 @@ extension ClusterMap {
         try viewed(as: keyspace).nextRing()
     }
 
+    /// The parts of keyspace `name`, or why there are none.
+    func keyspaceParts(_ name: String) throws(ClusterChangeError) -> [Keyspace] {
+        guard name != Keyspace.defaultName else {
+            throw .invalid("the default keyspace's placement changes with set-placement or set-rf")
+        }
+        let parts = parts(named: name)
+        guard !parts.isEmpty else { throw .invalid("no keyspace '\(name)'") }
+        return parts
+    }
+
     /// The map with keyspace `name` created with `settings` (defaults: `simple:3` or fewer when the
-    /// cluster has fewer nodes, `quorum` reads and writes, no TTL), under the next unused id. A new
-    /// keyspace holds nothing, so nothing streams.
+    /// cluster has fewer nodes, `quorum` reads and writes, no TTL, the main ring), under the next unused
+    /// id, and one more id for each split. A new keyspace holds nothing, so nothing streams.
     func creatingKeyspace(_ name: String, _ settings: KeyspaceSettings) throws(ClusterChangeError) -> ClusterMap {
         guard Keyspace.isValidName(name) else {
             throw .invalid(
@@ -55,59 +86,104 @@ extension ClusterMap {
             )
         }
         guard keyspace(named: name) == nil else { throw .invalid("keyspace '\(name)' exists already") }
-        guard keyspaces.count(where: { !$0.dropped }) < Limits.keyspacesMax, keyspaces.count < Limits.keyspaceIDsMax
+        let lowKeys = settings.splits.map(\.lowKey)
+        guard lowKeys.allSatisfy({ !$0.isEmpty && $0.count <= Limits.keyBytesMax }), Set(lowKeys).count == lowKeys.count
+        else {
+            throw .invalid("a keyspace's split keys must be distinct, not empty, at most \(Limits.keyBytesMax) bytes")
+        }
+        let created = 1 + settings.splits.count
+        guard keyspaces.count(where: { !$0.dropped }) + created <= Limits.keyspacesMax,
+            keyspaces.count + created <= Limits.keyspaceIDsMax
         else {
             throw .invalid("a cluster holds at most \(Limits.keyspacesMax) keyspaces (\(Limits.keyspaceIDsMax) ever)")
         }
         // Ids come from peers' maps: bounded before the next one is counted.
         let highest = keyspaces.map(\.id).max() ?? Keyspace.defaultID
-        guard highest < UInt32(Limits.keyspaceIDsMax) else {
+        guard highest < UInt32(Limits.keyspaceIDsMax) - UInt32(created) else {
             throw .invalid("keyspace ids run out at \(Limits.keyspaceIDsMax); the map holds id \(highest)")
         }
-        let owners = nodes.count(where: \.state.ownsRanges)
-        let keyspace = Keyspace(
+        let ring = settings.ring ?? ""
+        let owners = nodes.count { $0.state.ownsRanges && $0.ring == ring }
+        let first = Keyspace(
             id: highest + 1, name: name,
             placement: settings.placement ?? .simple(replicas: max(1, min(3, owners))),
             readLevel: settings.readLevel ?? .quorum, writeLevel: settings.writeLevel ?? .quorum,
-            timeToLive: settings.timeToLive ?? nil)
-        try Self.check(keyspace, on: self)
+            timeToLive: settings.timeToLive ?? nil, ring: ring)
+        var parts = [first]
+        for (offset, split) in settings.splits.sorted(by: { $0.lowKey.lexicographicallyPrecedes($1.lowKey) })
+            .enumerated()
+        {
+            var part = first
+            part.id = highest + 2 + UInt32(offset)
+            part.ring = split.ring
+            part.lowKey = split.lowKey
+            parts.append(part)
+        }
+        for part in parts { try Self.check(part, on: self) }
         var next = self
-        next.keyspaces.append(keyspace)
+        next.keyspaces += parts
         return next
     }
 
-    /// The map with keyspace `name`'s levels and TTL changed. Its placement does not change yet: that
-    /// moves data, which keyspaces other than `default` cannot do before the nodes serve them (the
-    /// default keyspace's placement changes with `setPlacement`).
+    /// The map with keyspace `name`'s levels and TTL changed, in every part; a new placement is pending
+    /// in every part (the change streams as `set-placement` does for the default keyspace).
     func alteringKeyspace(_ name: String, _ settings: KeyspaceSettings) throws(ClusterChangeError) -> ClusterMap {
-        guard name != Keyspace.defaultName else {
-            throw .invalid("the default keyspace's placement changes with set-placement or set-rf")
+        guard settings.ring == nil, settings.splits.isEmpty else {
+            throw .invalid("a keyspace's rings change with kvctl keyspace move, not alter")
         }
-        guard let index = keyspaces.firstIndex(where: { $0.name == name && !$0.dropped }) else {
-            throw .invalid("no keyspace '\(name)'")
-        }
-        var keyspace = keyspaces[index]
-        if let placement = settings.placement, placement != keyspace.placement {
-            throw .invalid("changing the placement of keyspace '\(name)' is not possible yet")
-        }
-        keyspace.readLevel = settings.readLevel ?? keyspace.readLevel
-        keyspace.writeLevel = settings.writeLevel ?? keyspace.writeLevel
-        if let timeToLive = settings.timeToLive { keyspace.timeToLive = timeToLive }
-        guard keyspace != keyspaces[index] else { throw .invalid("keyspace '\(name)' is already so") }
-        try Self.check(keyspace, on: self)
         var next = self
-        next.keyspaces[index] = keyspace
+        var changed = false
+        for part in try keyspaceParts(name) {
+            guard let index = keyspaces.firstIndex(where: { $0.id == part.id }) else { continue }
+            var keyspace = part
+            if let placement = settings.placement, placement != keyspace.placement {
+                keyspace.pendingPlacement = placement
+            }
+            keyspace.readLevel = settings.readLevel ?? keyspace.readLevel
+            keyspace.writeLevel = settings.writeLevel ?? keyspace.writeLevel
+            if let timeToLive = settings.timeToLive { keyspace.timeToLive = timeToLive }
+            var settled = keyspace
+            settled.placement = keyspace.pendingPlacement ?? keyspace.placement
+            settled.pendingPlacement = nil
+            try Self.check(settled, on: self)
+            changed = changed || keyspace != part
+            next.keyspaces[index] = keyspace
+        }
+        guard changed else { throw .invalid("keyspace '\(name)' is already so") }
         return next
     }
 
-    /// The map with keyspace `name` dropped: its name is free again, its id never given again.
+    /// The map with keyspace `name` dropped, every part: its name is free again, its ids never given
+    /// again.
     func droppingKeyspace(_ name: String) throws(ClusterChangeError) -> ClusterMap {
         guard name != Keyspace.defaultName else { throw .invalid("the default keyspace cannot be dropped") }
-        guard let index = keyspaces.firstIndex(where: { $0.name == name && !$0.dropped }) else {
-            throw .invalid("no keyspace '\(name)'")
-        }
+        let ids = Set(try keyspaceParts(name).map(\.id))
         var next = self
-        next.keyspaces[index].dropped = true
+        for index in next.keyspaces.indices where ids.contains(next.keyspaces[index].id) {
+            next.keyspaces[index].dropped = true
+        }
+        return next
+    }
+
+    /// The map with the part of keyspace `name` starting at `lowKey` moving to `ring`.
+    func movingKeyspaceRange(_ name: String, lowKey: [UInt8], to ring: String) throws(ClusterChangeError)
+        -> ClusterMap
+    {
+        guard let part = try keyspaceParts(name).first(where: { $0.lowKey == lowKey }),
+            let index = keyspaces.firstIndex(where: { $0.id == part.id })
+        else {
+            throw .invalid(
+                "keyspace '\(name)' has no part starting at '\(Keyspace.describe(key: lowKey))' (its parts start at "
+                    + parts(named: name).map { "'\(Keyspace.describe(key: $0.lowKey))'" }.joined(separator: ", ") + ")")
+        }
+        guard part.ring != ring else {
+            throw .invalid("that part of keyspace '\(name)' is on ring \(Keyspace.ringName(ring)) already")
+        }
+        var moved = part
+        moved.ring = ring
+        try Self.check(moved, on: self)
+        var next = self
+        next.keyspaces[index].pendingRing = ring
         return next
     }
 

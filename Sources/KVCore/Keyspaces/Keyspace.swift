@@ -7,8 +7,12 @@
 /// keyspace is a set of column families of its own (docs/design-notes.md, "Keyspaces, rings, zones
 /// and TTL").
 ///
-/// Not yet served: nodes and the SDK use the default keyspace only until keyspaces reach the wire
-/// requests, the stores and the SDK (docs/design-notes.md, "Keyspaces and several rings").
+/// A keyspace lives on one ring (`ring`, a set of nodes with their own tokens), or is split by key
+/// range across rings: each range is then a *part*, an entry of `ClusterMap.keyspaces` of its own
+/// (its own id, so its own column families), with the keyspace's name and the lowest key it holds
+/// (`lowKey`); a key belongs to the part with the greatest `lowKey` not above it. A part moves to
+/// another ring (`pendingRing`) as a node joins: the new ring's nodes receive its ranges while writes
+/// go to both, then ownership switches.
 public struct Keyspace: Sendable, Hashable, CustomStringConvertible {
     /// The default keyspace's id and name.
     public static let defaultID: UInt32 = 0
@@ -27,12 +31,22 @@ public struct Keyspace: Sendable, Hashable, CustomStringConvertible {
     public var timeToLive: Duration?
     /// Dropped: its data is gone and its name free again; kept so that its id is never reused.
     public var dropped: Bool
+    /// The ring its keys live on (`ClusterMap.Node.ring`); empty: the main ring.
+    public var ring: String
+    /// The ring its keys move to in the change in progress; nil when they are not moving.
+    public var pendingRing: String?
+    /// The lowest key of this part of the keyspace (bytewise); empty for the first part, which a
+    /// keyspace that is not split is.
+    public var lowKey: [UInt8]
 
     public init(
         id: UInt32, name: String, placement: Placement, pendingPlacement: Placement? = nil,
         readLevel: ConsistencyLevel = .quorum, writeLevel: ConsistencyLevel = .quorum, timeToLive: Duration? = nil,
-        dropped: Bool = false
+        dropped: Bool = false, ring: String = "", pendingRing: String? = nil, lowKey: [UInt8] = []
     ) {
+        self.ring = ring
+        self.pendingRing = pendingRing
+        self.lowKey = lowKey
         self.id = id
         self.name = name
         self.placement = placement
@@ -44,8 +58,29 @@ public struct Keyspace: Sendable, Hashable, CustomStringConvertible {
     }
 
     public var description: String {
-        "\(name) (\(id)): \(placement), read \(readLevel), write \(writeLevel)"
+        "\(name)\(lowKey.isEmpty ? "" : " from \(Self.describe(key: lowKey))") (\(id)): \(placement)"
+            + (ring.isEmpty ? "" : " on ring \(ring)")
+            + (pendingRing.map { " moving to ring \(Self.ringName($0))" } ?? "")
+            + ", read \(readLevel), write \(writeLevel)"
             + (timeToLive.map { ", ttl \($0.shortDescription)" } ?? "") + (dropped ? ", dropped" : "")
+    }
+
+    /// The name an operator reads for a ring: `main` for the main ring (stored empty).
+    public static func ringName(_ ring: String) -> String {
+        ring.isEmpty ? mainRingName : ring
+    }
+
+    /// The main ring's name in commands and listings.
+    public static let mainRingName = "main"
+
+    /// A key as text when it is printable UTF-8, else as hex (`0x…`).
+    public static func describe(key: [UInt8]) -> String {
+        if let text = String(validating: key, as: UTF8.self),
+            text.unicodeScalars.allSatisfy({ $0.isASCII && $0.value >= 0x20 && $0.value < 0x7f })
+        {
+            return text
+        }
+        return "0x" + key.map { ($0 < 16 ? "0" : "") + String($0, radix: 16) }.joined()
     }
 
     /// Checks a keyspace's name: 1 to `Limits.nameBytesMax` bytes of letters, digits, `_` and `-`,
@@ -68,14 +103,35 @@ public struct KeyspaceSettings: Sendable, Hashable {
     public var writeLevel: ConsistencyLevel?
     /// `.some(nil)` removes the default TTL.
     public var timeToLive: Duration??
+    /// `create` only: the ring of the keyspace (of its first part when split); nil: the main ring.
+    public var ring: String?
+    /// `create` only: where the keyspace is split by key range, each split starting a part on a ring.
+    public var splits: [KeyspaceSplit]
 
     public init(
         placement: Placement? = nil, readLevel: ConsistencyLevel? = nil, writeLevel: ConsistencyLevel? = nil,
-        timeToLive: Duration?? = nil
+        timeToLive: Duration?? = nil, ring: String? = nil, splits: [KeyspaceSplit] = []
     ) {
+        self.ring = ring
+        self.splits = splits
         self.placement = placement
         self.readLevel = readLevel
         self.writeLevel = writeLevel
         self.timeToLive = timeToLive
     }
+}
+
+/// Where a keyspace is split: the keys from `lowKey` on (up to the next split) live on `ring`
+/// (`kvctl keyspace create NAME --split KEY:RING`).
+public struct KeyspaceSplit: Sendable, Hashable, CustomStringConvertible {
+    public var lowKey: [UInt8]
+    /// Empty: the main ring.
+    public var ring: String
+
+    public init(lowKey: [UInt8], ring: String) {
+        self.lowKey = lowKey
+        self.ring = ring
+    }
+
+    public var description: String { "\(Keyspace.describe(key: lowKey)):\(Keyspace.ringName(ring))" }
 }

@@ -5,7 +5,7 @@ public enum ClusterChange: Sendable, Hashable, CustomStringConvertible {
     case setAddress(node: String, address: String)
     /// A new node joins at `address` in `zone` (empty: none) with `tokensPerNode` tokens placed by
     /// `TokenAllocator`; it receives its ranges, then owns them.
-    case join(node: String, address: String, tokensPerNode: Int, zone: String = "")
+    case join(node: String, address: String, tokensPerNode: Int, zone: String = "", ring: String = "")
     /// The node hands its ranges to the others, then is removed (decommission).
     case leave(node: String)
     /// A new node takes over the tokens and zone of `node` (usually dead): it receives those ranges
@@ -23,12 +23,16 @@ public enum ClusterChange: Sendable, Hashable, CustomStringConvertible {
     case createKeyspace(String, KeyspaceSettings)
     case alterKeyspace(String, KeyspaceSettings)
     case dropKeyspace(String)
+    /// The part of keyspace `name` that starts at `lowKey` moves to `ring` (empty: the main ring): the
+    /// new ring's nodes receive its ranges while writes go to both rings, then it lives there.
+    case moveKeyspaceRange(String, lowKey: [UInt8], ring: String)
 
     public var description: String {
         switch self {
         case .setAddress(let node, let address): "set the address of \(node) to \(address)"
-        case .join(let node, let address, _, let zone):
+        case .join(let node, let address, _, let zone, let ring):
             "\(node) joins at \(address)" + (zone.isEmpty ? "" : " in zone \(zone)")
+                + (ring.isEmpty ? "" : " on ring \(ring)")
         case .leave(let node): "\(node) leaves"
         case .replace(let node, let new, _): "\(new) replaces \(node)"
         case .setReplicationFactor(let n): "N becomes \(n)"
@@ -37,6 +41,8 @@ public enum ClusterChange: Sendable, Hashable, CustomStringConvertible {
         case .createKeyspace(let name, _): "keyspace \(name) is created"
         case .alterKeyspace(let name, _): "keyspace \(name) is altered"
         case .dropKeyspace(let name): "keyspace \(name) is dropped"
+        case .moveKeyspaceRange(let name, let lowKey, let ring):
+            "keyspace \(name)'s keys from '\(Keyspace.describe(key: lowKey))' move to ring \(Keyspace.ringName(ring))"
         }
     }
 }
@@ -92,9 +98,17 @@ extension ClusterMap {
             created.epoch = epoch + 1
             return created
         case .alterKeyspace(let name, let settings):
-            var altered = try alteringKeyspace(name, settings)
-            altered.epoch = epoch + 1
-            return altered
+            let placementChanges = try keyspaceParts(name).contains { part in
+                settings.placement.map { $0 != part.placement } ?? false
+            }
+            if placementChanges { try checkNoChangeInProgress() }
+            next = try alteringKeyspace(name, settings)
+            next.epoch = epoch + 1
+            guard placementChanges else { return next }
+        case .moveKeyspaceRange(let name, let lowKey, let ring):
+            try checkNoChangeInProgress()
+            next = try movingKeyspaceRange(name, lowKey: lowKey, to: ring)
+            next.epoch = epoch + 1
         case .dropKeyspace(let name):
             var dropped = try droppingKeyspace(name)
             dropped.epoch = epoch + 1
@@ -106,17 +120,23 @@ extension ClusterMap {
             next.streaming.removeAll { $0 == id }
             if next.streaming.isEmpty { next.finishChange() }
             return next
-        case .join(let id, let address, let tokensPerNode, let zone):
+        case .join(let id, let address, let tokensPerNode, let zone, let ring):
             try checkNoChangeInProgress()
             try checkNewID(id)
             try checkAddress(address, for: id)
             try checkZone(zone)
+            guard ring.isEmpty || Keyspace.isValidName(ring), ring != Keyspace.mainRingName else {
+                throw .invalid(
+                    "'\(ring)' is not a ring name: 1-\(Limits.nameBytesMax) letters, digits, '_' or '-', starting with a letter (the main ring is named by leaving it out)"
+                )
+            }
             guard (1...Limits.tokensPerNodeMax).contains(tokensPerNode) else {
                 throw .invalid("tokens per node must be 1...\(Limits.tokensPerNodeMax)")
             }
-            let owners = (try? ring())?.nodes ?? []
+            // Each ring is balanced on its own: the tokens split its own nodes' ranges.
+            let owners = nodes.filter { $0.state.ownsRanges && $0.ring == ring }.map(\.ringNode)
             let tokens = TokenAllocator.tokensForJoiningNode(id, existing: owners, tokensPerNode: tokensPerNode)
-            next.nodes.append(Node(id: id, address: address, tokens: tokens, state: .joining, zone: zone))
+            next.nodes.append(Node(id: id, address: address, tokens: tokens, state: .joining, zone: zone, ring: ring))
         case .leave(let id):
             try checkNoChangeInProgress()
             let index = try member(id)
@@ -134,7 +154,9 @@ extension ClusterMap {
             try checkAddress(address, for: new)
             next.nodes[index].state = .leaving
             next.nodes.append(
-                Node(id: new, address: address, tokens: nodes[index].tokens, state: .joining, zone: nodes[index].zone))
+                Node(
+                    id: new, address: address, tokens: nodes[index].tokens, state: .joining, zone: nodes[index].zone,
+                    ring: nodes[index].ring))
         case .setReplicationFactor(let factor):
             try checkNoChangeInProgress()
             guard factor != replicationFactor else { throw .invalid("N is already \(factor)") }

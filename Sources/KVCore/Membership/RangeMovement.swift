@@ -79,14 +79,18 @@ extension ClusterMap {
     /// Whether a membership change is in progress: a node joining or leaving, or a new placement (or
     /// replication factor) pending.
     public var isChanging: Bool {
-        pendingPlacement != nil || nodes.contains { $0.state == .joining || $0.state == .leaving }
+        pendingPlacement != nil || viewNextRing != nil
+            || nodes.contains { $0.state == .joining || $0.state == .leaving }
+            || keyspaces.contains { !$0.dropped && ($0.pendingPlacement != nil || $0.pendingRing != nil) }
     }
 
-    /// The ring once the change in progress is done: normal, joining and down nodes, with the pending
-    /// placement; the current ring when nothing is changing.
+    /// The ring once the change in progress is done: normal, joining and down nodes of `viewNextRing`
+    /// (or `viewRing`), with the pending placement; the current ring when nothing is changing.
     public func nextRing() throws(RingError) -> Ring {
-        try Ring(
-            nodes: nodes.filter { [.normal, .joining, .down].contains($0.state) }.map(\.ringNode),
+        let ringName = viewNextRing ?? viewRing
+        return try Ring(
+            nodes: nodes.filter { [.normal, .joining, .down].contains($0.state) && $0.ring == ringName }.map(
+                \.ringNode),
             placement: pendingPlacement ?? placement)
     }
 
@@ -129,6 +133,12 @@ extension ClusterMap {
         }
         if let pending = pendingPlacement { placement = pending }
         pendingPlacement = nil
+        for index in keyspaces.indices {
+            if let pending = keyspaces[index].pendingPlacement { keyspaces[index].placement = pending }
+            if let pending = keyspaces[index].pendingRing { keyspaces[index].ring = pending }
+            keyspaces[index].pendingPlacement = nil
+            keyspaces[index].pendingRing = nil
+        }
         streaming = []
         changeEpoch = nil
     }

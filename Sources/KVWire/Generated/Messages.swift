@@ -1204,13 +1204,16 @@ public struct NodeEntry: Sendable, Hashable {
     public var tokens: [UInt64]
     public var state: NodeState
     public var zone: String
+    /// The ring the node belongs to; empty: the main ring.
+    public var ring: String
 
-    public init(id: String, address: String, tokens: [UInt64], state: NodeState, zone: String) {
+    public init(id: String, address: String, tokens: [UInt64], state: NodeState, zone: String, ring: String) {
         self.id = id
         self.address = address
         self.tokens = tokens
         self.state = state
         self.zone = zone
+        self.ring = ring
     }
 }
 
@@ -1233,6 +1236,7 @@ extension ByteBuffer {
         written += self.writeWireList(value.tokens) { (buffer: inout ByteBuffer, element) in buffer.writeInteger(element) }
         written += self.writeNodeState(value.state)
         written += self.writeWireString(value.zone)
+        written += self.writeWireString(value.ring)
         return written
     }
 
@@ -1242,7 +1246,8 @@ extension ByteBuffer {
         let tokens = try self.decodeWireList(limit: Limits.tokensPerNodeMax, elementBytesMin: 8, field: "NodeEntry.tokens") { (buffer: inout ByteBuffer) throws(WireError) in try buffer.decodeWireInteger(UInt64.self) }
         let state = try self.decodeNodeState()
         let zone = try self.decodeWireString(limit: Limits.nameBytesMax, field: "NodeEntry.zone")
-        return NodeEntry(id: id, address: address, tokens: tokens, state: state, zone: zone)
+        let ring = try self.decodeWireString(limit: Limits.nameBytesMax, field: "NodeEntry.ring")
+        return NodeEntry(id: id, address: address, tokens: tokens, state: state, zone: zone, ring: ring)
     }
 }
 
@@ -1443,8 +1448,14 @@ public struct KeyspaceBody: Sendable, Hashable {
     public var writeLevel: LevelBody
     public var timeToLiveMillis: UInt64
     public var dropped: Bool
+    /// The ring the keyspace (this part of it) lives on; empty: the main ring.
+    public var ring: String
+    /// The ring it moves to in the change in progress; absent when it is not moving.
+    public var pendingRing: String?
+    /// The lowest key of this part of a keyspace split by key range; empty for the first part.
+    public var lowKey: ByteBuffer
 
-    public init(id: UInt32, name: String, placement: PlacementBody, pendingPlacement: PlacementBody?, readLevel: LevelBody, writeLevel: LevelBody, timeToLiveMillis: UInt64, dropped: Bool) {
+    public init(id: UInt32, name: String, placement: PlacementBody, pendingPlacement: PlacementBody?, readLevel: LevelBody, writeLevel: LevelBody, timeToLiveMillis: UInt64, dropped: Bool, ring: String, pendingRing: String?, lowKey: ByteBuffer) {
         self.id = id
         self.name = name
         self.placement = placement
@@ -1453,6 +1464,9 @@ public struct KeyspaceBody: Sendable, Hashable {
         self.writeLevel = writeLevel
         self.timeToLiveMillis = timeToLiveMillis
         self.dropped = dropped
+        self.ring = ring
+        self.pendingRing = pendingRing
+        self.lowKey = lowKey
     }
 }
 
@@ -1478,6 +1492,9 @@ extension ByteBuffer {
         written += self.writeLevelBody(value.writeLevel)
         written += self.writeInteger(value.timeToLiveMillis)
         written += self.writeWireBool(value.dropped)
+        written += self.writeWireString(value.ring)
+        written += self.writeWireOptional(value.pendingRing) { (buffer: inout ByteBuffer, wrapped) in buffer.writeWireString(wrapped) }
+        written += self.writeWireBytes(value.lowKey)
         return written
     }
 
@@ -1490,7 +1507,10 @@ extension ByteBuffer {
         let writeLevel = try self.decodeLevelBody()
         let timeToLiveMillis = try self.decodeWireInteger(UInt64.self)
         let dropped = try self.decodeWireBool()
-        return KeyspaceBody(id: id, name: name, placement: placement, pendingPlacement: pendingPlacement, readLevel: readLevel, writeLevel: writeLevel, timeToLiveMillis: timeToLiveMillis, dropped: dropped)
+        let ring = try self.decodeWireString(limit: Limits.nameBytesMax, field: "KeyspaceBody.ring")
+        let pendingRing = try self.decodeWireOptional { (buffer: inout ByteBuffer) throws(WireError) in try buffer.decodeWireString(limit: Limits.nameBytesMax, field: "KeyspaceBody.pendingRing") }
+        let lowKey = try self.decodeWireBytes(limit: Limits.keyBytesMax, field: "KeyspaceBody.lowKey")
+        return KeyspaceBody(id: id, name: name, placement: placement, pendingPlacement: pendingPlacement, readLevel: readLevel, writeLevel: writeLevel, timeToLiveMillis: timeToLiveMillis, dropped: dropped, ring: ring, pendingRing: pendingRing, lowKey: lowKey)
     }
 }
 
@@ -1608,14 +1628,14 @@ extension ByteBuffer {
         let clusterId = try self.decodeWireString(limit: Limits.nameBytesMax, field: "ClusterMapResponse.clusterId")
         let epoch = try self.decodeWireInteger(UInt64.self)
         let replicationFactor = try self.decodeWireInteger(UInt8.self)
-        let nodes = try self.decodeWireList(limit: Limits.nodesMax, elementBytesMin: 17, field: "ClusterMapResponse.nodes") { (buffer: inout ByteBuffer) throws(WireError) in try buffer.decodeNodeEntry() }
+        let nodes = try self.decodeWireList(limit: Limits.nodesMax, elementBytesMin: 21, field: "ClusterMapResponse.nodes") { (buffer: inout ByteBuffer) throws(WireError) in try buffer.decodeNodeEntry() }
         let pendingReplicationFactor = try self.decodeWireInteger(UInt8.self)
         let streaming = try self.decodeWireList(limit: Limits.nodesMax, elementBytesMin: 4, field: "ClusterMapResponse.streaming") { (buffer: inout ByteBuffer) throws(WireError) in try buffer.decodeWireString(limit: Limits.nameBytesMax, field: "ClusterMapResponse.streaming") }
         let changeEpoch = try self.decodeWireInteger(UInt64.self)
         let proof = try self.decodeWireOptional { (buffer: inout ByteBuffer) throws(WireError) in try buffer.decodeMapProofBody() }
         let placement = try self.decodePlacementBody()
         let pendingPlacement = try self.decodeWireOptional { (buffer: inout ByteBuffer) throws(WireError) in try buffer.decodePlacementBody() }
-        let keyspaces = try self.decodeWireList(limit: Limits.keyspaceIDsMax, elementBytesMin: 29, field: "ClusterMapResponse.keyspaces") { (buffer: inout ByteBuffer) throws(WireError) in try buffer.decodeKeyspaceBody() }
+        let keyspaces = try self.decodeWireList(limit: Limits.keyspaceIDsMax, elementBytesMin: 38, field: "ClusterMapResponse.keyspaces") { (buffer: inout ByteBuffer) throws(WireError) in try buffer.decodeKeyspaceBody() }
         return ClusterMapResponse(clusterId: clusterId, epoch: epoch, replicationFactor: replicationFactor, nodes: nodes, pendingReplicationFactor: pendingReplicationFactor, streaming: streaming, changeEpoch: changeEpoch, proof: proof, placement: placement, pendingPlacement: pendingPlacement, keyspaces: keyspaces)
     }
 }
@@ -1796,13 +1816,13 @@ extension ByteBuffer {
         let clusterId = try self.decodeWireString(limit: Limits.nameBytesMax, field: "MapBody.clusterId")
         let epoch = try self.decodeWireInteger(UInt64.self)
         let replicationFactor = try self.decodeWireInteger(UInt8.self)
-        let nodes = try self.decodeWireList(limit: Limits.nodesMax, elementBytesMin: 17, field: "MapBody.nodes") { (buffer: inout ByteBuffer) throws(WireError) in try buffer.decodeNodeEntry() }
+        let nodes = try self.decodeWireList(limit: Limits.nodesMax, elementBytesMin: 21, field: "MapBody.nodes") { (buffer: inout ByteBuffer) throws(WireError) in try buffer.decodeNodeEntry() }
         let pendingReplicationFactor = try self.decodeWireInteger(UInt8.self)
         let streaming = try self.decodeWireList(limit: Limits.nodesMax, elementBytesMin: 4, field: "MapBody.streaming") { (buffer: inout ByteBuffer) throws(WireError) in try buffer.decodeWireString(limit: Limits.nameBytesMax, field: "MapBody.streaming") }
         let changeEpoch = try self.decodeWireInteger(UInt64.self)
         let placement = try self.decodePlacementBody()
         let pendingPlacement = try self.decodeWireOptional { (buffer: inout ByteBuffer) throws(WireError) in try buffer.decodePlacementBody() }
-        let keyspaces = try self.decodeWireList(limit: Limits.keyspaceIDsMax, elementBytesMin: 29, field: "MapBody.keyspaces") { (buffer: inout ByteBuffer) throws(WireError) in try buffer.decodeKeyspaceBody() }
+        let keyspaces = try self.decodeWireList(limit: Limits.keyspaceIDsMax, elementBytesMin: 38, field: "MapBody.keyspaces") { (buffer: inout ByteBuffer) throws(WireError) in try buffer.decodeKeyspaceBody() }
         return MapBody(clusterId: clusterId, epoch: epoch, replicationFactor: replicationFactor, nodes: nodes, pendingReplicationFactor: pendingReplicationFactor, streaming: streaming, changeEpoch: changeEpoch, placement: placement, pendingPlacement: pendingPlacement, keyspaces: keyspaces)
     }
 }
