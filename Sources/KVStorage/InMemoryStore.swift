@@ -137,6 +137,7 @@ extension InMemoryStore: KeyspaceStoring {
     public func dropKeyspace(_ id: UInt32) throws(StorageError) {
         if let root { return try root.dropKeyspace(id) }
         guard id != 0 else { throw .invalidRecord("the default keyspace cannot be dropped") }
+        try validate(keyspace: id)
         try checkOpen()
         let view = views.withLock { $0.removeValue(forKey: id) }
         view?.state.withLock { state in

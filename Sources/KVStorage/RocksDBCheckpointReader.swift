@@ -3,7 +3,8 @@ import Foundation
 public import KVCore
 
 /// A RocksDB folder of `RocksDBStore`'s layout (a checkpoint a backup copied, rebuilt in a folder)
-/// opened read-only, for a restore: its `data` records in order, page by page, and its hints.
+/// opened read-only, for a restore: one keyspace's `data` records in order, page by page, and its
+/// hints (the default keyspace's unless asked for another).
 ///
 /// Read-only so that opening it never writes a byte: the folder is made of hard links to a backup's
 /// files, which must stay as they were. RocksDB replays a write-ahead log left in the folder into
@@ -12,6 +13,8 @@ public import KVCore
 /// Every call blocks on I/O. One caller at a time: a restore reads one checkpoint from one task.
 public final class RocksDBCheckpointReader: @unchecked Sendable {
     public let directory: String
+    /// The keyspace read: its `data` family (`data`, or `data.<id>`) and its hints.
+    public let keyspaceID: UInt32
 
     private let db: OpaquePointer
     private let options: OpaquePointer
@@ -20,19 +23,25 @@ public final class RocksDBCheckpointReader: @unchecked Sendable {
     private var hintsFamily: OpaquePointer { families[2] }
     private var closed = false
 
-    /// Opens `directory` read-only with the store's column families.
+    /// Opens `directory` read-only with the store's shared column families and keyspace `keyspace`'s
+    /// `data`. Read-only opening lets RocksDB leave the folder's other families (other keyspaces',
+    /// `versions`) closed.
     ///
-    /// Throws `.openFailed` when it is not a RocksDB folder or lacks a family, `.corruption` when
-    /// RocksDB finds damaged files.
-    public init(directory: String) throws(StorageError) {
+    /// Throws `.openFailed` when it is not a RocksDB folder or lacks a family (a keyspace the
+    /// checkpoint does not hold: an incremental backup's holds only the default one), `.corruption`
+    /// when RocksDB finds damaged files, `.invalidRecord` for a keyspace id out of bounds.
+    public init(directory: String, keyspace: UInt32 = 0) throws(StorageError) {
+        try validate(keyspace: keyspace)
         self.directory = directory
+        self.keyspaceID = keyspace
         guard FileManager.default.fileExists(atPath: "\(directory)/CURRENT") else {
             throw .openFailed(path: directory, reason: "no CURRENT file: not a RocksDB folder")
         }
         let options = rocksdb_options_create()!
         rocksdb_options_set_paranoid_checks(options, 1)
         let (opened, handles) = try RocksDBStore.open(
-            directory, options: options, families: RocksDBStore.checkpointFamilyNames, readOnly: true)
+            directory, options: options,
+            families: ["default", RocksDBEngine.dataFamilyName(keyspace), "hints", "meta"], readOnly: true)
         self.db = opened
         self.options = options
         self.families = handles
@@ -90,12 +99,14 @@ public final class RocksDBCheckpointReader: @unchecked Sendable {
         return try RecordCodec.decode(UnsafeRawBufferPointer(start: value, count: length))
     }
 
-    /// Every hint the folder holds, for every target, in storage-key order. A node holds a bounded
-    /// number of them (`hintBytesMax`), so they are returned at once.
+    /// Every hint the folder holds for the reader's keyspace (`StoredHint.keyspace`), for every
+    /// target, in storage-key order. A node holds a bounded number of them (`hintBytesMax`), so they
+    /// are returned at once.
     public func hints() throws(StorageError) -> [StoredHint] {
         var found: [StoredHint] = []
         try scan(hintsFamily, from: nil) { (key, value) throws(StorageError) -> Bool in
-            found.append(try HintCodec.decode(key: key, value: value))
+            let hint = try HintCodec.decode(key: key, value: value)
+            if hint.keyspace == keyspaceID { found.append(hint) }
             return true
         }
         return found

@@ -79,9 +79,10 @@ extension RocksDBStore {
     }
 
     /// Makes checkpoint `id` for an incremental backup: a new RocksDB folder of the store's layout
-    /// holding only the `data` records with a version above `since` (hlc) and the hints whose record
-    /// is, found through the version index; a restore reads it as it reads a full checkpoint, above
-    /// the backups it builds on (`BackupManifest.base`).
+    /// holding only the default keyspace's `data` records with a version above `since` (hlc) and the
+    /// hints (of every keyspace) whose record is, found through the version index; a restore reads it
+    /// as it reads a full checkpoint, above the backups it builds on (`BackupManifest.base`). The same
+    /// from every view: other keyspaces' records are not in it.
     ///
     /// The index scan sees the store as it was when it began (RocksDB's iterator); each record is
     /// read as it is now, so a record written meanwhile may be there in its newer version, as in a
@@ -95,25 +96,28 @@ extension RocksDBStore {
         try checkpoints.create(
             id: id,
             make: { (path) throws(StorageError) in
-                try withOpenHandles { () throws(StorageError) in try exportChanges(since: since, into: path) }
+                try engine.withOpenHandles(view: nil) { () throws(StorageError) in
+                    try exportChanges(since: since, into: path)
+                }
             }, hash: hash)
     }
 
     private func exportChanges(since: UInt64, into path: String) throws(StorageError) {
+        let keyspace = engine.defaultKeyspace
         let writer = try CheckpointFolderWriter(directory: path)
         defer { writer.close() }
         guard let start = VersionIndexCodec.start(after: since) else { return try writer.finish() }
         var dataKeys: [[UInt8]] = []
         func copyRecords() throws(StorageError) {
             for dataKey in dataKeys {
-                try read(dataFamily, dataKey) { (value) throws(StorageError) in
+                try read(keyspace.data, dataKey) { (value) throws(StorageError) in
                     guard try RecordCodec.decodeHeader(value).version.hlc > since else { return }
                     try writer.put(dataKey, value, family: .data)
                 }
             }
             dataKeys.removeAll(keepingCapacity: true)
         }
-        try scan(versionsFamily, prefix: [], from: start) { (key, _) throws(StorageError) -> Bool in
+        try scan(keyspace.versions, prefix: [], from: start) { (key, _) throws(StorageError) -> Bool in
             if let dataKey = try VersionIndexCodec.dataKey(key) { dataKeys.append(dataKey) }
             if dataKeys.count >= 1024 { try copyRecords() }
             return true

@@ -8,7 +8,8 @@ extension RocksDBStore {
         "\(directory)/checkpoints"
     }
 
-    /// Takes a RocksDB checkpoint of every column family (`data`, `hints`, `meta`) as checkpoint `id`
+    /// Takes a RocksDB checkpoint of every column family (every keyspace's `data` and `versions`,
+    /// `hints`, `meta`) as checkpoint `id`
     /// under `checkpoints.directory`, without pausing writes: the memtables are flushed, table files
     /// are hard-linked, the rest (manifest, options, write-ahead log) copied. The folder opens as a
     /// `RocksDBStore` holding what the store held at that moment.
@@ -19,7 +20,7 @@ extension RocksDBStore {
         try checkpoints.create(
             id: id,
             make: { (path) throws(StorageError) in
-                try withOpenHandles { () throws(StorageError) in
+                try engine.withOpenHandles(view: nil) { () throws(StorageError) in
                     var error: UnsafeMutablePointer<CChar>?
                     let checkpoint = rocksdb_checkpoint_object_create(db, &error)
                     try check(error)

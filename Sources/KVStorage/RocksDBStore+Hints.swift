@@ -2,7 +2,8 @@ import CRocksDB
 import KVCore
 import Synchronization
 
-/// The durable hint log in the `hints` column family (layout: `HintCodec`).
+/// The durable hint log in the `hints` column family (layout: `HintCodec`), shared by every keyspace:
+/// each hint names its keyspace, and every view answers for all of them, even a dropped keyspace's.
 ///
 /// Writes and deletes of one target run under that target's stripe of `hintStripes`: the existence
 /// check, the bound check, the RocksDB write and the count update happen together, so concurrent
@@ -17,14 +18,14 @@ extension RocksDBStore: HintStore {
         let storageKey = HintCodec.storageKey(hint)
         let value = HintCodec.encodeValue(hint)
         let bytes = HintCodec.storedBytes(keyBytes: storageKey.count, valueBytes: value.count)
-        return try withOpenHandles { () throws(StorageError) -> HintStoreOutcome in
-            try hintStripes.withLock(for: Token(key: target)) { () throws(StorageError) -> HintStoreOutcome in
+        return try engine.withOpenHandles(view: nil) { () throws(StorageError) -> HintStoreOutcome in
+            try engine.hintStripes.withLock(for: Token(key: target)) { () throws(StorageError) -> HintStoreOutcome in
                 let replaced = try read(hintsFamily, storageKey) { old in
                     HintCodec.storedBytes(keyBytes: storageKey.count, valueBytes: old.count)
                 }
                 // The check and the count update are one step under the counts' lock against other
                 // targets' writers; this target's stripe keeps its own writers out until the write.
-                let refusal = hintCounts.withLock { counts -> HintStoreOutcome? in
+                let refusal = engine.hintCounts.withLock { counts -> HintStoreOutcome? in
                     if replaced == nil, counts[target] >= queueMax { return .refusedQueueFull }
                     let growth = bytes - (replaced ?? 0)
                     if growth > 0, counts.bytes > bytesMax - growth { return .refusedStorageFull }
@@ -35,7 +36,7 @@ extension RocksDBStore: HintStore {
                 do throws(StorageError) {
                     try write(hintsFamily, storageKey, value)
                 } catch {
-                    hintCounts.withLock {
+                    engine.hintCounts.withLock {
                         $0.add(replaced == nil ? -1 : 0, bytes: (replaced ?? 0) - bytes, for: target)
                     }
                     throw error
@@ -52,7 +53,7 @@ extension RocksDBStore: HintStore {
         let prefix = HintCodec.prefix(target: Array(target.utf8))
         // The smallest key past `after`: its bytes followed by a zero byte.
         let start = after.flatMap { $0.bytes.starts(with: prefix) ? $0.bytes + [0] : nil }
-        return try withOpenHandles { () throws(StorageError) -> [(id: HintID, hint: StoredHint)] in
+        return try engine.withOpenHandles(view: nil) { () throws(StorageError) -> [(id: HintID, hint: StoredHint)] in
             var found: [(id: HintID, hint: StoredHint)] = []
             try scan(hintsFamily, prefix: prefix, from: start) { (key, value) throws(StorageError) -> Bool in
                 let hint = try HintCodec.decode(key: key, value: value)
@@ -66,27 +67,27 @@ extension RocksDBStore: HintStore {
     public func deleteHint(_ id: HintID) throws(StorageError) {
         // An id that does not parse was never handed out by a store: there is nothing to delete.
         guard let target = try? HintCodec.decodeKey(id.bytes).target else { return }
-        try withOpenHandles { () throws(StorageError) in
-            try hintStripes.withLock(for: Token(key: target)) { () throws(StorageError) in
+        try engine.withOpenHandles(view: nil) { () throws(StorageError) in
+            try engine.hintStripes.withLock(for: Token(key: target)) { () throws(StorageError) in
                 guard let valueBytes = try read(hintsFamily, id.bytes, { $0.count }) else { return }
                 // No fsync of its own: a delete lost in a power cut only replays the hint once more.
                 try delete(hintsFamily, id.bytes, synced: false)
                 let bytes = HintCodec.storedBytes(keyBytes: id.bytes.count, valueBytes: valueBytes)
-                hintCounts.withLock { $0.add(-1, bytes: -bytes, for: target) }
+                engine.hintCounts.withLock { $0.add(-1, bytes: -bytes, for: target) }
             }
         }
     }
 
     public func hintQueueSizes() -> [String: Int] {
-        let sizes = try? withOpenHandles { () throws(StorageError) -> [String: Int] in
-            hintCounts.withLock { $0.sizes }
+        let sizes = try? engine.withOpenHandles(view: nil) { () throws(StorageError) -> [String: Int] in
+            engine.hintCounts.withLock { $0.sizes }
         }
         return sizes ?? [:]
     }
 
     public func hintBytesHeld() -> Int {
-        let bytes = try? withOpenHandles { () throws(StorageError) -> Int in
-            hintCounts.withLock { $0.bytes }
+        let bytes = try? engine.withOpenHandles(view: nil) { () throws(StorageError) -> Int in
+            engine.hintCounts.withLock { $0.bytes }
         }
         return bytes ?? 0
     }
@@ -94,7 +95,7 @@ extension RocksDBStore: HintStore {
     /// Writes raw bytes into the `hints` family, bypassing the codec and the counts: for tests that
     /// need a damaged hint on disk.
     package func writeRawHintForTesting(key: [UInt8], value: [UInt8]) throws(StorageError) {
-        try withOpenHandles { () throws(StorageError) in
+        try engine.withOpenHandles(view: nil) { () throws(StorageError) in
             try write(hintsFamily, key, value)
         }
     }
@@ -105,13 +106,13 @@ extension RocksDBStore: HintStore {
     /// A key that does not parse makes the open fail with `.corruption`.
     func loadHintCounts() throws(StorageError) {
         var counts = HintCounts()
-        try withOpenHandles { () throws(StorageError) in
+        try engine.withOpenHandles(view: nil) { () throws(StorageError) in
             try scan(hintsFamily, prefix: []) { (key, value) throws(StorageError) -> Bool in
                 let bytes = HintCodec.storedBytes(keyBytes: key.count, valueBytes: value.count)
                 counts.add(1, bytes: bytes, for: try HintCodec.decodeKey(key).target)
                 return true
             }
         }
-        hintCounts.withLock { $0 = counts }
+        engine.hintCounts.withLock { $0 = counts }
     }
 }

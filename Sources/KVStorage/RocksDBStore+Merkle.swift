@@ -57,7 +57,9 @@ extension RocksDBStore: MerkleStore {
     /// Loads the stored segments, or rebuilds them if they are missing or damaged: called once, by `init`.
     func loadMerkleSegments() throws(StorageError) {
         let state = try withOpenHandles { () throws(StorageError) -> [UInt8]? in
-            try read(metaFamily, MerkleCodec.stateKey) { (bytes) throws(StorageError) -> [UInt8] in Array(bytes) }
+            try read(metaFamily, metaPrefix + MerkleCodec.stateKey) { (bytes) throws(StorageError) -> [UInt8] in
+                Array(bytes)
+            }
         }
         var reason: String?
         var hashes: [Int: UInt64] = [:]
@@ -68,8 +70,10 @@ extension RocksDBStore: MerkleStore {
         } else {
             var damaged = false
             try withOpenHandles { () throws(StorageError) in
-                try scan(metaFamily, prefix: MerkleCodec.segmentPrefix) { (key, value) throws(StorageError) -> Bool in
-                    guard let (segment, hash) = MerkleCodec.decode(key: key, value: value) else {
+                try scan(metaFamily, prefix: metaPrefix + MerkleCodec.segmentPrefix) {
+                    (key, value) throws(StorageError) -> Bool in
+                    let segmentKey = UnsafeRawBufferPointer(rebasing: key[metaPrefix.count...])
+                    guard let (segment, hash) = MerkleCodec.decode(key: segmentKey, value: value) else {
                         damaged = true
                         return false
                     }
@@ -111,17 +115,18 @@ extension RocksDBStore: MerkleStore {
         }
         hashes = hashes.filter { $0.value != 0 }
         try writeBatch { batch in
-            let end = Self.successor(of: MerkleCodec.segmentPrefix)!
-            MerkleCodec.segmentPrefix.withUnsafeBytes { start in
+            let start = metaPrefix + MerkleCodec.segmentPrefix
+            let end = Self.successor(of: start)!
+            start.withUnsafeBytes { start in
                 end.withUnsafeBytes { end in
                     rocksdb_writebatch_delete_range_cf(
                         batch, metaFamily, start.cChars, start.count, end.cChars, end.count)
                 }
             }
             for (segment, hash) in hashes {
-                Self.put(batch, metaFamily, MerkleCodec.segmentKey(segment), MerkleCodec.encodeHash(hash))
+                Self.put(batch, metaFamily, metaPrefix + MerkleCodec.segmentKey(segment), MerkleCodec.encodeHash(hash))
             }
-            Self.put(batch, metaFamily, MerkleCodec.stateKey, MerkleCodec.stateValid)
+            Self.put(batch, metaFamily, metaPrefix + MerkleCodec.stateKey, MerkleCodec.stateValid)
         }
         let segments = MerkleSegments(sparseHashes: hashes)
         merkle.withLock { $0 = segments }

@@ -1,7 +1,8 @@
 public import KVCore
 import Synchronization
 
-/// The ranges due for anti-entropy, in the `meta` column family (layout: `RepairMarkCodec`).
+/// The ranges due for anti-entropy, in the `meta` column family (layout: `RepairMarkCodec`, after the
+/// keyspace's `metaPrefix`): each keyspace's view has its own.
 ///
 /// Marks and clears are serialized by `repairMarkWrites`: the check against the in-memory copy, the
 /// RocksDB write and the update of the copy happen together, so the copy always equals the column
@@ -13,7 +14,7 @@ extension RocksDBStore: RepairMarkStore {
         return try withOpenHandles { () throws(StorageError) -> Bool in
             try repairMarkWrites.withLock { (_) throws(StorageError) -> Bool in
                 guard !repairMarks.withLock({ $0.contains(storageKey) }) else { return false }
-                try write(metaFamily, storageKey, RepairMarkCodec.encodeValue(firstMarkedMillis: atMillis))
+                try write(metaFamily, metaPrefix + storageKey, RepairMarkCodec.encodeValue(firstMarkedMillis: atMillis))
                 let mark = RepairMark(replica: replica, range: range, firstMarkedMillis: atMillis)
                 repairMarks.withLock { $0.insert(mark, storageKey: storageKey) }
                 return true
@@ -33,7 +34,7 @@ extension RocksDBStore: RepairMarkStore {
         try withOpenHandles { () throws(StorageError) in
             try repairMarkWrites.withLock { (_) throws(StorageError) in
                 guard repairMarks.withLock({ $0.contains(storageKey) }) else { return }
-                try delete(metaFamily, storageKey)
+                try delete(metaFamily, metaPrefix + storageKey)
                 repairMarks.withLock { $0.remove(storageKey) }
             }
         }
@@ -43,7 +44,7 @@ extension RocksDBStore: RepairMarkStore {
     /// that need a damaged mark on disk.
     package func writeRawRepairMarkForTesting(key: [UInt8], value: [UInt8]) throws(StorageError) {
         try withOpenHandles { () throws(StorageError) in
-            try write(metaFamily, key, value)
+            try write(metaFamily, metaPrefix + key, value)
         }
     }
 
@@ -52,8 +53,11 @@ extension RocksDBStore: RepairMarkStore {
     func loadRepairMarks() throws(StorageError) {
         var marks = RepairMarks()
         try withOpenHandles { () throws(StorageError) in
-            try scan(metaFamily, prefix: RepairMarkCodec.prefix) { (key, value) throws(StorageError) -> Bool in
-                marks.insert(try RepairMarkCodec.decode(key: key, value: value), storageKey: Array(key))
+            try scan(metaFamily, prefix: metaPrefix + RepairMarkCodec.prefix) {
+                (key, value) throws(StorageError) -> Bool in
+                let storageKey = UnsafeRawBufferPointer(rebasing: key[metaPrefix.count...])
+                marks.insert(
+                    try RepairMarkCodec.decode(key: storageKey, value: value), storageKey: Array(storageKey))
                 return true
             }
         }

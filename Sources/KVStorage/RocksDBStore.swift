@@ -7,157 +7,123 @@ import Synchronization
 /// and ordered iteration come from the engine.
 ///
 /// Column families: `data` (records keyed by `token · key`, see `RecordCodec`), `hints` (the durable
-/// hint log keyed by `target · version · key`, see `HintCodec` and `RocksDBStore+Hints.swift`),
-/// `meta` (node id, cluster map, the Merkle segments, and the ranges due for anti-entropy, see
-/// `MerkleCodec`, `RepairMarkCodec`, `RocksDBStore+Merkle.swift` and `RocksDBStore+RepairMarks.swift`),
-/// `versions` (every `data` record once more, by version: what an incremental backup copies, see
-/// `RocksDBStore+Changes.swift`), and RocksDB's mandatory `default`, left empty. All are created on
-/// first open.
+/// hint log keyed by `target · version · key [· keyspace]`, see `HintCodec` and
+/// `RocksDBStore+Hints.swift`), `meta` (node id, cluster map, the Merkle segments, and the ranges due
+/// for anti-entropy, see `MerkleCodec`, `RepairMarkCodec`, `RocksDBStore+Merkle.swift` and
+/// `RocksDBStore+RepairMarks.swift`), `versions` (every `data` record once more, by version: what an
+/// incremental backup copies, see `RocksDBStore+Changes.swift`), and RocksDB's mandatory `default`,
+/// left empty. All are created on first open.
+///
+/// Keyspaces (`KeyspaceStoring`, `RocksDBStore+Keyspaces.swift`): the store `init` returns serves
+/// keyspace 0 with `data` and `versions`; keyspace k's view has its own `data.<k>` and `versions.<k>`
+/// families, and its own `meta` keys under `keyspace/<k>/`. Every view shares one `RocksDBEngine`:
+/// the database, `meta`, `hints`, the lock stripes, the checkpoints and the gate.
 ///
 /// Every call blocks on I/O; run it on a thread pool. The class is thread-safe: RocksDB handles are
 /// safe to share, per-key atomicity comes from `LockStripes`, and `close()` waits for calls in
 /// flight before freeing the handles (hence `@unchecked Sendable`: the raw pointers are immutable
 /// after `init` and only freed once nobody can use them).
 public final class RocksDBStore: ReplicaStore, @unchecked Sendable {
+    /// What every keyspace's view shares.
+    let engine: RocksDBEngine
+    /// The keyspace this view serves (0: the store `init` returns).
+    public let keyspaceID: UInt32
+    /// This keyspace's records (`data`, or `data.<id>`).
+    let dataFamily: OpaquePointer
+    /// This keyspace's version index (`versions`, or `versions.<id>`).
+    let versionsFamily: OpaquePointer
+    /// What this keyspace's `meta` keys start with: nothing for keyspace 0 (the names folders had
+    /// before keyspaces), `keyspace/<id>/` otherwise (`metadataName(_:keyspace:)`).
+    let metaPrefix: [UInt8]
+
     /// The directory holding the RocksDB files.
-    public let directory: String
+    public var directory: String { engine.directory }
     /// When writes reach stable storage.
-    public let durability: Durability
+    public var durability: Durability { engine.durability }
+    /// The checkpoints made for backups (`RocksDBStore+Checkpoint.swift`); none survive a reopen.
+    public var checkpoints: CheckpointRegistry { engine.checkpoints }
 
-    /// Column family names, in the order of `families`.
-    static let familyNames = ["default", "data", "hints", "meta", "versions"]
-    /// The families a checkpoint is read with (`RocksDBCheckpointReader`), the first of `familyNames`:
-    /// an incremental backup's checkpoint holds only these, and a backup made before `versions`
-    /// existed lacks it.
-    static let checkpointFamilyNames = Array(familyNames.prefix(4))
+    /// The families a checkpoint is read with (`RocksDBCheckpointReader`), the first of
+    /// `RocksDBEngine.baseFamilyNames`: an incremental backup's checkpoint holds only these, and a
+    /// backup made before `versions` existed lacks it.
+    static let checkpointFamilyNames = Array(RocksDBEngine.baseFamilyNames.prefix(4))
 
-    let db: OpaquePointer
-    private let options: OpaquePointer
-    let readOptions: OpaquePointer
-    let writeOptions: OpaquePointer
-    /// Writes to the WAL without an fsync of their own, whatever the durability: for writes whose loss
-    /// in a power cut is harmless (a hint deleted after its replay: the hint is replayed again). The
-    /// next synced write makes them durable too.
-    let unsyncedWriteOptions: OpaquePointer
-    /// Always fsynced, for `setMetadataDurably`.
-    let syncedWriteOptions: OpaquePointer
-    private let families: [OpaquePointer]
-    var dataFamily: OpaquePointer { families[1] }
-    var hintsFamily: OpaquePointer { families[2] }
-    var metaFamily: OpaquePointer { families[3] }
-    var versionsFamily: OpaquePointer { families[4] }
+    var db: OpaquePointer { engine.db }
+    var readOptions: OpaquePointer { engine.readOptions }
+    var writeOptions: OpaquePointer { engine.writeOptions }
+    var unsyncedWriteOptions: OpaquePointer { engine.unsyncedWriteOptions }
+    var syncedWriteOptions: OpaquePointer { engine.syncedWriteOptions }
+    var hintsFamily: OpaquePointer { engine.hintsFamily }
+    var metaFamily: OpaquePointer { engine.metaFamily }
+    var stripes: LockStripes { engine.stripes }
 
-    let stripes = LockStripes()
-    /// Serializes the hint writes and deletes of one target (stripe chosen by the target), so the
-    /// queue bound and `hintCounts` stay exact while different targets' writes share group commits.
-    let hintStripes = LockStripes()
-    /// Hints per target: counted by one scan of `hints` at open, then kept up to date under
-    /// `hintStripes` (see `RocksDBStore+Hints.swift`).
-    let hintCounts = Mutex(HintCounts())
-    /// The repair marks: read from `meta` at open, then kept up to date by every mark and clear, which
-    /// `repairMarkWrites` serializes (see `RocksDBStore+RepairMarks.swift`).
+    /// The repair marks (keyed by their storage key without `metaPrefix`): read from `meta` at open,
+    /// then kept up to date by every mark and clear, which `repairMarkWrites` serializes (see
+    /// `RocksDBStore+RepairMarks.swift`).
     let repairMarks = Mutex(RepairMarks())
     let repairMarkWrites = Mutex<Void>(())
     /// The Merkle segment hashes: loaded from `meta` at open (or rebuilt), then updated by every write
     /// after its batch commits, under the segment's stripe (see `RocksDBStore+Merkle.swift`).
     let merkle = Mutex(MerkleSegments())
     let merkleOpenRebuild = Mutex<MerkleRebuild?>(nil)
-    private let gate = Mutex(Gate())
-    /// The checkpoints made for backups (`RocksDBStore+Checkpoint.swift`); none survive a reopen.
-    public let checkpoints: CheckpointRegistry
-    private let walSyncer: WALSyncer?
-
-    /// Whether the store is open, and how many calls are using the handles.
-    private struct Gate {
-        var closed = false
-        var callsInFlight = 0
-    }
+    /// Set, under the engine's gate, when this view's keyspace is dropped: its calls then throw `.closed`.
+    let dropped = Atomic<Bool>(false)
+    /// This view's calls using its families, counted under the engine's gate: a drop waits for them.
+    let callsInFlight = Atomic<Int>(0)
 
     /// The most bytes of write-ahead log kept before RocksDB flushes the column families that hold the
     /// oldest log file back (`max_total_wal_size`).
     ///
-    /// The four column families share one log, and a log file goes only once every family has flushed
+    /// The column families share one log, and a log file goes only once every family has flushed
     /// what it holds; the small families (hints, marks, metadata) fill their memtables rarely, so
     /// without a bound the logs of everything written since their last flush stay: 800 MB per node
     /// after loading 1 GB of values (docs/benchmarks.md, "Backup and restore").
     public static let walBytesMaxDefault: UInt64 = 256 << 20
 
-    /// Opens (creating if missing) the store in `directory`.
+    /// Opens (creating if missing) the store in `directory`, with every keyspace it holds: the store
+    /// returned serves keyspace 0, `keyspace(_:)` the others.
     ///
     /// Throws `.openFailed` if the directory cannot be created or read, or is already open in this
     /// or another process (RocksDB's `LOCK` file); `.corruption` if RocksDB finds damaged files.
     public init(
         directory: String, durability: Durability = .sync, walBytesMax: UInt64 = walBytesMaxDefault
     ) throws(StorageError) {
-        self.directory = directory
-        self.durability = durability
-        self.checkpoints = CheckpointRegistry(directory: Self.checkpointsDirectory(of: directory))
-
-        var walSyncInterval: TimeInterval?
-        if case .interval(let interval) = durability {
-            let (seconds, attoseconds) = interval.components
-            let timeInterval = Double(seconds) + Double(attoseconds) / 1e18
-            guard timeInterval > 0 else {
-                throw .openFailed(path: directory, reason: "durability interval must be positive, got \(interval)")
-            }
-            walSyncInterval = timeInterval
-        }
-
-        do {
-            try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
-        } catch {
-            throw .openFailed(path: directory, reason: "cannot create the directory: \(error.localizedDescription)")
-        }
-
-        let options = rocksdb_options_create()!
-        rocksdb_options_set_create_if_missing(options, 1)
-        rocksdb_options_set_create_missing_column_families(options, 1)
-        // Fail on any inconsistency found while opening or writing rather than limp on.
-        rocksdb_options_set_paranoid_checks(options, 1)
-        rocksdb_options_set_keep_log_file_num(options, 5)
-        rocksdb_options_set_max_total_wal_size(options, walBytesMax)
-        // Writers waiting for a group commit sleep rather than spin: on few cores, spinning steals the
-        // CPU the leader needs (perf on a node under puts: 7 % of samples in WriteThread::AwaitState).
-        rocksdb_options_set_enable_write_thread_adaptive_yield(options, 0)
-        // Tickers for the bytes written and read (`engineFigures`): no DB property gives them finer
-        // than 0.01 GB. Their cost on the put path is measured in docs/benchmarks.md ("RocksDB statistics").
-        rocksdb_options_enable_statistics(options)
-        // Block-based tables with their default checksum (CRC32c) on every block.
-        let tableOptions = rocksdb_block_based_options_create()!
-        rocksdb_options_set_block_based_table_factory(options, tableOptions)
-        rocksdb_block_based_options_destroy(tableOptions)
-
-        let (opened, handles) = try Self.open(directory, options: options, families: Self.familyNames)
-
-        let readOptions = rocksdb_readoptions_create()!
-        rocksdb_readoptions_set_verify_checksums(readOptions, 1)
-        let writeOptions = rocksdb_writeoptions_create()!
-        // Never disable the WAL: every mode relies on it; only the fsync moment differs.
-        rocksdb_writeoptions_set_sync(writeOptions, durability == .sync ? 1 : 0)
-        let unsyncedWriteOptions = rocksdb_writeoptions_create()!
-        rocksdb_writeoptions_set_sync(unsyncedWriteOptions, 0)
-        let syncedWriteOptions = rocksdb_writeoptions_create()!
-        rocksdb_writeoptions_set_sync(syncedWriteOptions, 1)
-
-        self.db = opened
-        self.options = options
-        self.readOptions = readOptions
-        self.writeOptions = writeOptions
-        self.unsyncedWriteOptions = unsyncedWriteOptions
-        self.syncedWriteOptions = syncedWriteOptions
-        self.families = handles
-        self.walSyncer = walSyncInterval.map { WALSyncer(db: opened, interval: $0, path: directory) }
+        let engine = try RocksDBEngine(directory: directory, durability: durability, walBytesMax: walBytesMax)
+        self.engine = engine
+        self.keyspaceID = 0
+        self.dataFamily = engine.defaultKeyspace.data
+        self.versionsFamily = engine.defaultKeyspace.versions
+        self.metaPrefix = []
+        engine.keyspaces.withLock { $0.root = self }
         // Fully initialized: if a scan throws, `deinit` closes the handles.
         // Checkpoints left by a process that ended before releasing them (killed kvd or kvctl).
-        checkpoints.removeAll()
+        engine.checkpoints.removeAll()
         try loadHintCounts()
+        try loadKeyspaceState()
+        try openKeyspaceViews()
+    }
+
+    /// The view of keyspace `id` over `families`; `loadKeyspaceState()` makes it usable.
+    init(engine: RocksDBEngine, keyspace id: UInt32, families: RocksDBEngine.KeyspaceFamilies) {
+        precondition(id != 0, "keyspace 0 is the store itself")
+        self.engine = engine
+        self.keyspaceID = id
+        self.dataFamily = families.data
+        self.versionsFamily = families.versions
+        self.metaPrefix = Array(metadataName("", keyspace: id).utf8)
+    }
+
+    /// Reads this keyspace's repair marks and Merkle segments, and builds its version index if needed.
+    func loadKeyspaceState() throws(StorageError) {
         try loadRepairMarks()
         try loadMerkleSegments()
         try loadVersionIndex()
     }
 
+    /// Releasing the root (keyspace 0's store) closes the store; a view's release does nothing (the
+    /// engine holds its views until they are dropped or the store closes).
     deinit {
-        close()
+        if keyspaceID == 0 { engine.close() }
     }
 
     // MARK: ReplicaStore
@@ -249,7 +215,7 @@ public final class RocksDBStore: ReplicaStore, @unchecked Sendable {
                         reindex(batch, dataKey: write.dataKey, old: write.old, new: write.record.version)
                     }
                     for (segment, delta) in deltas where delta != 0 { writeSegment(segment, xoring: delta, in: batch) }
-                    if let metadata { Self.put(batch, metaFamily, Array(metadata.name.utf8), metadata.value) }
+                    if let metadata { Self.put(batch, metaFamily, metaKey(metadata.name), metadata.value) }
                 }
                 merkle.withLock { merkle in
                     for (segment, delta) in deltas { merkle.xor(delta, intoSegment: segment) }
@@ -264,9 +230,10 @@ public final class RocksDBStore: ReplicaStore, @unchecked Sendable {
     func writeSegment(_ segment: Int, xoring delta: UInt64, in batch: OpaquePointer) {
         let segmentHash = merkle.withLock { $0[segment] } ^ delta
         if segmentHash == 0 {
-            Self.delete(batch, metaFamily, MerkleCodec.segmentKey(segment))
+            Self.delete(batch, metaFamily, metaPrefix + MerkleCodec.segmentKey(segment))
         } else {
-            Self.put(batch, metaFamily, MerkleCodec.segmentKey(segment), MerkleCodec.encodeHash(segmentHash))
+            Self.put(
+                batch, metaFamily, metaPrefix + MerkleCodec.segmentKey(segment), MerkleCodec.encodeHash(segmentHash))
         }
     }
 
@@ -281,48 +248,56 @@ public final class RocksDBStore: ReplicaStore, @unchecked Sendable {
 
     public func metadata(_ name: String) throws(StorageError) -> [UInt8]? {
         try withOpenHandles { () throws(StorageError) -> [UInt8]? in
-            try read(metaFamily, Array(name.utf8)) { (bytes) throws(StorageError) -> [UInt8] in Array(bytes) }
+            try read(metaFamily, metaKey(name)) { (bytes) throws(StorageError) -> [UInt8] in Array(bytes) }
         }
     }
 
     public func setMetadata(_ name: String, _ value: [UInt8]) throws(StorageError) {
         try validateMetadata(name: name)
         try withOpenHandles { () throws(StorageError) in
-            try write(metaFamily, Array(name.utf8), value)
+            try write(metaFamily, metaKey(name), value)
         }
     }
 
     public func setMetadataDurably(_ name: String, _ value: [UInt8]) throws(StorageError) {
         try validateMetadata(name: name)
         try withOpenHandles { () throws(StorageError) in
-            try write(metaFamily, Array(name.utf8), value, options: syncedWriteOptions)
+            try write(metaFamily, metaKey(name), value, options: syncedWriteOptions)
         }
     }
 
     public func setMetadataLazily(_ name: String, _ value: [UInt8]) throws(StorageError) {
         try validateMetadata(name: name)
         try withOpenHandles { () throws(StorageError) in
-            try write(metaFamily, Array(name.utf8), value, options: unsyncedWriteOptions)
+            try write(metaFamily, metaKey(name), value, options: unsyncedWriteOptions)
         }
     }
 
-    /// RocksDB's own figures for an operator, summed over the column families (data, hints, marks,
-    /// metadata): compaction backlog, table bytes, memtable bytes; and the bytes written and read since
-    /// the store opened, from the statistics. Nil once closed.
+    /// RocksDB's own figures for an operator, summed over the column families of every keyspace and
+    /// the shared ones (data, hints, marks, metadata): compaction backlog, table bytes, memtable bytes;
+    /// and the bytes written and read since the store opened, from the statistics. The same from every
+    /// view. Nil once closed.
     public func engineFigures() -> EngineFigures? {
-        try? withOpenHandles { () throws(StorageError) -> EngineFigures in
-            func sum(_ property: String) -> UInt64 {
-                families.reduce(UInt64(0)) { total, family in
-                    var value: UInt64 = 0
-                    guard rocksdb_property_int_cf(db, family, property, &value) == 0 else { return total }
-                    return total &+ value
+        try? engine.withOpenHandles(view: nil) { () throws(StorageError) -> EngineFigures in
+            let (pending, live, memtables) = try engine.withAllFamilies {
+                (families) throws(StorageError) -> (UInt64, UInt64, UInt64) in
+                func sum(_ property: String) -> UInt64 {
+                    families.reduce(UInt64(0)) { total, family in
+                        var value: UInt64 = 0
+                        guard rocksdb_property_int_cf(db, family, property, &value) == 0 else { return total }
+                        return total &+ value
+                    }
                 }
+                return (
+                    sum("rocksdb.estimate-pending-compaction-bytes"), sum("rocksdb.live-sst-files-size"),
+                    sum("rocksdb.cur-size-all-mem-tables")
+                )
             }
             return EngineFigures(
-                pendingCompactionBytes: sum("rocksdb.estimate-pending-compaction-bytes"),
-                liveTableBytes: sum("rocksdb.live-sst-files-size"),
-                memtableBytes: sum("rocksdb.cur-size-all-mem-tables"),
-                traffic: rocksdb_options_statistics_get_string(options).flatMap { text in
+                pendingCompactionBytes: pending,
+                liveTableBytes: live,
+                memtableBytes: memtables,
+                traffic: rocksdb_options_statistics_get_string(engine.options).flatMap { text in
                     defer { rocksdb_free(text) }
                     return EngineTraffic(statistics: String(cString: text))
                 })
@@ -340,53 +315,35 @@ public final class RocksDBStore: ReplicaStore, @unchecked Sendable {
         return count ?? 0
     }
 
+    /// Closes the whole store, every keyspace's view with it (they share the engine).
     public func close() {
-        let closing = gate.withLock { gate in
-            defer { gate.closed = true }
-            return !gate.closed
-        }
-        guard closing else { return }
-        // New calls now throw `.closed`; wait for the ones already using the handles.
-        while gate.withLock({ $0.callsInFlight }) > 0 {
-            Thread.sleep(forTimeInterval: 0.000_5)
-        }
-        walSyncer?.stop()
-        if durability != .sync {
-            // A clean close leaves nothing unsynced, whatever the mode. Nobody is left to hear of a
-            // failure: the data is still in the log and RocksDB replays it on the next open.
-            var error: UnsafeMutablePointer<CChar>?
-            rocksdb_flush_wal(db, 1, &error)
-            _ = Self.takeMessage(error)
-        }
-        families.forEach { rocksdb_column_family_handle_destroy($0) }
-        rocksdb_close(db)
-        rocksdb_readoptions_destroy(readOptions)
-        rocksdb_writeoptions_destroy(writeOptions)
-        rocksdb_writeoptions_destroy(unsyncedWriteOptions)
-        rocksdb_writeoptions_destroy(syncedWriteOptions)
-        rocksdb_options_destroy(options)
+        engine.close()
     }
 
     // MARK: Maintenance
 
-    /// Writes the memtables of every column family to SST files and waits for it (a drain before a
-    /// restart; tests use it to put data on disk in table files rather than only in the log).
+    /// Writes the memtables of every column family, every keyspace's, to SST files and waits for it (a
+    /// drain before a restart; tests use it to put data on disk in table files rather than only in the
+    /// log). The same from every view.
     public func flush() throws(StorageError) {
-        try withOpenHandles { () throws(StorageError) in try Self.flush(db, families, directory: directory) }
+        try engine.withOpenHandles(view: nil) { () throws(StorageError) in
+            try engine.withAllFamilies { (families) throws(StorageError) in
+                try Self.flush(db, families, directory: directory)
+            }
+        }
     }
 
-    /// Runs `body` with the handles guaranteed alive: `close()` waits for it to return.
+    /// The `meta` key of this keyspace's metadata value `name` (`metadataName(_:keyspace:)`).
+    func metaKey(_ name: String) -> [UInt8] {
+        metaPrefix + Array(name.utf8)
+    }
+
+    /// Runs `body` with the handles guaranteed alive: `close()` waits for it to return, and so does a
+    /// drop of this view's keyspace, after which it throws `.closed`.
     func withOpenHandles<Result>(
         _ body: () throws(StorageError) -> Result
     ) throws(StorageError) -> Result {
-        let open = gate.withLock { gate in
-            if gate.closed { return false }
-            gate.callsInFlight += 1
-            return true
-        }
-        guard open else { throw .closed }
-        defer { gate.withLock { $0.callsInFlight -= 1 } }
-        return try body()
+        try engine.withOpenHandles(view: self, body)
     }
 }
 

@@ -1,0 +1,316 @@
+import CRocksDB
+import Foundation
+import KVCore
+import Synchronization
+
+/// What every keyspace's `RocksDBStore` shares: the database handle and its options, the `default`,
+/// `hints` and `meta` column families, the hint counts, the lock stripes, the checkpoints, the WAL
+/// syncer, and the gate that `close()` shuts. It also owns every keyspace's `data` and `versions`
+/// families (`keyspaces`), so that closing frees them all and dropping a keyspace frees its own.
+///
+/// `@unchecked Sendable` for the same reason as `RocksDBStore`: the raw pointers are immutable after
+/// `init` and freed only once no call can use them (the gate); a dropped keyspace's families are freed
+/// once its calls in flight are done.
+final class RocksDBEngine: @unchecked Sendable {
+    let directory: String
+    let durability: Durability
+
+    let db: OpaquePointer
+    let options: OpaquePointer
+    let readOptions: OpaquePointer
+    let writeOptions: OpaquePointer
+    /// Writes to the WAL without an fsync of their own, whatever the durability: for writes whose loss
+    /// in a power cut is harmless (a hint deleted after its replay: the hint is replayed again). The
+    /// next synced write makes them durable too.
+    let unsyncedWriteOptions: OpaquePointer
+    /// Always fsynced, for `setMetadataDurably` and keyspace creation and drops.
+    let syncedWriteOptions: OpaquePointer
+    let hintsFamily: OpaquePointer
+    let metaFamily: OpaquePointer
+    /// The default keyspace's families (`data`, `versions`): what incremental backups copy.
+    let defaultKeyspace: KeyspaceFamilies
+
+    /// Per-segment locks, shared by every keyspace (two keyspaces' keys of one segment share a stripe,
+    /// which costs only contention).
+    let stripes = LockStripes()
+    /// Serializes the hint writes and deletes of one target (stripe chosen by the target), so the
+    /// queue bound and `hintCounts` stay exact while different targets' writes share group commits.
+    let hintStripes = LockStripes()
+    /// Hints per target, of every keyspace: counted by one scan of `hints` at open, then kept up to
+    /// date under `hintStripes` (see `RocksDBStore+Hints.swift`).
+    let hintCounts = Mutex(HintCounts())
+    /// The checkpoints made for backups (`RocksDBStore+Checkpoint.swift`); none survive a reopen.
+    let checkpoints: CheckpointRegistry
+    private let walSyncer: WALSyncer?
+    private let gate = Mutex(Gate())
+    /// The column families of every keyspace and the views of the keyspaces other than 0. Creating and
+    /// dropping a keyspace hold it, and so does any use of another keyspace's handles by the engine
+    /// itself (flush, figures), so that a drop never frees a handle in use.
+    let keyspaces: Mutex<Keyspaces>
+
+    /// Whether the store is open, and how many calls are using the handles.
+    private struct Gate {
+        var closed = false
+        var callsInFlight = 0
+    }
+
+    /// A keyspace's own column families (`@unchecked Sendable`: handles, freed under the engine's rules).
+    struct KeyspaceFamilies: @unchecked Sendable {
+        var data: OpaquePointer
+        var versions: OpaquePointer
+    }
+
+    /// `@unchecked Sendable`: handles, freed under the engine's rules; only read or changed under
+    /// `keyspaces`' lock.
+    struct Keyspaces: @unchecked Sendable {
+        /// Every keyspace's families, 0 included.
+        var families: [UInt32: KeyspaceFamilies] = [:]
+        /// The views of the keyspaces other than 0 (`RocksDBStore.keyspace(_:)`).
+        var views: [UInt32: RocksDBStore] = [:]
+        /// Keyspace 0's store, which `keyspace(0)` answers from any view. Weak: the root owns the engine
+        /// (releasing it closes the store), the engine does not own the root.
+        weak var root: RocksDBStore?
+        /// Families the folder holds that no keyspace names (RocksDB opens every family): kept open,
+        /// never read.
+        var unknown: [OpaquePointer] = []
+    }
+
+    /// Column families of the default keyspace and the shared ones, created on first open.
+    static let baseFamilyNames = ["default", "data", "hints", "meta", "versions"]
+
+    /// The name of keyspace `id`'s `data` family: `data` for 0 (the name folders had before
+    /// keyspaces), `data.<id>` otherwise.
+    static func dataFamilyName(_ id: UInt32) -> String { id == 0 ? "data" : "data.\(id)" }
+
+    /// The name of keyspace `id`'s `versions` family: `versions` for 0, `versions.<id>` otherwise.
+    static func versionsFamilyName(_ id: UInt32) -> String { id == 0 ? "versions" : "versions.\(id)" }
+
+    /// The keyspace and role a family name gives: nil for the shared families and for names no
+    /// keyspace uses. Throws `.corruption` for a keyspace family whose id is out of bounds.
+    static func keyspaceFamily(_ name: String) throws(StorageError) -> (id: UInt32, isData: Bool)? {
+        switch name {
+        case "data": return (0, true)
+        case "versions": return (0, false)
+        default: break
+        }
+        for (prefix, isData) in [("data.", true), ("versions.", false)] where name.hasPrefix(prefix) {
+            let digits = name.dropFirst(prefix.count)
+            // Canonical decimal only: `data.03` is not keyspace 3's.
+            guard digits.count <= 10, let id = UInt32(digits), String(id) == digits, id != 0 else { return nil }
+            guard id < UInt32(Limits.keyspaceIDsMax) else {
+                throw .corruption("column family \(name) names keyspace \(id), not below \(Limits.keyspaceIDsMax)")
+            }
+            return (id, isData)
+        }
+        return nil
+    }
+
+    /// Opens (creating if missing) the folder with every column family it holds, and the shared and
+    /// default keyspace's ones it lacks.
+    init(directory: String, durability: Durability, walBytesMax: UInt64) throws(StorageError) {
+        self.directory = directory
+        self.durability = durability
+        self.checkpoints = CheckpointRegistry(directory: RocksDBStore.checkpointsDirectory(of: directory))
+
+        var walSyncInterval: TimeInterval?
+        if case .interval(let interval) = durability {
+            let (seconds, attoseconds) = interval.components
+            let timeInterval = Double(seconds) + Double(attoseconds) / 1e18
+            guard timeInterval > 0 else {
+                throw .openFailed(path: directory, reason: "durability interval must be positive, got \(interval)")
+            }
+            walSyncInterval = timeInterval
+        }
+
+        do {
+            try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        } catch {
+            throw .openFailed(path: directory, reason: "cannot create the directory: \(error.localizedDescription)")
+        }
+
+        let options = rocksdb_options_create()!
+        rocksdb_options_set_create_if_missing(options, 1)
+        rocksdb_options_set_create_missing_column_families(options, 1)
+        // Fail on any inconsistency found while opening or writing rather than limp on.
+        rocksdb_options_set_paranoid_checks(options, 1)
+        rocksdb_options_set_keep_log_file_num(options, 5)
+        rocksdb_options_set_max_total_wal_size(options, walBytesMax)
+        // Writers waiting for a group commit sleep rather than spin: on few cores, spinning steals the
+        // CPU the leader needs (perf on a node under puts: 7 % of samples in WriteThread::AwaitState).
+        rocksdb_options_set_enable_write_thread_adaptive_yield(options, 0)
+        // Tickers for the bytes written and read (`engineFigures`): no DB property gives them finer
+        // than 0.01 GB. Their cost on the put path is measured in docs/benchmarks.md ("RocksDB statistics").
+        rocksdb_options_enable_statistics(options)
+        // Block-based tables with their default checksum (CRC32c) on every block.
+        let tableOptions = rocksdb_block_based_options_create()!
+        rocksdb_options_set_block_based_table_factory(options, tableOptions)
+        rocksdb_block_based_options_destroy(tableOptions)
+
+        let names: [String]
+        do throws(StorageError) {
+            names = try Self.familyNames(in: directory, options: options)
+        } catch {
+            rocksdb_options_destroy(options)
+            throw error
+        }
+        let (opened, handles) = try RocksDBStore.open(directory, options: options, families: names)
+
+        var keyspaces = Keyspaces()
+        var data: [UInt32: OpaquePointer] = [:]
+        var versions: [UInt32: OpaquePointer] = [:]
+        var shared: [String: OpaquePointer] = [:]
+        for (name, handle) in zip(names, handles) {
+            // Parsed once already by `familyNames`: cannot throw here.
+            if let (id, isData) = try? Self.keyspaceFamily(name) {
+                if isData { data[id] = handle } else { versions[id] = handle }
+            } else if Self.baseFamilyNames.contains(name) {
+                shared[name] = handle
+            } else {
+                keyspaces.unknown.append(handle)
+            }
+        }
+        for (id, dataHandle) in data {
+            // `familyNames` completes every pair: both are there.
+            guard let versionsHandle = versions[id] else { continue }
+            keyspaces.families[id] = KeyspaceFamilies(data: dataHandle, versions: versionsHandle)
+        }
+
+        let readOptions = rocksdb_readoptions_create()!
+        rocksdb_readoptions_set_verify_checksums(readOptions, 1)
+        let writeOptions = rocksdb_writeoptions_create()!
+        // Never disable the WAL: every mode relies on it; only the fsync moment differs.
+        rocksdb_writeoptions_set_sync(writeOptions, durability == .sync ? 1 : 0)
+        let unsyncedWriteOptions = rocksdb_writeoptions_create()!
+        rocksdb_writeoptions_set_sync(unsyncedWriteOptions, 0)
+        let syncedWriteOptions = rocksdb_writeoptions_create()!
+        rocksdb_writeoptions_set_sync(syncedWriteOptions, 1)
+
+        self.db = opened
+        self.options = options
+        self.readOptions = readOptions
+        self.writeOptions = writeOptions
+        self.unsyncedWriteOptions = unsyncedWriteOptions
+        self.syncedWriteOptions = syncedWriteOptions
+        // The base families were named in the open: RocksDB handed a handle for each.
+        self.hintsFamily = shared["hints"]!
+        self.metaFamily = shared["meta"]!
+        self.defaultKeyspace = keyspaces.families[0]!
+        keyspaces.unknown.append(shared["default"]!)
+        self.keyspaces = Mutex(keyspaces)
+        self.walSyncer = walSyncInterval.map { WALSyncer(db: opened, interval: $0, path: directory) }
+    }
+
+    deinit {
+        close()
+    }
+
+    /// The families to open `directory` with: those it holds (none when new), the base ones it lacks,
+    /// and the other half of a keyspace's pair when a crash left only one (created empty).
+    private static func familyNames(in directory: String, options: OpaquePointer) throws(StorageError) -> [String] {
+        var names = baseFamilyNames
+        guard FileManager.default.fileExists(atPath: "\(directory)/CURRENT") else { return names }
+        var count = 0
+        var error: UnsafeMutablePointer<CChar>?
+        let list = rocksdb_list_column_families(options, directory, &count, &error)
+        defer { if let list { rocksdb_list_column_families_destroy(list, count) } }
+        if let message = RocksDBStore.takeMessage(error) { throw RocksDBStore.openError(message, path: directory) }
+        guard let list else { return names }
+        // Bounded: two families a keyspace, the base ones, and a few unknown.
+        guard count <= 2 * Limits.keyspaceIDsMax + 64 else {
+            throw .corruption("the folder lists \(count) column families", path: directory)
+        }
+        for index in 0..<count {
+            guard let cName = list[index] else { continue }
+            let name = String(cString: cName)
+            if !names.contains(name) { names.append(name) }
+        }
+        for name in names {
+            guard let (id, _) = try keyspaceFamily(name) else { continue }
+            for pair in [dataFamilyName(id), versionsFamilyName(id)] where !names.contains(pair) {
+                names.append(pair)
+            }
+        }
+        return names
+    }
+
+    // MARK: Gate
+
+    /// Runs `body` with the handles guaranteed alive: `close()` waits for it to return. With `view`,
+    /// also refuses (`.closed`) once that view's keyspace is dropped, and `dropKeyspace` waits for it.
+    func withOpenHandles<Result>(
+        view: RocksDBStore?,
+        _ body: () throws(StorageError) -> Result
+    ) throws(StorageError) -> Result {
+        let open = gate.withLock { gate in
+            if gate.closed { return false }
+            if let view {
+                // Read and counted under the gate, which `dropKeyspace` sets the flag under: a call
+                // either sees the drop or is counted before the drop waits.
+                if view.dropped.load(ordering: .relaxed) { return false }
+                view.callsInFlight.add(1, ordering: .relaxed)
+            }
+            gate.callsInFlight += 1
+            return true
+        }
+        guard open else { throw .closed }
+        defer {
+            view?.callsInFlight.subtract(1, ordering: .releasing)
+            gate.withLock { $0.callsInFlight -= 1 }
+        }
+        return try body()
+    }
+
+    /// Runs `body` under the gate's lock: what `withOpenHandles` decides under it cannot interleave.
+    func withGateLocked(_ body: () -> Void) {
+        gate.withLock { _ in body() }
+    }
+
+    /// Closes the store: every later call of every view throws `.closed`. Waits for the calls in flight.
+    func close() {
+        let closing = gate.withLock { gate in
+            defer { gate.closed = true }
+            return !gate.closed
+        }
+        guard closing else { return }
+        // New calls now throw `.closed`; wait for the ones already using the handles.
+        while gate.withLock({ $0.callsInFlight }) > 0 {
+            Thread.sleep(forTimeInterval: 0.000_5)
+        }
+        walSyncer?.stop()
+        if durability != .sync {
+            // A clean close leaves nothing unsynced, whatever the mode. Nobody is left to hear of a
+            // failure: the data is still in the log and RocksDB replays it on the next open.
+            var error: UnsafeMutablePointer<CChar>?
+            rocksdb_flush_wal(db, 1, &error)
+            _ = RocksDBStore.takeMessage(error)
+        }
+        let families = keyspaces.withLock { keyspaces in
+            defer {
+                // The views hold the engine: letting them go breaks the cycle.
+                keyspaces = Keyspaces()
+            }
+            return keyspaces.families.values.flatMap { [$0.data, $0.versions] } + keyspaces.unknown
+        }
+        (families + [hintsFamily, metaFamily]).forEach { rocksdb_column_family_handle_destroy($0) }
+        rocksdb_close(db)
+        rocksdb_readoptions_destroy(readOptions)
+        rocksdb_writeoptions_destroy(writeOptions)
+        rocksdb_writeoptions_destroy(unsyncedWriteOptions)
+        rocksdb_writeoptions_destroy(syncedWriteOptions)
+        rocksdb_options_destroy(options)
+    }
+
+    /// Every column family handle, the engine's lock held: for calls that touch them all.
+    func withAllFamilies<Result>(
+        _ body: ([OpaquePointer]) throws(StorageError) -> Result
+    ) throws(StorageError) -> Result {
+        try keyspaces.withLock { (keyspaces) throws(StorageError) -> Result in
+            let families =
+                keyspaces.families.keys.sorted().flatMap { id -> [OpaquePointer] in
+                    let families = keyspaces.families[id]!
+                    return [families.data, families.versions]
+                } + [hintsFamily, metaFamily] + keyspaces.unknown
+            return try body(families)
+        }
+    }
+}
