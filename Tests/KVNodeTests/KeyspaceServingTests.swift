@@ -139,4 +139,28 @@ import Testing
             (error as? RPCError)?.remoteCode == .notReplica
         }
     }
+
+    @Test func aKeyOfAnotherPartIsRefused() async throws {
+        let pool = NIOThreadPool(numberOfThreads: 2)
+        pool.start()
+        defer { Task { try await pool.shutdownGracefully() } }
+        // `users` split at "n", both parts on the main ring (n1 replicates both).
+        let map = try ServiceFixture.cluster.applying(
+            .createKeyspace(
+                "users",
+                KeyspaceSettings(
+                    placement: .simple(replicas: 2), splits: [KeyspaceSplit(lowKey: Array("n".utf8), ring: "")])))
+        let parts = map.parts(named: "users")
+        let (service, _) = try Self.service(map, store: InMemoryStore(), pool: pool)
+        try await Self.put(service, "alice", "a", keyspace: parts[0].id)
+        try await Self.put(service, "zoe", "z", keyspace: parts[1].id)
+        for (key, wrong) in [("alice", parts[1].id), ("zoe", parts[0].id)] {
+            await #expect {
+                try await Self.put(service, key, "misplaced", keyspace: wrong)
+            } throws: { error in
+                (error as? RPCError)?.remoteCode == .notReplica && "\(error)".contains("belongs to part")
+            }
+        }
+        #expect(try await Self.get(service, "zoe", keyspace: parts[1].id) == "z")
+    }
 }

@@ -8,7 +8,8 @@ import Synchronization
 extension ReplicaService {
     /// What a request of one keyspace works with.
     struct KeyspaceContext: Sendable {
-        let id: UInt32
+        let keyspace: Keyspace
+        var id: UInt32 { keyspace.id }
         /// The map as the keyspace sees it (`ClusterMap.viewed(as:)`).
         let map: ClusterMap
         let replica: Replica
@@ -29,7 +30,8 @@ extension ReplicaService {
         let map = membership.current
         if id == Keyspace.defaultID {
             return KeyspaceContext(
-                id: id, map: map, replica: replica, merkle: merkle, streaming: streaming, marks: repairMarker?.marks)
+                keyspace: map.defaultKeyspace, map: map, replica: replica, merkle: merkle, streaming: streaming,
+                marks: repairMarker?.marks)
         }
         guard let keyspaces else {
             throw RPCError.remote(.invalidRequest, message: "\(nodeID) serves the default keyspace only")
@@ -55,7 +57,8 @@ extension ReplicaService {
             throw RPCError.remote(.notReplica, message: "keyspace \(id) was dropped from \(nodeID)'s cluster map")
         }
         return KeyspaceContext(
-            id: id, map: served.map, replica: served.replica, merkle: merkle == nil ? nil : served.store,
+            keyspace: served.keyspace, map: served.map, replica: served.replica,
+            merkle: merkle == nil ? nil : served.store,
             streaming: streaming == nil ? nil : served.store, marks: repairMarker == nil ? nil : served.store)
     }
 
@@ -75,6 +78,15 @@ extension ReplicaService {
     /// not keep, a read of a range it is still receiving, a write made with a map older than the change
     /// in progress (`ReplicaAdmission`, the rule the simulator's nodes apply too).
     func checkAdmitted(_ key: [UInt8], write: Bool, writeEpoch: UInt64 = 0, in context: KeyspaceContext) throws {
+        // A keyspace split by key range: the key must be this part's.
+        guard context.map.holds(context.keyspace, key: key) else {
+            let part = context.map.keyspace(named: context.keyspace.name, forKey: key)
+            throw RPCError.remote(
+                .notReplica,
+                message:
+                    "the key belongs to part \(part.map { "\($0.id)" } ?? "?") of keyspace '\(context.keyspace.name)', not part \(context.id), in \(nodeID)'s cluster map (epoch \(context.map.epoch)); fetch the map and retry"
+            )
+        }
         guard transfers != nil else { return }
         let map = context.map
         let admission = admissions.withLock { cached -> ReplicaAdmission? in
