@@ -203,8 +203,10 @@ struct SimulationTests {
     /// clients read and write every key of every keyspace. (`MutationCheckTests` checks that switching
     /// ownership before streaming is caught with keyspaces on.)
     @Test func keyspacesThroughMembershipChanges() async {
+        // Seeds 144 and 178 lose acknowledged writes of `accounts` when a node reports its ranges streamed
+        // after the default keyspace's alone (checked by hand: 2 of seeds 141...180 catch it).
         let results = await offThePool {
-            (UInt64(5001)...5004).map { seed in
+            ([144, 178] + Array(UInt64(5001)...5002)).map { seed in
                 var configuration = SimulationConfiguration(seed: seed)
                 configuration.membership()
                 configuration.keyspaces()
