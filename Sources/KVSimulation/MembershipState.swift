@@ -24,7 +24,8 @@ enum MembershipMessage: CustomStringConvertible {
     case fetch(epoch: UInt64)
     /// A node's map of the epoch fetched, with its proof (nil for the first map).
     case map(ClusterMap, proof: MapProof?)
-    case streamRequest(request: Int, range: TokenRangeSpan, after: [UInt8]?)
+    /// A page of `range` of keyspace `keyspace` after `after` (`StreamRequest.keyspace`).
+    case streamRequest(request: Int, range: TokenRangeSpan, after: [UInt8]?, keyspace: UInt32)
     case streamPage(request: Int, Result<StreamPage, ReplyFailure>)
 
     /// The decision phase of a prepare (1) or accept (2).
@@ -43,7 +44,8 @@ enum MembershipMessage: CustomStringConvertible {
         case .pong(let epoch): "pong epoch \(epoch)"
         case .fetch(let epoch): epoch == 0 ? "map fetch" : "map fetch epoch \(epoch)"
         case .map(let map, _): "map epoch \(map.epoch)"
-        case .streamRequest(let request, let range, _): "stream #\(request) \(range)"
+        case .streamRequest(let request, let range, _, let keyspace):
+            "stream #\(request) \(range)\(keyspace == Keyspace.defaultID ? "" : " of keyspace \(keyspace)")"
         case .streamPage(let request, .success(let page)):
             "stream page #\(request) \(page.records.count) record(s)\(page.done ? ", done" : "")"
         case .streamPage(let request, .failure(let failure)): "stream page #\(request) failed: \(failure.reason)"
@@ -73,10 +75,13 @@ struct ProposalRun {
     var phase: Int
 }
 
-/// A node's transfer state that a crash forgets (its checkpoint is in the store's metadata).
+/// A node's transfer state that a crash forgets (its checkpoints are in the metadata of its
+/// keyspaces' stores, one per keyspace, as `kvd`'s lanes keep them).
 struct StreamState {
     struct InFlight {
         var request: Int
+        /// The keyspace (lane) whose transfer asked the page.
+        var keyspace: UInt32
         var position: Int
         var source: String
     }
@@ -91,7 +96,8 @@ struct StreamState {
 
 /// Everything membership adds to a run.
 struct MembershipState {
-    /// The store metadata of a node's `RangeTransfer.Checkpoint`, and of the ranges it holds.
+    /// The store metadata of a node's `RangeTransfer.Checkpoint`, and of the ranges it holds (in each
+    /// keyspace's store view, whose metadata names are its own).
     static let checkpointName = "stream.progress"
     static let heldName = "stream.held"
 
@@ -153,7 +159,8 @@ struct MembershipState {
     /// Which client requests `node` serves with `map` (`kvd`'s rule).
     func admission(of node: String, in map: ClusterMap) -> ReplicaAdmission { rings.admission(of: node, in: map) }
 
-    /// The replicas of `key` in `map`'s current ring, then those only in its next ring.
+    /// The replicas of `key` in `map`'s current ring, then those only in its next ring (`map`: the map
+    /// as the key's keyspace sees it).
     func owners(ofKey key: [UInt8], in map: ClusterMap) -> [String] {
         let rings = rings.rings(of: map)
         let current = rings.current.preferenceList(forKey: key)

@@ -110,6 +110,9 @@ package struct MutationCheck: Sendable {
         /// The plain run with keyspaces `cache` and `accounts` beside `default`
         /// (`SimulationConfiguration.keyspaces()`).
         case keyspaces
+        /// Joins and leaves with keyspaces: each keyspace moves its own ranges (`membership()` and
+        /// `keyspaces()`).
+        case keyspaceMembership
     }
 
     package var seeds: ClosedRange<UInt64>
@@ -140,6 +143,10 @@ package struct MutationCheck: Sendable {
             configuration.zones()
             configuration.antiEntropyAtEnd = false
         case .keyspaces:
+            configuration.keyspaces()
+            configuration.antiEntropyAtEnd = false
+        case .keyspaceMembership:
+            configuration.membership()
             configuration.keyspaces()
             configuration.antiEntropyAtEnd = false
         }

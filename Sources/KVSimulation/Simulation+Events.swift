@@ -50,11 +50,20 @@ extension Simulation {
     func startOperation(_ index: Int) {
         guard clients[index].remaining > 0, clients[index].current == nil else { return }
         clients[index].remaining -= 1
-        // With keyspaces, each operation picks one (drawn only then, so runs without draw as before).
-        let ids = configuration.runsKeyspaces ? keyspaceIDs : [Keyspace.defaultID]
-        let keyspace = ids.count > 1 ? ids[Int(random.next() % UInt64(ids.count))] : Keyspace.defaultID
-        clients[index].keyspace = keyspace
-        let planned = clients[index].script.isEmpty ? drawOperation(index) : clients[index].script.removeFirst()
+        let keyspace: UInt32
+        let planned: PlannedOperation
+        if clients[index].script.isEmpty {
+            // With keyspaces, each operation picks one (drawn only then, so runs without draw as before).
+            let ids = configuration.runsKeyspaces ? keyspaceIDs : [Keyspace.defaultID]
+            keyspace = ids.count > 1 ? ids[Int(random.next() % UInt64(ids.count))] : Keyspace.defaultID
+            clients[index].keyspace = keyspace
+            planned = drawOperation(index)
+        } else {
+            let scripted = clients[index].script.removeFirst()
+            keyspace = scripted.keyspace
+            clients[index].keyspace = keyspace
+            planned = scripted.operation
+        }
         let kind: HistoryOperation.Kind =
             switch planned {
             case .read: .read
@@ -122,10 +131,11 @@ extension Simulation {
             )
             performWrite(index, operation: operationTry, write, actions)
         case .read(let key, let repair):
-            // The client's ring: the fixed one, or its map's current ring (reads use it alone).
+            // The client's ring: the fixed one, or its map's current ring as the keyspace sees it (reads
+            // use it alone).
             let clientRing =
                 configuration.membershipProfile == nil
-                ? ring(ofKeyspace: keyspace) : membership.ring(of: membership.clients[index])
+                ? ring(ofKeyspace: keyspace) : membership.ring(of: viewed(membership.clients[index], as: keyspace))
             let replicas = clientRing.preferenceList(forKey: key)
             let plan = ReadPlan(
                 level: readLevel(ofKeyspace: keyspace, replicas: replicas.count),
@@ -146,8 +156,9 @@ extension Simulation {
         }
     }
 
-    /// The client's write of `key`, planned by the production `WritePlan` on the client's map (with
-    /// membership: during a change, on both rings) or on the fixed ring.
+    /// The client's write of `key`, planned by the production `WritePlan` on the client's map as the
+    /// keyspace sees it (with membership: during a change, on both of its rings, as the SDK's
+    /// `KeyspaceRoute` has them) or on the fixed ring.
     func plannedWrite(client index: Int, key: [UInt8], keyspace: UInt32 = Keyspace.defaultID) throws(QuorumError)
         -> WriteOperation.Configuration
     {
@@ -162,8 +173,9 @@ extension Simulation {
             return try plan.operation(for: token, current: ring(ofKeyspace: keyspace))
         }
         let map = membership.clients[index]
+        let view = viewed(map, as: keyspace)
         return try plan.operation(
-            for: token, current: membership.ring(of: map), next: map.isChanging ? membership.nextRing(of: map) : nil)
+            for: token, current: membership.ring(of: view), next: map.isChanging ? membership.nextRing(of: view) : nil)
     }
 
     func wallMillis(ofClient index: Int) -> UInt64 {
@@ -322,7 +334,7 @@ extension Simulation {
         if let late = clients[index].late, let planned = clients[index].planned {
             let what = if case .read = planned { "read" } else { "write" }
             violate(
-                "client \(clients[index].name) started from epoch \(late.startEpoch) could not \(what) \(show(planned.key)) after the changes (\(clients[index].currentTry) on epoch \(clients[index].newerMapRetry.epoch)): \(failure)"
+                "client \(clients[index].name) started from epoch \(late.startEpoch) could not \(what) \(describe(planned.key, keyspace: clients[index].keyspace)) after the changes (\(clients[index].currentTry) on epoch \(clients[index].newerMapRetry.epoch)): \(failure)"
             )
         }
         finishOperation(index)

@@ -146,10 +146,15 @@ extension Simulation {
             return
         }
         let map = membership.clients[index]
-        checkPlacement(ofKey: key, in: membership.ring(of: map), "in \(clients[index].name)'s map \(map.epoch)")
+        let view = viewed(map, as: keyspace)
+        let qualified = historyKey(key, keyspace: keyspace)
+        checkPlacement(
+            ofKey: qualified, in: membership.ring(of: view), "in \(clients[index].name)'s map \(map.epoch)",
+            replicasOf: key)
         if map.isChanging {
             checkPlacement(
-                ofKey: key, in: membership.nextRing(of: map), "in \(clients[index].name)'s next ring of \(map.epoch)")
+                ofKey: qualified, in: membership.nextRing(of: view),
+                "in \(clients[index].name)'s next ring of \(map.epoch)", replicasOf: key)
         }
     }
 

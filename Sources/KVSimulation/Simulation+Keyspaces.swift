@@ -42,8 +42,27 @@ extension Simulation {
     }
 
     /// The ids of the run's keyspaces, the default first.
-    var keyspaceIDs: [UInt32] {
-        [Keyspace.defaultID] + membership.latest.keyspaces.filter { !$0.dropped }.map(\.id)
+    var keyspaceIDs: [UInt32] { keyspaceIDs(of: membership.latest) }
+
+    /// The ids of `map`'s keyspaces, the default first: the lanes a node moves ranges in, in the order
+    /// `kvd`'s `RangeStreamer` takes them.
+    func keyspaceIDs(of map: ClusterMap) -> [UInt32] {
+        [Keyspace.defaultID] + map.keyspaces.filter { !$0.dropped }.map(\.id)
+    }
+
+    /// `map` as keyspace `id` sees it (the production `ClusterMap.viewed(as:)`): its rings, admission,
+    /// movements and transfers are the keyspace's. The default keyspace sees the map itself.
+    func viewed(_ map: ClusterMap, as id: UInt32) -> ClusterMap {
+        guard id != Keyspace.defaultID else { return map }
+        guard let keyspace = map.keyspace(id: id) else {
+            preconditionFailure("epoch \(map.epoch) has no keyspace \(id)")
+        }
+        return map.viewed(as: keyspace)
+    }
+
+    /// " in keyspace NAME" for the trace, empty for the default keyspace.
+    func inKeyspace(_ id: UInt32) -> String {
+        id == Keyspace.defaultID ? "" : " in keyspace \(keyspace(id).name)"
     }
 
     /// Keyspace `id` of the latest map.
@@ -54,11 +73,11 @@ extension Simulation {
         return keyspace
     }
 
-    /// Keyspace `id`'s ring: the fixed ring for the default keyspace, otherwise the ring of the latest
-    /// map as the keyspace sees it.
+    /// Keyspace `id`'s ring: the fixed ring for the default keyspace (with membership, the latest map's
+    /// ring), otherwise the ring of the latest map as the keyspace sees it.
     func ring(ofKeyspace id: UInt32) -> Ring {
         guard id != Keyspace.defaultID else { return ring }
-        return membership.ring(of: membership.latest.viewed(as: keyspace(id)))
+        return membership.ring(of: viewed(membership.latest, as: id))
     }
 
     /// Node `node`'s store of keyspace `id` as it truly is (for the invariants).

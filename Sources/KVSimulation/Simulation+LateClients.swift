@@ -3,7 +3,7 @@ import KVCore
 
 /// Clients that start after the changes (`MembershipProfile.lateClients`): once the main run's clients
 /// are done and the membership settled, with the faults off (every node up, no drops, duplicates,
-/// crashes or partitions), two new clients read and then write every key:
+/// crashes or partitions), two new clients read and then write every key (of every keyspace):
 ///
 /// - `fresh` holds the run's first map (epoch 1), as one built from an old cluster file, and like the
 ///   SDK fetches the current map from one of its nodes before its first operation;
@@ -43,23 +43,27 @@ extension Simulation {
         _ = runEvents()
     }
 
-    /// A client holding `map` that reads and then writes each key, with a writer id of its own. The
-    /// keys come in a random order: the rings are the same in every run, so a fixed order would
-    /// always begin with the same key, whose replicas may have barely changed.
+    /// A client holding `map` that reads and then writes each key of each keyspace, with a writer id of
+    /// its own. The keys come in a random order: the rings are the same in every run, so a fixed order
+    /// would always begin with the same key, whose replicas may have barely changed.
     func addLateClient(_ name: String, map: ClusterMap) -> Int {
         let index = clients.count
+        let keys = keyspaceIDs.flatMap { keyspace in (0..<configuration.keys).map { (keyspace, $0) } }
         var client = SimulatedClient(
             name: name, clock: ClientClock(writer: UInt64(index + 1)), skewMillis: 0, driftPPM: 0,
-            remaining: 2 * configuration.keys)
-        var numbers = Array(0..<configuration.keys)
-        for position in numbers.indices.reversed() {
-            numbers.swapAt(position, Int(random.next() % UInt64(position + 1)))
+            remaining: 2 * keys.count)
+        var order = Array(keys.indices)
+        for position in order.indices.reversed() {
+            order.swapAt(position, Int(random.next() % UInt64(position + 1)))
         }
-        client.script = numbers.flatMap { number -> [PlannedOperation] in
+        client.script = order.map { keys[$0] }.flatMap {
+            keyspace, number -> [(keyspace: UInt32, operation: PlannedOperation)] in
             let key = Array("k\(number)".utf8)
+            // With keyspaces, a value names its keyspace (`checkValueKeyspace`).
+            let prefix = configuration.runsKeyspaces ? valuePrefix(ofKeyspace: keyspace) : []
             return [
-                .read(key: key, repair: random.chance(0.3) ? .blocking : .background),
-                .write(key: key, tombstone: false, value: Array("\(name)-k\(number)".utf8)),
+                (keyspace, .read(key: key, repair: random.chance(0.3) ? .blocking : .background)),
+                (keyspace, .write(key: key, tombstone: false, value: prefix + Array("\(name)-k\(number)".utf8))),
             ]
         }
         client.late = LateClient(startEpoch: map.epoch)

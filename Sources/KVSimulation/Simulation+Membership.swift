@@ -17,6 +17,10 @@ import KVStorage
 ///   each received range with its old replicas (the production `MerkleComparison`, as anti-entropy
 ///   does) until a majority compared, then proposes `.streamed` with its own `MapProposer`; old owners
 ///   drop the pieces `RangeTransfer.drops` lists after comparing each with its current owners;
+/// - with keyspaces, all of this runs per keyspace on the map as the keyspace sees it
+///   (`ClusterMap.viewed(as:)`), as `kvd`'s `RangeStreamer` lanes and `ReplicaService` do: a transfer,
+///   checkpoint, drop and admission per keyspace, and `.streamed` once every keyspace's ranges are in
+///   (`Simulation+Transfers.swift`);
 /// - nodes refuse client requests they do not admit (`notReplica`, by the production
 ///   `ReplicaAdmission` of their map), and a refused client fetches that node's map; writes during a
 ///   change need a quorum in each ring (the production `WritePlan`, as the SDK plans them) and state the
@@ -166,8 +170,14 @@ extension Simulation {
             let epoch = membership.acceptors[index].committed.epoch
             if epoch != latest.epoch {
                 reasons.append("\(node.id) is at epoch \(epoch), not \(latest.epoch)")
-            } else if let held = loadHeld(index), let kept = keptRanges(index, in: latest), Set(held) != Set(kept) {
-                reasons.append("\(node.id) still holds ranges it does not keep")
+                continue
+            }
+            for keyspace in keyspaceIDs(of: latest) {
+                if let held = loadHeld(index, keyspace: keyspace),
+                    let kept = keptRanges(index, in: viewed(latest, as: keyspace)), Set(held) != Set(kept)
+                {
+                    reasons.append("\(node.id) still holds ranges it does not keep\(inKeyspace(keyspace))")
+                }
             }
         }
         return reasons
@@ -308,7 +318,7 @@ extension Simulation {
                         .vote(
                             proposal: id, phase: message.phase, voter: nodes[index].id,
                             .failure(ReplyFailure(reason: "connection refused")), signature: nil), from: to, to: from)
-                case .streamRequest(let request, _, _):
+                case .streamRequest(let request, _, _, _):
                     sendMembership(
                         .streamPage(request: request, .failure(ReplyFailure(reason: "connection refused"))),
                         from: to, to: from)
@@ -360,11 +370,12 @@ extension Simulation {
             } else if let kept = membership.histories[index][wanted] {
                 sendMembership(.map(kept.map, proof: kept.proof), from: me, to: from)
             }
-        case .streamRequest(let request, let range, let after):
+        case .streamRequest(let request, let range, let after, let keyspace):
+            // From the keyspace's store, as `kvd` serves a `Stream` naming its keyspace.
             let answer: Result<StreamPage, ReplyFailure>
             do {
                 answer = .success(
-                    try nodes[index].store.streamPage(
+                    try served(index, keyspace).store.streamPage(
                         in: range, after: after, recordsMax: configuration.membershipProfile!.pageRecordsMax,
                         bytesMax: 1 << 20))
             } catch {
@@ -410,11 +421,13 @@ extension Simulation {
         return learning
     }
 
-    /// Why `node` refuses a client's request for `key` (a write made with the map of `writeEpoch`):
-    /// the production `ReplicaAdmission` of its map. Nil when it serves it (always, without membership).
-    func refusal(at node: Int, key: [UInt8], write: Bool, writeEpoch: UInt64 = 0) -> ReplyFailure? {
+    /// Why `node` refuses a client's request for `key` of `keyspace` (a write made with the map of
+    /// `writeEpoch`): the production `ReplicaAdmission` of its map as the keyspace sees it, as `kvd`
+    /// admits per keyspace. Nil when it serves it (always, without membership).
+    func refusal(at node: Int, key: [UInt8], keyspace: UInt32, write: Bool, writeEpoch: UInt64 = 0) -> ReplyFailure? {
         guard configuration.membershipProfile != nil else { return nil }
-        let admission = membership.admission(of: nodes[node].id, in: membership.acceptors[node].committed)
+        let map = viewed(membership.acceptors[node].committed, as: keyspace)
+        let admission = membership.admission(of: nodes[node].id, in: map)
         guard admission.refusal(Token(key: key), write: write, writeEpoch: writeEpoch) != nil else { return nil }
         return ReplyFailure(reason: ReplyFailure.notReplica)
     }

@@ -34,7 +34,9 @@ extension Simulation {
             var reply = envelope
             if !nodes[envelope.node].isUp {
                 reply.payload = .putReply(.failure(ReplyFailure(reason: "connection refused")))
-            } else if let refusal = refusal(at: envelope.node, key: key, write: true, writeEpoch: envelope.epoch) {
+            } else if let refusal = refusal(
+                at: envelope.node, key: key, keyspace: envelope.keyspace, write: true, writeEpoch: envelope.epoch)
+            {
                 reply.payload = .putReply(.failure(refusal))
             } else {
                 do {
@@ -50,7 +52,7 @@ extension Simulation {
             var reply = envelope
             if !nodes[envelope.node].isUp {
                 reply.payload = .getReply(.failure(ReplyFailure(reason: "connection refused")))
-            } else if let refusal = refusal(at: envelope.node, key: key, write: false) {
+            } else if let refusal = refusal(at: envelope.node, key: key, keyspace: envelope.keyspace, write: false) {
                 reply.payload = .getReply(.failure(refusal))
             } else {
                 do {

@@ -58,6 +58,7 @@ public final class Simulation {
         var tombstonesPurged = 0
         var epochsChosen = 0
         var keysStreamed = 0
+        var keysStreamedByKeyspace: [UInt32: Int] = [:]
         var rangesDropped = 0
         var newerMapRetries = 0
         var lateOperationsSucceeded = 0
@@ -105,8 +106,6 @@ public final class Simulation {
                     zone: configuration.zone(ofNode: node.id))
             })
         if configuration.runsKeyspaces {
-            precondition(
-                configuration.membershipProfile == nil, "keyspaces with membership changes are not simulated yet")
             firstMap = Self.creatingKeyspaces(in: firstMap)
         }
         let membership = MembershipState(
@@ -190,6 +189,9 @@ public final class Simulation {
         for write in acknowledgedWrites {
             result.acknowledgedWritesByKeyspace[keyspace(write.keyspace).name, default: 0] += 1
         }
+        for (id, count) in statistics.keysStreamedByKeyspace {
+            result.keysStreamedByKeyspace[keyspace(id).name] = count
+        }
         return result
     }
 
@@ -230,14 +232,14 @@ public final class Simulation {
         clients.contains { $0.remaining > 0 || $0.current != nil || !$0.handingOff.isEmpty }
     }
 
-    /// The replicas an acknowledged write must be durable on: the ring's preference list; with
-    /// membership, those of the latest chosen map's current and next rings (the same once no change
-    /// is in progress, as at the end of a run).
+    /// The replicas an acknowledged write must be durable on: the keyspace's ring's preference list;
+    /// with membership, those of the current and next rings of the latest chosen map as the keyspace
+    /// sees it (the same once no change is in progress, as at the end of a run).
     func replicas(of key: [UInt8], keyspace: UInt32 = Keyspace.defaultID) -> [String] {
         guard configuration.membershipProfile != nil else {
             return ring(ofKeyspace: keyspace).preferenceList(forKey: key)
         }
-        return membership.owners(ofKey: key, in: membership.latest)
+        return membership.owners(ofKey: key, in: viewed(membership.latest, as: keyspace))
     }
 
     /// `configuration.requestDeadline` in the simulated milliseconds events are scheduled in.
@@ -476,8 +478,8 @@ struct SimulatedClient {
     var skewMillis: Int64
     var driftPPM: Int64
     var remaining: Int
-    /// Operations to run in this order; empty: each operation is drawn at random.
-    var script: [PlannedOperation] = []
+    /// Operations to run in this order, each in its keyspace; empty: each operation is drawn at random.
+    var script: [(keyspace: UInt32, operation: PlannedOperation)] = []
     var current: Current?
     /// What the current operation does, whichever try runs it.
     var planned: PlannedOperation?

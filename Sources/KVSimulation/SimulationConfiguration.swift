@@ -115,7 +115,10 @@ public struct SimulationConfiguration: Sendable {
     /// use its ring, N and levels as the SDK does; nodes serve each from the keyspace's store view
     /// (`NodeKeyspaces`); hints, read repair and anti-entropy run per keyspace; every invariant is
     /// checked per keyspace, and the same keys are written in every keyspace, each value naming its
-    /// keyspace, so that a read never returns another keyspace's value. Not with membership changes yet.
+    /// keyspace, so that a read never returns another keyspace's value. With membership changes, each
+    /// keyspace moves its own ranges on its own ring, as `kvd`'s range-streamer lanes do
+    /// (`Simulation+Transfers.swift`), nodes admit requests by the keyspace's view of their map, and the
+    /// late clients read and write every key of every keyspace.
     public mutating func keyspaces() {
         runsKeyspaces = true
     }
@@ -257,6 +260,8 @@ public struct SimulationResult: Sendable {
     public var placement: Placement?
     /// Acknowledged writes per keyspace name (`default` alone without keyspaces).
     public var acknowledgedWritesByKeyspace: [String: Int] = [:]
+    /// Membership: records received by streaming per keyspace name.
+    public var keysStreamedByKeyspace: [String: Int] = [:]
 
     public var passed: Bool { violations.isEmpty }
 

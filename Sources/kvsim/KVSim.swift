@@ -109,7 +109,7 @@ struct KVSim: ParsableCommand {
 
     @Flag(
         help:
-            "Keyspaces cache (simple:3, or N=nodes on fewer, levels one/one) and accounts (simple:5, or N=nodes on fewer, levels quorum/quorum) besides default; each operation picks one by the seed and uses its ring, N and levels; nodes serve each from its own store; every invariant is checked per keyspace, and a read must never return a value written in another keyspace. Not with --membership yet."
+            "Keyspaces cache (simple:3, or N=nodes on fewer, levels one/one) and accounts (simple:5, or N=nodes on fewer, levels quorum/quorum) besides default; each operation picks one by the seed and uses its ring, N and levels; nodes serve each from its own store; every invariant is checked per keyspace, and a read must never return a value written in another keyspace. With --membership, every keyspace moves its own ranges on its own ring (transfers, admission, drops), a node reports its ranges streamed once every keyspace's are in, and the late clients read and write every key of every keyspace."
     )
     var keyspaces = false
 
@@ -117,11 +117,6 @@ struct KVSim: ParsableCommand {
     var mutateKeyspacesShareDefaultStore = false
 
     func validate() throws {
-        if (keyspaces || mutateKeyspacesShareDefaultStore)
-            && (membership || mutateSwitchBeforeStream || mutateSingleRingWrites || mutateSkipNewerMapRetry)
-        {
-            throw ValidationError("--keyspaces does not run with --membership yet")
-        }
         guard seeds > 0 else { throw ValidationError("--seeds must be positive") }
         guard (0...1_000_000).contains(hintQueueMax ?? 0) else {
             throw ValidationError("--hint-queue-max must be 0...1000000")
