@@ -22,7 +22,15 @@ extension ClusterMap {
 
     /// Whether `key` belongs to `part` of its keyspace (it does to a keyspace that is not split).
     public func holds(_ part: Keyspace, key: [UInt8]) -> Bool {
-        keyspace(named: part.name, forKey: key)?.id == part.id
+        keyRange(of: part).contains(key)
+    }
+
+    /// The keys `part` holds: from its `lowKey` up to the next part's (excluded); every key for a
+    /// keyspace that is not split.
+    public func keyRange(of part: Keyspace) -> KeyRange {
+        let parts = parts(named: part.name)
+        guard let index = parts.firstIndex(where: { $0.id == part.id }) else { return KeyRange(low: [], high: []) }
+        return KeyRange(low: part.lowKey, high: index + 1 < parts.count ? parts[index + 1].lowKey : nil)
     }
 
     /// The keyspace of id `id`, unless dropped.

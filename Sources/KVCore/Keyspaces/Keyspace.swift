@@ -135,3 +135,19 @@ public struct KeyspaceSplit: Sendable, Hashable, CustomStringConvertible {
 
     public var description: String { "\(Keyspace.describe(key: lowKey)):\(Keyspace.ringName(ring))" }
 }
+
+/// The keys of one part of a keyspace: from `low` (included) to `high` (excluded; nil: no end),
+/// bytewise.
+public struct KeyRange: Sendable, Hashable {
+    public var low: [UInt8]
+    public var high: [UInt8]?
+
+    public init(low: [UInt8], high: [UInt8]?) {
+        self.low = low
+        self.high = high
+    }
+
+    public func contains(_ key: [UInt8]) -> Bool {
+        !key.lexicographicallyPrecedes(low) && (high.map { key.lexicographicallyPrecedes($0) } ?? true)
+    }
+}

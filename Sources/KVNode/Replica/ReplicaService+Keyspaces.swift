@@ -10,6 +10,8 @@ extension ReplicaService {
     struct KeyspaceContext: Sendable {
         let keyspace: Keyspace
         var id: UInt32 { keyspace.id }
+        /// The keys of the keyspace's part (every key for the default keyspace and unsplit ones).
+        let keyRange: KeyRange
         /// The map as the keyspace sees it (`ClusterMap.viewed(as:)`).
         let map: ClusterMap
         let replica: Replica
@@ -30,7 +32,8 @@ extension ReplicaService {
         let map = membership.current
         if id == Keyspace.defaultID {
             return KeyspaceContext(
-                keyspace: map.defaultKeyspace, map: map, replica: replica, merkle: merkle, streaming: streaming,
+                keyspace: map.defaultKeyspace, keyRange: KeyRange(low: [], high: nil), map: map, replica: replica,
+                merkle: merkle, streaming: streaming,
                 marks: repairMarker?.marks)
         }
         guard let keyspaces else {
@@ -57,9 +60,21 @@ extension ReplicaService {
             throw RPCError.remote(.notReplica, message: "keyspace \(id) was dropped from \(nodeID)'s cluster map")
         }
         return KeyspaceContext(
-            keyspace: served.keyspace, map: served.map, replica: served.replica,
+            keyspace: served.keyspace, keyRange: keyRange(of: served.keyspace, in: map), map: served.map,
+            replica: served.replica,
             merkle: merkle == nil ? nil : served.store,
             streaming: streaming == nil ? nil : served.store, marks: repairMarker == nil ? nil : served.store)
+    }
+
+    /// The keys of a part of a keyspace (cached per epoch).
+    func keyRange(of keyspace: Keyspace, in map: ClusterMap) -> KeyRange {
+        keyRanges.withLock { cached in
+            if cached.epoch != map.epoch { cached = (map.epoch, [:]) }
+            if let range = cached.byKeyspace[keyspace.id] { return range }
+            let range = map.keyRange(of: keyspace)
+            cached.byKeyspace[keyspace.id] = range
+            return range
+        }
     }
 
     /// The ranges this node replicates in the keyspace's current ring (cached per epoch).
@@ -79,7 +94,7 @@ extension ReplicaService {
     /// in progress (`ReplicaAdmission`, the rule the simulator's nodes apply too).
     func checkAdmitted(_ key: [UInt8], write: Bool, writeEpoch: UInt64 = 0, in context: KeyspaceContext) throws {
         // A keyspace split by key range: the key must be this part's.
-        guard context.map.holds(context.keyspace, key: key) else {
+        guard context.keyRange.contains(key) else {
             let part = context.map.keyspace(named: context.keyspace.name, forKey: key)
             throw RPCError.remote(
                 .notReplica,

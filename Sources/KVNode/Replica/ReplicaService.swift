@@ -39,6 +39,8 @@ public final class ReplicaService: RPCService {
     let transfers: TransferBoard?
     /// Which client requests this node serves, for the map of one epoch (recomputed when it changes).
     let admissions = Mutex<(epoch: UInt64, byKeyspace: [UInt32: ReplicaAdmission])>((0, [:]))
+    /// The keys of each part of a split keyspace, for the map of one epoch.
+    let keyRanges = Mutex<(epoch: UInt64, byKeyspace: [UInt32: KeyRange])>((0, [:]))
     /// The keyspaces besides the default this node serves; nil: the default only.
     let keyspaces: NodeKeyspaces?
     /// Every keyspace's anti-entropy, for `Admin` repair; nil: `antiEntropy`'s (the default keyspace) only.
