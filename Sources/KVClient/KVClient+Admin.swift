@@ -22,7 +22,7 @@ extension KVClient {
     func replicaRecord(_ key: [UInt8], node: String, in keyspace: String) async throws -> StoredRecord? {
         try validate(key: key)
         try requireAdmin()
-        let (topology, route) = try await topologyAndRoute(keyspace)
+        let (topology, route) = try await topologyAndRoute(keyspace, key: key)
         let answer = try await call(route.getRequest(key), node: node, in: topology)
         guard case .getResponse(let response) = answer else {
             throw KVClientError.protocolViolation("\(node) answered Get with \(answer.type)")
@@ -48,7 +48,7 @@ extension KVClient {
     {
         try validate(key: key)
         try requireAdmin()
-        let (topology, route) = try await topologyAndRoute(keyspace)
+        let (topology, route) = try await topologyAndRoute(keyspace, key: key)
         let millis = configuration.wallClockMillis()
         let version = clock.withLock { $0.stamp(wallMillis: millis) }
         let request = route.putRequest(

@@ -13,14 +13,14 @@ extension KVClient {
         KVKeyspace(name: name, client: self)
     }
 
-    /// The map in use and keyspace `name`'s route in it; a keyspace that map does not know is looked
-    /// for once more in the latest map of the cluster's nodes.
-    func topologyAndRoute(_ name: String) async throws -> (Topology, KeyspaceRoute) {
+    /// The map in use and the route of the part of keyspace `name` holding `key` in it; a keyspace
+    /// that map does not know is looked for once more in the latest map of the cluster's nodes.
+    func topologyAndRoute(_ name: String, key: [UInt8]) async throws -> (Topology, KeyspaceRoute) {
         let topology = try await currentTopology()
-        if let route = try topology.route(name) { return (topology, route) }
+        if let route = try topology.route(name, forKey: key) { return (topology, route) }
         _ = try? await latestClusterMap()
         let latest = try await currentTopology()
-        if let route = try latest.route(name) { return (latest, route) }
+        if let route = try latest.route(name, forKey: key) { return (latest, route) }
         throw Self.unknownKeyspace(name, in: latest.map)
     }
 
@@ -34,9 +34,10 @@ extension KVClient {
     }
 
     /// The levels an operation in keyspace `name` uses when it names none, as the map in use says
-    /// (the metrics' `consistency` label: nothing is looked up).
+    /// (the metrics' `consistency` label: nothing is looked up). Every part of a split keyspace has
+    /// the same levels: its first part's are asked.
     func defaultLevels(of name: String) -> (read: ConsistencyLevel, write: ConsistencyLevel) {
-        let route = topology.withLock { try? $0?.route(name) }
+        let route = topology.withLock { try? $0?.route(name, forKey: []) }
         return (
             route?.readLevel ?? configuration.readConsistency, route?.writeLevel ?? configuration.writeConsistency
         )
@@ -49,10 +50,13 @@ extension KVClient {
 }
 
 extension KVClient.Topology {
-    /// Keyspace `name`'s route; nil when this map has no such keyspace (or dropped it).
+    /// The route of the part of keyspace `name` that holds `key` (the map's own rule,
+    /// `ClusterMap.keyspace(named:forKey:)`); nil when this map has no such keyspace (or dropped it).
     ///
-    /// - Throws: why a keyspace of this map cannot be used (its rule makes no ring of the nodes).
-    func route(_ name: String) throws(KVClientError) -> KeyspaceRoute? {
-        try routes[name]?.get()
+    /// - Throws: why that part of a keyspace of this map cannot be used (its rule makes no ring of the
+    ///   nodes).
+    func route(_ name: String, forKey key: [UInt8]) throws(KVClientError) -> KeyspaceRoute? {
+        guard let part = map.keyspace(named: name, forKey: key) else { return nil }
+        return try routes[part.id]?.get()
     }
 }

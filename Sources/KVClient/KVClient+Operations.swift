@@ -45,7 +45,7 @@ extension KVClient {
     ) async throws -> KVValue? {
         try await metrics.measure(.get, consistency: consistency ?? defaultLevels(of: keyspace).read) {
             try validate(key: key)
-            return try await onNewerMaps(in: keyspace) { topology, route in
+            return try await onNewerMaps(in: keyspace, key: key) { topology, route in
                 try await self.read(key, consistency: consistency, repair: repair, in: topology, route: route)
             }
         }
@@ -121,23 +121,23 @@ extension KVClient {
         key: [UInt8], value: [UInt8], tombstone: Bool, consistency: ConsistencyLevel?, timeToLive: Duration?,
         in keyspace: String
     ) async throws -> Version {
-        try await onNewerMaps(in: keyspace) { topology, route in
+        try await onNewerMaps(in: keyspace, key: key) { topology, route in
             try await self.write(
                 key: key, value: value, tombstone: tombstone, consistency: consistency,
                 timeToLive: tombstone ? nil : timeToLive ?? route.timeToLive, in: topology, route: route)
         }
     }
 
-    /// Runs `attempt` on the map in use and keyspace `keyspace`'s route in it and, when it fails as
-    /// unavailable while a newer map has been installed meanwhile, again on that map (KVCore's
-    /// `NewerMapRetry`): a replica that refused with `notReplica` (a membership change this client
-    /// had not heard of, or a range it is still receiving) made the quorum fail, and the fetch of the
-    /// refusing node's map is awaited first. A client that slept through several changes can take
-    /// more than one step.
+    /// Runs `attempt` on the map in use and the route in it of the part of keyspace `keyspace` holding
+    /// `key` and, when it fails as unavailable while a newer map has been installed meanwhile, again on
+    /// that map (KVCore's `NewerMapRetry`): a replica that refused with `notReplica` (a membership
+    /// change this client had not heard of, a range it is still receiving, or a part that moved to
+    /// another ring) made the quorum fail, and the fetch of the refusing node's map is awaited first.
+    /// A client that slept through several changes can take more than one step.
     func onNewerMaps<Result>(
-        in keyspace: String, _ attempt: (Topology, KeyspaceRoute) async throws -> Result
+        in keyspace: String, key: [UInt8], _ attempt: (Topology, KeyspaceRoute) async throws -> Result
     ) async throws -> Result {
-        var (topology, route) = try await topologyAndRoute(keyspace)
+        var (topology, route) = try await topologyAndRoute(keyspace, key: key)
         var retry = NewerMapRetry(epoch: topology.map.epoch)
         while true {
             do {
@@ -147,8 +147,9 @@ extension KVClient {
                 let latest = try await currentTopology()
                 guard retry.retry(onEpoch: latest.map.epoch) else { throw error }
                 topology = latest
-                // The newer map may have dropped the keyspace: that is the answer then.
-                guard let newer = try topology.route(keyspace) else {
+                // The newer map may have dropped the keyspace (that is the answer then) or moved the
+                // key's part to another ring.
+                guard let newer = try topology.route(keyspace, forKey: key) else {
                     throw Self.unknownKeyspace(keyspace, in: topology.map)
                 }
                 route = newer

@@ -105,7 +105,7 @@ extension KVClient {
     /// - Returns: the topology in use afterwards.
     @discardableResult
     func install(_ map: ClusterMap) throws -> Topology {
-        let routes: [String: Result<KeyspaceRoute, KVClientError>]
+        let routes: [UInt32: Result<KeyspaceRoute, KVClientError>]
         do {
             routes = try KeyspaceRoute.routes(of: map)
         } catch {

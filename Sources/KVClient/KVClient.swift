@@ -78,15 +78,15 @@ public final class KVClient: Sendable {
         /// Writes go to the replicas of both rings meanwhile.
         let next: Ring?
         let nodes: [String: RPCClient]
-        /// Every keyspace of the map not dropped, by name (`default` included): its rings and defaults,
-        /// or why it cannot be used.
-        let routes: [String: Result<KeyspaceRoute, KVClientError>]
+        /// Every keyspace part of the map not dropped, by id (`default` included): its rings and
+        /// defaults, or why it cannot be used.
+        let routes: [UInt32: Result<KeyspaceRoute, KVClientError>]
 
-        init(map: ClusterMap, routes: [String: Result<KeyspaceRoute, KVClientError>], nodes: [String: RPCClient]) {
+        init(map: ClusterMap, routes: [UInt32: Result<KeyspaceRoute, KVClientError>], nodes: [String: RPCClient]) {
             self.map = map
             self.routes = routes
             // The default keyspace's route always builds: `install` refuses a map whose ring does not.
-            guard case .success(let defaultRoute)? = routes[Keyspace.defaultName] else {
+            guard case .success(let defaultRoute)? = routes[Keyspace.defaultID] else {
                 preconditionFailure("a topology without the default keyspace's route")
             }
             self.ring = defaultRoute.ring

@@ -64,8 +64,9 @@ public struct KVKeyspace: Sendable {
         try await client.writeReplica(key, value: value, tombstone: tombstone, node: node, in: name)
     }
 
-    /// The replicas of `key` in this keyspace, in preference order (its ring in the map in use).
+    /// The replicas of `key` in this keyspace, in preference order (the ring, in the map in use, of
+    /// the keyspace's part that holds `key`).
     public func replicas(ofKey key: [UInt8]) async throws -> [String] {
-        try await client.topologyAndRoute(name).1.ring.preferenceList(forKey: key)
+        try await client.topologyAndRoute(name, key: key).1.ring.preferenceList(forKey: key)
     }
 }

@@ -2,13 +2,15 @@ import KVCore
 import KVWire
 import NIOCore
 
-/// Where one keyspace's reads and writes go and what they default to: the keyspace's id (carried by
+/// Where one keyspace part's reads and writes go and what they default to: the part's id (carried by
 /// every request), its ring and the ring of the change in progress, its levels and its time to live.
 ///
-/// Built once per installed map for every keyspace in it (`KVClient.Topology`), so an operation picks
-/// its route by name and runs the one coordination path every keyspace shares. The default keyspace's
-/// levels are nil: the client configuration's `readConsistency` and `writeConsistency` (today's
-/// behaviour); another keyspace's are those of the cluster map.
+/// A keyspace split by key range (`kvctl keyspace create --split`) has one part per range, each with
+/// its own id and ring; a keyspace that is not split is one part. Built once per installed map for
+/// every part in it (`KVClient.Topology`), so an operation picks the route of its key's part
+/// (`ClusterMap.keyspace(named:forKey:)`) and runs the one coordination path every keyspace shares.
+/// The default keyspace's levels are nil: the client configuration's `readConsistency` and
+/// `writeConsistency` (today's behaviour); another keyspace's are those of the cluster map.
 struct KeyspaceRoute: Sendable {
     let id: UInt32
     let name: String
@@ -34,7 +36,7 @@ struct KeyspaceRoute: Sendable {
         timeToLive = nil
     }
 
-    /// The route of `keyspace`, one of `map`'s keyspaces other than the default.
+    /// The route of `keyspace`, a part of one of `map`'s keyspaces other than the default.
     ///
     /// - Throws: when its rule makes no ring of the map's nodes, or its TTL is out of range (a map
     ///   comes from peers: nothing in it is trusted unchecked).
@@ -57,14 +59,14 @@ struct KeyspaceRoute: Sendable {
         timeToLive = keyspace.timeToLive
     }
 
-    /// The routes of every keyspace of `map` that is not dropped, by name, the default's included; a
-    /// keyspace that cannot be used holds the reason, which its operations throw.
-    static func routes(of map: ClusterMap) throws(RingError) -> [String: Result<KeyspaceRoute, KVClientError>] {
+    /// The routes of every keyspace part of `map` that is not dropped, by id, the default's included; a
+    /// part that cannot be used holds the reason, which its operations throw.
+    static func routes(of map: ClusterMap) throws(RingError) -> [UInt32: Result<KeyspaceRoute, KVClientError>] {
         var routes = [
-            Keyspace.defaultName: Result<KeyspaceRoute, KVClientError>.success(try KeyspaceRoute(defaultOf: map))
+            Keyspace.defaultID: Result<KeyspaceRoute, KVClientError>.success(try KeyspaceRoute(defaultOf: map))
         ]
         for keyspace in map.keyspaces where !keyspace.dropped && keyspace.id != Keyspace.defaultID {
-            routes[keyspace.name] = Result { () throws(KVClientError) in try KeyspaceRoute(keyspace, of: map) }
+            routes[keyspace.id] = Result { () throws(KVClientError) in try KeyspaceRoute(keyspace, of: map) }
         }
         return routes
     }

@@ -17,6 +17,9 @@ import Yams
 ///   - id: n2
 ///     address: 127.0.0.12:7411
 ///     tokens: [0x1000000000000000, ...]   # optional: explicit ring tokens
+///   - id: n4
+///     address: 127.0.0.14:7411
+///     ring: east                           # optional: its ring (default: main, the default keyspace's)
 /// keyspaces:                 # optional: the keyspaces besides `default` (kvctl keyspace create)
 ///   - id: 1
 ///     name: cache
@@ -24,11 +27,16 @@ import Yams
 ///     read: one                # default quorum
 ///     write: one               # default quorum
 ///     ttl: 30m                 # optional: the default time to live of its writes
+///     ring: east               # optional: the ring its keys live on (default: main)
 ///   - {id: 2, name: old, placement: simple:3, dropped: true}   # kept: ids are never given twice
+///   # A keyspace split by key range: one entry per part, sharing the name and settings; each part but
+///   # the first starts at its `from` key (`from-hex` for a key that is not printable text).
+///   - {id: 3, name: users, placement: simple:3}                  # keys below 'n', on the main ring
+///   - {id: 4, name: users, placement: simple:3, from: n, ring: east, pending-ring: main}  # moving
 /// ```
 ///
-/// Nodes without explicit tokens get them from `TokenAllocator` in file order, so every reader of the
-/// same file computes the same ring.
+/// Nodes without explicit tokens get them from `TokenAllocator` in file order, each ring balanced on
+/// its own, so every reader of the same file computes the same rings.
 public enum ClusterFile {
     private struct Document: Codable {
         var clusterID: String?
@@ -58,6 +66,18 @@ public enum ClusterFile {
         var write: String?
         var ttl: String?
         var dropped: Bool?
+        var pendingPlacement: String?
+        var ring: String?
+        var pendingRing: String?
+        var from: String?
+        var fromHex: String?
+
+        enum CodingKeys: String, CodingKey {
+            case id, name, placement, read, write, ttl, dropped, ring, from
+            case pendingPlacement = "pending-placement"
+            case pendingRing = "pending-ring"
+            case fromHex = "from-hex"
+        }
     }
 
     private struct NodeDocument: Codable {
@@ -65,6 +85,19 @@ public enum ClusterFile {
         var address: String
         var tokens: [String]?
         var zone: String?
+        var ring: String?
+    }
+
+    /// A ring as the file names it: `main` or absent for the main ring (stored empty), else a name as
+    /// a keyspace's.
+    private static func ring(_ text: String?, _ what: String) throws(ConfigError) -> String {
+        guard let text, text != Keyspace.mainRingName else { return "" }
+        guard Keyspace.isValidName(text) else {
+            throw ConfigError(
+                "\(what): ring '\(text)' is not '\(Keyspace.mainRingName)' or 1-\(Limits.nameBytesMax) letters, digits, '_' or '-', starting with a letter"
+            )
+        }
+        return text
     }
 
     /// The cluster id used when the file names none.
@@ -120,7 +153,7 @@ public enum ClusterFile {
             throw ConfigError("\(source): tokens-per-node must be 1...\(Limits.tokensPerNodeMax)")
         }
         var seen: Set<String> = []
-        var allocated: [RingNode] = []
+        var allocated: [(ring: String, node: RingNode)] = []
         var nodes: [ClusterMap.Node] = []
         for entry in document.nodes {
             guard !entry.id.isEmpty, entry.id.utf8.count <= Limits.nameBytesMax else {
@@ -134,7 +167,7 @@ public enum ClusterFile {
             else {
                 throw ConfigError("\(source): node '\(entry.id)' address '\(entry.address)' must be HOST:PORT")
             }
-            let tokens: [UInt64]
+            var tokens: [UInt64] = []
             if let listed = entry.tokens {
                 tokens = try listed.map { text throws(ConfigError) in
                     guard let token = parseToken(text) else {
@@ -142,16 +175,18 @@ public enum ClusterFile {
                     }
                     return token
                 }
-            } else {
+            }
+            let ring = try Self.ring(entry.ring, "\(source): node '\(entry.id)'")
+            if entry.tokens == nil {
                 tokens = TokenAllocator.tokensForJoiningNode(
-                    entry.id, existing: allocated, tokensPerNode: tokensPerNode)
+                    entry.id, existing: allocated.filter { $0.ring == ring }.map(\.node), tokensPerNode: tokensPerNode)
             }
             let zone = entry.zone ?? ""
             guard zone.utf8.count <= Limits.nameBytesMax else {
                 throw ConfigError("\(source): node '\(entry.id)' zone must be at most \(Limits.nameBytesMax) bytes")
             }
-            allocated.append(RingNode(id: entry.id, tokens: tokens))
-            nodes.append(ClusterMap.Node(id: entry.id, address: entry.address, tokens: tokens, zone: zone))
+            allocated.append((ring, RingNode(id: entry.id, tokens: tokens)))
+            nodes.append(ClusterMap.Node(id: entry.id, address: entry.address, tokens: tokens, zone: zone, ring: ring))
         }
         var map = ClusterMap(
             clusterID: document.clusterID ?? defaultClusterID,
@@ -168,9 +203,10 @@ public enum ClusterFile {
         return map
     }
 
-    /// The file's keyspaces, checked as `kvctl keyspace create` checks them: valid unique names (among
-    /// those not dropped), unique ids within `Limits.keyspaceIDsMax`, rules that make a ring of the
-    /// nodes, levels that fit their N, a TTL within `Limits.timeToLiveMax`.
+    /// The file's keyspaces, checked as `kvctl keyspace create` checks them: valid names, unique ids
+    /// within `Limits.keyspaceIDsMax`, rules that make a ring of each part's ring's nodes, levels that
+    /// fit their N, a TTL within `Limits.timeToLiveMax`; the parts of one keyspace (entries of one name
+    /// not dropped) start at distinct keys, one of them at the first key, and share their settings.
     private static func keyspaces(_ documents: [KeyspaceDocument], of map: ClusterMap, source: String)
         throws(ConfigError) -> [Keyspace]
     {
@@ -181,7 +217,7 @@ public enum ClusterFile {
                 "\(source): a cluster holds at most \(Limits.keyspacesMax) keyspaces (\(Limits.keyspaceIDsMax) ever)")
         }
         var ids: Set<UInt32> = []
-        var names: Set<String> = []
+        var starts: Set<[UInt8]> = []
         var keyspaces: [Keyspace] = []
         for entry in documents {
             let what = "\(source): keyspace '\(entry.name)'"
@@ -197,13 +233,19 @@ public enum ClusterFile {
                 throw ConfigError("\(what): the default keyspace is the cluster's own placement, not listed")
             }
             let dropped = entry.dropped ?? false
-            guard dropped || names.insert(entry.name).inserted else {
-                throw ConfigError("\(what) is listed twice")
-            }
-            guard let placement = Placement(parsing: entry.placement) else {
+            let lowKey = try Self.lowKey(entry, what)
+            guard dropped || starts.insert(Array(entry.name.utf8) + [0] + lowKey).inserted else {
                 throw ConfigError(
-                    "\(what): placement '\(entry.placement)' is not simple:N, zones:ZONE=COUNT,... or spread:N/PER-ZONE"
-                )
+                    lowKey.isEmpty
+                        ? "\(what) is listed twice" : "\(what) has two parts from '\(Keyspace.describe(key: lowKey))'")
+            }
+            var placements: [Placement] = []
+            for text in [entry.placement] + (entry.pendingPlacement.map { [$0] } ?? []) {
+                guard let placement = Placement(parsing: text) else {
+                    throw ConfigError(
+                        "\(what): placement '\(text)' is not simple:N, zones:ZONE=COUNT,... or spread:N/PER-ZONE")
+                }
+                placements.append(placement)
             }
             var levels: [ConsistencyLevel] = []
             for (setting, text) in [("read", entry.read), ("write", entry.write)] {
@@ -224,21 +266,70 @@ public enum ClusterFile {
                 timeToLive = ttl
             }
             let keyspace = Keyspace(
-                id: entry.id, name: entry.name, placement: placement, readLevel: levels[0], writeLevel: levels[1],
-                timeToLive: timeToLive, dropped: dropped)
+                id: entry.id, name: entry.name, placement: placements[0],
+                pendingPlacement: placements.dropFirst().first,
+                readLevel: levels[0], writeLevel: levels[1], timeToLive: timeToLive, dropped: dropped,
+                ring: try ring(entry.ring, what),
+                pendingRing: try entry.pendingRing.map { text throws(ConfigError) in try ring(text, what) },
+                lowKey: lowKey)
             if !dropped {
-                do {
-                    let ring = try map.ring(of: keyspace)
-                    for level in levels where !level.countsZones {
-                        _ = try level.required(replicationFactor: ring.replicationFactor)
+                // Each ring the part lives on, or moves to, must place its keys.
+                var settled = keyspace
+                settled.placement = keyspace.pendingPlacement ?? keyspace.placement
+                settled.ring = keyspace.pendingRing ?? keyspace.ring
+                for part in [keyspace, settled] {
+                    do {
+                        let ring = try map.ring(of: part)
+                        for level in levels where !level.countsZones {
+                            _ = try level.required(replicationFactor: ring.replicationFactor)
+                        }
+                    } catch {
+                        throw ConfigError("\(what) on ring \(Keyspace.ringName(part.ring)): \(error)")
                     }
-                } catch {
-                    throw ConfigError("\(what): \(error)")
                 }
             }
             keyspaces.append(keyspace)
         }
+        for keyspace in keyspaces where !keyspace.dropped {
+            let parts = keyspaces.filter { $0.name == keyspace.name && !$0.dropped }
+            let what = "\(source): keyspace '\(keyspace.name)'"
+            guard parts.contains(where: { $0.lowKey.isEmpty }) else {
+                throw ConfigError("\(what) has no first part (an entry without 'from')")
+            }
+            guard
+                parts.allSatisfy({
+                    $0.placement == keyspace.placement && $0.pendingPlacement == keyspace.pendingPlacement
+                        && $0.readLevel == keyspace.readLevel && $0.writeLevel == keyspace.writeLevel
+                        && $0.timeToLive == keyspace.timeToLive
+                })
+            else {
+                throw ConfigError("\(what): its parts must have the same placement, read, write and ttl")
+            }
+        }
         return keyspaces.sorted { $0.id < $1.id }
+    }
+
+    /// A part's low key: `from` (text) or `from-hex`; empty (the first part) when neither is given.
+    private static func lowKey(_ entry: KeyspaceDocument, _ what: String) throws(ConfigError) -> [UInt8] {
+        var key: [UInt8] = []
+        switch (entry.from, entry.fromHex) {
+        case (nil, nil): return []
+        case (let text?, nil): key = Array(text.utf8)
+        case (nil, let hex?):
+            let digits = Array(hex.hasPrefix("0x") ? hex.dropFirst(2) : Substring(hex))
+            guard digits.count % 2 == 0 else { throw ConfigError("\(what): from-hex '\(hex)' is not hex bytes") }
+            for index in stride(from: 0, to: digits.count, by: 2) {
+                guard let byte = UInt8(String(digits[index...index + 1]), radix: 16) else {
+                    throw ConfigError("\(what): from-hex '\(hex)' is not hex bytes")
+                }
+                key.append(byte)
+            }
+        case (_?, _?): throw ConfigError("\(what): give 'from' or 'from-hex', not both")
+        }
+        guard !key.isEmpty, key.count <= Limits.keyBytesMax else {
+            throw ConfigError("\(what): a part's 'from' key must be 1-\(Limits.keyBytesMax) bytes")
+        }
+        return key
     }
 
     /// Writes a cluster file for `map`, listing every node's tokens explicitly.
@@ -255,6 +346,7 @@ public enum ClusterFile {
             lines.append("  - id: \(node.id)")
             lines.append("    address: \(node.address)")
             if !node.zone.isEmpty { lines.append("    zone: \(node.zone)") }
+            if !node.ring.isEmpty { lines.append("    ring: \(node.ring)") }
             let tokens = node.tokens.map { "\"0x\(String($0, radix: 16))\"" }.joined(separator: ", ")
             lines.append("    tokens: [\(tokens)]")
         }
@@ -263,6 +355,21 @@ public enum ClusterFile {
             lines.append("  - id: \(keyspace.id)")
             lines.append("    name: \(keyspace.name)")
             lines.append("    placement: \(keyspace.placement)")
+            if let pending = keyspace.pendingPlacement { lines.append("    pending-placement: \(pending)") }
+            if !keyspace.lowKey.isEmpty {
+                let text = Keyspace.describe(key: keyspace.lowKey)
+                if text.hasPrefix("0x") {
+                    lines.append(
+                        "    from-hex: \"\(keyspace.lowKey.map { ($0 < 16 ? "0" : "") + String($0, radix: 16) }.joined())\""
+                    )
+                } else {
+                    lines.append(
+                        "    from: \"\(text.replacingOccurrences(of: "\\", with: "\\\\").replacingOccurrences(of: "\"", with: "\\\""))\""
+                    )
+                }
+            }
+            if !keyspace.ring.isEmpty { lines.append("    ring: \(keyspace.ring)") }
+            if let pending = keyspace.pendingRing { lines.append("    pending-ring: \(Keyspace.ringName(pending))") }
             lines.append("    read: \"\(keyspace.readLevel)\"")
             lines.append("    write: \"\(keyspace.writeLevel)\"")
             if let ttl = keyspace.timeToLive { lines.append("    ttl: \(ttl.parsableShortDescription)") }

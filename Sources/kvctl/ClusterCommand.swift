@@ -25,7 +25,8 @@ struct ClusterCommand: AsyncParsableCommand {
                 }
                 let rows = map.nodes.map { node in
                     MapNode(
-                        node: node.id, address: node.address, zone: node.zone, state: "\(node.state)",
+                        node: node.id, address: node.address, zone: node.zone, ring: Keyspace.ringName(node.ring),
+                        state: "\(node.state)",
                         tokens: node.tokens.count, epoch: epochs[node.id] ?? nil)
                 }
                 if global.json {
@@ -43,9 +44,11 @@ struct ClusterCommand: AsyncParsableCommand {
                         + (map.placement.usesZones ? ", placement \(map.placement)" : ""))
                 if map.isChanging { print("change in progress: \(map.changeSummary)") }
                 let zoneWidth = max(4, map.nodes.map(\.zone.count).max() ?? 0)
+                let ringWidth = max(4, rows.map(\.ring.count).max() ?? 0)
                 print(
                     "NODE        ADDRESS                "
-                        + "ZONE".padding(toLength: zoneWidth, withPad: " ", startingAt: 0)
+                        + "ZONE".padding(toLength: zoneWidth, withPad: " ", startingAt: 0) + " "
+                        + "RING".padding(toLength: ringWidth, withPad: " ", startingAt: 0)
                         + " STATE     TOKENS  EPOCH")
                 for row in rows {
                     let epoch =
@@ -60,6 +63,7 @@ struct ClusterCommand: AsyncParsableCommand {
                             + row.address.padding(toLength: 22, withPad: " ", startingAt: 0) + " "
                             + (row.zone.isEmpty ? "-" : row.zone).padding(
                                 toLength: zoneWidth, withPad: " ", startingAt: 0)
+                            + " " + row.ring.padding(toLength: ringWidth, withPad: " ", startingAt: 0)
                             + " " + row.state.padding(toLength: 9, withPad: " ", startingAt: 0) + " "
                             + String(row.tokens).padding(toLength: 7, withPad: " ", startingAt: 0) + " " + epoch)
                 }
@@ -105,6 +109,8 @@ private struct MapNode: Encodable {
     var address: String
     /// Empty when the node has no zone.
     var zone: String
+    /// `main` or the ring's name.
+    var ring: String
     var state: String
     var tokens: Int
     /// The epoch the node reports; nil: it did not answer.

@@ -4,22 +4,26 @@ import KVClient
 import KVConfig
 import KVCore
 
-/// `kvctl keyspace …`: the cluster's keyspaces, each with its own N, levels and TTL, created, altered
-/// and dropped as cluster-map changes (admin certificate), like `kvctl cluster set-placement`.
+/// `kvctl keyspace …`: the cluster's keyspaces, each with its own N, levels and TTL, on one ring or
+/// split by key range across rings, created, altered, moved and dropped as cluster-map changes (admin
+/// certificate), like `kvctl cluster set-placement`.
 struct KeyspaceCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "keyspace",
-        abstract: "List, show, create, alter or drop keyspaces (changes need an admin certificate).",
+        abstract: "List, show, create, alter, move or drop keyspaces (changes need an admin certificate).",
         discussion: """
             A keyspace is a namespace of keys with its own placement (N, zones), default read and \
-            write levels and default time to live. Select one for put, get, delete and ring KEY with \
-            the global --keyspace NAME (env QUORUMKV_KEYSPACE).
+            write levels and default time to live. It lives on one ring of nodes (--ring; the main \
+            ring by default) or is split by key range into parts, each on its own ring (--split). \
+            Select one for put, get, delete and ring KEY with the global --keyspace NAME (env \
+            QUORUMKV_KEYSPACE).
             """,
-        subcommands: [List.self, Show.self, Create.self, Alter.self, Drop.self]
+        subcommands: [List.self, Show.self, Create.self, Alter.self, Move.self, Drop.self]
     )
 
     struct List: AsyncParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "List the keyspaces of the latest cluster map.")
+        static let configuration = CommandConfiguration(
+            abstract: "List the keyspaces of the latest cluster map, one line per part.")
 
         @OptionGroup var global: GlobalOptions
 
@@ -37,7 +41,7 @@ struct KeyspaceCommand: AsyncParsableCommand {
     }
 
     struct Show: AsyncParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "Show one keyspace's settings.")
+        static let configuration = CommandConfiguration(abstract: "Show one keyspace's settings and parts.")
 
         @OptionGroup var global: GlobalOptions
 
@@ -46,17 +50,25 @@ struct KeyspaceCommand: AsyncParsableCommand {
         func run() async throws {
             try await reportingFailures(json: global.json) {
                 let map = try await global.withClient { client in try await client.latestClusterMap() }
-                guard let keyspace = map.keyspace(named: name) else { throw unknownKeyspace(name, in: map) }
-                let row = KeyspaceDocument(keyspace, of: map)
+                let parts = map.parts(named: name)
+                guard !parts.isEmpty else { throw unknownKeyspace(name, in: map) }
+                let row = KeyspaceDocument(parts: parts)
                 if global.json {
                     try printJSON(row)
                     return
                 }
                 print("keyspace   \(row.name) (id \(row.id))")
-                print("placement  \(row.placement) (N=\(row.replicationFactor))")
+                print(
+                    "placement  \(row.placement) (N=\(row.replicationFactor))"
+                        + (row.pendingPlacement.map { ", becoming \($0)" } ?? ""))
                 print("read       \(row.read)")
                 print("write      \(row.write)")
                 print("ttl        \(row.ttl ?? "none")")
+                for part in row.parts {
+                    print(
+                        "part       from \(part.lowKey.isEmpty ? "the first key" : "'\(part.lowKey)'") (id \(part.id)): "
+                            + "ring \(part.ring)" + (part.pendingRing.map { ", moving to ring \($0)" } ?? ""))
+                }
             }
         }
     }
@@ -65,8 +77,11 @@ struct KeyspaceCommand: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
             abstract: "Create a keyspace (empty: nothing streams).",
             discussion: """
-                Defaults: simple:3 (fewer on a smaller cluster), quorum reads and writes, no TTL. \
-                --rf N is simple:N; --placement takes any rule set-placement takes.
+                Defaults: simple:3 (fewer on a smaller cluster), quorum reads and writes, no TTL, the \
+                main ring. --rf N is simple:N; --placement takes any rule set-placement takes. \
+                --split KEY:RING puts the keys from KEY on (up to the next split) on ring RING ('main': \
+                the main ring); the keys below the first split live on --ring. Each part is placed by \
+                the same rule on its own ring.
                 """)
 
         @OptionGroup var global: GlobalOptions
@@ -74,23 +89,43 @@ struct KeyspaceCommand: AsyncParsableCommand {
 
         @Argument(help: "The keyspace's name: letters, digits, '_' or '-', starting with a letter.") var name: String
 
+        @Option(help: "The ring of its keys (of the keys below the first split): 'main' or a ring's name.")
+        var ring: String?
+
+        @Option(
+            help: ArgumentHelp(
+                "Split it at KEY: the keys from KEY on live on ring RING ('main' or a name); repeatable.",
+                valueName: "KEY:RING"))
+        var split: [String] = []
+
         func validate() throws {
             try settings.validate()
             if settings.ttl == "none" { throw ValidationError("--ttl none is for alter; omit --ttl instead") }
+            if let ring { _ = try parseRing(ring, option: "--ring") }
+            for split in split { _ = try parseSplit(split) }
         }
 
         func run() async throws {
-            try await changeKeyspace(.createKeyspace(name, settings.settings()), name: name, global: global)
+            var keyspaceSettings = settings.settings()
+            keyspaceSettings.ring = try ring.map { try parseRing($0, option: "--ring") }
+            keyspaceSettings.splits = try split.map(parseSplit)
+            try await changeKeyspace(.createKeyspace(name, keyspaceSettings), name: name, global: global)
         }
     }
 
     struct Alter: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
-            abstract: "Change a keyspace's default read or write level or TTL (--ttl none: no TTL).",
-            discussion: "Its placement cannot change yet: that would move its data, which nodes cannot do yet.")
+            abstract: "Change a keyspace's placement (--rf, --placement), default levels or TTL (--ttl none: no TTL).",
+            discussion: """
+                A new placement streams as set-placement does: nodes that become replicas of the \
+                keyspace's ranges receive them, then reads use the new rule. Like set-placement, it \
+                waits for the ranges to move (progress on stderr) unless --no-wait. Levels and TTL \
+                change at once.
+                """)
 
         @OptionGroup var global: GlobalOptions
         @OptionGroup var settings: KeyspaceSettingOptions
+        @OptionGroup var wait: ChangeWaitOptions
 
         @Argument(help: "The keyspace's name.") var name: String
 
@@ -99,7 +134,38 @@ struct KeyspaceCommand: AsyncParsableCommand {
         }
 
         func run() async throws {
-            try await changeKeyspace(.alterKeyspace(name, settings.settings()), name: name, global: global)
+            try await runChange(.alterKeyspace(name, settings.settings()), global: global, wait: wait)
+        }
+    }
+
+    struct Move: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Move one part of a keyspace to another ring: its new nodes receive it, then own it.",
+            discussion: """
+                The part is the one starting at --from (the KEY given at create --split; '' for the \
+                first part). Writes go to both rings while the new ring's nodes receive the part's \
+                ranges; then reads and writes use the new ring only and the old ring's nodes drop \
+                what they no longer hold. Like set-placement, it waits for the ranges to move \
+                (progress on stderr) unless --no-wait.
+                """)
+
+        @OptionGroup var global: GlobalOptions
+        @OptionGroup var wait: ChangeWaitOptions
+
+        @Argument(help: "The keyspace's name.") var name: String
+
+        @Option(help: "The low key of the part to move ('' for the first part).") var from: String
+
+        @Option(help: "The ring it moves to: 'main' or a ring's name.") var to: String
+
+        func validate() throws {
+            _ = try parseRing(to, option: "--to")
+        }
+
+        func run() async throws {
+            let change = ClusterChange.moveKeyspaceRange(
+                name, lowKey: Array(from.utf8), ring: try parseRing(to, option: "--to"))
+            try await runChange(change, global: global, wait: wait)
         }
     }
 
@@ -184,18 +250,43 @@ struct KeyspaceSettingOptions: ParsableArguments {
     }
 }
 
+/// A ring as an operator names it: `main` (the main ring, stored empty) or a ring's name.
+func parseRing(_ text: String, option: String) throws -> String {
+    if text == Keyspace.mainRingName { return "" }
+    guard Keyspace.isValidName(text) else {
+        throw ValidationError(
+            "\(option) '\(text)' is not a ring: '\(Keyspace.mainRingName)' or 1-\(Limits.nameBytesMax) letters, digits, '_' or '-', starting with a letter"
+        )
+    }
+    return text
+}
+
+/// `--split KEY:RING`: split at the last ':' (a ring's name has none; a key may).
+private func parseSplit(_ text: String) throws -> KeyspaceSplit {
+    guard let colon = text.lastIndex(of: ":"), colon != text.startIndex else {
+        throw ValidationError("--split '\(text)' is not KEY:RING (e.g. n:east)")
+    }
+    let ring = try parseRing(String(text[text.index(after: colon)...]), option: "--split")
+    return KeyspaceSplit(lowKey: Array(text[..<colon].utf8), ring: ring)
+}
+
 /// Makes a keyspace change through the cluster-change path every map change takes
 /// (`KVClient.changeCluster`), then says what keyspace `name` is in the decided map.
 private func changeKeyspace(_ change: ClusterChange, name: String, global: GlobalOptions) async throws {
     try await reportingFailures(json: global.json) {
         let map = try await global.withClient { client in try await client.changeCluster(change) }
-        // The keyspace as decided (for a drop: the dropped one, the last of that name).
-        let keyspace = map.keyspaces.last { $0.name == name }
+        // The keyspace as decided (for a drop: the dropped parts, the last keyspace of that name).
+        let parts = map.parts(named: name)
+        let lastFirst = map.keyspaces.last { $0.name == name && $0.lowKey.isEmpty }
+        let decided =
+            parts.isEmpty ? map.keyspaces.filter { $0.name == name && $0.id >= (lastFirst?.id ?? .max) } : parts
+        let document = decided.isEmpty ? nil : KeyspaceDocument(parts: decided)
         if global.json {
-            try printJSON(
-                KeyspaceChangeDocument(epoch: map.epoch, keyspace: keyspace.map { KeyspaceDocument($0, of: map) }))
+            try printJSON(KeyspaceChangeDocument(epoch: map.epoch, keyspace: document))
         } else {
-            print("epoch \(map.epoch): \(change)" + (keyspace.map { ": \($0)" } ?? ""))
+            print(
+                "epoch \(map.epoch): \(change)"
+                    + (decided.isEmpty ? "" : ": \(decided.map(\.description).joined(separator: "; "))"))
         }
     }
 }
@@ -217,49 +308,86 @@ func selectedKeyspace(_ global: GlobalOptions, in map: ClusterMap) throws -> Key
     return keyspace
 }
 
-/// Prints one line per keyspace (`keyspace list`, `cluster show`).
+/// Prints one line per keyspace part (`keyspace list`, `cluster show`): a keyspace that is not split
+/// is one part, from the first key.
 func printKeyspaceTable(_ rows: [KeyspaceDocument]) {
     let width = max(8, rows.map(\.name.count).max() ?? 0)
+    let fromWidth = max(4, rows.flatMap { $0.parts.map(\.lowKey.count) }.max() ?? 0)
     print(
         "KEYSPACE".padding(toLength: width, withPad: " ", startingAt: 0)
-            + "  ID    PLACEMENT             READ          WRITE         TTL")
+            + "  ID    PLACEMENT             READ          WRITE         TTL    "
+            + "FROM".padding(toLength: fromWidth, withPad: " ", startingAt: 0) + "  RING")
     for row in rows {
-        print(
-            row.name.padding(toLength: width, withPad: " ", startingAt: 0) + "  "
-                + String(row.id).padding(toLength: 5, withPad: " ", startingAt: 0) + " "
-                + row.placement.padding(toLength: 21, withPad: " ", startingAt: 0) + " "
-                + row.read.padding(toLength: 13, withPad: " ", startingAt: 0) + " "
-                + row.write.padding(toLength: 13, withPad: " ", startingAt: 0) + " " + (row.ttl ?? "-"))
+        for part in row.parts {
+            let placement = row.placement + (row.pendingPlacement.map { "→\($0)" } ?? "")
+            print(
+                row.name.padding(toLength: width, withPad: " ", startingAt: 0) + "  "
+                    + String(part.id).padding(toLength: 5, withPad: " ", startingAt: 0) + " "
+                    + placement.padding(toLength: 21, withPad: " ", startingAt: 0) + " "
+                    + row.read.padding(toLength: 13, withPad: " ", startingAt: 0) + " "
+                    + row.write.padding(toLength: 13, withPad: " ", startingAt: 0) + " "
+                    + (row.ttl ?? "-").padding(toLength: 6, withPad: " ", startingAt: 0) + " "
+                    + (part.lowKey.isEmpty ? "-" : part.lowKey).padding(
+                        toLength: fromWidth, withPad: " ", startingAt: 0)
+                    + "  " + part.ring + (part.pendingRing.map { " → \($0)" } ?? ""))
+        }
     }
 }
 
-/// One keyspace in `--json` output. The default keyspace's levels are `quorum`, what a client uses
-/// unless it is configured otherwise.
+/// One keyspace in `--json` output, with its parts (one when it is not split). The default
+/// keyspace's levels are `quorum`, what a client uses unless it is configured otherwise. Placement,
+/// levels and TTL are the same in every part.
 struct KeyspaceDocument: Encodable {
+    /// The first part's id.
     var id: UInt32
     var name: String
     var placement: String
     var replicationFactor: Int
+    /// The placement being streamed to (`alter --rf/--placement`); nil when it is not changing.
+    var pendingPlacement: String?
     var read: String
     var write: String
     /// `30m`; nil: writes do not expire unless they say so.
     var ttl: String?
     var dropped: Bool
+    /// The parts by low key, the first from the first key.
+    var parts: [PartDocument]
 
-    init(_ keyspace: Keyspace, of map: ClusterMap) {
-        id = keyspace.id
-        name = keyspace.name
-        placement = "\(keyspace.placement)"
-        replicationFactor = keyspace.placement.replicationFactor
-        read = "\(keyspace.readLevel)"
-        write = "\(keyspace.writeLevel)"
-        ttl = keyspace.timeToLive?.parsableShortDescription
-        dropped = keyspace.dropped
+    /// One part: the keys from `lowKey` (empty for the first part) up to the next part's, on `ring`.
+    struct PartDocument: Encodable {
+        var id: UInt32
+        /// The low key as text, or hex (`0x…`) when it is not printable.
+        var lowKey: String
+        /// `main` or a ring's name.
+        var ring: String
+        /// The ring the part is moving to (`keyspace move`); nil when it is not moving.
+        var pendingRing: String?
     }
 
-    /// The keyspaces of `map` not dropped, `default` first.
+    /// The keyspace made of `parts` (by low key, at least one: the first gives the settings).
+    init(parts: [Keyspace]) {
+        precondition(!parts.isEmpty, "a keyspace has a part")
+        let first = parts[0]
+        id = first.id
+        name = first.name
+        placement = "\(first.placement)"
+        replicationFactor = first.placement.replicationFactor
+        pendingPlacement = first.pendingPlacement.map { "\($0)" }
+        read = "\(first.readLevel)"
+        write = "\(first.writeLevel)"
+        ttl = first.timeToLive?.parsableShortDescription
+        dropped = first.dropped
+        self.parts = parts.map { part in
+            PartDocument(
+                id: part.id, lowKey: part.lowKey.isEmpty ? "" : Keyspace.describe(key: part.lowKey),
+                ring: Keyspace.ringName(part.ring), pendingRing: part.pendingRing.map(Keyspace.ringName))
+        }
+    }
+
+    /// The keyspaces of `map` not dropped, `default` first, then by first part's id.
     static func all(of map: ClusterMap) -> [KeyspaceDocument] {
-        ([map.defaultKeyspace] + map.keyspaces.filter { !$0.dropped }).map { KeyspaceDocument($0, of: map) }
+        let names = map.keyspaces.filter { !$0.dropped && $0.lowKey.isEmpty }.sorted { $0.id < $1.id }.map(\.name)
+        return ([Keyspace.defaultName] + names).map { KeyspaceDocument(parts: map.parts(named: $0)) }
     }
 }
 

@@ -53,7 +53,8 @@ struct JoinCommand: AsyncParsableCommand {
         abstract: "Add a running node to the cluster; it receives its ranges, then owns them.",
         discussion: """
             Start the node first (kvd with the cluster file of the existing nodes and an empty data \
-            folder): it waits until it is added. Its tokens are placed to keep the ring balanced.
+            folder): it waits until it is added. Its tokens are placed to keep its ring (--ring) \
+            balanced; only the keyspace parts on that ring move ranges to it.
             """
     )
 
@@ -64,10 +65,19 @@ struct JoinCommand: AsyncParsableCommand {
     @Option(help: "The HOST:PORT it listens on.") var address: String
     @Option(help: "Its number of ring tokens (default 16).") var tokens = TokenAllocator.tokensPerNodeDefault
     @Option(help: "Its zone (datacenter or rack), for placements over zones.") var zone = ""
+    @Option(help: "Its ring: 'main' (default) or a ring's name; each ring is balanced on its own.") var ring =
+        Keyspace.mainRingName
+
+    func validate() throws {
+        _ = try parseRing(ring, option: "--ring")
+    }
 
     func run() async throws {
         try await runChange(
-            .join(node: node, address: address, tokensPerNode: tokens, zone: zone), global: global, wait: wait)
+            .join(
+                node: node, address: address, tokensPerNode: tokens, zone: zone,
+                ring: try parseRing(ring, option: "--ring")),
+            global: global, wait: wait)
     }
 }
 

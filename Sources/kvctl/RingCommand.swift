@@ -6,8 +6,12 @@ import KVCore
 struct RingCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "ring",
-        abstract: "Show token ownership per node, or one key's token and preference list (kvctl ring KEY).",
-        discussion: "Of the keyspace --keyspace names (its own N and placement), the default keyspace's otherwise."
+        abstract: "Show token ownership per node of every ring, or one key's token and preference list (ring KEY).",
+        discussion: """
+            Without --keyspace: every ring (the main ring, where the default keyspace lives, then the \
+            others by name), each balanced on its own. With --keyspace NAME: the rings of that \
+            keyspace's parts, with its N and placement; ring KEY uses the ring of the part holding KEY.
+            """
     )
 
     @OptionGroup var global: GlobalOptions
@@ -20,60 +24,42 @@ struct RingCommand: AsyncParsableCommand {
         try await reportingFailures(json: global.json) {
             let map = try await global.withClient { client in try await client.latestClusterMap() }
             let keyspace = try selectedKeyspace(global, in: map)
-            let ring: Ring
-            do {
-                ring = try map.ring(of: keyspace)
-            } catch {
-                throw CommandFailure("the cluster map is not a valid ring: \(error)")
-            }
             if let key {
-                let token = Token(key: Array(key.utf8))
-                let replicas = ring.preferenceList(for: token)
-                let fallbacks = ring.fallbacks(for: token)
-                let zones = replicas.map { map.node($0)?.zone ?? "" }
-                if global.json {
-                    try printJSON(
-                        KeyDocument(
-                            keyspace: keyspace.name, key: key, token: token.description, replicas: replicas,
-                            replicaZones: zones,
-                            fallbacks: fallbacks, replicationFactor: ring.replicationFactor,
-                            placement: "\(ring.placement)"))
-                } else {
-                    if keyspace.id != Keyspace.defaultID { print("keyspace   \(keyspace.name)") }
-                    print("key        \(key)")
-                    print("token      \(token)")
-                    let named = zip(replicas, zones).map { $1.isEmpty ? $0 : "\($0)@\($1)" }
-                    print(
-                        "replicas   \(named.joined(separator: " "))   (N=\(ring.replicationFactor)"
-                            + (ring.placement.usesZones ? ", \(ring.placement))" : ")"))
-                    print("fallbacks  \(fallbacks.isEmpty ? "-" : fallbacks.joined(separator: " "))")
-                }
+                try printKey(key, of: keyspace, in: map)
                 return
             }
-            let primary = ring.primaryShare()
-            let replica = ring.replicaShare()
-            let rows = map.nodes.map { node in
-                NodeShare(
-                    node: node.id, address: node.address, zone: node.zone, tokens: node.tokens.count,
-                    primaryShare: primary[node.id] ?? 0, replicaShare: replica[node.id] ?? 0)
+            let rings = try Self.rings(of: map, keyspace: keyspace, named: keyspace.id != Keyspace.defaultID)
+            let documents = rings.map { ring in
+                RingShares(
+                    ring: Keyspace.ringName(ring.name), keys: ring.keys, replicationFactor: ring.ring.replicationFactor,
+                    placement: "\(ring.ring.placement)", nodes: Self.shares(of: ring.ring, ringName: ring.name, in: map)
+                )
             }
             if global.json {
+                let first = documents.first
                 try printJSON(
                     RingDocument(
                         clusterID: map.clusterID, epoch: map.epoch, keyspace: keyspace.name,
-                        replicationFactor: ring.replicationFactor, placement: "\(ring.placement)", nodes: rows))
-            } else {
+                        replicationFactor: first?.replicationFactor ?? 0, placement: first?.placement ?? "",
+                        nodes: documents.flatMap(\.nodes), rings: documents))
+                return
+            }
+            print(
+                "cluster \(map.clusterID), epoch \(map.epoch)"
+                    + (keyspace.id == Keyspace.defaultID ? "" : ", keyspace \(keyspace.name)"))
+            let zoneWidth = max(4, map.nodes.map(\.zone.count).max() ?? 0)
+            for document in documents {
+                print("")
                 print(
-                    "cluster \(map.clusterID), epoch \(map.epoch)"
-                        + (keyspace.id == Keyspace.defaultID ? "" : ", keyspace \(keyspace.name)")
-                        + ", N=\(ring.replicationFactor)"
-                        + (ring.placement.usesZones ? ", placement \(ring.placement)" : ""))
-                let zoneWidth = max(4, rows.map(\.zone.count).max() ?? 0)
+                    "ring \(document.ring)" + (document.keys.map { " (\($0))" } ?? "")
+                        + ", N=\(document.replicationFactor)"
+                        + (Placement(parsing: document.placement)?.usesZones == true
+                            ? ", placement \(document.placement)" : ""))
                 print(
                     "NODE        ADDRESS                "
                         + "ZONE".padding(toLength: zoneWidth, withPad: " ", startingAt: 0)
-                        + " TOKENS  PRIMARY  REPLICA (share of all keys)")
-                for row in rows {
+                        + " TOKENS  PRIMARY  REPLICA (share of the ring's keys)")
+                for row in document.nodes {
                     print(
                         row.node.padding(toLength: 11, withPad: " ", startingAt: 0) + " "
                             + row.address.padding(toLength: 22, withPad: " ", startingAt: 0) + " "
@@ -84,6 +70,89 @@ struct RingCommand: AsyncParsableCommand {
                             + String(format: "%6.2f%%  %6.2f%%", row.primaryShare * 100, row.replicaShare * 100))
                 }
             }
+        }
+    }
+
+    /// `ring KEY`: the key's token and replicas in the ring of its keyspace's part.
+    private func printKey(_ key: String, of keyspace: Keyspace, in map: ClusterMap) throws {
+        let bytes = Array(key.utf8)
+        let part = map.keyspace(named: keyspace.name, forKey: bytes) ?? keyspace
+        let ring: Ring
+        do {
+            ring = try map.ring(of: part)
+        } catch {
+            throw CommandFailure("the cluster map is not a valid ring: \(error)")
+        }
+        let token = Token(key: bytes)
+        let replicas = ring.preferenceList(for: token)
+        let fallbacks = ring.fallbacks(for: token)
+        let zones = replicas.map { map.node($0)?.zone ?? "" }
+        if global.json {
+            try printJSON(
+                KeyDocument(
+                    keyspace: part.name, key: key, token: token.description, replicas: replicas,
+                    replicaZones: zones, fallbacks: fallbacks, replicationFactor: ring.replicationFactor,
+                    placement: "\(ring.placement)", ring: Keyspace.ringName(part.ring), partID: part.id,
+                    pendingRing: part.pendingRing.map(Keyspace.ringName)))
+            return
+        }
+        if part.id != Keyspace.defaultID { print("keyspace   \(part.name) (part id \(part.id))") }
+        print("key        \(key)")
+        print("token      \(token)")
+        print(
+            "ring       \(Keyspace.ringName(part.ring))"
+                + (part.pendingRing.map { ", moving to \(Keyspace.ringName($0))" } ?? ""))
+        let named = zip(replicas, zones).map { $1.isEmpty ? $0 : "\($0)@\($1)" }
+        print(
+            "replicas   \(named.joined(separator: " "))   (N=\(ring.replicationFactor)"
+                + (ring.placement.usesZones ? ", \(ring.placement))" : ")"))
+        print("fallbacks  \(fallbacks.isEmpty ? "-" : fallbacks.joined(separator: " "))")
+    }
+
+    /// The rings to show: with a keyspace named, the ring of each of its parts (its placement);
+    /// otherwise every ring of the map with owners, the main one with the map's placement and each
+    /// other with the placement of a keyspace part living on it (else simple with the map's N, at most
+    /// as many replicas as it has owners).
+    static func rings(of map: ClusterMap, keyspace: Keyspace, named: Bool) throws -> [(
+        name: String, keys: String?, ring: Ring
+    )] {
+        do {
+            if named {
+                let parts = map.parts(named: keyspace.name)
+                return try parts.map { part in
+                    let keys =
+                        parts.count == 1
+                        ? nil
+                        : part.lowKey.isEmpty
+                            ? "keys below the first split"
+                            : "keys from '\(Keyspace.describe(key: part.lowKey))'"
+                    return (part.ring, keys, try map.ring(of: part))
+                }
+            }
+            let owners = { (name: String) in map.nodes.count { $0.state.ownsRanges && $0.ring == name } }
+            // A ring whose every node is still joining has no tokens to show yet.
+            return try map.ringNames.filter { $0.isEmpty || owners($0) > 0 }.map { name in
+                if name.isEmpty { return (name, nil, try map.ring()) }
+                let owners = owners(name)
+                let placement =
+                    map.keyspaces.first { !$0.dropped && $0.ring == name }?.placement
+                    ?? .simple(replicas: max(1, min(map.replicationFactor, owners)))
+                let view = Keyspace(id: Keyspace.defaultID, name: name, placement: placement, ring: name)
+                return (name, nil, try map.ring(of: view))
+            }
+        } catch {
+            throw CommandFailure("the cluster map is not a valid ring: \(error)")
+        }
+    }
+
+    /// Each node of ring `ringName` (owners or not) with its shares of `ring`.
+    static func shares(of ring: Ring, ringName: String, in map: ClusterMap) -> [NodeShare] {
+        let primary = ring.primaryShare()
+        let replica = ring.replicaShare()
+        return map.nodes.filter { $0.ring == ringName && $0.state != .removed }.map { node in
+            NodeShare(
+                node: node.id, address: node.address, zone: node.zone, ring: Keyspace.ringName(node.ring),
+                tokens: node.tokens.count, primaryShare: primary[node.id] ?? 0, replicaShare: replica[node.id] ?? 0)
         }
     }
 }
@@ -98,22 +167,44 @@ private struct KeyDocument: Encodable {
     var fallbacks: [String]
     var replicationFactor: Int
     var placement: String
+    /// The ring of the key's part: `main` or a name.
+    var ring: String
+    /// The id of the keyspace part holding the key.
+    var partID: UInt32
+    /// The ring the part is moving to; nil when it is not moving.
+    var pendingRing: String?
 }
 
-private struct NodeShare: Encodable {
+struct NodeShare: Encodable {
     var node: String
     var address: String
     var zone: String
+    /// `main` or the ring's name.
+    var ring: String
     var tokens: Int
+    /// Shares of the node's own ring's token space.
     var primaryShare: Double
     var replicaShare: Double
+}
+
+/// One ring of `kvctl ring --json`.
+private struct RingShares: Encodable {
+    var ring: String
+    /// Which keys of the keyspace (`--keyspace` of a split keyspace); nil: all.
+    var keys: String?
+    var replicationFactor: Int
+    var placement: String
+    var nodes: [NodeShare]
 }
 
 private struct RingDocument: Encodable {
     var clusterID: String
     var epoch: UInt64
     var keyspace: String
+    /// The first ring's (the main ring's without --keyspace).
     var replicationFactor: Int
     var placement: String
+    /// Every node shown, of every ring.
     var nodes: [NodeShare]
+    var rings: [RingShares]
 }

@@ -103,6 +103,93 @@ import Testing
     }
 }
 
+/// `cluster.yaml`'s rings and split keyspaces (issue 20): nodes' rings, each balanced on its own, and
+/// keyspace parts (id, low key, ring, pending ring) read and written back.
+@Suite struct ClusterFileRingTests {
+    static let rings = """
+        cluster-id: rings
+        tokens-per-node: 8
+        nodes:
+          - {id: n1, address: 127.0.0.1:7411}
+          - {id: n2, address: 127.0.0.2:7411, ring: main}
+          - {id: n3, address: 127.0.0.3:7411}
+          - {id: n4, address: 127.0.0.4:7411, ring: east}
+          - {id: n5, address: 127.0.0.5:7411, ring: east}
+          - {id: n6, address: 127.0.0.6:7411, ring: east}
+        keyspaces:
+          - {id: 1, name: users, placement: simple:3}
+          - {id: 2, name: users, placement: simple:3, from: n, ring: east, pending-ring: main}
+          - {id: 3, name: logs, placement: simple:3, ring: east}
+          - {id: 4, name: blobs, placement: simple:2, pending-placement: simple:3}
+          - {id: 5, name: blobs, placement: simple:2, pending-placement: simple:3, from-hex: "00ff", ring: east}
+        """
+
+    @Test func ringsAndPartsAreReadAndWrittenBack() throws {
+        let map = try ClusterFile.parse(Self.rings)
+        #expect(map.nodes.map(\.ring) == ["", "", "", "east", "east", "east"])
+        #expect(map.ringNames == ["", "east"])
+        // Each ring balanced on its own: the east ring's tokens are those of a ring of its nodes alone.
+        var east: [RingNode] = []
+        for node in map.nodes where node.ring == "east" {
+            #expect(node.tokens == TokenAllocator.tokensForJoiningNode(node.id, existing: east, tokensPerNode: 8))
+            east.append(node.ringNode)
+        }
+        let users = map.parts(named: "users")
+        #expect(users.map(\.id) == [1, 2] && users.map(\.lowKey) == [[], Array("n".utf8)])
+        #expect(users.map(\.ring) == ["", "east"] && users.map(\.pendingRing) == [nil, ""])
+        #expect(map.keyspace(named: "logs")?.ring == "east")
+        let blobs = map.parts(named: "blobs")
+        #expect(
+            blobs.map(\.lowKey) == [[], [0, 0xff]] && blobs.allSatisfy { $0.pendingPlacement == .simple(replicas: 3) })
+        #expect(map.keyspace(named: "users", forKey: Array("zoe".utf8))?.id == 2)
+        // A client starting from the rendered file knows every part as the map had it.
+        let rendered = ClusterFile.render(map)
+        #expect(rendered.contains("ring: east") && rendered.contains("pending-ring: main"))
+        #expect(rendered.contains("from: \"n\"") && rendered.contains("from-hex: \"00ff\""))
+        #expect(try ClusterFile.parse(rendered) == map)
+
+        // A map grown by changes, as `kvctl` writes it out: a split made by create, a part moved.
+        let grown = try map.applying(
+            .createKeyspace(
+                "events",
+                KeyspaceSettings(
+                    ring: "east",
+                    splits: [
+                        KeyspaceSplit(lowKey: Array("2026-".utf8), ring: ""),
+                        KeyspaceSplit(lowKey: Array("0x\"q".utf8), ring: "east"),
+                    ])))
+        let read = try ClusterFile.parse(ClusterFile.render(grown))
+        #expect(read.keyspaces == grown.keyspaces && read.parts(named: "events").count == 3)
+    }
+
+    @Test(arguments: [
+        ("  - {id: 7, address: 127.0.0.7:7411, ring: \"9x\"}", "", "ring '9x' is not"),
+        ("", "  - {id: 9, name: a, placement: simple:3, ring: west}", "keyspace 'a' on ring west"),
+        ("", "  - {id: 9, name: a, placement: simple:3, from: b}", "no first part"),
+        (
+            "",
+            "  - {id: 9, name: a, placement: simple:3}\n  - {id: 10, name: a, placement: simple:3, from: b}"
+                + "\n  - {id: 11, name: a, placement: simple:3, from: b, ring: east}", "two parts from 'b'"
+        ),
+        (
+            "", "  - {id: 9, name: a, placement: simple:3}\n  - {id: 10, name: a, placement: simple:2, from: b}",
+            "same placement"
+        ),
+        ("", "  - {id: 9, name: a, placement: simple:3, from: \"\"}", "1-"),
+        ("", "  - {id: 9, name: a, placement: simple:3, from-hex: zz}", "not hex bytes"),
+        ("", "  - {id: 9, name: a, placement: simple:3, pending-ring: west}", "keyspace 'a' on ring west"),
+    ])
+    func aRingOrPartTheClusterCannotHaveIsAClearError(_ node: String, _ keyspace: String, _ reason: String) throws {
+        var text = Self.rings
+        if !node.isEmpty {
+            text = text.replacingOccurrences(of: "keyspaces:", with: node + "\nkeyspaces:")
+        }
+        text += "\n" + keyspace
+        let error = try #require(throws: ConfigError.self) { try ClusterFile.parse(text) }
+        #expect(error.description.contains(reason), "\(error)")
+    }
+}
+
 /// Every `kvctl` command parses its own options: two options of one name (a command's and the global
 /// options') only fail when that command runs, so each command's help is asked for.
 @Suite struct KvctlCommandTreeTests {
@@ -146,7 +233,13 @@ import Testing
     /// node is asked).
     @Test func keyspaceCommandsAndOption() throws {
         let help = try run("kvctl", ["keyspace", "--help"])
-        #expect(Self.subcommands(help.stdout).prefix(5) == ["list", "show", "create", "alter", "drop"])
+        #expect(Self.subcommands(help.stdout).prefix(6) == ["list", "show", "create", "alter", "move", "drop"])
+        #expect(try run("kvctl", ["join", "--help"]).stdout.contains("--ring"))
+        let create = try run("kvctl", ["keyspace", "create", "--help"]).stdout
+        #expect(create.contains("--split <KEY:RING>") && create.contains("--ring"))
+        let move = try run("kvctl", ["keyspace", "move", "--help"]).stdout
+        #expect(move.contains("--from") && move.contains("--to") && move.contains("--no-wait"))
+        #expect(try run("kvctl", ["keyspace", "alter", "--help"]).stdout.contains("--no-wait"))
         for path in [["put"], ["get"], ["delete"], ["ring"], ["keyspace", "list"]] {
             #expect(try run("kvctl", path + ["--help"]).stdout.contains("--keyspace"), "\(path)")
         }
@@ -157,6 +250,11 @@ import Testing
             (["keyspace", "alter", "a", "--ttl", "5q"], "--ttl must be"),
             (["keyspace", "create", "a", "--ttl", "none"], "--ttl none is for alter"),
             (["keyspace", "create", "a", "--rf", "0"], "--rf must be"),
+            (["keyspace", "create", "a", "--split", "n"], "is not KEY:RING"),
+            (["keyspace", "create", "a", "--split", "n:9x"], "--split '9x' is not a ring"),
+            (["keyspace", "create", "a", "--ring", "-"], "--ring '-' is not a ring"),
+            (["keyspace", "move", "a", "--from", "n", "--to", "a b"], "--to 'a b' is not a ring"),
+            (["join", "--node", "n9", "--address", "127.0.0.9:7411", "--ring", "?"], "--ring '?' is not a ring"),
         ] {
             let result = try run("kvctl", arguments)
             #expect(result.status == 64 && result.stderr.contains(reason), "\(arguments): \(result.stderr)")

@@ -39,11 +39,14 @@ final class ClusterHarness: @unchecked Sendable {
     ///     test may use these addresses.
     ///   - placement: the cluster file's `placement` (its N must be `replicationFactor`); none by default.
     ///   - zones: the cluster file's `zone` of each node, n1's first; none by default.
+    ///   - rings: the cluster file's `ring` of each node, n1's first (empty: the main ring); none by
+    ///     default.
     init(
         hosts octets: [Int], joiners: Int = 0, replicationFactor: Int = 3, placement: String? = nil,
-        zones: [String] = [], spareHosts: [String: String] = [:]
+        zones: [String] = [], rings: [String] = [], spareHosts: [String: String] = [:]
     ) throws {
         precondition(zones.isEmpty || zones.count == octets.count - joiners, "one zone per node of the file")
+        precondition(rings.isEmpty || rings.count == octets.count - joiners, "one ring per node of the file")
         directory = try TemporaryDirectory()
         hosts = octets.map { "127.0.0.\($0)" }
         members = octets.count - joiners
@@ -64,6 +67,7 @@ final class ClusterHarness: @unchecked Sendable {
         for (index, (id, host)) in zip(ids, hosts).prefix(members).enumerated() {
             lines += ["  - id: \(id)", "    address: \(host):\(port)"]
             if !zones.isEmpty { lines.append("    zone: \(zones[index])") }
+            if !rings.isEmpty, !rings[index].isEmpty { lines.append("    ring: \(rings[index])") }
         }
         try lines.joined(separator: "\n").write(toFile: clusterFile, atomically: true, encoding: .utf8)
     }

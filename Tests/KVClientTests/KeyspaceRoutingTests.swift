@@ -44,13 +44,19 @@ struct KeyspaceRoutingTests {
 
     static let keys = (0..<64).map { Array("key-\($0)".utf8) }
 
+    /// The routes of `map`, without connections.
+    static func topology(_ map: ClusterMap) throws -> KVClient.Topology {
+        KVClient.Topology(map: map, routes: try KeyspaceRoute.routes(of: map), nodes: [:])
+    }
+
     @Test func eachKeyspaceRoutesToItsOwnRingWithItsDefaults() throws {
         let map = try Self.map()
-        let routes = try KeyspaceRoute.routes(of: map)
-        #expect(Set(routes.keys) == ["default", "cache", "accounts"], "a dropped keyspace has no route")
-        let cache = try #require(try routes["cache"]?.get())
-        let accounts = try #require(try routes["accounts"]?.get())
-        let standard = try #require(try routes["default"]?.get())
+        let topology = try Self.topology(map)
+        #expect(Set(topology.routes.keys.map { map.keyspace(id: $0)?.name }) == ["default", "cache", "accounts"])
+        #expect(try topology.route("old", forKey: [1]) == nil, "a dropped keyspace has no route")
+        let cache = try #require(try topology.route("cache", forKey: [1]))
+        let accounts = try #require(try topology.route("accounts", forKey: [1]))
+        let standard = try #require(try topology.route("default", forKey: [1]))
         #expect(cache.id == map.keyspace(named: "cache")?.id && cache.id != 0)
         #expect(accounts.id == map.keyspace(named: "accounts")?.id && accounts.id != cache.id)
         #expect(standard.id == 0)
@@ -75,8 +81,7 @@ struct KeyspaceRoutingTests {
     }
 
     @Test func everyRequestOfAKeyspaceCarriesItsID() throws {
-        let routes = try KeyspaceRoute.routes(of: Self.map())
-        let route = try #require(try routes["accounts"]?.get())
+        let route = try #require(try Self.topology(Self.map()).route("accounts", forKey: [1]))
         let key = Array("user:42".utf8)
         let version = Version(hlc: 1 << 20, writer: 7)
         let record = Record(
@@ -104,9 +109,9 @@ struct KeyspaceRoutingTests {
         var map = try Self.map()
         let index = try #require(map.keyspaces.firstIndex { $0.name == "cache" })
         map.keyspaces[index].timeToLive = Limits.timeToLiveMax + .seconds(1)
-        let routes = try KeyspaceRoute.routes(of: map)
-        #expect(throws: KVClientError.self) { try routes["cache"]?.get() }
-        #expect(try routes["accounts"]?.get() != nil, "one bad keyspace does not stop the others")
+        let topology = try Self.topology(map)
+        #expect(throws: KVClientError.self) { try topology.route("cache", forKey: [1]) }
+        #expect(try topology.route("accounts", forKey: [1]) != nil, "one bad keyspace does not stop the others")
     }
 
     // MARK: - Through the client's coordination
@@ -200,6 +205,81 @@ struct KeyspaceRoutingTests {
         ] as [() async throws -> Void] {
             let error = try await #require(throws: KVClientError.self) { try await operation() }
             #expect(error.isInvalidArgument && error.description == message, "\(error)")
+        }
+        await client.close()
+    }
+
+    // MARK: - A keyspace split across rings
+
+    /// n1–n3 on the main ring, n4–n6 on ring `east`; `users` split at `n`: keys below it on the main
+    /// ring, keys from it on `east`.
+    static func splitMap() throws -> ClusterMap {
+        var nodes: [ClusterMap.Node] = []
+        for (index, ring) in ["", "", "", "east", "east", "east"].enumerated() {
+            let id = "n\(index + 1)"
+            let existing = nodes.filter { $0.ring == ring }.map(\.ringNode)
+            nodes.append(
+                ClusterMap.Node(
+                    id: id, address: "127.0.0.1:\(index + 1)",
+                    tokens: TokenAllocator.tokensForJoiningNode(id, existing: existing, tokensPerNode: 8), ring: ring))
+        }
+        return try ClusterMap(clusterID: "test", epoch: 3, replicationFactor: 3, nodes: nodes)
+            .applying(
+                .createKeyspace(
+                    "users",
+                    KeyspaceSettings(
+                        readLevel: .one, writeLevel: .count(3),
+                        splits: [KeyspaceSplit(lowKey: Array("n".utf8), ring: "east")])))
+    }
+
+    static let mainRing: Set<String> = ["n1", "n2", "n3"]
+    static let eastRing: Set<String> = ["n4", "n5", "n6"]
+
+    @Test(arguments: [("alice", false), ("mallory", false), ("n", true), ("nancy", true), ("zoe", true)])
+    func aSplitKeyspacesKeysGoToTheirPartsRingWithItsID(_ name: String, _ east: Bool) throws {
+        let map = try Self.splitMap()
+        let parts = map.parts(named: "users")
+        let part = parts[east ? 1 : 0]
+        let key = Array(name.utf8)
+        let route = try #require(try Self.topology(map).route("users", forKey: key))
+        #expect(route.id == part.id && route.name == "users")
+        #expect(Set(route.ring.preferenceList(forKey: key)) == (east ? Self.eastRing : Self.mainRing))
+        #expect(route.next == nil && route.readLevel == .one && route.writeLevel == .count(3))
+        guard case .getRequest(let get) = route.getRequest(key) else { Issue.record("not a Get"); return }
+        #expect(get.keyspace == part.id)
+        let record = Record(
+            key: .init(bytes: key), version: Version(hlc: 1 << 20, writer: 7), tombstone: false,
+            value: .init(bytes: []),
+            expiresAtMillis: nil)
+        guard case .putRequest(let put) = route.putRequest(record, epoch: 3) else { Issue.record("not a Put"); return }
+        #expect(put.keyspace == part.id)
+    }
+
+    @Test func aMovingPartWritesToBothRings() throws {
+        let map = try Self.splitMap().applying(.moveKeyspaceRange("users", lowKey: Array("n".utf8), ring: ""))
+        let topology = try Self.topology(map)
+        let key = Array("zoe".utf8)
+        let route = try #require(try topology.route("users", forKey: key))
+        #expect(Set(route.ring.preferenceList(forKey: key)) == Self.eastRing)
+        #expect(Set(try #require(route.next).preferenceList(forKey: key)) == Self.mainRing)
+        // The part that does not move: the change in progress changes nothing for it.
+        let low = try #require(try topology.route("users", forKey: Array("alice".utf8)))
+        #expect(low.next.map { Set($0.preferenceList(forKey: Array("alice".utf8))) } ?? Self.mainRing == Self.mainRing)
+        #expect(Set(low.ring.preferenceList(forKey: Array("alice".utf8))) == Self.mainRing)
+    }
+
+    @Test func aSplitKeyspacesOperationsUseTheirKeysPart() async throws {
+        let map = try Self.splitMap()
+        let client = try Self.client(map)
+        let users = client.keyspace("users")
+        for (name, ring) in [("alice", Self.mainRing), ("zoe", Self.eastRing)] {
+            let key = Array(name.utf8)
+            let replicas = try await users.replicas(ofKey: key)
+            #expect(Set(replicas) == ring, "\(name)")
+            let write = try await #require(throws: KVClientError.self) { try await users.put(key, value: [1]) }
+            Self.expectQuorumFailure(write, "write", needs: 3, of: replicas, keyspace: "users")
+            let read = try await #require(throws: KVClientError.self) { _ = try await users.get(key) }
+            Self.expectQuorumFailure(read, "read", needs: 1, of: replicas, keyspace: "users")
         }
         await client.close()
     }

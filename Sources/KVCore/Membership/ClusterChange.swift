@@ -236,6 +236,17 @@ extension ClusterMap {
                 pending.usesZones || placement.usesZones
                     ? "placement \(placement) → \(pending)" : "N \(replicationFactor) → \(pending.replicationFactor)")
         }
+        for keyspace in keyspaces where !keyspace.dropped {
+            let named =
+                "keyspace \(keyspace.name)"
+                + (keyspace.lowKey.isEmpty ? "" : " from '\(Keyspace.describe(key: keyspace.lowKey))'")
+            if let pending = keyspace.pendingPlacement {
+                parts.append("\(named) placement \(keyspace.placement) → \(pending)")
+            }
+            if let pending = keyspace.pendingRing {
+                parts.append("\(named) ring \(Keyspace.ringName(keyspace.ring)) → \(Keyspace.ringName(pending))")
+            }
+        }
         if !streaming.isEmpty { parts.append("waiting for \(streaming.joined(separator: ", ")) to receive ranges") }
         return parts.isEmpty ? "none" : parts.joined(separator: ", ")
     }
