@@ -1,4 +1,5 @@
 import Foundation
+import KVCore
 import KVTLS
 
 /// `kvctl backup verify`: every file of every backup (or of one) read back and checked against its
@@ -24,11 +25,15 @@ extension BackupDestination {
         public var filesChecked = 0
         public var bytesChecked: UInt64 = 0
         public var problems: [VerifyProblem] = []
+        /// The keyspaces of each backup checked, by backup id (`default` first, then those its map
+        /// names), each with the ids of its parts.
+        public var keyspaces: [String: [RestoreKeyspace]] = [:]
 
         public var ok: Bool { problems.isEmpty }
     }
 
-    /// Reads every file of backup `id` (every backup when nil) and checks its size and SHA-256.
+    /// Reads every file of backup `id` (every backup when nil) and checks its size and SHA-256, and
+    /// that the keyspaces its manifest names are ones a restore can use (`keyspaceProblems(of:)`).
     ///
     /// - Throws: when there is no such backup, or a manifest cannot be read.
     public func verify(backup id: String? = nil) throws -> VerifyReport {
@@ -38,6 +43,13 @@ extension BackupDestination {
         var verdicts: [String: String?] = [:]
         for manifest in manifests {
             report.backups.append(manifest.id)
+            report.keyspaces[manifest.id] = RestoreKeyspace.all(in: manifest)
+            for reason in Self.keyspaceProblems(of: manifest) {
+                report.problems.append(
+                    VerifyProblem(
+                        backup: manifest.id, node: "-", file: "manifest.json",
+                        path: "\(backupsDirectory)/\(manifest.id)/manifest.json", reason: reason))
+            }
             for node in manifest.nodes {
                 for file in node.files {
                     let path = filePath(sha256: file.sha256)
@@ -57,6 +69,32 @@ extension BackupDestination {
             }
         }
         return report
+    }
+
+    /// What is wrong with the keyspaces `manifest` names: an id given twice (or 0, the default's), a
+    /// name that is not one, a keyspace without a first part, settings or a low key that do not parse
+    /// (a restore could not create it in a target lacking it). Empty when all is well.
+    public static func keyspaceProblems(of manifest: BackupManifest) -> [String] {
+        var problems: [String] = []
+        var ids = Set<UInt32>([Keyspace.defaultID])
+        for part in manifest.clusterMap.keyspaces ?? [] {
+            if !ids.insert(part.id).inserted { problems.append("keyspace id \(part.id) is named twice or is 0") }
+            if !Keyspace.isValidName(part.name) || part.name == Keyspace.defaultName {
+                problems.append("'\(part.name)' is not a keyspace name")
+            }
+            if part.settings == nil {
+                problems.append(
+                    "keyspace '\(part.name)' (id \(part.id)) has settings that do not parse: placement \(part.placement), read \(part.readLevel), write \(part.writeLevel)"
+                )
+            }
+            if part.lowKeyBytes == nil {
+                problems.append("keyspace '\(part.name)' (id \(part.id)) has a low key that is not hex")
+            }
+        }
+        for (name, parts) in manifest.clusterMap.keyspacesByName where !parts.contains(where: { $0.lowKey.isEmpty }) {
+            problems.append("keyspace '\(name)' has no first part (one with an empty low key)")
+        }
+        return problems
     }
 
     private func check(_ file: BackupManifest.FileRecord, at path: String, report: inout VerifyReport) -> String? {

@@ -1,4 +1,5 @@
 public import KVCore
+import KVTLS
 
 /// What one backup holds: the cluster map, and for each node the HLC time of its checkpoint and the
 /// checkpoint's files (name in the checkpoint, size, SHA-256, which is also the file's name under
@@ -14,8 +15,11 @@ public import KVCore
 /// together with its base, the base's base, and so on down to a full backup (`RestorePlan.chain`).
 public struct BackupManifest: Codable, Sendable, Hashable {
     /// The latest manifest format this code reads: 1, a full backup; 2, one that may be incremental
-    /// (`base`, `since`). A full backup is still written as format 1, which older readers know.
-    public static let currentFormat = 2
+    /// (`base`, `since`); 3, one of a cluster with keyspaces besides `default` (`clusterMap.keyspaces`),
+    /// whatever its kind. A backup is written with the lowest format that says what it holds, so that
+    /// a kvctl older than keyspaces refuses a backup with keyspaces instead of silently restoring only
+    /// the default keyspace, and still reads the others.
+    public static let currentFormat = 3
 
     public var format: Int
     /// The UTC time the backup started, then a random suffix: `20261203T120640Z-3f9a1c`.
@@ -40,7 +44,7 @@ public struct BackupManifest: Codable, Sendable, Hashable {
         id: String, startedAt: String, finishedAt: String, clusterID: String, clusterMap: MapRecord,
         nodes: [NodeRecord], base: String? = nil
     ) {
-        self.format = base == nil ? 1 : 2
+        self.format = !(clusterMap.keyspaces ?? []).isEmpty ? 3 : base == nil ? 1 : 2
         self.base = base
         self.id = id
         self.startedAt = startedAt
@@ -58,6 +62,11 @@ public struct BackupManifest: Codable, Sendable, Hashable {
         public var epoch: UInt64
         public var replicationFactor: Int
         public var nodes: [Member]
+        /// The keyspaces besides `default`, every part of each (not the dropped ones): what the backup
+        /// holds besides the default keyspace, and how a restore creates one the target lacks. Absent
+        /// (nil) in a backup of a cluster without them, and in backups made before keyspaces: a restore
+        /// then restores the default keyspace alone.
+        public var keyspaces: [KeyspaceRecord]?
 
         public struct Member: Codable, Sendable, Hashable {
             public var id: String
@@ -73,6 +82,80 @@ public struct BackupManifest: Codable, Sendable, Hashable {
             nodes = map.nodes.map {
                 Member(id: $0.id, address: $0.address, state: "\($0.state)", tokens: $0.tokens)
             }
+            let live = map.keyspaces.filter { !$0.dropped }.map(KeyspaceRecord.init)
+            keyspaces = live.isEmpty ? nil : live
+        }
+
+        /// The keyspaces besides `default` by name, each with its parts by `lowKey` (the first part,
+        /// `lowKey` empty, first).
+        public var keyspacesByName: [String: [KeyspaceRecord]] {
+            Dictionary(grouping: keyspaces ?? [], by: \.name).mapValues { parts in
+                parts.sorted { $0.lowKey < $1.lowKey }
+            }
+        }
+    }
+
+    /// One keyspace (one part of a split keyspace) of the backed-up cluster's map: its id (its column
+    /// families on the nodes, `data.<id>`), its name, and its settings as `kvctl keyspace create`
+    /// takes them.
+    public struct KeyspaceRecord: Codable, Sendable, Hashable {
+        public var id: UInt32
+        public var name: String
+        /// The lowest key of the part, lowercase hex; empty for the first part (a keyspace not split).
+        public var lowKey: String
+        /// `simple:3`, `zones:dc1=2,dc2=1`, `spread:3/1` (`Placement`).
+        public var placement: String
+        /// The ring it lives on; empty: the main ring.
+        public var ring: String
+        /// `one`, `quorum`, … (`ConsistencyLevel`).
+        public var readLevel: String
+        public var writeLevel: String
+        /// The default time to live, in milliseconds; nil: none.
+        public var timeToLiveMillis: UInt64?
+
+        public init(_ keyspace: Keyspace) {
+            id = keyspace.id
+            name = keyspace.name
+            lowKey = keyspace.lowKey.hexString
+            placement = "\(keyspace.placement)"
+            ring = keyspace.ring
+            readLevel = "\(keyspace.readLevel)"
+            writeLevel = "\(keyspace.writeLevel)"
+            timeToLiveMillis = keyspace.timeToLive.map { $0.wholeMillisecondsClamped }
+        }
+
+        /// The part's lowest key as bytes; nil when `lowKey` is not hex.
+        public var lowKeyBytes: [UInt8]? {
+            let digits = Array(lowKey.utf8)
+            guard digits.count % 2 == 0 else { return nil }
+            var bytes: [UInt8] = []
+            bytes.reserveCapacity(digits.count / 2)
+            for index in stride(from: 0, to: digits.count, by: 2) {
+                guard let high = Self.nibble(digits[index]), let low = Self.nibble(digits[index + 1]) else {
+                    return nil
+                }
+                bytes.append(high << 4 | low)
+            }
+            return bytes
+        }
+
+        private static func nibble(_ digit: UInt8) -> UInt8? {
+            switch digit {
+            case UInt8(ascii: "0")...UInt8(ascii: "9"): digit - UInt8(ascii: "0")
+            case UInt8(ascii: "a")...UInt8(ascii: "f"): digit - UInt8(ascii: "a") + 10
+            default: nil
+            }
+        }
+
+        /// The settings `kvctl keyspace create` would take for the first part: its placement, levels,
+        /// TTL and ring; nil when a field does not parse (a damaged manifest).
+        public var settings: KeyspaceSettings? {
+            guard let placement = Placement(parsing: placement), let read = ConsistencyLevel(parsing: readLevel),
+                let write = ConsistencyLevel(parsing: writeLevel)
+            else { return nil }
+            return KeyspaceSettings(
+                placement: placement, readLevel: read, writeLevel: write,
+                timeToLive: timeToLiveMillis.map { .some(.milliseconds($0)) } ?? nil, ring: ring)
         }
     }
 

@@ -12,18 +12,20 @@ extension KVClient {
     /// `RPCAuthorization` lets admins send `MerkleApply` as nodes do.
     ///
     /// The caller keeps a batch within `Limits.merkleRecordBytesPerFrameMax` bytes of keys and values
-    /// (a larger record goes alone), and sends only keys `node` replicates in the latest map: the node
-    /// refuses the whole batch otherwise (`notReplica`).
+    /// (a larger record goes alone), and sends only keys `node` replicates in the latest map, in
+    /// keyspace `keyspace` (a part's id for a split keyspace: the part holding every key of the
+    /// batch): the node refuses the whole batch otherwise (`notReplica`).
     ///
     /// - Returns: how many records the node applied (the others it held at that version or newer).
     @discardableResult
     public func applyRecords(
-        _ records: [(key: [UInt8], record: StoredRecord)], node: String, timeout: Duration? = nil
+        _ records: [(key: [UInt8], record: StoredRecord)], keyspace: UInt32 = Keyspace.defaultID, node: String,
+        timeout: Duration? = nil
     ) async throws -> Int {
         try requireAdmin("a restore")
         for (key, _) in records { try validate(key: key) }
         let request = Message.merkleApplyRequest(
-            MerkleApplyRequest(records: records.map { Record(key: $0.key, $0.record) }, keyspace: 0))
+            MerkleApplyRequest(records: records.map { Record(key: $0.key, $0.record) }, keyspace: keyspace))
         let answer = try await call(request, node: node, in: try await currentTopology(), timeout: timeout)
         guard case .merkleApplyResponse(let response) = answer else {
             throw KVClientError.protocolViolation("\(node) answered MerkleApply with \(answer.type)")

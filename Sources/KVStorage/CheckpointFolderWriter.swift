@@ -2,15 +2,16 @@ import CRocksDB
 import Foundation
 
 /// Writes a new RocksDB folder of `RocksDBStore`'s checkpoint layout (`default`, `data`, `hints`,
-/// `meta`) record by record: an incremental backup's checkpoint, which `RocksDBCheckpointReader`
-/// opens as it opens a full one. Without a write-ahead log: `finish()` flushes everything into table
+/// `meta`, and `data.<id>` for each other keyspace it is given) record by record: an incremental
+/// backup's checkpoint, which `RocksDBCheckpointReader` opens as it opens a full one. Without a write-ahead log: `finish()` flushes everything into table
 /// files, and a folder not finished is never listed (its checkpoint is not made).
 ///
 /// One caller at a time.
 final class CheckpointFolderWriter {
-    enum Family: Int {
-        case data = 1
-        case hints = 2
+    enum Family: Hashable {
+        /// Keyspace `id`'s `data` (`data` for 0, `data.<id>` otherwise).
+        case data(UInt32)
+        case hints
     }
 
     let directory: String
@@ -18,17 +19,26 @@ final class CheckpointFolderWriter {
     private let options: OpaquePointer
     private let writeOptions: OpaquePointer
     private let families: [OpaquePointer]
+    /// Each family's index in `families`.
+    private let indices: [Family: Int]
     private var closed = false
 
-    /// Creates the folder (which must not exist) and its column families.
-    init(directory: String) throws(StorageError) {
+    /// Creates the folder (which must not exist) and its column families: the base ones and the
+    /// `data` family of each of `keyspaces` (0, the default, is always there).
+    init(directory: String, keyspaces: [UInt32] = []) throws(StorageError) {
         self.directory = directory
         let options = rocksdb_options_create()!
         rocksdb_options_set_create_if_missing(options, 1)
         rocksdb_options_set_create_missing_column_families(options, 1)
         rocksdb_options_set_error_if_exists(options, 1)
-        let (opened, handles) = try RocksDBStore.open(
-            directory, options: options, families: RocksDBStore.checkpointFamilyNames)
+        let others = Array(Set(keyspaces.filter { $0 != 0 })).sorted()
+        let names = RocksDBStore.checkpointFamilyNames + others.map { RocksDBEngine.dataFamilyName($0) }
+        var indices: [Family: Int] = [.data(0): 1, .hints: 2]
+        for (offset, id) in others.enumerated() {
+            indices[.data(id)] = RocksDBStore.checkpointFamilyNames.count + offset
+        }
+        self.indices = indices
+        let (opened, handles) = try RocksDBStore.open(directory, options: options, families: names)
         let writeOptions = rocksdb_writeoptions_create()!
         rocksdb_writeoptions_disable_WAL(writeOptions, 1)
         self.db = opened
@@ -43,10 +53,13 @@ final class CheckpointFolderWriter {
 
     /// Writes one entry, stored bytes as they are.
     func put(_ key: [UInt8], _ value: UnsafeRawBufferPointer, family: Family) throws(StorageError) {
+        guard let index = indices[family] else {
+            preconditionFailure("\(family) is not a family of the checkpoint folder")
+        }
         var error: UnsafeMutablePointer<CChar>?
         key.withUnsafeBytes { key in
             rocksdb_put_cf(
-                db, writeOptions, families[family.rawValue], key.cChars, key.count, value.cChars, value.count, &error)
+                db, writeOptions, families[index], key.cChars, key.count, value.cChars, value.count, &error)
         }
         try check(error)
     }

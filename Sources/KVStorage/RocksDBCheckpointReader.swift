@@ -28,7 +28,8 @@ public final class RocksDBCheckpointReader: @unchecked Sendable {
     /// `versions`) closed.
     ///
     /// Throws `.openFailed` when it is not a RocksDB folder or lacks a family (a keyspace the
-    /// checkpoint does not hold: an incremental backup's holds only the default one), `.corruption`
+    /// checkpoint does not hold: its node did not, or the backup predates keyspaces; `keyspaces(in:)`
+    /// lists those it holds), `.corruption`
     /// when RocksDB finds damaged files, `.invalidRecord` for a keyspace id out of bounds.
     public init(directory: String, keyspace: UInt32 = 0) throws(StorageError) {
         try validate(keyspace: keyspace)
@@ -97,6 +98,47 @@ public final class RocksDBCheckpointReader: @unchecked Sendable {
         var length = 0
         let value = rocksdb_pinnableslice_value(slice, &length)
         return try RecordCodec.decode(UnsafeRawBufferPointer(start: value, count: length))
+    }
+
+    /// The keyspaces whose `data` family the RocksDB folder `directory` holds, by id: 0 (`data`) and
+    /// each `data.<id>`. A checkpoint made before keyspaces holds only 0; an incremental one, each
+    /// keyspace its node held (empty when nothing changed).
+    ///
+    /// Throws `.openFailed` when it is not a RocksDB folder, `.corruption` for a keyspace family whose
+    /// id is out of bounds or too many families.
+    public static func keyspaces(in directory: String) throws(StorageError) -> [UInt32] {
+        guard FileManager.default.fileExists(atPath: "\(directory)/CURRENT") else {
+            throw .openFailed(path: directory, reason: "no CURRENT file: not a RocksDB folder")
+        }
+        let options = rocksdb_options_create()!
+        defer { rocksdb_options_destroy(options) }
+        var count = 0
+        var error: UnsafeMutablePointer<CChar>?
+        let list = rocksdb_list_column_families(options, directory, &count, &error)
+        defer { if let list { rocksdb_list_column_families_destroy(list, count) } }
+        if let message = RocksDBStore.takeMessage(error) { throw RocksDBStore.openError(message, path: directory) }
+        guard let list else { return [] }
+        guard count <= 2 * Limits.keyspaceIDsMax + 64 else {
+            throw .corruption("the folder lists \(count) column families", path: directory)
+        }
+        var ids = Set<UInt32>()
+        for index in 0..<count {
+            guard let cName = list[index] else { continue }
+            if let (id, isData) = try RocksDBEngine.keyspaceFamily(String(cString: cName)), isData { ids.insert(id) }
+        }
+        return ids.sorted()
+    }
+
+    /// Every hint the folder holds, of every keyspace (`StoredHint.keyspace`) and every target, in
+    /// storage-key order: a restore reads them once per checkpoint, whichever keyspaces' `data` the
+    /// checkpoint holds (a node keeps hints of keyspaces it does not replicate).
+    public func allHints() throws(StorageError) -> [StoredHint] {
+        var found: [StoredHint] = []
+        try scan(hintsFamily, from: nil) { (key, value) throws(StorageError) -> Bool in
+            found.append(try HintCodec.decode(key: key, value: value))
+            return true
+        }
+        return found
     }
 
     /// Every hint the folder holds for the reader's keyspace (`StoredHint.keyspace`), for every

@@ -1,6 +1,7 @@
 import CRocksDB
 import Foundation
 import KVCore
+import Synchronization
 
 /// The `versions` column family: every record of `data` once more, keyed by its version first
 /// (`hlc · writer · data key`, empty value), so that the records written since a time are found
@@ -79,10 +80,12 @@ extension RocksDBStore {
     }
 
     /// Makes checkpoint `id` for an incremental backup: a new RocksDB folder of the store's layout
-    /// holding only the default keyspace's `data` records with a version above `since` (hlc) and the
-    /// hints (of every keyspace) whose record is, found through the version index; a restore reads it
-    /// as it reads a full checkpoint, above the backups it builds on (`BackupManifest.base`). The same
-    /// from every view: other keyspaces' records are not in it.
+    /// holding, for every keyspace the store holds (every view, the default one included), the `data`
+    /// records with a version above `since` (hlc), in that keyspace's `data` family (`data`,
+    /// `data.<id>`: present, maybe empty, for each keyspace held), and the hints (of every keyspace)
+    /// whose record is, found through each keyspace's version index; a restore reads it as it reads a
+    /// full checkpoint, above the backups it builds on (`BackupManifest.base`). The same from every
+    /// view. A keyspace dropped while the checkpoint is made is left out.
     ///
     /// The index scan sees the store as it was when it began (RocksDB's iterator); each record is
     /// read as it is now, so a record written meanwhile may be there in its newer version, as in a
@@ -103,33 +106,57 @@ extension RocksDBStore {
     }
 
     private func exportChanges(since: UInt64, into path: String) throws(StorageError) {
-        let keyspace = engine.defaultKeyspace
-        let writer = try CheckpointFolderWriter(directory: path)
+        // The views, not the engine's lock: held for the whole export, it would stall every request
+        // that looks a keyspace up. Each view is used under its own gate, which a drop waits for.
+        let views = try engine.keyspaces.withLock { (keyspaces) throws(StorageError) -> [RocksDBStore] in
+            guard let root = keyspaces.root else { throw .closed }
+            return [root] + keyspaces.views.keys.sorted().map { keyspaces.views[$0]! }
+        }
+        let writer = try CheckpointFolderWriter(directory: path, keyspaces: views.map(\.keyspaceID))
         defer { writer.close() }
-        guard let start = VersionIndexCodec.start(after: since) else { return try writer.finish() }
+        if let start = VersionIndexCodec.start(after: since) {
+            for view in views {
+                do throws(StorageError) {
+                    try engine.withOpenHandles(view: view.keyspaceID == 0 ? nil : view) { () throws(StorageError) in
+                        try view.exportRecords(since: since, from: start, into: writer)
+                    }
+                } catch .closed where view.dropped.load(ordering: .relaxed) {
+                    // Dropped meanwhile: its data is gone, and so is it from the backup's map.
+                    continue
+                }
+            }
+            try scan(hintsFamily, prefix: []) { (key, value) throws(StorageError) -> Bool in
+                if try HintCodec.decode(key: key, value: value).record.version.hlc > since {
+                    try writer.put(Array(key), Array(value), family: .hints)
+                }
+                return true
+            }
+        }
+        try writer.finish()
+    }
+
+    /// Writes this view's `data` records with a version above `since` into `writer`'s family of the
+    /// keyspace, found through the view's version index from `start`. The handles are held open.
+    private func exportRecords(since: UInt64, from start: [UInt8], into writer: CheckpointFolderWriter)
+        throws(StorageError)
+    {
+        let family = CheckpointFolderWriter.Family.data(keyspaceID)
         var dataKeys: [[UInt8]] = []
         func copyRecords() throws(StorageError) {
             for dataKey in dataKeys {
-                try read(keyspace.data, dataKey) { (value) throws(StorageError) in
+                try read(dataFamily, dataKey) { (value) throws(StorageError) in
                     guard try RecordCodec.decodeHeader(value).version.hlc > since else { return }
-                    try writer.put(dataKey, value, family: .data)
+                    try writer.put(dataKey, value, family: family)
                 }
             }
             dataKeys.removeAll(keepingCapacity: true)
         }
-        try scan(keyspace.versions, prefix: [], from: start) { (key, _) throws(StorageError) -> Bool in
+        try scan(versionsFamily, prefix: [], from: start) { (key, _) throws(StorageError) -> Bool in
             if let dataKey = try VersionIndexCodec.dataKey(key) { dataKeys.append(dataKey) }
             if dataKeys.count >= 1024 { try copyRecords() }
             return true
         }
         try copyRecords()
-        try scan(hintsFamily, prefix: []) { (key, value) throws(StorageError) -> Bool in
-            if try HintCodec.decode(key: key, value: value).record.version.hlc > since {
-                try writer.put(Array(key), Array(value), family: .hints)
-            }
-            return true
-        }
-        try writer.finish()
     }
 }
 

@@ -101,6 +101,7 @@ struct BackupCreate: AsyncParsableCommand {
                     "files: \(document.filesCopied) copied (\(document.bytesCopied) bytes, \(document.filesResumed) resumed), \(document.filesSkipped) already in \(dest) (\(document.bytesSkipped) bytes)"
                 )
                 print("table files: \(document.tableFilesCopied) copied, \(document.tableFilesSkipped) skipped")
+                print("keyspaces: \(document.keyspaces.joined(separator: ", "))")
             }
         }
     }
@@ -124,8 +125,11 @@ struct BackupDocument: Encodable {
     var tableFilesSkipped: Int
     var bytesCopied: UInt64
     var bytesSkipped: UInt64
+    /// The keyspaces the backup holds: `default`, then those of the cluster map, by name.
+    var keyspaces: [String]
 
     init(_ report: BackupReport) {
+        keyspaces = RestoreKeyspace.all(in: report.manifest).map(\.name)
         id = report.manifest.id
         cut = report.manifest.cut
         cutTime = report.manifest.cutTime
@@ -169,6 +173,10 @@ struct BackupVerify: AsyncParsableCommand {
                 print(
                     "\(report.backups.count) backups, \(report.filesCheckedText): \(report.ok ? "ok" : "\(report.problems.count) problems")"
                 )
+                for id in report.backups {
+                    let names = (report.keyspaces[id] ?? []).map(\.name)
+                    print("\(id): keyspaces \(names.joined(separator: ", "))")
+                }
             }
             for problem in report.problems { printError("kvctl: \(problem)") }
             if !report.ok { throw ExitCode(1) }
@@ -189,8 +197,13 @@ private struct VerifyDocument: Encodable {
     var filesChecked: Int
     var bytesChecked: UInt64
     var problems: [Problem]
+    /// Each backup's keyspaces by name, with their parts' ids in the backup.
+    var keyspaces: [String: [String: [UInt32]]]
 
     init(_ report: BackupDestination.VerifyReport) {
+        keyspaces = report.keyspaces.mapValues { keyspaces in
+            Dictionary(keyspaces.map { ($0.name, $0.backupIDs) }, uniquingKeysWith: { first, _ in first })
+        }
         ok = report.ok
         backups = report.backups
         filesChecked = report.filesChecked
@@ -222,6 +235,8 @@ struct BackupList: AsyncParsableCommand {
         var bytes: UInt64
         /// The backup it builds on, when incremental.
         var base: String?
+        /// `default`, then the keyspaces of its cluster map.
+        var keyspaces: [String]
     }
 
     private struct Document: Encodable {
@@ -235,7 +250,8 @@ struct BackupList: AsyncParsableCommand {
                 Entry(
                     id: manifest.id, startedAt: manifest.startedAt, cut: manifest.cut, cutTime: manifest.cutTime,
                     nodes: manifest.nodes.map(\.node), files: manifest.files.count,
-                    bytes: manifest.nodes.reduce(0) { $0 &+ $1.bytes }, base: manifest.base)
+                    bytes: manifest.nodes.reduce(0) { $0 &+ $1.bytes }, base: manifest.base,
+                    keyspaces: RestoreKeyspace.all(in: manifest).map(\.name))
             }
             if json {
                 try printJSON(Document(backups: entries))

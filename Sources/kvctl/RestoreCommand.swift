@@ -16,7 +16,9 @@ struct RestoreCommand: AsyncParsableCommand {
             replica of the key on the target cluster (the one --cluster/--endpoints name: any number of nodes, any \
             N). T is the backup's cut by default; --as-of takes an RFC 3339 time (2026-12-03T12:00:00Z, with or \
             without a fraction) or hlc:NUMBER, and must not be later than the cut. Deletes at or below T are \
-            restored as tombstones. Exit code 1 when a target node does not answer or acknowledge (it is named). \
+            restored as tombstones. Every keyspace the backup holds is restored into the keyspace of that name on \
+            the target; one the target lacks is created first from the backup's definition (refused instead with \
+            --no-create-keyspaces). Exit code 1 when a target node does not answer or acknowledge (it is named). \
             Progress goes to stderr; --json prints the summary as one document. docs/operations.md ("Restore").
             """
     )
@@ -46,6 +48,13 @@ struct RestoreCommand: AsyncParsableCommand {
     )
     var workDirectory: String?
 
+    @Flag(
+        name: .customLong("create-keyspaces"), inversion: .prefixedNo,
+        help:
+            "Create a keyspace the target lacks from the backup's definition before writing any record (--no-create-keyspaces: refuse, naming it)."
+    )
+    var createKeyspaces = true
+
     func validate() throws {
         guard concurrency >= 1, concurrency <= 64 else { throw ValidationError("--concurrency must be 1...64") }
         if let asOf {
@@ -69,6 +78,7 @@ struct RestoreCommand: AsyncParsableCommand {
                 runner.asOf = try asOf.map { try AsOf(parsing: $0) }
                 runner.batchesInFlightMax = concurrency
                 runner.workDirectory = workDirectory
+                runner.createMissingKeyspaces = createKeyspaces
                 runner.progress = { printError($0) }
                 return try await runner.run()
             }
@@ -90,6 +100,11 @@ struct RestoreCommand: AsyncParsableCommand {
                 print(
                     "keys: \(document.keysRestored) restored, \(document.tombstonesRestored) tombstones, \(document.recordsNewerSkipped) records newer than T skipped"
                 )
+                for keyspace in document.keyspaces {
+                    print(
+                        "keyspace \(keyspace.name)\(document.keyspacesCreated.contains(keyspace.name) ? " (created)" : ""): \(keyspace.keysRestored) keys, \(keyspace.tombstonesRestored) tombstones"
+                    )
+                }
                 print(
                     "sent: \(document.batchesSent) batches, \(document.bytesSent) bytes, in \(String(format: "%.1f", document.seconds)) s"
                 )
@@ -117,8 +132,25 @@ struct RestoreDocument: Encodable {
     var batchesSent: Int
     var bytesSent: UInt64
     var seconds: Double
+    /// Each keyspace restored, `default` first.
+    var keyspaces: [KeyspaceCounts]
+    /// The keyspaces the target lacked and the restore created.
+    var keyspacesCreated: [String]
+
+    struct KeyspaceCounts: Encodable {
+        var name: String
+        var keysRestored: Int
+        var tombstonesRestored: Int
+        var recordsNewerSkipped: Int
+    }
 
     init(_ report: RestoreReport) {
+        keyspaces = report.keyspaces.map {
+            KeyspaceCounts(
+                name: $0.name, keysRestored: $0.keysRestored, tombstonesRestored: $0.tombstonesRestored,
+                recordsNewerSkipped: $0.recordsNewerSkipped)
+        }
+        keyspacesCreated = report.keyspacesCreated
         backup = report.backup
         basesRead = report.basesRead
         earlierBackupsRead = report.earlierBackupsRead

@@ -11,32 +11,54 @@ import Testing
 @Suite struct RestoreRunnerTests {
     /// A target cluster in memory: each node applies records by the apply rule (newer versions only).
     final class FakeTarget: RestoreTarget, Sendable {
-        let map: ClusterMap
+        let maps: Mutex<ClusterMap>
+        var map: ClusterMap { maps.withLock { $0 } }
         let down: Set<String>
+        /// Keyspace 0's records by node.
         let stored = Mutex<[String: [[UInt8]: StoredRecord]]>([:])
+        /// Every keyspace's records by (keyspace id, node).
+        let storedByKeyspace = Mutex<[UInt32: [String: [[UInt8]: StoredRecord]]]>([:])
         let batchBytes = Mutex<[Int]>([])
+        let changes = Mutex<[ClusterChange]>([])
 
         init(nodes: Int, replicationFactor: Int, down: Set<String> = []) {
-            map = ClusterMap(
-                clusterID: "target", epoch: 2, replicationFactor: replicationFactor,
-                nodes: (1...nodes).map { index in
-                    ClusterMap.Node(
-                        id: "t\(index)", address: "127.0.0.1:\(7000 + index)",
-                        tokens: (0..<8).map { UInt64(index * 8 + $0) &* 0x9E37_79B9_7F4A_7C15 })
-                })
+            maps = Mutex(
+                ClusterMap(
+                    clusterID: "target", epoch: 2, replicationFactor: replicationFactor,
+                    nodes: (1...nodes).map { index in
+                        ClusterMap.Node(
+                            id: "t\(index)", address: "127.0.0.1:\(7000 + index)",
+                            tokens: (0..<8).map { UInt64(index * 8 + $0) &* 0x9E37_79B9_7F4A_7C15 })
+                    }))
             self.down = down
         }
 
         func clusterMap() async throws -> ClusterMap { map }
 
-        func ping(node: String) async throws -> UInt64 {
+        func ping(node: String) async throws -> (epoch: UInt64, keys: UInt64) {
             if down.contains(node) { throw BackupError("connection refused") }
-            return 0
+            return (map.epoch, 0)
         }
 
-        func apply(_ records: [(key: [UInt8], record: StoredRecord)], node: String) async throws -> Int {
+        func apply(_ records: [(key: [UInt8], record: StoredRecord)], keyspace: UInt32, node: String) async throws
+            -> Int
+        {
             if down.contains(node) { throw BackupError("connection refused") }
+            // As a node does: every key must be one it replicates in that keyspace's part.
+            let map = self.map
+            for (key, _) in records {
+                guard let part = map.keyspace(id: keyspace), map.holds(part, key: key),
+                    try map.ring(of: part).preferenceList(forKey: key).contains(node)
+                else { throw BackupError("\(node): notReplica in keyspace \(keyspace)") }
+            }
             batchBytes.withLock { $0.append(records.reduce(0) { $0 + $1.key.count + $1.record.value.count }) }
+            storedByKeyspace.withLock { stored in
+                for (key, record) in records
+                where stored[keyspace]?[node]?[key].map({ $0.version < record.version }) ?? true {
+                    stored[keyspace, default: [:]][node, default: [:]][key] = record
+                }
+            }
+            guard keyspace == Keyspace.defaultID else { return records.count }
             return stored.withLock { stored in
                 var applied = 0
                 for (key, record) in records where stored[node]?[key].map({ $0.version < record.version }) ?? true {
@@ -44,6 +66,28 @@ import Testing
                     applied += 1
                 }
                 return applied
+            }
+        }
+
+        func changeCluster(_ change: ClusterChange) async throws -> ClusterMap {
+            changes.withLock { $0.append(change) }
+            return try maps.withLock { map in
+                map = try map.applying(change)
+                return map
+            }
+        }
+
+        /// What every replica of `key` in keyspace `name` holds, when they all agree and no other
+        /// node holds it in that keyspace.
+        func restored(_ key: String, in name: String) throws -> StoredRecord? {
+            let map = self.map
+            guard let part = map.keyspace(named: name, forKey: Array(key.utf8)) else { return nil }
+            let replicas = try map.ring(of: part).preferenceList(forKey: Array(key.utf8))
+            return storedByKeyspace.withLock { stored in
+                let held = (stored[part.id] ?? [:]).filter { $0.value[Array(key.utf8)] != nil }
+                guard Set(held.keys) == Set(replicas) || held.isEmpty else { return nil }
+                let records = Set(held.values.map { $0[Array(key.utf8)]! })
+                return records.count == 1 ? records.first : nil
             }
         }
 
@@ -74,8 +118,8 @@ import Testing
             try? FileManager.default.removeItem(atPath: root)
         }
 
-        func write(_ node: String, _ key: String, _ record: StoredRecord) throws {
-            _ = try stores[node]!.apply(key: Array(key.utf8), record: record)
+        func write(_ node: String, _ key: String, _ record: StoredRecord, keyspace: UInt32 = 0) throws {
+            _ = try stores[node]!.keyspace(keyspace).apply(key: Array(key.utf8), record: record)
         }
 
         func hint(_ node: String, for target: String, _ key: String, _ record: StoredRecord) throws {
@@ -85,7 +129,9 @@ import Testing
 
         /// A backup of both stores, as `kvctl backup` leaves it, with the given checkpoint times; with
         /// `base`, an incremental one of the records newer than `since`.
-        func backUp(_ id: String, hlc: UInt64, since: UInt64? = nil, base: String? = nil) throws {
+        func backUp(
+            _ id: String, hlc: UInt64, since: UInt64? = nil, base: String? = nil, keyspaces: [Keyspace] = []
+        ) throws {
             var nodes: [BackupManifest.NodeRecord] = []
             for (index, node) in stores.keys.sorted().enumerated() {
                 let hash = { (path: String) in try SHA256Digest.hash(file: path).digest }
@@ -105,9 +151,10 @@ import Testing
                     BackupManifest.NodeRecord(
                         node: node, hlc: hlc + UInt64(index), epoch: 1, files: files, since: since))
             }
-            let map = ClusterMap(
+            var map = ClusterMap(
                 clusterID: "source", epoch: 1, replicationFactor: 2,
                 nodes: ["n1", "n2"].map { ClusterMap.Node(id: $0, address: "127.0.0.1:7411", tokens: [1]) })
+            map.keyspaces = keyspaces
             try destination.write(
                 BackupManifest(
                     id: id, startedAt: "", finishedAt: "", clusterID: "source", clusterMap: .init(map), nodes: nodes,
@@ -287,5 +334,160 @@ import Testing
         } throws: { error in
             "\(error)".contains("t3")
         }
+    }
+
+    // MARK: - Keyspaces
+
+    /// The source's `accounts` keyspace, id 5 (the target gives it another id when it creates it).
+    static let accounts = Keyspace(id: 5, name: "accounts", placement: .simple(replicas: 2), writeLevel: .all)
+
+    /// A full backup, then an incremental one, of the default keyspace and `accounts`, the same key
+    /// bytes in both with different values; `accounts` overwritten and deleted after T = 50.
+    static func keyspaceBackups() throws -> Scratch {
+        let scratch = try Scratch()
+        for index in 0..<100 {
+            let node = index % 2 == 0 ? "n1" : "n2"
+            try scratch.write(node, "k\(index)", value(UInt64(index % 30 + 1), "default-\(index)"))
+            try scratch.write(node, "k\(index)", value(UInt64(index % 30 + 1), "accounts-\(index)"), keyspace: 5)
+        }
+        try scratch.backUp(firstID, hlc: 40, keyspaces: [accounts])
+        for node in ["n1", "n2"] {
+            try scratch.write(node, "k1", value(60, "accounts-1-later"), keyspace: 5)
+            try scratch.write(node, "k2", deleted(61), keyspace: 5)
+            try scratch.write(node, "only-accounts", value(45, "accounts-new"), keyspace: 5)
+        }
+        try scratch.hint("n1", for: "n9", "k1", value(55, "default-1-hinted"))
+        _ = try scratch.stores["n2"]!.storeHint(
+            StoredHint(
+                target: "n9", key: Array("hinted-accounts".utf8), record: value(47, "from-a-hint"), storedAtMillis: 1,
+                keyspace: 5), queueMax: 100)
+        try scratch.backUp(secondID, hlc: 120, since: 35, base: firstID, keyspaces: [accounts])
+        return scratch
+    }
+
+    @Test func everyKeyspaceIsRestoredIntoTheTargetsKeyspaceOfThatNameCreatedFirst() async throws {
+        let scratch = try Self.keyspaceBackups()
+        let manifest = try scratch.destination.manifest(Self.secondID)
+        #expect(manifest.format == 3 && manifest.clusterMap.keyspaces?.map(\.id) == [5])
+        #expect(manifest.clusterMap.keyspaces?.first?.settings?.writeLevel == .all)
+
+        for asOf in [nil, AsOf(hlc: 50)] {
+            let target = FakeTarget(nodes: 4, replicationFactor: 3)
+            var runner = RestoreRunner(destination: scratch.destination, target: target)
+            runner.asOf = asOf
+            let report = try await runner.run()
+            #expect(report.keyspacesCreated == ["accounts"] && report.basesRead == [Self.firstID])
+            #expect(report.keyspaces.map(\.name) == ["default", "accounts"])
+            // Created from the backup's definition (under the target's own next id).
+            let created = try #require(target.map.keyspace(named: "accounts"))
+            #expect(created.placement == .simple(replicas: 2) && created.writeLevel == .all && created.id != 5)
+            for index in 3..<100 {
+                #expect(
+                    try target.restored("k\(index)", in: "default")
+                        == Self.value(UInt64(index % 30 + 1), "default-\(index)"))
+                #expect(
+                    try target.restored("k\(index)", in: "accounts")
+                        == Self.value(UInt64(index % 30 + 1), "accounts-\(index)"))
+            }
+            #expect(
+                try target.restored("k1", in: "default")
+                    == (asOf == nil ? Self.value(55, "default-1-hinted") : Self.value(2, "default-1")))
+            #expect(try target.restored("hinted-accounts", in: "accounts") == Self.value(47, "from-a-hint"))
+            #expect(try target.restored("hinted-accounts", in: "default") == nil)
+            #expect(try target.restored("only-accounts", in: "accounts") == Self.value(45, "accounts-new"))
+            #expect(try target.restored("only-accounts", in: "default") == nil)
+            if asOf == nil {
+                #expect(try target.restored("k1", in: "accounts") == Self.value(60, "accounts-1-later"))
+                #expect(try target.restored("k2", in: "accounts") == Self.deleted(61))
+            } else {
+                // Per keyspace: the values at T, from the full backup the incremental one builds on.
+                #expect(try target.restored("k1", in: "accounts") == Self.value(2, "accounts-1"))
+                #expect(try target.restored("k2", in: "accounts") == Self.value(3, "accounts-2"))
+            }
+            #expect(try target.restored("k2", in: "default") == Self.value(3, "default-2"))
+            let counts = Dictionary(uniqueKeysWithValues: report.keyspaces.map { ($0.name, $0) })
+            #expect(counts["default"]?.keysRestored == 100)
+            #expect(counts["accounts"]?.keysRestored == (asOf == nil ? 101 : 102), "\(report.keyspaces)")
+            #expect(report.keysRestored == counts["default"]!.keysRestored + counts["accounts"]!.keysRestored)
+        }
+    }
+
+    @Test func aTargetKeyspaceOfThatNameIsUsedAsItIs() async throws {
+        let scratch = try Self.keyspaceBackups()
+        let target = FakeTarget(nodes: 3, replicationFactor: 3)
+        // The target's own accounts, split in two parts on the main ring: keys go to the part holding them.
+        _ = try await target.changeCluster(
+            .createKeyspace(
+                "accounts",
+                KeyspaceSettings(placement: .simple(replicas: 3), splits: [.init(lowKey: Array("k5".utf8), ring: "")])))
+        target.changes.withLock { $0.removeAll() }
+        let report = try await RestoreRunner(destination: scratch.destination, target: target).run()
+        #expect(report.keyspacesCreated.isEmpty && target.changes.withLock { $0.isEmpty })
+        let parts = target.map.parts(named: "accounts")
+        #expect(parts.count == 2)
+        for index in 3..<100 {
+            #expect(
+                try target.restored("k\(index)", in: "accounts")
+                    == Self.value(UInt64(index % 30 + 1), "accounts-\(index)"))
+        }
+        let byPart = target.storedByKeyspace.withLock { stored in parts.map { stored[$0.id]?.isEmpty == false } }
+        #expect(byPart == [true, true])
+    }
+
+    @Test func aMissingKeyspaceIsRefusedNamingItWhenCreationIsOff() async throws {
+        let scratch = try Self.keyspaceBackups()
+        let target = FakeTarget(nodes: 3, replicationFactor: 3)
+        var runner = RestoreRunner(destination: scratch.destination, target: target)
+        runner.createMissingKeyspaces = false
+        await #expect {
+            try await runner.run()
+        } throws: { error in
+            "\(error)".contains("no keyspace 'accounts'")
+                && "\(error)".contains("kvctl keyspace create accounts --placement simple:2 --read quorum --write all")
+        }
+        #expect(target.stored.withLock { $0.isEmpty } && target.changes.withLock { $0.isEmpty })
+    }
+
+    @Test func aSmallerTargetGetsTheKeyspaceWithItsOwnNodeCount() async throws {
+        let scratch = try Self.keyspaceBackups()
+        let target = FakeTarget(nodes: 1, replicationFactor: 1)
+        let report = try await RestoreRunner(destination: scratch.destination, target: target).run()
+        #expect(report.keyspacesCreated == ["accounts"])
+        #expect(target.map.keyspace(named: "accounts")?.placement == .simple(replicas: 1))
+        #expect(try target.restored("k50", in: "accounts") == Self.value(21, "accounts-50"))
+    }
+
+    /// A backup whose manifest names no keyspace (made before keyspaces were recorded) restores the
+    /// default keyspace alone, as before, though its checkpoints hold another keyspace's family.
+    @Test func aBackupWithoutKeyspacesRestoresTheDefaultKeyspaceAlone() async throws {
+        let scratch = try Scratch()
+        for index in 0..<10 {
+            try scratch.write("n1", "k\(index)", Self.value(5, "default"))
+            try scratch.write("n1", "k\(index)", Self.value(6, "other"), keyspace: 5)
+        }
+        try scratch.backUp(Self.firstID, hlc: 40)
+        let manifest = try scratch.destination.manifest(Self.firstID)
+        #expect(manifest.format == 1 && manifest.clusterMap.keyspaces == nil)
+        let target = FakeTarget(nodes: 3, replicationFactor: 2)
+        let report = try await RestoreRunner(destination: scratch.destination, target: target).run()
+        #expect(report.keyspaces.map(\.name) == ["default"] && report.keyspacesCreated.isEmpty)
+        #expect(report.keysRestored == 10)
+        #expect(target.storedByKeyspace.withLock { Array($0.keys) } == [0])
+        #expect(try target.restored("k3") == Self.value(5, "default"))
+    }
+
+    @Test func verifyChecksAndListsTheKeyspaces() throws {
+        let scratch = try Self.keyspaceBackups()
+        let report = try scratch.destination.verify()
+        #expect(report.ok, "\(report.problems)")
+        #expect(
+            report.keyspaces[Self.secondID] == [
+                RestoreKeyspace(name: "default", backupIDs: [0]), RestoreKeyspace(name: "accounts", backupIDs: [5]),
+            ])
+        var damaged = try scratch.destination.manifest(Self.secondID)
+        damaged.clusterMap.keyspaces?[0].placement = "lots"
+        let first = damaged.clusterMap.keyspaces![0]
+        damaged.clusterMap.keyspaces?.append(first)
+        #expect(BackupDestination.keyspaceProblems(of: damaged).count == 3)
     }
 }

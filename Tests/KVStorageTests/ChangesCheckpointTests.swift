@@ -66,6 +66,41 @@ import Testing
         }
     }
 
+    /// Each keyspace's changes go to its own family (`data.<id>`, there even when nothing changed),
+    /// chosen by that keyspace's version index; a dropped keyspace is not in it.
+    @Test func carriesEveryKeyspacesChangesInItsOwnFamily() throws {
+        try withTemporaryDirectory { path throws in
+            let store = try RocksDBStore(directory: path + "/db")
+            defer { store.close() }
+            let accounts = try store.keyspace(7)
+            let quiet = try store.keyspace(9)
+            let dropped = try store.keyspace(11)
+            for index in 0..<20 {
+                _ = try store.apply(key: key("k\(index)"), record: record(UInt64(index + 1), "default-\(index)"))
+                _ = try accounts.apply(key: key("k\(index)"), record: record(UInt64(index + 41), "accounts-\(index)"))
+                _ = try quiet.apply(key: key("k\(index)"), record: record(5, "quiet"))
+                _ = try dropped.apply(key: key("k\(index)"), record: record(90, "dropped"))
+            }
+            _ = try store.storeHint(
+                StoredHint(target: "n2", key: key("h"), record: record(70, "hinted"), storedAtMillis: 1, keyspace: 7),
+                queueMax: 10)
+            try store.dropKeyspace(11)
+
+            let changes = try store.createChangesCheckpoint(id: "since-50", since: 50, hash: CheckpointTests.fakeHash)
+            #expect(try RocksDBCheckpointReader.keyspaces(in: changes.path) == [0, 7, 9])
+            #expect(try Self.read(changes.path).records.isEmpty)
+            let reader = try RocksDBCheckpointReader(directory: changes.path, keyspace: 7)
+            defer { reader.close() }
+            let page = try reader.dataPage(after: nil, recordsMax: 100)
+            #expect(Set(page.map(\.key)) == Set((10..<20).map { key("k\($0)") }))
+            #expect(try reader.record(forKey: key("k15")) == record(56, "accounts-15"))
+            #expect(try reader.hints().map(\.record) == [record(70, "hinted")])
+            let quietReader = try RocksDBCheckpointReader(directory: changes.path, keyspace: 9)
+            defer { quietReader.close() }
+            #expect(try quietReader.dataPage(after: nil, recordsMax: 10).isEmpty)
+        }
+    }
+
     @Test func removedRecordsLeaveTheIndex() throws {
         try withTemporaryDirectory { path throws in
             let store = try RocksDBStore(directory: path + "/db")

@@ -417,13 +417,20 @@ private func errorCode(_ body: () throws -> Void) -> StorageError.Code? {
             #expect(try threeReader.record(forKey: key("shared")) == record(20, "in 3"))
             #expect(try threeReader.hints().map(\.record) == [record(50, "three")])
 
-            // An incremental checkpoint holds the default keyspace alone.
+            // An incremental checkpoint holds every keyspace too, each in its own family.
             let changes = try root.createChangesCheckpoint(id: "changes", since: 0, hash: CheckpointTests.fakeHash)
+            #expect(try RocksDBCheckpointReader.keyspaces(in: changes.path) == [0, 3])
+            #expect(try RocksDBCheckpointReader.keyspaces(in: checkpoint.path) == [0, 3])
             let changesReader = try RocksDBCheckpointReader(directory: changes.path)
             defer { changesReader.close() }
             #expect(try changesReader.dataPage(after: nil, recordsMax: 100).count == 42)
             #expect(try changesReader.record(forKey: key("shared")) == record(10, "in 0"))
-            #expect(throws: StorageError.self) { try RocksDBCheckpointReader(directory: changes.path, keyspace: 3) }
+            #expect(try changesReader.allHints().map(\.keyspace).sorted() == [0, 3])
+            let changesThree = try RocksDBCheckpointReader(directory: changes.path, keyspace: 3)
+            defer { changesThree.close() }
+            #expect(try changesThree.record(forKey: key("shared")) == record(20, "in 3"))
+            #expect(try changesThree.hints().map(\.record) == [record(50, "three")])
+            #expect(throws: StorageError.self) { try RocksDBCheckpointReader(directory: changes.path, keyspace: 4) }
 
             // A full checkpoint opens as a store with its keyspaces.
             let copy = path + "/copy"
