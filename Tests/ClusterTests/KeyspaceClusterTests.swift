@@ -2,6 +2,7 @@ import Foundation
 import KVClient
 import KVConfig
 import KVCore
+import Synchronization
 import Testing
 
 extension RealProcessTests {
@@ -162,6 +163,69 @@ extension RealProcessTests {
                 of: second.keyspace("accounts"), keys: accountKeys.keys, replicas: accountKeys.replicas, tolerated: 2,
                 r: 3, w: 3, in: cluster)
             await second.close()
+        }
+
+        /// The addresses of the placement-change test's n1…n6; no other test uses them.
+        static let placementHosts = [13, 14, 15, 17, 18, 19]
+
+        /// `kvctl keyspace alter --rf` streams: the nodes that become replicas of a keyspace's ranges
+        /// receive them under load, with no failed request, while the default keyspace moves nothing.
+        @Test func raisingAKeyspacesNUnderLoadStreamsItsRanges() async throws {
+            let cluster = try ClusterHarness(hosts: Self.placementHosts, replicationFactor: 3)
+            defer { cluster.tearDown() }
+            try await offThePool { try cluster.startAll() }
+            try await Self.kvctl(["keyspace", "create", "sessions", "--rf", "3"], in: cluster)
+            let client = try cluster.client(timeout: .seconds(20))
+            let admin = try cluster.client(certificate: "admin", timeout: .seconds(10))
+            let sessions = client.keyspace("sessions")
+            // Keys the load never touches: only the transfer can put them on their new replicas.
+            let still = (0..<200).map { "still-\($0)" }
+            for key in still { try await sessions.put(Array(key.utf8), value: Array("v-\(key)".utf8)) }
+            let before = try await client.latestClusterMap()
+            let beforeRing = try before.ring(of: #require(before.keyspace(named: "sessions")))
+
+            let load = RingSplitClusterTests.Load(users: sessions, workers: 4)
+            try await Task.sleep(for: .seconds(1))
+            let raised = try await offThePool {
+                try cluster.kvctl(
+                    ["keyspace", "alter", "sessions", "--rf", "5", "--wait-timeout", "240"], timeout: .seconds(300))
+            }
+            try await Task.sleep(for: .seconds(1))
+            await load.finish()
+            #expect(raised.status == 0, "alter: \(raised.stdout) \(raised.stderr)")
+            let failures = load.failures.withLock { $0 }
+            let operations = load.operations.load(ordering: .relaxed)
+            #expect(failures.isEmpty, "\(failures.count) of \(operations) failed: \(failures.prefix(5))")
+
+            let map = try await client.latestClusterMap()
+            let keyspace = try #require(map.keyspace(named: "sessions"))
+            #expect(keyspace.placement == .simple(replicas: 5) && keyspace.pendingPlacement == nil && !map.isChanging)
+            #expect(map.placement == before.placement)
+            let ring = try map.ring(of: keyspace)
+            // Each untouched key is on all five of its replicas, read one node at a time.
+            var under: [String] = []
+            for key in still {
+                let replicas = ring.preferenceList(forKey: Array(key.utf8))
+                #expect(replicas.count == 5)
+                var copies = 0
+                for node in replicas
+                where try await admin.keyspace("sessions").replicaRecord(Array(key.utf8), node: node)?.value
+                    == Array("v-\(key)".utf8)
+                {
+                    copies += 1
+                }
+                if copies < 5 {
+                    under.append(
+                        "\(key): \(copies) of \(replicas) (before: \(beforeRing.preferenceList(forKey: Array(key.utf8))))"
+                    )
+                }
+            }
+            #expect(under.isEmpty, "\(under.count) keys on fewer than 5 replicas: \(under.prefix(3))")
+            for (key, value) in load.acknowledged.withLock({ $0 }) {
+                #expect(try await sessions.get(Array(key.utf8))?.value == Array(value.utf8), "\(key)")
+            }
+            await admin.close()
+            await client.close()
         }
     }
 }
