@@ -224,6 +224,19 @@ extension RealProcessTests {
             for (key, value) in load.acknowledged.withLock({ $0 }) {
                 #expect(try await sessions.get(Array(key.utf8))?.value == Array(value.utf8), "\(key)")
             }
+            // Dropped: every node deletes the keyspace's data, and its keys are an error naming it.
+            try await Self.kvctl(["keyspace", "drop", "sessions", "--force"], in: cluster)
+            let deadline = ContinuousClock.now + .seconds(60)
+            var kept = cluster.ids
+            while !kept.isEmpty, ContinuousClock.now < deadline {
+                kept.removeAll { cluster.log($0, tail: 400).contains("keyspace dropped") }
+                try await Task.sleep(for: .milliseconds(200))
+            }
+            #expect(kept.isEmpty, "nodes that did not delete the dropped keyspace: \(kept)")
+            let gone = await #expect(throws: KVClientError.self) {
+                _ = try await client.keyspace("sessions").get(Array("still-0".utf8))
+            }
+            #expect("\(gone.map { "\($0)" } ?? "")".contains("dropped"), "\(String(describing: gone))")
             await admin.close()
             await client.close()
         }
