@@ -22,10 +22,15 @@ import Testing
             .createKeyspace("cache", KeyspaceSettings(placement: .simple(replicas: 1))))
     }()
 
+    /// The pool every service of the suite runs its store calls on (it lives as long as the process).
+    static let pool: NIOThreadPool = {
+        let pool = NIOThreadPool(numberOfThreads: 2)
+        pool.start()
+        return pool
+    }()
+
     /// A service of node n1 over `store` following `map`, with its keyspaces.
-    static func service(
-        _ map: ClusterMap, store: InMemoryStore, pool: NIOThreadPool
-    ) throws -> (ReplicaService, NodeKeyspaces) {
+    static func service(_ map: ClusterMap, store: InMemoryStore) throws -> (ReplicaService, NodeKeyspaces) {
         let statistics = NodeStatistics(nodeID: "n1", metricsFactory: TestMetrics())
         let replica = Replica(nodeID: "n1", store: store, wallMillis: { 1_000 })
         let keyspaces = NodeKeyspaces(root: store, replica: replica)
@@ -61,11 +66,8 @@ import Testing
     }
 
     @Test func theSameKeyInTwoKeyspacesHoldsTwoValues() async throws {
-        let pool = NIOThreadPool(numberOfThreads: 2)
-        pool.start()
-        defer { Task { try await pool.shutdownGracefully() } }
         let store = InMemoryStore()
-        let (service, _) = try Self.service(Self.withCache, store: store, pool: pool)
+        let (service, _) = try Self.service(Self.withCache, store: store)
         let cache = try #require(Self.withCache.keyspace(named: "cache")).id
         try await Self.put(service, "user:42", "in default", keyspace: 0)
         try await Self.put(service, "user:42", "in cache", keyspace: cache)
@@ -80,11 +82,8 @@ import Testing
     }
 
     @Test func aHintRemembersItsKeyspace() async throws {
-        let pool = NIOThreadPool(numberOfThreads: 2)
-        pool.start()
-        defer { Task { try await pool.shutdownGracefully() } }
         let store = InMemoryStore()
-        let (service, _) = try Self.service(Self.withCache, store: store, pool: pool)
+        let (service, _) = try Self.service(Self.withCache, store: store)
         let cache = try #require(Self.withCache.keyspace(named: "cache")).id
         let answer = try await service.handle(
             .hintRequest(
@@ -104,10 +103,7 @@ import Testing
     }
 
     @Test func anUnknownKeyspaceIsRefusedNamingIt() async throws {
-        let pool = NIOThreadPool(numberOfThreads: 2)
-        pool.start()
-        defer { Task { try await pool.shutdownGracefully() } }
-        let (service, _) = try Self.service(Self.withCache, store: InMemoryStore(), pool: pool)
+        let (service, _) = try Self.service(Self.withCache, store: InMemoryStore())
         await #expect {
             _ = try await Self.get(service, "k", keyspace: 9)
         } throws: { error in
@@ -117,18 +113,15 @@ import Testing
     }
 
     @Test func aDroppedKeyspaceIsDeletedAndRefused() async throws {
-        let pool = NIOThreadPool(numberOfThreads: 2)
-        pool.start()
-        defer { Task { try await pool.shutdownGracefully() } }
         let store = InMemoryStore()
         let cache = try #require(Self.withCache.keyspace(named: "cache")).id
         do {
-            let (service, _) = try Self.service(Self.withCache, store: store, pool: pool)
+            let (service, _) = try Self.service(Self.withCache, store: store)
             try await Self.put(service, "k", "cached", keyspace: cache)
         }
         #expect(store.storedKeyspaces() == [cache])
         let dropped = try Self.withCache.applying(.dropKeyspace("cache"))
-        let (service, keyspaces) = try Self.service(dropped, store: store, pool: pool)
+        let (service, keyspaces) = try Self.service(dropped, store: store)
         #expect(try keyspaces.dropKeyspacesGone(in: dropped) == [cache])
         #expect(store.storedKeyspaces().isEmpty)
         // A new view of the id holds nothing of the dropped keyspace.
@@ -141,9 +134,6 @@ import Testing
     }
 
     @Test func aKeyOfAnotherPartIsRefused() async throws {
-        let pool = NIOThreadPool(numberOfThreads: 2)
-        pool.start()
-        defer { Task { try await pool.shutdownGracefully() } }
         // `users` split at "n", both parts on the main ring (n1 replicates both).
         let map = try ServiceFixture.cluster.applying(
             .createKeyspace(
@@ -151,7 +141,7 @@ import Testing
                 KeyspaceSettings(
                     placement: .simple(replicas: 2), splits: [KeyspaceSplit(lowKey: Array("n".utf8), ring: "")])))
         let parts = map.parts(named: "users")
-        let (service, _) = try Self.service(map, store: InMemoryStore(), pool: pool)
+        let (service, _) = try Self.service(map, store: InMemoryStore())
         try await Self.put(service, "alice", "a", keyspace: parts[0].id)
         try await Self.put(service, "zoe", "z", keyspace: parts[1].id)
         for (key, wrong) in [("alice", parts[1].id), ("zoe", parts[0].id)] {

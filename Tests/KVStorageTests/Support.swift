@@ -36,16 +36,7 @@ typealias CompleteStore = HintStore & MerkleStore & RangeStreaming & RepairMarkS
 
 /// A new, empty store of `kind`, closed and deleted when `body` returns or throws.
 func withStore<Result>(_ kind: StoreKind, _ body: (any CompleteStore) throws -> Result) throws -> Result {
-    guard let durability = kind.durability else {
-        let store = InMemoryStore()
-        defer { store.close() }
-        return try body(store)
-    }
-    return try withTemporaryDirectory { path throws in
-        let store = try RocksDBStore(directory: path, durability: durability)
-        defer { store.close() }
-        return try body(store)
-    }
+    try withKeyspaceStore(kind) { store in try body(store) }
 }
 
 /// Runs `body(index)` on `count` dedicated threads at once and waits for all of them: the store's
