@@ -127,8 +127,8 @@ public struct SimulationConfiguration: Sendable {
         runsKeyspaces = true
     }
 
-    /// Two rings: n1…n4 (and n9) on the main ring, n5…n8 on ring `east` (7 nodes, or 9 with
-    /// membership); besides the keyspaces of `keyspaces()`, keyspace `users` (`simple:3`, levels
+    /// Two rings: n1…n4 (and n9) on the main ring, n5…n8 on ring `east` (7 nodes and at least 12 keys,
+    /// or 9 nodes with membership); besides the keyspaces of `keyspaces()`, keyspace `users` (`simple:3`, levels
     /// quorum/quorum) is split at key `k5` (`usersSplitKey`): keys below on the main ring, the others on
     /// `east`. Clients pick the part of each key as the SDK does (`ClusterMap.keyspace(named:forKey:)`),
     /// and each part is a keyspace of its own to the nodes (its id, store view, ring and transfers).
@@ -142,6 +142,8 @@ public struct SimulationConfiguration: Sendable {
         runsRings = true
         guard var profile = membershipProfile else {
             nodes = 7
+            // k0…k11: keys on both sides of the split (k0…k4 and k10, k11 below `k5`).
+            keys = max(keys, 12)
             return
         }
         nodes = 9

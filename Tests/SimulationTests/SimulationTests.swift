@@ -246,7 +246,8 @@ struct SimulationTests {
         #expect(failing.isEmpty, "\(failing.count) failing seed(s):\n\(failing.prefix(2).joined(separator: "\n"))")
         for name in ["default", "users", "users@k5"] {
             #expect(
-                results.map { $0.acknowledgedWritesByKeyspace[name, default: 0] }.reduce(0, +) > 0, "\(name) writes")
+                results.map { $0.acknowledgedWritesByKeyspace[name, default: 0] }.reduce(0, +) > 0,
+                "\(name) writes: \(results.map(\.acknowledgedWritesByKeyspace))")
         }
     }
 
