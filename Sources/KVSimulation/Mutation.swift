@@ -26,6 +26,8 @@ package enum Mutation: String, Sendable, Hashable, CaseIterable {
     case placementIgnoresZones
     /// Nodes serve every keyspace from the default keyspace's store: keys of different keyspaces collide.
     case keyspacesShareDefaultStore
+    /// A receiving node reports its ranges streamed once the default keyspace's alone are in.
+    case reportAfterDefaultKeyspaceOnly
 
     /// The production value and switch that hold the planted bug.
     package var target: String {
@@ -40,6 +42,7 @@ package enum Mutation: String, Sendable, Hashable, CaseIterable {
         case .refusedHintMarksNothing: "HintAdmission.marksNothing"
         case .placementIgnoresZones: "Ring.ignoresZones"
         case .keyspacesShareDefaultStore: "NodeKeyspaces.servesEveryKeyspaceFromRoot"
+        case .reportAfterDefaultKeyspaceOnly: "KeyspaceTransfers.reportsAfterDefaultOnly"
         }
     }
 
@@ -84,6 +87,10 @@ package enum Mutation: String, Sendable, Hashable, CaseIterable {
             MutationCheck(seeds: 1...1, profile: .keyspaces) { result in
                 result.violations.contains { $0.contains("written in keyspace") }
             }
+        case .reportAfterDefaultKeyspaceOnly:
+            // Seed 5 catches it: the first part of `users` moves to `east` and its receivers report before
+            // receiving it, so acknowledged `users` writes are on no owner after the switch.
+            MutationCheck(seeds: 5...5, profile: .ringMembership)
         }
     }
 }
@@ -113,6 +120,9 @@ package struct MutationCheck: Sendable {
         /// Joins and leaves with keyspaces: each keyspace moves its own ranges (`membership()` and
         /// `keyspaces()`).
         case keyspaceMembership
+        /// Joins, leaves, a part moving between rings and a placement change, with two rings, the
+        /// split keyspace `users` and keyspaces (`membership()`, `keyspaces()`, `rings()`).
+        case ringMembership
     }
 
     package var seeds: ClosedRange<UInt64>
@@ -148,6 +158,11 @@ package struct MutationCheck: Sendable {
         case .keyspaceMembership:
             configuration.membership()
             configuration.keyspaces()
+            configuration.antiEntropyAtEnd = false
+        case .ringMembership:
+            configuration.membership()
+            configuration.keyspaces()
+            configuration.rings()
             configuration.antiEntropyAtEnd = false
         }
         return configuration

@@ -59,7 +59,7 @@ extension Simulation {
                 configuration.membershipProfile != nil && membership.acceptors[index].committed.isChanging
             let horizon = policy.horizon(nowMillis: nodes[index].localNow, rangesMoving: rangesMoving)
             // Per keyspace, as kvd's `AntiEntropies` runs one `AntiEntropy` per keyspace.
-            for keyspace in configuration.runsKeyspaces ? keyspaceIDs : [Keyspace.defaultID] {
+            for keyspace in keyspaceIDs {
                 let ring = ring(ofKeyspace: keyspace)
                 for span in vnodeSpans(of: ring) where ring.preferenceList(for: Token(span.end)).contains(id) {
                     let outcome = repair(span, from: index, purgeHorizon: horizon, policy: policy, keyspace: keyspace)

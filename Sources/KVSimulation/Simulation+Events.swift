@@ -53,11 +53,12 @@ extension Simulation {
         let keyspace: UInt32
         let planned: PlannedOperation
         if clients[index].script.isEmpty {
-            // With keyspaces, each operation picks one (drawn only then, so runs without draw as before).
-            let ids = configuration.runsKeyspaces ? keyspaceIDs : [Keyspace.defaultID]
-            keyspace = ids.count > 1 ? ids[Int(random.next() % UInt64(ids.count))] : Keyspace.defaultID
-            clients[index].keyspace = keyspace
-            planned = drawOperation(index)
+            // With keyspaces, each operation picks one (drawn only then, so runs without draw as before);
+            // the part of a split keyspace is the key's, by the client's map.
+            let names = operationKeyspaceNames
+            let name = names.count > 1 ? names[Int(random.next() % UInt64(names.count))] : Keyspace.defaultName
+            planned = drawOperation(index, keyspace: name)
+            keyspace = clients[index].keyspace
         } else {
             let scripted = clients[index].script.removeFirst()
             keyspace = scripted.keyspace
@@ -81,7 +82,8 @@ extension Simulation {
     }
 
     /// A random operation on one of the keys: a read, or a write (16 % of writes are deletes).
-    func drawOperation(_ index: Int) -> PlannedOperation {
+    /// Sets the client's keyspace to the part of keyspace `name` holding the key drawn.
+    func drawOperation(_ index: Int, keyspace name: String) -> PlannedOperation {
         let skewMax = faults.clockSkewMax.wholeMillisecondsClamped
         if skewMax > 0 && random.chance(faults.backwardsJumpProbability) {
             let jump = Int64(random.next() % skewMax)
@@ -89,6 +91,8 @@ extension Simulation {
             log("\(clients[index].name) clock jumps back \(jump) ms")
         }
         let key = Array("k\(random.next() % UInt64(configuration.keys))".utf8)
+        clients[index].keyspace =
+            name == Keyspace.defaultName ? Keyspace.defaultID : part(of: name, key: key, client: index)
         let roll = random.next() % 100
         guard roll < 50 else {
             return .read(key: key, repair: random.chance(0.3) ? .blocking : .background)
@@ -96,7 +100,7 @@ extension Simulation {
         let tombstone = roll < 8
         let sequence = configuration.operationsPerClient - clients[index].remaining
         // With keyspaces, a value names its keyspace (`checkValueKeyspace`).
-        let prefix = configuration.runsKeyspaces ? valuePrefix(ofKeyspace: clients[index].keyspace) : []
+        let prefix = valuesNameKeyspaces ? valuePrefix(ofKeyspace: clients[index].keyspace) : []
         return .write(
             key: key, tombstone: tombstone,
             value: tombstone ? [] : prefix + Array("\(clients[index].name)-\(sequence)".utf8))

@@ -132,6 +132,7 @@ extension Simulation {
         for keyspace in keyspaceIDs {
             checkPlacementAtEnd(keyspace: keyspace)
         }
+        checkPartsHoldOnlyTheirKeys()
     }
 }
 

@@ -12,7 +12,8 @@ extension Simulation {
     /// The first map with the run's two extra keyspaces: `cache` (N=3, or every node on fewer, levels
     /// one/one) and `accounts` (N=5, or every node on fewer, levels quorum/quorum).
     static func creatingKeyspaces(in map: ClusterMap) -> ClusterMap {
-        let owners = map.nodes.count
+        // Both live on the main ring (all the nodes, without `rings()`).
+        let owners = map.nodes.count { $0.ring.isEmpty }
         let changes: [ClusterChange] = [
             .createKeyspace(
                 "cache",
@@ -33,6 +34,66 @@ extension Simulation {
         return next
     }
 
+    /// The first map with `rings()`'s split keyspace `users` (`simple:3`, levels quorum/quorum): keys
+    /// below `k5` on the main ring, the others on ring `east`.
+    static func creatingSplitKeyspace(in map: ClusterMap) -> ClusterMap {
+        let split = KeyspaceSplit(lowKey: SimulationConfiguration.usersSplitKey, ring: SimulationConfiguration.eastRing)
+        do {
+            return try map.applying(
+                .createKeyspace(
+                    SimulationConfiguration.usersKeyspace,
+                    KeyspaceSettings(placement: .simple(replicas: 3), splits: [split])))
+        } catch {
+            preconditionFailure("the run's split keyspace does not fit the first map: \(error)")
+        }
+    }
+
+    /// The keyspace names client operations pick from, by the seed (`default` alone without keyspaces
+    /// or rings); a split keyspace's part is then the key's (`part(of:key:client:)`).
+    var operationKeyspaceNames: [String] {
+        [Keyspace.defaultName] + (configuration.runsKeyspaces ? ["cache", "accounts"] : [])
+            + (configuration.runsRings ? [SimulationConfiguration.usersKeyspace] : [])
+    }
+
+    /// Whether values name their keyspace (or part): with keyspaces or rings.
+    var valuesNameKeyspaces: Bool { configuration.runsKeyspaces || configuration.runsRings }
+
+    /// The id of the part of keyspace `name` that holds `key`, by client `index`'s map (the fixed first
+    /// map without membership), as the SDK picks it (`ClusterMap.keyspace(named:forKey:)`).
+    func part(of name: String, key: [UInt8], client index: Int) -> UInt32 {
+        let map = configuration.membershipProfile == nil ? membership.firstMap : membership.clients[index]
+        guard let part = map.keyspace(named: name, forKey: key) else {
+            preconditionFailure("epoch \(map.epoch) has no keyspace \(name) for \(KVSimulation.show(key))")
+        }
+        return part.id
+    }
+
+    /// Whether `key` belongs to keyspace `id` (to that part, for a split keyspace; parts never change in
+    /// a run).
+    func holds(_ id: UInt32, key: [UInt8]) -> Bool {
+        id == Keyspace.defaultID || membership.latest.holds(keyspace(id), key: key)
+    }
+
+    /// At the end, with rings: no node holds a key in the store view of a part of a split keyspace that
+    /// is not the key's (values never cross parts; within a part, `checkPlacementAtEnd` keeps them on
+    /// the part's ring).
+    func checkPartsHoldOnlyTheirKeys() {
+        guard configuration.runsRings else { return }
+        for keyspace in keyspaceIDs {
+            for number in 0..<configuration.keys {
+                let key = Array("k\(number)".utf8)
+                guard !holds(keyspace, key: key) else { continue }
+                for node in nodes.indices {
+                    if let record = try? view(node, keyspace).get(key: key) {
+                        violate(
+                            "at the end \(nodes[node].id) holds \(describe(key, keyspace: keyspace)) at \(record.version), a key of another part"
+                        )
+                    }
+                }
+            }
+        }
+    }
+
     /// Node `index` serves its keyspaces with the production `NodeKeyspaces` over its store and its
     /// current replica (at the start and after each restart, as kvd builds it at its start).
     func serveKeyspaces(_ index: Int) {
@@ -47,7 +108,7 @@ extension Simulation {
     /// The ids of `map`'s keyspaces, the default first: the lanes a node moves ranges in, in the order
     /// `kvd`'s `RangeStreamer` takes them.
     func keyspaceIDs(of map: ClusterMap) -> [UInt32] {
-        [Keyspace.defaultID] + map.keyspaces.filter { !$0.dropped }.map(\.id)
+        KeyspaceTransfers(map: map).keyspaces.map(\.id)
     }
 
     /// `map` as keyspace `id` sees it (the production `ClusterMap.viewed(as:)`): its rings, admission,
@@ -62,7 +123,7 @@ extension Simulation {
 
     /// " in keyspace NAME" for the trace, empty for the default keyspace.
     func inKeyspace(_ id: UInt32) -> String {
-        id == Keyspace.defaultID ? "" : " in keyspace \(keyspace(id).name)"
+        id == Keyspace.defaultID ? "" : " in keyspace \(partName(id))"
     }
 
     /// Keyspace `id` of the latest map.
@@ -134,17 +195,23 @@ extension Simulation {
 
     /// `key` for the trace, with its keyspace unless the default.
     func describe(_ key: [UInt8], keyspace id: UInt32) -> String {
-        id == Keyspace.defaultID ? KVSimulation.show(key) : "\(keyspace(id).name)/\(KVSimulation.show(key))"
+        id == Keyspace.defaultID ? KVSimulation.show(key) : "\(partName(id))/\(KVSimulation.show(key))"
     }
 
     /// The prefix of every value written in keyspace `id` in a run with keyspaces.
     func valuePrefix(ofKeyspace id: UInt32) -> [UInt8] {
-        Array("\(keyspace(id).name):".utf8)
+        Array("\(partName(id)):".utf8)
+    }
+
+    /// Keyspace `id`'s name, with `@LOWKEY` for a part of a split keyspace other than the first.
+    func partName(_ id: UInt32) -> String {
+        let keyspace = keyspace(id)
+        return keyspace.lowKey.isEmpty ? keyspace.name : "\(keyspace.name)@\(Keyspace.describe(key: keyspace.lowKey))"
     }
 
     /// A value read in keyspace `id` must have been written in it: values name their keyspace.
     func checkValueKeyspace(_ value: [UInt8], read key: [UInt8], in id: UInt32, operation: Int) {
-        guard configuration.runsKeyspaces else { return }
+        guard valuesNameKeyspaces else { return }
         let prefix = valuePrefix(ofKeyspace: id)
         guard !value.starts(with: prefix) else { return }
         let writer = String(decoding: value.prefix { $0 != UInt8(ascii: ":") }, as: UTF8.self)

@@ -48,7 +48,10 @@ extension Simulation {
     /// would always begin with the same key, whose replicas may have barely changed.
     func addLateClient(_ name: String, map: ClusterMap) -> Int {
         let index = clients.count
-        let keys = keyspaceIDs.flatMap { keyspace in (0..<configuration.keys).map { (keyspace, $0) } }
+        // Each part of a split keyspace with its own keys (parts never change in a run).
+        let keys = keyspaceIDs.flatMap { keyspace in
+            (0..<configuration.keys).filter { holds(keyspace, key: Array("k\($0)".utf8)) }.map { (keyspace, $0) }
+        }
         var client = SimulatedClient(
             name: name, clock: ClientClock(writer: UInt64(index + 1)), skewMillis: 0, driftPPM: 0,
             remaining: 2 * keys.count)
@@ -60,7 +63,7 @@ extension Simulation {
             keyspace, number -> [(keyspace: UInt32, operation: PlannedOperation)] in
             let key = Array("k\(number)".utf8)
             // With keyspaces, a value names its keyspace (`checkValueKeyspace`).
-            let prefix = configuration.runsKeyspaces ? valuePrefix(ofKeyspace: keyspace) : []
+            let prefix = valuesNameKeyspaces ? valuePrefix(ofKeyspace: keyspace) : []
             return [
                 (keyspace, .read(key: key, repair: random.chance(0.3) ? .blocking : .background)),
                 (keyspace, .write(key: key, tombstone: false, value: prefix + Array("\(name)-k\(number)".utf8))),

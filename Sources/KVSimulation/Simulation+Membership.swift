@@ -425,8 +425,15 @@ extension Simulation {
     /// `writeEpoch`): the production `ReplicaAdmission` of its map as the keyspace sees it, as `kvd`
     /// admits per keyspace. Nil when it serves it (always, without membership).
     func refusal(at node: Int, key: [UInt8], keyspace: UInt32, write: Bool, writeEpoch: UInt64 = 0) -> ReplyFailure? {
+        // A split keyspace: the key must be this part's, as `kvd` checks (`checkAdmitted`). Clients pick
+        // the key's part, so a refusal here is a bug of the run.
+        let committed = membership.acceptors[node].committed
+        if let part = committed.keyspace(id: keyspace), !committed.holds(part, key: key) {
+            violate("\(nodes[node].id) received \(describe(key, keyspace: keyspace)), a key of another part")
+            return ReplyFailure(reason: ReplyFailure.notReplica)
+        }
         guard configuration.membershipProfile != nil else { return nil }
-        let map = viewed(membership.acceptors[node].committed, as: keyspace)
+        let map = viewed(committed, as: keyspace)
         let admission = membership.admission(of: nodes[node].id, in: map)
         guard admission.refusal(Token(key: key), write: write, writeEpoch: writeEpoch) != nil else { return nil }
         return ReplyFailure(reason: ReplyFailure.notReplica)

@@ -41,11 +41,15 @@ extension Simulation {
         return transfer
     }
 
-    /// Drives each keyspace's transfer in turn (the default first) until one waits; once every keyspace's
-    /// ranges are in and verified, proposes `.streamed`.
+    /// Drives each keyspace's transfer in turn, in the order of the production `KeyspaceTransfers` (the
+    /// default first), until one waits; proposes `.streamed` when it says so (once every keyspace's
+    /// ranges are in and verified).
     func receive(_ index: Int, _ map: ClusterMap) {
-        for keyspace in keyspaceIDs(of: map) {
-            guard receive(index, map, keyspace: keyspace) else { return }
+        var transfers = KeyspaceTransfers(map: map)
+        transfers.reportsAfterDefaultOnly = configuration.mutation == .reportAfterDefaultKeyspaceOnly
+        while case .receive(let keyspace) = transfers.step {
+            guard receive(index, map, keyspace: keyspace.id) else { return }
+            transfers.received(keyspace.id)
         }
         proposeStreamed(index, map)
     }

@@ -103,10 +103,13 @@ public final class Simulation {
             nodes: ringNodes.map { node in
                 ClusterMap.Node(
                     id: node.id, address: "10.0.0.\(node.id.dropFirst()):7000", tokens: node.tokens,
-                    zone: configuration.zone(ofNode: node.id))
+                    zone: configuration.zone(ofNode: node.id), ring: configuration.ring(ofNode: node.id))
             })
         if configuration.runsKeyspaces {
             firstMap = Self.creatingKeyspaces(in: firstMap)
+        }
+        if configuration.runsRings {
+            firstMap = Self.creatingSplitKeyspace(in: firstMap)
         }
         let membership = MembershipState(
             firstMap: firstMap, nodes: nodeCount, clients: clientCount, configuration: configuration)
@@ -187,10 +190,10 @@ public final class Simulation {
         result.sleeperLagEpochs = statistics.sleeperLagEpochs
         result.placement = ring.placement
         for write in acknowledgedWrites {
-            result.acknowledgedWritesByKeyspace[keyspace(write.keyspace).name, default: 0] += 1
+            result.acknowledgedWritesByKeyspace[partName(write.keyspace), default: 0] += 1
         }
         for (id, count) in statistics.keysStreamedByKeyspace {
-            result.keysStreamedByKeyspace[keyspace(id).name] = count
+            result.keysStreamedByKeyspace[partName(id)] = count
         }
         return result
     }

@@ -50,6 +50,9 @@ public struct SimulationConfiguration: Sendable {
     /// Keyspaces `cache` and `accounts` created beside `default` before the run (`keyspaces()`); each
     /// client operation picks one of the three by the seed.
     public var runsKeyspaces = false
+    /// Two rings and the split keyspace `users` (`rings()`): nodes n5…n8 are on ring `east`, the others
+    /// on the main ring.
+    public var runsRings = false
     /// Membership changes during the run (`membership()`): nil for a fixed cluster.
     public var membershipProfile: MembershipProfile?
     public var faults = FaultProfile()
@@ -101,8 +104,9 @@ public struct SimulationConfiguration: Sendable {
             return
         }
         profile.changes = profile.changes.map { change in
-            guard case .join(let node, let address, let tokensPerNode, _, _) = change else { return change }
-            return .join(node: node, address: address, tokensPerNode: tokensPerNode, zone: zone(ofNode: node))
+            guard case .join(let node, let address, let tokensPerNode, _, let ring) = change else { return change }
+            return .join(
+                node: node, address: address, tokensPerNode: tokensPerNode, zone: zone(ofNode: node), ring: ring)
         }
         let firstJoin = profile.changes.firstIndex { if case .join = $0 { true } else { false } }
         profile.changes.insert(.setPlacement(rule), at: firstJoin.map { $0 + 1 } ?? 0)
@@ -121,6 +125,50 @@ public struct SimulationConfiguration: Sendable {
     /// late clients read and write every key of every keyspace.
     public mutating func keyspaces() {
         runsKeyspaces = true
+    }
+
+    /// Two rings: n1…n4 (and n9) on the main ring, n5…n8 on ring `east` (7 nodes and at least 12 keys,
+    /// or 9 nodes with membership); besides the keyspaces of `keyspaces()`, keyspace `users` (`simple:3`, levels
+    /// quorum/quorum) is split at key `k5` (`usersSplitKey`): keys below on the main ring, the others on
+    /// `east`. Clients pick the part of each key as the SDK does (`ClusterMap.keyspace(named:forKey:)`),
+    /// and each part is a keyspace of its own to the nodes (its id, store view, ring and transfers).
+    ///
+    /// After `membership()` (call it before `zones()`), 7 of the 9 nodes start as members and the
+    /// operator makes, one at a time under traffic: n8 join `east` (receiving `users` from `k5`), the
+    /// first part of `users` move from the main ring to `east` (`moveKeyspaceRange`), `users` change its
+    /// placement to `simple:4` (`alterKeyspace`, streamed as a pending placement), n9 join the main
+    /// ring and n2 leave it (in that order: `accounts` needs 4 nodes there).
+    public mutating func rings() {
+        runsRings = true
+        guard var profile = membershipProfile else {
+            nodes = 7
+            // k0…k11: keys on both sides of the split (k0…k4 and k10, k11 below `k5`).
+            keys = max(keys, 12)
+            return
+        }
+        nodes = 9
+        profile.initialMembers = 7
+        let tokensPerNode = MembershipProfile.tokensPerNode
+        profile.changes = [
+            .join(node: "n8", address: "10.0.0.8:7000", tokensPerNode: tokensPerNode, ring: ring(ofNode: "n8")),
+            .moveKeyspaceRange(Self.usersKeyspace, lowKey: [], ring: Self.eastRing),
+            .alterKeyspace(Self.usersKeyspace, KeyspaceSettings(placement: .simple(replicas: 4))),
+            .join(node: "n9", address: "10.0.0.9:7000", tokensPerNode: tokensPerNode, ring: ring(ofNode: "n9")),
+            .leave(node: "n2"),
+        ]
+        membershipProfile = profile
+    }
+
+    /// The split keyspace of `rings()`, and the lowest key of its second part.
+    public static let usersKeyspace = "users"
+    public static let usersSplitKey = Array("k5".utf8)
+    /// The second ring of `rings()`.
+    public static let eastRing = "east"
+
+    /// The ring of node `id` (`n1`, `n2`, …): `east` for n5…n8 with `rings()`, else the main ring.
+    public func ring(ofNode id: String) -> String {
+        guard runsRings, let number = Int(id.dropFirst()), (5...8).contains(number) else { return "" }
+        return Self.eastRing
     }
 
     /// The zone of node `id` (`n1`, `n2`, …) by `nodeZones`; empty without zones.

@@ -116,6 +116,18 @@ struct KVSim: ParsableCommand {
     @Flag(help: "Break keyspaces on purpose: nodes serve every keyspace from the default keyspace's store.")
     var mutateKeyspacesShareDefaultStore = false
 
+    @Flag(
+        help:
+            "Two rings: n1-n4 on the main ring, n5-n7 on ring east, and keyspace users (simple:3) split at key k5, the keys below on the main ring, the others on east; clients pick each key's part by their map, as the SDK does; every invariant is checked per part, and no node may hold a key in another part's store. With --membership: 7 of 9 nodes, then n8 joins east, users' first part moves from main to east, users changes its placement to simple:4, n9 joins main and n2 leaves it, all under traffic."
+    )
+    var rings = false
+
+    @Flag(
+        help:
+            "Break membership on purpose: a receiving node reports its ranges streamed once the default keyspace's are in (runs with --membership --keyspaces --rings)."
+    )
+    var mutateReportAfterDefaultKeyspaceOnly = false
+
     func validate() throws {
         guard seeds > 0 else { throw ValidationError("--seeds must be positive") }
         guard (0...1_000_000).contains(hintQueueMax ?? 0) else {
@@ -139,6 +151,15 @@ struct KVSim: ParsableCommand {
             var configuration = SimulationConfiguration(seed: seed)
             if membership || mutateSwitchBeforeStream || mutateSingleRingWrites || mutateSkipNewerMapRetry {
                 configuration.membership()
+            }
+            if mutateReportAfterDefaultKeyspaceOnly {
+                configuration.membership()
+                configuration.keyspaces()
+                configuration.mutation = .reportAfterDefaultKeyspaceOnly
+            }
+            // Before `zones()`, which names the zones of the joins `rings()` plans.
+            if rings || mutateReportAfterDefaultKeyspaceOnly {
+                configuration.rings()
             }
             if zones || mutatePlacementIgnoresZones {
                 configuration.zones()

@@ -230,6 +230,61 @@ struct SimulationTests {
             "late-client operations: \(results.map(\.lateOperationsSucceeded))")
     }
 
+    /// Two rings and keyspace `users` split across them (`rings()`, with and without `keyspaces()`):
+    /// clients pick each key's part, every invariant holds per part, and no node holds a key in
+    /// another part's store.
+    @Test func ringsKeepEveryInvariantPerPart() async {
+        let results = await offThePool {
+            (UInt64(6001)...6004).map { seed in
+                var configuration = SimulationConfiguration(seed: seed)
+                if seed % 2 == 0 { configuration.keyspaces() }
+                configuration.rings()
+                return Simulation(configuration: configuration).run()
+            }
+        }
+        let failing = results.filter { !$0.passed }.map(\.report)
+        #expect(failing.isEmpty, "\(failing.count) failing seed(s):\n\(failing.prefix(2).joined(separator: "\n"))")
+        for name in ["default", "users", "users@k5"] {
+            #expect(
+                results.map { $0.acknowledgedWritesByKeyspace[name, default: 0] }.reduce(0, +) > 0,
+                "\(name) writes: \(results.map(\.acknowledgedWritesByKeyspace))")
+        }
+    }
+
+    /// Rings through membership changes with keyspaces (`membership()`, `keyspaces()`, `rings()`): a join
+    /// to each ring, a part of `users` moving from the main ring to `east` and a placement change of
+    /// `users`, under traffic; every invariant holds per part, and the late clients read and write
+    /// every key of every part.
+    @Test func ringsThroughMembershipChanges() async {
+        let results = await offThePool {
+            (UInt64(7001)...7002).map { seed in
+                var configuration = SimulationConfiguration(seed: seed)
+                configuration.membership()
+                configuration.keyspaces()
+                configuration.rings()
+                configuration.antiEntropyAtEnd = false
+                return Simulation(configuration: configuration).run()
+            }
+        }
+        let failing = results.filter { !$0.passed }.map(\.report)
+        #expect(failing.isEmpty, "\(failing.count) failing seed(s):\n\(failing.prefix(2).joined(separator: "\n"))")
+        #expect(results.allSatisfy { $0.epochsChosen >= 10 }, "\(results.map(\.epochsChosen)) epochs chosen")
+        for name in ["default", "cache", "accounts", "users", "users@k5"] {
+            #expect(results.allSatisfy { $0.acknowledgedWritesByKeyspace[name, default: 0] > 0 }, "\(name) writes")
+        }
+        // The first part moves to `east`; n8 joining `east` receives the second.
+        for name in ["users", "users@k5"] {
+            #expect(
+                results.map { $0.keysStreamedByKeyspace[name, default: 0] }.reduce(0, +) > 0,
+                "receivers must stream records of \(name)")
+        }
+        // The fresh client and the sleeper each read and write each of the 12 keys of each keyspace
+        // (`users`' keys split between its parts).
+        #expect(
+            results.allSatisfy { $0.lateOperationsSucceeded == 2 * 2 * 12 * 4 },
+            "late-client operations: \(results.map(\.lateOperationsSucceeded))")
+    }
+
     /// The placement invariant's predicate accepts every preference list the production `Ring` builds,
     /// over node counts, zone layouts and rules, and rejects lists of a ring that ignores zones (the
     /// `simple` rule's, on the same nodes): it states the rule, and does not fit only the seeds' rings.

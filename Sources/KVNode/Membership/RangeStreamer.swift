@@ -97,7 +97,7 @@ final class RangeStreamer: Sendable {
             let map = membership.current
             let lanes = await self.lanes(map)
             if map.streaming.contains(nodeID) {
-                await receive(lanes)
+                await receive(lanes, map)
                 published = false
             } else {
                 // The last change's transfers stay on view (all done) until the next one.
@@ -148,10 +148,15 @@ final class RangeStreamer: Sendable {
     // MARK: - Receiving
 
     /// Receives every keyspace's ranges for the change in progress, one keyspace after the other, then
-    /// reports them streamed.
-    private func receive(_ lanes: [Lane]) async {
-        for lane in lanes {
-            guard await receive(lane) else { return }
+    /// reports them streamed (KVCore's `KeyspaceTransfers` says which, in what order, and when).
+    private func receive(_ lanes: [Lane], _ map: ClusterMap) async {
+        var transfers = KeyspaceTransfers(map: map)
+        while case .receive(let keyspace) = transfers.step {
+            // A keyspace without a lane this round (not opened) is not waited for.
+            if let lane = lanes.first(where: { $0.id == keyspace.id }) {
+                guard await receive(lane) else { return }
+            }
+            transfers.received(keyspace.id)
         }
         await reportStreamed()
     }
