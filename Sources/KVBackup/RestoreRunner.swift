@@ -242,10 +242,7 @@ public struct RestoreRunner: Sendable {
         _ backup: BackupManifest, keyspaces: [RestoreKeyspace], report: inout RestoreReport
     ) async throws -> RestoreRoutes {
         var map = try await target.clusterMap()
-        guard map.changeEpoch == nil, map.pendingReplicationFactor == nil,
-            !map.nodes.contains(where: { $0.state == .joining || $0.state == .leaving }),
-            !map.keyspaces.contains(where: { !$0.dropped && ($0.pendingPlacement != nil || $0.pendingRing != nil) })
-        else {
+        guard !map.isChanging else {
             throw BackupError(
                 "the target cluster is changing its membership, N or a keyspace's placement (epoch \(map.epoch)); restore once it is done"
             )

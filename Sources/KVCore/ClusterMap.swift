@@ -64,8 +64,12 @@ public struct ClusterMap: Sendable, Hashable {
     /// The nodes still receiving ranges for the change in progress, sorted; the change is done (and
     /// ownership switches) when the last one reports that it holds its ranges.
     public var streaming: [String]
-    /// The epoch that began the change in progress; nil when nothing is changing. Client writes made
-    /// with an older map are refused meanwhile: they would skip the new replicas.
+    /// The epoch that began the last change of the rings (a join, leave, replacement, placement
+    /// change or keyspace move), in progress or done (`isChanging` says which); nil when there was
+    /// none. Client writes made with an older map are refused, during the change and after it: they
+    /// were placed on a ring that no longer is, with a quorum of its N (`kvsim --seed 169 --rings
+    /// --keyspaces --membership`: a client asleep through a keyspace's N 3 → 4 had a write
+    /// acknowledged by 2 of its 4 replicas).
     public var changeEpoch: UInt64?
     /// The keyspaces besides `default` (whose placement is the map's own), by id, dropped ones kept
     /// so that no id is given twice.

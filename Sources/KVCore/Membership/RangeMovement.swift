@@ -140,6 +140,6 @@ extension ClusterMap {
             keyspaces[index].pendingRing = nil
         }
         streaming = []
-        changeEpoch = nil
+        // `changeEpoch` stays: writes made with a map from before the change are still refused.
     }
 }

@@ -27,7 +27,7 @@ public struct ReplicaAdmission: Sendable {
 
     public let node: String
     public let epoch: UInt64
-    /// The epoch that began the change in progress; nil when nothing is changing.
+    /// The epoch that began the last change of the rings (in progress or done); nil when none.
     public let changeEpoch: UInt64?
     private let current: Ring
     /// The ring once the change is done; nil when nothing is changing.
@@ -50,7 +50,7 @@ public struct ReplicaAdmission: Sendable {
     }
 
     /// Whether a client write computed with the map of `writeEpoch` (0: not stated) is accepted: not
-    /// when a membership change began after that map.
+    /// when a change of the rings began after that map (in progress or done).
     public func acceptsWrite(madeAt writeEpoch: UInt64) -> Bool {
         guard writeEpoch != 0, let changeEpoch else { return true }
         return writeEpoch >= changeEpoch
@@ -67,7 +67,7 @@ public struct ReplicaAdmission: Sendable {
         case .readWrite, .writeOnly:
             guard write, !acceptsWrite(madeAt: writeEpoch) else { return nil }
             return
-                "the write was made with cluster map epoch \(writeEpoch), older than the membership change in progress (epoch \(changeEpoch ?? 0)): fetch the map and retry"
+                "the write was made with cluster map epoch \(writeEpoch), older than the last change of the rings (begun at epoch \(changeEpoch ?? 0)): fetch the map and retry"
         }
     }
 }
