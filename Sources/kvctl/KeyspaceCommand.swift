@@ -211,6 +211,17 @@ struct KeyspaceSettingOptions: ParsableArguments {
     @Option(help: "Its placement rule: simple:N, zones:ZONE=COUNT,... or spread:N/M.")
     var placement: String?
 
+    @Option(help: "Replicas per zone, as NetworkTopologyStrategy: ZONE:COUNT,... (the rule zones:ZONE=COUNT,...).")
+    var zones: String?
+
+    /// `--zones dc1:3,dc2:2` as the rule `zones:dc1=3,dc2=2`.
+    var zonesRule: String? {
+        zones.map {
+            "zones:"
+                + $0.split(separator: ",").map { $0.replacingOccurrences(of: ":", with: "=") }.joined(separator: ",")
+        }
+    }
+
     @Option(help: "The level of reads that name none: one, quorum, all, local_quorum, each_quorum or a count.")
     var read: String?
 
@@ -221,8 +232,11 @@ struct KeyspaceSettingOptions: ParsableArguments {
     var ttl: String?
 
     func validate() throws {
-        if replicationFactor != nil && placement != nil {
-            throw ValidationError("give either --rf or --placement, not both")
+        guard [replicationFactor != nil, placement != nil, zones != nil].count(where: { $0 }) <= 1 else {
+            throw ValidationError("give one of --rf, --placement and --zones")
+        }
+        if let zonesRule, Placement(parsing: zonesRule) == nil {
+            throw ValidationError("--zones '\(zones ?? "")' is not ZONE:COUNT,... (for example dc1:3,dc2:2)")
         }
         if let replicationFactor, !(1...Limits.replicationFactorMax).contains(replicationFactor) {
             throw ValidationError("--rf must be 1...\(Limits.replicationFactorMax)")
@@ -243,7 +257,8 @@ struct KeyspaceSettingOptions: ParsableArguments {
     /// The settings given; those not given are nil (create: the defaults; alter: unchanged).
     func settings() -> KeyspaceSettings {
         KeyspaceSettings(
-            placement: replicationFactor.map { .simple(replicas: $0) } ?? placement.flatMap(Placement.init(parsing:)),
+            placement: replicationFactor.map { .simple(replicas: $0) }
+                ?? (placement ?? zonesRule).flatMap(Placement.init(parsing:)),
             readLevel: read.flatMap(ConsistencyLevel.init(parsing:)),
             writeLevel: write.flatMap(ConsistencyLevel.init(parsing:)),
             timeToLive: ttl.map { $0 == "none" ? nil : Duration(parsingShort: $0) })

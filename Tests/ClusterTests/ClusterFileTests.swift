@@ -245,7 +245,11 @@ import Testing
         }
         #expect(try run("kvctl", ["keyspace", "drop", "--help"]).stdout.contains("--force"))
         for (arguments, reason) in [
-            (["keyspace", "create", "a", "--rf", "3", "--placement", "simple:3"], "either --rf or --placement"),
+            (
+                ["keyspace", "create", "a", "--rf", "3", "--placement", "simple:3"],
+                "one of --rf, --placement and --zones"
+            ),
+            (["keyspace", "create", "a", "--zones", "dc1"], "--zones 'dc1' is not ZONE:COUNT"),
             (["keyspace", "create", "a", "--read", "most"], "--read must be"),
             (["keyspace", "alter", "a", "--ttl", "5q"], "--ttl must be"),
             (["keyspace", "create", "a", "--ttl", "none"], "--ttl none is for alter"),
