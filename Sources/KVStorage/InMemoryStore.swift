@@ -47,21 +47,26 @@ public final class InMemoryStore: ReplicaStore {
     /// When an applied write survives a crash (`InMemoryStore+Crash.swift`): with `sync`, at once.
     public let durability: Durability
     public let keyspaceID: UInt32
-    /// Keyspace 0's store, which holds the hints and every keyspace's metadata; nil in itself.
-    let root: InMemoryStore?
+    /// Keyspace 0's store, which holds the hints and every keyspace's metadata; nil in itself. Held
+    /// weakly: keyspace 0's store holds its views (a strong reference both ways kept every simulated
+    /// node's data alive after its run).
+    weak let rootStore: InMemoryStore?
+
+    /// Keyspace 0's store for a view; nil in keyspace 0's own (and for a view that outlived it).
+    var root: InMemoryStore? { rootStore }
     /// In keyspace 0's store: the views of the other keyspaces (`keyspace(_:)`).
     let views = Mutex<[UInt32: InMemoryStore]>([:])
 
     public init(durability: Durability = .sync) {
         self.durability = durability
         self.keyspaceID = 0
-        self.root = nil
+        self.rootStore = nil
     }
 
     private init(root: InMemoryStore, keyspace: UInt32) {
         self.durability = root.durability
         self.keyspaceID = keyspace
-        self.root = root
+        self.rootStore = root
     }
 
     public func apply(key: [UInt8], record: StoredRecord) throws(StorageError) -> ApplyOutcome {
