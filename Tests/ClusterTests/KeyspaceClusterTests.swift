@@ -113,16 +113,18 @@ extension RealProcessTests {
             // The same bytes are three keys: one per keyspace.
             let key = Array("user:42".utf8)
             try await client.put(key, value: Array("in default".utf8))
-            try await cache.put(key, value: Array("in cache".utf8))
+            // cache is R=W=1 (R+W not above N): a read may miss a write still in flight, so these checks
+            // name ALL, as an application needing to read its write in that keyspace would.
+            try await cache.put(key, value: Array("in cache".utf8), consistency: .all)
             try await accounts.put(key, value: Array("in accounts".utf8))
             #expect(try await client.get(key)?.value == Array("in default".utf8))
             #expect(try await cache.get(key)?.value == Array("in cache".utf8))
             #expect(try await accounts.get(key)?.value == Array("in accounts".utf8))
             // The keyspace's default TTL travels with writes that name none; a put's own TTL wins.
-            let cached = try #require(try await cache.get(key))
+            let cached = try #require(try await cache.get(key, consistency: .all))
             #expect(cached.expiresAtMillis == cached.version.millis + 3_600_000, "\(cached)")
-            try await cache.put(key, value: Array("in cache".utf8), timeToLive: .seconds(600))
-            let shorter = try #require(try await cache.get(key))
+            try await cache.put(key, value: Array("in cache".utf8), consistency: .all, timeToLive: .seconds(600))
+            let shorter = try #require(try await cache.get(key, consistency: .all))
             #expect(shorter.expiresAtMillis == shorter.version.millis + 600_000, "\(shorter)")
             #expect(try await accounts.get(key)?.expiresAtMillis == nil)
             #expect(try await client.get(key)?.expiresAtMillis == nil)
