@@ -152,10 +152,9 @@ final class RangeStreamer: Sendable {
     private func receive(_ lanes: [Lane], _ map: ClusterMap) async {
         var transfers = KeyspaceTransfers(map: map)
         while case .receive(let keyspace) = transfers.step {
-            // A keyspace without a lane this round (not opened) is not waited for.
-            if let lane = lanes.first(where: { $0.id == keyspace.id }) {
-                guard await receive(lane) else { return }
-            }
+            // A keyspace whose store could not be opened this round (logged) is waited for: reporting
+            // without its ranges would switch ownership to a node that lacks them.
+            guard let lane = lanes.first(where: { $0.id == keyspace.id }), await receive(lane) else { return }
             transfers.received(keyspace.id)
         }
         await reportStreamed()
