@@ -1,0 +1,243 @@
+#!/usr/bin/env bash
+# QuorumKV side by side with Redis and etcd on this machine, in one run (issue 21):
+#
+#   scripts/compare.sh [SECONDS]   (default 10 s per run)
+#
+#   1. one kvd, durability none, vs redis-server with TLS 1.3, client certificates required and no
+#      persistence, driven by redis-benchmark --tls: puts (SET) and gets (GET);
+#   2. one kvd, durability sync, vs redis-server with appendonly yes, appendfsync always: puts;
+#   3. 3 kvd, N=3 R=W=2, sync, vs a 3-member etcd cluster with mutual TLS on client and peer links
+#      (Debian's etcd-server, every commit fsynced as etcd always does): puts and gets. Debian does not
+#      package etcd's `benchmark` tool and `etcdctl check perf` only runs rate-capped puts for a fixed
+#      60 s, so etcd is driven by scripts/etcd_load.py over its v3 JSON gateway (see there).
+#
+# Always 50 requests in flight (50 redis-benchmark clients, 50 etcd connections), 100-byte values,
+# 10,000 keys. Each figure is printed with the load generator's own CPU time (user+sys, from
+# /usr/bin/time) and each pair with the ratio QuorumKV / competitor. Installs redis-server,
+# redis-tools, etcd-server, etcd-client and time when missing (as root, or with sudo). Uses
+# 127.0.0.31-37, ports 7611 (kvd), 7634 (redis), 7620/7621 (etcd client/peer), and refuses to start
+# when anything listens there; everything it starts is stopped on exit, also on failure.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+seconds=${1:-10}
+[[ "$seconds" =~ ^[0-9]+$ ]] && ((seconds > 0)) || { sed -n '2,21p' "$0" >&2; exit 64; }
+scripts/setup.sh
+
+missing=()
+for package in redis-server redis-tools etcd-server etcd-client time; do
+    dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" || missing+=("$package")
+done
+if ((${#missing[@]} > 0)); then
+    echo "compare: installing ${missing[*]}" >&2
+    sudo_cmd=()
+    [[ $(id -u) -ne 0 ]] && sudo_cmd=(sudo)
+    "${sudo_cmd[@]}" apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive "${sudo_cmd[@]}" apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+
+busy=$(ss -ltnH | awk '{print $4}' | grep -E '^127\.0\.0\.3[1-8]:|^(\*|0\.0\.0\.0|\[::\]):(7611|7620|7621|7634)$' || true)
+if [[ -n "$busy" ]]; then
+    echo "compare: something already listens on $(echo $busy): stop it first" >&2
+    exit 1
+fi
+
+for product in kvd kvctl kvbench; do
+    swift build -c release --scratch-path .build-release --product "$product" >&2
+done
+bin=$(swift build -c release --scratch-path .build-release --show-bin-path)
+
+work=$(mktemp -d /tmp/quorumkv-compare.XXXXXX)
+declare -A pids=()
+cleanup() {
+    for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+    wait 2>/dev/null || true
+    rm -rf "$work"
+}
+trap cleanup EXIT
+
+# One CA (kvctl's) for everything: its node certificates carry serverAuth and clientAuth and the IPs
+# given, which is what redis and etcd's client and peer listeners need too.
+# etcd checks a peer certificate's IPs against the connection's source address, which is 127.0.0.1
+# (Go dials without binding a source): its certificates name 127.0.0.1 too.
+certs=$work/certs
+"$bin/kvctl" certs init --dir "$certs" 2>/dev/null
+"$bin/kvctl" certs issue --dir "$certs" --role client --name bench 2>/dev/null
+for i in 1 2 3; do
+    "$bin/kvctl" certs issue --dir "$certs" --role node --name "n$i" --ip "127.0.0.3$i" 2>/dev/null
+    "$bin/kvctl" certs issue --dir "$certs" --role node --name "etcd$i" --ip "127.0.0.3$((4 + i))" --ip 127.0.0.1 2>/dev/null
+done
+"$bin/kvctl" certs issue --dir "$certs" --role node --name redis --ip 127.0.0.34 2>/dev/null
+export QUORUMKV_CA="$certs/ca.pem" QUORUMKV_CERT="$certs/bench.pem" QUORUMKV_KEY="$certs/bench-key.pem"
+
+stop() {
+    kill "${pids[$1]}" 2>/dev/null || true
+    wait "${pids[$1]}" 2>/dev/null || true
+    unset "pids[$1]"
+}
+# Starts COUNT kvd nodes (fresh data) with durability DURABILITY.
+start_kvd() {
+    local count=$1 durability=$2 i
+    printf 'cluster-id: compare\nreplication-factor: %d\nnodes:\n' "$count" >"$work/cluster.yaml"
+    for ((i = 1; i <= count; i++)); do
+        printf '  - id: n%d\n    address: 127.0.0.3%d:7611\n' "$i" "$i" >>"$work/cluster.yaml"
+    done
+    for ((i = 1; i <= count; i++)); do
+        rm -rf "$work/n$i"
+        "$bin/kvd" --id "n$i" --listen "127.0.0.3$i:7611" --data "$work/n$i" --cluster "$work/cluster.yaml" \
+            --ca "$certs/ca.pem" --cert "$certs/n$i.pem" --key "$certs/n$i-key.pem" \
+            --durability "$durability" --log-level warning &
+        pids[n$i]=$!
+    done
+    for ((i = 1; i <= count; i++)); do
+        for _ in $(seq 1 600); do
+            "$bin/kvctl" ring --endpoints "127.0.0.3$i:7611" --cluster-id compare >/dev/null 2>&1 && continue 2
+            sleep 0.1
+        done
+        echo "kvd n$i did not answer within 60 s" >&2
+        return 1
+    done
+}
+stop_kvd() { for i in 1 2 3; do [[ -n "${pids[n$i]:-}" ]] && stop "n$i"; done; return 0; }
+
+# Runs a load generator under /usr/bin/time; writes its output to $work/NAME.out and its CPU to
+# $work/NAME.cpu ("user sys wall").
+measure() {
+    local name=$1
+    shift
+    /usr/bin/time -f '%U %S %e' -o "$work/$name.cpu" "$@" >"$work/$name.raw" 2>"$work/$name.err" ||
+        { echo "$name failed:" >&2; cat "$work/$name.err" >&2; return 1; }
+}
+# kvbench WORKLOAD NAME: loads the keys first (outside the measurement) for gets.
+kvbench() {
+    local workload=$1 name=$2
+    local args=(--cluster "$work/cluster.yaml" --concurrency 50 --value-bytes 100 --keys 10000 --consistency quorum)
+    if [[ "$workload" == get ]]; then
+        "$bin/kvbench" "${args[@]}" --workload get --requests-max 1 --quiet >/dev/null
+        args+=(--skip-load)
+    fi
+    measure "$name" "$bin/kvbench" "${args[@]}" --duration "$seconds" --workload "$workload" --quiet
+    grep -E "^$workload: " "$work/$name.raw" | head -1 >"$work/$name.out"
+}
+# Starts redis on 127.0.0.34:7634 with TLS 1.3 and client certificates required, plus ARGS.
+start_redis() {
+    rm -f "$work"/appendonly* && rm -rf "$work/appendonlydir"
+    redis-server --port 0 --tls-port 7634 --bind 127.0.0.34 --save "" \
+        --tls-cert-file "$certs/redis.pem" --tls-key-file "$certs/redis-key.pem" \
+        --tls-ca-cert-file "$certs/ca.pem" --tls-auth-clients yes --tls-protocols TLSv1.3 \
+        --dir "$work" --daemonize no --logfile "$work/redis.log" "$@" &
+    pids[redis]=$!
+    for _ in $(seq 1 100); do
+        redis-cli --tls --cacert "$certs/ca.pem" --cert "$certs/bench.pem" --key "$certs/bench-key.pem" \
+            -h 127.0.0.34 -p 7634 ping >/dev/null 2>&1 && return 0
+        sleep 0.1
+    done
+    echo "redis did not answer" >&2
+    return 1
+}
+# redis-benchmark TEST NAME: one test, 50 clients, 100-byte values, 10,000 keys. It has no duration
+# option: REQUESTS (rate guess × SECONDS) requests, and the run is capped at 3 × SECONDS.
+redis_bench() {
+    local test=$1 name=$2 requests=$3
+    measure "$name" timeout "$((3 * seconds))" redis-benchmark --tls --cacert "$certs/ca.pem" \
+        --cert "$certs/bench.pem" --key "$certs/bench-key.pem" -h 127.0.0.34 -p 7634 \
+        -c 50 -d 100 -r 10000 -n "$requests" -t "$test" --csv
+    # "test","rps","avg_latency_ms","min_latency_ms","p50_latency_ms","p95_latency_ms","p99_latency_ms","max_latency_ms"
+    python3 - "$work/$name.raw" "$test" "$requests" >"$work/$name.out" <<'PY'
+import csv, sys
+rows = [r for r in csv.reader(open(sys.argv[1])) if r and r[0] != "test"]
+r = rows[-1]
+rps = float(r[1])
+print("%s: %s ops in %.1f s = %.0f ops/s, p50 %.2f ms, p95 %.2f ms, p99 %.2f ms" % (
+    sys.argv[2].lower(), sys.argv[3], int(sys.argv[3]) / rps, rps, float(r[4]), float(r[5]), float(r[6])))
+PY
+}
+# Prints figure NAME with its load generator's CPU.
+show() {
+    local cpu
+    read -r user sys wall <"$work/$1.cpu"
+    cpu=$(python3 -c "print('load generator CPU %.1f s user+sys over %.1f s = %.0f %% of a core' % ($user + $sys, $wall, 100 * ($user + $sys) / $wall))")
+    printf '  %-34s %s\n  %-34s (%s)\n' "$2" "$(cat "$work/$1.out")" "" "$cpu"
+}
+# Prints the ratio of the ops/s and p99 of figure A (QuorumKV) and figure B (competitor).
+ratio() {
+    python3 - "$work/$1.out" "$work/$2.out" <<'PY'
+import re, sys
+def parse(path):
+    text = open(path).read()
+    return float(re.search(r"= ([0-9.]+) ops/s", text).group(1)), float(re.search(r"p99 ([0-9.]+) ms", text).group(1))
+(a, a99), (b, b99) = parse(sys.argv[1]), parse(sys.argv[2])
+print("  => QuorumKV / competitor: ops/s %.2fx, p99 %.2fx (%s)" % (
+    a / b, a99 / b99 if b99 else float("nan"), "faster" if a >= b else "slower"))
+PY
+}
+
+echo "== compare: 50 in flight, 100-byte values, 10,000 keys, ${seconds}s per run, $(date -u +%FT%TZ)"
+
+echo "== 1. one kvd, durability none, vs redis TLS 1.3, client certificates, no persistence"
+start_kvd 1 none
+kvbench put kvd-none-put
+kvbench get kvd-none-get
+stop_kvd
+start_redis --appendonly no
+redis_bench set redis-set $((seconds * 60000))
+redis_bench get redis-get $((seconds * 60000))
+stop redis
+show kvd-none-put "kvd none, puts"
+show redis-set "redis no persistence, SET"
+ratio kvd-none-put redis-set
+show kvd-none-get "kvd none, gets"
+show redis-get "redis no persistence, GET"
+ratio kvd-none-get redis-get
+
+echo "== 2. one kvd, durability sync, vs redis appendonly yes, appendfsync always"
+start_kvd 1 sync
+kvbench put kvd-sync-put
+stop_kvd
+start_redis --appendonly yes --appendfsync always
+redis_bench set redis-aof-set $((seconds * 40000))
+stop redis
+show kvd-sync-put "kvd sync, puts"
+show redis-aof-set "redis appendfsync always, SET"
+ratio kvd-sync-put redis-aof-set
+
+echo "== 3. 3 kvd N=3 R=W=2 sync vs 3-member etcd, mutual TLS on client and peer links"
+start_kvd 3 sync
+kvbench put kvd3-put
+kvbench get kvd3-get
+stop_kvd
+cluster=etcd1=https://127.0.0.35:7621,etcd2=https://127.0.0.36:7621,etcd3=https://127.0.0.37:7621
+for i in 1 2 3; do
+    host=127.0.0.3$((4 + i))
+    etcd --name "etcd$i" --data-dir "$work/etcd$i" --logger zap --log-level error \
+        --listen-client-urls "https://$host:7620" --advertise-client-urls "https://$host:7620" \
+        --listen-peer-urls "https://$host:7621" --initial-advertise-peer-urls "https://$host:7621" \
+        --initial-cluster "$cluster" --initial-cluster-state new --initial-cluster-token compare \
+        --client-cert-auth --trusted-ca-file "$certs/ca.pem" \
+        --cert-file "$certs/etcd$i.pem" --key-file "$certs/etcd$i-key.pem" \
+        --peer-client-cert-auth --peer-trusted-ca-file "$certs/ca.pem" \
+        --peer-cert-file "$certs/etcd$i.pem" --peer-key-file "$certs/etcd$i-key.pem" \
+        2>"$work/etcd$i.log" &
+    pids[etcd$i]=$!
+done
+endpoints=127.0.0.35:7620,127.0.0.36:7620,127.0.0.37:7620
+etcdctl=(env ETCDCTL_API=3 etcdctl --endpoints "https://${endpoints//,/,https://}" --cacert "$certs/ca.pem"
+    --cert "$certs/bench.pem" --key "$certs/bench-key.pem")
+for _ in $(seq 1 300); do
+    "${etcdctl[@]}" endpoint health >/dev/null 2>&1 && break
+    sleep 0.1
+done
+"${etcdctl[@]}" endpoint health >/dev/null || { echo "etcd did not become healthy" >&2; tail "$work"/etcd*.log >&2; exit 1; }
+load=(python3 scripts/etcd_load.py)
+tls=("$endpoints" "$certs/ca.pem" "$certs/bench.pem" "$certs/bench-key.pem" --concurrency 50 --keys 10000 --value-bytes 100)
+measure etcd-put "${load[@]}" put "${tls[@]}" --seconds "$seconds"
+cp "$work/etcd-put.raw" "$work/etcd-put.out"
+"${load[@]}" load "${tls[@]}" >/dev/null
+measure etcd-get "${load[@]}" get "${tls[@]}" --seconds "$seconds"
+cp "$work/etcd-get.raw" "$work/etcd-get.out"
+for i in 1 2 3; do stop "etcd$i"; done
+show kvd3-put "kvd x3 N=3 W=2 sync, puts"
+show etcd-put "etcd x3, puts (etcd_load.py)"
+ratio kvd3-put etcd-put
+show kvd3-get "kvd x3 N=3 R=2, gets"
+show etcd-get "etcd x3, linearizable gets"
+ratio kvd3-get etcd-get
