@@ -45,8 +45,11 @@ struct KVBench: AsyncParsableCommand {
     @Option(help: "put, get or mixed (50 % each).")
     var workload = "put"
 
-    @Option(help: "one, quorum, all or a number of replicas, for reads and writes.")
-    var consistency = "quorum"
+    @Option(help: "one, quorum, all or a number of replicas, for reads and writes (default: the keyspace's).")
+    var consistency: String?
+
+    @Option(help: "The keyspace of the keys (env QUORUMKV_KEYSPACE); its ring, N and default levels.")
+    var keyspace = ProcessInfo.processInfo.environment["QUORUMKV_KEYSPACE"] ?? Keyspace.defaultName
 
     @Option(help: "Requests in flight at once.")
     var concurrency = 50
@@ -90,7 +93,7 @@ struct KVBench: AsyncParsableCommand {
         guard ["put", "get", "mixed"].contains(workload) else {
             throw ValidationError("--workload must be put, get or mixed")
         }
-        guard ConsistencyLevel(parsing: consistency) != nil else {
+        guard consistency.map({ ConsistencyLevel(parsing: $0) != nil }) ?? true else {
             throw ValidationError("--consistency must be one, quorum, all or a number")
         }
         guard (1...4096).contains(concurrency) else { throw ValidationError("--concurrency must be 1...4096") }
@@ -117,8 +120,9 @@ struct KVBench: AsyncParsableCommand {
     }
 
     func run() async throws {
-        let client = try makeClient()
-        let level = ConsistencyLevel(parsing: consistency) ?? .quorum
+        let connection = try makeClient()
+        let client = connection.keyspace(keyspace)
+        let level = consistency.flatMap(ConsistencyLevel.init(parsing:))
         let value = [UInt8](repeating: UInt8(ascii: "x"), count: valueBytes)
         let keyNames = (0..<keys).map { Array("\(keyPrefix)\($0)".utf8) }
 
@@ -168,13 +172,14 @@ struct KVBench: AsyncParsableCommand {
         }
         progress?.cancel()
         let elapsed = (ContinuousClock.now - started) / .seconds(1)
-        await client.close()
+        await connection.close()
 
         let phases = recorder.phases(elapsed: elapsed)
         let timeline = recorder.timeline()
         let errors = recorder.errors
         let report = Report(
-            workload: workload, consistency: consistency, concurrency: concurrency, valueBytes: valueBytes,
+            workload: workload, keyspace: keyspace, consistency: consistency ?? "the keyspace's",
+            concurrency: concurrency, valueBytes: valueBytes,
             whole: phases.whole, beforeSplit: phases.before, afterSplit: phases.after, errors: errors,
             lastError: recorder.lastError, timeline: timeline,
             marks: try marks().map { ["second": "\($0.second)", "label": $0.label] })
@@ -189,7 +194,8 @@ struct KVBench: AsyncParsableCommand {
             try encoder.encode(report).write(to: URL(fileURLWithPath: output))
         }
         if let plot {
-            let title = "kvbench \(workload), \(consistency), \(concurrency) in flight, \(valueBytes)-byte values"
+            let title =
+                "kvbench \(workload), keyspace \(keyspace), \(consistency ?? "its levels"), \(concurrency) in flight, \(valueBytes)-byte values"
             try Plot.svg(title: title, timeline: timeline, marks: try marks())
                 .write(toFile: plot, atomically: true, encoding: .utf8)
         }
@@ -233,6 +239,7 @@ struct KVBench: AsyncParsableCommand {
 
 struct Report: Encodable {
     var workload: String
+    var keyspace: String
     var consistency: String
     var concurrency: Int
     var valueBytes: Int
