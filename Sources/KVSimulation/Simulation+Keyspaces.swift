@@ -114,7 +114,6 @@ extension Simulation {
     /// `map` as keyspace `id` sees it (the production `ClusterMap.viewed(as:)`): its rings, admission,
     /// movements and transfers are the keyspace's. The default keyspace sees the map itself.
     func viewed(_ map: ClusterMap, as id: UInt32) -> ClusterMap {
-        guard id != Keyspace.defaultID else { return map }
         guard let keyspace = map.keyspace(id: id) else {
             preconditionFailure("epoch \(map.epoch) has no keyspace \(id)")
         }

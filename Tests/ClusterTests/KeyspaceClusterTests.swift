@@ -187,12 +187,12 @@ extension RealProcessTests {
             let beforeRing = try before.ring(of: #require(before.keyspace(named: "sessions")))
 
             let load = RingSplitClusterTests.Load(users: sessions, workers: 4)
-            try await Task.sleep(for: .seconds(1))
+            try await load.advance(by: 40)
             let raised = try await offThePool {
                 try cluster.kvctl(
                     ["keyspace", "alter", "sessions", "--rf", "5", "--wait-timeout", "240"], timeout: .seconds(300))
             }
-            try await Task.sleep(for: .seconds(1))
+            try await load.advance(by: 40)
             await load.finish()
             #expect(raised.status == 0, "alter: \(raised.stdout) \(raised.stderr)")
             let failures = load.failures.withLock { $0 }

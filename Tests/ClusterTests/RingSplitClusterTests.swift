@@ -88,6 +88,16 @@ extension RealProcessTests {
                 }
             }
 
+            /// Waits until `count` more operations have finished (60 s at most): the load is going.
+            func advance(by count: Int) async throws {
+                let target = operations.load(ordering: .relaxed) + count
+                let deadline = ContinuousClock.now + .seconds(60)
+                while operations.load(ordering: .relaxed) < target, ContinuousClock.now < deadline {
+                    try await Task.sleep(for: .milliseconds(20))
+                }
+                #expect(operations.load(ordering: .relaxed) >= target, "the load stalled")
+            }
+
             /// Stops every worker and waits for them.
             func finish() async {
                 stop.store(true, ordering: .relaxed)
@@ -146,7 +156,7 @@ extension RealProcessTests {
 
             // The part from `n` moves to the main ring under load.
             let load = Load(users: users, workers: 4)
-            try await Task.sleep(for: .seconds(1))
+            try await load.advance(by: 40)
             let moveStarted = ContinuousClock.now
             let moved = try await offThePool {
                 try cluster.kvctl(
@@ -154,7 +164,7 @@ extension RealProcessTests {
                     timeout: .seconds(300))
             }
             let moveTook = ContinuousClock.now - moveStarted
-            try await Task.sleep(for: .seconds(1))
+            try await load.advance(by: 40)
             await load.finish()
             #expect(moved.status == 0, "move: \(moved.stdout) \(moved.stderr)")
             #expect(moved.stdout.contains("done"), "\(moved.stdout) \(moved.stderr)")

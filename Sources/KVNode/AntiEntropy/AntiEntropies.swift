@@ -38,7 +38,7 @@ public final class AntiEntropies: Sendable {
         let (keyspaces, map) = (self.keyspaces, membership.current)
         let served: NodeKeyspaces.Served?
         do {
-            served = try await pool.runIfActive { try keyspaces.served(id, in: map) }
+            served = try await keyspaces.served(id, in: map, on: pool)
         } catch {
             logger.warning(
                 "cannot open a keyspace for anti-entropy", metadata: ["keyspace.id": "\(id)", "error": "\(error)"])

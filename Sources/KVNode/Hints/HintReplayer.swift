@@ -114,9 +114,14 @@ final class HintReplayer: Sendable {
             return 0
         }
         var sent = 0
+        // Each keyspace's ring is built once for the batch, not once a hint.
+        var rings: [UInt32: Ring?] = [:]
         for (id, hint) in batch {
             sent += 1
-            guard let keyspace = map.keyspace(id: hint.keyspace), let ring = try? map.ring(of: keyspace) else {
+            if rings[hint.keyspace] == nil {
+                rings[hint.keyspace] = map.keyspace(id: hint.keyspace).flatMap { try? map.ring(of: $0) }
+            }
+            guard let ring = rings[hint.keyspace] ?? nil else {
                 if map.hasDropped(keyspace: hint.keyspace) {
                     try? await pool.runIfActive { try hints.deleteHint(id) }
                     continue

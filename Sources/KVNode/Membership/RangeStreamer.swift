@@ -131,7 +131,7 @@ final class RangeStreamer: Sendable {
         guard let (keyspaces, antiEntropies) = self.keyspaces else { return lanes }
         for keyspace in map.keyspaces where !keyspace.dropped {
             do {
-                guard let served = try await pool.runIfActive({ try keyspaces.served(keyspace.id, in: map) }),
+                guard let served = try await keyspaces.served(keyspace.id, in: map, on: pool),
                     let antiEntropy = await antiEntropies.of(keyspace.id)
                 else { continue }
                 lanes.append(

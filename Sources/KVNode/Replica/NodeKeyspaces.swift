@@ -1,5 +1,6 @@
 public import KVCore
 public import KVStorage
+public import NIOPosix
 import Synchronization
 
 /// The keyspaces a node serves (`ClusterMap.keyspaces`): for each keyspace of its map, the store's view
@@ -51,6 +52,12 @@ public final class NodeKeyspaces: Sendable {
             return replica
         }
         return Served(keyspace: keyspace, map: map.viewed(as: keyspace), store: view, replica: replica)
+    }
+
+    /// Keyspace `id` of `map`, from memory when it is served already, else opened on `pool`.
+    public func served(_ id: UInt32, in map: ClusterMap, on pool: NIOThreadPool) async throws -> Served? {
+        if let served = opened(id, in: map) { return served }
+        return try await pool.runIfActive { try self.served(id, in: map) }
     }
 
     /// Keyspace `id` of `map` when it is served already (no I/O); nil when the map does not have it or
