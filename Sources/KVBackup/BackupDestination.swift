@@ -102,15 +102,13 @@ public struct BackupDestination: Sendable {
         try manifests().map(\.id)
     }
 
-    /// Every finished backup's manifest, oldest first: by cut (the HLC moves forward from one backup
-    /// to the next, even two started in the same second, whose ids' random suffixes do not sort
-    /// by time), then by id.
+    /// Every finished backup's manifest, oldest first (`BackupManifest.isOlder(than:)`).
     public func manifests() throws -> [BackupManifest] {
         guard FileManager.default.fileExists(atPath: backupsDirectory) else { return [] }
         return try FileManager.default.contentsOfDirectory(atPath: backupsDirectory)
             .filter { Self.isValidBackupID($0) && FileManager.default.fileExists(atPath: manifestPath(backup: $0)) }
             .map { try manifest($0) }
-            .sorted { ($0.cut, $0.id) < ($1.cut, $1.id) }
+            .sorted { $0.isOlder(than: $1) }
     }
 
     // MARK: Lock

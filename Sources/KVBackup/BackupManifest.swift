@@ -56,6 +56,13 @@ public struct BackupManifest: Codable, Sendable, Hashable {
         self.nodes = nodes
     }
 
+    /// Whether this backup is older than `other`: by cut (the HLC moves forward from one backup to the
+    /// next, even two started in the same second, whose ids' random suffixes do not sort by time),
+    /// then by id. The one order of backups: listing, pruning and choosing the latest use it.
+    public func isOlder(than other: BackupManifest) -> Bool {
+        (cut, id) < (other.cut, other.id)
+    }
+
     /// The cluster map a backup records (the map `kvctl` held when it started, after asking the nodes
     /// for the latest).
     public struct MapRecord: Codable, Sendable, Hashable {

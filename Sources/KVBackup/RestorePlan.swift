@@ -24,7 +24,7 @@ public struct RestorePlan: Sendable, Hashable {
     ///   cut: a node's checkpoint may have been taken before a write at or below T reached it, and
     ///   no other checkpoint is sure to hold that write; when a backup of the chain is missing.
     public init(manifests: [BackupManifest], backup id: String?, asOf: AsOf?) throws {
-        let sorted = manifests.sorted { $0.id < $1.id }
+        let sorted = manifests.sorted { $0.isOlder(than: $1) }
         let chosen: BackupManifest
         if let id {
             guard let found = sorted.first(where: { $0.id == id }) else {
@@ -55,8 +55,10 @@ public struct RestorePlan: Sendable, Hashable {
         }
         self.chain = chain
         let inChain = Set(chain.map(\.id))
-        earlier = sorted.filter { $0.id < chosen.id && $0.clusterID == chosen.clusterID && !inChain.contains($0.id) }
-            .reversed()
+        earlier = sorted.filter {
+            $0.isOlder(than: chosen) && $0.clusterID == chosen.clusterID && !inChain.contains($0.id)
+        }
+        .reversed()
         self.asOf = bound
     }
 }

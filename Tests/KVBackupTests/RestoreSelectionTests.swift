@@ -73,6 +73,22 @@ import Testing
         }
     }
 
+    /// Two backups started in the same second: their ids' random suffixes do not sort by time, so
+    /// the latest is the one with the later cut (a restore once took the full backup here and lost
+    /// the incremental one's writes).
+    @Test func theLatestOfTwoBackupsInOneSecondIsTheOneWithTheLaterCut() throws {
+        let backups = [
+            Self.manifest("20261203T090000Z-ffffff", cut: 1000),
+            Self.manifest("20261203T090000Z-000001", cut: 1001, base: "20261203T090000Z-ffffff"),
+        ]
+        let plan = try RestorePlan(manifests: backups, backup: nil, asOf: nil)
+        #expect(plan.backup.id == "20261203T090000Z-000001")
+        #expect(plan.chain.map(\.id) == ["20261203T090000Z-000001", "20261203T090000Z-ffffff"])
+        #expect(plan.earlier.isEmpty)
+        let full = try RestorePlan(manifests: backups, backup: "20261203T090000Z-ffffff", asOf: nil)
+        #expect(full.earlier.isEmpty)
+    }
+
     static let backups = [
         manifest("20261203T100000Z-000002", cut: 2000),
         manifest("20261203T090000Z-000001", cut: 1000),
