@@ -34,6 +34,8 @@ extension RPCServer {
                 guard try await acknowledge(helloID: helloID, on: connection, peer: peer, outbound: outbound) else {
                     return
                 }
+                let inline = connection.inline
+                inline.eventLoop.execute { inline.value.open(for: peer) }
                 try await dispatch(
                     &frames, peer: peer, budget: connection.budget, outbound: outbound, logger: logger)
             }
@@ -250,21 +252,29 @@ extension RPCServer {
             let response = try await service.handle(request, from: peer)
             statistics.requestsServed.add(1, ordering: .relaxed)
             return response.frame(requestID: requestID, allocator: ByteBufferAllocator())
-        } catch let error as RPCError {
-            if let code = error.remoteCode {
-                // The operator must hear of a failing disk or damaged data, not only the client.
-                if code == .storageFailure || code == .diskFull {
-                    logger.error(
-                        "storage failure",
-                        metadata: ["rpc.type": "\(request.type)", "error": "\(error.remoteMessage ?? "")"])
-                }
-                return Self.errorFrame(requestID: requestID, code: code, message: "\(error.remoteMessage ?? "")")
-            }
-            return Self.errorFrame(requestID: requestID, code: .internal, message: "\(error)")
         } catch {
-            logger.warning("request failed", metadata: ["rpc.type": "\(request.type)", "error": "\(error)"])
-            return Self.errorFrame(requestID: requestID, code: .internal, message: "\(error)")
+            return Self.errorFrame(answering: error, to: request.type, requestID: requestID, logger: logger)
         }
+    }
+
+    /// The `Error` frame that answers a request that failed with `error`: its code when it is an
+    /// `RPCError.remote`, else `internal`. A failing disk or damaged data is logged too: the operator
+    /// must hear of it, not only the client.
+    static func errorFrame(answering error: any Error, to type: MessageType, requestID: UInt64, logger: Logger)
+        -> Frame
+    {
+        guard let error = error as? RPCError else {
+            logger.warning("request failed", metadata: ["rpc.type": "\(type)", "error": "\(error)"])
+            return errorFrame(requestID: requestID, code: .internal, message: "\(error)")
+        }
+        guard let code = error.remoteCode else {
+            return errorFrame(requestID: requestID, code: .internal, message: "\(error)")
+        }
+        if code == .storageFailure || code == .diskFull {
+            logger.error(
+                "storage failure", metadata: ["rpc.type": "\(type)", "error": "\(error.remoteMessage ?? "")"])
+        }
+        return errorFrame(requestID: requestID, code: code, message: "\(error.remoteMessage ?? "")")
     }
 
     /// Answers a protocol violation with an `Error` frame; the caller then closes the connection.

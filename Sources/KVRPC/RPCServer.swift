@@ -16,6 +16,21 @@ public protocol RPCService: Sendable {
 
     /// The cluster-map epoch and hybrid-logical-clock timestamp to put in a `HelloAck`.
     func handshakeState() -> (epoch: UInt64, clock: UInt64)
+
+    /// Whether `answerAtOnce(_:from:)` may answer requests of `type` (asked before one is decoded).
+    func mayAnswerAtOnce(_ type: MessageType) -> Bool
+
+    /// Answers `request` on the connection's event loop when that needs no waiting at all (no lock
+    /// held for long, no disk read, no other node), as `handle(_:from:)` would; nil when it would
+    /// have to wait: `handle(_:from:)` gets the request then. Errors are answered as `handle`'s.
+    func answerAtOnce(_ request: Message, from peer: PeerIdentity) throws -> Message?
+}
+
+extension RPCService {
+    /// The default: every request is answered by `handle(_:from:)`.
+    public func mayAnswerAtOnce(_ type: MessageType) -> Bool { false }
+
+    public func answerAtOnce(_ request: Message, from peer: PeerIdentity) throws -> Message? { nil }
 }
 
 /// Where and how an `RPCServer` listens.
@@ -181,6 +196,9 @@ public final class RPCServer: Sendable {
                         ByteToMessageHandler(FrameDecoder(frameBytesMax: frameBytesMax)),
                         MessageToByteHandler(FrameEncoder()),
                     ])
+                    let inline = InlineAnswerHandler(
+                        service: service, budget: budget, statistics: admission.statistics, logger: logger)
+                    try channel.pipeline.syncOperations.addHandler(inline)
                     // Close connections that never finish TLS and Hello: an idle socket must not hold
                     // a slot forever.
                     let timeout = channel.eventLoop.scheduleTask(in: TimeAmount(handshakeTimeout)) {
@@ -189,7 +207,7 @@ public final class RPCServer: Sendable {
                     let asyncChannel = try NIOAsyncChannel<Frame, Frame>(wrappingChannelSynchronously: channel)
                     return RPCServerConnection(
                         channel: asyncChannel, handshake: handshake.futureResult, timeout: timeout, slot: slot,
-                        budget: budget, traffic: counted)
+                        budget: budget, traffic: counted, inline: NIOLoopBound(inline, eventLoop: channel.eventLoop))
                 }
             }
         return try RPCServer(
@@ -229,4 +247,6 @@ struct RPCServerConnection: Sendable {
     var budget: ConnectionBudget
     /// Where its bytes are counted, and its counts, to bind to the peer once verified.
     var traffic: (table: PeerTraffic, counts: ConnectionTraffic)?
+    /// Answers what needs no waiting on the event loop, once opened after `Hello`.
+    var inline: NIOLoopBound<InlineAnswerHandler>
 }

@@ -88,6 +88,11 @@ public final class InMemoryStore: ReplicaStore {
         }
     }
 
+    /// Everything is in memory: always `get(key:)`'s answer.
+    public func getFromMemory(key: [UInt8]) throws(StorageError) -> StoredRecord?? {
+        .some(try get(key: key))
+    }
+
     public func metadata(_ name: String) throws(StorageError) -> [UInt8]? {
         try checkOpen()
         return try (root ?? self).state.withLock { (state) throws(StorageError) -> [UInt8]? in

@@ -26,6 +26,11 @@ public protocol ReplicaStore: AnyObject, Sendable {
     /// The record stored for `key`, tombstones included; `nil` if the key was never written.
     func get(key: [UInt8]) throws(StorageError) -> StoredRecord?
 
+    /// What `get(key:)` answers, when the store can answer from memory without blocking on the disk;
+    /// nil when it would have to read the disk (call `get(key:)` on a thread pool then). Safe to call
+    /// on an event loop or a task's thread: it never waits for I/O.
+    func getFromMemory(key: [UInt8]) throws(StorageError) -> StoredRecord??
+
     /// A small named metadata value (node id, cluster map...) from the `meta` column family.
     func metadata(_ name: String) throws(StorageError) -> [UInt8]?
 
@@ -65,6 +70,9 @@ public struct MetadataEntry: Sendable, Hashable {
 }
 
 extension ReplicaStore {
+    /// The default: the store cannot tell, so every read goes to the disk path.
+    public func getFromMemory(key: [UInt8]) throws(StorageError) -> StoredRecord?? { nil }
+
     public func apply(_ records: [StreamedRecord], setting metadata: MetadataEntry?) throws(StorageError)
         -> [ApplyOutcome]
     {

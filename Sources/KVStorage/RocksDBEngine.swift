@@ -18,6 +18,9 @@ final class RocksDBEngine: @unchecked Sendable {
     let db: OpaquePointer
     let options: OpaquePointer
     let readOptions: OpaquePointer
+    /// `readOptions` limited to the memtables and the block cache (`kBlockCacheTier`): a read that
+    /// would touch a file fails with `Incomplete` instead of blocking.
+    let memoryReadOptions: OpaquePointer
     let writeOptions: OpaquePointer
     /// Writes to the WAL without an fsync of their own, whatever the durability: for writes whose loss
     /// in a power cut is harmless (a hint deleted after its replay: the hint is replayed again). The
@@ -177,6 +180,9 @@ final class RocksDBEngine: @unchecked Sendable {
 
         let readOptions = rocksdb_readoptions_create()!
         rocksdb_readoptions_set_verify_checksums(readOptions, 1)
+        let memoryReadOptions = rocksdb_readoptions_create()!
+        rocksdb_readoptions_set_verify_checksums(memoryReadOptions, 1)
+        rocksdb_readoptions_set_read_tier(memoryReadOptions, 1)
         let writeOptions = rocksdb_writeoptions_create()!
         // Never disable the WAL: every mode relies on it; only the fsync moment differs.
         rocksdb_writeoptions_set_sync(writeOptions, durability == .sync ? 1 : 0)
@@ -188,6 +194,7 @@ final class RocksDBEngine: @unchecked Sendable {
         self.db = opened
         self.options = options
         self.readOptions = readOptions
+        self.memoryReadOptions = memoryReadOptions
         self.writeOptions = writeOptions
         self.unsyncedWriteOptions = unsyncedWriteOptions
         self.syncedWriteOptions = syncedWriteOptions
@@ -294,6 +301,7 @@ final class RocksDBEngine: @unchecked Sendable {
         (families + [hintsFamily, metaFamily]).forEach { rocksdb_column_family_handle_destroy($0) }
         rocksdb_close(db)
         rocksdb_readoptions_destroy(readOptions)
+        rocksdb_readoptions_destroy(memoryReadOptions)
         rocksdb_writeoptions_destroy(writeOptions)
         rocksdb_writeoptions_destroy(unsyncedWriteOptions)
         rocksdb_writeoptions_destroy(syncedWriteOptions)

@@ -13,13 +13,40 @@ extension RocksDBStore {
         _ key: [UInt8],
         _ body: (UnsafeRawBufferPointer) throws(StorageError) -> Result
     ) throws(StorageError) -> Result? {
+        try read(family, key, options: readOptions, body) ?? nil
+    }
+
+    /// How RocksDB's C API begins the message of `Status::Incomplete`.
+    static let incompletePrefix = "Result incomplete"
+
+    /// `read` from the memtables and the block cache only: nil when the answer needs a file read
+    /// (RocksDB's `Incomplete`), else what `read` answers.
+    func readFromMemory<Result>(
+        _ family: OpaquePointer,
+        _ key: [UInt8],
+        _ body: (UnsafeRawBufferPointer) throws(StorageError) -> Result
+    ) throws(StorageError) -> Result?? {
+        try read(family, key, options: engine.memoryReadOptions, body)
+    }
+
+    private func read<Result>(
+        _ family: OpaquePointer,
+        _ key: [UInt8],
+        options: OpaquePointer,
+        _ body: (UnsafeRawBufferPointer) throws(StorageError) -> Result
+    ) throws(StorageError) -> Result?? {
         var error: UnsafeMutablePointer<CChar>?
         let slice = key.withUnsafeBytes { key in
-            rocksdb_get_pinned_cf(db, readOptions, family, key.cChars, key.count, &error)
+            rocksdb_get_pinned_cf(db, options, family, key.cChars, key.count, &error)
         }
         defer { if let slice { rocksdb_pinnableslice_destroy(slice) } }
+        // `Status::Incomplete`, as the C API spells it: the read needs a file (`kBlockCacheTier`).
+        if let error, strncmp(error, Self.incompletePrefix, Self.incompletePrefix.utf8.count) == 0 {
+            rocksdb_free(error)
+            return nil
+        }
         try check(error)
-        guard let slice else { return nil }
+        guard let slice else { return .some(nil) }
         var length = 0
         let value = rocksdb_pinnableslice_value(slice, &length)
         return try body(UnsafeRawBufferPointer(start: value, count: length))

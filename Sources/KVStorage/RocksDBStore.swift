@@ -246,6 +246,15 @@ public final class RocksDBStore: ReplicaStore, @unchecked Sendable {
         }
     }
 
+    public func getFromMemory(key: [UInt8]) throws(StorageError) -> StoredRecord?? {
+        let dataKey = RecordCodec.dataKey(key)
+        return try withOpenHandles { () throws(StorageError) -> StoredRecord?? in
+            try readFromMemory(dataFamily, dataKey) { (bytes) throws(StorageError) -> StoredRecord in
+                try RecordCodec.decode(bytes)
+            }
+        }
+    }
+
     public func metadata(_ name: String) throws(StorageError) -> [UInt8]? {
         try withOpenHandles { () throws(StorageError) -> [UInt8]? in
             try read(metaFamily, metaKey(name)) { (bytes) throws(StorageError) -> [UInt8] in Array(bytes) }

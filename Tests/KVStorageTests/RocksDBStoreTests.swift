@@ -178,3 +178,40 @@ import Testing
         #expect(error.description.contains(message))
     }
 }
+
+/// Issue 21: a read RocksDB can answer from memory (memtables, block cache) is answered without
+/// touching a file, so a node serves it on the request's thread instead of the storage pool.
+@Suite struct MemoryReadTests {
+    @Test func readsFromMemoryAnswerOnlyWhatNeedsNoFile() throws {
+        try withTemporaryDirectory { path throws in
+            let store = try RocksDBStore(directory: path, durability: .none)
+            for index in 0..<100 {
+                _ = try store.apply(key: key("flushed-\(index)"), record: record(UInt64(index + 1), "value-\(index)"))
+            }
+            try store.flush()
+            store.close()
+
+            let reopened = try RocksDBStore(directory: path, durability: .none)
+            defer { reopened.close() }
+            // In a file whose blocks nobody read since the open: the disk path must answer.
+            #expect(try reopened.getFromMemory(key: key("flushed-7")) == nil)
+            #expect(try reopened.get(key: key("flushed-7")) == record(8, "value-7"))
+            // Its block is cached now.
+            #expect(try reopened.getFromMemory(key: key("flushed-7")) == .some(record(8, "value-7")))
+            // A write sits in the memtable; a tombstone is answered as one.
+            _ = try reopened.apply(key: key("fresh"), record: record(500, "new"))
+            _ = try reopened.apply(key: key("flushed-9"), record: tombstone(600))
+            #expect(try reopened.getFromMemory(key: key("fresh")) == .some(record(500, "new")))
+            #expect(try reopened.getFromMemory(key: key("flushed-9")) == .some(tombstone(600)))
+            reopened.close()
+            #expect(throws: StorageError.closed) { try reopened.getFromMemory(key: key("fresh")) }
+        }
+    }
+
+    @Test func theInMemoryStoreAnswersEveryRead() throws {
+        let store = InMemoryStore()
+        _ = try store.apply(key: key("k"), record: record(3, "v"))
+        #expect(try store.getFromMemory(key: key("k")) == .some(record(3, "v")))
+        #expect(try store.getFromMemory(key: key("absent")) == .some(nil))
+    }
+}

@@ -123,6 +123,19 @@ public final class Replica: Sendable {
         return (outcomes, tick(observing: records.map(\.record.version.hlc).max() ?? 0))
     }
 
+    /// `get(key:)`'s answer when the store has it in memory (`ReplicaStore.getFromMemory(key:)`),
+    /// without blocking on the disk; nil when it needs the disk.
+    public func getFromMemory(key: [UInt8]) throws(ReplicaError) -> (record: StoredRecord?, clock: UInt64)? {
+        let found: StoredRecord??
+        do {
+            found = try store.getFromMemory(key: key)
+        } catch {
+            throw ReplicaError.storage(error)
+        }
+        guard let record = found else { return nil }
+        return (record, tick(observing: record?.version.hlc ?? 0))
+    }
+
     /// What the replica holds for `key` (a tombstone for a deleted key, nil if it never saw the key).
     public func get(key: [UInt8]) throws(ReplicaError) -> (record: StoredRecord?, clock: UInt64) {
         let record: StoredRecord?

@@ -48,6 +48,14 @@ extension ReplicaService {
             key: key, version: put.version, tombstone: put.tombstone, value: put.value,
             expiresAtMillis: put.expiresAtMillis ?? 0)
         let replica = context.replica
+        guard repair else {
+            // The common write: in the keyspace's group commit, with the writes waiting beside it.
+            try checkClock(record.version.hlc, what: "the write's version")
+            let (outcome, clock) = try await answeringReplicaErrors {
+                try await storageQueue.put(key: key, record: record, to: replica, keyspace: context.id)
+            }
+            return Self.putResponse(outcome, offered: put.version, clock: clock)
+        }
         let (outcome, clock, changed) = try await runOnPool {
             () throws(ReplicaError) -> (ApplyOutcome, UInt64, Bool) in
             // Only for a repair: was what the replica held older? (`apply` answers `.applied` for an
@@ -66,11 +74,15 @@ extension ReplicaService {
         if changed {
             statistics.readRepairsApplied.add(1, ordering: .relaxed)
         }
+        return Self.putResponse(outcome, offered: put.version, clock: clock)
+    }
+
+    private static func putResponse(_ outcome: ApplyOutcome, offered: Version, clock: UInt64) -> Message {
         switch outcome {
         case .applied:
-            return .putResponse(PutResponse(outcome: .applied, current: put.version, clock: clock))
+            .putResponse(PutResponse(outcome: .applied, current: offered, clock: clock))
         case .superseded(let current):
-            return .putResponse(PutResponse(outcome: .superseded, current: current, clock: clock))
+            .putResponse(PutResponse(outcome: .superseded, current: current, clock: clock))
         }
     }
 
@@ -122,10 +134,22 @@ extension ReplicaService {
         let key = Array(get.key.readableBytesView)
         try checkAdmitted(key, write: false, in: context)
         let replica = context.replica
-        let (stored, clock) = try await runOnPool { () throws(ReplicaError) in
-            try replica.get(key: key)
-        }
+        let (stored, clock) = try await runOnPool { () throws(ReplicaError) in try replica.get(key: key) }
         return .getResponse(GetResponse(record: stored.map { Record(key: key, $0) }, clock: clock))
+    }
+
+    /// `read(_:in:)` when RocksDB answers from memory (memtables, block cache), on the caller's
+    /// thread — the connection's event loop (`answerAtOnce`); nil when the read needs the disk.
+    func readFromMemory(_ get: GetRequest, in context: KeyspaceContext) throws -> Message? {
+        let key = Array(get.key.readableBytesView)
+        try checkAdmitted(key, write: false, in: context)
+        let found: (record: StoredRecord?, clock: UInt64)?
+        do {
+            found = try context.replica.getFromMemory(key: key)
+        } catch {
+            throw Self.remote(error)
+        }
+        return found.map { .getResponse(GetResponse(record: $0.record.map { Record(key: key, $0) }, clock: $0.clock)) }
     }
 
     /// `Replica.checked` for a peer's record, refusing bad input with the wire's error.
@@ -165,8 +189,14 @@ extension ReplicaService {
     /// Runs a blocking replica call on the thread pool, through the bounded storage queue (the one
     /// place a request's store calls enter the pool), turning its failures into wire errors.
     func runOnPool<T: Sendable>(_ body: @escaping @Sendable () throws(ReplicaError) -> T) async throws -> T {
+        try await answeringReplicaErrors { try await storageQueue.run { try body() } }
+    }
+
+    /// Runs `body`, answering its `ReplicaError` with the wire's error (a clock too far ahead
+    /// counted), the storage queue's `overloaded` as it is, and anything else as `shuttingDown`.
+    func answeringReplicaErrors<T>(_ body: () async throws -> T) async throws -> T {
         do {
-            return try await storageQueue.run { try body() }
+            return try await body()
         } catch let error as ReplicaError {
             if case .clockAhead = error { statistics.clockAheadRefused.add(1, ordering: .relaxed) }
             throw Self.remote(error)

@@ -30,6 +30,28 @@ extension ReplicaService {
     /// default keyspace only.
     func context(_ id: UInt32) async throws -> KeyspaceContext {
         let map = membership.current
+        if let context = try openedContext(id, in: map) { return context }
+        guard let keyspaces else {
+            throw RPCError.remote(.invalidRequest, message: "\(nodeID) serves the default keyspace only")
+        }
+        let served = try await runOnPool { () throws(ReplicaError) -> NodeKeyspaces.Served? in
+            do throws(StorageError) {
+                return try keyspaces.served(id, in: map)
+            } catch {
+                throw ReplicaError.storage(error)
+            }
+        }
+        guard let served else {
+            throw RPCError.remote(.notReplica, message: "keyspace \(id) was dropped from \(nodeID)'s cluster map")
+        }
+        return context(served, in: map)
+    }
+
+    /// `context(_:)` when it needs no waiting (the keyspace's store is open already); nil when the
+    /// keyspace must be opened on the pool first.
+    ///
+    /// - Throws: as `context(_:)`, when the keyspace is not served here.
+    func openedContext(_ id: UInt32, in map: ClusterMap) throws -> KeyspaceContext? {
         if id == Keyspace.defaultID {
             return KeyspaceContext(
                 keyspace: map.defaultKeyspace, keyRange: KeyRange(low: [], high: nil), map: map, replica: replica,
@@ -46,20 +68,11 @@ extension ReplicaService {
                     "keyspace \(id) is not in \(nodeID)'s cluster map (epoch \(map.epoch)): unknown here yet, or dropped; fetch the map and retry"
             )
         }
-        var served = keyspaces.opened(id, in: map)
-        if served == nil {
-            served = try await runOnPool { () throws(ReplicaError) -> NodeKeyspaces.Served? in
-                do throws(StorageError) {
-                    return try keyspaces.served(id, in: map)
-                } catch {
-                    throw ReplicaError.storage(error)
-                }
-            }
-        }
-        guard let served else {
-            throw RPCError.remote(.notReplica, message: "keyspace \(id) was dropped from \(nodeID)'s cluster map")
-        }
-        return KeyspaceContext(
+        return keyspaces.opened(id, in: map).map { context($0, in: map) }
+    }
+
+    private func context(_ served: NodeKeyspaces.Served, in map: ClusterMap) -> KeyspaceContext {
+        KeyspaceContext(
             keyspace: served.keyspace, keyRange: keyRange(of: served.keyspace, in: map), map: served.map,
             replica: served.replica,
             merkle: merkle == nil ? nil : served.store,

@@ -182,6 +182,22 @@ public final class ReplicaService: RPCService {
         }
     }
 
+    public func mayAnswerAtOnce(_ type: MessageType) -> Bool {
+        type == .getRequest
+    }
+
+    /// A `Get` of an open keyspace that RocksDB answers from memory, on the connection's event loop
+    /// (`InlineAnswerHandler`): no hop to a task or the pool. Refused as `handle` refuses it.
+    public func answerAtOnce(_ request: Message, from peer: PeerIdentity) throws -> Message? {
+        guard case .getRequest(let get) = request, let context = try openedContext(get.keyspace, in: membership.current)
+        else {
+            return nil
+        }
+        try drainGate.enter()
+        defer { drainGate.leave() }
+        return try readFromMemory(get, in: context)
+    }
+
     /// The `Admin` commands: served while the node drains, and not counted as requests in flight.
     private func handle(_ admin: AdminRequest) async throws -> Message {
         switch admin.command {

@@ -1,4 +1,4 @@
-import KVCore
+package import KVCore
 import KVRPC
 import KVWire
 package import NIOPosix
@@ -16,6 +16,8 @@ package final class StorageQueue: Sendable {
     private let jobsMax: Int
     private let jobs = Atomic<Int>(0)
     private let statistics: NodeStatistics
+    /// Each keyspace's group commit, which single writes go through (`put(_:key:record:)`).
+    private let writeGroups: WriteGroups
 
     /// - Parameters:
     ///   - jobsMax: jobs waiting or running at once; at least 1.
@@ -25,10 +27,14 @@ package final class StorageQueue: Sendable {
         self.pool = pool
         self.jobsMax = jobsMax
         self.statistics = statistics
+        self.writeGroups = WriteGroups(pool: pool)
     }
 
     /// Jobs waiting or running now.
     package var count: Int { jobs.load(ordering: .relaxed) }
+
+    /// Store writes the group commits made so far (each one batch of single writes).
+    package var writeBatches: Int { writeGroups.batchesWritten.load(ordering: .relaxed) }
 
     /// Runs `body` on the pool once a thread is free.
     ///
@@ -36,6 +42,22 @@ package final class StorageQueue: Sendable {
     ///   `CancellationError` when the pool is shutting down or the task was cancelled while waiting;
     ///   whatever `body` throws.
     package func run<T: Sendable>(_ body: @escaping @Sendable () throws -> T) async throws -> T {
+        try await counted { try await pool.runIfActive(body) }
+    }
+
+    /// Writes `record` of `key` to `replica` (keyspace `keyspace`'s) in its group commit
+    /// (`WriteGroup`): with the writes that wait beside it, in one store write on the pool. Counted
+    /// as a job while it waits, as `run` is.
+    ///
+    /// - Throws: as `run`, and the `ReplicaError` of the write.
+    package func put(
+        key: [UInt8], record: StoredRecord, to replica: Replica, keyspace: UInt32
+    ) async throws -> (outcome: ApplyOutcome, clock: UInt64) {
+        let group = writeGroups.group(keyspace: keyspace, replica: replica)
+        return try await counted { try await group.put(key: key, record: record) }
+    }
+
+    private func counted<T>(_ body: () async throws -> T) async throws -> T {
         guard jobs.wrappingAdd(1, ordering: .relaxed).oldValue < jobsMax else {
             jobs.subtract(1, ordering: .relaxed)
             statistics.recordRefusal(.queueFull)
@@ -43,6 +65,6 @@ package final class StorageQueue: Sendable {
                 .overloaded, message: "the node's storage queue is full (\(jobsMax) jobs): retry later or elsewhere")
         }
         defer { jobs.subtract(1, ordering: .relaxed) }
-        return try await pool.runIfActive(body)
+        return try await body()
     }
 }

@@ -1,0 +1,132 @@
+import KVCore
+import KVStorage
+import NIOPosix
+import Synchronization
+
+/// Group commit for one keyspace's replica: the writes that arrive while a batch is being written
+/// wait together and go as the next batch, one RocksDB write batch (`Replica.put(_:setting:)`), so
+/// one fsync and one thread hop answer them all.
+///
+/// A batch is written by one pool thread at a time; the first write to arrive while none is being
+/// written starts the writer, which goes on until nobody waits. Under light load a batch is one
+/// write (no delay is added to gather more); under heavy load batches grow with the fsync time, up
+/// to `batchMax`. A record's outcome is what it would have been written alone in arrival order: a
+/// batch compares each record with what an earlier record of the same key in it wrote.
+final class WriteGroup: Sendable {
+    /// The records of one batch at most: bounds the time the segments' stripes are held.
+    static let batchMax = 512
+
+    typealias Answer = (outcome: ApplyOutcome, clock: UInt64)
+
+    private struct Waiting {
+        let record: StreamedRecord
+        let continuation: CheckedContinuation<Answer, any Error>
+    }
+
+    private struct State {
+        var waiting: [Waiting] = []
+        /// Whether a pool thread is writing (and will take what waits when it is done).
+        var writing = false
+    }
+
+    let replica: Replica
+    private let pool: NIOThreadPool
+    private let state = Mutex(State())
+    /// Called before each batch is written.
+    private let willWrite: @Sendable () -> Void
+
+    init(replica: Replica, pool: NIOThreadPool, willWrite: @escaping @Sendable () -> Void = {}) {
+        self.replica = replica
+        self.pool = pool
+        self.willWrite = willWrite
+    }
+
+    /// Writes `record` of `key` in the next batch.
+    ///
+    /// - Throws: the `ReplicaError` its write gave (a batch that fails is written again one record at
+    ///   a time, so one record's refusal fails only its own write); `CancellationError` when the
+    ///   pool is shutting down.
+    func put(key: [UInt8], record: StoredRecord) async throws -> Answer {
+        try await withCheckedThrowingContinuation { continuation in
+            let starts = state.withLock { state in
+                state.waiting.append(
+                    Waiting(record: StreamedRecord(key: key, record: record), continuation: continuation))
+                guard !state.writing else { return false }
+                state.writing = true
+                return true
+            }
+            if starts {
+                pool.submit { work in self.writeWhileWaiting(work) }
+            }
+        }
+    }
+
+    /// Writes batches until nobody waits (on a pool thread).
+    private func writeWhileWaiting(_ work: NIOThreadPool.WorkItemState) {
+        while true {
+            let batch = state.withLock { state -> [Waiting] in
+                guard !state.waiting.isEmpty else {
+                    state.writing = false
+                    return []
+                }
+                let count = min(state.waiting.count, Self.batchMax)
+                let batch = Array(state.waiting.prefix(count))
+                state.waiting.removeFirst(count)
+                return batch
+            }
+            if batch.isEmpty { return }
+            guard case .active = work else {
+                for waiting in batch { waiting.continuation.resume(throwing: CancellationError()) }
+                continue
+            }
+            write(batch)
+        }
+    }
+
+    private func write(_ batch: [Waiting]) {
+        willWrite()
+        do throws(ReplicaError) {
+            let (outcomes, clock) = try replica.put(batch.map(\.record))
+            for (waiting, outcome) in zip(batch, outcomes) {
+                waiting.continuation.resume(returning: (outcome, clock))
+            }
+        } catch {
+            guard batch.count > 1 else {
+                batch[0].continuation.resume(throwing: error)
+                return
+            }
+            // One record may be the cause (a clock too far ahead, a value too large): each alone.
+            for waiting in batch {
+                waiting.continuation.resume(
+                    with: Result { () throws(ReplicaError) -> Answer in
+                        try replica.put(key: waiting.record.key, record: waiting.record.record)
+                    }.mapError { $0 as any Error })
+            }
+        }
+    }
+}
+
+/// The write group of each keyspace's replica (created at its first write).
+final class WriteGroups: Sendable {
+    private let pool: NIOThreadPool
+    private let groups = Mutex<[UInt32: WriteGroup]>([:])
+    /// Batches written by every group so far.
+    let batchesWritten = Atomic<Int>(0)
+
+    init(pool: NIOThreadPool) {
+        self.pool = pool
+    }
+
+    /// The group writing to `replica`, keyspace `keyspace`'s (a new one when the keyspace's replica
+    /// changed: dropped and served again).
+    func group(keyspace: UInt32, replica: Replica) -> WriteGroup {
+        groups.withLock { groups in
+            if let group = groups[keyspace], group.replica === replica { return group }
+            let group = WriteGroup(replica: replica, pool: pool) { [weak self] in
+                self?.batchesWritten.add(1, ordering: .relaxed)
+            }
+            groups[keyspace] = group
+            return group
+        }
+    }
+}
