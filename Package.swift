@@ -49,6 +49,7 @@ let package = Package(
             swiftSettings: swiftSettings
         ),
         .target(name: "KVWireGenerator", swiftSettings: swiftSettings),
+        .target(name: "KVWorkload", swiftSettings: swiftSettings),
         .target(
             name: "KVConfig",
             dependencies: ["KVCore", .product(name: "Yams", package: "Yams")],
@@ -164,6 +165,7 @@ let package = Package(
             swiftSettings: swiftSettings
         ),
         .testTarget(name: "KVCoreTests", dependencies: ["KVCore"], swiftSettings: swiftSettings),
+        .testTarget(name: "KVWorkloadTests", dependencies: ["KVCore", "KVWorkload"], swiftSettings: swiftSettings),
         .testTarget(
             name: "KVWireTests",
             dependencies: [
