@@ -131,7 +131,7 @@ let package = Package(
         .executableTarget(
             name: "kvbench",
             dependencies: [
-                "KVCore", "KVClient", "KVTLS", "KVConfig",
+                "KVCore", "KVClient", "KVTLS", "KVConfig", "KVWorkload",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "Histogram", package: "hdrhistogram-swift"),
