@@ -59,6 +59,17 @@ struct ZipfianTests {
     }
 
     @Test
+    func growingPastTheExactTermsKeepsZetaAsAFreshGeneratorHasIt() {
+        var grown = ZipfianGenerator(itemCount: ZipfianGenerator.zetaExactTermsMax - 10)
+        for count in [ZipfianGenerator.zetaExactTermsMax + 10, 3_000_000, 3_000_001, 50_000_000] {
+            grown.resize(to: count)
+            #expect(abs(grown.zetaItemCount - ZipfianGenerator.zeta(count, theta: 0.99)) < 1e-9, "\(count)")
+        }
+        grown.resize(to: 1000)
+        #expect(abs(grown.zetaItemCount - ZipfianGenerator.zeta(1000, theta: 0.99)) < 1e-9)
+    }
+
+    @Test
     func everyDrawIsAnItem() {
         for items in [1, 2, 3, 10] {
             let zipfian = ZipfianGenerator(itemCount: items)
