@@ -234,6 +234,7 @@ struct KVBench: AsyncParsableCommand {
             print(after.line("  after \(split) s"))
         }
         if plan.reportsOperations || targetRate != nil {
+            print("  all: \(report.whole.percentiles), \(errors) errors")
             for operation in report.operations {
                 print(operation.line())
             }
