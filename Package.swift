@@ -49,6 +49,7 @@ let package = Package(
             swiftSettings: swiftSettings
         ),
         .target(name: "KVWireGenerator", swiftSettings: swiftSettings),
+        .target(name: "KVWorkload", swiftSettings: swiftSettings),
         .target(
             name: "KVConfig",
             dependencies: ["KVCore", .product(name: "Yams", package: "Yams")],
@@ -130,7 +131,7 @@ let package = Package(
         .executableTarget(
             name: "kvbench",
             dependencies: [
-                "KVCore", "KVClient", "KVTLS", "KVConfig",
+                "KVCore", "KVClient", "KVTLS", "KVConfig", "KVWorkload",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "Histogram", package: "hdrhistogram-swift"),
@@ -164,6 +165,7 @@ let package = Package(
             swiftSettings: swiftSettings
         ),
         .testTarget(name: "KVCoreTests", dependencies: ["KVCore"], swiftSettings: swiftSettings),
+        .testTarget(name: "KVWorkloadTests", dependencies: ["KVCore", "KVWorkload"], swiftSettings: swiftSettings),
         .testTarget(
             name: "KVWireTests",
             dependencies: [

@@ -39,6 +39,12 @@
 #   scripts/bench.sh stale [SECONDS]    4 kvd, 100,000 keys: read p99 on a clean cluster, then with
 #                                       1 % of the keys rewritten while n2 was down and no hints
 #                                       (n2 stale on them; reads repair in the background)
+#   scripts/bench.sh ycsb [SECONDS]     one kvd: YCSB workloads A and B with zipfian and uniform keys,
+#                                       C, D and F, then A at --target-rate RATE (default 5000 ops/s,
+#                                       open loop, 2 s warm-up within SECONDS); 10,000 keys; SEED
+#                                       (default 1) for every run
+#   scripts/bench.sh ycsbcluster [SECONDS]
+#                                       the same against 4 kvd, N=3, R=W=2 (RATE default 2000)
 #
 # Always 50 requests in flight and 100-byte values; default 10 s per run. QUORUMKV_DURABILITY=none
 # (or interval:<N>ms) runs the nodes without an fsync per write, to see what the fsyncs cost;
@@ -51,7 +57,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 mode=${1:-single}
 seconds=${2:-10}
-[[ "$mode" =~ ^(single|cluster|hints|stale|repair|antientropy|grow|backup)$ ]] || { sed -n '2,39p' "$0" >&2; exit 64; }
+[[ "$mode" =~ ^(single|cluster|hints|stale|repair|antientropy|grow|backup|ycsb|ycsbcluster)$ ]] ||
+    { sed -n '2,55p' "$0" >&2; exit 64; }
 scripts/setup.sh
 
 for product in kvd kvctl kvbench; do
@@ -71,7 +78,7 @@ cleanup() {
 trap cleanup EXIT
 
 count=1
-[[ "$mode" != single ]] && count=4
+[[ "$mode" != single && "$mode" != ycsb ]] && count=4
 "$bin/kvctl" certs init --dir "$work/certs" 2>/dev/null
 "$bin/kvctl" certs issue --dir "$work/certs" --role client --name bench 2>/dev/null
 {
@@ -419,6 +426,25 @@ if [[ "$mode" == stale ]]; then
         "$bin/kvctl" status --json 2>/dev/null | python3 -c 'import json,sys
 for n in json.load(sys.stdin)["nodes"]:
     print(n["node"], "read repairs received", n.get("readRepairsReceived"), "applied", n.get("readRepairsApplied"))'
+    exit 0
+fi
+
+if [[ "$mode" == ycsb || "$mode" == ycsbcluster ]]; then
+    rate=${RATE:-$((count == 1 ? 5000 : 2000))}
+    ycsb=("${bench[@]}" --keys 10000 --seed "${SEED:-1}" --quiet)
+    echo "== kvbench YCSB: $count node(s), durability ${QUORUMKV_DURABILITY:-sync}, 50 concurrent, 100-byte values, 10,000 keys, ${seconds}s per run"
+    echo "== load average: $(cut -d' ' -f1-3 /proc/loadavg)"
+    "$bin/kvbench" --keys 10000 --mode get --requests-max 1 --quiet >/dev/null # writes the keys once
+    for run in "a zipfian" "a uniform" "b zipfian" "b uniform" "c zipfian" "d latest" "f zipfian"; do
+        read -r workload distribution <<<"$run"
+        echo "== workload $workload, $distribution keys (load average $(cut -d' ' -f1 /proc/loadavg))"
+        "${ycsb[@]}" --workload "$workload" --distribution "$distribution" --skip-load
+    done
+    warmup=2
+    echo "== workload a, zipfian, --target-rate $rate, ${warmup}s warm-up (load average $(cut -d' ' -f1 /proc/loadavg))"
+    "${ycsb[@]}" --workload a --skip-load --target-rate "$rate" --warmup "$warmup" \
+        --duration "$((seconds > warmup + 1 ? seconds - warmup : 1))"
+    echo "== load average: $(cut -d' ' -f1-3 /proc/loadavg)"
     exit 0
 fi
 

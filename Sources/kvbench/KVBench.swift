@@ -4,6 +4,7 @@ import KVClient
 import KVConfig
 import KVCore
 import KVTLS
+import KVWorkload
 
 /// `kvbench`: drives a cluster with a fixed number of concurrent requests and reports throughput and
 /// latency percentiles.
@@ -20,6 +21,14 @@ struct KVBench: AsyncParsableCommand {
             the results as JSON with a per-second timeline; --plot an SVG of throughput and p50/p99 per \
             second, with a vertical line at each --mark. Certificates and the cluster as for kvctl (flags \
             or QUORUMKV_* variables).
+
+            --mode put|get|mixed runs puts, gets or half of each; --workload a|b|c|d|f a YCSB core \
+            workload (operation mix and key distribution as YCSB's), reported per operation type with \
+            p99.9 and max too. --target-rate R starts R requests per second on a fixed schedule (open \
+            loop) and measures latency from each request's intended start, so a stall counts for every \
+            request that should have started during it (coordinated omission corrected); the service \
+            time (send to answer) is reported beside it. --warmup S runs the load S seconds first, \
+            unmeasured. --seed N replays the operation and key choice.
             """
     )
 
@@ -42,8 +51,37 @@ struct KVBench: AsyncParsableCommand {
     @Option(help: "Client private key (env QUORUMKV_KEY).")
     var key: String?
 
-    @Option(help: "put, get or mixed (50 % each).")
-    var workload = "put"
+    @Option(
+        help: """
+            The YCSB core workload: a (50 % reads, 50 % updates), b (95/5), c (reads only), d (95 % reads, \
+            5 % inserts, latest keys) or f (50 % reads, 50 % read-modify-writes); e needs range scans, which \
+            QuorumKV does not have. put, get and mixed are accepted as the older spelling of --mode.
+            """)
+    var workload: String?
+
+    @Option(help: "put, get or mixed (50 % each), uniform keys unless --distribution (default: put).")
+    var mode: String?
+
+    @Option(help: "uniform, zipfian (YCSB's scrambled, 0.99) or latest (default: the workload's; uniform for a mode).")
+    var distribution: String?
+
+    @Option(
+        name: .customLong("target-rate"), parsing: .unconditional,
+        help: """
+            Operations per second over all workers, started on a fixed schedule (open loop); latency is \
+            then from each request's intended start (1...\(Self.targetRateMax)).
+            """)
+    var targetRate: Int?
+
+    @Option(
+        parsing: .unconditional,
+        help:
+            "Seconds of the same load before the measured run; its figures are dropped (0...\(Int(Self.warmupSecondsMax)))."
+    )
+    var warmup = 0.0
+
+    @Option(help: "Seed of the operation and key choice (default: random, printed on stderr).")
+    var seed: UInt64?
 
     @Option(help: "one, quorum, all or a number of replicas, for reads and writes (default: the keyspace's).")
     var consistency: String?
@@ -51,7 +89,7 @@ struct KVBench: AsyncParsableCommand {
     @Option(help: "The keyspace of the keys (env QUORUMKV_KEYSPACE); its ring, N and default levels.")
     var keyspace = ProcessInfo.processInfo.environment["QUORUMKV_KEYSPACE"] ?? Keyspace.defaultName
 
-    @Option(help: "Requests in flight at once.")
+    @Option(help: "Requests in flight at once (with --target-rate, at most: one per worker sharing the rate).")
     var concurrency = 50
 
     @Option(help: "Seconds to run.")
@@ -63,7 +101,7 @@ struct KVBench: AsyncParsableCommand {
     @Option(name: .customLong("value-bytes"), help: "Bytes per value.")
     var valueBytes = 100
 
-    @Option(help: "Distinct keys.")
+    @Option(help: "Distinct keys written before the run (1...\(Self.keysMax)); inserts add more.")
     var keys = 10_000
 
     @Option(name: .customLong("key-prefix"), help: "Keys are PREFIX0, PREFIX1, … (at most 64 bytes).")
@@ -88,17 +126,29 @@ struct KVBench: AsyncParsableCommand {
     @Flag(help: "No progress line on stderr.")
     var quiet = false
 
+    /// The most keys: their names are made once and kept in memory (about 1 GB at this many).
+    static let keysMax = 20_000_000
+    /// The highest `--target-rate`, far above what one client process sends.
+    static let targetRateMax = 1_000_000
+    /// The longest `--warmup`.
+    static let warmupSecondsMax = 600.0
+
     func validate() throws {
         guard keyPrefix.utf8.count <= 64 else { throw ValidationError("--key-prefix takes at most 64 bytes") }
-        guard ["put", "get", "mixed"].contains(workload) else {
-            throw ValidationError("--workload must be put, get or mixed")
-        }
+        _ = try plan()
         guard consistency.map({ ConsistencyLevel(parsing: $0) != nil }) ?? true else {
             throw ValidationError("--consistency must be one, quorum, all or a number")
         }
         guard (1...4096).contains(concurrency) else { throw ValidationError("--concurrency must be 1...4096") }
         guard duration > 0, duration <= 3600 else { throw ValidationError("--duration must be 0...3600 seconds") }
-        guard keys > 0 else { throw ValidationError("--keys must be positive") }
+        guard (1...Self.keysMax).contains(keys) else { throw ValidationError("--keys must be 1...\(Self.keysMax)") }
+        guard requestsMax > 0 else { throw ValidationError("--requests-max must be positive") }
+        if let targetRate, !(1...Self.targetRateMax).contains(targetRate) {
+            throw ValidationError("--target-rate must be 1...\(Self.targetRateMax) operations per second")
+        }
+        guard warmup >= 0, warmup <= Self.warmupSecondsMax else {
+            throw ValidationError("--warmup must be 0...\(Int(Self.warmupSecondsMax)) seconds")
+        }
         guard valueBytes >= 0, valueBytes <= Limits.valueBytesMax else {
             throw ValidationError("--value-bytes is too large")
         }
@@ -120,19 +170,23 @@ struct KVBench: AsyncParsableCommand {
     }
 
     func run() async throws {
+        let plan = try plan()
+        let seed = self.seed ?? UInt64.random(in: .min ... .max)
+        FileHandle.standardError.write(Data("kvbench: seed \(seed) (--seed \(seed) draws the same requests)\n".utf8))
         let connection = try makeClient()
         let client = connection.keyspace(keyspace)
         let level = consistency.flatMap(ConsistencyLevel.init(parsing:))
         let value = [UInt8](repeating: UInt8(ascii: "x"), count: valueBytes)
-        let keyNames = (0..<keys).map { Array("\(keyPrefix)\($0)".utf8) }
+        let keys = LoadDriver.Keys(count: self.keys, prefix: keyPrefix)
 
-        if workload != "put" && !skipLoad {
-            FileHandle.standardError.write(Data("kvbench: loading \(keys) keys\n".utf8))
+        if plan.loadsKeys && !skipLoad {
+            FileHandle.standardError.write(Data("kvbench: loading \(self.keys) keys\n".utf8))
+            let concurrency = self.concurrency
             try await withThrowingTaskGroup(of: Void.self) { group in
                 for worker in 0..<concurrency {
                     group.addTask {
-                        for index in stride(from: worker, to: keys, by: concurrency) {
-                            try await client.put(keyNames[index], value: value, consistency: level)
+                        for index in stride(from: worker, to: keys.loadedNames.count, by: concurrency) {
+                            try await client.put(keys.loadedNames[index], value: value, consistency: level)
                         }
                     }
                 }
@@ -140,53 +194,61 @@ struct KVBench: AsyncParsableCommand {
             }
         }
 
-        let started = ContinuousClock.now
-        let deadline = started + .milliseconds(Int(duration * 1000))
-        let perWorkerMax = max(1, requestsMax / concurrency)
-        let workload = self.workload
-        let recorder = Recorder(split: split.map { .milliseconds(Int($0 * 1000)) })
-        let progress = quiet ? nil : Task { await Self.reportProgress(recorder, started: started) }
-        await withTaskGroup(of: Void.self) { group in
-            for worker in 0..<concurrency {
-                group.addTask {
-                    var generator = SplitMix64(seed: UInt64(worker) &+ 1)
-                    var requests = 0
-                    while ContinuousClock.now < deadline && requests < perWorkerMax {
-                        requests += 1
-                        let keyIndex = Int(generator.next() % UInt64(keyNames.count))
-                        let isPut = workload == "put" || (workload == "mixed" && generator.next() & 1 == 0)
-                        let begin = ContinuousClock.now
-                        do {
-                            if isPut {
-                                try await client.put(keyNames[keyIndex], value: value, consistency: level)
-                            } else {
-                                _ = try await client.get(keyNames[keyIndex], consistency: level)
-                            }
-                            recorder.record(offset: begin - started, latency: ContinuousClock.now - begin)
-                        } catch {
-                            recorder.recordError(offset: begin - started, error)
-                        }
-                    }
-                }
-            }
+        // A Zipfian computes ζ here, once (bounded: see ZipfianGenerator); the workers copy it.
+        let generator = RequestGenerator(
+            mix: plan.mix, keys: KeyChooser(plan.distribution, keyCount: self.keys))
+        let driver = LoadDriver(
+            client: client, level: level, value: value, keys: keys, generator: generator, concurrency: concurrency,
+            targetRate: targetRate, perWorkerMax: max(1, requestsMax / concurrency), seed: seed)
+        if warmup > 0 {
+            FileHandle.standardError.write(Data("kvbench: warming up for \(warmup) s (not measured)\n".utf8))
+            let warmupRecorder = Recorder(split: nil)
+            let progress = quiet ? nil : Task { await Self.reportProgress(warmupRecorder, label: "warm-up ") }
+            _ = await driver.run(phase: 0, duration: .milliseconds(Int(warmup * 1000)), recorder: warmupRecorder)
+            progress?.cancel()
         }
+        let recorder = Recorder(split: split.map { .milliseconds(Int($0 * 1000)) })
+        let progress = quiet ? nil : Task { await Self.reportProgress(recorder, label: "") }
+        let elapsed = await driver.run(phase: 1, duration: .milliseconds(Int(duration * 1000)), recorder: recorder)
         progress?.cancel()
-        let elapsed = (ContinuousClock.now - started) / .seconds(1)
         await connection.close()
 
         let phases = recorder.phases(elapsed: elapsed)
         let timeline = recorder.timeline()
         let errors = recorder.errors
         let report = Report(
-            workload: workload, keyspace: keyspace, consistency: consistency ?? "the keyspace's",
+            workload: plan.label, keyspace: keyspace, consistency: consistency ?? "the keyspace's",
             concurrency: concurrency, valueBytes: valueBytes,
             whole: phases.whole, beforeSplit: phases.before, afterSplit: phases.after, errors: errors,
             lastError: recorder.lastError, timeline: timeline,
-            marks: try marks().map { ["second": "\($0.second)", "label": $0.label] })
-        print(report.whole.line(workload))
+            marks: try marks().map { ["second": "\($0.second)", "label": $0.label] },
+            distribution: plan.distribution.rawValue, seed: seed, keys: self.keys, keysInserted: keys.inserted,
+            targetRate: targetRate,
+            latencyFrom: targetRate == nil ? "send" : "intended start",
+            serviceTime: targetRate == nil ? nil : recorder.serviceTime(elapsed: elapsed),
+            warmupSeconds: warmup,
+            operations: recorder.operations(elapsed: elapsed, withServiceTimes: targetRate != nil))
+        print(report.whole.line(plan.label))
         if let split, let before = phases.before, let after = phases.after {
             print(before.line("  before \(split) s"))
             print(after.line("  after \(split) s"))
+        }
+        if plan.reportsOperations || targetRate != nil {
+            print("  all: \(report.whole.percentiles), \(errors) errors")
+            for operation in report.operations {
+                print(operation.line())
+            }
+        }
+        if let targetRate, let serviceTime = report.serviceTime {
+            print(
+                "  latency above is from each request's intended start (target \(targetRate) ops/s, open loop); "
+                    + "service time (send to answer, uncorrected): \(serviceTime.percentiles)")
+        }
+        if report.keysInserted > 0 {
+            print("  inserts added \(report.keysInserted) keys to the \(self.keys) loaded (warm-up included)")
+        }
+        if warmup > 0 {
+            print("  after a \(warmup) s warm-up of the same load, not counted above")
         }
         if let output {
             let encoder = JSONEncoder()
@@ -195,7 +257,7 @@ struct KVBench: AsyncParsableCommand {
         }
         if let plot {
             let title =
-                "kvbench \(workload), keyspace \(keyspace), \(consistency ?? "its levels"), \(concurrency) in flight, \(valueBytes)-byte values"
+                "kvbench \(plan.label), keyspace \(keyspace), \(consistency ?? "its levels"), \(concurrency) in flight, \(valueBytes)-byte values"
             try Plot.svg(title: title, timeline: timeline, marks: try marks())
                 .write(toFile: plot, atomically: true, encoding: .utf8)
         }
@@ -206,8 +268,10 @@ struct KVBench: AsyncParsableCommand {
         }
     }
 
-    /// Every second, the last whole second's throughput, p99 and errors on stderr, until cancelled.
-    private static func reportProgress(_ recorder: Recorder, started: ContinuousClock.Instant) async {
+    /// Every second, the last whole second's throughput, p99 and errors on stderr, until cancelled;
+    /// `label` says which phase (empty for the measured one).
+    private static func reportProgress(_ recorder: Recorder, label: String) async {
+        let started = ContinuousClock.now
         var second = 1
         while !Task.isCancelled {
             try? await Task.sleep(until: started + .seconds(second))
@@ -216,8 +280,8 @@ struct KVBench: AsyncParsableCommand {
                 FileHandle.standardError.write(
                     Data(
                         String(
-                            format: "kvbench: %d s, %d ops, %d ops/s, p99 %.2f ms, %d errors\n", second, total,
-                            last.operations, last.p99Millis, last.errors
+                            format: "kvbench: %@%d s, %d ops, %d ops/s, p99 %.2f ms, %d errors\n", label, second,
+                            total, last.operations, last.p99Millis, last.errors
                         ).utf8))
             }
             second += 1
@@ -250,4 +314,22 @@ struct Report: Encodable {
     var lastError: String?
     var timeline: [Recorder.Second]
     var marks: [[String: String]]
+    /// How keys were picked: uniform, zipfian or latest.
+    var distribution: String
+    /// The seed of the operation and key choice (`--seed`).
+    var seed: UInt64
+    /// Keys written before the run (`--keys`), and keys its inserts added (warm-up included).
+    var keys: Int
+    var keysInserted: Int
+    /// Operations per second asked for (open loop); nil for a closed loop.
+    var targetRate: Int?
+    /// Where latencies start: "intended start" with a target rate (coordinated omission corrected),
+    /// "send" without.
+    var latencyFrom: String
+    /// The whole run's service times (send to answer), with a target rate.
+    var serviceTime: Phase?
+    /// Seconds of load before the measured run, not in these figures.
+    var warmupSeconds: Double
+    /// Each operation type that ran: read, update, insert, read-modify-write.
+    var operations: [OperationFigures]
 }

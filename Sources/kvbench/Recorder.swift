@@ -1,9 +1,17 @@
 import Foundation
 import Histogram
+import KVWorkload
 import Synchronization
 
 /// The latencies and outcomes of a run, shared by its request loops: HdrHistograms (microseconds, 3
-/// significant digits, up to a minute) for the whole run, each side of `--split`, and each second.
+/// significant digits, up to a minute) for the whole run, each side of `--split`, each second and
+/// each operation type.
+///
+/// A request's latency is from its intended start with `--target-rate` (the coordinated-omission
+/// correction, `RequestTiming.latency`) and from its send otherwise; the service time (send to
+/// answer) is kept beside it for the whole run and per operation. A request counts in the second and
+/// the side of the split in which it was meant to start. A warm-up records into a recorder of its
+/// own, which is dropped.
 final class Recorder: Sendable {
     /// One second of the run.
     struct Second: Encodable {
@@ -14,12 +22,21 @@ final class Recorder: Sendable {
         var p99Millis: Double
     }
 
+    /// One operation type's latencies, service times and errors.
+    private struct OperationState {
+        var latency = Recorder.histogram()
+        var serviceTime = Recorder.histogram()
+        var errors = 0
+    }
+
     private struct State {
         var whole = Recorder.histogram()
+        var serviceTime = Recorder.histogram()
         var beforeSplit = Recorder.histogram()
         var afterSplit = Recorder.histogram()
         var seconds: [Histogram<UInt64>] = []
         var errors: [Int] = []
+        var operations: [OperationType: OperationState] = [:]
         var lastError: String?
 
         func second(_ index: Int) -> Second {
@@ -48,29 +65,40 @@ final class Recorder: Sendable {
         Histogram<UInt64>(highestTrackableValue: 60_000_000, numberOfSignificantValueDigits: .three)
     }
 
-    /// A request that started `offset` into the run and took `latency`.
-    func record(offset: Duration, latency: Duration) {
-        let (seconds, attoseconds) = latency.components
-        let micros = UInt64(clamping: max(1, seconds &* 1_000_000 &+ attoseconds / 1_000_000_000_000))
-        let second = Int(clamping: max(0, offset.components.seconds))
+    /// A request of `operation` that succeeded with `timing` (offsets from the run's start).
+    func record(_ operation: OperationType, _ timing: RequestTiming) {
+        let latency = Self.micros(timing.latency)
+        let serviceTime = Self.micros(timing.serviceTime)
+        let start = timing.intendedStart ?? timing.sent
+        let second = Int(clamping: max(0, start.components.seconds))
         state.withLock { state in
-            _ = state.whole.record(micros)
+            _ = state.whole.record(latency)
+            _ = state.serviceTime.record(serviceTime)
             if let split {
-                if offset < split { _ = state.beforeSplit.record(micros) } else { _ = state.afterSplit.record(micros) }
+                if start < split { _ = state.beforeSplit.record(latency) } else { _ = state.afterSplit.record(latency) }
             }
             state.grow(to: second)
-            _ = state.seconds[second].record(micros)
+            _ = state.seconds[second].record(latency)
+            _ = state.operations[operation, default: OperationState()].latency.record(latency)
+            _ = state.operations[operation, default: OperationState()].serviceTime.record(serviceTime)
         }
     }
 
-    /// A request that started `offset` into the run and failed with `error`.
-    func recordError(offset: Duration, _ error: any Error) {
-        let second = Int(clamping: max(0, offset.components.seconds))
+    /// A request of `operation`, meant to start (or sent) `start` into the run, that failed with `error`.
+    func recordError(_ operation: OperationType, start: Duration, _ error: any Error) {
+        let second = Int(clamping: max(0, start.components.seconds))
         state.withLock { state in
             state.grow(to: second)
             state.errors[second] += 1
+            state.operations[operation, default: OperationState()].errors += 1
             state.lastError = "\(error)"
         }
+    }
+
+    /// Whole microseconds, at least 1 (the histogram's lowest value), at most its highest.
+    private static func micros(_ duration: Duration) -> UInt64 {
+        let (seconds, attoseconds) = duration.components
+        return min(60_000_000, UInt64(clamping: max(1, seconds &* 1_000_000 &+ attoseconds / 1_000_000_000_000)))
     }
 
     var errors: Int { state.withLock { $0.errors.reduce(0, +) } }
@@ -83,6 +111,25 @@ final class Recorder: Sendable {
             guard let split else { return (whole, nil, nil) }
             let cut = Double(split.components.seconds) + Double(split.components.attoseconds) / 1e18
             return (whole, Phase(state.beforeSplit, seconds: cut), Phase(state.afterSplit, seconds: elapsed - cut))
+        }
+    }
+
+    /// The whole run's service times (send to answer).
+    func serviceTime(elapsed: Double) -> Phase {
+        state.withLock { Phase($0.serviceTime, seconds: elapsed) }
+    }
+
+    /// Each operation type that ran, in `OperationType.allCases` order; with their service times
+    /// when `withServiceTimes` (a target rate: they differ from the latencies).
+    func operations(elapsed: Double, withServiceTimes: Bool) -> [OperationFigures] {
+        state.withLock { state in
+            OperationType.allCases.compactMap { operation in
+                guard let figures = state.operations[operation] else { return nil }
+                return OperationFigures(
+                    operation: operation.name, latency: Phase(figures.latency, seconds: elapsed),
+                    serviceTime: withServiceTimes ? Phase(figures.serviceTime, seconds: elapsed) : nil,
+                    errors: figures.errors)
+            }
         }
     }
 
@@ -108,6 +155,7 @@ struct Phase: Encodable {
     var p50Millis: Double
     var p95Millis: Double
     var p99Millis: Double
+    var p999Millis: Double
     var maxMillis: Double
 
     init(_ histogram: Histogram<UInt64>, seconds: Double) {
@@ -117,6 +165,7 @@ struct Phase: Encodable {
         p50Millis = Self.millis(histogram, 50)
         p95Millis = Self.millis(histogram, 95)
         p99Millis = Self.millis(histogram, 99)
+        p999Millis = Self.millis(histogram, 99.9)
         maxMillis = operations == 0 ? 0 : Double(histogram.max) / 1000
     }
 
@@ -128,5 +177,56 @@ struct Phase: Encodable {
         String(
             format: "%@: %d ops in %.1f s = %.0f ops/s, p50 %.2f ms, p95 %.2f ms, p99 %.2f ms", label, operations,
             seconds, opsPerSecond, p50Millis, p95Millis, p99Millis)
+    }
+
+    /// The percentiles alone: `p50 … ms, p95 …, p99 …, p99.9 …, max …`.
+    var percentiles: String {
+        Self.percentilesText(p50Millis, p95Millis, p99Millis, p999Millis, maxMillis)
+    }
+}
+
+/// One operation type's figures in a report: count, rate and latency (from the intended start with
+/// a target rate), errors, and with a target rate the service time (send to answer).
+struct OperationFigures: Encodable {
+    var operation: String
+    var operations: Int
+    var opsPerSecond: Double
+    var p50Millis: Double
+    var p95Millis: Double
+    var p99Millis: Double
+    var p999Millis: Double
+    var maxMillis: Double
+    var errors: Int
+    var serviceTime: Phase?
+
+    init(operation: String, latency: Phase, serviceTime: Phase?, errors: Int) {
+        self.operation = operation
+        operations = latency.operations
+        opsPerSecond = latency.opsPerSecond
+        p50Millis = latency.p50Millis
+        p95Millis = latency.p95Millis
+        p99Millis = latency.p99Millis
+        p999Millis = latency.p999Millis
+        maxMillis = latency.maxMillis
+        self.errors = errors
+        self.serviceTime = serviceTime
+    }
+
+    /// `  read: N ops = R ops/s, p50 …, E errors` (no "ops in … s": scripts/kvbench_rates.py counts
+    /// only the run's own line).
+    func line() -> String {
+        var text = String(
+            format: "  %@: %d ops = %.0f ops/s, ", operation, operations, opsPerSecond)
+        text += Phase.percentilesText(p50Millis, p95Millis, p99Millis, p999Millis, maxMillis)
+        text += ", \(errors) errors"
+        if let serviceTime { text += "\n    service time: " + serviceTime.percentiles }
+        return text
+    }
+}
+
+extension Phase {
+    /// `p50 … ms, p95 …, p99 …, p99.9 …, max …` of the given milliseconds.
+    static func percentilesText(_ p50: Double, _ p95: Double, _ p99: Double, _ p999: Double, _ max: Double) -> String {
+        String(format: "p50 %.2f ms, p95 %.2f ms, p99 %.2f ms, p99.9 %.2f ms, max %.2f ms", p50, p95, p99, p999, max)
     }
 }
