@@ -4,15 +4,17 @@ import Logging
 import NIOCore
 import Synchronization
 
-/// Answers, on the event loop, the requests a service can answer without waiting
-/// (`RPCService.answerAtOnce(_:from:)`: a read RocksDB serves from memory), so they never leave the
-/// connection's thread; every other frame goes on to the connection's task as before.
+/// Hands the requests a service can answer without a task (`RPCService.answerWithoutTask`: a read
+/// RocksDB serves from memory, a write for the group commit) straight from the event loop to the
+/// service, and writes their answers from the event loop; every other frame goes on to the
+/// connection's task as before.
 ///
 /// It passes everything on until the connection's task has accepted `Hello` and calls
-/// `open(for:)`. The answers of one read burst are written and flushed once, when the burst ends
-/// (`channelReadComplete`). A frame it cannot decode, a type the peer's role may not send or a
-/// request the service wants to wait for is passed on untouched: the task refuses or answers it
-/// exactly as without this handler.
+/// `open(for:)`. Answers given during a read burst are flushed once, when the burst ends
+/// (`channelReadComplete`); answers given later (from the pool) are flushed once per event-loop
+/// tick. A frame it cannot decode, a type the peer's role may not send, a request past the
+/// connection's in-flight budget or one the service does not take is passed on untouched: the task
+/// refuses or answers it exactly as without this handler.
 final class InlineAnswerHandler: ChannelDuplexHandler {
     typealias InboundIn = Frame
     typealias InboundOut = Frame
@@ -25,8 +27,12 @@ final class InlineAnswerHandler: ChannelDuplexHandler {
     private let logger: Logger
     /// Set once `Hello` was accepted.
     private var peer: PeerIdentity?
-    /// Answers written since the last flush.
+    /// Inside `channelRead`: answers given now are flushed by `channelReadComplete`.
+    private var reading = false
+    /// Answers written and not flushed yet.
     private var unflushed = false
+    /// A flush is queued on the event loop.
+    private var flushQueued = false
 
     init(service: any RPCService, budget: ConnectionBudget, statistics: RPCServerStatistics, logger: Logger) {
         self.service = service
@@ -35,44 +41,77 @@ final class InlineAnswerHandler: ChannelDuplexHandler {
         self.logger = logger
     }
 
-    /// Starts answering for `peer` (on the channel's event loop).
+    /// Starts handing requests to the service for `peer` (on the channel's event loop).
     func open(for peer: PeerIdentity) {
         self.peer = peer
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         let frame = unwrapInboundIn(data)
-        guard let peer, let response = answer(frame, peer: peer) else {
+        guard let peer, let type = MessageType(rawValue: frame.type), service.mayAnswerWithoutTask(type),
+            RPCAuthorization.isRequest(type), RPCAuthorization.permits(peer.role, toSend: type),
+            let request = try? Message(frame: frame)
+        else {
+            context.fireChannelRead(data)
+            return
+        }
+        let bytes = frame.encodedBytes
+        guard case .admitted = budget.admit(bytes: bytes) else {
+            // The task answers `overloaded` and counts it.
+            context.fireChannelRead(data)
+            return
+        }
+        let requestID = frame.requestID
+        let bound = NIOLoopBound((handler: self, context: context), eventLoop: context.eventLoop)
+        let (budget, statistics, logger) = (self.budget, self.statistics, self.logger)
+        reading = true
+        defer { reading = false }
+        let taken = service.answerWithoutTask(request, from: peer) { result in
+            let response: Frame
+            switch result {
+            case .success(let message):
+                statistics.requestsServed.add(1, ordering: .relaxed)
+                response = message.frame(requestID: requestID, allocator: ByteBufferAllocator())
+            case .failure(let error):
+                response = RPCServer.errorFrame(answering: error, to: type, requestID: requestID, logger: logger)
+            }
+            budget.release(bytes: bytes)
+            if bound.eventLoop.inEventLoop {
+                bound.value.handler.write(response, context: bound.value.context)
+            } else {
+                bound.eventLoop.execute { bound.value.handler.write(response, context: bound.value.context) }
+            }
+        }
+        guard taken else {
+            budget.release(bytes: bytes)
             context.fireChannelRead(data)
             return
         }
         budget.frameTaken()
-        statistics.requestsServed.add(1, ordering: .relaxed)
-        context.write(wrapOutboundOut(response), promise: nil)
-        unflushed = true
     }
 
     func channelReadComplete(context: ChannelHandlerContext) {
-        if unflushed {
-            unflushed = false
-            context.flush()
-        }
+        flushIfNeeded(context: context)
         context.fireChannelReadComplete()
     }
 
-    /// The answer to `frame`, or nil when the connection's task must see it.
-    private func answer(_ frame: Frame, peer: PeerIdentity) -> Frame? {
-        guard let type = MessageType(rawValue: frame.type), service.mayAnswerAtOnce(type),
-            RPCAuthorization.isRequest(type), RPCAuthorization.permits(peer.role, toSend: type),
-            let request = try? Message(frame: frame)
-        else {
-            return nil
+    /// Writes an answer: flushed at the end of the read burst when one is going on, else by a flush
+    /// queued behind the answers already waiting for the event loop (one per tick).
+    private func write(_ response: Frame, context: ChannelHandlerContext) {
+        context.write(wrapOutboundOut(response), promise: nil)
+        unflushed = true
+        guard !reading, !flushQueued else { return }
+        flushQueued = true
+        let bound = NIOLoopBound((handler: self, context: context), eventLoop: context.eventLoop)
+        context.eventLoop.execute {
+            bound.value.handler.flushQueued = false
+            bound.value.handler.flushIfNeeded(context: bound.value.context)
         }
-        do {
-            guard let response = try service.answerAtOnce(request, from: peer) else { return nil }
-            return response.frame(requestID: frame.requestID, allocator: ByteBufferAllocator())
-        } catch {
-            return RPCServer.errorFrame(answering: error, to: type, requestID: frame.requestID, logger: logger)
-        }
+    }
+
+    private func flushIfNeeded(context: ChannelHandlerContext) {
+        guard unflushed else { return }
+        unflushed = false
+        context.flush()
     }
 }

@@ -17,20 +17,29 @@ public protocol RPCService: Sendable {
     /// The cluster-map epoch and hybrid-logical-clock timestamp to put in a `HelloAck`.
     func handshakeState() -> (epoch: UInt64, clock: UInt64)
 
-    /// Whether `answerAtOnce(_:from:)` may answer requests of `type` (asked before one is decoded).
-    func mayAnswerAtOnce(_ type: MessageType) -> Bool
+    /// Whether `answerWithoutTask(_:from:reply:)` may take requests of `type` (asked before one is
+    /// decoded).
+    func mayAnswerWithoutTask(_ type: MessageType) -> Bool
 
-    /// Answers `request` on the connection's event loop when that needs no waiting at all (no lock
-    /// held for long, no disk read, no other node), as `handle(_:from:)` would; nil when it would
-    /// have to wait: `handle(_:from:)` gets the request then. Errors are answered as `handle`'s.
-    func answerAtOnce(_ request: Message, from peer: PeerIdentity) throws -> Message?
+    /// Starts answering `request` on the connection's event loop, without a task: when it takes the
+    /// request (true), it calls `reply` exactly once with what `handle(_:from:)` would answer — at
+    /// once, or later from another thread (a write's group commit). False: it did not take it, and
+    /// `handle(_:from:)` gets the request. It never blocks: no disk read, no lock held for long, no
+    /// other node.
+    func answerWithoutTask(
+        _ request: Message, from peer: PeerIdentity,
+        reply: @escaping @Sendable (Result<Message, any Error>) -> Void
+    ) -> Bool
 }
 
 extension RPCService {
     /// The default: every request is answered by `handle(_:from:)`.
-    public func mayAnswerAtOnce(_ type: MessageType) -> Bool { false }
+    public func mayAnswerWithoutTask(_ type: MessageType) -> Bool { false }
 
-    public func answerAtOnce(_ request: Message, from peer: PeerIdentity) throws -> Message? { nil }
+    public func answerWithoutTask(
+        _ request: Message, from peer: PeerIdentity,
+        reply: @escaping @Sendable (Result<Message, any Error>) -> Void
+    ) -> Bool { false }
 }
 
 /// Where and how an `RPCServer` listens.

@@ -282,6 +282,69 @@ struct ReplicaServiceTests {
         try await fixture.shutdown()
     }
 
+    /// Issue 21: a `Get` answered from memory and a `Put` handed to the group commit from the event
+    /// loop (`answerWithoutTask`) get what `handle` answers, refusals included; a read repair is left
+    /// to `handle`.
+    @Test func requestsTakenWithoutATaskAreAnsweredAsHandleAnswersThem() async throws {
+        let fixture = try ServiceFixture(hintQueueMax: 10, maxClockOffset: .milliseconds(500))
+        let service = fixture.service
+        func withoutTask(_ request: Message, from peer: PeerIdentity) async -> Result<Message, any Error>? {
+            await withCheckedContinuation { continuation in
+                let taken = service.answerWithoutTask(request, from: peer) { continuation.resume(returning: $0) }
+                if !taken { continuation.resume(returning: nil) }
+            }
+        }
+        func put(_ key: String, hlc: UInt64, origin: PutOrigin = .client) -> Message {
+            .putRequest(
+                PutRequest(
+                    key: ByteBuffer(string: key), value: ByteBuffer(string: "v\(hlc)"),
+                    version: Version(hlc: hlc, writer: 1), tombstone: false, origin: origin, epoch: 0,
+                    expiresAtMillis: nil, keyspace: 0))
+        }
+        /// Both answers, each clock (a fresh timestamp every call) set to 0.
+        func answers(_ request: Message) async throws -> (withoutTask: Message?, handle: Message) {
+            func clockless(_ message: Message?) -> Message? {
+                switch message {
+                case .getResponse(var response):
+                    response.clock = 0
+                    return .getResponse(response)
+                case .putResponse(var response):
+                    response.clock = 0
+                    return .putResponse(response)
+                default:
+                    return message
+                }
+            }
+            let first = try await withoutTask(request, from: ServiceFixture.client)?.get()
+            return (clockless(first), clockless(try await service.handle(request, from: ServiceFixture.client))!)
+        }
+        let get = Message.getRequest(GetRequest(key: ByteBuffer(string: "k"), keyspace: 0))
+        for request in [get, put("k", hlc: 20), put("k", hlc: 10), get] {
+            // Absent, applied (the second time: applied at an equal version), superseded, present.
+            let (taken, handled) = try await answers(request)
+            #expect(taken == handled)
+        }
+        guard case .putResponse(let superseded) = try await answers(put("k", hlc: 10)).handle else {
+            Issue.record("no put response")
+            return
+        }
+        #expect(superseded.outcome == .superseded && superseded.current.hlc == 20)
+        for (request, code) in [
+            (put("k", hlc: 30, origin: .hintReplay), ErrorCode.notAuthorized),
+            (put("k", hlc: .max - 1), .invalidRequest),
+            (put("", hlc: 30), .invalidRequest),
+        ] {
+            let taken = await withoutTask(request, from: ServiceFixture.client)
+            #expect(throws: RPCError.remote(code, message: "")) { try taken?.get() }
+            await #expect(throws: RPCError.remote(code, message: "")) {
+                _ = try await service.handle(request, from: ServiceFixture.client)
+            }
+        }
+        #expect(await withoutTask(put("k", hlc: 40, origin: .readRepair), from: ServiceFixture.client) == nil)
+        #expect(try fixture.store.get(key: Array("k".utf8))?.version.hlc == 20)
+        try await fixture.shutdown()
+    }
+
     @Test func readRepairsAreCountedAndThoseThatChangedDataApart() async throws {
         let fixture = try ServiceFixture()
         // A client's write is not a repair.

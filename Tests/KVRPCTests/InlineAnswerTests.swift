@@ -1,3 +1,4 @@
+import Foundation
 import KVCore
 import KVRPC
 import KVTLS
@@ -6,15 +7,17 @@ import NIOCore
 import Synchronization
 import Testing
 
-/// Issue 21: what a service can answer without waiting is answered on the connection's event loop
-/// (`RPCService.answerAtOnce`), everything else by its task, with the same checks and errors.
+/// Issue 21: what a service takes without a task (`RPCService.answerWithoutTask`) is handed over on
+/// the connection's event loop and answered from there, at once or later from another thread;
+/// everything else by the connection's task, with the same checks and errors.
 @Suite(.timeLimit(.minutes(2)))
 struct InlineAnswerTests {
-    /// Answers gets of `inline-*` keys at once, refuses `refused-*` at once, leaves the rest to
-    /// `handle`, and would answer a `Stream` at once too (which a client may not send).
+    /// Answers gets of `inline-*` keys at once and of `later-*` keys from another thread, refuses
+    /// `refused-*` at once, leaves the rest to `handle`, and would answer a `Stream` too (which a
+    /// client may not send).
     final class InlineService: RPCService {
         let handled = Atomic<Int>(0)
-        let answeredAtOnce = Atomic<Int>(0)
+        let answeredWithoutTask = Atomic<Int>(0)
 
         func handshakeState() -> (epoch: UInt64, clock: UInt64) { (1, 1) }
 
@@ -24,22 +27,38 @@ struct InlineAnswerTests {
             return Self.answer("task")
         }
 
-        func mayAnswerAtOnce(_ type: MessageType) -> Bool {
+        func mayAnswerWithoutTask(_ type: MessageType) -> Bool {
             type == .getRequest || type == .streamRequest
         }
 
-        func answerAtOnce(_ request: Message, from peer: PeerIdentity) throws -> Message? {
+        func answerWithoutTask(
+            _ request: Message, from peer: PeerIdentity,
+            reply: @escaping @Sendable (Result<Message, any Error>) -> Void
+        ) -> Bool {
             switch request {
             case .getRequest(let get):
                 let key = String(buffer: get.key)
-                if key.hasPrefix("refused-") { throw RPCError.remote(.notReplica, message: "not here: \(key)") }
-                guard key.hasPrefix("inline-") else { return nil }
-                answeredAtOnce.add(1, ordering: .relaxed)
-                return Self.answer("inline")
+                if key.hasPrefix("refused-") {
+                    reply(.failure(RPCError.remote(.notReplica, message: "not here: \(key)")))
+                    return true
+                }
+                if key.hasPrefix("later-") {
+                    // Answered from another thread, as a write's group commit answers.
+                    Thread.detachNewThread {
+                        self.answeredWithoutTask.add(1, ordering: .relaxed)
+                        reply(.success(Self.answer("later")))
+                    }
+                    return true
+                }
+                guard key.hasPrefix("inline-") else { return false }
+                answeredWithoutTask.add(1, ordering: .relaxed)
+                reply(.success(Self.answer("inline")))
+                return true
             case .streamRequest:
-                return .streamResponse(StreamResponse(records: [], next: nil, done: true))
+                reply(.success(.streamResponse(StreamResponse(records: [], next: nil, done: true))))
+                return true
             default:
-                return nil
+                return false
             }
         }
 
@@ -62,7 +81,7 @@ struct InlineAnswerTests {
         return String(buffer: record.value)
     }
 
-    @Test func answersAtOnceWhatNeedsNoWaitingAndTheRestInItsTask() async throws {
+    @Test func answersWithoutATaskWhatTheServiceTakesAndTheRestInItsTask() async throws {
         let service = InlineService()
         try await withLimitedServer({ _ in }, service: service) { server in
             let connection = try await limitsConnect(to: server)
@@ -70,16 +89,15 @@ struct InlineAnswerTests {
             try await withThrowingTaskGroup(of: Void.self) { group in
                 for index in 0..<600 {
                     group.addTask {
-                        let inline = index % 2 == 0
-                        let answer = try await connection.call(
-                            Self.get(inline ? "inline-\(index)" : "other-\(index)"), timeout: .seconds(60))
-                        #expect(Self.value(answer) == (inline ? "inline" : "task"))
+                        let kind = ["inline", "later", "other"][index % 3]
+                        let answer = try await connection.call(Self.get("\(kind)-\(index)"), timeout: .seconds(60))
+                        #expect(Self.value(answer) == (kind == "other" ? "task" : kind))
                     }
                 }
                 try await group.waitForAll()
             }
-            #expect(service.answeredAtOnce.load(ordering: .relaxed) == 300)
-            #expect(service.handled.load(ordering: .relaxed) == 300)
+            #expect(service.answeredWithoutTask.load(ordering: .relaxed) == 400)
+            #expect(service.handled.load(ordering: .relaxed) == 200)
             #expect(server.statistics.requestsServedCount >= 600)
 
             // An error thrown at once is answered as `handle`'s would be; the connection stays open.

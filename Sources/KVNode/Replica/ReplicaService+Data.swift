@@ -32,41 +32,28 @@ extension ReplicaService {
                 hintsQueued: UInt64(queues.hintQueueSizes.values.reduce(0, +)), requestsInFlight: 0))
     }
 
-    func apply(_ put: PutRequest, in context: KeyspaceContext) async throws -> Message {
-        let key = Array(put.key.readableBytesView)
-        // Every origin writes only where this node keeps the key. A hint whose target lost the key in
-        // a change since is refused here (`notReplica`), and its holder hands it to the key's replicas.
-        try checkAdmitted(key, write: true, writeEpoch: put.origin == .client ? put.epoch : 0, in: context)
-        let repair = put.origin == .readRepair
-        if repair {
-            statistics.readRepairsReceived.add(1, ordering: .relaxed)
-        }
-        if put.origin == .antiEntropy {
-            statistics.antiEntropyWritesReceived.add(1, ordering: .relaxed)
-        }
-        let record = try Self.record(
-            key: key, version: put.version, tombstone: put.tombstone, value: put.value,
-            expiresAtMillis: put.expiresAtMillis ?? 0)
-        let replica = context.replica
-        guard repair else {
-            // The common write: in the keyspace's group commit, with the writes waiting beside it.
-            try checkClock(record.version.hlc, what: "the write's version")
-            let (outcome, clock) = try await answeringReplicaErrors {
-                try await storageQueue.put(key: key, record: record, to: replica, keyspace: context.id)
+    func apply(_ put: PutRequest, from peer: PeerIdentity, in context: KeyspaceContext) async throws -> Message {
+        guard put.origin == .readRepair else {
+            return try await withCheckedThrowingContinuation { continuation in
+                do {
+                    try write(put, from: peer, in: context) { continuation.resume(with: $0) }
+                } catch {
+                    continuation.resume(throwing: error)
+                }
             }
-            return Self.putResponse(outcome, offered: put.version, clock: clock)
         }
+        let (key, record) = try checkedWrite(put, from: peer, in: context)
+        statistics.readRepairsReceived.add(1, ordering: .relaxed)
+        let replica = context.replica
         let (outcome, clock, changed) = try await runOnPool {
             () throws(ReplicaError) -> (ApplyOutcome, UInt64, Bool) in
             // Only for a repair: was what the replica held older? (`apply` answers `.applied` for an
             // equal version too.) A concurrent write may slip in between; this only feeds a counter.
-            var older = false
-            if repair {
-                do throws(StorageError) {
-                    older = try replica.store.get(key: key).map { $0.version < record.version } ?? true
-                } catch {
-                    throw ReplicaError.storage(error)
-                }
+            let older: Bool
+            do throws(StorageError) {
+                older = try replica.store.get(key: key).map { $0.version < record.version } ?? true
+            } catch {
+                throw ReplicaError.storage(error)
             }
             let (outcome, clock) = try replica.put(key: key, record: record)
             return (outcome, clock, older && outcome == .applied)
@@ -75,6 +62,46 @@ extension ReplicaService {
             statistics.readRepairsApplied.add(1, ordering: .relaxed)
         }
         return Self.putResponse(outcome, offered: put.version, clock: clock)
+    }
+
+    /// Writes a `Put` other than a read repair in its keyspace's group commit, with the writes waiting
+    /// beside it, then calls `completion` (on the pool thread that wrote it) with the answer.
+    ///
+    /// - Throws: at once, what refuses the write before it is queued (role, admission, bad record,
+    ///   clock too far ahead); the write's own failure goes to `completion`.
+    func write(
+        _ put: PutRequest, from peer: PeerIdentity, in context: KeyspaceContext,
+        completion: @escaping @Sendable (Result<Message, any Error>) -> Void
+    ) throws {
+        let (key, record) = try checkedWrite(put, from: peer, in: context)
+        try checkClock(record.version.hlc, what: "the write's version")
+        let offered = put.version
+        storageQueue.put(key: key, record: record, to: context.replica, keyspace: context.id) { result in
+            completion(
+                result.map { Self.putResponse($0.outcome, offered: offered, clock: $0.clock) }
+                    .mapError { self.wireError($0) })
+        }
+    }
+
+    /// The checks every `Put` passes, and its key and record.
+    private func checkedWrite(_ put: PutRequest, from peer: PeerIdentity, in context: KeyspaceContext) throws -> (
+        key: [UInt8], record: StoredRecord
+    ) {
+        guard RPCAuthorization.permits(peer.role, toSend: put.origin) else {
+            throw RPCError.remote(
+                .notAuthorized, message: "a \(peer.role) certificate may not send a Put of origin \(put.origin)")
+        }
+        let key = Array(put.key.readableBytesView)
+        // Every origin writes only where this node keeps the key. A hint whose target lost the key in
+        // a change since is refused here (`notReplica`), and its holder hands it to the key's replicas.
+        try checkAdmitted(key, write: true, writeEpoch: put.origin == .client ? put.epoch : 0, in: context)
+        if put.origin == .antiEntropy {
+            statistics.antiEntropyWritesReceived.add(1, ordering: .relaxed)
+        }
+        let record = try Self.record(
+            key: key, version: put.version, tombstone: put.tombstone, value: put.value,
+            expiresAtMillis: put.expiresAtMillis ?? 0)
+        return (key, record)
     }
 
     private static func putResponse(_ outcome: ApplyOutcome, offered: Version, clock: UInt64) -> Message {
@@ -192,19 +219,27 @@ extension ReplicaService {
         try await answeringReplicaErrors { try await storageQueue.run { try body() } }
     }
 
-    /// Runs `body`, answering its `ReplicaError` with the wire's error (a clock too far ahead
-    /// counted), the storage queue's `overloaded` as it is, and anything else as `shuttingDown`.
+    /// Runs `body`, answering its failure as `wireError(_:)` does.
     func answeringReplicaErrors<T>(_ body: () async throws -> T) async throws -> T {
         do {
             return try await body()
-        } catch let error as ReplicaError {
-            if case .clockAhead = error { statistics.clockAheadRefused.add(1, ordering: .relaxed) }
-            throw Self.remote(error)
-        } catch let error as RPCError {
-            // The queue is full: `overloaded`, already counted.
-            throw error
         } catch {
-            throw RPCError.remote(.shuttingDown, message: "the node is shutting down")
+            throw wireError(error)
+        }
+    }
+
+    /// The wire's error for a replica call's failure: a `ReplicaError` as `remote(_:)` answers it (a
+    /// clock too far ahead counted), an `RPCError` (the storage queue's `overloaded`, already counted)
+    /// as it is, anything else as `shuttingDown`.
+    func wireError(_ error: any Error) -> any Error {
+        switch error {
+        case let error as ReplicaError:
+            if case .clockAhead = error { statistics.clockAheadRefused.add(1, ordering: .relaxed) }
+            return Self.remote(error)
+        case let error as RPCError:
+            return error
+        default:
+            return RPCError.remote(.shuttingDown, message: "the node is shutting down")
         }
     }
 

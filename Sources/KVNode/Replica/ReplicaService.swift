@@ -152,11 +152,7 @@ public final class ReplicaService: RPCService {
         defer { drainGate.leave() }
         switch request {
         case .putRequest(let put):
-            guard RPCAuthorization.permits(peer.role, toSend: put.origin) else {
-                throw RPCError.remote(
-                    .notAuthorized, message: "a \(peer.role) certificate may not send a Put of origin \(put.origin)")
-            }
-            return try await apply(put, in: try await context(put.keyspace))
+            return try await apply(put, from: peer, in: try await context(put.keyspace))
         case .getRequest(let get):
             return try await read(get, in: try await context(get.keyspace))
         case .pingRequest(let ping):
@@ -182,20 +178,50 @@ public final class ReplicaService: RPCService {
         }
     }
 
-    public func mayAnswerAtOnce(_ type: MessageType) -> Bool {
-        type == .getRequest
+    public func mayAnswerWithoutTask(_ type: MessageType) -> Bool {
+        type == .getRequest || type == .putRequest
     }
 
-    /// A `Get` of an open keyspace that RocksDB answers from memory, on the connection's event loop
-    /// (`InlineAnswerHandler`): no hop to a task or the pool. Refused as `handle` refuses it.
-    public func answerAtOnce(_ request: Message, from peer: PeerIdentity) throws -> Message? {
-        guard case .getRequest(let get) = request, let context = try openedContext(get.keyspace, in: membership.current)
-        else {
-            return nil
+    /// Takes, on the connection's event loop (`InlineAnswerHandler`), a `Get` of an open keyspace that
+    /// RocksDB answers from memory (answered at once) and a `Put` (answered from the pool once its
+    /// group commit wrote it): no task, no hop but the write's. Refused as `handle` refuses them.
+    public func answerWithoutTask(
+        _ request: Message, from peer: PeerIdentity,
+        reply: @escaping @Sendable (Result<Message, any Error>) -> Void
+    ) -> Bool {
+        do {
+            switch request {
+            case .getRequest(let get):
+                guard let context = try openedContext(get.keyspace, in: membership.current) else { return false }
+                try drainGate.enter()
+                defer { drainGate.leave() }
+                guard let answer = try readFromMemory(get, in: context) else { return false }
+                reply(.success(answer))
+                return true
+            case .putRequest(let put):
+                guard put.origin != .readRepair,
+                    let context = try openedContext(put.keyspace, in: membership.current)
+                else {
+                    return false
+                }
+                try drainGate.enter()
+                do {
+                    try write(put, from: peer, in: context) { result in
+                        self.drainGate.leave()
+                        reply(result)
+                    }
+                } catch {
+                    drainGate.leave()
+                    throw error
+                }
+                return true
+            default:
+                return false
+            }
+        } catch {
+            reply(.failure(error))
+            return true
         }
-        try drainGate.enter()
-        defer { drainGate.leave() }
-        return try readFromMemory(get, in: context)
     }
 
     /// The `Admin` commands: served while the node drains, and not counted as requests in flight.

@@ -53,18 +53,42 @@ package final class StorageQueue: Sendable {
     package func put(
         key: [UInt8], record: StoredRecord, to replica: Replica, keyspace: UInt32
     ) async throws -> (outcome: ApplyOutcome, clock: UInt64) {
-        let group = writeGroups.group(keyspace: keyspace, replica: replica)
-        return try await counted { try await group.put(key: key, record: record) }
+        try await withCheckedThrowingContinuation { continuation in
+            put(key: key, record: record, to: replica, keyspace: keyspace) { continuation.resume(with: $0) }
+        }
+    }
+
+    /// `put(key:record:to:keyspace:)` without a task: `completion` is called once, on the pool thread
+    /// that wrote the record, or at once when the queue is full.
+    func put(
+        key: [UInt8], record: StoredRecord, to replica: Replica, keyspace: UInt32,
+        completion: @escaping WriteGroup.Completion
+    ) {
+        do {
+            try take()
+        } catch {
+            completion(.failure(error))
+            return
+        }
+        writeGroups.group(keyspace: keyspace, replica: replica).put(key: key, record: record) { result in
+            self.jobs.subtract(1, ordering: .relaxed)
+            completion(result)
+        }
     }
 
     private func counted<T>(_ body: () async throws -> T) async throws -> T {
+        try take()
+        defer { jobs.subtract(1, ordering: .relaxed) }
+        return try await body()
+    }
+
+    /// Counts one job, unless `jobsMax` are queued or running already.
+    private func take() throws(RPCError) {
         guard jobs.wrappingAdd(1, ordering: .relaxed).oldValue < jobsMax else {
             jobs.subtract(1, ordering: .relaxed)
             statistics.recordRefusal(.queueFull)
             throw RPCError.remote(
                 .overloaded, message: "the node's storage queue is full (\(jobsMax) jobs): retry later or elsewhere")
         }
-        defer { jobs.subtract(1, ordering: .relaxed) }
-        return try await body()
     }
 }

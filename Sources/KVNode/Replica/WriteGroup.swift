@@ -18,9 +18,12 @@ final class WriteGroup: Sendable {
 
     typealias Answer = (outcome: ApplyOutcome, clock: UInt64)
 
+    /// What a write's caller is told, on the pool thread that wrote it.
+    typealias Completion = @Sendable (Result<Answer, any Error>) -> Void
+
     private struct Waiting {
         let record: StreamedRecord
-        let continuation: CheckedContinuation<Answer, any Error>
+        let completion: Completion
     }
 
     private struct State {
@@ -41,23 +44,19 @@ final class WriteGroup: Sendable {
         self.willWrite = willWrite
     }
 
-    /// Writes `record` of `key` in the next batch.
-    ///
-    /// - Throws: the `ReplicaError` its write gave (a batch that fails is written again one record at
-    ///   a time, so one record's refusal fails only its own write); `CancellationError` when the
-    ///   pool is shutting down.
-    func put(key: [UInt8], record: StoredRecord) async throws -> Answer {
-        try await withCheckedThrowingContinuation { continuation in
-            let starts = state.withLock { state in
-                state.waiting.append(
-                    Waiting(record: StreamedRecord(key: key, record: record), continuation: continuation))
-                guard !state.writing else { return false }
-                state.writing = true
-                return true
-            }
-            if starts {
-                pool.submit { work in self.writeWhileWaiting(work) }
-            }
+    /// Writes `record` of `key` in the next batch, then calls `completion` (on the pool thread that
+    /// wrote it) with its outcome, or with the `ReplicaError` its write gave (a batch that fails is
+    /// written again one record at a time, so one record's refusal fails only its own write), or
+    /// `CancellationError` when the pool is shutting down.
+    func put(key: [UInt8], record: StoredRecord, completion: @escaping Completion) {
+        let starts = state.withLock { state in
+            state.waiting.append(Waiting(record: StreamedRecord(key: key, record: record), completion: completion))
+            guard !state.writing else { return false }
+            state.writing = true
+            return true
+        }
+        if starts {
+            pool.submit { work in self.writeWhileWaiting(work) }
         }
     }
 
@@ -76,7 +75,7 @@ final class WriteGroup: Sendable {
             }
             if batch.isEmpty { return }
             guard case .active = work else {
-                for waiting in batch { waiting.continuation.resume(throwing: CancellationError()) }
+                for waiting in batch { waiting.completion(.failure(CancellationError())) }
                 continue
             }
             write(batch)
@@ -88,17 +87,17 @@ final class WriteGroup: Sendable {
         do throws(ReplicaError) {
             let (outcomes, clock) = try replica.put(batch.map(\.record))
             for (waiting, outcome) in zip(batch, outcomes) {
-                waiting.continuation.resume(returning: (outcome, clock))
+                waiting.completion(.success((outcome, clock)))
             }
         } catch {
             guard batch.count > 1 else {
-                batch[0].continuation.resume(throwing: error)
+                batch[0].completion(.failure(error))
                 return
             }
             // One record may be the cause (a clock too far ahead, a value too large): each alone.
             for waiting in batch {
-                waiting.continuation.resume(
-                    with: Result { () throws(ReplicaError) -> Answer in
+                waiting.completion(
+                    Result { () throws(ReplicaError) -> Answer in
                         try replica.put(key: waiting.record.key, record: waiting.record.record)
                     }.mapError { $0 as any Error })
             }
