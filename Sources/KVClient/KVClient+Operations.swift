@@ -234,6 +234,9 @@ extension KVClient {
     /// operation has nothing left to do (hints to hand off), it goes on in the background, for at most
     /// one more request timeout; answers arriving after that are not fed to the operation, only handed
     /// to `late` (which keeps their clocks).
+    /// Inlined into its two callers (a read, a write), where its types are known: generic, it looked
+    /// up the metadata of its stream and continuation types at every call.
+    @inline(__always)
     func drive<Send: Sendable, Event: Sendable, Outcome: Sendable>(
         start: @escaping @Sendable () -> [OperationStep<Send, Event, Outcome>],
         handle: @escaping @Sendable (Event) -> [OperationStep<Send, Event, Outcome>],
@@ -283,6 +286,9 @@ extension KVClient {
         let eventLoop = MultiThreadedEventLoopGroup.singleton.next()
         var timers: [Scheduled<Void>] = []
         var answered = false
+        /// Scheduled only when the operation is answered and not settled (hints to hand off): most
+        /// operations settle as they are answered, and a timer costs two event-loop tasks.
+        var handOffDeadline: Scheduled<Void>?
         var iterator = events.makeAsyncIterator()
         var steps = start()
         while true {
@@ -291,9 +297,6 @@ extension KVClient {
                 case .complete(let outcome):
                     answer.resume(returning: outcome)
                     answered = true
-                    // The hand-off may go on for one more timeout, not longer.
-                    timers.append(
-                        eventLoop.scheduleTask(in: TimeAmount(configuration.requestTimeout)) { continuation.finish() })
                 case .send(let what):
                     let started = ContinuousClock.now
                     send(what, started).whenSuccess { event in
@@ -305,7 +308,15 @@ extension KVClient {
                     timers.append(eventLoop.scheduleTask(in: TimeAmount(after)) { continuation.yield(event) })
                 }
             }
-            if answered && settled() { break }
+            if answered {
+                if settled() { break }
+                if handOffDeadline == nil {
+                    // The hand-off may go on for one more timeout, not longer.
+                    handOffDeadline = eventLoop.scheduleTask(in: TimeAmount(configuration.requestTimeout)) {
+                        continuation.finish()
+                    }
+                }
+            }
             guard let event = await iterator.next() else {
                 if !answered {
                     answer.resume(throwing: KVClientError.unavailable("the request was cancelled"))
@@ -315,6 +326,7 @@ extension KVClient {
             steps = handle(event)
         }
         for timer in timers { timer.cancel() }
+        handOffDeadline?.cancel()
         continuation.finish()
         // Answers already queued when the stream closed are late too: they keep their clocks.
         while let event = await iterator.next() {

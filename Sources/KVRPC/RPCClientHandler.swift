@@ -47,6 +47,9 @@ final class RPCClientHandler: ChannelDuplexHandler {
     private var pending: [UInt64: Pending] = [:]
     private let failure: ConnectionFailure
     private let requestsInFlightMax: Int
+    /// A flush is queued behind the tasks already waiting for the event loop: the requests written
+    /// until it runs leave together, in one socket write.
+    private var flushQueued = false
 
     init(requestsInFlightMax: Int, failure: ConnectionFailure) {
         self.requestsInFlightMax = requestsInFlightMax
@@ -80,6 +83,19 @@ final class RPCClientHandler: ChannelDuplexHandler {
             loopBound.value.fail(id, RPCError.connectionClosed(reason: "\(error)"))
         }
         context.write(wrapOutboundOut(request.frame), promise: writePromise)
+    }
+
+    /// Flushes once the event loop has run the tasks already queued for it: each caller's request
+    /// arrives as a task of its own (`RPCConnection.send` from any thread), and those of one moment
+    /// share the flush instead of costing a socket write (and a TLS record) each.
+    func flush(context: ChannelHandlerContext) {
+        guard !flushQueued else { return }
+        flushQueued = true
+        let bound = NIOLoopBound((handler: self, context: context), eventLoop: context.eventLoop)
+        context.eventLoop.execute {
+            bound.value.handler.flushQueued = false
+            bound.value.context.flush()
+        }
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
