@@ -18,7 +18,8 @@ public protocol RPCService: Sendable {
     func handshakeState() -> (epoch: UInt64, clock: UInt64)
 
     /// Whether `answerWithoutTask(_:from:reply:)` may take requests of `type` (asked before one is
-    /// decoded).
+    /// decoded). No default: a service that wraps another must pass both on, or its requests would
+    /// silently lose the event-loop path.
     func mayAnswerWithoutTask(_ type: MessageType) -> Bool
 
     /// Starts answering `request` on the connection's event loop, without a task: when it takes the
@@ -30,16 +31,6 @@ public protocol RPCService: Sendable {
         _ request: Message, from peer: PeerIdentity,
         reply: @escaping @Sendable (Result<Message, any Error>) -> Void
     ) -> Bool
-}
-
-extension RPCService {
-    /// The default: every request is answered by `handle(_:from:)`.
-    public func mayAnswerWithoutTask(_ type: MessageType) -> Bool { false }
-
-    public func answerWithoutTask(
-        _ request: Message, from peer: PeerIdentity,
-        reply: @escaping @Sendable (Result<Message, any Error>) -> Void
-    ) -> Bool { false }
 }
 
 /// Where and how an `RPCServer` listens.

@@ -158,9 +158,13 @@ import Testing
         let registry = PrometheusRegistry()
         let service = MeasuredService(FailingOnGets(), nodeID: "n1", factory: registry)
         let peer = PeerIdentity(name: "client", role: .client)
-        for _ in 0..<3 {
+        for _ in 0..<2 {
             _ = try await service.handle(.pingRequest(PingRequest(epoch: 0, clock: 0)), from: peer)
         }
+        // Taken without a task (from the event loop): measured the same way.
+        #expect(service.mayAnswerWithoutTask(.pingRequest))
+        let taken = service.answerWithoutTask(.pingRequest(PingRequest(epoch: 0, clock: 0)), from: peer) { _ in }
+        #expect(taken)
         await #expect(throws: RPCError.self) {
             try await service.handle(.getRequest(GetRequest(key: ByteBuffer(string: "k"), keyspace: 0)), from: peer)
         }
@@ -198,11 +202,21 @@ import Testing
     }
 }
 
-/// Answers pings with a pong and refuses every other request.
+/// Answers pings with a pong and refuses every other request; takes pings without a task too.
 private struct FailingOnGets: RPCService {
     func handle(_ request: Message, from peer: PeerIdentity) async throws -> Message {
         guard case .pingRequest = request else { throw RPCError.remote(.internal, message: "refused") }
         return .pingResponse(PingResponse(epoch: 0, clock: 0, keys: 0, hintsQueued: 0, requestsInFlight: 0))
+    }
+
+    func mayAnswerWithoutTask(_ type: MessageType) -> Bool { type == .pingRequest }
+
+    func answerWithoutTask(
+        _ request: Message, from peer: PeerIdentity, reply: @escaping @Sendable (Result<Message, any Error>) -> Void
+    ) -> Bool {
+        guard case .pingRequest = request else { return false }
+        reply(.success(.pingResponse(PingResponse(epoch: 0, clock: 0, keys: 0, hintsQueued: 0, requestsInFlight: 0))))
+        return true
     }
 
     func handshakeState() -> (epoch: UInt64, clock: UInt64) { (0, 0) }

@@ -374,6 +374,13 @@ final class GatedService: RPCService {
 
     func handshakeState() -> (epoch: UInt64, clock: UInt64) { (7, 42) }
 
+    /// Everything goes to `handle`.
+    func mayAnswerWithoutTask(_ type: MessageType) -> Bool { false }
+
+    func answerWithoutTask(
+        _ request: Message, from peer: PeerIdentity, reply: @escaping @Sendable (Result<Message, any Error>) -> Void
+    ) -> Bool { false }
+
     func handle(_ request: Message, from peer: PeerIdentity) async throws -> Message {
         guard case .putRequest(let put) = request else {
             return try await EchoService().handle(request, from: peer)

@@ -10,6 +10,13 @@ import NIOPosix
 struct EchoService: RPCService {
     func handshakeState() -> (epoch: UInt64, clock: UInt64) { (7, 42) }
 
+    /// Everything goes to `handle`.
+    func mayAnswerWithoutTask(_ type: MessageType) -> Bool { false }
+
+    func answerWithoutTask(
+        _ request: Message, from peer: PeerIdentity, reply: @escaping @Sendable (Result<Message, any Error>) -> Void
+    ) -> Bool { false }
+
     func handle(_ request: Message, from peer: PeerIdentity) async throws -> Message {
         switch request {
         case .putRequest(let put):

@@ -49,6 +49,25 @@ package final class MeasuredService: RPCService {
         }
     }
 
+    package func mayAnswerWithoutTask(_ type: MessageType) -> Bool {
+        service.mayAnswerWithoutTask(type)
+    }
+
+    /// Passes the request on, measured as `handle` measures it: from now to its reply.
+    package func answerWithoutTask(
+        _ request: Message, from peer: PeerIdentity,
+        reply: @escaping @Sendable (Result<Message, any Error>) -> Void
+    ) -> Bool {
+        let measured = instruments(for: request.type)
+        let started = ContinuousClock.now
+        return service.answerWithoutTask(request, from: peer) { result in
+            measured.requests.increment()
+            measured.duration.recordNanoseconds((ContinuousClock.now - started).wholeNanoseconds)
+            if case .failure = result { measured.errors.increment() }
+            reply(result)
+        }
+    }
+
     package func handshakeState() -> (epoch: UInt64, clock: UInt64) {
         service.handshakeState()
     }
