@@ -552,10 +552,11 @@ def figure(name, nodes):
     kind = "putRequest" if report["workload"] == "put" else "getRequest"
     sb, sa = table(f"{work}/{name}.before.served"), table(f"{work}/{name}.after.served")
     served = sum(sa.get((n, kind), 0) - sb.get((n, kind), 0) for n in nodes)
+    used = sum(after[(n,)] - before[(n,)] for n in nodes)
     whole = report["whole"]
     return dict(ops=whole["operations"], secs=whole["seconds"], p99=whole["p99Millis"], errors=report["errors"],
                 bench=(user + system) / wall, cpu=cpu, per_op=served / max(1, whole["operations"]),
-                flight=report["concurrency"])
+                flight=report["concurrency"], used=used, served=served)
 quad, single = ["n1", "n2", "n3", "n4"], ["n5"]
 rows = [
     ("puts", "1 node, N=1, W=1", "one-put", single, None, "1"),
@@ -565,10 +566,11 @@ rows = [
     ("gets", "4 nodes, N=3, R=2", "quorum-get", quad, 2, "4/2 = 2"),
     ("gets", "4 nodes, N=3, R=1", "one4-get", quad, 4, "4/1 = 4"),
 ]
-print("%-5s %-18s %6s %-16s %-16s %-27s %6s %5s %9s %8s %13s" % (
+print("%-5s %-18s %6s %-16s %-16s %-27s %6s %5s %9s %8s %13s %9s" % (
     "", "run", "flight", "ops/s by round", "ratio by round", "seed's ratio", "p99 ms", "errs", "requests", "kvbench",
-    "nodes CPU/cap"))
-print("%-5s %-18s %6s %-16s %-16s %-27s %6s %5s %9s %8s %13s" % ("", "", "", "", "(all rounds)", "", "", "", "per op", "CPU", ""))
+    "nodes CPU/cap", "node CPU"))
+print("%-5s %-18s %6s %-16s %-16s %-27s %6s %5s %9s %8s %13s %9s" % (
+    "", "", "", "", "(all rounds)", "", "", "", "per op", "CPU", "", "µs/req"))
 notes = []
 for op, label, name, nodes, seed_ratio, seed in rows:
     figures = [figure(f"{name}-{r}", nodes) for r in range(1, rounds + 1)]
@@ -579,12 +581,13 @@ for op, label, name, nodes, seed_ratio, seed in rows:
         sum(b["ops"] for b in base) / sum(b["secs"] for b in base))
     cpu = [c for f in figures for c in f["cpu"]]
     bench = max(f["bench"] for f in figures)
-    print("%-5s %-18s %6d %-16s %-16s %-27s %6.0f %5d %9.2f %7.0f%% %13s" % (
+    print("%-5s %-18s %6d %-16s %-16s %-27s %6.0f %5d %9.2f %7.0f%% %13s %9.0f" % (
         op, label, figures[0]["flight"], " ".join("%.0f" % r for r in rates),
         "1" if seed_ratio is None else " ".join("%.2f" % r for r in ratios) + " (%.2f)" % overall,
         seed, max(f["p99"] for f in figures), sum(f["errors"] for f in figures),
         sum(f["per_op"] for f in figures) / rounds, 100 * bench,
-        "%.0f-%.0f%%" % (100 * min(cpu), 100 * max(cpu))))
+        "%.0f-%.0f%%" % (100 * min(cpu), 100 * max(cpu)),
+        1e6 * sum(f["used"] for f in figures) / max(1, sum(f["served"] for f in figures))))
     left = cores - len(nodes) * cap
     if min(cpu) < 0.9:
         notes.append("%s: a node used under 90 %% of its cap, so the nodes were not the only limit" % label)
@@ -602,8 +605,10 @@ of one node's gets: 2x at R=2, 4x at R=1. One node with N=1 writes and reads one
 "requests per op": replica requests of the run's kind the nodes served per operation (3 for a put; R
 for a get, more when the SDK's speculative reads asked another replica because the first were slower
 than their recent p99). "kvbench CPU": the load generator's own user+sys over its wall time, in % of
-one core (the highest round). "flight": requests kvbench keeps in flight. "nodes CPU/cap": each node's user+sys over the run against its cgroup
-cap (about 100 %: the nodes were the limit).""")
+one core (the highest round). "flight": requests kvbench keeps in flight. "nodes CPU/cap": each
+node's user+sys over the run against its cgroup cap (about 100 %: the nodes were the limit). "node
+CPU µs/req": the nodes' CPU over the replica requests they served (the cost of one copy written or
+read); where it is the same for 1 and 4 nodes, the ratio is the seed's.""")
 PY
     exit 0
 fi
