@@ -45,11 +45,33 @@
 #                                       (default 1) for every run
 #   scripts/bench.sh ycsbcluster [SECONDS]
 #                                       the same against 4 kvd, N=3, R=W=2 (RATE default 2000)
+#   scripts/bench.sh arithmetic [SECONDS]
+#                                       the seed's capacity arithmetic, each kvd capped at
+#                                       QUORUMKV_NODE_CPU (default 0.1) of a core (needs root): puts/s
+#                                       and gets/s of 1 node (n5, a cluster of its own: N=1, R=W=1) and
+#                                       of 4 nodes N=3 (n1-n4) at W=2 / R=2 and at W=1 / R=1, the runs
+#                                       alternating over ROUNDS (default 2) rounds so that the machine's
+#                                       drift falls on all alike; each against one node and the seed's
+#                                       ratio (puts 4/3 at any W: every put goes to all 3 replicas, W is
+#                                       only how many are awaited; gets 4/R), with the replica requests
+#                                       per operation (each node's /metrics), kvbench's own CPU and the
+#                                       nodes' CPU against their cap beside each figure. Requests in
+#                                       flight: DEPTH (default 64) per node, so DEPTH × the seed's ratio
+#                                       in each run (64, 85, 85 for puts; 64, 128, 256 for gets): every
+#                                       node sees the same queue on average, as a node's CPU per request
+#                                       depends on it (group commit, requests per wakeup)
+#   scripts/bench.sh delays [SECONDS]   3 kvd, N=3, whose writes (replies to kvbench included) are held
+#                                       5, 10 and 20 ms (n1, n2, n3; QUORUMKV_LINK_FAULTS): put and get
+#                                       p50/p99 at 4 in flight with no delay, then at W/R = 2, 1 and all
+#                                       (gets also with --read-from-all), then n1 (the fastest)
+#                                       SIGKILLed and W/R = 2 again; measured against the delay of the
+#                                       replica that completes the quorum, and the failed requests
 #
-# Always 50 requests in flight and 100-byte values; default 10 s per run. QUORUMKV_DURABILITY=none
-# (or interval:<N>ms) runs the nodes without an fsync per write, to see what the fsyncs cost;
-# QUORUMKV_HINT_REPLAY_RATE=N sets each node's --hint-replay-rate, QUORUMKV_STREAM_RATE=N its
-# --stream-rate (bytes/s). QUORUMKV_NODE_CPU=F (say 0.15) caps each kvd at F of a core in a cgroup of
+# 50 requests in flight (arithmetic and delays: as said above) and 100-byte values; default 10 s per
+# run. QUORUMKV_DURABILITY=none (or interval:<N>ms) runs the nodes without an fsync per write, to see
+# what the fsyncs cost; QUORUMKV_HINT_REPLAY_RATE=N sets each node's --hint-replay-rate,
+# QUORUMKV_STREAM_RATE=N its --stream-rate (bytes/s). QUORUMKV_NODE_CPU=F (say 0.15) caps each kvd at
+# F of a core in a cgroup of
 # its own, as if every node had a small host to itself (needs root): on one box all nodes otherwise
 # share the same cores, so a node added brings no capacity and "more nodes" reads as "slower". Uses 127.0.0.21-28 (kvd) and 127.0.0.29 (redis); everything it starts is
 # stopped on exit.
@@ -57,8 +79,16 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 mode=${1:-single}
 seconds=${2:-10}
-[[ "$mode" =~ ^(single|cluster|hints|stale|repair|antientropy|grow|backup|ycsb|ycsbcluster)$ ]] ||
-    { sed -n '2,55p' "$0" >&2; exit 64; }
+[[ "$mode" =~ ^(single|cluster|hints|stale|repair|antientropy|grow|backup|ycsb|ycsbcluster|arithmetic|delays)$ ]] ||
+    { sed -n '2,/^set -euo/p' "$0" | grep '^#' >&2; exit 64; }
+if [[ "$mode" == arithmetic ]]; then
+    export QUORUMKV_NODE_CPU=${QUORUMKV_NODE_CPU:-0.1}
+    [[ $(id -u) -eq 0 ]] || { echo "bench.sh arithmetic caps each kvd in a cgroup of its own: run it as root" >&2; exit 1; }
+    command -v curl >/dev/null || { echo "bench.sh arithmetic reads each node's /metrics with curl" >&2; exit 1; }
+fi
+if [[ "$mode" == arithmetic || "$mode" == delays ]]; then
+    [[ -x /usr/bin/time ]] || { echo "bench.sh $mode measures kvbench's CPU with /usr/bin/time (apt-get install time)" >&2; exit 1; }
+fi
 scripts/setup.sh
 
 for product in kvd kvctl kvbench; do
@@ -79,6 +109,7 @@ trap cleanup EXIT
 
 count=1
 [[ "$mode" != single && "$mode" != ycsb ]] && count=4
+[[ "$mode" == delays ]] && count=3
 "$bin/kvctl" certs init --dir "$work/certs" 2>/dev/null
 "$bin/kvctl" certs issue --dir "$work/certs" --role client --name bench 2>/dev/null
 {
@@ -88,6 +119,8 @@ count=1
 } >"$work/cluster.yaml"
 joiners=0
 [[ "$mode" == grow ]] && joiners=4
+# arithmetic: n5 is a cluster of one node of its own, started beside n1-n4.
+[[ "$mode" == arithmetic ]] && joiners=1
 for ((i = 1; i <= count + joiners; i++)); do
     host=127.0.0.$((20 + i))
     "$bin/kvctl" certs issue --dir "$work/certs" --role node --name "n$i" --ip "$host" --ip 127.0.0.29 2>/dev/null
@@ -119,7 +152,13 @@ start_node() {
         cpu_cap "n$i"
         capped=(sh -c 'echo $$ >"$0/cgroup.procs" && exec "$@"' "$group")
     fi
-    "${capped[@]}" "$bin/kvd" --id "n$i" --listen "127.0.0.$((20 + i)):7411" --data "$work/n$i" --cluster "$work/cluster.yaml" \
+    # delays: node i holds its writes as the rules file $work/n$i.link-faults says (none while it is
+    # missing). arithmetic: its request counters on plain HTTP, port 9411 of its own address.
+    local faults=() metrics=()
+    [[ "$mode" == delays ]] && faults=(env "QUORUMKV_LINK_FAULTS=$work/n$i.link-faults")
+    [[ "$mode" == arithmetic ]] && metrics=(--metrics-local "127.0.0.$((20 + i)):9411")
+    "${capped[@]}" "${faults[@]}" "$bin/kvd" --id "n$i" --listen "127.0.0.$((20 + i)):7411" --data "$work/n$i" \
+        --cluster "${cluster_file:-$work/cluster.yaml}" "${metrics[@]}" \
         --ca "$work/certs/ca.pem" --cert "$work/certs/n$i.pem" --key "$work/certs/n$i-key.pem" \
         --durability "${QUORUMKV_DURABILITY:-sync}" --log-level warning \
         ${QUORUMKV_HINT_REPLAY_RATE:+--hint-replay-rate "$QUORUMKV_HINT_REPLAY_RATE"} \
@@ -445,6 +484,238 @@ if [[ "$mode" == ycsb || "$mode" == ycsbcluster ]]; then
     "${ycsb[@]}" --workload a --skip-load --target-rate "$rate" --warmup "$warmup" \
         --duration "$((seconds > warmup + 1 ? seconds - warmup : 1))"
     echo "== load average: $(cut -d' ' -f1-3 /proc/loadavg)"
+    exit 0
+fi
+
+# CPU seconds (user+sys) each running kvd has used so far, one "nI SECONDS" a line.
+nodes_cpu() {
+    local name
+    for name in "${!pids[@]}"; do
+        [[ "$name" == n* && -r /proc/${pids[$name]}/stat ]] || continue
+        # Fields 14 and 15 of /proc/PID/stat (kvd's name has no space): user and system clock ticks.
+        awk -v name="$name" -v hz="$(getconf CLK_TCK)" '{print name, ($14 + $15) / hz}' "/proc/${pids[$name]}/stat"
+    done
+}
+# Requests each running kvd has served so far by type, "nI TYPE COUNT" a line, from its /metrics
+# (arithmetic only: nothing in the other modes).
+nodes_served() {
+    local name
+    [[ "$mode" == arithmetic ]] || return 0
+    for name in "${!pids[@]}"; do
+        [[ "$name" == n* ]] || continue
+        curl -s --max-time 5 "http://127.0.0.$((20 + ${name#n})):9411/metrics" |
+            sed -n "s/^quorumkv_requests_total{.*type=\"\([a-zA-Z]*\)\".*} \([0-9.e+]*\)$/$name \1 \2/p" || true
+    done
+}
+# Runs kvbench ARGS… as figure NAME under /usr/bin/time, as scripts/compare.sh does: its JSON report
+# in $work/NAME.json, its own CPU ("user sys wall") in $work/NAME.cpu, every node's CPU seconds and
+# requests served before and after it in $work/NAME.{before,after}{,.served}. Failed requests do not
+# stop the script (kvbench exits 1 on them): the report counts them.
+figure() {
+    local name=$1
+    shift
+    nodes_served >"$work/$name.before.served"
+    nodes_cpu >"$work/$name.before"
+    /usr/bin/time -f '%U %S %e' -o "$work/$name.cpu" "$bin/kvbench" "$@" --quiet --output "$work/$name.json" \
+        >"$work/$name.out" 2>"$work/$name.err" || true
+    nodes_cpu >"$work/$name.after"
+    nodes_served >"$work/$name.after.served"
+    [[ -s "$work/$name.json" ]] || { echo "kvbench ($name) failed:" >&2; cat "$work/$name.err" >&2; exit 1; }
+    echo "$name: $(cat "$work/$name.out")"
+}
+
+if [[ "$mode" == arithmetic ]]; then
+    depth=${DEPTH:-64}
+    rounds=${ROUNDS:-2}
+    # n5 beside n1-n4: a cluster of one node, N=1, with a cluster file of its own.
+    printf 'cluster-id: bench\nreplication-factor: 1\nnodes:\n  - id: n5\n    address: 127.0.0.25:7411\n' \
+        >"$work/cluster-one.yaml"
+    cluster_file="$work/cluster-one.yaml" start_node 5
+    wait_up 5
+    one=(--cluster "$work/cluster-one.yaml")
+    arith=(--value-bytes 100 --keys 10000 --duration "$seconds")
+    # A node's CPU per request depends on how many wait for it (group commit, reads and writes per
+    # wakeup): each run keeps DEPTH requests in flight per node, as the seed's ratio spreads them.
+    declare -A flight=([one-put]="$depth" [quorum-put]=$((depth * 4 / 3)) [one4-put]=$((depth * 4 / 3))
+        [one-get]="$depth" [quorum-get]=$((depth * 2)) [one4-get]=$((depth * 4)))
+    echo "== arithmetic: each kvd capped at $QUORUMKV_NODE_CPU of a core, durability ${QUORUMKV_DURABILITY:-sync}," \
+        "$depth requests in flight per node, 100-byte values, 10,000 keys, ${seconds}s per run, $rounds rounds;" \
+        "$(nproc) cores, load average $(cut -d' ' -f1-3 /proc/loadavg)"
+    # Every key on every replica of both clusters before the first get.
+    for cluster in "$work/cluster-one.yaml" "$work/cluster.yaml"; do
+        "$bin/kvbench" --cluster "$cluster" --concurrency 256 --value-bytes 100 --keys 10000 --workload get \
+            --consistency all --requests-max 1 --quiet >/dev/null
+    done
+    for round in $(seq 1 "$rounds"); do
+        echo "== round $round: 1 node N=1 (n5), 4 nodes N=3 (n1-n4) at quorum (2), at one (1)"
+        for workload in put get; do
+            skip=()
+            [[ "$workload" == get ]] && skip=(--skip-load)
+            figure "one-$workload-$round" "${arith[@]}" "${one[@]}" --concurrency "${flight[one-$workload]}" \
+                --workload "$workload" --consistency one "${skip[@]}"
+            figure "quorum-$workload-$round" "${arith[@]}" --concurrency "${flight[quorum-$workload]}" \
+                --workload "$workload" --consistency quorum "${skip[@]}"
+            figure "one4-$workload-$round" "${arith[@]}" --concurrency "${flight[one4-$workload]}" \
+                --workload "$workload" --consistency one "${skip[@]}"
+        done
+    done
+    echo "== load average after the runs: $(cut -d' ' -f1-3 /proc/loadavg)"
+    python3 - "$work" "$QUORUMKV_NODE_CPU" "$(nproc)" "$rounds" <<'PY'
+import json, sys
+work, cap, cores, rounds = sys.argv[1], float(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
+def table(path):
+    rows = [line.split() for line in open(path) if line.strip()]
+    return {tuple(r[:-1]): float(r[-1]) for r in rows}
+def figure(name, nodes):
+    """Operations, seconds, p99, errors, kvbench CPU (cores), each node's CPU / cap, replica requests
+    of the run's kind (put or get) per operation."""
+    report = json.load(open(f"{work}/{name}.json"))
+    user, system, wall = map(float, open(f"{work}/{name}.cpu").read().split())
+    before, after = table(f"{work}/{name}.before"), table(f"{work}/{name}.after")
+    # Over the measured seconds: the nodes are all but idle while kvbench starts and stops.
+    cpu = [(after[(n,)] - before[(n,)]) / report["whole"]["seconds"] / cap for n in nodes]
+    kind = "putRequest" if report["workload"] == "put" else "getRequest"
+    sb, sa = table(f"{work}/{name}.before.served"), table(f"{work}/{name}.after.served")
+    served = sum(sa.get((n, kind), 0) - sb.get((n, kind), 0) for n in nodes)
+    used = sum(after[(n,)] - before[(n,)] for n in nodes)
+    whole = report["whole"]
+    return dict(ops=whole["operations"], secs=whole["seconds"], p99=whole["p99Millis"], errors=report["errors"],
+                bench=(user + system) / wall, cpu=cpu, per_op=served / max(1, whole["operations"]),
+                flight=report["concurrency"], used=used, served=served)
+quad, single = ["n1", "n2", "n3", "n4"], ["n5"]
+rows = [
+    ("puts", "1 node, N=1, W=1", "one-put", single, None, "1"),
+    ("puts", "4 nodes, N=3, W=2", "quorum-put", quad, 4 / 3, "4/3 = 1.33"),
+    ("puts", "4 nodes, N=3, W=1", "one4-put", quad, 4 / 3, "4/3 = 1.33 (3 copies still)"),
+    ("gets", "1 node, N=1, R=1", "one-get", single, None, "1"),
+    ("gets", "4 nodes, N=3, R=2", "quorum-get", quad, 2, "4/2 = 2"),
+    ("gets", "4 nodes, N=3, R=1", "one4-get", quad, 4, "4/1 = 4"),
+]
+print("%-5s %-18s %6s %-16s %-16s %-27s %6s %5s %9s %8s %13s %9s" % (
+    "", "run", "flight", "ops/s by round", "ratio by round", "seed's ratio", "p99 ms", "errs", "requests", "kvbench",
+    "nodes CPU/cap", "node CPU"))
+print("%-5s %-18s %6s %-16s %-16s %-27s %6s %5s %9s %8s %13s %9s" % (
+    "", "", "", "", "(all rounds)", "", "", "", "per op", "CPU", "", "µs/req"))
+notes = []
+for op, label, name, nodes, seed_ratio, seed in rows:
+    figures = [figure(f"{name}-{r}", nodes) for r in range(1, rounds + 1)]
+    base = [figure(f"one-{name.split('-')[1]}-{r}", single) for r in range(1, rounds + 1)]
+    rates = [f["ops"] / f["secs"] for f in figures]
+    ratios = [a / (b["ops"] / b["secs"]) for a, b in zip(rates, base)]
+    overall = (sum(f["ops"] for f in figures) / sum(f["secs"] for f in figures)) / (
+        sum(b["ops"] for b in base) / sum(b["secs"] for b in base))
+    cpu = [c for f in figures for c in f["cpu"]]
+    bench = max(f["bench"] for f in figures)
+    print("%-5s %-18s %6d %-16s %-16s %-27s %6.0f %5d %9.2f %7.0f%% %13s %9.0f" % (
+        op, label, figures[0]["flight"], " ".join("%.0f" % r for r in rates),
+        "1" if seed_ratio is None else " ".join("%.2f" % r for r in ratios) + " (%.2f)" % overall,
+        seed, max(f["p99"] for f in figures), sum(f["errors"] for f in figures),
+        sum(f["per_op"] for f in figures) / rounds, 100 * bench,
+        "%.0f-%.0f%%" % (100 * min(cpu), 100 * max(cpu)),
+        1e6 * sum(f["used"] for f in figures) / max(1, sum(f["served"] for f in figures))))
+    left = cores - len(nodes) * cap
+    if min(cpu) < 0.9:
+        notes.append("%s: a node used under 90 %% of its cap, so the nodes were not the only limit" % label)
+    if bench >= 0.9 * left:
+        notes.append("%s: kvbench used %.0f %% of a core, 90 %% or more of the %.1f cores the capped nodes leave: "
+                     "kvbench may be the bottleneck" % (label, 100 * bench, left))
+for note in notes:
+    print("  ! " + note)
+print("""
+The seed's arithmetic: with N=3 each put is sent to all 3 replicas whatever W is (W only says how
+many acknowledgements the client awaits before it answers; the others still arrive and cost their
+node as much), so 4 nodes hold 4 x (one node's put capacity) / 3 puts/s: 4/3 of one node at W=2 and
+at W=1 alike. A get asks R replicas (the first R of the key's preference list), so 4 nodes serve 4/R
+of one node's gets: 2x at R=2, 4x at R=1. One node with N=1 writes and reads one copy.
+"requests per op": replica requests of the run's kind the nodes served per operation (3 for a put; R
+for a get, more when the SDK's speculative reads asked another replica because the first were slower
+than their recent p99). "kvbench CPU": the load generator's own user+sys over its wall time, in % of
+one core (the highest round). "flight": requests kvbench keeps in flight. "nodes CPU/cap": each
+node's user+sys over the run against its cgroup cap (about 100 %: the nodes were the limit). "node
+CPU µs/req": the nodes' CPU over the replica requests they served (the cost of one copy written or
+read); where it is the same for 1 and 4 nodes, the ratio is the seed's.""")
+PY
+    exit 0
+fi
+
+if [[ "$mode" == delays ]]; then
+    delay=(0 5 10 20)
+    low=(--concurrency 4 --value-bytes 100 --keys 10000 --duration "$seconds" --skip-load)
+    echo "== delays: 3 nodes, N=3, durability ${QUORUMKV_DURABILITY:-sync}, 4 in flight, ${seconds}s per run;" \
+        "$(nproc) cores, load average $(cut -d' ' -f1-3 /proc/loadavg)"
+    # Every key on all three nodes, before any delay.
+    "$bin/kvbench" --concurrency 64 --value-bytes 100 --keys 10000 --workload get --consistency all \
+        --requests-max 1 --quiet >/dev/null
+    echo "== no delay"
+    figure base-put "${low[@]}" --workload put --consistency quorum
+    figure base-get "${low[@]}" --workload get --consistency quorum
+    # Each node holds every write it makes (to peers and to kvbench) for its delay; kvd reads its file
+    # again within 100 ms of a change.
+    for i in 1 2 3; do echo "* ${delay[$i]}" >"$work/n$i.link-faults"; done
+    sleep 1
+    echo "== n1, n2, n3 hold their writes ${delay[1]}, ${delay[2]}, ${delay[3]} ms"
+    figure put-2 "${low[@]}" --workload put --consistency quorum
+    figure get-2 "${low[@]}" --workload get --consistency quorum
+    figure get-2-all "${low[@]}" --workload get --consistency quorum --read-from-all
+    figure put-1 "${low[@]}" --workload put --consistency one
+    figure get-1 "${low[@]}" --workload get --consistency one
+    figure get-1-all "${low[@]}" --workload get --consistency one --read-from-all
+    figure put-all "${low[@]}" --workload put --consistency all
+    figure get-all "${low[@]}" --workload get --consistency all
+    kill -KILL "${pids[n1]}"
+    wait "${pids[n1]}" 2>/dev/null || true
+    unset "pids[n1]"
+    echo "== n1 (${delay[1]} ms) SIGKILLed"
+    figure killed-put-2 "${low[@]}" --workload put --consistency quorum
+    figure killed-get-2 "${low[@]}" --workload get --consistency quorum
+    figure killed-get-2-all "${low[@]}" --workload get --consistency quorum --read-from-all
+    echo "== load average after the runs: $(cut -d' ' -f1-3 /proc/loadavg)"
+    python3 - "$work" <<'PY'
+import json, sys
+work = sys.argv[1]
+# name, label, the seed's expectation (ms: the delay of the replica that completes the quorum), what
+# the SDK's choice of replicas gives for p50 / p99 when it differs (gets ask the first R of the key's
+# preference list, so any 2 of the 3 delays, or any 1, with equal chance).
+rows = [
+    ("base-put", "put W=2, no delay", None, None),
+    ("base-get", "get R=2, no delay", None, None),
+    ("put-2", "put W=2", 10, None),
+    ("get-2", "get R=2", 10, "20 / 20 (first 2 asked: 10 for 1 key in 3, else 20)"),
+    ("get-2-all", "get R=2 read-from-all", 10, None),
+    ("put-1", "put W=1", 5, None),
+    ("get-1", "get R=1", 5, "10 / 20 (first asked: 5, 10 or 20)"),
+    ("get-1-all", "get R=1 read-from-all", 5, None),
+    ("put-all", "put ALL", 20, None),
+    ("get-all", "get ALL", 20, None),
+    ("killed-put-2", "n1 killed: put W=2", 20, None),
+    ("killed-get-2", "n1 killed: get R=2", 20, None),
+    ("killed-get-2-all", "n1 killed: get R=2 all", 20, None),
+]
+def load(name):
+    report = json.load(open(f"{work}/{name}.json"))
+    user, system, wall = map(float, open(f"{work}/{name}.cpu").read().split())
+    return report["whole"], report["errors"], report.get("lastError"), (user + system) / wall
+base = {op: load(f"base-{op}")[0]["p50Millis"] for op in ("put", "get")}
+print("%-24s %8s %8s %8s %9s %6s %9s  %s" % (
+    "run", "ops/s", "p50 ms", "p99 ms", "expected", "errors", "kvbench", "the SDK's replica choice (p50 / p99)"))
+failed = 0
+for name, label, expected, sdk in rows:
+    whole, errors, last, cpu = load(name)
+    failed += errors
+    print("%-24s %8.0f %8.2f %8.2f %9s %6d %8.0f%%  %s" % (
+        label, whole["opsPerSecond"], whole["p50Millis"], whole["p99Millis"],
+        "-" if expected is None else "~%d" % expected, errors, 100 * cpu, sdk or ""))
+    if errors:
+        print("      last error: %s" % last)
+print("""
+expected: the delay of the replica whose reply completes the quorum (the W-th or R-th fastest of those
+asked), plus the no-delay time (p50 %.2f ms for puts, %.2f ms for gets: TLS, the fsync, the SDK).
+Every node holds each write it makes, its replies to kvbench included, for its delay (one way: kvbench
+itself holds nothing). A put goes to all 3 replicas, so W=2 waits for the second fastest (10 ms); a
+get asks only the first R replicas of the key's preference list, which ignores their latency, so
+R=2 gets wait for 20 ms on 2 keys in 3 unless --read-from-all asks all 3 (then 10 ms). Failed
+requests over all runs: %d.""" % (base["put"], base["get"], failed))
+PY
     exit 0
 fi
 

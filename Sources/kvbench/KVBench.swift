@@ -86,6 +86,11 @@ struct KVBench: AsyncParsableCommand {
     @Option(help: "one, quorum, all or a number of replicas, for reads and writes (default: the keyspace's).")
     var consistency: String?
 
+    @Flag(
+        name: .customLong("read-from-all"),
+        help: "Ask all N replicas on every get and take the first R answers (the SDK's readFromAll), not the first R.")
+    var readFromAll = false
+
     @Option(help: "The keyspace of the keys (env QUORUMKV_KEYSPACE); its ring, N and default levels.")
     var keyspace = ProcessInfo.processInfo.environment["QUORUMKV_KEYSPACE"] ?? Keyspace.defaultName
 
@@ -289,7 +294,7 @@ struct KVBench: AsyncParsableCommand {
     }
 
     private func makeClient() throws -> KVClient {
-        let configuration: KVClientConfiguration
+        var configuration: KVClientConfiguration
         do {
             configuration = try KVClientConfiguration(
                 clusterFile: cluster, endpoints: endpoints, clusterID: clusterID, caFile: ca, certificateFile: cert,
@@ -297,6 +302,7 @@ struct KVBench: AsyncParsableCommand {
         } catch let error as KVClientError where error.isInvalidArgument {
             throw ValidationError(error.message)
         }
+        configuration.readFromAll = readFromAll
         return try KVClient(configuration: configuration)
     }
 }
