@@ -55,8 +55,14 @@ extension KVClient {
         _ key: [UInt8], consistency: ConsistencyLevel?, repair: ReadOperation.Repair?, in topology: Topology,
         route: KeyspaceRoute
     ) async throws -> KVValue? {
-        // Any R of the N replicas make a quorum: the ones the failure detector suspects go last.
-        let replicas = health.healthyFirst(route.ring.preferenceList(forKey: key))
+        // Any R of the N replicas make a quorum: the clearly faster ones lately first, the ones the
+        // failure detector suspects last.
+        var replicas = route.ring.preferenceList(forKey: key)
+        if configuration.fastestReplicasFirst {
+            let now = ContinuousClock.now
+            replicas = responseTimes.withLock { $0.fastestFirst(replicas, at: now) }
+        }
+        replicas = health.healthyFirst(replicas)
         let plan = ReadPlan(
             level: consistency ?? route.readLevel ?? configuration.readConsistency,
             deadline: configuration.requestTimeout, askAll: configuration.readFromAll,

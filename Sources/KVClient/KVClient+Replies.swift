@@ -110,5 +110,7 @@ extension KVClient {
         latencies.withLock { trackers in
             trackers[node, default: LatencyTracker()].record(latency)
         }
+        let now = ContinuousClock.now
+        responseTimes.withLock { $0.record(node, latency, at: now) }
     }
 }

@@ -26,6 +26,8 @@ public final class KVClient: Sendable {
     let topology = Mutex<Topology?>(nil)
     let seeds: [RPCClient]
     let latencies = Mutex<[String: LatencyTracker]>([:])
+    /// Each node's recent response time, which orders the replicas a read asks first.
+    let responseTimes = Mutex(ReplicaResponseTimes())
     let repairsSent = Atomic<Int>(0)
     let hintsSent = Atomic<Int>(0)
     /// Operations still handing off after they answered, by id; ``close()`` waits for them.

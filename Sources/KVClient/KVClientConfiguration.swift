@@ -33,6 +33,10 @@ public struct KVClientConfiguration: Sendable {
     public var readFromAll = false
     /// Ask one more replica when the ones asked are slower than their recent p99.
     public var speculativeReads = true
+    /// Ask the replicas that answered clearly faster lately first (KVCore's `ReplicaResponseTimes`, as
+    /// Cassandra's dynamic snitch): a read at R then waits for the R fastest replicas. False: the
+    /// first R of the key's preference list.
+    public var fastestReplicasFirst = true
     /// How often the client pings every node while it has work, for the failure detector (every
     /// answer counts as a heartbeat); nil: no pings, only answers to requests.
     public var healthCheckInterval: Duration? = .seconds(1)
