@@ -49,18 +49,10 @@ struct StorageQueueTests {
     /// (one RocksDB write group and fsync), and each gets its own outcome, as if written alone in
     /// arrival order.
     @Test func writesWaitingTogetherAreWrittenAsOneBatch() async throws {
-        let pool = NIOThreadPool(numberOfThreads: 1)
-        pool.start()
-        defer { pool.shutdownGracefully { _ in } }
-        let gate = DispatchSemaphore(value: 0)
-        let statistics = NodeStatistics(nodeID: "n1", metricsFactory: TestMetrics())
-        let queue = StorageQueue(pool: pool, jobsMax: 1000, statistics: statistics)
         let store = InMemoryStore()
         let replica = Replica(nodeID: "n1", store: store, wallMillis: { 1_800_000_000_000 })
-        // The pool's only thread is busy: every write below waits for it.
-        let holder = Task { try await queue.run { gate.wait() } }
         let writes = 60
-        let answers = Task {
+        let (outcomes, queue) = try await Self.whilePoolIsBusy(jobs: writes) { queue in
             try await withThrowingTaskGroup(of: (Int, ApplyOutcome).self) { group in
                 for index in 0..<writes {
                     group.addTask {
@@ -75,14 +67,6 @@ struct StorageQueueTests {
                 return try await group.reduce(into: [:]) { $0[$1.0] = $1.1 }
             }
         }
-        let deadline = ContinuousClock.now + .seconds(30)
-        while queue.count < writes + 1, ContinuousClock.now < deadline {
-            try await Task.sleep(for: .milliseconds(5))
-        }
-        #expect(queue.count == writes + 1)
-        gate.signal()
-        try await holder.value
-        let outcomes = try await answers.value
         #expect(queue.writeBatches == 1, "60 writes waiting together: one store write")
         #expect(queue.count == 0)
         for key in 0..<10 {
@@ -102,17 +86,10 @@ struct StorageQueueTests {
     /// A batch that fails (one record refused) is written again one record at a time: only the bad
     /// record's write fails.
     @Test func oneBadRecordFailsOnlyItsOwnWrite() async throws {
-        let pool = NIOThreadPool(numberOfThreads: 1)
-        pool.start()
-        defer { pool.shutdownGracefully { _ in } }
-        let gate = DispatchSemaphore(value: 0)
-        let statistics = NodeStatistics(nodeID: "n1", metricsFactory: TestMetrics())
-        let queue = StorageQueue(pool: pool, jobsMax: 1000, statistics: statistics)
         let store = InMemoryStore()
         let now: UInt64 = 1_800_000_000_000
         let replica = Replica(nodeID: "n1", store: store, maxClockOffset: .seconds(1), wallMillis: { now })
-        let holder = Task { try await queue.run { gate.wait() } }
-        let results = Task {
+        let (written, _) = try await Self.whilePoolIsBusy(jobs: 5) { queue in
             try await withThrowingTaskGroup(of: (Int, Bool).self) { group in
                 for index in 0..<5 {
                     group.addTask {
@@ -132,15 +109,31 @@ struct StorageQueueTests {
                 return try await group.reduce(into: [:]) { $0[$1.0] = $1.1 }
             }
         }
-        let deadline = ContinuousClock.now + .seconds(30)
-        while queue.count < 6, ContinuousClock.now < deadline {
-            try await Task.sleep(for: .milliseconds(5))
-        }
-        gate.signal()
-        try await holder.value
-        let written = try await results.value
         #expect(written == [0: true, 1: true, 2: false, 3: true, 4: true])
         #expect(try store.get(key: Array("key-2".utf8)) == nil)
         #expect(try store.get(key: Array("key-4".utf8))?.value == [4])
+    }
+
+    /// Runs `body` with a storage queue whose pool's only thread is held until `jobs` jobs of
+    /// `body` wait in the queue, then let go: every one of them waited while the pool was busy.
+    static func whilePoolIsBusy<T: Sendable>(
+        jobs: Int, _ body: @escaping @Sendable (StorageQueue) async throws -> T
+    ) async throws -> (T, StorageQueue) {
+        let pool = NIOThreadPool(numberOfThreads: 1)
+        pool.start()
+        defer { pool.shutdownGracefully { _ in } }
+        let gate = DispatchSemaphore(value: 0)
+        let queue = StorageQueue(
+            pool: pool, jobsMax: 1000, statistics: NodeStatistics(nodeID: "n1", metricsFactory: TestMetrics()))
+        let holder = Task { try await queue.run { gate.wait() } }
+        let answers = Task { try await body(queue) }
+        let deadline = ContinuousClock.now + .seconds(30)
+        while queue.count < jobs + 1, ContinuousClock.now < deadline {
+            try await Task.sleep(for: .milliseconds(5))
+        }
+        #expect(queue.count == jobs + 1, "every job waits behind the one holding the pool")
+        gate.signal()
+        try await holder.value
+        return (try await answers.value, queue)
     }
 }
