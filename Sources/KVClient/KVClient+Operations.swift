@@ -289,12 +289,11 @@ extension KVClient {
         settled: @Sendable () -> Bool,
         answer: CheckedContinuation<Outcome, any Error>
     ) async {
-        let eventLoop = MultiThreadedEventLoopGroup.singleton.next()
-        var timers: [Scheduled<Void>] = []
+        var timers: [OperationTimers.Handle] = []
         var answered = false
         /// Scheduled only when the operation is answered and not settled (hints to hand off): most
-        /// operations settle as they are answered, and a timer costs two event-loop tasks.
-        var handOffDeadline: Scheduled<Void>?
+        /// operations settle as they are answered.
+        var handOffDeadline: OperationTimers.Handle?
         var iterator = events.makeAsyncIterator()
         var steps = start()
         while true {
@@ -311,14 +310,14 @@ extension KVClient {
                         }
                     }
                 case .timer(let after, let event):
-                    timers.append(eventLoop.scheduleTask(in: TimeAmount(after)) { continuation.yield(event) })
+                    timers.append(operationTimers.schedule(in: after) { continuation.yield(event) })
                 }
             }
             if answered {
                 if settled() { break }
                 if handOffDeadline == nil {
                     // The hand-off may go on for one more timeout, not longer.
-                    handOffDeadline = eventLoop.scheduleTask(in: TimeAmount(configuration.requestTimeout)) {
+                    handOffDeadline = operationTimers.schedule(in: configuration.requestTimeout) {
                         continuation.finish()
                     }
                 }
@@ -331,8 +330,8 @@ extension KVClient {
             }
             steps = handle(event)
         }
-        for timer in timers { timer.cancel() }
-        handOffDeadline?.cancel()
+        for timer in timers { operationTimers.cancel(timer) }
+        if let handOffDeadline { operationTimers.cancel(handOffDeadline) }
         continuation.finish()
         // Answers already queued when the stream closed are late too: they keep their clocks.
         while let event = await iterator.next() {

@@ -28,6 +28,8 @@ public final class KVClient: Sendable {
     let latencies = Mutex<[String: LatencyTracker]>([:])
     /// Each node's recent response time, which orders the replicas a read asks first.
     let responseTimes = Mutex(ReplicaResponseTimes())
+    /// The timers of every operation (deadlines, hand-off, speculation), on one event loop.
+    let operationTimers = OperationTimers(eventLoop: MultiThreadedEventLoopGroup.singleton.next())
     let repairsSent = Atomic<Int>(0)
     let hintsSent = Atomic<Int>(0)
     /// Operations still handing off after they answered, by id; ``close()`` waits for them.

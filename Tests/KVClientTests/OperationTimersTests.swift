@@ -1,0 +1,73 @@
+import KVClient
+import NIOCore
+import NIOPosix
+import Synchronization
+import Testing
+
+/// Issue 21: an operation's timers wait in one heap with one event-loop task armed for the earliest;
+/// they fire in deadline order, never early, and a cancelled one never fires.
+@Suite(.timeLimit(.minutes(1)))
+struct OperationTimersTests {
+    final class Fired: Sendable {
+        let order = Mutex<[Int]>([])
+        let early = Atomic<Int>(0)
+        let count = Atomic<Int>(0)
+    }
+
+    @Test func timersFireInDeadlineOrderNeverEarlyAndCancelledOnesNever() async throws {
+        let timers = OperationTimers(eventLoop: MultiThreadedEventLoopGroup.singleton.next())
+        let fired = Fired()
+        let scheduledAt = ContinuousClock.now
+        // Scheduled out of order: a later schedule of an earlier timer moves the armed task earlier.
+        let delays = [300, 50, 200, 10, 120]
+        var handles: [OperationTimers.Handle] = []
+        for (index, milliseconds) in delays.enumerated() {
+            handles.append(
+                timers.schedule(in: .milliseconds(milliseconds)) {
+                    if ContinuousClock.now - scheduledAt < .milliseconds(milliseconds) {
+                        fired.early.add(1, ordering: .relaxed)
+                    }
+                    fired.order.withLock { $0.append(index) }
+                })
+        }
+        timers.cancel(handles[2])
+        // Many scheduled and cancelled at once, as operations that answer in time do.
+        for _ in 0..<10_000 {
+            timers.cancel(timers.schedule(in: .milliseconds(20)) { fired.order.withLock { $0.append(-1) } })
+        }
+        let deadline = ContinuousClock.now + .seconds(30)
+        while timers.pending > 0, ContinuousClock.now < deadline {
+            try await Task.sleep(for: .milliseconds(10))
+        }
+        #expect(timers.pending == 0)
+        #expect(fired.order.withLock { $0 } == [3, 1, 4, 0], "by deadline; the cancelled ones never")
+        #expect(fired.early.load(ordering: .relaxed) == 0)
+    }
+
+    @Test func aTimerScheduledWhileOthersFireStillFires() async throws {
+        let timers = OperationTimers(eventLoop: MultiThreadedEventLoopGroup.singleton.next())
+        let fired = Fired()
+        let finished = Task {
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                for worker in 0..<4 {
+                    group.addTask {
+                        for index in 0..<250 {
+                            _ = timers.schedule(in: .microseconds(100 * ((worker + index) % 7))) {
+                                fired.count.add(1, ordering: .relaxed)
+                            }
+                            if index % 50 == 0 { try await Task.sleep(for: .milliseconds(1)) }
+                        }
+                    }
+                }
+                try await group.waitForAll()
+            }
+        }
+        try await finished.value
+        let deadline = ContinuousClock.now + .seconds(30)
+        while fired.count.load(ordering: .relaxed) < 1000, ContinuousClock.now < deadline {
+            try await Task.sleep(for: .milliseconds(10))
+        }
+        #expect(fired.count.load(ordering: .relaxed) == 1000)
+        #expect(timers.pending == 0)
+    }
+}
