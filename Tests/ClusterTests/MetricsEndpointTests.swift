@@ -28,6 +28,8 @@ extension RealProcessTests {
             // The put above, counted and timed.
             #expect(scrape.contains("quorumkv_requests_total{node=\"n1\",type=\"putRequest\"} 1\n"))
             #expect(scrape.contains("quorumkv_request_errors_total{node=\"n1\",type=\"putRequest\"} 0\n"))
+            // Taken on the connection's event loop, straight to the group commit (issue 21).
+            #expect(scrape.contains("quorumkv_requests_on_event_loop_total{node=\"n1\",type=\"putRequest\"} 1\n"))
             #expect(
                 scrape.contains(
                     "quorumkv_request_duration_seconds_bucket{node=\"n1\",type=\"putRequest\",le=\"+Inf\"} 1\n"))

@@ -165,11 +165,17 @@ import Testing
         #expect(service.mayAnswerWithoutTask(.pingRequest))
         let taken = service.answerWithoutTask(.pingRequest(PingRequest(epoch: 0, clock: 0)), from: peer) { _ in }
         #expect(taken)
+        #expect(
+            !service.answerWithoutTask(.getRequest(GetRequest(key: ByteBuffer(string: "k"), keyspace: 0)), from: peer) {
+                _ in
+            })
         await #expect(throws: RPCError.self) {
             try await service.handle(.getRequest(GetRequest(key: ByteBuffer(string: "k"), keyspace: 0)), from: peer)
         }
         let text = registry.render()
         #expect(text.contains("quorumkv_requests_total{node=\"n1\",type=\"pingRequest\"} 3\n"))
+        #expect(text.contains("quorumkv_requests_on_event_loop_total{node=\"n1\",type=\"pingRequest\"} 1\n"))
+        #expect(text.contains("quorumkv_requests_on_event_loop_total{node=\"n1\",type=\"getRequest\"} 0\n"))
         #expect(text.contains("quorumkv_request_errors_total{node=\"n1\",type=\"pingRequest\"} 0\n"))
         #expect(text.contains("quorumkv_requests_total{node=\"n1\",type=\"getRequest\"} 1\n"))
         #expect(text.contains("quorumkv_request_errors_total{node=\"n1\",type=\"getRequest\"} 1\n"))

@@ -12,6 +12,7 @@ import Synchronization
 /// | `quorumkv_requests_total{type}` | counter | a request of that type was answered (or failed) |
 /// | `quorumkv_request_errors_total{type}` | counter | one ended in an error answer |
 /// | `quorumkv_request_duration_seconds{type}` | timer (histogram) | from the request's arrival to its answer |
+/// | `quorumkv_requests_on_event_loop_total{type}` | counter | one was taken on the event loop (`answerWithoutTask`) |
 ///
 /// `type` is the request's message type (`putRequest`, `getRequest`, `hintRequest`, ...): a bounded
 /// set. Throughput is `rate(quorumkv_requests_total[1m])`, the error rate that of the errors, and
@@ -20,6 +21,7 @@ package final class MeasuredService: RPCService {
     private struct Instruments {
         let requests: Counter
         let errors: Counter
+        let onEventLoop: Counter
         let duration: Metrics.Timer
     }
 
@@ -60,12 +62,14 @@ package final class MeasuredService: RPCService {
     ) -> Bool {
         let measured = instruments(for: request.type)
         let started = ContinuousClock.now
-        return service.answerWithoutTask(request, from: peer) { result in
+        let taken = service.answerWithoutTask(request, from: peer) { result in
             measured.requests.increment()
             measured.duration.recordNanoseconds((ContinuousClock.now - started).wholeNanoseconds)
             if case .failure = result { measured.errors.increment() }
             reply(result)
         }
+        if taken { measured.onEventLoop.increment() }
+        return taken
     }
 
     package func handshakeState() -> (epoch: UInt64, clock: UInt64) {
@@ -79,6 +83,8 @@ package final class MeasuredService: RPCService {
             let new = Instruments(
                 requests: Counter(label: "quorumkv_requests_total", dimensions: dimensions, factory: factory),
                 errors: Counter(label: "quorumkv_request_errors_total", dimensions: dimensions, factory: factory),
+                onEventLoop: Counter(
+                    label: "quorumkv_requests_on_event_loop_total", dimensions: dimensions, factory: factory),
                 duration: Metrics.Timer(
                     label: "quorumkv_request_duration_seconds", dimensions: dimensions, factory: factory))
             made[type] = new

@@ -167,6 +167,8 @@ public final class NodeStatistics: Sendable {
         "quorumkv_cluster_epoch": "The epoch of the cluster map this node holds.",
         "quorumkv_requests_total": "Requests answered, by message type.",
         "quorumkv_request_errors_total": "Requests answered with an error, by message type.",
+        "quorumkv_requests_on_event_loop_total":
+            "Requests taken on the connection's event loop (reads from memory, writes to the group commit), by message type; the others went through a task.",
         "quorumkv_request_duration_seconds": "Time from a request's arrival to its answer, by message type.",
         "quorumkv_rpc_refused_total":
             "Connections and requests refused, or connections closed, to protect the node, by reason.",
