@@ -625,7 +625,7 @@ print("""
 The seed's arithmetic: with N=3 each put is sent to all 3 replicas whatever W is (W only says how
 many acknowledgements the client awaits before it answers; the others still arrive and cost their
 node as much), so 4 nodes hold 4 x (one node's put capacity) / 3 puts/s: 4/3 of one node at W=2 and
-at W=1 alike. A get asks R replicas (the first R of the key's preference list), so 4 nodes serve 4/R
+at W=1 alike. A get asks R replicas (those that answered fastest lately), so 4 nodes serve 4/R
 of one node's gets: 2x at R=2, 4x at R=1. One node with N=1 writes and reads one copy.
 "requests per op": replica requests of the run's kind the nodes served per operation (3 for a put; R
 for a get, more when the SDK's speculative reads asked another replica because the first were slower
@@ -673,17 +673,15 @@ if [[ "$mode" == delays ]]; then
     python3 - "$work" <<'PY'
 import json, sys
 work = sys.argv[1]
-# name, label, the seed's expectation (ms: the delay of the replica that completes the quorum), what
-# the SDK's choice of replicas gives for p50 / p99 when it differs (gets ask the first R of the key's
-# preference list, so any 2 of the 3 delays, or any 1, with equal chance).
+# name, label, the seed's expectation (ms: the delay of the replica that completes the quorum).
 rows = [
     ("base-put", "put W=2, no delay", None, None),
     ("base-get", "get R=2, no delay", None, None),
     ("put-2", "put W=2", 10, None),
-    ("get-2", "get R=2", 10, "20 / 20 (first 2 asked: 10 for 1 key in 3, else 20)"),
+    ("get-2", "get R=2", 10, None),
     ("get-2-all", "get R=2 read-from-all", 10, None),
     ("put-1", "put W=1", 5, None),
-    ("get-1", "get R=1", 5, "10 / 20 (first asked: 5, 10 or 20)"),
+    ("get-1", "get R=1", 5, None),
     ("get-1-all", "get R=1 read-from-all", 5, None),
     ("put-all", "put ALL", 20, None),
     ("get-all", "get ALL", 20, None),
@@ -696,15 +694,14 @@ def load(name):
     user, system, wall = map(float, open(f"{work}/{name}.cpu").read().split())
     return report["whole"], report["errors"], report.get("lastError"), (user + system) / wall
 base = {op: load(f"base-{op}")[0]["p50Millis"] for op in ("put", "get")}
-print("%-24s %8s %8s %8s %9s %6s %9s  %s" % (
-    "run", "ops/s", "p50 ms", "p99 ms", "expected", "errors", "kvbench", "the SDK's replica choice (p50 / p99)"))
+print("%-24s %8s %8s %8s %9s %6s %9s" % ("run", "ops/s", "p50 ms", "p99 ms", "expected", "errors", "kvbench"))
 failed = 0
-for name, label, expected, sdk in rows:
+for name, label, expected in rows:
     whole, errors, last, cpu = load(name)
     failed += errors
-    print("%-24s %8.0f %8.2f %8.2f %9s %6d %8.0f%%  %s" % (
+    print("%-24s %8.0f %8.2f %8.2f %9s %6d %8.0f%%" % (
         label, whole["opsPerSecond"], whole["p50Millis"], whole["p99Millis"],
-        "-" if expected is None else "~%d" % expected, errors, 100 * cpu, sdk or ""))
+        "-" if expected is None else "~%d" % expected, errors, 100 * cpu))
     if errors:
         print("      last error: %s" % last)
 print("""
@@ -712,9 +709,9 @@ expected: the delay of the replica whose reply completes the quorum (the W-th or
 asked), plus the no-delay time (p50 %.2f ms for puts, %.2f ms for gets: TLS, the fsync, the SDK).
 Every node holds each write it makes, its replies to kvbench included, for its delay (one way: kvbench
 itself holds nothing). A put goes to all 3 replicas, so W=2 waits for the second fastest (10 ms); a
-get asks only the first R replicas of the key's preference list, which ignores their latency, so
-R=2 gets wait for 20 ms on 2 keys in 3 unless --read-from-all asks all 3 (then 10 ms). Failed
-requests over all runs: %d.""" % (base["put"], base["get"], failed))
+get asks the R replicas that answered fastest lately (the SDK's fastestReplicasFirst), so R=2 waits
+for the second fastest too, as with --read-from-all, which asks all 3. Failed requests over all
+runs: %d.""" % (base["put"], base["get"], failed))
 PY
     exit 0
 fi

@@ -76,7 +76,7 @@ extension KVClient {
         if configuration.speculativeReads && !configuration.readFromAll {
             let first = ReadPlan.firstAsked(readConfiguration)
             readConfiguration.coordinator.speculationDelay = latencies.withLock { trackers in
-                first.compactMap { trackers[$0]?.percentile(0.99) }.max()
+                first.compactMap { trackers[$0]?.p99 }.max()
             }
         }
         let operation = Guarded(ReadOperation(configuration: readConfiguration))

@@ -107,10 +107,28 @@ extension KVClient {
     }
 
     func record(_ node: String, _ latency: Duration) {
-        latencies.withLock { trackers in
-            trackers[node, default: LatencyTracker()].record(latency)
-        }
+        latencies.withLock { $0[node, default: NodeLatencies()].record(latency) }
         let now = ContinuousClock.now
         responseTimes.withLock { $0.record(node, latency, at: now) }
+    }
+}
+
+/// One node's recent response times (KVCore's `LatencyTracker`) and their p99, which a read's
+/// speculation delay takes: recomputed every `refreshEvery` answers rather than sorted at every read.
+package struct NodeLatencies: Sendable {
+    package static let refreshEvery = 16
+    private var tracker = LatencyTracker()
+    private var recorded = 0
+    /// The p99 of the window as of the last refresh; nil until the tracker has enough samples.
+    package private(set) var p99: Duration?
+
+    package init() {}
+
+    package mutating func record(_ latency: Duration) {
+        tracker.record(latency)
+        recorded &+= 1
+        if p99 == nil || recorded % Self.refreshEvery == 0 {
+            p99 = tracker.percentile(0.99)
+        }
     }
 }

@@ -25,7 +25,8 @@ public final class KVClient: Sendable {
     let clock: Mutex<ClientClock>
     let topology = Mutex<Topology?>(nil)
     let seeds: [RPCClient]
-    let latencies = Mutex<[String: LatencyTracker]>([:])
+    /// Each node's recent response times and their p99 (speculative reads).
+    let latencies = Mutex<[String: NodeLatencies]>([:])
     /// Each node's recent response time, which orders the replicas a read asks first.
     let responseTimes = Mutex(ReplicaResponseTimes())
     /// The timers of every operation (deadlines, hand-off, speculation), on one event loop.

@@ -29,8 +29,18 @@ package final class OperationTimers: Sendable {
         /// action, and what it holds, is let go at once).
         var live: [UInt64: @Sendable () -> Void] = [:]
         var nextID: UInt64 = 0
-        /// The loop's task and when it fires.
-        var armed: (deadline: NIODeadline, task: Scheduled<Void>)?
+        /// When the loop's task that counts fires, and its generation: a task armed earlier and
+        /// superseded by an earlier deadline finds another generation here and does nothing.
+        var armed: (deadline: NIODeadline, generation: UInt64)?
+        var generation: UInt64 = 0
+
+        /// Records a task for `deadline` as the one that counts, before it is scheduled (so that it
+        /// cannot fire before it is recorded), and returns its generation.
+        mutating func arm(at deadline: NIODeadline) -> UInt64 {
+            generation &+= 1
+            armed = (deadline, generation)
+            return generation
+        }
     }
 
     private let eventLoop: any EventLoop
@@ -43,17 +53,15 @@ package final class OperationTimers: Sendable {
     /// Runs `action` on the event loop once `delay` has passed, unless cancelled first.
     package func schedule(in delay: Duration, _ action: @escaping @Sendable () -> Void) -> Handle {
         let deadline = NIODeadline.now() + TimeAmount(delay)
-        let (handle, rearm) = state.withLock { state -> (Handle, NIODeadline?) in
+        let (handle, generation) = state.withLock { state -> (Handle, UInt64?) in
             state.nextID &+= 1
             let id = state.nextID
             state.live[id] = action
             Self.push(Entry(deadline: deadline, id: id), into: &state.heap)
             if let armed = state.armed, armed.deadline <= deadline + Self.slack { return (Handle(id: id), nil) }
-            state.armed?.task.cancel()
-            state.armed = nil
-            return (Handle(id: id), deadline)
+            return (Handle(id: id), state.arm(at: deadline))
         }
-        if let rearm { arm(at: rearm) }
+        if let generation { schedule(at: deadline, generation: generation) }
         return handle
     }
 
@@ -65,22 +73,16 @@ package final class OperationTimers: Sendable {
     /// Timers scheduled and neither fired nor cancelled (for tests).
     package var pending: Int { state.withLock { $0.live.count } }
 
-    private func arm(at deadline: NIODeadline) {
-        let task = eventLoop.scheduleTask(deadline: deadline) { self.fire() }
-        let superseded = state.withLock { state -> Scheduled<Void>? in
-            // Another thread may have armed an earlier task meanwhile: keep the earlier one.
-            if let armed = state.armed, armed.deadline <= deadline { return task }
-            let old = state.armed?.task
-            state.armed = (deadline, task)
-            return old
-        }
-        superseded?.cancel()
+    private func schedule(at deadline: NIODeadline, generation: UInt64) {
+        eventLoop.scheduleTask(deadline: deadline) { self.fire(generation) }
     }
 
-    /// Runs every timer due (on the event loop) and arms the task for the next one.
-    private func fire() {
+    /// Runs every timer due (on the event loop) and arms the task for the next one; nothing when a
+    /// later arming superseded this task.
+    private func fire(_ generation: UInt64) {
         let now = NIODeadline.now()
-        let (due, next) = state.withLock { state -> ([@Sendable () -> Void], NIODeadline?) in
+        let (due, next) = state.withLock { state -> ([@Sendable () -> Void], (NIODeadline, UInt64)?) in
+            guard state.armed?.generation == generation else { return ([], nil) }
             state.armed = nil
             var due: [@Sendable () -> Void] = []
             while let first = state.heap.first, first.deadline <= now + Self.slack {
@@ -91,9 +93,10 @@ package final class OperationTimers: Sendable {
             while let first = state.heap.first, state.live[first.id] == nil {
                 _ = Self.popFirst(from: &state.heap)
             }
-            return (due, state.heap.first?.deadline)
+            guard let first = state.heap.first else { return (due, nil) }
+            return (due, (first.deadline, state.arm(at: first.deadline)))
         }
-        if let next { arm(at: next) }
+        if let (deadline, generation) = next { schedule(at: deadline, generation: generation) }
         for action in due { action() }
     }
 

@@ -71,3 +71,19 @@ struct OperationTimersTests {
         #expect(timers.pending == 0)
     }
 }
+
+/// Issue 21: a read's speculation delay takes each node's p99, refreshed every 16 answers instead of
+/// sorted at every read.
+@Suite struct NodeLatenciesTests {
+    @Test func theP99IsRefreshedEverySixteenAnswers() {
+        var latencies = NodeLatencies()
+        for _ in 0..<15 { latencies.record(.milliseconds(1)) }
+        #expect(latencies.p99 == nil, "fewer samples than LatencyTracker's minimum")
+        latencies.record(.milliseconds(1))
+        #expect(latencies.p99 == .milliseconds(1))
+        for _ in 0..<15 { latencies.record(.milliseconds(50)) }
+        #expect(latencies.p99 == .milliseconds(1), "not refreshed before the 32nd answer")
+        latencies.record(.milliseconds(50))
+        #expect(latencies.p99 == .milliseconds(50))
+    }
+}

@@ -1,0 +1,88 @@
+#!/usr/bin/env bash
+# CPU per operation of one node and of the load generator, for before/after measurements of the hot
+# path (issue 21; docs/benchmarks.md, "The hot path, step by step"):
+#
+#   scripts/cpu-per-op.sh [--kvd PATH] [--kvbench PATH] put|get [SECONDS]   (default 6 s)
+#
+# Starts one kvd (release build of this tree unless --kvd names another binary, e.g. one built from
+# an earlier commit in a worktree) on 127.0.0.40, durability QUORUMKV_DURABILITY (default none),
+# and runs kvbench (this tree's unless --kvbench) with 50 requests in flight, 100-byte values,
+# 100,000 keys; gets run after every key was written. Prints kvbench's line, the node's CPU
+# (user+sys from /proc/PID/stat over the run) per operation, and kvbench's CPU per operation (from
+# /usr/bin/time). CPU per operation moves much less with the machine's load than ops/s does, which
+# is why the steps are compared on it. Everything it starts is stopped on exit.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+kvd_bin=
+kvbench_bin=
+while [[ "${1:-}" == --* ]]; do
+    case "$1" in
+    --kvd) kvd_bin=$2; shift 2 ;;
+    --kvbench) kvbench_bin=$2; shift 2 ;;
+    *) sed -n '2,14p' "$0" >&2; exit 64 ;;
+    esac
+done
+workload=${1:-}
+seconds=${2:-6}
+[[ "$workload" =~ ^(put|get)$ && "$seconds" =~ ^[0-9]+$ ]] && ((seconds > 0)) || { sed -n '2,14p' "$0" >&2; exit 64; }
+scripts/setup.sh
+[[ -x /usr/bin/time ]] || { echo "cpu-per-op: needs /usr/bin/time (apt-get install time)" >&2; exit 1; }
+for product in kvd kvctl kvbench; do
+    swift build -c release --scratch-path .build-release --product "$product" >&2
+done
+bin=$(swift build -c release --scratch-path .build-release --show-bin-path)
+kvd_bin=${kvd_bin:-$bin/kvd}
+kvbench_bin=${kvbench_bin:-$bin/kvbench}
+host=127.0.0.40
+if ss -ltnH | awk '{print $4}' | grep -q "^$host:7411$"; then
+    echo "cpu-per-op: something already listens on $host:7411: stop it first" >&2
+    exit 1
+fi
+
+work=$(mktemp -d /tmp/quorumkv-cpu-per-op.XXXXXX)
+pid=
+cleanup() {
+    [[ -n "$pid" ]] && kill "$pid" 2>/dev/null || true
+    wait 2>/dev/null || true
+    rm -rf "$work"
+}
+trap cleanup EXIT
+"$bin/kvctl" certs init --dir "$work/certs" >/dev/null 2>&1
+"$bin/kvctl" certs issue --dir "$work/certs" --role client --name bench >/dev/null 2>&1
+"$bin/kvctl" certs issue --dir "$work/certs" --role node --name n1 --ip "$host" >/dev/null 2>&1
+printf 'cluster-id: cpu-per-op\nreplication-factor: 1\nnodes:\n  - id: n1\n    address: %s:7411\n' "$host" \
+    >"$work/cluster.yaml"
+"$kvd_bin" --id n1 --listen "$host:7411" --data "$work/n1" --cluster "$work/cluster.yaml" \
+    --ca "$work/certs/ca.pem" --cert "$work/certs/n1.pem" --key "$work/certs/n1-key.pem" \
+    --durability "${QUORUMKV_DURABILITY:-none}" --log-level warning &
+pid=$!
+export QUORUMKV_CLUSTER=$work/cluster.yaml QUORUMKV_CA=$work/certs/ca.pem
+export QUORUMKV_CERT=$work/certs/bench.pem QUORUMKV_KEY=$work/certs/bench-key.pem
+for _ in $(seq 1 300); do
+    "$bin/kvctl" ring --endpoints "$host:7411" --cluster-id cpu-per-op >/dev/null 2>&1 && break
+    sleep 0.1
+done
+common=(--concurrency 50 --value-bytes 100 --keys 100000 --quiet)
+extra=()
+if [[ "$workload" == get ]]; then
+    "$kvbench_bin" --workload get --duration 1 "${common[@]}" >/dev/null # writes every key first
+    extra=(--skip-load)
+fi
+# Fields 14 and 15 of /proc/PID/stat: user and system clock ticks.
+ticks() { awk '{print $14 + $15}' "/proc/$pid/stat"; }
+before=$(ticks)
+/usr/bin/time -f "%U %S" -o "$work/kvbench.cpu" "$kvbench_bin" --workload "$workload" --duration "$seconds" \
+    "${common[@]}" "${extra[@]}" >"$work/kvbench.out" 2>&1
+after=$(ticks)
+line=$(grep -E "ops/s" "$work/kvbench.out" | head -1)
+grep -iE "error" "$work/kvbench.out" | head -2 >&2 || true
+python3 - "$line" "$before" "$after" "$(getconf CLK_TCK)" "$(cat "$work/kvbench.cpu")" "$(cut -d' ' -f1 /proc/loadavg)" <<'PY'
+import re, sys
+line, before, after, hz, bench, load = sys.argv[1:]
+operations = int(re.match(r"^\w+: (\d+) ops", line).group(1))
+node = (float(after) - float(before)) / float(hz)
+user, system = map(float, bench.split())
+print(line)
+print("  node CPU %.2f s = %.1f us/op; kvbench CPU %.2f s = %.1f us/op; load average %s" % (
+    node, node * 1e6 / operations, user + system, (user + system) * 1e6 / operations, load))
+PY
