@@ -240,8 +240,9 @@ extension KVClient {
     /// operation has nothing left to do (hints to hand off), it goes on in the background, for at most
     /// one more request timeout; answers arriving after that are not fed to the operation, only handed
     /// to `late` (which keeps their clocks).
+    ///
     /// Inlined into its two callers (a read, a write), where its types are known: generic, it looked
-    /// up the metadata of its stream and continuation types at every call.
+    /// up the metadata of its event and continuation types at every call.
     @inline(__always)
     func drive<Send: Sendable, Event: Sendable, Outcome: Sendable>(
         start: @escaping @Sendable () -> [OperationStep<Send, Event, Outcome>],
@@ -250,7 +251,7 @@ extension KVClient {
         late: @escaping @Sendable (Event) -> Void,
         settled: @escaping @Sendable () -> Bool = { true }
     ) async throws -> Outcome {
-        let (events, continuation) = AsyncStream<Event>.makeStream()
+        let events = OperationEvents<Event>()
         return try await withTaskCancellationHandler {
             try await withCheckedThrowingContinuation { (caller: CheckedContinuation<Outcome, any Error>) in
                 let id = handingOff.withLock { state in
@@ -259,7 +260,7 @@ extension KVClient {
                 }
                 let spawned = background.spawn {
                     await self.run(
-                        events: events, continuation: continuation, start: start, handle: handle, send: send,
+                        events: events, start: start, handle: handle, send: send,
                         late: late, settled: settled, answer: caller)
                     self.handingOff.withLock { state in
                         if state.tasks.removeValue(forKey: id) == nil { state.finished.insert(id) }
@@ -274,14 +275,13 @@ extension KVClient {
                 }
             }
         } onCancel: {
-            continuation.finish()
+            events.finish()
         }
     }
 
     /// The loop of ``drive(start:handle:send:late:settled:)``: answers the caller once, at completion.
     func run<Send: Sendable, Event: Sendable, Outcome: Sendable>(
-        events: AsyncStream<Event>,
-        continuation: AsyncStream<Event>.Continuation,
+        events: OperationEvents<Event>,
         start: @Sendable () -> [OperationStep<Send, Event, Outcome>],
         handle: @Sendable (Event) -> [OperationStep<Send, Event, Outcome>],
         send: @escaping @Sendable (Send, ContinuousClock.Instant) -> EventLoopFuture<Event>,
@@ -294,7 +294,6 @@ extension KVClient {
         /// Scheduled only when the operation is answered and not settled (hints to hand off): most
         /// operations settle as they are answered.
         var handOffDeadline: OperationTimers.Handle?
-        var iterator = events.makeAsyncIterator()
         var steps = start()
         while true {
             for step in steps {
@@ -305,12 +304,12 @@ extension KVClient {
                 case .send(let what):
                     let started = ContinuousClock.now
                     send(what, started).whenSuccess { event in
-                        if case .terminated = continuation.yield(event) {
+                        if !events.yield(event) {
                             late(event)
                         }
                     }
                 case .timer(let after, let event):
-                    timers.append(operationTimers.schedule(in: after) { continuation.yield(event) })
+                    timers.append(operationTimers.schedule(in: after) { _ = events.yield(event) })
                 }
             }
             if answered {
@@ -318,11 +317,11 @@ extension KVClient {
                 if handOffDeadline == nil {
                     // The hand-off may go on for one more timeout, not longer.
                     handOffDeadline = operationTimers.schedule(in: configuration.requestTimeout) {
-                        continuation.finish()
+                        events.finish()
                     }
                 }
             }
-            guard let event = await iterator.next() else {
+            guard let event = await events.next() else {
                 if !answered {
                     answer.resume(throwing: KVClientError.unavailable("the request was cancelled"))
                 }
@@ -332,9 +331,9 @@ extension KVClient {
         }
         for timer in timers { operationTimers.cancel(timer) }
         if let handOffDeadline { operationTimers.cancel(handOffDeadline) }
-        continuation.finish()
-        // Answers already queued when the stream closed are late too: they keep their clocks.
-        while let event = await iterator.next() {
+        events.finish()
+        // Answers already given when the events were finished are late too: they keep their clocks.
+        while let event = await events.next() {
             late(event)
         }
     }

@@ -87,3 +87,55 @@ struct OperationTimersTests {
         #expect(latencies.p99 == .milliseconds(50))
     }
 }
+
+/// Issue 21: an operation's events (answers, timers) reach its loop as an `AsyncStream` delivered them.
+@Suite(.timeLimit(.minutes(1)))
+struct OperationEventsTests {
+    @Test func eventsGivenBeforeFinishAreReadThenNilAndLaterOnesAreRefused() async {
+        let events = OperationEvents<Int>()
+        #expect(events.yield(1) && events.yield(2))
+        #expect(await events.next() == 1)
+        events.finish()
+        #expect(!events.yield(3), "refused after finish: the caller hands it to late")
+        #expect(await events.next() == 2)
+        #expect(await events.next() == nil)
+        #expect(await events.next() == nil)
+    }
+
+    @Test func aWaitingReaderGetsEveryEventOfManyProducersOnce() async {
+        let events = OperationEvents<Int>()
+        let reader = Task {
+            var seen: [Int] = []
+            while let event = await events.next() { seen.append(event) }
+            return seen
+        }
+        await withTaskGroup(of: Void.self) { group in
+            for producer in 0..<4 {
+                group.addTask {
+                    for index in 0..<500 {
+                        #expect(events.yield(producer * 1000 + index))
+                        if index % 100 == 0 { await Task.yield() }
+                    }
+                }
+            }
+        }
+        events.finish()
+        let seen = await reader.value
+        #expect(seen.count == 2000)
+        #expect(Set(seen).count == 2000)
+        // Each producer's events in its own order.
+        for producer in 0..<4 {
+            let mine = seen.filter { $0 / 1000 == producer }
+            #expect(mine == mine.sorted())
+        }
+    }
+
+    @Test func finishWakesAWaitingReader() async throws {
+        let events = OperationEvents<Int>()
+        let reader = Task { await events.next() }
+        // Whether the reader waits already or comes after: nil either way (most runs: waiting).
+        try await Task.sleep(for: .milliseconds(20))
+        events.finish()
+        #expect(await reader.value == nil)
+    }
+}
