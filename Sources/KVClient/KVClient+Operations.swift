@@ -241,8 +241,10 @@ extension KVClient {
     /// one more request timeout; answers arriving after that are not fed to the operation, only handed
     /// to `late` (which keeps their clocks).
     ///
-    /// Inlined into its two callers (a read, a write), where its types are known: generic, it looked
-    /// up the metadata of its event and continuation types at every call.
+    /// The loop runs in the caller's task until the operation answers; only an operation with work
+    /// left (a hand-off) moves to a background task, which ``close()`` waits for. Inlined into its two
+    /// callers (a read, a write), where its types are known: generic, it looked up the metadata of its
+    /// types at every call.
     @inline(__always)
     func drive<Send: Sendable, Event: Sendable, Outcome: Sendable>(
         start: @escaping @Sendable () -> [OperationStep<Send, Event, Outcome>],
@@ -251,90 +253,100 @@ extension KVClient {
         late: @escaping @Sendable (Event) -> Void,
         settled: @escaping @Sendable () -> Bool = { true }
     ) async throws -> Outcome {
-        let events = OperationEvents<Event>()
-        return try await withTaskCancellationHandler {
-            try await withCheckedThrowingContinuation { (caller: CheckedContinuation<Outcome, any Error>) in
-                let id = handingOff.withLock { state in
-                    state.nextID += 1
-                    return state.nextID
-                }
-                let spawned = background.spawn {
-                    await self.run(
-                        events: events, start: start, handle: handle, send: send,
-                        late: late, settled: settled, answer: caller)
-                    self.handingOff.withLock { state in
-                        if state.tasks.removeValue(forKey: id) == nil { state.finished.insert(id) }
-                    }
-                }
-                guard let task = spawned else {
-                    caller.resume(throwing: KVClientError.unavailable("the client is closed"))
-                    return
-                }
-                handingOff.withLock { state in
-                    if state.finished.remove(id) == nil { state.tasks[id] = task }
-                }
-            }
+        guard !closed.load(ordering: .relaxed) else { throw KVClientError.unavailable("the client is closed") }
+        var loop = OperationLoop(events: OperationEvents<Event>(), handle: handle, send: send, late: late)
+        let events = loop.events
+        let outcome = await withTaskCancellationHandler {
+            await untilAnswered(&loop, start())
         } onCancel: {
             events.finish()
         }
+        if case .success = outcome, !settled() {
+            handOffInBackground(loop, settled: settled)
+        } else {
+            await end(loop)
+        }
+        return try outcome.get()
     }
 
-    /// The loop of ``drive(start:handle:send:late:settled:)``: answers the caller once, at completion.
-    func run<Send: Sendable, Event: Sendable, Outcome: Sendable>(
-        events: OperationEvents<Event>,
-        start: @Sendable () -> [OperationStep<Send, Event, Outcome>],
-        handle: @Sendable (Event) -> [OperationStep<Send, Event, Outcome>],
-        send: @escaping @Sendable (Send, ContinuousClock.Instant) -> EventLoopFuture<Event>,
-        late: @escaping @Sendable (Event) -> Void,
-        settled: @Sendable () -> Bool,
-        answer: CheckedContinuation<Outcome, any Error>
-    ) async {
-        var timers: [OperationTimers.Handle] = []
-        var answered = false
-        /// Scheduled only when the operation is answered and not settled (hints to hand off): most
-        /// operations settle as they are answered.
-        var handOffDeadline: OperationTimers.Handle?
-        var steps = start()
+    /// Performs `steps` and what the events they lead to give, until the operation answers (or its
+    /// events end: the caller's task was cancelled).
+    func untilAnswered<Send: Sendable, Event: Sendable, Outcome: Sendable>(
+        _ loop: inout OperationLoop<Send, Event, Outcome>, _ steps: [OperationStep<Send, Event, Outcome>]
+    ) async -> Result<Outcome, any Error> {
+        var steps = steps
         while true {
-            for step in steps {
-                switch step {
-                case .complete(let outcome):
-                    answer.resume(returning: outcome)
-                    answered = true
-                case .send(let what):
-                    let started = ContinuousClock.now
-                    send(what, started).whenSuccess { event in
-                        if !events.yield(event) {
-                            late(event)
-                        }
-                    }
-                case .timer(let after, let event):
-                    timers.append(operationTimers.schedule(in: after) { _ = events.yield(event) })
-                }
+            if let outcome = perform(steps, in: &loop) { return .success(outcome) }
+            guard let event = await loop.events.next() else {
+                return .failure(KVClientError.unavailable("the request was cancelled"))
             }
-            if answered {
-                if settled() { break }
-                if handOffDeadline == nil {
-                    // The hand-off may go on for one more timeout, not longer.
-                    handOffDeadline = operationTimers.schedule(in: configuration.requestTimeout) {
-                        events.finish()
-                    }
-                }
-            }
-            guard let event = await events.next() else {
-                if !answered {
-                    answer.resume(throwing: KVClientError.unavailable("the request was cancelled"))
-                }
-                break
-            }
-            steps = handle(event)
+            steps = loop.handle(event)
         }
-        for timer in timers { operationTimers.cancel(timer) }
-        if let handOffDeadline { operationTimers.cancel(handOffDeadline) }
-        events.finish()
-        // Answers already given when the events were finished are late too: they keep their clocks.
-        while let event = await events.next() {
-            late(event)
+    }
+
+    /// Goes on with an answered operation until it is settled, for at most one more request timeout,
+    /// in a background task that ``close()`` waits for.
+    func handOffInBackground<Send: Sendable, Event: Sendable, Outcome: Sendable>(
+        _ loop: OperationLoop<Send, Event, Outcome>, settled: @escaping @Sendable () -> Bool
+    ) {
+        let id = handingOff.withLock { state in
+            state.nextID += 1
+            return state.nextID
+        }
+        let spawned = background.spawn {
+            var loop = loop
+            let events = loop.events
+            let deadline = self.operationTimers.schedule(in: self.configuration.requestTimeout) { events.finish() }
+            while !settled(), let event = await events.next() {
+                // The operation answered already: a second answer would be a bug of the operation.
+                _ = self.perform(loop.handle(event), in: &loop)
+            }
+            self.operationTimers.cancel(deadline)
+            await self.end(loop)
+            self.handingOff.withLock { state in
+                if state.tasks.removeValue(forKey: id) == nil { state.finished.insert(id) }
+            }
+        }
+        guard let task = spawned else {
+            // The client is closing: the hand-off ends here.
+            Task { await self.end(loop) }
+            return
+        }
+        handingOff.withLock { state in
+            if state.finished.remove(id) == nil { state.tasks[id] = task }
+        }
+    }
+
+    /// Performs `steps`: sends (their answers become events), timers; returns the outcome when one of
+    /// them completes the operation.
+    func perform<Send: Sendable, Event: Sendable, Outcome: Sendable>(
+        _ steps: [OperationStep<Send, Event, Outcome>], in loop: inout OperationLoop<Send, Event, Outcome>
+    ) -> Outcome? {
+        var outcome: Outcome?
+        let (events, late) = (loop.events, loop.late)
+        for step in steps {
+            switch step {
+            case .complete(let completed):
+                outcome = completed
+            case .send(let what):
+                let started = ContinuousClock.now
+                loop.send(what, started).whenSuccess { event in
+                    if !events.yield(event) { late(event) }
+                }
+            case .timer(let after, let event):
+                loop.timers.append(operationTimers.schedule(in: after) { _ = events.yield(event) })
+            }
+        }
+        return outcome
+    }
+
+    /// Ends an operation's loop: its timers cancelled, its events closed, and the answers already
+    /// given handed to `late` (they keep their clocks).
+    func end<Send: Sendable, Event: Sendable, Outcome: Sendable>(_ loop: OperationLoop<Send, Event, Outcome>) async {
+        for timer in loop.timers { operationTimers.cancel(timer) }
+        loop.events.finish()
+        while let event = await loop.events.next() {
+            loop.late(event)
         }
     }
 
@@ -377,4 +389,13 @@ final class Guarded<Value: Sendable>: Sendable {
     func withLock<Result>(_ body: (inout Value) -> Result) -> Result {
         mutex.withLock { body(&$0) }
     }
+}
+
+/// What one operation's loop keeps between its steps (``KVClient/drive(start:handle:send:late:settled:)``).
+struct OperationLoop<Send: Sendable, Event: Sendable, Outcome: Sendable>: Sendable {
+    let events: OperationEvents<Event>
+    let handle: @Sendable (Event) -> [OperationStep<Send, Event, Outcome>]
+    let send: @Sendable (Send, ContinuousClock.Instant) -> EventLoopFuture<Event>
+    let late: @Sendable (Event) -> Void
+    var timers: [OperationTimers.Handle] = []
 }
