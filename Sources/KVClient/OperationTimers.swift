@@ -1,3 +1,4 @@
+import KVCore
 package import NIOCore
 import Synchronization
 
@@ -17,14 +18,10 @@ package final class OperationTimers: Sendable {
         fileprivate let id: UInt64
     }
 
-    private struct Entry: Sendable {
-        let deadline: NIODeadline
-        let id: UInt64
-    }
-
     private struct State: Sendable {
-        /// A binary min-heap by deadline; a cancelled timer's entry stays until it reaches the top.
-        var heap: [Entry] = []
+        /// Timer ids by deadline (`NIODeadline.uptimeNanoseconds`); a cancelled timer's id stays
+        /// until it reaches the front.
+        var queue = TimeOrderedQueue<UInt64>()
         /// The actions of the timers scheduled and neither fired nor cancelled (a cancelled one's
         /// action, and what it holds, is let go at once).
         var live: [UInt64: @Sendable () -> Void] = [:]
@@ -57,7 +54,7 @@ package final class OperationTimers: Sendable {
             state.nextID &+= 1
             let id = state.nextID
             state.live[id] = action
-            Self.push(Entry(deadline: deadline, id: id), into: &state.heap)
+            state.queue.push(id, at: deadline.uptimeNanoseconds)
             if let armed = state.armed, armed.deadline <= deadline + Self.slack { return (Handle(id: id), nil) }
             return (Handle(id: id), state.arm(at: deadline))
         }
@@ -85,45 +82,20 @@ package final class OperationTimers: Sendable {
             guard state.armed?.generation == generation else { return ([], nil) }
             state.armed = nil
             var due: [@Sendable () -> Void] = []
-            while let first = state.heap.first, first.deadline <= now + Self.slack {
-                let entry = Self.popFirst(from: &state.heap)
-                if let action = state.live.removeValue(forKey: entry.id) { due.append(action) }
+            let dueBy = (now + Self.slack).uptimeNanoseconds
+            while let first = state.queue.first, first.time <= dueBy {
+                _ = state.queue.pop()
+                if let action = state.live.removeValue(forKey: first.event) { due.append(action) }
             }
-            // Cancelled entries at the top need no task of their own.
-            while let first = state.heap.first, state.live[first.id] == nil {
-                _ = Self.popFirst(from: &state.heap)
+            // Cancelled timers at the front need no task of their own.
+            while let first = state.queue.first, state.live[first.event] == nil {
+                _ = state.queue.pop()
             }
-            guard let first = state.heap.first else { return (due, nil) }
-            return (due, (first.deadline, state.arm(at: first.deadline)))
+            guard let first = state.queue.first else { return (due, nil) }
+            let deadline = NIODeadline.uptimeNanoseconds(first.time)
+            return (due, (deadline, state.arm(at: deadline)))
         }
         if let (deadline, generation) = next { schedule(at: deadline, generation: generation) }
         for action in due { action() }
-    }
-
-    private static func push(_ entry: Entry, into heap: inout [Entry]) {
-        heap.append(entry)
-        var child = heap.count - 1
-        while child > 0 {
-            let parent = (child - 1) / 2
-            guard heap[child].deadline < heap[parent].deadline else { break }
-            heap.swapAt(child, parent)
-            child = parent
-        }
-    }
-
-    private static func popFirst(from heap: inout [Entry]) -> Entry {
-        heap.swapAt(0, heap.count - 1)
-        let first = heap.removeLast()
-        var parent = 0
-        while true {
-            let left = 2 * parent + 1
-            let right = left + 1
-            var smallest = parent
-            if left < heap.count, heap[left].deadline < heap[smallest].deadline { smallest = left }
-            if right < heap.count, heap[right].deadline < heap[smallest].deadline { smallest = right }
-            guard smallest != parent else { return first }
-            heap.swapAt(parent, smallest)
-            parent = smallest
-        }
     }
 }

@@ -17,7 +17,7 @@ public final class Simulation {
     var random: SplitMix64
     /// The faults in force: the configuration's, or none for the late clients.
     var faults: FaultProfile
-    var queue = EventQueue<SimulationEvent>()
+    var queue = TimeOrderedQueue<SimulationEvent>()
     /// Simulated time, in milliseconds since the Unix epoch (starting in 2023, so skews stay positive).
     var now: UInt64 = 1_700_000_000_000
     let worldClock: WorldClock

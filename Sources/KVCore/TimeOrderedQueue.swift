@@ -1,7 +1,8 @@
-/// A time-ordered queue of simulation events; equal times keep insertion order, so a run is a pure
-/// function of its seed.
-struct EventQueue<Event> {
-    private struct Entry {
+/// A time-ordered queue (a binary min-heap); equal times keep insertion order, so what it gives is a
+/// pure function of what was pushed. The simulator's events (a run is a pure function of its seed)
+/// and the SDK's operation timers (`OperationTimers`, by deadline in nanoseconds) wait in one.
+public struct TimeOrderedQueue<Event> {
+    fileprivate struct Entry {
         var time: UInt64
         var sequence: UInt64
         var event: Event
@@ -14,10 +15,17 @@ struct EventQueue<Event> {
     private var heap: [Entry] = []
     private var sequence: UInt64 = 0
 
-    var isEmpty: Bool { heap.isEmpty }
-    var count: Int { heap.count }
+    public init() {}
 
-    mutating func push(_ event: Event, at time: UInt64) {
+    public var isEmpty: Bool { heap.isEmpty }
+    public var count: Int { heap.count }
+
+    /// The first event and its time, without taking it.
+    public var first: (time: UInt64, event: Event)? {
+        heap.first.map { ($0.time, $0.event) }
+    }
+
+    public mutating func push(_ event: Event, at time: UInt64) {
         sequence += 1
         heap.append(Entry(time: time, sequence: sequence, event: event))
         var child = heap.count - 1
@@ -29,7 +37,7 @@ struct EventQueue<Event> {
         }
     }
 
-    mutating func pop() -> (time: UInt64, event: Event)? {
+    public mutating func pop() -> (time: UInt64, event: Event)? {
         guard !heap.isEmpty else { return nil }
         heap.swapAt(0, heap.count - 1)
         let top = heap.removeLast()
@@ -47,3 +55,6 @@ struct EventQueue<Event> {
         return (top.time, top.event)
     }
 }
+
+extension TimeOrderedQueue: Sendable where Event: Sendable {}
+extension TimeOrderedQueue.Entry: Sendable where Event: Sendable {}
