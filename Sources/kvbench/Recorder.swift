@@ -127,8 +127,8 @@ final class Recorder: Sendable {
                 guard let figures = state.operations[operation] else { return nil }
                 return OperationFigures(
                     operation: operation.name, latency: Phase(figures.latency, seconds: elapsed),
-                    serviceTime: withServiceTimes ? Phase(figures.serviceTime, seconds: elapsed) : nil,
-                    errors: figures.errors)
+                    errors: figures.errors,
+                    serviceTime: withServiceTimes ? Phase(figures.serviceTime, seconds: elapsed) : nil)
             }
         }
     }
@@ -181,52 +181,42 @@ struct Phase: Encodable {
 
     /// The percentiles alone: `p50 … ms, p95 …, p99 …, p99.9 …, max …`.
     var percentiles: String {
-        Self.percentilesText(p50Millis, p95Millis, p99Millis, p999Millis, maxMillis)
+        String(
+            format: "p50 %.2f ms, p95 %.2f ms, p99 %.2f ms, p99.9 %.2f ms, max %.2f ms", p50Millis, p95Millis,
+            p99Millis,
+            p999Millis, maxMillis)
     }
 }
 
 /// One operation type's figures in a report: count, rate and latency (from the intended start with
-/// a target rate), errors, and with a target rate the service time (send to answer).
+/// a target rate), errors, and with a target rate the service time (send to answer). Encoded flat:
+/// `operation`, `errors`, `serviceTime` beside the latency's `Phase` fields.
 struct OperationFigures: Encodable {
     var operation: String
-    var operations: Int
-    var opsPerSecond: Double
-    var p50Millis: Double
-    var p95Millis: Double
-    var p99Millis: Double
-    var p999Millis: Double
-    var maxMillis: Double
+    var latency: Phase
     var errors: Int
     var serviceTime: Phase?
 
-    init(operation: String, latency: Phase, serviceTime: Phase?, errors: Int) {
-        self.operation = operation
-        operations = latency.operations
-        opsPerSecond = latency.opsPerSecond
-        p50Millis = latency.p50Millis
-        p95Millis = latency.p95Millis
-        p99Millis = latency.p99Millis
-        p999Millis = latency.p999Millis
-        maxMillis = latency.maxMillis
-        self.errors = errors
-        self.serviceTime = serviceTime
+    private enum CodingKeys: String, CodingKey {
+        case operation, errors, serviceTime
+    }
+
+    func encode(to encoder: any Encoder) throws {
+        try latency.encode(to: encoder)
+        var container = encoder.container(keyedBy: CodingKeys.self)
+        try container.encode(operation, forKey: .operation)
+        try container.encode(errors, forKey: .errors)
+        try container.encodeIfPresent(serviceTime, forKey: .serviceTime)
     }
 
     /// `  read: N ops = R ops/s, p50 …, E errors` (no "ops in … s": scripts/kvbench_rates.py counts
     /// only the run's own line).
     func line() -> String {
         var text = String(
-            format: "  %@: %d ops = %.0f ops/s, ", operation, operations, opsPerSecond)
-        text += Phase.percentilesText(p50Millis, p95Millis, p99Millis, p999Millis, maxMillis)
+            format: "  %@: %d ops = %.0f ops/s, ", operation, latency.operations, latency.opsPerSecond)
+        text += latency.percentiles
         text += ", \(errors) errors"
         if let serviceTime { text += "\n    service time: " + serviceTime.percentiles }
         return text
-    }
-}
-
-extension Phase {
-    /// `p50 … ms, p95 …, p99 …, p99.9 …, max …` of the given milliseconds.
-    static func percentilesText(_ p50: Double, _ p95: Double, _ p99: Double, _ p999: Double, _ max: Double) -> String {
-        String(format: "p50 %.2f ms, p95 %.2f ms, p99 %.2f ms, p99.9 %.2f ms, max %.2f ms", p50, p95, p99, p999, max)
     }
 }
