@@ -91,10 +91,7 @@ if [[ "$mode" == arithmetic || "$mode" == delays ]]; then
 fi
 scripts/setup.sh
 
-for product in kvd kvctl kvbench; do
-    swift build -c release --scratch-path .build-release --product "$product" >&2
-done
-bin=$(swift build -c release --scratch-path .build-release --show-bin-path)
+bin=$(scripts/release-build.sh)
 
 work=$(mktemp -d /tmp/quorumkv-bench.XXXXXX)
 declare -A pids=()

@@ -41,10 +41,7 @@ if [[ -n "$busy" ]]; then
     exit 1
 fi
 
-for product in kvd kvctl kvbench; do
-    swift build -c release --scratch-path .build-release --product "$product" >&2
-done
-bin=$(swift build -c release --scratch-path .build-release --show-bin-path)
+bin=$(scripts/release-build.sh)
 
 work=$(mktemp -d /tmp/quorumkv-compare.XXXXXX)
 declare -A pids=()

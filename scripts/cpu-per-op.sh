@@ -27,10 +27,7 @@ seconds=${2:-6}
 [[ "$workload" =~ ^(put|get)$ && "$seconds" =~ ^[0-9]+$ ]] && ((seconds > 0)) || { sed -n '2,14p' "$0" >&2; exit 64; }
 scripts/setup.sh
 [[ -x /usr/bin/time ]] || { echo "cpu-per-op: needs /usr/bin/time (apt-get install time)" >&2; exit 1; }
-for product in kvd kvctl kvbench; do
-    swift build -c release --scratch-path .build-release --product "$product" >&2
-done
-bin=$(swift build -c release --scratch-path .build-release --show-bin-path)
+bin=$(scripts/release-build.sh)
 kvd_bin=${kvd_bin:-$bin/kvd}
 kvbench_bin=${kvbench_bin:-$bin/kvbench}
 host=127.0.0.40

@@ -46,6 +46,9 @@ package final class OperationEvents<Event: Sendable>: Sendable {
         return taken
     }
 
+    /// Whether the reader waits for an event now (for tests).
+    package var isWaiting: Bool { state.withLock { $0.waiter != nil } }
+
     /// No event is taken from now on; the loop reads those already given, then nil.
     package func finish() {
         let waiter = state.withLock { state -> CheckedContinuation<Event?, Never>? in

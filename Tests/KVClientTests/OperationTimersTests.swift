@@ -133,8 +133,9 @@ struct OperationEventsTests {
     @Test func finishWakesAWaitingReader() async throws {
         let events = OperationEvents<Int>()
         let reader = Task { await events.next() }
-        // Whether the reader waits already or comes after: nil either way (most runs: waiting).
-        try await Task.sleep(for: .milliseconds(20))
+        let deadline = ContinuousClock.now + .seconds(30)
+        while !events.isWaiting, ContinuousClock.now < deadline { await Task.yield() }
+        #expect(events.isWaiting)
         events.finish()
         #expect(await reader.value == nil)
     }

@@ -13,6 +13,21 @@ func offThePool<T: Sendable>(_ body: @escaping @Sendable () -> T) async -> T {
     }
 }
 
+/// Runs one simulation for each of `seeds` off the pool, each with the configuration `configure`
+/// makes, and expects every run to pass (naming the first two failures); returns the results for the
+/// test's own checks.
+func runsPassing(
+    _ seeds: [UInt64], sourceLocation: SourceLocation = #_sourceLocation,
+    _ configure: @escaping @Sendable (UInt64) -> SimulationConfiguration
+) async -> [SimulationResult] {
+    let results = await offThePool { seeds.map { Simulation(configuration: configure($0)).run() } }
+    let failing = results.filter { !$0.passed }.map(\.report)
+    #expect(
+        failing.isEmpty, "\(failing.count) failing seed(s):\n\(failing.prefix(2).joined(separator: "\n"))",
+        sourceLocation: sourceLocation)
+    return results
+}
+
 /// A run without the end-of-run anti-entropy pass, which costs more than the run itself:
 /// `antiEntropyConvergesEveryReplica` covers it on seeds of its own.
 func quick(_ seed: UInt64) -> SimulationConfiguration {
@@ -43,21 +58,17 @@ struct SimulationTests {
     /// and each refused or expired hint leaves a repair mark (`HintAdmission`, `RepairMarking`).
     @Test(arguments: [HintMode.sloppyQuorum, .shortHintWindow, .smallHintQueues])
     func hintModesKeepEveryInvariant(_ mode: HintMode) async {
-        let results = await offThePool {
-            (UInt64(1001)...1030).map { seed in
-                var configuration = quick(seed)
-                switch mode {
-                case .sloppyQuorum: configuration.sloppyQuorum = true
-                case .shortHintWindow: configuration.hintWindow = .milliseconds(300)
-                case .smallHintQueues: configuration.hintQueueMax = 2
-                }
-                return Simulation(configuration: configuration).run()
+        let results = await runsPassing(Array(1001...1030)) { seed in
+            var configuration = quick(seed)
+            switch mode {
+            case .sloppyQuorum: configuration.sloppyQuorum = true
+            case .shortHintWindow: configuration.hintWindow = .milliseconds(300)
+            case .smallHintQueues: configuration.hintQueueMax = 2
             }
+            return configuration
         }
-        let failing = results.filter { !$0.passed }.map(\.report)
         let stored = results.map(\.hintsStored).reduce(0, +)
         let expired = results.map(\.hintsExpired).reduce(0, +)
-        #expect(failing.isEmpty, "\(failing.count) failing seed(s):\n\(failing.prefix(2).joined(separator: "\n"))")
         #expect(stored > 0, "faults must make clients hand writes off")
         #expect((expired > 0) == (mode == .shortHintWindow), "\(expired) hints expired")
         let refused = results.map(\.hintsRefused).reduce(0, +)
@@ -75,11 +86,7 @@ struct SimulationTests {
             configuration.keys = 40
             return configuration
         }
-        let results = await offThePool {
-            (UInt64(2001)...2030).map { Simulation(configuration: configuration($0)).run() }
-        }
-        let failing = results.filter { !$0.passed }.map(\.report)
-        #expect(failing.isEmpty, "\(failing.count) failing seed(s):\n\(failing.prefix(2).joined(separator: "\n"))")
+        let results = await runsPassing(Array(2001...2030), configuration)
         #expect(results.map(\.antiEntropyKeys).reduce(0, +) > 0, "anti-entropy must find stale replicas")
     }
 
@@ -97,11 +104,7 @@ struct SimulationTests {
         // Seeds 1…12, and seeds that once broke the membership invariants: 165 (a receiver checked its
         // ranges with its source only), 195 (a node accepted a write made with a map older than the
         // change in progress) and 70164 (a node still receiving a range answered a read of it).
-        let results = await offThePool {
-            (Array(UInt64(1)...12) + [165, 195, 70164]).map { Simulation(configuration: configuration($0)).run() }
-        }
-        let failing = results.filter { !$0.passed }.map(\.report)
-        #expect(failing.isEmpty, "\(failing.count) failing seed(s):\n\(failing.prefix(2).joined(separator: "\n"))")
+        let results = await runsPassing(Array(1...12) + [165, 195, 70164], configuration)
         #expect(results.map(\.tombstonesPurged).reduce(0, +) > 0, "the runs must purge tombstones")
     }
 
@@ -121,11 +124,7 @@ struct SimulationTests {
         // Seeds 1…12, and seeds that once broke the membership invariants: 165 (a receiver checked its
         // ranges with its source only), 195 (a node accepted a write made with a map older than the
         // change in progress) and 70164 (a node still receiving a range answered a read of it).
-        let results = await offThePool {
-            (Array(UInt64(1)...12) + [165, 195, 70164]).map { Simulation(configuration: configuration($0)).run() }
-        }
-        let failing = results.filter { !$0.passed }.map(\.report)
-        #expect(failing.isEmpty, "\(failing.count) failing seed(s):\n\(failing.prefix(2).joined(separator: "\n"))")
+        let results = await runsPassing(Array(1...12) + [165, 195, 70164], configuration)
         // Four planned changes, each at least two epochs (the change, then the last `.streamed`).
         #expect(results.allSatisfy { $0.epochsChosen >= 8 }, "\(results.map(\.epochsChosen)) epochs chosen")
         #expect(results.map(\.keysStreamed).reduce(0, +) > 0, "receivers must stream records")
@@ -180,16 +179,12 @@ struct SimulationTests {
     /// Also with mid-run anti-entropy purging tombstones. (`MutationCheckTests` checks that nodes
     /// serving every keyspace from the default store are caught.)
     @Test func keyspacesKeepEveryInvariantPerKeyspace() async {
-        let results = await offThePool {
-            (UInt64(4001)...4006).map { seed in
-                var configuration = SimulationConfiguration(seed: seed)
-                configuration.keyspaces()
-                if seed == 4006 { configuration.purgeTombstones() }
-                return Simulation(configuration: configuration).run()
-            }
+        let results = await runsPassing(Array(4001...4006)) { seed in
+            var configuration = SimulationConfiguration(seed: seed)
+            configuration.keyspaces()
+            if seed == 4006 { configuration.purgeTombstones() }
+            return configuration
         }
-        let failing = results.filter { !$0.passed }.map(\.report)
-        #expect(failing.isEmpty, "\(failing.count) failing seed(s):\n\(failing.prefix(2).joined(separator: "\n"))")
         // The same keys are written in every keyspace.
         for name in ["default", "cache", "accounts"] {
             #expect(results.allSatisfy { $0.acknowledgedWritesByKeyspace[name, default: 0] > 0 }, "\(name)")
@@ -205,17 +200,13 @@ struct SimulationTests {
     @Test func keyspacesThroughMembershipChanges() async {
         // Seeds 144 and 178 lose acknowledged writes of `accounts` when a node reports its ranges streamed
         // after the default keyspace's alone (checked by hand: 2 of seeds 141...180 catch it).
-        let results = await offThePool {
-            ([144, 178] + Array(UInt64(5001)...5002)).map { seed in
-                var configuration = SimulationConfiguration(seed: seed)
-                configuration.membership()
-                configuration.keyspaces()
-                configuration.antiEntropyAtEnd = false
-                return Simulation(configuration: configuration).run()
-            }
+        let results = await runsPassing([144, 178] + Array(5001...5002)) { seed in
+            var configuration = SimulationConfiguration(seed: seed)
+            configuration.membership()
+            configuration.keyspaces()
+            configuration.antiEntropyAtEnd = false
+            return configuration
         }
-        let failing = results.filter { !$0.passed }.map(\.report)
-        #expect(failing.isEmpty, "\(failing.count) failing seed(s):\n\(failing.prefix(2).joined(separator: "\n"))")
         #expect(results.allSatisfy { $0.epochsChosen >= 8 }, "\(results.map(\.epochsChosen)) epochs chosen")
         #expect(results.map(\.rangesDropped).reduce(0, +) > 0, "old owners must drop ranges")
         for name in ["default", "cache", "accounts"] {
@@ -234,16 +225,12 @@ struct SimulationTests {
     /// clients pick each key's part, every invariant holds per part, and no node holds a key in
     /// another part's store.
     @Test func ringsKeepEveryInvariantPerPart() async {
-        let results = await offThePool {
-            (UInt64(6001)...6004).map { seed in
-                var configuration = SimulationConfiguration(seed: seed)
-                if seed % 2 == 0 { configuration.keyspaces() }
-                configuration.rings()
-                return Simulation(configuration: configuration).run()
-            }
+        let results = await runsPassing(Array(6001...6004)) { seed in
+            var configuration = SimulationConfiguration(seed: seed)
+            if seed % 2 == 0 { configuration.keyspaces() }
+            configuration.rings()
+            return configuration
         }
-        let failing = results.filter { !$0.passed }.map(\.report)
-        #expect(failing.isEmpty, "\(failing.count) failing seed(s):\n\(failing.prefix(2).joined(separator: "\n"))")
         for name in ["default", "users", "users@k5"] {
             #expect(
                 results.map { $0.acknowledgedWritesByKeyspace[name, default: 0] }.reduce(0, +) > 0,
@@ -256,19 +243,15 @@ struct SimulationTests {
     /// `users`, under traffic; every invariant holds per part, and the late clients read and write
     /// every key of every part.
     @Test func ringsThroughMembershipChanges() async {
-        let results = await offThePool {
-            // 169: a client asleep through a placement change must not be acknowledged below the new W.
-            ([7001, 7002, 169] as [UInt64]).map { seed in
-                var configuration = SimulationConfiguration(seed: seed)
-                configuration.membership()
-                configuration.keyspaces()
-                configuration.rings()
-                configuration.antiEntropyAtEnd = false
-                return Simulation(configuration: configuration).run()
-            }
+        // 169: a client asleep through a placement change must not be acknowledged below the new W.
+        let results = await runsPassing([7001, 7002, 169]) { seed in
+            var configuration = SimulationConfiguration(seed: seed)
+            configuration.membership()
+            configuration.keyspaces()
+            configuration.rings()
+            configuration.antiEntropyAtEnd = false
+            return configuration
         }
-        let failing = results.filter { !$0.passed }.map(\.report)
-        #expect(failing.isEmpty, "\(failing.count) failing seed(s):\n\(failing.prefix(2).joined(separator: "\n"))")
         #expect(results.allSatisfy { $0.epochsChosen >= 10 }, "\(results.map(\.epochsChosen)) epochs chosen")
         for name in ["default", "cache", "accounts", "users", "users@k5"] {
             #expect(results.allSatisfy { $0.acknowledgedWritesByKeyspace[name, default: 0] > 0 }, "\(name) writes")

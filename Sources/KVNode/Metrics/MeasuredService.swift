@@ -23,6 +23,13 @@ package final class MeasuredService: RPCService {
         let errors: Counter
         let onEventLoop: Counter
         let duration: Metrics.Timer
+
+        /// Counts one request answered, started at `started`, and whether its answer was an error.
+        func answered(startedAt started: ContinuousClock.Instant, failed: Bool) {
+            requests.increment()
+            duration.recordNanoseconds((ContinuousClock.now - started).wholeNanoseconds)
+            if failed { errors.increment() }
+        }
     }
 
     private let service: any RPCService
@@ -39,14 +46,12 @@ package final class MeasuredService: RPCService {
     package func handle(_ request: Message, from peer: PeerIdentity) async throws -> Message {
         let measured = instruments(for: request.type)
         let started = ContinuousClock.now
-        defer {
-            measured.requests.increment()
-            measured.duration.recordNanoseconds((ContinuousClock.now - started).wholeNanoseconds)
-        }
         do {
-            return try await service.handle(request, from: peer)
+            let answer = try await service.handle(request, from: peer)
+            measured.answered(startedAt: started, failed: false)
+            return answer
         } catch {
-            measured.errors.increment()
+            measured.answered(startedAt: started, failed: true)
             throw error
         }
     }
@@ -63,9 +68,7 @@ package final class MeasuredService: RPCService {
         let measured = instruments(for: request.type)
         let started = ContinuousClock.now
         let taken = service.answerWithoutTask(request, from: peer) { result in
-            measured.requests.increment()
-            measured.duration.recordNanoseconds((ContinuousClock.now - started).wholeNanoseconds)
-            if case .failure = result { measured.errors.increment() }
+            measured.answered(startedAt: started, failed: (try? result.get()) == nil)
             reply(result)
         }
         if taken { measured.onEventLoop.increment() }
