@@ -171,6 +171,7 @@ let package = Package(
             dependencies: [
                 "KVCore", "KVWire", "KVWireGenerator",
                 .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOEmbedded", package: "swift-nio"),
                 .product(name: "NIOTestUtils", package: "swift-nio"),
             ],
             // Fuzz inputs the tests read by path (FuzzRegressionTests), not resources.

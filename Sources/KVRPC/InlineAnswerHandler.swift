@@ -18,8 +18,8 @@ import Synchronization
 final class InlineAnswerHandler: ChannelDuplexHandler {
     typealias InboundIn = Frame
     typealias InboundOut = Frame
-    typealias OutboundIn = Frame
-    typealias OutboundOut = Frame
+    typealias OutboundIn = OutboundFrame
+    typealias OutboundOut = OutboundFrame
 
     private let service: any RPCService
     private let budget: ConnectionBudget
@@ -67,11 +67,11 @@ final class InlineAnswerHandler: ChannelDuplexHandler {
         reading = true
         defer { reading = false }
         let taken = service.answerWithoutTask(request, from: peer) { result in
-            let response: Frame
+            let response: OutboundFrame
             switch result {
             case .success(let message):
                 statistics.requestsServed.add(1, ordering: .relaxed)
-                response = message.frame(requestID: requestID, allocator: ByteBufferAllocator())
+                response = .message(message, requestID: requestID)
             case .failure(let error):
                 response = RPCServer.errorFrame(answering: error, to: type, requestID: requestID, logger: logger)
             }
@@ -97,7 +97,7 @@ final class InlineAnswerHandler: ChannelDuplexHandler {
 
     /// Writes an answer: flushed at the end of the read burst when one is going on, else by a flush
     /// queued behind the answers already waiting for the event loop (one per tick).
-    private func write(_ response: Frame, context: ChannelHandlerContext) {
+    private func write(_ response: OutboundFrame, context: ChannelHandlerContext) {
         context.write(wrapOutboundOut(response), promise: nil)
         unflushed = true
         guard !reading, !flushQueued else { return }

@@ -1,3 +1,4 @@
+import KVCore
 import KVTLS
 import KVWire
 import NIOCore
@@ -23,9 +24,10 @@ final class ConnectionFailure: Sendable {
     }
 }
 
-/// A request on its way out: the frame, the promise its answer completes, and its deadline.
+/// A request on its way out: the message, its id, the promise its answer completes, and its deadline.
 struct OutboundRequest: Sendable {
-    var frame: Frame
+    var message: Message
+    var requestID: UInt64
     var promise: EventLoopPromise<Frame>
     var timeout: Duration
 }
@@ -33,27 +35,40 @@ struct OutboundRequest: Sendable {
 /// Matches answers to requests by request id, fails requests whose deadline passes, and fails every
 /// pending request when the connection breaks.
 ///
+/// Requests are encoded into one `FrameBatch` and leave together at the flush. Deadlines cost no timer
+/// each: one scheduled task per connection waits for the earliest deadline of the requests in flight.
 /// A thin shell on the event loop; `RPCConnection` is its Sendable face.
 final class RPCClientHandler: ChannelDuplexHandler {
     typealias InboundIn = Frame
     typealias OutboundIn = OutboundRequest
-    typealias OutboundOut = Frame
+    typealias OutboundOut = ByteBuffer
 
     private struct Pending {
         var promise: EventLoopPromise<Frame>
-        var timer: Scheduled<Void>
+        var deadline: NIODeadline
+        var timeout: Duration
     }
 
     private var pending: [UInt64: Pending] = [:]
     private let failure: ConnectionFailure
     private let requestsInFlightMax: Int
+    private let frameBytesMax: Int
+    private var batch: FrameBatch?
+    /// The task that fails the requests whose deadline passed, and when it runs; none while nothing
+    /// is in flight.
+    private var expiry: (at: NIODeadline, task: Scheduled<Void>)?
     /// A flush is queued behind the tasks already waiting for the event loop: the requests written
     /// until it runs leave together, in one socket write.
     private var flushQueued = false
 
-    init(requestsInFlightMax: Int, failure: ConnectionFailure) {
+    init(requestsInFlightMax: Int, frameBytesMax: Int = Limits.frameBytesMax, failure: ConnectionFailure) {
         self.requestsInFlightMax = requestsInFlightMax
+        self.frameBytesMax = frameBytesMax
         self.failure = failure
+    }
+
+    func handlerAdded(context: ChannelHandlerContext) {
+        batch = FrameBatch(frameBytesMax: frameBytesMax, allocator: context.channel.allocator)
     }
 
     func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
@@ -63,7 +78,7 @@ final class RPCClientHandler: ChannelDuplexHandler {
             request.promise.fail(failure)
             return
         }
-        let id = request.frame.requestID
+        let id = request.requestID
         guard pending[id] == nil else {
             request.promise.fail(RPCError.protocolViolation("request id \(id) is already in flight"))
             return
@@ -72,17 +87,16 @@ final class RPCClientHandler: ChannelDuplexHandler {
             request.promise.fail(RPCError.overloaded)
             return
         }
-        let timeout = request.timeout
-        let loopBound = NIOLoopBound(self, eventLoop: context.eventLoop)
-        let timer = context.eventLoop.scheduleTask(in: TimeAmount(timeout)) {
-            loopBound.value.expire(id, timeout: timeout)
+        do {
+            try batch?.append(.message(request.message, requestID: id))
+        } catch {
+            // The only error of `append`: the frame is over the limit the peer would close the connection over.
+            request.promise.fail(RPCError.requestTooLarge("\(error)"))
+            return
         }
-        pending[id] = Pending(promise: request.promise, timer: timer)
-        let writePromise = context.eventLoop.makePromise(of: Void.self)
-        writePromise.futureResult.whenFailure { error in
-            loopBound.value.fail(id, RPCError.connectionClosed(reason: "\(error)"))
-        }
-        context.write(wrapOutboundOut(request.frame), promise: writePromise)
+        let deadline = NIODeadline.now() + TimeAmount(request.timeout)
+        pending[id] = Pending(promise: request.promise, deadline: deadline, timeout: request.timeout)
+        scheduleExpiry(at: deadline, context: context)
     }
 
     /// Flushes once the event loop has run the tasks already queued for it: each caller's request
@@ -94,8 +108,18 @@ final class RPCClientHandler: ChannelDuplexHandler {
         let bound = NIOLoopBound((handler: self, context: context), eventLoop: context.eventLoop)
         context.eventLoop.execute {
             bound.value.handler.flushQueued = false
-            bound.value.context.flush()
+            bound.value.handler.flushBatch(context: bound.value.context)
         }
+    }
+
+    /// Hands the batch's frames to the TLS handler, flushed.
+    private func flushBatch(context: ChannelHandlerContext) {
+        guard var batch, !batch.isEmpty else { return }
+        self.batch = nil  // the storage must be referenced once for the TLS handler to give it back
+        batch.flush(allocator: context.channel.allocator) { bytes in
+            context.writeAndFlush(wrapOutboundOut(bytes), promise: nil)
+        }
+        self.batch = batch
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
@@ -116,7 +140,6 @@ final class RPCClientHandler: ChannelDuplexHandler {
             // The answer to a request whose deadline already passed.
             return
         }
-        entry.timer.cancel()
         entry.promise.succeed(frame)
     }
 
@@ -130,23 +153,43 @@ final class RPCClientHandler: ChannelDuplexHandler {
         context.fireChannelInactive()
     }
 
-    private func expire(_ id: UInt64, timeout: Duration) {
-        guard let entry = pending.removeValue(forKey: id) else { return }
-        entry.promise.fail(RPCError.deadlineExceeded(timeout))
+    /// Makes sure the expiry task runs by `deadline`.
+    private func scheduleExpiry(at deadline: NIODeadline, context: ChannelHandlerContext) {
+        if let expiry {
+            guard deadline < expiry.at else { return }
+            expiry.task.cancel()
+        }
+        let bound = NIOLoopBound((handler: self, context: context), eventLoop: context.eventLoop)
+        let task = context.eventLoop.scheduleTask(deadline: deadline) {
+            bound.value.handler.expire(context: bound.value.context)
+        }
+        expiry = (deadline, task)
     }
 
-    private func fail(_ id: UInt64, _ error: RPCError) {
-        guard let entry = pending.removeValue(forKey: id) else { return }
-        entry.timer.cancel()
-        entry.promise.fail(error)
+    /// Fails the requests whose deadline has passed, then waits for the earliest of the others.
+    private func expire(context: ChannelHandlerContext) {
+        expiry = nil
+        let now = NIODeadline.now()
+        var earliest: NIODeadline?
+        for (id, entry) in pending {
+            if entry.deadline <= now {
+                pending.removeValue(forKey: id)
+                entry.promise.fail(RPCError.deadlineExceeded(entry.timeout))
+            } else if earliest.map({ entry.deadline < $0 }) ?? true {
+                earliest = entry.deadline
+            }
+        }
+        if let earliest { scheduleExpiry(at: earliest, context: context) }
     }
 
     private func failAll(_ error: RPCError) {
         let reason = failure.record(error)
         let entries = pending
         pending.removeAll()
+        expiry?.task.cancel()
+        expiry = nil
+        batch?.discard()
         for entry in entries.values {
-            entry.timer.cancel()
             entry.promise.fail(reason)
         }
     }

@@ -65,7 +65,6 @@ public final class RPCConnection: Sendable {
                         try channel.pipeline.syncOperations.addHandlers([
                             OpenSSLHandler(context: tls, expectedServerName: host, handshakeCompleted: handshake),
                             ByteToMessageHandler(FrameDecoder(frameBytesMax: frameBytesMax)),
-                            MessageToByteHandler(FrameEncoder()),
                             RPCClientHandler(requestsInFlightMax: requestsInFlightMax, failure: failure),
                         ])
                     }
@@ -150,7 +149,6 @@ public final class RPCConnection: Sendable {
         on channel: any Channel,
         failure: ConnectionFailure
     ) -> EventLoopFuture<Message> {
-        let frame = request.frame(requestID: requestID, allocator: channel.allocator)
         let promise = channel.eventLoop.makePromise(of: Frame.self)
         // A write to a channel that closed meanwhile never reaches RPCClientHandler: fail the request
         // here, or its caller would wait forever, with the reason the connection broke when one is known.
@@ -158,7 +156,9 @@ public final class RPCConnection: Sendable {
         written.futureResult.whenFailure { error in
             promise.fail(failure.value ?? RPCError.connectionClosed(reason: "\(error)"))
         }
-        channel.writeAndFlush(OutboundRequest(frame: frame, promise: promise, timeout: timeout), promise: written)
+        channel.writeAndFlush(
+            OutboundRequest(message: request, requestID: requestID, promise: promise, timeout: timeout),
+            promise: written)
         return promise.futureResult.flatMapThrowing { answer in
             let message: Message
             do {

@@ -13,6 +13,7 @@ public struct RPCError: Error, Hashable, CustomStringConvertible {
         case protocolViolation(String)
         case overloaded
         case shutDown
+        case requestTooLarge(String)
     }
 
     private let code: Code
@@ -46,6 +47,11 @@ public struct RPCError: Error, Hashable, CustomStringConvertible {
         RPCError(.protocolViolation(reason))
     }
 
+    /// The request's frame would be over the frame limit, which the peer refuses: it was not sent.
+    public static func requestTooLarge(_ reason: String) -> RPCError {
+        RPCError(.requestTooLarge(reason))
+    }
+
     /// Too many requests are in flight on this connection.
     public static let overloaded = RPCError(.overloaded)
 
@@ -70,7 +76,7 @@ public struct RPCError: Error, Hashable, CustomStringConvertible {
         switch code {
         case .connectFailed, .connectionClosed, .deadlineExceeded, .overloaded: true
         case .remote(let code, _): code == .overloaded || code == .shuttingDown
-        case .protocolViolation, .shutDown: false
+        case .protocolViolation, .shutDown, .requestTooLarge: false
         }
     }
 
@@ -78,7 +84,7 @@ public struct RPCError: Error, Hashable, CustomStringConvertible {
         switch (lhs.code, rhs.code) {
         case (.connectFailed, .connectFailed), (.connectionClosed, .connectionClosed),
             (.deadlineExceeded, .deadlineExceeded), (.protocolViolation, .protocolViolation),
-            (.overloaded, .overloaded), (.shutDown, .shutDown):
+            (.overloaded, .overloaded), (.shutDown, .shutDown), (.requestTooLarge, .requestTooLarge):
             true
         case (.remote(let a, _), .remote(let b, _)): a == b
         default: false
@@ -94,6 +100,7 @@ public struct RPCError: Error, Hashable, CustomStringConvertible {
         case .protocolViolation: hasher.combine(4)
         case .overloaded: hasher.combine(5)
         case .shutDown: hasher.combine(6)
+        case .requestTooLarge: hasher.combine(7)
         }
     }
 
@@ -106,6 +113,7 @@ public struct RPCError: Error, Hashable, CustomStringConvertible {
         case .protocolViolation(let reason): "protocol violation: \(reason)"
         case .overloaded: "too many requests in flight on this connection"
         case .shutDown: "the client is shut down"
+        case .requestTooLarge(let reason): "request not sent: \(reason)"
         }
     }
 }

@@ -51,7 +51,7 @@ extension RPCServer {
     private func acceptHello(
         from frames: inout NIOAsyncChannelInboundStream<Frame>.AsyncIterator,
         peer: PeerIdentity,
-        outbound: NIOAsyncChannelOutboundWriter<Frame>,
+        outbound: NIOAsyncChannelOutboundWriter<OutboundFrame>,
         logger: Logger
     ) async throws -> UInt64? {
         let first: Frame
@@ -117,7 +117,7 @@ extension RPCServer {
         helloID: UInt64,
         on connection: RPCServerConnection,
         peer: PeerIdentity,
-        outbound: NIOAsyncChannelOutboundWriter<Frame>
+        outbound: NIOAsyncChannelOutboundWriter<OutboundFrame>
     ) async throws -> Bool {
         guard connection.slot.claim(ConnectionAdmission.Identity(name: peer.name, role: peer.role)) else {
             admission.refused(.perIdentity)
@@ -137,7 +137,7 @@ extension RPCServer {
             epoch: state.epoch,
             clock: state.clock
         )
-        try await outbound.write(Message.helloAck(ack).frame(requestID: helloID, allocator: ByteBufferAllocator()))
+        try await outbound.write(.message(.helloAck(ack), requestID: helloID))
         return true
     }
 
@@ -151,7 +151,7 @@ extension RPCServer {
         _ frames: inout NIOAsyncChannelInboundStream<Frame>.AsyncIterator,
         peer: PeerIdentity,
         budget: ConnectionBudget,
-        outbound: NIOAsyncChannelOutboundWriter<Frame>,
+        outbound: NIOAsyncChannelOutboundWriter<OutboundFrame>,
         logger: Logger
     ) async throws {
         var violations = 0
@@ -247,11 +247,13 @@ extension RPCServer {
         }
     }
 
-    private func answer(_ request: Message, requestID: UInt64, peer: PeerIdentity, logger: Logger) async -> Frame {
+    private func answer(_ request: Message, requestID: UInt64, peer: PeerIdentity, logger: Logger) async
+        -> OutboundFrame
+    {
         do {
             let response = try await service.handle(request, from: peer)
             statistics.requestsServed.add(1, ordering: .relaxed)
-            return response.frame(requestID: requestID, allocator: ByteBufferAllocator())
+            return .message(response, requestID: requestID)
         } catch {
             return Self.errorFrame(answering: error, to: request.type, requestID: requestID, logger: logger)
         }
@@ -261,7 +263,7 @@ extension RPCServer {
     /// `RPCError.remote`, else `internal`. A failing disk or damaged data is logged too: the operator
     /// must hear of it, not only the client.
     static func errorFrame(answering error: any Error, to type: MessageType, requestID: UInt64, logger: Logger)
-        -> Frame
+        -> OutboundFrame
     {
         guard let error = error as? RPCError else {
             logger.warning("request failed", metadata: ["rpc.type": "\(type)", "error": "\(error)"])
@@ -282,7 +284,7 @@ extension RPCServer {
         requestID: UInt64,
         _ code: ErrorCode,
         _ message: String,
-        outbound: NIOAsyncChannelOutboundWriter<Frame>,
+        outbound: NIOAsyncChannelOutboundWriter<OutboundFrame>,
         logger: Logger
     ) async throws {
         statistics.protocolViolations.add(1, ordering: .relaxed)
@@ -291,9 +293,10 @@ extension RPCServer {
         try await outbound.write(Self.errorFrame(requestID: requestID, code: code, message: message))
     }
 
-    static func errorFrame(requestID: UInt64, code: ErrorCode, message: String) -> Frame {
-        Message.error(ErrorMessage(code: code, message: message.truncatedUTF8(bytesMax: Limits.errorMessageBytesMax)))
-            .frame(requestID: requestID, allocator: ByteBufferAllocator())
+    static func errorFrame(requestID: UInt64, code: ErrorCode, message: String) -> OutboundFrame {
+        .message(
+            .error(ErrorMessage(code: code, message: message.truncatedUTF8(bytesMax: Limits.errorMessageBytesMax))),
+            requestID: requestID)
     }
 }
 

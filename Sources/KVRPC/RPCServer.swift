@@ -194,7 +194,7 @@ public final class RPCServer: Sendable {
                             idleTimeout: configuration.idleTimeout, budget: budget,
                             refused: { admission.refused($0) }),
                         ByteToMessageHandler(FrameDecoder(frameBytesMax: frameBytesMax)),
-                        MessageToByteHandler(FrameEncoder()),
+                        FrameWriter(),
                     ])
                     let inline = InlineAnswerHandler(
                         service: service, budget: budget, statistics: admission.statistics, logger: logger)
@@ -204,7 +204,7 @@ public final class RPCServer: Sendable {
                     let timeout = channel.eventLoop.scheduleTask(in: TimeAmount(handshakeTimeout)) {
                         channel.close(promise: nil)
                     }
-                    let asyncChannel = try NIOAsyncChannel<Frame, Frame>(wrappingChannelSynchronously: channel)
+                    let asyncChannel = try NIOAsyncChannel<Frame, OutboundFrame>(wrappingChannelSynchronously: channel)
                     return RPCServerConnection(
                         channel: asyncChannel, handshake: handshake.futureResult, timeout: timeout, slot: slot,
                         budget: budget, traffic: counted, inline: NIOLoopBound(inline, eventLoop: channel.eventLoop))
@@ -238,7 +238,7 @@ public final class RPCServer: Sendable {
 
 /// One accepted connection before it is served.
 struct RPCServerConnection: Sendable {
-    var channel: NIOAsyncChannel<Frame, Frame>
+    var channel: NIOAsyncChannel<Frame, OutboundFrame>
     var handshake: EventLoopFuture<PeerIdentity>
     var timeout: Scheduled<Void>
     /// Its hold on the server's connection, handshake and per-certificate counts.

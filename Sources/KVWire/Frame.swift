@@ -1,7 +1,7 @@
 public import KVCore
 public import NIOCore
 
-/// One frame off the wire, its body not yet decoded: what `FrameDecoder` produces and `FrameEncoder` writes.
+/// One frame off the wire, its body not yet decoded: what `FrameDecoder` produces and `FrameWriter` writes.
 ///
 /// The body is a slice of the bytes received, not a copy. `Message(frame:)` decodes it.
 public struct Frame: Sendable, Hashable {
@@ -55,7 +55,7 @@ extension ByteBuffer {
 
     /// Writes `frame` with its length prefix; returns the number of bytes written.
     ///
-    /// Does not check the frame limit: `FrameEncoder` does, and refuses to send what the peer would refuse.
+    /// Does not check the frame limit: `FrameWriter` does, and refuses to send what the peer would refuse.
     @discardableResult
     public mutating func writeFrame(_ frame: Frame) -> Int {
         var written = self.writeInteger(UInt32(WireProtocol.frameHeaderBytes + frame.body.readableBytes))

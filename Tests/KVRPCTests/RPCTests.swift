@@ -115,6 +115,49 @@ struct RPCTests {
         }
     }
 
+    @Test func aShorterDeadlineWrittenAfterALongerOneFailsAtItsOwn() async throws {
+        try await withTestServer { server in
+            let connection = try await connect(to: server)
+            defer { connection.startClosing() }
+            let slow = GetRequest(key: ByteBuffer(string: "slow"), keyspace: 0)
+            // The connection's one expiry task first waits for the 20 s deadline; the 200 ms request
+            // written next must move it earlier, and the 20 s one must still be answered afterwards.
+            let long = connection.send(.getRequest(slow), timeout: .seconds(20))
+            let started = ContinuousClock.now
+            await #expect(throws: RPCError.deadlineExceeded(.milliseconds(200))) {
+                _ = try await connection.call(.getRequest(slow), timeout: .milliseconds(200))
+            }
+            #expect(ContinuousClock.now - started < .seconds(10))
+            let mixed = [300, 100, 200].map { milliseconds in
+                (milliseconds, connection.send(.getRequest(slow), timeout: .milliseconds(milliseconds)))
+            }
+            for (milliseconds, future) in mixed {
+                await #expect(throws: RPCError.deadlineExceeded(.milliseconds(milliseconds))) {
+                    _ = try await future.get()
+                }
+            }
+            // The test server answers "slow" after 3 s: well inside the long request's 20 s.
+            #expect(try await long.get() == .getResponse(GetResponse(record: nil, clock: 1)))
+        }
+    }
+
+    @Test func aRequestOverTheFrameLimitIsNotSentAndTheConnectionGoesOn() async throws {
+        try await withTestServer { server in
+            let connection = try await connect(to: server)
+            defer { connection.startClosing() }
+            let huge = PutRequest(
+                key: ByteBuffer(string: "k"), value: ByteBuffer(repeating: 7, count: Limits.frameBytesMax),
+                version: Version(hlc: 1, writer: 1), tombstone: false, origin: .client, epoch: 0,
+                expiresAtMillis: nil, keyspace: 0)
+            await #expect(throws: RPCError.requestTooLarge("")) {
+                _ = try await connection.call(.putRequest(huge), timeout: .seconds(10))
+            }
+            let answer = try await connection.call(
+                .getRequest(GetRequest(key: ByteBuffer(string: "fast"), keyspace: 0)), timeout: .seconds(10))
+            #expect(answer == .getResponse(GetResponse(record: nil, clock: 1)))
+        }
+    }
+
     /// A client of a port nothing listens on (bound, then closed), backing off 60 s after a failure.
     static func clientOfAClosedPort() async throws -> (RPCClient, port: Int) {
         let probe = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)

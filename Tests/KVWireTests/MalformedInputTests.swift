@@ -226,14 +226,21 @@ struct MalformedInputTests {
         #expect(throws: WireError.frameTooShort(length: Int(length))) { try bytes.readFrame() }
     }
 
-    @Test("FrameEncoder refuses a frame over the maximum")
-    func encoderRefusesLargeFrame() {
-        let frame = Frame(type: 16, requestID: 1, flags: 0, body: ByteBuffer(repeating: 0, count: 100))
-        var out = ByteBuffer()
-        #expect(throws: WireError.frameTooLarge(length: 114, limit: 64)) {
-            try FrameEncoder(frameBytesMax: 64).encode(data: frame, out: &out)
+    @Test("FrameBatch refuses a frame over the maximum and stays as it was")
+    func batchRefusesLargeFrame() throws {
+        var batch = FrameBatch(frameBytesMax: 64, allocator: ByteBufferAllocator())
+        let small = Message.error(ErrorMessage(code: .internal, message: "ok"))
+        try batch.append(.message(small, requestID: 1))
+        let built = Frame(type: 16, requestID: 2, flags: 0, body: ByteBuffer(repeating: 0, count: 100))
+        #expect(throws: WireError.frameTooLarge(length: 114, limit: 64)) { try batch.append(.frame(built)) }
+        let large = Message.error(ErrorMessage(code: .internal, message: String(repeating: "x", count: 100)))
+        let largeBytes = encodeFrame(large, requestID: 3).readableBytes
+        #expect(throws: WireError.frameTooLarge(length: largeBytes, limit: 64)) {
+            try batch.append(.message(large, requestID: 3))
         }
-        #expect(out.readableBytes == 0)
+        var sent: [ByteBuffer] = []
+        batch.flush(allocator: ByteBufferAllocator()) { sent.append($0) }
+        #expect(sent == [encodeFrame(small, requestID: 1)])
     }
 
     @Test("errors describe themselves")
