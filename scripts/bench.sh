@@ -4,7 +4,10 @@
 #   scripts/bench.sh single [SECONDS]   one kvd; kvbench put and get, then redis-benchmark --tls on
 #                                       the same machine with the same certificates for comparison
 #   scripts/bench.sh cluster [SECONDS]  4 kvd, N=3, R=W=2: kvbench put and get, then a mixed run in
-#                                       which node n2 is SIGKILLed halfway (p99 before and after)
+#                                       which node n2 is SIGKILLed halfway (p99 before and after);
+#                                       closed loop (as fast as it goes), or with QUORUMKV_KILL_RATE
+#                                       set, open loop at that many ops/s (latency from the intended
+#                                       start: what a client at a steady load sees)
 #   scripts/bench.sh hints [SECONDS]    4 kvd: puts with all nodes up (baseline); n2 SIGKILLed and
 #                                       puts until HINTS (default 100000) hints wait for it; n2
 #                                       restarted: time until every queue is empty, and puts
@@ -720,7 +723,8 @@ echo "== kvbench: $count node(s), durability ${QUORUMKV_DURABILITY:-sync}, 50 co
 if [[ "$mode" == cluster ]]; then
     echo "== kvbench mixed, n2 SIGKILLed after $((seconds / 2)) s"
     (sleep "$((seconds / 2))"; kill -KILL "${pids[n2]}") &
-    "${bench[@]}" --workload mixed --skip-load --split "$((seconds / 2))"
+    "${bench[@]}" --workload mixed --skip-load --split "$((seconds / 2))" \
+        ${QUORUMKV_KILL_RATE:+--target-rate "$QUORUMKV_KILL_RATE"}
     exit 0
 fi
 

@@ -7,6 +7,12 @@ public enum Limits {
     public static let keyBytesMax = 64 << 10
     /// Largest value, in bytes: a frame minus generous room for the key and the other fields.
     public static let valueBytesMax = frameBytesMax - keyBytesMax - 4096
+    /// Keys of one `GetBatchRequest` or writes of one `PutBatchRequest` (protocol version 4).
+    public static let batchKeysMax = 1024
+    /// Bytes of records one `GetBatchResponse` carries at most (its keys past them are answered
+    /// `overloaded`, to be asked again), and of writes the SDK puts in one `PutBatchRequest`: half a
+    /// frame, so that the rest of the answer always fits.
+    public static let batchAnswerBytesMax = frameBytesMax / 2
     /// The longest time to live a write may carry: 10 years.
     public static let timeToLiveMax: Duration = .seconds(10 * 366 * 86_400)
     /// Largest name on the wire (node id, cluster id, certificate name).

@@ -15,7 +15,7 @@ public enum RPCAuthorization {
         case .putRequest, .getRequest, .clusterMapRequest, .pingRequest, .hintRequest, .merkleExchangeRequest,
             .merkleFetchRequest, .merkleApplyRequest, .streamRequest, .adminRequest, .mapPrepareRequest,
             .mapAcceptRequest, .mapCommitRequest, .backupCheckpointRequest, .backupReadRequest, .backupReleaseRequest,
-            .backupChangesRequest:
+            .backupChangesRequest, .getBatchRequest, .putBatchRequest:
             true
         default:
             false
@@ -34,8 +34,10 @@ public enum RPCAuthorization {
 
     public static func permits(_ role: Role, toSend type: MessageType) -> Bool {
         switch type {
-        case .putRequest, .getRequest, .clusterMapRequest, .pingRequest, .hintRequest:
-            // Clients send hints too: the SDK coordinates hinted handoff (docs/design-notes.md).
+        case .putRequest, .getRequest, .clusterMapRequest, .pingRequest, .hintRequest, .getBatchRequest,
+            .putBatchRequest:
+            // Clients send hints too: the SDK coordinates hinted handoff (docs/design-notes.md). A
+            // batch is client writes (origin `client`) and reads, as its keys' own requests would be.
             return true
         case .merkleExchangeRequest, .merkleFetchRequest, .merkleApplyRequest, .streamRequest:
             // Admins too (they may send everything): `kvctl restore` writes a backup's records with

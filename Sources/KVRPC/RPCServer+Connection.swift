@@ -1,7 +1,7 @@
 import KVCore
 import KVTLS
-import KVWire
-import Logging
+package import KVWire
+package import Logging
 import NIOCore
 import Synchronization
 
@@ -259,24 +259,29 @@ extension RPCServer {
         }
     }
 
-    /// The `Error` frame that answers a request that failed with `error`: its code when it is an
-    /// `RPCError.remote`, else `internal`. A failing disk or damaged data is logged too: the operator
-    /// must hear of it, not only the client.
+    /// The `Error` frame that answers a request that failed with `error` (`errorMessage(answering:to:logger:)`).
     static func errorFrame(answering error: any Error, to type: MessageType, requestID: UInt64, logger: Logger)
         -> OutboundFrame
     {
+        .message(.error(errorMessage(answering: error, to: type, logger: logger)), requestID: requestID)
+    }
+
+    /// What answers a request that failed with `error`: its code when it is an `RPCError.remote`, else
+    /// `internal`. A failing disk or damaged data is logged too: the operator must hear of it, not
+    /// only the client. Also what a batch answers for one of its keys (`BatchItemError`).
+    package static func errorMessage(answering error: any Error, to type: MessageType, logger: Logger) -> ErrorMessage {
         guard let error = error as? RPCError else {
             logger.warning("request failed", metadata: ["rpc.type": "\(type)", "error": "\(error)"])
-            return errorFrame(requestID: requestID, code: .internal, message: "\(error)")
+            return errorMessage(code: .internal, message: "\(error)")
         }
         guard let code = error.remoteCode else {
-            return errorFrame(requestID: requestID, code: .internal, message: "\(error)")
+            return errorMessage(code: .internal, message: "\(error)")
         }
         if code == .storageFailure || code == .diskFull {
             logger.error(
                 "storage failure", metadata: ["rpc.type": "\(type)", "error": "\(error.remoteMessage ?? "")"])
         }
-        return errorFrame(requestID: requestID, code: code, message: "\(error.remoteMessage ?? "")")
+        return errorMessage(code: code, message: "\(error.remoteMessage ?? "")")
     }
 
     /// Answers a protocol violation with an `Error` frame; the caller then closes the connection.
@@ -294,9 +299,12 @@ extension RPCServer {
     }
 
     static func errorFrame(requestID: UInt64, code: ErrorCode, message: String) -> OutboundFrame {
-        .message(
-            .error(ErrorMessage(code: code, message: message.truncatedUTF8(bytesMax: Limits.errorMessageBytesMax))),
-            requestID: requestID)
+        .message(.error(errorMessage(code: code, message: message)), requestID: requestID)
+    }
+
+    /// An `ErrorMessage`, its text cut to what the field holds.
+    static func errorMessage(code: ErrorCode, message: String) -> ErrorMessage {
+        ErrorMessage(code: code, message: message.truncatedUTF8(bytesMax: Limits.errorMessageBytesMax))
     }
 }
 

@@ -39,8 +39,11 @@ final class ServiceFixture: Sendable {
     /// - Parameters:
     ///   - nodeID: the node the service runs as (`n1` replicates the whole ring, `n2` a part of it).
     ///   - streaming: whether the service streams ranges from its store.
+    ///   - admitsByRange: whether the service refuses (`notReplica`) keys it does not keep, as a node
+    ///     with a transfer board does.
     init(
-        hintQueueMax: Int = 1, nodeID: String = "n1", streaming: Bool = true, maxClockOffset: Duration? = nil
+        hintQueueMax: Int = 1, nodeID: String = "n1", streaming: Bool = true, maxClockOffset: Duration? = nil,
+        admitsByRange: Bool = false
     ) throws {
         let store = InMemoryStore()
         let metrics = TestMetrics()
@@ -67,6 +70,7 @@ final class ServiceFixture: Sendable {
             hintQueueMax: hintQueueMax, pool: pool, statistics: statistics, streaming: streaming ? store : nil,
             replica: Replica(
                 nodeID: nodeID, store: store, maxClockOffset: maxClockOffset, wallMillis: { 1_000 }),
+            transfers: admitsByRange ? TransferBoard() : nil,
             wallMillis: { 1_000 })
     }
 

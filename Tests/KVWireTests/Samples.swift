@@ -144,6 +144,67 @@ enum Samples {
             message: .getResponse(GetResponse(record: nil, clock: hlc + 1))
         ),
         Sample(
+            name: "get-batch-request",
+            summary: "GetBatchRequest, request id 10: keyspace 3, keys [\"user:42\", \"user:43\", \"user:44\"]",
+            requestID: 10,
+            message: .getBatchRequest(
+                GetBatchRequest(keyspace: 3, keys: [bytes("user:42"), bytes("user:43"), bytes("user:44")]))
+        ),
+        Sample(
+            name: "get-batch-response",
+            summary:
+                "GetBatchResponse, request id 10: items [record as get-response-present, error absent; record absent, error absent; record absent, error (notReplica (16), \"not a replica\")], clock 0x018bcfe568000004",
+            requestID: 10,
+            message: .getBatchResponse(
+                GetBatchResponse(
+                    items: [
+                        GetBatchItem(
+                            record: Record(
+                                key: bytes("user:42"), version: version, tombstone: false, value: bytes("hello"),
+                                expiresAtMillis: nil),
+                            error: nil),
+                        GetBatchItem(record: nil, error: nil),
+                        GetBatchItem(record: nil, error: BatchItemError(code: .notReplica, message: "not a replica")),
+                    ],
+                    clock: hlc + 1))
+        ),
+        Sample(
+            name: "put-batch-request",
+            summary:
+                "PutBatchRequest, request id 11: keyspace 0, epoch 7, puts [(key \"k1\", value \"v1\", version as put-request, tombstone false, expiresAtMillis absent); (key \"k2\", value empty, version as put-request, tombstone true, expiresAtMillis absent); (key \"k3\", value \"v3\", version as put-request, tombstone false, expiresAtMillis present 1700000030000)]",
+            requestID: 11,
+            message: .putBatchRequest(
+                PutBatchRequest(
+                    keyspace: 0, epoch: 7,
+                    puts: [
+                        BatchPut(
+                            key: bytes("k1"), value: bytes("v1"), version: version, tombstone: false,
+                            expiresAtMillis: nil),
+                        BatchPut(
+                            key: bytes("k2"), value: bytes(""), version: version, tombstone: true,
+                            expiresAtMillis: nil),
+                        BatchPut(
+                            key: bytes("k3"), value: bytes("v3"), version: version, tombstone: false,
+                            expiresAtMillis: 1_700_000_030_000),
+                    ]))
+        ),
+        Sample(
+            name: "put-batch-response",
+            summary:
+                "PutBatchResponse, request id 11: items [outcome applied (1), current as put-request, error absent; outcome superseded (2), current (hlc 0x018bcfe568010003, writer 0x42), error absent; outcome absent, current (hlc 0, writer 0), error (diskFull (15), \"disk full\")], clock 0x018bcfe568010003",
+            requestID: 11,
+            message: .putBatchResponse(
+                PutBatchResponse(
+                    items: [
+                        PutBatchItem(outcome: .applied, current: version, error: nil),
+                        PutBatchItem(outcome: .superseded, current: newerVersion, error: nil),
+                        PutBatchItem(
+                            outcome: nil, current: Version(hlc: 0, writer: 0),
+                            error: BatchItemError(code: .diskFull, message: "disk full")),
+                    ],
+                    clock: newerVersion.hlc))
+        ),
+        Sample(
             name: "hint-request",
             summary:
                 "HintRequest, request id 6: target \"n3\", record (key \"k\", version as put-request, tombstone false, value \"v\", expiresAtMillis present 1700000030000)",

@@ -93,6 +93,10 @@ func readBody(_ type: MessageType, from buffer: inout ByteBuffer) throws(WireErr
     case .backupReleaseRequest: try buffer.readBackupReleaseRequest().map(Message.backupReleaseRequest)
     case .backupReleaseResponse: try buffer.readBackupReleaseResponse().map(Message.backupReleaseResponse)
     case .backupChangesRequest: try buffer.readBackupChangesRequest().map(Message.backupChangesRequest)
+    case .getBatchRequest: try buffer.readGetBatchRequest().map(Message.getBatchRequest)
+    case .getBatchResponse: try buffer.readGetBatchResponse().map(Message.getBatchResponse)
+    case .putBatchRequest: try buffer.readPutBatchRequest().map(Message.putBatchRequest)
+    case .putBatchResponse: try buffer.readPutBatchResponse().map(Message.putBatchResponse)
     }
 }
 

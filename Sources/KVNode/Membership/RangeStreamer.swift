@@ -440,7 +440,7 @@ public final class TransferBoard: Sendable {
 
     private let state = Mutex(State())
 
-    init() {}
+    package init() {}
 
     /// The progress of the ranges of `change`, being received; a new change restarts the clock.
     func publish(_ progress: [RangeProgress], receiving change: String) {

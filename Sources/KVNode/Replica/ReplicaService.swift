@@ -21,7 +21,7 @@ public final class ReplicaService: RPCService {
     let store: any ReplicaStore
     let replica: Replica
     /// Where every store call of a request waits for the pool (bounded: `storageQueueMax`).
-    let storageQueue: StorageQueue
+    package let storageQueue: StorageQueue
     let startedAt = ContinuousClock.now
 
     let hints: (any HintStore)?
@@ -159,6 +159,10 @@ public final class ReplicaService: RPCService {
             return try pong(ping, from: peer)
         case .hintRequest(let hint):
             return try await storeHint(hint, in: try await context(hint.keyspace))
+        case .getBatchRequest(let batch):
+            return try await readBatch(batch, in: try await context(batch.keyspace))
+        case .putBatchRequest(let batch):
+            return await writeBatch(batch, from: peer, in: try await context(batch.keyspace))
         case .mapPrepareRequest(let prepare):
             return try await answer(prepare)
         case .mapAcceptRequest(let request):

@@ -3426,6 +3426,349 @@ extension ByteBuffer {
     }
 }
 
+// MARK: - 09-batch.qkv
+
+/// Why one key of a batch got no record or outcome: the code and message an `Error` answering its own
+/// Get or Put would have carried.
+public struct BatchItemError: Sendable, Hashable {
+    public var code: ErrorCode
+    public var message: String
+
+    public init(code: ErrorCode, message: String) {
+        self.code = code
+        self.message = message
+    }
+}
+
+extension ByteBuffer {
+    /// Reads one `BatchItemError` from the readable bytes.
+    ///
+    /// Returns `nil` and leaves the reader index unchanged when the buffer holds only part of one.
+    /// Throws (also leaving the reader index unchanged) when the bytes can never decode: a field
+    /// over its limit, an invalid bool, enum value or UTF-8 string.
+    public mutating func readBatchItemError() throws(WireError) -> BatchItemError? {
+        try self.readWireValue { (buffer: inout ByteBuffer) throws(WireError) in try buffer.decodeBatchItemError() }
+    }
+
+    /// Writes the encoding of `value`; returns the number of bytes written.
+    @discardableResult
+    public mutating func writeBatchItemError(_ value: BatchItemError) -> Int {
+        var written = 0
+        written += self.writeErrorCode(value.code)
+        written += self.writeWireString(value.message)
+        return written
+    }
+
+    mutating func decodeBatchItemError() throws(WireError) -> BatchItemError {
+        let code = try self.decodeErrorCode()
+        let message = try self.decodeWireString(limit: Limits.errorMessageBytesMax, field: "BatchItemError.message")
+        return BatchItemError(code: code, message: message)
+    }
+}
+
+/// Gets of `keys`, each as `GetRequest{key, keyspace}`.
+///
+/// Message type 20; schema name `GetBatchRequest`.
+public struct GetBatchRequest: Sendable, Hashable {
+    /// The frame type of this message.
+    public static var messageType: MessageType { .getBatchRequest }
+
+    public var keyspace: UInt32
+    public var keys: [ByteBuffer]
+
+    public init(keyspace: UInt32, keys: [ByteBuffer]) {
+        self.keyspace = keyspace
+        self.keys = keys
+    }
+}
+
+extension ByteBuffer {
+    /// Reads one `GetBatchRequest` (message type 20) from the readable bytes.
+    ///
+    /// Returns `nil` and leaves the reader index unchanged when the buffer holds only part of one.
+    /// Throws (also leaving the reader index unchanged) when the bytes can never decode: a field
+    /// over its limit, an invalid bool, enum value or UTF-8 string.
+    public mutating func readGetBatchRequest() throws(WireError) -> GetBatchRequest? {
+        try self.readWireValue { (buffer: inout ByteBuffer) throws(WireError) in try buffer.decodeGetBatchRequest() }
+    }
+
+    /// Writes the encoding of `value`; returns the number of bytes written.
+    @discardableResult
+    public mutating func writeGetBatchRequest(_ value: GetBatchRequest) -> Int {
+        var written = 0
+        written += self.writeInteger(value.keyspace)
+        written += self.writeWireList(value.keys) { (buffer: inout ByteBuffer, element) in buffer.writeWireBytes(element) }
+        return written
+    }
+
+    mutating func decodeGetBatchRequest() throws(WireError) -> GetBatchRequest {
+        let keyspace = try self.decodeWireInteger(UInt32.self)
+        let keys = try self.decodeWireList(limit: Limits.batchKeysMax, elementBytesMin: 4, field: "GetBatchRequest.keys") { (buffer: inout ByteBuffer) throws(WireError) in try buffer.decodeWireBytes(limit: Limits.keyBytesMax, field: "GetBatchRequest.keys") }
+        return GetBatchRequest(keyspace: keyspace, keys: keys)
+    }
+}
+
+/// One key's answer: `record` as `GetResponse.record` (absent when the replica never saw the key), or
+/// `error`. The replica answers `overloaded` for the keys after the answer reached `batchAnswerBytesMax`
+/// bytes of records: ask for them again.
+public struct GetBatchItem: Sendable, Hashable {
+    public var record: Record?
+    public var error: BatchItemError?
+
+    public init(record: Record?, error: BatchItemError?) {
+        self.record = record
+        self.error = error
+    }
+}
+
+extension ByteBuffer {
+    /// Reads one `GetBatchItem` from the readable bytes.
+    ///
+    /// Returns `nil` and leaves the reader index unchanged when the buffer holds only part of one.
+    /// Throws (also leaving the reader index unchanged) when the bytes can never decode: a field
+    /// over its limit, an invalid bool, enum value or UTF-8 string.
+    public mutating func readGetBatchItem() throws(WireError) -> GetBatchItem? {
+        try self.readWireValue { (buffer: inout ByteBuffer) throws(WireError) in try buffer.decodeGetBatchItem() }
+    }
+
+    /// Writes the encoding of `value`; returns the number of bytes written.
+    @discardableResult
+    public mutating func writeGetBatchItem(_ value: GetBatchItem) -> Int {
+        var written = 0
+        written += self.writeWireOptional(value.record) { (buffer: inout ByteBuffer, wrapped) in buffer.writeRecord(wrapped) }
+        written += self.writeWireOptional(value.error) { (buffer: inout ByteBuffer, wrapped) in buffer.writeBatchItemError(wrapped) }
+        return written
+    }
+
+    mutating func decodeGetBatchItem() throws(WireError) -> GetBatchItem {
+        let record = try self.decodeWireOptional { (buffer: inout ByteBuffer) throws(WireError) in try buffer.decodeRecord() }
+        let error = try self.decodeWireOptional { (buffer: inout ByteBuffer) throws(WireError) in try buffer.decodeBatchItemError() }
+        return GetBatchItem(record: record, error: error)
+    }
+}
+
+/// One item per key, in the request's order.
+///
+/// Message type 21; schema name `GetBatchResponse`.
+public struct GetBatchResponse: Sendable, Hashable {
+    /// The frame type of this message.
+    public static var messageType: MessageType { .getBatchResponse }
+
+    public var items: [GetBatchItem]
+    public var clock: UInt64
+
+    public init(items: [GetBatchItem], clock: UInt64) {
+        self.items = items
+        self.clock = clock
+    }
+}
+
+extension ByteBuffer {
+    /// Reads one `GetBatchResponse` (message type 21) from the readable bytes.
+    ///
+    /// Returns `nil` and leaves the reader index unchanged when the buffer holds only part of one.
+    /// Throws (also leaving the reader index unchanged) when the bytes can never decode: a field
+    /// over its limit, an invalid bool, enum value or UTF-8 string.
+    public mutating func readGetBatchResponse() throws(WireError) -> GetBatchResponse? {
+        try self.readWireValue { (buffer: inout ByteBuffer) throws(WireError) in try buffer.decodeGetBatchResponse() }
+    }
+
+    /// Writes the encoding of `value`; returns the number of bytes written.
+    @discardableResult
+    public mutating func writeGetBatchResponse(_ value: GetBatchResponse) -> Int {
+        var written = 0
+        written += self.writeWireList(value.items) { (buffer: inout ByteBuffer, element) in buffer.writeGetBatchItem(element) }
+        written += self.writeInteger(value.clock)
+        return written
+    }
+
+    mutating func decodeGetBatchResponse() throws(WireError) -> GetBatchResponse {
+        let items = try self.decodeWireList(limit: Limits.batchKeysMax, elementBytesMin: 2, field: "GetBatchResponse.items") { (buffer: inout ByteBuffer) throws(WireError) in try buffer.decodeGetBatchItem() }
+        let clock = try self.decodeWireInteger(UInt64.self)
+        return GetBatchResponse(items: items, clock: clock)
+    }
+}
+
+/// One write of a `PutBatchRequest`: the fields of a `PutRequest` that differ from key to key.
+public struct BatchPut: Sendable, Hashable {
+    public var key: ByteBuffer
+    public var value: ByteBuffer
+    public var version: Version
+    public var tombstone: Bool
+    public var expiresAtMillis: UInt64?
+
+    public init(key: ByteBuffer, value: ByteBuffer, version: Version, tombstone: Bool, expiresAtMillis: UInt64?) {
+        self.key = key
+        self.value = value
+        self.version = version
+        self.tombstone = tombstone
+        self.expiresAtMillis = expiresAtMillis
+    }
+}
+
+extension ByteBuffer {
+    /// Reads one `BatchPut` from the readable bytes.
+    ///
+    /// Returns `nil` and leaves the reader index unchanged when the buffer holds only part of one.
+    /// Throws (also leaving the reader index unchanged) when the bytes can never decode: a field
+    /// over its limit, an invalid bool, enum value or UTF-8 string.
+    public mutating func readBatchPut() throws(WireError) -> BatchPut? {
+        try self.readWireValue { (buffer: inout ByteBuffer) throws(WireError) in try buffer.decodeBatchPut() }
+    }
+
+    /// Writes the encoding of `value`; returns the number of bytes written.
+    @discardableResult
+    public mutating func writeBatchPut(_ value: BatchPut) -> Int {
+        var written = 0
+        written += self.writeWireBytes(value.key)
+        written += self.writeWireBytes(value.value)
+        written += self.writeVersion(value.version)
+        written += self.writeWireBool(value.tombstone)
+        written += self.writeWireOptional(value.expiresAtMillis) { (buffer: inout ByteBuffer, wrapped) in buffer.writeInteger(wrapped) }
+        return written
+    }
+
+    mutating func decodeBatchPut() throws(WireError) -> BatchPut {
+        let key = try self.decodeWireBytes(limit: Limits.keyBytesMax, field: "BatchPut.key")
+        let value = try self.decodeWireBytes(limit: Limits.valueBytesMax, field: "BatchPut.value")
+        let version = try self.decodeVersion()
+        let tombstone = try self.decodeWireBool()
+        let expiresAtMillis = try self.decodeWireOptional { (buffer: inout ByteBuffer) throws(WireError) in try buffer.decodeWireInteger(UInt64.self) }
+        return BatchPut(key: key, value: value, version: version, tombstone: tombstone, expiresAtMillis: expiresAtMillis)
+    }
+}
+
+/// Client writes (`PutOrigin.client`), each as `PutRequest{key, value, version, tombstone, origin:
+/// client, epoch, expiresAtMillis, keyspace}`.
+///
+/// Message type 22; schema name `PutBatchRequest`.
+public struct PutBatchRequest: Sendable, Hashable {
+    /// The frame type of this message.
+    public static var messageType: MessageType { .putBatchRequest }
+
+    public var keyspace: UInt32
+    /// As `PutRequest.epoch`, for every write of the batch.
+    public var epoch: UInt64
+    public var puts: [BatchPut]
+
+    public init(keyspace: UInt32, epoch: UInt64, puts: [BatchPut]) {
+        self.keyspace = keyspace
+        self.epoch = epoch
+        self.puts = puts
+    }
+}
+
+extension ByteBuffer {
+    /// Reads one `PutBatchRequest` (message type 22) from the readable bytes.
+    ///
+    /// Returns `nil` and leaves the reader index unchanged when the buffer holds only part of one.
+    /// Throws (also leaving the reader index unchanged) when the bytes can never decode: a field
+    /// over its limit, an invalid bool, enum value or UTF-8 string.
+    public mutating func readPutBatchRequest() throws(WireError) -> PutBatchRequest? {
+        try self.readWireValue { (buffer: inout ByteBuffer) throws(WireError) in try buffer.decodePutBatchRequest() }
+    }
+
+    /// Writes the encoding of `value`; returns the number of bytes written.
+    @discardableResult
+    public mutating func writePutBatchRequest(_ value: PutBatchRequest) -> Int {
+        var written = 0
+        written += self.writeInteger(value.keyspace)
+        written += self.writeInteger(value.epoch)
+        written += self.writeWireList(value.puts) { (buffer: inout ByteBuffer, element) in buffer.writeBatchPut(element) }
+        return written
+    }
+
+    mutating func decodePutBatchRequest() throws(WireError) -> PutBatchRequest {
+        let keyspace = try self.decodeWireInteger(UInt32.self)
+        let epoch = try self.decodeWireInteger(UInt64.self)
+        let puts = try self.decodeWireList(limit: Limits.batchKeysMax, elementBytesMin: 26, field: "PutBatchRequest.puts") { (buffer: inout ByteBuffer) throws(WireError) in try buffer.decodeBatchPut() }
+        return PutBatchRequest(keyspace: keyspace, epoch: epoch, puts: puts)
+    }
+}
+
+/// One write's answer: `outcome` and `current` as `PutResponse`'s, or `error` (`outcome` then absent).
+public struct PutBatchItem: Sendable, Hashable {
+    public var outcome: PutOutcome?
+    public var current: Version
+    public var error: BatchItemError?
+
+    public init(outcome: PutOutcome?, current: Version, error: BatchItemError?) {
+        self.outcome = outcome
+        self.current = current
+        self.error = error
+    }
+}
+
+extension ByteBuffer {
+    /// Reads one `PutBatchItem` from the readable bytes.
+    ///
+    /// Returns `nil` and leaves the reader index unchanged when the buffer holds only part of one.
+    /// Throws (also leaving the reader index unchanged) when the bytes can never decode: a field
+    /// over its limit, an invalid bool, enum value or UTF-8 string.
+    public mutating func readPutBatchItem() throws(WireError) -> PutBatchItem? {
+        try self.readWireValue { (buffer: inout ByteBuffer) throws(WireError) in try buffer.decodePutBatchItem() }
+    }
+
+    /// Writes the encoding of `value`; returns the number of bytes written.
+    @discardableResult
+    public mutating func writePutBatchItem(_ value: PutBatchItem) -> Int {
+        var written = 0
+        written += self.writeWireOptional(value.outcome) { (buffer: inout ByteBuffer, wrapped) in buffer.writePutOutcome(wrapped) }
+        written += self.writeVersion(value.current)
+        written += self.writeWireOptional(value.error) { (buffer: inout ByteBuffer, wrapped) in buffer.writeBatchItemError(wrapped) }
+        return written
+    }
+
+    mutating func decodePutBatchItem() throws(WireError) -> PutBatchItem {
+        let outcome = try self.decodeWireOptional { (buffer: inout ByteBuffer) throws(WireError) in try buffer.decodePutOutcome() }
+        let current = try self.decodeVersion()
+        let error = try self.decodeWireOptional { (buffer: inout ByteBuffer) throws(WireError) in try buffer.decodeBatchItemError() }
+        return PutBatchItem(outcome: outcome, current: current, error: error)
+    }
+}
+
+/// One item per write, in the request's order.
+///
+/// Message type 23; schema name `PutBatchResponse`.
+public struct PutBatchResponse: Sendable, Hashable {
+    /// The frame type of this message.
+    public static var messageType: MessageType { .putBatchResponse }
+
+    public var items: [PutBatchItem]
+    public var clock: UInt64
+
+    public init(items: [PutBatchItem], clock: UInt64) {
+        self.items = items
+        self.clock = clock
+    }
+}
+
+extension ByteBuffer {
+    /// Reads one `PutBatchResponse` (message type 23) from the readable bytes.
+    ///
+    /// Returns `nil` and leaves the reader index unchanged when the buffer holds only part of one.
+    /// Throws (also leaving the reader index unchanged) when the bytes can never decode: a field
+    /// over its limit, an invalid bool, enum value or UTF-8 string.
+    public mutating func readPutBatchResponse() throws(WireError) -> PutBatchResponse? {
+        try self.readWireValue { (buffer: inout ByteBuffer) throws(WireError) in try buffer.decodePutBatchResponse() }
+    }
+
+    /// Writes the encoding of `value`; returns the number of bytes written.
+    @discardableResult
+    public mutating func writePutBatchResponse(_ value: PutBatchResponse) -> Int {
+        var written = 0
+        written += self.writeWireList(value.items) { (buffer: inout ByteBuffer, element) in buffer.writePutBatchItem(element) }
+        written += self.writeInteger(value.clock)
+        return written
+    }
+
+    mutating func decodePutBatchResponse() throws(WireError) -> PutBatchResponse {
+        let items = try self.decodeWireList(limit: Limits.batchKeysMax, elementBytesMin: 18, field: "PutBatchResponse.items") { (buffer: inout ByteBuffer) throws(WireError) in try buffer.decodePutBatchItem() }
+        let clock = try self.decodeWireInteger(UInt64.self)
+        return PutBatchResponse(items: items, clock: clock)
+    }
+}
+
 // MARK: - Messages
 
 /// The message type byte of a frame: one case per message of the schema.
@@ -3504,6 +3847,14 @@ public enum MessageType: UInt8, Sendable, Hashable, CaseIterable {
     case backupReleaseResponse = 117
     /// `BackupChangesRequest`
     case backupChangesRequest = 118
+    /// `GetBatchRequest`
+    case getBatchRequest = 20
+    /// `GetBatchResponse`
+    case getBatchResponse = 21
+    /// `PutBatchRequest`
+    case putBatchRequest = 22
+    /// `PutBatchResponse`
+    case putBatchResponse = 23
 }
 
 /// Any message of the protocol, as the body of one frame.
@@ -3545,6 +3896,10 @@ public enum Message: Sendable, Hashable {
     case backupReleaseRequest(BackupReleaseRequest)
     case backupReleaseResponse(BackupReleaseResponse)
     case backupChangesRequest(BackupChangesRequest)
+    case getBatchRequest(GetBatchRequest)
+    case getBatchResponse(GetBatchResponse)
+    case putBatchRequest(PutBatchRequest)
+    case putBatchResponse(PutBatchResponse)
 
     /// The frame type that carries this message.
     public var type: MessageType {
@@ -3586,6 +3941,10 @@ public enum Message: Sendable, Hashable {
         case .backupReleaseRequest: .backupReleaseRequest
         case .backupReleaseResponse: .backupReleaseResponse
         case .backupChangesRequest: .backupChangesRequest
+        case .getBatchRequest: .getBatchRequest
+        case .getBatchResponse: .getBatchResponse
+        case .putBatchRequest: .putBatchRequest
+        case .putBatchResponse: .putBatchResponse
         }
     }
 }
@@ -3631,6 +3990,10 @@ extension Message {
         case .backupReleaseRequest: self = .backupReleaseRequest(try body.decodeBackupReleaseRequest())
         case .backupReleaseResponse: self = .backupReleaseResponse(try body.decodeBackupReleaseResponse())
         case .backupChangesRequest: self = .backupChangesRequest(try body.decodeBackupChangesRequest())
+        case .getBatchRequest: self = .getBatchRequest(try body.decodeGetBatchRequest())
+        case .getBatchResponse: self = .getBatchResponse(try body.decodeGetBatchResponse())
+        case .putBatchRequest: self = .putBatchRequest(try body.decodePutBatchRequest())
+        case .putBatchResponse: self = .putBatchResponse(try body.decodePutBatchResponse())
         }
     }
 
@@ -3675,6 +4038,10 @@ extension Message {
         case .backupReleaseRequest(let message): buffer.writeBackupReleaseRequest(message)
         case .backupReleaseResponse(let message): buffer.writeBackupReleaseResponse(message)
         case .backupChangesRequest(let message): buffer.writeBackupChangesRequest(message)
+        case .getBatchRequest(let message): buffer.writeGetBatchRequest(message)
+        case .getBatchResponse(let message): buffer.writeGetBatchResponse(message)
+        case .putBatchRequest(let message): buffer.writePutBatchRequest(message)
+        case .putBatchResponse(let message): buffer.writePutBatchResponse(message)
         }
     }
 }

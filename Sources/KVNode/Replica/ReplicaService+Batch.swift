@@ -1,0 +1,135 @@
+import KVCore
+import KVRPC
+import KVStorage
+import KVTLS
+import KVWire
+import NIOCore
+import Synchronization
+
+/// Batches (protocol version 4): many keys of one keyspace in one request. Each key goes through
+/// exactly what its own `Get` or `Put` would (`checkAdmitted`, `read`'s store call, `write`'s checks
+/// and group commit) and gets its own answer or error; the batch only saves the round trips.
+extension ReplicaService {
+    /// Reads every key of `batch` in one pool job; a key refused (`notReplica`, a bad key) or whose
+    /// read failed answers its error, and the keys after the answer reached
+    /// `Limits.batchAnswerBytesMax` bytes of records answer `overloaded` (ask again).
+    func readBatch(_ batch: GetBatchRequest, in context: KeyspaceContext) async throws -> Message {
+        var items = [GetBatchItem](repeating: GetBatchItem(record: nil, error: nil), count: batch.keys.count)
+        var admitted: [(index: Int, key: [UInt8])] = []
+        admitted.reserveCapacity(batch.keys.count)
+        for (index, bytes) in batch.keys.enumerated() {
+            let key = Array(bytes.readableBytesView)
+            do {
+                try checkAdmitted(key, write: false, in: context)
+                admitted.append((index, key))
+            } catch {
+                items[index].error = itemError(error, answering: .getRequest)
+            }
+        }
+        let (replica, keys) = (context.replica, admitted.map(\.key))
+        // Reads in order until the records read reach the answer's budget; the rest are not read.
+        let read = try await runOnPool {
+            () throws(ReplicaError) -> (results: [Result<StoredRecord?, ReplicaError>], clock: UInt64) in
+            var clock: UInt64 = 0
+            var answerBytes = 0
+            var results: [Result<StoredRecord?, ReplicaError>] = []
+            for key in keys where answerBytes <= Limits.batchAnswerBytesMax {
+                do throws(ReplicaError) {
+                    let (record, seen) = try replica.get(key: key)
+                    clock = max(clock, seen)
+                    answerBytes += key.count + (record?.value.count ?? 0)
+                    results.append(.success(record))
+                } catch {
+                    results.append(.failure(error))
+                }
+            }
+            return (results, clock)
+        }
+        for (position, (index, key)) in admitted.enumerated() {
+            guard position < read.results.count else {
+                items[index].error = BatchItemError(
+                    code: .overloaded,
+                    message: "the batch's answer reached \(Limits.batchAnswerBytesMax) bytes: ask for this key again")
+                continue
+            }
+            switch read.results[position] {
+            case .success(let record):
+                items[index].record = record.map { Record(key: key, $0) }
+            case .failure(let error):
+                items[index].error = itemError(wireError(error), answering: .getRequest)
+            }
+        }
+        return .getBatchResponse(GetBatchResponse(items: items, clock: max(read.clock, tick(observing: 0))))
+    }
+
+    /// Hands every write of `batch` to the keyspace's group commit together (so they share its write
+    /// batch and fsync), as client `Put`s with the batch's epoch; answers once the last is written.
+    func writeBatch(_ batch: PutBatchRequest, from peer: PeerIdentity, in context: KeyspaceContext) async
+        -> Message
+    {
+        let answers = await withCheckedContinuation { continuation in
+            let collected = BatchAnswers(count: batch.puts.count) { continuation.resume(returning: $0) }
+            for (index, put) in batch.puts.enumerated() {
+                let request = PutRequest(
+                    key: put.key, value: put.value, version: put.version, tombstone: put.tombstone, origin: .client,
+                    epoch: batch.epoch, expiresAtMillis: put.expiresAtMillis, keyspace: batch.keyspace)
+                do {
+                    try write(request, from: peer, in: context) { collected.answer(index, with: $0) }
+                } catch {
+                    collected.answer(index, with: .failure(error))
+                }
+            }
+        }
+        var clock = tick(observing: 0)
+        let items = answers.map { answer -> PutBatchItem in
+            switch answer {
+            case .success(.putResponse(let response)):
+                clock = max(clock, response.clock)
+                return PutBatchItem(outcome: response.outcome, current: response.current, error: nil)
+            case .success(let other):
+                return PutBatchItem(
+                    outcome: nil, current: Version(hlc: 0, writer: 0),
+                    error: BatchItemError(code: .internal, message: "a write answered \(other.type)"))
+            case .failure(let error):
+                return PutBatchItem(
+                    outcome: nil, current: Version(hlc: 0, writer: 0),
+                    error: itemError(error, answering: .putRequest))
+            }
+        }
+        return .putBatchResponse(PutBatchResponse(items: items, clock: clock))
+    }
+
+    /// What the `Error` answering the key's own request would have said.
+    private func itemError(_ error: any Error, answering type: MessageType) -> BatchItemError {
+        let message = RPCServer.errorMessage(answering: error, to: type, logger: logger)
+        return BatchItemError(code: message.code, message: message.message)
+    }
+}
+
+/// The answers of a batch's writes, which complete on pool threads in any order: hands them over, in
+/// the batch's order, when the last one is in.
+private final class BatchAnswers: Sendable {
+    private struct State {
+        var answers: [Result<Message, any Error>?]
+        var missing: Int
+    }
+
+    private let state: Mutex<State>
+    private let done: @Sendable ([Result<Message, any Error>]) -> Void
+
+    init(count: Int, done: @escaping @Sendable ([Result<Message, any Error>]) -> Void) {
+        self.state = Mutex(State(answers: Array(repeating: nil, count: count), missing: count))
+        self.done = done
+        if count == 0 { done([]) }
+    }
+
+    func answer(_ index: Int, with result: Result<Message, any Error>) {
+        let complete = state.withLock { state -> [Result<Message, any Error>]? in
+            guard state.answers[index] == nil else { return nil }
+            state.answers[index] = result
+            state.missing -= 1
+            return state.missing == 0 ? state.answers.compactMap { $0 } : nil
+        }
+        if let complete { done(complete) }
+    }
+}
