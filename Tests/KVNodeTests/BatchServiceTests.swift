@@ -1,6 +1,7 @@
 import KVCore
 import KVNode
 import KVRPC
+import KVStorage
 import KVTLS
 import KVWire
 import NIOCore
@@ -125,6 +126,29 @@ struct BatchServiceTests {
             return
         }
         #expect(stored.record?.value == Self.key("v7"))
+        try await fixture.shutdown()
+    }
+
+    @Test func aHintBatchKeepsEachHintAsItsOwnHintWould() async throws {
+        // A queue of 2 hints per target: the third hint for n2 is refused, as its own Hint would be.
+        let fixture = try ServiceFixture(hintQueueMax: 2)
+        func hint(_ target: String, _ key: String) -> BatchHint {
+            BatchHint(
+                target: target,
+                record: Record(
+                    key: Self.key(key), version: Version(hlc: 900 << 16, writer: 7), tombstone: false,
+                    value: Self.key("v"), expiresAtMillis: nil))
+        }
+        let hints = [hint("n2", "a"), hint("n2", "b"), hint("n2", "c"), hint("n9", "d"), hint("n1", "e")]
+        let batch = await Self.answer(.hintBatchRequest(HintBatchRequest(keyspace: 0, hints: hints)), fixture)
+        guard case .message(.hintBatchResponse(let response)) = batch else {
+            Issue.record("answered \(batch)")
+            return
+        }
+        #expect(response.items.map(\.outcome) == [.stored, .stored, .refused, nil, nil])
+        #expect(response.items[3].error?.code == .unknownNode, "n9 is not a member")
+        #expect(response.items[4].error?.code == .invalidRequest, "a hint for the node itself")
+        #expect(fixture.store.hintQueueSizes() == ["n2": 2])
         try await fixture.shutdown()
     }
 

@@ -55,7 +55,7 @@ struct MalformedInputTests {
         }
     }
 
-    @Test("an unknown message type", arguments: [UInt8(0), 4, 15, 24, 99, 255])
+    @Test("an unknown message type", arguments: [UInt8(0), 4, 15, 26, 99, 255])
     func unknownMessageType(_ type: UInt8) {
         #expect(throws: WireError.unknownMessageType(type)) { try Self.decode(type: type, body: ByteBuffer()) }
         #expect(WireError.unknownMessageType(type).errorCode == .unknownMessageType)

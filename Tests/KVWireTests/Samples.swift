@@ -205,6 +205,36 @@ enum Samples {
                     clock: newerVersion.hlc))
         ),
         Sample(
+            name: "hint-batch-request",
+            summary:
+                "HintBatchRequest, request id 12: keyspace 0, hints [(target \"n3\", record (key \"k\", version as put-request, tombstone false, value \"v\", expiresAtMillis absent))]",
+            requestID: 12,
+            message: .hintBatchRequest(
+                HintBatchRequest(
+                    keyspace: 0,
+                    hints: [
+                        BatchHint(
+                            target: "n3",
+                            record: Record(
+                                key: bytes("k"), version: version, tombstone: false, value: bytes("v"),
+                                expiresAtMillis: nil))
+                    ]))
+        ),
+        Sample(
+            name: "hint-batch-response",
+            summary:
+                "HintBatchResponse, request id 12: items [outcome stored (1), error absent; outcome refused (2), error absent; outcome absent, error (unknownNode (14), \"no node n9\")], clock 0x018bcfe568000004",
+            requestID: 12,
+            message: .hintBatchResponse(
+                HintBatchResponse(
+                    items: [
+                        HintBatchItem(outcome: .stored, error: nil),
+                        HintBatchItem(outcome: .refused, error: nil),
+                        HintBatchItem(outcome: nil, error: BatchItemError(code: .unknownNode, message: "no node n9")),
+                    ],
+                    clock: hlc + 1))
+        ),
+        Sample(
             name: "hint-request",
             summary:
                 "HintRequest, request id 6: target \"n3\", record (key \"k\", version as put-request, tombstone false, value \"v\", expiresAtMillis present 1700000030000)",

@@ -97,6 +97,8 @@ func readBody(_ type: MessageType, from buffer: inout ByteBuffer) throws(WireErr
     case .getBatchResponse: try buffer.readGetBatchResponse().map(Message.getBatchResponse)
     case .putBatchRequest: try buffer.readPutBatchRequest().map(Message.putBatchRequest)
     case .putBatchResponse: try buffer.readPutBatchResponse().map(Message.putBatchResponse)
+    case .hintBatchRequest: try buffer.readHintBatchRequest().map(Message.hintBatchRequest)
+    case .hintBatchResponse: try buffer.readHintBatchResponse().map(Message.hintBatchResponse)
     }
 }
 

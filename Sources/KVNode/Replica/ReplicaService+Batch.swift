@@ -99,6 +99,28 @@ extension ReplicaService {
         return .putBatchResponse(PutBatchResponse(items: items, clock: clock))
     }
 
+    /// Keeps every hint of `batch` as its own `Hint` would be kept (`storeHint`: the target check,
+    /// the queue bounds, the mark of a refused hint's range), one after another.
+    func storeHints(_ batch: HintBatchRequest, in context: KeyspaceContext) async -> Message {
+        var clock = tick(observing: 0)
+        var items: [HintBatchItem] = []
+        items.reserveCapacity(batch.hints.count)
+        for hint in batch.hints {
+            do {
+                let answer = try await storeHint(
+                    HintRequest(target: hint.target, record: hint.record, keyspace: batch.keyspace), in: context)
+                guard case .hintResponse(let response) = answer else {
+                    throw RPCError.remote(.internal, message: "a hint answered \(answer.type)")
+                }
+                clock = max(clock, response.clock)
+                items.append(HintBatchItem(outcome: response.outcome, error: nil))
+            } catch {
+                items.append(HintBatchItem(outcome: nil, error: itemError(error, answering: .hintRequest)))
+            }
+        }
+        return .hintBatchResponse(HintBatchResponse(items: items, clock: clock))
+    }
+
     /// What the `Error` answering the key's own request would have said.
     private func itemError(_ error: any Error, answering type: MessageType) -> BatchItemError {
         let message = RPCServer.errorMessage(answering: error, to: type, logger: logger)

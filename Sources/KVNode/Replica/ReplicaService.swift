@@ -163,6 +163,8 @@ public final class ReplicaService: RPCService {
             return try await readBatch(batch, in: try await context(batch.keyspace))
         case .putBatchRequest(let batch):
             return await writeBatch(batch, from: peer, in: try await context(batch.keyspace))
+        case .hintBatchRequest(let batch):
+            return await storeHints(batch, in: try await context(batch.keyspace))
         case .mapPrepareRequest(let prepare):
             return try await answer(prepare)
         case .mapAcceptRequest(let request):

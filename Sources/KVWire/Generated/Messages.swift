@@ -3769,6 +3769,165 @@ extension ByteBuffer {
     }
 }
 
+/// One hint of a `HintBatchRequest`: `HintRequest`'s fields that differ from hint to hint.
+public struct BatchHint: Sendable, Hashable {
+    public var target: String
+    public var record: Record
+
+    public init(target: String, record: Record) {
+        self.target = target
+        self.record = record
+    }
+}
+
+extension ByteBuffer {
+    /// Reads one `BatchHint` from the readable bytes.
+    ///
+    /// Returns `nil` and leaves the reader index unchanged when the buffer holds only part of one.
+    /// Throws (also leaving the reader index unchanged) when the bytes can never decode: a field
+    /// over its limit, an invalid bool, enum value or UTF-8 string.
+    public mutating func readBatchHint() throws(WireError) -> BatchHint? {
+        try self.readWireValue { (buffer: inout ByteBuffer) throws(WireError) in try buffer.decodeBatchHint() }
+    }
+
+    /// Writes the encoding of `value`; returns the number of bytes written.
+    @discardableResult
+    public mutating func writeBatchHint(_ value: BatchHint) -> Int {
+        var written = 0
+        written += self.writeWireString(value.target)
+        written += self.writeRecord(value.record)
+        return written
+    }
+
+    mutating func decodeBatchHint() throws(WireError) -> BatchHint {
+        let target = try self.decodeWireString(limit: Limits.nameBytesMax, field: "BatchHint.target")
+        let record = try self.decodeRecord()
+        return BatchHint(target: target, record: record)
+    }
+}
+
+/// Hints for a fallback, each as `HintRequest{target, record, keyspace}`: what a batch of writes hands
+/// off for the replicas that did not acknowledge.
+///
+/// Message type 24; schema name `HintBatchRequest`.
+public struct HintBatchRequest: Sendable, Hashable {
+    /// The frame type of this message.
+    public static var messageType: MessageType { .hintBatchRequest }
+
+    public var keyspace: UInt32
+    public var hints: [BatchHint]
+
+    public init(keyspace: UInt32, hints: [BatchHint]) {
+        self.keyspace = keyspace
+        self.hints = hints
+    }
+}
+
+extension ByteBuffer {
+    /// Reads one `HintBatchRequest` (message type 24) from the readable bytes.
+    ///
+    /// Returns `nil` and leaves the reader index unchanged when the buffer holds only part of one.
+    /// Throws (also leaving the reader index unchanged) when the bytes can never decode: a field
+    /// over its limit, an invalid bool, enum value or UTF-8 string.
+    public mutating func readHintBatchRequest() throws(WireError) -> HintBatchRequest? {
+        try self.readWireValue { (buffer: inout ByteBuffer) throws(WireError) in try buffer.decodeHintBatchRequest() }
+    }
+
+    /// Writes the encoding of `value`; returns the number of bytes written.
+    @discardableResult
+    public mutating func writeHintBatchRequest(_ value: HintBatchRequest) -> Int {
+        var written = 0
+        written += self.writeInteger(value.keyspace)
+        written += self.writeWireList(value.hints) { (buffer: inout ByteBuffer, element) in buffer.writeBatchHint(element) }
+        return written
+    }
+
+    mutating func decodeHintBatchRequest() throws(WireError) -> HintBatchRequest {
+        let keyspace = try self.decodeWireInteger(UInt32.self)
+        let hints = try self.decodeWireList(limit: Limits.batchKeysMax, elementBytesMin: 30, field: "HintBatchRequest.hints") { (buffer: inout ByteBuffer) throws(WireError) in try buffer.decodeBatchHint() }
+        return HintBatchRequest(keyspace: keyspace, hints: hints)
+    }
+}
+
+/// One hint's answer: `outcome` as `HintResponse.outcome`, or `error` (`outcome` then absent).
+public struct HintBatchItem: Sendable, Hashable {
+    public var outcome: HintOutcome?
+    public var error: BatchItemError?
+
+    public init(outcome: HintOutcome?, error: BatchItemError?) {
+        self.outcome = outcome
+        self.error = error
+    }
+}
+
+extension ByteBuffer {
+    /// Reads one `HintBatchItem` from the readable bytes.
+    ///
+    /// Returns `nil` and leaves the reader index unchanged when the buffer holds only part of one.
+    /// Throws (also leaving the reader index unchanged) when the bytes can never decode: a field
+    /// over its limit, an invalid bool, enum value or UTF-8 string.
+    public mutating func readHintBatchItem() throws(WireError) -> HintBatchItem? {
+        try self.readWireValue { (buffer: inout ByteBuffer) throws(WireError) in try buffer.decodeHintBatchItem() }
+    }
+
+    /// Writes the encoding of `value`; returns the number of bytes written.
+    @discardableResult
+    public mutating func writeHintBatchItem(_ value: HintBatchItem) -> Int {
+        var written = 0
+        written += self.writeWireOptional(value.outcome) { (buffer: inout ByteBuffer, wrapped) in buffer.writeHintOutcome(wrapped) }
+        written += self.writeWireOptional(value.error) { (buffer: inout ByteBuffer, wrapped) in buffer.writeBatchItemError(wrapped) }
+        return written
+    }
+
+    mutating func decodeHintBatchItem() throws(WireError) -> HintBatchItem {
+        let outcome = try self.decodeWireOptional { (buffer: inout ByteBuffer) throws(WireError) in try buffer.decodeHintOutcome() }
+        let error = try self.decodeWireOptional { (buffer: inout ByteBuffer) throws(WireError) in try buffer.decodeBatchItemError() }
+        return HintBatchItem(outcome: outcome, error: error)
+    }
+}
+
+/// One item per hint, in the request's order.
+///
+/// Message type 25; schema name `HintBatchResponse`.
+public struct HintBatchResponse: Sendable, Hashable {
+    /// The frame type of this message.
+    public static var messageType: MessageType { .hintBatchResponse }
+
+    public var items: [HintBatchItem]
+    public var clock: UInt64
+
+    public init(items: [HintBatchItem], clock: UInt64) {
+        self.items = items
+        self.clock = clock
+    }
+}
+
+extension ByteBuffer {
+    /// Reads one `HintBatchResponse` (message type 25) from the readable bytes.
+    ///
+    /// Returns `nil` and leaves the reader index unchanged when the buffer holds only part of one.
+    /// Throws (also leaving the reader index unchanged) when the bytes can never decode: a field
+    /// over its limit, an invalid bool, enum value or UTF-8 string.
+    public mutating func readHintBatchResponse() throws(WireError) -> HintBatchResponse? {
+        try self.readWireValue { (buffer: inout ByteBuffer) throws(WireError) in try buffer.decodeHintBatchResponse() }
+    }
+
+    /// Writes the encoding of `value`; returns the number of bytes written.
+    @discardableResult
+    public mutating func writeHintBatchResponse(_ value: HintBatchResponse) -> Int {
+        var written = 0
+        written += self.writeWireList(value.items) { (buffer: inout ByteBuffer, element) in buffer.writeHintBatchItem(element) }
+        written += self.writeInteger(value.clock)
+        return written
+    }
+
+    mutating func decodeHintBatchResponse() throws(WireError) -> HintBatchResponse {
+        let items = try self.decodeWireList(limit: Limits.batchKeysMax, elementBytesMin: 2, field: "HintBatchResponse.items") { (buffer: inout ByteBuffer) throws(WireError) in try buffer.decodeHintBatchItem() }
+        let clock = try self.decodeWireInteger(UInt64.self)
+        return HintBatchResponse(items: items, clock: clock)
+    }
+}
+
 // MARK: - Messages
 
 /// The message type byte of a frame: one case per message of the schema.
@@ -3855,6 +4014,10 @@ public enum MessageType: UInt8, Sendable, Hashable, CaseIterable {
     case putBatchRequest = 22
     /// `PutBatchResponse`
     case putBatchResponse = 23
+    /// `HintBatchRequest`
+    case hintBatchRequest = 24
+    /// `HintBatchResponse`
+    case hintBatchResponse = 25
 }
 
 /// Any message of the protocol, as the body of one frame.
@@ -3900,6 +4063,8 @@ public enum Message: Sendable, Hashable {
     case getBatchResponse(GetBatchResponse)
     case putBatchRequest(PutBatchRequest)
     case putBatchResponse(PutBatchResponse)
+    case hintBatchRequest(HintBatchRequest)
+    case hintBatchResponse(HintBatchResponse)
 
     /// The frame type that carries this message.
     public var type: MessageType {
@@ -3945,6 +4110,8 @@ public enum Message: Sendable, Hashable {
         case .getBatchResponse: .getBatchResponse
         case .putBatchRequest: .putBatchRequest
         case .putBatchResponse: .putBatchResponse
+        case .hintBatchRequest: .hintBatchRequest
+        case .hintBatchResponse: .hintBatchResponse
         }
     }
 }
@@ -3994,6 +4161,8 @@ extension Message {
         case .getBatchResponse: self = .getBatchResponse(try body.decodeGetBatchResponse())
         case .putBatchRequest: self = .putBatchRequest(try body.decodePutBatchRequest())
         case .putBatchResponse: self = .putBatchResponse(try body.decodePutBatchResponse())
+        case .hintBatchRequest: self = .hintBatchRequest(try body.decodeHintBatchRequest())
+        case .hintBatchResponse: self = .hintBatchResponse(try body.decodeHintBatchResponse())
         }
     }
 
@@ -4042,6 +4211,8 @@ extension Message {
         case .getBatchResponse(let message): buffer.writeGetBatchResponse(message)
         case .putBatchRequest(let message): buffer.writePutBatchRequest(message)
         case .putBatchResponse(let message): buffer.writePutBatchResponse(message)
+        case .hintBatchRequest(let message): buffer.writeHintBatchRequest(message)
+        case .hintBatchResponse(let message): buffer.writeHintBatchResponse(message)
         }
     }
 }
