@@ -180,7 +180,7 @@ struct KVBench: AsyncParsableCommand {
         FileHandle.standardError.write(Data("kvbench: seed \(seed) (--seed \(seed) draws the same requests)\n".utf8))
         let connection = try makeClient()
         let client = connection.keyspace(keyspace)
-        let level = consistency.flatMap(ConsistencyLevel.init(parsing:))
+        let level = consistency.flatMap(KVConsistency.init(parsing:))
         let value = [UInt8](repeating: UInt8(ascii: "x"), count: valueBytes)
         let keys = LoadDriver.Keys(count: self.keys, prefix: keyPrefix)
 

@@ -40,7 +40,7 @@ struct LoadDriver: Sendable {
     }
 
     let client: KVKeyspace
-    let level: ConsistencyLevel?
+    let level: KVConsistency?
     let value: [UInt8]
     let keys: Keys
     let generator: RequestGenerator
