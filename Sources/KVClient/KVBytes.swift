@@ -20,6 +20,7 @@ public protocol KVBytes: Sendable {
     init(kvBytes: [UInt8])
 }
 
+/// Bytes as they are: a key or value of `[UInt8]` is never copied before it is hashed or read back.
 extension Array: KVBytes where Element == UInt8 {
     /// The array itself: no copy.
     public var kvArray: [UInt8] { self }
@@ -29,6 +30,7 @@ extension Array: KVBytes where Element == UInt8 {
     public init(kvBytes: [UInt8]) { self = kvBytes }
 }
 
+/// Text, stored as its UTF-8 bytes.
 extension String: KVBytes {
     /// The UTF-8 bytes, copied into an array.
     public var kvArray: [UInt8] { Array(utf8) }
@@ -38,6 +40,7 @@ extension String: KVBytes {
     public init(kvBytes: [UInt8]) { self = String(decoding: kvBytes, as: UTF8.self) }
 }
 
+/// Text, stored as its UTF-8 bytes.
 extension Substring: KVBytes {
     /// The UTF-8 bytes, copied into an array.
     public var kvArray: [UInt8] { Array(utf8) }
@@ -47,6 +50,7 @@ extension Substring: KVBytes {
     public init(kvBytes: [UInt8]) { self = Substring(String(decoding: kvBytes, as: UTF8.self)) }
 }
 
+/// Foundation's bytes, copied once into the store's buffers.
 extension Data: KVBytes {
     /// The bytes, copied into an array.
     public var kvArray: [UInt8] { Array(self) }
@@ -56,6 +60,7 @@ extension Data: KVBytes {
     public init(kvBytes: [UInt8]) { self = Data(kvBytes) }
 }
 
+/// SwiftNIO's bytes: a `ByteBuffer` value goes into the request frames without a copy.
 extension ByteBuffer: KVBytes {
     /// The readable bytes, copied into an array.
     public var kvArray: [UInt8] { Array(readableBytesView) }

@@ -4,7 +4,7 @@ package import KVCore
 ///
 /// With N replicas, reads at R and writes at W see each other's data whenever R + W > N: `quorum`
 /// for both (the default) is that promise at the cost of waiting for a majority. See
-/// <doc:Consistency> for the trade-offs of each choice.
+/// <doc:ConsistencyTradeOffs> for the trade-offs of each choice.
 public enum KVConsistency: Sendable, Hashable, CustomStringConvertible {
     /// One replica: the fastest answer, and the weakest promise.
     case one

@@ -25,6 +25,17 @@ extension RealProcessTests {
             #expect(user == User(name: "Ada Lovelace", languages: ["en", "fr"]))
             #expect(try cluster.kvctl(["get", "user:ada"]).stdout.contains(#""name":"Ada Lovelace""#))
 
+            let created = try cluster.kvctl(
+                ["keyspace", "create", "sessions", "--rf", "3", "--read", "one", "--write", "one", "--ttl", "1h"])
+            #expect(created.status == 0, "\(created.stderr)")
+            try await withKVClient(configuration: configuration) { client in
+                let session = try await sdkKeyspaceExample(client: client, token: "t-1")
+                #expect(session == "user:42")
+                // The same key in the default keyspace is another key.
+                let inDefault = try await client.get("t-1")
+                #expect(inDefault == nil)
+            }
+
             // The group ended when the greeter did (no signal, no timer) and closed the client.
             let closed = try await sdkServiceExample(configuration: configuration)
             #expect(try cluster.kvctl(["get", "greeting"]).stdout.contains("hello"))
@@ -88,7 +99,7 @@ extension RealProcessTests {
                         examples.contains(block) || serviceExample.contains(block),
                         "\(page) shows Swift code that no test runs:\n\(block)")
                 }
-                if page != "\(catalog)/Consistency.md" && page != "\(catalog)/KVClient.md" {
+                if page != "\(catalog)/ConsistencyTradeOffs.md" && page != "\(catalog)/KVClient.md" {
                     #expect(blocks.contains { $0.contains("func sdkExample(") }, "\(page) lacks the SDK example")
                 }
             }

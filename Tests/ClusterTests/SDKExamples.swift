@@ -37,3 +37,13 @@ func sdkJSONExample(client: KVClient) async throws -> User? {
     precondition(bytes == avatar)
     return user
 }
+
+/// Keeps a session in the `sessions` keyspace (`kvctl keyspace create sessions --rf 3 --read one
+/// --write one --ttl 1h`), where it expires after the keyspace's time to live unless the write names
+/// its own.
+func sdkKeyspaceExample(client: KVClient, token: String) async throws -> String? {
+    let sessions = client.keyspace("sessions")
+    try await sessions.put(token, value: "user:42")
+    try await sessions.put("\(token):short", value: "user:42", consistency: .quorum, timeToLive: .seconds(60))
+    return try await sessions.get(token, as: String.self)
+}
