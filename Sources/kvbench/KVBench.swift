@@ -5,6 +5,7 @@ import KVConfig
 import KVCore
 import KVTLS
 import KVWorkload
+import NIOCore
 
 /// `kvbench`: drives a cluster with a fixed number of concurrent requests and reports throughput and
 /// latency percentiles.
@@ -181,7 +182,7 @@ struct KVBench: AsyncParsableCommand {
         let connection = try makeClient()
         let client = connection.keyspace(keyspace)
         let level = consistency.flatMap(KVConsistency.init(parsing:))
-        let value = [UInt8](repeating: UInt8(ascii: "x"), count: valueBytes)
+        let value = ByteBuffer(repeating: UInt8(ascii: "x"), count: valueBytes)
         let keys = LoadDriver.Keys(count: self.keys, prefix: keyPrefix)
 
         if plan.loadsKeys && !skipLoad {

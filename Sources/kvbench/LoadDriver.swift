@@ -1,6 +1,7 @@
 import KVClient
 import KVCore
 import KVWorkload
+import NIOCore
 import Synchronization
 
 /// The request loops of one phase of a run (the warm-up or the measured part): `concurrency`
@@ -41,7 +42,8 @@ struct LoadDriver: Sendable {
 
     let client: KVKeyspace
     let level: KVConsistency?
-    let value: [UInt8]
+    /// The value every write sends: one buffer, which each request's frame is written from without a copy.
+    let value: ByteBuffer
     let keys: Keys
     let generator: RequestGenerator
     let concurrency: Int
