@@ -148,6 +148,13 @@ public final class KVClient: Sendable {
 
     // MARK: - Reads and writes
 
+    /// The largest key, in bytes (64 KiB); a key must have at least one byte.
+    public static let keyBytesMax = Limits.keyBytesMax
+    /// The largest value, in bytes: a request frame (16 MiB) less room for the key and the other fields.
+    public static let valueBytesMax = Limits.valueBytesMax
+    /// The longest time to live a write may carry (10 years).
+    public static let timeToLiveMax = Limits.timeToLiveMax
+
     /// The `default` keyspace, which the client's own reads and writes use.
     var defaultKeyspace: KVKeyspace { keyspace(Keyspace.defaultName) }
 
@@ -159,10 +166,10 @@ public final class KVClient: Sendable {
     /// to the `default` keyspace; ``keyspace(_:)`` opens another.
     ///
     /// - Parameters:
-    ///   - key: the key, 1 to 1024 bytes; see ``KVBytes`` for what each type costs in copies.
-    ///   - value: the value, at most 4 MiB.
+    ///   - key: the key, 1 to ``keyBytesMax`` bytes; see ``KVBytes`` for what each type costs in copies.
+    ///   - value: the value, at most ``valueBytesMax`` bytes.
     ///   - consistency: how many replicas must acknowledge; nil: the configuration's level.
-    ///   - timeToLive: how long the value lives, at most 10 years; nil: forever.
+    ///   - timeToLive: how long the value lives, at most ``timeToLiveMax``; nil: forever.
     /// - Returns: the version the write was stored with.
     /// - Throws: ``KVClientError``: `isInvalidArgument` for a bad key, value, TTL or level (nothing was
     ///   sent), `isUnavailable` when too few replicas acknowledged in time.
