@@ -51,12 +51,6 @@ extension KVClient {
     /// Writes `value` encoded as JSON by `encoder` under `key` in the `default` keyspace, as
     /// ``put(_:value:consistency:timeToLive:)``.
     ///
-    /// ```swift
-    /// struct User: Codable { var name: String }
-    /// try await client.put("user:42", json: User(name: "Ada"))
-    /// let user = try await client.get("user:42", as: User.self)
-    /// ```
-    ///
     /// - Returns: the version the write was stored with.
     /// - Throws: the encoder's error (nothing was sent), or ``KVClientError`` as `put`.
     @discardableResult

@@ -14,13 +14,7 @@ extension KVClient: Service {
 }
 
 /// Makes a client of the cluster `configuration` names, runs `body` with it, and closes it when
-/// `body` returns or throws.
-///
-/// ```swift
-/// let name = try await withKVClient(configuration: configuration) { client in
-///     try await client.get("user:42", as: String.self)
-/// }
-/// ```
+/// `body` returns or throws (<doc:GettingStarted> has an example).
 ///
 /// - Returns: what `body` returns.
 /// - Throws: what ``KVClient/init(configuration:)`` or `body` throws.

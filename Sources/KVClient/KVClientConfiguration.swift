@@ -10,14 +10,8 @@ import NIOPosix
 import Synchronization
 
 /// What a client needs to reach the cluster: where its nodes are, the client's certificate, and how
-/// requests are made (consistency levels, timeouts, read repair, hinted handoff).
-///
-/// ```swift
-/// var configuration = try KVClientConfiguration(
-///     clusterFile: "/etc/quorumkv/cluster.yaml",
-///     tls: KVTLSConfiguration(caFile: "ca.pem", certificateFile: "client.pem", keyFile: "client-key.pem"))
-/// configuration.readConsistency = .one
-/// ```
+/// requests are made (consistency levels, timeouts, read repair, hinted handoff). <doc:GettingStarted>
+/// makes one.
 public struct KVClientConfiguration: Sendable {
     /// The cluster's map (from `cluster.yaml`). When nil, the client fetches it from `endpoints`.
     package var cluster: ClusterMap?
