@@ -55,7 +55,7 @@ extension RealProcessTests {
             }
         }
 
-        @Test func withKVClientClosesTheClientWhenItsBodyThrows() async throws {
+        @Test func withKVClientAndACancelledRunCloseTheClient() async throws {
             struct Failure: Error {}
             let cluster = try ClusterHarness(nodes: 4, firstHost: 141)
             defer { cluster.tearDown() }
@@ -77,6 +77,15 @@ extension RealProcessTests {
             let error = await #expect(throws: KVClientError.self) { try await client.get("scoped") }
             #expect(error?.isUnavailable == true, "\(String(describing: error))")
             #expect(try cluster.kvctl(["get", "scoped"]).stdout.contains("yes"))
+
+            // A client run as a service outside any group closes when its task is cancelled.
+            let service = try KVClient(configuration: configuration)
+            try await service.put("service", value: "running")
+            let running = Task { try await service.run() }
+            running.cancel()
+            try await running.value
+            let afterCancel = await #expect(throws: KVClientError.self) { try await service.get("service") }
+            #expect(afterCancel?.isUnavailable == true, "\(String(describing: afterCancel))")
         }
 
         @Test func documentationShowsTheExamplesVerbatim() throws {
