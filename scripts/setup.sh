@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Installs what QuorumKV needs to build and test on Debian, when it is missing:
-# OpenSSL and RocksDB development files (reached through SwiftPM C module maps).
+# OpenSSL and RocksDB development files (reached through SwiftPM C module maps), and python3 (the
+# symbol-graph checks of scripts/docs.sh).
 set -euo pipefail
 
-packages=(libssl-dev librocksdb-dev)
+packages=(libssl-dev librocksdb-dev python3)
 missing=()
 for package in "${packages[@]}"; do
     if ! dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed"; then

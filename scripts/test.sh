@@ -21,6 +21,8 @@ trap '[[ -n "$fuzz_pid" ]] && kill "$fuzz_pid" 2>/dev/null; [[ -n "$alerts_pid" 
 step setup scripts/setup.sh
 step lint swift format lint --strict -r Sources Tests Package.swift
 step build swift build --build-tests
+# The SDK's DocC documentation, warnings as errors, and a doc comment on every public symbol.
+step docs scripts/docs.sh
 # Unit and in-process tests run in parallel; the simulator's runs (which keep both cores busy) after
 # them, so that they do not starve the TLS and RPC tests' event loops; the tests that start real kvd
 # processes last, one at a time (see Tests/ClusterTests/RealProcessTests.swift), waiting for events

@@ -1,8 +1,8 @@
 import Foundation
-public import KVCore
+package import KVCore
 import KVRPC
 import KVTLS
-public import KVWire
+package import KVWire
 import Metrics
 import NIOCore
 import NIOPosix
@@ -14,7 +14,7 @@ extension KVClient {
     /// Reads what one replica holds for `key`, tombstones included, bypassing coordination.
     ///
     /// For debugging and repair checks; needs an admin certificate.
-    public func replicaRecord(_ key: [UInt8], node: String) async throws -> StoredRecord? {
+    package func replicaRecord(_ key: [UInt8], node: String) async throws -> StoredRecord? {
         try await replicaRecord(key, node: node, in: Keyspace.defaultName)
     }
 
@@ -36,7 +36,7 @@ extension KVClient {
     ///
     /// - Returns: the version written, or the newer version the replica already held.
     @discardableResult
-    public func writeReplica(_ key: [UInt8], value: [UInt8], tombstone: Bool = false, node: String) async throws
+    package func writeReplica(_ key: [UInt8], value: [UInt8], tombstone: Bool = false, node: String) async throws
         -> ApplyOutcome
     {
         try await writeReplica(key, value: value, tombstone: tombstone, node: node, in: Keyspace.defaultName)
@@ -69,7 +69,7 @@ extension KVClient {
     /// One node's statistics (`Admin` stats, answered as `NodeStats`: keys, uptime, its counters
     /// since it started, its queues, its view of its peers and of the cluster map). Needs an admin
     /// certificate.
-    public func nodeStatistics(node: String) async throws -> NodeStats {
+    package func nodeStatistics(node: String) async throws -> NodeStats {
         try requireAdmin("reading a node's statistics")
         return try await adminStatistics(node: node, in: try await currentTopology())
     }
@@ -89,7 +89,7 @@ extension KVClient {
     ///
     /// A pass can take minutes on a large store, so it has its own `timeout`, not the request timeout.
     /// A co-replica that is down does not fail the call: the summary counts the sessions that failed.
-    public func repair(node: String, range: TokenRangeSpan? = nil, timeout: Duration = .seconds(3600)) async throws
+    package func repair(node: String, range: TokenRangeSpan? = nil, timeout: Duration = .seconds(3600)) async throws
         -> RepairSummary
     {
         try requireAdmin("repair")
@@ -102,7 +102,7 @@ extension KVClient {
     }
 
     /// The cluster map in use (fetched from a seed node if it was not given).
-    public func clusterMap() async throws -> ClusterMap {
+    package func clusterMap() async throws -> ClusterMap {
         try await currentTopology().map
     }
 
@@ -112,7 +112,7 @@ extension KVClient {
     /// replayed, expired, refused and queued per target, read repairs, ranges due for anti-entropy),
     /// one more call per node, all nodes at once. A node that answers the ping but not that call is
     /// still up: its counters stay nil and `countersError` says why.
-    public func status() async throws -> [NodeStatus] {
+    package func status() async throws -> [NodeStatus] {
         // The members as the nodes know them now (the cluster file may predate joins and leaves).
         _ = try? await latestClusterMap()
         let topology = try await currentTopology()

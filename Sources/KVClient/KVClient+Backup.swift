@@ -1,6 +1,6 @@
 import KVCore
 import KVRPC
-public import KVWire
+package import KVWire
 import NIOCore
 
 extension KVClient {
@@ -11,7 +11,7 @@ extension KVClient {
     /// incremental backup) — and returns its files (names, sizes, SHA-256) with the node's clock and
     /// map epoch at that moment. Needs an admin certificate. The checkpoint stays on the node until
     /// `releaseCheckpoint` (or until it has gone unused for an hour, or the node restarts).
-    public func takeCheckpoint(id: String, node: String, since: UInt64? = nil, timeout: Duration? = nil) async throws
+    package func takeCheckpoint(id: String, node: String, since: UInt64? = nil, timeout: Duration? = nil) async throws
         -> BackupCheckpointResponse
     {
         try requireAdmin("a backup")
@@ -35,7 +35,7 @@ extension KVClient {
 
     /// Reads up to `length` bytes (at most `Limits.backupChunkBytesMax`) of file `file` of checkpoint
     /// `id` on `node`, from `offset`; fewer only at the end of the file. Needs an admin certificate.
-    public func readCheckpoint(id: String, file: String, offset: UInt64, length: Int, node: String) async throws
+    package func readCheckpoint(id: String, file: String, offset: UInt64, length: Int, node: String) async throws
         -> [UInt8]
     {
         try requireAdmin("a backup")
@@ -56,7 +56,7 @@ extension KVClient {
     /// Tells `node` to remove checkpoint `id`; false when it held none of that id. Needs an admin
     /// certificate.
     @discardableResult
-    public func releaseCheckpoint(id: String, node: String) async throws -> Bool {
+    package func releaseCheckpoint(id: String, node: String) async throws -> Bool {
         try requireAdmin("a backup")
         let answer = try await call(
             .backupReleaseRequest(BackupReleaseRequest(id: id)), node: node, in: try await currentTopology())

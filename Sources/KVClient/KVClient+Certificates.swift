@@ -1,25 +1,25 @@
-public import KVTLS
+package import KVTLS
 import KVWire
 
 /// What one node answered to `KVClient.reloadCertificates(node:)`.
-public struct CertificateReloadResult: Sendable, Hashable {
+package struct CertificateReloadResult: Sendable, Hashable {
     /// The node asked.
-    public var nodeID: String
+    package var nodeID: String
     /// Why the node refused the new files (it goes on with the ones it had); nil when it reloaded.
-    public var refusal: String?
+    package var refusal: String?
     /// The node's certificate now in use: name, serial, issuer and end of validity.
-    public var certificateName: String?
-    public var certificateSerial: String?
-    public var certificateIssuer: String?
-    public var certificateNotAfterSeconds: UInt64?
+    package var certificateName: String?
+    package var certificateSerial: String?
+    package var certificateIssuer: String?
+    package var certificateNotAfterSeconds: UInt64?
     /// The names of the CA certificates the node now trusts, in its CA file's order.
-    public var authorities: [String]
+    package var authorities: [String]
     /// How many certificates its CRLs revoke; nil when it has no CRL file.
-    public var revokedCertificates: Int?
+    package var revokedCertificates: Int?
 
-    public var isReloaded: Bool { refusal == nil }
+    package var isReloaded: Bool { refusal == nil }
 
-    public init(
+    package init(
         nodeID: String, refusal: String? = nil, certificateName: String? = nil, certificateSerial: String? = nil,
         certificateIssuer: String? = nil, certificateNotAfterSeconds: UInt64? = nil, authorities: [String] = [],
         revokedCertificates: Int? = nil
@@ -66,7 +66,7 @@ extension KVClient {
     ///
     /// A refusal (a file missing or broken, a key that does not match, a certificate that does not
     /// verify against the new CA file) is a result, not an error: the node keeps what it had.
-    public func reloadCertificates(node: String) async throws -> CertificateReloadResult {
+    package func reloadCertificates(node: String) async throws -> CertificateReloadResult {
         try requireAdmin("reloading a node's certificates")
         let answer = try await call(
             .adminRequest(AdminRequest(command: .reloadCertificates, arguments: [])), node: node,
@@ -88,7 +88,7 @@ extension KVClient {
     /// - Throws: `TLSError.invalidConfiguration` saying why the new files were refused; the client
     ///   then keeps what it had.
     @discardableResult
-    public func reloadCertificates() throws(TLSError) -> TLSMaterialSummary {
+    package func reloadCertificates() throws(TLSError) -> TLSMaterialSummary {
         try tls.reload()
     }
 }

@@ -3,22 +3,22 @@ import KVRPC
 import KVWire
 
 /// What `Admin` drain did on one node.
-public struct DrainResult: Sendable, Hashable {
-    public var node: String
+package struct DrainResult: Sendable, Hashable {
+    package var node: String
     /// Requests still running when the node stopped waiting for them (0 unless the wait timed out).
-    public var inFlightLeft: UInt64
+    package var inFlightLeft: UInt64
     /// Whether the node put its store on disk.
-    public var flushed: Bool
+    package var flushed: Bool
 }
 
 /// Whether a node is back in service after a restart, as the cluster sees it: what a rolling restart
 /// waits for before it moves on to the next node.
-public struct NodeReadiness: Sendable, Hashable {
-    public var node: String
+package struct NodeReadiness: Sendable, Hashable {
+    package var node: String
     /// What is not there yet, in words; empty when the node is ready.
-    public var waitingFor: [String]
+    package var waitingFor: [String]
 
-    public var isReady: Bool { waitingFor.isEmpty }
+    package var isReady: Bool { waitingFor.isEmpty }
 }
 
 extension KVClient {
@@ -28,7 +28,7 @@ extension KVClient {
     /// with `shuttingDown`, so clients answer from the other replicas and hand its writes off as
     /// hints, waits for the requests in flight (at most `timeout`, ≤ 60 s), then flushes its store.
     /// Needs an admin certificate.
-    public func drain(node: String, timeout: Duration = .seconds(10)) async throws -> DrainResult {
+    package func drain(node: String, timeout: Duration = .seconds(10)) async throws -> DrainResult {
         try requireAdmin("draining a node")
         let millis = max(1, min(timeout.wholeMillisecondsClamped, 60_000))
         let results = try await adminCall(
@@ -40,7 +40,7 @@ extension KVClient {
     }
 
     /// Ends a drain without a restart: `node` takes requests again. Needs an admin certificate.
-    public func resume(node: String) async throws {
+    package func resume(node: String) async throws {
         try requireAdmin("resuming a node")
         let results = try await adminCall(.drain, [Pair(name: "resume", value: "1")], node: node)
         guard results["outcome"] == "resumed" else {
@@ -52,7 +52,7 @@ extension KVClient {
     /// draining), it holds the newest map any member holds, every other member (but those declared
     /// down or removed) answers and none suspects it, and no member holds hints for it any more (its hand-offs were replayed). Needs an
     /// admin certificate.
-    public func readiness(of node: String) async throws -> NodeReadiness {
+    package func readiness(of node: String) async throws -> NodeReadiness {
         try requireAdmin("checking a node's readiness")
         let topology = try await currentTopology()
         guard topology.map.node(node) != nil else {

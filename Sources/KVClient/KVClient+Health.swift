@@ -18,12 +18,12 @@ extension KVClient {
     }
 
     /// Each node's phi now: how unlikely its silence is.
-    public func nodePhi() -> [String: Double] {
+    package func nodePhi() -> [String: Double] {
         health.phi()
     }
 
     /// The nodes the failure detector suspects now.
-    public func suspectedNodes() -> Set<String> {
+    package func suspectedNodes() -> Set<String> {
         health.suspected()
     }
 

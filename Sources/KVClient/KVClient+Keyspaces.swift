@@ -8,7 +8,8 @@ extension KVClient {
     /// Opening a keyspace sends nothing; the name is looked up at each operation, in the map in use
     /// and, when that map does not know it, once in the cluster's latest map (a keyspace created after
     /// this client started works at once). An unknown or dropped keyspace fails the operation with
-    /// `isInvalidArgument`, naming it. `keyspace("default")` is the client's own keyspace.
+    /// ``KVClientError/isInvalidArgument``, naming it. `keyspace("default")` is the client's own
+    /// keyspace.
     public func keyspace(_ name: String) -> KVKeyspace {
         KVKeyspace(name: name, client: self)
     }
@@ -39,7 +40,8 @@ extension KVClient {
     func defaultLevels(of name: String) -> (read: ConsistencyLevel, write: ConsistencyLevel) {
         let route = topology.withLock { try? $0?.route(name, forKey: []) }
         return (
-            route?.readLevel ?? configuration.readConsistency, route?.writeLevel ?? configuration.writeConsistency
+            route?.readLevel ?? configuration.readConsistency.level,
+            route?.writeLevel ?? configuration.writeConsistency.level
         )
     }
 

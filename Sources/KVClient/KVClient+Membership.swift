@@ -1,5 +1,5 @@
 import KVCluster
-public import KVCore
+package import KVCore
 import KVRPC
 import KVTLS
 import KVWire
@@ -13,7 +13,7 @@ extension KVClient {
     /// - Throws: `ClusterChangeError` when the change does not fit the map, when the map changed
     ///   meanwhile, when another change was being decided at the same time, or when too few members
     ///   answered (nothing was changed in each case); `KVClientError` when no node could be reached.
-    public func changeCluster(_ change: ClusterChange) async throws -> ClusterMap {
+    package func changeCluster(_ change: ClusterChange) async throws -> ClusterMap {
         guard identity.role == .admin else {
             throw KVClientError.invalidArgument("changing the cluster map needs an admin certificate")
         }
@@ -44,7 +44,7 @@ extension KVClient {
     /// Asks every node in use for its cluster map and installs the latest one.
     ///
     /// - Returns: that map.
-    public func latestClusterMap() async throws -> ClusterMap {
+    package func latestClusterMap() async throws -> ClusterMap {
         let topology = try await currentTopology()
         let request = Message.clusterMapRequest(ClusterMapRequest(knownEpoch: topology.map.epoch, epoch: 0))
         var latest = topology.map
@@ -60,7 +60,7 @@ extension KVClient {
     }
 
     /// The cluster map `node` holds now.
-    public func clusterMap(node: String) async throws -> ClusterMap {
+    package func clusterMap(node: String) async throws -> ClusterMap {
         let topology = try await currentTopology()
         let answer = try await call(
             .clusterMapRequest(ClusterMapRequest(knownEpoch: 0, epoch: 0)), node: node, in: topology)
@@ -71,7 +71,7 @@ extension KVClient {
     }
 
     /// Each node's cluster-map epoch, nil for a node that did not answer.
-    public func clusterEpochs() async throws -> [String: UInt64?] {
+    package func clusterEpochs() async throws -> [String: UInt64?] {
         let topology = try await currentTopology()
         let request = Message.clusterMapRequest(ClusterMapRequest(knownEpoch: topology.map.epoch, epoch: 0))
         var epochs: [String: UInt64?] = [:]

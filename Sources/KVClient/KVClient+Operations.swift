@@ -11,14 +11,15 @@ import Synchronization
 
 extension KVClient {
     /// `put` in keyspace `keyspace`: its ring, its N, its write level and TTL when the call names none.
+    /// The value is the buffer the request frames are written from: the caller's `ByteBuffer` as it is.
     func put(
-        _ key: [UInt8], value: [UInt8], consistency: ConsistencyLevel?, timeToLive: Duration?, in keyspace: String
+        _ key: [UInt8], value: ByteBuffer, consistency: ConsistencyLevel?, timeToLive: Duration?, in keyspace: String
     ) async throws -> Version {
         try await metrics.measure(.put, consistency: consistency ?? defaultLevels(of: keyspace).write) {
             try validate(key: key)
-            guard value.count <= Limits.valueBytesMax else {
+            guard value.readableBytes <= Limits.valueBytesMax else {
                 throw KVClientError.invalidArgument(
-                    "value is \(value.count) bytes; the limit is \(Limits.valueBytesMax)")
+                    "value is \(value.readableBytes) bytes; the limit is \(Limits.valueBytesMax)")
             }
             if let timeToLive, timeToLive <= .zero || timeToLive > Limits.timeToLiveMax {
                 throw KVClientError.invalidArgument(
@@ -35,7 +36,7 @@ extension KVClient {
         try await metrics.measure(.delete, consistency: consistency ?? defaultLevels(of: keyspace).write) {
             try validate(key: key)
             return try await write(
-                key: key, value: [], tombstone: true, consistency: consistency, timeToLive: nil, in: keyspace)
+                key: key, value: ByteBuffer(), tombstone: true, consistency: consistency, timeToLive: nil, in: keyspace)
         }
     }
 
@@ -64,9 +65,9 @@ extension KVClient {
         }
         replicas = health.healthyFirst(replicas)
         let plan = ReadPlan(
-            level: consistency ?? route.readLevel ?? configuration.readConsistency,
+            level: consistency ?? route.readLevel ?? configuration.readConsistency.level,
             deadline: configuration.requestTimeout, askAll: configuration.readFromAll,
-            repair: repair ?? configuration.readRepair, localZone: configuration.zone)
+            repair: repair ?? configuration.readRepair.mode, localZone: configuration.zone)
         var readConfiguration: ReadOperation.Configuration
         do {
             readConfiguration = try plan.operation(replicas: replicas, on: route.ring)
@@ -114,7 +115,7 @@ extension KVClient {
                 return nil
             }
             return KVValue(
-                value: newest.value, version: newest.version,
+                value: newest.value, version: KVVersion(newest.version),
                 expiresAtMillis: newest.expiresAtMillis == 0 ? nil : newest.expiresAtMillis)
         }
     }
@@ -124,7 +125,7 @@ extension KVClient {
     /// hints for the replicas that did not acknowledge (which goes on in the background after the
     /// caller has its answer).
     func write(
-        key: [UInt8], value: [UInt8], tombstone: Bool, consistency: ConsistencyLevel?, timeToLive: Duration?,
+        key: [UInt8], value: ByteBuffer, tombstone: Bool, consistency: ConsistencyLevel?, timeToLive: Duration?,
         in keyspace: String
     ) async throws -> Version {
         try await onNewerMaps(in: keyspace, key: key) { topology, route in
@@ -164,11 +165,11 @@ extension KVClient {
     }
 
     func write(
-        key: [UInt8], value: [UInt8], tombstone: Bool, consistency: ConsistencyLevel?, timeToLive: Duration?,
+        key: [UInt8], value: ByteBuffer, tombstone: Bool, consistency: ConsistencyLevel?, timeToLive: Duration?,
         in topology: Topology, route: KeyspaceRoute
     ) async throws -> Version {
         var plan = WritePlan(
-            level: consistency ?? route.writeLevel ?? configuration.writeConsistency,
+            level: consistency ?? route.writeLevel ?? configuration.writeConsistency.level,
             deadline: configuration.requestTimeout, supersededRetriesMax: configuration.supersededRetriesMax,
             hintedHandoff: configuration.hintedHandoff, sloppyQuorum: configuration.sloppyQuorum)
         plan.localZone = configuration.zone
@@ -182,11 +183,10 @@ extension KVClient {
         let operation = Guarded(WriteOperation(configuration: writeConfiguration))
         // The expiry travels with each stamped version (absent on the wire without a TTL).
         let keyBytes = ByteBuffer(bytes: key)
-        let valueBytes = ByteBuffer(bytes: value)
         let record = { @Sendable (version: Version) -> Record in
             let millis = StoredRecord.expiry(of: version, timeToLive: timeToLive)
             return Record(
-                key: keyBytes, version: version, tombstone: tombstone, value: valueBytes,
+                key: keyBytes, version: version, tombstone: tombstone, value: value,
                 expiresAtMillis: millis == 0 ? nil : millis)
         }
         let wallClockMillis = configuration.wallClockMillis

@@ -1,4 +1,4 @@
-public import KVCore
+package import KVCore
 import KVRPC
 import KVWire
 import NIOCore
@@ -18,7 +18,7 @@ extension KVClient {
     ///
     /// - Returns: how many records the node applied (the others it held at that version or newer).
     @discardableResult
-    public func applyRecords(
+    package func applyRecords(
         _ records: [(key: [UInt8], record: StoredRecord)], keyspace: UInt32 = Keyspace.defaultID, node: String,
         timeout: Duration? = nil
     ) async throws -> Int {
@@ -38,7 +38,7 @@ extension KVClient {
     }
 
     /// Pings `node` alone, a check that it answers: the epoch of its cluster map and its key count.
-    public func ping(node: String, timeout: Duration? = nil) async throws -> (epoch: UInt64, keys: UInt64) {
+    package func ping(node: String, timeout: Duration? = nil) async throws -> (epoch: UInt64, keys: UInt64) {
         let answer = try await call(
             .pingRequest(PingRequest(epoch: 0, clock: clockNow())), node: node, in: try await currentTopology(),
             timeout: timeout)

@@ -1,5 +1,5 @@
 import Foundation
-public import KVCore
+package import KVCore
 import KVRPC
 import KVTLS
 package import KVWire
@@ -10,91 +10,100 @@ import Synchronization
 
 /// A value read from the store, with the version that wrote it.
 public struct KVValue: Sendable, Hashable {
+    /// The value's bytes.
     public var value: [UInt8]
-    public var version: Version
+    /// The version the value was written with.
+    public var version: KVVersion
     /// When the value expires (written with a time to live), milliseconds since 1970; nil: never.
     public var expiresAtMillis: UInt64?
 
-    public init(value: [UInt8], version: Version, expiresAtMillis: UInt64? = nil) {
+    /// A value read, with its version and expiry.
+    public init(value: [UInt8], version: KVVersion, expiresAtMillis: UInt64? = nil) {
         self.value = value
         self.version = version
         self.expiresAtMillis = expiresAtMillis
     }
+
+    /// The value's bytes as `type`: no copy for `[UInt8]`, one copy for the other ``KVBytes`` types
+    /// (a `String` decodes them as UTF-8).
+    public func value<Bytes: KVBytes>(as type: Bytes.Type) -> Bytes {
+        Bytes(kvBytes: value)
+    }
 }
 
 /// How one node answered a ping and, with an admin certificate, its counters (`Admin` stats).
-public struct NodeStatus: Sendable, Hashable {
+package struct NodeStatus: Sendable, Hashable {
     /// The node's id in the cluster map (or its address when the map is not known).
-    public var nodeID: String
-    public var address: String
-    public var isUp: Bool
-    public var latency: Duration?
-    public var keys: UInt64?
+    package var nodeID: String
+    package var address: String
+    package var isUp: Bool
+    package var latency: Duration?
+    package var keys: UInt64?
     /// Hints the node holds for other replicas.
-    public var hintsQueued: UInt64?
+    package var hintsQueued: UInt64?
     /// Why the node is down.
-    public var error: String?
+    package var error: String?
 
     // The counters below are nil unless the client has an admin certificate and the node answered
     // `Admin` stats; they count since the node started (the queue and the marks are durable).
 
     /// Hints the node stored for other replicas.
-    public var hintsStored: UInt64? = nil
+    package var hintsStored: UInt64? = nil
     /// Hints it handed over to their targets, acknowledged.
-    public var hintsReplayed: UInt64? = nil
+    package var hintsReplayed: UInt64? = nil
     /// Hints it dropped because they outlived the hint window.
-    public var hintsExpired: UInt64? = nil
+    package var hintsExpired: UInt64? = nil
     /// Hints it refused because their target's queue was full.
-    public var hintsRefused: UInt64? = nil
+    package var hintsRefused: UInt64? = nil
     /// Read-repair `Put`s it received.
-    public var readRepairsReceived: UInt64? = nil
+    package var readRepairsReceived: UInt64? = nil
     /// Read-repair `Put`s that replaced an older version (or none).
-    public var readRepairsApplied: UInt64? = nil
+    package var readRepairsApplied: UInt64? = nil
     /// Token ranges marked due for anti-entropy (a refused or expired hint), not yet repaired.
-    public var antiEntropyRangesDue: UInt64? = nil
+    package var antiEntropyRangesDue: UInt64? = nil
     /// Ranges anti-entropy compared without error with every co-replica.
-    public var antiEntropyRangesCompared: UInt64? = nil
+    package var antiEntropyRangesCompared: UInt64? = nil
     /// Records anti-entropy copied from this node to co-replicas, and from co-replicas to it.
-    public var antiEntropyKeysSent: UInt64? = nil
-    public var antiEntropyKeysReceived: UInt64? = nil
+    package var antiEntropyKeysSent: UInt64? = nil
+    package var antiEntropyKeysReceived: UInt64? = nil
     /// The oldest time a vnode range of the node was last compared with every co-replica (ms since the
     /// Unix epoch); 0 while one was never compared.
-    public var antiEntropyOldestRangeComparedMillis: UInt64? = nil
+    package var antiEntropyOldestRangeComparedMillis: UInt64? = nil
     /// Per vnode range (`START:END`), when it was last compared with every co-replica; 0: never.
-    public var antiEntropyRangeComparedMillis: [String: UInt64]? = nil
+    package var antiEntropyRangeComparedMillis: [String: UInt64]? = nil
     /// Its failure detector's phi for each peer, and the peers it suspects (the node's view).
-    public var peerPhi: [String: Double]? = nil
-    public var peersSuspected: [String]? = nil
+    package var peerPhi: [String: Double]? = nil
+    package var peersSuspected: [String]? = nil
     /// The epoch of the node's cluster map and the membership change in progress there ("none").
-    public var clusterEpoch: UInt64? = nil
-    public var clusterChange: String? = nil
+    package var clusterEpoch: UInt64? = nil
+    package var clusterChange: String? = nil
     /// The ranges the node receives (or last received) in a membership change, `START:END` → its
     /// progress (`done|receiving|retrying keys=K retries=R from=S[ error=…]`).
-    public var transfers: [String: String]? = nil
+    package var transfers: [String: String]? = nil
     /// The whole of those ranges: how many arrived, the share of their records, the ETA at the rate
     /// seen so far, or why it does not move; nil when the node receives (and last received) none.
-    public var transfer: TransferProgress? = nil
+    package var transfer: TransferProgress? = nil
     /// Records received through range transfers, received again after a restart, and dropped after
     /// their range moved to other nodes, since the node started.
-    public var streamKeysReceived: UInt64? = nil
-    public var streamKeysResent: UInt64? = nil
-    public var handoffKeysDeleted: UInt64? = nil
+    package var streamKeysReceived: UInt64? = nil
+    package var streamKeysResent: UInt64? = nil
+    package var handoffKeysDeleted: UInt64? = nil
     /// Tombstones purged since the node started (confirmed on every replica, older than the grace).
-    public var tombstonesPurged: UInt64? = nil
+    package var tombstonesPurged: UInt64? = nil
     /// When a whole anti-entropy pass last ended without error (ms since the Unix epoch); 0: never.
-    public var antiEntropyLastFullPassMillis: UInt64? = nil
+    package var antiEntropyLastFullPassMillis: UInt64? = nil
     /// Hints held per target node; targets with none are absent.
-    public var hintsQueuedPerTarget: [String: UInt64]? = nil
+    package var hintsQueuedPerTarget: [String: UInt64]? = nil
     /// When the node's certificate expires, in seconds since the Unix epoch.
-    public var certificateNotAfterSeconds: UInt64? = nil
+    package var certificateNotAfterSeconds: UInt64? = nil
     /// Its data folder's bytes on disk, and the bytes free on that file system (its last health
     /// reading, every 5 s).
-    public var diskUsedBytes: UInt64? = nil
-    public var diskFreeBytes: UInt64? = nil
+    package var diskUsedBytes: UInt64? = nil
+    package var diskFreeBytes: UInt64? = nil
     /// How long the oldest-versioned hint it holds for each target has waited, in seconds.
-    public var oldestHintAgeSeconds: [String: Double]? = nil
+    package var oldestHintAgeSeconds: [String: Double]? = nil
     /// Why the counters are missing although they were asked for (the node is up: it answered the ping).
-    public var countersError: String? = nil
+    package var countersError: String? = nil
 
     /// A node's status with only the ping's part known.
     package init(

@@ -1,8 +1,8 @@
 import Foundation
 import KVCluster
-public import KVCore
+import KVCore
 import KVRPC
-public import KVTLS
+package import KVTLS
 import KVWire
 import Metrics
 import NIOCore
@@ -18,6 +18,7 @@ import Synchronization
 /// a replica finds older than what it holds, so writes are acknowledged in version order whenever
 /// write quorums overlap.
 public final class KVClient: Sendable {
+    /// The configuration the client was made with.
     public let configuration: KVClientConfiguration
     let tls: TLSContext
     let hello: Hello
@@ -73,7 +74,7 @@ public final class KVClient: Sendable {
     public let writerID: UInt64
 
     /// The identity in this client's certificate.
-    public var identity: PeerIdentity { tls.localIdentity }
+    package var identity: PeerIdentity { tls.localIdentity }
 
     /// The ring and one connection per node, built from one cluster map.
     final class Topology: Sendable {
@@ -100,6 +101,12 @@ public final class KVClient: Sendable {
         }
     }
 
+    /// A client of the cluster `configuration` names. It connects to the nodes at its first request.
+    ///
+    /// Call ``close()`` when done with it (or run it as a `Service`, or use ``withKVClient(configuration:isolation:_:)``).
+    ///
+    /// - Throws: ``KVClientError`` when the configuration names no cluster or an address is not
+    ///   `HOST:PORT`; a TLS error when the certificate files cannot be read or do not match.
     public init(configuration: KVClientConfiguration) throws {
         guard configuration.cluster != nil || !configuration.endpoints.isEmpty else {
             throw KVClientError.invalidArgument(
@@ -110,7 +117,7 @@ public final class KVClient: Sendable {
         self.follower = MapFollower(background: background)
         self.health = PeerHealthTable(
             configuration: configuration.failureDetector, wallMillis: configuration.wallClockMillis)
-        self.tls = try TLSContext(configuration: configuration.tls, side: .client)
+        self.tls = try TLSContext(configuration: configuration.tls.settings, side: .client)
         self.writerID = UInt64.random(in: 1...UInt64.max)
         self.clock = Mutex(
             ClientClock(
@@ -141,45 +148,70 @@ public final class KVClient: Sendable {
 
     // MARK: - Reads and writes
 
-    /// Writes `value` under `key`, acknowledged by `consistency` replicas (default: the configuration's).
+    /// The largest key, in bytes (64 KiB); a key must have at least one byte.
+    public static let keyBytesMax = Limits.keyBytesMax
+    /// The largest value, in bytes: a request frame (16 MiB) less room for the key and the other fields.
+    public static let valueBytesMax = Limits.valueBytesMax
+    /// The longest time to live a write may carry (10 years).
+    public static let timeToLiveMax = Limits.timeToLiveMax
+
+    /// The `default` keyspace, which the client's own reads and writes use.
+    var defaultKeyspace: KVKeyspace { keyspace(Keyspace.defaultName) }
+
+    /// Writes `value` under `key`, acknowledged by `consistency` replicas (default: the configuration's
+    /// ``KVClientConfiguration/writeConsistency``).
+    ///
     /// With `timeToLive`, the key reads as absent from the version's time plus the TTL on, on every
-    /// replica at once (the expiry travels with the version), and is purged as deletes are.
+    /// replica at once (the expiry travels with the version), and is purged as deletes are. Writes go
+    /// to the `default` keyspace; ``keyspace(_:)`` opens another.
     ///
-    /// The default keyspace's; `keyspace(_:)` opens another.
-    ///
+    /// - Parameters:
+    ///   - key: the key, 1 to ``keyBytesMax`` bytes; see ``KVBytes`` for what each type costs in copies.
+    ///   - value: the value, at most ``valueBytesMax`` bytes.
+    ///   - consistency: how many replicas must acknowledge; nil: the configuration's level.
+    ///   - timeToLive: how long the value lives, at most ``timeToLiveMax``; nil: forever.
     /// - Returns: the version the write was stored with.
+    /// - Throws: ``KVClientError``: `isInvalidArgument` for a bad key, value, TTL or level (nothing was
+    ///   sent), `isUnavailable` when too few replicas acknowledged in time.
     @discardableResult
     public func put(
-        _ key: [UInt8], value: [UInt8], consistency: ConsistencyLevel? = nil, timeToLive: Duration? = nil
-    ) async throws -> Version {
-        try await put(key, value: value, consistency: consistency, timeToLive: timeToLive, in: Keyspace.defaultName)
+        _ key: some KVBytes, value: some KVBytes, consistency: KVConsistency? = nil, timeToLive: Duration? = nil
+    ) async throws -> KVVersion {
+        try await defaultKeyspace.put(key, value: value, consistency: consistency, timeToLive: timeToLive)
     }
 
-    /// Deletes `key` by writing a tombstone.
+    /// Deletes `key` by writing a tombstone, acknowledged by `consistency` replicas (default: the
+    /// configuration's ``KVClientConfiguration/writeConsistency``).
     ///
     /// - Returns: the version of the tombstone.
+    /// - Throws: ``KVClientError``, as ``put(_:value:consistency:timeToLive:)``.
     @discardableResult
-    public func delete(_ key: [UInt8], consistency: ConsistencyLevel? = nil) async throws -> Version {
-        try await delete(key, consistency: consistency, in: Keyspace.defaultName)
+    public func delete(_ key: some KVBytes, consistency: KVConsistency? = nil) async throws -> KVVersion {
+        try await defaultKeyspace.delete(key, consistency: consistency)
     }
 
-    /// Reads `key` from `consistency` replicas (default: the configuration's) and returns the newest
-    /// version they hold.
-    ///
-    /// - Returns: the value and its version, or nil when the key does not exist or was deleted.
+    /// Reads `key` from `consistency` replicas (default: the configuration's
+    /// ``KVClientConfiguration/readConsistency``) and returns the newest version they hold.
     ///
     /// Replicas that answered with an older version are repaired: the newest version is written back
-    /// to them, in the background or, with `repair: .blocking`, before the read answers.
-    public func get(_ key: [UInt8], consistency: ConsistencyLevel? = nil, repair: ReadOperation.Repair? = nil)
+    /// to them, in the background or, with `repair: .blocking`, before the read answers (default: the
+    /// configuration's ``KVClientConfiguration/readRepair``).
+    ///
+    /// - Returns: the value and its version, or nil when the key does not exist, was deleted or expired.
+    /// - Throws: ``KVClientError``: `isInvalidArgument` for a bad key or level, `isUnavailable` when too
+    ///   few replicas answered in time.
+    public func get(_ key: some KVBytes, consistency: KVConsistency? = nil, repair: KVReadRepair? = nil)
         async throws -> KVValue?
     {
-        try await get(key, consistency: consistency, repair: repair, in: Keyspace.defaultName)
+        try await defaultKeyspace.get(key, consistency: consistency, repair: repair)
     }
 
     /// Waits for the hints of earlier writes to be handed off (at most one request timeout), then
-    /// closes every connection.
+    /// closes every connection. Requests after it fail with `isUnavailable`; calling it again returns at
+    /// once.
     public func close() async {
-        closed.store(true, ordering: .relaxed)
+        // A `Service` run and an explicit close may both close the client: the first one does it.
+        guard !closed.exchange(true, ordering: .relaxed) else { return }
         for task in handingOff.withLock({ Array($0.tasks.values) }) {
             await task.wait()
         }

@@ -12,7 +12,7 @@ extension KVClientConfiguration {
     ///
     /// - Throws: `KVClientError.invalidArgument` when the certificate or the cluster is not given;
     ///   `ConfigError` when the cluster file cannot be used.
-    public init(
+    package init(
         clusterFile: String?,
         endpoints: String?,
         clusterID: String?,

@@ -1,31 +1,38 @@
 import Foundation
-public import KVCore
-public import KVRPC
-public import KVTLS
+import KVConfig
+package import KVCore
+package import KVRPC
+package import KVTLS
 import KVWire
 public import Metrics
 import NIOCore
 import NIOPosix
 import Synchronization
 
-/// What a client needs to reach the cluster.
+/// What a client needs to reach the cluster: where its nodes are, the client's certificate, and how
+/// requests are made (consistency levels, timeouts, read repair, hinted handoff). <doc:GettingStarted>
+/// makes one.
 public struct KVClientConfiguration: Sendable {
     /// The cluster's map (from `cluster.yaml`). When nil, the client fetches it from `endpoints`.
-    public var cluster: ClusterMap?
+    package var cluster: ClusterMap?
     /// Seed node addresses, `host:port`, asked for the cluster map when `cluster` is nil.
     public var endpoints: [String]
     /// The cluster the nodes must belong to; a node of another cluster refuses the connection.
     /// Taken from `cluster` when that is set.
     public var clusterID: String = "quorumkv"
-    public var tls: TLSConfiguration
+    /// The cluster's CA and the client's certificate and key.
+    public var tls: KVTLSConfiguration
     /// How long one request may take, all replicas included.
     public var requestTimeout: Duration = .seconds(5)
-    public var reconnect = ReconnectPolicy()
+    /// The backoff of the connection to each node (50 ms doubling to 5 s).
+    package var reconnect = ReconnectPolicy()
     /// How often a write that a replica finds older than what it holds is re-stamped and retried.
     public var supersededRetriesMax = 8
-    /// Consistency of reads and writes that do not name their own.
-    public var readConsistency: ConsistencyLevel = .quorum
-    public var writeConsistency: ConsistencyLevel = .quorum
+    /// The consistency of reads that do not name their own (in the `default` keyspace; another
+    /// keyspace has its own levels).
+    public var readConsistency: KVConsistency = .quorum
+    /// The consistency of writes and deletes that do not name their own (in the `default` keyspace).
+    public var writeConsistency: KVConsistency = .quorum
     /// The zone (datacenter or rack) this client runs in, as the cluster map names zones: what
     /// `local_quorum` counts in. Empty: none (`local_quorum` is then refused).
     public var zone = ""
@@ -42,10 +49,10 @@ public struct KVClientConfiguration: Sendable {
     public var healthCheckInterval: Duration? = .seconds(1)
     /// The phi-accrual failure detector per node (`threshold`, 8 by default). Reads ask the replicas
     /// it does not suspect first.
-    public var failureDetector = PhiAccrualDetector.Configuration()
+    package var failureDetector = PhiAccrualDetector.Configuration()
     /// What reads do about stale replicas they notice: write the newest version back in the
     /// background (default), before answering (`.blocking`), or not at all (`.none`).
-    public var readRepair: ReadOperation.Repair = .background
+    public var readRepair: KVReadRepair = .background
     /// Leave a hint with a fallback node for every replica that fails a write or stays silent past
     /// half the request timeout; the fallback replays it when the replica answers again.
     public var hintedHandoff = true
@@ -57,7 +64,7 @@ public struct KVClientConfiguration: Sendable {
     public var sloppyQuorum = false
     /// The wall clock, in milliseconds since the Unix epoch, that versions start from. Replaceable so
     /// that tests (and the simulator) can give a client a clock that runs behind or jumps.
-    public var wallClockMillis: @Sendable () -> UInt64 = KVClientConfiguration.systemMillis
+    package var wallClockMillis: @Sendable () -> UInt64 = KVClientConfiguration.systemMillis
     /// How far ahead of `wallClockMillis` a node's clock (in a reply, or a version it holds) may be
     /// for the client to move its own clock up to it; a clock further ahead is ignored, so a faulty or
     /// hostile node cannot exhaust the client's clock (a clock near 2^64) or drag its versions far
@@ -71,20 +78,48 @@ public struct KVClientConfiguration: Sendable {
     public var metricsFactory: (any MetricsFactory)?
 
     /// Milliseconds since the Unix epoch, from the system's real-time clock.
-    @Sendable public static func systemMillis() -> UInt64 {
+    @Sendable package static func systemMillis() -> UInt64 {
         UInt64(max(0, Date().timeIntervalSince1970 * 1000))
     }
 
-    public init(cluster: ClusterMap, tls: TLSConfiguration) {
+    /// A configuration for the cluster `cluster.yaml` at `clusterFile` describes; the client keeps
+    /// its map current by itself after that (the file may be older than the cluster).
+    ///
+    /// - Throws: ``KVClientError`` (`isInvalidArgument`) when the file cannot be read or is not a
+    ///   valid cluster map.
+    public init(clusterFile: String, tls: KVTLSConfiguration) throws {
+        let map: ClusterMap
+        do {
+            map = try ClusterFile.load(path: clusterFile)
+        } catch {
+            throw KVClientError.invalidArgument("cluster file \(clusterFile): \(error)")
+        }
+        self.init(cluster: map, tls: tls.settings)
+    }
+
+    /// A configuration that asks the nodes at `endpoints` (`host:port`) for the cluster's map.
+    ///
+    /// - Parameters:
+    ///   - endpoints: seed nodes, `host:port`; one that answers is enough.
+    ///   - clusterID: the cluster's id, as its `cluster.yaml` names it.
+    ///   - tls: the cluster's CA and the client's certificate.
+    public init(endpoints: [String], clusterID: String = "quorumkv", tls: KVTLSConfiguration) {
+        self.init(endpoints: endpoints, tls: tls.settings)
+        self.clusterID = clusterID
+    }
+
+    /// A configuration from a cluster map already loaded.
+    package init(cluster: ClusterMap, tls: TLSConfiguration) {
         self.cluster = cluster
         self.endpoints = cluster.nodes.map(\.address)
         self.clusterID = cluster.clusterID
-        self.tls = tls
+        self.tls = KVTLSConfiguration(tls)
     }
 
-    public init(endpoints: [String], tls: TLSConfiguration) {
+    /// A configuration that asks `endpoints` for the map, with the TLS layer's configuration.
+    package init(endpoints: [String], tls: TLSConfiguration) {
         self.cluster = nil
         self.endpoints = endpoints
-        self.tls = tls
+        self.tls = KVTLSConfiguration(tls)
     }
 }

@@ -1,4 +1,4 @@
-public import KVCore
+package import KVCore
 
 /// One keyspace of a cluster, opened with `KVClient.keyspace(_:)`: the client's data operations on
 /// that keyspace's keys.
@@ -8,7 +8,7 @@ public import KVCore
 /// keyspace's ring with its N, and uses its read and write levels (`kvctl keyspace create --read/--write`)
 /// and default time to live (`--ttl`) when the call names none. Copies share the client: open them
 /// freely, keep them as long as the client. An unknown or dropped keyspace fails each operation with
-/// `KVClientError.isInvalidArgument`, naming it.
+/// ``KVClientError/isInvalidArgument``, naming it.
 public struct KVKeyspace: Sendable {
     /// The keyspace's name, as the cluster map has it.
     public let name: String
@@ -25,40 +25,47 @@ public struct KVKeyspace: Sendable {
     /// without one: never).
     ///
     /// - Returns: the version the write was stored with.
+    /// - Throws: ``KVClientError``, as ``KVClient/put(_:value:consistency:timeToLive:)``; also
+    ///   `isInvalidArgument` when the cluster has no such keyspace.
     @discardableResult
     public func put(
-        _ key: [UInt8], value: [UInt8], consistency: ConsistencyLevel? = nil, timeToLive: Duration? = nil
-    ) async throws -> Version {
-        try await client.put(key, value: value, consistency: consistency, timeToLive: timeToLive, in: name)
+        _ key: some KVBytes, value: some KVBytes, consistency: KVConsistency? = nil, timeToLive: Duration? = nil
+    ) async throws -> KVVersion {
+        KVVersion(
+            try await client.put(
+                key.kvArray, value: value.kvBuffer, consistency: consistency?.level, timeToLive: timeToLive, in: name))
     }
 
     /// Deletes `key` by writing a tombstone (default level: the keyspace's write level).
     ///
     /// - Returns: the version of the tombstone.
+    /// - Throws: ``KVClientError``, as ``put(_:value:consistency:timeToLive:)``.
     @discardableResult
-    public func delete(_ key: [UInt8], consistency: ConsistencyLevel? = nil) async throws -> Version {
-        try await client.delete(key, consistency: consistency, in: name)
+    public func delete(_ key: some KVBytes, consistency: KVConsistency? = nil) async throws -> KVVersion {
+        KVVersion(try await client.delete(key.kvArray, consistency: consistency?.level, in: name))
     }
 
     /// Reads `key` from `consistency` replicas (default: the keyspace's read level) and returns the
-    /// newest version they hold, repairing replicas that answered older (as `KVClient.get`).
+    /// newest version they hold, repairing replicas that answered older (as ``KVClient/get(_:consistency:repair:)``).
     ///
     /// - Returns: the value and its version, or nil when the key does not exist, was deleted or expired.
-    public func get(_ key: [UInt8], consistency: ConsistencyLevel? = nil, repair: ReadOperation.Repair? = nil)
+    /// - Throws: ``KVClientError``, as ``KVClient/get(_:consistency:repair:)``; also
+    ///   `isInvalidArgument` when the cluster has no such keyspace.
+    public func get(_ key: some KVBytes, consistency: KVConsistency? = nil, repair: KVReadRepair? = nil)
         async throws -> KVValue?
     {
-        try await client.get(key, consistency: consistency, repair: repair, in: name)
+        try await client.get(key.kvArray, consistency: consistency?.level, repair: repair?.mode, in: name)
     }
 
     /// What one replica holds for `key` in this keyspace, bypassing coordination (admin certificate).
-    public func replicaRecord(_ key: [UInt8], node: String) async throws -> StoredRecord? {
+    package func replicaRecord(_ key: [UInt8], node: String) async throws -> StoredRecord? {
         try await client.replicaRecord(key, node: node, in: name)
     }
 
     /// Writes `value` (or a tombstone) under `key` in this keyspace to one replica only, bypassing
     /// coordination (admin certificate).
     @discardableResult
-    public func writeReplica(_ key: [UInt8], value: [UInt8], tombstone: Bool = false, node: String) async throws
+    package func writeReplica(_ key: [UInt8], value: [UInt8], tombstone: Bool = false, node: String) async throws
         -> ApplyOutcome
     {
         try await client.writeReplica(key, value: value, tombstone: tombstone, node: node, in: name)
@@ -66,7 +73,7 @@ public struct KVKeyspace: Sendable {
 
     /// The replicas of `key` in this keyspace, in preference order (the ring, in the map in use, of
     /// the keyspace's part that holds `key`).
-    public func replicas(ofKey key: [UInt8]) async throws -> [String] {
+    package func replicas(ofKey key: [UInt8]) async throws -> [String] {
         try await client.topologyAndRoute(name, key: key).1.ring.preferenceList(forKey: key)
     }
 }

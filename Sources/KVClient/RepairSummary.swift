@@ -1,33 +1,33 @@
-public import KVCore
+package import KVCore
 
 /// What one node's anti-entropy pass did (`Admin` repair), as `KVClient.repair(node:range:)` returns it.
-public struct RepairSummary: Sendable, Hashable {
+package struct RepairSummary: Sendable, Hashable {
     /// The node that ran the pass.
-    public var nodeID: String
+    package var nodeID: String
     /// Vnode ranges compared without error with every co-replica.
-    public var rangesCompared: Int
+    package var rangesCompared: Int
     /// Ranges not compared again because the node's previous pass, cut short by a crash, had done them.
-    public var rangesResumed: Int
+    package var rangesResumed: Int
     /// Sessions run: one range between two replicas.
-    public var sessions: Int
+    package var sessions: Int
     /// Merkle queries asked.
-    public var queries: Int
+    package var queries: Int
     /// Records co-replicas applied from the node.
-    public var keysSent: Int
+    package var keysSent: Int
     /// Records the node applied from its co-replicas.
-    public var keysReceived: Int
+    package var keysReceived: Int
     /// Bytes over the network: request and response frames of every anti-entropy RPC.
-    public var bytes: Int
+    package var bytes: Int
     /// Tombstones the node purged: in ranges compared with every co-replica, older than its grace.
-    public var tombstonesPurged: Int
+    package var tombstonesPurged: Int
     /// Sessions that failed (a co-replica down, an error answer); the pass went on with the others.
-    public var errors: Int
+    package var errors: Int
     /// The first failure, when `errors > 0`.
-    public var firstError: String?
+    package var firstError: String?
     /// How long the pass took on the node.
-    public var duration: Duration
+    package var duration: Duration
 
-    public init(
+    package init(
         nodeID: String, rangesCompared: Int = 0, rangesResumed: Int = 0, sessions: Int = 0, queries: Int = 0,
         keysSent: Int = 0,
         keysReceived: Int = 0, bytes: Int = 0, tombstonesPurged: Int = 0, errors: Int = 0, firstError: String? = nil,
@@ -65,5 +65,5 @@ public struct RepairSummary: Sendable, Hashable {
 
 extension TokenRangeSpan {
     /// `START:END`, the form `Admin` repair's `range` argument takes.
-    public var repairArgument: String { "\(start):\(end)" }
+    package var repairArgument: String { "\(start):\(end)" }
 }

@@ -1,4 +1,4 @@
-public import KVCore
+package import KVCore
 
 /// The one-line verdict `kvctl status` prints first: "healthy", or what is wrong in words, each
 /// problem with what it costs the application ("n2 down (connection refused); 312 hints queued for
@@ -6,22 +6,22 @@ public import KVCore
 ///
 /// Made from the nodes' statuses (``KVClient/status()``; the counters need an admin certificate and
 /// say more) and the cluster map, with no I/O.
-public struct StatusVerdict: Sendable, Hashable {
+package struct StatusVerdict: Sendable, Hashable {
     /// What is wrong, most severe first; empty when the cluster is healthy.
-    public var problems: [String]
+    package var problems: [String]
 
-    public var isHealthy: Bool { problems.isEmpty }
+    package var isHealthy: Bool { problems.isEmpty }
 
     /// "healthy", or the problems joined by "; ".
-    public var summary: String { isHealthy ? "healthy" : problems.joined(separator: "; ") }
+    package var summary: String { isHealthy ? "healthy" : problems.joined(separator: "; ") }
 
     /// How close a certificate's expiry must be to count as a problem.
-    public static let certificateWarning: Duration = .seconds(14 * 86_400)
+    package static let certificateWarning: Duration = .seconds(14 * 86_400)
 
     /// - Parameters:
     ///   - map: the cluster map (its ring says which keys lose their quorum); nil when unknown.
     ///   - nowSeconds: the wall clock, seconds since the Unix epoch, for certificate expiry.
-    public init(statuses: [NodeStatus], map: ClusterMap?, nowSeconds: UInt64) {
+    package init(statuses: [NodeStatus], map: ClusterMap?, nowSeconds: UInt64) {
         var problems: [String] = []
         let down = statuses.filter { !$0.isUp }
         let up = statuses.filter(\.isUp)
@@ -107,11 +107,11 @@ public struct StatusVerdict: Sendable, Hashable {
     }
 
     /// The share of its file system a node's data folder takes, above which it is a problem.
-    public static let diskUsageWarning = 0.8
+    package static let diskUsageWarning = 0.8
 
     /// Used / (used + free) of a node's data folder, as the alert `QuorumKVDiskUsage` computes it;
     /// nil when the node did not say.
-    public static func diskUsage(_ status: NodeStatus) -> Double? {
+    package static func diskUsage(_ status: NodeStatus) -> Double? {
         guard let used = status.diskUsedBytes, let free = status.diskFreeBytes else { return nil }
         let total = Double(used) + Double(free)
         return total > 0 ? Double(used) / total : nil
@@ -120,7 +120,7 @@ public struct StatusVerdict: Sendable, Hashable {
     /// A node's transfer in words: "received 40 of 40 ranges", "receiving: 12 of 40 ranges, 42 %,
     /// about 3 min left", or what holds it up instead of the time left ("…, stalled: retrying 1:2
     /// from n3: timed out"); "starting" before there is a rate to go by.
-    public static func transfer(_ progress: TransferProgress) -> String {
+    package static func transfer(_ progress: TransferProgress) -> String {
         let ranges = "\(progress.rangesDone) of \(progress.rangesTotal) ranges"
         if progress.isReceived { return "received \(ranges)" }
         var text = "receiving: \(ranges), \(Int((progress.share * 100).rounded(.down))) %"
@@ -136,7 +136,7 @@ public struct StatusVerdict: Sendable, Hashable {
     }
 
     /// 45 s, 12 min, 3 h (a node's number, bounded before it becomes an `Int`).
-    public static func age(_ seconds: Double) -> String {
+    package static func age(_ seconds: Double) -> String {
         let seconds = seconds.isFinite ? min(max(0, seconds), 1e12) : 0
         switch seconds {
         case ..<120: return "\(Int(seconds)) s"

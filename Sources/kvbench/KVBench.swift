@@ -5,6 +5,7 @@ import KVConfig
 import KVCore
 import KVTLS
 import KVWorkload
+import NIOCore
 
 /// `kvbench`: drives a cluster with a fixed number of concurrent requests and reports throughput and
 /// latency percentiles.
@@ -180,8 +181,8 @@ struct KVBench: AsyncParsableCommand {
         FileHandle.standardError.write(Data("kvbench: seed \(seed) (--seed \(seed) draws the same requests)\n".utf8))
         let connection = try makeClient()
         let client = connection.keyspace(keyspace)
-        let level = consistency.flatMap(ConsistencyLevel.init(parsing:))
-        let value = [UInt8](repeating: UInt8(ascii: "x"), count: valueBytes)
+        let level = consistency.flatMap(KVConsistency.init(parsing:))
+        let value = ByteBuffer(repeating: UInt8(ascii: "x"), count: valueBytes)
         let keys = LoadDriver.Keys(count: self.keys, prefix: keyPrefix)
 
         if plan.loadsKeys && !skipLoad {

@@ -1,6 +1,7 @@
 import KVClient
 import KVCore
 import KVWorkload
+import NIOCore
 import Synchronization
 
 /// The request loops of one phase of a run (the warm-up or the measured part): `concurrency`
@@ -40,8 +41,9 @@ struct LoadDriver: Sendable {
     }
 
     let client: KVKeyspace
-    let level: ConsistencyLevel?
-    let value: [UInt8]
+    let level: KVConsistency?
+    /// The value every write sends: one buffer, which each request's frame is written from without a copy.
+    let value: ByteBuffer
     let keys: Keys
     let generator: RequestGenerator
     let concurrency: Int

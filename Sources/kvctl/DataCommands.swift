@@ -137,11 +137,11 @@ struct Get: AsyncParsableCommand {
         throw CommandFailure(message, exitCode: exitCodeNotFound)
     }
 
-    private var repairMode: ReadOperation.Repair? {
+    private var repairMode: KVReadRepair? {
         switch repair {
         case "background": .background
         case "blocking": .blocking
-        case "none": ReadOperation.Repair.none
+        case "none": KVReadRepair.none
         default: nil
         }
     }

@@ -154,18 +154,18 @@ struct ConsistencyOptions: ParsableArguments {
     var writeReplicas: Int?
 
     func validate() throws {
-        if let consistency, ConsistencyLevel(parsing: consistency) == nil {
+        if let consistency, KVConsistency(parsing: consistency) == nil {
             throw ValidationError("--consistency must be one, quorum, all, local_quorum, each_quorum or a number")
         }
         if let readReplicas, readReplicas < 1 { throw ValidationError("--r must be at least 1") }
         if let writeReplicas, writeReplicas < 1 { throw ValidationError("--w must be at least 1") }
     }
 
-    var read: ConsistencyLevel? {
-        readReplicas.map { .count($0) } ?? consistency.flatMap(ConsistencyLevel.init(parsing:))
+    var read: KVConsistency? {
+        readReplicas.map { .count($0) } ?? consistency.flatMap(KVConsistency.init(parsing:))
     }
 
-    var write: ConsistencyLevel? {
-        writeReplicas.map { .count($0) } ?? consistency.flatMap(ConsistencyLevel.init(parsing:))
+    var write: KVConsistency? {
+        writeReplicas.map { .count($0) } ?? consistency.flatMap(KVConsistency.init(parsing:))
     }
 }

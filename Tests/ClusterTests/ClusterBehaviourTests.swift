@@ -87,7 +87,7 @@ extension RealProcessTests {
                                         client: "c\(index)", key: bytes, kind: .write(value: Array(value.utf8)))
                                     do {
                                         let version = try await client.put(bytes, value: Array(value.utf8))
-                                        log.complete(id, .wrote(version))
+                                        log.complete(id, .wrote(Version(version)))
                                     } catch {
                                         log.complete(id, .failed)
                                         throw error
@@ -100,7 +100,7 @@ extension RealProcessTests {
                                     let found: KVValue?
                                     do {
                                         found = try await client.get(bytes)
-                                        log.complete(id, .read(found?.version, value: found?.value))
+                                        log.complete(id, .read(found.map { Version($0.version) }, value: found?.value))
                                     } catch {
                                         log.complete(id, .failed)
                                         throw error

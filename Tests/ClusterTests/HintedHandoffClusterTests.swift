@@ -22,7 +22,8 @@ extension RealProcessTests {
                     group.addTask {
                         var written: [(String, Version)] = []
                         for key in stride(from: worker, to: keys.count, by: 20).map({ keys[$0] }) {
-                            written.append((key, try await client.put(Array(key.utf8), value: Array(key.utf8))))
+                            written.append(
+                                (key, Version(try await client.put(Array(key.utf8), value: Array(key.utf8)))))
                         }
                         return written
                     }
@@ -37,7 +38,7 @@ extension RealProcessTests {
             let deleted = try keys.prefix(400).filter { try cluster.replicas(of: $0).contains("n2") }.prefix(20)
             var finalVersions = versions
             for key in deleted {
-                finalVersions[key] = try await client.delete(Array(key.utf8))
+                finalVersions[key] = Version(try await client.delete(Array(key.utf8)))
             }
             let missed = try keys.filter { try cluster.replicas(of: $0).contains("n2") }
             #expect(missed.count > 1_500, "n2 should replicate most keys")
@@ -93,7 +94,7 @@ extension RealProcessTests {
             await #expect(throws: KVClientError.self) {
                 try await admin.put(Array(key.utf8), value: Array("strict".utf8))
             }
-            let version = try await sloppy.put(Array(key.utf8), value: Array("sloppy".utf8))
+            let version = Version(try await sloppy.put(Array(key.utf8), value: Array("sloppy".utf8)))
             #expect(sloppy.hintsHandedOff >= 1)
             try cluster.start("n2")
             try cluster.start("n3")

@@ -161,7 +161,7 @@ extension RealProcessTests {
             let repair = try await offThePool { try kvctl(["repair", "--node", "n3"]) }
             #expect(repair.status == 0, "\(repair.stderr)")
             var adminConfiguration = configuration
-            adminConfiguration.tls = TLSConfiguration(
+            adminConfiguration.tls = KVTLSConfiguration(
                 caFile: "\(state)/certs/ca.pem", certificateFile: "\(state)/certs/admin.pem",
                 keyFile: "\(state)/certs/admin-key.pem")
             let admin = try KVClient(configuration: adminConfiguration)

@@ -38,7 +38,7 @@ extension RealProcessTests {
                 Array("ttl-sdk".utf8), value: Array("from-sdk".utf8), timeToLive: .seconds(2))
             let keys = [
                 Expiring(key: "ttl-cli", value: "from-cli", version: cliStored.version),
-                Expiring(key: "ttl-sdk", value: "from-sdk", version: sdkVersion),
+                Expiring(key: "ttl-sdk", value: "from-sdk", version: Version(sdkVersion)),
             ]
 
             // Present right away: every replica holds the value with the same expiry, the version's
@@ -121,11 +121,12 @@ extension RealProcessTests {
             var keys = [
                 Expiring(
                     key: hinted, value: "v2",
-                    version: try await client.put(Array(hinted.utf8), value: Array("v2".utf8), timeToLive: .seconds(2)))
+                    version: Version(
+                        try await client.put(Array(hinted.utf8), value: Array("v2".utf8), timeToLive: .seconds(2))))
             ]
             for key in [readRepaired, antiEntropy] {
                 let version = try await unhinted.put(Array(key.utf8), value: Array("v2".utf8), timeToLive: .seconds(2))
-                keys.append(Expiring(key: key, value: "v2", version: version))
+                keys.append(Expiring(key: key, value: "v2", version: Version(version)))
             }
             try await eventually { client.hintsHandedOff >= 1 }
             #expect(client.hintsHandedOff >= 1, "the write n2 missed needs a hint")
