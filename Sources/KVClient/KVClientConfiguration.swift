@@ -21,6 +21,10 @@ public struct KVClientConfiguration: Sendable {
     /// How long one request may take, all replicas included.
     public var requestTimeout: Duration = .seconds(5)
     public var reconnect = ReconnectPolicy()
+    /// The wire-protocol versions the client speaks (default: every version of this build). Capping
+    /// the highest (`ProtocolRange.capped(at:)`) makes it act as the previous release: `kvctl
+    /// --protocol-max`, and tests of rolling upgrades.
+    public var protocolVersions: ProtocolRange = WireProtocol.versions
     /// How often a write that a replica finds older than what it holds is re-stamped and retried.
     public var supersededRetriesMax = 8
     /// Consistency of reads and writes that do not name their own.

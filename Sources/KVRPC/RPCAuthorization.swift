@@ -15,7 +15,7 @@ public enum RPCAuthorization {
         case .putRequest, .getRequest, .clusterMapRequest, .pingRequest, .hintRequest, .merkleExchangeRequest,
             .merkleFetchRequest, .merkleApplyRequest, .streamRequest, .adminRequest, .mapPrepareRequest,
             .mapAcceptRequest, .mapCommitRequest, .backupCheckpointRequest, .backupReadRequest, .backupReleaseRequest,
-            .backupChangesRequest:
+            .backupChangesRequest, .heartbeatRequest:
             true
         default:
             false
@@ -34,7 +34,7 @@ public enum RPCAuthorization {
 
     public static func permits(_ role: Role, toSend type: MessageType) -> Bool {
         switch type {
-        case .putRequest, .getRequest, .clusterMapRequest, .pingRequest, .hintRequest:
+        case .putRequest, .getRequest, .clusterMapRequest, .pingRequest, .heartbeatRequest, .hintRequest:
             // Clients send hints too: the SDK coordinates hinted handoff (docs/design-notes.md).
             return true
         case .merkleExchangeRequest, .merkleFetchRequest, .merkleApplyRequest, .streamRequest:

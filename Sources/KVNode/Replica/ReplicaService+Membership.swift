@@ -1,4 +1,5 @@
 import Foundation
+import KVCluster
 import KVCore
 import KVRPC
 import KVStorage
@@ -19,7 +20,14 @@ extension ReplicaService {
         guard let (map, proof) = kept else {
             throw RPCError.remote(.invalidRequest, message: "epoch \(request.epoch) is not kept here")
         }
-        return .clusterMapResponse(ClusterMapResponse(map, proof: proof))
+        var response = ClusterMapResponse(map, proof: proof)
+        if let protocols = health?.protocols {
+            response.memberVersions = protocols.known().sorted { $0.key < $1.key }.map {
+                MemberVersionBody(nodeId: $0.key, protocolVersion: $0.value)
+            }
+        }
+        // Left out for a peer that negotiated version 3 (RPCServer restricts every answer).
+        return .clusterMapResponse(response)
     }
 
     func answer(_ prepare: MapPrepareRequest) async throws -> Message {
