@@ -146,7 +146,8 @@ struct SwiftGenerator {
                         var value = "value.\(field.name)"
                         if field.since != nil {
                             // Absent for a peer that did not negotiate it: nothing from here on is written.
-                            $0.line("guard let \(Naming.escaped(field.name)) = value.\(field.name) else { return written }")
+                            $0.line(
+                                "guard let \(Naming.escaped(field.name)) = value.\(field.name) else { return written }")
                             value = Naming.escaped(field.name)
                         }
                         $0.line("written += \($0.writeExpression(field.type, value: value, buffer: "self"))")

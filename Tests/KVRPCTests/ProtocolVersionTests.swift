@@ -33,7 +33,8 @@ struct ProtocolVersionTests {
             #expect(clientLearned.snapshot() == ["n1": 4])
             #expect(serverLearned.snapshot() == ["n1": 4])
             // A version-4 message goes through on a version-4 connection.
-            let answer = try await client.call(.heartbeatRequest(HeartbeatRequest(epoch: 1, clock: 5)), timeout: .seconds(10))
+            let answer = try await client.call(
+                .heartbeatRequest(HeartbeatRequest(epoch: 1, clock: 5)), timeout: .seconds(10))
             #expect(answer == .heartbeatResponse(HeartbeatResponse(epoch: 7, clock: 5)))
             #expect(server.statistics.protocolViolationCount == 0)
             await client.close()
@@ -65,7 +66,8 @@ struct ProtocolVersionTests {
             #expect(server.statistics.protocolViolationCount == 1)
             // A version-4 message is not sent on a version-3 connection.
             await #expect(throws: RPCError.protocolViolation("")) {
-                _ = try await client.call(.heartbeatRequest(HeartbeatRequest(epoch: 1, clock: 5)), timeout: .seconds(10))
+                _ = try await client.call(
+                    .heartbeatRequest(HeartbeatRequest(epoch: 1, clock: 5)), timeout: .seconds(10))
             }
             await client.close()
         }

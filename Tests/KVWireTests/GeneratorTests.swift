@@ -67,7 +67,8 @@ struct GeneratorTests {
         BadSchema(
             text: "struct S {\n  1 x: u8 @since(4)\n}\n", error: "bad.qkv:2: error: @since is for message fields"),
         BadSchema(
-            text: "message A = 1 @since(1) {\n}\n", error: "bad.qkv:1: error: a protocol version in @since must be 2..."),
+            text: "message A = 1 @since(1) {\n}\n", error: "bad.qkv:1: error: a protocol version in @since must be 2..."
+        ),
     ]
 
     @Test("bad schemas fail with file:line", arguments: badSchemas)
