@@ -19,6 +19,15 @@ extension RealProcessTests {
             var reported: [String: UInt16]
         }
 
+        /// `--protocol-max` takes only a version this build speaks (3 or 4): anything else is refused
+        /// at start, before the node touches its data.
+        @Test(arguments: ["2", "5", "0", "x"])
+        func kvdRefusesAProtocolMaxItCannotSpeak(_ value: String) throws {
+            let result = try run("kvd", ["--protocol-max", value])
+            #expect(result.status == 64, "\(result.stderr)")
+            #expect(result.stderr.contains("--protocol-max"), "\(result.stderr)")
+        }
+
         @Test func aRollingUpgradeFrom3To4UnderLoadFailsNoRequest() async throws {
             let cluster = try ClusterHarness(nodes: 4, firstHost: 15)
             defer { cluster.tearDown() }
