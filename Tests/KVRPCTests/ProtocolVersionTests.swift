@@ -73,6 +73,31 @@ struct ProtocolVersionTests {
         }
     }
 
+    /// The fallback to 3 lasts as long as the connection made with it: once the server restarts (here:
+    /// a version-4 server on the same port, an upgrade), the next connection offers 3...4 again.
+    @Test func anUpgradedServerIsOfferedEveryVersionAgain() async throws {
+        let learned = PeerVersions()
+        let (client, port): (RPCClient, Int) = try await withTestServer(protocolVersions: Self.previous) { server in
+            let made = try self.client(to: server, versions: WireProtocol.versions, peerVersions: learned)
+            #expect(try await made.connection().version == 3)
+            return (made, server.localAddress.port ?? 0)
+        }
+        try await withTestServer(port: port) { server in
+            // The old connection ended with the old server; wait until the client sees it gone.
+            let deadline = ContinuousClock.now + .seconds(30)
+            var connection = try await client.connection()
+            while connection.version == 3, ContinuousClock.now < deadline {
+                if connection.isActive { try await Task.sleep(for: .milliseconds(20)) }
+                connection = try await client.connection()
+            }
+            #expect(connection.version == 4)
+            #expect(connection.offered == WireProtocol.versions)
+            #expect(server.statistics.protocolViolationCount == 0)
+            #expect(learned.snapshot() == ["n1": 4])
+        }
+        await client.close()
+    }
+
     @Test func aClientCappedAt3MeetingAVersion4ServerSpeaks3() async throws {
         let serverLearned = PeerVersions()
         try await withTestServer(peerVersions: serverLearned) { server in
@@ -85,6 +110,37 @@ struct ProtocolVersionTests {
             // The capped side announced 3 alone (no lowestVersion, as the previous release).
             #expect(serverLearned.snapshot() == ["n1": 3])
             await client.close()
+        }
+    }
+
+    /// A version-4 server answers a version-4 message on a version-3 connection as a version-3 node
+    /// would: `unknownMessageType`, and the connection stays open.
+    @Test func aVersion4MessageOnAVersion3ConnectionIsUnknown() async throws {
+        try await withTestServer { server in
+            let collector = FrameCollector()
+            let channel = try await rawConnection(to: server, collector: collector)
+            defer { channel.close(promise: nil) }
+            var buffer = ByteBuffer()
+            buffer.writeFrame(.hello(hello(version: 3)), requestID: 1)
+            buffer.writeFrame(.heartbeatRequest(HeartbeatRequest(epoch: 0, clock: 4)), requestID: 2)
+            buffer.writeFrame(.pingRequest(PingRequest(epoch: 0, clock: 4)), requestID: 3)
+            try await channel.writeAndFlush(buffer)
+            await collector.waitForFrames(3)
+            let frames = collector.frames
+            #expect(frames.count == 3 && !collector.isClosed)
+            guard frames.count == 3 else { return }
+            guard case .helloAck(let ack) = try Message(frame: frames[0]) else {
+                Issue.record("expected a HelloAck, got \(frames[0])")
+                return
+            }
+            // Version 3 negotiated: the version-4 field is left out of the answer.
+            #expect(ack.protocolVersion == 3 && ack.highestVersion == nil)
+            if case .error(let error) = try Message(frame: frames[1]) {
+                #expect(error.code == .unknownMessageType && frames[1].requestID == 2)
+            } else {
+                Issue.record("expected an Error frame, got \(frames[1])")
+            }
+            #expect(try Message(frame: frames[2]).type == .pingResponse)
         }
     }
 
