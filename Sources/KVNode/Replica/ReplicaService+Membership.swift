@@ -22,8 +22,10 @@ extension ReplicaService {
         }
         var response = ClusterMapResponse(map, proof: proof)
         if let protocols = health?.protocols {
-            response.memberVersions = protocols.known().sorted { $0.key < $1.key }.map {
-                MemberVersionBody(nodeId: $0.key, protocolVersion: $0.value)
+            // The members of the map answered (a peer since removed is left out), sorted by id.
+            let known = protocols.known()
+            response.memberVersions = map.nodes.filter { $0.state != .removed }.map(\.id).sorted().compactMap { id in
+                known[id].map { MemberVersionBody(nodeId: id, protocolVersion: $0) }
             }
         }
         // Left out for a peer that negotiated version 3 (RPCServer restricts every answer).
