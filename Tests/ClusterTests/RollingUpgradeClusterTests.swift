@@ -1,5 +1,6 @@
 import Foundation
 import KVClient
+import KVTLS
 import Synchronization
 import Testing
 
@@ -17,6 +18,15 @@ extension RealProcessTests {
             var node: String
             var heartbeats: Bool
             var reported: [String: UInt16]
+            /// Heartbeats each node upgraded so far had answered (`quorumkv_requests_total`).
+            var heartbeatsAnswered: [String: Double]
+        }
+
+        static let metricsPort = 9411
+
+        /// The series counting the heartbeats `id` answered.
+        static func heartbeatSeries(_ id: String) -> String {
+            "quorumkv_requests_total{node=\"\(id)\",type=\"heartbeatRequest\"}"
         }
 
         /// `--protocol-max` takes only a version this build speaks (3 or 4): anything else is refused
@@ -31,8 +41,28 @@ extension RealProcessTests {
         @Test func aRollingUpgradeFrom3To4UnderLoadFailsNoRequest() async throws {
             let cluster = try ClusterHarness(nodes: 4, firstHost: 15)
             defer { cluster.tearDown() }
-            for id in cluster.ids { cluster.nodeArguments[id] = ["--protocol-max", "3"] }
+            // Each node serves /metrics, where the heartbeats it answered are counted.
+            let metrics = Dictionary(
+                uniqueKeysWithValues: zip(cluster.ids, cluster.hosts).map {
+                    ($0, ["--metrics", "\($1):\(Self.metricsPort)"])
+                })
+            for id in cluster.ids { cluster.nodeArguments[id] = ["--protocol-max", "3"] + metrics[id, default: []] }
             try await offThePool { try cluster.startAll() }
+            let tls = try TLSContext(
+                configuration: TLSConfiguration(
+                    caFile: "\(cluster.certs)/ca.pem", certificateFile: "\(cluster.certs)/client.pem",
+                    keyFile: "\(cluster.certs)/client-key.pem"),
+                side: .client)
+            let hosts = Dictionary(uniqueKeysWithValues: zip(cluster.ids, cluster.hosts))
+            /// The heartbeats `id` has answered, once `condition` holds of the count (60 s at most).
+            @Sendable func heartbeatsAnswered(_ id: String, until condition: @escaping (Double) -> Bool = { _ in true })
+                async throws -> Double
+            {
+                let samples = try await scrapeSamples(host: hosts[id] ?? "", port: Self.metricsPort, tls: tls) {
+                    condition($0[Self.heartbeatSeries(id)] ?? 0)
+                }
+                return samples[Self.heartbeatSeries(id)] ?? 0
+            }
             let client = try cluster.client(timeout: .seconds(10)) { $0.healthCheckInterval = .milliseconds(500) }
             let keys = 300
             for index in 0..<keys {
@@ -57,11 +87,20 @@ extension RealProcessTests {
                         try? FileManager.default.removeItem(atPath: "\(requests)/\(file)")
                         // The upgrade: the same node, restarted without `--protocol-max 3`.
                         cluster.stop(id, signal: SIGTERM)
-                        cluster.nodeArguments[id] = []
+                        cluster.nodeArguments[id] = metrics[id, default: []]
                         try await offThePool { try cluster.start(id) }
                         let reported = (try? await client.memberProtocolVersions(node: id)) ?? [:]
                         let heartbeats = (try? await client.usesHeartbeats()) ?? false
-                        steps.withLock { $0.append(Step(node: id, heartbeats: heartbeats, reported: reported)) }
+                        var answered: [String: Double] = [:]
+                        let upgraded = steps.withLock { $0.map(\.node) } + [id]
+                        for node in upgraded {
+                            answered[node] = (try? await heartbeatsAnswered(node)) ?? -1
+                        }
+                        steps.withLock {
+                            $0.append(
+                                Step(
+                                    node: id, heartbeats: heartbeats, reported: reported, heartbeatsAnswered: answered))
+                        }
                         _ = FileManager.default.createFile(atPath: "\(requests)/\(id).done", contents: nil)
                     }
                     try await Task.sleep(for: .milliseconds(50))
@@ -97,6 +136,8 @@ extension RealProcessTests {
             // 4 (a version-4 answer to the version-4 SDK) and no member above what it spoke.
             for step in seen.dropLast() {
                 #expect(!step.heartbeats, "Heartbeat on after \(step.node) with members still at 3")
+                // Neither the SDK nor an upgraded node sent one: every node's switch was off too.
+                #expect(step.heartbeatsAnswered.values.allSatisfy { $0 == 0 }, "\(step.heartbeatsAnswered)")
             }
             for step in seen {
                 #expect(step.reported[step.node] == 4, "\(step.node) reported \(step.reported)")
@@ -135,6 +176,15 @@ extension RealProcessTests {
             let wrong = try await MembershipChangeClusterTests.checkReadable(expected, with: client)
             #expect(wrong.isEmpty, "\(wrong.count) keys read wrong: \(wrong.prefix(5))")
             await client.close()
+
+            // With the SDK gone (at most one of its heartbeats still in flight per node), the heartbeats
+            // each node still answers come from its three peers, one a second each: the nodes switched
+            // Heartbeat on by the same rule.
+            for id in cluster.ids {
+                let before = try await heartbeatsAnswered(id)
+                let after = try await heartbeatsAnswered(id) { $0 >= before + 3 }
+                #expect(after >= before + 3, "\(id) answered no heartbeats from its peers")
+            }
         }
     }
 }
