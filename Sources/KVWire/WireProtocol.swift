@@ -18,6 +18,13 @@ public enum WireProtocol {
     /// (`ProtocolRange.capped(at:)`).
     public static let versions = ProtocolRange(lowest: lowestVersion, highest: version)!
 
+    /// The versions a process speaks when told to speak at most `highestMax` (`kvd --protocol-max`,
+    /// `kvctl --protocol-max`): this build's, capped; nil when this build does not speak `highestMax`.
+    public static func versions(highestMax: Int) -> ProtocolRange? {
+        guard let highest = UInt16(exactly: highestMax), versions.speaks(highest) else { return nil }
+        return versions.capped(at: highest)
+    }
+
     /// Bytes of a frame header after the length prefix: type (1), request id (8), flags (1).
     public static let frameHeaderBytes = 10
 

@@ -181,9 +181,8 @@ struct KVD: AsyncParsableCommand {
     /// The versions `--protocol-max` leaves: this build's, capped; anything outside them is refused.
     func protocolVersions() throws -> ProtocolRange {
         guard let protocolMax else { return WireProtocol.versions }
-        let versions = WireProtocol.versions
-        guard let max = UInt16(exactly: protocolMax), versions.speaks(max), let capped = versions.capped(at: max)
-        else {
+        guard let capped = WireProtocol.versions(highestMax: protocolMax) else {
+            let versions = WireProtocol.versions
             throw ValidationError(
                 "--protocol-max must be one of \(versions.lowest)...\(versions.highest) (this build speaks protocol versions \(versions)), not \(protocolMax)"
             )

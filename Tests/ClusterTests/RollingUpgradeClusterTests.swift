@@ -24,6 +24,13 @@ extension RealProcessTests {
 
         static let metricsPort = 9411
 
+        /// Each node's `protocolVersion` in `kvctl status --json`, in the order listed (nil: absent).
+        static func protocolVersions(inStatus json: String) -> [Int?] {
+            let document = try? JSONSerialization.jsonObject(with: Data(json.utf8)) as? [String: Any]
+            let nodes = document?["nodes"] as? [[String: Any]] ?? []
+            return nodes.map { $0["protocolVersion"] as? Int }
+        }
+
         /// The series counting the heartbeats `id` answered.
         static func heartbeatSeries(_ id: String) -> String {
             "quorumkv_requests_total{node=\"\(id)\",type=\"heartbeatRequest\"}"
@@ -36,6 +43,10 @@ extension RealProcessTests {
             let result = try run("kvd", ["--protocol-max", value])
             #expect(result.status == 64, "\(result.stderr)")
             #expect(result.stderr.contains("--protocol-max"), "\(result.stderr)")
+            // kvctl's flag takes the same versions (it fails before it connects anywhere).
+            let kvctl = try run(
+                "kvctl", ["status", "--protocol-max", value, "--endpoints", "127.0.0.15:1", "--ca", "-", "--cert", "-"])
+            #expect(kvctl.status == 64, "\(kvctl.stderr)")
         }
 
         @Test func aRollingUpgradeFrom3To4UnderLoadFailsNoRequest() async throws {
@@ -71,6 +82,10 @@ extension RealProcessTests {
             // Every node speaks 3: the SDK (version 4) fell back to 3 with each, and keeps Ping.
             #expect(client.protocolVersions().values.allSatisfy { $0 == 3 }, "\(client.protocolVersions())")
             #expect(try await client.usesHeartbeats() == false)
+            // kvctl as the previous release (no retry needed) sees every node at 3.
+            let before = try await offThePool { try cluster.kvctl(["status", "--json", "--protocol-max", "3"]) }
+            expectSuccess(before)
+            #expect(Self.protocolVersions(inStatus: before.stdout) == [3, 3, 3, 3], "\(before.stdout)")
 
             // The script's restart command asks this test to restart the node (the harness owns the
             // processes, so that they are stopped when the test ends) and waits until it did.
@@ -167,9 +182,7 @@ extension RealProcessTests {
             #expect(heartbeats, "the SDK did not switch Heartbeat on: \(client.protocolVersions())")
             let status = try await offThePool { try cluster.kvctl(["status", "--json"]) }
             expectSuccess(status)
-            let document = try JSONSerialization.jsonObject(with: Data(status.stdout.utf8)) as? [String: Any]
-            let nodes = document?["nodes"] as? [[String: Any]] ?? []
-            #expect(nodes.count == 4 && nodes.allSatisfy { ($0["protocolVersion"] as? Int) == 4 }, "\(status.stdout)")
+            #expect(Self.protocolVersions(inStatus: status.stdout) == [4, 4, 4, 4], "\(status.stdout)")
 
             var expected = Dictionary(uniqueKeysWithValues: (0..<keys).map { ("u-\($0)", "v-\($0)") })
             expected.merge(load.acknowledged.withLock { $0 }) { $1 }
