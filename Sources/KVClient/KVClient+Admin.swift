@@ -1,4 +1,5 @@
 import Foundation
+import KVCluster
 package import KVCore
 import KVRPC
 import KVTLS
@@ -134,6 +135,7 @@ extension KVClient {
                             nodeID: node.id, address: node.address, isUp: true,
                             latency: ContinuousClock.now - started, keys: ping.keys, hintsQueued: ping.hintsQueued,
                             error: nil)
+                        status.protocolVersion = self.protocols.known()[node.id]
                         if withCounters {
                             do {
                                 status.addCounters(try await self.adminStatistics(node: node.id, in: topology))

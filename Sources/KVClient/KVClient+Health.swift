@@ -36,11 +36,40 @@ extension KVClient {
     /// to the map are watched from now on.
     func pingAll(_ topology: Topology) {
         watch(topology)
+        let epoch = topology.map.epoch
+        let heartbeats = usesHeartbeats(topology.map)
         for node in topology.map.nodes where topology.nodes[node.id] != nil {
-            _ = send(
-                .pingRequest(PingRequest(epoch: topology.map.epoch, clock: clockNow())), to: node.id, in: topology,
-                probe: true)
+            let clock = clockNow()
+            _ = send(to: node.id, in: topology, probe: true) { connection in
+                // A connection that negotiated version 3 (a node rolled back) still gets a Ping.
+                if heartbeats, connection.version >= Self.heartbeatVersion {
+                    return .heartbeatRequest(HeartbeatRequest(epoch: epoch, clock: clock))
+                }
+                return .pingRequest(PingRequest(epoch: epoch, clock: clock))
+            }
         }
+    }
+
+    /// The protocol version of `Heartbeat`, the pinger's probe once every member speaks it.
+    static let heartbeatVersion: UInt16 = 4
+
+    /// Whether the pinger probes with `Heartbeat` (no storage work on the node) rather than `Ping`:
+    /// only once every member of `map` is known to speak version 4, as the nodes decide for their
+    /// own probes (`ProtocolAdoption`).
+    func usesHeartbeats(_ map: ClusterMap) -> Bool {
+        protocols.everyMember(of: map, speaks: Self.heartbeatVersion)
+    }
+
+    /// Whether the client's failure detector probes with `Heartbeat` now (a version-4 feature that
+    /// needs every member at version 4): for tests and operators watching a rolling upgrade.
+    public func usesHeartbeats() async throws -> Bool {
+        usesHeartbeats(try await currentTopology().map)
+    }
+
+    /// The highest protocol version of each node this client has connected to, from its handshakes
+    /// (a node not met yet is missing).
+    public func protocolVersions() -> [String: UInt16] {
+        protocols.known()
     }
 
     /// Starts watching the nodes of `topology` not watched yet, as if each had just answered: one that

@@ -70,6 +70,20 @@ extension KVClient {
         return response.map
     }
 
+    /// The highest protocol version of each member as `node` knows it (`ClusterMapResponse.memberVersions`:
+    /// its own, and each peer's from its last handshake with it); empty from a node of version 3, or
+    /// when this client speaks only 3.
+    public func memberProtocolVersions(node: String) async throws -> [String: UInt16] {
+        let topology = try await currentTopology()
+        let answer = try await call(
+            .clusterMapRequest(ClusterMapRequest(knownEpoch: 0, epoch: 0)), node: node, in: topology)
+        guard case .clusterMapResponse(let response) = answer else {
+            throw KVClientError.protocolViolation("\(node) answered ClusterMap with \(answer.type)")
+        }
+        return Dictionary(
+            (response.memberVersions ?? []).map { ($0.nodeId, $0.protocolVersion) }, uniquingKeysWith: max)
+    }
+
     /// Each node's cluster-map epoch, nil for a node that did not answer.
     package func clusterEpochs() async throws -> [String: UInt64?] {
         let topology = try await currentTopology()

@@ -112,7 +112,7 @@ extension KVClient {
             throw KVClientError.invalidArgument("the cluster map is not a valid ring: \(error)")
         }
         let hello = Hello(
-            protocolVersion: WireProtocol.version, clusterId: map.clusterID, senderId: self.hello.senderId,
+            protocolVersion: protocols.versions.highest, clusterId: map.clusterID, senderId: self.hello.senderId,
             role: self.hello.role, epoch: map.epoch)
         var addresses: [String: (host: String, port: Int)] = [:]
         for node in map.nodes where node.state != .removed {
@@ -128,7 +128,7 @@ extension KVClient {
                 } else if let (host, port) = addresses[node.id] {
                     nodes[node.id] = RPCClient(
                         host: host, port: port, tls: tls, hello: hello, nodeID: node.id,
-                        policy: configuration.reconnect)
+                        policy: configuration.reconnect, versions: protocols.versions, peerVersions: protocols.peers)
                 }
             }
             let dropped = (current?.nodes ?? [:]).filter { nodes[$0.key] !== $0.value }.map(\.value)
@@ -172,15 +172,29 @@ extension KVClient {
     func send(_ request: Message, to node: String, in topology: Topology, probe: Bool = false)
         -> EventLoopFuture<Result<Message, any Error>>
     {
+        send(to: node, in: topology, probe: probe) { _ in request }
+    }
+
+    /// Sends the request `build` makes for the connection to `node` (which may depend on the version
+    /// it negotiated), as `send(_:to:in:probe:)` does.
+    func send(
+        to node: String, in topology: Topology, probe: Bool = false,
+        _ build: @escaping @Sendable (RPCConnection) -> Message
+    ) -> EventLoopFuture<Result<Message, any Error>> {
         let eventLoop = MultiThreadedEventLoopGroup.singleton.next()
         guard let client = topology.nodes[node] else {
             return eventLoop.makeSucceededFuture(.failure(KVClientError.invalidArgument("unknown node \(node)")))
         }
-        return client.send(request, timeout: configuration.requestTimeout, probe: probe)
+        return client.send(timeout: configuration.requestTimeout, probe: probe, build)
             .map { answer in
                 self.heartbeat(node)
-                if case .pingResponse(let pong) = answer, pong.epoch > topology.map.epoch {
+                switch answer {
+                case .pingResponse(let pong) where pong.epoch > topology.map.epoch:
                     self.noticeEpoch(pong.epoch, from: node, in: topology)
+                case .heartbeatResponse(let beat) where beat.epoch > topology.map.epoch:
+                    self.noticeEpoch(beat.epoch, from: node, in: topology)
+                default:
+                    break
                 }
                 return Result<Message, any Error>.success(answer)
             }

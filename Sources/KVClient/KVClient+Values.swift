@@ -43,6 +43,9 @@ package struct NodeStatus: Sendable, Hashable {
     package var hintsQueued: UInt64?
     /// Why the node is down.
     package var error: String?
+    /// The highest wire-protocol version the node speaks, from the client's handshake with it (nil
+    /// when it is down and was never met).
+    package var protocolVersion: UInt16? = nil
 
     // The counters below are nil unless the client has an admin certificate and the node answered
     // `Admin` stats; they count since the node started (the queue and the marks are durable).
@@ -124,7 +127,8 @@ package struct NodeStatus: Sendable, Hashable {
 /// when nil; `latency` is left to the caller (kvctl writes `latencyMillis`).
 extension NodeStatus: Encodable {
     enum CodingKeys: String, CodingKey {
-        case nodeID = "node", address, isUp = "up", keys, hintsQueued, error, hintsStored, hintsReplayed
+        case nodeID = "node", address, isUp = "up", keys, hintsQueued, error, protocolVersion, hintsStored
+        case hintsReplayed
         case hintsExpired, hintsRefused, readRepairsReceived, readRepairsApplied, antiEntropyRangesDue
         case antiEntropyRangesCompared, antiEntropyKeysSent, antiEntropyKeysReceived
         case antiEntropyOldestRangeComparedMillis, antiEntropyRangeComparedMillis, peerPhi, peersSuspected

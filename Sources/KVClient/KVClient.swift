@@ -49,6 +49,8 @@ public final class KVClient: Sendable {
     let retired = Mutex<[RPCClient]>([])
     /// Fetches newer cluster maps, one at a time.
     let follower: MapFollower
+    /// The versions this client speaks, and each node's highest from the client's handshakes with it.
+    let protocols: MemberProtocols
     /// The map check before the first request of a client made from a cluster file (which may be
     /// older than the cluster): nil once done, or when the map came from a node.
     let startCheck = Mutex<StartCheck?>(nil)
@@ -115,6 +117,7 @@ public final class KVClient: Sendable {
         self.configuration = configuration
         self.metrics = ClientMetrics(factory: configuration.metricsFactory ?? MetricsSystem.factory)
         self.follower = MapFollower(background: background)
+        self.protocols = MemberProtocols(nodeID: nil, versions: configuration.protocolVersions)
         self.health = PeerHealthTable(
             configuration: configuration.failureDetector, wallMillis: configuration.wallClockMillis)
         self.tls = try TLSContext(configuration: configuration.tls.settings, side: .client)
@@ -137,7 +140,10 @@ public final class KVClient: Sendable {
         var seeds: [RPCClient] = []
         for endpoint in configuration.endpoints {
             let (host, port) = try Self.parse(endpoint)
-            seeds.append(RPCClient(host: host, port: port, tls: tls, hello: hello, policy: configuration.reconnect))
+            seeds.append(
+                RPCClient(
+                    host: host, port: port, tls: tls, hello: hello, policy: configuration.reconnect,
+                    versions: protocols.versions, peerVersions: protocols.peers))
         }
         self.seeds = seeds
         if let map = configuration.cluster {

@@ -26,6 +26,10 @@ public struct KVClientConfiguration: Sendable {
     public var requestTimeout: Duration = .seconds(5)
     /// The backoff of the connection to each node (50 ms doubling to 5 s).
     package var reconnect = ReconnectPolicy()
+    /// The wire-protocol versions the client speaks (default: every version of this build). Capping
+    /// the highest (`ProtocolRange.capped(at:)`) makes it act as the previous release: `kvctl
+    /// --protocol-max`, and tests of rolling upgrades.
+    package var protocolVersions: ProtocolRange = WireProtocol.versions
     /// How often a write that a replica finds older than what it holds is re-stamped and retried.
     public var supersededRetriesMax = 8
     /// The consistency of reads that do not name their own (in the `default` keyspace; another

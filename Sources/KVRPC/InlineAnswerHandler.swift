@@ -27,6 +27,8 @@ final class InlineAnswerHandler: ChannelDuplexHandler {
     private let logger: Logger
     /// Set once `Hello` was accepted.
     private var peer: PeerIdentity?
+    /// The protocol version the connection negotiated; set with `peer`.
+    private var version = WireProtocol.version
     /// Inside `channelRead`: answers given now are flushed by `channelReadComplete`.
     private var reading = false
     /// Answers written and not flushed yet.
@@ -41,16 +43,18 @@ final class InlineAnswerHandler: ChannelDuplexHandler {
         self.logger = logger
     }
 
-    /// Starts handing requests to the service for `peer` (on the channel's event loop).
-    func open(for peer: PeerIdentity) {
+    /// Starts handing requests to the service for `peer`, on a connection of protocol `version` (on
+    /// the channel's event loop).
+    func open(for peer: PeerIdentity, version: UInt16) {
         self.peer = peer
+        self.version = version
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         let frame = unwrapInboundIn(data)
         guard let peer, let type = MessageType(rawValue: frame.type), service.mayAnswerWithoutTask(type),
             RPCAuthorization.isRequest(type), RPCAuthorization.permits(peer.role, toSend: type),
-            let request = try? Message(frame: frame)
+            type.protocolVersionMin <= version, let request = try? Message(frame: frame)
         else {
             context.fireChannelRead(data)
             return
@@ -63,7 +67,7 @@ final class InlineAnswerHandler: ChannelDuplexHandler {
         }
         let requestID = frame.requestID
         let bound = NIOLoopBound((handler: self, context: context), eventLoop: context.eventLoop)
-        let (budget, statistics, logger) = (self.budget, self.statistics, self.logger)
+        let (budget, statistics, logger, version) = (self.budget, self.statistics, self.logger, self.version)
         reading = true
         defer { reading = false }
         let taken = service.answerWithoutTask(request, from: peer) { result in
@@ -71,7 +75,7 @@ final class InlineAnswerHandler: ChannelDuplexHandler {
             switch result {
             case .success(let message):
                 statistics.requestsServed.add(1, ordering: .relaxed)
-                response = .message(message, requestID: requestID)
+                response = .message(message.restricted(toProtocol: version), requestID: requestID)
             case .failure(let error):
                 response = RPCServer.errorFrame(answering: error, to: type, requestID: requestID, logger: logger)
             }

@@ -15,7 +15,7 @@ public enum RPCAuthorization {
         case .putRequest, .getRequest, .clusterMapRequest, .pingRequest, .hintRequest, .merkleExchangeRequest,
             .merkleFetchRequest, .merkleApplyRequest, .streamRequest, .adminRequest, .mapPrepareRequest,
             .mapAcceptRequest, .mapCommitRequest, .backupCheckpointRequest, .backupReadRequest, .backupReleaseRequest,
-            .backupChangesRequest, .getBatchRequest, .putBatchRequest, .hintBatchRequest:
+            .backupChangesRequest, .heartbeatRequest, .getBatchRequest, .putBatchRequest, .hintBatchRequest:
             true
         default:
             false
@@ -34,8 +34,8 @@ public enum RPCAuthorization {
 
     public static func permits(_ role: Role, toSend type: MessageType) -> Bool {
         switch type {
-        case .putRequest, .getRequest, .clusterMapRequest, .pingRequest, .hintRequest, .getBatchRequest,
-            .putBatchRequest, .hintBatchRequest:
+        case .putRequest, .getRequest, .clusterMapRequest, .pingRequest, .heartbeatRequest, .hintRequest,
+            .getBatchRequest, .putBatchRequest, .hintBatchRequest:
             // Clients send hints too: the SDK coordinates hinted handoff (docs/design-notes.md). A
             // batch is client writes (origin `client`) and reads, as its keys' own requests would be.
             return true

@@ -1,4 +1,4 @@
-import KVCore
+public import KVCore
 public import KVTLS
 public import KVWire
 public import NIOCore
@@ -43,7 +43,16 @@ public final class RPCClient: Sendable {
     private let group: any EventLoopGroup
     /// Where the connections' socket bytes are counted; nil: nowhere.
     private let traffic: PeerTraffic?
+    /// The protocol versions this side speaks.
+    public let versions: ProtocolRange
+    /// Where the server's highest version is recorded at each handshake; nil: nowhere.
+    private let peerVersions: PeerVersions?
     private let state = Mutex<State>(.idle(failures: 0, retryAt: nil, lastError: nil))
+    /// The versions to announce first, when the server refused `versions` (a version-3 server) and
+    /// the one-fewer retry was accepted: kept until a connection made with it ends, so the server
+    /// costs one refused handshake per connection, not per attempt; a server upgraded meanwhile
+    /// (its restart ended the connection) is offered every version again.
+    private let fallback = Mutex<ProtocolRange?>(nil)
 
     public init(
         host: String,
@@ -53,9 +62,13 @@ public final class RPCClient: Sendable {
         nodeID: String? = nil,
         policy: ReconnectPolicy = ReconnectPolicy(),
         traffic: PeerTraffic? = nil,
+        versions: ProtocolRange = WireProtocol.versions,
+        peerVersions: PeerVersions? = nil,
         group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton
     ) {
         self.traffic = traffic
+        self.versions = versions
+        self.peerVersions = peerVersions
         self.host = host
         self.port = port
         self.nodeID = nodeID
@@ -96,6 +109,21 @@ public final class RPCClient: Sendable {
         }
     }
 
+    /// Sends the request `build` makes for the connection it goes on, connecting first if needed:
+    /// for a caller whose request depends on the connection's protocol version (`RPCConnection.version`).
+    public func send(
+        timeout: Duration, probe: Bool = false, _ build: @escaping @Sendable (RPCConnection) -> Message
+    ) -> EventLoopFuture<Message> {
+        connectionFuture(dialDuringBackoff: probe).flatMap { connection in
+            connection.send(build(connection), timeout: timeout).flatMapErrorThrowing { error in
+                if !connection.isActive {
+                    self.forget(connection)
+                }
+                throw error
+            }
+        }
+    }
+
     /// The current connection, made if there is none and the backoff window has passed.
     public func connection() async throws -> RPCConnection {
         try await connectionFuture().get()
@@ -119,14 +147,24 @@ public final class RPCClient: Sendable {
                 return .fail(lastError)
             case .connected, .idle:
                 let failures: Int
-                if case .idle(let count, _, _) = state { failures = count } else { failures = 0 }
+                if case .idle(let count, _, _) = state {
+                    failures = count
+                } else {
+                    failures = 0
+                    fallback.withLock { $0 = nil }  // the connection ended
+                }
                 let promise = group.next().makePromise(of: RPCConnection.self)
                 state = .connecting(promise.futureResult)
+                let versions = fallback.withLock { $0 } ?? self.versions
                 promise.completeWithTask { [self] in
                     do {
-                        let connection = try await RPCConnection.connect(
-                            host: host, port: port, tls: tls, hello: hello, nodeID: nodeID,
-                            timeout: policy.connectTimeout, traffic: traffic, group: group)
+                        let connection = try await RPCConnection.negotiating(
+                            host: host, port: port, tls: tls, hello: hello, versions: versions, nodeID: nodeID,
+                            timeout: policy.connectTimeout, peerVersions: peerVersions, traffic: traffic,
+                            group: group)
+                        if connection.offered != self.versions {
+                            fallback.withLock { $0 = connection.offered }
+                        }
                         self.connected(connection)
                         return connection
                     } catch {
@@ -202,6 +240,7 @@ public final class RPCClient: Sendable {
         state.withLock { state in
             if case .connected(let current) = state, current === connection {
                 state = .idle(failures: 0, retryAt: nil, lastError: nil)
+                fallback.withLock { $0 = nil }
             }
         }
     }

@@ -17,12 +17,57 @@ public final class RPCConnection: Sendable {
     public let server: PeerIdentity
     /// The server's answer to our `Hello`.
     public let helloAck: HelloAck
+    /// The versions the accepted `Hello` announced: the caller's, or one fewer after a refusal.
+    public let offered: ProtocolRange
 
-    private init(channel: any Channel, failure: ConnectionFailure, server: PeerIdentity, helloAck: HelloAck) {
+    /// The connection's protocol version (`HelloAck.protocolVersion`): it decides what is sent on it.
+    public var version: UInt16 { helloAck.protocolVersion }
+
+    /// The highest version the server speaks, which may be above the connection's.
+    public var serverHighestVersion: UInt16 {
+        max(helloAck.highestVersion ?? helloAck.protocolVersion, helloAck.protocolVersion)
+    }
+
+    private init(
+        channel: any Channel, failure: ConnectionFailure, server: PeerIdentity, helloAck: HelloAck,
+        offered: ProtocolRange
+    ) {
         self.channel = channel
         self.failure = failure
         self.server = server
         self.helloAck = helloAck
+        self.offered = offered
+    }
+
+    /// Connects as `connect(host:port:tls:hello:versions:...)` does, and once more announcing one
+    /// version fewer when the server refuses with `unsupportedVersion`.
+    ///
+    /// A version-3 server reads only `Hello.protocolVersion` and refuses any but 3, even from a peer
+    /// that also speaks 3; the retry announces `versions.withoutHighest`. At most one retry: a server
+    /// that refuses that too shares no version with this side. The caller keeps `offered` to start
+    /// its next connection to the same server there (`RPCClient`).
+    public static func negotiating(
+        host: String,
+        port: Int,
+        tls: TLSContext,
+        hello: Hello,
+        versions: ProtocolRange,
+        nodeID: String? = nil,
+        timeout: Duration,
+        peerVersions: PeerVersions? = nil,
+        traffic: PeerTraffic? = nil,
+        group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton
+    ) async throws -> RPCConnection {
+        do {
+            return try await connect(
+                host: host, port: port, tls: tls, hello: hello, versions: versions, nodeID: nodeID, timeout: timeout,
+                peerVersions: peerVersions, traffic: traffic, group: group)
+        } catch let error as RPCError where error.remoteCode == .unsupportedVersion {
+            guard let lower = versions.withoutHighest else { throw error }
+            return try await connect(
+                host: host, port: port, tls: tls, hello: hello, versions: lower, nodeID: nodeID, timeout: timeout,
+                peerVersions: peerVersions, traffic: traffic, group: group)
+        }
     }
 
     /// Connects, completes TLS, and exchanges `Hello`/`HelloAck`.
@@ -33,16 +78,23 @@ public final class RPCConnection: Sendable {
     ///     certificate presented by the wrong node) is not taken for it.
     ///   - traffic: where the connection's socket bytes are counted, under the server's id once it is
     ///     verified.
+    ///   - versions: the protocol versions to announce: they replace `hello`'s `protocolVersion` and
+    ///     `lowestVersion` (left out when the highest predates it, as an older release sends it); nil:
+    ///     `hello` is sent as it is (tests of hostile handshakes).
+    ///   - peerVersions: where the server's highest version is recorded when it is a node.
     /// - Throws: `RPCError.connectFailed` when the server is unreachable, the TLS handshake fails or
     ///   the server is not `nodeID`; `RPCError.remote` when the server refuses the `Hello` (cluster,
-    ///   version, role or node id mismatch).
+    ///   version, role or node id mismatch); `RPCError.protocolViolation` when its `HelloAck` names
+    ///   a version that was not offered.
     public static func connect(
         host: String,
         port: Int,
         tls: TLSContext,
         hello: Hello,
+        versions: ProtocolRange? = nil,
         nodeID: String? = nil,
         timeout: Duration,
+        peerVersions: PeerVersions? = nil,
         requestsInFlightMax: Int = Limits.requestsInFlightPerConnectionMax,
         frameBytesMax: Int = Limits.frameBytesMax,
         traffic: PeerTraffic? = nil,
@@ -76,9 +128,22 @@ public final class RPCConnection: Sendable {
             throw RPCError.connectFailed(address: address, reason: describe(error))
         }
         do {
-            let answer = try await send(.hello(hello), requestID: 1, timeout: timeout, on: channel, failure: failure)
+            var request = Message.hello(hello)
+            if let versions {
+                var hello = hello
+                hello.protocolVersion = versions.highest
+                hello.lowestVersion = versions.lowest
+                request = Message.hello(hello).restricted(toProtocol: versions.highest)
+            }
+            let offered =
+                versions ?? ProtocolRange.announced(highest: hello.protocolVersion, lowest: hello.lowestVersion)
+            let answer = try await send(request, requestID: 1, timeout: timeout, on: channel, failure: failure)
             guard case .helloAck(let ack) = answer else {
                 throw RPCError.protocolViolation("expected HelloAck, got \(answer.type)")
+            }
+            guard let offered, offered.speaks(ack.protocolVersion) else {
+                throw RPCError.protocolViolation(
+                    "the server chose protocol version \(ack.protocolVersion), which was not offered")
             }
             let server = try await handshake.futureResult.get()
             if let nodeID, server.name != nodeID || ack.nodeId != nodeID {
@@ -89,7 +154,12 @@ public final class RPCConnection: Sendable {
                 )
             }
             if let counted { traffic?.identify(counted, as: server) }
-            return RPCConnection(channel: channel, failure: failure, server: server, helloAck: ack)
+            let connection = RPCConnection(
+                channel: channel, failure: failure, server: server, helloAck: ack, offered: offered)
+            if server.role == .node {
+                peerVersions?.record(server.name, highest: connection.serverHighestVersion)
+            }
+            return connection
         } catch let error as RPCError where error.remoteCode != nil {
             try? await channel.close()
             throw error
@@ -111,9 +181,19 @@ public final class RPCConnection: Sendable {
     ///
     /// For callers that fan a request out and must not wait for the slowest answer: nothing here
     /// blocks, and answers that arrive after the caller moved on are simply dropped.
+    ///
+    /// Fields the connection's version lacks are left out (`Message.restricted(toProtocol:)`); a
+    /// message type it lacks fails with `protocolViolation` without being sent.
     public func send(_ request: Message, timeout: Duration) -> EventLoopFuture<Message> {
+        guard request.type.protocolVersionMin <= version else {
+            return channel.eventLoop.makeFailedFuture(
+                RPCError.protocolViolation(
+                    "\(request.type) needs protocol version \(request.type.protocolVersionMin); the connection to \(server.name) speaks \(version)"
+                ))
+        }
         let id = nextRequestID.wrappingAdd(1, ordering: .relaxed).oldValue
-        return Self.send(request, requestID: id, timeout: timeout, on: channel, failure: failure)
+        return Self.send(
+            request.restricted(toProtocol: version), requestID: id, timeout: timeout, on: channel, failure: failure)
     }
 
     /// Whether the connection is still open.

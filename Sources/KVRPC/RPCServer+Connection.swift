@@ -26,18 +26,24 @@ extension RPCServer {
                 logger[metadataKey: "peer.role"] = "\(peer.role)"
                 var frames = inbound.makeAsyncIterator()
                 guard
-                    let helloID = try await acceptHello(from: &frames, peer: peer, outbound: outbound, logger: logger)
+                    let (helloID, version) = try await acceptHello(
+                        from: &frames, peer: peer, outbound: outbound, logger: logger)
                 else {
                     return
                 }
                 connection.budget.frameTaken()
-                guard try await acknowledge(helloID: helloID, on: connection, peer: peer, outbound: outbound) else {
+                guard
+                    try await acknowledge(
+                        helloID: helloID, version: version, on: connection, peer: peer, outbound: outbound)
+                else {
                     return
                 }
+                logger[metadataKey: "rpc.protocol_version"] = "\(version)"
                 let inline = connection.inline
-                inline.eventLoop.execute { inline.value.open(for: peer) }
+                inline.eventLoop.execute { inline.value.open(for: peer, version: version) }
                 try await dispatch(
-                    &frames, peer: peer, budget: connection.budget, outbound: outbound, logger: logger)
+                    &frames, peer: peer, version: version, budget: connection.budget, outbound: outbound,
+                    logger: logger)
             }
         } catch {
             logger.debug("connection ended", metadata: ["error": "\(error)"])
@@ -47,13 +53,14 @@ extension RPCServer {
     /// Reads the first frame, which must be an acceptable `Hello`; refuses (with an `Error`) one that
     /// is not.
     ///
-    /// - Returns: the `Hello`'s request id, for the caller's answer; nil after an `Error` was sent.
+    /// - Returns: the `Hello`'s request id, for the caller's answer, and the connection's protocol
+    ///   version (the highest both sides speak); nil after an `Error` was sent.
     private func acceptHello(
         from frames: inout NIOAsyncChannelInboundStream<Frame>.AsyncIterator,
         peer: PeerIdentity,
         outbound: NIOAsyncChannelOutboundWriter<OutboundFrame>,
         logger: Logger
-    ) async throws -> UInt64? {
+    ) async throws -> (UInt64, UInt16)? {
         let first: Frame
         do {
             guard let frame = try await frames.next() else { return nil }
@@ -64,7 +71,11 @@ extension RPCServer {
         }
         let hello: Hello
         do {
-            guard case .hello(let decoded) = try Message(frame: first) else {
+            // Read as a release of this server's highest version reads it: a server capped at 3
+            // (`--protocol-max 3`) ignores `lowestVersion`, and so refuses a `Hello` of 4 as the
+            // previous release does, which makes the caller retry at 3.
+            let message = try Message(frame: first).restricted(toProtocol: configuration.protocolVersions.highest)
+            guard case .hello(let decoded) = message else {
                 try await refuse(
                     requestID: 0, .helloRequired, "the first message must be Hello",
                     outbound: outbound, logger: logger)
@@ -76,10 +87,15 @@ extension RPCServer {
                 requestID: first.requestID, error.errorCode, "\(error)", outbound: outbound, logger: logger)
             return nil
         }
-        if hello.protocolVersion != WireProtocol.version {
+        let spoken = configuration.protocolVersions
+        let offered = ProtocolRange.announced(highest: hello.protocolVersion, lowest: hello.lowestVersion)
+        guard let offered, let version = spoken.negotiate(with: offered) else {
+            let announced =
+                offered.map { "protocol versions \($0)" }
+                ?? "an empty range of protocol versions (\(hello.lowestVersion ?? 0)...\(hello.protocolVersion))"
             try await refuse(
                 requestID: first.requestID, .unsupportedVersion,
-                "protocol version \(hello.protocolVersion) is not supported; this node speaks \(WireProtocol.version)",
+                "the peer speaks \(announced); this node speaks \(spoken)",
                 outbound: outbound, logger: logger)
             return nil
         }
@@ -106,7 +122,10 @@ extension RPCServer {
                 outbound: outbound, logger: logger)
             return nil
         }
-        return first.requestID
+        if peer.role == .node {
+            configuration.peerVersions?.record(peer.name, highest: offered.highest)
+        }
+        return (first.requestID, version)
     }
 
     /// Answers an acceptable `Hello` with `HelloAck`, unless the certificate has its
@@ -115,6 +134,7 @@ extension RPCServer {
     /// - Returns: true when the connection may go on; false after an `Error` was sent.
     private func acknowledge(
         helloID: UInt64,
+        version: UInt16,
         on connection: RPCServerConnection,
         peer: PeerIdentity,
         outbound: NIOAsyncChannelOutboundWriter<OutboundFrame>
@@ -131,13 +151,14 @@ extension RPCServer {
         connection.timeout.cancel()
         let state = service.handshakeState()
         let ack = HelloAck(
-            protocolVersion: WireProtocol.version,
+            protocolVersion: version,
             clusterId: configuration.clusterID,
             nodeId: configuration.nodeID,
             epoch: state.epoch,
-            clock: state.clock
+            clock: state.clock,
+            highestVersion: configuration.protocolVersions.highest
         )
-        try await outbound.write(.message(.helloAck(ack), requestID: helloID))
+        try await outbound.write(.message(Message.helloAck(ack).restricted(toProtocol: version), requestID: helloID))
         return true
     }
 
@@ -150,6 +171,7 @@ extension RPCServer {
     private func dispatch(
         _ frames: inout NIOAsyncChannelInboundStream<Frame>.AsyncIterator,
         peer: PeerIdentity,
+        version: UInt16,
         budget: ConnectionBudget,
         outbound: NIOAsyncChannelOutboundWriter<OutboundFrame>,
         logger: Logger
@@ -202,6 +224,17 @@ extension RPCServer {
                     if try await violationCloses() { return }
                     continue
                 }
+                guard request.type.protocolVersionMin <= version else {
+                    // Not part of the version this connection negotiated: as if this node predated it.
+                    try await outbound.write(
+                        Self.errorFrame(
+                            requestID: frame.requestID, code: .unknownMessageType,
+                            message:
+                                "\(request.type) needs protocol version \(request.type.protocolVersionMin); this connection speaks \(version)"
+                        ))
+                    if try await violationCloses() { return }
+                    continue
+                }
                 guard RPCAuthorization.permits(peer.role, toSend: request.type) else {
                     statistics.refusedByRole.add(1, ordering: .relaxed)
                     // Counted, not logged one line each: a hostile peer must not flood the log.
@@ -239,7 +272,8 @@ extension RPCServer {
                 let requestID = frame.requestID
                 group.addTask {
                     defer { budget.release(bytes: bytes) }
-                    let response = await self.answer(request, requestID: requestID, peer: peer, logger: logger)
+                    let response = await self.answer(
+                        request, requestID: requestID, peer: peer, version: version, logger: logger)
                     // A write fails only when the connection is already gone; nothing to answer then.
                     try? await outbound.write(response)
                 }
@@ -247,13 +281,14 @@ extension RPCServer {
         }
     }
 
-    private func answer(_ request: Message, requestID: UInt64, peer: PeerIdentity, logger: Logger) async
-        -> OutboundFrame
-    {
+    /// The service's answer to `request`, without the fields the connection's `version` lacks.
+    private func answer(
+        _ request: Message, requestID: UInt64, peer: PeerIdentity, version: UInt16, logger: Logger
+    ) async -> OutboundFrame {
         do {
             let response = try await service.handle(request, from: peer)
             statistics.requestsServed.add(1, ordering: .relaxed)
-            return .message(response, requestID: requestID)
+            return .message(response.restricted(toProtocol: version), requestID: requestID)
         } catch {
             return Self.errorFrame(answering: error, to: request.type, requestID: requestID, logger: logger)
         }

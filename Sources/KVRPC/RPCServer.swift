@@ -1,4 +1,4 @@
-import KVCore
+public import KVCore
 public import KVTLS
 public import KVWire
 public import Logging
@@ -73,6 +73,11 @@ public struct RPCServerConfiguration: Sendable {
     /// Violations one connection may commit that leave the frame stream intact (each answered with an
     /// `Error`); one more closes it (`violations`).
     public var protocolViolationsMax: Int = Limits.protocolViolationsPerConnectionMax
+    /// The protocol versions this server speaks (`kvd --protocol-max` lowers the highest); a `Hello`
+    /// whose range does not meet it is refused with `unsupportedVersion`.
+    public var protocolVersions: ProtocolRange = WireProtocol.versions
+    /// Where the highest version of each node that says `Hello` is recorded; nil: nowhere.
+    public var peerVersions: PeerVersions?
 
     public init(host: String, port: Int, clusterID: String, nodeID: String) {
         self.host = host

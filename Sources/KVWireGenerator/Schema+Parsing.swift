@@ -80,6 +80,11 @@ extension Schema {
                 }
             case .struct(let fields):
                 try self.checkFields(fields, of: declaration)
+                if let field = fields.first(where: { $0.since != nil }) {
+                    throw SchemaError(
+                        "@since is for message fields: a struct is frozen and has no end to stop at",
+                        at: field.location)
+                }
             case .message(let type, let fields):
                 if let previous = byType[type] {
                     throw SchemaError(
@@ -126,6 +131,32 @@ extension Schema {
             }
             guard let first = field.name.first, first.isLowercase else {
                 throw SchemaError("field names start with a lower-case letter", at: field.location)
+            }
+        }
+        try self.checkSince(fields)
+    }
+
+    /// Fields with `@since(N)` come last, in order of version: a decoder reads such a field only while
+    /// the body goes on, so every field after one must be optional the same way.
+    private func checkSince(_ fields: [Field]) throws(SchemaError) {
+        var previous: Int?
+        for field in fields {
+            if let since = field.since {
+                if let previous, since < previous {
+                    throw SchemaError(
+                        "field '\(field.name)' is @since(\(since)) after a field @since(\(previous))",
+                        at: field.location)
+                }
+                if case .optional = field.type {
+                    throw SchemaError(
+                        "a @since field is optional already (absent for older peers): write its type without optional<>",
+                        at: field.location)
+                }
+                previous = since
+            } else if previous != nil {
+                throw SchemaError(
+                    "field '\(field.name)' has no @since but follows a @since field: such fields come last",
+                    at: field.location)
             }
         }
     }

@@ -49,13 +49,18 @@ public struct Declaration: Sendable, Hashable {
     /// The comment lines directly above the declaration, without their `#`.
     public var doc: [String]
     public var location: SourceLocation
+    /// For a message, the protocol version that introduced it (`@since(N)`); nil: every version has it.
+    public var since: Int?
 
-    public init(name: String, kind: Kind, isCore: Bool, doc: [String], location: SourceLocation) {
+    public init(
+        name: String, kind: Kind, isCore: Bool, doc: [String], location: SourceLocation, since: Int? = nil
+    ) {
         self.name = name
         self.kind = kind
         self.isCore = isCore
         self.doc = doc
         self.location = location
+        self.since = since
     }
 
     /// The fields of a struct or message; empty for an enum.
@@ -112,13 +117,22 @@ public struct Field: Sendable, Hashable {
     public var type: FieldType
     public var doc: [String]
     public var location: SourceLocation
+    /// The protocol version that appended the field (`@since(N)`), nil for a field every version has.
+    ///
+    /// Such a field is optional in Swift: a decoder whose body ends before it reads nil (an older
+    /// peer's message), and an encoder writes nothing for nil, which is how a field is kept from a
+    /// peer that did not negotiate its version (`Message.restricted(toProtocol:)`).
+    public var since: Int?
 
-    public init(number: Int, name: String, type: FieldType, doc: [String], location: SourceLocation) {
+    public init(
+        number: Int, name: String, type: FieldType, doc: [String], location: SourceLocation, since: Int? = nil
+    ) {
         self.number = number
         self.name = name
         self.type = type
         self.doc = doc
         self.location = location
+        self.since = since
     }
 }
 

@@ -96,11 +96,28 @@ struct SchemaParser {
         guard (1...255).contains(number) else {
             throw self.error("a message type number must be 1...255, found \(number)", numberToken)
         }
+        let since = try self.parseSinceAttribute()
         let fields = try self.parseFields()
         return Declaration(
             name: name, kind: .message(type: Int(number), fields: fields), isCore: false,
-            doc: self.doc(before: keyword), location: self.location(keyword)
+            doc: self.doc(before: keyword), location: self.location(keyword), since: since
         )
+    }
+
+    /// An optional `@since(N)`: the protocol version that introduced a message or appended a field.
+    private mutating func parseSinceAttribute() throws(SchemaError) -> Int? {
+        let token = self.peek()
+        guard case .attribute(let attribute) = token.kind else { return nil }
+        guard attribute == "since" else { throw self.error("unknown attribute '@\(attribute)'", token) }
+        self.position += 1
+        try self.expectSymbol("(")
+        let versionToken = self.peek()
+        let version = try self.expectNumber("a protocol version")
+        guard (2...UInt64(UInt16.max)).contains(version) else {
+            throw self.error("a protocol version in @since must be 2...\(UInt16.max), found \(version)", versionToken)
+        }
+        try self.expectSymbol(")")
+        return Int(version)
     }
 
     private mutating func parseCoreAttribute() throws(SchemaError) -> Bool {
@@ -120,10 +137,11 @@ struct SchemaParser {
             let name = try self.expectIdentifier("a field name")
             try self.expectSymbol(":")
             let type = try self.parseType()
+            let since = try self.parseSinceAttribute()
             fields.append(
                 Field(
                     number: Int(clamping: number), name: name, type: type, doc: self.doc(before: numberToken),
-                    location: self.location(numberToken)
+                    location: self.location(numberToken), since: since
                 )
             )
         }

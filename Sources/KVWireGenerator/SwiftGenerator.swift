@@ -111,11 +111,12 @@ struct SwiftGenerator {
                 }
                 for field in fields {
                     generator.doc(field.doc)
-                    generator.line("public var \(Naming.escaped(field.name)): \(generator.swiftType(field.type))")
+                    generator.line("public var \(Naming.escaped(field.name)): \(generator.fieldSwiftType(field))")
                 }
                 if !fields.isEmpty { generator.line("") }
                 let parameters = fields.map { field in
-                    "\(Naming.escaped(field.name)): \(generator.swiftType(field.type))"
+                    "\(Naming.escaped(field.name)): \(generator.fieldSwiftType(field))"
+                        + (field.since == nil ? "" : " = nil")
                 }
                 generator.line("public init(\(parameters.joined(separator: ", "))) {")
                 generator.indent { inner in
@@ -142,9 +143,14 @@ struct SwiftGenerator {
                 } else {
                     $0.line("var written = 0")
                     for field in fields {
-                        $0.line(
-                            "written += \($0.writeExpression(field.type, value: "value.\(field.name)", buffer: "self"))"
-                        )
+                        var value = "value.\(field.name)"
+                        if field.since != nil {
+                            // Absent for a peer that did not negotiate it: nothing from here on is written.
+                            $0.line(
+                                "guard let \(Naming.escaped(field.name)) = value.\(field.name) else { return written }")
+                            value = Naming.escaped(field.name)
+                        }
+                        $0.line("written += \($0.writeExpression(field.type, value: value, buffer: "self"))")
                     }
                     $0.line("return written")
                 }
@@ -155,9 +161,14 @@ struct SwiftGenerator {
             $0.indent {
                 for field in fields {
                     let label = "\(declaration.name).\(field.name)"
-                    $0.line(
-                        "let \(Naming.escaped(field.name)) = \($0.decodeExpression(field.type, field: label, buffer: "self"))"
-                    )
+                    let decode = $0.decodeExpression(field.type, field: label, buffer: "self")
+                    if field.since != nil {
+                        // An older peer's body ends before the field: it is absent.
+                        $0.line("var \(Naming.escaped(field.name)): \($0.fieldSwiftType(field)) = nil")
+                        $0.line("if self.readableBytes > 0 { \(Naming.escaped(field.name)) = \(decode) }")
+                    } else {
+                        $0.line("let \(Naming.escaped(field.name)) = \(decode)")
+                    }
                 }
                 let arguments = fields.map { "\($0.name): \(Naming.escaped($0.name))" }
                 $0.line("return \(name)(\(arguments.joined(separator: ", ")))")
@@ -199,6 +210,28 @@ struct SwiftGenerator {
         }
         self.line("}")
         self.line("")
+        self.line("extension MessageType {")
+        self.indent {
+            $0.line("/// The protocol version that introduced this message (`@since`); 1 for the first ones. A")
+            $0.line("/// message is sent only on a connection that negotiated at least this version.")
+            $0.line("public var protocolVersionMin: UInt16 {")
+            $0.indent {
+                let introduced = messages.filter { declaration, _ in declaration.since != nil }
+                if introduced.isEmpty {
+                    $0.line("1")
+                } else {
+                    $0.line("switch self {")
+                    for (declaration, _) in introduced {
+                        $0.line("case .\(Naming.escaped(Naming.caseName(declaration.name))): \(declaration.since!)")
+                    }
+                    $0.line("default: 1")
+                    $0.line("}")
+                }
+            }
+            $0.line("}")
+        }
+        self.line("}")
+        self.line("")
         self.line("/// Any message of the protocol, as the body of one frame.")
         self.line("public enum Message: Sendable, Hashable {")
         self.indent {
@@ -207,6 +240,34 @@ struct SwiftGenerator {
                     "case \(Naming.escaped(Naming.caseName(declaration.name)))(\(Naming.swiftTypeName(declaration.name)))"
                 )
             }
+            $0.line("")
+            $0.line("/// This message as a peer that negotiated protocol `version` may receive it: fields appended")
+            $0.line("/// by a later version (`@since`) are left out (nil), so they are never sent to a peer that")
+            $0.line("/// did not negotiate them.")
+            $0.line("public func restricted(toProtocol version: UInt16) -> Message {")
+            $0.indent {
+                let restricted = messages.filter { declaration, _ in declaration.fields.contains { $0.since != nil } }
+                if restricted.isEmpty {
+                    $0.line("self")
+                } else {
+                    $0.line("switch self {")
+                    for (declaration, _) in restricted {
+                        let caseName = Naming.caseName(declaration.name)
+                        $0.line("case .\(Naming.escaped(caseName))(var message):")
+                        $0.indent {
+                            for field in declaration.fields {
+                                guard let since = field.since else { continue }
+                                $0.line("if version < \(since) { message.\(field.name) = nil }")
+                            }
+                            $0.line("return .\(Naming.escaped(caseName))(message)")
+                        }
+                    }
+                    $0.line("default:")
+                    $0.indent { $0.line("return self") }
+                    $0.line("}")
+                }
+            }
+            $0.line("}")
             $0.line("")
             $0.line("/// The frame type that carries this message.")
             $0.line("public var type: MessageType {")
@@ -258,6 +319,12 @@ struct SwiftGenerator {
     }
 
     // MARK: Types and expressions
+
+    /// The Swift type of a field: optional when a later version appended it (`@since`).
+    private func fieldSwiftType(_ field: Field) -> String {
+        let type = self.swiftType(field.type)
+        return field.since == nil ? type : "\(type)?"
+    }
 
     private func swiftType(_ type: FieldType) -> String {
         switch type {

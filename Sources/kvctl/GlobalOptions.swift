@@ -5,6 +5,7 @@ import KVConfig
 import KVCore
 import KVRPC
 import KVTLS
+import KVWire
 
 /// Options every command that talks to a cluster shares. Each falls back to an environment variable,
 /// so `source .cluster/env` sets up a shell.
@@ -39,6 +40,11 @@ struct GlobalOptions: ParsableArguments {
     @Option(help: "Seconds to wait for a node's answer.")
     var timeout: Double = 5
 
+    @Option(
+        name: .customLong("protocol-max"),
+        help: "The highest wire-protocol version to speak (default: this build's highest), as kvd's flag.")
+    var protocolMax: Int?
+
     @Flag(help: "Print one JSON document on stdout.")
     var json = false
 
@@ -65,6 +71,13 @@ struct GlobalOptions: ParsableArguments {
         }
         configuration.requestTimeout = .milliseconds(Int(timeout * 1000))
         configuration.reconnect.connectTimeout = configuration.requestTimeout
+        if let protocolMax {
+            guard let versions = WireProtocol.versions(highestMax: protocolMax) else {
+                throw ValidationError(
+                    "--protocol-max must be a version this build speaks (\(WireProtocol.versions)), not \(protocolMax)")
+            }
+            configuration.protocolVersions = versions
+        }
         return configuration
     }
 

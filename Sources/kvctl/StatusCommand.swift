@@ -108,12 +108,17 @@ struct Status: AsyncParsableCommand {
     /// One row per node; STATE is `up` (or its map state when not `normal`: `joining`, `leaving`…)
     /// or `DOWN`.
     private func printNodes(_ statuses: [NodeStatus], ownership: [String: Double], states: [String: NodeState]) {
-        let widths = [11, 22, 8, 10, 7, 10, 8]
-        print(row(["NODE", "ADDRESS", "STATE", "LATENCY", "OWNS", "KEYS", "HINTS", "TRANSFER"], widths: widths))
+        let widths = [11, 22, 8, 10, 7, 10, 8, 6]
+        print(
+            row(
+                ["NODE", "ADDRESS", "STATE", "LATENCY", "OWNS", "KEYS", "HINTS", "PROTO", "TRANSFER"], widths: widths))
         for status in statuses {
             let owns = ownership[status.nodeID].map { String(format: "%.0f %%", $0 * 100) } ?? "-"
+            let proto = status.protocolVersion.map(String.init) ?? "-"
             guard status.isUp else {
-                let fields = [status.nodeID, status.address, "DOWN", "-", owns, "-", "-    (\(status.error ?? ""))"]
+                let fields = [
+                    status.nodeID, status.address, "DOWN", "-", owns, "-", "-", proto, "-    (\(status.error ?? ""))",
+                ]
                 print(row(fields, widths: widths))
                 continue
             }
@@ -121,7 +126,7 @@ struct Status: AsyncParsableCommand {
             let fields = [
                 status.nodeID, status.address, states[status.nodeID].map { $0 == .normal ? "up" : "\($0)" } ?? "up",
                 latency, owns, String(status.keys ?? 0),
-                String(status.hintsQueued ?? 0), status.transfer.map(StatusVerdict.transfer) ?? "-",
+                String(status.hintsQueued ?? 0), proto, status.transfer.map(StatusVerdict.transfer) ?? "-",
             ]
             print(row(fields, widths: widths))
         }

@@ -5,6 +5,7 @@ import KVConfig
 import KVCore
 import KVNode
 import KVRPC
+import KVWire
 import Logging
 import ServiceLifecycle
 import UnixSignals
@@ -158,6 +159,15 @@ struct KVD: AsyncParsableCommand {
             discussion: "Checked against the cluster map's zone for this node at start: a mismatch is refused."))
     var zone: String?
 
+    @Option(
+        name: .customLong("protocol-max"),
+        help: ArgumentHelp(
+            "The highest wire-protocol version to speak (default: this build's highest).",
+            discussion:
+                "A release of version N speaks N and N-1; '--protocol-max N-1' makes it act as the previous release (proto-spec/FRAMES.md, docs/operations.md)."
+        ))
+    var protocolMax: Int?
+
     @Option(name: .customLong("log-level"), help: "trace, debug, info, notice, warning, error or critical.")
     var logLevel: String = "info"
 
@@ -165,6 +175,19 @@ struct KVD: AsyncParsableCommand {
         guard Logger.Level(rawValue: logLevel) != nil else {
             throw ValidationError("--log-level must be one of trace, debug, info, notice, warning, error, critical")
         }
+        _ = try protocolVersions()
+    }
+
+    /// The versions `--protocol-max` leaves: this build's, capped; anything outside them is refused.
+    func protocolVersions() throws -> ProtocolRange {
+        guard let protocolMax else { return WireProtocol.versions }
+        guard let capped = WireProtocol.versions(highestMax: protocolMax) else {
+            let versions = WireProtocol.versions
+            throw ValidationError(
+                "--protocol-max must be one of \(versions.lowest)...\(versions.highest) (this build speaks protocol versions \(versions)), not \(protocolMax)"
+            )
+        }
+        return capped
     }
 
     func run() async throws {
@@ -287,6 +310,7 @@ struct KVD: AsyncParsableCommand {
         if let durability = durability ?? file.durability {
             configuration.durability = try parseDurability(durability)
         }
+        configuration.protocolVersions = try protocolVersions()
         if let zone = zone ?? file.zone {
             guard zone.utf8.count <= Limits.nameBytesMax else {
                 throw ValidationError("--zone must be at most \(Limits.nameBytesMax) bytes")

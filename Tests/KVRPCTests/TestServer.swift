@@ -32,6 +32,8 @@ struct EchoService: RPCService {
         case .pingRequest(let ping):
             return .pingResponse(
                 PingResponse(epoch: 7, clock: ping.clock, keys: 0, hintsQueued: 0, requestsInFlight: 0))
+        case .heartbeatRequest(let beat):
+            return .heartbeatResponse(HeartbeatResponse(epoch: 7, clock: beat.clock))
         case .hintRequest:
             return .hintResponse(HintResponse(outcome: .stored, clock: 1))
         case .streamRequest:
@@ -48,9 +50,13 @@ func withTestServer<T: Sendable>(
     clusterID: String = "test",
     port: Int = 0,
     traffic: PeerTraffic? = nil,
+    protocolVersions: ProtocolRange = WireProtocol.versions,
+    peerVersions: PeerVersions? = nil,
     _ body: @Sendable (RPCServer) async throws -> T
 ) async throws -> T {
     var configuration = RPCServerConfiguration(host: "127.0.0.1", port: port, clusterID: clusterID, nodeID: "n1")
+    configuration.protocolVersions = protocolVersions
+    configuration.peerVersions = peerVersions
     // On a busy CI machine, with every suite handshaking at once, TLS can take longer than the 10 s a
     // node allows (a CI run lost a connection that way): these tests are not about that deadline.
     configuration.handshakeTimeout = .seconds(300)

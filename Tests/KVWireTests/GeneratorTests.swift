@@ -55,6 +55,20 @@ struct GeneratorTests {
             text: "message A = 1 {\n  1 x: u8\n",
             error: "bad.qkv:3: error: expected a field number or '}', found end of file"),
         BadSchema(text: "struct S @frozen {\n}\n", error: "bad.qkv:1: error: unknown attribute '@frozen'"),
+        BadSchema(
+            text: "message A = 1 {\n  1 x: u8 @since(4)\n  2 y: u8\n}\n",
+            error: "bad.qkv:3: error: field 'y' has no @since but follows a @since field"),
+        BadSchema(
+            text: "message A = 1 {\n  1 x: u8 @since(5)\n  2 y: u8 @since(4)\n}\n",
+            error: "bad.qkv:3: error: field 'y' is @since(4) after a field @since(5)"),
+        BadSchema(
+            text: "message A = 1 {\n  1 x: optional<u8> @since(4)\n}\n",
+            error: "bad.qkv:2: error: a @since field is optional already"),
+        BadSchema(
+            text: "struct S {\n  1 x: u8 @since(4)\n}\n", error: "bad.qkv:2: error: @since is for message fields"),
+        BadSchema(
+            text: "message A = 1 @since(1) {\n}\n", error: "bad.qkv:1: error: a protocol version in @since must be 2..."
+        ),
     ]
 
     @Test("bad schemas fail with file:line", arguments: badSchemas)

@@ -48,6 +48,28 @@ enum Samples {
             )
         ),
         Sample(
+            name: "hello-v4",
+            summary:
+                "Hello, request id 1: protocolVersion 4, clusterId \"qkv-test\", senderId \"client-1\", role client (2), epoch 7, lowestVersion 3",
+            requestID: 1,
+            message: .hello(
+                Hello(
+                    protocolVersion: 4, clusterId: "qkv-test", senderId: "client-1", role: .client, epoch: 7,
+                    lowestVersion: 3)
+            )
+        ),
+        Sample(
+            name: "hello-ack-v4",
+            summary:
+                "HelloAck, request id 1: protocolVersion 4, clusterId \"qkv-test\", nodeId \"n1\", epoch 7, clock 0x018bcfe568000004, highestVersion 4",
+            requestID: 1,
+            message: .helloAck(
+                HelloAck(
+                    protocolVersion: 4, clusterId: "qkv-test", nodeId: "n1", epoch: 7, clock: hlc + 1,
+                    highestVersion: 4)
+            )
+        ),
+        Sample(
             name: "error-not-authorized",
             summary: "Error, request id 5: code notAuthorized (5), message \"client may not send HintRequest\"",
             requestID: 5,
@@ -470,6 +492,18 @@ enum Samples {
             message: .pingResponse(
                 PingResponse(epoch: 7, clock: hlc + 1, keys: 1000, hintsQueued: 2, requestsInFlight: 17)
             )
+        ),
+        Sample(
+            name: "heartbeat-request",
+            summary: "HeartbeatRequest, request id 9: epoch 7, clock 0x018bcfe568000003",
+            requestID: 9,
+            message: .heartbeatRequest(HeartbeatRequest(epoch: 7, clock: hlc))
+        ),
+        Sample(
+            name: "heartbeat-response",
+            summary: "HeartbeatResponse, request id 9: epoch 7, clock 0x018bcfe568000004",
+            requestID: 9,
+            message: .heartbeatResponse(HeartbeatResponse(epoch: 7, clock: hlc + 1))
         ),
         Sample(
             name: "stream-request",

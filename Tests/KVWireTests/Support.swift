@@ -81,6 +81,8 @@ func readBody(_ type: MessageType, from buffer: inout ByteBuffer) throws(WireErr
     case .mapCommitResponse: try buffer.readMapCommitResponse().map(Message.mapCommitResponse)
     case .pingRequest: try buffer.readPingRequest().map(Message.pingRequest)
     case .pingResponse: try buffer.readPingResponse().map(Message.pingResponse)
+    case .heartbeatRequest: try buffer.readHeartbeatRequest().map(Message.heartbeatRequest)
+    case .heartbeatResponse: try buffer.readHeartbeatResponse().map(Message.heartbeatResponse)
     case .streamRequest: try buffer.readStreamRequest().map(Message.streamRequest)
     case .streamResponse: try buffer.readStreamResponse().map(Message.streamResponse)
     case .adminRequest: try buffer.readAdminRequest().map(Message.adminRequest)

@@ -24,10 +24,16 @@ package final class PeerDirectory: Sendable {
     /// Where connections a new map dropped are closed.
     private let background: BackgroundWork
 
+    /// The protocol versions this node speaks and those its peers spoke in their handshakes.
+    package let protocols: MemberProtocols
+
+    /// - Parameter protocols: the versions to announce, and where peers' versions are recorded; shared
+    ///   by a node's directories. Nil: every version of this build, recorded here only.
     package init(
         nodeID: String, tls: TLSContext, map: ClusterMap, background: BackgroundWork = BackgroundWork(),
-        traffic: PeerTraffic? = nil
+        traffic: PeerTraffic? = nil, protocols: MemberProtocols? = nil
     ) {
+        self.protocols = protocols ?? MemberProtocols(nodeID: nodeID, versions: WireProtocol.versions)
         self.nodeID = nodeID
         self.traffic = traffic
         self.tls = tls
@@ -65,7 +71,7 @@ package final class PeerDirectory: Sendable {
                         address: node.address,
                         client: RPCClient(
                             host: address.host, port: address.port, tls: tls, hello: hello, nodeID: node.id,
-                            traffic: traffic))
+                            traffic: traffic, versions: protocols.versions, peerVersions: protocols.peers))
                 }
             }
             for (id, peer) in peers where next[id]?.client !== peer.client {

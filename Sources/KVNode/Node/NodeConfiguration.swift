@@ -1,6 +1,7 @@
 import Foundation
 public import KVCore
 public import KVStorage
+import KVWire
 import Yams
 
 /// Everything a node needs to start: identity, address, data folder, certificates.
@@ -116,6 +117,9 @@ public struct NodeConfiguration: Sendable, Hashable {
     /// against the cluster map's at start, so a node started in the wrong place refuses to serve
     /// rather than break the placement. Nil: whatever the map says.
     public var zone: String?
+    /// The protocol versions the node speaks (`kvd --protocol-max` lowers the highest, to act as the
+    /// previous release during a rolling upgrade): announced to peers, accepted from clients.
+    public var protocolVersions: ProtocolRange = WireProtocol.versions
 
     /// The cluster id used when none is configured, by nodes and clients alike.
     public static let defaultClusterID = "quorumkv"

@@ -150,10 +150,15 @@ public final class NodeService: Service {
         let background = BackgroundWork()
         // The bytes of every RPC connection, dialled or accepted, by peer (quorumkv_peer_*_bytes_total).
         let traffic = PeerTraffic()
+        // The versions this node speaks, and those its peers spoke at their last handshake (either
+        // direction): both directories and the server record into it.
+        let protocols = MemberProtocols(nodeID: configuration.id, versions: configuration.protocolVersions)
         let peerDirectory = PeerDirectory(
-            nodeID: configuration.id, tls: peerTLS, map: cluster, background: background, traffic: traffic)
+            nodeID: configuration.id, tls: peerTLS, map: cluster, background: background, traffic: traffic,
+            protocols: protocols)
         let replayDirectory = PeerDirectory(
-            nodeID: configuration.id, tls: peerTLS, map: cluster, background: background, traffic: traffic)
+            nodeID: configuration.id, tls: peerTLS, map: cluster, background: background, traffic: traffic,
+            protocols: protocols)
         membership.onChange { map in
             peerDirectory.follow(map)
             replayDirectory.follow(map)
@@ -219,6 +224,8 @@ public final class NodeService: Service {
         serverConfiguration.connectionsMax = configuration.connectionsMax
         serverConfiguration.connectionsPerIdentityMax = configuration.connectionsPerIdentityMax
         serverConfiguration.idleTimeout = configuration.idleTimeout
+        serverConfiguration.protocolVersions = configuration.protocolVersions
+        serverConfiguration.peerVersions = protocols.peers
         let server: RPCServer
         do {
             // The server's refusals are the node's too: Admin stats and quorumkv_rpc_refused_total.

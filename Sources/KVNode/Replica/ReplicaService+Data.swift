@@ -32,6 +32,19 @@ extension ReplicaService {
                 hintsQueued: UInt64(queues.hintQueueSizes.values.reduce(0, +)), requestsInFlight: 0))
     }
 
+    /// Answers a heartbeat (protocol version 4): a ping without the load figures, so no storage work
+    /// stands between a probe and its answer. A node's heartbeat says the peer is up and gossips, as
+    /// its ping does.
+    func answer(_ heartbeat: HeartbeatRequest, from peer: PeerIdentity) throws -> Message {
+        try checkClock(heartbeat.clock, what: "the heartbeat's clock")
+        if peer.role == .node {
+            health?.resumeDialling(peer.name)
+            health?.gossip(from: peer.name, epoch: heartbeat.epoch)
+        }
+        return .heartbeatResponse(
+            HeartbeatResponse(epoch: membership.current.epoch, clock: tick(observing: heartbeat.clock)))
+    }
+
     func apply(_ put: PutRequest, from peer: PeerIdentity, in context: KeyspaceContext) async throws -> Message {
         guard put.origin == .readRepair else {
             return try await withCheckedThrowingContinuation { continuation in

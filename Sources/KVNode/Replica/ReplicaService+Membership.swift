@@ -1,4 +1,5 @@
 import Foundation
+import KVCluster
 import KVCore
 import KVRPC
 import KVStorage
@@ -19,7 +20,16 @@ extension ReplicaService {
         guard let (map, proof) = kept else {
             throw RPCError.remote(.invalidRequest, message: "epoch \(request.epoch) is not kept here")
         }
-        return .clusterMapResponse(ClusterMapResponse(map, proof: proof))
+        var response = ClusterMapResponse(map, proof: proof)
+        if let protocols = health?.protocols {
+            // The members of the map answered (a peer since removed is left out), sorted by id.
+            let known = protocols.known()
+            response.memberVersions = map.nodes.filter { $0.state != .removed }.map(\.id).sorted().compactMap { id in
+                known[id].map { MemberVersionBody(nodeId: id, protocolVersion: $0) }
+            }
+        }
+        // Left out for a peer that negotiated version 3 (RPCServer restricts every answer).
+        return .clusterMapResponse(response)
     }
 
     func answer(_ prepare: MapPrepareRequest) async throws -> Message {

@@ -157,6 +157,8 @@ public final class ReplicaService: RPCService {
             return try await read(get, in: try await context(get.keyspace))
         case .pingRequest(let ping):
             return try pong(ping, from: peer)
+        case .heartbeatRequest(let heartbeat):
+            return try answer(heartbeat, from: peer)
         case .hintRequest(let hint):
             return try await storeHint(hint, in: try await context(hint.keyspace))
         case .getBatchRequest(let batch):

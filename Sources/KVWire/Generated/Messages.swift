@@ -150,25 +150,31 @@ extension ByteBuffer {
 
 // MARK: - 01-handshake.qkv
 
-/// Sent first by the connecting side. Nothing else is accepted before it.
+/// Sent first by the connecting side. Nothing else is accepted before it. The sender speaks the
+/// versions `lowestVersion...protocolVersion` (FRAMES.md, "Version negotiation").
 ///
 /// Message type 1; schema name `Hello`.
 public struct Hello: Sendable, Hashable {
     /// The frame type of this message.
     public static var messageType: MessageType { .hello }
 
+    /// The highest protocol version the sender speaks.
     public var protocolVersion: UInt16
     public var clusterId: String
     public var senderId: String
     public var role: Role
     public var epoch: UInt64
+    /// The lowest protocol version the sender speaks; absent (a version-3 sender): `protocolVersion`.
+    /// Sent before any version is agreed: a version-3 acceptor ignores it as trailing bytes.
+    public var lowestVersion: UInt16?
 
-    public init(protocolVersion: UInt16, clusterId: String, senderId: String, role: Role, epoch: UInt64) {
+    public init(protocolVersion: UInt16, clusterId: String, senderId: String, role: Role, epoch: UInt64, lowestVersion: UInt16? = nil) {
         self.protocolVersion = protocolVersion
         self.clusterId = clusterId
         self.senderId = senderId
         self.role = role
         self.epoch = epoch
+        self.lowestVersion = lowestVersion
     }
 }
 
@@ -191,6 +197,8 @@ extension ByteBuffer {
         written += self.writeWireString(value.senderId)
         written += self.writeRole(value.role)
         written += self.writeInteger(value.epoch)
+        guard let lowestVersion = value.lowestVersion else { return written }
+        written += self.writeInteger(lowestVersion)
         return written
     }
 
@@ -200,7 +208,9 @@ extension ByteBuffer {
         let senderId = try self.decodeWireString(limit: Limits.nameBytesMax, field: "Hello.senderId")
         let role = try self.decodeRole()
         let epoch = try self.decodeWireInteger(UInt64.self)
-        return Hello(protocolVersion: protocolVersion, clusterId: clusterId, senderId: senderId, role: role, epoch: epoch)
+        var lowestVersion: UInt16? = nil
+        if self.readableBytes > 0 { lowestVersion = try self.decodeWireInteger(UInt16.self) }
+        return Hello(protocolVersion: protocolVersion, clusterId: clusterId, senderId: senderId, role: role, epoch: epoch, lowestVersion: lowestVersion)
     }
 }
 
@@ -211,18 +221,23 @@ public struct HelloAck: Sendable, Hashable {
     /// The frame type of this message.
     public static var messageType: MessageType { .helloAck }
 
+    /// The version of this connection: the highest both sides speak.
     public var protocolVersion: UInt16
     public var clusterId: String
     public var nodeId: String
     public var epoch: UInt64
     public var clock: UInt64
+    /// The highest protocol version the acceptor speaks (it may be above the connection's): how a
+    /// connecting side learns a member's version (ClusterMapResponse.memberVersions).
+    public var highestVersion: UInt16?
 
-    public init(protocolVersion: UInt16, clusterId: String, nodeId: String, epoch: UInt64, clock: UInt64) {
+    public init(protocolVersion: UInt16, clusterId: String, nodeId: String, epoch: UInt64, clock: UInt64, highestVersion: UInt16? = nil) {
         self.protocolVersion = protocolVersion
         self.clusterId = clusterId
         self.nodeId = nodeId
         self.epoch = epoch
         self.clock = clock
+        self.highestVersion = highestVersion
     }
 }
 
@@ -245,6 +260,8 @@ extension ByteBuffer {
         written += self.writeWireString(value.nodeId)
         written += self.writeInteger(value.epoch)
         written += self.writeInteger(value.clock)
+        guard let highestVersion = value.highestVersion else { return written }
+        written += self.writeInteger(highestVersion)
         return written
     }
 
@@ -254,7 +271,9 @@ extension ByteBuffer {
         let nodeId = try self.decodeWireString(limit: Limits.nameBytesMax, field: "HelloAck.nodeId")
         let epoch = try self.decodeWireInteger(UInt64.self)
         let clock = try self.decodeWireInteger(UInt64.self)
-        return HelloAck(protocolVersion: protocolVersion, clusterId: clusterId, nodeId: nodeId, epoch: epoch, clock: clock)
+        var highestVersion: UInt16? = nil
+        if self.readableBytes > 0 { highestVersion = try self.decodeWireInteger(UInt16.self) }
+        return HelloAck(protocolVersion: protocolVersion, clusterId: clusterId, nodeId: nodeId, epoch: epoch, clock: clock, highestVersion: highestVersion)
     }
 }
 
@@ -265,7 +284,8 @@ public enum ErrorCode: UInt16, Sendable, Hashable, CaseIterable {
     case malformedFrame = 1
     /// The length prefix is over the maximum frame size. Sent with request id 0, then the connection closes.
     case frameTooLarge = 2
-    /// Hello.protocolVersion is not spoken here. The connection closes.
+    /// No protocol version spoken by both sides (Hello.lowestVersion...protocolVersion meets none spoken
+    /// here). The connection closes.
     case unsupportedVersion = 3
     /// Hello.clusterId names another cluster. The connection closes.
     case clusterMismatch = 4
@@ -1580,8 +1600,12 @@ public struct ClusterMapResponse: Sendable, Hashable {
     public var placement: PlacementBody
     public var pendingPlacement: PlacementBody?
     public var keyspaces: [KeyspaceBody]
+    /// The highest protocol version each member speaks, as the answering node knows it (its own, and
+    /// each peer's from the last handshake with it); a member it has not met is missing (protocol
+    /// version 4).
+    public var memberVersions: [MemberVersionBody]?
 
-    public init(clusterId: String, epoch: UInt64, replicationFactor: UInt8, nodes: [NodeEntry], pendingReplicationFactor: UInt8, streaming: [String], changeEpoch: UInt64, proof: MapProofBody?, placement: PlacementBody, pendingPlacement: PlacementBody?, keyspaces: [KeyspaceBody]) {
+    public init(clusterId: String, epoch: UInt64, replicationFactor: UInt8, nodes: [NodeEntry], pendingReplicationFactor: UInt8, streaming: [String], changeEpoch: UInt64, proof: MapProofBody?, placement: PlacementBody, pendingPlacement: PlacementBody?, keyspaces: [KeyspaceBody], memberVersions: [MemberVersionBody]? = nil) {
         self.clusterId = clusterId
         self.epoch = epoch
         self.replicationFactor = replicationFactor
@@ -1593,6 +1617,7 @@ public struct ClusterMapResponse: Sendable, Hashable {
         self.placement = placement
         self.pendingPlacement = pendingPlacement
         self.keyspaces = keyspaces
+        self.memberVersions = memberVersions
     }
 }
 
@@ -1621,6 +1646,8 @@ extension ByteBuffer {
         written += self.writePlacementBody(value.placement)
         written += self.writeWireOptional(value.pendingPlacement) { (buffer: inout ByteBuffer, wrapped) in buffer.writePlacementBody(wrapped) }
         written += self.writeWireList(value.keyspaces) { (buffer: inout ByteBuffer, element) in buffer.writeKeyspaceBody(element) }
+        guard let memberVersions = value.memberVersions else { return written }
+        written += self.writeWireList(memberVersions) { (buffer: inout ByteBuffer, element) in buffer.writeMemberVersionBody(element) }
         return written
     }
 
@@ -1636,7 +1663,46 @@ extension ByteBuffer {
         let placement = try self.decodePlacementBody()
         let pendingPlacement = try self.decodeWireOptional { (buffer: inout ByteBuffer) throws(WireError) in try buffer.decodePlacementBody() }
         let keyspaces = try self.decodeWireList(limit: Limits.keyspaceIDsMax, elementBytesMin: 38, field: "ClusterMapResponse.keyspaces") { (buffer: inout ByteBuffer) throws(WireError) in try buffer.decodeKeyspaceBody() }
-        return ClusterMapResponse(clusterId: clusterId, epoch: epoch, replicationFactor: replicationFactor, nodes: nodes, pendingReplicationFactor: pendingReplicationFactor, streaming: streaming, changeEpoch: changeEpoch, proof: proof, placement: placement, pendingPlacement: pendingPlacement, keyspaces: keyspaces)
+        var memberVersions: [MemberVersionBody]? = nil
+        if self.readableBytes > 0 { memberVersions = try self.decodeWireList(limit: Limits.nodesMax, elementBytesMin: 6, field: "ClusterMapResponse.memberVersions") { (buffer: inout ByteBuffer) throws(WireError) in try buffer.decodeMemberVersionBody() } }
+        return ClusterMapResponse(clusterId: clusterId, epoch: epoch, replicationFactor: replicationFactor, nodes: nodes, pendingReplicationFactor: pendingReplicationFactor, streaming: streaming, changeEpoch: changeEpoch, proof: proof, placement: placement, pendingPlacement: pendingPlacement, keyspaces: keyspaces, memberVersions: memberVersions)
+    }
+}
+
+/// A member's highest protocol version (ClusterMapResponse.memberVersions).
+public struct MemberVersionBody: Sendable, Hashable {
+    public var nodeId: String
+    public var protocolVersion: UInt16
+
+    public init(nodeId: String, protocolVersion: UInt16) {
+        self.nodeId = nodeId
+        self.protocolVersion = protocolVersion
+    }
+}
+
+extension ByteBuffer {
+    /// Reads one `MemberVersionBody` from the readable bytes.
+    ///
+    /// Returns `nil` and leaves the reader index unchanged when the buffer holds only part of one.
+    /// Throws (also leaving the reader index unchanged) when the bytes can never decode: a field
+    /// over its limit, an invalid bool, enum value or UTF-8 string.
+    public mutating func readMemberVersionBody() throws(WireError) -> MemberVersionBody? {
+        try self.readWireValue { (buffer: inout ByteBuffer) throws(WireError) in try buffer.decodeMemberVersionBody() }
+    }
+
+    /// Writes the encoding of `value`; returns the number of bytes written.
+    @discardableResult
+    public mutating func writeMemberVersionBody(_ value: MemberVersionBody) -> Int {
+        var written = 0
+        written += self.writeWireString(value.nodeId)
+        written += self.writeInteger(value.protocolVersion)
+        return written
+    }
+
+    mutating func decodeMemberVersionBody() throws(WireError) -> MemberVersionBody {
+        let nodeId = try self.decodeWireString(limit: Limits.nameBytesMax, field: "MemberVersionBody.nodeId")
+        let protocolVersion = try self.decodeWireInteger(UInt16.self)
+        return MemberVersionBody(nodeId: nodeId, protocolVersion: protocolVersion)
     }
 }
 
@@ -1729,6 +1795,91 @@ extension ByteBuffer {
         let hintsQueued = try self.decodeWireInteger(UInt64.self)
         let requestsInFlight = try self.decodeWireInteger(UInt32.self)
         return PingResponse(epoch: epoch, clock: clock, keys: keys, hintsQueued: hintsQueued, requestsInFlight: requestsInFlight)
+    }
+}
+
+/// A liveness probe without the load figures of a Ping: the answer does no storage work, so a busy disk
+/// does not make a live node look dead to a failure detector. Sent instead of Ping (the SDK's and the
+/// nodes' failure detectors) only once every member of the map speaks protocol version 4 (FRAMES.md,
+/// "Mixed versions"), and only on a connection that negotiated it.
+///
+/// Message type 74; schema name `HeartbeatRequest`.
+public struct HeartbeatRequest: Sendable, Hashable {
+    /// The frame type of this message.
+    public static var messageType: MessageType { .heartbeatRequest }
+
+    public var epoch: UInt64
+    public var clock: UInt64
+
+    public init(epoch: UInt64, clock: UInt64) {
+        self.epoch = epoch
+        self.clock = clock
+    }
+}
+
+extension ByteBuffer {
+    /// Reads one `HeartbeatRequest` (message type 74) from the readable bytes.
+    ///
+    /// Returns `nil` and leaves the reader index unchanged when the buffer holds only part of one.
+    /// Throws (also leaving the reader index unchanged) when the bytes can never decode: a field
+    /// over its limit, an invalid bool, enum value or UTF-8 string.
+    public mutating func readHeartbeatRequest() throws(WireError) -> HeartbeatRequest? {
+        try self.readWireValue { (buffer: inout ByteBuffer) throws(WireError) in try buffer.decodeHeartbeatRequest() }
+    }
+
+    /// Writes the encoding of `value`; returns the number of bytes written.
+    @discardableResult
+    public mutating func writeHeartbeatRequest(_ value: HeartbeatRequest) -> Int {
+        var written = 0
+        written += self.writeInteger(value.epoch)
+        written += self.writeInteger(value.clock)
+        return written
+    }
+
+    mutating func decodeHeartbeatRequest() throws(WireError) -> HeartbeatRequest {
+        let epoch = try self.decodeWireInteger(UInt64.self)
+        let clock = try self.decodeWireInteger(UInt64.self)
+        return HeartbeatRequest(epoch: epoch, clock: clock)
+    }
+}
+
+/// Message type 75; schema name `HeartbeatResponse`.
+public struct HeartbeatResponse: Sendable, Hashable {
+    /// The frame type of this message.
+    public static var messageType: MessageType { .heartbeatResponse }
+
+    public var epoch: UInt64
+    public var clock: UInt64
+
+    public init(epoch: UInt64, clock: UInt64) {
+        self.epoch = epoch
+        self.clock = clock
+    }
+}
+
+extension ByteBuffer {
+    /// Reads one `HeartbeatResponse` (message type 75) from the readable bytes.
+    ///
+    /// Returns `nil` and leaves the reader index unchanged when the buffer holds only part of one.
+    /// Throws (also leaving the reader index unchanged) when the bytes can never decode: a field
+    /// over its limit, an invalid bool, enum value or UTF-8 string.
+    public mutating func readHeartbeatResponse() throws(WireError) -> HeartbeatResponse? {
+        try self.readWireValue { (buffer: inout ByteBuffer) throws(WireError) in try buffer.decodeHeartbeatResponse() }
+    }
+
+    /// Writes the encoding of `value`; returns the number of bytes written.
+    @discardableResult
+    public mutating func writeHeartbeatResponse(_ value: HeartbeatResponse) -> Int {
+        var written = 0
+        written += self.writeInteger(value.epoch)
+        written += self.writeInteger(value.clock)
+        return written
+    }
+
+    mutating func decodeHeartbeatResponse() throws(WireError) -> HeartbeatResponse {
+        let epoch = try self.decodeWireInteger(UInt64.self)
+        let clock = try self.decodeWireInteger(UInt64.self)
+        return HeartbeatResponse(epoch: epoch, clock: clock)
     }
 }
 
@@ -3970,6 +4121,10 @@ public enum MessageType: UInt8, Sendable, Hashable, CaseIterable {
     case pingRequest = 66
     /// `PingResponse`
     case pingResponse = 67
+    /// `HeartbeatRequest`
+    case heartbeatRequest = 74
+    /// `HeartbeatResponse`
+    case heartbeatResponse = 75
     /// `MapPrepareRequest`
     case mapPrepareRequest = 68
     /// `MapPrepareResponse`
@@ -4020,6 +4175,24 @@ public enum MessageType: UInt8, Sendable, Hashable, CaseIterable {
     case hintBatchResponse = 25
 }
 
+extension MessageType {
+    /// The protocol version that introduced this message (`@since`); 1 for the first ones. A
+    /// message is sent only on a connection that negotiated at least this version.
+    public var protocolVersionMin: UInt16 {
+        switch self {
+        case .heartbeatRequest: 4
+        case .heartbeatResponse: 4
+        case .getBatchRequest: 4
+        case .getBatchResponse: 4
+        case .putBatchRequest: 4
+        case .putBatchResponse: 4
+        case .hintBatchRequest: 4
+        case .hintBatchResponse: 4
+        default: 1
+        }
+    }
+}
+
 /// Any message of the protocol, as the body of one frame.
 public enum Message: Sendable, Hashable {
     case hello(Hello)
@@ -4041,6 +4214,8 @@ public enum Message: Sendable, Hashable {
     case clusterMapResponse(ClusterMapResponse)
     case pingRequest(PingRequest)
     case pingResponse(PingResponse)
+    case heartbeatRequest(HeartbeatRequest)
+    case heartbeatResponse(HeartbeatResponse)
     case mapPrepareRequest(MapPrepareRequest)
     case mapPrepareResponse(MapPrepareResponse)
     case mapAcceptRequest(MapAcceptRequest)
@@ -4066,6 +4241,25 @@ public enum Message: Sendable, Hashable {
     case hintBatchRequest(HintBatchRequest)
     case hintBatchResponse(HintBatchResponse)
 
+    /// This message as a peer that negotiated protocol `version` may receive it: fields appended
+    /// by a later version (`@since`) are left out (nil), so they are never sent to a peer that
+    /// did not negotiate them.
+    public func restricted(toProtocol version: UInt16) -> Message {
+        switch self {
+        case .hello(var message):
+            if version < 4 { message.lowestVersion = nil }
+            return .hello(message)
+        case .helloAck(var message):
+            if version < 4 { message.highestVersion = nil }
+            return .helloAck(message)
+        case .clusterMapResponse(var message):
+            if version < 4 { message.memberVersions = nil }
+            return .clusterMapResponse(message)
+        default:
+            return self
+        }
+    }
+
     /// The frame type that carries this message.
     public var type: MessageType {
         switch self {
@@ -4088,6 +4282,8 @@ public enum Message: Sendable, Hashable {
         case .clusterMapResponse: .clusterMapResponse
         case .pingRequest: .pingRequest
         case .pingResponse: .pingResponse
+        case .heartbeatRequest: .heartbeatRequest
+        case .heartbeatResponse: .heartbeatResponse
         case .mapPrepareRequest: .mapPrepareRequest
         case .mapPrepareResponse: .mapPrepareResponse
         case .mapAcceptRequest: .mapAcceptRequest
@@ -4139,6 +4335,8 @@ extension Message {
         case .clusterMapResponse: self = .clusterMapResponse(try body.decodeClusterMapResponse())
         case .pingRequest: self = .pingRequest(try body.decodePingRequest())
         case .pingResponse: self = .pingResponse(try body.decodePingResponse())
+        case .heartbeatRequest: self = .heartbeatRequest(try body.decodeHeartbeatRequest())
+        case .heartbeatResponse: self = .heartbeatResponse(try body.decodeHeartbeatResponse())
         case .mapPrepareRequest: self = .mapPrepareRequest(try body.decodeMapPrepareRequest())
         case .mapPrepareResponse: self = .mapPrepareResponse(try body.decodeMapPrepareResponse())
         case .mapAcceptRequest: self = .mapAcceptRequest(try body.decodeMapAcceptRequest())
@@ -4189,6 +4387,8 @@ extension Message {
         case .clusterMapResponse(let message): buffer.writeClusterMapResponse(message)
         case .pingRequest(let message): buffer.writePingRequest(message)
         case .pingResponse(let message): buffer.writePingResponse(message)
+        case .heartbeatRequest(let message): buffer.writeHeartbeatRequest(message)
+        case .heartbeatResponse(let message): buffer.writeHeartbeatResponse(message)
         case .mapPrepareRequest(let message): buffer.writeMapPrepareRequest(message)
         case .mapPrepareResponse(let message): buffer.writeMapPrepareResponse(message)
         case .mapAcceptRequest(let message): buffer.writeMapAcceptRequest(message)

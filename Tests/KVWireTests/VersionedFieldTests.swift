@@ -1,0 +1,58 @@
+import KVCore
+import KVWire
+import NIOCore
+import Testing
+
+/// Fields and messages a later protocol version added (`@since` in the schema): absent from an older
+/// peer's bytes, and never sent to a peer that did not negotiate them.
+@Suite("Versioned fields")
+struct VersionedFieldTests {
+    private let v4Hello = Hello(
+        protocolVersion: 4, clusterId: "qkv-test", senderId: "client-1", role: .client, epoch: 7, lowestVersion: 3)
+
+    @Test("a version-3 Hello decodes with lowestVersion absent")
+    func olderBodyDecodesAbsent() throws {
+        var v3 = v4Hello
+        v3.protocolVersion = 3
+        v3.lowestVersion = nil
+        let frame = Message.hello(v3).frame(requestID: 1, allocator: ByteBufferAllocator())
+        #expect(try Message(frame: frame) == .hello(v3))
+        let range = ProtocolRange.announced(highest: 3, lowest: nil)
+        #expect(range == ProtocolRange(lowest: 3, highest: 3))
+    }
+
+    @Test("restricted to version 3, a message leaves out the fields of version 4, byte for byte")
+    func restrictedLeavesOutLaterFields() {
+        let restricted = Message.hello(v4Hello).restricted(toProtocol: 3)
+        var expected = v4Hello
+        expected.lowestVersion = nil
+        #expect(restricted == .hello(expected))
+        let full = Message.hello(v4Hello).frame(requestID: 1, allocator: ByteBufferAllocator())
+        let short = restricted.frame(requestID: 1, allocator: ByteBufferAllocator())
+        #expect(full.body.readableBytes == short.body.readableBytes + 2)
+        #expect(Message.hello(v4Hello).restricted(toProtocol: 4) == .hello(v4Hello))
+    }
+
+    @Test("member versions in a map answer go to version-4 connections only")
+    func memberVersionsOnlyAtVersion4() {
+        var response = ClusterMapResponse(
+            clusterId: "c", epoch: 1, replicationFactor: 1, nodes: [], pendingReplicationFactor: 0, streaming: [],
+            changeEpoch: 0, proof: nil, placement: PlacementBody(kind: .simple, replicas: 1, perZone: 0, zones: []),
+            pendingPlacement: nil, keyspaces: [])
+        response.memberVersions = [MemberVersionBody(nodeId: "n1", protocolVersion: 4)]
+        guard case .clusterMapResponse(let old) = Message.clusterMapResponse(response).restricted(toProtocol: 3) else {
+            Issue.record("not a ClusterMapResponse")
+            return
+        }
+        #expect(old.memberVersions == nil)
+        #expect(Message.clusterMapResponse(response).restricted(toProtocol: 4) == .clusterMapResponse(response))
+    }
+
+    @Test("Heartbeat is a version-4 message; the others every version has")
+    func messageVersions() {
+        #expect(MessageType.heartbeatRequest.protocolVersionMin == 4)
+        #expect(MessageType.heartbeatResponse.protocolVersionMin == 4)
+        #expect(MessageType.pingRequest.protocolVersionMin == 1)
+        #expect(MessageType.allCases.allSatisfy { $0.protocolVersionMin <= WireProtocol.version })
+    }
+}
