@@ -17,14 +17,7 @@ extension KVClient {
     ) async throws -> Version {
         try await metrics.measure(.put, consistency: consistency ?? defaultLevels(of: keyspace).write) {
             try validate(key: key)
-            guard value.readableBytes <= Limits.valueBytesMax else {
-                throw KVClientError.invalidArgument(
-                    "value is \(value.readableBytes) bytes; the limit is \(Limits.valueBytesMax)")
-            }
-            if let timeToLive, timeToLive <= .zero || timeToLive > Limits.timeToLiveMax {
-                throw KVClientError.invalidArgument(
-                    "time to live \(timeToLive) is not in (0, \(Limits.timeToLiveMax)]")
-            }
+            try validate(value: value, timeToLive: timeToLive)
             return try await write(
                 key: key, value: value, tombstone: false, consistency: consistency, timeToLive: timeToLive,
                 in: keyspace)
@@ -56,8 +49,36 @@ extension KVClient {
         _ key: [UInt8], consistency: ConsistencyLevel?, repair: ReadOperation.Repair?, in topology: Topology,
         route: KeyspaceRoute
     ) async throws -> KVValue? {
-        // Any R of the N replicas make a quorum: the clearly faster ones lately first, the ones the
-        // failure detector suspects last.
+        let operation = Guarded(try readOperation(key, consistency: consistency, repair: repair, route: route))
+        let request = route.getRequest(key)
+        let outcome = try await drive(
+            start: {
+                operation.withLock { operation in self.clock.withLock { operation.start(clock: &$0).map(\.step) } }
+            },
+            handle: { event in
+                operation.withLock { operation in
+                    self.clock.withLock { operation.handle(event, clock: &$0).map(\.step) }
+                }
+            },
+            send: { send, started in
+                switch send {
+                case .get(let node):
+                    return self.send(request, to: node, in: topology).map {
+                        self.readEvent(node, $0, started: started)
+                    }
+                case .repair(let node, let record):
+                    return self.sendRepair(key, record, to: node, in: topology, route: route)
+                }
+            },
+            late: { event in self.clock.withLock { event.observeClocks(&$0) } })
+        return try readValue(outcome, of: key, route: route)
+    }
+
+    /// The read of `key` a `get` runs (alone or in a batch): any R of the N replicas make a quorum, the
+    /// clearly faster ones lately asked first and the ones the failure detector suspects last.
+    func readOperation(
+        _ key: [UInt8], consistency: ConsistencyLevel?, repair: ReadOperation.Repair?, route: KeyspaceRoute
+    ) throws -> ReadOperation {
         var replicas = route.ring.preferenceList(forKey: key)
         if configuration.fastestReplicasFirst {
             let now = ContinuousClock.now
@@ -80,32 +101,20 @@ extension KVClient {
                 first.compactMap { trackers[$0]?.p99 }.max()
             }
         }
-        let operation = Guarded(ReadOperation(configuration: readConfiguration))
-        let request = route.getRequest(key)
-        let outcome = try await drive(
-            start: {
-                operation.withLock { operation in self.clock.withLock { operation.start(clock: &$0).map(\.step) } }
-            },
-            handle: { event in
-                operation.withLock { operation in
-                    self.clock.withLock { operation.handle(event, clock: &$0).map(\.step) }
-                }
-            },
-            send: { send, started in
-                switch send {
-                case .get(let node):
-                    return self.send(request, to: node, in: topology).map {
-                        self.readEvent(node, $0, started: started)
-                    }
-                case .repair(let node, let record):
-                    self.repairsSent.add(1, ordering: .relaxed)
-                    self.metrics.readRepairs.increment()
-                    return self.send(route.repairRequest(key, record), to: node, in: topology).map {
-                        self.repairEvent(node, $0)
-                    }
-                }
-            },
-            late: { event in self.clock.withLock { event.observeClocks(&$0) } })
+        return ReadOperation(configuration: readConfiguration)
+    }
+
+    /// Writes `record` back to a stale replica (read repair), counted.
+    func sendRepair(
+        _ key: [UInt8], _ record: StoredRecord, to node: String, in topology: Topology, route: KeyspaceRoute
+    ) -> EventLoopFuture<ReadOperation.Event> {
+        repairsSent.add(1, ordering: .relaxed)
+        metrics.readRepairs.increment()
+        return send(route.repairRequest(key, record), to: node, in: topology).map { self.repairEvent(node, $0) }
+    }
+
+    /// What a read of `key` answers the caller: the newest record, unless it is deleted or expired.
+    func readValue(_ outcome: ReadCoordinator.ReadOutcome, of key: [UInt8], route: KeyspaceRoute) throws -> KVValue? {
         switch outcome {
         case .failed(let error):
             throw KVClientError.unavailable("read of \(Self.describe(key))\(Self.naming(route)): \(error)")
@@ -168,27 +177,8 @@ extension KVClient {
         key: [UInt8], value: ByteBuffer, tombstone: Bool, consistency: ConsistencyLevel?, timeToLive: Duration?,
         in topology: Topology, route: KeyspaceRoute
     ) async throws -> Version {
-        var plan = WritePlan(
-            level: consistency ?? route.writeLevel ?? configuration.writeConsistency.level,
-            deadline: configuration.requestTimeout, supersededRetriesMax: configuration.supersededRetriesMax,
-            hintedHandoff: configuration.hintedHandoff, sloppyQuorum: configuration.sloppyQuorum)
-        plan.localZone = configuration.zone
-        let writeConfiguration: WriteOperation.Configuration
-        do {
-            writeConfiguration = try plan.operation(
-                for: Token(key: key), current: route.ring, next: route.next, suspected: suspectedNodes())
-        } catch {
-            throw KVClientError.invalidArgument("\(error)")
-        }
-        let operation = Guarded(WriteOperation(configuration: writeConfiguration))
-        // The expiry travels with each stamped version (absent on the wire without a TTL).
-        let keyBytes = ByteBuffer(bytes: key)
-        let record = { @Sendable (version: Version) -> Record in
-            let millis = StoredRecord.expiry(of: version, timeToLive: timeToLive)
-            return Record(
-                key: keyBytes, version: version, tombstone: tombstone, value: value,
-                expiresAtMillis: millis == 0 ? nil : millis)
-        }
+        let operation = Guarded(try writeOperation(key, consistency: consistency, route: route))
+        let record = Self.recordMaker(key: key, value: value, tombstone: tombstone, timeToLive: timeToLive)
         let wallClockMillis = configuration.wallClockMillis
         let result = try await drive(
             start: {
@@ -218,6 +208,43 @@ extension KVClient {
             },
             late: { event in self.clock.withLock { event.observeClocks(&$0) } },
             settled: { operation.withLock(\.isSettled) })
+        return try writeVersion(result, of: key, route: route)
+    }
+
+    /// The write of `key` a `put` or `delete` runs (alone or in a batch).
+    func writeOperation(_ key: [UInt8], consistency: ConsistencyLevel?, route: KeyspaceRoute) throws
+        -> WriteOperation
+    {
+        var plan = WritePlan(
+            level: consistency ?? route.writeLevel ?? configuration.writeConsistency.level,
+            deadline: configuration.requestTimeout, supersededRetriesMax: configuration.supersededRetriesMax,
+            hintedHandoff: configuration.hintedHandoff, sloppyQuorum: configuration.sloppyQuorum)
+        plan.localZone = configuration.zone
+        do {
+            return WriteOperation(
+                configuration: try plan.operation(
+                    for: Token(key: key), current: route.ring, next: route.next, suspected: suspectedNodes()))
+        } catch {
+            throw KVClientError.invalidArgument("\(error)")
+        }
+    }
+
+    /// The record a write sends at each version it is stamped with: the expiry travels with the
+    /// version (absent on the wire without a TTL).
+    static func recordMaker(key: [UInt8], value: ByteBuffer, tombstone: Bool, timeToLive: Duration?)
+        -> @Sendable (Version) -> Record
+    {
+        let keyBytes = ByteBuffer(bytes: key)
+        return { version in
+            let millis = StoredRecord.expiry(of: version, timeToLive: timeToLive)
+            return Record(
+                key: keyBytes, version: version, tombstone: tombstone, value: value,
+                expiresAtMillis: millis == 0 ? nil : millis)
+        }
+    }
+
+    /// What a write of `key` answers the caller: its version, or why it failed.
+    func writeVersion(_ result: WriteOperation.WriteResult, of key: [UInt8], route: KeyspaceRoute) throws -> Version {
         let described = Self.describe(key) + Self.naming(route)
         switch result {
         case .acknowledged(let version, _):
@@ -289,11 +316,7 @@ extension KVClient {
     func handOffInBackground<Send: Sendable, Event: Sendable, Outcome: Sendable>(
         _ loop: OperationLoop<Send, Event, Outcome>, settled: @escaping @Sendable () -> Bool
     ) {
-        let id = handingOff.withLock { state in
-            state.nextID += 1
-            return state.nextID
-        }
-        let spawned = background.spawn {
+        inBackground {
             var loop = loop
             let events = loop.events
             let deadline = self.operationTimers.schedule(in: self.configuration.requestTimeout) { events.finish() }
@@ -303,13 +326,29 @@ extension KVClient {
             }
             self.operationTimers.cancel(deadline)
             await self.end(loop)
+        } ifClosing: {
+            await self.end(loop)
+        }
+    }
+
+    /// Runs `work` (what answered operations still do: hand-offs) in a background task that
+    /// ``close()`` waits for; when the client is closing, `ifClosing` instead.
+    func inBackground(
+        _ work: @escaping @Sendable () async -> Void, ifClosing: @escaping @Sendable () async -> Void
+    ) {
+        let id = handingOff.withLock { state in
+            state.nextID += 1
+            return state.nextID
+        }
+        let spawned = background.spawn {
+            await work()
             self.handingOff.withLock { state in
                 if state.tasks.removeValue(forKey: id) == nil { state.finished.insert(id) }
             }
         }
         guard let task = spawned else {
             // The client is closing: the hand-off ends here.
-            Task { await self.end(loop) }
+            Task { await ifClosing() }
             return
         }
         handingOff.withLock { state in
@@ -347,6 +386,17 @@ extension KVClient {
         loop.events.finish()
         while let event = await loop.events.next() {
             loop.late(event)
+        }
+    }
+
+    /// Refuses a value over `Limits.valueBytesMax` and a time to live out of (0, `timeToLiveMax`].
+    func validate(value: ByteBuffer, timeToLive: Duration?) throws {
+        guard value.readableBytes <= Limits.valueBytesMax else {
+            throw KVClientError.invalidArgument(
+                "value is \(value.readableBytes) bytes; the limit is \(Limits.valueBytesMax)")
+        }
+        if let timeToLive, timeToLive <= .zero || timeToLive > Limits.timeToLiveMax {
+            throw KVClientError.invalidArgument("time to live \(timeToLive) is not in (0, \(Limits.timeToLiveMax)]")
         }
     }
 

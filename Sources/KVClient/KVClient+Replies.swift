@@ -38,12 +38,14 @@ extension KVClient {
         }
     }
 
+    /// The event of a `Put`'s answer; `started` (nil for a key of a batch, whose answer time is the
+    /// whole batch's) feeds the node's response times.
     func writeEvent(
-        _ node: String, attempt: Int, _ result: Result<Message, any Error>, started: ContinuousClock.Instant
+        _ node: String, attempt: Int, _ result: Result<Message, any Error>, started: ContinuousClock.Instant?
     ) -> WriteOperation.Event {
         switch result {
         case .success(.putResponse(let response)):
-            record(node, ContinuousClock.now - started)
+            if let started { record(node, ContinuousClock.now - started) }
             switch response.outcome {
             case .applied: return .applied(node, attempt: attempt, clock: response.clock)
             case .superseded:
@@ -73,12 +75,13 @@ extension KVClient {
         }
     }
 
-    func readEvent(_ node: String, _ result: Result<Message, any Error>, started: ContinuousClock.Instant)
+    /// The event of a `Get`'s answer; `started` as `writeEvent`'s.
+    func readEvent(_ node: String, _ result: Result<Message, any Error>, started: ContinuousClock.Instant?)
         -> ReadOperation.Event
     {
         switch result {
         case .success(.getResponse(let response)):
-            record(node, ContinuousClock.now - started)
+            if let started { record(node, ContinuousClock.now - started) }
             return .answered(node, response.record?.stored, clock: response.clock)
         case .success(let other):
             return .failed(node, reason: "answered Get with \(other.type)")

@@ -185,25 +185,59 @@ extension KVClient {
         guard let client = topology.nodes[node] else {
             return eventLoop.makeSucceededFuture(.failure(KVClientError.invalidArgument("unknown node \(node)")))
         }
+        if !probe { requestsSent.add(1, ordering: .relaxed) }
         return client.send(timeout: configuration.requestTimeout, probe: probe, build)
-            .map { answer in
-                self.heartbeat(node)
-                switch answer {
-                case .pingResponse(let pong) where pong.epoch > topology.map.epoch:
-                    self.noticeEpoch(pong.epoch, from: node, in: topology)
-                case .heartbeatResponse(let beat) where beat.epoch > topology.map.epoch:
-                    self.noticeEpoch(beat.epoch, from: node, in: topology)
-                default:
-                    break
-                }
-                return Result<Message, any Error>.success(answer)
+            .map { self.observe(.success($0), from: node, in: topology) }
+            .flatMapErrorThrowing { self.observe(.failure($0), from: node, in: topology) }
+    }
+
+    /// Sends to `node` the requests `build` makes for its connection (`RPCClient.send(timeout:all:)`)
+    /// and hands back each answer as `send(_:to:in:probe:)` would; when no connection can be made,
+    /// each of the `count` answers is that failure.
+    func send(
+        count: Int, to node: String, in topology: Topology, _ build: @escaping @Sendable (RPCConnection) -> [Message]
+    ) -> EventLoopFuture<[Result<Message, any Error>]> {
+        let eventLoop = MultiThreadedEventLoopGroup.singleton.next()
+        guard let client = topology.nodes[node] else {
+            let failure = Result<Message, any Error>.failure(KVClientError.invalidArgument("unknown node \(node)"))
+            return eventLoop.makeSucceededFuture(Array(repeating: failure, count: count))
+        }
+        return client.send(
+            timeout: configuration.requestTimeout,
+            all: { connection in
+                let requests = build(connection)
+                self.requestsSent.add(requests.count, ordering: .relaxed)
+                return requests
             }
-            .flatMapErrorThrowing { error in
-                // A replica that does not keep the key in its (newer) map: fetch that map.
-                if (error as? RPCError)?.remoteCode == .notReplica {
-                    self.noticeEpoch(.max, from: node, in: topology)
-                }
-                return Result<Message, any Error>.failure(error)
+        )
+        .map { answers in answers.map { self.observe($0, from: node, in: topology) } }
+        .flatMapErrorThrowing { error in
+            Array(repeating: self.observe(.failure(error), from: node, in: topology), count: count)
+        }
+    }
+
+    /// What every answer from `node` tells the client: the node is up; its map is newer than ours (a
+    /// pong's epoch, or a `notReplica` refusal: fetch it).
+    func observe(_ answer: Result<Message, any Error>, from node: String, in topology: Topology)
+        -> Result<Message, any Error>
+    {
+        switch answer {
+        case .success(let message):
+            heartbeat(node)
+            switch message {
+            case .pingResponse(let pong) where pong.epoch > topology.map.epoch:
+                noticeEpoch(pong.epoch, from: node, in: topology)
+            case .heartbeatResponse(let beat) where beat.epoch > topology.map.epoch:
+                noticeEpoch(beat.epoch, from: node, in: topology)
+            default:
+                break
             }
+        case .failure(let error):
+            // A replica that does not keep the key in its (newer) map: fetch that map.
+            if (error as? RPCError)?.remoteCode == .notReplica {
+                noticeEpoch(.max, from: node, in: topology)
+            }
+        }
+        return answer
     }
 }

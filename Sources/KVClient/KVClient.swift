@@ -33,6 +33,9 @@ public final class KVClient: Sendable {
     /// The timers of every operation (deadlines, hand-off, speculation), on one event loop.
     let operationTimers = OperationTimers(eventLoop: MultiThreadedEventLoopGroup.singleton.next())
     let repairsSent = Atomic<Int>(0)
+    /// Requests sent to nodes for reads and writes (a batch counts once; the pinger's probes not):
+    /// what a batch operation saves is counted here (tests).
+    let requestsSent = Atomic<Int>(0)
     let hintsSent = Atomic<Int>(0)
     /// Operations still handing off after they answered, by id; ``close()`` waits for them.
     let handingOff = Mutex(HandingOff())
@@ -66,6 +69,9 @@ public final class KVClient: Sendable {
         var tasks: [Int: BackgroundWork.Handle] = [:]
         var finished: Set<Int> = []
     }
+
+    /// Requests this client has sent to nodes for reads and writes (`requestsSent`; tests).
+    package var dataRequestsSent: Int { requestsSent.load(ordering: .relaxed) }
 
     /// Hints this client handed to fallback nodes for replicas that did not acknowledge a write.
     public var hintsHandedOff: Int { hintsSent.load(ordering: .relaxed) }
@@ -210,6 +216,29 @@ public final class KVClient: Sendable {
         async throws -> KVValue?
     {
         try await defaultKeyspace.get(key, consistency: consistency, repair: repair)
+    }
+
+    /// Reads many keys of the `default` keyspace at once, each with its own quorum and version, for
+    /// the round trips of a few (``KVKeyspace/get(keys:consistency:repair:)``).
+    ///
+    /// - Returns: each key's value and version, in the order of `keys` (nil: absent).
+    /// - Throws: ``KVClientError``, as ``KVKeyspace/get(keys:consistency:repair:)``.
+    public func get<Key: KVBytes>(keys: [Key], consistency: KVConsistency? = nil, repair: KVReadRepair? = nil)
+        async throws -> [KVValue?]
+    {
+        try await defaultKeyspace.get(keys: keys, consistency: consistency, repair: repair)
+    }
+
+    /// Writes many keys of the `default` keyspace at once, each with its own version and quorum, for
+    /// the round trips of a few (``KVKeyspace/put(_:consistency:timeToLive:)``).
+    ///
+    /// - Returns: the version of each write, in the order of `entries`.
+    /// - Throws: ``KVClientError``, as ``KVKeyspace/put(_:consistency:timeToLive:)``.
+    @discardableResult
+    public func put<Key: KVBytes, Value: KVBytes>(
+        _ entries: [(key: Key, value: Value)], consistency: KVConsistency? = nil, timeToLive: Duration? = nil
+    ) async throws -> [KVVersion] {
+        try await defaultKeyspace.put(entries, consistency: consistency, timeToLive: timeToLive)
     }
 
     /// Waits for the hints of earlier writes to be handed off (at most one request timeout), then

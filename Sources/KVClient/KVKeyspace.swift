@@ -57,6 +57,37 @@ public struct KVKeyspace: Sendable {
         try await client.get(key.kvArray, consistency: consistency?.level, repair: repair?.mode, in: name)
     }
 
+    /// Reads many keys at once, each as ``get(_:consistency:repair:)`` reads it (its own quorum, its
+    /// own newest version, its own repairs), for the round trips of a few: the keys' requests to each
+    /// replica go together, as one batch per replica and wave, instead of one request per key.
+    ///
+    /// - Returns: each key's value and version, in the order of `keys` (nil: absent, deleted or expired).
+    /// - Throws: ``KVClientError``: `isInvalidArgument` for a bad key or level (nothing was sent),
+    ///   `isUnavailable` naming the keys whose quorum failed, after every key was tried (each such key
+    ///   was also tried once more on its own).
+    public func get<Key: KVBytes>(keys: [Key], consistency: KVConsistency? = nil, repair: KVReadRepair? = nil)
+        async throws -> [KVValue?]
+    {
+        try await client.get(keys: keys.map(\.kvArray), consistency: consistency?.level, repair: repair?.mode, in: name)
+    }
+
+    /// Writes many keys at once, each as ``put(_:value:consistency:timeToLive:)`` writes it (its own
+    /// version and quorum, its own hints for replicas that did not acknowledge), for the round trips
+    /// of a few, as ``get(keys:consistency:repair:)`` reads.
+    ///
+    /// - Returns: the version each write was stored with, in the order of `entries`.
+    /// - Throws: ``KVClientError``, as ``get(keys:consistency:repair:)``; a write acknowledged stays
+    ///   written when another key's fails.
+    @discardableResult
+    public func put<Key: KVBytes, Value: KVBytes>(
+        _ entries: [(key: Key, value: Value)], consistency: KVConsistency? = nil, timeToLive: Duration? = nil
+    ) async throws -> [KVVersion] {
+        try await client.put(
+            entries.map { ($0.key.kvArray, $0.value.kvBuffer) }, consistency: consistency?.level,
+            timeToLive: timeToLive, in: name
+        ).map(KVVersion.init)
+    }
+
     /// What one replica holds for `key` in this keyspace, bypassing coordination (admin certificate).
     package func replicaRecord(_ key: [UInt8], node: String) async throws -> StoredRecord? {
         try await client.replicaRecord(key, node: node, in: name)

@@ -59,6 +59,12 @@ package final class OperationEvents<Event: Sendable>: Sendable {
         waiter?.resume(returning: nil)
     }
 
+    /// The next event if one is waiting, without waiting: a batch's loop takes the answers that came
+    /// together before it sends what they lead to.
+    package func nextIfReady() -> Event? {
+        state.withLock { $0.pop() }
+    }
+
     /// The next event, waiting for one; nil once finished and every event given was read. One reader.
     package func next() async -> Event? {
         if let event = state.withLock({ $0.pop() }) { return event }

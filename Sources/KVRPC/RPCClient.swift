@@ -124,6 +124,27 @@ public final class RPCClient: Sendable {
         }
     }
 
+    /// Sends the requests `build` makes for the connection they go on (a batch where its version has
+    /// the batch message, each key's own request where it does not), connecting first if needed; the
+    /// future completes with every answer, in order, once all are in. It fails only when there is no
+    /// connection.
+    public func send(
+        timeout: Duration, all build: @escaping @Sendable (RPCConnection) -> [Message]
+    ) -> EventLoopFuture<[Result<Message, any Error>]> {
+        let connected = connectionFuture()
+        return connected.flatMap { connection in
+            let sent = build(connection).map { request in
+                connection.send(request, timeout: timeout).flatMapErrorThrowing { error in
+                    if !connection.isActive {
+                        self.forget(connection)
+                    }
+                    throw error
+                }
+            }
+            return EventLoopFuture.whenAllComplete(sent, on: connected.eventLoop)
+        }
+    }
+
     /// The current connection, made if there is none and the backoff window has passed.
     public func connection() async throws -> RPCConnection {
         try await connectionFuture().get()

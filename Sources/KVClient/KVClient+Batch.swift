@@ -1,0 +1,512 @@
+import KVCore
+import KVRPC
+import KVWire
+import NIOCore
+import Synchronization
+
+/// Batch operations: many keys read or written at once, each with its own quorum, version and
+/// outcome, for the round trips of a few.
+///
+/// Every key runs the operation its own `get` or `put` runs (`readOperation`, `writeOperation`: the
+/// same sans-I/O values, the same event conversions), but all of them in one loop (`BatchLoop`):
+/// the requests the keys' operations make at one moment are grouped by replica and keyspace part
+/// and go as one `GetBatch`, `PutBatch` or `HintBatch` per replica (at most `Limits.batchKeysMax`
+/// keys and `Limits.batchAnswerBytesMax` bytes each), and the answers that arrive together are
+/// handled together before what they lead to is sent. A batch of keys therefore costs a round trip
+/// per replica for each wave (the first requests; the next replica after a failure; hints; repairs),
+/// not one per key. A connection that negotiated protocol version 3 (a node not upgraded yet) gets
+/// each key's own request instead, pipelined on the connection.
+extension KVClient {
+    /// `get(keys:)` in keyspace `keyspace`: each key's value, in order (nil: absent).
+    ///
+    /// - Throws: `invalidArgument` for a bad key or level (nothing sent); `unavailable` naming the
+    ///   keys whose quorum failed, after every key was tried.
+    func get(
+        keys: [[UInt8]], consistency: ConsistencyLevel?, repair: ReadOperation.Repair?, in keyspace: String
+    ) async throws -> [KVValue?] {
+        for key in keys { try validate(key: key) }
+        guard !keys.isEmpty else { return [] }
+        let (topology, routes) = try await topologyAndRoutes(keyspace, keys: keys)
+        let operations = Guarded(
+            try keys.indices.map {
+                try readOperation(keys[$0], consistency: consistency, repair: repair, route: routes[$0])
+            })
+        let outcomes = await drive(
+            BatchLoop(
+                count: keys.count,
+                start: { index in
+                    operations.withLock { operations in
+                        self.clock.withLock { operations[index].start(clock: &$0).map(\.step) }
+                    }
+                },
+                handle: { index, event in
+                    operations.withLock { operations in
+                        self.clock.withLock { operations[index].handle(event, clock: &$0).map(\.step) }
+                    }
+                },
+                dispatch: { sends, deliver in
+                    self.dispatchReads(sends, keys: keys, routes: routes, in: topology, deliver: deliver)
+                },
+                late: { event in self.clock.withLock { event.observeClocks(&$0) } },
+                settled: { _ in true }))
+        return try await finish(keys, outcomes, in: keyspace, what: "read") { index, outcome in
+            try self.readValue(outcome, of: keys[index], route: routes[index])
+        } alone: { key in
+            try await self.get(key, consistency: consistency, repair: repair, in: keyspace)
+        }
+    }
+
+    /// `put(_:)` of many keys in keyspace `keyspace`: each write's version, in order.
+    ///
+    /// - Throws: as `get(keys:)`; a key's write that was acknowledged stays written when another
+    ///   key's fails.
+    func put(
+        _ entries: [(key: [UInt8], value: ByteBuffer)], consistency: ConsistencyLevel?, timeToLive: Duration?,
+        in keyspace: String
+    ) async throws -> [Version] {
+        for (key, value) in entries {
+            try validate(key: key)
+            try validate(value: value, timeToLive: timeToLive)
+        }
+        guard !entries.isEmpty else { return [] }
+        let keys = entries.map(\.key)
+        let (topology, routes) = try await topologyAndRoutes(keyspace, keys: keys)
+        let operations = Guarded(
+            try keys.indices.map { try writeOperation(keys[$0], consistency: consistency, route: routes[$0]) })
+        let records = entries.indices.map { index in
+            Self.recordMaker(
+                key: keys[index], value: entries[index].value, tombstone: false,
+                timeToLive: timeToLive ?? routes[index].timeToLive)
+        }
+        let wallClockMillis = configuration.wallClockMillis
+        let outcomes = await drive(
+            BatchLoop(
+                count: entries.count,
+                start: { index in
+                    let millis = wallClockMillis()
+                    return operations.withLock { operations in
+                        self.clock.withLock { operations[index].start(clock: &$0, wallMillis: millis).map(\.step) }
+                    }
+                },
+                handle: { index, event in
+                    let millis = wallClockMillis()
+                    return operations.withLock { operations in
+                        self.clock.withLock {
+                            operations[index].handle(event, clock: &$0, wallMillis: millis).map(\.step)
+                        }
+                    }
+                },
+                dispatch: { sends, deliver in
+                    self.dispatchWrites(sends, records: records, routes: routes, in: topology, deliver: deliver)
+                },
+                late: { event in self.clock.withLock { event.observeClocks(&$0) } },
+                settled: { index in operations.withLock { $0[index].isSettled } }))
+        return try await finish(keys, outcomes, in: keyspace, what: "write") { index, outcome in
+            try self.writeVersion(outcome, of: keys[index], route: routes[index])
+        } alone: { key in
+            let index = keys.firstIndex(of: key)!
+            return try await self.write(
+                key: key, value: entries[index].value, tombstone: false, consistency: consistency,
+                timeToLive: timeToLive, in: keyspace)
+        }
+    }
+
+    /// The map in use and each key's route in it (a split keyspace's keys may lie in several parts).
+    private func topologyAndRoutes(_ keyspace: String, keys: [[UInt8]]) async throws -> (Topology, [KeyspaceRoute]) {
+        var (topology, _) = try await topologyAndRoute(keyspace, key: keys[0])
+        var routes: [KeyspaceRoute] = []
+        routes.reserveCapacity(keys.count)
+        for key in keys {
+            guard let route = try topology.route(keyspace, forKey: key) else {
+                // The map in use has no such part: the latest one may (as a single key's operation finds).
+                let (latest, route) = try await topologyAndRoute(keyspace, key: key)
+                if latest !== topology { return try await topologyAndRoutes(keyspace, keys: keys) }
+                topology = latest
+                routes.append(route)
+                continue
+            }
+            routes.append(route)
+        }
+        return (topology, routes)
+    }
+
+    /// Each key's result from its operation's outcome; a key whose batch operation failed as
+    /// unavailable runs once more alone, as its own `get` or `put` (which also follows a newer map,
+    /// `onNewerMaps`). Throws, once every key was tried, the failure of the keys that still failed.
+    private func finish<Outcome: Sendable, Result: Sendable>(
+        _ keys: [[UInt8]], _ outcomes: [Outcome?], in keyspace: String, what: String,
+        _ result: (Int, Outcome) throws -> Result, alone: @Sendable ([UInt8]) async throws -> Result
+    ) async throws -> [Result] {
+        var results: [Result?] = []
+        var failures: [(index: Int, error: any Error)] = []
+        results.reserveCapacity(keys.count)
+        for (index, outcome) in outcomes.enumerated() {
+            do {
+                guard let outcome else { throw KVClientError.unavailable("the request was cancelled") }
+                results.append(try result(index, outcome))
+            } catch let error as KVClientError where error.isUnavailable {
+                results.append(nil)
+                failures.append((index, error))
+            }
+        }
+        var stillFailed: [(index: Int, error: any Error)] = []
+        for (index, _) in failures {
+            do {
+                results[index] = try await alone(keys[index])
+            } catch {
+                stillFailed.append((index, error))
+            }
+        }
+        guard let first = stillFailed.first else { return results.map { $0! } }
+        throw KVClientError.unavailable(
+            "the \(what) of \(stillFailed.count) of \(keys.count) keys failed (\(Self.describe(keys[first.index])): \(first.error))"
+        )
+    }
+
+    // MARK: - Sending a wave
+
+    /// Sends the requests the reads made at one moment: `Get`s grouped by replica and keyspace part
+    /// into `GetBatch`es, repairs as each key's own `Put`.
+    private func dispatchReads(
+        _ sends: [(index: Int, send: ReadOperation.Send)], keys: [[UInt8]], routes: [KeyspaceRoute],
+        in topology: Topology, deliver: @escaping @Sendable (Int, ReadOperation.Event) -> Void
+    ) {
+        var gets: [BatchTarget: [Int]] = [:]
+        for (index, send) in sends {
+            switch send {
+            case .get(let node):
+                gets[BatchTarget(node: node, keyspace: routes[index].id), default: []].append(index)
+            case .repair(let node, let record):
+                sendRepair(keys[index], record, to: node, in: topology, route: routes[index])
+                    .whenSuccess { deliver(index, $0) }
+            }
+        }
+        for (target, indices) in gets {
+            for chunk in Self.chunks(indices, bytes: { _ in 0 }) {
+                send(
+                    chunk, to: target.node, in: topology,
+                    batch: .getBatchRequest(
+                        GetBatchRequest(keyspace: target.keyspace, keys: chunk.map { ByteBuffer(bytes: keys[$0]) })),
+                    alone: { routes[$0].getRequest(keys[$0]) }, split: Self.splitGets
+                ) { index, answer in
+                    deliver(index, self.readEvent(target.node, answer, started: nil))
+                }
+            }
+        }
+    }
+
+    /// Sends the requests the writes made at one moment: `Put`s grouped by replica and keyspace part
+    /// into `PutBatch`es, hints grouped by fallback into `HintBatch`es.
+    private func dispatchWrites(
+        _ sends: [(index: Int, send: WriteOperation.Send)], records: [@Sendable (Version) -> Record],
+        routes: [KeyspaceRoute], in topology: Topology,
+        deliver: @escaping @Sendable (Int, WriteOperation.Event) -> Void
+    ) {
+        struct Put {
+            let index: Int
+            let record: Record
+            let attempt: Int
+        }
+        struct Hint {
+            let index: Int
+            let target: String
+            let record: Record
+            let attempt: Int
+        }
+        var puts: [BatchTarget: [Put]] = [:]
+        var hints: [BatchTarget: [Hint]] = [:]
+        for (index, send) in sends {
+            let keyspace = routes[index].id
+            switch send {
+            case .put(let node, let version, let attempt):
+                puts[BatchTarget(node: node, keyspace: keyspace), default: []].append(
+                    Put(index: index, record: records[index](version), attempt: attempt))
+            case .hint(let fallback, let target, let version, let attempt):
+                hints[BatchTarget(node: fallback, keyspace: keyspace), default: []].append(
+                    Hint(index: index, target: target, record: records[index](version), attempt: attempt))
+            }
+        }
+        let epoch = topology.map.epoch
+        for (target, writes) in puts {
+            for chunk in Self.chunks(writes, bytes: { $0.record.key.readableBytes + $0.record.value.readableBytes }) {
+                let byIndex = Dictionary(chunk.map { ($0.index, $0) }, uniquingKeysWith: { first, _ in first })
+                send(
+                    chunk.map(\.index), to: target.node, in: topology,
+                    batch: .putBatchRequest(
+                        PutBatchRequest(
+                            keyspace: target.keyspace, epoch: epoch,
+                            puts: chunk.map {
+                                BatchPut(
+                                    key: $0.record.key, value: $0.record.value, version: $0.record.version,
+                                    tombstone: $0.record.tombstone, expiresAtMillis: $0.record.expiresAtMillis)
+                            })),
+                    alone: { routes[$0].putRequest(byIndex[$0]!.record, epoch: epoch) }, split: Self.splitPuts
+                ) { index, answer in
+                    deliver(index, self.writeEvent(target.node, attempt: byIndex[index]!.attempt, answer, started: nil))
+                }
+            }
+        }
+        for (fallback, handed) in hints {
+            for chunk in Self.chunks(handed, bytes: { $0.record.key.readableBytes + $0.record.value.readableBytes }) {
+                let byIndex = Dictionary(chunk.map { ($0.index, $0) }, uniquingKeysWith: { first, _ in first })
+                send(
+                    chunk.map(\.index), to: fallback.node, in: topology,
+                    batch: .hintBatchRequest(
+                        HintBatchRequest(
+                            keyspace: fallback.keyspace,
+                            hints: chunk.map { BatchHint(target: $0.target, record: $0.record) })),
+                    alone: { routes[$0].hintRequest(for: byIndex[$0]!.target, byIndex[$0]!.record) },
+                    split: Self.splitHints
+                ) { index, answer in
+                    let hint = byIndex[index]!
+                    deliver(index, self.hintEvent(fallback.node, for: hint.target, attempt: hint.attempt, answer))
+                }
+            }
+        }
+    }
+
+    /// Sends the requests of the keys `indices` to `node`: `batch` where the connection negotiated a
+    /// version with batches, each key's `alone` request where it did not; hands each key's answer, in
+    /// the shape of its own request's (`split` turns a batch answer into them), to `answered`.
+    private func send(
+        _ indices: [Int], to node: String, in topology: Topology, batch: Message,
+        alone: @escaping @Sendable (Int) -> Message,
+        split: @escaping @Sendable (Message, Int) -> [Result<Message, any Error>]?,
+        answered: @escaping @Sendable (Int, Result<Message, any Error>) -> Void
+    ) {
+        let batched = Mutex(false)
+        send(count: indices.count, to: node, in: topology) { connection in
+            guard connection.version >= batch.type.protocolVersionMin else { return indices.map(alone) }
+            batched.withLock { $0 = true }
+            return [batch]
+        }.whenSuccess { answers in
+            var results = answers
+            if batched.withLock({ $0 }), let answer = answers.first {
+                switch answer {
+                case .success(let message):
+                    results =
+                        split(message, indices.count)
+                        ?? Array(
+                            repeating: .failure(
+                                RPCError.protocolViolation("answered \(batch.type) with \(message.type)")),
+                            count: indices.count)
+                case .failure:
+                    results = Array(repeating: answer, count: indices.count)
+                }
+                // A key refused as no longer kept there says a newer map exists, as its own request would.
+                for result in results {
+                    if case .failure = result { _ = self.observe(result, from: node, in: topology) }
+                }
+            }
+            for (index, result) in zip(indices, results) { answered(index, result) }
+        }
+    }
+
+    /// A `GetBatchResponse` as each key's `GetResponse` or `Error`; nil for another message or a count
+    /// that is not the request's.
+    private static func splitGets(_ message: Message, count: Int) -> [Result<Message, any Error>]? {
+        guard case .getBatchResponse(let response) = message, response.items.count == count else { return nil }
+        return response.items.map { item in
+            if let error = item.error { return .failure(RPCError.remote(error.code, message: error.message)) }
+            return .success(.getResponse(GetResponse(record: item.record, clock: response.clock)))
+        }
+    }
+
+    /// A `PutBatchResponse` as each write's `PutResponse` or `Error`.
+    private static func splitPuts(_ message: Message, count: Int) -> [Result<Message, any Error>]? {
+        guard case .putBatchResponse(let response) = message, response.items.count == count else { return nil }
+        return response.items.map { item in
+            guard let outcome = item.outcome else {
+                let error = item.error ?? BatchItemError(code: .internal, message: "neither outcome nor error")
+                return .failure(RPCError.remote(error.code, message: error.message))
+            }
+            return .success(.putResponse(PutResponse(outcome: outcome, current: item.current, clock: response.clock)))
+        }
+    }
+
+    /// A `HintBatchResponse` as each hint's `HintResponse` or `Error`.
+    private static func splitHints(_ message: Message, count: Int) -> [Result<Message, any Error>]? {
+        guard case .hintBatchResponse(let response) = message, response.items.count == count else { return nil }
+        return response.items.map { item in
+            guard let outcome = item.outcome else {
+                let error = item.error ?? BatchItemError(code: .internal, message: "neither outcome nor error")
+                return .failure(RPCError.remote(error.code, message: error.message))
+            }
+            return .success(.hintResponse(HintResponse(outcome: outcome, clock: response.clock)))
+        }
+    }
+
+    /// `items` cut into batches of at most `Limits.batchKeysMax` items and `Limits.batchAnswerBytesMax`
+    /// bytes (an item larger than that goes alone).
+    static func chunks<Item>(_ items: [Item], bytes: (Item) -> Int) -> [[Item]] {
+        var chunks: [[Item]] = []
+        var current: [Item] = []
+        var currentBytes = 0
+        for item in items {
+            let size = bytes(item)
+            if !current.isEmpty,
+                current.count == Limits.batchKeysMax || currentBytes + size > Limits.batchAnswerBytesMax
+            {
+                chunks.append(current)
+                current = []
+                currentBytes = 0
+            }
+            current.append(item)
+            currentBytes += size
+        }
+        if !current.isEmpty { chunks.append(current) }
+        return chunks
+    }
+
+    // MARK: - The loop
+
+    /// Runs every operation of `loop` to its answer, then (in the background, as a single operation's
+    /// hand-off) until each is settled: the outcomes, in order (nil: the caller's task was cancelled).
+    private func drive<Send: Sendable, Event: Sendable, Outcome: Sendable>(
+        _ loop: BatchLoop<Send, Event, Outcome>
+    ) async -> [Outcome?] {
+        guard !closed.load(ordering: .relaxed) else { return Array(repeating: nil, count: loop.count) }
+        var loop = loop
+        for index in 0..<loop.count {
+            perform(index, loop.start(index), in: &loop)
+        }
+        let events = loop.events
+        await withTaskCancellationHandler {
+            await untilAnswered(&loop)
+        } onCancel: {
+            events.finish()
+        }
+        let outcomes = loop.outcomes
+        if (0..<loop.count).allSatisfy(loop.settled) {
+            await end(loop)
+        } else {
+            let answered = loop
+            inBackground {
+                var loop = answered
+                let events = loop.events
+                let deadline = self.operationTimers.schedule(in: self.configuration.requestTimeout) { events.finish() }
+                while !(0..<loop.count).allSatisfy(loop.settled), await self.nextWave(&loop) {}
+                self.operationTimers.cancel(deadline)
+                await self.end(loop)
+            } ifClosing: {
+                await self.end(answered)
+            }
+        }
+        return outcomes
+    }
+
+    /// Sends what waits, then handles the next answers (all those that came together): until every
+    /// operation answered, or the events end.
+    private func untilAnswered<Send: Sendable, Event: Sendable, Outcome: Sendable>(
+        _ loop: inout BatchLoop<Send, Event, Outcome>
+    ) async {
+        while loop.answered < loop.count, await nextWave(&loop) {}
+        // What the last answers led to (repairs, hints) leaves now.
+        flush(&loop)
+    }
+
+    /// Sends the requests made so far, waits for an event and handles it with every other one already
+    /// in; false when the events ended.
+    private func nextWave<Send: Sendable, Event: Sendable, Outcome: Sendable>(
+        _ loop: inout BatchLoop<Send, Event, Outcome>
+    ) async -> Bool {
+        flush(&loop)
+        guard let (index, event) = await loop.events.next() else { return false }
+        handle(index, event, in: &loop)
+        while let (index, event) = loop.events.nextIfReady() {
+            handle(index, event, in: &loop)
+        }
+        return true
+    }
+
+    private func handle<Send: Sendable, Event: Sendable, Outcome: Sendable>(
+        _ index: Int, _ event: Event, in loop: inout BatchLoop<Send, Event, Outcome>
+    ) {
+        // An operation that answered and has nothing left to do only keeps the clocks of late answers.
+        if loop.outcomes[index] != nil, loop.settled(index) {
+            loop.late(event)
+            return
+        }
+        perform(index, loop.handle(index, event), in: &loop)
+    }
+
+    private func perform<Send: Sendable, Event: Sendable, Outcome: Sendable>(
+        _ index: Int, _ steps: [OperationStep<Send, Event, Outcome>], in loop: inout BatchLoop<Send, Event, Outcome>
+    ) {
+        let events = loop.events
+        for step in steps {
+            switch step {
+            case .complete(let outcome):
+                if loop.outcomes[index] == nil { loop.answered += 1 }
+                loop.outcomes[index] = outcome
+            case .send(let send):
+                loop.sends.append((index, send))
+            case .timer(let after, let event):
+                loop.timers.append(operationTimers.schedule(in: after) { _ = events.yield((index, event)) })
+            }
+        }
+    }
+
+    private func flush<Send: Sendable, Event: Sendable, Outcome: Sendable>(
+        _ loop: inout BatchLoop<Send, Event, Outcome>
+    ) {
+        guard !loop.sends.isEmpty else { return }
+        let (events, late) = (loop.events, loop.late)
+        loop.dispatch(loop.sends) { index, event in
+            if !events.yield((index, event)) { late(event) }
+        }
+        loop.sends.removeAll()
+    }
+
+    /// Ends a batch's loop as `end(_:)` ends an operation's.
+    private func end<Send: Sendable, Event: Sendable, Outcome: Sendable>(_ loop: BatchLoop<Send, Event, Outcome>) async
+    {
+        for timer in loop.timers { operationTimers.cancel(timer) }
+        loop.events.finish()
+        while let (_, event) = await loop.events.next() {
+            loop.late(event)
+        }
+    }
+}
+
+/// Where a batch goes: a replica, and the keyspace part its keys belong to.
+struct BatchTarget: Hashable {
+    let node: String
+    let keyspace: UInt32
+}
+
+/// What a batch's loop keeps: every key's operation (through its closures), their events tagged with
+/// the key's index, the requests made and not sent yet, and the outcomes so far.
+struct BatchLoop<Send: Sendable, Event: Sendable, Outcome: Sendable>: Sendable {
+    let count: Int
+    let events = OperationEvents<(Int, Event)>()
+    let start: @Sendable (Int) -> [OperationStep<Send, Event, Outcome>]
+    let handle: @Sendable (Int, Event) -> [OperationStep<Send, Event, Outcome>]
+    /// Sends a wave's requests; each answer becomes its key's event (`deliver`).
+    let dispatch: @Sendable ([(index: Int, send: Send)], _ deliver: @escaping @Sendable (Int, Event) -> Void) -> Void
+    let late: @Sendable (Event) -> Void
+    let settled: @Sendable (Int) -> Bool
+    var outcomes: [Outcome?]
+    var answered = 0
+    var sends: [(index: Int, send: Send)] = []
+    var timers: [OperationTimers.Handle] = []
+
+    init(
+        count: Int,
+        start: @escaping @Sendable (Int) -> [OperationStep<Send, Event, Outcome>],
+        handle: @escaping @Sendable (Int, Event) -> [OperationStep<Send, Event, Outcome>],
+        dispatch:
+            @escaping @Sendable ([(index: Int, send: Send)], _ deliver: @escaping @Sendable (Int, Event) -> Void)
+            -> Void,
+        late: @escaping @Sendable (Event) -> Void,
+        settled: @escaping @Sendable (Int) -> Bool
+    ) {
+        self.count = count
+        self.start = start
+        self.handle = handle
+        self.dispatch = dispatch
+        self.late = late
+        self.settled = settled
+        self.outcomes = Array(repeating: nil, count: count)
+    }
+}

@@ -1,0 +1,62 @@
+import KVClient
+import KVCore
+import KVWire
+import Testing
+
+extension RealProcessTests {
+    /// Real processes: batch reads and writes of 1,000 keys on 4 nodes (N=3, R=W=2) cost a few
+    /// requests per node, not one per key, with every node up and with one SIGKILLed; a client that
+    /// speaks only protocol version 3 gets the same answers through each key's own requests.
+    /// Addresses 127.0.0.13, .19, .30 and .39 are this suite's alone.
+    @Suite(.timeLimit(.minutes(4)))
+    struct BatchClusterTests {
+        static let keyCount = 1_000
+        /// "A few" round trips per node: the first requests, the next replica or a hint after a
+        /// failure, a repair.
+        static let requestsPerNodeMax = 4
+
+        static func keys() -> [String] { (0..<keyCount).map { "batch-\($0)" } }
+
+        @Test func aThousandKeysCostAFewRequestsPerNodeWithOneReplicaDown() async throws {
+            let cluster = try ClusterHarness(hosts: [13, 19, 30, 39])
+            defer { cluster.tearDown() }
+            try cluster.startAll()
+            let client = try cluster.client()
+            let keys = Self.keys()
+            let bound = cluster.ids.count * Self.requestsPerNodeMax
+
+            var sent = client.dataRequestsSent
+            let versions = try await client.put(keys.map { (key: $0, value: "first \($0)") })
+            #expect(versions.count == keys.count)
+            #expect(client.dataRequestsSent - sent <= bound, "\(client.dataRequestsSent - sent) requests")
+
+            sent = client.dataRequestsSent
+            let read = try await client.get(keys: keys)
+            #expect(client.dataRequestsSent - sent <= bound, "\(client.dataRequestsSent - sent) requests")
+            #expect(read.map { $0?.value(as: String.self) } == keys.map { "first \($0)" })
+            #expect(zip(read, versions).allSatisfy { $0?.version == $1 })
+
+            cluster.stop("n2")
+            sent = client.dataRequestsSent
+            let rewritten = try await client.put(keys.map { (key: $0, value: "second \($0)") })
+            #expect(rewritten.count == keys.count)
+            #expect(client.dataRequestsSent - sent <= bound, "\(client.dataRequestsSent - sent) requests, n2 down")
+
+            sent = client.dataRequestsSent
+            let again = try await client.get(keys: keys)
+            #expect(client.dataRequestsSent - sent <= bound, "\(client.dataRequestsSent - sent) requests, n2 down")
+            #expect(again.map { $0?.value(as: String.self) } == keys.map { "second \($0)" })
+
+            // A client of the previous protocol (no batch messages) reads the same through each key's
+            // own requests.
+            let previous = try cluster.client { $0.protocolVersions = WireProtocol.versions.capped(at: 3)! }
+            sent = previous.dataRequestsSent
+            let some = Array(keys.prefix(50))
+            let old = try await previous.get(keys: some)
+            #expect(old.map { $0?.value(as: String.self) } == some.map { "second \($0)" })
+            #expect(previous.dataRequestsSent - sent >= some.count * 2, "each key's own Gets (R=2)")
+            await previous.close()
+            await client.close()
+        }
+    }
+}
