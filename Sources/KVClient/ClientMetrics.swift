@@ -7,7 +7,7 @@ import Synchronization
 ///
 /// | metric | kind | moves when |
 /// |---|---|---|
-/// | `quorumkv_client_operations_total{operation,consistency,outcome}` | counter | a `put`, `get` or `delete` ended: `outcome` `ok`, `unavailable`, `conflict`, `refused`, `invalid_argument`, `protocol_violation` or `error` |
+/// | `quorumkv_client_operations_total{operation,consistency,outcome}` | counter | a `put`, `get` or `delete` ended, or a batch (`batch_get`, `batch_put`: one per call, whatever its keys): `outcome` `ok`, `unavailable`, `conflict`, `refused`, `invalid_argument`, `protocol_violation` or `error` |
 /// | `quorumkv_client_operation_duration_seconds{operation,consistency}` | timer | an operation succeeded, from the call to its answer |
 /// | `quorumkv_client_read_repairs_total` | counter | a repair write was sent to a stale replica |
 /// | `quorumkv_client_hints_total` | counter | a fallback node stored a hint for a replica that did not acknowledge |
@@ -21,6 +21,8 @@ import Synchronization
 final class ClientMetrics: Sendable {
     enum Operation: String, CaseIterable {
         case put, get, delete
+        case batchGet = "batch_get"
+        case batchPut = "batch_put"
     }
 
     private let factory: any MetricsFactory

@@ -1,3 +1,4 @@
+import KVCluster
 import KVCore
 import KVRPC
 import KVWire
@@ -24,12 +25,21 @@ extension KVClient {
     func get(
         keys: [[UInt8]], consistency: ConsistencyLevel?, repair: ReadOperation.Repair?, in keyspace: String
     ) async throws -> [KVValue?] {
+        try await metrics.measure(.batchGet, consistency: consistency ?? defaultLevels(of: keyspace).read) {
+            try await readBatch(keys, consistency: consistency, repair: repair, in: keyspace)
+        }
+    }
+
+    private func readBatch(
+        _ keys: [[UInt8]], consistency: ConsistencyLevel?, repair: ReadOperation.Repair?, in keyspace: String
+    ) async throws -> [KVValue?] {
         for key in keys { try validate(key: key) }
         guard !keys.isEmpty else { return [] }
         let (topology, routes) = try await topologyAndRoutes(keyspace, keys: keys)
         let operations = Guarded(
             try keys.indices.map {
-                try readOperation(keys[$0], consistency: consistency, repair: repair, route: routes[$0])
+                try readOperation(
+                    keys[$0], consistency: consistency, repair: repair, route: routes[$0], speculates: false)
             })
         let outcomes = await drive(
             BatchLoop(
@@ -49,7 +59,7 @@ extension KVClient {
                 },
                 late: { event in self.clock.withLock { event.observeClocks(&$0) } },
                 settled: { _ in true }))
-        return try await finish(keys, outcomes, in: keyspace, what: "read") { index, outcome in
+        return try await finish(keys, outcomes, made: topology, what: "read") { index, outcome in
             try self.readValue(outcome, of: keys[index], route: routes[index])
         } alone: { key in
             try await self.get(key, consistency: consistency, repair: repair, in: keyspace)
@@ -61,6 +71,15 @@ extension KVClient {
     /// - Throws: as `get(keys:)`; a key's write that was acknowledged stays written when another
     ///   key's fails.
     func put(
+        _ entries: [(key: [UInt8], value: ByteBuffer)], consistency: ConsistencyLevel?, timeToLive: Duration?,
+        in keyspace: String
+    ) async throws -> [Version] {
+        try await metrics.measure(.batchPut, consistency: consistency ?? defaultLevels(of: keyspace).write) {
+            try await writeBatch(entries, consistency: consistency, timeToLive: timeToLive, in: keyspace)
+        }
+    }
+
+    private func writeBatch(
         _ entries: [(key: [UInt8], value: ByteBuffer)], consistency: ConsistencyLevel?, timeToLive: Duration?,
         in keyspace: String
     ) async throws -> [Version] {
@@ -101,7 +120,7 @@ extension KVClient {
                 },
                 late: { event in self.clock.withLock { event.observeClocks(&$0) } },
                 settled: { index in operations.withLock { $0[index].isSettled } }))
-        return try await finish(keys, outcomes, in: keyspace, what: "write") { index, outcome in
+        return try await finish(keys, outcomes, made: topology, what: "write") { index, outcome in
             try self.writeVersion(outcome, of: keys[index], route: routes[index])
         } alone: { key in
             let index = keys.firstIndex(of: key)!
@@ -130,11 +149,13 @@ extension KVClient {
         return (topology, routes)
     }
 
-    /// Each key's result from its operation's outcome; a key whose batch operation failed as
-    /// unavailable runs once more alone, as its own `get` or `put` (which also follows a newer map,
-    /// `onNewerMaps`). Throws, once every key was tried, the failure of the keys that still failed.
+    /// Each key's result from its operation's outcome. When keys failed as unavailable while a newer
+    /// map was installed meanwhile (a replica refused with `notReplica`: the rule `onNewerMaps` and
+    /// KVCore's `NewerMapRetry` apply to a single key), each of them runs once more alone, as its own
+    /// `get` or `put`, which follows the newer maps. Throws, once every key was tried, the failure of
+    /// the keys that still failed.
     private func finish<Outcome: Sendable, Result: Sendable>(
-        _ keys: [[UInt8]], _ outcomes: [Outcome?], in keyspace: String, what: String,
+        _ keys: [[UInt8]], _ outcomes: [Outcome?], made topology: Topology, what: String,
         _ result: (Int, Outcome) throws -> Result, alone: @Sendable ([UInt8]) async throws -> Result
     ) async throws -> [Result] {
         var results: [Result?] = []
@@ -150,7 +171,16 @@ extension KVClient {
             }
         }
         var stillFailed: [(index: Int, error: any Error)] = []
-        for (index, _) in failures {
+        if !failures.isEmpty {
+            await follower.inProgress?.wait()
+        }
+        var retry = NewerMapRetry(epoch: topology.map.epoch)
+        let mapMoved = failures.isEmpty ? false : retry.retry(onEpoch: try await currentTopology().map.epoch)
+        for (index, error) in failures {
+            guard mapMoved else {
+                stillFailed.append((index, error))
+                continue
+            }
             do {
                 results[index] = try await alone(keys[index])
             } catch {
@@ -169,7 +199,7 @@ extension KVClient {
     /// into `GetBatch`es, repairs as each key's own `Put`.
     private func dispatchReads(
         _ sends: [(index: Int, send: ReadOperation.Send)], keys: [[UInt8]], routes: [KeyspaceRoute],
-        in topology: Topology, deliver: @escaping @Sendable (Int, ReadOperation.Event) -> Void
+        in topology: Topology, deliver: @escaping @Sendable ([(Int, ReadOperation.Event)]) -> Void
     ) {
         var gets: [BatchTarget: [Int]] = [:]
         for (index, send) in sends {
@@ -178,7 +208,7 @@ extension KVClient {
                 gets[BatchTarget(node: node, keyspace: routes[index].id), default: []].append(index)
             case .repair(let node, let record):
                 sendRepair(keys[index], record, to: node, in: topology, route: routes[index])
-                    .whenSuccess { deliver(index, $0) }
+                    .whenSuccess { deliver([(index, $0)]) }
             }
         }
         for (target, indices) in gets {
@@ -188,8 +218,8 @@ extension KVClient {
                     batch: .getBatchRequest(
                         GetBatchRequest(keyspace: target.keyspace, keys: chunk.map { ByteBuffer(bytes: keys[$0]) })),
                     alone: { routes[$0].getRequest(keys[$0]) }, split: Self.splitGets
-                ) { index, answer in
-                    deliver(index, self.readEvent(target.node, answer, started: nil))
+                ) { answers in
+                    deliver(answers.map { index, answer in (index, self.readEvent(target.node, answer, started: nil)) })
                 }
             }
         }
@@ -200,7 +230,7 @@ extension KVClient {
     private func dispatchWrites(
         _ sends: [(index: Int, send: WriteOperation.Send)], records: [@Sendable (Version) -> Record],
         routes: [KeyspaceRoute], in topology: Topology,
-        deliver: @escaping @Sendable (Int, WriteOperation.Event) -> Void
+        deliver: @escaping @Sendable ([(Int, WriteOperation.Event)]) -> Void
     ) {
         struct Put {
             let index: Int
@@ -241,8 +271,14 @@ extension KVClient {
                                     tombstone: $0.record.tombstone, expiresAtMillis: $0.record.expiresAtMillis)
                             })),
                     alone: { routes[$0].putRequest(byIndex[$0]!.record, epoch: epoch) }, split: Self.splitPuts
-                ) { index, answer in
-                    deliver(index, self.writeEvent(target.node, attempt: byIndex[index]!.attempt, answer, started: nil))
+                ) { answers in
+                    deliver(
+                        answers.map { index, answer in
+                            (
+                                index,
+                                self.writeEvent(target.node, attempt: byIndex[index]!.attempt, answer, started: nil)
+                            )
+                        })
                 }
             }
         }
@@ -257,9 +293,14 @@ extension KVClient {
                             hints: chunk.map { BatchHint(target: $0.target, record: $0.record) })),
                     alone: { routes[$0].hintRequest(for: byIndex[$0]!.target, byIndex[$0]!.record) },
                     split: Self.splitHints
-                ) { index, answer in
-                    let hint = byIndex[index]!
-                    deliver(index, self.hintEvent(fallback.node, for: hint.target, attempt: hint.attempt, answer))
+                ) { answers in
+                    deliver(
+                        answers.map { index, answer in
+                            let hint = byIndex[index]!
+                            return (
+                                index, self.hintEvent(fallback.node, for: hint.target, attempt: hint.attempt, answer)
+                            )
+                        })
                 }
             }
         }
@@ -272,7 +313,7 @@ extension KVClient {
         _ indices: [Int], to node: String, in topology: Topology, batch: Message,
         alone: @escaping @Sendable (Int) -> Message,
         split: @escaping @Sendable (Message, Int) -> [Result<Message, any Error>]?,
-        answered: @escaping @Sendable (Int, Result<Message, any Error>) -> Void
+        answered: @escaping @Sendable ([(Int, Result<Message, any Error>)]) -> Void
     ) {
         let batched = Mutex(false)
         send(count: indices.count, to: node, in: topology) { connection in
@@ -298,7 +339,7 @@ extension KVClient {
                     if case .failure = result { _ = self.observe(result, from: node, in: topology) }
                 }
             }
-            for (index, result) in zip(indices, results) { answered(index, result) }
+            answered(Array(zip(indices, results)))
         }
     }
 
@@ -452,8 +493,10 @@ extension KVClient {
     ) {
         guard !loop.sends.isEmpty else { return }
         let (events, late) = (loop.events, loop.late)
-        loop.dispatch(loop.sends) { index, event in
-            if !events.yield((index, event)) { late(event) }
+        loop.dispatch(loop.sends) { answered in
+            if !events.yield(contentsOf: answered) {
+                for (_, event) in answered { late(event) }
+            }
         }
         loop.sends.removeAll()
     }
@@ -482,8 +525,10 @@ struct BatchLoop<Send: Sendable, Event: Sendable, Outcome: Sendable>: Sendable {
     let events = OperationEvents<(Int, Event)>()
     let start: @Sendable (Int) -> [OperationStep<Send, Event, Outcome>]
     let handle: @Sendable (Int, Event) -> [OperationStep<Send, Event, Outcome>]
-    /// Sends a wave's requests; each answer becomes its key's event (`deliver`).
-    let dispatch: @Sendable ([(index: Int, send: Send)], _ deliver: @escaping @Sendable (Int, Event) -> Void) -> Void
+    /// Sends a wave's requests; the keys' events of each answer are delivered together (`deliver`), so
+    /// that the loop handles them as one wave instead of racing the delivery.
+    let dispatch:
+        @Sendable ([(index: Int, send: Send)], _ deliver: @escaping @Sendable ([(Int, Event)]) -> Void) -> Void
     let late: @Sendable (Event) -> Void
     let settled: @Sendable (Int) -> Bool
     var outcomes: [Outcome?]
@@ -496,7 +541,7 @@ struct BatchLoop<Send: Sendable, Event: Sendable, Outcome: Sendable>: Sendable {
         start: @escaping @Sendable (Int) -> [OperationStep<Send, Event, Outcome>],
         handle: @escaping @Sendable (Int, Event) -> [OperationStep<Send, Event, Outcome>],
         dispatch:
-            @escaping @Sendable ([(index: Int, send: Send)], _ deliver: @escaping @Sendable (Int, Event) -> Void)
+            @escaping @Sendable ([(index: Int, send: Send)], _ deliver: @escaping @Sendable ([(Int, Event)]) -> Void)
             -> Void,
         late: @escaping @Sendable (Event) -> Void,
         settled: @escaping @Sendable (Int) -> Bool

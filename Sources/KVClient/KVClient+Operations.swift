@@ -75,9 +75,12 @@ extension KVClient {
     }
 
     /// The read of `key` a `get` runs (alone or in a batch): any R of the N replicas make a quorum, the
-    /// clearly faster ones lately asked first and the ones the failure detector suspects last.
+    /// clearly faster ones lately asked first and the ones the failure detector suspects last. A read
+    /// of a batch does not speculate: its replicas answer a whole batch, which single requests' p99
+    /// does not measure, and its keys' timers firing one by one would split the batch's waves.
     func readOperation(
-        _ key: [UInt8], consistency: ConsistencyLevel?, repair: ReadOperation.Repair?, route: KeyspaceRoute
+        _ key: [UInt8], consistency: ConsistencyLevel?, repair: ReadOperation.Repair?, route: KeyspaceRoute,
+        speculates: Bool = true
     ) throws -> ReadOperation {
         var replicas = route.ring.preferenceList(forKey: key)
         if configuration.fastestReplicasFirst {
@@ -95,7 +98,7 @@ extension KVClient {
         } catch {
             throw KVClientError.invalidArgument("\(error)")
         }
-        if configuration.speculativeReads && !configuration.readFromAll {
+        if speculates && configuration.speculativeReads && !configuration.readFromAll {
             let first = ReadPlan.firstAsked(readConfiguration)
             readConfiguration.coordinator.speculationDelay = latencies.withLock { trackers in
                 first.compactMap { trackers[$0]?.p99 }.max()

@@ -63,8 +63,8 @@ public struct KVKeyspace: Sendable {
     ///
     /// - Returns: each key's value and version, in the order of `keys` (nil: absent, deleted or expired).
     /// - Throws: ``KVClientError``: `isInvalidArgument` for a bad key or level (nothing was sent),
-    ///   `isUnavailable` naming the keys whose quorum failed, after every key was tried (each such key
-    ///   was also tried once more on its own).
+    ///   `isUnavailable` naming the keys whose quorum failed, after every key was tried (a key that
+    ///   failed because the cluster changed meanwhile is tried once more on the newer map).
     public func get<Key: KVBytes>(keys: [Key], consistency: KVConsistency? = nil, repair: KVReadRepair? = nil)
         async throws -> [KVValue?]
     {

@@ -46,6 +46,21 @@ package final class OperationEvents<Event: Sendable>: Sendable {
         return taken
     }
 
+    /// Hands `events` to the loop at once (the reader sees all of them or none); false when `finish()`
+    /// was called before (none is taken).
+    package func yield(contentsOf events: [Event]) -> Bool {
+        guard let first = events.first else { return true }
+        let (taken, waiter) = state.withLock { state -> (Bool, CheckedContinuation<Event?, Never>?) in
+            guard !state.finished else { return (false, nil) }
+            let waiter = state.waiter
+            state.waiter = nil
+            state.buffer.append(contentsOf: waiter == nil ? events[...] : events.dropFirst())
+            return (true, waiter)
+        }
+        waiter?.resume(returning: first)
+        return taken
+    }
+
     /// Whether the reader waits for an event now (for tests).
     package var isWaiting: Bool { state.withLock { $0.waiter != nil } }
 

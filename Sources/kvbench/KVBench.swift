@@ -98,6 +98,12 @@ struct KVBench: AsyncParsableCommand {
     @Option(help: "Requests in flight at once (with --target-rate, at most: one per worker sharing the rate).")
     var concurrency = 50
 
+    @Option(
+        help:
+            "Keys per batch (1...\(Limits.batchKeysMax)): each worker draws this many requests at once and sends its reads as one get(keys:) and its updates as one put(_:) (inserts and read-modify-writes one by one); latency is the batch's (default 1: every request on its own)."
+    )
+    var batch = 1
+
     @Option(help: "Seconds to run.")
     var duration = 10.0
 
@@ -146,6 +152,9 @@ struct KVBench: AsyncParsableCommand {
             throw ValidationError("--consistency must be one, quorum, all or a number")
         }
         guard (1...4096).contains(concurrency) else { throw ValidationError("--concurrency must be 1...4096") }
+        guard (1...Limits.batchKeysMax).contains(batch) else {
+            throw ValidationError("--batch must be 1...\(Limits.batchKeysMax)")
+        }
         guard duration > 0, duration <= 3600 else { throw ValidationError("--duration must be 0...3600 seconds") }
         guard (1...Self.keysMax).contains(keys) else { throw ValidationError("--keys must be 1...\(Self.keysMax)") }
         guard requestsMax > 0 else { throw ValidationError("--requests-max must be positive") }
@@ -205,7 +214,7 @@ struct KVBench: AsyncParsableCommand {
             mix: plan.mix, keys: KeyChooser(plan.distribution, keyCount: self.keys))
         let driver = LoadDriver(
             client: client, level: level, value: value, keys: keys, generator: generator, concurrency: concurrency,
-            targetRate: targetRate, perWorkerMax: max(1, requestsMax / concurrency), seed: seed)
+            targetRate: targetRate, perWorkerMax: max(1, requestsMax / concurrency / batch), batch: batch, seed: seed)
         if warmup > 0 {
             FileHandle.standardError.write(Data("kvbench: warming up for \(warmup) s (not measured)\n".utf8))
             let warmupRecorder = Recorder(split: nil)

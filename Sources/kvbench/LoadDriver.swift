@@ -49,8 +49,10 @@ struct LoadDriver: Sendable {
     let concurrency: Int
     /// Requests per second over all workers (open loop); nil for a closed loop.
     let targetRate: Int?
-    /// Requests a worker makes at most.
+    /// Requests (batches, with `batch` > 1) a worker makes at most.
     let perWorkerMax: Int
+    /// Requests a worker draws and sends together (`perform(batch:)`); 1: each on its own.
+    let batch: Int
     let seed: UInt64
 
     /// Runs phase `phase` for `duration` into `recorder`; returns the seconds it took.
@@ -93,18 +95,43 @@ struct LoadDriver: Sendable {
             } else if ContinuousClock.now >= deadline {
                 return
             }
-            let request = requests.next(keyCount: inserts ? keys.existing : loaded, using: &random)
+            let drawn = (0..<batch).map { _ in
+                requests.next(keyCount: inserts ? keys.existing : loaded, using: &random)
+            }
             let sent = max(ContinuousClock.now - started, intendedStart ?? .zero)
             do {
-                try await perform(request)
+                if batch == 1 {
+                    try await perform(drawn[0])
+                } else {
+                    try await perform(batch: drawn)
+                }
                 let timing = RequestTiming(
                     intendedStart: intendedStart, sent: sent, completed: ContinuousClock.now - started)
-                recorder.record(request.operation, timing)
+                for request in drawn { recorder.record(request.operation, timing) }
             } catch {
-                recorder.recordError(request.operation, start: intendedStart ?? sent, error)
+                for request in drawn { recorder.recordError(request.operation, start: intendedStart ?? sent, error) }
             }
             if Task.isCancelled { return }
         }
+    }
+
+    /// Sends `requests` together: the reads as one `get(keys:)`, the updates as one `put(_:)` (both at
+    /// once), the others one by one; a request's latency is the whole batch's.
+    private func perform(batch requests: [Request]) async throws {
+        var reads: [[UInt8]] = []
+        var updates: [(key: [UInt8], value: ByteBuffer)] = []
+        var others: [Request] = []
+        for request in requests {
+            switch request {
+            case .read(let key): reads.append(keys.name(key))
+            case .update(let key): updates.append((keys.name(key), value))
+            case .insert, .readModifyWrite: others.append(request)
+            }
+        }
+        async let read: [KVValue?] = reads.isEmpty ? [] : client.get(keys: reads, consistency: level)
+        async let written: [KVVersion] = updates.isEmpty ? [] : client.put(updates, consistency: level)
+        _ = try await (read, written)
+        for request in others { try await perform(request) }
     }
 
     /// Sends `request`: a read-modify-write is a get and then a put of the same key.

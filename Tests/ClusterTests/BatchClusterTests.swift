@@ -1,6 +1,7 @@
 import KVClient
 import KVCore
 import KVWire
+import MetricsTestKit
 import Testing
 
 extension RealProcessTests {
@@ -21,17 +22,22 @@ extension RealProcessTests {
             let cluster = try ClusterHarness(hosts: [13, 19, 30, 39])
             defer { cluster.tearDown() }
             try cluster.startAll()
-            let client = try cluster.client()
+            let metrics = TestMetrics()
+            let client = try cluster.client { $0.metricsFactory = metrics }
             let keys = Self.keys()
             let bound = cluster.ids.count * Self.requestsPerNodeMax
+            var counted: [Int] = []
+            defer { print("batch requests (put, get, put with n2 down, get with n2 down): \(counted)") }
 
             var sent = client.dataRequestsSent
             let versions = try await client.put(keys.map { (key: $0, value: "first \($0)") })
             #expect(versions.count == keys.count)
+            counted.append(client.dataRequestsSent - sent)
             #expect(client.dataRequestsSent - sent <= bound, "\(client.dataRequestsSent - sent) requests")
 
             sent = client.dataRequestsSent
             let read = try await client.get(keys: keys)
+            counted.append(client.dataRequestsSent - sent)
             #expect(client.dataRequestsSent - sent <= bound, "\(client.dataRequestsSent - sent) requests")
             #expect(read.map { $0?.value(as: String.self) } == keys.map { "first \($0)" })
             #expect(zip(read, versions).allSatisfy { $0?.version == $1 })
@@ -40,10 +46,12 @@ extension RealProcessTests {
             sent = client.dataRequestsSent
             let rewritten = try await client.put(keys.map { (key: $0, value: "second \($0)") })
             #expect(rewritten.count == keys.count)
+            counted.append(client.dataRequestsSent - sent)
             #expect(client.dataRequestsSent - sent <= bound, "\(client.dataRequestsSent - sent) requests, n2 down")
 
             sent = client.dataRequestsSent
             let again = try await client.get(keys: keys)
+            counted.append(client.dataRequestsSent - sent)
             #expect(client.dataRequestsSent - sent <= bound, "\(client.dataRequestsSent - sent) requests, n2 down")
             #expect(again.map { $0?.value(as: String.self) } == keys.map { "second \($0)" })
 
@@ -57,6 +65,14 @@ extension RealProcessTests {
             #expect(previous.dataRequestsSent - sent >= some.count * 2, "each key's own Gets (R=2)")
             await previous.close()
             await client.close()
+            // The client counts each batch call once, under its own operation.
+            func calls(_ operation: String) -> Int64 {
+                (try? metrics.expectCounter(
+                    "quorumkv_client_operations_total",
+                    [("operation", operation), ("consistency", "quorum"), ("outcome", "ok")]))?.totalValue ?? 0
+            }
+            #expect(calls("batch_put") == 2)
+            #expect(calls("batch_get") == 2)
         }
     }
 }

@@ -47,44 +47,15 @@ extension RealProcessTests {
                 try await client.put(Array("r-\(index)".utf8), value: Array("v-\(index)".utf8))
             }
 
-            // The script's restart command asks this test to restart the node (the harness owns the
-            // processes, so that they are stopped when the test ends) and waits until it did.
-            let requests = cluster.directory.path + "/restarts"
-            try FileManager.default.createDirectory(atPath: requests, withIntermediateDirectories: true)
-            let restart = "touch \(requests)/{id}.asked; while [ ! -e \(requests)/{id}.done ]; do sleep 0.05; done"
             let restarted = Mutex<[String]>([])
-            let restarter = Task {
-                let deadline = ContinuousClock.now + .seconds(300)
-                while !Task.isCancelled, ContinuousClock.now < deadline {
-                    let asked = (try? FileManager.default.contentsOfDirectory(atPath: requests)) ?? []
-                    for file in asked where file.hasSuffix(".asked") {
-                        let id = String(file.dropLast(".asked".count))
-                        try? FileManager.default.removeItem(atPath: "\(requests)/\(file)")
-                        // kvd drains again on SIGTERM; the script drained it already.
-                        cluster.stop(id, signal: SIGTERM)
-                        try await offThePool { try cluster.start(id) }
-                        restarted.withLock { $0.append(id) }
-                        _ = FileManager.default.createFile(atPath: "\(requests)/\(id).done", contents: nil)
-                    }
-                    try await Task.sleep(for: .milliseconds(50))
-                }
-            }
-            defer { restarter.cancel() }
-
             let load = MembershipChangeClusterTests.Load(client: client, keys: keys, prefix: "r")
-            let script = try await offThePool {
-                try run(
-                    "/usr/bin/env",
-                    [
-                        "KVCTL=\(binDirectory.appendingPathComponent("kvctl").path)",
-                        "QUORUMKV_CLUSTER=\(cluster.clusterFile)", "QUORUMKV_CA=\(cluster.certs)/ca.pem",
-                        "QUORUMKV_CERT=\(cluster.certs)/admin.pem", "QUORUMKV_KEY=\(cluster.certs)/admin-key.pem",
-                        "bash", Self.repositoryRoot.appendingPathComponent("scripts/rolling-restart.sh").path,
-                        "--restart", restart, "--wait-timeout", "120",
-                    ], timeout: .seconds(300))
+            let script = try await Self.rollingRestart(cluster) { id in
+                // kvd drains again on SIGTERM; the script drained it already.
+                cluster.stop(id, signal: SIGTERM)
+                try await offThePool { try cluster.start(id) }
+                restarted.withLock { $0.append(id) }
             }
             let operations = await load.finish()
-            restarter.cancel()
             #expect(script.status == 0, "rolling-restart.sh failed:\n\(script.stderr)")
             #expect(restarted.withLock { $0 } == ["n1", "n2", "n3", "n4"], "\(script.stderr)")
             #expect(script.stderr.contains("restarted n1 n2 n3 n4"))
@@ -98,6 +69,42 @@ extension RealProcessTests {
             let wrong = try await MembershipChangeClusterTests.checkReadable(expected, with: client)
             #expect(wrong.isEmpty, "\(wrong.count) keys read wrong: \(wrong.prefix(5))")
             await client.close()
+        }
+
+        /// Runs `scripts/rolling-restart.sh` on `cluster` (admin certificate) and returns its result. The
+        /// script's restart command asks this test to restart each node (the harness owns the
+        /// processes, so that they are stopped when the test ends) and waits until `restart` did it.
+        static func rollingRestart(
+            _ cluster: ClusterHarness, restart: @escaping @Sendable (String) async throws -> Void
+        ) async throws -> CommandResult {
+            let requests = cluster.directory.path + "/restarts"
+            try FileManager.default.createDirectory(atPath: requests, withIntermediateDirectories: true)
+            let command = "touch \(requests)/{id}.asked; while [ ! -e \(requests)/{id}.done ]; do sleep 0.05; done"
+            let restarter = Task {
+                let deadline = ContinuousClock.now + .seconds(300)
+                while !Task.isCancelled, ContinuousClock.now < deadline {
+                    let asked = (try? FileManager.default.contentsOfDirectory(atPath: requests)) ?? []
+                    for file in asked where file.hasSuffix(".asked") {
+                        let id = String(file.dropLast(".asked".count))
+                        try? FileManager.default.removeItem(atPath: "\(requests)/\(file)")
+                        try await restart(id)
+                        _ = FileManager.default.createFile(atPath: "\(requests)/\(id).done", contents: nil)
+                    }
+                    try await Task.sleep(for: .milliseconds(50))
+                }
+            }
+            defer { restarter.cancel() }
+            return try await offThePool {
+                try run(
+                    "/usr/bin/env",
+                    [
+                        "KVCTL=\(binDirectory.appendingPathComponent("kvctl").path)",
+                        "QUORUMKV_CLUSTER=\(cluster.clusterFile)", "QUORUMKV_CA=\(cluster.certs)/ca.pem",
+                        "QUORUMKV_CERT=\(cluster.certs)/admin.pem", "QUORUMKV_KEY=\(cluster.certs)/admin-key.pem",
+                        "bash", repositoryRoot.appendingPathComponent("scripts/rolling-restart.sh").path,
+                        "--restart", command, "--wait-timeout", "120",
+                    ], timeout: .seconds(300))
+            }
         }
     }
 }

@@ -87,58 +87,25 @@ extension RealProcessTests {
             expectSuccess(before)
             #expect(Self.protocolVersions(inStatus: before.stdout) == [3, 3, 3, 3], "\(before.stdout)")
 
-            // The script's restart command asks this test to restart the node (the harness owns the
-            // processes, so that they are stopped when the test ends) and waits until it did.
-            let requests = cluster.directory.path + "/restarts"
-            try FileManager.default.createDirectory(atPath: requests, withIntermediateDirectories: true)
-            let restart = "touch \(requests)/{id}.asked; while [ ! -e \(requests)/{id}.done ]; do sleep 0.05; done"
             let steps = Mutex<[Step]>([])
-            let restarter = Task {
-                let deadline = ContinuousClock.now + .seconds(300)
-                while !Task.isCancelled, ContinuousClock.now < deadline {
-                    let asked = (try? FileManager.default.contentsOfDirectory(atPath: requests)) ?? []
-                    for file in asked where file.hasSuffix(".asked") {
-                        let id = String(file.dropLast(".asked".count))
-                        try? FileManager.default.removeItem(atPath: "\(requests)/\(file)")
-                        // The upgrade: the same node, restarted without `--protocol-max 3`.
-                        cluster.stop(id, signal: SIGTERM)
-                        cluster.nodeArguments[id] = metrics[id, default: []]
-                        try await offThePool { try cluster.start(id) }
-                        let reported = (try? await client.memberProtocolVersions(node: id)) ?? [:]
-                        let heartbeats = (try? await client.usesHeartbeats()) ?? false
-                        var answered: [String: Double] = [:]
-                        let upgraded = steps.withLock { $0.map(\.node) } + [id]
-                        for node in upgraded {
-                            answered[node] = (try? await heartbeatsAnswered(node)) ?? -1
-                        }
-                        steps.withLock {
-                            $0.append(
-                                Step(
-                                    node: id, heartbeats: heartbeats, reported: reported, heartbeatsAnswered: answered))
-                        }
-                        _ = FileManager.default.createFile(atPath: "\(requests)/\(id).done", contents: nil)
-                    }
-                    try await Task.sleep(for: .milliseconds(50))
+            let load = MembershipChangeClusterTests.Load(client: client, keys: keys, prefix: "u")
+            let script = try await RollingRestartClusterTests.rollingRestart(cluster) { id in
+                // The upgrade: the same node, restarted without `--protocol-max 3`.
+                cluster.stop(id, signal: SIGTERM)
+                cluster.nodeArguments[id] = metrics[id, default: []]
+                try await offThePool { try cluster.start(id) }
+                let reported = (try? await client.memberProtocolVersions(node: id)) ?? [:]
+                let heartbeats = (try? await client.usesHeartbeats()) ?? false
+                var answered: [String: Double] = [:]
+                let upgraded = steps.withLock { $0.map(\.node) } + [id]
+                for node in upgraded {
+                    answered[node] = (try? await heartbeatsAnswered(node)) ?? -1
+                }
+                steps.withLock {
+                    $0.append(Step(node: id, heartbeats: heartbeats, reported: reported, heartbeatsAnswered: answered))
                 }
             }
-            defer { restarter.cancel() }
-
-            let load = MembershipChangeClusterTests.Load(client: client, keys: keys, prefix: "u")
-            let script = try await offThePool {
-                try run(
-                    "/usr/bin/env",
-                    [
-                        "KVCTL=\(binDirectory.appendingPathComponent("kvctl").path)",
-                        "QUORUMKV_CLUSTER=\(cluster.clusterFile)", "QUORUMKV_CA=\(cluster.certs)/ca.pem",
-                        "QUORUMKV_CERT=\(cluster.certs)/admin.pem", "QUORUMKV_KEY=\(cluster.certs)/admin-key.pem",
-                        "bash",
-                        RollingRestartClusterTests.repositoryRoot.appendingPathComponent("scripts/rolling-restart.sh")
-                            .path,
-                        "--restart", restart, "--wait-timeout", "120",
-                    ], timeout: .seconds(300))
-            }
             let operations = await load.finish()
-            restarter.cancel()
             #expect(script.status == 0, "rolling-restart.sh failed:\n\(script.stderr)")
             let seen = steps.withLock { $0 }
             #expect(seen.map(\.node) == ["n1", "n2", "n3", "n4"], "\(script.stderr)")

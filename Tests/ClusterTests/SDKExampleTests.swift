@@ -36,6 +36,11 @@ extension RealProcessTests {
                 #expect(inDefault == nil)
             }
 
+            let settings = try await withKVClient(configuration: configuration) {
+                try await sdkBatchExample(client: $0)
+            }
+            #expect(settings == ["dark", "fr"])
+
             // The group ended when the greeter did (no signal, no timer) and closed the client.
             let closed = try await sdkServiceExample(configuration: configuration)
             #expect(try cluster.kvctl(["get", "greeting"]).stdout.contains("hello"))

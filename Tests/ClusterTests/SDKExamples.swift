@@ -47,3 +47,13 @@ func sdkKeyspaceExample(client: KVClient, token: String) async throws -> String?
     try await sessions.put("\(token):short", value: "user:42", consistency: .quorum, timeToLive: .seconds(60))
     return try await sessions.get(token, as: String.self)
 }
+
+/// Writes a user's settings in one batch and reads them back in another: each key has its own
+/// quorum and version, and the requests to each replica go together.
+func sdkBatchExample(client: KVClient) async throws -> [String?] {
+    let settings = [(key: "settings:42:theme", value: "dark"), (key: "settings:42:language", value: "fr")]
+    let versions = try await client.put(settings, consistency: .quorum)
+    precondition(versions.count == settings.count)
+    let values = try await client.get(keys: settings.map(\.key))
+    return values.map { $0?.value(as: String.self) }
+}

@@ -130,6 +130,32 @@ struct OperationEventsTests {
         }
     }
 
+    /// A batch's answer reaches its loop whole: a reader that wakes on its first event finds the rest
+    /// waiting (`nextIfReady`), in order, and handles them as one wave.
+    @Test func eventsYieldedTogetherAreAllThereWhenTheReaderWakes() async throws {
+        let events = OperationEvents<Int>()
+        let reader = Task {
+            var waves: [[Int]] = []
+            while let first = await events.next() {
+                var wave = [first]
+                while let more = events.nextIfReady() { wave.append(more) }
+                waves.append(wave)
+            }
+            return waves
+        }
+        let deadline = ContinuousClock.now + .seconds(30)
+        while !events.isWaiting, ContinuousClock.now < deadline { await Task.yield() }
+        #expect(events.yield(contentsOf: Array(0..<500)))
+        while !events.isWaiting, ContinuousClock.now < deadline { await Task.yield() }
+        #expect(events.yield(contentsOf: Array(500..<600)))
+        #expect(events.yield(contentsOf: []))
+        events.finish()
+        #expect(!events.yield(contentsOf: [7]), "refused after finish")
+        let waves = await reader.value
+        #expect(waves.first == Array(0..<500), "the first answer was one wave")
+        #expect(waves.flatMap { $0 } == Array(0..<600))
+    }
+
     @Test func finishWakesAWaitingReader() async throws {
         let events = OperationEvents<Int>()
         let reader = Task { await events.next() }
