@@ -8,7 +8,7 @@
 #                                       closed loop (as fast as it goes), or with QUORUMKV_KILL_RATE
 #                                       set, open loop at that many ops/s (latency from the intended
 #                                       start: what a client at a steady load sees); before it, puts
-#                                       and gets in batches of 100 keys (kvbench --batch 100)
+#                                       and gets in batches of 100 keys, 10 in flight (kvbench --batch 100)
 #   scripts/bench.sh hints [SECONDS]    4 kvd: puts with all nodes up (baseline); n2 SIGKILLed and
 #                                       puts until HINTS (default 100000) hints wait for it; n2
 #                                       restarted: time until every queue is empty, and puts
@@ -722,9 +722,12 @@ echo "== kvbench: $count node(s), durability ${QUORUMKV_DURABILITY:-sync}, 50 co
 "${bench[@]}" --workload get
 
 if [[ "$mode" == cluster ]]; then
-    echo "== kvbench, batches of 100 keys (get(keys:) and put(_:); ops/s counts keys)"
-    "${bench[@]}" --workload put --batch 100 --skip-load
-    "${bench[@]}" --workload get --batch 100 --skip-load
+    # 10 batches of 100 in flight: 1,000 keys, a quarter of a node's storage queue (4096 jobs), which
+    # 50 batches (5,000 keys at once) overflow (`overloaded` answers for the keys past it).
+    echo "== kvbench, 10 batches of 100 keys in flight (get(keys:) and put(_:); ops/s counts keys)"
+    batches=("$bin/kvbench" --concurrency 10 --batch 100 --value-bytes 100 --duration "$seconds" --skip-load)
+    "${batches[@]}" --workload put
+    "${batches[@]}" --workload get
     echo "== kvbench mixed, n2 SIGKILLed after $((seconds / 2)) s"
     (sleep "$((seconds / 2))"; kill -KILL "${pids[n2]}") &
     "${bench[@]}" --workload mixed --skip-load --split "$((seconds / 2))" \
