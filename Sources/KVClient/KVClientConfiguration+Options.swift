@@ -7,9 +7,10 @@ extension KVClientConfiguration {
     /// variable, as `kvctl` and `kvbench` take them.
     ///
     /// A flag wins over the environment; between a cluster file and endpoints (both flags, or both
-    /// variables) the cluster file wins. `QUORUMKV_HINTED_HANDOFF`, `QUORUMKV_SLOPPY_QUORUM` and
-    /// `QUORUMKV_SPECULATIVE_READS` (1 or 0) set ``hintedHandoff``, ``sloppyQuorum`` and
-    /// ``speculativeReads``; `QUORUMKV_ZONE` sets ``zone`` unless `zone` is given.
+    /// variables) the cluster file wins. `QUORUMKV_HINTED_HANDOFF`, `QUORUMKV_SLOPPY_QUORUM`,
+    /// `QUORUMKV_SPECULATIVE_READS` and `QUORUMKV_FASTEST_REPLICAS_FIRST` (1 or 0) set ``hintedHandoff``,
+    /// ``sloppyQuorum``, ``speculativeReads`` and ``fastestReplicasFirst``; `QUORUMKV_ZONE` sets ``zone``
+    /// unless `zone` is given.
     ///
     /// - Throws: `KVClientError.invalidArgument` when the certificate or the cluster is not given;
     ///   `ConfigError` when the cluster file cannot be used.
@@ -58,6 +59,7 @@ extension KVClientConfiguration {
         hintedHandoff = try flag("QUORUMKV_HINTED_HANDOFF") ?? hintedHandoff
         sloppyQuorum = try flag("QUORUMKV_SLOPPY_QUORUM") ?? sloppyQuorum
         speculativeReads = try flag("QUORUMKV_SPECULATIVE_READS") ?? speculativeReads
+        fastestReplicasFirst = try flag("QUORUMKV_FASTEST_REPLICAS_FIRST") ?? fastestReplicasFirst
         self.zone = zone ?? variable("QUORUMKV_ZONE") ?? ""
     }
 }

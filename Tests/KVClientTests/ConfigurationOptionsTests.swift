@@ -13,10 +13,12 @@ import Testing
     @Test func switchesFollowTheirVariablesAndKeepTheDefaultsWithout() throws {
         let defaults = try Self.configuration([:])
         #expect(defaults.speculativeReads && defaults.hintedHandoff && !defaults.sloppyQuorum)
+        #expect(defaults.fastestReplicasFirst)
         let set = try Self.configuration([
             "QUORUMKV_SPECULATIVE_READS": "0", "QUORUMKV_HINTED_HANDOFF": "off", "QUORUMKV_SLOPPY_QUORUM": "1",
+            "QUORUMKV_FASTEST_REPLICAS_FIRST": "false",
         ])
-        #expect(!set.speculativeReads && !set.hintedHandoff && set.sloppyQuorum)
+        #expect(!set.speculativeReads && !set.hintedHandoff && set.sloppyQuorum && !set.fastestReplicasFirst)
     }
 
     @Test func aSwitchThatIsNotABooleanIsRefused() {
