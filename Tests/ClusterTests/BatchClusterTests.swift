@@ -2,6 +2,7 @@ import KVClient
 import KVCore
 import KVWire
 import MetricsTestKit
+import Synchronization
 import Testing
 
 extension RealProcessTests {
@@ -26,39 +27,38 @@ extension RealProcessTests {
             let client = try cluster.client { $0.metricsFactory = metrics }
             let keys = Self.keys()
             let bound = cluster.ids.count * Self.requestsPerNodeMax
-            var counted: [Int] = []
-            defer { print("batch requests (put, get, put with n2 down, get with n2 down): \(counted)") }
+            let counted = Mutex<[Int]>([])
+            defer { print("batch requests (put, get, put with n2 down, get with n2 down): \(counted.withLock { $0 })") }
+            /// Runs `batch` and checks the requests it cost.
+            func counting<Result>(_ what: String, _ batch: () async throws -> Result) async throws -> Result {
+                let sent = client.dataRequestsSent
+                let result = try await batch()
+                let requests = client.dataRequestsSent - sent
+                counted.withLock { $0.append(requests) }
+                #expect(requests <= bound, "\(what): \(requests) requests")
+                return result
+            }
 
-            var sent = client.dataRequestsSent
-            let versions = try await client.put(keys.map { (key: $0, value: "first \($0)") })
+            let versions = try await counting("put") {
+                try await client.put(keys.map { (key: $0, value: "first \($0)") })
+            }
             #expect(versions.count == keys.count)
-            counted.append(client.dataRequestsSent - sent)
-            #expect(client.dataRequestsSent - sent <= bound, "\(client.dataRequestsSent - sent) requests")
-
-            sent = client.dataRequestsSent
-            let read = try await client.get(keys: keys)
-            counted.append(client.dataRequestsSent - sent)
-            #expect(client.dataRequestsSent - sent <= bound, "\(client.dataRequestsSent - sent) requests")
+            let read = try await counting("get") { try await client.get(keys: keys) }
             #expect(read.map { $0?.value(as: String.self) } == keys.map { "first \($0)" })
             #expect(zip(read, versions).allSatisfy { $0?.version == $1 })
 
             cluster.stop("n2")
-            sent = client.dataRequestsSent
-            let rewritten = try await client.put(keys.map { (key: $0, value: "second \($0)") })
+            let rewritten = try await counting("put, n2 down") {
+                try await client.put(keys.map { (key: $0, value: "second \($0)") })
+            }
             #expect(rewritten.count == keys.count)
-            counted.append(client.dataRequestsSent - sent)
-            #expect(client.dataRequestsSent - sent <= bound, "\(client.dataRequestsSent - sent) requests, n2 down")
-
-            sent = client.dataRequestsSent
-            let again = try await client.get(keys: keys)
-            counted.append(client.dataRequestsSent - sent)
-            #expect(client.dataRequestsSent - sent <= bound, "\(client.dataRequestsSent - sent) requests, n2 down")
+            let again = try await counting("get, n2 down") { try await client.get(keys: keys) }
             #expect(again.map { $0?.value(as: String.self) } == keys.map { "second \($0)" })
 
             // A client of the previous protocol (no batch messages) reads the same through each key's
             // own requests.
             let previous = try cluster.client { $0.protocolVersions = WireProtocol.versions.capped(at: 3)! }
-            sent = previous.dataRequestsSent
+            let sent = previous.dataRequestsSent
             let some = Array(keys.prefix(50))
             let old = try await previous.get(keys: some)
             #expect(old.map { $0?.value(as: String.self) } == some.map { "second \($0)" })
