@@ -61,8 +61,8 @@ extension KVClient {
                 settled: { _ in true }))
         return try await finish(keys, outcomes, made: topology, what: "read") { index, outcome in
             try self.readValue(outcome, of: keys[index], route: routes[index])
-        } alone: { key in
-            try await self.get(key, consistency: consistency, repair: repair, in: keyspace)
+        } alone: { index in
+            try await self.get(keys[index], consistency: consistency, repair: repair, in: keyspace)
         }
     }
 
@@ -122,10 +122,9 @@ extension KVClient {
                 settled: { index in operations.withLock { $0[index].isSettled } }))
         return try await finish(keys, outcomes, made: topology, what: "write") { index, outcome in
             try self.writeVersion(outcome, of: keys[index], route: routes[index])
-        } alone: { key in
-            let index = keys.firstIndex(of: key)!
-            return try await self.write(
-                key: key, value: entries[index].value, tombstone: false, consistency: consistency,
+        } alone: { index in
+            try await self.write(
+                key: keys[index], value: entries[index].value, tombstone: false, consistency: consistency,
                 timeToLive: timeToLive, in: keyspace)
         }
     }
@@ -156,7 +155,7 @@ extension KVClient {
     /// the keys that still failed.
     private func finish<Outcome: Sendable, Result: Sendable>(
         _ keys: [[UInt8]], _ outcomes: [Outcome?], made topology: Topology, what: String,
-        _ result: (Int, Outcome) throws -> Result, alone: @Sendable ([UInt8]) async throws -> Result
+        _ result: (Int, Outcome) throws -> Result, alone: @Sendable (Int) async throws -> Result
     ) async throws -> [Result] {
         var results: [Result?] = []
         var failures: [(index: Int, error: any Error)] = []
@@ -182,7 +181,7 @@ extension KVClient {
                 continue
             }
             do {
-                results[index] = try await alone(keys[index])
+                results[index] = try await alone(index)
             } catch {
                 stillFailed.append((index, error))
             }
@@ -225,6 +224,22 @@ extension KVClient {
         }
     }
 
+    /// One key's `Put` in a wave, to one replica.
+    private struct BatchedPut: Sendable {
+        let index: Int
+        let record: Record
+        let attempt: Int
+    }
+
+    /// One key's hint in a wave, to one fallback. A key may hand two replicas' writes to the same
+    /// fallback in one wave: each is an item of its own.
+    private struct BatchedHint: Sendable {
+        let index: Int
+        let target: String
+        let record: Record
+        let attempt: Int
+    }
+
     /// Sends the requests the writes made at one moment: `Put`s grouped by replica and keyspace part
     /// into `PutBatch`es, hints grouped by fallback into `HintBatch`es.
     private func dispatchWrites(
@@ -232,36 +247,24 @@ extension KVClient {
         routes: [KeyspaceRoute], in topology: Topology,
         deliver: @escaping @Sendable ([(Int, WriteOperation.Event)]) -> Void
     ) {
-        struct Put {
-            let index: Int
-            let record: Record
-            let attempt: Int
-        }
-        struct Hint {
-            let index: Int
-            let target: String
-            let record: Record
-            let attempt: Int
-        }
-        var puts: [BatchTarget: [Put]] = [:]
-        var hints: [BatchTarget: [Hint]] = [:]
+        var puts: [BatchTarget: [BatchedPut]] = [:]
+        var hints: [BatchTarget: [BatchedHint]] = [:]
         for (index, send) in sends {
             let keyspace = routes[index].id
             switch send {
             case .put(let node, let version, let attempt):
                 puts[BatchTarget(node: node, keyspace: keyspace), default: []].append(
-                    Put(index: index, record: records[index](version), attempt: attempt))
+                    BatchedPut(index: index, record: records[index](version), attempt: attempt))
             case .hint(let fallback, let target, let version, let attempt):
                 hints[BatchTarget(node: fallback, keyspace: keyspace), default: []].append(
-                    Hint(index: index, target: target, record: records[index](version), attempt: attempt))
+                    BatchedHint(index: index, target: target, record: records[index](version), attempt: attempt))
             }
         }
         let epoch = topology.map.epoch
         for (target, writes) in puts {
             for chunk in Self.chunks(writes, bytes: { $0.record.key.readableBytes + $0.record.value.readableBytes }) {
-                let byIndex = Dictionary(chunk.map { ($0.index, $0) }, uniquingKeysWith: { first, _ in first })
                 send(
-                    chunk.map(\.index), to: target.node, in: topology,
+                    chunk, to: target.node, in: topology,
                     batch: .putBatchRequest(
                         PutBatchRequest(
                             keyspace: target.keyspace, epoch: epoch,
@@ -270,54 +273,46 @@ extension KVClient {
                                     key: $0.record.key, value: $0.record.value, version: $0.record.version,
                                     tombstone: $0.record.tombstone, expiresAtMillis: $0.record.expiresAtMillis)
                             })),
-                    alone: { routes[$0].putRequest(byIndex[$0]!.record, epoch: epoch) }, split: Self.splitPuts
+                    alone: { routes[$0.index].putRequest($0.record, epoch: epoch) }, split: Self.splitPuts
                 ) { answers in
                     deliver(
-                        answers.map { index, answer in
-                            (
-                                index,
-                                self.writeEvent(target.node, attempt: byIndex[index]!.attempt, answer, started: nil)
-                            )
+                        answers.map { put, answer in
+                            (put.index, self.writeEvent(target.node, attempt: put.attempt, answer, started: nil))
                         })
                 }
             }
         }
         for (fallback, handed) in hints {
             for chunk in Self.chunks(handed, bytes: { $0.record.key.readableBytes + $0.record.value.readableBytes }) {
-                let byIndex = Dictionary(chunk.map { ($0.index, $0) }, uniquingKeysWith: { first, _ in first })
                 send(
-                    chunk.map(\.index), to: fallback.node, in: topology,
+                    chunk, to: fallback.node, in: topology,
                     batch: .hintBatchRequest(
                         HintBatchRequest(
                             keyspace: fallback.keyspace,
                             hints: chunk.map { BatchHint(target: $0.target, record: $0.record) })),
-                    alone: { routes[$0].hintRequest(for: byIndex[$0]!.target, byIndex[$0]!.record) },
-                    split: Self.splitHints
+                    alone: { routes[$0.index].hintRequest(for: $0.target, $0.record) }, split: Self.splitHints
                 ) { answers in
                     deliver(
-                        answers.map { index, answer in
-                            let hint = byIndex[index]!
-                            return (
-                                index, self.hintEvent(fallback.node, for: hint.target, attempt: hint.attempt, answer)
-                            )
+                        answers.map { hint, answer in
+                            (hint.index, self.hintEvent(fallback.node, for: hint.target, attempt: hint.attempt, answer))
                         })
                 }
             }
         }
     }
 
-    /// Sends the requests of the keys `indices` to `node`: `batch` where the connection negotiated a
-    /// version with batches, each key's `alone` request where it did not; hands each key's answer, in
-    /// the shape of its own request's (`split` turns a batch answer into them), to `answered`.
-    private func send(
-        _ indices: [Int], to node: String, in topology: Topology, batch: Message,
-        alone: @escaping @Sendable (Int) -> Message,
+    /// Sends `items` to `node`: `batch` where the connection negotiated a version with batches, each
+    /// item's `alone` request where it did not; hands each item's answer, in the shape of its own
+    /// request's (`split` turns a batch answer into them, in order), to `answered`.
+    private func send<Item: Sendable>(
+        _ items: [Item], to node: String, in topology: Topology, batch: Message,
+        alone: @escaping @Sendable (Item) -> Message,
         split: @escaping @Sendable (Message, Int) -> [Result<Message, any Error>]?,
-        answered: @escaping @Sendable ([(Int, Result<Message, any Error>)]) -> Void
+        answered: @escaping @Sendable ([(Item, Result<Message, any Error>)]) -> Void
     ) {
         let batched = Mutex(false)
-        send(count: indices.count, to: node, in: topology) { connection in
-            guard connection.version >= batch.type.protocolVersionMin else { return indices.map(alone) }
+        send(count: items.count, to: node, in: topology) { connection in
+            guard connection.version >= batch.type.protocolVersionMin else { return items.map(alone) }
             batched.withLock { $0 = true }
             return [batch]
         }.whenSuccess { answers in
@@ -325,21 +320,20 @@ extension KVClient {
             if batched.withLock({ $0 }), let answer = answers.first {
                 switch answer {
                 case .success(let message):
-                    results =
-                        split(message, indices.count)
+                    let split =
+                        split(message, items.count)
                         ?? Array(
                             repeating: .failure(
                                 RPCError.protocolViolation("answered \(batch.type) with \(message.type)")),
-                            count: indices.count)
+                            count: items.count)
+                    // A key refused as no longer kept there says a newer map exists, as its own request
+                    // would (`send(count:)` saw only the batch's answer).
+                    results = split.map { self.observe($0, from: node, in: topology) }
                 case .failure:
-                    results = Array(repeating: answer, count: indices.count)
-                }
-                // A key refused as no longer kept there says a newer map exists, as its own request would.
-                for result in results {
-                    if case .failure = result { _ = self.observe(result, from: node, in: topology) }
+                    results = Array(repeating: answer, count: items.count)
                 }
             }
-            answered(Array(zip(indices, results)))
+            answered(Array(zip(items, results)))
         }
     }
 

@@ -37,33 +37,19 @@ extension KVClient {
     func pingAll(_ topology: Topology) {
         watch(topology)
         let epoch = topology.map.epoch
-        let heartbeats = usesHeartbeats(topology.map)
+        let heartbeats = protocols.usesHeartbeats(topology.map)
         for node in topology.map.nodes where topology.nodes[node.id] != nil {
             let clock = clockNow()
             _ = send(to: node.id, in: topology, probe: true) { connection in
-                // A connection that negotiated version 3 (a node rolled back) still gets a Ping.
-                if heartbeats, connection.version >= Self.heartbeatVersion {
-                    return .heartbeatRequest(HeartbeatRequest(epoch: epoch, clock: clock))
-                }
-                return .pingRequest(PingRequest(epoch: epoch, clock: clock))
+                MemberProtocols.probe(epoch: epoch, clock: clock, heartbeats: heartbeats, on: connection)
             }
         }
-    }
-
-    /// The protocol version of `Heartbeat`, the pinger's probe once every member speaks it.
-    static let heartbeatVersion: UInt16 = 4
-
-    /// Whether the pinger probes with `Heartbeat` (no storage work on the node) rather than `Ping`:
-    /// only once every member of `map` is known to speak version 4, as the nodes decide for their
-    /// own probes (`ProtocolAdoption`).
-    func usesHeartbeats(_ map: ClusterMap) -> Bool {
-        protocols.everyMember(of: map, speaks: Self.heartbeatVersion)
     }
 
     /// Whether the client's failure detector probes with `Heartbeat` now (a version-4 feature that
     /// needs every member at version 4): for tests and operators watching a rolling upgrade.
     public func usesHeartbeats() async throws -> Bool {
-        usesHeartbeats(try await currentTopology().map)
+        protocols.usesHeartbeats(try await currentTopology().map)
     }
 
     /// The highest protocol version of each node this client has connected to, from its handshakes

@@ -33,8 +33,8 @@ final class InlineAnswerHandler: ChannelDuplexHandler {
     private var reading = false
     /// Answers written and not flushed yet.
     private var unflushed = false
-    /// A flush is queued on the event loop.
-    private var flushQueued = false
+    /// Answers given from the pool are flushed once per tick.
+    private let tickFlush = TickFlush()
 
     init(service: any RPCService, budget: ConnectionBudget, statistics: RPCServerStatistics, logger: Logger) {
         self.service = service
@@ -104,13 +104,8 @@ final class InlineAnswerHandler: ChannelDuplexHandler {
     private func write(_ response: OutboundFrame, context: ChannelHandlerContext) {
         context.write(wrapOutboundOut(response), promise: nil)
         unflushed = true
-        guard !reading, !flushQueued else { return }
-        flushQueued = true
-        let bound = NIOLoopBound((handler: self, context: context), eventLoop: context.eventLoop)
-        context.eventLoop.execute {
-            bound.value.handler.flushQueued = false
-            bound.value.handler.flushIfNeeded(context: bound.value.context)
-        }
+        guard !reading else { return }
+        tickFlush.queue(on: context.eventLoop) { self.flushIfNeeded(context: context) }
     }
 
     private func flushIfNeeded(context: ChannelHandlerContext) {

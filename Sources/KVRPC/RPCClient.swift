@@ -100,12 +100,7 @@ public final class RPCClient: Sendable {
     /// through the window, so a server that came back is found at the probe's pace.
     public func send(_ request: Message, timeout: Duration, probe: Bool = false) -> EventLoopFuture<Message> {
         connectionFuture(dialDuringBackoff: probe).flatMap { connection in
-            connection.send(request, timeout: timeout).flatMapErrorThrowing { error in
-                if !connection.isActive {
-                    self.forget(connection)
-                }
-                throw error
-            }
+            self.send(request, timeout: timeout, on: connection)
         }
     }
 
@@ -115,12 +110,7 @@ public final class RPCClient: Sendable {
         timeout: Duration, probe: Bool = false, _ build: @escaping @Sendable (RPCConnection) -> Message
     ) -> EventLoopFuture<Message> {
         connectionFuture(dialDuringBackoff: probe).flatMap { connection in
-            connection.send(build(connection), timeout: timeout).flatMapErrorThrowing { error in
-                if !connection.isActive {
-                    self.forget(connection)
-                }
-                throw error
-            }
+            self.send(build(connection), timeout: timeout, on: connection)
         }
     }
 
@@ -133,15 +123,18 @@ public final class RPCClient: Sendable {
     ) -> EventLoopFuture<[Result<Message, any Error>]> {
         let connected = connectionFuture()
         return connected.flatMap { connection in
-            let sent = build(connection).map { request in
-                connection.send(request, timeout: timeout).flatMapErrorThrowing { error in
-                    if !connection.isActive {
-                        self.forget(connection)
-                    }
-                    throw error
-                }
-            }
+            let sent = build(connection).map { self.send($0, timeout: timeout, on: connection) }
             return EventLoopFuture.whenAllComplete(sent, on: connected.eventLoop)
+        }
+    }
+
+    /// Sends `request` on `connection`; a failure that closed it makes the next request connect anew.
+    private func send(_ request: Message, timeout: Duration, on connection: RPCConnection) -> EventLoopFuture<Message> {
+        connection.send(request, timeout: timeout).flatMapErrorThrowing { error in
+            if !connection.isActive {
+                self.forget(connection)
+            }
+            throw error
         }
     }
 

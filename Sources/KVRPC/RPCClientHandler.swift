@@ -57,9 +57,8 @@ final class RPCClientHandler: ChannelDuplexHandler {
     /// The task that fails the requests whose deadline passed, and when it runs; none while nothing
     /// is in flight.
     private var expiry: (at: NIODeadline, task: Scheduled<Void>)?
-    /// A flush is queued behind the tasks already waiting for the event loop: the requests written
-    /// until it runs leave together, in one socket write.
-    private var flushQueued = false
+    /// The requests written until the queued flush runs leave together.
+    private let tickFlush = TickFlush()
 
     init(requestsInFlightMax: Int, frameBytesMax: Int = Limits.frameBytesMax, failure: ConnectionFailure) {
         self.requestsInFlightMax = requestsInFlightMax
@@ -103,13 +102,7 @@ final class RPCClientHandler: ChannelDuplexHandler {
     /// arrives as a task of its own (`RPCConnection.send` from any thread), and those of one moment
     /// share the flush instead of costing a socket write (and a TLS record) each.
     func flush(context: ChannelHandlerContext) {
-        guard !flushQueued else { return }
-        flushQueued = true
-        let bound = NIOLoopBound((handler: self, context: context), eventLoop: context.eventLoop)
-        context.eventLoop.execute {
-            bound.value.handler.flushQueued = false
-            bound.value.handler.flushBatch(context: bound.value.context)
-        }
+        tickFlush.queue(on: context.eventLoop) { self.flushBatch(context: context) }
     }
 
     /// Hands the batch's frames to the TLS handler, flushed.

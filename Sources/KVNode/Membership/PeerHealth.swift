@@ -65,14 +65,14 @@ public final class PeerHealth: Sendable {
             let epoch = map.epoch
             let peers = directory.all()
             table.watch(peers.map(\.id), forgettingOthers: true)
-            let heartbeats = usesHeartbeats(map)
+            let heartbeats = protocols.usesHeartbeats(map)
             for (id, client) in peers {
                 let clock = wallMillis() << 16
                 let sent = ContinuousClock.now
                 // A probe: it dials a peer in its backoff window, so one that came back is found
                 // within a ping interval.
                 client.send(timeout: interval * 5, probe: true) { connection in
-                    Self.probe(epoch: epoch, clock: clock, heartbeat: heartbeats, on: connection)
+                    MemberProtocols.probe(epoch: epoch, clock: clock, heartbeats: heartbeats, on: connection)
                 }.whenSuccess { answer in
                     let roundTrip = ContinuousClock.now - sent
                     self.roundTrips.withLock { $0[id] = roundTrip }
@@ -91,24 +91,6 @@ public final class PeerHealth: Sendable {
 
     /// The protocol versions of this node and of its peers, as its connections learned them.
     package var protocols: MemberProtocols { directory.protocols }
-
-    /// The protocol version of `Heartbeat`, the failure detector's probe once every member speaks it.
-    package static let heartbeatVersion: UInt16 = 4
-
-    /// Whether this node probes its peers with `Heartbeat` rather than `Ping`: only once every member
-    /// of `map` speaks version 4 (`ProtocolAdoption`, the rule the SDK uses too).
-    package func usesHeartbeats(_ map: ClusterMap) -> Bool {
-        directory.protocols.everyMember(of: map, speaks: Self.heartbeatVersion)
-    }
-
-    /// The probe to send on `connection`: a `Heartbeat` when the cluster switched it on and the
-    /// connection negotiated it (a peer rolled back to version 3 still gets a `Ping`), else a `Ping`.
-    static func probe(epoch: UInt64, clock: UInt64, heartbeat: Bool, on connection: RPCConnection) -> Message {
-        if heartbeat, connection.version >= heartbeatVersion {
-            return .heartbeatRequest(HeartbeatRequest(epoch: epoch, clock: clock))
-        }
-        return .pingRequest(PingRequest(epoch: epoch, clock: clock))
-    }
 
     /// `peer` reported `epoch`, later than this node's: fetch from it each map after this node's, one
     /// epoch at a time, and adopt each one whose proof holds (`Membership.learn`), until this node is
