@@ -351,11 +351,9 @@ extension KVClient {
     private static func splitPuts(_ message: Message, count: Int) -> [Result<Message, any Error>]? {
         guard case .putBatchResponse(let response) = message, response.items.count == count else { return nil }
         return response.items.map { item in
-            guard let outcome = item.outcome else {
-                let error = item.error ?? BatchItemError(code: .internal, message: "neither outcome nor error")
-                return .failure(RPCError.remote(error.code, message: error.message))
+            answer(item.outcome, or: item.error) {
+                .putResponse(PutResponse(outcome: $0, current: item.current, clock: response.clock))
             }
-            return .success(.putResponse(PutResponse(outcome: outcome, current: item.current, clock: response.clock)))
         }
     }
 
@@ -363,12 +361,20 @@ extension KVClient {
     private static func splitHints(_ message: Message, count: Int) -> [Result<Message, any Error>]? {
         guard case .hintBatchResponse(let response) = message, response.items.count == count else { return nil }
         return response.items.map { item in
-            guard let outcome = item.outcome else {
-                let error = item.error ?? BatchItemError(code: .internal, message: "neither outcome nor error")
-                return .failure(RPCError.remote(error.code, message: error.message))
-            }
-            return .success(.hintResponse(HintResponse(outcome: outcome, clock: response.clock)))
+            answer(item.outcome, or: item.error) { .hintResponse(HintResponse(outcome: $0, clock: response.clock)) }
         }
+    }
+
+    /// An item of a write's batch as its own request's answer: `message(outcome)`, or its error when it
+    /// has no outcome (an item with neither is the replica's bug).
+    private static func answer<Outcome>(
+        _ outcome: Outcome?, or error: BatchItemError?, _ message: (Outcome) -> Message
+    ) -> Result<Message, any Error> {
+        guard let outcome else {
+            let error = error ?? BatchItemError(code: .internal, message: "neither outcome nor error")
+            return .failure(RPCError.remote(error.code, message: error.message))
+        }
+        return .success(message(outcome))
     }
 
     /// `items` cut into batches of at most `Limits.batchKeysMax` items and `Limits.batchAnswerBytesMax`
