@@ -63,7 +63,7 @@ extension KVClient {
             send: { send, started in
                 switch send {
                 case .get(let node):
-                    return self.send(request, to: node, in: topology).map {
+                    return self.send(request, to: node, in: topology) {
                         self.readEvent(node, $0, started: started)
                     }
                 case .repair(let node, let record):
@@ -113,7 +113,7 @@ extension KVClient {
     ) -> EventLoopFuture<ReadOperation.Event> {
         repairsSent.add(1, ordering: .relaxed)
         metrics.readRepairs.increment()
-        return send(route.repairRequest(key, record), to: node, in: topology).map { self.repairEvent(node, $0) }
+        return send(route.repairRequest(key, record), to: node, in: topology) { self.repairEvent(node, $0) }
     }
 
     /// What a read of `key` answers the caller: the newest record, unless it is deleted or expired.
@@ -200,11 +200,11 @@ extension KVClient {
                 switch send {
                 case .put(let node, let version, let attempt):
                     let request = route.putRequest(record(version), epoch: topology.map.epoch)
-                    return self.send(request, to: node, in: topology).map {
+                    return self.send(request, to: node, in: topology) {
                         self.writeEvent(node, attempt: attempt, $0, started: started)
                     }
                 case .hint(let fallback, let target, let version, let attempt):
-                    return self.send(route.hintRequest(for: target, record(version)), to: fallback, in: topology).map {
+                    return self.send(route.hintRequest(for: target, record(version)), to: fallback, in: topology) {
                         self.hintEvent(fallback, for: target, attempt: attempt, $0)
                     }
                 }

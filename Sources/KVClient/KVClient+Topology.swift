@@ -172,7 +172,15 @@ extension KVClient {
     func send(_ request: Message, to node: String, in topology: Topology, probe: Bool = false)
         -> EventLoopFuture<Result<Message, any Error>>
     {
-        send(to: node, in: topology, probe: probe) { _ in request }
+        send(to: node, in: topology, probe: probe, { _ in request }, answer: { $0 })
+    }
+
+    /// Sends `request` to `node` and gives what `answer` makes of its answer (an operation's event).
+    func send<Answer: Sendable>(
+        _ request: Message, to node: String, in topology: Topology,
+        answer: @escaping @Sendable (Result<Message, any Error>) -> Answer
+    ) -> EventLoopFuture<Answer> {
+        send(to: node, in: topology, probe: false, { _ in request }, answer: answer)
     }
 
     /// Sends the request `build` makes for the connection to `node` (which may depend on the version
@@ -181,14 +189,25 @@ extension KVClient {
         to node: String, in topology: Topology, probe: Bool = false,
         _ build: @escaping @Sendable (RPCConnection) -> Message
     ) -> EventLoopFuture<Result<Message, any Error>> {
-        let eventLoop = MultiThreadedEventLoopGroup.singleton.next()
+        send(to: node, in: topology, probe: probe, build, answer: { $0 })
+    }
+
+    /// The one way a request goes to a node: the answer, observed (`observe`), becomes what `answer`
+    /// makes of it in a single step after the RPC's own future (this runs for every request).
+    private func send<Answer: Sendable>(
+        to node: String, in topology: Topology, probe: Bool,
+        _ build: @escaping @Sendable (RPCConnection) -> Message,
+        answer: @escaping @Sendable (Result<Message, any Error>) -> Answer
+    ) -> EventLoopFuture<Answer> {
         guard let client = topology.nodes[node] else {
-            return eventLoop.makeSucceededFuture(.failure(KVClientError.invalidArgument("unknown node \(node)")))
+            let eventLoop = MultiThreadedEventLoopGroup.singleton.next()
+            return eventLoop.makeSucceededFuture(answer(.failure(KVClientError.invalidArgument("unknown node \(node)"))))
         }
         if !probe { requestsSent.add(1, ordering: .relaxed) }
-        return client.send(timeout: configuration.requestTimeout, probe: probe, build)
-            .map { self.observe(.success($0), from: node, in: topology) }
-            .flatMapErrorThrowing { self.observe(.failure($0), from: node, in: topology) }
+        let sent = client.send(timeout: configuration.requestTimeout, probe: probe, build)
+        let answered = sent.eventLoop.makePromise(of: Answer.self)
+        sent.whenComplete { answered.succeed(answer(self.observe($0, from: node, in: topology))) }
+        return answered.futureResult
     }
 
     /// Sends to `node` the requests `build` makes for its connection (`RPCClient.send(timeout:all:)`)

@@ -84,24 +84,16 @@ public final class RPCClient: Sendable {
     /// Sends one request, connecting first if needed. With `probe`, a server in its backoff window is
     /// dialled anyway (a request meant for this server alone, which has no other replica to go to).
     public func call(_ request: Message, timeout: Duration, probe: Bool = false) async throws -> Message {
+        // A connection that closed is replaced by the next request (`connectionFuture`).
         let connection = try await connectionFuture(dialDuringBackoff: probe).get()
-        do {
-            return try await connection.call(request, timeout: timeout)
-        } catch let error as RPCError {
-            if !connection.isActive {
-                forget(connection)
-            }
-            throw error
-        }
+        return try await connection.call(request, timeout: timeout)
     }
 
     /// Sends one request without waiting: connects first if needed. The future fails at once when
     /// the server is in its backoff window, unless `probe` is set: a probe (a periodic ping) dials
     /// through the window, so a server that came back is found at the probe's pace.
     public func send(_ request: Message, timeout: Duration, probe: Bool = false) -> EventLoopFuture<Message> {
-        connectionFuture(dialDuringBackoff: probe).flatMap { connection in
-            self.send(request, timeout: timeout, on: connection)
-        }
+        send(timeout: timeout, probe: probe) { _ in request }
     }
 
     /// Sends the request `build` makes for the connection it goes on, connecting first if needed:
@@ -109,8 +101,12 @@ public final class RPCClient: Sendable {
     public func send(
         timeout: Duration, probe: Bool = false, _ build: @escaping @Sendable (RPCConnection) -> Message
     ) -> EventLoopFuture<Message> {
-        connectionFuture(dialDuringBackoff: probe).flatMap { connection in
-            self.send(build(connection), timeout: timeout, on: connection)
+        if let connection = activeConnection() {
+            // The common case sends at once: no future to wait on for the connection.
+            return connection.send(build(connection), timeout: timeout)
+        }
+        return connectionFuture(dialDuringBackoff: probe).flatMap { connection in
+            connection.send(build(connection), timeout: timeout)
         }
     }
 
@@ -123,18 +119,17 @@ public final class RPCClient: Sendable {
     ) -> EventLoopFuture<[Result<Message, any Error>]> {
         let connected = connectionFuture()
         return connected.flatMap { connection in
-            let sent = build(connection).map { self.send($0, timeout: timeout, on: connection) }
+            let sent = build(connection).map { connection.send($0, timeout: timeout) }
             return EventLoopFuture.whenAllComplete(sent, on: connected.eventLoop)
         }
     }
 
-    /// Sends `request` on `connection`; a failure that closed it makes the next request connect anew.
-    private func send(_ request: Message, timeout: Duration, on connection: RPCConnection) -> EventLoopFuture<Message> {
-        connection.send(request, timeout: timeout).flatMapErrorThrowing { error in
-            if !connection.isActive {
-                self.forget(connection)
-            }
-            throw error
+    /// The connection requests can go on now, if there is one. A connection that closed is not: the
+    /// next request connects anew (`connectionFuture`).
+    private func activeConnection() -> RPCConnection? {
+        state.withLock { state in
+            if case .connected(let connection) = state, connection.isActive { return connection }
+            return nil
         }
     }
 
@@ -247,15 +242,6 @@ public final class RPCClient: Sendable {
         state.withLock { state in
             if case .closed = state { return }
             state = .idle(failures: failures, retryAt: ContinuousClock.now + backoff, lastError: error)
-        }
-    }
-
-    private func forget(_ connection: RPCConnection) {
-        state.withLock { state in
-            if case .connected(let current) = state, current === connection {
-                state = .idle(failures: 0, retryAt: nil, lastError: nil)
-                fallback.withLock { $0 = nil }
-            }
         }
     }
 }

@@ -28,7 +28,8 @@ final class ConnectionFailure: Sendable {
 struct OutboundRequest: Sendable {
     var message: Message
     var requestID: UInt64
-    var promise: EventLoopPromise<Frame>
+    /// Completed with the decoded answer; an `Error` answer fails it (`RPCError.remote`).
+    var promise: EventLoopPromise<Message>
     var timeout: Duration
 }
 
@@ -44,7 +45,7 @@ final class RPCClientHandler: ChannelDuplexHandler {
     typealias OutboundOut = ByteBuffer
 
     private struct Pending {
-        var promise: EventLoopPromise<Frame>
+        var promise: EventLoopPromise<Message>
         var deadline: NIODeadline
         var timeout: Duration
     }
@@ -133,7 +134,20 @@ final class RPCClientHandler: ChannelDuplexHandler {
             // The answer to a request whose deadline already passed.
             return
         }
-        entry.promise.succeed(frame)
+        // Decoded here, on the event loop, so the caller's future is the promise itself: no chain of
+        // futures per request between the answer and its caller.
+        let message: Message
+        do {
+            message = try Message(frame: frame)
+        } catch {
+            entry.promise.fail(RPCError.protocolViolation("undecodable answer: \(error)"))
+            return
+        }
+        if case .error(let error) = message {
+            entry.promise.fail(RPCError.remote(error.code, message: error.message))
+        } else {
+            entry.promise.succeed(message)
+        }
     }
 
     func errorCaught(context: ChannelHandlerContext, error: any Error) {

@@ -229,7 +229,7 @@ public final class RPCConnection: Sendable {
         on channel: any Channel,
         failure: ConnectionFailure
     ) -> EventLoopFuture<Message> {
-        let promise = channel.eventLoop.makePromise(of: Frame.self)
+        let promise = channel.eventLoop.makePromise(of: Message.self)
         // A write to a channel that closed meanwhile never reaches RPCClientHandler: fail the request
         // here, or its caller would wait forever, with the reason the connection broke when one is known.
         let written = channel.eventLoop.makePromise(of: Void.self)
@@ -239,18 +239,7 @@ public final class RPCConnection: Sendable {
         channel.writeAndFlush(
             OutboundRequest(message: request, requestID: requestID, promise: promise, timeout: timeout),
             promise: written)
-        return promise.futureResult.flatMapThrowing { answer in
-            let message: Message
-            do {
-                message = try Message(frame: answer)
-            } catch {
-                throw RPCError.protocolViolation("undecodable answer: \(error)")
-            }
-            if case .error(let error) = message {
-                throw RPCError.remote(error.code, message: error.message)
-            }
-            return message
-        }
+        return promise.futureResult
     }
 }
 

@@ -33,4 +33,25 @@ struct LatencyTrackerTests {
         #expect(tracker.percentile(1) == .milliseconds(4))
         #expect(tracker.percentile(0) == .milliseconds(1))
     }
+
+    /// High quantiles are selected in one pass, the others sorted: both give the nearest rank of the
+    /// sorted window, with repeated samples too.
+    @Test func selectionAgreesWithSorting() {
+        var generator = SystemRandomNumberGenerator()
+        for round in 0..<200 {
+            let capacity = [1, 2, 7, 128, 300][round % 5]
+            var tracker = LatencyTracker(capacity: capacity, samplesMin: 1)
+            var recorded: [Duration] = []
+            for _ in 0..<Int.random(in: 1...(2 * capacity), using: &generator) {
+                let sample = Duration.microseconds(Int.random(in: 0...50, using: &generator))
+                tracker.record(sample)
+                recorded.append(sample)
+            }
+            let window = recorded.suffix(capacity).sorted()
+            for p in [0, 0.5, 0.9, 0.95, 0.99, 0.999, 1] {
+                let rank = max(Int((p * Double(window.count)).rounded(.up)), 1)
+                #expect(tracker.percentile(p) == window[rank - 1], "p\(p) of \(window)")
+            }
+        }
+    }
 }

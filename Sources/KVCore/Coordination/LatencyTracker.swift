@@ -41,8 +41,28 @@ public struct LatencyTracker: Sendable {
     public func percentile(_ p: Double) -> Duration? {
         precondition((0...1).contains(p), "percentile \(p) is outside 0...1")
         guard count >= samplesMin else { return nil }
-        let sorted = samples[..<count].sorted()
-        let rank = Int((p * Double(count)).rounded(.up))
-        return sorted[Swift.max(rank, 1) - 1]
+        let rank = Swift.max(Int((p * Double(count)).rounded(.up)), 1)
+        // A high quantile is one of the few largest samples: keep those in one pass (p99 of the
+        // default window is the second largest) instead of sorting the window at every refresh.
+        let largest = count - rank + 1
+        guard largest <= Self.selectionMax else { return samples[..<count].sorted()[rank - 1] }
+        return withUnsafeTemporaryAllocation(of: Duration.self, capacity: largest) { top in
+            // `top[0..<kept]`, largest first.
+            var kept = 0
+            for sample in samples[..<count] {
+                guard kept < largest || sample > top[largest - 1] else { continue }
+                var slot = Swift.min(kept, largest - 1)
+                while slot > 0 && top[slot - 1] < sample {
+                    top[slot] = top[slot - 1]
+                    slot -= 1
+                }
+                top[slot] = sample
+                kept = Swift.min(kept + 1, largest)
+            }
+            return top[largest - 1]
+        }
     }
+
+    /// Quantiles this close to the top are selected in one pass rather than by sorting.
+    private static let selectionMax = 8
 }
