@@ -201,7 +201,8 @@ extension KVClient {
     ) -> EventLoopFuture<Answer> {
         guard let client = topology.nodes[node] else {
             let eventLoop = MultiThreadedEventLoopGroup.singleton.next()
-            return eventLoop.makeSucceededFuture(answer(.failure(KVClientError.invalidArgument("unknown node \(node)"))))
+            return eventLoop.makeSucceededFuture(
+                answer(.failure(KVClientError.invalidArgument("unknown node \(node)"))))
         }
         if !probe { requestsSent.add(1, ordering: .relaxed) }
         let sent = client.send(timeout: configuration.requestTimeout, probe: probe, build)
