@@ -7,12 +7,16 @@ import Synchronization
 /// stream storage is not specialized for the element type and looked up generic metadata at every
 /// element. As with the stream, events yielded before `finish()` are still read after it, and an
 /// event yielded after it is refused (the caller hands it to `late`).
+///
+/// Its waiter is an unsafe continuation (a checked one allocates a canary per wait, on every
+/// operation's path): `State` hands the waiter out exactly once, under its lock, to `yield`, `finish`
+/// or `next` itself, so it is resumed exactly once.
 package final class OperationEvents<Event: Sendable>: Sendable {
     private struct State: Sendable {
         var buffer: [Event] = []
         /// The first event of `buffer` not read yet.
         var head = 0
-        var waiter: CheckedContinuation<Event?, Never>?
+        var waiter: UnsafeContinuation<Event?, Never>?
         var finished = false
 
         mutating func pop() -> Event? {
@@ -33,7 +37,7 @@ package final class OperationEvents<Event: Sendable>: Sendable {
 
     /// Hands `event` to the loop; false when `finish()` was called before (the event is not taken).
     package func yield(_ event: Event) -> Bool {
-        let (taken, waiter) = state.withLock { state -> (Bool, CheckedContinuation<Event?, Never>?) in
+        let (taken, waiter) = state.withLock { state -> (Bool, UnsafeContinuation<Event?, Never>?) in
             guard !state.finished else { return (false, nil) }
             if let waiter = state.waiter {
                 state.waiter = nil
@@ -50,7 +54,7 @@ package final class OperationEvents<Event: Sendable>: Sendable {
     /// was called before (none is taken).
     package func yield(contentsOf events: [Event]) -> Bool {
         guard let first = events.first else { return true }
-        let (taken, waiter) = state.withLock { state -> (Bool, CheckedContinuation<Event?, Never>?) in
+        let (taken, waiter) = state.withLock { state -> (Bool, UnsafeContinuation<Event?, Never>?) in
             guard !state.finished else { return (false, nil) }
             let waiter = state.waiter
             state.waiter = nil
@@ -66,7 +70,7 @@ package final class OperationEvents<Event: Sendable>: Sendable {
 
     /// No event is taken from now on; the loop reads those already given, then nil.
     package func finish() {
-        let waiter = state.withLock { state -> CheckedContinuation<Event?, Never>? in
+        let waiter = state.withLock { state -> UnsafeContinuation<Event?, Never>? in
             state.finished = true
             defer { state.waiter = nil }
             return state.waiter
@@ -83,7 +87,7 @@ package final class OperationEvents<Event: Sendable>: Sendable {
     /// The next event, waiting for one; nil once finished and every event given was read. One reader.
     package func next() async -> Event? {
         if let event = state.withLock({ $0.pop() }) { return event }
-        return await withCheckedContinuation { continuation in
+        return await withUnsafeContinuation { continuation in
             let ready = state.withLock { state -> Event?? in
                 if let event = state.pop() { return .some(event) }
                 if state.finished { return .some(nil) }

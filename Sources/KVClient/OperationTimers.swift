@@ -20,11 +20,11 @@ package final class OperationTimers: Sendable {
 
     private struct State: Sendable {
         /// Timer ids by deadline (`NIODeadline.uptimeNanoseconds`); a cancelled timer's id stays
-        /// until it reaches the front.
+        /// until it reaches the front, or until cancelled ones outnumber the live ones (`compact`).
         var queue = TimeOrderedQueue<UInt64>()
-        /// The actions of the timers scheduled and neither fired nor cancelled (a cancelled one's
-        /// action, and what it holds, is let go at once).
-        var live: [UInt64: @Sendable () -> Void] = [:]
+        /// The deadlines and actions of the timers scheduled and neither fired nor cancelled (a
+        /// cancelled one's action, and what it holds, is let go at once).
+        var live: [UInt64: (time: UInt64, action: @Sendable () -> Void)] = [:]
         var nextID: UInt64 = 0
         /// When the loop's task that counts fires, and its generation: a task armed earlier and
         /// superseded by an earlier deadline finds another generation here and does nothing.
@@ -33,6 +33,16 @@ package final class OperationTimers: Sendable {
 
         /// Records a task for `deadline` as the one that counts, before it is scheduled (so that it
         /// cannot fire before it is recorded), and returns its generation.
+        /// Rebuilds the queue from the live timers once cancelled ids make up most of it. Nearly every
+        /// operation cancels its deadline, so without this the queue would hold every operation of the
+        /// last request timeout (hundreds of thousands under load), each push and pop a walk through
+        /// it; rebuilt, it holds about the operations in flight, at an amortized constant cost.
+        mutating func compact() {
+            guard queue.count >= 64, queue.count > 4 * live.count else { return }
+            queue = TimeOrderedQueue()
+            for (id, timer) in live { queue.push(id, at: timer.time) }
+        }
+
         mutating func arm(at deadline: NIODeadline) -> UInt64 {
             generation &+= 1
             armed = (deadline, generation)
@@ -53,7 +63,7 @@ package final class OperationTimers: Sendable {
         let (handle, generation) = state.withLock { state -> (Handle, UInt64?) in
             state.nextID &+= 1
             let id = state.nextID
-            state.live[id] = action
+            state.live[id] = (deadline.uptimeNanoseconds, action)
             state.queue.push(id, at: deadline.uptimeNanoseconds)
             if let armed = state.armed, armed.deadline <= deadline + Self.slack { return (Handle(id: id), nil) }
             return (Handle(id: id), state.arm(at: deadline))
@@ -64,11 +74,17 @@ package final class OperationTimers: Sendable {
 
     /// Stops a timer from firing (nothing when it fired already).
     package func cancel(_ handle: Handle) {
-        _ = state.withLock { $0.live.removeValue(forKey: handle.id) }
+        state.withLock { state in
+            guard state.live.removeValue(forKey: handle.id) != nil else { return }
+            state.compact()
+        }
     }
 
     /// Timers scheduled and neither fired nor cancelled (for tests).
     package var pending: Int { state.withLock { $0.live.count } }
+
+    /// Ids in the queue, cancelled ones not dropped yet included (for tests).
+    package var queued: Int { state.withLock { $0.queue.count } }
 
     private func schedule(at deadline: NIODeadline, generation: UInt64) {
         eventLoop.scheduleTask(deadline: deadline) { self.fire(generation) }
@@ -85,7 +101,7 @@ package final class OperationTimers: Sendable {
             let dueBy = (now + Self.slack).uptimeNanoseconds
             while let first = state.queue.first, first.time <= dueBy {
                 _ = state.queue.pop()
-                if let action = state.live.removeValue(forKey: first.event) { due.append(action) }
+                if let timer = state.live.removeValue(forKey: first.event) { due.append(timer.action) }
             }
             // Cancelled timers at the front need no task of their own.
             while let first = state.queue.first, state.live[first.event] == nil {

@@ -44,6 +44,24 @@ struct OperationTimersTests {
         #expect(fired.early.load(ordering: .relaxed) == 0)
     }
 
+    /// Operations cancel nearly all their timers long before they are due: the queue keeps about the
+    /// live ones, not every timer of the last request timeout, and the live ones still fire in order.
+    @Test func cancelledTimersDoNotPileUp() async throws {
+        let timers = OperationTimers(eventLoop: MultiThreadedEventLoopGroup.singleton.next())
+        let fired = Fired()
+        _ = timers.schedule(in: .milliseconds(400)) { fired.order.withLock { $0.append(1) } }
+        _ = timers.schedule(in: .milliseconds(200)) { fired.order.withLock { $0.append(0) } }
+        for _ in 0..<100_000 {
+            timers.cancel(timers.schedule(in: .seconds(5)) { fired.order.withLock { $0.append(-1) } })
+            #expect(timers.queued <= max(64, 4 * timers.pending) + 1)
+        }
+        let deadline = ContinuousClock.now + .seconds(30)
+        while timers.pending > 0, ContinuousClock.now < deadline {
+            try await Task.sleep(for: .milliseconds(10))
+        }
+        #expect(fired.order.withLock { $0 } == [0, 1])
+    }
+
     @Test func aTimerScheduledWhileOthersFireStillFires() async throws {
         let timers = OperationTimers(eventLoop: MultiThreadedEventLoopGroup.singleton.next())
         let fired = Fired()
