@@ -54,8 +54,9 @@ extension KVClient {
                         self.clock.withLock { operations[index].handle(event, clock: &$0).map(\.step) }
                     }
                 },
-                dispatch: { sends, deliver in
-                    self.dispatchReads(sends, keys: keys, routes: routes, in: topology, deliver: deliver)
+                dispatch: { sends, owner, deliver in
+                    self.dispatchReads(
+                        sends, keys: keys, routes: routes, in: topology, owner: owner, deliver: deliver)
                 },
                 late: { event in self.clock.withLock { event.observeClocks(&$0) } },
                 settled: { _ in true }))
@@ -115,8 +116,9 @@ extension KVClient {
                         }
                     }
                 },
-                dispatch: { sends, deliver in
-                    self.dispatchWrites(sends, records: records, routes: routes, in: topology, deliver: deliver)
+                dispatch: { sends, owner, deliver in
+                    self.dispatchWrites(
+                        sends, records: records, routes: routes, in: topology, owner: owner, deliver: deliver)
                 },
                 late: { event in self.clock.withLock { event.observeClocks(&$0) } },
                 settled: { index in operations.withLock { $0[index].isSettled } }))
@@ -198,7 +200,8 @@ extension KVClient {
     /// into `GetBatch`es, repairs as each key's own `Put`.
     private func dispatchReads(
         _ sends: [(index: Int, send: ReadOperation.Send)], keys: [[UInt8]], routes: [KeyspaceRoute],
-        in topology: Topology, deliver: @escaping @Sendable ([(Int, ReadOperation.Event)]) -> Void
+        in topology: Topology, owner: ObjectIdentifier,
+        deliver: @escaping @Sendable ([(Int, ReadOperation.Event)]) -> Void
     ) {
         var gets: [BatchTarget: [Int]] = [:]
         for (index, send) in sends {
@@ -213,7 +216,7 @@ extension KVClient {
         for (target, indices) in gets {
             for chunk in Self.chunks(indices, bytes: { _ in 0 }) {
                 send(
-                    chunk, to: target.node, in: topology,
+                    chunk, to: target.node, in: topology, owner: owner,
                     batch: .getBatchRequest(
                         GetBatchRequest(keyspace: target.keyspace, keys: chunk.map { ByteBuffer(bytes: keys[$0]) })),
                     alone: { routes[$0].getRequest(keys[$0]) }, split: Self.splitGets
@@ -244,7 +247,7 @@ extension KVClient {
     /// into `PutBatch`es, hints grouped by fallback into `HintBatch`es.
     private func dispatchWrites(
         _ sends: [(index: Int, send: WriteOperation.Send)], records: [@Sendable (Version) -> Record],
-        routes: [KeyspaceRoute], in topology: Topology,
+        routes: [KeyspaceRoute], in topology: Topology, owner: ObjectIdentifier,
         deliver: @escaping @Sendable ([(Int, WriteOperation.Event)]) -> Void
     ) {
         var puts: [BatchTarget: [BatchedPut]] = [:]
@@ -264,7 +267,7 @@ extension KVClient {
         for (target, writes) in puts {
             for chunk in Self.chunks(writes, bytes: { $0.record.key.readableBytes + $0.record.value.readableBytes }) {
                 send(
-                    chunk, to: target.node, in: topology,
+                    chunk, to: target.node, in: topology, owner: owner,
                     batch: .putBatchRequest(
                         PutBatchRequest(
                             keyspace: target.keyspace, epoch: epoch,
@@ -285,7 +288,7 @@ extension KVClient {
         for (fallback, handed) in hints {
             for chunk in Self.chunks(handed, bytes: { $0.record.key.readableBytes + $0.record.value.readableBytes }) {
                 send(
-                    chunk, to: fallback.node, in: topology,
+                    chunk, to: fallback.node, in: topology, owner: owner,
                     batch: .hintBatchRequest(
                         HintBatchRequest(
                             keyspace: fallback.keyspace,
@@ -301,23 +304,63 @@ extension KVClient {
         }
     }
 
-    /// Sends `items` to `node`: `batch` where the connection negotiated a version with batches, each
-    /// item's `alone` request where it did not; hands each item's answer, in the shape of its own
+    /// Sends `items` to `node` for the batch `owner` once they fit in the node's window of batch keys
+    /// in flight (`BatchWindows`): `batch` where the connection negotiated a version with batches,
+    /// each item's `alone` request where it did not; hands each item's answer, in the shape of its own
     /// request's (`split` turns a batch answer into them, in order), to `answered`.
+    ///
+    /// A send that waited for room has that much less time to be answered, as its keys' operations
+    /// started before it waited (none waited a whole request timeout: it fails at once); a send given
+    /// up while waiting (its batch ended, the client closed) answers each item with that failure.
     private func send<Item: Sendable>(
-        _ items: [Item], to node: String, in topology: Topology, batch: Message,
+        _ items: [Item], to node: String, in topology: Topology, owner: ObjectIdentifier, batch: Message,
+        alone: @escaping @Sendable (Item) -> Message,
+        split: @escaping @Sendable (Message, Int) -> [Result<Message, any Error>]?,
+        answered: @escaping @Sendable ([(Item, Result<Message, any Error>)]) -> Void
+    ) {
+        let fail: @Sendable (any Error) -> Void = { error in answered(items.map { ($0, .failure(error)) }) }
+        let requestTimeout = configuration.requestTimeout
+        batchWindows.enter(items.count, to: node, owner: owner) { claim, waited in
+            guard waited < requestTimeout else {
+                self.batchWindows.leave(claim)
+                fail(RPCError.deadlineExceeded(requestTimeout))
+                return
+            }
+            self.send(
+                items, to: node, in: topology, timeout: requestTimeout - waited, batch: batch, alone: alone,
+                split: split
+            ) { answers in
+                self.batchWindows.leave(claim)
+                answered(answers)
+            }
+        } drop: {
+            fail($0)
+        }
+    }
+
+    /// Sends `items` to `node` now, each request with `timeout` to answer, as `send(_:to:in:owner:...)`
+    /// describes; `answered` is called once, whatever happens to the requests.
+    private func send<Item: Sendable>(
+        _ items: [Item], to node: String, in topology: Topology, timeout: Duration, batch: Message,
         alone: @escaping @Sendable (Item) -> Message,
         split: @escaping @Sendable (Message, Int) -> [Result<Message, any Error>]?,
         answered: @escaping @Sendable ([(Item, Result<Message, any Error>)]) -> Void
     ) {
         let batched = Mutex(false)
-        send(count: items.count, to: node, in: topology) { connection in
+        send(count: items.count, to: node, in: topology, timeout: timeout) { connection in
             guard connection.version >= batch.type.protocolVersionMin else { return items.map(alone) }
             batched.withLock { $0 = true }
             return [batch]
-        }.whenSuccess { answers in
-            var results = answers
-            if batched.withLock({ $0 }), let answer = answers.first {
+        }.whenComplete { completed in
+            // `send(count:)` hands every failure back as an answer; should its future fail all the
+            // same, each item is answered with that failure (and the window's room is given back).
+            var results: [Result<Message, any Error>]
+            do {
+                results = try completed.get()
+            } catch {
+                results = Array(repeating: .failure(error), count: items.count)
+            }
+            if batched.withLock({ $0 }), let answer = results.first {
                 switch answer {
                 case .success(let message):
                     let split =
@@ -493,7 +536,7 @@ extension KVClient {
     ) {
         guard !loop.sends.isEmpty else { return }
         let (events, late) = (loop.events, loop.late)
-        loop.dispatch(loop.sends) { answered in
+        loop.dispatch(loop.sends, loop.owner) { answered in
             if !events.yield(contentsOf: answered) {
                 for (_, event) in answered { late(event) }
             }
@@ -501,9 +544,11 @@ extension KVClient {
         loop.sends.removeAll()
     }
 
-    /// Ends a batch's loop as `end(_:)` ends an operation's.
+    /// Ends a batch's loop as `end(_:)` ends an operation's; its requests still waiting for room in a
+    /// node's window are given up.
     private func end<Send: Sendable, Event: Sendable, Outcome: Sendable>(_ loop: BatchLoop<Send, Event, Outcome>) async
     {
+        batchWindows.drop(owner: loop.owner, KVClientError.unavailable("the batch ended before the request was sent"))
         for timer in loop.timers { operationTimers.cancel(timer) }
         loop.events.finish()
         while let (_, event) = await loop.events.next() {
@@ -525,24 +570,33 @@ struct BatchLoop<Send: Sendable, Event: Sendable, Outcome: Sendable>: Sendable {
     let events = OperationEvents<(Int, Event)>()
     let start: @Sendable (Int) -> [OperationStep<Send, Event, Outcome>]
     let handle: @Sendable (Int, Event) -> [OperationStep<Send, Event, Outcome>]
-    /// Sends a wave's requests; the keys' events of each answer are delivered together (`deliver`), so
-    /// that the loop handles them as one wave instead of racing the delivery.
+    /// Sends a wave's requests as `owner`'s (the batch's requests in nodes' windows, `BatchWindows`);
+    /// the keys' events of each answer are delivered together (`deliver`), so that the loop handles
+    /// them as one wave instead of racing the delivery.
     let dispatch:
-        @Sendable ([(index: Int, send: Send)], _ deliver: @escaping @Sendable ([(Int, Event)]) -> Void) -> Void
+        @Sendable (
+            [(index: Int, send: Send)], _ owner: ObjectIdentifier,
+            _ deliver: @escaping @Sendable ([(Int, Event)]) -> Void
+        ) -> Void
     let late: @Sendable (Event) -> Void
     let settled: @Sendable (Int) -> Bool
     var outcomes: [Outcome?]
     var answered = 0
     var sends: [(index: Int, send: Send)] = []
     var timers: [OperationTimers.Handle] = []
+    /// Who the batch's requests waiting in nodes' windows belong to: its events, which live as long
+    /// as the loop.
+    var owner: ObjectIdentifier { ObjectIdentifier(events) }
 
     init(
         count: Int,
         start: @escaping @Sendable (Int) -> [OperationStep<Send, Event, Outcome>],
         handle: @escaping @Sendable (Int, Event) -> [OperationStep<Send, Event, Outcome>],
         dispatch:
-            @escaping @Sendable ([(index: Int, send: Send)], _ deliver: @escaping @Sendable ([(Int, Event)]) -> Void)
-            -> Void,
+            @escaping @Sendable (
+                [(index: Int, send: Send)], _ owner: ObjectIdentifier,
+                _ deliver: @escaping @Sendable ([(Int, Event)]) -> Void
+            ) -> Void,
         late: @escaping @Sendable (Event) -> Void,
         settled: @escaping @Sendable (Int) -> Bool
     ) {

@@ -211,11 +211,12 @@ extension KVClient {
         return answered.futureResult
     }
 
-    /// Sends to `node` the requests `build` makes for its connection (`RPCClient.send(timeout:all:)`)
-    /// and hands back each answer as `send(_:to:in:probe:)` would; when no connection can be made,
-    /// each of the `count` answers is that failure.
+    /// Sends to `node` the requests `build` makes for its connection (`RPCClient.send(timeout:all:)`),
+    /// each with `timeout` to answer, and hands back each answer as `send(_:to:in:probe:)` would;
+    /// when no connection can be made, each of the `count` answers is that failure.
     func send(
-        count: Int, to node: String, in topology: Topology, _ build: @escaping @Sendable (RPCConnection) -> [Message]
+        count: Int, to node: String, in topology: Topology, timeout: Duration,
+        _ build: @escaping @Sendable (RPCConnection) -> [Message]
     ) -> EventLoopFuture<[Result<Message, any Error>]> {
         let eventLoop = MultiThreadedEventLoopGroup.singleton.next()
         guard let client = topology.nodes[node] else {
@@ -223,7 +224,7 @@ extension KVClient {
             return eventLoop.makeSucceededFuture(Array(repeating: failure, count: count))
         }
         return client.send(
-            timeout: configuration.requestTimeout,
+            timeout: timeout,
             all: { connection in
                 let requests = build(connection)
                 self.requestsSent.add(requests.count, ordering: .relaxed)

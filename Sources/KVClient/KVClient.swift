@@ -58,6 +58,8 @@ public final class KVClient: Sendable {
     /// older than the cluster): nil once done, or when the map came from a node.
     let startCheck = Mutex<StartCheck?>(nil)
     let metrics: ClientMetrics
+    /// Each node's batch requests in flight from this client, bounded; the sends past the bound wait.
+    let batchWindows: BatchWindows
 
     enum StartCheck {
         case due
@@ -122,6 +124,8 @@ public final class KVClient: Sendable {
         }
         self.configuration = configuration
         self.metrics = ClientMetrics(factory: configuration.metricsFactory ?? MetricsSystem.factory)
+        let metrics = self.metrics
+        self.batchWindows = BatchWindows { metrics.batchKeysWaiting.record($0) }
         self.follower = MapFollower(background: background)
         self.protocols = MemberProtocols(nodeID: nil, versions: configuration.protocolVersions)
         self.health = PeerHealthTable(
@@ -247,6 +251,8 @@ public final class KVClient: Sendable {
     public func close() async {
         // A `Service` run and an explicit close may both close the client: the first one does it.
         guard !closed.exchange(true, ordering: .relaxed) else { return }
+        // Batch requests waiting for room fail now: their batches answer instead of waiting for it.
+        batchWindows.close()
         for task in handingOff.withLock({ Array($0.tasks.values) }) {
             await task.wait()
         }

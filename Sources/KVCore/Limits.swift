@@ -41,6 +41,13 @@ public enum Limits {
     /// Jobs a node lets wait for or run on its storage thread pool at once on behalf of requests; past
     /// it a request is answered `overloaded` at once.
     public static let storageQueueMax = 4096
+    /// Keys of batch requests (`GetBatch`, `PutBatch`, `HintBatch`) one client has in flight to one
+    /// node at once; a batch request past it waits in the client until earlier ones are answered
+    /// (`InFlightWindow`). Half a node's `storageQueueMax` (each key of a write batch is a job of its
+    /// own there), so that one client's batches alone never fill a node's storage queue and come back
+    /// `overloaded`, and the other half stays for other clients and single requests. Twice
+    /// `batchKeysMax`: two full batch requests in flight keep a node busy while the next waits.
+    public static let batchKeysInFlightPerNodeMax = storageQueueMax / 2
     /// Items in one list on the wire (tokens, hashes, listing entries).
     public static let listCountMax = 65536
     /// Nodes in one cluster map.
