@@ -100,8 +100,8 @@ struct BatchServiceTests {
             #expect(item.outcome == .applied && item.error == nil)
         }
         #expect(
-            fixture.service.storageQueue.writeBatches - batchesBefore < 100,
-            "100 writes handed over together were written in fewer store writes")
+            fixture.service.storageQueue.writeBatches - batchesBefore == 1,
+            "the batch's writes were handed over together and written in one store write")
         // What each single Put would answer for the same writes now: superseded or refused alike.
         for (put, item) in zip(puts, response.items) {
             let single = await Self.answer(

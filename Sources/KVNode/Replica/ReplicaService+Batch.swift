@@ -69,14 +69,17 @@ extension ReplicaService {
     {
         let answers = await withCheckedContinuation { continuation in
             let collected = BatchAnswers(count: batch.puts.count) { continuation.resume(returning: $0) }
-            for (index, put) in batch.puts.enumerated() {
-                let request = PutRequest(
-                    key: put.key, value: put.value, version: put.version, tombstone: put.tombstone, origin: .client,
-                    epoch: batch.epoch, expiresAtMillis: put.expiresAtMillis, keyspace: batch.keyspace)
-                do {
-                    try write(request, from: peer, in: context) { collected.answer(index, with: $0) }
-                } catch {
-                    collected.answer(index, with: .failure(error))
+            storageQueue.holdingWrites(to: context.replica, keyspace: context.id) {
+                for (index, put) in batch.puts.enumerated() {
+                    let request = PutRequest(
+                        key: put.key, value: put.value, version: put.version, tombstone: put.tombstone,
+                        origin: .client, epoch: batch.epoch, expiresAtMillis: put.expiresAtMillis,
+                        keyspace: batch.keyspace)
+                    do {
+                        try write(request, from: peer, in: context) { collected.answer(index, with: $0) }
+                    } catch {
+                        collected.answer(index, with: .failure(error))
+                    }
                 }
             }
         }

@@ -76,6 +76,11 @@ package final class StorageQueue: Sendable {
         }
     }
 
+    /// Runs `body`, whose `put`s to `replica` of `keyspace` are written together after it (a batch's).
+    func holdingWrites<T>(to replica: Replica, keyspace: UInt32, _ body: () -> T) -> T {
+        writeGroups.group(keyspace: keyspace, replica: replica).holding(body)
+    }
+
     private func counted<T>(_ body: () async throws -> T) async throws -> T {
         try take()
         defer { jobs.subtract(1, ordering: .relaxed) }

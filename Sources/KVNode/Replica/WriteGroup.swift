@@ -30,6 +30,15 @@ final class WriteGroup: Sendable {
         var waiting: [Waiting] = []
         /// Whether a pool thread is writing (and will take what waits when it is done).
         var writing = false
+        /// Callers handing over several writes at once (`holding`): no writer starts meanwhile.
+        var holders = 0
+
+        /// Whether the caller must start the writer: writes wait, nobody holds them, none is writing.
+        mutating func startsWriter() -> Bool {
+            guard !writing, holders == 0, !waiting.isEmpty else { return false }
+            writing = true
+            return true
+        }
     }
 
     let replica: Replica
@@ -51,13 +60,27 @@ final class WriteGroup: Sendable {
     func put(key: [UInt8], record: StoredRecord, completion: @escaping Completion) {
         let starts = state.withLock { state in
             state.waiting.append(Waiting(record: StreamedRecord(key: key, record: record), completion: completion))
-            guard !state.writing else { return false }
-            state.writing = true
-            return true
+            return state.startsWriter()
         }
         if starts {
             pool.submit { work in self.writeWhileWaiting(work) }
         }
+    }
+
+    /// Runs `body`, which hands over several writes (`put`), and starts the writer only after it: the
+    /// writes go in one batch even when a pool thread would have written the first alone before the
+    /// second arrived (a `PutBatch`'s writes).
+    func holding<T>(_ body: () -> T) -> T {
+        state.withLock { $0.holders += 1 }
+        let result = body()
+        let starts = state.withLock { state in
+            state.holders -= 1
+            return state.startsWriter()
+        }
+        if starts {
+            pool.submit { work in self.writeWhileWaiting(work) }
+        }
+        return result
     }
 
     /// Writes batches until nobody waits (on a pool thread).
