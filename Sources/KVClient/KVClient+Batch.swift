@@ -209,8 +209,9 @@ extension KVClient {
             case .get(let node):
                 gets[BatchTarget(node: node, keyspace: routes[index].id), default: []].append(index)
             case .repair(let node, let record):
-                sendRepair(keys[index], record, to: node, in: topology, route: routes[index])
-                    .whenSuccess { deliver([(index, $0)]) }
+                sendRepair(keys[index], record, to: node, in: topology, route: routes[index]) {
+                    deliver([(index, $0)])
+                }
             }
         }
         for (target, indices) in gets {

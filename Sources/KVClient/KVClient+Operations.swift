@@ -60,14 +60,12 @@ extension KVClient {
                     self.clock.withLock { operation.handle(event, clock: &$0).map(\.step) }
                 }
             },
-            send: { send, started in
+            send: { send, started, deliver in
                 switch send {
                 case .get(let node):
-                    return self.send(request, to: node, in: topology) {
-                        self.readEvent(node, $0, started: started)
-                    }
+                    self.send(request, to: node, in: topology) { deliver(self.readEvent(node, $0, started: started)) }
                 case .repair(let node, let record):
-                    return self.sendRepair(key, record, to: node, in: topology, route: route)
+                    self.sendRepair(key, record, to: node, in: topology, route: route, then: deliver)
                 }
             },
             late: { event in self.clock.withLock { event.observeClocks(&$0) } })
@@ -109,11 +107,12 @@ extension KVClient {
 
     /// Writes `record` back to a stale replica (read repair), counted.
     func sendRepair(
-        _ key: [UInt8], _ record: StoredRecord, to node: String, in topology: Topology, route: KeyspaceRoute
-    ) -> EventLoopFuture<ReadOperation.Event> {
+        _ key: [UInt8], _ record: StoredRecord, to node: String, in topology: Topology, route: KeyspaceRoute,
+        then deliver: @escaping @Sendable (ReadOperation.Event) -> Void
+    ) {
         repairsSent.add(1, ordering: .relaxed)
         metrics.readRepairs.increment()
-        return send(route.repairRequest(key, record), to: node, in: topology) { self.repairEvent(node, $0) }
+        send(route.repairRequest(key, record), to: node, in: topology) { deliver(self.repairEvent(node, $0)) }
     }
 
     /// What a read of `key` answers the caller: the newest record, unless it is deleted or expired.
@@ -196,16 +195,16 @@ extension KVClient {
                     self.clock.withLock { operation.handle(event, clock: &$0, wallMillis: millis).map(\.step) }
                 }
             },
-            send: { send, started in
+            send: { send, started, deliver in
                 switch send {
                 case .put(let node, let version, let attempt):
                     let request = route.putRequest(record(version), epoch: topology.map.epoch)
-                    return self.send(request, to: node, in: topology) {
-                        self.writeEvent(node, attempt: attempt, $0, started: started)
+                    self.send(request, to: node, in: topology) {
+                        deliver(self.writeEvent(node, attempt: attempt, $0, started: started))
                     }
                 case .hint(let fallback, let target, let version, let attempt):
-                    return self.send(route.hintRequest(for: target, record(version)), to: fallback, in: topology) {
-                        self.hintEvent(fallback, for: target, attempt: attempt, $0)
+                    self.send(route.hintRequest(for: target, record(version)), to: fallback, in: topology) {
+                        deliver(self.hintEvent(fallback, for: target, attempt: attempt, $0))
                     }
                 }
             },
@@ -279,7 +278,7 @@ extension KVClient {
     func drive<Send: Sendable, Event: Sendable, Outcome: Sendable>(
         start: @escaping @Sendable () -> [OperationStep<Send, Event, Outcome>],
         handle: @escaping @Sendable (Event) -> [OperationStep<Send, Event, Outcome>],
-        send: @escaping @Sendable (Send, ContinuousClock.Instant) -> EventLoopFuture<Event>,
+        send: @escaping OperationLoop<Send, Event, Outcome>.Sender,
         late: @escaping @Sendable (Event) -> Void,
         settled: @escaping @Sendable () -> Bool = { true }
     ) async throws -> Outcome {
@@ -371,8 +370,7 @@ extension KVClient {
             case .complete(let completed):
                 outcome = completed
             case .send(let what):
-                let started = ContinuousClock.now
-                loop.send(what, started).whenSuccess { event in
+                loop.send(what, ContinuousClock.now) { event in
                     if !events.yield(event) { late(event) }
                 }
             case .timer(let after, let event):
@@ -448,7 +446,11 @@ final class Guarded<Value: Sendable>: Sendable {
 struct OperationLoop<Send: Sendable, Event: Sendable, Outcome: Sendable>: Sendable {
     let events: OperationEvents<Event>
     let handle: @Sendable (Event) -> [OperationStep<Send, Event, Outcome>]
-    let send: @Sendable (Send, ContinuousClock.Instant) -> EventLoopFuture<Event>
+    /// Sends a request at the instant given and hands the event its answer makes to the callback
+    /// (on an event-loop thread; at once for a node the topology does not know).
+    typealias Sender = @Sendable (Send, ContinuousClock.Instant, @escaping @Sendable (Event) -> Void) -> Void
+
+    let send: Sender
     let late: @Sendable (Event) -> Void
     var timers: [OperationTimers.Handle] = []
 }

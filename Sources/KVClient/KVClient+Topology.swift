@@ -172,15 +172,16 @@ extension KVClient {
     func send(_ request: Message, to node: String, in topology: Topology, probe: Bool = false)
         -> EventLoopFuture<Result<Message, any Error>>
     {
-        send(to: node, in: topology, probe: probe, { _ in request }, answer: { $0 })
+        send(to: node, in: topology, probe: probe) { _ in request }
     }
 
-    /// Sends `request` to `node` and gives what `answer` makes of its answer (an operation's event).
-    func send<Answer: Sendable>(
+    /// Sends `request` to `node` and hands its answer, observed (`observe`), to `deliver`: the path of
+    /// every request of an operation, with no future of its own after the RPC's.
+    func send(
         _ request: Message, to node: String, in topology: Topology,
-        answer: @escaping @Sendable (Result<Message, any Error>) -> Answer
-    ) -> EventLoopFuture<Answer> {
-        send(to: node, in: topology, probe: false, { _ in request }, answer: answer)
+        then deliver: @escaping @Sendable (Result<Message, any Error>) -> Void
+    ) {
+        send(to: node, in: topology, probe: false, { _ in request }, then: deliver)
     }
 
     /// Sends the request `build` makes for the connection to `node` (which may depend on the version
@@ -189,26 +190,24 @@ extension KVClient {
         to node: String, in topology: Topology, probe: Bool = false,
         _ build: @escaping @Sendable (RPCConnection) -> Message
     ) -> EventLoopFuture<Result<Message, any Error>> {
-        send(to: node, in: topology, probe: probe, build, answer: { $0 })
+        let answered = MultiThreadedEventLoopGroup.singleton.next().makePromise(of: Result<Message, any Error>.self)
+        send(to: node, in: topology, probe: probe, build) { answered.succeed($0) }
+        return answered.futureResult
     }
 
-    /// The one way a request goes to a node: the answer, observed (`observe`), becomes what `answer`
-    /// makes of it in a single step after the RPC's own future (this runs for every request).
-    private func send<Answer: Sendable>(
-        to node: String, in topology: Topology, probe: Bool,
-        _ build: @escaping @Sendable (RPCConnection) -> Message,
-        answer: @escaping @Sendable (Result<Message, any Error>) -> Answer
-    ) -> EventLoopFuture<Answer> {
+    /// The one way a request goes to a node: its answer, observed (`observe`), goes to `deliver`.
+    private func send(
+        to node: String, in topology: Topology, probe: Bool, _ build: @escaping @Sendable (RPCConnection) -> Message,
+        then deliver: @escaping @Sendable (Result<Message, any Error>) -> Void
+    ) {
         guard let client = topology.nodes[node] else {
-            let eventLoop = MultiThreadedEventLoopGroup.singleton.next()
-            return eventLoop.makeSucceededFuture(
-                answer(.failure(KVClientError.invalidArgument("unknown node \(node)"))))
+            deliver(.failure(KVClientError.invalidArgument("unknown node \(node)")))
+            return
         }
         if !probe { requestsSent.add(1, ordering: .relaxed) }
-        let sent = client.send(timeout: configuration.requestTimeout, probe: probe, build)
-        let answered = sent.eventLoop.makePromise(of: Answer.self)
-        sent.whenComplete { answered.succeed(answer(self.observe($0, from: node, in: topology))) }
-        return answered.futureResult
+        client.send(timeout: configuration.requestTimeout, probe: probe, build).whenComplete {
+            deliver(self.observe($0, from: node, in: topology))
+        }
     }
 
     /// Sends to `node` the requests `build` makes for its connection (`RPCClient.send(timeout:all:)`),
