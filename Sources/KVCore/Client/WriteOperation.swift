@@ -160,8 +160,8 @@ public struct WriteOperation: Sendable {
             "supersededRetriesMax \(configuration.supersededRetriesMax) is negative"
         )
         precondition(
-            Set(configuration.fallbacks).count == configuration.fallbacks.count
-                && Set(configuration.fallbacks).isDisjoint(with: configuration.replicas),
+            configuration.fallbacks.hasDistinctElements
+                && configuration.fallbacks.isDisjoint(with: configuration.replicas),
             "fallbacks \(configuration.fallbacks) repeat or overlap the replicas \(configuration.replicas)"
         )
         precondition(configuration.effectiveHintDelay > .zero, "hint delay is not positive")

@@ -132,7 +132,7 @@ public struct ReadCoordinator: Sendable {
     public init(configuration: Configuration) {
         let replicas = configuration.replicas
         precondition(!replicas.isEmpty, "a read needs at least one replica")
-        precondition(Set(replicas).count == replicas.count, "duplicate replicas in \(replicas)")
+        precondition(replicas.hasDistinctElements, "duplicate replicas in \(replicas)")
         precondition(
             (1...replicas.count).contains(configuration.required),
             "required \(configuration.required) is outside 1...\(replicas.count)"
@@ -143,7 +143,7 @@ public struct ReadCoordinator: Sendable {
         }
         for quorum in configuration.quorums {
             precondition(
-                Set(quorum.replicas).isSubset(of: replicas) && (1...quorum.replicas.count).contains(quorum.required),
+                quorum.replicas.isContained(in: replicas) && (1...quorum.replicas.count).contains(quorum.required),
                 "quorum \(quorum) does not fit the replicas \(replicas)")
         }
         self.configuration = configuration

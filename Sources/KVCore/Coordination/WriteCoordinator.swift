@@ -101,7 +101,7 @@ public struct WriteCoordinator: Sendable {
     public init(configuration: Configuration) {
         let replicas = configuration.replicas
         precondition(!replicas.isEmpty, "a write needs at least one replica")
-        precondition(Set(replicas).count == replicas.count, "duplicate replicas in \(replicas)")
+        precondition(replicas.hasDistinctElements, "duplicate replicas in \(replicas)")
         precondition(
             (1...replicas.count).contains(configuration.required),
             "required \(configuration.required) is outside 1...\(replicas.count)"
@@ -109,7 +109,7 @@ public struct WriteCoordinator: Sendable {
         precondition(configuration.deadline > .zero, "deadline \(configuration.deadline) is not positive")
         for quorum in configuration.quorums {
             precondition(
-                Set(quorum.replicas).isSubset(of: replicas) && (1...quorum.replicas.count).contains(quorum.required),
+                quorum.replicas.isContained(in: replicas) && (1...quorum.replicas.count).contains(quorum.required),
                 "quorum \(quorum) does not fit the replicas \(replicas)")
         }
         self.configuration = configuration
