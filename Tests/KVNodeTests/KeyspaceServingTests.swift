@@ -133,6 +133,20 @@ import Testing
         }
     }
 
+    /// A dropped keyspace's write group (and the replica it holds) is let go; another keyspace's
+    /// stays, and a write after the drop finds a new group.
+    @Test func aDroppedKeyspacesWriteGroupIsLetGo() async throws {
+        let cache = try #require(Self.withCache.keyspace(named: "cache")).id
+        let (service, _) = try Self.service(Self.withCache, store: InMemoryStore())
+        try await Self.put(service, "k", "cached", keyspace: cache)
+        try await Self.put(service, "k", "main", keyspace: 0)
+        #expect(service.storageQueue.writeGroupKeyspaces == [0, cache])
+        service.storageQueue.forget(keyspaces: [cache])
+        #expect(service.storageQueue.writeGroupKeyspaces == [0])
+        try await Self.put(service, "k", "again", keyspace: cache)
+        #expect(service.storageQueue.writeGroupKeyspaces == [0, cache])
+    }
+
     @Test func aKeyOfAnotherPartIsRefused() async throws {
         // `users` split at "n", both parts on the main ring (n1 replicates both).
         let map = try ServiceFixture.cluster.applying(

@@ -297,7 +297,11 @@ public final class NodeService: Service {
                     }
                 }
                 // Frees the disk space of the keyspaces the map dropped; also only cancelled.
-                group.addTask { await self.dropKeyspaces(keyspaces, membership: membership, pool: pool) }
+                group.addTask {
+                    await self.dropKeyspaces(keyspaces, membership: membership, pool: pool) { dropped in
+                        service.storageQueue.forget(keyspaces: dropped)
+                    }
+                }
                 // Checkpoints a killed `kvctl backup` left; also only cancelled.
                 group.addTask {
                     await CheckpointSweeper(registry: store.checkpoints, pool: pool, logger: self.logger).run()
@@ -365,13 +369,18 @@ public final class NodeService: Service {
     }
 
     /// Drops from the store, every `gaugeInterval`, the keyspaces the map dropped, until cancelled.
-    private func dropKeyspaces(_ keyspaces: NodeKeyspaces, membership: Membership, pool: NIOThreadPool) async {
+    /// `forget` lets go of what the node kept for the keyspaces dropped (their write groups).
+    private func dropKeyspaces(
+        _ keyspaces: NodeKeyspaces, membership: Membership, pool: NIOThreadPool,
+        forget: @Sendable ([UInt32]) -> Void
+    ) async {
         while !Task.isCancelled {
             let map = membership.current
             let stored = Set(keyspaces.root.storedKeyspaces())
             if map.keyspaces.contains(where: { $0.dropped && stored.contains($0.id) }) {
                 do {
                     let dropped = try await pool.runIfActive { try keyspaces.dropKeyspacesGone(in: map) }
+                    forget(dropped)
                     for id in dropped {
                         logger.notice(
                             "keyspace dropped: its data is deleted",

@@ -76,6 +76,14 @@ package final class StorageQueue: Sendable {
         }
     }
 
+    /// Lets go of the write groups of `keyspaces` (dropped: their replicas and stores are gone).
+    package func forget(keyspaces: [UInt32]) {
+        writeGroups.forget(keyspaces)
+    }
+
+    /// The keyspaces with a write group (for tests).
+    package var writeGroupKeyspaces: Set<UInt32> { writeGroups.keyspaces }
+
     /// Runs `body`, whose `put`s to `replica` of `keyspace` are written together after it (a batch's).
     func holdingWrites<T>(to replica: Replica, keyspace: UInt32, _ body: () -> T) -> T {
         writeGroups.group(keyspace: keyspace, replica: replica).holding(body)

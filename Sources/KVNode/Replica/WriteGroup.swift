@@ -139,6 +139,16 @@ final class WriteGroups: Sendable {
         self.pool = pool
     }
 
+    /// Keyspaces with a group (for tests).
+    var keyspaces: Set<UInt32> { groups.withLock { Set($0.keys) } }
+
+    /// Drops the groups of `keyspaces`; a write still in one finishes (its caller holds the group).
+    func forget(_ keyspaces: [UInt32]) {
+        groups.withLock { groups in
+            for keyspace in keyspaces { groups.removeValue(forKey: keyspace) }
+        }
+    }
+
     /// The group writing to `replica`, keyspace `keyspace`'s (a new one when the keyspace's replica
     /// changed: dropped and served again).
     func group(keyspace: UInt32, replica: Replica) -> WriteGroup {
