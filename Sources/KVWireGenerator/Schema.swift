@@ -51,9 +51,14 @@ public struct Declaration: Sendable, Hashable {
     public var location: SourceLocation
     /// For a message, the protocol version that introduced it (`@since(N)`); nil: every version has it.
     public var since: Int?
+    /// For a message, whether the generated `Message` enum holds it by reference (`@boxed`): a large
+    /// message that is rarely sent, so that the enum every request and answer is carried in stays as
+    /// small as the common messages. The wire does not change.
+    public var isBoxed: Bool
 
     public init(
-        name: String, kind: Kind, isCore: Bool, doc: [String], location: SourceLocation, since: Int? = nil
+        name: String, kind: Kind, isCore: Bool, doc: [String], location: SourceLocation, since: Int? = nil,
+        isBoxed: Bool = false
     ) {
         self.name = name
         self.kind = kind
@@ -61,6 +66,7 @@ public struct Declaration: Sendable, Hashable {
         self.doc = doc
         self.location = location
         self.since = since
+        self.isBoxed = isBoxed
     }
 
     /// The fields of a struct or message; empty for an enum.

@@ -96,18 +96,31 @@ struct SchemaParser {
         guard (1...255).contains(number) else {
             throw self.error("a message type number must be 1...255, found \(number)", numberToken)
         }
-        let since = try self.parseSinceAttribute()
+        let since = try self.parseSinceAttribute(orBoxed: true)
+        let isBoxed = try self.parseBoxedAttribute()
         let fields = try self.parseFields()
         return Declaration(
             name: name, kind: .message(type: Int(number), fields: fields), isCore: false,
-            doc: self.doc(before: keyword), location: self.location(keyword), since: since
+            doc: self.doc(before: keyword), location: self.location(keyword), since: since, isBoxed: isBoxed
         )
     }
 
+    /// An optional `@boxed` (after `@since`, if any): the generated `Message` enum holds the message by
+    /// reference.
+    private mutating func parseBoxedAttribute() throws(SchemaError) -> Bool {
+        let token = self.peek()
+        guard case .attribute(let attribute) = token.kind else { return false }
+        guard attribute == "boxed" else { throw self.error("unknown attribute '@\(attribute)'", token) }
+        self.position += 1
+        return true
+    }
+
     /// An optional `@since(N)`: the protocol version that introduced a message or appended a field.
-    private mutating func parseSinceAttribute() throws(SchemaError) -> Int? {
+    /// With `orBoxed`, a `@boxed` may come instead (a message's attributes).
+    private mutating func parseSinceAttribute(orBoxed: Bool = false) throws(SchemaError) -> Int? {
         let token = self.peek()
         guard case .attribute(let attribute) = token.kind else { return nil }
+        if orBoxed && attribute == "boxed" { return nil }
         guard attribute == "since" else { throw self.error("unknown attribute '@\(attribute)'", token) }
         self.position += 1
         try self.expectSymbol("(")

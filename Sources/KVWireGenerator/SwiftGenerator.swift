@@ -237,7 +237,8 @@ struct SwiftGenerator {
         self.indent {
             for (declaration, _) in messages {
                 $0.line(
-                    "case \(Naming.escaped(Naming.caseName(declaration.name)))(\(Naming.swiftTypeName(declaration.name)))"
+                    (declaration.isBoxed ? "indirect " : "")
+                        + "case \(Naming.escaped(Naming.caseName(declaration.name)))(\(Naming.swiftTypeName(declaration.name)))"
                 )
             }
             $0.line("")

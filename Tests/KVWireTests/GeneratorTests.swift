@@ -1,4 +1,5 @@
 import Foundation
+import KVWire
 import KVWireGenerator
 import Testing
 
@@ -69,6 +70,8 @@ struct GeneratorTests {
         BadSchema(
             text: "message A = 1 @since(1) {\n}\n", error: "bad.qkv:1: error: a protocol version in @since must be 2..."
         ),
+        BadSchema(text: "message A = 1 @boxed @since(4) {\n}\n", error: "bad.qkv:1: error: expected '{'"),
+        BadSchema(text: "struct S @boxed {\n}\n", error: "bad.qkv:1: error: unknown attribute '@boxed'"),
     ]
 
     @Test("bad schemas fail with file:line", arguments: badSchemas)
@@ -79,6 +82,21 @@ struct GeneratorTests {
         } catch {
             #expect(error.description.hasPrefix(bad.error), "got: \(error.description)")
         }
+    }
+
+    @Test("a @boxed message is an indirect case of Message, after @since or alone; the codec is the same")
+    func boxedMessages() throws {
+        let text = "message A = 1 @boxed {\n 1 x: u8\n}\nmessage B = 2 @since(4) @boxed {\n}\nmessage C = 3 {\n}\n"
+        let schema = try Schema.parse(files: [(name: "a.qkv", text: text)])
+        #expect(schema.declarations.map(\.isBoxed) == [true, true, false])
+        #expect(schema.declarations.map(\.since) == [nil, 4, nil])
+        let source = generate(schema: schema)
+        #expect(source.contains("    indirect case a(A)\n    indirect case b(B)\n    case c(C)\n"))
+        let plain = generate(
+            schema: try Schema.parse(files: [(name: "a.qkv", text: text.replacing(" @boxed", with: ""))]))
+        #expect(source.replacing("indirect case", with: "case") == plain)
+        // And the real schema's large messages are boxed, so the enum stays small.
+        #expect(MemoryLayout<Message>.size <= 112)
     }
 
     @Test("doc comments directly above a declaration are carried into Swift")
