@@ -57,7 +57,7 @@ struct SchemaParser {
         guard let raw = IntegerType(rawValue: rawName), raw == .u8 || raw == .u16 else {
             throw self.error("an enum's raw type must be u8 or u16, found '\(rawName)'", rawToken)
         }
-        let isCore = try self.parseCoreAttribute()
+        let isCore = try self.parseFlagAttribute("core")
         try self.expectSymbol("{")
         var cases: [EnumCase] = []
         while !self.consumeSymbol("}") {
@@ -79,7 +79,7 @@ struct SchemaParser {
     private mutating func parseStruct() throws(SchemaError) -> Declaration {
         let keyword = self.advance()
         let name = try self.expectIdentifier("a struct name")
-        let isCore = try self.parseCoreAttribute()
+        let isCore = try self.parseFlagAttribute("core")
         let fields = try self.parseFields()
         return Declaration(
             name: name, kind: .struct(fields: fields), isCore: isCore, doc: self.doc(before: keyword),
@@ -97,22 +97,12 @@ struct SchemaParser {
             throw self.error("a message type number must be 1...255, found \(number)", numberToken)
         }
         let since = try self.parseSinceAttribute(orBoxed: true)
-        let isBoxed = try self.parseBoxedAttribute()
+        let isBoxed = try self.parseFlagAttribute("boxed")
         let fields = try self.parseFields()
         return Declaration(
             name: name, kind: .message(type: Int(number), fields: fields), isCore: false,
             doc: self.doc(before: keyword), location: self.location(keyword), since: since, isBoxed: isBoxed
         )
-    }
-
-    /// An optional `@boxed` (after `@since`, if any): the generated `Message` enum holds the message by
-    /// reference.
-    private mutating func parseBoxedAttribute() throws(SchemaError) -> Bool {
-        let token = self.peek()
-        guard case .attribute(let attribute) = token.kind else { return false }
-        guard attribute == "boxed" else { throw self.error("unknown attribute '@\(attribute)'", token) }
-        self.position += 1
-        return true
     }
 
     /// An optional `@since(N)`: the protocol version that introduced a message or appended a field.
@@ -133,10 +123,12 @@ struct SchemaParser {
         return Int(version)
     }
 
-    private mutating func parseCoreAttribute() throws(SchemaError) -> Bool {
+    /// An optional attribute without arguments, `@name` (`@core` on an enum or struct, `@boxed` on a
+    /// message after its `@since`): whether it is there. Any other attribute is an error.
+    private mutating func parseFlagAttribute(_ name: String) throws(SchemaError) -> Bool {
         let token = self.peek()
         guard case .attribute(let attribute) = token.kind else { return false }
-        guard attribute == "core" else { throw self.error("unknown attribute '@\(attribute)'", token) }
+        guard attribute == name else { throw self.error("unknown attribute '@\(attribute)'", token) }
         self.position += 1
         return true
     }
