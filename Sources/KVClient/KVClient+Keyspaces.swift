@@ -53,12 +53,13 @@ extension KVClient {
 
 extension KVClient.Topology {
     /// The route of the part of keyspace `name` that holds `key` (the map's own rule,
-    /// `ClusterMap.keyspace(named:forKey:)`); nil when this map has no such keyspace (or dropped it).
+    /// `Keyspace.part(of:forKey:)`, on the parts indexed once per map); nil when this map has no such
+    /// keyspace (or dropped it).
     ///
     /// - Throws: why that part of a keyspace of this map cannot be used (its rule makes no ring of the
     ///   nodes).
     func route(_ name: String, forKey key: [UInt8]) throws(KVClientError) -> KeyspaceRoute? {
-        guard let part = map.keyspace(named: name, forKey: key) else { return nil }
+        guard let part = Keyspace.part(of: parts[name] ?? [], forKey: key) else { return nil }
         return try routes[part.id]?.get()
     }
 }

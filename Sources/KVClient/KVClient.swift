@@ -97,10 +97,13 @@ public final class KVClient: Sendable {
         /// Every keyspace part of the map not dropped, by id (`default` included): its rings and
         /// defaults, or why it cannot be used.
         let routes: [UInt32: Result<KeyspaceRoute, KVClientError>]
+        /// The map's keyspaces' parts by name (`ClusterMap.partsByName`), looked up at every operation.
+        let parts: [String: [Keyspace]]
 
         init(map: ClusterMap, routes: [UInt32: Result<KeyspaceRoute, KVClientError>], nodes: [String: RPCClient]) {
             self.map = map
             self.routes = routes
+            self.parts = map.partsByName
             // The default keyspace's route always builds: `install` refuses a map whose ring does not.
             guard case .success(let defaultRoute)? = routes[Keyspace.defaultID] else {
                 preconditionFailure("a topology without the default keyspace's route")

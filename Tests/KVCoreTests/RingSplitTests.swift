@@ -47,6 +47,23 @@ import Testing
         #expect(map.keyspace(named: "users")?.id == parts[0].id)
     }
 
+    /// The parts index a driver keeps per map finds the part the map's own lookup does, for every
+    /// keyspace (split, dropped, default) and key.
+    @Test func thePartsIndexAgreesWithTheMapsLookup() throws {
+        let map = try Self.users.applying(.createKeyspace("gone", KeyspaceSettings()))
+            .applying(.dropKeyspace("gone"))
+        let index = map.partsByName
+        #expect(Set(index.keys) == [Keyspace.defaultName, "users"])
+        for name in [Keyspace.defaultName, "users", "gone", "never"] {
+            #expect((index[name] ?? []).map(\.id) == map.parts(named: name).map(\.id), "\(name)")
+            for key in ["", "alice", "n", "nn", "zoe"].map({ Array($0.utf8) }) {
+                #expect(
+                    Keyspace.part(of: index[name] ?? [], forKey: key)?.id
+                        == map.keyspace(named: name, forKey: key)?.id, "\(name) \(key)")
+            }
+        }
+    }
+
     @Test func aPartMovesToAnotherRingThroughATransfer() throws {
         let part = try #require(Self.users.parts(named: "users").last)
         var map = try Self.users.applying(.moveKeyspaceRange("users", lowKey: part.lowKey, ring: ""))

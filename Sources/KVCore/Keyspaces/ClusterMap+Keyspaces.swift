@@ -9,7 +9,15 @@ extension ClusterMap {
     /// The part of keyspace `name` that holds `key`: the one with the greatest `lowKey` not above it.
     public func keyspace(named name: String, forKey key: [UInt8]) -> Keyspace? {
         if name == Keyspace.defaultName { return defaultKeyspace }
-        return parts(named: name).last { !key.lexicographicallyPrecedes($0.lowKey) }
+        return Keyspace.part(of: parts(named: name), forKey: key)
+    }
+
+    /// Every keyspace's parts (`parts(named:)`) by name, `default` included: for a driver that looks
+    /// parts up at every operation (`Keyspace.part(of:forKey:)`) instead of scanning the map each time.
+    public var partsByName: [String: [Keyspace]] {
+        var names = Set(keyspaces.lazy.filter { !$0.dropped }.map(\.name))
+        names.insert(Keyspace.defaultName)
+        return Dictionary(uniqueKeysWithValues: names.map { ($0, parts(named: $0)) })
     }
 
     /// The parts of keyspace `name` (one when it is not split), by `lowKey`; empty when there is none.
@@ -214,5 +222,13 @@ extension ClusterMap {
         if let ttl = keyspace.timeToLive, ttl <= .zero || ttl > Limits.timeToLiveMax {
             throw .invalid("keyspace '\(keyspace.name)': time to live \(ttl) is not in (0, \(Limits.timeToLiveMax)]")
         }
+    }
+}
+
+extension Keyspace {
+    /// The part of `parts` (one keyspace's, by `lowKey`) that holds `key`: the last whose `lowKey` is
+    /// not after it; nil when there is no part.
+    public static func part(of parts: [Keyspace], forKey key: [UInt8]) -> Keyspace? {
+        parts.last { !key.lexicographicallyPrecedes($0.lowKey) }
     }
 }
