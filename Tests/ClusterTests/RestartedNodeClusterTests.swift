@@ -63,7 +63,16 @@ extension RealProcessTests {
             }
             let repair = try await offThePool { try cluster.kvctl(["repair", "--node", "n1"]) }
             #expect(repair.status == 0, "kvctl repair right after n3 answered: \(repair.stderr)")
-            // The client's own connection to n3 is used again too: a read at ALL needs it.
+            // The client's own connection to n3 is used again too, once its pinger (every second, dialling
+            // through the backoff window) has heard from n3: until then a request skips n3 with the error
+            // remembered from while it was down, as documented. A read at ALL needs n3.
+            let heard = ContinuousClock.now + .seconds(10)
+            while client.suspectedNodes().contains("n3"), ContinuousClock.now < heard {
+                try await Task.sleep(for: .milliseconds(50))
+            }
+            #expect(
+                !client.suspectedNodes().contains("n3"),
+                "the client's pinger did not find n3 within \(ContinuousClock.now - answered) of it answering")
             for key in keys {
                 let read = try await client.get(Array(key.utf8), consistency: .all)
                 #expect(read?.value == Array("new".utf8), "\(key)")
