@@ -2,12 +2,13 @@
 # CPU per operation of one node and of the load generator, for before/after measurements of the hot
 # path (issue 21; docs/benchmarks.md, "The hot path, step by step"):
 #
-#   scripts/cpu-per-op.sh [--kvd PATH] [--kvbench PATH] put|get [SECONDS]   (default 6 s)
+#   scripts/cpu-per-op.sh [--kvd PATH] [--kvbench PATH] [--keys N] put|get [SECONDS]   (default 6 s)
 #
 # Starts one kvd (release build of this tree unless --kvd names another binary, e.g. one built from
 # an earlier commit in a worktree) on 127.0.0.40, durability QUORUMKV_DURABILITY (default none),
 # and runs kvbench (this tree's unless --kvbench) with 50 requests in flight, 100-byte values,
-# 100,000 keys; gets run after every key was written. Prints kvbench's line, the node's CPU
+# 100,000 keys (--keys: more than fit in the memtables, to measure reads from table files); gets
+# run after every key was written. Prints kvbench's line, the node's CPU
 # (user+sys from /proc/PID/stat over the run) per operation, and kvbench's CPU per operation (from
 # /usr/bin/time). CPU per operation moves much less with the machine's load than ops/s does, which
 # is why the steps are compared on it. Everything it starts is stopped on exit.
@@ -15,16 +16,18 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 kvd_bin=
 kvbench_bin=
+keys=100000
 while [[ "${1:-}" == --* ]]; do
     case "$1" in
     --kvd) kvd_bin=$2; shift 2 ;;
     --kvbench) kvbench_bin=$2; shift 2 ;;
-    *) sed -n '2,14p' "$0" >&2; exit 64 ;;
+    --keys) keys=$2; shift 2 ;;
+    *) sed -n '2,15p' "$0" >&2; exit 64 ;;
     esac
 done
 workload=${1:-}
 seconds=${2:-6}
-[[ "$workload" =~ ^(put|get)$ && "$seconds" =~ ^[0-9]+$ ]] && ((seconds > 0)) || { sed -n '2,14p' "$0" >&2; exit 64; }
+[[ "$workload" =~ ^(put|get)$ && "$seconds" =~ ^[0-9]+$ && "$keys" =~ ^[0-9]+$ ]] && ((seconds > 0 && keys > 0)) || { sed -n '2,15p' "$0" >&2; exit 64; }
 scripts/setup.sh
 [[ -x /usr/bin/time ]] || { echo "cpu-per-op: needs /usr/bin/time (apt-get install time)" >&2; exit 1; }
 bin=$(scripts/release-build.sh)
@@ -59,7 +62,7 @@ for _ in $(seq 1 300); do
     "$bin/kvctl" ring --endpoints "$host:7411" --cluster-id cpu-per-op >/dev/null 2>&1 && break
     sleep 0.1
 done
-common=(--concurrency 50 --value-bytes 100 --keys 100000 --quiet)
+common=(--concurrency 50 --value-bytes 100 --keys "$keys" --quiet)
 extra=()
 if [[ "$workload" == get ]]; then
     "$kvbench_bin" --workload get --duration 1 "${common[@]}" >/dev/null # writes every key first

@@ -1,6 +1,7 @@
 /// The bytes RocksDB moved since the store opened, from its statistics (tickers): what the node
 /// wrote and read through it, and what its background work (log, flushes, compactions) wrote and
-/// read on disk. Read by `RocksDBStore.engineFigures()`.
+/// read on disk; and how its point reads were served (block cache, Bloom filters). Read by
+/// `RocksDBStore.engineFigures()`.
 public struct EngineTraffic: Sendable, Hashable {
     /// Keys and values written through puts and write batches (`rocksdb.bytes.written`, before
     /// compression).
@@ -14,6 +15,13 @@ public struct EngineTraffic: Sendable, Hashable {
     /// Bytes compactions read and wrote (`rocksdb.compact.read.bytes`, `rocksdb.compact.write.bytes`).
     public var compactionReadBytes: UInt64 = 0
     public var compactionWrittenBytes: UInt64 = 0
+    /// Table blocks found in the block cache and read from a file (`rocksdb.block.cache.hit`,
+    /// `rocksdb.block.cache.miss`): counts, not bytes.
+    public var blockCacheHits: UInt64 = 0
+    public var blockCacheMisses: UInt64 = 0
+    /// Table files a point read skipped because their Bloom filter said the key is not there
+    /// (`rocksdb.bloom.filter.useful`).
+    public var bloomFilterSkips: UInt64 = 0
 
     public init() {}
 
@@ -32,6 +40,9 @@ public struct EngineTraffic: Sendable, Hashable {
             case "rocksdb.flush.write.bytes": flushWrittenBytes = value
             case "rocksdb.compact.read.bytes": compactionReadBytes = value
             case "rocksdb.compact.write.bytes": compactionWrittenBytes = value
+            case "rocksdb.block.cache.hit": blockCacheHits = value
+            case "rocksdb.block.cache.miss": blockCacheMisses = value
+            case "rocksdb.bloom.filter.useful": bloomFilterSkips = value
             default: continue
             }
             found = true

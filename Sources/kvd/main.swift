@@ -141,6 +141,13 @@ struct KVD: AsyncParsableCommand {
     var storageQueueMax: Int?
 
     @Option(
+        name: .customLong("block-cache-bytes"),
+        help: ArgumentHelp(
+            "Bytes of table blocks kept in memory, over every column family (default 268435456: 256 MiB).",
+            discussion: "Reads the memtables and this cache serve need no disk read; 1 MiB...1 TiB."))
+    var blockCacheBytes: Int?
+
+    @Option(
         help: ArgumentHelp(
             "Serve GET /metrics (Prometheus text) on HOST:PORT, over HTTPS with mutual TLS.",
             discussion: "The scraper shows a certificate issued by the cluster CA, of any role."))
@@ -298,6 +305,12 @@ struct KVD: AsyncParsableCommand {
                 throw ValidationError("--storage-queue-max must be 1...1000000")
             }
             configuration.storageQueueMax = storageQueueMax
+        }
+        if let blockCacheBytes = blockCacheBytes ?? file.blockCacheBytes {
+            guard ((1 << 20)...(1 << 40)).contains(blockCacheBytes) else {
+                throw ValidationError("--block-cache-bytes must be 1048576...1099511627776 (1 MiB...1 TiB)")
+            }
+            configuration.blockCacheBytes = UInt64(blockCacheBytes)
         }
         if let metrics = metrics ?? file.metrics {
             let address = try parseAddress(metrics, defaultPort: NodeConfiguration.metricsPortDefault)

@@ -99,6 +99,9 @@ extension RealProcessTests {
             #expect(up["quorumkv_rocksdb_memtable_bytes\(node)"] ?? 0 > 0, "the puts sit in the memtable")
             #expect(up["quorumkv_rocksdb_pending_compaction_bytes\(node)"] != nil)
             #expect(up["quorumkv_rocksdb_live_table_bytes\(node)"] != nil)
+            let cacheCapacity = up["quorumkv_rocksdb_block_cache_capacity_bytes\(node)"]
+            #expect(cacheCapacity.map { Int($0) } == 268_435_456, "the default --block-cache-bytes")
+            #expect(up["quorumkv_rocksdb_bloom_filter_skips_total\(node)"] != nil)
             let notAfter = try #require(up["quorumkv_certificate_expiry_timestamp_seconds\(node)"])
             #expect(
                 notAfter > Date().timeIntervalSince1970 + 86400, "the harness's certificates last longer than a day")

@@ -128,6 +128,15 @@ extension RealProcessTests {
 
             // Bad usage.
             #expect(try run("kvctl", ["get"]).status == 64)
+            let tinyCache = try run(
+                "kvd",
+                [
+                    "--id", "n9", "--listen", "127.0.0.104:7499", "--data", node.directory.path + "/n9",
+                    "--ca", "\(node.certs)/ca.pem", "--cert", "\(node.certs)/n1.pem",
+                    "--key", "\(node.certs)/n1-key.pem", "--block-cache-bytes", "4096",
+                ])
+            #expect(tinyCache.status == 64)
+            #expect(tinyCache.stderr.contains("--block-cache-bytes must be"), "\(tinyCache.stderr)")
 
             // The node still serves good clients after all of that.
             expectSuccess(try node.kvctl(["put", "still", "here"], as: "client"))

@@ -12,9 +12,13 @@ struct NodeHealthCountersTests {
         var engine = EngineTraffic()
         engine.writtenBytes = written
         engine.compactionReadBytes = written / 2
+        engine.blockCacheHits = written / 10
+        engine.bloomFilterSkips = written / 5
         return NodeHealthSample(
             diskUsedBytes: 0, hintOldestAgeSeconds: [:], healthyNodes: 1, underReplicatedRanges: 0,
-            engine: EngineFigures(pendingCompactionBytes: 0, liveTableBytes: 0, memtableBytes: 0, traffic: engine),
+            engine: EngineFigures(
+                pendingCompactionBytes: 0, liveTableBytes: 0, memtableBytes: 0, blockCacheBytes: written / 4,
+                blockCacheCapacityBytes: 1 << 20, traffic: engine),
             peerTraffic: traffic)
     }
 
@@ -33,6 +37,10 @@ struct NodeHealthCountersTests {
         #expect(text.contains("# TYPE quorumkv_rocksdb_written_bytes_total counter"))
         #expect(text.contains("quorumkv_rocksdb_written_bytes_total{node=\"n1\"} 1600"))
         #expect(text.contains("quorumkv_rocksdb_compaction_read_bytes_total{node=\"n1\"} 800"))
+        #expect(text.contains("quorumkv_rocksdb_block_cache_hits_total{node=\"n1\"} 160"), "\(text)")
+        #expect(text.contains("quorumkv_rocksdb_bloom_filter_skips_total{node=\"n1\"} 320"))
+        #expect(text.contains("quorumkv_rocksdb_block_cache_bytes{node=\"n1\"} 400"))
+        #expect(text.contains("quorumkv_rocksdb_block_cache_capacity_bytes{node=\"n1\"} 1048576"))
         // A total that went down (its source restarted) adds nothing; growth after it counts again.
         health.record(Self.sample(traffic: ["n2": .init(sent: 20, received: 40)], written: 100))
         health.record(Self.sample(traffic: ["n2": .init(sent: 30, received: 40)], written: 150))

@@ -7,6 +7,8 @@ import Testing
     @Test func tickersAreReadFromTheStatisticsText() throws {
         let text = """
             rocksdb.block.cache.miss COUNT : 12
+            rocksdb.block.cache.hit COUNT : 34
+            rocksdb.bloom.filter.useful COUNT : 56
             rocksdb.bytes.written COUNT : 4096
             rocksdb.bytes.read COUNT : 100
             rocksdb.db.iter.bytes.read COUNT : 23
@@ -22,6 +24,7 @@ import Testing
         #expect(traffic.walWrittenBytes == 5000)
         #expect(traffic.flushWrittenBytes == 700)
         #expect(traffic.compactionReadBytes == 80 && traffic.compactionWrittenBytes == 90)
+        #expect(traffic.blockCacheHits == 34 && traffic.blockCacheMisses == 12 && traffic.bloomFilterSkips == 56)
         #expect(EngineTraffic(statistics: "rocksdb.bytes.written COUNT : lots\nnothing") == nil)
     }
 
@@ -44,6 +47,35 @@ import Testing
             #expect(after.walWrittenBytes >= before.walWrittenBytes + 100 * 1000, "\(after)")
             #expect(after.readBytes >= before.readBytes + 100 * 1000, "\(after)")
             #expect(after.flushWrittenBytes > before.flushWrittenBytes, "\(after)")
+        }
+    }
+
+    /// Reads past the memtables: the tables carry Bloom filters, so a read of a key a table lacks skips
+    /// it, and their blocks stay in a block cache of the size asked for, so a second read of a flushed
+    /// key is served from memory (also by `getFromMemory`, the event loop's read, which never touches a
+    /// file).
+    @Test func flushedKeysAreReadThroughBloomFiltersAndTheBlockCache() throws {
+        try withTemporaryDirectory { path throws in
+            let store = try RocksDBStore(directory: path, blockCacheBytes: 3 << 20)
+            defer { store.close() }
+            for index in 0..<500 {
+                _ = try store.apply(key: key("key-\(index)"), record: record(UInt64(index + 1), "value-\(index)"))
+            }
+            try store.flush()
+            let figures = try #require(store.engineFigures())
+            #expect(figures.blockCacheCapacityBytes == 3 << 20, "\(figures)")
+            let before = try #require(figures.traffic)
+            for index in 0..<100 {
+                #expect(try store.get(key: key("absent-\(index)")) == nil)
+            }
+            let skipped = try #require(store.engineFigures()?.traffic)
+            #expect(skipped.bloomFilterSkips >= before.bloomFilterSkips + 90, "\(skipped)")
+            #expect(try store.get(key: key("key-7"))?.value == Array("value-7".utf8))
+            let warm = try #require(store.engineFigures())
+            #expect(warm.blockCacheBytes > 0, "\(warm)")
+            #expect(try store.getFromMemory(key: key("key-7"))??.value == Array("value-7".utf8))
+            let after = try #require(store.engineFigures()?.traffic)
+            #expect(after.blockCacheHits > warm.traffic?.blockCacheHits ?? .max, "\(after)")
         }
     }
 }

@@ -27,6 +27,7 @@ public import Metrics
 /// | `quorumkv_rocksdb_pending_compaction_bytes` | bytes compaction would rewrite to bring the levels within their targets |
 /// | `quorumkv_rocksdb_live_table_bytes` | bytes of the table files in use |
 /// | `quorumkv_rocksdb_memtable_bytes` | bytes of the memtables not yet flushed |
+/// | `quorumkv_rocksdb_block_cache_bytes`, `quorumkv_rocksdb_block_cache_capacity_bytes` | bytes the block cache holds, and its capacity (`--block-cache-bytes`) |
 ///
 /// and these counters, advanced to the totals each sample reads (`TotalCounters`):
 ///
@@ -40,6 +41,8 @@ public import Metrics
 /// | `quorumkv_rocksdb_flush_written_bytes_total` | bytes of table files written by flushes |
 /// | `quorumkv_rocksdb_compaction_read_bytes_total` | bytes compactions read |
 /// | `quorumkv_rocksdb_compaction_written_bytes_total` | bytes compactions wrote |
+/// | `quorumkv_rocksdb_block_cache_hits_total`, `quorumkv_rocksdb_block_cache_misses_total` | table blocks found in the block cache, and read from a file |
+/// | `quorumkv_rocksdb_bloom_filter_skips_total` | table files point reads skipped on their Bloom filter's word |
 public struct NodeHealthSample: Sendable, Hashable {
     public var cpuSeconds: Double?
     public var residentBytes: Double?
@@ -81,6 +84,8 @@ public final class NodeHealth: Sendable {
     private let pendingCompaction: Gauge
     private let liveTables: Gauge
     private let memtables: Gauge
+    private let blockCache: Gauge
+    private let blockCacheCapacity: Gauge
     private let peerSent: TotalCounters
     private let peerReceived: TotalCounters
     /// The `EngineTraffic` counters, each with the figure it follows.
@@ -105,6 +110,8 @@ public final class NodeHealth: Sendable {
             "Bytes compaction would rewrite to bring the levels within target.",
         "quorumkv_rocksdb_live_table_bytes": "Bytes of the RocksDB table files in use.",
         "quorumkv_rocksdb_memtable_bytes": "Bytes of the RocksDB memtables not yet flushed.",
+        "quorumkv_rocksdb_block_cache_bytes": "Bytes of table blocks the RocksDB block cache holds.",
+        "quorumkv_rocksdb_block_cache_capacity_bytes": "The most bytes the RocksDB block cache may hold.",
         "quorumkv_peer_sent_bytes_total":
             "Bytes sent on RPC connections to each peer, as TLS records on the socket (peer: node id, client, unidentified, other).",
         "quorumkv_peer_received_bytes_total":
@@ -115,6 +122,10 @@ public final class NodeHealth: Sendable {
         "quorumkv_rocksdb_flush_written_bytes_total": "Bytes of table files RocksDB's memtable flushes wrote.",
         "quorumkv_rocksdb_compaction_read_bytes_total": "Bytes RocksDB's compactions read.",
         "quorumkv_rocksdb_compaction_written_bytes_total": "Bytes RocksDB's compactions wrote.",
+        "quorumkv_rocksdb_block_cache_hits_total": "Table blocks RocksDB found in its block cache.",
+        "quorumkv_rocksdb_block_cache_misses_total": "Table blocks RocksDB read from a file, not in its block cache.",
+        "quorumkv_rocksdb_bloom_filter_skips_total":
+            "Table files RocksDB's point reads skipped because their Bloom filter lacks the key.",
     ]
 
     public init(nodeID: String, metricsFactory: any MetricsFactory = MetricsSystem.factory) {
@@ -137,6 +148,8 @@ public final class NodeHealth: Sendable {
         pendingCompaction = gauge("quorumkv_rocksdb_pending_compaction_bytes")
         liveTables = gauge("quorumkv_rocksdb_live_table_bytes")
         memtables = gauge("quorumkv_rocksdb_memtable_bytes")
+        blockCache = gauge("quorumkv_rocksdb_block_cache_bytes")
+        blockCacheCapacity = gauge("quorumkv_rocksdb_block_cache_capacity_bytes")
         peerSent = TotalCounters(
             "quorumkv_peer_sent_bytes_total", by: "peer", nodeID: nodeID, factory: metricsFactory)
         peerReceived = TotalCounters(
@@ -153,6 +166,9 @@ public final class NodeHealth: Sendable {
             counter("quorumkv_rocksdb_flush_written_bytes_total") { $0.flushWrittenBytes },
             counter("quorumkv_rocksdb_compaction_read_bytes_total") { $0.compactionReadBytes },
             counter("quorumkv_rocksdb_compaction_written_bytes_total") { $0.compactionWrittenBytes },
+            counter("quorumkv_rocksdb_block_cache_hits_total") { $0.blockCacheHits },
+            counter("quorumkv_rocksdb_block_cache_misses_total") { $0.blockCacheMisses },
+            counter("quorumkv_rocksdb_bloom_filter_skips_total") { $0.bloomFilterSkips },
         ]
     }
 
@@ -174,6 +190,8 @@ public final class NodeHealth: Sendable {
             pendingCompaction.record(Double(engine.pendingCompactionBytes))
             liveTables.record(Double(engine.liveTableBytes))
             memtables.record(Double(engine.memtableBytes))
+            blockCache.record(Double(engine.blockCacheBytes))
+            blockCacheCapacity.record(Double(engine.blockCacheCapacityBytes))
         }
         if let traffic = sample.engine?.traffic {
             for (counter, figure) in engineCounters { counter.record(figure(traffic)) }

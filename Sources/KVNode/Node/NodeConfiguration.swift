@@ -29,6 +29,7 @@ import Yams
 /// connections-per-identity-max: 512 # connections held at once with one certificate
 /// idle-timeout: 300          # seconds a connection with nothing in flight stays open
 /// storage-queue-max: 4096    # requests' store calls queued or running; past it `overloaded`
+/// block-cache-bytes: 268435456 # table blocks kept in memory, over every column family
 /// ```
 public struct NodeConfiguration: Sendable, Hashable {
     public var id: String
@@ -102,6 +103,9 @@ public struct NodeConfiguration: Sendable, Hashable {
     /// answered `overloaded` at once.
     public var storageQueueMax = NodeConfiguration.storageQueueMaxDefault
     public static let storageQueueMaxDefault = Limits.storageQueueMax
+    /// The bytes of table blocks the store keeps in memory (RocksDB's block cache, shared by every
+    /// column family): reads it serves cost no disk read and no hop to the storage threads.
+    public var blockCacheBytes = RocksDBStore.blockCacheBytesDefault
     /// On shutdown, how long the node waits for the requests in flight once it closed its listener and
     /// refuses new requests (`shuttingDown`).
     public var shutdownDrain: Duration = .seconds(1)
@@ -208,6 +212,8 @@ public struct NodeFile: Sendable, Hashable, Decodable {
     /// Seconds.
     public var idleTimeout: Int?
     public var storageQueueMax: Int?
+    /// Bytes.
+    public var blockCacheBytes: Int?
     public var zone: String?
 
     enum CodingKeys: String, CodingKey, CaseIterable {
@@ -229,6 +235,7 @@ public struct NodeFile: Sendable, Hashable, Decodable {
         case connectionsPerIdentityMax = "connections-per-identity-max"
         case idleTimeout = "idle-timeout"
         case storageQueueMax = "storage-queue-max"
+        case blockCacheBytes = "block-cache-bytes"
     }
 
     public init() {}

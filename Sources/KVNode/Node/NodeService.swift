@@ -71,7 +71,9 @@ public final class NodeService: Service {
     public func run() async throws {
         let store: RocksDBStore
         do {
-            store = try RocksDBStore(directory: configuration.dataDirectory, durability: configuration.durability)
+            store = try RocksDBStore(
+                directory: configuration.dataDirectory, durability: configuration.durability,
+                blockCacheBytes: configuration.blockCacheBytes)
         } catch {
             throw NodeError.storage("cannot open data folder \(configuration.dataDirectory): \(error)")
         }
