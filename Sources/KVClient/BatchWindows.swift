@@ -3,8 +3,8 @@ import KVRPC
 import Synchronization
 
 /// This client's batch requests in flight to each node, bounded per node by KVCore's
-/// ``InFlightWindow`` (`Limits.batchKeysInFlightPerNodeMax` keys): a send past the bound waits here,
-/// first come first served per node, and goes once answers to earlier ones make room.
+/// ``InFlightWindow`` (`KVClientConfiguration.batchKeysInFlightPerNode` keys): a send past the bound
+/// waits here, first come first served per node, and goes once answers to earlier ones make room.
 ///
 /// A node admits `Limits.storageQueueMax` storage jobs and answers `overloaded` past them; a client
 /// running many batches at once would otherwise send all of them together and have some of its keys

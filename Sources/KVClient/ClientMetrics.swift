@@ -11,7 +11,7 @@ import Synchronization
 /// | `quorumkv_client_operation_duration_seconds{operation,consistency}` | timer | an operation succeeded, from the call to its answer |
 /// | `quorumkv_client_read_repairs_total` | counter | a repair write was sent to a stale replica |
 /// | `quorumkv_client_hints_total` | counter | a fallback node stored a hint for a replica that did not acknowledge |
-/// | `quorumkv_client_batch_keys_waiting` | gauge | batch requests start or stop waiting for room under a node's bound of keys in flight (`Limits.batchKeysInFlightPerNodeMax`): their keys, over all nodes |
+/// | `quorumkv_client_batch_keys_waiting` | gauge | batch requests start or stop waiting for room under a node's bound of keys in flight (`KVClientConfiguration.batchKeysInFlightPerNode`): their keys, over all nodes |
 ///
 /// `consistency` is the level the operation asked for (its own or the configuration's): `one`,
 /// `quorum`, `all`, or a count `1`…`Limits.replicationFactorMax` (`invalid` beyond, so that a caller's

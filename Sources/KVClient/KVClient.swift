@@ -125,10 +125,16 @@ public final class KVClient: Sendable {
             throw KVClientError.invalidArgument(
                 "no cluster: give a cluster map (cluster.yaml) or at least one node address (host:port)")
         }
+        guard (1...1_000_000).contains(configuration.batchKeysInFlightPerNode) else {
+            throw KVClientError.invalidArgument(
+                "batchKeysInFlightPerNode must be 1...1000000, got \(configuration.batchKeysInFlightPerNode)")
+        }
         self.configuration = configuration
         self.metrics = ClientMetrics(factory: configuration.metricsFactory ?? MetricsSystem.factory)
         let metrics = self.metrics
-        self.batchWindows = BatchWindows { metrics.batchKeysWaiting.record($0) }
+        self.batchWindows = BatchWindows(keysMax: configuration.batchKeysInFlightPerNode) {
+            metrics.batchKeysWaiting.record($0)
+        }
         self.follower = MapFollower(background: background)
         self.protocols = MemberProtocols(nodeID: nil, versions: configuration.protocolVersions)
         self.health = PeerHealthTable(

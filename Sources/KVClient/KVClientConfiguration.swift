@@ -66,6 +66,12 @@ public struct KVClientConfiguration: Sendable {
     /// the hints are replayed, so a quorum read can miss it meanwhile, and it is lost if a fallback's
     /// disk is lost first. Needs `hintedHandoff`.
     public var sloppyQuorum = false
+    /// The most keys of batch requests (`put(_:)`/`get(_:)` of many keys) the client keeps in flight
+    /// to any one node; past it a batch request waits in the client until answers make room. The
+    /// default, 2,048, is half the storage jobs a node admits by default (`kvd --storage-queue-max`,
+    /// 4,096): set it to at most half that flag where the nodes run with a lower one, or their
+    /// storage queue fills and batch keys come back `overloaded`. 1...1,000,000.
+    public var batchKeysInFlightPerNode = Limits.batchKeysInFlightPerNodeMax
     /// The wall clock, in milliseconds since the Unix epoch, that versions start from. Replaceable so
     /// that tests (and the simulator) can give a client a clock that runs behind or jumps.
     package var wallClockMillis: @Sendable () -> UInt64 = KVClientConfiguration.systemMillis

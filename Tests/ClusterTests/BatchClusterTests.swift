@@ -81,18 +81,25 @@ extension RealProcessTests {
         /// `overloaded`: the client holds the batches past its window of keys in flight to the node
         /// until earlier ones are answered. The node is stopped while the batches are sent, so that
         /// it reads all that was sent at once when it resumes, as a node busy elsewhere would; its
-        /// storage queue is the least that holds the client's whole window, which 6,000 keys sent at
-        /// once overflowed every time without the window (the default 4,096, only now and then).
+        /// storage queue is the least that holds the client's whole window (`batchKeysInFlightPerNode`,
+        /// 1,500 here, below the default 2,048, which this node's queue could not hold), which 6,000
+        /// keys sent at once overflowed every time without the window (the default 4,096, only now and
+        /// then).
         /// Closing the client while batches wait for room ends them at once.
         @Test func concurrentBatchesOfOneClientNeverOverflowANode() async throws {
             let cluster = try ClusterHarness(hosts: [28], replicationFactor: 1)
-            let queue = Limits.batchKeysInFlightPerNodeMax
+            // The client's window set to the node's queue, below the default window (2,048): the setting
+            // is what protects the node.
+            let queue = 1_500
             cluster.extraArguments = ["--storage-queue-max", "\(queue)"]
             defer { cluster.tearDown() }
             try cluster.startAll()
             let metrics = TestMetrics()
             let timeout = Duration.seconds(60)
-            let client = try cluster.client(timeout: timeout) { $0.metricsFactory = metrics }
+            let client = try cluster.client(timeout: timeout) {
+                $0.metricsFactory = metrics
+                $0.batchKeysInFlightPerNode = queue
+            }
             let admin = try cluster.client(certificate: "admin")
             let (batches, keysPerBatch) = (60, 100)
             // All at once, they would be more jobs than the node admits, even with its default queue.

@@ -101,4 +101,17 @@ struct PublicTypesTests {
         #expect(error?.isInvalidArgument == true)
         #expect(error?.message.contains("/nonexistent/cluster.yaml") == true, "\(String(describing: error))")
     }
+
+    /// A batch window of no keys would hold every batch forever: the client refuses it, and says which
+    /// setting, before reading any certificate.
+    @Test func aClientRefusesABatchWindowOutOfBounds() {
+        let tls = KVTLSConfiguration(caFile: "ca.pem", certificateFile: "c.pem", keyFile: "k.pem")
+        for keys in [0, -1, 1_000_001] {
+            var configuration = KVClientConfiguration(endpoints: ["127.0.0.1:7411"], tls: tls)
+            configuration.batchKeysInFlightPerNode = keys
+            let error = #expect(throws: KVClientError.self) { try KVClient(configuration: configuration) }
+            #expect(error?.isInvalidArgument == true)
+            #expect(error?.message.contains("batchKeysInFlightPerNode") == true, "\(String(describing: error))")
+        }
+    }
 }
