@@ -160,13 +160,16 @@ extension RocksDBStore {
     /// `options`; read-only when asked (a subset of the folder's families is then allowed). On failure
     /// `options` is destroyed, and the error names the folder.
     static func open(
-        _ directory: String, options: OpaquePointer, families names: [String], readOnly: Bool = false
+        _ directory: String, options: OpaquePointer, families names: [String],
+        familyOptions perFamily: [OpaquePointer]? = nil, readOnly: Bool = false
     ) throws(StorageError) -> (db: OpaquePointer, families: [OpaquePointer]) {
         var handles = [OpaquePointer?](repeating: nil, count: names.count)
         var error: UnsafeMutablePointer<CChar>?
         let cNames = names.map { strdup($0) }
         defer { cNames.forEach { free($0) } }
-        let familyOptions = [OpaquePointer?](repeating: options, count: names.count)
+        // Each family's own options where given (one per name), else the database's.
+        let familyOptions: [OpaquePointer?] = perFamily ?? Array(repeating: options, count: names.count)
+        precondition(familyOptions.count == names.count, "one options per family")
         let opened = cNames.map { UnsafePointer($0) }.withUnsafeBufferPointer { cNames in
             readOnly
                 ? rocksdb_open_for_read_only_column_families(

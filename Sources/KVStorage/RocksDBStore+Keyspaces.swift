@@ -96,7 +96,8 @@ extension RocksDBStore: KeyspaceStoring {
 
     private func createFamily(_ name: String) throws(StorageError) -> OpaquePointer {
         var error: UnsafeMutablePointer<CChar>?
-        let handle = rocksdb_create_column_family(db, engine.options, name, &error)
+        let options = RocksDBEngine.isDataFamily(name) ? engine.dataOptions : engine.options
+        let handle = rocksdb_create_column_family(db, options, name, &error)
         if let message = Self.takeMessage(error) {
             if let handle { rocksdb_column_family_handle_destroy(handle) }
             throw StorageError.fromRocksDB(message, path: directory)

@@ -1,3 +1,4 @@
+import Foundation
 import KVCore
 import KVStorage
 import Testing
@@ -47,6 +48,44 @@ import Testing
             #expect(after.walWrittenBytes >= before.walWrittenBytes + 100 * 1000, "\(after)")
             #expect(after.readBytes >= before.readBytes + 100 * 1000, "\(after)")
             #expect(after.flushWrittenBytes > before.flushWrittenBytes, "\(after)")
+        }
+    }
+
+    /// The options every family is opened and created with, as RocksDB writes them in the folder's
+    /// newest `OPTIONS-*` file: tables with a whole-key Bloom filter in every family (the block cache
+    /// is checked by the next test); a Bloom filter in the memtables of the keyspaces' `data` families only (RocksDB
+    /// allocates one with every memtable), also in a keyspace created later and after a reopen.
+    @Test func everyFamilyHasTheTableFiltersAndOnlyDataFamiliesAMemtableFilter() throws {
+        try withTemporaryDirectory { path throws in
+            var store = try RocksDBStore(directory: path, blockCacheBytes: 5 << 20)
+            _ = try store.keyspace(7)
+            store.close()
+            store = try RocksDBStore(directory: path, blockCacheBytes: 5 << 20)
+            store.close()
+            let files = try FileManager.default.contentsOfDirectory(atPath: path).filter { $0.hasPrefix("OPTIONS-") }
+            let newest = try #require(files.max { Int($0.dropFirst(8)) ?? 0 < Int($1.dropFirst(8)) ?? 0 })
+            let text = try String(contentsOfFile: path + "/" + newest, encoding: .utf8)
+            // Each section's `key=value` lines, by section header.
+            var sections: [String: [String: String]] = [:]
+            var section = ""
+            for line in text.split(separator: "\n").map({ $0.trimmingCharacters(in: .whitespaces) }) {
+                if line.hasPrefix("[") {
+                    section = line
+                } else if let equals = line.firstIndex(of: "=") {
+                    let value = String(line[line.index(after: equals)...])
+                    sections[section, default: [:]][String(line[..<equals])] = value
+                }
+            }
+            let families = ["default", "data", "hints", "meta", "versions", "data.7", "versions.7"]
+            for family in families {
+                let options = try #require(sections["[CFOptions \"\(family)\"]"], "\(family) in \(newest)")
+                let table = try #require(sections["[TableOptions/BlockBasedTable \"\(family)\"]"], "\(family)")
+                #expect(table["filter_policy"]?.contains("bloomfilter") == true, "\(family): \(table)")
+                let ratio = Double(options["memtable_prefix_bloom_size_ratio"] ?? "") ?? -1
+                let isData = family.hasPrefix("data")
+                #expect(ratio == (isData ? 0.01 : 0), "\(family): memtable filter ratio \(ratio)")
+                #expect(options["memtable_whole_key_filtering"] == (isData ? "true" : "false"), "\(family)")
+            }
         }
     }
 
