@@ -61,4 +61,27 @@ import Testing
         // Hostile or absurd latencies (a clock jump): no trap.
         #expect(ReplicaResponseTimes.band(Double(Int64.max)) == 252)
     }
+
+    /// The order agrees with a stable sort by band (the list's order within a band) for random lists
+    /// and averages, forgotten ones included.
+    @Test func theOrderIsAStableSortByBand() {
+        var random = SystemRandomNumberGenerator()
+        let start = ContinuousClock.now
+        for _ in 0..<500 {
+            var times = ReplicaResponseTimes()
+            let replicas = (0..<Int.random(in: 0...9, using: &random)).map { "n\($0)" }.shuffled(using: &random)
+            for replica in replicas where Bool.random(using: &random) {
+                let age = Duration.seconds(Int.random(in: 0...12, using: &random))
+                times.record(replica, .microseconds(Int.random(in: 1...4000, using: &random)), at: start - age)
+            }
+            let expected = replicas.enumerated().sorted { left, right in
+                func band(_ replica: String) -> Int {
+                    guard let average = times.average(of: replica, at: start) else { return .min }
+                    return ReplicaResponseTimes.band(Double(average.wholeNanoseconds))
+                }
+                return (band(left.element), left.offset) < (band(right.element), right.offset)
+            }.map(\.element)
+            #expect(times.fastestFirst(replicas, at: start) == expected, "\(replicas)")
+        }
+    }
 }

@@ -46,18 +46,37 @@ public struct ReplicaResponseTimes: Sendable {
     /// `replicas` (a preference list) with the faster bands first, each band in the list's order;
     /// a replica without an average (never measured, or forgotten) ahead of all, to be measured.
     public func fastestFirst(_ replicas: [String], at now: ContinuousClock.Instant) -> [String] {
-        let bands = replicas.map { replica -> Int in
-            guard let average = averages[replica], now - average.updated < Self.memory else { return .min }
-            return Self.band(average.nanoseconds)
+        // Run for every read, so it allocates only the answer: an insertion sort (bands on the
+        // stack) moves a replica only past slower bands, so equal bands keep the list's order. A
+        // preference list holds N replicas, a handful.
+        var ordered: [String] = []
+        ordered.reserveCapacity(replicas.count)
+        withUnsafeTemporaryAllocation(of: Int.self, capacity: replicas.count) { bands in
+            for (count, replica) in replicas.enumerated() {
+                let band: Int
+                if let average = averages[replica], now - average.updated < Self.memory {
+                    band = Self.band(average.nanoseconds)
+                } else {
+                    band = .min
+                }
+                var index = count
+                while index > 0, bands[index - 1] > band {
+                    bands[index] = bands[index - 1]
+                    index -= 1
+                }
+                bands[index] = band
+                ordered.insert(replica, at: index)
+            }
         }
-        return zip(replicas, bands).enumerated()
-            .sorted { ($0.element.1, $0.offset) < ($1.element.1, $1.offset) }
-            .map(\.element.0)
+        return ordered
     }
 
     /// The quarter octave `nanoseconds` (at least 1) falls in: floor(4 × log2), from its binary
     /// exponent and significand.
     package static func band(_ nanoseconds: Double) -> Int {
-        Int(nanoseconds.exponent) * bandsPerOctave + quarterOctaves.filter { nanoseconds.significand >= $0 }.count
+        let significand = nanoseconds.significand
+        var quarters = 0
+        for threshold in quarterOctaves where significand >= threshold { quarters += 1 }
+        return Int(nanoseconds.exponent) * bandsPerOctave + quarters
     }
 }
