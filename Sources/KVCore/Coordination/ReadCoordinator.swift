@@ -160,7 +160,9 @@ public struct ReadCoordinator: Sendable {
         precondition(!started, "start() called twice")
         started = true
         defer { assertInvariants() }
+        // At most every replica, the deadline and a speculation: one allocation (this runs per read).
         var actions: [Action] = []
+        actions.reserveCapacity(states.count + 2)
         for group in groups {
             let wanted = configuration.askAll ? group.members.count : group.required
             while group.members.count(where: { states[$0] != .unasked }) < wanted, let index = firstUnasked(in: group) {

@@ -134,7 +134,10 @@ public struct WriteCoordinator: Sendable {
     public mutating func start() -> [Action] {
         precondition(!started, "start() called twice")
         started = true
-        var actions = configuration.replicas.map { Action.send(to: $0) }
+        // Every replica and the deadline, in one allocation (this runs per write).
+        var actions: [Action] = []
+        actions.reserveCapacity(configuration.replicas.count + 1)
+        actions += configuration.replicas.lazy.map { Action.send(to: $0) }
         actions.append(.scheduleDeadline(after: configuration.deadline))
         assertInvariants()
         return actions
