@@ -7,15 +7,17 @@ import Synchronization
 ///
 /// | metric | kind | moves when |
 /// |---|---|---|
-/// | `quorumkv_client_operations_total{operation,consistency,outcome}` | counter | a `put`, `get` or `delete` ended, or a batch (`batch_get`, `batch_put`: one per call, whatever its keys): `outcome` `ok`, `unavailable`, `conflict`, `refused`, `invalid_argument`, `protocol_violation` or `error` |
-/// | `quorumkv_client_operation_duration_seconds{operation,consistency}` | timer | an operation succeeded, from the call to its answer |
+/// | `quorumkv_client_operations_total{operation,consistency,keyspace,outcome}` | counter | a `put`, `get` or `delete` ended, or a batch (`batch_get`, `batch_put`: one per call, whatever its keys): `outcome` `ok`, `unavailable`, `conflict`, `refused`, `invalid_argument`, `protocol_violation` or `error` |
+/// | `quorumkv_client_operation_duration_seconds{operation,consistency,keyspace}` | timer | an operation succeeded, from the call to its answer |
 /// | `quorumkv_client_read_repairs_total` | counter | a repair write was sent to a stale replica |
 /// | `quorumkv_client_hints_total` | counter | a fallback node stored a hint for a replica that did not acknowledge |
 /// | `quorumkv_client_batch_keys_waiting` | gauge | batch requests start or stop waiting for room under a node's bound of keys in flight (`KVClientConfiguration.batchKeysInFlightPerNode`): their keys, over all nodes |
 ///
 /// `consistency` is the level the operation asked for (its own or the configuration's): `one`,
 /// `quorum`, `all`, or a count `1`…`Limits.replicationFactorMax` (`invalid` beyond, so that a caller's
-/// number cannot grow the label set without bound).
+/// number cannot grow the label set without bound). `keyspace` is the keyspace's name (`default` for
+/// the client's own) when the cluster map in use has it once the operation ended, else `unknown`: a
+/// caller's misspelt names do not grow the label set either.
 ///
 /// Metrics go to `KVClientConfiguration.metricsFactory`, else to the process's bootstrapped backend
 /// (`MetricsSystem.bootstrap`; none: they go nowhere).
@@ -42,22 +44,26 @@ final class ClientMetrics: Sendable {
     }
 
     /// Runs `body`, an operation at `consistency`, counting its outcome and timing it when it succeeds.
+    /// `keyspace` gives the operation's `keyspace` label once it ended.
     func measure<Result: Sendable>(
-        _ operation: Operation, consistency: ConsistencyLevel, _ body: () async throws -> Result
+        _ operation: Operation, consistency: ConsistencyLevel, keyspace: () -> String,
+        _ body: () async throws -> Result
     ) async throws -> Result {
         let started = ContinuousClock.now
         let level = Self.label(consistency)
         do {
             let result = try await body()
-            made(in: durations, "\(operation.rawValue) \(level)") {
+            let space = keyspace()
+            made(in: durations, "\(operation.rawValue) \(level) \(space)") {
                 Metrics.Timer(
                     label: "quorumkv_client_operation_duration_seconds",
-                    dimensions: [("operation", operation.rawValue), ("consistency", level)], factory: $0)
+                    dimensions: [("operation", operation.rawValue), ("consistency", level), ("keyspace", space)],
+                    factory: $0)
             }.recordNanoseconds((ContinuousClock.now - started).wholeNanoseconds)
-            count(operation, level, outcome: "ok")
+            count(operation, level, space, outcome: "ok")
             return result
         } catch {
-            count(operation, level, outcome: (error as? KVClientError)?.outcomeLabel ?? "error")
+            count(operation, level, keyspace(), outcome: (error as? KVClientError)?.outcomeLabel ?? "error")
             throw error
         }
     }
@@ -74,11 +80,14 @@ final class ClientMetrics: Sendable {
         }
     }
 
-    private func count(_ operation: Operation, _ level: String, outcome: String) {
-        made(in: outcomes, "\(operation.rawValue) \(level) \(outcome)") {
+    private func count(_ operation: Operation, _ level: String, _ keyspace: String, outcome: String) {
+        made(in: outcomes, "\(operation.rawValue) \(level) \(keyspace) \(outcome)") {
             Counter(
                 label: "quorumkv_client_operations_total",
-                dimensions: [("operation", operation.rawValue), ("consistency", level), ("outcome", outcome)],
+                dimensions: [
+                    ("operation", operation.rawValue), ("consistency", level), ("keyspace", keyspace),
+                    ("outcome", outcome),
+                ],
                 factory: $0)
         }.increment()
     }

@@ -25,7 +25,10 @@ extension KVClient {
     func get(
         keys: [[UInt8]], consistency: ConsistencyLevel?, repair: ReadOperation.Repair?, in keyspace: String
     ) async throws -> [KVValue?] {
-        try await metrics.measure(.batchGet, consistency: consistency ?? defaultLevels(of: keyspace).read) {
+        try await metrics.measure(
+            .batchGet, consistency: consistency ?? defaultLevels(of: keyspace).read,
+            keyspace: { self.keyspaceLabel(keyspace) }
+        ) {
             try await readBatch(keys, consistency: consistency, repair: repair, in: keyspace)
         }
     }
@@ -75,7 +78,10 @@ extension KVClient {
         _ entries: [(key: [UInt8], value: ByteBuffer)], consistency: ConsistencyLevel?, timeToLive: Duration?,
         in keyspace: String
     ) async throws -> [Version] {
-        try await metrics.measure(.batchPut, consistency: consistency ?? defaultLevels(of: keyspace).write) {
+        try await metrics.measure(
+            .batchPut, consistency: consistency ?? defaultLevels(of: keyspace).write,
+            keyspace: { self.keyspaceLabel(keyspace) }
+        ) {
             try await writeBatch(entries, consistency: consistency, timeToLive: timeToLive, in: keyspace)
         }
     }

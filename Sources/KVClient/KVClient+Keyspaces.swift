@@ -45,6 +45,13 @@ extension KVClient {
         )
     }
 
+    /// The metrics' `keyspace` label of an operation in keyspace `name`: the name when the map in use
+    /// has that keyspace, else `unknown` (a caller's names must not grow the label set).
+    func keyspaceLabel(_ name: String) -> String {
+        let known = topology.withLock { topology in (try? topology?.route(name, forKey: [])) != nil }
+        return known ? name : "unknown"
+    }
+
     /// ` in keyspace 'NAME'` for an error about a key of `route`; nothing for the default keyspace.
     static func naming(_ route: KeyspaceRoute) -> String {
         route.id == Keyspace.defaultID ? "" : " in keyspace '\(route.name)'"

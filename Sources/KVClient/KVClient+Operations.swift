@@ -15,7 +15,10 @@ extension KVClient {
     func put(
         _ key: [UInt8], value: ByteBuffer, consistency: ConsistencyLevel?, timeToLive: Duration?, in keyspace: String
     ) async throws -> Version {
-        try await metrics.measure(.put, consistency: consistency ?? defaultLevels(of: keyspace).write) {
+        try await metrics.measure(
+            .put, consistency: consistency ?? defaultLevels(of: keyspace).write,
+            keyspace: { self.keyspaceLabel(keyspace) }
+        ) {
             try validate(key: key)
             try validate(value: value, timeToLive: timeToLive)
             return try await write(
@@ -26,7 +29,10 @@ extension KVClient {
 
     /// `delete` in keyspace `keyspace`: a tombstone never takes the keyspace's TTL.
     func delete(_ key: [UInt8], consistency: ConsistencyLevel?, in keyspace: String) async throws -> Version {
-        try await metrics.measure(.delete, consistency: consistency ?? defaultLevels(of: keyspace).write) {
+        try await metrics.measure(
+            .delete, consistency: consistency ?? defaultLevels(of: keyspace).write,
+            keyspace: { self.keyspaceLabel(keyspace) }
+        ) {
             try validate(key: key)
             return try await write(
                 key: key, value: ByteBuffer(), tombstone: true, consistency: consistency, timeToLive: nil, in: keyspace)
@@ -37,7 +43,10 @@ extension KVClient {
     func get(
         _ key: [UInt8], consistency: ConsistencyLevel?, repair: ReadOperation.Repair?, in keyspace: String
     ) async throws -> KVValue? {
-        try await metrics.measure(.get, consistency: consistency ?? defaultLevels(of: keyspace).read) {
+        try await metrics.measure(
+            .get, consistency: consistency ?? defaultLevels(of: keyspace).read,
+            keyspace: { self.keyspaceLabel(keyspace) }
+        ) {
             try validate(key: key)
             return try await onNewerMaps(in: keyspace, key: key) { topology, route in
                 try await self.read(key, consistency: consistency, repair: repair, in: topology, route: route)

@@ -70,7 +70,10 @@ extension RealProcessTests {
             func calls(_ operation: String) -> Int64 {
                 (try? metrics.expectCounter(
                     "quorumkv_client_operations_total",
-                    [("operation", operation), ("consistency", "quorum"), ("outcome", "ok")]))?.totalValue ?? 0
+                    [
+                        ("operation", operation), ("consistency", "quorum"), ("keyspace", "default"),
+                        ("outcome", "ok"),
+                    ]))?.totalValue ?? 0
             }
             #expect(calls("batch_put") == 2)
             #expect(calls("batch_get") == 2)

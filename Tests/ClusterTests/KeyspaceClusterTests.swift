@@ -2,6 +2,7 @@ import Foundation
 import KVClient
 import KVConfig
 import KVCore
+import MetricsTestKit
 import Synchronization
 import Testing
 
@@ -98,7 +99,8 @@ extension RealProcessTests {
             defer { cluster.tearDown() }
             try await offThePool { try cluster.startAll() }
             // Made before the keyspaces exist: it must find them in the cluster's map by itself.
-            let client = try cluster.client(timeout: .seconds(20))
+            let metrics = TestMetrics()
+            let client = try cluster.client(timeout: .seconds(20)) { $0.metricsFactory = metrics }
 
             try await Self.kvctl(
                 ["keyspace", "create", "cache", "--rf", "3", "--read", "one", "--write", "one", "--ttl", "1h"],
@@ -141,6 +143,19 @@ extension RealProcessTests {
                 try await client.keyspace("sessions").put(key, value: [1])
             }
             #expect(unknown.isInvalidArgument && unknown.description.contains("no keyspace 'sessions'"), "\(unknown)")
+            // The client's metrics name each operation's keyspace; one the map does not have is `unknown`.
+            func operations(_ operation: String, _ level: String, _ keyspace: String, _ outcome: String) -> Int64 {
+                (try? metrics.expectCounter(
+                    "quorumkv_client_operations_total",
+                    [("operation", operation), ("consistency", level), ("keyspace", keyspace), ("outcome", outcome)]))?
+                    .totalValue ?? 0
+            }
+            #expect(operations("put", "all", "cache", "ok") == 2)
+            #expect(operations("put", "quorum", "accounts", "ok") == 1)
+            #expect(operations("get", "quorum", "accounts", "ok") == 2)
+            #expect(operations("put", "quorum", "default", "ok") == 1)
+            #expect(operations("put", "quorum", "unknown", "invalid_argument") == 1)
+            #expect(operations("put", "quorum", "sessions", "invalid_argument") == 0)
 
             // A client that starts from the cluster file kvctl would write knows the keyspaces.
             let rendered = ClusterFile.render(try await client.latestClusterMap())

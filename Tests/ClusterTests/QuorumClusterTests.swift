@@ -57,7 +57,10 @@ extension RealProcessTests {
             func operations(_ operation: String, _ consistency: String, _ outcome: String) -> Int64 {
                 (try? metrics.expectCounter(
                     "quorumkv_client_operations_total",
-                    [("operation", operation), ("consistency", consistency), ("outcome", outcome)]))?
+                    [
+                        ("operation", operation), ("consistency", consistency), ("keyspace", "default"),
+                        ("outcome", outcome),
+                    ]))?
                     .totalValue ?? 0
             }
             #expect(operations("put", "quorum", "ok") == 400)
@@ -66,11 +69,13 @@ extension RealProcessTests {
             #expect(operations("put", "quorum", "invalid_argument") == 1)
             #expect(operations("get", "quorum", "ok") == 400)
             let putTimes = try metrics.expectTimer(
-                "quorumkv_client_operation_duration_seconds", [("operation", "put"), ("consistency", "quorum")])
+                "quorumkv_client_operation_duration_seconds",
+                [("operation", "put"), ("consistency", "quorum"), ("keyspace", "default")])
             #expect(putTimes.values.count == 400)
             #expect(putTimes.values.allSatisfy { $0 > 0 && $0 < 20_000_000_000 })
             let allTimes = try metrics.expectTimer(
-                "quorumkv_client_operation_duration_seconds", [("operation", "put"), ("consistency", "all")])
+                "quorumkv_client_operation_duration_seconds",
+                [("operation", "put"), ("consistency", "all"), ("keyspace", "default")])
             #expect(allTimes.values.count == 1)
             #expect(client.hintsHandedOff > 0)
             #expect(try metrics.expectCounter("quorumkv_client_hints_total").totalValue == Int64(client.hintsHandedOff))
