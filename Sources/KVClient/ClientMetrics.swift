@@ -29,8 +29,17 @@ final class ClientMetrics: Sendable {
     }
 
     private let factory: any MetricsFactory
-    private let durations = Mutex<[String: Metrics.Timer]>([:])
-    private let outcomes = Mutex<[String: Counter]>([:])
+    /// A metric's labels, as the key of the metrics made so far: short strings stay inline, so looking
+    /// one up allocates nothing (a key joined into one string did, per operation).
+    private struct Labels: Hashable {
+        var operation: Operation
+        var consistency: String
+        var keyspace: String
+        var outcome = ""
+    }
+
+    private let durations = Mutex<[Labels: Metrics.Timer]>([:])
+    private let outcomes = Mutex<[Labels: Counter]>([:])
     let readRepairs: Counter
     let hints: Counter
     /// Keys of batch requests waiting for room in a node's window (`BatchWindows`), over all nodes.
@@ -54,7 +63,7 @@ final class ClientMetrics: Sendable {
         do {
             let result = try await body()
             let space = keyspace()
-            made(in: durations, "\(operation.rawValue) \(level) \(space)") {
+            made(in: durations, Labels(operation: operation, consistency: level, keyspace: space)) {
                 Metrics.Timer(
                     label: "quorumkv_client_operation_duration_seconds",
                     dimensions: [("operation", operation.rawValue), ("consistency", level), ("keyspace", space)],
@@ -81,7 +90,7 @@ final class ClientMetrics: Sendable {
     }
 
     private func count(_ operation: Operation, _ level: String, _ keyspace: String, outcome: String) {
-        made(in: outcomes, "\(operation.rawValue) \(level) \(keyspace) \(outcome)") {
+        made(in: outcomes, Labels(operation: operation, consistency: level, keyspace: keyspace, outcome: outcome)) {
             Counter(
                 label: "quorumkv_client_operations_total",
                 dimensions: [
@@ -94,7 +103,7 @@ final class ClientMetrics: Sendable {
 
     /// The metric of `key` in `cache`, made with `make` the first time.
     private func made<Metric: Sendable>(
-        in cache: borrowing Mutex<[String: Metric]>, _ key: String, _ make: (any MetricsFactory) -> Metric
+        in cache: borrowing Mutex<[Labels: Metric]>, _ key: Labels, _ make: (any MetricsFactory) -> Metric
     ) -> Metric {
         let factory = self.factory
         return cache.withLock { made in
