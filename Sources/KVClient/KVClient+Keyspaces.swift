@@ -48,6 +48,8 @@ extension KVClient {
     /// The metrics' `keyspace` label of an operation in keyspace `name`: the name when the map in use
     /// has that keyspace, else `unknown` (a caller's names must not grow the label set).
     func keyspaceLabel(_ name: String) -> String {
+        // Every map has the default keyspace: no look-up for the common case.
+        if name == Keyspace.defaultName { return name }
         let known = topology.withLock { topology in (try? topology?.route(name, forKey: [])) != nil }
         return known ? name : "unknown"
     }

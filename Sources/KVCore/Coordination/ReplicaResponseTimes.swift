@@ -29,7 +29,7 @@ public struct ReplicaResponseTimes: Sendable {
     /// Counts one answer of `node` that took `latency`, received at `now`.
     public mutating func record(_ node: String, _ latency: Duration, at now: ContinuousClock.Instant) {
         let nanoseconds = Double(max(1, latency.wholeNanoseconds))
-        if let old = averages[node], now - old.updated < Self.memory {
+        if let old = kept(node, at: now) {
             averages[node] = Average(
                 nanoseconds: old.nanoseconds + Self.weight * (nanoseconds - old.nanoseconds), updated: now)
         } else {
@@ -39,8 +39,13 @@ public struct ReplicaResponseTimes: Sendable {
 
     /// `node`'s average response time at `now`; nil when it has none or it is forgotten.
     public func average(of node: String, at now: ContinuousClock.Instant) -> Duration? {
+        kept(node, at: now).map { .nanoseconds(Int64($0.nanoseconds)) }
+    }
+
+    /// `node`'s average unless it is forgotten (not refreshed for `memory`).
+    private func kept(_ node: String, at now: ContinuousClock.Instant) -> Average? {
         guard let average = averages[node], now - average.updated < Self.memory else { return nil }
-        return .nanoseconds(Int64(average.nanoseconds))
+        return average
     }
 
     /// `replicas` (a preference list) with the faster bands first, each band in the list's order;
@@ -53,12 +58,7 @@ public struct ReplicaResponseTimes: Sendable {
         ordered.reserveCapacity(replicas.count)
         withUnsafeTemporaryAllocation(of: Int.self, capacity: replicas.count) { bands in
             for (count, replica) in replicas.enumerated() {
-                let band: Int
-                if let average = averages[replica], now - average.updated < Self.memory {
-                    band = Self.band(average.nanoseconds)
-                } else {
-                    band = .min
-                }
+                let band = kept(replica, at: now).map { Self.band($0.nanoseconds) } ?? .min
                 var index = count
                 while index > 0, bands[index - 1] > band {
                     bands[index] = bands[index - 1]
