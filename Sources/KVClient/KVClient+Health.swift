@@ -12,7 +12,9 @@ import Synchronization
 extension KVClient {
     // MARK: - Node health
 
-    /// Records an answer from `node` (any answer, errors included: the node is alive).
+    /// Records a successful answer from `node`: the node is alive and serving. `observe(_:from:in:)`
+    /// calls it for successes only: a node's error answers (a draining node's refusals) are no
+    /// heartbeats, so a node that refuses everything is suspected and read last.
     func heartbeat(_ node: String) {
         health.heartbeat(node)
     }
