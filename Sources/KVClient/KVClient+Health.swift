@@ -13,8 +13,8 @@ extension KVClient {
     // MARK: - Node health
 
     /// Records a successful answer from `node`: the node is alive and serving. `observe(_:from:in:)`
-    /// calls it for successes only: a node's error answers (a draining node's refusals) are no
-    /// heartbeats, so a node that refuses everything is suspected and read last.
+    /// calls it for successes only: a node's error answers (a draining node's refusals, a full disk)
+    /// are not heartbeats; its pings still are.
     func heartbeat(_ node: String) {
         health.heartbeat(node)
     }
