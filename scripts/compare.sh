@@ -12,7 +12,10 @@
 #      60 s, so etcd is driven by scripts/etcd_load.py over its v3 JSON gateway (see there).
 #
 # Always 50 requests in flight (50 redis-benchmark clients, 50 etcd connections), 100-byte values,
-# 10,000 keys. Each figure is printed with the load generator's own CPU time (user+sys, from
+# 10,000 keys. kvbench runs with --event-loops E, one SDK client per event loop with its workers on
+# that loop (docs/sdk.md, "Event loops"), as redis-benchmark runs its clients on its own event
+# loop; E is QUORUMKV_BENCH_EVENT_LOOPS, by default the number of CPUs (0: the SDK's defaults,
+# workers on Swift's global executor). Each figure is printed with the load generator's own CPU time (user+sys, from
 # /usr/bin/time) and each pair with the ratio QuorumKV / competitor. Installs redis-server,
 # redis-tools, etcd-server, etcd-client and time when missing (as root, or with sudo). Uses
 # 127.0.0.31-37, ports 7611 (kvd), 7634 (redis), 7620/7621 (etcd client/peer), and refuses to start
@@ -20,7 +23,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 seconds=${1:-10}
-[[ "$seconds" =~ ^[0-9]+$ ]] && ((seconds > 0)) || { sed -n '2,21p' "$0" >&2; exit 64; }
+event_loops=${QUORUMKV_BENCH_EVENT_LOOPS:-$(nproc)}
+[[ "$seconds" =~ ^[0-9]+$ && "$event_loops" =~ ^[0-9]+$ ]] && ((seconds > 0)) ||
+    { sed -n '2,24p' "$0" >&2; exit 64; }
 scripts/setup.sh
 
 missing=()
@@ -107,7 +112,8 @@ measure() {
 # kvbench WORKLOAD NAME: loads the keys first (outside the measurement) for gets.
 kvbench() {
     local workload=$1 name=$2
-    local args=(--cluster "$work/cluster.yaml" --concurrency 50 --value-bytes 100 --keys 10000 --consistency quorum)
+    local args=(--cluster "$work/cluster.yaml" --concurrency 50 --value-bytes 100 --keys 10000 --consistency quorum
+        --event-loops "$event_loops")
     if [[ "$workload" == get ]]; then
         "$bin/kvbench" "${args[@]}" --workload get --requests-max 1 --quiet >/dev/null
         args+=(--skip-load)
@@ -168,7 +174,7 @@ print("  => QuorumKV / competitor: ops/s %.2fx, p99 %.2fx (%s)" % (
 PY
 }
 
-echo "== compare: 50 in flight, 100-byte values, 10,000 keys, ${seconds}s per run, $(date -u +%FT%TZ)"
+echo "== compare: 50 in flight, 100-byte values, 10,000 keys, ${seconds}s per run, kvbench --event-loops ${event_loops}, $(date -u +%FT%TZ)"
 
 echo "== 1. one kvd, durability none, vs redis TLS 1.3, client certificates, no persistence"
 start_kvd 1 none

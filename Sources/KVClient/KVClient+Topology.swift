@@ -128,7 +128,8 @@ extension KVClient {
                 } else if let (host, port) = addresses[node.id] {
                     nodes[node.id] = RPCClient(
                         host: host, port: port, tls: tls, hello: hello, nodeID: node.id,
-                        policy: configuration.reconnect, versions: protocols.versions, peerVersions: protocols.peers)
+                        policy: configuration.reconnect, versions: protocols.versions, peerVersions: protocols.peers,
+                        group: group)
                 }
             }
             let dropped = (current?.nodes ?? [:]).filter { nodes[$0.key] !== $0.value }.map(\.value)
@@ -190,7 +191,7 @@ extension KVClient {
         to node: String, in topology: Topology, probe: Bool = false,
         _ build: @escaping @Sendable (RPCConnection) -> Message
     ) -> EventLoopFuture<Result<Message, any Error>> {
-        let answered = MultiThreadedEventLoopGroup.singleton.next().makePromise(of: Result<Message, any Error>.self)
+        let answered = group.next().makePromise(of: Result<Message, any Error>.self)
         send(to: node, in: topology, probe: probe, build) { answered.succeed($0) }
         return answered.futureResult
     }
@@ -217,7 +218,7 @@ extension KVClient {
         count: Int, to node: String, in topology: Topology, timeout: Duration,
         _ build: @escaping @Sendable (RPCConnection) -> [Message]
     ) -> EventLoopFuture<[Result<Message, any Error>]> {
-        let eventLoop = MultiThreadedEventLoopGroup.singleton.next()
+        let eventLoop = group.next()
         guard let client = topology.nodes[node] else {
             let failure = Result<Message, any Error>.failure(KVClientError.invalidArgument("unknown node \(node)"))
             return eventLoop.makeSucceededFuture(Array(repeating: failure, count: count))

@@ -30,8 +30,10 @@ public final class KVClient: Sendable {
     let latencies = Mutex<[String: NodeLatencies]>([:])
     /// Each node's recent response time, which orders the replicas a read asks first.
     let responseTimes = Mutex(ReplicaResponseTimes())
+    /// The event loops of the client's connections and timers (`KVClientConfiguration.eventLoopGroup`).
+    let group: any EventLoopGroup
     /// The timers of every operation (deadlines, hand-off, speculation), on one event loop.
-    let operationTimers = OperationTimers(eventLoop: MultiThreadedEventLoopGroup.singleton.next())
+    let operationTimers: OperationTimers
     let repairsSent = Atomic<Int>(0)
     /// Requests sent to nodes for reads and writes (a batch counts once; the pinger's probes not):
     /// what a batch operation saves is counted here (tests).
@@ -130,6 +132,8 @@ public final class KVClient: Sendable {
                 "batchKeysInFlightPerNode must be 1...1000000, got \(configuration.batchKeysInFlightPerNode)")
         }
         self.configuration = configuration
+        self.group = configuration.eventLoopGroup ?? MultiThreadedEventLoopGroup.singleton
+        self.operationTimers = OperationTimers(eventLoop: group.next())
         self.metrics = ClientMetrics(factory: configuration.metricsFactory ?? MetricsSystem.factory)
         let metrics = self.metrics
         self.batchWindows = BatchWindows(keysMax: configuration.batchKeysInFlightPerNode) {
@@ -162,7 +166,7 @@ public final class KVClient: Sendable {
             seeds.append(
                 RPCClient(
                     host: host, port: port, tls: tls, hello: hello, policy: configuration.reconnect,
-                    versions: protocols.versions, peerVersions: protocols.peers))
+                    versions: protocols.versions, peerVersions: protocols.peers, group: group))
         }
         self.seeds = seeds
         if let map = configuration.cluster {

@@ -5,7 +5,7 @@ package import KVRPC
 package import KVTLS
 import KVWire
 public import Metrics
-import NIOCore
+public import NIOCore
 import NIOPosix
 import Synchronization
 
@@ -86,6 +86,12 @@ public struct KVClientConfiguration: Sendable {
     /// Where the client's metrics go (operations, their latency and outcome, repairs, hints); nil:
     /// the process's bootstrapped swift-metrics backend (`MetricsSystem.factory`).
     public var metricsFactory: (any MetricsFactory)?
+    /// The NIO event loops the client's connections and timers run on; nil: NIO's shared group
+    /// (`MultiThreadedEventLoopGroup.singleton`). An application that runs its own tasks on a loop
+    /// of this group (a task executor preference) saves the thread hand-offs of each request and
+    /// answer: kvbench's `--event-loops` does that (docs/sdk.md, "Event loops"). The caller owns the
+    /// group and shuts it down after ``KVClient/close()``.
+    public var eventLoopGroup: (any EventLoopGroup)?
 
     /// Milliseconds since the Unix epoch, from the system's real-time clock.
     @Sendable package static func systemMillis() -> UInt64 {

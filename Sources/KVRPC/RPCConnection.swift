@@ -199,6 +199,9 @@ public final class RPCConnection: Sendable {
     /// Whether the connection is still open.
     public var isActive: Bool { channel.isActive }
 
+    /// The event loop the connection's channel runs on.
+    public var eventLoop: any EventLoop { channel.eventLoop }
+
     /// The local address of the connection.
     public var localAddress: SocketAddress? { channel.localAddress }
 

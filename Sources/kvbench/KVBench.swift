@@ -104,6 +104,13 @@ struct KVBench: AsyncParsableCommand {
     )
     var batch = 1
 
+    @Option(
+        name: .customLong("event-loops"),
+        help:
+            "0: one SDK client on NIO's shared event loops, its workers on Swift's global executor (how most applications call the SDK). N (1...\(Self.eventLoopsMax)): N clients with one event loop each, the workers shared among them and run on their client's loop, so no request or answer changes threads."
+    )
+    var eventLoops = 0
+
     @Option(help: "Seconds to run.")
     var duration = 10.0
 
@@ -142,6 +149,8 @@ struct KVBench: AsyncParsableCommand {
     static let keysMax = 20_000_000
     /// The highest `--target-rate`, far above what one client process sends.
     static let targetRateMax = 1_000_000
+    /// The most `--event-loops`.
+    static let eventLoopsMax = 64
     /// The longest `--warmup`.
     static let warmupSecondsMax = 600.0
 
@@ -152,6 +161,9 @@ struct KVBench: AsyncParsableCommand {
             throw ValidationError("--consistency must be one, quorum, all or a number")
         }
         guard (1...4096).contains(concurrency) else { throw ValidationError("--concurrency must be 1...4096") }
+        guard (0...Self.eventLoopsMax).contains(eventLoops) else {
+            throw ValidationError("--event-loops must be 0...\(Self.eventLoopsMax)")
+        }
         guard (1...Limits.batchKeysMax).contains(batch) else {
             throw ValidationError("--batch must be 1...\(Limits.batchKeysMax)")
         }
@@ -188,8 +200,8 @@ struct KVBench: AsyncParsableCommand {
         let plan = try plan()
         let seed = self.seed ?? UInt64.random(in: .min ... .max)
         FileHandle.standardError.write(Data("kvbench: seed \(seed) (--seed \(seed) draws the same requests)\n".utf8))
-        let connection = try makeClient()
-        let client = connection.keyspace(keyspace)
+        let connections = try BenchClients(eventLoops: eventLoops, configuration: try makeConfiguration())
+        let clients = connections.clients.map { $0.keyspace(keyspace) }
         let level = consistency.flatMap(KVConsistency.init(parsing:))
         let value = ByteBuffer(repeating: UInt8(ascii: "x"), count: valueBytes)
         let keys = LoadDriver.Keys(count: self.keys, prefix: keyPrefix)
@@ -199,7 +211,8 @@ struct KVBench: AsyncParsableCommand {
             let concurrency = self.concurrency
             try await withThrowingTaskGroup(of: Void.self) { group in
                 for worker in 0..<concurrency {
-                    group.addTask {
+                    let client = clients[worker % clients.count]
+                    group.addTask(executorPreference: connections.executor(forWorker: worker)) {
                         for index in stride(from: worker, to: keys.loadedNames.count, by: concurrency) {
                             try await client.put(keys.loadedNames[index], value: value, consistency: level)
                         }
@@ -213,7 +226,8 @@ struct KVBench: AsyncParsableCommand {
         let generator = RequestGenerator(
             mix: plan.mix, keys: KeyChooser(plan.distribution, keyCount: self.keys))
         let driver = LoadDriver(
-            client: client, level: level, value: value, keys: keys, generator: generator, concurrency: concurrency,
+            clients: connections, keyspace: keyspace, level: level, value: value, keys: keys, generator: generator,
+            concurrency: concurrency,
             targetRate: targetRate, perWorkerMax: max(1, requestsMax / concurrency / batch), batch: batch, seed: seed)
         if warmup > 0 {
             FileHandle.standardError.write(Data("kvbench: warming up for \(warmup) s (not measured)\n".utf8))
@@ -226,7 +240,7 @@ struct KVBench: AsyncParsableCommand {
         let progress = quiet ? nil : Task { await Self.reportProgress(recorder, label: "") }
         let elapsed = await driver.run(phase: 1, duration: .milliseconds(Int(duration * 1000)), recorder: recorder)
         progress?.cancel()
-        await connection.close()
+        await connections.close()
 
         let phases = recorder.phases(elapsed: elapsed)
         let timeline = recorder.timeline()
@@ -303,7 +317,7 @@ struct KVBench: AsyncParsableCommand {
         }
     }
 
-    private func makeClient() throws -> KVClient {
+    private func makeConfiguration() throws -> KVClientConfiguration {
         var configuration: KVClientConfiguration
         do {
             configuration = try KVClientConfiguration(
@@ -313,7 +327,7 @@ struct KVBench: AsyncParsableCommand {
             throw ValidationError(error.message)
         }
         configuration.readFromAll = readFromAll
-        return try KVClient(configuration: configuration)
+        return configuration
     }
 }
 

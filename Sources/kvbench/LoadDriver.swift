@@ -40,7 +40,10 @@ struct LoadDriver: Sendable {
         func acknowledge(_ key: Int) { inserts.withLock { $0.acknowledge(key) } }
     }
 
-    let client: KVKeyspace
+    /// The clients and the executors the workers run on (worker `w`: client `w % count`).
+    let clients: BenchClients
+    /// Each client's view of the run's keyspace.
+    let keyspaces: [KVKeyspace]
     let level: KVConsistency?
     /// The value every write sends: one buffer, which each request's frame is written from without a copy.
     let value: ByteBuffer
@@ -55,6 +58,23 @@ struct LoadDriver: Sendable {
     let batch: Int
     let seed: UInt64
 
+    init(
+        clients: BenchClients, keyspace: String, level: KVConsistency?, value: ByteBuffer, keys: Keys,
+        generator: RequestGenerator, concurrency: Int, targetRate: Int?, perWorkerMax: Int, batch: Int, seed: UInt64
+    ) {
+        self.clients = clients
+        self.keyspaces = clients.clients.map { $0.keyspace(keyspace) }
+        self.level = level
+        self.value = value
+        self.keys = keys
+        self.generator = generator
+        self.concurrency = concurrency
+        self.targetRate = targetRate
+        self.perWorkerMax = perWorkerMax
+        self.batch = batch
+        self.seed = seed
+    }
+
     /// Runs phase `phase` for `duration` into `recorder`; returns the seconds it took.
     func run(phase: UInt64, duration: Duration, recorder: Recorder) async -> Double {
         var seeds = SplitMix64(seed: seed ^ (phase &* 0xD1B5_4A32_D192_ED03))
@@ -63,7 +83,7 @@ struct LoadDriver: Sendable {
         let deadline = started + duration
         await withTaskGroup(of: Void.self) { group in
             for worker in 0..<concurrency {
-                group.addTask {
+                group.addTask(executorPreference: clients.executor(forWorker: worker)) {
                     await loop(
                         worker: worker, seed: workerSeeds[worker], started: started, deadline: deadline,
                         recorder: recorder)
@@ -79,6 +99,7 @@ struct LoadDriver: Sendable {
     ) async {
         var random = SplitMix64(seed: seed)
         var requests = generator
+        let client = keyspaces[worker % keyspaces.count]
         var schedule = targetRate.map { OpenLoopSchedule(rate: $0, workers: concurrency, worker: worker) }
         // Without inserts the keys never grow: no lock per request to ask how many there are.
         let inserts = generator.mix.share(of: .insert) > 0
@@ -101,9 +122,9 @@ struct LoadDriver: Sendable {
             let sent = max(ContinuousClock.now - started, intendedStart ?? .zero)
             do {
                 if batch == 1 {
-                    try await perform(drawn[0])
+                    try await perform(drawn[0], on: client)
                 } else {
-                    try await perform(batch: drawn)
+                    try await perform(batch: drawn, on: client)
                 }
                 let timing = RequestTiming(
                     intendedStart: intendedStart, sent: sent, completed: ContinuousClock.now - started)
@@ -117,7 +138,7 @@ struct LoadDriver: Sendable {
 
     /// Sends `requests` together: the reads as one `get(keys:)`, the updates as one `put(_:)` (both at
     /// once), the others one by one; a request's latency is the whole batch's.
-    private func perform(batch requests: [Request]) async throws {
+    private func perform(batch requests: [Request], on client: KVKeyspace) async throws {
         var reads: [[UInt8]] = []
         var updates: [(key: [UInt8], value: ByteBuffer)] = []
         var others: [Request] = []
@@ -131,11 +152,11 @@ struct LoadDriver: Sendable {
         async let read: [KVValue?] = reads.isEmpty ? [] : client.get(keys: reads, consistency: level)
         async let written: [KVVersion] = updates.isEmpty ? [] : client.put(updates, consistency: level)
         _ = try await (read, written)
-        for request in others { try await perform(request) }
+        for request in others { try await perform(request, on: client) }
     }
 
     /// Sends `request`: a read-modify-write is a get and then a put of the same key.
-    private func perform(_ request: Request) async throws {
+    private func perform(_ request: Request, on client: KVKeyspace) async throws {
         switch request {
         case .read(let key):
             _ = try await client.get(keys.name(key), consistency: level)

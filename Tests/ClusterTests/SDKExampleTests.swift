@@ -4,7 +4,8 @@ import NIOCore
 import Testing
 
 extension RealProcessTests {
-    /// The SDK's examples (SDKExamples.swift, SDKServiceExample.swift) run against a real cluster, and
+    /// The SDK's examples (SDKExamples.swift, SDKServiceExample.swift; SDKEventLoopExample.swift runs in
+    /// EventLoopClusterTests) run against a real cluster, and
     /// every Swift example README.md, docs/sdk.md and the DocC articles show is one of them, verbatim.
     @Suite(.timeLimit(.minutes(3)))
     struct SDKExampleTests {
@@ -101,6 +102,7 @@ extension RealProcessTests {
             }
             let examples = try read("Tests/ClusterTests/SDKExamples.swift")
             let serviceExample = try read("Tests/ClusterTests/SDKServiceExample.swift")
+            let eventLoopExample = try read("Tests/ClusterTests/SDKEventLoopExample.swift")
             let catalog = "Sources/KVClient/KVClient.docc"
             let articles = try FileManager.default.contentsOfDirectory(
                 atPath: root.appendingPathComponent(catalog).path
@@ -122,7 +124,7 @@ extension RealProcessTests {
                 let blocks = Self.swiftBlocks(in: text)
                 for block in blocks where !block.hasPrefix(".product(") && !block.hasPrefix(".package(") {
                     #expect(
-                        examples.contains(block) || serviceExample.contains(block),
+                        examples.contains(block) || serviceExample.contains(block) || eventLoopExample.contains(block),
                         "\(page) shows Swift code that no test runs:\n\(block)")
                 }
                 if ["README.md", "docs/sdk.md", "\(catalog)/GettingStarted.md"].contains(page) {

@@ -1,0 +1,75 @@
+import Foundation
+import KVCore
+import KVRPC
+import KVWire
+import NIOCore
+import NIOPosix
+import Synchronization
+import Testing
+
+@testable import KVClient
+
+extension RealProcessTests {
+    /// A client on the application's own event loop (`KVClientConfiguration.eventLoopGroup`) and tasks
+    /// on that loop (`KVEventLoopExecutor`), against a real node: the connections run on the given loop,
+    /// the tasks resume on it, and kvbench's `--event-loops` drives a node that way.
+    @Suite(.timeLimit(.minutes(3)))
+    struct EventLoopClusterTests {
+        @Test func aClientAndItsCallersRunOnTheLoopTheyAreGiven() async throws {
+            let node = try NodeHarness(host: "127.0.0.59")
+            defer { node.tearDown() }
+            try node.start()
+            var configuration = KVClientConfiguration(
+                endpoints: [node.endpoint], clusterID: "quorumkv",
+                tls: KVTLSConfiguration(
+                    caFile: "\(node.certs)/ca.pem", certificateFile: "\(node.certs)/client.pem",
+                    keyFile: "\(node.certs)/client-key.pem"))
+            #expect(try await sdkEventLoopExample(configuration: configuration) == "one thread")
+
+            let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+            let loop = group.next()
+            configuration.eventLoopGroup = group
+            let client = try KVClient(configuration: configuration)
+            try await withTaskExecutorPreference(KVEventLoopExecutor(eventLoop: loop)) {
+                for index in 0..<20 {
+                    try await client.put("loop:\(index)", value: "v\(index)")
+                    #expect(loop.inEventLoop, "the task resumed off its loop after a put")
+                    #expect(try await client.get("loop:\(index)", as: String.self) == "v\(index)")
+                    #expect(loop.inEventLoop, "the task resumed off its loop after a get")
+                }
+            }
+            // The connection to the node runs on the group's one loop, not on NIO's shared group.
+            let topology = try await client.currentTopology()
+            let connectionLoops = Mutex<[ObjectIdentifier]>([])
+            let answer = try await client.send(to: "n1", in: topology) { connection in
+                connectionLoops.withLock { $0.append(ObjectIdentifier(connection.eventLoop)) }
+                return .pingRequest(PingRequest(epoch: 0, clock: 0))
+            }.get()
+            #expect(throws: Never.self) { try answer.get() }
+            #expect(connectionLoops.withLock { $0 } == [ObjectIdentifier(loop)])
+            await client.close()
+            try await group.shutdownGracefully()
+        }
+
+        @Test func kvbenchDrivesANodeFromSeveralEventLoops() throws {
+            let node = try NodeHarness(host: "127.0.0.60")
+            defer { node.tearDown() }
+            try node.start()
+            let flags = [
+                "--endpoints", node.endpoint, "--ca", "\(node.certs)/ca.pem", "--cert", "\(node.certs)/client.pem",
+                "--key", "\(node.certs)/client-key.pem", "--concurrency", "8", "--keys", "200", "--quiet",
+            ]
+            let result = try run(
+                "kvbench",
+                flags + ["--event-loops", "2", "--workload", "a", "--requests-max", "2000", "--duration", "30"])
+            expectSuccess(result)
+            let line = result.stdout.split(separator: "\n").first { $0.contains("ops/s") } ?? ""
+            let operations = line.split(separator: " ").dropFirst().first.flatMap { Int($0) } ?? 0
+            #expect(operations == 2000, "\(result.stdout)")
+            #expect(result.stdout.contains("0 errors"), "\(result.stdout)")
+            let refused = try run("kvbench", flags + ["--event-loops", "65", "--workload", "get"])
+            #expect(refused.status == 64, "\(refused)")
+            #expect(refused.stderr.contains("--event-loops must be 0...64"), "\(refused.stderr)")
+        }
+    }
+}
