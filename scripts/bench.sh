@@ -186,6 +186,8 @@ for ((i = 1; i <= count; i++)); do
 done
 
 bench=("$bin/kvbench" --concurrency 50 --value-bytes 100 --duration "$seconds")
+# QUORUMKV_BENCH_EVENT_LOOPS=N: these runs use kvbench --event-loops N (docs/sdk.md, "Event loops").
+if [[ -n "${QUORUMKV_BENCH_EVENT_LOOPS:-}" ]]; then bench+=(--event-loops "$QUORUMKV_BENCH_EVENT_LOOPS"); fi
 # Hints queued on all nodes, from `kvctl status --json` (-1 when it cannot tell).
 queued() {
     "$bin/kvctl" status --json --timeout 5 2>/dev/null |
