@@ -7,7 +7,9 @@ public import NIOCore
 /// request, its answer and the task that waits for it on one thread: no thread is woken to write
 /// the request, and none to resume the task. kvbench measured 21 → 13–14 µs of its CPU per get with one
 /// node (docs/sdk.md, "Event loops"). The loop then runs the task's own work between its I/O, so
-/// give it work that does not block (as everything on an event loop).
+/// give it work that does not block (as everything on an event loop). Batches (`get(keys:)`,
+/// `put(_:)`) do much of their work in the client, and were slower on the loop than on the global
+/// executor.
 public final class KVEventLoopExecutor: TaskExecutor {
     /// The loop the jobs run on.
     public let eventLoop: any EventLoop
