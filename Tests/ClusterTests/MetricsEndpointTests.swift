@@ -26,13 +26,28 @@ extension RealProcessTests {
             #expect(scrape.contains("# TYPE quorumkv_cluster_epoch gauge\n"))
             #expect(scrape.contains("quorumkv_anti_entropy_ranges_due{node=\"n1\"} 0\n"))
             // The put above, counted and timed.
-            #expect(scrape.contains("quorumkv_requests_total{node=\"n1\",type=\"putRequest\"} 1\n"))
-            #expect(scrape.contains("quorumkv_request_errors_total{node=\"n1\",type=\"putRequest\"} 0\n"))
-            // Taken on the connection's event loop, straight to the group commit (issue 21).
-            #expect(scrape.contains("quorumkv_requests_on_event_loop_total{node=\"n1\",type=\"putRequest\"} 1\n"))
+            #expect(
+                scrape.contains("quorumkv_requests_total{node=\"n1\",type=\"putRequest\",keyspace=\"default\"} 1\n"))
             #expect(
                 scrape.contains(
-                    "quorumkv_request_duration_seconds_bucket{node=\"n1\",type=\"putRequest\",le=\"+Inf\"} 1\n"))
+                    "quorumkv_request_errors_total{node=\"n1\",type=\"putRequest\",keyspace=\"default\"} 0\n"))
+            // Taken on the connection's event loop, straight to the group commit (issue 21).
+            #expect(
+                scrape.contains(
+                    "quorumkv_requests_on_event_loop_total{node=\"n1\",type=\"putRequest\",keyspace=\"default\"} 1\n"))
+            #expect(
+                scrape.contains(
+                    "quorumkv_request_duration_seconds_bucket{node=\"n1\",type=\"putRequest\",keyspace=\"default\",le=\"+Inf\"} 1\n"
+                ))
+            // A keyspace's requests under its name, as the node's map names it.
+            expectSuccess(try node.kvctl(["keyspace", "create", "sessions", "--rf", "1"]))
+            expectSuccess(try node.kvctl(["put", "--keyspace", "sessions", "k", "v"]))
+            let again = try await httpsExchange(
+                "GET /metrics HTTP/1.1\r\nHost: 127.0.0.51\r\nConnection: close\r\n\r\n", host: "127.0.0.51",
+                port: 9411, tls: client)
+            #expect(
+                again.contains("quorumkv_requests_total{node=\"n1\",type=\"putRequest\",keyspace=\"sessions\"} 1\n"))
+            #expect(again.contains("quorumkv_requests_total{node=\"n1\",type=\"putRequest\",keyspace=\"default\"} 1\n"))
 
             let other = try await httpsExchange(
                 "GET / HTTP/1.1\r\nHost: 127.0.0.51\r\nConnection: close\r\n\r\n", host: "127.0.0.51", port: 9411,

@@ -33,7 +33,7 @@ extension RealProcessTests {
 
         /// The series counting the heartbeats `id` answered.
         static func heartbeatSeries(_ id: String) -> String {
-            "quorumkv_requests_total{node=\"\(id)\",type=\"heartbeatRequest\"}"
+            "quorumkv_requests_total{node=\"\(id)\",type=\"heartbeatRequest\",keyspace=\"none\"}"
         }
 
         /// `--protocol-max` takes only a version this build speaks (3 or 4): anything else is refused

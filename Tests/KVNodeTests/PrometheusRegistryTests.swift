@@ -173,15 +173,49 @@ import Testing
             try await service.handle(.getRequest(GetRequest(key: ByteBuffer(string: "k"), keyspace: 0)), from: peer)
         }
         let text = registry.render()
-        #expect(text.contains("quorumkv_requests_total{node=\"n1\",type=\"pingRequest\"} 3\n"))
-        #expect(text.contains("quorumkv_requests_on_event_loop_total{node=\"n1\",type=\"pingRequest\"} 1\n"))
-        #expect(text.contains("quorumkv_requests_on_event_loop_total{node=\"n1\",type=\"getRequest\"} 0\n"))
-        #expect(text.contains("quorumkv_request_errors_total{node=\"n1\",type=\"pingRequest\"} 0\n"))
-        #expect(text.contains("quorumkv_requests_total{node=\"n1\",type=\"getRequest\"} 1\n"))
-        #expect(text.contains("quorumkv_request_errors_total{node=\"n1\",type=\"getRequest\"} 1\n"))
-        #expect(text.contains("quorumkv_request_duration_seconds_count{node=\"n1\",type=\"pingRequest\"} 3\n"))
+        #expect(text.contains("quorumkv_requests_total{node=\"n1\",type=\"pingRequest\",keyspace=\"none\"} 3\n"))
         #expect(
-            text.contains("quorumkv_request_duration_seconds_bucket{node=\"n1\",type=\"pingRequest\",le=\"+Inf\"} 3\n"))
+            text.contains(
+                "quorumkv_requests_on_event_loop_total{node=\"n1\",type=\"pingRequest\",keyspace=\"none\"} 1\n"))
+        #expect(
+            text.contains(
+                "quorumkv_requests_on_event_loop_total{node=\"n1\",type=\"getRequest\",keyspace=\"default\"} 0\n"))
+        #expect(text.contains("quorumkv_request_errors_total{node=\"n1\",type=\"pingRequest\",keyspace=\"none\"} 0\n"))
+        #expect(text.contains("quorumkv_requests_total{node=\"n1\",type=\"getRequest\",keyspace=\"default\"} 1\n"))
+        #expect(
+            text.contains("quorumkv_request_errors_total{node=\"n1\",type=\"getRequest\",keyspace=\"default\"} 1\n"))
+        #expect(
+            text.contains(
+                "quorumkv_request_duration_seconds_count{node=\"n1\",type=\"pingRequest\",keyspace=\"none\"} 3\n"))
+        #expect(
+            text.contains(
+                "quorumkv_request_duration_seconds_bucket{node=\"n1\",type=\"pingRequest\",keyspace=\"none\",le=\"+Inf\"} 3\n"
+            ))
+    }
+
+    @Test func requestsAreCountedPerKeyspaceByNameAndUnknownIdsApart() async throws {
+        let registry = PrometheusRegistry()
+        // Keyspace `cache` is split in two parts (ids 7 and 8); id 9 is in no map.
+        let names: [UInt32: String] = [0: "default", 7: "cache", 8: "cache"]
+        let service = MeasuredService(FailingOnGets(), nodeID: "n1", factory: registry) { names[$0] }
+        let peer = PeerIdentity(name: "client", role: .client)
+        for keyspace: UInt32 in [7, 8, 7, 9, 9, 0] {
+            _ = try? await service.handle(
+                .getRequest(GetRequest(key: ByteBuffer(string: "k"), keyspace: keyspace)), from: peer)
+        }
+        for id in 1_000...1_100 as ClosedRange<UInt32> {
+            _ = try? await service.handle(
+                .getRequest(GetRequest(key: ByteBuffer(string: "k"), keyspace: id)), from: peer)
+        }
+        _ = try await service.handle(.pingRequest(PingRequest(epoch: 0, clock: 0)), from: peer)
+        let text = registry.render()
+        #expect(text.contains("quorumkv_requests_total{node=\"n1\",type=\"getRequest\",keyspace=\"cache\"} 3\n"))
+        #expect(text.contains("quorumkv_requests_total{node=\"n1\",type=\"getRequest\",keyspace=\"default\"} 1\n"))
+        #expect(text.contains("quorumkv_requests_total{node=\"n1\",type=\"getRequest\",keyspace=\"unknown\"} 103\n"))
+        #expect(text.contains("quorumkv_requests_total{node=\"n1\",type=\"pingRequest\",keyspace=\"none\"} 1\n"))
+        // A peer's ids do not grow the series: 4 label sets, whatever ids came.
+        let series = text.split(separator: "\n").filter { $0.hasPrefix("quorumkv_requests_total{") }
+        #expect(series.count == 4, "\(series)")
     }
 
     @Test func nodeStatisticsReportPeerHealthAndTheEpoch() {

@@ -5,18 +5,21 @@ package import KVWire
 package import Metrics
 import Synchronization
 
-/// An `RPCService` that counts and times every request it passes on, per message type:
+/// An `RPCService` that counts and times every request it passes on, per message type and keyspace:
 ///
 /// | metric | kind | moves when |
 /// |---|---|---|
-/// | `quorumkv_requests_total{type}` | counter | a request of that type was answered (or failed) |
-/// | `quorumkv_request_errors_total{type}` | counter | one ended in an error answer |
-/// | `quorumkv_request_duration_seconds{type}` | timer (histogram) | from the request's arrival to its answer |
-/// | `quorumkv_requests_on_event_loop_total{type}` | counter | one was taken on the event loop (`answerWithoutTask`) |
+/// | `quorumkv_requests_total{type,keyspace}` | counter | a request of that type was answered (or failed) |
+/// | `quorumkv_request_errors_total{type,keyspace}` | counter | one ended in an error answer |
+/// | `quorumkv_request_duration_seconds{type,keyspace}` | timer (histogram) | from the request's arrival to its answer |
+/// | `quorumkv_requests_on_event_loop_total{type,keyspace}` | counter | one was taken on the event loop (`answerWithoutTask`) |
 ///
 /// `type` is the request's message type (`putRequest`, `getRequest`, `hintRequest`, ...): a bounded
-/// set. Throughput is `rate(quorumkv_requests_total[1m])`, the error rate that of the errors, and
-/// p99 `histogram_quantile(0.99, rate(quorumkv_request_duration_seconds_bucket[1m]))`.
+/// set. `keyspace` is the name of the keyspace a request about keys names (`Message.keyspaceID`;
+/// `default` for id 0, the parts of a split keyspace under its one name), `unknown` for an id the
+/// node's map lacks (so a peer's ids cannot grow the label set), and `none` for a request about no
+/// keyspace (pings, maps, admin). Throughput is `rate(quorumkv_requests_total[1m])`, the error rate
+/// that of the errors, and p99 `histogram_quantile(0.99, rate(quorumkv_request_duration_seconds_bucket[1m]))`.
 package final class MeasuredService: RPCService {
     private struct Instruments {
         let requests: Counter
@@ -32,19 +35,39 @@ package final class MeasuredService: RPCService {
         }
     }
 
+    /// What the instruments of a request are kept under: its type, and its keyspace's id (`none` and
+    /// `unknown` above `UInt32.max`).
+    private struct Key: Hashable {
+        let type: MessageType
+        let keyspace: UInt64
+
+        static let noKeyspace = UInt64(UInt32.max) + 1
+        static let unknownKeyspace = UInt64(UInt32.max) + 2
+    }
+
     private let service: any RPCService
     private let nodeID: String
     private let factory: any MetricsFactory
-    private let instruments = Mutex<[MessageType: Instruments]>([:])
+    private let keyspaceName: @Sendable (UInt32) -> String?
+    private let instruments = Mutex<[Key: Instruments]>([:])
 
-    package init(_ service: any RPCService, nodeID: String, factory: any MetricsFactory) {
+    /// - Parameter keyspaceName: the name of keyspace `id` in the node's map (the keyspace's own name
+    ///   for every part of a split one), nil when the map has none by that id. Asked once per
+    ///   keyspace and type: a keyspace's id never names another.
+    package init(
+        _ service: any RPCService, nodeID: String, factory: any MetricsFactory,
+        keyspaceName: @escaping @Sendable (UInt32) -> String? = {
+            $0 == Keyspace.defaultID ? Keyspace.defaultName : nil
+        }
+    ) {
         self.service = service
         self.nodeID = nodeID
         self.factory = factory
+        self.keyspaceName = keyspaceName
     }
 
     package func handle(_ request: Message, from peer: PeerIdentity) async throws -> Message {
-        let measured = instruments(for: request.type)
+        let measured = instruments(for: request)
         let started = ContinuousClock.now
         do {
             let answer = try await service.handle(request, from: peer)
@@ -65,7 +88,7 @@ package final class MeasuredService: RPCService {
         _ request: Message, from peer: PeerIdentity,
         reply: @escaping @Sendable (Result<Message, any Error>) -> Void
     ) -> Bool {
-        let measured = instruments(for: request.type)
+        let measured = instruments(for: request)
         let started = ContinuousClock.now
         let taken = service.answerWithoutTask(request, from: peer) { result in
             measured.answered(startedAt: started, failed: (try? result.get()) == nil)
@@ -79,10 +102,25 @@ package final class MeasuredService: RPCService {
         service.handshakeState()
     }
 
-    private func instruments(for type: MessageType) -> Instruments {
-        instruments.withLock { made in
-            if let known = made[type] { return known }
-            let dimensions = [("node", nodeID), ("type", "\(type)")]
+    private func instruments(for request: Message) -> Instruments {
+        let id = request.keyspaceID
+        var key = Key(type: request.type, keyspace: id.map(UInt64.init) ?? Key.noKeyspace)
+        if let known = instruments.withLock({ $0[key] }) { return known }
+        // First sight of this type and keyspace: the name, outside the lock (it reads the map).
+        let label: String
+        if let id {
+            if let name = keyspaceName(id) {
+                label = name
+            } else {
+                key = Key(type: request.type, keyspace: Key.unknownKeyspace)
+                label = "unknown"
+            }
+        } else {
+            label = "none"
+        }
+        return instruments.withLock { made in
+            if let known = made[key] { return known }
+            let dimensions = [("node", nodeID), ("type", "\(request.type)"), ("keyspace", label)]
             let new = Instruments(
                 requests: Counter(label: "quorumkv_requests_total", dimensions: dimensions, factory: factory),
                 errors: Counter(label: "quorumkv_request_errors_total", dimensions: dimensions, factory: factory),
@@ -90,7 +128,7 @@ package final class MeasuredService: RPCService {
                     label: "quorumkv_requests_on_event_loop_total", dimensions: dimensions, factory: factory),
                 duration: Metrics.Timer(
                     label: "quorumkv_request_duration_seconds", dimensions: dimensions, factory: factory))
-            made[type] = new
+            made[key] = new
             return new
         }
     }

@@ -165,11 +165,13 @@ public final class NodeStatistics: Sendable {
         "quorumkv_peer_up": "1 while this node's failure detector trusts the peer, 0 while it suspects it.",
         "quorumkv_peer_phi": "The failure detector's phi for the peer.",
         "quorumkv_cluster_epoch": "The epoch of the cluster map this node holds.",
-        "quorumkv_requests_total": "Requests answered, by message type.",
-        "quorumkv_request_errors_total": "Requests answered with an error, by message type.",
+        "quorumkv_requests_total":
+            "Requests answered, by message type and keyspace (none: a request about no keyspace; unknown: an id the map lacks).",
+        "quorumkv_request_errors_total": "Requests answered with an error, by message type and keyspace.",
         "quorumkv_requests_on_event_loop_total":
-            "Requests taken on the connection's event loop (reads from memory, writes to the group commit), by message type; the others went through a task.",
-        "quorumkv_request_duration_seconds": "Time from a request's arrival to its answer, by message type.",
+            "Requests taken on the connection's event loop (reads from memory, writes to the group commit), by message type and keyspace; the others went through a task.",
+        "quorumkv_request_duration_seconds":
+            "Time from a request's arrival to its answer, by message type and keyspace.",
         "quorumkv_rpc_refused_total":
             "Connections and requests refused, or connections closed, to protect the node, by reason.",
     ]

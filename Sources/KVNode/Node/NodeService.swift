@@ -233,7 +233,12 @@ public final class NodeService: Service {
             // The server's refusals are the node's too: Admin stats and quorumkv_rpc_refused_total.
             server = try await RPCServer.bind(
                 configuration: serverConfiguration, tls: tls,
-                service: MeasuredService(service, nodeID: configuration.id, factory: metricsFactory),
+                service: MeasuredService(
+                    service, nodeID: configuration.id, factory: metricsFactory,
+                    keyspaceName: { id in
+                        id == Keyspace.defaultID
+                            ? Keyspace.defaultName : membership.current.keyspaces.first { $0.id == id }?.name
+                    }),
                 statistics: RPCServerStatistics(onRefusal: { statistics.recordRefusal($0) }), traffic: traffic,
                 logger: logger)
         } catch {
