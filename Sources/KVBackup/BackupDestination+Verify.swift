@@ -28,15 +28,18 @@ extension BackupDestination {
         /// The keyspaces of each backup checked, by backup id (`default` first, then those its map
         /// names), each with the ids of its parts.
         public var keyspaces: [String: [RestoreKeyspace]] = [:]
+        /// With `deep`: what each node's checkpoint held, read back whole (`readBack`).
+        public var readBack: [ReadBack] = []
 
         public var ok: Bool { problems.isEmpty }
     }
 
     /// Reads every file of backup `id` (every backup when nil) and checks its size and SHA-256, and
     /// that the keyspaces its manifest names are ones a restore can use (`keyspaceProblems(of:)`).
+    /// With `deep`, also rebuilds each node's checkpoint and reads it whole (`readBack`).
     ///
     /// - Throws: when there is no such backup, or a manifest cannot be read.
-    public func verify(backup id: String? = nil) throws -> VerifyReport {
+    public func verify(backup id: String? = nil, deep: Bool = false) throws -> VerifyReport {
         let manifests = try id.map { [try manifest($0)] } ?? manifests()
         var report = VerifyReport()
         // Each distinct content once: why it is bad, or nil when it is good.
@@ -68,6 +71,7 @@ extension BackupDestination {
                 }
             }
         }
+        if deep { try readBack(manifests, into: &report) }
         return report
     }
 

@@ -151,11 +151,22 @@ struct BackupVerify: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "verify",
         abstract: "Read every file of every backup in DIR (or of --backup ID) and check it against its manifest.",
-        discussion: "Exit code 1 when a file is missing or differs; each such file is named on stderr."
+        discussion: """
+            Exit code 1 when a file is missing or differs; each such file is named on stderr. With --deep, \
+            also rebuild each node's checkpoint, open it with RocksDB and read every record and hint, as a \
+            restore would: a checkpoint that does not open or read whole is named on stderr too. --json prints \
+            one document (with --deep, each node's records per keyspace and hints in `readBack`).
+            """
     )
 
-    @Flag(help: "Print one JSON document on stdout.")
-    var json = false
+    /// `--json` (one JSON document on stdout) is the global option: kvctl's own copy of it takes the
+    /// flag wherever it stands, so a command's flag of that name would never be set.
+    @OptionGroup(visibility: .hidden) var global: GlobalOptions
+    var json: Bool { global.json }
+
+    @Flag(
+        help: "Also open each node's checkpoint and read every record and hint (takes as long as reading the backup).")
+    var deep = false
 
     @Argument(help: "The backup destination folder.")
     var directory: String
@@ -165,10 +176,10 @@ struct BackupVerify: AsyncParsableCommand {
 
     func run() async throws {
         try await reportingFailures(json: json) {
-            let report = try BackupDestination(root: directory).verify(backup: backup)
+            let report = try BackupDestination(root: directory).verify(backup: backup, deep: deep)
             guard !report.backups.isEmpty else { throw CommandFailure("no backup in \(directory)") }
             if json {
-                try printJSON(VerifyDocument(report))
+                try printJSON(VerifyDocument(report, deep: deep))
             } else {
                 print(
                     "\(report.backups.count) backups, \(report.filesCheckedText): \(report.ok ? "ok" : "\(report.problems.count) problems")"
@@ -176,6 +187,10 @@ struct BackupVerify: AsyncParsableCommand {
                 for id in report.backups {
                     let names = (report.keyspaces[id] ?? []).map(\.name)
                     print("\(id): keyspaces \(names.joined(separator: ", "))")
+                    for node in report.readBack where node.backup == id {
+                        let records = report.recordsByKeyspace(node).map { "\($0.key) \($0.value)" }
+                        print("  \(node.node): records \(records.joined(separator: ", ")); hints \(node.hints)")
+                    }
                 }
             }
             for problem in report.problems { printError("kvctl: \(problem)") }
@@ -186,6 +201,16 @@ struct BackupVerify: AsyncParsableCommand {
 
 extension BackupDestination.VerifyReport {
     fileprivate var filesCheckedText: String { "\(filesChecked) files (\(bytesChecked) bytes) read" }
+
+    /// The records `node`'s checkpoint held by keyspace name (a split keyspace's parts together; `id N`
+    /// for a family the backup's map does not name), sorted by name.
+    fileprivate func recordsByKeyspace(_ node: BackupDestination.ReadBack) -> [(key: String, value: Int)] {
+        let names = Dictionary(
+            (keyspaces[node.backup] ?? []).flatMap { keyspace in keyspace.backupIDs.map { ($0, keyspace.name) } },
+            uniquingKeysWith: { first, _ in first })
+        let byName = Dictionary(node.records.map { (names[$0.key] ?? "id \($0.key)", $0.value) }, uniquingKeysWith: +)
+        return byName.sorted { $0.key < $1.key }
+    }
 }
 
 private struct VerifyDocument: Encodable {
@@ -199,8 +224,15 @@ private struct VerifyDocument: Encodable {
     var problems: [Problem]
     /// Each backup's keyspaces by name, with their parts' ids in the backup.
     var keyspaces: [String: [String: [UInt32]]]
+    struct ReadBack: Encodable {
+        var backup, node: String
+        var records: [String: Int]
+        var hints: Int
+    }
+    /// With --deep: what each node's checkpoint held, records by keyspace name.
+    var readBack: [ReadBack]?
 
-    init(_ report: BackupDestination.VerifyReport) {
+    init(_ report: BackupDestination.VerifyReport, deep: Bool) {
         keyspaces = report.keyspaces.mapValues { keyspaces in
             Dictionary(keyspaces.map { ($0.name, $0.backupIDs) }, uniquingKeysWith: { first, _ in first })
         }
@@ -211,6 +243,13 @@ private struct VerifyDocument: Encodable {
         problems = report.problems.map {
             Problem(backup: $0.backup, node: $0.node, file: $0.file, path: $0.path, reason: $0.reason)
         }
+        readBack =
+            deep
+            ? report.readBack.map { node in
+                ReadBack(
+                    backup: node.backup, node: node.node,
+                    records: Dictionary(report.recordsByKeyspace(node), uniquingKeysWith: +), hints: node.hints)
+            } : nil
     }
 }
 
@@ -219,8 +258,10 @@ struct BackupList: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "list", abstract: "The finished backups in DIR, oldest first.")
 
-    @Flag(help: "Print one JSON document on stdout.")
-    var json = false
+    /// `--json` (one JSON document on stdout) is the global option: kvctl's own copy of it takes the
+    /// flag wherever it stands, so a command's flag of that name would never be set.
+    @OptionGroup(visibility: .hidden) var global: GlobalOptions
+    var json: Bool { global.json }
 
     @Argument(help: "The backup destination folder.")
     var directory: String
@@ -275,8 +316,10 @@ struct BackupPrune: AsyncParsableCommand {
         discussion: "Waits for no running backup: it fails at once when one holds DIR/.lock."
     )
 
-    @Flag(help: "Print one JSON document on stdout.")
-    var json = false
+    /// `--json` (one JSON document on stdout) is the global option: kvctl's own copy of it takes the
+    /// flag wherever it stands, so a command's flag of that name would never be set.
+    @OptionGroup(visibility: .hidden) var global: GlobalOptions
+    var json: Bool { global.json }
 
     @Argument(help: "The backup destination folder.")
     var directory: String

@@ -83,6 +83,9 @@ extension RealProcessTests {
             let list = try run("kvctl", ["backup", "list", destination, "--json"])
             expectSuccess(list)
             #expect(list.stdout.contains(first.id) && list.stdout.contains(second.id) && list.stdout.contains(third.id))
+            // `--json` after the command's own arguments is still the global flag: one JSON document.
+            let listed = try JSONSerialization.jsonObject(with: Data(list.stdout.utf8)) as? [String: Any]
+            #expect((listed?["backups"] as? [Any])?.count == 3, "\(list.stdout)")
 
             // One table file damaged: verify fails and names it.
             let damaged = try #require(manifest.nodes.flatMap(\.files).first { $0.isTableFile && $0.bytes > 100 })

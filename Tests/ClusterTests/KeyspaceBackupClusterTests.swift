@@ -83,6 +83,30 @@ extension RealProcessTests {
             }
             expectSuccess(verify)
             #expect(verify.stdout.contains("\(second.id): keyspaces default, accounts"), "\(verify.stdout)")
+            // Read back whole: the full backup's checkpoints hold every `accounts` write on both of
+            // its replicas (written at ALL), and each default write on two or three of its three.
+            let deep = try await offThePool {
+                try source.kvctl(
+                    ["backup", "verify", destination.path, "--backup", first.id, "--deep", "--json"],
+                    timeout: .seconds(120))
+            }
+            expectSuccess(deep)
+            struct ReadBack: Decodable {
+                var node: String
+                var records: [String: Int]
+                var hints: Int
+            }
+            struct Deep: Decodable {
+                var ok: Bool
+                var readBack: [ReadBack]
+            }
+            let read = try JSONDecoder().decode(Deep.self, from: Data(deep.stdout.utf8))
+            #expect(read.ok && read.readBack.count == 4, "\(deep.stdout)")
+            let accountsHeld = read.readBack.reduce(0) { $0 + ($1.records["accounts"] ?? 0) }
+            let defaultHeld = read.readBack.reduce(0) { $0 + ($1.records["default"] ?? 0) }
+            #expect(accountsHeld == 2 * Self.firstBatch.count, "\(deep.stdout)")
+            #expect(
+                (2 * Self.firstBatch.count...3 * Self.firstBatch.count).contains(defaultHeld), "\(deep.stdout)")
 
             // The cluster is gone; a new, empty one on the same addresses, without accounts.
             source.tearDown()
