@@ -107,7 +107,7 @@ struct KVBench: AsyncParsableCommand {
     @Option(
         name: .customLong("event-loops"),
         help:
-            "0: one SDK client on NIO's shared event loops, its workers on Swift's global executor (how most applications call the SDK). N (1...\(Self.eventLoopsMax)): N clients with one event loop each, the workers shared among them and run on their client's loop, so no request or answer changes threads."
+            "0: one SDK client on NIO's shared event loops, its workers on Swift's global executor (how most applications call the SDK). N (1...\(Self.eventLoopsMax); no more than --concurrency are made): N clients with one event loop each, the workers shared among them and run on their client's loop, so no request or answer changes threads."
     )
     var eventLoops = 0
 
@@ -200,7 +200,9 @@ struct KVBench: AsyncParsableCommand {
         let plan = try plan()
         let seed = self.seed ?? UInt64.random(in: .min ... .max)
         FileHandle.standardError.write(Data("kvbench: seed \(seed) (--seed \(seed) draws the same requests)\n".utf8))
-        let connections = try BenchClients(eventLoops: eventLoops, configuration: try makeConfiguration())
+        // No more clients than workers: a client without a worker would only ping.
+        let connections = try BenchClients(
+            eventLoops: min(eventLoops, concurrency), configuration: try makeConfiguration())
         let clients = connections.clients.map { $0.keyspace(keyspace) }
         let level = consistency.flatMap(KVConsistency.init(parsing:))
         let value = ByteBuffer(repeating: UInt8(ascii: "x"), count: valueBytes)
@@ -247,7 +249,7 @@ struct KVBench: AsyncParsableCommand {
         let errors = recorder.errors
         let report = Report(
             workload: plan.label, keyspace: keyspace, consistency: consistency ?? "the keyspace's",
-            concurrency: concurrency, valueBytes: valueBytes,
+            concurrency: concurrency, eventLoops: connections.executors.count, valueBytes: valueBytes,
             whole: phases.whole, beforeSplit: phases.before, afterSplit: phases.after, errors: errors,
             lastError: recorder.lastError, timeline: timeline,
             marks: try marks().map { ["second": "\($0.second)", "label": $0.label] },
@@ -336,6 +338,8 @@ struct Report: Encodable {
     var keyspace: String
     var consistency: String
     var concurrency: Int
+    /// Clients on their own event loop, their workers on it (`--event-loops`); 0: the SDK's defaults.
+    var eventLoops: Int
     var valueBytes: Int
     var whole: Phase
     var beforeSplit: Phase?

@@ -59,10 +59,34 @@ extension RealProcessTests {
                 "--endpoints", node.endpoint, "--ca", "\(node.certs)/ca.pem", "--cert", "\(node.certs)/client.pem",
                 "--key", "\(node.certs)/client-key.pem", "--concurrency", "8", "--keys", "200", "--quiet",
             ]
+            let output = try TemporaryDirectory()
+            defer { output.remove() }
             let result = try run(
                 "kvbench",
-                flags + ["--event-loops", "2", "--workload", "a", "--requests-max", "2000", "--duration", "30"])
+                flags + [
+                    "--event-loops", "2", "--workload", "a", "--requests-max", "2000", "--duration", "30", "--output",
+                    "\(output.path)/run.json",
+                ])
             expectSuccess(result)
+            let report =
+                try JSONSerialization.jsonObject(
+                    with: Data(contentsOf: URL(fileURLWithPath: "\(output.path)/run.json")))
+                as? [String: Any]
+            #expect(report?["eventLoops"] as? Int == 2, "\(String(describing: report))")
+            // No more clients than workers.
+            let one = try run(
+                "kvbench",
+                flags + [
+                    "--event-loops", "4", "--concurrency", "1", "--workload", "get", "--skip-load", "--requests-max",
+                    "10",
+                    "--output", "\(output.path)/one.json",
+                ])
+            expectSuccess(one)
+            let oneReport =
+                try JSONSerialization.jsonObject(
+                    with: Data(contentsOf: URL(fileURLWithPath: "\(output.path)/one.json")))
+                as? [String: Any]
+            #expect(oneReport?["eventLoops"] as? Int == 1, "\(String(describing: oneReport))")
             let line = result.stdout.split(separator: "\n").first { $0.contains("ops/s") } ?? ""
             let operations = line.split(separator: " ").dropFirst().first.flatMap { Int($0) } ?? 0
             #expect(operations == 2000, "\(result.stdout)")
