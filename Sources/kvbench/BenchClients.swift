@@ -8,14 +8,18 @@ import NIOPosix
 /// thread (`KVEventLoopExecutor`; docs/sdk.md, "Event loops"). Worker `w` uses client `w % N`.
 struct BenchClients: Sendable {
     let clients: [KVClient]
+    /// Each client's view of the run's keyspace.
+    private let keyspaces: [KVKeyspace]
     /// One per client with `--event-loops`; empty otherwise.
     let executors: [KVEventLoopExecutor]
     private let groups: [MultiThreadedEventLoopGroup]
 
-    /// `eventLoops` clients of `configuration` (0: one, on the SDK's own event loops).
-    init(eventLoops: Int, configuration: KVClientConfiguration) throws {
+    /// `eventLoops` clients of `configuration` (0: one, on the SDK's own event loops), for the
+    /// keyspace named `keyspace`.
+    init(eventLoops: Int, configuration: KVClientConfiguration, keyspace: String) throws {
         guard eventLoops > 0 else {
-            (clients, executors, groups) = ([try KVClient(configuration: configuration)], [], [])
+            let client = try KVClient(configuration: configuration)
+            (clients, keyspaces, executors, groups) = ([client], [client.keyspace(keyspace)], [], [])
             return
         }
         let groups = (0..<eventLoops).map { _ in MultiThreadedEventLoopGroup(numberOfThreads: 1) }
@@ -32,10 +36,16 @@ struct BenchClients: Sendable {
         }
         self.clients = clients
         self.groups = groups
+        keyspaces = clients.map { $0.keyspace(keyspace) }
         executors = groups.map { KVEventLoopExecutor(eventLoop: $0.next()) }
     }
 
-    /// The executor worker `worker` prefers (nil: the global one).
+    /// The keyspace view worker `worker` sends its requests through.
+    func client(forWorker worker: Int) -> KVKeyspace {
+        keyspaces[worker % keyspaces.count]
+    }
+
+    /// The executor worker `worker` prefers (nil: the global one): its client's loop.
     func executor(forWorker worker: Int) -> KVEventLoopExecutor? {
         executors.isEmpty ? nil : executors[worker % executors.count]
     }

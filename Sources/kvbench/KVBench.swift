@@ -202,8 +202,7 @@ struct KVBench: AsyncParsableCommand {
         FileHandle.standardError.write(Data("kvbench: seed \(seed) (--seed \(seed) draws the same requests)\n".utf8))
         // No more clients than workers: a client without a worker would only ping.
         let connections = try BenchClients(
-            eventLoops: min(eventLoops, concurrency), configuration: try makeConfiguration())
-        let clients = connections.clients.map { $0.keyspace(keyspace) }
+            eventLoops: min(eventLoops, concurrency), configuration: try makeConfiguration(), keyspace: keyspace)
         let level = consistency.flatMap(KVConsistency.init(parsing:))
         let value = ByteBuffer(repeating: UInt8(ascii: "x"), count: valueBytes)
         let keys = LoadDriver.Keys(count: self.keys, prefix: keyPrefix)
@@ -213,7 +212,7 @@ struct KVBench: AsyncParsableCommand {
             let concurrency = self.concurrency
             try await withThrowingTaskGroup(of: Void.self) { group in
                 for worker in 0..<concurrency {
-                    let client = clients[worker % clients.count]
+                    let client = connections.client(forWorker: worker)
                     group.addTask(executorPreference: connections.executor(forWorker: worker)) {
                         for index in stride(from: worker, to: keys.loadedNames.count, by: concurrency) {
                             try await client.put(keys.loadedNames[index], value: value, consistency: level)
@@ -228,7 +227,7 @@ struct KVBench: AsyncParsableCommand {
         let generator = RequestGenerator(
             mix: plan.mix, keys: KeyChooser(plan.distribution, keyCount: self.keys))
         let driver = LoadDriver(
-            clients: connections, keyspace: keyspace, level: level, value: value, keys: keys, generator: generator,
+            clients: connections, level: level, value: value, keys: keys, generator: generator,
             concurrency: concurrency,
             targetRate: targetRate, perWorkerMax: max(1, requestsMax / concurrency / batch), batch: batch, seed: seed)
         if warmup > 0 {

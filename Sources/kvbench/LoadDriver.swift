@@ -40,10 +40,8 @@ struct LoadDriver: Sendable {
         func acknowledge(_ key: Int) { inserts.withLock { $0.acknowledge(key) } }
     }
 
-    /// The clients and the executors the workers run on (worker `w`: client `w % count`).
+    /// The clients and the executors the workers run on.
     let clients: BenchClients
-    /// Each client's view of the run's keyspace.
-    let keyspaces: [KVKeyspace]
     let level: KVConsistency?
     /// The value every write sends: one buffer, which each request's frame is written from without a copy.
     let value: ByteBuffer
@@ -57,23 +55,6 @@ struct LoadDriver: Sendable {
     /// Requests a worker draws and sends together (`perform(batch:)`); 1: each on its own.
     let batch: Int
     let seed: UInt64
-
-    init(
-        clients: BenchClients, keyspace: String, level: KVConsistency?, value: ByteBuffer, keys: Keys,
-        generator: RequestGenerator, concurrency: Int, targetRate: Int?, perWorkerMax: Int, batch: Int, seed: UInt64
-    ) {
-        self.clients = clients
-        self.keyspaces = clients.clients.map { $0.keyspace(keyspace) }
-        self.level = level
-        self.value = value
-        self.keys = keys
-        self.generator = generator
-        self.concurrency = concurrency
-        self.targetRate = targetRate
-        self.perWorkerMax = perWorkerMax
-        self.batch = batch
-        self.seed = seed
-    }
 
     /// Runs phase `phase` for `duration` into `recorder`; returns the seconds it took.
     func run(phase: UInt64, duration: Duration, recorder: Recorder) async -> Double {
@@ -99,7 +80,7 @@ struct LoadDriver: Sendable {
     ) async {
         var random = SplitMix64(seed: seed)
         var requests = generator
-        let client = keyspaces[worker % keyspaces.count]
+        let client = clients.client(forWorker: worker)
         var schedule = targetRate.map { OpenLoopSchedule(rate: $0, workers: concurrency, worker: worker) }
         // Without inserts the keys never grow: no lock per request to ask how many there are.
         let inserts = generator.mix.share(of: .insert) > 0

@@ -61,32 +61,27 @@ extension RealProcessTests {
             ]
             let output = try TemporaryDirectory()
             defer { output.remove() }
-            let result = try run(
-                "kvbench",
-                flags + [
-                    "--event-loops", "2", "--workload", "a", "--requests-max", "2000", "--duration", "30", "--output",
-                    "\(output.path)/run.json",
-                ])
-            expectSuccess(result)
-            let report =
-                try JSONSerialization.jsonObject(
-                    with: Data(contentsOf: URL(fileURLWithPath: "\(output.path)/run.json")))
-                as? [String: Any]
-            #expect(report?["eventLoops"] as? Int == 2, "\(String(describing: report))")
+            /// Runs kvbench with `arguments` and returns its JSON report's `eventLoops`.
+            func eventLoops(_ arguments: [String], name: String) throws -> (CommandResult, Int?) {
+                let path = "\(output.path)/\(name).json"
+                let result = try run("kvbench", flags + arguments + ["--output", path])
+                expectSuccess(result)
+                let report =
+                    try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: path)))
+                    as? [String: Any]
+                return (result, report?["eventLoops"] as? Int)
+            }
+            let (result, loops) = try eventLoops(
+                ["--event-loops", "2", "--workload", "a", "--requests-max", "2000", "--duration", "30"], name: "run")
+            #expect(loops == 2)
             // No more clients than workers.
-            let one = try run(
-                "kvbench",
-                flags + [
+            let (_, oneLoop) = try eventLoops(
+                [
                     "--event-loops", "4", "--concurrency", "1", "--workload", "get", "--skip-load", "--requests-max",
                     "10",
-                    "--output", "\(output.path)/one.json",
-                ])
-            expectSuccess(one)
-            let oneReport =
-                try JSONSerialization.jsonObject(
-                    with: Data(contentsOf: URL(fileURLWithPath: "\(output.path)/one.json")))
-                as? [String: Any]
-            #expect(oneReport?["eventLoops"] as? Int == 1, "\(String(describing: oneReport))")
+                ],
+                name: "one")
+            #expect(oneLoop == 1)
             let line = result.stdout.split(separator: "\n").first { $0.contains("ops/s") } ?? ""
             let operations = line.split(separator: " ").dropFirst().first.flatMap { Int($0) } ?? 0
             #expect(operations == 2000, "\(result.stdout)")

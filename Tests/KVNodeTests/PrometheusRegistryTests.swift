@@ -196,7 +196,7 @@ import Testing
     @Test func requestsAreCountedPerKeyspaceByNameAndUnknownIdsApart() async throws {
         let registry = PrometheusRegistry()
         // Keyspace `cache` is split in two parts (ids 7 and 8); id 9 is in no map.
-        let names: [UInt32: String] = [0: "default", 7: "cache", 8: "cache"]
+        let names: [UInt32: String] = [7: "cache", 8: "cache"]
         let service = MeasuredService(FailingOnGets(), nodeID: "n1", factory: registry) { names[$0] }
         let peer = PeerIdentity(name: "client", role: .client)
         for keyspace: UInt32 in [7, 8, 7, 9, 9, 0] {

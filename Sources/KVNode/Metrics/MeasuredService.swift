@@ -51,14 +51,13 @@ package final class MeasuredService: RPCService {
     private let keyspaceName: @Sendable (UInt32) -> String?
     private let instruments = Mutex<[Key: Instruments]>([:])
 
-    /// - Parameter keyspaceName: the name of keyspace `id` in the node's map (the keyspace's own name
-    ///   for every part of a split one), nil when the map has none by that id. Asked once per
-    ///   keyspace and type: a keyspace's id never names another.
+    /// - Parameter keyspaceName: the name of keyspace `id` (never the default keyspace's, which is
+    ///   `default`) in the node's map (the keyspace's own name for every part of a split one), nil
+    ///   when the map has none by that id. Asked once per keyspace and type: a keyspace's id never
+    ///   names another.
     package init(
         _ service: any RPCService, nodeID: String, factory: any MetricsFactory,
-        keyspaceName: @escaping @Sendable (UInt32) -> String? = {
-            $0 == Keyspace.defaultID ? Keyspace.defaultName : nil
-        }
+        keyspaceName: @escaping @Sendable (UInt32) -> String? = { _ in nil }
     ) {
         self.service = service
         self.nodeID = nodeID
@@ -108,7 +107,9 @@ package final class MeasuredService: RPCService {
         if let known = instruments.withLock({ $0[key] }) { return known }
         // First sight of this type and keyspace: the name, outside the lock (it reads the map).
         let label: String
-        if let id {
+        if id == Keyspace.defaultID {
+            label = Keyspace.defaultName
+        } else if let id {
             if let name = keyspaceName(id) {
                 label = name
             } else {

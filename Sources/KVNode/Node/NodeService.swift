@@ -235,10 +235,7 @@ public final class NodeService: Service {
                 configuration: serverConfiguration, tls: tls,
                 service: MeasuredService(
                     service, nodeID: configuration.id, factory: metricsFactory,
-                    keyspaceName: { id in
-                        id == Keyspace.defaultID
-                            ? Keyspace.defaultName : membership.current.keyspaces.first { $0.id == id }?.name
-                    }),
+                    keyspaceName: { id in membership.current.keyspaces.first { $0.id == id }?.name }),
                 statistics: RPCServerStatistics(onRefusal: { statistics.recordRefusal($0) }), traffic: traffic,
                 logger: logger)
         } catch {
