@@ -55,6 +55,26 @@ final class LockStripes: Sendable {
         return try withLocks(indexes[...], body)
     }
 
+    /// `withLocks(forSegments:_:)` without waiting: nil, and `body` not run, when another caller holds
+    /// one of the stripes (for callers that must not block, such as an event loop).
+    func withLocksIfAvailable<Result: Sendable, Failure: Error>(
+        forSegments segments: some Sequence<Int>,
+        _ body: () throws(Failure) -> Result
+    ) throws(Failure) -> Result? {
+        let indexes = Set(segments.map { $0 % Self.count }).sorted()
+        return try withLocksIfAvailable(indexes[...], body)
+    }
+
+    private func withLocksIfAvailable<Result: Sendable, Failure: Error>(
+        _ indexes: ArraySlice<Int>,
+        _ body: () throws(Failure) -> Result
+    ) throws(Failure) -> Result? {
+        guard let first = indexes.first else { return try body() }
+        return try stripes[first].mutex.withLockIfAvailable { (_: inout Void) throws(Failure) -> Result? in
+            try withLocksIfAvailable(indexes.dropFirst(), body)
+        } ?? nil
+    }
+
     private func withLocks<Result: Sendable, Failure: Error>(
         _ indexes: ArraySlice<Int>,
         _ body: () throws(Failure) -> Result

@@ -121,11 +121,12 @@ package enum RecordCodec {
         return StoredRecord(version: version, tombstone: tombstone, value: value, expiresAtMillis: expiresAtMillis)
     }
 
+    /// What `decodeHeader` reads: a stored value's version, tombstone flag and expiry (0: none).
+    package typealias Header = (version: Version, tombstone: Bool, expiresAtMillis: UInt64)
+
     /// The version, tombstone flag and expiry (0: none) of a stored value, without copying its value
     /// bytes; anything malformed throws `StorageError.corruption`.
-    package static func decodeHeader(
-        _ bytes: UnsafeRawBufferPointer
-    ) throws(StorageError) -> (version: Version, tombstone: Bool, expiresAtMillis: UInt64) {
+    package static func decodeHeader(_ bytes: UnsafeRawBufferPointer) throws(StorageError) -> Header {
         let (tombstone, expiring) = try checkHeader(bytes, headerBytes: headerBytes, flagsOffset: 17, what: "record")
         return (
             Version(hlc: StorageBytes.bigEndian(bytes, at: 1), writer: StorageBytes.bigEndian(bytes, at: 9)), tombstone,

@@ -23,6 +23,15 @@ public protocol ReplicaStore: AnyObject, Sendable {
     /// The default, for the in-memory stores, applies the records one by one and then the metadata.
     func apply(_ records: [StreamedRecord], setting metadata: MetadataEntry?) throws(StorageError) -> [ApplyOutcome]
 
+    /// Whether `applyWithoutBlocking` can ever write: false when every write waits for an fsync
+    /// (durability `sync`) or the store cannot tell.
+    var appliesWithoutBlocking: Bool { get }
+
+    /// `apply(_:setting: nil)` when the store can do it without waiting for the disk, a lock another
+    /// writer holds, a write stall or an fsync; nil, with nothing written, when it would wait (call
+    /// `apply` on a thread pool then). Safe to call on an event loop.
+    func applyWithoutBlocking(_ records: [StreamedRecord]) throws(StorageError) -> [ApplyOutcome]?
+
     /// The record stored for `key`, tombstones included; `nil` if the key was never written.
     func get(key: [UInt8]) throws(StorageError) -> StoredRecord?
 
@@ -72,6 +81,11 @@ public struct MetadataEntry: Sendable, Hashable {
 extension ReplicaStore {
     /// The default: the store cannot tell, so every read goes to the disk path.
     public func getFromMemory(key: [UInt8]) throws(StorageError) -> StoredRecord?? { nil }
+
+    /// The default: the store cannot tell, so every write goes to the thread pool.
+    public var appliesWithoutBlocking: Bool { false }
+
+    public func applyWithoutBlocking(_ records: [StreamedRecord]) throws(StorageError) -> [ApplyOutcome]? { nil }
 
     public func apply(_ records: [StreamedRecord], setting metadata: MetadataEntry?) throws(StorageError)
         -> [ApplyOutcome]

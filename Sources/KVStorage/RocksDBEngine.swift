@@ -32,6 +32,10 @@ final class RocksDBEngine: @unchecked Sendable {
     let unsyncedWriteOptions: OpaquePointer
     /// Always fsynced, for `setMetadataDurably` and keyspace creation and drops.
     let syncedWriteOptions: OpaquePointer
+    /// `unsyncedWriteOptions` that never wait (`no_slowdown`): a write RocksDB would delay or stop
+    /// (a write stall) fails with `Incomplete` instead. For `applyWithoutBlocking`, which runs only
+    /// when the durability syncs no write of its own.
+    let nonblockingWriteOptions: OpaquePointer
     let hintsFamily: OpaquePointer
     let metaFamily: OpaquePointer
     /// The default keyspace's families (`data`, `versions`): what incremental backups copy.
@@ -227,6 +231,9 @@ final class RocksDBEngine: @unchecked Sendable {
         rocksdb_writeoptions_set_sync(unsyncedWriteOptions, 0)
         let syncedWriteOptions = rocksdb_writeoptions_create()!
         rocksdb_writeoptions_set_sync(syncedWriteOptions, 1)
+        let nonblockingWriteOptions = rocksdb_writeoptions_create()!
+        rocksdb_writeoptions_set_sync(nonblockingWriteOptions, 0)
+        rocksdb_writeoptions_set_no_slowdown(nonblockingWriteOptions, 1)
 
         self.db = opened
         self.options = options
@@ -237,6 +244,7 @@ final class RocksDBEngine: @unchecked Sendable {
         self.writeOptions = writeOptions
         self.unsyncedWriteOptions = unsyncedWriteOptions
         self.syncedWriteOptions = syncedWriteOptions
+        self.nonblockingWriteOptions = nonblockingWriteOptions
         // The base families were named in the open: RocksDB handed a handle for each.
         self.hintsFamily = shared["hints"]!
         self.metaFamily = shared["meta"]!
@@ -344,6 +352,7 @@ final class RocksDBEngine: @unchecked Sendable {
         rocksdb_writeoptions_destroy(writeOptions)
         rocksdb_writeoptions_destroy(unsyncedWriteOptions)
         rocksdb_writeoptions_destroy(syncedWriteOptions)
+        rocksdb_writeoptions_destroy(nonblockingWriteOptions)
         rocksdb_options_destroy(options)
         rocksdb_options_destroy(dataOptions)
         rocksdb_cache_destroy(blockCache)

@@ -40,11 +40,8 @@ extension RocksDBStore {
             rocksdb_get_pinned_cf(db, options, family, key.cChars, key.count, &error)
         }
         defer { if let slice { rocksdb_pinnableslice_destroy(slice) } }
-        // `Status::Incomplete`, as the C API spells it: the read needs a file (`kBlockCacheTier`).
-        if let error, strncmp(error, Self.incompletePrefix, Self.incompletePrefix.utf8.count) == 0 {
-            rocksdb_free(error)
-            return nil
-        }
+        // The read needs a file (`kBlockCacheTier`).
+        if Self.isIncomplete(error) { return nil }
         try check(error)
         guard let slice else { return .some(nil) }
         var length = 0
@@ -134,12 +131,33 @@ extension RocksDBStore {
 
     /// Writes what `build` puts in a batch atomically, with the store's durability (or `options`).
     func writeBatch(options: OpaquePointer? = nil, _ build: (OpaquePointer) -> Void) throws(StorageError) {
+        try check(write(options: options ?? writeOptions, build))
+    }
+
+    /// `writeBatch` that never waits (`RocksDBEngine.nonblockingWriteOptions`): false, with nothing
+    /// written, when RocksDB would have delayed the write (a write stall).
+    func writeBatchIfNotStalled(_ build: (OpaquePointer) -> Void) throws(StorageError) -> Bool {
+        let error = write(options: engine.nonblockingWriteOptions, build)
+        if Self.isIncomplete(error) { return false }
+        try check(error)
+        return true
+    }
+
+    private func write(options: OpaquePointer, _ build: (OpaquePointer) -> Void) -> UnsafeMutablePointer<CChar>? {
         let batch = rocksdb_writebatch_create()!
         defer { rocksdb_writebatch_destroy(batch) }
         build(batch)
         var error: UnsafeMutablePointer<CChar>?
-        rocksdb_write(db, options ?? writeOptions, batch, &error)
-        try check(error)
+        rocksdb_write(db, options, batch, &error)
+        return error
+    }
+
+    /// Whether `error` is RocksDB's `Incomplete` (then freed): a read that needed a file under
+    /// `kBlockCacheTier`, or a write that would have stalled under `no_slowdown`.
+    static func isIncomplete(_ error: UnsafeMutablePointer<CChar>?) -> Bool {
+        guard let error, strncmp(error, incompletePrefix, incompletePrefix.utf8.count) == 0 else { return false }
+        rocksdb_free(error)
+        return true
     }
 
     static func put(_ batch: OpaquePointer, _ family: OpaquePointer, _ key: [UInt8], _ value: [UInt8]) {

@@ -175,3 +175,13 @@ extension RocksDBStore: MerkleStore {
         }
     }
 }
+
+extension RocksDBStore {
+    /// Runs `body` holding the stripe `key`'s writes take, as a writer in the middle of its batch
+    /// would: for tests of `applyWithoutBlocking`, which must decline instead of waiting for it.
+    package func withStripeHeldForTesting<Result: Sendable>(key: [UInt8], _ body: () throws -> Result) rethrows
+        -> Result
+    {
+        try stripes.withLock(forSegment: MerkleSegments.segment(of: Token(key: key))) { () -> Result in try body() }
+    }
+}

@@ -148,10 +148,7 @@ public final class RocksDBStore: ReplicaStore, @unchecked Sendable {
         let segment = MerkleSegments.segment(of: Token(key: key))
         return try withOpenHandles { () throws(StorageError) -> ApplyOutcome in
             try stripes.withLock(forSegment: segment) { () throws(StorageError) -> ApplyOutcome in
-                let current = try read(dataFamily, dataKey) {
-                    (bytes) throws(StorageError) -> (version: Version, tombstone: Bool, expiresAtMillis: UInt64) in
-                    try RecordCodec.decodeHeader(bytes)
-                }
+                let current = try currentHeader(dataKey, blocking: true) ?? nil
                 if let kept = ApplyOutcome.withoutWriting(over: current?.version, offered: record.version) {
                     return kept
                 }
@@ -176,26 +173,49 @@ public final class RocksDBStore: ReplicaStore, @unchecked Sendable {
     public func apply(_ records: [StreamedRecord], setting metadata: MetadataEntry?) throws(StorageError)
         -> [ApplyOutcome]
     {
+        guard let outcomes = try apply(records, setting: metadata, blocking: true) else {
+            preconditionFailure("a blocking apply always answers")
+        }
+        return outcomes
+    }
+
+    /// Whether `applyWithoutBlocking` may write: when the durability fsyncs no write of its own.
+    public var appliesWithoutBlocking: Bool { durability != .sync }
+
+    /// `apply(_:setting: nil)` when it needs no wait: every current version from the memtables or the
+    /// block cache, the stripes free, and RocksDB not stalling writes (`no_slowdown`). Nil, with
+    /// nothing written, when it would wait, or when the durability is `sync` (the fsync blocks).
+    public func applyWithoutBlocking(_ records: [StreamedRecord]) throws(StorageError) -> [ApplyOutcome]? {
+        guard appliesWithoutBlocking else { return nil }
+        return try apply(records, setting: nil, blocking: false)
+    }
+
+    /// The two applies' one rule; nil only when not `blocking` and it would wait.
+    private func apply(_ records: [StreamedRecord], setting metadata: MetadataEntry?, blocking: Bool)
+        throws(StorageError) -> [ApplyOutcome]?
+    {
         for streamed in records { try validate(key: streamed.key, record: streamed.record) }
         if let metadata { try validateMetadata(name: metadata.name) }
         let segments = records.map { MerkleSegments.segment(of: Token(key: $0.key)) }
-        return try withOpenHandles { () throws(StorageError) -> [ApplyOutcome] in
-            try stripes.withLocks(forSegments: segments) { () throws(StorageError) -> [ApplyOutcome] in
+        return try withOpenHandles { () throws(StorageError) -> [ApplyOutcome]? in
+            let locked = { (body: () throws(StorageError) -> [ApplyOutcome]?) throws(StorageError) -> [ApplyOutcome]? in
+                blocking
+                    ? try self.stripes.withLocks(forSegments: segments, body)
+                    : try self.stripes.withLocksIfAvailable(forSegments: segments, body) ?? nil
+            }
+            return try locked { () throws(StorageError) -> [ApplyOutcome]? in
                 var outcomes: [ApplyOutcome] = []
                 outcomes.reserveCapacity(records.count)
                 // What the batch will hold, so that a later record of the same key compares with it.
-                var written: [[UInt8]: (version: Version, tombstone: Bool, expiresAtMillis: UInt64)] = [:]
+                var written: [[UInt8]: RecordCodec.Header] = [:]
                 var writes: [(dataKey: [UInt8], old: Version?, record: StoredRecord)] = []
                 var deltas: [Int: UInt64] = [:]
                 for (streamed, segment) in zip(records, segments) {
                     let dataKey = RecordCodec.dataKey(streamed.key)
                     var current = written[dataKey]
                     if current == nil {
-                        current = try read(dataFamily, dataKey) {
-                            (bytes) throws(StorageError) -> (version: Version, tombstone: Bool, expiresAtMillis: UInt64)
-                            in
-                            try RecordCodec.decodeHeader(bytes)
-                        }
+                        guard let stored = try currentHeader(dataKey, blocking: blocking) else { return nil }
+                        current = stored
                     }
                     if let kept = ApplyOutcome.withoutWriting(
                         over: current?.version, offered: streamed.record.version)
@@ -215,22 +235,41 @@ public final class RocksDBStore: ReplicaStore, @unchecked Sendable {
                     outcomes.append(.applied)
                 }
                 guard !writes.isEmpty || metadata != nil else { return outcomes }
-                try writeBatch { batch in
+                let build = { (batch: OpaquePointer) in
                     // In order: a key written twice in the batch has its first version's entry put, then
                     // deleted.
                     for write in writes {
-                        Self.put(batch, dataFamily, write.dataKey, RecordCodec.encode(write.record))
-                        reindex(batch, dataKey: write.dataKey, old: write.old, new: write.record.version)
+                        Self.put(batch, self.dataFamily, write.dataKey, RecordCodec.encode(write.record))
+                        self.reindex(batch, dataKey: write.dataKey, old: write.old, new: write.record.version)
                     }
-                    for (segment, delta) in deltas where delta != 0 { writeSegment(segment, xoring: delta, in: batch) }
-                    if let metadata { Self.put(batch, metaFamily, metaKey(metadata.name), metadata.value) }
+                    for (segment, delta) in deltas where delta != 0 {
+                        self.writeSegment(segment, xoring: delta, in: batch)
+                    }
+                    if let metadata { Self.put(batch, self.metaFamily, self.metaKey(metadata.name), metadata.value) }
                 }
+                let wrote: Bool
+                if blocking {
+                    try writeBatch(build)
+                    wrote = true
+                } else {
+                    wrote = try writeBatchIfNotStalled(build)
+                }
+                guard wrote else { return nil }
                 merkle.withLock { merkle in
                     for (segment, delta) in deltas { merkle.xor(delta, intoSegment: segment) }
                 }
                 return outcomes
             }
         }
+    }
+
+    /// The header of what `dataKey` holds now: `.some(nil)` when absent; nil when not `blocking` and the
+    /// answer needs a file read.
+    private func currentHeader(_ dataKey: [UInt8], blocking: Bool) throws(StorageError) -> RecordCodec.Header?? {
+        let decode = { (bytes: UnsafeRawBufferPointer) throws(StorageError) -> RecordCodec.Header in
+            try RecordCodec.decodeHeader(bytes)
+        }
+        return blocking ? .some(try read(dataFamily, dataKey, decode)) : try readFromMemory(dataFamily, dataKey, decode)
     }
 
     /// Adds to `batch` the write of `segment`'s hash XOR `delta` (a delete when that is zero). The

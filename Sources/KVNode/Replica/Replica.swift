@@ -109,18 +109,48 @@ public final class Replica: Sendable {
     public func put(_ records: [StreamedRecord], setting metadata: MetadataEntry? = nil) throws(ReplicaError)
         -> (outcomes: [ApplyOutcome], clock: UInt64)
     {
-        for streamed in records {
-            guard !streamed.key.isEmpty else { throw ReplicaError.invalidRequest("the key is empty") }
-            guard streamed.record.version != .zero else { throw ReplicaError.invalidRequest("version 0 is reserved") }
-            try checkClock(streamed.record.version.hlc, what: "a record's version")
-        }
+        try check(records)
         let outcomes: [ApplyOutcome]
         do {
             outcomes = try store.apply(records, setting: metadata)
         } catch {
             throw ReplicaError.storage(error)
         }
-        return (outcomes, tick(observing: records.map(\.record.version.hlc).max() ?? 0))
+        return (outcomes, tick(observing: records))
+    }
+
+    /// Whether `putWithoutBlocking` can ever write (`ReplicaStore.appliesWithoutBlocking`).
+    public var putsWithoutBlocking: Bool { store.appliesWithoutBlocking }
+
+    /// `put(_:)` when the store can write without waiting (`ReplicaStore.applyWithoutBlocking`): safe
+    /// on an event loop. Nil, with nothing written, when it would wait; call `put(_:)` on a thread pool
+    /// then.
+    public func putWithoutBlocking(_ records: [StreamedRecord]) throws(ReplicaError)
+        -> (outcomes: [ApplyOutcome], clock: UInt64)?
+    {
+        try check(records)
+        let applied: [ApplyOutcome]?
+        do {
+            applied = try store.applyWithoutBlocking(records)
+        } catch {
+            throw ReplicaError.storage(error)
+        }
+        guard let outcomes = applied else { return nil }
+        return (outcomes, tick(observing: records))
+    }
+
+    /// The checks of `put(_:setting:)`'s records, as `put(key:record:)` checks one.
+    private func check(_ records: [StreamedRecord]) throws(ReplicaError) {
+        for streamed in records {
+            guard !streamed.key.isEmpty else { throw ReplicaError.invalidRequest("the key is empty") }
+            guard streamed.record.version != .zero else { throw ReplicaError.invalidRequest("version 0 is reserved") }
+            try checkClock(streamed.record.version.hlc, what: "a record's version")
+        }
+    }
+
+    /// The clock after seeing the versions of `records`.
+    private func tick(observing records: [StreamedRecord]) -> UInt64 {
+        tick(observing: records.lazy.map(\.record.version.hlc).max() ?? 0)
     }
 
     /// `get(key:)`'s answer when the store has it in memory (`ReplicaStore.getFromMemory(key:)`),

@@ -36,6 +36,9 @@ package final class StorageQueue: Sendable {
     /// Store writes the group commits made so far (each one batch of single writes).
     package var writeBatches: Int { writeGroups.batchesWritten.load(ordering: .relaxed) }
 
+    /// Those of `writeBatches` an event loop wrote (`WriteGroup`: no fsync of their own, nothing to wait for).
+    package var writeBatchesOnEventLoop: Int { writeGroups.batchesWrittenOnEventLoop.load(ordering: .relaxed) }
+
     /// Runs `body` on the pool once a thread is free.
     ///
     /// - Throws: `RPCError.remote(.overloaded)` at once when `jobsMax` jobs are queued or running;
@@ -58,11 +61,12 @@ package final class StorageQueue: Sendable {
         }
     }
 
-    /// `put(key:record:to:keyspace:)` without a task: `completion` is called once, on the pool thread
-    /// that wrote the record, or at once when the queue is full.
-    func put(
+    /// `put(key:record:to:keyspace:)` without a task: `completion` is called once, on the thread that
+    /// wrote the record (a pool thread, or the caller's event loop: `WriteGroup`), or at once when the
+    /// queue is full.
+    package func put(
         key: [UInt8], record: StoredRecord, to replica: Replica, keyspace: UInt32,
-        completion: @escaping WriteGroup.Completion
+        completion: @escaping @Sendable (Result<(outcome: ApplyOutcome, clock: UInt64), any Error>) -> Void
     ) {
         do {
             try take()

@@ -1,5 +1,6 @@
 import KVCore
 import KVStorage
+import NIOCore
 import NIOPosix
 import Synchronization
 
@@ -7,11 +8,18 @@ import Synchronization
 /// wait together and go as the next batch, one RocksDB write batch (`Replica.put(_:setting:)`), so
 /// one fsync and one thread hop answer them all.
 ///
-/// A batch is written by one pool thread at a time; the first write to arrive while none is being
+/// A batch is written by one writer at a time; the first write to arrive while none is being
 /// written starts the writer, which goes on until nobody waits. Under light load a batch is one
 /// write (no delay is added to gather more); under heavy load batches grow with the fsync time, up
 /// to `batchMax`. A record's outcome is what it would have been written alone in arrival order: a
 /// batch compares each record with what an earlier record of the same key in it wrote.
+///
+/// The writer is a pool thread, or, when the store fsyncs no write of its own
+/// (`Replica.putsWithoutBlocking`) and the write that starts it was handed over on an event loop,
+/// that event loop: a task queued behind the loop's current read burst writes what the burst brought
+/// (one batch per tick, no thread hop), with `Replica.putWithoutBlocking`. What that cannot write
+/// without waiting (a current version only on disk, a stripe another writer holds, a write stall) or
+/// refuses goes to a pool thread as before, in order.
 final class WriteGroup: Sendable {
     /// The records of one batch at most: bounds the time the segments' stripes are held.
     static let batchMax = 512
@@ -44,10 +52,12 @@ final class WriteGroup: Sendable {
     let replica: Replica
     private let pool: NIOThreadPool
     private let state = Mutex(State())
-    /// Called before each batch is written.
-    private let willWrite: @Sendable () -> Void
+    /// Called for each batch written (on the pool before it is, on a loop once it was), with whether
+    /// an event loop wrote it.
+    private let willWrite: @Sendable (_ onEventLoop: Bool) -> Void
 
-    init(replica: Replica, pool: NIOThreadPool, willWrite: @escaping @Sendable () -> Void = {}) {
+    init(replica: Replica, pool: NIOThreadPool, willWrite: @escaping @Sendable (_ onEventLoop: Bool) -> Void = { _ in })
+    {
         self.replica = replica
         self.pool = pool
         self.willWrite = willWrite
@@ -63,7 +73,47 @@ final class WriteGroup: Sendable {
             return state.startsWriter()
         }
         if starts {
+            startWriter(on: MultiThreadedEventLoopGroup.currentEventLoop)
+        }
+    }
+
+    /// Starts the writer on `loop` when it may write there, else on a pool thread.
+    private func startWriter(on loop: (any EventLoop)?) {
+        if let loop, replica.putsWithoutBlocking {
+            loop.execute { self.writeOnLoop(loop) }
+        } else {
             pool.submit { work in self.writeWhileWaiting(work) }
+        }
+    }
+
+    /// Writes one batch on `loop` without blocking, then yields to the loop's I/O before the next; hands
+    /// the batch (back at the head of the queue) and what follows it to a pool thread when it cannot.
+    private func writeOnLoop(_ loop: any EventLoop) {
+        guard let batch = nextBatch() else { return }
+        let written = try? replica.putWithoutBlocking(batch.map(\.record))
+        guard let (outcomes, clock) = written ?? nil else {
+            state.withLock { $0.waiting.insert(contentsOf: batch, at: 0) }
+            pool.submit { work in self.writeWhileWaiting(work) }
+            return
+        }
+        willWrite(true)
+        for (waiting, outcome) in zip(batch, outcomes) {
+            waiting.completion(.success((outcome, clock)))
+        }
+        loop.execute { self.writeOnLoop(loop) }
+    }
+
+    /// The next batch to write, taken from the queue; nil, and the writer stopped, when nobody waits.
+    private func nextBatch() -> [Waiting]? {
+        state.withLock { state -> [Waiting]? in
+            guard !state.waiting.isEmpty else {
+                state.writing = false
+                return nil
+            }
+            let count = min(state.waiting.count, Self.batchMax)
+            let batch = Array(state.waiting.prefix(count))
+            state.waiting.removeFirst(count)
+            return batch
         }
     }
 
@@ -78,25 +128,14 @@ final class WriteGroup: Sendable {
             return state.startsWriter()
         }
         if starts {
-            pool.submit { work in self.writeWhileWaiting(work) }
+            startWriter(on: MultiThreadedEventLoopGroup.currentEventLoop)
         }
         return result
     }
 
     /// Writes batches until nobody waits (on a pool thread).
     private func writeWhileWaiting(_ work: NIOThreadPool.WorkItemState) {
-        while true {
-            let batch = state.withLock { state -> [Waiting] in
-                guard !state.waiting.isEmpty else {
-                    state.writing = false
-                    return []
-                }
-                let count = min(state.waiting.count, Self.batchMax)
-                let batch = Array(state.waiting.prefix(count))
-                state.waiting.removeFirst(count)
-                return batch
-            }
-            if batch.isEmpty { return }
+        while let batch = nextBatch() {
             guard case .active = work else {
                 for waiting in batch { waiting.completion(.failure(CancellationError())) }
                 continue
@@ -106,7 +145,7 @@ final class WriteGroup: Sendable {
     }
 
     private func write(_ batch: [Waiting]) {
-        willWrite()
+        willWrite(false)
         do throws(ReplicaError) {
             let (outcomes, clock) = try replica.put(batch.map(\.record))
             for (waiting, outcome) in zip(batch, outcomes) {
@@ -134,6 +173,8 @@ final class WriteGroups: Sendable {
     private let groups = Mutex<[UInt32: WriteGroup]>([:])
     /// Batches written by every group so far.
     let batchesWritten = Atomic<Int>(0)
+    /// Those of them an event loop wrote.
+    let batchesWrittenOnEventLoop = Atomic<Int>(0)
 
     init(pool: NIOThreadPool) {
         self.pool = pool
@@ -154,8 +195,9 @@ final class WriteGroups: Sendable {
     func group(keyspace: UInt32, replica: Replica) -> WriteGroup {
         groups.withLock { groups in
             if let group = groups[keyspace], group.replica === replica { return group }
-            let group = WriteGroup(replica: replica, pool: pool) { [weak self] in
+            let group = WriteGroup(replica: replica, pool: pool) { [weak self] onEventLoop in
                 self?.batchesWritten.add(1, ordering: .relaxed)
+                if onEventLoop { self?.batchesWrittenOnEventLoop.add(1, ordering: .relaxed) }
             }
             groups[keyspace] = group
             return group

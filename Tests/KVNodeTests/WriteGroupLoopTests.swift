@@ -1,0 +1,119 @@
+import Foundation
+import KVCore
+import KVNode
+import KVStorage
+import MetricsTestKit
+import NIOCore
+import NIOPosix
+import Synchronization
+import Testing
+
+/// Issue 21: a write handed to the group commit on an event loop (as `ReplicaService` does with a `Put`
+/// taken there) is written on that loop when the store fsyncs no write of its own: what one tick
+/// brought goes as one batch, answered on the loop, with no thread hop. Otherwise, or when the loop
+/// cannot write without waiting, the pool writes it, as before.
+@Suite(.timeLimit(.minutes(1)))
+struct WriteGroupLoopTests {
+    /// What each write's completion saw.
+    struct Answer: Sendable {
+        var onLoop: Bool
+        var outcome: ApplyOutcome?
+    }
+
+    @Test func writesOfOneTickAreOneBatchOnTheLoop() async throws {
+        try await Self.withQueue(durability: .none) { queue, replica, loop in
+            let answers = try await Self.put(
+                (0..<40).map { (key: "k-\($0 % 10)", hlc: UInt64(100 + $0)) }, queue: queue, replica: replica,
+                loop: loop)
+            #expect(answers.allSatisfy { $0.onLoop }, "answered on the loop that wrote them")
+            #expect(answers.allSatisfy { $0.outcome == .applied }, "each newer than the key's last")
+            #expect(queue.writeBatches == 1, "one tick, one store write")
+            #expect(queue.writeBatchesOnEventLoop == 1)
+            for key in 0..<10 {
+                #expect(try replica.store.get(key: Array("k-\(key)".utf8))?.version.hlc == UInt64(130 + key))
+            }
+            #expect(queue.count == 0)
+        }
+    }
+
+    /// `sync`: the fsync would block the loop, so the pool writes and answers.
+    @Test func aSyncStoreIsWrittenByThePool() async throws {
+        try await Self.withQueue(durability: .sync) { queue, replica, loop in
+            let answers = try await Self.put(
+                (0..<20).map { (key: "s-\($0)", hlc: UInt64(100 + $0)) }, queue: queue, replica: replica, loop: loop)
+            #expect(answers.allSatisfy { !$0.onLoop && $0.outcome == .applied })
+            #expect(queue.writeBatches >= 1)
+            #expect(queue.writeBatchesOnEventLoop == 0)
+        }
+    }
+
+    /// A key whose current version is only on disk: the loop declines the batch, and the pool writes
+    /// all of it, in order, with the same outcomes.
+    @Test func aBatchTheLoopCannotWriteGoesToThePool() async throws {
+        try await Self.withQueue(durability: .none) { queue, replica, loop in
+            _ = try replica.put(key: Array("old".utf8), record: Self.record(hlc: 50))
+            try replica.store.flush()
+            let answers = try await Self.put(
+                [("fresh", 1), ("old", 40), ("old", 60), ("fresh", 2)], queue: queue, replica: replica, loop: loop)
+            #expect(answers.allSatisfy { !$0.onLoop })
+            #expect(
+                answers.map(\.outcome) == [
+                    .applied, .superseded(current: Version(hlc: 50, writer: 1)), .applied, .applied,
+                ])
+            #expect(queue.writeBatchesOnEventLoop == 0)
+            #expect(try replica.store.get(key: Array("old".utf8))?.version.hlc == 60)
+            #expect(try replica.store.get(key: Array("fresh".utf8))?.version.hlc == 2)
+        }
+    }
+
+    static func record(hlc: UInt64) -> StoredRecord {
+        StoredRecord(version: Version(hlc: hlc, writer: 1), tombstone: false, value: Array("v\(hlc)".utf8))
+    }
+
+    /// Hands `writes` to `queue` from one task on `loop` (one tick), and waits for every answer.
+    static func put(
+        _ writes: [(key: String, hlc: UInt64)], queue: StorageQueue, replica: Replica, loop: any EventLoop
+    ) async throws -> [Answer] {
+        let answers = Mutex([Int: Answer]())
+        let done = loop.makePromise(of: Void.self)
+        loop.execute {
+            for (index, write) in writes.enumerated() {
+                queue.put(key: Array(write.key.utf8), record: record(hlc: write.hlc), to: replica, keyspace: 0) {
+                    result in
+                    let answer = Answer(onLoop: loop.inEventLoop, outcome: try? result.get().outcome)
+                    let all = answers.withLock {
+                        $0[index] = answer
+                        return $0.count == writes.count
+                    }
+                    if all { done.succeed() }
+                }
+            }
+        }
+        try await done.futureResult.get()
+        return answers.withLock { answers in (0..<writes.count).map { answers[$0]! } }
+    }
+
+    static func withQueue(
+        durability: Durability,
+        _ body: (StorageQueue, Replica, any EventLoop) async throws -> Void
+    ) async throws {
+        let path = FileManager.default.temporaryDirectory.appendingPathComponent("quorumkv-loop-\(UUID())").path
+        defer { try? FileManager.default.removeItem(atPath: path) }
+        let store = try RocksDBStore(directory: path, durability: durability)
+        defer { store.close() }
+        let replica = Replica(nodeID: "n1", store: store, wallMillis: { 1_800_000_000_000 })
+        let pool = NIOThreadPool(numberOfThreads: 2)
+        pool.start()
+        let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+        let queue = StorageQueue(pool: pool, statistics: NodeStatistics(nodeID: "n1", metricsFactory: TestMetrics()))
+        do {
+            try await body(queue, replica, group.next())
+        } catch {
+            try? await group.shutdownGracefully()
+            try? await pool.shutdownGracefully()
+            throw error
+        }
+        try await group.shutdownGracefully()
+        try await pool.shutdownGracefully()
+    }
+}

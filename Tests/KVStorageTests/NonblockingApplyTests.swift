@@ -1,0 +1,87 @@
+import Foundation
+import KVCore
+import KVStorage
+import Testing
+
+/// Issue 21: `ReplicaStore.applyWithoutBlocking`, the write an event loop makes itself when the
+/// durability fsyncs no write of its own. It follows `apply`'s rule to the letter, and declines (nil,
+/// nothing written) instead of waiting for an fsync, a stripe another writer holds, or the disk.
+@Suite struct NonblockingApplyTests {
+    /// Random batches over few keys, applied without blocking: outcomes, records and Merkle segments
+    /// equal those of a store fed one record at a time with `apply(key:record:)`.
+    @Test(arguments: [StoreKind.rocksDBNone, .rocksDBInterval])
+    func itActsLikeApply(_ kind: StoreKind) throws {
+        try withStore(kind) { store throws in
+            try withStore(.inMemory) { single throws in
+                #expect(store.appliesWithoutBlocking)
+                var random = SplitMix64(seed: 7)
+                let keys = (0..<40).map { key("n-\($0)") }
+                for round in 0..<30 {
+                    let records = (0..<Int.random(in: 1...25, using: &random)).map { _ in
+                        let hlc = UInt64.random(in: 1...40, using: &random)
+                        return StreamedRecord(
+                            key: keys.randomElement(using: &random)!,
+                            record: random.chance(0.2) ? tombstone(hlc) : record(hlc, "v\(hlc)"))
+                    }
+                    let outcomes = try store.applyWithoutBlocking(records)
+                    let expected = try records.map { try single.apply(key: $0.key, record: $0.record) }
+                    #expect(outcomes == expected, "round \(round): nothing else writes, so nothing waits")
+                }
+                for key in keys {
+                    #expect(try store.get(key: key) == single.get(key: key))
+                }
+                let segments = try store.merkleSegments()
+                #expect(segments == (try single.merkleSegments()))
+                try store.rebuildMerkleSegments()
+                #expect(try store.merkleSegments() == segments, "the segments written match the records")
+            }
+        }
+    }
+
+    /// A store that fsyncs every write (`sync`), or cannot tell (in memory), never writes this way.
+    @Test(arguments: [StoreKind.rocksDBSync, .inMemory])
+    func aStoreThatMustWaitDeclines(_ kind: StoreKind) throws {
+        try withStore(kind) { store throws in
+            #expect(!store.appliesWithoutBlocking)
+            #expect(try store.applyWithoutBlocking([StreamedRecord(key: key("k"), record: record(1, "v"))]) == nil)
+            #expect(try store.get(key: key("k")) == nil)
+        }
+    }
+
+    /// A stripe another writer holds: declined at once (the test would hang on a wait), nothing written;
+    /// the same write goes through once the stripe is free.
+    @Test func aHeldStripeDeclines() throws {
+        try withTemporaryDirectory { path throws in
+            let store = try RocksDBStore(directory: path, durability: .none)
+            defer { store.close() }
+            let write = [StreamedRecord(key: key("held"), record: record(3, "v"))]
+            let declined = try store.withStripeHeldForTesting(key: key("held")) {
+                try store.applyWithoutBlocking(write)
+            }
+            #expect(declined == nil)
+            #expect(try store.get(key: key("held")) == nil)
+            #expect(try store.applyWithoutBlocking(write) == [.applied])
+            #expect(try store.get(key: key("held"))?.value == Array("v".utf8))
+        }
+    }
+
+    /// A current version only in a table file (flushed, not in the block cache): declined, nothing
+    /// written, and the batch's other records neither. Once a read brought it into the cache, it goes.
+    @Test func aVersionOnlyOnDiskDeclines() throws {
+        try withTemporaryDirectory { path throws in
+            let store = try RocksDBStore(directory: path, durability: .none)
+            defer { store.close() }
+            _ = try store.apply(key: key("old"), record: record(5, "five"))
+            try store.flush()
+            let batch = [
+                StreamedRecord(key: key("fresh"), record: record(1, "one")),
+                StreamedRecord(key: key("old"), record: record(6, "six")),
+            ]
+            #expect(try store.applyWithoutBlocking(batch) == nil)
+            #expect(try store.get(key: key("fresh")) == nil, "all or nothing")
+            #expect(try store.get(key: key("old"))?.value == Array("five".utf8))
+            #expect(try store.applyWithoutBlocking(batch) == [.applied, .applied], "the read cached its block")
+            #expect(try store.get(key: key("old"))?.value == Array("six".utf8))
+        }
+    }
+}
