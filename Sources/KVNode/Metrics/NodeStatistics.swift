@@ -33,6 +33,7 @@ package import Synchronization
 /// | `quorumkv_peer_up{peer}` | gauge | 1 while this node's failure detector trusts the peer, 0 while it suspects it |
 /// | `quorumkv_peer_phi{peer}` | gauge | the failure detector's phi for the peer (suspected above `--phi-threshold`) |
 /// | `quorumkv_cluster_epoch` | gauge | the epoch of the cluster map this node holds |
+/// | `quorumkv_write_batches_total{writer}` | counter | the group commit wrote a batch of single writes: `writer` `event_loop` (on the loop that took them, durability `none` or `interval`) or `pool` (a storage thread: durability `sync`, or the loop would have waited) |
 /// | `quorumkv_rpc_refused_total{reason}` | counter | a connection or request was refused, or a connection closed, to protect the node: `reason` one of `RPCRefusal`'s (`connections`, `per_identity`, `handshakes`, `in_flight`, `in_flight_bytes`, `queue_full`, `idle`, `frame_deadline`, `violations`) |
 ///
 /// Gauges are set by `recordQueues`, which the node calls whenever it reads its queue sizes (for a
@@ -69,6 +70,9 @@ public final class NodeStatistics: Sendable {
     package let streamBytes: ReportedCounter
     package let streamRetries: ReportedCounter
     package let handoffKeysDeleted: ReportedCounter
+    /// Group commit batches written on an event loop, and on the storage pool (`WriteGroup`).
+    package let writeBatchesOnEventLoop: ReportedCounter
+    package let writeBatchesOnPool: ReportedCounter
     /// One counter per `RPCRefusal`.
     private let refusals: [RPCRefusal: ReportedCounter]
     /// Wall clock (ms since the Unix epoch) when the last whole pass ended without error; 0: never.
@@ -115,6 +119,8 @@ public final class NodeStatistics: Sendable {
         streamBytes = counter("quorumkv_stream_bytes_total")
         streamRetries = counter("quorumkv_stream_retries_total")
         handoffKeysDeleted = counter("quorumkv_handoff_keys_deleted_total")
+        writeBatchesOnEventLoop = counter("quorumkv_write_batches_total", [("writer", "event_loop")])
+        writeBatchesOnPool = counter("quorumkv_write_batches_total", [("writer", "pool")])
         refusals = Dictionary(
             uniqueKeysWithValues: RPCRefusal.allCases.map {
                 ($0, counter("quorumkv_rpc_refused_total", [("reason", $0.rawValue)]))
@@ -161,6 +167,8 @@ public final class NodeStatistics: Sendable {
         "quorumkv_stream_bytes_total": "Key and value bytes received by range transfers.",
         "quorumkv_stream_retries_total": "Range transfer attempts that failed and went to another source.",
         "quorumkv_handoff_keys_deleted_total": "Records dropped after their range moved to other nodes.",
+        "quorumkv_write_batches_total":
+            "Batches of single writes the group commit wrote, by writer: the event loop that took them, or the storage pool.",
         "quorumkv_hint_queue_size": "Hints held for each target node.",
         "quorumkv_peer_up": "1 while this node's failure detector trusts the peer, 0 while it suspects it.",
         "quorumkv_peer_phi": "The failure detector's phi for the peer.",

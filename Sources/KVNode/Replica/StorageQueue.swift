@@ -21,23 +21,23 @@ package final class StorageQueue: Sendable {
 
     /// - Parameters:
     ///   - jobsMax: jobs waiting or running at once; at least 1.
-    ///   - statistics: counts each refusal (`queue_full`).
+    ///   - statistics: counts each refusal (`queue_full`) and each batch the group commits write.
     package init(pool: NIOThreadPool, jobsMax: Int = Limits.storageQueueMax, statistics: NodeStatistics) {
         precondition(jobsMax >= 1, "the storage queue must hold at least one job")
         self.pool = pool
         self.jobsMax = jobsMax
         self.statistics = statistics
-        self.writeGroups = WriteGroups(pool: pool)
+        self.writeGroups = WriteGroups(pool: pool, statistics: statistics)
     }
 
     /// Jobs waiting or running now.
     package var count: Int { jobs.load(ordering: .relaxed) }
 
     /// Store writes the group commits made so far (each one batch of single writes).
-    package var writeBatches: Int { writeGroups.batchesWritten.load(ordering: .relaxed) }
+    package var writeBatches: Int { writeBatchesOnEventLoop + statistics.writeBatchesOnPool.load(ordering: .relaxed) }
 
     /// Those of `writeBatches` an event loop wrote (`WriteGroup`: no fsync of their own, nothing to wait for).
-    package var writeBatchesOnEventLoop: Int { writeGroups.batchesWrittenOnEventLoop.load(ordering: .relaxed) }
+    package var writeBatchesOnEventLoop: Int { statistics.writeBatchesOnEventLoop.load(ordering: .relaxed) }
 
     /// Runs `body` on the pool once a thread is free.
     ///

@@ -171,13 +171,12 @@ final class WriteGroup: Sendable {
 final class WriteGroups: Sendable {
     private let pool: NIOThreadPool
     private let groups = Mutex<[UInt32: WriteGroup]>([:])
-    /// Batches written by every group so far.
-    let batchesWritten = Atomic<Int>(0)
-    /// Those of them an event loop wrote.
-    let batchesWrittenOnEventLoop = Atomic<Int>(0)
+    /// Counts the batches every group writes (`quorumkv_write_batches_total{writer}`).
+    private let statistics: NodeStatistics
 
-    init(pool: NIOThreadPool) {
+    init(pool: NIOThreadPool, statistics: NodeStatistics) {
         self.pool = pool
+        self.statistics = statistics
     }
 
     /// Keyspaces with a group (for tests).
@@ -195,9 +194,10 @@ final class WriteGroups: Sendable {
     func group(keyspace: UInt32, replica: Replica) -> WriteGroup {
         groups.withLock { groups in
             if let group = groups[keyspace], group.replica === replica { return group }
-            let group = WriteGroup(replica: replica, pool: pool) { [weak self] onEventLoop in
-                self?.batchesWritten.add(1, ordering: .relaxed)
-                if onEventLoop { self?.batchesWrittenOnEventLoop.add(1, ordering: .relaxed) }
+            let statistics = self.statistics
+            let group = WriteGroup(replica: replica, pool: pool) { onEventLoop in
+                (onEventLoop ? statistics.writeBatchesOnEventLoop : statistics.writeBatchesOnPool)
+                    .add(1, ordering: .relaxed)
             }
             groups[keyspace] = group
             return group
