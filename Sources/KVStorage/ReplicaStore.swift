@@ -2,7 +2,8 @@ public import KVCore
 
 /// A replica's durable store.
 ///
-/// Calls block (RocksDB does I/O): callers run them on a thread pool, never on an event loop.
+/// Calls block (RocksDB does I/O): callers run them on a thread pool, never on an event loop; only
+/// `getFromMemory` and `applyWithoutBlocking` never wait, and may run anywhere.
 /// Implementations are thread-safe. `InMemoryStore` is the in-memory one, for unit tests of other
 /// modules and for the simulator (with its crash layer). Every store decides an apply with
 /// `ApplyOutcome.withoutWriting`.

@@ -7,8 +7,9 @@ import Synchronization
 /// A replica's logic with no I/O scheduling of its own: checks a write, applies it to the store if its
 /// version is newer, and keeps the node's hybrid logical clock, which every answer carries.
 ///
-/// `ReplicaService` runs it on a thread pool behind the RPC server; the deterministic simulator calls
-/// it directly, on one thread, with a simulated store and clock. Calls block while the store works.
+/// `ReplicaService` runs it on a thread pool behind the RPC server (`getFromMemory` and
+/// `putWithoutBlocking`, which never wait, on the event loops); the deterministic simulator calls it
+/// directly, on one thread, with a simulated store and clock. Other calls block while the store works.
 public final class Replica: Sendable {
     public let nodeID: String
     public let store: any ReplicaStore
