@@ -42,7 +42,8 @@ extension KVClient {
         let operations = Guarded(
             try keys.indices.map {
                 try readOperation(
-                    keys[$0], consistency: consistency, repair: repair, route: routes[$0], speculates: false)
+                    keys[$0], consistency: consistency, repair: repair, in: topology, route: routes[$0],
+                    speculates: false)
             })
         let outcomes = await drive(
             BatchLoop(

@@ -29,9 +29,17 @@ extension KVClient {
         health.suspected()
     }
 
-    /// The order in which a read asks the replicas of `key` (package: tests watch the routing).
+    /// The order in which a read asks the replicas of `key`, speeds aside (package: tests watch the
+    /// routing).
     package func readOrder(forKey key: [UInt8]) async throws -> [String] {
-        try await health.healthyFirst(currentTopology().ring.preferenceList(forKey: key))
+        let topology = try await currentTopology()
+        return reachableFirst(topology.ring.preferenceList(forKey: key), in: topology)
+    }
+
+    /// `replicas` with the ones the failure detector suspects, and those whose connection is in its
+    /// backoff window (refused just now: a request would fail at once), moved to the end.
+    func reachableFirst(_ replicas: [String], in topology: Topology) -> [String] {
+        health.healthyFirst(replicas) { topology.nodes[$0]?.isBackingOff ?? false }
     }
 
     /// Sends a `Ping` to every node, not awaited: a hung node must not delay the others. Nodes new

@@ -58,7 +58,8 @@ extension KVClient {
         _ key: [UInt8], consistency: ConsistencyLevel?, repair: ReadOperation.Repair?, in topology: Topology,
         route: KeyspaceRoute
     ) async throws -> KVValue? {
-        let operation = Guarded(try readOperation(key, consistency: consistency, repair: repair, route: route))
+        let operation = Guarded(
+            try readOperation(key, consistency: consistency, repair: repair, in: topology, route: route))
         let request = route.getRequest(key)
         let outcome = try await drive(
             start: {
@@ -82,19 +83,20 @@ extension KVClient {
     }
 
     /// The read of `key` a `get` runs (alone or in a batch): any R of the N replicas make a quorum, the
-    /// clearly faster ones lately asked first and the ones the failure detector suspects last. A read
+    /// clearly faster ones lately asked first and the ones the failure detector suspects, or whose
+    /// connection was just refused, last. A read
     /// of a batch does not speculate: its replicas answer a whole batch, which single requests' p99
     /// does not measure, and its keys' timers firing one by one would split the batch's waves.
     func readOperation(
-        _ key: [UInt8], consistency: ConsistencyLevel?, repair: ReadOperation.Repair?, route: KeyspaceRoute,
-        speculates: Bool = true
+        _ key: [UInt8], consistency: ConsistencyLevel?, repair: ReadOperation.Repair?, in topology: Topology,
+        route: KeyspaceRoute, speculates: Bool = true
     ) throws -> ReadOperation {
         var replicas = route.ring.preferenceList(forKey: key)
         if configuration.fastestReplicasFirst {
             let now = ContinuousClock.now
             replicas = responseTimes.withLock { $0.fastestFirst(replicas, at: now) }
         }
-        replicas = health.healthyFirst(replicas)
+        replicas = reachableFirst(replicas, in: topology)
         let plan = ReadPlan(
             level: consistency ?? route.readLevel ?? configuration.readConsistency.level,
             deadline: configuration.requestTimeout, askAll: configuration.readFromAll,

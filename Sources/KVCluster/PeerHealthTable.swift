@@ -61,11 +61,14 @@ public final class PeerHealthTable: Sendable {
         return detectors.withLock { $0.mapValues { $0.phi(atMillis: now) } }
     }
 
-    /// `ids` with the suspected ones moved to the end, the others in their order: the order in which
-    /// to ask replicas or sources.
-    public func healthyFirst(_ ids: [String]) -> [String] {
+    /// `ids` with the suspected ones, and those `unreachable` names, moved to the end, the others in
+    /// their order: the order in which to ask replicas or sources. `unreachable` is for what the
+    /// caller knows before the detector does: a node whose connection was just refused (in its
+    /// backoff window) answers nothing, seconds before enough missed pings make it suspected.
+    public func healthyFirst(_ ids: [String], unreachable: (String) -> Bool = { _ in false }) -> [String] {
         let suspected = suspected()
-        guard !suspected.isEmpty else { return ids }
-        return ids.filter { !suspected.contains($0) } + ids.filter { suspected.contains($0) }
+        let last = ids.map { suspected.contains($0) || unreachable($0) }
+        guard last.contains(true) else { return ids }
+        return zip(ids, last).filter { !$0.1 }.map(\.0) + zip(ids, last).filter { $0.1 }.map(\.0)
     }
 }

@@ -1,6 +1,7 @@
 import Foundation
 import KVClient
 import KVCore
+import KVRPC
 import KVWire
 import Testing
 
@@ -72,6 +73,27 @@ extension RealProcessTests {
                 }
             }
             #expect(stillSuspecting.isEmpty, "still suspecting n2 after SIGCONT: \(stillSuspecting)")
+
+            // Issue 21: a node that refuses connections (SIGKILLed) is asked last at once, by a client
+            // whose detector has no pings to go on: the refused dial starts the connection's backoff
+            // window (a minute here, so the check cannot race its end), and reads skip it meanwhile.
+            let unpinged = try cluster.client(timeout: .seconds(3)) { configuration in
+                configuration.healthCheckInterval = nil
+                configuration.speculativeReads = false
+                configuration.reconnect.backoffInitial = .seconds(60)
+                configuration.reconnect.backoffMax = .seconds(60)
+            }
+            let key = Array(keys.first!.utf8)
+            #expect(try await unpinged.readOrder(forKey: key).first == "n2")
+            try await offThePool { cluster.stop("n2") }
+            // The first write may meet the connection the kill closed; the next dials and is refused.
+            for _ in 0..<3 where try await unpinged.readOrder(forKey: key).last != "n2" {
+                _ = try? await unpinged.put(key, value: Array("w".utf8), consistency: .all)
+            }
+            #expect(unpinged.suspectedNodes().isEmpty)
+            #expect(try await unpinged.readOrder(forKey: key).last == "n2")
+            #expect(try await unpinged.get(key, consistency: .quorum)?.value != nil)
+            await unpinged.close()
             await admin.close()
             await client.close()
         }

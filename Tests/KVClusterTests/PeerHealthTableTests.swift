@@ -38,6 +38,22 @@ import Testing
         #expect(health.phi()["n2"]! > health.phi()["n1"]!)
     }
 
+    /// Issue 21: a node the caller knows it cannot reach now (a refused connection in its backoff
+    /// window) goes last too, before the detector suspects it; the others keep their order.
+    @Test func anUnreachableNodeIsAskedLastBeforeItIsSuspected() {
+        let clock = Clock()
+        let health = table(clock)
+        health.watch(["n1", "n2", "n3"])
+        for _ in 0..<20 {
+            clock.advance(1_000)
+            for node in ["n1", "n2", "n3"] { health.heartbeat(node) }
+        }
+        #expect(health.suspected().isEmpty)
+        #expect(health.healthyFirst(["n2", "n3", "n1"]) { $0 == "n2" } == ["n3", "n1", "n2"])
+        #expect(health.healthyFirst(["n2", "n3", "n1"]) { $0 == "n4" } == ["n2", "n3", "n1"])
+        #expect(health.healthyFirst(["n1", "n2", "n3"]) { $0 != "n3" } == ["n3", "n1", "n2"])
+    }
+
     /// A watched node that never answers is suspected in time; an unknown one never is, until it is
     /// heard from; forgetting drops the nodes that left.
     @Test func watchingForgettingAndUnknownNodes() {
