@@ -15,16 +15,22 @@ import Testing
         PeerHealthTable(configuration: PhiAccrualDetector.Configuration()) { clock.now }
     }
 
+    /// A table that heard from each of `nodes` every second for 20 s: none is suspected.
+    func trusted(_ nodes: [String], _ clock: Clock) -> PeerHealthTable {
+        let health = table(clock)
+        health.watch(nodes)
+        for _ in 0..<20 {
+            clock.advance(1_000)
+            for node in nodes { health.heartbeat(node) }
+        }
+        return health
+    }
+
     /// Every node answers each second; then n2 falls silent: after a long silence it is suspected, and
     /// ordering moves it to the end, the others keeping their order.
     @Test func aSilentNodeIsSuspectedAndAskedLast() {
         let clock = Clock()
-        let health = table(clock)
-        health.watch(["n1", "n2", "n3"])
-        for _ in 0..<20 {
-            clock.advance(1_000)
-            for node in ["n1", "n2", "n3"] { health.heartbeat(node) }
-        }
+        let health = trusted(["n1", "n2", "n3"], clock)
         #expect(health.suspected().isEmpty)
         #expect(health.healthyFirst(["n2", "n3", "n1"]) == ["n2", "n3", "n1"])
         for _ in 0..<30 {
@@ -42,12 +48,7 @@ import Testing
     /// window) goes last too, before the detector suspects it; the others keep their order.
     @Test func anUnreachableNodeIsAskedLastBeforeItIsSuspected() {
         let clock = Clock()
-        let health = table(clock)
-        health.watch(["n1", "n2", "n3"])
-        for _ in 0..<20 {
-            clock.advance(1_000)
-            for node in ["n1", "n2", "n3"] { health.heartbeat(node) }
-        }
+        let health = trusted(["n1", "n2", "n3"], clock)
         #expect(health.suspected().isEmpty)
         #expect(health.healthyFirst(["n2", "n3", "n1"]) { $0 == "n2" } == ["n3", "n1", "n2"])
         #expect(health.healthyFirst(["n2", "n3", "n1"]) { $0 == "n4" } == ["n2", "n3", "n1"])

@@ -15,12 +15,7 @@ import Testing
                 var random = SplitMix64(seed: 41)
                 let keys = (0..<60).map { key("b-\($0)") }
                 for round in 0..<40 {
-                    let records = (0..<Int.random(in: 0...30, using: &random)).map { _ in
-                        let hlc = UInt64.random(in: 1...50, using: &random)
-                        return StreamedRecord(
-                            key: keys.randomElement(using: &random)!,
-                            record: random.chance(0.2) ? tombstone(hlc) : record(hlc, "v\(hlc)"))
-                    }
+                    let records = randomBatch(over: keys, count: 0...30, hlcMax: 50, using: &random)
                     let entry = MetadataEntry(name: "progress", value: [UInt8(round)])
                     let outcomes = try batched.apply(records, setting: entry)
                     let expected = try records.map { try single.apply(key: $0.key, record: $0.record) }

@@ -18,12 +18,7 @@ struct NonblockingApplyTests {
                 var random = SplitMix64(seed: 7)
                 let keys = (0..<40).map { key("n-\($0)") }
                 for round in 0..<30 {
-                    let records = (0..<Int.random(in: 1...25, using: &random)).map { _ in
-                        let hlc = UInt64.random(in: 1...40, using: &random)
-                        return StreamedRecord(
-                            key: keys.randomElement(using: &random)!,
-                            record: random.chance(0.2) ? tombstone(hlc) : record(hlc, "v\(hlc)"))
-                    }
+                    let records = randomBatch(over: keys, count: 1...25, hlcMax: 40, using: &random)
                     let outcomes = try store.applyWithoutBlocking(records)
                     let expected = try records.map { try single.apply(key: $0.key, record: $0.record) }
                     #expect(outcomes == expected, "round \(round): nothing else writes, so nothing waits")

@@ -63,3 +63,17 @@ func tombstone(_ hlc: UInt64, writer: UInt64 = 1) -> StoredRecord {
 }
 
 func key(_ text: String) -> [UInt8] { Array(text.utf8) }
+
+/// A random batch over `keys`: a number of records drawn from `count`, versions 1...`hlcMax`, a fifth
+/// of them tombstones. Few keys and versions, so a batch repeats keys and meets older, equal and newer
+/// versions.
+func randomBatch(
+    over keys: [[UInt8]], count: ClosedRange<Int>, hlcMax: UInt64, using random: inout SplitMix64
+) -> [StreamedRecord] {
+    (0..<Int.random(in: count, using: &random)).map { _ in
+        let hlc = UInt64.random(in: 1...hlcMax, using: &random)
+        return StreamedRecord(
+            key: keys.randomElement(using: &random)!,
+            record: random.chance(0.2) ? tombstone(hlc) : record(hlc, "v\(hlc)"))
+    }
+}
