@@ -4,7 +4,8 @@
 #   scripts/bench.sh single [SECONDS]   one kvd; kvbench put and get, then redis-benchmark --tls on
 #                                       the same machine with the same certificates for comparison
 #   scripts/bench.sh cluster [SECONDS]  4 kvd, N=3, R=W=2: kvbench put and get, then a mixed run in
-#                                       which node n2 is SIGKILLed halfway (p99 before and after);
+#                                       which node n2 is SIGKILLed halfway (p99 before and after,
+#                                       after a 2 s warm-up);
 #                                       closed loop (as fast as it goes), or with QUORUMKV_KILL_RATE
 #                                       set, open loop at that many ops/s (latency from the intended
 #                                       start: what a client at a steady load sees); before it, puts
@@ -730,9 +731,11 @@ if [[ "$mode" == cluster ]]; then
     batches=("$bin/kvbench" --concurrency 10 --batch 100 --value-bytes 100 --duration "$seconds" --skip-load)
     "${batches[@]}" --workload put
     "${batches[@]}" --workload get
-    echo "== kvbench mixed, n2 SIGKILLed after $((seconds / 2)) s"
-    (sleep "$((seconds / 2))"; kill -KILL "${pids[n2]}") &
-    "${bench[@]}" --workload mixed --skip-load --split "$((seconds / 2))" \
+    # After a 2 s warm-up (not counted: a run's first second carries its connections' set-up), so the
+    # half before the kill is as warm as the half after it.
+    echo "== kvbench mixed, 2 s warm-up, then n2 SIGKILLed after $((seconds / 2)) s"
+    (sleep "$((2 + seconds / 2))"; kill -KILL "${pids[n2]}") &
+    "${bench[@]}" --workload mixed --skip-load --warmup 2 --split "$((seconds / 2))" \
         ${QUORUMKV_KILL_RATE:+--target-rate "$QUORUMKV_KILL_RATE"}
     exit 0
 fi

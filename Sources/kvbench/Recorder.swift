@@ -26,6 +26,8 @@ final class Recorder: Sendable {
     private struct OperationState {
         var latency = Recorder.histogram()
         var serviceTime = Recorder.histogram()
+        var beforeSplit = Recorder.histogram()
+        var afterSplit = Recorder.histogram()
         var errors = 0
     }
 
@@ -75,7 +77,13 @@ final class Recorder: Sendable {
             _ = state.whole.record(latency)
             _ = state.serviceTime.record(serviceTime)
             if let split {
-                if start < split { _ = state.beforeSplit.record(latency) } else { _ = state.afterSplit.record(latency) }
+                if start < split {
+                    _ = state.beforeSplit.record(latency)
+                    _ = state.operations[operation, default: OperationState()].beforeSplit.record(latency)
+                } else {
+                    _ = state.afterSplit.record(latency)
+                    _ = state.operations[operation, default: OperationState()].afterSplit.record(latency)
+                }
             }
             state.grow(to: second)
             _ = state.seconds[second].record(latency)
@@ -108,10 +116,20 @@ final class Recorder: Sendable {
     func phases(elapsed: Double) -> (whole: Phase, before: Phase?, after: Phase?) {
         state.withLock { state in
             let whole = Phase(state.whole, seconds: elapsed)
-            guard let split else { return (whole, nil, nil) }
-            let cut = Double(split.components.seconds) + Double(split.components.attoseconds) / 1e18
-            return (whole, Phase(state.beforeSplit, seconds: cut), Phase(state.afterSplit, seconds: elapsed - cut))
+            guard let (before, after) = splitPhases(state.beforeSplit, state.afterSplit, elapsed: elapsed) else {
+                return (whole, nil, nil)
+            }
+            return (whole, before, after)
         }
+    }
+
+    /// The phases of `before` and `after`, each over its side's seconds; nil without a split.
+    private func splitPhases(_ before: Histogram<UInt64>, _ after: Histogram<UInt64>, elapsed: Double) -> (
+        Phase, Phase
+    )? {
+        guard let split else { return nil }
+        let cut = Double(split.components.seconds) + Double(split.components.attoseconds) / 1e18
+        return (Phase(before, seconds: cut), Phase(after, seconds: elapsed - cut))
     }
 
     /// The whole run's service times (send to answer).
@@ -125,10 +143,12 @@ final class Recorder: Sendable {
         state.withLock { state in
             OperationType.allCases.compactMap { operation in
                 guard let figures = state.operations[operation] else { return nil }
+                let sides = splitPhases(figures.beforeSplit, figures.afterSplit, elapsed: elapsed)
                 return OperationFigures(
                     operation: operation.name, latency: Phase(figures.latency, seconds: elapsed),
                     errors: figures.errors,
-                    serviceTime: withServiceTimes ? Phase(figures.serviceTime, seconds: elapsed) : nil)
+                    serviceTime: withServiceTimes ? Phase(figures.serviceTime, seconds: elapsed) : nil,
+                    beforeSplit: sides?.0, afterSplit: sides?.1)
             }
         }
     }
@@ -196,9 +216,12 @@ struct OperationFigures: Encodable {
     var latency: Phase
     var errors: Int
     var serviceTime: Phase?
+    /// This operation's requests each side of `--split`, when there is one.
+    var beforeSplit: Phase?
+    var afterSplit: Phase?
 
     private enum CodingKeys: String, CodingKey {
-        case operation, errors, serviceTime
+        case operation, errors, serviceTime, beforeSplit, afterSplit
     }
 
     func encode(to encoder: any Encoder) throws {
@@ -207,6 +230,8 @@ struct OperationFigures: Encodable {
         try container.encode(operation, forKey: .operation)
         try container.encode(errors, forKey: .errors)
         try container.encodeIfPresent(serviceTime, forKey: .serviceTime)
+        try container.encodeIfPresent(beforeSplit, forKey: .beforeSplit)
+        try container.encodeIfPresent(afterSplit, forKey: .afterSplit)
     }
 
     /// `  read: N ops = R ops/s, p50 …, E errors` (no "ops in … s": scripts/kvbench_rates.py counts
@@ -217,6 +242,9 @@ struct OperationFigures: Encodable {
         text += latency.percentiles
         text += ", \(errors) errors"
         if let serviceTime { text += "\n    service time: " + serviceTime.percentiles }
+        if let beforeSplit, let afterSplit {
+            text += "\n    before the split: \(beforeSplit.percentiles)\n    after the split: \(afterSplit.percentiles)"
+        }
         return text
     }
 }

@@ -86,6 +86,29 @@ extension RealProcessTests {
             let operations = line.split(separator: " ").dropFirst().first.flatMap { Int($0) } ?? 0
             #expect(operations == 2000, "\(result.stdout)")
             #expect(result.stdout.contains("0 errors"), "\(result.stdout)")
+            // `--split`: each operation's requests either side of it, in the report and on screen.
+            let splitPath = "\(output.path)/split.json"
+            let split = try run(
+                "kvbench",
+                flags + [
+                    "--workload", "mixed", "--skip-load", "--duration", "2", "--split", "1", "--output", splitPath,
+                ])
+            expectSuccess(split)
+            let splitReport =
+                try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: splitPath)))
+                as? [String: Any]
+            let sides = (splitReport?["operations"] as? [[String: Any]] ?? []).map { operation in
+                (
+                    operation["operation"] as? String ?? "",
+                    [
+                        (operation["beforeSplit"] as? [String: Any])?["operations"] as? Int ?? 0,
+                        (operation["afterSplit"] as? [String: Any])?["operations"] as? Int ?? 0,
+                    ]
+                )
+            }
+            #expect(sides.map(\.0) == ["read", "update"], "\(split.stdout)")
+            #expect(sides.allSatisfy { $0.1.allSatisfy { $0 > 0 } }, "\(sides)")
+            #expect(split.stdout.contains("    before the split: p50"), "\(split.stdout)")
             let refused = try run("kvbench", flags + ["--event-loops", "65", "--workload", "get"])
             #expect(refused.status == 64, "\(refused)")
             #expect(refused.stderr.contains("--event-loops must be 0...64"), "\(refused.stderr)")

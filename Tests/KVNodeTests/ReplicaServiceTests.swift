@@ -286,9 +286,9 @@ struct ReplicaServiceTests {
         try await fixture.shutdown()
     }
 
-    /// Issue 21: a `Get` answered from memory and a `Put` handed to the group commit from the event
-    /// loop (`answerWithoutTask`) get what `handle` answers, refusals included; a read repair is left
-    /// to `handle`.
+    /// Issue 21: a `Get` answered from memory, a `Put` handed to the group commit and a `Hint` handed to
+    /// the pool from the event loop (`answerWithoutTask`) get what `handle` answers, refusals included;
+    /// a read repair is left to `handle`.
     @Test func requestsTakenWithoutATaskAreAnsweredAsHandleAnswersThem() async throws {
         let fixture = try ServiceFixture(hintQueueMax: 10, maxClockOffset: .milliseconds(500))
         let service = fixture.service
@@ -315,6 +315,9 @@ struct ReplicaServiceTests {
                 case .putResponse(var response):
                     response.clock = 0
                     return .putResponse(response)
+                case .hintResponse(var response):
+                    response.clock = 0
+                    return .hintResponse(response)
                 default:
                     return message
                 }
@@ -337,6 +340,32 @@ struct ReplicaServiceTests {
             (put("k", hlc: 30, origin: .hintReplay), ErrorCode.notAuthorized),
             (put("k", hlc: .max - 1), .invalidRequest),
             (put("", hlc: 30), .invalidRequest),
+        ] {
+            let taken = await withoutTask(request, from: ServiceFixture.client)
+            #expect(throws: RPCError.remote(code, message: "")) { try taken?.get() }
+            await #expect(throws: RPCError.remote(code, message: "")) {
+                _ = try await service.handle(request, from: ServiceFixture.client)
+            }
+        }
+        func hint(_ target: String, _ key: String, hlc: UInt64) -> Message {
+            .hintRequest(
+                HintRequest(
+                    target: target,
+                    record: Record(
+                        key: ByteBuffer(string: key), version: Version(hlc: hlc, writer: 7), tombstone: false,
+                        value: ByteBuffer(string: "v"), expiresAtMillis: nil), keyspace: 0))
+        }
+        let (stored, storedByHandle) = try await answers(hint("n2", "h", hlc: 5))
+        #expect(stored == storedByHandle)
+        guard case .hintResponse(let response) = stored else {
+            Issue.record("no hint response: \(String(describing: stored))")
+            return
+        }
+        #expect(response.outcome == .stored)
+        for (request, code) in [
+            (hint("n1", "h", hlc: 6), ErrorCode.invalidRequest),
+            (hint("n9", "h", hlc: 6), .unknownNode),
+            (hint("n2", "h", hlc: .max - 1), .invalidRequest),
         ] {
             let taken = await withoutTask(request, from: ServiceFixture.client)
             #expect(throws: RPCError.remote(code, message: "")) { try taken?.get() }

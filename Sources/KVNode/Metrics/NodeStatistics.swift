@@ -177,7 +177,7 @@ public final class NodeStatistics: Sendable {
             "Requests answered, by message type and keyspace (none: a request about no keyspace; unknown: an id the map lacks).",
         "quorumkv_request_errors_total": "Requests answered with an error, by message type and keyspace.",
         "quorumkv_requests_on_event_loop_total":
-            "Requests taken on the connection's event loop (reads from memory, writes to the group commit), by message type and keyspace; the others went through a task.",
+            "Requests taken on the connection's event loop (reads from memory, writes to the group commit, hints to the pool), by message type and keyspace; the others went through a task.",
         "quorumkv_request_duration_seconds":
             "Time from a request's arrival to its answer, by message type and keyspace.",
         "quorumkv_rpc_refused_total":

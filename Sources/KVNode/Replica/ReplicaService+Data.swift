@@ -126,10 +126,36 @@ extension ReplicaService {
         }
     }
 
+    /// What `HintAdmission` answers for one hint, on the pool.
+    typealias HintAdmitted = Result<(outcome: HintAdmission.Outcome, clock: UInt64), HintAdmissionError>
+
     /// Keeps a write for a replica that did not acknowledge it, until hint replay hands it over
     /// (`HintAdmission`, on the pool: the target check, the store, the mark of a refused hint's range).
     func storeHint(_ request: HintRequest, in context: KeyspaceContext) async throws -> Message {
-        guard let hints, let repairMarker, let marks = context.marks else {
+        let admit = try hintAdmission(request, in: context)
+        return try hintAnswer(try await runOnPool { admit() }, target: request.target)
+    }
+
+    /// `storeHint` without a task (the connection's event loop hands it over): `completion` is called
+    /// once, on the pool thread that stored it, or at once when it is refused before.
+    func storeHint(
+        _ request: HintRequest, in context: KeyspaceContext,
+        completion: @escaping @Sendable (Result<Message, any Error>) -> Void
+    ) throws {
+        let admit = try hintAdmission(request, in: context)
+        storageQueue.run({ admit() }) { result in
+            completion(
+                result.mapError { self.wireError($0) }
+                    .flatMap { admitted in Result { try self.hintAnswer(admitted, target: request.target) } })
+        }
+    }
+
+    /// The checks a hint passes before the pool, and the admission the pool runs for it.
+    private func hintAdmission(_ request: HintRequest, in context: KeyspaceContext) throws
+        -> @Sendable () ->
+        HintAdmitted
+    {
+        guard let hints, repairMarker != nil, let marks = context.marks else {
             throw RPCError.remote(.invalidRequest, message: "this node does not hold hints")
         }
         let checked = try Self.checked(request.record)
@@ -137,14 +163,17 @@ extension ReplicaService {
         let admission = HintAdmission(nodeID: nodeID, queueMax: hintQueueMax, bytesMax: hintBytesMax)
         let (map, ring, replica, keyspace) = (context.map, try? context.map.ring(), context.replica, context.id)
         let now = wallMillis()
-        let result = try await runOnPool {
-            () -> Result<(outcome: HintAdmission.Outcome, clock: UInt64), HintAdmissionError> in
+        return {
             Result { () throws(HintAdmissionError) in
                 try admission.admit(
                     target: target, key: key, record: record, keyspace: keyspace, map: map, ring: ring,
                     replica: replica, hints: hints, marks: marks, nowMillis: now)
             }
         }
+    }
+
+    /// The answer to a hint the pool admitted or refused, counted.
+    private func hintAnswer(_ result: HintAdmitted, target: String) throws -> Message {
         let admitted: (outcome: HintAdmission.Outcome, clock: UInt64)
         switch result {
         case .success(let value):
@@ -164,7 +193,7 @@ extension ReplicaService {
         case .refused(_, let mark):
             // Never lost silently: anti-entropy will compare the key's range with the target.
             statistics.hintsRefused.add(1, ordering: .relaxed)
-            repairMarker.reportRefusedHint(mark, target: target)
+            repairMarker?.reportRefusedHint(mark, target: target)
         }
         return .hintResponse(
             HintResponse(outcome: admitted.outcome == .stored ? .stored : .refused, clock: admitted.clock))

@@ -187,12 +187,13 @@ public final class ReplicaService: RPCService {
     }
 
     public func mayAnswerWithoutTask(_ type: MessageType) -> Bool {
-        type == .getRequest || type == .putRequest
+        type == .getRequest || type == .putRequest || type == .hintRequest
     }
 
     /// Takes, on the connection's event loop (`InlineAnswerHandler`), a `Get` of an open keyspace that
-    /// RocksDB answers from memory (answered at once) and a `Put` (answered from the pool once its
-    /// group commit wrote it): no task, no hop but the write's. Refused as `handle` refuses them.
+    /// RocksDB answers from memory (answered at once), a `Put` (answered once its group commit wrote
+    /// it, on the loop or the pool) and a `Hint` (answered from the pool once admitted): no task, no
+    /// hop but the write's. Refused as `handle` refuses them.
     public func answerWithoutTask(
         _ request: Message, from peer: PeerIdentity,
         reply: @escaping @Sendable (Result<Message, any Error>) -> Void
@@ -215,6 +216,19 @@ public final class ReplicaService: RPCService {
                 try drainGate.enter()
                 do {
                     try write(put, from: peer, in: context) { result in
+                        self.drainGate.leave()
+                        reply(result)
+                    }
+                } catch {
+                    drainGate.leave()
+                    throw error
+                }
+                return true
+            case .hintRequest(let hint):
+                guard let context = try openedContext(hint.keyspace, in: membership.current) else { return false }
+                try drainGate.enter()
+                do {
+                    try storeHint(hint, in: context) { result in
                         self.drainGate.leave()
                         reply(result)
                     }
