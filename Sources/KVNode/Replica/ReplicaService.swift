@@ -213,29 +213,11 @@ public final class ReplicaService: RPCService {
                 else {
                     return false
                 }
-                try drainGate.enter()
-                do {
-                    try write(put, from: peer, in: context) { result in
-                        self.drainGate.leave()
-                        reply(result)
-                    }
-                } catch {
-                    drainGate.leave()
-                    throw error
-                }
+                try inFlight(reply) { try write(put, from: peer, in: context, completion: $0) }
                 return true
             case .hintRequest(let hint):
                 guard let context = try openedContext(hint.keyspace, in: membership.current) else { return false }
-                try drainGate.enter()
-                do {
-                    try storeHint(hint, in: context) { result in
-                        self.drainGate.leave()
-                        reply(result)
-                    }
-                } catch {
-                    drainGate.leave()
-                    throw error
-                }
+                try inFlight(reply) { try storeHint(hint, in: context, completion: $0) }
                 return true
             default:
                 return false
@@ -243,6 +225,24 @@ public final class ReplicaService: RPCService {
         } catch {
             reply(.failure(error))
             return true
+        }
+    }
+
+    /// Starts a request answered later (`start` hands its answer to the completion it is given),
+    /// counted in flight from now until that answer goes to `reply`, or until `start` throws.
+    private func inFlight(
+        _ reply: @escaping @Sendable (Result<Message, any Error>) -> Void,
+        _ start: (@escaping @Sendable (Result<Message, any Error>) -> Void) throws -> Void
+    ) throws {
+        try drainGate.enter()
+        do {
+            try start { result in
+                self.drainGate.leave()
+                reply(result)
+            }
+        } catch {
+            drainGate.leave()
+            throw error
         }
     }
 
