@@ -52,15 +52,16 @@ final class WriteGroup: Sendable {
     let replica: Replica
     private let pool: NIOThreadPool
     private let state = Mutex(State())
-    /// Called for each batch written (on the pool before it is, on a loop once it was), with whether
-    /// an event loop wrote it.
-    private let willWrite: @Sendable (_ onEventLoop: Bool) -> Void
+    /// Counts each batch (on the pool as it is written, on a loop once it was), with whether an event
+    /// loop wrote it.
+    private let countBatch: @Sendable (_ onEventLoop: Bool) -> Void
 
-    init(replica: Replica, pool: NIOThreadPool, willWrite: @escaping @Sendable (_ onEventLoop: Bool) -> Void = { _ in })
-    {
+    init(
+        replica: Replica, pool: NIOThreadPool, countBatch: @escaping @Sendable (_ onEventLoop: Bool) -> Void = { _ in }
+    ) {
         self.replica = replica
         self.pool = pool
-        self.willWrite = willWrite
+        self.countBatch = countBatch
     }
 
     /// Writes `record` of `key` in the next batch, then calls `completion` (on the pool thread that
@@ -96,7 +97,7 @@ final class WriteGroup: Sendable {
             pool.submit { work in self.writeWhileWaiting(work) }
             return
         }
-        willWrite(true)
+        countBatch(true)
         for (waiting, outcome) in zip(batch, outcomes) {
             waiting.completion(.success((outcome, clock)))
         }
@@ -145,7 +146,7 @@ final class WriteGroup: Sendable {
     }
 
     private func write(_ batch: [Waiting]) {
-        willWrite(false)
+        countBatch(false)
         do throws(ReplicaError) {
             let (outcomes, clock) = try replica.put(batch.map(\.record))
             for (waiting, outcome) in zip(batch, outcomes) {
