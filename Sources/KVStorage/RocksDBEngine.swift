@@ -53,17 +53,14 @@ final class RocksDBEngine: @unchecked Sendable {
     /// The checkpoints made for backups (`RocksDBStore+Checkpoint.swift`); none survive a reopen.
     let checkpoints: CheckpointRegistry
     private let walSyncer: WALSyncer?
-    private let gate = Mutex(Gate())
+    /// The gate: set once by `close()`, after which every call throws `.closed`.
+    private let closed = Atomic<Bool>(false)
+    /// The calls using the handles now, which `close()` waits for.
+    private let callsInFlight = Atomic<Int>(0)
     /// The column families of every keyspace and the views of the keyspaces other than 0. Creating and
     /// dropping a keyspace hold it, and so does any use of another keyspace's handles by the engine
     /// itself (flush, figures), so that a drop never frees a handle in use.
     let keyspaces: Mutex<Keyspaces>
-
-    /// Whether the store is open, and how many calls are using the handles.
-    private struct Gate {
-        var closed = false
-        var callsInFlight = 0
-    }
 
     /// A keyspace's own column families (`@unchecked Sendable`: handles, freed under the engine's rules).
     struct KeyspaceFamilies: @unchecked Sendable {
@@ -294,47 +291,51 @@ final class RocksDBEngine: @unchecked Sendable {
 
     /// Runs `body` with the handles guaranteed alive: `close()` waits for it to return. With `view`,
     /// also refuses (`.closed`) once that view's keyspace is dropped, and `dropKeyspace` waits for it.
+    ///
+    /// The gate is two atomics a side, not a lock: every store call of every thread passes it, and a
+    /// lock taken twice a call by 16 pool threads on few cores was contended (perf on a node serving
+    /// batch gets: half its CPU in the mutex's slow path). A call counts itself, then looks at the
+    /// flags; `close()` and `dropKeyspace` set their flag, then look at the count. All four are
+    /// sequentially consistent, so either the call sees the flag (and leaves) or the closer sees it
+    /// counted (and waits for it).
     func withOpenHandles<Result>(
         view: RocksDBStore?,
         _ body: () throws(StorageError) -> Result
     ) throws(StorageError) -> Result {
-        let open = gate.withLock { gate in
-            if gate.closed { return false }
-            if let view {
-                // Read and counted under the gate, which `dropKeyspace` sets the flag under: a call
-                // either sees the drop or is counted before the drop waits.
-                if view.dropped.load(ordering: .relaxed) { return false }
-                view.callsInFlight.add(1, ordering: .relaxed)
-            }
-            gate.callsInFlight += 1
-            return true
+        callsInFlight.add(1, ordering: .sequentiallyConsistent)
+        view?.callsInFlight.add(1, ordering: .sequentiallyConsistent)
+        defer {
+            view?.callsInFlight.subtract(1, ordering: .releasing)
+            callsInFlight.subtract(1, ordering: .releasing)
         }
-        guard open else { throw .closed }
+        if closed.load(ordering: .sequentiallyConsistent)
+            || view?.dropped.load(ordering: .sequentiallyConsistent) == true
+        {
+            throw .closed
+        }
         // RocksDB counts every call in a thread-local `perf_context` unless the calling thread says
         // not to (the level is per thread, and any thread may call): 5–7 % of a node's CPU per put,
         // for figures nothing reads (the metrics come from `Statistics`, which this leaves alone).
         rocksdb_set_perf_level(Self.perfLevelDisabled)
-        defer {
-            view?.callsInFlight.subtract(1, ordering: .releasing)
-            gate.withLock { $0.callsInFlight -= 1 }
-        }
         return try body()
     }
 
-    /// Runs `body` under the gate's lock: what `withOpenHandles` decides under it cannot interleave.
-    func withGateLocked(_ body: () -> Void) {
-        gate.withLock { _ in body() }
+    /// Refuses `view`'s calls from now on (`dropped`) and waits for those in flight; `false` lets them
+    /// in again (a drop that failed). The other side of `withOpenHandles`' gate.
+    func setDropped(_ dropped: Bool, _ view: RocksDBStore) {
+        view.dropped.store(dropped, ordering: .sequentiallyConsistent)
+        guard dropped else { return }
+        while view.callsInFlight.load(ordering: .sequentiallyConsistent) > 0 {
+            Thread.sleep(forTimeInterval: 0.000_5)
+        }
     }
 
     /// Closes the store: every later call of every view throws `.closed`. Waits for the calls in flight.
     func close() {
-        let closing = gate.withLock { gate in
-            defer { gate.closed = true }
-            return !gate.closed
-        }
-        guard closing else { return }
+        guard closed.compareExchange(expected: false, desired: true, ordering: .sequentiallyConsistent).exchanged
+        else { return }
         // New calls now throw `.closed`; wait for the ones already using the handles.
-        while gate.withLock({ $0.callsInFlight }) > 0 {
+        while callsInFlight.load(ordering: .sequentiallyConsistent) > 0 {
             Thread.sleep(forTimeInterval: 0.000_5)
         }
         walSyncer?.stop()

@@ -114,10 +114,7 @@ extension RocksDBStore: KeyspaceStoring {
     /// Merkle state, which the next open rebuilds; the other order could leave Merkle segments that a
     /// keyspace created again later would believe.
     private func dropKeyspace(_ view: RocksDBStore) throws(StorageError) {
-        engine.withGateLocked { view.dropped.store(true, ordering: .relaxed) }
-        while view.callsInFlight.load(ordering: .acquiring) > 0 {
-            Thread.sleep(forTimeInterval: 0.000_5)
-        }
+        engine.setDropped(true, view)
         do throws(StorageError) {
             try deleteMeta(prefix: view.metaPrefix)
             for family in [view.dataFamily, view.versionsFamily] {
@@ -127,7 +124,7 @@ extension RocksDBStore: KeyspaceStoring {
             }
         } catch {
             // Not dropped (or half): the view serves again; a retry finishes the drop.
-            engine.withGateLocked { view.dropped.store(false, ordering: .relaxed) }
+            engine.setDropped(false, view)
             throw error
         }
         rocksdb_column_family_handle_destroy(view.dataFamily)

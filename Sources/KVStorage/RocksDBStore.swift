@@ -66,9 +66,9 @@ public final class RocksDBStore: ReplicaStore, @unchecked Sendable {
     /// after its batch commits, under the segment's stripe (see `RocksDBStore+Merkle.swift`).
     let merkle = Mutex(MerkleSegments())
     let merkleOpenRebuild = Mutex<MerkleRebuild?>(nil)
-    /// Set, under the engine's gate, when this view's keyspace is dropped: its calls then throw `.closed`.
+    /// Set when this view's keyspace is dropped (`RocksDBEngine.setDropped`): its calls then throw `.closed`.
     let dropped = Atomic<Bool>(false)
-    /// This view's calls using its families, counted under the engine's gate: a drop waits for them.
+    /// This view's calls using its families, counted by the engine's gate: a drop waits for them.
     let callsInFlight = Atomic<Int>(0)
 
     /// The most bytes of write-ahead log kept before RocksDB flushes the column families that hold the

@@ -1,6 +1,7 @@
 import Foundation
 import KVCore
 import KVStorage
+import Synchronization
 import Testing
 
 /// What only the RocksDB store has: files, durability modes, locks and checksums.
@@ -53,6 +54,43 @@ import Testing
         try withTemporaryDirectory { path throws in
             try RocksDBStore(directory: path).close()
             try RocksDBStore(directory: path).close()
+        }
+    }
+
+    /// The gate `close()` shuts (atomics, no lock): a call either runs on open handles or throws
+    /// `.closed`; none touches freed ones.
+    @Test(.timeLimit(.minutes(1)))
+    func closeWaitsForCallsInFlightAndLaterCallsAreClosed() throws {
+        try withTemporaryDirectory { path throws in
+            let store = try RocksDBStore(directory: path, durability: .none)
+            defer { store.close() }
+            let outcomes = Mutex<[String: Int]>([:])
+            runOnThreads(count: 5) { thread in
+                if thread == 0 {
+                    Thread.sleep(forTimeInterval: 0.02)
+                    store.close()
+                    return
+                }
+                // Until the close (bounded, should it never come).
+                for item in 0..<200_000 {
+                    let outcome: String
+                    do {
+                        _ = try store.apply(key: key("t\(thread)-\(item)"), record: record(1, "v"))
+                        _ = try store.get(key: key("t\(thread)-\(item / 2)"))
+                        outcome = "applied"
+                    } catch let error as StorageError where error.code == .closed {
+                        outcome = "closed"
+                    } catch {
+                        outcome = "other: \(error)"
+                    }
+                    outcomes.withLock { $0[outcome, default: 0] += 1 }
+                    if outcome != "applied" { break }
+                }
+            }
+            let seen = outcomes.withLock { $0 }
+            #expect(Set(seen.keys).isSubset(of: ["applied", "closed"]), "\(seen)")
+            #expect(seen["closed"] == 4, "every thread ends on .closed: \(seen)")
+            #expect(throws: StorageError.self) { try store.get(key: key("t1-0")) }
         }
     }
 
