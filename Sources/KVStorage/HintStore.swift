@@ -56,18 +56,12 @@ public struct HintID: Sendable, Hashable, CustomStringConvertible {
 /// A hint is identified by (target, version, key): storing the same write for the same target again
 /// replaces it rather than adding a second copy, and it counts once.
 public protocol HintStore: AnyObject, Sendable {
-    /// Stores `hint` with the store's durability (in `.sync` mode fsynced like data writes), unless
-    /// `hint.target` already holds `queueMax` hints: then answers `.refusedQueueFull` and writes
-    /// nothing. Replacing a hint already stored (same target, version and key) does not grow the
-    /// queue, so it is accepted even when the queue is full.
-    ///
-    /// Throws `.invalidRecord` for an empty target or one longer than `Limits.nameBytesMax` UTF-8
-    /// bytes, and for keys and values the data store would refuse.
-    ///
-    /// `bytesMax` bounds the bytes of all targets' hints together (storage key and value, as
-    /// `HintCodec.storedBytes` counts them): a hint that would pass it is refused with
-    /// `.refusedStorageFull`. Replacing a hint counts only the difference.
-    func storeHint(_ hint: StoredHint, queueMax: Int, bytesMax: Int) throws(StorageError) -> HintStoreOutcome
+    /// Stores each of `hints` as `storeHint` would have, one after another in order (a hint replacing
+    /// one stored just before in the same call replaces it), in one write: one fsync in `.sync` mode,
+    /// however many. A hint `storeHint` would have thrown for answers that error and writes nothing of
+    /// its own; a failure of the write throws, and none of the call's hints is stored then.
+    func storeHints(_ hints: [StoredHint], queueMax: Int, bytesMax: Int) throws(StorageError)
+        -> [Result<HintStoreOutcome, StorageError>]
 
     /// The oldest-versioned hints for `target` that come after `after` (from the first when nil), at
     /// most `limit`, in version order (hlc, then writer, then key bytes), each with its id. A corrupt
@@ -89,6 +83,23 @@ public protocol HintStore: AnyObject, Sendable {
 
     /// The bytes all hints take (as `HintCodec.storedBytes` counts them); 0 once closed.
     func hintBytesHeld() -> Int
+}
+
+extension HintStore {
+    /// Stores `hint` with the store's durability (in `.sync` mode fsynced like data writes), unless
+    /// `hint.target` already holds `queueMax` hints: then answers `.refusedQueueFull` and writes
+    /// nothing. Replacing a hint already stored (same target, version and key) does not grow the
+    /// queue, so it is accepted even when the queue is full. (`storeHints` of one hint.)
+    ///
+    /// Throws `.invalidRecord` for an empty target or one longer than `Limits.nameBytesMax` UTF-8
+    /// bytes, and for keys and values the data store would refuse.
+    ///
+    /// `bytesMax` bounds the bytes of all targets' hints together (storage key and value, as
+    /// `HintCodec.storedBytes` counts them): a hint that would pass it is refused with
+    /// `.refusedStorageFull`. Replacing a hint counts only the difference.
+    public func storeHint(_ hint: StoredHint, queueMax: Int, bytesMax: Int) throws(StorageError) -> HintStoreOutcome {
+        try storeHints([hint], queueMax: queueMax, bytesMax: bytesMax)[0].get()
+    }
 }
 
 extension HintStore {

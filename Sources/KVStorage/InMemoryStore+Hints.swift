@@ -1,30 +1,34 @@
 import Synchronization
 
 extension InMemoryStore: HintStore {
-    public func storeHint(_ hint: StoredHint, queueMax: Int, bytesMax: Int) throws(StorageError)
-        -> HintStoreOutcome
+    public func storeHints(_ hints: [StoredHint], queueMax: Int, bytesMax: Int) throws(StorageError)
+        -> [Result<HintStoreOutcome, StorageError>]
     {
         // Every keyspace's hints are kept by keyspace 0's store (each names its keyspace).
-        if let root { return try root.storeHint(hint, queueMax: queueMax, bytesMax: bytesMax) }
-        try validate(hint: hint)
-        let target = Array(hint.target.utf8)
-        let storageKey = HintCodec.storageKey(hint)
-        let bytes = HintCodec.storedBytes(hint)
-        return try state.withLock { (state) throws(StorageError) -> HintStoreOutcome in
+        if let root { return try root.storeHints(hints, queueMax: queueMax, bytesMax: bytesMax) }
+        return try state.withLock { (state) throws(StorageError) -> [Result<HintStoreOutcome, StorageError>] in
             guard !state.closed else { throw .closed }
-            // Mutated in place through the dictionary, so a long queue is not copied on every call.
-            let (index, found) = Self.search(state.hints[target] ?? [], for: storageKey)
-            let replaced = found ? HintCodec.storedBytes(state.hints[target]![index].hint) : 0
-            if !found, state.hints[target, default: []].count >= queueMax { return .refusedQueueFull }
-            let growth = bytes - replaced
-            if growth > 0, state.hintBytes > bytesMax - growth { return .refusedStorageFull }
-            if found {
-                state.hints[target]![index].hint = hint
-            } else {
-                state.hints[target, default: []].insert((storageKey, hint), at: index)
+            return hints.map { hint in
+                Result { () throws(StorageError) -> HintStoreOutcome in
+                    try validate(hint: hint)
+                    let target = Array(hint.target.utf8)
+                    let storageKey = HintCodec.storageKey(hint)
+                    let bytes = HintCodec.storedBytes(hint)
+                    // Mutated in place through the dictionary, so a long queue is not copied on every call.
+                    let (index, found) = Self.search(state.hints[target] ?? [], for: storageKey)
+                    let replaced = found ? HintCodec.storedBytes(state.hints[target]![index].hint) : 0
+                    if !found, state.hints[target, default: []].count >= queueMax { return .refusedQueueFull }
+                    let growth = bytes - replaced
+                    if growth > 0, state.hintBytes > bytesMax - growth { return .refusedStorageFull }
+                    if found {
+                        state.hints[target]![index].hint = hint
+                    } else {
+                        state.hints[target, default: []].insert((storageKey, hint), at: index)
+                    }
+                    state.hintBytes += growth
+                    return .stored
+                }
             }
-            state.hintBytes += growth
-            return .stored
         }
     }
 

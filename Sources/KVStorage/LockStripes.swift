@@ -28,6 +28,16 @@ final class LockStripes: Sendable {
         return try stripe.mutex.withLock { (_: inout Void) throws(Failure) -> Result in try body() }
     }
 
+    /// Runs `body` holding the stripes of `tokens` (each `withLock(for:)`'s), taken in index order like
+    /// `withAllLocks`, each once.
+    func withLocks<Result: Sendable, Failure: Error>(
+        forTokens tokens: some Sequence<Token>,
+        _ body: () throws(Failure) -> Result
+    ) throws(Failure) -> Result {
+        let indexes = Set(tokens.map { Int($0.value % UInt64(Self.count)) }).sorted()
+        return try withLocks(indexes[...], body)
+    }
+
     /// Runs `body` under the stripe of `segment` (a `MerkleSegments` index): every key of a segment
     /// shares it, so writers of one segment hash serialize.
     func withLock<Result: Sendable, Failure: Error>(

@@ -8,42 +8,71 @@ import Synchronization
 /// Writes and deletes of one target run under that target's stripe of `hintStripes`: the existence
 /// check, the bound check, the RocksDB write and the count update happen together, so concurrent
 /// calls cannot overshoot `queueMax` or miscount a replaced hint. Different targets proceed in
-/// parallel and share RocksDB's group commit.
+/// parallel and share RocksDB's group commit; the hints of one `storeHints` call are one write batch
+/// (one fsync), which the node's hint group commit fills with the hints that arrive together.
 extension RocksDBStore: HintStore {
-    public func storeHint(_ hint: StoredHint, queueMax: Int, bytesMax: Int) throws(StorageError)
-        -> HintStoreOutcome
+    public func storeHints(_ hints: [StoredHint], queueMax: Int, bytesMax: Int) throws(StorageError)
+        -> [Result<HintStoreOutcome, StorageError>]
     {
-        try validate(hint: hint)
-        let target = Array(hint.target.utf8)
-        let storageKey = HintCodec.storageKey(hint)
-        let value = HintCodec.encodeValue(hint)
-        let bytes = HintCodec.storedBytes(keyBytes: storageKey.count, valueBytes: value.count)
-        return try engine.withOpenHandles(view: nil) { () throws(StorageError) -> HintStoreOutcome in
-            try engine.hintStripes.withLock(for: Token(key: target)) { () throws(StorageError) -> HintStoreOutcome in
-                let replaced = try read(hintsFamily, storageKey) { old in
-                    HintCodec.storedBytes(keyBytes: storageKey.count, valueBytes: old.count)
+        var outcomes = [Result<HintStoreOutcome, StorageError>](repeating: .success(.stored), count: hints.count)
+        var valid: [(index: Int, target: [UInt8], storageKey: [UInt8], value: [UInt8], bytes: Int)] = []
+        for (index, hint) in hints.enumerated() {
+            do throws(StorageError) {
+                try validate(hint: hint)
+                let storageKey = HintCodec.storageKey(hint)
+                let value = HintCodec.encodeValue(hint)
+                let bytes = HintCodec.storedBytes(keyBytes: storageKey.count, valueBytes: value.count)
+                valid.append((index, Array(hint.target.utf8), storageKey, value, bytes))
+            } catch {
+                outcomes[index] = .failure(error)
+            }
+        }
+        guard !valid.isEmpty else { return outcomes }
+        try engine.withOpenHandles(view: nil) { () throws(StorageError) in
+            try engine.hintStripes.withLocks(forTokens: valid.map { Token(key: $0.target) }) {
+                () throws(StorageError) in
+                // Each hint's check and count update in order, under the counts' lock against other
+                // targets' writers (these targets' stripes keep their writers out until the write); a
+                // hint replacing one earlier in the batch replaces what that one stored.
+                var inBatch: [[UInt8]: Int] = [:]
+                var counted: [(target: [UInt8], hints: Int, bytes: Int)] = []
+                var writes: [(storageKey: [UInt8], value: [UInt8])] = []
+                for hint in valid {
+                    var replaced = inBatch[hint.storageKey]
+                    if replaced == nil {
+                        replaced = try read(hintsFamily, hint.storageKey) { old in
+                            HintCodec.storedBytes(keyBytes: hint.storageKey.count, valueBytes: old.count)
+                        }
+                    }
+                    let refusal = engine.hintCounts.withLock { counts -> HintStoreOutcome? in
+                        if replaced == nil, counts[hint.target] >= queueMax { return .refusedQueueFull }
+                        let growth = hint.bytes - (replaced ?? 0)
+                        if growth > 0, counts.bytes > bytesMax - growth { return .refusedStorageFull }
+                        counts.add(replaced == nil ? 1 : 0, bytes: growth, for: hint.target)
+                        return nil
+                    }
+                    if let refusal {
+                        outcomes[hint.index] = .success(refusal)
+                        continue
+                    }
+                    counted.append((hint.target, replaced == nil ? 1 : 0, hint.bytes - (replaced ?? 0)))
+                    inBatch[hint.storageKey] = hint.bytes
+                    writes.append((hint.storageKey, hint.value))
                 }
-                // The check and the count update are one step under the counts' lock against other
-                // targets' writers; this target's stripe keeps its own writers out until the write.
-                let refusal = engine.hintCounts.withLock { counts -> HintStoreOutcome? in
-                    if replaced == nil, counts[target] >= queueMax { return .refusedQueueFull }
-                    let growth = bytes - (replaced ?? 0)
-                    if growth > 0, counts.bytes > bytesMax - growth { return .refusedStorageFull }
-                    counts.add(replaced == nil ? 1 : 0, bytes: growth, for: target)
-                    return nil
-                }
-                if let refusal { return refusal }
+                guard !writes.isEmpty else { return }
                 do throws(StorageError) {
-                    try write(hintsFamily, storageKey, value)
+                    try writeBatch { batch in
+                        for write in writes { Self.put(batch, hintsFamily, write.storageKey, write.value) }
+                    }
                 } catch {
-                    engine.hintCounts.withLock {
-                        $0.add(replaced == nil ? -1 : 0, bytes: (replaced ?? 0) - bytes, for: target)
+                    engine.hintCounts.withLock { counts in
+                        for count in counted { counts.add(-count.hints, bytes: -count.bytes, for: count.target) }
                     }
                     throw error
                 }
-                return .stored
             }
         }
+        return outcomes
     }
 
     public func hints(for target: String, after: HintID?, limit: Int) throws(StorageError) -> [(

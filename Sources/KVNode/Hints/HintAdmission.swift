@@ -40,44 +40,116 @@ public struct HintAdmission: Sendable {
         self.bytesMax = bytesMax
     }
 
+    /// One hint offered to ``admit(_:hints:)``, with what its keyspace gives.
+    public struct Offer: Sendable {
+        public var target: String
+        public var key: [UInt8]
+        public var record: StoredRecord
+        /// The key's keyspace; `map`, `ring`, `replica` and `marks` are that keyspace's.
+        public var keyspace: UInt32
+        /// The cluster map this node holds; `target` must be one of its members.
+        public var map: ClusterMap
+        /// The ring in use, whose range containing the key is marked; nil when the map has none (the
+        /// mark then fails and says so).
+        public var ring: Ring?
+        /// This node's replica, whose clock bounds the hint's version and sees it.
+        public var replica: Replica
+        public var marks: any RepairMarkStore
+        /// This node's wall clock, the hint's stored time and a mark's first time.
+        public var nowMillis: UInt64
+
+        public init(
+            target: String, key: [UInt8], record: StoredRecord, keyspace: UInt32 = 0, map: ClusterMap, ring: Ring?,
+            replica: Replica, marks: any RepairMarkStore, nowMillis: UInt64
+        ) {
+            self.target = target
+            self.key = key
+            self.record = record
+            self.keyspace = keyspace
+            self.map = map
+            self.ring = ring
+            self.replica = replica
+            self.marks = marks
+            self.nowMillis = nowMillis
+        }
+    }
+
+    /// What became of one offered hint, and the replica's clock after seeing its version.
+    public typealias Admitted = Result<(outcome: Outcome, clock: UInt64), HintAdmissionError>
+
     /// Checks a hint of `key` for `target`, stores it in `hints`, and marks its range in `marks` when
-    /// it is refused for lack of room.
+    /// it is refused for lack of room (``admit(_:hints:)`` of one hint).
     ///
-    /// - Parameters:
-    ///   - keyspace: the key's keyspace; `map`, `ring`, `replica` and `marks` are that keyspace's.
-    ///   - map: the cluster map this node holds; `target` must be one of its members.
-    ///   - ring: the ring in use, whose range containing the key is marked; nil when the map has none
-    ///     (the mark then fails and says so).
-    ///   - replica: this node's replica, whose clock bounds the hint's version and sees it.
-    ///   - nowMillis: this node's wall clock, the hint's stored time and a mark's first time.
     /// - Returns: the outcome and the replica's clock after seeing the hint's version.
     public func admit(
         target: String, key: [UInt8], record: StoredRecord, keyspace: UInt32 = 0,
         map: ClusterMap, ring: Ring?, replica: Replica,
         hints: any HintStore, marks: any RepairMarkStore, nowMillis: UInt64
     ) throws(HintAdmissionError) -> (outcome: Outcome, clock: UInt64) {
-        guard map.node(target) != nil else { throw .unknownTarget(target) }
-        guard target != nodeID else { throw .forSelf(nodeID) }
+        let offer = Offer(
+            target: target, key: key, record: record, keyspace: keyspace, map: map, ring: ring, replica: replica,
+            marks: marks, nowMillis: nowMillis)
+        return try admit([offer], hints: hints)[0].get()
+    }
+
+    /// Admits each of `offers` as it would have been alone, in order, with the ones that pass the
+    /// checks stored in one `storeHints` call (one store write, one fsync, for all of them): the node's
+    /// hint group commit hands over the hints that arrived together.
+    public func admit(_ offers: [Offer], hints: any HintStore) -> [Admitted] {
+        var admitted = [Admitted?](repeating: nil, count: offers.count)
+        var storing: [Int] = []
+        for (index, offer) in offers.enumerated() {
+            do throws(HintAdmissionError) {
+                try check(offer)
+                storing.append(index)
+            } catch {
+                admitted[index] = .failure(error)
+            }
+        }
+        let stored: [Result<HintStoreOutcome, StorageError>]
         do {
-            try replica.checkClock(record.version.hlc, what: "the hint's version")
+            stored = try hints.storeHints(
+                storing.map {
+                    let offer = offers[$0]
+                    return StoredHint(
+                        target: offer.target, key: offer.key, record: offer.record, storedAtMillis: offer.nowMillis,
+                        keyspace: offer.keyspace)
+                }, queueMax: queueMax, bytesMax: bytesMax)
+        } catch {
+            stored = storing.map { _ in .failure(error) }
+        }
+        let answered =
+            stored.count == storing.count
+            ? stored
+            : storing.map { _ in
+                .failure(.corruption("the hint store answered \(stored.count) outcomes for \(storing.count) hints"))
+            }
+        for (index, outcome) in zip(storing, answered) {
+            let offer = offers[index]
+            admitted[index] = outcome.mapError { .replica(.storage($0)) }.map { outcome in
+                let clock = offer.replica.tick(observing: offer.record.version.hlc)
+                guard outcome != .stored else { return (.stored, clock) }
+                let mark =
+                    marksNothing
+                    ? RepairMarking.Result.failed("mutation: a refused hint marks nothing")
+                    : RepairMarking.markDue(
+                        target: offer.target, key: offer.key, ring: offer.ring, in: offer.marks,
+                        atMillis: offer.nowMillis)
+                return (.refused(outcome, mark: mark), clock)
+            }
+        }
+        return admitted.map { $0! }
+    }
+
+    /// The checks before the store: a member target, not this node, a version within the clock bound.
+    private func check(_ offer: Offer) throws(HintAdmissionError) {
+        guard offer.map.node(offer.target) != nil else { throw .unknownTarget(offer.target) }
+        guard offer.target != nodeID else { throw .forSelf(nodeID) }
+        do {
+            try offer.replica.checkClock(offer.record.version.hlc, what: "the hint's version")
         } catch {
             throw .replica(error)
         }
-        let hint = StoredHint(
-            target: target, key: key, record: record, storedAtMillis: nowMillis, keyspace: keyspace)
-        let stored: HintStoreOutcome
-        do {
-            stored = try hints.storeHint(hint, queueMax: queueMax, bytesMax: bytesMax)
-        } catch {
-            throw .replica(.storage(error))
-        }
-        let clock = replica.tick(observing: record.version.hlc)
-        guard stored != .stored else { return (.stored, clock) }
-        let mark =
-            marksNothing
-            ? RepairMarking.Result.failed("mutation: a refused hint marks nothing")
-            : RepairMarking.markDue(target: target, key: key, ring: ring, in: marks, atMillis: nowMillis)
-        return (.refused(stored, mark: mark), clock)
     }
 }
 

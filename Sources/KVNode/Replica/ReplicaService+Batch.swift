@@ -67,21 +67,15 @@ extension ReplicaService {
     func writeBatch(_ batch: PutBatchRequest, from peer: PeerIdentity, in context: KeyspaceContext) async
         -> Message
     {
-        let answers = await withCheckedContinuation { continuation in
-            let collected = BatchAnswers(count: batch.puts.count) { continuation.resume(returning: $0) }
-            storageQueue.holdingWrites(to: context.replica, keyspace: context.id) {
-                for (index, put) in batch.puts.enumerated() {
-                    let request = PutRequest(
-                        key: put.key, value: put.value, version: put.version, tombstone: put.tombstone,
-                        origin: .client, epoch: batch.epoch, expiresAtMillis: put.expiresAtMillis,
-                        keyspace: batch.keyspace)
-                    do {
-                        try write(request, from: peer, in: context) { collected.answer(index, with: $0) }
-                    } catch {
-                        collected.answer(index, with: .failure(error))
-                    }
-                }
-            }
+        let answers = await answers(
+            batch.puts.count,
+            handingOver: { handOver in storageQueue.holdingWrites(to: context.replica, keyspace: context.id, handOver) }
+        ) { index, answer in
+            let put = batch.puts[index]
+            let request = PutRequest(
+                key: put.key, value: put.value, version: put.version, tombstone: put.tombstone, origin: .client,
+                epoch: batch.epoch, expiresAtMillis: put.expiresAtMillis, keyspace: batch.keyspace)
+            try self.write(request, from: peer, in: context, completion: answer)
         }
         var clock = tick(observing: 0)
         let items = answers.map { answer -> PutBatchItem in
@@ -103,25 +97,50 @@ extension ReplicaService {
     }
 
     /// Keeps every hint of `batch` as its own `Hint` would be kept (`storeHint`: the target check,
-    /// the queue bounds, the mark of a refused hint's range), one after another.
+    /// the queue bounds, the mark of a refused hint's range), all handed to the hint group commit at
+    /// once, so that they share its store writes.
     func storeHints(_ batch: HintBatchRequest, in context: KeyspaceContext) async -> Message {
+        let answers = await answers(batch.hints.count) { index, answer in
+            let hint = batch.hints[index]
+            try self.storeHint(
+                HintRequest(target: hint.target, record: hint.record, keyspace: batch.keyspace), in: context,
+                completion: answer)
+        }
         var clock = tick(observing: 0)
-        var items: [HintBatchItem] = []
-        items.reserveCapacity(batch.hints.count)
-        for hint in batch.hints {
-            do {
-                let answer = try await storeHint(
-                    HintRequest(target: hint.target, record: hint.record, keyspace: batch.keyspace), in: context)
-                guard case .hintResponse(let response) = answer else {
-                    throw RPCError.remote(.internal, message: "a hint answered \(answer.type)")
-                }
+        let items = answers.map { answer -> HintBatchItem in
+            switch answer {
+            case .success(.hintResponse(let response)):
                 clock = max(clock, response.clock)
-                items.append(HintBatchItem(outcome: response.outcome, error: nil))
-            } catch {
-                items.append(HintBatchItem(outcome: nil, error: itemError(error, answering: .hintRequest)))
+                return HintBatchItem(outcome: response.outcome, error: nil)
+            case .success(let other):
+                return HintBatchItem(
+                    outcome: nil, error: BatchItemError(code: .internal, message: "a hint answered \(other.type)"))
+            case .failure(let error):
+                return HintBatchItem(outcome: nil, error: itemError(error, answering: .hintRequest))
             }
         }
         return .hintBatchResponse(HintBatchResponse(items: items, clock: clock))
+    }
+
+    /// Hands over `count` requests with `send` (each answers through the completion it is given, on
+    /// any thread; one that throws answers that), all inside `handingOver`, and returns every answer,
+    /// in order, once the last is in.
+    private func answers(
+        _ count: Int, handingOver: (() -> Void) -> Void = { $0() },
+        _ send: @escaping (Int, @escaping @Sendable (Result<Message, any Error>) -> Void) throws -> Void
+    ) async -> [Result<Message, any Error>] {
+        await withCheckedContinuation { continuation in
+            let collected = BatchAnswers(count: count) { continuation.resume(returning: $0) }
+            handingOver {
+                for index in 0..<count {
+                    do {
+                        try send(index) { collected.answer(index, with: $0) }
+                    } catch {
+                        collected.answer(index, with: .failure(error))
+                    }
+                }
+            }
+        }
     }
 
     /// What the `Error` answering the key's own request would have said.

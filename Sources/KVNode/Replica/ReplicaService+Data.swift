@@ -127,13 +127,19 @@ extension ReplicaService {
     }
 
     /// What `HintAdmission` answers for one hint, on the pool.
-    typealias HintAdmitted = Result<(outcome: HintAdmission.Outcome, clock: UInt64), HintAdmissionError>
+    typealias HintAdmitted = HintAdmission.Admitted
 
     /// Keeps a write for a replica that did not acknowledge it, until hint replay hands it over
-    /// (`HintAdmission`, on the pool: the target check, the store, the mark of a refused hint's range).
+    /// (`HintAdmission`, on the pool, in the node's hint group commit: the target check, the store,
+    /// the mark of a refused hint's range).
     func storeHint(_ request: HintRequest, in context: KeyspaceContext) async throws -> Message {
-        let admit = try hintAdmission(request, in: context)
-        return try hintAnswer(try await runOnPool { admit() }, target: request.target)
+        try await withCheckedThrowingContinuation { continuation in
+            do {
+                try storeHint(request, in: context) { continuation.resume(with: $0) }
+            } catch {
+                continuation.resume(throwing: error)
+            }
+        }
     }
 
     /// `storeHint` without a task (the connection's event loop hands it over): `completion` is called
@@ -142,33 +148,17 @@ extension ReplicaService {
         _ request: HintRequest, in context: KeyspaceContext,
         completion: @escaping @Sendable (Result<Message, any Error>) -> Void
     ) throws {
-        let admit = try hintAdmission(request, in: context)
-        storageQueue.run({ admit() }) { result in
-            completion(
-                result.mapError { self.wireError($0) }
-                    .flatMap { admitted in Result { try self.hintAnswer(admitted, target: request.target) } })
-        }
-    }
-
-    /// The checks a hint passes before the pool, and the admission the pool runs for it.
-    private func hintAdmission(_ request: HintRequest, in context: KeyspaceContext) throws
-        -> @Sendable () ->
-        HintAdmitted
-    {
-        guard let hints, repairMarker != nil, let marks = context.marks else {
+        guard let hintGroup, repairMarker != nil, let marks = context.marks else {
             throw RPCError.remote(.invalidRequest, message: "this node does not hold hints")
         }
         let checked = try Self.checked(request.record)
-        let (key, record, target) = (checked.key, checked.record, request.target)
-        let admission = HintAdmission(nodeID: nodeID, queueMax: hintQueueMax, bytesMax: hintBytesMax)
-        let (map, ring, replica, keyspace) = (context.map, try? context.map.ring(), context.replica, context.id)
-        let now = wallMillis()
-        return {
-            Result { () throws(HintAdmissionError) in
-                try admission.admit(
-                    target: target, key: key, record: record, keyspace: keyspace, map: map, ring: ring,
-                    replica: replica, hints: hints, marks: marks, nowMillis: now)
-            }
+        let offer = HintAdmission.Offer(
+            target: request.target, key: checked.key, record: checked.record, keyspace: context.id, map: context.map,
+            ring: try? context.map.ring(), replica: context.replica, marks: marks, nowMillis: wallMillis())
+        storageQueue.admit(offer, in: hintGroup) { result in
+            completion(
+                result.mapError { self.wireError($0) }
+                    .flatMap { admitted in Result { try self.hintAnswer(admitted, target: request.target) } })
         }
     }
 

@@ -25,6 +25,8 @@ public final class ReplicaService: RPCService {
     let startedAt = ContinuousClock.now
 
     let hints: (any HintStore)?
+    /// The group commit the hints this node keeps go through; nil when it keeps none.
+    let hintGroup: HintGroup?
     let merkle: (any MerkleStore)?
     let streaming: (any RangeStreaming)?
     /// The ranges this node replicates (merged) in the map of an epoch, which bound the ranges
@@ -116,6 +118,11 @@ public final class ReplicaService: RPCService {
         self.membership = membership
         self.store = store
         self.hints = hints
+        self.hintGroup = hints.map { hints in
+            HintGroup(
+                admission: HintAdmission(nodeID: nodeID, queueMax: hintQueueMax, bytesMax: hintBytesMax), hints: hints,
+                pool: pool)
+        }
         self.hintQueueMax = hintQueueMax
         self.hintBytesMax = hintBytesMax
         self.wallMillis = wallMillis

@@ -102,6 +102,25 @@ package final class StorageQueue: Sendable {
         }
     }
 
+    /// Admits `offer` in `group`'s next batch (`HintGroup`: one store write for the hints that wait
+    /// together). Counted as a job while it waits, as `run` is: `completion` is called once, on the
+    /// pool thread that stored it, or at once when the queue is full.
+    func admit(
+        _ offer: HintAdmission.Offer, in group: HintGroup,
+        completion: @escaping @Sendable (Result<HintAdmission.Admitted, any Error>) -> Void
+    ) {
+        do {
+            try take()
+        } catch {
+            completion(.failure(error))
+            return
+        }
+        group.admit(offer) { result in
+            self.jobs.subtract(1, ordering: .relaxed)
+            completion(result)
+        }
+    }
+
     /// Lets go of the write groups of `keyspaces` (dropped: their replicas and stores are gone).
     package func forget(keyspaces: [UInt32]) {
         writeGroups.forget(keyspaces)

@@ -5,13 +5,9 @@ import NIOPosix
 import Synchronization
 
 /// Group commit for one keyspace's replica: the writes that arrive while a batch is being written
-/// wait together and go as the next batch, one RocksDB write batch (`Replica.put(_:setting:)`), so
-/// one fsync and one thread hop answer them all.
-///
-/// A batch is written by one writer at a time; the first write to arrive while none is being
-/// written starts the writer, which goes on until nobody waits. Under light load a batch is one
-/// write (no delay is added to gather more); under heavy load batches grow with the fsync time, up
-/// to `batchMax`. A record's outcome is what it would have been written alone in arrival order: a
+/// wait together and go as the next batch (`GroupCommitQueue`), one RocksDB write batch
+/// (`Replica.put(_:setting:)`), so one fsync and one thread hop answer them all, up to `batchMax`
+/// writes. A record's outcome is what it would have been written alone in arrival order: a
 /// batch compares each record with what an earlier record of the same key in it wrote.
 ///
 /// The writer is a pool thread, or, when the store fsyncs no write of its own
@@ -34,24 +30,9 @@ final class WriteGroup: Sendable {
         let completion: Completion
     }
 
-    private struct State {
-        var waiting: [Waiting] = []
-        /// Whether a pool thread is writing (and will take what waits when it is done).
-        var writing = false
-        /// Callers handing over several writes at once (`holding`): no writer starts meanwhile.
-        var holders = 0
-
-        /// Whether the caller must start the writer: writes wait, nobody holds them, none is writing.
-        mutating func startsWriter() -> Bool {
-            guard !writing, holders == 0, !waiting.isEmpty else { return false }
-            writing = true
-            return true
-        }
-    }
-
     let replica: Replica
     private let pool: NIOThreadPool
-    private let state = Mutex(State())
+    private let state = Mutex(GroupCommitQueue<Waiting>())
     /// Counts each batch (on the pool as it is written, on a loop once it was), with whether an event
     /// loop wrote it.
     private let countBatch: @Sendable (_ onEventLoop: Bool) -> Void
@@ -69,9 +50,8 @@ final class WriteGroup: Sendable {
     /// written again one record at a time, so one record's refusal fails only its own write), or
     /// `CancellationError` when the pool is shutting down.
     func put(key: [UInt8], record: StoredRecord, completion: @escaping Completion) {
-        let starts = state.withLock { state in
-            state.waiting.append(Waiting(record: StreamedRecord(key: key, record: record), completion: completion))
-            return state.startsWriter()
+        let starts = state.withLock {
+            $0.enqueue(Waiting(record: StreamedRecord(key: key, record: record), completion: completion))
         }
         if starts {
             startWriter(on: MultiThreadedEventLoopGroup.currentEventLoop)
@@ -93,7 +73,7 @@ final class WriteGroup: Sendable {
         guard let batch = nextBatch() else { return }
         let written = try? replica.putWithoutBlocking(batch.map(\.record))
         guard let (outcomes, clock) = written ?? nil else {
-            state.withLock { $0.waiting.insert(contentsOf: batch, at: 0) }
+            state.withLock { $0.requeue(batch) }
             pool.submit { work in self.writeWhileWaiting(work) }
             return
         }
@@ -106,28 +86,16 @@ final class WriteGroup: Sendable {
 
     /// The next batch to write, taken from the queue; nil, and the writer stopped, when nobody waits.
     private func nextBatch() -> [Waiting]? {
-        state.withLock { state -> [Waiting]? in
-            guard !state.waiting.isEmpty else {
-                state.writing = false
-                return nil
-            }
-            let count = min(state.waiting.count, Self.batchMax)
-            let batch = Array(state.waiting.prefix(count))
-            state.waiting.removeFirst(count)
-            return batch
-        }
+        state.withLock { $0.nextBatch(max: Self.batchMax) }
     }
 
     /// Runs `body`, which hands over several writes (`put`), and starts the writer only after it: the
     /// writes go in one batch even when a pool thread would have written the first alone before the
     /// second arrived (a `PutBatch`'s writes).
     func holding<T>(_ body: () -> T) -> T {
-        state.withLock { $0.holders += 1 }
+        state.withLock { $0.hold() }
         let result = body()
-        let starts = state.withLock { state in
-            state.holders -= 1
-            return state.startsWriter()
-        }
+        let starts = state.withLock { $0.release() }
         if starts {
             startWriter(on: MultiThreadedEventLoopGroup.currentEventLoop)
         }
