@@ -52,7 +52,12 @@ public final class PeerHealthTable: Sendable {
     /// The nodes suspected now.
     public func suspected() -> Set<String> {
         let now = wallMillis()
-        return detectors.withLock { Set($0.filter { $0.value.isSuspected(atMillis: now) }.keys) }
+        // No dictionary built on the way (every write asks): nothing allocated while all are well.
+        return detectors.withLock { detectors in
+            var suspected: Set<String> = []
+            for (id, detector) in detectors where detector.isSuspected(atMillis: now) { suspected.insert(id) }
+            return suspected
+        }
     }
 
     /// Each watched node's phi now: how unlikely its silence is.

@@ -126,9 +126,6 @@ extension ReplicaService {
         }
     }
 
-    /// What `HintAdmission` answers for one hint, on the pool.
-    typealias HintAdmitted = HintAdmission.Admitted
-
     /// Keeps a write for a replica that did not acknowledge it, until hint replay hands it over
     /// (`HintAdmission`, on the pool, in the node's hint group commit: the target check, the store,
     /// the mark of a refused hint's range).
@@ -163,7 +160,7 @@ extension ReplicaService {
     }
 
     /// The answer to a hint the pool admitted or refused, counted.
-    private func hintAnswer(_ result: HintAdmitted, target: String) throws -> Message {
+    private func hintAnswer(_ result: HintAdmission.Admitted, target: String) throws -> Message {
         let admitted: (outcome: HintAdmission.Outcome, clock: UInt64)
         switch result {
         case .success(let value):

@@ -48,28 +48,6 @@ package final class StorageQueue: Sendable {
         try await counted { try await pool.runIfActive(body) }
     }
 
-    /// `run` without a task: `completion` is called once, on the pool thread that ran `body`, or at
-    /// once when the queue is full (`overloaded`) or the pool is shutting down (`CancellationError`).
-    func run<T: Sendable>(
-        _ body: @escaping @Sendable () throws -> T,
-        completion: @escaping @Sendable (Result<T, any Error>) -> Void
-    ) {
-        do {
-            try take()
-        } catch {
-            completion(.failure(error))
-            return
-        }
-        pool.submit { work in
-            defer { self.jobs.subtract(1, ordering: .relaxed) }
-            guard case .active = work else {
-                completion(.failure(CancellationError()))
-                return
-            }
-            completion(Result { try body() })
-        }
-    }
-
     /// Writes `record` of `key` to `replica` (keyspace `keyspace`'s) in its group commit
     /// (`WriteGroup`): with the writes that wait beside it, in one store write on the pool. Counted
     /// as a job while it waits, as `run` is.
