@@ -3,11 +3,12 @@
 # path (issue 21; docs/benchmarks.md, "The hot path, step by step"):
 #
 #   scripts/cpu-per-op.sh [--kvd PATH] [--kvbench PATH] [--keys N] [--value-bytes N] [--event-loops N]
-#                         put|get [SECONDS]   (default 6 s)
+#                         [--concurrency N] [--batch N] put|get [SECONDS]   (default 6 s)
 #
 # Starts one kvd (release build of this tree unless --kvd names another binary, e.g. one built from
 # an earlier commit in a worktree) on 127.0.0.40, durability QUORUMKV_DURABILITY (default none),
-# and runs kvbench (this tree's unless --kvbench) with 50 requests in flight, 100-byte values (or
+# and runs kvbench (this tree's unless --kvbench) with 50 requests in flight (--concurrency; with
+# --batch N, that many batches of N keys each, and the figures count keys), 100-byte values (or
 # --value-bytes: larger values show what copying them costs), its workers on Swift's global
 # executor (--event-loops N: kvbench's option, N clients each with its workers on its event loop),
 # 100,000 keys (--keys: more than fit in the memtables, to measure reads from table files); gets
@@ -22,6 +23,8 @@ kvbench_bin=
 keys=100000
 value_bytes=100
 event_loops=0
+concurrency=50
+batch=1
 while [[ "${1:-}" == --* ]]; do
     case "$1" in
     --kvd) kvd_bin=$2; shift 2 ;;
@@ -29,14 +32,16 @@ while [[ "${1:-}" == --* ]]; do
     --keys) keys=$2; shift 2 ;;
     --value-bytes) value_bytes=$2; shift 2 ;;
     --event-loops) event_loops=$2; shift 2 ;;
-    *) sed -n '2,19p' "$0" >&2; exit 64 ;;
+    --concurrency) concurrency=$2; shift 2 ;;
+    --batch) batch=$2; shift 2 ;;
+    *) sed -n '2,18p' "$0" >&2; exit 64 ;;
     esac
 done
 workload=${1:-}
 seconds=${2:-6}
 [[ "$workload" =~ ^(put|get)$ && "$seconds" =~ ^[0-9]+$ && "$keys" =~ ^[0-9]+$ && "$value_bytes" =~ ^[0-9]+$ &&
-    "$event_loops" =~ ^[0-9]+$ ]] &&
-    ((seconds > 0 && keys > 0)) || { sed -n '2,19p' "$0" >&2; exit 64; }
+    "$event_loops" =~ ^[0-9]+$ && "$concurrency" =~ ^[0-9]+$ && "$batch" =~ ^[0-9]+$ ]] &&
+    ((seconds > 0 && keys > 0 && concurrency > 0 && batch > 0)) || { sed -n '2,18p' "$0" >&2; exit 64; }
 scripts/setup.sh
 [[ -x /usr/bin/time ]] || { echo "cpu-per-op: needs /usr/bin/time (apt-get install time)" >&2; exit 1; }
 bin=$(scripts/release-build.sh)
@@ -71,7 +76,9 @@ for _ in $(seq 1 300); do
     "$bin/kvctl" ring --endpoints "$host:7411" --cluster-id cpu-per-op >/dev/null 2>&1 && break
     sleep 0.1
 done
-common=(--concurrency 50 --value-bytes "$value_bytes" --keys "$keys" --quiet)
+common=(--concurrency "$concurrency" --value-bytes "$value_bytes" --keys "$keys" --quiet)
+# Only when asked, as --event-loops.
+((batch > 1)) && common+=(--batch "$batch")
 # Only when asked: a kvbench built before --event-loops (--kvbench) runs without it.
 ((event_loops > 0)) && common+=(--event-loops "$event_loops")
 extra=()
