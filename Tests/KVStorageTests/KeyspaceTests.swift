@@ -1,7 +1,6 @@
 import Foundation
 import KVCore
 import KVStorage
-import Synchronization
 import Testing
 
 /// A new, empty store of `kind` that keeps keyspaces, closed and deleted when `body` returns or throws.
@@ -335,30 +334,10 @@ private func errorCode(_ body: () throws -> Void) -> StorageError.Code? {
             let root = try RocksDBStore(directory: path, durability: .none)
             defer { root.close() }
             let three = try root.keyspace(3)
-            let outcomes = Mutex<[String: Int]>([:])
-            runOnThreads(count: 5) { thread in
-                if thread == 0 {
-                    Thread.sleep(forTimeInterval: 0.02)
-                    do { try root.dropKeyspace(3) } catch { outcomes.withLock { $0["drop failed", default: 0] += 1 } }
-                    return
-                }
-                // Until the drop closes the view (bounded, should it never).
-                for item in 0..<200_000 {
-                    let outcome: String
-                    do {
-                        _ = try three.apply(key: key("t\(thread)-\(item)"), record: record(1, "v"))
-                        _ = try three.merkleDigest(of: TokenRangeSpan(start: 1, end: 1 << 40))
-                        outcome = "applied"
-                    } catch let error as StorageError where error.code == .closed {
-                        outcome = "closed"
-                    } catch {
-                        outcome = "other: \(error)"
-                    }
-                    outcomes.withLock { $0[outcome, default: 0] += 1 }
-                    if outcome != "applied" { break }
-                }
+            let seen = callsUntilClosed(close: { try root.dropKeyspace(3) }) { thread, item in
+                _ = try three.apply(key: key("t\(thread)-\(item)"), record: record(1, "v"))
+                _ = try three.merkleDigest(of: TokenRangeSpan(start: 1, end: 1 << 40))
             }
-            let seen = outcomes.withLock { $0 }
             #expect(Set(seen.keys).isSubset(of: ["applied", "closed"]), "\(seen)")
             #expect(seen["closed", default: 0] > 0)
             #expect(root.storedKeyspaces().isEmpty)

@@ -1,7 +1,6 @@
 import Foundation
 import KVCore
 import KVStorage
-import Synchronization
 import Testing
 
 /// What only the RocksDB store has: files, durability modes, locks and checksums.
@@ -64,30 +63,10 @@ import Testing
         try withTemporaryDirectory { path throws in
             let store = try RocksDBStore(directory: path, durability: .none)
             defer { store.close() }
-            let outcomes = Mutex<[String: Int]>([:])
-            runOnThreads(count: 5) { thread in
-                if thread == 0 {
-                    Thread.sleep(forTimeInterval: 0.02)
-                    store.close()
-                    return
-                }
-                // Until the close (bounded, should it never come).
-                for item in 0..<200_000 {
-                    let outcome: String
-                    do {
-                        _ = try store.apply(key: key("t\(thread)-\(item)"), record: record(1, "v"))
-                        _ = try store.get(key: key("t\(thread)-\(item / 2)"))
-                        outcome = "applied"
-                    } catch let error as StorageError where error.code == .closed {
-                        outcome = "closed"
-                    } catch {
-                        outcome = "other: \(error)"
-                    }
-                    outcomes.withLock { $0[outcome, default: 0] += 1 }
-                    if outcome != "applied" { break }
-                }
+            let seen = callsUntilClosed(close: { store.close() }) { thread, item in
+                _ = try store.apply(key: key("t\(thread)-\(item)"), record: record(1, "v"))
+                _ = try store.get(key: key("t\(thread)-\(item / 2)"))
             }
-            let seen = outcomes.withLock { $0 }
             #expect(Set(seen.keys).isSubset(of: ["applied", "closed"]), "\(seen)")
             #expect(seen["closed"] == 4, "every thread ends on .closed: \(seen)")
             #expect(throws: StorageError.self) { try store.get(key: key("t1-0")) }

@@ -2,6 +2,7 @@ import Dispatch
 import Foundation
 import KVCore
 import KVStorage
+import Synchronization
 
 /// The stores every semantic test runs against.
 enum StoreKind: String, CaseIterable, Sendable, CustomStringConvertible {
@@ -52,6 +53,36 @@ func runOnThreads(count: Int, _ body: @escaping @Sendable (Int) -> Void) {
         thread.start()
     }
     group.wait()
+}
+
+/// Runs `close` on one thread after 20 ms while 4 others make `call`s (thread, item) until one
+/// throws (or 200,000 each, should none ever): how the calls ended, tallied (`applied`, `closed`,
+/// `other: …`; `close failed: …` for `close` itself). For the gate that closing and dropping shut.
+func callsUntilClosed(
+    close: @escaping @Sendable () throws -> Void, call: @escaping @Sendable (_ thread: Int, _ item: Int) throws -> Void
+) -> [String: Int] {
+    let outcomes = Mutex<[String: Int]>([:])
+    runOnThreads(count: 5) { thread in
+        if thread == 0 {
+            Thread.sleep(forTimeInterval: 0.02)
+            do { try close() } catch { outcomes.withLock { $0["close failed: \(error)", default: 0] += 1 } }
+            return
+        }
+        for item in 0..<200_000 {
+            let outcome: String
+            do {
+                try call(thread, item)
+                outcome = "applied"
+            } catch let error as StorageError where error.code == .closed {
+                outcome = "closed"
+            } catch {
+                outcome = "other: \(error)"
+            }
+            outcomes.withLock { $0[outcome, default: 0] += 1 }
+            if outcome != "applied" { break }
+        }
+    }
+    return outcomes.withLock { $0 }
 }
 
 func record(_ hlc: UInt64, writer: UInt64 = 1, _ value: String) -> StoredRecord {
