@@ -8,8 +8,8 @@ public import NIOCore
 /// the request, and none to resume the task. kvbench measured 21 → 13–14 µs of its CPU per get with one
 /// node (docs/sdk.md, "Event loops"). The loop then runs the task's own work between its I/O, so
 /// give it work that does not block (as everything on an event loop). Batches (`get(keys:)`,
-/// `put(_:)`) do much of their work in the client, and were slower on the loop than on the global
-/// executor.
+/// `put(_:)`) gain as well (four nodes, 100-key gets: 54,000–72,000 keys/s against 44,000 on the
+/// global executor).
 public final class KVEventLoopExecutor: TaskExecutor {
     /// The loop the jobs run on.
     public let eventLoop: any EventLoop
