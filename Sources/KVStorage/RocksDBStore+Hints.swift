@@ -37,34 +37,35 @@ extension RocksDBStore: HintStore {
                 var inBatch: [[UInt8]: Int] = [:]
                 var counted: [(target: [UInt8], hints: Int, bytes: Int)] = []
                 var writes: [(storageKey: [UInt8], value: [UInt8])] = []
-                for hint in valid {
-                    var replaced = inBatch[hint.storageKey]
-                    if replaced == nil {
-                        replaced = try read(hintsFamily, hint.storageKey) { old in
-                            HintCodec.storedBytes(keyBytes: hint.storageKey.count, valueBytes: old.count)
-                        }
-                    }
-                    let refusal = engine.hintCounts.withLock { counts -> HintStoreOutcome? in
-                        if replaced == nil, counts[hint.target] >= queueMax { return .refusedQueueFull }
-                        let growth = hint.bytes - (replaced ?? 0)
-                        if growth > 0, counts.bytes > bytesMax - growth { return .refusedStorageFull }
-                        counts.add(replaced == nil ? 1 : 0, bytes: growth, for: hint.target)
-                        return nil
-                    }
-                    if let refusal {
-                        outcomes[hint.index] = .success(refusal)
-                        continue
-                    }
-                    counted.append((hint.target, replaced == nil ? 1 : 0, hint.bytes - (replaced ?? 0)))
-                    inBatch[hint.storageKey] = hint.bytes
-                    writes.append((hint.storageKey, hint.value))
-                }
-                guard !writes.isEmpty else { return }
                 do throws(StorageError) {
+                    for hint in valid {
+                        var replaced = inBatch[hint.storageKey]
+                        if replaced == nil {
+                            replaced = try read(hintsFamily, hint.storageKey) { old in
+                                HintCodec.storedBytes(keyBytes: hint.storageKey.count, valueBytes: old.count)
+                            }
+                        }
+                        let refusal = engine.hintCounts.withLock { counts -> HintStoreOutcome? in
+                            if replaced == nil, counts[hint.target] >= queueMax { return .refusedQueueFull }
+                            let growth = hint.bytes - (replaced ?? 0)
+                            if growth > 0, counts.bytes > bytesMax - growth { return .refusedStorageFull }
+                            counts.add(replaced == nil ? 1 : 0, bytes: growth, for: hint.target)
+                            return nil
+                        }
+                        if let refusal {
+                            outcomes[hint.index] = .success(refusal)
+                            continue
+                        }
+                        counted.append((hint.target, replaced == nil ? 1 : 0, hint.bytes - (replaced ?? 0)))
+                        inBatch[hint.storageKey] = hint.bytes
+                        writes.append((hint.storageKey, hint.value))
+                    }
+                    guard !writes.isEmpty else { return }
                     try writeBatch { batch in
                         for write in writes { Self.put(batch, hintsFamily, write.storageKey, write.value) }
                     }
                 } catch {
+                    // Nothing was written (a read or the write failed): the counts go back.
                     engine.hintCounts.withLock { counts in
                         for count in counted { counts.add(-count.hints, bytes: -count.bytes, for: count.target) }
                     }
