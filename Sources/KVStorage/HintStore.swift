@@ -100,9 +100,7 @@ extension HintStore {
     public func storeHint(_ hint: StoredHint, queueMax: Int, bytesMax: Int) throws(StorageError) -> HintStoreOutcome {
         try storeHints([hint], queueMax: queueMax, bytesMax: bytesMax)[0].get()
     }
-}
 
-extension HintStore {
     /// `storeHint(_:queueMax:bytesMax:)` with no bound on bytes.
     public func storeHint(_ hint: StoredHint, queueMax: Int) throws(StorageError) -> HintStoreOutcome {
         try storeHint(hint, queueMax: queueMax, bytesMax: .max)

@@ -55,16 +55,19 @@ func runOnThreads(count: Int, _ body: @escaping @Sendable (Int) -> Void) {
     group.wait()
 }
 
-/// Runs `close` on one thread after 20 ms while 4 others make `call`s (thread, item) until one
-/// throws (or 200,000 each, should none ever): how the calls ended, tallied (`applied`, `closed`,
-/// `other: …`; `close failed: …` for `close` itself). For the gate that closing and dropping shut.
+/// Runs `close` on one thread once each of 4 others has made a `call` (thread, item), while they go
+/// on calling until one throws (or 200,000 each, should none ever): how the calls ended, tallied
+/// (`applied`, `closed`, `other: …`; `close failed: …` for `close` itself). For the gate that closing
+/// and dropping shut.
 func callsUntilClosed(
     close: @escaping @Sendable () throws -> Void, call: @escaping @Sendable (_ thread: Int, _ item: Int) throws -> Void
 ) -> [String: Int] {
     let outcomes = Mutex<[String: Int]>([:])
+    let calling = DispatchSemaphore(value: 0)
     runOnThreads(count: 5) { thread in
         if thread == 0 {
-            Thread.sleep(forTimeInterval: 0.02)
+            // Every caller is under way (bounded, should one never get there).
+            for _ in 1...4 { _ = calling.wait(timeout: .now() + 30) }
             do { try close() } catch { outcomes.withLock { $0["close failed: \(error)", default: 0] += 1 } }
             return
         }
@@ -79,6 +82,7 @@ func callsUntilClosed(
                 outcome = "other: \(error)"
             }
             outcomes.withLock { $0[outcome, default: 0] += 1 }
+            if item == 0 { calling.signal() }
             if outcome != "applied" { break }
         }
     }

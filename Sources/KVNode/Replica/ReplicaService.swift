@@ -48,8 +48,6 @@ public final class ReplicaService: RPCService {
     /// Every keyspace's anti-entropy, for `Admin` repair; nil: `antiEntropy`'s (the default keyspace) only.
     let antiEntropies: AntiEntropies?
     let repairMarker: RepairMarker?
-    let hintQueueMax: Int
-    let hintBytesMax: Int
     /// When the node's certificate expires (seconds since the Unix epoch), for `Admin` stats.
     let certificateNotAfterSeconds: UInt64?
     /// The node's TLS material, for `Admin` reloadCertificates (and its expiry, once reloaded, for
@@ -123,8 +121,6 @@ public final class ReplicaService: RPCService {
                 admission: HintAdmission(nodeID: nodeID, queueMax: hintQueueMax, bytesMax: hintBytesMax), hints: hints,
                 pool: pool)
         }
-        self.hintQueueMax = hintQueueMax
-        self.hintBytesMax = hintBytesMax
         self.wallMillis = wallMillis
         self.replica = replica ?? Replica(nodeID: nodeID, store: store, wallMillis: wallMillis)
         self.merkle = merkle
