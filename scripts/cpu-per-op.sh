@@ -3,10 +3,12 @@
 # path (issue 21; docs/benchmarks.md, "The hot path, step by step"):
 #
 #   scripts/cpu-per-op.sh [--kvd PATH] [--kvbench PATH] [--keys N] [--value-bytes N] [--event-loops N]
-#                         [--concurrency N] [--batch N] put|get [SECONDS]   (default 6 s)
+#                         [--concurrency N] [--batch N] [--nodes N] put|get [SECONDS]   (default 6 s)
 #
 # Starts one kvd (release build of this tree unless --kvd names another binary, e.g. one built from
 # an earlier commit in a worktree) on 127.0.0.40, durability QUORUMKV_DURABILITY (default none),
+# or with --nodes N that many on 127.0.0.40, .41, ... with N replicas of each key (at most 3; the
+# node CPU is then the sum over the nodes, which shows what the SDK's coordinating costs),
 # and runs kvbench (this tree's unless --kvbench) with 50 requests in flight (--concurrency; with
 # --batch N, that many batches of N keys each, and the figures count keys), 100-byte values (or
 # --value-bytes: larger values show what copying them costs), its workers on Swift's global
@@ -25,6 +27,7 @@ value_bytes=100
 event_loops=0
 concurrency=50
 batch=1
+nodes=1
 while [[ "${1:-}" == --* ]]; do
     case "$1" in
     --kvd) kvd_bin=$2; shift 2 ;;
@@ -34,47 +37,59 @@ while [[ "${1:-}" == --* ]]; do
     --event-loops) event_loops=$2; shift 2 ;;
     --concurrency) concurrency=$2; shift 2 ;;
     --batch) batch=$2; shift 2 ;;
-    *) sed -n '2,18p' "$0" >&2; exit 64 ;;
+    --nodes) nodes=$2; shift 2 ;;
+    *) sed -n '2,20p' "$0" >&2; exit 64 ;;
     esac
 done
 workload=${1:-}
 seconds=${2:-6}
 [[ "$workload" =~ ^(put|get)$ && "$seconds" =~ ^[0-9]+$ && "$keys" =~ ^[0-9]+$ && "$value_bytes" =~ ^[0-9]+$ &&
-    "$event_loops" =~ ^[0-9]+$ && "$concurrency" =~ ^[0-9]+$ && "$batch" =~ ^[0-9]+$ ]] &&
-    ((seconds > 0 && keys > 0 && concurrency > 0 && batch > 0)) || { sed -n '2,18p' "$0" >&2; exit 64; }
+    "$event_loops" =~ ^[0-9]+$ && "$concurrency" =~ ^[0-9]+$ && "$batch" =~ ^[0-9]+$ && "$nodes" =~ ^[0-9]+$ ]] &&
+    ((seconds > 0 && keys > 0 && concurrency > 0 && batch > 0 && nodes > 0 && nodes <= 8)) ||
+    { sed -n '2,20p' "$0" >&2; exit 64; }
 scripts/setup.sh
 [[ -x /usr/bin/time ]] || { echo "cpu-per-op: needs /usr/bin/time (apt-get install time)" >&2; exit 1; }
 bin=$(scripts/release-build.sh)
 kvd_bin=${kvd_bin:-$bin/kvd}
 kvbench_bin=${kvbench_bin:-$bin/kvbench}
-host=127.0.0.40
-if ss -ltnH | awk '{print $4}' | grep -q "^$host:7411$"; then
-    echo "cpu-per-op: something already listens on $host:7411: stop it first" >&2
-    exit 1
-fi
+hosts=()
+for i in $(seq 1 "$nodes"); do hosts+=("127.0.0.$((39 + i))"); done
+for host in "${hosts[@]}"; do
+    if ss -ltnH | awk '{print $4}' | grep -q "^$host:7411$"; then
+        echo "cpu-per-op: something already listens on $host:7411: stop it first" >&2
+        exit 1
+    fi
+done
 
 work=$(mktemp -d /tmp/quorumkv-cpu-per-op.XXXXXX)
-pid=
+pids=()
 cleanup() {
-    [[ -n "$pid" ]] && kill "$pid" 2>/dev/null || true
+    for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
     wait 2>/dev/null || true
     rm -rf "$work"
 }
 trap cleanup EXIT
 "$bin/kvctl" certs init --dir "$work/certs" >/dev/null 2>&1
 "$bin/kvctl" certs issue --dir "$work/certs" --role client --name bench >/dev/null 2>&1
-"$bin/kvctl" certs issue --dir "$work/certs" --role node --name n1 --ip "$host" >/dev/null 2>&1
-printf 'cluster-id: cpu-per-op\nreplication-factor: 1\nnodes:\n  - id: n1\n    address: %s:7411\n' "$host" \
-    >"$work/cluster.yaml"
-"$kvd_bin" --id n1 --listen "$host:7411" --data "$work/n1" --cluster "$work/cluster.yaml" \
-    --ca "$work/certs/ca.pem" --cert "$work/certs/n1.pem" --key "$work/certs/n1-key.pem" \
-    --durability "${QUORUMKV_DURABILITY:-none}" --log-level warning &
-pid=$!
+printf 'cluster-id: cpu-per-op\nreplication-factor: %d\nnodes:\n' $((nodes < 3 ? nodes : 3)) >"$work/cluster.yaml"
+for i in $(seq 1 "$nodes"); do
+    printf '  - id: n%d\n    address: %s:7411\n' "$i" "${hosts[i - 1]}" >>"$work/cluster.yaml"
+done
+for i in $(seq 1 "$nodes"); do
+    host=${hosts[i - 1]}
+    "$bin/kvctl" certs issue --dir "$work/certs" --role node --name "n$i" --ip "$host" >/dev/null 2>&1
+    "$kvd_bin" --id "n$i" --listen "$host:7411" --data "$work/n$i" --cluster "$work/cluster.yaml" \
+        --ca "$work/certs/ca.pem" --cert "$work/certs/n$i.pem" --key "$work/certs/n$i-key.pem" \
+        --durability "${QUORUMKV_DURABILITY:-none}" --log-level warning &
+    pids+=($!)
+done
 export QUORUMKV_CLUSTER=$work/cluster.yaml QUORUMKV_CA=$work/certs/ca.pem
 export QUORUMKV_CERT=$work/certs/bench.pem QUORUMKV_KEY=$work/certs/bench-key.pem
-for _ in $(seq 1 300); do
-    "$bin/kvctl" ring --endpoints "$host:7411" --cluster-id cpu-per-op >/dev/null 2>&1 && break
-    sleep 0.1
+for host in "${hosts[@]}"; do
+    for _ in $(seq 1 300); do
+        "$bin/kvctl" ring --endpoints "$host:7411" --cluster-id cpu-per-op >/dev/null 2>&1 && break
+        sleep 0.1
+    done
 done
 common=(--concurrency "$concurrency" --value-bytes "$value_bytes" --keys "$keys" --quiet)
 # Only when asked, as --event-loops.
@@ -86,8 +101,8 @@ if [[ "$workload" == get ]]; then
     "$kvbench_bin" --workload get --duration 1 "${common[@]}" >/dev/null # writes every key first
     extra=(--skip-load)
 fi
-# Fields 14 and 15 of /proc/PID/stat: user and system clock ticks.
-ticks() { awk '{print $14 + $15}' "/proc/$pid/stat"; }
+# Fields 14 and 15 of /proc/PID/stat: user and system clock ticks, summed over the nodes.
+ticks() { for pid in "${pids[@]}"; do cat "/proc/$pid/stat"; done | awk '{total += $14 + $15} END {print total}'; }
 before=$(ticks)
 /usr/bin/time -f "%U %S" -o "$work/kvbench.cpu" "$kvbench_bin" --workload "$workload" --duration "$seconds" \
     "${common[@]}" "${extra[@]}" >"$work/kvbench.out" 2>&1

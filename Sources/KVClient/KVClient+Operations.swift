@@ -282,8 +282,9 @@ extension KVClient {
     /// one more request timeout; answers arriving after that are not fed to the operation, only handed
     /// to `late` (which keeps their clocks).
     ///
-    /// The loop runs in the caller's task until the operation answers; only an operation with work
-    /// left (a hand-off) moves to a background task, which ``close()`` waits for. Inlined into its two
+    /// The loop runs in the caller's task until the operation answers; an operation with work left (a
+    /// hand-off) then goes on as callbacks on the threads its events come from
+    /// (`goOnUntilSettled`), which ``close()`` waits for. Inlined into its two
     /// callers (a read, a write), where its types are known: generic, it looked up the metadata of its
     /// types at every call.
     @inline(__always)
@@ -303,9 +304,9 @@ extension KVClient {
             events.finish()
         }
         if case .success = outcome, !settled() {
-            handOffInBackground(loop, settled: settled)
+            goOnUntilSettled(loop, settled: settled)
         } else {
-            await end(loop)
+            end(loop)
         }
         return try outcome.get()
     }
@@ -322,51 +323,6 @@ extension KVClient {
                 return .failure(KVClientError.unavailable("the request was cancelled"))
             }
             steps = loop.handle(event)
-        }
-    }
-
-    /// Goes on with an answered operation until it is settled, for at most one more request timeout,
-    /// in a background task that ``close()`` waits for.
-    func handOffInBackground<Send: Sendable, Event: Sendable, Outcome: Sendable>(
-        _ loop: OperationLoop<Send, Event, Outcome>, settled: @escaping @Sendable () -> Bool
-    ) {
-        inBackground {
-            var loop = loop
-            let events = loop.events
-            let deadline = self.operationTimers.schedule(in: self.configuration.requestTimeout) { events.finish() }
-            while !settled(), let event = await events.next() {
-                // The operation answered already: a second answer would be a bug of the operation.
-                _ = self.perform(loop.handle(event), in: &loop)
-            }
-            self.operationTimers.cancel(deadline)
-            await self.end(loop)
-        } ifClosing: {
-            await self.end(loop)
-        }
-    }
-
-    /// Runs `work` (what answered operations still do: hand-offs) in a background task that
-    /// ``close()`` waits for; when the client is closing, `ifClosing` instead.
-    func inBackground(
-        _ work: @escaping @Sendable () async -> Void, ifClosing: @escaping @Sendable () async -> Void
-    ) {
-        let id = handingOff.withLock { state in
-            state.nextID += 1
-            return state.nextID
-        }
-        let spawned = background.spawn {
-            await work()
-            self.handingOff.withLock { state in
-                if state.tasks.removeValue(forKey: id) == nil { state.finished.insert(id) }
-            }
-        }
-        guard let task = spawned else {
-            // The client is closing: the hand-off ends here.
-            Task { await ifClosing() }
-            return
-        }
-        handingOff.withLock { state in
-            if state.finished.remove(id) == nil { state.tasks[id] = task }
         }
     }
 
@@ -394,12 +350,10 @@ extension KVClient {
 
     /// Ends an operation's loop: its timers cancelled, its events closed, and the answers already
     /// given handed to `late` (they keep their clocks).
-    func end<Send: Sendable, Event: Sendable, Outcome: Sendable>(_ loop: OperationLoop<Send, Event, Outcome>) async {
+    func end<Send: Sendable, Event: Sendable, Outcome: Sendable>(_ loop: OperationLoop<Send, Event, Outcome>) {
         for timer in loop.timers { operationTimers.cancel(timer) }
         loop.events.finish()
-        while let event = await loop.events.next() {
-            loop.late(event)
-        }
+        loop.events.handOver(to: loop.late)
     }
 
     /// Refuses a value over `Limits.valueBytesMax` and a time to live out of (0, `timeToLiveMax`].

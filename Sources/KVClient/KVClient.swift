@@ -39,7 +39,7 @@ public final class KVClient: Sendable {
     /// what a batch operation saves is counted here (tests).
     let requestsSent = Atomic<Int>(0)
     let hintsSent = Atomic<Int>(0)
-    /// Operations still handing off after they answered, by id; ``close()`` waits for them.
+    /// Operations still handing off after they answered; ``close()`` waits for them.
     let handingOff = Mutex(HandingOff())
     /// One failure detector per node, fed by every answer and by the pinger.
     let health: PeerHealthTable
@@ -66,12 +66,6 @@ public final class KVClient: Sendable {
     enum StartCheck {
         case due
         case running(BackgroundWork.Handle)
-    }
-
-    struct HandingOff {
-        var nextID = 0
-        var tasks: [Int: BackgroundWork.Handle] = [:]
-        var finished: Set<Int> = []
     }
 
     /// Requests this client has sent to nodes for reads and writes (`requestsSent`; tests).
@@ -266,9 +260,7 @@ public final class KVClient: Sendable {
         guard !closed.exchange(true, ordering: .relaxed) else { return }
         // Batch requests waiting for room fail now: their batches answer instead of waiting for it.
         batchWindows.close()
-        for task in handingOff.withLock({ Array($0.tasks.values) }) {
-            await task.wait()
-        }
+        await handOffsEnded()
         // The pinger, map fetches and retire timers are cancelled; every child has returned after.
         await background.shutdown()
         let nodes = topology.withLock { $0?.nodes.values.map { $0 } ?? [] }

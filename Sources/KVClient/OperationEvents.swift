@@ -1,7 +1,9 @@
 import Synchronization
 
 /// The events of one operation — its replicas' answers and its timers — fed from event-loop threads
-/// and read, one at a time, by the operation's loop (`KVClient.run`).
+/// and read, one at a time, by the operation's loop (`KVClient.drive`); or, once the operation has
+/// answered, handed to a handler on the threads that feed them (`handOver(to:)`), with no task
+/// waiting for them.
 ///
 /// It does what an `AsyncStream` with an unbounded buffer did, for less: the standard library's
 /// stream storage is not specialized for the element type and looked up generic metadata at every
@@ -18,6 +20,18 @@ package final class OperationEvents<Event: Sendable>: Sendable {
         var head = 0
         var waiter: UnsafeContinuation<Event?, Never>?
         var finished = false
+        /// Set by `handOver(to:)`: every event goes to it, one at a time.
+        var handler: (@Sendable (Event) -> Void)?
+        /// Whether a thread is handing events to `handler` now (the others leave theirs in `buffer`).
+        var handing = false
+
+        /// With a handler and no thread handing events to it: the caller is to hand them
+        /// (`handBuffered`).
+        mutating func claimHanding() -> Bool {
+            guard handler != nil, !handing else { return false }
+            handing = true
+            return true
+        }
 
         mutating func pop() -> Event? {
             guard head < buffer.count else { return nil }
@@ -35,33 +49,68 @@ package final class OperationEvents<Event: Sendable>: Sendable {
 
     package init() {}
 
-    /// Hands `event` to the loop; false when `finish()` was called before (the event is not taken).
+    /// Hands `event` to the loop (or to the handler: see `handOver(to:)`); false when `finish()` was
+    /// called before (the event is not taken).
     package func yield(_ event: Event) -> Bool {
-        let (taken, waiter) = state.withLock { state -> (Bool, UnsafeContinuation<Event?, Never>?) in
-            guard !state.finished else { return (false, nil) }
+        let (taken, waiter, hands) = state.withLock { state -> (Bool, UnsafeContinuation<Event?, Never>?, Bool) in
+            guard !state.finished else { return (false, nil, false) }
             if let waiter = state.waiter {
                 state.waiter = nil
-                return (true, waiter)
+                return (true, waiter, false)
             }
             state.buffer.append(event)
-            return (true, nil)
+            return (true, nil, state.claimHanding())
         }
         waiter?.resume(returning: event)
+        if hands { handBuffered() }
         return taken
+    }
+
+    /// From now on every event, those waiting first, goes to `handler` instead of a reader: on the
+    /// thread that yields it (this caller's for those waiting), one at a time and in order. An event
+    /// yielded while the handler runs — by the handler itself (a send answered at once) or by another
+    /// thread — waits, and is handed by the thread running the handler once it returns; so the
+    /// handler never runs twice at once, and never blocks a thread that yields. Events are still
+    /// refused after `finish()`; those taken before it are still handed. Called again, it replaces
+    /// the handler for the events not handed yet. No reader may wait in `next()` when it is called,
+    /// nor call it after.
+    package func handOver(to handler: @escaping @Sendable (Event) -> Void) {
+        let hands = state.withLock { state -> Bool in
+            precondition(state.waiter == nil, "events handed over while a reader waits")
+            state.handler = handler
+            return state.claimHanding()
+        }
+        if hands { handBuffered() }
+    }
+
+    /// Hands the waiting events to the handler until none waits; only by the thread that claimed it.
+    private func handBuffered() {
+        while true {
+            let next = state.withLock { state -> (Event, @Sendable (Event) -> Void)? in
+                guard let handler = state.handler, let event = state.pop() else {
+                    state.handing = false
+                    return nil
+                }
+                return (event, handler)
+            }
+            guard let (event, handler) = next else { return }
+            handler(event)
+        }
     }
 
     /// Hands `events` to the loop at once (the reader sees all of them or none); false when `finish()`
     /// was called before (none is taken).
     package func yield(contentsOf events: [Event]) -> Bool {
         guard let first = events.first else { return true }
-        let (taken, waiter) = state.withLock { state -> (Bool, UnsafeContinuation<Event?, Never>?) in
-            guard !state.finished else { return (false, nil) }
+        let (taken, waiter, hands) = state.withLock { state -> (Bool, UnsafeContinuation<Event?, Never>?, Bool) in
+            guard !state.finished else { return (false, nil, false) }
             let waiter = state.waiter
             state.waiter = nil
             state.buffer.append(contentsOf: waiter == nil ? events[...] : events.dropFirst())
-            return (true, waiter)
+            return (true, waiter, state.claimHanding())
         }
         waiter?.resume(returning: first)
+        if hands { handBuffered() }
         return taken
     }
 

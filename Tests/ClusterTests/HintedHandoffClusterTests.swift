@@ -111,6 +111,17 @@ extension RealProcessTests {
                 if onReplicas < 3 { try await Task.sleep(for: .milliseconds(200)) }
             }
             #expect(onReplicas == 3, "the sloppy write reached \(onReplicas) of 3 replicas")
+
+            // close() waits for what writes still do after they answered. n2 hangs (SIGSTOP): a write
+            // answers once the key's two other replicas acknowledged it, and hands n2's copy to a
+            // fallback only when n2 has been silent for half the request timeout (1 s) later; close()
+            // returns once that hint is stored.
+            cluster.signal("n2", SIGSTOP)
+            defer { cluster.signal("n2", SIGCONT) }
+            let closing = try cluster.client(timeout: .seconds(2))
+            try await closing.put(Array(key.utf8), value: Array("hand-off".utf8))
+            await closing.close()
+            #expect(closing.hintsHandedOff == 1, "close() returned before the write's hint for n2 was stored")
             await sloppy.close()
             await admin.close()
         }

@@ -183,4 +183,64 @@ struct OperationEventsTests {
         events.finish()
         #expect(await reader.value == nil)
     }
+
+    /// An answered operation's events go to a handler on the threads that yield them (issue 21: no
+    /// task per write): those waiting first, then each as it comes, one at a time, each once.
+    @Test func handedOverEventsReachTheHandlerOnceEachInOrderAndNeverTwoAtOnce() async {
+        let events = OperationEvents<Int>()
+        #expect(events.yield(1) && events.yield(2))
+        let seen = Mutex<[Int]>([])
+        let inHandler = Atomic<Int>(0)
+        let overlaps = Atomic<Int>(0)
+        events.handOver { event in
+            if inHandler.add(1, ordering: .sequentiallyConsistent).newValue > 1 {
+                overlaps.add(1, ordering: .relaxed)
+            }
+            seen.withLock { $0.append(event) }
+            // An event yielded from the handler (a send answered at once) waits until it returns.
+            if event == 2 { #expect(events.yield(3)) }
+            #expect(seen.withLock { $0.last } == event, "handed inside the handler")
+            inHandler.subtract(1, ordering: .sequentiallyConsistent)
+        }
+        #expect(seen.withLock { $0 } == [1, 2, 3], "the waiting events, then the one the handler yielded")
+        await withTaskGroup(of: Void.self) { group in
+            for producer in 1...4 {
+                group.addTask {
+                    for index in 0..<500 {
+                        #expect(events.yield(producer * 1000 + index))
+                        #expect(events.yield(contentsOf: [producer * 10_000 + index]))
+                    }
+                }
+            }
+        }
+        events.finish()
+        #expect(!events.yield(9), "refused after finish")
+        let all = seen.withLock { $0 }
+        #expect(all.count == 3 + 4 * 1000)
+        #expect(Set(all).count == all.count)
+        #expect(overlaps.load(ordering: .relaxed) == 0, "the handler ran twice at once")
+        for producer in 1...4 {
+            let mine = all.filter { $0 / 1000 == producer }
+            #expect(mine == mine.sorted())
+        }
+    }
+
+    /// A handler handed over again takes the events not handed yet (the end of an answered operation
+    /// gives them to `late`).
+    @Test func aSecondHandOverTakesTheEventsNotHandedYet() {
+        let events = OperationEvents<Int>()
+        let first = Mutex<[Int]>([])
+        let second = Mutex<[Int]>([])
+        events.handOver { event in
+            first.withLock { $0.append(event) }
+            if event == 1 {
+                #expect(events.yield(2) && events.yield(3))
+                events.finish()
+                events.handOver { event in second.withLock { $0.append(event) } }
+            }
+        }
+        #expect(events.yield(1))
+        #expect(first.withLock { $0 } == [1])
+        #expect(second.withLock { $0 } == [2, 3])
+    }
 }
