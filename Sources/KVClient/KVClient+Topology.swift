@@ -206,7 +206,7 @@ extension KVClient {
             return
         }
         if !probe { requestsSent.add(1, ordering: .relaxed) }
-        client.send(timeout: configuration.requestTimeout, probe: probe, build).whenComplete {
+        client.send(timeout: configuration.requestTimeout, probe: probe, build) {
             deliver(self.observe($0, from: node, in: topology))
         }
     }

@@ -101,12 +101,27 @@ public final class RPCClient: Sendable {
     public func send(
         timeout: Duration, probe: Bool = false, _ build: @escaping @Sendable (RPCConnection) -> Message
     ) -> EventLoopFuture<Message> {
+        let answer = group.next().makePromise(of: Message.self)
+        send(timeout: timeout, probe: probe, build) { answer.completeWith($0) }
+        return answer.futureResult
+    }
+
+    /// `send(timeout:probe:_:)` handing the answer to `complete` (on the connection's event loop, or
+    /// at once when there is no connection to send on), with no future: the path of the SDK's requests.
+    public func send(
+        timeout: Duration, probe: Bool = false, _ build: @escaping @Sendable (RPCConnection) -> Message,
+        then complete: @escaping RPCCompletion
+    ) {
         if let connection = activeConnection() {
             // The common case sends at once: no future to wait on for the connection.
-            return connection.send(build(connection), timeout: timeout)
+            connection.send(build(connection), timeout: timeout, then: complete)
+            return
         }
-        return connectionFuture(dialDuringBackoff: probe).flatMap { connection in
-            connection.send(build(connection), timeout: timeout)
+        connectionFuture(dialDuringBackoff: probe).whenComplete { connected in
+            switch connected {
+            case .success(let connection): connection.send(build(connection), timeout: timeout, then: complete)
+            case .failure(let error): complete(.failure(error))
+            }
         }
     }
 

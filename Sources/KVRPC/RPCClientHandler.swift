@@ -24,28 +24,28 @@ final class ConnectionFailure: Sendable {
     }
 }
 
-/// A request on its way out: the message, its id, the promise its answer completes, and its deadline.
+/// A request on its way out: the message, its id, what its answer goes to, and its deadline.
 struct OutboundRequest: Sendable {
     var message: Message
     var requestID: UInt64
-    /// Completed with the decoded answer; an `Error` answer fails it (`RPCError.remote`).
-    var promise: EventLoopPromise<Message>
+    var complete: RPCCompletion
     var timeout: Duration
 }
 
 /// Matches answers to requests by request id, fails requests whose deadline passes, and fails every
 /// pending request when the connection breaks.
 ///
-/// Requests are encoded into one `FrameBatch` and leave together at the flush. Deadlines cost no timer
-/// each: one scheduled task per connection waits for the earliest deadline of the requests in flight.
-/// A thin shell on the event loop; `RPCConnection` is its Sendable face.
-final class RPCClientHandler: ChannelDuplexHandler {
+/// Requests come straight from `RPCConnection` (`submit`, on the event loop), not through the
+/// pipeline: no boxing into `NIOAny`, no promise for the write and none for the answer. They are
+/// encoded into one `FrameBatch` and leave together at the flush. Deadlines cost no timer each: one
+/// scheduled task per connection waits for the earliest deadline of the requests in flight. A thin
+/// shell on the event loop; `RPCConnection` is its Sendable face.
+final class RPCClientHandler: ChannelInboundHandler {
     typealias InboundIn = Frame
-    typealias OutboundIn = OutboundRequest
     typealias OutboundOut = ByteBuffer
 
     private struct Pending {
-        var promise: EventLoopPromise<Message>
+        var complete: RPCCompletion
         var deadline: NIODeadline
         var timeout: Duration
     }
@@ -60,6 +60,8 @@ final class RPCClientHandler: ChannelDuplexHandler {
     private var expiry: (at: NIODeadline, task: Scheduled<Void>)?
     /// The requests written until the queued flush runs leave together.
     private let tickFlush = TickFlush()
+    /// The handler's place in the pipeline, while it is there.
+    private var context: ChannelHandlerContext?
 
     init(requestsInFlightMax: Int, frameBytesMax: Int = Limits.frameBytesMax, failure: ConnectionFailure) {
         self.requestsInFlightMax = requestsInFlightMax
@@ -68,41 +70,47 @@ final class RPCClientHandler: ChannelDuplexHandler {
     }
 
     func handlerAdded(context: ChannelHandlerContext) {
+        self.context = context
         batch = FrameBatch(frameBytesMax: frameBytesMax, allocator: context.channel.allocator)
     }
 
-    func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
-        let request = unwrapOutboundIn(data)
-        promise?.succeed()
+    func handlerRemoved(context: ChannelHandlerContext) {
+        self.context = nil
+    }
+
+    /// Takes one request (on the event loop): encodes it into the batch, and flushes once the event
+    /// loop has run the tasks already queued for it. Each caller's request arrives as a task of its
+    /// own (`RPCConnection.send` from any thread), and those of one moment share the flush instead of
+    /// costing a socket write (and a TLS record) each. A connection that broke, or a pipeline the
+    /// handler left, fails the request at once, with the reason the connection broke when one is known.
+    func submit(_ request: OutboundRequest) {
+        guard let context else {
+            request.complete(.failure(failure.value ?? RPCError.connectionClosed(reason: "the connection is gone")))
+            return
+        }
         if let failure = failure.value {
-            request.promise.fail(failure)
+            request.complete(.failure(failure))
             return
         }
         let id = request.requestID
         guard pending[id] == nil else {
-            request.promise.fail(RPCError.protocolViolation("request id \(id) is already in flight"))
+            request.complete(.failure(RPCError.protocolViolation("request id \(id) is already in flight")))
             return
         }
         guard pending.count < requestsInFlightMax else {
-            request.promise.fail(RPCError.overloaded)
+            request.complete(.failure(RPCError.overloaded))
             return
         }
         do {
             try batch?.append(.message(request.message, requestID: id))
         } catch {
             // The only error of `append`: the frame is over the limit the peer would close the connection over.
-            request.promise.fail(RPCError.requestTooLarge("\(error)"))
+            request.complete(.failure(RPCError.requestTooLarge("\(error)")))
             return
         }
         let deadline = NIODeadline.now() + TimeAmount(request.timeout)
-        pending[id] = Pending(promise: request.promise, deadline: deadline, timeout: request.timeout)
+        pending[id] = Pending(complete: request.complete, deadline: deadline, timeout: request.timeout)
         scheduleExpiry(at: deadline, context: context)
-    }
-
-    /// Flushes once the event loop has run the tasks already queued for it: each caller's request
-    /// arrives as a task of its own (`RPCConnection.send` from any thread), and those of one moment
-    /// share the flush instead of costing a socket write (and a TLS record) each.
-    func flush(context: ChannelHandlerContext) {
         tickFlush.queue(on: context.eventLoop) { self.flushBatch(context: context) }
     }
 
@@ -134,19 +142,18 @@ final class RPCClientHandler: ChannelDuplexHandler {
             // The answer to a request whose deadline already passed.
             return
         }
-        // Decoded here, on the event loop, so the caller's future is the promise itself: no chain of
-        // futures per request between the answer and its caller.
+        // Decoded here, on the event loop, and handed straight to the caller's completion.
         let message: Message
         do {
             message = try Message(frame: frame)
         } catch {
-            entry.promise.fail(RPCError.protocolViolation("undecodable answer: \(error)"))
+            entry.complete(.failure(RPCError.protocolViolation("undecodable answer: \(error)")))
             return
         }
         if case .error(let error) = message {
-            entry.promise.fail(RPCError.remote(error.code, message: error.message))
+            entry.complete(.failure(RPCError.remote(error.code, message: error.message)))
         } else {
-            entry.promise.succeed(message)
+            entry.complete(.success(message))
         }
     }
 
@@ -181,7 +188,7 @@ final class RPCClientHandler: ChannelDuplexHandler {
         for (id, entry) in pending {
             if entry.deadline <= now {
                 pending.removeValue(forKey: id)
-                entry.promise.fail(RPCError.deadlineExceeded(entry.timeout))
+                entry.complete(.failure(RPCError.deadlineExceeded(entry.timeout)))
             } else if earliest.map({ entry.deadline < $0 }) ?? true {
                 earliest = entry.deadline
             }
@@ -197,7 +204,7 @@ final class RPCClientHandler: ChannelDuplexHandler {
         expiry = nil
         batch?.discard()
         for entry in entries.values {
-            entry.promise.fail(reason)
+            entry.complete(.failure(reason))
         }
     }
 }

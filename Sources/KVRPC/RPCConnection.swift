@@ -5,13 +5,18 @@ public import NIOCore
 public import NIOPosix
 import Synchronization
 
+/// What a request's answer is handed to, on the connection's event loop: the decoded answer, or why
+/// there is none (an `Error` answer is `RPCError.remote`).
+public typealias RPCCompletion = @Sendable (Result<Message, any Error>) -> Void
+
 /// One client connection to one server: mutual TLS, `Hello`/`HelloAck`, then multiplexed requests.
 ///
 /// A connection is up only once `HelloAck` has arrived: with TLS 1.3 the client's handshake completes
 /// before the server has judged the client certificate, so handshake completion proves nothing.
 public final class RPCConnection: Sendable {
     private let channel: any Channel
-    private let failure: ConnectionFailure
+    /// Where requests go, on the channel's event loop.
+    private let handler: NIOLoopBound<RPCClientHandler>
     private let nextRequestID = Atomic<UInt64>(2)
     /// The server's identity, from its certificate.
     public let server: PeerIdentity
@@ -29,11 +34,11 @@ public final class RPCConnection: Sendable {
     }
 
     private init(
-        channel: any Channel, failure: ConnectionFailure, server: PeerIdentity, helloAck: HelloAck,
+        channel: any Channel, handler: NIOLoopBound<RPCClientHandler>, server: PeerIdentity, helloAck: HelloAck,
         offered: ProtocolRange
     ) {
         self.channel = channel
-        self.failure = failure
+        self.handler = handler
         self.server = server
         self.helloAck = helloAck
         self.offered = offered
@@ -104,6 +109,9 @@ public final class RPCConnection: Sendable {
         let counted = traffic?.open()
         let eventLoop = group.next()
         let handshake = eventLoop.makePromise(of: PeerIdentity.self)
+        // The handler requests go to, handed out of the pipeline as it is built: it may be gone from the
+        // pipeline by the time the caller looks (a server that refuses the certificate closes at once).
+        let requests = eventLoop.makePromise(of: NIOLoopBound<RPCClientHandler>.self)
         let failure = ConnectionFailure()
         let channel: any Channel
         do {
@@ -114,20 +122,24 @@ public final class RPCConnection: Sendable {
                     channel.eventLoop.makeCompletedFuture {
                         try LinkFaultHandler.install(on: channel)
                         if let traffic, let counted { try traffic.attach(counted, to: channel) }
+                        let handler = RPCClientHandler(requestsInFlightMax: requestsInFlightMax, failure: failure)
                         try channel.pipeline.syncOperations.addHandlers([
                             OpenSSLHandler(context: tls, expectedServerName: host, handshakeCompleted: handshake),
                             ByteToMessageHandler(FrameDecoder(frameBytesMax: frameBytesMax)),
-                            RPCClientHandler(requestsInFlightMax: requestsInFlightMax, failure: failure),
+                            handler,
                         ])
+                        requests.succeed(NIOLoopBound(handler, eventLoop: channel.eventLoop))
                     }
                 }
                 .connect(host: host, port: port).get()
         } catch {
             if let counted { traffic?.close(counted) }
             handshake.fail(RPCError.connectFailed(address: address, reason: "\(error)"))
+            requests.fail(RPCError.connectFailed(address: address, reason: "\(error)"))
             throw RPCError.connectFailed(address: address, reason: describe(error))
         }
         do {
+            let handler = try await requests.futureResult.get()
             var request = Message.hello(hello)
             if let versions {
                 var hello = hello
@@ -137,7 +149,7 @@ public final class RPCConnection: Sendable {
             }
             let offered =
                 versions ?? ProtocolRange.announced(highest: hello.protocolVersion, lowest: hello.lowestVersion)
-            let answer = try await send(request, requestID: 1, timeout: timeout, on: channel, failure: failure)
+            let answer = try await send(request, requestID: 1, timeout: timeout, to: handler).get()
             guard case .helloAck(let ack) = answer else {
                 throw RPCError.protocolViolation("expected HelloAck, got \(answer.type)")
             }
@@ -155,7 +167,7 @@ public final class RPCConnection: Sendable {
             }
             if let counted { traffic?.identify(counted, as: server) }
             let connection = RPCConnection(
-                channel: channel, failure: failure, server: server, helloAck: ack, offered: offered)
+                channel: channel, handler: handler, server: server, helloAck: ack, offered: offered)
             if server.role == .node {
                 peerVersions?.record(server.name, highest: connection.serverHighestVersion)
             }
@@ -181,19 +193,31 @@ public final class RPCConnection: Sendable {
     ///
     /// For callers that fan a request out and must not wait for the slowest answer: nothing here
     /// blocks, and answers that arrive after the caller moved on are simply dropped.
+    public func send(_ request: Message, timeout: Duration) -> EventLoopFuture<Message> {
+        let answer = channel.eventLoop.makePromise(of: Message.self)
+        send(request, timeout: timeout) { answer.completeWith($0) }
+        return answer.futureResult
+    }
+
+    /// Sends one request and hands its answer (or why there is none, as `call` throws) to `complete`,
+    /// on the connection's event loop: the path of the SDK's requests, with no future.
     ///
     /// Fields the connection's version lacks are left out (`Message.restricted(toProtocol:)`); a
     /// message type it lacks fails with `protocolViolation` without being sent.
-    public func send(_ request: Message, timeout: Duration) -> EventLoopFuture<Message> {
+    public func send(_ request: Message, timeout: Duration, then complete: @escaping RPCCompletion) {
         guard request.type.protocolVersionMin <= version else {
-            return channel.eventLoop.makeFailedFuture(
-                RPCError.protocolViolation(
-                    "\(request.type) needs protocol version \(request.type.protocolVersionMin); the connection to \(server.name) speaks \(version)"
-                ))
+            complete(
+                .failure(
+                    RPCError.protocolViolation(
+                        "\(request.type) needs protocol version \(request.type.protocolVersionMin); the connection to \(server.name) speaks \(version)"
+                    )))
+            return
         }
         let id = nextRequestID.wrappingAdd(1, ordering: .relaxed).oldValue
-        return Self.send(
-            request.restricted(toProtocol: version), requestID: id, timeout: timeout, on: channel, failure: failure)
+        Self.submit(
+            OutboundRequest(
+                message: request.restricted(toProtocol: version), requestID: id, complete: complete, timeout: timeout),
+            to: handler)
     }
 
     /// Whether the connection is still open.
@@ -215,34 +239,25 @@ public final class RPCConnection: Sendable {
         try? await channel.close()
     }
 
+    /// Sends `request` (the handshake's `Hello`) before the connection exists.
     private static func send(
-        _ request: Message,
-        requestID: UInt64,
-        timeout: Duration,
-        on channel: any Channel,
-        failure: ConnectionFailure
-    ) async throws -> Message {
-        try await send(request, requestID: requestID, timeout: timeout, on: channel, failure: failure).get()
+        _ request: Message, requestID: UInt64, timeout: Duration, to handler: NIOLoopBound<RPCClientHandler>
+    ) -> EventLoopFuture<Message> {
+        let answer = handler.eventLoop.makePromise(of: Message.self)
+        submit(
+            OutboundRequest(
+                message: request, requestID: requestID, complete: { answer.completeWith($0) }, timeout: timeout),
+            to: handler)
+        return answer.futureResult
     }
 
-    private static func send(
-        _ request: Message,
-        requestID: UInt64,
-        timeout: Duration,
-        on channel: any Channel,
-        failure: ConnectionFailure
-    ) -> EventLoopFuture<Message> {
-        let promise = channel.eventLoop.makePromise(of: Message.self)
-        // A write to a channel that closed meanwhile never reaches RPCClientHandler: fail the request
-        // here, or its caller would wait forever, with the reason the connection broke when one is known.
-        let written = channel.eventLoop.makePromise(of: Void.self)
-        written.futureResult.whenFailure { error in
-            promise.fail(failure.value ?? RPCError.connectionClosed(reason: "\(error)"))
+    /// Hands `request` to the connection's handler on its event loop: at once when already there.
+    private static func submit(_ request: OutboundRequest, to handler: NIOLoopBound<RPCClientHandler>) {
+        if handler.eventLoop.inEventLoop {
+            handler.value.submit(request)
+        } else {
+            handler.eventLoop.execute { handler.value.submit(request) }
         }
-        channel.writeAndFlush(
-            OutboundRequest(message: request, requestID: requestID, promise: promise, timeout: timeout),
-            promise: written)
-        return promise.futureResult
     }
 }
 

@@ -141,6 +141,28 @@ struct RPCTests {
         }
     }
 
+    /// Requests go straight to the connection's handler, not through the pipeline: one in flight when
+    /// the connection closes fails, and one sent after it fails at once (from the event loop and
+    /// from elsewhere), never waiting for an answer that cannot come.
+    @Test func requestsOnAClosedConnectionFailAtOnce() async throws {
+        try await withTestServer { server in
+            let connection = try await connect(to: server)
+            let slow = Message.getRequest(GetRequest(key: ByteBuffer(string: "slow"), keyspace: 0))
+            let inFlight = connection.send(slow, timeout: .seconds(60))
+            await connection.close()
+            let started = ContinuousClock.now
+            await #expect(throws: RPCError.self) { _ = try await inFlight.get() }
+            await #expect(throws: RPCError.self) { _ = try await connection.call(slow, timeout: .seconds(60)) }
+            let fromTheLoop = try await connection.eventLoop.flatSubmit {
+                let answer = connection.eventLoop.makePromise(of: Message.self)
+                connection.send(slow, timeout: .seconds(60)) { answer.completeWith($0) }
+                return answer.futureResult
+            }.map { _ in nil as (any Error)? }.recover { $0 }.get()
+            #expect(fromTheLoop is RPCError, "\(String(describing: fromTheLoop))")
+            #expect(ContinuousClock.now - started < .seconds(10), "waited for an answer of a closed connection")
+        }
+    }
+
     @Test func aRequestOverTheFrameLimitIsNotSentAndTheConnectionGoesOn() async throws {
         try await withTestServer { server in
             let connection = try await connect(to: server)
