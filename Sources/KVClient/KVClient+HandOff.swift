@@ -9,7 +9,7 @@ import Synchronization
 /// With N=3 and W=2 nearly every write answers before its third replica does, so this runs for
 /// nearly every write. A single operation's rest therefore runs as callbacks on the threads its
 /// events come from (its replicas' connections' event loops, the timers' loop), with no task of its
-/// own: a task per write cost the SDK about a sixth of its CPU per put in a cluster (`perf`, issue
+/// own: a task per write cost the SDK about a fifth of its CPU per put in a cluster (`perf`, issue
 /// 21). A batch's rest, one per batch, stays a background task.
 extension KVClient {
     /// The hand-offs still running, which ``close()`` waits for.
