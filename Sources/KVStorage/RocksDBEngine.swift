@@ -173,6 +173,13 @@ final class RocksDBEngine: @unchecked Sendable {
         let dataOptions = rocksdb_options_create_copy(options)!
         rocksdb_options_set_memtable_prefix_bloom_size_ratio(dataOptions, 0.01)
         rocksdb_options_set_memtable_whole_key_filtering(dataOptions, 1)
+        // The `meta` family holds a few thousand keys (the Merkle segments' hashes, metadata), each
+        // rewritten by nearly every write: with RocksDB's 64 MB memtable its skip list would hold a
+        // million versions of them, and every write would search it. A small memtable keeps that
+        // skip list small and in the CPU's caches; its flushes write a table of those few keys.
+        let metaOptions = rocksdb_options_create_copy(options)!
+        defer { rocksdb_options_destroy(metaOptions) }
+        rocksdb_options_set_write_buffer_size(metaOptions, RocksDBStore.metaMemtableBytes)
 
         let names: [String]
         do throws(StorageError) {
@@ -189,7 +196,7 @@ final class RocksDBEngine: @unchecked Sendable {
             // `open` frees `options` when it fails.
             (opened, handles) = try RocksDBStore.open(
                 directory, options: options, families: names,
-                familyOptions: names.map { Self.isDataFamily($0) ? dataOptions : options })
+                familyOptions: names.map { Self.isDataFamily($0) ? dataOptions : $0 == "meta" ? metaOptions : options })
         } catch {
             rocksdb_options_destroy(dataOptions)
             rocksdb_cache_destroy(blockCache)

@@ -1,3 +1,4 @@
+import Foundation
 import KVCore
 import KVStorage
 import Testing
@@ -104,6 +105,36 @@ import Testing
             }
             #expect(try reopened.metadata("progress") == [9])
             #expect(reopened.merkleRebuildAtOpen == nil)
+        }
+    }
+}
+
+/// The `meta` family's memtable stays small: nearly every write rewrites a Merkle segment's hash
+/// there, and a 64 MB memtable of their versions made every write search a skip list of a million
+/// entries (docs/benchmarks.md, "A small memtable for the Merkle segments").
+@Suite(.timeLimit(.minutes(2)))
+struct MetaMemtableTests {
+    @Test func theMetaFamilyFlushesItsSegmentHashesAtAboutAMegabyte() throws {
+        try withTemporaryDirectory { path throws in
+            let store = try RocksDBStore(directory: path, durability: .none)
+            defer { store.close() }
+            // 100,000 writes, each a segment hash of about 50 bytes in the memtable: 5 MB unflushed.
+            for batch in 0..<10_000 {
+                let records = (0..<10).map { index in
+                    StreamedRecord(key: key("m-\(batch)-\(index)"), record: record(UInt64(batch + 1), "v"))
+                }
+                _ = try store.apply(records, setting: nil)
+            }
+            // Flushes run in the background: the memtables (the one being written and those waiting for
+            // their flush) come back under the bound.
+            let bound = 3 * RocksDBStore.metaMemtableBytes
+            let deadline = ContinuousClock.now + .seconds(60)
+            var bytes = try store.metaMemtableBytesForTesting()
+            while bytes > bound, ContinuousClock.now < deadline {
+                usleep(50_000)
+                bytes = try store.metaMemtableBytesForTesting()
+            }
+            #expect(bytes <= bound, "the meta family's memtables hold \(bytes) bytes")
         }
     }
 }
