@@ -200,7 +200,8 @@ public final class RPCConnection: Sendable {
     }
 
     /// Sends one request and hands its answer (or why there is none, as `call` throws) to `complete`,
-    /// on the connection's event loop: the path of the SDK's requests, with no future.
+    /// on the connection's event loop (at once, on the caller's thread, when it cannot be sent on this
+    /// connection's version): the path of the SDK's requests, with no future.
     ///
     /// Fields the connection's version lacks are left out (`Message.restricted(toProtocol:)`); a
     /// message type it lacks fails with `protocolViolation` without being sent.
