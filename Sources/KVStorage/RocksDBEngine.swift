@@ -173,10 +173,12 @@ final class RocksDBEngine: @unchecked Sendable {
         let dataOptions = rocksdb_options_create_copy(options)!
         rocksdb_options_set_memtable_prefix_bloom_size_ratio(dataOptions, 0.01)
         rocksdb_options_set_memtable_whole_key_filtering(dataOptions, 1)
-        // The `meta` family holds a few thousand keys (the Merkle segments' hashes, metadata), each
-        // rewritten by nearly every write: with RocksDB's 64 MB memtable its skip list would hold a
-        // million versions of them, and every write would search it. A small memtable keeps that
-        // skip list small and in the CPU's caches; its flushes write a table of those few keys.
+        // The `meta` family holds the Merkle segments' hashes (at most 2^20 keys) and the metadata;
+        // nearly every write rewrites one of the hashes. With RocksDB's 64 MB memtable its skip list
+        // held over a million versions of them, and every write searched it; a smaller memtable keeps
+        // it shallower. Not much smaller: a flush of a few MB makes compaction rewrite the family's
+        // tables (up to 2^20 keys, spread over all of them), so 1 MB cost more than it saved with a
+        // million keys (docs/benchmarks.md, "A smaller memtable for the Merkle segments").
         let metaOptions = rocksdb_options_create_copy(options)!
         defer { rocksdb_options_destroy(metaOptions) }
         rocksdb_options_set_write_buffer_size(metaOptions, RocksDBStore.metaMemtableBytes)

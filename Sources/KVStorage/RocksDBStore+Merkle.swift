@@ -157,18 +157,6 @@ extension RocksDBStore: MerkleStore {
 
     /// Writes `value` under a `meta` key, or deletes it when nil, bypassing every codec and the
     /// in-memory copy: for tests that damage the stored segments.
-    /// Bytes of the `meta` family's memtables, the one written and those waiting for their flush: for
-    /// tests.
-    package func metaMemtableBytesForTesting() throws(StorageError) -> Int {
-        try withOpenHandles { () throws(StorageError) -> Int in
-            var value: UInt64 = 0
-            guard rocksdb_property_int_cf(db, metaFamily, "rocksdb.cur-size-all-mem-tables", &value) == 0 else {
-                throw .corruption("RocksDB has no memtable size for the meta family")
-            }
-            return Int(clamping: value)
-        }
-    }
-
     package func writeRawMetaForTesting(key: [UInt8], value: [UInt8]?) throws(StorageError) {
         try withOpenHandles { () throws(StorageError) in
             if let value {

@@ -86,9 +86,9 @@ public final class RocksDBStore: ReplicaStore, @unchecked Sendable {
     /// reading most values through the storage threads (docs/benchmarks.md, "Reads past the memtables").
     public static let blockCacheBytesDefault: UInt64 = 256 << 20
 
-    /// The `meta` family's memtable size: it holds the Merkle segments' hashes, which nearly every
-    /// write rewrites (`RocksDBEngine.init`).
-    package static let metaMemtableBytes = 1 << 20
+    /// The `meta` family's memtable size, an eighth of RocksDB's default: it holds the Merkle segments'
+    /// hashes, which nearly every write rewrites (`RocksDBEngine.init`).
+    package static let metaMemtableBytes = 8 << 20
 
     /// Opens (creating if missing) the store in `directory`, with every keyspace it holds: the store
     /// returned serves keyspace 0, `keyspace(_:)` the others.
