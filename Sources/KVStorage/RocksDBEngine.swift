@@ -50,6 +50,9 @@ final class RocksDBEngine: @unchecked Sendable {
     /// Hints per target, of every keyspace: counted by one scan of `hints` at open, then kept up to
     /// date under `hintStripes` (see `RocksDBStore+Hints.swift`).
     let hintCounts = Mutex(HintCounts())
+    /// Tests: how many of `storeHints`'s reads succeed before one fails with an I/O error (RocksDB's
+    /// reads fail only on damage no test can make on demand); negative: none fails.
+    let hintReadsBeforeFailure = Atomic<Int>(-1)
     /// The checkpoints made for backups (`RocksDBStore+Checkpoint.swift`); none survive a reopen.
     let checkpoints: CheckpointRegistry
     private let walSyncer: WALSyncer?

@@ -41,6 +41,7 @@ extension RocksDBStore: HintStore {
                     for hint in valid {
                         var replaced = inBatch[hint.storageKey]
                         if replaced == nil {
+                            try failIfTestAsks()
                             replaced = try read(hintsFamily, hint.storageKey) { old in
                                 HintCodec.storedBytes(keyBytes: hint.storageKey.count, valueBytes: old.count)
                             }
@@ -74,6 +75,20 @@ extension RocksDBStore: HintStore {
             }
         }
         return outcomes
+    }
+
+    /// Makes the `storeHints` read after the next `reads` fail with an I/O error, once: for tests of
+    /// what a failure partway through a batch leaves.
+    package func failHintRead(after reads: Int) {
+        engine.hintReadsBeforeFailure.store(max(0, reads), ordering: .relaxed)
+    }
+
+    /// Throws the failure `failHintRead(after:)` asked for when its turn has come.
+    private func failIfTestAsks() throws(StorageError) {
+        guard engine.hintReadsBeforeFailure.load(ordering: .relaxed) >= 0,
+            engine.hintReadsBeforeFailure.wrappingSubtract(1, ordering: .relaxed).oldValue == 0
+        else { return }
+        throw .ioError("a read failed on purpose (failHintRead)")
     }
 
     public func hints(for target: String, after: HintID?, limit: Int) throws(StorageError) -> [(

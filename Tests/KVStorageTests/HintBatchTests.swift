@@ -61,6 +61,35 @@ import Testing
         }
     }
 
+    /// A read that fails partway through a batch fails the call with nothing written, and gives back
+    /// the counts of the hints admitted before it (8942481): the queues and bytes are as before, and
+    /// the same batch stores whole once reads work.
+    @Test func aReadFailingPartwayThroughABatchLeavesTheCountsAsTheyWere() throws {
+        try withTemporaryDirectory { path throws in
+            let store = try RocksDBStore(directory: path, durability: .none)
+            defer { store.close() }
+            let first = [hint("n1", "a", record(1, "x")), hint("n2", "b", record(1, "y"))]
+            _ = try store.storeHints(first, queueMax: 10, bytesMax: 100_000)
+            let (queues, bytes) = (store.hintQueueSizes(), store.hintBytesHeld())
+            let batch = [
+                hint("n1", "c", record(2, "c")), hint("n2", "d", record(2, "d")), hint("n1", "a", record(3, "new")),
+                hint("n2", "e", record(2, "e")),
+            ]
+            store.failHintRead(after: 3)
+            let failure = #expect(throws: StorageError.self) {
+                _ = try store.storeHints(batch, queueMax: 10, bytesMax: 100_000)
+            }
+            #expect(failure?.code == .ioError)
+            #expect(store.hintQueueSizes() == queues, "the counts of the hints before the failed read stayed")
+            #expect(store.hintBytesHeld() == bytes)
+            #expect(try listed(store, "n1") == [first[0]])
+            #expect(try listed(store, "n2") == [first[1]])
+            let outcomes = try store.storeHints(batch, queueMax: 10, bytesMax: 100_000)
+            #expect(outcomes.allSatisfy { (try? $0.get()) == .stored })
+            #expect(store.hintQueueSizes() == ["n1": 3, "n2": 3])
+        }
+    }
+
     private static func described(_ result: Result<HintStoreOutcome, StorageError>) -> String {
         switch result {
         case .success(let outcome): "\(outcome)"
