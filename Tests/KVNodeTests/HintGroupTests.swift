@@ -64,11 +64,13 @@ extension HintAdmissionTests {
             }
         }
         admit(0)
-        // The first hint's write is under way; the others arrive meanwhile.
-        recording.firstCallStarted.wait()
+        // The first hint's write is under way; the others arrive meanwhile. Bounded waits: a group
+        // that never writes fails the test instead of hanging it.
+        let started = recording.firstCallStarted.wait(timeout: .now() + 30)
         for index in 1..<count { admit(index) }
         recording.firstCallMayEnd.signal()
-        allAnswered.wait()
+        try #require(started == .success, "the first hint was never stored")
+        try #require(allAnswered.wait(timeout: .now() + 30) == .success, "not every hint was answered")
         #expect(
             recording.calls.withLock { $0 } == [1, count - 2], "one write for the first, one for the 7 that waited")
         let seen = answers.withLock { $0 }

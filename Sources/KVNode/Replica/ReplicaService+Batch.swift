@@ -97,8 +97,8 @@ extension ReplicaService {
     }
 
     /// Keeps every hint of `batch` as its own `Hint` would be kept (`storeHint`: the target check,
-    /// the queue bounds, the mark of a refused hint's range), all handed to the hint group commit at
-    /// once, so that they share its store writes.
+    /// the queue bounds, the mark of a refused hint's range), all handed to the hint group commit
+    /// together, so that they share its store writes (the first may start a write of its own).
     func storeHints(_ batch: HintBatchRequest, in context: KeyspaceContext) async -> Message {
         let answers = await answers(batch.hints.count) { index, answer in
             let hint = batch.hints[index]
