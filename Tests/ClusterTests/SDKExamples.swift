@@ -40,12 +40,13 @@ func sdkJSONExample(client: KVClient) async throws -> User? {
 
 /// Keeps a session in the `sessions` keyspace (`kvctl keyspace create sessions --rf 3 --read one
 /// --write one --ttl 1h`), where it expires after the keyspace's time to live unless the write names
-/// its own.
+/// its own. A read at `one` after a write at `one` (1 + 1, not above N = 3) may miss that write: the
+/// session is read back from all three replicas.
 func sdkKeyspaceExample(client: KVClient, token: String) async throws -> String? {
     let sessions = client.keyspace("sessions")
     try await sessions.put(token, value: "user:42")
     try await sessions.put("\(token):short", value: "user:42", consistency: .quorum, timeToLive: .seconds(60))
-    return try await sessions.get(token, as: String.self)
+    return try await sessions.get(token, as: String.self, consistency: .all)
 }
 
 /// Writes a user's settings in one batch and reads them back in another: each key has its own
