@@ -19,6 +19,9 @@ final class RocksDBEngine: @unchecked Sendable {
     let options: OpaquePointer
     /// `options` with a Bloom filter in each memtable: the keyspaces' `data` families'.
     let dataOptions: OpaquePointer
+    /// `options` with a vector for a memtable: the families every write changes and only scans read
+    /// (the keyspaces' `versions`, `merkle`; `familyOptions`).
+    let indexOptions: OpaquePointer
     /// The block cache every family's tables share (`blockCacheBytes`).
     let blockCache: OpaquePointer
     let readOptions: OpaquePointer
@@ -38,6 +41,8 @@ final class RocksDBEngine: @unchecked Sendable {
     let nonblockingWriteOptions: OpaquePointer
     let hintsFamily: OpaquePointer
     let metaFamily: OpaquePointer
+    /// The Merkle segments' hashes of every keyspace, under each keyspace's `meta` prefix.
+    let merkleFamily: OpaquePointer
     /// The default keyspace's families (`data`, `versions`): what incremental backups copy.
     let defaultKeyspace: KeyspaceFamilies
 
@@ -87,16 +92,26 @@ final class RocksDBEngine: @unchecked Sendable {
     }
 
     /// Column families of the default keyspace and the shared ones, created on first open.
-    static let baseFamilyNames = ["default", "data", "hints", "meta", "versions"]
+    static let baseFamilyNames = ["default", "data", "hints", "meta", "versions", "merkle"]
+
+    /// The options family `name` is opened or created with: `data` for the keyspaces' `data`
+    /// families, `index` for their `versions` families and `merkle`, else `options`.
+    static func familyOptions(
+        _ name: String, options: OpaquePointer, data: OpaquePointer, index: OpaquePointer
+    ) -> OpaquePointer {
+        if name == "merkle" { return index }
+        guard let (_, isData) = (try? keyspaceFamily(name)) ?? nil else { return options }
+        return isData ? data : index
+    }
+
+    /// `familyOptions` with this engine's options.
+    func options(forFamily name: String) -> OpaquePointer {
+        Self.familyOptions(name, options: options, data: dataOptions, index: indexOptions)
+    }
 
     /// The name of keyspace `id`'s `data` family: `data` for 0 (the name folders had before
     /// keyspaces), `data.<id>` otherwise.
     static func dataFamilyName(_ id: UInt32) -> String { id == 0 ? "data" : "data.\(id)" }
-
-    /// Whether `name` is a keyspace's `data` family (`data` or `data.<id>`).
-    static func isDataFamily(_ name: String) -> Bool {
-        (try? keyspaceFamily(name))??.isData ?? false
-    }
 
     /// The name of keyspace `id`'s `versions` family: `versions` for 0, `versions.<id>` otherwise.
     static func versionsFamilyName(_ id: UInt32) -> String { id == 0 ? "versions" : "versions.\(id)" }
@@ -154,6 +169,11 @@ final class RocksDBEngine: @unchecked Sendable {
         // Writers waiting for a group commit sleep rather than spin: on few cores, spinning steals the
         // CPU the leader needs (perf on a node under puts: 7 % of samples in WriteThread::AwaitState).
         rocksdb_options_set_enable_write_thread_adaptive_yield(options, 0)
+        // The leader of a group commit inserts every writer's batch into the memtables itself: the
+        // vector memtables (`indexOptions`) take no concurrent inserts, and on few cores the
+        // followers' parallel inserts bought nothing measurable (docs/benchmarks.md, "Vector
+        // memtables for the indexes").
+        rocksdb_options_set_allow_concurrent_memtable_write(options, 0)
         // Tickers for the bytes written and read (`engineFigures`): no DB property gives them finer
         // than 0.01 GB. Their cost on the put path is measured in docs/benchmarks.md ("RocksDB statistics").
         rocksdb_options_enable_statistics(options)
@@ -176,15 +196,14 @@ final class RocksDBEngine: @unchecked Sendable {
         let dataOptions = rocksdb_options_create_copy(options)!
         rocksdb_options_set_memtable_prefix_bloom_size_ratio(dataOptions, 0.01)
         rocksdb_options_set_memtable_whole_key_filtering(dataOptions, 1)
-        // The `meta` family holds the Merkle segments' hashes (at most 2^20 keys) and the metadata;
-        // nearly every write rewrites one of the hashes. With RocksDB's 64 MB memtable its skip list
-        // held over a million versions of them, and every write searched it; a smaller memtable keeps
-        // it shallower. Not much smaller: a flush of a few MB makes compaction rewrite the family's
-        // tables (up to 2^20 keys, spread over all of them), so 1 MB cost more than it saved with a
-        // million keys (docs/benchmarks.md, "A smaller memtable for the Merkle segments").
-        let metaOptions = rocksdb_options_create_copy(options)!
-        defer { rocksdb_options_destroy(metaOptions) }
-        rocksdb_options_set_write_buffer_size(metaOptions, RocksDBStore.metaMemtableBytes)
+        // The version index and the Merkle segments (`versions`, `merkle`) change with every write,
+        // two or three keys a put, and only scans read them (an incremental backup, the load at
+        // open). A vector memtable appends each change and sorts once, at the flush; a skip list
+        // searched itself on every insert, which was a fifth of a node's CPU under puts. A point read
+        // of a vector memtable copies and sorts it, which is why the metadata that is read by key
+        // stays in `meta`, a skip list (docs/benchmarks.md, "Vector memtables for the indexes").
+        let indexOptions = rocksdb_options_create_copy(options)!
+        rocksdb_options_set_memtable_vector_rep(indexOptions)
 
         let names: [String]
         do throws(StorageError) {
@@ -192,6 +211,7 @@ final class RocksDBEngine: @unchecked Sendable {
         } catch {
             rocksdb_options_destroy(options)
             rocksdb_options_destroy(dataOptions)
+            rocksdb_options_destroy(indexOptions)
             rocksdb_cache_destroy(blockCache)
             throw error
         }
@@ -201,9 +221,12 @@ final class RocksDBEngine: @unchecked Sendable {
             // `open` frees `options` when it fails.
             (opened, handles) = try RocksDBStore.open(
                 directory, options: options, families: names,
-                familyOptions: names.map { Self.isDataFamily($0) ? dataOptions : $0 == "meta" ? metaOptions : options })
+                familyOptions: names.map {
+                    Self.familyOptions($0, options: options, data: dataOptions, index: indexOptions)
+                })
         } catch {
             rocksdb_options_destroy(dataOptions)
+            rocksdb_options_destroy(indexOptions)
             rocksdb_cache_destroy(blockCache)
             throw error
         }
@@ -247,6 +270,7 @@ final class RocksDBEngine: @unchecked Sendable {
         self.db = opened
         self.options = options
         self.dataOptions = dataOptions
+        self.indexOptions = indexOptions
         self.blockCache = blockCache
         self.readOptions = readOptions
         self.memoryReadOptions = memoryReadOptions
@@ -257,6 +281,7 @@ final class RocksDBEngine: @unchecked Sendable {
         // The base families were named in the open: RocksDB handed a handle for each.
         self.hintsFamily = shared["hints"]!
         self.metaFamily = shared["meta"]!
+        self.merkleFamily = shared["merkle"]!
         self.defaultKeyspace = keyspaces.families[0]!
         keyspaces.unknown.append(shared["default"]!)
         self.keyspaces = Mutex(keyspaces)
@@ -365,7 +390,7 @@ final class RocksDBEngine: @unchecked Sendable {
             }
             return keyspaces.families.values.flatMap { [$0.data, $0.versions] } + keyspaces.unknown
         }
-        (families + [hintsFamily, metaFamily]).forEach { rocksdb_column_family_handle_destroy($0) }
+        (families + [hintsFamily, metaFamily, merkleFamily]).forEach { rocksdb_column_family_handle_destroy($0) }
         rocksdb_close(db)
         rocksdb_readoptions_destroy(readOptions)
         rocksdb_readoptions_destroy(memoryReadOptions)
@@ -375,6 +400,7 @@ final class RocksDBEngine: @unchecked Sendable {
         rocksdb_writeoptions_destroy(nonblockingWriteOptions)
         rocksdb_options_destroy(options)
         rocksdb_options_destroy(dataOptions)
+        rocksdb_options_destroy(indexOptions)
         rocksdb_cache_destroy(blockCache)
     }
 
@@ -387,7 +413,7 @@ final class RocksDBEngine: @unchecked Sendable {
                 keyspaces.families.keys.sorted().flatMap { id -> [OpaquePointer] in
                     let families = keyspaces.families[id]!
                     return [families.data, families.versions]
-                } + [hintsFamily, metaFamily] + keyspaces.unknown
+                } + [hintsFamily, metaFamily, merkleFamily] + keyspaces.unknown
             return try body(families)
         }
     }

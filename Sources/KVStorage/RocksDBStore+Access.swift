@@ -174,6 +174,17 @@ extension RocksDBStore {
         }
     }
 
+    /// Adds to `batch` the delete of every key of `family` that starts with `prefix` (nothing when no
+    /// key is past them all: `prefix` empty or all `0xFF`).
+    static func deleteRange(_ batch: OpaquePointer, _ family: OpaquePointer, prefix: [UInt8]) {
+        guard let end = successor(of: prefix) else { return }
+        prefix.withUnsafeBytes { start in
+            end.withUnsafeBytes { end in
+                rocksdb_writebatch_delete_range_cf(batch, family, start.cChars, start.count, end.cChars, end.count)
+            }
+        }
+    }
+
     /// Opens the RocksDB folder `directory` with the column families `names`, every one with
     /// `options`; read-only when asked (a subset of the folder's families is then allowed). On failure
     /// `options` is destroyed, and the error names the folder.

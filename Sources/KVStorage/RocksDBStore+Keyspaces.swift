@@ -96,8 +96,7 @@ extension RocksDBStore: KeyspaceStoring {
 
     private func createFamily(_ name: String) throws(StorageError) -> OpaquePointer {
         var error: UnsafeMutablePointer<CChar>?
-        let options = RocksDBEngine.isDataFamily(name) ? engine.dataOptions : engine.options
-        let handle = rocksdb_create_column_family(db, options, name, &error)
+        let handle = rocksdb_create_column_family(db, engine.options(forFamily: name), name, &error)
         if let message = Self.takeMessage(error) {
             if let handle { rocksdb_column_family_handle_destroy(handle) }
             throw StorageError.fromRocksDB(message, path: directory)
@@ -107,10 +106,10 @@ extension RocksDBStore: KeyspaceStoring {
     }
 
     /// Drops `view`'s keyspace: its calls throw `.closed` from now on; once those in flight are done,
-    /// its `meta` keys go in one synced batch, then its two families, whose handles are then freed. The
-    /// engine's keyspace lock is held.
+    /// its `meta` and `merkle` keys go in one synced batch, then its two families, whose handles are
+    /// then freed. The engine's keyspace lock is held.
     ///
-    /// The `meta` keys go first: a crash between the two steps leaves the keyspace's records without
+    /// Those keys go first: a crash between the two steps leaves the keyspace's records without
     /// Merkle state, which the next open rebuilds; the other order could leave Merkle segments that a
     /// keyspace created again later would believe.
     private func dropKeyspace(_ view: RocksDBStore) throws(StorageError) {
@@ -133,17 +132,11 @@ extension RocksDBStore: KeyspaceStoring {
         view.merkle.withLock { $0 = MerkleSegments() }
     }
 
-    /// Deletes every `meta` key starting with `prefix`, in one synced batch.
+    /// Deletes every `meta` and `merkle` key starting with `prefix`, in one synced batch.
     private func deleteMeta(prefix: [UInt8]) throws(StorageError) {
-        // Keyspace prefixes end with `/`: never all 0xFF, so there is a successor.
-        guard let end = Self.successor(of: prefix) else { return }
+        // Keyspace prefixes end with `/`: never all 0xFF, so `deleteRange` deletes them.
         try writeBatch(options: syncedWriteOptions) { batch in
-            prefix.withUnsafeBytes { start in
-                end.withUnsafeBytes { end in
-                    rocksdb_writebatch_delete_range_cf(
-                        batch, metaFamily, start.cChars, start.count, end.cChars, end.count)
-                }
-            }
+            for family in [metaFamily, merkleFamily] { Self.deleteRange(batch, family, prefix: prefix) }
         }
     }
 }

@@ -2,13 +2,14 @@ import CRocksDB
 public import KVCore
 import Synchronization
 
-/// The Merkle segments of a RocksDB store, in the `meta` column family (layout: `MerkleCodec`).
+/// The Merkle segments of a RocksDB store, in the `merkle` column family (layout: `MerkleCodec`).
 ///
 /// `apply` writes a record and its segment's new hash in one write batch, under the segment's lock
 /// stripe, then updates the in-memory copy (`merkle`); so the copy, the stored segments and `data`
-/// agree after every write and after any crash. The copy is read from `meta` at open, one scan of at
+/// agree after every write and after any crash. The copy is read from `merkle` at open, one scan of at
 /// most 2^20 small keys; a folder whose segments are missing (new, or from before them) or damaged is
-/// rebuilt from a full scan of `data` instead, and `merkleRebuildAtOpen` reports it.
+/// rebuilt from a full scan of `data` instead, and `merkleRebuildAtOpen` reports it. Folders from
+/// before `merkle` kept the segments in `meta`; the open moves them.
 extension RocksDBStore: MerkleStore {
     /// The rebuild `init` had to do, if any: nil when the stored segments were loaded as they were.
     public var merkleRebuildAtOpen: MerkleRebuild? {
@@ -54,48 +55,64 @@ extension RocksDBStore: MerkleStore {
         }
     }
 
-    /// Loads the stored segments, or rebuilds them if they are missing or damaged: called once, by `init`.
+    /// Loads the stored segments, or rebuilds them if they are missing or damaged: called once, by
+    /// `init`. Segments a folder kept in `meta`, before they had a family of their own, are moved to
+    /// `merkle` as they are, without a rebuild.
     func loadMerkleSegments() throws(StorageError) {
-        let state = try withOpenHandles { () throws(StorageError) -> [UInt8]? in
-            try read(metaFamily, metaPrefix + MerkleCodec.stateKey) { (bytes) throws(StorageError) -> [UInt8] in
-                Array(bytes)
-            }
+        var stored = try storedSegments(in: merkleFamily)
+        var inMeta = false
+        if case .absent = stored {
+            stored = try storedSegments(in: metaFamily)
+            inMeta = true
         }
-        var reason: String?
-        var hashes: [Int: UInt64] = [:]
-        if state == nil {
-            reason = "no Merkle segments stored: a new folder, or one written before them"
-        } else if state != MerkleCodec.stateValid {
-            reason = "Merkle segments marked invalid"
-        } else {
-            var damaged = false
-            try withOpenHandles { () throws(StorageError) in
-                try scan(metaFamily, prefix: metaPrefix + MerkleCodec.segmentPrefix) {
-                    (key, value) throws(StorageError) -> Bool in
-                    let segmentKey = UnsafeRawBufferPointer(rebasing: key[metaPrefix.count...])
-                    guard let (segment, hash) = MerkleCodec.decode(key: segmentKey, value: value) else {
-                        damaged = true
-                        return false
-                    }
-                    hashes[segment] = hash
-                    return true
-                }
-            }
-            if damaged { reason = "a stored Merkle segment does not decode" }
-        }
-        if let reason {
-            let rebuild = try withOpenHandles { () throws(StorageError) -> MerkleRebuild in
-                try rebuildMerkleSegmentsLocked(reason: reason)
-            }
-            merkleOpenRebuild.withLock { $0 = rebuild }
-        } else {
+        let reason: String
+        switch stored {
+        case .loaded(let hashes):
+            if inMeta { try withOpenHandles { () throws(StorageError) in try replaceStoredSegments(hashes) } }
             let segments = MerkleSegments(sparseHashes: hashes)
             merkle.withLock { $0 = segments }
+            return
+        case .absent: reason = "no Merkle segments stored: a new folder, or one written before them"
+        case .invalid: reason = "Merkle segments marked invalid"
+        case .damaged: reason = "a stored Merkle segment does not decode"
+        }
+        let rebuild = try withOpenHandles { () throws(StorageError) -> MerkleRebuild in
+            try rebuildMerkleSegmentsLocked(reason: reason)
+        }
+        merkleOpenRebuild.withLock { $0 = rebuild }
+    }
+
+    /// What a family holds of this keyspace's segments.
+    private enum StoredSegments {
+        case absent, invalid, damaged
+        case loaded([Int: UInt64])
+    }
+
+    private func storedSegments(in family: OpaquePointer) throws(StorageError) -> StoredSegments {
+        try withOpenHandles { () throws(StorageError) -> StoredSegments in
+            let state = try read(family, metaPrefix + MerkleCodec.stateKey) {
+                (bytes) throws(StorageError) -> [UInt8] in Array(bytes)
+            }
+            guard let state else { return .absent }
+            guard state == MerkleCodec.stateValid else { return .invalid }
+            var hashes: [Int: UInt64] = [:]
+            var damaged = false
+            try scan(family, prefix: metaPrefix + MerkleCodec.segmentPrefix) {
+                (key, value) throws(StorageError) -> Bool in
+                let segmentKey = UnsafeRawBufferPointer(rebasing: key[metaPrefix.count...])
+                guard let (segment, hash) = MerkleCodec.decode(key: segmentKey, value: value) else {
+                    damaged = true
+                    return false
+                }
+                hashes[segment] = hash
+                return true
+            }
+            return damaged ? .damaged : .loaded(hashes)
         }
     }
 
-    /// Recomputes the segments from `data` and replaces the stored ones in one batch. The caller makes
-    /// sure no write runs meanwhile (all stripes held, or `init`).
+    /// Recomputes the segments from `data` and replaces the stored ones. The caller makes sure no write
+    /// runs meanwhile (all stripes held, or `init`).
     private func rebuildMerkleSegmentsLocked(reason: String) throws(StorageError) -> MerkleRebuild {
         let clock = ContinuousClock()
         let started = clock.now
@@ -114,23 +131,26 @@ extension RocksDBStore: MerkleStore {
             return true
         }
         hashes = hashes.filter { $0.value != 0 }
-        try writeBatch { batch in
-            let start = metaPrefix + MerkleCodec.segmentPrefix
-            let end = Self.successor(of: start)!
-            start.withUnsafeBytes { start in
-                end.withUnsafeBytes { end in
-                    rocksdb_writebatch_delete_range_cf(
-                        batch, metaFamily, start.cChars, start.count, end.cChars, end.count)
-                }
-            }
-            for (segment, hash) in hashes {
-                Self.put(batch, metaFamily, metaPrefix + MerkleCodec.segmentKey(segment), MerkleCodec.encodeHash(hash))
-            }
-            Self.put(batch, metaFamily, metaPrefix + MerkleCodec.stateKey, MerkleCodec.stateValid)
-        }
+        try replaceStoredSegments(hashes)
         let segments = MerkleSegments(sparseHashes: hashes)
         merkle.withLock { $0 = segments }
         return MerkleRebuild(reason: reason, records: records, segments: hashes.count, duration: clock.now - started)
+    }
+
+    /// Replaces this keyspace's stored segments with `hashes`, marked valid, in one batch, which also
+    /// deletes any the folder kept in `meta`. The handles are held open.
+    private func replaceStoredSegments(_ hashes: [Int: UInt64]) throws(StorageError) {
+        try writeBatch { batch in
+            for family in [merkleFamily, metaFamily] {
+                Self.deleteRange(batch, family, prefix: metaPrefix + MerkleCodec.segmentPrefix)
+            }
+            Self.delete(batch, metaFamily, metaPrefix + MerkleCodec.stateKey)
+            for (segment, hash) in hashes {
+                Self.put(
+                    batch, merkleFamily, metaPrefix + MerkleCodec.segmentKey(segment), MerkleCodec.encodeHash(hash))
+            }
+            Self.put(batch, merkleFamily, metaPrefix + MerkleCodec.stateKey, MerkleCodec.stateValid)
+        }
     }
 
     /// Hands the key bytes, version, tombstone flag and expiry of every record in `range` to `body`, by
@@ -155,15 +175,31 @@ extension RocksDBStore: MerkleStore {
         }
     }
 
-    /// Writes `value` under a `meta` key, or deletes it when nil, bypassing every codec and the
-    /// in-memory copy: for tests that damage the stored segments.
-    package func writeRawMetaForTesting(key: [UInt8], value: [UInt8]?) throws(StorageError) {
+    /// Writes `value` under a key of `merkle` (of `meta`, where folders kept the segments before
+    /// `merkle` existed, when `inMeta`), or deletes it when nil, bypassing every codec and the in-memory
+    /// copy: for tests that damage the stored segments or make a folder of that older layout.
+    package func writeRawMerkleForTesting(key: [UInt8], value: [UInt8]?, inMeta: Bool = false) throws(StorageError) {
+        let family = inMeta ? metaFamily : merkleFamily
         try withOpenHandles { () throws(StorageError) in
             if let value {
-                try write(metaFamily, key, value)
+                try write(family, metaPrefix + key, value)
             } else {
-                try delete(metaFamily, key)
+                try delete(family, metaPrefix + key)
             }
+        }
+    }
+
+    /// This keyspace's keys and values in `merkle` (or `meta`) that start with `merkle.` (the segments
+    /// and their state), bypassing every codec: for tests of the move out of `meta`.
+    package func rawMerkleEntriesForTesting(inMeta: Bool = false) throws(StorageError) -> [([UInt8], [UInt8])] {
+        try withOpenHandles { () throws(StorageError) -> [([UInt8], [UInt8])] in
+            var entries: [([UInt8], [UInt8])] = []
+            try scan(inMeta ? metaFamily : merkleFamily, prefix: metaPrefix + Array(MerkleCodec.reservedPrefix.utf8)) {
+                (key, value) throws(StorageError) -> Bool in
+                entries.append((Array(key[metaPrefix.count...]), Array(value)))
+                return true
+            }
+            return entries
         }
     }
 

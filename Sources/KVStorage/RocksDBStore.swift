@@ -8,16 +8,17 @@ import Synchronization
 ///
 /// Column families: `data` (records keyed by `token · key`, see `RecordCodec`), `hints` (the durable
 /// hint log keyed by `target · version · key [· keyspace]`, see `HintCodec` and
-/// `RocksDBStore+Hints.swift`), `meta` (node id, cluster map, the Merkle segments, and the ranges due
-/// for anti-entropy, see `MerkleCodec`, `RepairMarkCodec`, `RocksDBStore+Merkle.swift` and
-/// `RocksDBStore+RepairMarks.swift`), `versions` (every `data` record once more, by version: what an
-/// incremental backup copies, see `RocksDBStore+Changes.swift`), and RocksDB's mandatory `default`,
-/// left empty. All are created on first open.
+/// `RocksDBStore+Hints.swift`), `meta` (node id, cluster map and the ranges due for anti-entropy, see
+/// `RepairMarkCodec` and `RocksDBStore+RepairMarks.swift`), `merkle` (the Merkle segments' hashes,
+/// see `MerkleCodec` and `RocksDBStore+Merkle.swift`), `versions` (every `data` record once more, by
+/// version: what an incremental backup copies, see `RocksDBStore+Changes.swift`), and RocksDB's
+/// mandatory `default`, left empty. All are created on first open.
 ///
 /// Keyspaces (`KeyspaceStoring`, `RocksDBStore+Keyspaces.swift`): the store `init` returns serves
 /// keyspace 0 with `data` and `versions`; keyspace k's view has its own `data.<k>` and `versions.<k>`
-/// families, and its own `meta` keys under `keyspace/<k>/`. Every view shares one `RocksDBEngine`:
-/// the database, `meta`, `hints`, the lock stripes, the checkpoints and the gate.
+/// families, and its own `meta` and `merkle` keys under `keyspace/<k>/`. Every view shares one
+/// `RocksDBEngine`: the database, `meta`, `merkle`, `hints`, the lock stripes, the checkpoints and the
+/// gate.
 ///
 /// Every call blocks on I/O; run it on a thread pool. The class is thread-safe: RocksDB handles are
 /// safe to share, per-key atomicity comes from `LockStripes`, and `close()` waits for calls in
@@ -32,7 +33,7 @@ public final class RocksDBStore: ReplicaStore, @unchecked Sendable {
     let dataFamily: OpaquePointer
     /// This keyspace's version index (`versions`, or `versions.<id>`).
     let versionsFamily: OpaquePointer
-    /// What this keyspace's `meta` keys start with: nothing for keyspace 0 (the names folders had
+    /// What this keyspace's `meta` and `merkle` keys start with: nothing for keyspace 0 (the names folders had
     /// before keyspaces), `keyspace/<id>/` otherwise (`metadataName(_:keyspace:)`).
     let metaPrefix: [UInt8]
 
@@ -55,6 +56,7 @@ public final class RocksDBStore: ReplicaStore, @unchecked Sendable {
     var syncedWriteOptions: OpaquePointer { engine.syncedWriteOptions }
     var hintsFamily: OpaquePointer { engine.hintsFamily }
     var metaFamily: OpaquePointer { engine.metaFamily }
+    var merkleFamily: OpaquePointer { engine.merkleFamily }
     var stripes: LockStripes { engine.stripes }
 
     /// The repair marks (keyed by their storage key without `metaPrefix`): read from `meta` at open,
@@ -62,7 +64,7 @@ public final class RocksDBStore: ReplicaStore, @unchecked Sendable {
     /// `RocksDBStore+RepairMarks.swift`).
     let repairMarks = Mutex(RepairMarks())
     let repairMarkWrites = Mutex<Void>(())
-    /// The Merkle segment hashes: loaded from `meta` at open (or rebuilt), then updated by every write
+    /// The Merkle segment hashes: loaded from `merkle` at open (or rebuilt), then updated by every write
     /// after its batch commits, under the segment's stripe (see `RocksDBStore+Merkle.swift`).
     let merkle = Mutex(MerkleSegments())
     let merkleOpenRebuild = Mutex<MerkleRebuild?>(nil)
@@ -85,10 +87,6 @@ public final class RocksDBStore: ReplicaStore, @unchecked Sendable {
     /// threads. RocksDB's own default is 8 MB, which left a node with a data set past its memtables
     /// reading most values through the storage threads (docs/benchmarks.md, "Reads past the memtables").
     public static let blockCacheBytesDefault: UInt64 = 256 << 20
-
-    /// The `meta` family's memtable size, an eighth of RocksDB's default: it holds the Merkle segments'
-    /// hashes, which nearly every write rewrites (`RocksDBEngine.init`).
-    package static let metaMemtableBytes = 8 << 20
 
     /// Opens (creating if missing) the store in `directory`, with every keyspace it holds: the store
     /// returned serves keyspace 0, `keyspace(_:)` the others.
@@ -281,10 +279,10 @@ public final class RocksDBStore: ReplicaStore, @unchecked Sendable {
     func writeSegment(_ segment: Int, xoring delta: UInt64, in batch: OpaquePointer) {
         let segmentHash = merkle.withLock { $0[segment] } ^ delta
         if segmentHash == 0 {
-            Self.delete(batch, metaFamily, metaPrefix + MerkleCodec.segmentKey(segment))
+            Self.delete(batch, merkleFamily, metaPrefix + MerkleCodec.segmentKey(segment))
         } else {
             Self.put(
-                batch, metaFamily, metaPrefix + MerkleCodec.segmentKey(segment), MerkleCodec.encodeHash(segmentHash))
+                batch, merkleFamily, metaPrefix + MerkleCodec.segmentKey(segment), MerkleCodec.encodeHash(segmentHash))
         }
     }
 

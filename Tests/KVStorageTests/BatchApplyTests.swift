@@ -114,10 +114,14 @@ import Testing
 /// (docs/benchmarks.md, "A smaller memtable for the Merkle segments"). RocksDB writes the options it
 /// opened each family with to the folder's `OPTIONS-*` file.
 @Suite(.timeLimit(.minutes(1)))
-struct MetaMemtableTests {
-    @Test func theMetaFamilyIsOpenedWithItsOwnMemtableSize() throws {
+struct MemtableTests {
+    /// The families every write changes and only scans read (`versions`, `versions.<id>`, `merkle`)
+    /// have vector memtables; the others RocksDB's skip list. Read from the `OPTIONS-*` file RocksDB
+    /// writes with the options it opened each family with.
+    @Test func theIndexFamiliesHaveVectorMemtables() throws {
         try withTemporaryDirectory { path throws in
             let store = try RocksDBStore(directory: path, durability: .none)
+            _ = try store.keyspace(5)
             store.close()
             let reopened = try RocksDBStore(directory: path, durability: .none)
             defer { reopened.close() }
@@ -125,17 +129,21 @@ struct MetaMemtableTests {
                 try FileManager.default.contentsOfDirectory(atPath: path).filter { $0.hasPrefix("OPTIONS-") }
                     .max { $0.count == $1.count ? $0 < $1 : $0.count < $1.count })
             let text = try String(contentsOfFile: "\(path)/\(file)", encoding: .utf8)
-            func writeBufferSize(of family: String) -> Int? {
+            func memtable(of family: String) -> String? {
                 guard let section = text.components(separatedBy: "[CFOptions \"\(family)\"]").dropFirst().first else {
                     return nil
                 }
                 let line = section.split(separator: "\n").first {
-                    $0.trimmingCharacters(in: .whitespaces).hasPrefix("write_buffer_size=")
+                    $0.trimmingCharacters(in: .whitespaces).hasPrefix("memtable_factory=")
                 }
-                return line.flatMap { Int($0.split(separator: "=").last ?? "") }
+                return line.map { String($0) }
             }
-            #expect(writeBufferSize(of: "meta") == RocksDBStore.metaMemtableBytes)
-            #expect(writeBufferSize(of: "data") == 64 << 20, "the other families keep RocksDB's default")
+            for family in ["versions", "versions.5", "merkle"] {
+                #expect(memtable(of: family)?.contains("VectorRepFactory") == true, "\(family)")
+            }
+            for family in ["data", "data.5", "meta", "hints"] {
+                #expect(memtable(of: family)?.contains("SkipListFactory") == true, "\(family)")
+            }
         }
     }
 }

@@ -126,7 +126,7 @@ import Testing
                 try store.writeRawRecordForTesting(key: key("r-\(index)"), record: written)
                 expected.append(MerkleEntry(key: key("r-\(index)"), record: written))
             }
-            try store.writeRawMetaForTesting(key: Array("merkle.state".utf8), value: nil)
+            try store.writeRawMerkleForTesting(key: Array("merkle.state".utf8), value: nil)
             store.close()
 
             var reopened = try RocksDBStore(directory: path)
@@ -139,12 +139,53 @@ import Testing
             let segment = MerkleSegments.segment(of: Token(key: key("r-1")))
             let segmentKey =
                 Array("merkle.segment/".utf8) + [24, 16, 8, 0].map { UInt8(truncatingIfNeeded: segment >> $0) }
-            try reopened.writeRawMetaForTesting(key: segmentKey, value: [1, 2, 3])
+            try reopened.writeRawMerkleForTesting(key: segmentKey, value: [1, 2, 3])
             reopened.close()
             reopened = try RocksDBStore(directory: path)
             defer { reopened.close() }
             #expect(reopened.merkleRebuildAtOpen?.reason.contains("does not decode") == true)
             #expect(try reopened.merkleSegments() == MerkleSegments(entries: expected))
+        }
+    }
+
+    /// A folder from before the `merkle` family kept the segments and their state in `meta`: the open
+    /// moves them as they are, without a rebuild, and leaves none in `meta`; a keyspace's too.
+    @Test func segmentsKeptInMetaAreMovedAtOpen() throws {
+        try withTemporaryDirectory { path throws in
+            var root = try RocksDBStore(directory: path)
+            var expected: [[([UInt8], [UInt8])]] = []
+            var segments: [MerkleSegments] = []
+            for store in [root, try root.keyspace(3)] {
+                for index in 0..<60 {
+                    _ = try store.apply(key: key("m-\(index)"), record: record(UInt64(index + 1), "v"))
+                }
+                let entries = try store.rawMerkleEntriesForTesting()
+                #expect(entries.count > 1, "the segments and the state")
+                #expect(try store.rawMerkleEntriesForTesting(inMeta: true).isEmpty)
+                // The older layout: every one of them in `meta`, none in `merkle`.
+                for (entryKey, value) in entries {
+                    try store.writeRawMerkleForTesting(key: entryKey, value: value, inMeta: true)
+                    try store.writeRawMerkleForTesting(key: entryKey, value: nil)
+                }
+                expected.append(entries)
+                segments.append(try store.merkleSegments())
+            }
+            root.close()
+
+            root = try RocksDBStore(directory: path)
+            defer { root.close() }
+            for (index, store) in [root, try root.keyspace(3)].enumerated() {
+                #expect(store.merkleRebuildAtOpen == nil, "moved, not rebuilt")
+                #expect(try store.merkleSegments() == segments[index])
+                let moved = try store.rawMerkleEntriesForTesting()
+                #expect(moved.map(\.0) == expected[index].map(\.0))
+                #expect(moved.map(\.1) == expected[index].map(\.1))
+                #expect(try store.rawMerkleEntriesForTesting(inMeta: true).isEmpty)
+                _ = try store.apply(key: key("m-0"), record: record(100, "newer"))
+                let incremental = try store.merkleSegments()
+                #expect(try store.rebuildMerkleSegments().records == 60)
+                #expect(try store.merkleSegments() == incremental)
+            }
         }
     }
 
