@@ -143,7 +143,7 @@ public final class RocksDBStore: ReplicaStore, @unchecked Sendable {
     ///
     /// The lock stripe is chosen by the key's segment, not its token: the segment hash is read,
     /// changed and written under it, so two keys of one segment cannot race on it. This adds no
-    /// contention: two different keys still share a stripe with probability 1/256.
+    /// contention: two different keys share a stripe with probability 1/4096.
     public func apply(key: [UInt8], record: StoredRecord) throws(StorageError) -> ApplyOutcome {
         try validate(key: key, record: record)
         let dataKey = RecordCodec.dataKey(key)

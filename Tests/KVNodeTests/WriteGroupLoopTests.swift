@@ -66,6 +66,61 @@ struct WriteGroupLoopTests {
         }
     }
 
+    /// Each event loop writes the puts it read in a lane of its own: while loop A holds its lane
+    /// (as a `PutBatch` does while it hands its writes over), loop B's puts are written and answered
+    /// on B. With one group for both loops, B's puts waited in A's held queue, to be written and
+    /// answered by A.
+    @Test func eachLoopWritesThePutsItReadInALaneOfItsOwn() async throws {
+        try await Self.withQueue(durability: .none, loops: 2) { queue, replica, loops in
+            let (a, b) = (loops[0], loops[1])
+            let answers = Mutex([String: Answer]())
+            let bAnswered = DispatchSemaphore(value: 0)
+            let heldWhileBAnswered = a.makePromise(of: Bool.self)
+            let put = { @Sendable (key: String, loop: any EventLoop, then: @escaping @Sendable () -> Void) in
+                queue.put(key: Array(key.utf8), record: Self.record(hlc: 10), to: replica, keyspace: 0) { result in
+                    answers.withLock { $0[key] = Answer(onLoop: loop.inEventLoop, outcome: try? result.get().outcome) }
+                    then()
+                }
+            }
+            a.execute {
+                queue.holdingWrites(to: replica, keyspace: 0) {
+                    put("a-0", a) {}
+                    b.execute {
+                        for index in 0..<5 {
+                            put("b-\(index)", b) {
+                                if answers.withLock({ $0.keys.filter { $0.hasPrefix("b-") }.count }) == 5 {
+                                    bAnswered.signal()
+                                }
+                            }
+                        }
+                    }
+                    heldWhileBAnswered.succeed(bAnswered.wait(timeout: .now() + 30) == .success)
+                }
+            }
+            #expect(try await heldWhileBAnswered.futureResult.get(), "B's puts answered while A held its lane")
+            try await Self.waitUntil { answers.withLock { $0.count } == 6 }
+            answers.withLock { answers in
+                for (key, answer) in answers {
+                    #expect(answer.onLoop, "\(key) answered on the loop that read it")
+                    #expect(answer.outcome == .applied, "\(key)")
+                }
+            }
+            #expect(queue.writeBatchesOnEventLoop == 2, "one batch on each loop")
+        }
+    }
+
+    /// Polls `condition` every 10 ms for at most 30 s.
+    static func waitUntil(_ condition: () -> Bool) async throws {
+        let deadline = ContinuousClock.now + .seconds(30)
+        while !condition() {
+            guard ContinuousClock.now < deadline else {
+                Issue.record("condition not met within 30 s")
+                return
+            }
+            try await Task.sleep(for: .milliseconds(10))
+        }
+    }
+
     static func record(hlc: UInt64) -> StoredRecord {
         StoredRecord(version: Version(hlc: hlc, writer: 1), tombstone: false, value: Array("v\(hlc)".utf8))
     }
@@ -97,6 +152,15 @@ struct WriteGroupLoopTests {
         durability: Durability,
         _ body: (StorageQueue, Replica, any EventLoop) async throws -> Void
     ) async throws {
+        try await withQueue(durability: durability, loops: 1) { queue, replica, loops in
+            try await body(queue, replica, loops[0])
+        }
+    }
+
+    static func withQueue(
+        durability: Durability, loops: Int,
+        _ body: (StorageQueue, Replica, [any EventLoop]) async throws -> Void
+    ) async throws {
         let path = FileManager.default.temporaryDirectory.appendingPathComponent("quorumkv-loop-\(UUID())").path
         defer { try? FileManager.default.removeItem(atPath: path) }
         let store = try RocksDBStore(directory: path, durability: durability)
@@ -104,10 +168,10 @@ struct WriteGroupLoopTests {
         let replica = Replica(nodeID: "n1", store: store, wallMillis: { 1_800_000_000_000 })
         let pool = NIOThreadPool(numberOfThreads: 2)
         pool.start()
-        let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+        let group = MultiThreadedEventLoopGroup(numberOfThreads: loops)
         let queue = StorageQueue(pool: pool, statistics: NodeStatistics(nodeID: "n1", metricsFactory: TestMetrics()))
         do {
-            try await body(queue, replica, group.next())
+            try await body(queue, replica, Array(group.makeIterator()))
         } catch {
             try? await group.shutdownGracefully()
             try? await pool.shutdownGracefully()

@@ -108,7 +108,7 @@ package final class StorageQueue: Sendable {
     package var writeGroupKeyspaces: Set<UInt32> { writeGroups.keyspaces }
 
     /// Runs `body`, whose `put`s to `replica` of `keyspace` are written together after it (a batch's).
-    func holdingWrites<T>(to replica: Replica, keyspace: UInt32, _ body: () -> T) -> T {
+    package func holdingWrites<T>(to replica: Replica, keyspace: UInt32, _ body: () -> T) -> T {
         writeGroups.group(keyspace: keyspace, replica: replica).holding(body)
     }
 

@@ -4,11 +4,13 @@ import NIOCore
 import NIOPosix
 import Synchronization
 
-/// Group commit for one keyspace's replica: the writes that arrive while a batch is being written
+/// Group commit for one keyspace's replica, in one lane (`WriteGroups`: the puts one event loop
+/// read, or those from other threads): the writes that arrive while a batch is being written
 /// wait together and go as the next batch (`GroupCommitQueue`), one RocksDB write batch
 /// (`Replica.put(_:setting:)`), so one fsync and one thread hop answer them all, up to `batchMax`
 /// writes. A record's outcome is what it would have been written alone in arrival order: a
-/// batch compares each record with what an earlier record of the same key in it wrote.
+/// batch compares each record with what an earlier record of the same key in it wrote. Lanes write
+/// at the same time; the store's lock stripes order the writes of one key.
 ///
 /// The writer is a pool thread, or, when the store fsyncs no write of its own
 /// (`Replica.putsWithoutBlocking`) and the write that starts it was handed over on an event loop,
@@ -136,10 +138,25 @@ final class WriteGroup: Sendable {
     }
 }
 
-/// The write group of each keyspace's replica (created at its first write).
+/// The write groups of each keyspace's replica: one per event loop (a lane), and one for the writes
+/// handed over elsewhere (a pool thread, a task), each created at its first write.
+///
+/// A lane per loop lets each loop write the puts it read, on itself, while the other loops do the
+/// same. With one group per keyspace, the loop whose writer ran wrote every loop's puts and woke each
+/// other loop to answer its own: the loops took turns, and one node under puts kept its two loops
+/// about half busy (docs/benchmarks.md, "A write lane per event loop"). A store that fsyncs every
+/// write (`sync`) keeps one group per keyspace: the pool writes its batches in any case, and two
+/// lanes' batches written at once cost an fsync each where one batch cost one.
 final class WriteGroups: Sendable {
+    /// A keyspace's lane: the event loop whose puts it writes; nil for puts from other threads, and
+    /// for every put to a store that fsyncs each write.
+    private struct Lane: Hashable {
+        let keyspace: UInt32
+        let loop: ObjectIdentifier?
+    }
+
     private let pool: NIOThreadPool
-    private let groups = Mutex<[UInt32: WriteGroup]>([:])
+    private let groups = Mutex<[Lane: WriteGroup]>([:])
     /// Counts the batches every group writes (`quorumkv_write_batches_total{writer}`).
     private let statistics: NodeStatistics
 
@@ -149,26 +166,29 @@ final class WriteGroups: Sendable {
     }
 
     /// Keyspaces with a group (for tests).
-    var keyspaces: Set<UInt32> { groups.withLock { Set($0.keys) } }
+    var keyspaces: Set<UInt32> { groups.withLock { Set($0.keys.map(\.keyspace)) } }
 
     /// Drops the groups of `keyspaces`; a write still in one finishes (its caller holds the group).
     func forget(_ keyspaces: [UInt32]) {
-        groups.withLock { groups in
-            for keyspace in keyspaces { groups.removeValue(forKey: keyspace) }
-        }
+        let forgotten = Set(keyspaces)
+        groups.withLock { groups in groups = groups.filter { !forgotten.contains($0.key.keyspace) } }
     }
 
-    /// The group writing to `replica`, keyspace `keyspace`'s (a new one when the keyspace's replica
-    /// changed: dropped and served again).
+    /// The group writing to `replica`, keyspace `keyspace`'s, in the calling thread's lane (a new one
+    /// when the keyspace's replica changed: dropped and served again).
     func group(keyspace: UInt32, replica: Replica) -> WriteGroup {
-        groups.withLock { groups in
-            if let group = groups[keyspace], group.replica === replica { return group }
+        // A store that fsyncs each write is written by the pool whatever the lane: one lane keeps its
+        // batches, and so its fsyncs, one at a time.
+        let loop = replica.putsWithoutBlocking ? MultiThreadedEventLoopGroup.currentEventLoop : nil
+        let lane = Lane(keyspace: keyspace, loop: loop.map(ObjectIdentifier.init))
+        return groups.withLock { groups in
+            if let group = groups[lane], group.replica === replica { return group }
             let statistics = self.statistics
             let group = WriteGroup(replica: replica, pool: pool) { onEventLoop in
                 (onEventLoop ? statistics.writeBatchesOnEventLoop : statistics.writeBatchesOnPool)
                     .add(1, ordering: .relaxed)
             }
-            groups[keyspace] = group
+            groups[lane] = group
             return group
         }
     }
