@@ -24,14 +24,20 @@ public protocol ReplicaStore: AnyObject, Sendable {
     /// The default, for the in-memory stores, applies the records one by one and then the metadata.
     func apply(_ records: [StreamedRecord], setting metadata: MetadataEntry?) throws(StorageError) -> [ApplyOutcome]
 
-    /// Whether `applyWithoutBlocking` can ever write: false when every write waits for an fsync
-    /// (durability `sync`) or the store cannot tell.
+    /// Whether `applyWithoutBlocking` can ever write: false when the store cannot tell.
     var appliesWithoutBlocking: Bool { get }
 
     /// `apply(_:setting: nil)` when the store can do it without waiting for the disk, a lock another
     /// writer holds, a write stall or an fsync; nil, with nothing written, when it would wait (call
-    /// `apply` on a thread pool then). Safe to call on an event loop.
+    /// `apply` on a thread pool then). Safe to call on an event loop. Its writes are durable only once
+    /// `whenDurable` calls back.
     func applyWithoutBlocking(_ records: [StreamedRecord]) throws(StorageError) -> [ApplyOutcome]?
+
+    /// Calls `completion` once every write that returned before this call is as durable as the store
+    /// promises (nil), or with the error that kept it from being so: at once, on the calling thread,
+    /// unless the store acknowledges `applyWithoutBlocking`'s writes only after an fsync of its own
+    /// (`RocksDBStore` with `sync`), then on another thread after that fsync.
+    func whenDurable(_ completion: @escaping @Sendable (StorageError?) -> Void)
 
     /// The record stored for `key`, tombstones included; `nil` if the key was never written.
     func get(key: [UInt8]) throws(StorageError) -> StoredRecord?
@@ -87,6 +93,9 @@ extension ReplicaStore {
     public var appliesWithoutBlocking: Bool { false }
 
     public func applyWithoutBlocking(_ records: [StreamedRecord]) throws(StorageError) -> [ApplyOutcome]? { nil }
+
+    /// The default: a write is as durable as the store makes it when it returns.
+    public func whenDurable(_ completion: @escaping @Sendable (StorageError?) -> Void) { completion(nil) }
 
     public func apply(_ records: [StreamedRecord], setting metadata: MetadataEntry?) throws(StorageError)
         -> [ApplyOutcome]

@@ -60,7 +60,9 @@ final class RocksDBEngine: @unchecked Sendable {
     let hintReadsBeforeFailure = Atomic<Int>(-1)
     /// The checkpoints made for backups (`RocksDBStore+Checkpoint.swift`); none survive a reopen.
     let checkpoints: CheckpointRegistry
-    private let walSyncer: WALSyncer?
+    /// Fsyncs the log every interval (`interval`), or when asked (`sync`: the writes made without
+    /// waiting, `RocksDBStore.whenDurable`); nil with `none`.
+    let walSyncer: WALSyncer?
     /// The gate: set once by `close()`, after which every call throws `.closed`.
     private let closed = Atomic<Bool>(false)
     /// The calls using the handles now, which `close()` waits for.
@@ -285,7 +287,9 @@ final class RocksDBEngine: @unchecked Sendable {
         self.defaultKeyspace = keyspaces.families[0]!
         keyspaces.unknown.append(shared["default"]!)
         self.keyspaces = Mutex(keyspaces)
-        self.walSyncer = walSyncInterval.map { WALSyncer(db: opened, interval: $0, path: directory) }
+        self.walSyncer =
+            walSyncInterval.map { WALSyncer(db: opened, schedule: .every($0), path: directory) }
+            ?? (durability == .sync ? WALSyncer(db: opened, schedule: .whenAsked, path: directory) : nil)
     }
 
     deinit {
@@ -376,13 +380,13 @@ final class RocksDBEngine: @unchecked Sendable {
             Thread.sleep(forTimeInterval: 0.000_5)
         }
         walSyncer?.stop()
-        if durability != .sync {
-            // A clean close leaves nothing unsynced, whatever the mode. Nobody is left to hear of a
-            // failure: the data is still in the log and RocksDB replays it on the next open.
-            var error: UnsafeMutablePointer<CChar>?
-            rocksdb_flush_wal(db, 1, &error)
-            _ = RocksDBStore.takeMessage(error)
-        }
+        // A clean close leaves nothing unsynced, whatever the mode (`sync` too: its writes made
+        // without waiting are fsynced when asked, and a caller may not have asked yet). Nobody
+        // is left to hear of a failure: the data is still in the log and RocksDB replays it on the
+        // next open.
+        var error: UnsafeMutablePointer<CChar>?
+        rocksdb_flush_wal(db, 1, &error)
+        _ = RocksDBStore.takeMessage(error)
         let families = keyspaces.withLock { keyspaces in
             defer {
                 // The views hold the engine: letting them go breaks the cycle.

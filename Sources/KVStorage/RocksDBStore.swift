@@ -181,16 +181,37 @@ public final class RocksDBStore: ReplicaStore, @unchecked Sendable {
         return outcomes
     }
 
-    /// Whether `applyWithoutBlocking` may write: when the durability fsyncs no write of its own.
-    public var appliesWithoutBlocking: Bool { durability != .sync }
+    /// Whether `applyWithoutBlocking` may write: always. With `sync` its writes are not durable when
+    /// it returns; `whenDurable` says when they are.
+    public var appliesWithoutBlocking: Bool { true }
 
     /// `apply(_:setting: nil)` when it needs no wait: every current version from the memtables or the
     /// block cache, the stripes free, and RocksDB not stalling writes (`no_slowdown`). Nil, with
-    /// nothing written, when it would wait, or when the durability is `sync` (the fsync blocks).
+    /// nothing written, when it would wait. The write is never fsynced here: with `sync`, acknowledge
+    /// it only once `whenDurable` calls back.
     public func applyWithoutBlocking(_ records: [StreamedRecord]) throws(StorageError) -> [ApplyOutcome]? {
-        guard appliesWithoutBlocking else { return nil }
-        return try apply(records, setting: nil, blocking: false)
+        try apply(records, setting: nil, blocking: false)
     }
+
+    /// With `sync`, calls `completion` on the WAL syncer's thread once the log is fsynced past every
+    /// write that returned before this call (`WALSyncer`, `.whenAsked`); at once, on the calling
+    /// thread, with the other durabilities, whose writes are as durable as they get when they return.
+    public func whenDurable(_ completion: @escaping @Sendable (StorageError?) -> Void) {
+        guard durability == .sync, let syncer = engine.walSyncer else { return completion(nil) }
+        syncer.whenDurable(completion)
+    }
+
+    /// Tests: holds the fsyncs `whenDurable` asks for (it then waits), or lets them go; false when the
+    /// durability is not `sync`.
+    @discardableResult
+    package func holdWALSyncsForTesting(_ hold: Bool) -> Bool {
+        guard durability == .sync, let syncer = engine.walSyncer else { return false }
+        syncer.hold(hold)
+        return true
+    }
+
+    /// Tests: the fsyncs the WAL syncer made so far.
+    package var walSyncCountForTesting: Int { engine.walSyncer?.syncCount ?? 0 }
 
     /// The two applies' one rule; nil only when not `blocking` and it would wait.
     private func apply(_ records: [StreamedRecord], setting metadata: MetadataEntry?, blocking: Bool)

@@ -1,45 +1,95 @@
 import CRocksDB
 import Foundation
 
-/// The background thread of `Durability.interval`: fsyncs RocksDB's write-ahead log every interval
-/// until stopped.
+/// The thread that fsyncs RocksDB's write-ahead log for the writes that do not fsync it themselves:
 ///
-/// A failed sync is not reported here: RocksDB records a failed WAL sync as a background error and
-/// refuses the following writes, so callers learn of it on their next `apply`.
+/// - `Durability.interval` (`.every`): every interval, until stopped. A failed sync is not reported
+///   here: RocksDB records a failed WAL sync as a background error and refuses the following writes,
+///   so callers learn of it on their next `apply`.
+/// - `Durability.sync` (`.whenAsked`), for the writes an event loop makes without waiting
+///   (`RocksDBStore.applyWithoutBlocking`): such a write goes to the log unsynced, and its caller asks
+///   `whenDurable` to hear once the log is fsynced past it. The thread fsyncs for every caller waiting
+///   (RocksDB's `FlushWAL(sync: true)`), then tells them; callers arriving meanwhile wait for the next
+///   fsync, which starts as soon as this one ends. While writes arrive the fsyncs follow each other
+///   back to back, and the event loops write the next batches during each one; a write that fsyncs
+///   itself (`sync` write options) made the next batch wait for its fsync, and its fsync for the
+///   batch's CPU work.
 final class WALSyncer: @unchecked Sendable {
     // @unchecked: `db` is only used by the thread, which `stop()` waits for before the owner frees
-    // it; the flags are guarded by `condition`.
+    // it; everything else is guarded by `condition`.
+    enum Schedule {
+        case every(TimeInterval)
+        case whenAsked
+    }
+
+    typealias Completion = @Sendable (StorageError?) -> Void
+
     private let db: OpaquePointer
-    private let interval: TimeInterval
+    private let schedule: Schedule
+    private let path: String
     private let condition = NSCondition()
+    private var waiting: [Completion] = []
     private var stopRequested = false
     private var finished = false
+    /// Tests: no fsync asked for starts while true (`RocksDBStore.holdWALSyncsForTesting`).
+    private var held = false
+    /// The fsyncs made so far (tests).
+    private var syncs = 0
 
-    init(db: OpaquePointer, interval: TimeInterval, path: String) {
+    init(db: OpaquePointer, schedule: Schedule, path: String) {
         self.db = db
-        self.interval = interval
+        self.schedule = schedule
+        self.path = path
         let thread = Thread { [self] in run() }
         thread.name = "quorumkv-wal-sync"
         thread.start()
     }
 
+    /// Calls `completion` once every write that returned before this call is fsynced, on the syncer's
+    /// thread: with nil, or with the fsync's error (the writes are then in the store, not durable).
+    /// With `.closed` at once when the syncer is stopped. For `.whenAsked`.
+    func whenDurable(_ completion: @escaping Completion) {
+        condition.lock()
+        guard !finished else {
+            condition.unlock()
+            completion(.closed)
+            return
+        }
+        waiting.append(completion)
+        condition.broadcast()
+        condition.unlock()
+    }
+
     private func run() {
         condition.lock()
-        while !stopRequested {
-            _ = condition.wait(until: Date(timeIntervalSinceNow: interval))
-            if stopRequested { break }
+        while true {
+            switch schedule {
+            case .every(let interval):
+                _ = condition.wait(until: Date(timeIntervalSinceNow: interval))
+            case .whenAsked:
+                while (waiting.isEmpty || held) && !stopRequested {
+                    condition.wait()
+                }
+            }
+            // Stopping: what waits is still synced and told.
+            if stopRequested && waiting.isEmpty { break }
+            let asked = waiting
+            waiting = []
             condition.unlock()
             var error: UnsafeMutablePointer<CChar>?
             rocksdb_flush_wal(db, 1, &error)
-            _ = RocksDBStore.takeMessage(error)
+            let failure = RocksDBStore.takeMessage(error).map { StorageError.fromRocksDB($0, path: path) }
+            for completion in asked { completion(failure) }
             condition.lock()
+            syncs += 1
         }
         finished = true
         condition.broadcast()
         condition.unlock()
     }
 
-    /// Stops the thread and waits until it no longer touches the database.
+    /// Syncs for and tells the callers still waiting, stops the thread, and waits until it no longer
+    /// touches the database.
     func stop() {
         condition.lock()
         stopRequested = true
@@ -48,5 +98,20 @@ final class WALSyncer: @unchecked Sendable {
             condition.wait()
         }
         condition.unlock()
+    }
+
+    /// Tests: holds (or lets go of) the fsyncs asked for.
+    func hold(_ hold: Bool) {
+        condition.lock()
+        held = hold
+        condition.broadcast()
+        condition.unlock()
+    }
+
+    /// Tests: the fsyncs made so far.
+    var syncCount: Int {
+        condition.lock()
+        defer { condition.unlock() }
+        return syncs
     }
 }

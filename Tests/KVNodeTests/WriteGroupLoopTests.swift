@@ -36,14 +36,32 @@ struct WriteGroupLoopTests {
         }
     }
 
-    /// `sync`: the fsync would block the loop, so the pool writes and answers.
-    @Test func aSyncStoreIsWrittenByThePool() async throws {
+    /// `sync`: the loop writes the batch unsynced and answers it, on the loop, only after the WAL
+    /// syncer's fsync (held here until the batch is written, so no answer can come before it).
+    @Test func aSyncStoreIsAnsweredAfterTheSyncersFsync() async throws {
         try await Self.withQueue(durability: .sync) { queue, replica, loop in
-            let answers = try await Self.put(
-                (0..<20).map { (key: "s-\($0)", hlc: UInt64(100 + $0)) }, queue: queue, replica: replica, loop: loop)
-            #expect(answers.allSatisfy { !$0.onLoop && $0.outcome == .applied })
-            #expect(queue.writeBatches >= 1)
-            #expect(queue.writeBatchesOnEventLoop == 0)
+            let store = try #require(replica.store as? RocksDBStore)
+            #expect(store.holdWALSyncsForTesting(true))
+            let answers = Mutex([Answer]())
+            loop.execute {
+                for index in 0..<20 {
+                    queue.put(key: Array("s-\(index)".utf8), record: Self.record(hlc: 100), to: replica, keyspace: 0) {
+                        result in
+                        let answer = Answer(onLoop: loop.inEventLoop, outcome: try? result.get().outcome)
+                        answers.withLock { $0.append(answer) }
+                    }
+                }
+            }
+            try await Self.waitUntil { queue.writeBatchesOnEventLoop == 1 }
+            // The loop has finished the task that wrote the batch: an answer not held back is in by now.
+            try await loop.submit {}.get()
+            #expect(answers.withLock { $0.isEmpty }, "no answer before the fsync")
+            #expect(try replica.store.get(key: Array("s-0".utf8)) != nil, "written, in the log")
+            store.holdWALSyncsForTesting(false)
+            try await Self.waitUntil { answers.withLock { $0.count } == 20 }
+            #expect(answers.withLock { $0.allSatisfy { $0.onLoop && $0.outcome == .applied } })
+            #expect(store.walSyncCountForTesting >= 1)
+            #expect(queue.writeBatches == 1)
         }
     }
 

@@ -1,16 +1,17 @@
 import Foundation
 import KVCore
 import KVStorage
+import Synchronization
 import Testing
 
-/// Issue 21: `ReplicaStore.applyWithoutBlocking`, the write an event loop makes itself when the
-/// durability fsyncs no write of its own. It follows `apply`'s rule to the letter, and declines (nil,
-/// nothing written) instead of waiting for an fsync, a stripe another writer holds, or the disk.
+/// Issue 21: `ReplicaStore.applyWithoutBlocking`, the write an event loop makes itself. It follows
+/// `apply`'s rule to the letter, and declines (nil, nothing written) instead of waiting for a stripe
+/// another writer holds, or the disk; with `sync` its writes are durable once `whenDurable` says so.
 @Suite(.timeLimit(.minutes(1)))
 struct NonblockingApplyTests {
     /// Random batches over few keys, applied without blocking: outcomes, records and Merkle segments
     /// equal those of a store fed one record at a time with `apply(key:record:)`.
-    @Test(arguments: [StoreKind.rocksDBNone, .rocksDBInterval])
+    @Test(arguments: [StoreKind.rocksDBNone, .rocksDBInterval, .rocksDBSync])
     func itActsLikeApply(_ kind: StoreKind) throws {
         try withStore(kind) { store throws in
             try withStore(.inMemory) { single throws in
@@ -34,13 +35,47 @@ struct NonblockingApplyTests {
         }
     }
 
-    /// A store that fsyncs every write (`sync`), or cannot tell (in memory), never writes this way.
-    @Test(arguments: [StoreKind.rocksDBSync, .inMemory])
-    func aStoreThatMustWaitDeclines(_ kind: StoreKind) throws {
-        try withStore(kind) { store throws in
+    /// A store that cannot tell (in memory) never writes this way.
+    @Test func aStoreThatCannotTellDeclines() throws {
+        try withStore(.inMemory) { store throws in
             #expect(!store.appliesWithoutBlocking)
             #expect(try store.applyWithoutBlocking([StreamedRecord(key: key("k"), record: record(1, "v"))]) == nil)
             #expect(try store.get(key: key("k")) == nil)
+        }
+    }
+
+    /// With `sync`, a write made without blocking is in the log, not fsynced: `whenDurable` calls back
+    /// only after the WAL syncer's next fsync (held here, so it cannot come before), on the WAL syncer's
+    /// thread. With `none` it calls back at once, on the caller's thread; once closed, with `.closed`.
+    @Test func syncWritesAreDurableWhenTheSyncerSaysSo() throws {
+        try withTemporaryDirectory { path throws in
+            let store = try RocksDBStore(directory: path, durability: .sync)
+            #expect(store.holdWALSyncsForTesting(true))
+            let write = [StreamedRecord(key: key("k"), record: record(1, "v"))]
+            #expect(try store.applyWithoutBlocking(write) == [.applied])
+            let durable = DispatchSemaphore(value: 0)
+            let answers = Mutex<[StorageError?]>([])
+            store.whenDurable { error in
+                answers.withLock { $0.append(error) }
+                durable.signal()
+            }
+            #expect(answers.withLock { $0.isEmpty }, "not before an fsync")
+            #expect(store.walSyncCountForTesting == 0)
+            store.holdWALSyncsForTesting(false)
+            #expect(durable.wait(timeout: .now() + 30) == .success)
+            #expect(answers.withLock { $0.count == 1 && $0[0] == nil })
+            #expect(store.walSyncCountForTesting >= 1)
+            store.close()
+            store.whenDurable { error in answers.withLock { $0.append(error) } }
+            #expect(answers.withLock { $0.last??.code } == .closed)
+        }
+        try withTemporaryDirectory { path throws in
+            let store = try RocksDBStore(directory: path, durability: .none)
+            defer { store.close() }
+            #expect(!store.holdWALSyncsForTesting(true), "not sync")
+            let called = Mutex(false)
+            store.whenDurable { error in called.withLock { $0 = error == nil } }
+            #expect(called.withLock { $0 }, "at once, on this thread")
         }
     }
 

@@ -140,6 +140,13 @@ public final class Replica: Sendable {
         return (outcomes, tick(observing: records))
     }
 
+    /// Calls `completion` once the writes `putWithoutBlocking` made before this call are durable
+    /// (`ReplicaStore.whenDurable`): at once on the calling thread, or, with RocksDB and `sync`, on
+    /// the WAL syncer's thread after its fsync; with the store's error if that failed.
+    public func whenDurable(_ completion: @escaping @Sendable (ReplicaError?) -> Void) {
+        store.whenDurable { error in completion(error.map(ReplicaError.storage)) }
+    }
+
     /// The checks of `put(_:setting:)`'s records, as `put(key:record:)` checks one.
     private func check(_ records: [StreamedRecord]) throws(ReplicaError) {
         for streamed in records {

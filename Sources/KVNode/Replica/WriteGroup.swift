@@ -12,12 +12,13 @@ import Synchronization
 /// batch compares each record with what an earlier record of the same key in it wrote. Lanes write
 /// at the same time; the store's lock stripes order the writes of one key.
 ///
-/// The writer is a pool thread, or, when the store fsyncs no write of its own
+/// The writer is a pool thread, or, when the store can write without waiting
 /// (`Replica.putsWithoutBlocking`) and the write that starts it was handed over on an event loop,
 /// that event loop: a task queued behind the loop's current read burst writes what the burst brought
-/// (one batch per tick, no thread hop), with `Replica.putWithoutBlocking`. What that cannot write
-/// without waiting (a current version only on disk, a stripe another writer holds, a write stall) or
-/// refuses goes to a pool thread as before, in order.
+/// (one batch per tick, no thread hop), with `Replica.putWithoutBlocking`, and answers once the
+/// batch is durable (`Replica.whenDurable`: with `sync`, after the WAL syncer's next fsync). What
+/// that cannot write without waiting (a current version only on disk, a stripe another writer holds,
+/// a write stall) or refuses goes to a pool thread as before, in order.
 final class WriteGroup: Sendable {
     /// The records of one batch at most: bounds the time the segments' stripes are held.
     static let batchMax = 512
@@ -80,8 +81,15 @@ final class WriteGroup: Sendable {
             return
         }
         countBatch(true)
-        for (waiting, outcome) in zip(batch, outcomes) {
-            waiting.completion(.success((outcome, clock)))
+        // With `sync` the batch is in the log, not yet fsynced: answered after the WAL syncer's
+        // fsync, back on this loop, while the loop writes the next batches.
+        replica.whenDurable { error in
+            let answer = { @Sendable in
+                for (waiting, outcome) in zip(batch, outcomes) {
+                    waiting.completion(error.map { .failure($0) } ?? .success((outcome, clock)))
+                }
+            }
+            if loop.inEventLoop { answer() } else { loop.execute(answer) }
         }
         loop.execute { self.writeOnLoop(loop) }
     }
@@ -144,12 +152,12 @@ final class WriteGroup: Sendable {
 /// A lane per loop lets each loop write the puts it read, on itself, while the other loops do the
 /// same. With one group per keyspace, the loop whose writer ran wrote every loop's puts and woke each
 /// other loop to answer its own: the loops took turns, and one node under puts kept its two loops
-/// about half busy (docs/benchmarks.md, "A write lane per event loop"). A store that fsyncs every
-/// write (`sync`) keeps one group per keyspace: the pool writes its batches in any case, and two
-/// lanes' batches written at once cost an fsync each where one batch cost one.
+/// about half busy (docs/benchmarks.md, "A write lane per event loop"). With `sync` the lanes'
+/// batches share the WAL syncer's fsyncs (`Replica.whenDurable`); a store that cannot write
+/// without waiting keeps one group per keyspace, written by the pool.
 final class WriteGroups: Sendable {
     /// A keyspace's lane: the event loop whose puts it writes; nil for puts from other threads, and
-    /// for every put to a store that fsyncs each write.
+    /// for every put to a store that cannot write without waiting.
     private struct Lane: Hashable {
         let keyspace: UInt32
         let loop: ObjectIdentifier?
@@ -177,8 +185,6 @@ final class WriteGroups: Sendable {
     /// The group writing to `replica`, keyspace `keyspace`'s, in the calling thread's lane (a new one
     /// when the keyspace's replica changed: dropped and served again).
     func group(keyspace: UInt32, replica: Replica) -> WriteGroup {
-        // A store that fsyncs each write is written by the pool whatever the lane: one lane keeps its
-        // batches, and so its fsyncs, one at a time.
         let loop = replica.putsWithoutBlocking ? MultiThreadedEventLoopGroup.currentEventLoop : nil
         let lane = Lane(keyspace: keyspace, loop: loop.map(ObjectIdentifier.init))
         return groups.withLock { groups in
