@@ -6,9 +6,10 @@
 #
 # Two overrides, for running a second cluster beside the default one (the defaults are as above):
 #   QUORUMKV_CLUSTER_DIR         the folder instead of .cluster/ (an absolute path, or relative to the
-#                                repository); the addresses are fixed when its certificates are issued,
-#                                so keep the same QUORUMKV_CLUSTER_FIRST_HOST for one folder
-#   QUORUMKV_CLUSTER_FIRST_HOST  the last address byte of n1 (11): nI listens on 127.0.0.(FIRST_HOST-1+I)
+#                                repository); the addresses are fixed when its certificates are issued
+#   QUORUMKV_CLUSTER_FIRST_HOST  the last address byte of n1 (11): nI listens on 127.0.0.(FIRST_HOST-1+I).
+#                                The folder keeps it (first-host): later commands on the folder use it
+#                                without being told, and refuse another
 #
 #   scripts/cluster.sh start N      write cluster.yaml and certificates (once), start n1..nN (less the
 #                                   nodes removed since, plus those added since), wait until they answer
@@ -33,6 +34,17 @@ first_host=${QUORUMKV_CLUSTER_FIRST_HOST:-11}
     echo "cluster.sh: QUORUMKV_CLUSTER_FIRST_HOST must be 1..254, not '$first_host'" >&2
     exit 64
 }
+# The folder's certificates name the addresses it was set up with: a restart elsewhere would not answer.
+if [[ -f "$dir/first-host" ]]; then
+    kept=$(<"$dir/first-host")
+    if [[ -z "${QUORUMKV_CLUSTER_FIRST_HOST:-}" ]]; then
+        first_host=$kept
+    elif [[ "$first_host" != "$kept" ]]; then
+        echo "cluster.sh: $dir was set up with QUORUMKV_CLUSTER_FIRST_HOST=$kept (its certificates name" \
+            "those addresses), not $first_host" >&2
+        exit 64
+    fi
+fi
 port=7411
 metrics_port=9411
 
@@ -62,6 +74,7 @@ valid_id() {
 ensure_certs() {
     local count=$1
     mkdir -p "$dir/certs"
+    echo "$first_host" >"$dir/first-host"
     [[ -f "$dir/certs/ca-key.pem" ]] || "$kvctl" certs init --dir "$dir/certs" >&2
     [[ -f "$dir/certs/admin.pem" ]] || "$kvctl" certs issue --dir "$dir/certs" --role admin --name admin >&2
     [[ -f "$dir/certs/client.pem" ]] || "$kvctl" certs issue --dir "$dir/certs" --role client --name client >&2
