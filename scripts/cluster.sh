@@ -30,10 +30,6 @@ root=$(pwd)
 dir=${QUORUMKV_CLUSTER_DIR:-$root/.cluster}
 [[ "$dir" == /* ]] || dir="$root/$dir"
 first_host=${QUORUMKV_CLUSTER_FIRST_HOST:-11}
-[[ "$first_host" =~ ^[0-9]+$ ]] && ((first_host >= 1 && first_host <= 254)) || {
-    echo "cluster.sh: QUORUMKV_CLUSTER_FIRST_HOST must be 1..254, not '$first_host'" >&2
-    exit 64
-}
 # The folder's certificates name the addresses it was set up with: a restart elsewhere would not answer.
 if [[ -f "$dir/first-host" ]]; then
     kept=$(<"$dir/first-host")
@@ -45,6 +41,10 @@ if [[ -f "$dir/first-host" ]]; then
         exit 64
     fi
 fi
+[[ "$first_host" =~ ^[0-9]+$ ]] && ((first_host >= 1 && first_host <= 254)) || {
+    echo "cluster.sh: QUORUMKV_CLUSTER_FIRST_HOST (or $dir/first-host) must be 1..254, not '$first_host'" >&2
+    exit 64
+}
 port=7411
 metrics_port=9411
 

@@ -79,9 +79,12 @@ final class WALSyncer: @unchecked Sendable {
             var error: UnsafeMutablePointer<CChar>?
             rocksdb_flush_wal(db, 1, &error)
             let failure = RocksDBStore.takeMessage(error).map { StorageError.fromRocksDB($0, path: path) }
-            for completion in asked { completion(failure) }
+            // Counted before the callers hear of it: one told its write is durable sees the fsync counted.
             condition.lock()
             syncs += 1
+            condition.unlock()
+            for completion in asked { completion(failure) }
+            condition.lock()
         }
         finished = true
         condition.broadcast()
