@@ -50,12 +50,12 @@ extension KVClient {
                 count: keys.count,
                 start: { index in
                     operations.withLock { operations in
-                        self.clock.withLock { operations[index].start(clock: &$0).map(\.step) }
+                        self.clock.withLock { operations[index].start(clock: &$0) }
                     }
                 },
                 handle: { index, event in
                     operations.withLock { operations in
-                        self.clock.withLock { operations[index].handle(event, clock: &$0).map(\.step) }
+                        self.clock.withLock { operations[index].handle(event, clock: &$0) }
                     }
                 },
                 dispatch: { sends, owner, deliver in
@@ -101,7 +101,7 @@ extension KVClient {
         let operations = Guarded(
             try keys.indices.map { try writeOperation(keys[$0], consistency: consistency, route: routes[$0]) })
         let records = entries.indices.map { index in
-            Self.recordMaker(
+            RecordMaker(
                 key: keys[index], value: entries[index].value, tombstone: false,
                 timeToLive: timeToLive ?? routes[index].timeToLive)
         }
@@ -112,14 +112,14 @@ extension KVClient {
                 start: { index in
                     let millis = wallClockMillis()
                     return operations.withLock { operations in
-                        self.clock.withLock { operations[index].start(clock: &$0, wallMillis: millis).map(\.step) }
+                        self.clock.withLock { operations[index].start(clock: &$0, wallMillis: millis) }
                     }
                 },
                 handle: { index, event in
                     let millis = wallClockMillis()
                     return operations.withLock { operations in
                         self.clock.withLock {
-                            operations[index].handle(event, clock: &$0, wallMillis: millis).map(\.step)
+                            operations[index].handle(event, clock: &$0, wallMillis: millis)
                         }
                     }
                 },
@@ -254,7 +254,7 @@ extension KVClient {
     /// Sends the requests the writes made at one moment: `Put`s grouped by replica and keyspace part
     /// into `PutBatch`es, hints grouped by fallback into `HintBatch`es.
     private func dispatchWrites(
-        _ sends: [(index: Int, send: WriteOperation.Send)], records: [@Sendable (Version) -> Record],
+        _ sends: [(index: Int, send: WriteOperation.Send)], records: [RecordMaker],
         routes: [KeyspaceRoute], in topology: Topology, owner: ObjectIdentifier,
         deliver: @escaping @Sendable ([(Int, WriteOperation.Event)]) -> Void
     ) {

@@ -7,9 +7,9 @@ import Synchronization
 extension KVClient {
     /// Runs every operation of `loop` to its answer, then (in the background, as a single operation's
     /// hand-off) until each is settled: the outcomes, in order (nil: the caller's task was cancelled).
-    func drive<Send: Sendable, Event: Sendable, Outcome: Sendable>(
-        _ loop: BatchLoop<Send, Event, Outcome>
-    ) async -> [Outcome?] {
+    func drive<Action: OperationAction>(
+        _ loop: BatchLoop<Action>
+    ) async -> [Action.Outcome?] {
         guard !closed.load(ordering: .relaxed) else { return Array(repeating: nil, count: loop.count) }
         var loop = loop
         for index in 0..<loop.count {
@@ -42,8 +42,8 @@ extension KVClient {
 
     /// Sends what waits, then handles the next answers (all those that came together): until every
     /// operation answered, or the events end.
-    private func untilAnswered<Send: Sendable, Event: Sendable, Outcome: Sendable>(
-        _ loop: inout BatchLoop<Send, Event, Outcome>
+    private func untilAnswered<Action: OperationAction>(
+        _ loop: inout BatchLoop<Action>
     ) async {
         while loop.answered < loop.count, await nextWave(&loop) {}
         // What the last answers led to (repairs, hints) leaves now.
@@ -52,8 +52,8 @@ extension KVClient {
 
     /// Sends the requests made so far, waits for an event and handles it with every other one already
     /// in; false when the events ended.
-    private func nextWave<Send: Sendable, Event: Sendable, Outcome: Sendable>(
-        _ loop: inout BatchLoop<Send, Event, Outcome>
+    private func nextWave<Action: OperationAction>(
+        _ loop: inout BatchLoop<Action>
     ) async -> Bool {
         flush(&loop)
         guard let (index, event) = await loop.events.next() else { return false }
@@ -64,8 +64,8 @@ extension KVClient {
         return true
     }
 
-    private func handle<Send: Sendable, Event: Sendable, Outcome: Sendable>(
-        _ index: Int, _ event: Event, in loop: inout BatchLoop<Send, Event, Outcome>
+    private func handle<Action: OperationAction>(
+        _ index: Int, _ event: Action.Event, in loop: inout BatchLoop<Action>
     ) {
         // An operation that answered and has nothing left to do only keeps the clocks of late answers.
         if loop.outcomes[index] != nil, loop.settled(index) {
@@ -75,12 +75,12 @@ extension KVClient {
         perform(index, loop.handle(index, event), in: &loop)
     }
 
-    private func perform<Send: Sendable, Event: Sendable, Outcome: Sendable>(
-        _ index: Int, _ steps: [OperationStep<Send, Event, Outcome>], in loop: inout BatchLoop<Send, Event, Outcome>
+    private func perform<Action: OperationAction>(
+        _ index: Int, _ actions: [Action], in loop: inout BatchLoop<Action>
     ) {
         let events = loop.events
-        for step in steps {
-            switch step {
+        for action in actions {
+            switch action.step {
             case .complete(let outcome):
                 if loop.outcomes[index] == nil { loop.answered += 1 }
                 loop.outcomes[index] = outcome
@@ -92,8 +92,8 @@ extension KVClient {
         }
     }
 
-    private func flush<Send: Sendable, Event: Sendable, Outcome: Sendable>(
-        _ loop: inout BatchLoop<Send, Event, Outcome>
+    private func flush<Action: OperationAction>(
+        _ loop: inout BatchLoop<Action>
     ) {
         guard !loop.sends.isEmpty else { return }
         let (events, late) = (loop.events, loop.late)
@@ -107,8 +107,7 @@ extension KVClient {
 
     /// Ends a batch's loop as `end(_:)` ends an operation's; its requests still waiting for room in a
     /// node's window are given up.
-    private func end<Send: Sendable, Event: Sendable, Outcome: Sendable>(_ loop: BatchLoop<Send, Event, Outcome>) async
-    {
+    private func end<Action: OperationAction>(_ loop: BatchLoop<Action>) async {
         batchWindows.drop(owner: loop.owner, KVClientError.unavailable("the batch ended before the request was sent"))
         for timer in loop.timers { operationTimers.cancel(timer) }
         loop.events.finish()
@@ -120,11 +119,15 @@ extension KVClient {
 
 /// What a batch's loop keeps: every key's operation (through its closures), their events tagged with
 /// the key's index, the requests made and not sent yet, and the outcomes so far.
-struct BatchLoop<Send: Sendable, Event: Sendable, Outcome: Sendable>: Sendable {
+struct BatchLoop<Action: OperationAction>: Sendable {
+    typealias Send = Action.Send
+    typealias Event = Action.Event
+    typealias Outcome = Action.Outcome
+
     let count: Int
     let events = OperationEvents<(Int, Event)>()
-    let start: @Sendable (Int) -> [OperationStep<Send, Event, Outcome>]
-    let handle: @Sendable (Int, Event) -> [OperationStep<Send, Event, Outcome>]
+    let start: @Sendable (Int) -> [Action]
+    let handle: @Sendable (Int, Event) -> [Action]
     /// Sends a wave's requests as `owner`'s (the batch's requests in nodes' windows, `BatchWindows`);
     /// the keys' events of each answer are delivered together (`deliver`), so that the loop handles
     /// them as one wave instead of racing the delivery.
@@ -145,8 +148,8 @@ struct BatchLoop<Send: Sendable, Event: Sendable, Outcome: Sendable>: Sendable {
 
     init(
         count: Int,
-        start: @escaping @Sendable (Int) -> [OperationStep<Send, Event, Outcome>],
-        handle: @escaping @Sendable (Int, Event) -> [OperationStep<Send, Event, Outcome>],
+        start: @escaping @Sendable (Int) -> [Action],
+        handle: @escaping @Sendable (Int, Event) -> [Action],
         dispatch:
             @escaping @Sendable (
                 [(index: Int, send: Send)], _ owner: ObjectIdentifier,

@@ -38,8 +38,8 @@ extension KVClient {
     /// Goes on with an answered operation until it is settled, for at most one more request timeout:
     /// each event is handled on the thread that delivers it (`OperationEvents.handOver(to:)`), and
     /// what it leads to (a hint) is sent from there. ``close()`` waits for it.
-    func goOnUntilSettled<Send: Sendable, Event: Sendable, Outcome: Sendable>(
-        _ loop: OperationLoop<Send, Event, Outcome>, settled: @escaping @Sendable () -> Bool
+    func goOnUntilSettled<Action: OperationAction>(
+        _ loop: OperationLoop<Action>, settled: @escaping @Sendable () -> Bool
     ) {
         guard handingOff.withLock({ $0.begin() }) else {
             // The client has closed: the hand-off ends here.
@@ -63,8 +63,8 @@ extension KVClient {
     }
 
     /// Ends an answered operation's rest (settled, or its deadline passed), once.
-    private func end<Send: Sendable, Event: Sendable, Outcome: Sendable>(
-        _ rest: AnsweredOperation<Send, Event, Outcome>
+    private func end<Action: OperationAction>(
+        _ rest: AnsweredOperation<Action>
     ) {
         guard let (loop, deadline) = rest.take() else { return }
         if let deadline { operationTimers.cancel(deadline) }
@@ -115,20 +115,20 @@ extension KVClient {
 
 /// An operation that answered and still has work (``KVClient/goOnUntilSettled(_:settled:)``): its
 /// loop, used by one event at a time, and its deadline; both taken once, when it ends.
-final class AnsweredOperation<Send: Sendable, Event: Sendable, Outcome: Sendable>: Sendable {
+final class AnsweredOperation<Action: OperationAction>: Sendable {
     private struct State: Sendable {
-        var loop: OperationLoop<Send, Event, Outcome>?
+        var loop: OperationLoop<Action>?
         var deadline: OperationTimers.Handle?
     }
 
     private let state: Mutex<State>
 
-    init(_ loop: OperationLoop<Send, Event, Outcome>) {
+    init(_ loop: OperationLoop<Action>) {
         state = Mutex(State(loop: loop))
     }
 
     /// Runs `body` on the loop; false, without running it, once the operation ended.
-    func withLoop(_ body: (inout OperationLoop<Send, Event, Outcome>) -> Void) -> Bool {
+    func withLoop(_ body: (inout OperationLoop<Action>) -> Void) -> Bool {
         state.withLock { state in
             guard state.loop != nil else { return false }
             body(&state.loop!)
@@ -142,7 +142,7 @@ final class AnsweredOperation<Send: Sendable, Event: Sendable, Outcome: Sendable
     }
 
     /// The loop and the deadline, the first time; nil after.
-    func take() -> (OperationLoop<Send, Event, Outcome>, OperationTimers.Handle?)? {
+    func take() -> (OperationLoop<Action>, OperationTimers.Handle?)? {
         state.withLock { state in
             guard let loop = state.loop else { return nil }
             state.loop = nil

@@ -63,11 +63,11 @@ extension KVClient {
         let request = route.getRequest(key)
         let outcome = try await drive(
             start: {
-                operation.withLock { operation in self.clock.withLock { operation.start(clock: &$0).map(\.step) } }
+                operation.withLock { operation in self.clock.withLock { operation.start(clock: &$0) } }
             },
             handle: { event in
                 operation.withLock { operation in
-                    self.clock.withLock { operation.handle(event, clock: &$0).map(\.step) }
+                    self.clock.withLock { operation.handle(event, clock: &$0) }
                 }
             },
             send: { send, started, deliver in
@@ -191,19 +191,19 @@ extension KVClient {
         in topology: Topology, route: KeyspaceRoute
     ) async throws -> Version {
         let operation = Guarded(try writeOperation(key, consistency: consistency, route: route))
-        let record = Self.recordMaker(key: key, value: value, tombstone: tombstone, timeToLive: timeToLive)
+        let record = RecordMaker(key: key, value: value, tombstone: tombstone, timeToLive: timeToLive)
         let wallClockMillis = configuration.wallClockMillis
         let result = try await drive(
             start: {
                 let millis = wallClockMillis()
                 return operation.withLock { operation in
-                    self.clock.withLock { operation.start(clock: &$0, wallMillis: millis).map(\.step) }
+                    self.clock.withLock { operation.start(clock: &$0, wallMillis: millis) }
                 }
             },
             handle: { event in
                 let millis = wallClockMillis()
                 return operation.withLock { operation in
-                    self.clock.withLock { operation.handle(event, clock: &$0, wallMillis: millis).map(\.step) }
+                    self.clock.withLock { operation.handle(event, clock: &$0, wallMillis: millis) }
                 }
             },
             send: { send, started, deliver in
@@ -242,20 +242,6 @@ extension KVClient {
         }
     }
 
-    /// The record a write sends at each version it is stamped with: the expiry travels with the
-    /// version (absent on the wire without a TTL).
-    static func recordMaker(key: [UInt8], value: ByteBuffer, tombstone: Bool, timeToLive: Duration?)
-        -> @Sendable (Version) -> Record
-    {
-        let keyBytes = ByteBuffer(bytes: key)
-        return { version in
-            let millis = StoredRecord.expiry(of: version, timeToLive: timeToLive)
-            return Record(
-                key: keyBytes, version: version, tombstone: tombstone, value: value,
-                expiresAtMillis: millis == 0 ? nil : millis)
-        }
-    }
-
     /// What a write of `key` answers the caller: its version, or why it failed.
     func writeVersion(_ result: WriteOperation.WriteResult, of key: [UInt8], route: KeyspaceRoute) throws -> Version {
         // Only a failure names the key: formatting it cost every acknowledged write 3 % of the SDK's CPU.
@@ -288,15 +274,15 @@ extension KVClient {
     /// callers (a read, a write), where its types are known: generic, it looked up the metadata of its
     /// types at every call.
     @inline(__always)
-    func drive<Send: Sendable, Event: Sendable, Outcome: Sendable>(
-        start: @escaping @Sendable () -> [OperationStep<Send, Event, Outcome>],
-        handle: @escaping @Sendable (Event) -> [OperationStep<Send, Event, Outcome>],
-        send: @escaping OperationLoop<Send, Event, Outcome>.Sender,
-        late: @escaping @Sendable (Event) -> Void,
+    func drive<Action: OperationAction>(
+        start: @escaping @Sendable () -> [Action],
+        handle: @escaping @Sendable (Action.Event) -> [Action],
+        send: @escaping OperationLoop<Action>.Sender,
+        late: @escaping @Sendable (Action.Event) -> Void,
         settled: @escaping @Sendable () -> Bool = { true }
-    ) async throws -> Outcome {
+    ) async throws -> Action.Outcome {
         guard !closed.load(ordering: .relaxed) else { throw KVClientError.unavailable("the client is closed") }
-        var loop = OperationLoop(events: OperationEvents<Event>(), handle: handle, send: send, late: late)
+        var loop = OperationLoop(events: OperationEvents<Action.Event>(), handle: handle, send: send, late: late)
         let events = loop.events
         let outcome = await withTaskCancellationHandler {
             await untilAnswered(&loop, start())
@@ -311,30 +297,30 @@ extension KVClient {
         return try outcome.get()
     }
 
-    /// Performs `steps` and what the events they lead to give, until the operation answers (or its
+    /// Performs `actions` and what the events they lead to give, until the operation answers (or its
     /// events end: the caller's task was cancelled).
-    func untilAnswered<Send: Sendable, Event: Sendable, Outcome: Sendable>(
-        _ loop: inout OperationLoop<Send, Event, Outcome>, _ steps: [OperationStep<Send, Event, Outcome>]
-    ) async -> Result<Outcome, any Error> {
-        var steps = steps
+    func untilAnswered<Action: OperationAction>(
+        _ loop: inout OperationLoop<Action>, _ actions: [Action]
+    ) async -> Result<Action.Outcome, any Error> {
+        var actions = actions
         while true {
-            if let outcome = perform(steps, in: &loop) { return .success(outcome) }
+            if let outcome = perform(actions, in: &loop) { return .success(outcome) }
             guard let event = await loop.events.next() else {
                 return .failure(KVClientError.unavailable("the request was cancelled"))
             }
-            steps = loop.handle(event)
+            actions = loop.handle(event)
         }
     }
 
-    /// Performs `steps`: sends (their answers become events), timers; returns the outcome when one of
-    /// them completes the operation.
-    func perform<Send: Sendable, Event: Sendable, Outcome: Sendable>(
-        _ steps: [OperationStep<Send, Event, Outcome>], in loop: inout OperationLoop<Send, Event, Outcome>
-    ) -> Outcome? {
-        var outcome: Outcome?
+    /// Performs `actions`, each as its `step`: sends (their answers become events), timers; returns
+    /// the outcome when one of them completes the operation.
+    func perform<Action: OperationAction>(
+        _ actions: [Action], in loop: inout OperationLoop<Action>
+    ) -> Action.Outcome? {
+        var outcome: Action.Outcome?
         let (events, late) = (loop.events, loop.late)
-        for step in steps {
-            switch step {
+        for action in actions {
+            switch action.step {
             case .complete(let completed):
                 outcome = completed
             case .send(let what):
@@ -350,7 +336,7 @@ extension KVClient {
 
     /// Ends an operation's loop: its timers cancelled, its events closed, and the answers already
     /// given handed to `late` (they keep their clocks).
-    func end<Send: Sendable, Event: Sendable, Outcome: Sendable>(_ loop: OperationLoop<Send, Event, Outcome>) {
+    func end<Action: OperationAction>(_ loop: OperationLoop<Action>) {
         for timer in loop.timers { operationTimers.cancel(timer) }
         loop.events.finish()
         loop.events.handOver(to: loop.late)
@@ -395,6 +381,29 @@ extension KVClient {
 
 }
 
+/// The record a write sends at each version it is stamped with: the expiry travels with the version
+/// (absent on the wire without a TTL). A value, not a closure: the closures that send it capture it
+/// without a context of its own (this runs per write).
+struct RecordMaker: Sendable {
+    let key: ByteBuffer
+    let value: ByteBuffer
+    let tombstone: Bool
+    let timeToLive: Duration?
+
+    init(key: [UInt8], value: ByteBuffer, tombstone: Bool, timeToLive: Duration?) {
+        self.key = ByteBuffer(bytes: key)
+        self.value = value
+        self.tombstone = tombstone
+        self.timeToLive = timeToLive
+    }
+
+    func callAsFunction(_ version: Version) -> Record {
+        let millis = StoredRecord.expiry(of: version, timeToLive: timeToLive)
+        return Record(
+            key: key, version: version, tombstone: tombstone, value: value, expiresAtMillis: millis == 0 ? nil : millis)
+    }
+}
+
 /// A value behind a lock that `@Sendable` closures can share: the state of one running operation.
 final class Guarded<Value: Sendable>: Sendable {
     private let mutex: Mutex<Value>
@@ -409,9 +418,12 @@ final class Guarded<Value: Sendable>: Sendable {
 }
 
 /// What one operation's loop keeps between its steps (``KVClient/drive(start:handle:send:late:settled:)``).
-struct OperationLoop<Send: Sendable, Event: Sendable, Outcome: Sendable>: Sendable {
+struct OperationLoop<Action: OperationAction>: Sendable {
+    typealias Send = Action.Send
+    typealias Event = Action.Event
+
     let events: OperationEvents<Event>
-    let handle: @Sendable (Event) -> [OperationStep<Send, Event, Outcome>]
+    let handle: @Sendable (Event) -> [Action]
     /// Sends a request at the instant given and hands the event its answer makes to the callback
     /// (on an event-loop thread; at once for a node the topology does not know).
     typealias Sender = @Sendable (Send, ContinuousClock.Instant, @escaping @Sendable (Event) -> Void) -> Void

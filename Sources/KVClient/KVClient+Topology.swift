@@ -182,7 +182,9 @@ extension KVClient {
         _ request: Message, to node: String, in topology: Topology,
         then deliver: @escaping @Sendable (Result<Message, any Error>) -> Void
     ) {
-        send(to: node, in: topology, probe: false, { _ in request }, then: deliver)
+        send(to: node, in: topology, probe: false, then: deliver) { client, complete in
+            client.send(request, timeout: configuration.requestTimeout, then: complete)
+        }
     }
 
     /// Sends the request `build` makes for the connection to `node` (which may depend on the version
@@ -192,23 +194,25 @@ extension KVClient {
         _ build: @escaping @Sendable (RPCConnection) -> Message
     ) -> EventLoopFuture<Result<Message, any Error>> {
         let answered = group.next().makePromise(of: Result<Message, any Error>.self)
-        send(to: node, in: topology, probe: probe, build) { answered.succeed($0) }
+        send(to: node, in: topology, probe: probe, then: { answered.succeed($0) }) { client, complete in
+            client.send(timeout: configuration.requestTimeout, probe: probe, build, then: complete)
+        }
         return answered.futureResult
     }
 
-    /// The one way a request goes to a node: its answer, observed (`observe`), goes to `deliver`.
+    /// The one way a request goes to a node: `dispatch` sends it with the node's RPC client, and its
+    /// answer, observed (`observe`), goes to `deliver`.
     private func send(
-        to node: String, in topology: Topology, probe: Bool, _ build: @escaping @Sendable (RPCConnection) -> Message,
-        then deliver: @escaping @Sendable (Result<Message, any Error>) -> Void
+        to node: String, in topology: Topology, probe: Bool,
+        then deliver: @escaping @Sendable (Result<Message, any Error>) -> Void,
+        _ dispatch: (RPCClient, _ complete: @escaping RPCCompletion) -> Void
     ) {
         guard let client = topology.nodes[node] else {
             deliver(.failure(KVClientError.invalidArgument("unknown node \(node)")))
             return
         }
         if !probe { requestsSent.add(1, ordering: .relaxed) }
-        client.send(timeout: configuration.requestTimeout, probe: probe, build) {
-            deliver(self.observe($0, from: node, in: topology))
-        }
+        dispatch(client) { deliver(self.observe($0, from: node, in: topology)) }
     }
 
     /// Sends to `node` the requests `build` makes for its connection (`RPCClient.send(timeout:all:)`),

@@ -106,6 +106,18 @@ public final class RPCClient: Sendable {
         return answer.futureResult
     }
 
+    /// `send(timeout:probe:_:then:)` of a request that does not depend on the connection: on a
+    /// connection that is up, sent as it is, with no closure to make it (this runs per request).
+    public func send(
+        _ request: Message, timeout: Duration, probe: Bool = false, then complete: @escaping RPCCompletion
+    ) {
+        if let connection = activeConnection() {
+            connection.send(request, timeout: timeout, then: complete)
+            return
+        }
+        send(timeout: timeout, probe: probe, { _ in request }, then: complete)
+    }
+
     /// `send(timeout:probe:_:)` handing the answer to `complete` (on the connection's event loop, or
     /// at once when there is no connection to send on), with no future: the path of the SDK's requests.
     public func send(

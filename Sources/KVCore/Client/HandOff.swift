@@ -58,8 +58,10 @@ struct HandOff: Sendable, Hashable {
         }.reduce(into: [:]) { $0[$1.0] = $1.1 }
     }
 
-    /// Records an answer from `replica`.
+    /// Records an answer from `replica`: only while hand-offs are enabled, the only time the answers
+    /// are asked about (the set would be allocated for every write to a single replica otherwise).
     mutating func answered(_ replica: String) {
+        guard isEnabled else { return }
         answered.insert(replica)
     }
 

@@ -13,6 +13,16 @@ public enum OperationStep<Send: Sendable, Event: Sendable, Outcome: Sendable>: S
 
 extension OperationStep: Equatable where Send: Equatable, Event: Equatable, Outcome: Equatable {}
 
+/// An operation's `Action`, which a driver performs through its one translation, `step`. A driver
+/// takes the actions as the operation returns them and translates each as it performs it: mapping
+/// the array first would allocate another one at every step of every operation.
+public protocol OperationAction: Sendable {
+    associatedtype Send: Sendable
+    associatedtype Event: Sendable
+    associatedtype Outcome: Sendable
+    var step: OperationStep<Send, Event, Outcome> { get }
+}
+
 extension WriteOperation {
     /// What a write sends: a `Put` to a replica, or a `Hint` to a fallback for a replica; each tagged
     /// with the attempt its reply answers.
@@ -22,7 +32,7 @@ extension WriteOperation {
     }
 }
 
-extension WriteOperation.Action {
+extension WriteOperation.Action: OperationAction {
     public var step: OperationStep<WriteOperation.Send, WriteOperation.Event, WriteOperation.WriteResult> {
         switch self {
         case .send(let node, let version, let attempt): .send(.put(to: node, version: version, attempt: attempt))
@@ -43,7 +53,7 @@ extension ReadOperation {
     }
 }
 
-extension ReadOperation.Action {
+extension ReadOperation.Action: OperationAction {
     public var step: OperationStep<ReadOperation.Send, ReadOperation.Event, ReadCoordinator.ReadOutcome> {
         switch self {
         case .send(let node): .send(.get(from: node))

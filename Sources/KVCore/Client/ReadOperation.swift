@@ -136,7 +136,7 @@ public struct ReadOperation: Sendable {
         var actions: [Action] = []
         for action in coordinator.handle(coordinatorEvent) {
             if case .complete(let result) = action {
-                actions += finish(result)
+                finish(result, into: &actions)
             } else {
                 actions.append(Action(action))
             }
@@ -148,23 +148,25 @@ public struct ReadOperation: Sendable {
         return actions
     }
 
-    /// The coordinator completed: repair what is stale, and complete now or after the repairs.
-    private mutating func finish(_ result: ReadCoordinator.ReadOutcome) -> [Action] {
+    /// The coordinator completed: repair what is stale, and complete now or after the repairs. Appends
+    /// to `actions`, which is usually empty: a completion costs no array of its own.
+    private mutating func finish(_ result: ReadCoordinator.ReadOutcome, into actions: inout [Action]) {
         guard case .answered(let answer) = result, let newest = answer.newest, !answer.stale.isEmpty,
             configuration.repair != .none
         else {
             outcome = result
-            return [.complete(result)]
+            actions.append(.complete(result))
+            return
         }
         repairs = answer.stale
-        let writes = answer.stale.map { Action.repair(to: $0, record: newest) }
+        actions += answer.stale.map { Action.repair(to: $0, record: newest) }
         if configuration.repair == .background {
             outcome = result
-            return writes + [.complete(result)]
+            actions.append(.complete(result))
+            return
         }
         held = result
         repairsPending = Set(answer.stale)
-        return writes
     }
 
     private mutating func releaseHeld(when ready: Bool) -> [Action] {

@@ -167,7 +167,7 @@ public struct WriteOperation: Sendable {
         precondition(configuration.effectiveHintDelay > .zero, "hint delay is not positive")
         self.handOff = HandOff(fallbacks: configuration.fallbacks, zones: configuration.zones)
         // Checks the coordinator's preconditions now rather than at the first attempt.
-        _ = WriteCoordinator(configuration: Self.coordinatorConfiguration(configuration))
+        WriteCoordinator.checkPreconditions(Self.coordinatorConfiguration(configuration))
         self.configuration = configuration
     }
 
@@ -211,14 +211,14 @@ public struct WriteOperation: Sendable {
         precondition((1...attempt).contains(event.attempt), "event for attempt \(event.attempt) of \(attempt)")
         defer { assertInvariants(clock) }
         event.observeClocks(&clock)
-        guard event.attempt == attempt, var coordinator else { return [] }
+        guard event.attempt == attempt, coordinator != nil else { return [] }
         var next: [Action] = []
         // After completion the coordinator still records replies, so `unacknowledged` stays exact.
+        // It is changed where it is kept: a copy would copy its replicas' states at every reply.
         var actions: [WriteCoordinator.Action] = []
-        for coordinatorEvent in handOffStep(event, sending: &next) {
-            actions += coordinator.handle(coordinatorEvent)
+        if let coordinatorEvent = handOffStep(event, sending: &next) {
+            actions = coordinator!.handle(coordinatorEvent)
         }
-        self.coordinator = coordinator
         guard result == nil else {
             assert(actions.isEmpty, "a completed write coordinator asked for \(actions)")
             return next
@@ -228,19 +228,19 @@ public struct WriteOperation: Sendable {
             case .send, .scheduleDeadline:
                 preconditionFailure("a started write coordinator asked for \(action)")
             case .complete(.acknowledged(let nodes)):
-                next += complete(.acknowledged(version!, by: nodes))
+                next.append(complete(.acknowledged(version!, by: nodes)))
             case .complete(.failed(let error)):
-                next += complete(.failed(error))
+                next.append(complete(.failed(error)))
             case .complete(.superseded(let current)):
                 // A correct replica reports a newer version; a faulty one cannot break the rule either,
                 // because the next stamp is past both `current` and every earlier stamp.
                 guard attempt <= configuration.supersededRetriesMax else {
-                    next += complete(.conflict(attempts: attempt))
+                    next.append(complete(.conflict(attempts: attempt)))
                     break
                 }
                 clock.observe(current.hlc)
                 guard clock.last >= current.hlc else {
-                    next += complete(.beyondClockBound(current: current))
+                    next.append(complete(.beyondClockBound(current: current)))
                     break
                 }
                 next += beginAttempt(clock: &clock, wallMillis: wallMillis)
@@ -261,12 +261,16 @@ public struct WriteOperation: Sendable {
         heldFailures = [:]
         hintDuePassed = false
         var coordinator = WriteCoordinator(configuration: Self.coordinatorConfiguration(configuration))
-        var actions = coordinator.start().map { action -> Action in
+        // Room for every send, the deadline, the hint delay and a hint per suspected replica: one
+        // allocation (this runs per write).
+        var actions: [Action] = []
+        actions.reserveCapacity(2 * configuration.replicas.count + 2)
+        for action in coordinator.start() {
             switch action {
             case .send(let node):
-                return .send(to: node, version: stamped, attempt: attempt)
+                actions.append(.send(to: node, version: stamped, attempt: attempt))
             case .scheduleDeadline(let after):
-                return .scheduleDeadline(after: after, attempt: attempt)
+                actions.append(.scheduleDeadline(after: after, attempt: attempt))
             case .complete:
                 preconditionFailure("a write coordinator completed at its start")
             }
@@ -284,8 +288,8 @@ public struct WriteOperation: Sendable {
     }
 
     /// Applies the hand-off rules to one event of the current attempt: appends the hints to send to
-    /// `sending`, and returns what the quorum coordinator must learn from it.
-    private mutating func handOffStep(_ event: Event, sending: inout [Action]) -> [WriteCoordinator.Event] {
+    /// `sending`, and returns what the quorum coordinator must learn from it, if anything.
+    private mutating func handOffStep(_ event: Event, sending: inout [Action]) -> WriteCoordinator.Event? {
         let sloppy = configuration.hintsCountTowardQuorum
         func handOff(_ replica: String) {
             if let fallback = self.handOff.begin(replica) {
@@ -295,50 +299,50 @@ public struct WriteOperation: Sendable {
         switch event {
         case .applied(let node, _, _):
             handOffAnswered(node)
-            return [.applied(node)]
+            return .applied(node)
         case .superseded(let node, _, let current, _):
             handOffAnswered(node)
-            return [.superseded(node, current: current)]
+            return .superseded(node, current: current)
         case .failed(let node, _, let reason):
             guard configuration.replicas.contains(node), !self.handOff.answered.contains(node) else {
-                return [.failed(node, reason: reason)]
+                return .failed(node, reason: reason)
             }
             handOffAnswered(node)
             handOff(node)
-            guard sloppy else { return [.failed(node, reason: reason)] }
+            guard sloppy else { return .failed(node, reason: reason) }
             switch self.handOff.states[node] {
             case .asking:
                 heldFailures[node] = reason
-                return []
+                return nil
             case .stored:
-                return []
+                return nil
             case .exhausted(let reasons):
-                return [.failed(node, reason: Self.handOffFailure(reason, reasons))]
+                return .failed(node, reason: Self.handOffFailure(reason, reasons))
             case nil:
-                return [.failed(node, reason: reason)]
+                return .failed(node, reason: reason)
             }
         case .deadlinePassed:
-            return [.deadlinePassed]
+            return .deadlinePassed
         case .hintDue:
             hintDuePassed = true
             for replica in configuration.replicas where !self.handOff.answered.contains(replica) {
                 handOff(replica)
             }
-            return []
+            return nil
         case .hintStored(let fallback, let replica, _, _):
-            guard self.handOff.stored(replica, at: fallback), sloppy else { return [] }
+            guard self.handOff.stored(replica, at: fallback), sloppy else { return nil }
             heldFailures[replica] = nil
-            return [.applied(replica)]
+            return .applied(replica)
         case .hintFailed(let fallback, let replica, _, let reason):
             switch self.handOff.failed(replica, at: fallback, reason: reason) {
             case .ignored:
-                return []
+                return nil
             case .ask(let next):
                 sending.append(.hint(to: next, for: replica, version: version!, attempt: attempt))
-                return []
+                return nil
             case .exhausted(let reasons):
-                guard sloppy, let held = heldFailures.removeValue(forKey: replica) else { return [] }
-                return [.failed(replica, reason: Self.handOffFailure(held, reasons))]
+                guard sloppy, let held = heldFailures.removeValue(forKey: replica) else { return nil }
+                return .failed(replica, reason: Self.handOffFailure(held, reasons))
             }
         }
     }
@@ -353,10 +357,10 @@ public struct WriteOperation: Sendable {
         "\(reason); no fallback stored its hint (\(hintReasons.joined(separator: "; ")))"
     }
 
-    private mutating func complete(_ result: WriteResult) -> [Action] {
+    private mutating func complete(_ result: WriteResult) -> Action {
         precondition(self.result == nil, "a write completes once")
         self.result = result
-        return [.complete(result)]
+        return .complete(result)
     }
 
     private static func coordinatorConfiguration(_ configuration: Configuration) -> WriteCoordinator.Configuration {

@@ -44,11 +44,6 @@ public struct ReadCoordinator: Sendable {
         /// `replicas`.
         public var quorums: [ReplicaQuorum] = []
 
-        /// The groups that must each reach their count.
-        var effectiveQuorums: [ReplicaQuorum] {
-            quorums.isEmpty ? [ReplicaQuorum(replicas: replicas, required: required)] : quorums
-        }
-
         public init(
             replicas: [String],
             required: Int,
@@ -118,8 +113,8 @@ public struct ReadCoordinator: Sendable {
 
     public let configuration: Configuration
     private var states: [ReplicaState]
-    /// Each group of `configuration.effectiveQuorums`: the indices of its replicas in preference
-    /// order, and its count.
+    /// Each group that must reach its count (each of `configuration.quorums`, or `required` of all
+    /// the replicas): the indices of its replicas in preference order, and its count.
     private let groups: [(members: [Int], required: Int)]
     private var answeredCount = 0
     private var failedCount = 0
@@ -148,9 +143,14 @@ public struct ReadCoordinator: Sendable {
         }
         self.configuration = configuration
         self.states = Array(repeating: .unasked, count: replicas.count)
-        self.groups = configuration.effectiveQuorums.map { quorum in
-            (replicas.indices.filter { quorum.replicas.contains(replicas[$0]) }, quorum.required)
-        }
+        // Outside a membership change, one group of every replica, built without the list of
+        // quorums a change has (this runs per read).
+        self.groups =
+            configuration.quorums.isEmpty
+            ? [(Array(replicas.indices), configuration.required)]
+            : configuration.quorums.map { quorum in
+                (replicas.indices.filter { quorum.replicas.contains(replicas[$0]) }, quorum.required)
+            }
     }
 
     public var isComplete: Bool { outcome != nil }

@@ -35,11 +35,6 @@ public struct WriteCoordinator: Sendable {
         /// `replicas`.
         public var quorums: [Quorum] = []
 
-        /// The groups that must each reach their count.
-        var effectiveQuorums: [Quorum] {
-            quorums.isEmpty ? [Quorum(replicas: replicas, required: required)] : quorums
-        }
-
         /// Test-only fault switch for the simulator's mutation check: acknowledge at `required - 1`
         /// applies. Never set outside tests; `package` keeps it out of the SDK's API.
         package var acknowledgesEarly = false
@@ -99,6 +94,14 @@ public struct WriteCoordinator: Sendable {
     ///   `1...replicas.count`, and `deadline` is positive. These are programmer errors: resolve a
     ///   user's consistency level with ``ConsistencyLevel/required(replicationFactor:)`` first.
     public init(configuration: Configuration) {
+        Self.checkPreconditions(configuration)
+        self.configuration = configuration
+        self.states = Array(repeating: .pending, count: configuration.replicas.count)
+    }
+
+    /// Checks what ``init(configuration:)`` requires of `configuration`, without building a
+    /// coordinator: a ``WriteOperation`` checks its attempts' configuration once, up front.
+    static func checkPreconditions(_ configuration: Configuration) {
         let replicas = configuration.replicas
         precondition(!replicas.isEmpty, "a write needs at least one replica")
         precondition(replicas.hasDistinctElements, "duplicate replicas in \(replicas)")
@@ -112,8 +115,6 @@ public struct WriteCoordinator: Sendable {
                 quorum.replicas.isContained(in: replicas) && (1...quorum.replicas.count).contains(quorum.required),
                 "quorum \(quorum) does not fit the replicas \(replicas)")
         }
-        self.configuration = configuration
-        self.states = Array(repeating: .pending, count: replicas.count)
     }
 
     public var isComplete: Bool { outcome != nil }
@@ -137,7 +138,7 @@ public struct WriteCoordinator: Sendable {
         // Every replica and the deadline, in one allocation (this runs per write).
         var actions: [Action] = []
         actions.reserveCapacity(configuration.replicas.count + 1)
-        actions += configuration.replicas.lazy.map { Action.send(to: $0) }
+        for replica in configuration.replicas { actions.append(.send(to: replica)) }
         actions.append(.scheduleDeadline(after: configuration.deadline))
         assertInvariants()
         return actions
@@ -214,17 +215,24 @@ public struct WriteCoordinator: Sendable {
 
     /// Every quorum has enough applies.
     private var quorumsMet: Bool {
-        configuration.effectiveQuorums.allSatisfy { quorum in
-            count(in: quorum, where: { $0 == .applied }) >= threshold(quorum)
-        }
+        everyQuorum { quorum in count(in: quorum, where: { $0 == .applied }) >= threshold(quorum) }
     }
 
     /// Some quorum has too many failures to ever be met.
     private var quorumUnreachable: Bool {
-        configuration.effectiveQuorums.contains { quorum in
+        !everyQuorum { quorum in
             quorum.replicas.count - count(in: quorum, where: { if case .failed = $0 { true } else { false } })
-                < quorum.required
+                >= quorum.required
         }
+    }
+
+    /// Whether `holds` is true of every group that must reach its count: the `quorums`, or outside a
+    /// membership change `required` of all `replicas` (not built as a list: this runs at every reply).
+    private func everyQuorum(_ holds: (Quorum) -> Bool) -> Bool {
+        guard !configuration.quorums.isEmpty else {
+            return holds(Quorum(replicas: configuration.replicas, required: configuration.required))
+        }
+        return configuration.quorums.allSatisfy(holds)
     }
 
     private func assertInvariants() {
