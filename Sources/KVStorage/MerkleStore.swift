@@ -77,14 +77,31 @@ package enum MerkleCodec {
     package static let stateValid: [UInt8] = [1]
 
     package static func segmentKey(_ segment: Int) -> [UInt8] {
-        var bytes = segmentPrefix
-        let value = UInt32(segment)
-        bytes += [24, 16, 8, 0].map { UInt8(truncatingIfNeeded: value >> UInt32($0)) }
-        return bytes
+        withSegmentKey(segment, after: []) { Array($0) }
+    }
+
+    /// `prefix` (a keyspace's), then the key of `segment`, handed to `body` without an allocation of
+    /// its own for a short prefix (this runs for every segment every write touches).
+    package static func withSegmentKey<Result>(
+        _ segment: Int, after prefix: [UInt8], _ body: (UnsafeRawBufferPointer) -> Result
+    ) -> Result {
+        withUnsafeTemporaryAllocation(byteCount: prefix.count + segmentPrefix.count + 4, alignment: 1) { buffer in
+            buffer.copyBytes(from: prefix)
+            UnsafeMutableRawBufferPointer(rebasing: buffer[prefix.count...]).copyBytes(from: segmentPrefix)
+            buffer.storeBytes(
+                of: UInt32(truncatingIfNeeded: segment).bigEndian, toByteOffset: prefix.count + segmentPrefix.count,
+                as: UInt32.self)
+            return body(UnsafeRawBufferPointer(buffer))
+        }
     }
 
     package static func encodeHash(_ hash: UInt64) -> [UInt8] {
-        stride(from: 56, through: 0, by: -8).map { UInt8(truncatingIfNeeded: hash >> UInt64($0)) }
+        withEncodedHash(hash) { Array($0) }
+    }
+
+    /// The stored value of a segment's `hash`, handed to `body` without an allocation.
+    package static func withEncodedHash<Result>(_ hash: UInt64, _ body: (UnsafeRawBufferPointer) -> Result) -> Result {
+        withUnsafeBytes(of: hash.bigEndian, body)
     }
 
     /// The segment and hash of a stored segment key; nil if either does not decode.

@@ -299,11 +299,14 @@ public final class RocksDBStore: ReplicaStore, @unchecked Sendable {
     /// caller holds the segment's stripe, and XORs `delta` into `merkle` once the batch is written.
     func writeSegment(_ segment: Int, xoring delta: UInt64, in batch: OpaquePointer) {
         let segmentHash = merkle.withLock { $0[segment] } ^ delta
-        if segmentHash == 0 {
-            Self.delete(batch, merkleFamily, metaPrefix + MerkleCodec.segmentKey(segment))
-        } else {
-            Self.put(
-                batch, merkleFamily, metaPrefix + MerkleCodec.segmentKey(segment), MerkleCodec.encodeHash(segmentHash))
+        MerkleCodec.withSegmentKey(segment, after: metaPrefix) { key in
+            if segmentHash == 0 {
+                rocksdb_writebatch_delete_cf(batch, merkleFamily, key.cChars, key.count)
+            } else {
+                MerkleCodec.withEncodedHash(segmentHash) { value in
+                    rocksdb_writebatch_put_cf(batch, merkleFamily, key.cChars, key.count, value.cChars, value.count)
+                }
+            }
         }
     }
 

@@ -1,13 +1,18 @@
 public import KVCore
-import NIOCore
+public import NIOCore
 
 /// The one conversion between the wire's records (`Record`, `PutRequest`) and the stores' `StoredRecord`.
 extension Record {
     /// The wire form of `record`, kept under `key`.
     public init(key: [UInt8], _ record: StoredRecord) {
+        self.init(key: ByteBuffer(bytes: key), record)
+    }
+
+    /// The wire form of `record`, kept under `key` as a request named it: its buffer, not a copy.
+    public init(key: ByteBuffer, _ record: StoredRecord) {
         self.init(
-            key: ByteBuffer(bytes: key), version: record.version, tombstone: record.tombstone,
-            value: ByteBuffer(bytes: record.value), expiresAtMillis: record.expiry)
+            key: key, version: record.version, tombstone: record.tombstone, value: ByteBuffer(bytes: record.value),
+            expiresAtMillis: record.expiry)
     }
 
     /// The record without its key, as stores keep it. Not checked: a replica applies it through

@@ -33,6 +33,18 @@ struct RingTests {
         )
     }
 
+    @Test("isReplica agrees with the preference list, for every node and vnode boundary", arguments: [1, 3])
+    func isReplicaAgreesWithThePreferenceList(replicationFactor: Int) throws {
+        let ring = try Ring(nodes: Self.sampleRing.nodes, replicationFactor: replicationFactor)
+        let tokens = ring.nodes.flatMap(\.tokens).flatMap { [Token($0), Token($0 &- 1), Token($0 &+ 1)] }
+        for token in tokens {
+            let list = ring.preferenceList(for: token)
+            for node in ring.nodes.map(\.id) + ["not-a-node"] {
+                #expect(ring.isReplica(node, of: token) == list.contains(node))
+            }
+        }
+    }
+
     @Test("a token above the largest vnode token wraps to the smallest")
     func wrapsAround() throws {
         let ring = try Self.abcRing()

@@ -8,6 +8,25 @@ import Testing
 @Suite struct MerkleStoreTests {
     typealias Store = any ReplicaStore & MerkleStore
 
+    /// The bytes a segment is kept under and as (docs/storage.md): a keyspace's prefix, then
+    /// `merkle.segment/` and the segment as a big-endian u32; the hash as a big-endian u64. Written
+    /// from temporary buffers on the write path, so pinned here byte for byte.
+    @Test func segmentKeysAndHashesHaveTheirDocumentedBytes() {
+        let name = Array("merkle.segment/".utf8)
+        #expect(MerkleCodec.segmentKey(0x0102_0304) == name + [1, 2, 3, 4])
+        #expect(MerkleCodec.segmentKey(258) == name + [0, 0, 1, 2])
+        #expect(
+            MerkleCodec.withSegmentKey(7, after: [0xAA, 0xBB]) { Array($0) } == [0xAA, 0xBB] + name + [0, 0, 0, 7])
+        #expect(MerkleCodec.encodeHash(0x0102_0304_0506_0708) == [1, 2, 3, 4, 5, 6, 7, 8])
+        #expect(
+            MerkleCodec.decode(key: UnsafeRawBufferPointer(start: nil, count: 0), value: .init(start: nil, count: 0))
+                == nil)
+        let key = MerkleCodec.segmentKey(4095)
+        let value = MerkleCodec.encodeHash(0xDEAD_BEEF)
+        let decoded = key.withUnsafeBytes { key in value.withUnsafeBytes { MerkleCodec.decode(key: key, value: $0) } }
+        #expect(decoded?.0 == 4095 && decoded?.1 == 0xDEAD_BEEF)
+    }
+
     /// Random writes, overwrites, stale writes and tombstones: the incremental segments equal a
     /// rebuild from a full scan, and every range digest equals the XOR of its listing.
     @Test(arguments: StoreKind.allCases)

@@ -44,8 +44,8 @@ public struct ReplicaAdmission: Sendable {
 
     /// What the node does with a client's request for `token`.
     public func access(_ token: Token) -> Access {
-        if current.preferenceList(for: token).contains(node) { return .readWrite }
-        if let next, next.preferenceList(for: token).contains(node) { return .writeOnly }
+        if current.isReplica(node, of: token) { return .readWrite }
+        if let next, next.isReplica(node, of: token) { return .writeOnly }
         return .none
     }
 

@@ -32,17 +32,16 @@ public struct MerkleEntry: Sendable, Hashable, CustomStringConvertible {
     /// A digest is the XOR of its entries' hashes: an entry's hash is XORed in when the record is
     /// stored and out when it is replaced or purged, in any order.
     public static func hash(key: some Collection<UInt8>, version: Version, tombstone: Bool) -> UInt64 {
-        var bytes: [UInt8] = []
-        bytes.reserveCapacity(key.count + 17)
-        bytes.append(contentsOf: key)
-        for shift in stride(from: 56, through: 0, by: -8) {
-            bytes.append(UInt8(truncatingIfNeeded: version.hlc >> UInt64(shift)))
+        // Hashed from a temporary buffer (on the stack for a short key): this runs twice per write
+        // on every replica.
+        let count = key.count
+        return withUnsafeTemporaryAllocation(byteCount: count + 17, alignment: 1) { buffer in
+            _ = buffer.initializeMemory(as: UInt8.self, from: key)
+            buffer.storeBytes(of: version.hlc.bigEndian, toByteOffset: count, as: UInt64.self)
+            buffer.storeBytes(of: version.writer.bigEndian, toByteOffset: count + 8, as: UInt64.self)
+            buffer[count + 16] = tombstone ? 1 : 0
+            return XXH64.hash(UnsafeRawBufferPointer(buffer), seed: 0)
         }
-        for shift in stride(from: 56, through: 0, by: -8) {
-            bytes.append(UInt8(truncatingIfNeeded: version.writer >> UInt64(shift)))
-        }
-        bytes.append(tombstone ? 1 : 0)
-        return XXH64.hash(bytes, seed: 0)
     }
 
     /// Orders entries as a `data` scan lists them: by token, then by key bytes.

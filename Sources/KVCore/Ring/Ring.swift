@@ -99,6 +99,12 @@ public struct Ring: Sendable, Hashable {
         preferenceRow(ownerPosition(of: token)).map { nodes[Int($0)].id }
     }
 
+    /// Whether `node` is in the preference list of `token`, without building the list (a replica
+    /// asks this of every request it takes).
+    public func isReplica(_ node: String, of token: Token) -> Bool {
+        preferenceRow(ownerPosition(of: token)).contains { nodes[Int($0)].id == node }
+    }
+
     /// The preference list of `Token(key: key)`.
     public func preferenceList(forKey key: some Collection<UInt8>) -> [String] {
         preferenceList(for: Token(key: key))

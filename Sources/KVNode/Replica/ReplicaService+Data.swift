@@ -191,7 +191,7 @@ extension ReplicaService {
         try checkAdmitted(key, write: false, in: context)
         let replica = context.replica
         let (stored, clock) = try await runOnPool { () throws(ReplicaError) in try replica.get(key: key) }
-        return .getResponse(GetResponse(record: stored.map { Record(key: key, $0) }, clock: clock))
+        return .getResponse(GetResponse(record: stored.map { Record(key: get.key, $0) }, clock: clock))
     }
 
     /// `read(_:in:)` when RocksDB answers from memory (memtables, block cache), on the caller's
@@ -205,7 +205,9 @@ extension ReplicaService {
         } catch {
             throw Self.remote(error)
         }
-        return found.map { .getResponse(GetResponse(record: $0.record.map { Record(key: key, $0) }, clock: $0.clock)) }
+        return found.map {
+            .getResponse(GetResponse(record: $0.record.map { Record(key: get.key, $0) }, clock: $0.clock))
+        }
     }
 
     /// `Replica.checked` for a peer's record, refusing bad input with the wire's error.
