@@ -38,9 +38,7 @@ extension KVClient {
     /// Goes on with an answered operation until it is settled, for at most one more request timeout:
     /// each event is handled on the thread that delivers it (`OperationEvents.handOver(to:)`), and
     /// what it leads to (a hint) is sent from there. ``close()`` waits for it.
-    func goOnUntilSettled<Action: OperationAction>(
-        _ loop: OperationLoop<Action>, settled: @escaping @Sendable () -> Bool
-    ) {
+    func goOnUntilSettled<Run: OperationRun>(_ loop: OperationLoop<Run>) {
         guard handingOff.withLock({ $0.begin() }) else {
             // The client has closed: the hand-off ends here.
             end(loop)
@@ -48,24 +46,22 @@ extension KVClient {
         }
         let rest = AnsweredOperation(loop)
         rest.setDeadline(operationTimers.schedule(in: configuration.requestTimeout) { self.end(rest) })
-        let late = loop.late
+        let run = loop.run
         loop.events.handOver { event in
             let handled = rest.withLoop { loop in
                 // The operation answered already: a second answer would be a bug of the operation.
-                _ = self.perform(loop.handle(event), in: &loop)
+                _ = self.perform(run.handle(event), in: &loop)
             }
             guard handled else {
-                late(event)
+                run.late(event)
                 return
             }
-            if settled() { self.end(rest) }
+            if run.isSettled { self.end(rest) }
         }
     }
 
     /// Ends an answered operation's rest (settled, or its deadline passed), once.
-    private func end<Action: OperationAction>(
-        _ rest: AnsweredOperation<Action>
-    ) {
+    private func end<Run: OperationRun>(_ rest: AnsweredOperation<Run>) {
         guard let (loop, deadline) = rest.take() else { return }
         if let deadline { operationTimers.cancel(deadline) }
         end(loop)
@@ -113,22 +109,22 @@ extension KVClient {
     }
 }
 
-/// An operation that answered and still has work (``KVClient/goOnUntilSettled(_:settled:)``): its
+/// An operation that answered and still has work (``KVClient/goOnUntilSettled(_:)``): its
 /// loop, used by one event at a time, and its deadline; both taken once, when it ends.
-final class AnsweredOperation<Action: OperationAction>: Sendable {
+final class AnsweredOperation<Run: OperationRun>: Sendable {
     private struct State: Sendable {
-        var loop: OperationLoop<Action>?
+        var loop: OperationLoop<Run>?
         var deadline: OperationTimers.Handle?
     }
 
     private let state: Mutex<State>
 
-    init(_ loop: OperationLoop<Action>) {
+    init(_ loop: OperationLoop<Run>) {
         state = Mutex(State(loop: loop))
     }
 
     /// Runs `body` on the loop; false, without running it, once the operation ended.
-    func withLoop(_ body: (inout OperationLoop<Action>) -> Void) -> Bool {
+    func withLoop(_ body: (inout OperationLoop<Run>) -> Void) -> Bool {
         state.withLock { state in
             guard state.loop != nil else { return false }
             body(&state.loop!)
@@ -142,7 +138,7 @@ final class AnsweredOperation<Action: OperationAction>: Sendable {
     }
 
     /// The loop and the deadline, the first time; nil after.
-    func take() -> (OperationLoop<Action>, OperationTimers.Handle?)? {
+    func take() -> (OperationLoop<Run>, OperationTimers.Handle?)? {
         state.withLock { state in
             guard let loop = state.loop else { return nil }
             state.loop = nil

@@ -58,27 +58,10 @@ extension KVClient {
         _ key: [UInt8], consistency: ConsistencyLevel?, repair: ReadOperation.Repair?, in topology: Topology,
         route: KeyspaceRoute
     ) async throws -> KVValue? {
-        let operation = Guarded(
-            try readOperation(key, consistency: consistency, repair: repair, in: topology, route: route))
-        let request = route.getRequest(key)
-        let outcome = try await drive(
-            start: {
-                operation.withLock { operation in self.clock.withLock { operation.start(clock: &$0) } }
-            },
-            handle: { event in
-                operation.withLock { operation in
-                    self.clock.withLock { operation.handle(event, clock: &$0) }
-                }
-            },
-            send: { send, started, deliver in
-                switch send {
-                case .get(let node):
-                    self.send(request, to: node, in: topology) { deliver(self.readEvent(node, $0, started: started)) }
-                case .repair(let node, let record):
-                    self.sendRepair(key, record, to: node, in: topology, route: route, then: deliver)
-                }
-            },
-            late: { event in self.clock.withLock { event.observeClocks(&$0) } })
+        let run = ReadRun(
+            try readOperation(key, consistency: consistency, repair: repair, in: topology, route: route), key: key,
+            in: topology, route: route, client: self)
+        let outcome = try await drive(run)
         return try readValue(outcome, of: key, route: route)
     }
 
@@ -190,37 +173,11 @@ extension KVClient {
         key: [UInt8], value: ByteBuffer, tombstone: Bool, consistency: ConsistencyLevel?, timeToLive: Duration?,
         in topology: Topology, route: KeyspaceRoute
     ) async throws -> Version {
-        let operation = Guarded(try writeOperation(key, consistency: consistency, route: route))
-        let record = RecordMaker(key: key, value: value, tombstone: tombstone, timeToLive: timeToLive)
-        let wallClockMillis = configuration.wallClockMillis
-        let result = try await drive(
-            start: {
-                let millis = wallClockMillis()
-                return operation.withLock { operation in
-                    self.clock.withLock { operation.start(clock: &$0, wallMillis: millis) }
-                }
-            },
-            handle: { event in
-                let millis = wallClockMillis()
-                return operation.withLock { operation in
-                    self.clock.withLock { operation.handle(event, clock: &$0, wallMillis: millis) }
-                }
-            },
-            send: { send, started, deliver in
-                switch send {
-                case .put(let node, let version, let attempt):
-                    let request = route.putRequest(record(version), epoch: topology.map.epoch)
-                    self.send(request, to: node, in: topology) {
-                        deliver(self.writeEvent(node, attempt: attempt, $0, started: started))
-                    }
-                case .hint(let fallback, let target, let version, let attempt):
-                    self.send(route.hintRequest(for: target, record(version)), to: fallback, in: topology) {
-                        deliver(self.hintEvent(fallback, for: target, attempt: attempt, $0))
-                    }
-                }
-            },
-            late: { event in self.clock.withLock { event.observeClocks(&$0) } },
-            settled: { operation.withLock(\.isSettled) })
+        let run = WriteRun(
+            try writeOperation(key, consistency: consistency, route: route),
+            record: RecordMaker(key: key, value: value, tombstone: tombstone, timeToLive: timeToLive), in: topology,
+            route: route, client: self)
+        let result = try await drive(run)
         return try writeVersion(result, of: key, route: route)
     }
 
@@ -262,11 +219,11 @@ extension KVClient {
         }
     }
 
-    /// Runs a sans-I/O operation: performs its sends and timers, and feeds back what happened. Returns
-    /// at completion without waiting for the replicas that have not answered. Until `settled` says the
-    /// operation has nothing left to do (hints to hand off), it goes on in the background, for at most
-    /// one more request timeout; answers arriving after that are not fed to the operation, only handed
-    /// to `late` (which keeps their clocks).
+    /// Runs a sans-I/O operation (`run`'s): performs its sends and timers, and feeds back what
+    /// happened. Returns at completion without waiting for the replicas that have not answered. Until
+    /// `run.isSettled` says the operation has nothing left to do (hints to hand off), it goes on in the
+    /// background, for at most one more request timeout; answers arriving after that are not fed to
+    /// the operation, only handed to `run.late` (which keeps their clocks).
     ///
     /// The loop runs in the caller's task until the operation answers; an operation with work left (a
     /// hand-off) then goes on as callbacks on the threads its events come from
@@ -274,23 +231,17 @@ extension KVClient {
     /// callers (a read, a write), where its types are known: generic, it looked up the metadata of its
     /// types at every call.
     @inline(__always)
-    func drive<Action: OperationAction>(
-        start: @escaping @Sendable () -> [Action],
-        handle: @escaping @Sendable (Action.Event) -> [Action],
-        send: @escaping OperationLoop<Action>.Sender,
-        late: @escaping @Sendable (Action.Event) -> Void,
-        settled: @escaping @Sendable () -> Bool = { true }
-    ) async throws -> Action.Outcome {
+    func drive<Run: OperationRun>(_ run: Run) async throws -> Run.Action.Outcome {
         guard !closed.load(ordering: .relaxed) else { throw KVClientError.unavailable("the client is closed") }
-        var loop = OperationLoop(events: OperationEvents<Action.Event>(), handle: handle, send: send, late: late)
+        var loop = OperationLoop(run: run)
         let events = loop.events
         let outcome = await withTaskCancellationHandler {
-            await untilAnswered(&loop, start())
+            await untilAnswered(&loop, run.start())
         } onCancel: {
             events.finish()
         }
-        if case .success = outcome, !settled() {
-            goOnUntilSettled(loop, settled: settled)
+        if case .success = outcome, !run.isSettled {
+            goOnUntilSettled(loop)
         } else {
             end(loop)
         }
@@ -299,33 +250,33 @@ extension KVClient {
 
     /// Performs `actions` and what the events they lead to give, until the operation answers (or its
     /// events end: the caller's task was cancelled).
-    func untilAnswered<Action: OperationAction>(
-        _ loop: inout OperationLoop<Action>, _ actions: [Action]
-    ) async -> Result<Action.Outcome, any Error> {
+    func untilAnswered<Run: OperationRun>(
+        _ loop: inout OperationLoop<Run>, _ actions: [Run.Action]
+    ) async -> Result<Run.Action.Outcome, any Error> {
         var actions = actions
         while true {
             if let outcome = perform(actions, in: &loop) { return .success(outcome) }
             guard let event = await loop.events.next() else {
                 return .failure(KVClientError.unavailable("the request was cancelled"))
             }
-            actions = loop.handle(event)
+            actions = loop.run.handle(event)
         }
     }
 
     /// Performs `actions`, each as its `step`: sends (their answers become events), timers; returns
     /// the outcome when one of them completes the operation.
-    func perform<Action: OperationAction>(
-        _ actions: [Action], in loop: inout OperationLoop<Action>
-    ) -> Action.Outcome? {
-        var outcome: Action.Outcome?
-        let (events, late) = (loop.events, loop.late)
+    func perform<Run: OperationRun>(
+        _ actions: [Run.Action], in loop: inout OperationLoop<Run>
+    ) -> Run.Action.Outcome? {
+        var outcome: Run.Action.Outcome?
+        let (events, run) = (loop.events, loop.run)
         for action in actions {
             switch action.step {
             case .complete(let completed):
                 outcome = completed
             case .send(let what):
-                loop.send(what, ContinuousClock.now) { event in
-                    if !events.yield(event) { late(event) }
+                run.send(what, startedAt: ContinuousClock.now) { event in
+                    if !events.yield(event) { run.late(event) }
                 }
             case .timer(let after, let event):
                 loop.timers.append(operationTimers.schedule(in: after) { _ = events.yield(event) })
@@ -335,11 +286,12 @@ extension KVClient {
     }
 
     /// Ends an operation's loop: its timers cancelled, its events closed, and the answers already
-    /// given handed to `late` (they keep their clocks).
-    func end<Action: OperationAction>(_ loop: OperationLoop<Action>) {
+    /// given handed to `run.late` (they keep their clocks).
+    func end<Run: OperationRun>(_ loop: OperationLoop<Run>) {
         for timer in loop.timers { operationTimers.cancel(timer) }
         loop.events.finish()
-        loop.events.handOver(to: loop.late)
+        let run = loop.run
+        loop.events.handOver { run.late($0) }
     }
 
     /// Refuses a value over `Limits.valueBytesMax` and a time to live out of (0, `timeToLiveMax`].
@@ -417,18 +369,10 @@ final class Guarded<Value: Sendable>: Sendable {
     }
 }
 
-/// What one operation's loop keeps between its steps (``KVClient/drive(start:handle:send:late:settled:)``).
-struct OperationLoop<Action: OperationAction>: Sendable {
-    typealias Send = Action.Send
-    typealias Event = Action.Event
-
-    let events: OperationEvents<Event>
-    let handle: @Sendable (Event) -> [Action]
-    /// Sends a request at the instant given and hands the event its answer makes to the callback
-    /// (on an event-loop thread; at once for a node the topology does not know).
-    typealias Sender = @Sendable (Send, ContinuousClock.Instant, @escaping @Sendable (Event) -> Void) -> Void
-
-    let send: Sender
-    let late: @Sendable (Event) -> Void
+/// What one operation's loop keeps between its steps (``KVClient/drive(_:)``): the operation, its
+/// events and its timers.
+struct OperationLoop<Run: OperationRun>: Sendable {
+    let run: Run
+    let events = OperationEvents<Run.Action.Event>()
     var timers: [OperationTimers.Handle] = []
 }

@@ -109,6 +109,21 @@ struct OperationTimersTests {
 /// Issue 21: an operation's events (answers, timers) reach its loop as an `AsyncStream` delivered them.
 @Suite(.timeLimit(.minutes(1)))
 struct OperationEventsTests {
+    /// Returns once a reader waits in `events.next()`; records an issue after 25 s. It sleeps between
+    /// looks rather than yielding: on a busy machine a test spinning on `Task.yield()` kept the
+    /// cooperative pool from the reader past a shared deadline, and then raced it (CI-like load,
+    /// 2026-12-06).
+    static func untilWaiting(_ events: OperationEvents<Int>) async throws {
+        let deadline = ContinuousClock.now + .seconds(25)
+        while !events.isWaiting {
+            guard ContinuousClock.now < deadline else {
+                Issue.record("the reader did not wait for an event within 25 s")
+                return
+            }
+            try await Task.sleep(for: .milliseconds(1))
+        }
+    }
+
     @Test func eventsGivenBeforeFinishAreReadThenNilAndLaterOnesAreRefused() async {
         let events = OperationEvents<Int>()
         #expect(events.yield(1) && events.yield(2))
@@ -161,10 +176,10 @@ struct OperationEventsTests {
             }
             return waves
         }
-        let deadline = ContinuousClock.now + .seconds(30)
-        while !events.isWaiting, ContinuousClock.now < deadline { await Task.yield() }
+        try await Self.untilWaiting(events)
         #expect(events.yield(contentsOf: Array(0..<500)))
-        while !events.isWaiting, ContinuousClock.now < deadline { await Task.yield() }
+        // The reader takes the first wave whole, then waits again.
+        try await Self.untilWaiting(events)
         #expect(events.yield(contentsOf: Array(500..<600)))
         #expect(events.yield(contentsOf: []))
         events.finish()
@@ -177,9 +192,7 @@ struct OperationEventsTests {
     @Test func finishWakesAWaitingReader() async throws {
         let events = OperationEvents<Int>()
         let reader = Task { await events.next() }
-        let deadline = ContinuousClock.now + .seconds(30)
-        while !events.isWaiting, ContinuousClock.now < deadline { await Task.yield() }
-        #expect(events.isWaiting)
+        try await Self.untilWaiting(events)
         events.finish()
         #expect(await reader.value == nil)
     }
