@@ -65,7 +65,11 @@ final class WALSyncer: @unchecked Sendable {
         while true {
             switch schedule {
             case .every(let interval):
-                _ = condition.wait(until: Date(timeIntervalSinceNow: interval))
+                // A stop asked for before this thread first waits (it starts late on a busy
+                // machine) must not wait out the interval: its broadcast came before the wait.
+                if !stopRequested {
+                    _ = condition.wait(until: Date(timeIntervalSinceNow: interval))
+                }
             case .whenAsked:
                 while (waiting.isEmpty || held) && !stopRequested {
                     condition.wait()

@@ -1,6 +1,7 @@
 import Foundation
 import KVCore
 import KVStorage
+import Synchronization
 import Testing
 
 /// What only the RocksDB store has: files, durability modes, locks and checksums.
@@ -99,6 +100,32 @@ import Testing
             _ = try store.apply(key: key("k"), record: record(1, "v"))
             let elapsed = ContinuousClock().measure { store.close() }
             #expect(elapsed < .seconds(5))
+        }
+    }
+
+    /// A store closed at once after it opened: its syncer thread may not have begun to wait yet when
+    /// it is asked to stop (CI, 2026-12-06: a close took the whole 30 s interval). Each of these
+    /// closes must not wait for the interval either.
+    @Test(.timeLimit(.minutes(1))) func closeRightAfterOpenDoesNotWaitForTheSyncInterval() throws {
+        try withTemporaryDirectory { path throws in
+            // Eight stores opened and closed at once, twenty times: threads that start late.
+            let slowest = Mutex(Duration.zero)
+            let failures = Mutex(0)
+            DispatchQueue.concurrentPerform(iterations: 8) { index in
+                for _ in 0..<20 {
+                    guard
+                        let store = try? RocksDBStore(
+                            directory: "\(path)/\(index)", durability: .interval(.seconds(30)))
+                    else {
+                        failures.withLock { $0 += 1 }
+                        return
+                    }
+                    let elapsed = ContinuousClock().measure { store.close() }
+                    slowest.withLock { $0 = max($0, elapsed) }
+                }
+            }
+            #expect(failures.withLock { $0 } == 0)
+            #expect(slowest.withLock { $0 } < .seconds(10))
         }
     }
 
