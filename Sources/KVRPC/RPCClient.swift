@@ -106,16 +106,12 @@ public final class RPCClient: Sendable {
         return answer.futureResult
     }
 
-    /// `send(timeout:probe:_:then:)` of a request that does not depend on the connection: on a
-    /// connection that is up, sent as it is, with no closure to make it (this runs per request).
+    /// `send(timeout:probe:_:then:)` of a request that does not depend on the connection: with no
+    /// closure to make it on a connection that is up (this runs per request).
     public func send(
         _ request: Message, timeout: Duration, probe: Bool = false, then complete: @escaping RPCCompletion
     ) {
-        if let connection = activeConnection() {
-            connection.send(request, timeout: timeout, then: complete)
-            return
-        }
-        send(timeout: timeout, probe: probe, { _ in request }, then: complete)
+        send(.message(request), timeout: timeout, probe: probe, then: complete)
     }
 
     /// `send(timeout:probe:_:)` handing the answer to `complete` (on the connection's event loop, or
@@ -124,14 +120,32 @@ public final class RPCClient: Sendable {
         timeout: Duration, probe: Bool = false, _ build: @escaping @Sendable (RPCConnection) -> Message,
         then complete: @escaping RPCCompletion
     ) {
+        send(.made(build), timeout: timeout, probe: probe, then: complete)
+    }
+
+    /// A request as a caller gives it: as it is, or made for the connection it goes on.
+    private enum Request: Sendable {
+        case message(Message)
+        case made(@Sendable (RPCConnection) -> Message)
+
+        func message(for connection: RPCConnection) -> Message {
+            switch self {
+            case .message(let message): message
+            case .made(let build): build(connection)
+            }
+        }
+    }
+
+    private func send(_ request: Request, timeout: Duration, probe: Bool, then complete: @escaping RPCCompletion) {
         if let connection = activeConnection() {
             // The common case sends at once: no future to wait on for the connection.
-            connection.send(build(connection), timeout: timeout, then: complete)
+            connection.send(request.message(for: connection), timeout: timeout, then: complete)
             return
         }
         connectionFuture(dialDuringBackoff: probe).whenComplete { connected in
             switch connected {
-            case .success(let connection): connection.send(build(connection), timeout: timeout, then: complete)
+            case .success(let connection):
+                connection.send(request.message(for: connection), timeout: timeout, then: complete)
             case .failure(let error): complete(.failure(error))
             }
         }

@@ -161,17 +161,22 @@ extension RocksDBStore {
     }
 
     static func put(_ batch: OpaquePointer, _ family: OpaquePointer, _ key: [UInt8], _ value: [UInt8]) {
-        key.withUnsafeBytes { key in
-            value.withUnsafeBytes { value in
-                rocksdb_writebatch_put_cf(batch, family, key.cChars, key.count, value.cChars, value.count)
-            }
-        }
+        key.withUnsafeBytes { key in value.withUnsafeBytes { value in put(batch, family, key, value) } }
+    }
+
+    /// `put` of bytes composed in a temporary buffer (the Merkle segments a write changes).
+    static func put(
+        _ batch: OpaquePointer, _ family: OpaquePointer, _ key: UnsafeRawBufferPointer, _ value: UnsafeRawBufferPointer
+    ) {
+        rocksdb_writebatch_put_cf(batch, family, key.cChars, key.count, value.cChars, value.count)
     }
 
     static func delete(_ batch: OpaquePointer, _ family: OpaquePointer, _ key: [UInt8]) {
-        key.withUnsafeBytes { key in
-            rocksdb_writebatch_delete_cf(batch, family, key.cChars, key.count)
-        }
+        key.withUnsafeBytes { key in delete(batch, family, key) }
+    }
+
+    static func delete(_ batch: OpaquePointer, _ family: OpaquePointer, _ key: UnsafeRawBufferPointer) {
+        rocksdb_writebatch_delete_cf(batch, family, key.cChars, key.count)
     }
 
     /// Adds to `batch` the delete of every key of `family` that starts with `prefix` (nothing when no

@@ -301,11 +301,9 @@ public final class RocksDBStore: ReplicaStore, @unchecked Sendable {
         let segmentHash = merkle.withLock { $0[segment] } ^ delta
         MerkleCodec.withSegmentKey(segment, after: metaPrefix) { key in
             if segmentHash == 0 {
-                rocksdb_writebatch_delete_cf(batch, merkleFamily, key.cChars, key.count)
+                Self.delete(batch, merkleFamily, key)
             } else {
-                MerkleCodec.withEncodedHash(segmentHash) { value in
-                    rocksdb_writebatch_put_cf(batch, merkleFamily, key.cChars, key.count, value.cChars, value.count)
-                }
+                MerkleCodec.withEncodedHash(segmentHash) { Self.put(batch, merkleFamily, key, $0) }
             }
         }
     }
