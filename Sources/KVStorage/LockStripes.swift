@@ -57,8 +57,11 @@ final class LockStripes: @unchecked Sendable {
         forSegment segment: Int,
         _ body: () throws(Failure) -> Result
     ) throws(Failure) -> Result {
-        try withLock(segment % Self.count, body)
+        try withLock(Self.index(forSegment: segment), body)
     }
+
+    /// The stripe of `segment` (a `MerkleSegments` index): what `withLock(forSegment:_:)` takes.
+    static func index(forSegment segment: Int) -> Int { segment % count }
 
     /// Runs `body` holding every stripe, taken in index order (so two callers cannot deadlock).
     func withAllLocks<Result: Sendable, Failure: Error>(
@@ -73,7 +76,7 @@ final class LockStripes: @unchecked Sendable {
         forSegments segments: some Sequence<Int>,
         _ body: () throws(Failure) -> Result
     ) throws(Failure) -> Result {
-        try withLocks(Set(segments.map { $0 % Self.count }).sorted(), body)
+        try withLocks(Set(segments.map(Self.index(forSegment:))).sorted(), body)
     }
 
     /// `withLocks(forSegments:_:)` without waiting: nil, and `body` not run, when another caller holds
@@ -82,7 +85,7 @@ final class LockStripes: @unchecked Sendable {
         forSegments segments: some Sequence<Int>,
         _ body: () throws(Failure) -> Result
     ) throws(Failure) -> Result? {
-        let indexes = Set(segments.map { $0 % Self.count }).sorted()
+        let indexes = Set(segments.map(Self.index(forSegment:))).sorted()
         var taken = 0
         defer { for index in indexes[..<taken].reversed() { pthread_mutex_unlock(mutexes + index) } }
         for index in indexes {

@@ -140,16 +140,18 @@ extension RocksDBStore: RangeStreaming {
             try stripes.withLocks(forSegments: segments) { () throws(StorageError) -> Int in
                 var deltas: [Int: UInt64] = [:]
                 var deleted: [(dataKey: [UInt8], version: Version)] = []
+                var entries: [MerkleEntry] = []
                 for (dataKey, segment) in zip(dataKeys, segments) {
                     let header = try read(dataFamily, dataKey) {
                         (bytes) throws(StorageError) -> (version: Version, tombstone: Bool, expiresAtMillis: UInt64) in
                         try RecordCodec.decodeHeader(bytes)
                     }
                     guard let header else { continue }
-                    deltas[segment, default: 0] ^=
-                        MerkleEntry(key: Array(dataKey[8...]), version: header.version, tombstone: header.tombstone)
-                        .hash
+                    let entry = MerkleEntry(
+                        key: Array(dataKey[8...]), version: header.version, tombstone: header.tombstone)
+                    deltas[segment, default: 0] ^= entry.hash
                     deleted.append((dataKey, header.version))
+                    entries.append(entry)
                 }
                 guard !deleted.isEmpty else { return 0 }
                 try writeBatch(options: syncedWriteOptions) { batch in
@@ -159,6 +161,7 @@ extension RocksDBStore: RangeStreaming {
                     }
                     for (segment, delta) in deltas where delta != 0 { writeSegment(segment, xoring: delta, in: batch) }
                 }
+                for entry in entries { headers.remember(nil, keyspace: keyspaceID, key: entry.key, token: entry.token) }
                 merkle.withLock { merkle in
                     for (segment, delta) in deltas { merkle.xor(delta, intoSegment: segment) }
                 }

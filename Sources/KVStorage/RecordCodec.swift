@@ -124,6 +124,11 @@ package enum RecordCodec {
     /// What `decodeHeader` reads: a stored value's version, tombstone flag and expiry (0: none).
     package typealias Header = (version: Version, tombstone: Bool, expiresAtMillis: UInt64)
 
+    /// `record`'s header, as `decodeHeader` reads it back once `record` is stored.
+    package static func header(of record: StoredRecord) -> Header {
+        (record.version, record.tombstone, record.expiresAtMillis)
+    }
+
     /// The version, tombstone flag and expiry (0: none) of a stored value, without copying its value
     /// bytes; anything malformed throws `StorageError.corruption`.
     package static func decodeHeader(_ bytes: UnsafeRawBufferPointer) throws(StorageError) -> Header {

@@ -49,6 +49,8 @@ final class RocksDBEngine: @unchecked Sendable {
     /// Per-segment locks, shared by every keyspace (two keyspaces' keys of one segment share a stripe,
     /// which costs only contention).
     let stripes = LockStripes()
+    /// The current headers of the keys written or read lately, of every keyspace, kept under `stripes`.
+    let headers = HeaderCache()
     /// Serializes the hint writes and deletes of one target (stripe chosen by the target), so the
     /// queue bound and `hintCounts` stay exact while different targets' writes share group commits.
     let hintStripes = LockStripes()

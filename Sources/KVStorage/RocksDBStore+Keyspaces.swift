@@ -128,6 +128,7 @@ extension RocksDBStore: KeyspaceStoring {
         }
         rocksdb_column_family_handle_destroy(view.dataFamily)
         rocksdb_column_family_handle_destroy(view.versionsFamily)
+        stripes.withAllLocks { headers.forget(keyspace: view.keyspaceID) }
         view.repairMarks.withLock { $0.removeAll() }
         view.merkle.withLock { $0 = MerkleSegments() }
     }

@@ -206,8 +206,12 @@ extension RocksDBStore: MerkleStore {
     /// Writes a record to `data` alone, as a store from before Merkle segments did: for tests of the
     /// rebuild at open.
     package func writeRawRecordForTesting(key: [UInt8], record: StoredRecord) throws(StorageError) {
+        let token = Token(key: key)
         try withOpenHandles { () throws(StorageError) in
-            try write(dataFamily, RecordCodec.dataKey(key), RecordCodec.encode(record))
+            try stripes.withLock(forSegment: MerkleSegments.segment(of: token)) { () throws(StorageError) in
+                try write(dataFamily, RecordCodec.dataKey(key), RecordCodec.encode(record))
+                headers.remember(RecordCodec.header(of: record), keyspace: keyspaceID, key: key, token: token)
+            }
         }
     }
 }

@@ -58,6 +58,7 @@ public final class RocksDBStore: ReplicaStore, @unchecked Sendable {
     var metaFamily: OpaquePointer { engine.metaFamily }
     var merkleFamily: OpaquePointer { engine.merkleFamily }
     var stripes: LockStripes { engine.stripes }
+    var headers: HeaderCache { engine.headers }
 
     /// The repair marks (keyed by their storage key without `metaPrefix`): read from `meta` at open,
     /// then kept up to date by every mark and clear, which `repairMarkWrites` serializes (see
@@ -147,10 +148,11 @@ public final class RocksDBStore: ReplicaStore, @unchecked Sendable {
     public func apply(key: [UInt8], record: StoredRecord) throws(StorageError) -> ApplyOutcome {
         try validate(key: key, record: record)
         let dataKey = RecordCodec.dataKey(key)
-        let segment = MerkleSegments.segment(of: Token(key: key))
+        let token = Token(key: key)
+        let segment = MerkleSegments.segment(of: token)
         return try withOpenHandles { () throws(StorageError) -> ApplyOutcome in
             try stripes.withLock(forSegment: segment) { () throws(StorageError) -> ApplyOutcome in
-                let current = try currentHeader(dataKey, blocking: true) ?? nil
+                let current = try currentHeader(key, token, dataKey, blocking: true) ?? nil
                 if let kept = ApplyOutcome.withoutWriting(over: current?.version, offered: record.version) {
                     return kept
                 }
@@ -162,6 +164,7 @@ public final class RocksDBStore: ReplicaStore, @unchecked Sendable {
                     reindex(batch, dataKey: dataKey, old: current?.version, new: record.version)
                     writeSegment(segment, xoring: delta, in: batch)
                 }
+                headers.remember(RecordCodec.header(of: record), keyspace: keyspaceID, key: key, token: token)
                 merkle.withLock { $0.xor(delta, intoSegment: segment) }
                 return .applied
             }
@@ -210,6 +213,12 @@ public final class RocksDBStore: ReplicaStore, @unchecked Sendable {
         return true
     }
 
+    /// Tests: forgets every key's current header (`HeaderCache`), as a restart does, so that the next
+    /// write of a key reads RocksDB.
+    package func forgetHeadersForTesting() {
+        stripes.withAllLocks { headers.forgetAll() }
+    }
+
     /// Tests: the fsyncs the WAL syncer made so far.
     package var walSyncCountForTesting: Int { engine.walSyncer?.syncCount ?? 0 }
 
@@ -219,7 +228,8 @@ public final class RocksDBStore: ReplicaStore, @unchecked Sendable {
     {
         for streamed in records { try validate(key: streamed.key, record: streamed.record) }
         if let metadata { try validateMetadata(name: metadata.name) }
-        let segments = records.map { MerkleSegments.segment(of: Token(key: $0.key)) }
+        let tokens = records.map { Token(key: $0.key) }
+        let segments = tokens.map(MerkleSegments.segment(of:))
         return try withOpenHandles { () throws(StorageError) -> [ApplyOutcome]? in
             let locked = { (body: () throws(StorageError) -> [ApplyOutcome]?) throws(StorageError) -> [ApplyOutcome]? in
                 blocking
@@ -231,13 +241,15 @@ public final class RocksDBStore: ReplicaStore, @unchecked Sendable {
                 outcomes.reserveCapacity(records.count)
                 // What the batch will hold, so that a later record of the same key compares with it.
                 var written: [[UInt8]: RecordCodec.Header] = [:]
-                var writes: [(dataKey: [UInt8], old: Version?, record: StoredRecord)] = []
+                var writes: [(key: [UInt8], token: Token, dataKey: [UInt8], old: Version?, record: StoredRecord)] = []
                 var deltas: [Int: UInt64] = [:]
-                for (streamed, segment) in zip(records, segments) {
+                for ((streamed, token), segment) in zip(zip(records, tokens), segments) {
                     let dataKey = RecordCodec.dataKey(streamed.key)
                     var current = written[dataKey]
                     if current == nil {
-                        guard let stored = try currentHeader(dataKey, blocking: blocking) else { return nil }
+                        guard let stored = try currentHeader(streamed.key, token, dataKey, blocking: blocking) else {
+                            return nil
+                        }
                         current = stored
                     }
                     if let kept = ApplyOutcome.withoutWriting(
@@ -251,10 +263,8 @@ public final class RocksDBStore: ReplicaStore, @unchecked Sendable {
                             MerkleEntry(key: streamed.key, version: $0.version, tombstone: $0.tombstone)
                         },
                         new: MerkleEntry(key: streamed.key, record: streamed.record))
-                    written[dataKey] = (
-                        streamed.record.version, streamed.record.tombstone, streamed.record.expiresAtMillis
-                    )
-                    writes.append((dataKey, current?.version, streamed.record))
+                    written[dataKey] = RecordCodec.header(of: streamed.record)
+                    writes.append((streamed.key, token, dataKey, current?.version, streamed.record))
                     outcomes.append(.applied)
                 }
                 guard !writes.isEmpty || metadata != nil else { return outcomes }
@@ -278,6 +288,11 @@ public final class RocksDBStore: ReplicaStore, @unchecked Sendable {
                     wrote = try writeBatchIfNotStalled(build)
                 }
                 guard wrote else { return nil }
+                // In order: a key written twice in the batch holds its last record.
+                for write in writes {
+                    headers.remember(
+                        RecordCodec.header(of: write.record), keyspace: keyspaceID, key: write.key, token: write.token)
+                }
                 merkle.withLock { merkle in
                     for (segment, delta) in deltas { merkle.xor(delta, intoSegment: segment) }
                 }
@@ -286,13 +301,20 @@ public final class RocksDBStore: ReplicaStore, @unchecked Sendable {
         }
     }
 
-    /// The header of what `dataKey` holds now: `.some(nil)` when absent; nil when not `blocking` and the
-    /// answer needs a file read.
-    private func currentHeader(_ dataKey: [UInt8], blocking: Bool) throws(StorageError) -> RecordCodec.Header?? {
+    /// The header of what `key` (stored as `dataKey`) holds now: `.some(nil)` when absent; nil when not
+    /// `blocking` and the answer needs a file read. From `headers` when there, else read and remembered.
+    /// The caller holds the stripe of the key's segment.
+    private func currentHeader(_ key: [UInt8], _ token: Token, _ dataKey: [UInt8], blocking: Bool)
+        throws(StorageError) -> RecordCodec.Header??
+    {
+        if let known = headers.header(keyspace: keyspaceID, key: key, token: token) { return known }
         let decode = { (bytes: UnsafeRawBufferPointer) throws(StorageError) -> RecordCodec.Header in
             try RecordCodec.decodeHeader(bytes)
         }
-        return blocking ? .some(try read(dataFamily, dataKey, decode)) : try readFromMemory(dataFamily, dataKey, decode)
+        let read =
+            blocking ? .some(try read(dataFamily, dataKey, decode)) : try readFromMemory(dataFamily, dataKey, decode)
+        if let read { headers.remember(read, keyspace: keyspaceID, key: key, token: token) }
+        return read
     }
 
     /// Adds to `batch` the write of `segment`'s hash XOR `delta` (a delete when that is zero). The

@@ -47,6 +47,7 @@ extension RocksDBStore: TombstonePurging {
                         reindex(batch, dataKey: dataKey, old: entry.version, new: nil)
                         writeSegment(segment, xoring: delta, in: batch)
                     }
+                    headers.remember(nil, keyspace: keyspaceID, key: entry.key, token: entry.token)
                     merkle.withLock { $0.xor(delta, intoSegment: segment) }
                     purged += 1
                 }

@@ -183,6 +183,9 @@ private func errorCode(_ body: () throws -> Void) -> StorageError.Code? {
             #expect(again.rangesDue().isEmpty)
             #expect(try again.merkleDigest(of: wholeRing) == 0)
             #expect(try streamed(again).isEmpty)
+            // Nothing of the dropped keyspace's keys is remembered: a write older than theirs is written.
+            #expect(try again.apply(key: key("shared"), record: record(1, "anew")) == .applied)
+            #expect(try again.get(key: key("shared")) == record(1, "anew"))
         }
     }
 

@@ -101,10 +101,14 @@ struct NonblockingApplyTests {
     /// written, and the batch's other records neither. Once a read brought it into the cache, it goes.
     @Test func aVersionOnlyOnDiskDeclines() throws {
         try withTemporaryDirectory { path throws in
+            // Written, flushed to a table file, and the store opened again: its current headers, which
+            // remember what it wrote, start empty.
+            let writer = try RocksDBStore(directory: path, durability: .none)
+            _ = try writer.apply(key: key("old"), record: record(5, "five"))
+            try writer.flush()
+            writer.close()
             let store = try RocksDBStore(directory: path, durability: .none)
             defer { store.close() }
-            _ = try store.apply(key: key("old"), record: record(5, "five"))
-            try store.flush()
             let batch = [
                 StreamedRecord(key: key("fresh"), record: record(1, "one")),
                 StreamedRecord(key: key("old"), record: record(6, "six")),
