@@ -22,7 +22,7 @@ import KVCore
 /// Sets of `ways` entries; the sets of one stripe (`setsPerStripe`, chosen by the token's low bits)
 /// are touched only by a holder of that stripe (`LockStripes.index(forSegment:)` of the key's
 /// segment), hence no lock of its own and `@unchecked Sendable`. A full set drops the entry used
-/// least lately. Keys longer than `keyBytesMax` are never kept. 65,536 entries of 96 bytes: 6 MB a
+/// least lately. Keys longer than `keyBytesMax` are never kept. 65,536 entries of 104 bytes: 6.8 MB a
 /// node, shared by its keyspaces.
 final class HeaderCache: @unchecked Sendable {
     static let keyBytesMax = 64
