@@ -48,15 +48,30 @@ package enum RecordCodec {
     }
 
     package static func encode(_ record: StoredRecord) -> [UInt8] {
-        var bytes: [UInt8] = []
-        bytes.reserveCapacity(headerBytes + record.value.count + expiryBytes)
-        bytes.append(formatV1)
-        StorageBytes.appendBigEndian(record.version.hlc, to: &bytes)
-        StorageBytes.appendBigEndian(record.version.writer, to: &bytes)
-        bytes.append(flags(record))
-        bytes.append(contentsOf: record.value)
-        appendExpiry(record, to: &bytes)
-        return bytes
+        withEncoded(record) { Array($0) }
+    }
+
+    /// `encode(record)`'s bytes, handed to `body` from a temporary buffer: what a write stores, without
+    /// an array of its own.
+    package static func withEncoded<Result>(_ record: StoredRecord, _ body: (UnsafeRawBufferPointer) -> Result)
+        -> Result
+    {
+        let expiry = expiryCount(record)
+        let count = headerBytes + record.value.count + expiry
+        return withUnsafeTemporaryAllocation(byteCount: count, alignment: 1) { buffer in
+            buffer[0] = formatV1
+            buffer.storeBytes(of: record.version.hlc.bigEndian, toByteOffset: 1, as: UInt64.self)
+            buffer.storeBytes(of: record.version.writer.bigEndian, toByteOffset: 9, as: UInt64.self)
+            buffer[17] = flags(record)
+            UnsafeMutableRawBufferPointer(rebasing: buffer[headerBytes..<headerBytes + record.value.count])
+                .copyBytes(from: record.value)
+            if expiry != 0 {
+                buffer.storeBytes(
+                    of: record.expiresAtMillis.bigEndian, toByteOffset: headerBytes + record.value.count,
+                    as: UInt64.self)
+            }
+            return body(UnsafeRawBufferPointer(buffer))
+        }
     }
 
     /// The flags byte of `record` (stored records and hints share it).
@@ -66,7 +81,12 @@ package enum RecordCodec {
 
     /// The expiry after the value, for an expiring record.
     package static func appendExpiry(_ record: StoredRecord, to bytes: inout [UInt8]) {
-        if record.expiresAtMillis != 0 { StorageBytes.appendBigEndian(record.expiresAtMillis, to: &bytes) }
+        if expiryCount(record) != 0 { StorageBytes.appendBigEndian(record.expiresAtMillis, to: &bytes) }
+    }
+
+    /// The bytes of `record`'s expiry after its value: `expiryBytes` for an expiring record, else none.
+    static func expiryCount(_ record: StoredRecord) -> Int {
+        record.expiresAtMillis != 0 ? expiryBytes : 0
     }
 
     /// The value bytes (from `headerBytes` on) and the expiry (0: none) of a value whose header was

@@ -171,6 +171,11 @@ extension RocksDBStore {
         rocksdb_writebatch_put_cf(batch, family, key.cChars, key.count, value.cChars, value.count)
     }
 
+    /// `put` of `record` under `key`, encoded in a temporary buffer (`RecordCodec.withEncoded`).
+    static func put(_ batch: OpaquePointer, _ family: OpaquePointer, _ key: [UInt8], record: StoredRecord) {
+        key.withUnsafeBytes { key in RecordCodec.withEncoded(record) { put(batch, family, key, $0) } }
+    }
+
     static func delete(_ batch: OpaquePointer, _ family: OpaquePointer, _ key: [UInt8]) {
         key.withUnsafeBytes { key in delete(batch, family, key) }
     }

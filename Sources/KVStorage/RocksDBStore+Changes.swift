@@ -20,12 +20,20 @@ enum VersionIndexCodec {
 
     /// `hlc · writer · dataKey`, big-endian: the family's order is the versions' order.
     static func key(_ version: Version, dataKey: [UInt8]) -> [UInt8] {
-        var bytes: [UInt8] = []
-        bytes.reserveCapacity(16 + dataKey.count)
-        StorageBytes.appendBigEndian(version.hlc, to: &bytes)
-        StorageBytes.appendBigEndian(version.writer, to: &bytes)
-        bytes += dataKey
-        return bytes
+        withKey(version, dataKey: dataKey) { Array($0) }
+    }
+
+    /// `key(version, dataKey:)`'s bytes, handed to `body` from a temporary buffer (every write changes
+    /// two entries).
+    static func withKey<Result>(_ version: Version, dataKey: [UInt8], _ body: (UnsafeRawBufferPointer) -> Result)
+        -> Result
+    {
+        withUnsafeTemporaryAllocation(byteCount: 16 + dataKey.count, alignment: 1) { buffer in
+            buffer.storeBytes(of: version.hlc.bigEndian, toByteOffset: 0, as: UInt64.self)
+            buffer.storeBytes(of: version.writer.bigEndian, toByteOffset: 8, as: UInt64.self)
+            UnsafeMutableRawBufferPointer(rebasing: buffer[16...]).copyBytes(from: dataKey)
+            return body(UnsafeRawBufferPointer(buffer))
+        }
     }
 
     /// The data key of an index entry; nil for the marker, a corruption for anything else too short.
@@ -49,8 +57,12 @@ enum VersionIndexCodec {
 extension RocksDBStore {
     /// Adds to `batch` the index change of a `data` record going from `old` to `new` (nil: absent).
     func reindex(_ batch: OpaquePointer, dataKey: [UInt8], old: Version?, new: Version?) {
-        if let old { Self.delete(batch, versionsFamily, VersionIndexCodec.key(old, dataKey: dataKey)) }
-        if let new { Self.put(batch, versionsFamily, VersionIndexCodec.key(new, dataKey: dataKey), []) }
+        if let old { VersionIndexCodec.withKey(old, dataKey: dataKey) { Self.delete(batch, versionsFamily, $0) } }
+        if let new {
+            VersionIndexCodec.withKey(new, dataKey: dataKey) { key in
+                [UInt8]().withUnsafeBytes { empty in Self.put(batch, versionsFamily, key, empty) }
+            }
+        }
     }
 
     /// Builds the version index from `data` unless it is marked built: once, the first time a store

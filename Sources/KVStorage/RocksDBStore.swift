@@ -160,7 +160,7 @@ public final class RocksDBStore: ReplicaStore, @unchecked Sendable {
                     old: current.map { MerkleEntry(key: key, version: $0.version, tombstone: $0.tombstone) },
                     new: MerkleEntry(key: key, record: record))
                 try writeBatch { batch in
-                    Self.put(batch, dataFamily, dataKey, RecordCodec.encode(record))
+                    Self.put(batch, dataFamily, dataKey, record: record)
                     reindex(batch, dataKey: dataKey, old: current?.version, new: record.version)
                     writeSegment(segment, xoring: delta, in: batch)
                 }
@@ -272,7 +272,7 @@ public final class RocksDBStore: ReplicaStore, @unchecked Sendable {
                     // In order: a key written twice in the batch has its first version's entry put, then
                     // deleted.
                     for write in writes {
-                        Self.put(batch, self.dataFamily, write.dataKey, RecordCodec.encode(write.record))
+                        Self.put(batch, self.dataFamily, write.dataKey, record: write.record)
                         self.reindex(batch, dataKey: write.dataKey, old: write.old, new: write.record.version)
                     }
                     for (segment, delta) in deltas where delta != 0 {
