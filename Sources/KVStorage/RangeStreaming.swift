@@ -139,8 +139,7 @@ extension RocksDBStore: RangeStreaming {
         return try withOpenHandles { () throws(StorageError) -> Int in
             try stripes.withLocks(forSegments: segments) { () throws(StorageError) -> Int in
                 var deltas: [Int: UInt64] = [:]
-                var deleted: [(dataKey: [UInt8], version: Version)] = []
-                var entries: [MerkleEntry] = []
+                var deleted: [(dataKey: [UInt8], entry: MerkleEntry)] = []
                 for (dataKey, segment) in zip(dataKeys, segments) {
                     let header = try read(dataFamily, dataKey) {
                         (bytes) throws(StorageError) -> (version: Version, tombstone: Bool, expiresAtMillis: UInt64) in
@@ -150,18 +149,19 @@ extension RocksDBStore: RangeStreaming {
                     let entry = MerkleEntry(
                         key: Array(dataKey[8...]), version: header.version, tombstone: header.tombstone)
                     deltas[segment, default: 0] ^= entry.hash
-                    deleted.append((dataKey, header.version))
-                    entries.append(entry)
+                    deleted.append((dataKey, entry))
                 }
                 guard !deleted.isEmpty else { return 0 }
                 try writeBatch(options: syncedWriteOptions) { batch in
-                    for (dataKey, version) in deleted {
+                    for (dataKey, entry) in deleted {
                         Self.delete(batch, dataFamily, dataKey)
-                        reindex(batch, dataKey: dataKey, old: version, new: nil)
+                        reindex(batch, dataKey: dataKey, old: entry.version, new: nil)
                     }
                     for (segment, delta) in deltas where delta != 0 { writeSegment(segment, xoring: delta, in: batch) }
                 }
-                for entry in entries { headers.remember(nil, keyspace: keyspaceID, key: entry.key, token: entry.token) }
+                for (_, entry) in deleted {
+                    headers.remember(nil, keyspace: keyspaceID, key: entry.key, token: entry.token)
+                }
                 merkle.withLock { merkle in
                     for (segment, delta) in deltas { merkle.xor(delta, intoSegment: segment) }
                 }

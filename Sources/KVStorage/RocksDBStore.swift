@@ -140,35 +140,13 @@ public final class RocksDBStore: ReplicaStore, @unchecked Sendable {
     // MARK: ReplicaStore
 
     /// Applies `record` if newer, and updates the key's Merkle segment in the same RocksDB write batch,
-    /// so a crash never leaves the two apart.
+    /// so a crash never leaves the two apart: `apply(_:setting:)` of one record.
     ///
     /// The lock stripe is chosen by the key's segment, not its token: the segment hash is read,
     /// changed and written under it, so two keys of one segment cannot race on it. This adds no
     /// contention: two different keys share a stripe with probability 1/4096.
     public func apply(key: [UInt8], record: StoredRecord) throws(StorageError) -> ApplyOutcome {
-        try validate(key: key, record: record)
-        let dataKey = RecordCodec.dataKey(key)
-        let token = Token(key: key)
-        let segment = MerkleSegments.segment(of: token)
-        return try withOpenHandles { () throws(StorageError) -> ApplyOutcome in
-            try stripes.withLock(forSegment: segment) { () throws(StorageError) -> ApplyOutcome in
-                let current = try currentHeader(key, token, dataKey, blocking: true) ?? nil
-                if let kept = ApplyOutcome.withoutWriting(over: current?.version, offered: record.version) {
-                    return kept
-                }
-                let delta = MerkleSegments.delta(
-                    old: current.map { MerkleEntry(key: key, version: $0.version, tombstone: $0.tombstone) },
-                    new: MerkleEntry(key: key, record: record))
-                try writeBatch { batch in
-                    Self.put(batch, dataFamily, dataKey, record: record)
-                    reindex(batch, dataKey: dataKey, old: current?.version, new: record.version)
-                    writeSegment(segment, xoring: delta, in: batch)
-                }
-                headers.remember(RecordCodec.header(of: record), keyspace: keyspaceID, key: key, token: token)
-                merkle.withLock { $0.xor(delta, intoSegment: segment) }
-                return .applied
-            }
-        }
+        try apply([StreamedRecord(key: key, record: record)], setting: nil)[0]
     }
 
     /// Applies the records newer than what is stored, their segments' new hashes and `metadata`, in one
