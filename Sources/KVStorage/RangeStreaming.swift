@@ -72,7 +72,7 @@ extension RocksDBStore: RangeStreaming {
                 let until = interval.upperBound == .max ? nil : RecordCodec.tokenPrefix(interval.upperBound + 1)
                 let start = from ?? RecordCodec.tokenPrefix(interval.lowerBound)
                 from = nil
-                try scan(dataFamily, prefix: [], from: start, until: until) {
+                try scan(dataFamily, prefix: [], from: start, until: until, copyingValuesUnder: stripes) {
                     (key, value) throws(StorageError) -> Bool in
                     guard key.count >= 8 else {
                         throw .corruption("data key of \(key.count) bytes has no token")

@@ -200,6 +200,14 @@ final class RocksDBEngine: @unchecked Sendable {
         let dataOptions = rocksdb_options_create_copy(options)!
         rocksdb_options_set_memtable_prefix_bloom_size_ratio(dataOptions, 0.01)
         rocksdb_options_set_memtable_whole_key_filtering(dataOptions, 1)
+        // A put over a record the memtable holds, no longer than it, overwrites it in place instead of
+        // adding a version beside it, so a memtable under overwrites holds one entry a key rather than
+        // every version since the last flush: its skip list stays small and warm, and flushes only the
+        // latest. Point reads copy a value under RocksDB's lock of the key; iterators read without it,
+        // which is why a scan of `data` beside writers copies each value under its segment's stripe
+        // (`RocksDBStore.scan`, docs/storage.md, "Records overwritten in place"). Needs the leader of a
+        // group commit to insert alone (`allow_concurrent_memtable_write` off, above).
+        rocksdb_options_set_inplace_update_support(dataOptions, 1)
         // The version index and the Merkle segments (`versions`, `merkle`) change with every write,
         // two or three keys a put, and only scans read them (an incremental backup, the load at
         // open). A vector memtable appends each change and sorts once, at the flush; a skip list

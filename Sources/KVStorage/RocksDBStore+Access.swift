@@ -73,11 +73,19 @@ extension RocksDBStore {
     /// Hands each (key, value) of `family` whose key starts with `prefix` to `body`, in key order, until
     /// `body` answers false; from `start` on when given (a key that starts with `prefix`), and before
     /// `limit` when given (exclusive). The buffers are valid only during the call.
+    ///
+    /// A `data` family's memtable overwrites a record in place when the new one is no longer
+    /// (`RocksDBEngine`, `inplace_update_support`), and an iterator reads it without RocksDB's lock,
+    /// so a scan of `data` while writes run passes `stripes`: each value is then copied out under the
+    /// stripe of its key's segment, which every writer of that key holds, and `body` never sees half
+    /// of a record being overwritten. A scan whose caller holds every stripe, or that runs before
+    /// any write can, passes none.
     func scan(
         _ family: OpaquePointer,
         prefix: [UInt8],
         from start: [UInt8]? = nil,
         until limit: [UInt8]? = nil,
+        copyingValuesUnder stripes: LockStripes? = nil,
         _ body: (UnsafeRawBufferPointer, UnsafeRawBufferPointer) throws(StorageError) -> Bool
     ) throws(StorageError) {
         // The upper bound lets RocksDB stop at the end of the prefix instead of stepping over the
@@ -101,13 +109,30 @@ extension RocksDBStore {
         (start ?? prefix).withUnsafeBytes { seek in
             rocksdb_iter_seek(iterator, seek.cChars, seek.count)
         }
+        var copied: [UInt8] = []
         while rocksdb_iter_valid(iterator) != 0 {
             var keyLength = 0
-            var valueLength = 0
             let key = UnsafeRawBufferPointer(start: rocksdb_iter_key(iterator, &keyLength), count: keyLength)
-            let value = UnsafeRawBufferPointer(start: rocksdb_iter_value(iterator, &valueLength), count: valueLength)
             guard key.starts(with: prefix) else { break }
-            guard try body(key, value) else { break }
+            func value() -> UnsafeRawBufferPointer {
+                var valueLength = 0
+                return UnsafeRawBufferPointer(start: rocksdb_iter_value(iterator, &valueLength), count: valueLength)
+            }
+            // A key too short to hold a token is the caller's corruption to report.
+            guard let stripes, key.count >= 8 else {
+                guard try body(key, value()) else { break }
+                rocksdb_iter_next(iterator)
+                continue
+            }
+            let segment = MerkleSegments.segment(of: Token(StorageBytes.bigEndian(key, at: 0)))
+            stripes.withLock(forSegment: segment) {
+                copied.removeAll(keepingCapacity: true)
+                copied.append(contentsOf: value())
+            }
+            let more = copied.withUnsafeBytes { value in
+                Result { () throws(StorageError) -> Bool in try body(key, value) }
+            }
+            guard try more.get() else { break }
             rocksdb_iter_next(iterator)
         }
         var error: UnsafeMutablePointer<CChar>?

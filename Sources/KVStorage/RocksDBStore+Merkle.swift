@@ -161,7 +161,10 @@ extension RocksDBStore: MerkleStore {
     ) throws(StorageError) {
         for interval in range.tokenIntervals {
             let until = interval.upperBound == .max ? nil : MerkleCodec.encodeHash(interval.upperBound + 1)
-            try scan(dataFamily, prefix: [], from: MerkleCodec.encodeHash(interval.lowerBound), until: until) {
+            try scan(
+                dataFamily, prefix: [], from: MerkleCodec.encodeHash(interval.lowerBound), until: until,
+                copyingValuesUnder: stripes
+            ) {
                 (key, value) throws(StorageError) -> Bool in
                 guard key.count >= 8 else {
                     throw .corruption("data key of \(key.count) bytes has no token")

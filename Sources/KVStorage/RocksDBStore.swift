@@ -197,6 +197,18 @@ public final class RocksDBStore: ReplicaStore, @unchecked Sendable {
         stripes.withAllLocks { headers.forgetAll() }
     }
 
+    /// Tests: the entries in this keyspace's active `data` memtable (RocksDB's
+    /// `num-entries-active-mem-table`): a record overwritten in place adds none.
+    package func activeDataMemtableEntriesForTesting() throws(StorageError) -> UInt64 {
+        try withOpenHandles { () throws(StorageError) -> UInt64 in
+            var value: UInt64 = 0
+            guard rocksdb_property_int_cf(db, dataFamily, "rocksdb.num-entries-active-mem-table", &value) == 0 else {
+                throw .corruption("RocksDB has no num-entries-active-mem-table")
+            }
+            return value
+        }
+    }
+
     /// Tests: the fsyncs the WAL syncer made so far.
     package var walSyncCountForTesting: Int { engine.walSyncer?.syncCount ?? 0 }
 
