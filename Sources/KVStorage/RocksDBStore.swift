@@ -229,13 +229,20 @@ public final class RocksDBStore: ReplicaStore, @unchecked Sendable {
             return try locked { () throws(StorageError) -> [ApplyOutcome]? in
                 var outcomes: [ApplyOutcome] = []
                 outcomes.reserveCapacity(records.count)
-                // What the batch will hold, so that a later record of the same key compares with it.
-                var written: [[UInt8]: RecordCodec.Header] = [:]
                 var writes: [(key: [UInt8], token: Token, dataKey: [UInt8], old: Version?, record: StoredRecord)] = []
+                // What the batch will hold, so that a later record of the same key compares with it: the
+                // last write of each token (keyed by the token, not by the key's bytes, which a
+                // dictionary hashes byte by byte); two keys of one token look through the writes.
+                var lastWrite: [UInt64: Int] = [:]
+                func written(_ key: [UInt8], _ token: Token) -> RecordCodec.Header? {
+                    guard let index = lastWrite[token.value] else { return nil }
+                    let found = writes[index].key == key ? index : writes.lastIndex { $0.key == key }
+                    return found.map { RecordCodec.header(of: writes[$0].record) }
+                }
                 var deltas: [Int: UInt64] = [:]
                 for ((streamed, token), segment) in zip(zip(records, tokens), segments) {
                     let dataKey = RecordCodec.dataKey(streamed.key)
-                    var current = written[dataKey]
+                    var current = written(streamed.key, token)
                     if current == nil {
                         guard let stored = try currentHeader(streamed.key, token, dataKey, blocking: blocking) else {
                             return nil
@@ -253,7 +260,7 @@ public final class RocksDBStore: ReplicaStore, @unchecked Sendable {
                             MerkleEntry(key: streamed.key, version: $0.version, tombstone: $0.tombstone)
                         },
                         new: MerkleEntry(key: streamed.key, record: streamed.record))
-                    written[dataKey] = RecordCodec.header(of: streamed.record)
+                    lastWrite[token.value] = writes.count
                     writes.append((streamed.key, token, dataKey, current?.version, streamed.record))
                     outcomes.append(.applied)
                 }
