@@ -29,8 +29,11 @@ import Testing
         return pool
     }()
 
-    /// A service of node n1 over `store` following `map`, with its keyspaces.
-    static func service(_ map: ClusterMap, store: InMemoryStore) throws -> (ReplicaService, NodeKeyspaces) {
+    /// A service of node n1 over `store` following `map` (or `membership`, which holds it), with its
+    /// keyspaces.
+    static func service(_ map: ClusterMap, store: InMemoryStore, membership: Membership? = nil) throws -> (
+        ReplicaService, NodeKeyspaces
+    ) {
         let statistics = NodeStatistics(nodeID: "n1", metricsFactory: TestMetrics())
         let replica = Replica(nodeID: "n1", store: store, wallMillis: { 1_000 })
         let keyspaces = NodeKeyspaces(root: store, replica: replica)
@@ -39,7 +42,8 @@ import Testing
         let marker = RepairMarker(
             ring: { ring }, store: store, pool: pool, statistics: statistics, wallMillis: { 1_000 }, logger: logger)
         let service = ReplicaService(
-            nodeID: "n1", membership: try Membership(initial: map, store: store, votes: TestMapVotes()), store: store,
+            nodeID: "n1", membership: try membership ?? Membership(initial: map, store: store, votes: TestMapVotes()),
+            store: store,
             hints: store, repairMarker: marker, hintQueueMax: 10, pool: pool, statistics: statistics,
             merkle: store, streaming: store, replica: replica, keyspaces: keyspaces, wallMillis: { 1_000 })
         return (service, keyspaces)

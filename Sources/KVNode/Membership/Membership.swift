@@ -23,6 +23,8 @@ public final class Membership: Sendable {
     private let published: Mutex<ClusterMap>
     private let store: any ReplicaStore
     private let observers = Mutex<[@Sendable (ClusterMap) -> Void]>([])
+    /// Requests waiting for a later map than this node's (`untilEpoch`), by a number of their own.
+    private let epochWaiters = Mutex<EpochWaiters>(EpochWaiters())
     /// Signs this node's acceptances and checks the proofs of maps from peers.
     package let votes: any MapVoteSigner & MapVoteVerifier
 
@@ -98,9 +100,37 @@ public final class Membership: Sendable {
         let learning = try change { $0.learn(map, proof: proof, verifier: votes) }.0
         if learning == .adopted {
             for observer in observers.withLock({ $0 }) { observer(map) }
+            for waiter in epochWaiters.withLock({ $0.reached(map.epoch) }) { waiter.resume() }
         }
         return learning
     }
+
+    /// Returns once this node uses the map of `epoch` or a later one, or once `duration` passed, or
+    /// at once when `waitersMax` requests wait already: whether the map is there. For a client's
+    /// request made with a later map than this node's, which a node that has not learnt the change yet
+    /// would refuse (`ReplicaAdmission`); the number is the client's, so the wait is bounded in time
+    /// and in count, not by it.
+    package func untilEpoch(_ epoch: UInt64, atMost duration: Duration) async -> Bool {
+        guard current.epoch < epoch else { return true }
+        let id: UInt64? = epochWaiters.withLock { $0.count < Self.waitersMax ? $0.nextID() : nil }
+        guard let id else { return false }
+        await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+            epochWaiters.withLock { $0.add(id, epoch: epoch, continuation) }
+            // Adopted between the check above and the wait's start: nobody else will wake it.
+            if current.epoch >= epoch { epochWaiters.withLock { $0.remove(id) }?.resume() }
+            Task {
+                try? await Task.sleep(for: duration)
+                self.epochWaiters.withLock { $0.remove(id) }?.resume()
+            }
+        }
+        return current.epoch >= epoch
+    }
+
+    /// The requests waiting for a later map now (`untilEpoch`).
+    package var waitingForLaterMaps: Int { epochWaiters.withLock { $0.count } }
+
+    /// Requests that may wait for a later map at once (`untilEpoch`).
+    static let waitersMax = 4096
 
     /// The map of `epoch` and the proof it was chosen (nil for a map from the cluster file), if this
     /// node still keeps it; `epoch` 0 is the current map.
@@ -250,5 +280,35 @@ extension ByteBuffer {
         case 1: return try readMapProofBody().map { .some($0.mapProof) }
         default: return nil
         }
+    }
+}
+
+/// The requests waiting for a later map (`Membership.untilEpoch`): each resumed once, by whichever
+/// comes first, the map or its deadline.
+private struct EpochWaiters: Sendable {
+    private var waiting: [UInt64: (epoch: UInt64, continuation: CheckedContinuation<Void, Never>)] = [:]
+    private var lastID: UInt64 = 0
+
+    var count: Int { waiting.count }
+
+    mutating func nextID() -> UInt64 {
+        lastID &+= 1
+        return lastID
+    }
+
+    mutating func add(_ id: UInt64, epoch: UInt64, _ continuation: CheckedContinuation<Void, Never>) {
+        waiting[id] = (epoch, continuation)
+    }
+
+    /// The waiter `id`'s continuation, no longer waiting; nil when it was resumed already.
+    mutating func remove(_ id: UInt64) -> CheckedContinuation<Void, Never>? {
+        waiting.removeValue(forKey: id)?.continuation
+    }
+
+    /// The continuations of every waiter `epoch` satisfies, no longer waiting.
+    mutating func reached(_ epoch: UInt64) -> [CheckedContinuation<Void, Never>] {
+        let ready = waiting.filter { $0.value.epoch <= epoch }
+        for id in ready.keys { waiting.removeValue(forKey: id) }
+        return ready.values.map(\.continuation)
     }
 }

@@ -155,6 +155,7 @@ public final class ReplicaService: RPCService {
         defer { drainGate.leave() }
         switch request {
         case .putRequest(let put):
+            await untilMap(ofClientWrite: put.origin == .client ? put.epoch : 0)
             return try await apply(put, from: peer, in: try await context(put.keyspace))
         case .getRequest(let get):
             return try await read(get, in: try await context(get.keyspace))
@@ -167,6 +168,7 @@ public final class ReplicaService: RPCService {
         case .getBatchRequest(let batch):
             return try await readBatch(batch, in: try await context(batch.keyspace))
         case .putBatchRequest(let batch):
+            await untilMap(ofClientWrite: batch.epoch)
             return await writeBatch(batch, from: peer, in: try await context(batch.keyspace))
         case .hintBatchRequest(let batch):
             return await storeHints(batch, in: try await context(batch.keyspace))
@@ -188,6 +190,22 @@ public final class ReplicaService: RPCService {
             throw RPCError.remote(.invalidRequest, message: "\(request.type) is not served by this version of kvd")
         }
     }
+
+    /// A client's write made with the map of `epoch` (0: not stated) when this node's is older: waits
+    /// until this node learns it (the change's commit, or a peer's newer epoch at the next ping), at
+    /// most `mapWaitMax`, so that the write is admitted by the map it was made with. A node that has
+    /// not learnt a change yet would refuse a new replica's share of it (`notReplica`), and a client
+    /// whose map is as new as any gets no newer one to retry with (`NewerMapRetry`): during a ring
+    /// change under load, such writes failed while the commit reached the last nodes. Past the wait,
+    /// the write is admitted or refused by the map the node has then.
+    func untilMap(ofClientWrite epoch: UInt64) async {
+        guard epoch > membership.current.epoch else { return }
+        _ = await membership.untilEpoch(epoch, atMost: Self.mapWaitMax)
+    }
+
+    /// How long a client's write made with a later map waits for it (`untilMap`): three ping intervals,
+    /// in which a node that missed the commit hears the newer epoch from a peer and fetches the map.
+    static let mapWaitMax: Duration = .seconds(3)
 
     public func mayAnswerWithoutTask(_ type: MessageType) -> Bool {
         type == .getRequest || type == .putRequest || type == .hintRequest
@@ -211,7 +229,8 @@ public final class ReplicaService: RPCService {
                 reply(.success(answer))
                 return true
             case .putRequest(let put):
-                guard put.origin != .readRepair,
+                // A client's write made with a later map than this node's waits for it, in `handle`.
+                guard put.origin != .readRepair, put.origin != .client || put.epoch <= membership.current.epoch,
                     let context = try openedContext(put.keyspace, in: membership.current)
                 else {
                     return false
