@@ -3,6 +3,7 @@ import KVNode
 import KVStorage
 import KVWire
 import NIOCore
+import Synchronization
 import Testing
 
 /// A client's write made with a later cluster map than the node's waits for the node to learn it,
@@ -14,6 +15,14 @@ import Testing
             PutRequest(
                 key: ByteBuffer(string: key), value: ByteBuffer(string: "v"), version: Version(hlc: 5, writer: 1),
                 tombstone: false, origin: .client, epoch: epoch, expiresAtMillis: nil, keyspace: keyspace))
+    }
+
+    /// The proof that every one of `voters` accepted `map`.
+    static func proof(of map: ClusterMap, by voters: [String]) -> MapProof {
+        let ballot = Ballot(round: 1, proposer: "admin#1")
+        return MapProof(
+            ballot: ballot,
+            signatures: voters.map { TestMapVotes(voter: $0).sign(MapProposal(ballot: ballot, map: map))! })
     }
 
     /// Epoch 2 creates keyspace `later`: a write to it made with epoch 2 reaches a node still at epoch
@@ -42,11 +51,7 @@ import Testing
         }
         #expect(membership.waitingForLaterMaps == 1)
 
-        let ballot = Ballot(round: 1, proposer: "admin#1")
-        let proof = MapProof(
-            ballot: ballot,
-            signatures: first.voters.map { TestMapVotes(voter: $0).sign(MapProposal(ballot: ballot, map: second))! })
-        #expect(try membership.learn(second, proof: proof) == .adopted)
+        #expect(try membership.learn(second, proof: Self.proof(of: second, by: first.voters)) == .adopted)
         guard case .putResponse(let response) = try await answer.value else {
             Issue.record("the write was not answered with a PutResponse")
             return
@@ -72,5 +77,43 @@ import Testing
         // At least the wait; the upper bound only catches a hang (its timer runs on the cooperative
         // threads, which the unit stage's other suites held for 35 s once).
         #expect(waited >= .seconds(3) && waited < .seconds(300), "waited \(waited)")
+    }
+
+    /// At most `waitersMax` requests wait for a later map at once; the next is answered at once, and
+    /// the map, when it comes, ends every wait.
+    @Test func theWaitsAreBoundedInCount() async throws {
+        let first = ServiceFixture.cluster
+        let second = try first.applying(.setAddress(node: "n2", address: "127.0.0.1:9"))
+        let membership = try Membership(initial: first, store: InMemoryStore(), votes: TestMapVotes())
+        let limit = Membership.waitersMax
+        try await withThrowingTaskGroup(of: Bool.self) { group in
+            for _ in 0..<limit {
+                group.addTask { await membership.untilEpoch(2, atMost: .seconds(120)) }
+            }
+            let deadline = ContinuousClock.now + .seconds(120)
+            while membership.waitingForLaterMaps < limit, ContinuousClock.now < deadline {
+                try await Task.sleep(for: .milliseconds(5))
+            }
+            #expect(membership.waitingForLaterMaps == limit)
+            // One more: answered at once, not there (without the bound it would be one more waiter).
+            let answered = Atomic<Bool>(false)
+            let extra = Task {
+                let there = await membership.untilEpoch(2, atMost: .seconds(120))
+                answered.store(true, ordering: .releasing)
+                return there
+            }
+            while !answered.load(ordering: .acquiring), membership.waitingForLaterMaps == limit,
+                ContinuousClock.now < deadline
+            {
+                try await Task.sleep(for: .milliseconds(5))
+            }
+            #expect(membership.waitingForLaterMaps == limit)
+            #expect(try membership.learn(second, proof: Self.proof(of: second, by: first.voters)) == .adopted)
+            #expect(await extra.value == false)
+            var found = 0
+            for try await there in group where there { found += 1 }
+            #expect(found == limit)
+            #expect(membership.waitingForLaterMaps == 0)
+        }
     }
 }

@@ -130,7 +130,7 @@ public final class Membership: Sendable {
     package var waitingForLaterMaps: Int { epochWaiters.withLock { $0.count } }
 
     /// Requests that may wait for a later map at once (`untilEpoch`).
-    static let waitersMax = 4096
+    package static let waitersMax = 4096
 
     /// The map of `epoch` and the proof it was chosen (nil for a map from the cluster file), if this
     /// node still keeps it; `epoch` 0 is the current map.
@@ -288,15 +288,20 @@ extension ByteBuffer {
 private struct EpochWaiters: Sendable {
     private var waiting: [UInt64: (epoch: UInt64, continuation: CheckedContinuation<Void, Never>)] = [:]
     private var lastID: UInt64 = 0
+    /// Numbers given (`nextID`) whose continuation is not added yet: counted, so that callers racing
+    /// past the limit's check cannot exceed it.
+    private var reserved = 0
 
-    var count: Int { waiting.count }
+    var count: Int { waiting.count + reserved }
 
     mutating func nextID() -> UInt64 {
         lastID &+= 1
+        reserved += 1
         return lastID
     }
 
     mutating func add(_ id: UInt64, epoch: UInt64, _ continuation: CheckedContinuation<Void, Never>) {
+        reserved -= 1
         waiting[id] = (epoch, continuation)
     }
 
