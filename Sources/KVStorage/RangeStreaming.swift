@@ -133,21 +133,16 @@ extension RocksDBStore: RangeStreaming {
     /// fsynced batch, holding the lock stripes of their segments (taken in order) so that no write to
     /// those segments runs between reading a record's version and deleting it; returns how many.
     private func deleteRecords(_ dataKeys: [[UInt8]]) throws(StorageError) -> Int {
-        let segments = dataKeys.map {
-            MerkleSegments.segment(of: Token($0.withUnsafeBytes { StorageBytes.bigEndian($0, at: 0) }))
-        }
+        let tokens = dataKeys.map { Token($0.withUnsafeBytes { StorageBytes.bigEndian($0, at: 0) }) }
+        let segments = tokens.map(MerkleSegments.segment(of:))
         return try withOpenHandles { () throws(StorageError) -> Int in
             try stripes.withLocks(forSegments: segments) { () throws(StorageError) -> Int in
                 var deltas: [Int: UInt64] = [:]
                 var deleted: [(dataKey: [UInt8], entry: MerkleEntry)] = []
-                for (dataKey, segment) in zip(dataKeys, segments) {
-                    let header = try read(dataFamily, dataKey) {
-                        (bytes) throws(StorageError) -> (version: Version, tombstone: Bool, expiresAtMillis: UInt64) in
-                        try RecordCodec.decodeHeader(bytes)
-                    }
-                    guard let header else { continue }
-                    let entry = MerkleEntry(
-                        key: Array(dataKey[8...]), version: header.version, tombstone: header.tombstone)
+                for ((dataKey, token), segment) in zip(zip(dataKeys, tokens), segments) {
+                    let key = Array(dataKey[8...])
+                    guard let header = try currentHeader(key, token, dataKey, blocking: true) ?? nil else { continue }
+                    let entry = MerkleEntry(key: key, version: header.version, tombstone: header.tombstone)
                     deltas[segment, default: 0] ^= entry.hash
                     deleted.append((dataKey, entry))
                 }

@@ -300,8 +300,8 @@ public final class RocksDBStore: ReplicaStore, @unchecked Sendable {
 
     /// The header of what `key` (stored as `dataKey`) holds now: `.some(nil)` when absent; nil when not
     /// `blocking` and the answer needs a file read. From `headers` when there, else read and remembered.
-    /// The caller holds the stripe of the key's segment.
-    private func currentHeader(_ key: [UInt8], _ token: Token, _ dataKey: [UInt8], blocking: Bool)
+    /// The caller holds the stripe of the key's segment (a write, a purge, a range's delete).
+    func currentHeader(_ key: [UInt8], _ token: Token, _ dataKey: [UInt8], blocking: Bool)
         throws(StorageError) -> RecordCodec.Header??
     {
         if let known = headers.header(keyspace: keyspaceID, key: key, token: token) { return known }

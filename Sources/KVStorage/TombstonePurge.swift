@@ -34,10 +34,7 @@ extension RocksDBStore: TombstonePurging {
             let segment = MerkleSegments.segment(of: entry.token)
             try withOpenHandles { () throws(StorageError) in
                 try stripes.withLock(forSegment: segment) { () throws(StorageError) in
-                    let current = try read(dataFamily, dataKey) {
-                        (bytes) throws(StorageError) -> (version: Version, tombstone: Bool, expiresAtMillis: UInt64) in
-                        try RecordCodec.decodeHeader(bytes)
-                    }
+                    let current = try currentHeader(entry.key, entry.token, dataKey, blocking: true) ?? nil
                     // Written again since the listing: not this record any more.
                     guard let current, current.version == entry.version, current.tombstone == entry.tombstone
                     else { return }

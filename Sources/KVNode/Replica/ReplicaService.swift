@@ -199,7 +199,6 @@ public final class ReplicaService: RPCService {
     /// change under load, such writes failed while the commit reached the last nodes. Past the wait,
     /// the write is admitted or refused by the map the node has then.
     func untilMap(ofClientWrite epoch: UInt64) async {
-        guard epoch > membership.current.epoch else { return }
         _ = await membership.untilEpoch(epoch, atMost: Self.mapWaitMax)
     }
 
