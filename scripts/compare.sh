@@ -5,7 +5,8 @@
 #
 #   1. one kvd, durability none, vs redis-server with TLS 1.3, client certificates required and no
 #      persistence, driven by redis-benchmark --tls: puts (SET) and gets (GET);
-#   2. one kvd, durability sync, vs redis-server with appendonly yes, appendfsync always: puts;
+#   2. one kvd, durability sync, vs redis-server with appendonly yes, appendfsync always: puts, with
+#      kvd's event loops at its default (one a CPU) and at one, as redis runs its commands on one thread;
 #   3. 3 kvd, N=3 R=W=2, sync, vs a 3-member etcd cluster with mutual TLS on client and peer links
 #      (Debian's etcd-server, every commit fsynced as etcd always does): puts and gets. Debian does not
 #      package etcd's `benchmark` tool and `etcdctl check perf` only runs rate-capped puts for a fixed
@@ -25,7 +26,7 @@ cd "$(dirname "$0")/.."
 seconds=${1:-10}
 event_loops=${QUORUMKV_BENCH_EVENT_LOOPS:-$(nproc)}
 [[ "$seconds" =~ ^[0-9]+$ && "$event_loops" =~ ^[0-9]+$ ]] && ((seconds > 0)) ||
-    { sed -n '2,24p' "$0" >&2; exit 64; }
+    { sed -n '2,23p' "$0" >&2; exit 64; }
 scripts/setup.sh
 
 missing=()
@@ -76,9 +77,10 @@ stop() {
     wait "${pids[$1]}" 2>/dev/null || true
     unset "pids[$1]"
 }
-# Starts COUNT kvd nodes (fresh data) with durability DURABILITY.
+# Starts COUNT kvd nodes (fresh data) with durability DURABILITY and kvd's options ARGS.
 start_kvd() {
     local count=$1 durability=$2 i
+    shift 2
     printf 'cluster-id: compare\nreplication-factor: %d\nnodes:\n' "$count" >"$work/cluster.yaml"
     for ((i = 1; i <= count; i++)); do
         printf '  - id: n%d\n    address: 127.0.0.3%d:7611\n' "$i" "$i" >>"$work/cluster.yaml"
@@ -87,7 +89,7 @@ start_kvd() {
         rm -rf "$work/n$i"
         "$bin/kvd" --id "n$i" --listen "127.0.0.3$i:7611" --data "$work/n$i" --cluster "$work/cluster.yaml" \
             --ca "$certs/ca.pem" --cert "$certs/n$i.pem" --key "$certs/n$i-key.pem" \
-            --durability "$durability" --log-level warning &
+            --durability "$durability" --log-level warning "$@" &
         pids[n$i]=$!
     done
     for ((i = 1; i <= count; i++)); do
@@ -196,12 +198,19 @@ echo "== 2. one kvd, durability sync, vs redis appendonly yes, appendfsync alway
 start_kvd 1 sync
 kvbench put kvd-sync-put
 stop_kvd
+# Redis runs its commands and its fsyncs on one thread; kvd by default runs an event loop a CPU,
+# which on these shared cores costs more CPU a put than it gains (docs/benchmarks.md).
+start_kvd 1 sync --event-loops 1
+kvbench put kvd-sync1-put
+stop_kvd
 start_redis --appendonly yes --appendfsync always
 redis_bench set redis-aof-set $((seconds * 40000))
 stop redis
 show kvd-sync-put "kvd sync, puts"
 show redis-aof-set "redis appendfsync always, SET"
 ratio kvd-sync-put redis-aof-set
+show kvd-sync1-put "kvd sync, --event-loops 1, puts"
+ratio kvd-sync1-put redis-aof-set
 
 echo "== 3. 3 kvd N=3 R=W=2 sync vs 3-member etcd, mutual TLS on client and peer links"
 start_kvd 3 sync

@@ -3,14 +3,16 @@
 # path (issue 21; docs/benchmarks.md, "The hot path, step by step"):
 #
 #   scripts/cpu-per-op.sh [--kvd PATH] [--kvbench PATH] [--keys N] [--value-bytes N] [--event-loops N]
-#                         [--concurrency N] [--batch N] [--nodes N] put|get [SECONDS]   (default 6 s)
+#                         [--concurrency N] [--batch N] [--nodes N] [--kvd-event-loops N]
+#                         put|get [SECONDS]   (default 6 s)
 #
 # Starts one kvd (release build of this tree unless --kvd names another binary, e.g. one built from
 # an earlier commit in a worktree) on 127.0.0.40, durability QUORUMKV_DURABILITY (default none),
 # or with --nodes N that many on 127.0.0.40, .41, ... with N replicas of each key (at most 3; the
 # node CPU is then the sum over the nodes, which shows what the SDK's coordinating costs),
 # and runs kvbench (this tree's unless --kvbench) with 50 requests in flight (--concurrency; with
-# --batch N, that many batches of N keys each, and the figures count keys), 100-byte values (or
+# --batch N, that many batches of N keys each, and the figures count keys), kvd's event loops at its
+# default (one a CPU) or at --kvd-event-loops N (kvd's --event-loops), 100-byte values (or
 # --value-bytes: larger values show what copying them costs), its workers on Swift's global
 # executor (--event-loops N: kvbench's option, N clients each with its workers on its event loop),
 # 100,000 keys (--keys: more than fit in the memtables, to measure reads from table files); gets
@@ -28,6 +30,7 @@ event_loops=0
 concurrency=50
 batch=1
 nodes=1
+kvd_event_loops=0
 while [[ "${1:-}" == --* ]]; do
     case "$1" in
     --kvd) kvd_bin=$2; shift 2 ;;
@@ -38,15 +41,17 @@ while [[ "${1:-}" == --* ]]; do
     --concurrency) concurrency=$2; shift 2 ;;
     --batch) batch=$2; shift 2 ;;
     --nodes) nodes=$2; shift 2 ;;
-    *) sed -n '2,20p' "$0" >&2; exit 64 ;;
+    --kvd-event-loops) kvd_event_loops=$2; shift 2 ;;
+    *) sed -n '2,22p' "$0" >&2; exit 64 ;;
     esac
 done
 workload=${1:-}
 seconds=${2:-6}
 [[ "$workload" =~ ^(put|get)$ && "$seconds" =~ ^[0-9]+$ && "$keys" =~ ^[0-9]+$ && "$value_bytes" =~ ^[0-9]+$ &&
-    "$event_loops" =~ ^[0-9]+$ && "$concurrency" =~ ^[0-9]+$ && "$batch" =~ ^[0-9]+$ && "$nodes" =~ ^[0-9]+$ ]] &&
+    "$event_loops" =~ ^[0-9]+$ && "$concurrency" =~ ^[0-9]+$ && "$batch" =~ ^[0-9]+$ && "$nodes" =~ ^[0-9]+$ &&
+    "$kvd_event_loops" =~ ^[0-9]+$ ]] &&
     ((seconds > 0 && keys > 0 && concurrency > 0 && batch > 0 && nodes > 0 && nodes <= 8)) ||
-    { sed -n '2,20p' "$0" >&2; exit 64; }
+    { sed -n '2,22p' "$0" >&2; exit 64; }
 scripts/setup.sh
 [[ -x /usr/bin/time ]] || { echo "cpu-per-op: needs /usr/bin/time (apt-get install time)" >&2; exit 1; }
 bin=$(scripts/release-build.sh)
@@ -75,12 +80,15 @@ printf 'cluster-id: cpu-per-op\nreplication-factor: %d\nnodes:\n' $((nodes < 3 ?
 for i in $(seq 1 "$nodes"); do
     printf '  - id: n%d\n    address: %s:7411\n' "$i" "${hosts[i - 1]}" >>"$work/cluster.yaml"
 done
+kvd_options=()
+# Only when asked: a kvd built before --event-loops (--kvd) runs without it.
+((kvd_event_loops > 0)) && kvd_options+=(--event-loops "$kvd_event_loops")
 for i in $(seq 1 "$nodes"); do
     host=${hosts[i - 1]}
     "$bin/kvctl" certs issue --dir "$work/certs" --role node --name "n$i" --ip "$host" >/dev/null 2>&1
     "$kvd_bin" --id "n$i" --listen "$host:7411" --data "$work/n$i" --cluster "$work/cluster.yaml" \
         --ca "$work/certs/ca.pem" --cert "$work/certs/n$i.pem" --key "$work/certs/n$i-key.pem" \
-        --durability "${QUORUMKV_DURABILITY:-none}" --log-level warning &
+        --durability "${QUORUMKV_DURABILITY:-none}" --log-level warning "${kvd_options[@]}" &
     pids+=($!)
 done
 export QUORUMKV_CLUSTER=$work/cluster.yaml QUORUMKV_CA=$work/certs/ca.pem

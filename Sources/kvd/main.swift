@@ -7,6 +7,7 @@ import KVNode
 import KVRPC
 import KVWire
 import Logging
+import NIOCore
 import ServiceLifecycle
 import UnixSignals
 
@@ -148,6 +149,15 @@ struct KVD: AsyncParsableCommand {
     var blockCacheBytes: Int?
 
     @Option(
+        name: .customLong("event-loops"),
+        help: ArgumentHelp(
+            "Event loops (threads) serving connections and requests (default: the CPUs this process may use).",
+            discussion:
+                "1...256. Fewer than the CPUs leaves them to a load generator or other nodes on the same host (docs/operations.md, \"Event loops\")."
+        ))
+    var eventLoops: Int?
+
+    @Option(
         help: ArgumentHelp(
             "Serve GET /metrics (Prometheus text) on HOST:PORT, over HTTPS with mutual TLS.",
             discussion: "The scraper shows a certificate issued by the cluster CA, of any role."))
@@ -199,6 +209,12 @@ struct KVD: AsyncParsableCommand {
 
     func run() async throws {
         let file = try config.map { path in try NodeFile.load(path: path) } ?? NodeFile()
+        if let eventLoops = eventLoops ?? file.eventLoops {
+            guard (1...256).contains(eventLoops) else { throw ValidationError("--event-loops must be 1...256") }
+            // Before anything uses NIO's shared group: the node's server, peer links and metrics
+            // endpoint all run on it.
+            NIOSingletons.groupLoopCountSuggestion = eventLoops
+        }
         func required(_ flag: String?, _ setting: String?, _ name: String) throws -> String {
             guard let value = flag ?? setting else {
                 throw ValidationError("missing --\(name) (or '\(name):' in the config file)")

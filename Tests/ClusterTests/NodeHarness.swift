@@ -66,6 +66,9 @@ final class NodeHarness: @unchecked Sendable {
         stopProcess(process, signal: signal)
     }
 
+    /// The running `kvd`'s process id.
+    var processIdentifier: Int32? { process?.isRunning == true ? process?.processIdentifier : nil }
+
     var exitStatus: Int32? {
         guard let process, !process.isRunning else { return nil }
         return process.terminationStatus

@@ -173,5 +173,39 @@ extension RealProcessTests {
             #expect(result.status == 1)
             #expect(result.stderr.contains("tombstone-grace (600 s) must be longer than hint-window (3600 s)"))
         }
+
+        /// `--event-loops` (or `event-loops:` in the node file) sets how many event-loop threads the
+        /// node runs, the flag over the file; a count outside 1...256 is refused with a clear message.
+        @Test func eventLoopsSetTheNodesThreads() throws {
+            let node = try NodeHarness(host: "127.0.0.105")
+            defer { node.tearDown() }
+            func eventLoopThreads() throws -> Int {
+                let pid = try #require(node.processIdentifier)
+                let tasks = try FileManager.default.contentsOfDirectory(atPath: "/proc/\(pid)/task")
+                return tasks.filter { task in
+                    let name = (try? String(contentsOfFile: "/proc/\(pid)/task/\(task)/comm", encoding: .utf8)) ?? ""
+                    return name.hasPrefix("NIO-SGLTN-")
+                }.count
+            }
+            let file = node.directory.path + "/node.yaml"
+            try "event-loops: 3\n".write(toFile: file, atomically: true, encoding: .utf8)
+            try node.start(extraArguments: ["--config", file])
+            #expect(try eventLoopThreads() == 3)
+            expectSuccess(try node.kvctl(["put", "loops", "three"]))
+            node.stop()
+
+            try node.start(extraArguments: ["--config", file, "--event-loops", "1"])
+            #expect(try eventLoopThreads() == 1)
+            #expect(try node.kvctl(["get", "loops"]).stdout == "three")
+            expectSuccess(try node.kvctl(["put", "loops", "one"]))
+            #expect(try node.kvctl(["get", "loops"]).stdout == "one")
+            node.stop()
+
+            for count in ["0", "257", "-1"] {
+                let refused = try run("kvd", node.kvdArguments + ["--event-loops=\(count)"], timeout: .seconds(30))
+                #expect(refused.status == 64)
+                #expect(refused.stderr.contains("--event-loops must be 1...256"), "\(refused.stderr)")
+            }
+        }
     }
 }

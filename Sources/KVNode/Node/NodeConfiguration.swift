@@ -214,6 +214,8 @@ public struct NodeFile: Sendable, Hashable, Decodable {
     public var storageQueueMax: Int?
     /// Bytes.
     public var blockCacheBytes: Int?
+    /// Threads of the node's event-loop group.
+    public var eventLoops: Int?
     public var zone: String?
 
     enum CodingKeys: String, CodingKey, CaseIterable {
@@ -236,6 +238,7 @@ public struct NodeFile: Sendable, Hashable, Decodable {
         case idleTimeout = "idle-timeout"
         case storageQueueMax = "storage-queue-max"
         case blockCacheBytes = "block-cache-bytes"
+        case eventLoops = "event-loops"
     }
 
     public init() {}
