@@ -63,81 +63,109 @@ extension ReplicaService {
     }
 
     /// Hands every write of `batch` to the keyspace's group commit together (so they share its write
-    /// batch and fsync), as client `Put`s with the batch's epoch; answers once the last is written.
+    /// batch and fsync), as client `Put`s with the batch's epoch; `completion` gets the answer once the
+    /// last is written, on the thread that wrote it. Called on an event loop (`answerWithoutTask`), the
+    /// writes go to that loop's lane, as a `Put` read there does.
+    func writeBatch(
+        _ batch: PutBatchRequest, from peer: PeerIdentity, in context: KeyspaceContext,
+        completion: @escaping @Sendable (Message) -> Void
+    ) {
+        let queue = storageQueue
+        answering(
+            batch.puts.count,
+            handingOver: { queue.holdingWrites(to: context.replica, keyspace: context.id, $0) },
+            send: { index, answer in
+                let put = batch.puts[index]
+                let request = PutRequest(
+                    key: put.key, value: put.value, version: put.version, tombstone: put.tombstone, origin: .client,
+                    epoch: batch.epoch, expiresAtMillis: put.expiresAtMillis, keyspace: batch.keyspace)
+                try self.write(request, from: peer, in: context, completion: answer)
+            }
+        ) { answers in
+            var clock = self.tick(observing: 0)
+            let items = answers.map { answer -> PutBatchItem in
+                switch answer {
+                case .success(.putResponse(let response)):
+                    clock = max(clock, response.clock)
+                    return PutBatchItem(outcome: response.outcome, current: response.current, error: nil)
+                case .success(let other):
+                    return PutBatchItem(
+                        outcome: nil, current: Version(hlc: 0, writer: 0),
+                        error: BatchItemError(code: .internal, message: "a write answered \(other.type)"))
+                case .failure(let error):
+                    return PutBatchItem(
+                        outcome: nil, current: Version(hlc: 0, writer: 0),
+                        error: self.itemError(error, answering: .putRequest))
+                }
+            }
+            completion(.putBatchResponse(PutBatchResponse(items: items, clock: clock)))
+        }
+    }
+
+    /// `writeBatch(_:from:in:completion:)`, awaited.
     func writeBatch(_ batch: PutBatchRequest, from peer: PeerIdentity, in context: KeyspaceContext) async
         -> Message
     {
-        let answers = await answers(
-            batch.puts.count,
-            handingOver: { handOver in storageQueue.holdingWrites(to: context.replica, keyspace: context.id, handOver) }
-        ) { index, answer in
-            let put = batch.puts[index]
-            let request = PutRequest(
-                key: put.key, value: put.value, version: put.version, tombstone: put.tombstone, origin: .client,
-                epoch: batch.epoch, expiresAtMillis: put.expiresAtMillis, keyspace: batch.keyspace)
-            try self.write(request, from: peer, in: context, completion: answer)
+        await withCheckedContinuation { continuation in
+            writeBatch(batch, from: peer, in: context) { continuation.resume(returning: $0) }
         }
-        var clock = tick(observing: 0)
-        let items = answers.map { answer -> PutBatchItem in
-            switch answer {
-            case .success(.putResponse(let response)):
-                clock = max(clock, response.clock)
-                return PutBatchItem(outcome: response.outcome, current: response.current, error: nil)
-            case .success(let other):
-                return PutBatchItem(
-                    outcome: nil, current: Version(hlc: 0, writer: 0),
-                    error: BatchItemError(code: .internal, message: "a write answered \(other.type)"))
-            case .failure(let error):
-                return PutBatchItem(
-                    outcome: nil, current: Version(hlc: 0, writer: 0),
-                    error: itemError(error, answering: .putRequest))
-            }
-        }
-        return .putBatchResponse(PutBatchResponse(items: items, clock: clock))
     }
 
     /// Keeps every hint of `batch` as its own `Hint` would be kept (`storeHint`: the target check,
     /// the queue bounds, the mark of a refused hint's range), all handed to the hint group commit
-    /// together, so that they share its store writes (the first may start a write of its own).
-    func storeHints(_ batch: HintBatchRequest, in context: KeyspaceContext) async -> Message {
-        let answers = await answers(batch.hints.count) { index, answer in
-            let hint = batch.hints[index]
-            try self.storeHint(
-                HintRequest(target: hint.target, record: hint.record, keyspace: batch.keyspace), in: context,
-                completion: answer)
-        }
-        var clock = tick(observing: 0)
-        let items = answers.map { answer -> HintBatchItem in
-            switch answer {
-            case .success(.hintResponse(let response)):
-                clock = max(clock, response.clock)
-                return HintBatchItem(outcome: response.outcome, error: nil)
-            case .success(let other):
-                return HintBatchItem(
-                    outcome: nil, error: BatchItemError(code: .internal, message: "a hint answered \(other.type)"))
-            case .failure(let error):
-                return HintBatchItem(outcome: nil, error: itemError(error, answering: .hintRequest))
+    /// together, so that they share its store writes (the first may start a write of its own);
+    /// `completion` gets the answer once the last is kept.
+    func storeHints(
+        _ batch: HintBatchRequest, in context: KeyspaceContext, completion: @escaping @Sendable (Message) -> Void
+    ) {
+        answering(
+            batch.hints.count,
+            send: { index, answer in
+                let hint = batch.hints[index]
+                try self.storeHint(
+                    HintRequest(target: hint.target, record: hint.record, keyspace: batch.keyspace), in: context,
+                    completion: answer)
             }
+        ) { answers in
+            var clock = self.tick(observing: 0)
+            let items = answers.map { answer -> HintBatchItem in
+                switch answer {
+                case .success(.hintResponse(let response)):
+                    clock = max(clock, response.clock)
+                    return HintBatchItem(outcome: response.outcome, error: nil)
+                case .success(let other):
+                    return HintBatchItem(
+                        outcome: nil, error: BatchItemError(code: .internal, message: "a hint answered \(other.type)"))
+                case .failure(let error):
+                    return HintBatchItem(outcome: nil, error: self.itemError(error, answering: .hintRequest))
+                }
+            }
+            completion(.hintBatchResponse(HintBatchResponse(items: items, clock: clock)))
         }
-        return .hintBatchResponse(HintBatchResponse(items: items, clock: clock))
+    }
+
+    /// `storeHints(_:in:completion:)`, awaited.
+    func storeHints(_ batch: HintBatchRequest, in context: KeyspaceContext) async -> Message {
+        await withCheckedContinuation { continuation in
+            storeHints(batch, in: context) { continuation.resume(returning: $0) }
+        }
     }
 
     /// Hands over `count` requests with `send` (each answers through the completion it is given, on
-    /// any thread; one that throws answers that), all inside `handingOver`, and returns every answer,
-    /// in order, once the last is in.
-    private func answers(
+    /// any thread; one that throws answers that), all inside `handingOver`, and calls `done` with every
+    /// answer, in order, once the last is in (on the thread that gave it).
+    private func answering(
         _ count: Int, handingOver: (() -> Void) -> Void = { $0() },
-        _ send: @escaping (Int, @escaping @Sendable (Result<Message, any Error>) -> Void) throws -> Void
-    ) async -> [Result<Message, any Error>] {
-        await withCheckedContinuation { continuation in
-            let collected = BatchAnswers(count: count) { continuation.resume(returning: $0) }
-            handingOver {
-                for index in 0..<count {
-                    do {
-                        try send(index) { collected.answer(index, with: $0) }
-                    } catch {
-                        collected.answer(index, with: .failure(error))
-                    }
+        send: @escaping (Int, @escaping @Sendable (Result<Message, any Error>) -> Void) throws -> Void,
+        done: @escaping @Sendable ([Result<Message, any Error>]) -> Void
+    ) {
+        let collected = BatchAnswers(count: count, done: done)
+        handingOver {
+            for index in 0..<count {
+                do {
+                    try send(index) { collected.answer(index, with: $0) }
+                } catch {
+                    collected.answer(index, with: .failure(error))
                 }
             }
         }

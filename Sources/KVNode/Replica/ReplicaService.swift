@@ -207,13 +207,14 @@ public final class ReplicaService: RPCService {
     static let mapWaitMax: Duration = .seconds(3)
 
     public func mayAnswerWithoutTask(_ type: MessageType) -> Bool {
-        type == .getRequest || type == .putRequest || type == .hintRequest
+        type == .getRequest || type == .putRequest || type == .hintRequest || type == .putBatchRequest
+            || type == .hintBatchRequest
     }
 
     /// Takes, on the connection's event loop (`InlineAnswerHandler`), a `Get` of an open keyspace that
-    /// RocksDB answers from memory (answered at once), a `Put` (answered once its group commit wrote
-    /// it, on the loop or the pool) and a `Hint` (answered from the pool once admitted): no task, no
-    /// hop but the write's. Refused as `handle` refuses them.
+    /// RocksDB answers from memory (answered at once), a `Put` or `PutBatch` (answered once its group
+    /// commit wrote it, on the loop or the pool) and a `Hint` or `HintBatch` (answered from the pool
+    /// once admitted): no task, no hop but the write's. Refused as `handle` refuses them.
     public func answerWithoutTask(
         _ request: Message, from peer: PeerIdentity,
         reply: @escaping @Sendable (Result<Message, any Error>) -> Void
@@ -236,9 +237,21 @@ public final class ReplicaService: RPCService {
                 }
                 try inFlight(reply) { try write(put, from: peer, in: context, completion: $0) }
                 return true
+            case .putBatchRequest(let batch):
+                guard batch.epoch <= membership.current.epoch,
+                    let context = try openedContext(batch.keyspace, in: membership.current)
+                else {
+                    return false
+                }
+                try inFlight(reply) { done in writeBatch(batch, from: peer, in: context) { done(.success($0)) } }
+                return true
             case .hintRequest(let hint):
                 guard let context = try openedContext(hint.keyspace, in: membership.current) else { return false }
                 try inFlight(reply) { try storeHint(hint, in: context, completion: $0) }
+                return true
+            case .hintBatchRequest(let batch):
+                guard let context = try openedContext(batch.keyspace, in: membership.current) else { return false }
+                try inFlight(reply) { done in storeHints(batch, in: context) { done(.success($0)) } }
                 return true
             default:
                 return false
