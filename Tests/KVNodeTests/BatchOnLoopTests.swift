@@ -15,7 +15,9 @@ import Testing
 /// Issue 21: a `PutBatch` or `HintBatch` read on an event loop is taken there (`answerWithoutTask`), as
 /// a `Put` or `Hint` is: the batch's writes go to that loop's lane of the group commit, written on the
 /// loop with no task and no pool hop, and the answers are those `handle` gives. A `PutBatch` made with
-/// a later map than the node's is left to `handle`, which waits for the map.
+/// a later map than the node's is left to `handle`, which waits for the map. A `GetBatch` whose keys
+/// RocksDB holds in memory is answered there, as a `Get` is; one that needs a file read is left to
+/// `handle`'s pool job.
 @Suite(.timeLimit(.minutes(2)))
 struct BatchOnLoopTests {
     final class Fixture: Sendable {
@@ -26,8 +28,20 @@ struct BatchOnLoopTests {
         let statistics: NodeStatistics
         let service: ReplicaService
 
-        init() throws {
+        /// - Parameter flushed: keys `f-0`... written to a table file before the store is opened again,
+        ///   so that nothing of them is in memory.
+        init(flushed: Int = 0) throws {
             directory = FileManager.default.temporaryDirectory.appendingPathComponent("qkv-batch-loop-\(UUID())").path
+            if flushed > 0 {
+                let first = try RocksDBStore(directory: directory, durability: .none)
+                for index in 0..<flushed {
+                    _ = try first.apply(
+                        key: Array("f-\(index)".utf8),
+                        record: StoredRecord(version: Version(hlc: 3, writer: 1), tombstone: false, value: [7]))
+                }
+                try first.flush()
+                first.close()
+            }
             store = try RocksDBStore(directory: directory, durability: .none)
             pool = NIOThreadPool(numberOfThreads: 2)
             pool.start()
@@ -176,6 +190,44 @@ struct BatchOnLoopTests {
             return
         }
         #expect(refused.items.allSatisfy { $0.error?.code == .unknownNode })
+        try await fixture.shutdown()
+    }
+
+    @Test func aGetBatchFromMemoryIsAnsweredOnTheLoopAndOneFromDiskIsLeftToHandle() async throws {
+        let fixture = try Fixture(flushed: 20)
+        _ = try await fixture.onLoop(Self.putBatch(0..<10, hlc: 20))
+        func getBatch(_ keys: [String]) -> Message {
+            .getBatchRequest(GetBatchRequest(keyspace: 0, keys: keys.map { ByteBuffer(string: $0) }))
+        }
+        // Written keys (in the memtable) and absent ones.
+        let inMemory = getBatch(["k-3", "absent", "", "k-9"])
+        let taken = try #require(try await fixture.onLoop(inMemory))
+        guard case .getBatchResponse(var response) = taken else {
+            Issue.record("answered \(taken)")
+            return
+        }
+        #expect(response.items.map { $0.record.map { String(buffer: $0.value) } } == ["v20", nil, nil, "v20"])
+        #expect(response.items.allSatisfy { $0.error == nil })
+        guard
+            case .getBatchResponse(var handled) = try await fixture.service.handle(
+                inMemory, from: ServiceFixture.client)
+        else {
+            Issue.record("handle gave no batch answer")
+            return
+        }
+        (response.clock, handled.clock) = (0, 0)
+        #expect(response == handled)
+        // In a table file nobody read since the open: the pool reads it.
+        let onDisk = getBatch(["k-1", "f-7"])
+        #expect(try await fixture.onLoop(onDisk) == nil)
+        guard case .getBatchResponse(let read) = try await fixture.service.handle(onDisk, from: ServiceFixture.client)
+        else {
+            Issue.record("handle gave no batch answer")
+            return
+        }
+        #expect(read.items.map { $0.record?.version.hlc } == [20, 3])
+        // Its block is cached now.
+        #expect(try await fixture.onLoop(onDisk) != nil)
         try await fixture.shutdown()
     }
 }

@@ -14,6 +14,31 @@ extension ReplicaService {
     /// read failed answers its error, and the keys after the answer reached
     /// `Limits.batchAnswerBytesMax` bytes of records answer `overloaded` (ask again).
     func readBatch(_ batch: GetBatchRequest, in context: KeyspaceContext) async throws -> Message {
+        let (items, admitted) = admit(batch, in: context)
+        let (replica, keys) = (context.replica, admitted.map(\.key))
+        let read = try await runOnPool {
+            () throws(ReplicaError) -> (results: [Result<StoredRecord?, ReplicaError>], clock: UInt64) in
+            // `get` always finds what the store holds.
+            Self.readInOrder(keys) { key throws(ReplicaError) in try replica.get(key: key) }!
+        }
+        return answer(items, admitted: admitted, read: read)
+    }
+
+    /// `readBatch`'s answer when RocksDB holds every key it reads in memory (`Replica.getFromMemory`),
+    /// read on the calling thread; nil, with nothing answered, when one of them would need a file read.
+    func readBatchFromMemory(_ batch: GetBatchRequest, in context: KeyspaceContext) -> Message? {
+        let (items, admitted) = admit(batch, in: context)
+        let replica = context.replica
+        let read = Self.readInOrder(admitted.map(\.key)) { key throws(ReplicaError) in
+            try replica.getFromMemory(key: key)
+        }
+        return read.map { answer(items, admitted: admitted, read: $0) }
+    }
+
+    /// The batch's answer items, with the refused keys' errors set, and the keys admitted to be read.
+    private func admit(_ batch: GetBatchRequest, in context: KeyspaceContext) -> (
+        items: [GetBatchItem], admitted: [(index: Int, key: [UInt8])]
+    ) {
         var items = [GetBatchItem](repeating: GetBatchItem(record: nil, error: nil), count: batch.keys.count)
         var admitted: [(index: Int, key: [UInt8])] = []
         admitted.reserveCapacity(batch.keys.count)
@@ -26,25 +51,36 @@ extension ReplicaService {
                 items[index].error = itemError(error, answering: .getRequest)
             }
         }
-        let (replica, keys) = (context.replica, admitted.map(\.key))
-        // Reads in order until the records read reach the answer's budget; the rest are not read.
-        let read = try await runOnPool {
-            () throws(ReplicaError) -> (results: [Result<StoredRecord?, ReplicaError>], clock: UInt64) in
-            var clock: UInt64 = 0
-            var answerBytes = 0
-            var results: [Result<StoredRecord?, ReplicaError>] = []
-            for key in keys where answerBytes <= Limits.batchAnswerBytesMax {
-                do throws(ReplicaError) {
-                    let (record, seen) = try replica.get(key: key)
-                    clock = max(clock, seen)
-                    answerBytes += key.count + (record?.value.count ?? 0)
-                    results.append(.success(record))
-                } catch {
-                    results.append(.failure(error))
-                }
+        return (items, admitted)
+    }
+
+    /// Reads `keys` in order with `read` until the records read reach the answer's budget; the rest
+    /// are not read. Nil when `read` found one key only on disk (it answers nil).
+    private static func readInOrder(
+        _ keys: [[UInt8]], _ read: ([UInt8]) throws(ReplicaError) -> (record: StoredRecord?, clock: UInt64)?
+    ) -> (results: [Result<StoredRecord?, ReplicaError>], clock: UInt64)? {
+        var clock: UInt64 = 0
+        var answerBytes = 0
+        var results: [Result<StoredRecord?, ReplicaError>] = []
+        for key in keys where answerBytes <= Limits.batchAnswerBytesMax {
+            do throws(ReplicaError) {
+                guard let (record, seen) = try read(key) else { return nil }
+                clock = max(clock, seen)
+                answerBytes += key.count + (record?.value.count ?? 0)
+                results.append(.success(record))
+            } catch {
+                results.append(.failure(error))
             }
-            return (results, clock)
         }
+        return (results, clock)
+    }
+
+    /// The `GetBatchResponse` of the admitted keys' reads, in the batch's order.
+    private func answer(
+        _ items: [GetBatchItem], admitted: [(index: Int, key: [UInt8])],
+        read: (results: [Result<StoredRecord?, ReplicaError>], clock: UInt64)
+    ) -> Message {
+        var items = items
         for (position, (index, key)) in admitted.enumerated() {
             guard position < read.results.count else {
                 items[index].error = BatchItemError(

@@ -207,12 +207,12 @@ public final class ReplicaService: RPCService {
     static let mapWaitMax: Duration = .seconds(3)
 
     public func mayAnswerWithoutTask(_ type: MessageType) -> Bool {
-        type == .getRequest || type == .putRequest || type == .hintRequest || type == .putBatchRequest
-            || type == .hintBatchRequest
+        type == .getRequest || type == .putRequest || type == .hintRequest || type == .getBatchRequest
+            || type == .putBatchRequest || type == .hintBatchRequest
     }
 
-    /// Takes, on the connection's event loop (`InlineAnswerHandler`), a `Get` of an open keyspace that
-    /// RocksDB answers from memory (answered at once), a `Put` or `PutBatch` (answered once its group
+    /// Takes, on the connection's event loop (`InlineAnswerHandler`), a `Get` or `GetBatch` of an open
+    /// keyspace that RocksDB answers from memory (answered at once), a `Put` or `PutBatch` (answered once its group
     /// commit wrote it, on the loop or the pool) and a `Hint` or `HintBatch` (answered from the pool
     /// once admitted): no task, no hop but the write's. Refused as `handle` refuses them.
     public func answerWithoutTask(
@@ -226,6 +226,13 @@ public final class ReplicaService: RPCService {
                 try drainGate.enter()
                 defer { drainGate.leave() }
                 guard let answer = try readFromMemory(get, in: context) else { return false }
+                reply(.success(answer))
+                return true
+            case .getBatchRequest(let batch):
+                guard let context = try openedContext(batch.keyspace, in: membership.current) else { return false }
+                try drainGate.enter()
+                defer { drainGate.leave() }
+                guard let answer = readBatchFromMemory(batch, in: context) else { return false }
                 reply(.success(answer))
                 return true
             case .putRequest(let put):
