@@ -37,6 +37,8 @@ extension Simulation {
             partition()
         case .membership(let event):
             handleMembership(event)
+        case .mapWaitEnd(let node, let id):
+            endMapWait(at: node, id: id)
         case .heal(let id):
             if let links = partitionsActive.removeValue(forKey: id) {
                 blocked.subtract(links)

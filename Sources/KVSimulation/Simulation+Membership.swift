@@ -413,6 +413,7 @@ extension Simulation {
             membership.histories[index][map.epoch] = (map, proof)
             log("\(nodes[index].id) adopts epoch \(map.epoch): \(map.changeSummary)")
             recordMap(map)
+            endMapWaits(at: index)
         case .refused(let reason):
             violate("\(nodes[index].id) refused a chosen map of epoch \(map.epoch): \(reason)")
         case .notNewer, .gap:

@@ -32,7 +32,9 @@ extension Simulation {
         switch envelope.payload {
         case .put(let key, let record):
             var reply = envelope
-            if !nodes[envelope.node].isUp {
+            if nodes[envelope.node].isUp, parksForMap(envelope) {
+                return
+            } else if !nodes[envelope.node].isUp {
                 reply.payload = .putReply(.failure(ReplyFailure(reason: "connection refused")))
             } else if let refusal = refusal(
                 at: envelope.node, key: key, keyspace: envelope.keyspace, write: true, writeEpoch: envelope.epoch)
@@ -181,6 +183,8 @@ extension Simulation {
         guard nodes[index].isUp else { return }
         nodes[index].isUp = false
         statistics.crashes += 1
+        // The writes waiting for a later map had their connections cut: their clients time out.
+        mapWaiters[index] = nil
         let down = faults.down.wholeMillisecondsClamped
         let duration = down.lowerBound + random.next() % (down.upperBound - down.lowerBound + 1)
         log("\(nodes[index].id) crashes for \(duration) ms")

@@ -63,6 +63,7 @@ public final class Simulation {
         var newerMapRetries = 0
         var lateOperationsSucceeded = 0
         var sleeperLagEpochs = 0
+        var mapWaits = 0
     }
 
     /// Tombstones purged, per node and key: the version purged and when (true time). No value older
@@ -78,6 +79,9 @@ public final class Simulation {
     /// Hints a fallback refused (no room) or let expire: each must leave a repair mark (`RepairMarking`).
     var hintsMissed: [MissedHint] = []
     var nextReplayRound = 0
+    /// Client writes waiting at each node (by index) for a later map, by wait id (`Simulation+MapWait`).
+    var mapWaiters: [Int: [Int: Envelope]] = [:]
+    var nextMapWaitID = 0
 
     /// Upper bound on simulated time: a run still going by then has hung.
     static let simulatedTimeMax: UInt64 = 600_000
@@ -188,6 +192,7 @@ public final class Simulation {
         result.newerMapRetries = statistics.newerMapRetries
         result.lateOperationsSucceeded = statistics.lateOperationsSucceeded
         result.sleeperLagEpochs = statistics.sleeperLagEpochs
+        result.mapWaits = statistics.mapWaits
         result.placement = ring.placement
         for write in acknowledgedWrites {
             result.acknowledgedWritesByKeyspace[partName(write.keyspace), default: 0] += 1
@@ -274,6 +279,8 @@ enum SimulationEvent {
     case partition
     case heal(partition: Int)
     case membership(MembershipEvent)
+    /// A client write's wait at `node` for a later map ends (`Simulation+MapWait`).
+    case mapWaitEnd(node: Int, id: Int)
 }
 
 /// A request from a client to a node, or a node's answer; or a hint replayed from its holder to its
@@ -307,6 +314,8 @@ struct Envelope {
     var epoch: UInt64 = 0
     /// The keyspace of the key the message carries (`ClusterMap.keyspaces`).
     var keyspace: UInt32 = Keyspace.defaultID
+    /// A client write that waited at its node for a later map already: not parked again.
+    var waitedForMap = false
 
     /// The `client` of messages between nodes.
     static let nodeToNode = -1

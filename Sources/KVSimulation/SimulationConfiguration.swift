@@ -300,6 +300,8 @@ public struct SimulationResult: Sendable {
     public var rangesDropped = 0
     /// Operations tried again on a newer map (`NewerMapRetry`).
     public var newerMapRetries = 0
+    /// Client writes that waited at a node for the later map they were made with.
+    public var mapWaits = 0
     /// Membership: the late clients' operations, every one of which succeeded when the run passed.
     public var lateOperationsSucceeded = 0
     /// Membership: how many epochs the sleeper's map was behind the final map when it woke.

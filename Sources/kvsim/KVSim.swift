@@ -146,7 +146,7 @@ struct KVSim: ParsableCommand {
         var hints = (stored: 0, replayed: 0, expired: 0, refused: 0)
         var antiEntropyKeys = 0
         var purged = 0
-        var membershipTotals = (epochs: 0, streamed: 0, dropped: 0, retries: 0, late: 0)
+        var membershipTotals = (epochs: 0, streamed: 0, dropped: 0, retries: 0, mapWaits: 0, late: 0)
         for seed in range {
             var configuration = SimulationConfiguration(seed: seed)
             if membership || mutateSwitchBeforeStream || mutateSingleRingWrites || mutateSkipNewerMapRetry {
@@ -239,6 +239,7 @@ struct KVSim: ParsableCommand {
             membershipTotals.streamed += result.keysStreamed
             membershipTotals.dropped += result.rangesDropped
             membershipTotals.retries += result.newerMapRetries
+            membershipTotals.mapWaits += result.mapWaits
             membershipTotals.late += result.lateOperationsSucceeded
             if !result.passed {
                 failures.append(seed)
@@ -252,7 +253,7 @@ struct KVSim: ParsableCommand {
             }
         }
         print(
-            "kvsim: \(range.count) seed(s), \(operations) operations, hints stored/replayed/expired/refused \(hints.stored)/\(hints.replayed)/\(hints.expired)/\(hints.refused), keys moved by anti-entropy \(antiEntropyKeys), tombstones purged \(purged), epochs chosen/keys streamed/ranges dropped \(membershipTotals.epochs)/\(membershipTotals.streamed)/\(membershipTotals.dropped), newer-map retries \(membershipTotals.retries), late-client operations \(membershipTotals.late), \(failures.count) failing\(failures.isEmpty ? "" : ": \(failures.prefix(20).map(String.init).joined(separator: " "))")"
+            "kvsim: \(range.count) seed(s), \(operations) operations, hints stored/replayed/expired/refused \(hints.stored)/\(hints.replayed)/\(hints.expired)/\(hints.refused), keys moved by anti-entropy \(antiEntropyKeys), tombstones purged \(purged), epochs chosen/keys streamed/ranges dropped \(membershipTotals.epochs)/\(membershipTotals.streamed)/\(membershipTotals.dropped), newer-map retries \(membershipTotals.retries), writes that waited for a node's map \(membershipTotals.mapWaits), late-client operations \(membershipTotals.late), \(failures.count) failing\(failures.isEmpty ? "" : ": \(failures.prefix(20).map(String.init).joined(separator: " "))")"
         )
         if !failures.isEmpty {
             throw ExitCode(1)

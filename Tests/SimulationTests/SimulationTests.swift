@@ -130,6 +130,9 @@ struct SimulationTests {
         #expect(results.map(\.keysStreamed).reduce(0, +) > 0, "receivers must stream records")
         #expect(results.map(\.rangesDropped).reduce(0, +) > 0, "old owners must drop ranges")
         #expect(results.map(\.newerMapRetries).reduce(0, +) > 0, "refused clients must retry on newer maps")
+        #expect(
+            results.map(\.mapWaits).reduce(0, +) > 0,
+            "a write made with a later map than its node's must wait there for it, as in kvd")
         // The fresh client and the sleeper each read and write each of the 12 keys.
         #expect(
             results.allSatisfy { $0.lateOperationsSucceeded == 2 * 2 * 12 },

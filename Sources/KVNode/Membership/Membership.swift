@@ -111,9 +111,11 @@ public final class Membership: Sendable {
     /// would refuse (`ReplicaAdmission`); the number is the client's, so the wait is bounded in time
     /// and in count, not by it.
     package func untilEpoch(_ epoch: UInt64, atMost duration: Duration) async -> Bool {
-        guard current.epoch < epoch else { return true }
-        let id: UInt64? = epochWaiters.withLock { $0.count < Self.waitersMax ? $0.nextID() : nil }
-        guard let id else { return false }
+        let nodeEpoch = current.epoch
+        let id: UInt64? = epochWaiters.withLock {
+            Self.waits(forEpoch: epoch, nodeEpoch: nodeEpoch, waiting: $0.count) ? $0.nextID() : nil
+        }
+        guard let id else { return nodeEpoch >= epoch }
         await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
             epochWaiters.withLock { $0.add(id, epoch: epoch, continuation) }
             // Adopted between the check above and the wait's start: nobody else will wake it.
@@ -131,6 +133,12 @@ public final class Membership: Sendable {
 
     /// Requests that may wait for a later map at once (`untilEpoch`).
     package static let waitersMax = 4096
+
+    /// Whether a request made with the map of `epoch` waits at a node whose map is of `nodeEpoch`, with
+    /// `waiting` requests waiting there already (`untilEpoch`; the simulator's nodes ask it too).
+    package static func waits(forEpoch epoch: UInt64, nodeEpoch: UInt64, waiting: Int) -> Bool {
+        nodeEpoch < epoch && waiting < waitersMax
+    }
 
     /// The map of `epoch` and the proof it was chosen (nil for a map from the cluster file), if this
     /// node still keeps it; `epoch` 0 is the current map.

@@ -204,7 +204,7 @@ public final class ReplicaService: RPCService {
 
     /// How long a client's write made with a later map waits for it (`untilMap`): three ping intervals,
     /// in which a node that missed the commit hears the newer epoch from a peer and fetches the map.
-    static let mapWaitMax: Duration = .seconds(3)
+    package static let mapWaitMax: Duration = .seconds(3)
 
     public func mayAnswerWithoutTask(_ type: MessageType) -> Bool {
         type == .getRequest || type == .putRequest || type == .hintRequest || type == .getBatchRequest
