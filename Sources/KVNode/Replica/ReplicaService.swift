@@ -212,9 +212,9 @@ public final class ReplicaService: RPCService {
     }
 
     /// Takes, on the connection's event loop (`InlineAnswerHandler`), a `Get` or `GetBatch` of an open
-    /// keyspace that RocksDB answers from memory (answered at once), a `Put` or `PutBatch` (answered once its group
-    /// commit wrote it, on the loop or the pool) and a `Hint` or `HintBatch` (answered from the pool
-    /// once admitted): no task, no hop but the write's. Refused as `handle` refuses them.
+    /// keyspace that RocksDB answers from memory (answered at once), a `Put` or `PutBatch` (answered
+    /// once its group commit wrote it, on the loop or the pool) and a `Hint` or `HintBatch` (answered
+    /// from the pool once admitted): no task, no hop but the write's. Refused as `handle` refuses them.
     public func answerWithoutTask(
         _ request: Message, from peer: PeerIdentity,
         reply: @escaping @Sendable (Result<Message, any Error>) -> Void
