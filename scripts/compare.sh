@@ -199,7 +199,7 @@ start_kvd 1 sync
 kvbench put kvd-sync-put
 stop_kvd
 # Redis runs its commands and its fsyncs on one thread; kvd by default runs an event loop a CPU,
-# which on these shared cores costs more CPU a put than it gains (docs/benchmarks.md).
+# which on these shared cores cost more CPU a put in cpu-per-op.sh's pairs (docs/benchmarks.md).
 start_kvd 1 sync --event-loops 1
 kvbench put kvd-sync1-put
 stop_kvd
