@@ -6,7 +6,8 @@
 #   1. one kvd, durability none, vs redis-server with TLS 1.3, client certificates required and no
 #      persistence, driven by redis-benchmark --tls: puts (SET) and gets (GET);
 #   2. one kvd, durability sync, vs redis-server with appendonly yes, appendfsync always: puts, with
-#      kvd's event loops at its default (one a CPU) and at one, as redis runs its commands on one thread;
+#      kvd's defaults (an event loop a CPU, a thread for the fsyncs) and as redis runs, its commands
+#      and fsyncs on one thread (--event-loops 1 --wal-sync event-loop);
 #   3. 3 kvd, N=3 R=W=2, sync, vs a 3-member etcd cluster with mutual TLS on client and peer links
 #      (Debian's etcd-server, every commit fsynced as etcd always does): puts and gets. Debian does not
 #      package etcd's `benchmark` tool and `etcdctl check perf` only runs rate-capped puts for a fixed
@@ -26,7 +27,7 @@ cd "$(dirname "$0")/.."
 seconds=${1:-10}
 event_loops=${QUORUMKV_BENCH_EVENT_LOOPS:-$(nproc)}
 [[ "$seconds" =~ ^[0-9]+$ && "$event_loops" =~ ^[0-9]+$ ]] && ((seconds > 0)) ||
-    { sed -n '2,23p' "$0" >&2; exit 64; }
+    { sed -n '2,24p' "$0" >&2; exit 64; }
 scripts/setup.sh
 
 missing=()
@@ -198,9 +199,10 @@ echo "== 2. one kvd, durability sync, vs redis appendonly yes, appendfsync alway
 start_kvd 1 sync
 kvbench put kvd-sync-put
 stop_kvd
-# Redis runs its commands and its fsyncs on one thread; kvd by default runs an event loop a CPU,
-# which on these shared cores cost more CPU a put in cpu-per-op.sh's pairs (docs/benchmarks.md).
-start_kvd 1 sync --event-loops 1
+# Redis runs its commands and its fsyncs on one thread; kvd by default runs an event loop a CPU and
+# a thread for the fsyncs. Run as Redis is too: one event loop that fsyncs its own writes
+# (docs/benchmarks.md, "The fsync on the event loop").
+start_kvd 1 sync --event-loops 1 --wal-sync event-loop
 kvbench put kvd-sync1-put
 stop_kvd
 start_redis --appendonly yes --appendfsync always
@@ -209,7 +211,7 @@ stop redis
 show kvd-sync-put "kvd sync, puts"
 show redis-aof-set "redis appendfsync always, SET"
 ratio kvd-sync-put redis-aof-set
-show kvd-sync1-put "kvd sync, --event-loops 1, puts"
+show kvd-sync1-put "kvd sync, --event-loops 1 --wal-sync event-loop, puts"
 ratio kvd-sync1-put redis-aof-set
 
 echo "== 3. 3 kvd N=3 R=W=2 sync vs 3-member etcd, mutual TLS on client and peer links"

@@ -4,7 +4,7 @@
 #
 #   scripts/cpu-per-op.sh [--kvd PATH] [--kvbench PATH] [--keys N] [--value-bytes N] [--event-loops N]
 #                         [--concurrency N] [--batch N] [--nodes N] [--kvd-event-loops N]
-#                         put|get [SECONDS]   (default 6 s)
+#                         [--kvd-wal-sync thread|event-loop] put|get [SECONDS]   (default 6 s)
 #
 # Starts one kvd (release build of this tree unless --kvd names another binary, e.g. one built from
 # an earlier commit in a worktree) on 127.0.0.40, durability QUORUMKV_DURABILITY (default none),
@@ -12,7 +12,8 @@
 # node CPU is then the sum over the nodes, which shows what the SDK's coordinating costs),
 # and runs kvbench (this tree's unless --kvbench) with 50 requests in flight (--concurrency; with
 # --batch N, that many batches of N keys each, and the figures count keys), kvd's event loops at its
-# default (one a CPU) or at --kvd-event-loops N (kvd's --event-loops), 100-byte values (or
+# default (one a CPU) or at --kvd-event-loops N (kvd's --event-loops; --kvd-wal-sync passes kvd's
+# --wal-sync), 100-byte values (or
 # --value-bytes: larger values show what copying them costs), its workers on Swift's global
 # executor (--event-loops N: kvbench's option, N clients each with its workers on its event loop),
 # 100,000 keys (--keys: more than fit in the memtables, to measure reads from table files); gets
@@ -31,6 +32,7 @@ concurrency=50
 batch=1
 nodes=1
 kvd_event_loops=0
+kvd_wal_sync=
 while [[ "${1:-}" == --* ]]; do
     case "$1" in
     --kvd) kvd_bin=$2; shift 2 ;;
@@ -42,7 +44,8 @@ while [[ "${1:-}" == --* ]]; do
     --batch) batch=$2; shift 2 ;;
     --nodes) nodes=$2; shift 2 ;;
     --kvd-event-loops) kvd_event_loops=$2; shift 2 ;;
-    *) sed -n '2,22p' "$0" >&2; exit 64 ;;
+    --kvd-wal-sync) kvd_wal_sync=$2; shift 2 ;;
+    *) sed -n '2,23p' "$0" >&2; exit 64 ;;
     esac
 done
 workload=${1:-}
@@ -51,7 +54,7 @@ seconds=${2:-6}
     "$event_loops" =~ ^[0-9]+$ && "$concurrency" =~ ^[0-9]+$ && "$batch" =~ ^[0-9]+$ && "$nodes" =~ ^[0-9]+$ &&
     "$kvd_event_loops" =~ ^[0-9]+$ ]] &&
     ((seconds > 0 && keys > 0 && concurrency > 0 && batch > 0 && nodes > 0 && nodes <= 8)) ||
-    { sed -n '2,22p' "$0" >&2; exit 64; }
+    { sed -n '2,23p' "$0" >&2; exit 64; }
 scripts/setup.sh
 [[ -x /usr/bin/time ]] || { echo "cpu-per-op: needs /usr/bin/time (apt-get install time)" >&2; exit 1; }
 bin=$(scripts/release-build.sh)
@@ -83,6 +86,7 @@ done
 kvd_options=()
 # Only when asked: a kvd built before --event-loops (--kvd) runs without it.
 ((kvd_event_loops > 0)) && kvd_options+=(--event-loops "$kvd_event_loops")
+[[ -n "$kvd_wal_sync" ]] && kvd_options+=(--wal-sync "$kvd_wal_sync")
 for i in $(seq 1 "$nodes"); do
     host=${hosts[i - 1]}
     "$bin/kvctl" certs issue --dir "$work/certs" --role node --name "n$i" --ip "$host" >/dev/null 2>&1

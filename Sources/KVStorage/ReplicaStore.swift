@@ -36,7 +36,8 @@ public protocol ReplicaStore: AnyObject, Sendable {
     /// Calls `completion` once every write that returned before this call is as durable as the store
     /// promises (nil), or with the error that kept it from being so: at once, on the calling thread,
     /// unless the store acknowledges `applyWithoutBlocking`'s writes only after an fsync of its own
-    /// (`RocksDBStore` with `sync`), then on another thread after that fsync.
+    /// (`RocksDBStore` with `sync`), then on another thread after that fsync, or on the calling thread
+    /// after it made the fsync itself (`WALSyncMode.caller`).
     func whenDurable(_ completion: @escaping @Sendable (StorageError?) -> Void)
 
     /// The record stored for `key`, tombstones included; `nil` if the key was never written.
@@ -129,6 +130,18 @@ public enum Durability: Sendable, Hashable {
     case interval(Duration)
     /// The operating system decides when the log reaches the disk.
     case none
+}
+
+/// Where `Durability.sync` fsyncs the log for the writes an event loop makes without waiting
+/// (`RocksDBStore.applyWithoutBlocking`, then `whenDurable`); the durability is the same either way.
+public enum WALSyncMode: String, Sendable, Hashable, CaseIterable {
+    /// A thread of the store's fsyncs for every loop waiting, back to back, and hands each loop its
+    /// answers: the loops go on reading and writing during each fsync, at the price of two thread
+    /// wake-ups an fsync. For several event loops, which share its fsyncs.
+    case thread
+    /// The loop that wrote a batch fsyncs it itself, then answers it, as Redis does on its one
+    /// thread: no wake-ups, but the loop serves nothing during the fsync. For one event loop.
+    case caller = "event-loop"
 }
 
 /// Checks what every store refuses alike, so `RocksDBStore` and `InMemoryStore` agree.

@@ -142,7 +142,9 @@ final class RocksDBEngine: @unchecked Sendable {
 
     /// Opens (creating if missing) the folder with every column family it holds, and the shared and
     /// default keyspace's ones it lacks.
-    init(directory: String, durability: Durability, walBytesMax: UInt64, blockCacheBytes: UInt64) throws(StorageError) {
+    init(
+        directory: String, durability: Durability, walSync: WALSyncMode, walBytesMax: UInt64, blockCacheBytes: UInt64
+    ) throws(StorageError) {
         self.directory = directory
         self.durability = durability
         self.checkpoints = CheckpointRegistry(directory: RocksDBStore.checkpointsDirectory(of: directory))
@@ -299,7 +301,8 @@ final class RocksDBEngine: @unchecked Sendable {
         self.keyspaces = Mutex(keyspaces)
         self.walSyncer =
             walSyncInterval.map { WALSyncer(db: opened, schedule: .every($0), path: directory) }
-            ?? (durability == .sync ? WALSyncer(db: opened, schedule: .whenAsked, path: directory) : nil)
+            ?? (durability == .sync
+                ? WALSyncer(db: opened, schedule: walSync == .caller ? .onCaller : .whenAsked, path: directory) : nil)
     }
 
     deinit {

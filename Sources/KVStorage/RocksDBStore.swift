@@ -95,11 +95,12 @@ public final class RocksDBStore: ReplicaStore, @unchecked Sendable {
     /// Throws `.openFailed` if the directory cannot be created or read, or is already open in this
     /// or another process (RocksDB's `LOCK` file); `.corruption` if RocksDB finds damaged files.
     public init(
-        directory: String, durability: Durability = .sync, walBytesMax: UInt64 = walBytesMaxDefault,
-        blockCacheBytes: UInt64 = blockCacheBytesDefault
+        directory: String, durability: Durability = .sync, walSync: WALSyncMode = .thread,
+        walBytesMax: UInt64 = walBytesMaxDefault, blockCacheBytes: UInt64 = blockCacheBytesDefault
     ) throws(StorageError) {
         let engine = try RocksDBEngine(
-            directory: directory, durability: durability, walBytesMax: walBytesMax, blockCacheBytes: blockCacheBytes)
+            directory: directory, durability: durability, walSync: walSync, walBytesMax: walBytesMax,
+            blockCacheBytes: blockCacheBytes)
         self.engine = engine
         self.keyspaceID = 0
         self.dataFamily = engine.defaultKeyspace.data
@@ -174,21 +175,21 @@ public final class RocksDBStore: ReplicaStore, @unchecked Sendable {
         try apply(records, setting: nil, blocking: false)
     }
 
-    /// With `sync`, calls `completion` on the WAL syncer's thread once the log is fsynced past every
-    /// write that returned before this call (`WALSyncer`, `.whenAsked`); at once, on the calling
-    /// thread, with the other durabilities, whose writes are as durable as they get when they return.
+    /// With `sync`, calls `completion` once the log is fsynced past every write that returned before
+    /// this call: on the WAL syncer's thread (`WALSyncMode.thread`), or after an fsync on the calling
+    /// thread, before returning (`.caller`); at once, on the calling thread, with the other
+    /// durabilities, whose writes are as durable as they get when they return.
     public func whenDurable(_ completion: @escaping @Sendable (StorageError?) -> Void) {
         guard durability == .sync, let syncer = engine.walSyncer else { return completion(nil) }
         syncer.whenDurable(completion)
     }
 
     /// Tests: holds the fsyncs `whenDurable` asks for (it then waits), or lets them go; false when the
-    /// durability is not `sync`.
+    /// durability is not `sync` or the fsyncs are the callers' (`WALSyncMode.caller`).
     @discardableResult
     package func holdWALSyncsForTesting(_ hold: Bool) -> Bool {
         guard durability == .sync, let syncer = engine.walSyncer else { return false }
-        syncer.hold(hold)
-        return true
+        return syncer.hold(hold)
     }
 
     /// Tests: forgets every key's current header (`HeaderCache`), as a restart does, so that the next

@@ -14,12 +14,18 @@ import Foundation
 ///   back to back, and the event loops write the next batches during each one; a write that fsyncs
 ///   itself (`sync` write options) made the next batch wait for its fsync, and its fsync for the
 ///   batch's CPU work.
+/// - `Durability.sync` with `WALSyncMode.caller` (`.onCaller`): no thread; `whenDurable` fsyncs on
+///   the calling thread, the event loop that wrote the batch, and calls back before it returns, as
+///   Redis fsyncs its log on its one thread before it answers. With one event loop this spares the
+///   two thread wake-ups of each fsync's round trip through the thread (docs/benchmarks.md, "The
+///   fsync on the event loop"); the loop reads nothing meanwhile.
 final class WALSyncer: @unchecked Sendable {
     // @unchecked: `db` is only used by the thread, which `stop()` waits for before the owner frees
     // it; everything else is guarded by `condition`.
     enum Schedule {
         case every(TimeInterval)
         case whenAsked
+        case onCaller
     }
 
     typealias Completion = @Sendable (StorageError?) -> Void
@@ -35,24 +41,40 @@ final class WALSyncer: @unchecked Sendable {
     private var held = false
     /// The fsyncs made so far (tests).
     private var syncs = 0
+    /// `.onCaller`: the callers fsyncing now; `stop()` waits for them.
+    private var callersSyncing = 0
 
     init(db: OpaquePointer, schedule: Schedule, path: String) {
         self.db = db
         self.schedule = schedule
         self.path = path
+        if case .onCaller = schedule { return }
         let thread = Thread { [self] in run() }
         thread.name = "quorumkv-wal-sync"
         thread.start()
     }
 
     /// Calls `completion` once every write that returned before this call is fsynced, on the syncer's
-    /// thread: with nil, or with the fsync's error (the writes are then in the store, not durable).
-    /// With `.closed` at once when the syncer is stopped. For `.whenAsked`.
+    /// thread (`.whenAsked`) or on the calling thread before returning (`.onCaller`): with nil, or with
+    /// the fsync's error (the writes are then in the store, not durable). With `.closed` at once when
+    /// the syncer is stopped.
     func whenDurable(_ completion: @escaping Completion) {
         condition.lock()
         guard !finished else {
             condition.unlock()
             completion(.closed)
+            return
+        }
+        if case .onCaller = schedule {
+            callersSyncing += 1
+            condition.unlock()
+            let failure = syncLog()
+            condition.lock()
+            syncs += 1
+            callersSyncing -= 1
+            if callersSyncing == 0 { condition.broadcast() }
+            condition.unlock()
+            completion(failure)
             return
         }
         waiting.append(completion)
@@ -74,15 +96,15 @@ final class WALSyncer: @unchecked Sendable {
                 while (waiting.isEmpty || held) && !stopRequested {
                     condition.wait()
                 }
+            case .onCaller:
+                preconditionFailure("no thread runs for a syncer that fsyncs on its callers")
             }
             // Stopping: what waits is still synced and told.
             if stopRequested && waiting.isEmpty { break }
             let asked = waiting
             waiting = []
             condition.unlock()
-            var error: UnsafeMutablePointer<CChar>?
-            rocksdb_flush_wal(db, 1, &error)
-            let failure = RocksDBStore.takeMessage(error).map { StorageError.fromRocksDB($0, path: path) }
+            let failure = syncLog()
             // Counted before the callers hear of it: one told its write is durable sees the fsync counted.
             condition.lock()
             syncs += 1
@@ -95,10 +117,25 @@ final class WALSyncer: @unchecked Sendable {
         condition.unlock()
     }
 
+    /// Writes out and fsyncs the log (RocksDB's `FlushWAL(sync: true)`); the error if that failed.
+    private func syncLog() -> StorageError? {
+        var error: UnsafeMutablePointer<CChar>?
+        rocksdb_flush_wal(db, 1, &error)
+        return RocksDBStore.takeMessage(error).map { StorageError.fromRocksDB($0, path: path) }
+    }
+
     /// Syncs for and tells the callers still waiting, stops the thread, and waits until it no longer
-    /// touches the database.
+    /// touches the database; `.onCaller`: refuses new callers and waits for those fsyncing.
     func stop() {
         condition.lock()
+        if case .onCaller = schedule {
+            finished = true
+            while callersSyncing > 0 {
+                condition.wait()
+            }
+            condition.unlock()
+            return
+        }
         stopRequested = true
         condition.broadcast()
         while !finished {
@@ -107,12 +144,14 @@ final class WALSyncer: @unchecked Sendable {
         condition.unlock()
     }
 
-    /// Tests: holds (or lets go of) the fsyncs asked for.
-    func hold(_ hold: Bool) {
+    /// Tests: holds (or lets go of) the fsyncs asked for; `.onCaller` holds none (false).
+    func hold(_ hold: Bool) -> Bool {
+        if case .onCaller = schedule { return false }
         condition.lock()
         held = hold
         condition.broadcast()
         condition.unlock()
+        return true
     }
 
     /// Tests: the fsyncs made so far.

@@ -62,6 +62,15 @@ struct KVD: AsyncParsableCommand {
     @Option(help: "sync (fsync before acknowledging, default), interval:<N>ms, or none.")
     var durability: String?
 
+    @Option(
+        name: .customLong("wal-sync"),
+        help: ArgumentHelp(
+            "With durability sync, who fsyncs the log: thread (default) or event-loop.",
+            discussion:
+                "event-loop: each event loop fsyncs the writes it made, then answers them, serving nothing meanwhile; for --event-loops 1 (docs/operations.md, \"Event loops\")."
+        ))
+    var walSync: String?
+
     @Option(name: .customLong("hint-queue-max"), help: "Hints held per target node before new ones are refused.")
     var hintQueueMax: Int?
 
@@ -338,6 +347,9 @@ struct KVD: AsyncParsableCommand {
         }
         if let durability = durability ?? file.durability {
             configuration.durability = try parseDurability(durability)
+        }
+        if let walSync = walSync ?? file.walSync {
+            configuration.walSync = try parseWALSync(walSync)
         }
         configuration.protocolVersions = try protocolVersions()
         if let zone = zone ?? file.zone {

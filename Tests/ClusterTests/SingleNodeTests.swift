@@ -201,11 +201,27 @@ extension RealProcessTests {
             #expect(try node.kvctl(["get", "loops"]).stdout == "one")
             node.stop()
 
+            // One loop that fsyncs its own writes (`--wal-sync event-loop`), from the file and the flag.
+            try "event-loops: 1\nwal-sync: event-loop\n".write(toFile: file, atomically: true, encoding: .utf8)
+            try node.start(extraArguments: ["--config", file, "--durability", "sync"])
+            #expect(try eventLoopThreads() == 1)
+            #expect(try node.kvctl(["get", "loops"]).stdout == "one")
+            for index in 0..<20 {
+                expectSuccess(try node.kvctl(["put", "fsynced-\(index)", "v\(index)"]))
+            }
+            node.stop()
+            try node.start(extraArguments: ["--config", file, "--wal-sync", "thread"])
+            #expect(try node.kvctl(["get", "fsynced-19"]).stdout == "v19")
+            node.stop()
+
             for count in ["0", "257", "-1"] {
                 let refused = try run("kvd", node.kvdArguments + ["--event-loops=\(count)"], timeout: .seconds(30))
                 #expect(refused.status == 64)
                 #expect(refused.stderr.contains("--event-loops must be 1...256"), "\(refused.stderr)")
             }
+            let refused = try run("kvd", node.kvdArguments + ["--wal-sync", "loop"], timeout: .seconds(30))
+            #expect(refused.status != 0)
+            #expect(refused.stderr.contains("wal-sync 'loop' is not one of thread, event-loop"), "\(refused.stderr)")
         }
     }
 }

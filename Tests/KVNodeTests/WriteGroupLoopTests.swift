@@ -65,6 +65,24 @@ struct WriteGroupLoopTests {
         }
     }
 
+    /// `sync` with `WALSyncMode.caller`: the loop writes the batch, fsyncs it itself and answers it in
+    /// the same task, one fsync a batch; nothing waits for a syncer thread (none runs to be held).
+    @Test func aSyncStoreFsyncingOnTheLoopAnswersAfterItsOwnFsync() async throws {
+        try await Self.withQueue(durability: .sync, walSync: .caller, loops: 1) { queue, replica, loops in
+            let loop = loops[0]
+            let store = try #require(replica.store as? RocksDBStore)
+            #expect(!store.holdWALSyncsForTesting(false), "no syncer thread to hold or let go")
+            let syncsSeen = Mutex([Int]())
+            let answers = try await Self.put(
+                (0..<20).map { (key: "c-\($0)", hlc: 100) }, queue: queue, replica: replica, loop: loop
+            ) { syncsSeen.withLock { $0.append(store.walSyncCountForTesting) } }
+            #expect(answers.allSatisfy { $0.onLoop && $0.outcome == .applied })
+            #expect(queue.writeBatches == 1)
+            #expect(syncsSeen.withLock { $0 } == Array(repeating: 1, count: 20), "each answered after the fsync")
+            #expect(store.walSyncCountForTesting == 1, "one fsync for the batch")
+        }
+    }
+
     /// A key whose current version is only on disk: the loop declines the batch, and the pool writes
     /// all of it, in order, with the same outcomes.
     @Test func aBatchTheLoopCannotWriteGoesToThePool() async throws {
@@ -147,7 +165,8 @@ struct WriteGroupLoopTests {
 
     /// Hands `writes` to `queue` from one task on `loop` (one tick), and waits for every answer.
     static func put(
-        _ writes: [(key: String, hlc: UInt64)], queue: StorageQueue, replica: Replica, loop: any EventLoop
+        _ writes: [(key: String, hlc: UInt64)], queue: StorageQueue, replica: Replica, loop: any EventLoop,
+        onAnswer: @escaping @Sendable () -> Void = {}
     ) async throws -> [Answer] {
         let answers = Mutex([Int: Answer]())
         let done = loop.makePromise(of: Void.self)
@@ -156,6 +175,7 @@ struct WriteGroupLoopTests {
                 queue.put(key: Array(write.key.utf8), record: record(hlc: write.hlc), to: replica, keyspace: 0) {
                     result in
                     let answer = Answer(onLoop: loop.inEventLoop, outcome: try? result.get().outcome)
+                    onAnswer()
                     let all = answers.withLock {
                         $0[index] = answer
                         return $0.count == writes.count
@@ -178,12 +198,12 @@ struct WriteGroupLoopTests {
     }
 
     static func withQueue(
-        durability: Durability, loops: Int,
+        durability: Durability, walSync: WALSyncMode = .thread, loops: Int,
         _ body: (StorageQueue, Replica, [any EventLoop]) async throws -> Void
     ) async throws {
         let path = FileManager.default.temporaryDirectory.appendingPathComponent("quorumkv-loop-\(UUID())").path
         defer { try? FileManager.default.removeItem(atPath: path) }
-        let store = try RocksDBStore(directory: path, durability: durability)
+        let store = try RocksDBStore(directory: path, durability: durability, walSync: walSync)
         defer { store.close() }
         let replica = Replica(nodeID: "n1", store: store, wallMillis: { 1_800_000_000_000 })
         let pool = NIOThreadPool(numberOfThreads: 2)

@@ -79,6 +79,46 @@ struct NonblockingApplyTests {
         }
     }
 
+    /// `WALSyncMode.caller`: `whenDurable` fsyncs on the calling thread and calls back before it
+    /// returns, one fsync a call; nothing is held. Closing waits for the callers fsyncing, and those
+    /// after it hear `.closed`.
+    @Test func syncWritesFsyncedByTheirCaller() throws {
+        try withTemporaryDirectory { path throws in
+            let store = try RocksDBStore(directory: path, durability: .sync, walSync: .caller)
+            #expect(!store.holdWALSyncsForTesting(false), "no syncer thread to hold or let go")
+            for index in 1...3 {
+                let write = [StreamedRecord(key: key("k\(index)"), record: record(1, "v"))]
+                #expect(try store.applyWithoutBlocking(write) == [.applied])
+                let caller = pthread_self()
+                let answered = Mutex<(error: StorageError?, onCaller: Bool, syncs: Int)?>(nil)
+                store.whenDurable { error in
+                    let syncs = store.walSyncCountForTesting
+                    answered.withLock { $0 = (error, pthread_equal(pthread_self(), caller) != 0, syncs) }
+                }
+                let answer = try #require(answered.withLock { $0 }, "before whenDurable returned")
+                #expect(answer.error == nil)
+                #expect(answer.onCaller)
+                #expect(answer.syncs == index, "after its own fsync")
+            }
+            store.close()
+            let closed = Mutex<StorageError?>(nil)
+            store.whenDurable { error in closed.withLock { $0 = error } }
+            #expect(closed.withLock { $0?.code } == .closed)
+        }
+        try withTemporaryDirectory { path throws in
+            let store = try RocksDBStore(directory: path, durability: .sync, walSync: .caller)
+            let seen = callsUntilClosed(close: { store.close() }) { thread, item in
+                let write = [StreamedRecord(key: key("t\(thread)-\(item)"), record: record(1, "v"))]
+                _ = try store.applyWithoutBlocking(write)
+                let failure = Mutex<StorageError?>(nil)
+                store.whenDurable { error in failure.withLock { $0 = error } }
+                if let error = failure.withLock({ $0 }) { throw error }
+            }
+            #expect(Set(seen.keys) == ["applied", "closed"], "\(seen)")
+            #expect(seen["closed"] == 4)
+        }
+    }
+
     /// A stripe another writer holds: declined at once, nothing written; the same write goes through
     /// once the stripe is free. (A wait would never end, the stripe being this thread's: the suite's
     /// time limit fails it.)

@@ -19,6 +19,7 @@ import Yams
 /// crl: certs/out/crl.pem     # optional: certificates it revokes are refused (reloaded on SIGHUP)
 /// cluster-id: quorumkv
 /// durability: sync          # sync | none | interval:50ms
+/// wal-sync: thread           # with sync, who fsyncs: thread | event-loop (for one event loop)
 /// cluster: cluster.yaml      # the cluster file (see KVConfig.ClusterFile)
 /// anti-entropy-interval: 600 # seconds between anti-entropy passes, 0 = off
 /// anti-entropy-rate: 4194304 # bytes per second
@@ -30,6 +31,7 @@ import Yams
 /// idle-timeout: 300          # seconds a connection with nothing in flight stays open
 /// storage-queue-max: 4096    # requests' store calls queued or running; past it `overloaded`
 /// block-cache-bytes: 268435456 # table blocks kept in memory, over every column family
+/// event-loops: 2             # threads serving connections (default: one a CPU)
 /// ```
 public struct NodeConfiguration: Sendable, Hashable {
     public var id: String
@@ -44,6 +46,9 @@ public struct NodeConfiguration: Sendable, Hashable {
     public var crlFile: String?
     public var clusterID: String = NodeConfiguration.defaultClusterID
     public var durability: Durability = .sync
+    /// With `sync`, where the log is fsynced for the writes the event loops make: a thread of the
+    /// store's, or each loop itself (`WALSyncMode`; docs/operations.md, "Event loops").
+    public var walSync: WALSyncMode = .thread
     /// The cluster this node belongs to (from `--cluster cluster.yaml`); nil for a node on its own.
     public var cluster: ClusterMap?
     /// Hints held for one target before new ones are refused.
@@ -182,6 +187,8 @@ public struct NodeFile: Sendable, Hashable, Decodable {
     public var crl: String?
     public var clusterID: String?
     public var durability: String?
+    /// `thread` or `event-loop`.
+    public var walSync: String?
     public var cluster: String?
     public var hintQueueMax: Int?
     /// Bytes.
@@ -239,6 +246,7 @@ public struct NodeFile: Sendable, Hashable, Decodable {
         case storageQueueMax = "storage-queue-max"
         case blockCacheBytes = "block-cache-bytes"
         case eventLoops = "event-loops"
+        case walSync = "wal-sync"
     }
 
     public init() {}
@@ -292,4 +300,13 @@ public func parseDurability(_ text: String) throws(NodeError) -> Durability {
         }
         throw NodeError.configuration("durability '\(text)' is not one of sync, none, interval:<N>ms")
     }
+}
+
+/// Parses `thread` or `event-loop`.
+public func parseWALSync(_ text: String) throws(NodeError) -> WALSyncMode {
+    guard let mode = WALSyncMode(rawValue: text) else {
+        throw NodeError.configuration(
+            "wal-sync '\(text)' is not one of \(WALSyncMode.allCases.map(\.rawValue).joined(separator: ", "))")
+    }
+    return mode
 }

@@ -73,7 +73,7 @@ public final class NodeService: Service {
         do {
             store = try RocksDBStore(
                 directory: configuration.dataDirectory, durability: configuration.durability,
-                blockCacheBytes: configuration.blockCacheBytes)
+                walSync: configuration.walSync, blockCacheBytes: configuration.blockCacheBytes)
         } catch {
             throw NodeError.storage("cannot open data folder \(configuration.dataDirectory): \(error)")
         }

@@ -142,7 +142,8 @@ public final class Replica: Sendable {
 
     /// Calls `completion` once the writes `putWithoutBlocking` made before this call are durable
     /// (`ReplicaStore.whenDurable`): at once on the calling thread, or, with RocksDB and `sync`, on
-    /// the WAL syncer's thread after its fsync; with the store's error if that failed.
+    /// the WAL syncer's thread after its fsync (on the calling thread after its own fsync with
+    /// `WALSyncMode.caller`); with the store's error if that failed.
     public func whenDurable(_ completion: @escaping @Sendable (ReplicaError?) -> Void) {
         store.whenDurable { error in completion(error.map(ReplicaError.storage)) }
     }

@@ -16,7 +16,8 @@ import Synchronization
 /// (`Replica.putsWithoutBlocking`) and the write that starts it was handed over on an event loop,
 /// that event loop: a task queued behind the loop's current read burst writes what the burst brought
 /// (one batch per tick, no thread hop), with `Replica.putWithoutBlocking`, and answers once the
-/// batch is durable (`Replica.whenDurable`: with `sync`, after the WAL syncer's next fsync). What
+/// batch is durable (`Replica.whenDurable`: with `sync`, after the WAL syncer's next fsync, or, with
+/// `WALSyncMode.caller`, after the loop's own fsync of it). What
 /// that cannot write without waiting (a current version only on disk, a stripe another writer holds,
 /// a write stall) or refuses goes to a pool thread as before, in order.
 final class WriteGroup: Sendable {
@@ -82,7 +83,8 @@ final class WriteGroup: Sendable {
         }
         countBatch(true)
         // With `sync` the batch is in the log, not yet fsynced: answered after the WAL syncer's
-        // fsync, back on this loop, while the loop writes the next batches.
+        // fsync, back on this loop, while the loop writes the next batches; or, with the fsyncs on
+        // their callers, here, after this loop's fsync.
         replica.whenDurable { error in
             let answer = { @Sendable in
                 for (waiting, outcome) in zip(batch, outcomes) {
