@@ -205,6 +205,8 @@ extension RealProcessTests {
             try "event-loops: 1\nwal-sync: event-loop\n".write(toFile: file, atomically: true, encoding: .utf8)
             try node.start(extraArguments: ["--config", file, "--durability", "sync"])
             #expect(try eventLoopThreads() == 1)
+            let listening = node.log(tail: 2000).split(separator: "\n").last { $0.contains("node listening") }
+            #expect(listening?.contains("storage.wal_sync=event-loop") == true, "\(listening ?? "no start logged")")
             #expect(try node.kvctl(["get", "loops"]).stdout == "one")
             for index in 0..<20 {
                 expectSuccess(try node.kvctl(["put", "fsynced-\(index)", "v\(index)"]))

@@ -270,6 +270,7 @@ public final class NodeService: Service {
                 "node.address": "\(server.localAddress)",
                 "cluster.id": "\(configuration.clusterID)",
                 "storage.durability": "\(configuration.durability)",
+                "storage.wal_sync": "\(configuration.durability == .sync ? configuration.walSync.rawValue : "-")",
             ])
         // On SIGTERM/SIGINT: stop accepting, drain (refuse new requests on the open connections, wait
         // for those in flight, at most `shutdownDrain`), then close what is left.
