@@ -20,8 +20,9 @@ import Foundation
 ///   two thread wake-ups of each fsync's round trip through the thread (docs/benchmarks.md, "The
 ///   fsync on the event loop"); the loop reads nothing meanwhile.
 final class WALSyncer: @unchecked Sendable {
-    // @unchecked: `db` is only used by the thread, which `stop()` waits for before the owner frees
-    // it; everything else is guarded by `condition`.
+    // @unchecked: `db` is only used by the thread or, `.onCaller`, by the callers counted in
+    // `callersSyncing`, which `stop()` waits for before the owner frees it; everything else is
+    // guarded by `condition`.
     enum Schedule {
         case every(TimeInterval)
         case whenAsked
