@@ -13,11 +13,10 @@
 # and runs kvbench (this tree's unless --kvbench) with 50 requests in flight (--concurrency; with
 # --batch N, that many batches of N keys each, and the figures count keys), kvd's event loops at its
 # default (one a CPU) or at --kvd-event-loops N (kvd's --event-loops; --kvd-wal-sync passes kvd's
-# --wal-sync), 100-byte values (or
-# --value-bytes: larger values show what copying them costs), its workers on Swift's global
-# executor (--event-loops N: kvbench's option, N clients each with its workers on its event loop),
-# 100,000 keys (--keys: more than fit in the memtables, to measure reads from table files); gets
-# run after every key was written. Prints kvbench's line, the node's CPU
+# --wal-sync), 100-byte values (or --value-bytes: larger values show what copying them costs), its
+# workers on Swift's global executor (--event-loops N: kvbench's option, N clients each with its
+# workers on its event loop), 100,000 keys (--keys: more than fit in the memtables, to measure reads
+# from table files); gets run after every key was written. Prints kvbench's line, the node's CPU
 # (user+sys from /proc/PID/stat over the run) per operation, and kvbench's CPU per operation (from
 # /usr/bin/time). CPU per operation moves much less with the machine's load than ops/s does, which
 # is why the steps are compared on it. Everything it starts is stopped on exit.
@@ -45,7 +44,7 @@ while [[ "${1:-}" == --* ]]; do
     --nodes) nodes=$2; shift 2 ;;
     --kvd-event-loops) kvd_event_loops=$2; shift 2 ;;
     --kvd-wal-sync) kvd_wal_sync=$2; shift 2 ;;
-    *) sed -n '2,23p' "$0" >&2; exit 64 ;;
+    *) sed -n '2,22p' "$0" >&2; exit 64 ;;
     esac
 done
 workload=${1:-}
@@ -54,7 +53,7 @@ seconds=${2:-6}
     "$event_loops" =~ ^[0-9]+$ && "$concurrency" =~ ^[0-9]+$ && "$batch" =~ ^[0-9]+$ && "$nodes" =~ ^[0-9]+$ &&
     "$kvd_event_loops" =~ ^[0-9]+$ ]] &&
     ((seconds > 0 && keys > 0 && concurrency > 0 && batch > 0 && nodes > 0 && nodes <= 8)) ||
-    { sed -n '2,23p' "$0" >&2; exit 64; }
+    { sed -n '2,22p' "$0" >&2; exit 64; }
 scripts/setup.sh
 [[ -x /usr/bin/time ]] || { echo "cpu-per-op: needs /usr/bin/time (apt-get install time)" >&2; exit 1; }
 bin=$(scripts/release-build.sh)
