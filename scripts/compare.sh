@@ -112,16 +112,16 @@ measure() {
     /usr/bin/time -f '%U %S %e' -o "$work/$name.cpu" "$@" >"$work/$name.raw" 2>"$work/$name.err" ||
         { echo "$name failed:" >&2; cat "$work/$name.err" >&2; return 1; }
 }
-# kvbench WORKLOAD NAME: loads the keys first (outside the measurement) for gets.
+# kvbench WORKLOAD NAME [SECONDS]: loads the keys first (outside the measurement) for gets.
 kvbench() {
-    local workload=$1 name=$2
+    local workload=$1 name=$2 duration=${3:-$seconds}
     local args=(--cluster "$work/cluster.yaml" --concurrency 50 --value-bytes 100 --keys 10000 --consistency quorum
         --event-loops "$event_loops")
     if [[ "$workload" == get ]]; then
         "$bin/kvbench" "${args[@]}" --workload get --requests-max 1 --quiet >/dev/null
         args+=(--skip-load)
     fi
-    measure "$name" "$bin/kvbench" "${args[@]}" --duration "$seconds" --workload "$workload" --quiet
+    measure "$name" "$bin/kvbench" "${args[@]}" --duration "$duration" --workload "$workload" --quiet
     grep -E "^$workload: " "$work/$name.raw" | head -1 >"$work/$name.out"
 }
 # Starts redis on 127.0.0.34:7634 with TLS 1.3 and client certificates required, plus ARGS.
@@ -200,8 +200,7 @@ echo "== 2. one kvd, durability sync, vs redis appendonly yes, appendfsync alway
 # puts/s in three runs and 42k in one where it came second (docs/benchmarks.md, "The fsync on the
 # event loop"), for a reason not found.
 start_kvd 1 sync
-"$bin/kvbench" --cluster "$work/cluster.yaml" --concurrency 50 --value-bytes 100 --keys 10000 \
-    --consistency quorum --event-loops "$event_loops" --duration 3 --workload put --quiet >/dev/null
+kvbench put kvd-sync-warm-up 3
 stop_kvd
 start_kvd 1 sync
 kvbench put kvd-sync-put
