@@ -63,6 +63,17 @@ public protocol HintStore: AnyObject, Sendable {
     func storeHints(_ hints: [StoredHint], queueMax: Int, bytesMax: Int) throws(StorageError)
         -> [Result<HintStoreOutcome, StorageError>]
 
+    /// `storeHints` without the fsync of `.sync` mode: the hints are in the log when it returns, and
+    /// durable once `whenHintsDurable` calls back, which shares the fsyncs of the data writes. The
+    /// default stores them with `storeHints`, for a store whose writes are as durable as they get when
+    /// they return.
+    func storeHintsUnsynced(_ hints: [StoredHint], queueMax: Int, bytesMax: Int) throws(StorageError)
+        -> [Result<HintStoreOutcome, StorageError>]
+
+    /// Calls `completion` once every hint stored before this call is durable: nil then, or the error
+    /// of the fsync that failed. The default calls it at once.
+    func whenHintsDurable(_ completion: @escaping @Sendable (StorageError?) -> Void)
+
     /// The oldest-versioned hints for `target` that come after `after` (from the first when nil), at
     /// most `limit`, in version order (hlc, then writer, then key bytes), each with its id. A corrupt
     /// stored hint throws `.corruption`.
@@ -86,6 +97,16 @@ public protocol HintStore: AnyObject, Sendable {
 }
 
 extension HintStore {
+    public func storeHintsUnsynced(_ hints: [StoredHint], queueMax: Int, bytesMax: Int) throws(StorageError)
+        -> [Result<HintStoreOutcome, StorageError>]
+    {
+        try storeHints(hints, queueMax: queueMax, bytesMax: bytesMax)
+    }
+
+    public func whenHintsDurable(_ completion: @escaping @Sendable (StorageError?) -> Void) {
+        completion(nil)
+    }
+
     /// Stores `hint` with the store's durability (in `.sync` mode fsynced like data writes), unless
     /// `hint.target` already holds `queueMax` hints: then answers `.refusedQueueFull` and writes
     /// nothing. Replacing a hint already stored (same target, version and key) does not grow the

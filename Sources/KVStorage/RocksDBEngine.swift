@@ -108,6 +108,13 @@ final class RocksDBEngine: @unchecked Sendable {
         return isData ? data : index
     }
 
+    /// Gives each memtable of the families opened with `options` a whole-key Bloom filter of 1 % of
+    /// its size.
+    private static func addMemtableBloom(_ options: OpaquePointer) {
+        rocksdb_options_set_memtable_prefix_bloom_size_ratio(options, 0.01)
+        rocksdb_options_set_memtable_whole_key_filtering(options, 1)
+    }
+
     /// `familyOptions` with this engine's options.
     func options(forFamily name: String) -> OpaquePointer {
         Self.familyOptions(name, options: options, data: dataOptions, index: indexOptions)
@@ -197,11 +204,10 @@ final class RocksDBEngine: @unchecked Sendable {
         // The keyspaces' `data` families, where every point read goes, also have a whole-key Bloom
         // filter in each memtable (1 % of its size, about 12 bits per entry): a read of a key the
         // memtables lack skips their skip lists (a third of a get's cost past them). RocksDB
-        // allocates it with every memtable, so the other families, which point reads do not use,
-        // go without.
+        // allocates it with every memtable, so the index families, which point reads do not use,
+        // go without; `hints` and `meta` get one below.
         let dataOptions = rocksdb_options_create_copy(options)!
-        rocksdb_options_set_memtable_prefix_bloom_size_ratio(dataOptions, 0.01)
-        rocksdb_options_set_memtable_whole_key_filtering(dataOptions, 1)
+        Self.addMemtableBloom(dataOptions)
         // A put over a record the memtable holds, no longer than it, overwrites it in place instead of
         // adding a version beside it, so a memtable under overwrites holds one entry a key rather than
         // every version since the last flush: its skip list stays small and warm, and flushes only the
@@ -218,6 +224,11 @@ final class RocksDBEngine: @unchecked Sendable {
         // stays in `meta`, a skip list (docs/benchmarks.md, "Vector memtables for the indexes").
         let indexOptions = rocksdb_options_create_copy(options)!
         rocksdb_options_set_memtable_vector_rep(indexOptions)
+        // The shared families (`hints`, `meta`) are read by key too: each stored hint first looks for
+        // the same hint already stored, which is almost never there, and without the filter that miss
+        // searched the whole skip list of a memtable holding every hint since its flush
+        // (docs/benchmarks.md, "Hints share the data's fsync").
+        Self.addMemtableBloom(options)
 
         let names: [String]
         do throws(StorageError) {

@@ -14,6 +14,26 @@ extension RocksDBStore: HintStore {
     public func storeHints(_ hints: [StoredHint], queueMax: Int, bytesMax: Int) throws(StorageError)
         -> [Result<HintStoreOutcome, StorageError>]
     {
+        try storeHints(hints, queueMax: queueMax, bytesMax: bytesMax, options: writeOptions)
+    }
+
+    /// `storeHints` written without a sync: the WAL syncer's next fsync, which the data writes share,
+    /// makes them durable (`whenHintsDurable`).
+    public func storeHintsUnsynced(_ hints: [StoredHint], queueMax: Int, bytesMax: Int) throws(StorageError)
+        -> [Result<HintStoreOutcome, StorageError>]
+    {
+        try storeHints(hints, queueMax: queueMax, bytesMax: bytesMax, options: unsyncedWriteOptions)
+    }
+
+    /// `whenDurable`: hints and data share one log.
+    public func whenHintsDurable(_ completion: @escaping @Sendable (StorageError?) -> Void) {
+        whenDurable(completion)
+    }
+
+    /// The two `storeHints`' one rule, written with `options`.
+    private func storeHints(_ hints: [StoredHint], queueMax: Int, bytesMax: Int, options: OpaquePointer)
+        throws(StorageError) -> [Result<HintStoreOutcome, StorageError>]
+    {
         var outcomes = [Result<HintStoreOutcome, StorageError>](repeating: .success(.stored), count: hints.count)
         var valid: [(index: Int, target: [UInt8], storageKey: [UInt8], value: [UInt8], bytes: Int)] = []
         for (index, hint) in hints.enumerated() {
@@ -62,7 +82,7 @@ extension RocksDBStore: HintStore {
                         writes.append((hint.storageKey, hint.value))
                     }
                     guard !writes.isEmpty else { return }
-                    try writeBatch { batch in
+                    try writeBatch(options: options) { batch in
                         for write in writes { Self.put(batch, hintsFamily, write.storageKey, write.value) }
                     }
                 } catch {

@@ -83,6 +83,38 @@ extension HintAdmissionTests {
         try pool.syncShutdownGracefully()
     }
 
+    /// `sync`: the group writes its batch without a sync of its own and answers it only after the
+    /// store's next fsync (the WAL syncer's, which the data writes share; held here until the hint is
+    /// in the log, so no answer can come before it).
+    @Test(.timeLimit(.minutes(1)))
+    func aHintIsAnsweredOnlyOnceTheSyncersFsyncMadeItDurable() throws {
+        let path = FileManager.default.temporaryDirectory.appendingPathComponent("quorumkv-hintgroup-\(UUID())").path
+        defer { try? FileManager.default.removeItem(atPath: path) }
+        let durable = try RocksDBStore(directory: path, durability: .sync)
+        defer { durable.close() }
+        #expect(durable.holdWALSyncsForTesting(true))
+        let pool = NIOThreadPool(numberOfThreads: 2)
+        pool.start()
+        defer { try? pool.syncShutdownGracefully() }
+        let group = HintGroup(admission: HintAdmission(nodeID: "n1", queueMax: 100), hints: durable, pool: pool)
+        let answer = Mutex<HintAdmission.Admitted?>(nil)
+        let answered = DispatchSemaphore(value: 0)
+        group.admit(offer(target: "n2", key: "k")) { result in
+            answer.withLock { $0 = try? result.get() }
+            answered.signal()
+        }
+        // Bounded: a hint never stored fails the test instead of hanging it.
+        let deadline = Date().addingTimeInterval(30)
+        while durable.hintQueueSizes()["n2"] != 1, Date() < deadline { usleep(1_000) }
+        try #require(durable.hintQueueSizes() == ["n2": 1], "the hint was never written")
+        #expect(durable.walSyncCountForTesting == 0)
+        #expect(answered.wait(timeout: .now() + 0.2) == .timedOut, "no answer before the fsync")
+        durable.holdWALSyncsForTesting(false)
+        try #require(answered.wait(timeout: .now() + 30) == .success, "never answered after the fsync")
+        #expect((try? answer.withLock { $0 }?.get().outcome) == .stored)
+        #expect(durable.walSyncCountForTesting >= 1)
+    }
+
     /// The batch form gives each hint what admitting it alone, in order, gives: refusals before the
     /// store, stores, a full queue with its range marked, and the clocks.
     @Test func aBatchIsAdmittedAsEachAloneInOrder() throws {

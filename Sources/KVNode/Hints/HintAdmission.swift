@@ -94,8 +94,9 @@ public struct HintAdmission: Sendable {
 
     /// Admits each of `offers` as it would have been alone, in order, with the ones that pass the
     /// checks stored in one `storeHints` call (one store write, one fsync, for all of them): the node's
-    /// hint group commit hands over the hints that arrived together.
-    public func admit(_ offers: [Offer], hints: any HintStore) -> [Admitted] {
+    /// hint group commit hands over the hints that arrived together. Unless `synced`, the write is
+    /// `storeHintsUnsynced`, and what it stored is durable only once `whenHintsDurable` says so.
+    public func admit(_ offers: [Offer], hints: any HintStore, synced: Bool = true) -> [Admitted] {
         var admitted = [Admitted?](repeating: nil, count: offers.count)
         var storing: [Int] = []
         for (index, offer) in offers.enumerated() {
@@ -108,13 +109,16 @@ public struct HintAdmission: Sendable {
         }
         let stored: [Result<HintStoreOutcome, StorageError>]
         do {
-            stored = try hints.storeHints(
-                storing.map {
-                    let offer = offers[$0]
-                    return StoredHint(
-                        target: offer.target, key: offer.key, record: offer.record, storedAtMillis: offer.nowMillis,
-                        keyspace: offer.keyspace)
-                }, queueMax: queueMax, bytesMax: bytesMax)
+            let storedHints = storing.map {
+                let offer = offers[$0]
+                return StoredHint(
+                    target: offer.target, key: offer.key, record: offer.record, storedAtMillis: offer.nowMillis,
+                    keyspace: offer.keyspace)
+            }
+            stored =
+                synced
+                ? try hints.storeHints(storedHints, queueMax: queueMax, bytesMax: bytesMax)
+                : try hints.storeHintsUnsynced(storedHints, queueMax: queueMax, bytesMax: bytesMax)
         } catch {
             stored = storing.map { _ in .failure(error) }
         }

@@ -140,7 +140,8 @@ extension ReplicaService {
     }
 
     /// `storeHint` without a task (the connection's event loop hands it over): `completion` is called
-    /// once, on the pool thread that stored it, or at once when it is refused before.
+    /// once the hint is durable (on the thread of the fsync that made it so, or the pool thread that
+    /// stored it: `HintGroup`), or at once when it is refused before.
     func storeHint(
         _ request: HintRequest, in context: KeyspaceContext,
         completion: @escaping @Sendable (Result<Message, any Error>) -> Void
@@ -151,7 +152,7 @@ extension ReplicaService {
         let checked = try Self.checked(request.record)
         let offer = HintAdmission.Offer(
             target: request.target, key: checked.key, record: checked.record, keyspace: context.id, map: context.map,
-            ring: try? context.map.ring(), replica: context.replica, marks: marks, nowMillis: wallMillis())
+            ring: ring(in: context), replica: context.replica, marks: marks, nowMillis: wallMillis())
         storageQueue.admit(offer, in: hintGroup) { result in
             completion(
                 result.mapError { self.wireError($0) }

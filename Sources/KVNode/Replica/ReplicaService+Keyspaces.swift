@@ -90,13 +90,27 @@ extension ReplicaService {
         }
     }
 
+    /// The keyspace's current ring, nil when its map has none (cached per epoch: building one sorts
+    /// every vnode of the cluster, which each stored hint paid when it was built per hint).
+    func ring(in context: KeyspaceContext) -> Ring? {
+        let map = context.map
+        return rings.withLock { cached in
+            if cached.epoch != map.epoch { cached = (map.epoch, [:]) }
+            if let ring = cached.byKeyspace[context.id] { return ring }
+            let ring = try? map.ring()
+            cached.byKeyspace[context.id] = .some(ring)
+            return ring
+        }
+    }
+
     /// The ranges this node replicates in the keyspace's current ring (cached per epoch).
     func ranges(in context: KeyspaceContext) -> [TokenRangeSpan] {
         let map = context.map
+        let ring = ring(in: context)
         return replicatedRanges.withLock { cached in
             if cached.epoch != map.epoch { cached = (map.epoch, [:]) }
             if let ranges = cached.byKeyspace[context.id] { return ranges }
-            let ranges = (try? map.ring())?.ranges(replicatedBy: nodeID) ?? []
+            let ranges = ring?.ranges(replicatedBy: nodeID) ?? []
             cached.byKeyspace[context.id] = ranges
             return ranges
         }

@@ -43,6 +43,8 @@ public final class ReplicaService: RPCService {
     let admissions = Mutex<(epoch: UInt64, byKeyspace: [UInt32: ReplicaAdmission])>((0, [:]))
     /// The keys of each part of a split keyspace, for the map of one epoch.
     let keyRanges = Mutex<(epoch: UInt64, byKeyspace: [UInt32: KeyRange])>((0, [:]))
+    /// Each keyspace's ring (nil: its map has none), for the map of one epoch.
+    let rings = Mutex<(epoch: UInt64, byKeyspace: [UInt32: Ring?])>((0, [:]))
     /// The keyspaces besides the default this node serves; nil: the default only.
     let keyspaces: NodeKeyspaces?
     /// Every keyspace's anti-entropy, for `Admin` repair; nil: `antiEntropy`'s (the default keyspace) only.
