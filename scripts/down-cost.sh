@@ -29,6 +29,12 @@ seconds=${1:-8}
     { sed -n '2,15p' "$0" >&2; exit 64; }
 scripts/setup.sh
 [[ -x /usr/bin/time ]] || { echo "down-cost: needs /usr/bin/time (apt-get install time)" >&2; exit 1; }
+for host in 127.0.0.61 127.0.0.62 127.0.0.63 127.0.0.64; do
+    if ss -ltnH | awk '{print $4}' | grep -q "^$host:"; then
+        echo "down-cost: something already listens on $host (a test cluster, or another run): stop it first" >&2
+        exit 1
+    fi
+done
 bin=$(scripts/release-build.sh)
 work=$(mktemp -d /tmp/quorumkv-down-cost.XXXXXX)
 # cluster.sh takes kvd and kvctl from one folder.
