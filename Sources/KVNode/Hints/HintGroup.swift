@@ -9,9 +9,10 @@ import Synchronization
 /// batch is answered once the store's next fsync (`whenHintsDurable`, the WAL syncer's, which the
 /// data writes share) has made it durable, and the pool thread goes on to the next batch meanwhile.
 ///
-/// With a synced write of their own, a node that stored a dead replica's hints made two fsyncs where
-/// it made one: a 4-node cluster with one node down served half the requests a second that it did
-/// with hinted handoff off (docs/benchmarks.md, "Hints share the data's fsync").
+/// With a synced write of their own, a node that stored a dead replica's hints made a second stream of
+/// fsyncs beside the WAL syncer's: one of the three costs that left a 4-node cluster with one node
+/// down at about 60 % of the rate it had with hinted handoff off (docs/benchmarks.md, "Hints share
+/// the data's fsync").
 ///
 /// Alone, each hint was a synced write of its own, and every hint for one target waited for the one
 /// before it (the target's stripe keeps its queue count exact): when a node died, its hints queued on
