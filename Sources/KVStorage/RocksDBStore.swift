@@ -213,6 +213,9 @@ public final class RocksDBStore: ReplicaStore, @unchecked Sendable {
     /// Tests: the fsyncs the WAL syncer made so far.
     package var walSyncCountForTesting: Int { engine.walSyncer?.syncCount ?? 0 }
 
+    /// Tests: the `whenDurable` callers waiting for the WAL syncer's next fsync.
+    package var walSyncWaitersForTesting: Int { engine.walSyncer?.waitingCount ?? 0 }
+
     /// The two applies' one rule; nil only when not `blocking` and it would wait.
     private func apply(_ records: [StreamedRecord], setting metadata: MetadataEntry?, blocking: Bool)
         throws(StorageError) -> [ApplyOutcome]?

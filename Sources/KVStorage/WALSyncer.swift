@@ -155,6 +155,13 @@ final class WALSyncer: @unchecked Sendable {
         return true
     }
 
+    /// Tests: the callers waiting for the next fsync (`.whenAsked`).
+    var waitingCount: Int {
+        condition.lock()
+        defer { condition.unlock() }
+        return waiting.count
+    }
+
     /// Tests: the fsyncs made so far.
     var syncCount: Int {
         condition.lock()

@@ -106,11 +106,11 @@ extension ReplicaService {
     /// The ranges this node replicates in the keyspace's current ring (cached per epoch).
     func ranges(in context: KeyspaceContext) -> [TokenRangeSpan] {
         let map = context.map
-        let ring = ring(in: context)
         return replicatedRanges.withLock { cached in
             if cached.epoch != map.epoch { cached = (map.epoch, [:]) }
             if let ranges = cached.byKeyspace[context.id] { return ranges }
-            let ranges = ring?.ranges(replicatedBy: nodeID) ?? []
+            // Under this lock: `ring(in:)` takes only its own, never this one.
+            let ranges = ring(in: context)?.ranges(replicatedBy: nodeID) ?? []
             cached.byKeyspace[context.id] = ranges
             return ranges
         }
