@@ -95,6 +95,11 @@ final class RocksDBEngine: @unchecked Sendable {
         var unknown: [OpaquePointer] = []
     }
 
+    /// RocksDB's `InfoLogLevel.INFO_LEVEL` (DEBUG is 0).
+    static let infoLogLevel: Int32 = 1
+    /// The size at which RocksDB starts a new `LOG` file.
+    static let logFileBytesMax = 16 << 20
+
     /// Column families of the default keyspace and the shared ones, created on first open.
     static let baseFamilyNames = ["default", "data", "hints", "meta", "versions", "merkle"]
 
@@ -177,6 +182,13 @@ final class RocksDBEngine: @unchecked Sendable {
         rocksdb_options_set_create_missing_column_families(options, 1)
         // Fail on any inconsistency found while opening or writing rather than limp on.
         rocksdb_options_set_paranoid_checks(options, 1)
+        // RocksDB's own log (`LOG` in the folder): Debian's librocksdb is built without NDEBUG, which
+        // makes its default level DEBUG, a line for every fsync of the log (`FlushWAL`), hundreds a
+        // second under `sync` writes, in a file that grew without bound until the next open. INFO
+        // keeps the flushes, compactions and periodic statistics; a file rolls at 16 MB and five are
+        // kept (docs/storage.md, "The engine's own log").
+        rocksdb_options_set_info_log_level(options, Self.infoLogLevel)
+        rocksdb_options_set_max_log_file_size(options, Self.logFileBytesMax)
         rocksdb_options_set_keep_log_file_num(options, 5)
         rocksdb_options_set_max_total_wal_size(options, walBytesMax)
         // Writers waiting for a group commit sleep rather than spin: on few cores, spinning steals the

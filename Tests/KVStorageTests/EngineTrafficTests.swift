@@ -51,6 +51,28 @@ import Testing
         }
     }
 
+    /// RocksDB's own log has lines for events, not one for each fsync, and rolls at 16 MB: Debian's
+    /// librocksdb defaults to DEBUG, which logged every `FlushWAL` the WAL syncer asks for, hundreds
+    /// a second under `sync` writes, into a file that never rolled while the node ran.
+    @Test func theEngineLogHasNoLineForEachFsyncAndRolls() throws {
+        try withTemporaryDirectory { path throws in
+            let store = try RocksDBStore(directory: path, durability: .sync, walSync: .caller)
+            for index in 0..<300 {
+                _ = try store.apply(key: key("key-\(index)"), record: record(UInt64(index + 1), "v"))
+                store.whenDurable { _ in }
+            }
+            #expect(store.walSyncCountForTesting >= 300)
+            store.close()  // writes out what the log buffers
+            let log = try String(contentsOfFile: path + "/LOG", encoding: .utf8)
+            let fsyncLines = log.split(separator: "\n").filter { $0.contains("FlushWAL") }.count
+            #expect(fsyncLines < 10, "\(fsyncLines) lines about FlushWAL for 300 fsyncs")
+            let options = try FileManager.default.contentsOfDirectory(atPath: path).filter { $0.hasPrefix("OPTIONS-") }
+            let text = try String(contentsOfFile: path + "/" + (try #require(options.first)), encoding: .utf8)
+            #expect(text.contains("max_log_file_size=\(16 << 20)"), "\(text.prefix(2_000))")
+            #expect(text.contains("info_log_level=INFO_LEVEL"), "\(text.prefix(2_000))")
+        }
+    }
+
     /// The options every family is opened and created with, as RocksDB writes them in the folder's
     /// newest `OPTIONS-*` file: tables with a whole-key Bloom filter in every family (the block cache
     /// is checked by the next test); a Bloom filter in the memtables of the families read by key (the
