@@ -100,6 +100,9 @@ final class RocksDBEngine: @unchecked Sendable {
     /// The size at which RocksDB starts a new `LOG` file.
     static let logFileBytesMax = 16 << 20
 
+    /// Hash buckets of a `data` memtable (8 bytes each, allocated with every memtable of every keyspace).
+    static let dataMemtableBuckets = 1 << 14
+
     /// Column families of the default keyspace and the shared ones, created on first open.
     static let baseFamilyNames = ["default", "data", "hints", "meta", "versions", "merkle"]
 
@@ -228,6 +231,14 @@ final class RocksDBEngine: @unchecked Sendable {
         // (`RocksDBStore.scan`, docs/storage.md, "Records overwritten in place"). Needs the leader of a
         // group commit to insert alone (`allow_concurrent_memtable_write` off, above).
         rocksdb_options_set_inplace_update_support(dataOptions, 1)
+        // The memtable finds a key through a hash of its token (the key's first 8 bytes) into small
+        // skip lists, not through one skip list of every key: that search, which every overwrite in
+        // place starts with, walked a dozen nodes out of the cache and was 8 % of a 3-node cluster's CPU
+        // under `sync` puts (docs/benchmarks.md, "A hash memtable for the records"). An ordered scan
+        // then sorts the memtable's entries first, which is why scans set `total_order_seek` and a
+        // scan of `data` flushes a large memtable before it starts (`RocksDBStore.scan`).
+        rocksdb_options_set_prefix_extractor(dataOptions, rocksdb_slicetransform_create_fixed_prefix(8))
+        rocksdb_options_set_hash_skip_list_rep(dataOptions, Self.dataMemtableBuckets, 4, 4)
         // The version index and the Merkle segments (`versions`, `merkle`) change with every write,
         // two or three keys a put, and only scans read them (an incremental backup, the load at
         // open). A vector memtable appends each change and sorts once, at the flush; a skip list

@@ -96,9 +96,12 @@ extension RocksDBStore {
         let bound = UnsafeMutableRawBufferPointer.allocate(
             byteCount: max(prefix.count, limit?.count ?? 0), alignment: 1)
         defer { bound.deallocate() }
+        if family == dataFamily { try flushDataMemtablesIfLarge() }
         let scanOptions = rocksdb_readoptions_create()!
         defer { rocksdb_readoptions_destroy(scanOptions) }
         rocksdb_readoptions_set_verify_checksums(scanOptions, 1)
+        // Every key in order, not only those of the seek key's token (the `data` families' prefix).
+        rocksdb_readoptions_set_total_order_seek(scanOptions, 1)
         if let successor = upperBound {
             bound.copyBytes(from: successor)
             rocksdb_readoptions_set_iterate_upper_bound(
@@ -138,6 +141,22 @@ extension RocksDBStore {
         var error: UnsafeMutablePointer<CChar>?
         rocksdb_iter_get_error(iterator, &error)
         try check(error)
+    }
+
+    /// Entries of this keyspace's `data` memtables above which a scan of `data` flushes them first.
+    package static let scanMemtableEntriesMax: UInt64 = 4096
+
+    /// Flushes this keyspace's `data` memtables when they hold more than `scanMemtableEntriesMax`
+    /// entries. An iterator over a hash memtable (`RocksDBEngine`) first sorts every entry into a list
+    /// of its own, and a stream of a range opens one a page: over 100,000 entries, a page took 150 ms
+    /// instead of 2. After the flush, an iterator sorts only what was written since.
+    private func flushDataMemtablesIfLarge() throws(StorageError) {
+        var active: UInt64 = 0
+        var immutable: UInt64 = 0
+        rocksdb_property_int_cf(db, dataFamily, "rocksdb.num-entries-active-mem-table", &active)
+        rocksdb_property_int_cf(db, dataFamily, "rocksdb.num-entries-imm-mem-tables", &immutable)
+        guard active &+ immutable > Self.scanMemtableEntriesMax else { return }
+        try Self.flush(db, [dataFamily], directory: directory)
     }
 
     /// The smallest byte string greater than every string starting with `prefix`; `nil` when there

@@ -116,9 +116,10 @@ import Testing
 @Suite(.timeLimit(.minutes(1)))
 struct MemtableTests {
     /// The families every write changes and only scans read (`versions`, `versions.<id>`, `merkle`)
-    /// have vector memtables; the others RocksDB's skip list. Read from the `OPTIONS-*` file RocksDB
-    /// writes with the options it opened each family with.
-    @Test func theIndexFamiliesHaveVectorMemtables() throws {
+    /// have vector memtables; the keyspaces' `data` a hash of their keys' tokens into skip lists, with
+    /// the token as RocksDB's prefix; the others (`meta`, `hints`) RocksDB's skip list. Read from the
+    /// `OPTIONS-*` file RocksDB writes with the options it opened each family with.
+    @Test func theIndexFamiliesHaveVectorMemtablesAndTheRecordsAHashOne() throws {
         try withTemporaryDirectory { path throws in
             let store = try RocksDBStore(directory: path, durability: .none)
             _ = try store.keyspace(5)
@@ -129,21 +130,70 @@ struct MemtableTests {
                 try FileManager.default.contentsOfDirectory(atPath: path).filter { $0.hasPrefix("OPTIONS-") }
                     .max { $0.count == $1.count ? $0 < $1 : $0.count < $1.count })
             let text = try String(contentsOfFile: "\(path)/\(file)", encoding: .utf8)
-            func memtable(of family: String) -> String? {
+            func option(_ name: String, of family: String) -> String? {
                 guard let section = text.components(separatedBy: "[CFOptions \"\(family)\"]").dropFirst().first else {
                     return nil
                 }
                 let line = section.split(separator: "\n").first {
-                    $0.trimmingCharacters(in: .whitespaces).hasPrefix("memtable_factory=")
+                    $0.trimmingCharacters(in: .whitespaces).hasPrefix(name + "=")
                 }
                 return line.map { String($0) }
             }
             for family in ["versions", "versions.5", "merkle"] {
-                #expect(memtable(of: family)?.contains("VectorRepFactory") == true, "\(family)")
+                #expect(option("memtable_factory", of: family)?.contains("VectorRepFactory") == true, "\(family)")
             }
-            for family in ["data", "data.5", "meta", "hints"] {
-                #expect(memtable(of: family)?.contains("SkipListFactory") == true, "\(family)")
+            for family in ["data", "data.5"] {
+                let memtable = option("memtable_factory", of: family)
+                #expect(memtable?.contains("HashSkipListRepFactory") == true, "\(family): \(memtable ?? "none")")
+                let prefix = option("prefix_extractor", of: family)
+                #expect(prefix?.contains("FixedPrefix.8") == true, "\(family): \(prefix ?? "none")")
             }
+            for family in ["meta", "hints"] {
+                let memtable = option("memtable_factory", of: family)
+                #expect(memtable?.contains("SkipListFactory") == true, "\(family): \(memtable ?? "none")")
+                #expect(memtable?.contains("Hash") == false, "\(family): \(memtable ?? "none")")
+            }
+        }
+    }
+
+    /// A scan of `data` whose memtables hold more than `scanMemtableEntriesMax` entries flushes them
+    /// first (an iterator over the hash memtable sorts every entry into a list of its own) and reads
+    /// every record in token order all the same; below that, it leaves the memtable as it is.
+    @Test func aScanOfALargeRecordMemtableFlushesItFirst() throws {
+        try withTemporaryDirectory { path throws in
+            let store = try RocksDBStore(directory: path, durability: .none)
+            defer { store.close() }
+            let whole = TokenRangeSpan(start: 0, end: 0)
+            func write(_ range: Range<Int>) throws {
+                let records = range.map {
+                    StreamedRecord(key: key("key-\($0)"), record: record(UInt64($0 + 1), "v\($0)"))
+                }
+                _ = try store.apply(records, setting: nil)
+            }
+            func readAll() throws -> [[UInt8]] {
+                let page = try store.streamPage(in: whole, after: nil, recordsMax: 100_000, bytesMax: 1 << 30)
+                #expect(page.done)
+                return page.records.map(\.key)
+            }
+            func inTokenOrder(_ keys: [[UInt8]]) -> Bool {
+                let ordered = keys.sorted {
+                    let (left, right) = (Token(key: $0).value, Token(key: $1).value)
+                    return left != right ? left < right : $0.lexicographicallyPrecedes($1)
+                }
+                return ordered == keys
+            }
+            try write(0..<100)
+            var keys = try readAll()
+            #expect(keys.count == 100 && inTokenOrder(keys))
+            #expect(try store.activeDataMemtableEntriesForTesting() == 100)
+            let many = Int(RocksDBStore.scanMemtableEntriesMax) + 500
+            try write(100..<many)
+            #expect(try store.activeDataMemtableEntriesForTesting() == UInt64(many))
+            keys = try readAll()
+            #expect(keys.count == many && inTokenOrder(keys))
+            #expect(try store.activeDataMemtableEntriesForTesting() == 0, "the scan flushed the memtable")
+            // A point read after the flush finds the record in its table file.
+            #expect(try store.get(key: key("key-7"))?.value == Array("v7".utf8))
         }
     }
 }
