@@ -96,7 +96,7 @@ extension RocksDBStore {
         let bound = UnsafeMutableRawBufferPointer.allocate(
             byteCount: max(prefix.count, limit?.count ?? 0), alignment: 1)
         defer { bound.deallocate() }
-        if family == dataFamily { try flushDataMemtablesIfLarge() }
+        if family == dataFamily { flushDataMemtablesIfLarge() }
         let scanOptions = rocksdb_readoptions_create()!
         defer { rocksdb_readoptions_destroy(scanOptions) }
         rocksdb_readoptions_set_verify_checksums(scanOptions, 1)
@@ -149,14 +149,15 @@ extension RocksDBStore {
     /// Flushes this keyspace's `data` memtables when they hold more than `scanMemtableEntriesMax`
     /// entries. An iterator over a hash memtable (`RocksDBEngine`) first sorts every entry into a list
     /// of its own, and a stream of a range opens one a page: over 100,000 entries, a page took 150 ms
-    /// instead of 2. After the flush, an iterator sorts only what was written since.
-    private func flushDataMemtablesIfLarge() throws(StorageError) {
+    /// instead of 2. After the flush, an iterator sorts only what was written since. A flush that
+    /// fails (a full disk) leaves the scan as it was, slower but whole; the writes report the error.
+    private func flushDataMemtablesIfLarge() {
         var active: UInt64 = 0
         var immutable: UInt64 = 0
         rocksdb_property_int_cf(db, dataFamily, "rocksdb.num-entries-active-mem-table", &active)
         rocksdb_property_int_cf(db, dataFamily, "rocksdb.num-entries-imm-mem-tables", &immutable)
         guard active &+ immutable > Self.scanMemtableEntriesMax else { return }
-        try Self.flush(db, [dataFamily], directory: directory)
+        try? Self.flush(db, [dataFamily], directory: directory)
     }
 
     /// The smallest byte string greater than every string starting with `prefix`; `nil` when there
