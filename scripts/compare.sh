@@ -6,8 +6,9 @@
 #   1. one kvd, durability none, vs redis-server with TLS 1.3, client certificates required and no
 #      persistence, driven by redis-benchmark --tls: puts (SET) and gets (GET);
 #   2. one kvd, durability sync, vs redis-server with appendonly yes, appendfsync always: puts, with
-#      kvd's defaults (an event loop a CPU, a thread for the fsyncs) and as redis runs, its commands
-#      and fsyncs on one thread (--event-loops 1 --wal-sync event-loop);
+#      kvd's defaults (an event loop a CPU, a thread for the fsyncs), as redis runs, its commands
+#      and fsyncs on one thread (--event-loops 1 --wal-sync event-loop), and with an event loop a CPU
+#      each fsyncing its own writes (--wal-sync event-loop);
 #   3. 3 kvd, N=3 R=W=2, sync, vs a 3-member etcd cluster with mutual TLS on client and peer links
 #      (Debian's etcd-server, every commit fsynced as etcd always does): puts and gets. Debian does not
 #      package etcd's `benchmark` tool and `etcdctl check perf` only runs rate-capped puts for a fixed
@@ -27,7 +28,7 @@ cd "$(dirname "$0")/.."
 seconds=${1:-10}
 event_loops=${QUORUMKV_BENCH_EVENT_LOOPS:-$(nproc)}
 [[ "$seconds" =~ ^[0-9]+$ && "$event_loops" =~ ^[0-9]+$ ]] && ((seconds > 0)) ||
-    { sed -n '2,24p' "$0" >&2; exit 64; }
+    { sed -n '2,25p' "$0" >&2; exit 64; }
 scripts/setup.sh
 
 missing=()
@@ -211,6 +212,11 @@ stop_kvd
 start_kvd 1 sync --event-loops 1 --wal-sync event-loop
 kvbench put kvd-sync1-put
 stop_kvd
+# And every loop fsyncing its own writes: the fastest of the three when fsyncs are fast
+# (docs/benchmarks.md, "A hash memtable for the records").
+start_kvd 1 sync --wal-sync event-loop
+kvbench put kvd-syncn-put
+stop_kvd
 start_redis --appendonly yes --appendfsync always
 redis_bench set redis-aof-set $((seconds * 40000))
 stop redis
@@ -219,6 +225,8 @@ show redis-aof-set "redis appendfsync always, SET"
 ratio kvd-sync-put redis-aof-set
 show kvd-sync1-put "kvd sync, --event-loops 1 --wal-sync event-loop, puts"
 ratio kvd-sync1-put redis-aof-set
+show kvd-syncn-put "kvd sync, --wal-sync event-loop, puts"
+ratio kvd-syncn-put redis-aof-set
 
 echo "== 3. 3 kvd N=3 R=W=2 sync vs 3-member etcd, mutual TLS on client and peer links"
 start_kvd 3 sync
