@@ -2,7 +2,6 @@ import KVCore
 import KVRPC
 import KVStorage
 import KVWire
-import Synchronization
 
 /// Requests name their keyspace: each is served by that keyspace's store and ring.
 extension ReplicaService {
@@ -81,38 +80,21 @@ extension ReplicaService {
 
     /// The keys of a part of a keyspace (cached per epoch).
     func keyRange(of keyspace: Keyspace, in map: ClusterMap) -> KeyRange {
-        keyRanges.withLock { cached in
-            if cached.epoch != map.epoch { cached = (map.epoch, [:]) }
-            if let range = cached.byKeyspace[keyspace.id] { return range }
-            let range = map.keyRange(of: keyspace)
-            cached.byKeyspace[keyspace.id] = range
-            return range
-        }
+        keyRanges.value(epoch: map.epoch, keyspace: keyspace.id) { map.keyRange(of: keyspace) }
     }
 
     /// The keyspace's current ring, nil when its map has none (cached per epoch: building one sorts
     /// every vnode of the cluster, which each stored hint paid when it was built per hint).
     func ring(in context: KeyspaceContext) -> Ring? {
         let map = context.map
-        return rings.withLock { cached in
-            if cached.epoch != map.epoch { cached = (map.epoch, [:]) }
-            if let ring = cached.byKeyspace[context.id] { return ring }
-            let ring = try? map.ring()
-            cached.byKeyspace[context.id] = .some(ring)
-            return ring
-        }
+        return rings.value(epoch: map.epoch, keyspace: context.id) { try? map.ring() }
     }
 
     /// The ranges this node replicates in the keyspace's current ring (cached per epoch).
     func ranges(in context: KeyspaceContext) -> [TokenRangeSpan] {
-        let map = context.map
-        return replicatedRanges.withLock { cached in
-            if cached.epoch != map.epoch { cached = (map.epoch, [:]) }
-            if let ranges = cached.byKeyspace[context.id] { return ranges }
-            // Under this lock: `ring(in:)` takes only its own, never this one.
-            let ranges = ring(in: context)?.ranges(replicatedBy: nodeID) ?? []
-            cached.byKeyspace[context.id] = ranges
-            return ranges
+        // Under this cache's lock: `ring(in:)` takes only its own.
+        replicatedRanges.value(epoch: context.map.epoch, keyspace: context.id) {
+            ring(in: context)?.ranges(replicatedBy: nodeID) ?? []
         }
     }
 
@@ -131,12 +113,8 @@ extension ReplicaService {
         }
         guard transfers != nil else { return }
         let map = context.map
-        let admission = admissions.withLock { cached -> ReplicaAdmission? in
-            if cached.epoch != map.epoch { cached = (map.epoch, [:]) }
-            if let admission = cached.byKeyspace[context.id] { return admission }
-            let admission = try? ReplicaAdmission(node: nodeID, map: map)
-            cached.byKeyspace[context.id] = admission
-            return admission
+        let admission = admissions.value(epoch: map.epoch, keyspace: context.id) {
+            try? ReplicaAdmission(node: nodeID, map: map)
         }
         guard let admission, let reason = admission.refusal(Token(key: key), write: write, writeEpoch: writeEpoch)
         else { return }

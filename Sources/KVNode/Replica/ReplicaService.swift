@@ -7,7 +7,6 @@ public import KVWire
 import Logging
 import NIOCore
 public import NIOPosix
-import Synchronization
 
 /// The replica side of the protocol: applies writes to the local store and answers reads.
 ///
@@ -31,7 +30,7 @@ public final class ReplicaService: RPCService {
     let streaming: (any RangeStreaming)?
     /// The ranges this node replicates (merged) in the map of an epoch, which bound the ranges
     /// `MerkleExchange` may ask about; recomputed when the epoch changes.
-    let replicatedRanges = Mutex<(epoch: UInt64, byKeyspace: [UInt32: [TokenRangeSpan]])>((0, [:]))
+    let replicatedRanges = EpochCache<[TokenRangeSpan]>()
     let antiEntropy: AntiEntropy?
     /// The node's view of its peers, for `Admin` stats (`peer_phi.ID`); nil: not reported.
     let health: PeerHealth?
@@ -40,11 +39,11 @@ public final class ReplicaService: RPCService {
     /// any cluster, in tests): neither.
     let transfers: TransferBoard?
     /// Which client requests this node serves, for the map of one epoch (recomputed when it changes).
-    let admissions = Mutex<(epoch: UInt64, byKeyspace: [UInt32: ReplicaAdmission])>((0, [:]))
+    let admissions = EpochCache<ReplicaAdmission?>()
     /// The keys of each part of a split keyspace, for the map of one epoch.
-    let keyRanges = Mutex<(epoch: UInt64, byKeyspace: [UInt32: KeyRange])>((0, [:]))
+    let keyRanges = EpochCache<KeyRange>()
     /// Each keyspace's ring (nil: its map has none), for the map of one epoch.
-    let rings = Mutex<(epoch: UInt64, byKeyspace: [UInt32: Ring?])>((0, [:]))
+    let rings = EpochCache<Ring?>()
     /// The keyspaces besides the default this node serves; nil: the default only.
     let keyspaces: NodeKeyspaces?
     /// Every keyspace's anti-entropy, for `Admin` repair; nil: `antiEntropy`'s (the default keyspace) only.
