@@ -10,7 +10,9 @@
 #      and fsyncs on one thread (--event-loops 1 --wal-sync event-loop), and with an event loop a CPU
 #      each fsyncing its own writes (--wal-sync event-loop);
 #   3. 3 kvd, N=3 R=W=2, sync, vs a 3-member etcd cluster with mutual TLS on client and peer links
-#      (Debian's etcd-server, every commit fsynced as etcd always does): puts and gets. Debian does not
+#      (Debian's etcd-server, every commit fsynced as etcd always does): puts and gets, with kvd's
+#      defaults (an event loop a CPU in each node) and with one event loop a node (--event-loops 1:
+#      three nodes share the CPUs, etcd's members run with Go's defaults). Debian does not
 #      package etcd's `benchmark` tool and `etcdctl check perf` only runs rate-capped puts for a fixed
 #      60 s, so etcd is driven by scripts/etcd_load.py over its v3 JSON gateway (see there).
 #
@@ -28,7 +30,7 @@ cd "$(dirname "$0")/.."
 seconds=${1:-10}
 event_loops=${QUORUMKV_BENCH_EVENT_LOOPS:-$(nproc)}
 [[ "$seconds" =~ ^[0-9]+$ && "$event_loops" =~ ^[0-9]+$ ]] && ((seconds > 0)) ||
-    { sed -n '2,25p' "$0" >&2; exit 64; }
+    { sed -n '2,27p' "$0" >&2; exit 64; }
 scripts/setup.sh
 
 missing=()
@@ -233,6 +235,12 @@ start_kvd 3 sync
 kvbench put kvd3-put
 kvbench get kvd3-get
 stop_kvd
+# Three nodes on this machine's CPUs: with an event loop a CPU each, more threads than CPUs wake and
+# sleep (docs/benchmarks.md, "Three nodes with an event loop each").
+start_kvd 3 sync --event-loops 1
+kvbench put kvd3e1-put
+kvbench get kvd3e1-get
+stop_kvd
 cluster=etcd1=https://127.0.0.35:7621,etcd2=https://127.0.0.36:7621,etcd3=https://127.0.0.37:7621
 for i in 1 2 3; do
     host=127.0.0.3$((4 + i))
@@ -266,6 +274,10 @@ for i in 1 2 3; do stop "etcd$i"; done
 show kvd3-put "kvd x3 N=3 W=2 sync, puts"
 show etcd-put "etcd x3, puts (etcd_load.py)"
 ratio kvd3-put etcd-put
+show kvd3e1-put "kvd x3 --event-loops 1, puts"
+ratio kvd3e1-put etcd-put
 show kvd3-get "kvd x3 N=3 R=2, gets"
 show etcd-get "etcd x3, linearizable gets"
 ratio kvd3-get etcd-get
+show kvd3e1-get "kvd x3 --event-loops 1, gets"
+ratio kvd3e1-get etcd-get

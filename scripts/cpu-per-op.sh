@@ -4,7 +4,7 @@
 #
 #   scripts/cpu-per-op.sh [--kvd PATH] [--kvbench PATH] [--keys N] [--value-bytes N] [--event-loops N]
 #                         [--concurrency N] [--batch N] [--nodes N] [--kvd-event-loops N]
-#                         [--kvd-wal-sync thread|event-loop] put|get [SECONDS]   (default 6 s)
+#                         [--kvd-wal-sync thread|event-loop] [--mallocs] put|get [SECONDS]   (default 6 s)
 #
 # Starts one kvd (release build of this tree unless --kvd names another binary, e.g. one built from
 # an earlier commit in a worktree) on 127.0.0.40, durability QUORUMKV_DURABILITY (default none),
@@ -19,7 +19,12 @@
 # from table files); gets run after every key was written. Prints kvbench's line, the node's CPU
 # (user+sys from /proc/PID/stat over the run) per operation, and kvbench's CPU per operation (from
 # /usr/bin/time). CPU per operation moves much less with the machine's load than ops/s does, which
-# is why the steps are compared on it. Everything it starts is stopped on exit.
+# is why the steps are compared on it. With --mallocs (root; installs linux-perf when missing), it
+# also counts the calls to libc's malloc (Swift's objects and arrays, NIO's buffers, RocksDB and
+# OpenSSL all allocate through it) in the nodes and in kvbench, per operation: a count that does not
+# move with the machine's load at all, for steps too small for the CPU figures' noise. The counting
+# (a uprobe on every malloc) slows both sides, so the ops/s and CPU of such a run are not comparable
+# with a run without it. Everything it starts is stopped on exit.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 kvd_bin=
@@ -32,6 +37,7 @@ batch=1
 nodes=1
 kvd_event_loops=0
 kvd_wal_sync=
+mallocs=false
 while [[ "${1:-}" == --* ]]; do
     case "$1" in
     --kvd) kvd_bin=$2; shift 2 ;;
@@ -44,7 +50,8 @@ while [[ "${1:-}" == --* ]]; do
     --nodes) nodes=$2; shift 2 ;;
     --kvd-event-loops) kvd_event_loops=$2; shift 2 ;;
     --kvd-wal-sync) kvd_wal_sync=$2; shift 2 ;;
-    *) sed -n '2,22p' "$0" >&2; exit 64 ;;
+    --mallocs) mallocs=true; shift ;;
+    *) sed -n '2,26p' "$0" >&2; exit 64 ;;
     esac
 done
 workload=${1:-}
@@ -53,9 +60,17 @@ seconds=${2:-6}
     "$event_loops" =~ ^[0-9]+$ && "$concurrency" =~ ^[0-9]+$ && "$batch" =~ ^[0-9]+$ && "$nodes" =~ ^[0-9]+$ &&
     "$kvd_event_loops" =~ ^[0-9]+$ ]] &&
     ((seconds > 0 && keys > 0 && concurrency > 0 && batch > 0 && nodes > 0 && nodes <= 8)) ||
-    { sed -n '2,22p' "$0" >&2; exit 64; }
+    { sed -n '2,26p' "$0" >&2; exit 64; }
 scripts/setup.sh
 [[ -x /usr/bin/time ]] || { echo "cpu-per-op: needs /usr/bin/time (apt-get install time)" >&2; exit 1; }
+libc=
+if $mallocs; then
+    command -v perf >/dev/null || { apt-get update -qq && apt-get install -y -qq linux-perf >/dev/null; }
+    libc=$(ldconfig -p | awk '$1 == "libc.so.6" && /x86-64|x86_64|64bit/ {print $NF; exit}')
+    [[ -n "$libc" ]] || { echo "cpu-per-op: --mallocs cannot find libc.so.6" >&2; exit 1; }
+    perf probe -l 2>/dev/null | grep -q "probe_libc:malloc " || perf probe -q -x "$libc" malloc ||
+        { echo "cpu-per-op: --mallocs needs a uprobe on malloc (root, perf)" >&2; exit 1; }
+fi
 bin=$(scripts/release-build.sh)
 kvd_bin=${kvd_bin:-$bin/kvd}
 kvbench_bin=${kvbench_bin:-$bin/kvbench}
@@ -114,19 +129,36 @@ if [[ "$workload" == get ]]; then
 fi
 # Fields 14 and 15 of /proc/PID/stat: user and system clock ticks, summed over the nodes.
 ticks() { for pid in "${pids[@]}"; do cat "/proc/$pid/stat"; done | awk '{total += $14 + $15} END {print total}'; }
+counter=()
+if $mallocs; then
+    node_list=$(IFS=,; echo "${pids[*]}")
+    perf stat -x, -e probe_libc:malloc -p "$node_list" -o "$work/node.mallocs" &
+    pids+=($!)
+    counter=(perf stat -x, -e probe_libc:malloc -o "$work/kvbench.mallocs")
+    sleep 0.5 # perf attaches to the nodes
+fi
 before=$(ticks)
-/usr/bin/time -f "%U %S" -o "$work/kvbench.cpu" "$kvbench_bin" --workload "$workload" --duration "$seconds" \
-    "${common[@]}" "${extra[@]}" >"$work/kvbench.out" 2>&1
+/usr/bin/time -f "%U %S" -o "$work/kvbench.cpu" "${counter[@]}" "$kvbench_bin" --workload "$workload" \
+    --duration "$seconds" "${common[@]}" "${extra[@]}" >"$work/kvbench.out" 2>&1
 after=$(ticks)
+if $mallocs; then
+    kill -INT "${pids[-1]}" && wait "${pids[-1]}" || true
+    unset 'pids[-1]'
+fi
+count() { [[ -f "$1" ]] && awk -F, '/probe_libc:malloc/ {print $1}' "$1" || echo 0; }
 line=$(grep -E "ops/s" "$work/kvbench.out" | head -1)
 grep -iE "error" "$work/kvbench.out" | head -2 >&2 || true
-python3 - "$line" "$before" "$after" "$(getconf CLK_TCK)" "$(cat "$work/kvbench.cpu")" "$(cut -d' ' -f1 /proc/loadavg)" <<'PY'
+python3 - "$line" "$before" "$after" "$(getconf CLK_TCK)" "$(cat "$work/kvbench.cpu")" "$(cut -d' ' -f1 /proc/loadavg)" \
+    "$($mallocs && count "$work/node.mallocs")" "$($mallocs && count "$work/kvbench.mallocs")" <<'PY'
 import re, sys
-line, before, after, hz, bench, load = sys.argv[1:]
+line, before, after, hz, bench, load, node_mallocs, bench_mallocs = sys.argv[1:]
 operations = int(re.match(r"^\w+: (\d+) ops", line).group(1))
 node = (float(after) - float(before)) / float(hz)
 user, system = map(float, bench.split())
 print(line)
 print("  node CPU %.2f s = %.1f us/op; kvbench CPU %.2f s = %.1f us/op; load average %s" % (
     node, node * 1e6 / operations, user + system, (user + system) * 1e6 / operations, load))
+if node_mallocs:
+    print("  mallocs: nodes %.1f/op, kvbench %.1f/op (kvbench's start and load included)" % (
+        int(node_mallocs) / operations, int(bench_mallocs) / operations))
 PY

@@ -22,6 +22,8 @@ final class InlineAnswerHandler: ChannelDuplexHandler {
     typealias OutboundOut = OutboundFrame
 
     private let service: any RPCService
+    /// The connection's frame writer, the next outbound handler: answers go straight into its batch.
+    private let writer: FrameWriter
     private let budget: ConnectionBudget
     private let statistics: RPCServerStatistics
     private let logger: Logger
@@ -36,8 +38,12 @@ final class InlineAnswerHandler: ChannelDuplexHandler {
     /// Answers given from the pool are flushed once per tick.
     private let tickFlush = TickFlush()
 
-    init(service: any RPCService, budget: ConnectionBudget, statistics: RPCServerStatistics, logger: Logger) {
+    init(
+        service: any RPCService, writer: FrameWriter, budget: ConnectionBudget, statistics: RPCServerStatistics,
+        logger: Logger
+    ) {
         self.service = service
+        self.writer = writer
         self.budget = budget
         self.statistics = statistics
         self.logger = logger
@@ -99,12 +105,20 @@ final class InlineAnswerHandler: ChannelDuplexHandler {
         context.fireChannelReadComplete()
     }
 
-    /// Writes an answer: flushed at the end of the read burst when one is going on, else by a flush
-    /// queued behind the answers already waiting for the event loop (one per tick).
+    /// Writes an answer into the frame writer's batch (`FrameWriter.append`: as a write through the
+    /// pipeline would, without boxing it): flushed at the end of the read burst when one is going on,
+    /// else by a flush queued behind the answers already waiting for the event loop (one per tick).
     private func write(_ response: OutboundFrame, context: ChannelHandlerContext) {
-        context.write(wrapOutboundOut(response), promise: nil)
+        do {
+            try writer.append(response)
+        } catch {
+            // An answer over the frame limit: the requester's deadline ends its wait, as for any
+            // answer that does not arrive.
+            logger.warning("an answer was not sent", metadata: ["error": "\(error)"])
+            return
+        }
         unflushed = true
-        guard !reading else { return }
+        guard !reading, !tickFlush.isQueued else { return }
         tickFlush.queue(on: context.eventLoop) { self.flushIfNeeded(context: context) }
     }
 

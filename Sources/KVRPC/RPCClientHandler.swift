@@ -111,6 +111,7 @@ final class RPCClientHandler: ChannelInboundHandler {
         let deadline = NIODeadline.now() + TimeAmount(request.timeout)
         pending[id] = Pending(complete: request.complete, deadline: deadline, timeout: request.timeout)
         scheduleExpiry(at: deadline, context: context)
+        guard !tickFlush.isQueued else { return }
         tickFlush.queue(on: context.eventLoop) { self.flushBatch(context: context) }
     }
 

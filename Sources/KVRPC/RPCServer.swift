@@ -192,6 +192,7 @@ public final class RPCServer: Sendable {
                         requestsMax: configuration.requestsInFlightMax, bytesMax: configuration.inFlightBytesMax)
                     try LinkFaultHandler.install(on: channel)
                     let counted = try traffic.map { table in (table: table, counts: try table.install(on: channel)) }
+                    let writer = FrameWriter()
                     try channel.pipeline.syncOperations.addHandlers([
                         OpenSSLHandler(context: tls, handshakeCompleted: handshake),
                         ConnectionGuardHandler(
@@ -199,10 +200,12 @@ public final class RPCServer: Sendable {
                             idleTimeout: configuration.idleTimeout, budget: budget,
                             refused: { admission.refused($0) }),
                         ByteToMessageHandler(FrameDecoder(frameBytesMax: frameBytesMax)),
-                        FrameWriter(),
+                        writer,
                     ])
+                    // Right after the writer, which it hands its answers to.
                     let inline = InlineAnswerHandler(
-                        service: service, budget: budget, statistics: admission.statistics, logger: logger)
+                        service: service, writer: writer, budget: budget, statistics: admission.statistics,
+                        logger: logger)
                     try channel.pipeline.syncOperations.addHandler(inline)
                     // Close connections that never finish TLS and Hello: an idle socket must not hold
                     // a slot forever.

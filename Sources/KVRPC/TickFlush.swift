@@ -6,6 +6,10 @@ import NIOCore
 final class TickFlush {
     private var queued = false
 
+    /// Whether a flush is queued: a caller that checks it first does not build the closure `queue`
+    /// would drop (an allocation each time).
+    var isQueued: Bool { queued }
+
     /// Queues `flush` on `eventLoop` unless a flush is queued already (which will take what is written
     /// meanwhile).
     func queue(on eventLoop: any EventLoop, _ flush: @escaping () -> Void) {

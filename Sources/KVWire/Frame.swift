@@ -3,28 +3,66 @@ public import NIOCore
 
 /// One frame off the wire, its body not yet decoded: what `FrameDecoder` produces and `FrameWriter` writes.
 ///
-/// The body is a slice of the bytes received, not a copy. `Message(frame:)` decodes it.
+/// The header and the body are one slice of the bytes received, not a copy: the frame is a single
+/// `ByteBuffer` (23 bytes), which `NIOAny` holds in place, so passing a frame down a channel pipeline
+/// allocates nothing (a frame of four fields was boxed on the heap at every hand-over).
+/// `Message(frame:)` decodes the body.
 public struct Frame: Sendable, Hashable {
-    /// The message type byte; `MessageType(rawValue:)` names it.
-    public var type: UInt8
-    /// Chosen by the requester; a response carries its request's id. 0 is the connection itself.
-    public var requestID: UInt64
-    /// Reserved: sent as 0, unknown bits ignored.
-    public var flags: UInt8
-    /// The message body.
-    public var body: ByteBuffer
+    /// The header (type, request id, flags: `WireProtocol.frameHeaderBytes`) and the body, as on the
+    /// wire after the length prefix.
+    private var bytes: ByteBuffer
+
+    private static let requestIDOffset = 1
+    private static let flagsOffset = 9
 
     public init(type: UInt8, requestID: UInt64, flags: UInt8 = 0, body: ByteBuffer) {
-        self.type = type
-        self.requestID = requestID
-        self.flags = flags
-        self.body = body
+        var bytes = ByteBuffer()
+        bytes.reserveCapacity(WireProtocol.frameHeaderBytes + body.readableBytes)
+        bytes.writeInteger(type)
+        bytes.writeInteger(requestID)
+        bytes.writeInteger(flags)
+        bytes.writeImmutableBuffer(body)
+        self.bytes = bytes
+    }
+
+    /// A frame of `headerAndBody`'s readable bytes, which hold at least the header.
+    init(headerAndBody: ByteBuffer) {
+        precondition(headerAndBody.readableBytes >= WireProtocol.frameHeaderBytes, "a frame holds its header")
+        self.bytes = headerAndBody
+    }
+
+    /// The message type byte; `MessageType(rawValue:)` names it.
+    public var type: UInt8 {
+        get { bytes.getInteger(at: bytes.readerIndex)! }
+        set { bytes.setInteger(newValue, at: bytes.readerIndex) }
+    }
+
+    /// Chosen by the requester; a response carries its request's id. 0 is the connection itself.
+    public var requestID: UInt64 {
+        get { bytes.getInteger(at: bytes.readerIndex + Self.requestIDOffset, endianness: .big)! }
+        set { bytes.setInteger(newValue, at: bytes.readerIndex + Self.requestIDOffset, endianness: .big) }
+    }
+
+    /// Reserved: sent as 0, unknown bits ignored.
+    public var flags: UInt8 {
+        get { bytes.getInteger(at: bytes.readerIndex + Self.flagsOffset)! }
+        set { bytes.setInteger(newValue, at: bytes.readerIndex + Self.flagsOffset) }
+    }
+
+    /// The message body: a slice, not a copy.
+    public var body: ByteBuffer {
+        bytes.getSlice(
+            at: bytes.readerIndex + WireProtocol.frameHeaderBytes,
+            length: bytes.readableBytes - WireProtocol.frameHeaderBytes)!
     }
 
     /// Bytes of the whole frame on the wire, length prefix included.
     public var encodedBytes: Int {
-        WireProtocol.lengthPrefixBytes + WireProtocol.frameHeaderBytes + self.body.readableBytes
+        WireProtocol.lengthPrefixBytes + bytes.readableBytes
     }
+
+    /// The header and the body, as written after the length prefix.
+    var headerAndBody: ByteBuffer { bytes }
 }
 
 extension ByteBuffer {
@@ -46,11 +84,7 @@ extension ByteBuffer {
         }
         guard self.readableBytes >= frameBytes else { return nil }
         self.moveReaderIndex(forwardBy: WireProtocol.lengthPrefixBytes)
-        let type = self.readInteger(as: UInt8.self)!
-        let requestID = self.readInteger(endianness: .big, as: UInt64.self)!
-        let flags = self.readInteger(as: UInt8.self)!
-        let body = self.readSlice(length: Int(length) - WireProtocol.frameHeaderBytes)!
-        return Frame(type: type, requestID: requestID, flags: flags, body: body)
+        return Frame(headerAndBody: self.readSlice(length: Int(length))!)
     }
 
     /// Writes `frame` with its length prefix; returns the number of bytes written.
@@ -58,12 +92,9 @@ extension ByteBuffer {
     /// Does not check the frame limit: `FrameWriter` does, and refuses to send what the peer would refuse.
     @discardableResult
     public mutating func writeFrame(_ frame: Frame) -> Int {
-        var written = self.writeInteger(UInt32(WireProtocol.frameHeaderBytes + frame.body.readableBytes))
-        written += self.writeInteger(frame.type)
-        written += self.writeInteger(frame.requestID)
-        written += self.writeInteger(frame.flags)
-        written += self.writeImmutableBuffer(frame.body)
-        return written
+        let headerAndBody = frame.headerAndBody
+        let written = self.writeInteger(UInt32(headerAndBody.readableBytes))
+        return written + self.writeImmutableBuffer(headerAndBody)
     }
 
     /// Writes `message` as a whole frame (length prefix, header with flags 0, body); returns the

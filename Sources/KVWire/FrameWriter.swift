@@ -99,12 +99,21 @@ public final class FrameWriter: ChannelOutboundHandler {
 
     public func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
         do {
-            try batch?.append(unwrapOutboundIn(data))
+            try append(unwrapOutboundIn(data))
         } catch {
             promise?.fail(error)
             return
         }
         if let promise { promises.append(promise) }
+    }
+
+    /// What `write` does with a frame and no promise, for the handler just after this one in the
+    /// pipeline (`InlineAnswerHandler`), which hands its answers over directly: an `OutboundFrame` is
+    /// too large for `NIOAny` to hold in place, so a write through the pipeline boxes each on the heap.
+    /// On the channel's event loop; nothing is sent until the next flush. Throws `frameTooLarge` (the
+    /// frame dropped) for a frame the peer would refuse.
+    public func append(_ frame: OutboundFrame) throws(WireError) {
+        try batch?.append(frame)
     }
 
     public func flush(context: ChannelHandlerContext) {

@@ -16,8 +16,11 @@ extension Message {
 
     /// The frame that carries this message, with flags 0.
     public func frame(requestID: UInt64, allocator: ByteBufferAllocator) -> Frame {
-        var body = allocator.buffer(capacity: 64)
-        self.writeBody(to: &body)
-        return Frame(type: self.type.rawValue, requestID: requestID, flags: 0, body: body)
+        var bytes = allocator.buffer(capacity: 64)
+        bytes.writeInteger(self.type.rawValue)
+        bytes.writeInteger(requestID)
+        bytes.writeInteger(UInt8(0))
+        self.writeBody(to: &bytes)
+        return Frame(headerAndBody: bytes)
     }
 }

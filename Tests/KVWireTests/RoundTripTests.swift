@@ -67,10 +67,24 @@ struct RoundTripTests {
         // A message of an older version, whose later fields (`@since`) are absent, reads the first
         // trailing bytes as those fields (no older peer sends trailing bytes after them): zeros are a
         // valid encoding of any of them (a 0, an empty list or string), the bytes after them are not.
-        frame.body.writeBytes([0x00, 0x00, 0x00, 0x00, 0x01, 0xFF, 0x00, 0x7F])
+        var body = frame.body
+        body.writeBytes([0x00, 0x00, 0x00, 0x00, 0x01, 0xFF, 0x00, 0x7F])
+        frame = Frame(type: frame.type, requestID: frame.requestID, body: body)
         let decoded = try Message(frame: frame)
         let versions = UInt16(1)...WireProtocol.version
         #expect(decoded == sample.message || versions.contains { decoded.restricted(toProtocol: $0) == sample.message })
+    }
+
+    @Test("a frame fits in an existential's inline buffer, so a pipeline passes it without a heap box")
+    func frameIsSmall() {
+        // `NIOAny` holds any type but `ByteBuffer` as `Any`, which boxes a value over three words.
+        #expect(MemoryLayout<Frame>.size <= 3 * MemoryLayout<Int>.size)
+        let frame = Frame(type: 16, requestID: 0x0102_0304_0506_0708, flags: 3, body: ByteBuffer(bytes: [9, 8, 7]))
+        #expect(frame.type == 16)
+        #expect(frame.requestID == 0x0102_0304_0506_0708)
+        #expect(frame.flags == 3)
+        #expect(frame.body == ByteBuffer(bytes: [9, 8, 7]))
+        #expect(frame.encodedBytes == WireProtocol.lengthPrefixBytes + WireProtocol.frameHeaderBytes + 3)
     }
 
     @Test("unknown flag bits are carried and ignored")
