@@ -236,7 +236,7 @@ kvbench put kvd3-put
 kvbench get kvd3-get
 stop_kvd
 # Three nodes on this machine's CPUs: with an event loop a CPU each, more threads than CPUs wake and
-# sleep (docs/benchmarks.md, "Three nodes with an event loop each").
+# sleep (docs/benchmarks.md, "Frames without a heap box; where `sync` goes with three nodes").
 start_kvd 3 sync --event-loops 1
 kvbench put kvd3e1-put
 kvbench get kvd3e1-get

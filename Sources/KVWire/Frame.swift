@@ -12,15 +12,14 @@ public struct Frame: Sendable, Hashable {
     /// wire after the length prefix.
     private var bytes: ByteBuffer
 
+    /// Where the header's fields start (`ByteBuffer.writeFrameHeader` writes them in this order).
     private static let requestIDOffset = 1
     private static let flagsOffset = 9
 
     public init(type: UInt8, requestID: UInt64, flags: UInt8 = 0, body: ByteBuffer) {
         var bytes = ByteBuffer()
         bytes.reserveCapacity(WireProtocol.frameHeaderBytes + body.readableBytes)
-        bytes.writeInteger(type)
-        bytes.writeInteger(requestID)
-        bytes.writeInteger(flags)
+        bytes.writeFrameHeader(type: type, requestID: requestID, flags: flags)
         bytes.writeImmutableBuffer(body)
         self.bytes = bytes
     }
@@ -66,6 +65,13 @@ public struct Frame: Sendable, Hashable {
 }
 
 extension ByteBuffer {
+    /// Writes a frame header (proto-spec/FRAMES.md): the type byte, the request id, the flags byte, at
+    /// `Frame`'s offsets; returns the number of bytes written (`WireProtocol.frameHeaderBytes`).
+    @discardableResult
+    mutating func writeFrameHeader(type: UInt8, requestID: UInt64, flags: UInt8) -> Int {
+        self.writeInteger(type) + self.writeInteger(requestID) + self.writeInteger(flags)
+    }
+
     /// Reads one whole frame, or returns `nil` (reader index unchanged) if it has not all arrived.
     ///
     /// The length prefix is judged as soon as its 4 bytes are here: a frame over `frameBytesMax`
@@ -103,9 +109,7 @@ extension ByteBuffer {
     public mutating func writeFrame(_ message: Message, requestID: UInt64) -> Int {
         let lengthIndex = self.writerIndex
         var written = self.writeInteger(UInt32(0))
-        written += self.writeInteger(message.type.rawValue)
-        written += self.writeInteger(requestID)
-        written += self.writeInteger(UInt8(0))
+        written += self.writeFrameHeader(type: message.type.rawValue, requestID: requestID, flags: 0)
         written += message.writeBody(to: &self)
         self.setInteger(UInt32(written - WireProtocol.lengthPrefixBytes), at: lengthIndex)
         return written

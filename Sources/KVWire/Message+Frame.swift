@@ -17,9 +17,7 @@ extension Message {
     /// The frame that carries this message, with flags 0.
     public func frame(requestID: UInt64, allocator: ByteBufferAllocator) -> Frame {
         var bytes = allocator.buffer(capacity: 64)
-        bytes.writeInteger(self.type.rawValue)
-        bytes.writeInteger(requestID)
-        bytes.writeInteger(UInt8(0))
+        bytes.writeFrameHeader(type: self.type.rawValue, requestID: requestID, flags: 0)
         self.writeBody(to: &bytes)
         return Frame(headerAndBody: bytes)
     }
