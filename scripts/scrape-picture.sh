@@ -45,7 +45,7 @@ restart_at=$((2 * seconds / 3))
 wait
 sleep 10
 python3 scripts/prometheus-graph.py "$url" $((seconds + 20)) docs/images/scrape.svg \
-    'Requests answered per node (per second)=sum by (node) (rate(quorumkv_requests_total{type=~"putRequest|getRequest"}[15s]))' \
+    'Requests answered per node (per second)=sum by (node) (rate(quorumkv_requests_total{type=~"putRequest|getRequest"}[15s]) or rate(quorumkv_batch_items_total{type=~"putBatchRequest|getBatchRequest"}[15s]))' \
     'Members each node sees healthy=quorumkv_healthy_nodes' \
     'Hints queued per holder=sum by (node) (quorumkv_hint_queue_size)' \
     'Oldest hint per target (replica lag, s)=max by (target) (quorumkv_hint_oldest_age_seconds)'

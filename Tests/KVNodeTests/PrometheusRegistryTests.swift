@@ -110,6 +110,7 @@ import Testing
         let service = MeasuredService(FailingOnGets(), nodeID: "n1", factory: registry)
         _ = try await service.handle(
             .pingRequest(PingRequest(epoch: 0, clock: 0)), from: PeerIdentity(name: "c", role: .client))
+        _ = try await service.handle(putBatch(["a"]), from: PeerIdentity(name: "c", role: .client))
         let lines = registry.render().split(separator: "\n")
         let types = lines.filter { $0.hasPrefix("# TYPE ") }.map { $0.split(separator: " ")[2] }
         let helped = Set(lines.filter { $0.hasPrefix("# HELP ") }.map { $0.split(separator: " ")[2] })
@@ -193,6 +194,34 @@ import Testing
             ))
     }
 
+    @Test func batchesCountTheirKeysAndTheKeysAnsweredWithAnError() async throws {
+        let registry = PrometheusRegistry()
+        let service = MeasuredService(FailingOnGets(), nodeID: "n1", factory: registry)
+        let peer = PeerIdentity(name: "client", role: .client)
+        _ = try await service.handle(putBatch(["a", "bad", "c"]), from: peer)
+        _ = try await service.handle(putBatch(["d", "e"]), from: peer)
+        // A batch refused whole: each of its keys is an error.
+        let keys = [ByteBuffer(string: "x"), ByteBuffer(string: "y")]
+        await #expect(throws: RPCError.self) {
+            try await service.handle(.getBatchRequest(GetBatchRequest(keyspace: 0, keys: keys)), from: peer)
+        }
+        _ = try await service.handle(.pingRequest(PingRequest(epoch: 0, clock: 0)), from: peer)
+        let text = registry.render()
+        #expect(text.contains("quorumkv_requests_total{node=\"n1\",type=\"putBatchRequest\",keyspace=\"default\"} 2\n"))
+        #expect(
+            text.contains("quorumkv_batch_items_total{node=\"n1\",type=\"putBatchRequest\",keyspace=\"default\"} 5\n"))
+        #expect(
+            text.contains(
+                "quorumkv_batch_item_errors_total{node=\"n1\",type=\"putBatchRequest\",keyspace=\"default\"} 1\n"))
+        #expect(
+            text.contains("quorumkv_batch_items_total{node=\"n1\",type=\"getBatchRequest\",keyspace=\"default\"} 2\n"))
+        #expect(
+            text.contains(
+                "quorumkv_batch_item_errors_total{node=\"n1\",type=\"getBatchRequest\",keyspace=\"default\"} 2\n"))
+        // A request that is not a batch has no such series.
+        #expect(!text.contains("quorumkv_batch_items_total{node=\"n1\",type=\"pingRequest\""))
+    }
+
     @Test func requestsAreCountedPerKeyspaceByNameAndUnknownIdsApart() async throws {
         let registry = PrometheusRegistry()
         // Keyspace `cache` is split in two parts (ids 7 and 8); id 9 is in no map.
@@ -245,6 +274,18 @@ import Testing
 /// Answers pings with a pong and refuses every other request; takes pings without a task too.
 private struct FailingOnGets: RPCService {
     func handle(_ request: Message, from peer: PeerIdentity) async throws -> Message {
+        if case .putBatchRequest(let batch) = request {
+            // Each write applied but a key named `bad`.
+            return .putBatchResponse(
+                PutBatchResponse(
+                    items: batch.puts.map {
+                        String(buffer: $0.key) == "bad"
+                            ? PutBatchItem(
+                                outcome: nil, current: Version(hlc: 0, writer: 0),
+                                error: BatchItemError(code: .notReplica, message: "not here"))
+                            : PutBatchItem(outcome: .applied, current: $0.version, error: nil)
+                    }, clock: 1))
+        }
         guard case .pingRequest = request else { throw RPCError.remote(.internal, message: "refused") }
         return .pingResponse(PingResponse(epoch: 0, clock: 0, keys: 0, hintsQueued: 0, requestsInFlight: 0))
     }
@@ -260,4 +301,16 @@ private struct FailingOnGets: RPCService {
     }
 
     func handshakeState() -> (epoch: UInt64, clock: UInt64) { (0, 0) }
+}
+
+/// A `PutBatch` of `keys` in the default keyspace.
+private func putBatch(_ keys: [String]) -> Message {
+    .putBatchRequest(
+        PutBatchRequest(
+            keyspace: 0, epoch: 0,
+            puts: keys.map {
+                BatchPut(
+                    key: ByteBuffer(string: $0), value: ByteBuffer(string: "v"), version: Version(hlc: 1, writer: 1),
+                    tombstone: false, expiresAtMillis: nil)
+            }))
 }

@@ -13,6 +13,8 @@ import Synchronization
 /// | `quorumkv_request_errors_total{type,keyspace}` | counter | one ended in an error answer |
 /// | `quorumkv_request_duration_seconds{type,keyspace}` | timer (histogram) | from the request's arrival to its answer |
 /// | `quorumkv_requests_on_event_loop_total{type,keyspace}` | counter | one was taken on the event loop (`answerWithoutTask`) |
+/// | `quorumkv_batch_items_total{type,keyspace}` | counter | a batch (`getBatchRequest`, `putBatchRequest`, `hintBatchRequest`) was answered: one per key |
+/// | `quorumkv_batch_item_errors_total{type,keyspace}` | counter | one of its keys was answered with an error (each key of a batch answered with one error) |
 ///
 /// `type` is the request's message type (`putRequest`, `getRequest`, `hintRequest`, ...): a bounded
 /// set. `keyspace` is the name of the keyspace a request about keys names (`Message.keyspaceID`;
@@ -26,12 +28,35 @@ package final class MeasuredService: RPCService {
         let errors: Counter
         let onEventLoop: Counter
         let duration: Metrics.Timer
+        /// A batch type's keys, and those answered with an error.
+        let items: (all: Counter, failed: Counter)?
 
-        /// Counts one request answered, started at `started`, and whether its answer was an error.
-        func answered(startedAt started: ContinuousClock.Instant, failed: Bool) {
+        /// Counts `request` answered with `answer` (nil: an error), started at `started`.
+        func answered(_ request: Message, with answer: Message?, startedAt started: ContinuousClock.Instant) {
             requests.increment()
             duration.recordNanoseconds((ContinuousClock.now - started).wholeNanoseconds)
-            if failed { errors.increment() }
+            if answer == nil { errors.increment() }
+            guard let items, let counts = MeasuredService.items(of: request, answeredWith: answer) else { return }
+            items.all.increment(by: counts.all)
+            if counts.failed > 0 { items.failed.increment(by: counts.failed) }
+        }
+    }
+
+    /// The keys of a batch request, and how many of them `answer` (nil: an error for all) refused;
+    /// nil for a request that is not a batch.
+    static func items(of request: Message, answeredWith answer: Message?) -> (all: Int, failed: Int)? {
+        let all: Int
+        switch request {
+        case .getBatchRequest(let batch): all = batch.keys.count
+        case .putBatchRequest(let batch): all = batch.puts.count
+        case .hintBatchRequest(let batch): all = batch.hints.count
+        default: return nil
+        }
+        switch answer {
+        case .getBatchResponse(let response): return (all, response.items.count { $0.error != nil })
+        case .putBatchResponse(let response): return (all, response.items.count { $0.error != nil })
+        case .hintBatchResponse(let response): return (all, response.items.count { $0.error != nil })
+        default: return (all, all)
         }
     }
 
@@ -70,10 +95,10 @@ package final class MeasuredService: RPCService {
         let started = ContinuousClock.now
         do {
             let answer = try await service.handle(request, from: peer)
-            measured.answered(startedAt: started, failed: false)
+            measured.answered(request, with: answer, startedAt: started)
             return answer
         } catch {
-            measured.answered(startedAt: started, failed: true)
+            measured.answered(request, with: nil, startedAt: started)
             throw error
         }
     }
@@ -90,7 +115,7 @@ package final class MeasuredService: RPCService {
         let measured = instruments(for: request)
         let started = ContinuousClock.now
         let taken = service.answerWithoutTask(request, from: peer) { result in
-            measured.answered(startedAt: started, failed: (try? result.get()) == nil)
+            measured.answered(request, with: try? result.get(), startedAt: started)
             reply(result)
         }
         if taken { measured.onEventLoop.increment() }
@@ -128,7 +153,12 @@ package final class MeasuredService: RPCService {
                 onEventLoop: Counter(
                     label: "quorumkv_requests_on_event_loop_total", dimensions: dimensions, factory: factory),
                 duration: Metrics.Timer(
-                    label: "quorumkv_request_duration_seconds", dimensions: dimensions, factory: factory))
+                    label: "quorumkv_request_duration_seconds", dimensions: dimensions, factory: factory),
+                items: [.getBatchRequest, .putBatchRequest, .hintBatchRequest].contains(request.type)
+                    ? (
+                        Counter(label: "quorumkv_batch_items_total", dimensions: dimensions, factory: factory),
+                        Counter(label: "quorumkv_batch_item_errors_total", dimensions: dimensions, factory: factory)
+                    ) : nil)
             made[key] = new
             return new
         }

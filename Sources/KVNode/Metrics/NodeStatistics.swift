@@ -180,6 +180,9 @@ public final class NodeStatistics: Sendable {
             "Requests taken on the connection's event loop (reads from memory, writes to the group commit, hints to the pool), by message type and keyspace; the others went through a task.",
         "quorumkv_request_duration_seconds":
             "Time from a request's arrival to its answer, by message type and keyspace.",
+        "quorumkv_batch_items_total": "Keys of the batch requests answered, by batch type and keyspace.",
+        "quorumkv_batch_item_errors_total":
+            "Keys of the batch requests answered with an error (each key of a batch refused whole), by batch type and keyspace.",
         "quorumkv_rpc_refused_total":
             "Connections and requests refused, or connections closed, to protect the node, by reason.",
     ]
