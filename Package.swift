@@ -191,7 +191,7 @@ let package = Package(
         .testTarget(
             name: "KVClientTests",
             dependencies: [
-                "KVCore", "KVClient", "KVTLS", "KVWire", .product(name: "NIOCore", package: "swift-nio"),
+                "KVCore", "KVClient", "KVRPC", "KVTLS", "KVWire", .product(name: "NIOCore", package: "swift-nio"),
             ],
             swiftSettings: swiftSettings
         ),

@@ -222,12 +222,12 @@ extension KVClient {
             }
         }
         for (target, indices) in gets {
-            for chunk in Self.chunks(indices, bytes: { _ in 0 }) {
+            for chunk in BatchSplit.chunks(indices, bytes: { _ in 0 }) {
                 send(
                     chunk, to: target.node, in: topology, owner: owner,
                     batch: .getBatchRequest(
                         GetBatchRequest(keyspace: target.keyspace, keys: chunk.map { ByteBuffer(bytes: keys[$0]) })),
-                    alone: { routes[$0].getRequest(keys[$0]) }, split: Self.splitGets
+                    alone: { routes[$0].getRequest(keys[$0]) }, split: BatchSplit.gets
                 ) { answers in
                     deliver(answers.map { index, answer in (index, self.readEvent(target.node, answer, started: nil)) })
                 }
@@ -273,7 +273,7 @@ extension KVClient {
         }
         let epoch = topology.map.epoch
         for (target, writes) in puts {
-            for chunk in Self.chunks(writes, bytes: { $0.record.bytes }) {
+            for chunk in BatchSplit.chunks(writes, bytes: { $0.record.bytes }) {
                 send(
                     chunk, to: target.node, in: topology, owner: owner,
                     batch: .putBatchRequest(
@@ -284,7 +284,7 @@ extension KVClient {
                                     key: $0.record.key, value: $0.record.value, version: $0.record.version,
                                     tombstone: $0.record.tombstone, expiresAtMillis: $0.record.expiresAtMillis)
                             })),
-                    alone: { routes[$0.index].putRequest($0.record, epoch: epoch) }, split: Self.splitPuts
+                    alone: { routes[$0.index].putRequest($0.record, epoch: epoch) }, split: BatchSplit.puts
                 ) { answers in
                     deliver(
                         answers.map { put, answer in
@@ -294,14 +294,14 @@ extension KVClient {
             }
         }
         for (fallback, handed) in hints {
-            for chunk in Self.chunks(handed, bytes: { $0.record.bytes }) {
+            for chunk in BatchSplit.chunks(handed, bytes: { $0.record.bytes }) {
                 send(
                     chunk, to: fallback.node, in: topology, owner: owner,
                     batch: .hintBatchRequest(
                         HintBatchRequest(
                             keyspace: fallback.keyspace,
                             hints: chunk.map { BatchHint(target: $0.target, record: $0.record) })),
-                    alone: { routes[$0.index].hintRequest(for: $0.target, $0.record) }, split: Self.splitHints
+                    alone: { routes[$0.index].hintRequest(for: $0.target, $0.record) }, split: BatchSplit.hints
                 ) { answers in
                     deliver(
                         answers.map { hint, answer in
@@ -386,68 +386,6 @@ extension KVClient {
             }
             answered(Array(zip(items, results)))
         }
-    }
-
-    /// A `GetBatchResponse` as each key's `GetResponse` or `Error`; nil for another message or a count
-    /// that is not the request's.
-    private static func splitGets(_ message: Message, count: Int) -> [Result<Message, any Error>]? {
-        guard case .getBatchResponse(let response) = message, response.items.count == count else { return nil }
-        return response.items.map { item in
-            if let error = item.error { return .failure(RPCError.remote(error.code, message: error.message)) }
-            return .success(.getResponse(GetResponse(record: item.record, clock: response.clock)))
-        }
-    }
-
-    /// A `PutBatchResponse` as each write's `PutResponse` or `Error`.
-    private static func splitPuts(_ message: Message, count: Int) -> [Result<Message, any Error>]? {
-        guard case .putBatchResponse(let response) = message, response.items.count == count else { return nil }
-        return response.items.map { item in
-            answer(item.outcome, or: item.error) {
-                .putResponse(PutResponse(outcome: $0, current: item.current, clock: response.clock))
-            }
-        }
-    }
-
-    /// A `HintBatchResponse` as each hint's `HintResponse` or `Error`.
-    private static func splitHints(_ message: Message, count: Int) -> [Result<Message, any Error>]? {
-        guard case .hintBatchResponse(let response) = message, response.items.count == count else { return nil }
-        return response.items.map { item in
-            answer(item.outcome, or: item.error) { .hintResponse(HintResponse(outcome: $0, clock: response.clock)) }
-        }
-    }
-
-    /// An item of a write's batch as its own request's answer: `message(outcome)`, or its error when it
-    /// has no outcome (an item with neither is the replica's bug).
-    private static func answer<Outcome>(
-        _ outcome: Outcome?, or error: BatchItemError?, _ message: (Outcome) -> Message
-    ) -> Result<Message, any Error> {
-        guard let outcome else {
-            let error = error ?? BatchItemError(code: .internal, message: "neither outcome nor error")
-            return .failure(RPCError.remote(error.code, message: error.message))
-        }
-        return .success(message(outcome))
-    }
-
-    /// `items` cut into batches of at most `Limits.batchKeysMax` items and `Limits.batchAnswerBytesMax`
-    /// bytes (an item larger than that goes alone).
-    static func chunks<Item>(_ items: [Item], bytes: (Item) -> Int) -> [[Item]] {
-        var chunks: [[Item]] = []
-        var current: [Item] = []
-        var currentBytes = 0
-        for item in items {
-            let size = bytes(item)
-            if !current.isEmpty,
-                current.count == Limits.batchKeysMax || currentBytes + size > Limits.batchAnswerBytesMax
-            {
-                chunks.append(current)
-                current = []
-                currentBytes = 0
-            }
-            current.append(item)
-            currentBytes += size
-        }
-        if !current.isEmpty { chunks.append(current) }
-        return chunks
     }
 }
 

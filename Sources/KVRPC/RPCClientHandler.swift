@@ -30,6 +30,9 @@ struct OutboundRequest: Sendable {
     var requestID: UInt64
     var complete: RPCCompletion
     var timeout: Duration
+    /// Whether a client `Put` may leave in a `PutBatch` with the others of its moment: the connection
+    /// negotiated a protocol version with batches.
+    var mayJoinBatch = false
 }
 
 /// Matches answers to requests by request id, fails requests whose deadline passes, and fails every
@@ -40,6 +43,13 @@ struct OutboundRequest: Sendable {
 /// encoded into one `FrameBatch` and leave together at the flush. Deadlines cost no timer each: one
 /// scheduled task per connection waits for the earliest deadline of the requests in flight. A thin
 /// shell on the event loop; `RPCConnection` is its Sendable face.
+///
+/// Client `Put`s submitted before a flush (`OutboundRequest.mayJoinBatch`) are held until it, and
+/// those of one keyspace part and epoch leave as one `PutBatch` (`BatchSplit.chunks`), which the
+/// replica answers item by item as each `Put` would be answered: each request still gets its own
+/// `PutResponse` or error (`BatchSplit.puts`), its own deadline and its own failure when the
+/// connection breaks. The replica then decodes, dispatches and answers one frame instead of one per
+/// write (docs/design-notes.md, "The hot path").
 final class RPCClientHandler: ChannelInboundHandler {
     typealias InboundIn = Frame
     typealias OutboundOut = ByteBuffer
@@ -51,6 +61,11 @@ final class RPCClientHandler: ChannelInboundHandler {
     }
 
     private var pending: [UInt64: Pending] = [:]
+    /// Client `Put`s held for the flush, in the order they came.
+    private var held: [(put: PutRequest, requestID: UInt64)] = []
+    /// The `PutBatch`es in flight, by the request id each went with (its first write's): the ids of
+    /// its writes, in order.
+    private var batches: [UInt64: [UInt64]] = [:]
     private let failure: ConnectionFailure
     private let requestsInFlightMax: Int
     private let frameBytesMax: Int
@@ -101,12 +116,16 @@ final class RPCClientHandler: ChannelInboundHandler {
             request.complete(.failure(RPCError.overloaded))
             return
         }
-        do {
-            try batch?.append(.message(request.message, requestID: id))
-        } catch {
-            // The only error of `append`: the frame is over the limit the peer would close the connection over.
-            request.complete(.failure(RPCError.requestTooLarge("\(error)")))
-            return
+        if request.mayJoinBatch, case .putRequest(let put) = request.message, put.origin == .client {
+            held.append((put, id))
+        } else {
+            do {
+                try batch?.append(.message(request.message, requestID: id))
+            } catch {
+                // The only error of `append`: the frame is over the limit the peer would close the connection over.
+                request.complete(.failure(RPCError.requestTooLarge("\(error)")))
+                return
+            }
         }
         let deadline = NIODeadline.now() + TimeAmount(request.timeout)
         pending[id] = Pending(complete: request.complete, deadline: deadline, timeout: request.timeout)
@@ -115,8 +134,67 @@ final class RPCClientHandler: ChannelInboundHandler {
         tickFlush.queue(on: context.eventLoop) { self.flushBatch(context: context) }
     }
 
+    /// Encodes the held `Put`s: those of one keyspace part and epoch as `PutBatch`es, a write with no
+    /// company as its own `Put`. A frame over the limit fails its writes, as `submit` fails a request.
+    private func encodeHeld() {
+        guard let first = held.first else { return }
+        var writes: [(put: PutRequest, requestID: UInt64)] = []
+        swap(&writes, &held)
+        if writes.allSatisfy({ $0.put.keyspace == first.put.keyspace && $0.put.epoch == first.put.epoch }) {
+            encode(writes)
+        } else {
+            var groups: [(keyspace: UInt32, epoch: UInt64)] = []
+            for write in writes where !groups.contains(where: { $0 == (write.put.keyspace, write.put.epoch) }) {
+                groups.append((write.put.keyspace, write.put.epoch))
+            }
+            for group in groups {
+                encode(writes.filter { $0.put.keyspace == group.keyspace && $0.put.epoch == group.epoch })
+            }
+        }
+        // The storage is kept for the next flush's writes, unless a completion called meanwhile (a
+        // write refused as too large) submitted a write, which the flush it queued will take.
+        if held.isEmpty {
+            writes.removeAll(keepingCapacity: true)
+            swap(&writes, &held)
+        }
+    }
+
+    /// Encodes `writes`, all of one keyspace part and epoch, as `PutBatch`es cut by `BatchSplit`.
+    private func encode(_ writes: [(put: PutRequest, requestID: UInt64)]) {
+        let first = writes[0].put
+        for range in BatchSplit.chunkRanges(
+            writes.count,
+            bytes: {
+                writes[$0].put.key.readableBytes + writes[$0].put.value.readableBytes
+            })
+        {
+            let id = writes[range.lowerBound].requestID
+            let message: Message =
+                range.count == 1
+                ? .putRequest(writes[range.lowerBound].put)
+                : .putBatchRequest(
+                    PutBatchRequest(
+                        keyspace: first.keyspace, epoch: first.epoch, puts: writes[range].map(\.put.batchItem)))
+            do {
+                try batch?.append(.message(message, requestID: id))
+            } catch {
+                answer(writes[range].map(\.requestID)) { _ in .failure(RPCError.requestTooLarge("\(error)")) }
+                continue
+            }
+            if range.count > 1 { batches[id] = writes[range].map(\.requestID) }
+        }
+    }
+
+    /// Completes the requests `ids` still waiting, each with `result(position)`.
+    private func answer(_ ids: [UInt64], with result: (Int) -> Result<Message, any Error>) {
+        for (position, id) in ids.enumerated() {
+            pending.removeValue(forKey: id)?.complete(result(position))
+        }
+    }
+
     /// Hands the batch's frames to the TLS handler, flushed.
     private func flushBatch(context: ChannelHandlerContext) {
+        encodeHeld()
         guard var batch, !batch.isEmpty else { return }
         self.batch = nil  // the storage must be referenced once for the TLS handler to give it back
         batch.flush(allocator: context.channel.allocator) { bytes in
@@ -139,6 +217,10 @@ final class RPCClientHandler: ChannelInboundHandler {
             context.close(promise: nil)
             return
         }
+        if let writes = batches.removeValue(forKey: frame.requestID) {
+            answer(writes, batchAnswer: frame)
+            return
+        }
         guard let entry = pending.removeValue(forKey: frame.requestID) else {
             // The answer to a request whose deadline already passed.
             return
@@ -156,6 +238,28 @@ final class RPCClientHandler: ChannelInboundHandler {
         } else {
             entry.complete(.success(message))
         }
+    }
+
+    /// Answers each write of a `PutBatch` with its item of the answer in `frame`, or all of them with
+    /// the batch's error.
+    private func answer(_ writes: [UInt64], batchAnswer frame: Frame) {
+        let failure: any Error
+        do {
+            switch try Message(frame: frame) {
+            case .putBatchResponse(let response) where response.items.count == writes.count:
+                for (id, item) in zip(writes, response.items) {
+                    pending.removeValue(forKey: id)?.complete(BatchSplit.answer(item, clock: response.clock))
+                }
+                return
+            case .error(let error):
+                failure = RPCError.remote(error.code, message: error.message)
+            case let other:
+                failure = RPCError.protocolViolation("answered a PutBatch of \(writes.count) with \(other.type)")
+            }
+        } catch {
+            failure = RPCError.protocolViolation("undecodable answer: \(error)")
+        }
+        answer(writes) { _ in .failure(failure) }
     }
 
     func errorCaught(context: ChannelHandlerContext, error: any Error) {
@@ -194,6 +298,8 @@ final class RPCClientHandler: ChannelInboundHandler {
                 earliest = entry.deadline
             }
         }
+        // A batch whose every write timed out is answered by no one now.
+        batches = batches.filter { $0.value.contains { pending[$0] != nil } }
         if let earliest { scheduleExpiry(at: earliest, context: context) }
     }
 
@@ -201,6 +307,8 @@ final class RPCClientHandler: ChannelInboundHandler {
         let reason = failure.record(error)
         let entries = pending
         pending.removeAll()
+        held.removeAll()
+        batches.removeAll()
         expiry?.task.cancel()
         expiry = nil
         batch?.discard()

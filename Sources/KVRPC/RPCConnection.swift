@@ -204,7 +204,9 @@ public final class RPCConnection: Sendable {
     /// connection's version): the path of the SDK's requests, with no future.
     ///
     /// Fields the connection's version lacks are left out (`Message.restricted(toProtocol:)`); a
-    /// message type it lacks fails with `protocolViolation` without being sent.
+    /// message type it lacks fails with `protocolViolation` without being sent. On a connection with
+    /// batches (version 4), a client `Put` may leave in one `PutBatch` with the others sent before the
+    /// same flush; it is answered as its own all the same (`RPCClientHandler`).
     public func send(_ request: Message, timeout: Duration, then complete: @escaping RPCCompletion) {
         guard request.type.protocolVersionMin <= version else {
             complete(
@@ -217,7 +219,8 @@ public final class RPCConnection: Sendable {
         let id = nextRequestID.wrappingAdd(1, ordering: .relaxed).oldValue
         Self.submit(
             OutboundRequest(
-                message: request.restricted(toProtocol: version), requestID: id, complete: complete, timeout: timeout),
+                message: request.restricted(toProtocol: version), requestID: id, complete: complete, timeout: timeout,
+                mayJoinBatch: version >= MessageType.putBatchRequest.protocolVersionMin),
             to: handler)
     }
 

@@ -1,4 +1,5 @@
 import KVCore
+import KVRPC
 import Testing
 
 @testable import KVClient
@@ -8,7 +9,7 @@ import Testing
 @Suite struct BatchChunkTests {
     @Test func keysAreCutAtTheCountLimitInOrder() {
         let items = Array(0..<(2 * Limits.batchKeysMax + 5))
-        let chunks = KVClient.chunks(items) { _ in 1 }
+        let chunks = BatchSplit.chunks(items) { _ in 1 }
         #expect(chunks.map(\.count) == [Limits.batchKeysMax, Limits.batchKeysMax, 5])
         #expect(chunks.flatMap { $0 } == items)
     }
@@ -16,11 +17,11 @@ import Testing
     @Test func bytesCutTooAndALargeItemGoesAlone() {
         let half = Limits.batchAnswerBytesMax / 2
         let sizes = [half, half, 1, Limits.batchAnswerBytesMax + 1, 1]
-        let chunks = KVClient.chunks(Array(sizes.indices)) { sizes[$0] }
+        let chunks = BatchSplit.chunks(Array(sizes.indices)) { sizes[$0] }
         #expect(chunks == [[0, 1], [2], [3], [4]])
     }
 
     @Test func nothingMakesNoRequest() {
-        #expect(KVClient.chunks([Int]()) { _ in 1 }.isEmpty)
+        #expect(BatchSplit.chunks([Int]()) { _ in 1 }.isEmpty)
     }
 }

@@ -41,7 +41,8 @@ struct RPCTests {
                 }
                 try await group.waitForAll()
             }
-            #expect(server.statistics.requestsServedCount >= 1000)
+            // Puts sent at one moment share `PutBatch`es (PutCoalescingTests): at most one frame each.
+            #expect((1...1000).contains(server.statistics.requestsServedCount))
         }
     }
 

@@ -24,6 +24,18 @@ struct EchoService: RPCService {
             let delay = Int(put.version.hlc % 7)
             if delay > 0 { try await Task.sleep(for: .milliseconds(delay)) }
             return .putResponse(PutResponse(outcome: .applied, current: put.version, clock: put.version.hlc))
+        case .putBatchRequest(let batch):
+            // Each write as its `Put` would be answered; a key named `refused` is refused alone.
+            return .putBatchResponse(
+                PutBatchResponse(
+                    items: batch.puts.map { put in
+                        String(buffer: put.key) == "refused"
+                            ? PutBatchItem(
+                                outcome: nil, current: Version(hlc: 0, writer: 0),
+                                error: BatchItemError(code: .notReplica, message: "not kept here"))
+                            : PutBatchItem(outcome: .applied, current: put.version, error: nil)
+                    },
+                    clock: batch.puts.map(\.version.hlc).max() ?? 0))
         case .getRequest(let get):
             if String(buffer: get.key) == "slow" {
                 try await Task.sleep(for: .seconds(3))
