@@ -31,32 +31,38 @@ package final class MeasuredService: RPCService {
         /// A batch type's keys, and those answered with an error.
         let items: (all: Counter, failed: Counter)?
 
-        /// Counts `request` answered with `answer` (nil: an error), started at `started`.
-        func answered(_ request: Message, with answer: Message?, startedAt started: ContinuousClock.Instant) {
+        /// Counts a request answered with `answer` (nil: an error), started at `started`; `keys`: the
+        /// keys of a batch request (`MeasuredService.keys(of:)`), nil for another.
+        func answered(with answer: Message?, keys: Int?, startedAt started: ContinuousClock.Instant) {
             requests.increment()
             duration.recordNanoseconds((ContinuousClock.now - started).wholeNanoseconds)
             if answer == nil { errors.increment() }
-            guard let items, let counts = MeasuredService.items(of: request, answeredWith: answer) else { return }
-            items.all.increment(by: counts.all)
-            if counts.failed > 0 { items.failed.increment(by: counts.failed) }
+            guard let items, let keys else { return }
+            items.all.increment(by: keys)
+            let failed = MeasuredService.keysFailed(of: keys, answeredWith: answer)
+            if failed > 0 { items.failed.increment(by: failed) }
         }
     }
 
-    /// The keys of a batch request, and how many of them `answer` (nil: an error for all) refused;
-    /// nil for a request that is not a batch.
-    static func items(of request: Message, answeredWith answer: Message?) -> (all: Int, failed: Int)? {
-        let all: Int
+    /// The keys of a batch request; nil for a request that is not a batch. Taken before the request is
+    /// passed on, so that what answers it later need not hold the request.
+    static func keys(of request: Message) -> Int? {
         switch request {
-        case .getBatchRequest(let batch): all = batch.keys.count
-        case .putBatchRequest(let batch): all = batch.puts.count
-        case .hintBatchRequest(let batch): all = batch.hints.count
-        default: return nil
+        case .getBatchRequest(let batch): batch.keys.count
+        case .putBatchRequest(let batch): batch.puts.count
+        case .hintBatchRequest(let batch): batch.hints.count
+        default: nil
         }
+    }
+
+    /// How many of a batch's `keys` its answer refused: those its items answer with an error, or all
+    /// of them when the batch was answered with one (`answer` nil).
+    static func keysFailed(of keys: Int, answeredWith answer: Message?) -> Int {
         switch answer {
-        case .getBatchResponse(let response): return (all, response.items.count { $0.error != nil })
-        case .putBatchResponse(let response): return (all, response.items.count { $0.error != nil })
-        case .hintBatchResponse(let response): return (all, response.items.count { $0.error != nil })
-        default: return (all, all)
+        case .getBatchResponse(let response): response.items.count { $0.error != nil }
+        case .putBatchResponse(let response): response.items.count { $0.error != nil }
+        case .hintBatchResponse(let response): response.items.count { $0.error != nil }
+        default: keys
         }
     }
 
@@ -92,13 +98,14 @@ package final class MeasuredService: RPCService {
 
     package func handle(_ request: Message, from peer: PeerIdentity) async throws -> Message {
         let measured = instruments(for: request)
+        let keys = Self.keys(of: request)
         let started = ContinuousClock.now
         do {
             let answer = try await service.handle(request, from: peer)
-            measured.answered(request, with: answer, startedAt: started)
+            measured.answered(with: answer, keys: keys, startedAt: started)
             return answer
         } catch {
-            measured.answered(request, with: nil, startedAt: started)
+            measured.answered(with: nil, keys: keys, startedAt: started)
             throw error
         }
     }
@@ -113,9 +120,10 @@ package final class MeasuredService: RPCService {
         reply: @escaping @Sendable (Result<Message, any Error>) -> Void
     ) -> Bool {
         let measured = instruments(for: request)
+        let keys = Self.keys(of: request)
         let started = ContinuousClock.now
         let taken = service.answerWithoutTask(request, from: peer) { result in
-            measured.answered(request, with: try? result.get(), startedAt: started)
+            measured.answered(with: try? result.get(), keys: keys, startedAt: started)
             reply(result)
         }
         if taken { measured.onEventLoop.increment() }
