@@ -76,8 +76,20 @@ public enum BatchSplit {
 }
 
 extension PutRequest {
-    /// This client write as an item of a `PutBatchRequest` (whose keyspace and epoch it shares).
+    /// This client write as an item of a `PutBatchRequest` (whose keyspace and epoch it shares); the
+    /// inverse of `PutBatchRequest.put(at:)`.
     public var batchItem: BatchPut {
         BatchPut(key: key, value: value, version: version, tombstone: tombstone, expiresAtMillis: expiresAtMillis)
+    }
+}
+
+extension PutBatchRequest {
+    /// Write `index` as the client `Put` it stands for: a replica answers each write of a batch as it
+    /// answers that `Put`.
+    public func put(at index: Int) -> PutRequest {
+        let put = puts[index]
+        return PutRequest(
+            key: put.key, value: put.value, version: put.version, tombstone: put.tombstone, origin: .client,
+            epoch: epoch, expiresAtMillis: put.expiresAtMillis, keyspace: keyspace)
     }
 }

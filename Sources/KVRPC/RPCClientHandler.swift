@@ -178,17 +178,17 @@ final class RPCClientHandler: ChannelInboundHandler {
             do {
                 try batch?.append(.message(message, requestID: id))
             } catch {
-                answer(writes[range].map(\.requestID)) { _ in .failure(RPCError.requestTooLarge("\(error)")) }
+                fail(writes[range].map(\.requestID), RPCError.requestTooLarge("\(error)"))
                 continue
             }
             if range.count > 1 { batches[id] = writes[range].map(\.requestID) }
         }
     }
 
-    /// Completes the requests `ids` still waiting, each with `result(position)`.
-    private func answer(_ ids: [UInt64], with result: (Int) -> Result<Message, any Error>) {
-        for (position, id) in ids.enumerated() {
-            pending.removeValue(forKey: id)?.complete(result(position))
+    /// Fails the requests `ids` still waiting with `error`.
+    private func fail(_ ids: [UInt64], _ error: any Error) {
+        for id in ids {
+            pending.removeValue(forKey: id)?.complete(.failure(error))
         }
     }
 
@@ -259,7 +259,7 @@ final class RPCClientHandler: ChannelInboundHandler {
         } catch {
             failure = RPCError.protocolViolation("undecodable answer: \(error)")
         }
-        answer(writes) { _ in .failure(failure) }
+        fail(writes, failure)
     }
 
     func errorCaught(context: ChannelHandlerContext, error: any Error) {

@@ -111,11 +111,7 @@ extension ReplicaService {
             batch.puts.count,
             handingOver: { queue.holdingWrites(to: context.replica, keyspace: context.id, $0) },
             send: { index, answer in
-                let put = batch.puts[index]
-                let request = PutRequest(
-                    key: put.key, value: put.value, version: put.version, tombstone: put.tombstone, origin: .client,
-                    epoch: batch.epoch, expiresAtMillis: put.expiresAtMillis, keyspace: batch.keyspace)
-                try self.write(request, from: peer, in: context, completion: answer)
+                try self.write(batch.put(at: index), from: peer, in: context, completion: answer)
             }
         ) { answers in
             var clock = self.tick(observing: 0)
