@@ -11,9 +11,10 @@
 #                                       start: what a client at a steady load sees); before it, puts
 #                                       and gets in batches of 100 keys, 10 in flight (kvbench --batch 100)
 #   scripts/bench.sh hints [SECONDS]    4 kvd: puts with all nodes up (baseline); n2 SIGKILLed and
-#                                       puts until HINTS (default 100000) hints wait for it; n2
-#                                       restarted: time until every queue is empty, and puts
-#                                       while the replay runs
+#                                       puts until HINTS (default 100000) hints wait for it (keys
+#                                       drawn HINTS_DISTRIBUTION, default uniform; zipfian writes
+#                                       a few keys many times); n2 restarted: time until every
+#                                       queue is empty, and puts while the replay runs
 #   scripts/bench.sh repair [SECONDS]   4 kvd, KEYS (default 1000000) keys: n2 misses 1 % of them
 #                                       (rewritten while it is down, no hints); `kvctl repair --node
 #                                       n2` time and bytes; a pass over identical replicas; puts with
@@ -207,7 +208,7 @@ if [[ "$mode" == hints ]]; then
     echo "== n2 SIGKILLed; puts until $hints hints are queued for it"
     while (($(queued) < hints)); do # -1 (status failed) also goes on
         "$bin/kvbench" --concurrency 50 --value-bytes 100 --duration 600 --workload put \
-            --requests-max $(((hints - $(queued)) * 4 / 3 + 500)) >/dev/null
+            --distribution "${HINTS_DISTRIBUTION:-uniform}" --requests-max $(((hints - $(queued)) * 4 / 3 + 500)) >/dev/null
     done
     echo "queued: $(queued) hints"
     start_node 2

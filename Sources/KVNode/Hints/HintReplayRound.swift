@@ -11,6 +11,10 @@ public import KVStorage
 /// - When the target is believed reachable, the live hints are sent as ordinary `Put`s in version
 ///   order, at most `concurrency` at a time; each is deleted only after the target acknowledged it
 ///   (applied, or already held something newer).
+/// - Of the live hints of one key in the batch, only the newest is sent: once the target
+///   acknowledged it, it holds that version or a newer one, which supersedes the older hints' writes
+///   (the replica keeps the newest version), so they are deleted with it, unsent. A key written many
+///   times while its replica was down is replayed once a batch, not once a write.
 /// - The first failure stops the round from sending more (the target is down again): the rest wait for
 ///   the next round. The hints in flight still finish.
 /// - Answers for hints not in flight (duplicates, or after a timeout already failed them) change
@@ -21,7 +25,7 @@ public struct HintReplayRound: Sendable {
         case expire(HintID, StoredHint)
         /// Send this hint to its target as a `Put`; feed back its answer.
         case send(HintID, StoredHint)
-        /// Delete this hint: its target acknowledged it. Count it as replayed.
+        /// Delete this hint: its target acknowledged it, or a newer hint of its key. Count it as replayed.
         case delete(HintID, StoredHint)
     }
 
@@ -34,11 +38,16 @@ public struct HintReplayRound: Sendable {
 
     private var expiring: [(id: HintID, hint: StoredHint)]
     private var waiting: [(id: HintID, hint: StoredHint)]
+    /// Per hint to send, the older live hints of its key in the batch: deleted once it is acknowledged.
+    private var covered: [HintID: [(id: HintID, hint: StoredHint)]]
     private var inFlight: [HintID: StoredHint] = [:]
     private let concurrency: Int
     /// Set by the first failure: nothing more is sent.
     public private(set) var failure: String?
+    /// Hints deleted because the target acknowledged them or a newer hint of their key.
     public private(set) var replayed = 0
+    /// Of `replayed`, those deleted unsent, covered by a newer hint of their key.
+    public private(set) var coalesced = 0
     public private(set) var expired = 0
     /// Hints sent so far.
     public private(set) var sent = 0
@@ -71,7 +80,38 @@ public struct HintReplayRound: Sendable {
             }
         }
         self.expiring = expiring
-        self.waiting = targetReachable ? live : []
+        (self.waiting, self.covered) = targetReachable ? Self.newestOfEachKey(live) : ([], [:])
+    }
+
+    private struct HintedKey: Hashable {
+        let keyspace: UInt32
+        let key: [UInt8]
+    }
+
+    /// The newest hint of each key, in the batch's order, and the older hints each one covers.
+    private static func newestOfEachKey(_ live: [(id: HintID, hint: StoredHint)]) -> (
+        newest: [(id: HintID, hint: StoredHint)], covered: [HintID: [(id: HintID, hint: StoredHint)]]
+    ) {
+        var newestOf: [HintedKey: (id: HintID, hint: StoredHint)] = [:]
+        for entry in live {
+            let key = HintedKey(keyspace: entry.hint.keyspace, key: entry.hint.key)
+            if let newest = newestOf[key], newest.hint.record.version >= entry.hint.record.version { continue }
+            newestOf[key] = entry
+        }
+        var newest: [(id: HintID, hint: StoredHint)] = []
+        var covered: [HintID: [(id: HintID, hint: StoredHint)]] = [:]
+        for entry in live {
+            // Every key has its newest: the loop above saw each entry.
+            guard let keyNewest = newestOf[HintedKey(keyspace: entry.hint.keyspace, key: entry.hint.key)] else {
+                continue
+            }
+            if keyNewest.id == entry.id {
+                newest.append(entry)
+            } else {
+                covered[keyNewest.id, default: []].append(entry)
+            }
+        }
+        return (newest, covered)
     }
 
     /// True once nothing is in flight and nothing more will be sent.
@@ -91,9 +131,11 @@ public struct HintReplayRound: Sendable {
         switch event {
         case .acknowledged(let id):
             guard let hint = inFlight.removeValue(forKey: id) else { return [] }
-            replayed += 1
+            let older = covered.removeValue(forKey: id) ?? []
+            replayed += 1 + older.count
+            coalesced += older.count
             let deleted = deletedEarly.remove(id) != nil
-            return (deleted ? [] : [.delete(id, hint)]) + sendMore()
+            return (deleted ? [] : [.delete(id, hint)]) + older.map { .delete($0.id, $0.hint) } + sendMore()
         case .failed(let id, let reason):
             guard inFlight.removeValue(forKey: id) != nil else { return [] }
             if failure == nil { failure = reason }

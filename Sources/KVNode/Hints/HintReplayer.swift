@@ -305,9 +305,10 @@ final class HintReplayer: Sendable {
                 "hints replayed",
                 metadata: [
                     "peer.node_id": "\(target)", "hints.count": "\(round.replayed)",
-                    "error": "\(round.failure ?? "none")",
+                    "hints.coalesced": "\(round.coalesced)", "error": "\(round.failure ?? "none")",
                 ])
         }
+        // A hint covered by a newer one of its key was deleted unsent: the rate does not count it.
         return round.expired + round.sent
     }
 }

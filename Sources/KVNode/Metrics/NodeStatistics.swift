@@ -16,7 +16,7 @@ package import Synchronization
 /// | `quorumkv_clock_ahead_refused_total` | counter | a request carried a clock or version further ahead of the node's clock than `--max-clock-offset` |
 /// | `quorumkv_hints_rehomed_total` | counter | a hint's target no longer kept its key, so the hint went to the key's current replicas |
 /// | `quorumkv_maps_refused_total` | counter | a peer committed a cluster map that was not the next epoch, not a valid ring, or without a majority's valid signatures |
-/// | `quorumkv_hints_replayed_total` | counter | a hint was handed over and acknowledged (by its target, or by its key's replicas when the target was removed) |
+/// | `quorumkv_hints_replayed_total` | counter | a hint was handed over and acknowledged (by its target, or by its key's replicas when the target was removed), or deleted unsent because a newer hint of its key was (`HintReplayRound`) |
 /// | `quorumkv_hints_expired_total` | counter | a hint outlived the hint window and was dropped |
 /// | `quorumkv_read_repairs_received_total` | counter | a `Put` with origin `readRepair` arrived |
 /// | `quorumkv_read_repairs_applied_total` | counter | such a `Put` replaced an older version (or none) |
