@@ -44,13 +44,10 @@ public enum BatchSplit {
     /// A `PutBatchResponse` as each write's `PutResponse` or `Error`; nil as for `gets`.
     public static func puts(_ message: Message, count: Int) -> [Result<Message, any Error>]? {
         guard case .putBatchResponse(let response) = message, response.items.count == count else { return nil }
-        return response.items.map { answer($0, clock: response.clock) }
-    }
-
-    /// One item of a `PutBatchResponse` (whose clock is `clock`) as its write's `PutResponse` or `Error`.
-    public static func answer(_ item: PutBatchItem, clock: UInt64) -> Result<Message, any Error> {
-        answer(item.outcome, or: item.error) {
-            .putResponse(PutResponse(outcome: $0, current: item.current, clock: clock))
+        return response.items.map { item in
+            answer(item.outcome, or: item.error) {
+                .putResponse(PutResponse(outcome: $0, current: item.current, clock: response.clock))
+            }
         }
     }
 

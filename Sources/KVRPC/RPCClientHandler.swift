@@ -245,16 +245,17 @@ final class RPCClientHandler: ChannelInboundHandler {
     private func answer(_ writes: [UInt64], batchAnswer frame: Frame) {
         let failure: any Error
         do {
-            switch try Message(frame: frame) {
-            case .putBatchResponse(let response) where response.items.count == writes.count:
-                for (id, item) in zip(writes, response.items) {
-                    pending.removeValue(forKey: id)?.complete(BatchSplit.answer(item, clock: response.clock))
+            let message = try Message(frame: frame)
+            if let answers = BatchSplit.puts(message, count: writes.count) {
+                for (id, answer) in zip(writes, answers) {
+                    pending.removeValue(forKey: id)?.complete(answer)
                 }
                 return
-            case .error(let error):
+            }
+            if case .error(let error) = message {
                 failure = RPCError.remote(error.code, message: error.message)
-            case let other:
-                failure = RPCError.protocolViolation("answered a PutBatch of \(writes.count) with \(other.type)")
+            } else {
+                failure = RPCError.protocolViolation("answered a PutBatch of \(writes.count) with \(message.type)")
             }
         } catch {
             failure = RPCError.protocolViolation("undecodable answer: \(error)")
