@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # QuorumKV side by side with Redis and etcd on this machine, in one run (issue 21):
 #
-#   scripts/compare.sh [SECONDS]   (default 10 s per run)
+#   scripts/compare.sh [SECONDS] [ROUNDS]   (default 10 s per run, 3 rounds)
 #
 #   1. one kvd, durability none, vs redis-server with TLS 1.3, client certificates required and no
 #      persistence, driven by redis-benchmark --tls: puts (SET) and gets (GET);
@@ -16,6 +16,12 @@
 #      package etcd's `benchmark` tool and `etcdctl check perf` only runs rate-capped puts for a fixed
 #      60 s, so etcd is driven by scripts/etcd_load.py over its v3 JSON gateway (see there).
 #
+# Each round runs every pair above once, QuorumKV then its competitor, so each pair's two runs are
+# minutes apart at most; the rounds follow each other. The machine's speed drifts by ±20 % within
+# minutes, and it moves both sides of a pair but not always equally: the summary at the end gives,
+# for each pair, the median over the rounds of each side's ops/s and p99 and of the pair's ratios,
+# with the lowest and highest ratio. The goals are read from those medians.
+#
 # Always 50 requests in flight (50 redis-benchmark clients, 50 etcd connections), 100-byte values,
 # 10,000 keys. kvbench runs with --event-loops E, one SDK client per event loop with its workers on
 # that loop (docs/sdk.md, "Event loops"), as redis-benchmark runs its clients on its own event
@@ -28,9 +34,10 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 seconds=${1:-10}
+rounds=${2:-3}
 event_loops=${QUORUMKV_BENCH_EVENT_LOOPS:-$(nproc)}
-[[ "$seconds" =~ ^[0-9]+$ && "$event_loops" =~ ^[0-9]+$ ]] && ((seconds > 0)) ||
-    { sed -n '2,27p' "$0" >&2; exit 64; }
+[[ "$seconds" =~ ^[0-9]+$ && "$rounds" =~ ^[0-9]+$ && "$event_loops" =~ ^[0-9]+$ ]] &&
+    ((seconds > 0 && rounds > 0 && rounds <= 20)) || { sed -n '2,33p' "$0" >&2; exit 64; }
 scripts/setup.sh
 
 missing=()
@@ -180,104 +187,159 @@ print("  => QuorumKV / competitor: ops/s %.2fx, p99 %.2fx (%s)" % (
 PY
 }
 
-echo "== compare: 50 in flight, 100-byte values, 10,000 keys, ${seconds}s per run, kvbench --event-loops ${event_loops}, $(date -u +%FT%TZ)"
-
-echo "== 1. one kvd, durability none, vs redis TLS 1.3, client certificates, no persistence"
-start_kvd 1 none
-kvbench put kvd-none-put
-kvbench get kvd-none-get
-stop_kvd
-start_redis --appendonly no
-redis_bench set redis-set $((seconds * 60000))
-redis_bench get redis-get $((seconds * 60000))
-stop redis
-show kvd-none-put "kvd none, puts"
-show redis-set "redis no persistence, SET"
-ratio kvd-none-put redis-set
-show kvd-none-get "kvd none, gets"
-show redis-get "redis no persistence, GET"
-ratio kvd-none-get redis-get
-
-echo "== 2. one kvd, durability sync, vs redis appendonly yes, appendfsync always"
-# A short sync run first, not measured: without it kvd's first sync run after pair 1 made 30-35k
-# puts/s in three runs and 42k in one where it came second (docs/benchmarks.md, "The fsync on the
-# event loop"), for a reason not found.
-start_kvd 1 sync
-kvbench put kvd-sync-warm-up 3
-stop_kvd
-start_kvd 1 sync
-kvbench put kvd-sync-put
-stop_kvd
-# Redis runs its commands and its fsyncs on one thread; kvd by default runs an event loop a CPU and
-# a thread for the fsyncs. Run as Redis is too: one event loop that fsyncs its own writes
-# (docs/benchmarks.md, "The fsync on the event loop").
-start_kvd 1 sync --event-loops 1 --wal-sync event-loop
-kvbench put kvd-sync1-put
-stop_kvd
-# And every loop fsyncing its own writes: the fastest of the three when fsyncs are fast
-# (docs/benchmarks.md, "A hash memtable for the records").
-start_kvd 1 sync --wal-sync event-loop
-kvbench put kvd-syncn-put
-stop_kvd
-start_redis --appendonly yes --appendfsync always
-redis_bench set redis-aof-set $((seconds * 40000))
-stop redis
-show kvd-sync-put "kvd sync, puts"
-show redis-aof-set "redis appendfsync always, SET"
-ratio kvd-sync-put redis-aof-set
-show kvd-sync1-put "kvd sync, --event-loops 1 --wal-sync event-loop, puts"
-ratio kvd-sync1-put redis-aof-set
-show kvd-syncn-put "kvd sync, --wal-sync event-loop, puts"
-ratio kvd-syncn-put redis-aof-set
-
-echo "== 3. 3 kvd N=3 R=W=2 sync vs 3-member etcd, mutual TLS on client and peer links"
-start_kvd 3 sync
-kvbench put kvd3-put
-kvbench get kvd3-get
-stop_kvd
-# Three nodes on this machine's CPUs: with an event loop a CPU each, more threads than CPUs wake and
-# sleep (docs/benchmarks.md, "Frames without a heap box; where `sync` goes with three nodes").
-start_kvd 3 sync --event-loops 1
-kvbench put kvd3e1-put
-kvbench get kvd3e1-get
-stop_kvd
-cluster=etcd1=https://127.0.0.35:7621,etcd2=https://127.0.0.36:7621,etcd3=https://127.0.0.37:7621
-for i in 1 2 3; do
-    host=127.0.0.3$((4 + i))
-    etcd --name "etcd$i" --data-dir "$work/etcd$i" --logger zap --log-level error \
-        --listen-client-urls "https://$host:7620" --advertise-client-urls "https://$host:7620" \
-        --listen-peer-urls "https://$host:7621" --initial-advertise-peer-urls "https://$host:7621" \
-        --initial-cluster "$cluster" --initial-cluster-state new --initial-cluster-token compare \
-        --client-cert-auth --trusted-ca-file "$certs/ca.pem" \
-        --cert-file "$certs/etcd$i.pem" --key-file "$certs/etcd$i-key.pem" \
-        --peer-client-cert-auth --peer-trusted-ca-file "$certs/ca.pem" \
-        --peer-cert-file "$certs/etcd$i.pem" --peer-key-file "$certs/etcd$i-key.pem" \
-        2>"$work/etcd$i.log" &
-    pids[etcd$i]=$!
-done
+# Starts the 3-member etcd cluster (fresh data) and waits until it is healthy.
+start_etcd() {
+    local i host cluster=etcd1=https://127.0.0.35:7621,etcd2=https://127.0.0.36:7621,etcd3=https://127.0.0.37:7621
+    for i in 1 2 3; do
+        host=127.0.0.3$((4 + i))
+        rm -rf "$work/etcd$i"
+        etcd --name "etcd$i" --data-dir "$work/etcd$i" --logger zap --log-level error \
+            --listen-client-urls "https://$host:7620" --advertise-client-urls "https://$host:7620" \
+            --listen-peer-urls "https://$host:7621" --initial-advertise-peer-urls "https://$host:7621" \
+            --initial-cluster "$cluster" --initial-cluster-state new --initial-cluster-token compare \
+            --client-cert-auth --trusted-ca-file "$certs/ca.pem" \
+            --cert-file "$certs/etcd$i.pem" --key-file "$certs/etcd$i-key.pem" \
+            --peer-client-cert-auth --peer-trusted-ca-file "$certs/ca.pem" \
+            --peer-cert-file "$certs/etcd$i.pem" --peer-key-file "$certs/etcd$i-key.pem" \
+            2>"$work/etcd$i.log" &
+        pids[etcd$i]=$!
+    done
+    for _ in $(seq 1 300); do
+        "${etcdctl[@]}" endpoint health >/dev/null 2>&1 && return 0
+        sleep 0.1
+    done
+    "${etcdctl[@]}" endpoint health >/dev/null || { echo "etcd did not become healthy" >&2; tail "$work"/etcd*.log >&2; return 1; }
+}
 endpoints=127.0.0.35:7620,127.0.0.36:7620,127.0.0.37:7620
 etcdctl=(env ETCDCTL_API=3 etcdctl --endpoints "https://${endpoints//,/,https://}" --cacert "$certs/ca.pem"
     --cert "$certs/bench.pem" --key "$certs/bench-key.pem")
-for _ in $(seq 1 300); do
-    "${etcdctl[@]}" endpoint health >/dev/null 2>&1 && break
-    sleep 0.1
-done
-"${etcdctl[@]}" endpoint health >/dev/null || { echo "etcd did not become healthy" >&2; tail "$work"/etcd*.log >&2; exit 1; }
-load=(python3 scripts/etcd_load.py)
-tls=("$endpoints" "$certs/ca.pem" "$certs/bench.pem" "$certs/bench-key.pem" --concurrency 50 --keys 10000 --value-bytes 100)
-measure etcd-put "${load[@]}" put "${tls[@]}" --seconds "$seconds"
-cp "$work/etcd-put.raw" "$work/etcd-put.out"
-"${load[@]}" load "${tls[@]}" >/dev/null
-measure etcd-get "${load[@]}" get "${tls[@]}" --seconds "$seconds"
-cp "$work/etcd-get.raw" "$work/etcd-get.out"
-for i in 1 2 3; do stop "etcd$i"; done
-show kvd3-put "kvd x3 N=3 W=2 sync, puts"
-show etcd-put "etcd x3, puts (etcd_load.py)"
-ratio kvd3-put etcd-put
-show kvd3e1-put "kvd x3 --event-loops 1, puts"
-ratio kvd3e1-put etcd-put
-show kvd3-get "kvd x3 N=3 R=2, gets"
-show etcd-get "etcd x3, linearizable gets"
-ratio kvd3-get etcd-get
-show kvd3e1-get "kvd x3 --event-loops 1, gets"
-ratio kvd3e1-get etcd-get
+
+# The pairs of the summary: QuorumKV's figure, the competitor's, and what they are.
+pairs=(
+    "kvd-none-put redis-set 1. one node none, puts vs Redis SET"
+    "kvd-none-get redis-get 1. one node none, gets vs Redis GET"
+    "kvd-sync-put redis-aof-set 2. one node sync (defaults), puts vs Redis appendfsync always"
+    "kvd-sync1-put redis-aof-set 2. one node sync --event-loops 1 --wal-sync event-loop, puts"
+    "kvd-syncn-put redis-aof-set 2. one node sync --wal-sync event-loop, puts"
+    "kvd3-put etcd-put 3. 3 nodes N=3 W=2 sync (defaults), puts vs etcd"
+    "kvd3e1-put etcd-put 3. 3 nodes --event-loops 1, puts vs etcd"
+    "kvd3-get etcd-get 3. 3 nodes N=3 R=2 (defaults), gets vs etcd linearizable"
+    "kvd3e1-get etcd-get 3. 3 nodes --event-loops 1, gets vs etcd linearizable"
+)
+
+# One round: every pair once, each figure NAME written to $work/NAME.ROUND.out.
+round() {
+    local r=$1
+    echo "== round $r of $rounds, $(date -u +%FT%TZ), load average $(cut -d' ' -f1-3 /proc/loadavg)"
+    echo "== 1. one kvd, durability none, vs redis TLS 1.3, client certificates, no persistence"
+    start_kvd 1 none
+    kvbench put "kvd-none-put.$r"
+    kvbench get "kvd-none-get.$r"
+    stop_kvd
+    start_redis --appendonly no
+    redis_bench set "redis-set.$r" $((seconds * 60000))
+    redis_bench get "redis-get.$r" $((seconds * 60000))
+    stop redis
+    show "kvd-none-put.$r" "kvd none, puts"
+    show "redis-set.$r" "redis no persistence, SET"
+    ratio "kvd-none-put.$r" "redis-set.$r"
+    show "kvd-none-get.$r" "kvd none, gets"
+    show "redis-get.$r" "redis no persistence, GET"
+    ratio "kvd-none-get.$r" "redis-get.$r"
+
+    echo "== 2. one kvd, durability sync, vs redis appendonly yes, appendfsync always"
+    # A short sync run first, not measured: without it kvd's first sync run after pair 1 made 30-35k
+    # puts/s in three runs and 42k in one where it came second (docs/benchmarks.md, "The fsync on the
+    # event loop"), for a reason not found.
+    start_kvd 1 sync
+    kvbench put "kvd-sync-warm-up.$r" 3
+    stop_kvd
+    start_kvd 1 sync
+    kvbench put "kvd-sync-put.$r"
+    stop_kvd
+    # Redis runs its commands and its fsyncs on one thread; kvd by default runs an event loop a CPU
+    # and a thread for the fsyncs. Run as Redis is too: one event loop that fsyncs its own writes
+    # (docs/benchmarks.md, "The fsync on the event loop").
+    start_kvd 1 sync --event-loops 1 --wal-sync event-loop
+    kvbench put "kvd-sync1-put.$r"
+    stop_kvd
+    # And every loop fsyncing its own writes: the fastest of the three when fsyncs are fast
+    # (docs/benchmarks.md, "A hash memtable for the records").
+    start_kvd 1 sync --wal-sync event-loop
+    kvbench put "kvd-syncn-put.$r"
+    stop_kvd
+    start_redis --appendonly yes --appendfsync always
+    redis_bench set "redis-aof-set.$r" $((seconds * 40000))
+    stop redis
+    show "kvd-sync-put.$r" "kvd sync, puts"
+    show "redis-aof-set.$r" "redis appendfsync always, SET"
+    ratio "kvd-sync-put.$r" "redis-aof-set.$r"
+    show "kvd-sync1-put.$r" "kvd sync, --event-loops 1 --wal-sync event-loop, puts"
+    ratio "kvd-sync1-put.$r" "redis-aof-set.$r"
+    show "kvd-syncn-put.$r" "kvd sync, --wal-sync event-loop, puts"
+    ratio "kvd-syncn-put.$r" "redis-aof-set.$r"
+
+    echo "== 3. 3 kvd N=3 R=W=2 sync vs 3-member etcd, mutual TLS on client and peer links"
+    start_kvd 3 sync
+    kvbench put "kvd3-put.$r"
+    kvbench get "kvd3-get.$r"
+    stop_kvd
+    # Three nodes on this machine's CPUs: with an event loop a CPU each, more threads than CPUs wake
+    # and sleep (docs/benchmarks.md, "Frames without a heap box; where `sync` goes with three nodes").
+    start_kvd 3 sync --event-loops 1
+    kvbench put "kvd3e1-put.$r"
+    kvbench get "kvd3e1-get.$r"
+    stop_kvd
+    start_etcd
+    local load=(python3 scripts/etcd_load.py)
+    local tls=("$endpoints" "$certs/ca.pem" "$certs/bench.pem" "$certs/bench-key.pem" --concurrency 50 --keys 10000
+        --value-bytes 100)
+    measure "etcd-put.$r" "${load[@]}" put "${tls[@]}" --seconds "$seconds"
+    cp "$work/etcd-put.$r.raw" "$work/etcd-put.$r.out"
+    "${load[@]}" load "${tls[@]}" >/dev/null
+    measure "etcd-get.$r" "${load[@]}" get "${tls[@]}" --seconds "$seconds"
+    cp "$work/etcd-get.$r.raw" "$work/etcd-get.$r.out"
+    for i in 1 2 3; do stop "etcd$i"; done
+    show "kvd3-put.$r" "kvd x3 N=3 W=2 sync, puts"
+    show "etcd-put.$r" "etcd x3, puts (etcd_load.py)"
+    ratio "kvd3-put.$r" "etcd-put.$r"
+    show "kvd3e1-put.$r" "kvd x3 --event-loops 1, puts"
+    ratio "kvd3e1-put.$r" "etcd-put.$r"
+    show "kvd3-get.$r" "kvd x3 N=3 R=2, gets"
+    show "etcd-get.$r" "etcd x3, linearizable gets"
+    ratio "kvd3-get.$r" "etcd-get.$r"
+    show "kvd3e1-get.$r" "kvd x3 --event-loops 1, gets"
+    ratio "kvd3e1-get.$r" "etcd-get.$r"
+}
+
+# For each pair: the median over the rounds of each side's ops/s and p99, and of the pair's ratios
+# (each round's QuorumKV figure over the same round's competitor figure), with their range.
+summary() {
+    python3 - "$work" "$rounds" "${pairs[@]}" <<'PY'
+import re, statistics, sys
+work, rounds, pairs = sys.argv[1], int(sys.argv[2]), sys.argv[3:]
+def parse(name, r):
+    text = open("%s/%s.%d.out" % (work, name, r)).read()
+    return float(re.search(r"= ([0-9.]+) ops/s", text).group(1)), float(re.search(r"p99 ([0-9.]+) ms", text).group(1))
+print("== summary: medians over %d round%s (ratio = QuorumKV / competitor, each round's pair; lowest-highest)" % (
+    rounds, "" if rounds == 1 else "s"))
+for pair in pairs:
+    ours, theirs, label = pair.split(" ", 2)
+    a = [parse(ours, r) for r in range(1, rounds + 1)]
+    b = [parse(theirs, r) for r in range(1, rounds + 1)]
+    rate = [x[0] / y[0] for x, y in zip(a, b)]
+    p99 = [x[1] / y[1] for x, y in zip(a, b) if y[1]]
+    med = statistics.median
+    print("  %s" % label)
+    print("    QuorumKV %s ops/s, p99 %.2f ms; competitor %s ops/s, p99 %.2f ms" % (
+        format(round(med(x[0] for x in a)), ","), med(x[1] for x in a),
+        format(round(med(y[0] for y in b)), ","), med(y[1] for y in b)))
+    print("    => ops/s %.2fx (%.2f-%.2f), p99 %.2fx (%.2f-%.2f)" % (
+        med(rate), min(rate), max(rate), med(p99), min(p99), max(p99)))
+PY
+}
+
+echo "== compare: 50 in flight, 100-byte values, 10,000 keys, ${seconds}s per run, $rounds round(s)," \
+    "kvbench --event-loops ${event_loops}, $(date -u +%FT%TZ)"
+for ((r = 1; r <= rounds; r++)); do round "$r"; done
+summary
