@@ -136,7 +136,7 @@ kvbench() {
 }
 # Starts redis on 127.0.0.34:7634 with TLS 1.3 and client certificates required, plus ARGS.
 start_redis() {
-    rm -f "$work"/appendonly* && rm -rf "$work/appendonlydir"
+    rm -rf "$work"/appendonly*
     redis-server --port 0 --tls-port 7634 --bind 127.0.0.34 --save "" \
         --tls-cert-file "$certs/redis.pem" --tls-key-file "$certs/redis-key.pem" \
         --tls-ca-cert-file "$certs/ca.pem" --tls-auth-clients yes --tls-protocols TLSv1.3 \
