@@ -106,18 +106,24 @@ extension Simulation {
         }
     }
 
-    /// Purges `span`'s tombstones older than `horizon` from a node's store (the production
-    /// `TombstonePurging`), remembering each for the invariants.
+    /// Purges `span`'s tombstones older than `horizon`, and its values that expired before it, from a
+    /// node's store (the production `TombstonePurging`), remembering each for the invariants.
     func purgeTombstones(
         of index: Int, in span: TokenRangeSpan, before horizon: Version, keyspace: UInt32 = Keyspace.defaultID
     ) {
         let store = served(index, keyspace).store
         do {
-            let doomed = try store.merkleListing(of: span).filter { $0.tombstone && $0.version < horizon }
+            let doomed = try store.merkleListing(of: span).filter { entry in
+                guard let record = try store.get(key: entry.key) else { return false }
+                return TombstonePolicy.isPurgeable(
+                    version: record.version, tombstone: record.tombstone, expiresAtMillis: record.expiresAtMillis,
+                    below: horizon)
+            }
             let count = try store.purgeTombstones(in: span, before: horizon)
             if count != doomed.count {
                 violate("\(nodes[index].id) purged \(count) tombstones of \(span), \(doomed.count) were listed")
             }
+            statistics.expiredValuesPurged += doomed.count { !$0.tombstone }
             for entry in doomed {
                 let slot = NodeKey(node: index, key: entry.key, keyspace: keyspace)
                 purged[slot] = (entry.version, now)
@@ -159,8 +165,12 @@ extension Simulation {
             return (0, 0)
         }
         guard case .finish(let difference) = action else { return (0, 0) }
-        let pushed = difference.push.count { copy($0.key, from: local, to: remote, keyspace: keyspace) }
-        let pulled = difference.pull.count { copy($0.key, from: remote, to: local, keyspace: keyspace) }
+        let pushed = difference.push.count {
+            copy($0.key, from: local, to: remote, keyspace: keyspace, purgeHorizon: purgeHorizon)
+        }
+        let pulled = difference.pull.count {
+            copy($0.key, from: remote, to: local, keyspace: keyspace, purgeHorizon: purgeHorizon)
+        }
         statistics.antiEntropyKeys += difference.push.count + difference.pull.count
         if !difference.isEmpty {
             log(
@@ -171,12 +181,22 @@ extension Simulation {
     }
 
     /// Copies `key`'s record from one node to another through `Replica.put`: whether the target
-    /// applied it (false when it held a newer version).
+    /// applied it (false when it held a newer version). Below `purgeHorizon`, a value that expired
+    /// before it goes only where the target holds something for the key, as `AntiEntropySession`
+    /// copies (`TombstonePolicy.copiesOnlyOverARecord`).
     @discardableResult
-    func copy(_ key: [UInt8], from source: Int, to target: Int, keyspace: UInt32 = Keyspace.defaultID) -> Bool {
+    func copy(
+        _ key: [UInt8], from source: Int, to target: Int, keyspace: UInt32 = Keyspace.defaultID,
+        purgeHorizon: Version? = nil
+    ) -> Bool {
         do throws(any Error) {
             guard let record = try served(source, keyspace).store.get(key: key) else {
                 violate("anti-entropy listed \(show(key)) on \(nodes[source].id), which does not hold it")
+                return false
+            }
+            if let purgeHorizon, TombstonePolicy.copiesOnlyOverARecord(record, below: purgeHorizon),
+                try served(target, keyspace).store.get(key: key) == nil
+            {
                 return false
             }
             let applied = try served(target, keyspace).replica.put(key: key, record: record).outcome == .applied

@@ -70,10 +70,12 @@ extension Simulation {
         let kind: HistoryOperation.Kind =
             switch planned {
             case .read: .read
-            case .write(_, let tombstone, let value): tombstone ? .delete : .write(value: value)
+            case .write(_, let tombstone, let value, _): tombstone ? .delete : .write(value: value)
             }
         clients[index].operation = history.invoke(
             client: clients[index].name, key: historyKey(planned.key, keyspace: keyspace), kind: kind, at: now)
+        // Until acknowledged (`finishWrite`), nobody knows its version: it may expire at any time.
+        if case .write(_, _, _, _?) = planned { history.expires(clients[index].operation, from: now) }
         if keyspace != Keyspace.defaultID { keyspaceOfOperation[clients[index].operation] = keyspace }
         clients[index].planned = planned
         clients[index].startedAt = now
@@ -99,13 +101,19 @@ extension Simulation {
         guard roll < 50 else {
             return .read(key: key, repair: random.chance(0.3) ? .blocking : .background)
         }
-        let tombstone = roll < 8
+        let tombstone = configuration.deletes && roll < 8
         let sequence = configuration.operationsPerClient - clients[index].remaining
         // With keyspaces, a value names its keyspace (`checkValueKeyspace`).
         let prefix = valuesNameKeyspaces ? valuePrefix(ofKeyspace: clients[index].keyspace) : []
+        var timeToLive: Duration?
+        if !tombstone && configuration.expiringShare > 0 && random.chance(configuration.expiringShare) {
+            let range = configuration.timeToLive.wholeMillisecondsClamped
+            let span = range.upperBound - range.lowerBound
+            timeToLive = .milliseconds(range.lowerBound + (span == .max ? random.next() : random.next() % (span + 1)))
+        }
         return .write(
             key: key, tombstone: tombstone,
-            value: tombstone ? [] : prefix + Array("\(clients[index].name)-\(sequence)".utf8))
+            value: tombstone ? [] : prefix + Array("\(clients[index].name)-\(sequence)".utf8), timeToLive: timeToLive)
     }
 
     /// Runs the current operation once, planned on the client's map (with membership; the fixed ring
@@ -119,7 +127,7 @@ extension Simulation {
         let epoch = clients[index].newerMapRetry.epoch
         let map = configuration.membershipProfile == nil ? "" : " (epoch \(epoch))"
         switch planned {
-        case .write(let key, let tombstone, let value):
+        case .write(let key, let tombstone, let value, let timeToLive):
             let writeConfiguration: WriteOperation.Configuration
             do {
                 writeConfiguration = try plannedWrite(client: index, key: key, keyspace: keyspace)
@@ -130,10 +138,11 @@ extension Simulation {
             var operation = WriteOperation(configuration: writeConfiguration)
             let actions = operation.start(clock: &clients[index].clock, wallMillis: wallMillis(ofClient: index))
             let write = WriteTry(
-                operation: operation, key: key, tombstone: tombstone, value: value, epoch: epoch, keyspace: keyspace)
+                operation: operation, key: key, tombstone: tombstone, value: value, timeToLive: timeToLive,
+                epoch: epoch, keyspace: keyspace)
             clients[index].current = .write(write)
             log(
-                "\(client) \(operationTry) \(tombstone ? "delete" : "put") \(describe(key, keyspace: keyspace)) = \(String(decoding: value, as: UTF8.self)) on \(writeConfiguration.replicas)\(map)"
+                "\(client) \(operationTry) \(tombstone ? "delete" : "put") \(describe(key, keyspace: keyspace)) = \(String(decoding: value, as: UTF8.self))\(timeToLive.map { " ttl \($0)" } ?? "") on \(writeConfiguration.replicas)\(map)"
             )
             performWrite(index, operation: operationTry, write, actions)
         case .read(let key, let repair):
@@ -184,6 +193,21 @@ extension Simulation {
             for: token, current: membership.ring(of: view), next: map.isChanging ? membership.nextRing(of: view) : nil)
     }
 
+    /// The earliest simulated time at which any clock of the run may read `wallMillis` or later: a
+    /// client's or a node's clock is skewed by at most `clockSkewMax`, drifts by at most
+    /// `clockDriftMaxPPM`, and only ever jumps back. A value with that expiry may read as expired
+    /// (by a client) or be purged (by a node) from then on, not before.
+    func earliestTime(atWhichAClockReads wallMillis: UInt64) -> UInt64 {
+        let start = worldClock.start
+        let skewMax = faults.clockSkewMax.wholeMillisecondsClamped
+        let driftMax = Double(max(0, faults.clockDriftMaxPPM)) / 1_000_000
+        // Beyond any run's length (`simulatedTimeMax` is far below): never within the run.
+        guard wallMillis < start &+ (1 << 50) else { return .max }
+        guard wallMillis > start &+ skewMax else { return start }
+        // Rounded down, so never later than the first moment such a clock reads it.
+        return start + UInt64((Double(wallMillis - start - skewMax) / (1 + driftMax)).rounded(.down))
+    }
+
     func wallMillis(ofClient index: Int) -> UInt64 {
         localMillis(
             now, start: worldClock.start, skewMillis: clients[index].skewMillis, driftPPM: clients[index].driftPPM)
@@ -228,13 +252,13 @@ extension Simulation {
         for action in actions {
             switch action.step {
             case .send(.put(let node, let version, let attempt)):
-                let record = StoredRecord(version: version, tombstone: write.tombstone, value: write.value)
+                let record = write.record(at: version)
                 send(
                     Envelope(
                         client: index, node: nodeIndex(node), operation: id, attempt: attempt, retry: operation.retry,
                         payload: .put(key: key, record: record), epoch: write.epoch, keyspace: write.keyspace))
             case .send(.hint(let fallback, let target, let version, let attempt)):
-                let record = StoredRecord(version: version, tombstone: write.tombstone, value: write.value)
+                let record = write.record(at: version)
                 log("\(clients[index].name) \(operation) hands \(target)'s \(version) to \(fallback)")
                 send(
                     Envelope(
@@ -295,6 +319,11 @@ extension Simulation {
         switch result {
         case .acknowledged(let version, let by):
             history.complete(id, outcome: .wrote(version), at: now)
+            if case .write(_, _, _, let timeToLive?) = clients[index].planned {
+                statistics.expiringWritesAcknowledged += 1
+                let expiry = StoredRecord.expiry(of: version, timeToLive: timeToLive)
+                history.expires(id, from: earliestTime(atWhichAClockReads: expiry))
+            }
             acknowledgedWrites.append((key, version, id, keyspace))
             statistics.completed += 1
             if clients[index].late != nil { statistics.lateOperationsSucceeded += 1 }
@@ -315,11 +344,14 @@ extension Simulation {
         switch outcome {
         case .answered(let result):
             let newest = result.newest
+            // The SDK's rule (`KVClient.readValue`): a tombstone, or a value expired by this client's clock,
+            // reads as deleted.
+            let value = newest.flatMap { $0.isDeleted(atMillis: wallMillis(ofClient: index)) ? nil : $0.value }
+            if let newest, !newest.tombstone, value == nil { statistics.expiredReads += 1 }
             if let newest, !newest.tombstone {
                 checkValueKeyspace(newest.value, read: key, in: keyspace, operation: id)
             }
-            history.complete(
-                id, outcome: .read(newest?.version, value: newest.flatMap { $0.tombstone ? nil : $0.value }), at: now)
+            history.complete(id, outcome: .read(newest?.version, value: value), at: now)
             statistics.completed += 1
             if clients[index].late != nil { statistics.lateOperationsSucceeded += 1 }
             log(

@@ -34,7 +34,8 @@ extension Simulation {
         return Array(Set(holders).union(hintedTargets(of: key, keyspace: keyspace, atLeast: version))).sorted()
     }
 
-    /// A replica that purged a tombstone at least as new as `version`, and holds nothing since, counts.
+    /// A replica that purged a tombstone (or an expired value) at least as new as `version`, and holds
+    /// nothing since, counts.
     func durableHolders(of key: [UInt8], keyspace: UInt32, atLeast version: Version) -> [String] {
         replicas(of: key, keyspace: keyspace).filter { id in
             let node = nodeIndex(id)
@@ -45,13 +46,14 @@ extension Simulation {
         }
     }
 
-    /// Whether `node` purged a tombstone of `key` at `version` or newer.
+    /// Whether `node` purged a tombstone or an expired value of `key` at `version` or newer.
     func purgedAtLeast(_ version: Version, node: Int, key: [UInt8], keyspace: UInt32 = Keyspace.defaultID) -> Bool {
         purged[NodeKey(node: node, key: key, keyspace: keyspace)].map { $0.version >= version } ?? false
     }
 
     /// A replica's version of a key never goes backwards, crashes included; and a value older than a
-    /// tombstone the replica purged, which existed before the purge, never comes back.
+    /// tombstone or an expired value the replica purged, which existed before the purge, never comes
+    /// back.
     func observe(node: Int, key: [UInt8], keyspace: UInt32 = Keyspace.defaultID) {
         guard let record = try? view(node, keyspace).get(key: key) else { return }
         let current = record.version
@@ -61,7 +63,7 @@ extension Simulation {
         let slot = NodeKey(node: node, key: key, keyspace: keyspace)
         if let purge = purged[slot], !record.tombstone, current < purge.version, storedAt < purge.at {
             violate(
-                "a purged delete came back: \(nodes[node].id) purged \(show(key))'s tombstone \(purge.version) and now holds the older value \(current)"
+                "a purged delete came back: \(nodes[node].id) purged \(show(key))'s tombstone or expired value \(purge.version) and now holds the older value \(current)"
             )
         }
         if let previous = highestSeen[slot], current < previous {

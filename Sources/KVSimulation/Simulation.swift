@@ -56,6 +56,9 @@ public final class Simulation {
         var hintsRefused = 0
         var antiEntropyKeys = 0
         var tombstonesPurged = 0
+        var expiredValuesPurged = 0
+        var expiringWritesAcknowledged = 0
+        var expiredReads = 0
         var epochsChosen = 0
         var keysStreamed = 0
         var keysStreamedByKeyspace: [UInt32: Int] = [:]
@@ -186,6 +189,9 @@ public final class Simulation {
             antiEntropyKeys: statistics.antiEntropyKeys, tombstonesPurged: statistics.tombstonesPurged
         )
         result.hintsRefused = statistics.hintsRefused
+        result.expiredValuesPurged = statistics.expiredValuesPurged
+        result.expiringWritesAcknowledged = statistics.expiringWritesAcknowledged
+        result.expiredReads = statistics.expiredReads
         result.epochsChosen = statistics.epochsChosen
         result.keysStreamed = statistics.keysStreamed
         result.rangesDropped = statistics.rangesDropped
@@ -462,9 +468,18 @@ struct WriteTry {
     var key: [UInt8]
     var tombstone: Bool
     var value: [UInt8]
+    var timeToLive: Duration?
     /// 0 without membership (not stated).
     var epoch: UInt64
     var keyspace: UInt32 = Keyspace.defaultID
+
+    /// The record a put or a hint of this write carries at `version`, with the expiry the SDK stamps
+    /// (`StoredRecord.expiry(of:timeToLive:)`, as its `RecordMaker` does).
+    func record(at version: Version) -> StoredRecord {
+        StoredRecord(
+            version: version, tombstone: tombstone, value: value,
+            expiresAtMillis: StoredRecord.expiry(of: version, timeToLive: timeToLive))
+    }
 }
 
 /// A local clock reading: true time scaled by the drift since the start, plus the skew.
@@ -518,11 +533,11 @@ struct SimulatedClient {
 /// writes the same value.
 enum PlannedOperation {
     case read(key: [UInt8], repair: ReadOperation.Repair)
-    case write(key: [UInt8], tombstone: Bool, value: [UInt8])
+    case write(key: [UInt8], tombstone: Bool, value: [UInt8], timeToLive: Duration? = nil)
 
     var key: [UInt8] {
         switch self {
-        case .read(let key, _), .write(let key, _, _): key
+        case .read(let key, _), .write(let key, _, _, _): key
         }
     }
 }

@@ -47,6 +47,14 @@ public struct SimulationConfiguration: Sendable {
     /// after their range was compared with every co-replica; nil: never purged. Must exceed the hint
     /// window plus the request deadline and twice the clock skew.
     public var tombstoneGrace: Duration?
+    /// Clients delete keys (8 % of their operations); false: their writes are all puts (so that only
+    /// expired values, no tombstones, are purged).
+    public var deletes = true
+    /// The share of puts written with a time to live (`expiringWrites()`); 0: none, and nothing is
+    /// drawn for it, so runs without it draw as before.
+    public var expiringShare = 0.0
+    /// The time to live of an expiring put, uniformly drawn in whole simulated milliseconds.
+    public var timeToLive: ClosedRange<Duration> = .milliseconds(100) ... .seconds(3)
     /// Keyspaces `cache` and `accounts` created beside `default` before the run (`keyspaces()`); each
     /// client operation picks one of the three by the seed.
     public var runsKeyspaces = false
@@ -76,6 +84,17 @@ public struct SimulationConfiguration: Sendable {
         faults.clockSkewMax = .milliseconds(200)
         faults.clockDriftMaxPPM = 1_000
         faults.down = .milliseconds(50) ... .seconds(3)
+    }
+
+    /// A third of the puts written with a time to live of 0.1–3 s (simulated), with the expiry the SDK
+    /// gives them (`StoredRecord.expiry(of:timeToLive:)`): reads find them expired by the SDK's rule
+    /// (`StoredRecord.isDeleted(atMillis:)`, by the reading client's clock); hints, read repair and
+    /// anti-entropy copy them with their expiry; with `purgeTombstones()` the replicas purge them as
+    /// they purge tombstones (`TombstonePolicy.isPurgeable`), and an older value must not come back.
+    /// The register check knows from when each may read as expired (`HistoryOperation.expiresAt`):
+    /// once the fastest clock the run may have reaches its expiry.
+    public mutating func expiringWrites() {
+        expiringShare = 0.3
     }
 
     /// Nodes in zones, with a placement that uses them, one of three by the seed: `spread:3/1` over
@@ -292,8 +311,13 @@ public struct SimulationResult: Sendable {
     public var hintsRefused = 0
     /// Keys anti-entropy moved (pushed plus pulled).
     public var antiEntropyKeys: Int
-    /// Tombstones purged during the run.
+    /// Tombstones purged during the run, expired values included.
     public var tombstonesPurged: Int
+    /// Expired values purged during the run (`expiringWrites()`), among `tombstonesPurged`.
+    public var expiredValuesPurged = 0
+    /// Acknowledged writes with a time to live, and reads that found the newest version expired.
+    public var expiringWritesAcknowledged = 0
+    public var expiredReads = 0
     /// Membership: epochs chosen, records received by streaming, and ranges dropped by old owners.
     public var epochsChosen = 0
     public var keysStreamed = 0

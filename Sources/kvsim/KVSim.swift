@@ -67,6 +67,17 @@ struct KVSim: ParsableCommand {
 
     @Flag(
         help:
+            "A third of the puts carry a time to live of 0.1-3 s: reads find them expired by the reading client's clock, and with --purge-tombstones the replicas purge them as tombstones."
+    )
+    var expiringWrites = false
+
+    @Flag(
+        help:
+            "Clients never delete: their writes are all puts (with --expiring-writes, only expired values are purged).")
+    var noDeletes = false
+
+    @Flag(
+        help:
             "Break tombstone purge on purpose (purge after a pass that could not compare with every co-replica) to see the invariants catch it."
     )
     var mutatePurgeWithoutConfirmation = false
@@ -146,6 +157,7 @@ struct KVSim: ParsableCommand {
         var hints = (stored: 0, replayed: 0, expired: 0, refused: 0)
         var antiEntropyKeys = 0
         var purged = 0
+        var expiring = (acknowledged: 0, read: 0, purged: 0)
         var membershipTotals = (epochs: 0, streamed: 0, dropped: 0, retries: 0, mapWaits: 0, late: 0)
         for seed in range {
             var configuration = SimulationConfiguration(seed: seed)
@@ -197,6 +209,12 @@ struct KVSim: ParsableCommand {
             if purgeTombstones || mutatePurgeWithoutConfirmation {
                 configuration.purgeTombstones()
             }
+            if expiringWrites {
+                configuration.expiringWrites()
+            }
+            if noDeletes {
+                configuration.deletes = false
+            }
             if mutatePurgeWithoutConfirmation {
                 configuration.mutation = .purgeWithoutConfirmation
             }
@@ -235,6 +253,9 @@ struct KVSim: ParsableCommand {
             hints.refused += result.hintsRefused
             antiEntropyKeys += result.antiEntropyKeys
             purged += result.tombstonesPurged
+            expiring.acknowledged += result.expiringWritesAcknowledged
+            expiring.read += result.expiredReads
+            expiring.purged += result.expiredValuesPurged
             membershipTotals.epochs += result.epochsChosen
             membershipTotals.streamed += result.keysStreamed
             membershipTotals.dropped += result.rangesDropped
@@ -253,7 +274,7 @@ struct KVSim: ParsableCommand {
             }
         }
         print(
-            "kvsim: \(range.count) seed(s), \(operations) operations, hints stored/replayed/expired/refused \(hints.stored)/\(hints.replayed)/\(hints.expired)/\(hints.refused), keys moved by anti-entropy \(antiEntropyKeys), tombstones purged \(purged), epochs chosen/keys streamed/ranges dropped \(membershipTotals.epochs)/\(membershipTotals.streamed)/\(membershipTotals.dropped), newer-map retries \(membershipTotals.retries), writes that waited for a node's map \(membershipTotals.mapWaits), late-client operations \(membershipTotals.late), \(failures.count) failing\(failures.isEmpty ? "" : ": \(failures.prefix(20).map(String.init).joined(separator: " "))")"
+            "kvsim: \(range.count) seed(s), \(operations) operations, hints stored/replayed/expired/refused \(hints.stored)/\(hints.replayed)/\(hints.expired)/\(hints.refused), keys moved by anti-entropy \(antiEntropyKeys), tombstones purged \(purged), expiring writes acknowledged/read expired/purged \(expiring.acknowledged)/\(expiring.read)/\(expiring.purged), epochs chosen/keys streamed/ranges dropped \(membershipTotals.epochs)/\(membershipTotals.streamed)/\(membershipTotals.dropped), newer-map retries \(membershipTotals.retries), writes that waited for a node's map \(membershipTotals.mapWaits), late-client operations \(membershipTotals.late), \(failures.count) failing\(failures.isEmpty ? "" : ": \(failures.prefix(20).map(String.init).joined(separator: " "))")"
         )
         if !failures.isEmpty {
             throw ExitCode(1)

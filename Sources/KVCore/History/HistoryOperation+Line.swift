@@ -1,13 +1,14 @@
 /// The plain-text history format: one operation per line, so that real-process tests and `kvsim`
 /// can save a history and check or replay it later.
 ///
-/// A line has nine fields separated by single spaces:
+/// A line has nine fields separated by single spaces, and a tenth for a write with a time to live:
 ///
-///     id client key kind value invoked completed outcome version
+///     id client key kind value invoked completed outcome version [expires]
 ///     7 c1 0x6b31 write 0x7631 100 120 wrote 0.6@1
 ///     12 c2 0x6b31 read 0x7631 130 140 read 0.6@1
 ///     13 c2 0x6b31 read - 150 160 read 0.9@2
 ///     14 c3 0x6b31 delete - 170 - pending -
+///     15 c1 0x6b31 write 0x7632 180 190 wrote 0.19@1 2170
 ///
 /// - `id`: decimal.
 /// - `client`: the name with `%` and every byte outside printable ASCII (space included) written
@@ -20,6 +21,7 @@
 /// - `outcome`: `pending`, `failed`, `wrote` or `read`.
 /// - `version`: for `wrote`, the acknowledged version; for `read`, the version read or `-` for
 ///   absent; otherwise `-`. Written as ``Version/description`` (`millis.counter@writer-hex`).
+/// - `expires`: only for a write with a time to live, ``HistoryOperation/expiresAt`` in decimal.
 ///
 /// Lines that are empty or start with `#` are not operations; ``HistoryOperation/lines(_:)`` skips them.
 extension HistoryOperation {
@@ -54,14 +56,14 @@ extension HistoryOperation {
             value.map { "0x" + HistoryText.hex($0) } ?? "-", String(invokedAt), completedAt.map { String($0) } ?? "-",
             outcomeField, version.map(\.description) ?? "-",
         ]
-        return fields.joined(separator: " ")
+        return (fields + (expiresAt.map { [String($0)] } ?? [])).joined(separator: " ")
     }
 
     /// Reads one line of the history format written by ``line``.
     public init(line: String) throws(HistoryFormatError) {
         let fields = line.split(separator: " ", omittingEmptySubsequences: false)
-        guard fields.count == 9 else {
-            throw HistoryFormatError("expected 9 fields, found \(fields.count)", line: line)
+        guard fields.count == 9 || fields.count == 10 else {
+            throw HistoryFormatError("expected 9 or 10 fields, found \(fields.count)", line: line)
         }
         func fail(_ index: Int, _ name: String, _ why: String) -> HistoryFormatError {
             HistoryFormatError("field \(index + 1) (\(name)) \(why): \"\(fields[index])\"", line: line)
@@ -124,9 +126,14 @@ extension HistoryOperation {
             throw fail(6, "completed", "must be - exactly when the outcome is pending")
         }
         if let completedAt, completedAt < invokedAt { throw fail(6, "completed", "is before invoked") }
+        var expiresAt: UInt64?
+        if fields.count == 10 {
+            guard case .write = kind else { throw fail(9, "expires", "is given for a \(fields[3])") }
+            expiresAt = try number(9, "expires")
+        }
         self.init(
             id: id, client: client, key: key, kind: kind, invokedAt: invokedAt, completedAt: completedAt,
-            outcome: outcome)
+            outcome: outcome, expiresAt: expiresAt)
         guard outcomeFitsKind else { throw fail(7, "outcome", "does not fit kind \(fields[3])") }
     }
 

@@ -35,6 +35,12 @@ public struct HistoryOperation: Sendable, Hashable, CustomStringConvertible {
     /// When the client saw the answer or the error; `nil` while pending.
     public var completedAt: UInt64?
     public var outcome: Outcome
+    /// For a write with a time to live: the earliest time at which a reader may find the value it wrote
+    /// expired (absent on the next purge, read as deleted before). For an acknowledged write that is
+    /// when the fastest clock a reader may have reaches the expiry of the version it was acknowledged
+    /// with; for one not acknowledged (whose version nobody was told) it may be its invocation time.
+    /// Nil for a value that does not expire, a delete and a read.
+    public var expiresAt: UInt64?
 
     public init(
         id: Int,
@@ -43,7 +49,8 @@ public struct HistoryOperation: Sendable, Hashable, CustomStringConvertible {
         kind: Kind,
         invokedAt: UInt64,
         completedAt: UInt64? = nil,
-        outcome: Outcome = .pending
+        outcome: Outcome = .pending,
+        expiresAt: UInt64? = nil
     ) {
         self.id = id
         self.client = client
@@ -52,6 +59,7 @@ public struct HistoryOperation: Sendable, Hashable, CustomStringConvertible {
         self.invokedAt = invokedAt
         self.completedAt = completedAt
         self.outcome = outcome
+        self.expiresAt = expiresAt
     }
 
     /// Whether `outcome` is one this kind of operation can end with: a read ends `read`, a write or
@@ -69,7 +77,10 @@ public struct HistoryOperation: Sendable, Hashable, CustomStringConvertible {
     public var description: String {
         let what: String
         switch kind {
-        case .write(let value): what = "write \(HistoryText.bytes(key)) = \(HistoryText.bytes(value))"
+        case .write(let value):
+            what =
+                "write \(HistoryText.bytes(key)) = \(HistoryText.bytes(value))"
+                + (expiresAt.map { " expiring from \($0)" } ?? "")
         case .delete: what = "delete \(HistoryText.bytes(key))"
         case .read: what = "read \(HistoryText.bytes(key))"
         }

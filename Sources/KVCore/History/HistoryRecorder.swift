@@ -26,6 +26,15 @@ public struct HistoryRecorder: Sendable {
         precondition(recorded[id].outcomeFitsKind, "operation \(id) cannot end with \(outcome)")
     }
 
+    /// Records that the value write `id` writes has a time to live: a reader may find it expired from
+    /// `at` on (``HistoryOperation/expiresAt``). Called again (once the write was acknowledged and its
+    /// version known), it replaces the time given before.
+    public mutating func expires(_ id: Int, from at: UInt64) {
+        precondition(recorded.indices.contains(id), "operation \(id) was never invoked")
+        guard case .write = recorded[id].kind else { preconditionFailure("operation \(id) is not a write") }
+        recorded[id].expiresAt = at
+    }
+
     /// Every operation so far, in invocation order (ids are their indices).
     public var operations: [HistoryOperation] { recorded }
 }

@@ -24,8 +24,18 @@
 /// tombstone, and absent is what a delete leaves. Absent after an acknowledged value that no delete
 /// followed stays stale.
 ///
+/// A write with a time to live (``HistoryOperation/expiresAt``) deletes its value when it expires: a
+/// read may return the version it was acknowledged with and no value (expired, as a tombstone reads)
+/// from its `expiresAt` on, not before; a version nobody was acknowledged with and no value may come
+/// from any write with a time to live invoked before the read completed (an earlier attempt, or a
+/// failed or pending write); and with `tombstonesMayBePurged`, such a write invoked no earlier than
+/// the write the read must not be older than, and expired before the read completed, makes *absent*
+/// as good as a delete does (the replicas purge expired values as they purge tombstones).
+///
 /// Cost: O(n log n) per key (sorting the acknowledged writes by completion and binary searching
-/// them for each read and write); a violation is reported once per offending read or write.
+/// them for each read and write), plus, for each read of *absent* that would be stale otherwise, a
+/// scan of the writes with a time to live invoked in its window; a violation is reported once per
+/// offending read or write.
 public enum RegisterChecker {
     public static func check(_ operations: [HistoryOperation], tombstonesMayBePurged: Bool = false)
         -> [HistoryViolation]
@@ -64,6 +74,8 @@ private struct KeyHistory {
     var unacknowledgedSince: [Content: UInt64] = [:]
     /// When each delete was invoked, in order.
     var deletesInvoked: [UInt64] = []
+    /// The writes with a time to live, by invocation: when each was invoked and may read as expired.
+    var expiring: [(invokedAt: UInt64, expiresAt: UInt64)] = []
     /// For each content, the acknowledged writes of it by invocation, with the newest version so far.
     var acknowledgedByContent: [Content: [(at: UInt64, newest: Version)]] = [:]
 
@@ -75,7 +87,9 @@ private struct KeyHistory {
             let content: Content
             switch op.kind {
             case .read: continue
-            case .write(let value): content = value
+            case .write(let value):
+                content = value
+                if let expiresAt = op.expiresAt { expiring.append((op.invokedAt, expiresAt)) }
             case .delete:
                 content = nil
                 deletesInvoked.append(op.invokedAt)
@@ -93,6 +107,7 @@ private struct KeyHistory {
         }
 
         deletesInvoked.sort()
+        expiring.sort { $0.invokedAt < $1.invokedAt }
         let completed = acknowledged.filter { ops[$0.index].completedAt != nil }
             .sorted { (ops[$0.index].completedAt!, $0.index) < (ops[$1.index].completedAt!, $1.index) }
         var newest: (index: Int, version: Version)?
@@ -155,16 +170,29 @@ private struct KeyHistory {
         return low < deletesInvoked.count && deletesInvoked[low] <= end
     }
 
+    /// Whether a write with a time to live was invoked within `start...end` and may read as expired
+    /// by `end`.
+    func expiredWrite(from start: UInt64, through end: UInt64) -> Bool {
+        var low = 0
+        var high = expiring.count
+        while low < high {
+            let middle = (low + high) / 2
+            if expiring[middle].invokedAt < start { low = middle + 1 } else { high = middle }
+        }
+        return expiring[low...].prefix { $0.invokedAt <= end }.contains { $0.expiresAt <= end }
+    }
+
     func checkRead(_ read: HistoryOperation, _ got: Version?, _ value: [UInt8]?, into found: inout [HistoryViolation]) {
+        let readEnd = read.completedAt ?? .max
         if let write = newestAcknowledged(before: read.invokedAt), got.map({ $0 < version(write) }) ?? true,
             !(got == nil && tombstonesMayBePurged
-                && deleteInvoked(from: ops[write].invokedAt, through: read.completedAt ?? .max))
+                && (deleteInvoked(from: ops[write].invokedAt, through: readEnd)
+                    || expiredWrite(from: ops[write].invokedAt, through: readEnd)))
         {
             found.append(HistoryViolation(kind: .staleRead, operations: [ops[write], read]))
         }
         guard let got else { return }
         let content: Content = value
-        let readEnd = read.completedAt ?? .max
         if let index = owner[got] {
             let write = ops[index]
             if write.invokedAt > readEnd {
@@ -176,12 +204,15 @@ private struct KeyHistory {
             case .write(let bytes): written = bytes
             default: written = nil
             }
-            if written != content {
+            // An expired value reads as deleted, from its expiry on.
+            let expired = content == nil && write.expiresAt.map { $0 <= readEnd } ?? false
+            if written != content && !expired {
                 found.append(HistoryViolation(kind: .valueMismatch, operations: [write, read]))
             }
             return
         }
         if let since = unacknowledgedSince[content], since <= readEnd { return }
+        if content == nil, let first = expiring.first, first.invokedAt <= readEnd { return }
         if let writes = acknowledgedByContent[content] {
             // An earlier attempt of a write later re-stamped upwards: invoked in time, acknowledged above `got`.
             var low = 0

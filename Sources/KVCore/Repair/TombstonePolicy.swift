@@ -37,6 +37,19 @@ public struct TombstonePolicy: Sendable, Hashable {
         return expiresAtMillis != 0 && expiresAtMillis <= horizon.millis && version < horizon
     }
 
+    /// Whether anti-entropy copies `record` to a replica only if that replica holds something for its
+    /// key: a value that expired before `horizon` (`isPurgeable`). The comparison leaves out purgeable
+    /// tombstones where the key is absent (`MerkleComparison.purgeHorizon`), but its entries carry no
+    /// expiry, so such a value is checked against the replica's record instead. A replica that holds
+    /// nothing may have purged it already: copying it back would have the replicas purging it in turn
+    /// and copying it back to each other at every pass. A replica holding an older value still gets it,
+    /// or that value would come back once the expired one is purged everywhere else.
+    public static func copiesOnlyOverARecord(_ record: StoredRecord, below horizon: Version) -> Bool {
+        !record.tombstone
+            && isPurgeable(
+                version: record.version, tombstone: false, expiresAtMillis: record.expiresAtMillis, below: horizon)
+    }
+
     /// Whether a range's tombstones older than the horizon may be purged after a pass that compared it
     /// with every co-replica (`confirmed`), or failed to.
     public func mayPurge(confirmed: Bool) -> Bool {

@@ -171,13 +171,8 @@ struct AntiEntropySession: Sendable {
         try await limiter.waitForCredit()
     }
 
-    /// `records` without the values that expired before `horizon` (`TombstonePolicy.isPurgeable`) and
-    /// that `target` holds nothing for: the comparison leaves out such tombstones
-    /// (`MerkleComparison.purgeHorizon`) but its entries carry no expiry, so these are checked here,
-    /// with a read of `target` each. `target` may have purged the record already; copying it back
-    /// would have the replicas purging it in turn and copying it back to each other at every pass, so
-    /// that it never went. A target holding an older value still gets it, or that value would come
-    /// back once the expired one is purged everywhere else.
+    /// `records` without the values that expired before `horizon` and that `target` holds nothing for
+    /// (`TombstonePolicy.copiesOnlyOverARecord`, which says why), with a read of `target` each.
     private func withoutPurgedExpiries(
         _ records: [(key: [UInt8], record: StoredRecord)], target: any AntiEntropyReplica, horizon: Version,
         bytes: inout Int
@@ -185,11 +180,7 @@ struct AntiEntropySession: Sendable {
         var kept: [(key: [UInt8], record: StoredRecord)] = []
         kept.reserveCapacity(records.count)
         for (key, record) in records {
-            guard
-                !record.tombstone,
-                TombstonePolicy.isPurgeable(
-                    version: record.version, tombstone: false, expiresAtMillis: record.expiresAtMillis, below: horizon)
-            else {
+            guard TombstonePolicy.copiesOnlyOverARecord(record, below: horizon) else {
                 kept.append((key, record))
                 continue
             }
