@@ -161,4 +161,11 @@ extension InMemoryStore: KeyspaceStoring {
     public func storedKeyspaces() -> [UInt32] {
         (root ?? self).views.withLock { $0.keys.sorted() }
     }
+
+    public func approximateKeyCountOfEveryKeyspace() -> UInt64 {
+        let root = root ?? self
+        return root.views.withLock { Array($0.values) }.reduce(root.approximateKeyCount()) {
+            $0 &+ $1.approximateKeyCount()
+        }
+    }
 }

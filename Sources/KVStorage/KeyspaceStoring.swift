@@ -32,6 +32,11 @@ public protocol KeyspaceStoring: ReplicaStore, MerkleStore, RangeStreaming, Tomb
 
     /// The keyspaces other than 0 the store holds (created and not dropped), in increasing order.
     func storedKeyspaces() -> [UInt32]
+
+    /// The keys of every keyspace the store holds, keyspace 0's included, as `approximateKeyCount()`
+    /// counts each (RocksDB's estimate): what the node holds, for `kvctl status`, pings and the
+    /// under-replicated estimate. Zero once closed; the same from any view.
+    func approximateKeyCountOfEveryKeyspace() -> UInt64
 }
 
 /// Checks a keyspace id asked for, as both stores do.

@@ -85,6 +85,29 @@ import Testing
                 == "in cache")
     }
 
+    /// `kvctl status` and pings count the keys of every keyspace, not the default's alone.
+    @Test func theNodesKeyCountIsEveryKeyspaces() async throws {
+        let store = InMemoryStore()
+        let (service, _) = try Self.service(Self.withCache, store: store)
+        let cache = try #require(Self.withCache.keyspace(named: "cache")).id
+        try await Self.put(service, "a", "1", keyspace: 0)
+        for key in ["a", "b", "c"] { try await Self.put(service, key, "2", keyspace: cache) }
+        let stats = try await service.handle(
+            .adminRequest(AdminRequest(command: .stats, arguments: [])), from: ServiceFixture.admin)
+        guard case .nodeStats(let counters) = stats else {
+            Issue.record("Admin stats answered \(stats.type)")
+            return
+        }
+        #expect(counters.keys == 4)
+        let pong = try await service.handle(
+            .pingRequest(PingRequest(epoch: 0, clock: 0)), from: PeerIdentity(name: "c", role: .client))
+        guard case .pingResponse(let response) = pong else {
+            Issue.record("Ping answered \(pong.type)")
+            return
+        }
+        #expect(response.keys == 4)
+    }
+
     @Test func aHintRemembersItsKeyspace() async throws {
         let store = InMemoryStore()
         let (service, _) = try Self.service(Self.withCache, store: store)

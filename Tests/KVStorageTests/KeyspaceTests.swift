@@ -189,6 +189,27 @@ private func errorCode(_ body: () throws -> Void) -> StorageError.Code? {
         }
     }
 
+    /// A node's key count is every keyspace's: the sum of each view's count, the same from any view,
+    /// without a dropped keyspace's keys.
+    @Test(arguments: kinds)
+    func theKeyCountOfEveryKeyspaceSumsTheViews(_ kind: StoreKind) throws {
+        try withKeyspaceStore(kind) { root throws in
+            let three = try root.keyspace(3)
+            let seven = try root.keyspace(7)
+            try Self.fill([root, three, seven])
+            let counts = [root, three, seven].map { $0.approximateKeyCount() }
+            if kind == .inMemory { #expect(counts == [42, 42, 42]) }
+            #expect(counts.allSatisfy { $0 > 0 }, "\(counts)")
+            for store in [root, three, seven] {
+                #expect(store.approximateKeyCountOfEveryKeyspace() == counts.reduce(0, +))
+            }
+            try root.dropKeyspace(3)
+            #expect(root.approximateKeyCountOfEveryKeyspace() == counts[0] + counts[2])
+            root.close()
+            #expect(seven.approximateKeyCountOfEveryKeyspace() == 0)
+        }
+    }
+
     @Test(arguments: kinds)
     func closingAnyViewClosesEveryView(_ kind: StoreKind) throws {
         try withKeyspaceStore(kind) { root throws in

@@ -327,7 +327,7 @@ public final class NodeService: Service {
                                 certificateNotAfterSeconds: notAfter,
                                 map: map, suspected: suspected, peerPingSeconds: pings, engine: store.engineFigures(),
                                 peerTraffic: traffic.totals(),
-                                keys: (self.configuration.id, store.approximateKeyCount()),
+                                keys: (self.configuration.id, store.approximateKeyCountOfEveryKeyspace()),
                                 hintBytes: store.hintBytesHeld())
                         }) {
                             nodeHealth.record(sample)

@@ -16,7 +16,7 @@ extension ReplicaService {
     func adminStatistics() -> Message {
         let queues = recordQueues()
         var stats = NodeStats(node: nodeID)
-        stats.keys = store.approximateKeyCount()
+        stats.keys = keyCount()
         stats.uptimeSeconds = UInt64(clamping: (ContinuousClock.now - startedAt).components.seconds)
         statistics.fill(&stats)
         stats.antiEntropyRangesDue = UInt64(clamping: queues.rangesDue)
@@ -76,6 +76,12 @@ extension ReplicaService {
         stats.rangesCompared = comparisons.map {
             RangeCompared(range: TokenRange(start: $0.range.start, end: $0.range.end), millis: $0.millis ?? 0)
         }
+    }
+
+    /// The keys the node holds, in every keyspace (`approximateKeyCountOfEveryKeyspace()`): for
+    /// `kvctl status` and pings. A node without keyspaces counts its one store.
+    func keyCount() -> UInt64 {
+        keyspaces?.root.approximateKeyCountOfEveryKeyspace() ?? store.approximateKeyCount()
     }
 
     /// Hints queued per target and ranges due for anti-entropy (both from memory), also set as gauges.

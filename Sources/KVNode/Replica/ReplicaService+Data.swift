@@ -15,7 +15,7 @@ extension ReplicaService {
     /// up, and gossips its map when it is ahead.
     func pong(_ ping: PingRequest, from peer: PeerIdentity) throws -> Message {
         try checkClock(ping.clock, what: "the ping's clock")
-        let keys = store.approximateKeyCount()
+        let keys = keyCount()
         let queues = recordQueues()
         let epoch = membership.current.epoch
         if peer.role == .node {

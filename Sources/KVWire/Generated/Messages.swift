@@ -3010,7 +3010,7 @@ public struct NodeStats: Sendable, Hashable {
     public static var messageType: MessageType { .nodeStats }
 
     public var node: String
-    /// RocksDB's estimate of the keys it holds.
+    /// RocksDB's estimate of the keys it holds, in every keyspace.
     public var keys: UInt64
     public var uptimeSeconds: UInt64
     public var hintsStored: UInt64
