@@ -22,6 +22,12 @@
 # for each pair, the median over the rounds of each side's ops/s and p99 and of the pair's ratios,
 # with the lowest and highest ratio. The goals are read from those medians.
 #
+# The summary also goes into docs/benchmarks.md, as a table with the machine's description (CPUs,
+# memory, kernel, the competitors' and the toolchain's versions, the commit, the load average before
+# the run), between the markers "<!-- compare.sh: latest run -->" and "<!-- compare.sh: end -->" under
+# "## Side by side with Redis and etcd (issue 21)", replacing the run written there before; with
+# QUORUMKV_COMPARE_DOCS=0 it is only printed.
+#
 # Always 50 requests in flight (50 redis-benchmark clients, 50 etcd connections), 100-byte values,
 # 10,000 keys. kvbench runs with --event-loops E, one SDK client per event loop with its workers on
 # that loop (docs/sdk.md, "Event loops"), as redis-benchmark runs its clients on its own event
@@ -37,7 +43,8 @@ seconds=${1:-10}
 rounds=${2:-3}
 event_loops=${QUORUMKV_BENCH_EVENT_LOOPS:-$(nproc)}
 [[ "$seconds" =~ ^[0-9]+$ && "$rounds" =~ ^[0-9]+$ && "$event_loops" =~ ^[0-9]+$ ]] &&
-    ((seconds > 0 && rounds > 0 && rounds <= 20)) || { sed -n '2,33p' "$0" >&2; exit 64; }
+    ((seconds > 0 && rounds > 0 && rounds <= 20)) || { sed -n '2,40p' "$0" >&2; exit 64; }
+write_docs=${QUORUMKV_COMPARE_DOCS:-1}
 scripts/setup.sh
 
 missing=()
@@ -314,10 +321,13 @@ round() {
 
 # For each pair: the median over the rounds of each side's ops/s and p99, and of the pair's ratios
 # (each round's QuorumKV figure over the same round's competitor figure), with their range.
+# Also writes the summary as a markdown table to $work/summary.md.
 summary() {
     python3 - "$work" "$rounds" "${pairs[@]}" <<'PY'
 import re, statistics, sys
 work, rounds, pairs = sys.argv[1], int(sys.argv[2]), sys.argv[3:]
+rows = ["| pair | QuorumKV (median) | competitor (median) | ops/s ratio, median (range) | p99 ratio, median (range) |",
+        "|---|---|---|---|---|"]
 def parse(name, r):
     text = open("%s/%s.%d.out" % (work, name, r)).read()
     return float(re.search(r"= ([0-9.]+) ops/s", text).group(1)), float(re.search(r"p99 ([0-9.]+) ms", text).group(1))
@@ -336,10 +346,62 @@ for pair in pairs:
         format(round(med(y[0] for y in b)), ","), med(y[1] for y in b)))
     print("    => ops/s %.2fx (%.2f-%.2f), p99 %.2fx (%.2f-%.2f)" % (
         med(rate), min(rate), max(rate), med(p99), min(p99), max(p99)))
+    side = lambda xs: "%s ops/s, p99 %.2f ms" % (format(round(med(x[0] for x in xs)), ","), med(x[1] for x in xs))
+    rows.append("| %s | %s | %s | **%.2f×** (%.2f–%.2f) | %.2f× (%.2f–%.2f) |" % (
+        label, side(a), side(b), med(rate), min(rate), max(rate), med(p99), min(p99), max(p99)))
+open("%s/summary.md" % work, "w").write("\n".join(rows) + "\n")
 PY
 }
 
+# This machine and the software measured, one paragraph of markdown.
+machine() {
+    local cpu memory
+    cpu=$(awk -F': ' '/^model name/ {print $2; exit}' /proc/cpuinfo)
+    memory=$(awk '/^MemTotal/ {printf "%.0f", $2 / 1048576}' /proc/meminfo)
+    printf 'Machine: %s cores (`nproc`; %s), %s GiB of memory, kernel %s; %s, %s; etcd %s; %s; Python %s; %s.\n' \
+        "$(nproc)" "${cpu:-model not given}" "$memory" "$(uname -r)" \
+        "$(redis-server --version | awk '{print $1, $2, $3}')" "$(redis-benchmark --version 2>/dev/null | head -1)" \
+        "$(etcd --version 2>/dev/null | awk -F': ' '/etcd Version/ {print $2}')" \
+        "$(swift --version 2>&1 | grep -o 'Swift version [0-9.]*' | head -1)" \
+        "$(python3 -c 'import platform; print(platform.python_version())')" "$(openssl version | awk '{print $1, $2}')"
+}
+
+# Replaces the run between the markers in docs/benchmarks.md (adding them under the issue 21 heading
+# the first time) with this one's summary.
+write_summary_to_docs() {
+    local commit block
+    commit=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
+    git diff --quiet HEAD -- Sources Package.swift scripts 2>/dev/null || commit="$commit plus uncommitted changes"
+    block=$work/block.md
+    {
+        echo "<!-- compare.sh: latest run -->"
+        echo "Latest \`scripts/compare.sh $seconds $rounds\`, written by the script: $started to $(date -u +%FT%TZ), commit"
+        echo "$commit, release builds, load average $load_before before. $(machine)"
+        echo
+        cat "$work/summary.md"
+        echo "<!-- compare.sh: end -->"
+    } >"$block"
+    python3 - docs/benchmarks.md "$block" <<'PY'
+import sys
+path, block = sys.argv[1], open(sys.argv[2]).read().rstrip("\n")
+text = open(path).read()
+begin, end = "<!-- compare.sh: latest run -->", "<!-- compare.sh: end -->"
+if begin in text and end in text:
+    text = text[:text.index(begin)] + block + text[text.index(end) + len(end):]
+else:
+    heading = "## Side by side with Redis and etcd (issue 21)\n"
+    if heading not in text:
+        sys.exit("compare: docs/benchmarks.md has no heading %r to write under" % heading.strip())
+    text = text.replace(heading, heading + "\n" + block + "\n", 1)
+open(path, "w").write(text)
+PY
+    echo "== written to docs/benchmarks.md (\"Side by side with Redis and etcd\"; QUORUMKV_COMPARE_DOCS=0 does not)"
+}
+
+started=$(date -u +%FT%TZ)
+load_before=$(cut -d' ' -f1 /proc/loadavg)
 echo "== compare: 50 in flight, 100-byte values, 10,000 keys, ${seconds}s per run, $rounds round(s)," \
     "kvbench --event-loops ${event_loops}, $(date -u +%FT%TZ)"
 for ((r = 1; r <= rounds; r++)); do round "$r"; done
 summary
+[[ "$write_docs" == 0 ]] || write_summary_to_docs
