@@ -319,18 +319,26 @@ round() {
     ratio "kvd3e1-get.$r" "etcd-get.$r"
 }
 
-# For each pair: the median over the rounds of each side's ops/s and p99, and of the pair's ratios
-# (each round's QuorumKV figure over the same round's competitor figure), with their range.
+# For each pair: the median over the rounds of each side's ops/s, p99 and load generator's CPU, and
+# of the pair's ratios (each round's QuorumKV figure over the same round's competitor figure), with
+# their range.
 # Also writes the summary as a markdown table to $work/summary.md.
 summary() {
     python3 - "$work" "$rounds" "${pairs[@]}" <<'PY'
 import re, statistics, sys
 work, rounds, pairs = sys.argv[1], int(sys.argv[2]), sys.argv[3:]
+med = statistics.median
 rows = ["| pair | QuorumKV (median) | competitor (median) | ops/s ratio, median (range) | p99 ratio, median (range) |",
         "|---|---|---|---|---|"]
 def parse(name, r):
+    """ops/s, p99 (ms) and the load generator's CPU (% of a core) of figure NAME in round R."""
     text = open("%s/%s.%d.out" % (work, name, r)).read()
-    return float(re.search(r"= ([0-9.]+) ops/s", text).group(1)), float(re.search(r"p99 ([0-9.]+) ms", text).group(1))
+    user, system, wall = map(float, open("%s/%s.%d.cpu" % (work, name, r)).read().split())
+    return (float(re.search(r"= ([0-9.]+) ops/s", text).group(1)), float(re.search(r"p99 ([0-9.]+) ms", text).group(1)),
+            100 * (user + system) / wall if wall else 0.0)
+def side(xs):
+    return "%s ops/s, p99 %.2f ms, load generator %.0f %% of a core" % (
+        format(round(med(x[0] for x in xs)), ","), med(x[1] for x in xs), med(x[2] for x in xs))
 print("== summary: medians over %d round%s (ratio = QuorumKV / competitor, each round's pair; lowest-highest)" % (
     rounds, "" if rounds == 1 else "s"))
 for pair in pairs:
@@ -339,14 +347,10 @@ for pair in pairs:
     b = [parse(theirs, r) for r in range(1, rounds + 1)]
     rate = [x[0] / y[0] for x, y in zip(a, b)]
     p99 = [x[1] / y[1] for x, y in zip(a, b) if y[1]]
-    med = statistics.median
     print("  %s" % label)
-    print("    QuorumKV %s ops/s, p99 %.2f ms; competitor %s ops/s, p99 %.2f ms" % (
-        format(round(med(x[0] for x in a)), ","), med(x[1] for x in a),
-        format(round(med(y[0] for y in b)), ","), med(y[1] for y in b)))
+    print("    QuorumKV %s; competitor %s" % (side(a), side(b)))
     print("    => ops/s %.2fx (%.2f-%.2f), p99 %.2fx (%.2f-%.2f)" % (
         med(rate), min(rate), max(rate), med(p99), min(p99), max(p99)))
-    side = lambda xs: "%s ops/s, p99 %.2f ms" % (format(round(med(x[0] for x in xs)), ","), med(x[1] for x in xs))
     rows.append("| %s | %s | %s | **%.2f×** (%.2f–%.2f) | %.2f× (%.2f–%.2f) |" % (
         label, side(a), side(b), med(rate), min(rate), max(rate), med(p99), min(p99), max(p99)))
 open("%s/summary.md" % work, "w").write("\n".join(rows) + "\n")
