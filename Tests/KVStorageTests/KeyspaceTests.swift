@@ -151,12 +151,22 @@ private func errorCode(_ body: () throws -> Void) -> StorageError.Code? {
         }
     }
 
-    @Test(arguments: kinds)
-    func aDroppedKeyspaceIsGoneAndItsViewsAreClosed(_ kind: StoreKind) throws {
+    /// A store of `kind` with keyspaces 0, 3 and 7, each `fill`ed, for `body`.
+    static func withFilledKeyspaces(
+        _ kind: StoreKind,
+        _ body: (_ root: any KeyspaceStoring, _ three: any KeyspaceStoring, _ seven: any KeyspaceStoring) throws -> Void
+    ) throws {
         try withKeyspaceStore(kind) { root throws in
             let three = try root.keyspace(3)
             let seven = try root.keyspace(7)
-            try Self.fill([root, three, seven])
+            try fill([root, three, seven])
+            try body(root, three, seven)
+        }
+    }
+
+    @Test(arguments: kinds)
+    func aDroppedKeyspaceIsGoneAndItsViewsAreClosed(_ kind: StoreKind) throws {
+        try Self.withFilledKeyspaces(kind) { root, three, seven throws in
             try three.setMetadata("x", [3])
             try three.markDue(replica: "n1", range: TokenRangeSpan(start: 1, end: 2), atMillis: 1)
 
@@ -193,10 +203,7 @@ private func errorCode(_ body: () throws -> Void) -> StorageError.Code? {
     /// without a dropped keyspace's keys.
     @Test(arguments: kinds)
     func theKeyCountOfEveryKeyspaceSumsTheViews(_ kind: StoreKind) throws {
-        try withKeyspaceStore(kind) { root throws in
-            let three = try root.keyspace(3)
-            let seven = try root.keyspace(7)
-            try Self.fill([root, three, seven])
+        try Self.withFilledKeyspaces(kind) { root, three, seven throws in
             let counts = [root, three, seven].map { $0.approximateKeyCount() }
             if kind == .inMemory { #expect(counts == [42, 42, 42]) }
             #expect(counts.allSatisfy { $0 > 0 }, "\(counts)")
