@@ -116,9 +116,7 @@ extension KVClient {
             throw KVClientError.unavailable("read of \(Self.describe(key))\(Self.naming(route)): \(error)")
         case .answered(let result):
             // An expired value is a delete at its own version: absent, by this client's clock.
-            guard let newest = result.newest, !newest.isDeleted(atMillis: configuration.wallClockMillis()) else {
-                return nil
-            }
+            guard let newest = result.live(atMillis: configuration.wallClockMillis()) else { return nil }
             return KVValue(
                 value: newest.value, version: KVVersion(newest.version),
                 expiresAtMillis: newest.expiresAtMillis == 0 ? nil : newest.expiresAtMillis)

@@ -344,9 +344,9 @@ extension Simulation {
         switch outcome {
         case .answered(let result):
             let newest = result.newest
-            // The SDK's rule (`KVClient.readValue`): a tombstone, or a value expired by this client's clock,
-            // reads as deleted.
-            let value = newest.flatMap { $0.isDeleted(atMillis: wallMillis(ofClient: index)) ? nil : $0.value }
+            // The SDK's rule (`ReadResult.live(atMillis:)`): a tombstone, or a value expired by this
+            // client's clock, reads as deleted.
+            let value = result.live(atMillis: wallMillis(ofClient: index))?.value
             if let newest, !newest.tombstone, value == nil { statistics.expiredReads += 1 }
             if let newest, !newest.tombstone {
                 checkValueKeyspace(newest.value, read: key, in: keyspace, operation: id)

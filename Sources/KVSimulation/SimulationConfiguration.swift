@@ -88,7 +88,7 @@ public struct SimulationConfiguration: Sendable {
 
     /// A third of the puts written with a time to live of 0.1–3 s (simulated), with the expiry the SDK
     /// gives them (`StoredRecord.expiry(of:timeToLive:)`): reads find them expired by the SDK's rule
-    /// (`StoredRecord.isDeleted(atMillis:)`, by the reading client's clock); hints, read repair and
+    /// (`ReadResult.live(atMillis:)`, by the reading client's clock); hints, read repair and
     /// anti-entropy copy them with their expiry; with `purgeTombstones()` the replicas purge them as
     /// they purge tombstones (`TombstonePolicy.isPurgeable`), and an older value must not come back.
     /// The register check knows from when each may read as expired (`HistoryOperation.expiresAt`):

@@ -51,12 +51,11 @@ extension RocksDBStore: KeyspaceStoring {
     }
 
     public func approximateKeyCountOfEveryKeyspace() -> UInt64 {
-        // The views taken under the lock, counted outside it (a view dropped meanwhile counts 0).
-        let views = try? engine.withOpenHandles(view: nil) { () throws(StorageError) -> [RocksDBStore] in
-            engine.keyspaces.withLock { Array($0.views.values) }
+        // The stores taken under the lock, counted outside it (a view dropped meanwhile counts 0).
+        let stores = try? engine.withOpenHandles(view: nil) { () throws(StorageError) -> [RocksDBStore] in
+            engine.keyspaces.withLock { Array($0.views.values) + ($0.root.map { [$0] } ?? []) }
         }
-        let root = keyspaceID == 0 ? self : (try? keyspace(0))
-        return (views ?? []).reduce(root?.approximateKeyCount() ?? 0) { $0 &+ $1.approximateKeyCount() }
+        return (stores ?? []).reduce(0) { $0 &+ $1.approximateKeyCount() }
     }
 
     /// Makes a view of every keyspace other than 0 the folder holds: called once, by `init`.

@@ -26,6 +26,17 @@ import Testing
         #expect(StoredRecord(version: version, tombstone: true, value: []).isDeleted(atMillis: 0))
     }
 
+    @Test func aReadAnswersTheNewestRecordUnlessItIsDeletedOrExpired() {
+        let value = StoredRecord(version: version, tombstone: false, value: [1], expiresAtMillis: 5_000)
+        func result(_ newest: StoredRecord?) -> ReadCoordinator.ReadResult {
+            ReadCoordinator.ReadResult(newest: newest, answers: [:], stale: [])
+        }
+        #expect(result(value).live(atMillis: 4_999) == value)
+        #expect(result(value).live(atMillis: 5_000) == nil)
+        #expect(result(StoredRecord(version: version, tombstone: true, value: [])).live(atMillis: 0) == nil)
+        #expect(result(nil).live(atMillis: 0) == nil)
+    }
+
     @Test func expiredValuesArePurgeableOnlyOnceTheyExpiredBeforeTheHorizon() {
         let horizon = Version(hlc: 10_000 << 16, writer: 0)
         func purgeable(hlcMillis: UInt64, tombstone: Bool = false, expiry: UInt64) -> Bool {

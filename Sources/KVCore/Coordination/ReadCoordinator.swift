@@ -102,6 +102,14 @@ public struct ReadCoordinator: Sendable {
             self.answers = answers
             self.stale = stale
         }
+
+        /// What the read answers its caller at `nowMillis` (the reading client's clock): the newest
+        /// record, or nil when there is none, it is a tombstone, or its value expired (an expired
+        /// value is a delete at its own version). The one rule the SDK and the simulator read by.
+        public func live(atMillis nowMillis: UInt64) -> StoredRecord? {
+            guard let newest, !newest.isDeleted(atMillis: nowMillis) else { return nil }
+            return newest
+        }
     }
 
     private enum ReplicaState: Sendable, Hashable {
