@@ -162,10 +162,10 @@ extension InMemoryStore: KeyspaceStoring {
         (root ?? self).views.withLock { $0.keys.sorted() }
     }
 
-    public func approximateKeyCountOfEveryKeyspace() -> UInt64 {
+    public func everyKeyspace() -> [(id: UInt32, view: any KeyspaceStoring)] {
         let root = root ?? self
-        return root.views.withLock { Array($0.values) }.reduce(root.approximateKeyCount()) {
-            $0 &+ $1.approximateKeyCount()
-        }
+        guard (try? root.checkOpen()) != nil else { return [] }
+        let views = root.views.withLock { $0.values.sorted { $0.keyspaceID < $1.keyspaceID } }
+        return ([root] + views).map { ($0.keyspaceID, $0) }
     }
 }

@@ -33,10 +33,19 @@ public protocol KeyspaceStoring: ReplicaStore, MerkleStore, RangeStreaming, Tomb
     /// The keyspaces other than 0 the store holds (created and not dropped), in increasing order.
     func storedKeyspaces() -> [UInt32]
 
+    /// The view of every keyspace the store holds, keyspace 0's (the store itself) first, then by id:
+    /// what the node's figures of every keyspace (its key count, its ranges due for anti-entropy) read.
+    /// Empty once closed; the same from any view.
+    func everyKeyspace() -> [(id: UInt32, view: any KeyspaceStoring)]
+}
+
+extension KeyspaceStoring {
     /// The keys of every keyspace the store holds, keyspace 0's included, as `approximateKeyCount()`
     /// counts each (RocksDB's estimate): what the node holds, for `kvctl status`, pings and the
     /// under-replicated estimate. Zero once closed; the same from any view.
-    func approximateKeyCountOfEveryKeyspace() -> UInt64
+    public func approximateKeyCountOfEveryKeyspace() -> UInt64 {
+        everyKeyspace().reduce(0) { $0 &+ $1.view.approximateKeyCount() }
+    }
 }
 
 /// Checks a keyspace id asked for, as both stores do.

@@ -50,12 +50,14 @@ extension RocksDBStore: KeyspaceStoring {
         return ids ?? []
     }
 
-    public func approximateKeyCountOfEveryKeyspace() -> UInt64 {
-        // The stores taken under the lock, counted outside it (a view dropped meanwhile counts 0).
+    public func everyKeyspace() -> [(id: UInt32, view: any KeyspaceStoring)] {
+        // Taken under the lock, read outside it (a view dropped meanwhile counts 0 and has no marks).
         let stores = try? engine.withOpenHandles(view: nil) { () throws(StorageError) -> [RocksDBStore] in
-            engine.keyspaces.withLock { Array($0.views.values) + ($0.root.map { [$0] } ?? []) }
+            engine.keyspaces.withLock { keyspaces in
+                (keyspaces.root.map { [$0] } ?? []) + keyspaces.views.values.sorted { $0.keyspaceID < $1.keyspaceID }
+            }
         }
-        return (stores ?? []).reduce(0) { $0 &+ $1.approximateKeyCount() }
+        return (stores ?? []).map { ($0.keyspaceID, $0) }
     }
 
     /// Makes a view of every keyspace other than 0 the folder holds: called once, by `init`.

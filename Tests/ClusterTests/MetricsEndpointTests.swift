@@ -24,7 +24,7 @@ extension RealProcessTests {
             #expect(scrape.contains("# TYPE quorumkv_hints_stored_total counter\n"))
             #expect(scrape.contains("quorumkv_hints_stored_total{node=\"n1\"} 0\n"))
             #expect(scrape.contains("# TYPE quorumkv_cluster_epoch gauge\n"))
-            #expect(scrape.contains("quorumkv_anti_entropy_ranges_due{node=\"n1\"} 0\n"))
+            #expect(scrape.contains("quorumkv_anti_entropy_ranges_due{node=\"n1\",keyspace=\"default\"} 0\n"))
             // The put above, counted and timed.
             #expect(
                 scrape.contains("quorumkv_requests_total{node=\"n1\",type=\"putRequest\",keyspace=\"default\"} 1\n"))
@@ -103,10 +103,13 @@ extension RealProcessTests {
                 try await scrapeSamples(host: "127.0.0.225", port: 9411, tls: tls, until: condition)
             }
             let node = "{node=\"n1\"}"
+            let defaultKeys = "quorumkv_keyspace_keys{node=\"n1\",keyspace=\"default\"}"
             let up = try await scrape {
                 ($0["quorumkv_healthy_nodes\(node)"] ?? 0) == 4
                     && ($0["quorumkv_peer_ping_seconds{node=\"n1\",peer=\"n2\"}"] ?? 0) > 0
+                    && ($0[defaultKeys] ?? 0) > 0
             }
+            #expect(up[defaultKeys] ?? 0 <= 200, "n1's share of the 200 keys, estimated")
             #expect(up["process_cpu_seconds_total\(node)"] ?? 0 > 0)
             #expect(up["process_resident_memory_bytes\(node)"] ?? 0 > 1_000_000)
             #expect(up["process_open_fds\(node)"] ?? 0 > 5)

@@ -31,10 +31,10 @@ import Testing
 
     /// A service of node n1 over `store` following `map` (or `membership`, which holds it), with its
     /// keyspaces.
-    static func service(_ map: ClusterMap, store: InMemoryStore, membership: Membership? = nil) throws -> (
-        ReplicaService, NodeKeyspaces
-    ) {
-        let statistics = NodeStatistics(nodeID: "n1", metricsFactory: TestMetrics())
+    static func service(
+        _ map: ClusterMap, store: InMemoryStore, membership: Membership? = nil,
+        statistics: NodeStatistics = NodeStatistics(nodeID: "n1", metricsFactory: TestMetrics())
+    ) throws -> (ReplicaService, NodeKeyspaces) {
         let replica = Replica(nodeID: "n1", store: store, wallMillis: { 1_000 })
         let keyspaces = NodeKeyspaces(root: store, replica: replica)
         let logger = Logger(label: "test") { _ in InMemoryLogHandler() }
@@ -106,6 +106,50 @@ import Testing
             return
         }
         #expect(response.keys == 4)
+    }
+
+    /// `kvctl status`'s ranges due and the anti-entropy gauges count every keyspace's marks, each
+    /// keyspace under its name, and the node's last whole pass is the oldest of its keyspaces'.
+    @Test func theNodesAntiEntropyFiguresAreEveryKeyspaces() async throws {
+        let store = InMemoryStore()
+        let metrics = TestMetrics()
+        let statistics = NodeStatistics(nodeID: "n1", metricsFactory: metrics)
+        let (service, _) = try Self.service(Self.withCache, store: store, statistics: statistics)
+        let cache = try #require(Self.withCache.keyspace(named: "cache")).id
+        let ranges = try Self.withCache.ring().vnodeRanges(replicatedBy: "n1")
+        try store.markDue(replica: "n2", range: ranges[0], atMillis: 1)
+        for range in ranges.prefix(3) { try store.keyspace(cache).markDue(replica: "n3", range: range, atMillis: 1) }
+        statistics.recordFullPass(keyspace: 0, atMillis: 5_000)
+        func stats() async throws -> NodeStats? {
+            let answer = try await service.handle(
+                .adminRequest(AdminRequest(command: .stats, arguments: [])), from: ServiceFixture.admin)
+            guard case .nodeStats(let counters) = answer else { return nil }
+            return counters
+        }
+        func due(_ keyspace: String) throws -> Double? {
+            try metrics.expectGauge("quorumkv_anti_entropy_ranges_due", [("node", "n1"), ("keyspace", keyspace)])
+                .lastValue
+        }
+        func lastPass(_ keyspace: String) throws -> Double? {
+            try metrics.expectGauge(
+                "quorumkv_anti_entropy_last_full_pass_timestamp_seconds", [("node", "n1"), ("keyspace", keyspace)]
+            ).lastValue
+        }
+        let before = try #require(try await stats())
+        #expect(before.antiEntropyRangesDue == 4)
+        #expect(before.antiEntropyLastFullPassMillis == 0, "cache never passed whole")
+        #expect(try due("default") == 1)
+        #expect(try due("cache") == 3)
+        #expect(try lastPass("default") == 5)
+        #expect(try lastPass("cache") == 0)
+
+        try store.keyspace(cache).clearDue(replica: "n3", range: ranges[0])
+        statistics.recordFullPass(keyspace: cache, atMillis: 4_000)
+        let after = try #require(try await stats())
+        #expect(after.antiEntropyRangesDue == 3)
+        #expect(after.antiEntropyLastFullPassMillis == 4_000)
+        #expect(try due("cache") == 2)
+        #expect(try lastPass("cache") == 4)
     }
 
     @Test func aHintRemembersItsKeyspace() async throws {

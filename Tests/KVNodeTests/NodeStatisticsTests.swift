@@ -82,15 +82,53 @@ import Testing
         let metrics = TestMetrics()
         // Passed explicitly: the gauges of targets are made later, outside any task-local scope.
         let statistics = NodeStatistics(nodeID: "n1", metricsFactory: metrics)
-        statistics.recordQueues(hintQueueSizes: ["n2": 5, "n3": 1], rangesDue: 2)
+        let keyspaces: [UInt32: String] = [0: "default", 3: "users"]
+        statistics.recordQueues(
+            NodeQueues(
+                hintQueueSizes: ["n2": 5, "n3": 1], rangesDue: ["default": 2, "users": 4], keyspaces: keyspaces))
+        func due(_ keyspace: String) throws -> Double? {
+            try metrics.expectGauge("quorumkv_anti_entropy_ranges_due", [("node", "n1"), ("keyspace", keyspace)])
+                .lastValue
+        }
         #expect(try metrics.expectGauge("quorumkv_hint_queue_size", [("node", "n1"), ("target", "n2")]).lastValue == 5)
         #expect(try metrics.expectGauge("quorumkv_hint_queue_size", [("node", "n1"), ("target", "n3")]).lastValue == 1)
-        #expect(try metrics.expectGauge("quorumkv_anti_entropy_ranges_due", [("node", "n1")]).lastValue == 2)
+        #expect(try due("default") == 2)
+        #expect(try due("users") == 4)
 
-        statistics.recordQueues(hintQueueSizes: ["n2": 4], rangesDue: 0)
+        statistics.recordQueues(NodeQueues(hintQueueSizes: ["n2": 4], rangesDue: ["default": 0], keyspaces: keyspaces))
         #expect(try metrics.expectGauge("quorumkv_hint_queue_size", [("node", "n1"), ("target", "n2")]).lastValue == 4)
         #expect(try metrics.expectGauge("quorumkv_hint_queue_size", [("node", "n1"), ("target", "n3")]).lastValue == 0)
-        #expect(try metrics.expectGauge("quorumkv_anti_entropy_ranges_due", [("node", "n1")]).lastValue == 0)
+        #expect(try due("default") == 0)
+        #expect(try due("users") == 0, "a keyspace whose marks went reports 0")
+    }
+
+    @Test func eachKeyspaceHasItsLastFullPassAndTheNodesIsTheOldest() throws {
+        let metrics = TestMetrics()
+        let statistics = NodeStatistics(nodeID: "n1", metricsFactory: metrics)
+        // `users` is split in two parts (ids 3 and 4), `events` is one keyspace (id 5).
+        let keyspaces: [UInt32: String] = [0: "default", 3: "users", 4: "users", 5: "events"]
+        let queues = NodeQueues(hintQueueSizes: [:], rangesDue: [:], keyspaces: keyspaces)
+        func lastPass(_ keyspace: String) throws -> Double? {
+            try metrics.expectGauge(
+                "quorumkv_anti_entropy_last_full_pass_timestamp_seconds", [("node", "n1"), ("keyspace", keyspace)]
+            ).lastValue
+        }
+        statistics.recordFullPass(keyspace: 0, atMillis: 9_000)
+        statistics.recordFullPass(keyspace: 3, atMillis: 7_000)
+        statistics.recordQueues(queues)
+        #expect(try lastPass("default") == 9)
+        #expect(try lastPass("users") == 0, "one part never passed whole")
+        #expect(try lastPass("events") == 0)
+        #expect(statistics.oldestFullPass(of: keyspaces.keys) == 0, "a keyspace never passed whole")
+
+        statistics.recordFullPass(keyspace: 4, atMillis: 8_000)
+        statistics.recordFullPass(keyspace: 5, atMillis: 10_000)
+        statistics.recordQueues(queues)
+        #expect(try lastPass("users") == 7, "the older of its parts'")
+        #expect(try lastPass("events") == 10)
+        #expect(statistics.oldestFullPass(of: keyspaces.keys) == 7_000)
+        #expect(statistics.oldestFullPass(of: [0, 5]) == 9_000)
+        #expect(statistics.oldestFullPass(of: []) == 0)
     }
 
     @Test(.timeLimit(.minutes(1)))
@@ -98,9 +136,12 @@ import Testing
         let metrics = TestMetrics()
         let statistics = NodeStatistics(nodeID: "n1", metricsFactory: metrics)
         let reporter = Task {
-            await statistics.reportQueues(every: .milliseconds(10)) { (["n2": 7], 3) }
+            await statistics.reportQueues(every: .milliseconds(10)) {
+                NodeQueues(hintQueueSizes: ["n2": 7], rangesDue: ["default": 3], keyspaces: [0: "default"])
+            }
         }
-        while (try? metrics.expectGauge("quorumkv_anti_entropy_ranges_due", [("node", "n1")]).values.count) ?? 0 < 2 {
+        let due = [("node", "n1"), ("keyspace", "default")]
+        while (try? metrics.expectGauge("quorumkv_anti_entropy_ranges_due", due).values.count) ?? 0 < 2 {
             try await Task.sleep(for: .milliseconds(5))
         }
         reporter.cancel()

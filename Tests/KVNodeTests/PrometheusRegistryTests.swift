@@ -105,7 +105,8 @@ import Testing
     @Test func everyNodeMetricHasHelp() async throws {
         let registry = PrometheusRegistry(help: NodeStatistics.metricHelp)
         let statistics = NodeStatistics(nodeID: "n1", metricsFactory: registry)
-        statistics.recordQueues(hintQueueSizes: ["n2": 1], rangesDue: 0)
+        statistics.recordQueues(
+            NodeQueues(hintQueueSizes: ["n2": 1], rangesDue: ["default": 0], keyspaces: [0: "default"]))
         statistics.recordPeers(phi: ["n2": 0], suspected: [], epoch: 1)
         let service = MeasuredService(FailingOnGets(), nodeID: "n1", factory: registry)
         _ = try await service.handle(

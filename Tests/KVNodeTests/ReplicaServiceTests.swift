@@ -198,7 +198,10 @@ struct ReplicaServiceTests {
         #expect(
             try fixture.metrics.expectGauge("quorumkv_hint_queue_size", [("node", "n1"), ("target", "n2")]).lastValue
                 == 1)
-        #expect(try fixture.metrics.expectGauge("quorumkv_anti_entropy_ranges_due", [("node", "n1")]).lastValue == 2)
+        #expect(
+            try fixture.metrics.expectGauge(
+                "quorumkv_anti_entropy_ranges_due", [("node", "n1"), ("keyspace", "default")]
+            ).lastValue == 2)
         try await fixture.shutdown()
     }
 

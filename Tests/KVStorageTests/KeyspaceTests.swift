@@ -209,11 +209,15 @@ private func errorCode(_ body: () throws -> Void) -> StorageError.Code? {
             #expect(counts.allSatisfy { $0 > 0 }, "\(counts)")
             for store in [root, three, seven] {
                 #expect(store.approximateKeyCountOfEveryKeyspace() == counts.reduce(0, +))
+                #expect(store.everyKeyspace().map(\.id) == [0, 3, 7])
+                #expect(store.everyKeyspace().map { $0.view.keyspaceID } == [0, 3, 7])
             }
             try root.dropKeyspace(3)
             #expect(root.approximateKeyCountOfEveryKeyspace() == counts[0] + counts[2])
+            #expect(seven.everyKeyspace().map(\.id) == [0, 7])
             root.close()
             #expect(seven.approximateKeyCountOfEveryKeyspace() == 0)
+            #expect(seven.everyKeyspace().isEmpty)
         }
     }
 

@@ -1,4 +1,4 @@
-import KVCore
+package import KVCore
 import KVStorage
 import Logging
 import NIOPosix
@@ -63,6 +63,37 @@ public final class AntiEntropies: Sendable {
             if let made = await of(keyspace.id) { all.append(made) }
         }
         return all
+    }
+
+    /// When each vnode range was last compared with every co-replica (nil: never), over the keyspaces
+    /// `live` (ids: the current map's keyspaces not dropped), merged by `oldestComparisons`.
+    /// `complete` is false when one of them has no anti-entropy made yet, whose ranges are then
+    /// missing (and never compared by this node).
+    func rangeComparisons(of live: some Collection<UInt32>) -> (
+        ranges: [(range: TokenRangeSpan, millis: UInt64?)], complete: Bool
+    ) {
+        let made = instances.withLock { $0 }.merging([Keyspace.defaultID: root]) { $1 }
+        let lists = live.sorted().compactMap { made[$0]?.rangeComparisons() }
+        return (Self.oldestComparisons(lists), lists.count == live.count)
+    }
+
+    /// Several keyspaces' range comparison times as one list, in first-seen order: a range more than
+    /// one of them replicates takes the oldest of their times, and nil (never) while one of them never
+    /// compared it.
+    package static func oldestComparisons(_ lists: [[(range: TokenRangeSpan, millis: UInt64?)]]) -> [(
+        range: TokenRangeSpan, millis: UInt64?
+    )] {
+        var merged: [(range: TokenRangeSpan, millis: UInt64?)] = []
+        var index: [TokenRangeSpan: Int] = [:]
+        for (range, millis) in lists.joined() {
+            guard let at = index[range] else {
+                index[range] = merged.count
+                merged.append((range, millis))
+                continue
+            }
+            merged[at].millis = merged[at].millis.flatMap { seen in millis.map { min(seen, $0) } }
+        }
+        return merged
     }
 
     /// Runs the periodic passes of every keyspace until cancelled: each keyspace its own loop, started

@@ -204,9 +204,8 @@ public final class AntiEntropy: Sendable {
         var report = await runPass(within: range)
         report.duration = ContinuousClock.now - started
         if range == nil && report.errors == 0 {
-            statistics.recordFullPass(atMillis: wallMillis())
+            statistics.recordFullPass(keyspace: keyspace, atMillis: wallMillis())
         }
-        statistics.recordRangesDue(marks.rangesDue().count)
         return report
     }
 

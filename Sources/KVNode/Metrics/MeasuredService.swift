@@ -147,10 +147,10 @@ package final class MeasuredService: RPCService {
                 label = name
             } else {
                 key = Key(type: request.type, keyspace: Key.unknownKeyspace)
-                label = "unknown"
+                label = KeyspaceLabel.unknown
             }
         } else {
-            label = "none"
+            label = KeyspaceLabel.none
         }
         return instruments.withLock { made in
             if let known = made[key] { return known }

@@ -23,6 +23,7 @@ public import Metrics
 /// | `quorumkv_under_replicated_ranges` | vnode ranges with fewer than N replicas this node does not suspect |
 /// | `quorumkv_under_replicated_keys` | estimated keys in them: the cluster's keys (this node's count over its share of the ring) times their share |
 /// | `quorumkv_hint_queue_bytes` | bytes of the hints this node holds, all targets |
+/// | `quorumkv_keyspace_keys{keyspace}` | keys this node holds in each keyspace (RocksDB's estimate; a split keyspace's parts added up, `KeyspaceLabel`) |
 /// | `quorumkv_peer_ping_seconds{peer}` | round trip of the last ping each peer answered |
 /// | `quorumkv_rocksdb_pending_compaction_bytes` | bytes compaction would rewrite to bring the levels within their targets |
 /// | `quorumkv_rocksdb_live_table_bytes` | bytes of the table files in use |
@@ -58,6 +59,8 @@ public struct NodeHealthSample: Sendable, Hashable {
     public var underReplicatedKeys: Double? = nil
     /// Bytes of the hints held.
     public var hintBytes: Int? = nil
+    /// Keys held in each keyspace, by label (estimated).
+    public var keysByKeyspace: [String: Int] = [:]
     /// Seconds of the last ping round trip to each peer.
     public var peerPingSeconds: [String: Double] = [:]
     /// RocksDB's figures (nil for a store without them).
@@ -79,6 +82,7 @@ public final class NodeHealth: Sendable {
     private let underReplicated: Gauge
     private let underReplicatedKeys: Gauge
     private let hintBytes: Gauge
+    private let keyspaceKeys: GaugeFamily
     private let hintAges: GaugeFamily
     private let pingSeconds: GaugeFamily
     private let pendingCompaction: Gauge
@@ -105,6 +109,7 @@ public final class NodeHealth: Sendable {
         "quorumkv_under_replicated_keys":
             "Estimated keys in under-replicated ranges: this node's key count over its share of the ring, times their share.",
         "quorumkv_hint_queue_bytes": "Bytes of the hints this node holds, all targets.",
+        "quorumkv_keyspace_keys": "Keys this node holds in the keyspace (RocksDB's estimate).",
         "quorumkv_peer_ping_seconds": "Round trip of the last ping each peer answered.",
         "quorumkv_rocksdb_pending_compaction_bytes":
             "Bytes compaction would rewrite to bring the levels within target.",
@@ -142,6 +147,7 @@ public final class NodeHealth: Sendable {
         underReplicated = gauge("quorumkv_under_replicated_ranges")
         underReplicatedKeys = gauge("quorumkv_under_replicated_keys")
         hintBytes = gauge("quorumkv_hint_queue_bytes")
+        keyspaceKeys = GaugeFamily("quorumkv_keyspace_keys", by: "keyspace", nodeID: nodeID, factory: metricsFactory)
         hintAges = GaugeFamily(
             "quorumkv_hint_oldest_age_seconds", by: "target", nodeID: nodeID, factory: metricsFactory)
         pingSeconds = GaugeFamily("quorumkv_peer_ping_seconds", by: "peer", nodeID: nodeID, factory: metricsFactory)
@@ -184,6 +190,7 @@ public final class NodeHealth: Sendable {
         underReplicated.record(sample.underReplicatedRanges)
         if let value = sample.underReplicatedKeys { underReplicatedKeys.record(value) }
         if let value = sample.hintBytes { hintBytes.record(value) }
+        keyspaceKeys.record(sample.keysByKeyspace.mapValues(Double.init))
         hintAges.record(sample.hintOldestAgeSeconds)
         pingSeconds.record(sample.peerPingSeconds)
         if let engine = sample.engine {
@@ -206,11 +213,12 @@ public final class NodeHealth: Sendable {
     ///   - hintAges: seconds since the oldest-versioned hint of each target was stored.
     ///   - map: the cluster map this node holds; `suspected`: the peers its detector suspects.
     ///   - keys: (`node`, its approximate key count), to estimate the keys under-replicated.
+    ///   - keysByKeyspace: its keys in each keyspace, by label.
     public static func read(
         dataDirectory: String, hintAges: [String: Double], certificateNotAfterSeconds: UInt64?,
         map: ClusterMap, suspected: Set<String>, peerPingSeconds: [String: Double] = [:], engine: EngineFigures? = nil,
         peerTraffic: [String: PeerTraffic.Totals] = [:], keys: (node: String, count: UInt64)? = nil,
-        hintBytes: Int? = nil
+        keysByKeyspace: [String: Int] = [:], hintBytes: Int? = nil
     ) -> NodeHealthSample {
         let process = processFigures()
         let members = Set(map.nodes.map(\.id))
@@ -233,6 +241,7 @@ public final class NodeHealth: Sendable {
             peerPingSeconds: peerPingSeconds, engine: engine, peerTraffic: peerTraffic)
         sample.underReplicatedKeys = underReplicatedKeys
         sample.hintBytes = hintBytes
+        sample.keysByKeyspace = keysByKeyspace
         return sample
     }
 

@@ -27,9 +27,9 @@ package import Synchronization
 /// | `quorumkv_anti_entropy_keys_repaired_total{direction}` | counter | a record was copied by anti-entropy: `sent` (a co-replica applied it) or `received` (this node applied it) |
 /// | `quorumkv_anti_entropy_bytes_total` | counter | bytes of anti-entropy RPC frames, both directions |
 /// | `quorumkv_anti_entropy_session_failures_total` | counter | an anti-entropy session ended with an error |
-/// | `quorumkv_anti_entropy_last_full_pass_timestamp_seconds` | gauge | a whole pass (all ranges) ended without error |
+/// | `quorumkv_anti_entropy_last_full_pass_timestamp_seconds{keyspace}` | gauge | a whole pass (all ranges) of the keyspace ended without error (of every part, for a split keyspace: the oldest of theirs); 0: never |
 /// | `quorumkv_hint_queue_size{target}` | gauge | hints held per target |
-/// | `quorumkv_anti_entropy_ranges_due` | gauge | ranges marked and not yet repaired |
+/// | `quorumkv_anti_entropy_ranges_due{keyspace}` | gauge | the keyspace's ranges marked and not yet repaired |
 /// | `quorumkv_peer_up{peer}` | gauge | 1 while this node's failure detector trusts the peer, 0 while it suspects it |
 /// | `quorumkv_peer_phi{peer}` | gauge | the failure detector's phi for the peer (suspected above `--phi-threshold`) |
 /// | `quorumkv_cluster_epoch` | gauge | the epoch of the cluster map this node holds |
@@ -41,7 +41,8 @@ package import Synchronization
 /// `recordPeers` every few seconds (`reportPeers(every:read:)`). Metrics go to the
 /// factory given at `init`: by default `MetricsSystem.factory` as it is then (a task-local factory
 /// set with `withMetricsFactory`, else the bootstrapped one, else none). Dimensions are bounded:
-/// `target` takes cluster members only, since hints for unknown nodes are refused.
+/// `target` takes cluster members only, since hints for unknown nodes are refused; `keyspace` the
+/// names of the node's map (`KeyspaceLabel`).
 public final class NodeStatistics: Sendable {
     /// The node these counters belong to, the `node` dimension of every metric.
     public let nodeID: String
@@ -75,11 +76,12 @@ public final class NodeStatistics: Sendable {
     package let writeBatchesOnPool: ReportedCounter
     /// One counter per `RPCRefusal`.
     private let refusals: [RPCRefusal: ReportedCounter]
-    /// Wall clock (ms since the Unix epoch) when the last whole pass ended without error; 0: never.
-    private let lastFullPassMillis = Atomic<Int>(0)
-    private let lastFullPassGauge: Gauge
+    /// Wall clock (ms since the Unix epoch) when each keyspace's last whole pass ended without error,
+    /// by keyspace id (a split keyspace's parts pass apart); absent: never.
+    private let lastFullPasses = Mutex<[UInt32: UInt64]>([:])
+    private let lastFullPassGauges: GaugeFamily
 
-    private let rangesDueGauge: Gauge
+    private let rangesDueGauges: GaugeFamily
     private let queueGauges: GaugeFamily
     private let peerUpGauges: GaugeFamily
     private let peerPhiGauges: GaugeFamily
@@ -125,11 +127,11 @@ public final class NodeStatistics: Sendable {
             uniqueKeysWithValues: RPCRefusal.allCases.map {
                 ($0, counter("quorumkv_rpc_refused_total", [("reason", $0.rawValue)]))
             })
-        lastFullPassGauge = Gauge(
-            label: "quorumkv_anti_entropy_last_full_pass_timestamp_seconds", dimensions: [("node", nodeID)],
+        lastFullPassGauges = GaugeFamily(
+            "quorumkv_anti_entropy_last_full_pass_timestamp_seconds", by: "keyspace", nodeID: nodeID,
             factory: metricsFactory)
-        rangesDueGauge = Gauge(
-            label: "quorumkv_anti_entropy_ranges_due", dimensions: [("node", nodeID)], factory: metricsFactory)
+        rangesDueGauges = GaugeFamily(
+            "quorumkv_anti_entropy_ranges_due", by: "keyspace", nodeID: nodeID, factory: metricsFactory)
         epochGauge = Gauge(label: "quorumkv_cluster_epoch", dimensions: [("node", nodeID)], factory: metricsFactory)
         queueGauges = GaugeFamily("quorumkv_hint_queue_size", by: "target", nodeID: nodeID, factory: metricsFactory)
         peerUpGauges = GaugeFamily("quorumkv_peer_up", by: "peer", nodeID: nodeID, factory: metricsFactory)
@@ -159,8 +161,8 @@ public final class NodeStatistics: Sendable {
         "quorumkv_anti_entropy_bytes_total": "Bytes of anti-entropy RPC frames, both directions.",
         "quorumkv_anti_entropy_session_failures_total": "Anti-entropy comparisons that ended with an error.",
         "quorumkv_anti_entropy_last_full_pass_timestamp_seconds":
-            "When a whole anti-entropy pass last ended without error (Unix time; 0: never).",
-        "quorumkv_anti_entropy_ranges_due": "Ranges marked due for anti-entropy and not yet repaired.",
+            "When a whole anti-entropy pass of the keyspace last ended without error (Unix time; 0: never).",
+        "quorumkv_anti_entropy_ranges_due": "Ranges of the keyspace marked due for anti-entropy and not yet repaired.",
         "quorumkv_tombstones_purged_total": "Tombstones purged after anti-entropy confirmed them on every replica.",
         "quorumkv_stream_keys_received_total": "Records received by range transfers.",
         "quorumkv_stream_keys_resent_total": "Records received again after a restart mid-transfer.",
@@ -208,7 +210,6 @@ public final class NodeStatistics: Sendable {
         stats.antiEntropyKeysReceived = value(antiEntropyKeysReceived)
         stats.antiEntropyBytes = value(antiEntropyBytes)
         stats.antiEntropySessionFailures = value(antiEntropySessionFailures)
-        stats.antiEntropyLastFullPassMillis = UInt64(clamping: lastFullPassMillis.load(ordering: .relaxed))
         stats.tombstonesPurged = value(tombstonesPurged)
         stats.streamKeysReceived = value(streamKeysReceived)
         stats.streamKeysResent = value(streamKeysResent)
@@ -231,22 +232,27 @@ public final class NodeStatistics: Sendable {
         refusals[reason]?.load(ordering: .relaxed) ?? 0
     }
 
-    /// Records the end of a whole anti-entropy pass without error, at `millis` since the Unix epoch.
-    func recordFullPass(atMillis millis: UInt64) {
-        lastFullPassMillis.store(Int(clamping: millis), ordering: .relaxed)
-        lastFullPassGauge.record(Double(millis) / 1000)
+    /// Records the end of a whole anti-entropy pass of keyspace `id` without error, at `millis` since
+    /// the Unix epoch (its gauge follows at the next `recordQueues`).
+    package func recordFullPass(keyspace id: UInt32, atMillis millis: UInt64) {
+        lastFullPasses.withLock { $0[id] = millis }
     }
 
-    /// Sets the ranges-due gauge alone (after anti-entropy cleared marks).
-    func recordRangesDue(_ rangesDue: Int) {
-        rangesDueGauge.record(rangesDue)
+    /// The oldest of the last whole passes of `keyspaces` (ms since the Unix epoch): when every one
+    /// of them was last compared whole; 0 when one never was (or none is given).
+    public func oldestFullPass<Keyspaces: Sequence<UInt32>>(of keyspaces: Keyspaces) -> UInt64 {
+        let passes = lastFullPasses.withLock { $0 }
+        return keyspaces.map { passes[$0] ?? 0 }.min() ?? 0
     }
 
     /// Sets the gauges: hints queued per target (targets absent from `hintQueueSizes` but seen before
-    /// report 0) and ranges due for anti-entropy.
-    public func recordQueues(hintQueueSizes: [String: Int], rangesDue: Int) {
-        rangesDueGauge.record(rangesDue)
-        queueGauges.record(hintQueueSizes.mapValues(Double.init))
+    /// report 0), and for each keyspace its ranges due for anti-entropy and its last whole pass (a
+    /// keyspace absent but seen before reports 0).
+    public func recordQueues(_ queues: NodeQueues) {
+        rangesDueGauges.record(queues.rangesDue.mapValues(Double.init))
+        queueGauges.record(queues.hintQueueSizes.mapValues(Double.init))
+        let parts = Dictionary(grouping: queues.keyspaces, by: \.value).mapValues { $0.map(\.key) }
+        lastFullPassGauges.record(parts.mapValues { Double(oldestFullPass(of: $0)) / 1000 })
     }
 
     /// Sets the peer gauges: each watched peer's phi and whether it is trusted (not in `suspected`);
@@ -271,14 +277,8 @@ public final class NodeStatistics: Sendable {
     /// Calls `recordQueues` with what `read` returns, now and then every `interval`, until the task is
     /// cancelled: so the gauges stay fresh when nobody pings the node. `read` must not block (both
     /// stores answer their queue sizes and marks from memory).
-    public func reportQueues(
-        every interval: Duration,
-        read: @Sendable () -> (hintQueueSizes: [String: Int], rangesDue: Int)
-    ) async {
-        await Self.repeating(every: interval) {
-            let (sizes, due) = read()
-            recordQueues(hintQueueSizes: sizes, rangesDue: due)
-        }
+    public func reportQueues(every interval: Duration, read: @Sendable () -> NodeQueues) async {
+        await Self.repeating(every: interval) { recordQueues(read()) }
     }
 
     /// Runs `body` now and then every `interval`, until the task is cancelled.
@@ -288,6 +288,26 @@ public final class NodeStatistics: Sendable {
             try? await Task.sleep(for: interval)
         }
     }
+}
+
+/// What a node has queued, as `NodeStatistics.recordQueues` reports it.
+public struct NodeQueues: Sendable, Equatable {
+    /// Hints held per target (targets with none absent).
+    public var hintQueueSizes: [String: Int]
+    /// Ranges marked due for anti-entropy and not yet repaired, by keyspace label (`KeyspaceLabel`).
+    public var rangesDue: [String: Int]
+    /// The keyspaces of the node's map not dropped, by id, with their labels: whose last whole
+    /// anti-entropy passes are reported.
+    public var keyspaces: [UInt32: String]
+
+    public init(hintQueueSizes: [String: Int], rangesDue: [String: Int], keyspaces: [UInt32: String]) {
+        self.hintQueueSizes = hintQueueSizes
+        self.rangesDue = rangesDue
+        self.keyspaces = keyspaces
+    }
+
+    /// Ranges due in every keyspace.
+    public var totalRangesDue: Int { rangesDue.values.reduce(0, &+) }
 }
 
 /// One gauge per value of a dimension (a hint target, a peer) besides `node`, each made the first

@@ -235,7 +235,7 @@ public final class NodeService: Service {
                 configuration: serverConfiguration, tls: tls,
                 service: MeasuredService(
                     service, nodeID: configuration.id, factory: metricsFactory,
-                    keyspaceName: { id in membership.current.keyspaces.first { $0.id == id }?.name }),
+                    keyspaceName: { KeyspaceLabel.name(of: $0, in: membership.current) }),
                 statistics: RPCServerStatistics(onRefusal: { statistics.recordRefusal($0) }), traffic: traffic,
                 logger: logger)
         } catch {
@@ -295,11 +295,10 @@ public final class NodeService: Service {
                 if configuration.antiEntropyInterval != nil {
                     group.addTask { await antiEntropies.run() }
                 }
-                // Keeps the hint-queue and ranges-due gauges fresh between pings; also only cancelled.
+                // Keeps the hint-queue and per-keyspace anti-entropy gauges fresh between pings; also
+                // only cancelled.
                 group.addTask {
-                    await statistics.reportQueues(every: Self.gaugeInterval) {
-                        (store.hintQueueSizes(), store.rangesDue().count)
-                    }
+                    await statistics.reportQueues(every: Self.gaugeInterval) { service.queues() }
                 }
                 // Frees the disk space of the keyspaces the map dropped; also only cancelled.
                 group.addTask {
@@ -328,6 +327,8 @@ public final class NodeService: Service {
                                 map: map, suspected: suspected, peerPingSeconds: pings, engine: store.engineFigures(),
                                 peerTraffic: traffic.totals(),
                                 keys: (self.configuration.id, store.approximateKeyCountOfEveryKeyspace()),
+                                keysByKeyspace: KeyspaceLabel.sum(
+                                    of: { Int(clamping: $0.approximateKeyCount()) }, over: store, in: map),
                                 hintBytes: store.hintBytesHeld())
                         }) {
                             nodeHealth.record(sample)

@@ -19,7 +19,8 @@ extension ReplicaService {
         stats.keys = keyCount()
         stats.uptimeSeconds = UInt64(clamping: (ContinuousClock.now - startedAt).components.seconds)
         statistics.fill(&stats)
-        stats.antiEntropyRangesDue = UInt64(clamping: queues.rangesDue)
+        stats.antiEntropyRangesDue = UInt64(clamping: queues.totalRangesDue)
+        stats.antiEntropyLastFullPassMillis = statistics.oldestFullPass(of: queues.keyspaces.keys)
         stats.hintsBytes = UInt64(clamping: hints?.hintBytesHeld() ?? 0)
         stats.hintQueues = queues.hintQueueSizes.sorted { $0.key < $1.key }.map {
             HintQueue(target: $0.key, hints: UInt64(clamping: $0.value))
@@ -32,7 +33,7 @@ extension ReplicaService {
                 HintAge(target: $0.key, millis: UInt64(max(0, min($0.value * 1000, 1e15))))
             }
         }
-        fillRangeComparisons(&stats)
+        fillRangeComparisons(&stats, keyspaces: queues.keyspaces.keys)
         fillPeerHealth(&stats)
         fillMembership(&stats)
         return .nodeStats(stats)
@@ -66,14 +67,17 @@ extension ReplicaService {
         }
     }
 
-    /// When each vnode range was last compared with every co-replica (0: never), and the oldest of
-    /// those times (0 while a range was never compared): `Admin` stats' anti-entropy age.
-    func fillRangeComparisons(_ stats: inout NodeStats) {
+    /// When each vnode range was last compared with every co-replica (0: never), in every keyspace of
+    /// `keyspaces` (a range several keyspaces replicate: the oldest of their times), and the oldest
+    /// of those times (0 while a range, or a keyspace, was never compared): `Admin` stats'
+    /// anti-entropy age.
+    func fillRangeComparisons(_ stats: inout NodeStats, keyspaces: some Collection<UInt32>) {
         guard let antiEntropy else { return }
-        let comparisons = antiEntropy.rangeComparisons()
+        let (comparisons, complete) =
+            antiEntropies?.rangeComparisons(of: keyspaces) ?? (antiEntropy.rangeComparisons(), true)
         stats.antiEntropyOldestRangeComparedMillis =
-            comparisons.contains { $0.millis == nil } ? 0 : comparisons.compactMap(\.millis).min() ?? 0
-        stats.rangesCompared = comparisons.map {
+            !complete || comparisons.contains { $0.millis == nil } ? 0 : comparisons.compactMap(\.millis).min() ?? 0
+        stats.rangesCompared = comparisons.prefix(Limits.listCountMax).map {
             RangeCompared(range: TokenRange(start: $0.range.start, end: $0.range.end), millis: $0.millis ?? 0)
         }
     }
@@ -84,12 +88,22 @@ extension ReplicaService {
         keyspaces?.root.approximateKeyCountOfEveryKeyspace() ?? store.approximateKeyCount()
     }
 
-    /// Hints queued per target and ranges due for anti-entropy (both from memory), also set as gauges.
-    func recordQueues() -> (hintQueueSizes: [String: Int], rangesDue: Int) {
-        let sizes = hints?.hintQueueSizes() ?? [:]
-        let due = repairMarker?.rangesDueCount ?? 0
-        statistics.recordQueues(hintQueueSizes: sizes, rangesDue: due)
-        return (sizes, due)
+    /// Hints queued per target, and each keyspace's ranges due for anti-entropy (both from memory).
+    func queues() -> NodeQueues {
+        let map = membership.current
+        let rangesDue =
+            keyspaces.map { KeyspaceLabel.sum(of: { $0.rangesDue().count }, over: $0.root, in: map) }
+            ?? [Keyspace.defaultName: repairMarker?.rangesDueCount ?? 0]
+        return NodeQueues(
+            hintQueueSizes: hints?.hintQueueSizes() ?? [:], rangesDue: rangesDue,
+            keyspaces: KeyspaceLabel.live(in: map))
+    }
+
+    /// `queues()`, also set as gauges with the keyspaces' last whole passes.
+    func recordQueues() -> NodeQueues {
+        let queues = queues()
+        statistics.recordQueues(queues)
+        return queues
     }
 
     /// `Admin` repair: one anti-entropy pass now, in every keyspace, over every vnode range this node

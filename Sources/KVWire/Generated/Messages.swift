@@ -3025,6 +3025,7 @@ public struct NodeStats: Sendable, Hashable {
     public var mapsRefused: UInt64
     public var readRepairsReceived: UInt64
     public var readRepairsApplied: UInt64
+    /// Ranges marked due for anti-entropy and not yet repaired, in every keyspace.
     public var antiEntropyRangesDue: UInt64
     public var antiEntropyRangesMarkedHintRefused: UInt64
     public var antiEntropyRangesMarkedHintExpired: UInt64
@@ -3035,10 +3036,13 @@ public struct NodeStats: Sendable, Hashable {
     public var antiEntropyKeysReceived: UInt64
     public var antiEntropyBytes: UInt64
     public var antiEntropySessionFailures: UInt64
-    /// When a whole pass last ended without error (ms since the Unix epoch); 0: never.
+    /// The oldest of every keyspace's last whole pass without error (ms since the Unix epoch); 0
+    /// while a keyspace never had one.
     public var antiEntropyLastFullPassMillis: UInt64
-    /// The oldest of rangesCompared' times; 0 while a range was never compared.
+    /// The oldest of rangesCompared' times; 0 while a range, or a keyspace, was never compared.
     public var antiEntropyOldestRangeComparedMillis: UInt64
+    /// When each vnode range was last compared with every co-replica, over every keyspace (a range
+    /// several keyspaces replicate: the oldest of their times; 0: never).
     public var rangesCompared: [RangeCompared]
     public var tombstonesPurged: UInt64
     public var streamKeysReceived: UInt64

@@ -1,0 +1,36 @@
+package import KVCore
+package import KVStorage
+
+/// The `keyspace` label of a node's metrics: the keyspace's name in the node's map, so the parts of a
+/// split keyspace count under their one name, `default` for keyspace 0; `unknown` for an id the map
+/// does not have (a keyspace made by a map the node has not seen yet, or a peer's made-up id), and
+/// `none` for a request about no keyspace. A label never comes from a peer, so the set stays bounded.
+package enum KeyspaceLabel {
+    package static let unknown = "unknown"
+    package static let none = "none"
+
+    /// The name of keyspace `id` in `map` (`default` for 0; a dropped keyspace keeps its name until its
+    /// data is freed); nil when the map has no keyspace by that id.
+    package static func name(of id: UInt32, in map: ClusterMap) -> String? {
+        id == Keyspace.defaultID ? Keyspace.defaultName : map.keyspaces.first { $0.id == id }?.name
+    }
+
+    /// `figure` of every keyspace `store` holds (`KeyspaceStoring.everyKeyspace()`), added up by label.
+    package static func sum(
+        of figure: (any KeyspaceStoring) -> Int, over store: any KeyspaceStoring, in map: ClusterMap
+    ) -> [String: Int] {
+        var sums: [String: Int] = [:]
+        for (id, view) in store.everyKeyspace() {
+            sums[name(of: id, in: map) ?? unknown, default: 0] &+= figure(view)
+        }
+        return sums
+    }
+
+    /// The keyspaces of `map` not dropped, the default one included, with their labels: whose
+    /// anti-entropy passes are reported.
+    package static func live(in map: ClusterMap) -> [UInt32: String] {
+        var live = [Keyspace.defaultID: Keyspace.defaultName]
+        for keyspace in map.keyspaces where !keyspace.dropped { live[keyspace.id] = keyspace.name }
+        return live
+    }
+}
