@@ -40,11 +40,16 @@ public protocol KeyspaceStoring: ReplicaStore, MerkleStore, RangeStreaming, Tomb
 }
 
 extension KeyspaceStoring {
+    /// `figure` of every keyspace the store holds (`everyKeyspace()`), by keyspace id.
+    public func everyKeyspace<Figure>(_ figure: (any KeyspaceStoring) -> Figure) -> [UInt32: Figure] {
+        Dictionary(everyKeyspace().map { ($0.id, figure($0.view)) }) { first, _ in first }
+    }
+
     /// The keys of every keyspace the store holds, keyspace 0's included, as `approximateKeyCount()`
-    /// counts each (RocksDB's estimate): what the node holds, for `kvctl status`, pings and the
-    /// under-replicated estimate. Zero once closed; the same from any view.
+    /// counts each (RocksDB's estimate): what the node holds, for `kvctl status` and pings. Zero once
+    /// closed; the same from any view.
     public func approximateKeyCountOfEveryKeyspace() -> UInt64 {
-        everyKeyspace().reduce(0) { $0 &+ $1.view.approximateKeyCount() }
+        everyKeyspace { $0.approximateKeyCount() }.values.reduce(0, &+)
     }
 }
 

@@ -103,7 +103,8 @@ extension RealProcessTests {
                 try await scrapeSamples(host: "127.0.0.225", port: 9411, tls: tls, until: condition)
             }
             let node = "{node=\"n1\"}"
-            let defaultKeys = "quorumkv_keyspace_keys{node=\"n1\",keyspace=\"default\"}"
+            let inDefault = "{node=\"n1\",keyspace=\"default\"}"
+            let defaultKeys = "quorumkv_keyspace_keys\(inDefault)"
             let up = try await scrape {
                 ($0["quorumkv_healthy_nodes\(node)"] ?? 0) == 4
                     && ($0["quorumkv_peer_ping_seconds{node=\"n1\",peer=\"n2\"}"] ?? 0) > 0
@@ -114,8 +115,8 @@ extension RealProcessTests {
             #expect(up["process_resident_memory_bytes\(node)"] ?? 0 > 1_000_000)
             #expect(up["process_open_fds\(node)"] ?? 0 > 5)
             #expect(up["quorumkv_disk_free_bytes\(node)"] ?? 0 > 0)
-            #expect(up["quorumkv_under_replicated_ranges\(node)"] == 0)
-            #expect(up["quorumkv_under_replicated_keys\(node)"] == 0)
+            #expect(up["quorumkv_under_replicated_ranges\(inDefault)"] == 0)
+            #expect(up["quorumkv_under_replicated_keys\(inDefault)"] == 0)
             #expect(up["quorumkv_hint_queue_bytes\(node)"] == 0)
             #expect(up["quorumkv_peer_ping_seconds{node=\"n1\",peer=\"n2\"}"] ?? 0 > 0, "a ping's round trip")
             #expect(up["quorumkv_rocksdb_memtable_bytes\(node)"] ?? 0 > 0, "the puts sit in the memtable")
@@ -146,9 +147,9 @@ extension RealProcessTests {
                     && ($0["quorumkv_hint_oldest_age_seconds{node=\"n1\",target=\"n3\"}"] ?? 0) > 1
             }
             #expect(lagging["quorumkv_healthy_nodes\(node)"] == 3)
-            #expect(lagging["quorumkv_under_replicated_ranges\(node)"] ?? 0 > 0)
+            #expect(lagging["quorumkv_under_replicated_ranges\(inDefault)"] ?? 0 > 0)
             // n3 replicates 3/4 of the 200 keys (150); RocksDB counts overwrites until compaction: a wide margin.
-            let underKeys = lagging["quorumkv_under_replicated_keys\(node)"] ?? 0
+            let underKeys = lagging["quorumkv_under_replicated_keys\(inDefault)"] ?? 0
             #expect(underKeys >= 50 && underKeys <= 600, "keys estimated under-replicated: \(underKeys)")
             #expect(lagging["quorumkv_hint_queue_bytes\(node)"] ?? 0 > 0, "n1 holds hints for n3")
             #expect(lagging["quorumkv_hint_oldest_age_seconds{node=\"n1\",target=\"n3\"}"] ?? 0 > 1)

@@ -1,3 +1,4 @@
+import Foundation
 import KVCore
 import KVNode
 import KVStorage
@@ -33,8 +34,9 @@ import Testing
                     record: StoredRecord(version: Version(hlc: 1, writer: 1), tombstone: false, value: [1]))
             }
         }
-        let sums = KeyspaceLabel.sum(of: { Int($0.approximateKeyCount()) }, over: store, in: Self.map)
-        #expect(sums == ["default": 1, "users": 5, "cache": 4, "unknown": 6])
+        let byID = store.everyKeyspace { Int($0.approximateKeyCount()) }
+        #expect(byID == Dictionary(uniqueKeysWithValues: keys))
+        #expect(KeyspaceLabel.byLabel(byID, in: Self.map) == ["default": 1, "users": 5, "cache": 4, "unknown": 6])
         #expect(KeyspaceLabel.name(of: 0, in: Self.map) == "default")
         #expect(KeyspaceLabel.name(of: unnamed, in: Self.map) == nil)
         #expect(
@@ -59,5 +61,60 @@ import Testing
         #expect(withThird.map(\.millis) == [5, nil, nil, nil, 1], "one keyspace never compared range 30")
         #expect(AntiEntropies.oldestComparisons([]).isEmpty)
         #expect(AntiEntropies.oldestComparisons([main]).map(\.millis) == [5, nil, 9])
+    }
+}
+
+/// The under-replication gauges follow each keyspace's own ring and N, not the main ring alone.
+@Suite struct KeyspaceUnderReplicationTests {
+    /// n1–n3 on the main ring (the default keyspace, N=3), n4–n6 on ring `east`; `users` keeps keys
+    /// below "n" on the main ring and the others on `east`, `events` lives on `east` with N=2.
+    static let map: ClusterMap = {
+        var nodes: [ClusterMap.Node] = []
+        for (index, ring) in ["", "", "", "east", "east", "east"].enumerated() {
+            let id = "n\(index + 1)"
+            let existing = nodes.filter { $0.ring == ring }.map(\.ringNode)
+            nodes.append(
+                ClusterMap.Node(
+                    id: id, address: "127.0.0.\(index + 1):7411",
+                    tokens: TokenAllocator.tokensForJoiningNode(id, existing: existing, tokensPerNode: 16), ring: ring))
+        }
+        return try! ClusterMap(clusterID: "test", epoch: 1, replicationFactor: 3, nodes: nodes)
+            .applying(
+                .createKeyspace(
+                    "users", KeyspaceSettings(splits: [KeyspaceSplit(lowKey: Array("n".utf8), ring: "east")]))
+            )
+            .applying(.createKeyspace("events", KeyspaceSettings(placement: .simple(replicas: 2), ring: "east")))
+    }()
+
+    static func read(suspected: Set<String>, keys: [UInt32: UInt64] = [:]) throws -> NodeHealthSample {
+        let folder = FileManager.default.temporaryDirectory.appendingPathComponent("health-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: folder) }
+        return NodeHealth.read(
+            dataDirectory: folder.path, hintAges: [:], certificateNotAfterSeconds: nil, map: map, suspected: suspected,
+            keys: ("n4", keys))
+    }
+
+    @Test func aDownNodeOfAnotherRingShowsInItsKeyspacesOnly() throws {
+        let users = Self.map.parts(named: "users").map(\.id)
+        let events = try #require(Self.map.keyspace(named: "events")).id
+        let healthy = try Self.read(suspected: [])
+        #expect(healthy.underReplicatedRanges == ["default": 0, "users": 0, "events": 0])
+
+        // n5 (ring east) down: the default keyspace is whole; every range of `users`' east part (N=3 of
+        // 3 nodes) and some of `events`' (N=2) lack a replica.
+        let eastRing = try Self.map.ring(of: #require(Self.map.keyspace(id: users[1])))
+        let down = try Self.read(suspected: ["n5"], keys: [0: 0, users[0]: 0, users[1]: 300, events: 200])
+        #expect(down.underReplicatedRanges["default"] == 0)
+        #expect(down.underReplicatedRanges["users"] == eastRing.underReplicatedRanges { $0 != "n5" })
+        #expect(down.underReplicatedRanges["users"] == eastRing.underReplicatedRanges { _ in false })
+        let eventsRanges = try #require(down.underReplicatedRanges["events"])
+        #expect(eventsRanges > 0 && eventsRanges < eastRing.underReplicatedRanges { _ in false })
+        // n4 holds every key of the east part (3 replicas of 3 nodes), all under-replicated.
+        #expect(down.underReplicatedKeys["users"] == 300)
+        let eventsKeys = try #require(down.underReplicatedKeys["events"])
+        #expect(eventsKeys > 0 && eventsKeys < 300, "\(eventsKeys)")
+        #expect(down.underReplicatedKeys["default"] == nil, "n4 replicates nothing of the main ring")
+        #expect(down.keysByKeyspace == ["default": 0, "users": 300, "events": 200])
     }
 }

@@ -15,7 +15,7 @@ struct NodeHealthCountersTests {
         engine.blockCacheHits = written / 10
         engine.bloomFilterSkips = written / 5
         return NodeHealthSample(
-            diskUsedBytes: 0, hintOldestAgeSeconds: [:], healthyNodes: 1, underReplicatedRanges: 0,
+            diskUsedBytes: 0, hintOldestAgeSeconds: [:], healthyNodes: 1, underReplicatedRanges: [:],
             engine: EngineFigures(
                 pendingCompactionBytes: 0, liveTableBytes: 0, memtableBytes: 0, blockCacheBytes: written / 4,
                 blockCacheCapacityBytes: 1 << 20, traffic: engine),

@@ -1,5 +1,4 @@
 package import KVCore
-package import KVStorage
 
 /// The `keyspace` label of a node's metrics: the keyspace's name in the node's map, so the parts of a
 /// split keyspace count under their one name, `default` for keyspace 0; `unknown` for an id the map
@@ -15,13 +14,13 @@ package enum KeyspaceLabel {
         id == Keyspace.defaultID ? Keyspace.defaultName : map.keyspaces.first { $0.id == id }?.name
     }
 
-    /// `figure` of every keyspace `store` holds (`KeyspaceStoring.everyKeyspace()`), added up by label.
-    package static func sum(
-        of figure: (any KeyspaceStoring) -> Int, over store: any KeyspaceStoring, in map: ClusterMap
-    ) -> [String: Int] {
-        var sums: [String: Int] = [:]
-        for (id, view) in store.everyKeyspace() {
-            sums[name(of: id, in: map) ?? unknown, default: 0] &+= figure(view)
+    /// Figures by keyspace id (`KeyspaceStoring.everyKeyspace(_:)`), added up by label.
+    package static func byLabel<Figure: AdditiveArithmetic>(_ figures: [UInt32: Figure], in map: ClusterMap)
+        -> [String: Figure]
+    {
+        var sums: [String: Figure] = [:]
+        for (id, figure) in figures {
+            sums[name(of: id, in: map) ?? unknown, default: .zero] += figure
         }
         return sums
     }

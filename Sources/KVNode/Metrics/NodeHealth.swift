@@ -20,8 +20,8 @@ public import Metrics
 /// | `quorumkv_certificate_expiry_timestamp_seconds` | when the node's certificate in use expires (Unix time) |
 /// | `quorumkv_hint_oldest_age_seconds{target}` | age of the oldest-versioned hint queued for each target: the replica lag of what it missed |
 /// | `quorumkv_healthy_nodes` | members of the cluster map this node does not suspect, itself included |
-/// | `quorumkv_under_replicated_ranges` | vnode ranges with fewer than N replicas this node does not suspect |
-/// | `quorumkv_under_replicated_keys` | estimated keys in them: the cluster's keys (this node's count over its share of the ring) times their share |
+/// | `quorumkv_under_replicated_ranges{keyspace}` | vnode ranges of the keyspace's ring with fewer than its N replicas this node does not suspect (a split keyspace: its parts' added up) |
+/// | `quorumkv_under_replicated_keys{keyspace}` | estimated keys in them: the keyspace's keys (this node's count over its share of the keyspace's ring) times their share; absent where this node replicates none of the keyspace |
 /// | `quorumkv_hint_queue_bytes` | bytes of the hints this node holds, all targets |
 /// | `quorumkv_keyspace_keys{keyspace}` | keys this node holds in each keyspace (RocksDB's estimate; a split keyspace's parts added up, `KeyspaceLabel`) |
 /// | `quorumkv_peer_ping_seconds{peer}` | round trip of the last ping each peer answered |
@@ -54,9 +54,11 @@ public struct NodeHealthSample: Sendable, Hashable {
     /// Seconds since the oldest-versioned hint of each target was stored.
     public var hintOldestAgeSeconds: [String: Double]
     public var healthyNodes: Int
-    public var underReplicatedRanges: Int
-    /// Keys in those ranges, estimated (nil when this node replicates nothing to estimate from).
-    public var underReplicatedKeys: Double? = nil
+    /// Vnode ranges with fewer than N replicas not suspected, by keyspace label (`KeyspaceLabel`).
+    public var underReplicatedRanges: [String: Int]
+    /// Keys in those ranges, estimated, by keyspace label (absent for a keyspace of which this node
+    /// replicates nothing to estimate from).
+    public var underReplicatedKeys: [String: Double] = [:]
     /// Bytes of the hints held.
     public var hintBytes: Int? = nil
     /// Keys held in each keyspace, by label (estimated).
@@ -79,8 +81,8 @@ public final class NodeHealth: Sendable {
     private let diskFree: Gauge
     private let certificateExpiry: Gauge
     private let healthyNodes: Gauge
-    private let underReplicated: Gauge
-    private let underReplicatedKeys: Gauge
+    private let underReplicated: GaugeFamily
+    private let underReplicatedKeys: GaugeFamily
     private let hintBytes: Gauge
     private let keyspaceKeys: GaugeFamily
     private let hintAges: GaugeFamily
@@ -105,9 +107,10 @@ public final class NodeHealth: Sendable {
         "quorumkv_certificate_expiry_timestamp_seconds": "When the node's certificate expires (Unix time).",
         "quorumkv_hint_oldest_age_seconds": "Age of the oldest-versioned hint queued for each target (replica lag).",
         "quorumkv_healthy_nodes": "Members of the cluster map this node does not suspect, itself included.",
-        "quorumkv_under_replicated_ranges": "Vnode ranges with fewer than N replicas this node does not suspect.",
+        "quorumkv_under_replicated_ranges":
+            "Vnode ranges of the keyspace with fewer than its N replicas this node does not suspect.",
         "quorumkv_under_replicated_keys":
-            "Estimated keys in under-replicated ranges: this node's key count over its share of the ring, times their share.",
+            "Estimated keys of the keyspace in under-replicated ranges: this node's key count over its share of the keyspace's ring, times their share.",
         "quorumkv_hint_queue_bytes": "Bytes of the hints this node holds, all targets.",
         "quorumkv_keyspace_keys": "Keys this node holds in the keyspace (RocksDB's estimate).",
         "quorumkv_peer_ping_seconds": "Round trip of the last ping each peer answered.",
@@ -144,8 +147,10 @@ public final class NodeHealth: Sendable {
         diskFree = gauge("quorumkv_disk_free_bytes")
         certificateExpiry = gauge("quorumkv_certificate_expiry_timestamp_seconds")
         healthyNodes = gauge("quorumkv_healthy_nodes")
-        underReplicated = gauge("quorumkv_under_replicated_ranges")
-        underReplicatedKeys = gauge("quorumkv_under_replicated_keys")
+        underReplicated = GaugeFamily(
+            "quorumkv_under_replicated_ranges", by: "keyspace", nodeID: nodeID, factory: metricsFactory)
+        underReplicatedKeys = GaugeFamily(
+            "quorumkv_under_replicated_keys", by: "keyspace", nodeID: nodeID, factory: metricsFactory)
         hintBytes = gauge("quorumkv_hint_queue_bytes")
         keyspaceKeys = GaugeFamily("quorumkv_keyspace_keys", by: "keyspace", nodeID: nodeID, factory: metricsFactory)
         hintAges = GaugeFamily(
@@ -187,8 +192,8 @@ public final class NodeHealth: Sendable {
         if let value = sample.diskFreeBytes { diskFree.record(Double(value)) }
         if let value = sample.certificateNotAfterSeconds { certificateExpiry.record(Double(value)) }
         healthyNodes.record(sample.healthyNodes)
-        underReplicated.record(sample.underReplicatedRanges)
-        if let value = sample.underReplicatedKeys { underReplicatedKeys.record(value) }
+        underReplicated.record(sample.underReplicatedRanges.mapValues(Double.init))
+        underReplicatedKeys.record(sample.underReplicatedKeys)
         if let value = sample.hintBytes { hintBytes.record(value) }
         keyspaceKeys.record(sample.keysByKeyspace.mapValues(Double.init))
         hintAges.record(sample.hintOldestAgeSeconds)
@@ -212,24 +217,26 @@ public final class NodeHealth: Sendable {
     /// - Parameters:
     ///   - hintAges: seconds since the oldest-versioned hint of each target was stored.
     ///   - map: the cluster map this node holds; `suspected`: the peers its detector suspects.
-    ///   - keys: (`node`, its approximate key count), to estimate the keys under-replicated.
-    ///   - keysByKeyspace: its keys in each keyspace, by label.
+    ///   - keys: (`node`, its approximate key count in each keyspace, by id): the keys gauge, and to
+    ///     estimate the keys under-replicated.
     public static func read(
         dataDirectory: String, hintAges: [String: Double], certificateNotAfterSeconds: UInt64?,
         map: ClusterMap, suspected: Set<String>, peerPingSeconds: [String: Double] = [:], engine: EngineFigures? = nil,
-        peerTraffic: [String: PeerTraffic.Totals] = [:], keys: (node: String, count: UInt64)? = nil,
-        keysByKeyspace: [String: Int] = [:], hintBytes: Int? = nil
+        peerTraffic: [String: PeerTraffic.Totals] = [:], keys: (node: String, byKeyspace: [UInt32: UInt64])? = nil,
+        hintBytes: Int? = nil
     ) -> NodeHealthSample {
         let process = processFigures()
         let members = Set(map.nodes.map(\.id))
-        let ring = try? map.ring()
-        var underReplicatedKeys: Double?
-        if let ring, let keys {
-            let own = ring.replicaShare()[keys.node] ?? 0
-            if own > 0 {
-                underReplicatedKeys =
-                    (Double(keys.count) / own * ring.underReplicatedShare { !suspected.contains($0) }).rounded()
-            }
+        let reachable = { (node: String) in !suspected.contains(node) }
+        var underReplicatedRanges: [String: Int] = [:]
+        var underReplicatedKeys: [String: Double] = [:]
+        for (id, label) in KeyspaceLabel.live(in: map) {
+            guard let keyspace = map.keyspace(id: id), let ring = try? map.ring(of: keyspace) else { continue }
+            underReplicatedRanges[label, default: 0] += ring.underReplicatedRanges(reachable: reachable)
+            guard let keys, let count = keys.byKeyspace[id], case let own = ring.replicaShare()[keys.node] ?? 0, own > 0
+            else { continue }
+            underReplicatedKeys[label, default: 0] +=
+                (Double(count) / own * ring.underReplicatedShare(reachable: reachable)).rounded()
         }
         var sample = NodeHealthSample(
             cpuSeconds: process.cpuSeconds, residentBytes: process.residentBytes,
@@ -237,11 +244,11 @@ public final class NodeHealth: Sendable {
             diskUsedBytes: bytesOnDisk(dataDirectory), diskFreeBytes: bytesFree(dataDirectory),
             certificateNotAfterSeconds: certificateNotAfterSeconds, hintOldestAgeSeconds: hintAges,
             healthyNodes: members.subtracting(suspected).count,
-            underReplicatedRanges: ring?.underReplicatedRanges { !suspected.contains($0) } ?? 0,
+            underReplicatedRanges: underReplicatedRanges,
             peerPingSeconds: peerPingSeconds, engine: engine, peerTraffic: peerTraffic)
         sample.underReplicatedKeys = underReplicatedKeys
         sample.hintBytes = hintBytes
-        sample.keysByKeyspace = keysByKeyspace
+        sample.keysByKeyspace = KeyspaceLabel.byLabel(keys?.byKeyspace ?? [:], in: map).mapValues { Int(clamping: $0) }
         return sample
     }
 

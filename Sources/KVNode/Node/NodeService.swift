@@ -326,9 +326,7 @@ public final class NodeService: Service {
                                 certificateNotAfterSeconds: notAfter,
                                 map: map, suspected: suspected, peerPingSeconds: pings, engine: store.engineFigures(),
                                 peerTraffic: traffic.totals(),
-                                keys: (self.configuration.id, store.approximateKeyCountOfEveryKeyspace()),
-                                keysByKeyspace: KeyspaceLabel.sum(
-                                    of: { Int(clamping: $0.approximateKeyCount()) }, over: store, in: map),
+                                keys: (self.configuration.id, store.everyKeyspace { $0.approximateKeyCount() }),
                                 hintBytes: store.hintBytesHeld())
                         }) {
                             nodeHealth.record(sample)

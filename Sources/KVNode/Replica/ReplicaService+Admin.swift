@@ -92,7 +92,7 @@ extension ReplicaService {
     func queues() -> NodeQueues {
         let map = membership.current
         let rangesDue =
-            keyspaces.map { KeyspaceLabel.sum(of: { $0.rangesDue().count }, over: $0.root, in: map) }
+            keyspaces.map { KeyspaceLabel.byLabel($0.root.everyKeyspace { $0.rangesDue().count }, in: map) }
             ?? [Keyspace.defaultName: repairMarker?.rangesDueCount ?? 0]
         return NodeQueues(
             hintQueueSizes: hints?.hintQueueSizes() ?? [:], rangesDue: rangesDue,
