@@ -69,14 +69,11 @@ import Testing
     /// n1–n3 on the main ring (the default keyspace, N=3), n4–n6 on ring `east`; `users` keeps keys
     /// below "n" on the main ring and the others on `east`, `events` lives on `east` with N=2.
     static let map: ClusterMap = {
-        var nodes: [ClusterMap.Node] = []
-        for (index, ring) in ["", "", "", "east", "east", "east"].enumerated() {
-            let id = "n\(index + 1)"
-            let existing = nodes.filter { $0.ring == ring }.map(\.ringNode)
-            nodes.append(
-                ClusterMap.Node(
-                    id: id, address: "127.0.0.\(index + 1):7411",
-                    tokens: TokenAllocator.tokensForJoiningNode(id, existing: existing, tokensPerNode: 16), ring: ring))
+        // Each ring's tokens allocated on their own, as joins to that ring would.
+        let nodes = [("", ["n1", "n2", "n3"]), ("east", ["n4", "n5", "n6"])].flatMap { ring, ids in
+            TokenAllocator.allocate(nodeIDs: ids).map {
+                ClusterMap.Node(id: $0.id, address: "\($0.id).example:7411", tokens: $0.tokens, ring: ring)
+            }
         }
         return try! ClusterMap(clusterID: "test", epoch: 1, replicationFactor: 3, nodes: nodes)
             .applying(
