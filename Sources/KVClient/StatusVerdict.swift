@@ -37,21 +37,8 @@ package struct StatusVerdict: Sendable, Hashable {
             }
             problems.append(problem)
         }
-        if !down.isEmpty, let map, let ring = try? map.ring() {
-            let downIDs = Set(down.map(\.nodeID))
-            let n = ring.replicationFactor
-            let quorum = n / 2 + 1
-            let atAll = ring.share { list in list.contains { downIDs.contains($0) } }
-            let atQuorum = ring.share { list in list.count { downIDs.contains($0) } > n - quorum }
-            let atOne = ring.share { list in list.allSatisfy { downIDs.contains($0) } }
-            if atOne > 0 {
-                problems.append(
-                    "every replica is down for \(Self.percent(atOne)) of keys: they cannot be read or written")
-            } else if atQuorum > 0 {
-                problems.append("reads and writes at QUORUM fail for \(Self.percent(atQuorum)) of keys")
-            } else if atAll > 0 {
-                problems.append("writes at ALL fail for \(Self.percent(atAll)) of keys")
-            }
+        if !down.isEmpty, let map {
+            problems += Self.quorumLosses(down: Set(down.map(\.nodeID)), map: map)
         }
         // An up node most of the others suspect: its RPC port may not answer them.
         for node in up {
@@ -104,6 +91,53 @@ package struct StatusVerdict: Sendable, Hashable {
             }
         }
         self.problems = problems
+    }
+
+    /// What the nodes down cost each keyspace, on its own ring with its own N: the most severe of
+    /// "every replica is down for X % of keys", "reads and writes at QUORUM fail for X % of keys" and
+    /// "writes at ALL fail for X % of keys" (X: of the tokens, so of the keys). Keyspaces that lose the
+    /// same share share a line, naming them ("keyspaces default, sessions: …"; each part of a split
+    /// keyspace on its own, "keyspace users (keys from n): …", X of that part's keys); the default
+    /// keyspace alone is not named.
+    package static func quorumLosses(down: Set<String>, map: ClusterMap) -> [String] {
+        let named = map.partsByName.filter { $0.key != Keyspace.defaultName }.sorted { $0.key < $1.key }
+        var losses: [(loss: String, keyspaces: [String])] = []
+        for keyspace in [map.defaultKeyspace] + named.flatMap(\.value) {
+            guard let ring = try? map.ring(of: keyspace), let loss = quorumLoss(ring: ring, down: down) else {
+                continue
+            }
+            let range = map.keyRange(of: keyspace)
+            var keys: [String] = []
+            if !range.low.isEmpty { keys.append("from \(Keyspace.describe(key: range.low))") }
+            if let high = range.high { keys.append("below \(Keyspace.describe(key: high))") }
+            let name = keyspace.name + (keys.isEmpty ? "" : " (keys \(keys.joined(separator: " ")))")
+            if let index = losses.firstIndex(where: { $0.loss == loss }) {
+                losses[index].keyspaces.append(name)
+            } else {
+                losses.append((loss, [name]))
+            }
+        }
+        return losses.map { loss, keyspaces in
+            if keyspaces == [Keyspace.defaultName] { return loss }
+            return "keyspace\(keyspaces.count > 1 ? "s" : "") \(keyspaces.joined(separator: ", ")): \(loss)"
+        }
+    }
+
+    /// The most severe loss the `down` nodes cause on `ring` (at its N), nil when none.
+    package static func quorumLoss(ring: Ring, down: Set<String>) -> String? {
+        let n = ring.replicationFactor
+        let quorum = n / 2 + 1
+        let atAll = ring.share { list in list.contains { down.contains($0) } }
+        let atQuorum = ring.share { list in list.count { down.contains($0) } > n - quorum }
+        let atOne = ring.share { list in list.allSatisfy { down.contains($0) } }
+        if atOne > 0 {
+            return "every replica is down for \(Self.percent(atOne)) of keys: they cannot be read or written"
+        } else if atQuorum > 0 {
+            return "reads and writes at QUORUM fail for \(Self.percent(atQuorum)) of keys"
+        } else if atAll > 0 {
+            return "writes at ALL fail for \(Self.percent(atAll)) of keys"
+        }
+        return nil
     }
 
     /// The share of its file system a node's data folder takes, above which it is a problem.

@@ -58,6 +58,47 @@ struct StatusVerdictTests {
         #expect(verdict.problems[2].hasPrefix("reads and writes at QUORUM fail for "), "\(verdict.problems)")
     }
 
+    /// Each keyspace on its own ring with its own N: a node down on ring `east` costs the keyspaces
+    /// there, not the default one; keyspaces that lose the same share share a line.
+    @Test func quorumLossesAreEachKeyspacesOnItsRing() throws {
+        // n1–n4 on the main ring (above), e1–e3 on `east`; `users` split at "n" with its keys from "n"
+        // on `east`; `events` on `east` with N=2 (its QUORUM is both); `sessions` on the main ring like the
+        // default.
+        let east = TokenAllocator.allocate(nodeIDs: ["e1", "e2", "e3"]).map {
+            ClusterMap.Node(id: $0.id, address: "\($0.id).example:7411", tokens: $0.tokens, ring: "east")
+        }
+        var map = Self.map
+        map.nodes += east
+        map = try map.applying(
+            .createKeyspace("users", KeyspaceSettings(splits: [KeyspaceSplit(lowKey: Array("n".utf8), ring: "east")])))
+        map = try map.applying(
+            .createKeyspace("events", KeyspaceSettings(placement: .simple(replicas: 2), ring: "east")))
+        map = try map.applying(.createKeyspace("sessions", KeyspaceSettings()))
+
+        let eastDown = StatusVerdict.quorumLosses(down: ["e2"], map: map)
+        let events = try map.ring(of: #require(map.keyspace(named: "events")))
+        let eventsShare = Int((try #require(events.replicaShare()["e2"]) * 100).rounded())
+        #expect(
+            eastDown == [
+                "keyspace events: reads and writes at QUORUM fail for \(eventsShare) % of keys",
+                "keyspace users (keys from n): writes at ALL fail for 100 % of keys",
+            ], "the main ring is whole")
+
+        let twoEastDown = StatusVerdict.quorumLosses(down: ["e1", "e2"], map: map)
+        #expect(twoEastDown.contains("keyspace users (keys from n): reads and writes at QUORUM fail for 100 % of keys"))
+        #expect(twoEastDown.contains { $0.hasPrefix("keyspace events: every replica is down for ") }, "\(twoEastDown)")
+
+        // n2 down: the default keyspace, `sessions` and the part of `users` below "n" share one line.
+        let share = Int((try Self.map.ring().replicaShare()["n2"]! * 100).rounded())
+        #expect(
+            StatusVerdict.quorumLosses(down: ["n2"], map: map) == [
+                "keyspaces default, sessions, users (keys below n): writes at ALL fail for \(share) % of keys"
+            ])
+        // The default keyspace alone is not named, as before keyspaces.
+        #expect(
+            StatusVerdict.quorumLosses(down: ["n2"], map: Self.map) == ["writes at ALL fail for \(share) % of keys"])
+    }
+
     @Test func suspicionsMapsChangesHintsMarksAndCertificatesAreNamed() {
         var n1 = Self.up("n1")
         n1.peersSuspected = ["n4"]
