@@ -75,17 +75,20 @@ struct Repair: AsyncParsableCommand {
                 if let node {
                     nodes = [node]
                 } else {
-                    nodes = try await client.latestClusterMap().ring().nodes.map(\.id)
+                    // Every node holding ranges, of every ring: each repairs all its keyspaces.
+                    nodes = try await client.latestClusterMap().nodes.filter(\.state.ownsRanges).map(\.id)
                 }
                 var results: [NodeRepairDocument] = []
                 for (index, id) in nodes.enumerated() {
                     printError("\(id): repairing (\(index + 1) of \(nodes.count))")
                     do {
                         // Progress: the node's ranges-compared counter, from its value now.
-                        let ring = try await client.latestClusterMap().ring()
-                        let total = ring.vnodeRanges(replicatedBy: id).filter { range in
-                            span.map { $0.overlaps(range) } ?? true
-                        }.count
+                        // Over every keyspace, each on its ring, as the node's repair goes.
+                        let map = try await client.latestClusterMap()
+                        let total = map.liveKeyspaces.reduce(0) { total, keyspace in
+                            let ranges = (try? map.ring(of: keyspace))?.vnodeRanges(replicatedBy: id) ?? []
+                            return total + ranges.count { range in span.map { $0.overlaps(range) } ?? true }
+                        }
                         let compared: @Sendable () async -> Int? = {
                             guard let statistics = try? await client.nodeStatistics(node: id) else { return nil }
                             return Int(clamping: statistics.antiEntropyRangesCompared)

@@ -110,9 +110,7 @@ struct RingCommand: AsyncParsableCommand {
     }
 
     /// The rings to show: with a keyspace named, the ring of each of its parts (its placement);
-    /// otherwise every ring of the map with owners, the main one with the map's placement and each
-    /// other with the placement of a keyspace part living on it (else simple with the map's N, at most
-    /// as many replicas as it has owners).
+    /// otherwise every ring of the map with owners (`ClusterMap.ringsByName()`).
     static func rings(of map: ClusterMap, keyspace: Keyspace, named: Bool) throws -> [(
         name: String, keys: String?, ring: Ring
     )] {
@@ -129,17 +127,7 @@ struct RingCommand: AsyncParsableCommand {
                     return (part.ring, keys, try map.ring(of: part))
                 }
             }
-            let owners = { (name: String) in map.nodes.count { $0.state.ownsRanges && $0.ring == name } }
-            // A ring whose every node is still joining has no tokens to show yet.
-            return try map.ringNames.filter { $0.isEmpty || owners($0) > 0 }.map { name in
-                if name.isEmpty { return (name, nil, try map.ring()) }
-                let owners = owners(name)
-                let placement =
-                    map.keyspaces.first { !$0.dropped && $0.ring == name }?.placement
-                    ?? .simple(replicas: max(1, min(map.replicationFactor, owners)))
-                let view = Keyspace(id: Keyspace.defaultID, name: name, placement: placement, ring: name)
-                return (name, nil, try map.ring(of: view))
-            }
+            return try map.ringsByName().map { ($0.name, nil, $0.ring) }
         } catch {
             throw CommandFailure("the cluster map is not a valid ring: \(error)")
         }

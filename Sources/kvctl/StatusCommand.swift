@@ -79,7 +79,10 @@ struct Status: AsyncParsableCommand {
         let map = try? await client.clusterMap()
         let verdict = StatusVerdict(
             statuses: statuses, map: map, nowSeconds: UInt64(max(0, Date().timeIntervalSince1970)))
-        let ownership = (try? map?.ring().replicaShare()) ?? [:]
+        // Each node's share of its own ring (a node is on one).
+        let ownership = ((try? map?.ringsByName()) ?? []).reduce(into: [String: Double]()) { shares, ring in
+            shares.merge(ring.ring.replicaShare()) { first, _ in first }
+        }
         return Reading(
             statuses: statuses, withCounters: client.identity.role == .admin, verdict: verdict,
             ownership: ownership,

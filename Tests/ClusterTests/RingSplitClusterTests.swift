@@ -144,6 +144,14 @@ extension RealProcessTests {
                     }
                 }
             }
+            // `kvctl repair` repairs every node of every ring: the east ring's nodes compare their part.
+            let repaired = try await offThePool { try cluster.kvctl(["repair"], timeout: .seconds(240)) }
+            expectSuccess(repaired)
+            for node in Self.mainNodes + Self.eastNodes {
+                let line = repaired.stdout.split(separator: "\n").first { $0.hasPrefix("\(node): ") }
+                #expect(line.map { !$0.hasPrefix("\(node): 0 ranges") } == true, "\(node): \(repaired.stdout)")
+            }
+
             // The same through kvctl: the key's part's ring, and one replica read alone.
             #expect(
                 try await Self.kvctl(["ring", "zebra", "--keyspace", "users"], in: cluster).contains("ring       east"))

@@ -29,6 +29,28 @@ import Testing
         #expect(Self.twoRings.ringNames == ["", "east"])
     }
 
+    /// Every ring with owners, each with the placement of a keyspace living on it, else the map's N
+    /// capped at its owners: what `kvctl ring` lists and `kvctl status` takes each node's share from.
+    @Test func ringsByNameGiveEachRingItsNodesAndPlacement() throws {
+        let bare = try Self.twoRings.ringsByName()
+        #expect(bare.map(\.name) == ["", "east"])
+        #expect(bare.map { Set($0.ring.nodes.map(\.id)) } == [["n1", "n2", "n3"], ["n4", "n5", "n6"]])
+        #expect(bare.map(\.ring.replicationFactor) == [3, 3])
+        let events = try Self.twoRings.applying(
+            .createKeyspace("events", KeyspaceSettings(placement: .simple(replicas: 2), ring: "east")))
+        #expect(try events.ringsByName().map(\.ring.replicationFactor) == [3, 2], "events' placement on east")
+        var joining = Self.twoRings
+        joining.nodes = joining.nodes.map { node in
+            var node = node
+            if node.ring == "east" { node.state = .joining }
+            return node
+        }
+        #expect(try joining.ringsByName().map(\.name) == [""], "a ring of joining nodes has no tokens yet")
+        // Every node is on one ring: their shares of their rings cover each ring once per replica.
+        let shares = try Self.twoRings.ringsByName().map { $0.ring.replicaShare() }
+        #expect(shares.map { $0.values.reduce(0, +).rounded() } == [3, 3])
+    }
+
     @Test func aSplitKeyspacePlacesEachKeyRangeOnItsRing() throws {
         let map = Self.users
         let parts = map.parts(named: "users")

@@ -41,6 +41,34 @@ extension ClusterMap {
         return KeyRange(low: part.lowKey, high: index + 1 < parts.count ? parts[index + 1].lowKey : nil)
     }
 
+    /// Every ring of the map with owners (`ringNames`; a ring whose every node is still joining has no
+    /// tokens yet), the main one with the map's placement and each other with the placement of a
+    /// keyspace part living on it (else simple with the map's N, at most as many replicas as it has
+    /// owners): what `kvctl ring` shows and each node's share in `kvctl status`.
+    public func ringsByName() throws(RingError) -> [(name: String, ring: Ring)] {
+        var rings: [(name: String, ring: Ring)] = []
+        for name in ringNames {
+            if name.isEmpty {
+                rings.append((name, try ring()))
+                continue
+            }
+            let owners = nodes.count { $0.state.ownsRanges && $0.ring == name }
+            guard owners > 0 else { continue }
+            let placement =
+                keyspaces.first { !$0.dropped && $0.ring == name }?.placement
+                ?? .simple(replicas: max(1, min(replicationFactor, owners)))
+            let view = Keyspace(id: Keyspace.defaultID, name: name, placement: placement, ring: name)
+            rings.append((name, try ring(of: view)))
+        }
+        return rings
+    }
+
+    /// Every keyspace of the map not dropped: the default first, then each other keyspace (each part of
+    /// a split one) in the map's order.
+    public var liveKeyspaces: [Keyspace] {
+        [defaultKeyspace] + keyspaces.filter { !$0.dropped }
+    }
+
     /// The keyspace of id `id`, unless dropped.
     public func keyspace(id: UInt32) -> Keyspace? {
         if id == Keyspace.defaultID { return defaultKeyspace }

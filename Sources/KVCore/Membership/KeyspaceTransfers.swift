@@ -27,7 +27,7 @@ public struct KeyspaceTransfers: Sendable, Hashable {
     package var reportsAfterDefaultOnly = false
 
     public init(map: ClusterMap) {
-        self.keyspaces = [map.defaultKeyspace] + map.keyspaces.filter { !$0.dropped }
+        self.keyspaces = map.liveKeyspaces
     }
 
     /// What the node does next.

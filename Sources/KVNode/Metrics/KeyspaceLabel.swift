@@ -28,8 +28,6 @@ package enum KeyspaceLabel {
     /// The keyspaces of `map` not dropped, the default one included, with their labels: whose
     /// anti-entropy passes are reported.
     package static func live(in map: ClusterMap) -> [UInt32: String] {
-        var live = [Keyspace.defaultID: Keyspace.defaultName]
-        for keyspace in map.keyspaces where !keyspace.dropped { live[keyspace.id] = keyspace.name }
-        return live
+        Dictionary(map.liveKeyspaces.map { ($0.id, $0.name) }) { first, _ in first }
     }
 }

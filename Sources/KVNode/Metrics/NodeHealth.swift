@@ -230,12 +230,14 @@ public final class NodeHealth: Sendable {
         let reachable = { (node: String) in !suspected.contains(node) }
         var underReplicatedRanges: [String: Int] = [:]
         var underReplicatedKeys: [String: Double] = [:]
-        for (id, label) in KeyspaceLabel.live(in: map) {
-            guard let keyspace = map.keyspace(id: id), let ring = try? map.ring(of: keyspace) else { continue }
-            underReplicatedRanges[label, default: 0] += ring.underReplicatedRanges(reachable: reachable)
-            guard let keys, let count = keys.byKeyspace[id], case let own = ring.replicaShare()[keys.node] ?? 0, own > 0
+        for keyspace in map.liveKeyspaces {
+            guard let ring = try? map.ring(of: keyspace) else { continue }
+            underReplicatedRanges[keyspace.name, default: 0] += ring.underReplicatedRanges(reachable: reachable)
+            guard let keys, let count = keys.byKeyspace[keyspace.id],
+                case let own = ring.replicaShare()[keys.node] ?? 0,
+                own > 0
             else { continue }
-            underReplicatedKeys[label, default: 0] +=
+            underReplicatedKeys[keyspace.name, default: 0] +=
                 (Double(count) / own * ring.underReplicatedShare(reachable: reachable)).rounded()
         }
         var sample = NodeHealthSample(
