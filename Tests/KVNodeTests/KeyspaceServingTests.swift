@@ -10,6 +10,7 @@ import Metrics
 import MetricsTestKit
 import NIOCore
 import NIOPosix
+import Synchronization
 import Testing
 
 /// A node serves each keyspace of its map from that keyspace's store view: the same key bytes in two
@@ -47,6 +48,18 @@ import Testing
             hints: store, repairMarker: marker, hintQueueMax: 10, pool: pool, statistics: statistics,
             merkle: store, streaming: store, replica: replica, keyspaces: keyspaces, wallMillis: { 1_000 })
         return (service, keyspaces)
+    }
+
+    /// A service over a fresh store following `withCache`, the metrics its statistics report to, and
+    /// the id of `cache`.
+    static func measuredService() throws -> (
+        service: ReplicaService, store: InMemoryStore, metrics: TestMetrics, statistics: NodeStatistics, cache: UInt32
+    ) {
+        let store = InMemoryStore()
+        let metrics = TestMetrics()
+        let statistics = NodeStatistics(nodeID: "n1", metricsFactory: metrics)
+        let (service, _) = try service(withCache, store: store, statistics: statistics)
+        return (service, store, metrics, statistics, try #require(withCache.keyspace(named: "cache")).id)
     }
 
     static func put(_ service: ReplicaService, _ key: String, _ value: String, keyspace: UInt32) async throws {
@@ -111,11 +124,7 @@ import Testing
     /// `kvctl status`'s ranges due and the anti-entropy gauges count every keyspace's marks, each
     /// keyspace under its name, and the node's last whole pass is the oldest of its keyspaces'.
     @Test func theNodesAntiEntropyFiguresAreEveryKeyspaces() async throws {
-        let store = InMemoryStore()
-        let metrics = TestMetrics()
-        let statistics = NodeStatistics(nodeID: "n1", metricsFactory: metrics)
-        let (service, _) = try Self.service(Self.withCache, store: store, statistics: statistics)
-        let cache = try #require(Self.withCache.keyspace(named: "cache")).id
+        let (service, store, metrics, statistics, cache) = try Self.measuredService()
         let ranges = try Self.withCache.ring().vnodeRanges(replicatedBy: "n1")
         try store.markDue(replica: "n2", range: ranges[0], atMillis: 1)
         for range in ranges.prefix(3) { try store.keyspace(cache).markDue(replica: "n3", range: range, atMillis: 1) }
@@ -150,6 +159,28 @@ import Testing
         #expect(after.antiEntropyLastFullPassMillis == 4_000)
         #expect(try due("cache") == 2)
         #expect(try lastPass("cache") == 4)
+    }
+
+    /// Read repairs count under the keyspace they repair, and in `Admin` stats all together.
+    @Test func readRepairsCountUnderTheirKeyspace() async throws {
+        let (service, _, metrics, statistics, cache) = try Self.measuredService()
+        for (key, keyspace) in [("a", UInt32(0)), ("b", cache), ("c", cache)] {
+            _ = try await service.handle(
+                .putRequest(
+                    PutRequest(
+                        key: ByteBuffer(string: key), value: ByteBuffer(string: "v"),
+                        version: Version(hlc: 5, writer: 1), tombstone: false, origin: .readRepair, epoch: 0,
+                        expiresAtMillis: nil, keyspace: keyspace)),
+                from: ServiceFixture.client)
+        }
+        func repaired(_ keyspace: String) throws -> Int64? {
+            try metrics.expectCounter(
+                "quorumkv_read_repairs_applied_total", [("node", "n1"), ("keyspace", keyspace)]
+            ).totalValue
+        }
+        #expect(try repaired("default") == 1)
+        #expect(try repaired("cache") == 2)
+        #expect(statistics.readRepairsApplied.load(ordering: .relaxed) == 3)
     }
 
     @Test func aHintRemembersItsKeyspace() async throws {

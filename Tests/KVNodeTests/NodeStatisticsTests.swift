@@ -15,8 +15,10 @@ import Testing
         statistics.hintsReplayed.add(2, ordering: .relaxed)
         statistics.hintsReplayed.add(0, ordering: .relaxed)
         statistics.hintsExpired.add(1, ordering: .relaxed)
-        statistics.readRepairsReceived.add(4, ordering: .relaxed)
-        statistics.readRepairsApplied.add(2, ordering: .relaxed)
+        statistics.readRepairsReceived.add(3, keyspace: "default")
+        statistics.readRepairsReceived.add(1, keyspace: "users")
+        statistics.readRepairsApplied.add(2, keyspace: "users")
+        statistics.readRepairsApplied.add(0, keyspace: "default")
         statistics.rangesMarkedForRefusedHints.add(1, ordering: .relaxed)
         statistics.rangesMarkedForExpiredHints.add(2, ordering: .relaxed)
         statistics.markFailures.add(1, ordering: .relaxed)
@@ -26,8 +28,18 @@ import Testing
         #expect(try metrics.expectCounter("quorumkv_hints_refused_total", node).totalValue == 1)
         #expect(try metrics.expectCounter("quorumkv_hints_replayed_total", node).values == [2], "0 is not reported")
         #expect(try metrics.expectCounter("quorumkv_hints_expired_total", node).totalValue == 1)
-        #expect(try metrics.expectCounter("quorumkv_read_repairs_received_total", node).totalValue == 4)
-        #expect(try metrics.expectCounter("quorumkv_read_repairs_applied_total", node).totalValue == 2)
+        // By keyspace in the metrics, summed in `Admin` stats.
+        func inKeyspace(_ keyspace: String) -> [(String, String)] { node + [("keyspace", keyspace)] }
+        #expect(
+            try metrics.expectCounter("quorumkv_read_repairs_received_total", inKeyspace("default")).totalValue == 3)
+        #expect(try metrics.expectCounter("quorumkv_read_repairs_received_total", inKeyspace("users")).totalValue == 1)
+        #expect(try metrics.expectCounter("quorumkv_read_repairs_applied_total", inKeyspace("users")).totalValue == 2)
+        #expect(
+            try metrics.expectCounter("quorumkv_read_repairs_applied_total", inKeyspace("default")).totalValue == 0,
+            "the default keyspace's series is there from the start")
+        #expect(
+            (try? metrics.expectCounter("quorumkv_tombstones_purged_total", inKeyspace("users"))) == nil,
+            "another keyspace's comes with its first count")
         #expect(
             metrics.counterTotal(
                 label: "quorumkv_anti_entropy_ranges_marked_total", dimensions: [("reason", "hint_refused")]) == 1)

@@ -124,6 +124,11 @@ public final class AntiEntropy: Sendable {
         return ring
     }
 
+    /// The keyspace's label in the node's map, for the counters by keyspace.
+    private var keyspaceLabel: String {
+        KeyspaceLabel.label(of: keyspace, in: membership?.current)
+    }
+
     /// The same anti-entropy for another keyspace: its store (`local`, the checkpoint and marks), its
     /// ring, its peers' requests naming it; the configuration, counters and byte budget shared.
     package func serving(
@@ -381,7 +386,7 @@ public final class AntiEntropy: Sendable {
         do {
             let purged = try await local.purgeTombstones(in: range, before: horizon)
             if purged > 0 {
-                statistics.tombstonesPurged.add(purged, ordering: .relaxed)
+                statistics.tombstonesPurged.add(purged, keyspace: keyspaceLabel)
                 logger.info(
                     "purged tombstones", metadata: ["ring.range": "\(range)", "repair.tombstones": "\(purged)"])
             }
@@ -411,8 +416,9 @@ public final class AntiEntropy: Sendable {
             range: range, local: local, peer: peer, limiter: limiter, concurrency: configuration.copiesInParallel,
             purgeHorizon: purgeHorizon
         ).run()
-        statistics.antiEntropyKeysSent.add(report.keysSent, ordering: .relaxed)
-        statistics.antiEntropyKeysReceived.add(report.keysReceived, ordering: .relaxed)
+        let label = keyspaceLabel
+        statistics.antiEntropyKeysSent.add(report.keysSent, keyspace: label)
+        statistics.antiEntropyKeysReceived.add(report.keysReceived, keyspace: label)
         statistics.antiEntropyBytes.add(report.bytes, ordering: .relaxed)
         if let failure = report.failure {
             statistics.antiEntropySessionFailures.add(1, ordering: .relaxed)

@@ -259,7 +259,8 @@ final class RangeStreamer: Sendable {
                         index: index, count: records.count, lastKey: records.last?.key, done: page.done, from: source)
                     // The page and the checkpoint that says it is in commit together.
                     try await apply(records, checkpoint: transfer.checkpoint, lane)
-                    statistics.streamKeysReceived.add(records.count, ordering: .relaxed)
+                    statistics.streamKeysReceived.add(
+                        records.count, keyspace: KeyspaceLabel.label(of: lane.id, in: membership.current))
                     board.publish(transfer.checkpoint.ranges, receiving: transfer.checkpoint.change)
                 }
                 return

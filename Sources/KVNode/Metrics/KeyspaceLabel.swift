@@ -14,6 +14,12 @@ package enum KeyspaceLabel {
         id == Keyspace.defaultID ? Keyspace.defaultName : map.keyspaces.first { $0.id == id }?.name
     }
 
+    /// The label of keyspace `id`: its name in `map` (`default` for 0, with or without a map), else
+    /// `unknown`.
+    package static func label(of id: UInt32, in map: ClusterMap?) -> String {
+        id == Keyspace.defaultID ? Keyspace.defaultName : map.flatMap { name(of: id, in: $0) } ?? unknown
+    }
+
     /// Figures by keyspace id (`KeyspaceStoring.everyKeyspace(_:)`), added up by label.
     package static func byLabel<Figure: AdditiveArithmetic>(_ figures: [UInt32: Figure], in map: ClusterMap)
         -> [String: Figure]

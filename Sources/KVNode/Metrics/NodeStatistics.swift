@@ -1,3 +1,4 @@
+import KVCore
 public import KVRPC
 public import KVWire
 public import Metrics
@@ -18,13 +19,13 @@ package import Synchronization
 /// | `quorumkv_maps_refused_total` | counter | a peer committed a cluster map that was not the next epoch, not a valid ring, or without a majority's valid signatures |
 /// | `quorumkv_hints_replayed_total` | counter | a hint was handed over and acknowledged (by its target, or by its key's replicas when the target was removed), or deleted unsent because a newer hint of its key was (`HintReplayRound`) |
 /// | `quorumkv_hints_expired_total` | counter | a hint outlived the hint window and was dropped |
-/// | `quorumkv_read_repairs_received_total` | counter | a `Put` with origin `readRepair` arrived |
-/// | `quorumkv_read_repairs_applied_total` | counter | such a `Put` replaced an older version (or none) |
+/// | `quorumkv_read_repairs_received_total{keyspace}` | counter | a `Put` with origin `readRepair` arrived |
+/// | `quorumkv_read_repairs_applied_total{keyspace}` | counter | such a `Put` replaced an older version (or none) |
 /// | `quorumkv_anti_entropy_ranges_marked_total{reason}` | counter | a range was newly marked due, `reason` `hint_refused` or `hint_expired` |
 /// | `quorumkv_anti_entropy_mark_failures_total` | counter | a range could not be marked (storage failure, shutdown) |
-/// | `quorumkv_anti_entropy_writes_received_total` | counter | a `Put` with origin `antiEntropy` arrived |
+/// | `quorumkv_anti_entropy_writes_received_total{keyspace}` | counter | a `Put` with origin `antiEntropy` arrived |
 /// | `quorumkv_anti_entropy_ranges_compared_total` | counter | a range was compared without error with every co-replica (counted once the pass checkpointed it) |
-/// | `quorumkv_anti_entropy_keys_repaired_total{direction}` | counter | a record was copied by anti-entropy: `sent` (a co-replica applied it) or `received` (this node applied it) |
+/// | `quorumkv_anti_entropy_keys_repaired_total{direction,keyspace}` | counter | a record was copied by anti-entropy: `sent` (a co-replica applied it) or `received` (this node applied it) |
 /// | `quorumkv_anti_entropy_bytes_total` | counter | bytes of anti-entropy RPC frames, both directions |
 /// | `quorumkv_anti_entropy_session_failures_total` | counter | an anti-entropy session ended with an error |
 /// | `quorumkv_anti_entropy_last_full_pass_timestamp_seconds{keyspace}` | gauge | a whole pass (all ranges) of the keyspace ended without error (of every part, for a split keyspace: the oldest of theirs); 0: never |
@@ -54,19 +55,19 @@ public final class NodeStatistics: Sendable {
     package let hintsRehomed: ReportedCounter
     package let hintsReplayed: ReportedCounter
     package let hintsExpired: ReportedCounter
-    package let readRepairsReceived: ReportedCounter
-    package let readRepairsApplied: ReportedCounter
+    package let readRepairsReceived: KeyspaceCounter
+    package let readRepairsApplied: KeyspaceCounter
     package let rangesMarkedForRefusedHints: ReportedCounter
     package let rangesMarkedForExpiredHints: ReportedCounter
     package let markFailures: ReportedCounter
-    package let antiEntropyWritesReceived: ReportedCounter
+    package let antiEntropyWritesReceived: KeyspaceCounter
     package let antiEntropyRangesCompared: ReportedCounter
-    package let antiEntropyKeysSent: ReportedCounter
-    package let antiEntropyKeysReceived: ReportedCounter
+    package let antiEntropyKeysSent: KeyspaceCounter
+    package let antiEntropyKeysReceived: KeyspaceCounter
     package let antiEntropyBytes: ReportedCounter
     package let antiEntropySessionFailures: ReportedCounter
-    package let tombstonesPurged: ReportedCounter
-    package let streamKeysReceived: ReportedCounter
+    package let tombstonesPurged: KeyspaceCounter
+    package let streamKeysReceived: KeyspaceCounter
     package let streamKeysResent: ReportedCounter
     package let streamBytes: ReportedCounter
     package let streamRetries: ReportedCounter
@@ -97,6 +98,9 @@ public final class NodeStatistics: Sendable {
         func counter(_ label: String, _ dimensions: [(String, String)] = []) -> ReportedCounter {
             ReportedCounter(label: label, dimensions: [("node", nodeID)] + dimensions, factory: metricsFactory)
         }
+        func byKeyspace(_ label: String, _ dimensions: [(String, String)] = []) -> KeyspaceCounter {
+            KeyspaceCounter(label: label, dimensions: [("node", nodeID)] + dimensions, factory: metricsFactory)
+        }
         hintsStored = counter("quorumkv_hints_stored_total")
         hintsRefused = counter("quorumkv_hints_refused_total")
         clockAheadRefused = counter("quorumkv_clock_ahead_refused_total")
@@ -104,19 +108,19 @@ public final class NodeStatistics: Sendable {
         hintsRehomed = counter("quorumkv_hints_rehomed_total")
         hintsReplayed = counter("quorumkv_hints_replayed_total")
         hintsExpired = counter("quorumkv_hints_expired_total")
-        readRepairsReceived = counter("quorumkv_read_repairs_received_total")
-        readRepairsApplied = counter("quorumkv_read_repairs_applied_total")
+        readRepairsReceived = byKeyspace("quorumkv_read_repairs_received_total")
+        readRepairsApplied = byKeyspace("quorumkv_read_repairs_applied_total")
         rangesMarkedForRefusedHints = counter("quorumkv_anti_entropy_ranges_marked_total", [("reason", "hint_refused")])
         rangesMarkedForExpiredHints = counter("quorumkv_anti_entropy_ranges_marked_total", [("reason", "hint_expired")])
         markFailures = counter("quorumkv_anti_entropy_mark_failures_total")
-        antiEntropyWritesReceived = counter("quorumkv_anti_entropy_writes_received_total")
+        antiEntropyWritesReceived = byKeyspace("quorumkv_anti_entropy_writes_received_total")
         antiEntropyRangesCompared = counter("quorumkv_anti_entropy_ranges_compared_total")
-        antiEntropyKeysSent = counter("quorumkv_anti_entropy_keys_repaired_total", [("direction", "sent")])
-        antiEntropyKeysReceived = counter("quorumkv_anti_entropy_keys_repaired_total", [("direction", "received")])
+        antiEntropyKeysSent = byKeyspace("quorumkv_anti_entropy_keys_repaired_total", [("direction", "sent")])
+        antiEntropyKeysReceived = byKeyspace("quorumkv_anti_entropy_keys_repaired_total", [("direction", "received")])
         antiEntropyBytes = counter("quorumkv_anti_entropy_bytes_total")
         antiEntropySessionFailures = counter("quorumkv_anti_entropy_session_failures_total")
-        tombstonesPurged = counter("quorumkv_tombstones_purged_total")
-        streamKeysReceived = counter("quorumkv_stream_keys_received_total")
+        tombstonesPurged = byKeyspace("quorumkv_tombstones_purged_total")
+        streamKeysReceived = byKeyspace("quorumkv_stream_keys_received_total")
         streamKeysResent = counter("quorumkv_stream_keys_resent_total")
         streamBytes = counter("quorumkv_stream_bytes_total")
         streamRetries = counter("quorumkv_stream_retries_total")
@@ -191,7 +195,7 @@ public final class NodeStatistics: Sendable {
 
     /// Sets every counter of `stats` (`Admin` stats).
     public func fill(_ stats: inout NodeStats) {
-        func value(_ counter: ReportedCounter) -> UInt64 { UInt64(clamping: counter.load(ordering: .relaxed)) }
+        func value(_ counter: some CountedTotal) -> UInt64 { UInt64(clamping: counter.load(ordering: .relaxed)) }
         stats.hintsStored = value(hintsStored)
         stats.hintsRefused = value(hintsRefused)
         stats.hintsRehomed = value(hintsRehomed)
@@ -340,12 +344,55 @@ final class GaugeFamily: Sendable {
     }
 }
 
+/// A count `Admin` stats reads: a `ReportedCounter`, or a `KeyspaceCounter`'s total.
+package protocol CountedTotal: Sendable {
+    func load(ordering: AtomicLoadOrdering) -> Int
+}
+
+/// One counter by keyspace: an atomic total for `Admin` stats, reported through one swift-metrics
+/// `Counter` per keyspace label (`KeyspaceLabel`): the default keyspace's from the start (a scrape
+/// shows it at 0), another's the first time it counts.
+package final class KeyspaceCounter: CountedTotal {
+    private let total = Atomic<Int>(0)
+    private let label: String
+    private let dimensions: [(String, String)]
+    private let factory: any MetricsFactory
+    private let counters: Mutex<[String: Counter]>
+
+    init(label: String, dimensions: [(String, String)], factory: any MetricsFactory) {
+        self.label = label
+        self.dimensions = dimensions
+        self.factory = factory
+        let defaultCounter = Counter(
+            label: label, dimensions: dimensions + [("keyspace", Keyspace.defaultName)], factory: factory)
+        counters = Mutex([Keyspace.defaultName: defaultCounter])
+    }
+
+    /// Adds `amount` to keyspace `keyspace`'s count and the total (nothing when it is not positive).
+    package func add(_ amount: Int, keyspace: String) {
+        guard amount > 0 else { return }
+        total.add(amount, ordering: .relaxed)
+        let counter = counters.withLock { counters in
+            if let counter = counters[keyspace] { return counter }
+            let counter = Counter(label: label, dimensions: dimensions + [("keyspace", keyspace)], factory: factory)
+            counters[keyspace] = counter
+            return counter
+        }
+        counter.increment(by: amount)
+    }
+
+    /// Every keyspace's count.
+    package func load(ordering: AtomicLoadOrdering) -> Int {
+        total.load(ordering: .relaxed)
+    }
+}
+
 /// One counter: an atomic for `Admin` stats, reported through a swift-metrics `Counter` as well.
 ///
 /// Its `add(_:ordering:)` and `load(ordering:)` are spelled like `Atomic<Int>`'s, so code that counts
 /// does not care that the count is also reported. The ordering is always `.relaxed` (an atomic's
 /// ordering must be a constant, and a counter needs no other): the argument is only the spelling.
-package final class ReportedCounter: Sendable {
+package final class ReportedCounter: CountedTotal {
     private let value = Atomic<Int>(0)
     private let counter: Counter
 

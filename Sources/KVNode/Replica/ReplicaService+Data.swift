@@ -56,7 +56,7 @@ extension ReplicaService {
             }
         }
         let (key, record) = try checkedWrite(put, from: peer, in: context)
-        statistics.readRepairsReceived.add(1, ordering: .relaxed)
+        statistics.readRepairsReceived.add(1, keyspace: context.keyspace.name)
         let replica = context.replica
         let (outcome, clock, changed) = try await runOnPool {
             () throws(ReplicaError) -> (ApplyOutcome, UInt64, Bool) in
@@ -72,7 +72,7 @@ extension ReplicaService {
             return (outcome, clock, older && outcome == .applied)
         }
         if changed {
-            statistics.readRepairsApplied.add(1, ordering: .relaxed)
+            statistics.readRepairsApplied.add(1, keyspace: context.keyspace.name)
         }
         return Self.putResponse(outcome, offered: put.version, clock: clock)
     }
@@ -109,7 +109,7 @@ extension ReplicaService {
         // a change since is refused here (`notReplica`), and its holder hands it to the key's replicas.
         try checkAdmitted(key, write: true, writeEpoch: put.origin == .client ? put.epoch : 0, in: context)
         if put.origin == .antiEntropy {
-            statistics.antiEntropyWritesReceived.add(1, ordering: .relaxed)
+            statistics.antiEntropyWritesReceived.add(1, keyspace: context.keyspace.name)
         }
         let record = try Self.record(
             key: key, version: put.version, tombstone: put.tombstone, value: put.value,

@@ -161,7 +161,7 @@ extension ReplicaService {
             try checkAdmitted(checked.key, write: true, in: context)
             records.append(checked)
         }
-        statistics.antiEntropyWritesReceived.add(records.count, ordering: .relaxed)
+        statistics.antiEntropyWritesReceived.add(records.count, keyspace: context.keyspace.name)
         let replica = context.replica
         let batch = records
         let (applied, clock) = try await runOnPool { () throws(ReplicaError) -> (Int, UInt64) in
