@@ -20,13 +20,14 @@ package enum KeyspaceLabel {
         id == Keyspace.defaultID ? Keyspace.defaultName : map.flatMap { name(of: id, in: $0) } ?? unknown
     }
 
-    /// Figures by keyspace id (`KeyspaceStoring.everyKeyspace(_:)`), added up by label.
-    package static func byLabel<Figure: AdditiveArithmetic>(_ figures: [UInt32: Figure], in map: ClusterMap)
+    /// Figures by keyspace id (`KeyspaceStoring.everyKeyspace(_:)`), added up by label (wrapping: an
+    /// engine's estimate is not trusted not to be huge).
+    package static func byLabel<Figure: FixedWidthInteger>(_ figures: [UInt32: Figure], in map: ClusterMap)
         -> [String: Figure]
     {
         var sums: [String: Figure] = [:]
         for (id, figure) in figures {
-            sums[name(of: id, in: map) ?? unknown, default: .zero] += figure
+            sums[name(of: id, in: map) ?? unknown, default: 0] &+= figure
         }
         return sums
     }
