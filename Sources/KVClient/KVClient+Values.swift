@@ -107,6 +107,8 @@ package struct NodeStatus: Sendable, Hashable {
     package var oldestHintAgeSeconds: [String: Double]? = nil
     /// Why the counters are missing although they were asked for (the node is up: it answered the ping).
     package var countersError: String? = nil
+    /// The keys it holds in each keyspace it stores, by keyspace id (a node built before it sends none).
+    package var keysByKeyspace: [UInt32: UInt64]? = nil
 
     /// A node's status with only the ping's part known.
     package init(
@@ -172,6 +174,27 @@ extension NodeStatus {
         diskFreeBytes = stats.diskFreeBytes
         oldestHintAgeSeconds = Dictionary(
             stats.hintAges.map { ($0.target, Double($0.millis) / 1000) }, uniquingKeysWith: max)
+        keysByKeyspace = stats.keyspaceKeys.map { Dictionary($0.map { ($0.keyspace, $0.keys) }, uniquingKeysWith: max) }
+    }
+
+    /// Each keyspace part's keys (by id), estimated from the nodes' counts (`keysByKeyspace`): every
+    /// replica of a part holds a copy, so the sum over the nodes that counted it, divided by its N.
+    /// Absent for a part no node counted (every node down, or built before the count); low while
+    /// replicas are down or behind. The nodes' numbers are bounded (the sums saturate).
+    package static func keyspaceKeys(_ statuses: [NodeStatus], map: ClusterMap) -> [UInt32: UInt64] {
+        var keys: [UInt32: UInt64] = [:]
+        for part in map.liveKeyspaces {
+            let counts = statuses.compactMap { $0.keysByKeyspace?[part.id] }
+            guard !counts.isEmpty else { continue }
+            keys[part.id] = counts.reduce(0, saturatingSum) / UInt64(max(1, part.placement.replicationFactor))
+        }
+        return keys
+    }
+
+    /// `a + b`, or `UInt64.max` past it.
+    package static func saturatingSum(_ a: UInt64, _ b: UInt64) -> UInt64 {
+        let (sum, overflow) = a.addingReportingOverflow(b)
+        return overflow ? .max : sum
     }
 
     /// The transfer in `stats`, its figures bounded (a node's numbers): shares to a million

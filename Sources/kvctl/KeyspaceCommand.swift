@@ -3,6 +3,7 @@ import Foundation
 import KVClient
 import KVConfig
 import KVCore
+import KVTLS
 
 /// `kvctl keyspace …`: the cluster's keyspaces, each with its own N, levels and TTL, on one ring or
 /// split by key range across rings, created, altered, moved and dropped as cluster-map changes (admin
@@ -29,8 +30,11 @@ struct KeyspaceCommand: AsyncParsableCommand {
 
         func run() async throws {
             try await reportingFailures(json: global.json) {
-                let map = try await global.withClient { client in try await client.latestClusterMap() }
-                let rows = KeyspaceDocument.all(of: map)
+                let (map, keys) = try await global.withClient { client in
+                    let map = try await client.latestClusterMap()
+                    return (map, try await keyspaceKeys(client, map: map))
+                }
+                let rows = KeyspaceDocument.all(of: map).map { $0.counting(keys) }
                 if global.json {
                     try printJSON(KeyspaceListDocument(epoch: map.epoch, keyspaces: rows))
                 } else {
@@ -49,10 +53,13 @@ struct KeyspaceCommand: AsyncParsableCommand {
 
         func run() async throws {
             try await reportingFailures(json: global.json) {
-                let map = try await global.withClient { client in try await client.latestClusterMap() }
+                let (map, keys) = try await global.withClient { client in
+                    let map = try await client.latestClusterMap()
+                    return (map, try await keyspaceKeys(client, map: map))
+                }
                 let parts = map.parts(named: name)
                 guard !parts.isEmpty else { throw unknownKeyspace(name, in: map) }
-                let row = KeyspaceDocument(parts: parts)
+                let row = KeyspaceDocument(parts: parts).counting(keys)
                 if global.json {
                     try printJSON(row)
                     return
@@ -64,6 +71,9 @@ struct KeyspaceCommand: AsyncParsableCommand {
                 print("read       \(row.read)")
                 print("write      \(row.write)")
                 print("ttl        \(row.ttl ?? "none")")
+                if let keys = row.keys {
+                    print("keys       ~\(keys) (estimate: the copies the nodes up count, over N)")
+                }
                 for part in row.parts {
                     print(
                         "part       from \(part.lowKey.isEmpty ? "the first key" : "'\(part.lowKey)'") (id \(part.id)): "
@@ -331,7 +341,8 @@ func printKeyspaceTable(_ rows: [KeyspaceDocument]) {
     print(
         "KEYSPACE".padding(toLength: width, withPad: " ", startingAt: 0)
             + "  ID    PLACEMENT             READ          WRITE         TTL    "
-            + "FROM".padding(toLength: fromWidth, withPad: " ", startingAt: 0) + "  RING")
+            + "FROM".padding(toLength: fromWidth, withPad: " ", startingAt: 0) + "  "
+            + "~KEYS".padding(toLength: 10, withPad: " ", startingAt: 0) + "  RING")
     for row in rows {
         for part in row.parts {
             let placement = row.placement + (row.pendingPlacement.map { "→\($0)" } ?? "")
@@ -344,9 +355,17 @@ func printKeyspaceTable(_ rows: [KeyspaceDocument]) {
                     + (row.ttl ?? "-").padding(toLength: 6, withPad: " ", startingAt: 0) + " "
                     + (part.lowKey.isEmpty ? "-" : part.lowKey).padding(
                         toLength: fromWidth, withPad: " ", startingAt: 0)
+                    + "  " + (part.keys.map(String.init) ?? "-").padding(toLength: 10, withPad: " ", startingAt: 0)
                     + "  " + part.ring + (part.pendingRing.map { " → \($0)" } ?? ""))
         }
     }
+}
+
+/// Each keyspace part's keys, estimated from the nodes' counts (`NodeStatus.keyspaceKeys`), when the
+/// certificate is an admin's (the counts come with `Admin` stats); none otherwise.
+func keyspaceKeys(_ client: KVClient, map: ClusterMap) async throws -> [UInt32: UInt64] {
+    guard client.identity.role == .admin else { return [:] }
+    return NodeStatus.keyspaceKeys(try await client.status(), map: map)
 }
 
 /// One keyspace in `--json` output, with its parts (one when it is not split). The default
@@ -367,6 +386,9 @@ struct KeyspaceDocument: Encodable {
     var dropped: Bool
     /// The parts by low key, the first from the first key.
     var parts: [PartDocument]
+    /// Its keys, estimated (`NodeStatus.keyspaceKeys`: the parts' added up); nil without an admin
+    /// certificate, or when no node counted them.
+    var keys: UInt64?
 
     /// One part: the keys from `lowKey` (empty for the first part) up to the next part's, on `ring`.
     struct PartDocument: Encodable {
@@ -377,6 +399,17 @@ struct KeyspaceDocument: Encodable {
         var ring: String
         /// The ring the part is moving to (`keyspace move`); nil when it is not moving.
         var pendingRing: String?
+        /// Its keys, estimated; nil as the keyspace's.
+        var keys: UInt64?
+    }
+
+    /// The document with the keys `keys` (by part id) estimates.
+    func counting(_ keys: [UInt32: UInt64]) -> KeyspaceDocument {
+        var document = self
+        for index in document.parts.indices { document.parts[index].keys = keys[document.parts[index].id] }
+        let counted = document.parts.compactMap(\.keys)
+        document.keys = counted.isEmpty ? nil : counted.reduce(0, NodeStatus.saturatingSum)
+        return document
     }
 
     /// The keyspace made of `parts` (by low key, at least one: the first gives the settings).

@@ -144,6 +144,15 @@ extension RealProcessTests {
                     }
                 }
             }
+            // `kvctl keyspace show` estimates each part's keys from the nodes' counts (copies over N).
+            let shownJSON = try await Self.kvctl(["keyspace", "show", "users", "--json"], in: cluster)
+            let document = try #require(
+                try JSONSerialization.jsonObject(with: Data(shownJSON.utf8)) as? [String: Any], "\(shownJSON)")
+            let partKeys = (document["parts"] as? [[String: Any]] ?? []).map { $0["keys"] as? Int ?? -1 }
+            let perPart = Self.keys.count / 2
+            #expect(partKeys.count == 2 && partKeys.allSatisfy { (perPart...perPart + 8).contains($0) }, "\(shownJSON)")
+            #expect((document["keys"] as? Int).map { (perPart * 2...perPart * 2 + 16).contains($0) } == true)
+
             // `kvctl repair` repairs every node of every ring: the east ring's nodes compare their part.
             let repaired = try await offThePool { try cluster.kvctl(["repair"], timeout: .seconds(240)) }
             expectSuccess(repaired)

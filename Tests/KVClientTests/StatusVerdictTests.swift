@@ -138,3 +138,30 @@ struct StatusVerdictTests {
         #expect(StatusVerdict.diskUsage(full) == 0.5)
     }
 }
+
+/// `kvctl keyspace list`'s key estimate: the copies the nodes count, over each part's N.
+struct KeyspaceKeysTests {
+    @Test func eachPartsCopiesOverItsNAndHostileCountsSaturate() throws {
+        var map = StatusVerdictTests.map
+        map = try map.applying(
+            .createKeyspace(
+                "users",
+                KeyspaceSettings(
+                    placement: .simple(replicas: 2), splits: [KeyspaceSplit(lowKey: Array("n".utf8), ring: "")])))
+        let parts = map.parts(named: "users").map(\.id)
+        func node(_ id: String, _ keys: [UInt32: UInt64]?) -> NodeStatus {
+            var status = StatusVerdictTests.up(id)
+            status.keysByKeyspace = keys
+            return status
+        }
+        // Default (N=3): 30 copies; the first part (N=2): 20 copies; the second part: counted by n3 only.
+        let statuses = [
+            node("n1", [0: 10, parts[0]: 10]), node("n2", [0: 10, parts[0]: 10]), node("n3", [0: 10, parts[1]: 7]),
+            node("n4", nil), StatusVerdictTests.down("n5"),
+        ]
+        #expect(NodeStatus.keyspaceKeys(statuses, map: map) == [0: 10, parts[0]: 10, parts[1]: 3])
+        #expect(NodeStatus.keyspaceKeys([node("n4", nil)], map: map).isEmpty, "a node built before the count")
+        let hostile = [node("n1", [0: .max]), node("n2", [0: .max])]
+        #expect(NodeStatus.keyspaceKeys(hostile, map: map) == [0: UInt64.max / 3], "the sum saturates")
+    }
+}

@@ -112,6 +112,9 @@ import Testing
             return
         }
         #expect(counters.keys == 4)
+        #expect(
+            counters.keyspaceKeys == [KeyspaceKeys(keyspace: 0, keys: 1), KeyspaceKeys(keyspace: cache, keys: 3)],
+            "and each keyspace's, by id")
         let pong = try await service.handle(
             .pingRequest(PingRequest(epoch: 0, clock: 0)), from: PeerIdentity(name: "c", role: .client))
         guard case .pingResponse(let response) = pong else {

@@ -48,6 +48,27 @@ struct VersionedFieldTests {
         #expect(Message.clusterMapResponse(response).restricted(toProtocol: 4) == .clusterMapResponse(response))
     }
 
+    @Test("a node's keys by keyspace: absent from an older build's stats, sent on version-4 connections only")
+    func keyspaceKeysInStats() throws {
+        var stats = NodeStats(node: "n1")
+        stats.keys = 30
+        let older = Message.nodeStats(stats).frame(requestID: 1, allocator: ByteBufferAllocator())
+        guard case .nodeStats(let decoded) = try Message(frame: older) else {
+            Issue.record("not a NodeStats")
+            return
+        }
+        #expect(decoded.keyspaceKeys == nil, "a build before the field sends none")
+        stats.keyspaceKeys = [KeyspaceKeys(keyspace: 0, keys: 10), KeyspaceKeys(keyspace: 5, keys: 20)]
+        let newer = Message.nodeStats(stats).frame(requestID: 1, allocator: ByteBufferAllocator())
+        #expect(try Message(frame: newer) == .nodeStats(stats))
+        #expect(newer.body.readableBytes == older.body.readableBytes + 4 + 2 * 12)
+        guard case .nodeStats(let restricted) = Message.nodeStats(stats).restricted(toProtocol: 3) else {
+            Issue.record("not a NodeStats")
+            return
+        }
+        #expect(restricted.keyspaceKeys == nil)
+    }
+
     @Test("Heartbeat is a version-4 message; the others every version has")
     func messageVersions() {
         #expect(MessageType.heartbeatRequest.protocolVersionMin == 4)

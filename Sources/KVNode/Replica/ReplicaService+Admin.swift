@@ -17,6 +17,10 @@ extension ReplicaService {
         let queues = recordQueues()
         var stats = NodeStats(node: nodeID)
         stats.keys = keyCount()
+        let byKeyspace = keyspaces?.root.everyKeyspace { $0.approximateKeyCount() } ?? [0: store.approximateKeyCount()]
+        stats.keyspaceKeys = byKeyspace.sorted { $0.key < $1.key }.prefix(Limits.keyspaceIDsMax).map {
+            KeyspaceKeys(keyspace: $0.key, keys: $0.value)
+        }
         stats.uptimeSeconds = UInt64(clamping: (ContinuousClock.now - startedAt).components.seconds)
         statistics.fill(&stats)
         stats.antiEntropyRangesDue = UInt64(clamping: queues.totalRangesDue)

@@ -2963,6 +2963,43 @@ extension ByteBuffer {
     }
 }
 
+/// The keys a node holds in one keyspace (a part of a split keyspace is its own), RocksDB's estimate.
+public struct KeyspaceKeys: Sendable, Hashable {
+    public var keyspace: UInt32
+    public var keys: UInt64
+
+    public init(keyspace: UInt32, keys: UInt64) {
+        self.keyspace = keyspace
+        self.keys = keys
+    }
+}
+
+extension ByteBuffer {
+    /// Reads one `KeyspaceKeys` from the readable bytes.
+    ///
+    /// Returns `nil` and leaves the reader index unchanged when the buffer holds only part of one.
+    /// Throws (also leaving the reader index unchanged) when the bytes can never decode: a field
+    /// over its limit, an invalid bool, enum value or UTF-8 string.
+    public mutating func readKeyspaceKeys() throws(WireError) -> KeyspaceKeys? {
+        try self.readWireValue { (buffer: inout ByteBuffer) throws(WireError) in try buffer.decodeKeyspaceKeys() }
+    }
+
+    /// Writes the encoding of `value`; returns the number of bytes written.
+    @discardableResult
+    public mutating func writeKeyspaceKeys(_ value: KeyspaceKeys) -> Int {
+        var written = 0
+        written += self.writeInteger(value.keyspace)
+        written += self.writeInteger(value.keys)
+        return written
+    }
+
+    mutating func decodeKeyspaceKeys() throws(WireError) -> KeyspaceKeys {
+        let keyspace = try self.decodeWireInteger(UInt32.self)
+        let keys = try self.decodeWireInteger(UInt64.self)
+        return KeyspaceKeys(keyspace: keyspace, keys: keys)
+    }
+}
+
 /// Connections or requests a node refused for one reason (RPCRefusal's names: queue_full, …).
 public struct RefusalCount: Sendable, Hashable {
     public var reason: String
@@ -3072,8 +3109,11 @@ public struct NodeStats: Sendable, Hashable {
     /// since: the rate the transfer goes at, for its ETA. Both 0 when it is not receiving.
     public var transferShareAtStartMillionths: UInt64
     public var transferElapsedMillis: UInt64
+    /// The keys it holds in each keyspace it stores, by keyspace id (`kvctl keyspace list`). Appended
+    /// within protocol version 4: a node built before it does not send it, and it reads as absent.
+    public var keyspaceKeys: [KeyspaceKeys]?
 
-    public init(node: String, keys: UInt64, uptimeSeconds: UInt64, hintsStored: UInt64, hintsRefused: UInt64, hintsRehomed: UInt64, hintsReplayed: UInt64, hintsExpired: UInt64, hintsBytes: UInt64, hintQueues: [HintQueue], clockAheadRefused: UInt64, mapsRefused: UInt64, readRepairsReceived: UInt64, readRepairsApplied: UInt64, antiEntropyRangesDue: UInt64, antiEntropyRangesMarkedHintRefused: UInt64, antiEntropyRangesMarkedHintExpired: UInt64, antiEntropyMarkFailures: UInt64, antiEntropyWritesReceived: UInt64, antiEntropyRangesCompared: UInt64, antiEntropyKeysSent: UInt64, antiEntropyKeysReceived: UInt64, antiEntropyBytes: UInt64, antiEntropySessionFailures: UInt64, antiEntropyLastFullPassMillis: UInt64, antiEntropyOldestRangeComparedMillis: UInt64, rangesCompared: [RangeCompared], tombstonesPurged: UInt64, streamKeysReceived: UInt64, streamKeysResent: UInt64, streamBytes: UInt64, streamRetries: UInt64, handoffKeysDeleted: UInt64, refusals: [RefusalCount], peers: [PeerView], clusterEpoch: UInt64, clusterChange: String, transfers: [RangeTransferStatus], certificateNotAfter: UInt64?, diskUsedBytes: UInt64?, diskFreeBytes: UInt64?, hintAges: [HintAge], transferShareMillionths: UInt64, transferShareAtStartMillionths: UInt64, transferElapsedMillis: UInt64) {
+    public init(node: String, keys: UInt64, uptimeSeconds: UInt64, hintsStored: UInt64, hintsRefused: UInt64, hintsRehomed: UInt64, hintsReplayed: UInt64, hintsExpired: UInt64, hintsBytes: UInt64, hintQueues: [HintQueue], clockAheadRefused: UInt64, mapsRefused: UInt64, readRepairsReceived: UInt64, readRepairsApplied: UInt64, antiEntropyRangesDue: UInt64, antiEntropyRangesMarkedHintRefused: UInt64, antiEntropyRangesMarkedHintExpired: UInt64, antiEntropyMarkFailures: UInt64, antiEntropyWritesReceived: UInt64, antiEntropyRangesCompared: UInt64, antiEntropyKeysSent: UInt64, antiEntropyKeysReceived: UInt64, antiEntropyBytes: UInt64, antiEntropySessionFailures: UInt64, antiEntropyLastFullPassMillis: UInt64, antiEntropyOldestRangeComparedMillis: UInt64, rangesCompared: [RangeCompared], tombstonesPurged: UInt64, streamKeysReceived: UInt64, streamKeysResent: UInt64, streamBytes: UInt64, streamRetries: UInt64, handoffKeysDeleted: UInt64, refusals: [RefusalCount], peers: [PeerView], clusterEpoch: UInt64, clusterChange: String, transfers: [RangeTransferStatus], certificateNotAfter: UInt64?, diskUsedBytes: UInt64?, diskFreeBytes: UInt64?, hintAges: [HintAge], transferShareMillionths: UInt64, transferShareAtStartMillionths: UInt64, transferElapsedMillis: UInt64, keyspaceKeys: [KeyspaceKeys]? = nil) {
         self.node = node
         self.keys = keys
         self.uptimeSeconds = uptimeSeconds
@@ -3119,6 +3159,7 @@ public struct NodeStats: Sendable, Hashable {
         self.transferShareMillionths = transferShareMillionths
         self.transferShareAtStartMillionths = transferShareAtStartMillionths
         self.transferElapsedMillis = transferElapsedMillis
+        self.keyspaceKeys = keyspaceKeys
     }
 }
 
@@ -3181,6 +3222,8 @@ extension ByteBuffer {
         written += self.writeInteger(value.transferShareMillionths)
         written += self.writeInteger(value.transferShareAtStartMillionths)
         written += self.writeInteger(value.transferElapsedMillis)
+        guard let keyspaceKeys = value.keyspaceKeys else { return written }
+        written += self.writeWireList(keyspaceKeys) { (buffer: inout ByteBuffer, element) in buffer.writeKeyspaceKeys(element) }
         return written
     }
 
@@ -3230,7 +3273,9 @@ extension ByteBuffer {
         let transferShareMillionths = try self.decodeWireInteger(UInt64.self)
         let transferShareAtStartMillionths = try self.decodeWireInteger(UInt64.self)
         let transferElapsedMillis = try self.decodeWireInteger(UInt64.self)
-        return NodeStats(node: node, keys: keys, uptimeSeconds: uptimeSeconds, hintsStored: hintsStored, hintsRefused: hintsRefused, hintsRehomed: hintsRehomed, hintsReplayed: hintsReplayed, hintsExpired: hintsExpired, hintsBytes: hintsBytes, hintQueues: hintQueues, clockAheadRefused: clockAheadRefused, mapsRefused: mapsRefused, readRepairsReceived: readRepairsReceived, readRepairsApplied: readRepairsApplied, antiEntropyRangesDue: antiEntropyRangesDue, antiEntropyRangesMarkedHintRefused: antiEntropyRangesMarkedHintRefused, antiEntropyRangesMarkedHintExpired: antiEntropyRangesMarkedHintExpired, antiEntropyMarkFailures: antiEntropyMarkFailures, antiEntropyWritesReceived: antiEntropyWritesReceived, antiEntropyRangesCompared: antiEntropyRangesCompared, antiEntropyKeysSent: antiEntropyKeysSent, antiEntropyKeysReceived: antiEntropyKeysReceived, antiEntropyBytes: antiEntropyBytes, antiEntropySessionFailures: antiEntropySessionFailures, antiEntropyLastFullPassMillis: antiEntropyLastFullPassMillis, antiEntropyOldestRangeComparedMillis: antiEntropyOldestRangeComparedMillis, rangesCompared: rangesCompared, tombstonesPurged: tombstonesPurged, streamKeysReceived: streamKeysReceived, streamKeysResent: streamKeysResent, streamBytes: streamBytes, streamRetries: streamRetries, handoffKeysDeleted: handoffKeysDeleted, refusals: refusals, peers: peers, clusterEpoch: clusterEpoch, clusterChange: clusterChange, transfers: transfers, certificateNotAfter: certificateNotAfter, diskUsedBytes: diskUsedBytes, diskFreeBytes: diskFreeBytes, hintAges: hintAges, transferShareMillionths: transferShareMillionths, transferShareAtStartMillionths: transferShareAtStartMillionths, transferElapsedMillis: transferElapsedMillis)
+        var keyspaceKeys: [KeyspaceKeys]? = nil
+        if self.readableBytes > 0 { keyspaceKeys = try self.decodeWireList(limit: Limits.keyspaceIDsMax, elementBytesMin: 12, field: "NodeStats.keyspaceKeys") { (buffer: inout ByteBuffer) throws(WireError) in try buffer.decodeKeyspaceKeys() } }
+        return NodeStats(node: node, keys: keys, uptimeSeconds: uptimeSeconds, hintsStored: hintsStored, hintsRefused: hintsRefused, hintsRehomed: hintsRehomed, hintsReplayed: hintsReplayed, hintsExpired: hintsExpired, hintsBytes: hintsBytes, hintQueues: hintQueues, clockAheadRefused: clockAheadRefused, mapsRefused: mapsRefused, readRepairsReceived: readRepairsReceived, readRepairsApplied: readRepairsApplied, antiEntropyRangesDue: antiEntropyRangesDue, antiEntropyRangesMarkedHintRefused: antiEntropyRangesMarkedHintRefused, antiEntropyRangesMarkedHintExpired: antiEntropyRangesMarkedHintExpired, antiEntropyMarkFailures: antiEntropyMarkFailures, antiEntropyWritesReceived: antiEntropyWritesReceived, antiEntropyRangesCompared: antiEntropyRangesCompared, antiEntropyKeysSent: antiEntropyKeysSent, antiEntropyKeysReceived: antiEntropyKeysReceived, antiEntropyBytes: antiEntropyBytes, antiEntropySessionFailures: antiEntropySessionFailures, antiEntropyLastFullPassMillis: antiEntropyLastFullPassMillis, antiEntropyOldestRangeComparedMillis: antiEntropyOldestRangeComparedMillis, rangesCompared: rangesCompared, tombstonesPurged: tombstonesPurged, streamKeysReceived: streamKeysReceived, streamKeysResent: streamKeysResent, streamBytes: streamBytes, streamRetries: streamRetries, handoffKeysDeleted: handoffKeysDeleted, refusals: refusals, peers: peers, clusterEpoch: clusterEpoch, clusterChange: clusterChange, transfers: transfers, certificateNotAfter: certificateNotAfter, diskUsedBytes: diskUsedBytes, diskFreeBytes: diskFreeBytes, hintAges: hintAges, transferShareMillionths: transferShareMillionths, transferShareAtStartMillionths: transferShareAtStartMillionths, transferElapsedMillis: transferElapsedMillis, keyspaceKeys: keyspaceKeys)
     }
 }
 
@@ -4259,6 +4304,9 @@ public enum Message: Sendable, Hashable {
         case .clusterMapResponse(var message):
             if version < 4 { message.memberVersions = nil }
             return .clusterMapResponse(message)
+        case .nodeStats(var message):
+            if version < 4 { message.keyspaceKeys = nil }
+            return .nodeStats(message)
         default:
             return self
         }
