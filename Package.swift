@@ -160,6 +160,15 @@ let package = Package(
             dependencies: ["KVWire"],
             swiftSettings: swiftSettings
         ),
+        // Not a product: the cluster tests run it (TLSExitTests).
+        .executableTarget(
+            name: "kvtls-probe",
+            dependencies: [
+                "KVCore", "KVTLS", .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOEmbedded", package: "swift-nio"),
+            ],
+            swiftSettings: swiftSettings
+        ),
         .executableTarget(
             name: "kvwire-gen",
             dependencies: [

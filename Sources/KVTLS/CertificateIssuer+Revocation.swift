@@ -20,6 +20,7 @@ extension CertificateIssuer {
         existingPEM: String? = nil,
         validityDays: Int = CertificateIssuer.revocationListValidityDaysDefault
     ) throws -> String {
+        OpenSSL.start()
         guard validityDays > 0 else { throw TLSError.certificateIssuanceFailed("validity must be at least one day") }
         let (caCert, caKey) = try load(authority)
         defer {

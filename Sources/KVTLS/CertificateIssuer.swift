@@ -25,6 +25,7 @@ public enum CertificateIssuer {
 
     /// A self-signed CA: basicConstraints CA:TRUE, keyUsage keyCertSign and cRLSign.
     public static func makeAuthority(commonName: String, validityDays: Int = 3650) throws -> IssuedCertificate {
+        OpenSSL.start()
         let key = try makeKey()
         defer { EVP_PKEY_free(key) }
         let cert = try makeCertificate(
@@ -72,6 +73,7 @@ public enum CertificateIssuer {
         validityDays: Int = CertificateIssuer.leafValidityDaysDefault,
         notBeforeOffsetDays: Int = 0
     ) throws -> IssuedCertificate {
+        OpenSSL.start()
         guard validityDays > 0 else { throw TLSError.certificateIssuanceFailed("validity must be at least one day") }
         for value in ipAddresses + dnsNames + [roleURI ?? ""] where value.contains(",") || value.contains("\n") {
             throw TLSError.certificateIssuanceFailed("invalid subject alternative name \"\(value)\"")

@@ -9,6 +9,23 @@ import KVCore
 
 /// Small helpers over OpenSSL's C API shared by the context, the connection and the issuer.
 enum OpenSSL {
+    /// Initializes OpenSSL without its clean-up at exit; every public way into KVTLS that calls OpenSSL
+    /// calls this first (`OpenSSL.start()`), since OpenSSL's first initialization decides.
+    ///
+    /// By default OpenSSL frees its global state (providers, algorithm tables, each thread's error
+    /// queue) from an `atexit` handler. A process that exits while another thread is in OpenSSL, as
+    /// `kvctl` does when its event loops still free a closed connection's `SSL` after the command
+    /// returned, then dies of SIGSEGV after its work is done (`kvtls-probe`, `TLSExitTests`). The memory
+    /// is the system's to take back at exit.
+    private static let started: Void = {
+        guard OPENSSL_init_crypto(UInt64(OPENSSL_INIT_NO_ATEXIT), nil) == 1 else {
+            preconditionFailure("OpenSSL cannot initialize: \(drainErrors())")
+        }
+    }()
+
+    /// Initializes OpenSSL once (`started`); cheap after the first call.
+    static func start() { started }
+
     /// Drains this thread's OpenSSL error queue into one line of reasons ("certificate verify failed").
     ///
     /// The queue is per thread and shared by every channel on an event loop, so callers clear it

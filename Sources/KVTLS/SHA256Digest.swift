@@ -17,6 +17,7 @@ package struct SHA256Digest: ~Copyable {
     private let context: OpaquePointer
 
     package init() {
+        OpenSSL.start()
         // Only fails when out of memory or when OpenSSL has no SHA-256: nothing a caller can recover.
         guard let context = EVP_MD_CTX_new(), EVP_DigestInit_ex(context, EVP_sha256(), nil) == 1 else {
             preconditionFailure("OpenSSL cannot make a SHA-256 context")

@@ -17,6 +17,7 @@ final class TLSMaterial: @unchecked Sendable {
     /// PEM, a key that does not match the certificate, a certificate without a QuorumKV role, a CRL
     /// no CA of the CA file signed.
     init(configuration: TLSConfiguration, side: TLSContext.Side) throws(TLSError) {
+        OpenSSL.start()
         let caPEM: String
         let certificatePEM: String
         let keyPEM: String

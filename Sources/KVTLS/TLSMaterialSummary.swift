@@ -64,6 +64,7 @@ public struct CertificateSummary: Sendable, Hashable {
 
     /// Every certificate in `pem`, in order. Throws `TLSError.invalidConfiguration` when there is none.
     public static func read(pem: String) throws(TLSError) -> [CertificateSummary] {
+        OpenSSL.start()
         guard let bio = OpenSSL.makeReadBIO(pem) else {
             throw .invalidConfiguration("cannot read PEM: \(OpenSSL.drainErrors())")
         }
@@ -131,6 +132,7 @@ public struct RevocationListSummary: Sendable, Hashable {
 
     /// Every CRL in `pem`, in order (none is not an error: a file may hold certificates only).
     public static func read(pem: String) throws(TLSError) -> [RevocationListSummary] {
+        OpenSSL.start()
         guard let bio = OpenSSL.makeReadBIO(pem) else {
             throw .invalidConfiguration("cannot read PEM: \(OpenSSL.drainErrors())")
         }
