@@ -222,6 +222,10 @@ stop)
     ;;
 kill)
     valid_id "${2:-}"
+    pid_of "$2" >/dev/null || {
+        echo "cluster.sh: $2 is not running in $dir (set QUORUMKV_CLUSTER_DIR for another cluster)" >&2
+        exit 1
+    }
     stop_node "$2" KILL
     echo "cluster.sh: killed $2" >&2
     ;;
