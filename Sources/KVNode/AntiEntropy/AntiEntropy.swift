@@ -25,7 +25,8 @@ import Synchronization
 ///    During the comparison, a tombstone older than the grace period is not copied to a replica that
 ///    holds nothing for its key, only over an older value (`MerkleComparison.purgeHorizon`).
 ///
-/// Passes never overlap: an on-demand pass waits for a running one to end. Sessions of different
+/// A node's passes never overlap, over all its keyspaces (`serving` shares one `PassGate`): an
+/// on-demand pass, or another keyspace's, waits for a running one to end. Sessions of different
 /// ranges run `sessionsInParallel` at a time; all of them share one `ByteRateLimiter`.
 public final class AntiEntropy: Sendable {
     package struct Configuration: Sendable {
@@ -61,7 +62,8 @@ public final class AntiEntropy: Sendable {
     private let statistics: NodeStatistics
     private let wallMillis: @Sendable () -> UInt64
     private let logger: Logger
-    private let running = Mutex(false)
+    /// Held by the pass running now, of this keyspace or another (shared by `serving`).
+    private let gate: PassGate
     /// When each vnode range (by its end) was last compared without error with every co-replica, in
     /// ms since the Unix epoch; kept in `checkpoint` under `comparedName`.
     private let lastCompared: Mutex<[UInt64: UInt64]>
@@ -90,7 +92,8 @@ public final class AntiEntropy: Sendable {
         membership: Membership? = nil,
         makePeer: (@Sendable (String) -> any AntiEntropyReplica)? = nil,
         keyspace: UInt32 = 0,
-        limiter: ByteRateLimiter? = nil
+        limiter: ByteRateLimiter? = nil,
+        gate: PassGate? = nil
     ) {
         self.keyspace = keyspace
         self.checkpoint = checkpoint
@@ -103,6 +106,7 @@ public final class AntiEntropy: Sendable {
         self.marks = marks
         self.configuration = configuration
         self.limiter = limiter ?? ByteRateLimiter(bytesPerSecond: configuration.bytesPerSecond)
+        self.gate = gate ?? PassGate()
         self.statistics = statistics
         self.wallMillis = wallMillis
         self.logger = logger
@@ -130,7 +134,8 @@ public final class AntiEntropy: Sendable {
     }
 
     /// The same anti-entropy for another keyspace: its store (`local`, the checkpoint and marks), its
-    /// ring, its peers' requests naming it; the configuration, counters and byte budget shared.
+    /// ring, its peers' requests naming it; the configuration, counters, byte budget and pass gate
+    /// shared.
     package func serving(
         _ keyspace: UInt32, local: LocalAntiEntropyReplica, store: any ReplicaStore & RepairMarkStore,
         makePeer: @escaping @Sendable (String) -> any AntiEntropyReplica
@@ -138,7 +143,7 @@ public final class AntiEntropy: Sendable {
         AntiEntropy(
             nodeID: nodeID, ring: initialRing, local: local, peers: [:], marks: store, configuration: configuration,
             statistics: statistics, wallMillis: wallMillis, logger: logger, checkpoint: store, membership: membership,
-            makePeer: makePeer, keyspace: keyspace, limiter: limiter)
+            makePeer: makePeer, keyspace: keyspace, limiter: limiter, gate: gate)
     }
 
     /// The replica of peer `id`.
@@ -190,9 +195,9 @@ public final class AntiEntropy: Sendable {
     }
 
     /// Runs one pass now, over the vnode ranges that overlap `range` (all when nil), after any pass
-    /// already running.
+    /// already running on this node.
     package func pass(within range: TokenRangeSpan?) async -> AntiEntropyReport {
-        while !running.withLock({ running in
+        while !gate.running.withLock({ running in
             defer { running = true }
             return !running
         }) {
@@ -204,7 +209,7 @@ public final class AntiEntropy: Sendable {
                 return report
             }
         }
-        defer { running.withLock { $0 = false } }
+        defer { gate.running.withLock { $0 = false } }
         let started = ContinuousClock.now
         var report = await runPass(within: range)
         report.duration = ContinuousClock.now - started
@@ -513,4 +518,12 @@ public struct AntiEntropyReport: Sendable, Hashable {
         if let firstError { pairs.append(("first_error", String(firstError.prefix(Limits.errorMessageBytesMax / 2)))) }
         return pairs.map { (name: $0.0, value: $0.1) }
     }
+}
+
+/// Whether one of a node's anti-entropy passes runs now, whatever its keyspace: one pass at a time
+/// keeps a node's background comparisons, and the load they put on its peers, those of one keyspace.
+package final class PassGate: Sendable {
+    let running = Mutex(false)
+
+    package init() {}
 }
