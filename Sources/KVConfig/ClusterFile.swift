@@ -130,7 +130,7 @@ public enum ClusterFile {
         } catch let error as ConfigError {
             throw error
         } catch {
-            throw ConfigError("\(source): \(error)")
+            throw ConfigError("\(source): \(YAMLErrors.describe(error))")
         }
         guard !document.nodes.isEmpty else { throw ConfigError("\(source): 'nodes' is empty") }
         let placement: Placement

@@ -44,6 +44,24 @@ import Testing
         let error = try #require(throws: ConfigError.self) { try ClusterFile.parse(text) }
         #expect(error.description.contains(reason), "\(error)")
     }
+
+    /// A file of the wrong shape names the setting and what it should be (`YAMLErrors`), not Swift's
+    /// `DecodingError` with its debug description.
+    @Test(arguments: [
+        (
+            "replication-factor: 99999999999999999999\nnodes:\n  - {id: n1, address: 127.0.0.1:1}\n",
+            "'replication-factor': expected a whole number (in range)"
+        ),
+        ("epoch: -3\nnodes:\n  - {id: n1, address: 127.0.0.1:1}\n", "'epoch': expected a whole number (in range)"),
+        ("nodes:\n  - id: n1\n", "'nodes[0].address' is missing"),
+        ("nodes:\n  - {id: [1, 2], address: 127.0.0.1:1}\n", "'nodes[0].id': expected a single value, found a list"),
+        ("nodes: 5\n", "'nodes': expected a list"),
+        ("nodes:\n  - 7\n", "'nodes[0]': expected a mapping"),
+    ])
+    func aFileOfTheWrongShapeNamesTheSetting(_ text: String, _ reason: String) throws {
+        let error = try #require(throws: ConfigError.self) { try ClusterFile.parse(text, source: "c.yaml") }
+        #expect(error.description == "c.yaml: \(reason)")
+    }
 }
 
 /// `cluster.yaml`'s keyspaces (issue 20): what `kvctl` renders for a fresh client reads back as the

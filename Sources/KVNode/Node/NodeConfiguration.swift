@@ -1,4 +1,5 @@
 import Foundation
+import KVConfig
 public import KVCore
 public import KVStorage
 import KVWire
@@ -270,7 +271,7 @@ public struct NodeFile: Sendable, Hashable, Decodable {
         } catch let error as NodeError {
             throw error
         } catch {
-            throw NodeError.configuration("\(path): \(error)")
+            throw NodeError.configuration("\(path): \(YAMLErrors.describe(error))")
         }
     }
 }
