@@ -22,7 +22,7 @@ extension RealProcessTests {
             #expect(scrape.hasPrefix("HTTP/1.1 200 OK\r\n"), "\(scrape.prefix(200))")
             #expect(scrape.contains("Content-Type: text/plain; version=0.0.4; charset=utf-8\r\n"))
             #expect(scrape.contains("# TYPE quorumkv_hints_stored_total counter\n"))
-            #expect(scrape.contains("quorumkv_hints_stored_total{node=\"n1\"} 0\n"))
+            #expect(scrape.contains("quorumkv_hints_stored_total{node=\"n1\",keyspace=\"default\"} 0\n"))
             #expect(scrape.contains("# TYPE quorumkv_cluster_epoch gauge\n"))
             #expect(scrape.contains("quorumkv_anti_entropy_ranges_due{node=\"n1\",keyspace=\"default\"} 0\n"))
             // The put above, counted and timed.
@@ -137,10 +137,12 @@ extension RealProcessTests {
             let used = reported["quorumkv_disk_used_bytes\(node)"] ?? 0
             #expect(abs(used - duBytes) <= duBytes * 0.05, "disk used \(used), du \(duBytes)")
 
+            expectSuccess(try cluster.kvctl(["keyspace", "create", "events", "--rf", "3"]))
             cluster.stop("n3")
             // 200 keys: n1 is the fallback, holding a hint for n3, of the keys it does not replicate.
             for index in 0..<200 {
                 _ = try await client.put(Array("health-\(index)".utf8), value: Array("while n3 is down".utf8))
+                _ = try await client.keyspace("events").put("event-\(index)", value: "while n3 is down")
             }
             let lagging = try await scrape {
                 ($0["quorumkv_healthy_nodes\(node)"] ?? 0) == 3
@@ -153,6 +155,23 @@ extension RealProcessTests {
             #expect(underKeys >= 50 && underKeys <= 600, "keys estimated under-replicated: \(underKeys)")
             #expect(lagging["quorumkv_hint_queue_bytes\(node)"] ?? 0 > 0, "n1 holds hints for n3")
             #expect(lagging["quorumkv_hint_oldest_age_seconds{node=\"n1\",target=\"n3\"}"] ?? 0 > 1)
+            #expect(lagging["quorumkv_hints_stored_total{node=\"n1\",keyspace=\"events\"}"] ?? 0 > 0)
+
+            // n3 back: n1 replays its hints, counted under each hint's keyspace.
+            try await offThePool { try cluster.start("n3") }
+            func hints(_ what: String, _ keyspace: String) -> String {
+                "quorumkv_hints_\(what)_total{node=\"n1\",keyspace=\"\(keyspace)\"}"
+            }
+            let caughtUp = try await scrape {
+                ($0["quorumkv_hint_queue_bytes\(node)"] ?? 1) == 0 && ($0[hints("replayed", "events")] ?? 0) > 0
+            }
+            for keyspace in ["default", "events"] {
+                let (stored, replayed) = (
+                    caughtUp[hints("stored", keyspace)] ?? 0, caughtUp[hints("replayed", keyspace)]
+                )
+                #expect(
+                    stored > 0 && replayed == stored, "\(keyspace): \(stored) hints stored, \(replayed ?? 0) replayed")
+            }
             await client.close()
         }
 

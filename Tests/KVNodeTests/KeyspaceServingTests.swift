@@ -186,10 +186,9 @@ import Testing
         #expect(statistics.readRepairsApplied.load(ordering: .relaxed) == 3)
     }
 
+    /// A hint keeps its keyspace, and is counted under its name (`quorumkv_hints_stored_total{keyspace}`).
     @Test func aHintRemembersItsKeyspace() async throws {
-        let store = InMemoryStore()
-        let (service, _) = try Self.service(Self.withCache, store: store)
-        let cache = try #require(Self.withCache.keyspace(named: "cache")).id
+        let (service, store, metrics, statistics, cache) = try Self.measuredService()
         let answer = try await service.handle(
             .hintRequest(
                 HintRequest(
@@ -205,6 +204,13 @@ import Testing
         #expect(response.outcome == .stored)
         let held = try store.hints(for: "n2", limit: 10)
         #expect(held.map(\.hint.keyspace) == [cache])
+        #expect(
+            try metrics.expectCounter("quorumkv_hints_stored_total", [("node", "n1"), ("keyspace", "cache")]).totalValue
+                == 1)
+        #expect(
+            try metrics.expectCounter("quorumkv_hints_stored_total", [("node", "n1"), ("keyspace", "default")])
+                .totalValue == 0)
+        #expect(statistics.hintsStored.load(ordering: .relaxed) == 1)
     }
 
     @Test func anUnknownKeyspaceIsRefusedNamingIt() async throws {

@@ -258,17 +258,19 @@ import Testing
         #expect(text.contains("quorumkv_peer_up{node=\"n1\",peer=\"n3\"} 0\n"))
         #expect(text.contains("quorumkv_peer_phi{node=\"n1\",peer=\"n3\"} 12.5\n"))
         #expect(
-            text.contains("# TYPE quorumkv_hints_stored_total counter\nquorumkv_hints_stored_total{node=\"n1\"} 0\n"))
+            text.contains(
+                "# TYPE quorumkv_hints_stored_total counter\nquorumkv_hints_stored_total{node=\"n1\",keyspace=\"default\"} 0\n"
+            ))
 
         // n3 trusted again, n2 no longer watched (removed from the map): down, phi 0.
         statistics.recordPeers(phi: ["n3": 0.1], suspected: [], epoch: 9)
-        statistics.hintsStored.add(2, ordering: .relaxed)
+        statistics.hintsStored.add(2, keyspace: "default")
         text = registry.render()
         #expect(text.contains("quorumkv_cluster_epoch{node=\"n1\"} 9\n"))
         #expect(text.contains("quorumkv_peer_up{node=\"n1\",peer=\"n2\"} 0\n"))
         #expect(text.contains("quorumkv_peer_phi{node=\"n1\",peer=\"n2\"} 0\n"))
         #expect(text.contains("quorumkv_peer_up{node=\"n1\",peer=\"n3\"} 1\n"))
-        #expect(text.contains("quorumkv_hints_stored_total{node=\"n1\"} 2\n"))
+        #expect(text.contains("quorumkv_hints_stored_total{node=\"n1\",keyspace=\"default\"} 2\n"))
     }
 }
 

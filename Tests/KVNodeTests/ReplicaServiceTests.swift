@@ -179,8 +179,8 @@ struct ReplicaServiceTests {
         // n3 has its own queue.
         #expect(try await fixture.hint("n3", first, hlc: 5) == .stored)
 
-        #expect(fixture.counter("quorumkv_hints_stored_total") == 2)
-        #expect(fixture.counter("quorumkv_hints_refused_total") == 3)
+        #expect(fixture.counter("quorumkv_hints_stored_total", [("keyspace", "default")]) == 2)
+        #expect(fixture.counter("quorumkv_hints_refused_total", [("keyspace", "default")]) == 3)
         #expect(fixture.counter("quorumkv_anti_entropy_ranges_marked_total", [("reason", "hint_refused")]) == 2)
         #expect(fixture.counter("quorumkv_anti_entropy_mark_failures_total") == 0)
         let notices = fixture.notices("range marked for anti-entropy")
@@ -248,7 +248,7 @@ struct ReplicaServiceTests {
         let fixture = try ServiceFixture(hintQueueMax: 10)
         await #expect(throws: RPCError.self) { _ = try await fixture.hint("n1", "key-0", hlc: 1 << 20) }
         #expect(fixture.store.hintQueueSizes().isEmpty)
-        #expect(fixture.counter("quorumkv_hints_refused_total") == 1)
+        #expect(fixture.counter("quorumkv_hints_refused_total", [("keyspace", "default")]) == 1)
         #expect(try await fixture.hint("n2", "key-0", hlc: 1 << 20) == .stored)
         try await fixture.shutdown()
     }

@@ -149,7 +149,7 @@ final class HintReplayer: Sendable {
                 logger.warning("cannot delete a hint", metadata: ["peer.node_id": "\(target)", "error": "\(error)"])
                 break
             }
-            statistics.hintsReplayed.add(1, ordering: .relaxed)
+            statistics.hintsReplayed.add(1, keyspace: KeyspaceLabel.label(of: hint.keyspace, in: map))
         }
         if sent > 0 {
             logger.notice(
@@ -186,7 +186,7 @@ final class HintReplayer: Sendable {
             }
         }
         guard failures.isEmpty else { return .failed(id, reason: failures.joined(separator: "; ")) }
-        statistics.hintsRehomed.add(1, ordering: .relaxed)
+        statistics.hintsRehomed.add(1, keyspace: KeyspaceLabel.label(of: hint.keyspace, in: whole))
         return .acknowledged(id)
     }
 
@@ -267,14 +267,14 @@ final class HintReplayer: Sendable {
                     case .expire(let id, let hint):
                         try? await pool.runIfActive { try hints.deleteHint(id) }
                         deleted.insert(id)
-                        statistics.hintsExpired.add(1, ordering: .relaxed)
+                        statistics.hintsExpired.add(1, keyspace: KeyspaceLabel.label(of: hint.keyspace, in: map))
                         logger.info("hint expired", metadata: ["peer.node_id": "\(target)"])
                         // That replica now needs anti-entropy for the key's range.
                         await repairMarker.hintExpired(target: target, key: hint.key, keyspace: hint.keyspace)
-                    case .delete(let id, _):
+                    case .delete(let id, let hint):
                         try? await pool.runIfActive { try hints.deleteHint(id) }
                         deleted.insert(id)
-                        statistics.hintsReplayed.add(1, ordering: .relaxed)
+                        statistics.hintsReplayed.add(1, keyspace: KeyspaceLabel.label(of: hint.keyspace, in: map))
                     case .send(let id, let hint):
                         group.addTask {
                             do {

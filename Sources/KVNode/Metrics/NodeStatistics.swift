@@ -12,13 +12,13 @@ package import Synchronization
 ///
 /// | metric | kind | moves when |
 /// |---|---|---|
-/// | `quorumkv_hints_stored_total` | counter | a hint was stored for another replica |
-/// | `quorumkv_hints_refused_total` | counter | a hint was refused: its target's queue was full, or the target is the node itself |
+/// | `quorumkv_hints_stored_total{keyspace}` | counter | a hint was stored for another replica |
+/// | `quorumkv_hints_refused_total{keyspace}` | counter | a hint was refused: its target's queue was full, or the target is the node itself |
 /// | `quorumkv_clock_ahead_refused_total` | counter | a request carried a clock or version further ahead of the node's clock than `--max-clock-offset` |
-/// | `quorumkv_hints_rehomed_total` | counter | a hint's target no longer kept its key, so the hint went to the key's current replicas |
+/// | `quorumkv_hints_rehomed_total{keyspace}` | counter | a hint's target no longer kept its key, so the hint went to the key's current replicas |
 /// | `quorumkv_maps_refused_total` | counter | a peer committed a cluster map that was not the next epoch, not a valid ring, or without a majority's valid signatures |
-/// | `quorumkv_hints_replayed_total` | counter | a hint was handed over and acknowledged (by its target, or by its key's replicas when the target was removed), or deleted unsent because a newer hint of its key was (`HintReplayRound`) |
-/// | `quorumkv_hints_expired_total` | counter | a hint outlived the hint window and was dropped |
+/// | `quorumkv_hints_replayed_total{keyspace}` | counter | a hint was handed over and acknowledged (by its target, or by its key's replicas when the target was removed), or deleted unsent because a newer hint of its key was (`HintReplayRound`) |
+/// | `quorumkv_hints_expired_total{keyspace}` | counter | a hint outlived the hint window and was dropped |
 /// | `quorumkv_read_repairs_received_total{keyspace}` | counter | a `Put` with origin `readRepair` arrived |
 /// | `quorumkv_read_repairs_applied_total{keyspace}` | counter | such a `Put` replaced an older version (or none) |
 /// | `quorumkv_anti_entropy_ranges_marked_total{reason}` | counter | a range was newly marked due, `reason` `hint_refused` or `hint_expired` |
@@ -48,13 +48,13 @@ public final class NodeStatistics: Sendable {
     /// The node these counters belong to, the `node` dimension of every metric.
     public let nodeID: String
 
-    package let hintsStored: ReportedCounter
-    package let hintsRefused: ReportedCounter
+    package let hintsStored: KeyspaceCounter
+    package let hintsRefused: KeyspaceCounter
     package let clockAheadRefused: ReportedCounter
     package let mapsRefused: ReportedCounter
-    package let hintsRehomed: ReportedCounter
-    package let hintsReplayed: ReportedCounter
-    package let hintsExpired: ReportedCounter
+    package let hintsRehomed: KeyspaceCounter
+    package let hintsReplayed: KeyspaceCounter
+    package let hintsExpired: KeyspaceCounter
     package let readRepairsReceived: KeyspaceCounter
     package let readRepairsApplied: KeyspaceCounter
     package let rangesMarkedForRefusedHints: ReportedCounter
@@ -101,13 +101,13 @@ public final class NodeStatistics: Sendable {
         func byKeyspace(_ label: String, _ dimensions: [(String, String)] = []) -> KeyspaceCounter {
             KeyspaceCounter(label: label, dimensions: [("node", nodeID)] + dimensions, factory: metricsFactory)
         }
-        hintsStored = counter("quorumkv_hints_stored_total")
-        hintsRefused = counter("quorumkv_hints_refused_total")
+        hintsStored = byKeyspace("quorumkv_hints_stored_total")
+        hintsRefused = byKeyspace("quorumkv_hints_refused_total")
         clockAheadRefused = counter("quorumkv_clock_ahead_refused_total")
         mapsRefused = counter("quorumkv_maps_refused_total")
-        hintsRehomed = counter("quorumkv_hints_rehomed_total")
-        hintsReplayed = counter("quorumkv_hints_replayed_total")
-        hintsExpired = counter("quorumkv_hints_expired_total")
+        hintsRehomed = byKeyspace("quorumkv_hints_rehomed_total")
+        hintsReplayed = byKeyspace("quorumkv_hints_replayed_total")
+        hintsExpired = byKeyspace("quorumkv_hints_expired_total")
         readRepairsReceived = byKeyspace("quorumkv_read_repairs_received_total")
         readRepairsApplied = byKeyspace("quorumkv_read_repairs_applied_total")
         rangesMarkedForRefusedHints = counter("quorumkv_anti_entropy_ranges_marked_total", [("reason", "hint_refused")])

@@ -156,12 +156,16 @@ extension ReplicaService {
         storageQueue.admit(offer, in: hintGroup) { result in
             completion(
                 result.mapError { self.wireError($0) }
-                    .flatMap { admitted in Result { try self.hintAnswer(admitted, target: request.target) } })
+                    .flatMap { admitted in
+                        Result {
+                            try self.hintAnswer(admitted, target: request.target, keyspace: context.keyspace.name)
+                        }
+                    })
         }
     }
 
-    /// The answer to a hint the pool admitted or refused, counted.
-    private func hintAnswer(_ result: HintAdmission.Admitted, target: String) throws -> Message {
+    /// The answer to a hint the pool admitted or refused, counted under `keyspace` (its name).
+    private func hintAnswer(_ result: HintAdmission.Admitted, target: String, keyspace: String) throws -> Message {
         let admitted: (outcome: HintAdmission.Outcome, clock: UInt64)
         switch result {
         case .success(let value):
@@ -169,7 +173,7 @@ extension ReplicaService {
         case .failure(.unknownTarget(let target)):
             throw RPCError.remote(.unknownNode, message: "\(HintAdmissionError.unknownTarget(target))")
         case .failure(.forSelf(let node)):
-            statistics.hintsRefused.add(1, ordering: .relaxed)
+            statistics.hintsRefused.add(1, keyspace: keyspace)
             throw RPCError.remote(.invalidRequest, message: "\(HintAdmissionError.forSelf(node))")
         case .failure(.replica(let error)):
             if case .clockAhead = error { statistics.clockAheadRefused.add(1, ordering: .relaxed) }
@@ -177,10 +181,10 @@ extension ReplicaService {
         }
         switch admitted.outcome {
         case .stored:
-            statistics.hintsStored.add(1, ordering: .relaxed)
+            statistics.hintsStored.add(1, keyspace: keyspace)
         case .refused(_, let mark):
             // Never lost silently: anti-entropy will compare the key's range with the target.
-            statistics.hintsRefused.add(1, ordering: .relaxed)
+            statistics.hintsRefused.add(1, keyspace: keyspace)
             repairMarker?.reportRefusedHint(mark, target: target)
         }
         return .hintResponse(
