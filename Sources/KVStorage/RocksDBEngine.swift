@@ -65,6 +65,8 @@ final class RocksDBEngine: @unchecked Sendable {
     /// Fsyncs the log every interval (`interval`), or when asked (`sync`: the writes made without
     /// waiting, `RocksDBStore.whenDurable`); nil with `none`.
     let walSyncer: WALSyncer?
+    /// What keeps RocksDB from running out of room: records and hints are refused below its reserve.
+    let room: DiskRoom
     /// The gate: set once by `close()`, after which every call throws `.closed`.
     private let closed = Atomic<Bool>(false)
     /// The calls using the handles now, which `close()` waits for.
@@ -158,9 +160,11 @@ final class RocksDBEngine: @unchecked Sendable {
     /// Opens (creating if missing) the folder with every column family it holds, and the shared and
     /// default keyspace's ones it lacks.
     init(
-        directory: String, durability: Durability, walSync: WALSyncMode, walBytesMax: UInt64, blockCacheBytes: UInt64
+        directory: String, durability: Durability, walSync: WALSyncMode, walBytesMax: UInt64, blockCacheBytes: UInt64,
+        diskReserveBytes: UInt64
     ) throws(StorageError) {
         self.directory = directory
+        self.room = DiskRoom(path: directory, reserveBytes: diskReserveBytes)
         self.durability = durability
         self.checkpoints = CheckpointRegistry(directory: RocksDBStore.checkpointsDirectory(of: directory))
 

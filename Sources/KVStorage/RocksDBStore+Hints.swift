@@ -34,6 +34,7 @@ extension RocksDBStore: HintStore {
     private func storeHints(_ hints: [StoredHint], queueMax: Int, bytesMax: Int, options: OpaquePointer)
         throws(StorageError) -> [Result<HintStoreOutcome, StorageError>]
     {
+        if !hints.isEmpty { try engine.room.check() }
         var outcomes = [Result<HintStoreOutcome, StorageError>](repeating: .success(.stored), count: hints.count)
         var valid: [(index: Int, target: [UInt8], storageKey: [UInt8], value: [UInt8], bytes: Int)] = []
         for (index, hint) in hints.enumerated() {

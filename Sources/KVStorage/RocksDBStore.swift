@@ -92,15 +92,19 @@ public final class RocksDBStore: ReplicaStore, @unchecked Sendable {
     /// Opens (creating if missing) the store in `directory`, with every keyspace it holds: the store
     /// returned serves keyspace 0, `keyspace(_:)` the others.
     ///
+    /// Records and hints are refused with `.diskFull` while fewer than `diskReserveBytes` are free on
+    /// the folder's file system (`DiskRoom`; 0: never).
+    ///
     /// Throws `.openFailed` if the directory cannot be created or read, or is already open in this
     /// or another process (RocksDB's `LOCK` file); `.corruption` if RocksDB finds damaged files.
     public init(
         directory: String, durability: Durability = .sync, walSync: WALSyncMode = .thread,
-        walBytesMax: UInt64 = walBytesMaxDefault, blockCacheBytes: UInt64 = blockCacheBytesDefault
+        walBytesMax: UInt64 = walBytesMaxDefault, blockCacheBytes: UInt64 = blockCacheBytesDefault,
+        diskReserveBytes: UInt64 = DiskRoom.reserveBytesDefault
     ) throws(StorageError) {
         let engine = try RocksDBEngine(
             directory: directory, durability: durability, walSync: walSync, walBytesMax: walBytesMax,
-            blockCacheBytes: blockCacheBytes)
+            blockCacheBytes: blockCacheBytes, diskReserveBytes: diskReserveBytes)
         self.engine = engine
         self.keyspaceID = 0
         self.dataFamily = engine.defaultKeyspace.data
@@ -222,6 +226,7 @@ public final class RocksDBStore: ReplicaStore, @unchecked Sendable {
     {
         for streamed in records { try validate(key: streamed.key, record: streamed.record) }
         if let metadata { try validateMetadata(name: metadata.name) }
+        if !records.isEmpty { try engine.room.check() }
         let tokens = records.map { Token(key: $0.key) }
         let segments = tokens.map(MerkleSegments.segment(of:))
         return try withOpenHandles { () throws(StorageError) -> [ApplyOutcome]? in

@@ -158,6 +158,16 @@ struct KVD: AsyncParsableCommand {
     var blockCacheBytes: Int?
 
     @Option(
+        name: .customLong("disk-reserve-bytes"),
+        help: ArgumentHelp(
+            "Bytes kept free on the data folder's file system (default 536870912: 512 MiB).",
+            discussion: """
+                Below it, writes of records and hints are refused with diskFull (reads go on) until there is \
+                room again, so that RocksDB never runs out itself; 0 turns it off; at most 1 TiB.
+                """))
+    var diskReserveBytes: Int?
+
+    @Option(
         name: .customLong("event-loops"),
         help: ArgumentHelp(
             "Event loops (threads) serving connections and requests (default: the CPUs this process may use).",
@@ -336,6 +346,12 @@ struct KVD: AsyncParsableCommand {
                 throw ValidationError("--block-cache-bytes must be 1048576...1099511627776 (1 MiB...1 TiB)")
             }
             configuration.blockCacheBytes = UInt64(blockCacheBytes)
+        }
+        if let diskReserveBytes = diskReserveBytes ?? file.diskReserveBytes {
+            guard (0...(1 << 40)).contains(diskReserveBytes) else {
+                throw ValidationError("--disk-reserve-bytes must be 0...1099511627776 (0: off; at most 1 TiB)")
+            }
+            configuration.diskReserveBytes = UInt64(diskReserveBytes)
         }
         if let metrics = metrics ?? file.metrics {
             let address = try parseAddress(metrics, defaultPort: NodeConfiguration.metricsPortDefault)

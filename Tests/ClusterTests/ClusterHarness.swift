@@ -157,6 +157,11 @@ final class ClusterHarness: @unchecked Sendable {
         stopProcess(process, signal: signal)
     }
 
+    /// Whether node `id`'s process was started and has not exited.
+    func isRunning(_ id: String) -> Bool {
+        processes[id]?.isRunning ?? false
+    }
+
     /// Sends a signal to one node without waiting (SIGSTOP hangs it, SIGCONT resumes it).
     func signal(_ id: String, _ signal: Int32) {
         guard let process = processes[id] else { return }

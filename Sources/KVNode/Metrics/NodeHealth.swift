@@ -243,7 +243,7 @@ public final class NodeHealth: Sendable {
         var sample = NodeHealthSample(
             cpuSeconds: process.cpuSeconds, residentBytes: process.residentBytes,
             openFileDescriptors: process.openFileDescriptors,
-            diskUsedBytes: bytesOnDisk(dataDirectory), diskFreeBytes: bytesFree(dataDirectory),
+            diskUsedBytes: bytesOnDisk(dataDirectory), diskFreeBytes: DiskRoom.bytesFree(dataDirectory),
             certificateNotAfterSeconds: certificateNotAfterSeconds, hintOldestAgeSeconds: hintAges,
             healthyNodes: members.subtracting(suspected).count,
             underReplicatedRanges: underReplicatedRanges,
@@ -271,13 +271,6 @@ public final class NodeHealth: Sendable {
             total &+= UInt64(clamping: status.st_blocks) &* 512
         }
         return total
-    }
-
-    /// Bytes available to an unprivileged writer on the file system holding `path`.
-    static func bytesFree(_ path: String) -> UInt64? {
-        var status = statvfs()
-        guard statvfs(path, &status) == 0 else { return nil }
-        return UInt64(status.f_bavail).multipliedReportingOverflow(by: UInt64(status.f_frsize)).partialValue
     }
 
     /// CPU seconds, resident bytes and open descriptors of this process, from `/proc/self`.

@@ -32,6 +32,7 @@ import Yams
 /// idle-timeout: 300          # seconds a connection with nothing in flight stays open
 /// storage-queue-max: 4096    # requests' store calls queued or running; past it `overloaded`
 /// block-cache-bytes: 268435456 # table blocks kept in memory, over every column family
+/// disk-reserve-bytes: 536870912 # kept free on the data's file system; below it writes are refused
 /// event-loops: 2             # threads serving connections (default: one a CPU)
 /// ```
 public struct NodeConfiguration: Sendable, Hashable {
@@ -112,6 +113,9 @@ public struct NodeConfiguration: Sendable, Hashable {
     /// The bytes of table blocks the store keeps in memory (RocksDB's block cache, shared by every
     /// column family): reads it serves cost no disk read and no hop to the storage threads.
     public var blockCacheBytes = RocksDBStore.blockCacheBytesDefault
+    /// The bytes kept free on the data folder's file system: records and hints are refused with
+    /// `diskFull` below it, before RocksDB runs out of room (`DiskRoom`); 0: never refused.
+    public var diskReserveBytes = DiskRoom.reserveBytesDefault
     /// On shutdown, how long the node waits for the requests in flight once it closed its listener and
     /// refuses new requests (`shuttingDown`).
     public var shutdownDrain: Duration = .seconds(1)
@@ -222,6 +226,8 @@ public struct NodeFile: Sendable, Hashable, Decodable {
     public var storageQueueMax: Int?
     /// Bytes.
     public var blockCacheBytes: Int?
+    /// Bytes.
+    public var diskReserveBytes: Int?
     /// Threads of the node's event-loop group.
     public var eventLoops: Int?
     public var zone: String?
@@ -246,6 +252,7 @@ public struct NodeFile: Sendable, Hashable, Decodable {
         case idleTimeout = "idle-timeout"
         case storageQueueMax = "storage-queue-max"
         case blockCacheBytes = "block-cache-bytes"
+        case diskReserveBytes = "disk-reserve-bytes"
         case eventLoops = "event-loops"
         case walSync = "wal-sync"
     }

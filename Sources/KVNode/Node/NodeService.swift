@@ -73,12 +73,21 @@ public final class NodeService: Service {
         do {
             store = try RocksDBStore(
                 directory: configuration.dataDirectory, durability: configuration.durability,
-                walSync: configuration.walSync, blockCacheBytes: configuration.blockCacheBytes)
+                walSync: configuration.walSync, blockCacheBytes: configuration.blockCacheBytes,
+                diskReserveBytes: configuration.diskReserveBytes)
         } catch {
             throw NodeError.storage("cannot open data folder \(configuration.dataDirectory): \(error)")
         }
         defer { store.close() }
         try claim(store)
+        if let free = DiskRoom.bytesFree(configuration.dataDirectory), free < configuration.diskReserveBytes {
+            logger.warning(
+                "less room free than the disk reserve: writes of records and hints are refused until there is more",
+                metadata: [
+                    "disk.free_bytes": "\(free)", "disk.reserve_bytes": "\(configuration.diskReserveBytes)",
+                    "data": "\(configuration.dataDirectory)",
+                ])
+        }
 
         let pool = NIOThreadPool(numberOfThreads: 16)
         pool.start()
