@@ -17,6 +17,7 @@ public import Metrics
 /// | `process_open_fds` | open file descriptors (`/proc/self/fd`) |
 /// | `quorumkv_disk_used_bytes` | bytes the data folder takes on disk (allocated blocks, as `du` counts) |
 /// | `quorumkv_disk_free_bytes` | bytes free for the node on the data folder's file system (`statvfs`) |
+/// | `quorumkv_disk_reserve_bytes` | the bytes the node keeps free (`--disk-reserve-bytes`): below it, it refuses writes (`DiskRoom`); set at start |
 /// | `quorumkv_certificate_expiry_timestamp_seconds` | when the node's certificate in use expires (Unix time) |
 /// | `quorumkv_hint_oldest_age_seconds{target}` | age of the oldest-versioned hint queued for each target: the replica lag of what it missed |
 /// | `quorumkv_healthy_nodes` | members of the cluster map this node does not suspect, itself included |
@@ -104,6 +105,7 @@ public final class NodeHealth: Sendable {
         "process_open_fds": "File descriptors the process holds open.",
         "quorumkv_disk_used_bytes": "Bytes the data folder takes on disk.",
         "quorumkv_disk_free_bytes": "Bytes free for the node on the data folder's file system.",
+        "quorumkv_disk_reserve_bytes": "Bytes the node keeps free on that file system; below it, it refuses writes.",
         "quorumkv_certificate_expiry_timestamp_seconds": "When the node's certificate expires (Unix time).",
         "quorumkv_hint_oldest_age_seconds": "Age of the oldest-versioned hint queued for each target (replica lag).",
         "quorumkv_healthy_nodes": "Members of the cluster map this node does not suspect, itself included.",
@@ -136,10 +138,15 @@ public final class NodeHealth: Sendable {
             "Table files RocksDB's point reads skipped because their Bloom filter lacks the key.",
     ]
 
-    public init(nodeID: String, metricsFactory: any MetricsFactory = MetricsSystem.factory) {
+    /// - Parameter diskReserveBytes: the node's disk reserve, reported as `quorumkv_disk_reserve_bytes`
+    ///   (nil: not reported).
+    public init(
+        nodeID: String, diskReserveBytes: UInt64? = nil, metricsFactory: any MetricsFactory = MetricsSystem.factory
+    ) {
         func gauge(_ label: String) -> Gauge {
             Gauge(label: label, dimensions: [("node", nodeID)], factory: metricsFactory)
         }
+        if let diskReserveBytes { gauge("quorumkv_disk_reserve_bytes").record(Double(diskReserveBytes)) }
         cpu = gauge("process_cpu_seconds_total")
         resident = gauge("process_resident_memory_bytes")
         openFileDescriptors = gauge("process_open_fds")

@@ -141,7 +141,8 @@ public final class NodeService: Service {
         }
         let metricsFactory: any MetricsFactory = registry ?? MetricsSystem.factory
         let statistics = NodeStatistics(nodeID: configuration.id, metricsFactory: metricsFactory)
-        let nodeHealth = NodeHealth(nodeID: configuration.id, metricsFactory: metricsFactory)
+        let nodeHealth = NodeHealth(
+            nodeID: configuration.id, diskReserveBytes: configuration.diskReserveBytes, metricsFactory: metricsFactory)
         let replica = Replica(
             nodeID: configuration.id, store: store,
             maxClockOffset: configuration.maxClockOffset,
