@@ -103,6 +103,9 @@ package struct NodeStatus: Sendable, Hashable {
     /// reading, every 5 s).
     package var diskUsedBytes: UInt64? = nil
     package var diskFreeBytes: UInt64? = nil
+    /// The bytes it keeps free (`--disk-reserve-bytes`; 0: none): below it, it refuses writes (a node
+    /// built before it does not say).
+    package var diskReserveBytes: UInt64? = nil
     /// How long the oldest-versioned hint it holds for each target has waited, in seconds.
     package var oldestHintAgeSeconds: [String: Double]? = nil
     /// Why the counters are missing although they were asked for (the node is up: it answered the ping).
@@ -136,7 +139,7 @@ extension NodeStatus: Encodable {
         case antiEntropyOldestRangeComparedMillis, antiEntropyRangeComparedMillis, peerPhi, peersSuspected
         case clusterEpoch, clusterChange, transfers, transfer, streamKeysReceived, streamKeysResent, handoffKeysDeleted
         case tombstonesPurged, antiEntropyLastFullPassMillis, hintsQueuedPerTarget, certificateNotAfterSeconds
-        case diskUsedBytes, diskFreeBytes, oldestHintAgeSeconds, countersError
+        case diskUsedBytes, diskFreeBytes, diskReserveBytes, oldestHintAgeSeconds, countersError
     }
 }
 
@@ -172,6 +175,7 @@ extension NodeStatus {
         certificateNotAfterSeconds = stats.certificateNotAfter
         diskUsedBytes = stats.diskUsedBytes
         diskFreeBytes = stats.diskFreeBytes
+        diskReserveBytes = stats.diskReserveBytes
         oldestHintAgeSeconds = Dictionary(
             stats.hintAges.map { ($0.target, Double($0.millis) / 1000) }, uniquingKeysWith: max)
         keysByKeyspace = stats.keyspaceKeys.map { Dictionary($0.map { ($0.keyspace, $0.keys) }, uniquingKeysWith: max) }

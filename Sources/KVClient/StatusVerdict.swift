@@ -83,7 +83,11 @@ package struct StatusVerdict: Sendable, Hashable {
                         "\(node.nodeID)'s certificate expires in \((notAfter - nowSeconds) / 86_400) days")
                 }
             }
-            if let usage = Self.diskUsage(node), usage > Self.diskUsageWarning {
+            if let free = node.diskFreeBytes, let reserve = node.diskReserveBytes, free < reserve {
+                problems.append(
+                    "\(node.nodeID) refuses writes: \(Self.mebibytes(free)) free on its disk, below its reserve of "
+                        + "\(Self.mebibytes(reserve)) (--disk-reserve-bytes)")
+            } else if let usage = Self.diskUsage(node), usage > Self.diskUsageWarning {
                 problems.append("\(node.nodeID)'s disk is \(Int((usage * 100).rounded())) % full")
             }
             if let error = node.countersError {
@@ -138,6 +142,11 @@ package struct StatusVerdict: Sendable, Hashable {
             return "writes at ALL fail for \(Self.percent(atAll)) of keys"
         }
         return nil
+    }
+
+    /// "12 MiB" (rounded down; a node's number, any size).
+    package static func mebibytes(_ bytes: UInt64) -> String {
+        "\(bytes >> 20) MiB"
     }
 
     /// The share of its file system a node's data folder takes, above which it is a problem.

@@ -63,6 +63,14 @@ extension RealProcessTests {
             await #expect(throws: KVClientError.self) { try await client.put("small", value: "x") }
             let log = try String(contentsOfFile: "\(cluster.directory.path)/n1.log", encoding: .utf8)
             #expect(log.contains("disk full"), "the node logs the cause")
+            // `kvctl status` says so, from the node's next health reading (every 5 s).
+            var status = ""
+            let seen = ContinuousClock.now + .seconds(30)
+            while !status.contains("n1 refuses writes") && ContinuousClock.now < seen {
+                status = try cluster.kvctl(["status"]).stdout
+                if !status.contains("n1 refuses writes") { try await Task.sleep(for: .milliseconds(500)) }
+            }
+            #expect(status.contains("below its reserve of 200 MiB (--disk-reserve-bytes)"), "\(status)")
 
             // Room again: writes resume without a restart.
             expectSuccess(try run("/usr/bin/mount", ["-o", "remount,size=1g", data]))

@@ -114,6 +114,11 @@ struct StatusVerdictTests {
         var n4 = Self.up("n4")
         n4.diskUsedBytes = 850
         n4.diskFreeBytes = 150
+        n4.diskReserveBytes = 100
+        // Below its reserve, a node refuses writes: that is said instead of how full its disk is.
+        n3.diskUsedBytes = 100 << 20
+        n3.diskFreeBytes = (300 << 20) + 5
+        n3.diskReserveBytes = 512 << 20
         let verdict = StatusVerdict(statuses: [n1, n2, n3, n4], map: Self.map, nowSeconds: 1_000)
         #expect(
             verdict.problems == [
@@ -123,6 +128,7 @@ struct StatusVerdictTests {
                 "5 hints queued for n3, which is up: being replayed",
                 "n2 has 2 ranges due for anti-entropy",
                 "n3's certificate expires in 3 days",
+                "n3 refuses writes: 300 MiB free on its disk, below its reserve of 512 MiB (--disk-reserve-bytes)",
                 "n4's disk is 85 % full",
             ])
     }

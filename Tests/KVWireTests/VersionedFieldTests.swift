@@ -69,6 +69,28 @@ struct VersionedFieldTests {
         #expect(restricted.keyspaceKeys == nil)
     }
 
+    /// `NodeStats.diskReserveBytes` (field 47, after 46, both `@since(4)`): absent from an older
+    /// build, 8 bytes after field 46 from a newer one, left out of a version-3 connection's stats.
+    @Test func diskReserveInStats() throws {
+        var stats = NodeStats(node: "n1")
+        stats.keyspaceKeys = [KeyspaceKeys(keyspace: 0, keys: 10)]
+        let older = Message.nodeStats(stats).frame(requestID: 1, allocator: ByteBufferAllocator())
+        guard case .nodeStats(let decoded) = try Message(frame: older) else {
+            Issue.record("not a NodeStats")
+            return
+        }
+        #expect(decoded.diskReserveBytes == nil, "a build before the field sends none")
+        stats.diskReserveBytes = 512 << 20
+        let newer = Message.nodeStats(stats).frame(requestID: 1, allocator: ByteBufferAllocator())
+        #expect(try Message(frame: newer) == .nodeStats(stats))
+        #expect(newer.body.readableBytes == older.body.readableBytes + 8)
+        guard case .nodeStats(let restricted) = Message.nodeStats(stats).restricted(toProtocol: 3) else {
+            Issue.record("not a NodeStats")
+            return
+        }
+        #expect(restricted.diskReserveBytes == nil && restricted.keyspaceKeys == nil)
+    }
+
     @Test("Heartbeat is a version-4 message; the others every version has")
     func messageVersions() {
         #expect(MessageType.heartbeatRequest.protocolVersionMin == 4)

@@ -215,7 +215,8 @@ public final class NodeService: Service {
             hintQueueMax: configuration.hintQueueMax, hintBytesMax: configuration.hintBytesMax, pool: pool,
             statistics: statistics, merkle: store,
             streaming: store, replica: replica, antiEntropy: antiEntropy, health: health, transfers: board,
-            certificateNotAfterSeconds: tls.certificateNotAfterSeconds, certificates: certificates,
+            certificateNotAfterSeconds: tls.certificateNotAfterSeconds,
+            diskReserveBytes: configuration.diskReserveBytes, certificates: certificates,
             storageQueueMax: configuration.storageQueueMax, keyspaces: keyspaces, antiEntropies: antiEntropies)
         var streamConfiguration = RangeStreamer.Configuration()
         streamConfiguration.bytesPerSecond = configuration.streamRate

@@ -21,6 +21,7 @@ extension ReplicaService {
         stats.keyspaceKeys = byKeyspace.sorted { $0.key < $1.key }.prefix(Limits.keyspaceIDsMax).map {
             KeyspaceKeys(keyspace: $0.key, keys: $0.value)
         }
+        stats.diskReserveBytes = diskReserveBytes
         stats.uptimeSeconds = UInt64(clamping: (ContinuousClock.now - startedAt).components.seconds)
         statistics.fill(&stats)
         stats.antiEntropyRangesDue = UInt64(clamping: queues.totalRangesDue)

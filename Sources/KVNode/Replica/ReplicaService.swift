@@ -51,6 +51,8 @@ public final class ReplicaService: RPCService {
     let repairMarker: RepairMarker?
     /// When the node's certificate expires (seconds since the Unix epoch), for `Admin` stats.
     let certificateNotAfterSeconds: UInt64?
+    /// The node's `--disk-reserve-bytes`, for `Admin` stats (nil: not said).
+    let diskReserveBytes: UInt64?
     /// The node's TLS material, for `Admin` reloadCertificates (and its expiry, once reloaded, for
     /// stats); nil refuses the command.
     let certificates: NodeCertificates?
@@ -94,6 +96,7 @@ public final class ReplicaService: RPCService {
         health: PeerHealth? = nil,
         transfers: TransferBoard? = nil,
         certificateNotAfterSeconds: UInt64? = nil,
+        diskReserveBytes: UInt64? = nil,
         certificates: NodeCertificates? = nil,
         storageQueueMax: Int = NodeConfiguration.storageQueueMaxDefault,
         keyspaces: NodeKeyspaces? = nil,
@@ -103,6 +106,7 @@ public final class ReplicaService: RPCService {
         self.keyspaces = keyspaces
         self.antiEntropies = antiEntropies
         self.certificateNotAfterSeconds = certificateNotAfterSeconds
+        self.diskReserveBytes = diskReserveBytes
         self.certificates = certificates
         self.health = health
         self.transfers = transfers
