@@ -114,7 +114,7 @@ struct Status: AsyncParsableCommand {
         let widths = [11, 22, 8, 10, 7, 10, 8, 6]
         print(
             row(
-                ["NODE", "ADDRESS", "STATE", "LATENCY", "OWNS", "KEYS", "HINTS", "PROTO", "TRANSFER"], widths: widths))
+                ["NODE", "ADDRESS", "STATE", "LATENCY", "OWNS", "~KEYS", "HINTS", "PROTO", "TRANSFER"], widths: widths))
         for status in statuses {
             let owns = ownership[status.nodeID].map { String(format: "%.0f %%", $0 * 100) } ?? "-"
             let proto = status.protocolVersion.map(String.init) ?? "-"
