@@ -30,10 +30,7 @@ struct KeyspaceCommand: AsyncParsableCommand {
 
         func run() async throws {
             try await reportingFailures(json: global.json) {
-                let (map, keys) = try await global.withClient { client in
-                    let map = try await client.latestClusterMap()
-                    return (map, try await keyspaceKeys(client, map: map))
-                }
+                let (map, keys) = try await global.withClient(latestMapAndKeys)
                 let rows = KeyspaceDocument.all(of: map).map { $0.counting(keys) }
                 if global.json {
                     try printJSON(KeyspaceListDocument(epoch: map.epoch, keyspaces: rows))
@@ -53,10 +50,7 @@ struct KeyspaceCommand: AsyncParsableCommand {
 
         func run() async throws {
             try await reportingFailures(json: global.json) {
-                let (map, keys) = try await global.withClient { client in
-                    let map = try await client.latestClusterMap()
-                    return (map, try await keyspaceKeys(client, map: map))
-                }
+                let (map, keys) = try await global.withClient(latestMapAndKeys)
                 let parts = map.parts(named: name)
                 guard !parts.isEmpty else { throw unknownKeyspace(name, in: map) }
                 let row = KeyspaceDocument(parts: parts).counting(keys)
@@ -361,11 +355,13 @@ func printKeyspaceTable(_ rows: [KeyspaceDocument]) {
     }
 }
 
-/// Each keyspace part's keys, estimated from the nodes' counts (`NodeStatus.keyspaceKeys`), when the
-/// certificate is an admin's (the counts come with `Admin` stats); none otherwise.
-func keyspaceKeys(_ client: KVClient, map: ClusterMap) async throws -> [UInt32: UInt64] {
-    guard client.identity.role == .admin else { return [:] }
-    return NodeStatus.keyspaceKeys(try await client.status(), map: map)
+/// The latest cluster map, and each keyspace part's keys estimated from the nodes' counts
+/// (`NodeStatus.keyspaceKeys`) when the certificate is an admin's (the counts come with `Admin`
+/// stats); none otherwise.
+func latestMapAndKeys(_ client: KVClient) async throws -> (ClusterMap, [UInt32: UInt64]) {
+    let map = try await client.latestClusterMap()
+    guard client.identity.role == .admin else { return (map, [:]) }
+    return (map, NodeStatus.keyspaceKeys(try await client.status(), map: map))
 }
 
 /// One keyspace in `--json` output, with its parts (one when it is not split). The default

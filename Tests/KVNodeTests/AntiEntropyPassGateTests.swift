@@ -20,6 +20,11 @@ struct AntiEntropyPassGateTests {
             var calls: [(keyspace: UInt32, whileHeld: Bool)] = []
         }
         private let state = Mutex(State())
+        /// The keyspace of each request, as it comes.
+        let asked: AsyncStream<UInt32>
+        private let ask: AsyncStream<UInt32>.Continuation
+
+        init() { (asked, ask) = AsyncStream.makeStream(of: UInt32.self) }
 
         var calls: [(keyspace: UInt32, whileHeld: Bool)] { state.withLock { $0.calls } }
 
@@ -31,6 +36,7 @@ struct AntiEntropyPassGateTests {
                     state.calls.append((keyspace, state.held))
                     return state.held && keyspace == Keyspace.defaultID
                 }
+                self.ask.yield(keyspace)
                 if held {
                     await withCheckedContinuation { continuation in
                         let resume = self.state.withLock { state in
@@ -75,9 +81,8 @@ struct AntiEntropyPassGateTests {
         let other = root.serving(7, local: local(otherStore), store: otherStore, makePeer: { _ in peers.peer(7) })
 
         let first = Task { await root.pass(within: nil) }
-        let deadline = ContinuousClock.now + .seconds(30)
-        while peers.calls.isEmpty && ContinuousClock.now < deadline { try await Task.sleep(for: .milliseconds(10)) }
-        #expect(peers.calls.first?.keyspace == Keyspace.defaultID, "the default keyspace's pass asks its peers")
+        var asked = peers.asked.makeAsyncIterator()
+        #expect(await asked.next() == Keyspace.defaultID, "the default keyspace's pass asks its peers")
         let second = Task { await other.pass(within: nil) }
         // Time for keyspace 7's pass to ask its peers if it does not wait (it does so at once).
         try await Task.sleep(for: .seconds(1))

@@ -16,8 +16,8 @@ extension ReplicaService {
     func adminStatistics() -> Message {
         let queues = recordQueues()
         var stats = NodeStats(node: nodeID)
-        stats.keys = keyCount()
-        let byKeyspace = keyspaces?.root.everyKeyspace { $0.approximateKeyCount() } ?? [0: store.approximateKeyCount()]
+        let byKeyspace = keyCountByKeyspace()
+        stats.keys = byKeyspace.values.reduce(0, &+)
         stats.keyspaceKeys = byKeyspace.sorted { $0.key < $1.key }.prefix(Limits.keyspaceIDsMax).map {
             KeyspaceKeys(keyspace: $0.key, keys: $0.value)
         }
@@ -87,10 +87,15 @@ extension ReplicaService {
         }
     }
 
-    /// The keys the node holds, in every keyspace (`approximateKeyCountOfEveryKeyspace()`): for
-    /// `kvctl status` and pings. A node without keyspaces counts its one store.
+    /// The keys the node holds in each keyspace, by id (RocksDB's estimates): for `Admin` stats. A
+    /// node without keyspaces counts its one store.
+    func keyCountByKeyspace() -> [UInt32: UInt64] {
+        keyspaces?.root.everyKeyspace { $0.approximateKeyCount() } ?? [Keyspace.defaultID: store.approximateKeyCount()]
+    }
+
+    /// The keys the node holds, in every keyspace: for pings.
     func keyCount() -> UInt64 {
-        keyspaces?.root.approximateKeyCountOfEveryKeyspace() ?? store.approximateKeyCount()
+        keyCountByKeyspace().values.reduce(0, &+)
     }
 
     /// Hints queued per target, and each keyspace's ranges due for anti-entropy (both from memory).
