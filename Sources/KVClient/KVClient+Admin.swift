@@ -29,7 +29,11 @@ extension KVClient {
             throw KVClientError.protocolViolation("\(node) answered Get with \(answer.type)")
         }
         observe(response.clock)
-        return response.record?.stored
+        do throws(MalformedRecord) {
+            return try response.record?.stored()
+        } catch {
+            throw KVClientError.protocolViolation("\(node) answered Get with a malformed record: \(error)")
+        }
     }
 
     /// Writes `value` (or a tombstone) to one replica only, bypassing coordination: the other replicas

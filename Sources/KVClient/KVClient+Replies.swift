@@ -82,7 +82,11 @@ extension KVClient {
         switch result {
         case .success(.getResponse(let response)):
             if let started { record(node, ContinuousClock.now - started) }
-            return .answered(node, response.record?.stored, clock: response.clock)
+            do throws(MalformedRecord) {
+                return .answered(node, try response.record?.stored(), clock: response.clock)
+            } catch {
+                return .failed(node, reason: "answered Get with a malformed record: \(error)")
+            }
         case .success(let other):
             return .failed(node, reason: "answered Get with \(other.type)")
         case .failure(let error):

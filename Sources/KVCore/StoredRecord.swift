@@ -18,6 +18,16 @@ public struct StoredRecord: Sendable, Hashable {
         self.expiresAtMillis = expiresAtMillis
     }
 
+    /// The record these fields make, checked as every record from a peer is before it is made: a
+    /// tombstone carries no value and does not expire (`init` traps on either).
+    public static func checked(
+        version: Version, tombstone: Bool, value: [UInt8], expiresAtMillis: UInt64
+    ) throws(MalformedRecord) -> StoredRecord {
+        guard !tombstone || value.isEmpty else { throw MalformedRecord("a tombstone carries no value") }
+        guard !tombstone || expiresAtMillis == 0 else { throw MalformedRecord("a tombstone does not expire") }
+        return StoredRecord(version: version, tombstone: tombstone, value: value, expiresAtMillis: expiresAtMillis)
+    }
+
     /// The expiry of a write stamped `version` with time to live `ttl`: the version's milliseconds
     /// plus the TTL, so every replica and hint of that version expires at the same moment (0 without
     /// a TTL). The TTL is checked by the caller (`Limits.timeToLiveMax`); the sum saturates.
@@ -33,6 +43,15 @@ public struct StoredRecord: Sendable, Hashable {
     /// older copy elsewhere cannot come back), and it is purged as tombstones are.
     public func isDeleted(atMillis nowMillis: UInt64) -> Bool {
         tombstone || (expiresAtMillis != 0 && nowMillis >= expiresAtMillis)
+    }
+}
+
+/// Fields no write could have made into a record (`StoredRecord.checked`).
+public struct MalformedRecord: Error, Hashable, Sendable, CustomStringConvertible {
+    public let description: String
+
+    init(_ description: String) {
+        self.description = description
     }
 }
 

@@ -15,12 +15,12 @@ extension Record {
             expiresAtMillis: record.expiry)
     }
 
-    /// The record without its key, as stores keep it. Not checked: a replica applies it through
-    /// `Replica.record`, which refuses what no write could have made.
-    public var stored: StoredRecord {
-        StoredRecord(
+    /// The record without its key, as stores keep it; a peer's record that no write could have made
+    /// (a tombstone with a value or an expiry) throws (`StoredRecord.checked`).
+    public func stored() throws(MalformedRecord) -> StoredRecord {
+        try StoredRecord.checked(
             version: version, tombstone: tombstone, value: Array(value.readableBytesView),
-            expiresAtMillis: tombstone ? 0 : expiresAtMillis ?? 0)
+            expiresAtMillis: expiresAtMillis ?? 0)
     }
 }
 

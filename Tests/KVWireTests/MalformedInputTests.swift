@@ -251,4 +251,27 @@ struct MalformedInputTests {
         )
         #expect(WireError.unknownMessageType(200).description == "unknown message type 200")
     }
+
+    /// A record decodes whatever its flags say; turning it into a store's record refuses what no write
+    /// could have made, where `StoredRecord.init` would trap (a peer's `Hint`, `GetResponse`, stream
+    /// page or Merkle batch: one copy of the rule for the node and the SDK).
+    @Test("a tombstone with a value or an expiry is no stored record")
+    func tombstonesCarryNothing() throws {
+        let version = Version(hlc: 5 << 16, writer: 1)
+        let withValue = Record(
+            key: ByteBuffer(string: "k"), version: version, tombstone: true, value: ByteBuffer(string: "v"),
+            expiresAtMillis: nil)
+        #expect(throws: MalformedRecord.self) { try withValue.stored() }
+        let expiring = Record(
+            key: ByteBuffer(string: "k"), version: version, tombstone: true, value: ByteBuffer(), expiresAtMillis: 9)
+        #expect(throws: MalformedRecord.self) { try expiring.stored() }
+        let tombstone = Record(
+            key: ByteBuffer(string: "k"), version: version, tombstone: true, value: ByteBuffer(), expiresAtMillis: nil)
+        #expect(try tombstone.stored() == StoredRecord(version: version, tombstone: true, value: []))
+        let value = Record(
+            key: ByteBuffer(string: "k"), version: version, tombstone: false, value: ByteBuffer(string: "v"),
+            expiresAtMillis: 9)
+        #expect(
+            try value.stored() == StoredRecord(version: version, tombstone: false, value: [118], expiresAtMillis: 9))
+    }
 }

@@ -69,21 +69,21 @@ public final class Replica: Sendable {
     ) throws(ReplicaError) -> StoredRecord {
         guard !key.isEmpty else { throw ReplicaError.invalidRequest("the key is empty") }
         guard version != .zero else { throw ReplicaError.invalidRequest("version 0 is reserved") }
-        guard !tombstone || value.isEmpty else { throw ReplicaError.invalidRequest("a tombstone carries no value") }
-        guard !tombstone || expiresAtMillis == 0 else {
-            throw ReplicaError.invalidRequest("a tombstone does not expire")
+        do throws(MalformedRecord) {
+            return try StoredRecord.checked(
+                version: version, tombstone: tombstone, value: value, expiresAtMillis: expiresAtMillis)
+        } catch {
+            throw ReplicaError.invalidRequest(error.description)
         }
-        return StoredRecord(version: version, tombstone: tombstone, value: value, expiresAtMillis: expiresAtMillis)
     }
 
     /// A record a peer sent, checked as ``record(key:version:tombstone:value:)`` checks a request's.
     static func checked(_ wire: Record) throws(ReplicaError) -> StreamedRecord {
         let key = Array(wire.key.readableBytesView)
-        let stored = wire.stored
         return StreamedRecord(
             key: key,
             record: try record(
-                key: key, version: stored.version, tombstone: stored.tombstone, value: stored.value,
+                key: key, version: wire.version, tombstone: wire.tombstone, value: Array(wire.value.readableBytesView),
                 expiresAtMillis: wire.expiresAtMillis ?? 0))
     }
 
