@@ -121,6 +121,29 @@ extension RealProcessTests {
             #expect(read.stdout == "value")
         }
 
+        /// The holder of one node certificate (n9) asks for a promise of round 2^64−1, which outbid every
+        /// honest proposer after it for good, restarts included; and for one in another proposer's name.
+        /// Both are refused, and an admin's change to the map goes through.
+        @Test func ballotsFromTheFarFutureOrInAnotherNameAreRefused() async throws {
+            let node = try NodeHarness(host: "127.0.0.148")
+            defer { node.tearDown() }
+            try node.start()
+            try expectSuccess(
+                run(
+                    "kvctl",
+                    ["certs", "issue", "--dir", node.certs, "--role", "node", "--name", "n9", "--ip", "127.0.0.99"]))
+            let attacker = try await Self.connect(node, as: "n9", role: .node)
+            let nowMillis = UInt64(Date().timeIntervalSince1970 * 1000)
+            for ballot in [Ballot(round: .max, proposer: "n9#1"), Ballot(round: nowMillis, proposer: "admin#1")] {
+                await #expect(throws: RPCError.remote(.invalidRequest, message: "")) {
+                    _ = try await attacker.call(
+                        .mapPrepareRequest(MapPrepareRequest(epoch: 2, ballot: ballot)), timeout: .seconds(10))
+                }
+            }
+            await attacker.close()
+            expectSuccess(try node.kvctl(["keyspace", "create", "after", "--rf", "1"]))
+        }
+
         /// `node`'s map of `epoch` (0: its current one) and its proof, as `connection` is told.
         static func map(over connection: RPCConnection, epoch: UInt64) async throws -> (ClusterMap, MapProof?) {
             let answer = try await connection.call(

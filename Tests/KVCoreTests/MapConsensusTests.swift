@@ -85,6 +85,33 @@ struct MapConsensusTests {
         #expect("\(ClusterChangeError.conflict(expected: 7, current: 8))".contains("retry"))
     }
 
+    /// A voter votes only on a ballot whose round is near its clock and whose proposer is the sender's
+    /// certificate name: one node certificate promised round 2^64−1 and blocked every later change.
+    @Test func ballotsFromTheFarFutureOrInAnotherNameAreRefused() throws {
+        let now: UInt64 = 1_800_000_000_000
+        #expect(Ballot(round: now, proposer: "admin#4294967295").refusal(from: "admin", nowMillis: now) == nil)
+        #expect(
+            Ballot(round: now + Ballot.roundAheadMax, proposer: "n2#7").refusal(from: "n2", nowMillis: now) == nil)
+        let ahead = Ballot(round: now + Ballot.roundAheadMax + 1, proposer: "n2#7")
+        #expect(ahead.refusal(from: "n2", nowMillis: now)?.contains("ahead of this node's clock") == true)
+        #expect(Ballot(round: .max, proposer: "n2#7").refusal(from: "n2", nowMillis: now) != nil)
+        for proposer in ["admin#7", "n2", "n2#", "n2#12345678901", "n2#7\u{1b}[2J", "n2x#7", ""] {
+            #expect(
+                Ballot(round: now, proposer: proposer).refusal(from: "n2", nowMillis: now)?.contains("n2#<digits>")
+                    == true, "\(proposer)")
+        }
+        // A promise kept from before the bound is forgotten; an accepted proposal is not.
+        var acceptor = MapAcceptor(committed: Self.base)
+        #expect(acceptor.prepare(epoch: 8, ballot: Ballot(round: .max, proposer: "n9#1")) == .granted(accepted: nil))
+        let honest = Ballot(round: now, proposer: "admin#1")
+        #expect(
+            acceptor.prepare(epoch: 8, ballot: honest) == .rejected(promised: Ballot(round: .max, proposer: "n9#1")))
+        acceptor.forgetPromise(aheadOf: now)
+        #expect(acceptor.prepare(epoch: 8, ballot: honest) == .granted(accepted: nil))
+        acceptor.forgetPromise(aheadOf: now)
+        #expect(acceptor.promised == honest)
+    }
+
     @Test func aHigherPromiseRefusesTheLowerBallot() throws {
         var acceptor = MapAcceptor(committed: Self.base)
         let high = Ballot(round: 5, proposer: "b")

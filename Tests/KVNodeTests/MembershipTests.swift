@@ -32,19 +32,22 @@ struct MembershipTests {
         let store = InMemoryStore()
         let membership = try Membership(initial: Self.file, store: store, votes: TestMapVotes())
         let ballot = Ballot(round: 9, proposer: "admin#1")
-        #expect(try membership.prepare(epoch: 2, ballot: ballot).0 == .granted(accepted: nil))
+        #expect(try membership.prepare(epoch: 2, ballot: ballot, nowMillis: 100).0 == .granted(accepted: nil))
         let next = try Self.file.applying(.setAddress(node: "n2", address: "127.0.0.3:7411"))
-        #expect(try membership.accept(MapProposal(ballot: ballot, map: next)).0.0 == .granted(accepted: nil))
+        #expect(
+            try membership.accept(MapProposal(ballot: ballot, map: next), nowMillis: 100).0.0 == .granted(accepted: nil)
+        )
 
         // Restarted: the promise and the accepted map are still there, so a lower ballot is refused
         // and a new proposer must carry the accepted map on.
         let restarted = try Membership(initial: Self.file, store: store, votes: TestMapVotes())
         #expect(restarted.acceptor.promised == ballot)
         #expect(
-            try restarted.prepare(epoch: 2, ballot: Ballot(round: 3, proposer: "b")).0 == .rejected(promised: ballot))
+            try restarted.prepare(epoch: 2, ballot: Ballot(round: 3, proposer: "b"), nowMillis: 100).0
+                == .rejected(promised: ballot))
         let later = Ballot(round: 10, proposer: "b")
         #expect(
-            try restarted.prepare(epoch: 2, ballot: later).0
+            try restarted.prepare(epoch: 2, ballot: later, nowMillis: 100).0
                 == .granted(accepted: MapProposal(ballot: ballot, map: next)))
 
         var heard: [UInt64] = []

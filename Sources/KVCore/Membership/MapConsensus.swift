@@ -26,6 +26,35 @@ public struct Ballot: Sendable, Hashable, Comparable, CustomStringConvertible {
     }
 
     public var description: String { "\(round)/\(proposer)" }
+
+    /// How far ahead of a voter's wall clock a round may be. Rounds are their proposers' wall-clock
+    /// milliseconds (`kvctl`'s, a node's), so an honest one is near the voter's clock; a round far
+    /// ahead would outbid every honest proposer after it, as a promise of round 2^64−1 from one node
+    /// certificate blocked every later change to the map, restarts included.
+    public static let roundAheadMax: UInt64 = 10 * 60 * 1000
+
+    /// Why a voter whose wall clock reads `nowMillis` refuses to vote on this ballot from the holder of
+    /// the certificate named `sender` (nil: it does not): a round more than `roundAheadMax` ahead, or a
+    /// proposer other than `"<sender>#<digits>"`, the form every proposer gives its ballots (which the
+    /// error a rival proposer gets then names: a certificate's name, safe to print).
+    public func refusal(from sender: String, nowMillis: UInt64) -> String? {
+        if isAhead(of: nowMillis) {
+            return
+                "ballot round \(round) is more than \(Self.roundAheadMax) ms ahead of this node's clock (\(nowMillis))"
+        }
+        let attempt = proposer.utf8.dropFirst(sender.utf8.count + 1)
+        guard proposer.utf8.starts(with: sender.utf8 + [UInt8(ascii: "#")]), !attempt.isEmpty, attempt.count <= 10,
+            attempt.allSatisfy({ (UInt8(ascii: "0")...UInt8(ascii: "9")).contains($0) })
+        else {
+            return "a ballot from \(sender) must name it as its proposer (\(sender)#<digits>)"
+        }
+        return nil
+    }
+
+    /// Whether the round is more than `roundAheadMax` ahead of `nowMillis`.
+    func isAhead(of nowMillis: UInt64) -> Bool {
+        nowMillis < UInt64.max - Self.roundAheadMax && round > nowMillis + Self.roundAheadMax
+    }
 }
 
 /// A map some voter accepted under a ballot.
@@ -63,6 +92,13 @@ public struct MapAcceptor: Sendable, Hashable {
         self.proof = proof
         self.promised = promised
         self.accepted = accepted
+    }
+
+    /// Forgets a promise no honest proposer could have asked for by `nowMillis` (`Ballot.roundAheadMax`),
+    /// which a build before that bound kept: every later ballot would lose to it. An accepted proposal
+    /// is kept whatever its ballot: it may have been chosen, and the next proposer must find it.
+    public mutating func forgetPromise(aheadOf nowMillis: UInt64) {
+        if let promised, promised.isAhead(of: nowMillis) { self.promised = nil }
     }
 
     /// Phase 1: promise `ballot` for `epoch` (the next one) unless a higher ballot was promised.

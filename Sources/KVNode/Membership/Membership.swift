@@ -79,17 +79,25 @@ public final class Membership: Sendable {
     }
 
     /// Phase 1 vote; persisted before it is returned. Blocks on an fsync: call it off the event loop.
-    package func prepare(epoch: UInt64, ballot: Ballot) throws(StorageError) -> (MapVote, epoch: UInt64) {
-        try change { $0.prepare(epoch: epoch, ballot: ballot) }
+    package func prepare(epoch: UInt64, ballot: Ballot, nowMillis: UInt64) throws(StorageError) -> (
+        MapVote, epoch: UInt64
+    ) {
+        try change {
+            $0.forgetPromise(aheadOf: nowMillis)
+            return $0.prepare(epoch: epoch, ballot: ballot)
+        }
     }
 
     /// Phase 2 vote, signed when granted; persisted before it is returned. Blocks on an fsync: call
     /// it off the event loop.
-    package func accept(_ proposal: MapProposal) throws(StorageError) -> (
+    package func accept(_ proposal: MapProposal, nowMillis: UInt64) throws(StorageError) -> (
         (MapVote, MapVoteSignature?), epoch: UInt64
     ) {
         let votes = self.votes
-        return try change { $0.accept(proposal, signer: votes) }
+        return try change {
+            $0.forgetPromise(aheadOf: nowMillis)
+            return $0.accept(proposal, signer: votes)
+        }
     }
 
     /// Adopts `map` when it is the next map of this cluster and `proof` shows it was chosen;

@@ -32,18 +32,29 @@ extension ReplicaService {
         return .clusterMapResponse(response)
     }
 
-    func answer(_ prepare: MapPrepareRequest) async throws -> Message {
+    func answer(_ prepare: MapPrepareRequest, from peer: PeerIdentity) async throws -> Message {
+        let now = try checked(prepare.ballot, from: peer)
         let (vote, epoch) = try await onMembership { (membership) throws(StorageError) in
-            try membership.prepare(epoch: prepare.epoch, ballot: prepare.ballot)
+            try membership.prepare(epoch: prepare.epoch, ballot: prepare.ballot, nowMillis: now)
         }
         return .mapPrepareResponse(MapPrepareResponse(vote, epoch: epoch))
     }
 
+    /// This node's wall clock, once `ballot` from `peer` passed `Ballot.refusal` (else `invalidRequest`).
+    private func checked(_ ballot: Ballot, from peer: PeerIdentity) throws -> UInt64 {
+        let now = wallMillis()
+        if let refusal = ballot.refusal(from: peer.name, nowMillis: now) {
+            throw RPCError.remote(.invalidRequest, message: refusal)
+        }
+        return now
+    }
+
     /// This node's vote on a proposed map, signed with its key when it accepts.
-    func answer(_ request: MapAcceptRequest) async throws -> Message {
+    func answer(_ request: MapAcceptRequest, from peer: PeerIdentity) async throws -> Message {
+        let now = try checked(request.ballot, from: peer)
         let proposal = MapProposal(ballot: request.ballot, map: request.map.map)
         let ((vote, signature), epoch) = try await onMembership { (membership) throws(StorageError) in
-            try membership.accept(proposal)
+            try membership.accept(proposal, nowMillis: now)
         }
         return .mapAcceptResponse(MapAcceptResponse(vote, epoch: epoch, signature: signature))
     }

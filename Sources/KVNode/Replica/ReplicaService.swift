@@ -178,9 +178,9 @@ public final class ReplicaService: RPCService {
         case .hintBatchRequest(let batch):
             return await storeHints(batch, in: try await context(batch.keyspace))
         case .mapPrepareRequest(let prepare):
-            return try await answer(prepare)
+            return try await answer(prepare, from: peer)
         case .mapAcceptRequest(let request):
-            return try await answer(request)
+            return try await answer(request, from: peer)
         case .mapCommitRequest(let commit):
             return try await answer(commit, from: peer)
         case .merkleExchangeRequest(let exchange):
