@@ -106,6 +106,9 @@ package struct NodeStatus: Sendable, Hashable {
     /// The bytes it keeps free (`--disk-reserve-bytes`; 0: none): below it, it refuses writes (a node
     /// built before it does not say).
     package var diskReserveBytes: UInt64? = nil
+    /// Since a write or an fsync of its storage failed, the refusal its writes get until it restarts
+    /// (a node built before it, or one whose storage did not fail, says nothing).
+    package var storageFailure: String? = nil
     /// How long the oldest-versioned hint it holds for each target has waited, in seconds.
     package var oldestHintAgeSeconds: [String: Double]? = nil
     /// Why the counters are missing although they were asked for (the node is up: it answered the ping).
@@ -139,7 +142,7 @@ extension NodeStatus: Encodable {
         case antiEntropyOldestRangeComparedMillis, antiEntropyRangeComparedMillis, peerPhi, peersSuspected
         case clusterEpoch, clusterChange, transfers, transfer, streamKeysReceived, streamKeysResent, handoffKeysDeleted
         case tombstonesPurged, antiEntropyLastFullPassMillis, hintsQueuedPerTarget, certificateNotAfterSeconds
-        case diskUsedBytes, diskFreeBytes, diskReserveBytes, oldestHintAgeSeconds, countersError
+        case diskUsedBytes, diskFreeBytes, diskReserveBytes, storageFailure, oldestHintAgeSeconds, countersError
     }
 }
 
@@ -176,6 +179,7 @@ extension NodeStatus {
         diskUsedBytes = stats.diskUsedBytes
         diskFreeBytes = stats.diskFreeBytes
         diskReserveBytes = stats.diskReserveBytes
+        storageFailure = stats.storageFailure.flatMap { $0.isEmpty ? nil : $0 }
         oldestHintAgeSeconds = Dictionary(
             stats.hintAges.map { ($0.target, Double($0.millis) / 1000) }, uniquingKeysWith: max)
         keysByKeyspace = stats.keyspaceKeys.map { Dictionary($0.map { ($0.keyspace, $0.keys) }, uniquingKeysWith: max) }

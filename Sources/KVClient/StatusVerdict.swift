@@ -83,7 +83,9 @@ package struct StatusVerdict: Sendable, Hashable {
                         "\(node.nodeID)'s certificate expires in \((notAfter - nowSeconds) / 86_400) days")
                 }
             }
-            if let free = node.diskFreeBytes, let reserve = node.diskReserveBytes, free < reserve {
+            if let failure = node.storageFailure {
+                problems.append("\(node.nodeID) refuses writes: \(failure)")
+            } else if let free = node.diskFreeBytes, let reserve = node.diskReserveBytes, free < reserve {
                 problems.append(
                     "\(node.nodeID) refuses writes: \(Self.mebibytes(free)) free on its disk, below its reserve of "
                         + "\(Self.mebibytes(reserve)) (--disk-reserve-bytes)")

@@ -353,7 +353,7 @@ extension Error {
 
 extension String {
     /// The longest prefix of whole characters that fits in `bytesMax` UTF-8 bytes.
-    func truncatedUTF8(bytesMax: Int) -> String {
+    package func truncatedUTF8(bytesMax: Int) -> String {
         if utf8.count <= bytesMax { return self }
         var result = ""
         var bytes = 0

@@ -67,6 +67,8 @@ final class RocksDBEngine: @unchecked Sendable {
     let walSyncer: WALSyncer?
     /// What keeps RocksDB from running out of room: records and hints are refused below its reserve.
     let room: DiskRoom
+    /// The first failure of the store's writes or fsyncs, after which none reaches RocksDB.
+    let fault: StorageFault
     /// The gate: set once by `close()`, after which every call throws `.closed`.
     private let closed = Atomic<Bool>(false)
     /// The calls using the handles now, which `close()` waits for.
@@ -97,8 +99,8 @@ final class RocksDBEngine: @unchecked Sendable {
         var unknown: [OpaquePointer] = []
     }
 
-    /// RocksDB's `InfoLogLevel.INFO_LEVEL` (DEBUG is 0).
-    static let infoLogLevel: Int32 = 1
+    /// RocksDB's `InfoLogLevel.HEADER_LEVEL` (DEBUG is 0, INFO 1): only what it writes when it opens.
+    static let infoLogLevel: Int32 = 5
     /// The size at which RocksDB starts a new `LOG` file.
     static let logFileBytesMax = 16 << 20
 
@@ -165,6 +167,8 @@ final class RocksDBEngine: @unchecked Sendable {
     ) throws(StorageError) {
         self.directory = directory
         self.room = DiskRoom(path: directory, reserveBytes: diskReserveBytes)
+        let fault = StorageFault(path: directory)
+        self.fault = fault
         self.durability = durability
         self.checkpoints = CheckpointRegistry(directory: RocksDBStore.checkpointsDirectory(of: directory))
 
@@ -191,9 +195,11 @@ final class RocksDBEngine: @unchecked Sendable {
         rocksdb_options_set_paranoid_checks(options, 1)
         // RocksDB's own log (`LOG` in the folder): Debian's librocksdb is built without NDEBUG, which
         // makes its default level DEBUG, a line for every fsync of the log (`FlushWAL`), hundreds a
-        // second under `sync` writes, in a file that grew without bound until the next open. INFO
-        // keeps the flushes, compactions and periodic statistics; a file rolls at 16 MB and five are
-        // kept (docs/storage.md, "The engine's own log").
+        // second under `sync` writes, in a file that grew without bound until the next open. And its
+        // assertions are on: once a line fails to reach a failing disk, the next line RocksDB logs
+        // (the error it is handling) aborts the process (`WritableFileWriter::Append`). So only the
+        // header it writes when it opens (version, options); its figures are the node's metrics
+        // (docs/storage.md, "The engine's own log"). A file rolls at 16 MB and five are kept.
         rocksdb_options_set_info_log_level(options, Self.infoLogLevel)
         rocksdb_options_set_max_log_file_size(options, Self.logFileBytesMax)
         rocksdb_options_set_keep_log_file_num(options, 5)
@@ -338,9 +344,9 @@ final class RocksDBEngine: @unchecked Sendable {
         keyspaces.unknown.append(shared["default"]!)
         self.keyspaces = Mutex(keyspaces)
         self.walSyncer =
-            walSyncInterval.map { WALSyncer(db: opened, schedule: .every($0), path: directory) }
+            walSyncInterval.map { WALSyncer(db: opened, schedule: .every($0), fault: fault) }
             ?? (durability == .sync
-                ? WALSyncer(db: opened, schedule: walSync == .caller ? .onCaller : .whenAsked, path: directory) : nil)
+                ? WALSyncer(db: opened, schedule: walSync == .caller ? .onCaller : .whenAsked, fault: fault) : nil)
     }
 
     deinit {
@@ -434,10 +440,12 @@ final class RocksDBEngine: @unchecked Sendable {
         // A clean close leaves nothing unsynced, whatever the mode (`sync` too: its writes made
         // without waiting are fsynced when asked, and a caller may not have asked yet). Nobody
         // is left to hear of a failure: the data is still in the log and RocksDB replays it on the
-        // next open.
-        var error: UnsafeMutablePointer<CChar>?
-        rocksdb_flush_wal(db, 1, &error)
-        _ = RocksDBStore.takeMessage(error)
+        // next open. After a failure of the disk (`fault`) nothing more is written.
+        if fault.failure == nil {
+            var error: UnsafeMutablePointer<CChar>?
+            rocksdb_flush_wal(db, 1, &error)
+            _ = RocksDBStore.takeMessage(error)
+        }
         let families = keyspaces.withLock { keyspaces in
             defer {
                 // The views hold the engine: letting them go breaks the cycle.

@@ -52,6 +52,7 @@ extension RocksDBStore {
     func write(_ family: OpaquePointer, _ key: [UInt8], _ value: [UInt8], options: OpaquePointer? = nil)
         throws(StorageError)
     {
+        try engine.fault.check()
         var error: UnsafeMutablePointer<CChar>?
         let options = options ?? writeOptions
         key.withUnsafeBytes { key in
@@ -59,15 +60,16 @@ extension RocksDBStore {
                 rocksdb_put_cf(db, options, family, key.cChars, key.count, value.cChars, value.count, &error)
             }
         }
-        try check(error)
+        try checkWrite(error)
     }
 
     func delete(_ family: OpaquePointer, _ key: [UInt8], synced: Bool = true) throws(StorageError) {
+        try engine.fault.check()
         var error: UnsafeMutablePointer<CChar>?
         key.withUnsafeBytes { key in
             rocksdb_delete_cf(db, synced ? writeOptions : unsyncedWriteOptions, family, key.cChars, key.count, &error)
         }
-        try check(error)
+        try checkWrite(error)
     }
 
     /// Hands each (key, value) of `family` whose key starts with `prefix` to `body`, in key order, until
@@ -156,7 +158,7 @@ extension RocksDBStore {
         var immutable: UInt64 = 0
         rocksdb_property_int_cf(db, dataFamily, "rocksdb.num-entries-active-mem-table", &active)
         rocksdb_property_int_cf(db, dataFamily, "rocksdb.num-entries-imm-mem-tables", &immutable)
-        guard active &+ immutable > Self.scanMemtableEntriesMax else { return }
+        guard active &+ immutable > Self.scanMemtableEntriesMax, engine.fault.failure == nil else { return }
         try? Self.flush(db, [dataFamily], directory: directory)
     }
 
@@ -176,15 +178,17 @@ extension RocksDBStore {
 
     /// Writes what `build` puts in a batch atomically, with the store's durability (or `options`).
     func writeBatch(options: OpaquePointer? = nil, _ build: (OpaquePointer) -> Void) throws(StorageError) {
-        try check(write(options: options ?? writeOptions, build))
+        try engine.fault.check()
+        try checkWrite(write(options: options ?? writeOptions, build))
     }
 
     /// `writeBatch` that never waits (`RocksDBEngine.nonblockingWriteOptions`): false, with nothing
     /// written, when RocksDB would have delayed the write (a write stall).
     func writeBatchIfNotStalled(_ build: (OpaquePointer) -> Void) throws(StorageError) -> Bool {
+        try engine.fault.check()
         let error = write(options: engine.nonblockingWriteOptions, build)
         if Self.isIncomplete(error) { return false }
-        try check(error)
+        try checkWrite(error)
         return true
     }
 
@@ -288,6 +292,14 @@ extension RocksDBStore {
     func check(_ error: UnsafeMutablePointer<CChar>?) throws(StorageError) {
         if let message = Self.takeMessage(error) {
             throw StorageError.fromRocksDB(message, path: directory)
+        }
+    }
+
+    /// `check` of the answer to a write (or a flush, a checkpoint: anything that writes RocksDB's log
+    /// or files): a failure of the disk is kept (`StorageFault`), and no write reaches RocksDB after it.
+    func checkWrite(_ error: UnsafeMutablePointer<CChar>?) throws(StorageError) {
+        if let message = Self.takeMessage(error) {
+            throw engine.fault.record(StorageError.fromRocksDB(message, path: directory))
         }
     }
 

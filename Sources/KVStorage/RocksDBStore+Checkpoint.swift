@@ -21,6 +21,8 @@ extension RocksDBStore {
             id: id,
             make: { (path) throws(StorageError) in
                 try engine.withOpenHandles(view: nil) { () throws(StorageError) in
+                    // A checkpoint flushes the memtables, which writes the log.
+                    try engine.fault.check()
                     var error: UnsafeMutablePointer<CChar>?
                     let checkpoint = rocksdb_checkpoint_object_create(db, &error)
                     try check(error)
@@ -29,7 +31,7 @@ extension RocksDBStore {
                     // 0: always flush the memtables first, so the data is in table files (hard links,
                     // shared with later backups) rather than in a copied log.
                     rocksdb_checkpoint_create(checkpoint, path, 0, &error)
-                    try check(error)
+                    try checkWrite(error)
                 }
             }, hash: hash)
     }

@@ -214,6 +214,16 @@ public final class RocksDBStore: ReplicaStore, @unchecked Sendable {
         }
     }
 
+    /// The failure of the disk that stopped the store's writes (`StorageFault`); nil while none did.
+    /// The same from every view.
+    public var storageFailure: StorageFailure? { engine.fault.failure }
+
+    /// Tests: records `reason` as if RocksDB had answered a write with it (`StorageFault.record`), as a
+    /// failing disk does and no test can make one do in process.
+    package func recordStorageFailureForTesting(_ reason: String) {
+        engine.fault.record(.fromRocksDB(reason, path: directory))
+    }
+
     /// Tests: the fsyncs the WAL syncer made so far.
     package var walSyncCountForTesting: Int { engine.walSyncer?.syncCount ?? 0 }
 
@@ -442,8 +452,13 @@ public final class RocksDBStore: ReplicaStore, @unchecked Sendable {
     /// log). The same from every view.
     public func flush() throws(StorageError) {
         try engine.withOpenHandles(view: nil) { () throws(StorageError) in
+            try engine.fault.check()
             try engine.withAllFamilies { (families) throws(StorageError) in
-                try Self.flush(db, families, directory: directory)
+                do throws(StorageError) {
+                    try Self.flush(db, families, directory: directory)
+                } catch {
+                    throw engine.fault.record(error)
+                }
             }
         }
     }

@@ -33,7 +33,8 @@ final class WALSyncer: @unchecked Sendable {
 
     private let db: OpaquePointer
     private let schedule: Schedule
-    private let path: String
+    /// Where a failed fsync is kept, and after which none is tried.
+    private let fault: StorageFault
     private let condition = NSCondition()
     private var waiting: [Completion] = []
     private var stopRequested = false
@@ -45,10 +46,10 @@ final class WALSyncer: @unchecked Sendable {
     /// `.onCaller`: the callers fsyncing now; `stop()` waits for them.
     private var callersSyncing = 0
 
-    init(db: OpaquePointer, schedule: Schedule, path: String) {
+    init(db: OpaquePointer, schedule: Schedule, fault: StorageFault) {
         self.db = db
         self.schedule = schedule
-        self.path = path
+        self.fault = fault
         if case .onCaller = schedule { return }
         let thread = Thread { [self] in run() }
         thread.name = "quorumkv-wal-sync"
@@ -118,11 +119,14 @@ final class WALSyncer: @unchecked Sendable {
         condition.unlock()
     }
 
-    /// Writes out and fsyncs the log (RocksDB's `FlushWAL(sync: true)`); the error if that failed.
+    /// Writes out and fsyncs the log (RocksDB's `FlushWAL(sync: true)`); the error if that failed, or
+    /// if an earlier write or fsync did (`StorageFault`: the log writer keeps its error, and RocksDB
+    /// would abort on it).
     private func syncLog() -> StorageError? {
+        do throws(StorageError) { try fault.check() } catch { return error }
         var error: UnsafeMutablePointer<CChar>?
         rocksdb_flush_wal(db, 1, &error)
-        return RocksDBStore.takeMessage(error).map { StorageError.fromRocksDB($0, path: path) }
+        return RocksDBStore.takeMessage(error).map { fault.record(StorageError.fromRocksDB($0, path: fault.path)) }
     }
 
     /// Syncs for and tells the callers still waiting, stops the thread, and waits until it no longer

@@ -116,6 +116,7 @@ extension RealProcessTests {
             #expect(up["process_open_fds\(node)"] ?? 0 > 5)
             #expect(up["quorumkv_disk_free_bytes\(node)"] ?? 0 > 0)
             #expect(up["quorumkv_disk_reserve_bytes\(node)"] == 536_870_912, "the default --disk-reserve-bytes")
+            #expect(up["quorumkv_storage_failed\(node)"] == 0)
             #expect(up["quorumkv_under_replicated_ranges\(inDefault)"] == 0)
             #expect(up["quorumkv_under_replicated_keys\(inDefault)"] == 0)
             #expect(up["quorumkv_hint_queue_bytes\(node)"] == 0)

@@ -106,6 +106,10 @@ struct StatusVerdictTests {
         var n2 = Self.up("n2", epoch: 6)
         n2.peersSuspected = ["n4"]
         n2.antiEntropyRangesDue = 2
+        // A node whose storage failed refuses writes until restarted: its refusal is quoted.
+        n2.storageFailure = "storage I/O error at /d: the node's storage failed at T (IO error: EIO)"
+        n2.diskFreeBytes = 1
+        n2.diskReserveBytes = 2
         var n3 = Self.up("n3")
         n3.clusterChange = "join n5"
         n3.transfer = TransferProgress(
@@ -127,6 +131,7 @@ struct StatusVerdictTests {
                 "membership change in progress: join n5 (n3 receiving: 1 of 2 ranges, 60 %, about 20 s left)",
                 "5 hints queued for n3, which is up: being replayed",
                 "n2 has 2 ranges due for anti-entropy",
+                "n2 refuses writes: storage I/O error at /d: the node's storage failed at T (IO error: EIO)",
                 "n3's certificate expires in 3 days",
                 "n3 refuses writes: 300 MiB free on its disk, below its reserve of 512 MiB (--disk-reserve-bytes)",
                 "n4's disk is 85 % full",

@@ -66,10 +66,10 @@ struct RoundTripTests {
         var frame = sample.message.frame(requestID: sample.requestID, allocator: ByteBufferAllocator())
         // A message of an older version, whose later fields (`@since`) are absent, reads the first
         // trailing bytes as those fields (no older peer sends trailing bytes after them): zeros are a
-        // valid encoding of any of them (a 0, an empty list or string; 12 cover the longest run of
-        // them, `NodeStats`'s list count and u64), the bytes after them are not.
+        // valid encoding of any of them (a 0, an empty list or string; 16 cover the longest run of
+        // them, `NodeStats`'s list count, u64 and string length), the bytes after them are not.
         var body = frame.body
-        body.writeBytes([UInt8](repeating: 0, count: 12) + [0x01, 0xFF, 0x00, 0x7F])
+        body.writeBytes([UInt8](repeating: 0, count: 16) + [0x01, 0xFF, 0x00, 0x7F])
         frame = Frame(type: frame.type, requestID: frame.requestID, body: body)
         let decoded = try Message(frame: frame)
         let versions = UInt16(1)...WireProtocol.version

@@ -91,6 +91,28 @@ struct VersionedFieldTests {
         #expect(restricted.diskReserveBytes == nil && restricted.keyspaceKeys == nil)
     }
 
+    /// `NodeStats.storageFailure` (field 48) comes after field 47 as 47 came after 46: absent from a
+    /// build before it, read from a newer one, dropped on a version-3 connection.
+    @Test func storageFailureInStats() throws {
+        var stats = NodeStats(node: "n1")
+        stats.keyspaceKeys = []
+        stats.diskReserveBytes = 0
+        let older = Message.nodeStats(stats).frame(requestID: 1, allocator: ByteBufferAllocator())
+        guard case .nodeStats(let decoded) = try Message(frame: older) else {
+            Issue.record("not a NodeStats")
+            return
+        }
+        #expect(decoded.storageFailure == nil, "a build before the field sends none")
+        stats.storageFailure = "storage I/O error at /data/n1: the node's storage failed"
+        let newer = Message.nodeStats(stats).frame(requestID: 1, allocator: ByteBufferAllocator())
+        #expect(try Message(frame: newer) == .nodeStats(stats))
+        guard case .nodeStats(let restricted) = Message.nodeStats(stats).restricted(toProtocol: 3) else {
+            Issue.record("not a NodeStats")
+            return
+        }
+        #expect(restricted.storageFailure == nil && restricted.diskReserveBytes == nil)
+    }
+
     @Test("Heartbeat is a version-4 message; the others every version has")
     func messageVersions() {
         #expect(MessageType.heartbeatRequest.protocolVersionMin == 4)

@@ -18,6 +18,7 @@ public import Metrics
 /// | `quorumkv_disk_used_bytes` | bytes the data folder takes on disk (allocated blocks, as `du` counts) |
 /// | `quorumkv_disk_free_bytes` | bytes free for the node on the data folder's file system (`statvfs`) |
 /// | `quorumkv_disk_reserve_bytes` | the bytes the node keeps free (`--disk-reserve-bytes`): below it, it refuses writes (`DiskRoom`); set at start |
+/// | `quorumkv_storage_failed` | 1 once a write or an fsync of the node's storage failed (`StorageFault`): it refuses writes until restarted; else 0 |
 /// | `quorumkv_certificate_expiry_timestamp_seconds` | when the node's certificate in use expires (Unix time) |
 /// | `quorumkv_hint_oldest_age_seconds{target}` | age of the oldest-versioned hint queued for each target: the replica lag of what it missed |
 /// | `quorumkv_healthy_nodes` | members of the cluster map this node does not suspect, itself included |
@@ -70,6 +71,9 @@ public struct NodeHealthSample: Sendable, Hashable {
     public var engine: EngineFigures? = nil
     /// Bytes sent to and received from each peer label since the node started.
     public var peerTraffic: [String: PeerTraffic.Totals] = [:]
+    /// The refusal the node's writes get since its storage failed (`StorageFailure.refusal`); nil
+    /// while it has not.
+    public var storageFailure: String? = nil
 }
 
 /// Reads ``NodeHealthSample``s (blocking: it walks the data folder) and reports them as gauges, and to
@@ -80,6 +84,7 @@ public final class NodeHealth: Sendable {
     private let openFileDescriptors: Gauge
     private let diskUsed: Gauge
     private let diskFree: Gauge
+    private let storageFailed: Gauge
     private let certificateExpiry: Gauge
     private let healthyNodes: Gauge
     private let underReplicated: GaugeFamily
@@ -106,6 +111,8 @@ public final class NodeHealth: Sendable {
         "quorumkv_disk_used_bytes": "Bytes the data folder takes on disk.",
         "quorumkv_disk_free_bytes": "Bytes free for the node on the data folder's file system.",
         "quorumkv_disk_reserve_bytes": "Bytes the node keeps free on that file system; below it, it refuses writes.",
+        "quorumkv_storage_failed":
+            "1 once a write or an fsync of the node's storage failed: it refuses writes until it is restarted.",
         "quorumkv_certificate_expiry_timestamp_seconds": "When the node's certificate expires (Unix time).",
         "quorumkv_hint_oldest_age_seconds": "Age of the oldest-versioned hint queued for each target (replica lag).",
         "quorumkv_healthy_nodes": "Members of the cluster map this node does not suspect, itself included.",
@@ -152,6 +159,7 @@ public final class NodeHealth: Sendable {
         openFileDescriptors = gauge("process_open_fds")
         diskUsed = gauge("quorumkv_disk_used_bytes")
         diskFree = gauge("quorumkv_disk_free_bytes")
+        storageFailed = gauge("quorumkv_storage_failed")
         certificateExpiry = gauge("quorumkv_certificate_expiry_timestamp_seconds")
         healthyNodes = gauge("quorumkv_healthy_nodes")
         underReplicated = GaugeFamily(
@@ -197,6 +205,7 @@ public final class NodeHealth: Sendable {
         if let value = sample.openFileDescriptors { openFileDescriptors.record(value) }
         diskUsed.record(Double(sample.diskUsedBytes))
         if let value = sample.diskFreeBytes { diskFree.record(Double(value)) }
+        storageFailed.record(sample.storageFailure == nil ? 0 : 1)
         if let value = sample.certificateNotAfterSeconds { certificateExpiry.record(Double(value)) }
         healthyNodes.record(sample.healthyNodes)
         underReplicated.record(sample.underReplicatedRanges.mapValues(Double.init))
@@ -226,11 +235,12 @@ public final class NodeHealth: Sendable {
     ///   - map: the cluster map this node holds; `suspected`: the peers its detector suspects.
     ///   - keys: (`node`, its approximate key count in each keyspace, by id): the keys gauge, and to
     ///     estimate the keys under-replicated.
+    ///   - storageFailure: the failure that stopped the store's writes (`RocksDBStore.storageFailure`).
     public static func read(
         dataDirectory: String, hintAges: [String: Double], certificateNotAfterSeconds: UInt64?,
         map: ClusterMap, suspected: Set<String>, peerPingSeconds: [String: Double] = [:], engine: EngineFigures? = nil,
         peerTraffic: [String: PeerTraffic.Totals] = [:], keys: (node: String, byKeyspace: [UInt32: UInt64])? = nil,
-        hintBytes: Int? = nil
+        hintBytes: Int? = nil, storageFailure: StorageFailure? = nil
     ) -> NodeHealthSample {
         let process = processFigures()
         let members = Set(map.nodes.map(\.id))
@@ -257,6 +267,7 @@ public final class NodeHealth: Sendable {
             peerPingSeconds: peerPingSeconds, engine: engine, peerTraffic: peerTraffic)
         sample.underReplicatedKeys = underReplicatedKeys
         sample.hintBytes = hintBytes
+        sample.storageFailure = storageFailure?.refusal.description
         sample.keysByKeyspace = KeyspaceLabel.byLabel(keys?.byKeyspace ?? [:], in: map).mapValues { Int(clamping: $0) }
         return sample
     }

@@ -326,6 +326,7 @@ public final class NodeService: Service {
                 group.addTask {
                     let directory = self.configuration.dataDirectory
                     let certificates = self.certificates
+                    var failureLogged = false
                     while !Task.isCancelled {
                         let (map, suspected, pings) = (
                             membership.current, health.table.suspected(), health.pingSeconds()
@@ -338,8 +339,12 @@ public final class NodeService: Service {
                                 map: map, suspected: suspected, peerPingSeconds: pings, engine: store.engineFigures(),
                                 peerTraffic: traffic.totals(),
                                 keys: (self.configuration.id, store.everyKeyspace { $0.approximateKeyCount() }),
-                                hintBytes: store.hintBytesHeld())
+                                hintBytes: store.hintBytesHeld(), storageFailure: store.storageFailure)
                         }) {
+                            if let failure = sample.storageFailure, !failureLogged {
+                                failureLogged = true
+                                self.logger.critical("\(failure)")
+                            }
                             nodeHealth.record(sample)
                             statistics.lastHealth.withLock { $0 = sample }
                         }

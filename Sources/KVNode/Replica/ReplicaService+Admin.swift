@@ -34,6 +34,7 @@ extension ReplicaService {
         if let health = statistics.lastHealth.withLock({ $0 }) {
             stats.diskUsedBytes = health.diskUsedBytes
             stats.diskFreeBytes = health.diskFreeBytes
+            stats.storageFailure = (health.storageFailure ?? "").truncatedUTF8(bytesMax: Limits.errorMessageBytesMax)
             stats.hintAges = health.hintOldestAgeSeconds.sorted { $0.key < $1.key }.prefix(Limits.nodesMax).map {
                 HintAge(target: $0.key, millis: UInt64(max(0, min($0.value * 1000, 1e15))))
             }

@@ -3115,8 +3115,12 @@ public struct NodeStats: Sendable, Hashable {
     /// The bytes the node keeps free on its data folder's file system (`--disk-reserve-bytes`; 0: none):
     /// below it, it refuses writes of records and hints. Appended within protocol version 4, as field 46.
     public var diskReserveBytes: UInt64?
+    /// Since a write or an fsync of the node's storage failed (a disk that fails, a file system
+    /// remounted read-only), the refusal every write gets until the node restarts; empty while none
+    /// did. Appended within protocol version 4, as field 46.
+    public var storageFailure: String?
 
-    public init(node: String, keys: UInt64, uptimeSeconds: UInt64, hintsStored: UInt64, hintsRefused: UInt64, hintsRehomed: UInt64, hintsReplayed: UInt64, hintsExpired: UInt64, hintsBytes: UInt64, hintQueues: [HintQueue], clockAheadRefused: UInt64, mapsRefused: UInt64, readRepairsReceived: UInt64, readRepairsApplied: UInt64, antiEntropyRangesDue: UInt64, antiEntropyRangesMarkedHintRefused: UInt64, antiEntropyRangesMarkedHintExpired: UInt64, antiEntropyMarkFailures: UInt64, antiEntropyWritesReceived: UInt64, antiEntropyRangesCompared: UInt64, antiEntropyKeysSent: UInt64, antiEntropyKeysReceived: UInt64, antiEntropyBytes: UInt64, antiEntropySessionFailures: UInt64, antiEntropyLastFullPassMillis: UInt64, antiEntropyOldestRangeComparedMillis: UInt64, rangesCompared: [RangeCompared], tombstonesPurged: UInt64, streamKeysReceived: UInt64, streamKeysResent: UInt64, streamBytes: UInt64, streamRetries: UInt64, handoffKeysDeleted: UInt64, refusals: [RefusalCount], peers: [PeerView], clusterEpoch: UInt64, clusterChange: String, transfers: [RangeTransferStatus], certificateNotAfter: UInt64?, diskUsedBytes: UInt64?, diskFreeBytes: UInt64?, hintAges: [HintAge], transferShareMillionths: UInt64, transferShareAtStartMillionths: UInt64, transferElapsedMillis: UInt64, keyspaceKeys: [KeyspaceKeys]? = nil, diskReserveBytes: UInt64? = nil) {
+    public init(node: String, keys: UInt64, uptimeSeconds: UInt64, hintsStored: UInt64, hintsRefused: UInt64, hintsRehomed: UInt64, hintsReplayed: UInt64, hintsExpired: UInt64, hintsBytes: UInt64, hintQueues: [HintQueue], clockAheadRefused: UInt64, mapsRefused: UInt64, readRepairsReceived: UInt64, readRepairsApplied: UInt64, antiEntropyRangesDue: UInt64, antiEntropyRangesMarkedHintRefused: UInt64, antiEntropyRangesMarkedHintExpired: UInt64, antiEntropyMarkFailures: UInt64, antiEntropyWritesReceived: UInt64, antiEntropyRangesCompared: UInt64, antiEntropyKeysSent: UInt64, antiEntropyKeysReceived: UInt64, antiEntropyBytes: UInt64, antiEntropySessionFailures: UInt64, antiEntropyLastFullPassMillis: UInt64, antiEntropyOldestRangeComparedMillis: UInt64, rangesCompared: [RangeCompared], tombstonesPurged: UInt64, streamKeysReceived: UInt64, streamKeysResent: UInt64, streamBytes: UInt64, streamRetries: UInt64, handoffKeysDeleted: UInt64, refusals: [RefusalCount], peers: [PeerView], clusterEpoch: UInt64, clusterChange: String, transfers: [RangeTransferStatus], certificateNotAfter: UInt64?, diskUsedBytes: UInt64?, diskFreeBytes: UInt64?, hintAges: [HintAge], transferShareMillionths: UInt64, transferShareAtStartMillionths: UInt64, transferElapsedMillis: UInt64, keyspaceKeys: [KeyspaceKeys]? = nil, diskReserveBytes: UInt64? = nil, storageFailure: String? = nil) {
         self.node = node
         self.keys = keys
         self.uptimeSeconds = uptimeSeconds
@@ -3164,6 +3168,7 @@ public struct NodeStats: Sendable, Hashable {
         self.transferElapsedMillis = transferElapsedMillis
         self.keyspaceKeys = keyspaceKeys
         self.diskReserveBytes = diskReserveBytes
+        self.storageFailure = storageFailure
     }
 }
 
@@ -3230,6 +3235,8 @@ extension ByteBuffer {
         written += self.writeWireList(keyspaceKeys) { (buffer: inout ByteBuffer, element) in buffer.writeKeyspaceKeys(element) }
         guard let diskReserveBytes = value.diskReserveBytes else { return written }
         written += self.writeInteger(diskReserveBytes)
+        guard let storageFailure = value.storageFailure else { return written }
+        written += self.writeWireString(storageFailure)
         return written
     }
 
@@ -3283,7 +3290,9 @@ extension ByteBuffer {
         if self.readableBytes > 0 { keyspaceKeys = try self.decodeWireList(limit: Limits.keyspaceIDsMax, elementBytesMin: 12, field: "NodeStats.keyspaceKeys") { (buffer: inout ByteBuffer) throws(WireError) in try buffer.decodeKeyspaceKeys() } }
         var diskReserveBytes: UInt64? = nil
         if self.readableBytes > 0 { diskReserveBytes = try self.decodeWireInteger(UInt64.self) }
-        return NodeStats(node: node, keys: keys, uptimeSeconds: uptimeSeconds, hintsStored: hintsStored, hintsRefused: hintsRefused, hintsRehomed: hintsRehomed, hintsReplayed: hintsReplayed, hintsExpired: hintsExpired, hintsBytes: hintsBytes, hintQueues: hintQueues, clockAheadRefused: clockAheadRefused, mapsRefused: mapsRefused, readRepairsReceived: readRepairsReceived, readRepairsApplied: readRepairsApplied, antiEntropyRangesDue: antiEntropyRangesDue, antiEntropyRangesMarkedHintRefused: antiEntropyRangesMarkedHintRefused, antiEntropyRangesMarkedHintExpired: antiEntropyRangesMarkedHintExpired, antiEntropyMarkFailures: antiEntropyMarkFailures, antiEntropyWritesReceived: antiEntropyWritesReceived, antiEntropyRangesCompared: antiEntropyRangesCompared, antiEntropyKeysSent: antiEntropyKeysSent, antiEntropyKeysReceived: antiEntropyKeysReceived, antiEntropyBytes: antiEntropyBytes, antiEntropySessionFailures: antiEntropySessionFailures, antiEntropyLastFullPassMillis: antiEntropyLastFullPassMillis, antiEntropyOldestRangeComparedMillis: antiEntropyOldestRangeComparedMillis, rangesCompared: rangesCompared, tombstonesPurged: tombstonesPurged, streamKeysReceived: streamKeysReceived, streamKeysResent: streamKeysResent, streamBytes: streamBytes, streamRetries: streamRetries, handoffKeysDeleted: handoffKeysDeleted, refusals: refusals, peers: peers, clusterEpoch: clusterEpoch, clusterChange: clusterChange, transfers: transfers, certificateNotAfter: certificateNotAfter, diskUsedBytes: diskUsedBytes, diskFreeBytes: diskFreeBytes, hintAges: hintAges, transferShareMillionths: transferShareMillionths, transferShareAtStartMillionths: transferShareAtStartMillionths, transferElapsedMillis: transferElapsedMillis, keyspaceKeys: keyspaceKeys, diskReserveBytes: diskReserveBytes)
+        var storageFailure: String? = nil
+        if self.readableBytes > 0 { storageFailure = try self.decodeWireString(limit: Limits.errorMessageBytesMax, field: "NodeStats.storageFailure") }
+        return NodeStats(node: node, keys: keys, uptimeSeconds: uptimeSeconds, hintsStored: hintsStored, hintsRefused: hintsRefused, hintsRehomed: hintsRehomed, hintsReplayed: hintsReplayed, hintsExpired: hintsExpired, hintsBytes: hintsBytes, hintQueues: hintQueues, clockAheadRefused: clockAheadRefused, mapsRefused: mapsRefused, readRepairsReceived: readRepairsReceived, readRepairsApplied: readRepairsApplied, antiEntropyRangesDue: antiEntropyRangesDue, antiEntropyRangesMarkedHintRefused: antiEntropyRangesMarkedHintRefused, antiEntropyRangesMarkedHintExpired: antiEntropyRangesMarkedHintExpired, antiEntropyMarkFailures: antiEntropyMarkFailures, antiEntropyWritesReceived: antiEntropyWritesReceived, antiEntropyRangesCompared: antiEntropyRangesCompared, antiEntropyKeysSent: antiEntropyKeysSent, antiEntropyKeysReceived: antiEntropyKeysReceived, antiEntropyBytes: antiEntropyBytes, antiEntropySessionFailures: antiEntropySessionFailures, antiEntropyLastFullPassMillis: antiEntropyLastFullPassMillis, antiEntropyOldestRangeComparedMillis: antiEntropyOldestRangeComparedMillis, rangesCompared: rangesCompared, tombstonesPurged: tombstonesPurged, streamKeysReceived: streamKeysReceived, streamKeysResent: streamKeysResent, streamBytes: streamBytes, streamRetries: streamRetries, handoffKeysDeleted: handoffKeysDeleted, refusals: refusals, peers: peers, clusterEpoch: clusterEpoch, clusterChange: clusterChange, transfers: transfers, certificateNotAfter: certificateNotAfter, diskUsedBytes: diskUsedBytes, diskFreeBytes: diskFreeBytes, hintAges: hintAges, transferShareMillionths: transferShareMillionths, transferShareAtStartMillionths: transferShareAtStartMillionths, transferElapsedMillis: transferElapsedMillis, keyspaceKeys: keyspaceKeys, diskReserveBytes: diskReserveBytes, storageFailure: storageFailure)
     }
 }
 
@@ -4315,6 +4324,7 @@ public enum Message: Sendable, Hashable {
         case .nodeStats(var message):
             if version < 4 { message.keyspaceKeys = nil }
             if version < 4 { message.diskReserveBytes = nil }
+            if version < 4 { message.storageFailure = nil }
             return .nodeStats(message)
         default:
             return self
