@@ -96,7 +96,7 @@ extension Simulation {
             }
             if let range = transfer.verified(compared: compared) {
                 log(
-                    "\(id) cannot compare \(range)\(inKeyspace(keyspace)) with a majority of its old replicas: too many down"
+                    "\(id) cannot compare \(range)\(inKeyspace(keyspace)) with enough of its old replicas: too many down"
                 )
                 return false
             }

@@ -235,6 +235,30 @@ import Testing
         #expect(operation.isComplete && operation.isSettled)
     }
 
+    /// Without fallbacks a write acknowledged by W replicas settles only once the others answered (or
+    /// its deadline passed): a one-shot client closing at the W-th answer dropped the write on its way
+    /// to the others, and no hint would bring it there (`kvctl put --consistency one` on 3 nodes, N=3,
+    /// left keys on one or two replicas).
+    @Test func withoutFallbacksAWriteSettlesWhenEveryReplicaAnswered() {
+        var operation = Self.operation(required: 1, sloppy: false, fallbacks: [])
+        var clock = ClientClock(writer: 1)
+        _ = operation.start(clock: &clock, wallMillis: 1_000)
+        _ = operation.handle(.applied("n2", attempt: 1, clock: 1), clock: &clock, wallMillis: 1_000)
+        #expect(operation.isComplete && !operation.isSettled)
+        _ = operation.handle(.failed("n1", attempt: 1, reason: "down"), clock: &clock, wallMillis: 1_000)
+        #expect(!operation.isSettled)
+        _ = operation.handle(.applied("n3", attempt: 1, clock: 1), clock: &clock, wallMillis: 1_000)
+        #expect(operation.isSettled)
+
+        var silent = Self.operation(required: 2, sloppy: false, fallbacks: [])
+        _ = silent.start(clock: &clock, wallMillis: 1_000)
+        _ = silent.handle(.applied("n1", attempt: 1, clock: 1), clock: &clock, wallMillis: 1_000)
+        _ = silent.handle(.applied("n3", attempt: 1, clock: 1), clock: &clock, wallMillis: 1_000)
+        #expect(silent.isComplete && !silent.isSettled)
+        _ = silent.handle(.deadlinePassed(attempt: 1), clock: &clock, wallMillis: 1_000)
+        #expect(silent.isSettled, "n2 never answered: the deadline ends it")
+    }
+
     /// Random replicas, fallbacks, replies, fallback answers and delivery orders (duplicates included):
     /// at most one hint in flight per replica, hints only for replicas that failed or were silent at the
     /// hint delay, fallbacks in order, one completion that respects the quorum rule, and it settles.

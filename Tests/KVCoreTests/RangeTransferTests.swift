@@ -26,15 +26,29 @@ import Testing
             #expect(progress.keys == 5 && progress.after == [2] && progress.retries == 1 && progress.lastError == nil)
         }
         #expect(transfer.step == .verify)
-        // Each range must compare with a majority of its old replicas.
+        // Each range must compare with enough of its old replicas to meet every quorum write.
         let ranges = transfer.checkpoint.ranges.map(\.range)
-        var compared = Dictionary(uniqueKeysWithValues: ranges.map { ($0, transfer.sources(of: $0).count / 2 + 1) })
+        var compared = Dictionary(
+            uniqueKeysWithValues: ranges.map {
+                ($0, RangeTransfer.comparisonsNeeded(replicas: transfer.sources(of: $0).count))
+            })
         compared[ranges[0]]! -= 1
         #expect(transfer.verified(compared: compared) == ranges[0])
         #expect(transfer.step == .verify)
         compared[ranges[0]]! += 1
         #expect(transfer.verified(compared: compared) == nil)
         #expect(transfer.step == .report)
+    }
+
+    /// A quorum of N old replicas (N/2 + 1) and the replicas compared always share one, with the fewest
+    /// comparisons: with N = 2 one (a majority, 2, never came with one of the two dead).
+    @Test func theComparisonsNeededMeetEveryQuorum() {
+        #expect((1...7).map { RangeTransfer.comparisonsNeeded(replicas: $0) } == [1, 1, 2, 2, 3, 3, 4])
+        for replicas in 1...9 {
+            let needed = RangeTransfer.comparisonsNeeded(replicas: replicas)
+            #expect(needed + (replicas / 2 + 1) > replicas, "N=\(replicas): they intersect")
+            #expect((needed - 1) + (replicas / 2 + 1) <= replicas, "N=\(replicas): one fewer would not")
+        }
     }
 
     @Test func aCheckpointOfTheSameChangeIsResumedAndAnotherIsReplaced() throws {

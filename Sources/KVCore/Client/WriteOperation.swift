@@ -149,6 +149,8 @@ public struct WriteOperation: Sendable {
     /// Sloppy quorum: why each replica failed whose failure waits for its hand-off to be exhausted.
     private var heldFailures: [String: String] = [:]
     private var hintDuePassed = false
+    /// The current attempt's deadline passed.
+    private var deadlinePassed = false
 
     /// - Precondition: the coordinator's preconditions (replicas not empty and distinct, `required` in
     ///   `1...replicas.count`, positive deadline), `supersededRetriesMax >= 0`, and fallbacks distinct and
@@ -174,10 +176,13 @@ public struct WriteOperation: Sendable {
     public var isComplete: Bool { result != nil }
 
     /// Complete, and no hand-off is left to do: every hint sent was answered, and every replica of the
-    /// last attempt answered or was handed off at the hint delay. The driver may stop feeding events.
+    /// last attempt answered or was handed off at the hint delay. Without fallbacks (N replicas on N
+    /// nodes), once every replica of the last attempt answered or its deadline passed: a client that
+    /// closes as soon as W replicas acknowledged (a one-shot `kvctl put`) must not drop the write on
+    /// its way to the others, since no hint would bring it to them. The driver may stop feeding events.
     public var isSettled: Bool {
         guard result != nil else { return false }
-        guard handOff.isEnabled else { return true }
+        guard handOff.isEnabled else { return deadlinePassed || (coordinator?.hasEveryAnswer ?? true) }
         return handOff.isIdle && (hintDuePassed || handOff.answered.count == configuration.replicas.count)
     }
 
@@ -260,6 +265,7 @@ public struct WriteOperation: Sendable {
         handOff = HandOff(fallbacks: configuration.fallbacks, zones: configuration.zones)
         heldFailures = [:]
         hintDuePassed = false
+        deadlinePassed = false
         var coordinator = WriteCoordinator(configuration: Self.coordinatorConfiguration(configuration))
         // Room for every send, the deadline, the hint delay and a hint per suspected replica: one
         // allocation (this runs per write).
@@ -322,6 +328,7 @@ public struct WriteOperation: Sendable {
                 return .failed(node, reason: reason)
             }
         case .deadlinePassed:
+            deadlinePassed = true
             return .deadlinePassed
         case .hintDue:
             hintDuePassed = true

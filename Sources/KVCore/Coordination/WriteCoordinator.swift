@@ -119,6 +119,9 @@ public struct WriteCoordinator: Sendable {
 
     public var isComplete: Bool { outcome != nil }
 
+    /// Every replica answered (applied, superseded or failed), the quorum reached or not.
+    public var hasEveryAnswer: Bool { !states.contains(.pending) }
+
     /// Replicas that did not apply the write — failed or never answered — in preference-list order:
     /// the hinted-handoff candidates. Replicas that answered `superseded` hold a newer version and
     /// need no hint, so they are not listed.

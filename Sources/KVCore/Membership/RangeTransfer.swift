@@ -144,15 +144,23 @@ public struct RangeTransfer: Sendable, Hashable {
     }
 
     /// After `.verify`: how many old replicas of each range compared without error. Marks the
-    /// transfer verified, and returns nil, when each range reached a majority of its old replicas;
-    /// else returns the first range that did not.
+    /// transfer verified, and returns nil, when each range reached enough of its old replicas to meet
+    /// every quorum write (`comparisonsNeeded`); else returns the first range that did not.
     public mutating func verified(compared: [TokenRangeSpan: Int]) -> TokenRangeSpan? {
         for progress in checkpoint.ranges
-        where (compared[progress.range] ?? 0) < sources(of: progress.range).count / 2 + 1 {
+        where (compared[progress.range] ?? 0) < Self.comparisonsNeeded(replicas: sources(of: progress.range).count) {
             return progress.range
         }
         checkpoint.verified = true
         return nil
+    }
+
+    /// How many of a range's `replicas` old replicas a receiver must compare it with: N − (N/2 + 1) + 1,
+    /// so that every write a quorum of them acknowledged (N/2 + 1) is on one of those compared. It was
+    /// a majority, which for N = 2 is both: a keyspace of N = 2 could never finish a change that
+    /// removed a dead node (`kvctl leave` of a host that is gone).
+    public static func comparisonsNeeded(replicas: Int) -> Int {
+        replicas - replicas / 2
     }
 
     // MARK: - Dropping

@@ -161,7 +161,7 @@ final class RangeStreamer: Sendable {
     }
 
     /// Drives KVCore's `RangeTransfer` for one keyspace in the change in progress: pulls the ranges and
-    /// verifies them against a majority of their old replicas. True once all are in and verified.
+    /// verifies them against enough of their old replicas to meet every quorum write. True once all are in and verified.
     private func receive(_ lane: Lane) async -> Bool {
         guard let map = lane.view(membership.current) else { return true }
         var transfer = RangeTransfer(node: nodeID, map: map, resuming: loadCheckpoint(lane))
@@ -200,7 +200,7 @@ final class RangeStreamer: Sendable {
                 }
                 if let range = transfer.verified(compared: compared) {
                     logger.warning(
-                        "cannot compare a received range with a majority of its old replicas",
+                        "cannot compare a received range with enough of its old replicas (N − N/2) to meet every quorum write",
                         metadata: ["ring.range": "\(range)", "error": "\(failures.joined(separator: "; "))"])
                     return false
                 }
