@@ -18,6 +18,38 @@ import Testing
         #expect(!write.hintsCountTowardQuorum)
     }
 
+    /// N replicas on N nodes: no fallback, so the replicas hold each other's hints (a write a replica
+    /// missed was left unseen to anti-entropy), never counted toward a sloppy quorum.
+    @Test func withoutFallbacksTheReplicasHoldEachOthersHints() throws {
+        let three = try Ring(
+            nodes: [100, 200, 300].enumerated().map { RingNode(id: "n\($0 + 1)", tokens: [$1]) }, replicationFactor: 3)
+        var sloppy = plan
+        sloppy.sloppyQuorum = true
+        let write = try sloppy.operation(for: Token(150), current: three)
+        #expect(write.replicas == ["n2", "n3", "n1"] && write.fallbacks.isEmpty)
+        #expect(write.hintsToCoReplicas && !write.hintsCountTowardQuorum)
+        #expect(try plan.operation(for: Token(150), current: current).hintsToCoReplicas == false, "n1 is a fallback")
+        var off = plan
+        off.hintedHandoff = false
+        #expect(try off.operation(for: Token(150), current: three).hintsToCoReplicas == false)
+
+        // n3 fails: its hint goes to the first other replica, then the next when that one refuses.
+        var operation = WriteOperation(configuration: write)
+        var clock = ClientClock(writer: 1)
+        _ = operation.start(clock: &clock, wallMillis: 1_000)
+        let version = try #require(operation.version)
+        _ = operation.handle(.applied("n2", attempt: 1, clock: 1), clock: &clock, wallMillis: 1_000)
+        let failed = operation.handle(.failed("n3", attempt: 1, reason: "down"), clock: &clock, wallMillis: 1_000)
+        #expect(failed.contains(.hint(to: "n2", for: "n3", version: version, attempt: 1)), "\(failed)")
+        let refused = operation.handle(
+            .hintFailed("n2", for: "n3", attempt: 1, reason: "full"), clock: &clock, wallMillis: 1_000)
+        #expect(refused.contains(.hint(to: "n1", for: "n3", version: version, attempt: 1)), "\(refused)")
+        _ = operation.handle(.hintStored("n1", for: "n3", attempt: 1, clock: 1), clock: &clock, wallMillis: 1_000)
+        #expect(!operation.isComplete, "a hint adds no copy: W=2 still waits for n1's own apply")
+        _ = operation.handle(.applied("n1", attempt: 1, clock: 1), clock: &clock, wallMillis: 1_000)
+        #expect(operation.isComplete && operation.isSettled && operation.hinted == ["n3": "n1"])
+    }
+
     /// n5 joins at token 160 and N rises to 4: the write reaches both lists, with each ring's own W.
     @Test func duringAChangeEachRingNeedsItsOwnQuorum() throws {
         let next = try Ring(

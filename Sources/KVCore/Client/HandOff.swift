@@ -21,6 +21,9 @@ struct HandOff: Sendable, Hashable {
     }
 
     let fallbacks: [String]
+    /// The write's replicas, which hold each other's hints when there are no fallbacks
+    /// (`WriteOperation.Configuration.hintsToCoReplicas`); empty otherwise.
+    let coReplicas: [String]
     /// Each replica's and fallback's zone; empty when the ring has no zones.
     let zones: [String: String]
     /// Each replica's walk (`fallbacks(for:)`), fixed when its hand-off begins.
@@ -31,20 +34,29 @@ struct HandOff: Sendable, Hashable {
     private(set) var answered: Set<String> = []
     private(set) var states: [String: State] = [:]
 
-    init(fallbacks: [String], zones: [String: String] = [:]) {
+    init(fallbacks: [String], coReplicas: [String] = [], zones: [String: String] = [:]) {
         self.fallbacks = fallbacks
+        self.coReplicas = fallbacks.isEmpty && coReplicas.count > 1 ? coReplicas : []
         self.zones = zones
     }
 
-    /// The order `replica`'s hint walks the fallbacks in: those of its zone first, then the others,
-    /// each group in ring order. A hint then stays in the zone that lost the replica, where the
-    /// replayed write costs no cross-zone traffic and a zone's outage does not also take its hints.
-    func fallbacks(for replica: String) -> [String] {
-        guard let zone = zones[replica], !zone.isEmpty else { return fallbacks }
-        return fallbacks.filter { zones[$0] == zone } + fallbacks.filter { zones[$0] != zone }
+    init(_ configuration: WriteOperation.Configuration) {
+        self.init(
+            fallbacks: configuration.fallbacks,
+            coReplicas: configuration.hintsToCoReplicas ? configuration.replicas : [], zones: configuration.zones)
     }
 
-    var isEnabled: Bool { !fallbacks.isEmpty }
+    /// The order `replica`'s hint walks the fallbacks in (the other replicas, without fallbacks):
+    /// those of its zone first, then the others, each group in ring order. A hint then stays in the
+    /// zone that lost the replica, where the replayed write costs no cross-zone traffic and a zone's
+    /// outage does not also take its hints.
+    func fallbacks(for replica: String) -> [String] {
+        let holders = fallbacks.isEmpty ? coReplicas.filter { $0 != replica } : fallbacks
+        guard let zone = zones[replica], !zone.isEmpty else { return holders }
+        return holders.filter { zones[$0] == zone } + holders.filter { zones[$0] != zone }
+    }
+
+    var isEnabled: Bool { !fallbacks.isEmpty || !coReplicas.isEmpty }
 
     /// True when no hint is waiting for an answer.
     var isIdle: Bool {

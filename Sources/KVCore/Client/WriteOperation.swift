@@ -54,8 +54,14 @@ public struct WriteOperation: Sendable {
         public var supersededRetriesMax: Int
 
         /// Nodes outside the preference list that may hold hints for replicas that do not
-        /// acknowledge, best first (``Ring/fallbacks(for:)``). Empty: no hinted handoff.
+        /// acknowledge, best first (``Ring/fallbacks(for:)``). Empty: no hinted handoff, unless
+        /// `hintsToCoReplicas`.
         public var fallbacks: [String]
+        /// With no fallback (N replicas on N nodes): a replica's hint goes to the other replicas, in
+        /// preference order, as a Cassandra coordinator keeps hints itself. Without it a write a
+        /// replica missed was left to read repair and anti-entropy, unseen: no hint queued, the
+        /// cluster "healthy". Such hints never count toward `required` (they add no copy).
+        public var hintsToCoReplicas = false
         /// The zone of each replica and fallback, when the ring's nodes have zones: a replica's hint
         /// goes to the fallbacks of its own zone first. Empty: fallbacks in ring order for every replica.
         public var zones: [String: String] = [:]
@@ -158,6 +164,10 @@ public struct WriteOperation: Sendable {
     ///   first.
     public init(configuration: Configuration) {
         precondition(
+            !configuration.hintsToCoReplicas
+                || (configuration.fallbacks.isEmpty && !configuration.hintsCountTowardQuorum),
+            "hints to co-replicas are for writes without fallbacks, and never count toward the quorum")
+        precondition(
             configuration.supersededRetriesMax >= 0,
             "supersededRetriesMax \(configuration.supersededRetriesMax) is negative"
         )
@@ -167,7 +177,7 @@ public struct WriteOperation: Sendable {
             "fallbacks \(configuration.fallbacks) repeat or overlap the replicas \(configuration.replicas)"
         )
         precondition(configuration.effectiveHintDelay > .zero, "hint delay is not positive")
-        self.handOff = HandOff(fallbacks: configuration.fallbacks, zones: configuration.zones)
+        self.handOff = HandOff(configuration)
         // Checks the coordinator's preconditions now rather than at the first attempt.
         WriteCoordinator.checkPreconditions(Self.coordinatorConfiguration(configuration))
         self.configuration = configuration
@@ -262,7 +272,7 @@ public struct WriteOperation: Sendable {
         }
         attempt += 1
         version = stamped
-        handOff = HandOff(fallbacks: configuration.fallbacks, zones: configuration.zones)
+        handOff = HandOff(configuration)
         heldFailures = [:]
         hintDuePassed = false
         deadlinePassed = false

@@ -63,7 +63,11 @@ public struct WritePlan: Sendable, Hashable {
         var configuration = WriteOperation.Configuration(
             replicas: replicas, required: required, deadline: deadline, supersededRetriesMax: supersededRetriesMax,
             fallbacks: hintedHandoff ? current.fallbacks(for: token).filter { !replicas.contains($0) } : [],
-            hintsCountTowardQuorum: hintedHandoff && sloppyQuorum, suspected: suspected)
+            suspected: suspected)
+        // No node past the preference list: the replicas hold each other's hints, which add no copy
+        // and so never count toward a sloppy quorum.
+        configuration.hintsToCoReplicas = hintedHandoff && configuration.fallbacks.isEmpty && replicas.count > 1
+        configuration.hintsCountTowardQuorum = hintedHandoff && sloppyQuorum && !configuration.hintsToCoReplicas
         configuration.quorums = quorums
         configuration.acknowledgesEarly = acknowledgesEarly
         if hintedHandoff, current.hasZones {
