@@ -21,7 +21,8 @@
 #   scripts/cluster.sh remove ID    decommission a node (kvctl leave), then stop it and set its folder aside
 #
 # After add/remove, cluster.yaml still lists the first nodes: the nodes keep the current map (epoch
-# and members) in their data folders and hand it to every client, so the file only seeds them.
+# and members) in their data folders and hand it to every client, so the file only seeds them; kvctl
+# join and leave set its `seeds:` to the members' addresses, which a client asks too.
 #
 # Binaries come from `swift build` (built if missing); set QUORUMKV_BIN to use another folder.
 set -euo pipefail

@@ -72,7 +72,11 @@ extension KVClient {
     /// request should not pay a refused round to learn it. Unanswered (every node down), the file's
     /// map stays in use; later maps still arrive by gossip and refusals.
     func fetchCurrentMap(_ topology: Topology) async {
-        let clients = topology.map.voters.compactMap { topology.nodes[$0] }
+        // The file's voters, and its seeds (`ClusterFile.seeds`): the members when kvctl last changed
+        // them, which may be all that is left of the cluster.
+        let voters = topology.map.voters.compactMap { topology.nodes[$0] }
+        let asked = Set(voters.map(\.address))
+        let clients = voters + seeds.filter { !asked.contains($0.address) }
         guard !clients.isEmpty else { return }
         let request = Message.clusterMapRequest(ClusterMapRequest(knownEpoch: topology.map.epoch, epoch: 0))
         let clusterID = topology.map.clusterID

@@ -36,7 +36,7 @@ extension KVClientConfiguration {
         }
         let tls = TLSConfiguration(caFile: ca, certificateFile: certificate, keyFile: key)
         if let path = clusterFile ?? (endpoints == nil ? variable("QUORUMKV_CLUSTER") : nil) {
-            self.init(cluster: try ClusterFile.load(path: path), tls: tls)
+            self.init(cluster: try ClusterFile.load(path: path), seeds: try ClusterFile.seeds(path: path), tls: tls)
         } else if let endpoints = endpoints ?? variable("QUORUMKV_ENDPOINTS") {
             self.init(
                 endpoints: endpoints.split(separator: ",").map { $0.trimmingPrefix(" ") }.map(String.init)

@@ -105,12 +105,14 @@ public struct KVClientConfiguration: Sendable {
     ///   valid cluster map.
     public init(clusterFile: String, tls: KVTLSConfiguration) throws {
         let map: ClusterMap
+        let seeds: [String]
         do {
             map = try ClusterFile.load(path: clusterFile)
+            seeds = try ClusterFile.seeds(path: clusterFile)
         } catch {
             throw KVClientError.invalidArgument("cluster file \(clusterFile): \(error)")
         }
-        self.init(cluster: map, tls: tls.settings)
+        self.init(cluster: map, seeds: seeds, tls: tls.settings)
     }
 
     /// A configuration that asks the nodes at `endpoints` (`host:port`) for the cluster's map.
@@ -124,10 +126,12 @@ public struct KVClientConfiguration: Sendable {
         self.clusterID = clusterID
     }
 
-    /// A configuration from a cluster map already loaded.
-    package init(cluster: ClusterMap, tls: TLSConfiguration) {
+    /// A configuration from a cluster map already loaded, and its file's `seeds` (more nodes to ask for
+    /// the current map when the client starts).
+    package init(cluster: ClusterMap, seeds: [String] = [], tls: TLSConfiguration) {
         self.cluster = cluster
-        self.endpoints = cluster.nodes.map(\.address)
+        let listed = cluster.nodes.map(\.address)
+        self.endpoints = listed + seeds.filter { !listed.contains($0) }
         self.clusterID = cluster.clusterID
         self.tls = KVTLSConfiguration(tls)
     }

@@ -33,7 +33,13 @@ import Yams
 ///   # the first starts at its `from` key (`from-hex` for a key that is not printable text).
 ///   - {id: 3, name: users, placement: simple:3}                  # keys below 'n', on the main ring
 ///   - {id: 4, name: users, placement: simple:3, from: n, ring: east, pending-ring: main}  # moving
+/// seeds: [127.0.0.15:7411, 127.0.0.16:7411]   # optional: more nodes to ask for the map (below)
 /// ```
+///
+/// `seeds` are addresses a client also asks for the current map when it starts, besides the nodes
+/// listed: `kvctl join`, `leave`, `replace` and `cluster set-address` set them to the members'
+/// addresses in the file they were given (`ClusterFile+Seeds.swift`), so that a client started from
+/// that file finds the cluster once every node listed has left it.
 ///
 /// Nodes without explicit tokens get them from `TokenAllocator` in file order, each ring balanced on
 /// its own, so every reader of the same file computes the same rings.
@@ -121,6 +127,7 @@ public enum ClusterFile {
             if let dictionary = try Yams.load(yaml: text) as? [String: Any] {
                 let known: Set = [
                     "cluster-id", "epoch", "replication-factor", "placement", "tokens-per-node", "nodes", "keyspaces",
+                    "seeds",
                 ]
                 if let unknown = dictionary.keys.sorted().first(where: { !known.contains($0) }) {
                     throw ConfigError("\(source): unknown setting '\(unknown)'")
@@ -200,6 +207,7 @@ public enum ClusterFile {
             throw ConfigError("\(source): \(error)")
         }
         map.keyspaces = try keyspaces(document.keyspaces ?? [], of: map, source: source)
+        _ = try seeds(in: text, source: source)
         return map
     }
 

@@ -20,9 +20,11 @@ struct ClusterCommand: AsyncParsableCommand {
 
         func run() async throws {
             try await reportingFailures(json: global.json) {
-                let (map, epochs) = try await global.withClient { client in
-                    (try await client.latestClusterMap(), try await client.clusterEpochs())
+                let (map, keys, epochs) = try await global.withClient { client in
+                    let (map, keys) = try await latestMapAndKeys(client)
+                    return (map, keys, try await client.clusterEpochs())
                 }
+                let keyspaces = KeyspaceDocument.all(of: map).map { $0.counting(keys) }
                 let rows = map.nodes.map { node in
                     MapNode(
                         node: node.id, address: node.address, zone: node.zone, ring: Keyspace.ringName(node.ring),
@@ -36,7 +38,7 @@ struct ClusterCommand: AsyncParsableCommand {
                             placement: "\(map.placement)", pendingReplicationFactor: map.pendingReplicationFactor,
                             pendingPlacement: map.pendingPlacement.map { "\($0)" }, streaming: map.streaming,
                             change: map.isChanging ? map.changeSummary : nil, nodes: rows,
-                            keyspaces: KeyspaceDocument.all(of: map)))
+                            keyspaces: keyspaces))
                     return
                 }
                 print(
@@ -68,7 +70,7 @@ struct ClusterCommand: AsyncParsableCommand {
                             + String(row.tokens).padding(toLength: 7, withPad: " ", startingAt: 0) + " " + epoch)
                 }
                 print("")
-                printKeyspaceTable(KeyspaceDocument.all(of: map))
+                printKeyspaceTable(keyspaces)
             }
         }
     }
@@ -94,6 +96,7 @@ struct ClusterCommand: AsyncParsableCommand {
                 let map = try await global.withClient { client in
                     try await client.changeCluster(.setAddress(node: node, address: address))
                 }
+                global.keepSeeds(of: map)
                 if global.json {
                     try printJSON(ChangeDocument(epoch: map.epoch))
                 } else {

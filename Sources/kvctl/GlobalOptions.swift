@@ -82,6 +82,32 @@ struct GlobalOptions: ParsableArguments {
     }
 
     /// Runs `body` with a connected client, and closes it afterwards whatever happens.
+    /// The cluster file this command reads (`--cluster`, or `QUORUMKV_CLUSTER` without `--endpoints`),
+    /// as `clientConfiguration()` chooses it; nil when it asks endpoints.
+    var clusterFilePath: String? {
+        let environment = ProcessInfo.processInfo.environment["QUORUMKV_CLUSTER"].flatMap { $0.isEmpty ? nil : $0 }
+        return cluster ?? (endpoints == nil ? environment : nil)
+    }
+
+    /// Sets the `seeds` of the cluster file this command reads to the addresses of `map`'s members
+    /// (`ClusterFile.replacingSeeds`), after a change to the membership: a client started from the file
+    /// then finds the cluster once every node the file lists has left. Says so on stderr; a file that
+    /// cannot be written is a warning, not a failure of the change.
+    func keepSeeds(of map: ClusterMap) {
+        guard let path = clusterFilePath, let text = try? String(contentsOfFile: path, encoding: .utf8) else { return }
+        let seeds = map.nodes.filter { $0.state != .removed }.map(\.address)
+        let updated = ClusterFile.replacingSeeds(in: text, with: seeds)
+        guard updated != text, (try? ClusterFile.seeds(in: text)) != seeds else { return }
+        do {
+            try updated.write(toFile: path, atomically: true, encoding: .utf8)
+            printError("\(path): seeds set to the members' addresses (\(seeds.joined(separator: ", ")))")
+        } catch {
+            printError(
+                "kvctl: warning: cannot write the seeds of \(path) (\(error.localizedDescription)): a client "
+                    + "started from it may find no member once the nodes it lists have left")
+        }
+    }
+
     func withClient<T>(_ body: (KVClient) async throws -> T) async throws -> T {
         let configuration = try clientConfiguration()
         let client: KVClient

@@ -154,6 +154,10 @@ func runChange(_ change: ClusterChange, global: GlobalOptions, wait: ChangeWaitO
             }
             return map
         }
+        switch change {
+        case .join, .leave, .replace, .setAddress: global.keepSeeds(of: final)
+        default: break
+        }
         if global.json {
             try printJSON(ChangeDocument(epoch: final.epoch, changing: final.isChanging))
         } else {

@@ -132,6 +132,11 @@ extension RealProcessTests {
             #expect(try await client.get(key)?.expiresAtMillis == nil)
             let shown = try await Self.kvctl(["get", "user:42", "--keyspace", "accounts"], in: cluster)
             #expect(shown.hasPrefix("in accounts"), "\(shown)")
+            // `kvctl cluster show` counts each keyspace's keys as `keyspace list` does (it printed "-").
+            let show = try await Self.kvctl(["cluster", "show", "--json"], in: cluster)
+            let document = try JSONSerialization.jsonObject(with: Data(show.utf8)) as? [String: Any]
+            let counted = (document?["keyspaces"] as? [[String: Any]])?.first { $0["name"] as? String == "accounts" }
+            #expect(counted?["keys"] as? Int ?? 0 >= 1, "\(show)")
             let ring = try JSONDecoder().decode(
                 KeyRing.self,
                 from: Data(
