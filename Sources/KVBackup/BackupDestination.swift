@@ -102,6 +102,14 @@ public struct BackupDestination: Sendable {
         try manifests().map(\.id)
     }
 
+    /// Throws when the destination was never backed up to (no `backups` folder: a wrong path, most
+    /// likely), naming it.
+    public func requireBackups() throws(BackupError) {
+        guard FileManager.default.fileExists(atPath: backupsDirectory) else {
+            throw BackupError("\(root) holds no backups (no \(backupsDirectory))")
+        }
+    }
+
     /// Every finished backup's manifest, oldest first (`BackupManifest.isOlder(than:)`).
     public func manifests() throws -> [BackupManifest] {
         guard FileManager.default.fileExists(atPath: backupsDirectory) else { return [] }

@@ -100,9 +100,7 @@ public struct RestoreRunner: Sendable {
     public func run() async throws -> RestoreReport {
         let clock = ContinuousClock()
         let started = clock.now
-        guard FileManager.default.fileExists(atPath: destination.backupsDirectory) else {
-            throw BackupError("\(destination.root) holds no backups (no \(destination.backupsDirectory))")
-        }
+        try destination.requireBackups()
         let plan = try RestorePlan(manifests: destination.manifests(), backup: backupID, asOf: asOf)
         var report = RestoreReport(backup: plan.backup.id, asOf: plan.asOf)
         report.basesRead = plan.chain.dropFirst().map(\.id)

@@ -70,6 +70,12 @@ extension RPCServer {
             return nil
         }
         let hello: Hello
+        // Any other message first, known or not (FRAMES.md, "Connection setup").
+        guard first.type == MessageType.hello.rawValue else {
+            try await refuse(
+                requestID: 0, .helloRequired, "the first message must be Hello", outbound: outbound, logger: logger)
+            return nil
+        }
         do {
             // Read as a release of this server's highest version reads it: a server capped at 3
             // (`--protocol-max 3`) ignores `lowestVersion`, and so refuses a `Hello` of 4 as the
@@ -92,7 +98,8 @@ extension RPCServer {
         guard let offered, let version = spoken.negotiate(with: offered) else {
             let announced =
                 offered.map { "protocol versions \($0)" }
-                ?? "an empty range of protocol versions (\(hello.lowestVersion ?? 0)...\(hello.protocolVersion))"
+                ?? "versions \(hello.lowestVersion ?? hello.protocolVersion)...\(hello.protocolVersion), which is no "
+                + "range (its lowest must be from 1 to its highest)"
             try await refuse(
                 requestID: first.requestID, .unsupportedVersion,
                 "the peer speaks \(announced); this node speaks \(spoken)",

@@ -287,7 +287,9 @@ struct BackupList: AsyncParsableCommand {
 
     func run() async throws {
         try await reportingFailures(json: json) {
-            let entries = try BackupDestination(root: directory).manifests().map { manifest in
+            let destination = BackupDestination(root: directory)
+            try destination.requireBackups()
+            let entries = try destination.manifests().map { manifest in
                 Entry(
                     id: manifest.id, startedAt: manifest.startedAt, cut: manifest.cut, cutTime: manifest.cutTime,
                     nodes: manifest.nodes.map(\.node), files: manifest.files.count,

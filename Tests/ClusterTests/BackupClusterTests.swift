@@ -86,6 +86,9 @@ extension RealProcessTests {
             // `--json` after the command's own arguments is still the global flag: one JSON document.
             let listed = try JSONSerialization.jsonObject(with: Data(list.stdout.utf8)) as? [String: Any]
             #expect((listed?["backups"] as? [Any])?.count == 3, "\(list.stdout)")
+            // A folder never backed up to (a wrong path): an error naming it, as verify and restore say.
+            let wrong = try run("kvctl", ["backup", "list", destination + "-typo"])
+            #expect(wrong.status == 1 && wrong.stderr.contains("-typo holds no backups"), "\(wrong)")
 
             // One table file damaged: verify fails and names it.
             let damaged = try #require(manifest.nodes.flatMap(\.files).first { $0.isTableFile && $0.bytes > 100 })

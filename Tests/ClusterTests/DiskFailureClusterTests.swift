@@ -52,17 +52,7 @@ extension RealProcessTests {
 
             // 1 MB values until the tmpfs under the file system is full (the file system itself says
             // 900 MB are free, so the disk reserve does not stop them).
-            var acknowledged: [String] = []
-            var failure: (any Error)?
-            for index in 0..<400 {
-                do {
-                    try await client.put("big-\(index)", value: value)
-                    acknowledged.append("big-\(index)")
-                } catch {
-                    failure = error
-                    break
-                }
-            }
+            let (acknowledged, failure) = try await DiskFullClusterTests.fill(client, with: value)
             let first = try #require(failure, "400 MB fit in a 200 MB tmpfs")
             #expect(acknowledged.count > 10)
             #expect(cluster.isRunning("n1"), "a failing disk does not stop the node: \(cluster.log("n1"))")
@@ -78,12 +68,7 @@ extension RealProcessTests {
             #expect(try await client.get(acknowledged[0])?.value == value)
             #expect(cluster.isRunning("n1"))
             // `kvctl status` says so, from the node's next health reading (every 5 s); so does its log.
-            var status = ""
-            let seen = ContinuousClock.now + .seconds(30)
-            while !status.contains("n1 refuses writes") && ContinuousClock.now < seen {
-                status = try cluster.kvctl(["status"]).stdout
-                if !status.contains("n1 refuses writes") { try await Task.sleep(for: .milliseconds(500)) }
-            }
+            let status = try await DiskFullClusterTests.status(of: cluster, once: "n1 refuses writes")
             #expect(status.contains("n1 refuses writes: storage I/O error at"), "\(status)")
             #expect(cluster.log("n1", tail: 400).contains("critical"), "\(cluster.log("n1"))")
             await client.close()

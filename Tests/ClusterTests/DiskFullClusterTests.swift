@@ -43,17 +43,7 @@ extension RealProcessTests {
 
             // 1 MB values until the reserve is reached (RocksDB preallocates its log: about 70 MB of
             // the 320 first, so after about 50 values).
-            var acknowledged: [String] = []
-            var failure: (any Error)?
-            for index in 0..<400 {
-                do {
-                    try await client.put("big-\(index)", value: value)
-                    acknowledged.append("big-\(index)")
-                } catch {
-                    failure = error
-                    break
-                }
-            }
+            let (acknowledged, failure) = try await Self.fill(client, with: value)
             let error = try #require(failure, "400 MB fit in a 320 MB tmpfs")
             #expect("\(error)".contains("disk full") && "\(error)".contains("reserve"), "\(error)")
             #expect(acknowledged.count > 10)
@@ -64,12 +54,7 @@ extension RealProcessTests {
             let log = try String(contentsOfFile: "\(cluster.directory.path)/n1.log", encoding: .utf8)
             #expect(log.contains("disk full"), "the node logs the cause")
             // `kvctl status` says so, from the node's next health reading (every 5 s).
-            var status = ""
-            let seen = ContinuousClock.now + .seconds(30)
-            while !status.contains("n1 refuses writes") && ContinuousClock.now < seen {
-                status = try cluster.kvctl(["status"]).stdout
-                if !status.contains("n1 refuses writes") { try await Task.sleep(for: .milliseconds(500)) }
-            }
+            let status = try await Self.status(of: cluster, once: "n1 refuses writes")
             #expect(status.contains("below its reserve of 200 MiB (--disk-reserve-bytes)"), "\(status)")
 
             // Room again: writes resume without a restart.
@@ -98,6 +83,33 @@ extension RealProcessTests {
             #expect(try await restarted.get(acknowledged.last!)?.value == value)
             #expect(try await restarted.get("small")?.value == Array("x".utf8))
             await restarted.close()
+        }
+
+        /// Writes `value` under big-0, big-1, … until a write fails (at most 400): the keys acknowledged,
+        /// and the failure.
+        static func fill(_ client: KVClient, with value: [UInt8]) async throws -> ([String], (any Error)?) {
+            var acknowledged: [String] = []
+            for index in 0..<400 {
+                do {
+                    try await client.put("big-\(index)", value: value)
+                    acknowledged.append("big-\(index)")
+                } catch {
+                    return (acknowledged, error)
+                }
+            }
+            return (acknowledged, nil)
+        }
+
+        /// `kvctl status`'s output once it contains `text`, from the nodes' next health reading (every
+        /// 5 s), or as it is after 30 s.
+        static func status(of cluster: ClusterHarness, once text: String) async throws -> String {
+            var status = ""
+            let seen = ContinuousClock.now + .seconds(30)
+            while !status.contains(text) && ContinuousClock.now < seen {
+                status = try cluster.kvctl(["status"]).stdout
+                if !status.contains(text) { try await Task.sleep(for: .milliseconds(500)) }
+            }
+            return status
         }
     }
 }

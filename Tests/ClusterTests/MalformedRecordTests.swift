@@ -34,6 +34,20 @@ extension RealProcessTests {
             }
             #expect(response.items.count == 1 && response.items[0].outcome == nil, "\(response)")
             #expect(response.items.first?.error?.message.contains("a tombstone carries no value") == true)
+            // An empty key is no key (FRAMES.md): a read of one is refused, not answered as absent.
+            await #expect(throws: RPCError.remote(.invalidRequest, message: "")) {
+                _ = try await connection.call(
+                    .getRequest(GetRequest(key: ByteBuffer(), keyspace: 0)), timeout: .seconds(10))
+            }
+            let reads = try await connection.call(
+                .getBatchRequest(GetBatchRequest(keyspace: 0, keys: [ByteBuffer(), ByteBuffer(string: "kept")])),
+                timeout: .seconds(10))
+            guard case .getBatchResponse(let answers) = reads else {
+                Issue.record("answered \(reads.type)")
+                return
+            }
+            #expect(answers.items.first?.error?.code == .invalidRequest, "\(answers)")
+            #expect(answers.items.last?.record?.value == ByteBuffer(string: "value"), "\(answers)")
             await connection.close()
             #expect(cluster.isRunning("n1"))
             #expect(try cluster.kvctl(["get", "kept", "--consistency", "all"]).stdout == "value")

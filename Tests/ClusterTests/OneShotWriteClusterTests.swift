@@ -14,7 +14,7 @@ extension RealProcessTests {
             defer { cluster.tearDown() }
             try await offThePool { try cluster.startAll() }
             var missing: [String] = []
-            for index in 0..<30 {
+            for index in 0..<20 {
                 expectSuccess(try cluster.kvctl(["put", "one-\(index)", "v\(index)", "--consistency", "one"]))
                 for node in ["n1", "n2", "n3"] {
                     let read = try cluster.kvctl(["get", "one-\(index)", "--node", node])

@@ -30,6 +30,15 @@ import Testing
         #expect(accounts.keyspace(id: 0)?.name == "default")
     }
 
+    /// A node cannot leave when a keyspace would be left with fewer nodes than its N: the refusal names
+    /// the keyspace (it read as if the cluster's own N were at fault).
+    @Test func aLeaveThatAKeyspacesNForbidsNamesTheKeyspace() throws {
+        let four = RangeMovementTests.cluster(4)
+        let map = try four.applying(.createKeyspace("acct", KeyspaceSettings(placement: .simple(replicas: 4))))
+        let error = try #require(throws: ClusterChangeError.self) { try map.applying(.leave(node: "n4")) }
+        #expect("\(error)".contains("keyspace acct's ring") && "\(error)".contains("alter or drop"), "\(error)")
+    }
+
     @Test func aDroppedKeyspacesIdIsNeverGivenAgainButItsNameIs() throws {
         var map = try Self.six.applying(.createKeyspace("sessions", KeyspaceSettings(timeToLive: .seconds(1_800))))
         #expect(map.keyspace(named: "sessions")?.timeToLive == .seconds(1_800))

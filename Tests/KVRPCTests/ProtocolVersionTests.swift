@@ -164,9 +164,14 @@ struct ProtocolVersionTests {
     ])
     func hostileRangesAreRefused(_ hostile: Hello) async throws {
         try await withTestServer { server in
-            await #expect(throws: RPCError.remote(.unsupportedVersion, message: "")) {
+            let error = await #expect(throws: RPCError.remote(.unsupportedVersion, message: "")) {
                 _ = try await connect(to: server, hello: hostile)
             }
+            // Said as it is: no range (a lowest of 0 or above the highest), not "an empty range".
+            let lowest = hostile.lowestVersion ?? hostile.protocolVersion
+            #expect(
+                error?.remoteMessage?.contains("versions \(lowest)...\(hostile.protocolVersion), which is no range")
+                    == true, "\(String(describing: error))")
         }
     }
 

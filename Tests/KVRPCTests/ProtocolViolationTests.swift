@@ -109,6 +109,27 @@ struct ProtocolViolationTests {
         }
     }
 
+    /// A frame of a type no version knows, first: `helloRequired` with request id 0 as for any other
+    /// message first (FRAMES.md), not `unknownMessageType` with the frame's id.
+    @Test func anUnknownTypeBeforeHelloIsRefusedAsHelloRequired() async throws {
+        try await withTestServer { server in
+            let collector = FrameCollector()
+            let channel = try await rawConnection(to: server, collector: collector)
+            var buffer = ByteBuffer()
+            buffer.writeInteger(UInt32(10))
+            buffer.writeInteger(UInt8(250))
+            buffer.writeInteger(UInt64(1))
+            buffer.writeInteger(UInt8(0))
+            try await channel.writeAndFlush(buffer)
+            try await channel.closeFuture.get()
+            let frame = try #require(collector.frames.first)
+            #expect(frame.requestID == 0)
+            #expect(
+                try Message(frame: frame)
+                    == .error(ErrorMessage(code: .helloRequired, message: "the first message must be Hello")))
+        }
+    }
+
     @Test func unknownMessageTypeIsRefusedAndTheConnectionStaysOpen() async throws {
         try await withTestServer { server in
             let collector = FrameCollector()

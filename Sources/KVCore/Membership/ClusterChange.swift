@@ -173,11 +173,17 @@ extension ClusterMap {
         do {
             _ = try next.ring()
             _ = try next.nextRing()
-            for keyspace in next.keyspaces where !keyspace.dropped {
-                _ = try next.nextRing(of: keyspace)
-            }
         } catch {
             throw .invalid("the cluster after this change would not be a valid ring: \(error)")
+        }
+        for keyspace in next.keyspaces where !keyspace.dropped {
+            do {
+                _ = try next.nextRing(of: keyspace)
+            } catch {
+                throw .invalid(
+                    "keyspace \(keyspace.name)'s ring after this change would not be valid: \(error) (alter or drop "
+                        + "the keyspace first)")
+            }
         }
         next.streaming = next.receivers()
         next.changeEpoch = next.epoch

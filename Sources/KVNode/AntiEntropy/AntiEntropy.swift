@@ -499,6 +499,8 @@ public struct AntiEntropyReport: Sendable, Hashable {
         tombstonesPurged += other.tombstonesPurged
         errors += other.errors
         firstError = firstError ?? other.firstError
+        // Keyspaces' passes run one after another (`PassGate`): the whole took their sum.
+        duration += other.duration
     }
 
     mutating func record(failure: String) {

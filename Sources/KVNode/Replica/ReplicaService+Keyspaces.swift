@@ -102,6 +102,8 @@ extension ReplicaService {
     /// not keep, a read of a range it is still receiving, a write made with a map older than the change
     /// in progress (`ReplicaAdmission`, the rule the simulator's nodes apply too).
     func checkAdmitted(_ key: [UInt8], write: Bool, writeEpoch: UInt64 = 0, in context: KeyspaceContext) throws {
+        // No write makes an empty key (FRAMES.md): a read of one is a malformed request, not an absent key.
+        guard !key.isEmpty else { throw RPCError.remote(.invalidRequest, message: "the key is empty") }
         // A keyspace split by key range: the key must be this part's.
         guard context.keyRange.contains(key) else {
             let part = context.map.keyspace(named: context.keyspace.name, forKey: key)
