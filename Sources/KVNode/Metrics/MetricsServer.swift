@@ -10,7 +10,8 @@ public import NIOPosix
 /// The same TLS server context as the RPC port: a scraper shows a certificate issued by the cluster
 /// CA, of any role (`kvctl certs issue --role client --name prometheus`), or the handshake fails.
 /// Nothing else is served: another path is 404, another method 405. Connections may be kept alive;
-/// one idle for a minute, or that has not finished its handshake within ten seconds, is closed.
+/// one idle for a minute, or that has not finished its handshake within ten seconds, is closed. At
+/// most `connectionsMax` are open at once: past it a new one is closed before its handshake.
 ///
 /// Without TLS (`kvd --metrics-local`, for a Prometheus on the same host) it binds loopback addresses
 /// only: plain HTTP never leaves the host.
@@ -18,12 +19,22 @@ public final class MetricsServer: Sendable {
     /// The address the server listens on (the port chosen by the system when 0 was asked).
     public let localAddress: SocketAddress
     private let channel: any Channel
+    private let open: OpenConnections
 
-    private init(channel: any Channel) throws {
+    /// The connections open now (tests).
+    package var connectionsOpen: Int { open.current }
+
+    /// Connections open at once, over every scraper: a scrape needs one, and anyone who reached the
+    /// port held as many as they opened (300 idle ones, each a descriptor, until its handshake
+    /// deadline), where the RPC port holds 64 handshakes.
+    public static let connectionsMax = 64
+
+    private init(channel: any Channel, open: OpenConnections) throws {
         guard let address = channel.localAddress else {
             throw NodeError.configuration("the metrics listener has no local address")
         }
         self.channel = channel
+        self.open = open
         self.localAddress = address
     }
 
@@ -41,11 +52,14 @@ public final class MetricsServer: Sendable {
                     "plain-HTTP metrics bind a loopback address only (127.0.0.0/8 or ::1), not '\(host)'")
             }
         }
+        let open = OpenConnections()
         let channel = try await ServerBootstrap(group: group)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
             .serverChannelOption(.backlog, value: 64)
             .childChannelInitializer { channel in
-                channel.eventLoop.makeCompletedFuture {
+                guard open.admit(max: Self.connectionsMax) else { return channel.close() }
+                channel.closeFuture.whenComplete { _ in open.leave() }
+                return channel.eventLoop.makeCompletedFuture {
                     let sync = channel.pipeline.syncOperations
                     if let tls {
                         let handshake = channel.eventLoop.makePromise(of: PeerIdentity.self)
@@ -62,13 +76,13 @@ public final class MetricsServer: Sendable {
             }
             .bind(host: host, port: port)
             .get()
-        return try MetricsServer(channel: channel)
+        return try MetricsServer(channel: channel, open: open)
     }
 
     /// Whether `address` is 127.0.0.0/8 or ::1.
     static func isLoopback(_ address: SocketAddress) -> Bool {
         switch address {
-        case .v4(let v4): UInt32(bigEndian: v4.address.sin_addr.s_addr) >> 24 == 127
+        case .v4: address.ipAddress?.hasPrefix("127.") == true
         case .v6: address.ipAddress == "::1"
         case .unixDomainSocket: false
         }
