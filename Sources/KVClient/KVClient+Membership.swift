@@ -13,6 +13,28 @@ extension KVClient {
     /// - Throws: `ClusterChangeError` when the change does not fit the map, when the map changed
     ///   meanwhile, when another change was being decided at the same time, or when too few members
     ///   answered (nothing was changed in each case); `KVClientError` when no node could be reached.
+    /// Checks that node `node` answers at `address` (a `Ping`, its certificate naming `node`) before
+    /// it is added: a join of a node that is not running was decided anyway, and its change, never
+    /// ending (nothing to stream to), refused every other change until the node came.
+    ///
+    /// - Throws: ``KVClientError/unavailable(_:)`` naming the address and why.
+    package func probe(node: String, at address: String) async throws {
+        let (host, port) = try Self.parse(address)
+        let client = RPCClient(
+            host: host, port: port, tls: tls, hello: hello, nodeID: node, policy: configuration.reconnect,
+            versions: protocols.versions, peerVersions: protocols.peers, group: group)
+        do {
+            _ = try await client.call(
+                .pingRequest(PingRequest(epoch: 0, clock: clockNow())), timeout: configuration.requestTimeout)
+            await client.close()
+        } catch {
+            await client.close()
+            throw KVClientError.unavailable(
+                "\(node) does not answer at \(address) (\(error)): start it first (kvd --id \(node) with the "
+                    + "cluster's file and an empty data folder), then join it")
+        }
+    }
+
     package func changeCluster(_ change: ClusterChange) async throws -> ClusterMap {
         guard identity.role == .admin else {
             throw KVClientError.invalidArgument("changing the cluster map needs an admin certificate")

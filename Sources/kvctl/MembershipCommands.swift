@@ -73,6 +73,9 @@ struct JoinCommand: AsyncParsableCommand {
     }
 
     func run() async throws {
+        try await reportingFailures(json: global.json) {
+            try await global.withClient { client in try await client.probe(node: node, at: address) }
+        }
         try await runChange(
             .join(
                 node: node, address: address, tokensPerNode: tokens, zone: zone,
@@ -111,6 +114,9 @@ struct ReplaceCommand: AsyncParsableCommand {
     @Option(help: "The HOST:PORT the new node listens on.") var address: String
 
     func run() async throws {
+        try await reportingFailures(json: global.json) {
+            try await global.withClient { client in try await client.probe(node: replacement, at: address) }
+        }
         try await runChange(.replace(node: node, with: replacement, address: address), global: global, wait: wait)
     }
 }
