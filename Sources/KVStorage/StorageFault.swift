@@ -4,12 +4,14 @@ import Synchronization
 /// The first failure of a store's own writes (its write-ahead log, its files), kept until the node
 /// restarts: from then on every write is refused with it, before RocksDB is called.
 ///
-/// A disk that fails (an I/O error, a file system remounted read-only) fails one write or one fsync
-/// of the log, and RocksDB's log writer keeps that error. The next append to the same writer makes
-/// Debian's librocksdb (built with its assertions on) abort the process, as the next append after a
-/// full disk did (`DiskRoom`). PostgreSQL and etcd stop at a failed fsync for another reason that
-/// holds here too: after one, the kernel may have dropped the unwritten pages, and a later fsync that
-/// succeeds proves nothing about them. So the node writes nothing more; it keeps serving reads, its
+/// A disk that fails (an I/O error, a file system remounted read-only) fails one write or one fsync,
+/// and the RocksDB writer that made it keeps the error: the next use of that writer makes Debian's
+/// librocksdb (built with its assertions on) abort the process, as the next log append after a full
+/// disk did (`DiskRoom`). The writer that aborted a failing node every time was RocksDB's own info
+/// `LOG`, which is why `RocksDBEngine` has it write only its header; this keeps the store's own
+/// writes and fsyncs away from a writer in error. PostgreSQL and etcd stop at a failed fsync for
+/// another reason that holds here too: after one, the kernel may have dropped the unwritten pages,
+/// and a later fsync that succeeds proves nothing about them. So the node writes nothing more; it keeps serving reads, its
 /// replicas and hints take its writes, and a restart replays its log from the disk
 /// (docs/operations.md, "A failed disk").
 ///
