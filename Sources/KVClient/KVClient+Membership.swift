@@ -5,14 +5,6 @@ import KVTLS
 import KVWire
 
 extension KVClient {
-    /// Makes `change` to the cluster map: the next epoch is decided by a majority of the current
-    /// members (`MapProposer`: one Paxos instance per epoch, `ClusterChangeDriver`), then committed to
-    /// every node (the others learn it by gossip). Needs an admin certificate.
-    ///
-    /// - Returns: the new map, also in use by this client from now on.
-    /// - Throws: `ClusterChangeError` when the change does not fit the map, when the map changed
-    ///   meanwhile, when another change was being decided at the same time, or when too few members
-    ///   answered (nothing was changed in each case); `KVClientError` when no node could be reached.
     /// Checks that node `node` answers at `address` (a `Ping`, its certificate naming `node`) before
     /// it is added: a join of a node that is not running was decided anyway, and its change, never
     /// ending (nothing to stream to), refused every other change until the node came.
@@ -20,9 +12,7 @@ extension KVClient {
     /// - Throws: ``KVClientError/unavailable(_:)`` naming the address and why.
     package func probe(node: String, at address: String) async throws {
         let (host, port) = try Self.parse(address)
-        let client = RPCClient(
-            host: host, port: port, tls: tls, hello: hello, nodeID: node, policy: configuration.reconnect,
-            versions: protocols.versions, peerVersions: protocols.peers, group: group)
+        let client = connection(to: node, host: host, port: port)
         do {
             _ = try await client.call(
                 .pingRequest(PingRequest(epoch: 0, clock: clockNow())), timeout: configuration.requestTimeout)
@@ -35,6 +25,14 @@ extension KVClient {
         }
     }
 
+    /// Makes `change` to the cluster map: the next epoch is decided by a majority of the current
+    /// members (`MapProposer`: one Paxos instance per epoch, `ClusterChangeDriver`), then committed to
+    /// every node (the others learn it by gossip). Needs an admin certificate.
+    ///
+    /// - Returns: the new map, also in use by this client from now on.
+    /// - Throws: `ClusterChangeError` when the change does not fit the map, when the map changed
+    ///   meanwhile, when another change was being decided at the same time, or when too few members
+    ///   answered (nothing was changed in each case); `KVClientError` when no node could be reached.
     package func changeCluster(_ change: ClusterChange) async throws -> ClusterMap {
         guard identity.role == .admin else {
             throw KVClientError.invalidArgument("changing the cluster map needs an admin certificate")

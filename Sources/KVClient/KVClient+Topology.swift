@@ -130,10 +130,7 @@ extension KVClient {
                 {
                     nodes[node.id] = client
                 } else if let (host, port) = addresses[node.id] {
-                    nodes[node.id] = RPCClient(
-                        host: host, port: port, tls: tls, hello: hello, nodeID: node.id,
-                        policy: configuration.reconnect, versions: protocols.versions, peerVersions: protocols.peers,
-                        group: group)
+                    nodes[node.id] = connection(to: node.id, host: host, port: port, hello: hello)
                 }
             }
             let dropped = (current?.nodes ?? [:]).filter { nodes[$0.key] !== $0.value }.map(\.value)
@@ -171,6 +168,14 @@ extension KVClient {
             response.clusterId == topology.map.clusterID
         else { return }
         _ = try? install(response.map)
+    }
+
+    /// The client's connection to node `node` at `host:port` (its certificate must name the node),
+    /// announcing `hello` (the map's epoch; by default the client's first one).
+    func connection(to node: String, host: String, port: Int, hello: Hello? = nil) -> RPCClient {
+        RPCClient(
+            host: host, port: port, tls: tls, hello: hello ?? self.hello, nodeID: node,
+            policy: configuration.reconnect, versions: protocols.versions, peerVersions: protocols.peers, group: group)
     }
 
     /// Sends `request` to `node`; a `probe` (the pinger's) dials a node in its backoff window.

@@ -14,6 +14,14 @@ extension KVClientConfiguration {
     ///
     /// - Throws: `KVClientError.invalidArgument` when the certificate or the cluster is not given;
     ///   `ConfigError` when the cluster file cannot be used.
+    /// The cluster file a command reads: `clusterFile` (`--cluster`), else `QUORUMKV_CLUSTER` unless
+    /// `endpoints` (`--endpoints`) were given; nil when it asks endpoints.
+    package static func clusterFilePath(clusterFile: String?, endpoints: String?, environment: [String: String])
+        -> String?
+    {
+        clusterFile ?? (endpoints == nil ? environment["QUORUMKV_CLUSTER"].flatMap { $0.isEmpty ? nil : $0 } : nil)
+    }
+
     package init(
         clusterFile: String?,
         endpoints: String?,
@@ -35,8 +43,9 @@ extension KVClientConfiguration {
                 "no client certificate: pass --ca, --cert and --key or set QUORUMKV_CA, QUORUMKV_CERT, QUORUMKV_KEY")
         }
         let tls = TLSConfiguration(caFile: ca, certificateFile: certificate, keyFile: key)
-        if let path = clusterFile ?? (endpoints == nil ? variable("QUORUMKV_CLUSTER") : nil) {
-            self.init(cluster: try ClusterFile.load(path: path), seeds: try ClusterFile.seeds(path: path), tls: tls)
+        if let path = Self.clusterFilePath(clusterFile: clusterFile, endpoints: endpoints, environment: environment) {
+            let file = try ClusterFile.loadWithSeeds(path: path)
+            self.init(cluster: file.map, seeds: file.seeds, tls: tls)
         } else if let endpoints = endpoints ?? variable("QUORUMKV_ENDPOINTS") {
             self.init(
                 endpoints: endpoints.split(separator: ",").map { $0.trimmingPrefix(" ") }.map(String.init)

@@ -104,15 +104,13 @@ public struct KVClientConfiguration: Sendable {
     /// - Throws: ``KVClientError`` (`isInvalidArgument`) when the file cannot be read or is not a
     ///   valid cluster map.
     public init(clusterFile: String, tls: KVTLSConfiguration) throws {
-        let map: ClusterMap
-        let seeds: [String]
+        let file: (map: ClusterMap, seeds: [String])
         do {
-            map = try ClusterFile.load(path: clusterFile)
-            seeds = try ClusterFile.seeds(path: clusterFile)
+            file = try ClusterFile.loadWithSeeds(path: clusterFile)
         } catch {
             throw KVClientError.invalidArgument("cluster file \(clusterFile): \(error)")
         }
-        self.init(cluster: map, seeds: seeds, tls: tls.settings)
+        self.init(cluster: file.map, seeds: file.seeds, tls: tls.settings)
     }
 
     /// A configuration that asks the nodes at `endpoints` (`host:port`) for the cluster's map.

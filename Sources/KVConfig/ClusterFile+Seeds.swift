@@ -1,22 +1,18 @@
-import Foundation
 import KVCore
-import Yams
 
 /// A cluster file's `seeds`: the addresses of the members when `kvctl` last changed the membership,
 /// which a client asks for the current map as well as the nodes the file lists. The nodes listed seed
 /// the ring of the file's epoch and are never rewritten (a node started from the file must find that
 /// epoch as it was); once all of them have left, the seeds are how a client finds the cluster.
 extension ClusterFile {
-    /// The `seeds` of the cluster file `text` (none when it has none).
+    /// The `seeds` of the cluster file `text` (none when it has none), the file checked whole.
     public static func seeds(in text: String, source: String = "cluster file") throws(ConfigError) -> [String] {
-        let value: Any?
-        do {
-            value = (try Yams.load(yaml: text) as? [String: Any])?["seeds"]
-        } catch {
-            throw ConfigError("\(source): \(YAMLErrors.describe(error))")
-        }
-        guard let value else { return [] }
-        guard let list = value as? [Any], let seeds = list as? [String], seeds.count <= Limits.nodesMax else {
+        try parseWithSeeds(text, source: source).seeds
+    }
+
+    /// `seeds` when each is a `HOST:PORT` within `Limits.addressBytesMax`, and at most `Limits.nodesMax`.
+    static func checked(seeds: [String], source: String) throws(ConfigError) -> [String] {
+        guard seeds.count <= Limits.nodesMax else {
             throw ConfigError("\(source): 'seeds' must be a list of at most \(Limits.nodesMax) HOST:PORT addresses")
         }
         for seed in seeds {
@@ -25,17 +21,6 @@ extension ClusterFile {
             else { throw ConfigError("\(source): seed '\(seed)' must be HOST:PORT") }
         }
         return seeds
-    }
-
-    /// The seeds of the cluster file at `path`.
-    public static func seeds(path: String) throws(ConfigError) -> [String] {
-        let text: String
-        do {
-            text = try String(contentsOfFile: path, encoding: .utf8)
-        } catch {
-            throw ConfigError("cannot read cluster file \(path): \(error.localizedDescription)")
-        }
-        return try seeds(in: text, source: path)
     }
 
     /// `text` with its `seeds` set to `seeds` (the line, and a block list under it, replaced; appended

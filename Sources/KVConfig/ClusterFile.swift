@@ -52,6 +52,7 @@ public enum ClusterFile {
         var tokensPerNode: Int?
         var nodes: [NodeDocument]
         var keyspaces: [KeyspaceDocument]?
+        var seeds: [String]?
 
         enum CodingKeys: String, CodingKey {
             case clusterID = "cluster-id"
@@ -61,6 +62,7 @@ public enum ClusterFile {
             case tokensPerNode = "tokens-per-node"
             case nodes
             case keyspaces
+            case seeds
         }
     }
 
@@ -111,17 +113,29 @@ public enum ClusterFile {
 
     /// Reads and validates a cluster file.
     public static func load(path: String) throws(ConfigError) -> ClusterMap {
+        try loadWithSeeds(path: path).map
+    }
+
+    /// Reads and validates a cluster file: its map and its `seeds` (`ClusterFile+Seeds.swift`).
+    public static func loadWithSeeds(path: String) throws(ConfigError) -> (map: ClusterMap, seeds: [String]) {
         let text: String
         do {
             text = try String(contentsOfFile: path, encoding: .utf8)
         } catch {
             throw ConfigError("cannot read cluster file \(path): \(error.localizedDescription)")
         }
-        return try parse(text, source: path)
+        return try parseWithSeeds(text, source: path)
     }
 
     /// Parses and validates the text of a cluster file.
     public static func parse(_ text: String, source: String = "cluster file") throws(ConfigError) -> ClusterMap {
+        try parseWithSeeds(text, source: source).map
+    }
+
+    /// Parses and validates the text of a cluster file: its map and its `seeds`.
+    public static func parseWithSeeds(_ text: String, source: String = "cluster file") throws(ConfigError) -> (
+        map: ClusterMap, seeds: [String]
+    ) {
         let document: Document
         do {
             if let dictionary = try Yams.load(yaml: text) as? [String: Any] {
@@ -207,8 +221,7 @@ public enum ClusterFile {
             throw ConfigError("\(source): \(error)")
         }
         map.keyspaces = try keyspaces(document.keyspaces ?? [], of: map, source: source)
-        _ = try seeds(in: text, source: source)
-        return map
+        return (map, try checked(seeds: document.seeds ?? [], source: source))
     }
 
     /// The file's keyspaces, checked as `kvctl keyspace create` checks them: valid names, unique ids

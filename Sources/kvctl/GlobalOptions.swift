@@ -81,12 +81,11 @@ struct GlobalOptions: ParsableArguments {
         return configuration
     }
 
-    /// Runs `body` with a connected client, and closes it afterwards whatever happens.
-    /// The cluster file this command reads (`--cluster`, or `QUORUMKV_CLUSTER` without `--endpoints`),
-    /// as `clientConfiguration()` chooses it; nil when it asks endpoints.
+    /// The cluster file this command reads, as `clientConfiguration()` chooses it; nil when it asks
+    /// endpoints.
     var clusterFilePath: String? {
-        let environment = ProcessInfo.processInfo.environment["QUORUMKV_CLUSTER"].flatMap { $0.isEmpty ? nil : $0 }
-        return cluster ?? (endpoints == nil ? environment : nil)
+        KVClientConfiguration.clusterFilePath(
+            clusterFile: cluster, endpoints: endpoints, environment: ProcessInfo.processInfo.environment)
     }
 
     /// Sets the `seeds` of the cluster file this command reads to the addresses of `map`'s members
@@ -96,8 +95,8 @@ struct GlobalOptions: ParsableArguments {
     func keepSeeds(of map: ClusterMap) {
         guard let path = clusterFilePath, let text = try? String(contentsOfFile: path, encoding: .utf8) else { return }
         let seeds = map.nodes.filter { $0.state != .removed }.map(\.address)
+        guard (try? ClusterFile.seeds(in: text)) != seeds else { return }
         let updated = ClusterFile.replacingSeeds(in: text, with: seeds)
-        guard updated != text, (try? ClusterFile.seeds(in: text)) != seeds else { return }
         do {
             try updated.write(toFile: path, atomically: true, encoding: .utf8)
             printError("\(path): seeds set to the members' addresses (\(seeds.joined(separator: ", ")))")
@@ -108,6 +107,7 @@ struct GlobalOptions: ParsableArguments {
         }
     }
 
+    /// Runs `body` with a connected client, and closes it afterwards whatever happens.
     func withClient<T>(_ body: (KVClient) async throws -> T) async throws -> T {
         let configuration = try clientConfiguration()
         let client: KVClient

@@ -161,7 +161,8 @@ final class RangeStreamer: Sendable {
     }
 
     /// Drives KVCore's `RangeTransfer` for one keyspace in the change in progress: pulls the ranges and
-    /// verifies them against enough of their old replicas to meet every quorum write. True once all are in and verified.
+    /// verifies them against enough of their old replicas to meet every quorum write. True once all
+    /// are in and verified.
     private func receive(_ lane: Lane) async -> Bool {
         guard let map = lane.view(membership.current) else { return true }
         var transfer = RangeTransfer(node: nodeID, map: map, resuming: loadCheckpoint(lane))
