@@ -26,6 +26,12 @@ public enum Limits {
     /// Bytes of request frames one connection may have in flight (received, not answered yet) before
     /// the server answers `overloaded`: four frames of the largest size.
     public static let inFlightBytesPerConnectionMax = 64 << 20
+    /// Bytes of request frames one server may have in flight over all its connections before it
+    /// answers `overloaded`: 1 GiB.
+    public static let inFlightBytesPerServerMax = 1 << 30
+    /// Bytes of large frames (over 64 KiB) one server holds while they are still being received, over
+    /// all its connections; a frame past it waits for room, its connection's reads held: 256 MiB.
+    public static let receivingBytesPerServerMax = 256 << 20
     /// Connections one server holds open at once, over all peers; past it a new one is closed at once.
     public static let connectionsMax = 4096
     /// Connections one server holds open at once with one certificate (name and role). The SDK opens

@@ -10,6 +10,8 @@ final class ConnectionBudget: Sendable {
         case admitted
         case tooManyRequests
         case tooManyBytes
+        /// Past the bytes the whole server may have in flight (`ServerInFlightBytes`).
+        case tooManyServerBytes
     }
 
     private struct State {
@@ -24,20 +26,24 @@ final class ConnectionBudget: Sendable {
 
     private let requestsMax: Int
     private let bytesMax: Int
+    private let server: ServerInFlightBytes
     private let state = Mutex(State())
 
-    init(requestsMax: Int, bytesMax: Int) {
+    init(requestsMax: Int, bytesMax: Int, server: ServerInFlightBytes) {
         self.requestsMax = requestsMax
         self.bytesMax = bytesMax
+        self.server = server
     }
 
     /// Counts one more request of `bytes` (its whole frame), unless `requestsMax` requests are in
-    /// flight already, or its bytes would take the sum past `bytesMax`. A request alone is always
-    /// admitted by bytes, so a frame larger than the budget is still served, one at a time.
+    /// flight already, or its bytes would take the connection's sum past `bytesMax` or the server's
+    /// past its own bound. A request alone (on the connection, or on the server) is always admitted
+    /// by bytes, so a frame larger than the budget is still served, one at a time.
     func admit(bytes: Int) -> Admission {
         state.withLock { state in
             guard state.requests < requestsMax else { return .tooManyRequests }
             guard state.requests == 0 || state.bytes + bytes <= bytesMax else { return .tooManyBytes }
+            guard server.admit(bytes: bytes) else { return .tooManyServerBytes }
             state.requests += 1
             state.bytes += bytes
             return .admitted
@@ -47,6 +53,7 @@ final class ConnectionBudget: Sendable {
     /// A request admitted with `bytes` was answered (or given up).
     func release(bytes: Int) {
         let now = NIODeadline.now()
+        server.release(bytes: bytes)
         state.withLock { state in
             state.requests -= 1
             state.bytes -= bytes
@@ -69,4 +76,33 @@ final class ConnectionBudget: Sendable {
     var activity: (busy: Bool, lastReleased: NIODeadline?) {
         state.withLock { ($0.requests > 0 || $0.framesTaken < $0.framesArrived, $0.lastReleased) }
     }
+}
+
+/// Bytes of request frames in flight (read, not answered yet) over all of a server's connections
+/// (`RPCServerConfiguration.inFlightBytesServerMax`): each connection's own budget bounds one
+/// connection, this bounds them all, so that many connections cannot together hold the node's memory.
+final class ServerInFlightBytes: Sendable {
+    let bytesMax: Int
+    private let bytes = Atomic<Int>(0)
+
+    init(bytesMax: Int) {
+        self.bytesMax = bytesMax
+    }
+
+    /// Counts `bytes` more unless they would take the sum past `bytesMax`; a request is always admitted
+    /// when nothing else is in flight.
+    func admit(bytes count: Int) -> Bool {
+        let total = bytes.wrappingAdd(count, ordering: .relaxed).newValue
+        if total - count == 0 || total <= bytesMax { return true }
+        bytes.wrappingSubtract(count, ordering: .relaxed)
+        return false
+    }
+
+    /// Gives back `count` bytes admitted earlier.
+    func release(bytes count: Int) {
+        bytes.wrappingSubtract(count, ordering: .relaxed)
+    }
+
+    /// Bytes in flight now.
+    var inFlight: Int { bytes.load(ordering: .relaxed) }
 }

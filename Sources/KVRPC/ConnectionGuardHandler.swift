@@ -4,25 +4,45 @@ package import NIOCore
 
 /// Closes a server connection whose frame stops arriving midway (`frameReadDeadline`: a peer that
 /// trickles a frame, slowloris-style, cannot hold a connection and its buffer for ever), or that sits
-/// idle (`idleTimeout`: nothing in flight and no frame for that long, from its `Hello` on).
+/// idle (`idleTimeout`: nothing in flight and no frame for that long, from its `Hello` on); and holds a
+/// connection's reads while the server's memory for frames being received (`ReceiveMemory`) has no
+/// room for its frame.
 ///
 /// Sits between TLS and the frame decoder, so it sees the plaintext stream; it follows the frames'
 /// length prefixes (`FrameProgress`) without buffering anything, and passes every byte on. Its timers
 /// are lazy: one per kind at a time, which checks the time of the last event when it fires, so a busy
-/// connection costs no timer per frame.
-final class ConnectionGuardHandler: ChannelInboundHandler, RemovableChannelHandler {
+/// connection costs no timer per frame. A frame's deadline runs from its first byte, or from the moment
+/// the memory for it was granted when it had to wait.
+final class ConnectionGuardHandler: ChannelDuplexHandler, RemovableChannelHandler {
     typealias InboundIn = ByteBuffer
     typealias InboundOut = ByteBuffer
+    typealias OutboundIn = ByteBuffer
     typealias OutboundOut = ByteBuffer
+
+    /// What the frame in progress holds of the server's `ReceiveMemory`.
+    private enum Hold: Equatable {
+        case nothing
+        case reserved(bytes: Int)
+        /// Queued for room; the connection reads nothing more until it is granted.
+        case waiting(id: Int, bytes: Int)
+    }
 
     private let frameReadDeadline: TimeAmount
     /// `frameReadDeadline` as configured, for the `Error` that says why.
     private let frameReadDeadlineText: String
     private let idleTimeout: TimeAmount
     private let budget: ConnectionBudget
+    private let memory: ReceiveMemory
+    /// Frames longer than this are refused by the frame decoder, which closes the connection: nothing
+    /// to reserve for them.
+    private let frameBytesMax: Int
     private let refused: @Sendable (RPCRefusal) -> Void
     private var progress = FrameProgress()
-    /// When the first byte of the frame in progress arrived; nil between frames.
+    private var hold = Hold.nothing
+    /// A read the channel asked for while the frame waited for memory: issued once it is granted.
+    private var readHeld = false
+    /// When the first byte of the frame in progress arrived (or its memory was granted); nil between
+    /// frames and while it waits for memory.
     private var frameStartedAt: NIODeadline?
     /// When the last whole frame arrived; nil before the first (the `Hello`): the handshake has a
     /// deadline of its own.
@@ -33,15 +53,18 @@ final class ConnectionGuardHandler: ChannelInboundHandler, RemovableChannelHandl
     private var closeTimer: Scheduled<Void>?
     private var closing = false
 
-    /// - Parameter refused: counts the reason when the handler closes the connection.
+    /// - Parameter refused: counts the reason when the handler closes the connection, or holds its
+    ///   reads for memory.
     init(
-        frameReadDeadline: Duration, idleTimeout: Duration, budget: ConnectionBudget,
-        refused: @escaping @Sendable (RPCRefusal) -> Void
+        frameReadDeadline: Duration, idleTimeout: Duration, budget: ConnectionBudget, memory: ReceiveMemory,
+        frameBytesMax: Int, refused: @escaping @Sendable (RPCRefusal) -> Void
     ) {
         self.frameReadDeadline = TimeAmount(frameReadDeadline)
         self.frameReadDeadlineText = "\(frameReadDeadline)"
         self.idleTimeout = TimeAmount(idleTimeout)
         self.budget = budget
+        self.memory = memory
+        self.frameBytesMax = frameBytesMax
         self.refused = refused
     }
 
@@ -54,6 +77,8 @@ final class ConnectionGuardHandler: ChannelInboundHandler, RemovableChannelHandl
             if completed > 0 {
                 lastFrameAt = now
                 budget.framesArrived(completed)
+                // The frame that held memory, if any, was the first of them.
+                giveBackHold(context: context)
             }
             if !progress.isMidFrame {
                 frameStartedAt = nil
@@ -61,9 +86,18 @@ final class ConnectionGuardHandler: ChannelInboundHandler, RemovableChannelHandl
                 // A new frame began in this read.
                 frameStartedAt = now
             }
+            holdMemoryIfNeeded(context: context)
             arm(context: context)
         }
         context.fireChannelRead(data)
+    }
+
+    func read(context: ChannelHandlerContext) {
+        if case .waiting = hold {
+            readHeld = true
+        } else {
+            context.read()
+        }
     }
 
     func channelInactive(context: ChannelHandlerContext) {
@@ -75,6 +109,61 @@ final class ConnectionGuardHandler: ChannelInboundHandler, RemovableChannelHandl
         cancelTimers()
         closeTimer?.cancel()
         closeTimer = nil
+        giveBackHold(context: nil)
+    }
+
+    /// Reserves memory for the frame in progress once its length is known, if it is large; when there
+    /// is no room, the connection's reads stop and its frame deadline with them, until it is granted.
+    private func holdMemoryIfNeeded(context: ChannelHandlerContext) {
+        guard hold == .nothing, let bytes = progress.frameInProgressBytes, bytes > ReceiveMemory.smallFrameBytes,
+            bytes <= frameBytesMax
+        else { return }
+        let bound = NIOLoopBound((handler: self, context: context), eventLoop: context.eventLoop)
+        let reservation = memory.reserve(bytes) { id in
+            bound.eventLoop.execute { bound.value.handler.granted(id: id, context: bound.value.context) }
+        }
+        switch reservation {
+        case .granted:
+            hold = .reserved(bytes: bytes)
+        case .waiting(let id):
+            hold = .waiting(id: id, bytes: bytes)
+            frameStartedAt = nil
+            refused(.receiveMemory)
+        }
+    }
+
+    /// The memory a waiting frame asked for was reserved: its deadline starts, and reads go on.
+    private func granted(id: Int, context: ChannelHandlerContext) {
+        // Not waiting any more (the frame ended or the connection closed, and gave the bytes back), or
+        // waiting for another frame's.
+        guard case .waiting(id, let bytes) = hold else { return }
+        hold = .reserved(bytes: bytes)
+        guard !closing else { return }
+        frameStartedAt = .now()
+        arm(context: context)
+        if readHeld {
+            readHeld = false
+            context.read()
+        }
+    }
+
+    /// Gives back what the frame in progress held (it ended, or the connection closed), and resumes
+    /// reads held for it.
+    private func giveBackHold(context: ChannelHandlerContext?) {
+        switch hold {
+        case .nothing:
+            return
+        case .reserved(let bytes):
+            memory.release(bytes)
+        case .waiting(let id, let bytes):
+            // Granted meanwhile: the bytes are reserved, and its `granted` will find nothing to do.
+            if !memory.cancel(id: id) { memory.release(bytes) }
+        }
+        hold = .nothing
+        if readHeld, let context {
+            readHeld = false
+            context.read()
+        }
     }
 
     /// Starts the timers that are due and not running.
@@ -166,11 +255,17 @@ package struct FrameProgress: Equatable {
     private var prefix: UInt32 = 0
     /// Bytes of the frame in progress still to come after its prefix.
     private var bodyRemaining = 0
+    /// The whole length of the frame in progress, prefix included, once its prefix is whole.
+    private var frameBytes = 0
 
     package init() {}
 
     /// Whether a frame has begun and not ended.
     package var isMidFrame: Bool { prefixBytes > 0 || bodyRemaining > 0 }
+
+    /// The whole length of the frame in progress (its prefix included), once its prefix has arrived;
+    /// nil between frames and while the prefix is still coming.
+    package var frameInProgressBytes: Int? { bodyRemaining > 0 ? frameBytes : nil }
 
     /// Follows `bytes`; returns how many frames they completed.
     package mutating func consume(_ bytes: ByteBufferView) -> Int {
@@ -189,6 +284,7 @@ package struct FrameProgress: Equatable {
             index += 1
             if prefixBytes == WireProtocol.lengthPrefixBytes {
                 bodyRemaining = Int(prefix)
+                frameBytes = WireProtocol.lengthPrefixBytes + bodyRemaining
                 prefix = 0
                 prefixBytes = 0
                 // A frame without a body is malformed; the decoder says so. It is whole here.

@@ -15,6 +15,11 @@ public enum RPCRefusal: String, Sendable, Hashable, CaseIterable {
     case inFlight = "in_flight"
     /// A request past `inFlightBytesMax` on its connection: answered `overloaded`.
     case inFlightBytes = "in_flight_bytes"
+    /// A request past `inFlightBytesServerMax`, over all connections: answered `overloaded`.
+    case serverInFlightBytes = "server_in_flight_bytes"
+    /// A frame that found no room in `receivingBytesMax` (frames being received, over all
+    /// connections): its connection's reads were held until there was room. Not refused: counted.
+    case receiveMemory = "receive_memory"
     /// A request while the node's storage queue was full: answered `overloaded` (counted by the node).
     case queueFull = "queue_full"
     /// A connection with nothing in flight and no frame for `idleTimeout`: closed.

@@ -275,6 +275,15 @@ extension RPCServer {
                                 "more than \(configuration.inFlightBytesMax) bytes of requests in flight on this connection"
                         ))
                     continue
+                case .tooManyServerBytes:
+                    admission.refused(.serverInFlightBytes)
+                    try await outbound.write(
+                        Self.errorFrame(
+                            requestID: frame.requestID, code: .overloaded,
+                            message:
+                                "more than \(configuration.inFlightBytesServerMax) bytes of requests in flight on this node"
+                        ))
+                    continue
                 }
                 let requestID = frame.requestID
                 group.addTask {

@@ -70,6 +70,16 @@ public struct RPCServerConfiguration: Sendable {
     /// past it is answered `overloaded` (`in_flight_bytes`). One request is always admitted when
     /// nothing else is in flight, so a frame larger than the budget is still served.
     public var inFlightBytesMax: Int = Limits.inFlightBytesPerConnectionMax
+    /// Bytes of request frames all connections together may have in flight; a request past it is
+    /// answered `overloaded` (`server_in_flight_bytes`). One request is always admitted when nothing
+    /// else is in flight.
+    public var inFlightBytesServerMax: Int = Limits.inFlightBytesPerServerMax
+    /// Bytes of frames still being received (their length known, their last byte not arrived) that all
+    /// connections together may hold, counting only frames over 64 KiB (`ReceiveMemory`). A frame
+    /// that finds no room waits, its connection reading nothing more, until earlier frames end
+    /// (`receive_memory`, counted); its `frameReadDeadline` starts once it has room. A frame alone
+    /// always has room.
+    public var receivingBytesMax: Int = Limits.receivingBytesPerServerMax
     /// Violations one connection may commit that leave the frame stream intact (each answered with an
     /// `Error`); one more closes it (`violations`).
     public var protocolViolationsMax: Int = Limits.protocolViolationsPerConnectionMax
@@ -133,6 +143,10 @@ public final class RPCServer: Sendable {
     let logger: Logger
     let admission: ConnectionAdmission
     public var statistics: RPCServerStatistics { admission.statistics }
+    /// Frames being received, over all connections (`receivingBytesMax`).
+    let memory: ReceiveMemory
+    /// Requests in flight, over all connections (`inFlightBytesServerMax`).
+    let inFlight: ServerInFlightBytes
 
     /// The address actually bound (useful with port 0).
     public let localAddress: SocketAddress
@@ -142,12 +156,16 @@ public final class RPCServer: Sendable {
         configuration: RPCServerConfiguration,
         service: any RPCService,
         admission: ConnectionAdmission,
+        memory: ReceiveMemory,
+        inFlight: ServerInFlightBytes,
         logger: Logger
     ) throws {
         self.listener = listener
         self.configuration = configuration
         self.service = service
         self.admission = admission
+        self.memory = memory
+        self.inFlight = inFlight
         self.logger = logger
         guard let address = listener.channel.localAddress else {
             throw RPCError.connectFailed(
@@ -175,6 +193,8 @@ public final class RPCServer: Sendable {
         let frameBytesMax = configuration.frameBytesMax
         let handshakeTimeout = configuration.handshakeTimeout
         let admission = ConnectionAdmission(configuration: configuration, statistics: statistics, logger: logger)
+        let memory = ReceiveMemory(bytesMax: configuration.receivingBytesMax)
+        let inFlight = ServerInFlightBytes(bytesMax: configuration.inFlightBytesServerMax)
         let listener = try await ServerBootstrap(group: group)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
             .serverChannelOption(.backlog, value: 256)
@@ -189,7 +209,8 @@ public final class RPCServer: Sendable {
                     channel.closeFuture.whenComplete { _ in slot.close() }
                     let handshake = channel.eventLoop.makePromise(of: PeerIdentity.self)
                     let budget = ConnectionBudget(
-                        requestsMax: configuration.requestsInFlightMax, bytesMax: configuration.inFlightBytesMax)
+                        requestsMax: configuration.requestsInFlightMax, bytesMax: configuration.inFlightBytesMax,
+                        server: inFlight)
                     try LinkFaultHandler.install(on: channel)
                     let counted = try traffic.map { table in (table: table, counts: try table.install(on: channel)) }
                     let writer = FrameWriter()
@@ -197,8 +218,8 @@ public final class RPCServer: Sendable {
                         OpenSSLHandler(context: tls, handshakeCompleted: handshake),
                         ConnectionGuardHandler(
                             frameReadDeadline: configuration.frameReadDeadline,
-                            idleTimeout: configuration.idleTimeout, budget: budget,
-                            refused: { admission.refused($0) }),
+                            idleTimeout: configuration.idleTimeout, budget: budget, memory: memory,
+                            frameBytesMax: frameBytesMax, refused: { admission.refused($0) }),
                         ByteToMessageHandler(FrameDecoder(frameBytesMax: frameBytesMax)),
                         writer,
                     ])
@@ -219,7 +240,8 @@ public final class RPCServer: Sendable {
                 }
             }
         return try RPCServer(
-            listener: listener, configuration: configuration, service: service, admission: admission, logger: logger)
+            listener: listener, configuration: configuration, service: service, admission: admission, memory: memory,
+            inFlight: inFlight, logger: logger)
     }
 
     /// Accepts and serves connections until the task is cancelled or the listener closes.

@@ -151,6 +151,23 @@ struct KVD: AsyncParsableCommand {
     var storageQueueMax: Int?
 
     @Option(
+        name: .customLong("in-flight-bytes-max"),
+        help: ArgumentHelp(
+            "Bytes of requests read and not answered yet, over all connections (default 1073741824: 1 GiB).",
+            discussion: "Past it a request is answered 'overloaded'; one request alone always passes. 1 MiB...1 TiB."))
+    var inFlightBytesMax: Int?
+
+    @Option(
+        name: .customLong("receiving-bytes-max"),
+        help: ArgumentHelp(
+            "Bytes of frames over 64 KiB still arriving, over all connections (default 268435456: 256 MiB).",
+            discussion: """
+                A frame past it waits, its connection reading nothing more, until earlier frames end; its \
+                30-s deadline starts once it has room. A frame alone always has room. 1 MiB...1 TiB.
+                """))
+    var receivingBytesMax: Int?
+
+    @Option(
         name: .customLong("block-cache-bytes"),
         help: ArgumentHelp(
             "Bytes of table blocks kept in memory, over every column family (default 268435456: 256 MiB).",
@@ -340,6 +357,18 @@ struct KVD: AsyncParsableCommand {
                 throw ValidationError("--storage-queue-max must be 1...1000000")
             }
             configuration.storageQueueMax = storageQueueMax
+        }
+        if let bytes = inFlightBytesMax ?? file.inFlightBytesMax {
+            guard ((1 << 20)...(1 << 40)).contains(bytes) else {
+                throw ValidationError("--in-flight-bytes-max must be 1048576...1099511627776 (1 MiB...1 TiB)")
+            }
+            configuration.inFlightBytesMax = bytes
+        }
+        if let bytes = receivingBytesMax ?? file.receivingBytesMax {
+            guard ((1 << 20)...(1 << 40)).contains(bytes) else {
+                throw ValidationError("--receiving-bytes-max must be 1048576...1099511627776 (1 MiB...1 TiB)")
+            }
+            configuration.receivingBytesMax = bytes
         }
         if let blockCacheBytes = blockCacheBytes ?? file.blockCacheBytes {
             guard ((1 << 20)...(1 << 40)).contains(blockCacheBytes) else {

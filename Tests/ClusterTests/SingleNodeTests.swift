@@ -128,7 +128,10 @@ extension RealProcessTests {
 
             // Bad usage.
             #expect(try run("kvctl", ["get"]).status == 64)
-            for (flag, value) in [("--block-cache-bytes", "4096"), ("--disk-reserve-bytes", "\(1 << 41)")] {
+            for (flag, value) in [
+                ("--block-cache-bytes", "4096"), ("--disk-reserve-bytes", "\(1 << 41)"),
+                ("--in-flight-bytes-max", "0"), ("--receiving-bytes-max", "\(1 << 41)"),
+            ] {
                 let refused = try run(
                     "kvd",
                     [

@@ -31,6 +31,8 @@ import Yams
 /// connections-per-identity-max: 512 # connections held at once with one certificate
 /// idle-timeout: 300          # seconds a connection with nothing in flight stays open
 /// storage-queue-max: 4096    # requests' store calls queued or running; past it `overloaded`
+/// in-flight-bytes-max: 1073741824 # bytes of requests read and not answered, over all connections
+/// receiving-bytes-max: 268435456 # bytes of large frames still arriving, over all connections
 /// block-cache-bytes: 268435456 # table blocks kept in memory, over every column family
 /// disk-reserve-bytes: 536870912 # kept free on the data's file system; below it writes are refused
 /// event-loops: 2             # threads serving connections (default: one a CPU)
@@ -110,6 +112,12 @@ public struct NodeConfiguration: Sendable, Hashable {
     /// answered `overloaded` at once.
     public var storageQueueMax = NodeConfiguration.storageQueueMaxDefault
     public static let storageQueueMaxDefault = Limits.storageQueueMax
+    /// Bytes of requests read and not answered yet, over all connections; past it a request is
+    /// answered `overloaded` (`RPCServerConfiguration.inFlightBytesServerMax`).
+    public var inFlightBytesMax = Limits.inFlightBytesPerServerMax
+    /// Bytes of frames over 64 KiB still arriving, over all connections; past it a frame's connection
+    /// waits for room (`RPCServerConfiguration.receivingBytesMax`).
+    public var receivingBytesMax = Limits.receivingBytesPerServerMax
     /// The bytes of table blocks the store keeps in memory (RocksDB's block cache, shared by every
     /// column family): reads it serves cost no disk read and no hop to the storage threads.
     public var blockCacheBytes = RocksDBStore.blockCacheBytesDefault
@@ -225,6 +233,10 @@ public struct NodeFile: Sendable, Hashable, Decodable {
     public var idleTimeout: Int?
     public var storageQueueMax: Int?
     /// Bytes.
+    public var inFlightBytesMax: Int?
+    /// Bytes.
+    public var receivingBytesMax: Int?
+    /// Bytes.
     public var blockCacheBytes: Int?
     /// Bytes.
     public var diskReserveBytes: Int?
@@ -251,6 +263,8 @@ public struct NodeFile: Sendable, Hashable, Decodable {
         case connectionsPerIdentityMax = "connections-per-identity-max"
         case idleTimeout = "idle-timeout"
         case storageQueueMax = "storage-queue-max"
+        case inFlightBytesMax = "in-flight-bytes-max"
+        case receivingBytesMax = "receiving-bytes-max"
         case blockCacheBytes = "block-cache-bytes"
         case diskReserveBytes = "disk-reserve-bytes"
         case eventLoops = "event-loops"

@@ -237,6 +237,8 @@ public final class NodeService: Service {
         serverConfiguration.connectionsMax = configuration.connectionsMax
         serverConfiguration.connectionsPerIdentityMax = configuration.connectionsPerIdentityMax
         serverConfiguration.idleTimeout = configuration.idleTimeout
+        serverConfiguration.inFlightBytesServerMax = configuration.inFlightBytesMax
+        serverConfiguration.receivingBytesMax = configuration.receivingBytesMax
         serverConfiguration.protocolVersions = configuration.protocolVersions
         serverConfiguration.peerVersions = protocols.peers
         let server: RPCServer

@@ -1,0 +1,170 @@
+import KVCore
+import KVTLS
+import KVWire
+import NIOCore
+import Synchronization
+import Testing
+
+@testable import KVRPC
+
+/// The bounds over all of a server's connections: frames being received (`receivingBytesMax`) and
+/// requests in flight (`inFlightBytesServerMax`). Before them, 40 connections each sending all but the
+/// last bytes of a 16 MiB `Put` took a node from 97 MB to 848 MB until their deadlines.
+@Suite(.timeLimit(.minutes(2)))
+struct ServerMemoryTests {
+    /// Large frames past the server's receive memory wait their turn, first come first served, and
+    /// their connections read nothing more meanwhile; small requests go on.
+    @Test func aFramePastTheReceiveMemoryIsNotReadUntilTheFramesAheadOfItEnd() async throws {
+        let frameBytes = 700 << 10
+        try await withLimitedServer({ $0.receivingBytesMax = 1 << 20 }) { server in
+            // Two peers send all but the end of a large Put, and stop: the first has room, the second waits.
+            let (first, _) = try await partialPut(to: server, valueBytes: frameBytes, sendingAllBut: 1000)
+            defer { first.close(promise: nil) }
+            #expect(try await eventually { server.memory.usage.reserved > frameBytes })
+            let (second, _) = try await partialPut(to: server, valueBytes: frameBytes, sendingAllBut: 1000)
+            defer { second.close(promise: nil) }
+            #expect(try await eventually { server.memory.usage.waiting == 1 })
+            // A third sends a whole one, behind both.
+            let (third, thirdFrames) = try await partialPut(to: server, valueBytes: frameBytes, sendingAllBut: 1000)
+            defer { third.close(promise: nil) }
+            #expect(try await eventually { server.memory.usage.waiting == 2 })
+            try await third.writeAndFlush(lastBytes(valueBytes: frameBytes, last: 1000))
+
+            let good = try await limitsConnect(to: server)
+            defer { good.startClosing() }
+            try await expectPing(good)
+
+            // The first goes: the second has room, the third still waits, its last bytes unread.
+            try await first.close()
+            let frameLength = putFrame(valueBytes: frameBytes).readableBytes
+            #expect(try await eventually { server.memory.usage == (frameLength, 1) }, "\(server.memory.usage)")
+            #expect(try thirdFrames.frames.allSatisfy { try Message(frame: $0).type != .putResponse })
+            try await second.close()
+            await thirdFrames.waitForFrames(2)
+            let answers = try thirdFrames.frames.map { try Message(frame: $0) }
+            #expect(answers.count == 2 && answers.last?.type == .putResponse, "\(answers)")
+            #expect(server.statistics.refusedCount(.receiveMemory) == 2)
+            #expect(try await eventually { server.memory.usage == (0, 0) })
+        }
+    }
+
+    /// A frame's deadline runs from when it got room: one queued behind two slowloris frames (each
+    /// closed at its own deadline) is received and answered, not closed, though it waited for about
+    /// twice the deadline (on a machine slow enough to take longer than a deadline to open the three
+    /// connections, it waits less, and the test shows less).
+    @Test func aWaitingFramesDeadlineStartsWhenItHasRoom() async throws {
+        let frameBytes = 700 << 10
+        try await withLimitedServer({
+            $0.receivingBytesMax = 1 << 20
+            $0.frameReadDeadline = .seconds(3)
+        }) { server in
+            let (first, _) = try await partialPut(to: server, valueBytes: frameBytes, sendingAllBut: 1000)
+            defer { first.close(promise: nil) }
+            let (second, _) = try await partialPut(to: server, valueBytes: frameBytes, sendingAllBut: 1000)
+            defer { second.close(promise: nil) }
+            let (third, thirdFrames) = try await partialPut(to: server, valueBytes: frameBytes, sendingAllBut: 1000)
+            defer { third.close(promise: nil) }
+            try await third.writeAndFlush(lastBytes(valueBytes: frameBytes, last: 1000))
+
+            await thirdFrames.waitForFrames(2)
+            let answers = try thirdFrames.frames.map { try Message(frame: $0) }
+            #expect(answers.count == 2 && answers.last?.type == .putResponse, "\(answers)")
+            #expect(try await closes(first, within: .seconds(30)))
+            #expect(try await closes(second, within: .seconds(30)))
+            #expect(server.statistics.refusedCount(.frameDeadline) == 2)
+            #expect(try await eventually { server.memory.usage == (0, 0) })
+        }
+    }
+
+    /// A frame larger than the whole receive memory is still received when it is alone.
+    @Test func aFrameLargerThanTheReceiveMemoryIsReceivedAlone() async throws {
+        try await withLimitedServer({ $0.receivingBytesMax = 256 << 10 }) { server in
+            let connection = try await limitsConnect(to: server)
+            defer { connection.startClosing() }
+            let answer = try await connection.call(.putRequest(put(valueBytes: 1 << 20)), timeout: .seconds(30))
+            #expect(answer.type == .putResponse)
+            #expect(server.statistics.refusedCount(.receiveMemory) == 0)
+            #expect(try await eventually { server.memory.usage == (0, 0) })
+        }
+    }
+
+    @Test func requestsPastTheServersByteBudgetAreOverloadedOnEveryConnection() async throws {
+        let service = GatedService()
+        try await withLimitedServer({ $0.inFlightBytesServerMax = 64 << 10 }, service: service) { server in
+            let one = try await limitsConnect(to: server)
+            defer { one.startClosing() }
+            let other = try await limitsConnect(to: server)
+            defer { other.startClosing() }
+            let first = one.send(.putRequest(put(valueBytes: 40 << 10)), timeout: .seconds(60))
+            #expect(try await eventually { service.arrived == 1 })
+            // Another connection, well within its own budget, past the server's.
+            await #expect(throws: RPCError.remote(.overloaded, message: "")) {
+                _ = try await other.call(.putRequest(put(valueBytes: 40 << 10)), timeout: .seconds(10))
+            }
+            #expect(server.statistics.refusedCount(.serverInFlightBytes) == 1)
+            try await expectPing(other)
+            service.open()
+            #expect(try await first.get().type == .putResponse)
+            #expect(try await eventually { server.inFlight.inFlight == 0 })
+            let later = try await other.call(.putRequest(put(valueBytes: 40 << 10)), timeout: .seconds(10))
+            #expect(later.type == .putResponse)
+        }
+    }
+
+    @Test func receiveMemoryGrantsInOrderAndLetsAFrameAloneIn() {
+        let memory = ReceiveMemory(bytesMax: 100)
+        let granted = GrantLog()
+        #expect(memory.reserve(60, granted: granted.record) == .granted)
+        #expect(memory.reserve(60, granted: granted.record) == .waiting(id: 1))
+        // A small one behind a waiting one waits too: first come, first served.
+        #expect(memory.reserve(10, granted: granted.record) == .waiting(id: 2))
+        memory.release(60)
+        #expect(granted.ids == [1, 2])
+        #expect(memory.usage == (70, 0))
+        // Past the bound, but alone: granted once the others leave.
+        #expect(memory.reserve(500, granted: granted.record) == .waiting(id: 3))
+        #expect(memory.cancel(id: 3))
+        #expect(!memory.cancel(id: 3))
+        #expect(memory.reserve(500, granted: granted.record) == .waiting(id: 4))
+        memory.release(60)
+        #expect(granted.ids == [1, 2])
+        memory.release(10)
+        #expect(granted.ids == [1, 2, 4])
+        #expect(!memory.cancel(id: 4), "granted already: its bytes are the caller's to release")
+        memory.release(500)
+        #expect(memory.usage == (0, 0))
+    }
+}
+
+private final class GrantLog: Sendable {
+    private let state = Mutex<[Int]>([])
+    var ids: [Int] { state.withLock { $0 } }
+    var record: @Sendable (Int) -> Void { { id in self.state.withLock { $0.append(id) } } }
+}
+
+/// A TLS connection that sends `Hello` and a `Put` of `valueBytes` without its last `sendingAllBut`
+/// bytes.
+private func partialPut(
+    to server: RPCServer, valueBytes: Int, sendingAllBut missing: Int
+) async throws -> (any Channel, FrameCollector) {
+    let collector = FrameCollector()
+    let channel = try await limitsRawConnection(to: server, collector: collector)
+    var bytes = ByteBuffer()
+    bytes.writeFrame(.hello(hello()), requestID: 1)
+    let frame = putFrame(valueBytes: valueBytes)
+    bytes.writeImmutableBuffer(frame.getSlice(at: 0, length: frame.readableBytes - missing) ?? ByteBuffer())
+    try await channel.writeAndFlush(bytes)
+    return (channel, collector)
+}
+
+/// The last `last` bytes of the frame `partialPut` sends.
+private func lastBytes(valueBytes: Int, last: Int) -> ByteBuffer {
+    let frame = putFrame(valueBytes: valueBytes)
+    return frame.getSlice(at: frame.readableBytes - last, length: last) ?? ByteBuffer()
+}
+
+private func putFrame(valueBytes: Int) -> ByteBuffer {
+    var frame = ByteBuffer()
+    frame.writeFrame(.putRequest(put(valueBytes: valueBytes)), requestID: 2)
+    return frame
+}
