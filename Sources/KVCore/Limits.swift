@@ -23,12 +23,20 @@ public enum Limits {
     public static let errorMessageBytesMax = 4096
     /// Requests one connection may have in flight before the server answers `overloaded`.
     public static let requestsInFlightPerConnectionMax = 1024
+    /// Requests of one connection a server answers from tasks at once (those it does not answer on the
+    /// event loop: reads past memory, administration, transfers); the next waits, and the connection
+    /// is read no further meanwhile, so that answers cannot pile up faster than they are counted.
+    public static let requestTasksPerConnectionMax = 32
     /// Bytes of request frames one connection may have in flight (received, not answered yet) before
     /// the server answers `overloaded`: four frames of the largest size.
     public static let inFlightBytesPerConnectionMax = 64 << 20
     /// Bytes of request frames one server may have in flight over all its connections before it
     /// answers `overloaded`: 1 GiB.
     public static let inFlightBytesPerServerMax = 1 << 30
+    /// Frames over this many bytes (length prefix included) count in a server's memory bounds while
+    /// they arrive (`receivingBytesPerServerMax`) and while its answers wait for the network (the
+    /// connection's and the server's bytes in flight); smaller ones are bounded by the connections.
+    public static let largeFrameBytes = 64 << 10
     /// Bytes of large frames (over 64 KiB) one server holds while they are still being received, over
     /// all its connections; a frame past it waits for room, its connection's reads held: 256 MiB.
     public static let receivingBytesPerServerMax = 256 << 20

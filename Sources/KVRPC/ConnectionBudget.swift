@@ -1,10 +1,13 @@
+import KVCore
+import KVWire
 import NIOCore
 import Synchronization
 
 /// What one server connection has in flight (frames received and not read by its task yet, requests
-/// read and not answered yet, and the bytes of their frames), shared by the task that reads requests,
-/// the tasks that answer them, and the `ConnectionGuardHandler` that closes idle connections.
-final class ConnectionBudget: Sendable {
+/// read and not answered yet, and the bytes of their frames; large answers not yet taken by the
+/// network), shared by the task that reads requests, the tasks that answer them, the `FrameWriter`
+/// that sends the answers, and the `ConnectionGuardHandler` that closes idle connections.
+final class ConnectionBudget: OutboundFrameBudget {
     /// Whether a request may go on, and if not, which bound it hit.
     enum Admission: Equatable {
         case admitted
@@ -20,6 +23,8 @@ final class ConnectionBudget: Sendable {
         var framesTaken = 0
         var requests = 0
         var bytes = 0
+        /// Bytes of large answers written and not yet taken by the network.
+        var answerBytes = 0
         /// When the last answer was sent (or its request given up); nil: none yet.
         var lastReleased: NIODeadline?
     }
@@ -27,12 +32,18 @@ final class ConnectionBudget: Sendable {
     private let requestsMax: Int
     private let bytesMax: Int
     private let server: ServerInFlightBytes
+    private let refused: @Sendable (RPCRefusal) -> Void
     private let state = Mutex(State())
 
-    init(requestsMax: Int, bytesMax: Int, server: ServerInFlightBytes) {
+    /// - Parameter refused: counts a large answer refused for the connection's or the server's bytes.
+    init(
+        requestsMax: Int, bytesMax: Int, server: ServerInFlightBytes,
+        refused: @escaping @Sendable (RPCRefusal) -> Void = { _ in }
+    ) {
         self.requestsMax = requestsMax
         self.bytesMax = bytesMax
         self.server = server
+        self.refused = refused
     }
 
     /// Counts one more request of `bytes` (its whole frame), unless `requestsMax` requests are in
@@ -61,6 +72,34 @@ final class ConnectionBudget: Sendable {
         }
     }
 
+    /// Counts a large answer of `bytes` until the network has taken it, unless it would take the
+    /// connection's bytes in flight (requests and answers) past `bytesMax` or the server's past its
+    /// bound. An answer is always admitted by the connection when it holds no other, and by the server
+    /// when nothing else is in flight.
+    func admitOutbound(bytes: Int) -> Bool {
+        let refusal: RPCRefusal? = state.withLock { state in
+            guard state.answerBytes == 0 || state.bytes + state.answerBytes + bytes <= bytesMax else {
+                return .inFlightBytes
+            }
+            guard server.admit(bytes: bytes) else { return .serverInFlightBytes }
+            state.answerBytes += bytes
+            return nil
+        }
+        guard let refusal else { return true }
+        refused(refusal)
+        return false
+    }
+
+    func releaseOutbound(bytes: Int) {
+        server.release(bytes: bytes)
+        state.withLock { $0.answerBytes -= bytes }
+    }
+
+    var outboundRefusal: String {
+        "more than \(bytesMax) bytes in flight on this connection, or \(server.bytesMax) on this node, with the "
+            + "answers its peer has not read yet"
+    }
+
     /// `count` whole frames arrived (the guard, on the event loop).
     func framesArrived(_ count: Int) {
         state.withLock { $0.framesArrived += count }
@@ -78,9 +117,10 @@ final class ConnectionBudget: Sendable {
     }
 }
 
-/// Bytes of request frames in flight (read, not answered yet) over all of a server's connections
-/// (`RPCServerConfiguration.inFlightBytesServerMax`): each connection's own budget bounds one
-/// connection, this bounds them all, so that many connections cannot together hold the node's memory.
+/// Bytes in flight over all of a server's connections (request frames read and not answered yet, large
+/// answers not yet taken by the network: `RPCServerConfiguration.inFlightBytesServerMax`): each
+/// connection's own budget bounds one connection, this bounds them all, so that many connections
+/// cannot together hold the node's memory.
 final class ServerInFlightBytes: Sendable {
     let bytesMax: Int
     private let bytes = Atomic<Int>(0)

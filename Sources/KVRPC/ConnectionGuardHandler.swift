@@ -6,7 +6,7 @@ package import NIOCore
 /// trickles a frame, slowloris-style, cannot hold a connection and its buffer for ever), or that sits
 /// idle (`idleTimeout`: nothing in flight and no frame for that long, from its `Hello` on); and holds a
 /// connection's reads while the server's memory for frames being received (`ReceiveMemory`) has no
-/// room for its frame.
+/// room for its frame, or while the channel is not writable (its peer is not reading its answers).
 ///
 /// Sits between TLS and the frame decoder, so it sees the plaintext stream; it follows the frames'
 /// length prefixes (`FrameProgress`) without buffering anything, and passes every byte on. Its timers
@@ -92,12 +92,31 @@ final class ConnectionGuardHandler: ChannelDuplexHandler, RemovableChannelHandle
         context.fireChannelRead(data)
     }
 
+    /// Reads go on unless the frame in progress waits for memory, or the channel is not writable: a
+    /// peer that does not read its answers gets no more requests read until it does.
     func read(context: ChannelHandlerContext) {
-        if case .waiting = hold {
+        if isWaiting || !context.channel.isWritable {
             readHeld = true
         } else {
             context.read()
         }
+    }
+
+    func channelWritabilityChanged(context: ChannelHandlerContext) {
+        resumeHeldRead(context: context)
+        context.fireChannelWritabilityChanged()
+    }
+
+    private var isWaiting: Bool {
+        if case .waiting = hold { return true }
+        return false
+    }
+
+    /// Issues the read the channel asked for while reads were held, once nothing holds them.
+    private func resumeHeldRead(context: ChannelHandlerContext) {
+        guard readHeld, !isWaiting, context.channel.isWritable else { return }
+        readHeld = false
+        context.read()
     }
 
     func channelInactive(context: ChannelHandlerContext) {
@@ -141,10 +160,7 @@ final class ConnectionGuardHandler: ChannelDuplexHandler, RemovableChannelHandle
         guard !closing else { return }
         frameStartedAt = .now()
         arm(context: context)
-        if readHeld {
-            readHeld = false
-            context.read()
-        }
+        resumeHeldRead(context: context)
     }
 
     /// Gives back what the frame in progress held (it ended, or the connection closed), and resumes
@@ -160,10 +176,7 @@ final class ConnectionGuardHandler: ChannelDuplexHandler, RemovableChannelHandle
             if !memory.cancel(id: id) { memory.release(bytes) }
         }
         hold = .nothing
-        if readHeld, let context {
-            readHeld = false
-            context.read()
-        }
+        if let context { resumeHeldRead(context: context) }
     }
 
     /// Starts the timers that are due and not running.

@@ -37,6 +37,8 @@ final class InlineAnswerHandler: ChannelDuplexHandler {
     private var unflushed = false
     /// Answers given from the pool are flushed once per tick.
     private let tickFlush = TickFlush()
+    /// Its place in the pipeline while it is in one, for `send`.
+    private var context: ChannelHandlerContext?
 
     init(
         service: any RPCService, writer: FrameWriter, budget: ConnectionBudget, statistics: RPCServerStatistics,
@@ -105,6 +107,24 @@ final class InlineAnswerHandler: ChannelDuplexHandler {
         context.fireChannelReadComplete()
     }
 
+    func handlerAdded(context: ChannelHandlerContext) {
+        self.context = context
+    }
+
+    func handlerRemoved(context: ChannelHandlerContext) {
+        self.context = nil
+    }
+
+    /// Sends the answer to a request the connection's task answered (on the event loop), into the
+    /// same batch as the answers given here. The task counted `admitted` bytes of it in the budget:
+    /// they are given back as the frame writer counts it itself (or as nothing is sent, once the
+    /// connection has closed).
+    func send(_ response: OutboundFrame, admitted: Int) {
+        if admitted > 0 { budget.releaseOutbound(bytes: admitted) }
+        guard let context else { return }
+        write(response, context: context)
+    }
+
     /// Writes an answer into the frame writer's batch (`FrameWriter.append`: as a write through the
     /// pipeline would, without boxing it): flushed at the end of the read burst when one is going on,
     /// else by a flush queued behind the answers already waiting for the event loop (one per tick).
@@ -120,6 +140,12 @@ final class InlineAnswerHandler: ChannelDuplexHandler {
         unflushed = true
         guard !reading, !tickFlush.isQueued else { return }
         tickFlush.queue(on: context.eventLoop) { self.flushIfNeeded(context: context) }
+    }
+
+    /// Flushes the answers written and not flushed yet, now (on the event loop).
+    func flushAnswers() {
+        guard let context else { return }
+        flushIfNeeded(context: context)
     }
 
     private func flushIfNeeded(context: ChannelHandlerContext) {

@@ -42,8 +42,10 @@ extension RPCServer {
                 let inline = connection.inline
                 inline.eventLoop.execute { inline.value.open(for: peer, version: version) }
                 try await dispatch(
-                    &frames, peer: peer, version: version, budget: connection.budget, outbound: outbound,
-                    logger: logger)
+                    &frames, peer: peer, version: version, budget: connection.budget, inline: inline,
+                    outbound: outbound, logger: logger)
+                // The answers the last requests' tasks handed to the event loop leave before the close.
+                try await inline.eventLoop.submit { inline.value.flushAnswers() }.get()
             }
         } catch {
             logger.debug("connection ended", metadata: ["error": "\(error)"])
@@ -180,6 +182,7 @@ extension RPCServer {
         peer: PeerIdentity,
         version: UInt16,
         budget: ConnectionBudget,
+        inline: NIOLoopBound<InlineAnswerHandler>,
         outbound: NIOAsyncChannelOutboundWriter<OutboundFrame>,
         logger: Logger
     ) async throws {
@@ -196,6 +199,7 @@ extension RPCServer {
                     message: "more than \(violationsMax) protocol violations on this connection"))
             return true
         }
+        let slots = TaskSlots(Limits.requestTasksPerConnectionMax)
         try await withThrowingDiscardingTaskGroup { group in
             while true {
                 let frame: Frame
@@ -286,15 +290,42 @@ extension RPCServer {
                     continue
                 }
                 let requestID = frame.requestID
+                await slots.take()
                 group.addTask {
-                    defer { budget.release(bytes: bytes) }
+                    defer {
+                        budget.release(bytes: bytes)
+                        slots.give()
+                    }
                     let response = await self.answer(
                         request, requestID: requestID, peer: peer, version: version, logger: logger)
-                    // A write fails only when the connection is already gone; nothing to answer then.
-                    try? await outbound.write(response)
+                    // Counted here, as soon as it exists (or refused, and let go at once), and handed
+                    // to the frame writer without waiting for the channel to be writable: a peer that
+                    // reads no answers cannot make the node hold them without bound.
+                    let (counted, admitted) = Self.counted(response, requestID: requestID, in: budget)
+                    inline.eventLoop.execute { inline.value.send(counted, admitted: admitted) }
                 }
             }
         }
+    }
+
+    /// `response` encoded, and its bytes counted in `budget` when it is large (`Limits.largeFrameBytes`):
+    /// returns it and the bytes admitted (0 for a small one), or an `overloaded` answer in its place
+    /// when the budget refused it.
+    private static func counted(
+        _ response: OutboundFrame, requestID: UInt64, in budget: ConnectionBudget
+    ) -> (OutboundFrame, admitted: Int) {
+        let frame: Frame
+        switch response {
+        case .frame(let built): frame = built
+        case .message(let message, let id): frame = message.frame(requestID: id, allocator: ByteBufferAllocator())
+        }
+        let bytes = frame.encodedBytes
+        guard bytes > Limits.largeFrameBytes else { return (.frame(frame), 0) }
+        guard budget.admitOutbound(bytes: bytes) else {
+            let message = "\(budget.outboundRefusal) (an answer of \(bytes) bytes)"
+            return (errorFrame(requestID: requestID, code: .overloaded, message: message), 0)
+        }
+        return (.frame(frame), bytes)
     }
 
     /// The service's answer to `request`, without the fields the connection's `version` lacks.

@@ -66,13 +66,15 @@ public struct RPCServerConfiguration: Sendable {
     /// the connection is closed (`frame_deadline`): a peer that trickles a frame (slowloris) cannot
     /// hold a connection and its buffer for ever.
     public var frameReadDeadline: Duration = .seconds(30)
-    /// Bytes of request frames one connection may have in flight (read, not answered yet); a request
-    /// past it is answered `overloaded` (`in_flight_bytes`). One request is always admitted when
-    /// nothing else is in flight, so a frame larger than the budget is still served.
+    /// Bytes one connection may have in flight: request frames read and not answered yet, and answers
+    /// over 64 KiB not yet taken by the network; a request or an answer past it is answered
+    /// `overloaded` (`in_flight_bytes`). One request is always admitted when no other is in flight,
+    /// and one answer when the connection holds no other, so a frame larger than the budget is still
+    /// served.
     public var inFlightBytesMax: Int = Limits.inFlightBytesPerConnectionMax
-    /// Bytes of request frames all connections together may have in flight; a request past it is
-    /// answered `overloaded` (`server_in_flight_bytes`). One request is always admitted when nothing
-    /// else is in flight.
+    /// Bytes all connections together may have in flight, as `inFlightBytesMax` counts them; a request
+    /// or an answer past it is answered `overloaded` (`server_in_flight_bytes`). One is always admitted
+    /// when nothing else is in flight.
     public var inFlightBytesServerMax: Int = Limits.inFlightBytesPerServerMax
     /// Bytes of frames still being received (their length known, their last byte not arrived) that all
     /// connections together may hold, counting only frames over 64 KiB (`ReceiveMemory`). A frame
@@ -145,7 +147,7 @@ public final class RPCServer: Sendable {
     public var statistics: RPCServerStatistics { admission.statistics }
     /// Frames being received, over all connections (`receivingBytesMax`).
     let memory: ReceiveMemory
-    /// Requests in flight, over all connections (`inFlightBytesServerMax`).
+    /// Requests and large answers in flight, over all connections (`inFlightBytesServerMax`).
     let inFlight: ServerInFlightBytes
 
     /// The address actually bound (useful with port 0).
@@ -210,10 +212,10 @@ public final class RPCServer: Sendable {
                     let handshake = channel.eventLoop.makePromise(of: PeerIdentity.self)
                     let budget = ConnectionBudget(
                         requestsMax: configuration.requestsInFlightMax, bytesMax: configuration.inFlightBytesMax,
-                        server: inFlight)
+                        server: inFlight, refused: { admission.refused($0) })
                     try LinkFaultHandler.install(on: channel)
                     let counted = try traffic.map { table in (table: table, counts: try table.install(on: channel)) }
-                    let writer = FrameWriter()
+                    let writer = FrameWriter(budget: budget)
                     try channel.pipeline.syncOperations.addHandlers([
                         OpenSSLHandler(context: tls, handshakeCompleted: handshake),
                         ConnectionGuardHandler(

@@ -1,3 +1,4 @@
+import KVCore
 import NIOCore
 import Synchronization
 
@@ -12,7 +13,7 @@ import Synchronization
 /// each connection buffers at most one of them, and the connections are bounded (`connectionsMax`).
 final class ReceiveMemory: Sendable {
     /// Frames of at most this many bytes (length prefix included) are not counted.
-    static let smallFrameBytes = 64 << 10
+    static let smallFrameBytes = Limits.largeFrameBytes
 
     /// What `reserve` did.
     enum Reservation: Equatable {

@@ -34,9 +34,13 @@ public struct FrameBatch {
     /// Whether no frame waits for the flush.
     public var isEmpty: Bool { bytes.readableBytes == 0 }
 
-    /// Encodes `frame` after the others; throws `frameTooLarge` (the batch unchanged) for a frame the
-    /// peer would refuse.
-    public mutating func append(_ frame: OutboundFrame) throws(WireError) {
+    /// Bytes waiting for the flush.
+    public var count: Int { bytes.readableBytes }
+
+    /// Encodes `frame` after the others and returns its bytes (length prefix included); throws
+    /// `frameTooLarge` (the batch unchanged) for a frame the peer would refuse.
+    @discardableResult
+    public mutating func append(_ frame: OutboundFrame) throws(WireError) -> Int {
         let start = bytes.writerIndex
         let written: Int
         switch frame {
@@ -52,6 +56,14 @@ public struct FrameBatch {
             bytes.moveWriterIndex(to: start)
             throw WireError.frameTooLarge(length: written, limit: frameBytesMax)
         }
+        return written
+    }
+
+    /// Takes back the last `count` bytes appended (the last frame, when `count` is what its `append`
+    /// returned).
+    public mutating func removeLast(_ count: Int) {
+        precondition(count <= bytes.readableBytes, "only bytes appended can be taken back")
+        bytes.moveWriterIndex(to: bytes.writerIndex - count)
     }
 
     /// Gives the frames to `send` (which writes and flushes them down the pipeline) and makes the
@@ -73,20 +85,39 @@ public struct FrameBatch {
     }
 }
 
+/// Where a server's `FrameWriter` counts the large frames (over `Limits.largeFrameBytes`) it holds,
+/// from the moment one is written until the network has taken it, so that a peer that does not read
+/// its answers cannot make a node hold them without bound.
+public protocol OutboundFrameBudget: Sendable {
+    /// Counts `bytes` of one frame, or refuses them (counting nothing) when they would take its holder
+    /// past its bounds: an `overloaded` answer is sent instead.
+    func admitOutbound(bytes: Int) -> Bool
+    /// Gives back `bytes` admitted earlier.
+    func releaseOutbound(bytes: Int)
+    /// Why an answer was refused, for its `Error`.
+    var outboundRefusal: String { get }
+}
+
 /// The server side's outbound frames handler: `OutboundFrame`s in, one `ByteBuffer` per flush out
 /// (`FrameBatch`). A frame over the limit is refused, its write promise failed with
-/// `WireError.frameTooLarge`, rather than sent.
+/// `WireError.frameTooLarge`, rather than sent. With a `budget`, a frame over `Limits.largeFrameBytes`
+/// is counted in it until the flush that carries it completes, and one it refuses is replaced by an
+/// `Error` `overloaded` with the same request id.
 public final class FrameWriter: ChannelOutboundHandler {
     public typealias OutboundIn = OutboundFrame
     public typealias OutboundOut = ByteBuffer
 
     private let frameBytesMax: Int
+    private let budget: (any OutboundFrameBudget)?
     private var batch: FrameBatch?
     /// The write promises of the frames in `batch`.
     private var promises: [EventLoopPromise<Void>] = []
+    /// Bytes of `batch` counted in `budget`.
+    private var counted = 0
 
-    public init(frameBytesMax: Int = Limits.frameBytesMax) {
+    public init(frameBytesMax: Int = Limits.frameBytesMax, budget: (any OutboundFrameBudget)? = nil) {
         self.frameBytesMax = frameBytesMax
+        self.budget = budget
     }
 
     public func handlerAdded(context: ChannelHandlerContext) {
@@ -95,6 +126,8 @@ public final class FrameWriter: ChannelOutboundHandler {
 
     public func handlerRemoved(context: ChannelHandlerContext) {
         failPending()
+        // Frames appended later (answers finishing after the close) go nowhere and count nothing.
+        batch = nil
     }
 
     public func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
@@ -113,7 +146,23 @@ public final class FrameWriter: ChannelOutboundHandler {
     /// On the channel's event loop; nothing is sent until the next flush. Throws `frameTooLarge` (the
     /// frame dropped) for a frame the peer would refuse.
     public func append(_ frame: OutboundFrame) throws(WireError) {
-        try batch?.append(frame)
+        guard let written = try batch?.append(frame), written > Limits.largeFrameBytes, let budget else { return }
+        if budget.admitOutbound(bytes: written) {
+            counted += written
+            return
+        }
+        batch?.removeLast(written)
+        let requestID: UInt64
+        switch frame {
+        case .frame(let frame): requestID = frame.requestID
+        case .message(_, let id): requestID = id
+        }
+        try batch?.append(
+            .message(
+                .error(
+                    ErrorMessage(
+                        code: .overloaded, message: "\(budget.outboundRefusal) (an answer of \(written) bytes)")),
+                requestID: requestID))
     }
 
     public func flush(context: ChannelHandlerContext) {
@@ -133,9 +182,18 @@ public final class FrameWriter: ChannelOutboundHandler {
             context.flush()
             return
         }
+        var sent = promise
+        if counted > 0, let budget {
+            // Counted until the network has taken them (or the connection failed them).
+            let bytes = counted
+            counted = 0
+            let release = promise ?? context.eventLoop.makePromise(of: Void.self)
+            release.futureResult.whenComplete { _ in budget.releaseOutbound(bytes: bytes) }
+            sent = release
+        }
         self.batch = nil  // the batch's storage must be referenced only once while the TLS handler takes it
         batch.flush(allocator: context.channel.allocator) { bytes in
-            context.write(wrapOutboundOut(bytes), promise: promise)
+            context.write(wrapOutboundOut(bytes), promise: sent)
             context.flush()
         }
         self.batch = batch
@@ -149,6 +207,10 @@ public final class FrameWriter: ChannelOutboundHandler {
     /// Drops the frames written and not flushed: their connection is closing.
     private func failPending() {
         batch?.discard()
+        if counted > 0 {
+            budget?.releaseOutbound(bytes: counted)
+            counted = 0
+        }
         let failed = promises
         promises.removeAll()
         for promise in failed { promise.fail(ChannelError.ioOnClosedChannel) }

@@ -153,8 +153,11 @@ struct KVD: AsyncParsableCommand {
     @Option(
         name: .customLong("in-flight-bytes-max"),
         help: ArgumentHelp(
-            "Bytes of requests read and not answered yet, over all connections (default 1073741824: 1 GiB).",
-            discussion: "Past it a request is answered 'overloaded'; one request alone always passes. 1 MiB...1 TiB."))
+            "Bytes of requests and large answers in flight, over all connections (default 1073741824: 1 GiB).",
+            discussion: """
+                Requests read and not answered, and answers over 64 KiB not yet taken by the network. Past it a \
+                request or answer is answered 'overloaded'; one alone always passes. 1 MiB...1 TiB.
+                """))
     var inFlightBytesMax: Int?
 
     @Option(

@@ -2,6 +2,7 @@ import KVCore
 import KVTLS
 import KVWire
 import NIOCore
+import NIOPosix
 import Synchronization
 import Testing
 
@@ -111,6 +112,85 @@ struct ServerMemoryTests {
         }
     }
 
+    /// A peer that sends many reads of a large value and reads none of the answers: a node held every
+    /// answer (200 reads of an 8 MB value took a node from 83 MB to 3.1 GB). Large answers now count
+    /// in the connection's bytes in flight from the moment they exist until the network took them;
+    /// past the bound they are answered `overloaded` instead, and every request is still answered,
+    /// whether the service answered it on the event loop or from a task.
+    @Test(arguments: [false, true])
+    func answersAPeerDoesNotReadAreBoundedAndEveryRequestIsAnswered(onEventLoop: Bool) async throws {
+        let connectionBytes = 2 << 20
+        let requests = 400
+        try await withLimitedServer(
+            { $0.inFlightBytesMax = connectionBytes }, service: LargeAnswerService(onEventLoop: onEventLoop)
+        ) { server in
+            let collector = FrameCollector()
+            let channel = try await unreadingConnection(to: server, collector: collector)
+            defer { channel.close(promise: nil) }
+            // Hello, and a Ping answered once the connection answers on the event loop too.
+            var opening = ByteBuffer()
+            opening.writeFrame(.hello(hello()), requestID: 1)
+            opening.writeFrame(.pingRequest(PingRequest(epoch: 0, clock: 1)), requestID: 2)
+            try await channel.setOption(.autoRead, value: true).get()
+            try await channel.writeAndFlush(opening)
+            await collector.waitForFrames(2)
+            try await channel.setOption(.autoRead, value: false).get()
+            var bytes = ByteBuffer()
+            for id in 0..<requests {
+                bytes.writeFrame(
+                    .getRequest(GetRequest(key: ByteBuffer(string: "large"), keyspace: 0)), requestID: UInt64(id + 3))
+            }
+            try await channel.writeAndFlush(bytes)
+            // 100 MiB of answers: the socket buffers take a few, the node holds at most its bound and
+            // one answer more, and refuses the others.
+            #expect(try await eventually { server.statistics.refusedCount(.inFlightBytes) > requests / 2 })
+            #expect(server.inFlight.inFlight <= connectionBytes + LargeAnswerService.answerBytes)
+
+            try await channel.setOption(.autoRead, value: true).get()
+            channel.read()
+            await collector.waitForFrames(2 + requests)
+            let answers = try collector.frames.dropFirst(2).map { try Message(frame: $0) }
+            let refused = answers.filter {
+                if case .error(let error) = $0 { return error.code == .overloaded }
+                return false
+            }
+            #expect(answers.count == requests)
+            #expect(refused.count + answers.filter { $0.type == .getResponse }.count == requests)
+            #expect(refused.count == server.statistics.refusedCount(.inFlightBytes))
+            #expect(try await eventually { server.inFlight.inFlight == 0 })
+        }
+    }
+
+    /// A connection's requests answered from tasks run at most `requestTasksPerConnectionMax` at once:
+    /// the next waits, unread, so that the storage threads cannot produce answers faster than they are
+    /// counted (a thousand reads of an 8 MB value in one write took a release node to 3.8 GB; 0.66 GB
+    /// with the bound).
+    @Test func aConnectionsRequestsRunAFewTasksAtATime() async throws {
+        let service = GatedService()
+        let slots = Limits.requestTasksPerConnectionMax
+        try await withLimitedServer({ _ in }, service: service) { server in
+            // Raw frames: the client would carry the writes of one flush in one `PutBatch`.
+            let collector = FrameCollector()
+            let connection = try await limitsRawConnection(to: server, collector: collector)
+            defer { connection.close(promise: nil) }
+            var bytes = ByteBuffer()
+            bytes.writeFrame(.hello(hello()), requestID: 1)
+            for id in 0..<(slots + 8) { bytes.writeFrame(.putRequest(put(valueBytes: 10)), requestID: UInt64(id + 2)) }
+            try await connection.writeAndFlush(bytes)
+            #expect(try await eventually { service.arrived == slots })
+            // Another connection is served meanwhile; the first one's remaining requests still wait.
+            let other = try await limitsConnect(to: server)
+            defer { other.startClosing() }
+            try await expectPing(other)
+            #expect(service.arrived == slots)
+            service.open()
+            await collector.waitForFrames(1 + slots + 8)
+            let answers = try collector.frames.dropFirst().map { try Message(frame: $0).type }
+            #expect(answers == Array(repeating: .putResponse, count: slots + 8))
+            #expect(service.arrived == slots + 8)
+        }
+    }
+
     @Test func receiveMemoryGrantsInOrderAndLetsAFrameAloneIn() {
         let memory = ReceiveMemory(bytesMax: 100)
         let granted = GrantLog()
@@ -167,4 +247,55 @@ private func putFrame(valueBytes: Int) -> ByteBuffer {
     var frame = ByteBuffer()
     frame.writeFrame(.putRequest(put(valueBytes: valueBytes)), requestID: 2)
     return frame
+}
+
+/// A TLS connection that reads nothing until told to (`autoRead` off), collecting what it reads.
+private func unreadingConnection(to server: RPCServer, collector: FrameCollector) async throws -> any Channel {
+    let tls = try TestPKI.shared.clientContext()
+    let channel = try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+        .channelOption(.autoRead, value: false)
+        .channelInitializer { channel in
+            channel.eventLoop.makeCompletedFuture {
+                try channel.pipeline.syncOperations.addHandlers([
+                    OpenSSLHandler(context: tls, expectedServerName: LimitsPKI.host),
+                    ByteToMessageHandler(FrameDecoder()),
+                    collector,
+                ])
+            }
+        }
+        .connect(host: LimitsPKI.host, port: server.localAddress.port ?? 0).get()
+    // Reads the handshake's bytes, then stops (each `read` takes one socket read).
+    channel.read()
+    return channel
+}
+
+/// Answers every `Get` with a record of `answerBytes`, on the event loop or from a task.
+private struct LargeAnswerService: RPCService {
+    static let answerBytes = 256 << 10
+    let onEventLoop: Bool
+
+    private var answer: Message {
+        .getResponse(
+            GetResponse(
+                record: Record(
+                    key: ByteBuffer(string: "large"), version: Version(hlc: 1, writer: 1), tombstone: false,
+                    value: ByteBuffer(repeating: 7, count: Self.answerBytes), expiresAtMillis: nil),
+                clock: 1))
+    }
+
+    func handshakeState() -> (epoch: UInt64, clock: UInt64) { (7, 42) }
+
+    func mayAnswerWithoutTask(_ type: MessageType) -> Bool { onEventLoop && type == .getRequest }
+
+    func answerWithoutTask(
+        _ request: Message, from peer: PeerIdentity, reply: @escaping @Sendable (Result<Message, any Error>) -> Void
+    ) -> Bool {
+        reply(.success(answer))
+        return true
+    }
+
+    func handle(_ request: Message, from peer: PeerIdentity) async throws -> Message {
+        guard case .getRequest = request else { return try await EchoService().handle(request, from: peer) }
+        return answer
+    }
 }

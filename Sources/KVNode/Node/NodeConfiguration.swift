@@ -31,7 +31,7 @@ import Yams
 /// connections-per-identity-max: 512 # connections held at once with one certificate
 /// idle-timeout: 300          # seconds a connection with nothing in flight stays open
 /// storage-queue-max: 4096    # requests' store calls queued or running; past it `overloaded`
-/// in-flight-bytes-max: 1073741824 # bytes of requests read and not answered, over all connections
+/// in-flight-bytes-max: 1073741824 # bytes of requests and large answers in flight, over all connections
 /// receiving-bytes-max: 268435456 # bytes of large frames still arriving, over all connections
 /// block-cache-bytes: 268435456 # table blocks kept in memory, over every column family
 /// disk-reserve-bytes: 536870912 # kept free on the data's file system; below it writes are refused
@@ -112,8 +112,9 @@ public struct NodeConfiguration: Sendable, Hashable {
     /// answered `overloaded` at once.
     public var storageQueueMax = NodeConfiguration.storageQueueMaxDefault
     public static let storageQueueMaxDefault = Limits.storageQueueMax
-    /// Bytes of requests read and not answered yet, over all connections; past it a request is
-    /// answered `overloaded` (`RPCServerConfiguration.inFlightBytesServerMax`).
+    /// Bytes of requests read and not answered yet and of large answers not yet sent, over all
+    /// connections; past it a request or answer is answered `overloaded`
+    /// (`RPCServerConfiguration.inFlightBytesServerMax`).
     public var inFlightBytesMax = Limits.inFlightBytesPerServerMax
     /// Bytes of frames over 64 KiB still arriving, over all connections; past it a frame's connection
     /// waits for room (`RPCServerConfiguration.receivingBytesMax`).
