@@ -169,9 +169,13 @@ extension NodeStatus {
         peersSuspected = stats.peersSuspected
         clusterEpoch = stats.clusterEpoch
         clusterChange = stats.clusterChange
+        // A node keeps its last transfer's figures until the next change begins: they are shown only
+        // while its map has a change in progress ("none" once it ended), not as if it were still going.
+        let changing = stats.clusterChange != "none"
         transfers = Dictionary(
-            stats.transfers.map { ("\($0.range.start):\($0.range.end)", $0.summary) }, uniquingKeysWith: { $1 })
-        transfer = Self.transferProgress(stats)
+            (changing ? stats.transfers : []).map { ("\($0.range.start):\($0.range.end)", $0.summary) },
+            uniquingKeysWith: { $1 })
+        transfer = changing ? Self.transferProgress(stats) : nil
         streamKeysReceived = stats.streamKeysReceived
         streamKeysResent = stats.streamKeysResent
         handoffKeysDeleted = stats.handoffKeysDeleted

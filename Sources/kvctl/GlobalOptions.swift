@@ -193,8 +193,16 @@ struct ConsistencyOptions: ParsableArguments {
     var writeReplicas: Int?
 
     func validate() throws {
-        if let consistency, KVConsistency(parsing: consistency) == nil {
-            throw ValidationError("--consistency must be one, quorum, all, local_quorum, each_quorum or a number")
+        if let consistency {
+            switch KVConsistency(parsing: consistency) {
+            case nil:
+                throw ValidationError("--consistency must be one, quorum, all, local_quorum, each_quorum or a number")
+            case .count(let count) where count < 1:
+                // As --r 0 and --w 0 are: a usage error, not a failed request.
+                throw ValidationError("--consistency must count at least 1 replica")
+            default:
+                break
+            }
         }
         if let readReplicas, readReplicas < 1 { throw ValidationError("--r must be at least 1") }
         if let writeReplicas, writeReplicas < 1 { throw ValidationError("--w must be at least 1") }

@@ -76,6 +76,8 @@ struct RingCommand: AsyncParsableCommand {
     /// `ring KEY`: the key's token and replicas in the ring of its keyspace's part.
     private func printKey(_ key: String, of keyspace: Keyspace, in map: ClusterMap) throws {
         let bytes = Array(key.utf8)
+        // As get and put say: no key is empty, so an empty one has no replicas to show.
+        guard !bytes.isEmpty else { throw CommandFailure("the key is empty") }
         let part = map.keyspace(named: keyspace.name, forKey: bytes) ?? keyspace
         let ring: Ring
         do {

@@ -17,6 +17,7 @@ import Testing
                 lastError: "timed out")
         ]
         stats.certificateNotAfter = 1_800_000_000
+        stats.clusterChange = "n1 joining"
         var status = NodeStatus(nodeID: "n1", address: "127.0.0.1:7411", isUp: true)
         status.addCounters(stats)
         #expect(status.hintsStored == 7)
@@ -25,6 +26,12 @@ import Testing
         #expect((status.peerPhi?["n3"] ?? 0) > 1e18)
         #expect(status.transfers?["1:2"] == "retrying keys=\(UInt64.max) retries=1 from=n2 error=timed out")
         #expect(status.certificateNotAfterSeconds == 1_800_000_000)
+
+        // Once the node's map has no change in progress, its last transfer is over: not shown.
+        stats.clusterChange = "none"
+        status.addCounters(stats)
+        #expect(status.transfer == nil)
+        #expect(status.transfers?.isEmpty != false)
     }
 
     /// A node's transfer figures become a bounded `TransferProgress`: shares past a million millionths,
@@ -41,6 +48,7 @@ import Testing
         stats.transferShareMillionths = 600_000
         stats.transferShareAtStartMillionths = 200_000
         stats.transferElapsedMillis = 20_000
+        stats.clusterChange = "n5 joining"
         var status = NodeStatus(nodeID: "n5", address: "127.0.0.1:7411", isUp: true)
         status.addCounters(stats)
         let progress = try #require(status.transfer)

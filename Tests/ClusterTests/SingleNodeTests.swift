@@ -128,6 +128,16 @@ extension RealProcessTests {
 
             // Bad usage.
             #expect(try run("kvctl", ["get"]).status == 64)
+            for arguments in [["put", "k", "v", "--consistency", "0"], ["get", "k", "--r", "0"]] {
+                let refused = try node.kvctl(arguments, as: "client")
+                #expect(refused.status == 64, "\(arguments): \(refused)")
+                #expect(refused.stderr.contains("must"), "\(refused.stderr)")
+            }
+            for arguments in [["get", ""], ["ring", ""]] {
+                let refused = try node.kvctl(arguments, as: "client")
+                #expect(refused.status == 1, "\(arguments): \(refused)")
+                #expect(refused.stderr.contains("the key is empty"), "\(arguments): \(refused.stderr)")
+            }
             for (flag, value) in [
                 ("--block-cache-bytes", "4096"), ("--disk-reserve-bytes", "\(1 << 41)"),
                 ("--in-flight-bytes-max", "0"), ("--receiving-bytes-max", "\(1 << 41)"),
