@@ -258,35 +258,30 @@ extension RPCServer {
                     continue
                 }
                 let bytes = frame.encodedBytes
+                let refusal: (reason: RPCRefusal, message: String)?
                 switch budget.admit(bytes: bytes) {
                 case .admitted:
-                    break
+                    refusal = nil
                 case .tooManyRequests:
-                    admission.refused(.inFlight)
-                    try await outbound.write(
-                        Self.errorFrame(
-                            requestID: frame.requestID, code: .overloaded,
-                            message:
-                                "more than \(configuration.requestsInFlightMax) requests in flight on this connection"
-                        ))
-                    continue
+                    refusal = (
+                        .inFlight,
+                        "more than \(configuration.requestsInFlightMax) requests in flight on this connection"
+                    )
                 case .tooManyBytes:
-                    admission.refused(.inFlightBytes)
-                    try await outbound.write(
-                        Self.errorFrame(
-                            requestID: frame.requestID, code: .overloaded,
-                            message:
-                                "more than \(configuration.inFlightBytesMax) bytes of requests in flight on this connection"
-                        ))
-                    continue
+                    refusal = (
+                        .inFlightBytes,
+                        "more than \(configuration.inFlightBytesMax) bytes of requests in flight on this connection"
+                    )
                 case .tooManyServerBytes:
-                    admission.refused(.serverInFlightBytes)
+                    refusal = (
+                        .serverInFlightBytes,
+                        "more than \(configuration.inFlightBytesServerMax) bytes of requests in flight on this node"
+                    )
+                }
+                if let refusal {
+                    admission.refused(refusal.reason)
                     try await outbound.write(
-                        Self.errorFrame(
-                            requestID: frame.requestID, code: .overloaded,
-                            message:
-                                "more than \(configuration.inFlightBytesServerMax) bytes of requests in flight on this node"
-                        ))
+                        Self.errorFrame(requestID: frame.requestID, code: .overloaded, message: refusal.message))
                     continue
                 }
                 let requestID = frame.requestID

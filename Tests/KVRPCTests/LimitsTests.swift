@@ -1,5 +1,4 @@
 import KVCore
-import KVRPC
 import KVTLS
 import KVWire
 import Logging
@@ -7,6 +6,8 @@ import NIOConcurrencyHelpers
 import NIOCore
 import NIOPosix
 import Testing
+
+@testable import KVRPC
 
 /// Issue 16, "no limits on connections or memory": each server limit refuses (counted) what is past
 /// it, and the other clients go on being served.
@@ -141,23 +142,36 @@ struct LimitsTests {
         }
     }
 
-    @Test func requestsPastTheConnectionsByteBudgetAreOverloaded() async throws {
+    /// Past its connection's bytes in flight, or past the server's over all connections (met from
+    /// another connection, well within its own), a request is answered `overloaded`; a small one
+    /// still fits, and the budget is free again once the first is answered.
+    @Test(arguments: [false, true])
+    func requestsPastAByteBudgetAreOverloaded(overAllConnections: Bool) async throws {
         let service = GatedService()
-        try await withLimitedServer({ $0.inFlightBytesMax = 64 << 10 }, service: service) { server in
+        try await withLimitedServer(
+            {
+                if overAllConnections {
+                    $0.inFlightBytesServerMax = 64 << 10
+                } else {
+                    $0.inFlightBytesMax = 64 << 10
+                }
+            }, service: service
+        ) { server in
             let connection = try await limitsConnect(to: server)
             defer { connection.startClosing() }
+            let second = overAllConnections ? try await limitsConnect(to: server) : connection
+            defer { second.startClosing() }
             let first = connection.send(.putRequest(put(valueBytes: 40 << 10)), timeout: .seconds(60))
             #expect(try await eventually { service.arrived == 1 })
             await #expect(throws: RPCError.remote(.overloaded, message: "")) {
-                _ = try await connection.call(.putRequest(put(valueBytes: 40 << 10)), timeout: .seconds(10))
+                _ = try await second.call(.putRequest(put(valueBytes: 40 << 10)), timeout: .seconds(10))
             }
-            #expect(server.statistics.refusedCount(.inFlightBytes) == 1)
-            // A small request still fits, on the same connection.
-            try await expectPing(connection)
+            #expect(server.statistics.refusedCount(overAllConnections ? .serverInFlightBytes : .inFlightBytes) == 1)
+            try await expectPing(second)
             service.open()
             #expect(try await first.get().type == .putResponse)
-            // The budget is free again.
-            let later = try await connection.call(.putRequest(put(valueBytes: 40 << 10)), timeout: .seconds(10))
+            #expect(try await eventually { server.inFlight.inFlight == 0 })
+            let later = try await second.call(.putRequest(put(valueBytes: 40 << 10)), timeout: .seconds(10))
             #expect(later.type == .putResponse)
         }
     }
@@ -331,10 +345,14 @@ func plainTCPConnection(to server: RPCServer) async throws -> any Channel {
         .connect(host: LimitsPKI.host, port: server.localAddress.port ?? 0).get()
 }
 
-/// A TLS connection that writes raw bytes (see `rawConnection`), to `LimitsPKI.host`.
-func limitsRawConnection(to server: RPCServer, collector: FrameCollector) async throws -> any Channel {
+/// A TLS connection that writes raw bytes (see `rawConnection`), to `LimitsPKI.host`; with `autoRead`
+/// off it reads only when told to (`Channel.read()`: one socket read each).
+func limitsRawConnection(
+    to server: RPCServer, collector: FrameCollector, autoRead: Bool = true
+) async throws -> any Channel {
     let tls = try TestPKI.shared.clientContext()
     return try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+        .channelOption(.autoRead, value: autoRead)
         .channelInitializer { channel in
             channel.eventLoop.makeCompletedFuture {
                 try channel.pipeline.syncOperations.addHandlers([

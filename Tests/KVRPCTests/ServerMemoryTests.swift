@@ -89,78 +89,6 @@ struct ServerMemoryTests {
         }
     }
 
-    @Test func requestsPastTheServersByteBudgetAreOverloadedOnEveryConnection() async throws {
-        let service = GatedService()
-        try await withLimitedServer({ $0.inFlightBytesServerMax = 64 << 10 }, service: service) { server in
-            let one = try await limitsConnect(to: server)
-            defer { one.startClosing() }
-            let other = try await limitsConnect(to: server)
-            defer { other.startClosing() }
-            let first = one.send(.putRequest(put(valueBytes: 40 << 10)), timeout: .seconds(60))
-            #expect(try await eventually { service.arrived == 1 })
-            // Another connection, well within its own budget, past the server's.
-            await #expect(throws: RPCError.remote(.overloaded, message: "")) {
-                _ = try await other.call(.putRequest(put(valueBytes: 40 << 10)), timeout: .seconds(10))
-            }
-            #expect(server.statistics.refusedCount(.serverInFlightBytes) == 1)
-            try await expectPing(other)
-            service.open()
-            #expect(try await first.get().type == .putResponse)
-            #expect(try await eventually { server.inFlight.inFlight == 0 })
-            let later = try await other.call(.putRequest(put(valueBytes: 40 << 10)), timeout: .seconds(10))
-            #expect(later.type == .putResponse)
-        }
-    }
-
-    /// A peer that sends many reads of a large value and reads none of the answers: a node held every
-    /// answer (200 reads of an 8 MB value took a node from 83 MB to 3.1 GB). Large answers now count
-    /// in the connection's bytes in flight from the moment they exist until the network took them;
-    /// past the bound they are answered `overloaded` instead, and every request is still answered,
-    /// whether the service answered it on the event loop or from a task.
-    @Test(arguments: [false, true])
-    func answersAPeerDoesNotReadAreBoundedAndEveryRequestIsAnswered(onEventLoop: Bool) async throws {
-        let connectionBytes = 2 << 20
-        let requests = 400
-        try await withLimitedServer(
-            { $0.inFlightBytesMax = connectionBytes }, service: LargeAnswerService(onEventLoop: onEventLoop)
-        ) { server in
-            let collector = FrameCollector()
-            let channel = try await unreadingConnection(to: server, collector: collector)
-            defer { channel.close(promise: nil) }
-            // Hello, and a Ping answered once the connection answers on the event loop too.
-            var opening = ByteBuffer()
-            opening.writeFrame(.hello(hello()), requestID: 1)
-            opening.writeFrame(.pingRequest(PingRequest(epoch: 0, clock: 1)), requestID: 2)
-            try await channel.setOption(.autoRead, value: true).get()
-            try await channel.writeAndFlush(opening)
-            await collector.waitForFrames(2)
-            try await channel.setOption(.autoRead, value: false).get()
-            var bytes = ByteBuffer()
-            for id in 0..<requests {
-                bytes.writeFrame(
-                    .getRequest(GetRequest(key: ByteBuffer(string: "large"), keyspace: 0)), requestID: UInt64(id + 3))
-            }
-            try await channel.writeAndFlush(bytes)
-            // 100 MiB of answers: the socket buffers take a few, the node holds at most its bound and
-            // one answer more, and refuses the others.
-            #expect(try await eventually { server.statistics.refusedCount(.inFlightBytes) > requests / 2 })
-            #expect(server.inFlight.inFlight <= connectionBytes + LargeAnswerService.answerBytes)
-
-            try await channel.setOption(.autoRead, value: true).get()
-            channel.read()
-            await collector.waitForFrames(2 + requests)
-            let answers = try collector.frames.dropFirst(2).map { try Message(frame: $0) }
-            let refused = answers.filter {
-                if case .error(let error) = $0 { return error.code == .overloaded }
-                return false
-            }
-            #expect(answers.count == requests)
-            #expect(refused.count + answers.filter { $0.type == .getResponse }.count == requests)
-            #expect(refused.count == server.statistics.refusedCount(.inFlightBytes))
-            #expect(try await eventually { server.inFlight.inFlight == 0 })
-        }
-    }
-
     /// A connection's requests answered from tasks run at most `requestTasksPerConnectionMax` at once:
     /// the next waits, unread, so that the storage threads cannot produce answers faster than they are
     /// counted (a thousand reads of an 8 MB value in one write took a release node to 3.8 GB; 0.66 GB
@@ -249,22 +177,10 @@ private func putFrame(valueBytes: Int) -> ByteBuffer {
     return frame
 }
 
-/// A TLS connection that reads nothing until told to (`autoRead` off), collecting what it reads.
+/// A TLS connection that reads nothing until told to, collecting what it reads.
 private func unreadingConnection(to server: RPCServer, collector: FrameCollector) async throws -> any Channel {
-    let tls = try TestPKI.shared.clientContext()
-    let channel = try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
-        .channelOption(.autoRead, value: false)
-        .channelInitializer { channel in
-            channel.eventLoop.makeCompletedFuture {
-                try channel.pipeline.syncOperations.addHandlers([
-                    OpenSSLHandler(context: tls, expectedServerName: LimitsPKI.host),
-                    ByteToMessageHandler(FrameDecoder()),
-                    collector,
-                ])
-            }
-        }
-        .connect(host: LimitsPKI.host, port: server.localAddress.port ?? 0).get()
-    // Reads the handshake's bytes, then stops (each `read` takes one socket read).
+    let channel = try await limitsRawConnection(to: server, collector: collector, autoRead: false)
+    // Reads the handshake's bytes, then stops.
     channel.read()
     return channel
 }
