@@ -95,9 +95,9 @@ final class ConnectionBudget: OutboundFrameBudget {
         state.withLock { $0.answerBytes -= bytes }
     }
 
-    var outboundRefusal: String {
-        "more than \(bytesMax) bytes in flight on this connection, or \(server.bytesMax) on this node, with the "
-            + "answers its peer has not read yet"
+    func outboundRefusal(bytes: Int) -> String {
+        "an answer of \(bytes) bytes would take this connection past \(bytesMax) bytes in flight, or this node "
+            + "past \(server.bytesMax), with the answers its peer has not read yet"
     }
 
     /// `count` whole frames arrived (the guard, on the event loop).

@@ -39,7 +39,8 @@ final class ConnectionGuardHandler: ChannelDuplexHandler, RemovableChannelHandle
     private let refused: @Sendable (RPCRefusal) -> Void
     private var progress = FrameProgress()
     private var hold = Hold.nothing
-    /// A read the channel asked for while the frame waited for memory: issued once it is granted.
+    /// A read the channel asked for while reads were held (the frame waiting for memory, or the channel
+    /// not writable): issued once nothing holds them.
     private var readHeld = false
     /// When the first byte of the frame in progress arrived (or its memory was granted); nil between
     /// frames and while it waits for memory.

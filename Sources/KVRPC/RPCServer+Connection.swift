@@ -317,8 +317,9 @@ extension RPCServer {
         let bytes = frame.encodedBytes
         guard bytes > Limits.largeFrameBytes else { return (.frame(frame), 0) }
         guard budget.admitOutbound(bytes: bytes) else {
-            let message = "\(budget.outboundRefusal) (an answer of \(bytes) bytes)"
-            return (errorFrame(requestID: requestID, code: .overloaded, message: message), 0)
+            return (
+                errorFrame(requestID: requestID, code: .overloaded, message: budget.outboundRefusal(bytes: bytes)), 0
+            )
         }
         return (.frame(frame), bytes)
     }

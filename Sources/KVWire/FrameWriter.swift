@@ -94,8 +94,8 @@ public protocol OutboundFrameBudget: Sendable {
     func admitOutbound(bytes: Int) -> Bool
     /// Gives back `bytes` admitted earlier.
     func releaseOutbound(bytes: Int)
-    /// Why an answer was refused, for its `Error`.
-    var outboundRefusal: String { get }
+    /// Why an answer of `bytes` was refused, for the `Error` sent in its place.
+    func outboundRefusal(bytes: Int) -> String
 }
 
 /// The server side's outbound frames handler: `OutboundFrame`s in, one `ByteBuffer` per flush out
@@ -160,8 +160,7 @@ public final class FrameWriter: ChannelOutboundHandler {
         try batch?.append(
             .message(
                 .error(
-                    ErrorMessage(
-                        code: .overloaded, message: "\(budget.outboundRefusal) (an answer of \(written) bytes)")),
+                    ErrorMessage(code: .overloaded, message: budget.outboundRefusal(bytes: written))),
                 requestID: requestID))
     }
 
