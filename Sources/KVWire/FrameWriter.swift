@@ -34,9 +34,6 @@ public struct FrameBatch {
     /// Whether no frame waits for the flush.
     public var isEmpty: Bool { bytes.readableBytes == 0 }
 
-    /// Bytes waiting for the flush.
-    public var count: Int { bytes.readableBytes }
-
     /// Encodes `frame` after the others and returns its bytes (length prefix included); throws
     /// `frameTooLarge` (the batch unchanged) for a frame the peer would refuse.
     @discardableResult
