@@ -16,7 +16,8 @@ step() {
 }
 fuzz_pid=
 alerts_pid=
-trap '[[ -n "$fuzz_pid" ]] && kill "$fuzz_pid" 2>/dev/null; [[ -n "$alerts_pid" ]] && kill "$alerts_pid" 2>/dev/null; printf "test.sh: %s\n" "${timings[@]}" >&2' EXIT
+half_pid=
+trap 'for pid in "$fuzz_pid" "$alerts_pid" "$half_pid"; do [[ -n "$pid" ]] && kill "$pid" 2>/dev/null; done; printf "test.sh: %s\n" "${timings[@]}" >&2' EXIT
 
 step setup scripts/setup.sh
 step lint swift format lint --strict -r Sources Tests Package.swift
@@ -25,8 +26,9 @@ step build swift build --build-tests
 step docs scripts/docs.sh
 # Unit and in-process tests run in parallel; the simulator's runs (which keep both cores busy) after
 # them, so that they do not starve the TLS and RPC tests' event loops; the tests that start real kvd
-# processes last, one at a time (see Tests/ClusterTests/RealProcessTests.swift), waiting for events
-# with deadlines that leave room for a busy machine.
+# processes last, in two halves side by side, each one test at a time (see
+# Tests/ClusterTests/RealProcessTests.swift), waiting for events with deadlines that leave room for a
+# busy machine.
 step "unit tests" swift test --skip-build --skip ClusterTests --skip SimulationTests
 step simulator swift test --skip-build --filter SimulationTests
 # A short bounded libFuzzer pass over the wire decoder (its own build in .build-fuzz/), beside the
@@ -39,9 +41,23 @@ step simulator swift test --skip-build --filter SimulationTests
 mkdir -p .build-fuzz
 scripts/fuzz.sh 30 >.build-fuzz/test.log 2>&1 &
 fuzz_pid=$!
-QUORUMKV_BIN=$(swift build --show-bin-path) scripts/check-alerts.sh --live >.build-fuzz/alerts.log 2>&1 &
+bin=$(swift build --show-bin-path)
+QUORUMKV_BIN=$bin scripts/check-alerts.sh --live >.build-fuzz/alerts.log 2>&1 &
 alerts_pid=$!
-step "real processes (fuzzing and alert checks beside them)" swift test --skip-build --filter ClusterTests
+# The real-process tests' two halves, each in a test process of its own (one `swift test` would hold
+# the build folder's lock for the other): the second half's output is kept and shown at its end.
+real_processes() {
+    local tests=("$bin/QuorumKVPackageTests.xctest" --testing-library swift-testing) first=0 second=0
+    "${tests[@]}" --filter RealProcessTests/SecondHalf/ >.build-fuzz/second-half.log 2>&1 &
+    half_pid=$!
+    "${tests[@]}" --filter ClusterTests --skip RealProcessTests/SecondHalf/ || first=$?
+    wait "$half_pid" || second=$?
+    half_pid=
+    echo "test.sh: the second half of the real-process tests (Tests/ClusterTests/RealProcessTests.swift):" >&2
+    cat .build-fuzz/second-half.log
+    ((first == 0 && second == 0))
+}
+step "real processes (fuzzing and alert checks beside them)" real_processes
 background_result() {
     local pid=$1 log=$2 status=0
     wait "$pid" || status=$?

@@ -5,7 +5,7 @@ import KVCore
 import KVWire
 import Testing
 
-extension RealProcessTests {
+extension RealProcessTests.FirstHalf {
     /// Real processes: `kvctl repair` makes diverged replicas converge, copying each stale copy once, and
     /// costs identical replicas one Merkle root per comparison.
     @Suite(.timeLimit(.minutes(4)))

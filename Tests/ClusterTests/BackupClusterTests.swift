@@ -4,7 +4,7 @@ import KVClient
 import KVCore
 import Testing
 
-extension RealProcessTests {
+extension RealProcessTests.FirstHalf {
     /// Real processes: `kvctl backup` copies every node's checkpoint into a destination, `verify` checks
     /// it, a second backup copies no table file again, and the nodes keep no checkpoint afterwards.
     @Suite(.timeLimit(.minutes(5)))

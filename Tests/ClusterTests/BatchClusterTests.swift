@@ -6,11 +6,10 @@ import MetricsTestKit
 import Synchronization
 import Testing
 
-extension RealProcessTests {
+extension RealProcessTests.FirstHalf {
     /// Real processes: batch reads and writes of 1,000 keys on 4 nodes (N=3, R=W=2) cost a few
     /// requests per node, not one per key, with every node up and with one SIGKILLed; a client that
     /// speaks only protocol version 3 gets the same answers through each key's own requests.
-    /// Addresses 127.0.0.13, .19, .28, .30 and .39 are this suite's alone.
     @Suite(.timeLimit(.minutes(4)))
     struct BatchClusterTests {
         static let keyCount = 1_000

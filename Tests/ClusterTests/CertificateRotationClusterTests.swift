@@ -5,7 +5,7 @@ import KVTLS
 import Synchronization
 import Testing
 
-extension RealProcessTests {
+extension RealProcessTests.FirstHalf {
     /// Real processes (issue 16, "Rotation and revocation"): nodes reload their certificate, key, CA
     /// file and CRL on SIGHUP and `kvctl certs reload`, established connections going on; every node's
     /// certificate and then the CA are rotated under load at QUORUM without a failed request; a reload

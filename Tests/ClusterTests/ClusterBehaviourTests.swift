@@ -6,7 +6,7 @@ import KVTLS
 import Synchronization
 import Testing
 
-extension RealProcessTests {
+extension RealProcessTests.FirstHalf {
     /// What the SDK promises beyond single requests: ordering across clients with skewed clocks,
     /// starting from one seed address, and no failed request while a node dies under load.
     @Suite(.timeLimit(.minutes(5)))

@@ -20,8 +20,8 @@ final class ClusterHarness: @unchecked Sendable {
     var ids: [String] { hosts.indices.map { "n\($0 + 1)" } }
 
     /// - Parameters:
-    ///   - firstHost: the last octet of n1's 127.0.0.x address; n2 gets the next one, and so on.
-    ///     No other test may use these addresses.
+    ///   - firstHost: the last octet of n1's address on the half's loopback network (`Loopback`); n2
+    ///     gets the next one, and so on.
     ///   - spareHosts: more addresses a node's certificate names, for nodes the test moves.
     ///   - joiners: more nodes (the next ids and addresses) with certificates and data folders but not
     ///     in the cluster file: started with `start(_:)`, added with `kvctl join`.
@@ -35,8 +35,8 @@ final class ClusterHarness: @unchecked Sendable {
     }
 
     /// - Parameters:
-    ///   - hosts: the last octet of each node's 127.0.0.x address, n1's first, joiners' last. No other
-    ///     test may use these addresses.
+    ///   - hosts: the last octet of each node's address on the half's network, n1's first, joiners'
+    ///     last.
     ///   - placement: the cluster file's `placement` (its N must be `replicationFactor`); none by default.
     ///   - zones: the cluster file's `zone` of each node, n1's first; none by default.
     ///   - rings: the cluster file's `ring` of each node, n1's first (empty: the main ring); none by
@@ -48,7 +48,7 @@ final class ClusterHarness: @unchecked Sendable {
         precondition(zones.isEmpty || zones.count == octets.count - joiners, "one zone per node of the file")
         precondition(rings.isEmpty || rings.count == octets.count - joiners, "one ring per node of the file")
         directory = try TemporaryDirectory()
-        hosts = octets.map { "127.0.0.\($0)" }
+        hosts = octets.map { Loopback.host($0) }
         members = octets.count - joiners
         self.replicationFactor = replicationFactor
         expectSuccess(try run("kvctl", ["certs", "init", "--dir", certs]))

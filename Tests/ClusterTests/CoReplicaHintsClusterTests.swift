@@ -3,7 +3,7 @@ import KVClient
 import KVCore
 import Testing
 
-extension RealProcessTests {
+extension RealProcessTests.FirstHalf {
     /// Three nodes with N = 3: no node past a key's replicas to hold a hint. A node that was down came
     /// back without what it missed, and nothing said so (no hint queued, `kvctl status` healthy, `kvctl
     /// wait-ready` ready) until anti-entropy's next pass (a probe found it). The replicas now hold each

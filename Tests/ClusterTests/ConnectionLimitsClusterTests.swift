@@ -7,14 +7,14 @@ import NIOCore
 import NIOPosix
 import Testing
 
-extension RealProcessTests {
+extension RealProcessTests.FirstHalf {
     /// Real processes, issue 16 ("no limits on connections or memory"): a flood of idle and half-open
     /// connections from one certificate takes no more than its share of a node, which goes on serving
     /// everyone else and counts what it refused.
     @Suite(.timeLimit(.minutes(5)))
     struct ConnectionLimitsClusterTests {
         @Test func aFloodFromOneCertificateDoesNotStopAnotherClientAndIsCounted() async throws {
-            let node = try NodeHarness(host: "127.0.0.76")
+            let node = try NodeHarness(host: 76)
             defer { node.tearDown() }
             expectSuccess(
                 try run("kvctl", ["certs", "issue", "--dir", node.certs, "--role", "client", "--name", "reader"]))

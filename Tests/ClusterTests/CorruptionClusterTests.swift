@@ -2,13 +2,13 @@ import Foundation
 import KVStorage
 import Testing
 
-extension RealProcessTests {
+extension RealProcessTests.SecondHalf {
     /// A damaged data file under a real `kvd`: reads of the damaged keys fail with a clear error naming
     /// the corruption, never with other bytes, and the node goes on serving the rest.
     @Suite(.timeLimit(.minutes(3)))
     struct CorruptionClusterTests {
         @Test func damagedTableIsRefusedNotServed() throws {
-            let node = try NodeHarness(host: "127.0.0.107")
+            let node = try NodeHarness(host: 107)
             defer { node.tearDown() }
             try node.start()
             let clientFlags = [

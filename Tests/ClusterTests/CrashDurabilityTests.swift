@@ -6,11 +6,11 @@ import Testing
 
 /// SIGKILL while many writes are in flight: in `sync` mode, every write the node acknowledged is
 /// there after the restart.
-extension RealProcessTests {
+extension RealProcessTests.FirstHalf {
     @Suite(.timeLimit(.minutes(5)))
     struct CrashDurabilityTests {
         @Test func sigkillDuringConcurrentWritesLosesNoAcknowledgedWrite() async throws {
-            let node = try NodeHarness(host: "127.0.0.106")
+            let node = try NodeHarness(host: 106)
             defer { node.tearDown() }
             try node.start()
 

@@ -1,7 +1,7 @@
 import Foundation
 import Testing
 
-extension RealProcessTests {
+extension RealProcessTests.FirstHalf {
     /// `kvctl leave` of a node that is dead, with a keyspace of N = 2: the receivers of its ranges had
     /// to compare each with a majority of its old replicas, 2 of 2 with one of them dead, so the change
     /// never ended and blocked every other (a probe found it). They now need N − (N/2 + 1) + 1 (1 of

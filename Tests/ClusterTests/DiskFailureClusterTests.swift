@@ -10,7 +10,7 @@ let loopDevicesAllowed: Bool = {
     return (try? run("/usr/sbin/losetup", ["-f"]))?.status == 0
 }()
 
-extension RealProcessTests {
+extension RealProcessTests.FirstHalf {
     /// A node whose disk fails under it: its data folder is an ext4 file system on a loop device whose
     /// backing file lives on a tmpfs too small for it, so once the tmpfs is full every write and fsync
     /// of the node gets an I/O error (and ext4 remounts itself read-only), as on a disk that dies.

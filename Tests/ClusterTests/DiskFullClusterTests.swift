@@ -15,7 +15,7 @@ let tmpfsAllowed: Bool = {
     return true
 }()
 
-extension RealProcessTests {
+extension RealProcessTests.FirstHalf {
     /// A node whose disk fills up: below its reserve (`--disk-reserve-bytes`, `DiskRoom`) writes fail
     /// with a clear "disk full" error, the node stays up and serves reads, nothing acknowledged is
     /// lost, and writes come back by themselves once there is room, without a restart. The node's data

@@ -9,14 +9,14 @@ import Testing
 
 @testable import KVClient
 
-extension RealProcessTests {
+extension RealProcessTests.FirstHalf {
     /// A client on the application's own event loop (`KVClientConfiguration.eventLoopGroup`) and tasks
     /// on that loop (`KVEventLoopExecutor`), against a real node: the connections run on the given loop,
     /// the tasks resume on it, and kvbench's `--event-loops` drives a node that way.
     @Suite(.timeLimit(.minutes(3)))
     struct EventLoopClusterTests {
         @Test func aClientAndItsCallersRunOnTheLoopTheyAreGiven() async throws {
-            let node = try NodeHarness(host: "127.0.0.59")
+            let node = try NodeHarness(host: 59)
             defer { node.tearDown() }
             try node.start()
             var configuration = KVClientConfiguration(
@@ -52,7 +52,7 @@ extension RealProcessTests {
         }
 
         @Test func kvbenchDrivesANodeFromSeveralEventLoops() throws {
-            let node = try NodeHarness(host: "127.0.0.60")
+            let node = try NodeHarness(host: 60)
             defer { node.tearDown() }
             try node.start()
             let flags = [

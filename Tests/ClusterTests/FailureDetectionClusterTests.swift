@@ -5,7 +5,7 @@ import KVRPC
 import KVWire
 import Testing
 
-extension RealProcessTests {
+extension RealProcessTests.SecondHalf {
     /// Real processes: the SDK's phi-accrual failure detector notices a hung node (SIGSTOP: its
     /// connections stay open, nothing answers), reads ask the other replicas first meanwhile, and the
     /// node is trusted again once it answers.

@@ -5,7 +5,7 @@ import KVWire
 import Synchronization
 import Testing
 
-extension RealProcessTests {
+extension RealProcessTests.SecondHalf {
     /// Real processes: 4 nodes holding 8,000 keys grow to 8, one node at a time, under a bounded mixed
     /// load at QUORUM; each join copies within 5 % of the minimum (the keys the new node replicates).
     /// `QUORUMKV_GROW_KEYS` sets more: 100,000 ran past the time limit on the 2-core machine with both

@@ -7,7 +7,7 @@ import KVWire
 import NIOCore
 import Testing
 
-extension RealProcessTests {
+extension RealProcessTests.FirstHalf {
     /// Real processes: a node keeps hints for other replicas durably, bounded per target.
     @Suite(.timeLimit(.minutes(3)))
     struct HintStorageClusterTests {

@@ -4,7 +4,7 @@ import KVCore
 import KVWire
 import Testing
 
-extension RealProcessTests {
+extension RealProcessTests.FirstHalf {
     /// Real processes: a replica that was down catches up by itself from the hints others kept.
     @Suite(.timeLimit(.minutes(4)))
     struct HintedHandoffClusterTests {

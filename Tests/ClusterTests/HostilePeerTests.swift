@@ -7,7 +7,7 @@ import KVWire
 import NIOCore
 import Testing
 
-extension RealProcessTests {
+extension RealProcessTests.FirstHalf {
     /// Real processes: a holder of a valid certificate sends numbers no honest peer sends (issue 16).
     /// The node refuses them and goes on serving, its data intact.
     @Suite(.timeLimit(.minutes(2)))
@@ -22,7 +22,7 @@ extension RealProcessTests {
         /// 2^64 would have trapped every later reader of its key. Both are refused now (counted), and
         /// the node's clock is not dragged along.
         @Test func clocksAndVersionsFromTheFarFutureAreRefused() async throws {
-            let node = try NodeHarness(host: "127.0.0.108")
+            let node = try NodeHarness(host: 108)
             defer { node.tearDown() }
             try node.start()
             expectSuccess(try node.kvctl(["put", "kept", "value"]))
@@ -58,21 +58,24 @@ extension RealProcessTests {
         /// next epoch without signatures, signed by itself, signed in n1's name with its own key, and
         /// an epoch far ahead. Each is refused (counted); the node keeps its map and goes on serving.
         @Test func mapsWithoutAMajoritysSignaturesAreRefused() async throws {
-            let node = try NodeHarness(host: "127.0.0.98")
+            let node = try NodeHarness(host: 98)
             defer { node.tearDown() }
             try node.start()
             expectSuccess(try node.kvctl(["put", "kept", "value"]))
             try expectSuccess(
                 run(
                     "kvctl",
-                    ["certs", "issue", "--dir", node.certs, "--role", "node", "--name", "n9", "--ip", "127.0.0.99"]))
+                    [
+                        "certs", "issue", "--dir", node.certs, "--role", "node", "--name", "n9", "--ip",
+                        Loopback.host(99),
+                    ]))
             let attacker = try await Self.connect(node, as: "n9", role: .node)
             let current = try await Self.map(over: attacker, epoch: 0)
             #expect(current.0.epoch == 1 && current.0.voters == ["n1"])
 
             var rewritten = current.0
             rewritten.epoch = 2
-            rewritten.nodes[0].address = "127.0.0.99:7400"
+            rewritten.nodes[0].address = Loopback.host(99) + ":7400"
             let tls = try TLSContext(
                 configuration: TLSConfiguration(
                     caFile: "\(node.certs)/ca.pem", certificateFile: "\(node.certs)/n9.pem",
@@ -125,13 +128,16 @@ extension RealProcessTests {
         /// honest proposer after it for good, restarts included; and for one in another proposer's name.
         /// Both are refused, and an admin's change to the map goes through.
         @Test func ballotsFromTheFarFutureOrInAnotherNameAreRefused() async throws {
-            let node = try NodeHarness(host: "127.0.0.148")
+            let node = try NodeHarness(host: 148)
             defer { node.tearDown() }
             try node.start()
             try expectSuccess(
                 run(
                     "kvctl",
-                    ["certs", "issue", "--dir", node.certs, "--role", "node", "--name", "n9", "--ip", "127.0.0.99"]))
+                    [
+                        "certs", "issue", "--dir", node.certs, "--role", "node", "--name", "n9", "--ip",
+                        Loopback.host(99),
+                    ]))
             let attacker = try await Self.connect(node, as: "n9", role: .node)
             let nowMillis = UInt64(Date().timeIntervalSince1970 * 1000)
             for ballot in [Ballot(round: .max, proposer: "n9#1"), Ballot(round: nowMillis, proposer: "admin#1")] {
@@ -155,7 +161,7 @@ extension RealProcessTests {
         /// A private key readable by others stops `kvd` with a clear message; leaf certificates live
         /// 90 days by default, and `kvctl status` shows when each node's expires.
         @Test func keysMustBePrivateAndCertificateExpiryIsShown() async throws {
-            let node = try NodeHarness(host: "127.0.0.109")
+            let node = try NodeHarness(host: 109)
             defer { node.tearDown() }
             let key = "\(node.certs)/n1-key.pem"
             try FileManager.default.setAttributes([.posixPermissions: 0o644], ofItemAtPath: key)

@@ -4,7 +4,7 @@ import KVClient
 import KVCore
 import Testing
 
-extension RealProcessTests {
+extension RealProcessTests.FirstHalf {
     /// Real processes: a 4-node cluster holding the default keyspace and `accounts` (the same key
     /// bytes in both, different values) is backed up in full, written to again and backed up
     /// incrementally, then replaced by a new, empty cluster on the same addresses, which lacks

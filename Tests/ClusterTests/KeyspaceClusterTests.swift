@@ -6,7 +6,7 @@ import MetricsTestKit
 import Synchronization
 import Testing
 
-extension RealProcessTests {
+extension RealProcessTests.SecondHalf {
     /// Real processes with keyspaces (issue 20): one 6-node cluster holds the seed's caching keyspace
     /// (N=3, R=1, W=1) and its accounts keyspace (N=5, R=3, W=3), made with `kvctl keyspace create`.
     /// The same key bytes are three keys, and each keyspace tolerates exactly the replica failures the

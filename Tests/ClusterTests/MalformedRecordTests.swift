@@ -5,7 +5,7 @@ import KVWire
 import NIOCore
 import Testing
 
-extension RealProcessTests {
+extension RealProcessTests.FirstHalf {
     /// A record no write could have made (a tombstone with a value) from a client certificate: the
     /// node trapped in `StoredRecord.init` on a `Hint` and a `HintBatch` carrying one, which killed
     /// it. Now each is refused as `invalidRequest`, and the node serves on.

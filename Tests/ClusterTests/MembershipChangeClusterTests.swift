@@ -5,7 +5,7 @@ import KVWire
 import Synchronization
 import Testing
 
-extension RealProcessTests {
+extension RealProcessTests.SecondHalf {
     /// Real processes: nodes join and leave while clients read and write at QUORUM; ranges stream to
     /// their new owners, survive a SIGKILL of the receiver, and old copies are dropped only after.
     @Suite(.timeLimit(.minutes(5)))

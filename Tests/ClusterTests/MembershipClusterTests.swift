@@ -4,13 +4,14 @@ import KVCore
 import Synchronization
 import Testing
 
-extension RealProcessTests {
+extension RealProcessTests.FirstHalf {
     /// Real processes: cluster-map changes are decided by the nodes, persisted, spread by gossip, and
     /// picked up by clients, while traffic goes on.
     @Suite(.timeLimit(.minutes(3)))
     struct MembershipClusterTests {
         @Test func aNodeMovedToAnotherAddressIsFollowedByPeersAndClientsWithoutFailedRequests() async throws {
-            let cluster = try ClusterHarness(nodes: 3, firstHost: 81, spareHosts: ["n3": "127.0.0.84"])
+            let spare = Loopback.host(84)
+            let cluster = try ClusterHarness(nodes: 3, firstHost: 81, spareHosts: ["n3": spare])
             defer { cluster.tearDown() }
             try await offThePool { try cluster.startAll() }
             let client = try cluster.client(timeout: .seconds(5)) { configuration in
@@ -36,11 +37,11 @@ extension RealProcessTests {
             }
             try await Task.sleep(for: .seconds(1))
 
-            let moved = try await offThePool { try cluster.kvctl(["cluster", "set-address", "n3", "127.0.0.84:7411"]) }
+            let moved = try await offThePool { try cluster.kvctl(["cluster", "set-address", "n3", spare + ":7411"]) }
             #expect(moved.status == 0, "\(moved.stderr)")
             #expect(moved.stdout.contains("epoch 2"), "\(moved.stdout)")
             cluster.stop("n3", signal: SIGTERM)
-            cluster.relocate("n3", to: "127.0.0.84")
+            cluster.relocate("n3", to: spare)
             try await offThePool { try cluster.start("n3") }
 
             // The load's client learns the new map from the nodes' pings and reaches n3 there.
@@ -48,7 +49,7 @@ extension RealProcessTests {
             while try await client.clusterMap().epoch < 2, ContinuousClock.now < deadline {
                 try await Task.sleep(for: .milliseconds(100))
             }
-            #expect(try await client.clusterMap().node("n3")?.address == "127.0.0.84:7411")
+            #expect(try await client.clusterMap().node("n3")?.address == spare + ":7411")
             // A write at ALL reaches n3 at its new address (once the connection's reconnect backoff,
             // from the attempts made before n3 listened there, has passed).
             var lastError: (any Error)?
@@ -89,8 +90,8 @@ extension RealProcessTests {
                     return .failure(error)
                 }
             }
-            async let a = attempt(first, "127.0.0.85:7411")
-            async let b = attempt(second, "127.0.0.86:7411")
+            async let a = attempt(first, Loopback.host(85) + ":7411")
+            async let b = attempt(second, Loopback.host(86) + ":7411")
             let outcomes = await [a, b]
             let made = outcomes.compactMap { try? $0.get() }
             #expect(made.count <= 1, "both conflicting changes were made: \(made)")

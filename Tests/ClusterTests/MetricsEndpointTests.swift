@@ -6,18 +6,18 @@ import NIOPosix
 import Testing
 
 /// `kvd --metrics`: Prometheus text over HTTPS, for scrapers holding a certificate of the cluster CA.
-extension RealProcessTests {
+extension RealProcessTests.SecondHalf {
     @Suite(.timeLimit(.minutes(5)))
     struct MetricsEndpointTests {
         @Test func aNodeServesItsMetricsToCertifiedScrapersOnly() async throws {
-            let node = try NodeHarness(host: "127.0.0.51")
+            let node = try NodeHarness(host: 51)
             defer { node.tearDown() }
-            try node.start(extraArguments: ["--metrics", "127.0.0.51:9411"])
+            try node.start(extraArguments: ["--metrics", node.host + ":9411"])
             expectSuccess(try node.kvctl(["put", "k", "v"]))
 
             let client = try node.tls(as: "client")
             let scrape = try await httpsExchange(
-                "GET /metrics HTTP/1.1\r\nHost: 127.0.0.51\r\nConnection: close\r\n\r\n", host: "127.0.0.51",
+                "GET /metrics HTTP/1.1\r\nHost: \(node.host)\r\nConnection: close\r\n\r\n", host: node.host,
                 port: 9411, tls: client)
             #expect(scrape.hasPrefix("HTTP/1.1 200 OK\r\n"), "\(scrape.prefix(200))")
             #expect(scrape.contains("Content-Type: text/plain; version=0.0.4; charset=utf-8\r\n"))
@@ -47,19 +47,19 @@ extension RealProcessTests {
             expectSuccess(try node.kvctl(["keyspace", "create", "sessions", "--rf", "1"]))
             expectSuccess(try node.kvctl(["put", "--keyspace", "sessions", "k", "v"]))
             let again = try await httpsExchange(
-                "GET /metrics HTTP/1.1\r\nHost: 127.0.0.51\r\nConnection: close\r\n\r\n", host: "127.0.0.51",
+                "GET /metrics HTTP/1.1\r\nHost: \(node.host)\r\nConnection: close\r\n\r\n", host: node.host,
                 port: 9411, tls: client)
             #expect(
                 again.contains("quorumkv_requests_total{node=\"n1\",type=\"putRequest\",keyspace=\"sessions\"} 1\n"))
             #expect(again.contains("quorumkv_requests_total{node=\"n1\",type=\"putRequest\",keyspace=\"default\"} 1\n"))
 
             let other = try await httpsExchange(
-                "GET / HTTP/1.1\r\nHost: 127.0.0.51\r\nConnection: close\r\n\r\n", host: "127.0.0.51", port: 9411,
+                "GET / HTTP/1.1\r\nHost: \(node.host)\r\nConnection: close\r\n\r\n", host: node.host, port: 9411,
                 tls: client)
             #expect(other.hasPrefix("HTTP/1.1 404 Not Found\r\n"), "\(other.prefix(200))")
             let post = try await httpsExchange(
-                "POST /metrics HTTP/1.1\r\nHost: 127.0.0.51\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
-                host: "127.0.0.51", port: 9411, tls: client)
+                "POST /metrics HTTP/1.1\r\nHost: \(node.host)\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+                host: node.host, port: 9411, tls: client)
             #expect(post.hasPrefix("HTTP/1.1 405 Method Not Allowed\r\n"), "\(post.prefix(200))")
 
             // A certificate from another CA gets no answer: the handshake fails.
@@ -74,7 +74,7 @@ extension RealProcessTests {
                     keyFile: "\(stranger.path)/eve-key.pem"),
                 side: .client)
             let refused = try? await httpsExchange(
-                "GET /metrics HTTP/1.1\r\nHost: 127.0.0.51\r\nConnection: close\r\n\r\n", host: "127.0.0.51",
+                "GET /metrics HTTP/1.1\r\nHost: \(node.host)\r\nConnection: close\r\n\r\n", host: node.host,
                 port: 9411, tls: eve)
             #expect(refused == nil || refused == "", "a stranger read: \(refused?.prefix(200) ?? "")")
 
@@ -88,7 +88,7 @@ extension RealProcessTests {
         @Test func healthGaugesFollowTheNodeAndTheCluster() async throws {
             let cluster = try ClusterHarness(nodes: 4, firstHost: 225, replicationFactor: 3)
             defer { cluster.tearDown() }
-            cluster.nodeArguments["n1"] = ["--metrics", "127.0.0.225:9411", "--anti-entropy-interval", "0"]
+            cluster.nodeArguments["n1"] = ["--metrics", cluster.hosts[0] + ":9411", "--anti-entropy-interval", "0"]
             try await offThePool { try cluster.startAll() }
             let client = try cluster.client()
             for index in 0..<200 {
@@ -100,7 +100,7 @@ extension RealProcessTests {
                     keyFile: "\(cluster.certs)/client-key.pem"),
                 side: .client)
             func scrape(until condition: ([String: Double]) -> Bool = { _ in true }) async throws -> [String: Double] {
-                try await scrapeSamples(host: "127.0.0.225", port: 9411, tls: tls, until: condition)
+                try await scrapeSamples(host: cluster.hosts[0], port: 9411, tls: tls, until: condition)
             }
             let node = "{node=\"n1\"}"
             let inDefault = "{node=\"n1\",keyspace=\"default\"}"
@@ -180,11 +180,11 @@ extension RealProcessTests {
         /// `--metrics-local`: plain HTTP on a loopback address, beside the HTTPS endpoint; any other
         /// address is refused at start, saying why. And `kvctl status --watch` on the same node.
         @Test func plainMetricsServeLoopbackOnly() async throws {
-            let node = try NodeHarness(host: "127.0.0.129")
+            let node = try NodeHarness(host: 129)
             defer { node.tearDown() }
-            try node.start(extraArguments: ["--metrics", "127.0.0.129:9411", "--metrics-local", "127.0.0.129:9412"])
+            try node.start(extraArguments: ["--metrics", node.host + ":9411", "--metrics-local", node.host + ":9412"])
             let scrape = try await httpsExchange(
-                "GET /metrics HTTP/1.1\r\nHost: 127.0.0.129\r\nConnection: close\r\n\r\n", host: "127.0.0.129",
+                "GET /metrics HTTP/1.1\r\nHost: \(node.host)\r\nConnection: close\r\n\r\n", host: node.host,
                 port: 9412, tls: nil)
             #expect(scrape.hasPrefix("HTTP/1.1 200 OK\r\n"), "\(scrape.prefix(200))")
             #expect(scrape.contains("# TYPE quorumkv_cluster_epoch gauge\n"))
@@ -205,7 +205,7 @@ extension RealProcessTests {
                 try run("kvctl", ["status", "--watch", "--json", "--endpoints", node.endpoint]).status == 64)
             node.tearDown()
 
-            let exposed = try NodeHarness(host: "127.0.0.130")
+            let exposed = try NodeHarness(host: 130)
             defer { exposed.tearDown() }
             #expect(throws: HarnessError.self) {
                 try exposed.start(extraArguments: ["--metrics-local", "0.0.0.0:9412"])
@@ -214,9 +214,9 @@ extension RealProcessTests {
         }
 
         @Test func aBadMetricsAddressIsAClearError() throws {
-            let node = try NodeHarness(host: "127.0.0.52")
+            let node = try NodeHarness(host: 52)
             defer { node.tearDown() }
-            #expect(throws: HarnessError.self) { try node.start(extraArguments: ["--metrics", "127.0.0.52:99999"]) }
+            #expect(throws: HarnessError.self) { try node.start(extraArguments: ["--metrics", node.host + ":99999"]) }
             #expect(node.log(tail: 5).contains("is not HOST:PORT"), "\(node.log(tail: 5))")
         }
     }

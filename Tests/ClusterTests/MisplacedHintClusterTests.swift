@@ -6,7 +6,7 @@ import KVWire
 import NIOCore
 import Testing
 
-extension RealProcessTests {
+extension RealProcessTests.FirstHalf {
     /// A hint whose target no longer keeps its key (the key moved in a change after the hint was
     /// stored) must reach the key's replicas, not sit on a node that will never serve it (issue 16).
     @Suite(.timeLimit(.minutes(3)))

@@ -9,7 +9,7 @@ import Testing
 /// Whether this machine lets a test build network namespaces (root and iproute2).
 let namespacesAllowed = getuid() == 0 && FileManager.default.isExecutableFile(atPath: "/usr/sbin/ip")
 
-extension RealProcessTests {
+extension RealProcessTests.SecondHalf {
     /// Real processes on several "hosts": `scripts/netns-cluster.sh` puts 4 nodes (N=3) in network
     /// namespaces on a bridge, each with a certificate naming its host's IP. A host cut off under a
     /// QUORUM load fails no request and converges once healed; a host delayed by 60 ms with 1 % loss

@@ -15,9 +15,10 @@ final class NodeHarness: @unchecked Sendable {
     var logPath: String { directory.path + "/kvd.log" }
     var endpoint: String { "\(host):\(port)" }
 
-    /// - Parameter host: a loopback address no other test uses.
-    init(host: String) throws {
-        self.host = host
+    /// - Parameter octet: the last octet of the node's address on the half's loopback network
+    ///   (`Loopback`).
+    init(host octet: Int) throws {
+        host = Loopback.host(octet)
         directory = try TemporaryDirectory()
         try expectSuccess(run("kvctl", ["certs", "init", "--dir", certs]))
         try expectSuccess(

@@ -1,7 +1,7 @@
 import Foundation
 import Testing
 
-extension RealProcessTests {
+extension RealProcessTests.FirstHalf {
     /// N replicas on N nodes (no fallback to hand a write off to): a one-shot `kvctl put --consistency
     /// one` exited at the first acknowledgement and closed its connections with the write still on its
     /// way to the other replicas, which then never had it (nothing hinted, nothing marked for

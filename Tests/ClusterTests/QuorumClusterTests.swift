@@ -5,7 +5,7 @@ import MetricsTestKit
 import Testing
 
 /// Four real nodes, N=3: the SDK coordinates quorum reads and writes and keeps serving with a node down.
-extension RealProcessTests {
+extension RealProcessTests.FirstHalf {
     @Suite(.timeLimit(.minutes(5)))
     struct QuorumClusterTests {
         @Test func quorumReadsAndWritesGoOnWithOneNodeDown() async throws {

@@ -29,7 +29,7 @@ let quorumRows: [QuorumRow] = [
 /// Real processes: kill replicas of one key set one by one and check, after each kill, that a read at
 /// R and a write at W succeed exactly while enough replicas are alive, and fail fast with a quorum
 /// error naming the counts once they are not.
-extension RealProcessTests {
+extension RealProcessTests.FirstHalf {
     @Suite(.timeLimit(.minutes(5)))
     struct QuorumTableTests {
         @Test(arguments: quorumRows)

@@ -3,7 +3,7 @@ import KVClient
 import KVCore
 import Testing
 
-extension RealProcessTests {
+extension RealProcessTests.FirstHalf {
     /// Real processes: a replica that missed writes while down is fixed by the reads that notice it.
     @Suite(.timeLimit(.minutes(3)))
     struct ReadRepairClusterTests {

@@ -6,7 +6,7 @@ import KVWire
 import Synchronization
 import Testing
 
-extension RealProcessTests {
+extension RealProcessTests.SecondHalf {
     /// Real processes: raising N and replacing a dead node, with traffic going on.
     @Suite(.timeLimit(.minutes(4)))
     struct ReplicationChangeClusterTests {

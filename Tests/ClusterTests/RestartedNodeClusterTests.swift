@@ -4,7 +4,7 @@ import KVCore
 import KVWire
 import Testing
 
-extension RealProcessTests {
+extension RealProcessTests.SecondHalf {
     /// Real processes: a node SIGKILLed and restarted is used again by its peers as soon as it answers,
     /// not after their connections' backoff windows (up to 5 s) ran out (issue 15: a co-replica's
     /// anti-entropy failed with "connection refused" remembered from while the node was down).

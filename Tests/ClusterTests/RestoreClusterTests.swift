@@ -4,7 +4,7 @@ import KVClient
 import KVCore
 import Testing
 
-extension RealProcessTests {
+extension RealProcessTests.FirstHalf {
     /// Real processes: `kvctl restore` rebuilds a 4-node cluster's backups into new clusters of 3 and
     /// 6 nodes, as of the backup's cut and as of a time between two batches of writes, key by key
     /// (deletes included); a restore into a cluster with a node down fails and names it.

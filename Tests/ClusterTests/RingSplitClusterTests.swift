@@ -5,7 +5,7 @@ import KVWire
 import Synchronization
 import Testing
 
-extension RealProcessTests {
+extension RealProcessTests.SecondHalf {
     /// Real processes with two rings (issue 20): n1–n3 on the main ring, n4–n6 on ring `east` (from the
     /// cluster file); keyspace `users` split at `n` (`kvctl keyspace create --split n:east`) keeps each
     /// key range on its own ring's nodes only, and its upper part moves to the main ring under load

@@ -3,7 +3,7 @@ import KVClient
 import Synchronization
 import Testing
 
-extension RealProcessTests {
+extension RealProcessTests.SecondHalf {
     /// Real processes: `scripts/rolling-restart.sh` restarts each of 4 nodes (N=3) in turn under a
     /// bounded QUORUM load, with no failed request, and every acknowledged write reads back after.
     @Suite(.timeLimit(.minutes(6)))
@@ -15,7 +15,7 @@ extension RealProcessTests {
         /// cluster-map reads (a fresh kvctl bootstraps from it); it is not ready while drained;
         /// `--resume` takes requests again.
         @Test func aDrainedNodeRefusesRequestsUntilResumed() throws {
-            let node = try NodeHarness(host: "127.0.0.119")
+            let node = try NodeHarness(host: 119)
             defer { node.tearDown() }
             try node.start()
             expectSuccess(try node.kvctl(["put", "before", "1"]))

@@ -4,12 +4,12 @@ import KVTLS
 import Synchronization
 import Testing
 
-extension RealProcessTests {
+extension RealProcessTests.SecondHalf {
     /// Real processes: a rolling upgrade from protocol version 3 to 4 under load. Four nodes start as
     /// the previous release (`kvd --protocol-max 3`); `scripts/rolling-restart.sh` restarts each in
     /// turn without the flag, under a bounded QUORUM load from a version-4 SDK, with no failed request.
     /// The version-4 feature that needs every node (`Heartbeat` probes) stays off while any member is
-    /// at 3, and is on once all are at 4. Addresses 127.0.0.15–18 are this suite's alone.
+    /// at 3, and is on once all are at 4.
     @Suite(.timeLimit(.minutes(6)))
     struct RollingUpgradeClusterTests {
         /// What the SDK saw after each restart: the node restarted, whether Heartbeat was on, and the
@@ -45,7 +45,11 @@ extension RealProcessTests {
             #expect(result.stderr.contains("--protocol-max"), "\(result.stderr)")
             // kvctl's flag takes the same versions (it fails before it connects anywhere).
             let kvctl = try run(
-                "kvctl", ["status", "--protocol-max", value, "--endpoints", "127.0.0.15:1", "--ca", "-", "--cert", "-"])
+                "kvctl",
+                [
+                    "status", "--protocol-max", value, "--endpoints", Loopback.host(15) + ":1", "--ca", "-", "--cert",
+                    "-",
+                ])
             #expect(kvctl.status == 64, "\(kvctl.stderr)")
         }
 

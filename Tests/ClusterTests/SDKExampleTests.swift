@@ -3,7 +3,7 @@ import KVClient
 import NIOCore
 import Testing
 
-extension RealProcessTests {
+extension RealProcessTests.FirstHalf {
     /// The SDK's examples (SDKExamples.swift, SDKServiceExample.swift; SDKEventLoopExample.swift runs in
     /// EventLoopClusterTests) run against a real cluster, and
     /// every Swift example README.md, docs/sdk.md and the DocC articles show is one of them, verbatim.

@@ -1,7 +1,7 @@
 import Foundation
 import Testing
 
-extension RealProcessTests {
+extension RealProcessTests.FirstHalf {
     /// Every node the cluster file lists leaves: a client started from the file asked only them for
     /// the map and found nothing (`kvctl get` failed, `kvctl status` called a healthy cluster down).
     /// `kvctl join` and `leave` now write the members' addresses into the file's `seeds`, which the

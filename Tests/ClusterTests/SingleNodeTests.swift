@@ -2,11 +2,11 @@ import Foundation
 import Testing
 
 /// `kvd` as a real process, driven by `kvctl` as a user would.
-extension RealProcessTests {
+extension RealProcessTests.FirstHalf {
     @Suite(.timeLimit(.minutes(5)))
     struct SingleNodeTests {
         @Test func putGetDeleteSurviveARestart() throws {
-            let node = try NodeHarness(host: "127.0.0.101")
+            let node = try NodeHarness(host: 101)
             defer { node.tearDown() }
             try node.start()
 
@@ -31,7 +31,7 @@ extension RealProcessTests {
         /// once that parent is gone, as when a test process crashes: a shell starts `kvd` in the
         /// background and exits at once.
         @Test func aNodeExitsWithTheProcessThatStartedIt() throws {
-            let node = try NodeHarness(host: "127.0.0.77")
+            let node = try NodeHarness(host: 77)
             defer { node.tearDown() }
             let kvd = binDirectory.appendingPathComponent("kvd").path
             let script = "QUORUMKV_EXIT_WITH_PARENT=$$ \"$0\" \"$@\" >>'\(node.logPath)' 2>&1 & echo $!"
@@ -57,7 +57,7 @@ extension RealProcessTests {
         }
 
         @Test func acknowledgedPutSurvivesSIGKILL() throws {
-            let node = try NodeHarness(host: "127.0.0.102")
+            let node = try NodeHarness(host: 102)
             defer { node.tearDown() }
             try node.start()
             for index in 0..<20 {
@@ -72,7 +72,7 @@ extension RealProcessTests {
         }
 
         @Test func valuesAreBytesUntouchedFromStdinAndFile() throws {
-            let node = try NodeHarness(host: "127.0.0.103")
+            let node = try NodeHarness(host: 103)
             defer { node.tearDown() }
             try node.start()
             let bytes = Data((0..<4096).map { UInt8(truncatingIfNeeded: $0 &* 31) })
@@ -91,13 +91,13 @@ extension RealProcessTests {
         }
 
         @Test func failuresGiveAClearMessageAndExitCode() throws {
-            let node = try NodeHarness(host: "127.0.0.104")
+            let node = try NodeHarness(host: 104)
             defer { node.tearDown() }
 
             // Node down.
             let down = try node.kvctl(["get", "k"])
             #expect(down.status == 1)
-            #expect(down.stderr.contains("127.0.0.104:7411"))
+            #expect(down.stderr.contains(node.endpoint))
 
             try node.start()
             // A client certificate from another CA.
@@ -145,7 +145,7 @@ extension RealProcessTests {
                 let refused = try run(
                     "kvd",
                     [
-                        "--id", "n9", "--listen", "127.0.0.104:7499", "--data", node.directory.path + "/n9",
+                        "--id", "n9", "--listen", node.host + ":7499", "--data", node.directory.path + "/n9",
                         "--ca", "\(node.certs)/ca.pem", "--cert", "\(node.certs)/n1.pem",
                         "--key", "\(node.certs)/n1-key.pem", flag, value,
                     ])
@@ -159,7 +159,7 @@ extension RealProcessTests {
         }
 
         @Test func nodeRefusesACertificateThatIsNotItsOwn() throws {
-            let node = try NodeHarness(host: "127.0.0.105")
+            let node = try NodeHarness(host: 105)
             defer { node.tearDown() }
             let result = try run(
                 "kvd",
@@ -175,7 +175,7 @@ extension RealProcessTests {
         /// A tombstone grace period not longer than the hint window would let a hint bring a purged
         /// value back: kvd refuses to start and says why.
         @Test func nodeRefusesATombstoneGraceWithinTheHintWindow() throws {
-            let node = try NodeHarness(host: "127.0.0.105")
+            let node = try NodeHarness(host: 105)
             defer { node.tearDown() }
             let result = try run(
                 "kvd",
@@ -192,7 +192,7 @@ extension RealProcessTests {
         /// `--event-loops` (or `event-loops:` in the node file) sets how many event-loop threads the
         /// node runs, the flag over the file; a count outside 1...256 is refused with a clear message.
         @Test func eventLoopsSetTheNodesThreads() throws {
-            let node = try NodeHarness(host: "127.0.0.105")
+            let node = try NodeHarness(host: 105)
             defer { node.tearDown() }
             func eventLoopThreads() throws -> Int {
                 let pid = try #require(node.processIdentifier)

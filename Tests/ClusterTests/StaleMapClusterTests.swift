@@ -4,7 +4,7 @@ import KVCore
 import Synchronization
 import Testing
 
-extension RealProcessTests {
+extension RealProcessTests.SecondHalf {
     /// Real processes: clients that know an older cluster map than the cluster's. A client made from
     /// the cluster file after nodes joined and left, a one-shot `kvctl get`, and a client idle through
     /// the changes all read and write every key at QUORUM, without a failed request (issue 15: reads

@@ -3,7 +3,7 @@ import KVClient
 import KVTLS
 import Testing
 
-extension RealProcessTests {
+extension RealProcessTests.SecondHalf {
     /// `kvctl status --json` on a real cluster with a dead node, queued hints and a node joining, and
     /// the per-peer network and RocksDB byte counters in a real scrape.
     @Suite(.timeLimit(.minutes(5)))
@@ -120,7 +120,7 @@ extension RealProcessTests {
         @Test func networkAndRocksDBByteCountersMoveInARealScrape() async throws {
             let cluster = try ClusterHarness(nodes: 2, firstHost: 219, replicationFactor: 2)
             defer { cluster.tearDown() }
-            cluster.nodeArguments["n1"] = ["--metrics", "127.0.0.219:9411"]
+            cluster.nodeArguments["n1"] = ["--metrics", cluster.hosts[0] + ":9411"]
             try await offThePool { try cluster.startAll() }
             let client = try cluster.client()
             func load(_ round: Int) async throws {
@@ -136,7 +136,7 @@ extension RealProcessTests {
                     keyFile: "\(cluster.certs)/client-key.pem"),
                 side: .client)
             func scrape(until condition: ([String: Double]) -> Bool) async throws -> [String: Double] {
-                try await scrapeSamples(host: "127.0.0.219", port: 9411, tls: tls, until: condition)
+                try await scrapeSamples(host: cluster.hosts[0], port: 9411, tls: tls, until: condition)
             }
             let sentTo2 = "quorumkv_peer_sent_bytes_total{node=\"n1\",peer=\"n2\"}"
             let receivedFrom2 = "quorumkv_peer_received_bytes_total{node=\"n1\",peer=\"n2\"}"
@@ -171,7 +171,8 @@ extension RealProcessTests {
             #expect(second[receivedFrom2] ?? 0 > first[receivedFrom2] ?? 0)
             // Counters, typed as such.
             let text = try await httpsExchange(
-                "GET /metrics HTTP/1.1\r\nHost: 127.0.0.219\r\nConnection: close\r\n\r\n", host: "127.0.0.219",
+                "GET /metrics HTTP/1.1\r\nHost: \(cluster.hosts[0])\r\nConnection: close\r\n\r\n",
+                host: cluster.hosts[0],
                 port: 9411, tls: tls)
             #expect(text.contains("# TYPE quorumkv_peer_sent_bytes_total counter\n"))
             #expect(text.contains("# TYPE quorumkv_peer_received_bytes_total counter\n"))

@@ -4,7 +4,7 @@ import KVCore
 import KVWire
 import Testing
 
-extension RealProcessTests {
+extension RealProcessTests.FirstHalf {
     /// Real processes (issue 20): a key written with a 2 s time to live reads as present, then as absent
     /// on every replica once it expires, with no write in between; the expired record is purged as a
     /// tombstone would be, without one; and no path that copies records (hints, read repair,

@@ -4,7 +4,7 @@ import KVCore
 import Synchronization
 import Testing
 
-extension RealProcessTests {
+extension RealProcessTests.SecondHalf {
     /// Real processes with zones (issue 20): six nodes, two in each of zones a, b and c; a placement
     /// that puts one replica in each zone survives the loss of a whole zone, and a cluster can move to
     /// such a placement under load.
