@@ -1,8 +1,6 @@
 #!/usr/bin/env bash
 # Fuzzes the wire decoder (every frame and message decoder) with libFuzzer for SECONDS (default 60):
 #   scripts/fuzz.sh [SECONDS]
-#   scripts/fuzz.sh --build-only    builds the target and stops (scripts/test.sh builds it early, at
-#                                   the lowest priority, in the cores the other steps leave idle)
 # FUZZ_CONFIGURATION=release builds the target optimised (several times the executions per second).
 # The target is `kvfuzz` built with -sanitize=fuzzer,address (in .build-fuzz/), seeded with the golden
 # vectors of proto-spec/vectors and the regression inputs of Tests/KVWireTests/FuzzRegressions. A crash
@@ -11,9 +9,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 seconds=${1:-60}
-build_only=false
-[[ $seconds == --build-only ]] && build_only=true seconds=0
-[[ $seconds =~ ^[0-9]+$ ]] || { echo "usage: scripts/fuzz.sh [SECONDS | --build-only]" >&2; exit 64; }
+[[ $seconds =~ ^[0-9]+$ ]] || { echo "usage: scripts/fuzz.sh [SECONDS]" >&2; exit 64; }
 
 scripts/setup.sh
 scratch=.build-fuzz
@@ -23,7 +19,6 @@ flags=(-c "$configuration" -Xswiftc -sanitize=fuzzer,address -Xswiftc -DFUZZING
     -Xswiftc -Xclang-linker -Xswiftc -fuse-ld=lld)
 swift build --scratch-path "$scratch" --product kvfuzz "${flags[@]}" >&2
 target=$(swift build --scratch-path "$scratch" -c "$configuration" --show-bin-path)/kvfuzz
-$build_only && exit 0
 
 corpus=$scratch/corpus
 crashes=$scratch/crashes

@@ -22,12 +22,6 @@ trap 'for pid in "$fuzz_pid" "$alerts_pid" "$half_pid"; do [[ -n "$pid" ]] && ki
 step setup scripts/setup.sh
 step lint swift format lint --strict -r Sources Tests Package.swift
 step build swift build --build-tests
-# The fuzzer's build (its own folder, .build-fuzz/, with sanitizers: a few minutes of both cores) from
-# here on at the lowest priority, so that it takes what the docs, unit and simulator steps leave idle
-# of the cores rather than its share beside the real-process tests; its 30-s run comes once it is built.
-mkdir -p .build-fuzz
-(nice -n 19 scripts/fuzz.sh --build-only && scripts/fuzz.sh 30) >.build-fuzz/test.log 2>&1 &
-fuzz_pid=$!
 # The SDK's DocC documentation, warnings as errors, and a doc comment on every public symbol.
 step docs scripts/docs.sh
 # Unit and in-process tests run in parallel; the simulator's runs (which keep both cores busy) after
@@ -37,11 +31,16 @@ step docs scripts/docs.sh
 # busy machine.
 step "unit tests" swift test --skip-build --skip ClusterTests --skip SimulationTests
 step simulator swift test --skip-build --filter SimulationTests
-# Beside the real-process tests: the short bounded libFuzzer pass over the wire decoder (started after
-# the build, above) and the alerting rules' checks and their live run (scripts/check-alerts.sh --live:
-# 4 nodes of its own on 127.0.0.145-148 and a Prometheus that must see "2 nodes down" fire), which
-# mostly waits for Prometheus's `for:`; the tests keep working on a busy machine, as they must.
-# Binaries named here: `swift build --show-bin-path` would wait for the lock `swift test` holds.
+# A short bounded libFuzzer pass over the wire decoder (its own build in .build-fuzz/), beside the
+# real-process tests: they mostly wait on timers and sockets, and the machine's idle cores take the
+# fuzzer's build and run (CI's 20 minutes); the tests keep working on a busy machine, as they must.
+# Beside them too: the alerting rules' checks and their live run (scripts/check-alerts.sh --live: 4
+# nodes of its own on 127.0.0.145-148 and a Prometheus that must see "2 nodes down" fire), which
+# mostly waits for Prometheus's `for:`. Binaries named here: `swift build --show-bin-path` would wait
+# for the lock `swift test` holds.
+mkdir -p .build-fuzz
+scripts/fuzz.sh 30 >.build-fuzz/test.log 2>&1 &
+fuzz_pid=$!
 bin=$(swift build --show-bin-path)
 QUORUMKV_BIN=$bin scripts/check-alerts.sh --live >.build-fuzz/alerts.log 2>&1 &
 alerts_pid=$!
