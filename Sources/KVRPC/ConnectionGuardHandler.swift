@@ -3,7 +3,9 @@ import KVWire
 package import NIOCore
 
 /// Closes a server connection whose frame stops arriving midway (`frameReadDeadline`: a peer that
-/// trickles a frame, slowloris-style, cannot hold a connection and its buffer for ever), or that sits
+/// trickles a frame, slowloris-style, cannot hold a connection and its buffer for ever), whose peer
+/// stops taking its answers (`unreadAnswersDeadline`: the channel not writable, and less than 32 KiB of
+/// what waits for the network taken in that time), or that sits
 /// idle (`idleTimeout`: nothing in flight and no frame for that long, from its `Hello` on); and holds a
 /// connection's reads while the server's memory for frames being received (`ReceiveMemory`) has no
 /// room for its frame, or while the channel is not writable (its peer is not reading its answers).
@@ -30,6 +32,7 @@ final class ConnectionGuardHandler: ChannelDuplexHandler, RemovableChannelHandle
     private let frameReadDeadline: TimeAmount
     /// `frameReadDeadline` as configured, for the `Error` that says why.
     private let frameReadDeadlineText: String
+    private let unreadAnswersDeadline: TimeAmount
     private let idleTimeout: TimeAmount
     private let budget: ConnectionBudget
     private let memory: ReceiveMemory
@@ -48,7 +51,11 @@ final class ConnectionGuardHandler: ChannelDuplexHandler, RemovableChannelHandle
     /// When the last whole frame arrived; nil before the first (the `Hello`): the handshake has a
     /// deadline of its own.
     private var lastFrameAt: NIODeadline?
+    /// While the channel is not writable: since when its peer has taken less than
+    /// `answerProgressBytesMin` of what waits for the network, and how many bytes waited then.
+    private var stalled: (since: NIODeadline, buffered: Int)?
     private var deadlineTimer: Scheduled<Void>?
+    private var unreadAnswersTimer: Scheduled<Void>?
     private var idleTimer: Scheduled<Void>?
     /// Closes a refused connection whose peer does not read its Error frame.
     private var closeTimer: Scheduled<Void>?
@@ -57,11 +64,13 @@ final class ConnectionGuardHandler: ChannelDuplexHandler, RemovableChannelHandle
     /// - Parameter refused: counts the reason when the handler closes the connection, or holds its
     ///   reads for memory.
     init(
-        frameReadDeadline: Duration, idleTimeout: Duration, budget: ConnectionBudget, memory: ReceiveMemory,
-        frameBytesMax: Int, refused: @escaping @Sendable (RPCRefusal) -> Void
+        frameReadDeadline: Duration, unreadAnswersDeadline: Duration, idleTimeout: Duration,
+        budget: ConnectionBudget, memory: ReceiveMemory, frameBytesMax: Int,
+        refused: @escaping @Sendable (RPCRefusal) -> Void
     ) {
         self.frameReadDeadline = TimeAmount(frameReadDeadline)
         self.frameReadDeadlineText = "\(frameReadDeadline)"
+        self.unreadAnswersDeadline = TimeAmount(unreadAnswersDeadline)
         self.idleTimeout = TimeAmount(idleTimeout)
         self.budget = budget
         self.memory = memory
@@ -103,7 +112,22 @@ final class ConnectionGuardHandler: ChannelDuplexHandler, RemovableChannelHandle
         }
     }
 
+    /// A peer that reads this much of what waits for the network within `unreadAnswersDeadline` keeps
+    /// its connection (about 1 KB/s at the default 30 s).
+    static let answerProgressBytesMin = 32 << 10
+
+    /// A channel that stops being writable starts the clock of `unreadAnswersDeadline`; one that is
+    /// writable again stops it (its peer took its answers), and its held reads go on.
     func channelWritabilityChanged(context: ChannelHandlerContext) {
+        if context.channel.isWritable {
+            stalled = nil
+        } else if stalled == nil, !closing {
+            let now = NIODeadline.now()
+            stalled = (now, bufferedBytes(context: context))
+            if unreadAnswersTimer == nil {
+                scheduleUnreadAnswersCheck(at: now + unreadAnswersDeadline, context: context)
+            }
+        }
         resumeHeldRead(context: context)
         context.fireChannelWritabilityChanged()
     }
@@ -214,6 +238,37 @@ final class ConnectionGuardHandler: ChannelDuplexHandler, RemovableChannelHandle
         }
     }
 
+    private func scheduleUnreadAnswersCheck(at deadline: NIODeadline, context: ChannelHandlerContext) {
+        unreadAnswersTimer = context.eventLoop.assumeIsolated().scheduleTask(deadline: deadline) { [self] in
+            unreadAnswersTimer = nil
+            checkUnreadAnswers(context: context)
+        }
+    }
+
+    /// A peer still taking its answers starts a new period; one that took less than
+    /// `answerProgressBytesMin` in a whole `unreadAnswersDeadline` is closed. A channel behind a backlog
+    /// of answers stays not writable for as long as the peer takes to read it, however steadily it does.
+    private func checkUnreadAnswers(context: ChannelHandlerContext) {
+        guard !closing, let stall = stalled else { return }
+        let now = NIODeadline.now()
+        let buffered = bufferedBytes(context: context)
+        if stall.buffered - buffered >= Self.answerProgressBytesMin {
+            stalled = (now, buffered)
+            scheduleUnreadAnswersCheck(at: now + unreadAnswersDeadline, context: context)
+        } else if now >= stall.since + unreadAnswersDeadline {
+            // No Error frame: the peer reads nothing, and it would wait behind the answers.
+            close(context: context, .answersUnread, error: nil)
+        } else {
+            scheduleUnreadAnswersCheck(at: stall.since + unreadAnswersDeadline, context: context)
+        }
+    }
+
+    /// The bytes the channel holds for the network (0 where the channel cannot say: then only
+    /// writability counts).
+    private func bufferedBytes(context: ChannelHandlerContext) -> Int {
+        (try? context.channel.syncOptions?.getOption(.bufferedWritableBytes)) ?? 0
+    }
+
     private func checkIdle(context: ChannelHandlerContext) {
         guard !closing, let last = lastFrameAt else { return }
         let now = NIODeadline.now()
@@ -253,6 +308,8 @@ final class ConnectionGuardHandler: ChannelDuplexHandler, RemovableChannelHandle
     private func cancelTimers() {
         deadlineTimer?.cancel()
         deadlineTimer = nil
+        unreadAnswersTimer?.cancel()
+        unreadAnswersTimer = nil
         idleTimer?.cancel()
         idleTimer = nil
     }

@@ -66,6 +66,12 @@ public struct RPCServerConfiguration: Sendable {
     /// the connection is closed (`frame_deadline`): a peer that trickles a frame (slowloris) cannot
     /// hold a connection and its buffer for ever.
     public var frameReadDeadline: Duration = .seconds(30)
+    /// A connection whose peer takes none of its answers for this long is closed (`answers_unread`):
+    /// its channel stayed not writable, the bytes waiting for the network above NIO's high water mark
+    /// (64 KiB) without falling to its low one (32 KiB) meanwhile. Its reads are held from the moment
+    /// it is not writable; without this a peer that stopped reading kept its answers in the node until
+    /// the connection went idle, which it never did with answers in flight.
+    public var unreadAnswersDeadline: Duration = .seconds(30)
     /// Bytes one connection may have in flight: request frames read and not answered yet, and answers
     /// over 64 KiB not yet taken by the network; a request or an answer past it is answered
     /// `overloaded` (`in_flight_bytes`). One request is always admitted when no other is in flight,
@@ -220,6 +226,7 @@ public final class RPCServer: Sendable {
                         OpenSSLHandler(context: tls, handshakeCompleted: handshake),
                         ConnectionGuardHandler(
                             frameReadDeadline: configuration.frameReadDeadline,
+                            unreadAnswersDeadline: configuration.unreadAnswersDeadline,
                             idleTimeout: configuration.idleTimeout, budget: budget, memory: memory,
                             frameBytesMax: frameBytesMax, refused: { admission.refused($0) }),
                         ByteToMessageHandler(FrameDecoder(frameBytesMax: frameBytesMax)),

@@ -89,6 +89,77 @@ struct ServerMemoryTests {
         }
     }
 
+    /// A peer that sends many reads of a large value and reads none of the answers: a node held every
+    /// answer (200 reads of an 8 MB value took a node from 83 MB to 3.1 GB). Large answers now count
+    /// in the connection's bytes in flight from the moment they exist until the network took them;
+    /// past the bound they are answered `overloaded` instead, and every request is still answered,
+    /// whether the service answered it on the event loop or from a task.
+    @Test(arguments: [false, true])
+    func answersAPeerDoesNotReadAreBoundedAndEveryRequestIsAnswered(onEventLoop: Bool) async throws {
+        let connectionBytes = 2 << 20
+        let requests = 400
+        try await withLimitedServer(
+            { $0.inFlightBytesMax = connectionBytes }, service: LargeAnswerService(onEventLoop: onEventLoop)
+        ) { server in
+            let collector = FrameCollector()
+            let channel = try await unreadingConnection(to: server, collector: collector)
+            defer { channel.close(promise: nil) }
+            try await sendLargeReads(requests, over: channel, collector: collector)
+            // 100 MiB of answers: the socket buffers take a few, the node holds at most its bound and
+            // one answer more, and refuses the others.
+            #expect(try await eventually { server.statistics.refusedCount(.inFlightBytes) > requests / 2 })
+            #expect(server.inFlight.inFlight <= connectionBytes + LargeAnswerService.answerBytes)
+
+            try await channel.setOption(.autoRead, value: true).get()
+            channel.read()
+            await collector.waitForFrames(2 + requests)
+            let answers = try collector.frames.dropFirst(2).map { try Message(frame: $0) }
+            let refused = answers.filter {
+                if case .error(let error) = $0 { return error.code == .overloaded }
+                return false
+            }
+            #expect(answers.count == requests)
+            #expect(refused.count + answers.filter { $0.type == .getResponse }.count == requests)
+            #expect(refused.count == server.statistics.refusedCount(.inFlightBytes))
+            #expect(try await eventually { server.inFlight.inFlight == 0 })
+        }
+    }
+
+    /// A peer that takes none of its answers for `unreadAnswersDeadline` is closed (`answers_unread`),
+    /// and what its answers held is given back: before, a connection whose peer stopped reading kept
+    /// its answers in the node until it went idle, which a connection with answers in flight never
+    /// does. One that reads them slowly, a little at a time, is not closed.
+    @Test func aPeerThatTakesNoAnswersIsClosedAndOneThatReadsSlowlyIsNot() async throws {
+        let requests = 200
+        try await withLimitedServer(
+            { $0.unreadAnswersDeadline = .seconds(3) }, service: LargeAnswerService(onEventLoop: true)
+        ) { server in
+            let collector = FrameCollector()
+            let channel = try await unreadingConnection(to: server, collector: collector)
+            defer { channel.close(promise: nil) }
+            try await sendLargeReads(requests, over: channel, collector: collector)
+            // A socket read every 100 ms for twice the deadline (50 MiB of answers in all).
+            let slowlyUntil = ContinuousClock.now + .seconds(6)
+            while ContinuousClock.now < slowlyUntil {
+                channel.read()
+                try await Task.sleep(for: .milliseconds(100))
+            }
+            let read = collector.frames.count - 2
+            #expect(server.statistics.refusedCount(.answersUnread) == 0)
+            #expect(read > 0 && read < requests, "\(read) answers read: the peer was still reading them")
+            // Then nothing more.
+            #expect(try await eventually { server.statistics.refusedCount(.answersUnread) == 1 })
+            #expect(try await eventually { server.inFlight.inFlight == 0 })
+            try await channel.setOption(.autoRead, value: true).get()
+            channel.read()
+            #expect(try await closes(channel, within: .seconds(30)))
+            #expect(collector.frames.count - 2 < requests)
+            let other = try await limitsConnect(to: server)
+            defer { other.startClosing() }
+            try await expectPing(other)
+        }
+    }
+
     /// A connection's requests answered from tasks run at most `requestTasksPerConnectionMax` at once:
     /// the next waits, unread, so that the storage threads cannot produce answers faster than they are
     /// counted (a thousand reads of an 8 MB value in one write took a release node to 3.8 GB; 0.66 GB
@@ -183,6 +254,24 @@ private func unreadingConnection(to server: RPCServer, collector: FrameCollector
     // Reads the handshake's bytes, then stops.
     channel.read()
     return channel
+}
+
+/// Sends `Hello` and a `Ping` and reads their answers, then `count` reads of `LargeAnswerService`'s
+/// value, reading nothing more.
+private func sendLargeReads(_ count: Int, over channel: any Channel, collector: FrameCollector) async throws {
+    var opening = ByteBuffer()
+    opening.writeFrame(.hello(hello()), requestID: 1)
+    opening.writeFrame(.pingRequest(PingRequest(epoch: 0, clock: 1)), requestID: 2)
+    try await channel.setOption(.autoRead, value: true).get()
+    try await channel.writeAndFlush(opening)
+    await collector.waitForFrames(2)
+    try await channel.setOption(.autoRead, value: false).get()
+    var bytes = ByteBuffer()
+    for id in 0..<count {
+        bytes.writeFrame(
+            .getRequest(GetRequest(key: ByteBuffer(string: "large"), keyspace: 0)), requestID: UInt64(id + 3))
+    }
+    try await channel.writeAndFlush(bytes)
 }
 
 /// Answers every `Get` with a record of `answerBytes`, on the event loop or from a task.

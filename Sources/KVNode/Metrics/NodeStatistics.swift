@@ -35,7 +35,7 @@ package import Synchronization
 /// | `quorumkv_peer_phi{peer}` | gauge | the failure detector's phi for the peer (suspected above `--phi-threshold`) |
 /// | `quorumkv_cluster_epoch` | gauge | the epoch of the cluster map this node holds |
 /// | `quorumkv_write_batches_total{writer}` | counter | the group commit wrote a batch of single writes: `writer` `event_loop` (on the loop that took them, durability `none` or `interval`) or `pool` (a storage thread: durability `sync`, or the loop would have waited) |
-/// | `quorumkv_rpc_refused_total{reason}` | counter | a connection or request was refused, or a connection closed or made to wait, to protect the node: `reason` one of `RPCRefusal`'s (`connections`, `per_identity`, `handshakes`, `in_flight`, `in_flight_bytes`, `server_in_flight_bytes`, `receive_memory`, `queue_full`, `idle`, `frame_deadline`, `violations`) |
+/// | `quorumkv_rpc_refused_total{reason}` | counter | a connection or request was refused, or a connection closed or made to wait, to protect the node: `reason` one of `RPCRefusal`'s (`connections`, `per_identity`, `handshakes`, `in_flight`, `in_flight_bytes`, `server_in_flight_bytes`, `receive_memory`, `queue_full`, `idle`, `frame_deadline`, `answers_unread`, `violations`) |
 ///
 /// Gauges are set by `recordQueues`, which the node calls whenever it reads its queue sizes (for a
 /// `Ping` or `Admin` stats) and every few seconds (`reportQueues(every:read:)`), and by
