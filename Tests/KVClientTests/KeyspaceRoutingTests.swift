@@ -9,7 +9,7 @@ import Testing
 
 /// Keyspaces in the SDK (issue 20): a keyspace's keys go to its own ring's replicas, with its id on
 /// every request, its N and its default levels and TTL; an unknown or dropped keyspace fails naming it.
-@Suite(.timeLimit(.minutes(1)))
+@Suite(.timeLimit(.minutes(3)))
 struct KeyspaceRoutingTests {
     /// Six nodes on ports where nothing listens: every connection is refused at once, so an operation
     /// fails fast with a quorum error naming the replicas it was for (its keyspace's ring and N).

@@ -6,7 +6,7 @@ import Testing
 
 /// Issue 21: an operation's timers wait in one heap with one event-loop task armed for the earliest;
 /// they fire in deadline order, never early, and a cancelled one never fires.
-@Suite(.timeLimit(.minutes(1)))
+@Suite(.timeLimit(.minutes(3)))
 struct OperationTimersTests {
     final class Fired: Sendable {
         let order = Mutex<[Int]>([])
@@ -107,7 +107,7 @@ struct OperationTimersTests {
 }
 
 /// Issue 21: an operation's events (answers, timers) reach its loop as an `AsyncStream` delivered them.
-@Suite(.timeLimit(.minutes(1)))
+@Suite(.timeLimit(.minutes(3)))
 struct OperationEventsTests {
     /// Returns once a reader waits in `events.next()`; records an issue after 25 s. It sleeps between
     /// looks rather than yielding: on a busy machine a test spinning on `Task.yield()` kept the

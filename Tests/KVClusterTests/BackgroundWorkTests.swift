@@ -2,7 +2,7 @@ import KVCluster
 import Synchronization
 import Testing
 
-@Suite(.timeLimit(.minutes(1)))
+@Suite(.timeLimit(.minutes(3)))
 struct BackgroundWorkTests {
     /// A child runs and can be awaited by several tasks; shutdown cancels the children still running
     /// (a sleep of an hour ends at once) and waits for them; after it, nothing more runs.

@@ -2,7 +2,7 @@ import KVCluster
 import Synchronization
 import Testing
 
-@Suite(.timeLimit(.minutes(1)))
+@Suite(.timeLimit(.minutes(3)))
 struct MapFollowerTests {
     /// A stand-in cluster: fetching from a node installs the epoch it reported; the first fetch waits
     /// for the test to let it go, so that reports arrive while it runs.

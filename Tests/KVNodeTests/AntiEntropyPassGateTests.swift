@@ -9,7 +9,7 @@ import Testing
 
 /// A node's anti-entropy passes never overlap, over all its keyspaces (`PassGate`, shared by
 /// `AntiEntropy.serving`).
-@Suite(.timeLimit(.minutes(1)))
+@Suite(.timeLimit(.minutes(3)))
 struct AntiEntropyPassGateTests {
     /// Whether the peers of the default keyspace's pass are held, and the keyspaces whose peers were
     /// asked while they were and after.

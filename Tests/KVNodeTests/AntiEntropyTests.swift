@@ -134,7 +134,7 @@ private final class ServiceTable: Sendable {
     func service(_ id: String) -> ReplicaService { services.withLock { $0[id]! } }
 }
 
-@Suite(.timeLimit(.minutes(1)))
+@Suite(.timeLimit(.minutes(3)))
 struct AntiEntropyTests {
     @Test func merkleExchangeAnswersTheRootAndRefusesBadQueries() async throws {
         let trio = try Trio()

@@ -9,7 +9,7 @@ import Testing
 
 /// `GetBatch` and `PutBatch` (protocol version 4): each key answered as its own `Get` or `Put` would
 /// be, errors included, and a batch's writes sharing the group commit.
-@Suite(.timeLimit(.minutes(1)))
+@Suite(.timeLimit(.minutes(3)))
 struct BatchServiceTests {
     static func key(_ text: String) -> ByteBuffer { ByteBuffer(string: text) }
 

@@ -45,7 +45,7 @@ extension HintAdmissionTests {
             map: ServiceFixture.cluster, ring: ring, replica: replica, marks: store, nowMillis: 1_000)
     }
 
-    @Test(.timeLimit(.minutes(1)))
+    @Test(.timeLimit(.minutes(3)))
     func hintsThatArriveDuringAStoreWriteShareTheNext() throws {
         let pool = NIOThreadPool(numberOfThreads: 4)
         pool.start()
@@ -86,7 +86,7 @@ extension HintAdmissionTests {
     /// `sync`: the group writes its batch without a sync of its own and answers it only after the
     /// store's next fsync (the WAL syncer's, which the data writes share; held here until the hint is
     /// in the log, so no answer can come before it).
-    @Test(.timeLimit(.minutes(1)))
+    @Test(.timeLimit(.minutes(3)))
     func aHintIsAnsweredOnlyOnceTheSyncersFsyncMadeItDurable() throws {
         let path = FileManager.default.temporaryDirectory.appendingPathComponent("quorumkv-hintgroup-\(UUID())").path
         defer { try? FileManager.default.removeItem(atPath: path) }

@@ -7,7 +7,7 @@ import Testing
 /// The metrics port holds at most `MetricsServer.connectionsMax` connections: 300 idle sockets from
 /// anyone who could reach it were all held (each a descriptor, to its handshake deadline). Past the
 /// cap a new connection is closed at once; the closed ones give their room back.
-@Suite(.timeLimit(.minutes(1)))
+@Suite(.timeLimit(.minutes(3)))
 struct MetricsServerLimitTests {
     @Test func connectionsPastTheCapAreClosedAndClosedOnesGiveRoomBack() async throws {
         let server = try await MetricsServer.bind(host: "127.0.0.1", port: 0, tls: nil, render: { "up 1\n" })

@@ -8,7 +8,7 @@ import Testing
 /// The node's hybrid logical clock, ticked by every event loop and pool thread at once (one atomic
 /// value, no lock): every timestamp is unique, and each thread's increase.
 struct NodeClockTests {
-    @Test(.timeLimit(.minutes(1)))
+    @Test(.timeLimit(.minutes(3)))
     func concurrentTicksAreUniqueAndIncreasing() {
         // A wall clock that stands still: every tick past the first comes from the counter.
         let replica = Replica(nodeID: "n1", store: InMemoryStore(), maxClockOffset: .seconds(1)) { 1_000 }

@@ -147,7 +147,7 @@ import Testing
         #expect(statistics.oldestFullPass(of: []) == 0)
     }
 
-    @Test(.timeLimit(.minutes(1)))
+    @Test(.timeLimit(.minutes(3)))
     func queuesAreReportedPeriodicallyUntilCancelled() async throws {
         let metrics = TestMetrics()
         let statistics = NodeStatistics(nodeID: "n1", metricsFactory: metrics)

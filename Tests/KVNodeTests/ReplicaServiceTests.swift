@@ -157,7 +157,7 @@ private func keys(inRangeOf ring: Ring) -> (first: String, sameRange: String, ot
     return (first, sameRange!, otherRange!)
 }
 
-@Suite(.timeLimit(.minutes(1)))
+@Suite(.timeLimit(.minutes(3)))
 struct ReplicaServiceTests {
     @Test func refusedHintMarksItsRangeOnceAndCountsIt() async throws {
         let fixture = try ServiceFixture(hintQueueMax: 1)

@@ -7,7 +7,7 @@ import Testing
 /// The ring a node hands every stored hint (for the mark of a refused one) is built once per epoch of
 /// its map, not per hint: the cache must follow the map, so a hint refused after a change marks the
 /// range of the new ring.
-@Suite(.timeLimit(.minutes(1)))
+@Suite(.timeLimit(.minutes(3)))
 struct RingCacheTests {
     @Test func theCachedRingFollowsTheMapsEpoch() async throws {
         let fixture = try ServiceFixture(hintQueueMax: 1)

@@ -10,7 +10,7 @@ import Testing
 
 /// Issue 16: the queue in front of the storage pool is bounded; past it a request is answered
 /// `overloaded` at once, counted, instead of waiting without bound.
-@Suite(.timeLimit(.minutes(1)))
+@Suite(.timeLimit(.minutes(3)))
 struct StorageQueueTests {
     @Test func jobsPastTheBoundAreOverloadedAtOnceAndCounted() async throws {
         let pool = NIOThreadPool(numberOfThreads: 1)

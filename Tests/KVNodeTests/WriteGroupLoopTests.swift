@@ -12,7 +12,7 @@ import Testing
 /// taken there) is written on that loop when the store fsyncs no write of its own: what one tick
 /// brought goes as one batch, answered on the loop, with no thread hop. Otherwise, or when the loop
 /// cannot write without waiting, the pool writes it, as before.
-@Suite(.timeLimit(.minutes(1)))
+@Suite(.timeLimit(.minutes(3)))
 struct WriteGroupLoopTests {
     /// What each write's completion saw.
     struct Answer: Sendable {

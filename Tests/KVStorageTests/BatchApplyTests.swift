@@ -113,7 +113,7 @@ import Testing
 /// and with RocksDB's 64 MB memtable every write searched a skip list of a million of their versions
 /// (docs/benchmarks.md, "A smaller memtable for the Merkle segments"). RocksDB writes the options it
 /// opened each family with to the folder's `OPTIONS-*` file.
-@Suite(.timeLimit(.minutes(1)))
+@Suite(.timeLimit(.minutes(3)))
 struct MemtableTests {
     /// The families every write changes and only scans read (`versions`, `versions.<id>`, `merkle`)
     /// have vector memtables; the keyspaces' `data` a hash of their keys' tokens into skip lists, with

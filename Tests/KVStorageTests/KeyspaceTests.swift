@@ -363,7 +363,7 @@ private func errorCode(_ body: () throws -> Void) -> StorageError.Code? {
         }
     }
 
-    @Test(.timeLimit(.minutes(1)))
+    @Test(.timeLimit(.minutes(3)))
     func aDropWaitsForCallsInFlightAndLaterCallsAreClosed() throws {
         try withTemporaryDirectory { path throws in
             let root = try RocksDBStore(directory: path, durability: .none)

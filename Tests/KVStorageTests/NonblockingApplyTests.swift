@@ -7,7 +7,7 @@ import Testing
 /// Issue 21: `ReplicaStore.applyWithoutBlocking`, the write an event loop makes itself. It follows
 /// `apply`'s rule to the letter, and declines (nil, nothing written) instead of waiting for a stripe
 /// another writer holds, or the disk; with `sync` its writes are durable once `whenDurable` says so.
-@Suite(.timeLimit(.minutes(1)))
+@Suite(.timeLimit(.minutes(3)))
 struct NonblockingApplyTests {
     /// Random batches over few keys, applied without blocking: outcomes, records and Merkle segments
     /// equal those of a store fed one record at a time with `apply(key:record:)`.

@@ -59,7 +59,7 @@ import Testing
 
     /// The gate `close()` shuts (atomics, no lock): a call either runs on open handles or throws
     /// `.closed`; none touches freed ones.
-    @Test(.timeLimit(.minutes(1)))
+    @Test(.timeLimit(.minutes(3)))
     func closeWaitsForCallsInFlightAndLaterCallsAreClosed() throws {
         try withTemporaryDirectory { path throws in
             let store = try RocksDBStore(directory: path, durability: .none)
@@ -106,7 +106,7 @@ import Testing
     /// A store closed at once after it opened: its syncer thread may not have begun to wait yet when
     /// it is asked to stop (CI, 2026-12-06: a close took the whole 30 s interval). Each of these
     /// closes must not wait for the interval either.
-    @Test(.timeLimit(.minutes(1))) func closeRightAfterOpenDoesNotWaitForTheSyncInterval() throws {
+    @Test(.timeLimit(.minutes(3))) func closeRightAfterOpenDoesNotWaitForTheSyncInterval() throws {
         try withTemporaryDirectory { path throws in
             // Eight stores opened and closed at once, twenty times: threads that start late.
             let slowest = Mutex(Duration.zero)

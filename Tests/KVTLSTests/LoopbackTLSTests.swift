@@ -7,7 +7,7 @@ import Testing
 
 /// Mutual TLS over real loopback sockets: a node echoes what a good client sends, and refuses every
 /// kind of bad peer in the handshake without ever echoing, while good clients keep working.
-@Suite(.timeLimit(.minutes(1))) struct LoopbackTLSTests {
+@Suite(.timeLimit(.minutes(3))) struct LoopbackTLSTests {
     /// Echoes plaintext back.
     private final class EchoHandler: ChannelInboundHandler {
         typealias InboundIn = ByteBuffer

@@ -5,7 +5,7 @@ import NIOEmbedded
 import Testing
 
 /// Handshakes between two `EmbeddedChannel`s, bytes moved by `interactInMemory`.
-@Suite(.timeLimit(.minutes(1))) struct TLSHandshakeTests {
+@Suite(.timeLimit(.minutes(3))) struct TLSHandshakeTests {
     /// A connected pair with TLS handlers; the promises report each side's view of its peer.
     struct Pair {
         let client: EmbeddedChannel

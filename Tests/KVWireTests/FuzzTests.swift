@@ -11,7 +11,7 @@ struct FuzzTests {
     /// Damages valid frames (flipped bytes, cut ends, inserted bytes, huge lengths) with a fixed seed.
     /// Decoding must succeed or throw `WireError` (typed throws guarantees the type; this finds traps), and
     /// whatever decodes must re-encode to bytes that decode to the same message.
-    @Test("damaged frames never crash the decoder", .timeLimit(.minutes(1)))
+    @Test("damaged frames never crash the decoder", .timeLimit(.minutes(3)))
     func damagedFrames() throws {
         var random = SeededRandom(seed: Self.seed)
         let frames = Samples.all.map { encodeFrame($0.message, requestID: $0.requestID) }
