@@ -26,8 +26,8 @@ public enum RPCRefusal: String, Sendable, Hashable, CaseIterable {
     case idle
     /// A connection whose frame did not arrive whole within `frameReadDeadline`: closed.
     case frameDeadline = "frame_deadline"
-    /// A connection whose peer took none of its answers for `unreadAnswersDeadline` (the channel stayed
-    /// not writable): closed.
+    /// A connection whose channel was not writable for `unreadAnswersDeadline` while its peer took
+    /// less than 32 KiB of its answers: closed.
     case answersUnread = "answers_unread"
     /// A connection past `protocolViolationsMax` violations: closed.
     case violations

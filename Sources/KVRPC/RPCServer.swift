@@ -66,11 +66,12 @@ public struct RPCServerConfiguration: Sendable {
     /// the connection is closed (`frame_deadline`): a peer that trickles a frame (slowloris) cannot
     /// hold a connection and its buffer for ever.
     public var frameReadDeadline: Duration = .seconds(30)
-    /// A connection whose peer takes none of its answers for this long is closed (`answers_unread`):
-    /// its channel stayed not writable, the bytes waiting for the network above NIO's high water mark
-    /// (64 KiB) without falling to its low one (32 KiB) meanwhile. Its reads are held from the moment
-    /// it is not writable; without this a peer that stopped reading kept its answers in the node until
-    /// the connection went idle, which it never did with answers in flight.
+    /// A connection whose peer stops taking its answers is closed (`answers_unread`) once, for this
+    /// long, its channel has not been writable (the bytes waiting for the network above NIO's high
+    /// water mark) and the peer took less than 32 KiB of them. Its reads are held from the moment it is
+    /// not writable; without this a peer that stopped reading kept its answers in the node until the
+    /// connection went idle, which it never did with answers in flight. A peer reading a backlog of
+    /// answers, however slowly, keeps its connection.
     public var unreadAnswersDeadline: Duration = .seconds(30)
     /// Bytes one connection may have in flight: request frames read and not answered yet, and answers
     /// over 64 KiB not yet taken by the network; a request or an answer past it is answered
